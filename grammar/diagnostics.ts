@@ -1,10 +1,13 @@
 // Diagnostics: every user mistake becomes one of these, never an exception.
+import path from 'node:path';
+import { codeFrameColumns } from '@babel/code-frame';
 
 /** 1-based line and column, like editors show them; offsets are 0-based into the file text. */
 export interface SourceSpan {
   file: string;
   line: number;
   column: number;
+  /** Line and column just past the last character of the span (exclusive, like endOffset). */
   endLine: number;
   endColumn: number;
   offset: number;
@@ -21,4 +24,133 @@ export interface Diagnostic {
   span?: SourceSpan;
   /** Extra lines, e.g. "did you mean `sft`?" or the stages of a cycle. */
   notes?: string[];
+}
+
+/** Every code a diagnostic may carry, with what it means; codes never change once released. */
+export const DIAGNOSTIC_CODES = {
+  E_LEX: 'a character that starts no token of the language',
+  E_PARSE: 'the text does not follow the grammar; the message says what was expected',
+  E_UNTERMINATED_STRING: 'a string has no closing `"` before the end of its line',
+  E_BAD_ESCAPE: 'a `\\` in a string is followed by something other than `"`, `\\`, `n`, `t` or `$`',
+  E_FILE_NOT_FOUND: 'the entry .pipe file cannot be read',
+  E_INCLUDE_NOT_FOUND: 'an included file cannot be read',
+  E_INCLUDE_CYCLE: 'files include each other in a cycle',
+  E_UNKNOWN_KIND: 'a stage names a kind the registry does not have',
+  E_UNKNOWN_REFERENCE: 'an input refers to a stage that is not declared',
+  E_UNKNOWN_VARIABLE: 'an expression or selector uses a name that is no let or loop variable in scope',
+  E_UNKNOWN_FUNCTION: 'an expression calls a function the language does not have',
+  E_DUPLICATE_NAME: 'two stages or lets share one name (across included files too)',
+  E_DUPLICATE_PARAM: 'one key appears twice in a params block or object',
+  E_DUPLICATE_INPUT: 'one input name appears twice in a stage',
+  E_DUPLICATE_LOOP_VAR: 'one `for each` declares a variable twice',
+  E_CYCLE: 'stages depend on each other in a cycle',
+  E_PARAM_TYPE: 'a parameter value has the wrong JSON type for the kind\'s schema',
+  E_UNKNOWN_PARAM: 'a parameter (or object key) the kind\'s schema does not declare',
+  E_MISSING_PARAM: 'a parameter the kind\'s schema requires is absent',
+  E_PARAM_VALUE: 'a parameter value breaks another schema rule (enum, minimum, pattern, ...)',
+  E_UNKNOWN_INPUT: 'a stage names an input its kind does not declare',
+  E_MISSING_INPUT: 'a stage omits an input its kind requires',
+  E_INPUT_ARITY: 'a collection given to a single input, or a single stage to a collection input',
+  E_EXPR_TYPE: 'an operator, condition or function got values of the wrong type',
+  E_DIVISION_BY_ZERO: '`/` or `%` by zero',
+  E_NAME_COLLISION: 'two variants of a loop generate the same stage name',
+  E_LOOP_REFERENCE: 'a plain reference to a loop stage from outside its loop, or a selector on a stage outside any loop',
+  E_EMPTY_SELECTION: 'a selector such as `eval[head=true]` matches no variant',
+  E_NESTED_LOOP: 'a `for each` inside another `for each`',
+  E_EMPTY_MATRIX: 'a loop generates no variant (warning)',
+} as const;
+
+export type DiagnosticCode = keyof typeof DIAGNOSTIC_CODES;
+
+/** An error (or warning) diagnostic; the code is checked against the table at compile time. */
+export function diagnostic(
+  code: DiagnosticCode,
+  message: string,
+  span: SourceSpan | undefined,
+  notes?: string[],
+  severity: Severity = 'error',
+): Diagnostic {
+  const d: Diagnostic = { code, severity, message };
+  if (span) d.span = span;
+  if (notes && notes.length > 0) d.notes = notes;
+  return d;
+}
+
+export function hasErrors(diagnostics: readonly Diagnostic[]): boolean {
+  return diagnostics.some((d) => d.severity === 'error');
+}
+
+/** `file:line:col` as shown to users. */
+export function formatLocation(span: SourceSpan, cwd?: string): string {
+  return `${displayPath(span.file, cwd)}:${span.line}:${span.column}`;
+}
+
+/**
+ * Where `span` is, as seen from a diagnostic in `fromFile`: `line 3:5` in the same file, else the path relative
+ * to that file's folder, e.g. `common.pipe:3:5` (notes are written once, before anyone knows the terminal's cwd).
+ */
+export function locationFrom(span: SourceSpan, fromFile: string): string {
+  if (span.file === fromFile) return `line ${span.line}:${span.column}`;
+  const rel = path.isAbsolute(span.file) && path.isAbsolute(fromFile) ? path.relative(path.dirname(fromFile), span.file) : span.file;
+  return `${rel}:${span.line}:${span.column}`;
+}
+
+export interface FormatOptions {
+  /** Paths under this folder print relative to it (default: process.cwd()). */
+  cwd?: string;
+  /** Colour the code frame for a terminal. */
+  color?: boolean;
+}
+
+/**
+ * `file:line:col: error[CODE]: message`, then a code frame of the span when its file is in `sources`,
+ * then one `note:` line per note.
+ */
+export function formatDiagnostic(d: Diagnostic, sources: Record<string, string>, opts: FormatOptions = {}): string {
+  const head = `${d.severity}[${d.code}]: ${d.message}`;
+  const lines = [d.span ? `${formatLocation(d.span, opts.cwd)}: ${head}` : head];
+  const text = d.span ? sources[d.span.file] : undefined;
+  if (d.span && text !== undefined) {
+    const { line, column, endLine, endColumn } = d.span;
+    // An empty span (end of file) still gets one caret.
+    const end = endLine === line && endColumn <= column ? { line, column: column + 1 } : { line: endLine, column: endColumn };
+    lines.push(codeFrameColumns(text, { start: { line, column }, end }, { highlightCode: opts.color ?? false, linesAbove: 1, linesBelow: 1 }));
+  }
+  for (const note of d.notes ?? []) lines.push(`  = note: ${note}`);
+  return lines.join('\n');
+}
+
+/** Every diagnostic formatted, separated by blank lines, followed by a count line. */
+export function formatDiagnostics(ds: readonly Diagnostic[], sources: Record<string, string>, opts: FormatOptions = {}): string {
+  if (ds.length === 0) return '';
+  const errors = ds.filter((d) => d.severity === 'error').length;
+  const warnings = ds.length - errors;
+  const counts = [errors > 0 ? plural(errors, 'error') : '', warnings > 0 ? plural(warnings, 'warning') : ''].filter(Boolean);
+  return [...ds.map((d) => formatDiagnostic(d, sources, opts)), counts.join(', ')].join('\n\n');
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function displayPath(file: string, cwd = process.cwd()): string {
+  if (!path.isAbsolute(file)) return file;
+  const rel = path.relative(cwd, file);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
+}
+
+/**
+ * Collects diagnostics, dropping repeats of one mistake (same code, place and message): an error in a loop
+ * body would otherwise be reported once per variant.
+ */
+export class DiagnosticSink {
+  readonly diagnostics: Diagnostic[] = [];
+  private readonly seen = new Set<string>();
+
+  report(d: Diagnostic): void {
+    const key = `${d.code}\u0000${d.span?.file}\u0000${d.span?.offset}\u0000${d.message}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    this.diagnostics.push(d);
+  }
 }

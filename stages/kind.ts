@@ -9,13 +9,19 @@ export interface Resources {
   gpu?: number;
 }
 
-/** One declared input of a kind, e.g. `model` or `data`. */
+/**
+ * One declared input of a kind, e.g. `model` or `data`.
+ * The key `'*'` in `StageKind.inputs` accepts inputs of any name with that spec (`sh` takes any name:
+ * `stage x = sh(prep: prep, runs: train[*]) {...}`); named keys still take precedence.
+ */
 export interface InputSpec {
   description: string;
   /** Accepts a collection (`eval[*]`) instead of exactly one stage. */
   many?: boolean;
   /** May be omitted in the .pipe file. */
   optional?: boolean;
+  /** Takes a single stage as well as a collection (`sh` inputs); `many` is then ignored. */
+  anyArity?: boolean;
 }
 
 /** A finished upstream stage as seen by a downstream stage. */
@@ -74,6 +80,26 @@ export interface ParamsSchema {
   [extra: string]: unknown;
 }
 
+/** A file of a committed cache entry, relative to its artifacts folder. */
+export interface StoredOutput {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** What `StageKind.restore` gets on a cache hit. */
+export interface RestoreContext<P = Record<string, JsonValue>> {
+  name: string;
+  params: P;
+  workspace: string;
+  /** The committed artifacts folder (read only). */
+  artifactsDir: string;
+  /** Every file under artifactsDir with its content hash, from the manifest. */
+  outputs: StoredOutput[];
+  /** Content hash of a workspace file through the runner's stat cache (no re-read when unchanged); undefined when missing. */
+  hashFile(absPath: string): Promise<string | undefined>;
+}
+
 export interface StageKind<P = any> { // eslint-style escape: each kind narrows P to its own params type
   name: string;
   /** Bump when the implementation changes results; part of every key of this kind. */
@@ -87,4 +113,20 @@ export interface StageKind<P = any> { // eslint-style escape: each kind narrows 
   /** Run in a worker process of its own (default true); `sh` runs in-process since its command is already a child. */
   isolated?: boolean;
   run(ctx: StageContext<P>): Promise<StageResult>;
+  /**
+   * Workspace paths the stage writes besides its artifacts (`sh` outs). A downstream stage whose workspaceFiles
+   * lie at or under one of these (and that depends on this stage through its inputs) has them covered by this
+   * stage's key instead of hashing them; `watch` ignores them.
+   */
+  workspaceOutputs?(params: P): string[];
+  /**
+   * Called on every cache hit before downstream stages start: puts workspace side effects back from the cache
+   * (`sh` copies its outs into the workspace when missing or different). Returns the workspace paths it rewrote.
+   */
+  restore?(ctx: RestoreContext<P>): Promise<string[]>;
+  /**
+   * Project-relative files or folders whose content decides this kind's results; their fingerprint is recorded
+   * next to `version` in stages/versions.lock.json (default: `stages/<name with _ as ->.ts`).
+   */
+  sources?: string[];
 }

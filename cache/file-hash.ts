@@ -1,0 +1,190 @@
+// Content hashes of workspace files and folders, with a stat cache so unchanged large files are not read again.
+import { createHash } from 'node:crypto';
+import { createReadStream, type BigIntStats } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import path from 'node:path';
+import { canonicalJson, sha256 } from '../runtime/hash.ts';
+import { errorCode, replaceFileDurable } from './durable.ts';
+
+/** A file or folder a stage depends on does not exist. */
+export class FileMissingError extends Error {
+  readonly code = 'E_FILE_MISSING';
+  constructor(readonly path: string) {
+    super(`${path} does not exist`);
+    this.name = 'FileMissingError';
+  }
+}
+
+/** Names skipped anywhere inside a hashed folder: the cache itself and version control. */
+const IGNORED_NAMES = new Set(['.pausepipe', '.git']);
+/** Prefix of a folder's hash recipe, so a folder can never hash like a file with the same bytes. */
+const FOLDER_FORMAT = 'pausepipe-folder-v1';
+const STAT_CACHE_FORMAT = 1;
+/**
+ * A file modified this recently is hashed but not remembered: file systems stamp mtimes coarsely
+ * (a few ms on Linux, 2 s on FAT), so a second same-size write in the same tick would keep every
+ * stat field equal. Git calls this the "racily clean" problem.
+ */
+const RACY_WINDOW_NS = 2_000_000_000n;
+/** How often a file that keeps changing under us is hashed again before giving up. */
+const MAX_HASH_ATTEMPTS = 3;
+
+/** What identifies one version of a file without reading it; all decimal strings so they survive JSON exactly. */
+interface StatStamp {
+  size: string;
+  mtimeNs: string;
+  ctimeNs: string;
+  ino: string;
+}
+
+interface StatCacheFile {
+  format: number;
+  entries: Record<string, StatStamp & { hash: string }>;
+}
+
+/** SHA-256 (hex) and length of a file's bytes, read as a stream so large files use little memory. */
+export async function digestFile(file: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+function stampOf(stat: BigIntStats): StatStamp {
+  return { size: String(stat.size), mtimeNs: String(stat.mtimeNs), ctimeNs: String(stat.ctimeNs), ino: String(stat.ino) };
+}
+
+function sameStamp(a: StatStamp, b: StatStamp): boolean {
+  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino;
+}
+
+async function statOrMissing(target: string): Promise<BigIntStats> {
+  try {
+    return await fsp.stat(target, { bigint: true });
+  } catch (error) {
+    // A dangling symlink or a path through a file are as missing as an absent name.
+    if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') throw new FileMissingError(target);
+    throw error;
+  }
+}
+
+/** Sort order of paths in folder hashes and manifests: by UTF-16 code unit, independent of locale. */
+export function compareCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Hashes files (SHA-256 of the bytes) and folders (a hash over the sorted relative paths of their
+ * files and each file's hash). A file whose size, mtime, ctime and inode match the stat cache is
+ * not read again.
+ */
+export class FileHasher {
+  /** Files whose bytes were read since this hasher was made; the stat cache's hits do not count. */
+  filesRead = 0;
+  private entries = new Map<string, StatStamp & { hash: string }>();
+  private loading: Promise<void> | undefined;
+  private dirty = false;
+
+  constructor(readonly statCachePath: string) {}
+
+  /** File: sha256 of its bytes. Folder: hash over sorted relative names and file hashes. Missing: throws FileMissingError. */
+  async hash(absPath: string): Promise<string> {
+    const target = path.resolve(absPath);
+    await this.load();
+    const stat = await statOrMissing(target);
+    if (stat.isDirectory()) return this.hashFolder(target);
+    if (stat.isFile()) return this.hashFile(target, stat);
+    throw new Error(`${target} is neither a file nor a folder`);
+  }
+
+  /** Persist the stat cache atomically; a no-op when nothing new was learned. */
+  async save(): Promise<void> {
+    await this.load();
+    if (!this.dirty) return;
+    const file: StatCacheFile = { format: STAT_CACHE_FORMAT, entries: Object.fromEntries(this.entries) };
+    await fsp.mkdir(path.dirname(this.statCachePath), { recursive: true });
+    await replaceFileDurable(this.statCachePath, JSON.stringify(file));
+    this.dirty = false;
+  }
+
+  private load(): Promise<void> {
+    this.loading ??= this.readStatCache();
+    return this.loading;
+  }
+
+  private async readStatCache(): Promise<void> {
+    let text: string;
+    try {
+      text = await fsp.readFile(this.statCachePath, 'utf8');
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return;
+      throw error;
+    }
+    // The stat cache only saves time: an unreadable or foreign one is dropped and rebuilt, never trusted.
+    try {
+      const parsed = JSON.parse(text) as StatCacheFile;
+      if (parsed.format !== STAT_CACHE_FORMAT || typeof parsed.entries !== 'object' || parsed.entries === null) return;
+      for (const [file, entry] of Object.entries(parsed.entries)) {
+        const fields = [entry?.size, entry?.mtimeNs, entry?.ctimeNs, entry?.ino, entry?.hash];
+        if (fields.every((field) => typeof field === 'string')) this.entries.set(file, entry);
+      }
+    } catch {
+      this.entries.clear();
+    }
+  }
+
+  private async hashFile(file: string, firstStat: BigIntStats): Promise<string> {
+    let stamp = stampOf(firstStat);
+    let mtimeNs = firstStat.mtimeNs;
+    for (let attempt = 1; ; attempt++) {
+      const known = this.entries.get(file);
+      if (known && sameStamp(known, stamp)) return known.hash;
+      const statTime = BigInt(Date.now()) * 1_000_000n;
+      const { sha256: hash } = await digestFile(file);
+      this.filesRead++;
+      const after = await statOrMissing(file);
+      const afterStamp = stampOf(after);
+      // Equal stamps before and after the read mean the bytes we hashed are the version the stamp names.
+      if (sameStamp(stamp, afterStamp)) {
+        // A racy entry is not remembered, and any older entry for the path describes an older version.
+        if (mtimeNs < statTime - RACY_WINDOW_NS) this.entries.set(file, { ...stamp, hash });
+        else this.entries.delete(file);
+        this.dirty = true;
+        return hash;
+      }
+      if (attempt === MAX_HASH_ATTEMPTS) throw new Error(`${file} kept changing while it was being hashed`);
+      stamp = afterStamp;
+      mtimeNs = after.mtimeNs;
+    }
+  }
+
+  private async hashFolder(root: string): Promise<string> {
+    const files: [string, string][] = [];
+    await this.collectFolder(root, '', files, new Set([await fsp.realpath(root)]));
+    files.sort((a, b) => compareCodeUnits(a[0], b[0]));
+    return sha256(`${FOLDER_FORMAT}\n${canonicalJson(files)}`);
+  }
+
+  private async collectFolder(dir: string, rel: string, out: [string, string][], ancestors: Set<string>): Promise<void> {
+    const names = (await fsp.readdir(dir)).sort(compareCodeUnits);
+    for (const name of names) {
+      if (IGNORED_NAMES.has(name)) continue;
+      const full = path.join(dir, name);
+      const relPath = rel === '' ? name : `${rel}/${name}`;
+      // stat follows symlinks: a linked file or folder counts as its content, like a copy would.
+      const stat = await statOrMissing(full);
+      if (stat.isDirectory()) {
+        const real = await fsp.realpath(full);
+        if (ancestors.has(real)) throw new Error(`${full} links back to a folder that contains it`);
+        await this.collectFolder(full, relPath, out, new Set([...ancestors, real]));
+      } else if (stat.isFile()) {
+        out.push([relPath, await this.hashFile(full, stat)]);
+      } else {
+        throw new Error(`${full} is neither a file nor a folder`);
+      }
+    }
+  }
+}

@@ -1,0 +1,88 @@
+// Text → tokens, with lexing mistakes (stray characters, unterminated strings) turned into diagnostics.
+import { createTokenInstance, Lexer, type IToken } from 'chevrotain';
+import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
+import {
+  InterpStart, LCurlyNested, LEXER_MODES, MODE_MAIN, RCurly, RCurlyNested, StringEnd, StringNewline, StringStart,
+} from './tokens.ts';
+
+const pipeLexer = new Lexer({ modes: LEXER_MODES, defaultMode: MODE_MAIN }, { positionTracking: 'full' });
+
+export interface TokenizeResult {
+  tokens: IToken[];
+  diagnostics: Diagnostic[];
+}
+
+/** Span of a token (chevrotain ends are inclusive; ours are exclusive). */
+export function tokenSpan(file: string, t: IToken): SourceSpan {
+  return {
+    file,
+    line: t.startLine ?? 1,
+    column: t.startColumn ?? 1,
+    endLine: t.endLine ?? t.startLine ?? 1,
+    endColumn: (t.endColumn ?? t.startColumn ?? 0) + 1,
+    offset: t.startOffset,
+    endOffset: (t.endOffset ?? t.startOffset) + 1,
+  };
+}
+
+/** Line and column (1-based) of an offset. */
+export function positionAt(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  return { line, column: offset - lineStart + 1 };
+}
+
+export function spanAt(file: string, text: string, offset: number, length: number): SourceSpan {
+  const start = positionAt(text, offset);
+  const end = positionAt(text, offset + length);
+  return { file, ...start, endLine: end.line, endColumn: end.column, offset, endOffset: offset + length };
+}
+
+export function tokenize(text: string, file: string): TokenizeResult {
+  const lexed = pipeLexer.tokenize(text);
+  const diagnostics: Diagnostic[] = lexed.errors.map((e) => {
+    const chars = text.slice(e.offset, e.offset + e.length);
+    const what = e.length === 1 ? `character \`${chars}\`` : `characters \`${chars}\``;
+    return diagnostic('E_LEX', `unexpected ${what}`, spanAt(file, text, e.offset, e.length));
+  });
+  const tokens = closeStrings(lexed.tokens, text, file, diagnostics);
+  return { tokens, diagnostics };
+}
+
+/**
+ * Reports strings left open (by a line break or the end of the file) and closes those still open at the end,
+ * so the parser goes on and reports only real syntax mistakes.
+ */
+function closeStrings(tokens: IToken[], text: string, file: string, diagnostics: Diagnostic[]): IToken[] {
+  // Open strings (their first token) and open braces of interpolations (null), innermost last.
+  const open: (IToken | null)[] = [];
+  const unterminated = (start: IToken, endOffset: number) => {
+    diagnostics.push(diagnostic(
+      'E_UNTERMINATED_STRING', 'unterminated string: add the closing `"` (use `\\n` for a line break inside a string)',
+      spanAt(file, text, start.startOffset, endOffset - start.startOffset),
+    ));
+  };
+  for (const t of tokens) {
+    if (t.tokenType === StringStart) open.push(t);
+    else if (t.tokenType === InterpStart || t.tokenType === LCurlyNested) open.push(null);
+    else if (t.tokenType === StringEnd || t.tokenType === RCurlyNested) open.pop();
+    else if (t.tokenType === StringNewline) {
+      const start = open.pop();
+      if (start) unterminated(start, t.startOffset);
+    }
+  }
+  if (open.length === 0) return tokens;
+  const end = positionAt(text, text.length);
+  const closers = open.reverse().map((start) => {
+    if (start) unterminated(start, text.length);
+    const type = start ? StringEnd : RCurly;
+    const closer = createTokenInstance(type, '', text.length, text.length, end.line, end.line, end.column, end.column);
+    closer.isInsertedInRecovery = true;
+    return closer;
+  });
+  return [...tokens, ...closers];
+}

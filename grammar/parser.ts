@@ -1,0 +1,361 @@
+// The .pipe grammar as a Chevrotain CST parser: syntax only; meaning is given by to-ast.ts and the runtime phases.
+import { CstParser, EOF, type IParserErrorMessageProvider, type IToken, type TokenType } from 'chevrotain';
+import {
+  ALL_TOKENS, AddOp, And, Colon, Comma, CompareOp, Each, Else, Equals, False, For, Identifier, If, In, Include,
+  InterpStart, LBracket, LCurly, LParen, Let, Minus, MulOp, Named, Not, Null, NumberLiteral, Or, RBracket, RCurly,
+  RParen, Stage, Star, StringEnd, StringEscape, StringStart, StringText, Then, True, Where,
+} from './tokens.ts';
+
+/** How a token is named in a message: its label (`` `{` ``, `a name`), or "the end of the file". */
+function describeType(t: TokenType): string {
+  return t === EOF ? 'the end of the file' : (t.LABEL ?? t.name);
+}
+
+function describeToken(t: IToken): string {
+  if (t.tokenType === EOF) return 'the end of the file';
+  if (t.tokenType === StringStart) return 'a string';
+  return `\`${t.image}\``;
+}
+
+function oneOf(types: TokenType[]): string {
+  const names = [...new Set(types.map(describeType))];
+  if (names.length === 1) return names[0]!;
+  return `${names.slice(0, -1).join(', ')} or ${names.at(-1)}`;
+}
+
+/** Messages in the project's voice: "expected X, found Y". */
+const STATEMENT_START = '`let`, `stage`, `for each` or `include`';
+
+const MESSAGES: IParserErrorMessageProvider = {
+  // Expecting the end of the file means a statement just ended, so what may come is another statement.
+  buildMismatchTokenMessage: ({ expected, actual }) =>
+    `expected ${expected === EOF ? STATEMENT_START : describeType(expected)}, found ${describeToken(actual)}`,
+  buildNotAllInputParsedMessage: ({ firstRedundant }) => `expected ${STATEMENT_START}, found ${describeToken(firstRedundant)}`,
+  buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, customUserDescription }) => {
+    const firsts = expectedPathsPerAlt.flatMap((paths) => paths.map((p) => p[0]!)).filter(Boolean);
+    // Every way an expression can start makes a long list; "a value" says the same.
+    const what = customUserDescription ?? (firsts.includes(NumberLiteral) ? 'a value' : oneOf(firsts));
+    return `expected ${what}, found ${describeToken(actual[0]!)}`;
+  },
+  buildEarlyExitMessage: ({ expectedIterationPaths, actual, customUserDescription }) => {
+    const what = customUserDescription ?? oneOf(expectedIterationPaths.map((p) => p[0]!));
+    return `expected ${what}, found ${describeToken(actual[0]!)}`;
+  },
+};
+
+let instancesCreated = 0;
+
+/** How many parser instances exist; self-analysis is costly, so there should only ever be one. */
+export function parserInstancesCreated(): number {
+  return instancesCreated;
+}
+
+export class PipeParser extends CstParser {
+  constructor() {
+    super(ALL_TOKENS, {
+      recoveryEnabled: true,
+      nodeLocationTracking: 'full',
+      errorMessageProvider: MESSAGES,
+      maxLookahead: 3,
+    });
+    instancesCreated++;
+    this.performSelfAnalysis();
+  }
+
+  file = this.RULE('file', () => {
+    this.MANY(() => this.SUBRULE(this.statement));
+  });
+
+  statement = this.RULE('statement', () => {
+    this.OR({
+      DEF: [
+        { ALT: () => this.SUBRULE(this.includeDecl) },
+        { ALT: () => this.SUBRULE(this.letDecl) },
+        { ALT: () => this.SUBRULE(this.stageDecl) },
+        { ALT: () => this.SUBRULE(this.loopDecl) },
+      ],
+      ERR_MSG: STATEMENT_START,
+    });
+  });
+
+  includeDecl = this.RULE('includeDecl', () => {
+    this.CONSUME(Include);
+    this.SUBRULE(this.stringLiteral);
+  });
+
+  letDecl = this.RULE('letDecl', () => {
+    this.CONSUME(Let);
+    this.CONSUME(Identifier);
+    this.CONSUME(Equals);
+    this.SUBRULE(this.expression);
+  });
+
+  // stage NAME = KIND [ (INPUTS) ] { PARAMS }
+  stageDecl = this.RULE('stageDecl', () => {
+    this.CONSUME(Stage);
+    this.CONSUME(Identifier, { LABEL: 'name' });
+    this.CONSUME(Equals);
+    this.CONSUME2(Identifier, { LABEL: 'kind' });
+    this.OPTION(() => this.SUBRULE(this.inputList));
+    this.SUBRULE(this.object);
+  });
+
+  // Inputs are separated by commas and/or line breaks; to-ast.ts checks that two on one line have a comma.
+  inputList = this.RULE('inputList', () => {
+    this.CONSUME(LParen);
+    this.MANY(() => {
+      this.SUBRULE(this.inputDecl);
+      this.OPTION(() => this.CONSUME(Comma));
+    });
+    this.CONSUME(RParen);
+  });
+
+  inputDecl = this.RULE('inputDecl', () => {
+    this.CONSUME(Identifier);
+    this.CONSUME(Colon);
+    this.SUBRULE(this.reference);
+  });
+
+  // NAME, NAME[*] or NAME[var=value, ...]
+  reference = this.RULE('reference', () => {
+    this.CONSUME(Identifier);
+    this.OPTION(() => {
+      this.CONSUME(LBracket);
+      this.OR([
+        { ALT: () => this.CONSUME(Star) },
+        {
+          ALT: () => {
+            this.SUBRULE(this.selector);
+            this.MANY(() => {
+              this.CONSUME(Comma);
+              this.SUBRULE2(this.selector);
+            });
+          },
+        },
+      ]);
+      this.CONSUME(RBracket);
+    });
+  });
+
+  selector = this.RULE('selector', () => {
+    this.CONSUME(Identifier);
+    this.CONSUME(Equals);
+    this.SUBRULE(this.expression);
+  });
+
+  // for each a in A, b in B [where COND] [named "LABEL"] { stages and lets }
+  loopDecl = this.RULE('loopDecl', () => {
+    this.SUBRULE(this.loopHeader);
+    this.CONSUME(LCurly);
+    this.MANY(() => this.SUBRULE(this.loopStatement));
+    this.CONSUME(RCurly);
+  });
+
+  loopHeader = this.RULE('loopHeader', () => {
+    this.CONSUME(For);
+    this.CONSUME(Each);
+    this.SUBRULE(this.loopVar);
+    this.MANY(() => {
+      this.CONSUME(Comma);
+      this.SUBRULE2(this.loopVar);
+    });
+    this.OPTION(() => {
+      this.CONSUME(Where);
+      this.SUBRULE(this.expression);
+    });
+    this.OPTION2(() => {
+      this.CONSUME(Named);
+      this.SUBRULE(this.stringLiteral);
+    });
+  });
+
+  loopVar = this.RULE('loopVar', () => {
+    this.CONSUME(Identifier);
+    this.CONSUME(In);
+    this.SUBRULE(this.expression);
+  });
+
+  // A nested loop parses so that expansion can explain it is not supported (E_NESTED_LOOP).
+  loopStatement = this.RULE('loopStatement', () => {
+    this.OR({
+      DEF: [
+        { ALT: () => this.SUBRULE(this.letDecl) },
+        { ALT: () => this.SUBRULE(this.stageDecl) },
+        { ALT: () => this.SUBRULE(this.loopDecl) },
+      ],
+      ERR_MSG: '`let`, `stage` or `}`',
+    });
+  });
+
+  // Precedence, loosest first: or, and, not, comparison, + -, * / %, unary minus.
+  expression = this.RULE('expression', () => {
+    this.SUBRULE(this.andExpr);
+    this.MANY(() => {
+      this.CONSUME(Or);
+      this.SUBRULE2(this.andExpr);
+    });
+  });
+
+  andExpr = this.RULE('andExpr', () => {
+    this.SUBRULE(this.notExpr);
+    this.MANY(() => {
+      this.CONSUME(And);
+      this.SUBRULE2(this.notExpr);
+    });
+  });
+
+  notExpr = this.RULE('notExpr', () => {
+    this.OR([
+      {
+        ALT: () => {
+          this.CONSUME(Not);
+          this.SUBRULE(this.notExpr);
+        },
+      },
+      { ALT: () => this.SUBRULE(this.comparison) },
+    ]);
+  });
+
+  // Comparisons do not chain: `a < b < c` is a syntax error rather than a surprise.
+  comparison = this.RULE('comparison', () => {
+    this.SUBRULE(this.additive);
+    this.OPTION(() => {
+      this.CONSUME(CompareOp);
+      this.SUBRULE2(this.additive);
+    });
+  });
+
+  additive = this.RULE('additive', () => {
+    this.SUBRULE(this.multiplicative);
+    this.MANY(() => {
+      this.CONSUME(AddOp);
+      this.SUBRULE2(this.multiplicative);
+    });
+  });
+
+  multiplicative = this.RULE('multiplicative', () => {
+    this.SUBRULE(this.unary);
+    this.MANY(() => {
+      this.CONSUME(MulOp);
+      this.SUBRULE2(this.unary);
+    });
+  });
+
+  unary = this.RULE('unary', () => {
+    this.OR([
+      {
+        ALT: () => {
+          this.CONSUME(Minus);
+          this.SUBRULE(this.unary);
+        },
+      },
+      { ALT: () => this.SUBRULE(this.primary) },
+    ]);
+  });
+
+  primary = this.RULE('primary', () => {
+    this.OR({
+      DEF: [
+        { ALT: () => this.CONSUME(NumberLiteral) },
+        { ALT: () => this.SUBRULE(this.stringLiteral) },
+        { ALT: () => this.CONSUME(True) },
+        { ALT: () => this.CONSUME(False) },
+        { ALT: () => this.CONSUME(Null) },
+        { ALT: () => this.SUBRULE(this.list) },
+        { ALT: () => this.SUBRULE(this.object) },
+        { ALT: () => this.SUBRULE(this.parenthesized) },
+        { ALT: () => this.SUBRULE(this.conditional) },
+        { ALT: () => this.SUBRULE(this.nameOrCall) },
+      ],
+      ERR_MSG: 'a value',
+    });
+  });
+
+  parenthesized = this.RULE('parenthesized', () => {
+    this.CONSUME(LParen);
+    this.SUBRULE(this.expression);
+    this.CONSUME(RParen);
+  });
+
+  // `if c then a else b` is a primary so it can appear as an operand; its `else` branch extends as far as it can.
+  conditional = this.RULE('conditional', () => {
+    this.CONSUME(If);
+    this.SUBRULE(this.expression, { LABEL: 'condition' });
+    this.CONSUME(Then);
+    this.SUBRULE2(this.expression, { LABEL: 'then' });
+    this.CONSUME(Else);
+    this.SUBRULE3(this.expression, { LABEL: 'else' });
+  });
+
+  nameOrCall = this.RULE('nameOrCall', () => {
+    this.CONSUME(Identifier);
+    this.OPTION(() => {
+      this.CONSUME(LParen);
+      this.OPTION2(() => {
+        this.SUBRULE(this.expression);
+        this.MANY(() => {
+          this.CONSUME(Comma);
+          this.SUBRULE2(this.expression);
+        });
+      });
+      this.CONSUME(RParen);
+    });
+  });
+
+  // Items need commas (a trailing one is fine).
+  list = this.RULE('list', () => {
+    this.CONSUME(LBracket);
+    this.OPTION(() => {
+      this.SUBRULE(this.expression);
+      this.MANY(() => {
+        this.CONSUME(Comma);
+        this.SUBRULE2(this.expression);
+      });
+      this.OPTION2(() => this.CONSUME2(Comma));
+    });
+    this.CONSUME(RBracket);
+  });
+
+  // Entries are separated by commas and/or line breaks (checked in to-ast.ts); a stage's params are one of these.
+  object = this.RULE('object', () => {
+    this.CONSUME(LCurly);
+    this.MANY(() => {
+      this.SUBRULE(this.entry);
+      this.OPTION(() => this.CONSUME(Comma));
+    });
+    this.CONSUME(RCurly);
+  });
+
+  entry = this.RULE('entry', () => {
+    this.OR({
+      DEF: [
+        { ALT: () => this.CONSUME(Identifier) },
+        { ALT: () => this.SUBRULE(this.stringLiteral) },
+      ],
+      ERR_MSG: 'a key (a name or a string)',
+    });
+    this.CONSUME(Colon);
+    this.SUBRULE(this.expression);
+  });
+
+  stringLiteral = this.RULE('stringLiteral', () => {
+    this.CONSUME(StringStart);
+    this.MANY(() => {
+      this.OR([
+        { ALT: () => this.CONSUME(StringText) },
+        { ALT: () => this.CONSUME(StringEscape) },
+        { ALT: () => this.SUBRULE(this.interpolation) },
+      ]);
+    });
+    this.CONSUME(StringEnd);
+  });
+
+  interpolation = this.RULE('interpolation', () => {
+    this.CONSUME(InterpStart);
+    this.SUBRULE(this.expression);
+    this.CONSUME(RCurly);
+  });
+}
+
+/** The one parser instance, reused for every file (reset by assigning `input`). */
+export const pipeParser = new PipeParser();

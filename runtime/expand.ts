@@ -1,0 +1,445 @@
+// Expansion: AST statements → one stage per declaration and loop variant, with lets evaluated and references resolved.
+import type { Expr, InputDecl, LetDecl, LoopDecl, ObjectExpr, StageDecl, Statement } from '../grammar/ast.ts';
+import {
+  diagnostic, DiagnosticSink, locationFrom, type Diagnostic, type DiagnosticCode, type SourceSpan,
+} from '../grammar/diagnostics.ts';
+import { didYouMean } from '../grammar/suggest.ts';
+import { evaluate, evaluateString, INVALID, jsonEqual, objectFrom, renderValue, Scope, typeName, type EvalContext, type Value } from './expand-eval.ts';
+import type { JsonValue } from './json.ts';
+
+export interface ExpandedInput {
+  name: string;
+  nameSpan: SourceSpan;
+  /** Generated names of the upstream stages, in variant order. */
+  stages: string[];
+  /** A collection (`eval[*]`, `eval[head=true]`) rather than one stage. */
+  many: boolean;
+  span: SourceSpan;
+  /** False when the reference could not be resolved (already reported); validation leaves it alone. */
+  resolved: boolean;
+}
+
+/** One stage instance before validation: params as evaluated (no schema defaults yet). */
+export interface ExpandedStage {
+  name: string;
+  declaredName: string;
+  kind: string;
+  decl: StageDecl;
+  /** null when a param expression failed (already reported). */
+  params: Record<string, JsonValue> | null;
+  inputs: ExpandedInput[];
+  variant: Record<string, JsonValue>;
+}
+
+export interface ExpandResult {
+  /** Declaration order; a loop stage's variants stay together, in variant order. */
+  stages: ExpandedStage[];
+  diagnostics: Diagnostic[];
+}
+
+interface Variant {
+  label: string;
+  values: Record<string, JsonValue>;
+}
+
+interface LoopInfo {
+  decl: LoopDecl;
+  /** Its values could not be evaluated: references to its stages resolve to nothing, silently. */
+  failed: boolean;
+  /** Variants kept after `where` and name collisions, in order. */
+  variants: Variant[];
+}
+
+interface PendingInput {
+  decl: InputDecl;
+  /** Evaluated selector values, in the order of `decl.ref.select.pairs`. */
+  selectorValues: Value[];
+}
+
+interface Pending {
+  stage: ExpandedStage;
+  loop: LoopInfo | null;
+  label: string | null;
+  inputs: PendingInput[];
+}
+
+/** Sub-expressions, for checks that walk every expression. */
+function children(e: Expr): Expr[] {
+  switch (e.type) {
+    case 'string':
+      return e.parts.filter((p): p is Expr => typeof p !== 'string');
+    case 'list':
+      return e.items;
+    case 'object':
+      return e.entries.map((x) => x.value);
+    case 'unary':
+      return [e.operand];
+    case 'binary':
+      return [e.left, e.right];
+    case 'if':
+      return [e.condition, e.then, e.else];
+    case 'call':
+      return e.args;
+    default:
+      return [];
+  }
+}
+
+function declaredStages(body: LoopDecl['body']): StageDecl[] {
+  return body.flatMap((s) => (s.type === 'stage' ? [s] : s.type === 'loop' ? declaredStages(s.body) : []));
+}
+
+class Expander {
+  private readonly sink = new DiagnosticSink();
+  private readonly stages = new Map<string, { decl: StageDecl; loop: LoopInfo | null }>();
+  /** Stage and top-level let names, which share one namespace. */
+  private readonly globals = new Map<string, SourceSpan>();
+  private readonly topLets = new Map<string, SourceSpan>();
+  /** Lets declared inside loops, for conflicts with later globals and for "not in scope" notes. */
+  private readonly loopLets = new Map<string, SourceSpan>();
+  /** Stages of rejected nested loops: references to them are not reported again. */
+  private readonly suppressed = new Set<string>();
+  private readonly loops = new Map<LoopDecl, LoopInfo>();
+  private readonly pending: Pending[] = [];
+
+  run(statements: readonly Statement[]): ExpandResult {
+    this.declare(statements);
+    const top = new Scope();
+    for (const s of statements) {
+      if (s.type === 'let') this.evaluateLet(s, top, null);
+      else if (s.type === 'stage') this.instantiate(s, top, null, null, {});
+      else if (s.type === 'loop') this.expandLoop(this.loops.get(s)!, top);
+    }
+    const stages = this.pending.map((p) => this.resolve(p));
+    return { stages, diagnostics: this.sink.diagnostics };
+  }
+
+  // ---- declarations: names, duplicates, nesting (once per declaration, not per variant)
+
+  private declare(statements: readonly Statement[]): void {
+    for (const s of statements) {
+      if (s.type === 'let') {
+        this.declareGlobal(s.name, s.nameSpan, 'let');
+        if (!this.topLets.has(s.name)) this.topLets.set(s.name, s.nameSpan);
+        this.checkKeys(s.value, false);
+      } else if (s.type === 'stage') {
+        this.declareStage(s, null);
+      } else if (s.type === 'loop') {
+        this.declareLoop(s);
+      }
+    }
+  }
+
+  /** A second declaration, with a note pointing at the first. */
+  private duplicate(code: DiagnosticCode, message: string, span: SourceSpan, first: SourceSpan, verb: string): void {
+    this.sink.report(diagnostic(code, message, span, [`first ${verb} at ${locationFrom(first, span.file)}`]));
+  }
+
+  private declareGlobal(name: string, span: SourceSpan, what: string): void {
+    const first = this.globals.get(name) ?? this.loopLets.get(name);
+    if (first) {
+      this.duplicate('E_DUPLICATE_NAME', `\`${name}\` is already defined; this ${what} needs another name`, span, first, 'defined');
+      return;
+    }
+    this.globals.set(name, span);
+  }
+
+  private declareStage(s: StageDecl, loop: LoopInfo | null): void {
+    this.declareGlobal(s.name, s.nameSpan, 'stage');
+    if (!this.stages.has(s.name)) this.stages.set(s.name, { decl: s, loop });
+    this.checkKeys(s.params, true);
+    const inputs = new Map<string, SourceSpan>();
+    for (const input of s.inputs) {
+      const first = inputs.get(input.name);
+      if (first) {
+        this.duplicate('E_DUPLICATE_INPUT', `input \`${input.name}\` is given twice`, input.nameSpan, first, 'given');
+      } else {
+        inputs.set(input.name, input.nameSpan);
+      }
+      if (input.ref.select?.type === 'match') for (const p of input.ref.select.pairs) this.checkKeys(p.value, false);
+    }
+  }
+
+  private declareLoop(loop: LoopDecl): void {
+    const info: LoopInfo = { decl: loop, failed: false, variants: [] };
+    this.loops.set(loop, info);
+    // Loop variables and loop lets form the loop's own namespace.
+    const locals = new Map<string, SourceSpan>();
+    for (const v of loop.vars) {
+      const first = locals.get(v.name);
+      if (first) {
+        this.duplicate('E_DUPLICATE_LOOP_VAR', `loop variable \`${v.name}\` is declared twice`, v.nameSpan, first, 'declared');
+      } else {
+        locals.set(v.name, v.nameSpan);
+      }
+      this.checkKeys(v.values, false);
+    }
+    if (loop.where) this.checkKeys(loop.where, false);
+    if (loop.label) this.checkKeys(loop.label, false);
+    for (const s of loop.body) {
+      if (s.type === 'loop') {
+        this.sink.report(diagnostic(
+          'E_NESTED_LOOP', '`for each` cannot be nested in another `for each`', s.headerSpan,
+          ['list every variable in one loop instead: `for each a in [...], b in [...] { ... }`'],
+        ));
+        for (const d of declaredStages(s.body)) this.suppressed.add(d.name);
+      } else if (s.type === 'stage') {
+        this.declareStage(s, info);
+      } else {
+        const first = this.globals.get(s.name) ?? locals.get(s.name);
+        if (first) {
+          this.duplicate('E_DUPLICATE_NAME', `\`${s.name}\` is already defined; this let needs another name`, s.nameSpan, first, 'defined');
+        } else {
+          locals.set(s.name, s.nameSpan);
+          if (!this.loopLets.has(s.name)) this.loopLets.set(s.name, s.nameSpan);
+        }
+        this.checkKeys(s.value, false);
+      }
+    }
+  }
+
+  /** Reports keys given twice in any object literal of an expression (the params block itself included). */
+  private checkKeys(e: Expr, isParams: boolean): void {
+    if (e.type === 'object') this.checkObjectKeys(e, isParams);
+    for (const c of children(e)) this.checkKeys(c, false);
+  }
+
+  private checkObjectKeys(o: ObjectExpr, isParams: boolean): void {
+    const seen = new Map<string, SourceSpan>();
+    for (const entry of o.entries) {
+      const first = seen.get(entry.key);
+      if (!first) {
+        seen.set(entry.key, entry.keySpan);
+        continue;
+      }
+      const message = isParams ? `param \`${entry.key}\` is given twice` : `key \`${entry.key}\` appears twice in this object`;
+      this.duplicate('E_DUPLICATE_PARAM', message, entry.keySpan, first, 'given');
+    }
+  }
+
+  // ---- evaluation
+
+  private context(label: string | null): EvalContext {
+    return {
+      // Which variant went wrong matters when only some do (a division by a loop variable that is 0).
+      report: (d) => this.sink.report(label === null ? d : { ...d, notes: [...(d.notes ?? []), `in the variant \`${label}\``] }),
+      explainUnknown: (name, span) => this.explainUnknown(name, span),
+    };
+  }
+
+  private explainUnknown(name: string, use: SourceSpan): string[] {
+    const topLet = this.topLets.get(name);
+    if (topLet) return [`\`${name}\` is defined later, at ${locationFrom(topLet, use.file)}; a let must come before its use`];
+    const loopLet = this.loopLets.get(name);
+    if (loopLet) {
+      return [`\`${name}\` is defined at ${locationFrom(loopLet, use.file)}, inside a \`for each\`; it is visible only after it, in that loop`];
+    }
+    if (this.stages.has(name)) return [`\`${name}\` is a stage; stages are used as inputs, e.g. \`(data: ${name})\``];
+    return [];
+  }
+
+  private evaluateLet(s: LetDecl, scope: Scope, label: string | null): void {
+    scope.set(s.name, evaluate(s.value, scope, this.context(label)));
+  }
+
+  private instantiate(decl: StageDecl, scope: Scope, loop: LoopInfo | null, label: string | null, variant: Record<string, JsonValue>): void {
+    const ctx = this.context(label);
+    const entries: [string, JsonValue][] = [];
+    let ok = true;
+    for (const e of decl.params.entries) {
+      const v = evaluate(e.value, scope, ctx);
+      if (v === INVALID) ok = false;
+      else entries.push([e.key, v]);
+    }
+    const inputs = decl.inputs.map((input) => ({
+      decl: input,
+      selectorValues: input.ref.select?.type === 'match' ? input.ref.select.pairs.map((p) => evaluate(p.value, scope, ctx)) : [],
+    }));
+    const stage: ExpandedStage = {
+      name: label === null ? decl.name : `${decl.name}[${label}]`,
+      declaredName: decl.name,
+      kind: decl.kind,
+      decl,
+      params: ok ? objectFrom(entries) : null,
+      inputs: [],
+      variant,
+    };
+    this.pending.push({ stage, loop, label, inputs });
+  }
+
+  private expandLoop(info: LoopInfo, outer: Scope): void {
+    const loop = info.decl;
+    const ctx = this.context(null);
+    const ranges: JsonValue[][] = [];
+    for (const v of loop.vars) {
+      const values = evaluate(v.values, outer, ctx);
+      if (values === INVALID) {
+        info.failed = true;
+      } else if (!Array.isArray(values)) {
+        this.sink.report(diagnostic('E_EXPR_TYPE', `\`${v.name}\` must range over a list, got ${typeName(values)}`, v.values.span));
+        info.failed = true;
+      } else {
+        if (values.length === 0) {
+          this.sink.report(diagnostic('E_EMPTY_MATRIX', `\`${v.name}\` ranges over an empty list, so the loop makes no variant`, v.values.span, undefined, 'warning'));
+        }
+        ranges.push(values);
+      }
+    }
+    if (info.failed) return;
+
+    const labels = new Map<string, Record<string, JsonValue>>();
+    const collisions: string[] = [];
+    const firstPending = this.pending.length;
+    let passedWhere = 0;
+    let whereFailed = false;
+    for (const combo of cartesian(ranges)) {
+      const values: Record<string, JsonValue> = {};
+      loop.vars.forEach((v, i) => { values[v.name] = combo[i]!; });
+      const scope = new Scope(outer);
+      for (const [name, value] of Object.entries(values)) scope.set(name, value);
+      if (loop.where) {
+        const keep = this.passes(loop.where, scope);
+        if (keep === null) whereFailed = true;
+        if (keep !== true) continue;
+      }
+      passedWhere++;
+      const label = loop.label
+        ? evaluateString(loop.label, scope, ctx)
+        : loop.vars.map((v) => `${v.name}=${renderValue(values[v.name]!)}`).join(',');
+      if (label === INVALID) continue;
+      const same = labels.get(label);
+      if (same) {
+        collisions.push(`\`${label}\`: ${describeVariant(same)} and ${describeVariant(values)}`);
+        continue;
+      }
+      labels.set(label, values);
+      info.variants.push({ label, values });
+      for (const s of loop.body) {
+        if (s.type === 'let') this.evaluateLet(s, scope, label);
+        else if (s.type === 'stage') this.instantiate(s, scope, info, label, values);
+      }
+    }
+    if (loop.where && passedWhere === 0 && !whereFailed && ranges.every((r) => r.length > 0)) {
+      this.sink.report(diagnostic('E_EMPTY_MATRIX', 'the `where` filter leaves no variant', loop.where.span, undefined, 'warning'));
+    }
+    if (collisions.length > 0) {
+      this.sink.report(diagnostic(
+        'E_NAME_COLLISION', `${collisions.length === 1 ? 'two variants get' : 'variants get'} the same name`, loop.label?.span ?? loop.headerSpan,
+        [...collisions.map((c) => `both named ${c}`), 'make the `named` label use every variable that differs'],
+      ));
+    }
+    // Stage-major output (every variant of the first stage, then of the next), as users list them;
+    // the sort is stable, so variants keep their order.
+    const rank = new Map(loop.body.map((s, i) => [s, i]));
+    const made = this.pending.splice(firstPending);
+    made.sort((a, b) => rank.get(a.stage.decl)! - rank.get(b.stage.decl)!);
+    this.pending.push(...made);
+  }
+
+  /** Whether the variant passes the filter; null when the filter itself failed (reported). */
+  private passes(where: Expr, scope: Scope): boolean | null {
+    const v = evaluate(where, scope, this.context(null));
+    if (v === INVALID) return null;
+    if (typeof v !== 'boolean') {
+      this.sink.report(diagnostic('E_EXPR_TYPE', `\`where\` must be a boolean, got ${typeName(v)}`, where.span));
+      return null;
+    }
+    return v;
+  }
+
+  // ---- references
+
+  private resolve(p: Pending): ExpandedStage {
+    p.stage.inputs = p.inputs.map((input) => {
+      const { decl } = input;
+      const base = { name: decl.name, nameSpan: decl.nameSpan, span: decl.ref.span, many: decl.ref.select !== null };
+      const stages = this.resolveReference(p, input);
+      return stages === null ? { ...base, stages: [], resolved: false } : { ...base, stages, resolved: true };
+    });
+    return p.stage;
+  }
+
+  /** Generated names the reference stands for, or null when it cannot be resolved (reported unless a consequence). */
+  private resolveReference(p: Pending, input: PendingInput): string[] | null {
+    const ref = input.decl.ref;
+    const target = this.stages.get(ref.name);
+    if (!target) {
+      if (this.suppressed.has(ref.name)) return null;
+      const notes = this.topLets.has(ref.name) || this.loopLets.has(ref.name)
+        ? [`\`${ref.name}\` is a let; inputs refer to stages`]
+        : didYouMean(ref.name, this.stages.keys());
+      this.sink.report(diagnostic('E_UNKNOWN_REFERENCE', `unknown stage \`${ref.name}\``, ref.nameSpan, notes));
+      return null;
+    }
+    const loop = target.loop;
+    if (!loop) {
+      if (ref.select === null) return [ref.name];
+      this.sink.report(diagnostic(
+        'E_LOOP_REFERENCE', `\`${ref.name}\` is not declared in a \`for each\`, so it has no variants to select`, ref.span,
+        [`write \`${ref.name}\``],
+      ));
+      return null;
+    }
+    if (loop.failed) return null;
+    if (ref.select === null) {
+      if (p.loop === loop) return [`${ref.name}[${p.label}]`];
+      const example = loop.decl.vars[0]!.name;
+      this.sink.report(diagnostic(
+        'E_LOOP_REFERENCE', `\`${ref.name}\` is declared in a \`for each\`, so outside its loop it names many variants`, ref.span,
+        [`did you mean \`${ref.name}[*]\`? (or \`${ref.name}[${example}=...]\` to select some)`],
+      ));
+      return null;
+    }
+    if (ref.select.type === 'all') return loop.variants.map((v) => `${ref.name}[${v.label}]`);
+
+    const pairs = ref.select.pairs;
+    const loopVars = loop.decl.vars.map((v) => v.name);
+    let ok = true;
+    pairs.forEach((pair, i) => {
+      if (!loopVars.includes(pair.variable)) {
+        this.sink.report(diagnostic(
+          'E_UNKNOWN_VARIABLE', `\`${pair.variable}\` is not a variable of the loop that declares \`${ref.name}\``, pair.variableSpan,
+          [...didYouMean(pair.variable, loopVars), `its variables: ${loopVars.join(', ')}`],
+        ));
+        ok = false;
+      }
+      if (input.selectorValues[i] === INVALID) ok = false;
+    });
+    if (!ok) return null;
+    const matching = loop.variants.filter((v) => pairs.every((pair, i) => jsonEqual(v.values[pair.variable]!, input.selectorValues[i] as JsonValue)));
+    if (matching.length === 0) {
+      const notes = pairs.map((pair) => {
+        const seen = new Map<string, JsonValue>();
+        for (const v of loop.variants) seen.set(JSON.stringify(v.values[pair.variable]), v.values[pair.variable]!);
+        return `\`${pair.variable}\` takes ${[...seen.values()].map((x) => JSON.stringify(x)).join(', ') || 'no value'}`;
+      });
+      this.sink.report(diagnostic('E_EMPTY_SELECTION', `\`${ref.name}[...]\` matches no variant`, ref.span, notes));
+      return null;
+    }
+    return matching.map((v) => `${ref.name}[${v.label}]`);
+  }
+}
+
+function describeVariant(values: Record<string, JsonValue>): string {
+  return `{${Object.entries(values).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}}`;
+}
+
+/** Every combination, the first list outermost (its value changes slowest). */
+function* cartesian(lists: JsonValue[][]): Generator<JsonValue[]> {
+  if (lists.some((l) => l.length === 0)) return;
+  const idx = new Array<number>(lists.length).fill(0);
+  while (true) {
+    yield idx.map((i, k) => lists[k]![i]!);
+    let k = lists.length - 1;
+    while (k >= 0 && ++idx[k]! === lists[k]!.length) {
+      idx[k] = 0;
+      k--;
+    }
+    if (k < 0) return;
+  }
+}
+
+/** Expands a program (entry file and includes merged, in order); `include` statements are skipped. */
+export function expandPipeline(statements: readonly Statement[]): ExpandResult {
+  return new Expander().run(statements);
+}

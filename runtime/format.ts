@@ -1,0 +1,36 @@
+// Human-readable rendering of values and durations shared by plan reasons, tables and progress lines.
+import type { JsonValue } from './json.ts';
+
+/** The shorter of plain and exponent notation, as people write learning rates: 0.00005 → `5e-5`, 100 → `100`. */
+export function formatNumber(n: number): string {
+  const plain = String(n);
+  if (!Number.isFinite(n) || (Number.isInteger(n) && Math.abs(n) < 1e21)) return plain;
+  const exp = n.toExponential().replace('e+', 'e');
+  return exp.length < plain.length ? exp : plain;
+}
+
+/** Compact JSON with numbers in `formatNumber` style, cut to `max` characters. */
+export function formatValue(v: JsonValue | undefined, max = 60): string {
+  const text = render(v);
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function render(v: JsonValue | undefined): string {
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'number') return formatNumber(v);
+  if (Array.isArray(v)) return `[${v.map(render).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}:${render(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** Seconds as people read them: `0.4 s`, `12 s`, `3m05s`, `2h04m`. */
+export function formatSeconds(s: number): string {
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 60) return `${Math.round(s)} s`;
+  const whole = Math.round(s);
+  const m = Math.floor(whole / 60);
+  if (m < 60) return `${m}m${String(whole % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}

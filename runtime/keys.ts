@@ -1,0 +1,133 @@
+// The Hashed phase: every stage instance gets its key ingredients (params, upstream keys, workspace file hashes) and key.
+import path from 'node:path';
+import { FileMissingError } from '../cache/file-hash.ts';
+import type { StageKind } from '../stages/kind.ts';
+import { stageKey, type KeyIngredients } from './hash.ts';
+import type { Pipeline, StageInstance } from './pipeline.ts';
+
+/** Anything that hashes workspace files by content (the cache's FileHasher). */
+export interface ContentHasher {
+  hash(absPath: string): Promise<string>;
+}
+
+export interface KeyedStage {
+  key: string;
+  ingredients: KeyIngredients;
+}
+
+/** Why a stage has no key: a missing dependency file, or an upstream without a key. */
+export interface UnkeyedStage {
+  error: string;
+}
+
+export type StageKeys = Map<string, KeyedStage | UnkeyedStage>;
+
+export function isKeyed(k: KeyedStage | UnkeyedStage | undefined): k is KeyedStage {
+  return k !== undefined && 'key' in k;
+}
+
+/** Workspace-relative, `/`-separated: how files are named inside keys, the same on every machine. */
+export function workspaceRelative(workspace: string, p: string): string {
+  return path.relative(workspace, path.resolve(workspace, p)).split(path.sep).join('/');
+}
+
+function within(child: string, parent: string): boolean {
+  return child === parent || child.startsWith(`${parent}/`);
+}
+
+/** Names of every stage the given one reads from, directly or through others. */
+function ancestors(stage: StageInstance, byName: Map<string, StageInstance>): Set<string> {
+  const seen = new Set<string>();
+  const todo = [stage];
+  while (todo.length > 0) {
+    for (const binding of Object.values(todo.pop()!.inputs)) {
+      for (const up of binding.stages) {
+        if (seen.has(up)) continue;
+        seen.add(up);
+        const s = byName.get(up);
+        if (s) todo.push(s);
+      }
+    }
+  }
+  return seen;
+}
+
+/**
+ * Keys of every stage, in the pipeline's topological order. A workspace file that an ancestor writes
+ * (its `workspaceOutputs`) is not hashed: the ancestor's key, part of this key through the inputs, stands for it.
+ */
+export async function computeKeys(pipeline: Pipeline, kinds: Record<string, StageKind>, hasher: ContentHasher): Promise<StageKeys> {
+  const byName = new Map(pipeline.stages.map((s) => [s.name, s]));
+  const producers = new Map<string, string[]>();
+  for (const s of pipeline.stages) {
+    for (const out of kinds[s.kind]?.workspaceOutputs?.(s.params) ?? []) {
+      const rel = workspaceRelative(pipeline.workspace, out);
+      producers.set(rel, [...(producers.get(rel) ?? []), s.name]);
+    }
+  }
+  // Variants often share their dependency files: hash each path once per call.
+  const hashes = new Map<string, Promise<string>>();
+  const hashOnce = (rel: string) => {
+    let h = hashes.get(rel);
+    if (!h) {
+      h = hasher.hash(path.resolve(pipeline.workspace, rel));
+      hashes.set(rel, h);
+      h.catch(() => undefined);
+    }
+    return h;
+  };
+
+  const keys: StageKeys = new Map();
+  type Hashed = { s: StageInstance; error: string } | { s: StageInstance; files: Record<string, string> };
+  const pending = pipeline.stages.map(async (s): Promise<Hashed> => {
+    const kind = kinds[s.kind];
+    if (!kind) return { s, error: `unknown stage kind \`${s.kind}\`` };
+    const deps = (kind.workspaceFiles?.(s.params) ?? []).map((d) => workspaceRelative(pipeline.workspace, d));
+    let ups: Set<string> | undefined;
+    const covered = (rel: string) => {
+      for (const [out, names] of producers) {
+        if (!within(rel, out)) continue;
+        ups ??= ancestors(s, byName);
+        if (names.some((n) => ups!.has(n))) return true;
+      }
+      return false;
+    };
+    const files: Record<string, string> = {};
+    try {
+      for (const rel of deps) if (!covered(rel)) files[rel] = await hashOnce(rel);
+    } catch (e) {
+      if (!(e instanceof FileMissingError)) throw e;
+      const rel = workspaceRelative(pipeline.workspace, e.path);
+      const writers = [...producers].filter(([out]) => within(rel, out)).flatMap(([, n]) => n);
+      const hint = writers.length > 0 ? ` (written by ${writers.join(', ')}: make it an input of this stage)` : '';
+      return { s, error: `file ${rel} missing${hint}` };
+    }
+    return { s, files };
+  });
+  // Hash files concurrently, then assign keys in topological order (a key needs its upstream keys).
+  for (const done of await Promise.all(pending)) {
+    const { s } = done;
+    if ('error' in done) {
+      keys.set(s.name, { error: done.error });
+      continue;
+    }
+    const inputs: Record<string, string[]> = {};
+    let missing: string | undefined;
+    for (const [name, binding] of Object.entries(s.inputs)) {
+      inputs[name] = [];
+      for (const up of binding.stages) {
+        const k = keys.get(up);
+        if (isKeyed(k)) inputs[name].push(k.key);
+        else missing ??= up;
+      }
+    }
+    if (missing !== undefined) {
+      keys.set(s.name, { error: `upstream ${missing} has no key` });
+      continue;
+    }
+    const kind = kinds[s.kind]!;
+    const ingredients: KeyIngredients = { kind: s.kind, kindVersion: kind.version, params: s.params, inputs, files: done.files };
+    keys.set(s.name, { key: stageKey(ingredients), ingredients });
+  }
+  return keys;
+}

@@ -1,0 +1,93 @@
+// The results table of `show`: one row per computed stage instance, loop variables then scalar metrics.
+import { formatNumber } from './format.ts';
+import type { JsonValue } from './json.ts';
+import type { Pipeline } from './pipeline.ts';
+
+export type Scalar = string | number | boolean | null;
+
+export interface ResultRow {
+  /** Declared stage name (the loop variables say which variant). */
+  stage: string;
+  /** Generated name. */
+  name: string;
+  variant: Record<string, JsonValue>;
+  metrics: Record<string, Scalar>;
+}
+
+export interface ResultTable {
+  variables: string[];
+  metrics: string[];
+  rows: ResultRow[];
+}
+
+export type TableFormat = 'text' | 'csv' | 'md' | 'json';
+
+function isScalar(v: JsonValue): v is Scalar {
+  return v === null || typeof v !== 'object';
+}
+
+function union(into: string[], names: Iterable<string>): void {
+  for (const n of names) if (!into.includes(n)) into.push(n);
+}
+
+/**
+ * Rows in pipeline order for the stages that have scalar metrics; `metricsOf` returns undefined for a stage
+ * that is not computed. `stage` keeps the instances of one declared stage (or one generated name).
+ */
+export function buildResultTable(
+  pipeline: Pipeline,
+  metricsOf: (name: string) => Record<string, JsonValue> | undefined,
+  stage?: string,
+): { table: ResultTable; notComputed: string[] } {
+  const table: ResultTable = { variables: [], metrics: [], rows: [] };
+  const notComputed: string[] = [];
+  for (const s of pipeline.stages) {
+    if (stage !== undefined && s.declaredName !== stage && s.name !== stage) continue;
+    const all = metricsOf(s.name);
+    if (all === undefined) {
+      notComputed.push(s.name);
+      continue;
+    }
+    const metrics = Object.fromEntries(Object.entries(all).filter((e): e is [string, Scalar] => isScalar(e[1])));
+    if (Object.keys(metrics).length === 0) continue;
+    union(table.variables, Object.keys(s.variant));
+    union(table.metrics, Object.keys(metrics));
+    table.rows.push({ stage: s.declaredName, name: s.name, variant: s.variant, metrics });
+  }
+  return { table, notComputed };
+}
+
+/** Six significant digits for people; CSV and JSON keep full precision. */
+function shown(v: JsonValue | undefined, exact: boolean): string {
+  if (v === undefined) return exact ? '' : '-';
+  if (typeof v === 'number') return exact ? String(v) : formatNumber(Number(v.toPrecision(6)));
+  if (typeof v === 'string') return v;
+  return JSON.stringify(v);
+}
+
+function cells(t: ResultTable, exact: boolean): string[][] {
+  const header = ['stage', ...t.variables, ...t.metrics];
+  const body = t.rows.map((r) => [
+    r.stage,
+    ...t.variables.map((v) => shown(r.variant[v], exact)),
+    ...t.metrics.map((m) => shown(r.metrics[m], exact)),
+  ]);
+  return [header, ...body];
+}
+
+function csvField(text: string): string {
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+export function renderTable(t: ResultTable, format: TableFormat): string {
+  if (format === 'json') return `${JSON.stringify(t.rows, null, 2)}\n`;
+  if (format === 'csv') return cells(t, true).map((row) => row.map(csvField).join(',')).join('\n') + '\n';
+  const grid = cells(t, false);
+  if (format === 'md') {
+    const line = (row: string[]) => `| ${row.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
+    return [line(grid[0]!), line(grid[0]!.map(() => '---')), ...grid.slice(1).map(line)].join('\n') + '\n';
+  }
+  const widths = grid[0]!.map((_, i) => Math.max(...grid.map((row) => row[i]!.length)));
+  const line = (row: string[]) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(grid[0]!), line(widths.map((w) => '-'.repeat(w))), ...grid.slice(1).map(line)].join('\n') + '\n';
+}

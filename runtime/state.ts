@@ -1,0 +1,69 @@
+// What the last run of a pipeline computed under each stage name, so the next plan can say what changed.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { sha256 } from './hash.ts';
+import type { KeyIngredients } from './hash.ts';
+import type { PreviousState } from './plan.ts';
+
+const STATE_FORMAT = 1;
+
+/** `<cacheRoot>/state/<sha256 of the pipeline's absolute path>.json` */
+export function statePath(cacheRoot: string, pipelineFile: string): string {
+  return path.join(cacheRoot, 'state', `${sha256(path.resolve(pipelineFile))}.json`);
+}
+
+/** The recorded state; empty when there is none or it cannot be read (it only improves messages). */
+export async function readState(file: string): Promise<PreviousState> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as { format?: number; stages?: PreviousState };
+    return parsed.format === STATE_FORMAT && parsed.stages ? parsed.stages : {};
+  } catch {
+    return {};
+  }
+}
+
+/** How often, at most, a running pipeline rewrites its state file. */
+const WRITE_INTERVAL_MS = 1000;
+
+/**
+ * Records stages as they finish and writes the file at most once a second while a run goes on, so a killed
+ * run keeps most of what it finished. Entries from other runs of the same file are merged, not dropped.
+ */
+export class StateRecorder {
+  private changes: PreviousState = {};
+  private dirty = false;
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly file: string, private readonly known: PreviousState) {}
+
+  record(name: string, key: string, ingredients: KeyIngredients): void {
+    if (this.known[name]?.key === key) return;
+    this.changes[name] = { key, ingredients };
+    this.known[name] = { key, ingredients };
+    this.dirty = true;
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.writing = this.writing.then(() => this.write());
+    }, WRITE_INTERVAL_MS).unref();
+  }
+
+  /** Resolves when everything recorded so far is on disk. */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.writing = this.writing.then(() => this.write());
+    await this.writing;
+  }
+
+  private async write(): Promise<void> {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const onDisk = await readState(this.file);
+    const stages = { ...onDisk, ...this.changes };
+    await mkdir(path.dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify({ format: STATE_FORMAT, stages }));
+    await rename(tmp, this.file);
+  }
+}

@@ -1,0 +1,117 @@
+// `pausepipe watch`: run, then re-plan and run what became stale whenever a .pipe file or a declared file changes.
+import path from 'node:path';
+import type { Io } from './cli.ts';
+import { EXIT, reportRun, slotOptions } from './cli.ts';
+import { workspaceRelative } from './keys.ts';
+import type { Pipeline } from './pipeline.ts';
+import { createReporter } from './progress.ts';
+import { loadChecked, planLoaded, runSession } from './session.ts';
+import type { StageKind } from '../stages/kind.ts';
+
+/** Editors write a file in several steps; changes closer together than this make one re-run. */
+const DEBOUNCE_MS = 300;
+
+/** The .pipe files plus every declared workspace file, minus what stages write themselves (no re-run loops). */
+function watchedPaths(pipeline: Pipeline, kinds: Record<string, StageKind>): Set<string> {
+  const outs = new Set<string>();
+  const deps = new Set<string>();
+  for (const s of pipeline.stages) {
+    const kind = kinds[s.kind];
+    for (const o of kind?.workspaceOutputs?.(s.params) ?? []) outs.add(workspaceRelative(pipeline.workspace, o));
+    for (const d of kind?.workspaceFiles?.(s.params) ?? []) deps.add(workspaceRelative(pipeline.workspace, d));
+  }
+  const files = new Set(Object.keys(pipeline.sources).map((f) => path.resolve(f)));
+  for (const d of deps) if (!outs.has(d)) files.add(path.resolve(pipeline.workspace, d));
+  return files;
+}
+
+function write(stream: NodeJS.WritableStream, text: string): void {
+  stream.write(`${text}\n`);
+}
+
+export async function watchPipeline(file: string, values: Record<string, unknown>, io: Io): Promise<number> {
+  const { watch } = await import('chokidar');
+  const entry = path.resolve(file);
+  let watched = new Set([entry]);
+  const watcher = watch([...watched], { ignoreInitial: true });
+  const controller = new AbortController();
+  let changed = new Set<string>();
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+
+  const shown = (f: string) => {
+    const rel = path.relative(process.cwd(), f);
+    return rel.startsWith('..') ? f : rel.split(path.sep).join('/');
+  };
+
+  const cycle = async () => {
+    const started = Date.now();
+    try {
+      const loaded = await loadChecked(entry, (t) => write(io.stderr, t));
+      if (!loaded) {
+        write(io.stderr, 'the pipeline has errors; waiting for a change');
+        return;
+      }
+      const s = await planLoaded(loaded.pipeline, loaded.kinds, values['cache-dir'] as string | undefined);
+      const next = watchedPaths(loaded.pipeline, loaded.kinds);
+      next.add(entry);
+      const gone = [...watched].filter((f) => !next.has(f));
+      if (gone.length > 0) watcher.unwatch(gone);
+      const added = [...next].filter((f) => !watched.has(f));
+      if (added.length > 0) watcher.add(added);
+      watched = next;
+      if (s.plan.counts.stale > 0 || s.plan.counts.error > 0) {
+        const result = await runSession(s, {
+          ...(await slotOptions(values, s)), keepGoing: values['keep-going'] === true,
+          backend: values.backend as string | undefined, signal: controller.signal, reporter: createReporter(io.stderr),
+        });
+        reportRun(s, result, (Date.now() - started) / 1000, io);
+      } else {
+        write(io.stdout, `up to date (${s.plan.counts.fresh} fresh)`);
+      }
+      write(io.stdout, `watching ${watched.size} file(s) (Ctrl-C to stop)`);
+    } catch (e) {
+      // Watching outlives any one failure: say what went wrong and wait for the next change.
+      write(io.stderr, `pausepipe watch: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+
+  /** Starts a cycle, or asks for one more after the current one (a change during a run is not lost). */
+  const kick = () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    if (changed.size > 0) write(io.stdout, `changed: ${[...changed].map(shown).sort().join(', ')}`);
+    changed = new Set();
+    running = cycle().finally(() => {
+      running = undefined;
+      if (again && !controller.signal.aborted) {
+        again = false;
+        kick();
+      }
+    });
+  };
+
+  watcher.on('all', (_event, changedPath) => {
+    if (controller.signal.aborted) return;
+    changed.add(path.resolve(changedPath));
+    clearTimeout(timer);
+    timer = setTimeout(kick, DEBOUNCE_MS);
+  });
+  await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+  kick();
+
+  return new Promise<number>((resolve) => {
+    process.once('SIGINT', () => {
+      write(io.stderr, 'stopping');
+      controller.abort();
+      clearTimeout(timer);
+      void Promise.resolve(running).then(async () => {
+        await watcher.close();
+        resolve(EXIT.interrupted);
+      });
+    });
+  });
+}

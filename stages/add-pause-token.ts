@@ -1,0 +1,51 @@
+// Stage kind `add_pause_token`: the pause surgery (extended embedding, grown LM head, pause head) on a model folder.
+import type { StageContext, StageKind, StageResult } from './kind.ts';
+
+export interface AddPauseTokenParams {
+  token: string;
+  seed: number;
+}
+
+export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
+  name: 'add_pause_token',
+  version: 1,
+  description:
+    'Wraps a model with the pause token as the original PauseClassifierWrapper: `<|pause|>` added to the tokenizer at ' +
+    'id V, a new embedding row drawn from N(0, var(embedding)), the LM head grown by one (masked) row and untied, ' +
+    'and a fresh pause head Linear(H → 2). Saved under the original wrapper\'s tensor names.',
+  params: {
+    type: 'object',
+    properties: {
+      token: { type: 'string', minLength: 1, description: 'Text of the pause token added to the tokenizer.', default: '<|pause|>' },
+      seed: { type: 'integer', minimum: 0, description: 'Seed of the new embedding row and the pause head\'s initialisation.', default: 42 },
+    },
+    additionalProperties: false,
+  },
+  inputs: {
+    model: { description: 'Model folder to wrap (init_model or sft); LoRA adapters must be merged first.' },
+  },
+  sources: ['stages/add-pause-token.ts', 'stages/lm'],
+
+  async run(ctx: StageContext<AddPauseTokenParams>): Promise<StageResult> {
+    const p = ctx.params;
+    const { openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { addPauseToken } = await import('./lm/pause.ts');
+    const { saveModel } = await import('./lm/model-io.ts');
+    await startBackend(ctx);
+    const source = ctx.inputs.model![0]!;
+    const { model, tokenizer } = await openModelFolder(source.dir, ctx.log);
+    try {
+      if (model.lora) throw new Error(`add_pause_token: ${source.stage} holds LoRA adapters; train it with lora.merge = true first`);
+      const wrapped = addPauseToken(model, p.seed, { token: p.token, log: ctx.log });
+      try {
+        const withPause = tokenizer.withPauseToken(p.token);
+        await saveModel(wrapped, withPause, ctx.outDir);
+        return { metrics: { pause_token: p.token, pause_token_id: withPause.pauseId, vocab_size: withPause.vocabSize } };
+      } finally {
+        wrapped.dispose();
+      }
+    } finally {
+      model.dispose();
+    }
+  },
+};

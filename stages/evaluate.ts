@@ -1,0 +1,124 @@
+// Stage kind `evaluate`: greedy generation on the test split, GSM8K answer accuracy, validation loss and pause statistics.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { JsonValue } from '../runtime/json.ts';
+import type { StageContext, StageKind, StageResult } from './kind.ts';
+
+export interface EvaluateParams {
+  max_new_tokens: number;
+  max_length: number;
+  batch_size: number;
+  limit: number | null;
+  temperature: number;
+  seed: number;
+  loss_max_length: number;
+}
+
+/** File of per-example results in the artifact folder. */
+export const TEST_RESULTS = 'test_results.json';
+
+/** The sft metrics `report` reads through an evaluate artifact (stages/data/report-table.ts `TrainingInfo`). */
+const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable'] as const;
+
+export const EVALUATE: StageKind<EvaluateParams> = {
+  name: 'evaluate',
+  version: 1,
+  description:
+    'Generates answers for the test split (greedy, left-padded batches, KV cache), scores them as the reference: the ' +
+    'number after `####` must equal the reference answer\'s. Also the loss on the validation split and the pauses per ' +
+    'answer. Writes test_results.json.',
+  params: {
+    type: 'object',
+    properties: {
+      max_new_tokens: { type: 'integer', minimum: 1, description: 'Most tokens generated per answer, pauses included.', default: 512 },
+      max_length: { type: 'integer', minimum: 2, description: 'Most tokens per row, prompt included (the reference\'s generation max_length).', default: 1024 },
+      batch_size: { type: 'integer', minimum: 1, description: 'Prompts generated together, and rows per batch of the validation loss.', default: 8 },
+      limit: { type: ['integer', 'null'], minimum: 1, description: 'Evaluate only the first N test rows (quick runs); null: all.', default: null },
+      temperature: { type: 'number', minimum: 0, description: '0 decodes greedily as the reference; above 0 samples from softmax(log-probs / temperature).', default: 0 },
+      seed: { type: 'integer', minimum: 0, description: 'Seed of the sampling (unused when greedy).', default: 42 },
+      loss_max_length: { type: 'integer', minimum: 2, description: 'Longest validation sequence for the loss, in tokens, as sft\'s max_length.', default: 600 },
+    },
+    additionalProperties: false,
+  },
+  inputs: {
+    model: { description: 'Model folder to evaluate (init_model, add_pause_token or sft).' },
+    data: { description: 'Dataset folder: test.jsonl is answered, validation.jsonl gives the eval loss.' },
+  },
+  resources: () => ({ cpu: 1, gpu: 1 }),
+  sources: ['stages/evaluate.ts', 'stages/lm', 'stages/data/answer.ts', 'stages/data/dataset.ts'],
+
+  async run(ctx: StageContext<EvaluateParams>): Promise<StageResult> {
+    const p = ctx.params;
+    const { openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { generateAnswers } = await import('./lm/generate.ts');
+    const { encodeTrainingExample, padIdOf, responseTemplateIds } = await import('./lm/collate.ts');
+    const { evaluateLoss } = await import('./lm/trainer.ts');
+    const { readDataset } = await import('./data/dataset.ts');
+    const { extractAnswer, INVALID_ANSWER, isCorrect, meanStd } = await import('./data/answer.ts');
+    await startBackend(ctx);
+    const modelRef = ctx.inputs.model![0]!;
+    const { splits } = await readDataset(ctx.inputs.data![0]!.dir);
+    const test = p.limit === null ? splits.test : splits.test.slice(0, p.limit);
+    if (test.length === 0) throw new Error(`evaluate: the test split of ${ctx.inputs.data![0]!.stage} is empty`);
+    const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
+    try {
+      const rows = await generateAnswers(model, tokenizer, test.map((r) => r.question), {
+        batchSize: p.batch_size,
+        maxNewTokens: p.max_new_tokens,
+        maxLength: p.max_length,
+        temperature: p.temperature,
+        seed: p.seed,
+        onBatch: (done, total) => ctx.progress({ step: done, total, message: 'answers' }),
+      });
+      const results = test.map((ex, i) => {
+        const row = rows[i]!;
+        return {
+          question: ex.question,
+          generated_text: row.text,
+          generated_text_with_special: row.textWithSpecial,
+          predicted_output: extractAnswer(row.text),
+          ground_truth: extractAnswer(ex.answer),
+          correct: isCorrect(row.text, ex.answer),
+          pauses: row.pauses,
+          stopped_at_eos: row.stoppedAtEos,
+        };
+      });
+      await writeFile(path.join(ctx.outDir, TEST_RESULTS), JSON.stringify(results, null, 2) + '\n');
+      const accuracy = meanStd(results.map((r) => (r.correct ? 1 : 0)));
+
+      let evalLoss: number | null = null;
+      if (splits.validation.length > 0) {
+        const templateIds = responseTemplateIds(tokenizer);
+        const encoded = splits.validation.map((r) => encodeTrainingExample(tokenizer, r, templateIds, p.loss_max_length));
+        evalLoss = (await evaluateLoss(model, encoded, p.batch_size, padIdOf(tokenizer))).loss;
+      }
+      const avgPauses = results.reduce((n, r) => n + r.pauses, 0) / results.length;
+      ctx.log(`evaluate: accuracy ${accuracy.mean.toFixed(4)} (± ${accuracy.std.toFixed(4)}) on ${accuracy.n} test rows; ` +
+        `eval loss ${evalLoss === null ? 'n/a (no validation rows)' : evalLoss.toFixed(4)}; ${avgPauses.toFixed(2)} pauses per answer`);
+      return {
+        metrics: {
+          accuracy: accuracy.mean,
+          accuracy_std: accuracy.std,
+          n: accuracy.n,
+          eval_loss: evalLoss,
+          avg_pauses: avgPauses,
+          invalid: results.filter((r) => r.predicted_output === INVALID_ANSWER).length,
+          stopped_at_eos: results.filter((r) => r.stopped_at_eos).length,
+          predictions: TEST_RESULTS,
+          model: { stage: modelRef.stage, key: modelRef.key },
+          training: trainingInfo(modelRef.kind, modelRef.metrics),
+        },
+      };
+    } finally {
+      model.dispose();
+    }
+  },
+};
+
+/** The evaluated model's training facts when it comes straight from `sft`, else null. */
+function trainingInfo(kind: string, metrics: Record<string, JsonValue>): JsonValue {
+  if (kind !== 'sft') return null;
+  const out: Record<string, JsonValue> = {};
+  for (const key of TRAINING_KEYS) out[key] = metrics[key] ?? null;
+  return out;
+}

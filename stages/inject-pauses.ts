@@ -1,0 +1,157 @@
+// Stage kind `inject_pauses`: the original pause injector over a dataset artifact (pattern and random pauses).
+import path from 'node:path';
+import type { JsonValue } from '../runtime/json.ts';
+import type { StageContext, StageKind, StageResult } from './kind.ts';
+import { countPauses } from './data/answer.ts';
+import { readDataset, writeDataset, type DatasetSplits, type Example } from './data/dataset.ts';
+import { augmentRows, type PauseCodec, type PauseOptions } from './data/pauses.ts';
+import { createRng, deriveSeed } from './data/random.ts';
+
+type AugmentedSplit = 'train' | 'validation';
+
+export interface InjectPausesParams {
+  pause_token: string;
+  patterns: Record<string, number>;
+  n_random_pauses: number;
+  variable: boolean;
+  samples_per_example: number;
+  seed: number;
+  column: string;
+  splits: AugmentedSplit[];
+}
+
+/** Every pattern that is not a valid regular expression, as messages; empty when all compile. */
+export function checkPatterns(patterns: Record<string, number>): string[] {
+  const wrong: string[] = [];
+  for (const source of Object.keys(patterns)) {
+    try {
+      new RegExp(source, 'g');
+    } catch (err) {
+      wrong.push(`pattern ${JSON.stringify(source)} is not a valid regular expression (${(err as Error).message})`);
+    }
+  }
+  return wrong;
+}
+
+/**
+ * The injection over a whole dataset, without files: the chosen splits augmented (each from its own stream,
+ * seeded by seed and split name), test and any split not chosen copied unchanged. The answer is read and
+ * the result written to `column` (`answer` overwrites it, as in the seed experiment).
+ */
+export function injectDataset(data: DatasetSplits, p: InjectPausesParams, codec?: PauseCodec): DatasetSplits {
+  const opts: PauseOptions & { samplesPerExample: number } = {
+    pauseToken: p.pause_token,
+    patterns: p.patterns,
+    nRandomPauses: p.n_random_pauses,
+    variable: p.variable,
+    codec,
+    samplesPerExample: p.samples_per_example,
+  };
+  const augment = (split: AugmentedSplit): Example[] =>
+    p.splits.includes(split)
+      ? augmentRows(data[split], createRng(deriveSeed(p.seed, split)), opts, (row) => row.answer, (row, text) => ({ ...row, [p.column]: text }))
+      : data[split];
+  return { train: augment('train'), validation: augment('validation'), test: data.test };
+}
+
+/** Mean pause tokens per row of a split's output column; 0 for an empty split. */
+function meanPauses(rows: readonly Example[], column: string, pauseToken: string): number {
+  if (rows.length === 0) return 0;
+  const total = rows.reduce((sum, row) => sum + countPauses(String(row[column] ?? ''), pauseToken), 0);
+  return total / rows.length;
+}
+
+export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
+  name: 'inject_pauses',
+  version: 1,
+  description:
+    'Inserts pause tokens into the answers of a dataset like the original injector: after pattern matches, and at ' +
+    'random positions between tokens (with a tokenizer) or words; optionally several samples per example. Seeded.',
+  params: {
+    type: 'object',
+    properties: {
+      pause_token: { type: 'string', minLength: 1, description: 'Text of the pause token.', default: '<|pause|>' },
+      patterns: {
+        type: 'object',
+        additionalProperties: { type: 'integer', minimum: 0 },
+        description:
+          'Regular expression → number of pauses inserted right after each match. A `\\n` pattern also puts that ' +
+          'many pauses at the very start. Empty: no pattern pauses.',
+        default: {},
+      },
+      n_random_pauses: { type: 'integer', minimum: 0, description: 'Random pauses per text (the most, when `variable`).', default: 10 },
+      variable: {
+        type: 'boolean',
+        description: 'Draw the number of random pauses uniformly in [0, n_random_pauses] for each text instead of always n.',
+        default: true,
+      },
+      samples_per_example: {
+        type: 'integer',
+        minimum: 1,
+        description: 'Passes over the dataset, each with fresh random pauses, concatenated (the seed used 5).',
+        default: 1,
+      },
+      seed: { type: 'integer', description: 'Seed of the random pauses; the same seed gives the same dataset.', default: 42 },
+      column: {
+        type: 'string',
+        minLength: 1,
+        description: 'Column the answer with pauses is written to; `answer` replaces the answer, another name adds a column.',
+        default: 'answer',
+      },
+      splits: {
+        type: 'array',
+        items: { type: 'string', enum: ['train', 'validation'] },
+        uniqueItems: true,
+        description: 'Splits to augment; the others, and always test, are copied unchanged.',
+        default: ['train', 'validation'],
+      },
+    },
+    additionalProperties: false,
+  },
+  inputs: {
+    data: { description: 'Dataset to augment (gsm8k, synthetic_math or another data stage).' },
+    tokenizer: {
+      description: 'Model folder whose tokenizer.json places random pauses between tokens; without it, between words.',
+      optional: true,
+    },
+  },
+  sources: [
+    'stages/inject-pauses.ts', 'stages/data/pauses.ts', 'stages/data/dataset.ts', 'stages/data/random.ts', 'stages/data/answer.ts',
+    'stages/lm/tokenizer.ts',
+  ],
+
+  async run(ctx: StageContext<InjectPausesParams>): Promise<StageResult> {
+    const p = ctx.params;
+    const wrong = checkPatterns(p.patterns);
+    if (wrong.length > 0) throw new Error(`inject_pauses: ${wrong.join('; ')}`);
+    const source = ctx.inputs.data![0]!;
+    const { splits } = await readDataset(source.dir);
+
+    let codec: PauseCodec | undefined;
+    const tokenizerRef = ctx.inputs.tokenizer?.[0];
+    if (tokenizerRef) {
+      // Lazy: the tokenizer pulls in @huggingface/tokenizers, which a run without one never needs.
+      const { loadTokenizer } = await import('./lm/tokenizer.ts');
+      const loaded = await loadTokenizer(tokenizerRef.dir);
+      const tokenizer = loaded.pauseId === null ? loaded.withPauseToken(p.pause_token) : loaded;
+      codec = {
+        encode: (text) => tokenizer.encode(text, { addSpecialTokens: false }),
+        decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: false }),
+        pauseId: tokenizer.pauseId!,
+      };
+      ctx.log(`inject_pauses: random pauses between tokens of ${path.join(tokenizerRef.dir, 'tokenizer.json')}`);
+    }
+
+    const out = injectDataset(splits, p, codec);
+    const avgPauses: Record<string, JsonValue> = {};
+    for (const split of p.splits) avgPauses[split] = meanPauses(out[split], p.column, p.pause_token);
+    const info = await writeDataset(ctx.outDir, out, {
+      source: `inject_pauses of ${source.stage}`,
+      seed: p.seed,
+      extra: { pause_token: p.pause_token, column: p.column, tokenizer: tokenizerRef ? tokenizerRef.stage : null },
+    });
+    ctx.log(`inject_pauses: train ${info.counts.train}, validation ${info.counts.validation}, test ${info.counts.test}; ` +
+      `pauses per row ${Object.entries(avgPauses).map(([s, v]) => `${s} ${(v as number).toFixed(2)}`).join(', ')}`);
+    return { metrics: { counts: info.counts, avg_pauses: avgPauses, pause_token: p.pause_token } };
+  },
+};

@@ -1,0 +1,143 @@
+// Batched autoregressive generation through the model's KV cache: greedy or seeded temperature sampling, left-padded prompts.
+import * as tf from '@tensorflow/tfjs-core';
+import { readTensor } from './backend.ts';
+import { createRng, deriveSeed, type Rng } from '../data/random.ts';
+import { leftPad, padIdOf, promptText } from './collate.ts';
+import type { KvCache, LanguageModel, Tokenizer } from './types.ts';
+
+export interface GenerateOptions {
+  /** Most tokens generated per row (pauses count: they are tokens the model emits). */
+  maxNewTokens: number;
+  /** Most tokens per row, prompt included, as transformers' max_length but counted per row so batching never changes a row. */
+  maxLength?: number;
+  /** 0 (default) decodes greedily; above 0 samples from softmax(log-probs / temperature). */
+  temperature?: number;
+  /** Seed of the sampling streams; row i draws from stream (seed, firstRow + i), so batch size never changes a sample. */
+  seed?: number;
+  /** Index of the first prompt in the whole set being generated (default 0). */
+  firstRow?: number;
+  /** Called after every decode step with the number of steps done (progress, memory checks). */
+  onStep?: (step: number) => void;
+}
+
+export interface GeneratedRow {
+  /** Generated ids, the final EOS included when the row stopped on it; the prompt excluded. */
+  ids: number[];
+  /** Decoded without special tokens: pauses and EOS vanish (what answer extraction reads). */
+  text: string;
+  /** Decoded with special tokens, pauses as `<|pause|>` (what pause statistics read). */
+  textWithSpecial: string;
+  /** Pause tokens among `ids` (0 for models without a pause token). */
+  pauses: number;
+  /** True when the row ended on EOS rather than on a length limit. */
+  stoppedAtEos: boolean;
+}
+
+/**
+ * Generates a continuation for every prompt (token ids, BOS included) in one left-padded batch. The first step
+ * runs the whole prompts through the model, every later step feeds one token per row against the cache.
+ */
+export async function generate(model: LanguageModel, tokenizer: Tokenizer, prompts: number[][], opts: GenerateOptions): Promise<GeneratedRow[]> {
+  const temperature = opts.temperature ?? 0;
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new Error(`generate: maxNewTokens must be a whole number >= 1, got ${opts.maxNewTokens}`);
+  if (!(temperature >= 0)) throw new Error(`generate: temperature must be >= 0, got ${temperature}`);
+  const padId = padIdOf(tokenizer);
+  const eosId = tokenizer.eosId;
+  const batch = leftPad(prompts, padId);
+  const rows = batch.rows;
+  const limits = prompts.map((p) => Math.min(opts.maxNewTokens, opts.maxLength === undefined ? Infinity : opts.maxLength - p.length));
+  const out: number[][] = prompts.map(() => []);
+  const done = limits.map((l) => l <= 0);
+  const stoppedAtEos = prompts.map(() => false);
+  const rngs = prompts.map((_, i) => createRng(deriveSeed(opts.seed ?? 0, `sample row ${(opts.firstRow ?? 0) + i}`)));
+
+  let inputIds: tf.Tensor2D = tf.tensor2d(batch.ids, [rows, batch.width], 'int32');
+  let mask: tf.Tensor2D = tf.tensor2d(batch.mask, [rows, batch.width], 'int32');
+  let cache: KvCache | null = null;
+  try {
+    for (let step = 0; !done.every(Boolean); step++) {
+      const result: { logProbs: tf.Tensor2D; cache: KvCache } = model.decodeStep(inputIds, mask, cache);
+      cache = result.cache;
+      const next = await pickTokens(result.logProbs, temperature, rngs);
+      result.logProbs.dispose();
+      const fed = new Int32Array(rows).fill(padId);
+      for (let r = 0; r < rows; r++) {
+        if (done[r]) continue;
+        const token = next[r]!;
+        out[r]!.push(token);
+        fed[r] = token;
+        if (token === eosId) stoppedAtEos[r] = true;
+        if (token === eosId || out[r]!.length >= limits[r]!) done[r] = true;
+      }
+      inputIds.dispose();
+      inputIds = tf.tensor2d(fed, [rows, 1], 'int32');
+      const grown: tf.Tensor2D = tf.tidy(() => tf.concat([mask, tf.ones([rows, 1], 'int32')], 1));
+      mask.dispose();
+      mask = grown;
+      opts.onStep?.(step + 1);
+    }
+  } finally {
+    inputIds.dispose();
+    mask.dispose();
+    cache?.dispose();
+  }
+  return out.map((ids, r) => ({
+    ids,
+    text: tokenizer.decode(ids, { skipSpecialTokens: true }),
+    textWithSpecial: tokenizer.decode(ids, { skipSpecialTokens: false }),
+    pauses: tokenizer.pauseId === null ? 0 : ids.filter((id) => id === tokenizer.pauseId).length,
+    stoppedAtEos: stoppedAtEos[r]!,
+  }));
+}
+
+/** Next token per row: argmax on the device for greedy decoding, else a seeded draw on the host. */
+async function pickTokens(logProbs: tf.Tensor2D, temperature: number, rngs: Rng[]): Promise<number[]> {
+  if (temperature === 0) {
+    const ids = tf.argMax(logProbs, 1);
+    try {
+      return Array.from(await readTensor(ids));
+    } finally {
+      ids.dispose();
+    }
+  }
+  const scaled = tf.tidy(() => tf.softmax(tf.div(logProbs, temperature)));
+  const probs = await readTensor(scaled);
+  scaled.dispose();
+  const vocab = logProbs.shape[1];
+  return rngs.map((rng, r) => {
+    const u = rng.next();
+    let acc = 0;
+    let last = 0;
+    for (let v = 0; v < vocab; v++) {
+      const p = probs[r * vocab + v]!;
+      if (p <= 0) continue;
+      last = v;
+      acc += p;
+      if (u < acc) return v;
+    }
+    // Rounding left the probabilities summing just under u: the last possible token.
+    return last;
+  });
+}
+
+export interface GenerateManyOptions extends GenerateOptions {
+  /** Prompts per batch (the reference evaluates 8 at a time). */
+  batchSize: number;
+  /** Called after every batch with the number of prompts done. */
+  onBatch?: (done: number, total: number) => void;
+}
+
+/**
+ * Generates answers for questions in the reference's prompt format, `batchSize` prompts at a time. Sampling streams
+ * follow the question's index, so results do not depend on the batch size.
+ */
+export async function generateAnswers(model: LanguageModel, tokenizer: Tokenizer, questions: string[], opts: GenerateManyOptions): Promise<GeneratedRow[]> {
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`generate: batchSize must be a whole number >= 1, got ${opts.batchSize}`);
+  const prompts = questions.map((q) => tokenizer.encode(promptText(q), { addSpecialTokens: true }));
+  const results: GeneratedRow[] = [];
+  for (let start = 0; start < prompts.length; start += opts.batchSize) {
+    results.push(...(await generate(model, tokenizer, prompts.slice(start, start + opts.batchSize), { ...opts, firstRow: start })));
+    opts.onBatch?.(results.length, prompts.length);
+  }
+  return results;
+}

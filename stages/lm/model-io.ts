@@ -1,0 +1,97 @@
+// Loads and saves a model as a Hugging Face folder: config.json, model.safetensors (or shards), tokenizer, PEFT adapter.
+import * as tf from '@tensorflow/tfjs-core';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fromHfConfig, toHfConfig } from './config.ts';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, hasLoraAdapter, loadLoraAdapter, saveLoraAdapter } from './lora.ts';
+import { CausalLM } from './model.ts';
+import { PauseLM } from './pause.ts';
+import { readModelWeights, SHARD_INDEX, SINGLE_FILE, writeJsonFile, writeSafetensors, type HostTensor } from './safetensors.ts';
+import { JsonTokenizer } from './tokenizer.ts';
+import type { Tokenizer } from './types.ts';
+
+export interface LoadOptions {
+  /** Attach the PEFT adapter found in the folder (default true). */
+  adapter?: boolean;
+  log?: (line: string) => void;
+}
+
+/**
+ * Loads a model folder: config.json (pause-wrapped when it carries `pause_token_id`), model.safetensors or a
+ * sharded index, and adapter_config.json + adapter_model.safetensors when present.
+ */
+export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<CausalLM> {
+  const log = opts.log ?? console.log;
+  const cfgFile = path.join(dir, 'config.json');
+  if (!existsSync(cfgFile)) throw new Error(`${dir}: no config.json (not a model folder)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(cfgFile, 'utf8'));
+  } catch (err) {
+    throw new Error(`${cfgFile}: not valid JSON (${(err as Error).message})`);
+  }
+  const config = fromHfConfig(json, cfgFile);
+  const weights = await readModelWeights(dir);
+  let model: CausalLM;
+  try {
+    model = config.pause ? PauseLM.fromPauseWeights(config, weights) : CausalLM.fromWeights(config, weights);
+  } catch (err) {
+    throw new Error(`${dir}: ${(err as Error).message}`);
+  }
+  if ((opts.adapter ?? true) && hasLoraAdapter(dir)) await loadLoraAdapter(model, dir, log);
+  return model;
+}
+
+export interface SaveOptions {
+  /** Fold LoRA adapters into the saved weights (default true); false keeps them as PEFT adapter files beside the base weights. */
+  mergeLora?: boolean;
+}
+
+/** The weights as they would be after merging LoRA, computed without changing the model. */
+function mergedWeight(model: CausalLM, name: string, v: tf.Variable): tf.Tensor {
+  const lora = model.lora!;
+  const copy = lora.saved.get(name);
+  if (copy) return copy;
+  const adapter = lora.adapters.get(name.slice(0, name.lastIndexOf('.')));
+  if (!adapter || !name.endsWith('.weight')) return v;
+  return tf.tidy(() => tf.add(v, tf.mul(tf.matMul(adapter.b, adapter.a), lora.scaling)));
+}
+
+/**
+ * Writes a Hugging Face folder that `loadModel` (and transformers, for a plain model) reads back bit-for-bit:
+ * config.json (with the pause token fields when wrapped), model.safetensors under the reference's names,
+ * tokenizer.json + tokenizer_config.json, generation_config.json, and the PEFT adapter when LoRA is kept.
+ * Stale weight or adapter files from an earlier save into the same folder are removed.
+ */
+export async function saveModel(model: CausalLM, tokenizer: Tokenizer | null, dir: string, opts: SaveOptions = {}): Promise<void> {
+  const merge = opts.mergeLora ?? true;
+  if (tokenizer) checkTokenizer(model, tokenizer);
+  await mkdir(dir, { recursive: true });
+  for (const stale of [SHARD_INDEX, ADAPTER_CONFIG, ADAPTER_WEIGHTS]) await rm(path.join(dir, stale), { force: true });
+  const tensors = new Map<string, HostTensor>();
+  for (const [name, v] of model.weights) {
+    const t = model.lora && merge ? mergedWeight(model, name, v) : v;
+    tensors.set(name, { dtype: 'float32', shape: [...t.shape], data: (await t.data()) as Float32Array });
+    if (t !== v && !model.lora?.saved.has(name)) t.dispose();
+  }
+  await writeSafetensors(path.join(dir, SINGLE_FILE), tensors, { format: 'pt' });
+  await writeJsonFile(path.join(dir, 'config.json'), toHfConfig(model.config));
+  const c = model.config;
+  await writeJsonFile(path.join(dir, 'generation_config.json'), { _from_model_config: true, bos_token_id: c.bosId, eos_token_id: c.eosId, pad_token_id: c.padId });
+  if (model.lora && !merge) await saveLoraAdapter(model, dir);
+  if (tokenizer) {
+    await writeJsonFile(path.join(dir, 'tokenizer.json'), tokenizer.toJSON());
+    if (tokenizer instanceof JsonTokenizer) await writeJsonFile(path.join(dir, 'tokenizer_config.json'), tokenizer.configJson());
+  }
+}
+
+/** A tokenizer saved beside a model must agree with it on the pause token and fit its embedding. */
+function checkTokenizer(model: CausalLM, tokenizer: Tokenizer): void {
+  const pause = model.config.pause?.tokenId ?? null;
+  if (pause !== tokenizer.pauseId) {
+    throw new Error(`saveModel: the model's pause token id is ${pause ?? 'none'} but the tokenizer's is ${tokenizer.pauseId ?? 'none'}`);
+  }
+  const rows = model.config.vocabSize + (pause === null ? 0 : 1);
+  if (tokenizer.vocabSize > rows) throw new Error(`saveModel: the tokenizer has ${tokenizer.vocabSize} ids but the model's embedding only ${rows} rows`);
+}

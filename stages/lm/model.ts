@@ -1,0 +1,305 @@
+// The Llama/Mistral causal LM in tfjs: decoder, loss, KV-cached decoding; weights as tf.Variables under Hugging Face names.
+import * as tf from '@tensorflow/tfjs-core';
+import { checkConfig, initWeights, weightShapes, type LmConfig } from './config.ts';
+import * as ops from './ops.ts';
+import type { HostTensor } from './safetensors.ts';
+import type { Batch, KvCache, LanguageModel, LossParts } from './types.ts';
+
+/** A LoRA adapter on one linear module: `y += scaling · B(A(dropout(x)))`, A [r, in], B [out, r] (PEFT layout). */
+export interface LoraAdapter {
+  a: tf.Variable;
+  b: tf.Variable;
+}
+
+/** The LoRA state of a model (PEFT's single `default` adapter). */
+export interface LoraSetup {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  /** Module suffixes adapted, e.g. `q_proj`, `v_proj`. */
+  targetModules: string[];
+  /** alpha / rank. */
+  scaling: number;
+  /** Adapters by module name without the `.weight`, e.g. `model.layers.0.self_attn.q_proj`. */
+  adapters: Map<string, LoraAdapter>;
+  /** PEFT `modules_to_save`: trainable copies of whole weights, by the weight's saved name; used instead of the original. */
+  saved: Map<string, tf.Variable>;
+  /** Module names (saved weight names without `.weight`/`.bias`) listed in modules_to_save. */
+  modulesToSave: string[];
+  /** Seed of the dropout masks; advanced every training forward so masks differ between steps. */
+  dropoutSeed: number;
+}
+
+/** float32's lowest finite value: what torch's `finfo(float32).min` writes into masked logits. */
+export const FLOAT32_MIN = -3.4028234663852886e38;
+
+/** Per-layer keys and values of the positions seen so far. Extended in place by `decodeStep`. */
+export class LmKvCache implements KvCache {
+  keys: tf.Tensor4D[] = [];   // per layer [B, nkv, S, hd]
+  values: tf.Tensor4D[] = []; // per layer [B, nkv, S, hd]
+  length = 0;
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t.dispose();
+    this.keys = [];
+    this.values = [];
+    this.length = 0;
+  }
+}
+
+/** Gradient-free identity: the pause head reads the hidden state without training the body (`.detach()`). */
+export const detach = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+  value: tf.clone(args[0] as tf.Tensor),
+  gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+})) as <T extends tf.Tensor>(x: T) => T;
+
+/** A variable made from a temporary tensor, which is then freed (tf.variable shares its data but keeps it registered). */
+export function ownedVariable(t: tf.Tensor): tf.Variable {
+  const v = tf.variable(t, true);
+  t.dispose();
+  return v;
+}
+
+function toVariable(t: HostTensor | tf.Tensor): tf.Variable {
+  if (t instanceof tf.Tensor) return tf.variable(t, true);
+  return ownedVariable(tf.tensor(t.data, t.shape, t.dtype));
+}
+
+/** Copies a weight map into tf.Variables, checking names and shapes against what `expected` lists. */
+export function weightVariables(source: Map<string, HostTensor | tf.Tensor>, expected: [string, number[]][], where: string): Map<string, tf.Variable> {
+  const missing = expected.filter(([n]) => !source.has(n)).map(([n]) => n);
+  if (missing.length > 0) throw new Error(`${where}: missing weights ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
+  const known = new Set(expected.map(([n]) => n));
+  const extra = [...source.keys()].filter((n) => !known.has(n));
+  if (extra.length > 0) throw new Error(`${where}: unexpected weights ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`);
+  const out = new Map<string, tf.Variable>();
+  for (const [name, shape] of expected) {
+    const t = source.get(name)!;
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`${where}: weight ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+    }
+    out.set(name, toVariable(t));
+  }
+  return out;
+}
+
+/**
+ * A Llama/Mistral decoder with its LM head. `weights` holds one variable per saved tensor; the pause wrapper
+ * (pause.ts) subclasses it with other names, an extended embedding and a second head.
+ */
+export class CausalLM implements LanguageModel {
+  readonly config: LmConfig;
+  readonly weights: Map<string, tf.Variable>;
+  /** LoRA adapters and modules_to_save copies (lora.ts), or null. */
+  lora: LoraSetup | null = null;
+  /** Saved names that train (set by freeze.ts); null: every weight trains (from-scratch or full fine-tuning). */
+  trainableNames: Set<string> | null = null;
+  /** Prefix of the decoder's weight names: '' for a plain model, `language_model.` inside the pause wrapper. */
+  readonly prefix: string;
+  private rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null;
+
+  constructor(config: LmConfig, weights: Map<string, tf.Variable>, prefix = '') {
+    checkConfig(config);
+    this.config = config;
+    this.weights = weights;
+    this.prefix = prefix;
+  }
+
+  /** Builds a plain model from host or tf tensors named as in a Hugging Face model.safetensors. */
+  static fromWeights(config: LmConfig, tensors: Map<string, HostTensor | tf.Tensor>): CausalLM {
+    const source = new Map(tensors);
+    // Tied checkpoints sometimes store lm_head.weight anyway (a copy of the embedding): drop it.
+    if (config.tieWordEmbeddings) source.delete('lm_head.weight');
+    // Older checkpoints store RoPE's inverse frequencies as a buffer; they are recomputed from the config.
+    for (const name of source.keys()) if (name.endsWith('.rotary_emb.inv_freq')) source.delete(name);
+    return new CausalLM(config, weightVariables(source, weightShapes(config), 'model weights'));
+  }
+
+  /** Whether this is the pause wrapper (pause.ts). */
+  get hasPause(): boolean {
+    return false;
+  }
+
+  /** The weight under `name` as the forward pass uses it: the modules_to_save copy when LoRA made one. */
+  param(name: string): tf.Variable {
+    const w = this.lora?.saved.get(name) ?? this.weights.get(name);
+    if (!w) throw new Error(`model has no weight ${name}`);
+    return w;
+  }
+
+  /** A decoder weight by its plain HF name (`model.layers.0...`), whatever the prefix. */
+  protected dw(local: string): tf.Variable {
+    return this.param(this.prefix + local);
+  }
+
+  /** Input embedding table [V(+1), H]. */
+  protected embedTable(): tf.Tensor2D {
+    return this.dw('model.embed_tokens.weight') as tf.Tensor2D;
+  }
+
+  /** Output head [V(+1), H]; the embedding table when tied. */
+  protected headWeight(): tf.Tensor2D {
+    return this.config.tieWordEmbeddings ? this.embedTable() : (this.dw('lm_head.weight') as tf.Tensor2D);
+  }
+
+  /** Weight names the output head is stored under (the embedding when tied). */
+  headName(): string {
+    return this.prefix + (this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  }
+
+  /** A linear module of the decoder, with its LoRA adapter when one is attached. */
+  protected proj(x: tf.Tensor, module: string, training: boolean): tf.Tensor {
+    const name = this.prefix + module;
+    const y = ops.linear(x, this.param(`${name}.weight`));
+    const adapter = this.lora?.adapters.get(name);
+    if (!adapter || !this.lora) return y;
+    let input = x;
+    if (training && this.lora.dropout > 0) input = tf.dropout(x, this.lora.dropout, undefined, this.lora.dropoutSeed++);
+    const delta = ops.linear(ops.linear(input, adapter.a), adapter.b);
+    return tf.add(y, tf.mul(delta, this.lora.scaling));
+  }
+
+  private ropeTables(): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    if (!this.rope) {
+      const c = this.config;
+      this.rope = tf.tidy(() => ops.ropeTables(c.headDim, c.maxPositionEmbeddings, c.ropeTheta));
+      tf.keep(this.rope.cos);
+      tf.keep(this.rope.sin);
+    }
+    return this.rope;
+  }
+
+  /**
+   * Final normed hidden states [B, T, H] of `inputIds` [B, T] following `cache.length` cached positions.
+   * `attentionMask` [B, cache + T] marks real tokens (1) and padding (0). Positions count real tokens only
+   * (cumsum(mask) - 1, clipped at 0), as transformers' generate does, so a left-padded row computes what it
+   * would unpadded. With a cache, the new keys/values are appended to it.
+   */
+  hidden(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, cache: LmKvCache | null, training: boolean): tf.Tensor3D {
+    const c = this.config;
+    const [B, T] = inputIds.shape;
+    const past = cache?.length ?? 0;
+    if (attentionMask.shape[0] !== B || attentionMask.shape[1] !== past + T) {
+      throw new Error(`attention mask has shape [${attentionMask.shape.join(', ')}], expected [${B}, ${past + T}] (cached ${past} + new ${T})`);
+    }
+    if (past + T > c.maxPositionEmbeddings) throw new Error(`sequence of ${past + T} tokens exceeds max_position_embeddings ${c.maxPositionEmbeddings}`);
+    const { cos, sin } = this.ropeTables();
+    const maskF = tf.cast(attentionMask, 'float32');
+    const positions = tf.cast(tf.slice(tf.relu(tf.sub(tf.cumsum(maskF, 1), 1)), [0, past], [B, T]), 'int32') as tf.Tensor2D; // [B, T]
+    const mask = ops.causalPaddingMask(attentionMask, T); // [B, 1, T, S]
+    let x = this.embed(inputIds); // [B, T, H]
+    const heads = (t: tf.Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, c.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
+    for (let i = 0; i < c.numLayers; i++) {
+      const p = `model.layers.${i}.`;
+      const h = ops.rmsNorm(x, this.dw(`${p}input_layernorm.weight`), c.rmsNormEps);
+      const q = ops.applyRope(heads(this.proj(h, `${p}self_attn.q_proj`, training), c.numHeads), cos, sin, positions); // [B, nh, T, hd]
+      let k = ops.applyRope(heads(this.proj(h, `${p}self_attn.k_proj`, training), c.numKvHeads), cos, sin, positions); // [B, nkv, T, hd]
+      let v = heads(this.proj(h, `${p}self_attn.v_proj`, training), c.numKvHeads); // [B, nkv, T, hd]
+      if (cache) {
+        if (past > 0) {
+          k = tf.concat([cache.keys[i]!, k], 2);
+          v = tf.concat([cache.values[i]!, v], 2);
+          cache.keys[i]!.dispose();
+          cache.values[i]!.dispose();
+        }
+        cache.keys[i] = tf.keep(k);
+        cache.values[i] = tf.keep(v);
+      }
+      const att = ops.attention(q, k, v, mask); // [B, nh, T, hd]
+      const merged = tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [B, T, c.numHeads * c.headDim]);
+      x = tf.add(x, this.proj(merged, `${p}self_attn.o_proj`, training));
+      const h2 = ops.rmsNorm(x, this.dw(`${p}post_attention_layernorm.weight`), c.rmsNormEps);
+      const mlp = ops.swiglu(this.proj(h2, `${p}mlp.gate_proj`, training), this.proj(h2, `${p}mlp.up_proj`, training));
+      x = tf.add(x, this.proj(mlp, `${p}mlp.down_proj`, training));
+    }
+    if (cache) cache.length = past + T;
+    return ops.rmsNorm(x, this.dw('model.norm.weight'), c.rmsNormEps) as tf.Tensor3D;
+  }
+
+  /** Token embeddings [B, T, H]. */
+  protected embed(inputIds: tf.Tensor2D): tf.Tensor3D {
+    return ops.embedding(inputIds, this.embedTable()) as tf.Tensor3D;
+  }
+
+  /** LM logits [..., V] of hidden states. */
+  logitsOf(hidden: tf.Tensor): tf.Tensor {
+    return ops.linear(hidden, this.headWeight());
+  }
+
+  /** Logits [B, T, V] of a full forward pass (no cache); the mask defaults to all ones. */
+  forward(inputIds: tf.Tensor2D, attentionMask?: tf.Tensor2D): tf.Tensor3D {
+    return tf.tidy(() => {
+      const mask = attentionMask ?? tf.onesLike(inputIds);
+      return this.logitsOf(this.hidden(inputIds, mask, null, false)) as tf.Tensor3D;
+    });
+  }
+
+  /** Log-probabilities [..., V] of the next token from hidden states (the pause wrapper combines its two heads). */
+  logProbsOf(hidden: tf.Tensor): tf.Tensor {
+    return ops.logSoftmax(this.logitsOf(hidden));
+  }
+
+  /** Mean next-token cross-entropy over the labels that count (labels are unshifted, as in HF). */
+  lossParts(batch: Batch, opts: { training: boolean }): LossParts {
+    const [B, T] = batch.inputIds.shape;
+    const hidden = this.hidden(batch.inputIds, batch.attentionMask, null, opts.training);
+    // The last position predicts nothing: drop it before the (largest) head matmul.
+    const logits = this.logitsOf(tf.slice(hidden, [0, 0, 0], [B, T - 1, -1])); // [B, T-1, V]
+    const labels = tf.reshape(tf.slice(batch.labels, [0, 1], [B, T - 1]), [-1]) as tf.Tensor1D;
+    const { sum, count } = ops.crossEntropySum(tf.reshape(logits, [B * (T - 1), -1]) as tf.Tensor2D, labels);
+    // A batch without a counted label gives 0 rather than HF's NaN, so one empty batch cannot poison training.
+    return { loss: tf.div(sum, tf.maximum(count, 1)) as tf.Scalar };
+  }
+
+  decodeStep(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, cache: KvCache | null): { logProbs: tf.Tensor2D; cache: KvCache } {
+    if (cache !== null && !(cache instanceof LmKvCache)) throw new Error('decodeStep: cache was not made by this model');
+    const kv = cache ?? new LmKvCache();
+    const logProbs = tf.tidy(() => {
+      const [B, T] = inputIds.shape;
+      const hidden = this.hidden(inputIds, attentionMask, kv, false);
+      return tf.reshape(this.logProbsOf(tf.slice(hidden, [0, T - 1, 0], [B, 1, -1])), [B, -1]) as tf.Tensor2D;
+    });
+    return { logProbs, cache: kv };
+  }
+
+  trainableVariables(): Map<string, tf.Variable> {
+    // Defined in freeze.ts terms: without a configuration every stored weight trains.
+    const out = new Map<string, tf.Variable>();
+    if (this.lora) {
+      for (const [name, v] of this.lora.saved) out.set(peftSavedCopyName(name), v);
+      for (const [module, { a, b }] of this.lora.adapters) {
+        out.set(`base_model.model.${module}.lora_A.default.weight`, a);
+        out.set(`base_model.model.${module}.lora_B.default.weight`, b);
+      }
+      return new Map([...out.entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+    }
+    for (const [name, v] of this.weights) if (this.trainableNames === null || this.trainableNames.has(name)) out.set(name, v);
+    return out;
+  }
+
+  dispose(): void {
+    for (const v of this.weights.values()) v.dispose();
+    if (this.lora) {
+      for (const v of this.lora.saved.values()) v.dispose();
+      for (const { a, b } of this.lora.adapters.values()) {
+        a.dispose();
+        b.dispose();
+      }
+      this.lora = null;
+    }
+    this.rope?.cos.dispose();
+    this.rope?.sin.dispose();
+    this.rope = null;
+  }
+}
+
+/** PEFT's in-memory name of a modules_to_save copy of weight `name` (e.g. `lm_head.weight`). */
+export function peftSavedCopyName(name: string): string {
+  const dot = name.lastIndexOf('.');
+  return `base_model.model.${name.slice(0, dot)}.modules_to_save.default${name.slice(dot)}`;
+}
+
+/** A fresh from-scratch model (HF init, deterministic in `seed`). */
+export function createModel(cfg: LmConfig, seed: number): CausalLM {
+  return CausalLM.fromWeights(cfg, initWeights(cfg, seed));
+}

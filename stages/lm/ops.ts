@@ -1,0 +1,536 @@
+// Differentiable transformer ops with hand-written gradients, fast on the wasm backend and safe on every backend.
+//
+// Why it looks like this (measured on tfjs-backend-wasm 4.22, one thread):
+// - tf.matMul with transposeA/transposeB runs 10–30× slower than on a materialised transpose, and batched (rank-3/4)
+//   matmuls reach ~3 GFLOP/s against ~35 for rank 2; so every product here is rank 2 on contiguous operands.
+// - Slice, Unpack and SplitV copy their whole input out of the wasm heap once per output piece (O(pieces²)), and
+//   GatherV2 and broadcasting Equal cost ~40 ns per element; so on backends whose memory is host memory
+//   (wasm, cpu) blocks, transposes and row gathers are done on a host copy in plain JS, where they are memcpy-fast.
+// - tf.gather's gradient needs UnsortedSegmentSum, which wasm lacks; the embedding gradient is a ScatterNd.
+// GPU-like backends (webgpu, tensorflow) take the plain batched path, where few large kernels are what counts.
+import * as tf from '@tensorflow/tfjs-core';
+import { IGNORE_INDEX } from './types.ts';
+
+/** Additive mask value for positions a query must not see (finite, so sums of masks never reach -inf). */
+export const MASK_VALUE = -1e9;
+
+/**
+ * Knobs of the host (wasm/cpu) fast paths, exposed so tests can cover every path on a CPU-only machine.
+ * - `hostCopies`: 'auto' uses host-side copies on wasm/cpu; 'never' takes the plain kernel path GPUs take.
+ * - `blockedMinWork`: per-(batch, kv-head) rank-2 attention matmuls pay ~50 µs of overhead each, so they only
+ *   beat one batched matmul when a block has at least this many multiply-adds (rows·inner·cols).
+ */
+export const OPS_TUNING: { hostCopies: 'auto' | 'never'; blockedMinWork: number } = { hostCopies: 'auto', blockedMinWork: 65536 };
+
+type Save = (tensors: tf.Tensor[]) => void;
+type GradResult = { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] };
+type Op = (...inputs: tf.Tensor[]) => tf.Tensor;
+
+/** tf.customGrad with the inputs as one array, so each op destructures what it takes. */
+function customOp(f: (inputs: tf.Tensor[], save: Save) => GradResult): Op {
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    return f(args as tf.Tensor[], save);
+  });
+}
+
+/** Whether tensor memory is host memory, so a synchronous read is a plain copy (never on webgpu). */
+function onHost(): boolean {
+  if (OPS_TUNING.hostCopies === 'never') return false;
+  const name = tf.getBackend();
+  return name === 'wasm' || name === 'cpu';
+}
+
+function lastDim(t: tf.Tensor): number {
+  return t.shape[t.shape.length - 1]!;
+}
+
+function shapeText(t: tf.Tensor): string {
+  return `[${t.shape.join(', ')}]`;
+}
+
+/** Host copy of a float32 tensor (wasm/cpu only). */
+function hostValues(t: tf.Tensor): Float32Array {
+  return t.dataSync() as Float32Array;
+}
+
+/** `count` blocks [rows, cols] of a host array, each transposed to [cols, rows] and multiplied by `scale`. */
+function transposeBlocks(v: Float32Array, count: number, rows: number, cols: number, scale = 1): Float32Array {
+  const out = new Float32Array(count * rows * cols);
+  const size = rows * cols;
+  for (let b = 0; b < count; b++) {
+    const base = b * size;
+    for (let r = 0; r < rows; r++) {
+      const src = base + r * cols;
+      for (let c = 0; c < cols; c++) out[base + c * rows + r] = v[src + c]! * scale;
+    }
+  }
+  return out;
+}
+
+/** Block i of a host array holding `count` row-major [rows, cols] matrices, as a tensor. */
+function block(v: Float32Array, i: number, rows: number, cols: number): tf.Tensor2D {
+  const size = rows * cols;
+  return tf.tensor2d(v.subarray(i * size, (i + 1) * size), [rows, cols]);
+}
+
+/** Row-major transpose of a 2-D tensor; on host backends done in JS (the wasm Transpose kernel is ~10 ns/element). */
+function t2(x: tf.Tensor): tf.Tensor2D {
+  const [r, c] = x.shape as [number, number];
+  if (!onHost()) return tf.transpose(x as tf.Tensor2D);
+  return tf.tensor2d(transposeBlocks(hostValues(x), 1, r, c), [c, r]);
+}
+
+/** rows[ids[i]] of a [V, H] table for int32 ids of any shape → [...ids.shape, H], with a range check. */
+function gatherRows(table: tf.Tensor, ids: tf.Tensor, what: string): tf.Tensor {
+  const [V, H] = table.shape as [number, number];
+  if (!onHost()) return tf.gather(table, ids);
+  const idv = ids.dataSync() as Int32Array;
+  const tv = hostValues(table);
+  const out = new Float32Array(idv.length * H);
+  for (let i = 0; i < idv.length; i++) {
+    const id = idv[i]!;
+    if (!(id >= 0 && id < V)) throw new Error(`${what}: id ${id} at position ${i} is outside [0, ${V})`);
+    out.set(tv.subarray(id * H, (id + 1) * H), i * H);
+  }
+  return tf.tensor(out, [...ids.shape, H]);
+}
+
+/** Σ over rows of a [N, H] tensor → [H]; wasm reduces axis 0 through a slow transpose, so host backends sum in JS. */
+function columnSums(x: tf.Tensor): tf.Tensor1D {
+  const [N, H] = x.shape as [number, number];
+  if (!onHost()) return tf.sum(x, 0);
+  const v = hostValues(x);
+  const out = new Float64Array(H);
+  for (let r = 0; r < N; r++) {
+    const o = r * H;
+    for (let c = 0; c < H; c++) out[c] += v[o + c]!;
+  }
+  return tf.tensor1d(Float32Array.from(out));
+}
+
+const linear2 = customOp(([x, w], save) => {
+  // x [N, in], w [out, in]
+  save([x, w]);
+  return {
+    value: tf.tidy(() => tf.matMul(x as tf.Tensor2D, t2(w))), // [N, out]
+    gradFunc: (dy, [xs, ws]) => [
+      tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dx [N, in]
+      tf.tidy(() => weightGrad(dy, xs)), // dW [out, in]
+    ],
+  };
+});
+
+const linear2Bias = customOp(([x, w, b], save) => {
+  save([x, w]);
+  return {
+    value: tf.tidy(() => tf.add(tf.matMul(x as tf.Tensor2D, t2(w)), b)),
+    gradFunc: (dy, [xs, ws]) => [
+      tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D),
+      tf.tidy(() => weightGrad(dy, xs)),
+      columnSums(dy),
+    ],
+  };
+});
+
+/** dW = dyᵀ·x [out, in] for dy [N, out], x [N, in], transposing whichever activation is narrower. */
+function weightGrad(dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
+  if (lastDim(dy) <= lastDim(x)) return tf.matMul(t2(dy), x as tf.Tensor2D);
+  return t2(tf.matMul(t2(x), dy as tf.Tensor2D));
+}
+
+/** y = x·Wᵀ + b with weight in Hugging Face layout [out, in]; x [..., in] → [..., out]. */
+export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+  const inDim = lastDim(x);
+  if (weight.rank !== 2 || weight.shape[1] !== inDim) {
+    throw new Error(`linear: weight ${shapeText(weight)} does not fit input [..., ${inDim}] (expected [out, ${inDim}])`);
+  }
+  const outDim = weight.shape[0]!;
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== outDim)) throw new Error(`linear: bias ${shapeText(bias)} must be [${outDim}]`);
+  return tf.tidy(() => {
+    const x2 = tf.reshape(x, [-1, inDim]);
+    const y = bias ? linear2Bias(x2, weight, bias) : linear2(x2, weight);
+    return tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
+  });
+}
+
+/** Table rows for flat ids [N] → [N, H], differentiable in the table only. */
+function embeddingRows(ids: tf.Tensor, table: tf.Tensor): tf.Tensor {
+  const [V, H] = table.shape as [number, number];
+  const op = customOp(([t], save) => {
+    save([ids]);
+    return {
+      value: gatherRows(t, ids, 'embedding'), // [N, H]
+      // Scatter-add of the rows of dy into the table gradient; ScatterNd sums repeated ids.
+      gradFunc: (dy, [idv]) => [tf.tidy(() => tf.scatterND(tf.reshape(idv!, [-1, 1]), dy, [V, H]))],
+    };
+  });
+  return op(table);
+}
+
+/** Rows of `table` [V, H] for int32 `ids` of any shape → [...ids.shape, H]. */
+export function embedding(ids: tf.Tensor, table: tf.Tensor): tf.Tensor {
+  if (ids.dtype !== 'int32') throw new Error(`embedding: ids must be int32, got ${ids.dtype}`);
+  if (table.rank !== 2) throw new Error(`embedding: table ${shapeText(table)} must be [vocab, hidden]`);
+  return tf.tidy(() => tf.reshape(embeddingRows(tf.reshape(ids, [-1]), table), [...ids.shape, lastDim(table)]));
+}
+
+const rmsNormOps = new Map<number, Op>();
+
+function rmsNormOp(eps: number): Op {
+  let op = rmsNormOps.get(eps);
+  if (op) return op;
+  op = customOp(([x, w], save) => {
+    // x [N, H]; y = (x·r)·w with r = 1/sqrt(mean(x²) + eps) [N, 1]
+    const H = lastDim(x);
+    const [value, xn, r] = tf.tidy(() => {
+      const r = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps));
+      const xn = tf.mul(x, r);
+      return [tf.mul(xn, w), xn, r];
+    });
+    save([xn!, w, r!]);
+    return {
+      value: value!,
+      gradFunc: (dy, [xns, ws, rs]) =>
+        tf.tidy(() => {
+          const g = tf.mul(dy, ws!); // [N, H]
+          // dx = r·(g − xn·mean(g·xn))
+          const proj = tf.div(tf.sum(tf.mul(g, xns!), -1, true), H);
+          return [tf.mul(tf.sub(g, tf.mul(xns!, proj)), rs!), columnSums(tf.mul(dy, xns!))];
+        }),
+    };
+  });
+  rmsNormOps.set(eps, op);
+  return op;
+}
+
+/** Hugging Face LlamaRMSNorm in float32: weight · x / sqrt(mean(x², -1) + eps). */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
+  const H = lastDim(x);
+  if (weight.rank !== 1 || weight.shape[0] !== H) throw new Error(`rmsNorm: weight ${shapeText(weight)} does not fit input [..., ${H}]`);
+  const op = rmsNormOp(eps);
+  return tf.tidy(() => tf.reshape(op(tf.reshape(x, [-1, H]), weight), x.shape));
+}
+
+/**
+ * RoPE tables as Hugging Face's default rotary embedding computes them in float32:
+ * inv_freq[i] = 1 / θ^(2i/d), angle = pos · inv_freq, both halves repeated (rotate_half layout).
+ */
+export function ropeTables(headDim: number, maxPos: number, theta: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  if (headDim % 2 !== 0) throw new Error(`ropeTables: head dimension ${headDim} must be even`);
+  const half = headDim / 2;
+  const f = Math.fround;
+  const invFreq = new Float32Array(half);
+  for (let i = 0; i < half; i++) invFreq[i] = f(1 / f(f(theta) ** f((2 * i) / headDim)));
+  const cos = new Float32Array(maxPos * headDim);
+  const sin = new Float32Array(maxPos * headDim);
+  for (let p = 0; p < maxPos; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = f(p * invFreq[i]!);
+      cos[p * headDim + i] = cos[p * headDim + i + half] = Math.cos(angle);
+      sin[p * headDim + i] = sin[p * headDim + i + half] = Math.sin(angle);
+    }
+  }
+  return { cos: tf.tensor2d(cos, [maxPos, headDim]), sin: tf.tensor2d(sin, [maxPos, headDim]) };
+}
+
+/** Per head size, [R, Rᵀ] with x·R = rotate_half(x) = cat(−x₂, x₁): a rank-2 matmul instead of split + concat. */
+const rotations = new Map<number, [tf.Tensor2D, tf.Tensor2D]>();
+
+function rotation(hd: number): [tf.Tensor2D, tf.Tensor2D] {
+  let r = rotations.get(hd);
+  if (!r || r[0].isDisposed) {
+    const half = hd / 2;
+    const m = new Float32Array(hd * hd);
+    // out[j] = Σ_i x[i]·R[i, j]: out[j] = −x[j + half] for j < half, x[j − half] otherwise
+    for (let j = 0; j < half; j++) {
+      m[(j + half) * hd + j] = -1;
+      m[j * hd + j + half] = 1;
+    }
+    const mt = transposeBlocks(m, 1, hd, hd);
+    r = [tf.keep(tf.tensor2d(m, [hd, hd])), tf.keep(tf.tensor2d(mt, [hd, hd]))];
+    rotations.set(hd, r);
+  }
+  return r;
+}
+
+/** x·cos + rotate_half(x)·sin for x [B, h, T, hd] and c/s [B, 1, T, hd], differentiable in x only. */
+function rope(x: tf.Tensor, c: tf.Tensor, s: tf.Tensor): tf.Tensor {
+  const hd = lastDim(x);
+  const [rot, rotT] = rotation(hd);
+  const rotate = (t: tf.Tensor, m: tf.Tensor2D) => tf.reshape(tf.matMul(tf.reshape(t, [-1, hd]) as tf.Tensor2D, m), t.shape);
+  const op = customOp(([xi], save) => {
+    save([c, s]);
+    return {
+      value: tf.tidy(() => tf.add(tf.mul(xi, c), tf.mul(rotate(xi, rot), s))),
+      gradFunc: (dy, [cs, ss]) => [tf.tidy(() => tf.add(tf.mul(dy, cs!), rotate(tf.mul(dy, ss!), rotT)))],
+    };
+  });
+  return op(x);
+}
+
+/** Rotary position embedding of x [B, heads, T, hd] at int32 positions [B, T]. */
+export function applyRope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D, positions: tf.Tensor2D): tf.Tensor4D {
+  const [B, , T, hd] = x.shape;
+  if (positions.shape[0] !== B || positions.shape[1] !== T) {
+    throw new Error(`applyRope: positions ${shapeText(positions)} do not match x [${B}, heads, ${T}, ${hd}]`);
+  }
+  if (cos.shape[1] !== hd || sin.shape[1] !== hd) throw new Error(`applyRope: table width ${cos.shape[1]} differs from head dimension ${hd}`);
+  if (positions.dtype !== 'int32') throw new Error(`applyRope: positions must be int32, got ${positions.dtype}`);
+  return tf.tidy(() => {
+    const c = tf.reshape(gatherRows(cos, positions, 'applyRope positions'), [B, 1, T, hd]);
+    const s = tf.reshape(gatherRows(sin, positions, 'applyRope positions'), [B, 1, T, hd]);
+    return rope(x, c, s) as tf.Tensor4D;
+  });
+}
+
+/** Softmax backward: dS = P ⊙ (dP − Σ_j dP·P) over the last axis. */
+function softmaxGrad(p: tf.Tensor, dp: tf.Tensor): tf.Tensor {
+  return tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+}
+
+interface AttentionDims {
+  B: number;
+  nh: number;
+  nkv: number;
+  T: number;
+  S: number;
+  hd: number;
+  /** Query heads per kv head. */
+  grp: number;
+  /** Independent problems: B·nkv. */
+  n: number;
+  /** Query rows of one problem: grp·T (HF's repeat_kv makes the heads of a group consecutive). */
+  rows: number;
+}
+
+/**
+ * Attention as n = B·nkv independent rank-2 problems, each [rows, hd]·[hd, S], computed block by block on a
+ * host copy (wasm, cpu). Blocks are cut and transposed in JS; the scale is folded into the transposed blocks.
+ */
+function attentionBlocked(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor, d: AttentionDims, scale: number, save: Save): GradResult {
+  const { B, nh, T, S, hd, n, rows } = d;
+  const qv = hostValues(q);
+  const kv = hostValues(k);
+  const vv = hostValues(v);
+  const probs = tf.tidy(() => {
+    const kT = transposeBlocks(kv, n, S, hd, scale); // n × [hd, S]
+    const scores = tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(qv, i, rows, hd), block(kT, i, hd, S))));
+    return tf.softmax(tf.add(tf.reshape(scores, [B, nh, T, S]), mask));
+  });
+  const pv = hostValues(probs);
+  save([probs]);
+  const value = tf.tidy(() =>
+    tf.reshape(tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(pv, i, rows, S), block(vv, i, S, hd)))), [B, nh, T, hd]),
+  );
+  return {
+    value,
+    // The host copies qv, kv, vv, pv live in this closure as long as the tape keeps it.
+    gradFunc: (dy, [ps]) =>
+      tf.tidy(() => {
+        const dyv = hostValues(dy);
+        const vT = transposeBlocks(vv, n, S, hd); // n × [hd, S]
+        const dyb = Array.from({ length: n }, (_, i) => block(dyv, i, rows, hd));
+        const dP = tf.stack(dyb.map((g, i) => tf.matMul(g, block(vT, i, hd, S)))); // [n, rows, S]
+        const dsv = hostValues(softmaxGrad(ps!, tf.reshape(dP, ps!.shape)));
+        const dsT = transposeBlocks(dsv, n, rows, S, scale); // n × [S, rows]
+        const pT = transposeBlocks(pv, n, rows, S); // n × [S, rows]
+        const dq = tf.mul(tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(dsv, i, rows, S), block(kv, i, S, hd)))), scale);
+        const dk = tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(dsT, i, S, rows), block(qv, i, rows, hd))));
+        const dv = tf.stack(dyb.map((g, i) => tf.matMul(block(pT, i, S, rows), g)));
+        return [tf.reshape(dq, q.shape), tf.reshape(dk, k.shape), tf.reshape(dv, v.shape)];
+      }),
+  };
+}
+
+/** The same computation as one batched matmul per product: what GPUs want, and cheaper on wasm for tiny blocks. */
+function attentionBatched(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor, d: AttentionDims, scale: number, save: Save): GradResult {
+  const { B, nh, T, S, hd, n, rows } = d;
+  // wasm's transposed matmuls are slow: transpose explicitly there; GPU kernels take the flags for free.
+  const host = onHost();
+  const mmT = (a: tf.Tensor3D, b: tf.Tensor3D) => (host ? tf.matMul(a, tf.transpose(b, [0, 2, 1])) : tf.matMul(a, b, false, true));
+  const mTm = (a: tf.Tensor3D, b: tf.Tensor3D) => (host ? tf.matMul(tf.transpose(a, [0, 2, 1]), b) : tf.matMul(a, b, true, false));
+  const q3 = tf.reshape(q, [n, rows, hd]) as tf.Tensor3D;
+  const k3 = tf.reshape(k, [n, S, hd]) as tf.Tensor3D;
+  const v3 = tf.reshape(v, [n, S, hd]) as tf.Tensor3D;
+  const [value, probs] = tf.tidy(() => {
+    const scores = mmT(tf.mul(q3, scale), k3); // [n, rows, S]
+    const probs = tf.softmax(tf.add(tf.reshape(scores, [B, nh, T, S]), mask));
+    return [tf.reshape(tf.matMul(tf.reshape(probs, [n, rows, S]) as tf.Tensor3D, v3), [B, nh, T, hd]), probs];
+  });
+  save([q3, k3, v3, probs!]);
+  return {
+    value: value!,
+    gradFunc: (dy, [qs, ks, vs, ps]) =>
+      tf.tidy(() => {
+        const dy3 = tf.reshape(dy, [n, rows, hd]) as tf.Tensor3D;
+        const p3 = tf.reshape(ps!, [n, rows, S]) as tf.Tensor3D;
+        const dS = tf.mul(softmaxGrad(p3, mmT(dy3, vs as tf.Tensor3D)), scale) as tf.Tensor3D; // [n, rows, S]
+        const dq = tf.matMul(dS, ks as tf.Tensor3D);
+        const dk = mTm(dS, qs as tf.Tensor3D); // sums the grp heads of each kv head
+        const dv = mTm(p3, dy3);
+        return [tf.reshape(dq, q.shape), tf.reshape(dk, k.shape), tf.reshape(dv, v.shape)];
+      }),
+  };
+}
+
+/**
+ * Scaled dot-product attention with grouped kv heads: q [B, nh, T, hd], k/v [B, nkv, S, hd] (nh a multiple of
+ * nkv), additive mask [B, 1, T, S]; scale 1/sqrt(hd); returns [B, nh, T, hd].
+ */
+export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor4D {
+  const [B, nh, T, hd] = q.shape;
+  const [kB, nkv, S, khd] = k.shape;
+  if (kB !== B || khd !== hd || nh % nkv !== 0) {
+    throw new Error(`attention: q ${shapeText(q)} and k ${shapeText(k)} do not fit (need same B and head dim, heads a multiple of kv heads)`);
+  }
+  if (!v.shape.every((dim, i) => dim === k.shape[i])) throw new Error(`attention: v ${shapeText(v)} differs from k ${shapeText(k)}`);
+  if (mask.shape[0] !== B || mask.shape[1] !== 1 || mask.shape[2] !== T || mask.shape[3] !== S) {
+    throw new Error(`attention: mask ${shapeText(mask)} must be [${B}, 1, ${T}, ${S}]`);
+  }
+  const grp = nh / nkv;
+  const d: AttentionDims = { B, nh, nkv, T, S, hd, grp, n: B * nkv, rows: grp * T };
+  const scale = 1 / Math.sqrt(hd);
+  // The mask is closed over rather than an input: it needs no gradient.
+  const op = customOp(([qi, ki, vi], save) =>
+    onHost() && d.rows * hd * S >= OPS_TUNING.blockedMinWork
+      ? attentionBlocked(qi, ki, vi, mask, d, scale, save)
+      : attentionBatched(qi, ki, vi, mask, d, scale, save),
+  );
+  return op(q, k, v) as tf.Tensor4D;
+}
+
+/**
+ * Additive mask [B, 1, T, S] for T queries that are the last T of S positions: a query sees earlier or equal
+ * positions whose attention-mask entry is 1; everything else gets MASK_VALUE.
+ */
+export function causalPaddingMask(attentionMask: tf.Tensor2D, queryLen: number): tf.Tensor4D {
+  const [B, S] = attentionMask.shape;
+  if (!Number.isInteger(queryLen) || queryLen > S || queryLen < 1) {
+    throw new Error(`causalPaddingMask: ${queryLen} queries cannot be the last of ${S} positions`);
+  }
+  // [T, S]: MASK_VALUE above the diagonal that ends at the last position, 0 elsewhere
+  const causal = new Float32Array(queryLen * S);
+  for (let t = 0; t < queryLen; t++) causal.fill(MASK_VALUE, t * S + S - queryLen + t + 1, (t + 1) * S);
+  if (onHost()) {
+    // Broadcasting kernels are slow on wasm; the mask is small, build it in JS.
+    const am = attentionMask.dataSync();
+    const out = new Float32Array(B * queryLen * S);
+    for (let b = 0; b < B; b++) {
+      out.set(causal, b * queryLen * S);
+      for (let j = 0; j < S; j++) {
+        if (am[b * S + j] !== 0) continue;
+        for (let t = 0; t < queryLen; t++) out[(b * queryLen + t) * S + j] = MASK_VALUE;
+      }
+    }
+    return tf.tensor4d(out, [B, 1, queryLen, S]);
+  }
+  return tf.tidy(() => {
+    const pad = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASK_VALUE); // [B, S]
+    // minimum, not a sum: a padded key above the diagonal stays at MASK_VALUE
+    return tf.minimum(tf.reshape(tf.tensor2d(causal, [queryLen, S]), [1, 1, queryLen, S]), tf.reshape(pad, [B, 1, 1, S])) as tf.Tensor4D;
+  });
+}
+
+const swigluOp = customOp(([gate, up], save) => {
+  const [value, sig] = tf.tidy(() => {
+    const sig = tf.sigmoid(gate);
+    return [tf.mul(tf.mul(gate, sig), up), sig];
+  });
+  save([gate, up, sig!]);
+  return {
+    value: value!,
+    gradFunc: (dy, [g, u, s]) =>
+      tf.tidy(() => {
+        const silu = tf.mul(g!, s!);
+        // d silu/dg = s + silu·(1 − s)
+        const dsilu = tf.add(s!, tf.mul(silu, tf.sub(1, s!)));
+        return [tf.mul(tf.mul(dy, u!), dsilu), tf.mul(dy, silu)];
+      }),
+  };
+});
+
+/** silu(gate) · up, the Llama MLP activation. */
+export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
+  if (gate.rank !== up.rank || !gate.shape.every((d, i) => d === up.shape[i])) {
+    throw new Error(`swiglu: gate ${shapeText(gate)} and up ${shapeText(up)} differ`);
+  }
+  return swigluOp(gate, up);
+}
+
+/**
+ * log-sum-exp over the last axis from the fused softmax: lse = max(x) − log(max(P)). The largest probability is at
+ * least 1/V, so unlike log(P[label]) this never underflows.
+ */
+function logSumExp(x: tf.Tensor, p: tf.Tensor): tf.Tensor {
+  return tf.sub(tf.max(x, -1, true), tf.log(tf.max(p, -1, true)));
+}
+
+const logSoftmaxOp = customOp(([x], save) => {
+  const [value, p] = tf.tidy(() => {
+    const p = tf.softmax(x);
+    return [tf.sub(x, logSumExp(x, p)), p];
+  });
+  save([p!]);
+  return {
+    value: value!,
+    // g − softmax·Σg
+    gradFunc: (dy, [ps]) => [tf.tidy(() => tf.sub(dy, tf.mul(ps!, tf.sum(dy, -1, true))))],
+  };
+});
+
+/** log-softmax over the last axis in float32. */
+export function logSoftmax(x: tf.Tensor): tf.Tensor {
+  return logSoftmaxOp(x);
+}
+
+/**
+ * Σ over valid rows of lse(logits) − logits[label], differentiable in the logits only. flatIdx [N] int32 is
+ * row·V + label (label 0 on ignored rows); valid [N, 1] is 1 on counted rows, else 0.
+ */
+function nllSum(logits: tf.Tensor, flatIdx: tf.Tensor, valid: tf.Tensor): tf.Tensor {
+  const [N, V] = logits.shape as [number, number];
+  const op = customOp(([x], save) => {
+    const [value, p] = tf.tidy(() => {
+      const p = tf.softmax(x);
+      const picked = tf.reshape(tf.gather(tf.reshape(x, [-1]), flatIdx), [N, 1]);
+      return [tf.sum(tf.mul(tf.sub(logSumExp(x, p), picked), valid)), p];
+    });
+    save([p!, flatIdx, valid]);
+    return {
+      value: value!,
+      // (softmax − onehot(label))·valid·dy, the one-hot part scattered into the N·V grid
+      gradFunc: (dy, [ps, idx, vd]) => [
+        tf.tidy(() => {
+          const w = tf.mul(vd!, dy); // [N, 1]
+          const hot = tf.reshape(tf.scatterND(tf.reshape(idx!, [N, 1]), tf.reshape(w, [N]), [N * V]), [N, V]);
+          return tf.sub(tf.mul(ps!, w), hot);
+        }),
+      ],
+    };
+  });
+  return op(logits);
+}
+
+/**
+ * Summed next-token negative log-likelihood over rows whose label is not IGNORE_INDEX, and how many rows
+ * counted. logits [N, V] float32, labels int32 [N] (already shifted by the caller), each in [0, V) or IGNORE_INDEX.
+ */
+export function crossEntropySum(logits: tf.Tensor2D, labels: tf.Tensor1D): { sum: tf.Scalar; count: tf.Scalar } {
+  const [N, V] = logits.shape;
+  if (labels.rank !== 1 || labels.shape[0] !== N) throw new Error(`crossEntropySum: labels ${shapeText(labels)} must be [${N}]`);
+  if (labels.dtype !== 'int32') throw new Error(`crossEntropySum: labels must be int32, got ${labels.dtype}`);
+  if (onHost()) {
+    const lv = labels.dataSync();
+    const bad = lv.findIndex((l) => l !== IGNORE_INDEX && !(l >= 0 && l < V));
+    if (bad >= 0) throw new Error(`crossEntropySum: label ${lv[bad]} at row ${bad} is outside [0, ${V}) and not IGNORE_INDEX (${IGNORE_INDEX})`);
+  }
+  return tf.tidy(() => {
+    const validB = tf.notEqual(labels, IGNORE_INDEX);
+    const safe = tf.where(validB, labels, tf.zerosLike(labels));
+    const flatIdx = tf.add(safe, tf.range(0, N * V, V, 'int32'));
+    const valid = tf.reshape(tf.cast(validB, 'float32'), [N, 1]);
+    const sum = nllSum(logits, flatIdx, valid) as tf.Scalar;
+    return { sum, count: tf.sum(valid) as tf.Scalar };
+  });
+}

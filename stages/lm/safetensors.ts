@@ -1,0 +1,284 @@
+// Reads and writes the safetensors format (single files and sharded folders) as host-side typed arrays.
+import { open, readFile, writeFile, rename } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+/** A tensor held in JavaScript memory: float types widen to float32, integer types narrow to int32. */
+export interface HostTensor {
+  dtype: 'float32' | 'int32';
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+/** The contents of one safetensors file, tensors in file order. */
+export interface SafetensorsFile {
+  tensors: Map<string, HostTensor>;
+  /** The `__metadata__` string map, or null when the file has none. */
+  metadata: Record<string, string> | null;
+}
+
+interface HeaderEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+/** Bytes per element of the dtypes this reader understands. */
+const READ_DTYPES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8 };
+
+/**
+ * Order of the safetensors Rust crate's `Dtype` enum for the dtypes we write: it serialises tensors by dtype
+ * descending, then by name, and matching that makes our files byte-identical to `safetensors.torch.save_file`.
+ */
+const WRITE_DTYPE_RANK: Record<HostTensor['dtype'], number> = { int32: 0, float32: 1 };
+const WRITE_DTYPE_NAME: Record<HostTensor['dtype'], string> = { int32: 'I32', float32: 'F32' };
+
+/** The header claims more than this many bytes only in a corrupt file (the crate caps it at 100 MB). */
+const MAX_HEADER_BYTES = 100_000_000;
+
+export class SafetensorsError extends Error {
+  constructor(file: string, message: string) {
+    super(`${file}: ${message}`);
+    this.name = 'SafetensorsError';
+  }
+}
+
+/** Parses the JSON header; `size` is the file length, used to check every offset. */
+function parseHeader(file: string, json: string, dataBytes: number): { entries: [string, HeaderEntry][]; metadata: Record<string, string> | null } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    throw new SafetensorsError(file, `header is not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new SafetensorsError(file, 'header is not a JSON object');
+  let metadata: Record<string, string> | null = null;
+  const entries: [string, HeaderEntry][] = [];
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      metadata = value as Record<string, string>;
+      continue;
+    }
+    const e = value as HeaderEntry;
+    if (!e || typeof e.dtype !== 'string' || !Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) {
+      throw new SafetensorsError(file, `tensor '${name}' has a malformed header entry`);
+    }
+    const width = READ_DTYPES[e.dtype];
+    if (width === undefined) {
+      throw new SafetensorsError(file, `tensor '${name}' has dtype ${e.dtype}; supported: ${Object.keys(READ_DTYPES).join(', ')}`);
+    }
+    const [start, end] = e.data_offsets;
+    const count = e.shape.reduce((a, b) => a * b, 1);
+    if (end - start !== count * width || start < 0 || end > dataBytes) {
+      throw new SafetensorsError(file, `tensor '${name}' (${e.dtype} [${e.shape.join(', ')}]) has data_offsets [${start}, ${end}] inconsistent with its shape or the file size`);
+    }
+    entries.push([name, e]);
+  }
+  return { entries, metadata };
+}
+
+/** Decodes one tensor's little-endian bytes. */
+function decode(file: string, name: string, e: HeaderEntry, bytes: Uint8Array): HostTensor {
+  const count = e.shape.reduce((a, b) => a * b, 1);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const shape = [...e.shape];
+  switch (e.dtype) {
+    case 'F32': {
+      const data = new Float32Array(count);
+      new Uint8Array(data.buffer).set(bytes);
+      return { dtype: 'float32', shape, data };
+    }
+    case 'I32': {
+      const data = new Int32Array(count);
+      new Uint8Array(data.buffer).set(bytes);
+      return { dtype: 'int32', shape, data };
+    }
+    case 'BF16': {
+      // bfloat16 is the top half of a float32: widening is exact.
+      const bits = new Uint32Array(count);
+      for (let i = 0; i < count; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+      return { dtype: 'float32', shape, data: new Float32Array(bits.buffer) };
+    }
+    case 'F16': {
+      const data = new Float32Array(count);
+      for (let i = 0; i < count; i++) data[i] = halfToFloat(view.getUint16(2 * i, true));
+      return { dtype: 'float32', shape, data };
+    }
+    case 'I64': {
+      const data = new Int32Array(count);
+      for (let i = 0; i < count; i++) {
+        const v = view.getBigInt64(8 * i, true);
+        if (v > 2147483647n || v < -2147483648n) throw new SafetensorsError(file, `tensor '${name}' holds ${v}, outside the int32 range`);
+        data[i] = Number(v);
+      }
+      return { dtype: 'int32', shape, data };
+    }
+    default:
+      throw new SafetensorsError(file, `tensor '${name}' has unsupported dtype ${e.dtype}`);
+  }
+}
+
+/** IEEE 754 half → float32 (exact: every half is representable). */
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** Parses a whole safetensors file held in memory. */
+export function parseSafetensors(bytes: Uint8Array, file = '<buffer>'): SafetensorsFile {
+  if (bytes.byteLength < 8) throw new SafetensorsError(file, 'too short to be a safetensors file');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = Number(view.getBigUint64(0, true));
+  if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > bytes.byteLength) throw new SafetensorsError(file, `header length ${headerLen} exceeds the file`);
+  const json = new TextDecoder().decode(bytes.subarray(8, 8 + headerLen));
+  const base = 8 + headerLen;
+  const { entries, metadata } = parseHeader(file, json, bytes.byteLength - base);
+  const tensors = new Map<string, HostTensor>();
+  for (const [name, e] of entries) {
+    tensors.set(name, decode(file, name, e, bytes.subarray(base + e.data_offsets[0], base + e.data_offsets[1])));
+  }
+  return { tensors, metadata };
+}
+
+/**
+ * Reads a safetensors file tensor by tensor through a file handle, so files beyond Node's buffer size limit
+ * (multi-GB shards) load as long as each tensor fits. `only` restricts which tensors are read.
+ */
+export async function readSafetensors(file: string, only?: (name: string) => boolean): Promise<SafetensorsFile> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size < 8) throw new SafetensorsError(file, 'too short to be a safetensors file');
+    const lenBuf = Buffer.alloc(8);
+    await fh.read(lenBuf, 0, 8, 0);
+    const headerLen = Number(lenBuf.readBigUInt64LE(0));
+    if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) throw new SafetensorsError(file, `header length ${headerLen} exceeds the file`);
+    const headerBuf = Buffer.alloc(headerLen);
+    await fh.read(headerBuf, 0, headerLen, 8);
+    const base = 8 + headerLen;
+    const { entries, metadata } = parseHeader(file, headerBuf.toString('utf8'), size - base);
+    const tensors = new Map<string, HostTensor>();
+    for (const [name, e] of entries) {
+      if (only && !only(name)) continue;
+      const n = e.data_offsets[1] - e.data_offsets[0];
+      const buf = new Uint8Array(n);
+      let done = 0;
+      while (done < n) {
+        const { bytesRead } = await fh.read(buf, done, n - done, base + e.data_offsets[0] + done);
+        if (bytesRead === 0) throw new SafetensorsError(file, `unexpected end of file in tensor '${name}'`);
+        done += bytesRead;
+      }
+      tensors.set(name, decode(file, name, e, buf));
+    }
+    return { tensors, metadata };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Tensor order and header of a file we write, as the safetensors crate lays them out. */
+function layout(tensors: Map<string, HostTensor>, metadata: Record<string, string> | null): { order: [string, HostTensor][]; header: Uint8Array } {
+  const order = [...tensors.entries()].sort(([an, a], [bn, b]) =>
+    WRITE_DTYPE_RANK[b.dtype] - WRITE_DTYPE_RANK[a.dtype] || (an < bn ? -1 : an > bn ? 1 : 0));
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const [name, t] of order) {
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    if (count !== t.data.length) throw new Error(`safetensors: tensor '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    if ((t.dtype === 'float32') !== t.data instanceof Float32Array) throw new Error(`safetensors: tensor '${name}' data does not match dtype ${t.dtype}`);
+    header[name] = { dtype: WRITE_DTYPE_NAME[t.dtype], shape: t.shape, data_offsets: [offset, offset + 4 * count] };
+    offset += 4 * count;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  // The crate pads the header with spaces so the data starts 8-byte aligned.
+  const padded = new Uint8Array(Math.ceil(json.length / 8) * 8).fill(0x20);
+  padded.set(json);
+  return { order, header: padded };
+}
+
+/** Serialises F32/I32 tensors into one buffer, byte-identical to `safetensors.torch.save_file`. */
+export function serializeSafetensors(tensors: Map<string, HostTensor>, metadata: Record<string, string> | null = null): Uint8Array {
+  const { order, header } = layout(tensors, metadata);
+  const dataBytes = order.reduce((n, [, t]) => n + 4 * t.data.length, 0);
+  const out = new Uint8Array(8 + header.length + dataBytes);
+  new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
+  out.set(header, 8);
+  let at = 8 + header.length;
+  for (const [, t] of order) {
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
+    at += t.data.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Writes F32/I32 tensors to `file` tensor by tensor (no whole-file buffer), through a temporary name and a
+ * rename so a killed process never leaves a truncated file under the real name.
+ */
+export async function writeSafetensors(file: string, tensors: Map<string, HostTensor>, metadata: Record<string, string> | null = null): Promise<void> {
+  const { order, header } = layout(tensors, metadata);
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fh = await open(tmp, 'w');
+  try {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length), 0);
+    await fh.write(len);
+    await fh.write(header);
+    for (const [, t] of order) await fh.write(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
+}
+
+/** Name of the shard index Hugging Face writes beside sharded weights. */
+export const SHARD_INDEX = 'model.safetensors.index.json';
+export const SINGLE_FILE = 'model.safetensors';
+
+/**
+ * Reads a model folder's weights: `model.safetensors`, or every shard named by
+ * `model.safetensors.index.json` (its `weight_map`), merged into one map in index order.
+ */
+export async function readModelWeights(dir: string): Promise<Map<string, HostTensor>> {
+  const single = path.join(dir, SINGLE_FILE);
+  const index = path.join(dir, SHARD_INDEX);
+  if (existsSync(single)) return (await readSafetensors(single)).tensors;
+  if (!existsSync(index)) throw new Error(`${dir}: no ${SINGLE_FILE} or ${SHARD_INDEX} found`);
+  let parsed: { weight_map?: Record<string, string> };
+  try {
+    parsed = JSON.parse(await readFile(index, 'utf8'));
+  } catch (err) {
+    throw new Error(`${index}: not valid JSON (${(err as Error).message})`);
+  }
+  const map = parsed.weight_map;
+  if (!map || typeof map !== 'object') throw new Error(`${index}: missing "weight_map"`);
+  const byShard = new Map<string, Set<string>>();
+  for (const [name, shard] of Object.entries(map)) {
+    if (!byShard.has(shard)) byShard.set(shard, new Set());
+    byShard.get(shard)!.add(name);
+  }
+  const all = new Map<string, HostTensor>();
+  for (const [shard, names] of byShard) {
+    const shardPath = path.join(dir, shard);
+    if (!existsSync(shardPath)) throw new Error(`${index}: shard '${shard}' is listed but missing`);
+    const { tensors } = await readSafetensors(shardPath, (n) => names.has(n));
+    for (const name of names) {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`${shardPath}: tensor '${name}' is listed in ${SHARD_INDEX} but not in the shard`);
+      all.set(name, t);
+    }
+  }
+  return all;
+}
+
+/** Writes a small JSON file atomically (temporary name, then rename). */
+export async function writeJsonFile(file: string, value: unknown): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+  await rename(tmp, file);
+}

@@ -1,0 +1,30 @@
+// What the model stage kinds share inside run(): backend start-up and opening a model folder with its tokenizer.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { StageContext } from '../kind.ts';
+import { initBackend } from './backend.ts';
+import type { CausalLM } from './model.ts';
+import { loadModel } from './model-io.ts';
+import { loadTokenizer } from './tokenizer.ts';
+import type { Tokenizer } from './types.ts';
+
+/** Starts the backend the run asked for (or the best one) and says which one runs the stage. */
+export async function startBackend(ctx: StageContext<unknown>): Promise<string> {
+  const info = await initBackend(ctx.backend);
+  if (info.notice) ctx.log(info.notice);
+  ctx.log(`backend: ${info.device ?? info.name}`);
+  return info.name;
+}
+
+/** A model folder written by a model stage: the model (with its PEFT adapter, if any) and its tokenizer.json. */
+export async function openModelFolder(dir: string, log: (line: string) => void): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
+  if (!existsSync(path.join(dir, 'tokenizer.json'))) throw new Error(`${dir}: no tokenizer.json beside the model (write model folders with init_model)`);
+  const tokenizer = await loadTokenizer(dir);
+  const model = await loadModel(dir, { log });
+  const pause = model.config.pause?.tokenId ?? null;
+  if (tokenizer.pauseId !== pause) {
+    model.dispose();
+    throw new Error(`${dir}: the model's pause token id is ${pause ?? 'none'} but its tokenizer's is ${tokenizer.pauseId ?? 'none'}`);
+  }
+  return { model, tokenizer };
+}

@@ -1,0 +1,223 @@
+// Hugging Face tokenizers (tokenizer.json) through @huggingface/tokenizers, the pause token, and a built-in character tokenizer.
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { DEFAULT_PAUSE_TOKEN } from './config.ts';
+import type { Tokenizer } from './types.ts';
+
+/** One entry of tokenizer.json's `added_tokens`. */
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  single_word: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+  normalized: boolean;
+  special: boolean;
+}
+
+interface TokenizerJson {
+  added_tokens?: AddedTokenJson[];
+  post_processor?: unknown;
+  model: { type: string; vocab: Record<string, number> | [string, number][]; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+/** The parts of tokenizer_config.json we read (special tokens, decode clean-up, our pause token). */
+export interface TokenizerConfigJson {
+  bos_token?: string | { content: string } | null;
+  eos_token?: string | { content: string } | null;
+  pad_token?: string | { content: string } | null;
+  clean_up_tokenization_spaces?: boolean;
+  pause_token?: string | null;
+  [key: string]: unknown;
+}
+
+const BOS_NAMES = ['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>'];
+const EOS_NAMES = ['</s>', '<|end_of_text|>', '<|endoftext|>', '<eos>', '<|im_end|>'];
+const PAD_NAMES = ['<pad>', '<|pad|>', '[PAD]', '<|finetune_right_pad_id|>'];
+
+function tokenText(t: TokenizerConfigJson[keyof TokenizerConfigJson]): string | null {
+  if (typeof t === 'string') return t;
+  if (t && typeof t === 'object' && typeof (t as { content?: unknown }).content === 'string') return (t as { content: string }).content;
+  return null;
+}
+
+/** A tokenizer.json document wrapped in the project's `Tokenizer` contract. */
+export class JsonTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  readonly padId: number | null;
+  readonly pauseId: number | null;
+  private readonly hf: HfTokenizer;
+  private readonly ids: Map<string, number>;
+
+  constructor(private readonly json: TokenizerJson, private readonly config: TokenizerConfigJson = {}) {
+    if (!json || typeof json !== 'object' || !json.model || typeof json.model !== 'object') {
+      throw new Error('tokenizer.json: missing "model" section');
+    }
+    // The Rust library (what the fixtures and Python users decode with) does no clean-up unless the config asks.
+    this.hf = new HfTokenizer(json, { ...config, clean_up_tokenization_spaces: config.clean_up_tokenization_spaces ?? false });
+    this.ids = new Map();
+    const vocab = json.model.vocab;
+    // Unigram stores [piece, score] pairs whose index is the id; BPE/WordPiece store piece → id.
+    const entries: [string, number][] = Array.isArray(vocab) ? vocab.map(([piece], i) => [piece, i]) : Object.entries(vocab);
+    for (const [piece, id] of entries) this.ids.set(piece, id);
+    for (const t of json.added_tokens ?? []) this.ids.set(t.content, t.id);
+    let max = -1;
+    for (const id of this.ids.values()) max = Math.max(max, id);
+    this.vocabSize = max + 1;
+    this.bosId = this.special(config.bos_token, BOS_NAMES, this.templateBos());
+    this.eosId = this.special(config.eos_token, EOS_NAMES, null);
+    this.padId = this.special(config.pad_token, PAD_NAMES, null);
+    const pauseText = config.pause_token ?? DEFAULT_PAUSE_TOKEN;
+    const pause = (json.added_tokens ?? []).find((t) => t.content === pauseText && t.special);
+    this.pauseId = pause ? pause.id : null;
+  }
+
+  /** The id of the first special token of the post-processor's single-sequence template (Llama's `<s>`). */
+  private templateBos(): string | null {
+    const pp = this.json.post_processor as { type?: string; single?: { SpecialToken?: { id: string } }[] } | null | undefined;
+    if (pp?.type !== 'TemplateProcessing' || !Array.isArray(pp.single)) return null;
+    return pp.single[0]?.SpecialToken?.id ?? null;
+  }
+
+  private special(configured: TokenizerConfigJson['bos_token'], names: string[], fallback: string | null): number | null {
+    const text = tokenText(configured);
+    if (text !== null) return this.ids.get(text) ?? null;
+    if (configured === null) return null;
+    if (fallback !== null && this.ids.has(fallback)) return this.ids.get(fallback)!;
+    for (const n of names) if (this.ids.has(n)) return this.ids.get(n)!;
+    return null;
+  }
+
+  /** Token ids of `text`; `addSpecialTokens` (default true) applies the post-processor (e.g. the leading `<s>`). */
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return '';
+    return this.hf.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false });
+  }
+
+  /** Id of a token string (vocabulary or added token), or undefined. */
+  tokenToId(token: string): number | undefined {
+    return this.ids.get(token);
+  }
+
+  withPauseToken(token: string = DEFAULT_PAUSE_TOKEN): JsonTokenizer {
+    if (this.pauseId !== null) throw new Error(`tokenizer already has a pause token (id ${this.pauseId})`);
+    if (this.ids.has(token)) throw new Error(`cannot add pause token '${token}': it is already in the vocabulary (id ${this.ids.get(token)})`);
+    const json = structuredClone(this.json);
+    // As `tokenizer.add_special_tokens` would with AddedToken(lstrip=True, rstrip=True): the spaces around a
+    // pause are part of it, so injecting pauses between words does not add space tokens.
+    const added: AddedTokenJson = { id: this.vocabSize, content: token, single_word: false, lstrip: true, rstrip: true, normalized: false, special: true };
+    json.added_tokens = [...(json.added_tokens ?? []), added];
+    return new JsonTokenizer(json, { ...this.config, pause_token: token });
+  }
+
+  toJSON(): unknown {
+    return structuredClone(this.json);
+  }
+
+  /** A tokenizer_config.json that lets transformers' AutoTokenizer (and our loader) find the special tokens again. */
+  configJson(): TokenizerConfigJson {
+    const text = (id: number | null) => (id === null ? null : this.hf.id_to_token(id) ?? null);
+    const out: TokenizerConfigJson = {
+      tokenizer_class: 'PreTrainedTokenizerFast',
+      bos_token: text(this.bosId),
+      eos_token: text(this.eosId),
+      pad_token: text(this.padId),
+      clean_up_tokenization_spaces: this.config.clean_up_tokenization_spaces ?? false,
+    };
+    if (this.pauseId !== null) {
+      out.pause_token = text(this.pauseId);
+      out.additional_special_tokens = [out.pause_token];
+    }
+    return out;
+  }
+}
+
+async function readJson(file: string): Promise<unknown> {
+  const text = await readFile(file, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Loads `tokenizer.json` (a file, or a folder holding one; `tokenizer_config.json` beside it is read for the
+ * special tokens when present).
+ */
+export async function loadTokenizer(dirOrFile: string): Promise<JsonTokenizer> {
+  if (!existsSync(dirOrFile)) throw new Error(`${dirOrFile}: no such file or folder`);
+  const file = statSync(dirOrFile).isDirectory() ? path.join(dirOrFile, 'tokenizer.json') : dirOrFile;
+  if (!existsSync(file)) throw new Error(`${dirOrFile}: no tokenizer.json (only tokenizer.json is supported, not sentencepiece .model files)`);
+  const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
+  const config = existsSync(configFile) ? ((await readJson(configFile)) as TokenizerConfigJson) : {};
+  try {
+    return new JsonTokenizer((await readJson(file)) as TokenizerJson, config);
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Ids of the built-in tokenizer's special tokens, fixed so from-scratch configs can name them. */
+export const BUILTIN_SPECIALS = ['<unk>', '<s>', '</s>', '<pad>'] as const;
+
+/**
+ * The character vocabulary of the built-in tokenizer: newline plus printable ASCII (GSM8K's text is ASCII but for
+ * about 0.1% of characters, such as `’`, `–` and `€`, which become `<unk>`).
+ */
+export function builtinVocabulary(): string[] {
+  const chars = ['\n'];
+  for (let c = 32; c < 127; c++) chars.push(String.fromCharCode(c));
+  return [...BUILTIN_SPECIALS, ...chars];
+}
+
+/**
+ * The tokenizer.json of the built-in character-level tokenizer: a BPE model without merges over single
+ * characters, each character its own pre-token, `<s>` prepended by the post-processor, Fuse decoder.
+ * The `tokenizers` library (Rust or JS) reads it like any Hub tokenizer.
+ */
+export function builtinTokenizerJson(): TokenizerJson {
+  const vocab: Record<string, number> = {};
+  builtinVocabulary().forEach((piece, id) => (vocab[piece] = id));
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: BUILTIN_SPECIALS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: null,
+    pre_tokenizer: { type: 'Split', pattern: { Regex: '[\\s\\S]' }, behavior: 'Isolated', invert: false },
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }],
+      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+    },
+    decoder: { type: 'Fuse' },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: '<unk>',
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges: [],
+    },
+  };
+}
+
+/** The built-in tokenizer for from-scratch models: `<unk>`=0, `<s>`=1, `</s>`=2, `<pad>`=3, then characters. */
+export function builtinTokenizer(): JsonTokenizer {
+  return new JsonTokenizer(builtinTokenizerJson(), { bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>' });
+}

@@ -1,0 +1,378 @@
+// Supervised fine-tuning loop as transformers' Trainer runs it for the reference: AdamW, linear schedule, clipping, eval, best model, resumable checkpoints.
+import * as tf from '@tensorflow/tfjs-core';
+import { readTensor } from './backend.ts';
+import { loadLatestCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { collateTraining, DEFAULT_MAX_LENGTH, disposeBatch, encodeTrainingExample, padIdOf, responseTemplateIds, type EncodedExample, type QaExample } from './collate.ts';
+import { createRng, deriveSeed } from '../data/random.ts';
+import { trainableSummary, type TrainableSummary } from './freeze.ts';
+import type { CausalLM } from './model.ts';
+import { AdamW } from './optimizer.ts';
+import type { HostTensor } from './safetensors.ts';
+import { linearScheduleLr } from './schedule.ts';
+import type { Batch, LanguageModel, Tokenizer } from './types.ts';
+
+export interface TrainOptions {
+  /** Examples per micro-batch, for training and evaluation (per_device_train/eval_batch_size). Default 8. */
+  batchSize: number;
+  /** Micro-batches whose gradients are averaged into one update (gradient_accumulation_steps). Default 1. */
+  gradAccum: number;
+  /** Passes over the training set (num_train_epochs); may be fractional. Default 1. */
+  epochs: number;
+  /** Updates to run; overrides epochs when set (max_steps > 0). Default null. */
+  maxSteps: number | null;
+  /** Peak learning rate. Default 5e-5. */
+  lr: number;
+  /** Updates of linear warmup from 0 (warmup_steps). Default 0. */
+  warmup: number;
+  /** AdamW decoupled weight decay. Default 0. */
+  weightDecay: number;
+  /** Global gradient-norm clip; null: none. Default 1.0. */
+  maxGradNorm: number | null;
+  /** Evaluate on the validation split every this many updates, and after the last. Default 500. */
+  evalSteps: number;
+  /** Record the mean training loss every this many updates. Default 10. */
+  loggingSteps: number;
+  /** Write a resumable checkpoint every this many updates (needs checkpointDir). Default 500. */
+  saveSteps: number;
+  /** Longest sequence in tokens; longer examples are cut at the end. Default 600. */
+  maxLength: number;
+  /** Seed of the data order and the dropout masks. Default 42. */
+  seed: number;
+  /** Folder for resumable checkpoints (the stage's scratch folder); null: none. */
+  checkpointDir: string | null;
+  /** Put back the weights of the lowest validation loss at the end (load_best_model_at_end). Default true. */
+  loadBestAtEnd: boolean;
+}
+
+export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
+  batchSize: 8,
+  gradAccum: 1,
+  epochs: 1,
+  maxSteps: null,
+  lr: 5e-5,
+  warmup: 0,
+  weightDecay: 0,
+  maxGradNorm: 1.0,
+  evalSteps: 500,
+  loggingSteps: 10,
+  saveSteps: 500,
+  maxLength: DEFAULT_MAX_LENGTH,
+  seed: 42,
+  checkpointDir: null,
+  loadBestAtEnd: true,
+};
+
+export interface TrainData {
+  train: QaExample[];
+  /** Held-out rows for the eval loss; empty: no evaluation and no best-model selection. */
+  validation: QaExample[];
+}
+
+export interface TrainProgress {
+  step: number;
+  total: number;
+  /** Training loss of this update. */
+  loss: number;
+}
+
+export interface TrainHooks {
+  progress?(p: TrainProgress): void;
+  log?(line: string): void;
+  /** Stops training between updates (the last checkpoint stays for a resume). */
+  signal?: AbortSignal;
+  /** Called after each update, before its checkpoint (tests use it to stop a run at a chosen step). */
+  afterStep?(step: number): void | Promise<void>;
+}
+
+/** A curve point: [update step, loss]. */
+export type CurvePoint = [number, number];
+
+export interface EvalLoss {
+  loss: number;
+  /** Pause models: the LM and pause-head parts. */
+  lmLoss?: number;
+  ctrlLoss?: number;
+}
+
+export interface TrainResult {
+  steps: number;
+  /** Epochs done, fractional (updates / updates per epoch). */
+  epochs: number;
+  trainLossCurve: CurvePoint[];
+  evalLossCurve: CurvePoint[];
+  /** Eval loss after the last update; null without a validation split. */
+  finalEvalLoss: number | null;
+  bestEvalLoss: number | null;
+  /** Step whose weights the model holds at the end when loadBestAtEnd; null without evaluation. */
+  bestStep: number | null;
+  /** Step the run resumed from, or null when it started fresh. */
+  resumedFrom: number | null;
+  /** Training examples whose answer template fell beyond maxLength (they add no loss, as in TRL). */
+  examplesWithoutCompletion: number;
+  /** Trainable and frozen parameter counts, as printed when training started. */
+  trainable: TrainableSummary;
+}
+
+/** What a checkpoint must agree on for a resume to continue the same run. */
+function fingerprint(opts: TrainOptions, trainable: string[], trainCount: number, validationCount: number): string {
+  const { checkpointDir: _dir, loggingSteps: _log, ...rest } = opts;
+  return JSON.stringify({ ...rest, trainable, trainCount, validationCount });
+}
+
+function checkOptions(o: TrainOptions): void {
+  const whole = (key: keyof TrainOptions, min: number) => {
+    const v = o[key] as number;
+    if (!Number.isInteger(v) || v < min) throw new Error(`training option ${key} must be a whole number >= ${min}, got ${v}`);
+  };
+  whole('batchSize', 1);
+  whole('gradAccum', 1);
+  whole('warmup', 0);
+  whole('evalSteps', 1);
+  whole('loggingSteps', 1);
+  whole('saveSteps', 1);
+  whole('maxLength', 2);
+  whole('seed', 0);
+  if (o.maxSteps !== null) whole('maxSteps', 1);
+  if (!(o.epochs > 0)) throw new Error(`training option epochs must be > 0, got ${o.epochs}`);
+  if (!(o.lr >= 0)) throw new Error(`training option lr must be >= 0, got ${o.lr}`);
+}
+
+/** Mean loss over a split, each batch weighted by its rows (as Trainer.evaluate averages per example). */
+export async function evaluateLoss(model: LanguageModel, examples: EncodedExample[], batchSize: number, padId: number): Promise<EvalLoss> {
+  if (examples.length === 0) throw new Error('evaluateLoss: no examples');
+  const sums = { loss: 0, lmLoss: 0, ctrlLoss: 0 };
+  let hasParts = false;
+  for (let start = 0; start < examples.length; start += batchSize) {
+    const rows = examples.slice(start, start + batchSize);
+    const batch = collateTraining(rows, padId);
+    const parts = tf.tidy(() => {
+      const p = model.lossParts(batch, { training: false });
+      hasParts = p.lmLoss !== undefined && p.ctrlLoss !== undefined;
+      return tf.stack([p.loss, p.lmLoss ?? p.loss, p.ctrlLoss ?? p.loss]);
+    });
+    disposeBatch(batch);
+    const [loss, lm, ctrl] = await readTensor(parts);
+    parts.dispose();
+    sums.loss += loss! * rows.length;
+    sums.lmLoss += lm! * rows.length;
+    sums.ctrlLoss += ctrl! * rows.length;
+  }
+  const n = examples.length;
+  return hasParts ? { loss: sums.loss / n, lmLoss: sums.lmLoss / n, ctrlLoss: sums.ctrlLoss / n } : { loss: sums.loss / n };
+}
+
+/** Host copies of the trainable weights, by saved name. */
+async function snapshot(vars: Map<string, tf.Variable>): Promise<Map<string, HostTensor>> {
+  const out = new Map<string, HostTensor>();
+  for (const [name, v] of vars) out.set(name, { dtype: 'float32', shape: [...v.shape], data: Float32Array.from(await readTensor(v)) });
+  return out;
+}
+
+function restore(vars: Map<string, tf.Variable>, weights: Map<string, HostTensor>, what: string): void {
+  for (const [name, v] of vars) {
+    const w = weights.get(name);
+    if (!w) throw new Error(`${what} has no weights for ${name}`);
+    if (w.data.length !== v.size) throw new Error(`${what}: ${name} has ${w.data.length} values, the variable has ${v.size}`);
+    tf.tidy(() => v.assign(tf.tensor(w.data, v.shape, 'float32')));
+  }
+}
+
+interface LoopState {
+  step: number;
+  /** Epoch of the next micro-batch and its index within that epoch's order. */
+  epoch: number;
+  batchInEpoch: number;
+  trainLossCurve: CurvePoint[];
+  evalLossCurve: CurvePoint[];
+  /** Losses of the updates since the last logged point. */
+  pendingLosses: number[];
+  bestEvalLoss: number | null;
+  bestStep: number | null;
+  lastEvalStep: number | null;
+}
+
+/**
+ * Fine-tunes the trainable variables of `model` on `data.train` (completion-only loss, see collate.ts). Each update
+ * averages `gradAccum` micro-batches, clips, and steps AdamW at the linear schedule's rate. Data order is a seeded
+ * shuffle per epoch, and dropout masks are seeded per micro-batch, so the run is a pure function of its inputs; with
+ * `checkpointDir` a killed run resumes from the last checkpoint and ends with the same weights bit for bit.
+ */
+export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainData, options: Partial<TrainOptions> = {}, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const opts: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, ...options };
+  checkOptions(opts);
+  const log = hooks.log ?? (() => {});
+  if (data.train.length === 0) throw new Error('training set is empty');
+  const templateIds = responseTemplateIds(tokenizer);
+  const encode = (rows: QaExample[]) => rows.map((r) => encodeTrainingExample(tokenizer, r, templateIds, opts.maxLength));
+  const trainSet = encode(data.train);
+  const validationSet = encode(data.validation);
+  const padId = padIdOf(tokenizer);
+  const withoutCompletion = trainSet.filter((e) => !e.hasCompletion).length;
+  if (withoutCompletion > 0) {
+    log(`warning: ${withoutCompletion} of ${trainSet.length} training examples have no answer within ${opts.maxLength} tokens; they add no loss`);
+  }
+
+  const batchesPerEpoch = Math.ceil(trainSet.length / opts.batchSize);
+  const updatesPerEpoch = Math.ceil(batchesPerEpoch / opts.gradAccum);
+  const total = opts.maxSteps ?? Math.max(1, Math.ceil(opts.epochs * updatesPerEpoch));
+  const trainable = trainableSummary(model, log);
+  const vars = model.trainableVariables();
+  const optimizer = new AdamW(vars, { weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm });
+  const print = fingerprint(opts, [...vars.keys()], trainSet.length, validationSet.length);
+
+  const state: LoopState = {
+    step: 0, epoch: 0, batchInEpoch: 0, trainLossCurve: [], evalLossCurve: [], pendingLosses: [],
+    bestEvalLoss: null, bestStep: null, lastEvalStep: null,
+  };
+  let best: Map<string, HostTensor> | null = null;
+  let resumedFrom: number | null = null;
+
+  try {
+    if (opts.checkpointDir) {
+      const ckpt = await loadLatestCheckpoint(opts.checkpointDir);
+      if (ckpt && ckpt.state.fingerprint !== print) {
+        log(`ignoring the checkpoint in ${opts.checkpointDir}: it was written with other settings`);
+      } else if (ckpt) {
+        restore(vars, ckpt.weights, 'checkpoint');
+        optimizer.loadState(ckpt.optimizer);
+        Object.assign(state, ckpt.state.loop as unknown as LoopState);
+        best = ckpt.best;
+        resumedFrom = state.step;
+        log(`resuming from the checkpoint at step ${state.step} of ${total}`);
+      }
+    }
+
+    const order = new Map<number, number[]>();
+    const epochOrder = (epoch: number): number[] => {
+      let o = order.get(epoch);
+      if (!o) {
+        o = createRng(deriveSeed(opts.seed, `epoch ${epoch}`)).shuffled(trainSet.map((_, i) => i));
+        order.clear();
+        order.set(epoch, o);
+      }
+      return o;
+    };
+
+    const runEval = async (): Promise<void> => {
+      if (validationSet.length === 0) return;
+      const { loss } = await evaluateLoss(model, validationSet, opts.batchSize, padId);
+      state.evalLossCurve.push([state.step, loss]);
+      state.lastEvalStep = state.step;
+      log(`step ${state.step}/${total}: eval loss ${loss.toFixed(4)}`);
+      if (state.bestEvalLoss === null || loss < state.bestEvalLoss) {
+        state.bestEvalLoss = loss;
+        state.bestStep = state.step;
+        if (opts.loadBestAtEnd) best = await snapshot(vars);
+      }
+    };
+
+    while (state.step < total) {
+      if (hooks.signal?.aborted) throw hooks.signal.reason ?? new Error('training aborted');
+      // One update: up to gradAccum micro-batches, never across an epoch boundary (as Trainer's last short group).
+      const perm = epochOrder(state.epoch);
+      const micro = Math.min(opts.gradAccum, batchesPerEpoch - state.batchInEpoch);
+      const lr = linearScheduleLr(opts.lr, state.step, total, opts.warmup);
+      let grads: Map<string, tf.Tensor> | null = null;
+      let stepLoss = 0;
+      try {
+        for (let m = 0; m < micro; m++) {
+          const b = state.batchInEpoch + m;
+          const rows = perm.slice(b * opts.batchSize, (b + 1) * opts.batchSize).map((i) => trainSet[i]!);
+          // Masks named by (step, micro-batch) rather than a running counter, so a resumed run draws the same ones.
+          if (model.lora) model.lora.dropoutSeed = deriveSeed(opts.seed, `dropout ${state.step} ${m}`);
+          const { loss, grads: g } = microStep(model, vars, collateTraining(rows, padId), micro);
+          const value = (await readTensor(loss))[0]!;
+          loss.dispose();
+          grads = accumulate(grads, g);
+          if (!Number.isFinite(value)) {
+            throw new Error(`training loss is ${value} at step ${state.step + 1} (epoch ${state.epoch + 1}, batch ${b + 1}); ` +
+              'lower the learning rate or check the data');
+          }
+          // Each micro-batch's loss is already divided by the group size: the sum is the update's mean loss.
+          stepLoss += value;
+        }
+        const norm = optimizer.apply(grads!, lr);
+        norm.dispose();
+      } finally {
+        if (grads) for (const g of grads.values()) g.dispose();
+      }
+
+      state.step += 1;
+      state.batchInEpoch += micro;
+      if (state.batchInEpoch >= batchesPerEpoch) {
+        state.epoch += 1;
+        state.batchInEpoch = 0;
+      }
+      state.pendingLosses.push(stepLoss);
+      hooks.progress?.({ step: state.step, total, loss: stepLoss });
+      if (state.step % opts.loggingSteps === 0 || state.step === total) {
+        const mean = state.pendingLosses.reduce((a, b) => a + b, 0) / state.pendingLosses.length;
+        state.trainLossCurve.push([state.step, mean]);
+        state.pendingLosses = [];
+        log(`step ${state.step}/${total}: loss ${mean.toFixed(4)}, lr ${lr.toExponential(3)}`);
+      }
+      if (state.step % opts.evalSteps === 0 || state.step === total) await runEval();
+      await hooks.afterStep?.(state.step);
+      if (opts.checkpointDir && state.step % opts.saveSteps === 0 && state.step < total) {
+        const ckpt: Checkpoint = {
+          state: { fingerprint: print, loop: state as unknown as Checkpoint['state'] },
+          weights: await snapshot(vars),
+          optimizer: await optimizer.exportState(),
+          best,
+        };
+        await saveCheckpoint(opts.checkpointDir, state.step, ckpt);
+      }
+    }
+    // A resumed run that had already finished its updates still owes the final evaluation.
+    if (state.lastEvalStep !== state.step) await runEval();
+    if (opts.loadBestAtEnd && best && state.bestStep !== state.step) {
+      restore(vars, best, 'best weights');
+      log(`loaded the best weights (step ${state.bestStep}, eval loss ${state.bestEvalLoss!.toFixed(4)})`);
+    }
+  } finally {
+    optimizer.dispose();
+  }
+
+  const finalEval = state.evalLossCurve.at(-1);
+  return {
+    steps: state.step,
+    epochs: state.step / updatesPerEpoch,
+    trainLossCurve: state.trainLossCurve,
+    evalLossCurve: state.evalLossCurve,
+    finalEvalLoss: finalEval && finalEval[0] === state.step ? finalEval[1] : null,
+    bestEvalLoss: state.bestEvalLoss,
+    bestStep: state.bestStep,
+    resumedFrom,
+    examplesWithoutCompletion: withoutCompletion,
+    trainable,
+  };
+}
+
+/** Loss and gradients of one micro-batch, the loss divided by the group size as Trainer does before backward. */
+function microStep(model: LanguageModel, vars: Map<string, tf.Variable>, batch: Batch, groupSize: number): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
+  try {
+    const names = new Map([...vars].map(([saved, v]) => [v.name, saved]));
+    const { value, grads } = tf.variableGrads(() => tf.div(model.lossParts(batch, { training: true }).loss, groupSize) as tf.Scalar, [...vars.values()]);
+    const out = new Map<string, tf.Tensor>();
+    for (const [tfName, g] of Object.entries(grads)) if (g) out.set(names.get(tfName)!, g);
+    return { loss: value, grads: out };
+  } finally {
+    disposeBatch(batch);
+  }
+}
+
+/** Adds `next` into `sum` (disposing what it replaces); the first group member becomes the sum. */
+function accumulate(sum: Map<string, tf.Tensor> | null, next: Map<string, tf.Tensor>): Map<string, tf.Tensor> {
+  if (!sum) return next;
+  for (const [name, g] of next) {
+    const prev = sum.get(name);
+    if (prev) {
+      sum.set(name, tf.add(prev, g));
+      prev.dispose();
+      g.dispose();
+    } else {
+      sum.set(name, g);
+    }
+  }
+  return sum;
+}

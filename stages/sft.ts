@@ -1,0 +1,194 @@
+// Stage kind `sft`: supervised fine-tuning of a model folder on a dataset, as the reference's SFTTrainer run, resumable from checkpoints.
+import type { JsonValue } from '../runtime/json.ts';
+import type { StageContext, StageKind, StageResult } from './kind.ts';
+import type { TrainableGroup } from './lm/freeze.ts';
+
+export interface SftTrainGroups {
+  pause_embedding: boolean;
+  pause_head: boolean;
+  lm_head: boolean;
+  lm_embeddings: boolean;
+  all: boolean;
+}
+
+export interface SftLora {
+  r: number;
+  alpha: number;
+  dropout: number;
+  target_modules: string[];
+  merge: boolean;
+}
+
+export interface SftParams {
+  batch_size: number;
+  grad_accum: number;
+  lr: number;
+  epochs: number;
+  max_steps: number | null;
+  warmup: number;
+  weight_decay: number;
+  max_grad_norm: number | null;
+  eval_steps: number;
+  logging_steps: number;
+  save_steps: number;
+  max_length: number;
+  seed: number;
+  train: SftTrainGroups;
+  lora: SftLora | null;
+}
+
+const TRAIN_DEFAULTS: SftTrainGroups = { pause_embedding: true, pause_head: true, lm_head: false, lm_embeddings: false, all: false };
+const LORA_DEFAULTS: SftLora = { r: 16, alpha: 32, dropout: 0.05, target_modules: ['q_proj', 'v_proj'], merge: true };
+
+export const SFT: StageKind<SftParams> = {
+  name: 'sft',
+  version: 1,
+  description:
+    'Fine-tunes a model on a dataset\'s {question, answer} rows with the loss on the answer only, as the reference\'s TRL ' +
+    'SFTTrainer: AdamW, linear decay, gradient clipping, eval loss on the validation split, best checkpoint kept. ' +
+    'Chooses what trains (pause embedding, pause head, LM head, LM embeddings, LoRA). A killed run resumes from its last checkpoint.',
+  params: {
+    type: 'object',
+    properties: {
+      batch_size: { type: 'integer', minimum: 1, description: 'Examples per batch, for training and evaluation (per_device_train_batch_size).', default: 8 },
+      grad_accum: { type: 'integer', minimum: 1, description: 'Batches whose gradients are averaged into one update (gradient_accumulation_steps).', default: 1 },
+      lr: { type: 'number', exclusiveMinimum: 0, description: 'Peak learning rate of AdamW.', default: 5e-5 },
+      epochs: { type: 'number', exclusiveMinimum: 0, description: 'Passes over the training split (num_train_epochs); may be fractional.', default: 1 },
+      max_steps: {
+        type: ['integer', 'null'],
+        minimum: 1,
+        description: 'Number of updates; overrides `epochs` when set (the data order reshuffles every epoch). null: from epochs.',
+        default: null,
+      },
+      warmup: { type: 'integer', minimum: 0, description: 'Updates of linear warmup from 0 before the linear decay (warmup_steps).', default: 0 },
+      weight_decay: { type: 'number', minimum: 0, description: 'AdamW decoupled weight decay.', default: 0 },
+      max_grad_norm: { type: ['number', 'null'], exclusiveMinimum: 0, description: 'Global gradient norm the gradients are clipped to; null: no clipping.', default: 1.0 },
+      eval_steps: { type: 'integer', minimum: 1, description: 'Evaluate the loss on the validation split every this many updates, and after the last (the reference: 500; 100 in step 1).', default: 500 },
+      logging_steps: { type: 'integer', minimum: 1, description: 'Record the mean training loss of the last this many updates (a point of the loss curve).', default: 10 },
+      save_steps: { type: 'integer', minimum: 1, description: 'Write a resumable checkpoint every this many updates.', default: 500 },
+      max_length: { type: 'integer', minimum: 2, description: 'Longest training sequence in tokens; longer examples are cut at the end (max_seq_length).', default: 600 },
+      seed: { type: 'integer', minimum: 0, description: 'Seed of the data order, LoRA initialisation and dropout.', default: 42 },
+      train: {
+        type: 'object',
+        description: 'Weight groups that train; everything else is frozen. With LoRA they train as PEFT modules_to_save copies.',
+        properties: {
+          pause_embedding: { type: 'boolean', description: 'The pause token\'s embedding row (new_embedding); skipped, with a note, on a model without a pause token.', default: true },
+          pause_head: { type: 'boolean', description: 'The pause head ctrl_tok_clf; skipped, with a note, on a model without a pause token.', default: true },
+          lm_head: { type: 'boolean', description: 'The LM head (lm_head).', default: false },
+          lm_embeddings: { type: 'boolean', description: 'The original token embeddings (original_embedding, or embed_tokens on a plain model).', default: false },
+          all: { type: 'boolean', description: 'Every weight (from-scratch training or full fine-tuning); not with LoRA.', default: false },
+        },
+        additionalProperties: false,
+        default: TRAIN_DEFAULTS,
+      },
+      lora: {
+        type: ['object', 'null'],
+        description: 'LoRA adapters (the reference: r 16, alpha 32, dropout 0.05 on q_proj and v_proj); null: none.',
+        properties: {
+          r: { type: 'integer', minimum: 1, description: 'Rank of the update.', default: 16 },
+          alpha: { type: 'number', exclusiveMinimum: 0, description: 'lora_alpha; the update is scaled by alpha / r.', default: 32 },
+          dropout: { type: 'number', minimum: 0, exclusiveMaximum: 1, description: 'Dropout on the adapters\' input while training.', default: 0.05 },
+          target_modules: {
+            type: 'array',
+            items: { type: 'string', enum: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] },
+            minItems: 1,
+            uniqueItems: true,
+            description: 'Linear modules of every layer that get adapters.',
+            default: ['q_proj', 'v_proj'],
+          },
+          merge: { type: 'boolean', description: 'Fold the adapters into the weights when saving (merge_and_unload); false saves PEFT adapter files beside the base weights.', default: true },
+        },
+        additionalProperties: false,
+        default: null,
+      },
+    },
+    additionalProperties: false,
+  },
+  inputs: {
+    model: { description: 'Model folder to fine-tune (init_model, add_pause_token or sft).' },
+    data: { description: 'Dataset folder with train.jsonl and validation.jsonl rows {question, answer}.' },
+  },
+  resources: () => ({ cpu: 1, gpu: 1 }),
+  sources: ['stages/sft.ts', 'stages/lm', 'stages/data/dataset.ts', 'stages/data/random.ts'],
+
+  async run(ctx: StageContext<SftParams>): Promise<StageResult> {
+    const p = ctx.params;
+    const train = { ...TRAIN_DEFAULTS, ...p.train };
+    const lora = p.lora === null ? null : { ...LORA_DEFAULTS, ...p.lora };
+    const { openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { configureTraining } = await import('./lm/freeze.ts');
+    const { saveModel } = await import('./lm/model-io.ts');
+    const { train: runTraining } = await import('./lm/trainer.ts');
+    const { readDataset } = await import('./data/dataset.ts');
+    const backend = await startBackend(ctx);
+    const modelRef = ctx.inputs.model![0]!;
+    const { splits } = await readDataset(ctx.inputs.data![0]!.dir);
+    const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
+    try {
+      const groups = chosenGroups(train, model.hasPause, ctx.log);
+      configureTraining(model, {
+        groups,
+        lora: lora && { rank: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.target_modules, seed: p.seed },
+      }, ctx.log);
+      const result = await runTraining(model, tokenizer, { train: splits.train, validation: splits.validation }, {
+        batchSize: p.batch_size,
+        gradAccum: p.grad_accum,
+        epochs: p.epochs,
+        maxSteps: p.max_steps,
+        lr: p.lr,
+        warmup: p.warmup,
+        weightDecay: p.weight_decay,
+        maxGradNorm: p.max_grad_norm,
+        evalSteps: p.eval_steps,
+        loggingSteps: p.logging_steps,
+        saveSteps: p.save_steps,
+        maxLength: p.max_length,
+        seed: p.seed,
+        checkpointDir: ctx.scratchDir,
+      }, {
+        log: ctx.log,
+        signal: ctx.signal,
+        progress: ({ step, total, loss }) => ctx.progress({ step, total, message: `loss ${loss.toFixed(3)}` }),
+      });
+      await saveModel(model, tokenizer, ctx.outDir, { mergeLora: lora?.merge ?? true });
+      const groupNames = groups === 'all' ? ['all'] : groups;
+      const metrics: Record<string, JsonValue> = {
+        train_loss_curve: result.trainLossCurve,
+        eval_loss_curve: result.evalLossCurve,
+        // The weights saved are the best ones (load_best_model_at_end), so their loss is the best eval loss.
+        eval_loss: result.bestEvalLoss,
+        final_eval_loss: result.finalEvalLoss,
+        best_step: result.bestStep,
+        steps: result.steps,
+        epochs: result.epochs,
+        trainable: {
+          groups: groupNames,
+          lora: lora !== null,
+          trainable_params: result.trainable.trainable,
+          total_params: result.trainable.total,
+        },
+        trainable_rows: result.trainable.rows.map((r) => ({ group: r.group, trainable: r.trainable, frozen: r.frozen })),
+        examples_without_completion: result.examplesWithoutCompletion,
+        resumed_from: result.resumedFrom,
+        backend,
+      };
+      return { metrics };
+    } finally {
+      model.dispose();
+    }
+  },
+};
+
+/** The freeze.ts groups the `train` booleans select; pause groups on a model without a pause token are skipped with a note. */
+function chosenGroups(train: SftTrainGroups, hasPause: boolean, log: (line: string) => void): TrainableGroup[] | 'all' {
+  if (train.all) return 'all';
+  const wanted: [boolean, TrainableGroup, string][] = [
+    [train.pause_embedding, 'pauseEmbedding', 'pause_embedding'],
+    [train.pause_head, 'pauseHead', 'pause_head'],
+    [train.lm_head, 'lmHead', 'lm_head'],
+    [train.lm_embeddings, 'lmEmbeddings', 'lm_embeddings'],
+  ];
+  const skipped = wanted.filter(([on, g]) => on && !hasPause && g.startsWith('pause')).map(([, , key]) => key);
+  if (skipped.length > 0) log(`sft: the model has no pause token; ${skipped.join(' and ')} ignored`);
+  return wanted.filter(([on, g]) => on && (hasPause || !g.startsWith('pause'))).map(([, g]) => g);
+}

@@ -1,0 +1,189 @@
+// Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
+import { copyFile, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { JsonValue } from '../runtime/json.ts';
+import type { RestoreContext, StageContext, StageKind, StageResult } from './kind.ts';
+
+export interface ShParams {
+  command: string | string[];
+  shell: boolean;
+  deps: string[];
+  outs: string[];
+  env: Record<string, string | number | boolean>;
+  cwd: string;
+  cpus: number;
+  gpus: number;
+}
+
+/** Folder inside the artifacts that holds the copies of `outs`, by workspace-relative path. */
+const OUTS_DIR = 'outs';
+/** A command reports progress by printing such a line: `pausepipe:progress 40/100 loss 1.23`. */
+const PROGRESS_LINE = /^pausepipe:progress (\d+)(?:\/(\d+))?(?: (.*))?$/;
+
+/** `outs` must stay inside the workspace: the runner deletes them before a run and restores them on a hit. */
+function workspacePath(workspace: string, rel: string, what: string): string {
+  const abs = path.resolve(workspace, rel);
+  const back = path.relative(workspace, abs);
+  if (back === '' || back.startsWith('..') || path.isAbsolute(back)) {
+    throw new Error(`sh: ${what} \`${rel}\` is outside the workspace ${workspace}`);
+  }
+  return abs;
+}
+
+/** Relative path inside the artifacts folder (always `/`-separated, as the manifest lists it). */
+function storedPath(rel: string): string {
+  return `${OUTS_DIR}/${path.posix.normalize(rel.split(path.sep).join('/')).replace(/\/+$/, '')}`;
+}
+
+/** Environment name of an input: `train-runs` → `PAUSEPIPE_INPUT_TRAIN_RUNS`. */
+export function inputEnvName(input: string): string {
+  return `PAUSEPIPE_INPUT_${input.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(() => true, () => false);
+}
+
+async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
+  const p = ctx.params;
+  if (typeof p.command === 'string' && !p.shell) {
+    throw new Error('sh: `command` is a string but `shell` is false; give an argument list, or set `shell: true`');
+  }
+  const outs = p.outs.map((o) => workspacePath(ctx.workspace, o, 'out'));
+  // Stale outs from an earlier run must not pass for this run's results.
+  await Promise.all(outs.map((o) => rm(o, { recursive: true, force: true })));
+
+  const inputsFile = path.join(ctx.scratchDir, 'inputs.json');
+  await mkdir(ctx.scratchDir, { recursive: true });
+  const described: Record<string, JsonValue> = {};
+  const env: Record<string, string> = {};
+  for (const [name, refs] of Object.entries(ctx.inputs)) {
+    env[inputEnvName(name)] = refs.map((r) => r.dir).join(path.delimiter);
+    described[name] = refs.map((r) => ({ stage: r.stage, key: r.key, dir: r.dir, variant: r.variant, metrics: r.metrics }));
+  }
+  await writeFile(inputsFile, JSON.stringify(described, null, 2));
+  for (const [k, v] of Object.entries(p.env)) env[k] = String(v);
+  Object.assign(env, {
+    PAUSEPIPE_OUT: ctx.outDir,
+    PAUSEPIPE_SCRATCH: ctx.scratchDir,
+    PAUSEPIPE_WORKSPACE: ctx.workspace,
+    PAUSEPIPE_STAGE: ctx.name,
+    PAUSEPIPE_VARIANT: JSON.stringify(ctx.variant),
+    PAUSEPIPE_INPUTS_JSON: inputsFile,
+  });
+
+  const { execa } = await import('execa');
+  const [file, ...args] = typeof p.command === 'string' ? [p.command] : p.command;
+  ctx.log(`$ ${typeof p.command === 'string' ? p.command : p.command.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
+  const sub = execa(file!, args, {
+    cwd: path.resolve(ctx.workspace, p.cwd),
+    env,
+    shell: p.shell,
+    stdin: 'ignore',
+    buffer: false,
+    reject: false,
+    cancelSignal: ctx.signal,
+    forceKillAfterDelay: 3000,
+  });
+  const onLine = (line: string) => {
+    const m = PROGRESS_LINE.exec(line);
+    if (m) ctx.progress({ step: Number(m[1]), total: m[2] === undefined ? undefined : Number(m[2]), message: m[3] });
+    else ctx.log(line);
+  };
+  const streams = [sub.stdout, sub.stderr].map(async (s) => {
+    if (!s) return;
+    for await (const line of createInterface({ input: s, crlfDelay: Infinity })) onLine(line);
+  });
+  const [result] = await Promise.all([sub, ...streams]);
+  if (ctx.signal.aborted) throw new Error('sh: cancelled');
+  if (result.failed) {
+    const why = result.exitCode !== undefined ? `exit code ${result.exitCode}`
+      : result.signal ? `killed by ${result.signal}` : result.shortMessage;
+    throw new Error(`command failed with ${why}`);
+  }
+
+  for (const [i, abs] of outs.entries()) {
+    if (!(await exists(abs))) throw new Error(`sh: the command did not write its out \`${p.outs[i]}\``);
+    const dest = path.join(ctx.outDir, storedPath(p.outs[i]!));
+    await mkdir(path.dirname(dest), { recursive: true });
+    await cp(abs, dest, { recursive: true });
+  }
+
+  const metricsFile = path.join(ctx.outDir, 'metrics.json');
+  if (!(await exists(metricsFile))) return {};
+  const metrics: unknown = JSON.parse(await readFile(metricsFile, 'utf8'));
+  if (metrics === null || typeof metrics !== 'object' || Array.isArray(metrics)) {
+    throw new Error('sh: $PAUSEPIPE_OUT/metrics.json must hold a JSON object');
+  }
+  return { metrics: metrics as Record<string, JsonValue> };
+}
+
+async function restoreOuts(ctx: RestoreContext<ShParams>): Promise<string[]> {
+  const restored: string[] = [];
+  for (const out of ctx.params.outs) {
+    const prefix = storedPath(out);
+    const isFile = ctx.outputs.some((o) => o.path === prefix);
+    for (const o of ctx.outputs) {
+      if (o.path !== prefix && !o.path.startsWith(`${prefix}/`)) continue;
+      const target = workspacePath(ctx.workspace, isFile ? out : path.join(out, o.path.slice(prefix.length + 1)), 'out');
+      if ((await ctx.hashFile(target)) === o.sha256) continue;
+      await mkdir(path.dirname(target), { recursive: true });
+      await rm(target, { recursive: true, force: true });
+      await copyFile(path.join(ctx.artifactsDir, o.path), target);
+      restored.push(path.relative(ctx.workspace, target).split(path.sep).join('/'));
+    }
+  }
+  return restored;
+}
+
+export const SH: StageKind<ShParams> = {
+  name: 'sh',
+  version: 1,
+  description:
+    'Run a command. Its inputs (any names) arrive as env PAUSEPIPE_INPUT_<NAME> (artifact folders joined by the path ' +
+    'delimiter) and PAUSEPIPE_INPUTS_JSON (a file describing each input: stage, key, dir, variant, metrics); ' +
+    'PAUSEPIPE_OUT is the folder to write artifacts to, and a $PAUSEPIPE_OUT/metrics.json object becomes the ' +
+    'stage metrics. A line `pausepipe:progress STEP[/TOTAL] [MESSAGE]` on its output reports progress.',
+  params: {
+    type: 'object',
+    properties: {
+      command: {
+        description: 'Program and arguments as a list, or one string run by the shell when `shell` is true.',
+        type: ['string', 'array'],
+        items: { type: 'string' },
+        minItems: 1,
+        minLength: 1,
+      },
+      shell: { description: 'Run `command` through the system shell.', type: 'boolean', default: false },
+      deps: {
+        description: 'Workspace files or folders the command reads; hashed by content into the key.',
+        type: 'array', items: { type: 'string', minLength: 1 }, default: [],
+      },
+      outs: {
+        description: 'Workspace files or folders the command writes; cached, and restored into the workspace on a cache hit.',
+        type: 'array', items: { type: 'string', minLength: 1 }, default: [],
+      },
+      env: {
+        description: 'Extra environment variables.',
+        type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] }, default: {},
+      },
+      cwd: { description: 'Working folder of the command, relative to the workspace.', type: 'string', default: '.' },
+      cpus: { description: 'CPU slots the command occupies while it runs.', type: 'integer', minimum: 1, default: 1 },
+      gpus: { description: 'GPU slots the command occupies while it runs.', type: 'integer', minimum: 0, default: 0 },
+    },
+    required: ['command'],
+    additionalProperties: false,
+    if: { properties: { command: { type: 'string' } }, required: ['command'] },
+    then: { properties: { shell: { const: true } }, required: ['shell'] },
+  },
+  inputs: {
+    '*': { description: 'Any upstream stage or collection under any name, passed as PAUSEPIPE_INPUT_<NAME>.', anyArity: true, optional: true },
+  },
+  isolated: false,
+  resources: (p) => ({ cpu: p.cpus ?? 1, gpu: p.gpus ?? 0 }),
+  workspaceFiles: (p) => p.deps ?? [],
+  workspaceOutputs: (p) => p.outs ?? [],
+  run: runCommand,
+  restore: restoreOuts,
+};

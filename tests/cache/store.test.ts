@@ -1,0 +1,514 @@
+// Tests for ArtifactStore: commit round trips, locks between callers and processes, crash safety, gc and verify.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { sha256 } from '../../runtime/hash.ts';
+import { ArtifactStore, resolveCacheRoot, type LockOwner, type PendingEntry } from '../../cache/store.ts';
+import { assertRejects, deadPid, fieldsFor, keyFor } from './fixtures.ts';
+
+const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const childScript = path.join(projectRoot, 'tests/cache/store-child.ts');
+
+let root = '';
+let store: ArtifactStore;
+
+async function freshStore(): Promise<void> {
+  root = await fsp.mkdtemp(path.join(tmpdir(), 'pausepipe-store-'));
+  store = new ArtifactStore(root);
+}
+
+async function removeStore(): Promise<void> {
+  await fsp.rm(root, { recursive: true, force: true });
+}
+
+async function mustBegin(key: string): Promise<PendingEntry> {
+  const entry = await store.begin(key);
+  if (entry === 'cached') throw new Error(`expected to compute ${key}, got cached`);
+  return entry;
+}
+
+/** Commit the stage `name` with one output file holding `content`. */
+async function commitSimple(name: string, content = `out of ${name}`): Promise<string> {
+  const key = keyFor(name);
+  const entry = await mustBegin(key);
+  await fsp.writeFile(path.join(entry.outDir, 'out.txt'), content);
+  await entry.commit(fieldsFor(name));
+  return key;
+}
+
+async function writeLock(key: string, owner: Partial<LockOwner>): Promise<void> {
+  const full: LockOwner = { pid: deadPid(), hostname: hostname(), startedAt: '2025-01-01T00:00:00.000Z', nonce: 'feedfacecafebeef', ...owner };
+  await fsp.mkdir(path.join(root, 'locks'), { recursive: true });
+  await fsp.writeFile(store.lockPath(key), JSON.stringify(full));
+}
+
+const commits = suite('ArtifactStore commit');
+commits.before.each(freshStore);
+commits.after.each(removeStore);
+
+commits('commit writes outputs, manifest and log that read back exactly', async () => {
+  const key = keyFor('train');
+  assert.is(store.has(key), false);
+  assert.is(store.readManifest(key), undefined);
+  const entry = await mustBegin(key);
+  assert.is(entry.key, key);
+  assert.equal(await fsp.readdir(entry.outDir), []);
+  assert.ok(entry.outDir.startsWith(path.join(root, 'tmp', `${key}.${process.pid}.`)));
+  assert.is(entry.scratchDir, path.join(root, 'scratch', key));
+  await fsp.mkdir(path.join(entry.outDir, 'model'));
+  await fsp.writeFile(path.join(entry.outDir, 'model', 'weights.bin'), Buffer.from([1, 2, 3]));
+  await fsp.writeFile(path.join(entry.outDir, 'config.json'), '{}');
+  await fsp.writeFile(entry.logPath, 'step 1\n');
+  await fsp.writeFile(path.join(entry.scratchDir, 'ckpt'), 'x');
+  assert.is(store.has(key), false);
+
+  const manifest = await entry.commit(fieldsFor('train', { backend: 'cpu', variant: { embed: true } }));
+  assert.equal(manifest, {
+    formatVersion: 1,
+    key,
+    kind: 'sh',
+    kindVersion: 1,
+    stage: 'train',
+    params: { command: 'echo train' },
+    inputs: {},
+    files: {},
+    variant: { embed: true },
+    outputs: [
+      { path: 'config.json', size: 2, sha256: sha256('{}') },
+      { path: 'model/weights.bin', size: 3, sha256: sha256(new Uint8Array([1, 2, 3])) },
+    ],
+    metrics: { accuracy: 0.5 },
+    timings: { startedAt: '2025-01-01T00:00:00.000Z', finishedAt: '2025-01-01T00:00:02.000Z', seconds: 2 },
+    backend: 'cpu',
+    versions: { pausepipe: '0.1.0' },
+    log: 'log.txt',
+  });
+  assert.is(store.has(key), true);
+  assert.equal(store.readManifest(key), manifest);
+  assert.equal(store.keys(), [key]);
+  assert.is(store.artifactsDir(key), path.join(root, 'objects', key.slice(0, 2), key, 'artifacts'));
+  const weights = path.join(store.artifactsDir(key), 'model', 'weights.bin');
+  assert.equal(readFileSync(weights), Buffer.from([1, 2, 3]));
+  assert.is((await fsp.stat(weights)).mode & 0o222, 0, 'committed outputs are read-only');
+  assert.is(readFileSync(path.join(store.entryDir(key), manifest.log), 'utf8'), 'step 1\n');
+  assert.equal(await fsp.readdir(path.join(root, 'tmp')), []);
+  assert.is(existsSync(entry.scratchDir), false);
+  assert.is(existsSync(store.lockPath(key)), false);
+  assert.is(await store.begin(key), 'cached');
+});
+
+commits('a run that writes nothing still commits, with an empty log', async () => {
+  const key = keyFor('empty');
+  const entry = await mustBegin(key);
+  const manifest = await entry.commit(fieldsFor('empty'));
+  assert.equal(manifest.outputs, []);
+  assert.is(readFileSync(path.join(store.entryDir(key), 'log.txt'), 'utf8'), '');
+});
+
+commits('a NaN metric is stored as null, and commit returns what readManifest reads', async () => {
+  const key = keyFor('nan');
+  const entry = await mustBegin(key);
+  const manifest = await entry.commit(fieldsFor('nan', { metrics: { loss: NaN, steps: 3 } }));
+  assert.equal(manifest.metrics, { loss: null, steps: 3 });
+  assert.equal(store.readManifest(key), manifest);
+});
+
+commits('commit refuses fields that would make an unreadable manifest, and keeps the entry pending', async () => {
+  const key = keyFor('bad');
+  const entry = await mustBegin(key);
+  await fsp.writeFile(path.join(entry.outDir, 'a.txt'), 'a');
+  const broken = { ...fieldsFor('bad'), metrics: undefined } as unknown as ReturnType<typeof fieldsFor>;
+  try {
+    await entry.commit(broken);
+    assert.unreachable('commit should have thrown');
+  } catch (error) {
+    assert.is((error as Error).message, `cannot commit ${key}: manifest.json field metrics is not an object`);
+  }
+  assert.is(store.has(key), false);
+  assert.is(readFileSync(path.join(entry.outDir, 'a.txt'), 'utf8'), 'a');
+  await entry.commit(fieldsFor('bad'));
+  assert.is(store.has(key), true);
+});
+
+commits('a symlinked output is stored as a copy of its target', async () => {
+  const key = keyFor('link');
+  const outside = path.join(root, 'outside.txt');
+  await fsp.writeFile(outside, 'shared bytes');
+  const entry = await mustBegin(key);
+  await fsp.symlink(outside, path.join(entry.outDir, 'linked.txt'));
+  const manifest = await entry.commit(fieldsFor('link'));
+  const stored = path.join(store.artifactsDir(key), 'linked.txt');
+  assert.is((await fsp.lstat(stored)).isFile(), true);
+  assert.is(readFileSync(stored, 'utf8'), 'shared bytes');
+  assert.equal(manifest.outputs, [{ path: 'linked.txt', size: 12, sha256: sha256('shared bytes') }]);
+});
+
+commits('abort removes the temp folder and releases the lock, but keeps scratch for a resume', async () => {
+  const key = keyFor('aborted');
+  const entry = await mustBegin(key);
+  await fsp.writeFile(path.join(entry.outDir, 'half.bin'), 'half');
+  await fsp.writeFile(path.join(entry.scratchDir, 'ckpt'), 'step 5');
+  await entry.abort();
+  assert.is(existsSync(path.dirname(entry.outDir)), false);
+  assert.is(existsSync(store.lockPath(key)), false);
+  assert.is(store.has(key), false);
+  const again = await mustBegin(key);
+  assert.is(readFileSync(path.join(again.scratchDir, 'ckpt'), 'utf8'), 'step 5');
+  await again.abort();
+});
+
+commits('commit after abort, and a second commit, are refused', async () => {
+  const entry = await mustBegin(keyFor('twice'));
+  await entry.commit(fieldsFor('twice'));
+  await assertRejects(entry.commit(fieldsFor('twice')), /already committed or aborted/);
+  await entry.abort();
+  assert.is(store.has(keyFor('twice')), true);
+});
+
+commits('a damaged committed entry is not reused and the next commit replaces it', async () => {
+  const key = await commitSimple('damaged', 'first');
+  await fsp.writeFile(path.join(store.entryDir(key), 'manifest.json'), '{"formatVersion":1,');
+  assert.is(store.has(key), false);
+  assert.equal(store.keys(), []);
+  const entry = await mustBegin(key);
+  await fsp.writeFile(path.join(entry.outDir, 'out.txt'), 'second');
+  await entry.commit(fieldsFor('damaged'));
+  assert.is(readFileSync(path.join(store.artifactsDir(key), 'out.txt'), 'utf8'), 'second');
+  assert.equal(await store.verify(), []);
+});
+
+commits('keys that are not lowercase hex are refused before touching the disk', async () => {
+  assert.throws(() => store.has('../../etc'), /invalid cache key "..\/..\/etc"/);
+  await assertRejects(store.begin('ABCDEF0123'), /invalid cache key/);
+});
+
+commits.run();
+
+const locks = suite('ArtifactStore locks');
+locks.before.each(freshStore);
+locks.after.each(removeStore);
+
+locks('a second begin waits for the first and then gets cached', async () => {
+  const key = keyFor('shared');
+  const first = await mustBegin(key);
+  const owners: LockOwner[] = [];
+  const second = store.begin(key, { onWait: (owner) => owners.push(owner) });
+  await sleep(100);
+  assert.is(owners.length, 1);
+  assert.is(owners[0]!.pid, process.pid);
+  assert.is(owners[0]!.hostname, hostname());
+  await fsp.writeFile(path.join(first.outDir, 'out.txt'), 'x');
+  await first.commit(fieldsFor('shared'));
+  assert.is(await second, 'cached');
+});
+
+locks('a waiter gets the lock after the holder aborts', async () => {
+  const key = keyFor('retry');
+  const first = await mustBegin(key);
+  const second = store.begin(key);
+  await sleep(50);
+  await first.abort();
+  const entry = await second;
+  assert.is.not(entry, 'cached');
+  await (entry as PendingEntry).abort();
+});
+
+locks('waiting stops when the signal aborts', async () => {
+  const key = keyFor('cancel');
+  const holder = await mustBegin(key);
+  const controller = new AbortController();
+  const waiting = store.begin(key, { signal: controller.signal });
+  await sleep(30);
+  controller.abort(new Error('user pressed ctrl-c'));
+  await assertRejects(waiting, /user pressed ctrl-c/);
+  await holder.abort();
+});
+
+locks('a lock whose owner died is taken over', async () => {
+  const key = keyFor('orphan');
+  await writeLock(key, {});
+  const entry = await mustBegin(key);
+  const lock = JSON.parse(readFileSync(store.lockPath(key), 'utf8')) as LockOwner;
+  assert.is(lock.pid, process.pid);
+  await entry.abort();
+});
+
+locks('an unreadable lock is taken over', async () => {
+  const key = keyFor('garbage');
+  await fsp.mkdir(path.join(root, 'locks'), { recursive: true });
+  await fsp.writeFile(store.lockPath(key), '');
+  await (await mustBegin(key)).abort();
+});
+
+locks('a lock naming a live pid but another process start is taken over (pid reused)', async () => {
+  if (!existsSync('/proc/self/stat')) {
+    console.log('  skipped: needs /proc (Linux) to tell a reused pid from its owner');
+    return;
+  }
+  const key = keyFor('reused');
+  await writeLock(key, { pid: process.pid, procStart: '1' });
+  await (await mustBegin(key)).abort();
+});
+
+locks('a lock held by another host is waited for, never taken over', async () => {
+  const key = keyFor('remote');
+  await writeLock(key, { pid: 1, hostname: `not-${hostname()}` });
+  const owners: LockOwner[] = [];
+  const controller = new AbortController();
+  const waiting = store.begin(key, { signal: controller.signal, onWait: (owner) => owners.push(owner) });
+  await sleep(200);
+  controller.abort(new Error('gave up'));
+  await assertRejects(waiting, /gave up/);
+  assert.equal(owners.map((owner) => owner.hostname), [`not-${hostname()}`]);
+  assert.is(JSON.parse(readFileSync(store.lockPath(key), 'utf8')).hostname, `not-${hostname()}`);
+});
+
+locks('many callers meeting a dead lock compute the entry exactly once', async () => {
+  const key = keyFor('crowd');
+  await writeLock(key, {});
+  let computed = 0;
+  const results = await Promise.all(Array.from({ length: 6 }, async () => {
+    const entry = await store.begin(key);
+    if (entry === 'cached') return 'cached';
+    computed++;
+    await sleep(20);
+    await fsp.writeFile(path.join(entry.outDir, 'out.txt'), 'once');
+    await entry.commit(fieldsFor('crowd'));
+    return 'computed';
+  }));
+  assert.is(computed, 1);
+  assert.equal(results.sort(), ['cached', 'cached', 'cached', 'cached', 'cached', 'computed']);
+  assert.equal(await fsp.readdir(path.join(root, 'locks')), []);
+});
+
+locks.run();
+
+const maintenance = suite('ArtifactStore gc and verify');
+maintenance.before.each(freshStore);
+maintenance.after.each(removeStore);
+
+maintenance('gc removes entries not kept and reports the bytes freed', async () => {
+  const kept = await commitSimple('kept');
+  const a = await commitSimple('a', '12345');
+  const b = await commitSimple('b', '1234567');
+  const bytesOf = async (key: string): Promise<number> => {
+    let total = 0;
+    for (const name of ['manifest.json', 'manifest.sha256', 'log.txt', 'artifacts/out.txt']) {
+      total += (await fsp.stat(path.join(store.entryDir(key), name))).size;
+    }
+    return total;
+  };
+  const expectedBytes = (await bytesOf(a)) + (await bytesOf(b));
+  const result = await store.gc(new Set([kept]));
+  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [] });
+  assert.equal(store.keys(), [kept]);
+  assert.is(store.has(a), false);
+  assert.equal(await fsp.readdir(path.join(root, 'tmp')), []);
+});
+
+maintenance('gc removes a dead run\'s temp folder, lock and unneeded scratch, but not a live run\'s', async () => {
+  const dead = keyFor('dead');
+  const resumable = keyFor('resumable');
+  const live = keyFor('live');
+  await writeLock(dead, { nonce: 'abcdef' });
+  await fsp.mkdir(path.join(root, 'tmp', `${dead}.999999.abcdef`, 'artifacts'), { recursive: true });
+  await fsp.writeFile(path.join(root, 'tmp', `${dead}.999999.abcdef`, 'artifacts', 'half.bin'), '123');
+  await fsp.mkdir(store.scratchDir(dead), { recursive: true });
+  await fsp.writeFile(path.join(store.scratchDir(dead), 'ckpt'), '12');
+  await fsp.mkdir(store.scratchDir(resumable), { recursive: true });
+  const running = await mustBegin(live);
+  await fsp.writeFile(path.join(running.outDir, 'partial.bin'), 'p');
+
+  const result = await store.gc(new Set([resumable]));
+  assert.equal(result, {
+    removed: [],
+    freedBytes: 5,
+    leftovers: [`tmp/${dead}.999999.abcdef`, `scratch/${dead}`, `locks/${dead}.lock`],
+  });
+  assert.is(existsSync(store.scratchDir(resumable)), true);
+  assert.is(readFileSync(path.join(running.outDir, 'partial.bin'), 'utf8'), 'p');
+  await running.commit(fieldsFor('live'));
+  assert.equal(store.keys(), [live]);
+});
+
+maintenance('verify finds nothing wrong in a healthy store', async () => {
+  await commitSimple('one');
+  await commitSimple('two');
+  assert.equal(await store.verify(), []);
+});
+
+maintenance('verify detects one corrupted byte in an output', async () => {
+  const key = await commitSimple('flip', 'abcdef');
+  const file = path.join(store.artifactsDir(key), 'out.txt');
+  await fsp.chmod(file, 0o644);
+  await fsp.writeFile(file, 'abcdeF');
+  assert.equal(await store.verify(), [{
+    key,
+    problem: `output out.txt has changed: now 6 bytes, sha256 ${sha256('abcdeF')}; the manifest says 6 bytes, sha256 ${sha256('abcdef')}`,
+  }]);
+});
+
+maintenance('verify reports missing and unlisted outputs', async () => {
+  const key = await commitSimple('files');
+  await fsp.rm(path.join(store.artifactsDir(key), 'out.txt'));
+  await fsp.writeFile(path.join(store.artifactsDir(key), 'extra.txt'), 'x');
+  assert.equal(await store.verify(), [
+    { key, problem: 'output out.txt is missing' },
+    { key, problem: 'artifacts/extra.txt is not listed in the manifest' },
+  ]);
+});
+
+maintenance('verify reports a manifest that does not parse, an edited one, and one in the wrong folder', async () => {
+  const broken = await commitSimple('broken');
+  const edited = await commitSimple('edited');
+  const moved = await commitSimple('moved');
+  await fsp.writeFile(path.join(store.entryDir(broken), 'manifest.json'), '{"formatVersion": 1');
+  const editedPath = path.join(store.entryDir(edited), 'manifest.json');
+  await fsp.writeFile(editedPath, readFileSync(editedPath, 'utf8').replace('"accuracy": 0.5', '"accuracy": 0.9'));
+  const elsewhere = 'ab'.repeat(32);
+  await fsp.mkdir(path.dirname(store.entryDir(elsewhere)), { recursive: true });
+  await fsp.rename(store.entryDir(moved), store.entryDir(elsewhere));
+
+  const problems = await store.verify();
+  const byKey = new Map(problems.map((p) => [p.key, p.problem]));
+  assert.is(problems.length, 3);
+  assert.match(byKey.get(broken)!, /^manifest\.json does not parse: /);
+  assert.is(byKey.get(edited), 'manifest.json does not match manifest.sha256 (edited or corrupted)');
+  assert.is(byKey.get(elsewhere), `manifest.json names key "${moved}" but sits in the folder of ${elsewhere}`);
+  assert.is(store.has(broken), false);
+  assert.is(store.has(edited), true);
+});
+
+maintenance('verify reports a manifest whose ingredients do not hash to its key', async () => {
+  const key = keyFor('forged');
+  const entry = await mustBegin(key);
+  await entry.commit(fieldsFor('forged', { params: { command: 'echo something else' } }));
+  const problems = await store.verify();
+  assert.is(problems.length, 1);
+  assert.match(problems[0]!.problem, /^the manifest's kind, kindVersion, params, inputs and files hash to [0-9a-f]{64}, not to this key$/);
+});
+
+maintenance('verify reports a dead run\'s temp folder and lock but not a live one\'s', async () => {
+  const dead = keyFor('dead');
+  await writeLock(dead, { nonce: 'abcdef' });
+  await fsp.mkdir(path.join(root, 'tmp', `${dead}.999999.abcdef`), { recursive: true });
+  const running = await mustBegin(keyFor('live'));
+  const problems = await store.verify();
+  assert.equal(problems.map((p) => p.key), [dead, dead]);
+  assert.is(problems[0]!.problem, `tmp/${dead}.999999.abcdef is left over from a run that died (gc removes it)`);
+  assert.match(problems[1]!.problem, new RegExp(`^locks/${dead}\\.lock is held by pid \\d+ on ${hostname()}, which is no longer running`));
+  await running.abort();
+});
+
+maintenance.run();
+
+const processes = suite('ArtifactStore across processes');
+processes.before.each(freshStore);
+processes.after.each(removeStore);
+
+interface Child {
+  exited: Promise<number | null>;
+  output: () => string;
+  waitFor: (line: string) => Promise<void>;
+  kill: (signal: NodeJS.Signals) => void;
+}
+
+function startChild(args: string[]): Child {
+  const child = spawn(process.execPath, ['--import', 'tsx', childScript, ...args], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    exited,
+    output: () => stdout,
+    kill: (signal) => child.kill(signal),
+    waitFor: async (line) => {
+      const deadline = Date.now() + 30_000;
+      while (!stdout.split('\n').includes(line)) {
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`child never printed ${line}; stderr:\n${stderr}`);
+        await sleep(10);
+      }
+    },
+  };
+}
+
+processes('a run killed mid-write leaves nothing that looks complete, and the next begin takes over', async () => {
+  const key = keyFor('killed');
+  const child = startChild(['hang', root, 'killed']);
+  await child.waitFor('ready');
+  child.kill('SIGKILL');
+  await child.exited;
+
+  assert.is(store.has(key), false);
+  assert.equal(store.keys(), []);
+  assert.is(existsSync(store.lockPath(key)), true);
+  const leftovers = await fsp.readdir(path.join(root, 'tmp'));
+  assert.is(leftovers.length, 1);
+  assert.equal((await store.verify()).map((p) => p.problem.split(' ')[0]), [`tmp/${leftovers[0]}`, `locks/${key}.lock`]);
+
+  const entry = await mustBegin(key);
+  assert.is(readFileSync(path.join(entry.scratchDir, 'checkpoint-step-10.bin'), 'utf8'), 'step 10');
+  assert.equal(await fsp.readdir(entry.outDir), []);
+  await fsp.writeFile(path.join(entry.outDir, 'model.bin'), 'complete');
+  await entry.commit(fieldsFor('killed'));
+  assert.is(store.has(key), true);
+
+  const result = await store.gc(new Set([key]));
+  assert.equal(result.leftovers, [`tmp/${leftovers[0]}`]);
+  assert.is(result.freedBytes, 4096 + 'step 10 loss 1.5\n'.length);
+  assert.equal(await store.verify(), []);
+});
+
+processes('two processes racing begin() on one key compute it once', async () => {
+  const key = keyFor('raced');
+  const counter = path.join(root, 'computed.txt');
+  const go = path.join(root, 'go');
+  const children = [startChild(['race', root, 'raced', counter, go]), startChild(['race', root, 'raced', counter, go])];
+  await Promise.all(children.map((child) => child.waitFor('loaded')));
+  await fsp.writeFile(go, '');
+  assert.equal(await Promise.all(children.map((child) => child.exited)), [0, 0]);
+
+  assert.is(readFileSync(counter, 'utf8').trim().split('\n').length, 1);
+  assert.equal(children.map((child) => child.output().trim().split('\n').pop()).sort(), ['cached', 'computed']);
+  assert.is(store.has(key), true);
+  assert.equal(await store.verify(), []);
+});
+
+processes.run();
+
+const roots = suite('resolveCacheRoot');
+let savedEnv: string | undefined;
+roots.before.each(() => {
+  savedEnv = process.env.PAUSEPIPE_CACHE;
+  delete process.env.PAUSEPIPE_CACHE;
+});
+roots.after.each(() => {
+  if (savedEnv === undefined) delete process.env.PAUSEPIPE_CACHE;
+  else process.env.PAUSEPIPE_CACHE = savedEnv;
+});
+
+roots('defaults to .pausepipe inside the workspace', () => {
+  assert.is(resolveCacheRoot('/work/proj'), path.resolve('/work/proj/.pausepipe'));
+});
+
+roots('prefers $PAUSEPIPE_CACHE over the default, and the flag over both', () => {
+  process.env.PAUSEPIPE_CACHE = '/scratch/cache';
+  assert.is(resolveCacheRoot('/work/proj'), path.resolve('/scratch/cache'));
+  assert.is(resolveCacheRoot('/work/proj', '/fast/cache'), path.resolve('/fast/cache'));
+});
+
+roots('ignores empty values and resolves relative ones against the current folder', () => {
+  process.env.PAUSEPIPE_CACHE = '';
+  assert.is(resolveCacheRoot('/work/proj', ' '), path.resolve('/work/proj/.pausepipe'));
+  assert.is(resolveCacheRoot('/work/proj', 'cache'), path.resolve(process.cwd(), 'cache'));
+});
+
+roots.run();

@@ -1,0 +1,215 @@
+// The CLI run in-process on small pipelines: no-op re-runs, exact re-run sets and reasons, outs, show, dag, gc, export.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { main } from '../../runtime/cli.ts';
+import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
+import { Capture } from '../helpers/capture.ts';
+import { tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+
+process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
+
+const MATRIX = `
+stage prep = sh {
+  command: "echo prep >> count.txt; echo 10 > $PAUSEPIPE_OUT/base.txt"
+  shell: true
+}
+for each model in ["s", "l"], lr in [1, 2, 3] where not (model == "l" and lr == 3) {
+  stage train = sh(base: prep) {
+    command: "echo $PAUSEPIPE_STAGE >> count.txt; echo '{\\"loss\\": \${lr / 4}, \\"size\\": \\"\${model}\\"}' > $PAUSEPIPE_OUT/metrics.json"
+    shell: true
+    env: { SEED: if model == "s" and lr == 2 then 7 else 1 }
+  }
+}
+stage table = sh(runs: train[*]) {
+  command: "echo table >> count.txt; mkdir -p out; cat $(echo $PAUSEPIPE_INPUT_RUNS | tr ':' ' ' | sed 's|\\\\([^ ]*\\\\)|\\\\1/metrics.json|g') > out/table.txt"
+  shell: true
+  outs: ["out/table.txt"]
+}
+`;
+
+interface Ran {
+  code: number;
+  out: string;
+  err: string;
+}
+
+async function pp(...args: string[]): Promise<Ran> {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = await main(args, { stdout, stderr });
+  return { code, out: stdout.text, err: stderr.text };
+}
+
+async function workspace(text = MATRIX): Promise<{ ws: string; file: string }> {
+  const ws = await tempWorkspace('pausepipe-cli-');
+  const file = path.join(ws, 'matrix.pipe');
+  await writeFile(file, text);
+  return { ws, file };
+}
+
+async function countLines(ws: string): Promise<string[]> {
+  return (await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean);
+}
+
+interface RunJson {
+  exitCode: number;
+  counts: Record<string, number>;
+  stages: { name: string; status: string; error: string | null; restored: string[] }[];
+}
+
+async function runJson(file: string, ...flags: string[]): Promise<RunJson> {
+  const r = await pp('run', file, '--json', ...flags);
+  return JSON.parse(r.out) as RunJson;
+}
+
+const ranNames = (r: RunJson) => r.stages.filter((s) => s.status === 'ran').map((s) => s.name);
+
+test('a second run executes zero stages', async () => {
+  const { ws, file } = await workspace();
+  const first = await runJson(file);
+  assert.is(first.exitCode, 0);
+  assert.equal(first.counts, { ran: 7, cached: 0, failed: 0, skipped: 0, aborted: 0 });
+  const second = await runJson(file);
+  assert.equal(second.counts, { ran: 0, cached: 7, failed: 0, skipped: 0, aborted: 0 });
+  assert.is((await countLines(ws)).length, 7);
+});
+
+test('changing one parameter re-runs exactly that stage and its descendants, and plan says why', async () => {
+  const { ws, file } = await workspace();
+  await runJson(file);
+  await writeFile(file, MATRIX.replace('then 7 else 1', 'then 8 else 1'));
+  const plan = await pp('plan', file);
+  assert.is(plan.code, 0);
+  assert.is(plan.out, [
+    'stale  train[model=s,lr=2]: param env.SEED: 7 → 8',
+    'stale  table: upstream train[model=s,lr=2] stale',
+    '2 stale, 5 fresh',
+    '',
+  ].join('\n'));
+  const rerun = await runJson(file);
+  assert.equal(ranNames(rerun), ['train[model=s,lr=2]', 'table']);
+  assert.equal((await countLines(ws)).slice(7), ['train[model=s,lr=2]', 'table']);
+  assert.is((await pp('plan', file)).out, '0 stale, 7 fresh\n');
+});
+
+test('sh outs deleted from the workspace are restored from the cache without running', async () => {
+  const { ws, file } = await workspace();
+  await runJson(file);
+  const table = path.join(ws, 'out', 'table.txt');
+  const content = await readFile(table, 'utf8');
+  assert.is(content.split('\n').filter(Boolean).length, 5);
+  await rm(path.join(ws, 'out'), { recursive: true });
+  const r = await runJson(file);
+  assert.equal(r.counts.ran, 0);
+  assert.equal(r.stages.find((s) => s.name === 'table')!.restored, ['out/table.txt']);
+  assert.is(await readFile(table, 'utf8'), content);
+});
+
+test('show prints one row per variant: loop variables, then metrics', async () => {
+  const { file } = await workspace();
+  await runJson(file);
+  const r = await pp('show', file);
+  assert.is(r.out, [
+    'stage  model  lr  loss  size',
+    '-----  -----  --  ----  ----',
+    'train  s      1   0.25  s',
+    'train  s      2   0.5   s',
+    'train  s      3   0.75  s',
+    'train  l      1   0.25  l',
+    'train  l      2   0.5   l',
+    '',
+  ].join('\n'));
+  assert.is((await pp('show', file, '--stage', 'train', '--csv')).out.split('\n')[2], 'train,s,2,0.5,s');
+  assert.is((await pp('show', file, '--md')).out.split('\n').slice(0, 3).join('\n'), '| stage | model | lr | loss | size |\n| --- | --- | --- | --- | --- |\n| train | s | 1 | 0.25 | s |');
+  assert.is((await pp('show', file, '--stage', 'nope')).code, 1);
+});
+
+test('dag --format mermaid prints the graph with input names on the edges', async () => {
+  const { file } = await workspace(`
+stage prep = sh { command: ["true"] }
+for each lr in [1, 2] {
+  stage train = sh(base: prep) { command: ["true"] }
+}
+stage table = sh(runs: train[*]) { command: ["true"] }
+`);
+  const r = await pp('dag', file, '--format', 'mermaid');
+  assert.is(r.out, [
+    'flowchart TD',
+    '  n0["prep"]',
+    '  n1["train[lr=1]"]',
+    '  n2["train[lr=2]"]',
+    '  n3["table"]',
+    '  n0 -->|"base"| n1',
+    '  n0 -->|"base"| n2',
+    '  n1 -->|"runs"| n3',
+    '  n2 -->|"runs"| n3',
+    '',
+  ].join('\n'));
+  assert.match((await pp('dag', file, '--format', 'dot')).out, '"train[lr=1]" -> "table" [label="runs"];');
+});
+
+test('an invalid pipeline exits 2 with located diagnostics; check passes a valid one', async () => {
+  const { file } = await workspace('stage a = shh { command: ["true"] }\n');
+  const r = await pp('run', file);
+  assert.is(r.code, 2);
+  assert.match(r.err, /matrix\.pipe:1:\d+: error\[E_UNKNOWN_KIND\]/);
+  assert.is((await pp('check', file)).code, 2);
+  const ok = await workspace();
+  assert.equal(await pp('check', ok.file), { code: 0, out: 'ok: 7 stages\n', err: '' });
+});
+
+test('exit codes: 1 when a stage fails; --keep-going still runs what does not depend on it', async () => {
+  const text = `
+stage bad = sh { command: ["sh", "-c", "exit 3"] }
+stage after = sh(up: bad) { command: ["true"] }
+stage other = count { counter: "count.txt", value: 1 }
+`;
+  const { ws, file } = await workspace(text);
+  const stopped = await pp('run', file, '--jobs', '1');
+  assert.is(stopped.code, 1);
+  assert.match(stopped.err, 'failed bad: command failed with exit code 3');
+  const going = await runJson(file, '--keep-going', '--jobs', '1');
+  assert.is(going.exitCode, 1);
+  assert.equal(going.stages.map((s) => [s.name, s.status, s.error]), [
+    ['bad', 'failed', 'command failed with exit code 3'],
+    ['after', 'skipped', 'upstream bad failed'],
+    ['other', 'ran', null],
+  ]);
+  assert.equal(await countLines(ws), ['other']);
+});
+
+test('export copies a stage\'s artifacts out of the cache; gc keeps only what the pipeline uses', async () => {
+  const { ws, file } = await workspace();
+  await runJson(file);
+  const target = path.join(ws, 'exported');
+  const ex = await pp('export', 'train[model=s,lr=2]', target, '--pipeline', file);
+  assert.is(ex.code, 0, ex.err);
+  assert.equal(JSON.parse(await readFile(path.join(target, 'metrics.json'), 'utf8')), { loss: 0.5, size: 's' });
+  assert.is((await pp('export', 'train', path.join(ws, 'x'), '--pipeline', file)).code, 1);
+
+  await writeFile(file, MATRIX.replace('then 7 else 1', 'then 8 else 1'));
+  await runJson(file);
+  const gc = await pp('gc', file);
+  assert.is(gc.code, 0);
+  assert.match(gc.out, 'removed 2 entries');
+  const objects = (await readdir(path.join(ws, '.pausepipe', 'objects'), { recursive: true })).filter((p) => p.endsWith('manifest.json'));
+  assert.is(objects.length, 7);
+  assert.equal(await pp('verify', file), { code: 0, out: `cache OK: 7 entries verified in ${path.join(ws, '.pausepipe')}\n`, err: '' });
+});
+
+test('help, kinds and usage errors', async () => {
+  assert.match((await pp('--help')).out, '  run     run the stale stages of a pipeline');
+  assert.match((await pp('run', '--help')).out, 'usage: pausepipe run FILE [--jobs N]');
+  const kinds = await pp('kinds');
+  assert.match(kinds.out, 'sh (version 1)');
+  assert.match(kinds.out, '    shell: boolean = false');
+  assert.match((await pp('kinds', '--md')).out, '| `command` | string \\| string[] | required |');
+  const bad = await pp('run', 'x.pipe', '--jobs', '0');
+  assert.is(bad.code, 2);
+  assert.match(bad.err, '--jobs needs a whole number ≥ 1, got 0');
+  assert.is((await pp('frobnicate')).code, 2);
+});
+
+test.run();

@@ -1,0 +1,110 @@
+// The executor: dependency order, isolated workers, failures that fail only their downstream, slots, commits.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FileHasher } from '../../cache/file-hash.ts';
+import { ArtifactStore } from '../../cache/store.ts';
+import { executePlan, Slots } from '../../runtime/execute.ts';
+import { computeKeys, type KeyedStage } from '../../runtime/keys.ts';
+import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
+import type { Pipeline } from '../../runtime/pipeline.ts';
+import { planPipeline } from '../../runtime/plan.ts';
+import { SILENT_REPORTER } from '../../runtime/progress.ts';
+import type { StageKind } from '../../stages/kind.ts';
+import { STAGE_KINDS as BUILT_IN } from '../../stages/index.ts';
+import { instance, pipelineOf, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+import { STAGE_KINDS as TEST_ONLY } from './fixtures/test-kinds.ts';
+
+// Workers load kinds by name from the same variable the runner reads.
+process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
+const KINDS: Record<string, StageKind> = { ...BUILT_IN, ...TEST_ONLY };
+
+async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number } = {}) {
+  const store = new ArtifactStore(path.join(p.workspace, '.pausepipe'));
+  const hasher = new FileHasher(path.join(p.workspace, '.pausepipe', 'stat-cache.json'));
+  const keys = await computeKeys(p, KINDS, hasher);
+  const plan = planPipeline(p, keys, (k) => store.has(k), {});
+  const result = await executePlan({
+    pipeline: p, kinds: KINDS, store, keys, plan, hasher, jobs: opts.jobs ?? 2, gpus: 0,
+    keepGoing: opts.keepGoing ?? false, reporter: SILENT_REPORTER,
+  });
+  return { store, keys, result, statuses: result.outcomes.map((o) => [o.name, o.status, o.error ?? null]) };
+}
+
+async function counted(ws: string): Promise<string[]> {
+  return (await readFile(path.join(ws, 'count.txt'), 'utf8').catch(() => '')).split('\n').filter(Boolean).sort();
+}
+
+test('stages run in dependency order in workers, results are committed, and a second run computes nothing', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [
+    instance('a', 'count', { counter: 'count.txt', value: 1 }),
+    instance('b', 'count', { counter: 'count.txt', value: 2 }, { inputs: { up: 'a' } }),
+    instance('c', 'sh', { command: ['sh', '-c', 'cat "$PAUSEPIPE_INPUT_UP/value.txt" > "$PAUSEPIPE_OUT/seen.txt"'], shell: false, deps: [], outs: [], env: {}, cwd: '.', cpus: 1, gpus: 0 }, { inputs: { up: 'b' } }),
+  ]);
+  const first = await runOnce(p);
+  assert.equal(first.statuses, [['a', 'ran', null], ['b', 'ran', null], ['c', 'ran', null]]);
+  assert.equal(await counted(ws), ['a', 'b']);
+  const c = (first.keys.get('c') as KeyedStage).key;
+  assert.is(await readFile(path.join(first.store.artifactsDir(c), 'seen.txt'), 'utf8'), '2');
+  const manifest = first.store.readManifest((first.keys.get('b') as KeyedStage).key)!;
+  assert.equal([manifest.stage, manifest.metrics, manifest.outputs.map((o) => o.path)], ['b', { value: 2 }, ['value.txt']]);
+  assert.match(await readFile(path.join(first.store.entryDir((first.keys.get('b') as KeyedStage).key), manifest.log), 'utf8'), 'counted b');
+
+  const second = await runOnce(p);
+  assert.equal(second.statuses, [['a', 'cached', null], ['b', 'cached', null], ['c', 'cached', null]]);
+  assert.equal(await counted(ws), ['a', 'b']);
+});
+
+test('with --keep-going a crashed worker fails only its downstream; the cache stays clean', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [
+    instance('boom', 'crash', { code: 3 }),
+    instance('after', 'count', { counter: 'count.txt', value: 1 }, { inputs: { up: 'boom' } }),
+    instance('other', 'count', { counter: 'count.txt', value: 2 }),
+  ]);
+  const { result, statuses, store, keys } = await runOnce(p, { keepGoing: true });
+  assert.equal(statuses, [
+    ['boom', 'failed', 'worker process died (exit code 3)'],
+    ['after', 'skipped', 'upstream boom failed'],
+    ['other', 'ran', null],
+  ]);
+  assert.ok(result.outcomes[0]!.logTail!.includes('about to crash'));
+  assert.is(await readFile(result.outcomes[0]!.logPath!, 'utf8').then((t) => t.includes('about to crash')), true);
+  assert.equal(await counted(ws), ['other']);
+  assert.is(store.has((keys.get('boom') as KeyedStage).key), false);
+  assert.equal(await store.verify(), []);
+});
+
+test('without --keep-going nothing new starts after a failure', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [
+    instance('boom', 'sh', { command: ['sh', '-c', 'echo broken; exit 4'], shell: false, deps: [], outs: [], env: {}, cwd: '.', cpus: 1, gpus: 0 }),
+    instance('a', 'count', { counter: 'count.txt', value: 1 }),
+    instance('b', 'count', { counter: 'count.txt', value: 2 }),
+  ]);
+  const { result, statuses } = await runOnce(p, { jobs: 1 });
+  assert.equal(statuses, [
+    ['boom', 'failed', 'command failed with exit code 4'],
+    ['a', 'skipped', 'not started after a failure'],
+    ['b', 'skipped', 'not started after a failure'],
+  ]);
+  assert.equal(result.outcomes[0]!.logTail, ['$ sh -c "echo broken; exit 4"', 'broken', 'pausepipe: command failed with exit code 4']);
+  assert.equal(await counted(ws), []);
+});
+
+test('slots: a GPU stage takes a GPU slot, or a CPU slot when there is none; oversized requests are clamped', () => {
+  const kind = (cpu: number | undefined, gpu: number | undefined) => ({ resources: () => ({ cpu, gpu }) }) as unknown as StageKind;
+  assert.equal(new Slots(4, 1).request(kind(undefined, 1), {}), { cpu: 0, gpu: 1 });
+  assert.equal(new Slots(4, 0).request(kind(undefined, 1), {}), { cpu: 1, gpu: 0 });
+  assert.equal(new Slots(2, 0).request(kind(8, undefined), {}), { cpu: 2, gpu: 0 });
+  const slots = new Slots(2, 1);
+  assert.ok(slots.take({ cpu: 2, gpu: 0 }));
+  assert.not.ok(slots.take({ cpu: 1, gpu: 0 }));
+  assert.ok(slots.take({ cpu: 0, gpu: 1 }));
+  slots.give({ cpu: 1, gpu: 0 });
+  assert.ok(slots.take({ cpu: 1, gpu: 0 }));
+});
+
+test.run();

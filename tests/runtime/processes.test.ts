@@ -1,0 +1,127 @@
+// The real `pausepipe` process: SIGKILL and Ctrl-C mid-stage, two runners on one cache, and `watch`.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { BIN, cli, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+
+interface Spawned {
+  proc: ResultPromise;
+  output: () => string;
+}
+
+function spawnBin(args: string[], cwd: string): Spawned {
+  const proc = execa(process.execPath, [BIN, ...args], { cwd, reject: false, env: { PAUSEPIPE_KINDS: TEST_KINDS }, stdin: 'ignore', all: true });
+  let text = '';
+  proc.all?.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  return { proc, output: () => text };
+}
+
+async function waitFor(what: string, check: () => boolean, ms = 20000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Alive and not a zombie (an orphan's zombie may linger where nothing reaps it). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  const stat = `/proc/${pid}/stat`;
+  return !existsSync(stat) || !/^\d+ \(.*\) Z/.test(readFileSync(stat, 'utf8'));
+}
+
+async function lines(file: string): Promise<string[]> {
+  return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+}
+
+const HOLD_PIPE = `
+stage hold = hold { pidfile: "hold.pid", until: "release" }
+stage after = count(up: hold) { counter: "count.txt", value: 1 }
+`;
+
+async function holdWorkspace(): Promise<{ ws: string; file: string }> {
+  const ws = await tempWorkspace('pausepipe-proc-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, HOLD_PIPE);
+  return { ws, file };
+}
+
+test('a runner SIGKILLed mid-stage takes its worker with it; the rerun completes and verify is clean', async () => {
+  const { ws, file } = await holdWorkspace();
+  const run = spawnBin(['run', file], ws);
+  await waitFor('the stage to start', () => existsSync(path.join(ws, 'hold.pid')));
+  const worker = Number(readFileSync(path.join(ws, 'hold.pid'), 'utf8'));
+  run.proc.kill('SIGKILL');
+  await run.proc;
+  await waitFor('the orphaned worker to exit', () => !alive(worker), 5000);
+  await writeFile(path.join(ws, 'release'), '');
+  const rerun = await cli(['run', file], ws);
+  assert.is(rerun.exitCode, 0, rerun.stderr);
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['hold', 'hold', 'after']);
+  const verify = await cli(['verify', file], ws);
+  assert.is(verify.exitCode, 0, verify.stdout);
+  assert.match(verify.stdout, 'cache OK: 2 entries verified');
+});
+
+test('Ctrl-C stops the running stage, commits nothing, exits 130, and leaves the cache clean', async () => {
+  const { ws, file } = await holdWorkspace();
+  const run = spawnBin(['run', file], ws);
+  await waitFor('the stage to start', () => existsSync(path.join(ws, 'hold.pid')));
+  const worker = Number(readFileSync(path.join(ws, 'hold.pid'), 'utf8'));
+  run.proc.kill('SIGINT');
+  const result = await run.proc;
+  assert.is(result.exitCode, 130, run.output());
+  assert.match(run.output(), 'interrupting: stopping running stages');
+  assert.not.ok(alive(worker));
+  const plan = await cli(['plan', file], ws);
+  assert.match(plan.stdout, '2 stale, 0 fresh');
+  const verify = await cli(['verify', file], ws);
+  assert.match(verify.stdout, 'cache OK: 0 entries verified');
+});
+
+test('two runners on one cache compute each key once; the waiting one names whom it waits for', async () => {
+  const { ws, file } = await holdWorkspace();
+  const a = spawnBin(['run', file], ws);
+  await waitFor('runner A to start the stage', () => existsSync(path.join(ws, 'hold.pid')));
+  const b = spawnBin(['run', file], ws);
+  await waitFor('runner B to wait', () => b.output().includes('waiting hold: pid '));
+  assert.match(b.output(), `waiting hold: pid ${a.proc.pid} on `);
+  await writeFile(path.join(ws, 'release'), '');
+  const [ra, rb] = await Promise.all([a.proc, b.proc]);
+  assert.is(ra.exitCode, 0, a.output());
+  assert.is(rb.exitCode, 0, b.output());
+  assert.match(b.output(), 'cached  hold: computed by another run');
+  const counted = await lines(path.join(ws, 'count.txt'));
+  assert.equal(counted.sort(), ['after', 'hold']);
+});
+
+test('watch re-runs only the stage whose file changed', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  await writeFile(path.join(ws, 'a.txt'), 'a1');
+  await writeFile(path.join(ws, 'b.txt'), 'b1');
+  await writeFile(file, `
+stage a = sh { command: "echo a >> count.txt", shell: true, deps: ["a.txt"] }
+stage b = sh { command: "echo b >> count.txt", shell: true, deps: ["b.txt"] }
+`);
+  const watch = spawnBin(['watch', file], ws);
+  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
+  await waitFor('the first run', () => watching() === 1);
+  assert.equal((await lines(path.join(ws, 'count.txt'))).sort(), ['a', 'b']);
+  await writeFile(path.join(ws, 'b.txt'), 'b2');
+  await waitFor('the re-run', () => watching() === 2);
+  assert.equal(await lines(path.join(ws, 'count.txt')).then((l) => l.slice(2)), ['b']);
+  assert.match(watch.output(), 'changed: b.txt');
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
+test.run();

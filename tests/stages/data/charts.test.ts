@@ -1,0 +1,60 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { barChartSvg, escapeXml, lineChartSvg, niceTicks } from '../../../stages/data/charts.ts';
+
+test('niceTicks steps by 1, 2 or 5 × 10^k and spans the whole range', () => {
+  assert.equal(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+  assert.equal(niceTicks(0, 290), [0, 100, 200, 300]);
+  assert.equal(niceTicks(0.27, 2.93), [0, 1, 2, 3]);
+  assert.equal(niceTicks(0.27, 1.9), [0, 0.5, 1, 1.5, 2]);
+  assert.equal(niceTicks(0.03, 0.17), [0, 0.05, 0.1, 0.15, 0.2]); // rough step 0.028 → 0.05, no float noise
+  assert.equal(niceTicks(3, 3), [3]);
+});
+
+test('labels and titles are escaped', () => {
+  assert.is(escapeXml('a<b & "c">'), 'a&lt;b &amp; &quot;c&quot;&gt;');
+  const svg = barChartSvg([{ label: 'x<y', value: 0.5 }], { title: 'T & U', axisLabel: 'acc', max: 1 });
+  assert.ok(svg.includes('>x&lt;y</text>'));
+  assert.ok(svg.includes('>T &amp; U</text>'));
+  assert.not.ok(svg.includes('x<y'));
+});
+
+test('a bar is as long as its share of the axis; the whisker spans ± error', () => {
+  const svg = barChartSvg([{ label: 'a', value: 0.5, error: 0.1 }, { label: 'b', value: 1 }], { title: 't', axisLabel: 'x', max: 1 });
+  const widths = [...svg.matchAll(/<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
+  assert.equal(widths, [210, 420]);
+  assert.is(svg.match(/<path d="M/g)!.length, 1);
+});
+
+test('long labels are shortened in the chart and kept whole in the tooltip', () => {
+  const label = 'x'.repeat(60);
+  const svg = barChartSvg([{ label, value: 0.1 }], { title: 't', axisLabel: 'x', max: 1 });
+  assert.ok(svg.includes(`<title>${label}: 0.1</title>`));
+  assert.ok(svg.includes(`>${'x'.repeat(47)}…</text>`));
+});
+
+test('a line chart gives series that share a label one colour and one legend entry', () => {
+  const svg = lineChartSvg(
+    [
+      { label: 'a', points: [[0, 2], [10, 1]] },
+      { label: 'a', points: [[10, 1.5]], dashed: true },
+      { label: 'b', points: [[0, 3], [10, 2]] },
+    ],
+    { title: 't', xLabel: 'step', yLabel: 'loss' },
+  );
+  assert.is(svg.match(/<g class="legend">/g)!.length, 2);
+  const strokes = [...svg.matchAll(/<path d="M[^"]*" fill="none" stroke="(hsl[^"]+)"/g)].map((m) => m[1]);
+  assert.is(strokes.length, 3);
+  assert.is(strokes[0], strokes[1]);
+  assert.is.not(strokes[0], strokes[2]);
+  assert.is(svg.match(/stroke-dasharray/g)!.length, 1);
+});
+
+test('a line chart without data still renders its axes and note', () => {
+  const svg = lineChartSvg([], { title: 't', xLabel: 'step', yLabel: 'loss', note: 'No training curves in the inputs.' });
+  assert.ok(svg.startsWith('<svg '));
+  assert.ok(svg.includes('No training curves in the inputs.'));
+  assert.not.match(svg, /NaN|Infinity/);
+});
+
+test.run();

@@ -1,0 +1,38 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import path from 'node:path';
+import { artifactDirOf, cacheRootOf, csvTable, showPath, variantLabel, type ReportRow } from '../../../stages/data/report-table.ts';
+
+test('the cache root is found from an artifact folder in the cache layout', () => {
+  const root = path.resolve('/ws/.pausepipe');
+  assert.is(cacheRootOf(path.join(root, 'objects/ab/abcdef/artifacts'), 'abcdef'), root);
+  assert.is(artifactDirOf(root, '12ffee'), path.join(root, 'objects/12/12ffee/artifacts'));
+});
+
+test('a folder outside the cache layout gives no root', () => {
+  assert.is(cacheRootOf('/tmp/somewhere/artifacts', 'abcdef'), null);
+  assert.is(cacheRootOf('/ws/.pausepipe/objects/ab/other/artifacts', 'abcdef'), null);
+  assert.is(cacheRootOf('/ws/.pausepipe/objects/ab/abcdef/out', 'abcdef'), null);
+});
+
+test('paths inside the workspace are shown relative, others absolute', () => {
+  assert.is(showPath('/ws', '/ws/.pausepipe/objects/x'), '.pausepipe/objects/x');
+  assert.is(showPath('/ws', '/elsewhere/x'), '/elsewhere/x');
+  assert.is(showPath('/ws', '/ws'), '/ws');
+});
+
+test('a variant label lists the loop variables; outside a loop it is the stage name', () => {
+  assert.is(variantLabel({ stage: 'eval[a=1,b=x]', variant: { a: 1, b: 'x', c: true } }), 'a=1, b=x, c=true');
+  assert.is(variantLabel({ stage: 'eval_base', variant: {} }), 'eval_base');
+});
+
+test('CSV fields with commas, quotes or newlines are quoted, nulls empty', () => {
+  const row: ReportRow = {
+    label: 'say "hi", twice', stage: 's', role: 'run', trainable: null, lora: null, trainable_params: null, total_params: null,
+    accuracy: 0.1, accuracy_std: 0.3, n: 10, eval_loss: null, avg_pauses: 0, predictions: 'p', model_stage: 'm', model_key: 'k',
+    model_dir: null, delta_accuracy: null,
+  };
+  assert.is(csvTable([row]).split('\r\n')[1], '"say ""hi"", twice",s,run,,,,,0.1,0.3,10,,,0,p,m,k,');
+});
+
+test.run();

@@ -1,0 +1,85 @@
+// evaluate: accuracy on a model that memorised its answers, per-example results, pause statistics, and metrics the report accepts.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { JsonValue } from '../../runtime/json.ts';
+import { ADD_PAUSE_TOKEN } from '../../stages/add-pause-token.ts';
+import { checkEvaluateMetrics } from '../../stages/data/report-table.ts';
+import { EVALUATE } from '../../stages/evaluate.ts';
+import type { ArtifactRef } from '../../stages/kind.ts';
+import { SFT, type SftTrainGroups } from '../../stages/sft.ts';
+import { datasetFolder, runKind, tinyModelFolder } from '../helpers/model-stages.ts';
+import { artifactRef, removeTempDirs, withDefaults } from './data/stage-context.ts';
+
+const test = suite('evaluate');
+test.after(removeTempDirs);
+
+const ALL = { pause_embedding: false, pause_head: false, lm_head: false, lm_embeddings: false, all: true };
+
+/** A tiny model trained until it gives its training answer by heart (`train` picks what trains). */
+async function memorised(model: ArtifactRef, rows: { question: string; answer: string }[], train: SftTrainGroups = ALL, lr = 1e-2): Promise<ArtifactRef> {
+  const data = await datasetFolder({ train: [...rows, ...rows, ...rows, ...rows], validation: rows, test: rows });
+  const { ctx, result } = await runKind(SFT, {
+    params: { train, batch_size: 4, max_steps: 60, lr, eval_steps: 1000, logging_steps: 20 },
+    inputs: { model: [model], data: [data] },
+  });
+  return artifactRef('tuned', 'sft', ctx.outDir, { key: 'sft-key', metrics: result.metrics as Record<string, JsonValue> });
+}
+
+test('the defaults decode greedily in batches of 8 on the whole test split', () => {
+  assert.equal(withDefaults(EVALUATE), { max_new_tokens: 512, max_length: 1024, batch_size: 8, limit: null, temperature: 0, seed: 42, loss_max_length: 600 });
+});
+
+test('accuracy, its std, the per-example results and metrics that the report accepts', async () => {
+  // Every training answer is 2 (a tiny model learns that in a few steps); the third test row expects 9.
+  const rows = [{ question: '1+1?', answer: '#### 2' }, { question: '0+2?', answer: '#### 2' }];
+  const model = await memorised(await tinyModelFolder(), rows);
+  const data = await datasetFolder({ train: [], validation: rows, test: [...rows, { question: '4+5?', answer: 'so\n#### 9' }, { question: '2+0?', answer: '#### 2' }] });
+  const { ctx, result } = await runKind(EVALUATE, { params: { max_new_tokens: 12, batch_size: 2, limit: 3 }, inputs: { model: [model], data: [data] } });
+  const m = result.metrics!;
+  assert.is(m.accuracy, 2 / 3);
+  assert.ok(Math.abs((m.accuracy_std as number) - Math.sqrt(2) / 3) < 1e-12);
+  assert.is(m.n, 3);
+  assert.is(m.avg_pauses, 0);
+  assert.is(typeof m.eval_loss, 'number');
+  assert.equal(m.model, { stage: 'tuned', key: 'sft-key' });
+  assert.equal((m.training as Record<string, JsonValue>).trainable, model.metrics.trainable);
+  assert.is(checkEvaluateMetrics(artifactRef('eval', 'evaluate', ctx.outDir, { metrics: m })), null);
+  const results = JSON.parse(await readFile(path.join(ctx.outDir, 'test_results.json'), 'utf8'));
+  assert.equal(results.map((r: Record<string, JsonValue>) => [r.generated_text, r.predicted_output, r.ground_truth, r.correct]), [
+    ['#### 2', '2', '2', true],
+    ['#### 2', '2', '2', true],
+    ['#### 2', '2', '9', false],
+  ]);
+});
+
+test('pauses are counted per answer and removed from the text that is scored', async () => {
+  const { ctx: wrap } = await runKind(ADD_PAUSE_TOKEN, { inputs: { model: [await tinyModelFolder()] } });
+  const P = '<|pause|>';
+  const rows = [{ question: '1+1?', answer: `${P}#### 2` }, { question: '0+2?', answer: `${P}#### 2` }];
+  // The pause head reads a detached hidden state, so it learns slowly while the body moves: a second short run
+  // trains only the head on the settled body, as chained sft stages would.
+  const body = await memorised(artifactRef('wrapped', 'add_pause_token', wrap.outDir), rows);
+  const model = await memorised(body, rows, { ...ALL, all: false, pause_head: true }, 5e-2);
+  const data = await datasetFolder({ train: [], validation: [], test: rows.map((r) => ({ ...r, answer: r.answer.replaceAll(P, '') })) });
+  const { ctx, result } = await runKind(EVALUATE, { params: { max_new_tokens: 12 }, inputs: { model: [model], data: [data] } });
+  assert.is(result.metrics!.avg_pauses, 1);
+  assert.is(result.metrics!.accuracy, 1);
+  assert.is(result.metrics!.eval_loss, null);
+  const results = JSON.parse(await readFile(path.join(ctx.outDir, 'test_results.json'), 'utf8'));
+  assert.equal(results.map((r: Record<string, JsonValue>) => [r.generated_text, r.generated_text_with_special, r.pauses]), [
+    ['#### 2', `${P}#### 2</s>`, 1],
+    ['#### 2', `${P}#### 2</s>`, 1],
+  ]);
+});
+
+test('an empty test split is an error naming the dataset stage', async () => {
+  const data = await datasetFolder({ train: [], validation: [], test: [] });
+  await runKind(EVALUATE, { inputs: { model: [await tinyModelFolder()], data: [data] } }).then(
+    () => assert.unreachable(),
+    (err) => assert.match(err.message, /evaluate: the test split of data is empty/),
+  );
+});
+
+test.run();

@@ -1,0 +1,208 @@
+// CausalLM parity with transformers (logits, left padding, loss, greedy ids), KV-cached decoding, config mapping, init, gradients.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as tf from '@tensorflow/tfjs-core';
+import path from 'node:path';
+import { initBackend } from '../../../stages/lm/backend.ts';
+import { fromHfConfig, initWeights, presetConfig, toHfConfig, type LmConfig } from '../../../stages/lm/config.ts';
+import { CausalLM, createModel, type LmKvCache } from '../../../stages/lm/model.ts';
+import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
+import {
+  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, largestIndices, greedyFull, maxDiff, noteSkip, readJson, relDiff, toTf,
+} from '../../helpers/hf-fixtures.ts';
+
+for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
+  const test = suite(`model: ${fixture} parity with transformers`);
+  let model: CausalLM;
+  let ex: Awaited<ReturnType<typeof expectedTensors>>;
+
+  test.before(async () => {
+    await initBackend('wasm');
+    if (!FIXTURES_PRESENT) return noteSkip(`model ${fixture}`);
+    model = await fixtureModel(fixture);
+    ex = await expectedTensors(fixture);
+  });
+  test.after(() => model?.dispose());
+
+  test('logits of the full batch are within 1e-4', () => {
+    if (!FIXTURES_PRESENT) return;
+    const got = tf.tidy(() => model.forward(toTf(ex.get('input_ids')!)).dataSync());
+    assert.ok(maxDiff(got, ex.get('logits')!.data) < 1e-4, `max diff ${maxDiff(got, ex.get('logits')!.data)}`);
+  });
+
+  test('left-padded logits are within 1e-4 at every real (unmasked) position', () => {
+    if (!FIXTURES_PRESENT) return;
+    const mask = ex.get('attention_mask')!;
+    const got = tf.tidy(() => model.forward(toTf(ex.get('input_ids')!), toTf<tf.Tensor2D>(mask)).dataSync());
+    const V = model.config.vocabSize;
+    // transformers' logits at padded query positions depend on its attention kernel; nobody reads them.
+    const real = (i: number) => mask.data[Math.floor(i / V)] === 1;
+    assert.is(Array.from(mask.data).filter((m) => m === 0).length, 3);
+    const d = maxDiff(got, ex.get('logits_left_masked')!.data, real);
+    assert.ok(d < 1e-4, `max diff ${d}`);
+  });
+
+  test('loss (labels = input_ids) is within 1e-5 relative', async () => {
+    if (!FIXTURES_PRESENT) return;
+    const { loss: expected } = await readJson<{ loss: number }>(path.join(FIXTURES, fixture, 'expected.json'));
+    const loss = tf.tidy(() => {
+      const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
+      return model.lossParts({ inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids }, { training: false }).loss.dataSync()[0]!;
+    });
+    assert.ok(relDiff(loss, expected) < 1e-5, `${loss} vs ${expected}`);
+  });
+
+  test('greedy ids (12 steps, full forward each step) are identical, and identical through the KV cache', () => {
+    if (!FIXTURES_PRESENT) return;
+    const prompt = Array.from(ex.get('greedy_prompt')!.data);
+    const expected = Array.from(ex.get('greedy_ids')!.data);
+    assert.equal(greedyFull((ids) => model.forward(ids), prompt, 12), expected);
+    assert.equal(greedyCached(model, prompt, 12), expected);
+  });
+
+  test('a left-padded row decodes like the same row unpadded, step after step', () => {
+    if (!FIXTURES_PRESENT) return;
+    const row = Array.from(ex.get('input_ids')!.data.slice(14 + 3, 28)); // row 1 without its 3 padded positions
+    const run = (ids: number[], pads: number) => tf.tidy(() => {
+      const input = tf.tensor2d([...Array(pads).fill(0), ...ids], [1, pads + ids.length], 'int32');
+      const first = model.decodeStep(input, tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1)], [1, pads + ids.length], 'int32'), null);
+      const second = model.decodeStep(tf.tensor2d([7], [1, 1], 'int32'), tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1), 1], [1, pads + ids.length + 1], 'int32'), first.cache);
+      assert.is((second.cache as LmKvCache).length, pads + ids.length + 1);
+      const out = [first.logProbs.dataSync(), second.logProbs.dataSync()];
+      second.cache.dispose();
+      return out;
+    });
+    const [plain1, plain2] = run(row, 0);
+    const [padded1, padded2] = run(row, 3);
+    assert.ok(maxDiff(plain1!, padded1!) < 1e-4, `first step ${maxDiff(plain1!, padded1!)}`);
+    assert.ok(maxDiff(plain2!, padded2!) < 1e-4, `second step ${maxDiff(plain2!, padded2!)}`);
+  });
+
+  test('config.json maps to LmConfig and back unchanged', async () => {
+    if (!FIXTURES_PRESENT) return;
+    const json = await readJson(path.join(FIXTURES, fixture, 'config.json'));
+    const cfg = fromHfConfig(json);
+    assert.equal(toHfConfig(cfg), json);
+    assert.equal(
+      [cfg.vocabSize, cfg.hiddenSize, cfg.numLayers, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.intermediateSize, cfg.ropeTheta, cfg.rmsNormEps],
+      [512, 64, 2, 4, 2, 16, 176, 10000, 1e-5],
+    );
+    assert.is(cfg.tieWordEmbeddings, fixture === 'llama-tiny-tied');
+    assert.is(model.weights.has('lm_head.weight'), fixture !== 'llama-tiny-tied');
+  });
+
+  test.run();
+}
+
+const config = suite('model: config, presets and init');
+
+config('fromHfConfig reads transformers 4.x keys, defaults and lists of eos ids', () => {
+  const cfg = fromHfConfig({ model_type: 'mistral', vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
+    num_attention_heads: 32, num_key_value_heads: 8, rope_theta: 1000000, eos_token_id: [2, 7], max_position_embeddings: 32768, sliding_window: null, foo: 'kept' });
+  assert.equal([cfg.headDim, cfg.ropeTheta, cfg.eosId, cfg.bosId, cfg.rmsNormEps, cfg.tieWordEmbeddings], [128, 1000000, 2, null, 1e-6, false]);
+  const back = toHfConfig(cfg);
+  assert.is(back.foo, 'kept');
+  assert.is(back.rope_theta, 1000000);
+  assert.equal(back.eos_token_id, [2, 7]);
+});
+
+config('unsupported architectures are errors that name the key', () => {
+  const base = { vocab_size: 8, hidden_size: 8, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2 };
+  assert.throws(() => fromHfConfig({ ...base, rope_scaling: { rope_type: 'llama3', factor: 8 } }, 'x/config.json'), /x\/config.json: rope_type "llama3" is not supported/);
+  assert.throws(() => fromHfConfig({ ...base, model_type: 'gpt2' }), /model_type "gpt2" is not supported/);
+  assert.throws(() => fromHfConfig({ ...base, max_position_embeddings: 8192, sliding_window: 4096 }), /sliding_window 4096 < max_position_embeddings 8192/);
+  assert.throws(() => fromHfConfig({ ...base, num_key_value_heads: 3 }), /numHeads 2 is not a multiple of numKvHeads 3/);
+  assert.throws(() => fromHfConfig({ ...base, hidden_size: 'big' }), /"hidden_size" must be a number/);
+  assert.throws(() => fromHfConfig({ ...base, vocab_size: undefined }), /missing required key "vocab_size"/);
+});
+
+config('presets have the documented sizes and take the vocabulary from the tokenizer', () => {
+  const vocab = { vocabSize: 100, bosId: 1, eosId: 2, padId: 3 };
+  const small = presetConfig('small', vocab);
+  assert.equal([small.numLayers, small.hiddenSize, small.numHeads, small.intermediateSize, small.vocabSize, small.padId], [4, 128, 4, 512, 100, 3]);
+  const medium = presetConfig('medium', vocab);
+  assert.equal([medium.numLayers, medium.hiddenSize, medium.numHeads, medium.intermediateSize], [8, 512, 8, 2048]);
+  assert.throws(() => presetConfig('huge', vocab), /unknown model size preset "huge" \(expected one of tiny, small, medium\)/);
+});
+
+config('initWeights is HF-style (N(0, 0.02), norms at one, padding row zero) and deterministic by seed', () => {
+  const cfg = presetConfig('small', { vocabSize: 100, bosId: 1, eosId: 2, padId: 3 });
+  const a = initWeights(cfg, 7);
+  const b = initWeights(cfg, 7);
+  const c = initWeights(cfg, 8);
+  assert.equal(a.get('model.layers.3.mlp.down_proj.weight')!.data, b.get('model.layers.3.mlp.down_proj.weight')!.data);
+  assert.not.equal(a.get('lm_head.weight')!.data, c.get('lm_head.weight')!.data);
+  const w = Array.from(a.get('model.layers.0.mlp.gate_proj.weight')!.data);
+  const mean = w.reduce((s, x) => s + x, 0) / w.length;
+  const std = Math.sqrt(w.reduce((s, x) => s + (x - mean) ** 2, 0) / w.length);
+  assert.ok(Math.abs(mean) < 1e-3 && Math.abs(std - 0.02) < 5e-4, `mean ${mean} std ${std}`);
+  assert.ok(a.get('model.norm.weight')!.data.every((x) => x === 1));
+  const embed = a.get('model.embed_tokens.weight')!;
+  assert.ok(embed.data.slice(3 * 128, 4 * 128).every((x) => x === 0), 'the <pad> row is zero');
+  assert.equal(embed.shape, [100, 128]);
+});
+
+config.run();
+
+const grads = suite('model: gradients');
+
+grads.before(async () => {
+  await initBackend('wasm');
+});
+
+/** A tiny random model with large enough weights that every gradient is visible in float32. */
+function tinyModel(): CausalLM {
+  const cfg: LmConfig = {
+    modelType: 'llama', vocabSize: 24, hiddenSize: 16, intermediateSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 4,
+    ropeTheta: 10000, rmsNormEps: 1e-6, tieWordEmbeddings: false, maxPositionEmbeddings: 32, initializerRange: 0.4, bosId: 1, eosId: 2, padId: 0,
+  };
+  return createModel(cfg, 3);
+}
+
+grads('the loss gradient matches central finite differences (right padding and ignored labels included)', () => {
+  const model = tinyModel();
+  const ids = tf.tensor2d([[1, 5, 9, 13, 17, 21], [1, 4, 8, 12, 0, 0]], [2, 6], 'int32');
+  const mask = tf.tensor2d([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], [2, 6], 'int32');
+  const labels = tf.tensor2d([[IGNORE_INDEX, IGNORE_INDEX, 9, 13, 17, 21], [IGNORE_INDEX, 4, 8, 12, IGNORE_INDEX, IGNORE_INDEX]], [2, 6], 'int32');
+  const batch = { inputIds: ids, attentionMask: mask, labels };
+  const lossValue = () => tf.tidy(() => model.lossParts(batch, { training: false }).loss.dataSync()[0]!);
+  const vars = model.trainableVariables();
+  const { grads: g } = tf.variableGrads(() => model.lossParts(batch, { training: true }).loss, [...vars.values()]);
+  const checked = ['model.embed_tokens.weight', 'model.layers.0.self_attn.q_proj.weight', 'model.layers.1.self_attn.k_proj.weight',
+    'model.layers.0.self_attn.v_proj.weight', 'model.layers.1.self_attn.o_proj.weight', 'model.layers.0.mlp.gate_proj.weight',
+    'model.layers.1.mlp.down_proj.weight', 'model.layers.0.input_layernorm.weight', 'model.norm.weight', 'lm_head.weight'];
+  let worst = 0;
+  let largest = 0;
+  for (const name of checked) {
+    const v = vars.get(name)!;
+    const analytic = g[v.name]!.dataSync();
+    // The coordinates with the largest gradients, plus a fixed one: all must agree.
+    for (const i of [...largestIndices(analytic, 2), 5]) {
+      const numeric = finiteDiff(v, i, lossValue);
+      worst = Math.max(worst, Math.abs(numeric - analytic[i]!) / (2e-3 + 2e-2 * Math.abs(analytic[i]!)));
+      largest = Math.max(largest, Math.abs(analytic[i]!));
+    }
+  }
+  tf.dispose(Object.values(g));
+  model.dispose();
+  assert.ok(largest > 0.05, `gradients too small to test: ${largest}`);
+  assert.ok(worst <= 1, `worst normalised gradient error ${worst}`);
+});
+
+grads('decodeStep checks the mask against the cache and leaves no tensors behind', () => {
+  const before = tf.memory().numTensors;
+  const model = tinyModel();
+  const ids = tf.tensor2d([[1, 5, 9]], [1, 3], 'int32');
+  const short = tf.ones([1, 2], 'int32') as tf.Tensor2D;
+  const mask = tf.ones([1, 3], 'int32') as tf.Tensor2D;
+  assert.throws(() => model.decodeStep(ids, short, null), /attention mask has shape \[1, 2\], expected \[1, 3\]/);
+  const { logProbs, cache } = model.decodeStep(ids, mask, null);
+  const sum = tf.tidy(() => tf.sum(tf.exp(logProbs)).dataSync()[0]!);
+  assert.ok(Math.abs(sum - 1) < 1e-5, `probabilities sum to ${sum}`);
+  tf.dispose([logProbs, ids, short, mask]);
+  cache.dispose();
+  model.dispose();
+  assert.is(tf.memory().numTensors, before);
+});
+
+grads.run();

@@ -1,0 +1,157 @@
+// AdamW and gradient clipping against torch.optim.AdamW's documented update and torch's clip_grad_norm_.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../../../stages/lm/backend.ts';
+import { AdamW } from '../../../stages/lm/optimizer.ts';
+
+const test = suite('optimizer');
+
+test.before(async () => {
+  await initBackend('wasm');
+});
+
+function vars(values: Record<string, number[]>): Map<string, tf.Variable> {
+  return new Map(Object.entries(values).map(([name, v]) => [name, tf.variable(tf.tensor1d(v), true)]));
+}
+
+function grads(values: Record<string, number[]>): Map<string, tf.Tensor> {
+  return new Map(Object.entries(values).map(([name, v]) => [name, tf.tensor1d(v)]));
+}
+
+function closeTo(actual: ArrayLike<number>, expected: number[], tol: number, what: string): void {
+  assert.is(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const diff = Math.abs(actual[i]! - expected[i]!);
+    assert.ok(diff <= tol * Math.max(1, Math.abs(expected[i]!)), `${what}[${i}]: ${actual[i]} vs ${expected[i]}`);
+  }
+}
+
+/** torch.optim.AdamW's update written out in float64, one weight at a time (the reference the fused code must match). */
+function torchAdamW(p: number[], gs: number[][], lr: number[], wd: number, maxNorm: number | null): number[] {
+  const m = p.map(() => 0);
+  const v = p.map(() => 0);
+  const out = [...p];
+  gs.forEach((g0, i) => {
+    const t = i + 1;
+    const norm = Math.sqrt(g0.reduce((s, x) => s + x * x, 0));
+    const coef = maxNorm === null ? 1 : Math.min(1, maxNorm / (norm + 1e-6));
+    const g = g0.map((x) => x * coef);
+    for (let j = 0; j < out.length; j++) {
+      out[j] = out[j]! * (1 - lr[i]! * wd);
+      m[j] = m[j]! + (g[j]! - m[j]!) * (1 - 0.9);
+      v[j] = v[j]! * 0.999 + g[j]! * g[j]! * (1 - 0.999);
+      const denom = Math.sqrt(v[j]!) / Math.sqrt(1 - 0.999 ** t) + 1e-8;
+      out[j] = out[j]! - (lr[i]! / (1 - 0.9 ** t)) * (m[j]! / denom);
+    }
+  });
+  return out;
+}
+
+test('the first update moves every weight by lr times the sign of its gradient', async () => {
+  const params = vars({ w: [1, -2, 0.5], b: [3] });
+  const opt = new AdamW(params, { maxGradNorm: null });
+  const g = grads({ w: [0.2, -3, 1e-3], b: [-0.7] });
+  opt.apply(g, 0.1).dispose();
+  closeTo(await params.get('w')!.data(), [0.9, -1.9, 0.4], 1e-6, 'w');
+  closeTo(await params.get('b')!.data(), [3.1], 1e-6, 'b');
+  assert.is(opt.step, 1);
+  g.forEach((t) => t.dispose());
+  params.forEach((v) => v.dispose());
+  opt.dispose();
+});
+
+test('five steps with weight decay, a changing learning rate and clipping match torch.optim.AdamW', async () => {
+  // Gradients of very different sizes so the clip (max norm 1) bites on some steps and not on others.
+  const gs = [[3, 4, 0, 1], [0.3, -0.4, 0.1, 0], [-2, 0.5, 8, 1], [0.01, 0.02, -0.03, 0.04], [1, 1, 1, 1]];
+  const lrs = [1e-2, 8e-3, 6e-3, 4e-3, 2e-3];
+  const p0 = [0.5, -1.5, 2, 0.25];
+  // Two variables, so the flat buffer's split is exercised: a = first three, b = last one.
+  const params = vars({ a: p0.slice(0, 3), b: p0.slice(3) });
+  const opt = new AdamW(params, { weightDecay: 0.1, maxGradNorm: 1.0 });
+  const norms: number[] = [];
+  for (let i = 0; i < gs.length; i++) {
+    const g = grads({ a: gs[i]!.slice(0, 3), b: gs[i]!.slice(3) });
+    const norm = opt.apply(g, lrs[i]!);
+    norms.push((await norm.data())[0]!);
+    norm.dispose();
+    g.forEach((t) => t.dispose());
+  }
+  const expected = torchAdamW(p0, gs, lrs, 0.1, 1.0);
+  closeTo([...(await params.get('a')!.data()), ...(await params.get('b')!.data())], expected, 1e-5, 'weights');
+  // clip_grad_norm_ returns the norm before clipping.
+  closeTo(norms, gs.map((g) => Math.hypot(...g)), 1e-6, 'norms');
+  // Without the clip the result differs: the test would notice clipping silently switched off.
+  const unclipped = torchAdamW(p0, gs, lrs, 0.1, null);
+  assert.ok(Math.abs(unclipped[0]! - expected[0]!) > 1e-4, 'the clip changes the outcome of this sequence');
+  params.forEach((v) => v.dispose());
+  opt.dispose();
+});
+
+test('a variable without a gradient is updated as if its gradient were zero', async () => {
+  const params = vars({ used: [1, 1], unused: [2] });
+  const opt = new AdamW(params, { maxGradNorm: null });
+  const g1 = grads({ used: [1, -1], unused: [1] });
+  opt.apply(g1, 0.1).dispose();
+  const g2 = grads({ used: [1, -1] });
+  opt.apply(g2, 0.1).dispose();
+  closeTo(await params.get('unused')!.data(), torchAdamW([2], [[1], [0]], [0.1, 0.1], 0, null), 1e-6, 'unused');
+  [g1, g2].forEach((g) => g.forEach((t) => t.dispose()));
+  params.forEach((v) => v.dispose());
+  opt.dispose();
+});
+
+test('state exported after two steps and loaded into a fresh optimizer continues bit-exactly', async () => {
+  const gs = [[0.5, -1], [2, 0.25], [-0.75, 1.5], [0.1, 0.1]];
+  const run = async (splitAt: number | null): Promise<Float32Array> => {
+    let params = vars({ w: [1, 2] });
+    let opt = new AdamW(params, { weightDecay: 0.01 });
+    for (let i = 0; i < gs.length; i++) {
+      if (i === splitAt) {
+        const state = await opt.exportState();
+        const values = await params.get('w')!.data();
+        opt.dispose();
+        params.forEach((v) => v.dispose());
+        params = new Map([['w', tf.variable(tf.tensor1d(values as Float32Array), true)]]);
+        opt = new AdamW(params, { weightDecay: 0.01 });
+        opt.loadState(state);
+      }
+      const g = grads({ w: gs[i]! });
+      opt.apply(g, 1e-2).dispose();
+      g.forEach((t) => t.dispose());
+    }
+    const out = (await params.get('w')!.data()) as Float32Array;
+    params.forEach((v) => v.dispose());
+    opt.dispose();
+    return out;
+  };
+  assert.equal(Array.from(await run(2)), Array.from(await run(null)));
+});
+
+test('loading state for other variables is refused with the variable named', async () => {
+  const params = vars({ w: [1, 2] });
+  const opt = new AdamW(params);
+  assert.throws(() => opt.loadState({ step: 3, expAvg: new Map([['w', new Float32Array(3)]]), expAvgSq: new Map([['w', new Float32Array(3)]]) }), /w has 3 values, the variable has 2/);
+  assert.throws(() => opt.loadState({ step: 3, expAvg: new Map([['v', new Float32Array(2)]]), expAvgSq: new Map() }), /do not train now: v/);
+  params.forEach((v) => v.dispose());
+  opt.dispose();
+});
+
+test('a step leaves the number of live tensors unchanged', () => {
+  const params = vars({ a: [1, 2, 3], b: [4] });
+  const opt = new AdamW(params, { weightDecay: 0.1 });
+  const g = grads({ a: [0.1, 0.2, 0.3], b: [0.4] });
+  opt.apply(g, 1e-3).dispose();
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 3; i++) opt.apply(g, 1e-3).dispose();
+  assert.is(tf.memory().numTensors, before);
+  g.forEach((t) => t.dispose());
+  params.forEach((v) => v.dispose());
+  opt.dispose();
+});
+
+test('an optimizer with nothing to train is refused', () => {
+  assert.throws(() => new AdamW(new Map()), /no trainable variables/);
+});
+
+test.run();

@@ -1,0 +1,122 @@
+// safetensors: byte-exact round trips of the fixtures, every supported dtype, sharded folders, and corrupt files.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  parseSafetensors, readModelWeights, readSafetensors, serializeSafetensors, writeSafetensors, type HostTensor,
+} from '../../../stages/lm/safetensors.ts';
+import { FIXTURES, FIXTURES_PRESENT, noteSkip, rejectsWith } from '../../helpers/hf-fixtures.ts';
+
+/** A safetensors buffer with a hand-written header, for dtypes we only read. */
+function handMade(header: Record<string, unknown>, data: Uint8Array): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+}
+
+let tmp = '';
+const test = suite('safetensors');
+
+test.before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'st-'));
+  if (!FIXTURES_PRESENT) noteSkip('safetensors fixture round trips');
+});
+test.after(() => rm(tmp, { recursive: true, force: true }));
+
+test('re-serialising every fixture file reproduces it byte for byte (tensor order, header, padding, metadata)', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const files = ['mistral-tiny/model.safetensors', 'llama-tiny-tied/model.safetensors', 'pause-wrapper/model.safetensors',
+    'mistral-tiny/expected.safetensors', 'pause-wrapper/expected.safetensors', 'mistral-tiny-lora/adapter_model.safetensors'];
+  for (const f of files) {
+    const original = await readFile(path.join(FIXTURES, f));
+    const { tensors, metadata } = await readSafetensors(path.join(FIXTURES, f));
+    assert.ok(Buffer.from(serializeSafetensors(tensors, metadata)).equals(original), f);
+    const out = path.join(tmp, 'copy.safetensors');
+    await writeSafetensors(out, tensors, metadata);
+    assert.ok((await readFile(out)).equals(original), `${f} written to disk`);
+  }
+});
+
+test('reads names, shapes, dtypes and metadata of a fixture', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const { tensors, metadata } = await readSafetensors(path.join(FIXTURES, 'mistral-tiny/expected.safetensors'));
+  assert.equal(metadata, null);
+  assert.equal([...tensors.keys()], ['logits', 'logits_left_masked', 'attention_mask', 'greedy_ids', 'greedy_prompt', 'input_ids']);
+  assert.equal(tensors.get('attention_mask')!.shape, [3, 14]);
+  assert.is(tensors.get('attention_mask')!.dtype, 'int32');
+  assert.equal(Array.from(tensors.get('attention_mask')!.data.slice(14, 18)), [0, 0, 0, 1]);
+  const model = await readSafetensors(path.join(FIXTURES, 'mistral-tiny/model.safetensors'));
+  assert.equal(model.metadata, { format: 'pt' });
+});
+
+test('writes F32 before I32, each sorted by name, and 8-byte aligns the data with spaces', () => {
+  const tensors = new Map<string, HostTensor>([
+    ['b', { dtype: 'int32', shape: [2], data: new Int32Array([7, -8]) }],
+    ['a', { dtype: 'int32', shape: [1], data: new Int32Array([1]) }],
+    ['z', { dtype: 'float32', shape: [1, 1], data: new Float32Array([0.5]) }],
+  ]);
+  const bytes = serializeSafetensors(tensors, { format: 'pt' });
+  const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  const header = new TextDecoder().decode(bytes.subarray(8, 8 + headerLen));
+  assert.is(headerLen % 8, 0);
+  assert.is(header.trimEnd(), '{"__metadata__":{"format":"pt"},"z":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]},' +
+    '"a":{"dtype":"I32","shape":[1],"data_offsets":[4,8]},"b":{"dtype":"I32","shape":[2],"data_offsets":[8,16]}}');
+  const back = parseSafetensors(bytes);
+  assert.equal(Array.from(back.tensors.get('b')!.data), [7, -8]);
+});
+
+test('widens F16 and BF16 to float32 exactly and narrows I64 to int32', () => {
+  const data = new Uint8Array(8 + 4 + 16);
+  const v = new DataView(data.buffer);
+  [0x3c00, 0xc000, 0x0001, 0x7bff].forEach((h, i) => v.setUint16(2 * i, h, true)); // 1, -2, 2^-24, 65504
+  [0x3f80, 0xbfc0].forEach((h, i) => v.setUint16(8 + 2 * i, h, true)); // 1, -1.5
+  v.setBigInt64(12, 5n, true);
+  v.setBigInt64(20, -7n, true);
+  const file = parseSafetensors(handMade({
+    h: { dtype: 'F16', shape: [4], data_offsets: [0, 8] },
+    b: { dtype: 'BF16', shape: [2], data_offsets: [8, 12] },
+    l: { dtype: 'I64', shape: [2], data_offsets: [12, 28] },
+  }, data));
+  assert.equal(Array.from(file.tensors.get('h')!.data), [1, -2, 2 ** -24, 65504]);
+  assert.equal(Array.from(file.tensors.get('b')!.data), [1, -1.5]);
+  assert.is(file.tensors.get('l')!.dtype, 'int32');
+  assert.equal(Array.from(file.tensors.get('l')!.data), [5, -7]);
+});
+
+test('rejects I64 values outside int32, unknown dtypes and offsets that disagree with the shape, naming the tensor', () => {
+  const big = new Uint8Array(8);
+  new DataView(big.buffer).setBigInt64(0, 2n ** 40n, true);
+  assert.throws(() => parseSafetensors(handMade({ ids: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, big), 'x.safetensors'),
+    /x\.safetensors: tensor 'ids' holds 1099511627776, outside the int32 range/);
+  assert.throws(() => parseSafetensors(handMade({ q: { dtype: 'F8_E4M3', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1))),
+    /tensor 'q' has dtype F8_E4M3; supported: F32, F16, BF16, I32, I64/);
+  assert.throws(() => parseSafetensors(handMade({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8))),
+    /tensor 'w' \(F32 \[3\]\) has data_offsets \[0, 8\] inconsistent/);
+  assert.throws(() => parseSafetensors(new Uint8Array(4)), /too short/);
+});
+
+test('reads a sharded folder through model.safetensors.index.json', async () => {
+  const dir = path.join(tmp, 'sharded');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir);
+  const a: HostTensor = { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) };
+  const b: HostTensor = { dtype: 'float32', shape: [1], data: new Float32Array([3]) };
+  await writeSafetensors(path.join(dir, 'model-00001-of-00002.safetensors'), new Map([['x.weight', a]]));
+  await writeSafetensors(path.join(dir, 'model-00002-of-00002.safetensors'), new Map([['y.weight', b]]));
+  const index = { metadata: { total_size: 12 }, weight_map: { 'x.weight': 'model-00001-of-00002.safetensors', 'y.weight': 'model-00002-of-00002.safetensors' } };
+  await writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify(index));
+  const all = await readModelWeights(dir);
+  assert.equal([...all.keys()], ['x.weight', 'y.weight']);
+  assert.equal(Array.from(all.get('y.weight')!.data), [3]);
+  index.weight_map['y.weight'] = 'model-00001-of-00002.safetensors';
+  await writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify(index));
+  await rejectsWith(() => readModelWeights(dir), /tensor 'y\.weight' is listed in model\.safetensors\.index\.json but not in the shard/);
+  await rejectsWith(() => readModelWeights(tmp + '/nowhere'), /no model\.safetensors or model\.safetensors\.index\.json/);
+});
+
+test.run();

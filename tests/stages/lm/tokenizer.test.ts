@@ -1,0 +1,143 @@
+// Tokenizer parity with the Hugging Face fixtures (byte-level and SentencePiece-style BPE), the pause token, the built-in tokenizer.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { builtinTokenizer, builtinVocabulary, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
+import { FIXTURES, FIXTURES_PRESENT, noteSkip, readJson, rejectsWith } from '../../helpers/hf-fixtures.ts';
+
+interface Expected {
+  vocab_size: number;
+  vocab_size_with_pause?: number;
+  pause_id?: number;
+  encode: Record<string, number[]>;
+  encode_with_pause?: Record<string, number[]>;
+  decode_with_pause?: Record<string, string>;
+  decode_skip_special?: Record<string, string>;
+}
+
+const fixtures = suite('tokenizer: Hugging Face fixtures');
+
+fixtures.before(() => {
+  if (!FIXTURES_PRESENT) noteSkip('tokenizer fixtures');
+});
+
+fixtures('byte-level BPE encodes every fixture text to the exact ids, <s> included', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel.json'));
+  const exp = await readJson<Expected>(path.join(FIXTURES, 'tokenizer-bytelevel.expected.json'));
+  assert.is(tok.vocabSize, exp.vocab_size);
+  assert.is(tok.bosId, 0);
+  assert.is(tok.eosId, 1);
+  assert.is(tok.pauseId, null);
+  for (const [text, ids] of Object.entries(exp.encode)) {
+    assert.equal(tok.encode(text), ids, text);
+    assert.equal(tok.encode(text, { addSpecialTokens: false }), ids.slice(1), text);
+    assert.is(tok.decode(ids, { skipSpecialTokens: true }), text);
+  }
+});
+
+fixtures('SentencePiece-style BPE with byte fallback encodes and decodes exactly, non-ASCII included', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-sp.json'));
+  const exp = await readJson<Expected>(path.join(FIXTURES, 'tokenizer-sp.expected.json'));
+  assert.is(tok.vocabSize, exp.vocab_size);
+  assert.is(tok.bosId, 1);
+  assert.is(tok.eosId, 2);
+  for (const [text, ids] of Object.entries(exp.encode)) {
+    assert.equal(tok.encode(text), ids, text);
+    assert.is(tok.decode(ids, { skipSpecialTokens: true }), exp.decode_skip_special![text]);
+  }
+});
+
+fixtures('the pause tokenizer has id 512, 513 ids, and the fixture ids and decodings', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel-pause.json'));
+  const exp = await readJson<Expected>(path.join(FIXTURES, 'tokenizer-bytelevel.expected.json'));
+  assert.is(tok.pauseId, exp.pause_id);
+  assert.is(tok.vocabSize, exp.vocab_size_with_pause);
+  for (const [text, ids] of Object.entries(exp.encode_with_pause!)) {
+    assert.equal(tok.encode(text), ids, text);
+    assert.is(tok.decode(ids), exp.decode_with_pause![text]);
+  }
+  // Without special tokens the pauses (and <s>) vanish; the spaces they stripped stay stripped.
+  assert.is(tok.decode(exp.encode_with_pause!['3 + 4 = <|pause|><|pause|>7\n#### 7']!, { skipSpecialTokens: true }), '3 + 4 =7\n#### 7');
+});
+
+fixtures('withPauseToken on the plain byte-level tokenizer reproduces the pause fixture document', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const plain = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel.json'));
+  const paused = plain.withPauseToken();
+  const reference = await readJson(path.join(FIXTURES, 'tokenizer-bytelevel-pause.json'));
+  assert.equal(paused.toJSON(), reference);
+  assert.is(paused.pauseId, 512);
+  assert.is(paused.vocabSize, 513);
+  assert.is(plain.pauseId, null, 'the original is unchanged');
+  assert.throws(() => paused.withPauseToken(), /already has a pause token \(id 512\)/);
+});
+
+fixtures('loadTokenizer reads a folder with tokenizer.json and tokenizer_config.json', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tok-'));
+  try {
+    const json = await readJson(path.join(FIXTURES, 'tokenizer-sp.json'));
+    await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+    await writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', pad_token: '<unk>' }));
+    const tok = await loadTokenizer(dir);
+    assert.is(tok.padId, 0);
+    assert.is(tok.eosId, 2);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+fixtures.run();
+
+const builtin = suite('tokenizer: built-in character tokenizer');
+
+builtin('has <unk>, <s>, </s>, <pad> at 0..3, then newline and printable ASCII (100 ids)', () => {
+  const tok = builtinTokenizer();
+  assert.is(tok.vocabSize, 100);
+  assert.equal([tok.bosId, tok.eosId, tok.padId, tok.pauseId], [1, 2, 3, null]);
+  assert.equal(builtinVocabulary().slice(0, 6), ['<unk>', '<s>', '</s>', '<pad>', '\n', ' ']);
+});
+
+builtin('encodes one id per character after <s>, unknown characters as <unk>, and decodes back', () => {
+  const tok = builtinTokenizer();
+  const ids = tok.encode('A b\n1’');
+  // 'A' = 4 + 1 + 65 - 32, ' ' = 5, 'b' = 5 + 98 - 32, '\n' = 4, '1' = 5 + 49 - 32, '’' unknown.
+  assert.equal(ids, [1, 38, 5, 71, 4, 22, 0]);
+  assert.is(tok.decode(ids), '<s>A b\n1<unk>');
+  assert.is(tok.decode(ids, { skipSpecialTokens: true }), 'A b\n1');
+  const text = '### INPUT: What is 3+4?\n\n ### Answer: <<3+4=7>>7\n#### 7';
+  assert.is(tok.decode(tok.encode(text), { skipSpecialTokens: true }), text);
+});
+
+builtin('is an ordinary tokenizer.json: written to disk, the same loader reads the same tokenizer', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tok-'));
+  try {
+    const tok = builtinTokenizer().withPauseToken();
+    await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.toJSON()));
+    await writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tok.configJson()));
+    const back = await loadTokenizer(dir);
+    assert.equal([back.vocabSize, back.bosId, back.eosId, back.padId, back.pauseId], [101, 1, 2, 3, 100]);
+    const ids = back.encode('2 + 2 = <|pause|> 4');
+    assert.equal(ids, tok.encode('2 + 2 = <|pause|> 4'));
+    assert.ok(ids.includes(100));
+    assert.is(back.decode(ids, { skipSpecialTokens: true }), '2 + 2 =4');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+builtin('a missing tokenizer.json is a clear error naming the folder', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tok-'));
+  try {
+    await rejectsWith(() => loadTokenizer(dir), new RegExp(`${dir}: no tokenizer.json`));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+builtin.run();
