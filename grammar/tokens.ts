@@ -1,4 +1,4 @@
-// Tokens and the multi-mode lexer of the .pipe language (strings with `${expr}` interpolation get modes of their own).
+// Token types of the .pipe language and its lexer modes (strings with `${expr}` interpolation get modes of their own).
 import { createToken, Lexer, type TokenType } from 'chevrotain';
 
 export const MODE_MAIN = 'main';

@@ -54,8 +54,8 @@ function positiveInt(value: unknown, flag: string, allowZero = false): number | 
   return n;
 }
 
-function oneFile(positionals: string[], what = 'FILE'): string {
-  if (positionals.length !== 1) throw new UsageError(`expected one ${what}, got ${positionals.length}`);
+function oneFile(positionals: string[]): string {
+  if (positionals.length !== 1) throw new UsageError(`expected one FILE, got ${positionals.length}`);
   return positionals[0]!;
 }
 
@@ -101,7 +101,7 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
 }
 
 /** Runs a planned session with progress on stderr; Ctrl-C aborts cleanly, a second Ctrl-C quits at once. */
-export async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean): Promise<RunResult> {
+async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean): Promise<RunResult> {
   const { jobs, gpus } = await slotOptions(values, s);
   const controller = new AbortController();
   const onSigint = () => {
@@ -362,6 +362,11 @@ function mainHelp(): string {
     'usage: pausepipe COMMAND [options]   (pausepipe COMMAND --help for details)',
     '',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'environment:',
+    '  PAUSEPIPE_CACHE   cache folder when --cache-dir is not given',
+    '  PAUSEPIPE_KINDS   comma-separated modules exporting extra STAGE_KINDS (plugins, test kinds)',
+    '  PAUSEPIPE_DEBUG   set to 1 to print stack traces of unexpected errors',
   ].join('\n');
 }
 
@@ -390,8 +395,13 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     return await command.run(parsed as Parameters<Command['run']>[0], io);
   } catch (e) {
     const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    if (!usage) throw e;
-    write(io.stderr, `pausepipe ${name}: ${(e as Error).message}\nusage: pausepipe ${command.usage}`);
-    return EXIT.invalid;
+    if (usage) {
+      write(io.stderr, `pausepipe ${name}: ${(e as Error).message}\nusage: pausepipe ${command.usage}`);
+      return EXIT.invalid;
+    }
+    // Environment trouble (permissions, a full disk) reads best as one line; PAUSEPIPE_DEBUG=1 shows where it came from.
+    const detail = process.env.PAUSEPIPE_DEBUG ? (e as Error).stack : (e as Error).message;
+    write(io.stderr, `pausepipe ${name}: ${detail ?? String(e)}`);
+    return EXIT.failed;
   }
 }

@@ -7,7 +7,7 @@ import { FileMissingError } from '../cache/file-hash.ts';
 import type { ArtifactStore, Manifest, PendingEntry } from '../cache/store.ts';
 import type { ArtifactRef, Progress, StageContext, StageKind } from '../stages/kind.ts';
 import type { JsonValue } from './json.ts';
-import { isKeyed, type ContentHasher, type KeyedStage, type StageKeys } from './keys.ts';
+import type { ContentHasher, KeyedStage, StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
 import type { Plan, PlannedStage } from './plan.ts';
 import type { OutcomeStatus, Reporter } from './progress.ts';
@@ -240,20 +240,32 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     }
   };
 
-  const restore = async (s: StageInstance, key: string): Promise<string[]> => {
+  const keyedOf = (s: StageInstance) => o.keys.get(s.name) as KeyedStage;
+
+  const needsRestore = (s: StageInstance): boolean => {
     const kind = o.kinds[s.kind]!;
-    if (!kind.restore || (kind.workspaceOutputs?.(s.params) ?? []).length === 0) return [];
+    return kind.restore !== undefined && (kind.workspaceOutputs?.(s.params) ?? []).length > 0;
+  };
+
+  const restore = async (s: StageInstance, key: string): Promise<string[]> => {
+    if (!needsRestore(s)) return [];
     const m = manifestOf(key);
-    return kind.restore({
+    return o.kinds[s.kind]!.restore!({
       name: s.name, params: s.params, workspace: o.pipeline.workspace, artifactsDir: o.store.artifactsDir(key), outputs: m.outputs, hashFile,
     });
+  };
+
+  /** A cache hit: the name → key mapping is recorded (so later reasons compare with what is in use) and reported. */
+  const recordHit = (s: StageInstance, key: string, restored: string[] = [], note?: string) => {
+    o.state?.record(s.name, key, keyedOf(s).ingredients);
+    finish(s, 'cached', { restored, metrics: (manifests.get(key) ?? o.store.readManifest(key))?.metrics }, note);
   };
 
   const inputsOf = (s: StageInstance): Record<string, ArtifactRef[]> => {
     const refs: Record<string, ArtifactRef[]> = {};
     for (const [name, binding] of Object.entries(s.inputs)) {
       refs[name] = binding.stages.map((up) => {
-        const key = (o.keys.get(up) as KeyedStage).key;
+        const key = keyedOf(byName.get(up)!).key;
         const m = manifestOf(key);
         const upStage = byName.get(up)!;
         return { stage: up, key, kind: upStage.kind, dir: o.store.artifactsDir(key), variant: upStage.variant, params: upStage.params, metrics: m.metrics };
@@ -264,7 +276,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
 
   const compute = async (s: StageInstance, entry: PendingEntry, ctl: AbortController): Promise<void> => {
     const kind = o.kinds[s.kind]!;
-    const keyed = o.keys.get(s.name) as KeyedStage;
+    const keyed = keyedOf(s);
     const log = new StageLog(entry.logPath);
     const startedAt = new Date();
     o.reporter.start(s.name);
@@ -313,15 +325,13 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   };
 
   const runStage = async (s: StageInstance, req: Request): Promise<void> => {
-    const key = (o.keys.get(s.name) as KeyedStage).key;
+    const key = keyedOf(s).key;
     const ctl = new AbortController();
     controllers.add(ctl);
     try {
       const entry = await o.store.begin(key, { signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner) });
       if (entry === 'cached') {
-        const restored = await restore(s, key);
-        o.state?.record(s.name, key, (o.keys.get(s.name) as KeyedStage).ingredients);
-        finish(s, 'cached', { restored, metrics: manifestOf(key).metrics }, 'computed by another run');
+        recordHit(s, key, await restore(s, key), 'computed by another run');
       } else {
         await removeDeadTemps(o.store.root, key, entry.outDir);
         await compute(s, entry, ctl);
@@ -337,9 +347,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
 
   const restoreHit = async (s: StageInstance, key: string): Promise<void> => {
     try {
-      const restored = await restore(s, key);
-      o.state?.record(s.name, key, (o.keys.get(s.name) as KeyedStage).ingredients);
-      finish(s, 'cached', { restored, metrics: manifests.get(key)?.metrics });
+      recordHit(s, key, await restore(s, key));
     } catch (e) {
       finish(s, 'failed', { error: `restoring its workspace outputs failed: ${errorText(e)}` });
     }
@@ -354,22 +362,21 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       resolve({ outcomes: list, counts, interrupted: o.signal?.aborted ?? false });
     };
 
-    // Walks the stages in topological order, so an upstream's outcome is always known before its users are looked at.
+    let waiting = stages;
+    // Walks the waiting stages in topological order, so an upstream's outcome is known before its users are looked at.
     const pump = () => {
-      for (const s of stages) {
+      for (const s of waiting) {
         if (started.has(s.name)) continue;
         const p = planned.get(s.name) as PlannedStage;
-        const key = isKeyed(o.keys.get(s.name)) ? (o.keys.get(s.name) as KeyedStage).key : '';
         // A hit stands on its own: its upstream's fate in this run does not matter, only its workspace outputs do.
         if (p.status === 'fresh') {
           started.add(s.name);
-          const kind = o.kinds[s.kind]!;
-          if (!kind.restore || (kind.workspaceOutputs?.(s.params) ?? []).length === 0) {
-            finish(s, 'cached', { metrics: manifests.get(key)?.metrics });
+          if (!needsRestore(s)) {
+            recordHit(s, p.key!);
             continue;
           }
           running++;
-          void restoreHit(s, key).finally(done);
+          void restoreHit(s, p.key!).finally(done);
           continue;
         }
         const ups = Object.values(s.inputs).flatMap((b) => b.stages);
@@ -395,6 +402,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         running++;
         void runStage(s, req).finally(done);
       }
+      waiting = waiting.filter((s) => !started.has(s.name));
       if (running === 0) {
         for (const s of stages) {
           if (outcomes.has(s.name)) continue;

@@ -82,15 +82,25 @@ export async function computeKeys(pipeline: Pipeline, kinds: Record<string, Stag
   const pending = pipeline.stages.map(async (s): Promise<Hashed> => {
     const kind = kinds[s.kind];
     if (!kind) return { s, error: `unknown stage kind \`${s.kind}\`` };
+    // Two stages writing one workspace path would overwrite each other (a loop's outs need the loop variables).
+    for (const out of kind.workspaceOutputs?.(s.params) ?? []) {
+      const others = producers.get(workspaceRelative(pipeline.workspace, out))!.filter((n) => n !== s.name);
+      if (others.length > 0) return { s, error: `out ${workspaceRelative(pipeline.workspace, out)} is also written by ${others.join(', ')}` };
+    }
     const deps = (kind.workspaceFiles?.(s.params) ?? []).map((d) => workspaceRelative(pipeline.workspace, d));
     let ups: Set<string> | undefined;
     const covered = (rel: string) => {
-      for (const [out, names] of producers) {
-        if (!within(rel, out)) continue;
-        ups ??= ancestors(s, byName);
-        if (names.some((n) => ups!.has(n))) return true;
+      // The dep itself or any folder above it may be an out: look each prefix up rather than scanning every out.
+      for (let at = rel; ; ) {
+        const names = producers.get(at);
+        if (names) {
+          ups ??= ancestors(s, byName);
+          if (names.some((n) => ups!.has(n))) return true;
+        }
+        const up = path.posix.dirname(at);
+        if (up === at || up === '.') return false;
+        at = up;
       }
-      return false;
     };
     const files: Record<string, string> = {};
     try {

@@ -88,7 +88,7 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
     let out = drawn > 0 ? `\x1b[${drawn}A\r\x1b[0J` : '';
     for (const line of above) out += `${line}\n`;
     const frame = SPINNER[Math.floor(now() / REDRAW_MS) % SPINNER.length]!;
-    const width = Math.max(20, (opts.columns ?? stream.columns ?? 100) - 1);
+    const width = Math.max(20, (opts.columns || stream.columns || 100) - 1);
     const block = [...running].map(([name, r]) => liveLine(name, r, frame)).map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l));
     for (const line of block) out += `${line}\n`;
     drawn = block.length;

@@ -121,8 +121,10 @@ function paramDiagnostics(errors: ErrorObject[], stage: ExpandedStage, kind: Sta
       }
       case 'required': {
         const key = String(e.params.missingProperty);
+        // A `then` branch may require a param it does not describe; the kind's own schema does.
         const props = (e.parentSchema?.properties as Record<string, { description?: string }> | undefined) ?? {};
-        const notes = props[key]?.description ? [`\`${key}\`: ${props[key]!.description}`] : [];
+        const description = props[key]?.description ?? (segments.length === 0 ? kind.params.properties[key]?.description : undefined);
+        const notes = description ? [`\`${key}\`: ${description}`] : [];
         notes.push(...conditional);
         if (segments.length === 0) {
           out.push(diagnostic('E_MISSING_PARAM', `stage \`${decl.name}\` (kind \`${kind.name}\`) needs param \`${key}\``, decl.nameSpan, notes));

@@ -49,7 +49,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
 
   async run(ctx: StageContext<EvaluateParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
     const { generateAnswers } = await import('./lm/generate.ts');
     const { encodeTrainingExample, padIdOf, responseTemplateIds } = await import('./lm/collate.ts');
     const { evaluateLoss } = await import('./lm/trainer.ts');
@@ -66,6 +66,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
         batchSize: p.batch_size,
         maxNewTokens: p.max_new_tokens,
         maxLength: p.max_length,
+        contextLength: model.config.maxPositionEmbeddings,
         temperature: p.temperature,
         seed: p.seed,
         onBatch: (done, total) => ctx.progress({ step: done, total, message: 'answers' }),
@@ -89,7 +90,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
       let evalLoss: number | null = null;
       if (splits.validation.length > 0) {
         const templateIds = responseTemplateIds(tokenizer);
-        const encoded = splits.validation.map((r) => encodeTrainingExample(tokenizer, r, templateIds, p.loss_max_length));
+        const lossLength = fitLength(p.loss_max_length, model, 'loss_max_length', ctx.log);
+        const encoded = splits.validation.map((r) => encodeTrainingExample(tokenizer, r, templateIds, lossLength));
         evalLoss = (await evaluateLoss(model, encoded, p.batch_size, padIdOf(tokenizer))).loss;
       }
       const avgPauses = results.reduce((n, r) => n + r.pauses, 0) / results.length;

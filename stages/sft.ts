@@ -115,7 +115,7 @@ export const SFT: StageKind<SftParams> = {
     const p = ctx.params;
     const train = { ...TRAIN_DEFAULTS, ...p.train };
     const lora = p.lora === null ? null : { ...LORA_DEFAULTS, ...p.lora };
-    const { openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
     const { configureTraining } = await import('./lm/freeze.ts');
     const { saveModel } = await import('./lm/model-io.ts');
     const { train: runTraining } = await import('./lm/trainer.ts');
@@ -142,7 +142,7 @@ export const SFT: StageKind<SftParams> = {
         evalSteps: p.eval_steps,
         loggingSteps: p.logging_steps,
         saveSteps: p.save_steps,
-        maxLength: p.max_length,
+        maxLength: fitLength(p.max_length, model, 'max_length', ctx.log),
         seed: p.seed,
         checkpointDir: ctx.scratchDir,
       }, {

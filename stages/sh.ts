@@ -97,6 +97,9 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   });
   const [result] = await Promise.all([sub, ...streams]);
   if (ctx.signal.aborted) throw new Error('sh: cancelled');
+  if (result.failed && 'code' in result && result.code === 'ENOENT') {
+    throw new Error(`sh: program not found: ${file}${p.shell ? '' : ' (a shell command line needs `shell: true`)'}`);
+  }
   if (result.failed) {
     const why = result.exitCode !== undefined ? `exit code ${result.exitCode}`
       : result.signal ? `killed by ${result.signal}` : result.shortMessage;

@@ -11,12 +11,12 @@ export interface TrainableInfo {
   total_params: number;
 }
 
-/** `training` metric of an evaluate artifact: the evaluated model's sft metrics. */
+/** `training` metric of an evaluate artifact: the evaluated model's sft metrics (a key sft lacked is null). */
 export interface TrainingInfo {
-  train_loss_curve: [number, number][];
-  eval_loss_curve: [number, number][];
+  train_loss_curve: [number, number][] | null;
+  eval_loss_curve: [number, number][] | null;
   eval_loss: number | null;
-  trainable: TrainableInfo;
+  trainable: TrainableInfo | null;
 }
 
 /** The metrics `evaluate` writes, as the report reads them. */
@@ -82,7 +82,10 @@ export function checkEvaluateMetrics(ref: ArtifactRef): string | null {
     wrong.push('`model` must be {stage, key}');
   }
   const training = m.training as Record<string, JsonValue> | null | undefined;
-  if (training !== null && (typeof training !== 'object' || !Array.isArray(training.train_loss_curve) || typeof training.trainable !== 'object')) {
+  const listOrNull = (v: JsonValue | undefined): boolean => v === null || v === undefined || Array.isArray(v);
+  const trainable = training?.trainable as Record<string, JsonValue> | null | undefined;
+  if (training !== null && (typeof training !== 'object' || Array.isArray(training) || !listOrNull(training.train_loss_curve) ||
+    !listOrNull(training.eval_loss_curve) || (trainable != null && (typeof trainable !== 'object' || !Array.isArray(trainable.groups))))) {
     wrong.push('`training` must be null or {train_loss_curve, eval_loss_curve, eval_loss, trainable}');
   }
   return wrong.length === 0 ? null : `${ref.stage} (kind ${ref.kind}): ${wrong.join('; ')}`;
@@ -132,14 +135,15 @@ export function buildRows(
     const m = ref.metrics as unknown as EvaluateMetrics;
     const root = cacheRootOf(ref.dir, ref.key);
     const label = variantLabel(ref);
+    const trainable = m.training?.trainable ?? null;
     rows.push({
       label,
       stage: ref.stage,
       role,
-      trainable: m.training ? m.training.trainable.groups : null,
-      lora: m.training ? m.training.trainable.lora : null,
-      trainable_params: m.training ? m.training.trainable.trainable_params : null,
-      total_params: m.training ? m.training.trainable.total_params : null,
+      trainable: trainable?.groups ?? null,
+      lora: trainable?.lora ?? null,
+      trainable_params: trainable?.trainable_params ?? null,
+      total_params: trainable?.total_params ?? null,
       accuracy: m.accuracy,
       accuracy_std: m.accuracy_std,
       n: m.n,
@@ -151,7 +155,7 @@ export function buildRows(
       model_dir: root === null ? null : showPath(workspace, artifactDirOf(root, m.model.key)),
       delta_accuracy: null,
     });
-    if (m.training) curves.push({ label, train: m.training.train_loss_curve, eval: m.training.eval_loss_curve ?? [] });
+    if (m.training?.train_loss_curve) curves.push({ label, train: m.training.train_loss_curve, eval: m.training.eval_loss_curve ?? [] });
   };
   runs.forEach((r) => add(r, 'run'));
   baselines.forEach((r) => add(r, 'baseline'));

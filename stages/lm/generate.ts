@@ -16,6 +16,11 @@ export interface GenerateOptions {
   seed?: number;
   /** Index of the first prompt in the whole set being generated (default 0). */
   firstRow?: number;
+  /**
+   * Positions the model can hold (its max_position_embeddings). The cache spans the padded batch, so every row stops
+   * once the batch fills it; without this the model's own check fails the call instead.
+   */
+  contextLength?: number;
   /** Called after every decode step with the number of steps done (progress, memory checks). */
   onStep?: (step: number) => void;
 }
@@ -45,6 +50,8 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
   const eosId = tokenizer.eosId;
   const batch = leftPad(prompts, padId);
   const rows = batch.rows;
+  const context = opts.contextLength ?? Infinity;
+  if (batch.width > context) throw new Error(`generate: a prompt of ${batch.width} tokens does not fit the model's ${context} positions`);
   const limits = prompts.map((p) => Math.min(opts.maxNewTokens, opts.maxLength === undefined ? Infinity : opts.maxLength - p.length));
   const out: number[][] = prompts.map(() => []);
   const done = limits.map((l) => l <= 0);
@@ -69,12 +76,15 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
         if (token === eosId) stoppedAtEos[r] = true;
         if (token === eosId || out[r]!.length >= limits[r]!) done[r] = true;
       }
+      opts.onStep?.(step + 1);
+      // The cache now holds width + step positions; the next step would add one.
+      if (batch.width + step + 1 > context) done.fill(true);
+      if (done.every(Boolean)) break;
       inputIds.dispose();
       inputIds = tf.tensor2d(fed, [rows, 1], 'int32');
       const grown: tf.Tensor2D = tf.tidy(() => tf.concat([mask, tf.ones([rows, 1], 'int32')], 1));
       mask.dispose();
       mask = grown;
-      opts.onStep?.(step + 1);
     }
   } finally {
     inputIds.dispose();

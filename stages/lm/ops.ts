@@ -34,6 +34,15 @@ function customOp(f: (inputs: tf.Tensor[], save: Save) => GradResult): Op {
   });
 }
 
+/**
+ * Saves intermediates for the backward pass and frees the forward's own references. The engine saves a copy
+ * (on wasm a real one), so keeping the originals until the step ends would hold every saved activation twice.
+ */
+function saveOwned(save: Save, keepAlso: tf.Tensor[], owned: tf.Tensor[]): void {
+  save([...keepAlso, ...owned]);
+  tf.dispose(owned);
+}
+
 /** Whether tensor memory is host memory, so a synchronous read is a plain copy (never on webgpu). */
 function onHost(): boolean {
   if (OPS_TUNING.hostCopies === 'never') return false;
@@ -107,6 +116,24 @@ function columnSums(x: tf.Tensor): tf.Tensor1D {
     for (let c = 0; c < H; c++) out[c] += v[o + c]!;
   }
   return tf.tensor1d(Float32Array.from(out));
+}
+
+/**
+ * Pieces of a 1-D tensor with the given sizes, as tf.split(x, sizes) but linear in the size on wasm, whose SplitV
+ * copies the whole input once per piece (an optimizer splitting a flat buffer of 100 weights pays 100 copies).
+ * Not differentiable: meant for optimizer state and other tensors off the gradient tape.
+ */
+export function splitFlat(x: tf.Tensor, sizes: number[]): tf.Tensor1D[] {
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (x.rank !== 1 || x.size !== total) throw new Error(`splitFlat: sizes add up to ${total}, tensor is ${shapeText(x)}`);
+  if (!onHost()) return tf.split(x as tf.Tensor1D, sizes) as tf.Tensor1D[];
+  const v = x.dataSync();
+  let at = 0;
+  return sizes.map((n) => {
+    const piece = tf.tensor1d(v.subarray(at, at + n) as Float32Array | Int32Array, x.dtype);
+    at += n;
+    return piece;
+  });
 }
 
 const linear2 = customOp(([x, w], save) => {
@@ -188,10 +215,10 @@ function rmsNormOp(eps: number): Op {
       const xn = tf.mul(x, r);
       return [tf.mul(xn, w), xn, r];
     });
-    save([xn!, w, r!]);
+    saveOwned(save, [w], [xn!, r!]);
     return {
       value: value!,
-      gradFunc: (dy, [xns, ws, rs]) =>
+      gradFunc: (dy, [ws, xns, rs]) =>
         tf.tidy(() => {
           const g = tf.mul(dy, ws!); // [N, H]
           // dx = r·(g − xn·mean(g·xn))
@@ -319,7 +346,7 @@ function attentionBlocked(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Ten
     return tf.softmax(tf.add(tf.reshape(scores, [B, nh, T, S]), mask));
   });
   const pv = hostValues(probs);
-  save([probs]);
+  saveOwned(save, [], [probs]);
   const value = tf.tidy(() =>
     tf.reshape(tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(pv, i, rows, S), block(vv, i, S, hd)))), [B, nh, T, hd]),
   );
@@ -358,7 +385,7 @@ function attentionBatched(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Ten
     const probs = tf.softmax(tf.add(tf.reshape(scores, [B, nh, T, S]), mask));
     return [tf.reshape(tf.matMul(tf.reshape(probs, [n, rows, S]) as tf.Tensor3D, v3), [B, nh, T, hd]), probs];
   });
-  save([q3, k3, v3, probs!]);
+  saveOwned(save, [q3, k3, v3], [probs!]);
   return {
     value: value!,
     gradFunc: (dy, [qs, ks, vs, ps]) =>
@@ -433,18 +460,16 @@ export function causalPaddingMask(attentionMask: tf.Tensor2D, queryLen: number):
 }
 
 const swigluOp = customOp(([gate, up], save) => {
-  const [value, sig] = tf.tidy(() => {
-    const sig = tf.sigmoid(gate);
-    return [tf.mul(tf.mul(gate, sig), up), sig];
-  });
-  save([gate, up, sig!]);
+  // Saving the sigmoid too would cost a copy of the largest activation per layer; recomputing it is one kernel.
+  save([gate, up]);
   return {
-    value: value!,
-    gradFunc: (dy, [g, u, s]) =>
+    value: tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up)),
+    gradFunc: (dy, [g, u]) =>
       tf.tidy(() => {
-        const silu = tf.mul(g!, s!);
+        const s = tf.sigmoid(g!);
+        const silu = tf.mul(g!, s);
         // d silu/dg = s + silu·(1 − s)
-        const dsilu = tf.add(s!, tf.mul(silu, tf.sub(1, s!)));
+        const dsilu = tf.add(s, tf.mul(silu, tf.sub(1, s)));
         return [tf.mul(tf.mul(dy, u!), dsilu), tf.mul(dy, silu)];
       }),
   };
@@ -471,7 +496,7 @@ const logSoftmaxOp = customOp(([x], save) => {
     const p = tf.softmax(x);
     return [tf.sub(x, logSumExp(x, p)), p];
   });
-  save([p!]);
+  saveOwned(save, [], [p!]);
   return {
     value: value!,
     // g − softmax·Σg
@@ -496,11 +521,11 @@ function nllSum(logits: tf.Tensor, flatIdx: tf.Tensor, valid: tf.Tensor): tf.Ten
       const picked = tf.reshape(tf.gather(tf.reshape(x, [-1]), flatIdx), [N, 1]);
       return [tf.sum(tf.mul(tf.sub(logSumExp(x, p), picked), valid)), p];
     });
-    save([p!, flatIdx, valid]);
+    saveOwned(save, [flatIdx, valid], [p!]);
     return {
       value: value!,
       // (softmax − onehot(label))·valid·dy, the one-hot part scattered into the N·V grid
-      gradFunc: (dy, [ps, idx, vd]) => [
+      gradFunc: (dy, [idx, vd, ps]) => [
         tf.tidy(() => {
           const w = tf.mul(vd!, dy); // [N, 1]
           const hot = tf.reshape(tf.scatterND(tf.reshape(idx!, [N, 1]), tf.reshape(w, [N]), [N * V]), [N, V]);

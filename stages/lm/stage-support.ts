@@ -28,3 +28,11 @@ export async function openModelFolder(dir: string, log: (line: string) => void):
   }
   return { model, tokenizer };
 }
+
+/** A sequence-length setting capped at the model's positions (as SFTTrainer caps max_seq_length), with a note when it bites. */
+export function fitLength(requested: number, model: CausalLM, name: string, log: (line: string) => void): number {
+  const limit = model.config.maxPositionEmbeddings;
+  if (requested <= limit) return requested;
+  log(`${name} ${requested} exceeds the model's max_position_embeddings ${limit}; using ${limit}`);
+  return limit;
+}

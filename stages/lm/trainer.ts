@@ -115,7 +115,7 @@ export interface TrainResult {
 
 /** What a checkpoint must agree on for a resume to continue the same run. */
 function fingerprint(opts: TrainOptions, trainable: string[], trainCount: number, validationCount: number): string {
-  const { checkpointDir: _dir, loggingSteps: _log, ...rest } = opts;
+  const { checkpointDir: _dir, ...rest } = opts;
   return JSON.stringify({ ...rest, trainable, trainCount, validationCount });
 }
 
@@ -188,7 +188,6 @@ interface LoopState {
   pendingLosses: number[];
   bestEvalLoss: number | null;
   bestStep: number | null;
-  lastEvalStep: number | null;
 }
 
 /**
@@ -222,7 +221,7 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
 
   const state: LoopState = {
     step: 0, epoch: 0, batchInEpoch: 0, trainLossCurve: [], evalLossCurve: [], pendingLosses: [],
-    bestEvalLoss: null, bestStep: null, lastEvalStep: null,
+    bestEvalLoss: null, bestStep: null,
   };
   let best: Map<string, HostTensor> | null = null;
   let resumedFrom: number | null = null;
@@ -257,7 +256,6 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
       if (validationSet.length === 0) return;
       const { loss } = await evaluateLoss(model, validationSet, opts.batchSize, padId);
       state.evalLossCurve.push([state.step, loss]);
-      state.lastEvalStep = state.step;
       log(`step ${state.step}/${total}: eval loss ${loss.toFixed(4)}`);
       if (state.bestEvalLoss === null || loss < state.bestEvalLoss) {
         state.bestEvalLoss = loss;
@@ -323,8 +321,6 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
         await saveCheckpoint(opts.checkpointDir, state.step, ckpt);
       }
     }
-    // A resumed run that had already finished its updates still owes the final evaluation.
-    if (state.lastEvalStep !== state.step) await runEval();
     if (opts.loadBestAtEnd && best && state.bestStep !== state.step) {
       restore(vars, best, 'best weights');
       log(`loaded the best weights (step ${state.bestStep}, eval loss ${state.bestEvalLoss!.toFixed(4)})`);

@@ -8,7 +8,7 @@ import {
   DIAGNOSTIC_CODES, diagnostic, DiagnosticSink, formatDiagnostic, formatDiagnostics, locationFrom, type SourceSpan,
 } from '../../grammar/diagnostics.ts';
 import { loadPipeline } from '../../runtime/load.ts';
-import { describe, parsePipe, PREAMBLE, TEST_DIR, TEST_FILE } from '../helpers/pipe.ts';
+import { describe, expectDiagnostic, parsePipe, PREAMBLE, TEST_DIR, TEST_FILE } from '../helpers/pipe.ts';
 
 const format = suite('formatDiagnostic');
 
@@ -164,7 +164,8 @@ codes('E_INCLUDE_CYCLE points into the file that closes the cycle and names the 
 
 codes('E_DUPLICATE_NAME across an include names the other file', () => {
   const r = parsePipe('include "common.pipe"\nlet lr = 1', { 'common.pipe': 'let lr = 2' });
-  assert.equal(r.diagnostics.map((d) => [d.span!.file, d.notes]), [[TEST_FILE, ['first defined at common.pipe:1:5']]]);
+  const d = expectDiagnostic(r, 'E_DUPLICATE_NAME', 2, 5);
+  assert.equal([d.span!.file, d.message, d.notes], [TEST_FILE, '`lr` is already defined; this let needs another name', ['first defined at common.pipe:1:5']]);
 });
 
 codes.run();

@@ -35,6 +35,10 @@ lexer('comments run to the end of the line and are skipped', () => {
   ]);
 });
 
+lexer('a # inside a string is text, not a comment', () => {
+  assert.equal(kinds('"a#b" # c'), ['StringStart "', 'StringText a#b', 'StringEnd "']);
+});
+
 lexer('a string splits into text, escapes and interpolations', () => {
   assert.equal(kinds('"run-${lr}\\n$x"'), [
     'StringStart "', 'StringText run-', 'InterpStart ${', 'Identifier lr', 'RCurlyNested }',

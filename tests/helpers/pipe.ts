@@ -69,7 +69,7 @@ export const TEST_KINDS: Record<string, StageKind> = {
     }, ['command']),
     // A string command needs `shell: true`: a conditional rule, as the real `sh` kind has.
     if: { properties: { command: { type: 'string' } }, required: ['command'] },
-    then: { properties: { shell: { const: true } } },
+    then: { properties: { shell: { const: true } }, required: ['shell'] },
   }, { '*': { description: 'Any input.', anyArity: true, optional: true } }),
 };
 

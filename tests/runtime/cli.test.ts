@@ -6,7 +6,7 @@ import path from 'node:path';
 import { main } from '../../runtime/cli.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import { Capture } from '../helpers/capture.ts';
-import { tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+import { PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
 
@@ -92,6 +92,36 @@ test('changing one parameter re-runs exactly that stage and its descendants, and
   assert.equal(ranNames(rerun), ['train[model=s,lr=2]', 'table']);
   assert.equal((await countLines(ws)).slice(7), ['train[model=s,lr=2]', 'table']);
   assert.is((await pp('plan', file)).out, '0 stale, 7 fresh\n');
+
+  // Back to 7 is a cache hit; the next change is then described against 7, the value last used.
+  await writeFile(file, MATRIX);
+  assert.equal((await runJson(file)).counts.ran, 0);
+  await writeFile(file, MATRIX.replace('then 7 else 1', 'then 9 else 1'));
+  assert.match((await pp('plan', file)).out, 'stale  train[model=s,lr=2]: param env.SEED: 7 → 9\n');
+});
+
+test('the example matrix: a 2×3 for each with a where filter, upstream, downstream and a collecting stage', async () => {
+  const { ws, file } = await workspace(await readFile(path.join(PROJECT_ROOT, 'pipelines', 'examples', 'matrix.pipe'), 'utf8'));
+  const r = await runJson(file);
+  assert.is(r.exitCode, 0);
+  assert.equal(r.stages.map((s) => s.name), [
+    'prep',
+    'train[model=small,lr=0.1]', 'train[model=small,lr=0.2]', 'train[model=small,lr=0.4]',
+    'train[model=large,lr=0.1]', 'train[model=large,lr=0.2]',
+    'score[model=small,lr=0.1]', 'score[model=small,lr=0.2]', 'score[model=small,lr=0.4]',
+    'score[model=large,lr=0.1]', 'score[model=large,lr=0.2]',
+    'summary',
+  ]);
+  assert.is((await pp('show', file, '--stage', 'score', '--csv')).out, [
+    'stage,model,lr,loss,weights',
+    'score,small,0.1,1.9802,505',
+    'score,small,0.2,0.9901,1010',
+    'score,small,0.4,0.495,2020',
+    'score,large,0.1,0.9901,1010',
+    'score,large,0.2,0.495,2020',
+    '',
+  ].join('\n'));
+  assert.is((await readFile(path.join(ws, 'results', 'matrix.jsonl'), 'utf8')).split('\n').filter(Boolean).length, 5);
 });
 
 test('sh outs deleted from the workspace are restored from the cache without running', async () => {

@@ -11,7 +11,7 @@ import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import type { Pipeline } from '../../runtime/pipeline.ts';
 import { planPipeline } from '../../runtime/plan.ts';
 import { SILENT_REPORTER } from '../../runtime/progress.ts';
-import type { StageKind } from '../../stages/kind.ts';
+import type { Progress, StageKind } from '../../stages/kind.ts';
 import { STAGE_KINDS as BUILT_IN } from '../../stages/index.ts';
 import { instance, pipelineOf, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 import { STAGE_KINDS as TEST_ONLY } from './fixtures/test-kinds.ts';
@@ -92,6 +92,26 @@ test('without --keep-going nothing new starts after a failure', async () => {
   ]);
   assert.equal(result.outcomes[0]!.logTail, ['$ sh -c "echo broken; exit 4"', 'broken', 'pausepipe: command failed with exit code 4']);
   assert.equal(await counted(ws), []);
+});
+
+test('a worker forwards progress over IPC, throttled but always with the last step', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [instance('s', 'steps', { steps: 50 })]);
+  const store = new ArtifactStore(path.join(ws, '.pausepipe'));
+  const hasher = new FileHasher(path.join(ws, '.pausepipe', 'stat-cache.json'));
+  const keys = await computeKeys(p, KINDS, hasher);
+  const events: string[] = [];
+  const reporter = {
+    ...SILENT_REPORTER,
+    start: (n: string) => events.push(`start ${n}`),
+    progress: (n: string, pr: Progress) => events.push(`${n} ${pr.step}/${pr.total} ${pr.message}`),
+    finish: (n: string, st: string) => events.push(`${st} ${n}`),
+  };
+  const result = await executePlan({
+    pipeline: p, kinds: KINDS, store, keys, plan: planPipeline(p, keys, () => false, {}), hasher, jobs: 1, gpus: 0, keepGoing: false, reporter,
+  });
+  assert.equal(events, ['start s', 's 1/50 step 1', 's 50/50 step 50', 'ran s']);
+  assert.equal(result.outcomes[0]!.metrics, { steps: 50 });
 });
 
 test('slots: a GPU stage takes a GPU slot, or a CPU slot when there is none; oversized requests are clamped', () => {

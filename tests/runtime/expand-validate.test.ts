@@ -92,8 +92,8 @@ validate('a param error in a loop is reported once for all variants', () => {
 
 validate('a conditional rule (if/then) reports the failing rule, noting why it applies', () => {
   assert.equal(reported('stage s = sh { command: "ls" }\nstage t = sh { command: "ls", shell: false }'), [
-    ['E_PARAM_VALUE', 'param `shell` must be true, got false (not written here: it comes from an expression or a default)', 1, 14,
-      ['this rule applies because of the values of other params']],
+    ['E_MISSING_PARAM', 'stage `s` (kind `sh`) needs param `shell`', 1, 7,
+      ['`shell`: Run through a shell.', 'this rule applies because of the values of other params']],
     ['E_PARAM_VALUE', 'param `shell` must be true, got false', 2, 38, ['this rule applies because of the values of other params']],
   ]);
   expectPipeline(parsePipe('stage s = sh { command: "ls", shell: true }\nstage t = sh { command: ["ls"] }'));

@@ -67,4 +67,15 @@ test('a missing dep leaves the stage and its users without a key, with a hint wh
   assert.equal(keys.get('alone'), { error: 'file nope.txt missing' });
 });
 
+test('two stages writing the same workspace path cannot run', async () => {
+  const { ws, hasher } = await setup();
+  const p = pipelineOf(ws, [
+    instance('w[a=1]', 'sh', sh(['true'], { outs: ['res.txt'] })),
+    instance('w[a=2]', 'sh', sh(['true'], { outs: ['./res.txt'] })),
+  ]);
+  const keys = await computeKeys(p, STAGE_KINDS, hasher);
+  assert.equal(keys.get('w[a=1]'), { error: 'out res.txt is also written by w[a=2]' });
+  assert.equal(keys.get('w[a=2]'), { error: 'out res.txt is also written by w[a=1]' });
+});
+
 test.run();

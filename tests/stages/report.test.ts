@@ -151,6 +151,20 @@ test('a baseline adds a Δ accuracy column; baselines without eval loss show "-"
   assert.ok(table[5]!.startsWith('| eval_base | new_embedding + ctrl_tok_clf | no | 0.500 | 0.500 | +0.000 | - | 1.50 |'));
 });
 
+test('a model without training facts (not from sft) gets "-" and no curve', async () => {
+  const ws = await tempDir('report-untrained');
+  const refs = await evaluateRefs(ws, VARIANTS.slice(0, 2));
+  refs[1]!.metrics.training = null;
+  (refs[0]!.metrics.training as Record<string, JsonValue>).trainable = null;
+  const ctx = await makeContext(REPORT, { workspace: ws, inputs: { runs: refs } });
+  await REPORT.run(ctx);
+  const table = (await readFile(path.join(ctx.outDir, 'report.md'), 'utf8')).split('\n').filter((l) => l.startsWith('|'));
+  assert.ok(table[2]!.startsWith('| embed=true, head=true | - | - | **0.480** |'), table[2]);
+  assert.ok(table[3]!.startsWith('| embed=true, head=false | - | - | 0.140 |'), table[3]);
+  const svg = await readFile(path.join(ctx.outDir, 'loss-curves.svg'), 'utf8');
+  assert.is(svg.match(/<g class="legend">/g)!.length, 1);
+});
+
 test('an unknown baseline names the choices', async () => {
   try {
     await runReport({ baseline: 'nope' });

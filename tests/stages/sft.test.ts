@@ -79,11 +79,13 @@ test('pause groups with unmerged LoRA: only the chosen groups change and the ada
   assert.ok(same('language_model.model.layers.0.self_attn.q_proj.weight'), 'base weights stay under the adapter');
 });
 
-test('pause groups on a model without a pause token are skipped with a note', async () => {
+test('pause groups on a model without a pause token are skipped with a note, and max_length is capped at the model\'s positions', async () => {
   const base = await tinyModelFolder();
   const data = await datasetFolder(splits);
   const { ctx, result } = await runKind(SFT, { params: { batch_size: 4, max_steps: 1, train: groups({ pause_embedding: true, pause_head: true, lm_head: true }) }, inputs: { model: [base], data: [data] } });
   assert.ok(ctx.logs.includes('sft: the model has no pause token; pause_embedding and pause_head ignored'), ctx.logs.join('\n'));
+  // The tiny model holds 128 positions: the default max_length of 600 is capped, as SFTTrainer does.
+  assert.ok(ctx.logs.includes("max_length 600 exceeds the model's max_position_embeddings 128; using 128"), ctx.logs.join('\n'));
   assert.equal((result.metrics as Record<string, any>).trainable.groups, ['lmHead']); // metrics are JSON
 });
 

@@ -66,6 +66,16 @@ test('a non-zero exit fails the stage with the exit code, and its output is in t
   assert.ok(logs.includes('bad thing'));
 });
 
+test('a program that does not exist is named', async () => {
+  const { ctx } = await context({ command: ['no-such-program-pausepipe', '--flag'] });
+  try {
+    await SH.run(ctx);
+    assert.unreachable('should have thrown');
+  } catch (e) {
+    assert.is((e as Error).message, 'sh: program not found: no-such-program-pausepipe (a shell command line needs `shell: true`)');
+  }
+});
+
 test('pausepipe:progress lines become progress reports, not log lines', async () => {
   const { ctx, logs, progress } = await context({
     command: [NODE, '-e', "console.log('pausepipe:progress 3/10 loss 1.5');console.log('pausepipe:progress 4')"],

@@ -88,6 +88,15 @@ test('a row stops at its own limit: max new tokens, or max length counted with i
   assert.equal(rows.map((r) => r.ids.length), [2, 6, 4]);
 });
 
+test('the batch stops when the padded rows fill the model\'s positions', async () => {
+  if (!present) return;
+  const free = await generate(model, tok, PROMPTS, { maxNewTokens: 6 });
+  // Width 8 + 3 generated = 10 positions: the fourth token would need an eleventh.
+  const capped = await generate(model, tok, PROMPTS, { maxNewTokens: 6, contextLength: 10 });
+  assert.equal(capped.map((r) => r.ids), free.map((r) => r.ids.slice(0, 3)));
+  await generate(model, tok, PROMPTS, { maxNewTokens: 6, contextLength: 7 }).then(() => assert.unreachable(), (err) => assert.match(err.message, /a prompt of 8 tokens does not fit the model's 7 positions/));
+});
+
 test('live tensors stay constant across decode steps and nothing leaks after generation', async () => {
   if (!present) return;
   const before = tf.memory().numTensors;

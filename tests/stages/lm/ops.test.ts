@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import {
   applyRope, attention, causalPaddingMask, crossEntropySum, embedding, linear, logSoftmax, MASK_VALUE, OPS_TUNING,
-  rmsNorm, ropeTables, swiglu,
+  rmsNorm, ropeTables, splitFlat, swiglu,
 } from '../../../stages/lm/ops.ts';
 import { presetConfig } from '../../../stages/lm/config.ts';
 import { createModel } from '../../../stages/lm/model.ts';
@@ -329,6 +329,16 @@ ops('crossEntropySum stays finite when the label\'s logit is at float32 minimum'
   });
 });
 
+ops('splitFlat cuts a flat buffer into pieces of the given sizes, as tf.split does', () => {
+  eachPath([HOST, KERNELS], (path) => {
+    const x = tf.tensor1d([1, 2, 3, 4, 5, 6]);
+    const parts = splitFlat(x, [1, 3, 0, 2]);
+    assert.equal(parts.map((p) => Array.from(p.dataSync())), [[1], [2, 3, 4], [], [5, 6]], path);
+    assert.equal(parts.map((p) => p.dtype), ['float32', 'float32', 'float32', 'float32']);
+    assert.throws(() => splitFlat(x, [2, 3]), /sizes add up to 5, tensor is \[6\]/);
+  });
+});
+
 ops('crossEntropySum of an all-ignored batch is 0 over 0 rows', () => {
   tf.tidy(() => {
     const { sum, count } = crossEntropySum(tf.ones([2, 3]) as tf.Tensor2D, tf.tensor1d([IGNORE_INDEX, IGNORE_INDEX], 'int32'));
@@ -386,7 +396,7 @@ memory('decode steps with a KV cache leave only the grown cache behind', () => {
     let mask = promptMask;
     const counts = liveTensorsAcross(4, () => {
       const next = tf.tidy(() => tf.reshape(tf.cast(tf.argMax(logProbs, -1), 'int32'), [2, 1])) as tf.Tensor2D;
-      const grown = tf.concat([mask, tf.ones([2, 1], 'int32')], 1) as tf.Tensor2D;
+      const grown = tf.tidy(() => tf.concat([mask, tf.ones([2, 1], 'int32')], 1)) as tf.Tensor2D;
       logProbs.dispose();
       if (mask !== promptMask) mask.dispose();
       mask = grown;

@@ -1,0 +1,23 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from './stages/lm/backend.ts';
+import { presetConfig } from './stages/lm/config.ts';
+import { createModel } from './stages/lm/model.ts';
+import { AdamW } from './stages/lm/optimizer.ts';
+await initBackend('wasm');
+const cfg = presetConfig('small', { vocabSize: 512, bosId: 0, eosId: 1, padId: null }, 256);
+const model = createModel(cfg, 1);
+const vars = model.trainableVariables();
+const opt = new AdamW(vars);
+const names = new Map([...vars].map(([s, v]) => [v.name, s]));
+const ids = tf.randomUniform([8,128],0,512,'int32') as tf.Tensor2D;
+const batch = { inputIds: ids, attentionMask: tf.onesLike(ids) as tf.Tensor2D, labels: ids };
+const step = () => { const { value, grads } = tf.variableGrads(() => model.lossParts(batch, { training: true }).loss, [...vars.values()]); opt.apply(new Map(Object.entries(grads).map(([n,g])=>[names.get(n)!,g])), 1e-3).dispose(); tf.dispose([value, ...Object.values(grads)]); };
+step();
+const prof = await tf.profile(() => { step(); });
+const rows = new Map<string, {ms:number,n:number}>();
+const top = process.argv[2] === 'name';
+for (const k of prof.kernels) { const key = top ? k.name : `${k.name} ${JSON.stringify(k.inputShapes).slice(0,60)}`; const e = rows.get(key) ?? {ms:0,n:0}; e.ms += k.kernelTimeMs as number; e.n++; rows.set(key, e); }
+let tot = 0; for (const k of prof.kernels) if (!['forward','unnamed scope'].includes(k.name)) tot += k.kernelTimeMs as number;
+console.log('total leaf kernel ms', tot.toFixed(0), 'kernels', prof.kernels.length);
+for (const [k,e] of [...rows].sort((a,b)=>b[1].ms-a[1].ms).slice(0,30)) console.log(e.ms.toFixed(1).padStart(7), (100*e.ms/tot).toFixed(1).padStart(5)+'%', String(e.n).padStart(4), k);
+const c0 = process.cpuUsage(); step(); step(); const c = process.cpuUsage(c0); console.log('cpu ms per step', (c.user+c.system)/2e3);

@@ -1,0 +1,17 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from './stages/lm/backend.ts';
+import { presetConfig } from './stages/lm/config.ts';
+import { createModel } from './stages/lm/model.ts';
+import { AdamW } from './stages/lm/optimizer.ts';
+await initBackend('wasm');
+const cfg = presetConfig('medium', { vocabSize: 512, bosId: 0, eosId: 1, padId: null }, 300);
+const model = createModel(cfg, 1);
+const vars = model.trainableVariables();
+console.log('weights MB', tf.memory().numBytes/1e6);
+const opt = new AdamW(vars);
+console.log('after opt MB', tf.memory().numBytes/1e6);
+const ids = tf.randomUniform([Number(process.argv[2]),256],0,512,'int32') as tf.Tensor2D;
+const batch = { inputIds: ids, attentionMask: tf.onesLike(ids) as tf.Tensor2D, labels: ids };
+let peak = 0;
+const { value, grads } = tf.variableGrads(() => { const l = model.lossParts(batch, { training: true }).loss; peak = tf.memory().numBytes; return l; }, [...vars.values()]);
+console.log('after fwd peak MB', peak/1e6, 'after grads MB', tf.memory().numBytes/1e6);
