@@ -30,11 +30,17 @@ function shellQuote(text: string): string {
   return /^[A-Za-z0-9_./-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
-/** One `pausepipe export` line per distinct model, in table order. */
+/**
+ * One `pausepipe export` line per distinct model, in table order. A stage never learns which .pipe file it runs
+ * from, so the lines read it from `$PIPE`, which the text around them asks the reader to set.
+ */
 export function exportCommands(rows: readonly ReportRow[]): string[] {
   const stages = [...new Set(rows.map((r) => r.model_stage))];
-  return stages.map((s) => `pausepipe export ${shellQuote(s)} ${shellQuote(`exported/${s.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/-+$/, '')}`)}`);
+  return stages.map((s) =>
+    `pausepipe export ${shellQuote(s)} ${shellQuote(`exported/${s.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/-+$/, '')}`)} --pipeline "$PIPE"`);
 }
+
+const EXPORT_INTRO = 'Copy a model out of the cache into a folder of your choice, with PIPE set to this pipeline\'s .pipe file:';
 
 function summary(rows: readonly ReportRow[]): string[] {
   const best = bestRows(rows);
@@ -85,7 +91,7 @@ export function markdownReport(title: string, rows: readonly ReportRow[]): strin
     '',
     '## Export a model',
     '',
-    'Copy a model out of the cache (into a folder of your choice):',
+    EXPORT_INTRO,
     '',
     '```sh',
     ...exportCommands(rows),
@@ -126,6 +132,7 @@ ${stripNamespace(accuracySvg).trimEnd()}
 ${stripNamespace(lossSvg).trimEnd()}
 </figure>
 <h2>Export a model</h2>
+<p>${escapeHtml(EXPORT_INTRO)}</p>
 <pre>${escapeHtml(exportCommands(rows).join('\n'))}</pre>
 </body>
 </html>

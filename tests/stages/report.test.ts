@@ -84,7 +84,7 @@ test('report.md holds the exact table for 3 variants, best accuracy and lowest e
   ]);
   assert.ok(md.startsWith('# Pause warm-up\n\n| variant |'));
   assert.ok(md.includes('Best test accuracy: 0.560 (embed=false, head=true). Lowest eval loss: 0.51348 (embed=false, head=true).'));
-  assert.ok(md.includes("pausepipe export 'warm[embed=true,head=true]' exported/warm-embed-true-head-true\n"));
+  assert.ok(md.includes(`pausepipe export 'warm[embed=true,head=true]' exported/warm-embed-true-head-true --pipeline "$PIPE"\n`));
   assert.ok(md.includes('![Test accuracy per variant](accuracy.svg)'));
 });
 
