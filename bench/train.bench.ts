@@ -29,7 +29,7 @@ interface Shape {
 
 const SHAPES: Record<string, Shape> = {
   small: { preset: 'small', seqLen: 128, batch: 8, micro: 8, steps: 5 },
-  medium: { preset: 'medium', seqLen: 256, batch: 16, micro: 2, steps: 1 },
+  medium: { preset: 'medium', seqLen: 256, batch: 16, micro: 1, steps: 1 },
 };
 const VOCAB = 512;
 

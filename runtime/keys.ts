@@ -109,7 +109,9 @@ export async function computeKeys(pipeline: Pipeline, kinds: Record<string, Stag
       if (!(e instanceof FileMissingError)) throw e;
       const rel = workspaceRelative(pipeline.workspace, e.path);
       const writers = [...producers].filter(([out]) => within(rel, out)).flatMap(([, n]) => n);
-      const hint = writers.length > 0 ? ` (written by ${writers.join(', ')}: make it an input of this stage)` : '';
+      const kindHint = kind.missingFileHint?.(s.params, rel, e.path);
+      const hint = writers.length > 0 ? ` (written by ${writers.join(', ')}: make it an input of this stage)`
+        : kindHint ? `\n${kindHint}` : '';
       return { s, error: `file ${rel} missing${hint}` };
     }
     return { s, files };

@@ -124,6 +124,7 @@ export const GSM8K: StageKind<Gsm8kParams> = {
   inputs: {},
   sources: ['stages/gsm8k.ts', 'stages/data/dataset.ts', 'stages/data/answer.ts', 'stages/data/random.ts'],
   workspaceFiles: (params) => [params.path],
+  missingFileHint: (_params, rel, absolute) => missingFilesMessage(rel, absolute, SOURCE_SPLITS),
 
   async run(ctx: StageContext<Gsm8kParams>): Promise<StageResult> {
     const p = ctx.params;

@@ -110,6 +110,8 @@ export interface StageKind<P = any> { // eslint-style escape: each kind narrows 
   resources?(params: P): Resources;
   /** Workspace files or folders the stage reads, hashed by content into its key. */
   workspaceFiles?(params: P): string[];
+  /** What to tell the user when one of workspaceFiles is missing (e.g. where to get a dataset). */
+  missingFileHint?(params: P, workspaceRelativePath: string, absolutePath: string): string;
   /** Run in a worker process of its own (default true); `sh` runs in-process since its command is already a child. */
   isolated?: boolean;
   run(ctx: StageContext<P>): Promise<StageResult>;

@@ -67,6 +67,17 @@ test('a missing dep leaves the stage and its users without a key, with a hint wh
   assert.equal(keys.get('alone'), { error: 'file nope.txt missing' });
 });
 
+test('a missing dataset folder says what to put where, through the kind\'s hint', async () => {
+  const { ws, hasher } = await setup();
+  const p = pipelineOf(ws, [instance('data', 'gsm8k', { path: 'nowhere/gsm8k', val_fraction: 0.1, seed: 42 } as never)]);
+  const keys = await computeKeys(p, STAGE_KINDS, hasher);
+  const error = (keys.get('data') as { error: string }).error.split('\n');
+  assert.equal(error.slice(0, 2), [
+    'file nowhere/gsm8k missing',
+    `GSM8K not found: train.jsonl and test.jsonl missing in nowhere/gsm8k (${path.join(ws, 'nowhere/gsm8k')}).`,
+  ]);
+});
+
 test('two stages writing the same workspace path cannot run', async () => {
   const { ws, hasher } = await setup();
   const p = pipelineOf(ws, [
