@@ -274,6 +274,8 @@ export class ArtifactStore {
         await lock.release();
         return 'cached';
       }
+      // Holding the key's lock, any other temp folder of this key belongs to a run that died: clear it.
+      await this.removeTempsOf(key);
       const entryTmp = path.join(this.root, 'tmp', `${key}.${process.pid}.${lock.owner.nonce}`);
       await fsp.mkdir(path.join(entryTmp, ARTIFACTS), { recursive: true });
       await fsp.writeFile(path.join(entryTmp, LOG), '', { flag: 'wx' });
@@ -284,6 +286,12 @@ export class ArtifactStore {
       await lock.release();
       throw error;
     }
+  }
+
+  private async removeTempsOf(key: string): Promise<void> {
+    const tmp = path.join(this.root, 'tmp');
+    const mine = readdirOrEmpty(tmp).filter((name) => name.startsWith(`${key}.`));
+    await Promise.all(mine.map((name) => fsp.rm(path.join(tmp, name), { recursive: true, force: true })));
   }
 
   /** Keys of all committed entries, sorted. */

@@ -1,6 +1,6 @@
 // The Executed phase: runs stale stages in dependency order under CPU/GPU slots, commits results, restores hits.
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { copyFile, readdir, rm } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileMissingError } from '../cache/file-hash.ts';
@@ -180,17 +180,6 @@ async function runInWorker(req: RunRequest, log: StageLog, onProgress: (p: Progr
   throw new Error(`worker process died (${how})${oom}`);
 }
 
-/**
- * While we hold a key's lock no live process can own another temp entry of that key: any other is what a killed
- * run left behind. Removing it here keeps `verify` clean after a rerun (the store's gc would only get to it later).
- */
-async function removeDeadTemps(root: string, key: string, ourOutDir: string): Promise<void> {
-  const tmp = path.join(root, 'tmp');
-  const ours = path.basename(path.dirname(ourOutDir));
-  const names = await readdir(tmp).catch(() => [] as string[]);
-  await Promise.all(names.filter((n) => n.startsWith(`${key}.`) && n !== ours).map((n) => rm(path.join(tmp, n), { recursive: true, force: true })));
-}
-
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -333,7 +322,6 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       if (entry === 'cached') {
         recordHit(s, key, await restore(s, key), 'computed by another run');
       } else {
-        await removeDeadTemps(o.store.root, key, entry.outDir);
         await compute(s, entry, ctl);
       }
     } catch (e) {
