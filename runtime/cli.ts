@@ -138,6 +138,12 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
   const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n));
   if (table.rows.length > MAX_RUN_TABLE_ROWS) write(io.stdout, `${table.rows.length} result rows: see \`pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}\``);
   else if (table.rows.length > 0) write(io.stdout, `\n${renderTable(table, 'text')}`);
+  for (const o of r.outcomes) {
+    const stage = s.pipeline.stages.find((x) => x.name === o.name);
+    const files = stage ? s.kinds[stage.kind]?.highlights ?? [] : [];
+    if (o.key === undefined || (o.status !== 'ran' && o.status !== 'cached')) continue;
+    for (const f of files) write(io.stdout, `${o.name}: ${path.relative(process.cwd(), path.join(s.store.artifactsDir(o.key), f))}`);
+  }
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -187,12 +193,13 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   show: {
-    usage: 'show FILE [--stage NAME] [--json|--csv|--md] [--cache-dir D]',
+    usage: 'show FILE [--stage NAME] [--all] [--json|--csv|--md] [--cache-dir D]',
     summary: 'the metrics of every computed variant as a table',
-    options: { ...CACHE_DIR, stage: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' }, md: { type: 'boolean' } },
+    options: { ...CACHE_DIR, stage: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, csv: { type: 'boolean' }, md: { type: 'boolean' } },
     help: [
       'One row per computed stage instance with scalar metrics; columns: stage, loop variables, metrics.',
       '  --stage NAME    only this stage (declared name, or one generated name)',
+      '  --all           also the stages outside `for each` loops (by default only variants are shown)',
       '  --json | --csv | --md   other formats than the aligned text table',
       CACHE_HELP,
     ].join('\n'),
@@ -210,7 +217,7 @@ const COMMANDS: Record<string, Command> = {
         const k = s.keys.get(name);
         return isKeyed(k) ? s.manifests.get(k.key)?.metrics : undefined;
       };
-      const { table, notComputed } = buildResultTable(s.pipeline, metricsOf, stage);
+      const { table, notComputed } = buildResultTable(s.pipeline, metricsOf, stage, values.all === true);
       const format: TableFormat = formats[0] ?? 'text';
       if (table.rows.length > 0 || format === 'json') write(io.stdout, renderTable(table, format));
       else write(io.stderr, 'no results yet');

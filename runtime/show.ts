@@ -1,4 +1,4 @@
-// The results table of `show`: one row per computed stage instance, loop variables then scalar metrics.
+// The results tables of `show`: one row per computed variant, loop variables then scalar metrics, one table per declared stage.
 import { formatNumber } from './format.ts';
 import type { JsonValue } from './json.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -32,17 +32,20 @@ function union(into: string[], names: Iterable<string>): void {
 
 /**
  * Rows in pipeline order for the stages that have scalar metrics; `metricsOf` returns undefined for a stage
- * that is not computed. `stage` keeps the instances of one declared stage (or one generated name).
+ * that is not computed. `stage` keeps the instances of one declared stage (or one generated name); without it
+ * only the variants of `for each` stages count, unless `includeShared` asks for the stages outside loops too.
  */
 export function buildResultTable(
   pipeline: Pipeline,
   metricsOf: (name: string) => Record<string, JsonValue> | undefined,
   stage?: string,
+  includeShared = false,
 ): { table: ResultTable; notComputed: string[] } {
   const table: ResultTable = { variables: [], metrics: [], rows: [] };
   const notComputed: string[] = [];
   for (const s of pipeline.stages) {
     if (stage !== undefined && s.declaredName !== stage && s.name !== stage) continue;
+    if (stage === undefined && !includeShared && Object.keys(s.variant).length === 0) continue;
     const all = metricsOf(s.name);
     if (all === undefined) {
       notComputed.push(s.name);
@@ -79,10 +82,28 @@ function csvField(text: string): string {
   return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
+/** The rows of one declared stage with only the columns they use, so each stage reads as its own table. */
+function byStage(t: ResultTable): ResultTable[] {
+  const groups = new Map<string, ResultRow[]>();
+  for (const r of t.rows) groups.set(r.stage, [...(groups.get(r.stage) ?? []), r]);
+  return [...groups.values()].map((rows) => {
+    const group: ResultTable = { variables: [], metrics: [], rows };
+    for (const r of rows) {
+      union(group.variables, Object.keys(r.variant));
+      union(group.metrics, Object.keys(r.metrics));
+    }
+    return group;
+  });
+}
+
+/** JSON and CSV keep one flat table for scripts; text and Markdown print one table per declared stage. */
 export function renderTable(t: ResultTable, format: TableFormat): string {
   if (format === 'json') return `${JSON.stringify(t.rows, null, 2)}\n`;
   if (format === 'csv') return cells(t, true).map((row) => row.map(csvField).join(',')).join('\n') + '\n';
-  const grid = cells(t, false);
+  return byStage(t).map((group) => renderGrid(cells(group, false), format)).join('\n');
+}
+
+function renderGrid(grid: string[][], format: 'text' | 'md'): string {
   if (format === 'md') {
     const line = (row: string[]) => `| ${row.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
     return [line(grid[0]!), line(grid[0]!.map(() => '---')), ...grid.slice(1).map(line)].join('\n') + '\n';

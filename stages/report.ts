@@ -157,6 +157,7 @@ export const REPORT: StageKind<ReportParams> = {
     },
     additionalProperties: false,
   },
+  highlights: ['report.html', 'report.md'],
   inputs: {
     runs: { description: 'The evaluate stages of the variants, e.g. `eval[*]`.', many: true },
     baselines: { description: 'Evaluate stages of models without pauses, listed after the variants.', many: true, optional: true },

@@ -62,6 +62,11 @@ test('a short real GSM8K run goes through evaluate and report, and a second run 
   const second = await cli(['run', file, '--json'], ws);
   assert.is(second.exitCode, 0, second.stderr);
   assert.equal((JSON.parse(second.stdout) as RunJson).counts, { ran: 0, cached: 10, failed: 0, skipped: 0, aborted: 0 });
+
+  const plain = await cli(['run', file], ws);
+  assert.match(plain.stdout, /^ran 0, cached 10 in /m);
+  assert.match(plain.stdout, /^table: \.pausepipe\/objects\/[0-9a-f]{2}\/[0-9a-f]{64}\/artifacts\/report\.html$/m);
+  assert.match(plain.stdout, /^stage +head +accuracy +accuracy_std +n +eval_loss/m);
 });
 
 test.run();

@@ -156,6 +156,31 @@ test('show prints one row per variant: loop variables, then metrics', async () =
   assert.is((await pp('show', file, '--stage', 'nope')).code, 1);
 });
 
+test('show prints one table per loop stage with its own columns; --all adds the shared stages', async () => {
+  const { file } = await workspace(`
+stage base = sh { command: "echo '{\\"rows\\": 3}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+for each lr in [1, 2] {
+  stage fit = sh(base: base) { command: "echo '{\\"loss\\": \${lr / 4}}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+  stage score = sh(model: fit) { command: "echo '{\\"acc\\": \${lr / 10}}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+}
+`);
+  await runJson(file);
+  assert.is((await pp('show', file)).out, [
+    'stage  lr  loss',
+    '-----  --  ----',
+    'fit    1   0.25',
+    'fit    2   0.5',
+    '',
+    'stage  lr  acc',
+    '-----  --  ---',
+    'score  1   0.1',
+    'score  2   0.2',
+    '',
+  ].join('\n'));
+  assert.is((await pp('show', file, '--all', '--md')).out.split('\n').slice(0, 4).join('\n'), '| stage | rows |\n| --- | --- |\n| base | 3 |\n');
+  assert.is((await pp('show', file, '--csv')).out.split('\n')[0], 'stage,lr,loss,acc');
+});
+
 test('dag --format mermaid prints the graph with input names on the edges', async () => {
   const { file } = await workspace(`
 stage prep = sh { command: ["true"] }
