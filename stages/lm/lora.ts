@@ -68,9 +68,12 @@ export function applyLora(model: CausalLM, opts: LoraOptions = {}, log: (line: s
   if (!(alpha > 0)) throw new Error(`applyLora: alpha must be > 0, got ${alpha}`);
   if (!(dropout >= 0 && dropout < 1)) throw new Error(`applyLora: dropout must be in [0, 1), got ${dropout}`);
   const targetModules = [...(opts.targetModules ?? DEFAULT_LORA.targetModules)];
+  const modules = targetModuleNames(model, targetModules);
+  // Checked before any tensor exists, so a refused call leaves nothing behind.
+  for (const name of opts.modulesToSave ?? []) if (!model.weights.has(name)) throw new Error(`LoRA modules_to_save: the model has no weight '${name}'`);
   const rng = new SeededRandom(opts.seed ?? 0);
   const adapters = new Map<string, { a: tf.Variable; b: tf.Variable }>();
-  for (const module of targetModuleNames(model, targetModules)) {
+  for (const module of modules) {
     const [out, inDim] = model.weights.get(`${module}.weight`)!.shape as [number, number];
     const bound = 1 / Math.sqrt(inDim);
     adapters.set(module, {
@@ -91,9 +94,7 @@ function attach(model: CausalLM, o: { rank: number; alpha: number; dropout: numb
   const saved = new Map<string, tf.Variable>();
   const modules = new Set<string>();
   for (const name of o.modulesToSave) {
-    const w = model.weights.get(name);
-    if (!w) throw new Error(`LoRA modules_to_save: the model has no weight '${name}'`);
-    saved.set(name, tf.variable(w, true));
+    saved.set(name, tf.variable(model.weights.get(name)!, true));
     modules.add(moduleOf(name));
   }
   const setup: LoraSetup = {
@@ -206,31 +207,42 @@ export async function loadLoraAdapter(model: CausalLM, dir: string, log: (line: 
   if (!Array.isArray(targets)) throw new Error(`${cfgFile}: target_modules must be a list of module names`);
   const { tensors } = await readSafetensors(path.join(dir, ADAPTER_WEIGHTS));
   const weightFile = path.join(dir, ADAPTER_WEIGHTS);
+  const made: tf.Variable[] = [];
   const take = (name: string, shape: number[]): tf.Variable => {
     const t = tensors.get(name);
     if (!t) throw new Error(`${weightFile}: missing tensor ${name}`);
     if (t.shape.join() !== shape.join()) throw new Error(`${weightFile}: ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
     tensors.delete(name);
-    return ownedVariable(tf.tensor(t.data, t.shape, 'float32'));
+    const v = ownedVariable(tf.tensor(t.data, t.shape, 'float32'));
+    made.push(v);
+    return v;
   };
-  const adapters = new Map<string, { a: tf.Variable; b: tf.Variable }>();
-  for (const module of targetModuleNames(model, targets as string[])) {
-    const [out, inDim] = model.weights.get(`${module}.weight`)!.shape as [number, number];
-    adapters.set(module, { a: take(`${PEFT_PREFIX}${module}.lora_A.weight`, [rank, inDim]), b: take(`${PEFT_PREFIX}${module}.lora_B.weight`, [out, rank]) });
-  }
+  const modules = targetModuleNames(model, targets as string[]);
   // modules_to_save entries name modules by suffix (PEFT matches `key.endswith(name)`): pick the model's weights under them.
   const savedNames = ((cfg.modules_to_save as string[] | null) ?? []).flatMap((m) => {
     const hits = [...model.weights.keys()].filter((w) => moduleOf(w) === m || moduleOf(w).endsWith(`.${m}`));
     if (hits.length === 0) throw new Error(`${cfgFile}: modules_to_save entry '${m}' matches no module of the model`);
     return hits;
   });
+  const adapters = new Map<string, { a: tf.Variable; b: tf.Variable }>();
+  const saved = new Map<string, tf.Variable>();
+  try {
+    for (const module of modules) {
+      const [out, inDim] = model.weights.get(`${module}.weight`)!.shape as [number, number];
+      adapters.set(module, { a: take(`${PEFT_PREFIX}${module}.lora_A.weight`, [rank, inDim]), b: take(`${PEFT_PREFIX}${module}.lora_B.weight`, [out, rank]) });
+    }
+    for (const name of savedNames) saved.set(name, take(PEFT_PREFIX + name, [...model.weights.get(name)!.shape]));
+    if (tensors.size > 0) throw new Error(`${weightFile}: tensors not used by the adapter config: ${[...tensors.keys()].slice(0, 5).join(', ')}`);
+  } catch (err) {
+    // A refused adapter leaves the model as it was and frees what was read.
+    tf.dispose(made);
+    throw err;
+  }
   const setup = attach(model, { rank, alpha, dropout: (cfg.lora_dropout as number) ?? 0, targetModules: targets as string[], modulesToSave: [], seed: 0 }, adapters);
-  for (const name of savedNames) {
-    const v = take(PEFT_PREFIX + name, [...model.weights.get(name)!.shape]);
+  for (const [name, v] of saved) {
     setup.saved.set(name, v);
     if (!setup.modulesToSave.includes(moduleOf(name))) setup.modulesToSave.push(moduleOf(name));
   }
-  if (tensors.size > 0) throw new Error(`${weightFile}: tensors not used by the adapter config: ${[...tensors.keys()].slice(0, 5).join(', ')}`);
   log(`LoRA adapter loaded from ${dir}: r=${rank} alpha=${alpha} on ${(targets as string[]).join(', ')} (${adapters.size} modules)`);
   return setup;
 }

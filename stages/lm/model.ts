@@ -60,27 +60,66 @@ export function ownedVariable(t: tf.Tensor): tf.Variable {
   return v;
 }
 
-function toVariable(t: HostTensor | tf.Tensor): tf.Variable {
-  if (t instanceof tf.Tensor) return tf.variable(t, true);
-  return ownedVariable(tf.tensor(t.data, t.shape, t.dtype));
+/**
+ * Copies a weight map into tf.Variables, checking names and shapes against what `expected` lists. tf.Tensor values
+ * are taken over: each is disposed once its variable holds the data, and on an error too, so a failed load frees
+ * everything it was given and made.
+ */
+export function weightVariables(source: Map<string, HostTensor | tf.Tensor>, expected: [string, number[]][], where: string): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  try {
+    const missing = expected.filter(([n]) => !source.has(n)).map(([n]) => n);
+    if (missing.length > 0) throw new Error(`${where}: missing weights ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
+    const known = new Set(expected.map(([n]) => n));
+    const extra = [...source.keys()].filter((n) => !known.has(n));
+    if (extra.length > 0) throw new Error(`${where}: unexpected weights ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`);
+    for (const [name, shape] of expected) {
+      const t = source.get(name)!;
+      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        throw new Error(`${where}: weight ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+      }
+      out.set(name, ownedVariable(t instanceof tf.Tensor ? t : tf.tensor(t.data, t.shape, t.dtype)));
+    }
+    return out;
+  } catch (err) {
+    for (const v of out.values()) v.dispose();
+    throw err;
+  } finally {
+    for (const t of source.values()) if (t instanceof tf.Tensor) t.dispose();
+  }
 }
 
-/** Copies a weight map into tf.Variables, checking names and shapes against what `expected` lists. */
-export function weightVariables(source: Map<string, HostTensor | tf.Tensor>, expected: [string, number[]][], where: string): Map<string, tf.Variable> {
-  const missing = expected.filter(([n]) => !source.has(n)).map(([n]) => n);
-  if (missing.length > 0) throw new Error(`${where}: missing weights ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
-  const known = new Set(expected.map(([n]) => n));
-  const extra = [...source.keys()].filter((n) => !known.has(n));
-  if (extra.length > 0) throw new Error(`${where}: unexpected weights ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`);
-  const out = new Map<string, tf.Variable>();
-  for (const [name, shape] of expected) {
-    const t = source.get(name)!;
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`${where}: weight ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+/**
+ * Materialised transposes Wᵀ of the weights the forward pass multiplies by, kept between calls so a decode step
+ * neither transposes nor (on wasm) repacks a weight. An entry is valid while its variable holds the same data:
+ * `assign` (optimizer steps, LoRA merges, checkpoint restores) gives a variable new data, which rebuilds the entry
+ * on next use, so nothing that changes weights needs to know about this cache.
+ */
+export class TransposeCache {
+  private readonly entries = new Map<tf.Variable, { data: object; transposed: tf.Tensor2D }>();
+
+  /** Wᵀ [in, out] of `w` [out, in]. The tensor belongs to the cache: valid until `w` changes or the cache is cleared. */
+  get(w: tf.Variable): tf.Tensor2D {
+    const entry = this.entries.get(w);
+    if (entry && entry.data === w.dataId) return entry.transposed;
+    entry?.transposed.dispose();
+    // Weights disposed since (merged LoRA adapters, dropped modules_to_save copies) take their entries with them.
+    for (const [v, e] of this.entries) {
+      if (!v.isDisposed) continue;
+      e.transposed.dispose();
+      this.entries.delete(v);
     }
-    out.set(name, toVariable(t));
+    // Kept: the caller is usually inside a tidy (forward pass, gradient tape) that must not free it.
+    const transposed = tf.keep(ops.transposeWeight(w));
+    this.entries.set(w, { data: w.dataId, transposed });
+    return transposed;
   }
-  return out;
+
+  /** Frees every entry (the weights themselves are untouched). */
+  clear(): void {
+    for (const { transposed } of this.entries.values()) transposed.dispose();
+    this.entries.clear();
+  }
 }
 
 /**
@@ -97,6 +136,8 @@ export class CausalLM implements LanguageModel {
   /** Prefix of the decoder's weight names: '' for a plain model, `language_model.` inside the pause wrapper. */
   readonly prefix: string;
   private rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null;
+  /** Prepared transposes of the weights, reused by every forward pass until a weight changes. */
+  private readonly transposes = new TransposeCache();
 
   constructor(config: LmConfig, weights: Map<string, tf.Variable>, prefix = '') {
     checkConfig(config);
@@ -105,13 +146,18 @@ export class CausalLM implements LanguageModel {
     this.prefix = prefix;
   }
 
-  /** Builds a plain model from host or tf tensors named as in a Hugging Face model.safetensors. */
+  /** Builds a plain model from host or tf tensors named as in a Hugging Face model.safetensors; tf tensors are taken over (disposed). */
   static fromWeights(config: LmConfig, tensors: Map<string, HostTensor | tf.Tensor>): CausalLM {
     const source = new Map(tensors);
+    const drop = (name: string) => {
+      const t = source.get(name);
+      if (t instanceof tf.Tensor) t.dispose();
+      source.delete(name);
+    };
     // Tied checkpoints sometimes store lm_head.weight anyway (a copy of the embedding): drop it.
-    if (config.tieWordEmbeddings) source.delete('lm_head.weight');
+    if (config.tieWordEmbeddings) drop('lm_head.weight');
     // Older checkpoints store RoPE's inverse frequencies as a buffer; they are recomputed from the config.
-    for (const name of source.keys()) if (name.endsWith('.rotary_emb.inv_freq')) source.delete(name);
+    for (const name of [...source.keys()]) if (name.endsWith('.rotary_emb.inv_freq')) drop(name);
     return new CausalLM(config, weightVariables(source, weightShapes(config), 'model weights'));
   }
 
@@ -133,13 +179,13 @@ export class CausalLM implements LanguageModel {
   }
 
   /** Input embedding table [V(+1), H]. */
-  protected embedTable(): tf.Tensor2D {
-    return this.dw('model.embed_tokens.weight') as tf.Tensor2D;
+  protected embedTable(): tf.Variable {
+    return this.dw('model.embed_tokens.weight');
   }
 
   /** Output head [V(+1), H]; the embedding table when tied. */
-  protected headWeight(): tf.Tensor2D {
-    return this.config.tieWordEmbeddings ? this.embedTable() : (this.dw('lm_head.weight') as tf.Tensor2D);
+  protected headWeight(): tf.Variable {
+    return this.config.tieWordEmbeddings ? this.embedTable() : this.dw('lm_head.weight');
   }
 
   /** Weight names the output head is stored under (the embedding when tied). */
@@ -147,15 +193,20 @@ export class CausalLM implements LanguageModel {
     return this.prefix + (this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
   }
 
+  /** x·Wᵀ (+ b) through the prepared transpose of `weight` [out, in]; x [..., in] → [..., out]. */
+  protected linear(x: tf.Tensor, weight: tf.Variable, bias?: tf.Tensor): tf.Tensor {
+    return ops.linear(x, weight, bias, this.transposes.get(weight));
+  }
+
   /** A linear module of the decoder, with its LoRA adapter when one is attached. */
   protected proj(x: tf.Tensor, module: string, training: boolean): tf.Tensor {
     const name = this.prefix + module;
-    const y = ops.linear(x, this.param(`${name}.weight`));
+    const y = this.linear(x, this.param(`${name}.weight`));
     const adapter = this.lora?.adapters.get(name);
     if (!adapter || !this.lora) return y;
     let input = x;
     if (training && this.lora.dropout > 0) input = tf.dropout(x, this.lora.dropout, undefined, this.lora.dropoutSeed++);
-    const delta = ops.linear(ops.linear(input, adapter.a), adapter.b);
+    const delta = this.linear(this.linear(input, adapter.a), adapter.b);
     return tf.add(y, tf.mul(delta, this.lora.scaling));
   }
 
@@ -223,7 +274,7 @@ export class CausalLM implements LanguageModel {
 
   /** LM logits [..., V] of hidden states. */
   logitsOf(hidden: tf.Tensor): tf.Tensor {
-    return ops.linear(hidden, this.headWeight());
+    return this.linear(hidden, this.headWeight());
   }
 
   /** Logits [B, T, V] of a full forward pass (no cache); the mask defaults to all ones. */
@@ -290,6 +341,7 @@ export class CausalLM implements LanguageModel {
     this.rope?.cos.dispose();
     this.rope?.sin.dispose();
     this.rope = null;
+    this.transposes.clear();
   }
 }
 

@@ -136,29 +136,30 @@ export function splitFlat(x: tf.Tensor, sizes: number[]): tf.Tensor1D[] {
   });
 }
 
-const linear2 = customOp(([x, w], save) => {
-  // x [N, in], w [out, in]
-  save([x, w]);
-  return {
-    value: tf.tidy(() => tf.matMul(x as tf.Tensor2D, t2(w))), // [N, out]
-    gradFunc: (dy, [xs, ws]) => [
-      tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dx [N, in]
-      tf.tidy(() => weightGrad(dy, xs)), // dW [out, in]
-    ],
-  };
-});
-
-const linear2Bias = customOp(([x, w, b], save) => {
-  save([x, w]);
-  return {
-    value: tf.tidy(() => tf.add(tf.matMul(x as tf.Tensor2D, t2(w)), b)),
-    gradFunc: (dy, [xs, ws]) => [
-      tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D),
-      tf.tidy(() => weightGrad(dy, xs)),
-      columnSums(dy),
-    ],
-  };
-});
+/**
+ * x [N, in] · Wᵀ (+ b) for w [out, in]. The forward multiplies by `wT` [in, out] when the caller holds a prepared
+ * transpose (model.ts keeps one per weight), which also lets the wasm backend reuse the weights it packed for that
+ * tensor; without one it transposes W on every call. `wT` is closed over, not an input: gradients go to w only.
+ */
+function linear2(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | undefined, wT: tf.Tensor | undefined): tf.Tensor {
+  const op = customOp(([xi, wi, bi], save) => {
+    save([xi!, wi!]);
+    return {
+      value: tf.tidy(() => {
+        const y = tf.matMul(xi as tf.Tensor2D, (wT ?? t2(wi!)) as tf.Tensor2D); // [N, out]
+        return bi ? tf.add(y, bi) : y;
+      }),
+      gradFunc: (dy, [xs, ws]) => {
+        const grads = [
+          tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dx [N, in]
+          tf.tidy(() => weightGrad(dy, xs!)), // dW [out, in]
+        ];
+        return bi ? [...grads, columnSums(dy)] : grads;
+      },
+    };
+  });
+  return b ? op(x, w, b) : op(x, w);
+}
 
 /** dW = dyᵀ·x [out, in] for dy [N, out], x [N, in], transposing whichever activation is narrower. */
 function weightGrad(dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
@@ -166,8 +167,17 @@ function weightGrad(dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
   return t2(tf.matMul(t2(x), dy as tf.Tensor2D));
 }
 
-/** y = x·Wᵀ + b with weight in Hugging Face layout [out, in]; x [..., in] → [..., out]. */
-export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+/** Wᵀ [in, out] of a weight [out, in], materialised (on host backends by a JS copy): what `linear` can reuse as `weightT`. */
+export function transposeWeight(weight: tf.Tensor): tf.Tensor2D {
+  if (weight.rank !== 2) throw new Error(`transposeWeight: weight ${shapeText(weight)} must be [out, in]`);
+  return t2(weight);
+}
+
+/**
+ * y = x·Wᵀ + b with weight in Hugging Face layout [out, in]; x [..., in] → [..., out]. `weightT`, when given, must
+ * hold transposeWeight(weight)'s values: the forward pass then skips the transpose (decoding reuses it every step).
+ */
+export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor, weightT?: tf.Tensor): tf.Tensor {
   const inDim = lastDim(x);
   if (weight.rank !== 2 || weight.shape[1] !== inDim) {
     throw new Error(`linear: weight ${shapeText(weight)} does not fit input [..., ${inDim}] (expected [out, ${inDim}])`);
@@ -176,7 +186,10 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Te
   if (bias && (bias.rank !== 1 || bias.shape[0] !== outDim)) throw new Error(`linear: bias ${shapeText(bias)} must be [${outDim}]`);
   return tf.tidy(() => {
     const x2 = tf.reshape(x, [-1, inDim]);
-    const y = bias ? linear2Bias(x2, weight, bias) : linear2(x2, weight);
+    if (weightT && (weightT.rank !== 2 || weightT.shape[0] !== inDim || weightT.shape[1] !== outDim)) {
+      throw new Error(`linear: transposed weight ${shapeText(weightT)} must be [${inDim}, ${outDim}]`);
+    }
+    const y = linear2(x2, weight, bias, weightT);
     return tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
   });
 }

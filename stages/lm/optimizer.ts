@@ -1,6 +1,7 @@
 // AdamW as torch.optim.AdamW, with torch's clip_grad_norm_ fused into the step, over one flat buffer of all trainable weights.
 import * as tf from '@tensorflow/tfjs-core';
 import { readTensor } from './backend.ts';
+import { splitFlat } from './ops.ts';
 
 export interface AdamWOptions {
   /** Exponential decay of the first moment (torch default 0.9). */
@@ -22,9 +23,6 @@ export interface AdamWState {
   expAvg: Map<string, Float32Array>;
   expAvgSq: Map<string, Float32Array>;
 }
-
-/** Backends whose tensors live in host memory, where a synchronous read is a plain copy (never on WebGPU). */
-const HOST_MEMORY_BACKENDS = new Set(['wasm', 'cpu']);
 
 interface Slot {
   name: string;
@@ -120,14 +118,11 @@ export class AdamW {
   private scatter(flat: tf.Tensor): void {
     if (this.slots.length === 1) {
       this.slots[0]!.variable.assign(tf.reshape(flat, this.slots[0]!.variable.shape));
-    } else if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) {
-      // The wasm Slice kernel costs ~80 ns per element (tf.split of 1M weights: ~130 ms); a host copy costs ~8 ms.
-      const data = flat.dataSync() as Float32Array;
-      for (const s of this.slots) s.variable.assign(tf.tensor(data.subarray(s.offset, s.offset + s.size), s.variable.shape, 'float32'));
-    } else {
-      const pieces = tf.split(flat, this.slots.map((s) => s.size));
-      this.slots.forEach((s, i) => s.variable.assign(tf.reshape(pieces[i]!, s.variable.shape)));
+      return;
     }
+    // splitFlat copies on the host where tensors live there: the wasm Slice kernel costs ~80 ns per element.
+    const pieces = splitFlat(flat, this.slots.map((s) => s.size));
+    this.slots.forEach((s, i) => s.variable.assign(tf.reshape(pieces[i]!, s.variable.shape)));
   }
 
   /** The moments and step count on the host, by saved name. */

@@ -79,8 +79,8 @@ export class PauseLM extends CausalLM {
     return tf.add(tf.mul(original, tf.sub(1, isPause)), tf.mul(isPause, pauseRow)) as tf.Tensor3D;
   }
 
-  protected override headWeight(): tf.Tensor2D {
-    return this.param(PAUSE_NAMES.lmHead) as tf.Tensor2D; // [V+1, H]
+  protected override headWeight(): tf.Variable {
+    return this.param(PAUSE_NAMES.lmHead); // [V+1, H]
   }
 
   override headName(): string {
@@ -90,14 +90,14 @@ export class PauseLM extends CausalLM {
   /** LM logits over the V real tokens [..., V] (the pause column dropped, which is what masking it to -max means). */
   private lmLogitsV(hidden: tf.Tensor): tf.Tensor {
     const V = this.config.vocabSize;
-    const full = ops.linear(hidden, this.headWeight()); // [..., V+1]
+    const full = this.linear(hidden, this.headWeight()); // [..., V+1]
     const begin = full.shape.map(() => 0);
     const size = full.shape.map((d, i) => (i === full.rank - 1 ? V : d));
     return tf.slice(full, begin, size);
   }
 
   private ctrlLogitsOf(hidden: tf.Tensor): tf.Tensor {
-    return ops.linear(detach(hidden), this.param(PAUSE_NAMES.ctrlWeight), this.param(PAUSE_NAMES.ctrlBias)); // [..., 2]
+    return this.linear(detach(hidden), this.param(PAUSE_NAMES.ctrlWeight), this.param(PAUSE_NAMES.ctrlBias)); // [..., 2]
   }
 
   /** LM logits [..., V+1] with the pause column at float32's minimum, as the reference returns them. */
@@ -208,8 +208,8 @@ export function addPauseToken(model: CausalLM, seed: number, opts: PauseSurgeryO
   tensors.set(PAUSE_NAMES.ctrlWeight, { dtype: 'float32', shape: [2, H], data: rng.uniformArray(2 * H, -bound, bound) });
   tensors.set(PAUSE_NAMES.ctrlBias, { dtype: 'float32', shape: [2], data: rng.uniformArray(2, -bound, bound) });
   const config: LmConfig = { ...cfg, tieWordEmbeddings: false, pause: { tokenId: V, token: opts.token ?? DEFAULT_PAUSE_TOKEN } };
+  // Takes the cloned tensors over (and frees them).
   const wrapped = PauseLM.fromPauseWeights(config, tensors);
-  for (const t of tensors.values()) if (t instanceof tf.Tensor) t.dispose();
   (opts.log ?? console.log)(
     `pause surgery: token ${config.pause!.token} = id ${V}; embedding ${V}×${H} + new row (std ${Math.sqrt(unbiasedVariance(newRow)).toFixed(4)}); ` +
       `lm_head ${V}×${H} → ${V + 1}×${H}${cfg.tieWordEmbeddings ? ' (tie broken)' : ''}; pause head ctrl_tok_clf 2×${H} + bias`,

@@ -119,4 +119,51 @@ test('adapter_config.json lists what was trained, and unsupported adapters are c
   }
 });
 
+test('applying, using, merging and disposing LoRA returns the live tensors to where they were', async () => {
+  if (!FIXTURES_PRESENT) return;
+  // Built and freed once first: ops.ts keeps a RoPE rotation pair per head size for the whole process.
+  const warm = await fixtureModel('mistral-tiny');
+  logits(warm);
+  warm.dispose();
+  const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
+  const batch = { inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids };
+  const before = tf.memory().numTensors;
+  for (const merge of [false, true]) {
+    const model = await fixtureModel('mistral-tiny');
+    applyLora(model, { rank: 4, modulesToSave: ['lm_head.weight'] }, quiet);
+    const { value, grads } = tf.variableGrads(() => model.lossParts(batch, { training: true }).loss, [...model.trainableVariables().values()]);
+    tf.dispose([value, ...Object.values(grads)]);
+    logits(model);
+    if (merge) {
+      mergeLora(model, quiet);
+      logits(model);
+    }
+    model.dispose();
+    assert.is(tf.memory().numTensors, before, merge ? 'merged' : 'unmerged');
+  }
+  tf.dispose([ids, batch.attentionMask]);
+});
+
+test('a refused adapter leaves the model as it was and no tensors behind', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const model = await fixtureModel('mistral-tiny');
+  try {
+    const before = tf.memory().numTensors;
+    assert.throws(() => applyLora(model, { modulesToSave: ['lm_head.weight', 'model.nope.weight'] }, quiet), /LoRA modules_to_save: the model has no weight 'model.nope.weight'/);
+    assert.is(model.lora, null);
+    assert.is(tf.memory().numTensors, before);
+    // An adapter config naming k_proj too: the file has q_proj and v_proj tensors, so reading stops part way.
+    const dir = path.join(tmp, 'missing-k');
+    await mkdir(dir, { recursive: true });
+    const peft = await readJson(path.join(ADAPTER_DIR, 'adapter_config.json'));
+    await writeFile(path.join(dir, 'adapter_config.json'), JSON.stringify({ ...peft, target_modules: ['q_proj', 'k_proj', 'v_proj'] }));
+    await writeFile(path.join(dir, 'adapter_model.safetensors'), await readFile(path.join(ADAPTER_DIR, 'adapter_model.safetensors')));
+    await rejectsWith(() => loadLoraAdapter(model, dir, quiet), /missing tensor base_model\.model\.model\.layers\.0\.self_attn\.k_proj\.lora_A\.weight/);
+    assert.is(model.lora, null);
+    assert.is(tf.memory().numTensors, before);
+  } finally {
+    model.dispose();
+  }
+});
+
 test.run();

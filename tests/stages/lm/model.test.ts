@@ -10,6 +10,7 @@ import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import {
   expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, largestIndices, greedyFull, maxDiff, noteSkip, readJson, relDiff, toTf,
 } from '../../helpers/hf-fixtures.ts';
+import { loadModel } from '../../../stages/lm/model-io.ts';
 
 for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
   const test = suite(`model: ${fixture} parity with transformers`);
@@ -150,13 +151,14 @@ grads.before(async () => {
   await initBackend('wasm');
 });
 
+const TINY: LmConfig = {
+  modelType: 'llama', vocabSize: 24, hiddenSize: 16, intermediateSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 4,
+  ropeTheta: 10000, rmsNormEps: 1e-6, tieWordEmbeddings: false, maxPositionEmbeddings: 32, initializerRange: 0.4, bosId: 1, eosId: 2, padId: 0,
+};
+
 /** A tiny random model with large enough weights that every gradient is visible in float32. */
 function tinyModel(): CausalLM {
-  const cfg: LmConfig = {
-    modelType: 'llama', vocabSize: 24, hiddenSize: 16, intermediateSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 4,
-    ropeTheta: 10000, rmsNormEps: 1e-6, tieWordEmbeddings: false, maxPositionEmbeddings: 32, initializerRange: 0.4, bosId: 1, eosId: 2, padId: 0,
-  };
-  return createModel(cfg, 3);
+  return createModel(TINY, 3);
 }
 
 grads('the loss gradient matches central finite differences (right padding and ignored labels included)', () => {
@@ -206,3 +208,82 @@ grads('decodeStep checks the mask against the cache and leaves no tensors behind
 });
 
 grads.run();
+
+const own = suite('model: tensor ownership');
+
+own.before(async () => {
+  await initBackend('wasm');
+  // ops.ts keeps one RoPE rotation matrix pair per head size for the whole process: build it before counting.
+  const warm = tinyModel();
+  tf.tidy(() => void warm.forward(tf.tensor2d([[1, 2]], [1, 2], 'int32')));
+  warm.dispose();
+});
+
+/** Runs a forward pass and two cached decode steps, freeing their outputs: what fills a model's own caches. */
+function use(model: CausalLM): void {
+  tf.tidy(() => {
+    model.forward(tf.tensor2d([[1, 5, 9]], [1, 3], 'int32'));
+    const first = model.decodeStep(tf.tensor2d([[1, 5]], [1, 2], 'int32'), tf.ones([1, 2], 'int32') as tf.Tensor2D, null);
+    const second = model.decodeStep(tf.tensor2d([[9]], [1, 1], 'int32'), tf.ones([1, 3], 'int32') as tf.Tensor2D, first.cache);
+    second.cache.dispose();
+  });
+}
+
+own('creating, using and disposing a model returns the live tensors to where they were', () => {
+  const before = tf.memory().numTensors;
+  const model = tinyModel();
+  assert.is(tf.memory().numTensors, before + model.weights.size);
+  use(model);
+  model.dispose();
+  assert.is(tf.memory().numTensors, before);
+});
+
+own('fromWeights takes tf tensors over: they are freed with the model, and when the map is refused', () => {
+  const host = initWeights(TINY, 3);
+  const before = tf.memory().numTensors;
+  const given = new Map([...host].map(([name, h]) => [name, tf.tensor(h.data, h.shape)] as [string, tf.Tensor]));
+  const model = CausalLM.fromWeights(TINY, given);
+  assert.ok([...given.values()].every((t) => t.isDisposed));
+  assert.is(tf.memory().numTensors, before + model.weights.size);
+  use(model);
+  model.dispose();
+  assert.is(tf.memory().numTensors, before);
+  const wrong = new Map([...host].map(([name, h]) => [name, name === 'model.norm.weight' ? tf.ones([3]) : tf.tensor(h.data, h.shape)] as [string, tf.Tensor]));
+  assert.throws(() => CausalLM.fromWeights(TINY, wrong), /model weights: weight model.norm.weight has shape \[3\], expected \[16\]/);
+  assert.is(tf.memory().numTensors, before);
+});
+
+own('a model loaded from a folder frees everything on dispose', async () => {
+  if (!FIXTURES_PRESENT) return;
+  const before = tf.memory().numTensors;
+  const model = await loadModel(path.join(FIXTURES, 'mistral-tiny'), { log: () => {} });
+  use(model);
+  model.dispose();
+  assert.is(tf.memory().numTensors, before);
+});
+
+own('forward passes follow weight changes: after assign the model computes what a model built with the new weights does', () => {
+  const model = tinyModel();
+  const ids = tf.tensor2d([[1, 5, 9, 13]], [1, 4], 'int32');
+  const logits = (m: CausalLM) => tf.tidy(() => m.forward(ids).dataSync());
+  const old = logits(model);
+  const live = tf.memory().numTensors;
+  const changed = initWeights(TINY, 3);
+  for (const name of ['model.layers.0.self_attn.q_proj.weight', 'model.layers.1.mlp.up_proj.weight', 'lm_head.weight']) {
+    const w = model.weights.get(name)!;
+    const next = Float32Array.from(w.dataSync(), (x) => x * 1.5);
+    tf.tidy(() => w.assign(tf.tensor(next, w.shape)));
+    changed.set(name, { dtype: 'float32', shape: [...w.shape], data: next });
+  }
+  const now = logits(model);
+  // The prepared transposes were rebuilt in place, not added to.
+  assert.is(tf.memory().numTensors, live);
+  const rebuilt = CausalLM.fromWeights(TINY, changed);
+  assert.equal(now, logits(rebuilt));
+  assert.ok(maxDiff(now, old) > 1e-3, 'the change is visible in the logits');
+  tf.dispose([ids]);
+  model.dispose();
+  rebuilt.dispose();
+});
+
+own.run();

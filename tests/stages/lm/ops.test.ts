@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import {
   applyRope, attention, causalPaddingMask, crossEntropySum, embedding, linear, logSoftmax, MASK_VALUE, OPS_TUNING,
-  rmsNorm, ropeTables, splitFlat, swiglu,
+  rmsNorm, ropeTables, splitFlat, swiglu, transposeWeight,
 } from '../../../stages/lm/ops.ts';
 import { presetConfig } from '../../../stages/lm/config.ts';
 import { createModel } from '../../../stages/lm/model.ts';
@@ -98,6 +98,22 @@ ops('linear gradients match finite differences for x, W and b, narrowing and wid
     expectGrad(`linear+bias (${path})`, (x, w, b) => linear(x, w, b), [x, narrow, b], [0, 1, 2]);
     expectGrad(`linear narrowing (${path})`, (x, w) => linear(x, w), [x, narrow], [0, 1]);
     expectGrad(`linear widening (${path})`, (x, w) => linear(x, w), [x, wide], [0, 1]);
+  });
+});
+
+ops('linear through a prepared transposeWeight computes the same values and gradients, and checks its shape', () => {
+  eachPath([HOST, KERNELS], (path) => {
+    const x = randn([2, 3, 5], 7);
+    const w = randn([4, 5], 8);
+    const b = randn([4], 9);
+    const wT = transposeWeight(w);
+    assert.equal(wT.shape, [5, 4]);
+    expectClose(wT, tf.transpose(w), 0, `transposeWeight (${path})`);
+    expectClose(linear(x, w, b, wT), linear(x, w, b), 0, `with bias (${path})`);
+    expectClose(linear(x, w, undefined, wT), linear(x, w), 0, `without bias (${path})`);
+    // The prepared transpose is not differentiated: the gradient goes to w, as without it.
+    expectGrad(`linear+bias prepared (${path})`, (x, w, b) => linear(x, w, b, transposeWeight(w)), [x, w, b], [0, 1, 2]);
+    assert.throws(() => linear(x, w, b, w), /linear: transposed weight \[4, 5\] must be \[5, 4\]/);
   });
 });
 

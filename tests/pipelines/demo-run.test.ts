@@ -1,0 +1,51 @@
+// pipelines/demo.pipe end to end through the real stage kinds, shrunk to seconds: the wiring a full run relies on.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { JsonValue } from '../../runtime/json.ts';
+import { SILENT_REPORTER } from '../../runtime/progress.ts';
+import { planLoaded, runSession } from '../../runtime/session.ts';
+import { STAGE_KINDS } from '../../stages/index.ts';
+import { loadProjectPipeline } from './pipeline-files.ts';
+
+const test = suite('demo.pipe run');
+
+let cacheDir = '';
+test.before(async () => {
+  cacheDir = await mkdtemp(path.join(os.tmpdir(), 'pausepipe-demo-run-'));
+});
+test.after(async () => {
+  await rm(cacheDir, { recursive: true, force: true });
+});
+
+/** Params that make each kind of the demo take a moment: a handful of rows, two updates, two answers. */
+const SHRINK: Record<string, Record<string, JsonValue>> = {
+  synthetic_math: { train: 16, validation: 4, test: 2 },
+  sft: { batch_size: 4, max_steps: 2, eval_steps: 2, save_steps: 2 },
+  evaluate: { max_new_tokens: 4, batch_size: 2 },
+};
+
+test('the shrunk demo runs every stage and its report has one row per variant and the baseline', async () => {
+  const pipeline = await loadProjectPipeline('demo.pipe');
+  for (const s of pipeline.stages) Object.assign(s.params, SHRINK[s.kind] ?? {});
+  const session = await planLoaded(pipeline, STAGE_KINDS, cacheDir);
+  const result = await runSession(session, { jobs: 2, gpus: 0, keepGoing: false, reporter: SILENT_REPORTER });
+  const failed = result.outcomes.filter((o) => o.status !== 'ran').map((o) => `${o.name}: ${o.status} ${o.error ?? ''}`);
+  assert.equal(failed, []);
+  assert.is(result.counts.ran, pipeline.stages.length);
+  const report = result.outcomes.find((o) => o.name === 'report')!;
+  const rows = (report.metrics!.rows as Record<string, JsonValue>[]).map((r) => [r.label, r.role, r.trainable, r.lora]);
+  assert.equal(rows, [
+    ['pause=embed+head, lora=false', 'run', ['pauseEmbedding', 'pauseHead'], false],
+    ['pause=embed+head, lora=true', 'run', ['pauseEmbedding', 'pauseHead'], true],
+    ['pause=embed, lora=false', 'run', ['pauseEmbedding'], false],
+    ['pause=embed, lora=true', 'run', ['pauseEmbedding'], true],
+    ['pause=head, lora=false', 'run', ['pauseHead'], false],
+    ['pause=head, lora=true', 'run', ['pauseHead'], true],
+    ['baseline=no pauses', 'baseline', [], true],
+  ]);
+});
+
+test.run();

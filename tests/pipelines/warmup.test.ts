@@ -1,0 +1,212 @@
+// pipelines/warmup.pipe: the seed experiment's exact matrix, hyperparameters and wiring, and what each variant trains.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import path from 'node:path';
+import type { JsonValue } from '../../runtime/json.ts';
+import type { Pipeline, StageInstance } from '../../runtime/pipeline.ts';
+import { initBackend } from '../../stages/lm/backend.ts';
+import { configureTraining, trainableSummary, type TrainableGroup } from '../../stages/lm/freeze.ts';
+import type { LoraOptions } from '../../stages/lm/lora.ts';
+import { FIXTURES, fixtureModel, pauseFixtureModel, readJson } from '../helpers/hf-fixtures.ts';
+import { inputsOf, instancesOf, loadProjectPipeline, objectParam, SHARED, SHARED_PRESENT, stageNamed } from './pipeline-files.ts';
+
+const test = suite('warmup.pipe');
+
+let pipeline: Pipeline;
+test.before(async () => {
+  pipeline = await loadProjectPipeline('warmup.pipe');
+});
+
+/** The 18 labels in the order the seed's table lists its factors: pause groups, then LM groups, then LoRA. */
+const LABELS = [
+  'pause=embed+head,lm=none,lora=false',
+  'pause=embed+head,lm=none,lora=true',
+  'pause=embed+head,lm=lm_head,lora=false',
+  'pause=embed+head,lm=lm_head,lora=true',
+  'pause=embed+head,lm=lm_head+embed,lora=false',
+  'pause=embed+head,lm=lm_head+embed,lora=true',
+  'pause=embed,lm=none,lora=false',
+  'pause=embed,lm=none,lora=true',
+  'pause=embed,lm=lm_head,lora=false',
+  'pause=embed,lm=lm_head,lora=true',
+  'pause=embed,lm=lm_head+embed,lora=false',
+  'pause=embed,lm=lm_head+embed,lora=true',
+  'pause=head,lm=none,lora=false',
+  'pause=head,lm=none,lora=true',
+  'pause=head,lm=lm_head,lora=false',
+  'pause=head,lm=lm_head,lora=true',
+  'pause=head,lm=lm_head+embed,lora=false',
+  'pause=head,lm=lm_head+embed,lora=true',
+];
+const SHARED_STAGES = ['gsm8k', 'base', 'step1', 'paused', 'pause_model'];
+const BASELINES = ['baseline[baseline_epochs=1]', 'baseline[baseline_epochs=2]'];
+const LORA = { r: 16, alpha: 32, dropout: 0.05, target_modules: ['q_proj', 'v_proj'], merge: true };
+const NO_GROUPS = { pause_embedding: false, pause_head: false, lm_head: false, lm_embeddings: false, all: false };
+
+test('expands to the shared stages, 18 variants and 2 baselines, each evaluated, and one report', () => {
+  const names = pipeline.stages.map((s) => s.name);
+  assert.equal(instancesOf(pipeline, 'warm').map((s) => s.name), LABELS.map((l) => `warm[${l}]`));
+  assert.equal(instancesOf(pipeline, 'eval').map((s) => s.name), LABELS.map((l) => `eval[${l}]`));
+  assert.equal(instancesOf(pipeline, 'baseline').map((s) => s.name), BASELINES);
+  assert.equal(instancesOf(pipeline, 'eval_baseline').map((s) => s.name), BASELINES.map((b) => `eval_${b}`));
+  assert.equal([...names].sort(), [
+    ...SHARED_STAGES, 'report',
+    ...LABELS.flatMap((l) => [`warm[${l}]`, `eval[${l}]`]),
+    ...BASELINES.flatMap((b) => [b, `eval_${b}`]),
+  ].sort());
+  assert.is(names.length, 6 + 18 * 2 + 2 * 2);
+});
+
+test('the stages are wired as the seed: step 1 on GSM8K, surgery on step 1, variants on the pause data', () => {
+  assert.equal(inputsOf(stageNamed(pipeline, 'step1')), { model: ['base'], data: ['gsm8k'] });
+  assert.equal(inputsOf(stageNamed(pipeline, 'paused')), { data: ['gsm8k'], tokenizer: ['base'] });
+  assert.equal(inputsOf(stageNamed(pipeline, 'pause_model')), { model: ['step1'] });
+  for (const l of LABELS) {
+    assert.equal(inputsOf(stageNamed(pipeline, `warm[${l}]`)), { model: ['pause_model'], data: ['paused'] });
+    assert.equal(inputsOf(stageNamed(pipeline, `eval[${l}]`)), { model: [`warm[${l}]`], data: ['paused'] });
+  }
+  for (const b of BASELINES) {
+    assert.equal(inputsOf(stageNamed(pipeline, b)), { model: ['step1'], data: ['gsm8k'] });
+    assert.equal(inputsOf(stageNamed(pipeline, `eval_${b}`)), { model: [b], data: ['gsm8k'] });
+  }
+  assert.equal(inputsOf(stageNamed(pipeline, 'report')), {
+    runs: LABELS.map((l) => `eval[${l}]`),
+    baselines: BASELINES.map((b) => `eval_${b}`),
+  });
+  assert.is(stageNamed(pipeline, 'report').params.baseline, 'baseline_epochs=1');
+});
+
+test('the defaults point at the shared GSM8K and the tiny fixture checkpoint', () => {
+  assert.equal(stageNamed(pipeline, 'gsm8k').params, {
+    path: '../shared/data/gsm8k', val_fraction: 0.1, seed: 42, limit_train: null, limit_test: null, download: false,
+    download_url: 'https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data',
+  });
+  const base = stageNamed(pipeline, 'base').params;
+  assert.is(base.path, '../shared/fixtures/hf/mistral-tiny');
+  assert.is(base.tokenizer, '../shared/fixtures/hf/tokenizer-sp.json');
+});
+
+/** The TrainingArguments every sft of the seed shares (batch 8, lr 5e-5, linear, no warmup, clip 1.0, seed 42, 600 tokens). */
+function assertSeedArguments(s: StageInstance, epochs: number, evalSteps: number): void {
+  const p = s.params;
+  assert.equal(
+    { batch_size: p.batch_size, grad_accum: p.grad_accum, lr: p.lr, epochs: p.epochs, max_steps: p.max_steps, warmup: p.warmup, weight_decay: p.weight_decay, max_grad_norm: p.max_grad_norm, eval_steps: p.eval_steps, max_length: p.max_length, seed: p.seed },
+    { batch_size: 8, grad_accum: 1, lr: 5e-5, epochs, max_steps: null, warmup: 0, weight_decay: 0, max_grad_norm: 1, eval_steps: evalSteps, max_length: 600, seed: 42 },
+    s.name,
+  );
+}
+
+test('every fine-tuning run has the original hyperparameters', () => {
+  assertSeedArguments(stageNamed(pipeline, 'step1'), 1, 100);
+  for (const s of instancesOf(pipeline, 'warm')) assertSeedArguments(s, 1, 500);
+  assertSeedArguments(stageNamed(pipeline, BASELINES[0]!), 1, 500);
+  assertSeedArguments(stageNamed(pipeline, BASELINES[1]!), 2, 500);
+});
+
+test('step 1 and the baselines train LoRA only (r 16, alpha 32, dropout 0.05, q_proj and v_proj), merged', () => {
+  for (const name of ['step1', ...BASELINES]) {
+    const s = stageNamed(pipeline, name);
+    assert.equal(s.params.lora, LORA, name);
+    assert.equal(s.params.train, NO_GROUPS, name);
+  }
+});
+
+test('the pause injection is the seed\'s: 10 random pauses, variable, 5 samples, seed 42, no patterns', () => {
+  const p = stageNamed(pipeline, 'paused').params;
+  assert.equal(
+    { pause_token: p.pause_token, patterns: p.patterns, n_random_pauses: p.n_random_pauses, variable: p.variable, samples_per_example: p.samples_per_example, seed: p.seed, column: p.column },
+    { pause_token: '<|pause|>', patterns: {}, n_random_pauses: 10, variable: true, samples_per_example: 5, seed: 42, column: 'answer' },
+  );
+  assert.equal(stageNamed(pipeline, 'pause_model').params, { token: '<|pause|>', seed: 42 });
+});
+
+test('every evaluation generates greedily up to 1024 tokens in batches of 8', () => {
+  for (const s of [...instancesOf(pipeline, 'eval'), ...instancesOf(pipeline, 'eval_baseline')]) {
+    const p = s.params;
+    assert.equal(
+      { max_new_tokens: p.max_new_tokens, max_length: p.max_length, batch_size: p.batch_size, limit: p.limit, temperature: p.temperature, loss_max_length: p.loss_max_length },
+      { max_new_tokens: 1024, max_length: 1024, batch_size: 8, limit: null, temperature: 0, loss_max_length: 600 },
+      s.name,
+    );
+  }
+});
+
+interface FixtureVariant {
+  pause_embedding: boolean;
+  pause_head: boolean;
+  lm: 'none' | 'lm_head' | 'lm_head+embed';
+  lora: boolean;
+  trainable: number;
+  total: number;
+  trainable_names: string[];
+}
+
+/** What sft hands configureTraining for these params on a pause model (stages/sft.ts run). */
+function trainingSetup(s: StageInstance): { groups: TrainableGroup[]; lora: LoraOptions | null } {
+  const t = objectParam(s, 'train');
+  assert.is(t.all, false, s.name);
+  const groups: TrainableGroup[] = [];
+  if (t.pause_embedding) groups.push('pauseEmbedding');
+  if (t.pause_head) groups.push('pauseHead');
+  if (t.lm_head) groups.push('lmHead');
+  if (t.lm_embeddings) groups.push('lmEmbeddings');
+  if (s.params.lora === null) return { groups, lora: null };
+  const l = objectParam(s, 'lora');
+  return { groups, lora: { rank: l.r as number, alpha: l.alpha as number, dropout: l.dropout as number, targetModules: l.target_modules as string[] } };
+}
+
+function fixtureKey(v: { pause_embedding: JsonValue; pause_head: JsonValue; lm: string; lora: boolean }): string {
+  return JSON.stringify([v.pause_embedding, v.pause_head, v.lm, v.lora]);
+}
+
+const quiet = () => {};
+
+test('each variant trains exactly the reference parameters on the pause-wrapper fixture (counts and names)', async () => {
+  if (!SHARED_PRESENT) {
+    console.log(`  warmup.pipe: trainable-count parity skipped, ${SHARED} is absent`);
+    return;
+  }
+  await initBackend('wasm');
+  const expected = new Map((await readJson<FixtureVariant[]>(path.join(FIXTURES, 'trainable-counts.json'))).map((v) => [fixtureKey(v), v]));
+  const seen = new Set<string>();
+  for (const s of instancesOf(pipeline, 'warm')) {
+    const t = objectParam(s, 'train');
+    const key = fixtureKey({
+      pause_embedding: t.pause_embedding!, pause_head: t.pause_head!,
+      lm: t.lm_embeddings ? 'lm_head+embed' : t.lm_head ? 'lm_head' : 'none', lora: s.params.lora !== null,
+    });
+    const want = expected.get(key);
+    assert.ok(want, `${s.name}: no fixture row ${key}`);
+    assert.not.ok(seen.has(key), `${s.name}: a second variant trains ${key}`);
+    seen.add(key);
+    const model = await pauseFixtureModel();
+    try {
+      configureTraining(model, trainingSetup(s), quiet);
+      const summary = trainableSummary(model, quiet);
+      assert.is(summary.trainable, want!.trainable, `${s.name} trainable`);
+      assert.is(summary.total, want!.total, `${s.name} total`);
+      assert.equal(summary.names, [...want!.trainable_names].sort(), `${s.name} names`);
+    } finally {
+      model.dispose();
+    }
+  }
+  assert.is(seen.size, 18);
+});
+
+test('step 1 trains only the LoRA matrices of q_proj and v_proj on the plain fixture model', async () => {
+  if (!SHARED_PRESENT) return;
+  await initBackend('wasm');
+  const model = await fixtureModel('mistral-tiny');
+  try {
+    configureTraining(model, trainingSetup(stageNamed(pipeline, 'step1')), quiet);
+    const { names, trainable } = trainableSummary(model, quiet);
+    assert.equal(names, [0, 1].flatMap((i) => ['q_proj', 'v_proj'].flatMap((m) => ['A', 'B'].map((ab) =>
+      `base_model.model.model.layers.${i}.self_attn.${m}.lora_${ab}.default.weight`))));
+    // r 16 on 2 layers: q_proj 64→64 and v_proj 64→32 (2 KV heads of 16), A is r×in and B is out×r.
+    assert.is(trainable, 2 * (16 * 64 + 64 * 16 + 16 * 64 + 32 * 16));
+  } finally {
+    model.dispose();
+  }
+});
+
+test.run();
