@@ -57,7 +57,7 @@ test('expands to the shared stages, 18 variants and 2 baselines, each evaluated,
   assert.is(names.length, 6 + 18 * 2 + 2 * 2);
 });
 
-test('the stages are wired as the seed: step 1 on GSM8K, surgery on step 1, variants on the pause data', () => {
+test('the stages are wired as the seed: step 1 and the baselines on GSM8K, surgery on step 1, variants on the pause data', () => {
   assert.equal(inputsOf(stageNamed(pipeline, 'step1')), { model: ['base'], data: ['gsm8k'] });
   assert.equal(inputsOf(stageNamed(pipeline, 'paused')), { data: ['gsm8k'], tokenizer: ['base'] });
   assert.equal(inputsOf(stageNamed(pipeline, 'pause_model')), { model: ['step1'] });
@@ -66,7 +66,7 @@ test('the stages are wired as the seed: step 1 on GSM8K, surgery on step 1, vari
     assert.equal(inputsOf(stageNamed(pipeline, `eval[${l}]`)), { model: [`warm[${l}]`], data: ['paused'] });
   }
   for (const b of BASELINES) {
-    assert.equal(inputsOf(stageNamed(pipeline, b)), { model: ['step1'], data: ['gsm8k'] });
+    assert.equal(inputsOf(stageNamed(pipeline, b)), { model: ['base'], data: ['gsm8k'] });
     assert.equal(inputsOf(stageNamed(pipeline, `eval_${b}`)), { model: [b], data: ['gsm8k'] });
   }
   assert.equal(inputsOf(stageNamed(pipeline, 'report')), {
@@ -99,8 +99,17 @@ function assertSeedArguments(s: StageInstance, epochs: number, evalSteps: number
 test('every fine-tuning run has the original hyperparameters', () => {
   assertSeedArguments(stageNamed(pipeline, 'step1'), 1, 100);
   for (const s of instancesOf(pipeline, 'warm')) assertSeedArguments(s, 1, 500);
-  assertSeedArguments(stageNamed(pipeline, BASELINES[0]!), 1, 500);
-  assertSeedArguments(stageNamed(pipeline, BASELINES[1]!), 2, 500);
+  assertSeedArguments(stageNamed(pipeline, BASELINES[0]!), 1, 100);
+  assertSeedArguments(stageNamed(pipeline, BASELINES[1]!), 2, 100);
+});
+
+test('the 1-epoch baseline is step 1 itself (same params and inputs, so the same key); the 2-epoch one differs only in epochs', () => {
+  const step1 = stageNamed(pipeline, 'step1');
+  const [one, two] = BASELINES.map((b) => stageNamed(pipeline, b));
+  assert.equal(one!.params, step1.params);
+  assert.equal(inputsOf(one!), inputsOf(step1));
+  assert.equal({ ...two!.params, epochs: 1 }, step1.params);
+  assert.equal(inputsOf(two!), inputsOf(step1));
 });
 
 test('step 1 and the baselines train LoRA only (r 16, alpha 32, dropout 0.05, q_proj and v_proj), merged', () => {
