@@ -48,4 +48,24 @@ test('the shrunk demo runs every stage and its report has one row per variant an
   ]);
 });
 
+test('a second plan finds nothing stale; one variant\'s new learning rate makes exactly its training, evaluation and the report stale', async () => {
+  const shrunk = async () => {
+    const pipeline = await loadProjectPipeline('demo.pipe');
+    for (const s of pipeline.stages) Object.assign(s.params, SHRINK[s.kind] ?? {});
+    return pipeline;
+  };
+  const again = await planLoaded(await shrunk(), STAGE_KINDS, cacheDir);
+  assert.equal(again.plan.stages.filter((s) => s.status !== 'fresh').map((s) => s.name), []);
+
+  const edited = await shrunk();
+  const variant = edited.stages.find((s) => s.name === 'warm[pause=head,lora=true]')!;
+  variant.params.lr = 0.02;
+  const plan = (await planLoaded(edited, STAGE_KINDS, cacheDir)).plan;
+  assert.equal(plan.stages.filter((s) => s.status !== 'fresh').map((s) => [s.name, s.reasons]), [
+    ['warm[pause=head,lora=true]', ['param lr: 0.01 → 0.02']],
+    ['eval[pause=head,lora=true]', ['upstream warm[pause=head,lora=true] stale']],
+    ['report', ['upstream eval[pause=head,lora=true] stale']],
+  ]);
+});
+
 test.run();
