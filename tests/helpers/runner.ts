@@ -1,4 +1,5 @@
 // Test helpers for the runner: temp workspaces, hand-built pipelines, and the real `pausepipe` bin run as a process.
+import { rmSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,9 +13,16 @@ export const BIN = path.join(PROJECT_ROOT, 'bin', 'pausepipe.js');
 /** The test-only stage kinds (count, crash, hold), registered through PAUSEPIPE_KINDS. */
 export const TEST_KINDS = path.join(PROJECT_ROOT, 'tests', 'runtime', 'fixtures', 'test-kinds.ts');
 
-/** A fresh folder with a package.json, so it is its own workspace. */
+const workspaces: string[] = [];
+// Removed when the test process ends, so runs leave no folders behind (a failing test's workspace goes too).
+process.on('exit', () => {
+  for (const dir of workspaces) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh folder with a package.json, so it is its own workspace; removed when the test process exits. */
 export async function tempWorkspace(prefix = 'pausepipe-test-'): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  workspaces.push(dir);
   await writeFile(path.join(dir, 'package.json'), '{"private": true}\n');
   return dir;
 }
