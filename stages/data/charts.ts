@@ -29,9 +29,12 @@ export function escapeXml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
 }
 
-/** Distinct colours for any number of series: hues a golden angle apart, so neighbours never look alike. */
+/** Tableau's 10 categorical colours: chosen to stay apart from each other, also for colour-blind readers. */
+const CATEGORICAL = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+
+/** Distinct colours for any number of series: the categorical palette, then hues a golden angle apart. */
 export function seriesColor(index: number): string {
-  return `hsl(${Math.round((index * 137.508) % 360)}, 65%, 42%)`;
+  return CATEGORICAL[index] ?? `hsl(${Math.round((index * 137.508) % 360)}, 65%, 42%)`;
 }
 
 function shorten(label: string): string {
@@ -135,7 +138,7 @@ export function lineChartSvg(series: readonly Series[], opts: { title: string; x
     if (s.points.length === 0) continue;
     const d = s.points.map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${fmt(px(x))} ${fmt(py(y))}`).join('');
     parts.push(
-      `<path d="${d}" fill="none" stroke="${colorOf.get(s.label)}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}>` +
+      `<path class="series" d="${d}" fill="none" stroke="${colorOf.get(s.label)}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}>` +
         `<title>${escapeXml(s.label)}</title></path>`,
     );
   }

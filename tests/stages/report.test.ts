@@ -119,7 +119,7 @@ test('the SVG files are written: bars per variant, the best highlighted; one lin
   assert.is(bars.match(/fill="#1f5fa8"/g)!.length, 1); // only the best bar
   assert.ok(bars.includes('>embed=false, head=true</text>'));
   const lines = await read('loss-curves.svg');
-  assert.is(lines.match(/<path d="M[^"]*" fill="none" stroke="hsl/g)!.length, 6); // train + validation per variant
+  assert.is(lines.match(/<path class="series" d="M[^"]*" fill="none" stroke="#/g)!.length, 6); // train + validation per variant
   assert.is(lines.match(/<g class="legend">/g)!.length, 3);
   assert.ok(lines.includes('solid: training loss, dashed: validation loss'));
   assert.ok(ctx.logs.some((l) => l.startsWith('report: 3 rows;')));

@@ -43,7 +43,7 @@ test('a line chart gives series that share a label one colour and one legend ent
     { title: 't', xLabel: 'step', yLabel: 'loss' },
   );
   assert.is(svg.match(/<g class="legend">/g)!.length, 2);
-  const strokes = [...svg.matchAll(/<path d="M[^"]*" fill="none" stroke="(hsl[^"]+)"/g)].map((m) => m[1]);
+  const strokes = [...svg.matchAll(/<path class="series" d="M[^"]*" fill="none" stroke="([^"]+)"/g)].map((m) => m[1]);
   assert.is(strokes.length, 3);
   assert.is(strokes[0], strokes[1]);
   assert.is.not(strokes[0], strokes[2]);
