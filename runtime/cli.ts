@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
+import type { StageKind } from '../stages/kind.ts';
 import { renderDag } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
@@ -120,6 +121,11 @@ async function runWithSignals(s: Session, values: Record<string, unknown>, io: I
   }
 }
 
+/** The metrics each kind puts in tables for people (all of them for kinds that name none). */
+function headlineOf(kinds: Record<string, StageKind>): (kind: string) => string[] | undefined {
+  return (kind) => kinds[kind]?.tableMetrics;
+}
+
 /** What a person reads after a run: failures with their log tails, a summary, and the results table. */
 export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): void {
   for (const o of r.outcomes.filter((x) => x.status === 'failed')) {
@@ -135,7 +141,7 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
   if (c.aborted) parts.push(`interrupted ${c.aborted}`);
   write(io.stdout, `${parts.join(', ')} in ${formatSeconds(seconds)}`);
   const metrics = new Map(r.outcomes.map((o) => [o.name, o.metrics]));
-  const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n));
+  const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds));
   if (table.rows.length > MAX_RUN_TABLE_ROWS) write(io.stdout, `${table.rows.length} result rows: see \`pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}\``);
   else if (table.rows.length > 0) write(io.stdout, `\n${renderTable(table, 'text')}`);
   for (const o of r.outcomes) {
@@ -197,7 +203,8 @@ const COMMANDS: Record<string, Command> = {
     summary: 'the metrics of every computed variant as a table',
     options: { ...CACHE_DIR, stage: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, csv: { type: 'boolean' }, md: { type: 'boolean' } },
     help: [
-      'One row per computed stage instance with scalar metrics; columns: stage, loop variables, metrics.',
+      'One row per computed variant with scalar metrics; columns: stage, loop variables, metrics (in text and',
+      'Markdown the kind\'s headline metrics; --json and --csv carry every metric). One table per declared stage.',
       '  --stage NAME    only this stage (declared name, or one generated name)',
       '  --all           also the stages outside `for each` loops (by default only variants are shown)',
       '  --json | --csv | --md   other formats than the aligned text table',
@@ -217,8 +224,9 @@ const COMMANDS: Record<string, Command> = {
         const k = s.keys.get(name);
         return isKeyed(k) ? s.manifests.get(k.key)?.metrics : undefined;
       };
-      const { table, notComputed } = buildResultTable(s.pipeline, metricsOf, stage, values.all === true);
       const format: TableFormat = formats[0] ?? 'text';
+      const forPeople = format !== 'json' && format !== 'csv';
+      const { table, notComputed } = buildResultTable(s.pipeline, metricsOf, stage, values.all === true, forPeople ? headlineOf(s.kinds) : undefined);
       if (table.rows.length > 0 || format === 'json') write(io.stdout, renderTable(table, format));
       else write(io.stderr, 'no results yet');
       if (notComputed.length > 0) write(io.stderr, `${notComputed.length} stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), s.pipeline.file)}`);

@@ -34,12 +34,14 @@ function union(into: string[], names: Iterable<string>): void {
  * Rows in pipeline order for the stages that have scalar metrics; `metricsOf` returns undefined for a stage
  * that is not computed. `stage` keeps the instances of one declared stage (or one generated name); without it
  * only the variants of `for each` stages count, unless `includeShared` asks for the stages outside loops too.
+ * `headline` narrows a kind's columns to the metrics it names (the kind's `tableMetrics`), in that order.
  */
 export function buildResultTable(
   pipeline: Pipeline,
   metricsOf: (name: string) => Record<string, JsonValue> | undefined,
   stage?: string,
   includeShared = false,
+  headline?: (kind: string) => string[] | undefined,
 ): { table: ResultTable; notComputed: string[] } {
   const table: ResultTable = { variables: [], metrics: [], rows: [] };
   const notComputed: string[] = [];
@@ -51,7 +53,9 @@ export function buildResultTable(
       notComputed.push(s.name);
       continue;
     }
-    const metrics = Object.fromEntries(Object.entries(all).filter((e): e is [string, Scalar] => isScalar(e[1])));
+    const chosen = headline?.(s.kind);
+    const entries = chosen ? chosen.filter((m) => m in all).map((m) => [m, all[m]!] as [string, JsonValue]) : Object.entries(all);
+    const metrics = Object.fromEntries(entries.filter((e): e is [string, Scalar] => isScalar(e[1])));
     if (Object.keys(metrics).length === 0) continue;
     union(table.variables, Object.keys(s.variant));
     union(table.metrics, Object.keys(metrics));

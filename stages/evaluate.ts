@@ -23,6 +23,7 @@ const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trai
 export const EVALUATE: StageKind<EvaluateParams> = {
   name: 'evaluate',
   version: 1,
+  tableMetrics: ['accuracy', 'accuracy_std', 'n', 'eval_loss', 'avg_pauses', 'invalid'],
   description:
     'Generates answers for the test split (greedy, left-padded batches, KV cache), scores them as the reference: the ' +
     'number after `####` must equal the reference answer\'s. Also the loss on the validation split and the pauses per ' +

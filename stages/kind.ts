@@ -112,6 +112,8 @@ export interface StageKind<P = any> { // eslint-style escape: each kind narrows 
   workspaceFiles?(params: P): string[];
   /** What to tell the user when one of workspaceFiles is missing (e.g. where to get a dataset). */
   missingFileHint?(params: P, workspaceRelativePath: string, absolutePath: string): string;
+  /** Metrics shown, in this order, in the tables people read (`run`, `show`); default: every scalar metric. */
+  tableMetrics?: string[];
   /** Artifact files worth opening after a run (e.g. `report.html`); the CLI prints their paths. */
   highlights?: string[];
   /** Run in a worker process of its own (default true); `sh` runs in-process since its command is already a child. */
