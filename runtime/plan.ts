@@ -113,6 +113,8 @@ export function planPipeline(pipeline: Pipeline, keys: StageKeys, isCached: (key
   const status = new Map<string, StageStatus>();
   const stages: PlannedStage[] = [];
   const counts: Record<StageStatus, number> = { fresh: 0, stale: 0, error: 0 };
+  // Stages with identical ingredients share one key: the first stale one computes it, the others reuse it.
+  const firstWithKey = new Map<string, string>();
   for (const s of pipeline.stages) {
     const k = keys.get(s.name);
     let planned: PlannedStage;
@@ -121,7 +123,11 @@ export function planPipeline(pipeline: Pipeline, keys: StageKeys, isCached: (key
     } else if (isCached(k.key)) {
       planned = { name: s.name, status: 'fresh', key: k.key, reasons: [] };
     } else {
-      const reasons = staleReasons(s, k.ingredients, previous[s.name], (n) => status.get(n) === 'stale');
+      const twin = firstWithKey.get(k.key);
+      const reasons = twin !== undefined
+        ? [`same key as ${twin}: computed once`]
+        : staleReasons(s, k.ingredients, previous[s.name], (n) => status.get(n) === 'stale');
+      if (twin === undefined) firstWithKey.set(k.key, s.name);
       planned = { name: s.name, status: 'stale', key: k.key, reasons };
     }
     status.set(s.name, planned.status);

@@ -78,6 +78,16 @@ test('identical ingredients that are not cached (deleted by gc, or failed last t
   assert.equal(plan.stages.map((s) => s.reasons), [['not in cache'], ['not in cache'], ['not in cache']]);
 });
 
+test('two stages with one key: the first computes it, the second says it reuses it', () => {
+  const twins = pipelineOf('/ws', [instance('step1', 'gsm8k', { path: 'd' }), instance('baseline[epochs=1]', 'gsm8k', { path: 'd' })]);
+  const k = keyed(DATA);
+  const plan = planPipeline(twins, new Map([['step1', k], ['baseline[epochs=1]', k]]), () => false, {});
+  assert.equal(plan.stages.map((s) => [s.name, s.reasons]), [
+    ['step1', ['new stage']],
+    ['baseline[epochs=1]', ['same key as step1: computed once']],
+  ]);
+});
+
 test('a renamed stage whose key is cached is fresh without reasons', () => {
   const keys = keysOf(DATA, warmIng(5e-5, keyed(DATA).key));
   const renamed = pipelineOf('/ws', [instance('dataset', 'gsm8k', { path: 'd' })]);
