@@ -15,14 +15,8 @@ import type { StateRecorder } from './state.ts';
 import { PAUSEPIPE_VERSION } from './version.ts';
 import type { FromWorker, RunRequest } from './worker-protocol.ts';
 
-export interface ExecuteOptions {
-  pipeline: Pipeline;
-  kinds: Record<string, StageKind>;
-  store: ArtifactStore;
-  keys: StageKeys;
-  plan: Plan;
-  /** Hashes workspace files for restore checks (the stat cache keeps a no-op re-run from reading them). */
-  hasher: ContentHasher;
+/** What a person chooses for a run (the CLI's flags). */
+export interface RunOptions {
   /** CPU slots. */
   jobs: number;
   /** GPU slots; 0 makes GPU stages take CPU slots. */
@@ -33,6 +27,16 @@ export interface ExecuteOptions {
   /** Aborting (Ctrl-C) kills running stages, aborts their pending entries and starts nothing more. */
   signal?: AbortSignal;
   reporter: Reporter;
+}
+
+export interface ExecuteOptions extends RunOptions {
+  pipeline: Pipeline;
+  kinds: Record<string, StageKind>;
+  store: ArtifactStore;
+  keys: StageKeys;
+  plan: Plan;
+  /** Hashes workspace files for restore checks (the stat cache keeps a no-op re-run from reading them). */
+  hasher: ContentHasher;
   state?: StateRecorder;
   /** Manifests already read while planning, by key. */
   manifests?: Map<string, Manifest>;

@@ -6,13 +6,12 @@ import { FileHasher } from '../cache/file-hash.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { executePlan, type RunResult } from './execute.ts';
+import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { computeKeys, type StageKeys } from './keys.ts';
 import { loadKinds } from './kinds.ts';
 import { loadPipeline } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
 import { planPipeline, type Plan, type PreviousState } from './plan.ts';
-import type { Reporter } from './progress.ts';
 import { readState, statePath, StateRecorder } from './state.ts';
 
 export interface Session {
@@ -28,14 +27,6 @@ export interface Session {
   manifests: Map<string, Manifest>;
 }
 
-export interface RunOptions {
-  jobs: number;
-  gpus: number;
-  keepGoing: boolean;
-  backend?: string;
-  signal?: AbortSignal;
-  reporter: Reporter;
-}
 
 /** Diagnostics with code frames; sources come from the pipeline, or from disk when loading failed before that. */
 export function renderDiagnostics(diagnostics: Diagnostic[], sources: Record<string, string> = {}): string {

@@ -22,6 +22,22 @@ export async function readJson<T = Record<string, unknown>>(file: string): Promi
   return JSON.parse(await readFile(file, 'utf8')) as T;
 }
 
+/** One row of trainable-counts.json: an unfreezing variant and what PEFT trains for it. */
+export interface TrainableCountsVariant {
+  pause_embedding: boolean;
+  pause_head: boolean;
+  lm: 'none' | 'lm_head' | 'lm_head+embed';
+  lora: boolean;
+  trainable: number;
+  total: number;
+  trainable_names: string[];
+}
+
+/** The 18 variants of trainable-counts.json. */
+export function trainableCounts(): Promise<TrainableCountsVariant[]> {
+  return readJson<TrainableCountsVariant[]>(path.join(FIXTURES, 'trainable-counts.json'));
+}
+
 /** The tensors of `<fixture>/expected.safetensors`. */
 export async function expectedTensors(fixture: string): Promise<Map<string, HostTensor>> {
   return (await readSafetensors(path.join(FIXTURES, fixture, 'expected.safetensors'))).tensors;

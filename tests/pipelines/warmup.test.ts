@@ -1,13 +1,12 @@
 // pipelines/warmup.pipe: the seed experiment's exact matrix, hyperparameters and wiring, and what each variant trains.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
 import type { Pipeline, StageInstance } from '../../runtime/pipeline.ts';
 import { initBackend } from '../../stages/lm/backend.ts';
 import { configureTraining, trainableSummary, type TrainableGroup } from '../../stages/lm/freeze.ts';
 import type { LoraOptions } from '../../stages/lm/lora.ts';
-import { FIXTURES, fixtureModel, pauseFixtureModel, readJson } from '../helpers/hf-fixtures.ts';
+import { fixtureModel, pauseFixtureModel, trainableCounts } from '../helpers/hf-fixtures.ts';
 import { inputsOf, instancesOf, loadProjectPipeline, objectParam, SHARED, SHARED_PRESENT, stageNamed } from './pipeline-files.ts';
 
 const test = suite('warmup.pipe');
@@ -140,16 +139,6 @@ test('every evaluation generates greedily up to 1024 tokens in batches of 8', ()
   }
 });
 
-interface FixtureVariant {
-  pause_embedding: boolean;
-  pause_head: boolean;
-  lm: 'none' | 'lm_head' | 'lm_head+embed';
-  lora: boolean;
-  trainable: number;
-  total: number;
-  trainable_names: string[];
-}
-
 /** What sft hands configureTraining for these params on a pause model (stages/sft.ts run). */
 function trainingSetup(s: StageInstance): { groups: TrainableGroup[]; lora: LoraOptions | null } {
   const t = objectParam(s, 'train');
@@ -176,7 +165,7 @@ test('each variant trains exactly the reference parameters on the pause-wrapper 
     return;
   }
   await initBackend('wasm');
-  const expected = new Map((await readJson<FixtureVariant[]>(path.join(FIXTURES, 'trainable-counts.json'))).map((v) => [fixtureKey(v), v]));
+  const expected = new Map((await trainableCounts()).map((v) => [fixtureKey(v), v]));
   const seen = new Set<string>();
   for (const s of instancesOf(pipeline, 'warm')) {
     const t = objectParam(s, 'train');

@@ -2,24 +2,13 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
-import path from 'node:path';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import { configureTraining, trainableSummary, type TrainableGroup } from '../../../stages/lm/freeze.ts';
 import { mergeLora } from '../../../stages/lm/lora.ts';
-import { FIXTURES, FIXTURES_PRESENT, fixtureModel, noteSkip, pauseFixtureModel, readJson } from '../../helpers/hf-fixtures.ts';
-
-interface Variant {
-  pause_embedding: boolean;
-  pause_head: boolean;
-  lm: 'none' | 'lm_head' | 'lm_head+embed';
-  lora: boolean;
-  trainable: number;
-  total: number;
-  trainable_names: string[];
-}
+import { FIXTURES_PRESENT, fixtureModel, noteSkip, pauseFixtureModel, trainableCounts, type TrainableCountsVariant } from '../../helpers/hf-fixtures.ts';
 
 /** The groups a variant of the seed's matrix unfreezes. */
-function groupsOf(v: Variant): TrainableGroup[] {
+function groupsOf(v: TrainableCountsVariant): TrainableGroup[] {
   const groups: TrainableGroup[] = [];
   if (v.pause_embedding) groups.push('pauseEmbedding');
   if (v.pause_head) groups.push('pauseHead');
@@ -38,7 +27,7 @@ test.before(async () => {
 
 test('all 18 variants train exactly the reference parameters: counts, totals and names', async () => {
   if (!FIXTURES_PRESENT) return;
-  const variants = await readJson<Variant[]>(path.join(FIXTURES, 'trainable-counts.json'));
+  const variants = await trainableCounts();
   assert.is(variants.length, 18);
   for (const v of variants) {
     const model = await pauseFixtureModel();

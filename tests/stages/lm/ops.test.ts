@@ -223,7 +223,7 @@ ops('applyRope rotates pairs (i, i+d/2) by the angle of each row\'s own position
 
 /** Naive GQA attention with tfjs's own ops (batched matmuls, repeated kv heads). */
 function attentionRef(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor {
-  const [B, nh, T, hd] = q.shape;
+  const [B, nh, , hd] = q.shape;
   const [, nkv, S] = k.shape;
   const rep = (x: tf.Tensor) => tf.reshape(tf.tile(tf.reshape(x, [B, nkv, 1, S, hd]), [1, 1, nh / nkv, 1, 1]), [B, nh, S, hd]);
   const scores = tf.add(tf.div(tf.matMul(q, rep(k), false, true), Math.sqrt(hd)), mask);
