@@ -1,5 +1,5 @@
 // Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
-import { copyFile, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { JsonValue } from '../runtime/json.ts';
@@ -45,17 +45,63 @@ async function exists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
 }
 
+/** The command's process group id, kept in the scratch folder, which outlives a killed run of the same key. */
+const PID_FILE = 'command.pid';
+/** Command groups running under this process: ended if the runner exits while they run. */
+const runningGroups = new Set<number>();
+process.on('exit', () => {
+  for (const group of runningGroups) signalGroup(group, 'SIGKILL');
+});
+
+function signalGroup(group: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-group, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Linux: does any live member of process group `group` carry this stage key in its environment? */
+async function groupRunsKey(group: number, key: string): Promise<boolean> {
+  for (const pid of (await readdir('/proc').catch(() => [] as string[])).filter((n) => /^\d+$/.test(n))) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // Fields after the parenthesised command name: state, ppid, pgrp.
+    const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    if (pgrp !== group) continue;
+    const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
+    if (environ.split('\0').includes(`PAUSEPIPE_KEY=${key}`)) return true;
+  }
+  return false;
+}
+
+/**
+ * A runner killed with SIGKILL cannot stop its command, which may go on writing the workspace outs. The next run
+ * of the same key ends that process group first; the key in its environment guards against a recycled id.
+ */
+async function endOrphanedCommand(ctx: StageContext<ShParams>): Promise<void> {
+  const file = path.join(ctx.scratchDir, PID_FILE);
+  const group = Number(await readFile(file, 'utf8').catch(() => ''));
+  if (Number.isInteger(group) && group > 0 && (await groupRunsKey(group, ctx.key))) {
+    ctx.log(`sh: ending process group ${group}, left running by a killed run of this stage`);
+    signalGroup(group, 'SIGKILL');
+    for (let waited = 0; waited < 5000 && signalGroup(group, 0); waited += 20) await new Promise((r) => setTimeout(r, 20));
+  }
+  await rm(file, { force: true });
+}
+
 async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   const p = ctx.params;
   if (typeof p.command === 'string' && !p.shell) {
     throw new Error('sh: `command` is a string but `shell` is false; give an argument list, or set `shell: true`');
   }
   const outs = p.outs.map((o) => workspacePath(ctx.workspace, o, 'out'));
+  await mkdir(ctx.scratchDir, { recursive: true });
+  await endOrphanedCommand(ctx);
   // Stale outs from an earlier run must not pass for this run's results.
   await Promise.all(outs.map((o) => rm(o, { recursive: true, force: true })));
 
   const inputsFile = path.join(ctx.scratchDir, 'inputs.json');
-  await mkdir(ctx.scratchDir, { recursive: true });
   const described: Record<string, JsonValue> = {};
   const env: Record<string, string> = {};
   for (const [name, refs] of Object.entries(ctx.inputs)) {
@@ -69,6 +115,7 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
     PAUSEPIPE_SCRATCH: ctx.scratchDir,
     PAUSEPIPE_WORKSPACE: ctx.workspace,
     PAUSEPIPE_STAGE: ctx.name,
+    PAUSEPIPE_KEY: ctx.key,
     PAUSEPIPE_VARIANT: JSON.stringify(ctx.variant),
     PAUSEPIPE_INPUTS_JSON: inputsFile,
   });
@@ -85,7 +132,17 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
     reject: false,
     cancelSignal: ctx.signal,
     forceKillAfterDelay: 3000,
+    // Its own process group, so that cancelling ends what the command started too (a shell's children).
+    detached: true,
   });
+  const group = sub.pid;
+  const endGroup = () => {
+    if (group === undefined) return;
+    signalGroup(group, 'SIGTERM');
+    setTimeout(() => signalGroup(group, 'SIGKILL'), 3000).unref();
+  };
+  if (group !== undefined) runningGroups.add(group);
+  ctx.signal.addEventListener('abort', endGroup, { once: true });
   const onLine = (line: string) => {
     const m = PROGRESS_LINE.exec(line);
     if (m) ctx.progress({ step: Number(m[1]), total: m[2] === undefined ? undefined : Number(m[2]), message: m[3] });
@@ -95,7 +152,14 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
     if (!s) return;
     for await (const line of createInterface({ input: s, crlfDelay: Infinity })) onLine(line);
   });
-  const [result] = await Promise.all([sub, ...streams]);
+  // Written only once the output is being read: a stream that ends before its reader attaches never ends for it.
+  const pidWritten = group === undefined ? Promise.resolve() : writeFile(path.join(ctx.scratchDir, PID_FILE), String(group));
+  const [result] = await Promise.all([sub, ...streams, pidWritten]).finally(async () => {
+    ctx.signal.removeEventListener('abort', endGroup);
+    if (group === undefined) return;
+    runningGroups.delete(group);
+    await rm(path.join(ctx.scratchDir, PID_FILE), { force: true });
+  });
   if (ctx.signal.aborted) throw new Error('sh: cancelled');
   if (result.failed && 'code' in result && result.code === 'ENOENT') {
     throw new Error(`sh: program not found: ${file}${p.shell ? '' : ' (a shell command line needs `shell: true`)'}`);

@@ -71,6 +71,26 @@ test('a runner SIGKILLed mid-stage takes its worker with it; the rerun completes
   assert.match(verify.stdout, 'cache OK: 2 entries verified');
 });
 
+test('an sh command orphaned by a SIGKILLed runner is ended by the next run of its stage before it runs again', async () => {
+  const ws = await tempWorkspace('pausepipe-proc-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, `stage slow = sh {
+  command: "if [ -f second ]; then echo ok > $PAUSEPIPE_OUT/x; else sleep 60 & echo $! > sleeper.pid; wait; fi"
+  shell: true
+}
+`);
+  const run = spawnBin(['run', file], ws);
+  await waitFor('the command to start', () => existsSync(path.join(ws, 'sleeper.pid')));
+  const sleeper = Number(readFileSync(path.join(ws, 'sleeper.pid'), 'utf8'));
+  run.proc.kill('SIGKILL');
+  await run.proc;
+  assert.ok(alive(sleeper), 'the command outlives a SIGKILLed runner');
+  await writeFile(path.join(ws, 'second'), '');
+  const rerun = await cli(['run', file], ws);
+  assert.is(rerun.exitCode, 0, rerun.stderr);
+  assert.not.ok(alive(sleeper), 'the rerun ended the orphaned command');
+});
+
 test('Ctrl-C stops the running stage, commits nothing, exits 130, and leaves the cache clean', async () => {
   const { ws, file } = await holdWorkspace();
   const run = spawnBin(['run', file], ws);
