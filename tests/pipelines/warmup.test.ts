@@ -82,7 +82,7 @@ test('the defaults point at the shared GSM8K and the tiny fixture checkpoint', (
   });
   const base = stageNamed(pipeline, 'base').params;
   assert.is(base.path, '../shared/fixtures/hf/mistral-tiny');
-  assert.is(base.tokenizer, '../shared/fixtures/hf/tokenizer-sp.json');
+  assert.is(base.tokenizer, '../shared/fixtures/hf/tokenizer-bytelevel.json');
 });
 
 /** The TrainingArguments every sft of the seed shares (batch 8, lr 5e-5, linear, no warmup, clip 1.0, seed 42, 600 tokens). */
