@@ -100,7 +100,8 @@ export interface RestoreContext<P = Record<string, JsonValue>> {
   hashFile(absPath: string): Promise<string | undefined>;
 }
 
-export interface StageKind<P = any> { // eslint-style escape: each kind narrows P to its own params type
+// `any` by default: the registry holds kinds of different param types, and run() is typed where each kind narrows P.
+export interface StageKind<P = any> {
   name: string;
   /** Bump when the implementation changes results; part of every key of this kind. */
   version: number;
