@@ -1,5 +1,6 @@
 // Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
 import { copyFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { JsonValue } from '../runtime/json.ts';
@@ -141,7 +142,11 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
     signalGroup(group, 'SIGTERM');
     setTimeout(() => signalGroup(group, 'SIGKILL'), 3000).unref();
   };
-  if (group !== undefined) runningGroups.add(group);
+  if (group !== undefined) {
+    runningGroups.add(group);
+    // Synchronously, so a runner killed right after the spawn has already left the id for the next run.
+    writeFileSync(path.join(ctx.scratchDir, PID_FILE), String(group));
+  }
   ctx.signal.addEventListener('abort', endGroup, { once: true });
   const onLine = (line: string) => {
     const m = PROGRESS_LINE.exec(line);
@@ -152,9 +157,7 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
     if (!s) return;
     for await (const line of createInterface({ input: s, crlfDelay: Infinity })) onLine(line);
   });
-  // Written only once the output is being read: a stream that ends before its reader attaches never ends for it.
-  const pidWritten = group === undefined ? Promise.resolve() : writeFile(path.join(ctx.scratchDir, PID_FILE), String(group));
-  const [result] = await Promise.all([sub, ...streams, pidWritten]).finally(async () => {
+  const [result] = await Promise.all([sub, ...streams]).finally(async () => {
     ctx.signal.removeEventListener('abort', endGroup);
     if (group === undefined) return;
     runningGroups.delete(group);

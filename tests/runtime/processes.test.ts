@@ -80,8 +80,10 @@ test('an sh command orphaned by a SIGKILLed runner is ended by the next run of i
 }
 `);
   const run = spawnBin(['run', file], ws);
-  await waitFor('the command to start', () => existsSync(path.join(ws, 'sleeper.pid')));
-  const sleeper = Number(readFileSync(path.join(ws, 'sleeper.pid'), 'utf8'));
+  const pidFile = path.join(ws, 'sleeper.pid');
+  // The shell creates the file before it writes the id: wait for the whole line.
+  await waitFor('the command to start', () => existsSync(pidFile) && /^\d+\n$/.test(readFileSync(pidFile, 'utf8')));
+  const sleeper = Number(readFileSync(pidFile, 'utf8'));
   run.proc.kill('SIGKILL');
   await run.proc;
   assert.ok(alive(sleeper), 'the command outlives a SIGKILLed runner');
