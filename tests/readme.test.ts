@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parsePipeText } from '../grammar/index.ts';
+import { loadPipelineText } from '../runtime/load.ts';
+import { STAGE_KINDS } from '../stages/index.ts';
 
 const README = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'README.md');
 const blocks = [...readFileSync(README, 'utf8').matchAll(/```pipe\n([\s\S]*?)```/g)].map((m) => m[1]!);
@@ -18,6 +20,16 @@ test('every .pipe example in the README parses cleanly', () => {
     const { diagnostics } = parsePipeText(text, `README block ${i + 1}`);
     assert.equal(diagnostics.map((d) => `${d.code} ${d.span?.line}:${d.span?.column} ${d.message}`), [], `block ${i + 1}`);
   });
+});
+
+test('the language example validates against the real stage kinds, given the common.pipe it includes', () => {
+  const common = 'stage base = init_model { preset: "tiny" }\nstage surgery = add_pause_token(model: base) { }\n';
+  const entry = path.join(path.dirname(README), 'example.pipe');
+  const result = loadPipelineText(blocks[0]!, entry, STAGE_KINDS, (f) => (path.basename(f) === 'common.pipe' ? common : undefined));
+  assert.equal(result.diagnostics.map((d) => `${d.code} ${d.span?.line}:${d.span?.column} ${d.message}`), []);
+  assert.equal(result.pipeline!.stages.filter((x) => x.declaredName === 'warm').map((x) => x.name), [
+    'warm[embed+head,lora=false]', 'warm[embed+head,lora=true]', 'warm[embed,lora=false]', 'warm[embed,lora=true]', 'warm[head,lora=false]',
+  ]);
 });
 
 test.run();
