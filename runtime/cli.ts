@@ -86,10 +86,20 @@ function exitCodeOf(r: RunResult): number {
   return r.counts.failed > 0 || r.counts.skipped > 0 || r.counts.aborted > 0 ? EXIT.failed : EXIT.ok;
 }
 
-/** Usage errors in --jobs/--gpus surface before the pipeline is loaded. */
+/**
+ * The names --backend takes: stages/lm/backend.ts's BACKEND_NAMES and `auto` (that module imports tfjs, too heavy
+ * for the CLI; tests/runtime/cli.test.ts keeps the two lists equal).
+ */
+export const BACKEND_FLAG_VALUES = ['tensorflow', 'webgpu', 'wasm', 'cpu', 'auto'] as const;
+
+/** Usage errors in --jobs/--gpus/--backend surface before the pipeline is loaded (a typo in --backend would else fall back silently). */
 function checkSlotFlags(values: Record<string, unknown>): void {
   positiveInt(values.jobs, '--jobs');
   positiveInt(values.gpus, '--gpus', true);
+  const backend = values.backend;
+  if (backend !== undefined && !(BACKEND_FLAG_VALUES as readonly unknown[]).includes(backend)) {
+    throw new UsageError(`--backend must be one of ${BACKEND_FLAG_VALUES.join(', ')}, got ${String(backend)}`);
+  }
 }
 
 /** CPU slots from --jobs (default: cores) and GPU slots from --gpus (default: detected, asked only when a stale stage wants one). */
@@ -165,7 +175,7 @@ const COMMANDS: Record<string, Command> = {
       '  --jobs N        CPU slots (default: number of cores)',
       '  --gpus N        GPU slots (default: detected GPUs)',
       '  --keep-going    after a failure, keep running stages that do not depend on it',
-      '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow)',
+      '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
       CACHE_HELP,
       '  --json          print the outcome of every stage as JSON on stdout',
       'Exit code: 0 all done, 1 a stage failed, 2 invalid pipeline, 130 interrupted.',
@@ -228,7 +238,10 @@ const COMMANDS: Record<string, Command> = {
       const forPeople = format !== 'json' && format !== 'csv';
       const { table, notComputed } = buildResultTable(s.pipeline, metricsOf, stage, values.all === true, forPeople ? headlineOf(s.kinds) : undefined);
       if (table.rows.length > 0 || format === 'json') write(io.stdout, renderTable(table, format));
-      else write(io.stderr, 'no results yet');
+      else if (notComputed.length > 0) write(io.stderr, 'no results yet');
+      // Everything is computed, yet nothing to show: say why rather than suggest a run that changes nothing.
+      else if (stage === undefined && values.all !== true) write(io.stderr, 'no variants to show (stages in `for each` loops); --all shows the other stages too');
+      else write(io.stderr, 'the selected stages are computed but have no scalar metrics to show');
       if (notComputed.length > 0) write(io.stderr, `${notComputed.length} stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), s.pipeline.file)}`);
       return EXIT.ok;
     },

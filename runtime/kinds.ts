@@ -18,9 +18,28 @@ async function importModule(file: string): Promise<Record<string, StageKind>> {
     const { register } = await import('tsx/esm/api');
     register();
   }
-  const mod = (await import(pathToFileURL(path.resolve(file)).href)) as { STAGE_KINDS?: Record<string, StageKind> };
-  if (!mod.STAGE_KINDS) throw new Error(`${EXTRA_KINDS_ENV}: ${file} exports no STAGE_KINDS`);
-  return mod.STAGE_KINDS;
+  return kindsOfModule(await import(pathToFileURL(path.resolve(file)).href), file);
+}
+
+/**
+ * A plugin module's STAGE_KINDS, checked: an object from kind name to kind (an array would register kinds named
+ * `0`, `1`, …), each kind carrying its own name, a whole version and a run function.
+ */
+export function kindsOfModule(mod: { STAGE_KINDS?: unknown }, file: string): Record<string, StageKind> {
+  const kinds = mod.STAGE_KINDS;
+  if (!kinds) throw new Error(`${EXTRA_KINDS_ENV}: ${file} exports no STAGE_KINDS`);
+  if (typeof kinds !== 'object' || Array.isArray(kinds)) {
+    throw new Error(`${EXTRA_KINDS_ENV}: ${file}: STAGE_KINDS must be an object from kind name to kind, e.g. { my_kind: MY_KIND }, got ${Array.isArray(kinds) ? 'an array' : typeof kinds}`);
+  }
+  for (const [key, kind] of Object.entries(kinds as Record<string, Partial<StageKind> | null>)) {
+    const problem = kind === null || typeof kind !== 'object' ? 'is not an object'
+      : kind.name !== key ? `has name ${JSON.stringify(kind.name)}; the key and the name must match`
+      : !Number.isInteger(kind.version) ? 'has no whole-number version'
+      : typeof kind.run !== 'function' ? 'has no run function'
+      : null;
+    if (problem) throw new Error(`${EXTRA_KINDS_ENV}: ${file}: STAGE_KINDS.${key} ${problem}`);
+  }
+  return kinds as Record<string, StageKind>;
 }
 
 export function loadKinds(): Promise<Record<string, StageKind>> {

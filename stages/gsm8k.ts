@@ -150,6 +150,8 @@ export const GSM8K: StageKind<Gsm8kParams> = {
       const parsed = await readSplitFile(path.join(folder, name), path.join(p.path, name), { requireFinalAnswer: true });
       rows[split] = parsed.rows;
       problems.push(...parsed.problems);
+      // An empty file (a truncated download, say) would else give a dataset that fails only later, in sft or evaluate.
+      if (parsed.rows.length === 0 && parsed.problems.length === 0) problems.push({ file: path.join(p.path, name), line: 1, message: 'no rows: the file is empty' });
     }
     if (problems.length > 0) throw new DataError(`GSM8K in ${p.path} has ${problems.length} bad row(s):`, problems);
 

@@ -127,6 +127,11 @@ export const SFT: StageKind<SftParams> = {
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
       const groups = chosenGroups(train, model.hasPause, ctx.log);
+      if (groups !== 'all' && groups.length === 0 && lora === null) {
+        // Without this the optimizer fails later with a message that names no parameter.
+        throw new Error(`nothing to train: \`train\` selects no weight group this model has${model.hasPause ? '' : ' (it has no pause token, so pause_embedding and pause_head do not apply)'}; ` +
+          'set `train: { all: true }` or `lm_head: true`, add `lora`, or fine-tune a model from add_pause_token');
+      }
       configureTraining(model, {
         groups,
         lora: lora && { rank: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.target_modules, seed: p.seed },

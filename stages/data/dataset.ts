@@ -216,7 +216,7 @@ export async function readDataset(dir: string): Promise<{ splits: DatasetSplits;
     try {
       text = await readFile(file, 'utf8');
     } catch {
-      throw new Error(`${file}: missing; a dataset folder holds train.jsonl, validation.jsonl, test.jsonl and dataset.json`);
+      throw new Error(`${file}: missing; a dataset folder holds train.jsonl, validation.jsonl and test.jsonl (dataset.json optional)`);
     }
     const parsed = parseRows(text, file);
     splits[split] = parsed.rows;
@@ -224,11 +224,20 @@ export async function readDataset(dir: string): Promise<{ splits: DatasetSplits;
   }
   if (problems.length > 0) throw new DataError(`The dataset in ${dir} has ${problems.length} bad row(s):`, problems);
   const infoFile = path.join(dir, 'dataset.json');
+  let text: string;
+  try {
+    text = await readFile(infoFile, 'utf8');
+  } catch (err) {
+    // dataset.json only describes the rows; a folder written by an `sh` step or by hand may lack it.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${infoFile}: unreadable (${(err as Error).message})`);
+    const counts = { train: splits.train.length, validation: splits.validation.length, test: splits.test.length };
+    return { splits, info: { counts, source: dir, seed: null } };
+  }
   let info: DatasetInfo;
   try {
-    info = JSON.parse(await readFile(infoFile, 'utf8')) as DatasetInfo;
+    info = JSON.parse(text) as DatasetInfo;
   } catch (err) {
-    throw new Error(`${infoFile}: unreadable (${(err as Error).message})`);
+    throw new Error(`${infoFile}: not valid JSON (${(err as Error).message})`);
   }
   return { splits, info };
 }

@@ -207,6 +207,11 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
   const validationSet = encode(data.validation);
   const padId = padIdOf(tokenizer);
   const withoutCompletion = trainSet.filter((e) => !e.hasCompletion).length;
+  if (withoutCompletion === trainSet.length) {
+    // Every loss would be 0 over 0 tokens: the run would "succeed" with an eval loss of 0 and unchanged weights.
+    throw new Error(`none of the ${trainSet.length} training examples has an answer token within max_length ${opts.maxLength}: ` +
+      'the question and the `### Answer:` template fill it; raise max_length');
+  }
   if (withoutCompletion > 0) {
     log(`warning: ${withoutCompletion} of ${trainSet.length} training examples have no answer within ${opts.maxLength} tokens; they add no loss`);
   }

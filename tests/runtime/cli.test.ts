@@ -3,7 +3,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { main } from '../../runtime/cli.ts';
+import { BACKEND_FLAG_VALUES, main } from '../../runtime/cli.ts';
+import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import { Capture } from '../helpers/capture.ts';
 import { PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
@@ -181,6 +182,16 @@ for each lr in [1, 2] {
   assert.is((await pp('show', file, '--csv')).out.split('\n')[0], 'stage,lr,loss,acc');
 });
 
+test('show on a computed pipeline without loops says --all shows its stages instead of "no results yet"', async () => {
+  const { file } = await workspace(`stage base = sh { command: "echo '{\\"rows\\": 3}' > $PAUSEPIPE_OUT/metrics.json", shell: true }\n`);
+  await runJson(file);
+  const r = await pp('show', file);
+  assert.is(r.out, '');
+  assert.is(r.err, 'no variants to show (stages in `for each` loops); --all shows the other stages too\n');
+  assert.is(r.code, 0);
+  assert.is((await pp('show', file, '--all')).out.split('\n')[2], 'base   3');
+});
+
 test('dag --format mermaid prints the graph with input names on the edges', async () => {
   const { file } = await workspace(`
 stage prep = sh { command: ["true"] }
@@ -265,6 +276,10 @@ test('help, kinds and usage errors', async () => {
   assert.is(bad.code, 2);
   assert.match(bad.err, '--jobs needs a whole number ≥ 1, got 0');
   assert.is((await pp('frobnicate')).code, 2);
+  const typo = await pp('run', 'x.pipe', '--backend', 'webpgu');
+  assert.is(typo.code, 2);
+  assert.match(typo.err, '--backend must be one of tensorflow, webgpu, wasm, cpu, auto, got webpgu');
+  assert.equal([...BACKEND_FLAG_VALUES], [...BACKEND_NAMES, 'auto']);
 });
 
 test.run();

@@ -78,6 +78,12 @@ test('malformed rows are all reported with file:line and what is wrong', async (
   assert.is(lines.length, 4);
 });
 
+test('an empty split file is refused, not turned into an empty dataset', async () => {
+  const ws = await workspaceWith({ 'train.jsonl': '\n', 'test.jsonl': line('q', '#### 1') });
+  const message = await failure(GSM8K.run(await makeContext(GSM8K, { workspace: ws })));
+  assert.is(message, 'GSM8K in data/gsm8k has 1 bad row(s):\n  data/gsm8k/train.jsonl:1: no rows: the file is empty');
+});
+
 test('a missing folder says which files to put where and where to get them', async () => {
   const ws = await tempDir('gsm8k-empty');
   const message = await failure(GSM8K.run(await makeContext(GSM8K, { workspace: ws })));

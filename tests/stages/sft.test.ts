@@ -89,6 +89,18 @@ test('pause groups on a model without a pause token are skipped with a note, and
   assert.equal((result.metrics as Record<string, any>).trainable.groups, ['lmHead']); // metrics are JSON
 });
 
+test('default pause groups on a model without a pause token fail before training and say what to set', async () => {
+  const base = await tinyModelFolder();
+  const data = await datasetFolder(splits);
+  try {
+    await runKind(SFT, { params: { batch_size: 4, max_steps: 1 }, inputs: { model: [base], data: [data] } });
+    assert.unreachable('should fail');
+  } catch (err) {
+    assert.is((err as Error).message, 'nothing to train: `train` selects no weight group this model has (it has no pause token, so pause_embedding and pause_head do not apply); ' +
+      'set `train: { all: true }` or `lm_head: true`, add `lora`, or fine-tune a model from add_pause_token');
+  }
+});
+
 test('a stage aborted mid-training resumes from its scratch checkpoint and saves the same model as an uninterrupted run', async () => {
   const base = await tinyModelFolder();
   const data = await datasetFolder(splits);

@@ -115,6 +115,23 @@ test('readDataset names a missing split file and lists bad rows', async () => {
   }
 });
 
+test('readDataset reads a folder without dataset.json (an sh step\'s output) and counts its rows', async () => {
+  const dir = await tempDir('dataset-no-info');
+  await writeFile(path.join(dir, 'train.jsonl'), `${row('q1', 'a1')}\n${row('q2', 'a2')}\n`);
+  await writeFile(path.join(dir, 'validation.jsonl'), `${row('q3', 'a3')}\n`);
+  await writeFile(path.join(dir, 'test.jsonl'), '');
+  const back = await readDataset(dir);
+  assert.equal(back.splits.train, [{ question: 'q1', answer: 'a1' }, { question: 'q2', answer: 'a2' }]);
+  assert.equal(back.info, { counts: { train: 2, validation: 1, test: 0 }, source: dir, seed: null });
+  await writeFile(path.join(dir, 'dataset.json'), '{oops');
+  try {
+    await readDataset(dir);
+    assert.unreachable('should fail');
+  } catch (err) {
+    assert.match((err as Error).message, `${path.join(dir, 'dataset.json')}: not valid JSON`);
+  }
+});
+
 test('the split puts round(n × fraction) shuffled rows in validation and the rest in train', () => {
   const rows = Array.from({ length: 25 }, (_, i) => i);
   const { train, validation } = splitTrainValidation(rows, 0.1, createRng(42).shuffled);

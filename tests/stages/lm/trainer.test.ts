@@ -188,6 +188,9 @@ test('bad options are refused before any work', async () => {
   const model = tinyModel();
   await train(model, tok, data, { batchSize: 0 }).then(() => assert.unreachable(), (err) => assert.match(err.message, /batchSize must be a whole number >= 1, got 0/));
   await train(model, tok, { train: [], validation: [] }).then(() => assert.unreachable(), (err) => assert.match(err.message, /training set is empty/));
+  // max_length 4 ends every row inside its prompt: nothing would be learned, and the eval loss would read 0.
+  await train(model, tok, data, { batchSize: 4, maxSteps: 2, maxLength: 4 }, { log: quiet }).then(() => assert.unreachable(), (err) => assert.is(err.message,
+    'none of the 12 training examples has an answer token within max_length 4: the question and the `### Answer:` template fill it; raise max_length'));
   model.dispose();
 });
 
