@@ -55,7 +55,7 @@ export const DIAGNOSTIC_CODES = {
   E_DIVISION_BY_ZERO: '`/` or `%` by zero',
   E_NAME_COLLISION: 'two variants of a loop generate the same stage name',
   E_LOOP_REFERENCE: 'a plain reference to a loop stage from outside its loop, or a selector on a stage outside any loop',
-  E_EMPTY_SELECTION: 'a selector such as `eval[head=true]` matches no variant',
+  E_EMPTY_SELECTION: 'a selector such as `eval[head=true]` matches no variant, or `eval[*]` collects a loop that makes none',
   E_NESTED_LOOP: 'a `for each` inside another `for each`',
   E_EMPTY_MATRIX: 'a loop generates no variant (warning)',
 } as const;

@@ -269,7 +269,8 @@ const COMMANDS: Record<string, Command> = {
       const loaded = await loadChecked(oneFile(positionals), (t) => write(io.stderr, t));
       if (!loaded) return EXIT.invalid;
       const warnings = loaded.diagnostics.filter((d) => d.severity === 'warning').length;
-      write(io.stdout, `ok: ${loaded.pipeline.stages.length} stages${warnings ? `, ${warnings} warning(s)` : ''}`);
+      const count = loaded.pipeline.stages.length;
+      write(io.stdout, `ok: ${count} stage${count === 1 ? '' : 's'}${warnings ? `, ${warnings} warning(s)` : ''}`);
       return EXIT.ok;
     },
   },

@@ -390,7 +390,13 @@ class Expander {
       ));
       return null;
     }
-    if (ref.select.type === 'all') return loop.variants.map((v) => `${ref.name}[${v.label}]`);
+    if (ref.select.type === 'all') {
+      if (loop.variants.length === 0) {
+        this.sink.report(diagnostic('E_EMPTY_SELECTION', `\`${ref.name}[*]\` collects nothing: its loop makes no variant`, ref.span));
+        return null;
+      }
+      return loop.variants.map((v) => `${ref.name}[${v.label}]`);
+    }
 
     const pairs = ref.select.pairs;
     const loopVars = loop.decl.vars.map((v) => v.name);

@@ -65,6 +65,12 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
       const dir = resolve(p.path);
       tokenizer = await loadTokenizer(p.tokenizer !== null ? resolve(p.tokenizer) : dir);
       model = await loadModel(dir, { log: ctx.log });
+      if (tokenizer.vocabSize > model.config.vocabSize) {
+        const from = p.tokenizer ?? `${p.path}/tokenizer.json`;
+        model.dispose();
+        throw new Error(`init_model: the tokenizer ${from} has ${tokenizer.vocabSize} ids but the checkpoint ${p.path} has ` +
+          `${model.config.vocabSize} embedding rows: give the tokenizer the checkpoint was trained with`);
+      }
       ctx.log(`init_model: loaded ${dir}`);
     } else {
       tokenizer = p.tokenizer !== null ? await loadTokenizer(resolve(p.tokenizer)) : builtinTokenizer();

@@ -168,4 +168,13 @@ codes('E_DUPLICATE_NAME across an include names the other file', () => {
   assert.equal([d.span!.file, d.message, d.notes], [TEST_FILE, '`lr` is already defined; this let needs another name', ['first defined at common.pipe:1:5']]);
 });
 
+codes('E_EMPTY_SELECTION: collecting every variant of a loop that makes none is an error, beside the loop\'s warning', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each x in [1, 2] where x > 2 { stage w = sft(model: base, data: paused) { } }\nstage r = report(runs: w[*]) { }`);
+  assert.equal(r.diagnostics.map((d) => `${d.code} ${d.severity} ${d.span?.line}:${d.span?.column} ${d.message}`), [
+    'E_EMPTY_MATRIX warning 4:28 the `where` filter leaves no variant',
+    'E_EMPTY_SELECTION error 5:24 `w[*]` collects nothing: its loop makes no variant',
+  ]);
+  assert.is(r.pipeline, null);
+});
+
 codes.run();

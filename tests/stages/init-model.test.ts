@@ -64,4 +64,15 @@ test('a checkpoint folder is loaded and saved unchanged, with the tokenizer name
   assert.is(result.metrics!.source, source);
 });
 
+test('a tokenizer with more ids than the checkpoint has rows is refused, naming both and what to do', async () => {
+  if (!FIXTURES_PRESENT) return noteSkip('init_model tokenizer mismatch');
+  const source = path.join(FIXTURES, 'mistral-tiny');
+  const tokenizer = path.join(FIXTURES, 'tokenizer-sp.json');
+  await runKind(INIT_MODEL, { params: { path: source, tokenizer } }).then(
+    () => assert.unreachable(),
+    (err) => assert.is(err.message, `init_model: the tokenizer ${tokenizer} has 856 ids but the checkpoint ${source} has 512 ` +
+      'embedding rows: give the tokenizer the checkpoint was trained with'),
+  );
+});
+
 test.run();
