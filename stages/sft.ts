@@ -123,7 +123,7 @@ export const SFT: StageKind<SftParams> = {
     const { readDataset } = await import('./data/dataset.ts');
     const backend = await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
-    const { splits } = await readDataset(ctx.inputs.data![0]!.dir);
+    const { splits } = await readDataset(ctx.inputs.data![0]!.dir, ['train', 'validation']);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
       const groups = chosenGroups(train, model.hasPause, ctx.log);

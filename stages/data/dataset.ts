@@ -207,7 +207,7 @@ export async function readSplitFile(file: string, shownAs: string, check: RowChe
 }
 
 /** Reads a dataset artifact written by `writeDataset`; throws a DataError listing every bad row. */
-export async function readDataset(dir: string): Promise<{ splits: DatasetSplits; info: DatasetInfo }> {
+export async function readDataset(dir: string, required: readonly Split[] = SPLITS): Promise<{ splits: DatasetSplits; info: DatasetInfo }> {
   const problems: RowProblem[] = [];
   const splits = {} as DatasetSplits;
   for (const split of SPLITS) {
@@ -216,7 +216,12 @@ export async function readDataset(dir: string): Promise<{ splits: DatasetSplits;
     try {
       text = await readFile(file, 'utf8');
     } catch {
-      throw new Error(`${file}: missing; a dataset folder holds train.jsonl, validation.jsonl and test.jsonl (dataset.json optional)`);
+      // A split the reader does not use may be absent (sft needs no test split).
+      if (!required.includes(split)) {
+        splits[split] = [];
+        continue;
+      }
+      throw new Error(`${file}: missing; this stage reads ${required.map((r) => `${r}.jsonl`).join(', ')} from the dataset folder (dataset.json optional)`);
     }
     const parsed = parseRows(text, file);
     splits[split] = parsed.rows;

@@ -132,6 +132,21 @@ test('readDataset reads a folder without dataset.json (an sh step\'s output) and
   }
 });
 
+test('a split the reader does not need may be missing (sft reads no test split); a needed one is named', async () => {
+  const dir = await tempDir('dataset-no-test');
+  await writeFile(path.join(dir, 'train.jsonl'), `${row('q1', 'a1')}\n`);
+  await writeFile(path.join(dir, 'validation.jsonl'), `${row('q2', 'a2')}\n`);
+  const back = await readDataset(dir, ['train', 'validation']);
+  assert.equal(back.info.counts, { train: 1, validation: 1, test: 0 });
+  try {
+    await readDataset(dir);
+    assert.unreachable('should fail');
+  } catch (err) {
+    assert.is((err as Error).message,
+      `${path.join(dir, 'test.jsonl')}: missing; this stage reads train.jsonl, validation.jsonl, test.jsonl from the dataset folder (dataset.json optional)`);
+  }
+});
+
 test('the split puts round(n × fraction) shuffled rows in validation and the rest in train', () => {
   const rows = Array.from({ length: 25 }, (_, i) => i);
   const { train, validation } = splitTrainValidation(rows, 0.1, createRng(42).shuffled);
