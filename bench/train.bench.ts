@@ -1,6 +1,7 @@
 // Training and generation throughput of the causal LM on the active backend, against the backend's own matmul roofline.
 //
-//   npm run bench:train -- [--shape small|medium] [--steps N] [--backend wasm|cpu|webgpu|tensorflow] [--gen N] [--profile]
+//   node --import tsx bench/train.bench.ts [--shape small|medium] [--steps N] [--backend wasm|cpu|webgpu|tensorflow] [--gen N] [--profile]
+//   (`npm run bench:train` runs it for both shapes on the best available backend)
 //
 // Training FLOPs per token = 6·N + 12·L·T·d_attn, where N counts the weights of every matmul (q/k/v/o, MLP and
 // LM head; not the embedding lookup or norms) and the second term is attention's QKᵀ and P·V over the full T×T
