@@ -20,10 +20,25 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose
 /** One compiled validator per schema: compiling is slow, validating a thousand instances must not be. */
 const compiled = new WeakMap<ParamsSchema, ValidateFunction>();
 
+/**
+ * Every integer parameter gets at most 2^53 - 1 unless its kind says less: a literal such as 99999999999999999999
+ * would otherwise be rounded silently to a different whole number (and ask for 1e20 of something).
+ */
+function withExactIntegers(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withExactIntegers);
+  if (schema === null || typeof schema !== 'object') return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) out[k] = k === 'default' || k === 'enum' || k === 'const' ? v : withExactIntegers(v);
+  const type = out.type;
+  const integer = type === 'integer' || (Array.isArray(type) && type.includes('integer'));
+  if (integer && out.maximum === undefined) out.maximum = Number.MAX_SAFE_INTEGER;
+  return out;
+}
+
 function validatorFor(kind: StageKind): ValidateFunction {
   let v = compiled.get(kind.params);
   if (!v) {
-    v = ajv.compile(kind.params);
+    v = ajv.compile(withExactIntegers(kind.params) as ParamsSchema);
     compiled.set(kind.params, v);
   }
   return v;

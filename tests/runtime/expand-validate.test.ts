@@ -79,6 +79,13 @@ validate('enum, minimum and maximum violations are E_PARAM_VALUE with the rule',
   ]);
 });
 
+validate('an integer beyond 2^53 - 1 is refused where written, also inside objects: it could not be exact', () => {
+  assert.equal(reported(`${PREAMBLE}\nstage p = inject_pauses(data: data) { n_random_pauses: 99999999999999999999, patterns: { "=": 9007199254740992 } }`), [
+    ['E_PARAM_VALUE', 'param `n_random_pauses` must be <= 9007199254740991, got number 100000000000000000000', 4, 56, []],
+    ['E_PARAM_VALUE', 'param `patterns["="]` must be <= 9007199254740991, got number 9007199254740992', 4, 95, []],
+  ]);
+});
+
 validate('a value from a let is blamed on the expression that brought it in', () => {
   assert.equal(reported(`${PREAMBLE}\nlet pats = { "=": -1 }\nstage p = inject_pauses(data: data) { patterns: pats }`), [
     ['E_PARAM_VALUE', 'param `patterns["="]` must be >= 0, got number -1 (not written here: it comes from an expression or a default)', 5, 49, []],
