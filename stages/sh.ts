@@ -46,8 +46,8 @@ async function exists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
 }
 
-/** The command's process group id, kept in the scratch folder, which outlives a killed run of the same key. */
-const PID_FILE = 'command.pid';
+/** Written before the command starts and removed when it ends, in the scratch folder that outlives a killed run. */
+const RUNNING_MARKER = 'command.running';
 /** Command groups running under this process: ended if the runner exits while they run. */
 const runningGroups = new Set<number>();
 process.on('exit', () => {
@@ -63,32 +63,36 @@ function signalGroup(group: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
-/** Linux: does any live member of process group `group` carry this stage key in its environment? */
-async function groupRunsKey(group: number, key: string): Promise<boolean> {
+/** Linux: the process groups of the live processes whose environment carries this stage key. */
+async function groupsRunningKey(key: string): Promise<Set<number>> {
+  const groups = new Set<number>();
   for (const pid of (await readdir('/proc').catch(() => [] as string[])).filter((n) => /^\d+$/.test(n))) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    // Fields after the parenthesised command name: state, ppid, pgrp.
-    const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-    if (pgrp !== group) continue;
     const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
-    if (environ.split('\0').includes(`PAUSEPIPE_KEY=${key}`)) return true;
+    if (!environ.split('\0').includes(`PAUSEPIPE_KEY=${key}`)) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // Fields after the parenthesised command name: state, ppid, pgrp. A zombie is already ended.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (state !== 'Z' && Number(pgrp) > 0) groups.add(Number(pgrp));
   }
-  return false;
+  return groups;
 }
 
 /**
- * A runner killed with SIGKILL cannot stop its command, which may go on writing the workspace outs. The next run
- * of the same key ends that process group first; the key in its environment guards against a recycled id.
+ * A runner killed with SIGKILL cannot stop its command, which may go on writing the workspace outs. Its marker
+ * stays behind, so the next run of the same key (holding the key's lock: no live run owns that key) ends every
+ * process group still carrying the key in its environment before it starts the command again.
  */
 async function endOrphanedCommand(ctx: StageContext<ShParams>): Promise<void> {
-  const file = path.join(ctx.scratchDir, PID_FILE);
-  const group = Number(await readFile(file, 'utf8').catch(() => ''));
-  if (Number.isInteger(group) && group > 0 && (await groupRunsKey(group, ctx.key))) {
+  const marker = path.join(ctx.scratchDir, RUNNING_MARKER);
+  if (!(await exists(marker))) return;
+  for (const group of await groupsRunningKey(ctx.key)) {
     ctx.log(`sh: ending process group ${group}, left running by a killed run of this stage`);
     signalGroup(group, 'SIGKILL');
-    for (let waited = 0; waited < 5000 && signalGroup(group, 0); waited += 20) await new Promise((r) => setTimeout(r, 20));
   }
-  await rm(file, { force: true });
+  for (let waited = 0; waited < 5000 && (await groupsRunningKey(ctx.key)).size > 0; waited += 50) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await rm(marker, { force: true });
 }
 
 async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
@@ -124,6 +128,8 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   const { execa } = await import('execa');
   const [file, ...args] = typeof p.command === 'string' ? [p.command] : p.command;
   ctx.log(`$ ${typeof p.command === 'string' ? p.command : p.command.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
+  // Before the spawn: whatever happens to this runner from here on, the next run knows to look for the command.
+  writeFileSync(path.join(ctx.scratchDir, RUNNING_MARKER), '');
   const sub = execa(file!, args, {
     cwd: path.resolve(ctx.workspace, p.cwd),
     env,
@@ -142,11 +148,7 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
     signalGroup(group, 'SIGTERM');
     setTimeout(() => signalGroup(group, 'SIGKILL'), 3000).unref();
   };
-  if (group !== undefined) {
-    runningGroups.add(group);
-    // Synchronously, so a runner killed right after the spawn has already left the id for the next run.
-    writeFileSync(path.join(ctx.scratchDir, PID_FILE), String(group));
-  }
+  if (group !== undefined) runningGroups.add(group);
   ctx.signal.addEventListener('abort', endGroup, { once: true });
   const onLine = (line: string) => {
     const m = PROGRESS_LINE.exec(line);
@@ -159,9 +161,10 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   });
   const [result] = await Promise.all([sub, ...streams]).finally(async () => {
     ctx.signal.removeEventListener('abort', endGroup);
-    if (group === undefined) return;
-    runningGroups.delete(group);
-    await rm(path.join(ctx.scratchDir, PID_FILE), { force: true });
+    // Cancelled: the group got SIGTERM and may outlive the leader; the exit hook and the marker still cover it.
+    if (ctx.signal.aborted) return;
+    if (group !== undefined) runningGroups.delete(group);
+    await rm(path.join(ctx.scratchDir, RUNNING_MARKER), { force: true });
   });
   if (ctx.signal.aborted) throw new Error('sh: cancelled');
   if (result.failed && 'code' in result && result.code === 'ENOENT') {
