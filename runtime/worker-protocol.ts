@@ -1,20 +1,11 @@
 // Messages between the runner and a stage worker process (runtime/worker.ts), sent as JSON over the IPC channel.
-import type { ArtifactRef, Progress } from '../stages/kind.ts';
+import type { Progress, StageContextData } from '../stages/kind.ts';
 import type { JsonValue } from './json.ts';
 
 /** Everything a worker needs to build the StageContext of one stage. */
-export interface RunRequest {
+export interface RunRequest extends StageContextData {
   type: 'run';
-  name: string;
-  key: string;
   kind: string;
-  params: Record<string, JsonValue>;
-  variant: Record<string, JsonValue>;
-  inputs: Record<string, ArtifactRef[]>;
-  outDir: string;
-  scratchDir: string;
-  workspace: string;
-  backend?: string;
 }
 
 /** Runner → worker: the request (sent once at start), then possibly an abort (Ctrl-C) before a forced kill. */

@@ -45,7 +45,8 @@ export interface Progress {
   message?: string;
 }
 
-export interface StageContext<P = Record<string, JsonValue>> {
+/** The plain-data part of a stage's context: also what a worker process receives over IPC. */
+export interface StageContextData<P = Record<string, JsonValue>> {
   /** Generated stage name. */
   name: string;
   key: string;
@@ -61,6 +62,9 @@ export interface StageContext<P = Record<string, JsonValue>> {
   workspace: string;
   /** Backend asked for with --backend (undefined: pick the best available). */
   backend?: string;
+}
+
+export interface StageContext<P = Record<string, JsonValue>> extends StageContextData<P> {
   log(line: string): void;
   progress(p: Progress): void;
   signal: AbortSignal;
