@@ -12,11 +12,8 @@ import { readModelWeights, readSafetensors, type HostTensor } from '../../stages
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const FIXTURES = path.resolve(ROOT, '../shared/fixtures/hf');
 export const FIXTURES_PRESENT = existsSync(FIXTURES);
-
-/** Prints why a fixture suite does nothing; call from a suite's `before`. */
-export function noteSkip(suiteName: string): void {
-  console.log(`  ${suiteName}: skipped, ${FIXTURES} is absent (the shared fixtures are not checked out)`);
-}
+/** Registers a test that needs the fixtures: skipped (and said so) where ../shared is absent. */
+export { withShared as withFixtures } from './requires.ts';
 
 export async function readJson<T = Record<string, unknown>>(file: string): Promise<T> {
   return JSON.parse(await readFile(file, 'utf8')) as T;

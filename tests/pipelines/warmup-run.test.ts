@@ -8,7 +8,8 @@ import type { JsonValue } from '../../runtime/json.ts';
 import { SILENT_REPORTER } from '../../runtime/progress.ts';
 import { planLoaded, runSession } from '../../runtime/session.ts';
 import { STAGE_KINDS } from '../../stages/index.ts';
-import { loadProjectPipeline, SHARED, SHARED_PRESENT } from './pipeline-files.ts';
+import { loadProjectPipeline } from './pipeline-files.ts';
+import { withShared } from '../helpers/requires.ts';
 
 const test = suite('warmup.pipe run');
 
@@ -28,11 +29,7 @@ const SHRINK: Record<string, Record<string, JsonValue>> = {
   evaluate: { max_new_tokens: 4, batch_size: 3, loss_max_length: 128 },
 };
 
-test('all 46 stages run on the Mistral fixture: 18 variants and 2 baselines evaluated, one report row each', async () => {
-  if (!SHARED_PRESENT) {
-    console.log(`  warmup.pipe run: skipped, ${SHARED} is absent (it holds the fixture checkpoint and GSM8K)`);
-    return;
-  }
+withShared(test)('all 46 stages run on the Mistral fixture: 18 variants and 2 baselines evaluated, one report row each', async () => {
   const pipeline = await loadProjectPipeline('warmup.pipe');
   for (const s of pipeline.stages) Object.assign(s.params, SHRINK[s.kind] ?? {});
   const session = await planLoaded(pipeline, STAGE_KINDS, cacheDir);

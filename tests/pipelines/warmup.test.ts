@@ -7,7 +7,8 @@ import { initBackend } from '../../stages/lm/backend.ts';
 import { configureTraining, trainableSummary, type TrainableGroup } from '../../stages/lm/freeze.ts';
 import type { LoraOptions } from '../../stages/lm/lora.ts';
 import { fixtureModel, pauseFixtureModel, trainableCounts } from '../helpers/hf-fixtures.ts';
-import { inputsOf, instancesOf, loadProjectPipeline, objectParam, SHARED, SHARED_PRESENT, stageNamed } from './pipeline-files.ts';
+import { inputsOf, instancesOf, loadProjectPipeline, objectParam, stageNamed } from './pipeline-files.ts';
+import { withShared } from '../helpers/requires.ts';
 
 const test = suite('warmup.pipe');
 
@@ -159,11 +160,7 @@ function fixtureKey(v: { pause_embedding: JsonValue; pause_head: JsonValue; lm: 
 
 const quiet = () => {};
 
-test('each variant trains exactly the reference parameters on the pause-wrapper fixture (counts and names)', async () => {
-  if (!SHARED_PRESENT) {
-    console.log(`  warmup.pipe: trainable-count parity skipped, ${SHARED} is absent`);
-    return;
-  }
+withShared(test)('each variant trains exactly the reference parameters on the pause-wrapper fixture (counts and names)', async () => {
   await initBackend('wasm');
   const expected = new Map((await trainableCounts()).map((v) => [fixtureKey(v), v]));
   const seen = new Set<string>();
@@ -191,8 +188,7 @@ test('each variant trains exactly the reference parameters on the pause-wrapper 
   assert.is(seen.size, 18);
 });
 
-test('step 1 trains only the LoRA matrices of q_proj and v_proj on the plain fixture model', async () => {
-  if (!SHARED_PRESENT) return;
+withShared(test)('step 1 trains only the LoRA matrices of q_proj and v_proj on the plain fixture model', async () => {
   await initBackend('wasm');
   const model = await fixtureModel('mistral-tiny');
   try {

@@ -8,7 +8,7 @@ import { generate, generateAnswers } from '../../../stages/lm/generate.ts';
 import type { CausalLM } from '../../../stages/lm/model.ts';
 import { loadTokenizer } from '../../../stages/lm/tokenizer.ts';
 import type { Tokenizer } from '../../../stages/lm/types.ts';
-import { expectedTensors, fixtureModel, FIXTURES, FIXTURES_PRESENT as present, noteSkip, pauseFixtureModel } from '../../helpers/hf-fixtures.ts';
+import { expectedTensors, fixtureModel, FIXTURES, FIXTURES_PRESENT as present, pauseFixtureModel, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 const test = suite('generate');
 let model: CausalLM;
@@ -16,7 +16,7 @@ let tok: Tokenizer;
 
 test.before(async () => {
   await initBackend('wasm');
-  if (!present) return noteSkip('generate');
+  if (!present) return;
   model = await fixtureModel('mistral-tiny');
   // The byte-level fixture tokenizer has the tiny models' 512 ids, <s> = 0 and </s> = 1.
   tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel.json'));
@@ -29,8 +29,7 @@ async function expected(fixture: string): Promise<{ prompt: number[]; greedy: nu
   return { prompt: Array.from(tensors.get('greedy_prompt')!.data), greedy: Array.from(tensors.get('greedy_ids')!.data) };
 }
 
-test('greedy decoding with the KV cache reproduces the fixture greedy ids of mistral-tiny', async () => {
-  if (!present) return;
+withFixtures(test)('greedy decoding with the KV cache reproduces the fixture greedy ids of mistral-tiny', async () => {
   const { prompt, greedy } = await expected('mistral-tiny');
   const [row] = await generate(model, tok, [prompt], { maxNewTokens: greedy.length - prompt.length });
   assert.equal(row!.ids, greedy.slice(prompt.length));
@@ -38,8 +37,7 @@ test('greedy decoding with the KV cache reproduces the fixture greedy ids of mis
   assert.is(row!.text, tok.decode(greedy.slice(prompt.length), { skipSpecialTokens: true }));
 });
 
-test('greedy decoding over the combined log-probs reproduces the pause wrapper fixture; pauses vanish from the text', async () => {
-  if (!present) return;
+withFixtures(test)('greedy decoding over the combined log-probs reproduces the pause wrapper fixture; pauses vanish from the text', async () => {
   const pauseModel = await pauseFixtureModel();
   const pauseTok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel-pause.json'));
   try {
@@ -59,8 +57,7 @@ test('greedy decoding over the combined log-probs reproduces the pause wrapper f
 
 const PROMPTS = [[0, 44, 279, 322, 467, 302, 85, 287], [0, 42, 303], [0, 43, 86, 259, 355, 266]];
 
-test('a left-padded batch generates exactly what each prompt generates alone (greedy)', async () => {
-  if (!present) return;
+withFixtures(test)('a left-padded batch generates exactly what each prompt generates alone (greedy)', async () => {
   const batched = await generate(model, tok, PROMPTS, { maxNewTokens: 9 });
   for (let i = 0; i < PROMPTS.length; i++) {
     const [alone] = await generate(model, tok, [PROMPTS[i]!], { maxNewTokens: 9 });
@@ -68,8 +65,7 @@ test('a left-padded batch generates exactly what each prompt generates alone (gr
   }
 });
 
-test('seeded sampling is reproducible and independent of the batch size', async () => {
-  if (!present) return;
+withFixtures(test)('seeded sampling is reproducible and independent of the batch size', async () => {
   const questions = ['What is 2+3?', 'Count the eggs.', 'Why?'];
   const opts = { maxNewTokens: 8, temperature: 1.0, seed: 7 };
   const together = await generateAnswers(model, tok, questions, { ...opts, batchSize: 3 });
@@ -82,14 +78,12 @@ test('seeded sampling is reproducible and independent of the batch size', async 
   assert.not.equal(greedy.map((r) => r.ids), together.map((r) => r.ids));
 });
 
-test('a row stops at its own limit: max new tokens, or max length counted with its own prompt', async () => {
-  if (!present) return;
+withFixtures(test)('a row stops at its own limit: max new tokens, or max length counted with its own prompt', async () => {
   const rows = await generate(model, tok, PROMPTS, { maxNewTokens: 6, maxLength: 10 });
   assert.equal(rows.map((r) => r.ids.length), [2, 6, 4]);
 });
 
-test('the batch stops when the padded rows fill the model\'s positions', async () => {
-  if (!present) return;
+withFixtures(test)('the batch stops when the padded rows fill the model\'s positions', async () => {
   const free = await generate(model, tok, PROMPTS, { maxNewTokens: 6 });
   // Width 8 + 3 generated = 10 positions: the fourth token would need an eleventh.
   const capped = await generate(model, tok, PROMPTS, { maxNewTokens: 6, contextLength: 10 });
@@ -97,8 +91,7 @@ test('the batch stops when the padded rows fill the model\'s positions', async (
   await generate(model, tok, PROMPTS, { maxNewTokens: 6, contextLength: 7 }).then(() => assert.unreachable(), (err) => assert.match(err.message, /a prompt of 8 tokens does not fit the model's 7 positions/));
 });
 
-test('live tensors stay constant across decode steps and nothing leaks after generation', async () => {
-  if (!present) return;
+withFixtures(test)('live tensors stay constant across decode steps and nothing leaks after generation', async () => {
   const before = tf.memory().numTensors;
   const counts: number[] = [];
   await generate(model, tok, PROMPTS, { maxNewTokens: 6, onStep: () => counts.push(tf.memory().numTensors) });
@@ -107,8 +100,7 @@ test('live tensors stay constant across decode steps and nothing leaks after gen
   assert.is(tf.memory().numTensors, before);
 });
 
-test('bad limits are refused', async () => {
-  if (!present) return;
+withFixtures(test)('bad limits are refused', async () => {
   await generate(model, tok, PROMPTS, { maxNewTokens: 0 }).then(() => assert.unreachable(), (err) => assert.match(err.message, /maxNewTokens must be a whole number >= 1/));
 });
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import { adapterConfig, applyLora, loadLoraAdapter, mergeLora, saveLoraAdapter } from '../../../stages/lm/lora.ts';
 import type { CausalLM } from '../../../stages/lm/model.ts';
-import { expectedTensors, FIXTURES, FIXTURES_PRESENT, fixtureModel, maxDiff, noteSkip, readJson, rejectsWith, toTf } from '../../helpers/hf-fixtures.ts';
+import { expectedTensors, FIXTURES, FIXTURES_PRESENT, fixtureModel, maxDiff, readJson, rejectsWith, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 const ADAPTER_DIR = path.join(FIXTURES, 'mistral-tiny-lora');
 const quiet = () => {};
@@ -19,7 +19,7 @@ let tmp = '';
 test.before(async () => {
   await initBackend('wasm');
   tmp = await mkdtemp(path.join(os.tmpdir(), 'lora-'));
-  if (!FIXTURES_PRESENT) return noteSkip('lora');
+  if (!FIXTURES_PRESENT) return;
   ex = await expectedTensors('mistral-tiny-lora');
 });
 test.after(() => rm(tmp, { recursive: true, force: true }));
@@ -28,8 +28,7 @@ function logits(model: CausalLM): Float32Array {
   return tf.tidy(() => model.forward(toTf(ex.get('input_ids')!)).dataSync() as Float32Array);
 }
 
-test('logits with the PEFT adapter, and after merging it, are within 1e-4 of PEFT', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('logits with the PEFT adapter, and after merging it, are within 1e-4 of PEFT', async () => {
   const model = await fixtureModel('mistral-tiny');
   try {
     const setup = await loadLoraAdapter(model, ADAPTER_DIR, quiet);
@@ -45,8 +44,7 @@ test('logits with the PEFT adapter, and after merging it, are within 1e-4 of PEF
   }
 });
 
-test('saving a loaded adapter writes PEFT\'s adapter_model.safetensors byte for byte, and it loads back', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('saving a loaded adapter writes PEFT\'s adapter_model.safetensors byte for byte, and it loads back', async () => {
   const model = await fixtureModel('mistral-tiny');
   const other = await fixtureModel('mistral-tiny');
   try {
@@ -69,8 +67,7 @@ test('saving a loaded adapter writes PEFT\'s adapter_model.safetensors byte for 
   }
 });
 
-test('a fresh adapter starts as a no-op (B = 0), trains only A and B, and its dropout acts only in training', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('a fresh adapter starts as a no-op (B = 0), trains only A and B, and its dropout acts only in training', async () => {
   const model = await fixtureModel('mistral-tiny');
   try {
     const before = logits(model);
@@ -98,8 +95,7 @@ test('a fresh adapter starts as a no-op (B = 0), trains only A and B, and its dr
   }
 });
 
-test('adapter_config.json lists what was trained, and unsupported adapters are clear errors', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('adapter_config.json lists what was trained, and unsupported adapters are clear errors', async () => {
   const model = await fixtureModel('mistral-tiny');
   try {
     assert.throws(() => applyLora(model, { targetModules: ['q_proj', 'qkv'] }, quiet), /LoRA target module 'qkv' is not supported/);
@@ -119,8 +115,7 @@ test('adapter_config.json lists what was trained, and unsupported adapters are c
   }
 });
 
-test('applying, using, merging and disposing LoRA returns the live tensors to where they were', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('applying, using, merging and disposing LoRA returns the live tensors to where they were', async () => {
   // Built and freed once first: ops.ts keeps a RoPE rotation pair per head size for the whole process.
   const warm = await fixtureModel('mistral-tiny');
   logits(warm);
@@ -144,8 +139,7 @@ test('applying, using, merging and disposing LoRA returns the live tensors to wh
   tf.dispose([ids, batch.attentionMask]);
 });
 
-test('a refused adapter leaves the model as it was and no tensors behind', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('a refused adapter leaves the model as it was and no tensors behind', async () => {
   const model = await fixtureModel('mistral-tiny');
   try {
     const before = tf.memory().numTensors;

@@ -14,7 +14,7 @@ import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
 import { loadModel, saveModel } from '../../../stages/lm/model-io.ts';
 import { PauseLM } from '../../../stages/lm/pause.ts';
 import { builtinTokenizer, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
-import { expectedTensors, FIXTURES, FIXTURES_PRESENT, maxDiff, noteSkip, pauseFixtureModel, readJson, rejectsWith, toTf } from '../../helpers/hf-fixtures.ts';
+import { expectedTensors, FIXTURES, maxDiff, pauseFixtureModel, readJson, rejectsWith, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 const quiet = () => {};
 let tmp = '';
@@ -23,7 +23,6 @@ const test = suite('model-io');
 test.before(async () => {
   await initBackend('wasm');
   tmp = await mkdtemp(path.join(os.tmpdir(), 'model-io-'));
-  if (!FIXTURES_PRESENT) noteSkip('model-io fixture round trips');
 });
 test.after(() => rm(tmp, { recursive: true, force: true }));
 
@@ -40,8 +39,7 @@ function logits(model: CausalLM, ids: number[][]): Float32Array {
   return tf.tidy(() => model.forward(tf.tensor2d(ids, [ids.length, ids[0]!.length], 'int32')).dataSync() as Float32Array);
 }
 
-test('a loaded fixture saves to the same model.safetensors bytes and config.json, and loads back bit for bit', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('a loaded fixture saves to the same model.safetensors bytes and config.json, and loads back bit for bit', async () => {
   for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
     const src = path.join(FIXTURES, fixture);
     const model = await loadModel(src);
@@ -56,8 +54,7 @@ test('a loaded fixture saves to the same model.safetensors bytes and config.json
   }
 });
 
-test('a pause model and its tokenizer round-trip: wrapper names, pause fields, identical weights and outputs', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('a pause model and its tokenizer round-trip: wrapper names, pause fields, identical weights and outputs', async () => {
   const model = await pauseFixtureModel();
   const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel-pause.json'));
   const dir = path.join(tmp, 'pause');
@@ -79,8 +76,7 @@ test('a pause model and its tokenizer round-trip: wrapper names, pause fields, i
   back.dispose();
 });
 
-test('LoRA kept unmerged saves the untouched base plus PEFT adapter files; merged saves fold it in', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('LoRA kept unmerged saves the untouched base plus PEFT adapter files; merged saves fold it in', async () => {
   const model = await loadModel(path.join(FIXTURES, 'mistral-tiny'));
   await loadLoraAdapter(model, path.join(FIXTURES, 'mistral-tiny-lora'), quiet);
   const ex = await expectedTensors('mistral-tiny-lora');
@@ -106,8 +102,7 @@ test('LoRA kept unmerged saves the untouched base plus PEFT adapter files; merge
   for (const m of [model, keptBack, mergedBack]) m.dispose();
 });
 
-test('a pause model training with LoRA and modules_to_save copies round-trips unmerged, copies included', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('a pause model training with LoRA and modules_to_save copies round-trips unmerged, copies included', async () => {
   const model = await pauseFixtureModel();
   configureTraining(model, { groups: ['pauseEmbedding', 'pauseHead', 'lmHead'], lora: { rank: 4, alpha: 8, seed: 1 } }, quiet);
   // Make every trainable tensor differ from its original so a lost copy would show.
@@ -142,9 +137,11 @@ test('a from-scratch model with the built-in tokenizer is an ordinary folder tha
   back.dispose();
 });
 
-test('mismatches and missing files are clear errors', async () => {
+test('a folder without config.json is refused as not a model folder', async () => {
   await rejectsWith(() => loadModel(tmp), /no config\.json \(not a model folder\)/);
-  if (!FIXTURES_PRESENT) return;
+});
+
+withFixtures(test)('mismatches and missing files are clear errors', async () => {
   const model = await pauseFixtureModel();
   const plainTok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel.json'));
   await rejectsWith(() => saveModel(model, plainTok, path.join(tmp, 'bad')), /the model's pause token id is 512 but the tokenizer's is none/);

@@ -8,8 +8,7 @@ import { fromHfConfig, initWeights, presetConfig, toHfConfig, type LmConfig } fr
 import { CausalLM, createModel, type LmKvCache } from '../../../stages/lm/model.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import {
-  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, largestIndices, greedyFull, maxDiff, noteSkip, readJson, relDiff, toTf,
-} from '../../helpers/hf-fixtures.ts';
+  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, largestIndices, greedyFull, maxDiff, readJson, relDiff, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
 import { loadModel } from '../../../stages/lm/model-io.ts';
 
 for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
@@ -19,20 +18,18 @@ for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
 
   test.before(async () => {
     await initBackend('wasm');
-    if (!FIXTURES_PRESENT) return noteSkip(`model ${fixture}`);
+    if (!FIXTURES_PRESENT) return;
     model = await fixtureModel(fixture);
     ex = await expectedTensors(fixture);
   });
   test.after(() => model?.dispose());
 
-  test('logits of the full batch are within 1e-4', () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('logits of the full batch are within 1e-4', () => {
     const got = tf.tidy(() => model.forward(toTf(ex.get('input_ids')!)).dataSync());
     assert.ok(maxDiff(got, ex.get('logits')!.data) < 1e-4, `max diff ${maxDiff(got, ex.get('logits')!.data)}`);
   });
 
-  test('left-padded logits are within 1e-4 at every real (unmasked) position', () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('left-padded logits are within 1e-4 at every real (unmasked) position', () => {
     const mask = ex.get('attention_mask')!;
     const got = tf.tidy(() => model.forward(toTf(ex.get('input_ids')!), toTf<tf.Tensor2D>(mask)).dataSync());
     const V = model.config.vocabSize;
@@ -43,8 +40,7 @@ for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
     assert.ok(d < 1e-4, `max diff ${d}`);
   });
 
-  test('loss (labels = input_ids) is within 1e-5 relative', async () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('loss (labels = input_ids) is within 1e-5 relative', async () => {
     const { loss: expected } = await readJson<{ loss: number }>(path.join(FIXTURES, fixture, 'expected.json'));
     const loss = tf.tidy(() => {
       const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
@@ -53,16 +49,14 @@ for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
     assert.ok(relDiff(loss, expected) < 1e-5, `${loss} vs ${expected}`);
   });
 
-  test('greedy ids (12 steps, full forward each step) are identical, and identical through the KV cache', () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('greedy ids (12 steps, full forward each step) are identical, and identical through the KV cache', () => {
     const prompt = Array.from(ex.get('greedy_prompt')!.data);
     const expected = Array.from(ex.get('greedy_ids')!.data);
     assert.equal(greedyFull((ids) => model.forward(ids), prompt, 12), expected);
     assert.equal(greedyCached(model, prompt, 12), expected);
   });
 
-  test('a left-padded row decodes like the same row unpadded, step after step', () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('a left-padded row decodes like the same row unpadded, step after step', () => {
     const row = Array.from(ex.get('input_ids')!.data.slice(14 + 3, 28)); // row 1 without its 3 padded positions
     const run = (ids: number[], pads: number) => tf.tidy(() => {
       const input = tf.tensor2d([...Array(pads).fill(0), ...ids], [1, pads + ids.length], 'int32');
@@ -79,8 +73,7 @@ for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
     assert.ok(maxDiff(plain2!, padded2!) < 1e-4, `second step ${maxDiff(plain2!, padded2!)}`);
   });
 
-  test('config.json maps to LmConfig and back unchanged', async () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('config.json maps to LmConfig and back unchanged', async () => {
     const json = await readJson(path.join(FIXTURES, fixture, 'config.json'));
     const cfg = fromHfConfig(json);
     assert.equal(toHfConfig(cfg), json);
@@ -253,8 +246,7 @@ own('fromWeights takes tf tensors over: they are freed with the model, and when 
   assert.is(tf.memory().numTensors, before);
 });
 
-own('a model loaded from a folder frees everything on dispose', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(own)('a model loaded from a folder frees everything on dispose', async () => {
   const before = tf.memory().numTensors;
   const model = await loadModel(path.join(FIXTURES, 'mistral-tiny'), { log: () => {} });
   use(model);

@@ -9,9 +9,8 @@ import { createModel, FLOAT32_MIN, type CausalLM } from '../../../stages/lm/mode
 import { addPauseToken, PauseLM } from '../../../stages/lm/pause.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import {
-  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, greedyFull, largestIndices, maxDiff, noteSkip,
-  pauseFixtureModel, readJson, relDiff, toTf,
-} from '../../helpers/hf-fixtures.ts';
+  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, greedyFull, largestIndices, maxDiff,
+  pauseFixtureModel, readJson, relDiff, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 interface PauseExpected {
   loss: number;
@@ -28,21 +27,19 @@ let exJson: PauseExpected;
 
 parity.before(async () => {
   await initBackend('wasm');
-  if (!FIXTURES_PRESENT) return noteSkip('pause parity');
+  if (!FIXTURES_PRESENT) return;
   model = await pauseFixtureModel();
   ex = await expectedTensors('pause-wrapper');
   exJson = await readJson<PauseExpected>(path.join(FIXTURES, 'pause-wrapper', 'expected.json'));
 });
 parity.after(() => model?.dispose());
 
-parity('the wrapper has exactly the reference state dict: names, order and shapes', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(parity)('the wrapper has exactly the reference state dict: names, order and shapes', () => {
   assert.equal([...model.weights.entries()].map(([n, v]) => [n, v.shape]), Object.entries(exJson.state_dict_names));
   assert.is(model.pauseId, exJson.pause_token_id);
 });
 
-parity('combined log-probs, LM logits and pause-head logits are within 1e-4; the pause column is float32 min', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(parity)('combined log-probs, LM logits and pause-head logits are within 1e-4; the pause column is float32 min', () => {
   const [combined, lm, ctrl] = tf.tidy(() => {
     const o = model.pauseForward(toTf(ex.get('input_ids')!));
     return [o.combined.dataSync(), o.lmLogits.dataSync(), o.ctrlLogits.dataSync()];
@@ -55,8 +52,7 @@ parity('combined log-probs, LM logits and pause-head logits are within 1e-4; the
   assert.ok(maxDiff(ctrl!, ex.get('ctrl_logits')!.data) < 1e-4, `ctrl ${maxDiff(ctrl!, ex.get('ctrl_logits')!.data)}`);
 });
 
-parity('loss, lm_loss and ctrl_tok_loss (labels = input_ids) are within 1e-5 relative', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(parity)('loss, lm_loss and ctrl_tok_loss (labels = input_ids) are within 1e-5 relative', () => {
   const [loss, lm, ctrl] = tf.tidy(() => {
     const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
     const parts = model.lossParts({ inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids }, { training: false });
@@ -67,8 +63,7 @@ parity('loss, lm_loss and ctrl_tok_loss (labels = input_ids) are within 1e-5 rel
   assert.ok(relDiff(ctrl!, exJson.ctrl_tok_loss) < 1e-5, `ctrl_tok_loss ${ctrl} vs ${exJson.ctrl_tok_loss}`);
 });
 
-parity('greedy ids over the combined log-probs are identical, with full forwards and through the KV cache', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(parity)('greedy ids over the combined log-probs are identical, with full forwards and through the KV cache', () => {
   const prompt = Array.from(ex.get('greedy_prompt')!.data);
   const expected = Array.from(ex.get('greedy_ids')!.data);
   assert.equal(greedyFull((ids) => model.pauseForward(ids).combined, prompt, 12), expected);
@@ -82,13 +77,12 @@ let base: CausalLM;
 
 surgery.before(async () => {
   await initBackend('wasm');
-  if (!FIXTURES_PRESENT) return noteSkip('pause surgery');
+  if (!FIXTURES_PRESENT) return;
   base = await fixtureModel('mistral-tiny');
 });
 surgery.after(() => base?.dispose());
 
-surgery('wraps mistral-tiny into the reference layout without changing what the LM predicts', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(surgery)('wraps mistral-tiny into the reference layout without changing what the LM predicts', () => {
   const lines: string[] = [];
   const wrapped = addPauseToken(base, 1, { log: (l) => lines.push(l) });
   try {
@@ -105,8 +99,7 @@ surgery('wraps mistral-tiny into the reference layout without changing what the 
   }
 });
 
-surgery('draws the new row from N(0, var(original)), the head row near the mean row, deterministically by seed', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(surgery)('draws the new row from N(0, var(original)), the head row near the mean row, deterministically by seed', () => {
   const a = addPauseToken(base, 5, { log: () => {} });
   const b = addPauseToken(base, 5, { log: () => {} });
   const c = addPauseToken(base, 6, { log: () => {} });
@@ -139,8 +132,7 @@ surgery('draws the new row from N(0, var(original)), the head row near the mean 
   }
 });
 
-surgery('breaks the tie of a tied model and refuses a second surgery', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(surgery)('breaks the tie of a tied model and refuses a second surgery', async () => {
   const tied = await fixtureModel('llama-tiny-tied');
   const wrapped = addPauseToken(tied, 1, { log: () => {} });
   try {
