@@ -1,4 +1,4 @@
-// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, kinds.
+// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, exec, kinds.
 import { cp, mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -368,6 +368,20 @@ const COMMANDS: Record<string, Command> = {
       const files = s.manifests.get(planned.key!)?.outputs.length ?? 0;
       write(io.stdout, `exported ${stage.name}: ${files} file(s) to ${target}`);
       return EXIT.ok;
+    },
+  },
+  exec: {
+    usage: 'exec FILE',
+    summary: 'run one stage from a job description (what a Slurm job runs on its node)',
+    options: {},
+    help: [
+      'Runs the stage that a runner described in FILE (job.json in the key\'s scratch folder of the shared cache),',
+      'writes its artifacts and result.json beside FILE, and prints its log and progress lines on stdout.',
+      'SIGTERM (scancel, the time limit, a preemption) stops the stage. Exit code: 0 done, 1 failed, 143 stopped.',
+    ].join('\n'),
+    async run({ positionals }, io) {
+      const { execJob } = await import('./exec.ts');
+      return execJob(oneFile(positionals), (line) => write(io.stdout, line === '' ? '\n' : line));
     },
   },
   kinds: {
