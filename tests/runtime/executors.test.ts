@@ -1,7 +1,7 @@
 // The executor seam: GPU pinning of workers and in-process commands, and an executor that only sees serialised jobs.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FileHasher } from '../../cache/file-hash.ts';
 import { ArtifactStore } from '../../cache/store.ts';
@@ -15,7 +15,7 @@ import { planPipeline } from '../../runtime/plan.ts';
 import { SILENT_REPORTER } from '../../runtime/progress.ts';
 import type { StageKind } from '../../stages/kind.ts';
 import { STAGE_KINDS as BUILT_IN } from '../../stages/index.ts';
-import { instance, pipelineOf, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+import { cli, instance, pipelineOf, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 import { STAGE_KINDS as TEST_ONLY } from './fixtures/test-kinds.ts';
 
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
@@ -79,6 +79,18 @@ test('an executor that only sees the job as JSON (as a cluster job would) runs s
   const b = (keys.get('b') as KeyedStage).key;
   const log = await readFile(path.join(store.entryDir(b), store.readManifest(b)!.log), 'utf8');
   assert.equal(log.split('\n').filter(Boolean), ['submitted b', 'counted b']);
+});
+
+test('pausepipe run --gpus 1 --stages-per-gpu 2 runs two GPU stages on the GPU its own CUDA_VISIBLE_DEVICES names', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, 'stage a = gpu_env { tag: "a" }\nstage b = gpu_env { tag: "b" }\n');
+  const r = await cli(['run', file, '--gpus', '1', '--stages-per-gpu', '2', '--json'], ws, { CUDA_VISIBLE_DEVICES: '3' });
+  assert.is(r.exitCode, 0, r.stderr);
+  const stages = (JSON.parse(r.stdout) as { stages: { name: string; metrics: unknown }[] }).stages;
+  assert.equal(stages.map((x) => [x.name, x.metrics]), [['a', { cuda: '3', gpu: '3' }], ['b', { cuda: '3', gpu: '3' }]]);
+  const bad = await cli(['run', file, '--stages-per-gpu', '0'], ws);
+  assert.equal([bad.exitCode, bad.stderr.split('\n')[0]], [2, 'pausepipe run: --stages-per-gpu needs a whole number ≥ 1, got 0']);
 });
 
 test.run();
