@@ -56,8 +56,9 @@ chown munge:munge /etc/munge/munge.key
 chmod 400 /etc/munge/munge.key
 alive "$dir/munge/munged.pid" || runuser -u munge -- /usr/sbin/munged --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log"
 
-# Leave 1 GiB to the system; jobs ask for memory (--mem) within the rest.
+# Leave 1 GiB to the system; a job that does not ask (--mem) gets its CPUs' share of the rest.
 mem=$(( $(free -m | awk '/Mem:/{print $2}') - 1024 ))
+cpus=$(nproc)
 cat > "$conf" <<CONF
 $marker
 ClusterName=pausepipe
@@ -75,17 +76,20 @@ TaskPlugin=task/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=1024
+DefMemPerCPU=$(( mem / cpus ))
 ReturnToService=2
 # Finished jobs stay visible to squeue and scontrol for 5 minutes; there is no accounting database (no sacct).
 MinJobAge=300
-JobAcctGatherType=jobacct_gather/none
+# Memory limits are enforced without cgroups: a job above its --mem is killed (sampled every second).
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$dir/jobcomp.log
 # A cancelled or timed-out job gets SIGTERM, then SIGKILL after this many seconds.
 KillWait=5
-NodeName=$host CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
+NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 
