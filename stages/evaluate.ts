@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
+import { modelStageResources } from './lm/memory-estimate.ts';
 
 export interface EvaluateParams {
   max_new_tokens: number;
@@ -45,7 +46,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     model: { description: 'Model folder to evaluate (init_model, add_pause_token or sft).' },
     data: { description: 'Dataset folder: test.jsonl is answered, validation.jsonl gives the eval loss.' },
   },
-  resources: () => ({ cpu: 1, gpu: 1 }),
+  resources: (p, inputs) =>
+    modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: Math.max(p.max_length, p.loss_max_length), training: false }),
   sources: ['stages/evaluate.ts', 'stages/lm', 'stages/data/answer.ts', 'stages/data/dataset.ts'],
 
   async run(ctx: StageContext<EvaluateParams>): Promise<StageResult> {

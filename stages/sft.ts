@@ -1,6 +1,7 @@
 // Stage kind `sft`: supervised fine-tuning of a model folder on a dataset, as the reference's SFTTrainer run, resumable from checkpoints.
 import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
+import { modelStageResources } from './lm/memory-estimate.ts';
 import type { TrainableGroup } from './lm/freeze.ts';
 
 export interface SftTrainGroups {
@@ -109,7 +110,7 @@ export const SFT: StageKind<SftParams> = {
     model: { description: 'Model folder to fine-tune (init_model, add_pause_token or sft).' },
     data: { description: 'Dataset folder with train.jsonl and validation.jsonl rows {question, answer}.' },
   },
-  resources: () => ({ cpu: 1, gpu: 1 }),
+  resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: p.max_length, training: true }),
   sources: ['stages/sft.ts', 'stages/lm', 'stages/data/dataset.ts', 'stages/data/random.ts'],
 
   async run(ctx: StageContext<SftParams>): Promise<StageResult> {
