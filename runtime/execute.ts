@@ -10,7 +10,7 @@ import type { ContentHasher, StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
 import type { Plan } from './plan.ts';
 import type { OutcomeStatus, Reporter } from './progress.ts';
-import { Scheduler, type Decision, type Grant } from './schedule.ts';
+import { Scheduler, type Decision, type EndStatus, type Grant } from './schedule.ts';
 import type { StateRecorder } from './state.ts';
 import type { RunRequest } from './worker-protocol.ts';
 
@@ -136,7 +136,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   };
 
   /** Computes a stale stage into its pending entry and commits it; the outcome's status. */
-  const compute = async (s: StageInstance, grant: Grant, ctl: AbortController): Promise<OutcomeStatus> => {
+  const compute = async (s: StageInstance, grant: Grant, ctl: AbortController): Promise<EndStatus> => {
     const key = cache.keyOf(s).key;
     const entry = await o.store.begin(key, { signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner) });
     if (entry === 'cached') {
@@ -176,13 +176,13 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     }
   };
 
-  const runStage = async (s: StageInstance, grant: Grant): Promise<OutcomeStatus> => {
+  const runStage = async (s: StageInstance, grant: Grant): Promise<EndStatus> => {
     const ctl = new AbortController();
     controllers.add(ctl);
     try {
       return await compute(s, grant, ctl);
     } catch (e) {
-      const status = ctl.signal.aborted ? 'aborted' : 'failed';
+      const status: EndStatus = ctl.signal.aborted ? 'aborted' : 'failed';
       record(s, status, { error: status === 'aborted' ? 'interrupted' : errorText(e) });
       return status;
     } finally {
@@ -190,7 +190,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     }
   };
 
-  const restoreHit = async (s: StageInstance): Promise<OutcomeStatus> => {
+  const restoreHit = async (s: StageInstance): Promise<EndStatus> => {
     try {
       recordHit(s, await cache.restore(s));
       return 'cached';
@@ -203,8 +203,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   return new Promise<RunResult>((resolve) => {
     const act = (d: Decision) => {
       const s = byName.get(d.name)!;
-      const started = (work: Promise<OutcomeStatus>) => void work.then((status) => {
-        scheduler.finished(s.name, status as Exclude<OutcomeStatus, 'skipped'>);
+      const started = (work: Promise<EndStatus>) => void work.then((status) => {
+        scheduler.finished(s.name, status);
         pump();
       });
       if (d.type === 'hit') recordHit(s);

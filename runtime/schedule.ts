@@ -56,6 +56,9 @@ export type Decision =
   /** Settled as failed without running (the plan says it cannot run). */
   | { type: 'fail'; name: string; reason: string };
 
+/** How a started stage can end. */
+export type EndStatus = Exclude<OutcomeStatus, 'skipped'>;
+
 interface GpuState {
   stages: number;
   usedMiB: number;
@@ -185,7 +188,7 @@ export class Scheduler {
   }
 
   /** A started stage (`run` or `restore`) ended; its slots are free again. */
-  finished(name: string, status: Exclude<OutcomeStatus, 'skipped'>): void {
+  finished(name: string, status: EndStatus): void {
     if (!this.granted.has(name) || this.outcome.has(name)) throw new Error(`scheduler: ${name} was not running`);
     const grant = this.granted.get(name);
     if (grant) this.slots.give(grant);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { estimateGpuMemoryMiB, modelStageResources, parameterCount, PROCESS_OVERHEAD_MIB } from '../../../stages/lm/memory-estimate.ts';
 import { EVALUATE } from '../../../stages/evaluate.ts';
 import { SFT } from '../../../stages/sft.ts';
-import { FIXTURES, FIXTURES_PRESENT, noteSkip, trainableCounts } from '../../helpers/hf-fixtures.ts';
+import { FIXTURES, trainableCounts, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 const test = suite('memory-estimate');
 
@@ -25,19 +25,14 @@ const MISTRAL_7B = {
   vocab_size: 32000, tie_word_embeddings: false,
 };
 
-test.before(() => {
-  if (!FIXTURES_PRESENT) noteSkip('memory-estimate');
-});
 
-test('parameter counts from config.json equal the tensors stored in the fixture checkpoints, tied and untied', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('parameter counts from config.json equal the tensors stored in the fixture checkpoints, tied and untied', () => {
   for (const name of ['mistral-tiny', 'llama-tiny-tied']) {
     assert.is(parameterCount(configOf(name)), storedParameters(path.join(FIXTURES, name, 'model.safetensors')), name);
   }
 });
 
-test('with pause_token_id the count includes the surgery, as PEFT counts the pause model', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('with pause_token_id the count includes the surgery, as PEFT counts the pause model', async () => {
   const total = (await trainableCounts())[0]!.total;
   assert.is(parameterCount({ ...configOf('mistral-tiny'), pause_token_id: 512 }), total);
 });
@@ -47,8 +42,7 @@ test('Mistral-7B has its 7.24 B parameters, and its full training never fits an 
   assert.ok(estimateGpuMemoryMiB(MISTRAL_7B, { batch: 8, seq: 600, training: true }) > 80 * 1024);
 });
 
-test('the estimate: overhead plus float32 tensors with a quarter of headroom, worked out for one token', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('the estimate: overhead plus float32 tensors with a quarter of headroom, worked out for one token', () => {
   // Training, 1 token: 4 × 158,016 parameter floats (weights, gradients, 2 moments) + 2 layers × (6·64 + 3·176 +
   // 2·4·1) + 3 × 512 logit floats = 635,440 floats = 2,541,760 bytes, × 1.25 = 3.03 MiB over the overhead.
   assert.is(estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 1, seq: 1, training: true }), PROCESS_OVERHEAD_MIB + 4);
@@ -56,8 +50,7 @@ test('the estimate: overhead plus float32 tensors with a quarter of headroom, wo
   assert.is(estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 1, seq: 1, training: false }), PROCESS_OVERHEAD_MIB + 1);
 });
 
-test('sft and evaluate estimate from their input model folder, and hold a GPU alone without one', () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('sft and evaluate estimate from their input model folder, and hold a GPU alone without one', () => {
   const model = { model: [{ dir: path.join(FIXTURES, 'mistral-tiny') }] } as never;
   const sft = SFT.resources!({ batch_size: 8, max_length: 600 } as never, model);
   assert.equal(sft, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 8, seq: 600, training: true }) });
