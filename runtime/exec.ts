@@ -1,11 +1,22 @@
 // `pausepipe exec FILE`: runs one stage from a job description, as a Slurm job does on a compute node.
 import { mkdir, rm } from 'node:fs/promises';
 import type { Progress, StageContext } from '../stages/kind.ts';
+import { gpuEnvironment } from './gpus.ts';
 import { loadKinds } from './kinds.ts';
 import { progressLine, readDescription, resultFileOf, writeJsonFile, type JobResult } from './job-protocol.ts';
 
 /** Progress lines are written at most this often (plus the last step): the runner reads them from a shared log. */
 const PROGRESS_INTERVAL_MS = 1000;
+
+/**
+ * The GPUs Slurm gave this job (`--gres=gpu:N`), as its CUDA_VISIBLE_DEVICES lists them; undefined outside a Slurm
+ * job or without GPUs. The stage then gets them as a local worker gets the GPUs its runner gave it.
+ */
+export function slurmJobGpus(env: NodeJS.ProcessEnv): string[] | undefined {
+  if (env.SLURM_JOB_ID === undefined || env.CUDA_VISIBLE_DEVICES === undefined) return undefined;
+  const ids = env.CUDA_VISIBLE_DEVICES.split(',').map((d) => d.trim()).filter((d) => d !== '' && d !== '-1');
+  return ids.length > 0 ? ids : undefined;
+}
 
 /**
  * Runs the described stage in this process and writes result.json beside the description. Log lines and
@@ -37,8 +48,11 @@ export async function execJob(descriptionFile: string, out: (line: string) => vo
     const kind = kinds[request.kind];
     if (!kind) return await finish({ token, status: 'failed', message: `unknown stage kind \`${request.kind}\` on this node (is PAUSEPIPE_KINDS the same as the runner's?)` }, 1);
     const { type: _type, kind: _kind, ...data } = request;
+    const gpus = slurmJobGpus(process.env);
+    if (gpus) Object.assign(process.env, gpuEnvironment(gpus));
     const ctx: StageContext = {
       ...data,
+      ...(gpus ? { gpus } : {}),
       signal: controller.signal,
       log: out,
       progress: (p: Progress) => {

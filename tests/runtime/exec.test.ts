@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { slurmJobGpus } from '../../runtime/exec.ts';
 import { JobFiles, readResult } from '../../runtime/job-protocol.ts';
 import { BIN, tempWorkspace } from '../helpers/runner.ts';
 
@@ -57,6 +58,15 @@ test('SIGTERM (scancel, a time limit) stops the stage and exits 143', async () =
   const r = await sub;
   assert.is(r.exitCode, 143, r.stdout);
   assert.equal(readResult(files.result), { token: 'feed01', status: 'failed', message: 'stopped by SIGTERM' });
+});
+
+test('in a Slurm job with GPUs the stage is pinned to them as a local worker is', async () => {
+  const { files } = await describe('echo "$CUDA_VISIBLE_DEVICES $PAUSEPIPE_GPU" > $PAUSEPIPE_OUT/gpus.txt');
+  const r = await execa(process.execPath, [BIN, 'exec', files.description], { reject: false, env: { SLURM_JOB_ID: '77', CUDA_VISIBLE_DEVICES: '2,3' } });
+  assert.is(r.exitCode, 0, r.stdout);
+  assert.is(await readFile(path.join(files.out, 'gpus.txt'), 'utf8'), '2,3 2\n');
+  assert.equal(slurmJobGpus({ SLURM_JOB_ID: '1', CUDA_VISIBLE_DEVICES: '' }), undefined);
+  assert.equal(slurmJobGpus({ CUDA_VISIBLE_DEVICES: '0' }), undefined);
 });
 
 test('a file that is not a job description is a clear error', async () => {
