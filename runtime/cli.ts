@@ -9,6 +9,7 @@ import { renderDag } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus } from './gpus.ts';
+import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
 import { isKeyed } from './keys.ts';
 import { loadKinds } from './kinds.ts';
@@ -155,6 +156,8 @@ function slurmOptions(values: Record<string, unknown>, settings: ExecutorSetting
  * jobs cancelled); a second one quits at once.
  */
 async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean, where: { type: ExecutorType; settings: ExecutorSettings }): Promise<RunResult> {
+  // A machine without Slurm's commands is told once, before anything is submitted (a cached run needs none).
+  if (where.type === 'slurm' && s.plan.counts.stale > 0) await new SlurmClient().version();
   const reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr);
   const slots = where.type === 'slurm' ? slurmOptions(values, where.settings, reporter) : await slotOptions(values, s);
   const controller = new AbortController();

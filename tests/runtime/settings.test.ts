@@ -6,7 +6,7 @@ import path from 'node:path';
 import { formatDiagnostics } from '../../grammar/diagnostics.ts';
 import { jsonSpans } from '../../runtime/json-spans.ts';
 import { DEFAULT_EXECUTOR, jobSettingsFor, loadSettings } from '../../runtime/settings.ts';
-import { tempWorkspace } from '../helpers/runner.ts';
+import { cli, tempWorkspace } from '../helpers/runner.ts';
 
 test('json spans point at values and keys by JSON pointer', () => {
   const text = '{\n  "a": {"b": [1, "x y"]},\n  "c": true\n}';
@@ -122,6 +122,27 @@ test('job settings: defaults, then the kind, then the declared name, then the ge
     { partition: 'gpu', time: '2:00:00', account: 'lab', mem: '64G', sbatch: ['--constraint=a100'] });
   assert.equal(jobSettingsFor(settings, { name: 'warm[pause=embed]', kind: 'sft' }), { partition: 'gpu', time: '2:00:00', account: 'lab', mem: '32G' });
   assert.equal(jobSettingsFor(settings, { name: 'report', kind: 'report' }), { partition: 'cpu', time: '1:00:00', account: 'lab' });
+});
+
+test('run: settings mistakes stop the run (exit 2), an unknown --executor is a usage error, a missing Slurm is said once', async () => {
+  const ws = await tempWorkspace('pausepipe-settings-');
+  // An absolute program: the last run has a PATH without Slurm's commands (nor anything else).
+  await writeFile(path.join(ws, 'p.pipe'), `stage a = sh { command: [${JSON.stringify(process.execPath)}, "-e", "0"] }\n`);
+  await writeFile(path.join(ws, 'pausepipe.json'), '{ "executor": { "type": "slurm", "mem": "lots" } }\n');
+  const bad = await cli(['run', 'p.pipe'], ws);
+  assert.is(bad.exitCode, 2);
+  assert.ok(bad.stderr.startsWith('pausepipe.json:1:41: error[E_SETTINGS]: `executor.mem` must be a Slurm memory size: a number with an optional K, M, G or T, got "lots"\n'), bad.stderr);
+
+  await writeFile(path.join(ws, 'pausepipe.json'), '{ "executor": { "type": "slurm" } }\n');
+  const usage = await cli(['run', 'p.pipe', '--executor', 'cloud'], ws);
+  assert.is(usage.exitCode, 2);
+  assert.is(usage.stderr.split('\n')[0], 'pausepipe run: --executor must be one of local, slurm, got cloud');
+  const missing = await cli(['run', 'p.pipe'], ws, { PATH: path.join(ws, 'no-such-folder') });
+  assert.is(missing.exitCode, 1);
+  assert.is(missing.stderr, "pausepipe run: `sbatch` is not installed here: the Slurm executor needs Slurm's client commands on the PATH");
+  // --executor local wins over the workspace's type.
+  const local = await cli(['run', 'p.pipe', '--executor', 'local'], ws, { PATH: path.join(ws, 'no-such-folder') });
+  assert.is(local.exitCode, 0, local.stderr);
 });
 
 test.run();

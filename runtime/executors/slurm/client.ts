@@ -34,6 +34,13 @@ export class SlurmClient {
   /** Undefined until the first sacct call says whether this cluster keeps accounting. */
   private accounting: boolean | undefined;
 
+  /** `slurm 22.05.8`: also how a run learns early that this machine has no Slurm commands (an Error that says so). */
+  async version(): Promise<string> {
+    const r = await runCommand('sbatch', ['--version']);
+    if (r.code !== 0) throw new Error(`sbatch --version failed: ${r.stderr || `exit code ${r.code}`}`);
+    return r.stdout.trim();
+  }
+
   /** Submits; the job id. A refusal (bad partition, unknown account) is an Error with sbatch's own words. */
   async submit(args: string[]): Promise<string> {
     const r = await runCommand('sbatch', args);

@@ -81,7 +81,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
    * when that runner died before sbatch answered, through the token in the job's comment): still queued or
    * running, or finished with a result nobody collected.
    */
-  const adoptable = async (files: JobFiles, key: string): Promise<Submission | undefined> => {
+  const adoptable = async (files: JobFiles, key: string, events: StageEvents): Promise<Submission | undefined> => {
     const record = readRecord(files.record);
     if (!record) return undefined;
     let id = record.jobId;
@@ -96,7 +96,9 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
     if (status !== undefined && !isFinalState(status.state)) return { id, token: record.token };
     const result = readResult(files.result);
     const collectable = result?.token === record.token && result.status === 'done' && (status === undefined || status.state === 'COMPLETED');
-    return collectable ? { id, token: record.token } : undefined;
+    if (collectable) return { id, token: record.token };
+    events.log(`pausepipe: the earlier Slurm job ${id} of this stage ended ${status?.state ?? 'without a result'}; submitting it again`);
+    return undefined;
   };
 
   const submit = async (job: StageJob, files: JobFiles, events: StageEvents): Promise<Submission> => {
@@ -193,7 +195,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
       };
       signal.addEventListener('abort', cancel, { once: true });
       try {
-        submission = await adoptable(files, request.key);
+        submission = await adoptable(files, request.key, events);
         if (submission) {
           events.log(`pausepipe: adopting Slurm job ${submission.id}, submitted by an earlier run`);
           note(`adopted ${request.name}: Slurm job ${submission.id}, submitted by an earlier run`);
