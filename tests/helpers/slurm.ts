@@ -63,15 +63,6 @@ export function jobsByName(since: number): Record<string, number[]> {
   return out;
 }
 
-/** The state squeue shows for a job, or undefined when it lists none. */
-export function queueState(id: string): string | undefined {
-  try {
-    return execFileSync('squeue', ['-h', '--states=all', `--jobs=${id}`, '--format=%T'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Cancels the jobs whose working folder is under `dir`: what a failed test left queued or running. */
 export function cancelJobsUnder(dir: string): void {
   const rows = execFileSync('squeue', ['-h', '--format=%i|%Z'], { encoding: 'utf8' }).split('\n').map((l) => l.trim().split('|'));

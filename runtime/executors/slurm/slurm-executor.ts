@@ -31,6 +31,9 @@ const QUEUE_OUTAGE_MS = 10 * 60_000;
 /** Node's own words, the kernel's, and slurmstepd's when it kills a job above its --mem. */
 const OUT_OF_MEMORY = /heap out of memory|Allocation failed|oom-kill|out of memory|exceeded (job )?memory limit/i;
 
+/** The states of a job on its usual way through the queue; any other live state (held, suspended) is worth a note. */
+const ORDINARY_STATES = new Set(['PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING']);
+
 /** A job of this runner: its Slurm id and the token of its submission. */
 interface Submission {
   id: string;
@@ -121,7 +124,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
     }, files.script);
     const id = await client.submit(args);
     await writeJsonFile(files.record, { ...record, jobId: id });
-    // The resource flags only: the rest (name, log, comment) is the same for every job and in job.sh's folder.
+    // The resource flags only: the job's name, log file and comment follow from the stage and its folder.
     const resourceFlags = args.filter((a) => /^--(cpus-per-task|gres|mem|time|partition|account|qos)=/.test(a));
     events.log(`pausepipe: submitted Slurm job ${id} (${resourceFlags.join(' ')})`);
     note(`submitted ${request.name} as Slurm job ${id}`);
@@ -129,8 +132,9 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
   };
 
   /** Polls until the job has ended; its final status (state UNKNOWN when Slurm has forgotten it). Streams its log meanwhile. */
-  const watch = async (job: Submission, tail: LogTail, events: StageEvents, signal: AbortSignal): Promise<JobStatus> => {
+  const watch = async (name: string, job: Submission, tail: LogTail, events: StageEvents, signal: AbortSignal): Promise<JobStatus> => {
     let last: string | undefined;
+    let running = false;
     let preempted = false;
     let outageSince: number | undefined;
     let cancelledAt: number | undefined;
@@ -157,6 +161,15 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
       const seen = `${status.state}${status.reason ? ` (${status.reason})` : ''}`;
       if (seen !== last) {
         events.log(`pausepipe: Slurm job ${job.id} ${seen}`);
+        // The person watching hears of what delays a stage beyond queueing: a requeue, a hold, a suspension.
+        if (status.state === 'RUNNING') {
+          running = true;
+        } else if (status.state === 'PENDING' && running) {
+          note(`requeued ${name}: Slurm job ${job.id} is ${seen}`);
+          running = false;
+        } else if (!isFinalState(status.state) && !ORDINARY_STATES.has(status.state)) {
+          note(`${name}: Slurm job ${job.id} is ${seen}`);
+        }
         last = seen;
       }
       if (status.state === 'UNKNOWN') return status;
@@ -204,7 +217,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
           submission = await submit(job, files, events);
         }
         if (signal.aborted) cancel();
-        const end = await watch(submission, tail, events, signal);
+        const end = await watch(request.name, submission, tail, events, signal);
         if (signal.aborted) {
           await rm(files.dir, { recursive: true, force: true });
           throw new Error('interrupted');

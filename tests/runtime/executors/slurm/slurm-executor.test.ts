@@ -8,7 +8,7 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { readRecord } from '../../../../runtime/job-protocol.ts';
 import { BIN, cli, PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../../../helpers/runner.ts';
-import { cancelJobsUnder, finishedJobs, jobsByName, lastJobId, queueState, withSlurm } from '../../../helpers/slurm.ts';
+import { cancelJobsUnder, finishedJobs, jobsByName, lastJobId, withSlurm } from '../../../helpers/slurm.ts';
 
 interface StageJson {
   name: string;
@@ -224,7 +224,7 @@ stage resume = sh {
   const id = recordedJobId(ws)!;
   execFileSync('scontrol', ['requeue', id]);
   // Slurm holds a requeued job back for about two minutes; the test lets it start again at once.
-  await waitFor('the job to be pending again', () => queueState(id) === 'PENDING', 30_000);
+  await waitFor('the runner to say the job was requeued', () => new RegExp(`requeued resume: Slurm job ${id} is PENDING`).test(run.output()), 30_000);
   execFileSync('scontrol', ['update', `JobId=${id}`, 'StartTime=now']);
   const r = await run.proc;
   assert.is(r.exitCode, 0, run.output());
