@@ -231,7 +231,9 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         const why = end.state === 'UNKNOWN'
           ? `Slurm no longer knows job ${submission.id} and it left no result`
           : describeEnd(end);
-        if (ours?.status === 'failed') throw new Error(`${ours.message} (${why})`);
+        // The stage's own error explains a job that failed; when Slurm ended it (cancelled, out of time, node lost),
+        // the stage only saw SIGTERM and the Slurm state is the explanation.
+        if (ours?.status === 'failed' && end.state === 'FAILED') throw new Error(`${ours.message} (${why})`);
         if (end.state === 'COMPLETED') throw new Error(`${why}, but it left no result in ${files.result}`);
         throw new Error(`${why}${outOfMemory && end.state !== 'OUT_OF_MEMORY' ? ' (out of memory: raise `mem` in the executor settings)' : ''}`);
       } finally {

@@ -124,12 +124,12 @@ withSlurm(test)('the matrix example gives the same keys, metrics and workspace o
 });
 
 const MODEL_PIPE = `
-stage data = synthetic_math { train: 64, validation: 16, test: 4, seed: 3 }
+stage data = synthetic_math { train: 32, validation: 8, test: 2, seed: 3 }
 stage base = init_model { preset: "tiny", overrides: { max_position_embeddings: 128 }, seed: 1 }
 stage train = sft(model: base, data: data) {
-  train: { all: true }, max_steps: 4, batch_size: 8, lr: 0.003, max_length: 96, eval_steps: 2, save_steps: 2, logging_steps: 1
+  train: { all: true }, max_steps: 3, batch_size: 8, lr: 0.003, max_length: 96, eval_steps: 3, save_steps: 2, logging_steps: 1
 }
-stage eval = evaluate(model: train, data: data) { max_new_tokens: 8, batch_size: 4, max_length: 96, loss_max_length: 96 }
+stage eval = evaluate(model: train, data: data) { max_new_tokens: 6, batch_size: 2, max_length: 96, loss_max_length: 96 }
 `;
 
 withSlurm(test)('a small model pipeline trains and evaluates to the same metrics and model files through Slurm as locally', async () => {
@@ -183,6 +183,36 @@ stage good = count { counter: "count.txt", value: 7 }
   assert.equal(leftovers(ws), []);
 });
 
+withSlurm(test)('the node dies: a job Slurm does not requeue fails its stage with NODE_FAIL, a requeued one goes on', async () => {
+  const { ws, file } = await workspace(`
+stage lost = hold { pidfile: "lost.pid", until: "release", counter: "count.txt" }
+stage kept = hold { pidfile: "kept.pid", until: "release", counter: "count.txt" }
+`, { stages: { lost: { sbatch: ['--no-requeue'] } } });
+  const node = execFileSync('hostname', ['-s'], { encoding: 'utf8' }).trim();
+  const run = spawnRun(file, ws, ['--keep-going']);
+  await waitFor('both jobs to run', () => existsSync(path.join(ws, 'lost.pid')) && existsSync(path.join(ws, 'kept.pid')));
+  try {
+    execFileSync('scontrol', ['update', `NodeName=${node}`, 'State=DOWN', 'Reason=pausepipe-test']);
+    await waitFor('the runner to see kept requeued', () => /requeued kept: Slurm job \d+ is PENDING/.test(run.output()), 30_000);
+  } finally {
+    // The node may be back already (ReturnToService=2 returns it when slurmd registers): then RESUME is refused.
+    try {
+      execFileSync('scontrol', ['update', `NodeName=${node}`, 'State=RESUME'], { stdio: 'ignore' });
+    } catch {
+      // Back already.
+    }
+    await waitFor('the node to be back', () => /idle|mix|alloc/.test(execFileSync('sinfo', ['-h', '--format=%t'], { encoding: 'utf8' })), 30_000);
+  }
+  await writeFile(path.join(ws, 'release'), '');
+  const kept = /requeued kept: Slurm job (\d+)/.exec(run.output())![1]!;
+  execFileSync('scontrol', ['update', `JobId=${kept}`, 'StartTime=now']);
+  const r = await run.proc;
+  assert.is(r.exitCode, 1, run.output());
+  assert.match(run.output(), /^failed lost: Slurm job \d+ ended NODE_FAIL: the node running the job failed; .*reason NodeDown$/m);
+  assert.match(run.output(), /^ran 1, cached 0, failed 1 in /m);
+  assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean).sort(), ['kept', 'kept', 'lost']);
+});
+
 withSlurm(test)('a runner killed with SIGKILL and started again adopts its jobs, finished or running, and submits none twice', async () => {
   const { ws, file } = await workspace(`
 stage quick = hold { pidfile: "quick.pid", until: "release_quick" }
@@ -207,7 +237,7 @@ stage after = count(up: slow) { counter: "count.txt", value: 1 }
   const jobs = jobsByName(since);
   assert.equal(Object.keys(jobs).sort(), ['after', 'quick', 'slow']);
   assert.ok(Object.values(jobs).every((ids) => ids.length === 1), JSON.stringify(jobs));
-  assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean), ['quick', 'slow', 'after']);
+  assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean).sort(), ['after', 'quick', 'slow']);
 });
 
 withSlurm(test)('a requeued job starts again in the same job and finds what the first attempt kept in the scratch folder', async () => {
