@@ -3,7 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import type { Progress, StageContext } from '../stages/kind.ts';
 import { gpuEnvironment } from './gpus.ts';
 import { loadKinds } from './kinds.ts';
-import { progressLine, readDescription, resultFileOf, writeJsonFile, type JobResult } from './job-protocol.ts';
+import { progressLine, readDescription, resultFileOf, STOPPED_BY_SIGTERM, writeJsonFile, type JobResult } from './job-protocol.ts';
 
 /** Progress lines are written at most this often (plus the last step): the runner reads them from a shared log. */
 const PROGRESS_INTERVAL_MS = 1000;
@@ -63,11 +63,11 @@ export async function execJob(descriptionFile: string, out: (line: string) => vo
       },
     };
     const result = await kind.run(ctx);
-    if (controller.signal.aborted) return await finish({ token, status: 'failed', message: 'stopped by SIGTERM' }, 143);
+    if (controller.signal.aborted) return await finish({ token, status: 'failed', message: STOPPED_BY_SIGTERM }, 143);
     return await finish({ token, status: 'done', metrics: result.metrics ?? {} }, 0);
   } catch (error) {
     if (error instanceof Error && error.stack) out(error.stack);
-    const message = controller.signal.aborted ? 'stopped by SIGTERM' : error instanceof Error ? error.message : String(error);
+    const message = controller.signal.aborted ? STOPPED_BY_SIGTERM : error instanceof Error ? error.message : String(error);
     return await finish({ token, status: 'failed', message }, controller.signal.aborted ? 143 : 1);
   } finally {
     process.off('SIGTERM', onSignal);

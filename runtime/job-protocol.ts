@@ -20,6 +20,9 @@ export type JobResult =
   | { token: string; status: 'done'; metrics: Record<string, JsonValue> }
   | { token: string; status: 'failed'; message: string };
 
+/** The failure message of a stage that SIGTERM stopped (Slurm cancelled, timed out or preempted the job). */
+export const STOPPED_BY_SIGTERM = 'stopped by SIGTERM';
+
 /** The runner's note of its submission, written before `sbatch` (token only) and after it (with the job id). */
 export interface JobRecord {
   token: string;

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { errorCode, randomHex } from '../../../cache/durable.ts';
 import type { JsonValue } from '../../json.ts';
 import {
-  JobFiles, parseProgressLine, readRecord, readResult, writeJsonFile, type JobRecord,
+  JobFiles, parseProgressLine, readRecord, readResult, STOPPED_BY_SIGTERM, writeJsonFile, type JobRecord,
 } from '../../job-protocol.ts';
 import { jobSettingsFor, type ExecutorSettings } from '../../settings.ts';
 import type { RunRequest } from '../../worker-protocol.ts';
@@ -231,11 +231,11 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         const why = end.state === 'UNKNOWN'
           ? `Slurm no longer knows job ${submission.id} and it left no result`
           : describeEnd(end);
-        // The stage's own error explains a job that failed; when Slurm ended it (cancelled, out of time, node lost),
-        // the stage only saw SIGTERM and the Slurm state is the explanation.
-        if (ours?.status === 'failed' && end.state === 'FAILED') throw new Error(`${ours.message} (${why})`);
         if (end.state === 'COMPLETED') throw new Error(`${why}, but it left no result in ${files.result}`);
-        throw new Error(`${why}${outOfMemory && end.state !== 'OUT_OF_MEMORY' ? ' (out of memory: raise `mem` in the executor settings)' : ''}`);
+        // The stage's own error comes first; when Slurm ended the job (cancelled, out of time, node lost) the stage
+        // only saw SIGTERM, and the Slurm state is the whole explanation.
+        const own = ours?.status === 'failed' && ours.message !== STOPPED_BY_SIGTERM ? `${ours.message} (${why})` : why;
+        throw new Error(`${own}${outOfMemory && end.state !== 'OUT_OF_MEMORY' ? ' (out of memory: raise `mem` in the executor settings)' : ''}`);
       } finally {
         signal.removeEventListener('abort', cancel);
       }
