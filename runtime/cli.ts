@@ -116,7 +116,7 @@ function checkSlotFlags(values: Record<string, unknown>): void {
 
 /** Where a run computes: --executor, else the workspace's `executor.type`. Undefined (after printing why) when the settings have mistakes. */
 function chooseExecutor(values: Record<string, unknown>, s: Session, io: Io): { type: ExecutorType; settings: ExecutorSettings } | undefined {
-  const loaded = loadSettings(s.pipeline.workspace);
+  const loaded = loadSettings(s.pipeline.workspace, Object.keys(s.kinds));
   if (loaded.diagnostics.length > 0) {
     write(io.stderr, renderDiagnostics(loaded.diagnostics, loaded.sources));
     return undefined;

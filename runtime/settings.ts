@@ -144,9 +144,10 @@ function errorDiagnostic(e: ErrorObject, root: string, spans: ReturnType<typeof 
 
 /**
  * The executor settings of a workspace: `pausepipe.json` ({"executor": {...}}) when it exists, else the "pausepipe"
- * object of package.json, else the defaults. Mistakes are diagnostics with the file's line and column, never throws.
+ * object of package.json, else the defaults. Mistakes are diagnostics with the file's line and column, never throws;
+ * with `knownKinds`, a kind under `executor.kinds` that is not among them is one.
  */
-export function loadSettings(workspace: string): LoadedSettings {
+export function loadSettings(workspace: string, knownKinds?: string[]): LoadedSettings {
   for (const { name, root } of SOURCES) {
     const file = path.join(workspace, name);
     let text: string;
@@ -173,6 +174,17 @@ export function loadSettings(workspace: string): LoadedSettings {
       return { executor: DEFAULT_EXECUTOR, file, sources, diagnostics: (validate.errors ?? []).map((e) => errorDiagnostic(e, root, spans)) };
     }
     const executor = (settings as { executor?: Partial<ExecutorSettings> }).executor ?? {};
+    // Stage names may belong to another pipeline of the workspace; a kind the registry lacks is a typo.
+    const unknownKinds = knownKinds === undefined ? [] : Object.keys(executor.kinds ?? {}).filter((k) => !knownKinds.includes(k));
+    if (knownKinds !== undefined && unknownKinds.length > 0) {
+      const spans = jsonSpans(text, file);
+      const diagnostics = unknownKinds.map((k) => {
+        const notes = didYouMean(k, knownKinds);
+        if (notes.length === 0) notes.push(`known kinds: ${knownKinds.join(', ')}`);
+        return settingsError(`unknown stage kind \`${k}\` in \`executor.kinds\``, spans.key.get(`${root}/executor/kinds/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`), notes);
+      });
+      return { executor: DEFAULT_EXECUTOR, file, sources, diagnostics };
+    }
     return { executor: { ...DEFAULT_EXECUTOR, ...executor }, file, sources, diagnostics: [] };
   }
   return { executor: DEFAULT_EXECUTOR, diagnostics: [], sources: {} };

@@ -110,6 +110,23 @@ test('a settings file that is not JSON is an error at the offending character', 
   assert.equal([d.span?.line, d.span?.column], [2, 34]);
 });
 
+test('a kind the registry does not know is a mistake, with the kind that was meant', async () => {
+  const ws = await tempWorkspace('pausepipe-settings-');
+  await writeFile(path.join(ws, 'pausepipe.json'), '{\n  "executor": { "kinds": { "stf": { "time": "10" } } }\n}\n');
+  const loaded = loadSettings(ws, ['sh', 'sft', 'evaluate']);
+  assert.is(formatDiagnostics(loaded.diagnostics, loaded.sources, { cwd: ws }), [
+    'pausepipe.json:2:28: error[E_SETTINGS]: unknown stage kind `stf` in `executor.kinds`',
+    '  1 | {',
+    '> 2 |   "executor": { "kinds": { "stf": { "time": "10" } } }',
+    '    |                            ^^^^^',
+    '  3 | }',
+    '  = note: did you mean `sft`?',
+    '',
+    '1 error',
+  ].join('\n'));
+  assert.equal(loadSettings(ws).diagnostics, [], 'without the registry, kinds are not checked');
+});
+
 test('job settings: defaults, then the kind, then the declared name, then the generated name, field by field', () => {
   const settings = {
     ...DEFAULT_EXECUTOR,
