@@ -42,7 +42,7 @@ const LORA_DEFAULTS: SftLora = { r: 16, alpha: 32, dropout: 0.05, target_modules
 
 export const SFT: StageKind<SftParams> = {
   name: 'sft',
-  version: 1,
+  version: 2,
   tableMetrics: ['eval_loss', 'best_step', 'steps', 'epochs'],
   description:
     'Fine-tunes a model on a dataset\'s {question, answer} rows with the loss on the answer only, as the reference\'s TRL ' +
