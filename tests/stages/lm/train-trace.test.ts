@@ -132,6 +132,15 @@ function checkTrainable(setup: RunSetup, r: Replay): void {
   assert.equal([...r.final.keys()].sort(), [...run.trainable].sort(), `${setup.key}: trainable names`);
 }
 
+/** The largest relative difference of the losses (and gradient norms, with `norms`) over the trace. */
+function worstRelative(r: Replay, run: TraceRun, norms: boolean): number {
+  return Math.max(...run.trace.flatMap((want, i) => {
+    const got = r.steps[i]!;
+    const pairs = [[got.loss, want.loss], [got.lmLoss, want.lm_loss], [got.ctrlLoss, want.ctrl_tok_loss], ...(norms ? [[got.gradNorm, want.grad_norm]] : [])];
+    return pairs.map(([a, b]) => relDiff(a!, b!));
+  }));
+}
+
 function checkFloat32(setup: RunSetup, r: Replay, backend: string): void {
   const run = expected[setup.key] as TraceRun;
   checkTrainable(setup, r);
@@ -142,24 +151,25 @@ function checkFloat32(setup: RunSetup, r: Replay, backend: string): void {
       assert.ok(relDiff(value, ref) <= FP32_REL, `${backend} ${setup.key} update ${i + 1}: ${name} ${value} vs ${ref} (relative ${relDiff(value, ref).toExponential(2)})`);
     }
   });
+  let worst = 0;
+  let ill = 0;
   for (const [name, values] of r.final) {
     const want = tensors.get(`${setup.prefix}/${name}`)!.data;
     const m1 = r.firstMoment.get(name)!;
-    let worst = 0;
-    let ill = 0;
     for (let i = 0; i < values.length; i++) {
       const diff = Math.abs(values[i]! - want[i]!);
       if (m1[i] !== 0 && Math.abs(m1[i]!) * 10 < ILL_CONDITIONED_GRAD) {
         ill++;
         assert.ok(diff <= ILL_CONDITIONED_ABS, `${backend} ${setup.key}: final ${name}[${i}] (first gradient ${m1[i]! * 10}) off by ${diff.toExponential(2)}`);
       } else {
+        assert.ok(diff <= FP32_WEIGHTS_ABS, `${backend} ${setup.key}: final ${name}[${i}] off by ${diff.toExponential(2)}`);
         worst = Math.max(worst, diff);
       }
     }
-    assert.ok(worst <= FP32_WEIGHTS_ABS, `${backend} ${setup.key}: final ${name} off by ${worst.toExponential(2)}`);
-    if (ill > 0) console.log(`  ${backend} ${setup.key}: ${ill} elements of ${name} held to ${ILL_CONDITIONED_ABS} (first gradient below ${ILL_CONDITIONED_GRAD})`);
-    assert.ok(ill <= 20, `${backend} ${setup.key}: ${ill} elements of ${name} had a first gradient below ${ILL_CONDITIONED_GRAD}`);
   }
+  assert.ok(ill <= 20, `${backend} ${setup.key}: ${ill} elements had a first gradient below ${ILL_CONDITIONED_GRAD}`);
+  console.log(`  ${backend} ${setup.key}: losses and gradient norms within ${worstRelative(r, run, true).toExponential(1)} relative, ` +
+    `final weights within ${worst.toExponential(1)}${ill > 0 ? ` (${ill} with a first gradient below ${ILL_CONDITIONED_GRAD} held to ${ILL_CONDITIONED_ABS})` : ''}`);
 }
 
 function checkBfloat16(setup: RunSetup, r: Replay, backend: string): void {
@@ -184,7 +194,7 @@ function checkBfloat16(setup: RunSetup, r: Replay, backend: string): void {
     // Pure bfloat16: no float32 master copy, so every stored weight is a bfloat16 value.
     assert.ok(after.every((x) => (new Uint32Array(new Float32Array([x]).buffer)[0]! & 0xffff) === 0), `${setup.key}: ${name} holds non-bfloat16 values`);
   }
-  console.log(`  ${backend} ${setup.key}: elements changed: ${lines.join('; ')}`);
+  console.log(`  ${backend} ${setup.key}: losses within ${worstRelative(r, run, false).toExponential(1)} relative; elements changed: ${lines.join('; ')}`);
 }
 
 const test = suite('training traces (pause-train-trace)');
@@ -231,6 +241,7 @@ test('in float32 the lr-5e-5 run would move far more LM-head elements than the s
   let changed = 0;
   for (let i = 0; i < after.length; i++) if (after[i] !== before[i]) changed++;
   const seed = (expected[setup.key] as TraceRun).elements_changed![name]!;
+  console.log(`  wasm ${setup.key} in float32: ${changed} of ${after.length} LM-head elements changed (the seed's bfloat16: ${seed})`);
   assert.ok(changed > 10 * seed, `float32 changed ${changed} LM-head elements, the seed's bfloat16 run ${seed}`);
 });
 
