@@ -84,7 +84,7 @@ export function configureTraining(model: CausalLM, setup: TrainingSetup, log: (l
  * module containing it, has a name ending with an entry (PEFT's `key.endswith(target)`, no dot needed). An entry
  * that selects nothing is an error: PEFT would ignore it silently and train less than the config seems to say.
  */
-export function moduleWeights(model: CausalLM, entries: string[]): string[] {
+function moduleWeights(model: CausalLM, entries: string[]): string[] {
   const modulesOf = (weight: string): string[] => {
     const parts = weight.split('.').slice(0, -1);
     return parts.map((_, i) => parts.slice(0, i + 1).join('.'));

@@ -355,7 +355,7 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
 }
 
 /** Saved names of the trainable variables torch would hold in bfloat16 under `precision`: all but LoRA adapters. */
-export function bfloat16Names(model: CausalLM, precision: Precision): string[] {
+function bfloat16Names(model: CausalLM, precision: Precision): string[] {
   if (precision === 'fp32') return [];
   const adapters = new Set(model.lora ? [...model.lora.adapters.values()].flatMap(({ a, b }) => [a, b]) : []);
   return [...model.trainableVariables()].filter(([, v]) => !adapters.has(v)).map(([name]) => name);
