@@ -103,6 +103,26 @@ test('default pause groups on a model without a pause token fail before training
   }
 });
 
+test('a stage aborted mid-training resumes from its scratch checkpoint and saves the same model as an uninterrupted run', async () => {
+  const base = await tinyModelFolder();
+  const data = await datasetFolder(splits);
+  const params = { train: groups({ all: true }), batch_size: 2, max_steps: 6, save_steps: 2, eval_steps: 3, lr: 3e-3 };
+  const inputs = { model: [base], data: [data] };
+  const { ctx: whole } = await runKind(SFT, { params, inputs });
+
+  const ctx = await makeContext(SFT, { params, inputs });
+  const abort = new AbortController();
+  const killed = { ...ctx, signal: abort.signal, progress: (p: { step: number }) => void (p.step === 3 && abort.abort(new Error('stopped by the runner'))) };
+  await SFT.run(killed).then(() => assert.unreachable(), (err) => assert.is(err.message, 'stopped by the runner'));
+  const again = await SFT.run(ctx);
+  assert.is((again.metrics as Record<string, any>).resumed_from, 2); // metrics are JSON
+  const a = await readFile(path.join(whole.outDir, 'model.safetensors'));
+  const b = await readFile(path.join(ctx.outDir, 'model.safetensors'));
+  assert.ok(a.equals(b), 'resumed weights are bit-identical');
+});
+
+// After the resume test: on a software WebGPU adapter (Mesa lavapipe) the resume is not always bit-identical once
+// more trainings ran in the process (NOTES.md), and these add several.
 /** A model folder from add_pause_token on the tiny base. */
 async function pauseModelFolder() {
   const { ctx } = await runKind(ADD_PAUSE_TOKEN, { inputs: { model: [await tinyModelFolder()] } });
@@ -189,24 +209,6 @@ test('eval_at_end false evaluates only every eval_steps updates, as HF Trainer, 
   assert.is(hf.final_eval_loss, null);
   const ours = (await run(true)).result.metrics as Record<string, any>; // metrics are JSON
   assert.equal(ours.eval_loss_curve.map(([s]: number[]) => s), [2, 4, 5]);
-});
-
-test('a stage aborted mid-training resumes from its scratch checkpoint and saves the same model as an uninterrupted run', async () => {
-  const base = await tinyModelFolder();
-  const data = await datasetFolder(splits);
-  const params = { train: groups({ all: true }), batch_size: 2, max_steps: 6, save_steps: 2, eval_steps: 3, lr: 3e-3 };
-  const inputs = { model: [base], data: [data] };
-  const { ctx: whole } = await runKind(SFT, { params, inputs });
-
-  const ctx = await makeContext(SFT, { params, inputs });
-  const abort = new AbortController();
-  const killed = { ...ctx, signal: abort.signal, progress: (p: { step: number }) => void (p.step === 3 && abort.abort(new Error('stopped by the runner'))) };
-  await SFT.run(killed).then(() => assert.unreachable(), (err) => assert.is(err.message, 'stopped by the runner'));
-  const again = await SFT.run(ctx);
-  assert.is((again.metrics as Record<string, any>).resumed_from, 2); // metrics are JSON
-  const a = await readFile(path.join(whole.outDir, 'model.safetensors'));
-  const b = await readFile(path.join(ctx.outDir, 'model.safetensors'));
-  assert.ok(a.equals(b), 'resumed weights are bit-identical');
 });
 
 test.run();
