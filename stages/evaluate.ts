@@ -8,6 +8,7 @@ import { modelStageResources } from './lm/memory-estimate.ts';
 export interface EvaluateParams {
   max_new_tokens: number;
   max_length: number;
+  max_length_counts: 'row' | 'padded_batch';
   batch_size: number;
   limit: number | null;
   temperature: number;
@@ -34,6 +35,12 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     properties: {
       max_new_tokens: { type: 'integer', minimum: 1, description: 'Most tokens generated per answer, pauses included.', default: 512 },
       max_length: { type: 'integer', minimum: 2, description: 'Most tokens per row, prompt included (the reference\'s generation max_length).', default: 1024 },
+      max_length_counts: {
+        enum: ['row', 'padded_batch'],
+        description: 'What max_length counts besides the generated tokens: `row`, the row\'s own prompt, so batching never ' +
+          'changes an answer; `padded_batch`, the left-padded batch width, as transformers\' generate did for the seed.',
+        default: 'row',
+      },
       batch_size: { type: 'integer', minimum: 1, description: 'Prompts generated together, and rows per batch of the validation loss.', default: 8 },
       limit: { type: ['integer', 'null'], minimum: 1, description: 'Evaluate only the first N test rows (quick runs); null: all.', default: null },
       temperature: { type: 'number', minimum: 0, description: '0 decodes greedily as the reference; above 0 samples from softmax(log-probs / temperature).', default: 0 },
@@ -69,6 +76,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
         batchSize: p.batch_size,
         maxNewTokens: p.max_new_tokens,
         maxLength: p.max_length,
+        maxLengthCountsPadding: p.max_length_counts === 'padded_batch',
         contextLength: model.config.maxPositionEmbeddings,
         temperature: p.temperature,
         seed: p.seed,

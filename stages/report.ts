@@ -141,7 +141,7 @@ ${stripNamespace(lossSvg).trimEnd()}
 
 export const REPORT: StageKind<ReportParams> = {
   name: 'report',
-  version: 2,
+  version: 3,
   description:
     'Results table of an ablation from its evaluate stages: report.md, report.csv and a self-contained report.html ' +
     'with a per-variant accuracy chart and the training-loss curves of all variants.',

@@ -9,6 +9,8 @@ export interface TrainableInfo {
   lora: boolean;
   trainable_params: number;
   total_params: number;
+  /** An explicit PEFT modules_to_save list (a seed config written out), when sft got one; null or absent otherwise. */
+  modules_to_save?: string[] | null;
 }
 
 /** `training` metric of an evaluate artifact: the evaluated model's sft metrics (a key sft lacked is null). */
@@ -43,6 +45,8 @@ export interface ReportRow {
   lora: boolean | null;
   trainable_params: number | null;
   total_params: number | null;
+  /** The explicit modules_to_save the variant trained with (a seed config reproduced as written); null: its `train` groups. */
+  modules_to_save: string[] | null;
   accuracy: number;
   accuracy_std: number;
   n: number;
@@ -144,6 +148,7 @@ export function buildRows(
       lora: trainable?.lora ?? null,
       trainable_params: trainable?.trainable_params ?? null,
       total_params: trainable?.total_params ?? null,
+      modules_to_save: trainable?.modules_to_save ?? null,
       accuracy: m.accuracy,
       accuracy_std: m.accuracy_std,
       n: m.n,
@@ -183,8 +188,11 @@ export function bestRows(rows: readonly ReportRow[]): { accuracy: Set<number>; e
 export const formatAccuracy = (v: number): string => v.toFixed(3);
 export const formatLoss = (v: number | null): string => (v === null ? '-' : v.toFixed(5));
 export const formatDelta = (v: number | null): string => (v === null ? '-' : `${v >= 0 ? '+' : ''}${v.toFixed(3)}`);
-export const formatTrainable = (row: ReportRow): string =>
-  row.trainable === null ? '-' : row.trainable.length === 0 ? 'none' : row.trainable.join(' + ');
+export const formatTrainable = (row: ReportRow): string => {
+  const groups = row.trainable === null ? '-' : row.trainable.length === 0 ? 'none' : row.trainable.join(' + ');
+  // A seed config reproduced as written trains what its list says, which may not be what its name promises.
+  return row.modules_to_save ? `${groups} (seed config: modules_to_save ${row.modules_to_save.join(', ')})` : groups;
+};
 export const formatLora = (row: ReportRow): string => (row.lora === null ? '-' : row.lora ? 'yes' : 'no');
 
 /** The cells of one row as text (no Markdown/HTML markup), in the column order of `tableHeader`. */
@@ -241,7 +249,7 @@ export function markdownTable(rows: readonly ReportRow[]): string {
 
 const CSV_COLUMNS: (keyof ReportRow)[] = [
   'label', 'stage', 'role', 'trainable', 'lora', 'trainable_params', 'total_params', 'accuracy', 'accuracy_std', 'n',
-  'eval_loss', 'delta_accuracy', 'avg_pauses', 'predictions', 'model_stage', 'model_key', 'model_dir',
+  'eval_loss', 'delta_accuracy', 'avg_pauses', 'predictions', 'model_stage', 'model_key', 'model_dir', 'modules_to_save',
 ];
 
 function csvField(value: ReportRow[keyof ReportRow]): string {
@@ -249,7 +257,7 @@ function csvField(value: ReportRow[keyof ReportRow]): string {
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/** RFC 4180 CSV with full-precision numbers; empty fields for nulls, trainable groups joined by `+`. */
+/** RFC 4180 CSV with full-precision numbers; empty fields for nulls, trainable groups and modules_to_save joined by `+`. */
 export function csvTable(rows: readonly ReportRow[]): string {
   return [CSV_COLUMNS.join(','), ...rows.map((r) => CSV_COLUMNS.map((k) => csvField(r[k])).join(','))].join('\r\n') + '\r\n';
 }

@@ -29,7 +29,7 @@ const SHRINK: Record<string, Record<string, JsonValue>> = {
   evaluate: { max_new_tokens: 4, batch_size: 3, loss_max_length: 128 },
 };
 
-withShared(test)('all 46 stages run on the Mistral fixture: 18 variants and 2 baselines evaluated, one report row each', async () => {
+withShared(test)('all 48 stages run on the Mistral fixture: 18 variants, the seed-config variant and 2 baselines evaluated, one report row each', async () => {
   const pipeline = await loadProjectPipeline('warmup.pipe');
   for (const s of pipeline.stages) Object.assign(s.params, SHRINK[s.kind] ?? {});
   const session = await planLoaded(pipeline, STAGE_KINDS, cacheDir);
@@ -37,11 +37,16 @@ withShared(test)('all 46 stages run on the Mistral fixture: 18 variants and 2 ba
   const notRun = result.outcomes.filter((o) => o.status !== 'ran' && o.status !== 'cached').map((o) => `${o.name}: ${o.status} ${o.error ?? ''}`);
   assert.equal(notRun, []);
   // The 1-epoch baseline is step 1 itself: one of the two is computed, the other reuses it.
-  assert.equal([result.counts.ran, result.counts.cached], [45, 1]);
+  assert.equal([result.counts.ran, result.counts.cached], [47, 1]);
 
   const report = result.outcomes.find((o) => o.name === 'report')!;
   const rows = report.metrics!.rows as Record<string, JsonValue>[];
-  assert.is(rows.filter((r) => r.role === 'run').length, 18);
+  assert.is(rows.filter((r) => r.role === 'run').length, 19);
+  // The seed's flawed config is marked and trains the pause embedding, not the pause head its name promises.
+  const seed = rows.filter((r) => r.modules_to_save !== null);
+  assert.equal(seed.map((r) => [r.label, r.trainable, r.modules_to_save]), [[
+    'pause=head, lm=lm_head+embed, lora=true, config=seed', ['pauseEmbedding', 'lmHead', 'lmEmbeddings'], ['new_embedding', 'lm_head', 'original_embedding'],
+  ]]);
   assert.equal(rows.filter((r) => r.role === 'baseline').map((r) => r.label), ['baseline_epochs=1', 'baseline_epochs=2']);
   assert.ok(rows.every((r) => r.n === 3), JSON.stringify(rows.map((r) => r.n)));
 
@@ -49,6 +54,8 @@ withShared(test)('all 46 stages run on the Mistral fixture: 18 variants and 2 ba
   const paused = result.outcomes.find((o) => o.name === 'paused')!;
   const train = await readFile(path.join(session.store.artifactsDir(paused.key!), 'train.jsonl'), 'utf8');
   assert.match(train, '<|pause|>');
+  // Split after injecting, as the original: 40 questions × 2 samples pooled, ceil(80 × 0.1) = 8 validation rows.
+  assert.equal(paused.metrics!.counts, { train: 72, validation: 8, test: 3 });
 });
 
 test.run();

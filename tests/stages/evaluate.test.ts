@@ -27,8 +27,8 @@ async function memorised(model: ArtifactRef, rows: { question: string; answer: s
   return artifactRef('tuned', 'sft', ctx.outDir, { key: 'sft-key', metrics: result.metrics as Record<string, JsonValue> });
 }
 
-test('the defaults decode greedily in batches of 8 on the whole test split', () => {
-  assert.equal(withDefaults(EVALUATE), { max_new_tokens: 512, max_length: 1024, batch_size: 8, limit: null, temperature: 0, seed: 42, loss_max_length: 600 });
+test('the defaults decode greedily in batches of 8 on the whole test split, each row\'s max_length counting its own prompt', () => {
+  assert.equal(withDefaults(EVALUATE), { max_new_tokens: 512, max_length: 1024, max_length_counts: 'row', batch_size: 8, limit: null, temperature: 0, seed: 42, loss_max_length: 600 });
 });
 
 test('accuracy, its std, the per-example results and metrics that the report accepts', async () => {

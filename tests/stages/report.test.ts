@@ -91,8 +91,8 @@ test('report.md holds the exact table for 3 variants, best accuracy and lowest e
 test('report.csv has one row per variant with full-precision numbers', async () => {
   const { read } = await runReport();
   const lines = (await read('report.csv')).split('\r\n');
-  assert.is(lines[0], 'label,stage,role,trainable,lora,trainable_params,total_params,accuracy,accuracy_std,n,eval_loss,delta_accuracy,avg_pauses,predictions,model_stage,model_key,model_dir');
-  assert.is(lines[1], '"embed=true, head=true","eval[embed=true,head=true]",run,new_embedding+ctrl_tok_clf,false,1000,50000,0.48,0.4996,100,0.57003,,1.5,.pausepipe/objects/e1/e1a0/artifacts/test_results.json,"warm[embed=true,head=true]",a1b2,.pausepipe/objects/a1/a1b2/artifacts');
+  assert.is(lines[0], 'label,stage,role,trainable,lora,trainable_params,total_params,accuracy,accuracy_std,n,eval_loss,delta_accuracy,avg_pauses,predictions,model_stage,model_key,model_dir,modules_to_save');
+  assert.is(lines[1], '"embed=true, head=true","eval[embed=true,head=true]",run,new_embedding+ctrl_tok_clf,false,1000,50000,0.48,0.4996,100,0.57003,,1.5,.pausepipe/objects/e1/e1a0/artifacts/test_results.json,"warm[embed=true,head=true]",a1b2,.pausepipe/objects/a1/a1b2/artifacts,');
   assert.is(lines.length, 5); // header, 3 rows, the empty string after the last CRLF
   assert.is(lines[4], '');
 });
@@ -131,7 +131,7 @@ test('the metrics are the table rows as JSON', async () => {
   assert.is(rows.length, 3);
   assert.equal(rows[2], {
     label: 'embed=false, head=true', stage: 'eval[embed=false,head=true]', role: 'run',
-    trainable: ['ctrl_tok_clf'], lora: true, trainable_params: 1000, total_params: 50000,
+    trainable: ['ctrl_tok_clf'], lora: true, trainable_params: 1000, total_params: 50000, modules_to_save: null,
     accuracy: 0.56, accuracy_std: 0.4964, n: 100, eval_loss: 0.51348, avg_pauses: 1.5,
     predictions: '.pausepipe/objects/e3/e3c0/artifacts/test_results.json',
     model_stage: 'warm[embed=false,head=true]', model_key: 'e5f6', model_dir: '.pausepipe/objects/e5/e5f6/artifacts',

@@ -83,6 +83,13 @@ withFixtures(test)('a row stops at its own limit: max new tokens, or max length 
   assert.equal(rows.map((r) => r.ids.length), [2, 6, 4]);
 });
 
+withFixtures(test)('with the padded batch counted, as transformers counts max_length, every row of a batch gets the same budget', async () => {
+  const own = await generate(model, tok, PROMPTS, { maxNewTokens: 6, maxLength: 10 });
+  // Widths 8, 3 and 6 pad to 8: each row may add 10 - 8 = 2 tokens, the first 2 it generates on its own rule.
+  const padded = await generate(model, tok, PROMPTS, { maxNewTokens: 6, maxLength: 10, maxLengthCountsPadding: true });
+  assert.equal(padded.map((r) => r.ids), own.map((r) => r.ids.slice(0, 2)));
+});
+
 withFixtures(test)('the batch stops when the padded rows fill the model\'s positions', async () => {
   const free = await generate(model, tok, PROMPTS, { maxNewTokens: 6 });
   // Width 8 + 3 generated = 10 positions: the fourth token would need an eleventh.
