@@ -209,28 +209,25 @@ async function probeWebgpu(): Promise<Probe> {
   if (!vulkanLoaderPresent()) throw new Unavailable('no GPU driver found (libvulkan.so.1 is missing)', true);
   const dawn = (await import('webgpu')) as Dawn;
   Object.assign(globalThis, dawn.globals);
-  const { flags, notice } = await pinning(dawn, process.env.PAUSEPIPE_GPU);
+  const names = await adapterNames(dawn);
+  if (names.length === 0) throw new Unavailable('no GPU adapter found', true);
+  const pin = process.env.PAUSEPIPE_GPU;
+  const { flags, notice } = pin === undefined || pin.trim() === '' ? { flags: [], notice: undefined } : pickAdapter(names, pin);
   const gpu = dawn.create(flags);
   // Probe before registering the backend, so a machine without a GPU never sees a failed tfjs init.
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Unavailable('no GPU adapter found', true);
   const info = adapter.info ?? {};
-  const name = flags[0]?.slice('adapter='.length) ?? (info.description || info.device || 'unknown adapter');
+  // Dawn answers a request with the first adapter of its list that matches the flag (any, without one).
+  const name = flags.length > 0 ? flags[0]!.slice('adapter='.length) : names[0]!;
   const software = info.isFallbackAdapter === true || adapter.isFallbackAdapter === true || SOFTWARE_ADAPTER.test(`${name} ${info.device} ${info.description}`);
   const limits = { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize };
   return notice ? { gpu, name, software, limits, notice } : { gpu, name, software, limits };
 }
 
 /**
- * Dawn's flags that make `requestAdapter` return GPU number PAUSEPIPE_GPU (set by the runner per worker with
- * --gpus N, beside CUDA_VISIBLE_DEVICES for tfjs-node-gpu, which the NVIDIA Vulkan driver ignores).
- */
-async function pinning(dawn: Dawn, pin: string | undefined): Promise<{ flags: string[]; notice?: string }> {
-  if (pin === undefined || pin.trim() === '') return { flags: [] };
-  return pickAdapter(await adapterNames(dawn), pin);
-}
-
-/**
+ * Dawn's flags that make `requestAdapter` return adapter number `pin` (PAUSEPIPE_GPU, set by the runner per worker
+ * with --gpus N beside CUDA_VISIBLE_DEVICES, which tfjs-node-gpu honours and the NVIDIA Vulkan driver ignores).
  * WebGPU returns one adapter per request; Dawn's node binding takes an `adapter=NAME` flag (the first adapter whose
  * name contains NAME). `names` is Dawn's enumeration order, discrete GPUs first and CPU adapters last, which is the
  * order nvidia-smi counts hardware GPUs in. GPUs that share a name (eight identical cards) cannot be told apart by

@@ -3,35 +3,38 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import path from 'node:path';
-import { initBackend } from '../../../stages/lm/backend.ts';
+import { initBackend, readTensor } from '../../../stages/lm/backend.ts';
 import { fromHfConfig, initWeights, presetConfig, toHfConfig, type LmConfig } from '../../../stages/lm/config.ts';
 import { CausalLM, createModel, type LmKvCache } from '../../../stages/lm/model.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import {
-  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, largestIndices, greedyFull, maxDiff, readJson, relDiff, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
+  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, largestIndices, greedyFull, maxDiff, readJson, relDiff, scalarOf,
+  toTf, valuesOf, withFixtures } from '../../helpers/hf-fixtures.ts';
+import { backendSuite, forEachBackend } from '../../helpers/backends.ts';
 import { loadModel } from '../../../stages/lm/model-io.ts';
+import { readSafetensors } from '../../../stages/lm/safetensors.ts';
 
+forEachBackend((backend) => {
 for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
-  const test = suite(`model: ${fixture} parity with transformers`);
+  const test = backendSuite(`model: ${fixture} parity with transformers`, backend);
   let model: CausalLM;
   let ex: Awaited<ReturnType<typeof expectedTensors>>;
 
   test.before(async () => {
-    await initBackend('wasm');
     if (!FIXTURES_PRESENT) return;
     model = await fixtureModel(fixture);
     ex = await expectedTensors(fixture);
   });
   test.after(() => model?.dispose());
 
-  withFixtures(test)('logits of the full batch are within 1e-4', () => {
-    const got = tf.tidy(() => model.forward(toTf(ex.get('input_ids')!)).dataSync());
+  withFixtures(test)('logits of the full batch are within 1e-4', async () => {
+    const got = await valuesOf(() => model.forward(toTf(ex.get('input_ids')!)));
     assert.ok(maxDiff(got, ex.get('logits')!.data) < 1e-4, `max diff ${maxDiff(got, ex.get('logits')!.data)}`);
   });
 
-  withFixtures(test)('left-padded logits are within 1e-4 at every real (unmasked) position', () => {
+  withFixtures(test)('left-padded logits are within 1e-4 at every real (unmasked) position', async () => {
     const mask = ex.get('attention_mask')!;
-    const got = tf.tidy(() => model.forward(toTf(ex.get('input_ids')!), toTf<tf.Tensor2D>(mask)).dataSync());
+    const got = await valuesOf(() => model.forward(toTf(ex.get('input_ids')!), toTf<tf.Tensor2D>(mask)));
     const V = model.config.vocabSize;
     // transformers' logits at padded query positions depend on its attention kernel; nobody reads them.
     const real = (i: number) => mask.data[Math.floor(i / V)] === 1;
@@ -42,38 +45,49 @@ for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
 
   withFixtures(test)('loss (labels = input_ids) is within 1e-5 relative', async () => {
     const { loss: expected } = await readJson<{ loss: number }>(path.join(FIXTURES, fixture, 'expected.json'));
-    const loss = tf.tidy(() => {
+    const loss = await scalarOf(() => {
       const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
-      return model.lossParts({ inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids }, { training: false }).loss.dataSync()[0]!;
+      return model.lossParts({ inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids }, { training: false }).loss;
     });
     assert.ok(relDiff(loss, expected) < 1e-5, `${loss} vs ${expected}`);
   });
 
-  withFixtures(test)('greedy ids (12 steps, full forward each step) are identical, and identical through the KV cache', () => {
+  withFixtures(test)('greedy ids (12 steps, full forward each step) are identical, and identical through the KV cache', async () => {
     const prompt = Array.from(ex.get('greedy_prompt')!.data);
     const expected = Array.from(ex.get('greedy_ids')!.data);
-    assert.equal(greedyFull((ids) => model.forward(ids), prompt, 12), expected);
-    assert.equal(greedyCached(model, prompt, 12), expected);
+    assert.equal(await greedyFull((ids) => model.forward(ids), prompt, 12), expected);
+    assert.equal(await greedyCached(model, prompt, 12), expected);
   });
 
-  withFixtures(test)('a left-padded row decodes like the same row unpadded, step after step', () => {
+  withFixtures(test)('a left-padded row decodes like the same row unpadded, step after step', async () => {
     const row = Array.from(ex.get('input_ids')!.data.slice(14 + 3, 28)); // row 1 without its 3 padded positions
-    const run = (ids: number[], pads: number) => tf.tidy(() => {
-      const input = tf.tensor2d([...Array(pads).fill(0), ...ids], [1, pads + ids.length], 'int32');
-      const first = model.decodeStep(input, tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1)], [1, pads + ids.length], 'int32'), null);
-      const second = model.decodeStep(tf.tensor2d([7], [1, 1], 'int32'), tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1), 1], [1, pads + ids.length + 1], 'int32'), first.cache);
-      assert.is((second.cache as LmKvCache).length, pads + ids.length + 1);
-      const out = [first.logProbs.dataSync(), second.logProbs.dataSync()];
-      second.cache.dispose();
+    const run = async (ids: number[], pads: number) => {
+      const [first, second] = tf.tidy(() => {
+        const input = tf.tensor2d([...Array(pads).fill(0), ...ids], [1, pads + ids.length], 'int32');
+        const first = model.decodeStep(input, tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1)], [1, pads + ids.length], 'int32'), null);
+        const second = model.decodeStep(tf.tensor2d([7], [1, 1], 'int32'), tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1), 1], [1, pads + ids.length + 1], 'int32'), first.cache);
+        assert.is((second.cache as LmKvCache).length, pads + ids.length + 1);
+        second.cache.dispose();
+        return [first.logProbs, second.logProbs];
+      });
+      const out = [await readTensor(first!), await readTensor(second!)];
+      tf.dispose([first!, second!]);
       return out;
-    });
-    const [plain1, plain2] = run(row, 0);
-    const [padded1, padded2] = run(row, 3);
+    };
+    const [plain1, plain2] = await run(row, 0);
+    const [padded1, padded2] = await run(row, 3);
     assert.ok(maxDiff(plain1!, padded1!) < 1e-4, `first step ${maxDiff(plain1!, padded1!)}`);
     assert.ok(maxDiff(plain2!, padded2!) < 1e-4, `second step ${maxDiff(plain2!, padded2!)}`);
   });
 
-  withFixtures(test)('config.json maps to LmConfig and back unchanged', async () => {
+  test.run();
+}
+});
+
+const mapping = suite('model: fixture configs');
+
+for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
+  withFixtures(mapping)(`${fixture}: config.json maps to LmConfig and back unchanged`, async () => {
     const json = await readJson(path.join(FIXTURES, fixture, 'config.json'));
     const cfg = fromHfConfig(json);
     assert.equal(toHfConfig(cfg), json);
@@ -82,11 +96,12 @@ for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
       [512, 64, 2, 4, 2, 16, 176, 10000, 1e-5],
     );
     assert.is(cfg.tieWordEmbeddings, fixture === 'llama-tiny-tied');
-    assert.is(model.weights.has('lm_head.weight'), fixture !== 'llama-tiny-tied');
+    const { tensors } = await readSafetensors(path.join(FIXTURES, fixture, 'model.safetensors'));
+    assert.is(tensors.has('lm_head.weight'), fixture !== 'llama-tiny-tied');
   });
-
-  test.run();
 }
+
+mapping.run();
 
 const config = suite('model: config, presets and init');
 
