@@ -237,7 +237,7 @@ export class CausalLM implements LanguageModel {
     const { cos, sin } = this.ropeTables();
     const maskF = tf.cast(attentionMask, 'float32');
     const positions = tf.cast(tf.slice(tf.relu(tf.sub(tf.cumsum(maskF, 1), 1)), [0, past], [B, T]), 'int32') as tf.Tensor2D; // [B, T]
-    const mask = ops.causalPaddingMask(attentionMask, T); // [B, 1, T, S]
+    const mask = ops.causalPaddingMask(attentionMask, T, c.slidingWindow); // [B, 1, T, S]
     let x = this.embed(inputIds); // [B, T, H]
     const heads = (t: tf.Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, c.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
     for (let i = 0; i < c.numLayers; i++) {
