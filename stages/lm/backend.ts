@@ -317,3 +317,34 @@ export async function readTensor(t: tf.Tensor): Promise<Float32Array | Int32Arra
   if (data instanceof Uint8Array) return Int32Array.from(data);
   throw new Error(`readTensor: unsupported dtype ${t.dtype}`);
 }
+
+/** The parts of tfjs-backend-webgpu's backend used to place data on the GPU now rather than at first use. */
+interface WebgpuBackendLike {
+  uploadToGPU(dataId: object): void;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  device: { limits: GpuLimits };
+}
+
+/**
+ * Puts a tensor made from host values on the device now. WebGPU keeps such values in host memory until a kernel first
+ * reads them, so loading a model tensor by tensor would otherwise end with every weight in host memory at once;
+ * after this the host array can be freed. A no-op elsewhere (wasm copies into its heap when the tensor is made).
+ */
+export function settleOnDevice(t: tf.Tensor): void {
+  if (tf.getBackend() !== 'webgpu') return;
+  const backend = tf.backend() as unknown as WebgpuBackendLike;
+  backend.uploadToGPU(t.dataId);
+  // Submitting frees the staging buffer an upload into a reused buffer goes through.
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  backend.submitQueue();
+}
+
+/** The active WebGPU device's buffer limits, or null on another backend. */
+export function deviceLimits(): GpuLimits | null {
+  if (tf.getBackend() !== 'webgpu') return null;
+  const { limits } = (tf.backend() as unknown as WebgpuBackendLike).device;
+  return { maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize };
+}

@@ -2,11 +2,12 @@
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { readTensor } from '../../../stages/lm/backend.ts';
-import { presetConfig } from '../../../stages/lm/config.ts';
+import { initWeights, presetConfig, toHfConfig } from '../../../stages/lm/config.ts';
+import type { HostTensor } from '../../../stages/lm/safetensors.ts';
 import { configureTraining } from '../../../stages/lm/freeze.ts';
 import { loadLoraAdapter } from '../../../stages/lm/lora.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
@@ -17,6 +18,33 @@ import { expectedTensors, FIXTURES, maxDiff, pauseFixtureModel, readJson, reject
 import { backendSuite, forEachBackend } from '../../helpers/backends.ts';
 
 const quiet = () => {};
+
+/** float32 → bfloat16 by dropping the low 16 bits, as the fixture writer below stores them (exactly representable back). */
+function truncateToBf16(x: number): number {
+  const f = new Float32Array([x]);
+  new Uint32Array(f.buffer)[0]! &= 0xffff0000;
+  return f[0]!;
+}
+
+/** A safetensors file with BF16 tensors, as transformers saves Mistral-7B's shards (header, then the data). */
+function bf16Safetensors(tensors: [string, HostTensor][]): Buffer {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    header[name] = { dtype: 'BF16', shape: t.shape, data_offsets: [offset, offset + 2 * t.data.length] };
+    offset += 2 * t.data.length;
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const out = Buffer.alloc(8 + json.length + offset);
+  out.writeBigUInt64LE(BigInt(json.length), 0);
+  json.copy(out, 8);
+  let at = 8 + json.length;
+  for (const [, t] of tensors) {
+    const bits = new Uint32Array(Float32Array.from(t.data).buffer);
+    for (let i = 0; i < bits.length; i++, at += 2) out.writeUInt16LE(bits[i]! >>> 16, at);
+  }
+  return out;
+}
 forEachBackend((backend) => {
   let tmp = '';
   const test = backendSuite('model-io', backend);
@@ -118,6 +146,34 @@ forEachBackend((backend) => {
     assert.equal(await snapshot(back), await snapshot(model));
     model.dispose();
     back.dispose();
+  });
+
+  test('a sharded bfloat16 checkpoint loads shard by shard, every weight exactly its bfloat16 value', async () => {
+    const cfg = { ...presetConfig('tiny', builtinTokenizer(), 64), modelType: 'mistral' as const, slidingWindow: 16 };
+    const host = initWeights(cfg, 9);
+    const dir = path.join(tmp, 'sharded-bf16');
+    await mkdir(dir, { recursive: true });
+    const names = [...host.keys()];
+    const shards = [names.slice(0, 7), names.slice(7)];
+    const weightMap: Record<string, string> = {};
+    for (const [i, shard] of shards.entries()) {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      await writeFile(path.join(dir, file), bf16Safetensors(shard.map((n) => [n, host.get(n)!])));
+      for (const n of shard) weightMap[n] = file;
+    }
+    await writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...toHfConfig(cfg), torch_dtype: 'bfloat16' }));
+    const model = await loadModel(dir);
+    try {
+      assert.is(model.config.slidingWindow, 16);
+      assert.equal([...model.weights.keys()], names);
+      for (const [name, v] of model.weights) {
+        const want = Float32Array.from(host.get(name)!.data, truncateToBf16);
+        assert.equal(await readTensor(v), want, name);
+      }
+    } finally {
+      model.dispose();
+    }
   });
 
   test('a from-scratch model with the built-in tokenizer is an ordinary folder that loads back', async () => {
