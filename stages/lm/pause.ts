@@ -74,7 +74,7 @@ export class PauseLM extends CausalLM {
   protected override embed(inputIds: tf.Tensor2D): tf.Tensor3D {
     const V = this.config.vocabSize;
     const isPause = tf.expandDims(tf.cast(tf.equal(inputIds, V), 'float32'), -1); // [B, T, 1]
-    const original = ops.embedding(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), this.param(PAUSE_NAMES.originalEmbedding)); // [B, T, H]
+    const original = this.embeddingRows(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), this.param(PAUSE_NAMES.originalEmbedding)); // [B, T, H]
     const pauseRow = tf.reshape(this.param(PAUSE_NAMES.newEmbedding), [this.config.hiddenSize]); // [H]
     return tf.add(tf.mul(original, tf.sub(1, isPause)), tf.mul(isPause, pauseRow)) as tf.Tensor3D;
   }
