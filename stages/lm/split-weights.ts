@@ -150,3 +150,36 @@ export function splitEmbedding(ids: tf.Tensor, split: RowBlocks): tf.Tensor {
     return out!;
   });
 }
+
+/**
+ * One [rows, cols] tensor from row blocks (which it frees) without a kernel binding the whole: on WebGPU the blocks are
+ * copied buffer to buffer into one, elsewhere concatenated. What makes a weight beyond the binding limit on the device.
+ */
+export function joinRowBlocks(blocks: tf.Tensor2D[]): tf.Tensor2D {
+  const cols = blocks[0]!.shape[1];
+  const rows = blocks.reduce((n, b) => n + b.shape[0], 0);
+  if (blocks.some((b) => b.shape[1] !== cols)) throw new Error(`joinRowBlocks: blocks of ${[...new Set(blocks.map((b) => b.shape[1]))].join(' and ')} columns`);
+  if (tf.getBackend() !== 'webgpu') {
+    const joined = tf.concat(blocks, 0) as tf.Tensor2D;
+    tf.dispose(blocks);
+    return joined;
+  }
+  const backend = tf.backend() as unknown as WebgpuInternals;
+  const whole = backend.device.createBuffer({ size: rows * cols * 4, usage: STORAGE | COPY_SRC | COPY_DST });
+  let offset = 0;
+  for (const b of blocks) {
+    backend.uploadToGPU(b.dataId);
+    backend.ensureCommandEncoderReady();
+    backend.endComputePassEncoder();
+    backend.commandEncoder.copyBufferToBuffer(backend.tensorMap.get(b.dataId).resource, 0, whole, offset, b.size * 4);
+    offset += b.size * 4;
+  }
+  // tfjs copies the buffer into one it manages (buffer to buffer again); ours goes once the copies are submitted.
+  const joined = tf.tensor({ buffer: whole } as unknown as tf.TensorLike, [rows, cols], 'float32') as tf.Tensor2D;
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  backend.submitQueue();
+  whole.destroy();
+  tf.dispose(blocks);
+  return joined;
+}

@@ -5,7 +5,7 @@ import { readTensor } from '../../../stages/lm/backend.ts';
 import type { LmConfig } from '../../../stages/lm/config.ts';
 import { configureTraining } from '../../../stages/lm/freeze.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
-import { SPLIT_TUNING } from '../../../stages/lm/split-weights.ts';
+import { joinRowBlocks, SPLIT_TUNING } from '../../../stages/lm/split-weights.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import { backendSuite, forEachBackend } from '../../helpers/backends.ts';
 import { FIXTURES_PRESENT, maxDiff, pauseFixtureModel, valuesOf, withFixtures } from '../../helpers/hf-fixtures.ts';
@@ -101,6 +101,18 @@ forEachBackend((backend) => {
     } finally {
       model.dispose();
     }
+  });
+
+  test('joinRowBlocks makes one tensor of row blocks, in order, and frees the blocks', async () => {
+    const blocks = [tf.tensor2d([[1, 2, 3], [4, 5, 6]]), tf.tensor2d([[7, 8, 9]]), tf.tensor2d([[10, 11, 12], [13, 14, 15], [16, 17, 18]])];
+    const before = tf.memory().numTensors;
+    const joined = joinRowBlocks(blocks);
+    assert.equal(joined.shape, [6, 3]);
+    assert.equal(Array.from(await readTensor(joined)), Array.from({ length: 18 }, (_, i) => i + 1));
+    assert.ok(blocks.every((b) => b.isDisposed));
+    assert.is(tf.memory().numTensors, before - 2);
+    joined.dispose();
+    assert.throws(() => joinRowBlocks([tf.zeros([1, 2]) as tf.Tensor2D, tf.zeros([1, 3]) as tf.Tensor2D]), /joinRowBlocks: blocks of 2 and 3 columns/);
   });
 
   test.run();
