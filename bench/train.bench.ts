@@ -285,7 +285,7 @@ if (kernelsPerStep !== null && work.length > 1) {
   const first = work[0]!;
   const perStep = (k: 'dispatches' | 'reads') => (last[k] - first[k]) / (work.length - 1);
   console.log(`kernels: train ${kernelsPerStep}, decode ${perStep('dispatches').toFixed(0)}, reads ${perStep('reads').toFixed(1)}` +
-    `  (per layer: train ${(kernelsPerStep / L).toFixed(1)}, decode ${(perStep('dispatches') / L).toFixed(1)})`);
+    `  (÷ ${L} layers, embedding, head, loss and optimizer included: train ${(kernelsPerStep / L).toFixed(1)}, decode ${(perStep('dispatches') / L).toFixed(1)})`);
 }
 const peakRss = process.resourceUsage().maxRSS * 1024;
 console.log(`memory: peak host RSS ${(peakRss / 2 ** 30).toFixed(2)} GiB` + (onGpu ? `, GPU ${(gpuPeak / 2 ** 30).toFixed(2)} GiB allocated by tfjs at its peak` : ''));
