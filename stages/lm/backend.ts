@@ -235,7 +235,10 @@ async function probeWebgpu(): Promise<Probe> {
  */
 export function pickAdapter(names: string[], pin: string): { flags: string[]; notice?: string } {
   const index = Number(pin.trim());
-  if (!/^\d+$/.test(pin.trim()) || !Number.isSafeInteger(index)) throw new Unavailable(`PAUSEPIPE_GPU=${pin} is not a GPU index (0, 1, ...)`);
+  // The runner passes CUDA_VISIBLE_DEVICES's entries on, which may be UUIDs: WebGPU shows no UUID to match them by.
+  if (!/^\d+$/.test(pin.trim()) || !Number.isSafeInteger(index)) {
+    return { flags: [], notice: `PAUSEPIPE_GPU=${pin} is not a GPU index (0, 1, ...) and Dawn cannot select an adapter by UUID, so this process runs on its first adapter` };
+  }
   if (index >= names.length) {
     throw new Unavailable(`PAUSEPIPE_GPU=${index}, but Dawn finds ${names.length} adapter${names.length === 1 ? '' : 's'}${names.length ? ` (${names.join(', ')})` : ''}`);
   }

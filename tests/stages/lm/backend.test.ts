@@ -77,7 +77,9 @@ backend('pickAdapter names the adapter to Dawn, and says when identical GPUs can
   assert.match(same.notice ?? '', /^PAUSEPIPE_GPU=1: Dawn selects adapters by name and adapter 0 is also 'NVIDIA H200', so this process runs on adapter 0; /);
   // A name contained in an earlier adapter's name is matched by that one first.
   assert.match(pickAdapter(['NVIDIA H100 PCIe', 'NVIDIA H100'], '1').notice ?? '', /adapter 0 is also 'NVIDIA H100 PCIe'/);
-  assert.throws(() => pickAdapter(['NVIDIA H200'], 'first'), /PAUSEPIPE_GPU=first is not a GPU index \(0, 1, \.\.\.\)/);
+  // CUDA_VISIBLE_DEVICES may list UUIDs, which the runner passes on: Dawn's first adapter, with a notice.
+  assert.equal(pickAdapter(['NVIDIA H200', 'NVIDIA H200'], 'GPU-8b1c3f1e'), {
+    flags: [], notice: 'PAUSEPIPE_GPU=GPU-8b1c3f1e is not a GPU index (0, 1, ...) and Dawn cannot select an adapter by UUID, so this process runs on its first adapter' });
   assert.throws(() => pickAdapter([], '0'), /PAUSEPIPE_GPU=0, but Dawn finds 0 adapters$/);
 });
 
