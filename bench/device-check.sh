@@ -81,7 +81,7 @@ step "model tests on webgpu" 100 "$OUT/tests.txt" node tests/run.mjs "$TESTS" te
 TORCH_JSON="$OUT/torch.json"
 echo '[]' > "$TORCH_JSON"
 if python3 -c 'import torch, transformers' 2>/dev/null; then
-  step "pytorch small, medium, large" 120 "$OUT/torch.txt" python3 bench/torch-bench.py --shape small,medium,large "${TORCH_ARGS[@]}" --out "$OUT/torch-shapes.json"
+  step "pytorch small, medium, large" 120 "$OUT/torch.txt" python3 bench/torch-bench.py --shape small,medium,large ${TORCH_ARGS[@]+"${TORCH_ARGS[@]}"} --out "$OUT/torch-shapes.json"
   step "pytorch mistral7b, 1 and 2 layers" 90 "$OUT/torch.txt" bash -c "
     python3 bench/torch-bench.py --shape mistral7b ${TINY:+--steps 1 --batch 1 --seq 16 --gen 3} --layers 1 --out '$OUT/torch-m1.json' &&
     python3 bench/torch-bench.py --shape mistral7b ${TINY:+--steps 1 --batch 1 --seq 16 --gen 3} --layers 2 --out '$OUT/torch-m2.json'"
