@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileMissingError } from '../cache/file-hash.ts';
 import type { ArtifactStore, Manifest, PendingEntry } from '../cache/store.ts';
-import type { ArtifactRef, Progress, StageContext, StageKind } from '../stages/kind.ts';
+import type { ArtifactRef, Progress, RunInfo, StageContext, StageKind } from '../stages/kind.ts';
 import type { JsonValue } from './json.ts';
 import type { ContentHasher, KeyedStage, StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
@@ -24,6 +24,8 @@ export interface RunOptions {
   /** After a failure keep starting stages that do not depend on it. */
   keepGoing: boolean;
   backend?: string;
+  /** Overrides of the pipeline's lets the run was asked for, recorded with the results (RunInfo). */
+  overrides?: Record<string, JsonValue>;
   /** Aborting (Ctrl-C) kills running stages, aborts their pending entries and starts nothing more. */
   signal?: AbortSignal;
   reporter: Reporter;
@@ -203,6 +205,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   const byName = new Map(stages.map((x) => [x.name, x]));
   let running = 0;
   let stopping = false;
+  const run: RunInfo = { pipeline: path.relative(o.pipeline.workspace, o.pipeline.file), overrides: o.overrides ?? {} };
 
   const manifestOf = (key: string): Manifest => {
     let m = manifests.get(key);
@@ -280,14 +283,14 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       if (kind.isolated === false) {
         const ctx: StageContext = {
           name: s.name, key: keyed.key, params: s.params, variant: s.variant, inputs, outDir: entry.outDir,
-          scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, backend: o.backend,
+          scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, backend: o.backend, run,
           log: (line) => log.line(line), progress: onProgress, signal: ctl.signal,
         };
         metrics = (await kind.run(ctx)).metrics ?? {};
       } else {
         const req: RunRequest = {
           type: 'run', name: s.name, key: keyed.key, kind: s.kind, params: s.params, variant: s.variant, inputs,
-          outDir: entry.outDir, scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, backend: o.backend,
+          outDir: entry.outDir, scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, backend: o.backend, run,
         };
         metrics = await runInWorker(req, log, onProgress, ctl.signal);
       }

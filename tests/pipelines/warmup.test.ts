@@ -1,6 +1,8 @@
 // pipelines/warmup.pipe: the seed experiment's exact matrix, hyperparameters and wiring, and what each variant trains.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
 import type { Pipeline, StageInstance } from '../../runtime/pipeline.ts';
 import { initBackend } from '../../stages/lm/backend.ts';
@@ -205,6 +207,31 @@ test('step 1 trains only the LoRA matrices of q_proj and v_proj on the plain fix
   } finally {
     model.dispose();
   }
+});
+
+/** The variant a seed YAML name stands for: `fr_phead` freezes the pause head, `fr_pembed` the pause embedding. */
+function seedVariant(yaml: string): Record<string, JsonValue> {
+  if (yaml.startsWith('baseline')) return { baseline_epochs: Number(/(\d) epoch/.exec(yaml)![1]) };
+  const pause = yaml.includes('fr_phead') ? 'embed' : yaml.includes('fr_pembed') ? 'head' : 'embed+head';
+  const lm = yaml.includes('unfr_lm_head_embed') ? 'lm_head+embed' : yaml.includes('unfr_lm_head') ? 'lm_head' : 'none';
+  return { pause, lm, lora: yaml.includes('peft') };
+}
+
+test("the report shows the seed's results table: each of the 20 rows of experiments.md beside its variant", async () => {
+  if (!SHARED_PRESENT) return;
+  const text = await readFile(path.join(SHARED, 'seed/experiments.md'), 'utf8');
+  const results = text.slice(text.indexOf('### Results'));
+  const seed = results.split('\n').filter((l) => /^\| (sft|baseline)/.test(l)).map((l) => {
+    const [yaml, accuracy, loss] = l.split('|').slice(1, 4).map((c) => c.trim().replaceAll('*', ''));
+    return { match: seedVariant(yaml!), accuracy: Number(accuracy), eval_loss: loss === '-' ? null : Number(loss) };
+  });
+  assert.is(seed.length, 20);
+  const reference = objectParam(stageNamed(pipeline, 'report'), 'reference');
+  const rows = (reference.rows as Record<string, JsonValue>[]).map((r) => ({ match: r.match, accuracy: r.accuracy, eval_loss: r.eval_loss }));
+  assert.equal(rows, seed);
+  // Every variant and baseline of the matrix has its row.
+  const variants = instancesOf(pipeline, 'eval').concat(instancesOf(pipeline, 'eval_baseline')).map((s) => JSON.stringify(s.variant));
+  assert.equal(new Set(rows.map((r) => JSON.stringify(r.match))), new Set(variants));
 });
 
 test.run();
