@@ -1,4 +1,4 @@
-// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, kinds.
+// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, lsp, kinds.
 import { cp, mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -381,6 +381,17 @@ const COMMANDS: Record<string, Command> = {
       const files = s.manifests.get(planned.key!)?.outputs.length ?? 0;
       write(io.stdout, `exported ${stage.name}: ${files} file(s) to ${target}`);
       return EXIT.ok;
+    },
+  },
+  lsp: {
+    usage: 'lsp [--stdio]',
+    summary: 'the language server for editors: diagnostics, completion, hover, go to definition',
+    // Language clients add --stdio (and VS Code --clientProcessId); stdio is the only transport.
+    options: { stdio: { type: 'boolean' }, clientProcessId: { type: 'string' } },
+    help: 'Speaks the Language Server Protocol on stdin and stdout until the editor closes it (editor/vscode/ starts it).',
+    async run() {
+      const { runLanguageServer } = await import('../lsp/server.ts');
+      return runLanguageServer();
     },
   },
   kinds: {
