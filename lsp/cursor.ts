@@ -89,7 +89,11 @@ export function cursorAt(text: string, offset: number): Cursor {
   for (let i = 0; i < before.length; i++) {
     const t = before[i]!;
     const top = frames.at(-1);
-    if (t.tokenType === T.Stage) header = null;
+    // A new statement ends a stage header that never opened its block.
+    if (t.tokenType === T.Stage || t.tokenType === T.Let || t.tokenType === T.For || t.tokenType === T.Include) {
+      header = null;
+      afterInputs = null;
+    }
     if (isName(t) && before[i - 1]?.tokenType === T.Equals && before[i - 2] && isName(before[i - 2]) && before[i - 3]?.tokenType === T.Stage) {
       header = t.image;
       continue;

@@ -29,6 +29,9 @@ test('the place of a position: statement, kind, param key, value, input, referen
   assert.equal(cursorAt(text, at(text, 'all: ')).place, { type: 'value', kind: 'sft', path: ['train', 'all'] });
   assert.equal(cursorAt(text, at(text, '# stage x = ')).place, { type: 'none' });
   assert.equal(cursorAt(text, at(text, '"s')).place, { type: 'none' });
+  // A stage header left without its block does not make the next object a params block.
+  const unfinished = 'stage a = sft\nlet x = { ';
+  assert.equal(cursorAt(unfinished, unfinished.length).place, { type: 'none' });
 });
 
 test('values: the enum of the parameter, then lets and loop variables in this file and its includes', () => {
