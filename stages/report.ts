@@ -233,6 +233,9 @@ function htmlSimpleTable(cls: string, header: string[], rows: string[][]): strin
     rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n') + '\n</tbody>\n</table>';
 }
 
+/** Prose with `code` spans, as HTML. */
+const prose = (text: string): string => escapeHtml(text).replace(/`([^`]+)`/g, '<code>$1</code>');
+
 function fileLink(text: string, href: string | null, shown: string): string {
   return href === null ? `<code>${escapeHtml(shown)}</code>` : `<a href="${escapeHtml(href)}" title="${escapeHtml(shown)}">${escapeHtml(text)}</a>`;
 }
@@ -274,8 +277,8 @@ pre { background: #f6f6f6; padding: 0.75rem; overflow-x: auto; }
 ${provenanceLines(d.provenance, d.rows.length).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('\n')}
 </dl>
 ${htmlTable(d.rows, d.shape)}
-${d.reference?.source ? `<p class="source">${escapeHtml(`${d.reference.name}: ${d.reference.source}`)}</p>\n` : ''}<p>${escapeHtml(lossNote(d.rows))}</p>
-<p class="summary">${escapeHtml(summary(d.rows).join(' '))}</p>
+${d.reference?.source ? `<p class="source">${escapeHtml(`${d.reference.name}: ${d.reference.source}`)}</p>\n` : ''}<p>${prose(lossNote(d.rows))}</p>
+<p class="summary">${prose(summary(d.rows).join(' '))}</p>
 ${groups.length > 0 ? `<h2>Across seeds</h2>\n${htmlSimpleTable('seeds', seeds.header, seeds.rows)}\n` : ''}<figure>
 ${stripNamespace(accuracySvg).trimEnd()}
 </figure>

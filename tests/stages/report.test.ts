@@ -123,6 +123,7 @@ test('report.html is self-contained: provenance, both charts inline, no scripts,
   assert.is(html.match(/<svg /g)!.length, 2);
   assert.ok(html.includes('<dt>pipeline</dt><dd>pipelines/pause.pipe</dd>'));
   assert.ok(html.includes('<dt>overrides</dt><dd>lora_config.r=8, lr=0.0001</dd>'));
+  assert.ok(html.includes('Lowest eval loss on the validation split of <code>paused</code>: 0.51348'));
   assert.ok(html.includes('Test accuracy per variant</text>'));
   assert.ok(html.includes('Training and validation loss</text>'));
   const results = html.slice(html.indexOf('<table class="results">'), html.indexOf('</table>'));
