@@ -231,7 +231,7 @@ export function declarationsOf(text: string): Declarations {
   return out;
 }
 
-/** Whether the name token at `index` is a key (`name:`) rather than a use of a name. */
+/** Whether a name token is a key (`name:`) rather than a use of a name. */
 export function isKeyToken(text: string, word: IToken): boolean {
   const after = text.slice((word.endOffset ?? word.startOffset) + 1);
   return /^\s*:/.test(after);

@@ -112,8 +112,7 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
     const p = at(textDocument.uri, position);
     const loc = p && definitionAt(p.text, p.file, p.offset, readFile);
     if (!loc) return null;
-    const open = [...openByFile].find(([f]) => f === loc.file)?.[1];
-    return { uri: open?.uri ?? pathToFileURL(loc.file).href, range: loc.range };
+    return { uri: openByFile.get(loc.file)?.uri ?? pathToFileURL(loc.file).href, range: loc.range };
   });
 
   documents.listen(connection);
