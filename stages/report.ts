@@ -60,10 +60,14 @@ const EXPORT_INTRO = 'Copy a model out of the cache into a folder of your choice
 export function summary(rows: readonly ReportRow[]): string[] {
   const best = bestRows(rows);
   const names = (idx: Iterable<number>): string => [...idx].map((i) => rows[i]!.label).join('; ');
-  const out = [`Best test accuracy: ${formatAccuracy(rows[[...best.accuracy][0]!]!.accuracy)} (${names(best.accuracy)}).`];
+  const out = [best.accuracy.size > 0
+    ? `Best test accuracy: ${formatAccuracy(rows[[...best.accuracy][0]!]!.accuracy)} (${names(best.accuracy)}).`
+    : `Every row has test accuracy ${formatAccuracy(rows[0]!.accuracy)}.`];
   const groups = lossGroups(rows);
-  for (const g of groups.filter((x) => x.lowest.length > 0)) {
-    out.push(`Lowest eval loss on the validation split of \`${g.data}\`: ${formatLoss(rows[g.lowest[0]!]!.eval_loss)} (${names(g.lowest)}).`);
+  for (const g of groups.filter((x) => x.members.length > 1)) {
+    out.push(g.lowest.length > 0
+      ? `Lowest eval loss on the validation split of \`${g.data}\`: ${formatLoss(rows[g.lowest[0]!]!.eval_loss)} (${names(g.lowest)}).`
+      : `Every row measured on \`${g.data}\` has eval loss ${formatLoss(rows[g.members[0]!]!.eval_loss)}.`);
   }
   const alone = groups.filter((g) => g.members.length === 1).map((g) => `${rows[g.members[0]!]!.label} (on \`${g.data}\`)`);
   const unknown = rows.filter((r) => r.eval_loss !== null && r.eval_loss_data_key === null).map((r) => r.label);

@@ -352,7 +352,7 @@ export interface LossGroup {
   data: string;
   rows: number;
   members: number[];
-  /** The lowest loss among the members (all tied ones), when there are two or more to compare. */
+  /** The lowest loss among the members (all tied ones), when there are two or more to compare and not all tie. */
   lowest: number[];
 }
 
@@ -371,16 +371,21 @@ export function lossGroups(rows: readonly ReportRow[]): LossGroup[] {
   for (const g of byKey.values()) {
     if (g.members.length < 2) continue;
     const min = Math.min(...g.members.map((i) => rows[i]!.eval_loss!));
-    g.lowest = g.members.filter((i) => rows[i]!.eval_loss === min);
+    const lowest = g.members.filter((i) => rows[i]!.eval_loss === min);
+    g.lowest = lowest.length === g.members.length ? [] : lowest;
   }
   return [...byKey.values()];
 }
 
-/** Indices of the best accuracy and of the lowest eval loss within each data group (all tied rows), for bold. */
+/**
+ * Indices of the best accuracy and of the lowest eval loss within each data group (all tied rows), for bold. When
+ * every row ties there is no best: none is returned.
+ */
 export function bestRows(rows: readonly ReportRow[]): { accuracy: Set<number>; evalLoss: Set<number> } {
   const maxAcc = Math.max(...rows.map((r) => r.accuracy));
+  const best = rows.flatMap((r, i) => (r.accuracy === maxAcc ? [i] : []));
   return {
-    accuracy: new Set(rows.flatMap((r, i) => (r.accuracy === maxAcc ? [i] : []))),
+    accuracy: new Set(best.length === rows.length && rows.length > 1 ? [] : best),
     evalLoss: new Set(lossGroups(rows).flatMap((g) => g.lowest)),
   };
 }

@@ -155,6 +155,14 @@ test('the SVG files: bars per variant, the best highlighted; training lines and 
   assert.ok(ctx.logs.some((l) => l.startsWith('report: 3 rows;')));
 });
 
+test('when every row ties nothing is bold, and the summary says so', async () => {
+  const tied = VARIANTS.map((v) => ({ ...v, accuracy: 0, evalLoss: 7.5 }));
+  const { read } = await runReport({}, {}, tied);
+  const md = await read('report.md');
+  assert.not.match(md.split('\n').filter((l) => l.startsWith('|')).join('\n'), '**');
+  assert.ok(md.includes('Every row has test accuracy 0.000. Every row measured on `paused` has eval loss 7.50000.'));
+});
+
 test('a single evaluation (the last step only) is still drawn as a point', async () => {
   const one = VARIANTS.slice(0, 1).map((v) => ({ ...v }));
   const ws = await tempDir('report-one-eval');
