@@ -20,11 +20,11 @@ export interface EvaluateParams {
 export const TEST_RESULTS = 'test_results.json';
 
 /** The sft metrics `report` reads through an evaluate artifact (stages/data/report-table.ts `TrainingInfo`). */
-const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable'] as const;
+const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable', 'backend'] as const;
 
 export const EVALUATE: StageKind<EvaluateParams> = {
   name: 'evaluate',
-  version: 1,
+  version: 2,
   tableMetrics: ['accuracy', 'accuracy_std', 'n', 'eval_loss', 'avg_pauses', 'invalid'],
   description:
     'Generates answers for the test split (greedy, left-padded batches, KV cache), scores them as the reference: the ' +
@@ -67,9 +67,10 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     const { extractAnswer, INVALID_ANSWER, isCorrect, meanStd } = await import('./data/answer.ts');
     await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
-    const { splits } = await readDataset(ctx.inputs.data![0]!.dir);
+    const dataRef = ctx.inputs.data![0]!;
+    const { splits } = await readDataset(dataRef.dir);
     const test = p.limit === null ? splits.test : splits.test.slice(0, p.limit);
-    if (test.length === 0) throw new Error(`evaluate: the test split of ${ctx.inputs.data![0]!.stage} is empty`);
+    if (test.length === 0) throw new Error(`evaluate: the test split of ${dataRef.stage} is empty`);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
       const rows = await generateAnswers(model, tokenizer, test.map((r) => r.question), {
@@ -114,6 +115,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
           accuracy_std: accuracy.std,
           n: accuracy.n,
           eval_loss: evalLoss,
+          // Which rows gave the loss: losses on different data (with pauses or without) are not comparable.
+          eval_loss_data: evalLoss === null ? null : { stage: dataRef.stage, key: dataRef.key, rows: splits.validation.length },
           avg_pauses: avgPauses,
           invalid: results.filter((r) => r.predicted_output === INVALID_ANSWER).length,
           stopped_at_eos: results.filter((r) => r.stopped_at_eos).length,

@@ -1,6 +1,8 @@
 // pipelines/warmup.pipe: the seed experiment's exact matrix, hyperparameters, fidelity settings and wiring, and what each variant trains (through sft's own code).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
 import type { Pipeline, StageInstance } from '../../runtime/pipeline.ts';
 import { initBackend } from '../../stages/lm/backend.ts';
@@ -8,7 +10,7 @@ import { configureTraining, trainableSummary, trainedGroups } from '../../stages
 import { trainingSetup, type SftParams } from '../../stages/sft.ts';
 import { fixtureModel, pauseFixtureModel, trainableCounts } from '../helpers/hf-fixtures.ts';
 import { inputsOf, instancesOf, loadProjectPipeline, objectParam, stageNamed } from './pipeline-files.ts';
-import { withShared } from '../helpers/requires.ts';
+import { SHARED, withShared } from '../helpers/requires.ts';
 
 const test = suite('warmup.pipe');
 
@@ -237,6 +239,35 @@ withShared(test)('step 1 trains only the LoRA matrices of q_proj and v_proj on t
   } finally {
     model.dispose();
   }
+});
+
+/** The variant a seed YAML name stands for: `fr_phead` freezes the pause head, `fr_pembed` the pause embedding. */
+function seedVariant(yaml: string): Record<string, JsonValue> {
+  if (yaml.startsWith('baseline')) return { baseline_epochs: Number(/(\d) epoch/.exec(yaml)![1]) };
+  const pause = yaml.includes('fr_phead') ? 'embed' : yaml.includes('fr_pembed') ? 'head' : 'embed+head';
+  const lm = yaml.includes('unfr_lm_head_embed') ? 'lm_head+embed' : yaml.includes('unfr_lm_head') ? 'lm_head' : 'none';
+  const variant: Record<string, JsonValue> = { pause, lm, lora: yaml.includes('peft') };
+  // The one YAML with the flawed modules_to_save: its row belongs to the variant that reproduces it as written.
+  return yaml.startsWith('sft_fr_pembed_unfr_lm_head_embed_peft') ? { ...variant, config: 'seed' } : variant;
+}
+
+withShared(test)("the report shows the seed's results table: each of the 20 rows of experiments.md beside its variant", async () => {
+  const text = await readFile(path.join(SHARED, 'seed/experiments.md'), 'utf8');
+  const results = text.slice(text.indexOf('### Results'));
+  const seed = results.split('\n').filter((l) => /^\| (sft|baseline)/.test(l)).map((l) => {
+    const [yaml, accuracy, loss] = l.split('|').slice(1, 4).map((c) => c.trim().replaceAll('*', ''));
+    return { match: seedVariant(yaml!), accuracy: Number(accuracy), eval_loss: loss === '-' ? null : Number(loss) };
+  });
+  assert.is(seed.length, 20);
+  const reference = objectParam(stageNamed(pipeline, 'report'), 'reference');
+  const rows = (reference.rows as Record<string, JsonValue>[]).map((r) => ({ match: r.match, accuracy: r.accuracy, eval_loss: r.eval_loss }));
+  assert.equal(rows, seed);
+  // Each row applies to exactly one variant or baseline (its loop variables include the row's `match`); the only
+  // variant without a seed number is the corrected twin of the flawed config, which the seed never ran.
+  const variants = instancesOf(pipeline, 'eval').concat(instancesOf(pipeline, 'eval_baseline')).map((s) => s.variant);
+  const applies = (v: Record<string, JsonValue>, match: JsonValue) => Object.entries(match as Record<string, JsonValue>).every(([k, x]) => v[k] === x);
+  for (const r of rows) assert.is(variants.filter((v) => applies(v, r.match)).length, 1, JSON.stringify(r.match));
+  assert.equal(variants.filter((v) => !rows.some((r) => applies(v, r.match))), [{ pause: 'head', lm: 'lm_head+embed', lora: true, config: 'generated' }]);
 });
 
 test.run();
