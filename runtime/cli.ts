@@ -1,11 +1,11 @@
-// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, exec, kinds.
+// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, exec, lsp, kinds.
 import { cp, mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { renderDag } from './dag.ts';
+import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus } from './gpus.ts';
@@ -300,16 +300,29 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   dag: {
-    usage: 'dag FILE [--format mermaid|dot]',
-    summary: 'the stage graph as Mermaid or Graphviz text',
-    options: { format: { type: 'string' } },
-    help: '  --format F      mermaid (default) or dot',
+    usage: 'dag FILE [--format mermaid|dot|svg] [--cache-dir D]',
+    summary: 'the stage graph as Mermaid, Graphviz dot or an SVG picture',
+    options: { ...CACHE_DIR, format: { type: 'string' } },
+    help: [
+      '  --format F      mermaid (default), dot, or svg (drawn in-process by Graphviz in WebAssembly; redirect it to a file)',
+      'dot and svg draw each loop as a cluster of tables (a row per variant) and fill every stage by its plan status:',
+      'fresh (cached), stale (runs next) or cannot run.',
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       const format = (values.format as string | undefined) ?? 'mermaid';
-      if (format !== 'mermaid' && format !== 'dot') throw new UsageError(`--format must be mermaid or dot, got ${format}`);
-      const loaded = await loadChecked(oneFile(positionals), (t) => write(io.stderr, t));
-      if (!loaded) return EXIT.invalid;
-      write(io.stdout, renderDag(loaded.pipeline, format));
+      if (!(DAG_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DAG_FORMATS.join(', ')}, got ${format}`);
+      if (format === 'mermaid') {
+        const loaded = await loadChecked(oneFile(positionals), (t) => write(io.stderr, t));
+        if (!loaded) return EXIT.invalid;
+        write(io.stdout, await renderDag(loaded.pipeline, 'mermaid'));
+        return EXIT.ok;
+      }
+      // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.
+      const s = await session(oneFile(positionals), values['cache-dir'] as string | undefined, io);
+      if (!s) return EXIT.invalid;
+      const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
+      write(io.stdout, await renderDag(s.pipeline, format as DagFormat, status));
       return EXIT.ok;
     },
   },
@@ -436,6 +449,17 @@ const COMMANDS: Record<string, Command> = {
     async run({ positionals }, io) {
       const { execJob } = await import('./exec.ts');
       return execJob(oneFile(positionals), (line) => write(io.stdout, line === '' ? '\n' : line));
+    },
+  },
+  lsp: {
+    usage: 'lsp [--stdio]',
+    summary: 'the language server for editors: diagnostics, completion, hover, go to definition',
+    // Language clients add --stdio (and VS Code --clientProcessId); stdio is the only transport.
+    options: { stdio: { type: 'boolean' }, clientProcessId: { type: 'string' } },
+    help: 'Speaks the Language Server Protocol on stdin and stdout until the editor closes it (editor/vscode/ starts it).',
+    async run() {
+      const { runLanguageServer } = await import('../lsp/server.ts');
+      return runLanguageServer();
     },
   },
   kinds: {

@@ -1,6 +1,7 @@
 // The Executed phase: wires the pure scheduler (schedule.ts), an executor (executors/) and the cache side (commit.ts).
 import type { ArtifactStore, Manifest } from '../cache/store.ts';
-import type { Progress, Resources, StageKind } from '../stages/kind.ts';
+import path from 'node:path';
+import type { Progress, Resources, RunInfo, StageKind } from '../stages/kind.ts';
 import { Committer, StageLog } from './commit.ts';
 import type { Executor } from './executors/executor.ts';
 import { localExecutor } from './executors/local.ts';
@@ -29,6 +30,8 @@ export interface RunOptions {
   /** After a failure keep starting stages that do not depend on it. */
   keepGoing: boolean;
   backend?: string;
+  /** Overrides of the pipeline's lets the run was asked for, recorded with the results (RunInfo). */
+  overrides?: Record<string, JsonValue>;
   /** Aborting (Ctrl-C) kills running stages, aborts their pending entries and starts nothing more. */
   signal?: AbortSignal;
   reporter: Reporter;
@@ -92,6 +95,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   const devices = o.gpuDeviceIds ?? gpuDeviceIds(o.gpus);
   const outcomes = new Map<string, StageOutcome>();
   const controllers = new Set<AbortController>();
+  const run: RunInfo = { pipeline: path.relative(o.pipeline.workspace, o.pipeline.file), overrides: o.overrides ?? {} };
 
   const resources = new Map<string, Resources>();
   /** The kind's resources with its finished inputs at hand; without them when they cannot be read (the run then says why). */
@@ -149,7 +153,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     try {
       const request: RunRequest = {
         type: 'run', name: s.name, key, kind: s.kind, params: s.params, variant: s.variant, inputs: cache.inputsOf(s),
-        outDir: entry.outDir, scratchDir: entry.scratchDir, workspace: o.pipeline.workspace,
+        outDir: entry.outDir, scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, run,
         // Only JSON values: the job may be written to a file for a job on another machine.
         ...(o.backend !== undefined ? { backend: o.backend } : {}),
         ...(grant.gpuIds.length > 0 ? { gpus: grant.gpuIds.map((i) => devices[i]!) } : {}),

@@ -50,6 +50,17 @@ export interface Progress {
   message?: string;
 }
 
+/**
+ * Facts about the run a stage is part of, for provenance. Never part of a key: a cached result keeps the facts
+ * of the run that made it.
+ */
+export interface RunInfo {
+  /** The entry .pipe file, relative to the workspace. */
+  pipeline: string;
+  /** Overrides of the file's lets given on the command line (`-p lr=1e-4`), by let name or dotted path. */
+  overrides: Record<string, JsonValue>;
+}
+
 /** The plain-data part of a stage's context: also what a worker process receives over IPC. */
 export interface StageContextData<P = Record<string, JsonValue>> {
   /** Generated stage name. */
@@ -72,6 +83,8 @@ export interface StageContextData<P = Record<string, JsonValue>> {
    * environment already; `sh` passes them to its command). Absent when it holds no GPU or runs elsewhere.
    */
   gpus?: string[];
+  /** The run this stage is part of (absent when a stage is run outside the runner, e.g. in a unit test). */
+  run?: RunInfo;
 }
 
 export interface StageContext<P = Record<string, JsonValue>> extends StageContextData<P> {

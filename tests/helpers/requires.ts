@@ -17,11 +17,15 @@ const noted = new Set<string>();
  */
 export function requires<T>(present: boolean, reason: string, test: Test<T>): Test<T> | Test<T>['skip'] {
   if (present) return test;
-  if (!noted.has(reason)) {
-    noted.add(reason);
-    console.log(`skip: ${reason}`);
-  }
+  noteSkip(reason);
   return test.skip;
+}
+
+/** Prints `skip: REASON` once per file, for tests/run.mjs's summary (also for tests left out rather than skipped). */
+export function noteSkip(reason: string): void {
+  if (noted.has(reason)) return;
+  noted.add(reason);
+  console.log(`skip: ${reason}`);
 }
 
 /** For tests that read GSM8K, the fixtures or the seed from ../shared; CI always has it and fails without it. */

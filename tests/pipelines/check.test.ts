@@ -41,7 +41,7 @@ withShared(test)('every pipeline plans with a key for each stage: the files its 
 });
 
 test('`pausepipe check` prints ok with the stage count for the two user pipelines', async () => {
-  for (const [name, stages] of [['warmup.pipe', 46], ['demo.pipe', 21]] as const) {
+  for (const [name, stages] of [['warmup.pipe', 48], ['demo.pipe', 21]] as const) {
     const r = await execa(process.execPath, [BIN, 'check', path.join('pipelines', name)], { cwd: PROJECT_ROOT, reject: false, stdin: 'ignore' });
     assert.is(r.stderr, '', name);
     assert.is(r.stdout, `ok: ${stages} stages`, name);
