@@ -205,6 +205,7 @@ stage kept = hold { pidfile: "kept.pid", until: "release", counter: "count.txt" 
   }
   await writeFile(path.join(ws, 'release'), '');
   const kept = /requeued kept: Slurm job (\d+)/.exec(run.output())![1]!;
+  await waitFor('the killed runs to release their CPUs', () => /CPUAlloc=0\b/.test(execFileSync('scontrol', ['show', 'node'], { encoding: 'utf8' })), 30_000);
   execFileSync('scontrol', ['update', `JobId=${kept}`, 'StartTime=now']);
   const r = await run.proc;
   assert.is(r.exitCode, 1, run.output());
@@ -255,6 +256,8 @@ stage resume = sh {
   execFileSync('scontrol', ['requeue', id]);
   // Slurm holds a requeued job back for about two minutes; the test lets it start again at once.
   await waitFor('the runner to say the job was requeued', () => new RegExp(`requeued resume: Slurm job ${id} is PENDING`).test(run.output()), 30_000);
+  // Started again before its first run has released the node, Slurm kills it ("Job credential revoked").
+  await waitFor('the first run to release its CPU', () => /CPUAlloc=0\b/.test(execFileSync('scontrol', ['show', 'node'], { encoding: 'utf8' })), 30_000);
   execFileSync('scontrol', ['update', `JobId=${id}`, 'StartTime=now']);
   const r = await run.proc;
   assert.is(r.exitCode, 0, run.output());
