@@ -100,6 +100,17 @@ export class FileHasher {
     throw new Error(`${target} is neither a file nor a folder`);
   }
 
+  /**
+   * Record the hash of a file whose bytes the caller has just hashed and which nobody writes any more (a committed
+   * artifact), racy window or not: the next look at it is a stat instead of a second read of the whole file.
+   */
+  async remember(absPath: string, hash: string): Promise<void> {
+    const target = path.resolve(absPath);
+    await this.load();
+    this.entries.set(target, { ...stampOf(await statOrMissing(target)), hash });
+    this.dirty = true;
+  }
+
   /** Persist the stat cache atomically; a no-op when nothing new was learned. */
   async save(): Promise<void> {
     await this.load();

@@ -3,6 +3,7 @@ import { cp, mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { renderDag } from './dag.ts';
@@ -275,12 +276,19 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   gc: {
-    usage: 'gc FILE... [--cache-dir D]',
+    usage: 'gc FILE... [--dry-run] [--cache-dir D]',
     summary: 'delete cache entries that none of the given pipelines uses',
-    options: { ...CACHE_DIR },
-    help: 'Keeps the current result of every stage of every FILE; removes other entries and leftovers of dead runs.\n' + CACHE_HELP,
+    options: { ...CACHE_DIR, 'dry-run': { type: 'boolean' } },
+    help: [
+      'Keeps the current result of every stage of every FILE, and every entry a live run is using (another',
+      'pipeline\'s too); removes other entries and leftovers of dead runs. Only what the cache wrote is ever removed,',
+      'and a folder without the cache\'s marker (pausepipe-cache.json) is refused.',
+      '  --dry-run       say what would be removed, remove nothing',
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       if (positionals.length === 0) throw new UsageError('expected at least one FILE');
+      const dryRun = values['dry-run'] === true;
       const keepByRoot = new Map<string, Set<string>>();
       for (const file of positionals) {
         const s = await session(file, values['cache-dir'] as string | undefined, io);
@@ -296,17 +304,29 @@ const COMMANDS: Record<string, Command> = {
         keepByRoot.set(s.cacheRoot, keep);
       }
       for (const [root, keep] of keepByRoot) {
-        const r = await new ArtifactStore(root).gc(keep);
-        write(io.stdout, `${root}: removed ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} (${(r.freedBytes / 1e6).toFixed(1)} MB), ${r.leftovers.length} leftover(s); kept ${keep.size}`);
+        const r = await new ArtifactStore(root).gc(keep, { dryRun, onWait: (owner) => write(io.stderr, `waiting for another gc (${describeOwner(owner)})`) });
+        const verb = dryRun ? 'would remove' : 'removed';
+        for (const key of dryRun ? r.removed : []) write(io.stdout, `would remove ${key}`);
+        for (const rel of dryRun ? r.leftovers : []) write(io.stdout, `would remove ${rel}`);
+        for (const rel of r.foreign) write(io.stderr, `left alone: ${rel} (not written by pausepipe)`);
+        const inUse = r.inUse > 0 ? `, ${r.inUse} in use by a live run` : '';
+        write(io.stdout, `${root}: ${verb} ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} (${(r.freedBytes / 1e6).toFixed(1)} MB), ` +
+          `${r.leftovers.length} leftover(s); kept ${keep.size}${inUse}`);
       }
       return EXIT.ok;
     },
   },
   verify: {
-    usage: 'verify [FILE] [--cache-dir D]',
+    usage: 'verify [FILE] [--repair] [--cache-dir D]',
     summary: 're-hash every cache entry and report damage',
-    options: { ...CACHE_DIR },
-    help: 'Checks manifests and every output file against its recorded hash; the cache is found from FILE\'s workspace or the current folder.\n' + CACHE_HELP,
+    options: { ...CACHE_DIR, repair: { type: 'boolean' } },
+    help: [
+      'Re-reads every output of every entry against its manifest, checks each manifest against its checksum and key,',
+      'and each entry against the bytes of the inputs it was computed from. Leftovers of killed runs are listed',
+      '(gc clears them) but only damage fails: exit 1. The cache is found from FILE\'s workspace or the current folder.',
+      '  --repair        remove the damaged entries (the next run computes them again)',
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       if (positionals.length > 1) throw new UsageError('expected at most one FILE');
       // findWorkspace starts from a file's folder; a name inside the current folder stands for it.
@@ -314,9 +334,22 @@ const COMMANDS: Record<string, Command> = {
       const root = resolveCacheRoot(findWorkspace(from), values['cache-dir'] as string | undefined);
       const store = new ArtifactStore(root);
       const problems = await store.verify();
-      for (const p of problems) write(io.stdout, `${p.key || '-'}: ${p.problem}`);
-      write(io.stdout, problems.length === 0 ? `cache OK: ${store.keys().length} entries verified in ${root}` : `${problems.length} problem(s) in ${root}`);
-      return problems.length === 0 ? EXIT.ok : EXIT.failed;
+      const damage = problems.filter((p) => p.severity === 'damage');
+      for (const p of problems) write(io.stdout, `${p.severity === 'damage' ? 'damaged' : p.severity} ${p.key || '-'}: ${p.problem}`);
+      const leftovers = problems.length - damage.length;
+      const also = leftovers > 0 ? `; ${leftovers} leftover(s) of killed runs or foreign files (\`pausepipe gc\` clears leftovers)` : '';
+      if (damage.length === 0) {
+        write(io.stdout, `cache OK: ${store.keys().length} entries verified in ${root}${also}`);
+        return EXIT.ok;
+      }
+      if (values.repair === true) {
+        const removed = await store.repair(problems);
+        write(io.stdout, `removed ${removed.length} damaged entr${removed.length === 1 ? 'y' : 'ies'} from ${root}; the next run computes them again${also}`);
+        return EXIT.ok;
+      }
+      const keys = new Set(damage.map((p) => p.key)).size;
+      write(io.stdout, `${keys} damaged entr${keys === 1 ? 'y' : 'ies'} in ${root} (\`pausepipe verify --repair\` removes them)${also}`);
+      return EXIT.failed;
     },
   },
   watch: {

@@ -4,10 +4,10 @@ import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileMissingError } from '../cache/file-hash.ts';
-import type { ArtifactStore, Manifest, PendingEntry } from '../cache/store.ts';
+import type { ArtifactStore, FileDigester, Manifest, PendingEntry } from '../cache/store.ts';
 import type { ArtifactRef, Progress, StageContext, StageKind } from '../stages/kind.ts';
 import type { JsonValue } from './json.ts';
-import type { ContentHasher, KeyedStage, StageKeys } from './keys.ts';
+import type { KeyedStage, StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
 import type { Plan, PlannedStage } from './plan.ts';
 import type { OutcomeStatus, Reporter } from './progress.ts';
@@ -35,8 +35,8 @@ export interface ExecuteOptions extends RunOptions {
   store: ArtifactStore;
   keys: StageKeys;
   plan: Plan;
-  /** Hashes workspace files for restore checks (the stat cache keeps a no-op re-run from reading them). */
-  hasher: ContentHasher;
+  /** Hashes workspace files for restore checks and inputs against their manifests (the stat cache keeps a no-op re-run from reading them). */
+  hasher: FileDigester;
   state?: StateRecorder;
   /** Manifests already read while planning, by key. */
   manifests?: Map<string, Manifest>;
@@ -276,6 +276,9 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     const onProgress = (p: Progress) => o.reporter.progress(s.name, p);
     try {
       const inputs = inputsOf(s);
+      // A stage never computes from, nor is cached on, input bytes that differ from what their manifests say.
+      const inputKeys = Object.values(inputs).flatMap((refs) => refs.map((r) => r.key));
+      const inputContents = await o.store.checkInputs(inputKeys, o.hasher);
       let metrics: Record<string, JsonValue>;
       if (kind.isolated === false) {
         const ctx: StageContext = {
@@ -292,6 +295,9 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         metrics = await runInWorker(req, log, onProgress, ctl.signal);
       }
       if (ctl.signal.aborted) throw new Error('interrupted');
+      await o.store.checkInputs(inputKeys, o.hasher).catch((e: Error) => {
+        throw new Error(`an input changed while the stage ran (did it write into its inputs?): ${e.message}`);
+      });
       await log.close();
       const finishedAt = new Date();
       const manifest = await entry.commit({
@@ -300,6 +306,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         timings: { startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000 },
         ...(o.backend ? { backend: o.backend } : {}),
         versions: { pausepipe: PAUSEPIPE_VERSION, node: process.version },
+        inputContents,
       });
       manifests.set(keyed.key, manifest);
       o.state?.record(s.name, keyed.key, keyed.ingredients);
@@ -322,7 +329,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     const ctl = new AbortController();
     controllers.add(ctl);
     try {
-      const entry = await o.store.begin(key, { signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner) });
+      const entry = await o.store.begin(key, { signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner), digester: o.hasher });
       if (entry === 'cached') {
         recordHit(s, key, await restore(s, key), 'computed by another run');
       } else {

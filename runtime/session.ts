@@ -1,13 +1,13 @@
 // One pipeline file taken through load → keys → plan (→ execute): what `run`, `plan`, `show`, `watch` and `gc` share.
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { FileHasher } from '../cache/file-hash.ts';
+import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
-import { computeKeys, type StageKeys } from './keys.ts';
+import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadKinds } from './kinds.ts';
 import { loadPipeline } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -25,6 +25,8 @@ export interface Session {
   previous: PreviousState;
   /** Manifests read while planning, by key (a fresh stage's metrics need no second read). */
   manifests: Map<string, Manifest>;
+  /** The cache's gc generation when planning started (see ArtifactStore.gcGeneration). */
+  gcGeneration: string;
 }
 
 
@@ -59,28 +61,49 @@ export async function planLoaded(pipeline: Pipeline, kinds: Record<string, Stage
   const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'));
   const keys = await computeKeys(pipeline, kinds, hasher);
   const previous = await readState(statePath(cacheRoot, pipeline.file));
-  const manifests = new Map<string, Manifest>();
-  const isCached = (key: string) => {
-    const m = store.readManifest(key);
-    if (m) manifests.set(key, m);
-    return m !== undefined;
-  };
-  const plan = planPipeline(pipeline, keys, isCached, previous);
-  return { pipeline, kinds, cacheRoot, store, hasher, keys, plan, previous, manifests };
+  return { pipeline, kinds, cacheRoot, store, hasher, keys, previous, ...(await planKeys(pipeline, keys, store, hasher, previous)) };
 }
 
-/** Executes a planned session and records state and the stat cache, also when interrupted. */
+/**
+ * The plan for computed keys. Every entry a stage would use is checked first (manifest checksum, outputs through the
+ * stat cache, inputs it was computed from): a damaged one is stale, with the damage as its reason.
+ */
+async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStore, hasher: FileHasher, previous: PreviousState) {
+  // Read before any manifest: a gc that starts after this changes it, and the run then plans again.
+  const gcGeneration = store.gcGeneration();
+  const manifests = new Map<string, Manifest>();
+  const damage = new Map<string, string>();
+  const upstream = new Map<string, Manifest | undefined>();
+  for (const k of keys.values()) {
+    if (!isKeyed(k) || manifests.has(k.key) || damage.has(k.key)) continue;
+    const entry = await store.inspect(k.key, hasher, upstream);
+    if (entry.state === 'intact') manifests.set(k.key, entry.manifest);
+    else if (entry.state === 'damaged') damage.set(k.key, entry.problem);
+  }
+  const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, (key) => damage.get(key));
+  return { plan, manifests, gcGeneration };
+}
+
+/**
+ * Executes a planned session and records state and the stat cache, also when interrupted. The keys the run uses are
+ * registered first, so a gc of another pipeline keeps them; a gc that ran since planning makes it plan again.
+ */
 export async function runSession(s: Session, o: RunOptions): Promise<RunResult> {
-  await mkdir(s.cacheRoot, { recursive: true });
+  await s.store.init();
+  const use = await s.store.registerUse([...s.keys.values()].filter(isKeyed).map((k) => k.key));
   const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous });
   try {
+    await s.store.waitForGc({ signal: o.signal, onWait: (owner) => o.reporter.note(`waiting for \`pausepipe gc\` (${describeOwner(owner)})`) });
+    const current = s.store.gcGeneration() === s.gcGeneration ? s : { ...s, ...(await planKeys(s.pipeline, s.keys, s.store, s.hasher, s.previous)) };
     return await executePlan({
-      pipeline: s.pipeline, kinds: s.kinds, store: s.store, keys: s.keys, plan: s.plan, hasher: s.hasher,
+      pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,
       jobs: o.jobs, gpus: o.gpus, keepGoing: o.keepGoing, backend: o.backend, signal: o.signal,
-      reporter: o.reporter, state, manifests: s.manifests,
+      reporter: o.reporter, state, manifests: current.manifests,
     });
   } finally {
+    // The results are committed whatever happens here: failing to save a record (a full disk) is said, not thrown.
+    const saved = await Promise.allSettled([state.flush(), s.hasher.save(), use.release()]);
+    for (const r of saved) if (r.status === 'rejected') o.reporter.note(`pausepipe: could not save the run's records: ${(r.reason as Error).message}`);
     o.reporter.close();
-    await Promise.all([state.flush(), s.hasher.save()]);
   }
 }
