@@ -32,8 +32,8 @@ export const DIAGNOSTIC_CODES = {
   E_PARSE: 'the text does not follow the grammar; the message says what was expected',
   E_UNTERMINATED_STRING: 'a string has no closing `"` before the end of its line',
   E_BAD_ESCAPE: 'a `\\` in a string is followed by something other than `"`, `\\`, `n`, `t` or `$`',
-  E_FILE_NOT_FOUND: 'the entry .pipe file cannot be read',
-  E_INCLUDE_NOT_FOUND: 'an included file cannot be read',
+  E_FILE_NOT_FOUND: 'the entry .pipe file cannot be read (missing, not a regular file, or over 1 MiB)',
+  E_INCLUDE_NOT_FOUND: 'an included file cannot be read (missing, not a `.pipe` file, not a regular file, or over 1 MiB)',
   E_INCLUDE_CYCLE: 'files include each other in a cycle',
   E_UNKNOWN_KIND: 'a stage names a kind the registry does not have',
   E_UNKNOWN_REFERENCE: 'an input refers to a stage that is not declared',
@@ -41,7 +41,7 @@ export const DIAGNOSTIC_CODES = {
   E_UNKNOWN_FUNCTION: 'an expression calls a function the language does not have',
   E_DUPLICATE_NAME: 'two stages or lets share one name (across included files too)',
   E_DUPLICATE_PARAM: 'one key appears twice in a params block or object',
-  E_DUPLICATE_INPUT: 'one input name appears twice in a stage',
+  E_DUPLICATE_INPUT: 'one input name appears twice in a stage, or two names reach a command as one environment variable',
   E_DUPLICATE_LOOP_VAR: 'one `for each` declares a variable twice',
   E_CYCLE: 'stages depend on each other in a cycle',
   E_PARAM_TYPE: 'a parameter value has the wrong JSON type for the kind\'s schema',
@@ -58,6 +58,10 @@ export const DIAGNOSTIC_CODES = {
   E_EMPTY_SELECTION: 'a selector such as `eval[head=true]` matches no variant, or `eval[*]` collects a loop that makes none',
   E_NESTED_LOOP: 'a `for each` inside another `for each`',
   E_EMPTY_MATRIX: 'a loop generates no variant (warning)',
+  E_UNSAFE_OUT: 'an `sh` out that is, holds or lies in a dep, a pipeline file, a workspace marker or the cache, or leads outside the workspace',
+  E_TOO_DEEP: 'brackets, `if`s and prefix operators nest deeper than 64 levels, or one expression chains more than 1,000 operators',
+  E_TOO_MANY_VARIANTS: 'a loop makes more than 100,000 combinations, or a pipeline more than 100,000 stages',
+  E_NUMBER_RANGE: 'a whole number beyond ±(2^53 - 1), which a double cannot hold exactly (it would be rounded)',
 } as const;
 
 export type DiagnosticCode = keyof typeof DIAGNOSTIC_CODES;

@@ -115,8 +115,9 @@ export function loadPipelineText(
 
   const expanded = expandPipeline(statements);
   diagnostics.push(...expanded.diagnostics);
-  const validated = validatePipeline(expanded.stages, kinds);
+  const workspace = findWorkspace(entry);
+  const validated = validatePipeline(expanded.stages, kinds, { workspace, pipelineFiles: Object.keys(sources) });
   diagnostics.push(...validated.diagnostics);
   if (hasErrors(diagnostics)) return done(null);
-  return done({ file: entry, workspace: findWorkspace(entry), stages: validated.stages, sources });
+  return done({ file: entry, workspace, stages: validated.stages, sources });
 }

@@ -13,6 +13,7 @@ import { loadPipeline } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
 import { planPipeline, type Plan, type PreviousState } from './plan.ts';
 import { readState, statePath, StateRecorder } from './state.ts';
+import { isWithin, resolveReal } from './workspace-paths.ts';
 
 export interface Session {
   pipeline: Pipeline;
@@ -60,8 +61,25 @@ export async function planLoaded(pipeline: Pipeline, kinds: Record<string, Stage
   const store = new ArtifactStore(cacheRoot);
   const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'));
   const keys = await computeKeys(pipeline, kinds, hasher);
+  guardCache(pipeline, kinds, cacheRoot, keys);
   const previous = await readState(statePath(cacheRoot, pipeline.file));
   return { pipeline, kinds, cacheRoot, store, hasher, keys, previous, ...(await planKeys(pipeline, keys, store, hasher, previous)) };
+}
+
+/**
+ * A stage whose workspace outputs are, hold or lie in the cache would delete or overwrite it: it gets no key, so it
+ * cannot run (`check` refuses the default `.pausepipe`; only here is a --cache-dir inside the workspace known).
+ */
+function guardCache(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheRoot: string, keys: StageKeys): void {
+  const cache = resolveReal(cacheRoot);
+  for (const s of pipeline.stages) {
+    for (const out of kinds[s.kind]?.workspaceOutputs?.(s.params) ?? []) {
+      const real = resolveReal(path.resolve(pipeline.workspace, out));
+      if (isWithin(real, cache) || isWithin(cache, real)) {
+        keys.set(s.name, { error: `out ${out} ${isWithin(real, cache) ? 'lies in' : 'holds'} the cache ${cacheRoot}: writing it would damage the cache` });
+      }
+    }
+  }
 }
 
 /**

@@ -20,14 +20,14 @@ export interface InjectPausesParams {
   splits: AugmentedSplit[];
 }
 
-/** Every pattern that is not a valid regular expression, as messages; empty when all compile. */
-export function checkPatterns(patterns: Record<string, number>): string[] {
-  const wrong: string[] = [];
+/** Every pattern that is not a valid regular expression, with the message saying why; empty when all compile. */
+export function checkPatterns(patterns: Record<string, number>): { source: string; message: string }[] {
+  const wrong: { source: string; message: string }[] = [];
   for (const source of Object.keys(patterns)) {
     try {
       new RegExp(source, 'g');
     } catch (err) {
-      wrong.push(`pattern ${JSON.stringify(source)} is not a valid regular expression (${(err as Error).message})`);
+      wrong.push({ source, message: `pattern ${JSON.stringify(source)} is not a valid regular expression (${(err as Error).message})` });
     }
   }
   return wrong;
@@ -120,10 +120,13 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
     'stages/lm/tokenizer.ts',
   ],
 
+  // At check time, so a typo in a pattern fails before hours of upstream training rather than after.
+  check: (p) => checkPatterns(p.patterns).map(({ source, message }) => ({ code: 'E_PARAM_VALUE', message, param: ['patterns', source], atKey: true })),
+
   async run(ctx: StageContext<InjectPausesParams>): Promise<StageResult> {
     const p = ctx.params;
     const wrong = checkPatterns(p.patterns);
-    if (wrong.length > 0) throw new Error(`inject_pauses: ${wrong.join('; ')}`);
+    if (wrong.length > 0) throw new Error(`inject_pauses: ${wrong.map((w) => w.message).join('; ')}`);
     const source = ctx.inputs.data![0]!;
     const { splits } = await readDataset(source.dir);
 
