@@ -53,6 +53,29 @@ export function errorCode(error: unknown): string | undefined {
   return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
 }
 
+/** 1.5 MB, 320 kB: sizes in messages. */
+function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${Math.round(n / 1e3)} kB`;
+}
+
+/**
+ * For a stage that failed because the disk is full (ENOSPC, also as a worker's message or in a command's output):
+ * `no space left on the disk of /cache (the stage's outputs took 12.0 MB; 0 kB free)`, so a person knows where and
+ * how much. `outDir` is what the stage wrote, `place` the folder named. Undefined for any other failure.
+ */
+export async function noSpaceMessage(error: unknown, outDir: string, place: string, output: readonly string[] = []): Promise<string | undefined> {
+  const text = error instanceof Error ? error.message : String(error);
+  const said = /\bENOSPC\b|no space left on device/i;
+  const inOutput = output.some((line) => said.test(line));
+  if (errorCode(error) !== 'ENOSPC' && !said.test(text) && !inOutput) return undefined;
+  const written = await diskBytes(outDir).catch(() => 0);
+  const free = await fsp.statfs(place).then((s) => formatBytes(s.bavail * s.bsize), () => 'unknown');
+  const why = said.test(text) || errorCode(error) === 'ENOSPC' ? text : `${text}; its output says: No space left on device`;
+  return `no space left on the disk of ${place} (the stage's outputs took ${formatBytes(written)}; ${free} free): ${why}`;
+}
+
 /** Total bytes of the files under `target` (or of `target` itself); 0 when it is gone. */
 export async function diskBytes(target: string): Promise<number> {
   let stat;

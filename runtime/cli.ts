@@ -112,23 +112,42 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
   return { jobs, gpus };
 }
 
-/** Runs a planned session with progress on stderr; Ctrl-C aborts cleanly, a second Ctrl-C quits at once. */
-async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean): Promise<RunResult> {
+/**
+ * Signals that stop a run the way Ctrl-C does: schedulers (Slurm, Kubernetes, systemd) send SIGTERM, a closed
+ * terminal SIGHUP. The exit code is 128 + the signal's number, as a shell reports a process it ended.
+ */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
+export function signalExitCode(signal: StopSignal): number {
+  return 128 + os.constants.signals[signal];
+}
+
+/**
+ * Runs a planned session with progress on stderr. A stop signal aborts cleanly (workers and commands stopped,
+ * nothing half-committed, locks released); a second one quits at once, and the exit hooks still release the locks
+ * and end the commands.
+ */
+async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean): Promise<{ result: RunResult; signal?: StopSignal }> {
   const { jobs, gpus } = await slotOptions(values, s);
   const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(EXIT.interrupted);
-    write(io.stderr, 'interrupting: stopping running stages (Ctrl-C again to quit at once)');
+  let stoppedBy: StopSignal | undefined;
+  const onSignal = (signal: StopSignal) => {
+    if (stoppedBy !== undefined) process.exit(signalExitCode(stoppedBy));
+    stoppedBy = signal;
+    write(io.stderr, `interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: stopping running stages (Ctrl-C again to quit at once)`);
     controller.abort();
   };
-  process.on('SIGINT', onSigint);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   try {
-    return await runSession(s, {
+    const result = await runSession(s, {
       jobs, gpus, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined,
       signal: controller.signal, reporter: quiet ? SILENT_REPORTER : createReporter(io.stderr),
     });
+    return { result, signal: stoppedBy };
   } finally {
-    process.off('SIGINT', onSigint);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
   }
 }
 
@@ -186,8 +205,8 @@ const COMMANDS: Record<string, Command> = {
       checkSlotFlags(values);
       const s = await session(oneFile(positionals), values['cache-dir'] as string | undefined, io);
       if (!s) return EXIT.invalid;
-      const result = await runWithSignals(s, values, io, values.json === true);
-      const code = exitCodeOf(result);
+      const { result, signal } = await runWithSignals(s, values, io, values.json === true);
+      const code = signal !== undefined ? signalExitCode(signal) : exitCodeOf(result);
       if (values.json) write(io.stdout, JSON.stringify({ exitCode: code, counts: result.counts, interrupted: result.interrupted, stages: result.outcomes.map(outcomeJson) }, null, 2));
       else reportRun(s, result, (Date.now() - started) / 1000, io);
       return code;

@@ -3,6 +3,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { noSpaceMessage } from '../cache/durable.ts';
 import { FileMissingError } from '../cache/file-hash.ts';
 import type { ArtifactStore, FileDigester, Manifest, PendingEntry } from '../cache/store.ts';
 import type { ArtifactRef, Progress, StageContext, StageKind } from '../stages/kind.ts';
@@ -112,9 +113,14 @@ export class Slots {
 class StageLog {
   readonly tail: string[] = [];
   private out: WriteStream;
+  /** A failed write (a full disk): it fails the stage at close(), never the runner through an unhandled 'error'. */
+  private failure: Error | undefined;
 
   constructor(readonly file: string) {
     this.out = createWriteStream(file, { flags: 'a' });
+    this.out.on('error', (e) => {
+      this.failure ??= e;
+    });
   }
 
   line(text: string): void {
@@ -122,11 +128,12 @@ class StageLog {
       this.tail.push(l);
       if (this.tail.length > LOG_TAIL_LINES) this.tail.shift();
     }
-    this.out.write(`${text}\n`);
+    if (this.failure === undefined) this.out.write(`${text}\n`);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve, reject) => this.out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    if (this.failure !== undefined || this.out.destroyed) return this.failure ? Promise.reject(this.failure) : Promise.resolve();
+    return new Promise((resolve, reject) => this.out.end((e?: Error | null) => (e ?? this.failure ? reject(e ?? this.failure) : resolve())));
   }
 }
 
@@ -318,9 +325,10 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       // The entry's folder goes with abort(); the scratch folder stays, so the full log is kept there.
       const kept = path.join(entry.scratchDir, FAILED_LOG);
       await copyFile(entry.logPath, kept).catch(() => undefined);
+      const noSpace = await noSpaceMessage(e, entry.outDir, o.store.root, log.tail);
       await entry.abort();
       if (ctl.signal.aborted) finish(s, 'aborted', { seconds, error: 'interrupted' });
-      else finish(s, 'failed', { seconds, error: errorText(e), logTail: log.tail, logPath: kept });
+      else finish(s, 'failed', { seconds, error: noSpace ?? errorText(e), logTail: log.tail, logPath: kept });
     }
   };
 
