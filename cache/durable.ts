@@ -8,11 +8,22 @@ export function randomHex(bytes = 8): string {
   return randomBytes(bytes).toString('hex');
 }
 
+/**
+ * The error with `file` in its message: calls on an open handle (read, write, fsync) fail with a bare
+ * `EISDIR: illegal operation on a directory, read` or `ENOSPC: ..., write` that names nothing. The code is kept.
+ */
+export function naming(error: unknown, file: string): unknown {
+  if (!(error instanceof Error) || error.message.includes(file)) return error;
+  return Object.assign(new Error(`${error.message} (${file})`, { cause: error }), { code: errorCode(error) });
+}
+
 /** Flush a file's data to disk so a crash after this point cannot leave it short or empty. */
 export async function fsyncFile(file: string): Promise<void> {
   const handle = await fsp.open(file, 'r');
   try {
     await handle.sync();
+  } catch (error) {
+    throw naming(error, file);
   } finally {
     await handle.close();
   }
@@ -30,6 +41,8 @@ export async function writeNewFileDurable(file: string, data: string): Promise<v
   try {
     await handle.writeFile(data);
     await handle.sync();
+  } catch (error) {
+    throw naming(error, file);
   } finally {
     await handle.close();
   }

@@ -4,7 +4,7 @@ import { createReadStream, type BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { canonicalJson, sha256 } from '../runtime/hash.ts';
-import { errorCode, replaceFileDurable } from './durable.ts';
+import { errorCode, naming, replaceFileDurable } from './durable.ts';
 
 /** A file or folder a stage depends on does not exist. */
 export class FileMissingError extends Error {
@@ -46,9 +46,13 @@ interface StatCacheFile {
 export async function digestFile(file: string): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+  } catch (error) {
+    throw naming(error, file);
   }
   return { sha256: hash.digest('hex'), size };
 }
@@ -132,7 +136,7 @@ export class FileHasher {
       text = await fsp.readFile(this.statCachePath, 'utf8');
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return;
-      throw error;
+      throw naming(error, this.statCachePath);
     }
     // The stat cache only saves time: an unreadable or foreign one is dropped and rebuilt, never trusted.
     try {

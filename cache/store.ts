@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { canonicalJson, sha256, stageKey } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
-import { diskBytes, errorCode, fsyncDir, fsyncFile, randomHex, replaceFileDurable, writeNewFileDurable } from './durable.ts';
+import { diskBytes, errorCode, fsyncDir, fsyncFile, naming, randomHex, replaceFileDurable, writeNewFileDurable } from './durable.ts';
 import { compareCodeUnits, digestFile, FileMissingError } from './file-hash.ts';
 import { acquireLock, breakStaleLock, describeOwner, isAbandoned, readLock, type HeldLock, type LockOwner } from './lock.ts';
 
@@ -384,7 +384,7 @@ export class ArtifactStore {
       if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') {
         return existsSync(dir) ? 'manifest.json is missing' : undefined;
       }
-      throw error;
+      return `manifest.json cannot be read: ${(naming(error, path.join(dir, MANIFEST)) as Error).message}`;
     }
     const manifest = parseManifest(text, key);
     if (typeof manifest === 'string') return manifest;
@@ -683,7 +683,7 @@ export class ArtifactStore {
       text = await fsp.readFile(path.join(dir, MANIFEST), 'utf8');
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return ['manifest.json is missing'];
-      throw error;
+      return [`manifest.json cannot be read: ${(naming(error, path.join(dir, MANIFEST)) as Error).message}`];
     }
     const manifest = parseManifest(text, key);
     if (typeof manifest === 'string') return [manifest];

@@ -1,5 +1,4 @@
 // One pipeline file taken through load → keys → plan (→ execute): what `run`, `plan`, `show`, `watch` and `gc` share.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FileHasher } from '../cache/file-hash.ts';
 import { describeOwner } from '../cache/lock.ts';
@@ -9,7 +8,7 @@ import type { StageKind } from '../stages/kind.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadKinds } from './kinds.ts';
-import { loadPipeline } from './load.ts';
+import { loadPipeline, readPipeFile } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
 import { planPipeline, type Plan, type PreviousState } from './plan.ts';
 import { readState, statePath, StateRecorder } from './state.ts';
@@ -37,11 +36,9 @@ export function renderDiagnostics(diagnostics: Diagnostic[], sources: Record<str
   for (const d of diagnostics) {
     const file = d.span?.file;
     if (file === undefined || file in all) continue;
-    try {
-      all[file] = readFileSync(file, 'utf8');
-    } catch {
-      // A missing file (e.g. a bad include) is reported without a code frame.
-    }
+    // Only a .pipe file is ever shown; a missing or refused one (a bad include) is reported without a code frame.
+    const text = readPipeFile(file);
+    if (typeof text === 'string') all[file] = text;
   }
   return formatDiagnostics(diagnostics, all);
 }

@@ -3,7 +3,7 @@ import { copyFile, cp, lstat, mkdir, readdir, readFile, rename, rm, stat, writeF
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { randomHex } from '../cache/durable.ts';
+import { naming, randomHex } from '../cache/durable.ts';
 import { digestFile } from '../cache/file-hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import { isWithin, unsafeWorkspacePath } from '../runtime/workspace-paths.ts';
@@ -266,7 +266,9 @@ async function runSetAside(ctx: StageContext<ShParams>, outs: string[]): Promise
 
   const metricsFile = path.join(ctx.outDir, 'metrics.json');
   if (!(await exists(metricsFile))) return {};
-  const metrics: unknown = JSON.parse(await readFile(metricsFile, 'utf8'));
+  const metrics: unknown = JSON.parse(await readFile(metricsFile, 'utf8').catch((error: unknown) => {
+    throw naming(error, metricsFile);
+  }));
   if (metrics === null || typeof metrics !== 'object' || Array.isArray(metrics)) {
     throw new Error('sh: $PAUSEPIPE_OUT/metrics.json must hold a JSON object');
   }

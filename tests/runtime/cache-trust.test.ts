@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ArtifactStore } from '../../cache/store.ts';
@@ -204,6 +204,24 @@ test('a stage whose out would hold a --cache-dir inside the workspace cannot run
   const r = await pp('run', file, '--cache-dir', path.join(ws, 'build', 'cache'));
   assert.is(r.code, 1);
   assert.match(r.err, `failed s: out build holds the cache ${path.join(ws, 'build', 'cache')}: writing it would damage the cache`);
+});
+
+test('a folder where a file should be is named in the message: stat cache, metrics.json, manifest', async () => {
+  const { ws, file, store } = await workspace(CHAIN(1, 'mkdir $PAUSEPIPE_OUT/metrics.json'));
+  const r = JSON.parse((await pp('run', file, '--json')).out) as { stages: { name: string; error: string | null }[] };
+  assert.match(r.stages.find((x) => x.name === 'down')!.error ?? '', /^EISDIR: illegal operation on a directory, read \(.*\/metrics\.json\)$/);
+  const up = await keyOf(file, 'up');
+  const manifest = path.join(store.entryDir(up), 'manifest.json');
+  await chmod(store.entryDir(up), 0o755);
+  await rm(manifest);
+  await mkdir(manifest);
+  const verify = await pp('verify', file);
+  assert.match(verify.out, `damaged ${up}: manifest.json cannot be read: EISDIR: illegal operation on a directory, read (${manifest})`);
+  const statCache = path.join(ws, '.pausepipe', 'stat-cache.json');
+  await rm(statCache, { force: true });
+  await mkdir(statCache);
+  const run = await pp('run', file);
+  assert.match(run.err, `EISDIR: illegal operation on a directory, read (${statCache})`);
 });
 
 test('check refuses unsafe outs, inputs that share an environment variable and invalid patterns, each at its place', async () => {
