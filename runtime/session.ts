@@ -69,6 +69,9 @@ export async function planLoaded(pipeline: Pipeline, kinds: Record<string, Stage
  */
 function guardCache(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheRoot: string, keys: StageKeys): void {
   const cache = resolveReal(cacheRoot);
+  // Outs never lead out of the workspace, and `check` refuses its `.pausepipe`: only another cache inside it can be hit.
+  const workspace = resolveReal(pipeline.workspace);
+  if (!isWithin(cache, workspace) || cache === path.join(workspace, '.pausepipe')) return;
   for (const s of pipeline.stages) {
     for (const out of kinds[s.kind]?.workspaceOutputs?.(s.params) ?? []) {
       const real = resolveReal(path.resolve(pipeline.workspace, out));

@@ -1,5 +1,5 @@
 // Paths inside a workspace as the file system resolves them: symbolic links followed, escapes and protected names found.
-import { lstatSync, readlinkSync } from 'node:fs';
+import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 
 /** Linux's own limit on links followed while resolving one path. */
@@ -12,6 +12,15 @@ export const PROTECTED_NAMES = ['package.json', '.git', '.pausepipe'];
  * create their target). The part past the first missing component is kept as written.
  */
 export function resolveReal(abs: string, hops = 0): string {
+  // The whole path exists (the usual case, and the cheap one); else walk it to find where the links lead.
+  try {
+    return realpathSync.native(abs);
+  } catch {
+    return walkReal(abs, hops);
+  }
+}
+
+function walkReal(abs: string, hops: number): string {
   const parts = path.resolve(abs).split(path.sep).filter(Boolean);
   let current = path.parse(path.resolve(abs)).root;
   for (let i = 0; i < parts.length; i++) {
@@ -32,11 +41,28 @@ export function resolveReal(abs: string, hops = 0): string {
   return current;
 }
 
-/** `child` is `parent` or lies inside it (both absolute, or both workspace-relative with `/`). */
+/** `child` is `parent` or lies inside it: both normalized, absolute or workspace-relative with `/` ('' is the workspace). */
 export function isWithin(child: string, parent: string): boolean {
-  if (parent === '' || parent === '.') return true;
-  const rel = path.relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  if (parent === '' || child === parent) return true;
+  const separator = path.isAbsolute(parent) ? path.sep : '/';
+  return child.startsWith(parent.endsWith(separator) ? parent : `${parent}${separator}`);
+}
+
+/** Real paths of workspaces: a run checks a thousand outs of one workspace, whose own location does not move meanwhile. */
+const realWorkspaces = new Map<string, string>();
+
+function realWorkspace(workspace: string): string {
+  let real = realWorkspaces.get(workspace);
+  if (real === undefined) {
+    real = resolveReal(workspace);
+    realWorkspaces.set(workspace, real);
+  }
+  return real;
+}
+
+/** `abs` relative to `root` (which contains it), with the platform's separator; '' for the root itself. */
+function inside(abs: string, root: string): string {
+  return abs === root ? '' : abs.slice(root.endsWith(path.sep) ? root.length : root.length + 1);
 }
 
 /**
@@ -44,14 +70,15 @@ export function isWithin(child: string, parent: string): boolean {
  * it lies outside the workspace, lexically or through a symbolic link, or is, holds or lies in a protected name.
  */
 export function unsafeWorkspacePath(workspace: string, rel: string): string | undefined {
-  const abs = path.resolve(workspace, rel);
-  if (!isWithin(abs, workspace)) return `it is outside the workspace ${workspace}`;
-  const realWorkspace = resolveReal(workspace);
+  const root = path.resolve(workspace);
+  const abs = path.resolve(root, rel);
+  if (!isWithin(abs, root)) return `it is outside the workspace ${workspace}`;
+  const realRoot = realWorkspace(root);
   const real = resolveReal(abs);
-  if (!isWithin(real, realWorkspace)) return `it leads outside the workspace through a symbolic link (to ${real})`;
-  for (const inside of [path.relative(workspace, abs), path.relative(realWorkspace, real)]) {
-    if (inside === '') return 'it is the workspace itself';
-    const parts = inside.split(path.sep);
+  if (!isWithin(real, realRoot)) return `it leads outside the workspace through a symbolic link (to ${real})`;
+  for (const within of [inside(abs, root), inside(real, realRoot)]) {
+    if (within === '') return 'it is the workspace itself';
+    const parts = within.split(path.sep);
     const named = parts.find((p) => p === '.git' || p === '.pausepipe') ?? (parts[0] === 'package.json' ? 'package.json' : undefined);
     if (named !== undefined) return `it is or lies in \`${named}\`, which ${named === '.pausepipe' ? 'is the cache' : named === '.git' ? 'is version control' : 'marks the workspace'}`;
   }
