@@ -106,9 +106,9 @@ test('an entry whose input was recomputed with other bytes is stale, verify name
   // The upstream entry is lost (deleted by hand) and recomputed by a command that is not reproducible.
   await store.repair([{ key: up, problem: 'deleted', severity: 'damage' }]);
   await writeFile(file, CHAIN(1).replace('echo 21', 'date +%N').replace('stage down', 'stage other = sh { command: "true", shell: true }\nstage down'));
-  await pp('run', file, '--json');
+  const second = await pp('run', file, '--json');
   const verify = await pp('verify', file);
-  assert.is(verify.code, 1);
+  assert.is(verify.code, 1, `${second.out}\n${verify.out}`);
   assert.match(verify.out, `damaged ${down}: computed from bytes of its input up (${up}) that no entry holds any more`);
   assert.match(verify.out, '1 damaged entry in ');
   assert.match((await pp('plan', file)).out, `stale  down: cache entry damaged (computed from other bytes of its input up (${up.slice(0, 12)}) than that entry holds now): computed again`);
