@@ -4,8 +4,8 @@ import path from 'node:path';
 
 /** Linux's own limit on links followed while resolving one path. */
 const MAX_LINK_HOPS = 40;
-/** What marks a workspace (runtime/load.ts) and holds the user's history or the default cache: no stage may write there. */
-export const PROTECTED_NAMES = ['package.json', '.git', '.pausepipe'];
+/** Folders no stage may write into, anywhere in the workspace: version control and the default cache. */
+const PROTECTED_FOLDERS = new Map([['.git', 'is version control'], ['.pausepipe', 'is the cache']]);
 
 /**
  * Where `abs` really is: every symbolic link on the way followed, dangling ones too (a write through them would
@@ -79,8 +79,10 @@ export function unsafeWorkspacePath(workspace: string, rel: string): string | un
   for (const within of [inside(abs, root), inside(real, realRoot)]) {
     if (within === '') return 'it is the workspace itself';
     const parts = within.split(path.sep);
-    const named = parts.find((p) => p === '.git' || p === '.pausepipe') ?? (parts[0] === 'package.json' ? 'package.json' : undefined);
-    if (named !== undefined) return `it is or lies in \`${named}\`, which ${named === '.pausepipe' ? 'is the cache' : named === '.git' ? 'is version control' : 'marks the workspace'}`;
+    const folder = parts.find((p) => PROTECTED_FOLDERS.has(p));
+    if (folder !== undefined) return `it is or lies in \`${folder}\`, which ${PROTECTED_FOLDERS.get(folder)}`;
+    // package.json marks the workspace (runtime/load.ts); one deeper down belongs to the user's code.
+    if (parts[0] === 'package.json') return 'it is or lies in `package.json`, which marks the workspace';
   }
   return undefined;
 }
