@@ -140,7 +140,10 @@ test('another host\'s lock is abandoned only when its renewal is older than the 
 test('a waiter times another host\'s lease on its own clock: renewed versions keep it, a version unchanged for a lease expires', () => {
   let clock = 0;
   const watch = new LeaseWatch(() => clock);
-  const version = (renewedAt: string) => ({ raw: JSON.stringify(foreignOwner({ leaseMs: 1000, renewedAt })), owner: foreignOwner({ leaseMs: 1000, renewedAt }) });
+  const version = (renewedAt: string) => {
+    const owner = foreignOwner({ leaseMs: 1000, startedAt: '2025-01-01T00:00:00.000Z', renewedAt });
+    return { raw: JSON.stringify(owner), owner };
+  };
   assert.is(watch.expired(version('a')), false);
   clock = 900;
   assert.is(watch.expired(version('b')), false);
