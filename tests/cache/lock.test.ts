@@ -160,7 +160,13 @@ test('a waiter times another host\'s lease on its own clock: renewed versions ke
 test('acquireLock waits while another host renews its lock and takes it over once the renewals stop', async () => {
   const lockPath = path.join(dir, 'k.lock');
   // A lease far longer than the renewal period, so a busy machine delaying a renewal does not end it.
-  const write = () => fsp.writeFile(lockPath, JSON.stringify(foreignOwner({ leaseMs: 1500, renewedAt: new Date().toISOString() })));
+  // Whole, by rename, as a real holder renews: a half-written lock would read as garbage (stale).
+  let n = 0;
+  const write = async () => {
+    const tmp = `${lockPath}.${n++}.tmp`;
+    await fsp.writeFile(tmp, JSON.stringify(foreignOwner({ leaseMs: 1500, renewedAt: new Date().toISOString() })));
+    await fsp.rename(tmp, lockPath);
+  };
   await write();
   const renewing = setInterval(() => void write(), 50);
   const waiters: LockOwner[] = [];
