@@ -8,11 +8,22 @@ export function randomHex(bytes = 8): string {
   return randomBytes(bytes).toString('hex');
 }
 
+/**
+ * The error with `file` in its message: calls on an open handle (read, write, fsync) fail with a bare
+ * `EISDIR: illegal operation on a directory, read` or `ENOSPC: ..., write` that names nothing. The code is kept.
+ */
+export function naming(error: unknown, file: string): unknown {
+  if (!(error instanceof Error) || error.message.includes(file)) return error;
+  return Object.assign(new Error(`${error.message} (${file})`, { cause: error }), { code: errorCode(error) });
+}
+
 /** Flush a file's data to disk so a crash after this point cannot leave it short or empty. */
 export async function fsyncFile(file: string): Promise<void> {
   const handle = await fsp.open(file, 'r');
   try {
     await handle.sync();
+  } catch (error) {
+    throw naming(error, file);
   } finally {
     await handle.close();
   }
@@ -30,6 +41,8 @@ export async function writeNewFileDurable(file: string, data: string): Promise<v
   try {
     await handle.writeFile(data);
     await handle.sync();
+  } catch (error) {
+    throw naming(error, file);
   } finally {
     await handle.close();
   }
@@ -51,6 +64,29 @@ export async function replaceFileDurable(file: string, data: string): Promise<vo
 /** Node's error code of a failed fs call, or undefined for other errors. */
 export function errorCode(error: unknown): string | undefined {
   return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+}
+
+/** 1.5 MB, 320 kB: sizes in messages. */
+function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${Math.round(n / 1e3)} kB`;
+}
+
+/**
+ * For a stage that failed because the disk is full (ENOSPC, also as a worker's message or in a command's output):
+ * `no space left on the disk of /cache (the stage's outputs took 12.0 MB; 0 kB free)`, so a person knows where and
+ * how much. `outDir` is what the stage wrote, `place` the folder named. Undefined for any other failure.
+ */
+export async function noSpaceMessage(error: unknown, outDir: string, place: string, output: readonly string[] = []): Promise<string | undefined> {
+  const text = error instanceof Error ? error.message : String(error);
+  const said = /\bENOSPC\b|no space left on device/i;
+  const inOutput = output.some((line) => said.test(line));
+  if (errorCode(error) !== 'ENOSPC' && !said.test(text) && !inOutput) return undefined;
+  const written = await diskBytes(outDir).catch(() => 0);
+  const free = await fsp.statfs(place).then((s) => formatBytes(s.bavail * s.bsize), () => 'unknown');
+  const why = said.test(text) || errorCode(error) === 'ENOSPC' ? text : `${text}; its output says: No space left on device`;
+  return `no space left on the disk of ${place} (the stage's outputs took ${formatBytes(written)}; ${free} free): ${why}`;
 }
 
 /** Total bytes of the files under `target` (or of `target` itself); 0 when it is gone. */

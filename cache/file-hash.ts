@@ -1,10 +1,10 @@
 // Content hashes of workspace files and folders, with a stat cache so unchanged large files are not read again.
 import { createHash } from 'node:crypto';
-import { createReadStream, type BigIntStats } from 'node:fs';
+import { createReadStream, statSync, type BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { canonicalJson, sha256 } from '../runtime/hash.ts';
-import { errorCode, replaceFileDurable } from './durable.ts';
+import { errorCode, naming, replaceFileDurable } from './durable.ts';
 
 /** A file or folder a stage depends on does not exist. */
 export class FileMissingError extends Error {
@@ -46,9 +46,13 @@ interface StatCacheFile {
 export async function digestFile(file: string): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+  } catch (error) {
+    throw naming(error, file);
   }
   return { sha256: hash.digest('hex'), size };
 }
@@ -63,7 +67,8 @@ function sameStamp(a: StatStamp, b: StatStamp): boolean {
 
 async function statOrMissing(target: string): Promise<BigIntStats> {
   try {
-    return await fsp.stat(target, { bigint: true });
+    // Synchronous: a no-op run stats a few thousand files, and a stat is far cheaper than a promise round trip.
+    return statSync(target, { bigint: true });
   } catch (error) {
     // A dangling symlink or a path through a file are as missing as an absent name.
     if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') throw new FileMissingError(target);
@@ -100,6 +105,17 @@ export class FileHasher {
     throw new Error(`${target} is neither a file nor a folder`);
   }
 
+  /**
+   * Record the hash of a file whose bytes the caller has just hashed and which nobody writes any more (a committed
+   * artifact), racy window or not: the next look at it is a stat instead of a second read of the whole file.
+   */
+  async remember(absPath: string, hash: string): Promise<void> {
+    const target = path.resolve(absPath);
+    await this.load();
+    this.entries.set(target, { ...stampOf(await statOrMissing(target)), hash });
+    this.dirty = true;
+  }
+
   /** Persist the stat cache atomically; a no-op when nothing new was learned. */
   async save(): Promise<void> {
     await this.load();
@@ -121,7 +137,7 @@ export class FileHasher {
       text = await fsp.readFile(this.statCachePath, 'utf8');
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return;
-      throw error;
+      throw naming(error, this.statCachePath);
     }
     // The stat cache only saves time: an unreadable or foreign one is dropped and rebuilt, never trusted.
     try {

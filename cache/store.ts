@@ -1,12 +1,14 @@
-// The content-addressed artifact store: atomic commits of stage results, per-key locks, gc and verify.
-import { readdirSync, readFileSync } from 'node:fs';
+// The content-addressed artifact store: atomic commits of stage results, per-key locks, integrity checks, gc and verify.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
-import { sha256, stageKey } from '../runtime/hash.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { canonicalJson, sha256, stageKey } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
-import { diskBytes, errorCode, fsyncDir, fsyncFile, randomHex, writeNewFileDurable } from './durable.ts';
-import { compareCodeUnits, digestFile } from './file-hash.ts';
-import { acquireLock, breakStaleLock, isStale, readLock, type HeldLock, type LockOwner } from './lock.ts';
+import { diskBytes, errorCode, fsyncDir, fsyncFile, naming, randomHex, replaceFileDurable, writeNewFileDurable } from './durable.ts';
+import { compareCodeUnits, digestFile, FileMissingError } from './file-hash.ts';
+import { acquireLock, breakStaleLock, describeOwner, isAbandoned, readLock, type HeldLock, type LockOwner } from './lock.ts';
 
 export type { LockOwner } from './lock.ts';
 
@@ -37,6 +39,11 @@ export interface Manifest {
   versions: Record<string, string>;
   /** Relative path of the log file inside the entry. */
   log: string;
+  /**
+   * Upstream key → outputsDigest() of the bytes this entry was computed from (checked against the upstream's
+   * manifest before and after the stage ran). An upstream later recomputed with other bytes no longer matches.
+   */
+  inputContents?: Record<string, string>;
 }
 
 /** What the caller supplies at commit; the store fills in the rest. */
@@ -57,17 +64,47 @@ export interface PendingEntry {
 }
 
 export interface GcResult {
-  /** Keys of the committed entries removed. */
+  /** Keys of the committed entries removed (with dryRun: that would be removed). */
   removed: string[];
   freedBytes: number;
   /** Root-relative paths of other things removed: dead runs' temp folders, stale locks, unneeded scratch folders. */
   leftovers: string[];
+  /** Root-relative paths of things the cache did not write: reported, never deleted. */
+  foreign: string[];
+  /** Entries kept only because a live run (another pipeline's, perhaps) is using them. */
+  inUse: number;
 }
 
 export interface VerifyProblem {
   /** The entry concerned ('' when a leftover names none). */
   key: string;
   problem: string;
+  /**
+   * damage: an entry is not what its manifest says, or was computed from bytes no entry holds any more (repairable
+   * by removing it). leftover: what a killed run left behind, which gc clears. foreign: a file the cache did not write.
+   */
+  severity: 'damage' | 'leftover' | 'foreign';
+}
+
+/** What the cache holds under one key. */
+export type EntryState =
+  | { state: 'absent' }
+  | { state: 'intact'; manifest: Manifest }
+  | { state: 'damaged'; problem: string };
+
+/** Hashes a file by content; the FileHasher's stat cache makes it a stat for a file that did not change. */
+export interface FileDigester {
+  hash(absPath: string): Promise<string>;
+  /** Learn the hash of a file just committed, so its first check is a stat rather than a read. */
+  remember?(absPath: string, hash: string): Promise<void>;
+}
+
+/** The folder given as a cache holds things the cache did not write: gc, verify and run refuse to touch it. */
+export class NotACacheError extends Error {
+  constructor(readonly root: string, why: string) {
+    super(`${root} is not a pausepipe cache: ${why}`);
+    this.name = 'NotACacheError';
+  }
 }
 
 const ARTIFACTS = 'artifacts';
@@ -80,6 +117,20 @@ const KEY_PATTERN = /^[0-9a-f]{8,128}$/;
 const TEMP_NAME = /^([0-9a-f]{8,128})\.(\d+)\.([0-9a-f]+)$/;
 /** Half-published lock files older than this belong to a process that died between write and link. */
 const LOCK_TEMP_MAX_AGE_MS = 10 * 60 * 1000;
+/** Written when a cache is created; gc, verify and run refuse a folder without it (a --cache-dir typo must not empty a repository). */
+export const CACHE_MARKER = 'pausepipe-cache.json';
+/** Everything the cache writes at its root. A folder holding only these is a cache made before the marker existed. */
+const ROOT_NAMES = new Set([CACHE_MARKER, 'objects', 'tmp', 'scratch', 'locks', 'state', 'uses', 'stat-cache.json', 'gc-generation']);
+/** Temp files of replaceFileDurable next to a root file (stat-cache.json.<pid>.<hex>.tmp). */
+const ROOT_TEMP = /^(stat-cache\.json|gc-generation|pausepipe-cache\.json)\.\d+\.[0-9a-f]+\.tmp$/;
+/** Folders gc moves an entry into before deleting it. */
+const TRASH_NAME = /^trash\.(\d+)\.[0-9a-f]+$/;
+/** What a lock folder may hold: key locks, takeover markers, gc's lock, and their half-published temp files. */
+const LOCK_NAME = /^(?:[0-9a-f]{8,128}|gc)\.lock(?:\.break-[0-9a-f]{16})?(?:\.\d+\.[0-9a-f]+\.tmp)?$/;
+/** A run's registration of the keys it uses (uses/<nonce>.lock), and its temp files. */
+const USE_NAME = /^[0-9a-f]+\.lock(?:\.\d+\.[0-9a-f]+\.tmp)?$/;
+/** How often a run waiting for gc looks again. */
+const GC_POLL_MS = 200;
 
 /** Cache root: the --cache-dir flag, else $PAUSEPIPE_CACHE, else <workspace>/.pausepipe. Relative values resolve against the current folder. */
 export function resolveCacheRoot(workspace: string, flag?: string): string {
@@ -123,10 +174,37 @@ export function parseManifest(text: string, key: string): Manifest | string {
     if (!isRecord(value[field])) return `manifest.json field ${field} is not an object`;
   }
   if (value.backend !== undefined && typeof value.backend !== 'string') return 'manifest.json field backend is not a string';
+  if (value.inputContents !== undefined && !(isRecord(value.inputContents) && Object.values(value.inputContents).every((d) => typeof d === 'string'))) {
+    return 'manifest.json field inputContents is not an object of strings';
+  }
   if (!Array.isArray(value.outputs) || !value.outputs.every(isOutputRecord)) {
     return 'manifest.json field outputs is not a list of {path, size, sha256} with relative paths';
   }
   return value as unknown as Manifest;
+}
+
+/**
+ * One hash over every file of an entry (path, size, content hash): what a downstream manifest records of each input
+ * in inputContents, so that an upstream recomputed with other bytes is told apart from the one it was computed from.
+ */
+export function outputsDigest(outputs: readonly OutputRecord[]): string {
+  const listed = [...outputs].sort((a, b) => compareCodeUnits(a.path, b.path)).map((o) => [o.path, o.size, o.sha256]);
+  return sha256(`pausepipe-outputs-v1\n${canonicalJson(listed)}`);
+}
+
+/** The first way the files under `artifactsDir` differ from `outputs`, hashed through `digester`; undefined when none. */
+async function outputsProblem(artifactsDir: string, outputs: readonly OutputRecord[], digester: FileDigester): Promise<string | undefined> {
+  for (const output of outputs) {
+    let hash: string;
+    try {
+      hash = await digester.hash(path.join(artifactsDir, ...output.path.split('/')));
+    } catch (error) {
+      if (error instanceof FileMissingError) return `output ${output.path} is missing`;
+      return `output ${output.path} cannot be read: ${(error as Error).message}`;
+    }
+    if (hash !== output.sha256) return `output ${output.path} has changed since it was committed`;
+  }
+  return undefined;
 }
 
 function readdirOrEmpty(dir: string): string[] {
@@ -208,13 +286,16 @@ async function sealOutputs(root: string, folders: string[]): Promise<OutputRecor
 
 /**
  * The store under one root:
+ *   pausepipe-cache.json                                                             the marker: this folder is a cache
  *   objects/<key[0..2]>/<key>/{manifest.json, manifest.sha256, log.txt, artifacts/}  committed entries
  *   tmp/<key>.<pid>.<nonce>/                                                         entries being written
  *   scratch/<key>/                                                                   resumable state of a run
- *   locks/<key>.lock                                                                 who is computing a key
+ *   locks/<key>.lock, locks/gc.lock                                                  who is computing a key, who runs gc
+ *   uses/<nonce>.lock                                                                the keys each live run uses (gc keeps them)
  */
 export class ArtifactStore {
   readonly root: string;
+  private initialized = false;
 
   /** root = <workspace>/.pausepipe, --cache-dir or $PAUSEPIPE_CACHE (see resolveCacheRoot). */
   constructor(root: string) {
@@ -242,46 +323,151 @@ export class ArtifactStore {
     return path.join(this.root, 'locks', `${key}.lock`);
   }
 
-  /** A complete, committed entry exists (its manifest is in place, parses and names this key). */
+  /**
+   * 'cache': the root has the marker, or holds only what the cache writes (a cache made before the marker).
+   * 'missing': nothing there yet. 'foreign': a folder (or file) with other contents.
+   */
+  kindOfRoot(): 'cache' | 'missing' | 'foreign' {
+    let names: string[];
+    try {
+      names = readdirSync(this.root);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return 'missing';
+      if (errorCode(error) === 'ENOTDIR') return 'foreign';
+      throw error;
+    }
+    if (names.includes(CACHE_MARKER)) return 'cache';
+    return names.every((n) => ROOT_NAMES.has(n) || ROOT_TEMP.test(n)) && names.length > 0 ? 'cache' : names.length === 0 ? 'missing' : 'foreign';
+  }
+
+  /** Throws NotACacheError unless the root is a cache (for `gc` and `verify`, which must never touch anything else). */
+  assertCache(): void {
+    const kind = this.kindOfRoot();
+    if (kind === 'missing') throw new NotACacheError(this.root, 'it does not exist or is empty (nothing has run with this cache yet)');
+    if (kind === 'foreign') throw new NotACacheError(this.root, `it holds files the cache did not write and no ${CACHE_MARKER}`);
+  }
+
+  /** Create the cache (or adopt one made before the marker existed); refuses a folder that holds anything else. */
+  async init(): Promise<void> {
+    if (this.initialized) return;
+    if (this.kindOfRoot() === 'foreign') {
+      throw new NotACacheError(this.root, `it holds files the cache did not write and no ${CACHE_MARKER}; choose a new or empty folder`);
+    }
+    if (existsSync(path.join(this.root, CACHE_MARKER))) {
+      this.initialized = true;
+      return;
+    }
+    await fsp.mkdir(this.root, { recursive: true });
+    const marker = JSON.stringify({ pausepipeCache: 1, note: 'a pausepipe artifact cache: `pausepipe gc` and `pausepipe verify` maintain it' });
+    await replaceFileDurable(path.join(this.root, CACHE_MARKER), `${marker}\n`);
+    this.initialized = true;
+  }
+
+  /** A complete, committed entry exists (its manifest is in place, matches its checksum, parses and names this key). */
   has(key: string): boolean {
     return this.readManifest(key) !== undefined;
   }
 
   /** The committed manifest, or undefined when there is none or it is damaged (verify() says how). */
   readManifest(key: string): Manifest | undefined {
+    const read = this.readManifestText(key);
+    return typeof read === 'object' ? read.manifest : undefined;
+  }
+
+  /** The manifest with its checksum checked; undefined when absent, a sentence when damaged. */
+  private readManifestText(key: string): { manifest: Manifest; text: string } | string | undefined {
+    const dir = this.entryDir(key);
     let text: string;
     try {
-      text = readFileSync(path.join(this.entryDir(key), MANIFEST), 'utf8');
+      text = readFileSync(path.join(dir, MANIFEST), 'utf8');
     } catch (error) {
-      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return undefined;
-      throw error;
+      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') {
+        return existsSync(dir) ? 'manifest.json is missing' : undefined;
+      }
+      return `manifest.json cannot be read: ${(naming(error, path.join(dir, MANIFEST)) as Error).message}`;
     }
     const manifest = parseManifest(text, key);
-    return typeof manifest === 'string' ? undefined : manifest;
+    if (typeof manifest === 'string') return manifest;
+    let checksum: string | undefined;
+    try {
+      checksum = readFileSync(path.join(dir, MANIFEST_CHECKSUM), 'utf8');
+    } catch {
+      checksum = undefined;
+    }
+    // An edited metric or a bit flip in the manifest must not be served as a result.
+    if (checksum?.trim() !== sha256(text)) return `manifest.json does not match ${MANIFEST_CHECKSUM} (edited or corrupted)`;
+    return { manifest, text };
+  }
+
+  /**
+   * What is under `key`, checked before it is used: the manifest against its checksum, every output against the
+   * manifest through `digester` (a stat per unchanged file with the stat cache), and the bytes it was computed from
+   * against its inputs' manifests. `manifests` memoizes upstream manifests across calls of one planning pass.
+   */
+  async inspect(key: string, digester: FileDigester, manifests = new Map<string, Manifest | undefined>()): Promise<EntryState> {
+    const read = this.readManifestText(key);
+    if (read === undefined) return { state: 'absent' };
+    if (typeof read === 'string') return { state: 'damaged', problem: read };
+    const { manifest } = read;
+    const outputs = await outputsProblem(this.artifactsDir(key), manifest.outputs, digester);
+    if (outputs !== undefined) return { state: 'damaged', problem: outputs };
+    for (const [upKey, digest] of Object.entries(manifest.inputContents ?? {})) {
+      if (!KEY_PATTERN.test(upKey)) return { state: 'damaged', problem: `inputContents names ${JSON.stringify(upKey)}, which is no cache key` };
+      if (!manifests.has(upKey)) manifests.set(upKey, this.readManifest(upKey));
+      const up = manifests.get(upKey);
+      if (up !== undefined && outputsDigest(up.outputs) !== digest) {
+        return { state: 'damaged', problem: `computed from other bytes of its input ${up.stage} (${upKey.slice(0, 12)}) than that entry holds now` };
+      }
+    }
+    return { state: 'intact', manifest };
+  }
+
+  /**
+   * Check the entries a stage is about to read (or has just read) and return what their manifests say they hold, as
+   * recorded in the stage's inputContents. Throws, naming the entry and the file, when one is not what it says.
+   */
+  async checkInputs(keys: Iterable<string>, digester: FileDigester): Promise<Record<string, string>> {
+    const contents: Record<string, string> = {};
+    for (const key of keys) {
+      if (key in contents) continue;
+      const read = this.readManifestText(key);
+      const problem = read === undefined ? 'it is not in the cache'
+        : typeof read === 'string' ? read
+          : await outputsProblem(this.artifactsDir(key), read.manifest.outputs, digester);
+      if (problem !== undefined || typeof read !== 'object') {
+        throw new Error(`input entry ${key.slice(0, 12)} is damaged: ${problem}; run \`pausepipe verify --repair\`, then run again to recompute it`);
+      }
+      contents[key] = outputsDigest(read.manifest.outputs);
+    }
+    return contents;
   }
 
   /**
    * Acquire the per-key lock (waits while another live process holds it; takes over a lock whose owner died).
-   * Returns 'cached' when the entry got committed by someone else meanwhile (lock released again).
+   * Returns 'cached' when an intact entry is in place (committed by someone else meanwhile: the lock is released again).
+   * With a digester, an entry whose files no longer match its manifest is removed under the lock and computed anew.
    * Rejects with the signal's reason when `signal` aborts while waiting.
    */
-  async begin(key: string, opts: { signal?: AbortSignal; onWait?: (owner: LockOwner) => void } = {}): Promise<PendingEntry | 'cached'> {
-    if (this.has(key)) return 'cached';
+  async begin(key: string, opts: { signal?: AbortSignal; onWait?: (owner: LockOwner) => void; digester?: FileDigester } = {}): Promise<PendingEntry | 'cached'> {
+    const isUsable = async () => (opts.digester ? (await this.inspect(key, opts.digester)).state === 'intact' : this.has(key));
+    if (await isUsable()) return 'cached';
+    await this.init();
     await fsp.mkdir(path.join(this.root, 'locks'), { recursive: true });
     const lock = await acquireLock(this.lockPath(key), opts);
     try {
-      if (this.has(key)) {
+      if (await isUsable()) {
         await lock.release();
         return 'cached';
       }
-      // Holding the key's lock, any other temp folder of this key belongs to a run that died: clear it.
+      // Holding the key's lock: a damaged entry is ours to replace, and any other temp folder of this key belongs to a run that died.
+      if (existsSync(this.entryDir(key))) await discardEntry(this.root, this.entryDir(key));
       await this.removeTempsOf(key);
       const entryTmp = path.join(this.root, 'tmp', `${key}.${process.pid}.${lock.owner.nonce}`);
       await fsp.mkdir(path.join(entryTmp, ARTIFACTS), { recursive: true });
       await fsp.writeFile(path.join(entryTmp, LOG), '', { flag: 'wx' });
       const scratchDir = this.scratchDir(key);
       await fsp.mkdir(scratchDir, { recursive: true });
-      return new Pending(this, key, entryTmp, scratchDir, lock);
+      return new Pending(this, key, entryTmp, scratchDir, lock, opts.digester);
     } catch (error) {
       await lock.release();
       throw error;
@@ -297,61 +483,162 @@ export class ArtifactStore {
   /** Keys of all committed entries, sorted. */
   keys(): string[] {
     return this.entryFolders()
-      .filter(({ shard, name }) => KEY_PATTERN.test(name) && name.startsWith(shard) && this.has(name))
+      .filter(({ shard, name }) => isEntryName(shard, name) && this.has(name))
       .map(({ name }) => name);
   }
 
-  /** Remove entries not in `keep`, temp folders of dead runs, stale locks, and scratch folders no kept or live run needs. */
-  async gc(keep: Set<string>): Promise<GcResult> {
-    const removed: string[] = [];
-    const leftovers: string[] = [];
-    let freedBytes = 0;
-    for (const { shard, name, dir } of this.entryFolders()) {
-      if (keep.has(name)) continue;
-      freedBytes += await discardEntry(this.root, dir);
-      if (KEY_PATTERN.test(name)) removed.push(name);
-      else leftovers.push(`objects/${shard}/${name}`);
-    }
-    for (const name of readdirOrEmpty(path.join(this.root, 'tmp'))) {
-      if (!this.isLeftoverTemp(name)) continue;
-      const dir = path.join(this.root, 'tmp', name);
-      freedBytes += await diskBytes(dir);
-      await fsp.rm(dir, { recursive: true, force: true });
-      leftovers.push(`tmp/${name}`);
-    }
-    for (const key of readdirOrEmpty(path.join(this.root, 'scratch'))) {
-      if (keep.has(key) || (KEY_PATTERN.test(key) && this.lockIsLive(key))) continue;
-      const dir = path.join(this.root, 'scratch', key);
-      freedBytes += await diskBytes(dir);
-      await fsp.rm(dir, { recursive: true, force: true });
-      leftovers.push(`scratch/${key}`);
-    }
-    leftovers.push(...(await this.removeStaleLocks()));
-    return { removed, freedBytes, leftovers };
+  /**
+   * Register, for the whole of a run, the keys it uses: gc keeps them even when the pipeline it was given does not
+   * name them. The registration is a lease like a lock, renewed while the run lives.
+   */
+  async registerUse(keys: Iterable<string>): Promise<HeldLock> {
+    await this.init();
+    await fsp.mkdir(path.join(this.root, 'uses'), { recursive: true });
+    return acquireLock(path.join(this.root, 'uses', `${randomHex(8)}.lock`), { data: { keys: [...new Set(keys)].sort() } });
   }
 
-  /** Re-hash every entry's outputs against its manifest; report damaged manifests and leftovers of dead runs. */
+  /** Changes whenever a gc starts deleting; a run that planned before a change must plan again. */
+  gcGeneration(): string {
+    try {
+      return readFileSync(path.join(this.root, 'gc-generation'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Wait while a live gc holds the cache (a run registers its keys first, so any gc starting later keeps them). */
+  async waitForGc(opts: { signal?: AbortSignal; onWait?: (owner: LockOwner) => void } = {}): Promise<void> {
+    const gcLock = path.join(this.root, 'locks', 'gc.lock');
+    let told = false;
+    for (;;) {
+      const seen = readLock(gcLock);
+      if (seen === undefined || isAbandoned(seen.owner)) return;
+      if (!told && seen.owner !== undefined) opts.onWait?.(seen.owner);
+      told = true;
+      await sleep(GC_POLL_MS, undefined, { signal: opts.signal });
+    }
+  }
+
+  /** The keys live runs registered (registerUse), and how many such runs there are. */
+  private keysInUse(): Set<string> {
+    const keys = new Set<string>();
+    for (const name of readdirOrEmpty(path.join(this.root, 'uses'))) {
+      if (!name.endsWith('.lock')) continue;
+      const seen = readLock(path.join(this.root, 'uses', name));
+      if (seen === undefined || isAbandoned(seen.owner)) continue;
+      const listed = (JSON.parse(seen.raw) as { keys?: unknown }).keys;
+      if (Array.isArray(listed)) for (const k of listed) if (typeof k === 'string') keys.add(k);
+    }
+    return keys;
+  }
+
+  /**
+   * Remove entries not in `keep` (nor used by a live run), temp folders of dead runs, stale locks, and scratch
+   * folders no kept or live run needs. Only what the cache writes is ever removed; anything else is reported in
+   * `foreign`. With dryRun, nothing is removed and the result says what would be. Throws NotACacheError when the
+   * root is not a cache.
+   */
+  async gc(keep: Set<string>, opts: { dryRun?: boolean; signal?: AbortSignal; onWait?: (owner: LockOwner) => void } = {}): Promise<GcResult> {
+    this.assertCache();
+    const dryRun = opts.dryRun === true;
+    let lock: HeldLock | undefined;
+    if (!dryRun) {
+      await fsp.mkdir(path.join(this.root, 'locks'), { recursive: true });
+      lock = await acquireLock(path.join(this.root, 'locks', 'gc.lock'), opts);
+    }
+    try {
+      // Published before the registrations are read: a run that registered too late to be seen sees a new generation.
+      if (!dryRun) await replaceFileDurable(path.join(this.root, 'gc-generation'), randomHex(8));
+      const inUse = this.keysInUse();
+      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], inUse: 0 };
+      const drop = async (dir: string, rel: string, asEntry: boolean) => {
+        result.freedBytes += dryRun ? await diskBytes(dir) : asEntry ? await discardEntry(this.root, dir) : await removeCounting(dir);
+        if (!asEntry) result.leftovers.push(rel);
+      };
+      for (const { shard, name, dir } of this.entryFolders()) {
+        if (!isEntryName(shard, name)) {
+          result.foreign.push(`objects/${shard}/${name}`);
+          continue;
+        }
+        if (keep.has(name)) continue;
+        if (inUse.has(name)) {
+          result.inUse++;
+          continue;
+        }
+        await drop(dir, `objects/${shard}/${name}`, true);
+        result.removed.push(name);
+      }
+      for (const name of readdirOrEmpty(path.join(this.root, 'tmp'))) {
+        if (!TEMP_NAME.test(name) && !TRASH_NAME.test(name)) result.foreign.push(`tmp/${name}`);
+        else if (this.isLeftoverTemp(name)) await drop(path.join(this.root, 'tmp', name), `tmp/${name}`, false);
+      }
+      for (const key of readdirOrEmpty(path.join(this.root, 'scratch'))) {
+        if (!KEY_PATTERN.test(key)) result.foreign.push(`scratch/${key}`);
+        else if (!keep.has(key) && !inUse.has(key) && !this.lockIsLive(key)) await drop(path.join(this.root, 'scratch', key), `scratch/${key}`, false);
+      }
+      for (const folder of ['locks', 'uses'] as const) {
+        const pattern = folder === 'locks' ? LOCK_NAME : USE_NAME;
+        for (const name of readdirOrEmpty(path.join(this.root, folder))) {
+          if (!pattern.test(name)) result.foreign.push(`${folder}/${name}`);
+          else if (await this.removeIfStale(path.join(this.root, folder, name), dryRun)) result.leftovers.push(`${folder}/${name}`);
+        }
+      }
+      for (const name of readdirOrEmpty(this.root)) if (!ROOT_NAMES.has(name) && !ROOT_TEMP.test(name)) result.foreign.push(name);
+      result.removed.sort();
+      return result;
+    } finally {
+      await lock?.release();
+    }
+  }
+
+  /**
+   * Re-read every byte of every entry against its manifest, check that each entry's inputs still hold the bytes it
+   * was computed from, and list what dead runs left behind and what the cache did not write. Throws NotACacheError
+   * when the root is not a cache.
+   */
   async verify(): Promise<VerifyProblem[]> {
+    this.assertCache();
     const problems: VerifyProblem[] = [];
+    const manifests = new Map<string, Manifest | undefined>();
     for (const { shard, name, dir } of this.entryFolders()) {
-      if (!KEY_PATTERN.test(name) || !name.startsWith(shard)) {
-        problems.push({ key: '', problem: `objects/${shard}/${name} is not a cache entry folder` });
+      if (!isEntryName(shard, name)) {
+        problems.push({ key: '', problem: `objects/${shard}/${name} is not a cache entry folder (not written by pausepipe; left alone)`, severity: 'foreign' });
         continue;
       }
-      for (const problem of await this.checkEntry(name, dir)) problems.push({ key: name, problem });
+      for (const problem of await this.checkEntry(name, dir, manifests)) problems.push({ key: name, problem, severity: 'damage' });
     }
     for (const name of readdirOrEmpty(path.join(this.root, 'tmp'))) {
-      if (!this.isLeftoverTemp(name)) continue;
-      problems.push({ key: TEMP_NAME.exec(name)?.[1] ?? '', problem: `tmp/${name} is left over from a run that died (gc removes it)` });
+      if (!TEMP_NAME.test(name) && !TRASH_NAME.test(name)) {
+        problems.push({ key: '', problem: `tmp/${name} was not written by pausepipe (left alone)`, severity: 'foreign' });
+      } else if (this.isLeftoverTemp(name)) {
+        problems.push({ key: TEMP_NAME.exec(name)?.[1] ?? '', problem: `tmp/${name} is left over from a run that died (gc removes it)`, severity: 'leftover' });
+      }
     }
-    for (const name of readdirOrEmpty(path.join(this.root, 'locks'))) {
-      if (!name.endsWith('.lock')) continue;
-      const seen = readLock(path.join(this.root, 'locks', name));
-      if (seen === undefined || !isStale(seen.owner)) continue;
-      const who = seen.owner === undefined ? 'an unreadable owner' : `pid ${seen.owner.pid} on ${seen.owner.hostname}`;
-      problems.push({ key: name.slice(0, -'.lock'.length), problem: `locks/${name} is held by ${who}, which is no longer running (the next run takes it over; gc removes it)` });
+    for (const folder of ['locks', 'uses'] as const) {
+      for (const name of readdirOrEmpty(path.join(this.root, folder))) {
+        if (!name.endsWith('.lock')) continue;
+        const seen = readLock(path.join(this.root, folder, name));
+        if (seen === undefined || !isAbandoned(seen.owner)) continue;
+        const who = seen.owner === undefined ? 'an unreadable owner' : describeOwner(seen.owner, Date.now());
+        const key = folder === 'locks' && KEY_PATTERN.test(name.slice(0, -'.lock'.length)) ? name.slice(0, -'.lock'.length) : '';
+        problems.push({ key, problem: `${folder}/${name} is held by ${who}, which is no longer running (gc removes it)`, severity: 'leftover' });
+      }
     }
     return problems;
+  }
+
+  /** Remove the damaged entries `verify()` found (each under its key's lock); the next run computes them again. */
+  async repair(problems: readonly VerifyProblem[]): Promise<string[]> {
+    const damaged = [...new Set(problems.filter((p) => p.severity === 'damage' && p.key !== '').map((p) => p.key))].sort();
+    for (const key of damaged) {
+      const lock = await acquireLock(this.lockPath(key));
+      try {
+        if (existsSync(this.entryDir(key))) await discardEntry(this.root, this.entryDir(key));
+      } finally {
+        await lock.release();
+      }
+    }
+    return damaged;
   }
 
   /** Every folder under objects/<shard>/, valid or not. */
@@ -363,44 +650,40 @@ export class ArtifactStore {
 
   private lockIsLive(key: string): boolean {
     const seen = readLock(this.lockPath(key));
-    return seen !== undefined && !isStale(seen.owner);
+    return seen !== undefined && !isAbandoned(seen.owner);
   }
 
-  /** A temp folder is live only while the lock it was made under is held by a live process. */
+  /** A temp folder is live only while the lock it was made under is held by a live process (trash: while its pid lives). */
   private isLeftoverTemp(name: string): boolean {
+    const trash = TRASH_NAME.exec(name);
+    if (trash) return isAbandoned({ pid: Number(trash[1]), hostname: osHostname(), startedAt: '', nonce: '' });
     const match = TEMP_NAME.exec(name);
-    if (match === null) return true;
+    if (match === null) return false;
     const seen = readLock(this.lockPath(match[1]!));
-    return !(seen?.owner?.nonce === match[3] && !isStale(seen.owner));
+    return !(seen?.owner?.nonce === match[3] && !isAbandoned(seen.owner));
   }
 
-  private async removeStaleLocks(): Promise<string[]> {
-    const removed: string[] = [];
-    const locks = path.join(this.root, 'locks');
-    for (const name of readdirOrEmpty(locks)) {
-      const file = path.join(locks, name);
-      if (name.endsWith('.tmp')) {
-        const stat = await fsp.stat(file).catch(() => undefined);
-        if (stat !== undefined && Date.now() - stat.mtimeMs > LOCK_TEMP_MAX_AGE_MS) {
-          await fsp.rm(file, { force: true });
-          removed.push(`locks/${name}`);
-        }
-        continue;
-      }
-      // Lock files and takeover markers have the same shape and are broken the same careful way.
-      const seen = readLock(file);
-      if (seen !== undefined && isStale(seen.owner) && (await breakStaleLock(file, seen))) removed.push(`locks/${name}`);
+  /** Remove one lock or registration file left by a dead owner; returns whether it was (or, dry, would be) removed. */
+  private async removeIfStale(file: string, dryRun: boolean): Promise<boolean> {
+    if (file.endsWith('.tmp')) {
+      const stat = await fsp.stat(file).catch(() => undefined);
+      if (stat === undefined || Date.now() - stat.mtimeMs <= LOCK_TEMP_MAX_AGE_MS) return false;
+      if (!dryRun) await fsp.rm(file, { force: true });
+      return true;
     }
-    return removed;
+    // Lock files and takeover markers have the same shape and are broken the same careful way.
+    const seen = readLock(file);
+    if (seen === undefined || !isAbandoned(seen.owner)) return false;
+    return dryRun || (await breakStaleLock(file, seen));
   }
 
-  private async checkEntry(key: string, dir: string): Promise<string[]> {
+  private async checkEntry(key: string, dir: string, manifests: Map<string, Manifest | undefined>): Promise<string[]> {
     let text: string;
     try {
       text = await fsp.readFile(path.join(dir, MANIFEST), 'utf8');
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return ['manifest.json is missing'];
-      throw error;
+      return [`manifest.json cannot be read: ${(naming(error, path.join(dir, MANIFEST)) as Error).message}`];
     }
     const manifest = parseManifest(text, key);
     if (typeof manifest === 'string') return [manifest];
@@ -431,8 +714,28 @@ export class ArtifactStore {
     }
     const present = await listFiles(path.join(dir, ARTIFACTS)).catch(() => [] as string[]);
     for (const rel of present) if (!listed.has(rel)) problems.push(`artifacts/${rel} is not listed in the manifest`);
+    for (const [upKey, digest] of Object.entries(manifest.inputContents ?? {})) {
+      if (!KEY_PATTERN.test(upKey)) continue;
+      if (!manifests.has(upKey)) manifests.set(upKey, this.readManifest(upKey));
+      const up = manifests.get(upKey);
+      // An input that is gone says nothing; one that holds other bytes means this entry was built on bytes that no longer exist.
+      if (up !== undefined && outputsDigest(up.outputs) !== digest) {
+        problems.push(`computed from bytes of its input ${up.stage} (${upKey}) that no entry holds any more (that input was recomputed with other results)`);
+      }
+    }
     return problems;
   }
+}
+
+function isEntryName(shard: string, name: string): boolean {
+  return KEY_PATTERN.test(name) && name.startsWith(shard) && shard.length === 2;
+}
+
+/** rm -r that returns the bytes it freed. */
+async function removeCounting(dir: string): Promise<number> {
+  const bytes = await diskBytes(dir);
+  await fsp.rm(dir, { recursive: true, force: true });
+  return bytes;
 }
 
 class Pending implements PendingEntry {
@@ -446,6 +749,7 @@ class Pending implements PendingEntry {
     private readonly entryTmp: string,
     readonly scratchDir: string,
     private readonly lock: HeldLock,
+    private readonly digester?: FileDigester,
   ) {
     this.outDir = path.join(entryTmp, ARTIFACTS);
     this.logPath = path.join(entryTmp, LOG);
@@ -454,10 +758,11 @@ class Pending implements PendingEntry {
   async commit(m: ManifestFields): Promise<Manifest> {
     if (this.state !== 'open') throw new Error(`cache entry ${this.key} was already ${this.state === 'done' ? 'committed or aborted' : 'being committed'}`);
     this.state = 'committing';
+    let sealed: Manifest;
     let manifest: Manifest;
     try {
-      manifest = await this.seal(m);
-      manifest = await this.moveIntoPlace(manifest);
+      sealed = await this.seal(m);
+      manifest = await this.moveIntoPlace(sealed);
     } catch (error) {
       // Nothing is lost: the temp entry and the lock stay, so the caller may retry or abort.
       this.state = 'open';
@@ -466,6 +771,11 @@ class Pending implements PendingEntry {
     this.state = 'done';
     await fsp.rm(this.scratchDir, { recursive: true, force: true });
     await this.lock.release();
+    // Only our own bytes were just hashed; an entry someone else committed meanwhile is checked like any other.
+    if (this.digester?.remember && manifest === sealed) {
+      const dir = this.store.artifactsDir(this.key);
+      for (const o of manifest.outputs) await this.digester.remember(path.join(dir, ...o.path.split('/')), o.sha256).catch(() => undefined);
+    }
     return manifest;
   }
 
@@ -498,6 +808,7 @@ class Pending implements PendingEntry {
       ...(m.backend === undefined ? {} : { backend: m.backend }),
       versions: m.versions,
       log: LOG,
+      ...(m.inputContents === undefined ? {} : { inputContents: m.inputContents }),
     };
     // JSON turns NaN into null; return what readManifest will see, and refuse to commit what it would reject.
     const text = `${JSON.stringify(manifest, null, 2)}\n`;

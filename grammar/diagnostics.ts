@@ -32,8 +32,8 @@ export const DIAGNOSTIC_CODES = {
   E_PARSE: 'the text does not follow the grammar; the message says what was expected',
   E_UNTERMINATED_STRING: 'a string has no closing `"` before the end of its line',
   E_BAD_ESCAPE: 'a `\\` in a string is followed by something other than `"`, `\\`, `n`, `t` or `$`',
-  E_FILE_NOT_FOUND: 'the entry .pipe file cannot be read',
-  E_INCLUDE_NOT_FOUND: 'an included file cannot be read',
+  E_FILE_NOT_FOUND: 'the entry .pipe file cannot be read (missing, not a regular file, or over 1 MiB)',
+  E_INCLUDE_NOT_FOUND: 'an included file cannot be read (missing, not a `.pipe` file, not a regular file, or over 1 MiB)',
   E_INCLUDE_CYCLE: 'files include each other in a cycle',
   E_UNKNOWN_KIND: 'a stage names a kind the registry does not have',
   E_UNKNOWN_REFERENCE: 'an input refers to a stage that is not declared',
@@ -41,7 +41,7 @@ export const DIAGNOSTIC_CODES = {
   E_UNKNOWN_FUNCTION: 'an expression calls a function the language does not have',
   E_DUPLICATE_NAME: 'two stages or lets share one name (across included files too)',
   E_DUPLICATE_PARAM: 'one key appears twice in a params block or object',
-  E_DUPLICATE_INPUT: 'one input name appears twice in a stage',
+  E_DUPLICATE_INPUT: 'one input name appears twice in a stage, or two names reach a command as one environment variable',
   E_DUPLICATE_LOOP_VAR: 'one `for each` declares a variable twice',
   E_CYCLE: 'stages depend on each other in a cycle',
   E_PARAM_TYPE: 'a parameter value has the wrong JSON type for the kind\'s schema',
@@ -58,6 +58,11 @@ export const DIAGNOSTIC_CODES = {
   E_EMPTY_SELECTION: 'a selector such as `eval[head=true]` matches no variant, or `eval[*]` collects a loop that makes none',
   E_NESTED_LOOP: 'a `for each` inside another `for each`',
   E_EMPTY_MATRIX: 'a loop generates no variant (warning)',
+  E_UNSAFE_OUT: 'an `sh` out that is, holds or lies in a dep, a pipeline file, a workspace marker or the cache, or leads outside the workspace',
+  E_TOO_LARGE: 'a file with more than 50,000 tokens (the file itself may be at most 1 MiB)',
+  E_TOO_DEEP: 'brackets, `if`s and prefix operators nest more than 64 levels deep, or an expression tree more than 500',
+  E_TOO_MANY_VARIANTS: 'a loop makes more than 100,000 combinations, or a pipeline more than 20,000 stages',
+  E_NUMBER_RANGE: 'a whole number beyond ±(2^53 - 1), which a double cannot hold exactly (it would be rounded)',
 } as const;
 
 export type DiagnosticCode = keyof typeof DIAGNOSTIC_CODES;
@@ -102,6 +107,45 @@ export interface FormatOptions {
   color?: boolean;
 }
 
+/** Characters of a line shown in a code frame. */
+const FRAME_WIDTH = 160;
+
+function lineText(text: string, starts: number[], line: number): string {
+  return text.slice(starts[line - 1], line < starts.length ? starts[line]! - 1 : text.length);
+}
+
+/** Where each line of the last text framed starts (a hundred frames of one large file split it once). */
+let framedLines: { text: string; starts: number[] } | undefined;
+
+/**
+ * codeFrameColumns over the few lines the frame shows, its line numbers put back: given a whole large file, it
+ * splits all of it for every frame (seconds for a hundred frames of a 1 MB file).
+ */
+function windowedFrame(text: string, line: number, column: number, end: { line: number; column: number }): string {
+  if (framedLines?.text !== text) {
+    const starts = [0];
+    for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+    framedLines = { text, starts };
+  }
+  const { starts } = framedLines;
+  const first = Math.max(1, line - 1);
+  const last = Math.min(starts.length, end.line + 1);
+  const shift = first - 1;
+  // A long line (minified, or a megabyte of garbage) shows FRAME_WIDTH characters around the span's start.
+  const from = column > FRAME_WIDTH / 2 ? column - 1 - FRAME_WIDTH / 4 : 0;
+  const cut = (l: string) => `${from > 0 ? '…' : ''}${l.slice(from, from + FRAME_WIDTH)}${l.length > from + FRAME_WIDTH ? '…' : ''}`;
+  const window = text.slice(starts[first - 1], last < starts.length ? starts[last]! - 1 : text.length).split('\n').map(cut).join('\n');
+  const moved = (c: number, l: number) => Math.min(Math.max(1, c - from + (from > 0 ? 1 : 0)), cut(lineText(text, starts, l)).length + 1);
+  const frame = codeFrameColumns(window, {
+    start: { line: line - shift, column: moved(column, line) },
+    end: { line: end.line - shift, column: end.line === line ? Math.max(moved(end.column, end.line), moved(column, line) + 1) : moved(end.column, end.line) },
+  }, { highlightCode: false, linesAbove: 1, linesBelow: 1 });
+  // Gutters read `> 12 |` and `    |` (under a marked line); widths follow the largest number shown.
+  const width = String(last).length;
+  return frame.split('\n').map((l) => l.replace(/^([> ]) +(\d*) \|/, (_, mark: string, n: string) =>
+    `${mark} ${(n === '' ? '' : String(Number(n) + shift)).padStart(width)} |`)).join('\n');
+}
+
 /**
  * `file:line:col: error[CODE]: message`, then a code frame of the span when its file is in `sources`,
  * then one `note:` line per note.
@@ -114,7 +158,8 @@ export function formatDiagnostic(d: Diagnostic, sources: Record<string, string>,
     const { line, column, endLine, endColumn } = d.span;
     // An empty span (end of file) still gets one caret.
     const end = endLine === line && endColumn <= column ? { line, column: column + 1 } : { line: endLine, column: endColumn };
-    lines.push(codeFrameColumns(text, { start: { line, column }, end }, { highlightCode: opts.color ?? false, linesAbove: 1, linesBelow: 1 }));
+    lines.push(opts.color ? codeFrameColumns(text, { start: { line, column }, end }, { highlightCode: true, linesAbove: 1, linesBelow: 1 })
+      : windowedFrame(text, line, column, end));
   }
   for (const note of d.notes ?? []) lines.push(`  = note: ${note}`);
   return lines.join('\n');

@@ -1,9 +1,10 @@
 // Public entry of the grammar: .pipe text → AST plus every lexing and syntax diagnostic.
-import type { IRecognitionException } from 'chevrotain';
+import type { CstNode, IRecognitionException } from 'chevrotain';
 import type { IncludeDecl, PipeFile } from './ast.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import { positionAt, tokenize, tokenSpan } from './lexer.ts';
-import { pipeParser } from './parser.ts';
+import { checkExpressionDepth, checkTokenLimits, MAX_SYNTAX_ERRORS } from './limits.ts';
+import { limitSyntaxErrors, pipeParser, TooManySyntaxErrors } from './parser.ts';
 import { intactIncludes, toAst } from './to-ast.ts';
 
 export interface ParseResult {
@@ -26,18 +27,43 @@ function errorSpan(e: IRecognitionException, file: string, text: string): Source
   return tokenSpan(file, e.token);
 }
 
+/** At most MAX_SYNTAX_ERRORS of a kind, the last saying how many more there are: each one shown costs a code frame. */
+function capped(ds: Diagnostic[], what: string): Diagnostic[] {
+  if (ds.length <= MAX_SYNTAX_ERRORS) return ds;
+  const more = ds.length - MAX_SYNTAX_ERRORS;
+  const kept = ds.slice(0, MAX_SYNTAX_ERRORS);
+  kept.push({ ...ds[MAX_SYNTAX_ERRORS]!, notes: [`and ${more.toLocaleString('en-US')} more ${what} errors after this one, not shown`] });
+  return kept;
+}
+
 export function parsePipeText(text: string, file: string): ParseResult {
   const lexed = tokenize(text, file);
+  const lexing = capped(lexed.diagnostics, 'lexing');
+  // Too big or too deep for the parser's recursion: said, and not parsed.
+  const tooMuch = checkTokenLimits(lexed.tokens, file);
+  if (tooMuch !== undefined) return { ast: null, includes: [], diagnostics: [...lexing, tooMuch] };
   pipeParser.input = lexed.tokens;
-  const cst = pipeParser.file();
+  limitSyntaxErrors(MAX_SYNTAX_ERRORS);
+  let cst: CstNode | undefined;
+  try {
+    cst = pipeParser.file();
+  } catch (error) {
+    if (!(error instanceof TooManySyntaxErrors)) throw error;
+  }
   const syntax = pipeParser.errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text)));
-  const diagnostics = [...lexed.diagnostics, ...syntax];
+  if (cst === undefined) {
+    const last = syntax.at(-1)!;
+    syntax.push(diagnostic('E_PARSE', `more than ${MAX_SYNTAX_ERRORS} syntax errors: stopped here; is this a .pipe file?`, last.span));
+    return { ast: null, includes: [], diagnostics: [...lexing, ...syntax] };
+  }
+  const diagnostics = [...lexing, ...syntax];
   if (syntax.length > 0) return { ast: null, includes: intactIncludes(cst, file), diagnostics };
   const built = toAst(cst, file);
+  const tooDeep = checkExpressionDepth(built.statements);
   return {
     ast: { file, statements: built.statements },
     includes: built.statements.filter((s): s is IncludeDecl => s.type === 'include'),
-    diagnostics: [...diagnostics, ...built.diagnostics],
+    diagnostics: [...diagnostics, ...built.diagnostics, ...(tooDeep ? [tooDeep] : [])],
   };
 }
 

@@ -25,15 +25,30 @@ export function tokenSpan(file: string, t: IToken): SourceSpan {
   };
 }
 
+/** Offsets where each line of the last text asked about starts: a file with thousands of errors is indexed once. */
+let lineStarts: { text: string; starts: number[] } | undefined;
+
+function startsOf(text: string): number[] {
+  if (lineStarts?.text !== text) {
+    const starts = [0];
+    for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+    lineStarts = { text, starts };
+  }
+  return lineStarts.starts;
+}
+
 /** Line and column (1-based) of an offset. */
 export function positionAt(text: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
-    line++;
-    lineStart = i + 1;
+  const starts = startsOf(text);
+  // The last line start at or before the offset (a newline itself belongs to the line it ends).
+  let low = 0;
+  let high = starts.length - 1;
+  while (low < high) {
+    const mid = (low + high + 1) >> 1;
+    if (starts[mid]! <= offset) low = mid;
+    else high = mid - 1;
   }
-  return { line, column: offset - lineStart + 1 };
+  return { line: low + 1, column: offset - starts[low]! + 1 };
 }
 
 export function spanAt(file: string, text: string, offset: number, length: number): SourceSpan {

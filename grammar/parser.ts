@@ -26,21 +26,41 @@ function oneOf(types: TokenType[]): string {
 /** Messages in the project's voice: "expected X, found Y". */
 const STATEMENT_START = '`let`, `stage`, `for each` or `include`';
 
+/**
+ * Thrown by the message provider once a parse has used up its error budget: recovering from one syntax error costs
+ * about 0.1 ms, and a file of garbage has tens of thousands. The provider is the one public hook called per error.
+ */
+export class TooManySyntaxErrors extends Error {}
+
+let errorsLeft = Infinity;
+
+/** Allow at most `n` syntax errors in the next parse; parsing stops with TooManySyntaxErrors at the next one. */
+export function limitSyntaxErrors(n: number): void {
+  errorsLeft = n;
+}
+
+function counted<A extends unknown[]>(build: (...args: A) => string): (...args: A) => string {
+  return (...args) => {
+    if (--errorsLeft < 0) throw new TooManySyntaxErrors();
+    return build(...args);
+  };
+}
+
 const MESSAGES: IParserErrorMessageProvider = {
   // Expecting the end of the file means a statement just ended, so what may come is another statement.
-  buildMismatchTokenMessage: ({ expected, actual }) =>
-    `expected ${expected === EOF ? STATEMENT_START : describeType(expected)}, found ${describeToken(actual)}`,
-  buildNotAllInputParsedMessage: ({ firstRedundant }) => `expected ${STATEMENT_START}, found ${describeToken(firstRedundant)}`,
-  buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, customUserDescription }) => {
+  buildMismatchTokenMessage: counted(({ expected, actual }) =>
+    `expected ${expected === EOF ? STATEMENT_START : describeType(expected)}, found ${describeToken(actual)}`),
+  buildNotAllInputParsedMessage: counted(({ firstRedundant }) => `expected ${STATEMENT_START}, found ${describeToken(firstRedundant)}`),
+  buildNoViableAltMessage: counted(({ expectedPathsPerAlt, actual, customUserDescription }) => {
     const firsts = expectedPathsPerAlt.flatMap((paths) => paths.map((p) => p[0]!)).filter(Boolean);
     // Every way an expression can start makes a long list; "a value" says the same.
     const what = customUserDescription ?? (firsts.includes(NumberLiteral) ? 'a value' : oneOf(firsts));
     return `expected ${what}, found ${describeToken(actual[0]!)}`;
-  },
-  buildEarlyExitMessage: ({ expectedIterationPaths, actual, customUserDescription }) => {
+  }),
+  buildEarlyExitMessage: counted(({ expectedIterationPaths, actual, customUserDescription }) => {
     const what = customUserDescription ?? oneOf(expectedIterationPaths.map((p) => p[0]!));
     return `expected ${what}, found ${describeToken(actual[0]!)}`;
-  },
+  }),
 };
 
 let instancesCreated = 0;

@@ -233,7 +233,17 @@ class AstBuilder extends BaseVisitor {
 
   primary(ctx: PrimaryCtx, node: CstNode): Expr {
     const span = this.span(node);
-    if (ctx.NumberLiteral) return { type: 'number', value: Number(ctx.NumberLiteral[0]!.image), span };
+    if (ctx.NumberLiteral) {
+      const image = ctx.NumberLiteral[0]!.image;
+      const value = Number(image);
+      // Past 2^53 doubles skip whole numbers: 9007199254740993 would silently become ...992.
+      if (/^\d+$/.test(image) && !Number.isSafeInteger(value)) {
+        const becomes = String(BigInt(value)) === image.replace(/^0+(?=\d)/, '') ? '' : ` (it would become ${BigInt(value)})`;
+        this.diagnostics.push(diagnostic('E_NUMBER_RANGE', `the whole number ${image} is beyond 2^53 - 1, where doubles skip whole numbers${becomes}`, span,
+          ['write it with an exponent (e.g. 1e20) if a floating-point value is meant']));
+      }
+      return { type: 'number', value, span };
+    }
     if (ctx.Kw_true) return { type: 'boolean', value: true, span };
     if (ctx.Kw_false) return { type: 'boolean', value: false, span };
     if (ctx.Kw_null) return { type: 'null', span };

@@ -3,6 +3,7 @@ import { cp, mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
@@ -152,30 +153,47 @@ function slurmOptions(values: Record<string, unknown>, settings: ExecutorSetting
 }
 
 /**
- * Runs a planned session with progress on stderr. Ctrl-C or SIGTERM stops cleanly (running stages are stopped, Slurm
- * jobs cancelled); a second one quits at once.
+ * Signals that stop a run the way Ctrl-C does: schedulers (Slurm, Kubernetes, systemd) send SIGTERM, a closed
+ * terminal SIGHUP. The exit code is 128 + the signal's number, as a shell reports a process it ended.
  */
-async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean, where: { type: ExecutorType; settings: ExecutorSettings }): Promise<RunResult> {
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
+export function signalExitCode(signal: StopSignal): number {
+  return 128 + os.constants.signals[signal];
+}
+
+/**
+ * Runs a planned session with progress on stderr. A stop signal aborts cleanly (workers and commands stopped, Slurm
+ * jobs cancelled, nothing half-committed, locks released); a second one quits at once, and the exit hooks still
+ * release the locks and end the commands.
+ */
+async function runWithSignals(
+  s: Session, values: Record<string, unknown>, io: Io, quiet: boolean, where: { type: ExecutorType; settings: ExecutorSettings },
+): Promise<{ result: RunResult; signal?: StopSignal }> {
   // A machine without Slurm's commands is told once, before anything is submitted (a cached run needs none).
   if (where.type === 'slurm' && s.plan.counts.stale > 0) await new SlurmClient().version();
   const reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr);
   const slots = where.type === 'slurm' ? slurmOptions(values, where.settings, reporter) : await slotOptions(values, s);
   const controller = new AbortController();
-  const onSignal = () => {
-    if (controller.signal.aborted) process.exit(EXIT.interrupted);
-    write(io.stderr, `interrupting: stopping running stages${where.type === 'slurm' ? ' and cancelling their Slurm jobs' : ''} (Ctrl-C again to quit at once)`);
+  let stoppedBy: StopSignal | undefined;
+  const onSignal = (signal: StopSignal) => {
+    if (stoppedBy !== undefined) process.exit(signalExitCode(stoppedBy));
+    stoppedBy = signal;
+    const what = where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages';
+    write(io.stderr, `interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`);
     controller.abort();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   try {
-    return await runSession(s, {
+    const result = await runSession(s, {
       ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined,
       signal: controller.signal, reporter,
     });
+    return { result, signal: stoppedBy };
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
   }
 }
 
@@ -238,8 +256,8 @@ const COMMANDS: Record<string, Command> = {
       if (!s) return EXIT.invalid;
       const where = chooseExecutor(values, s, io);
       if (!where) return EXIT.invalid;
-      const result = await runWithSignals(s, values, io, values.json === true, where);
-      const code = exitCodeOf(result);
+      const { result, signal } = await runWithSignals(s, values, io, values.json === true, where);
+      const code = signal !== undefined ? signalExitCode(signal) : exitCodeOf(result);
       if (values.json) write(io.stdout, JSON.stringify({ exitCode: code, counts: result.counts, interrupted: result.interrupted, stages: result.outcomes.map(outcomeJson) }, null, 2));
       else reportRun(s, result, (Date.now() - started) / 1000, io);
       return code;
@@ -341,12 +359,19 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   gc: {
-    usage: 'gc FILE... [--cache-dir D]',
+    usage: 'gc FILE... [--dry-run] [--cache-dir D]',
     summary: 'delete cache entries that none of the given pipelines uses',
-    options: { ...CACHE_DIR },
-    help: 'Keeps the current result of every stage of every FILE; removes other entries and leftovers of dead runs.\n' + CACHE_HELP,
+    options: { ...CACHE_DIR, 'dry-run': { type: 'boolean' } },
+    help: [
+      'Keeps the current result of every stage of every FILE, and every entry a live run is using (another',
+      'pipeline\'s too); removes other entries and leftovers of dead runs. Only what the cache wrote is ever removed,',
+      'and a folder without the cache\'s marker (pausepipe-cache.json) is refused.',
+      '  --dry-run       say what would be removed, remove nothing',
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       if (positionals.length === 0) throw new UsageError('expected at least one FILE');
+      const dryRun = values['dry-run'] === true;
       const keepByRoot = new Map<string, Set<string>>();
       for (const file of positionals) {
         const s = await session(file, values['cache-dir'] as string | undefined, io);
@@ -362,17 +387,29 @@ const COMMANDS: Record<string, Command> = {
         keepByRoot.set(s.cacheRoot, keep);
       }
       for (const [root, keep] of keepByRoot) {
-        const r = await new ArtifactStore(root).gc(keep);
-        write(io.stdout, `${root}: removed ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} (${(r.freedBytes / 1e6).toFixed(1)} MB), ${r.leftovers.length} leftover(s); kept ${keep.size}`);
+        const r = await new ArtifactStore(root).gc(keep, { dryRun, onWait: (owner) => write(io.stderr, `waiting for another gc (${describeOwner(owner)})`) });
+        const verb = dryRun ? 'would remove' : 'removed';
+        for (const key of dryRun ? r.removed : []) write(io.stdout, `would remove ${key}`);
+        for (const rel of dryRun ? r.leftovers : []) write(io.stdout, `would remove ${rel}`);
+        for (const rel of r.foreign) write(io.stderr, `left alone: ${rel} (not written by pausepipe)`);
+        const inUse = r.inUse > 0 ? `, ${r.inUse} in use by a live run` : '';
+        write(io.stdout, `${root}: ${verb} ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} (${(r.freedBytes / 1e6).toFixed(1)} MB), ` +
+          `${r.leftovers.length} leftover(s); kept ${keep.size}${inUse}`);
       }
       return EXIT.ok;
     },
   },
   verify: {
-    usage: 'verify [FILE] [--cache-dir D]',
+    usage: 'verify [FILE] [--repair] [--cache-dir D]',
     summary: 're-hash every cache entry and report damage',
-    options: { ...CACHE_DIR },
-    help: 'Checks manifests and every output file against its recorded hash; the cache is found from FILE\'s workspace or the current folder.\n' + CACHE_HELP,
+    options: { ...CACHE_DIR, repair: { type: 'boolean' } },
+    help: [
+      'Re-reads every output of every entry against its manifest, checks each manifest against its checksum and key,',
+      'and each entry against the bytes of the inputs it was computed from. Leftovers of killed runs are listed',
+      '(gc clears them) but only damage fails: exit 1. The cache is found from FILE\'s workspace or the current folder.',
+      '  --repair        remove the damaged entries (the next run computes them again)',
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       if (positionals.length > 1) throw new UsageError('expected at most one FILE');
       // findWorkspace starts from a file's folder; a name inside the current folder stands for it.
@@ -380,9 +417,22 @@ const COMMANDS: Record<string, Command> = {
       const root = resolveCacheRoot(findWorkspace(from), values['cache-dir'] as string | undefined);
       const store = new ArtifactStore(root);
       const problems = await store.verify();
-      for (const p of problems) write(io.stdout, `${p.key || '-'}: ${p.problem}`);
-      write(io.stdout, problems.length === 0 ? `cache OK: ${store.keys().length} entries verified in ${root}` : `${problems.length} problem(s) in ${root}`);
-      return problems.length === 0 ? EXIT.ok : EXIT.failed;
+      const damage = problems.filter((p) => p.severity === 'damage');
+      for (const p of problems) write(io.stdout, `${p.severity === 'damage' ? 'damaged' : p.severity} ${p.key || '-'}: ${p.problem}`);
+      const leftovers = problems.length - damage.length;
+      const also = leftovers > 0 ? `; ${leftovers} leftover(s) of killed runs or foreign files (\`pausepipe gc\` clears leftovers)` : '';
+      if (damage.length === 0) {
+        write(io.stdout, `cache OK: ${store.keys().length} entries verified in ${root}${also}`);
+        return EXIT.ok;
+      }
+      if (values.repair === true) {
+        const removed = await store.repair(problems);
+        write(io.stdout, `removed ${removed.length} damaged entr${removed.length === 1 ? 'y' : 'ies'} from ${root}; the next run computes them again${also}`);
+        return EXIT.ok;
+      }
+      const keys = new Set(damage.map((p) => p.key)).size;
+      write(io.stdout, `${keys} damaged entr${keys === 1 ? 'y' : 'ies'} in ${root} (\`pausepipe verify --repair\` removes them)${also}`);
+      return EXIT.failed;
     },
   },
   watch: {

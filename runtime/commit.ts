@@ -3,11 +3,12 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
+import { noSpaceMessage } from '../cache/durable.ts';
 import { FileMissingError } from '../cache/file-hash.ts';
-import type { ArtifactStore, Manifest, PendingEntry } from '../cache/store.ts';
+import type { ArtifactStore, FileDigester, Manifest, PendingEntry } from '../cache/store.ts';
 import type { ArtifactRef, StageKind } from '../stages/kind.ts';
 import type { JsonValue } from './json.ts';
-import type { ContentHasher, KeyedStage, StageKeys } from './keys.ts';
+import type { KeyedStage, StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
 import type { StateRecorder } from './state.ts';
 import { PAUSEPIPE_VERSION } from './version.ts';
@@ -21,9 +22,14 @@ const FAILED_LOG = 'failed-run.log';
 export class StageLog {
   readonly tail: string[] = [];
   private out: WriteStream;
+  /** A failed write (a full disk): it fails the stage at close(), never the runner through an unhandled 'error'. */
+  private failure: Error | undefined;
 
   constructor(readonly file: string) {
     this.out = createWriteStream(file, { flags: 'a' });
+    this.out.on('error', (e) => {
+      this.failure ??= e;
+    });
   }
 
   line(text: string): void {
@@ -31,11 +37,12 @@ export class StageLog {
       this.tail.push(l);
       if (this.tail.length > LOG_TAIL_LINES) this.tail.shift();
     }
-    this.out.write(`${text}\n`);
+    if (this.failure === undefined) this.out.write(`${text}\n`);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve, reject) => this.out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    if (this.failure !== undefined || this.out.destroyed) return this.failure ? Promise.reject(this.failure) : Promise.resolve();
+    return new Promise((resolve, reject) => this.out.end((e?: Error | null) => (e ?? this.failure ? reject(e ?? this.failure) : resolve())));
   }
 }
 
@@ -44,8 +51,11 @@ export interface CommitterOptions {
   kinds: Record<string, StageKind>;
   store: ArtifactStore;
   keys: StageKeys;
-  /** Hashes workspace files for restore checks (the stat cache keeps a no-op re-run from reading them). */
-  hasher: ContentHasher;
+  /**
+   * Hashes workspace files for restore checks and inputs against their manifests (the stat cache keeps a no-op re-run
+   * from reading them).
+   */
+  hasher: FileDigester;
   state?: StateRecorder;
   /** Manifests already read while planning, by key; filled as entries are read or committed. */
   manifests?: Map<string, Manifest>;
@@ -89,6 +99,19 @@ export class Committer {
     return refs;
   }
 
+  /**
+   * Checks the entries a stage is about to read against their manifests: a stage never computes from, nor is cached
+   * on, input bytes that differ from what their manifests say. Returns the contents to record in its manifest
+   * (`inputContents`, given back to commit()).
+   */
+  async prepare(s: StageInstance): Promise<Record<string, string>> {
+    return this.o.store.checkInputs(this.inputKeysOf(s), this.o.hasher);
+  }
+
+  private inputKeysOf(s: StageInstance): string[] {
+    return Object.values(s.inputs).flatMap((b) => b.stages.map((up) => this.keyOf(this.byName.get(up)!).key));
+  }
+
   needsRestore(s: StageInstance): boolean {
     const kind = this.o.kinds[s.kind]!;
     return kind.restore !== undefined && (kind.workspaceOutputs?.(s.params) ?? []).length > 0;
@@ -119,8 +142,14 @@ export class Committer {
     return (this.manifests.get(keyed.key) ?? this.o.store.readManifest(keyed.key))?.metrics;
   }
 
-  /** Commits a computed entry with its manifest and records the stage's state. */
-  async commit(s: StageInstance, entry: PendingEntry, metrics: Record<string, JsonValue>, startedAt: Date): Promise<Manifest> {
+  /**
+   * Commits a computed entry with its manifest, after checking its inputs again (a stage running as root can write
+   * into them), and records the stage's state. `inputContents` is what prepare() returned.
+   */
+  async commit(s: StageInstance, entry: PendingEntry, metrics: Record<string, JsonValue>, startedAt: Date, inputContents: Record<string, string>): Promise<Manifest> {
+    await this.o.store.checkInputs(this.inputKeysOf(s), this.o.hasher).catch((e: Error) => {
+      throw new Error(`an input changed while the stage ran (did it write into its inputs?): ${e.message}`);
+    });
     const keyed = this.keyOf(s);
     const finishedAt = new Date();
     const manifest = await entry.commit({
@@ -129,17 +158,22 @@ export class Committer {
       timings: { startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000 },
       ...(this.o.backend ? { backend: this.o.backend } : {}),
       versions: { pausepipe: PAUSEPIPE_VERSION, node: process.version },
+      inputContents,
     });
     this.manifests.set(keyed.key, manifest);
     this.o.state?.record(s.name, keyed.key, keyed.ingredients);
     return manifest;
   }
 
-  /** Drops a failed or interrupted entry; its log is kept in the scratch folder, whose path is returned. */
-  async abandon(entry: PendingEntry): Promise<string> {
+  /**
+   * Drops a failed or interrupted entry; its log is kept in the scratch folder. Returns that log's path, and for a
+   * failure caused by a full disk, a message saying where and how much (measured before the entry goes).
+   */
+  async abandon(entry: PendingEntry, error: unknown, logTail: readonly string[]): Promise<{ kept: string; noSpace?: string }> {
     const kept = path.join(entry.scratchDir, FAILED_LOG);
     await copyFile(entry.logPath, kept).catch(() => undefined);
+    const noSpace = await noSpaceMessage(error, entry.outDir, this.o.store.root, logTail);
     await entry.abort();
-    return kept;
+    return noSpace === undefined ? { kept } : { kept, noSpace };
   }
 }

@@ -1,5 +1,5 @@
 // The Executed phase: wires the pure scheduler (schedule.ts), an executor (executors/) and the cache side (commit.ts).
-import type { ArtifactStore, Manifest } from '../cache/store.ts';
+import type { ArtifactStore, FileDigester, Manifest } from '../cache/store.ts';
 import path from 'node:path';
 import type { Progress, Resources, RunInfo, StageKind } from '../stages/kind.ts';
 import { Committer, StageLog } from './commit.ts';
@@ -7,7 +7,7 @@ import type { Executor } from './executors/executor.ts';
 import { localExecutor } from './executors/local.ts';
 import { gpuDeviceIds } from './gpus.ts';
 import type { JsonValue } from './json.ts';
-import type { ContentHasher, StageKeys } from './keys.ts';
+import type { StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
 import type { Plan } from './plan.ts';
 import type { OutcomeStatus, Reporter } from './progress.ts';
@@ -45,8 +45,11 @@ export interface ExecuteOptions extends RunOptions {
   store: ArtifactStore;
   keys: StageKeys;
   plan: Plan;
-  /** Hashes workspace files for restore checks (the stat cache keeps a no-op re-run from reading them). */
-  hasher: ContentHasher;
+  /**
+   * Hashes workspace files for restore checks, entries before they are used and inputs against their manifests (the
+   * stat cache keeps a no-op re-run from reading them).
+   */
+  hasher: FileDigester;
   state?: StateRecorder;
   /** Manifests already read while planning, by key. */
   manifests?: Map<string, Manifest>;
@@ -142,7 +145,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   /** Computes a stale stage into its pending entry and commits it; the outcome's status. */
   const compute = async (s: StageInstance, grant: Grant, ctl: AbortController): Promise<EndStatus> => {
     const key = cache.keyOf(s).key;
-    const entry = await o.store.begin(key, { signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner) });
+    // With the digester, an entry whose files no longer match its manifest is replaced rather than served.
+    const entry = await o.store.begin(key, { signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner), digester: o.hasher });
     if (entry === 'cached') {
       recordHit(s, await cache.restore(s), 'computed by another run');
       return 'cached';
@@ -151,6 +155,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     const startedAt = new Date();
     o.reporter.start(s.name);
     try {
+      const inputContents = await cache.prepare(s);
       const request: RunRequest = {
         type: 'run', name: s.name, key, kind: s.kind, params: s.params, variant: s.variant, inputs: cache.inputsOf(s),
         outDir: entry.outDir, scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, run,
@@ -162,7 +167,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       const metrics = await executor.run({ request, resources: resourcesOf(s) }, events, ctl.signal);
       if (ctl.signal.aborted) throw new Error('interrupted');
       await log.close();
-      const manifest = await cache.commit(s, entry, metrics, startedAt);
+      const manifest = await cache.commit(s, entry, metrics, startedAt, inputContents);
       record(s, 'ran', { seconds: manifest.timings.seconds, metrics });
       return 'ran';
     } catch (e) {
@@ -170,12 +175,12 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       log.line(`pausepipe: ${errorText(e)}`);
       await log.close().catch(() => undefined);
       // The entry's folder goes with abandon(); the scratch folder stays, so the full log is kept there.
-      const kept = await cache.abandon(entry);
+      const { kept, noSpace } = await cache.abandon(entry, e, log.tail);
       if (ctl.signal.aborted) {
         record(s, 'aborted', { seconds, error: 'interrupted' });
         return 'aborted';
       }
-      record(s, 'failed', { seconds, error: errorText(e), logTail: log.tail, logPath: kept });
+      record(s, 'failed', { seconds, error: noSpace ?? errorText(e), logTail: log.tail, logPath: kept });
       return 'failed';
     }
   };

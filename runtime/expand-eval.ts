@@ -219,6 +219,12 @@ function evaluateCall(expr: Extract<Expr, { type: 'call' }>, scope: Scope, ctx: 
   if (!args.every((a) => Number.isInteger(a))) {
     return typeError(expr, `\`range\` needs whole numbers, got ${args.map((a) => renderValue(a as JsonValue)).join(', ')}`, ctx);
   }
+  // Beyond 2^53, i + 1 === i: counting up would never reach the end.
+  const unsafe = args.findIndex((a) => !Number.isSafeInteger(a));
+  if (unsafe !== -1) {
+    ctx.report(diagnostic('E_NUMBER_RANGE', `\`range\` counts only within ±(2^53 - 1), got ${renderValue(args[unsafe] as JsonValue)}`, expr.args[unsafe]!.span));
+    return INVALID;
+  }
   const [start, end] = args.length === 1 ? [0, args[0] as number] : (args as number[]);
   if (end! - start! > MAX_RANGE) {
     return typeError(expr, `\`range\` would make ${end! - start!} values; at most ${MAX_RANGE} are allowed`, ctx);

@@ -7,6 +7,11 @@ import { didYouMean } from '../grammar/suggest.ts';
 import { evaluate, evaluateString, INVALID, jsonEqual, objectFrom, renderValue, Scope, typeName, type EvalContext, type Value } from './expand-eval.ts';
 import type { JsonValue } from './json.ts';
 
+/** Most combinations one `for each` may enumerate (before `where`): a typo like range(0, 1e5) × range(0, 1e5) must not hang. */
+export const MAX_COMBINATIONS = 100_000;
+/** Most stages a pipeline may expand to; checking 20,000 takes about half a second, running them far longer. */
+export const MAX_STAGES = 20_000;
+
 export interface ExpandedInput {
   name: string;
   nameSpan: SourceSpan;
@@ -101,6 +106,10 @@ class Expander {
   private readonly suppressed = new Set<string>();
   private readonly loops = new Map<LoopDecl, LoopInfo>();
   private readonly pending: Pending[] = [];
+  /** Stage instances made so far, and counted past MAX_STAGES without being made, so the message can say how many. */
+  private stageCount = 0;
+  /** Where the pipeline went past MAX_STAGES. */
+  private tooMany: SourceSpan | undefined;
 
   run(statements: readonly Statement[]): ExpandResult {
     this.declare(statements);
@@ -110,8 +119,23 @@ class Expander {
       else if (s.type === 'stage') this.instantiate(s, top, null, null, {});
       else if (s.type === 'loop') this.expandLoop(this.loops.get(s)!, top);
     }
+    if (this.tooMany !== undefined) {
+      this.sink.report(diagnostic(
+        'E_TOO_MANY_VARIANTS', `the pipeline makes ${this.stageCount.toLocaleString('en-US')} stages; at most ${MAX_STAGES.toLocaleString('en-US')} are allowed`,
+        this.tooMany, ['narrow the loops, or split the matrix into several pipelines'],
+      ));
+      return { stages: [], diagnostics: this.sink.diagnostics };
+    }
     const stages = this.pending.map((p) => this.resolve(p));
     return { stages, diagnostics: this.sink.diagnostics };
+  }
+
+  /** Counts one more stage instance; false once past MAX_STAGES (it is then counted, not made). */
+  private admit(span: SourceSpan): boolean {
+    this.stageCount++;
+    if (this.stageCount <= MAX_STAGES) return true;
+    this.tooMany ??= span;
+    return false;
   }
 
   // ---- declarations: names, duplicates, nesting (once per declaration, not per variant)
@@ -243,6 +267,7 @@ class Expander {
   }
 
   private instantiate(decl: StageDecl, scope: Scope, loop: LoopInfo | null, label: string | null, variant: Record<string, JsonValue>): void {
+    if (!this.admit(loop?.decl.headerSpan ?? decl.nameSpan)) return;
     const ctx = this.context(label);
     const entries: [string, JsonValue][] = [];
     let ok = true;
@@ -286,6 +311,16 @@ class Expander {
       }
     }
     if (info.failed) return;
+    const combinations = ranges.reduce((n, r) => n * r.length, 1);
+    if (combinations > MAX_COMBINATIONS) {
+      this.sink.report(diagnostic(
+        'E_TOO_MANY_VARIANTS',
+        `this \`for each\` makes ${combinations.toLocaleString('en-US')} combinations (${ranges.map((r) => r.length).join(' × ')}); at most ${MAX_COMBINATIONS.toLocaleString('en-US')} are allowed`,
+        loop.headerSpan,
+      ));
+      info.failed = true;
+      return;
+    }
 
     const labels = new Map<string, Record<string, JsonValue>>();
     const collisions: string[] = [];
@@ -303,6 +338,11 @@ class Expander {
         if (keep !== true) continue;
       }
       passedWhere++;
+      // Past the stage limit a variant is only counted, so the message can say how many stages the file asks for.
+      if (this.tooMany !== undefined) {
+        this.stageCount += loop.body.filter((b) => b.type === 'stage').length;
+        continue;
+      }
       const label = loop.label
         ? evaluateString(loop.label, scope, ctx)
         : loop.vars.map((v) => `${v.name}=${renderValue(values[v.name]!)}`).join(',');
@@ -333,7 +373,8 @@ class Expander {
     const rank = new Map(loop.body.map((s, i) => [s, i]));
     const made = this.pending.splice(firstPending);
     made.sort((a, b) => rank.get(a.stage.decl)! - rank.get(b.stage.decl)!);
-    this.pending.push(...made);
+    // One push per stage: spreading 100,000 arguments into push() overflows the stack.
+    for (const m of made) this.pending.push(m);
   }
 
   /** Whether the variant passes the filter; null when the filter itself failed (reported). */

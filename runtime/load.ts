@@ -1,10 +1,10 @@
 // Loading a .pipe file: read it and its includes, parse, expand, validate; the runner's single entry to the language.
-import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { Statement } from '../grammar/ast.ts';
 import { diagnostic, hasErrors, type Diagnostic } from '../grammar/diagnostics.ts';
 import { parsePipeText } from '../grammar/index.ts';
+import { MAX_FILE_BYTES } from '../grammar/limits.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { expandPipeline } from './expand.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -30,11 +30,53 @@ export function findWorkspace(file: string): string {
   }
 }
 
-function readFileOrUndefined(file: string): string | undefined {
+/** Why a file was not read as a pipeline (refused rather than missing). */
+export interface ReadRefusal {
+  refused: string;
+}
+
+/** A file's text for the loader: a string, undefined when it does not exist, or why it is refused. */
+export type ReadResult = string | undefined | ReadRefusal;
+
+const BOM = '\uFEFF';
+
+/**
+ * Reads a pipeline file: only a regular file whose name (and, through links, real name) ends in `.pipe`, of at most
+ * MAX_FILE_BYTES. A FIFO or device would block or never end, and a code frame would print the lines of any other
+ * file (`include "/etc/shadow"`). A UTF-8 byte order mark is dropped, as editors do.
+ */
+export function readPipeFile(file: string): ReadResult {
+  let real: string;
   try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
+    real = realpathSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return { refused: `cannot read ${file}: ${(error as Error).message}` };
+  }
+  if (!file.endsWith('.pipe') || !real.endsWith('.pipe')) return { refused: `${file} is not a .pipe file${real === file ? '' : ` (it leads to ${real})`}` };
+  let fd: number;
+  try {
+    // Non-blocking, so opening a FIFO returns at once and fstat below refuses it.
+    fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    return { refused: `cannot read ${file}: ${(error as Error).message}` };
+  }
+  try {
+    const stat = fstatSync(fd);
+    if (stat.isDirectory()) return { refused: `${file} is a folder, not a .pipe file` };
+    if (!stat.isFile()) return { refused: `${file} is not a regular file` };
+    if (stat.size > MAX_FILE_BYTES) return { refused: `${file} is ${stat.size.toLocaleString('en-US')} bytes; a .pipe file may have at most ${MAX_FILE_BYTES.toLocaleString('en-US')}` };
+    // A file still growing is read only up to one byte past the limit, which is enough to refuse it.
+    const buffer = Buffer.alloc(Math.min(stat.size, MAX_FILE_BYTES) + 1);
+    let length = 0;
+    for (let n; length < buffer.length && (n = readSync(fd, buffer, length, buffer.length - length, null)) > 0;) length += n;
+    if (length > MAX_FILE_BYTES) return { refused: `${file} grew past ${MAX_FILE_BYTES.toLocaleString('en-US')} bytes while it was read` };
+    const text = buffer.subarray(0, length).toString('utf8');
+    return text.startsWith(BOM) ? text.slice(1) : text;
+  } catch (error) {
+    return { refused: `cannot read ${file}: ${(error as Error).message}` };
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -52,12 +94,10 @@ function sortDiagnostics(ds: Diagnostic[], files: string[]): Diagnostic[] {
  */
 export async function loadPipeline(entryFile: string, kinds: Record<string, StageKind>): Promise<LoadResult> {
   const file = path.resolve(entryFile);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    return { pipeline: null, diagnostics: [diagnostic('E_FILE_NOT_FOUND', `cannot read ${file}: ${reason}`, undefined)], sources: {} };
+  const text = readPipeFile(file);
+  if (typeof text !== 'string') {
+    const reason = text === undefined ? `cannot read ${file}: no such file` : text.refused;
+    return { pipeline: null, diagnostics: [diagnostic('E_FILE_NOT_FOUND', reason, undefined)], sources: {} };
   }
   return loadPipelineText(text, file, kinds);
 }
@@ -70,10 +110,10 @@ export function loadPipelineText(
   text: string,
   file: string,
   kinds: Record<string, StageKind>,
-  readFileFn: (path: string) => string | undefined = readFileOrUndefined,
+  readFileFn: (path: string) => ReadResult = readPipeFile,
 ): LoadResult {
   const entry = path.resolve(file);
-  const sources: Record<string, string> = { [entry]: text };
+  const sources: Record<string, string> = { [entry]: text.startsWith(BOM) ? text.slice(1) : text };
   const diagnostics: Diagnostic[] = [];
   const statements: Statement[] = [];
   const shown = (f: string) => path.relative(path.dirname(entry), f) || path.basename(f);
@@ -94,16 +134,18 @@ export function loadPipelineText(
         continue;
       }
       if (Object.hasOwn(sources, target)) continue;
-      const included = readFileFn(target);
-      if (included === undefined) {
-        diagnostics.push(diagnostic('E_INCLUDE_NOT_FOUND', `cannot read included file \`${s.path}\``, s.pathSpan, [`looked for ${target}`]));
+      const read = readFileFn(target);
+      if (typeof read !== 'string') {
+        const note = read === undefined ? `looked for ${target}` : read.refused;
+        diagnostics.push(diagnostic('E_INCLUDE_NOT_FOUND', `cannot read included file \`${s.path}\``, s.pathSpan, [note]));
         continue;
       }
+      const included = read.startsWith(BOM) ? read.slice(1) : read;
       sources[target] = included;
       visit(target, included, [...chain, target]);
     }
   };
-  visit(entry, text, [entry]);
+  visit(entry, sources[entry]!, [entry]);
 
   const done = (pipeline: Pipeline | null): LoadResult => ({
     pipeline,
@@ -115,8 +157,11 @@ export function loadPipelineText(
 
   const expanded = expandPipeline(statements);
   diagnostics.push(...expanded.diagnostics);
-  const validated = validatePipeline(expanded.stages, kinds);
+  // Validating the part of an oversized matrix that was made would only take time.
+  if (expanded.diagnostics.some((d) => d.code === 'E_TOO_MANY_VARIANTS')) return done(null);
+  const workspace = findWorkspace(entry);
+  const validated = validatePipeline(expanded.stages, kinds, { workspace, pipelineFiles: Object.keys(sources) });
   diagnostics.push(...validated.diagnostics);
   if (hasErrors(diagnostics)) return done(null);
-  return done({ file: entry, workspace: findWorkspace(entry), stages: validated.stages, sources });
+  return done({ file: entry, workspace, stages: validated.stages, sources });
 }

@@ -109,7 +109,14 @@ function staleReasons(
  * Plan a run. A stage whose key is cached is fresh whatever its name was before (a renamed stage is a hit);
  * otherwise the reasons compare its ingredients with what the last run recorded under its name.
  */
-export function planPipeline(pipeline: Pipeline, keys: StageKeys, isCached: (key: string) => boolean, previous: PreviousState): Plan {
+export function planPipeline(
+  pipeline: Pipeline,
+  keys: StageKeys,
+  isCached: (key: string) => boolean,
+  previous: PreviousState,
+  /** Why the cache's entry of a key cannot be used (damaged), when it is there but not cached. */
+  damaged: (key: string) => string | undefined = () => undefined,
+): Plan {
   const status = new Map<string, StageStatus>();
   const stages: PlannedStage[] = [];
   const counts: Record<StageStatus, number> = { fresh: 0, stale: 0, error: 0 };
@@ -124,9 +131,11 @@ export function planPipeline(pipeline: Pipeline, keys: StageKeys, isCached: (key
       planned = { name: s.name, status: 'fresh', key: k.key, reasons: [] };
     } else {
       const twin = firstWithKey.get(k.key);
+      const damage = damaged(k.key);
       const reasons = twin !== undefined
         ? [`same key as ${twin}: computed once`]
-        : staleReasons(s, k.ingredients, previous[s.name], (n) => status.get(n) === 'stale');
+        : damage !== undefined ? [`cache entry damaged (${damage}): computed again`]
+          : staleReasons(s, k.ingredients, previous[s.name], (n) => status.get(n) === 'stale');
       if (twin === undefined) firstWithKey.set(k.key, s.name);
       planned = { name: s.name, status: 'stale', key: k.key, reasons };
     }

@@ -1,4 +1,5 @@
 // Live progress of a run: a redrawn block of running stages on a terminal, plain lines everywhere else.
+import { describeOwner } from '../cache/lock.ts';
 import type { Progress } from '../stages/kind.ts';
 import { formatSeconds } from './format.ts';
 
@@ -6,6 +7,8 @@ export interface LockHolder {
   pid: number;
   hostname: string;
   startedAt: string;
+  slurmJobId?: string;
+  renewedAt?: string;
 }
 
 /** How a stage ended in this run. */
@@ -133,7 +136,7 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
       }
     },
     waiting(name, holder) {
-      print(statusLine('waiting', `${name}: pid ${holder.pid} on ${holder.hostname} is computing it (since ${holder.startedAt})`));
+      print(statusLine('waiting', `${name}: computed by ${describeOwner(holder)}`));
     },
     finish(name, status, detail) {
       const r = running.get(name);

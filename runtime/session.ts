@@ -1,18 +1,18 @@
 // One pipeline file taken through load → keys → plan (→ execute): what `run`, `plan`, `show`, `watch` and `gc` share.
-import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { FileHasher } from '../cache/file-hash.ts';
+import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
-import { computeKeys, type StageKeys } from './keys.ts';
+import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadKinds } from './kinds.ts';
-import { loadPipeline } from './load.ts';
+import { loadPipeline, readPipeFile } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
 import { planPipeline, type Plan, type PreviousState } from './plan.ts';
 import { readState, statePath, StateRecorder } from './state.ts';
+import { isWithin, resolveReal } from './workspace-paths.ts';
 
 export interface Session {
   pipeline: Pipeline;
@@ -25,6 +25,8 @@ export interface Session {
   previous: PreviousState;
   /** Manifests read while planning, by key (a fresh stage's metrics need no second read). */
   manifests: Map<string, Manifest>;
+  /** The cache's gc generation when planning started (see ArtifactStore.gcGeneration). */
+  gcGeneration: string;
 }
 
 
@@ -34,11 +36,9 @@ export function renderDiagnostics(diagnostics: Diagnostic[], sources: Record<str
   for (const d of diagnostics) {
     const file = d.span?.file;
     if (file === undefined || file in all) continue;
-    try {
-      all[file] = readFileSync(file, 'utf8');
-    } catch {
-      // A missing file (e.g. a bad include) is reported without a code frame.
-    }
+    // Only a .pipe file is ever shown; a missing or refused one (a bad include) is reported without a code frame.
+    const text = readPipeFile(file);
+    if (typeof text === 'string') all[file] = text;
   }
   return formatDiagnostics(diagnostics, all);
 }
@@ -58,30 +58,71 @@ export async function planLoaded(pipeline: Pipeline, kinds: Record<string, Stage
   const store = new ArtifactStore(cacheRoot);
   const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'));
   const keys = await computeKeys(pipeline, kinds, hasher);
+  guardCache(pipeline, kinds, cacheRoot, keys);
   const previous = await readState(statePath(cacheRoot, pipeline.file));
-  const manifests = new Map<string, Manifest>();
-  const isCached = (key: string) => {
-    const m = store.readManifest(key);
-    if (m) manifests.set(key, m);
-    return m !== undefined;
-  };
-  const plan = planPipeline(pipeline, keys, isCached, previous);
-  return { pipeline, kinds, cacheRoot, store, hasher, keys, plan, previous, manifests };
+  return { pipeline, kinds, cacheRoot, store, hasher, keys, previous, ...(await planKeys(pipeline, keys, store, hasher, previous)) };
 }
 
-/** Executes a planned session and records state and the stat cache, also when interrupted. */
+/**
+ * A stage whose workspace outputs are, hold or lie in the cache would delete or overwrite it: it gets no key, so it
+ * cannot run (`check` refuses the default `.pausepipe`; only here is a --cache-dir inside the workspace known).
+ */
+function guardCache(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheRoot: string, keys: StageKeys): void {
+  const cache = resolveReal(cacheRoot);
+  // Outs never lead out of the workspace, and `check` refuses its `.pausepipe`: only another cache inside it can be hit.
+  const workspace = resolveReal(pipeline.workspace);
+  if (!isWithin(cache, workspace) || cache === path.join(workspace, '.pausepipe')) return;
+  for (const s of pipeline.stages) {
+    for (const out of kinds[s.kind]?.workspaceOutputs?.(s.params) ?? []) {
+      const real = resolveReal(path.resolve(pipeline.workspace, out));
+      if (isWithin(real, cache) || isWithin(cache, real)) {
+        keys.set(s.name, { error: `out ${out} ${isWithin(real, cache) ? 'lies in' : 'holds'} the cache ${cacheRoot}: writing it would damage the cache` });
+      }
+    }
+  }
+}
+
+/**
+ * The plan for computed keys. Every entry a stage would use is checked first (manifest checksum, outputs through the
+ * stat cache, inputs it was computed from): a damaged one is stale, with the damage as its reason.
+ */
+async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStore, hasher: FileHasher, previous: PreviousState) {
+  // Read before any manifest: a gc that starts after this changes it, and the run then plans again.
+  const gcGeneration = store.gcGeneration();
+  const manifests = new Map<string, Manifest>();
+  const damage = new Map<string, string>();
+  const upstream = new Map<string, Manifest | undefined>();
+  for (const k of keys.values()) {
+    if (!isKeyed(k) || manifests.has(k.key) || damage.has(k.key)) continue;
+    const entry = await store.inspect(k.key, hasher, upstream);
+    if (entry.state === 'intact') manifests.set(k.key, entry.manifest);
+    else if (entry.state === 'damaged') damage.set(k.key, entry.problem);
+  }
+  const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, (key) => damage.get(key));
+  return { plan, manifests, gcGeneration };
+}
+
+/**
+ * Executes a planned session and records state and the stat cache, also when interrupted. The keys the run uses are
+ * registered first, so a gc of another pipeline keeps them; a gc that ran since planning makes it plan again.
+ */
 export async function runSession(s: Session, o: RunOptions): Promise<RunResult> {
-  await mkdir(s.cacheRoot, { recursive: true });
+  await s.store.init();
+  const use = await s.store.registerUse([...s.keys.values()].filter(isKeyed).map((k) => k.key));
   const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous });
   try {
+    await s.store.waitForGc({ signal: o.signal, onWait: (owner) => o.reporter.note(`waiting for \`pausepipe gc\` (${describeOwner(owner)})`) });
+    const current = s.store.gcGeneration() === s.gcGeneration ? s : { ...s, ...(await planKeys(s.pipeline, s.keys, s.store, s.hasher, s.previous)) };
     return await executePlan({
-      pipeline: s.pipeline, kinds: s.kinds, store: s.store, keys: s.keys, plan: s.plan, hasher: s.hasher,
+      pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,
       jobs: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing, backend: o.backend,
       overrides: o.overrides, signal: o.signal,
-      reporter: o.reporter, executor: o.executor, state, manifests: s.manifests,
+      reporter: o.reporter, executor: o.executor, state, manifests: current.manifests,
     });
   } finally {
+    // The results are committed whatever happens here: failing to save a record (a full disk) is said, not thrown.
+    const saved = await Promise.allSettled([state.flush(), s.hasher.save(), use.release()]);
+    for (const r of saved) if (r.status === 'rejected') o.reporter.note(`pausepipe: could not save the run's records: ${(r.reason as Error).message}`);
     o.reporter.close();
-    await Promise.all([state.flush(), s.hasher.save()]);
   }
 }

@@ -3,7 +3,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Expr, ObjectEntry, ObjectExpr } from '../grammar/ast.ts';
 import { diagnostic, DiagnosticSink, type Diagnostic, type SourceSpan } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
-import type { InputSpec, ParamsSchema, StageKind } from '../stages/kind.ts';
+import type { CheckContext, InputSpec, ParamsSchema, StageKind } from '../stages/kind.ts';
 import type { ExpandedStage } from './expand.ts';
 import { typeName } from './expand-eval.ts';
 import type { JsonValue } from './json.ts';
@@ -276,7 +276,29 @@ function orderStages(instances: StageInstance[], sink: DiagnosticSink): StageIns
   return order;
 }
 
-export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Record<string, StageKind>): ValidateResult {
+/** Where the pipeline lives, for the kinds' own checks (StageKind.check); tests of pure validation may leave it out. */
+export interface ValidateEnv {
+  workspace: string;
+  pipelineFiles: string[];
+}
+
+/** The kind's own checks of params that passed the schema, located at the param value, key or input they name. */
+function kindChecks(stage: ExpandedStage, kind: StageKind, params: Record<string, JsonValue>, env: ValidateEnv, sink: DiagnosticSink): void {
+  if (!kind.check) return;
+  const ctx: CheckContext = { workspace: env.workspace, pipelineFiles: env.pipelineFiles, inputs: stage.inputs.map((i) => i.name) };
+  for (const problem of kind.check(params, ctx)) {
+    let span: SourceSpan = stage.decl.nameSpan;
+    if (problem.input !== undefined) {
+      span = stage.inputs.find((i) => i.name === problem.input)?.nameSpan ?? span;
+    } else if (problem.param !== undefined) {
+      const where = locate(stage.decl.params, problem.param);
+      span = problem.atKey && where.exact && where.keySpan ? where.keySpan : where.expr.span;
+    }
+    sink.report(diagnostic(problem.code, problem.message, span, problem.notes));
+  }
+}
+
+export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Record<string, StageKind>, env?: ValidateEnv): ValidateResult {
   const sink = new DiagnosticSink();
   const kindNames = Object.keys(kinds);
   const instances: StageInstance[] = [];
@@ -293,6 +315,7 @@ export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Reco
       if (stage.params !== null) {
         const validate = validatorFor(kind);
         if (!validate(params)) for (const d of paramDiagnostics(validate.errors ?? [], stage, kind, params)) sink.report(d);
+        else if (env) kindChecks(stage, kind, params, env, sink);
       }
     }
     instances.push(toInstance(stage, params));

@@ -1,7 +1,7 @@
 // `pausepipe watch`: run, then re-plan and run what became stale whenever a .pipe file or a declared file changes.
 import path from 'node:path';
 import type { Io } from './cli.ts';
-import { EXIT, reportRun, slotOptions } from './cli.ts';
+import { reportRun, signalExitCode, slotOptions, STOP_SIGNALS } from './cli.ts';
 import { workspaceRelative } from './keys.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createReporter } from './progress.ts';
@@ -104,14 +104,20 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   kick();
 
   return new Promise<number>((resolve) => {
-    process.once('SIGINT', () => {
+    let first: (typeof STOP_SIGNALS)[number] | undefined;
+    const stop = (signal: (typeof STOP_SIGNALS)[number]) => {
+      // A second signal quits at once; the exit hooks still release locks and end commands.
+      if (first !== undefined) process.exit(signalExitCode(first));
+      first = signal;
       write(io.stderr, 'stopping');
       controller.abort();
       clearTimeout(timer);
       void Promise.resolve(running).then(async () => {
         await watcher.close();
-        resolve(EXIT.interrupted);
+        for (const s of STOP_SIGNALS) process.off(s, stop);
+        resolve(signalExitCode(signal));
       });
-    });
+    };
+    for (const s of STOP_SIGNALS) process.on(s, stop);
   });
 }

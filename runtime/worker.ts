@@ -44,8 +44,9 @@ async function runStage(req: RunRequest, signal: AbortSignal): Promise<void> {
 
 // The runner died (even by SIGKILL): its end of the IPC channel closed, so stop computing rather than run orphaned.
 process.on('disconnect', () => process.exit(70));
-// Ctrl-C reaches the whole process group; the runner decides (abort message, then kill), not the terminal.
-process.on('SIGINT', () => undefined);
+// Ctrl-C reaches the whole process group, and a scheduler's SIGTERM the whole job: the runner decides (abort message,
+// then kill), so the stage ends as interrupted rather than as a crashed worker.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
 
 const controller = new AbortController();
 process.on('message', (message: ToWorker) => {

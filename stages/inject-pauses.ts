@@ -1,7 +1,7 @@
 // Stage kind `inject_pauses`: the original pause injector over a dataset artifact (pattern and random pauses).
 import path from 'node:path';
 import type { JsonValue } from '../runtime/json.ts';
-import type { StageContext, StageKind, StageResult } from './kind.ts';
+import type { CheckProblem, StageContext, StageKind, StageResult } from './kind.ts';
 import { countPauses } from './data/answer.ts';
 import { readDataset, writeDataset, type DatasetSplits, type Example } from './data/dataset.ts';
 import { augmentRows, type PauseCodec, type PauseOptions } from './data/pauses.ts';
@@ -21,14 +21,14 @@ export interface InjectPausesParams {
   val_fraction: number | null;
 }
 
-/** Every pattern that is not a valid regular expression, as messages; empty when all compile. */
-export function checkPatterns(patterns: Record<string, number>): string[] {
-  const wrong: string[] = [];
+/** Every pattern that is not a valid regular expression, with the message saying why; empty when all compile. */
+export function checkPatterns(patterns: Record<string, number>): { source: string; message: string }[] {
+  const wrong: { source: string; message: string }[] = [];
   for (const source of Object.keys(patterns)) {
     try {
       new RegExp(source, 'g');
     } catch (err) {
-      wrong.push(`pattern ${JSON.stringify(source)} is not a valid regular expression (${(err as Error).message})`);
+      wrong.push({ source, message: `pattern ${JSON.stringify(source)} is not a valid regular expression (${(err as Error).message})` });
     }
   }
   return wrong;
@@ -158,12 +158,21 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
     'stages/lm/tokenizer.ts',
   ],
 
+  // At check time, so a typo in a pattern or a split that cannot be made fails before hours of upstream training.
+  check: (p) => {
+    const problems: CheckProblem[] = checkPatterns(p.patterns).map(({ source, message }) => ({ code: 'E_PARAM_VALUE', message, param: ['patterns', source], atKey: true }));
+    const splitProblem = checkSplitParams(p);
+    if (splitProblem) problems.push({ code: 'E_PARAM_VALUE', message: splitProblem, param: ['val_fraction'] });
+    return problems;
+  },
+
   async run(ctx: StageContext<InjectPausesParams>): Promise<StageResult> {
     const p = ctx.params;
     const wrong = checkPatterns(p.patterns);
+    const problems = wrong.map((w) => w.message);
     const splitProblem = checkSplitParams(p);
-    if (splitProblem) wrong.push(splitProblem);
-    if (wrong.length > 0) throw new Error(`inject_pauses: ${wrong.join('; ')}`);
+    if (splitProblem) problems.push(splitProblem);
+    if (problems.length > 0) throw new Error(`inject_pauses: ${problems.join('; ')}`);
     const source = ctx.inputs.data![0]!;
     const { splits } = await readDataset(source.dir);
 

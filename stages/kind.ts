@@ -127,6 +127,29 @@ export interface RestoreContext<P = Record<string, JsonValue>> {
   hashFile(absPath: string): Promise<string | undefined>;
 }
 
+/** What `StageKind.check` gets besides the params: where the pipeline lives and what the stage is given. */
+export interface CheckContext {
+  /** Project root, as in StageContext. */
+  workspace: string;
+  /** Names of the inputs the stage is given in the .pipe file. */
+  inputs: string[];
+  /** Absolute paths of the pipeline's own files (the entry file and its includes). */
+  pipelineFiles: string[];
+}
+
+/** A mistake `StageKind.check` finds; validation turns it into a diagnostic at the parameter or input it names. */
+export interface CheckProblem {
+  code: 'E_PARAM_VALUE' | 'E_UNSAFE_OUT' | 'E_DUPLICATE_INPUT';
+  message: string;
+  /** Path into the params (`['outs', '0']`, `['patterns', '(']`); the diagnostic points at that value. */
+  param?: string[];
+  /** The last step of `param` is an object key that is itself wrong (a pattern used as a key): point at the key. */
+  atKey?: boolean;
+  /** The input whose name is wrong. */
+  input?: string;
+  notes?: string[];
+}
+
 // `any` by default: the registry holds kinds of different param types, and run() is typed where each kind narrows P.
 export interface StageKind<P = any> {
   name: string;
@@ -140,6 +163,11 @@ export interface StageKind<P = any> {
    * schedule it (an estimate may read e.g. the model's config.json); absent when asked earlier.
    */
   resources?(params: P, inputs?: Record<string, ArtifactRef[]>): Resources;
+  /**
+   * Mistakes a JSON Schema cannot express, reported at check time instead of failing the run (an invalid regular
+   * expression, an `sh` out that would overwrite its own dep). Called with params that passed the schema.
+   */
+  check?(params: P, ctx: CheckContext): CheckProblem[];
   /** Workspace files or folders the stage reads, hashed by content into its key. */
   workspaceFiles?(params: P): string[];
   /** What to tell the user when one of workspaceFiles is missing (e.g. where to get a dataset). */

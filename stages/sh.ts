@@ -1,11 +1,14 @@
 // Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
-import { copyFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, cp, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { naming, randomHex } from '../cache/durable.ts';
+import { digestFile } from '../cache/file-hash.ts';
 import { gpuEnvironment } from '../runtime/gpus.ts';
 import type { JsonValue } from '../runtime/json.ts';
-import type { RestoreContext, StageContext, StageKind, StageResult } from './kind.ts';
+import { isWithin, unsafeWorkspacePath } from '../runtime/workspace-paths.ts';
+import type { CheckContext, CheckProblem, RestoreContext, StageContext, StageKind, StageResult } from './kind.ts';
 
 export interface ShParams {
   command: string | string[];
@@ -23,14 +26,48 @@ const OUTS_DIR = 'outs';
 /** A command reports progress by printing such a line: `pausepipe:progress 40/100 loss 1.23`. */
 const PROGRESS_LINE = /^pausepipe:progress (\d+)(?:\/(\d+))?(?: (.*))?$/;
 
-/** `outs` must stay inside the workspace: the runner deletes them before a run and restores them on a hit. */
+/**
+ * An out as an absolute path, refused when the runner must not move or write it (outside the workspace, also through a
+ * symbolic link; the workspace's markers, version control or the cache): checked again at run and restore time, since
+ * links can change after `check`.
+ */
 function workspacePath(workspace: string, rel: string, what: string): string {
-  const abs = path.resolve(workspace, rel);
-  const back = path.relative(workspace, abs);
-  if (back === '' || back.startsWith('..') || path.isAbsolute(back)) {
-    throw new Error(`sh: ${what} \`${rel}\` is outside the workspace ${workspace}`);
+  const why = unsafeWorkspacePath(workspace, rel);
+  if (why !== undefined) throw new Error(`sh: ${what} \`${rel}\` is refused: ${why}`);
+  return path.resolve(workspace, rel);
+}
+
+/** Workspace-relative with `/`, normalized: how outs, deps and pipeline files are compared. */
+function relativeTo(workspace: string, p: string): string {
+  return path.relative(workspace, path.resolve(workspace, p)).split(path.sep).join('/');
+}
+
+/** Check-time problems of `outs` and input names (see CheckProblem); the runner deletes nothing a user owns. */
+function checkSh(p: ShParams, ctx: CheckContext): CheckProblem[] {
+  const problems: CheckProblem[] = [];
+  const deps = (p.deps ?? []).map((d) => relativeTo(ctx.workspace, d));
+  const files = ctx.pipelineFiles.map((f) => relativeTo(ctx.workspace, f));
+  (p.outs ?? []).forEach((out, i) => {
+    const unsafe = (why: string, notes?: string[]) => problems.push({ code: 'E_UNSAFE_OUT', message: `out \`${out}\` ${why}`, param: ['outs', String(i)], notes });
+    const why = unsafeWorkspacePath(ctx.workspace, out);
+    if (why !== undefined) return unsafe(`is refused: ${why}`);
+    const rel = relativeTo(ctx.workspace, out);
+    for (const dep of deps) {
+      if (isWithin(dep, rel)) return unsafe(`${dep === rel ? 'is' : 'holds'} the dep \`${dep}\` of this stage: the command would replace what it reads`, ['write the result to a new path']);
+      if (isWithin(rel, dep)) return unsafe(`lies in the dep \`${dep}\` of this stage: each run would change the dep, so the stage would never be fresh`);
+    }
+    const file = files.find((f) => isWithin(f, rel));
+    if (file !== undefined) return unsafe(`holds the pipeline file \`${file}\``);
+    return undefined;
+  });
+  const envNames = new Map<string, string>();
+  for (const name of ctx.inputs) {
+    const env = inputEnvName(name);
+    const first = envNames.get(env);
+    if (first === undefined) envNames.set(env, name);
+    else problems.push({ code: 'E_DUPLICATE_INPUT', input: name, message: `inputs \`${first}\` and \`${name}\` both arrive as $${env}: one would be lost`, notes: ['give one of them another name'] });
   }
-  return abs;
+  return problems;
 }
 
 /** Relative path inside the artifacts folder (always `/`-separated, as the manifest lists it). */
@@ -104,8 +141,52 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   const outs = p.outs.map((o) => workspacePath(ctx.workspace, o, 'out'));
   await mkdir(ctx.scratchDir, { recursive: true });
   await endOrphanedCommand(ctx);
-  // Stale outs from an earlier run must not pass for this run's results.
-  await Promise.all(outs.map((o) => rm(o, { recursive: true, force: true })));
+  // Outs of an earlier run must not pass for this run's results, yet nothing is deleted before its replacement exists.
+  const previous = await setAside(outs);
+  try {
+    const result = await runSetAside(ctx, outs);
+    await Promise.all(previous.map((aside) => rm(aside, { recursive: true, force: true })));
+    return result;
+  } catch (error) {
+    await putBack(outs, previous);
+    throw error;
+  }
+}
+
+/** Beside each out while its command runs: the earlier version, put back if the command fails or is interrupted. */
+const SET_ASIDE = '.pausepipe-previous';
+
+/**
+ * Moves each existing out to `<out>.pausepipe-previous` (same folder, so one rename). A set-aside copy left by a killed
+ * run is the user's last good version: it is put back first when the out itself is gone.
+ */
+async function setAside(outs: string[]): Promise<string[]> {
+  const asides: string[] = [];
+  for (const out of outs) {
+    const aside = `${out}${SET_ASIDE}`;
+    const [outThere, asideThere] = await Promise.all([out, aside].map((f) => lstat(f).then(() => true, () => false)));
+    if (asideThere && !outThere) await rename(aside, out);
+    else if (asideThere) await rm(aside, { recursive: true, force: true });
+    if (outThere || asideThere) {
+      await rename(out, aside);
+      asides.push(aside);
+    }
+  }
+  return asides;
+}
+
+/** After a failure: what the command wrote goes, the earlier version comes back. */
+async function putBack(outs: string[], asides: string[]): Promise<void> {
+  for (const out of outs) {
+    const aside = `${out}${SET_ASIDE}`;
+    if (!asides.includes(aside)) continue;
+    await rm(out, { recursive: true, force: true });
+    await rename(aside, out);
+  }
+}
+
+async function runSetAside(ctx: StageContext<ShParams>, outs: string[]): Promise<StageResult> {
+  const p = ctx.params;
 
   const inputsFile = path.join(ctx.scratchDir, 'inputs.json');
   const described: Record<string, JsonValue> = {};
@@ -188,13 +269,19 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
 
   const metricsFile = path.join(ctx.outDir, 'metrics.json');
   if (!(await exists(metricsFile))) return {};
-  const metrics: unknown = JSON.parse(await readFile(metricsFile, 'utf8'));
+  const metrics: unknown = JSON.parse(await readFile(metricsFile, 'utf8').catch((error: unknown) => {
+    throw naming(error, metricsFile);
+  }));
   if (metrics === null || typeof metrics !== 'object' || Array.isArray(metrics)) {
     throw new Error('sh: $PAUSEPIPE_OUT/metrics.json must hold a JSON object');
   }
   return { metrics: metrics as Record<string, JsonValue> };
 }
 
+/**
+ * Puts each file of the outs back where it differs from the cache: copied beside its place, checked against the
+ * manifest, then renamed over it, so a damaged cache entry never reaches the workspace and nothing is deleted first.
+ */
 async function restoreOuts(ctx: RestoreContext<ShParams>): Promise<string[]> {
   const restored: string[] = [];
   for (const out of ctx.params.outs) {
@@ -205,8 +292,18 @@ async function restoreOuts(ctx: RestoreContext<ShParams>): Promise<string[]> {
       const target = workspacePath(ctx.workspace, isFile ? out : path.join(out, o.path.slice(prefix.length + 1)), 'out');
       if ((await ctx.hashFile(target)) === o.sha256) continue;
       await mkdir(path.dirname(target), { recursive: true });
-      await rm(target, { recursive: true, force: true });
-      await copyFile(path.join(ctx.artifactsDir, o.path), target);
+      const copy = `${target}.pausepipe-restore-${randomHex(4)}`;
+      try {
+        await copyFile(path.join(ctx.artifactsDir, o.path), copy);
+        const got = await digestFile(copy);
+        if (got.sha256 !== o.sha256) {
+          throw new Error(`the cache's copy of ${o.path} does not match its manifest (damaged cache entry; \`pausepipe verify --repair\` removes it)`);
+        }
+        if (await stat(target).then((st) => st.isDirectory(), () => false)) await rm(target, { recursive: true, force: true });
+        await rename(copy, target);
+      } finally {
+        await rm(copy, { force: true });
+      }
       restored.push(path.relative(ctx.workspace, target).split(path.sep).join('/'));
     }
   }
@@ -257,6 +354,7 @@ export const SH: StageKind<ShParams> = {
     '*': { description: 'Any upstream stage or collection under any name, passed as PAUSEPIPE_INPUT_<NAME>.', anyArity: true, optional: true },
   },
   isolated: false,
+  check: checkSh,
   resources: (p) => ({ cpu: p.cpus ?? 1, gpu: p.gpus ?? 0 }),
   workspaceFiles: (p) => p.deps ?? [],
   workspaceOutputs: (p) => p.outs ?? [],

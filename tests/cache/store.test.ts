@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sha256 } from '../../runtime/hash.ts';
-import { ArtifactStore, resolveCacheRoot, type LockOwner, type PendingEntry } from '../../cache/store.ts';
+import { FileHasher } from '../../cache/file-hash.ts';
+import { acquireLock } from '../../cache/lock.ts';
+import { ArtifactStore, CACHE_MARKER, NotACacheError, outputsDigest, resolveCacheRoot, type LockOwner, type PendingEntry } from '../../cache/store.ts';
 import { assertRejects, deadPid, fieldsFor, keyFor } from './fixtures.ts';
 import { withProc } from '../helpers/requires.ts';
 
@@ -26,6 +28,9 @@ async function freshStore(): Promise<void> {
 
 async function removeStore(): Promise<void> {
   await fsp.rm(root, { recursive: true, force: true });
+  await fsp.rm(`${root}-computed.txt`, { force: true });
+  await fsp.rm(`${root}-go`, { force: true });
+  await fsp.rm(`${root}-outside.txt`, { force: true });
 }
 
 async function mustBegin(key: string): Promise<PendingEntry> {
@@ -139,7 +144,7 @@ commits('commit refuses fields that would make an unreadable manifest, and keeps
 
 commits('a symlinked output is stored as a copy of its target', async () => {
   const key = keyFor('link');
-  const outside = path.join(root, 'outside.txt');
+  const outside = `${root}-outside.txt`;
   await fsp.writeFile(outside, 'shared bytes');
   const entry = await mustBegin(key);
   await fsp.symlink(outside, path.join(entry.outDir, 'linked.txt'));
@@ -253,9 +258,9 @@ withProc(locks)('a lock naming a live pid but another process start is taken ove
   await (await mustBegin(key)).abort();
 });
 
-locks('a lock held by another host is waited for, never taken over', async () => {
+locks('a lock held by another host is waited for while its lease is fresh', async () => {
   const key = keyFor('remote');
-  await writeLock(key, { pid: 1, hostname: `not-${hostname()}` });
+  await writeLock(key, { pid: 1, hostname: `not-${hostname()}`, leaseMs: 60_000, renewedAt: new Date().toISOString() });
   const owners: LockOwner[] = [];
   const controller = new AbortController();
   const waiting = store.begin(key, { signal: controller.signal, onWait: (owner) => owners.push(owner) });
@@ -303,7 +308,7 @@ maintenance('gc removes entries not kept and reports the bytes freed', async () 
   };
   const expectedBytes = (await bytesOf(a)) + (await bytesOf(b));
   const result = await store.gc(new Set([kept]));
-  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [] });
+  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], inUse: 0 });
   assert.equal(store.keys(), [kept]);
   assert.is(store.has(a), false);
   assert.equal(await fsp.readdir(path.join(root, 'tmp')), []);
@@ -327,6 +332,8 @@ maintenance('gc removes a dead run\'s temp folder, lock and unneeded scratch, bu
     removed: [],
     freedBytes: 5,
     leftovers: [`tmp/${dead}.999999.abcdef`, `scratch/${dead}`, `locks/${dead}.lock`],
+    foreign: [],
+    inUse: 0,
   });
   assert.is(existsSync(store.scratchDir(resumable)), true);
   assert.is(readFileSync(path.join(running.outDir, 'partial.bin'), 'utf8'), 'p');
@@ -348,6 +355,7 @@ maintenance('verify detects one corrupted byte in an output', async () => {
   assert.equal(await store.verify(), [{
     key,
     problem: `output out.txt has changed: now 6 bytes, sha256 ${sha256('abcdeF')}; the manifest says 6 bytes, sha256 ${sha256('abcdef')}`,
+    severity: 'damage',
   }]);
 });
 
@@ -356,8 +364,8 @@ maintenance('verify reports missing and unlisted outputs', async () => {
   await fsp.rm(path.join(store.artifactsDir(key), 'out.txt'));
   await fsp.writeFile(path.join(store.artifactsDir(key), 'extra.txt'), 'x');
   assert.equal(await store.verify(), [
-    { key, problem: 'output out.txt is missing' },
-    { key, problem: 'artifacts/extra.txt is not listed in the manifest' },
+    { key, problem: 'output out.txt is missing', severity: 'damage' },
+    { key, problem: 'artifacts/extra.txt is not listed in the manifest', severity: 'damage' },
   ]);
 });
 
@@ -379,7 +387,8 @@ maintenance('verify reports a manifest that does not parse, an edited one, and o
   assert.is(byKey.get(edited), 'manifest.json does not match manifest.sha256 (edited or corrupted)');
   assert.is(byKey.get(elsewhere), `manifest.json names key "${moved}" but sits in the folder of ${elsewhere}`);
   assert.is(store.has(broken), false);
-  assert.is(store.has(edited), true);
+  // An edited manifest is not served: its metrics could be anything.
+  assert.is(store.has(edited), false);
 });
 
 maintenance('verify reports a manifest whose ingredients do not hash to its key', async () => {
@@ -399,11 +408,184 @@ maintenance('verify reports a dead run\'s temp folder and lock but not a live on
   const problems = await store.verify();
   assert.equal(problems.map((p) => p.key), [dead, dead]);
   assert.is(problems[0]!.problem, `tmp/${dead}.999999.abcdef is left over from a run that died (gc removes it)`);
-  assert.match(problems[1]!.problem, new RegExp(`^locks/${dead}\\.lock is held by pid \\d+ on ${hostname()}, which is no longer running`));
+  assert.match(problems[1]!.problem, new RegExp(`^locks/${dead}\\.lock is held by pid \\d+ on ${hostname()} since 2025-01-01T00:00:00.000Z, lease renewed \\d+ s ago, which is no longer running`));
+  assert.equal(problems.map((p) => p.severity), ['leftover', 'leftover']);
   await running.abort();
 });
 
 maintenance.run();
+
+const integrity = suite('ArtifactStore integrity');
+integrity.before.each(freshStore);
+integrity.after.each(removeStore);
+
+function hasher(): FileHasher {
+  return new FileHasher(path.join(root, 'stat-cache.json'));
+}
+
+/** Overwrite a committed (read-only) file, as a careless user or a stage running as root would. */
+async function tamper(file: string, content: string): Promise<void> {
+  await fsp.chmod(file, 0o644);
+  await fsp.writeFile(file, content);
+}
+
+/** Commit `name` computed from the entries `inputs`, recording what it read as the runner does. */
+async function commitFrom(name: string, inputs: string[], content = `out of ${name}`): Promise<string> {
+  const key = keyFor(name);
+  const entry = await mustBegin(key);
+  const inputContents = await store.checkInputs(inputs, hasher());
+  await fsp.writeFile(path.join(entry.outDir, 'out.txt'), content);
+  await entry.commit(fieldsFor(name, { inputContents }));
+  return key;
+}
+
+integrity('inspect tells an intact entry from a missing one and from one with a changed output', async () => {
+  const key = await commitSimple('checked', 'abc');
+  assert.equal(await store.inspect(keyFor('never'), hasher()), { state: 'absent' });
+  assert.is((await store.inspect(key, hasher())).state, 'intact');
+  await tamper(path.join(store.artifactsDir(key), 'out.txt'), 'abd');
+  assert.equal(await store.inspect(key, hasher()), { state: 'damaged', problem: 'output out.txt has changed since it was committed' });
+  await fsp.rm(path.join(store.artifactsDir(key), 'out.txt'));
+  assert.equal(await store.inspect(key, hasher()), { state: 'damaged', problem: 'output out.txt is missing' });
+});
+
+integrity('a committed entry is checked by a stat, not a read, once the commit taught the hasher its files', async () => {
+  const h = hasher();
+  const key = keyFor('taught');
+  const entry = await store.begin(key, { digester: h });
+  if (entry === 'cached') throw new Error('expected to compute');
+  await fsp.writeFile(path.join(entry.outDir, 'out.txt'), 'x'.repeat(1000));
+  await entry.commit(fieldsFor('taught'));
+  assert.is((await store.inspect(key, h)).state, 'intact');
+  assert.is(h.filesRead, 0);
+});
+
+integrity('begin with a digester replaces a damaged entry instead of serving it', async () => {
+  const key = await commitSimple('rotten', 'good');
+  await tamper(path.join(store.artifactsDir(key), 'out.txt'), 'evil');
+  assert.is(await store.begin(key), 'cached', 'without a digester only the manifest is looked at');
+  const entry = await store.begin(key, { digester: hasher() });
+  if (entry === 'cached') throw new Error('a damaged entry was served');
+  await fsp.writeFile(path.join(entry.outDir, 'out.txt'), 'good');
+  await entry.commit(fieldsFor('rotten'));
+  assert.is(readFileSync(path.join(store.artifactsDir(key), 'out.txt'), 'utf8'), 'good');
+  assert.equal(await store.verify(), []);
+});
+
+integrity('checkInputs returns what each input holds and refuses a damaged one, naming it', async () => {
+  const up = await commitSimple('up', 'bytes');
+  assert.equal(await store.checkInputs([up, up], hasher()), { [up]: outputsDigest(store.readManifest(up)!.outputs) });
+  await tamper(path.join(store.artifactsDir(up), 'out.txt'), 'BYTES');
+  await assertRejects(store.checkInputs([up], hasher()),
+    new RegExp(`^input entry ${up.slice(0, 12)} is damaged: output out\\.txt has changed since it was committed; run \`pausepipe verify --repair\``));
+});
+
+integrity('an entry computed from bytes its input no longer holds is damaged for plan and verify, and repair removes it', async () => {
+  const up = await commitSimple('up', 'first result');
+  const down = await commitFrom('down', [up]);
+  assert.is((await store.inspect(down, hasher())).state, 'intact');
+  assert.equal(store.readManifest(down)!.inputContents, { [up]: outputsDigest(store.readManifest(up)!.outputs) });
+  // The input is lost and recomputed by a step that is not bit-for-bit reproducible.
+  await store.repair([{ key: up, problem: 'lost', severity: 'damage' }]);
+  await commitSimple('up', 'second result');
+  assert.equal(await store.inspect(down, hasher()), {
+    state: 'damaged', problem: `computed from other bytes of its input up (${up.slice(0, 12)}) than that entry holds now`,
+  });
+  const problems = await store.verify();
+  assert.equal(problems, [{
+    key: down, severity: 'damage',
+    problem: `computed from bytes of its input up (${up}) that no entry holds any more (that input was recomputed with other results)`,
+  }]);
+  assert.equal(await store.repair(problems), [down]);
+  assert.equal(store.keys(), [up]);
+  assert.equal(await store.verify(), []);
+});
+
+integrity.run();
+
+const guards = suite('ArtifactStore guards');
+guards.before.each(freshStore);
+guards.after.each(removeStore);
+
+guards('gc and verify refuse a folder that is not a cache and delete nothing in it', async () => {
+  await fsp.mkdir(path.join(root, 'objects', 'ab'), { recursive: true });
+  await fsp.writeFile(path.join(root, 'objects', 'ab', 'cdef0123'), 'a git object');
+  await fsp.writeFile(path.join(root, 'HEAD'), 'ref: refs/heads/main\n');
+  for (const attempt of [store.gc(new Set()), store.gc(new Set(), { dryRun: true }), store.verify()]) {
+    await assertRejects(attempt, new RegExp(`^${root} is not a pausepipe cache: it holds files the cache did not write and no ${CACHE_MARKER}$`));
+  }
+  await assertRejects(store.begin(keyFor('x')), /is not a pausepipe cache/);
+  assert.equal(await fsp.readdir(root), ['HEAD', 'objects']);
+  assert.is(readFileSync(path.join(root, 'objects', 'ab', 'cdef0123'), 'utf8'), 'a git object');
+  const missing = new ArtifactStore(path.join(root, 'nothing-here'));
+  await assertRejects(missing.verify(), /is not a pausepipe cache: it does not exist or is empty/);
+  assert.ok(new NotACacheError(root, 'why') instanceof Error);
+});
+
+guards('a cache made before the marker existed is recognised by its contents, and gets the marker on first write', async () => {
+  const key = await commitSimple('old');
+  await fsp.rm(path.join(root, CACHE_MARKER));
+  await fsp.writeFile(path.join(root, 'stat-cache.json'), '{}');
+  const legacy = new ArtifactStore(root);
+  assert.is(legacy.kindOfRoot(), 'cache');
+  assert.equal(await legacy.verify(), []);
+  await legacy.init();
+  assert.is(existsSync(path.join(root, CACHE_MARKER)), true);
+  assert.equal(legacy.keys(), [key]);
+});
+
+guards('gc removes only names the cache writes and reports the rest as foreign', async () => {
+  const key = await commitSimple('gone');
+  await fsp.mkdir(path.join(root, 'objects', 'zz', 'not-a-key'), { recursive: true });
+  await fsp.mkdir(path.join(root, 'tmp', 'my-notes'), { recursive: true });
+  await fsp.writeFile(path.join(root, 'locks', 'README'), 'mine');
+  await fsp.writeFile(path.join(root, 'todo.txt'), 'mine');
+  const dry = await store.gc(new Set(), { dryRun: true });
+  assert.equal(dry.removed, [key]);
+  assert.is(store.has(key), true, 'a dry run removes nothing');
+  const r = await store.gc(new Set());
+  assert.equal(r.removed, [key]);
+  assert.is(r.freedBytes, dry.freedBytes);
+  assert.equal(r.foreign, ['objects/zz/not-a-key', 'tmp/my-notes', 'locks/README', 'todo.txt']);
+  assert.is(existsSync(path.join(root, 'objects', 'zz', 'not-a-key')), true);
+  assert.is(readFileSync(path.join(root, 'todo.txt'), 'utf8'), 'mine');
+  assert.equal(await fsp.readdir(path.join(root, 'locks')), ['README']);
+});
+
+guards('gc keeps what a live run registered as in use, and removes it once the run is over', async () => {
+  const used = await commitSimple('used');
+  const unused = await commitSimple('unused');
+  const use = await store.registerUse([used]);
+  const during = await store.gc(new Set());
+  assert.equal([during.removed, during.inUse], [[unused], 1]);
+  assert.is(store.has(used), true);
+  await use.release();
+  assert.equal((await store.gc(new Set())).removed, [used]);
+});
+
+guards('a run waits while a live gc holds the cache, and a gc changes the generation a run planned with', async () => {
+  await store.init();
+  const before = store.gcGeneration();
+  await fsp.mkdir(path.join(root, 'locks'), { recursive: true });
+  const gcLock = await acquireLock(path.join(root, 'locks', 'gc.lock'));
+  let waited = false;
+  const waiting = store.waitForGc({ onWait: () => { waited = true; } }).then(() => 'done');
+  assert.is(await Promise.race([waiting, sleep(300).then(() => 'still waiting')]), 'still waiting');
+  await gcLock.release();
+  assert.is(await waiting, 'done');
+  assert.is(waited, true);
+  await store.gc(new Set());
+  assert.is.not(store.gcGeneration(), before);
+});
+
+guards('verify sorts findings: leftovers of a killed run are not damage', async () => {
+  const dead = keyFor('dead');
+  await writeLock(dead, { nonce: 'abcdef' });
+  const problems = await store.verify();
+  assert.equal(problems.map((p) => p.severity), ['leftover']);
+});
+
+guards.run();
 
 const processes = suite('ArtifactStore across processes');
 processes.before.each(freshStore);
@@ -468,8 +650,9 @@ processes('a run killed mid-write leaves nothing that looks complete, and the ne
 
 processes('two processes racing begin() on one key compute it once', async () => {
   const key = keyFor('raced');
-  const counter = path.join(root, 'computed.txt');
-  const go = path.join(root, 'go');
+  // Beside the cache, not in it: a cache holds only what it writes.
+  const counter = `${root}-computed.txt`;
+  const go = `${root}-go`;
   const children = [startChild(['race', root, 'raced', counter, go]), startChild(['race', root, 'raced', counter, go])];
   await Promise.all(children.map((child) => child.waitFor('loaded')));
   await fsp.writeFile(go, '');

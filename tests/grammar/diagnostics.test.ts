@@ -8,7 +8,9 @@ import {
   DIAGNOSTIC_CODES, diagnostic, DiagnosticSink, formatDiagnostic, formatDiagnostics, locationFrom, type SourceSpan,
 } from '../../grammar/diagnostics.ts';
 import { loadPipeline } from '../../runtime/load.ts';
-import { describe, expectDiagnostic, parsePipe, PREAMBLE, TEST_DIR, TEST_FILE } from '../helpers/pipe.ts';
+import type { StageKind } from '../../stages/kind.ts';
+import { SH } from '../../stages/sh.ts';
+import { describe, expectDiagnostic, parsePipe, PREAMBLE, TEST_DIR, TEST_FILE, TEST_KINDS } from '../helpers/pipe.ts';
 
 const format = suite('formatDiagnostic');
 
@@ -92,8 +94,8 @@ const codes = suite('diagnostic codes');
 
 const LOOP = 'for each x in [1, 2] { stage w = sft(model: base, data: paused) { } }';
 
-/** One case per code: [source, the code's line, column, included files (the diagnostic may be in one)]. */
-const CASES: Record<string, [string, number, number, Record<string, string>?]> = {
+/** One case per code: [source, the code's line, column, included files (the diagnostic may be in one), kinds]. */
+const CASES: Record<string, [string, number, number, Record<string, string>?, Record<string, StageKind>?]> = {
   E_LEX: ['let a = 1\nlet b = 2;', 2, 10],
   E_PARSE: ['stage a = gsm8k {', 1, 18],
   E_UNTERMINATED_STRING: ['stage a = gsm8k { path: "abc\n}', 1, 25],
@@ -124,6 +126,11 @@ const CASES: Record<string, [string, number, number, Record<string, string>?]> =
   E_NESTED_LOOP: ['for each a in [1] {\n  for each b in [2] { }\n}', 2, 3],
   E_EMPTY_MATRIX: [`${PREAMBLE}\nfor each x in [1, 2] where x > 2 { }`, 4, 28],
   E_FILE_NOT_FOUND: ['', 0, 0],
+  E_UNSAFE_OUT: ['stage s = sh { command: ["true"], outs: ["x", ".pausepipe"] }', 1, 47, undefined, { ...TEST_KINDS, sh: SH }],
+  E_TOO_LARGE: [`let a = 1\nlet b = [${'1,'.repeat(30_000)}]`, 2, 50_002],
+  E_TOO_DEEP: [`let a = ${'('.repeat(70)}1${')'.repeat(70)}`, 1, 9 + 64],
+  E_TOO_MANY_VARIANTS: ['for each a in range(0, 1000), b in range(0, 1000) { }', 1, 1],
+  E_NUMBER_RANGE: ['let a = 9007199254740993', 1, 9],
 };
 
 codes('every code in the table has a case below, and every case a code in the table', () => {
@@ -131,10 +138,10 @@ codes('every code in the table has a case below, and every case a code in the ta
   for (const [code, meaning] of Object.entries(DIAGNOSTIC_CODES)) assert.ok(meaning.length > 10, `${code} needs a meaning`);
 });
 
-for (const [code, [source, line, column, files]] of Object.entries(CASES)) {
+for (const [code, [source, line, column, files, kinds]] of Object.entries(CASES)) {
   if (code === 'E_FILE_NOT_FOUND') continue;
   codes(`${code} is reported at ${line}:${column}, alone`, () => {
-    const r = parsePipe(source, files);
+    const r = parsePipe(source, files, kinds);
     const got = r.diagnostics.map((d) => `${d.code} ${d.span?.line}:${d.span?.column}`);
     assert.equal(got, [`${code} ${line}:${column}`], describe(r));
     if (!files) assert.is(r.diagnostics[0]!.span!.file, TEST_FILE);

@@ -114,8 +114,8 @@ test('two runners on one cache compute each key once; the waiting one names whom
   const a = spawnBin(['run', file], ws);
   await waitFor('runner A to start the stage', () => existsSync(path.join(ws, 'hold.pid')));
   const b = spawnBin(['run', file], ws);
-  await waitFor('runner B to wait', () => b.output().includes('waiting hold: pid '));
-  assert.match(b.output(), `waiting hold: pid ${a.proc.pid} on `);
+  await waitFor('runner B to wait', () => b.output().includes('waiting hold: computed by pid '));
+  assert.match(b.output(), `waiting hold: computed by pid ${a.proc.pid} on `);
   await writeFile(path.join(ws, 'release'), '');
   const [ra, rb] = await Promise.all([a.proc, b.proc]);
   assert.is(ra.exitCode, 0, a.output());

@@ -17,7 +17,7 @@ test('without a TTY: start, every 10 % of progress, done with seconds; failures 
   r.start('eval');
   r.finish('eval', 'failed', 'command failed with exit code 2');
   r.finish('report', 'skipped', 'upstream eval failed');
-  r.waiting('data', { pid: 42, hostname: 'box', startedAt: '2025-01-01T00:00:00.000Z' });
+  r.waiting('data', { pid: 42, hostname: 'box', startedAt: '2025-01-01T00:00:00.000Z', slurmJobId: '77' });
   r.close();
   assert.is(out.text, [
     'start   train[lr=0.1]',
@@ -34,7 +34,7 @@ test('without a TTY: start, every 10 % of progress, done with seconds; failures 
     'start   eval',
     'failed  eval (0.0 s): command failed with exit code 2',
     'skipped report: upstream eval failed',
-    'waiting data: pid 42 on box is computing it (since 2025-01-01T00:00:00.000Z)',
+    'waiting data: computed by pid 42 on box (Slurm job 77) since 2025-01-01T00:00:00.000Z',
     '',
   ].join('\n'));
 });

@@ -1,7 +1,9 @@
 // The `sh` stage kind: commands, environment, outs, metrics, progress lines, failures and restoring outs.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { FileHasher, FileMissingError } from '../../cache/file-hash.ts';
 import type { ArtifactRef, Progress, StageContext } from '../../stages/kind.ts';
@@ -101,7 +103,7 @@ test('outs are copied under outs/ in the artifacts; a missing out fails the stag
   }
 });
 
-test('outs left over from an earlier run are deleted before the command runs', async () => {
+test('an earlier out is out of the command\'s sight while it runs, and comes back when the command does not replace it', async () => {
   const { ctx } = await context({ command: [NODE, '-e', "process.exit(require('fs').existsSync('old.txt')?5:0)"], outs: ['old.txt'] });
   await writeFile(path.join(ctx.workspace, 'old.txt'), 'stale');
   try {
@@ -109,6 +111,52 @@ test('outs left over from an earlier run are deleted before the command runs', a
     assert.unreachable('the out is not rewritten, so the stage must fail');
   } catch (e) {
     assert.is((e as Error).message, 'sh: the command did not write its out `old.txt`');
+  }
+  assert.is(await readFile(path.join(ctx.workspace, 'old.txt'), 'utf8'), 'stale');
+  assert.is(existsSync(path.join(ctx.workspace, 'old.txt.pausepipe-previous')), false);
+});
+
+test('a failing command loses nothing: what it half wrote goes and the earlier out comes back; a success replaces it', async () => {
+  const write = (content: string, code: number) => [NODE, '-e', `require('fs').writeFileSync('data.csv',${JSON.stringify(content)});process.exit(${code})`];
+  const failing = await context({ command: write('half', 3), outs: ['data.csv'] });
+  await writeFile(path.join(failing.ctx.workspace, 'data.csv'), 'the raw data');
+  try {
+    await SH.run(failing.ctx);
+    assert.unreachable('exit 3 fails');
+  } catch (e) {
+    assert.is((e as Error).message, 'command failed with exit code 3');
+  }
+  assert.is(await readFile(path.join(failing.ctx.workspace, 'data.csv'), 'utf8'), 'the raw data');
+  const working = { ...failing.ctx, params: { ...failing.ctx.params, command: write('new', 0) } };
+  await SH.run(working);
+  assert.is(await readFile(path.join(failing.ctx.workspace, 'data.csv'), 'utf8'), 'new');
+  assert.is(existsSync(path.join(failing.ctx.workspace, 'data.csv.pausepipe-previous')), false);
+});
+
+test('an out set aside by a killed run is put back before the next run sets it aside again', async () => {
+  const { ctx } = await context({ command: ['false'], outs: ['model.bin'] });
+  await writeFile(path.join(ctx.workspace, 'model.bin.pausepipe-previous'), 'last good');
+  await SH.run(ctx).catch(() => undefined);
+  assert.is(await readFile(path.join(ctx.workspace, 'model.bin'), 'utf8'), 'last good');
+  assert.is(existsSync(path.join(ctx.workspace, 'model.bin.pausepipe-previous')), false);
+});
+
+test('an out through a symbolic link to a folder outside the workspace is refused at run and restore, touching nothing there', async () => {
+  const { ctx } = await context({ command: ['true'], outs: ['linkdir/victim.txt'] });
+  const outside = await mkdtemp(path.join(os.tmpdir(), 'pausepipe-outside-'));
+  try {
+    await writeFile(path.join(outside, 'victim.txt'), 'precious');
+    await symlink(outside, path.join(ctx.workspace, 'linkdir'));
+    const refused = new RegExp(`^sh: out \`linkdir/victim\.txt\` is refused: it leads outside the workspace through a symbolic link \\(to ${outside}/victim\\.txt\\)$`);
+    await SH.run(ctx).then(() => assert.unreachable('ran'), (e: Error) => assert.match(e.message, refused));
+    const restoreCtx = {
+      name: ctx.name, params: ctx.params, workspace: ctx.workspace, artifactsDir: ctx.outDir,
+      outputs: [{ path: 'outs/linkdir/victim.txt', size: 4, sha256: 'f'.repeat(64) }], hashFile: async () => undefined,
+    };
+    await SH.restore!(restoreCtx).then(() => assert.unreachable('restored'), (e: Error) => assert.match(e.message, refused));
+    assert.is(await readFile(path.join(outside, 'victim.txt'), 'utf8'), 'precious');
+  } finally {
+    await rm(outside, { recursive: true, force: true });
   }
 });
 
@@ -118,7 +166,7 @@ test('an out outside the workspace is refused', async () => {
     await SH.run(ctx);
     assert.unreachable('should have thrown');
   } catch (e) {
-    assert.match((e as Error).message, /^sh: out `\.\.\/elsewhere\.txt` is outside the workspace /);
+    assert.match((e as Error).message, /^sh: out `\.\.\/elsewhere\.txt` is refused: it is outside the workspace /);
   }
 });
 
@@ -156,6 +204,63 @@ test('restore puts back deleted or changed outs and leaves identical ones alone'
   assert.is(await readFile(path.join(ctx.workspace, 'res/b.txt'), 'utf8'), 'B');
   await rm(path.join(ctx.workspace, 'res'), { recursive: true });
   assert.equal(await SH.restore!(restoreCtx), ['res/a.txt', 'res/b.txt']);
+});
+
+test('restore never puts damaged cache bytes into the workspace, and keeps the user\'s file until a good copy is in place', async () => {
+  const { ctx } = await context({ command: [NODE, '-e', "require('fs').writeFileSync('one.txt','1')"], outs: ['one.txt'] });
+  await SH.run(ctx);
+  const hasher = new FileHasher(path.join(ctx.workspace, '.stat.json'));
+  const outputs = [{ path: 'outs/one.txt', size: 1, sha256: await hasher.hash(path.join(ctx.outDir, 'outs/one.txt')) }];
+  await writeFile(path.join(ctx.workspace, 'one.txt'), 'edited by the user');
+  const stored = path.join(ctx.outDir, 'outs/one.txt');
+  await chmod(stored, 0o644);
+  await writeFile(stored, '2');
+  const restoreCtx = { name: ctx.name, params: ctx.params, workspace: ctx.workspace, artifactsDir: ctx.outDir, outputs, hashFile: async () => undefined };
+  await SH.restore!(restoreCtx).then(() => assert.unreachable('restored damaged bytes'), (e: Error) => {
+    assert.is(e.message, "the cache's copy of outs/one.txt does not match its manifest (damaged cache entry; `pausepipe verify --repair` removes it)");
+  });
+  assert.is(await readFile(path.join(ctx.workspace, 'one.txt'), 'utf8'), 'edited by the user');
+  assert.equal((await readdir(ctx.workspace)).filter((n) => n.includes('pausepipe-restore')), []);
+});
+
+/** The kind's own check-time problems for params in a fresh workspace holding `files`. */
+async function checkProblems(params: Partial<ShParams>, inputs: string[] = [], files: string[] = []): Promise<string[]> {
+  const workspace = await tempWorkspace('pausepipe-sh-check-');
+  for (const f of files) {
+    await mkdir(path.dirname(path.join(workspace, f)), { recursive: true });
+    await writeFile(path.join(workspace, f), '');
+  }
+  const full: ShParams = { command: ['true'], shell: false, deps: [], outs: [], env: {}, cwd: '.', cpus: 1, gpus: 0, ...params };
+  const problems = SH.check!(full, { workspace, inputs, pipelineFiles: [path.join(workspace, 'pipelines', 'main.pipe')] });
+  return problems.map((p) => `${p.code} ${p.param?.join('.') ?? p.input} ${p.message}`);
+}
+
+test('check refuses outs that would replace a dep, the pipeline, the workspace markers or the cache', async () => {
+  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data/raw.csv'] }), [
+    'E_UNSAFE_OUT outs.0 out `data/raw.csv` is the dep `data/raw.csv` of this stage: the command would replace what it reads',
+  ]);
+  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data'] }), [
+    'E_UNSAFE_OUT outs.0 out `data` holds the dep `data/raw.csv` of this stage: the command would replace what it reads',
+  ]);
+  assert.equal(await checkProblems({ deps: ['src'], outs: ['src/gen.py'] }), [
+    'E_UNSAFE_OUT outs.0 out `src/gen.py` lies in the dep `src` of this stage: each run would change the dep, so the stage would never be fresh',
+  ]);
+  assert.equal(await checkProblems({ outs: ['pipelines', 'package.json', '.pausepipe', '.git/config', '.', './results/../.pausepipe/objects'] }), [
+    'E_UNSAFE_OUT outs.0 out `pipelines` holds the pipeline file `pipelines/main.pipe`',
+    'E_UNSAFE_OUT outs.1 out `package.json` is refused: it is or lies in `package.json`, which marks the workspace',
+    'E_UNSAFE_OUT outs.2 out `.pausepipe` is refused: it is or lies in `.pausepipe`, which is the cache',
+    'E_UNSAFE_OUT outs.3 out `.git/config` is refused: it is or lies in `.git`, which is version control',
+    'E_UNSAFE_OUT outs.4 out `.` is refused: it is the workspace itself',
+    'E_UNSAFE_OUT outs.5 out `./results/../.pausepipe/objects` is refused: it is or lies in `.pausepipe`, which is the cache',
+  ]);
+  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data/prep.csv', 'results'] }), []);
+});
+
+test('check refuses two inputs that would arrive as one environment variable', async () => {
+  assert.equal(await checkProblems({}, ['data', 'DATA', 'train-runs', 'train_runs', 'other']), [
+    'E_DUPLICATE_INPUT DATA inputs `data` and `DATA` both arrive as $PAUSEPIPE_INPUT_DATA: one would be lost',
+    'E_DUPLICATE_INPUT train_runs inputs `train-runs` and `train_runs` both arrive as $PAUSEPIPE_INPUT_TRAIN_RUNS: one would be lost',
+  ]);
 });
 
 test.run();

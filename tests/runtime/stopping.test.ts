@@ -1,0 +1,122 @@
+// How a run stops: SIGTERM as Ctrl-C, a second signal at once without stale locks, a full disk as a failed stage.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { BIN, cli, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+
+interface Spawned {
+  proc: ResultPromise;
+  output: () => string;
+}
+
+function spawnBin(args: string[], cwd: string): Spawned {
+  const proc = execa(process.execPath, [BIN, ...args], { cwd, reject: false, env: { PAUSEPIPE_KINDS: TEST_KINDS }, stdin: 'ignore', all: true });
+  let text = '';
+  proc.all?.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  return { proc, output: () => text };
+}
+
+async function waitFor(what: string, check: () => boolean, ms = 20000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Alive and not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  const stat = `/proc/${pid}/stat`;
+  return !existsSync(stat) || !/^\d+ \(.*\) Z/.test(readFileSync(stat, 'utf8'));
+}
+
+/** The id a command wrote to `file`, once the whole line is there. */
+async function pidIn(file: string): Promise<number> {
+  await waitFor(file, () => existsSync(file) && /^\d+\n?$/.test(readFileSync(file, 'utf8')));
+  return Number(readFileSync(file, 'utf8'));
+}
+
+async function lockFiles(ws: string): Promise<string[]> {
+  return (await readdir(path.join(ws, '.pausepipe', 'locks')).catch(() => [] as string[])).filter((n) => n.endsWith('.lock'));
+}
+
+test('SIGTERM stops a run like Ctrl-C: workers and commands end, nothing is committed, no lock stays, exit 143', async () => {
+  const ws = await tempWorkspace('pausepipe-stop-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, `stage hold = hold { pidfile: "hold.pid", until: "release" }
+stage slow = sh { command: "sleep 60 & echo $! > sleeper.pid; wait", shell: true }
+`);
+  const run = spawnBin(['run', file, '--jobs', '2'], ws);
+  const worker = await pidIn(path.join(ws, 'hold.pid'));
+  const sleeper = await pidIn(path.join(ws, 'sleeper.pid'));
+  run.proc.kill('SIGTERM');
+  const result = await run.proc;
+  assert.is(result.exitCode, 143, run.output());
+  assert.match(run.output(), 'interrupting (SIGTERM): stopping running stages');
+  await waitFor('the worker and the command to end', () => !alive(worker) && !alive(sleeper), 5000);
+  assert.equal(await lockFiles(ws), []);
+  assert.match((await cli(['plan', file], ws)).stdout, '2 stale, 0 fresh');
+  const verify = await cli(['verify', file], ws);
+  assert.is(verify.exitCode, 0, verify.stdout);
+  assert.match(verify.stdout, 'cache OK: 0 entries verified');
+});
+
+test('a second signal while a command is slow to stop quits at once, and still leaves no lock and no command running', async () => {
+  const ws = await tempWorkspace('pausepipe-stop-');
+  const file = path.join(ws, 'p.pipe');
+  // Ignores SIGTERM, so a clean stop would wait for the SIGKILL that follows 3 s later.
+  await writeFile(file, 'stage stubborn = sh { command: "trap \'\' TERM; sleep 60 & echo $! > sleeper.pid; wait", shell: true }\n');
+  const run = spawnBin(['run', file], ws);
+  const sleeper = await pidIn(path.join(ws, 'sleeper.pid'));
+  run.proc.kill('SIGINT');
+  await waitFor('the first signal to be taken', () => run.output().includes('interrupting: stopping running stages'));
+  run.proc.kill('SIGINT');
+  const result = await run.proc;
+  assert.is(result.exitCode, 130, run.output());
+  assert.equal(await lockFiles(ws), []);
+  await waitFor('the command to end', () => !alive(sleeper), 5000);
+});
+
+/** Runs the bin in a private mount namespace with a 1 MiB tmpfs as its cache; undefined where that is not allowed. */
+function runOnFullDisk(ws: string, file: string): { status: number | null; stderr: string; listing: string } | undefined {
+  const probe = spawnSync('unshare', ['-rm', 'sh', '-c', `mkdir -p ${ws}/probe && mount -t tmpfs -o size=1m tmpfs ${ws}/probe`]);
+  if (probe.status !== 0) return undefined;
+  const cache = path.join(ws, 'cache');
+  const script = `mount -t tmpfs -o size=1m tmpfs ${cache} && PAUSEPIPE_KINDS=${TEST_KINDS} ${process.execPath} ${BIN} run ${file} --keep-going --cache-dir ${cache}; ` +
+    `code=$?; echo; echo "listing: $(ls ${cache}/objects 2>/dev/null | wc -l) $(ls ${cache}/tmp | wc -l)" >&2; exit $code`;
+  const r = spawnSync('unshare', ['-rm', 'sh', '-c', script], { cwd: ws, encoding: 'utf8', timeout: 60_000 });
+  const listing = /listing: (.*)/.exec(r.stderr)?.[1] ?? '';
+  return { status: r.status, stderr: r.stderr, listing };
+}
+
+test('a full disk fails the stages that cannot write, says where and how much, and the runner lives to report it', async () => {
+  const ws = await tempWorkspace('pausepipe-full-');
+  await mkdir(path.join(ws, 'cache'));
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, `stage big = sh { command: "head -c 3000000 /dev/zero > $PAUSEPIPE_OUT/big.bin", shell: true }
+stage chatty = sh { command: "yes a line of the log | head -c 2000000", shell: true }
+`);
+  const r = runOnFullDisk(ws, file);
+  if (r === undefined) {
+    console.log('  skipped: needs `unshare -rm` and a tmpfs mount (user namespaces) to fill a disk');
+    return;
+  }
+  assert.is(r.status, 1, r.stderr);
+  assert.not.match(r.stderr, 'Unhandled');
+  // Each stage alone outgrows the disk: the command's own write (big) and the runner's log of it (chatty).
+  assert.match(r.stderr, new RegExp(`failed big: no space left on the disk of ${path.join(ws, 'cache')} \\(the stage's outputs took [0-9.]+ (kB|MB); [0-9.]+ (kB|MB) free\\): `));
+  assert.match(r.stderr, new RegExp(`failed chatty: no space left on the disk of ${path.join(ws, 'cache')} \\(.*\\): ENOSPC: no space left on device, write`));
+  // Nothing damaged is committed, and each failed entry's temp folder is gone.
+  assert.is(r.listing, '0 0');
+});
+
+test.run();
