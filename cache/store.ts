@@ -318,6 +318,17 @@ export class ArtifactStore {
     return path.join(this.root, 'scratch', key);
   }
 
+  /**
+   * The cache and key a scratch folder (`<root>/scratch/<key>`) belongs to, for a process that is given only the folder
+   * (a Slurm job); undefined when the folder is not in a cache (no marker at the root above it).
+   */
+  static ofScratchDir(dir: string): { store: ArtifactStore; key: string } | undefined {
+    const key = path.basename(dir);
+    const root = path.dirname(path.dirname(dir));
+    if (!KEY_PATTERN.test(key) || path.basename(path.dirname(dir)) !== 'scratch' || !existsSync(path.join(root, CACHE_MARKER))) return undefined;
+    return { store: new ArtifactStore(root), key };
+  }
+
   lockPath(key: string): string {
     assertKey(key);
     return path.join(this.root, 'locks', `${key}.lock`);

@@ -1,5 +1,7 @@
 // `pausepipe exec FILE`: runs one stage from a job description, as a Slurm job does on a compute node.
 import { mkdir, rm } from 'node:fs/promises';
+import type { HeldLock } from '../cache/lock.ts';
+import { ArtifactStore } from '../cache/store.ts';
 import type { Progress, StageContext } from '../stages/kind.ts';
 import { gpuEnvironment } from './gpus.ts';
 import { loadKinds } from './kinds.ts';
@@ -16,6 +18,21 @@ export function slurmJobGpus(env: NodeJS.ProcessEnv): string[] | undefined {
   if (env.SLURM_JOB_ID === undefined || env.CUDA_VISIBLE_DEVICES === undefined) return undefined;
   const ids = env.CUDA_VISIBLE_DEVICES.split(',').map((d) => d.trim()).filter((d) => d !== '' && d !== '-1');
   return ids.length > 0 ? ids : undefined;
+}
+
+/**
+ * Registers the job's key as in use for as long as the job runs (a lease, renewed from this node), so a gc keeps its
+ * scratch folder even when the runner that submitted it has died. Best effort: a job that cannot register still runs.
+ */
+async function registerUse(scratchDir: string, out: (line: string) => void): Promise<HeldLock | undefined> {
+  const place = ArtifactStore.ofScratchDir(scratchDir);
+  if (!place) return undefined;
+  try {
+    return await place.store.registerUse([place.key]);
+  } catch (error) {
+    out(`pausepipe exec: could not register the key as in use, so a gc may remove this job's folder: ${(error as Error).message}`);
+    return undefined;
+  }
 }
 
 /**
@@ -42,6 +59,7 @@ export async function execJob(descriptionFile: string, out: (line: string) => vo
     controller.abort();
   };
   process.on('SIGTERM', onSignal);
+  const use = await registerUse(request.scratchDir, out);
   let lastProgress = 0;
   try {
     const kinds = await loadKinds();
@@ -71,5 +89,6 @@ export async function execJob(descriptionFile: string, out: (line: string) => vo
     return await finish({ token, status: 'failed', message }, controller.signal.aborted ? 143 : 1);
   } finally {
     process.off('SIGTERM', onSignal);
+    await use?.release();
   }
 }

@@ -1,9 +1,10 @@
 // `pausepipe exec`: one stage run from a job description, as a Slurm job runs it (the real bin, as a process).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { ArtifactStore } from '../../cache/store.ts';
 import { slurmJobGpus } from '../../runtime/exec.ts';
 import { JobFiles, readResult } from '../../runtime/job-protocol.ts';
 import { BIN, tempWorkspace } from '../helpers/runner.ts';
@@ -67,6 +68,26 @@ test('in a Slurm job with GPUs the stage is pinned to them as a local worker is'
   assert.is(await readFile(path.join(files.out, 'gpus.txt'), 'utf8'), '2,3 2\n');
   assert.equal(slurmJobGpus({ SLURM_JOB_ID: '1', CUDA_VISIBLE_DEVICES: '' }), undefined);
   assert.equal(slurmJobGpus({ CUDA_VISIBLE_DEVICES: '0' }), undefined);
+});
+
+test('in a cache, the job registers its key as in use while it runs (gc keeps its folder) and releases it at the end', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const store = new ArtifactStore(path.join(ws, 'cache'));
+  await store.init();
+  const key = 'abcdef0123456789';
+  const files = new JobFiles(store.scratchDir(key));
+  await mkdir(files.dir, { recursive: true });
+  const uses = path.join(store.root, 'uses');
+  const request = {
+    type: 'run', name: 'prep', key, kind: 'sh', variant: {}, inputs: {}, outDir: files.out, scratchDir: store.scratchDir(key), workspace: ws,
+    params: { command: `cat ${uses}/*.lock > $PAUSEPIPE_OUT/uses.json`, shell: true, deps: [], outs: [], env: {}, cwd: '.', cpus: 1, gpus: 0 },
+  };
+  await writeFile(files.description, JSON.stringify({ token: 'feed01', request }));
+  const r = await execa(process.execPath, [BIN, 'exec', files.description], { reject: false, env: { SLURM_JOB_ID: '77' } });
+  assert.is(r.exitCode, 0, r.stdout);
+  const registered = JSON.parse(await readFile(path.join(files.out, 'uses.json'), 'utf8')) as { keys: string[]; slurmJobId: string };
+  assert.equal([registered.keys, registered.slurmJobId], [[key], '77']);
+  assert.equal(await readdir(uses), []);
 });
 
 test('a file that is not a job description is a clear error', async () => {

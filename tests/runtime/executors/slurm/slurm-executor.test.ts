@@ -225,6 +225,11 @@ stage after = count(up: slow) { counter: "count.txt", value: 1 }
   await waitFor('both jobs to run', () => existsSync(path.join(ws, 'quick.pid')) && existsSync(path.join(ws, 'slow.pid')));
   first.proc.kill('SIGKILL');
   await first.proc;
+  // A gc of another pipeline meanwhile keeps the running jobs' folders: each job registered its key as in use.
+  await writeFile(path.join(ws, 'other.pipe'), 'stage other = count { counter: "other.txt", value: 1 }\n');
+  const gc = await cli(['gc', 'other.pipe'], ws);
+  assert.is(gc.exitCode, 0, gc.stderr);
+  assert.is(readdirSync(path.join(ws, '.pausepipe', 'scratch')).filter((k) => existsSync(path.join(ws, '.pausepipe', 'scratch', k, 'slurm-job', 'record.json'))).length, 2, gc.stdout);
   // quick finishes while no runner watches; slow is still running when the next runner starts.
   await writeFile(path.join(ws, 'release_quick'), '');
   await waitFor('quick to complete', () => (jobsByName(since).quick ?? []).length === 1, 30_000);
