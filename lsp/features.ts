@@ -2,12 +2,15 @@
 import path from 'node:path';
 import type { IToken } from 'chevrotain';
 import type { Diagnostic as PipeDiagnostic, SourceSpan } from '../grammar/diagnostics.ts';
-import { loadPipelineText } from '../runtime/load.ts';
+import { loadPipelineText, type ReadResult } from '../runtime/load.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { cursorAt, declarationsOf, isKeyToken, type Declarations } from './cursor.ts';
 
-/** Reads a file by absolute path: the editor's unsaved text when it has the file open, else the disk. */
-export type ReadFile = (file: string) => string | undefined;
+/**
+ * Reads a file by absolute path: the editor's unsaved text when it has the file open, else the disk as `check` reads
+ * it (readPipeFile: only regular `.pipe` files up to 1 MiB, so `include "/dev/zero"` cannot hang the server).
+ */
+export type ReadFile = (file: string) => ReadResult;
 
 /** 0-based, as the protocol counts (UTF-16 code units, as JavaScript strings and the lexer do). */
 export interface Position {
@@ -133,7 +136,7 @@ function allDeclarations(text: string, file: string, readFile: ReadFile): { file
     for (const inc of decls.includes) {
       const target = path.resolve(path.dirname(f), inc.path);
       const content = readFile(target);
-      if (content !== undefined) visit(target, content);
+      if (typeof content === 'string') visit(target, content);
     }
   };
   visit(file, text);

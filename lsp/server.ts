@@ -1,5 +1,4 @@
 // `pausepipe lsp`: the Language Server Protocol over stdio, wiring the editor features to open documents.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TextDocument } from 'vscode-languageserver-textdocument';
@@ -15,6 +14,7 @@ import {
   type Connection,
 } from 'vscode-languageserver/node';
 import { loadKinds } from '../runtime/kinds.ts';
+import { readPipeFile } from '../runtime/load.ts';
 import { PAUSEPIPE_VERSION } from '../runtime/version.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { completionsAt, definitionAt, diagnosticsOf, hoverAt, offsetAt, type CompletionKind, type ReadFile } from './features.ts';
@@ -41,12 +41,7 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
   // Includes read from the editor's unsaved text when open, so a change in an included file is seen before saving.
   const readFile: ReadFile = (file) => {
     const open = openByFile.get(file);
-    if (open) return open.getText();
-    try {
-      return readFileSync(file, 'utf8');
-    } catch {
-      return undefined;
-    }
+    return open ? open.getText() : readPipeFile(file);
   };
 
   const validate = (doc: TextDocument): void => {

@@ -87,6 +87,14 @@ test('a file with two errors gets exactly the two diagnostics `check` prints, wh
   assert.equal(fixed.diagnostics, []);
 });
 
+test('an include of a device or a FIFO is refused as `check` refuses it, without reading it (the server would hang)', async () => {
+  const uri = open('include "/dev/zero"\nstage data = synthetic_math { train: 10 }\n');
+  const published = await client.waitFor<{ uri: string; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri);
+  assert.equal(published.diagnostics.map((d) => [d.code, d.range.start.line, d.message]), [
+    ['E_INCLUDE_NOT_FOUND', 0, 'cannot read included file `/dev/zero`\n/dev/zero is not a .pipe file'],
+  ]);
+});
+
 test('`sf` after `stage NAME =` completes to the kind `sft`, with its description', async () => {
   const items = await complete('stage data = synthetic_math { }\nstage w = sf', '= sf');
   assert.equal(items.map((i) => i.label), ['sft']);
