@@ -1,0 +1,164 @@
+// The decoder stack on WebGPU: fused projections, norms with the residual add, one attention kernel per layer, and a preallocated KV cache written in place.
+import * as tf from '@tensorflow/tfjs-core';
+import type { LmConfig } from '../config.ts';
+import type { KvCache } from '../types.ts';
+import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape, type CacheLayer } from './attention.ts';
+import { concatLast, stackRows } from './concat.ts';
+import { copyBuffer, emptyTensor, recordingGradients } from './engine.ts';
+import { addRmsNorm, addRmsNormOnly, rmsNorm } from './norm.ts';
+import { swigluFused } from './swiglu.ts';
+
+/**
+ * Tensors derived from others and kept between calls (stacked projection weights, the RoPE table): an entry is
+ * valid while its sources hold the data they held when it was made, so weight updates rebuild it on next use.
+ */
+export class PreparedTensors {
+  private readonly entries = new Map<string, { sources: tf.Tensor[]; data: object[]; value: tf.Tensor }>();
+
+  get(key: string, sources: tf.Tensor[], make: () => tf.Tensor): tf.Tensor {
+    const entry = this.entries.get(key);
+    if (entry && entry.sources.length === sources.length && entry.sources.every((s, i) => s === sources[i] && !s.isDisposed && s.dataId === entry.data[i])) {
+      return entry.value;
+    }
+    entry?.value.dispose();
+    // Kept: the caller is usually inside a tidy that must not free it.
+    const value = tf.keep(make());
+    this.entries.set(key, { sources, data: sources.map((s) => s.dataId), value });
+    return value;
+  }
+
+  clear(): void {
+    for (const { value } of this.entries.values()) value.dispose();
+    this.entries.clear();
+  }
+}
+
+/** What the fused decoder needs from a model (CausalLM builds it; the pause wrapper's names and embedding included). */
+export interface DecoderAccess {
+  readonly config: LmConfig;
+  /** Token embeddings [B, T, H]. */
+  embed(inputIds: tf.Tensor2D): tf.Tensor3D;
+  /** A decoder weight by its plain Hugging Face name (`model.layers.0...`), the modules_to_save copy when there is one. */
+  weight(local: string): tf.Variable;
+  /** A linear module of the decoder with its LoRA adapter, by plain name without `.weight`. */
+  proj(x: tf.Tensor, module: string, training: boolean): tf.Tensor;
+  /** Whether a LoRA adapter is attached to the module. */
+  hasAdapter(module: string): boolean;
+  /** RoPE cos and sin [max_position_embeddings, head_dim]. */
+  ropeTables(): { cos: tf.Tensor2D; sin: tf.Tensor2D };
+  /** The variables that train now. */
+  trainable(): Set<tf.Variable>;
+  readonly prepared: PreparedTensors;
+}
+
+/** The sliding window of a Mistral config (0: none), read where the config has the field. */
+function slidingWindow(config: LmConfig): number {
+  return (config as LmConfig & { slidingWindow?: number }).slidingWindow ?? 0;
+}
+
+/**
+ * Per-layer keys (rotated) and values [B, nkv, capacity, hd], allocated at the first step for the rows it brings and
+ * written in place; grows by copying (no kernel) when a step needs more room than it has.
+ */
+export class DeviceKvCache implements KvCache {
+  layers: CacheLayer[] = [];
+  length = 0;
+  private rows = 0;
+
+  constructor(private readonly config: LmConfig, private capacity: number) {}
+
+  /** Room for `positions` positions of `rows` rows. */
+  reserve(rows: number, positions: number): void {
+    const { numLayers, numKvHeads, headDim } = this.config;
+    if (this.layers.length > 0 && rows !== this.rows) throw new Error(`KV cache holds ${this.rows} rows, the step brings ${rows}`);
+    if (this.layers.length > 0 && positions <= this.capacity) return;
+    const capacity = this.layers.length === 0 ? Math.max(this.capacity, positions) : Math.max(positions, 2 * this.capacity);
+    // Kept: steps run inside tidy scopes that must not free the cache.
+    const fresh = () => tf.keep(emptyTensor([rows, numKvHeads, capacity, headDim], 'float32'));
+    const grown = Array.from({ length: numLayers }, () => ({ keys: fresh(), values: fresh() }));
+    for (const [i, old] of this.layers.entries()) {
+      for (const part of ['keys', 'values'] as const) {
+        for (let block = 0; block < rows * numKvHeads; block++) {
+          copyBuffer(old[part], block * this.capacity * headDim, grown[i]![part], block * capacity * headDim, this.length * headDim);
+        }
+        old[part].dispose();
+      }
+    }
+    this.layers = grown;
+    this.rows = rows;
+    this.capacity = capacity;
+  }
+
+  dispose(): void {
+    for (const { keys, values } of this.layers) {
+      keys.dispose();
+      values.dispose();
+    }
+    this.layers = [];
+    this.length = 0;
+  }
+}
+
+/**
+ * x·Wᵀ for the modules' weights stacked into one [Σout, in] matrix: one matmul instead of one per module. Stacked
+ * on the gradient tape when a weight trains (one kernel forward, one split backward), else prepared once and reused.
+ * Modules with a LoRA adapter run on their own and their outputs are concatenated.
+ */
+function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], training: boolean, trainable: Set<tf.Variable>): tf.Tensor {
+  if (modules.some((mod) => m.hasAdapter(mod))) return concatLast(modules.map((mod) => m.proj(h, mod, training)));
+  const weights = modules.map((mod) => m.weight(`${mod}.weight`));
+  const stacked = weights.some((w) => trainable.has(w))
+    ? stackRows(weights, true)
+    : m.prepared.get(modules.join('+'), weights, () => stackRows(weights, false));
+  return tf.matMul(h as tf.Tensor2D, stacked as tf.Tensor2D, false, true);
+}
+
+/**
+ * The decoder as CausalLM.hidden defines it, on the fused kernels: per layer one norm (with the residual add),
+ * one q|k|v matmul, one attention kernel, o_proj, one norm, one gate|up matmul, SwiGLU, down_proj. With a cache the
+ * new keys and values are written into it and attention reads it.
+ */
+export function fusedHidden(m: DecoderAccess, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, cache: KvCache | null, training: boolean): tf.Tensor3D {
+  if (cache !== null && !(cache instanceof DeviceKvCache)) throw new Error('decodeStep: cache was not made by this model');
+  const c = m.config;
+  const [B, T] = inputIds.shape;
+  const past = cache?.length ?? 0;
+  const shape: AttentionShape = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, window: slidingWindow(c) };
+  const trainable = recordingGradients() ? m.trainable() : new Set<tf.Variable>();
+  cache?.reserve(B, past + T);
+  const meta = attentionMeta(attentionMask);
+  const rope = m.prepared.get('rope', [], () => {
+    const { cos, sin } = m.ropeTables();
+    return tf.stack([cos, sin]);
+  });
+  const width = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
+  let x = tf.reshape(m.embed(inputIds), [B * T, c.hiddenSize]); // [N, H]
+  let delta: tf.Tensor | null = null;
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}.`;
+    let h: tf.Tensor;
+    if (delta) {
+      const next = addRmsNorm(x, delta, m.weight(`${p}input_layernorm.weight`), c.rmsNormEps);
+      x = next.sum;
+      h = next.normed;
+    } else {
+      h = rmsNorm(x, m.weight(`${p}input_layernorm.weight`), c.rmsNormEps);
+    }
+    const qkv = tf.reshape(projectStacked(m, h, [`${p}self_attn.q_proj`, `${p}self_attn.k_proj`, `${p}self_attn.v_proj`], training, trainable), [B, T, width]);
+    let att: tf.Tensor;
+    if (cache) {
+      const layer = cache.layers[i]!;
+      appendToCache(layer, qkv, meta, rope, past, shape);
+      att = attendCache(layer, qkv, meta, rope, past, shape);
+    } else {
+      att = attention(qkv, meta, rope, shape);
+    }
+    delta = m.proj(tf.reshape(att, [B * T, c.numHeads * c.headDim]), `${p}self_attn.o_proj`, training);
+    const post = addRmsNorm(x, delta, m.weight(`${p}post_attention_layernorm.weight`), c.rmsNormEps);
+    x = post.sum;
+    const gu = projectStacked(m, post.normed, [`${p}mlp.gate_proj`, `${p}mlp.up_proj`], training, trainable);
+    delta = m.proj(swigluFused(gu), `${p}mlp.down_proj`, training);
+  }
+  if (cache) cache.length = past + T;
+  return tf.reshape(addRmsNormOnly(x, delta!, m.weight('model.norm.weight'), c.rmsNormEps), [B, T, c.hiddenSize]) as tf.Tensor3D;
+}
