@@ -1,6 +1,7 @@
 // AdamW as torch.optim.AdamW, with torch's clip_grad_norm_ fused into the step, over one flat buffer of all trainable weights.
 import * as tf from '@tensorflow/tfjs-core';
 import { readTensor } from './backend.ts';
+import { kernels } from './kernels.ts';
 import { splitFlat } from './ops.ts';
 
 export interface AdamWOptions {
@@ -90,6 +91,11 @@ export class AdamW {
     this.steps += 1;
     const t = this.steps;
     const { beta1, beta2, eps, weightDecay, maxGradNorm } = this;
+    const fused = kernels().adamw;
+    if (fused) {
+      const slots = this.slots.map((s) => ({ variable: s.variable, grad: grads.get(s.name) }));
+      return fused({ slots, expAvg: this.expAvg, expAvgSq: this.expAvgSq, lr, beta1, beta2, eps, weightDecay, maxGradNorm, step: t, bf16: false });
+    }
     // Scalars in float64 on the host, as torch computes them in Python before touching the tensors.
     const stepSize = lr / (1 - beta1 ** t);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
