@@ -7,7 +7,7 @@
 // sees key column j when mask[j] is 1, j ≤ its column and, with a window W, column − j < W. A query that sees no
 // key (a left-padding position) gets zeros: the reference's uniform average there is read by nobody.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, grid, run, runToTensors, webgpuBackend } from './engine.ts';
+import { bindings, cpuAdapter, grid, run, runToTensors, webgpuBackend } from './engine.ts';
 import { reductions, ropeFns } from './wgsl.ts';
 
 const ATTENTION = 'PausepipeAttention';
@@ -31,8 +31,16 @@ function tileRows(perRow: number): number {
 
 const COMMON_PARAMS: Array<[string, 'u32' | 'f32']> = [
   ['B', 'u32'], ['T', 'u32'], ['past', 'u32'], ['nh', 'u32'], ['nkv', 'u32'], ['ms', 'u32'], ['ropeRows', 'u32'], ['cs', 'u32'],
-  ['window', 'u32'], ['scale', 'f32'],
+  ['window', 'u32'], ['scale', 'f32'], ['hd', 'u32'], ['tile', 'u32'],
 ];
+
+/**
+ * Bounds of the loops over a head's values and over a tile's rows: the constants on a GPU, the same numbers from the
+ * uniforms on a CPU adapter (see cpuAdapter).
+ */
+function loopBounds(tile: 'KB' | 'QT'): { hd: string; tile: string } {
+  return cpuAdapter() ? { hd: 'params.hd', tile: 'params.tile' } : { hd: 'HD', tile };
+}
 
 interface Geometry {
   B: number;
@@ -45,10 +53,10 @@ interface Geometry {
   cs: number;
 }
 
-function uniforms(g: Geometry, s: AttentionShape) {
+function uniforms(g: Geometry, s: AttentionShape, tile = 0) {
   return [
     { u32: g.B }, { u32: g.T }, { u32: g.past }, { u32: s.numHeads }, { u32: s.numKvHeads }, { u32: g.ms }, { u32: g.ropeRows },
-    { u32: g.cs }, { u32: s.window }, { f32: 1 / Math.sqrt(s.headDim) },
+    { u32: g.cs }, { u32: s.window }, { f32: 1 / Math.sqrt(s.headDim) }, { u32: s.headDim }, { u32: tile },
   ];
 }
 
@@ -92,6 +100,7 @@ function keyTileLoad(cache: boolean): string {
  * scores never reach memory. In cache mode keys and values come from the cache (already rotated).
  */
 function forwardWgsl(hd: number, kb: number, cache: boolean): string {
+  const L = loopBounds('KB');
   const ins: Array<[string, 'f32' | 'i32']> = [['qkv', 'f32'], ['colInfo', 'i32'], ['rope', 'f32'], ...(cache ? [['kc', 'f32'], ['vc', 'f32']] as Array<[string, 'f32']> : [])];
   return `
 ${bindings([['o', 'f32'], ['lse', 'f32']], ins, COMMON_PARAMS)}
@@ -116,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (live) {
     let pos = posAt(b, col);
     let at = headAt(b, t, h);
-    for (var d = 0u; d < HD; d = d + 1u) {
+    for (var d = 0u; d < ${L.hd}; d = d + 1u) {
       q[d] = ropeFwd(pos, d, qkv[at + d], qkv[at + partner(d)]) * params.scale;
       acc[d] = 0.0;
     }
@@ -129,10 +138,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var sc: array<f32, ${kb}>;
       var seen = 0u;
       var mt = -3.0e38;
-      for (var jj = 0u; jj < KB; jj = jj + 1u) {
+      for (var jj = 0u; jj < ${L.tile}; jj = jj + 1u) {
         if (kok[jj] == 1u && visible(k0 + jj, col)) {
           var s = 0.0;
-          for (var d = 0u; d < HD; d = d + 1u) { s = s + q[d] * kt[jj * HD + d]; }
+          for (var d = 0u; d < ${L.hd}; d = d + 1u) { s = s + q[d] * kt[jj * HD + d]; }
           sc[jj] = s;
           mt = max(mt, s);
           seen = seen | (1u << jj);
@@ -142,12 +151,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let mn = max(m, mt);
         let corr = exp(m - mn);
         l = l * corr;
-        for (var d = 0u; d < HD; d = d + 1u) { acc[d] = acc[d] * corr; }
-        for (var jj = 0u; jj < KB; jj = jj + 1u) {
+        for (var d = 0u; d < ${L.hd}; d = d + 1u) { acc[d] = acc[d] * corr; }
+        for (var jj = 0u; jj < ${L.tile}; jj = jj + 1u) {
           if ((seen & (1u << jj)) != 0u) {
             let p = exp(sc[jj] - mn);
             l = l + p;
-            for (var d = 0u; d < HD; d = d + 1u) { acc[d] = acc[d] + p * vt[jj * HD + d]; }
+            for (var d = 0u; d < ${L.hd}; d = d + 1u) { acc[d] = acc[d] + p * vt[jj * HD + d]; }
           }
         }
         m = mn;
@@ -156,7 +165,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   if (live) {
     let at = ((b * params.T + t) * params.nh + h) * HD;
-    for (var d = 0u; d < HD; d = d + 1u) { o[at + d] = select(0.0, acc[d] / l, l > 0.0); }
+    for (var d = 0u; d < ${L.hd}; d = d + 1u) { o[at + d] = select(0.0, acc[d] / l, l > 0.0); }
     lse[(b * params.nh + h) * params.T + t] = select(0.0, m + log(l), l > 0.0);
   }
 }`;
@@ -167,6 +176,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * it; D = rowsum(dO·O) is recomputed per tile row instead of stored. Writes the k and v parts of dqkv, unrotated.
  */
 function backwardKvWgsl(hd: number, qt: number): string {
+  const L = loopBounds('QT');
   return `
 ${bindings([['dqkv', 'f32']], [['qkv', 'f32'], ['o', 'f32'], ['dout', 'f32'], ['lse', 'f32'], ['colInfo', 'i32'], ['rope', 'f32']], COMMON_PARAMS)}
 ${ropeFns(hd)}
@@ -193,7 +203,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (live) {
     pos = posAt(b, j);
     kb = headAt(b, j, params.nh + kvh);
-    for (var d = 0u; d < HD; d = d + 1u) {
+    for (var d = 0u; d < ${L.hd}; d = d + 1u) {
       kr[d] = ropeFwd(pos, d, qkv[kb + d], qkv[kb + partner(d)]);
       vr[d] = qkv[kb + params.nkv * HD + d];
       dk[d] = 0.0;
@@ -229,7 +239,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var lv = 0.0;
         if (t < params.T) {
           let at = ((b * params.T + t) * params.nh + h) * HD;
-          for (var d = 0u; d < HD; d = d + 1u) { dsum = dsum + gs[e * HD + d] * o[at + d]; }
+          for (var d = 0u; d < ${L.hd}; d = d + 1u) { dsum = dsum + gs[e * HD + d] * o[at + d]; }
           lv = lse[(b * params.nh + h) * params.T + t];
         }
         dd[e] = dsum;
@@ -237,18 +247,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
       workgroupBarrier();
       if (keyOk) {
-        for (var tt = 0u; tt < QT; tt = tt + 1u) {
+        for (var tt = 0u; tt < ${L.tile}; tt = tt + 1u) {
           let t = t0 + tt;
           if (t < params.T && visible(j, t)) {
             var s = 0.0;
             var dp = 0.0;
-            for (var d = 0u; d < HD; d = d + 1u) {
+            for (var d = 0u; d < ${L.hd}; d = d + 1u) {
               s = s + qs[tt * HD + d] * kr[d];
               dp = dp + gs[tt * HD + d] * vr[d];
             }
             let p = exp(s - ls[tt]);
             let ds = p * (dp - dd[tt]);
-            for (var d = 0u; d < HD; d = d + 1u) {
+            for (var d = 0u; d < ${L.hd}; d = d + 1u) {
               dv[d] = dv[d] + p * gs[tt * HD + d];
               dk[d] = dk[d] + ds * qs[tt * HD + d];
             }
@@ -258,7 +268,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
   if (live) {
-    for (var d = 0u; d < HD; d = d + 1u) {
+    for (var d = 0u; d < ${L.hd}; d = d + 1u) {
       dqkv[kb + d] = ropeBwd(pos, d, dk[d], dk[partner(d)]);
       dqkv[kb + params.nkv * HD + d] = dv[d];
     }
@@ -268,6 +278,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /** dQ: one query row per invocation over the key tiles it sees; writes the q part of dqkv, unrotated. */
 function backwardQWgsl(hd: number, kb: number): string {
+  const L = loopBounds('KB');
   return `
 ${bindings([['dqkv', 'f32']], [['qkv', 'f32'], ['o', 'f32'], ['dout', 'f32'], ['lse', 'f32'], ['colInfo', 'i32'], ['rope', 'f32']], COMMON_PARAMS)}
 ${ropeFns(hd)}
@@ -294,7 +305,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     pos = posAt(b, t);
     let at = headAt(b, t, h);
     let ot = ((b * params.T + t) * params.nh + h) * HD;
-    for (var d = 0u; d < HD; d = d + 1u) {
+    for (var d = 0u; d < ${L.hd}; d = d + 1u) {
       q[d] = ropeFwd(pos, d, qkv[at + d], qkv[at + partner(d)]) * params.scale;
       g[d] = dout[ot + d];
       dsum = dsum + g[d] * o[ot + d];
@@ -307,23 +318,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var k0 = kStart; k0 < kEnd; k0 = k0 + KB) {
     ${keyTileLoad(false)}
     if (live) {
-      for (var jj = 0u; jj < KB; jj = jj + 1u) {
+      for (var jj = 0u; jj < ${L.tile}; jj = jj + 1u) {
         if (kok[jj] == 1u && visible(k0 + jj, col)) {
           var s = 0.0;
           var dp = 0.0;
-          for (var d = 0u; d < HD; d = d + 1u) {
+          for (var d = 0u; d < ${L.hd}; d = d + 1u) {
             s = s + q[d] * kt[jj * HD + d];
             dp = dp + g[d] * vt[jj * HD + d];
           }
           let ds = exp(s - lv) * (dp - dsum);
-          for (var d = 0u; d < HD; d = d + 1u) { dq[d] = dq[d] + ds * kt[jj * HD + d]; }
+          for (var d = 0u; d < ${L.hd}; d = d + 1u) { dq[d] = dq[d] + ds * kt[jj * HD + d]; }
         }
       }
     }
   }
   if (live) {
     let at = headAt(b, t, h);
-    for (var d = 0u; d < HD; d = d + 1u) {
+    for (var d = 0u; d < ${L.hd}; d = d + 1u) {
       dqkv[at + d] = ropeBwd(pos, d, dq[d] * params.scale, dq[partner(d)] * params.scale);
     }
   }
@@ -362,6 +373,7 @@ const DECODE_CHUNK = 256;
  * workgroup memory, each invocation owning a few output dimensions.
  */
 function decodeWgsl(hd: number): string {
+  const L = loopBounds('KB');
   const dims = Math.ceil(hd / DECODE_THREADS);
   const perThread = DECODE_CHUNK / DECODE_THREADS;
   return `
@@ -398,7 +410,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (j < keys && maskAt(b, j) && visible(j, col)) {
         s = 0.0;
         let kb = (rowBase + j) * HD;
-        for (var d = 0u; d < HD; d = d + 1u) { s = s + qs[d] * kc[kb + d]; }
+        for (var d = 0u; d < ${L.hd}; d = d + 1u) { s = s + qs[d] * kc[kb + d]; }
         localMax = max(localMax, s);
       }
       sc[jj] = s;
@@ -458,7 +470,7 @@ tf.registerKernel({
       wgsl: () => forwardWgsl(a.headDim, kb, false),
       inputs: [qkv, meta, rope],
       outputs: [{ shape: [g.B, g.T, a.numHeads * a.headDim], dtype: 'float32' }, { shape: [g.B, a.numHeads, g.T], dtype: 'float32' }],
-      uniforms: uniforms(g, a),
+      uniforms: uniforms(g, a, kb),
       workgroups: [Math.ceil(g.T / ROWS), g.B * a.numHeads, 1],
     });
   },
@@ -482,7 +494,7 @@ tf.registerGradient({
           wgsl: () => backwardKvWgsl(a.headDim, qt),
           inputs: ins,
           outputs: [{ shape: qkv!.shape, dtype: 'float32' }],
-          uniforms: uniforms(g, a),
+          uniforms: uniforms(g, a, qt),
           workgroups: [Math.ceil(g.T / ROWS), g.B * a.numKvHeads, 1],
         });
         run({
@@ -490,7 +502,7 @@ tf.registerGradient({
           wgsl: () => backwardQWgsl(a.headDim, qt),
           inputs: ins,
           outputs: [{ into: dqkv! }],
-          uniforms: uniforms(g, a),
+          uniforms: uniforms(g, a, qt),
           workgroups: [Math.ceil(g.T / ROWS), g.B * a.numHeads, 1],
         });
         return dqkv!;
@@ -565,7 +577,7 @@ export function attendCache(cache: CacheLayer, qkv: tf.Tensor, meta: tf.Tensor, 
     wgsl: () => forwardWgsl(s.headDim, kb, true),
     inputs: [qkv, meta, rope, cache.keys, cache.values],
     outputs: [out, { shape: [B, s.numHeads, T], dtype: 'float32' }],
-    uniforms: uniforms(g, s),
+    uniforms: uniforms(g, s, kb),
     workgroups: [Math.ceil(T / ROWS), B * s.numHeads, 1],
   });
   lse!.dispose();

@@ -31,6 +31,17 @@ export function webgpuBackend(): WebGpuBackendInternals {
   return tf.backend() as unknown as WebGpuBackendInternals;
 }
 
+/**
+ * Whether the adapter runs shaders on the CPU (Mesa's llvmpipe, SwiftShader). Those JIT each shader with LLVM at its
+ * first dispatch, where loops over a head's values fully unrolled by their constant bounds take minutes to compile;
+ * kernels then bound the same loops by a uniform holding the same number. GPUs keep the constant bounds, which let
+ * their compilers unroll and keep per-row arrays in registers.
+ */
+export function cpuAdapter(): boolean {
+  const info = (webgpuBackend() as unknown as { adapterInfo?: { architecture?: string } }).adapterInfo;
+  return info?.architecture === 'software' || info?.architecture === 'swiftshader';
+}
+
 /** Whether tfjs is recording operations for a gradient right now (inside tf.grad / variableGrads, outside a kernel). */
 export function recordingGradients(): boolean {
   const state = (tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } }).state;
