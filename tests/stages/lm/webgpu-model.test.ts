@@ -12,15 +12,10 @@ import { AdamW } from '../../../stages/lm/optimizer.ts';
 import type { PauseLM } from '../../../stages/lm/pause.ts';
 import { builtinTokenizer, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { train } from '../../../stages/lm/trainer.ts';
-import { IGNORE_INDEX, type Batch, type Tokenizer } from '../../../stages/lm/types.ts';
+import { IGNORE_INDEX, type Batch } from '../../../stages/lm/types.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
 import { expectedTensors, FIXTURES, FIXTURES_PRESENT, fixtureModel, pauseFixtureModel, readJson, relDiff, toTf } from '../../helpers/hf-fixtures.ts';
 import { maxDiff, useWebgpu, values, withWebgpu } from '../../helpers/webgpu.ts';
-
-/** Tests that read ../shared/fixtures: skipped where the shared folder is absent (CI always has it). */
-function withFixtures<T>(test: T & { skip: unknown }): T {
-  return (FIXTURES_PRESENT ? test : test.skip) as T;
-}
 
 /** Greedy ids by a full forward pass per step (no cache), as the fixtures were made; read asynchronously. */
 async function greedyFull(step: (ids: tf.Tensor2D) => tf.Tensor, prompt: number[], steps: number): Promise<number[]> {
@@ -38,7 +33,9 @@ async function greedyFull(step: (ids: tf.Tensor2D) => tf.Tensor, prompt: number[
 }
 
 const parity = suite('webgpu model: parity with transformers through the fused kernels');
-const fixtureTest = withFixtures(withWebgpu(parity));
+// These read ../shared/fixtures too: skipped where the shared folder is absent (CI always has it).
+if (!FIXTURES_PRESENT) console.log(`skip: ${FIXTURES} is absent (the shared fixtures are not checked out)`);
+const fixtureTest = FIXTURES_PRESENT ? withWebgpu(parity) : parity.skip;
 parity.before(useWebgpu);
 
 for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
