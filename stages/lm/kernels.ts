@@ -5,6 +5,7 @@ import * as ops from './ops.ts';
 import type { KvCache } from './types.ts';
 import { adamwStep, type AdamWUpdate } from './webgpu/adamw.ts';
 import { DeviceKvCache, fusedHidden, type DecoderAccess } from './webgpu/decoder.ts';
+import { embedding } from './webgpu/embedding.ts';
 import { recordingGradients } from './webgpu/engine.ts';
 import { crossEntropySum, logSoftmax, pauseLogProbs } from './webgpu/loss.ts';
 import { pickTokens } from './webgpu/pick.ts';
@@ -18,6 +19,8 @@ export interface FusedDecoder {
 }
 
 export interface BackendKernels {
+  /** Rows of a table [V, H] for int32 ids of any shape → [...ids.shape, H], differentiable in the table. */
+  embedding(ids: tf.Tensor, table: tf.Tensor): tf.Tensor;
   /** x·Wᵀ (+ b) for a weight [out, in]; `transposed` gives a prepared Wᵀ where the backend wants one. */
   linear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | undefined, transposed: () => tf.Tensor): tf.Tensor;
   crossEntropySum(logits: tf.Tensor2D, labels: tf.Tensor1D): { sum: tf.Scalar; count: tf.Scalar };
@@ -58,6 +61,7 @@ function sampleOnHost(probs: Float32Array | Int32Array, row: number, vocab: numb
 }
 
 const TFJS_OPS: BackendKernels = {
+  embedding: ops.embedding,
   linear: (x, weight, bias, transposed) => ops.linear(x, weight, bias, transposed()),
   crossEntropySum: ops.crossEntropySum,
   logSoftmax: ops.logSoftmax,
@@ -77,6 +81,7 @@ const TFJS_OPS: BackendKernels = {
 };
 
 const WEBGPU: BackendKernels = {
+  embedding,
   // GPU matmul programs read Wᵀ through the transpose flag at no cost: no prepared transpose, and the registered
   // gradient computes dW only for weights that train.
   linear: (x, weight, bias) => tf.tidy(() => {

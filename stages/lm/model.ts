@@ -290,7 +290,7 @@ export class CausalLM implements LanguageModel {
 
   /** Token embeddings [B, T, H]. */
   protected embed(inputIds: tf.Tensor2D): tf.Tensor3D {
-    return ops.embedding(inputIds, this.embedTable()) as tf.Tensor3D;
+    return kernels().embedding(inputIds, this.embedTable()) as tf.Tensor3D;
   }
 
   /** LM logits [..., V] of hidden states. */

@@ -274,11 +274,15 @@ export function ropeTables(headDim: number, maxPos: number, theta: number): { co
   return { cos: tf.tensor2d(cos, [maxPos, headDim]), sin: tf.tensor2d(sin, [maxPos, headDim]) };
 }
 
-/** Per head size, [R, Rᵀ] with x·R = rotate_half(x) = cat(−x₂, x₁): a rank-2 matmul instead of split + concat. */
-const rotations = new Map<number, [tf.Tensor2D, tf.Tensor2D]>();
+/**
+ * Per backend and head size, [R, Rᵀ] with x·R = rotate_half(x) = cat(−x₂, x₁): a rank-2 matmul instead of split +
+ * concat. Per backend, because a kept tensor made on webgpu cannot be read later from wasm (no synchronous read).
+ */
+const rotations = new Map<string, [tf.Tensor2D, tf.Tensor2D]>();
 
 function rotation(hd: number): [tf.Tensor2D, tf.Tensor2D] {
-  let r = rotations.get(hd);
+  const key = `${tf.getBackend()} ${hd}`;
+  let r = rotations.get(key);
   if (!r || r[0].isDisposed) {
     const half = hd / 2;
     const m = new Float32Array(hd * hd);
@@ -289,7 +293,7 @@ function rotation(hd: number): [tf.Tensor2D, tf.Tensor2D] {
     }
     const mt = transposeBlocks(m, 1, hd, hd);
     r = [tf.keep(tf.tensor2d(m, [hd, hd])), tf.keep(tf.tensor2d(mt, [hd, hd]))];
-    rotations.set(hd, r);
+    rotations.set(key, r);
   }
   return r;
 }

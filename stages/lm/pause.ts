@@ -3,7 +3,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { DEFAULT_PAUSE_TOKEN, SeededRandom, weightShapes, type LmConfig } from './config.ts';
 import { kernels } from './kernels.ts';
 import { CausalLM, detach, FLOAT32_MIN, weightVariables } from './model.ts';
-import * as ops from './ops.ts';
 import type { HostTensor } from './safetensors.ts';
 import { IGNORE_INDEX, type Batch, type LossParts } from './types.ts';
 
@@ -75,7 +74,7 @@ export class PauseLM extends CausalLM {
   protected override embed(inputIds: tf.Tensor2D): tf.Tensor3D {
     const V = this.config.vocabSize;
     const isPause = tf.expandDims(tf.cast(tf.equal(inputIds, V), 'float32'), -1); // [B, T, 1]
-    const original = ops.embedding(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), this.param(PAUSE_NAMES.originalEmbedding)); // [B, T, H]
+    const original = kernels().embedding(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), this.param(PAUSE_NAMES.originalEmbedding)); // [B, T, H]
     const pauseRow = tf.reshape(this.param(PAUSE_NAMES.newEmbedding), [this.config.hiddenSize]); // [H]
     return tf.add(tf.mul(original, tf.sub(1, isPause)), tf.mul(isPause, pauseRow)) as tf.Tensor3D;
   }

@@ -2,13 +2,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { applyRope, attention as opsAttention, causalPaddingMask, crossEntropySum as opsCrossEntropySum, logSoftmax as opsLogSoftmax, MASK_VALUE, rmsNorm as opsRmsNorm, ropeTables, swiglu } from '../../../stages/lm/ops.ts';
+import {
+  applyRope, attention as opsAttention, causalPaddingMask, crossEntropySum as opsCrossEntropySum, embedding as opsEmbedding, logSoftmax as opsLogSoftmax,
+  MASK_VALUE, rmsNorm as opsRmsNorm, ropeTables, swiglu,
+} from '../../../stages/lm/ops.ts';
 import { AdamW } from '../../../stages/lm/optimizer.ts';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import { adamwStep } from '../../../stages/lm/webgpu/adamw.ts';
 import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape } from '../../../stages/lm/webgpu/attention.ts';
 import { concatLast, splitLast, stackRows } from '../../../stages/lm/webgpu/concat.ts';
+import { embedding } from '../../../stages/lm/webgpu/embedding.ts';
 import { emptyTensor } from '../../../stages/lm/webgpu/engine.ts';
 import { crossEntropySum, logSoftmax, pauseLogProbs } from '../../../stages/lm/webgpu/loss.ts';
 import { addRmsNorm, addRmsNormOnly, rmsNorm } from '../../../stages/lm/webgpu/norm.ts';
@@ -81,6 +85,17 @@ test('SwiGLU over the fused gate|up tensor: value and gradient match ops.swiglu'
   const [got] = gradsOf((a) => swigluFused(a!), [gu], 9);
   const [dg, du] = gradsOf((a, b) => swiglu(a!, b!), [gate, up], 9);
   await close('grad', got!, tf.concat([dg!, du!], 1));
+});
+
+test('embedding: rows and the table gradient (repeated ids summed in token order) match ops.embedding; an unknown id gives a NaN row', async () => {
+  const table = randn([70, 24], 23);
+  const ids = tf.tensor2d([[3, 69, 3, 0], [5, 3, 5, 12]], [2, 4], 'int32');
+  await close('rows', embedding(ids, table), opsEmbedding(ids, table));
+  const [got] = gradsOf((t) => embedding(ids, t!), [table], 24);
+  const [want] = gradsOf((t) => opsEmbedding(ids, t!), [table], 24);
+  await close('dtable', got!, want!);
+  const row = await values(embedding(tf.tensor1d([70], 'int32'), table));
+  assert.ok(row.every((v) => Number.isNaN(v)));
 });
 
 interface Case {
