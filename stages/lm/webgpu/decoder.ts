@@ -100,16 +100,31 @@ export class DeviceKvCache implements KvCache {
 }
 
 /**
+ * `stackedBudget`: bytes the stacked copies of a model's frozen q|k|v and gate|up weights may take. Within it, frozen
+ * weights are stacked once and reused (one matmul per group); beyond it (Mistral-7B's would take 18 GB) each
+ * projection runs on its own and the outputs are concatenated: one more kernel per group, no second copy of the
+ * weights. Exposed so tests can take both paths with a small model.
+ */
+export const DECODER_TUNING: { stackedBudget: number } = { stackedBudget: 2 ** 30 };
+
+function stackedBytes(c: LmConfig): number {
+  const attention = (c.numHeads + 2 * c.numKvHeads) * c.headDim * c.hiddenSize;
+  return 4 * c.numLayers * (attention + 2 * c.intermediateSize * c.hiddenSize);
+}
+
+/**
  * x·Wᵀ for the modules' weights stacked into one [Σout, in] matrix: one matmul instead of one per module. Stacked
- * on the gradient tape when a weight trains (one kernel forward, one split backward), else prepared once and reused.
- * Modules with a LoRA adapter run on their own and their outputs are concatenated.
+ * on the gradient tape when a weight trains (one kernel forward, one split backward), else prepared once and reused
+ * when the model's stacked copies fit the budget (DECODER_TUNING). Modules with a LoRA adapter, and frozen weights of a model too
+ * large to copy, run on their own and their outputs are concatenated.
  */
 function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], training: boolean, trainable: Set<tf.Variable>): tf.Tensor {
-  if (modules.some((mod) => m.hasAdapter(mod))) return concatLast(modules.map((mod) => m.proj(h, mod, training)));
   const weights = modules.map((mod) => m.weight(`${mod}.weight`));
-  const stacked = weights.some((w) => trainable.has(w))
-    ? stackRows(weights, true)
-    : m.prepared.get(modules.join('+'), weights, () => stackRows(weights, false));
+  const trains = weights.some((w) => trainable.has(w));
+  if (modules.some((mod) => m.hasAdapter(mod)) || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
+    return concatLast(modules.map((mod) => m.proj(h, mod, training)));
+  }
+  const stacked = trains ? stackRows(weights, true) : m.prepared.get(modules.join('+'), weights, () => stackRows(weights, false));
   return tf.matMul(h as tf.Tensor2D, stacked as tf.Tensor2D, false, true);
 }
 

@@ -16,6 +16,7 @@ import { builtinTokenizer, loadTokenizer } from '../../../stages/lm/tokenizer.ts
 import { train } from '../../../stages/lm/trainer.ts';
 import { IGNORE_INDEX, type Batch } from '../../../stages/lm/types.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
+import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
 import { expectedTensors, FIXTURES, FIXTURES_PRESENT, fixtureModel, pauseFixtureModel, readJson, relDiff, toTf } from '../../helpers/hf-fixtures.ts';
 import { maxDiff, useWebgpu, values, withWebgpu } from '../../helpers/webgpu.ts';
 
@@ -326,6 +327,26 @@ countTest('a decode step takes 9 kernels per layer plus 7, and one read (the cho
   assert.is(three.dispatches - two.dispatches, 9);
   assert.is(two.dispatches, 2 * 9 + 7);
   assert.is(two.reads, 1);
+});
+
+countTest('a model too large to keep stacked copies of its frozen weights decodes the same tokens with 14 kernels per layer (five matmuls and two concatenations for two)', async () => {
+  const cfg = presetConfig('tiny', tok, 64);
+  const prompts = [tok.encode('5+6=', { addSpecialTokens: true }), tok.encode('9', { addSpecialTokens: true })];
+  const model = tinyModel(cfg);
+  const stacked = await generate(model, tok, prompts, { maxNewTokens: 6 });
+  model.dispose();
+  const saved = DECODER_TUNING.stackedBudget;
+  DECODER_TUNING.stackedBudget = 0;
+  try {
+    const unstacked = tinyModel(cfg);
+    assert.equal((await generate(unstacked, tok, prompts, { maxNewTokens: 6 })).map((r) => r.ids), stacked.map((r) => r.ids));
+    unstacked.dispose();
+    const two = await decodeStepKernels(cfg);
+    const three = await decodeStepKernels({ ...cfg, numLayers: 3 });
+    assert.is(three.dispatches - two.dispatches, 14);
+  } finally {
+    DECODER_TUNING.stackedBudget = saved;
+  }
 });
 
 counts.run();
