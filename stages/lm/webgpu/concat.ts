@@ -4,7 +4,7 @@ import { bindings, FLAT_WORKGROUP, grid, runToTensors } from './engine.ts';
 
 const WG = 256;
 /** Storage buffers a program may bind (WebGPU's guaranteed minimum, what tfjs asks the device for): one is the output. */
-export const MAX_PARTS = 7;
+const MAX_PARTS = 7;
 
 /** Segment offsets of the parts along the last axis, and their sum. */
 function layout(widths: number[]): { offsets: number[]; total: number } {

@@ -119,7 +119,7 @@ function pipelineFor(device: GPUDevice, d: Dispatch): GPUComputePipeline {
 }
 
 /** The GPU buffer behind a tensor, uploading host values first (small tensors may live on the host). */
-export function bufferOf(backend: WebGpuBackendInternals, t: tf.TensorInfo): GPUBuffer {
+function bufferOf(backend: WebGpuBackendInternals, t: tf.TensorInfo): GPUBuffer {
   backend.uploadToGPU(t.dataId);
   const resource = backend.tensorMap.get(t.dataId).resource;
   if (!(resource instanceof GPUBuffer)) throw new Error('webgpu kernels: a tensor is not held in a GPU buffer');
