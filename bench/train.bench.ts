@@ -1,45 +1,76 @@
-// Training and generation throughput of the causal LM on the active backend, against the backend's own matmul roofline.
+// Training and decoding throughput of the causal LM on the active backend, against its matmul roofline and against PyTorch.
 //
-//   node --import tsx bench/train.bench.ts [--shape small|medium] [--steps N] [--backend wasm|cpu|webgpu|tensorflow] [--gen N] [--profile]
-//   (`npm run bench:train` runs it for both shapes on the best available backend)
+//   node --import tsx bench/train.bench.ts [--shape small|medium|large|mistral7b] [--layers N] [--steps N] [--batch N]
+//       [--seq N] [--micro N] [--gen N] [--backend wasm|cpu|webgpu|tensorflow] [--torch FILE|none] [--profile]
+//   (`npm run bench:train` runs small and medium on the best available backend)
 //
-// Training FLOPs per token = 6·N + 12·L·T·d_attn, where N counts the weights of every matmul (q/k/v/o, MLP and
-// LM head; not the embedding lookup or norms) and the second term is attention's QKᵀ and P·V over the full T×T
-// scores (both 2·T·d_attn per token and layer forward, ×3 for forward plus backward). The roofline is the best
-// rate of one rank-2 1024×1024×1024 tf.matMul on the same backend.
+// Shapes: small (4 layers, width 128), medium (8, 512), large (12, 1024, 16 heads, sequence 512, batch 8) train every
+// weight with AdamW; mistral7b is Mistral-7B-v0.1 with the pause token (32 layers, width 4096, 32 heads, 8 KV heads,
+// SwiGLU 14336, 32,001 rows) training only the pause embedding and pause head, batch 8 × 600, as the seed does.
+// Weights are random and made on the device (bench/random-model.ts), so a 7B model never passes through host memory.
+//
+// Rates are by wall time on a GPU and by CPU time on wasm/cpu (one thread on a shared machine). The roofline is the
+// backend's best rank-2 matmul rate: on WebGPU five 4096³ products in a row before one read (256³ on a software
+// adapter), so it measures the GPU and not a readback. Training FLOPs per token = 6·N + 12·L·T·d_attn (N: weights of
+// every matmul; attention's QKᵀ and P·V over the full T×T scores); pause-only training has no weight gradients: 4·N + 8·L·T·d_attn.
+//
+// Every WebGPU run prints `kernels: train N, decode M, reads R`: dispatches in one training step, dispatches per decode
+// step and host reads per decode step. With PyTorch at hand (python3 with torch; or --torch FILE from
+// bench/torch-bench.py --out FILE) the same shape's PyTorch figures and the ratios are printed.
 import * as tf from '@tensorflow/tfjs-core';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { initBackend, readTensor } from '../stages/lm/backend.ts';
-import { presetConfig, type LmConfig } from '../stages/lm/config.ts';
-import { createModel, type CausalLM } from '../stages/lm/model.ts';
+import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
+import type { LmConfig } from '../stages/lm/config.ts';
+import { configureTraining } from '../stages/lm/freeze.ts';
+import { generate } from '../stages/lm/generate.ts';
+import type { CausalLM } from '../stages/lm/model.ts';
 import { AdamW } from '../stages/lm/optimizer.ts';
-import type { Batch, KvCache } from '../stages/lm/types.ts';
+import { builtinTokenizerJson, JsonTokenizer } from '../stages/lm/tokenizer.ts';
+import type { Batch } from '../stages/lm/types.ts';
+import { countGpuWork, type GpuWork } from '../stages/lm/webgpu/counters.ts';
+import { deviceRandomModel, deviceRandomPauseModel } from './random-model.ts';
 
 interface Shape {
-  preset: 'small' | 'medium';
-  seqLen: number;
+  layers: number;
+  width: number;
+  heads: number;
+  kvHeads: number;
+  ffn: number;
+  vocab: number;
+  seq: number;
   batch: number;
-  /**
-   * Rows per forward/backward pass; the batch is accumulated over batch/micro passes before one update, as the
-   * trainer's gradAccum does. The wasm heap is 32-bit (4 GiB), and medium's 16×256 activations do not fit at once.
-   */
-  micro: number;
-  /** Timed steps when --steps is not given (medium takes about a minute a step on one wasm thread). */
+  /** Timed training steps when --steps is not given. */
   steps: number;
+  /** Rows per forward/backward pass on wasm/cpu, whose heap is 32-bit (4 GiB); GPUs take the full batch. */
+  hostMicro: number;
+  /** The seed's model: the pause wrapper, pause embedding and head training, Mistral's RMSNorm epsilon. */
+  pauseOnly?: boolean;
 }
 
 const SHAPES: Record<string, Shape> = {
-  small: { preset: 'small', seqLen: 128, batch: 8, micro: 8, steps: 5 },
-  medium: { preset: 'medium', seqLen: 256, batch: 16, micro: 1, steps: 1 },
+  small: { layers: 4, width: 128, heads: 4, kvHeads: 4, ffn: 512, vocab: 512, seq: 128, batch: 8, steps: 5, hostMicro: 8 },
+  medium: { layers: 8, width: 512, heads: 8, kvHeads: 8, ffn: 2048, vocab: 512, seq: 256, batch: 16, steps: 3, hostMicro: 1 },
+  large: { layers: 12, width: 1024, heads: 16, kvHeads: 16, ffn: 4096, vocab: 512, seq: 512, batch: 8, steps: 3, hostMicro: 1 },
+  mistral7b: { layers: 32, width: 4096, heads: 32, kvHeads: 8, ffn: 14336, vocab: 32000, seq: 600, batch: 8, steps: 2, hostMicro: 1, pauseOnly: true },
 };
-const VOCAB = 512;
+const PROMPT = 16;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const { values: args } = parseArgs({
   options: {
     shape: { type: 'string', default: 'small' },
+    layers: { type: 'string' },
     steps: { type: 'string' },
-    backend: { type: 'string' },
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+    micro: { type: 'string' },
     gen: { type: 'string', default: '32' },
+    backend: { type: 'string' },
+    torch: { type: 'string' },
     profile: { type: 'boolean', default: false },
   },
 });
@@ -49,16 +80,28 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const shape = SHAPES[args.shape!] ?? fail(`unknown --shape ${args.shape} (expected ${Object.keys(SHAPES).join(' or ')})`);
-const steps = args.steps === undefined ? shape.steps : Number(args.steps);
-if (!Number.isInteger(steps) || steps < 1) fail(`--steps must be a whole number >= 1, got ${args.steps}`);
-const genTokens = Number(args.gen);
-if (!Number.isInteger(genTokens) || genTokens < 1) fail(`--gen must be a whole number >= 1, got ${args.gen}`);
+function count(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) fail(`--${name} must be a whole number >= 1, got ${value}`);
+  return n;
+}
 
-/**
- * Wall-clock and CPU time since `start()`. On a shared machine the process's CPU time is what the code would take
- * alone (wasm runs on one thread), so rates are given for both; the roofline ratio uses CPU time on both sides.
- */
+const shapeName = args.shape!;
+const shape = SHAPES[shapeName] ?? fail(`unknown --shape ${shapeName} (expected ${Object.keys(SHAPES).join(', ')})`);
+const L = count('layers', args.layers, shape.layers);
+const steps = count('steps', args.steps, shape.steps);
+const B = count('batch', args.batch, shape.batch);
+const T = count('seq', args.seq, shape.seq);
+const genTokens = count('gen', args.gen, 32);
+if (genTokens < 3) fail('--gen must be at least 3 (the first step is the prefill, the kernels line counts the steps between the first and the last)');
+
+/** A FLOP rate in the unit that keeps it readable. */
+function rate(flops: number): string {
+  return flops >= 1e12 ? `${(flops / 1e12).toFixed(2)} TFLOP/s` : `${(flops / 1e9).toFixed(1)} GFLOP/s`;
+}
+
+/** Wall-clock and CPU time since it was made. */
 function stopwatch(): () => { wallMs: number; cpuMs: number } {
   const wall = performance.now();
   const cpu = process.cpuUsage();
@@ -68,58 +111,88 @@ function stopwatch(): () => { wallMs: number; cpuMs: number } {
   };
 }
 
-/** Best rate of a rank-2 n×n×n matmul, in FLOP/s of wall and of CPU time. */
-async function matmulRoofline(n = 1024, reps = 5): Promise<{ wall: number; cpu: number }> {
-  const a = tf.randomNormal([n, n]);
-  const b = tf.randomNormal([n, n]);
-  let wallMs = Infinity;
-  let cpuMs = Infinity;
-  for (let i = 0; i < reps + 1; i++) {
+const info = await initBackend(args.backend);
+const onGpu = info.name === 'webgpu' || info.name === 'tensorflow';
+const adapter = info.name === 'webgpu' ? await webgpuAdapter() : null;
+console.log(`backend: ${info.name}${info.device ? ` (${info.device})` : ''}`);
+if (info.notice) console.log(`notice: ${info.notice}`);
+if (adapter) {
+  console.log(`adapter limits: maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize}`);
+}
+/** GPU rates are by wall time; a wasm thread on a shared machine is measured by its CPU time. */
+const clock = (t: { wallMs: number; cpuMs: number }) => (onGpu ? t.wallMs : t.cpuMs);
+const clockName = onGpu ? 'wall' : 'per CPU second';
+
+/** Best rate of `reps` rank-2 n³ matmuls in a row followed by one read, in FLOP/s by the bench's clock. */
+async function matmulRoofline(n: number, reps: number): Promise<number> {
+  const a = tf.randomNormal([n, n]) as tf.Tensor2D;
+  const b = tf.randomNormal([n, n]) as tf.Tensor2D;
+  let best = Infinity;
+  for (let trial = 0; trial < 4; trial++) {
     const stop = stopwatch();
-    const c = tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D);
-    await c.data();
-    const t = stop();
-    c.dispose();
-    if (i === 0) continue; // the first run creates the kernel's packed weights
-    wallMs = Math.min(wallMs, t.wallMs);
-    cpuMs = Math.min(cpuMs, t.cpuMs);
+    const outs = Array.from({ length: reps }, () => tf.matMul(a, b));
+    await readTensor(outs.at(-1)!);
+    const t = clock(stop());
+    tf.dispose(outs);
+    if (trial > 0) best = Math.min(best, t); // the first trial builds the kernel (and wasm's packed weights)
   }
   tf.dispose([a, b]);
-  return { wall: (2 * n ** 3) / (wallMs / 1e3), cpu: (2 * n ** 3) / (cpuMs / 1e3) };
+  return (reps * 2 * n ** 3) / (best / 1e3);
 }
 
-function matmulParams(cfg: LmConfig): number {
-  const H = cfg.hiddenSize;
-  const attn = H * cfg.numHeads * cfg.headDim * 2 + H * cfg.numKvHeads * cfg.headDim * 2;
-  const mlp = 3 * H * cfg.intermediateSize;
-  return cfg.numLayers * (attn + mlp) + cfg.vocabSize * H;
+const rooflineN = !onGpu ? 1024 : adapter?.software ? 256 : 4096;
+const rooflineReps = onGpu ? 5 : 1;
+const roofline = await matmulRoofline(rooflineN, rooflineReps);
+console.log(`roofline: ${rooflineReps} × rank-2 ${rooflineN}³ matmul, best ${rate(roofline)} ${clockName}` +
+  `${adapter?.software ? ' (a software adapter: 256³ keeps it short)' : ''}`);
+
+const config: LmConfig = {
+  modelType: shape.pauseOnly ? 'mistral' : 'llama', vocabSize: shape.vocab, hiddenSize: shape.width, intermediateSize: shape.ffn, numLayers: L,
+  numHeads: shape.heads, numKvHeads: shape.kvHeads, headDim: shape.width / shape.heads, ropeTheta: 10000, rmsNormEps: shape.pauseOnly ? 1e-5 : 1e-6,
+  tieWordEmbeddings: false, maxPositionEmbeddings: Math.max(T, PROMPT + genTokens) + 16, initializerRange: 0.02, bosId: 1, eosId: 2, padId: 3,
+  ...(shape.pauseOnly ? { slidingWindow: 4096, pause: { tokenId: shape.vocab, token: '<|pause|>' } } : {}),
+};
+const buildClock = stopwatch();
+const model: CausalLM = shape.pauseOnly ? deviceRandomPauseModel(config, 1) : deviceRandomModel(config, 1);
+if (shape.pauseOnly) configureTraining(model, { groups: ['pauseEmbedding', 'pauseHead'] }, () => {});
+const vars = model.trainableVariables();
+await readTensor(tf.sum([...vars.values()][0]!)); // wait for the weights to exist before timing anything else
+const buildS = buildClock().wallMs / 1e3;
+
+const H = config.hiddenSize;
+const dAttn = config.numHeads * config.headDim;
+const matmulWeights = L * (2 * H * dAttn + 2 * H * config.numKvHeads * config.headDim + 3 * H * config.intermediateSize) + (config.vocabSize + (shape.pauseOnly ? 1 : 0)) * H;
+const flopsPerToken = shape.pauseOnly ? 4 * matmulWeights + 8 * L * T * dAttn : 6 * matmulWeights + 12 * L * T * dAttn;
+const trainableCount = [...vars.values()].reduce((n, v) => n + v.size, 0);
+console.log(`shape ${shapeName}: ${L} layers, width ${H}, ${config.numHeads} heads (${config.numKvHeads} kv), SwiGLU ${config.intermediateSize}, ` +
+  `vocab ${config.vocabSize}${shape.pauseOnly ? ' + pause' : ''}, sequence ${T}, batch ${B}; ${(matmulWeights / 1e6).toFixed(1)}M matmul weights, ` +
+  `${trainableCount} trained${shape.pauseOnly ? ' (pause embedding and pause head)' : ''}; random weights made on the device in ${buildS.toFixed(1)} s`);
+
+/** Host RSS peak (the kernel's own count) and the largest GPU allocation tfjs reported at the sampled points. */
+let gpuPeak = 0;
+function sampleGpu(): void {
+  const m = tf.memory() as { numBytesAllocatedInGPU?: number };
+  gpuPeak = Math.max(gpuPeak, m.numBytesAllocatedInGPU ?? 0);
 }
 
-function trainFlopsPerToken(cfg: LmConfig, T: number): number {
-  return 6 * matmulParams(cfg) + 12 * cfg.numLayers * T * cfg.numHeads * cfg.headDim;
-}
-
-function randomIds(B: number, T: number, seed: number): Int32Array {
-  const ids = new Int32Array(B * T);
+function randomIds(rows: number, cols: number, seed: number, vocab: number, pauseEvery = 0): Int32Array {
+  const ids = new Int32Array(rows * cols);
   let s = seed >>> 0;
   for (let i = 0; i < ids.length; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    ids[i] = s % VOCAB;
+    ids[i] = pauseEvery > 0 && i % pauseEvery === pauseEvery - 1 ? vocab : 4 + (s % (vocab - 4));
   }
   return ids;
 }
 
-function makeBatch(B: number, T: number, seed: number): Batch {
-  const ids = randomIds(B, T, seed);
-  return {
-    inputIds: tf.tensor2d(ids, [B, T], 'int32'),
-    attentionMask: tf.ones([B, T], 'int32') as tf.Tensor2D,
-    labels: tf.tensor2d(ids, [B, T], 'int32'),
-  };
+function makeBatch(rows: number, seed: number): Batch {
+  // The seed's data has about one pause in ten answer tokens.
+  const ids = randomIds(rows, T, seed, config.vocabSize, shape.pauseOnly ? 10 : 0);
+  return { inputIds: tf.tensor2d(ids, [rows, T], 'int32'), attentionMask: tf.ones([rows, T], 'int32') as tf.Tensor2D, labels: tf.tensor2d(ids, [rows, T], 'int32') };
 }
 
-/** One optimizer update as the trainer does it: loss and gradients of all weights (summed over micro-batches), then AdamW. */
-async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, micro: Batch[]): Promise<number> {
+/** One optimizer update as the trainer does it: loss and gradients over the micro-batches (summed), then AdamW. */
+async function trainStep(opt: AdamW, micro: Batch[]): Promise<number> {
   const names = new Map([...vars].map(([saved, v]) => [v.name, saved]));
   const sum = new Map<string, tf.Tensor>();
   let loss = 0;
@@ -136,66 +209,19 @@ async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: A
   }
   opt.apply(sum, 1e-3).dispose();
   tf.dispose([...sum.values()]);
+  sampleGpu();
   return loss;
 }
 
-/** Greedy decoding with the KV cache: a prefill of the prompt, then one token per step. Times the steps after prefill. */
-async function greedyDecode(model: CausalLM, prompt: tf.Tensor2D, newTokens: number): Promise<{ prefillMs: number; decode: { wallMs: number; cpuMs: number } }> {
-  const [B, P] = prompt.shape;
-  let cache: KvCache | null = null;
-  let ids = prompt;
-  let mask = tf.ones([B, P], 'int32') as tf.Tensor2D;
-  let prefillMs = 0;
-  const t0 = performance.now();
-  let stop = stopwatch();
-  for (let i = 0; i < newTokens; i++) {
-    const step = model.decodeStep(ids, mask, cache);
-    cache = step.cache;
-    const next = tf.tidy(() => tf.reshape(tf.argMax(step.logProbs, -1), [B, 1]).toInt()) as tf.Tensor2D;
-    await readTensor(next); // what a generator does each step: look at the token (eos check)
-    step.logProbs.dispose();
-    if (ids !== prompt) ids.dispose();
-    ids = next;
-    const grown = tf.tidy(() => tf.concat([mask, tf.ones([B, 1], 'int32')], 1)) as tf.Tensor2D;
-    mask.dispose();
-    mask = grown;
-    if (i === 0) {
-      prefillMs = performance.now() - t0;
-      stop = stopwatch();
-    }
-  }
-  const decode = stop();
-  cache?.dispose();
-  tf.dispose([ids, mask]);
-  return { prefillMs, decode };
-}
-
-function fmt(flops: number): string {
-  return `${(flops / 1e9).toFixed(2)} GFLOP/s`;
-}
-
-const info = await initBackend(args.backend);
-console.log(`backend: ${info.name}${info.device ? ` (${info.device})` : ''}`);
-if (info.notice) console.log(`notice: ${info.notice}`);
-const roofline = await matmulRoofline();
-console.log(`roofline: rank-2 1024³ matmul ${fmt(roofline.wall)} wall, ${fmt(roofline.cpu)} per CPU second`);
-
-const cfg = presetConfig(shape.preset, { vocabSize: VOCAB, bosId: 0, eosId: 1, padId: null }, shape.seqLen + genTokens + 16);
-const { seqLen: T, batch: B } = shape;
-const model = createModel(cfg, 1);
-const vars = model.trainableVariables();
+const micro = count('micro', args.micro, onGpu ? B : Math.min(shape.hostMicro, B));
+if (B % micro !== 0) fail(`--micro ${micro} must divide the batch ${B}`);
 const opt = new AdamW(vars, { maxGradNorm: 1 });
-console.log(`shape ${args.shape}: ${cfg.numLayers} layers, width ${cfg.hiddenSize}, ${cfg.numHeads} heads (${cfg.numKvHeads} kv), ` +
-  `SwiGLU ${cfg.intermediateSize}, vocab ${VOCAB}, sequence ${T}, batch ${B}; ${(matmulParams(cfg) / 1e6).toFixed(2)}M matmul weights`);
-
-const batches = Array.from({ length: B / shape.micro }, (_, i) => makeBatch(shape.micro, T, 7 + i));
-if (batches.length > 1) console.log(`  (each update accumulates ${batches.length} micro-batches of ${shape.micro} rows)`);
-const warm = await trainStep(model, vars, opt, batches); // first step builds kernels and packed weights
-const before = tf.memory().numTensors;
-let lastLoss = warm;
+const batches = Array.from({ length: B / micro }, (_, i) => makeBatch(micro, 7 + i));
+if (batches.length > 1) console.log(`  (each update accumulates ${batches.length} micro-batches of ${micro} rows)`);
+const warm = await trainStep(opt, batches); // the first step builds the kernels
 if (args.profile) {
   const prof = await tf.profile(async () => {
-    lastLoss = await trainStep(model, vars, opt, batches);
+    await trainStep(opt, batches);
   });
   const byKernel = new Map<string, { ms: number; n: number }>();
   for (const k of prof.kernels) {
@@ -210,26 +236,107 @@ if (args.profile) {
     console.log(`  ${name.padEnd(18)} ${e.ms.toFixed(1).padStart(8)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)}%  ×${e.n}`);
   }
 }
+const before = tf.memory().numTensors;
+// The first timed step is also counted (a counter adds one increment per dispatch, nothing a clock sees).
+let kernelsPerStep: number | null = null;
 const stopTrain = stopwatch();
-for (let s = 0; s < steps; s++) lastLoss = await trainStep(model, vars, opt, batches);
+let lastLoss = warm;
+for (let s = 0; s < steps; s++) {
+  if (s === 0 && info.name === 'webgpu') {
+    const counted = await countGpuWork(() => trainStep(opt, batches));
+    kernelsPerStep = counted.dispatches;
+    lastLoss = counted.result;
+  } else {
+    lastLoss = await trainStep(opt, batches);
+  }
+}
 const trainTime = stopTrain();
 const leaked = tf.memory().numTensors - before;
-const flopsPerToken = trainFlopsPerToken(cfg, T);
-const rate = (ms: number) => (B * T * steps) / (ms / 1e3);
-console.log(`train: ${steps} steps in ${(trainTime.wallMs / 1e3).toFixed(2)} s wall (${(trainTime.cpuMs / 1e3).toFixed(2)} s CPU) → ` +
-  `${rate(trainTime.wallMs).toFixed(0)} tokens/s wall, ${rate(trainTime.cpuMs).toFixed(0)} tokens/s per CPU second; ` +
-  `${fmt(rate(trainTime.cpuMs) * flopsPerToken)} per CPU second = ${((100 * rate(trainTime.cpuMs) * flopsPerToken) / roofline.cpu).toFixed(1)}% of roofline`);
-console.log(`  (${(flopsPerToken / 1e6).toFixed(2)} MFLOP per token; loss ${warm.toFixed(3)} → ${lastLoss.toFixed(3)}; live tensors ${leaked >= 0 ? '+' : ''}${leaked} over the timed steps)`);
+const trainRate = (B * T * steps) / (clock(trainTime) / 1e3);
+console.log(`train: ${steps} steps, ${(clock(trainTime) / steps).toFixed(0)} ms a step → ${trainRate.toFixed(0)} tokens/s ${clockName}; ` +
+  `${rate(trainRate * flopsPerToken)} = ${((100 * trainRate * flopsPerToken) / roofline).toFixed(1)}% of the roofline ` +
+  `(${(flopsPerToken / 1e6).toFixed(1)} MFLOP per token; loss ${warm.toFixed(3)} → ${lastLoss.toFixed(3)}; live tensors ${leaked >= 0 ? '+' : ''}${leaked})`);
 for (const b of batches) tf.dispose([b.inputIds, b.attentionMask, b.labels]);
-
-const promptLen = 16;
-const prompt = tf.tensor2d(randomIds(B, promptLen, 11), [B, promptLen], 'int32');
-await greedyDecode(model, prompt, 2); // warm-up of the decode kernels
-const gen = await greedyDecode(model, prompt, genTokens);
-const perS = (ms: number) => (B * (genTokens - 1)) / (ms / 1e3);
-console.log(`generate: batch ${B}, prompt ${promptLen}, ${genTokens} new tokens greedy with KV cache → prefill ${gen.prefillMs.toFixed(0)} ms, ` +
-  `${perS(gen.decode.wallMs).toFixed(0)} tokens/s wall, ${perS(gen.decode.cpuMs).toFixed(0)} per CPU second ` +
-  `(${(gen.decode.wallMs / (genTokens - 1)).toFixed(1)} ms per step)`);
-prompt.dispose();
 opt.dispose();
+
+// Decoding through the project's generator: greedy, batch B, the KV cache, a built-in tokenizer without an end-of-text
+// token so every row decodes exactly genTokens tokens.
+const tokenizer = new JsonTokenizer(builtinTokenizerJson(), { bos_token: '<s>', pad_token: '<pad>' });
+const prompts = Array.from({ length: B }, (_, r) => Array.from(randomIds(1, PROMPT, 11 + r, config.vocabSize)));
+await generate(model, tokenizer, prompts, { maxNewTokens: 2 }); // builds the decode kernels
+const marks: number[] = [];
+/** The running GPU counts at each step's end (webgpu only). */
+const work: GpuWork[] = [];
+const decode = (running: Readonly<GpuWork> | null) => generate(model, tokenizer, prompts, {
+  maxNewTokens: genTokens,
+  onStep: () => {
+    marks.push(performance.now());
+    if (running) work.push({ ...running });
+  },
+});
+const t0 = performance.now();
+if (info.name === 'webgpu') await countGpuWork(decode);
+else await decode(null);
+sampleGpu();
+const prefillMs = marks[0]! - t0;
+const decodeMs = marks.at(-1)! - marks[0]!;
+const decodeRate = (B * (genTokens - 1)) / (decodeMs / 1e3);
+console.log(`decode: batch ${B}, prompt ${PROMPT}, ${genTokens} tokens greedy with the KV cache → prefill ${prefillMs.toFixed(0)} ms, ` +
+  `${decodeRate.toFixed(0)} tokens/s wall (${(decodeMs / (genTokens - 1)).toFixed(1)} ms a step)`);
+if (kernelsPerStep !== null && work.length === genTokens) {
+  // At the k-th onStep k + 1 steps are queued where the backend queues one ahead of the host's read (kernels.ts's
+  // decodeLookahead), k where it does not (never more than genTokens): from the first onStep to the second-last,
+  // genTokens − 2 steps were queued and as many read, either way.
+  const first = work[0]!;
+  const last = work[genTokens - 2]!;
+  const perStep = (k: 'dispatches' | 'reads') => (last[k] - first[k]) / (genTokens - 2);
+  console.log(`kernels: train ${kernelsPerStep}, decode ${perStep('dispatches').toFixed(0)}, reads ${perStep('reads').toFixed(1)}` +
+    `  (÷ ${L} layers, embedding, head, loss and optimizer included: train ${(kernelsPerStep / L).toFixed(1)}, decode ${(perStep('dispatches') / L).toFixed(1)})`);
+}
+const peakRss = process.resourceUsage().maxRSS * 1024;
+console.log(`memory: peak host RSS ${(peakRss / 2 ** 30).toFixed(2)} GiB` + (onGpu ? `, GPU ${(gpuPeak / 2 ** 30).toFixed(2)} GiB allocated by tfjs at its peak` : ''));
 model.dispose();
+
+/** One PyTorch measurement of this shape, as bench/torch-bench.py writes them. */
+interface TorchResult {
+  shape: string;
+  layers: number;
+  batch: number;
+  seq: number;
+  dtype: string;
+  device: string;
+  train_tokens_per_s: number | null;
+  decode_tokens_per_s: number | null;
+  error?: string;
+}
+
+/** PyTorch's figures for this exact shape: from --torch FILE, or by running bench/torch-bench.py when torch imports. */
+function torchResults(): TorchResult[] {
+  if (args.torch === 'none') return [];
+  const matches = (r: TorchResult) => r.shape === shapeName && r.layers === L && r.batch === B && r.seq === T;
+  if (args.torch !== undefined) {
+    const all = JSON.parse(readFileSync(args.torch, 'utf8')) as TorchResult[];
+    return all.filter(matches);
+  }
+  try {
+    execFileSync('python3', ['-c', 'import torch, transformers'], { stdio: 'ignore' });
+  } catch {
+    console.log('pytorch: not compared (python3 with torch and transformers not found)');
+    return [];
+  }
+  const out = execFileSync('python3', [path.join(ROOT, 'bench', 'torch-bench.py'), '--shape', shapeName, '--layers', String(L), '--batch', String(B),
+    '--seq', String(T), '--steps', String(steps), '--gen', String(genTokens), '--out', '-'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return (JSON.parse(out) as TorchResult[]).filter(matches);
+}
+
+const ratio = (ours: number, theirs: number) => (ours >= theirs ? `${(ours / theirs).toFixed(2)}× faster` : `${(theirs / ours).toFixed(2)}× slower`);
+for (const r of torchResults()) {
+  if (r.error) {
+    console.log(`pytorch ${r.dtype} (${r.device}): ${r.error}`);
+    continue;
+  }
+  const parts = [];
+  if (r.train_tokens_per_s) parts.push(`train ${r.train_tokens_per_s.toFixed(0)} tokens/s (ours ${ratio(trainRate, r.train_tokens_per_s)})`);
+  if (r.decode_tokens_per_s) parts.push(`decode ${r.decode_tokens_per_s.toFixed(0)} tokens/s (ours ${ratio(decodeRate, r.decode_tokens_per_s)})`);
+  console.log(`pytorch ${r.dtype} (${r.device}), same shape: ${parts.join(', ')}`);
+}

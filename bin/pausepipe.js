@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const SOURCE_DIRS = ['grammar', 'runtime', 'stages', 'cache'];
+const SOURCE_DIRS = ['grammar', 'runtime', 'stages', 'cache', 'lsp'];
 
 /** Newest modification time of the TypeScript sources (a few dozen stats: cheap next to Node's start-up). */
 function newestSource(dir) {

@@ -1,14 +1,14 @@
-// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, kinds.
+// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, lsp, kinds.
 import { cp, mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { renderDag } from './dag.ts';
+import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
-import { detectGpus } from './gpus.ts';
+import { detectGpuMemoryMiB, detectGpus } from './gpus.ts';
 import { isKeyed } from './keys.ts';
 import { loadKinds } from './kinds.ts';
 import { findWorkspace } from './load.ts';
@@ -92,28 +92,35 @@ function exitCodeOf(r: RunResult): number {
  */
 export const BACKEND_FLAG_VALUES = ['tensorflow', 'webgpu', 'wasm', 'cpu', 'auto'] as const;
 
-/** Usage errors in --jobs/--gpus/--backend surface before the pipeline is loaded (a typo in --backend would else fall back silently). */
+/** Usage errors in --jobs/--gpus/--stages-per-gpu/--backend surface before the pipeline is loaded (a typo in --backend would else fall back silently). */
 function checkSlotFlags(values: Record<string, unknown>): void {
   positiveInt(values.jobs, '--jobs');
   positiveInt(values.gpus, '--gpus', true);
+  positiveInt(values['stages-per-gpu'], '--stages-per-gpu');
   const backend = values.backend;
   if (backend !== undefined && !(BACKEND_FLAG_VALUES as readonly unknown[]).includes(backend)) {
     throw new UsageError(`--backend must be one of ${BACKEND_FLAG_VALUES.join(', ')}, got ${String(backend)}`);
   }
 }
 
-/** CPU slots from --jobs (default: cores) and GPU slots from --gpus (default: detected, asked only when a stale stage wants one). */
-export async function slotOptions(values: Record<string, unknown>, s: Session): Promise<{ jobs: number; gpus: number }> {
+/**
+ * CPU slots from --jobs (default: cores), GPUs from --gpus (default: detected, asked only when a stale stage wants
+ * one), and how GPU stages share a GPU: --stages-per-gpu, else by their memory estimates against nvidia-smi's memory.
+ */
+export async function slotOptions(values: Record<string, unknown>, s: Session): Promise<{ jobs: number; gpus: number; gpuMemoryMiB?: number; stagesPerGpu?: number }> {
   const jobs = positiveInt(values.jobs, '--jobs') ?? os.availableParallelism();
   const stale = new Set(s.plan.stages.filter((p) => p.status === 'stale').map((p) => p.name));
   const wantsGpu = s.pipeline.stages.some((st) => stale.has(st.name) && (s.kinds[st.kind]?.resources?.(st.params).gpu ?? 0) > 0);
   const gpus = positiveInt(values.gpus, '--gpus', true) ?? (wantsGpu ? await detectGpus() : 0);
-  return { jobs, gpus };
+  const stagesPerGpu = positiveInt(values['stages-per-gpu'], '--stages-per-gpu');
+  if (stagesPerGpu !== undefined || gpus === 0 || !wantsGpu) return { jobs, gpus, stagesPerGpu };
+  const gpuMemoryMiB = await detectGpuMemoryMiB();
+  return gpuMemoryMiB === undefined ? { jobs, gpus } : { jobs, gpus, gpuMemoryMiB };
 }
 
 /** Runs a planned session with progress on stderr; Ctrl-C aborts cleanly, a second Ctrl-C quits at once. */
 async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean): Promise<RunResult> {
-  const { jobs, gpus } = await slotOptions(values, s);
+  const slots = await slotOptions(values, s);
   const controller = new AbortController();
   const onSigint = () => {
     if (controller.signal.aborted) process.exit(EXIT.interrupted);
@@ -123,7 +130,7 @@ async function runWithSignals(s: Session, values: Record<string, unknown>, io: I
   process.on('SIGINT', onSigint);
   try {
     return await runSession(s, {
-      jobs, gpus, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined,
+      ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined,
       signal: controller.signal, reporter: quiet ? SILENT_REPORTER : createReporter(io.stderr),
     });
   } finally {
@@ -164,16 +171,17 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
 
 const COMMANDS: Record<string, Command> = {
   run: {
-    usage: 'run FILE [--jobs N] [--gpus N] [--keep-going] [--backend NAME] [--cache-dir D] [--json]',
+    usage: 'run FILE [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--cache-dir D] [--json]',
     summary: 'run the stale stages of a pipeline and print its results',
     options: {
-      ...CACHE_DIR, jobs: { type: 'string' }, gpus: { type: 'string' }, 'keep-going': { type: 'boolean' },
-      backend: { type: 'string' }, json: { type: 'boolean' },
+      ...CACHE_DIR, jobs: { type: 'string' }, gpus: { type: 'string' }, 'stages-per-gpu': { type: 'string' },
+      'keep-going': { type: 'boolean' }, backend: { type: 'string' }, json: { type: 'boolean' },
     },
     help: [
       'Runs every stale stage (independent ones in parallel), reuses cached ones, prints a results table.',
       '  --jobs N        CPU slots (default: number of cores)',
-      '  --gpus N        GPU slots (default: detected GPUs)',
+      '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU',
+      '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
       '  --keep-going    after a failure, keep running stages that do not depend on it',
       '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
       CACHE_HELP,
@@ -247,16 +255,29 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   dag: {
-    usage: 'dag FILE [--format mermaid|dot]',
-    summary: 'the stage graph as Mermaid or Graphviz text',
-    options: { format: { type: 'string' } },
-    help: '  --format F      mermaid (default) or dot',
+    usage: 'dag FILE [--format mermaid|dot|svg] [--cache-dir D]',
+    summary: 'the stage graph as Mermaid, Graphviz dot or an SVG picture',
+    options: { ...CACHE_DIR, format: { type: 'string' } },
+    help: [
+      '  --format F      mermaid (default), dot, or svg (drawn in-process by Graphviz in WebAssembly; redirect it to a file)',
+      'dot and svg draw each loop as a cluster of tables (a row per variant) and fill every stage by its plan status:',
+      'fresh (cached), stale (runs next) or cannot run.',
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       const format = (values.format as string | undefined) ?? 'mermaid';
-      if (format !== 'mermaid' && format !== 'dot') throw new UsageError(`--format must be mermaid or dot, got ${format}`);
-      const loaded = await loadChecked(oneFile(positionals), (t) => write(io.stderr, t));
-      if (!loaded) return EXIT.invalid;
-      write(io.stdout, renderDag(loaded.pipeline, format));
+      if (!(DAG_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DAG_FORMATS.join(', ')}, got ${format}`);
+      if (format === 'mermaid') {
+        const loaded = await loadChecked(oneFile(positionals), (t) => write(io.stderr, t));
+        if (!loaded) return EXIT.invalid;
+        write(io.stdout, await renderDag(loaded.pipeline, 'mermaid'));
+        return EXIT.ok;
+      }
+      // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.
+      const s = await session(oneFile(positionals), values['cache-dir'] as string | undefined, io);
+      if (!s) return EXIT.invalid;
+      const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
+      write(io.stdout, await renderDag(s.pipeline, format as DagFormat, status));
       return EXIT.ok;
     },
   },
@@ -320,10 +341,11 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   watch: {
-    usage: 'watch FILE [--jobs N] [--gpus N] [--keep-going] [--backend NAME] [--cache-dir D]',
+    usage: 'watch FILE [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--cache-dir D]',
     summary: 're-run what became stale whenever the pipeline or a declared file changes',
     options: {
-      ...CACHE_DIR, jobs: { type: 'string' }, gpus: { type: 'string' }, 'keep-going': { type: 'boolean' }, backend: { type: 'string' },
+      ...CACHE_DIR, jobs: { type: 'string' }, gpus: { type: 'string' }, 'stages-per-gpu': { type: 'string' },
+      'keep-going': { type: 'boolean' }, backend: { type: 'string' },
     },
     help: 'Runs once, then watches the .pipe files and every declared workspace file; Ctrl-C stops.\n' + CACHE_HELP,
     async run({ values, positionals }, io) {
@@ -368,6 +390,17 @@ const COMMANDS: Record<string, Command> = {
       const files = s.manifests.get(planned.key!)?.outputs.length ?? 0;
       write(io.stdout, `exported ${stage.name}: ${files} file(s) to ${target}`);
       return EXIT.ok;
+    },
+  },
+  lsp: {
+    usage: 'lsp [--stdio]',
+    summary: 'the language server for editors: diagnostics, completion, hover, go to definition',
+    // Language clients add --stdio (and VS Code --clientProcessId); stdio is the only transport.
+    options: { stdio: { type: 'boolean' }, clientProcessId: { type: 'string' } },
+    help: 'Speaks the Language Server Protocol on stdin and stdout until the editor closes it (editor/vscode/ starts it).',
+    async run() {
+      const { runLanguageServer } = await import('../lsp/server.ts');
+      return runLanguageServer();
     },
   },
   kinds: {

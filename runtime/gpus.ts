@@ -1,16 +1,51 @@
-// How many GPU slots this machine offers when `--gpus` is not given.
+// This machine's GPUs: how many, how much memory each has, and the environment that pins a process to some of them.
 import { execFile } from 'node:child_process';
+
+function nvidiaSmi(args: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile('nvidia-smi', args, { timeout: 5000 }, (error, stdout) => resolve(error ? undefined : stdout));
+  });
+}
+
+/** The entries of CUDA_VISIBLE_DEVICES (indices or UUIDs), or undefined when it is not set. */
+function visibleDevices(env: NodeJS.ProcessEnv): string[] | undefined {
+  const visible = env.CUDA_VISIBLE_DEVICES;
+  if (visible === undefined) return undefined;
+  return visible.split(',').map((d) => d.trim()).filter((d) => d !== '' && d !== '-1');
+}
 
 /**
  * CUDA_VISIBLE_DEVICES when set (the user's or a scheduler's restriction), else the GPUs `nvidia-smi -L` lists,
  * else 0 (stages that want a GPU then take a CPU slot and their kind picks its backend).
  */
 export async function detectGpus(env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const visible = env.CUDA_VISIBLE_DEVICES;
-  if (visible !== undefined) return visible.split(',').filter((d) => d.trim() !== '' && d.trim() !== '-1').length;
-  return new Promise((resolve) => {
-    execFile('nvidia-smi', ['-L'], { timeout: 5000 }, (error, stdout) => {
-      resolve(error ? 0 : stdout.split('\n').filter((l) => /^GPU \d+/.test(l)).length);
-    });
-  });
+  const visible = visibleDevices(env);
+  if (visible !== undefined) return visible.length;
+  const out = await nvidiaSmi(['-L']);
+  return out === undefined ? 0 : out.split('\n').filter((l) => /^GPU \d+/.test(l)).length;
+}
+
+/** The smallest GPU's memory in MiB as `nvidia-smi` reports it, or undefined without nvidia-smi. */
+export async function detectGpuMemoryMiB(): Promise<number | undefined> {
+  const out = await nvidiaSmi(['--query-gpu=memory.total', '--format=csv,noheader,nounits']);
+  const sizes = (out ?? '').split('\n').map((l) => Number(l.trim())).filter((n) => Number.isFinite(n) && n > 0);
+  return sizes.length > 0 ? Math.min(...sizes) : undefined;
+}
+
+/**
+ * The device ids of the runner's GPU slots 0..count-1: the entries of its own CUDA_VISIBLE_DEVICES when set (so a
+ * restriction is kept), else the indices themselves (nvidia-smi's order).
+ */
+export function gpuDeviceIds(count: number, env: NodeJS.ProcessEnv = process.env): string[] {
+  const visible = visibleDevices(env);
+  return Array.from({ length: count }, (_, i) => visible?.[i] ?? String(i));
+}
+
+/**
+ * What pins a process to the given GPUs: CUDA_VISIBLE_DEVICES for CUDA (tfjs-node-gpu), PAUSEPIPE_GPU (the first
+ * one) for the WebGPU backend's adapter choice, and growth-on-demand so TensorFlow does not take the whole GPU
+ * from the stages sharing it.
+ */
+export function gpuEnvironment(ids: string[]): Record<string, string> {
+  return { CUDA_VISIBLE_DEVICES: ids.join(','), PAUSEPIPE_GPU: ids[0] ?? '', TF_FORCE_GPU_ALLOW_GROWTH: 'true' };
 }

@@ -28,6 +28,7 @@ async function runStage(req: RunRequest, signal: AbortSignal): Promise<void> {
     scratchDir: req.scratchDir,
     workspace: req.workspace,
     backend: req.backend,
+    run: req.run,
     signal,
     log: (line) => void send({ type: 'log', line }),
     progress: (progress: Progress) => {

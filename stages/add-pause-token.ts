@@ -36,7 +36,7 @@ export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
     const { model, tokenizer } = await openModelFolder(source.dir, ctx.log);
     try {
       if (model.lora) throw new Error(`add_pause_token: ${source.stage} holds LoRA adapters; train it with lora.merge = true first`);
-      const wrapped = addPauseToken(model, p.seed, { token: p.token, log: ctx.log });
+      const wrapped = await addPauseToken(model, p.seed, { token: p.token, log: ctx.log });
       try {
         const withPause = tokenizer.withPauseToken(p.token);
         await saveModel(wrapped, withPause, ctx.outDir);

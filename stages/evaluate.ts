@@ -3,10 +3,12 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
+import { modelStageResources } from './lm/memory-estimate.ts';
 
 export interface EvaluateParams {
   max_new_tokens: number;
   max_length: number;
+  max_length_counts: 'row' | 'padded_batch';
   batch_size: number;
   limit: number | null;
   temperature: number;
@@ -18,11 +20,11 @@ export interface EvaluateParams {
 export const TEST_RESULTS = 'test_results.json';
 
 /** The sft metrics `report` reads through an evaluate artifact (stages/data/report-table.ts `TrainingInfo`). */
-const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable'] as const;
+const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable', 'backend'] as const;
 
 export const EVALUATE: StageKind<EvaluateParams> = {
   name: 'evaluate',
-  version: 1,
+  version: 2,
   tableMetrics: ['accuracy', 'accuracy_std', 'n', 'eval_loss', 'avg_pauses', 'invalid'],
   description:
     'Generates answers for the test split (greedy, left-padded batches, KV cache), scores them as the reference: the ' +
@@ -33,6 +35,12 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     properties: {
       max_new_tokens: { type: 'integer', minimum: 1, description: 'Most tokens generated per answer, pauses included.', default: 512 },
       max_length: { type: 'integer', minimum: 2, description: 'Most tokens per row, prompt included (the reference\'s generation max_length).', default: 1024 },
+      max_length_counts: {
+        enum: ['row', 'padded_batch'],
+        description: 'What max_length counts besides the generated tokens: `row`, the row\'s own prompt, so batching never ' +
+          'changes an answer; `padded_batch`, the left-padded batch width, as transformers\' generate did for the seed.',
+        default: 'row',
+      },
       batch_size: { type: 'integer', minimum: 1, description: 'Prompts generated together, and rows per batch of the validation loss.', default: 8 },
       limit: { type: ['integer', 'null'], minimum: 1, description: 'Evaluate only the first N test rows (quick runs); null: all.', default: null },
       temperature: { type: 'number', minimum: 0, description: '0 decodes greedily as the reference; above 0 samples from softmax(log-probs / temperature).', default: 0 },
@@ -45,7 +53,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     model: { description: 'Model folder to evaluate (init_model, add_pause_token or sft).' },
     data: { description: 'Dataset folder: test.jsonl is answered, validation.jsonl gives the eval loss.' },
   },
-  resources: () => ({ cpu: 1, gpu: 1 }),
+  resources: (p, inputs) =>
+    modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: Math.max(p.max_length, p.loss_max_length), training: false }),
   sources: ['stages/evaluate.ts', 'stages/lm', 'stages/data/answer.ts', 'stages/data/dataset.ts'],
 
   async run(ctx: StageContext<EvaluateParams>): Promise<StageResult> {
@@ -58,15 +67,17 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     const { extractAnswer, INVALID_ANSWER, isCorrect, meanStd } = await import('./data/answer.ts');
     await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
-    const { splits } = await readDataset(ctx.inputs.data![0]!.dir);
+    const dataRef = ctx.inputs.data![0]!;
+    const { splits } = await readDataset(dataRef.dir);
     const test = p.limit === null ? splits.test : splits.test.slice(0, p.limit);
-    if (test.length === 0) throw new Error(`evaluate: the test split of ${ctx.inputs.data![0]!.stage} is empty`);
+    if (test.length === 0) throw new Error(`evaluate: the test split of ${dataRef.stage} is empty`);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
       const rows = await generateAnswers(model, tokenizer, test.map((r) => r.question), {
         batchSize: p.batch_size,
         maxNewTokens: p.max_new_tokens,
         maxLength: p.max_length,
+        maxLengthCountsPadding: p.max_length_counts === 'padded_batch',
         contextLength: model.config.maxPositionEmbeddings,
         temperature: p.temperature,
         seed: p.seed,
@@ -104,6 +115,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
           accuracy_std: accuracy.std,
           n: accuracy.n,
           eval_loss: evalLoss,
+          // Which rows gave the loss: losses on different data (with pauses or without) are not comparable.
+          eval_loss_data: evalLoss === null ? null : { stage: dataRef.stage, key: dataRef.key, rows: splits.validation.length },
           avg_pauses: avgPauses,
           invalid: results.filter((r) => r.predicted_output === INVALID_ANSWER).length,
           stopped_at_eos: results.filter((r) => r.stopped_at_eos).length,

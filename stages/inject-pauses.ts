@@ -18,6 +18,7 @@ export interface InjectPausesParams {
   seed: number;
   column: string;
   splits: AugmentedSplit[];
+  val_fraction: number | null;
 }
 
 /** Every pattern that is not a valid regular expression, as messages; empty when all compile. */
@@ -33,12 +34,33 @@ export function checkPatterns(patterns: Record<string, number>): string[] {
   return wrong;
 }
 
+/** What is wrong with a combination of parameters the schema cannot express, or null. */
+export function checkSplitParams(p: InjectPausesParams): string | null {
+  if (p.val_fraction !== null && !(p.splits.includes('train') && p.splits.includes('validation'))) {
+    return 'val_fraction pools the train and validation rows and splits them after injecting: `splits` must list both';
+  }
+  return null;
+}
+
+/**
+ * The validation rows of a split made after injection, as the original's loader makes it with
+ * datasets' train_test_split(test_size=f): ceil(n × f) rows after a seeded shuffle; the rest train.
+ */
+function splitAfterInjection(rows: Example[], fraction: number, seed: number): { train: Example[]; validation: Example[] } {
+  const order = createRng(deriveSeed(seed, 'split after injection')).shuffled(rows);
+  const n = Math.ceil(rows.length * fraction);
+  return { validation: order.slice(0, n), train: order.slice(n) };
+}
+
 /**
  * The injection over a whole dataset, without files: the chosen splits augmented (each from its own stream,
  * seeded by seed and split name), test and any split not chosen copied unchanged. The answer is read and
- * the result written to `column` (`answer` overwrites it, as in the seed experiment).
+ * the result written to `column` (`answer` overwrites it, as in the seed experiment). With `val_fraction`, train
+ * and validation are pooled (train rows first), injected as one split, and split again afterwards, as the original.
  */
 export function injectDataset(data: DatasetSplits, p: InjectPausesParams, codec?: PauseCodec): DatasetSplits {
+  const problem = checkSplitParams(p);
+  if (problem) throw new Error(`inject_pauses: ${problem}`);
   const opts: PauseOptions & { samplesPerExample: number } = {
     pauseToken: p.pause_token,
     patterns: p.patterns,
@@ -47,10 +69,13 @@ export function injectDataset(data: DatasetSplits, p: InjectPausesParams, codec?
     codec,
     samplesPerExample: p.samples_per_example,
   };
-  const augment = (split: AugmentedSplit): Example[] =>
-    p.splits.includes(split)
-      ? augmentRows(data[split], createRng(deriveSeed(p.seed, split)), opts, (row) => row.answer, (row, text) => ({ ...row, [p.column]: text }))
-      : data[split];
+  const augmentRowsOf = (rows: Example[], stream: string): Example[] =>
+    augmentRows(rows, createRng(deriveSeed(p.seed, stream)), opts, (row) => row.answer, (row, text) => ({ ...row, [p.column]: text }));
+  if (p.val_fraction !== null) {
+    const pooled = augmentRowsOf([...data.train, ...data.validation], 'train');
+    return { ...splitAfterInjection(pooled, p.val_fraction, p.seed), test: data.test };
+  }
+  const augment = (split: AugmentedSplit): Example[] => (p.splits.includes(split) ? augmentRowsOf(data[split], split) : data[split]);
   return { train: augment('train'), validation: augment('validation'), test: data.test };
 }
 
@@ -63,7 +88,7 @@ function meanPauses(rows: readonly Example[], column: string, pauseToken: string
 
 export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
   name: 'inject_pauses',
-  version: 1,
+  version: 2,
   description:
     'Inserts pause tokens into the answers of a dataset like the original injector: after pattern matches, and at ' +
     'random positions between tokens (with a tokenizer) or words; optionally several samples per example. Seeded.',
@@ -75,8 +100,10 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
         type: 'object',
         additionalProperties: { type: 'integer', minimum: 0 },
         description:
-          'Regular expression → number of pauses inserted right after each match. A `\\n` pattern also puts that ' +
-          'many pauses at the very start. Empty: no pattern pauses.',
+          'Regular expression (JavaScript syntax) → number of pauses inserted right after each match, every match found on ' +
+          'the original text and inserted from the last to the first, as the original injector. A pattern that is a ' +
+          'newline character ("\\n" in a .pipe string) also puts that many pauses at the very start; "\\\\n" matches the ' +
+          'same line breaks without that, as in the original. Empty: no pattern pauses.',
         default: {},
       },
       n_random_pauses: { type: 'integer', minimum: 0, description: 'Random pauses per text (the most, when `variable`).', default: 10 },
@@ -105,6 +132,17 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
         description: 'Splits to augment; the others, and always test, are copied unchanged.',
         default: ['train', 'validation'],
       },
+      val_fraction: {
+        type: ['number', 'null'],
+        exclusiveMinimum: 0,
+        exclusiveMaximum: 1,
+        description:
+          'null keeps the input\'s split (made before injecting: validation holds other questions than train). A number ' +
+          'splits as the original did, after injecting: train and validation rows are pooled, injected, shuffled (seeded), ' +
+          'and ceil(rows × val_fraction) of them become validation (datasets\' train_test_split), so validation rows are ' +
+          'other pause draws of training questions.',
+        default: null,
+      },
     },
     additionalProperties: false,
   },
@@ -123,6 +161,8 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
   async run(ctx: StageContext<InjectPausesParams>): Promise<StageResult> {
     const p = ctx.params;
     const wrong = checkPatterns(p.patterns);
+    const splitProblem = checkSplitParams(p);
+    if (splitProblem) wrong.push(splitProblem);
     if (wrong.length > 0) throw new Error(`inject_pauses: ${wrong.join('; ')}`);
     const source = ctx.inputs.data![0]!;
     const { splits } = await readDataset(source.dir);
@@ -148,7 +188,10 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
     const info = await writeDataset(ctx.outDir, out, {
       source: `inject_pauses of ${source.stage}`,
       seed: p.seed,
-      extra: { pause_token: p.pause_token, column: p.column, tokenizer: tokenizerRef ? tokenizerRef.stage : null },
+      extra: {
+        pause_token: p.pause_token, column: p.column, tokenizer: tokenizerRef ? tokenizerRef.stage : null,
+        split: p.val_fraction === null ? 'before injection (the input\'s)' : `after injection, validation ${p.val_fraction}`,
+      },
     });
     ctx.log(`inject_pauses: train ${info.counts.train}, validation ${info.counts.validation}, test ${info.counts.test}; ` +
       `pauses per row ${Object.entries(avgPauses).map(([s, v]) => `${s} ${(v as number).toFixed(2)}`).join(', ')}`);

@@ -5,8 +5,13 @@ import type { JsonValue } from '../runtime/json.ts';
 export interface Resources {
   /** CPU slots (the `--jobs` budget). Default 1. */
   cpu?: number;
-  /** GPU slots; a machine with a usable GPU has 1. Default 0. */
+  /** GPUs; a machine with a usable GPU has 1. Default 0. */
   gpu?: number;
+  /**
+   * Estimated GPU memory of a one-GPU stage. With it, stages share a GPU while their estimates fit its memory;
+   * without it a GPU stage holds its GPU alone (unless `--stages-per-gpu` says otherwise).
+   */
+  gpuMemoryMiB?: number;
 }
 
 /**
@@ -45,6 +50,17 @@ export interface Progress {
   message?: string;
 }
 
+/**
+ * Facts about the run a stage is part of, for provenance. Never part of a key: a cached result keeps the facts
+ * of the run that made it.
+ */
+export interface RunInfo {
+  /** The entry .pipe file, relative to the workspace. */
+  pipeline: string;
+  /** Overrides of the file's lets given on the command line (`-p lr=1e-4`), by let name or dotted path. */
+  overrides: Record<string, JsonValue>;
+}
+
 /** The plain-data part of a stage's context: also what a worker process receives over IPC. */
 export interface StageContextData<P = Record<string, JsonValue>> {
   /** Generated stage name. */
@@ -62,6 +78,13 @@ export interface StageContextData<P = Record<string, JsonValue>> {
   workspace: string;
   /** Backend asked for with --backend (undefined: pick the best available). */
   backend?: string;
+  /**
+   * GPUs this machine's runner gave the stage, as CUDA_VISIBLE_DEVICES lists them (a worker gets them in its
+   * environment already; `sh` passes them to its command). Absent when it holds no GPU or runs elsewhere.
+   */
+  gpus?: string[];
+  /** The run this stage is part of (absent when a stage is run outside the runner, e.g. in a unit test). */
+  run?: RunInfo;
 }
 
 export interface StageContext<P = Record<string, JsonValue>> extends StageContextData<P> {
@@ -112,7 +135,11 @@ export interface StageKind<P = any> {
   description: string;
   params: ParamsSchema;
   inputs: Record<string, InputSpec>;
-  resources?(params: P): Resources;
+  /**
+   * What a stage occupies while it runs. `inputs` are its finished upstream artifacts when the runner is about to
+   * schedule it (an estimate may read e.g. the model's config.json); absent when asked earlier.
+   */
+  resources?(params: P, inputs?: Record<string, ArtifactRef[]>): Resources;
   /** Workspace files or folders the stage reads, hashed by content into its key. */
   workspaceFiles?(params: P): string[];
   /** What to tell the user when one of workspaceFiles is missing (e.g. where to get a dataset). */

@@ -1,7 +1,9 @@
 // Stage kind `sft`: supervised fine-tuning of a model folder on a dataset, as the reference's SFTTrainer run, resumable from checkpoints.
 import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
-import type { TrainableGroup } from './lm/freeze.ts';
+import type { TrainableGroup, TrainingSetup } from './lm/freeze.ts';
+import { modelStageResources } from './lm/memory-estimate.ts';
+import type { Precision } from './lm/trainer.ts';
 
 export interface SftTrainGroups {
   pause_embedding: boolean;
@@ -17,6 +19,7 @@ export interface SftLora {
   dropout: number;
   target_modules: string[];
   merge: boolean;
+  modules_to_save: string[] | null;
 }
 
 export interface SftParams {
@@ -29,20 +32,22 @@ export interface SftParams {
   weight_decay: number;
   max_grad_norm: number | null;
   eval_steps: number;
+  eval_at_end: boolean;
   logging_steps: number;
   save_steps: number;
   max_length: number;
   seed: number;
   train: SftTrainGroups;
   lora: SftLora | null;
+  precision: Precision;
 }
 
 const TRAIN_DEFAULTS: SftTrainGroups = { pause_embedding: true, pause_head: true, lm_head: false, lm_embeddings: false, all: false };
-const LORA_DEFAULTS: SftLora = { r: 16, alpha: 32, dropout: 0.05, target_modules: ['q_proj', 'v_proj'], merge: true };
+const LORA_DEFAULTS: SftLora = { r: 16, alpha: 32, dropout: 0.05, target_modules: ['q_proj', 'v_proj'], merge: true, modules_to_save: null };
 
 export const SFT: StageKind<SftParams> = {
   name: 'sft',
-  version: 1,
+  version: 2,
   tableMetrics: ['eval_loss', 'best_step', 'steps', 'epochs'],
   description:
     'Fine-tunes a model on a dataset\'s {question, answer} rows with the loss on the answer only, as the reference\'s TRL ' +
@@ -64,7 +69,13 @@ export const SFT: StageKind<SftParams> = {
       warmup: { type: 'integer', minimum: 0, description: 'Updates of linear warmup from 0 before the linear decay (warmup_steps).', default: 0 },
       weight_decay: { type: 'number', minimum: 0, description: 'AdamW decoupled weight decay.', default: 0 },
       max_grad_norm: { type: ['number', 'null'], exclusiveMinimum: 0, description: 'Global gradient norm the gradients are clipped to; null: no clipping.', default: 1.0 },
-      eval_steps: { type: 'integer', minimum: 1, description: 'Evaluate the loss on the validation split every this many updates, and after the last (the reference: 500; 100 in step 1).', default: 500 },
+      eval_steps: { type: 'integer', minimum: 1, description: 'Evaluate the loss on the validation split every this many updates (the reference: 500; 100 in step 1).', default: 500 },
+      eval_at_end: {
+        type: 'boolean',
+        description: 'Also evaluate after the last update, so the final weights can be the best ones. false does as HF Trainer ' +
+          'did for the seed: only every eval_steps updates, so the best checkpoint is never the final partial window.',
+        default: true,
+      },
       logging_steps: { type: 'integer', minimum: 1, description: 'Record the mean training loss of the last this many updates (a point of the loss curve).', default: 10 },
       save_steps: { type: 'integer', minimum: 1, description: 'Write a resumable checkpoint every this many updates.', default: 500 },
       max_length: { type: 'integer', minimum: 2, description: 'Longest training sequence in tokens; longer examples are cut at the end (max_seq_length).', default: 600 },
@@ -98,9 +109,26 @@ export const SFT: StageKind<SftParams> = {
             default: ['q_proj', 'v_proj'],
           },
           merge: { type: 'boolean', description: 'Fold the adapters into the weights when saving (merge_and_unload); false saves PEFT adapter files beside the base weights.', default: true },
+          modules_to_save: {
+            type: ['array', 'null'],
+            items: { type: 'string', minLength: 1 },
+            minItems: 1,
+            uniqueItems: true,
+            description: 'PEFT modules_to_save exactly as a config lists them (e.g. the seed\'s ["new_embedding", "lm_head", ' +
+              '"original_embedding"]): every module whose name ends with an entry trains as a copy, and `train` no longer ' +
+              'decides what trains besides LoRA, as in PEFT. null: the `train` groups.',
+            default: null,
+          },
         },
         additionalProperties: false,
         default: null,
+      },
+      precision: {
+        enum: ['fp32', 'bf16'],
+        description: 'fp32 trains in float32. bf16 trains as the seed did (torch_dtype bfloat16, bf16: False): weights, ' +
+          'gradients and AdamW moments rounded to bfloat16 where torch rounds them, no float32 master copy, so at lr 5e-5 ' +
+          'most updates round away; LoRA adapters stay float32 as PEFT keeps them. Forward passes compute in float32.',
+        default: 'fp32',
       },
     },
     additionalProperties: false,
@@ -109,33 +137,26 @@ export const SFT: StageKind<SftParams> = {
     model: { description: 'Model folder to fine-tune (init_model, add_pause_token or sft).' },
     data: { description: 'Dataset folder with train.jsonl and validation.jsonl rows {question, answer}.' },
   },
-  resources: () => ({ cpu: 1, gpu: 1 }),
+  resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: p.max_length, training: true }),
   sources: ['stages/sft.ts', 'stages/lm', 'stages/data/dataset.ts', 'stages/data/random.ts'],
 
   async run(ctx: StageContext<SftParams>): Promise<StageResult> {
     const p = ctx.params;
-    const train = { ...TRAIN_DEFAULTS, ...p.train };
-    const lora = p.lora === null ? null : { ...LORA_DEFAULTS, ...p.lora };
     const { fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
-    const { configureTraining } = await import('./lm/freeze.ts');
+    const { configureTraining, trainedGroups } = await import('./lm/freeze.ts');
+    const { mergeLora } = await import('./lm/lora.ts');
     const { saveModel } = await import('./lm/model-io.ts');
-    const { train: runTraining } = await import('./lm/trainer.ts');
+    const { storeInBfloat16, train: runTraining } = await import('./lm/trainer.ts');
     const { readDataset } = await import('./data/dataset.ts');
     const backend = await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
     const { splits } = await readDataset(ctx.inputs.data![0]!.dir, ['train', 'validation']);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
-      const groups = chosenGroups(train, model.hasPause, ctx.log);
-      if (groups !== 'all' && groups.length === 0 && lora === null) {
-        // Without this the optimizer fails later with a message that names no parameter.
-        throw new Error(`nothing to train: \`train\` selects no weight group this model has${model.hasPause ? '' : ' (it has no pause token, so pause_embedding and pause_head do not apply)'}; ` +
-          'set `train: { all: true }` or `lm_head: true`, add `lora`, or fine-tune a model from add_pause_token');
-      }
-      configureTraining(model, {
-        groups,
-        lora: lora && { rank: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.target_modules, seed: p.seed },
-      }, ctx.log);
+      const setup = trainingSetup(p, model.hasPause, ctx.log);
+      configureTraining(model, setup, ctx.log);
+      const trained = trainedGroups(model);
+      if (setup.modulesToSave && setup.groups !== 'all') noteOverride(setup.groups, trained, ctx.log);
       const result = await runTraining(model, tokenizer, { train: splits.train, validation: splits.validation }, {
         batchSize: p.batch_size,
         gradAccum: p.grad_accum,
@@ -146,18 +167,26 @@ export const SFT: StageKind<SftParams> = {
         weightDecay: p.weight_decay,
         maxGradNorm: p.max_grad_norm,
         evalSteps: p.eval_steps,
+        evalAtEnd: p.eval_at_end,
         loggingSteps: p.logging_steps,
         saveSteps: p.save_steps,
         maxLength: fitLength(p.max_length, model, 'max_length', ctx.log),
         seed: p.seed,
         checkpointDir: ctx.scratchDir,
+        precision: p.precision,
       }, {
         log: ctx.log,
         signal: ctx.signal,
         progress: ({ step, total, loss }) => ctx.progress({ step, total, message: `loss ${loss.toFixed(3)}` }),
       });
-      await saveModel(model, tokenizer, ctx.outDir, { mergeLora: lora?.merge ?? true });
-      const groupNames = groups === 'all' ? ['all'] : groups;
+      const merge = setup.lora ? (p.lora?.merge ?? LORA_DEFAULTS.merge) : true;
+      // Merging into a bfloat16 model (PEFT's merge_and_unload) rounds the merged weights to bfloat16.
+      if (p.precision === 'bf16' && model.lora && merge) {
+        mergeLora(model, ctx.log);
+        storeInBfloat16(model);
+      }
+      await saveModel(model, tokenizer, ctx.outDir, { mergeLora: merge });
+      const explicit = setup.modulesToSave ?? null;
       const metrics: Record<string, JsonValue> = {
         train_loss_curve: result.trainLossCurve,
         eval_loss_curve: result.evalLossCurve,
@@ -168,14 +197,17 @@ export const SFT: StageKind<SftParams> = {
         steps: result.steps,
         epochs: result.epochs,
         trainable: {
-          groups: groupNames,
-          lora: lora !== null,
+          // What trained, whether the `train` groups or an explicit modules_to_save list chose it.
+          groups: setup.groups === 'all' ? ['all'] : explicit ? trained : setup.groups,
+          lora: setup.lora !== null && setup.lora !== undefined,
           trainable_params: result.trainable.trainable,
           total_params: result.trainable.total,
+          modules_to_save: explicit,
         },
         trainable_rows: result.trainable.rows.map((r) => ({ group: r.group, trainable: r.trainable, frozen: r.frozen })),
         examples_without_completion: result.examplesWithoutCompletion,
         resumed_from: result.resumedFrom,
+        precision: p.precision,
         backend,
       };
       return { metrics };
@@ -184,6 +216,39 @@ export const SFT: StageKind<SftParams> = {
     }
   },
 };
+
+/**
+ * What `sft` hands freeze.ts's configureTraining for these params: the `train` groups (pause groups skipped, with a
+ * note, on a model without a pause token), LoRA, and an explicit PEFT modules_to_save list, which replaces the
+ * groups as in PEFT (a note says where it and `train` disagree). Throws when nothing would train.
+ */
+export function trainingSetup(p: Pick<SftParams, 'train' | 'lora' | 'seed'>, hasPause: boolean, log: (line: string) => void): TrainingSetup {
+  const train = { ...TRAIN_DEFAULTS, ...p.train };
+  const lora = p.lora === null ? null : { ...LORA_DEFAULTS, ...p.lora };
+  const groups = chosenGroups(train, hasPause, log);
+  if (groups !== 'all' && groups.length === 0 && lora === null) {
+    // Without this the optimizer fails later with a message that names no parameter.
+    throw new Error(`nothing to train: \`train\` selects no weight group this model has${hasPause ? '' : ' (it has no pause token, so pause_embedding and pause_head do not apply)'}; ` +
+      'set `train: { all: true }` or `lm_head: true`, add `lora`, or fine-tune a model from add_pause_token');
+  }
+  const setup: TrainingSetup = {
+    groups,
+    lora: lora && { rank: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.target_modules, seed: p.seed },
+  };
+  if (lora?.modules_to_save) {
+    setup.modulesToSave = lora.modules_to_save;
+    log(`sft: lora.modules_to_save ${JSON.stringify(lora.modules_to_save)} decides what trains besides LoRA (PEFT semantics), not \`train\``);
+  }
+  return setup;
+}
+
+/** Says which groups an explicit modules_to_save list trains or freezes against what `train` says (the seed's flaw shows here). */
+function noteOverride(wanted: TrainableGroup[], trained: TrainableGroup[], log: (line: string) => void): void {
+  const frozen = wanted.filter((g) => !trained.includes(g));
+  const extra = trained.filter((g) => !wanted.includes(g));
+  if (frozen.length > 0) log(`sft: ${frozen.join(', ')} in \`train\` but not in modules_to_save: frozen, as PEFT does`);
+  if (extra.length > 0) log(`sft: ${extra.join(', ')} not in \`train\` but in modules_to_save: trained, as PEFT does`);
+}
 
 /** The freeze.ts groups the `train` booleans select; pause groups on a model without a pause token are skipped with a note. */
 function chosenGroups(train: SftTrainGroups, hasPause: boolean, log: (line: string) => void): TrainableGroup[] | 'all' {

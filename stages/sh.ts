@@ -3,6 +3,7 @@ import { copyFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'nod
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { gpuEnvironment } from '../runtime/gpus.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import type { RestoreContext, StageContext, StageKind, StageResult } from './kind.ts';
 
@@ -114,6 +115,8 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
     described[name] = refs.map((r) => ({ stage: r.stage, key: r.key, dir: r.dir, variant: r.variant, metrics: r.metrics }));
   }
   await writeFile(inputsFile, JSON.stringify(described, null, 2));
+  // The GPUs the runner placed this stage on; the command's own `env` may still say otherwise.
+  if (ctx.gpus?.length) Object.assign(env, gpuEnvironment(ctx.gpus));
   for (const [k, v] of Object.entries(p.env)) env[k] = String(v);
   Object.assign(env, {
     PAUSEPIPE_OUT: ctx.outDir,

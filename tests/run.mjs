@@ -18,5 +18,8 @@ child.on('close', (code, signal) => {
   // uvu's Total counts the tests that ran (passed + failed); skipped ones are reported apart.
   const failed = code === 0 ? total - passed : Math.max(1, total - passed);
   console.log(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+  // Each file that registers skipped tests says why in a `skip:` line (tests/helpers/requires.ts); repeat them once here.
+  const reasons = [...new Set(plain.split('\n').filter((l) => l.startsWith('skip: ')).map((l) => l.slice(6)))];
+  for (const r of reasons) console.log(`skipped because ${r}`);
   process.exit(code ?? (signal ? 1 : 0));
 });

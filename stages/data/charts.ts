@@ -7,6 +7,8 @@ export interface Bar {
   error?: number;
   /** Drawn in the accent colour (the best variant). */
   highlight?: boolean;
+  /** A reference value (e.g. the published number) drawn as a tick across the bar. */
+  reference?: number;
 }
 
 export interface Series {
@@ -14,6 +16,8 @@ export interface Series {
   label: string;
   points: readonly (readonly [number, number])[];
   dashed?: boolean;
+  /** A dot on every point (evaluations are few: a line alone would hide a single one). */
+  markers?: boolean;
 }
 
 const FONT = 'font-family="system-ui, sans-serif" font-size="12"';
@@ -21,6 +25,7 @@ const AXIS = '#444';
 const GRID = '#e3e3e3';
 const BAR = '#8fb3d9';
 const BAR_BEST = '#1f5fa8';
+const REFERENCE = '#c0392b';
 // Roughly the advance of one character at 12px in a sans-serif font; only used to size label columns.
 const CHAR_WIDTH = 7.2;
 const MAX_LABEL_CHARS = 48;
@@ -64,7 +69,7 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 /** Horizontal bars on a fixed [0, max] axis (accuracy: [0, 1]), one row per label, value printed at the end. */
 export function barChartSvg(
   bars: readonly Bar[],
-  opts: { title: string; axisLabel: string; max: number; format?: (value: number) => string },
+  opts: { title: string; axisLabel: string; max: number; format?: (value: number) => string; referenceName?: string },
 ): string {
   const format = opts.format ?? fmt;
   const labelWidth = Math.ceil(Math.max(8, ...bars.map((b) => shorten(b.label).length)) * CHAR_WIDTH) + 12;
@@ -95,68 +100,185 @@ export function barChartSvg(
       const hi = x(bar.value + bar.error);
       parts.push(`<path d="M${lo} ${mid}H${hi}M${lo} ${mid - 4}V${mid + 4}M${hi} ${mid - 4}V${mid + 4}" stroke="${AXIS}"/>`);
     }
-    const end = bar.error ? x(bar.value + bar.error) : x(bar.value);
+    if (bar.reference !== undefined) {
+      parts.push(`<path class="reference" d="M${x(bar.reference)} ${y + 1}V${y + rowHeight - 1}" stroke="${REFERENCE}" stroke-width="3"><title>${escapeXml(`${opts.referenceName ?? 'reference'}: ${format(bar.reference)}`)}</title></path>`);
+    }
+    const end = Math.max(bar.error ? x(bar.value + bar.error) : x(bar.value), bar.reference !== undefined ? x(bar.reference) : 0);
     parts.push(`<text x="${end + 6}" y="${mid + 4}"${bar.highlight ? ' font-weight="bold"' : ''}>${format(bar.value)}</text></g>`);
   });
   parts.push(`<line x1="${labelWidth}" y1="${top}" x2="${labelWidth}" y2="${bottom}" stroke="${AXIS}"/>`);
   parts.push(`<text x="${labelWidth + plotWidth / 2}" y="${bottom + 36}" text-anchor="middle" fill="${AXIS}">${escapeXml(opts.axisLabel)}</text>`);
-  return wrap(width, height, parts);
+  if (bars.some((b) => b.reference !== undefined)) {
+    parts.push(`<path d="M${labelWidth} ${bottom + 48}v12" stroke="${REFERENCE}" stroke-width="3"/>` +
+      `<text x="${labelWidth + 8}" y="${bottom + 58}" fill="${AXIS}">${escapeXml(opts.referenceName ?? 'reference')}</text>`);
+  }
+  return wrap(width, height + (bars.some((b) => b.reference !== undefined) ? 20 : 0), parts);
+}
+
+/** The data range a panel's axes span. */
+interface Ranges {
+  xTicks: number[];
+  yTicks: number[];
+}
+
+function rangesOf(series: readonly Series[]): Ranges {
+  const points = series.flatMap((s) => s.points);
+  const xs = points.map((p) => p[0]);
+  const ys = points.map((p) => p[1]);
+  return {
+    xTicks: niceTicks(Math.min(0, ...xs), xs.length ? Math.max(...xs) : 1),
+    yTicks: niceTicks(ys.length ? Math.min(...ys) : 0, ys.length ? Math.max(...ys) : 1, 4),
+  };
+}
+
+interface Frame {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * One plot: grid, tick labels, axes, and each series as a line (dashed on request) and, with `markers`, a dot
+ * per point, so a series of one point (a single evaluation) is still visible.
+ */
+function plotParts(series: readonly Series[], f: Frame, r: Ranges, colorOf: (label: string) => string, title?: string): string[] {
+  const { xTicks, yTicks } = r;
+  const [x0, x1] = [xTicks[0]!, xTicks.at(-1)! > xTicks[0]! ? xTicks.at(-1)! : xTicks[0]! + 1];
+  const [y0, y1] = [yTicks[0]!, yTicks.at(-1)! > yTicks[0]! ? yTicks.at(-1)! : yTicks[0]! + 1];
+  const px = (v: number): number => f.left + ((v - x0) / (x1 - x0)) * f.width;
+  const py = (v: number): number => f.top + f.height - ((v - y0) / (y1 - y0)) * f.height;
+  const parts: string[] = [];
+  if (title !== undefined) {
+    parts.push(`<text x="${f.left + f.width / 2}" y="${f.top - 8}" text-anchor="middle">${escapeXml(shorten(title))}<title>${escapeXml(title)}</title></text>`);
+  }
+  for (const t of yTicks) {
+    parts.push(`<line x1="${f.left}" y1="${fmt(py(t))}" x2="${f.left + f.width}" y2="${fmt(py(t))}" stroke="${GRID}"/>`);
+    parts.push(`<text x="${f.left - 6}" y="${fmt(py(t) + 4)}" text-anchor="end" fill="${AXIS}">${fmt(t)}</text>`);
+  }
+  for (const t of xTicks) {
+    parts.push(`<text x="${fmt(px(t))}" y="${f.top + f.height + 16}" text-anchor="middle" fill="${AXIS}">${fmt(t)}</text>`);
+  }
+  parts.push(`<path d="M${f.left} ${f.top}V${f.top + f.height}H${f.left + f.width}" fill="none" stroke="${AXIS}"/>`);
+  for (const s of series) {
+    if (s.points.length === 0) continue;
+    const color = colorOf(s.label);
+    const d = s.points.map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${fmt(px(x))} ${fmt(py(y))}`).join('');
+    const kind = s.dashed ? 'validation' : 'training';
+    parts.push(
+      `<path class="series ${kind}" d="${d}" fill="none" stroke="${color}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}>` +
+        `<title>${escapeXml(s.label)}</title></path>`,
+    );
+    if (s.markers) {
+      for (const [x, y] of s.points) {
+        parts.push(
+          `<circle class="point ${kind}" cx="${fmt(px(x))}" cy="${fmt(py(y))}" r="3.5" fill="${color}" stroke="#fff" stroke-width="1">` +
+            `<title>${escapeXml(`${s.label}: step ${fmt(x)}, ${fmt(y)}`)}</title></circle>`,
+        );
+      }
+    }
+  }
+  return parts;
+}
+
+/** The legend's key to line styles: what solid and dotted-dashed mean. */
+function styleKey(x: number, y: number, solid: string, dotted: string): string {
+  return `<g class="style-key" fill="${AXIS}"><line x1="${x}" y1="${y - 4}" x2="${x + 22}" y2="${y - 4}" stroke="${AXIS}" stroke-width="1.6"/>` +
+    `<text x="${x + 28}" y="${y}">${escapeXml(solid)}</text>` +
+    `<line x1="${x + 40 + solid.length * CHAR_WIDTH}" y1="${y - 4}" x2="${x + 62 + solid.length * CHAR_WIDTH}" y2="${y - 4}" stroke="${AXIS}" stroke-width="1.6" stroke-dasharray="5 3"/>` +
+    `<circle cx="${x + 51 + solid.length * CHAR_WIDTH}" cy="${y - 4}" r="3.5" fill="${AXIS}"/>` +
+    `<text x="${x + 68 + solid.length * CHAR_WIDTH}" y="${y}">${escapeXml(dotted)}</text></g>`;
 }
 
 /** Lines over a shared x/y range with a legend on the right (one entry per label, in first-seen order). */
 export function lineChartSvg(series: readonly Series[], opts: { title: string; xLabel: string; yLabel: string; note?: string }): string {
   const labels = [...new Set(series.map((s) => s.label))];
   const colorOf = new Map(labels.map((label, i) => [label, seriesColor(i)]));
-  const points = series.flatMap((s) => s.points);
-  const xs = points.map((p) => p[0]);
-  const ys = points.map((p) => p[1]);
-  const xTicks = niceTicks(Math.min(0, ...xs), xs.length ? Math.max(...xs) : 1);
-  const yTicks = niceTicks(ys.length ? Math.min(...ys) : 0, ys.length ? Math.max(...ys) : 1);
-  const [x0, x1] = [xTicks[0]!, xTicks.at(-1)! > xTicks[0]! ? xTicks.at(-1)! : xTicks[0]! + 1];
-  const [y0, y1] = [yTicks[0]!, yTicks.at(-1)! > yTicks[0]! ? yTicks.at(-1)! : yTicks[0]! + 1];
-  const left = 64;
-  const top = 36;
-  const plotWidth = 520;
-  const plotHeight = 300;
-  const legendX = left + plotWidth + 24;
+  const f: Frame = { left: 64, top: 36, width: 520, height: 300 };
+  const legendX = f.left + f.width + 24;
   const legendWidth = Math.ceil(Math.max(8, ...labels.map((l) => shorten(l).length)) * CHAR_WIDTH) + 40;
   const width = legendX + legendWidth;
-  const height = Math.max(top + plotHeight + 56, top + labels.length * 20 + 20);
-  const px = (v: number): number => left + ((v - x0) / (x1 - x0)) * plotWidth;
-  const py = (v: number): number => top + plotHeight - ((v - y0) / (y1 - y0)) * plotHeight;
+  const height = Math.max(f.top + f.height + 56, f.top + labels.length * 20 + 20);
   const parts: string[] = [];
-  parts.push(`<text x="${left + plotWidth / 2}" y="20" text-anchor="middle" font-weight="bold">${escapeXml(opts.title)}</text>`);
-  for (const t of yTicks) {
-    parts.push(`<line x1="${left}" y1="${py(t)}" x2="${left + plotWidth}" y2="${py(t)}" stroke="${GRID}"/>`);
-    parts.push(`<text x="${left - 6}" y="${py(t) + 4}" text-anchor="end" fill="${AXIS}">${fmt(t)}</text>`);
-  }
-  for (const t of xTicks) {
-    parts.push(`<text x="${px(t)}" y="${top + plotHeight + 16}" text-anchor="middle" fill="${AXIS}">${fmt(t)}</text>`);
-  }
-  parts.push(`<path d="M${left} ${top}V${top + plotHeight}H${left + plotWidth}" fill="none" stroke="${AXIS}"/>`);
-  for (const s of series) {
-    if (s.points.length === 0) continue;
-    const d = s.points.map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${fmt(px(x))} ${fmt(py(y))}`).join('');
-    parts.push(
-      `<path class="series" d="${d}" fill="none" stroke="${colorOf.get(s.label)}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}>` +
-        `<title>${escapeXml(s.label)}</title></path>`,
-    );
-  }
-  parts.push(`<text x="${left + plotWidth / 2}" y="${top + plotHeight + 36}" text-anchor="middle" fill="${AXIS}">${escapeXml(opts.xLabel)}</text>`);
+  parts.push(`<text x="${f.left + f.width / 2}" y="20" text-anchor="middle" font-weight="bold">${escapeXml(opts.title)}</text>`);
+  parts.push(...plotParts(series, f, rangesOf(series), (l) => colorOf.get(l)!));
+  parts.push(`<text x="${f.left + f.width / 2}" y="${f.top + f.height + 36}" text-anchor="middle" fill="${AXIS}">${escapeXml(opts.xLabel)}</text>`);
   parts.push(
-    `<text transform="translate(16 ${top + plotHeight / 2}) rotate(-90)" text-anchor="middle" fill="${AXIS}">${escapeXml(opts.yLabel)}</text>`,
+    `<text transform="translate(16 ${f.top + f.height / 2}) rotate(-90)" text-anchor="middle" fill="${AXIS}">${escapeXml(opts.yLabel)}</text>`,
   );
   if (opts.note) {
-    parts.push(`<text x="${left}" y="${top + plotHeight + 52}" fill="${AXIS}">${escapeXml(opts.note)}</text>`);
+    parts.push(`<text x="${f.left}" y="${f.top + f.height + 52}" fill="${AXIS}">${escapeXml(opts.note)}</text>`);
   }
-  labels.forEach((label, i) => {
-    const y = top + i * 20;
-    parts.push(
-      `<g class="legend"><line x1="${legendX}" y1="${y + 6}" x2="${legendX + 20}" y2="${y + 6}" stroke="${colorOf.get(label)}" stroke-width="3"/>` +
-        `<text x="${legendX + 26}" y="${y + 10}">${escapeXml(shorten(label))}</text></g>`,
-    );
-  });
+  labels.forEach((label, i) => parts.push(legendEntry(legendX, f.top + i * 20, colorOf.get(label)!, label)));
   return wrap(width, height + (opts.note ? 12 : 0), parts);
+}
+
+function legendEntry(x: number, y: number, color: string, label: string): string {
+  return `<g class="legend"><line x1="${x}" y1="${y + 6}" x2="${x + 20}" y2="${y + 6}" stroke="${color}" stroke-width="3"/>` +
+    `<text x="${x + 26}" y="${y + 10}">${escapeXml(shorten(label))}</text></g>`;
+}
+
+/** One plot of a figure of several. */
+export interface Panel {
+  title: string;
+  series: Series[];
+  /** Panels with the same scale share their axes' ranges (comparable at a glance); each scale has its own. */
+  scale: string;
+}
+
+export interface PanelsOptions {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  /** Panels per row. */
+  columns: number;
+  /** Size of each plot area, in pixels. */
+  plotWidth: number;
+  plotHeight: number;
+  /** A colour legend of the series labels on the right; without it every series takes its panel's first colour. */
+  legend: boolean;
+  /** What solid lines and dotted dashed lines mean. */
+  styles: [solid: string, dotted: string];
+  note?: string;
+}
+
+/** Several plots in a grid in one SVG (small multiples), each with its own title, a shared style key below. */
+export function panelsSvg(panels: readonly Panel[], o: PanelsOptions): string {
+  const labels = [...new Set(panels.flatMap((p) => p.series.map((s) => s.label)))];
+  const colorOf = new Map(labels.map((label, i) => [label, seriesColor(i)]));
+  const scales = new Map<string, Ranges>();
+  for (const scale of new Set(panels.map((p) => p.scale))) {
+    scales.set(scale, rangesOf(panels.filter((p) => p.scale === scale).flatMap((p) => p.series)));
+  }
+  const cellWidth = o.plotWidth + 70;
+  const cellHeight = o.plotHeight + 64;
+  const columns = Math.max(1, Math.min(o.columns, panels.length));
+  const rowsCount = Math.max(1, Math.ceil(panels.length / columns));
+  const top = 40;
+  const gridWidth = columns * cellWidth + 20;
+  const legendWidth = o.legend ? Math.ceil(Math.max(8, ...labels.map((l) => shorten(l).length)) * CHAR_WIDTH) + 40 : 0;
+  const width = gridWidth + legendWidth;
+  const gridBottom = top + rowsCount * cellHeight;
+  const height = Math.max(gridBottom + (o.note ? 62 : 44), o.legend ? top + labels.length * 20 + 20 : 0);
+  const parts: string[] = [];
+  parts.push(`<text x="${gridWidth / 2}" y="20" text-anchor="middle" font-weight="bold">${escapeXml(o.title)}</text>`);
+  panels.forEach((p, i) => {
+    const f: Frame = {
+      left: 20 + (i % columns) * cellWidth + 50,
+      top: top + Math.floor(i / columns) * cellHeight + 20,
+      width: o.plotWidth,
+      height: o.plotHeight,
+    };
+    const own = seriesColor(labels.indexOf(p.series[0]?.label ?? ''));
+    const color = o.legend ? (l: string) => colorOf.get(l)! : () => own;
+    parts.push(`<g class="panel">${plotParts(p.series, f, scales.get(p.scale)!, color, p.title).join('')}</g>`);
+  });
+  parts.push(`<text x="${gridWidth / 2}" y="${gridBottom + 4}" text-anchor="middle" fill="${AXIS}">${escapeXml(o.xLabel)}</text>`);
+  parts.push(`<text transform="translate(14 ${top + (rowsCount * cellHeight) / 2}) rotate(-90)" text-anchor="middle" fill="${AXIS}">${escapeXml(o.yLabel)}</text>`);
+  parts.push(styleKey(70, gridBottom + 26, o.styles[0], o.styles[1]));
+  if (o.note) parts.push(`<text x="70" y="${gridBottom + 46}" fill="${AXIS}">${escapeXml(o.note)}</text>`);
+  if (o.legend) labels.forEach((label, i) => parts.push(legendEntry(gridWidth, top + i * 20, colorOf.get(label)!, label)));
+  return wrap(width, height, parts);
 }
 
 function wrap(width: number, height: number, parts: string[]): string {

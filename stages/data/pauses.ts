@@ -22,21 +22,29 @@ export interface PauseOptions {
   codec?: PauseCodec;
 }
 
+/** The pattern whose count the original also inserts at position 0: a newline character itself, not the two characters `\\n`. */
+const LINE_BREAK = '\n';
+
 /**
- * Pattern pauses: for every pattern in order, `count` pause tokens right after each match, inserted from the
- * last match backwards so earlier offsets stay valid. A `\n` pattern also puts `count` pauses at position 0,
- * as if the text started after a line break (the original does this so the first line gets its pauses too).
+ * Pattern pauses exactly as the original injector places them: every match of every pattern is found on the
+ * original text (so no pattern ever matches inside an inserted pause token), the matches are sorted by start
+ * from the last to the first (ties keep pattern order, then match order: Python's stable sort), and `count`
+ * pauses go in at each match's end. Like the original, the ends are offsets in the original text: where matches
+ * of different patterns overlap, an earlier-starting match's pauses land at its stale end. A pattern that is a
+ * newline character (`"\n"` in a .pipe string) also puts its count at position 0; `\\n`, the regular expression
+ * for a newline written with a backslash, matches the same newlines but adds nothing at the start, as in the
+ * original, which looks the key up as `"\n"`.
  */
 export function insertPatternPauses(text: string, patterns: Record<string, number>, pauseToken: string): string {
-  let out = text;
+  const matches: { start: number; end: number; count: number }[] = [];
   for (const [source, count] of Object.entries(patterns)) {
-    if (count <= 0) continue;
-    const pauses = pauseToken.repeat(count);
-    const ends = [...out.matchAll(new RegExp(source, 'g'))].map((m) => m.index + m[0].length);
-    for (let i = ends.length - 1; i >= 0; i--) out = out.slice(0, ends[i]) + pauses + out.slice(ends[i]);
-    if (source === '\\n' || source === '\n') out = pauses + out;
+    for (const m of text.matchAll(new RegExp(source, 'g'))) matches.push({ start: m.index, end: m.index + m[0].length, count });
   }
-  return out;
+  matches.sort((x, y) => y.start - x.start);
+  let out = text;
+  for (const { end, count } of matches) out = out.slice(0, end) + pauseToken.repeat(count) + out.slice(end);
+  const atStart = patterns[LINE_BREAK] ?? 0;
+  return atStart > 0 ? pauseToken.repeat(atStart) + out : out;
 }
 
 /** How many random pauses one text gets: n, or uniform in [0, n] when variable. */

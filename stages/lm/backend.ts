@@ -1,4 +1,4 @@
-// Picks and initialises the tfjs backend once per process: tfjs-node(-gpu) if the user installed it, WebGPU when a GPU adapter exists, else wasm, else cpu.
+// Picks and initialises the tfjs backend once per process: tfjs-node(-gpu) if installed, WebGPU on a hardware GPU adapter (pinned by PAUSEPIPE_GPU), else wasm, else cpu.
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,7 +16,7 @@ export interface BackendInfo {
 
 export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
-/** A backend that could not start: why, in a few words; `missing` when its optional packages are not installed. */
+/** A backend that could not start: why, in a few words; `missing` when that is the machine's normal state (no GPU, optional packages not installed). */
 class Unavailable extends Error {
   constructor(message: string, readonly missing = false) {
     super(message);
@@ -50,13 +50,22 @@ export function initBackend(preferred?: string): Promise<BackendInfo> {
 let gradients: Promise<unknown> | null = null;
 
 /**
- * tfjs-core alone registers no gradient functions (tf.grad of tf.sum fails with "gradient function not found");
- * the @tensorflow/tfjs union bundle registers all of them on the shared tfjs-core instance when imported.
+ * tfjs-core's CommonJS build registers no gradient functions (tf.grad of tf.sum fails with "gradient function not
+ * found"); its ES module `register_all_gradients` does, but Node cannot load that module tree (extensionless
+ * imports). `npm run build` bundles it into one file (scripts/bundle-gradients.mjs); importing it registers tfjs's
+ * own gradients on the shared engine in ~20 ms, where the `@tensorflow/tfjs` union bundle took ~1 s and 200 MB.
  */
 function registerGradients(): Promise<unknown> {
-  gradients ??= import('@tensorflow/tfjs');
+  gradients ??= (async () => {
+    const file = GRADIENT_BUNDLES.map((rel) => new URL(rel, import.meta.url)).find((url) => existsSync(url));
+    if (!file) throw new Error('the tfjs gradient bundle (dist/vendor/tfjs-gradients.js) is missing: run `npm run build` in the project');
+    return import(file.href);
+  })();
   return gradients;
 }
+
+/** Where the bundle lies relative to this module: run from the sources (stages/lm) or from dist/stages/lm. */
+const GRADIENT_BUNDLES = ['../../dist/vendor/tfjs-gradients.js', '../../vendor/tfjs-gradients.js'];
 
 async function choose(preferred: string | undefined): Promise<BackendInfo> {
   const notices: string[] = [];
@@ -73,9 +82,11 @@ async function choose(preferred: string | undefined): Promise<BackendInfo> {
   for (const name of order) {
     const explicit = name === preferred;
     try {
-      const device = await attempt(name);
+      const started = await attempt(name, explicit);
       if (!(await tf.setBackend(name))) throw new Unavailable('tfjs could not initialise it');
-      return notices.length > 0 ? { name, device, notice: notices.join('; ') + `; using ${name}` } : { name, device };
+      const fellBack = notices.length > 0 ? `${notices.join('; ')}; using ${name}` : undefined;
+      const notice = [fellBack, started.notice].filter(Boolean).join('; ');
+      return notice ? { name, device: started.device, notice } : { name, device: started.device };
     } catch (err) {
       // Optional packages the user never installed are the normal case unless that backend was asked for.
       const quiet = !explicit && err instanceof Unavailable && err.missing;
@@ -90,16 +101,23 @@ function reason(err: unknown): string {
   return text.split('\n')[0] ?? text;
 }
 
-function attempt(name: BackendName): Promise<string> {
+/** A started backend: what runs its kernels, and a line for the user when it is not what they would expect. */
+interface Started {
+  device: string;
+  notice?: string;
+}
+
+function attempt(name: BackendName, explicit: boolean): Promise<Started> {
+  if (name === 'webgpu') return startWebgpu(explicit);
   let p = attempts.get(name);
   if (!p) {
     p = STARTERS[name]();
     attempts.set(name, p);
   }
-  return p;
+  return p.then((device) => ({ device }));
 }
 
-const STARTERS: Record<BackendName, () => Promise<string>> = {
+const STARTERS: Record<Exclude<BackendName, 'webgpu'>, () => Promise<string>> = {
   async tensorflow() {
     for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
       try {
@@ -107,47 +125,13 @@ const STARTERS: Record<BackendName, () => Promise<string>> = {
       } catch {
         continue;
       }
-      // Importing registers the 'tensorflow' backend on the shared tfjs-core instance.
+      // Importing registers the 'tensorflow' backend on the shared tfjs-core instance; TensorFlow itself honours
+      // CUDA_VISIBLE_DEVICES, which is how the runner pins a worker to its GPU.
       await import(pkg);
       if (!tf.findBackendFactory('tensorflow')) throw new Unavailable(`${pkg} loaded but registered no backend (tfjs-core version mismatch?)`);
       return pkg;
     }
     throw new Unavailable('neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed', true);
-  },
-
-  async webgpu() {
-    try {
-      require.resolve('@tensorflow/tfjs-backend-webgpu');
-      require.resolve('webgpu');
-    } catch {
-      throw new Unavailable('packages webgpu and @tensorflow/tfjs-backend-webgpu are not installed', true);
-    }
-    if (!vulkanLoaderPresent()) throw new Unavailable('no GPU driver found (libvulkan.so.1 is missing)');
-    const g = globalThis as Record<string, unknown>;
-    if (!(g.navigator as { gpu?: unknown } | undefined)?.gpu) {
-      const dawn = (await import('webgpu')) as { create(flags: string[]): GpuLike; globals: object };
-      Object.assign(globalThis, dawn.globals);
-      const gpu = dawn.create([]);
-      // Probe before registering the backend, so a machine without a GPU never sees a failed tfjs init.
-      const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-      if (!adapter) throw new Unavailable('no GPU adapter found');
-      const nav = (g.navigator ?? {}) as Record<string, unknown>;
-      Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
-      if (!g.navigator) g.navigator = nav;
-    }
-    // The backend constructs OffscreenCanvas objects for pixel uploads; no canvas exists in Node.
-    if (typeof g.OffscreenCanvas === 'undefined') {
-      g.OffscreenCanvas = class {
-        constructor(public width: number, public height: number) {}
-        getContext(): null {
-          return null;
-        }
-      };
-    }
-    await import('@tensorflow/tfjs-backend-webgpu');
-    if (!(await tf.setBackend('webgpu'))) throw new Unavailable('tfjs could not create a WebGPU device');
-    const info = (tf.backend() as unknown as { adapterInfo?: { vendor?: string; architecture?: string } }).adapterInfo;
-    return ['webgpu', info?.vendor, info?.architecture].filter(Boolean).join(' ');
   },
 
   async wasm() {
@@ -166,8 +150,151 @@ const STARTERS: Record<BackendName, () => Promise<string>> = {
   },
 };
 
+/** The subset of Dawn's `navigator.gpu` and adapter objects used here. */
 interface GpuLike {
-  requestAdapter(opts?: object): Promise<object | null>;
+  requestAdapter(opts?: object): Promise<AdapterLike | null>;
+}
+interface AdapterLike {
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+  isFallbackAdapter?: boolean;
+  limits: { maxStorageBufferBindingSize: number; maxBufferSize: number };
+}
+type Dawn = { create(flags: string[]): GpuLike; globals: object };
+
+/** The adapter Dawn gives this process, found once: its name, whether it is a software rasteriser, a pinning notice. */
+interface Probe {
+  gpu: GpuLike;
+  name: string;
+  software: boolean;
+  limits: GpuLimits;
+  notice?: string;
+}
+
+/** Buffer limits of the adapter: one tensor's bytes must stay within both. */
+export interface GpuLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+}
+
+/** Names of CPU rasterisers that present themselves as GPU adapters (Mesa's lavapipe/llvmpipe, Google's SwiftShader). */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader/i;
+
+let probing: Promise<Probe> | null = null;
+let webgpuStarted: Promise<void> | null = null;
+
+/**
+ * WebGPU through Dawn. `auto` takes it only on a hardware adapter: a software one (llvmpipe, SwiftShader, or any that
+ * Dawn marks as a fallback adapter) is many times slower than wasm, so it is used only when asked for by name.
+ */
+async function startWebgpu(explicit: boolean): Promise<Started> {
+  probing ??= probeWebgpu();
+  const probe = await probing;
+  if (probe.software && !explicit) throw new Unavailable(`only a software adapter (${probe.name}) was found; ask for it with --backend webgpu`, true);
+  webgpuStarted ??= registerWebgpu(probe);
+  await webgpuStarted;
+  const notices = [probe.notice];
+  if (probe.software) notices.push(`webgpu runs on the software adapter ${probe.name}: correct but slow, and never picked by auto`);
+  const notice = notices.filter(Boolean).join('; ');
+  return notice ? { device: `webgpu: ${probe.name}`, notice } : { device: `webgpu: ${probe.name}` };
+}
+
+async function probeWebgpu(): Promise<Probe> {
+  try {
+    require.resolve('@tensorflow/tfjs-backend-webgpu');
+    require.resolve('webgpu');
+  } catch {
+    throw new Unavailable('packages webgpu and @tensorflow/tfjs-backend-webgpu are not installed', true);
+  }
+  // A machine without a GPU is the usual case: auto says nothing about it, a request by name says why.
+  if (!vulkanLoaderPresent()) throw new Unavailable('no GPU driver found (libvulkan.so.1 is missing)', true);
+  const dawn = (await import('webgpu')) as Dawn;
+  Object.assign(globalThis, dawn.globals);
+  const names = await adapterNames(dawn);
+  if (names.length === 0) throw new Unavailable('no GPU adapter found', true);
+  const pin = process.env.PAUSEPIPE_GPU;
+  const { flags, notice } = pin === undefined || pin.trim() === '' ? { flags: [], notice: undefined } : pickAdapter(names, pin);
+  const gpu = dawn.create(flags);
+  // Probe before registering the backend, so a machine without a GPU never sees a failed tfjs init.
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new Unavailable('no GPU adapter found', true);
+  const info = adapter.info ?? {};
+  // Dawn answers a request with the first adapter of its list that matches the flag (any, without one).
+  const name = flags.length > 0 ? flags[0]!.slice('adapter='.length) : names[0]!;
+  const software = info.isFallbackAdapter === true || adapter.isFallbackAdapter === true || SOFTWARE_ADAPTER.test(`${name} ${info.device} ${info.description}`);
+  const limits = { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize };
+  return notice ? { gpu, name, software, limits, notice } : { gpu, name, software, limits };
+}
+
+/**
+ * Dawn's flags that make `requestAdapter` return adapter number `pin` (PAUSEPIPE_GPU, set by the runner per worker
+ * with --gpus N beside CUDA_VISIBLE_DEVICES, which tfjs-node-gpu honours and the NVIDIA Vulkan driver ignores).
+ * WebGPU returns one adapter per request; Dawn's node binding takes an `adapter=NAME` flag (the first adapter whose
+ * name contains NAME). `names` is Dawn's enumeration order, discrete GPUs first and CPU adapters last, which is the
+ * order nvidia-smi counts hardware GPUs in. GPUs that share a name (eight identical cards) cannot be told apart by
+ * name: the first of them is used and the notice says so.
+ */
+export function pickAdapter(names: string[], pin: string): { flags: string[]; notice?: string } {
+  const index = Number(pin.trim());
+  // The runner passes CUDA_VISIBLE_DEVICES's entries on, which may be UUIDs: WebGPU shows no UUID to match them by.
+  if (!/^\d+$/.test(pin.trim()) || !Number.isSafeInteger(index)) {
+    return { flags: [], notice: `PAUSEPIPE_GPU=${pin} is not a GPU index (0, 1, ...) and Dawn cannot select an adapter by UUID, so this process runs on its first adapter` };
+  }
+  if (index >= names.length) {
+    throw new Unavailable(`PAUSEPIPE_GPU=${index}, but Dawn finds ${names.length} adapter${names.length === 1 ? '' : 's'}${names.length ? ` (${names.join(', ')})` : ''}`);
+  }
+  const name = names[index]!;
+  const used = names.findIndex((n) => n.includes(name));
+  if (used === index) return { flags: [`adapter=${name}`] };
+  return {
+    flags: [`adapter=${name}`],
+    notice: `PAUSEPIPE_GPU=${index}: Dawn selects adapters by name and adapter ${used} is also '${names[used]}', so this process runs on ` +
+      `adapter ${used}; give each worker only its own GPU (e.g. Slurm --gpus-per-task with ConstrainDevices=yes, or one container per GPU)`,
+  };
+}
+
+/** Every adapter Dawn's node binding can pick, by name, in its order (empty when there is none). */
+async function adapterNames(dawn: Dawn): Promise<string[]> {
+  const gpu = dawn.create(['adapter=\u0001pausepipe: list the adapters']);
+  try {
+    await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    return [];
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    return [...text.matchAll(/^ \* backend: '[^']*', name: '(.*)'$/gm)].map((m) => m[1]!);
+  }
+}
+
+/** Hands the probed adapter to tfjs-backend-webgpu, which requests its device from `navigator.gpu`. */
+async function registerWebgpu(probe: Probe): Promise<void> {
+  const g = globalThis as Record<string, unknown>;
+  const nav = (g.navigator ?? {}) as Record<string, unknown>;
+  Object.defineProperty(nav, 'gpu', { value: probe.gpu, configurable: true });
+  if (!g.navigator) g.navigator = nav;
+  // The backend constructs OffscreenCanvas objects for pixel uploads; no canvas exists in Node.
+  if (typeof g.OffscreenCanvas === 'undefined') {
+    g.OffscreenCanvas = class {
+      constructor(public width: number, public height: number) {}
+      getContext(): null {
+        return null;
+      }
+    };
+  }
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) throw new Unavailable('tfjs could not create a WebGPU device');
+}
+
+/**
+ * The WebGPU adapter this process would use, without making it the active backend: its name, whether it is a
+ * software adapter, and its buffer limits; null when there is none. Tests use it to decide which backends to run on.
+ */
+export async function webgpuAdapter(): Promise<{ name: string; software: boolean; limits: GpuLimits } | null> {
+  probing ??= probeWebgpu();
+  try {
+    const { name, software, limits } = await probing;
+    return { name, software, limits };
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -192,4 +319,35 @@ export async function readTensor(t: tf.Tensor): Promise<Float32Array | Int32Arra
   if (data instanceof Float32Array || data instanceof Int32Array) return data;
   if (data instanceof Uint8Array) return Int32Array.from(data);
   throw new Error(`readTensor: unsupported dtype ${t.dtype}`);
+}
+
+/** The parts of tfjs-backend-webgpu's backend used to place data on the GPU now rather than at first use. */
+interface WebgpuBackendLike {
+  uploadToGPU(dataId: object): void;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  device: { limits: GpuLimits };
+}
+
+/**
+ * Puts a tensor made from host values on the device now. WebGPU keeps such values in host memory until a kernel first
+ * reads them, so loading a model tensor by tensor would otherwise end with every weight in host memory at once;
+ * after this the host array can be freed. A no-op elsewhere (wasm copies into its heap when the tensor is made).
+ */
+export function settleOnDevice(t: tf.Tensor): void {
+  if (tf.getBackend() !== 'webgpu') return;
+  const backend = tf.backend() as unknown as WebgpuBackendLike;
+  backend.uploadToGPU(t.dataId);
+  // Submitting frees the staging buffer an upload into a reused buffer goes through.
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  backend.submitQueue();
+}
+
+/** The active WebGPU device's buffer limits, or null on another backend. */
+export function deviceLimits(): GpuLimits | null {
+  if (tf.getBackend() !== 'webgpu') return null;
+  const { limits } = (tf.backend() as unknown as WebgpuBackendLike).device;
+  return { maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize };
 }

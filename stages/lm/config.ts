@@ -35,6 +35,11 @@ export interface LmConfig {
   tieWordEmbeddings: boolean;
   /** `max_position_embeddings`: longest sequence the RoPE tables cover. */
   maxPositionEmbeddings: number;
+  /**
+   * `sliding_window` (Mistral): a query at position i sees keys at positions j with i − W < j ≤ i, counted in the
+   * padded sequence as transformers does. Undefined (the default, and `null` in config.json): every earlier position.
+   */
+  slidingWindow?: number;
   /** `initializer_range`: std of the normal init of linear and embedding weights. Default 0.02. */
   initializerRange: number;
   /** `bos_token_id`, or null. */
@@ -78,8 +83,9 @@ function tokenId(json: Record<string, unknown>, key: string, where: string): num
 }
 
 /**
- * Reads a Llama or Mistral config.json. Unsupported architecture features (biases, RoPE scaling, a sliding
- * window shorter than the context) are errors rather than silently wrong numbers.
+ * Reads a Llama or Mistral config.json. Unsupported architecture features (biases, RoPE scaling) are errors rather
+ * than silently wrong numbers. Mistral's `sliding_window` is applied in the attention mask (Llama ignores the key, as
+ * transformers' LlamaConfig does).
  */
 export function fromHfConfig(json: unknown, where = 'config.json'): LmConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${where}: not a JSON object`);
@@ -96,10 +102,7 @@ export function fromHfConfig(json: unknown, where = 'config.json'): LmConfig {
   const hiddenSize = num(j, 'hidden_size', where);
   const numHeads = num(j, 'num_attention_heads', where);
   const maxPositionEmbeddings = num(j, 'max_position_embeddings', where, 2048);
-  const sliding = j.sliding_window;
-  if (typeof sliding === 'number' && sliding < maxPositionEmbeddings) {
-    throw new ConfigError(`${where}: sliding_window ${sliding} < max_position_embeddings ${maxPositionEmbeddings} is not supported`);
-  }
+  const sliding = modelType === 'mistral' && j.sliding_window !== undefined && j.sliding_window !== null ? num(j, 'sliding_window', where) : undefined;
   const ropeTheta = typeof rope?.rope_theta === 'number' ? rope.rope_theta : num(j, 'rope_theta', where, 10000);
   const cfg: LmConfig = {
     modelType,
@@ -120,6 +123,7 @@ export function fromHfConfig(json: unknown, where = 'config.json'): LmConfig {
     padId: tokenId(j, 'pad_token_id', where),
     hf: structuredClone(j),
   };
+  if (sliding !== undefined) cfg.slidingWindow = sliding;
   if (j.pause_token_id !== undefined && j.pause_token_id !== null) {
     const id = num(j, 'pause_token_id', where);
     if (id !== cfg.vocabSize) throw new ConfigError(`${where}: pause_token_id ${id} must equal vocab_size ${cfg.vocabSize}`);
@@ -136,6 +140,9 @@ export function checkConfig(cfg: LmConfig, where = 'config'): void {
   }
   if (cfg.numHeads % cfg.numKvHeads !== 0) throw new ConfigError(`${where}: numHeads ${cfg.numHeads} is not a multiple of numKvHeads ${cfg.numKvHeads}`);
   if (cfg.headDim % 2 !== 0) throw new ConfigError(`${where}: headDim ${cfg.headDim} must be even for RoPE`);
+  if (cfg.slidingWindow !== undefined && !(Number.isInteger(cfg.slidingWindow) && cfg.slidingWindow > 0)) {
+    throw new ConfigError(`${where}: slidingWindow must be a positive integer, got ${cfg.slidingWindow}`);
+  }
 }
 
 /**
@@ -156,6 +163,7 @@ export function toHfConfig(cfg: LmConfig): Record<string, unknown> {
   out.head_dim = cfg.headDim;
   out.hidden_act ??= 'silu';
   out.max_position_embeddings = cfg.maxPositionEmbeddings;
+  if (cfg.slidingWindow !== undefined) out.sliding_window = cfg.slidingWindow;
   out.initializer_range = cfg.initializerRange;
   out.rms_norm_eps = cfg.rmsNormEps;
   // transformers 5 nests theta in rope_parameters, 4.x keeps it top-level: write it where it was found.

@@ -1,5 +1,5 @@
 // What trains: the four unfreezable groups (pause embedding, pause head, LM head, LM embeddings) plus LoRA, and a count table.
-import { applyLora, DEFAULT_LORA, type LoraOptions } from './lora.ts';
+import { applyLora, DEFAULT_LORA, moduleOf, type LoraOptions } from './lora.ts';
 import { peftSavedCopyName, type CausalLM } from './model.ts';
 import { PAUSE_NAMES } from './pause.ts';
 
@@ -13,6 +13,11 @@ export interface TrainingSetup {
   groups: TrainableGroup[] | 'all';
   /** LoRA on top (PEFT semantics: the adapters and the groups, as modules_to_save copies, train); null/absent: none. */
   lora?: LoraOptions | null;
+  /**
+   * With LoRA: PEFT's modules_to_save as a config writes it, module names matched as PEFT matches them (a module
+   * whose full name ends with the entry); replaces the groups' copies. Absent: the groups.
+   */
+  modulesToSave?: string[];
 }
 
 const GROUP_LABELS: Record<TrainableGroup | 'lora' | 'body', string> = {
@@ -57,7 +62,9 @@ export function groupWeights(model: CausalLM, group: TrainableGroup): string[] {
 export function configureTraining(model: CausalLM, setup: TrainingSetup, log: (line: string) => void = console.log): void {
   const groups = setup.groups === 'all' ? null : [...new Set(setup.groups)];
   if (groups === null && setup.lora) throw new Error("configureTraining: groups 'all' with LoRA is contradictory (LoRA freezes the base model)");
-  const names = groups === null ? [...model.weights.keys()] : groups.flatMap((g) => groupWeights(model, g));
+  if (setup.modulesToSave && !setup.lora) throw new Error('configureTraining: modules_to_save needs LoRA (it names PEFT copies)');
+  const names = setup.modulesToSave ? moduleWeights(model, setup.modulesToSave)
+    : groups === null ? [...model.weights.keys()] : groups.flatMap((g) => groupWeights(model, g));
   if (setup.lora) {
     if (model.lora) checkSameLora(model, setup.lora, names);
     else applyLora(model, { ...setup.lora, modulesToSave: names }, log);
@@ -67,7 +74,41 @@ export function configureTraining(model: CausalLM, setup: TrainingSetup, log: (l
     model.trainableNames = new Set(names);
   }
   for (const [name, v] of model.weights) v.trainable = !model.lora && model.trainableNames.has(name);
-  log(`training: ${groups === null ? 'all weights' : groups.length > 0 ? groups.map((g) => GROUP_LABELS[g]).join(', ') : 'no weight groups'}${setup.lora ? ' + LoRA' : ''}`);
+  const what = setup.modulesToSave ? `modules_to_save ${setup.modulesToSave.join(', ')} (${names.join(', ') || 'no weights'})`
+    : groups === null ? 'all weights' : groups.length > 0 ? groups.map((g) => GROUP_LABELS[g]).join(', ') : 'no weight groups';
+  log(`training: ${what}${setup.lora ? ' + LoRA' : ''}`);
+}
+
+/**
+ * Saved names of the weights PEFT's modules_to_save `entries` select: a weight is selected when its module, or a
+ * module containing it, has a name ending with an entry (PEFT's `key.endswith(target)`, no dot needed). An entry
+ * that selects nothing is an error: PEFT would ignore it silently and train less than the config seems to say.
+ */
+function moduleWeights(model: CausalLM, entries: string[]): string[] {
+  const modulesOf = (weight: string): string[] => {
+    const parts = weight.split('.').slice(0, -1);
+    return parts.map((_, i) => parts.slice(0, i + 1).join('.'));
+  };
+  const unmatched = entries.filter((e) => ![...model.weights.keys()].some((w) => modulesOf(w).some((m) => m.endsWith(e))));
+  if (unmatched.length > 0) {
+    const modules = [...new Set([...model.weights.keys()].map(moduleOf))];
+    throw new Error(`modules_to_save: ${unmatched.map((e) => `'${e}'`).join(', ')} matches no module of this model ` +
+      `(its modules include ${modules.filter((m) => !m.includes('.layers.')).join(', ')}, and model.layers.N.…)`);
+  }
+  return [...model.weights.keys()].filter((w) => modulesOf(w).some((m) => entries.some((e) => m.endsWith(e))));
+}
+
+/** The groups whose weights all train, in place or as modules_to_save copies, under the current configuration. */
+export function trainedGroups(model: CausalLM): TrainableGroup[] {
+  const trains = (name: string) => (model.lora ? model.lora.saved.has(name) : model.trainableNames === null || model.trainableNames.has(name));
+  return TRAINABLE_GROUPS.filter((g) => {
+    try {
+      return groupWeights(model, g).every(trains);
+    } catch {
+      // A group this model does not have (no pause token, tied head).
+      return false;
+    }
+  });
 }
 
 function checkSameLora(model: CausalLM, lora: LoraOptions, saved: string[]): void {

@@ -9,8 +9,13 @@ import type { KvCache, LanguageModel, Tokenizer } from './types.ts';
 export interface GenerateOptions {
   /** Most tokens generated per row (pauses count: they are tokens the model emits). */
   maxNewTokens: number;
-  /** Most tokens per row, prompt included, as transformers' max_length but counted per row so batching never changes a row. */
+  /** Most tokens per row, prompt included, as transformers' max_length; counted per row unless `maxLengthCountsPadding`. */
   maxLength?: number;
+  /**
+   * Count maxLength as transformers does: the left-padded batch width plus the generated tokens, so a short prompt
+   * batched with a long one gets fewer new tokens. Default false: each row's own prompt, so batching never changes a row.
+   */
+  maxLengthCountsPadding?: boolean;
   /** 0 (default) decodes greedily; above 0 samples from softmax(log-probs / temperature). */
   temperature?: number;
   /** Seed of the sampling streams; row i draws from stream (seed, firstRow + i), so batch size never changes a sample. */
@@ -53,7 +58,8 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
   const rows = batch.rows;
   const context = opts.contextLength ?? Infinity;
   if (batch.width > context) throw new Error(`generate: a prompt of ${batch.width} tokens does not fit the model's ${context} positions`);
-  const limits = prompts.map((p) => Math.min(opts.maxNewTokens, opts.maxLength === undefined ? Infinity : opts.maxLength - p.length));
+  const promptLength = (p: number[]) => (opts.maxLengthCountsPadding ? batch.width : p.length);
+  const limits = prompts.map((p) => Math.min(opts.maxNewTokens, opts.maxLength === undefined ? Infinity : opts.maxLength - promptLength(p)));
   const out: number[][] = prompts.map(() => []);
   const done = limits.map((l) => l <= 0);
   const stoppedAtEos = prompts.map(() => false);

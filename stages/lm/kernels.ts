@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LmConfig } from './config.ts';
 import * as ops from './ops.ts';
 import type { KvCache } from './types.ts';
-import { adamwStep, type AdamWUpdate } from './webgpu/adamw.ts';
+import { FlatAdamW, type AdamWUpdate, type AdamWWeight } from './webgpu/adamw.ts';
 import { DeviceKvCache, fusedHidden, type DecoderAccess } from './webgpu/decoder.ts';
 import { embedding } from './webgpu/embedding.ts';
 import { recordingGradients } from './webgpu/engine.ts';
@@ -16,6 +16,13 @@ export interface FusedDecoder {
   hidden(model: DecoderAccess, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, cache: KvCache | null, training: boolean): tf.Tensor3D;
   /** An empty cache for this decoder, with room for `capacity` positions before it has to grow. */
   newCache(config: LmConfig, capacity: number): KvCache;
+}
+
+/** A backend's AdamW over a fixed list of weights (it may keep tensors describing them until disposed). */
+export interface FusedAdamW {
+  /** One update with clipping, as optimizer.ts's; returns the gradient norm before clipping. */
+  apply(update: AdamWUpdate): tf.Scalar;
+  dispose(): void;
 }
 
 export interface BackendKernels {
@@ -40,8 +47,8 @@ export interface BackendKernels {
    * reads this one's; where computing is synchronous there is nothing to overlap.
    */
   decodeLookahead: number;
-  /** One AdamW update over all weights, or null where optimizer.ts's tfjs-op update is the way. */
-  adamw: ((update: AdamWUpdate) => tf.Scalar) | null;
+  /** AdamW updating all `weights` at once, or null where optimizer.ts's tfjs-op update is the way. */
+  adamw: ((weights: AdamWWeight[]) => FusedAdamW) | null;
   decoder: FusedDecoder | null;
 }
 
@@ -97,7 +104,7 @@ const WEBGPU: BackendKernels = {
   },
   pickTokens: (logProbs, temperature, uniforms) => Promise.resolve(pickTokens(logProbs, temperature, uniforms && Float32Array.from(uniforms))),
   decodeLookahead: 1,
-  adamw: adamwStep,
+  adamw: (weights) => new FlatAdamW(weights),
   decoder: { hidden: fusedHidden, newCache: (config, capacity) => new DeviceKvCache(config, capacity) },
 };
 

@@ -3,11 +3,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { settleOnDevice } from './backend.ts';
 import { fromHfConfig, toHfConfig } from './config.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, hasLoraAdapter, loadLoraAdapter, saveLoraAdapter } from './lora.ts';
 import { CausalLM } from './model.ts';
 import { PauseLM } from './pause.ts';
-import { readModelWeights, SHARD_INDEX, SINGLE_FILE, writeJsonFile, writeSafetensors, type HostTensor } from './safetensors.ts';
+import { modelWeightEntries, SHARD_INDEX, SINGLE_FILE, writeJsonFile, writeSafetensors, type HostTensor } from './safetensors.ts';
 import { JsonTokenizer } from './tokenizer.ts';
 import type { Tokenizer } from './types.ts';
 
@@ -32,7 +33,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ca
     throw new Error(`${cfgFile}: not valid JSON (${(err as Error).message})`);
   }
   const config = fromHfConfig(json, cfgFile);
-  const weights = await readModelWeights(dir);
+  const weights = await loadWeightsToDevice(dir);
   let model: CausalLM;
   try {
     model = config.pause ? PauseLM.fromPauseWeights(config, weights) : CausalLM.fromWeights(config, weights);
@@ -41,6 +42,26 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ca
   }
   if ((opts.adapter ?? true) && hasLoraAdapter(dir)) await loadLoraAdapter(model, dir, log);
   return model;
+}
+
+/**
+ * A folder's weights as tensors on the active backend, read and placed one at a time (shard after shard), so a
+ * bfloat16 checkpoint of 14 GB becomes float32 on the GPU while the host holds at most one tensor's values; a tensor
+ * read so far is freed if a later one fails.
+ */
+async function loadWeightsToDevice(dir: string): Promise<Map<string, tf.Tensor>> {
+  const out = new Map<string, tf.Tensor>();
+  try {
+    for await (const { name, tensor } of modelWeightEntries(dir)) {
+      const t = tf.tensor(tensor.data, tensor.shape, tensor.dtype);
+      settleOnDevice(t);
+      out.set(name, t);
+    }
+    return out;
+  } catch (err) {
+    tf.dispose([...out.values()]);
+    throw err;
+  }
 }
 
 export interface SaveOptions {

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { checkConfig, initWeights, weightShapes, type LmConfig } from './config.ts';
 import { kernels } from './kernels.ts';
 import * as ops from './ops.ts';
+import { RowBlockCache, splitEmbedding, splitLinear, type RowBlocks } from './split-weights.ts';
 import type { HostTensor } from './safetensors.ts';
 import { PreparedTensors, type DecoderAccess } from './webgpu/decoder.ts';
 import type { Batch, KvCache, LanguageModel, LossParts } from './types.ts';
@@ -142,6 +143,8 @@ export class CausalLM implements LanguageModel {
   private readonly transposes = new TransposeCache();
   /** Tensors a backend's fused decoder derives from the weights and keeps (kernels.ts). */
   private readonly prepared = new PreparedTensors();
+  /** Row blocks of the weights too large for one WebGPU binding (split-weights.ts). */
+  private readonly rowBlocks = new RowBlockCache();
 
   constructor(config: LmConfig, weights: Map<string, tf.Variable>, prefix = '') {
     checkConfig(config);
@@ -199,7 +202,24 @@ export class CausalLM implements LanguageModel {
 
   /** x·Wᵀ (+ b) through the prepared transpose of `weight` [out, in]; x [..., in] → [..., out]. */
   protected linear(x: tf.Tensor, weight: tf.Variable, bias?: tf.Tensor): tf.Tensor {
+    const split = this.blocksOf(weight);
+    if (split) return splitLinear(x, split, bias);
     return kernels().linear(x, weight, bias, () => this.transposes.get(weight));
+  }
+
+  /** Rows of an embedding table for int32 ids of any shape → [...ids.shape, H]. */
+  protected embeddingRows(ids: tf.Tensor, table: tf.Variable): tf.Tensor {
+    const split = this.blocksOf(table);
+    return split ? splitEmbedding(ids, split) : kernels().embedding(ids, table);
+  }
+
+  /** The row blocks of a weight beyond the WebGPU binding limit, or null for every other weight. */
+  private blocksOf(weight: tf.Variable): RowBlocks | null {
+    const trainable = () => [...this.trainableVariables().values()];
+    const name = () => [...this.weights].find(([, v]) => v === weight)?.[0] ?? [...this.trainableVariables()].find(([, v]) => v === weight)?.[0] ?? weight.name;
+    // Only a gradient being taken for the weight makes splitting wrong; inference uses any weight.
+    const recording = () => (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+    return this.rowBlocks.get(weight, name, () => recording() && trainable().includes(weight));
   }
 
   /** A linear module of the decoder, with its LoRA adapter when one is attached. */
@@ -244,7 +264,7 @@ export class CausalLM implements LanguageModel {
     const { cos, sin } = this.ropeTables();
     const maskF = tf.cast(attentionMask, 'float32');
     const positions = tf.cast(tf.slice(tf.relu(tf.sub(tf.cumsum(maskF, 1), 1)), [0, past], [B, T]), 'int32') as tf.Tensor2D; // [B, T]
-    const mask = ops.causalPaddingMask(attentionMask, T); // [B, 1, T, S]
+    const mask = ops.causalPaddingMask(attentionMask, T, c.slidingWindow); // [B, 1, T, S]
     let x = this.embed(inputIds); // [B, T, H]
     const heads = (t: tf.Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, c.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
     for (let i = 0; i < c.numLayers; i++) {
@@ -290,7 +310,7 @@ export class CausalLM implements LanguageModel {
 
   /** Token embeddings [B, T, H]. */
   protected embed(inputIds: tf.Tensor2D): tf.Tensor3D {
-    return kernels().embedding(inputIds, this.embedTable()) as tf.Tensor3D;
+    return this.embeddingRows(inputIds, this.embedTable()) as tf.Tensor3D;
   }
 
   /** LM logits [..., V] of hidden states. */
@@ -369,6 +389,7 @@ export class CausalLM implements LanguageModel {
     this.rope = null;
     this.transposes.clear();
     this.prepared.clear();
+    this.rowBlocks.clear();
   }
 }
 

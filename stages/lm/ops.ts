@@ -276,12 +276,13 @@ export function ropeTables(headDim: number, maxPos: number, theta: number): { co
 
 /**
  * Per backend and head size, [R, Rᵀ] with x·R = rotate_half(x) = cat(−x₂, x₁): a rank-2 matmul instead of split +
- * concat. Per backend, because a kept tensor made on webgpu cannot be read later from wasm (no synchronous read).
+ * concat. Kept per backend: a process that switches backends (tests do) must not read another backend's tensor,
+ * which for a WebGPU tensor read from wasm would be a synchronous GPU read.
  */
 const rotations = new Map<string, [tf.Tensor2D, tf.Tensor2D]>();
 
 function rotation(hd: number): [tf.Tensor2D, tf.Tensor2D] {
-  const key = `${tf.getBackend()} ${hd}`;
+  const key = `${tf.getBackend()}/${hd}`;
   let r = rotations.get(key);
   if (!r || r[0].isDisposed) {
     const half = hd / 2;
@@ -446,16 +447,24 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: 
 
 /**
  * Additive mask [B, 1, T, S] for T queries that are the last T of S positions: a query sees earlier or equal
- * positions whose attention-mask entry is 1; everything else gets MASK_VALUE.
+ * positions whose attention-mask entry is 1, and with a sliding window W only the last W of them (query at i, key at
+ * j: i − W < j ≤ i, positions counted in the padded sequence as transformers does); everything else gets MASK_VALUE.
  */
-export function causalPaddingMask(attentionMask: tf.Tensor2D, queryLen: number): tf.Tensor4D {
+export function causalPaddingMask(attentionMask: tf.Tensor2D, queryLen: number, slidingWindow?: number): tf.Tensor4D {
   const [B, S] = attentionMask.shape;
   if (!Number.isInteger(queryLen) || queryLen > S || queryLen < 1) {
     throw new Error(`causalPaddingMask: ${queryLen} queries cannot be the last of ${S} positions`);
   }
-  // [T, S]: MASK_VALUE above the diagonal that ends at the last position, 0 elsewhere
+  if (slidingWindow !== undefined && !(Number.isInteger(slidingWindow) && slidingWindow > 0)) {
+    throw new Error(`causalPaddingMask: sliding window ${slidingWindow} must be a positive integer`);
+  }
+  // [T, S]: MASK_VALUE above the diagonal that ends at the last position (and W or more positions below it), 0 elsewhere
   const causal = new Float32Array(queryLen * S);
-  for (let t = 0; t < queryLen; t++) causal.fill(MASK_VALUE, t * S + S - queryLen + t + 1, (t + 1) * S);
+  for (let t = 0; t < queryLen; t++) {
+    const i = S - queryLen + t;
+    causal.fill(MASK_VALUE, t * S + i + 1, (t + 1) * S);
+    if (slidingWindow !== undefined && i - slidingWindow >= 0) causal.fill(MASK_VALUE, t * S, t * S + i - slidingWindow + 1);
+  }
   if (onHost()) {
     // Broadcasting kernels are slow on wasm; the mask is small, build it in JS.
     const am = attentionMask.dataSync();

@@ -1,7 +1,7 @@
-// AdamW as torch.optim.AdamW, with torch's clip_grad_norm_ fused into the step, over one flat buffer of all trainable weights.
+// AdamW as torch.optim.AdamW, with torch's clip_grad_norm_ fused into the step, over one flat buffer of all trainable weights; float32 or pure bfloat16.
 import * as tf from '@tensorflow/tfjs-core';
 import { readTensor } from './backend.ts';
-import { kernels } from './kernels.ts';
+import { kernels, type FusedAdamW } from './kernels.ts';
 import { splitFlat } from './ops.ts';
 
 export interface AdamWOptions {
@@ -15,6 +15,12 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Global L2 norm the gradients are clipped to, as clip_grad_norm_; null turns clipping off (default 1.0). */
   maxGradNorm?: number | null;
+  /**
+   * Saved names of the variables stored in bfloat16, as torch holds a model loaded with torch_dtype=bfloat16: their
+   * gradients, moments and weights are rounded to bfloat16 after every tensor op where torch rounds them, with no
+   * float32 master copy. The others (default: all) stay float32.
+   */
+  bfloat16?: Iterable<string>;
 }
 
 /** Optimizer state on the host, by saved weight name, for checkpoints. */
@@ -25,11 +31,42 @@ export interface AdamWState {
   expAvgSq: Map<string, Float32Array>;
 }
 
+/** Magnitudes from here up pass roundToBfloat16 unchanged: its rounding constant would overflow float32 (bfloat16 and float32 share the range). */
+const BF16_ROUNDING_LIMIT = 2 ** 112;
+
+/**
+ * Rounds float32 values to the nearest bfloat16 (8 significant bits), ties to even, as torch's float → bfloat16
+ * conversion does, with float32 tensor ops only, so it runs unchanged on every backend (tfjs has no bitcast).
+ * For |x| in [2^e, 2^(e+1)) the bfloat16 spacing is 2^(e-7), which is float32's spacing at c = 1.5·2^(e+16): the
+ * float32 addition x + c therefore rounds x to that spacing (to nearest, ties to even, since c is an even multiple
+ * of it), and subtracting c again is exact. 2^e comes from an exact ladder of power-of-two steps; below 2^-126 the
+ * same constant gives bfloat16's subnormal spacing 2^-133. Zeros keep their sign, NaN stays NaN; magnitudes of 2^112 (≈5e33) and more
+ * (and infinities) pass unchanged. A backend with bit operations could replace this by one kernel.
+ */
+export function roundToBfloat16(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const a = tf.abs(x);
+    let binade = tf.fill(x.shape, 2 ** -126); // largest power of two <= |x|, at least 2^-126
+    for (const k of [128, 64, 32, 16, 8, 4, 2, 1]) {
+      // 2^128 itself is not a float32; two exact steps of 2^64 make it.
+      const up = k === 128 ? tf.mul(tf.mul(binade, 2 ** 64), 2 ** 64) : tf.mul(binade, 2 ** k);
+      binade = tf.where(tf.greaterEqual(a, up), up, binade);
+    }
+    const c = tf.mul(binade, 1.5 * 2 ** 16);
+    const rounded = tf.sub(tf.add(x, c), c);
+    // (x + c) - c is +0 for a negative x that rounds to zero; x·0 carries x's sign, as torch keeps -0.
+    const signed = tf.where(tf.equal(rounded, 0), tf.mul(x, 0), rounded);
+    return tf.where(tf.greaterEqual(a, BF16_ROUNDING_LIMIT), x, signed);
+  });
+}
+
 interface Slot {
   name: string;
   variable: tf.Variable;
   offset: number;
   size: number;
+  /** Stored in bfloat16 (AdamWOptions.bfloat16). */
+  bf16: boolean;
 }
 
 /**
@@ -47,7 +84,11 @@ export class AdamW {
   private readonly total: number;
   private expAvg: tf.Variable; // [total]
   private expAvgSq: tf.Variable; // [total]
+  /** Which elements of the flat buffers are bfloat16: null when none or all are (no mask needed). */
+  private readonly bf16Mask: tf.Tensor | null; // [total] bool
   private steps = 0;
+  /** The backend's own update (kernels.ts), made at the first step that takes it. */
+  private fused: FusedAdamW | null = null;
 
   constructor(params: Map<string, tf.Variable>, opts: AdamWOptions = {}) {
     this.beta1 = opts.beta1 ?? 0.9;
@@ -62,14 +103,21 @@ export class AdamW {
     if (!(this.eps >= 0)) throw new Error(`AdamW: eps must be >= 0, got ${this.eps}`);
     if (!(this.weightDecay >= 0)) throw new Error(`AdamW: weightDecay must be >= 0, got ${this.weightDecay}`);
     if (this.maxGradNorm !== null && !(this.maxGradNorm > 0)) throw new Error(`AdamW: maxGradNorm must be > 0 or null, got ${this.maxGradNorm}`);
+    const bf16 = new Set(opts.bfloat16 ?? []);
+    const unknown = [...bf16].filter((n) => !params.has(n));
+    if (unknown.length > 0) throw new Error(`AdamW: bfloat16 names variables that do not train: ${unknown.join(', ')}`);
     let offset = 0;
     this.slots = [...params].map(([name, variable]) => {
       if (variable.dtype !== 'float32') throw new Error(`AdamW: ${name} is ${variable.dtype}, only float32 weights train`);
-      const slot = { name, variable, offset, size: variable.size };
+      const slot = { name, variable, offset, size: variable.size, bf16: bf16.has(name) };
       offset += variable.size;
       return slot;
     });
     this.total = offset;
+    const mixed = bf16.size > 0 && bf16.size < this.slots.length;
+    this.bf16Mask = mixed
+      ? tf.tidy(() => tf.cast(tf.concat(this.slots.map((s) => tf.fill([s.size], s.bf16 ? 1 : 0, 'int32'))), 'bool'))
+      : null;
     this.expAvg = tf.tidy(() => tf.variable(tf.zeros([this.total]), false));
     this.expAvgSq = tf.tidy(() => tf.variable(tf.zeros([this.total]), false));
   }
@@ -77,6 +125,11 @@ export class AdamW {
   /** Updates done so far. */
   get step(): number {
     return this.steps;
+  }
+
+  /** Saved names of the variables kept in bfloat16. */
+  get bfloat16Names(): string[] {
+    return this.slots.filter((s) => s.bf16).map((s) => s.name);
   }
 
   /**
@@ -93,31 +146,66 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay, maxGradNorm } = this;
     const fused = kernels().adamw;
     if (fused) {
-      const slots = this.slots.map((s) => ({ variable: s.variable, grad: grads.get(s.name) }));
-      return fused({ slots, expAvg: this.expAvg, expAvgSq: this.expAvgSq, lr, beta1, beta2, eps, weightDecay, maxGradNorm, step: t, bf16: false });
+      // The same update in three GPU programs, with the same per-weight norms and bfloat16 rounding points.
+      this.fused ??= fused(this.slots.map((s) => ({ variable: s.variable, bf16: s.bf16 })));
+      const update = { grads: this.slots.map((s) => grads.get(s.name)), expAvg: this.expAvg, expAvgSq: this.expAvgSq };
+      return this.fused.apply({ ...update, lr, beta1, beta2, eps, weightDecay, maxGradNorm, step: t });
     }
     // Scalars in float64 on the host, as torch computes them in Python before touching the tensors.
     const stepSize = lr / (1 - beta1 ** t);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
+    // Every op result torch writes into a bfloat16 tensor is rounded here too (identity for float32 storage).
+    const store = (x: tf.Tensor) => this.toStorage(x);
     return tf.tidy(() => {
       const flat = (tensors: tf.Tensor[]) => (tensors.length === 1 ? tf.reshape(tensors[0]!, [-1]) : tf.concat(tensors.map((x) => tf.reshape(x, [-1]))));
-      let g = flat(this.slots.map((s) => grads.get(s.name) ?? tf.zerosLike(s.variable)));
-      // clip_grad_norm_: total = ||g||₂; g *= min(1, max / (total + 1e-6)).
-      const norm = tf.sqrt(tf.sum(tf.square(g))) as tf.Scalar;
-      if (maxGradNorm !== null) g = tf.mul(g, tf.minimum(tf.div(maxGradNorm, tf.add(norm, 1e-6)), 1));
+      // A bfloat16 parameter's .grad is bfloat16.
+      const perSlot = this.slots.map((s) => {
+        const raw = grads.get(s.name) ?? tf.zerosLike(s.variable);
+        return s.bf16 ? roundToBfloat16(raw) : raw;
+      });
+      let g = flat(perSlot);
+      const norm = this.gradNorm(perSlot);
+      // clip_grad_norm_: g *= min(1, max / (total + 1e-6)), the coefficient in the total's precision.
+      if (maxGradNorm !== null) {
+        const allBf16 = this.slots.every((s) => s.bf16);
+        const inNormPrecision = (x: tf.Tensor) => (allBf16 ? roundToBfloat16(x) : x);
+        const coef = inNormPrecision(tf.div(maxGradNorm, inNormPrecision(tf.add(norm, 1e-6))));
+        g = store(tf.mul(g, tf.minimum(coef, 1)));
+      }
       let p = flat(this.slots.map((s) => s.variable));
-      if (weightDecay !== 0) p = tf.mul(p, 1 - lr * weightDecay);
+      if (weightDecay !== 0) p = store(tf.mul(p, 1 - lr * weightDecay));
       // exp_avg.lerp_(grad, 1 - β1); exp_avg_sq.mul_(β2).addcmul_(grad, grad, 1 - β2)
-      const m = tf.add(this.expAvg, tf.mul(tf.sub(g, this.expAvg), 1 - beta1));
-      const v = tf.add(tf.mul(this.expAvgSq, beta2), tf.mul(tf.square(g), 1 - beta2));
-      // param.addcdiv_(exp_avg, sqrt(exp_avg_sq) / sqrt(bc2) + eps, value=-step_size)
-      const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), eps);
-      p = tf.sub(p, tf.mul(tf.div(m, denom), stepSize));
+      const m = store(tf.add(this.expAvg, tf.mul(tf.sub(g, this.expAvg), 1 - beta1)));
+      const v = store(tf.add(store(tf.mul(this.expAvgSq, beta2)), tf.mul(tf.square(g), 1 - beta2)));
+      // param.addcdiv_(exp_avg, (exp_avg_sq.sqrt() / sqrt(bc2)).add_(eps), value=-step_size)
+      const denom = store(tf.add(store(tf.div(store(tf.sqrt(v)), bc2Sqrt)), eps));
+      p = store(tf.sub(p, tf.mul(tf.div(m, denom), stepSize)));
       this.expAvg.assign(m);
       this.expAvgSq.assign(v);
       this.scatter(p);
       return tf.keep(norm);
     });
+  }
+
+  /** `x` [total] as the flat buffers store it: bfloat16 elements rounded, float32 ones unchanged. */
+  private toStorage(x: tf.Tensor): tf.Tensor {
+    if (this.bf16Mask) return tf.where(this.bf16Mask, roundToBfloat16(x), x);
+    return this.slots[0]!.bf16 ? roundToBfloat16(x) : x;
+  }
+
+  /**
+   * The total gradient norm as clip_grad_norm_ computes it: each parameter's norm in its own precision, then the
+   * norm of those norms (in bfloat16 only when every parameter is bfloat16). Per parameter rather than over the
+   * flat buffer: a float32 running sum over tens of thousands of small squares behind a large one (wasm's Sum is a
+   * plain loop) drifted by 3e-5 relative from torch's norm in the LoRA trace, per parameter by 3e-6.
+   */
+  private gradNorm(perSlot: tf.Tensor[]): tf.Scalar {
+    const norms = perSlot.map((g, i) => {
+      const n = tf.sqrt(tf.sum(tf.square(g)));
+      return this.slots[i]!.bf16 ? roundToBfloat16(n) : n;
+    });
+    const total = tf.sqrt(tf.sum(tf.square(tf.stack(norms))));
+    return (this.slots.every((s) => s.bf16) ? roundToBfloat16(total) : total) as tf.Scalar;
   }
 
   /** Writes the flat updated weights back into the variables. */
@@ -170,5 +258,7 @@ export class AdamW {
   dispose(): void {
     this.expAvg.dispose();
     this.expAvgSq.dispose();
+    this.bf16Mask?.dispose();
+    this.fused?.dispose();
   }
 }

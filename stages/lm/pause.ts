@@ -74,7 +74,7 @@ export class PauseLM extends CausalLM {
   protected override embed(inputIds: tf.Tensor2D): tf.Tensor3D {
     const V = this.config.vocabSize;
     const isPause = tf.expandDims(tf.cast(tf.equal(inputIds, V), 'float32'), -1); // [B, T, 1]
-    const original = kernels().embedding(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), this.param(PAUSE_NAMES.originalEmbedding)); // [B, T, H]
+    const original = this.embeddingRows(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), this.param(PAUSE_NAMES.originalEmbedding)); // [B, T, H]
     const pauseRow = tf.reshape(this.param(PAUSE_NAMES.newEmbedding), [this.config.hiddenSize]); // [H]
     return tf.add(tf.mul(original, tf.sub(1, isPause)), tf.mul(isPause, pauseRow)) as tf.Tensor3D;
   }
@@ -181,15 +181,16 @@ export interface PauseSurgeryOptions {
  * tie broken; a fresh pause head Linear(H → 2) with PyTorch's default init U(±1/√H). Returns a new model;
  * `model` is left untouched. Deterministic in `seed`.
  */
-export function addPauseToken(model: CausalLM, seed: number, opts: PauseSurgeryOptions = {}): PauseLM {
+export async function addPauseToken(model: CausalLM, seed: number, opts: PauseSurgeryOptions = {}): Promise<PauseLM> {
   if (model.hasPause) throw new Error('addPauseToken: the model already has a pause token');
   if (model.lora) throw new Error('addPauseToken: merge or drop the LoRA adapters first (mergeLora in lora.ts)');
   const cfg = model.config;
   const V = cfg.vocabSize;
   const H = cfg.hiddenSize;
   const rng = new SeededRandom(seed);
-  const embed = model.weights.get('model.embed_tokens.weight')!.dataSync() as Float32Array;
-  const head = (cfg.tieWordEmbeddings ? embed : model.weights.get('lm_head.weight')!.dataSync()) as Float32Array;
+  // Read asynchronously: a synchronous read is refused by WebGPU.
+  const embed = (await model.weights.get('model.embed_tokens.weight')!.data()) as Float32Array;
+  const head = (cfg.tieWordEmbeddings ? embed : await model.weights.get('lm_head.weight')!.data()) as Float32Array;
   const newRow = rng.normalArray(H, Math.sqrt(unbiasedVariance(embed)));
   const grown = new Float32Array((V + 1) * H);
   grown.set(head);

@@ -149,6 +149,24 @@ export function parseSafetensors(bytes: Uint8Array, file = '<buffer>'): Safetens
  * (multi-GB shards) load as long as each tensor fits. `only` restricts which tensors are read.
  */
 export async function readSafetensors(file: string, only?: (name: string) => boolean): Promise<SafetensorsFile> {
+  const tensors = new Map<string, HostTensor>();
+  let metadata: Record<string, string> | null = null;
+  for await (const entry of safetensorsEntries(file, only, (m) => (metadata = m))) tensors.set(entry.name, entry.tensor);
+  return { tensors, metadata };
+}
+
+/** One tensor of a file, as it is read. */
+export interface TensorEntry {
+  name: string;
+  tensor: HostTensor;
+}
+
+/**
+ * The tensors of a safetensors file one at a time, in file order: only one tensor's bytes and its decoded values are
+ * held at once, so a caller that hands each tensor on (to a GPU) never holds the whole file. `onMetadata` receives the
+ * `__metadata__` map (or null) before the first tensor.
+ */
+export async function* safetensorsEntries(file: string, only?: (name: string) => boolean, onMetadata?: (m: Record<string, string> | null) => void): AsyncGenerator<TensorEntry> {
   const fh = await open(file, 'r');
   try {
     const { size } = await fh.stat();
@@ -161,7 +179,7 @@ export async function readSafetensors(file: string, only?: (name: string) => boo
     await fh.read(headerBuf, 0, headerLen, 8);
     const base = 8 + headerLen;
     const { entries, metadata } = parseHeader(file, headerBuf.toString('utf8'), size - base);
-    const tensors = new Map<string, HostTensor>();
+    onMetadata?.(metadata);
     for (const [name, e] of entries) {
       if (only && !only(name)) continue;
       const n = e.data_offsets[1] - e.data_offsets[0];
@@ -172,9 +190,8 @@ export async function readSafetensors(file: string, only?: (name: string) => boo
         if (bytesRead === 0) throw new SafetensorsError(file, `unexpected end of file in tensor '${name}'`);
         done += bytesRead;
       }
-      tensors.set(name, decode(file, name, e, buf));
+      yield { name, tensor: decode(file, name, e, buf) };
     }
-    return { tensors, metadata };
   } finally {
     await fh.close();
   }
@@ -245,9 +262,22 @@ export const SINGLE_FILE = 'model.safetensors';
  * `model.safetensors.index.json` (its `weight_map`), merged into one map in index order.
  */
 export async function readModelWeights(dir: string): Promise<Map<string, HostTensor>> {
+  const all = new Map<string, HostTensor>();
+  for await (const { name, tensor } of modelWeightEntries(dir)) all.set(name, tensor);
+  return all;
+}
+
+/**
+ * A model folder's weights one tensor at a time, shard after shard (see safetensorsEntries): what loads a checkpoint
+ * larger than host memory onto a GPU. Every tensor the shard index lists must be found in its shard.
+ */
+export async function* modelWeightEntries(dir: string): AsyncGenerator<TensorEntry> {
   const single = path.join(dir, SINGLE_FILE);
   const index = path.join(dir, SHARD_INDEX);
-  if (existsSync(single)) return (await readSafetensors(single)).tensors;
+  if (existsSync(single)) {
+    yield* safetensorsEntries(single);
+    return;
+  }
   if (!existsSync(index)) throw new Error(`${dir}: no ${SINGLE_FILE} or ${SHARD_INDEX} found`);
   let parsed: { weight_map?: Record<string, string> };
   try {
@@ -262,18 +292,17 @@ export async function readModelWeights(dir: string): Promise<Map<string, HostTen
     if (!byShard.has(shard)) byShard.set(shard, new Set());
     byShard.get(shard)!.add(name);
   }
-  const all = new Map<string, HostTensor>();
   for (const [shard, names] of byShard) {
     const shardPath = path.join(dir, shard);
     if (!existsSync(shardPath)) throw new Error(`${index}: shard '${shard}' is listed but missing`);
-    const { tensors } = await readSafetensors(shardPath, (n) => names.has(n));
-    for (const name of names) {
-      const t = tensors.get(name);
-      if (!t) throw new Error(`${shardPath}: tensor '${name}' is listed in ${SHARD_INDEX} but not in the shard`);
-      all.set(name, t);
+    const found = new Set<string>();
+    for await (const entry of safetensorsEntries(shardPath, (n) => names.has(n))) {
+      found.add(entry.name);
+      yield entry;
     }
+    const lost = [...names].find((n) => !found.has(n));
+    if (lost !== undefined) throw new Error(`${shardPath}: tensor '${lost}' is listed in ${SHARD_INDEX} but not in the shard`);
   }
-  return all;
 }
 
 /** Writes a small JSON file atomically (temporary name, then rename). */

@@ -1,4 +1,4 @@
-// Supervised fine-tuning loop as transformers' Trainer runs it for the reference: AdamW, linear schedule, clipping, eval, best model, resumable checkpoints.
+// Supervised fine-tuning loop as transformers' Trainer runs it for the reference: AdamW, linear schedule, clipping, eval, best model, resumable checkpoints, float32 or pure bfloat16.
 import * as tf from '@tensorflow/tfjs-core';
 import { readTensor } from './backend.ts';
 import { loadLatestCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
@@ -6,7 +6,7 @@ import { collateTraining, DEFAULT_MAX_LENGTH, disposeBatch, encodeTrainingExampl
 import { createRng, deriveSeed } from '../data/random.ts';
 import { trainableSummary, type TrainableSummary } from './freeze.ts';
 import type { CausalLM } from './model.ts';
-import { AdamW } from './optimizer.ts';
+import { AdamW, roundToBfloat16 } from './optimizer.ts';
 import type { HostTensor } from './safetensors.ts';
 import { linearScheduleLr } from './schedule.ts';
 import type { Batch, LanguageModel, Tokenizer } from './types.ts';
@@ -28,8 +28,13 @@ export interface TrainOptions {
   weightDecay: number;
   /** Global gradient-norm clip; null: none. Default 1.0. */
   maxGradNorm: number | null;
-  /** Evaluate on the validation split every this many updates, and after the last. Default 500. */
+  /** Evaluate on the validation split every this many updates (and after the last, with evalAtEnd). Default 500. */
   evalSteps: number;
+  /**
+   * Also evaluate after the last update when it is no multiple of evalSteps, so the final weights can be the best.
+   * false does what HF Trainer does: the best checkpoint is one of evalSteps, 2·evalSteps, … Default true.
+   */
+  evalAtEnd: boolean;
   /** Record the mean training loss every this many updates. Default 10. */
   loggingSteps: number;
   /** Write a resumable checkpoint every this many updates (needs checkpointDir). Default 500. */
@@ -42,7 +47,16 @@ export interface TrainOptions {
   checkpointDir: string | null;
   /** Put back the weights of the lowest validation loss at the end (load_best_model_at_end). Default true. */
   loadBestAtEnd: boolean;
+  /**
+   * `fp32` trains in float32. `bf16` trains as the seed did (a model loaded with torch_dtype=bfloat16, Trainer's
+   * bf16=False): every weight is stored in bfloat16 and the trainable ones' gradients, AdamW moments and updates are
+   * rounded where torch rounds them, with no float32 master copy; LoRA adapters stay float32 (PEFT's default
+   * autocast_adapter_dtype). The forward and backward passes still compute in float32. Default `fp32`.
+   */
+  precision: Precision;
 }
+
+export type Precision = 'fp32' | 'bf16';
 
 export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   batchSize: 8,
@@ -54,12 +68,14 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   weightDecay: 0,
   maxGradNorm: 1.0,
   evalSteps: 500,
+  evalAtEnd: true,
   loggingSteps: 10,
   saveSteps: 500,
   maxLength: DEFAULT_MAX_LENGTH,
   seed: 42,
   checkpointDir: null,
   loadBestAtEnd: true,
+  precision: 'fp32',
 };
 
 export interface TrainData {
@@ -135,6 +151,7 @@ function checkOptions(o: TrainOptions): void {
   if (o.maxSteps !== null) whole('maxSteps', 1);
   if (!(o.epochs > 0)) throw new Error(`training option epochs must be > 0, got ${o.epochs}`);
   if (!(o.lr >= 0)) throw new Error(`training option lr must be >= 0, got ${o.lr}`);
+  if (o.precision !== 'fp32' && o.precision !== 'bf16') throw new Error(`training option precision must be 'fp32' or 'bf16', got ${String(o.precision)}`);
 }
 
 /** Mean loss over a split, each batch weighted by its rows (as Trainer.evaluate averages per example). */
@@ -221,7 +238,8 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
   const total = opts.maxSteps ?? Math.max(1, Math.ceil(opts.epochs * updatesPerEpoch));
   const trainable = trainableSummary(model, log);
   const vars = model.trainableVariables();
-  const optimizer = new AdamW(vars, { weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm });
+  const optimizer = createOptimizer(model, opts);
+  if (opts.precision === 'bf16') log('precision: bfloat16 weights, gradients and AdamW moments (LoRA adapters float32)');
   const print = fingerprint(opts, [...vars.keys()], trainSet.length, validationSet.length);
 
   const state: LoopState = {
@@ -275,30 +293,17 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
       const perm = epochOrder(state.epoch);
       const micro = Math.min(opts.gradAccum, batchesPerEpoch - state.batchInEpoch);
       const lr = linearScheduleLr(opts.lr, state.step, total, opts.warmup);
-      let grads: Map<string, tf.Tensor> | null = null;
-      let stepLoss = 0;
-      try {
-        for (let m = 0; m < micro; m++) {
-          const b = state.batchInEpoch + m;
-          const rows = perm.slice(b * opts.batchSize, (b + 1) * opts.batchSize).map((i) => trainSet[i]!);
-          // Masks named by (step, micro-batch) rather than a running counter, so a resumed run draws the same ones.
-          if (model.lora) model.lora.dropoutSeed = deriveSeed(opts.seed, `dropout ${state.step} ${m}`);
-          const { loss, grads: g } = microStep(model, vars, collateTraining(rows, padId), micro);
-          const value = (await readTensor(loss))[0]!;
-          loss.dispose();
-          grads = accumulate(grads, g);
-          if (!Number.isFinite(value)) {
-            throw new Error(`training loss is ${value} at step ${state.step + 1} (epoch ${state.epoch + 1}, batch ${b + 1}); ` +
-              'lower the learning rate or check the data');
-          }
-          // Each micro-batch's loss is already divided by the group size: the sum is the update's mean loss.
-          stepLoss += value;
-        }
-        const norm = optimizer.apply(grads!, lr);
-        norm.dispose();
-      } finally {
-        if (grads) for (const g of grads.values()) g.dispose();
-      }
+      const batches = Array.from({ length: micro }, (_, m) => {
+        const b = state.batchInEpoch + m;
+        return perm.slice(b * opts.batchSize, (b + 1) * opts.batchSize).map((i) => trainSet[i]!);
+      });
+      const update = await optimizerUpdate(model, optimizer, batches.map((rows) => () => collateTraining(rows, padId)), lr, {
+        // Masks named by (step, micro-batch) rather than a running counter, so a resumed run draws the same ones.
+        dropoutSeed: (m) => deriveSeed(opts.seed, `dropout ${state.step} ${m}`),
+        where: (m) => `step ${state.step + 1} (epoch ${state.epoch + 1}, batch ${state.batchInEpoch + m + 1})`,
+      });
+      update.gradNorm.dispose();
+      const stepLoss = update.loss;
 
       state.step += 1;
       state.batchInEpoch += micro;
@@ -314,7 +319,7 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
         state.pendingLosses = [];
         log(`step ${state.step}/${total}: loss ${mean.toFixed(4)}, lr ${lr.toExponential(3)}`);
       }
-      if (state.step % opts.evalSteps === 0 || state.step === total) await runEval();
+      if (state.step % opts.evalSteps === 0 || (opts.evalAtEnd && state.step === total)) await runEval();
       await hooks.afterStep?.(state.step);
       if (opts.checkpointDir && state.step % opts.saveSteps === 0 && state.step < total) {
         const ckpt: Checkpoint = {
@@ -349,31 +354,133 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
   };
 }
 
-/** Loss and gradients of one micro-batch, the loss divided by the group size as Trainer does before backward. */
-function microStep(model: LanguageModel, vars: Map<string, tf.Variable>, batch: Batch, groupSize: number): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
+/** Saved names of the trainable variables torch would hold in bfloat16 under `precision`: all but LoRA adapters. */
+function bfloat16Names(model: CausalLM, precision: Precision): string[] {
+  if (precision === 'fp32') return [];
+  const adapters = new Set(model.lora ? [...model.lora.adapters.values()].flatMap(({ a, b }) => [a, b]) : []);
+  return [...model.trainableVariables()].filter(([, v]) => !adapters.has(v)).map(([name]) => name);
+}
+
+/**
+ * Stores the model as a bfloat16 checkpoint loads: every weight, and every modules_to_save copy, rounded to
+ * bfloat16. LoRA adapters stay float32 (PEFT casts them up). Idempotent.
+ */
+export function storeInBfloat16(model: CausalLM): void {
+  const weights = [...model.weights.values(), ...(model.lora ? model.lora.saved.values() : [])];
+  for (const w of weights) tf.tidy(() => w.assign(roundToBfloat16(w)));
+}
+
+/**
+ * The AdamW a run trains `model`'s trainable variables with; with `bf16` precision the model is stored in bfloat16
+ * first and the optimizer keeps its trainable weights (LoRA adapters aside) in bfloat16.
+ */
+export function createOptimizer(model: CausalLM, opts: Pick<TrainOptions, 'weightDecay' | 'maxGradNorm' | 'precision'>): AdamW {
+  if (opts.precision === 'bf16') storeInBfloat16(model);
+  return new AdamW(model.trainableVariables(), {
+    weightDecay: opts.weightDecay,
+    maxGradNorm: opts.maxGradNorm,
+    bfloat16: bfloat16Names(model, opts.precision),
+  });
+}
+
+/** What one optimizer update did. */
+export interface UpdateResult {
+  /** Mean training loss over the update's micro-batches (what Trainer logs). */
+  loss: number;
+  /** Pause models: the LM and pause-head parts of the loss, averaged the same way. */
+  lmLoss?: number;
+  ctrlLoss?: number;
+  /** Gradient norm before clipping; the caller disposes it. */
+  gradNorm: tf.Scalar;
+}
+
+export interface UpdateOptions {
+  /** Seed of micro-batch m's LoRA dropout masks. */
+  dropoutSeed?: (micro: number) => number;
+  /** Where micro-batch m sits in the run, for the error a non-finite loss raises. */
+  where?: (micro: number) => string;
+}
+
+/**
+ * One optimizer update as Trainer makes it: each micro-batch's loss divided by the group size before backward,
+ * the gradients summed (in the variables' storage precision), then clipped and applied by AdamW at rate `lr`.
+ * Batches are made one at a time (`makeBatch`) and freed after their backward pass. A non-finite loss stops
+ * before the weights change.
+ */
+export async function optimizerUpdate(model: CausalLM, optimizer: AdamW, makeBatch: (() => Batch)[], lr: number, opts: UpdateOptions = {}): Promise<UpdateResult> {
+  if (makeBatch.length === 0) throw new Error('optimizerUpdate: no micro-batches');
+  const vars = model.trainableVariables();
+  const bf16 = new Set(optimizer.bfloat16Names);
+  const sums = { loss: 0, lmLoss: 0, ctrlLoss: 0 };
+  let hasParts = false;
+  let grads: Map<string, tf.Tensor> | null = null;
+  try {
+    for (let m = 0; m < makeBatch.length; m++) {
+      if (model.lora && opts.dropoutSeed) model.lora.dropoutSeed = opts.dropoutSeed(m);
+      const step = microStep(model, vars, makeBatch[m]!(), makeBatch.length);
+      const values = await readTensor(step.losses);
+      step.losses.dispose();
+      // torch accumulates into .grad, which has the parameter's dtype.
+      grads = accumulate(grads, step.grads, bf16);
+      const loss = values[0]!;
+      if (!Number.isFinite(loss)) {
+        throw new Error(`training loss is ${loss} at ${opts.where?.(m) ?? `micro-batch ${m + 1}`}; lower the learning rate or check the data`);
+      }
+      sums.loss += loss;
+      if (values.length === 3) {
+        hasParts = true;
+        sums.lmLoss += values[1]! / makeBatch.length;
+        sums.ctrlLoss += values[2]! / makeBatch.length;
+      }
+    }
+    const gradNorm = optimizer.apply(grads!, lr);
+    return hasParts ? { loss: sums.loss, lmLoss: sums.lmLoss, ctrlLoss: sums.ctrlLoss, gradNorm } : { loss: sums.loss, gradNorm };
+  } finally {
+    if (grads) for (const g of grads.values()) g.dispose();
+  }
+}
+
+/**
+ * Loss and gradients of one micro-batch, the loss divided by the group size as Trainer does before backward.
+ * `losses` holds that loss, then (pause models) the undivided LM and pause-head parts.
+ */
+function microStep(model: LanguageModel, vars: Map<string, tf.Variable>, batch: Batch, groupSize: number): { losses: tf.Tensor1D; grads: Map<string, tf.Tensor> } {
   try {
     const names = new Map([...vars].map(([saved, v]) => [v.name, saved]));
-    const { value, grads } = tf.variableGrads(() => tf.div(model.lossParts(batch, { training: true }).loss, groupSize) as tf.Scalar, [...vars.values()]);
+    let parts: tf.Tensor[] = [];
+    const { value, grads } = tf.variableGrads(() => {
+      const p = model.lossParts(batch, { training: true });
+      parts = p.lmLoss && p.ctrlLoss ? [tf.keep(p.lmLoss), tf.keep(p.ctrlLoss)] : [];
+      return tf.div(p.loss, groupSize) as tf.Scalar;
+    }, [...vars.values()]);
+    const losses = tf.tidy(() => tf.stack([value, ...parts]) as tf.Tensor1D);
+    for (const t of [value, ...parts]) t.dispose();
     const out = new Map<string, tf.Tensor>();
     for (const [tfName, g] of Object.entries(grads)) if (g) out.set(names.get(tfName)!, g);
-    return { loss: value, grads: out };
+    return { losses, grads: out };
   } finally {
     disposeBatch(batch);
   }
 }
 
-/** Adds `next` into `sum` (disposing what it replaces); the first group member becomes the sum. */
-function accumulate(sum: Map<string, tf.Tensor> | null, next: Map<string, tf.Tensor>): Map<string, tf.Tensor> {
-  if (!sum) return next;
+/**
+ * Adds `next` into `sum` (disposing what it replaces and what it adds); without a sum, `next` becomes it. The
+ * gradients of `bf16` variables are rounded as they arrive and after each addition, as a bfloat16 .grad holds them.
+ */
+function accumulate(sum: Map<string, tf.Tensor> | null, next: Map<string, tf.Tensor>, bf16: ReadonlySet<string>): Map<string, tf.Tensor> {
+  const out = sum ?? new Map<string, tf.Tensor>();
   for (const [name, g] of next) {
-    const prev = sum.get(name);
-    if (prev) {
-      sum.set(name, tf.add(prev, g));
-      prev.dispose();
-      g.dispose();
-    } else {
-      sum.set(name, g);
+    const prev = out.get(name);
+    if (!prev && !bf16.has(name)) {
+      out.set(name, g);
+      continue;
     }
+    out.set(name, tf.tidy(() => {
+      const total = prev ? tf.add(prev, g) : g;
+      return bf16.has(name) ? roundToBfloat16(total) : total;
+    }));
+    prev?.dispose();
+    g.dispose();
   }
-  return sum;
+  return out;
 }

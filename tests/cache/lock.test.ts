@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { acquireLock, breakStaleLock, isStale, processStartTicks, readLock, type LockOwner } from '../../cache/lock.ts';
 import { sha256 } from '../../runtime/hash.ts';
 import { deadPid } from './fixtures.ts';
+import { withProc } from '../helpers/requires.ts';
 
 const test = suite('lock');
 
@@ -35,11 +36,7 @@ test('a lock from another pid namespace with our hostname (a container) is never
   assert.is(isStale({ ...deadOwner(), pidNamespace: 'pid:[1]' }), false);
 });
 
-test('the start time of a live process is read on Linux and tells a reused pid apart', () => {
-  if (!existsSync('/proc/self/stat')) {
-    console.log('  skipped: needs /proc (Linux)');
-    return;
-  }
+withProc(test)('the start time of a live process is read on Linux and tells a reused pid apart', () => {
   const ticks = processStartTicks(process.pid);
   assert.match(ticks ?? '', /^\d+$/);
   const me: LockOwner = { pid: process.pid, hostname: hostname(), startedAt: '', nonce: 'n', procStart: ticks! };

@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { sha256 } from '../../runtime/hash.ts';
 import { ArtifactStore, resolveCacheRoot, type LockOwner, type PendingEntry } from '../../cache/store.ts';
 import { assertRejects, deadPid, fieldsFor, keyFor } from './fixtures.ts';
+import { withProc } from '../helpers/requires.ts';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const childScript = path.join(projectRoot, 'tests/cache/store-child.ts');
@@ -246,11 +247,7 @@ locks('an unreadable lock is taken over', async () => {
   await (await mustBegin(key)).abort();
 });
 
-locks('a lock naming a live pid but another process start is taken over (pid reused)', async () => {
-  if (!existsSync('/proc/self/stat')) {
-    console.log('  skipped: needs /proc (Linux) to tell a reused pid from its owner');
-    return;
-  }
+withProc(locks)('a lock naming a live pid but another process start is taken over (pid reused)', async () => {
   const key = keyFor('reused');
   await writeLock(key, { pid: process.pid, procStart: '1' });
   await (await mustBegin(key)).abort();

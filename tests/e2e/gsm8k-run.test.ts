@@ -6,6 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cli, PROJECT_ROOT, tempWorkspace } from '../helpers/runner.ts';
 import { extractAnswer } from '../../stages/data/answer.ts';
+import { withShared } from '../helpers/requires.ts';
 
 interface RunJson { counts: Record<string, number> }
 
@@ -28,11 +29,7 @@ for each head in [true, false] {
 stage table = report(runs: eval[*]) { title: "GSM8K smoke" }
 `;
 
-test('a short real GSM8K run goes through evaluate and report, and a second run computes nothing', async () => {
-  if (!existsSync(path.join(GSM8K, 'train.jsonl'))) {
-    console.log(`  skipped: ${GSM8K} is absent (the shared GSM8K copy); nothing to run on`);
-    return;
-  }
+withShared(test)('a short real GSM8K run goes through evaluate and report, and a second run computes nothing', async () => {
   const ws = await tempWorkspace('pausepipe-gsm8k-e2e-');
   const file = path.join(ws, 'smoke.pipe');
   await writeFile(file, PIPE);

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromHfConfig, type LmConfig } from '../../stages/lm/config.ts';
+import { readTensor } from '../../stages/lm/backend.ts';
 import { CausalLM } from '../../stages/lm/model.ts';
 import { PauseLM } from '../../stages/lm/pause.ts';
 import { readModelWeights, readSafetensors, type HostTensor } from '../../stages/lm/safetensors.ts';
@@ -12,11 +13,8 @@ import { readModelWeights, readSafetensors, type HostTensor } from '../../stages
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const FIXTURES = path.resolve(ROOT, '../shared/fixtures/hf');
 export const FIXTURES_PRESENT = existsSync(FIXTURES);
-
-/** Prints why a fixture suite does nothing; call from a suite's `before`. */
-export function noteSkip(suiteName: string): void {
-  console.log(`  ${suiteName}: skipped, ${FIXTURES} is absent (the shared fixtures are not checked out)`);
-}
+/** Registers a test that needs the fixtures: skipped (and said so) where ../shared is absent. */
+export { withShared as withFixtures } from './requires.ts';
 
 export async function readJson<T = Record<string, unknown>>(file: string): Promise<T> {
   return JSON.parse(await readFile(file, 'utf8')) as T;
@@ -75,22 +73,23 @@ export function relDiff(a: number, b: number): number {
   return Math.abs(a - b) / Math.abs(b);
 }
 
-/** Greedy decoding with a full forward pass per step (no cache), as the fixtures were made. */
-export function greedyFull(step: (ids: tf.Tensor2D) => tf.Tensor, prompt: number[], steps: number): number[] {
+/** Greedy decoding with a full forward pass per step (no cache), as the fixtures were made; reads the host once a step. */
+export async function greedyFull(step: (ids: tf.Tensor2D) => tf.Tensor, prompt: number[], steps: number): Promise<number[]> {
   const ids = [...prompt];
   for (let s = 0; s < steps; s++) {
     const next = tf.tidy(() => {
       const scores = step(tf.tensor2d(ids, [1, ids.length], 'int32')); // [1, T, V]
       const V = scores.shape[2]!;
-      return tf.argMax(tf.reshape(tf.slice(scores, [0, ids.length - 1, 0], [1, 1, V]), [V])).dataSync()[0]!;
+      return tf.argMax(tf.reshape(tf.slice(scores, [0, ids.length - 1, 0], [1, 1, V]), [V]));
     });
-    ids.push(next);
+    ids.push((await readTensor(next))[0]!);
+    next.dispose();
   }
   return ids;
 }
 
 /** Greedy decoding through `decodeStep` and the KV cache. */
-export function greedyCached(model: CausalLM, prompt: number[], steps: number): number[] {
+export async function greedyCached(model: CausalLM, prompt: number[], steps: number): Promise<number[]> {
   const ids = [...prompt];
   let cache = null;
   let input = tf.tensor2d(prompt, [1, prompt.length], 'int32');
@@ -98,16 +97,30 @@ export function greedyCached(model: CausalLM, prompt: number[], steps: number): 
     const mask = tf.ones([1, ids.length], 'int32') as tf.Tensor2D;
     const out = model.decodeStep(input, mask, cache);
     cache = out.cache;
-    const next = tf.tidy(() => tf.argMax(out.logProbs, 1).dataSync()[0]!);
-    out.logProbs.dispose();
-    mask.dispose();
-    input.dispose();
+    const best = tf.argMax(out.logProbs, 1);
+    const next = (await readTensor(best))[0]!;
+    tf.dispose([best, out.logProbs, mask, input]);
     ids.push(next);
     input = tf.tensor2d([next], [1, 1], 'int32');
   }
   input.dispose();
   cache?.dispose();
   return ids;
+}
+
+/** The values of a tensor computed by `f` (inside a tidy), read without a synchronous read; the tensor is freed. */
+export async function valuesOf(f: () => tf.Tensor): Promise<Float32Array | Int32Array> {
+  const t = tf.tidy(f);
+  try {
+    return await readTensor(t);
+  } finally {
+    t.dispose();
+  }
+}
+
+/** The first value of the scalar computed by `f`. */
+export async function scalarOf(f: () => tf.Tensor): Promise<number> {
+  return (await valuesOf(f))[0]!;
 }
 
 /** Asserts that `run` rejects with a message matching `pattern` (uvu's assert has no async throws). */

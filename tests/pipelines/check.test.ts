@@ -7,7 +7,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { planLoaded } from '../../runtime/session.ts';
 import { STAGE_KINDS } from '../../stages/index.ts';
-import { loadProjectPipeline, pipeFiles, PIPELINES_DIR, PROJECT_ROOT, SHARED, SHARED_PRESENT } from './pipeline-files.ts';
+import { loadProjectPipeline, pipeFiles, PIPELINES_DIR, PROJECT_ROOT } from './pipeline-files.ts';
+import { withShared } from '../helpers/requires.ts';
 
 const test = suite('pipelines check');
 const BIN = path.join(PROJECT_ROOT, 'bin', 'pausepipe.js');
@@ -29,11 +30,7 @@ test('every pipeline loads with the real registry without any error or warning',
   for (const file of pipeFiles()) await loadProjectPipeline(path.relative(PIPELINES_DIR, file));
 });
 
-test('every pipeline plans with a key for each stage: the files its stages read exist', async () => {
-  if (!SHARED_PRESENT) {
-    console.log(`  pipelines check: planning skipped, ${SHARED} is absent (warmup.pipe reads GSM8K and a checkpoint from it)`);
-    return;
-  }
+withShared(test)('every pipeline plans with a key for each stage: the files its stages read exist', async () => {
   for (const file of pipeFiles()) {
     const pipeline = await loadProjectPipeline(path.relative(PIPELINES_DIR, file));
     const { plan } = await planLoaded(pipeline, STAGE_KINDS, cacheDir);
@@ -44,7 +41,7 @@ test('every pipeline plans with a key for each stage: the files its stages read 
 });
 
 test('`pausepipe check` prints ok with the stage count for the two user pipelines', async () => {
-  for (const [name, stages] of [['warmup.pipe', 46], ['demo.pipe', 21]] as const) {
+  for (const [name, stages] of [['warmup.pipe', 48], ['demo.pipe', 21]] as const) {
     const r = await execa(process.execPath, [BIN, 'check', path.join('pipelines', name)], { cwd: PROJECT_ROOT, reject: false, stdin: 'ignore' });
     assert.is(r.stderr, '', name);
     assert.is(r.stdout, `ok: ${stages} stages`, name);

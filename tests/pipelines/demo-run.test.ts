@@ -27,7 +27,7 @@ const SHRINK: Record<string, Record<string, JsonValue>> = {
   evaluate: { max_new_tokens: 4, batch_size: 2 },
 };
 
-test('the shrunk demo runs every stage and its report has one row per variant and the baseline', async () => {
+test('the shrunk demo runs every stage and its report has a row for step 1, each variant and the baseline', async () => {
   const pipeline = await loadProjectPipeline('demo.pipe');
   for (const s of pipeline.stages) Object.assign(s.params, SHRINK[s.kind] ?? {});
   const session = await planLoaded(pipeline, STAGE_KINDS, cacheDir);
@@ -38,6 +38,7 @@ test('the shrunk demo runs every stage and its report has one row per variant an
   const report = result.outcomes.find((o) => o.name === 'report')!;
   const rows = (report.metrics!.rows as Record<string, JsonValue>[]).map((r) => [r.label, r.role, r.trainable, r.lora]);
   assert.equal(rows, [
+    ['step1 (start)', 'start', ['all'], false],
     ['pause=embed+head, lora=false', 'run', ['pauseEmbedding', 'pauseHead'], false],
     ['pause=embed+head, lora=true', 'run', ['pauseEmbedding', 'pauseHead'], true],
     ['pause=embed, lora=false', 'run', ['pauseEmbedding'], false],

@@ -33,6 +33,7 @@ test('has 6 variants of the warm-up, a baseline and a report over all their eval
   assert.equal(inputsOf(stageNamed(pipeline, BASELINE)), { model: ['step1'], data: ['data'] });
   assert.equal(inputsOf(stageNamed(pipeline, 'eval_baseline[baseline=no pauses]')), { model: [BASELINE], data: ['data'] });
   assert.equal(inputsOf(stageNamed(pipeline, 'report')), {
+    start: ['eval_step1'],
     runs: VARIANTS.map((v) => v.replace(/^warm/, 'eval')),
     baselines: ['eval_baseline[baseline=no pauses]'],
   });

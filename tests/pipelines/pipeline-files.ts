@@ -1,18 +1,16 @@
 // Test helpers for the user pipelines in pipelines/: loading them with the real stage registry, and reading their stages.
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { formatDiagnostics } from '../../grammar/diagnostics.ts';
 import type { JsonValue } from '../../runtime/json.ts';
 import { loadPipeline } from '../../runtime/load.ts';
 import type { Pipeline, StageInstance } from '../../runtime/pipeline.ts';
 import { STAGE_KINDS } from '../../stages/index.ts';
+import { PROJECT_ROOT } from '../helpers/requires.ts';
 
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export { PROJECT_ROOT, SHARED, SHARED_PRESENT } from '../helpers/requires.ts';
 export const PIPELINES_DIR = path.join(PROJECT_ROOT, 'pipelines');
-export const SHARED = path.resolve(PROJECT_ROOT, '../shared');
-export const SHARED_PRESENT = existsSync(SHARED);
 
 /** Every .pipe file under pipelines/ (examples included), as absolute paths in a stable order. */
 export function pipeFiles(dir = PIPELINES_DIR): string[] {

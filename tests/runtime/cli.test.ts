@@ -213,7 +213,34 @@ stage table = sh(runs: train[*]) { command: ["true"] }
     '  n2 -->|"runs"| n3',
     '',
   ].join('\n'));
-  assert.match((await pp('dag', file, '--format', 'dot')).out, '"train[lr=1]" -> "table" [label="runs"];');
+  assert.match((await pp('dag', file, '--format', 'dot')).out, '"loop:train":t:e -> "table" [label="runs (all 2)"];');
+});
+
+test('dag --format svg draws the graph coloured by what the cache holds', async () => {
+  const { file } = await workspace(`
+stage prep = sh { command: ["true"] }
+for each lr in [1, 2] {
+  stage train = sh(base: prep) { command: ["true"] }
+}
+`);
+  const before = await pp('dag', file, '--format', 'svg');
+  assert.is(before.code, 0);
+  assert.ok(before.out.startsWith('<?xml'));
+  assert.is(before.out.match(/fill="#ffe3a3"/g)!.length, 4); // 3 stale stages and the legend
+  await pp('run', file, '--json');
+  const after = await pp('dag', file, '--format', 'svg');
+  assert.is(after.out.match(/fill="#d5efd5"/g)!.length, 4); // 3 fresh stages and the legend
+  const bad = await pp('dag', file, '--format', 'png');
+  assert.is(bad.code, 2);
+  assert.match(bad.err, '--format must be one of mermaid, dot, svg, got png');
+});
+
+test('warmup.pipe as SVG is a readable picture: its 18 variants are rows, not 18 boxes side by side', async () => {
+  const r = await pp('dag', path.join(PROJECT_ROOT, 'pipelines/warmup.pipe'), '--format', 'svg');
+  assert.is(r.code, 0);
+  const [, width, height] = /<svg width="(\d+)pt" height="(\d+)pt"/.exec(r.out)!.map(Number);
+  // The one-box-per-stage layout was 6,497 pt (about 8,700 px) wide and 488 pt high.
+  assert.ok(width! <= 1300 && height! <= 800, `${width} × ${height} pt`);
 });
 
 test('an invalid pipeline exits 2 with located diagnostics; check passes a valid one', async () => {

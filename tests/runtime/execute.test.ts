@@ -6,6 +6,7 @@ import path from 'node:path';
 import { FileHasher } from '../../cache/file-hash.ts';
 import { ArtifactStore } from '../../cache/store.ts';
 import { executePlan, Slots } from '../../runtime/execute.ts';
+import type { JsonValue } from '../../runtime/json.ts';
 import { computeKeys, type KeyedStage } from '../../runtime/keys.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import type { Pipeline } from '../../runtime/pipeline.ts';
@@ -20,14 +21,14 @@ import { STAGE_KINDS as TEST_ONLY } from './fixtures/test-kinds.ts';
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
 const KINDS: Record<string, StageKind> = { ...BUILT_IN, ...TEST_ONLY };
 
-async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number } = {}) {
+async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number; overrides?: Record<string, JsonValue> } = {}) {
   const store = new ArtifactStore(path.join(p.workspace, '.pausepipe'));
   const hasher = new FileHasher(path.join(p.workspace, '.pausepipe', 'stat-cache.json'));
   const keys = await computeKeys(p, KINDS, hasher);
   const plan = planPipeline(p, keys, (k) => store.has(k), {});
   const result = await executePlan({
     pipeline: p, kinds: KINDS, store, keys, plan, hasher, jobs: opts.jobs ?? 2, gpus: 0,
-    keepGoing: opts.keepGoing ?? false, reporter: SILENT_REPORTER,
+    keepGoing: opts.keepGoing ?? false, reporter: SILENT_REPORTER, ...(opts.overrides ? { overrides: opts.overrides } : {}),
   });
   return { store, keys, result, statuses: result.outcomes.map((o) => [o.name, o.status, o.error ?? null]) };
 }
@@ -43,14 +44,17 @@ test('stages run in dependency order in workers, results are committed, and a se
     instance('b', 'count', { counter: 'count.txt', value: 2 }, { inputs: { up: 'a' } }),
     instance('c', 'sh', { command: ['sh', '-c', 'cat "$PAUSEPIPE_INPUT_UP/value.txt" > "$PAUSEPIPE_OUT/seen.txt"'], shell: false, deps: [], outs: [], env: {}, cwd: '.', cpus: 1, gpus: 0 }, { inputs: { up: 'b' } }),
   ]);
-  const first = await runOnce(p);
+  const first = await runOnce(p, { overrides: { lr: 0.5 } });
   assert.equal(first.statuses, [['a', 'ran', null], ['b', 'ran', null], ['c', 'ran', null]]);
   assert.equal(await counted(ws), ['a', 'b']);
   const c = (first.keys.get('c') as KeyedStage).key;
   assert.is(await readFile(path.join(first.store.artifactsDir(c), 'seen.txt'), 'utf8'), '2');
   const manifest = first.store.readManifest((first.keys.get('b') as KeyedStage).key)!;
   assert.equal([manifest.stage, manifest.metrics, manifest.outputs.map((o) => o.path)], ['b', { value: 2 }, ['value.txt']]);
-  assert.match(await readFile(path.join(first.store.entryDir((first.keys.get('b') as KeyedStage).key), manifest.log), 'utf8'), 'counted b');
+  const log = await readFile(path.join(first.store.entryDir((first.keys.get('b') as KeyedStage).key), manifest.log), 'utf8');
+  assert.match(log, 'counted b');
+  // The worker's context knows the run: the pipeline file and the overrides (the report prints them).
+  assert.match(log, 'run: {"pipeline":"test.pipe","overrides":{"lr":0.5}}');
 
   const second = await runOnce(p);
   assert.equal(second.statuses, [['a', 'cached', null], ['b', 'cached', null], ['c', 'cached', null]]);

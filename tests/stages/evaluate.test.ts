@@ -27,8 +27,8 @@ async function memorised(model: ArtifactRef, rows: { question: string; answer: s
   return artifactRef('tuned', 'sft', ctx.outDir, { key: 'sft-key', metrics: result.metrics as Record<string, JsonValue> });
 }
 
-test('the defaults decode greedily in batches of 8 on the whole test split', () => {
-  assert.equal(withDefaults(EVALUATE), { max_new_tokens: 512, max_length: 1024, batch_size: 8, limit: null, temperature: 0, seed: 42, loss_max_length: 600 });
+test('the defaults decode greedily in batches of 8 on the whole test split, each row\'s max_length counting its own prompt', () => {
+  assert.equal(withDefaults(EVALUATE), { max_new_tokens: 512, max_length: 1024, max_length_counts: 'row', batch_size: 8, limit: null, temperature: 0, seed: 42, loss_max_length: 600 });
 });
 
 test('accuracy, its std, the per-example results and metrics that the report accepts', async () => {
@@ -43,6 +43,7 @@ test('accuracy, its std, the per-example results and metrics that the report acc
   assert.is(m.n, 3);
   assert.is(m.avg_pauses, 0);
   assert.is(typeof m.eval_loss, 'number');
+  assert.equal(m.eval_loss_data, { stage: 'data', key: 'k', rows: 2 });
   assert.equal(m.model, { stage: 'tuned', key: 'sft-key' });
   assert.equal((m.training as Record<string, JsonValue>).trainable, model.metrics.trainable);
   assert.is(checkEvaluateMetrics(artifactRef('eval', 'evaluate', ctx.outDir, { metrics: m })), null);
@@ -67,6 +68,7 @@ test('pauses are counted per answer and removed from the text that is scored', a
   assert.is(result.metrics!.avg_pauses, 1);
   assert.is(result.metrics!.accuracy, 1);
   assert.is(result.metrics!.eval_loss, null);
+  assert.is(result.metrics!.eval_loss_data, null);
   const results = JSON.parse(await readFile(path.join(ctx.outDir, 'test_results.json'), 'utf8'));
   assert.equal(results.map((r: Record<string, JsonValue>) => [r.generated_text, r.generated_text_with_special, r.pauses]), [
     ['#### 2', `${P}#### 2</s>`, 1],

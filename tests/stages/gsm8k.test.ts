@@ -8,11 +8,10 @@ import path from 'node:path';
 import { GSM8K } from '../../stages/gsm8k.ts';
 import { readDataset } from '../../stages/data/dataset.ts';
 import { makeContext, SHARED, removeTempDirs, tempDir, withDefaults } from './data/stage-context.ts';
+import { withShared } from '../helpers/requires.ts';
 
 const GSM8K_DIR = path.join(SHARED, 'data/gsm8k');
-const HAVE_GSM8K = existsSync(path.join(GSM8K_DIR, 'train.jsonl'));
-if (!HAVE_GSM8K) console.log(`gsm8k.test: skipping the real-data tests: ${GSM8K_DIR} is absent (CI has ../shared)`);
-const realTest = HAVE_GSM8K ? test : test.skip;
+const realTest = withShared(test);
 
 const line = (q: string, a: string): string => JSON.stringify({ question: q, answer: a });
 

@@ -7,7 +7,7 @@ import { INIT_MODEL } from '../../stages/init-model.ts';
 import { loadModel } from '../../stages/lm/model-io.ts';
 import { readSafetensors } from '../../stages/lm/safetensors.ts';
 import { builtinTokenizer, loadTokenizer } from '../../stages/lm/tokenizer.ts';
-import { FIXTURES, FIXTURES_PRESENT, noteSkip } from '../helpers/hf-fixtures.ts';
+import { FIXTURES, withFixtures } from '../helpers/hf-fixtures.ts';
 import { runKind, tinyModelFolder } from '../helpers/model-stages.ts';
 import { removeTempDirs, withDefaults } from './data/stage-context.ts';
 
@@ -51,8 +51,7 @@ test('a bad override names the key', async () => {
   );
 });
 
-test('a checkpoint folder is loaded and saved unchanged, with the tokenizer named by `tokenizer`', async () => {
-  if (!FIXTURES_PRESENT) return noteSkip('init_model from a checkpoint');
+withFixtures(test)('a checkpoint folder is loaded and saved unchanged, with the tokenizer named by `tokenizer`', async () => {
   const source = path.join(FIXTURES, 'mistral-tiny');
   const { ctx, result } = await runKind(INIT_MODEL, { params: { path: source, tokenizer: path.join(FIXTURES, 'tokenizer-bytelevel.json') } });
   const want = (await readSafetensors(path.join(source, 'model.safetensors'))).tensors;
@@ -64,8 +63,7 @@ test('a checkpoint folder is loaded and saved unchanged, with the tokenizer name
   assert.is(result.metrics!.source, source);
 });
 
-test('a tokenizer with more ids than the checkpoint has rows is refused, naming both and what to do', async () => {
-  if (!FIXTURES_PRESENT) return noteSkip('init_model tokenizer mismatch');
+withFixtures(test)('a tokenizer with more ids than the checkpoint has rows is refused, naming both and what to do', async () => {
   const source = path.join(FIXTURES, 'mistral-tiny');
   const tokenizer = path.join(FIXTURES, 'tokenizer-sp.json');
   await runKind(INIT_MODEL, { params: { path: source, tokenizer } }).then(

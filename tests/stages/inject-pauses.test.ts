@@ -32,14 +32,14 @@ async function datasetArtifact(data: DatasetSplits = DATA): Promise<string> {
 test('the defaults are the seed experiment: 0–10 random pauses, no patterns, train and validation, seed 42', () => {
   const p = params();
   assert.equal(
-    { token: p.pause_token, patterns: p.patterns, n: p.n_random_pauses, variable: p.variable, seed: p.seed, column: p.column, splits: p.splits },
-    { token: PAUSE, patterns: {}, n: 10, variable: true, seed: 42, column: 'answer', splits: ['train', 'validation'] },
+    { token: p.pause_token, patterns: p.patterns, n: p.n_random_pauses, variable: p.variable, seed: p.seed, column: p.column, splits: p.splits, val_fraction: p.val_fraction },
+    { token: PAUSE, patterns: {}, n: 10, variable: true, seed: 42, column: 'answer', splits: ['train', 'validation'], val_fraction: null },
   );
 });
 
 test('the stage augments train and validation, copies test unchanged, and pins seed 42', async () => {
   const ctx = await makeContext(INJECT_PAUSES, {
-    params: { patterns: { '\\n': 1 }, n_random_pauses: 2, variable: false },
+    params: { patterns: { '\n': 1 }, n_random_pauses: 2, variable: false },
     inputs: { data: [artifactRef('data', 'synthetic_math', await datasetArtifact())] },
   });
   const result = await INJECT_PAUSES.run(ctx);
@@ -55,11 +55,14 @@ test('the stage augments train and validation, copies test unchanged, and pins s
   ]);
   assert.equal(splits.train.map((r) => [r.question, r.id]), DATA.train.map((r) => [r.question, r.id]));
   assert.equal(result.metrics, { counts: { train: 2, validation: 1, test: 1 }, avg_pauses: { train: 4, validation: 4 }, pause_token: PAUSE });
-  assert.equal(info, { counts: { train: 2, validation: 1, test: 1 }, source: 'inject_pauses of data', seed: 42, pause_token: PAUSE, column: 'answer', tokenizer: null });
+  assert.equal(info, {
+    counts: { train: 2, validation: 1, test: 1 }, source: 'inject_pauses of data', seed: 42, pause_token: PAUSE, column: 'answer', tokenizer: null,
+    split: 'before injection (the input\'s)',
+  });
 });
 
 test('injectDataset: hand-worked pattern pauses without random ones', () => {
-  const out = injectDataset(DATA, params({ patterns: { '>>': 1, '\\n': 2 }, n_random_pauses: 0 }));
+  const out = injectDataset(DATA, params({ patterns: { '>>': 1, '\n': 2 }, n_random_pauses: 0 }));
   assert.is(out.train[0]!.answer, `${PAUSE}${PAUSE}3+4=<<3+4=7>>${PAUSE}7\n${PAUSE}${PAUSE}#### 7`);
   assert.is(out.validation[0]!.answer, `${PAUSE}${PAUSE}2+2=<<2+2=4>>${PAUSE}4\n${PAUSE}${PAUSE}#### 4`);
   assert.equal(out.test, DATA.test);
@@ -94,6 +97,27 @@ test('the same seed gives the same dataset, another seed another one, per split 
   assert.not.equal(injectDataset(DATA, p).train, injectDataset(DATA, { ...p, seed: 7 }).train);
   // Augmenting validation too does not change the train rows: each split has its own stream.
   assert.equal(injectDataset(DATA, { ...p, splits: ['train'] }).train, injectDataset(DATA, p).train);
+});
+
+test('val_fraction splits after injecting, as the original: pooled rows, ceil(n × f) validation rows drawn from every question', () => {
+  const out = injectDataset(DATA, params({ n_random_pauses: 2, variable: false, samples_per_example: 4, val_fraction: 0.25 }));
+  // 3 questions × 4 samples = 12 rows; datasets' train_test_split takes ceil(12 × 0.25) = 3 for validation.
+  assert.equal([out.train.length, out.validation.length], [9, 3]);
+  const ids = [...out.train, ...out.validation].map((r) => r.id as number).sort();
+  assert.equal(ids, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);
+  // Validation holds other pause draws of questions train also has (the seed's eval loss is measured on those).
+  const trainIds = new Set(out.train.map((r) => r.id));
+  assert.ok(out.validation.every((r) => trainIds.has(r.id)), JSON.stringify(out.validation.map((r) => r.id)));
+  assert.ok(out.validation.every((r) => pausesIn(r.answer) === 2));
+  assert.equal(out.test, DATA.test);
+  // ceil as train_test_split, not round: 12 rows at 0.1 give 2 validation rows (round(1.2) would be 1).
+  const twelve = injectDataset({ train: [DATA.train[0]!], validation: [], test: [] }, params({ n_random_pauses: 0, samples_per_example: 12, val_fraction: 0.1 }));
+  assert.equal([twelve.train.length, twelve.validation.length], [10, 2]);
+});
+
+test('val_fraction needs both train and validation augmented; the stage says so', async () => {
+  assert.throws(() => injectDataset(DATA, params({ splits: ['train'], val_fraction: 0.1 })),
+    /^inject_pauses: val_fraction pools the train and validation rows and splits them after injecting: `splits` must list both$/);
 });
 
 test('a pattern that is not a regular expression is reported', async () => {

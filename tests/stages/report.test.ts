@@ -7,6 +7,8 @@ import type { ArtifactRef } from '../../stages/kind.ts';
 import { REPORT, REPORT_FILES } from '../../stages/report.ts';
 import { makeContext, removeTempDirs, tempDir } from './data/stage-context.ts';
 
+const KEY_SHAPE = /[0-9a-f]{64}/;
+
 interface Variant {
   variant: Record<string, JsonValue>;
   evalKey: string;
@@ -17,6 +19,9 @@ interface Variant {
   groups: string[];
   lora: boolean;
   curve: [number, number][];
+  /** The data stage whose validation split gave the loss (default `paused`). */
+  lossData?: string;
+  backend?: string;
 }
 
 const VARIANTS: Variant[] = [
@@ -48,7 +53,9 @@ async function evaluateRefs(ws: string, variants: Variant[] = VARIANTS): Promise
         accuracy_std: v.std,
         n: 100,
         eval_loss: v.evalLoss,
+        eval_loss_data: v.evalLoss === null ? null : { stage: v.lossData ?? 'paused', key: `key-of-${v.lossData ?? 'paused'}`, rows: 200 },
         avg_pauses: 1.5,
+        ...(v.backend ? { backend: v.backend } : {}),
         predictions: 'test_results.json',
         model: { stage: `warm[${suffix}]`, key: v.modelKey },
         training: {
@@ -63,54 +70,74 @@ async function evaluateRefs(ws: string, variants: Variant[] = VARIANTS): Promise
   return refs;
 }
 
-async function runReport(params: Record<string, JsonValue> = {}, extraInputs: Record<string, ArtifactRef[]> = {}) {
+async function runReport(params: Record<string, JsonValue> = {}, extraInputs: Record<string, ArtifactRef[]> = {}, variants = VARIANTS) {
   const ws = await tempDir('report-ws');
-  const ctx = await makeContext(REPORT, { params, workspace: ws, inputs: { runs: await evaluateRefs(ws), ...extraInputs } });
+  const ctx = await makeContext(REPORT, { params, workspace: ws, inputs: { runs: await evaluateRefs(ws, variants), ...extraInputs } });
+  ctx.run = { pipeline: 'pipelines/pause.pipe', overrides: { lr: 0.0001, 'lora_config.r': 8 } };
   const result = await REPORT.run(ctx);
   const read = (name: string): Promise<string> => readFile(path.join(ctx.outDir, name), 'utf8');
   return { ws, ctx, result, read };
 }
 
-test('report.md holds the exact table for 3 variants, best accuracy and lowest eval loss in bold', async () => {
+test('report.md starts with the provenance, then the exact table; cache paths are listed apart', async () => {
   const { read } = await runReport({ title: 'Pause warm-up' });
   const md = await read('report.md');
-  const table = md.split('\n').filter((l) => l.startsWith('|'));
+  const lines = md.split('\n');
+  assert.is(lines[0], '# Pause warm-up');
+  assert.is(lines[2], '- **pipeline**: pipelines/pause.pipe');
+  assert.is(lines[3], '- **git commit**: not a git repository');
+  assert.is(lines[4], '- **backend**: not recorded by the model stages');
+  assert.match(lines[5]!, /^- \*\*date\*\*: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(report written; cached stages keep their own dates\)$/);
+  assert.match(lines[6]!, /^- \*\*pausepipe\*\*: \d+\.\d+\.\d+ \(Node\.js v\d+/);
+  assert.is(lines[7], '- **overrides**: lora_config.r=8, lr=0.0001');
+  const table = lines.filter((l) => l.startsWith('|'));
   assert.equal(table, [
-    '| variant | trainable | LoRA | test accuracy | std | eval loss | avg pauses | predictions | model |',
-    '|---|---|:---:|:---:|:---:|:---:|:---:|---|---|',
-    '| embed=true, head=true | new_embedding + ctrl_tok_clf | no | 0.480 | 0.500 | 0.57003 | 1.50 | `.pausepipe/objects/e1/e1a0/artifacts/test_results.json` | `.pausepipe/objects/a1/a1b2/artifacts` |',
-    '| embed=true, head=false | new_embedding | yes | 0.140 | 0.347 | 1.99349 | 1.50 | `.pausepipe/objects/e2/e2b0/artifacts/test_results.json` | `.pausepipe/objects/c3/c3d4/artifacts` |',
-    '| embed=false, head=true | ctrl_tok_clf | yes | **0.560** | 0.496 | **0.51348** | 1.50 | `.pausepipe/objects/e3/e3c0/artifacts/test_results.json` | `.pausepipe/objects/e5/e5f6/artifacts` |',
+    '| variant | trainable | LoRA | test accuracy | std | eval loss | loss on | avg pauses |',
+    '|---|---|:---:|:---:|:---:|:---:|---|:---:|',
+    '| embed=true, head=true | new_embedding + ctrl_tok_clf | no | 0.480 | 0.500 | 0.57003 | paused | 1.50 |',
+    '| embed=true, head=false | new_embedding | yes | 0.140 | 0.347 | 1.99349 | paused | 1.50 |',
+    '| embed=false, head=true | ctrl_tok_clf | yes | **0.560** | 0.496 | **0.51348** | paused | 1.50 |',
   ]);
-  assert.ok(md.startsWith('# Pause warm-up\n\n| variant |'));
-  assert.ok(md.includes('Best test accuracy: 0.560 (embed=false, head=true). Lowest eval loss: 0.51348 (embed=false, head=true).'));
+  assert.ok(md.includes('Best test accuracy: 0.560 (embed=false, head=true). Lowest eval loss on the validation split of `paused`: 0.51348 (embed=false, head=true).'));
+  assert.ok(md.includes('- embed=true, head=true: predictions `.pausepipe/objects/e1/e1a0/artifacts/test_results.json`, model `.pausepipe/objects/a1/a1b2/artifacts`\n'));
   assert.ok(md.includes(`pausepipe export 'warm[embed=true,head=true]' exported/warm-embed-true-head-true --pipeline "$PIPE"\n`));
   assert.ok(md.includes('![Test accuracy per variant](accuracy.svg)'));
 });
 
-test('report.csv has one row per variant with full-precision numbers', async () => {
+test('report.csv has one row per variant with full-precision numbers and the cache paths', async () => {
   const { read } = await runReport();
   const lines = (await read('report.csv')).split('\r\n');
-  assert.is(lines[0], 'label,stage,role,trainable,lora,trainable_params,total_params,accuracy,accuracy_std,n,eval_loss,delta_accuracy,avg_pauses,predictions,model_stage,model_key,model_dir');
-  assert.is(lines[1], '"embed=true, head=true","eval[embed=true,head=true]",run,new_embedding+ctrl_tok_clf,false,1000,50000,0.48,0.4996,100,0.57003,,1.5,.pausepipe/objects/e1/e1a0/artifacts/test_results.json,"warm[embed=true,head=true]",a1b2,.pausepipe/objects/a1/a1b2/artifacts');
+  assert.is(lines[0], 'label,stage,role,trainable,lora,trainable_params,total_params,backend,accuracy,accuracy_std,n,eval_loss,eval_loss_data,' +
+    'eval_loss_rows,delta_accuracy,reference_accuracy,reference_eval_loss,avg_pauses,predictions,model_stage,model_key,model_dir,modules_to_save');
+  assert.is(lines[1], '"embed=true, head=true","eval[embed=true,head=true]",run,new_embedding+ctrl_tok_clf,false,1000,50000,,0.48,0.4996,100,' +
+    '0.57003,paused,200,,,,1.5,.pausepipe/objects/e1/e1a0/artifacts/test_results.json,"warm[embed=true,head=true]",a1b2,.pausepipe/objects/a1/a1b2/artifacts,');
   assert.is(lines.length, 5); // header, 3 rows, the empty string after the last CRLF
   assert.is(lines[4], '');
 });
 
-test('report.html is self-contained: both charts inline, no scripts, no URLs', async () => {
-  const { read } = await runReport();
+test('report.html is self-contained: provenance, both charts inline, no scripts, no URLs, no cache keys in the results table', async () => {
+  const { read } = await runReport({}, {}, VARIANTS.map((v, i) => ({ ...v, evalKey: `${i}`.repeat(64), modelKey: `${i + 5}`.repeat(64) })));
   const html = await read('report.html');
   assert.not.match(html, /http/i);
   assert.not.match(html, /<script|<link|@import|url\(/i);
   assert.is(html.match(/<svg /g)!.length, 2);
+  assert.ok(html.includes('<dt>pipeline</dt><dd>pipelines/pause.pipe</dd>'));
+  assert.ok(html.includes('<dt>overrides</dt><dd>lora_config.r=8, lr=0.0001</dd>'));
+  assert.ok(html.includes('Lowest eval loss on the validation split of <code>paused</code>: 0.51348'));
   assert.ok(html.includes('Test accuracy per variant</text>'));
-  assert.ok(html.includes('Training loss</text>'));
-  assert.ok(html.includes('<td class="num"><strong>0.560</strong></td>'));
-  assert.ok(html.includes('<td class="num"><strong>0.51348</strong></td>'));
-  assert.is(html.match(/<strong>/g)!.length, 2);
+  assert.ok(html.includes('Training and validation loss</text>'));
+  const results = html.slice(html.indexOf('<table class="results">'), html.indexOf('</table>'));
+  assert.not.match(results, KEY_SHAPE);
+  assert.is(results.match(/<strong>/g)!.length, 2);
+  assert.ok(results.includes('<td class="num"><strong>0.560</strong></td>'));
+  assert.ok(results.includes('<td class="num"><strong>0.51348</strong></td>'));
+  // The keys are in the files list, linked relative to where the report is committed (`test` is the context's key).
+  const files = html.slice(html.indexOf('<details class="files">'));
+  assert.ok(files.includes(`<a href="../../../00/${'0'.repeat(64)}/artifacts/test_results.json" title=".pausepipe/objects/00/${'0'.repeat(64)}/artifacts/test_results.json">test_results.json</a>`));
+  assert.ok(files.includes(`<a href="../../../55/${'5'.repeat(64)}/artifacts" title=".pausepipe/objects/55/${'5'.repeat(64)}/artifacts">model folder</a>`));
 });
 
-test('the SVG files are written: bars per variant, the best highlighted; one line per curve with a legend', async () => {
+test('the SVG files: bars per variant, the best highlighted; training lines and validation points per variant', async () => {
   const { read, ctx } = await runReport();
   for (const name of REPORT_FILES) assert.ok((await read(name)).length > 0, name);
   const bars = await read('accuracy.svg');
@@ -119,10 +146,32 @@ test('the SVG files are written: bars per variant, the best highlighted; one lin
   assert.is(bars.match(/fill="#1f5fa8"/g)!.length, 1); // only the best bar
   assert.ok(bars.includes('>embed=false, head=true</text>'));
   const lines = await read('loss-curves.svg');
-  assert.is(lines.match(/<path class="series" d="M[^"]*" fill="none" stroke="#/g)!.length, 6); // train + validation per variant
+  assert.is(lines.match(/<path class="series training"/g)!.length, 3);
+  assert.is(lines.match(/<path class="series validation"[^>]*stroke-dasharray/g)!.length, 3);
+  assert.is(lines.match(/<circle class="point validation"/g)!.length, 6); // 2 evaluations per variant
   assert.is(lines.match(/<g class="legend">/g)!.length, 3);
-  assert.ok(lines.includes('solid: training loss, dashed: validation loss'));
+  assert.is(lines.match(/<g class="panel">/g)!.length, 1);
+  assert.ok(lines.includes('>validation loss (each evaluation)</text>'));
   assert.ok(ctx.logs.some((l) => l.startsWith('report: 3 rows;')));
+});
+
+test('when every row ties nothing is bold, and the summary says so', async () => {
+  const tied = VARIANTS.map((v) => ({ ...v, accuracy: 0, evalLoss: 7.5 }));
+  const { read } = await runReport({}, {}, tied);
+  const md = await read('report.md');
+  assert.not.match(md.split('\n').filter((l) => l.startsWith('|')).join('\n'), '**');
+  assert.ok(md.includes('Every row has test accuracy 0.000. Every row measured on `paused` has eval loss 7.50000.'));
+});
+
+test('a single evaluation (the last step only) is still drawn as a point', async () => {
+  const one = VARIANTS.slice(0, 1).map((v) => ({ ...v }));
+  const ws = await tempDir('report-one-eval');
+  const refs = await evaluateRefs(ws, one);
+  (refs[0]!.metrics.training as Record<string, JsonValue>).eval_loss_curve = [[100, 0.9]];
+  const ctx = await makeContext(REPORT, { workspace: ws, inputs: { runs: refs } });
+  await REPORT.run(ctx);
+  const svg = await readFile(path.join(ctx.outDir, 'loss-curves.svg'), 'utf8');
+  assert.is(svg.match(/<circle class="point validation"/g)!.length, 1);
 });
 
 test('the metrics are the table rows as JSON', async () => {
@@ -130,25 +179,139 @@ test('the metrics are the table rows as JSON', async () => {
   const rows = result.metrics!.rows as Record<string, JsonValue>[];
   assert.is(rows.length, 3);
   assert.equal(rows[2], {
-    label: 'embed=false, head=true', stage: 'eval[embed=false,head=true]', role: 'run',
-    trainable: ['ctrl_tok_clf'], lora: true, trainable_params: 1000, total_params: 50000,
-    accuracy: 0.56, accuracy_std: 0.4964, n: 100, eval_loss: 0.51348, avg_pauses: 1.5,
+    label: 'embed=false, head=true', stage: 'eval[embed=false,head=true]', role: 'run', variant: { embed: false, head: true },
+    trainable: ['ctrl_tok_clf'], lora: true, trainable_params: 1000, total_params: 50000, modules_to_save: null,
+    accuracy: 0.56, accuracy_std: 0.4964, n: 100, eval_loss: 0.51348,
+    eval_loss_data: 'paused', eval_loss_data_key: 'key-of-paused', eval_loss_rows: 200, avg_pauses: 1.5, backend: null,
+    reference_accuracy: null, reference_eval_loss: null, reference_note: null,
     predictions: '.pausepipe/objects/e3/e3c0/artifacts/test_results.json',
     model_stage: 'warm[embed=false,head=true]', model_key: 'e5f6', model_dir: '.pausepipe/objects/e5/e5f6/artifacts',
     delta_accuracy: null,
   });
 });
 
-test('a baseline adds a Δ accuracy column; baselines without eval loss show "-"', async () => {
+test('eval losses are compared only among rows measured on the same data, and the table says which data', async () => {
   const ws = await tempDir('report-base');
-  const [base] = await evaluateRefs(ws, [{ ...VARIANTS[0]!, variant: {}, evalKey: 'f9f9', modelKey: 'abab', accuracy: 0.5, evalLoss: null }]);
-  base!.stage = 'eval_base';
-  const { read } = await runReport({ baseline: 'eval_base' }, { baselines: [base!] });
-  const table = (await read('report.md')).split('\n').filter((l) => l.startsWith('|'));
-  assert.is(table[0], '| variant | trainable | LoRA | test accuracy | std | Δ accuracy | eval loss | avg pauses | predictions | model |');
-  assert.ok(table[2]!.includes('| 0.480 | 0.500 | -0.020 | 0.57003 |'));
-  assert.ok(table[4]!.includes('| **0.560** | 0.496 | +0.060 | **0.51348** |'));
-  assert.ok(table[5]!.startsWith('| eval_base | new_embedding + ctrl_tok_clf | no | 0.500 | 0.500 | +0.000 | - | 1.50 |'));
+  const bases = await evaluateRefs(ws, [
+    { ...VARIANTS[0]!, variant: { epochs: 1 }, evalKey: 'f9f9', modelKey: 'abab', accuracy: 0.5, evalLoss: 0.02556, lossData: 'data' },
+    { ...VARIANTS[0]!, variant: { epochs: 2 }, evalKey: 'f8f8', modelKey: 'acac', accuracy: 0.52, evalLoss: null },
+  ]);
+  const { read, ctx } = await runReport({ baseline: 'epochs=1' }, { baselines: bases });
+  const md = await read('report.md');
+  const table = md.split('\n').filter((l) => l.startsWith('|'));
+  assert.is(table[0], '| variant | trainable | LoRA | test accuracy | std | Δ accuracy | eval loss | loss on | avg pauses |');
+  assert.is(table[4], '| embed=false, head=true | ctrl_tok_clf | yes | **0.560** | 0.496 | +0.060 | **0.51348** | paused | 1.50 |');
+  // The baseline's loss is the lowest number, but on other data: not bold, not "lowest".
+  assert.is(table[5], '| epochs=1 | new_embedding + ctrl_tok_clf | no | 0.500 | 0.500 | +0.000 | 0.02556 | data | 1.50 |');
+  assert.is(table[6], '| epochs=2 | new_embedding + ctrl_tok_clf | no | 0.520 | 0.500 | +0.020 | - | - | 1.50 |');
+  assert.ok(md.includes('Lowest eval loss on the validation split of `paused`: 0.51348 (embed=false, head=true). ' +
+    'Not compared, no other row was measured on the same data: epochs=1 (on `data`).'));
+  assert.ok(md.includes('Eval loss: the mean loss on the answers of the validation split of the data in "loss on": `paused` (200 rows), `data` (200 rows).'));
+  const html = await read('report.html');
+  assert.ok(html.includes('<tr class="baseline"><td>epochs=1</td>'));
+  const svg = await read('loss-curves.svg');
+  assert.is(svg.match(/<g class="panel">/g)!.length, 2); // the baselines' losses have a panel and scale of their own
+  assert.ok(svg.includes('>start and baselines (no pauses)<title>'));
+  assert.ok(ctx.logs.some((l) => l.includes('Not compared')));
+});
+
+test('the start row comes first, named after its model', async () => {
+  const ws = await tempDir('report-start');
+  const [start] = await evaluateRefs(ws, [{ ...VARIANTS[0]!, variant: {}, evalKey: 'f7f7', modelKey: 'adad', accuracy: 0.61, evalLoss: 0.3, lossData: 'data' }]);
+  start!.stage = 'eval_step1';
+  (start!.metrics.model as Record<string, JsonValue>).stage = 'step1';
+  const { result, read } = await runReport({}, { start: [start!] });
+  const rows = result.metrics!.rows as Record<string, JsonValue>[];
+  assert.equal(rows.map((r) => [r.label, r.role]), [
+    ['step1 (start)', 'start'], ['embed=true, head=true', 'run'], ['embed=true, head=false', 'run'], ['embed=false, head=true', 'run'],
+  ]);
+  assert.ok((await read('report.html')).includes('<tr class="start"><td>step1 (start)</td>'));
+});
+
+const ORIGINAL: JsonValue = {
+  name: 'original',
+  source: 'seed/experiments.md (Mistral-7B)',
+  rows: [
+    { match: { embed: true, head: true }, accuracy: 0.48, eval_loss: 0.57003 },
+    { match: { embed: false }, accuracy: 0.55, eval_loss: 0.51348, note: 'its config trained another module' },
+    { match: { embed: true, head: false, lora: true }, accuracy: 0.01 },
+  ],
+};
+
+test('a reference table from the pipeline is a column beside each measured one, with its notes and source', async () => {
+  const { read, result, ctx } = await runReport({ reference: ORIGINAL });
+  const md = await read('report.md');
+  const table = md.split('\n').filter((l) => l.startsWith('|'));
+  assert.equal(table, [
+    '| variant | trainable | LoRA | test accuracy | original accuracy | std | eval loss | original eval loss | loss on | avg pauses |',
+    '|---|---|:---:|:---:|:---:|:---:|:---:|:---:|---|:---:|',
+    '| embed=true, head=true | new_embedding + ctrl_tok_clf | no | 0.480 | 0.48 | 0.500 | 0.57003 | 0.57003 | paused | 1.50 |',
+    '| embed=true, head=false | new_embedding | yes | 0.140 | - | 0.347 | 1.99349 | - | paused | 1.50 |',
+    '| embed=false, head=true | ctrl_tok_clf | yes | **0.560** | 0.55 [1] | 0.496 | **0.51348** | 0.51348 | paused | 1.50 |',
+  ]);
+  assert.ok(md.includes('\n[1] its config trained another module\n'));
+  assert.ok(md.includes('\noriginal: seed/experiments.md (Mistral-7B)\n'));
+  assert.is((result.metrics!.rows as Record<string, JsonValue>[])[0]!.reference_accuracy, 0.48);
+  // The third reference row names a variant this run does not have (no `lora` loop variable).
+  assert.equal(ctx.logs.filter((l) => l.includes('reference')), ['report: reference row {"embed":true,"head":false,"lora":true} matches no row']);
+  const bars = await read('accuracy.svg');
+  assert.is(bars.match(/<path class="reference"/g)!.length, 2);
+  assert.ok(bars.includes('>original accuracy</text>'));
+  const html = await read('report.html');
+  assert.ok(html.includes('<th class="ref">original accuracy</th>'));
+  assert.ok(html.includes('<td class="num ref">0.55 [1]</td>'));
+});
+
+test('two reference rows on one variant is an error naming both', async () => {
+  try {
+    await runReport({ reference: { name: 'x', rows: [{ match: { embed: true } }, { match: { head: true } }] } });
+    assert.unreachable('should fail');
+  } catch (err) {
+    assert.is((err as Error).message, 'report: reference rows {"embed":true} and {"head":true} both match eval[embed=true,head=true]; make their `match` tell them apart');
+  }
+});
+
+test('variants that differ only by `seed` are grouped: rows side by side, mean and spread, one bar per group', async () => {
+  const seeded = [1, 2].flatMap((seed) => VARIANTS.slice(0, 2).map((v, i) => ({
+    ...v, variant: { seed, embed: v.variant.embed, head: v.variant.head }, evalKey: `e${seed}${i}0`, modelKey: `m${seed}${i}0`,
+    accuracy: v.accuracy + seed / 100, evalLoss: v.evalLoss! + seed / 1000,
+  })));
+  const { read, result } = await runReport({}, {}, seeded);
+  const rows = result.metrics!.rows as Record<string, JsonValue>[];
+  assert.equal(rows.map((r) => r.label), ['seed=1, embed=true, head=true', 'seed=2, embed=true, head=true', 'seed=1, embed=true, head=false', 'seed=2, embed=true, head=false']);
+  const md = await read('report.md');
+  const seeds = md.slice(md.indexOf('## Across seeds')).split('\n').filter((l) => l.startsWith('|'));
+  assert.equal(seeds, [
+    '| variant | seeds | test accuracy (mean ± std) | min – max | eval loss (mean ± std) | loss on |',
+    '|---|---|---|---|---|---|',
+    '| embed=true, head=true | 1, 2 | 0.495 ± 0.007 | 0.490 – 0.500 | 0.57153 ± 0.00071 | paused |',
+    '| embed=true, head=false | 1, 2 | 0.155 ± 0.007 | 0.150 – 0.160 | 1.99499 ± 0.00071 | paused |',
+  ]);
+  const bars = await read('accuracy.svg');
+  assert.is(bars.match(/<rect x=/g)!.length, 2);
+  assert.ok(bars.includes('>embed=true, head=true (2 seeds)</text>'));
+  assert.ok(bars.includes('whiskers: ± std across seeds, or ± standard error of one run'));
+});
+
+test('many variants get a small loss panel each, on one shared scale', async () => {
+  const many = Array.from({ length: 8 }, (_, i) => ({ ...VARIANTS[i % 3]!, variant: { v: i }, evalKey: `e${i}00`, modelKey: `m${i}00` }));
+  const { read } = await runReport({}, {}, many);
+  const svg = await read('loss-curves.svg');
+  assert.is(svg.match(/<g class="panel">/g)!.length, 8);
+  assert.is(svg.match(/<g class="legend">/g), null);
+  assert.ok(svg.includes('>v=7<title>v=7</title></text>'));
+  // One scale: every panel has the same y tick labels.
+  const ticks = [...svg.matchAll(/<g class="panel">(.*?)<\/g>/g)].map((m) => [...m[1]!.matchAll(/text-anchor="end" fill="#444">([^<]+)</g)].map((t) => t[1]).join(','));
+  assert.is(new Set(ticks).size, 1);
+});
+
+test('backends recorded by the model stages are shown per row and in the provenance', async () => {
+  const mixed = VARIANTS.map((v, i) => ({ ...v, backend: i === 2 ? 'webgpu' : 'wasm' }));
+  const { read } = await runReport({}, {}, mixed);
+  const md = await read('report.md');
+  assert.ok(md.includes('- **backend**: wasm (2 rows), webgpu (1 row): results of different backends may differ\n'));
+  assert.ok(md.includes('| variant | trainable | LoRA | backend | test accuracy |'));
+  assert.ok(md.includes('| embed=false, head=true | ctrl_tok_clf | yes | webgpu | **0.560** |'));
 });
 
 test('a model without training facts (not from sft) gets "-" and no curve', async () => {
@@ -158,7 +321,9 @@ test('a model without training facts (not from sft) gets "-" and no curve', asyn
   (refs[0]!.metrics.training as Record<string, JsonValue>).trainable = null;
   const ctx = await makeContext(REPORT, { workspace: ws, inputs: { runs: refs } });
   await REPORT.run(ctx);
-  const table = (await readFile(path.join(ctx.outDir, 'report.md'), 'utf8')).split('\n').filter((l) => l.startsWith('|'));
+  const md = await readFile(path.join(ctx.outDir, 'report.md'), 'utf8');
+  assert.ok(md.includes('- **pipeline**: not given by the runner\n'));
+  const table = md.split('\n').filter((l) => l.startsWith('|'));
   assert.ok(table[2]!.startsWith('| embed=true, head=true | - | - | **0.480** |'), table[2]);
   assert.ok(table[3]!.startsWith('| embed=true, head=false | - | - | 0.140 |'), table[3]);
   const svg = await readFile(path.join(ctx.outDir, 'loss-curves.svg'), 'utf8');

@@ -11,9 +11,10 @@ export interface GpuWork {
 
 /**
  * Runs `fn` and counts what it asked of the GPU. Dispatches are counted on the compute pass encoder class itself,
- * so no path can bypass the count; reads are counted on the backend's one read-back routine. Not re-entrant.
+ * so no path can bypass the count (tfjs's programs and engine.ts's alike); reads are counted on the backend's one
+ * read-back routine. `fn` gets the running counts, so a caller can difference consecutive steps. Not re-entrant.
  */
-export async function countGpuWork<T>(fn: () => T | Promise<T>): Promise<{ result: T } & GpuWork> {
+export async function countGpuWork<T>(fn: (running: Readonly<GpuWork>) => T | Promise<T>): Promise<{ result: T } & GpuWork> {
   const backend = webgpuBackend();
   const proto = GPUComputePassEncoder.prototype;
   const dispatch = proto.dispatchWorkgroups;
@@ -28,7 +29,7 @@ export async function countGpuWork<T>(fn: () => T | Promise<T>): Promise<{ resul
     return read.call(this, buffer);
   };
   try {
-    const result = await fn();
+    const result = await fn(work);
     return { result, ...work };
   } finally {
     proto.dispatchWorkgroups = dispatch;

@@ -1,6 +1,7 @@
 // The decoder stack on WebGPU: fused projections, norms with the residual add, one attention kernel per layer, and a preallocated KV cache written in place.
 import * as tf from '@tensorflow/tfjs-core';
 import type { LmConfig } from '../config.ts';
+import { bindingLimit } from '../split-weights.ts';
 import type { KvCache } from '../types.ts';
 import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape, type CacheLayer } from './attention.ts';
 import { concatLast, stackRows } from './concat.ts';
@@ -49,11 +50,6 @@ export interface DecoderAccess {
   /** The variables that train now. */
   trainable(): Set<tf.Variable>;
   readonly prepared: PreparedTensors;
-}
-
-/** The sliding window of a Mistral config (0: none), read where the config has the field. */
-function slidingWindow(config: LmConfig): number {
-  return (config as LmConfig & { slidingWindow?: number }).slidingWindow ?? 0;
 }
 
 /**
@@ -115,13 +111,16 @@ function stackedBytes(c: LmConfig): number {
 /**
  * x·Wᵀ for the modules' weights stacked into one [Σout, in] matrix: one matmul instead of one per module. Stacked
  * on the gradient tape when a weight trains (one kernel forward, one split backward), else prepared once and reused
- * when the model's stacked copies fit the budget (DECODER_TUNING). Modules with a LoRA adapter, and frozen weights of a model too
- * large to copy, run on their own and their outputs are concatenated.
+ * when the model's stacked copies fit the budget (DECODER_TUNING). Modules with a LoRA adapter, frozen weights of a
+ * model too large to copy, and groups whose stack one kernel could not bind (split-weights.ts: Mistral-7B's
+ * gate|up is 470 MB) run on their own, through the model's linear with its split check, and their outputs are
+ * concatenated.
  */
 function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], training: boolean, trainable: Set<tf.Variable>): tf.Tensor {
   const weights = modules.map((mod) => m.weight(`${mod}.weight`));
   const trains = weights.some((w) => trainable.has(w));
-  if (modules.some((mod) => m.hasAdapter(mod)) || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
+  const unbindable = 4 * weights.reduce((n, w) => n + w.size, 0) > bindingLimit();
+  if (modules.some((mod) => m.hasAdapter(mod)) || unbindable || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
     return concatLast(modules.map((mod) => m.proj(h, mod, training)));
   }
   const stacked = trains ? stackRows(weights, true) : m.prepared.get(modules.join('+'), weights, () => stackRows(weights, false));
@@ -138,7 +137,7 @@ export function fusedHidden(m: DecoderAccess, inputIds: tf.Tensor2D, attentionMa
   const c = m.config;
   const [B, T] = inputIds.shape;
   const past = cache?.length ?? 0;
-  const shape: AttentionShape = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, window: slidingWindow(c) };
+  const shape: AttentionShape = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, window: c.slidingWindow ?? 0 };
   const trainable = recordingGradients() ? m.trainable() : new Set<tf.Variable>();
   cache?.reserve(B, past + T);
   const meta = attentionMeta(attentionMask);

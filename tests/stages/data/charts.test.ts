@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { barChartSvg, escapeXml, lineChartSvg, niceTicks } from '../../../stages/data/charts.ts';
+import { barChartSvg, escapeXml, lineChartSvg, niceTicks, panelsSvg } from '../../../stages/data/charts.ts';
 
 test('niceTicks steps by 1, 2 or 5 × 10^k and spans the whole range', () => {
   assert.equal(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
@@ -43,7 +43,7 @@ test('a line chart gives series that share a label one colour and one legend ent
     { title: 't', xLabel: 'step', yLabel: 'loss' },
   );
   assert.is(svg.match(/<g class="legend">/g)!.length, 2);
-  const strokes = [...svg.matchAll(/<path class="series" d="M[^"]*" fill="none" stroke="([^"]+)"/g)].map((m) => m[1]);
+  const strokes = [...svg.matchAll(/<path class="series [a-z]+" d="M[^"]*" fill="none" stroke="([^"]+)"/g)].map((m) => m[1]);
   assert.is(strokes.length, 3);
   assert.is(strokes[0], strokes[1]);
   assert.is.not(strokes[0], strokes[2]);
@@ -55,6 +55,28 @@ test('a line chart without data still renders its axes and note', () => {
   assert.ok(svg.startsWith('<svg '));
   assert.ok(svg.includes('No training curves in the inputs.'));
   assert.not.match(svg, /NaN|Infinity/);
+});
+
+test('markers put a dot on every point, so a series of one point is visible', () => {
+  const svg = lineChartSvg([{ label: 'a', points: [[10, 1.5]], dashed: true, markers: true }], { title: 't', xLabel: 'step', yLabel: 'loss' });
+  assert.is(svg.match(/<circle class="point validation"/g)!.length, 1);
+});
+
+test("a bar's reference value is a tick across the bar, named in the key", () => {
+  const svg = barChartSvg([{ label: 'a', value: 0.5, reference: 0.25 }], { title: 't', axisLabel: 'x', max: 1, referenceName: 'seed accuracy' });
+  const labelWidth = Math.ceil(8 * 7.2) + 12;
+  assert.ok(svg.includes(`<path class="reference" d="M${labelWidth + 105} 37V59"`), svg);
+  assert.ok(svg.includes('>seed accuracy</text>'));
+});
+
+test('panels sharing a scale get the same axes; a panel of another scale has its own', () => {
+  const svg = panelsSvg([
+    { title: 'a', series: [{ label: 'a', points: [[0, 1], [10, 3]] }], scale: 'runs' },
+    { title: 'b', series: [{ label: 'b', points: [[0, 1.5], [10, 2]] }], scale: 'runs' },
+    { title: 'base', series: [{ label: 'base', points: [[0, 0.01], [10, 0.02]] }], scale: 'other' },
+  ], { title: 'T', xLabel: 'step', yLabel: 'loss', columns: 3, plotWidth: 100, plotHeight: 80, legend: false, styles: ['train', 'val'] });
+  const ticks = [...svg.matchAll(/<g class="panel">(.*?)<\/g>/g)].map((m) => [...m[1]!.matchAll(/text-anchor="end" fill="#444">([^<]+)</g)].map((t) => t[1]).join(','));
+  assert.equal(ticks, ['1,1.5,2,2.5,3', '1,1.5,2,2.5,3', '0.01,0.015,0.02']);
 });
 
 test.run();

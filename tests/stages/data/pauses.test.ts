@@ -26,20 +26,37 @@ test('pattern pauses are inserted from the last match backwards, so every match 
   assert.is(insertPatternPauses('x=1, y=22', { '[0-9]+': 3 }, P), 'x=1<P><P><P>, y=22<P><P><P>');
 });
 
-test('patterns apply one after another in the order given', () => {
+test('every pattern matches the original text, so none matches inside an inserted pause token', () => {
+  // Applied one after another, `a` would find the a of `pause` in the token the `=` pattern inserted.
+  assert.is(insertPatternPauses('a=b', { '=': 1, a: 1 }, '<|pause|>'), 'a<|pause|>=<|pause|>b');
+  assert.is(insertPatternPauses('x|y', { '\\|': 1, '[a-z]': 1 }, '<|pause|>'), 'x<|pause|>|<|pause|>y<|pause|>');
+});
+
+test('matches of all patterns go in from the last start to the first, whatever the pattern order', () => {
+  assert.is(insertPatternPauses('1+2=3', { '=': 2, '\\+': 1 }, P), '1+<P>2=<P><P>3');
   assert.is(insertPatternPauses('1+2=3', { '\\+': 1, '=': 2 }, P), '1+<P>2=<P><P>3');
 });
 
-test('a \\n pattern also puts its pauses at position 0', () => {
-  assert.is(insertPatternPauses('a\nb\nc', { '\\n': 2 }, P), '<P><P>a\n<P><P>b\n<P><P>c');
-  // Written as a real newline character (JSON "\n") it is the same pattern.
-  assert.is(insertPatternPauses('a\nb', { '\n': 1 }, P), '<P>a\n<P>b');
-  // Without a newline in the text the start still gets them.
-  assert.is(insertPatternPauses('ab', { '\\n': 1 }, P), '<P>ab');
+test('overlapping matches keep the original\'s stale offsets: an enclosing match\'s pauses land at its end in the original text', () => {
+  // `<<2*3=6>>` (start 0, end 9) sorts after `=` (start 5, end 6); once `=`'s pause is in, offset 9 is before the 6.
+  assert.is(insertPatternPauses('<<2*3=6>>6', { '<<[^>]*>>': 1, '=': 1 }, P), '<<2*3=<P><P>6>>6');
+  // Same start: the earlier pattern goes in first and the later one's end is counted in the original text.
+  assert.is(insertPatternPauses('a=1', { '=': 1, '=\\d': 1 }, P), 'a=<<P>P>1');
 });
 
-test('a pattern with count 0 changes nothing, not even position 0', () => {
-  assert.is(insertPatternPauses('a\nb', { '\\n': 0, '=': 0 }, P), 'a\nb');
+test('a newline pattern also puts its pauses at position 0; \\n written with a backslash does not', () => {
+  // A real newline character (the .pipe string "\n", JSON "\n"): after every line break and at the start.
+  assert.is(insertPatternPauses('a\nb\nc', { '\n': 2 }, P), '<P><P>a\n<P><P>b\n<P><P>c');
+  assert.is(insertPatternPauses('ab', { '\n': 1 }, P), '<P>ab');
+  // The regular expression \n (backslash, n) matches the same line breaks, but the original looks up "\n" for position 0.
+  assert.is(insertPatternPauses('a\nb\nc', { '\\n': 2 }, P), 'a\n<P><P>b\n<P><P>c');
+  assert.is(insertPatternPauses('ab', { '\\n': 1 }, P), 'ab');
+});
+
+test('a pattern that can match the empty string puts pauses at every match re.finditer finds, empty ones included', () => {
+  assert.is(insertPatternPauses('ab', { 'x*': 1 }, P), '<P>a<P>b<P>');
+  // Python 3.7+ and JavaScript both find (0,0), (1,3), (3,3), (4,4): an empty match right after a non-empty one.
+  assert.is(insertPatternPauses('axxb', { 'x*': 1 }, P), '<P>axx<P><P>b<P>');
 });
 
 test('insertAt inserts before each index, largest first, so indices refer to the original units', () => {
@@ -87,7 +104,7 @@ test('word mode keeps double spaces and newlines inside words as they were', () 
 });
 
 test('injectPauses does pattern pauses first, then random ones (seed 42 pinned)', () => {
-  const out = injectPauses('1+2=<<1+2=3>>3\n#### 3', createRng(42), { pauseToken: '<|pause|>', patterns: { '\\n': 1 }, nRandomPauses: 2, variable: false });
+  const out = injectPauses('1+2=<<1+2=3>>3\n#### 3', createRng(42), { pauseToken: '<|pause|>', patterns: { '\n': 1 }, nRandomPauses: 2, variable: false });
   assert.is(out, '<|pause|>1+2=<<1+2=3>>3\n<|pause|>#### <|pause|> <|pause|> 3');
 });
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
-import { artifactDirOf, cacheRootOf, csvTable, showPath, variantLabel, type ReportRow } from '../../../stages/data/report-table.ts';
+import { artifactDirOf, cacheRootOf, csvTable, formatTrainable, showPath, variantLabel, type ReportRow } from '../../../stages/data/report-table.ts';
 
 test('the cache root is found from an artifact folder in the cache layout', () => {
   const root = path.resolve('/ws/.pausepipe');
@@ -28,11 +28,25 @@ test('a variant label lists the loop variables; outside a loop it is the stage n
 
 test('CSV fields with commas, quotes or newlines are quoted, nulls empty', () => {
   const row: ReportRow = {
-    label: 'say "hi", twice', stage: 's', role: 'run', trainable: null, lora: null, trainable_params: null, total_params: null,
-    accuracy: 0.1, accuracy_std: 0.3, n: 10, eval_loss: null, avg_pauses: 0, predictions: 'p', model_stage: 'm', model_key: 'k',
-    model_dir: null, delta_accuracy: null,
+    label: 'say "hi", twice', stage: 's', role: 'run', variant: {}, trainable: null, lora: null, trainable_params: null, total_params: null,
+    modules_to_save: null, accuracy: 0.1, accuracy_std: 0.3, n: 10, eval_loss: null, eval_loss_data: null, eval_loss_data_key: null, eval_loss_rows: null,
+    avg_pauses: 0, backend: 'wasm (SIMD, 1 thread)', reference_accuracy: null, reference_eval_loss: null, reference_note: null,
+    predictions: 'p', model_stage: 'm', model_key: 'k', model_dir: null, delta_accuracy: null,
   };
-  assert.is(csvTable([row]).split('\r\n')[1], '"say ""hi"", twice",s,run,,,,,0.1,0.3,10,,,0,p,m,k,');
+  assert.is(csvTable([row]).split('\r\n')[1], '"say ""hi"", twice",s,run,,,,,"wasm (SIMD, 1 thread)",0.1,0.3,10,,,,,,,0,p,m,k,,');
+});
+
+test('a variant trained with an explicit modules_to_save (a seed config) is marked in the table and the CSV', () => {
+  const row: ReportRow = {
+    label: 'seed config', stage: 'eval_seed', role: 'run', variant: {}, trainable: ['pauseEmbedding', 'lmHead', 'lmEmbeddings'], lora: true,
+    trainable_params: 10, total_params: 100, modules_to_save: ['new_embedding', 'lm_head', 'original_embedding'], accuracy: 0.01,
+    accuracy_std: 0.1, n: 100, eval_loss: 2.4, eval_loss_data: null, eval_loss_data_key: null, eval_loss_rows: null, avg_pauses: 60,
+    backend: null, reference_accuracy: null, reference_eval_loss: null, reference_note: null,
+    predictions: 'p', model_stage: 'm', model_key: 'k', model_dir: null, delta_accuracy: null,
+  };
+  assert.is(formatTrainable(row), 'pauseEmbedding + lmHead + lmEmbeddings (seed config: modules_to_save new_embedding, lm_head, original_embedding)');
+  assert.is(formatTrainable({ ...row, modules_to_save: null }), 'pauseEmbedding + lmHead + lmEmbeddings');
+  assert.match(csvTable([row]).split('\r\n')[1]!, /,new_embedding\+lm_head\+original_embedding$/);
 });
 
 test.run();

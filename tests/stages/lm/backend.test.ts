@@ -1,10 +1,12 @@
-// initBackend: the pick on a GPU-less machine, honouring a preference, falling back with a notice, gradients registered.
+// initBackend: the automatic pick, software GPUs refused by auto, preferences and fallbacks, GPU pinning, gradients, reads.
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { initBackend, readTensor } from '../../../stages/lm/backend.ts';
+import { initBackend, pickAdapter, readTensor, type BackendInfo } from '../../../stages/lm/backend.ts';
+import { PROJECT_ROOT, requires } from '../../helpers/requires.ts';
 
 const backend = suite('backend');
 const require = createRequire(import.meta.url);
@@ -18,20 +20,67 @@ function installed(pkg: string): boolean {
   }
 }
 
-/** This machine has no tfjs-node and no Vulkan loader (so no WebGPU): the case CI runs in. */
-const plainCpuMachine = !installed('@tensorflow/tfjs-node') && !installed('@tensorflow/tfjs-node-gpu')
-  && !['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1', '/usr/lib64/libvulkan.so.1']
-    .some((p) => existsSync(p));
+/** Mesa's lavapipe, the software Vulkan driver CI installs (.ci/software-gpu.sh). */
+const LAVAPIPE = '/usr/share/vulkan/icd.d/lvp_icd.json';
+const NO_DRIVER = { VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json' };
+const ONLY_LAVAPIPE = { VK_ICD_FILENAMES: LAVAPIPE, VK_DRIVER_FILES: LAVAPIPE };
+const withoutTfjsNode = requires(!installed('@tensorflow/tfjs-node') && !installed('@tensorflow/tfjs-node-gpu'), 'tfjs-node is installed here (it is the automatic pick)', backend);
+const withLavapipe = requires(existsSync(LAVAPIPE) && installed('webgpu'), `no software GPU here (${LAVAPIPE}; .ci/software-gpu.sh installs it)`, backend);
 
-backend('picks wasm with SIMD when no native or GPU backend exists', async () => {
-  if (!plainCpuMachine) {
-    console.log('  (skipped: this machine has tfjs-node or a Vulkan loader, so wasm is not the expected pick)');
-    return;
-  }
-  const info = await initBackend();
-  assert.is(info.name, 'wasm');
-  assert.is(tf.getBackend(), 'wasm');
-  assert.match(info.device ?? '', /^wasm \(SIMD, \d+ threads?\)$/);
+/**
+ * initBackend(preference) for each preference in turn, in a fresh process with `env`: each process probes its GPU
+ * once, so the machine's drivers and PAUSEPIPE_GPU are set per process, as the runner's workers get them.
+ */
+async function inChild(env: Record<string, string>, preferences: Array<string | undefined>): Promise<BackendInfo[]> {
+  const script = `const { initBackend } = await import(${JSON.stringify(`${PROJECT_ROOT}/stages/lm/backend.ts`)});
+    const out = [];
+    for (const p of ${JSON.stringify(preferences.map((p) => p ?? null))}) out.push(await initBackend(p ?? undefined));
+    process.stdout.write('\\n' + JSON.stringify(out) + '\\n');
+    process.exit(0);`;
+  const { stdout } = await execa(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: PROJECT_ROOT, env: { ...env, PAUSEPIPE_GPU: env.PAUSEPIPE_GPU ?? '' },
+  });
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as BackendInfo[];
+}
+
+withoutTfjsNode('without a GPU driver, auto picks wasm with SIMD quietly, and webgpu asked by name falls back with a one-line notice', async () => {
+  const [auto, webgpu] = await inChild(NO_DRIVER, [undefined, 'webgpu']);
+  assert.is(auto!.name, 'wasm');
+  assert.match(auto!.device ?? '', /^wasm \(SIMD, \d+ threads?\)$/);
+  assert.is(auto!.notice, undefined);
+  assert.is(webgpu!.name, 'wasm');
+  assert.is(webgpu!.notice, 'webgpu backend unavailable: no GPU adapter found; using wasm');
+});
+
+withLavapipe('auto never picks a software GPU: with only lavapipe it is wasm, and webgpu asked by name runs on llvmpipe with a notice', async () => {
+  const [auto, webgpu] = await inChild(ONLY_LAVAPIPE, [undefined, 'webgpu']);
+  assert.is(auto!.name, 'wasm');
+  assert.is(auto!.notice, undefined);
+  assert.is(webgpu!.name, 'webgpu');
+  assert.match(webgpu!.device ?? '', /^webgpu: llvmpipe/);
+  assert.match(webgpu!.notice ?? '', /^webgpu runs on the software adapter llvmpipe.*: correct but slow, and never picked by auto$/);
+});
+
+withLavapipe('PAUSEPIPE_GPU picks Dawn\'s adapter by number; a number beyond the adapters is a notice and a fallback', async () => {
+  const [pinned] = await inChild({ ...ONLY_LAVAPIPE, PAUSEPIPE_GPU: '0' }, ['webgpu']);
+  assert.is(pinned!.name, 'webgpu');
+  assert.match(pinned!.device ?? '', /^webgpu: llvmpipe \(LLVM [\d.]+, \d+ bits\)$/);
+  const [beyond] = await inChild({ ...ONLY_LAVAPIPE, PAUSEPIPE_GPU: '1' }, ['webgpu']);
+  assert.is(beyond!.name, 'wasm');
+  assert.match(beyond!.notice ?? '', /^webgpu backend unavailable: PAUSEPIPE_GPU=1, but Dawn finds 1 adapter \(llvmpipe \(LLVM [^)]*\)\); using wasm$/);
+});
+
+backend('pickAdapter names the adapter to Dawn, and says when identical GPUs cannot be told apart', () => {
+  assert.equal(pickAdapter(['NVIDIA A100-SXM4-80GB', 'NVIDIA H100 80GB HBM3', 'llvmpipe (LLVM 15.0.6, 256 bits)'], '1'), { flags: ['adapter=NVIDIA H100 80GB HBM3'] });
+  const same = pickAdapter(['NVIDIA H200', 'NVIDIA H200'], ' 1 ');
+  assert.equal(same.flags, ['adapter=NVIDIA H200']);
+  assert.match(same.notice ?? '', /^PAUSEPIPE_GPU=1: Dawn selects adapters by name and adapter 0 is also 'NVIDIA H200', so this process runs on adapter 0; /);
+  // A name contained in an earlier adapter's name is matched by that one first.
+  assert.match(pickAdapter(['NVIDIA H100 PCIe', 'NVIDIA H100'], '1').notice ?? '', /adapter 0 is also 'NVIDIA H100 PCIe'/);
+  // CUDA_VISIBLE_DEVICES may list UUIDs, which the runner passes on: Dawn's first adapter, with a notice.
+  assert.equal(pickAdapter(['NVIDIA H200', 'NVIDIA H200'], 'GPU-8b1c3f1e'), {
+    flags: [], notice: 'PAUSEPIPE_GPU=GPU-8b1c3f1e is not a GPU index (0, 1, ...) and Dawn cannot select an adapter by UUID, so this process runs on its first adapter' });
+  assert.throws(() => pickAdapter([], '0'), /PAUSEPIPE_GPU=0, but Dawn finds 0 adapters$/);
 });
 
 backend('honours preferred cpu and switches back to wasm when asked again', async () => {
@@ -51,26 +100,11 @@ backend('is idempotent: the same preference gives the same answer', async () => 
   assert.is(tf.getBackend(), 'wasm');
 });
 
-backend('a requested but unavailable webgpu gives a one-line notice and falls back to wasm', async () => {
-  if (!plainCpuMachine) {
-    console.log('  (skipped: a GPU may be present here)');
-    return;
-  }
-  const info = await initBackend('webgpu');
-  assert.is(info.name, 'wasm');
-  assert.is(tf.getBackend(), 'wasm');
-  assert.match(info.notice ?? '', /^webgpu backend unavailable: .+; using wasm$/);
-  assert.not.match(info.notice ?? '', /\n/);
-});
-
-backend('a requested but missing tfjs-node names the package and falls back', async () => {
-  if (!plainCpuMachine) {
-    console.log('  (skipped: tfjs-node or a GPU may be present here)');
-    return;
-  }
+withoutTfjsNode('a requested but missing tfjs-node names the package and falls back', async () => {
   const info = await initBackend('tensorflow');
-  assert.is(info.name, 'wasm');
-  assert.match(info.notice ?? '', /tensorflow backend unavailable: neither @tensorflow\/tfjs-node-gpu nor @tensorflow\/tfjs-node is installed/);
+  assert.ok(info.name === 'webgpu' || info.name === 'wasm', info.name);
+  assert.match(info.notice ?? '', /^tensorflow backend unavailable: neither @tensorflow\/tfjs-node-gpu nor @tensorflow\/tfjs-node is installed; using (webgpu|wasm)/);
+  await initBackend('wasm');
 });
 
 backend('an unknown backend name gives a notice and the automatic pick', async () => {
@@ -78,12 +112,17 @@ backend('an unknown backend name gives a notice and the automatic pick', async (
   const auto = await initBackend();
   assert.is(info.name, auto.name);
   assert.match(info.notice ?? '', /^unknown backend 'tpu' \(expected one of tensorflow, webgpu, wasm, cpu, auto\)/);
+  await initBackend('wasm');
 });
 
-backend('registers gradients: tf.grad works on plain tfjs-core ops', async () => {
+backend('registers tfjs\'s gradients without the union bundle: tf.grad works on plain tfjs-core ops', async () => {
   await initBackend('wasm');
-  const g = tf.tidy(() => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(x, x)))(tf.tensor1d([1, 2, 3])).dataSync());
-  assert.equal(Array.from(g), [2, 4, 6]);
+  const x = tf.tensor1d([1, 2, 3]);
+  const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(t, tf.sin(t))))(x);
+  const expected = [1, 2, 3].map((v) => Math.sin(v) + v * Math.cos(v));
+  const got = await readTensor(g);
+  expected.forEach((e, i) => assert.ok(Math.abs(got[i]! - e) < 1e-5, `${got[i]} vs ${e}`));
+  tf.dispose([x, g]);
 });
 
 backend('readTensor returns typed arrays without a synchronous read', async () => {

@@ -8,7 +8,7 @@ import {
 } from '../../../stages/lm/collate.ts';
 import { builtinTokenizer, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
-import { FIXTURES, FIXTURES_PRESENT, noteSkip } from '../../helpers/hf-fixtures.ts';
+import { FIXTURES, withFixtures } from '../../helpers/hf-fixtures.ts';
 const example = { question: 'Tom has 3 apples. How many?', answer: 'He has 3.\n#### 3' };
 
 const test = suite('collate');
@@ -56,8 +56,7 @@ test('max length cuts the end; a cut template leaves the example without loss', 
 });
 
 for (const file of ['tokenizer-sp.json', 'tokenizer-bytelevel.json']) {
-  test(`${file}: the template is found by its in-context ids and the loss covers exactly the answer`, async () => {
-    if (!FIXTURES_PRESENT) return noteSkip(`collate ${file}`);
+  withFixtures(test)(`${file}: the template is found by its in-context ids and the loss covers exactly the answer`, async () => {
     const tok = await loadTokenizer(path.join(FIXTURES, file));
     const ex = encodeTrainingExample(tok, example, responseTemplateIds(tok));
     assert.ok(ex.hasCompletion);

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import { configureTraining, trainableSummary, type TrainableGroup } from '../../../stages/lm/freeze.ts';
 import { mergeLora } from '../../../stages/lm/lora.ts';
-import { FIXTURES_PRESENT, fixtureModel, noteSkip, pauseFixtureModel, trainableCounts, type TrainableCountsVariant } from '../../helpers/hf-fixtures.ts';
+import { fixtureModel, pauseFixtureModel, trainableCounts, type TrainableCountsVariant, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 /** The groups a variant of the seed's matrix unfreezes. */
 function groupsOf(v: TrainableCountsVariant): TrainableGroup[] {
@@ -22,11 +22,9 @@ const test = suite('freeze');
 
 test.before(async () => {
   await initBackend('wasm');
-  if (!FIXTURES_PRESENT) noteSkip('freeze');
 });
 
-test('all 18 variants train exactly the reference parameters: counts, totals and names', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('all 18 variants train exactly the reference parameters: counts, totals and names', async () => {
   const variants = await trainableCounts();
   assert.is(variants.length, 18);
   for (const v of variants) {
@@ -46,8 +44,7 @@ test('all 18 variants train exactly the reference parameters: counts, totals and
   }
 });
 
-test('the table counts trainable and frozen parameters per group', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('the table counts trainable and frozen parameters per group', async () => {
   const model = await pauseFixtureModel();
   try {
     const lines: string[] = [];
@@ -70,8 +67,7 @@ test('the table counts trainable and frozen parameters per group', async () => {
   }
 });
 
-test('without LoRA the groups train in place and the variables carry the trainable flag', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('without LoRA the groups train in place and the variables carry the trainable flag', async () => {
   const model = await pauseFixtureModel();
   try {
     configureTraining(model, { groups: ['pauseEmbedding'] }, quiet);
@@ -87,8 +83,7 @@ test('without LoRA the groups train in place and the variables carry the trainab
   }
 });
 
-test('with LoRA the groups train as copies; merging writes the copies back', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('with LoRA the groups train as copies; merging writes the copies back', async () => {
   const model = await pauseFixtureModel();
   try {
     configureTraining(model, { groups: ['pauseHead'], lora: { rank: 2, alpha: 4 } }, quiet);
@@ -107,8 +102,7 @@ test('with LoRA the groups train as copies; merging writes the copies back', asy
   }
 });
 
-test('groups that do not fit the model are errors', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('groups that do not fit the model are errors', async () => {
   const plain = await fixtureModel('mistral-tiny');
   const tied = await fixtureModel('llama-tiny-tied');
   try {

@@ -3,38 +3,38 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import path from 'node:path';
-import { initBackend } from '../../../stages/lm/backend.ts';
+import { initBackend, readTensor } from '../../../stages/lm/backend.ts';
 import { fromHfConfig, initWeights, presetConfig, toHfConfig, type LmConfig } from '../../../stages/lm/config.ts';
 import { CausalLM, createModel, type LmKvCache } from '../../../stages/lm/model.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import {
-  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, largestIndices, greedyFull, maxDiff, noteSkip, readJson, relDiff, toTf,
-} from '../../helpers/hf-fixtures.ts';
+  expectedTensors, finiteDiff, FIXTURES, FIXTURES_PRESENT, fixtureModel, greedyCached, largestIndices, greedyFull, maxDiff, readJson, relDiff, scalarOf,
+  toTf, valuesOf, withFixtures } from '../../helpers/hf-fixtures.ts';
+import { backendSuite, forEachBackend } from '../../helpers/backends.ts';
 import { loadModel } from '../../../stages/lm/model-io.ts';
+import { readSafetensors } from '../../../stages/lm/safetensors.ts';
 
+forEachBackend((backend) => {
 for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
-  const test = suite(`model: ${fixture} parity with transformers`);
+  const test = backendSuite(`model: ${fixture} parity with transformers`, backend);
   let model: CausalLM;
   let ex: Awaited<ReturnType<typeof expectedTensors>>;
 
   test.before(async () => {
-    await initBackend('wasm');
-    if (!FIXTURES_PRESENT) return noteSkip(`model ${fixture}`);
+    if (!FIXTURES_PRESENT) return;
     model = await fixtureModel(fixture);
     ex = await expectedTensors(fixture);
   });
   test.after(() => model?.dispose());
 
-  test('logits of the full batch are within 1e-4', () => {
-    if (!FIXTURES_PRESENT) return;
-    const got = tf.tidy(() => model.forward(toTf(ex.get('input_ids')!)).dataSync());
+  withFixtures(test)('logits of the full batch are within 1e-4', async () => {
+    const got = await valuesOf(() => model.forward(toTf(ex.get('input_ids')!)));
     assert.ok(maxDiff(got, ex.get('logits')!.data) < 1e-4, `max diff ${maxDiff(got, ex.get('logits')!.data)}`);
   });
 
-  test('left-padded logits are within 1e-4 at every real (unmasked) position', () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('left-padded logits are within 1e-4 at every real (unmasked) position', async () => {
     const mask = ex.get('attention_mask')!;
-    const got = tf.tidy(() => model.forward(toTf(ex.get('input_ids')!), toTf<tf.Tensor2D>(mask)).dataSync());
+    const got = await valuesOf(() => model.forward(toTf(ex.get('input_ids')!), toTf<tf.Tensor2D>(mask)));
     const V = model.config.vocabSize;
     // transformers' logits at padded query positions depend on its attention kernel; nobody reads them.
     const real = (i: number) => mask.data[Math.floor(i / V)] === 1;
@@ -43,44 +43,51 @@ for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
     assert.ok(d < 1e-4, `max diff ${d}`);
   });
 
-  test('loss (labels = input_ids) is within 1e-5 relative', async () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('loss (labels = input_ids) is within 1e-5 relative', async () => {
     const { loss: expected } = await readJson<{ loss: number }>(path.join(FIXTURES, fixture, 'expected.json'));
-    const loss = tf.tidy(() => {
+    const loss = await scalarOf(() => {
       const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
-      return model.lossParts({ inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids }, { training: false }).loss.dataSync()[0]!;
+      return model.lossParts({ inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids }, { training: false }).loss;
     });
     assert.ok(relDiff(loss, expected) < 1e-5, `${loss} vs ${expected}`);
   });
 
-  test('greedy ids (12 steps, full forward each step) are identical, and identical through the KV cache', () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('greedy ids (12 steps, full forward each step) are identical, and identical through the KV cache', async () => {
     const prompt = Array.from(ex.get('greedy_prompt')!.data);
     const expected = Array.from(ex.get('greedy_ids')!.data);
-    assert.equal(greedyFull((ids) => model.forward(ids), prompt, 12), expected);
-    assert.equal(greedyCached(model, prompt, 12), expected);
+    assert.equal(await greedyFull((ids) => model.forward(ids), prompt, 12), expected);
+    assert.equal(await greedyCached(model, prompt, 12), expected);
   });
 
-  test('a left-padded row decodes like the same row unpadded, step after step', () => {
-    if (!FIXTURES_PRESENT) return;
+  withFixtures(test)('a left-padded row decodes like the same row unpadded, step after step', async () => {
     const row = Array.from(ex.get('input_ids')!.data.slice(14 + 3, 28)); // row 1 without its 3 padded positions
-    const run = (ids: number[], pads: number) => tf.tidy(() => {
-      const input = tf.tensor2d([...Array(pads).fill(0), ...ids], [1, pads + ids.length], 'int32');
-      const first = model.decodeStep(input, tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1)], [1, pads + ids.length], 'int32'), null);
-      const second = model.decodeStep(tf.tensor2d([7], [1, 1], 'int32'), tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1), 1], [1, pads + ids.length + 1], 'int32'), first.cache);
-      assert.is((second.cache as LmKvCache).length, pads + ids.length + 1);
-      const out = [first.logProbs.dataSync(), second.logProbs.dataSync()];
-      second.cache.dispose();
+    const run = async (ids: number[], pads: number) => {
+      const [first, second] = tf.tidy(() => {
+        const input = tf.tensor2d([...Array(pads).fill(0), ...ids], [1, pads + ids.length], 'int32');
+        const first = model.decodeStep(input, tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1)], [1, pads + ids.length], 'int32'), null);
+        const second = model.decodeStep(tf.tensor2d([7], [1, 1], 'int32'), tf.tensor2d([...Array(pads).fill(0), ...ids.map(() => 1), 1], [1, pads + ids.length + 1], 'int32'), first.cache);
+        assert.is((second.cache as LmKvCache).length, pads + ids.length + 1);
+        second.cache.dispose();
+        return [first.logProbs, second.logProbs];
+      });
+      const out = [await readTensor(first!), await readTensor(second!)];
+      tf.dispose([first!, second!]);
       return out;
-    });
-    const [plain1, plain2] = run(row, 0);
-    const [padded1, padded2] = run(row, 3);
+    };
+    const [plain1, plain2] = await run(row, 0);
+    const [padded1, padded2] = await run(row, 3);
     assert.ok(maxDiff(plain1!, padded1!) < 1e-4, `first step ${maxDiff(plain1!, padded1!)}`);
     assert.ok(maxDiff(plain2!, padded2!) < 1e-4, `second step ${maxDiff(plain2!, padded2!)}`);
   });
 
-  test('config.json maps to LmConfig and back unchanged', async () => {
-    if (!FIXTURES_PRESENT) return;
+  test.run();
+}
+});
+
+const mapping = suite('model: fixture configs');
+
+for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
+  withFixtures(mapping)(`${fixture}: config.json maps to LmConfig and back unchanged`, async () => {
     const json = await readJson(path.join(FIXTURES, fixture, 'config.json'));
     const cfg = fromHfConfig(json);
     assert.equal(toHfConfig(cfg), json);
@@ -89,11 +96,58 @@ for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
       [512, 64, 2, 4, 2, 16, 176, 10000, 1e-5],
     );
     assert.is(cfg.tieWordEmbeddings, fixture === 'llama-tiny-tied');
-    assert.is(model.weights.has('lm_head.weight'), fixture !== 'llama-tiny-tied');
+    const { tensors } = await readSafetensors(path.join(FIXTURES, fixture, 'model.safetensors'));
+    assert.is(tensors.has('lm_head.weight'), fixture !== 'llama-tiny-tied');
+  });
+}
+
+mapping.run();
+
+forEachBackend((backend) => {
+  const window = backendSuite('model: sliding window', backend);
+  /** One layer, so a position's logits depend on exactly the tokens its attention sees. */
+  const MISTRAL_TINY: LmConfig = {
+    modelType: 'mistral', vocabSize: 24, hiddenSize: 16, intermediateSize: 32, numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 4,
+    ropeTheta: 10000, rmsNormEps: 1e-6, tieWordEmbeddings: false, maxPositionEmbeddings: 32, initializerRange: 0.4, bosId: 1, eosId: 2, padId: 0,
+    slidingWindow: 3,
+  };
+
+  window('with window 3 a position sees itself and the two before it: a change 3 or more tokens back changes nothing', async () => {
+    const model = createModel(MISTRAL_TINY, 5);
+    const unlimited = CausalLM.fromWeights({ ...MISTRAL_TINY, slidingWindow: undefined }, initWeights(MISTRAL_TINY, 5));
+    try {
+      const ids = [[1, 5, 9, 13, 17, 21, 4, 8], [0, 0, 1, 4, 8, 12, 16, 20]];
+      const changed = [[1, 6, 9, 13, 17, 21, 4, 8], [0, 0, 1, 3, 8, 12, 16, 20]];
+      const mask = [[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1, 1]];
+      const run = (m: CausalLM, x: number[][]) => valuesOf(() => m.forward(tf.tensor2d(x, [2, 8], 'int32'), tf.tensor2d(mask, [2, 8], 'int32')));
+      const [a, b, full] = [await run(model, ids), await run(model, changed), await run(unlimited, changed)];
+      const V = 24;
+      const at = (v: ArrayLike<number>, row: number, pos: number) => Array.from(v).slice((row * 8 + pos) * V, (row * 8 + pos + 1) * V);
+      // Row 0 changed token 1, row 1 token 3: positions within 2 of it move, later ones do not.
+      for (const [row, pos] of [[0, 1], [0, 2], [0, 3], [1, 3], [1, 4], [1, 5]] as const) {
+        assert.ok(maxDiff(at(a, row, pos), at(b, row, pos)) > 1e-3, `row ${row} position ${pos} sees the change`);
+      }
+      for (const [row, pos] of [[0, 4], [0, 7], [1, 6], [1, 7]] as const) {
+        assert.ok(maxDiff(at(a, row, pos), at(b, row, pos)) < 1e-6, `row ${row} position ${pos} is beyond the window: ${maxDiff(at(a, row, pos), at(b, row, pos))}`);
+      }
+      // Without the window the same positions do see it.
+      assert.ok(maxDiff(at(full, 0, 7), at(b, 0, 7)) > 1e-3, 'the window is what hides it');
+      // Decoding through the KV cache applies the same window.
+      const first = model.decodeStep(tf.tensor2d(changed.map((r) => r.slice(0, 7)), [2, 7], 'int32'), tf.tensor2d(mask.map((r) => r.slice(0, 7)), [2, 7], 'int32'), null);
+      const second = model.decodeStep(tf.tensor2d(changed.map((r) => r.slice(7)), [2, 1], 'int32'), tf.tensor2d(mask, [2, 8], 'int32'), first.cache);
+      const cached = await readTensor(second.logProbs);
+      const direct = await valuesOf(() => tf.logSoftmax(tf.reshape(tf.slice(model.forward(tf.tensor2d(changed, [2, 8], 'int32'), tf.tensor2d(mask, [2, 8], 'int32')), [0, 7, 0], [2, 1, V]), [2, V])));
+      assert.ok(maxDiff(cached, direct) < 1e-5, `cached decoding ${maxDiff(cached, direct)}`);
+      tf.dispose([first.logProbs, second.logProbs]);
+      second.cache.dispose();
+    } finally {
+      model.dispose();
+      unlimited.dispose();
+    }
   });
 
-  test.run();
-}
+  window.run();
+});
 
 const config = suite('model: config, presets and init');
 
@@ -111,10 +165,31 @@ config('unsupported architectures are errors that name the key', () => {
   const base = { vocab_size: 8, hidden_size: 8, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2 };
   assert.throws(() => fromHfConfig({ ...base, rope_scaling: { rope_type: 'llama3', factor: 8 } }, 'x/config.json'), /x\/config.json: rope_type "llama3" is not supported/);
   assert.throws(() => fromHfConfig({ ...base, model_type: 'gpt2' }), /model_type "gpt2" is not supported/);
-  assert.throws(() => fromHfConfig({ ...base, max_position_embeddings: 8192, sliding_window: 4096 }), /sliding_window 4096 < max_position_embeddings 8192/);
+  assert.throws(() => fromHfConfig({ ...base, model_type: 'mistral', sliding_window: 'wide' }), /"sliding_window" must be a number, got "wide"/);
+  assert.throws(() => fromHfConfig({ ...base, model_type: 'mistral', sliding_window: 0 }), /slidingWindow must be a positive integer, got 0/);
   assert.throws(() => fromHfConfig({ ...base, num_key_value_heads: 3 }), /numHeads 2 is not a multiple of numKvHeads 3/);
   assert.throws(() => fromHfConfig({ ...base, hidden_size: 'big' }), /"hidden_size" must be a number/);
   assert.throws(() => fromHfConfig({ ...base, vocab_size: undefined }), /missing required key "vocab_size"/);
+});
+
+/** config.json of mistralai/Mistral-7B-v0.1, the seed's base model, as published on the Hugging Face hub. */
+const MISTRAL_7B_V01 = {
+  architectures: ['MistralForCausalLM'], bos_token_id: 1, eos_token_id: 2, hidden_act: 'silu', hidden_size: 4096, initializer_range: 0.02,
+  intermediate_size: 14336, max_position_embeddings: 32768, model_type: 'mistral', num_attention_heads: 32, num_hidden_layers: 32,
+  num_key_value_heads: 8, rms_norm_eps: 1e-05, rope_theta: 10000.0, sliding_window: 4096, tie_word_embeddings: false, torch_dtype: 'bfloat16',
+  transformers_version: '4.34.0.dev0', use_cache: true, vocab_size: 32000,
+};
+
+config('Mistral-7B-v0.1\'s config.json loads, its 4096-token sliding window included, and maps back unchanged', () => {
+  const cfg = fromHfConfig(MISTRAL_7B_V01, 'Mistral-7B-v0.1/config.json');
+  assert.equal(
+    [cfg.modelType, cfg.vocabSize, cfg.hiddenSize, cfg.intermediateSize, cfg.numLayers, cfg.numHeads, cfg.numKvHeads, cfg.headDim,
+      cfg.ropeTheta, cfg.rmsNormEps, cfg.maxPositionEmbeddings, cfg.slidingWindow, cfg.tieWordEmbeddings, cfg.bosId, cfg.eosId, cfg.padId],
+    ['mistral', 32000, 4096, 14336, 32, 32, 8, 128, 10000, 1e-5, 32768, 4096, false, 1, 2, null],
+  );
+  assert.equal(toHfConfig(cfg), { ...MISTRAL_7B_V01, head_dim: 128, pad_token_id: null });
+  // A Llama config.json with the key keeps it unread, as transformers' LlamaConfig does.
+  assert.is(fromHfConfig({ ...MISTRAL_7B_V01, model_type: 'llama' }).slidingWindow, undefined);
 });
 
 config('presets have the documented sizes and take the vocabulary from the tokenizer', () => {
@@ -253,8 +328,7 @@ own('fromWeights takes tf tensors over: they are freed with the model, and when 
   assert.is(tf.memory().numTensors, before);
 });
 
-own('a model loaded from a folder frees everything on dispose', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(own)('a model loaded from a folder frees everything on dispose', async () => {
   const before = tf.memory().numTensors;
   const model = await loadModel(path.join(FIXTURES, 'mistral-tiny'), { log: () => {} });
   use(model);

@@ -239,6 +239,25 @@ ops('causalPaddingMask lets the last T queries see earlier unpadded positions on
   });
 });
 
+ops('causalPaddingMask with a sliding window hides keys W or more positions back, counted in the padded sequence', () => {
+  eachPath([HOST, KERNELS], (path) => {
+    const X = MASK_VALUE;
+    // Window 2 over 4 positions: query i sees i − 1 and i; row 1's position 0 is padding.
+    const full = causalPaddingMask(tf.tensor2d([[1, 1, 1, 1], [0, 1, 1, 1]], [2, 4], 'int32'), 4, 2);
+    assert.equal(Array.from(full.dataSync()), [
+      0, X, X, X, 0, 0, X, X, X, 0, 0, X, X, X, 0, 0,
+      X, X, X, X, X, 0, X, X, X, 0, 0, X, X, X, 0, 0,
+    ], path);
+    // One query over a cache of 5 positions (decoding): it is position 4 and sees 3 and 4 only.
+    const step = causalPaddingMask(tf.tensor2d([[1, 1, 1, 1, 1]], [1, 5], 'int32'), 1, 2);
+    assert.equal(Array.from(step.dataSync()), [X, X, X, 0, 0], path);
+    // A window as long as the sequence changes nothing.
+    const wide = causalPaddingMask(tf.tensor2d([[1, 1, 1]], [1, 3], 'int32'), 3, 3);
+    assert.equal(Array.from(wide.dataSync()), Array.from(causalPaddingMask(tf.tensor2d([[1, 1, 1]], [1, 3], 'int32'), 3).dataSync()), path);
+  });
+  assert.throws(() => causalPaddingMask(tf.tensor2d([[1, 1]], [1, 2], 'int32'), 2, 0), /sliding window 0 must be a positive integer/);
+});
+
 ops('attention with grouped kv heads matches the naive computation, with and without padding', () => {
   eachPath(ATTENTION_PATHS, (path) => {
     const q = randn([2, 4, 3, 4], 14) as tf.Tensor4D;

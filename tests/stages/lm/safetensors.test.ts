@@ -7,7 +7,7 @@ import path from 'node:path';
 import {
   parseSafetensors, readModelWeights, readSafetensors, serializeSafetensors, writeSafetensors, type HostTensor,
 } from '../../../stages/lm/safetensors.ts';
-import { FIXTURES, FIXTURES_PRESENT, noteSkip, rejectsWith } from '../../helpers/hf-fixtures.ts';
+import { FIXTURES, rejectsWith, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 /** A safetensors buffer with a hand-written header, for dtypes we only read. */
 function handMade(header: Record<string, unknown>, data: Uint8Array): Uint8Array {
@@ -24,12 +24,10 @@ const test = suite('safetensors');
 
 test.before(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'st-'));
-  if (!FIXTURES_PRESENT) noteSkip('safetensors fixture round trips');
 });
 test.after(() => rm(tmp, { recursive: true, force: true }));
 
-test('re-serialising every fixture file reproduces it byte for byte (tensor order, header, padding, metadata)', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('re-serialising every fixture file reproduces it byte for byte (tensor order, header, padding, metadata)', async () => {
   const files = ['mistral-tiny/model.safetensors', 'llama-tiny-tied/model.safetensors', 'pause-wrapper/model.safetensors',
     'mistral-tiny/expected.safetensors', 'pause-wrapper/expected.safetensors', 'mistral-tiny-lora/adapter_model.safetensors'];
   for (const f of files) {
@@ -42,8 +40,7 @@ test('re-serialising every fixture file reproduces it byte for byte (tensor orde
   }
 });
 
-test('reads names, shapes, dtypes and metadata of a fixture', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(test)('reads names, shapes, dtypes and metadata of a fixture', async () => {
   const { tensors, metadata } = await readSafetensors(path.join(FIXTURES, 'mistral-tiny/expected.safetensors'));
   assert.equal(metadata, null);
   assert.equal([...tensors.keys()], ['logits', 'logits_left_masked', 'attention_mask', 'greedy_ids', 'greedy_prompt', 'input_ids']);

@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { builtinTokenizer, builtinVocabulary, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
-import { FIXTURES, FIXTURES_PRESENT, noteSkip, readJson, rejectsWith } from '../../helpers/hf-fixtures.ts';
+import { FIXTURES, readJson, rejectsWith, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 interface Expected {
   vocab_size: number;
@@ -20,11 +20,9 @@ interface Expected {
 const fixtures = suite('tokenizer: Hugging Face fixtures');
 
 fixtures.before(() => {
-  if (!FIXTURES_PRESENT) noteSkip('tokenizer fixtures');
 });
 
-fixtures('byte-level BPE encodes every fixture text to the exact ids, <s> included', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(fixtures)('byte-level BPE encodes every fixture text to the exact ids, <s> included', async () => {
   const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel.json'));
   const exp = await readJson<Expected>(path.join(FIXTURES, 'tokenizer-bytelevel.expected.json'));
   assert.is(tok.vocabSize, exp.vocab_size);
@@ -38,8 +36,7 @@ fixtures('byte-level BPE encodes every fixture text to the exact ids, <s> includ
   }
 });
 
-fixtures('SentencePiece-style BPE with byte fallback encodes and decodes exactly, non-ASCII included', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(fixtures)('SentencePiece-style BPE with byte fallback encodes and decodes exactly, non-ASCII included', async () => {
   const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-sp.json'));
   const exp = await readJson<Expected>(path.join(FIXTURES, 'tokenizer-sp.expected.json'));
   assert.is(tok.vocabSize, exp.vocab_size);
@@ -51,8 +48,7 @@ fixtures('SentencePiece-style BPE with byte fallback encodes and decodes exactly
   }
 });
 
-fixtures('the pause tokenizer has id 512, 513 ids, and the fixture ids and decodings', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(fixtures)('the pause tokenizer has id 512, 513 ids, and the fixture ids and decodings', async () => {
   const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel-pause.json'));
   const exp = await readJson<Expected>(path.join(FIXTURES, 'tokenizer-bytelevel.expected.json'));
   assert.is(tok.pauseId, exp.pause_id);
@@ -65,8 +61,7 @@ fixtures('the pause tokenizer has id 512, 513 ids, and the fixture ids and decod
   assert.is(tok.decode(exp.encode_with_pause!['3 + 4 = <|pause|><|pause|>7\n#### 7']!, { skipSpecialTokens: true }), '3 + 4 =7\n#### 7');
 });
 
-fixtures('withPauseToken on the plain byte-level tokenizer reproduces the pause fixture document', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(fixtures)('withPauseToken on the plain byte-level tokenizer reproduces the pause fixture document', async () => {
   const plain = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel.json'));
   const paused = plain.withPauseToken();
   const reference = await readJson(path.join(FIXTURES, 'tokenizer-bytelevel-pause.json'));
@@ -77,8 +72,7 @@ fixtures('withPauseToken on the plain byte-level tokenizer reproduces the pause 
   assert.throws(() => paused.withPauseToken(), /already has a pause token \(id 512\)/);
 });
 
-fixtures('loadTokenizer reads a folder with tokenizer.json and tokenizer_config.json', async () => {
-  if (!FIXTURES_PRESENT) return;
+withFixtures(fixtures)('loadTokenizer reads a folder with tokenizer.json and tokenizer_config.json', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tok-'));
   try {
     const json = await readJson(path.join(FIXTURES, 'tokenizer-sp.json'));

@@ -1,15 +1,14 @@
 // Every fused WebGPU kernel against the tfjs-op implementation it replaces (ops.ts, optimizer.ts), values and gradients, on webgpu.
 import * as tf from '@tensorflow/tfjs-core';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   applyRope, attention as opsAttention, causalPaddingMask, crossEntropySum as opsCrossEntropySum, embedding as opsEmbedding, logSoftmax as opsLogSoftmax,
   MASK_VALUE, rmsNorm as opsRmsNorm, ropeTables, swiglu,
 } from '../../../stages/lm/ops.ts';
-import { AdamW } from '../../../stages/lm/optimizer.ts';
-import { initBackend } from '../../../stages/lm/backend.ts';
+import { initBackend, readTensor as values } from '../../../stages/lm/backend.ts';
+import { AdamW, type AdamWOptions } from '../../../stages/lm/optimizer.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
-import { adamwStep } from '../../../stages/lm/webgpu/adamw.ts';
+import { FlatAdamW } from '../../../stages/lm/webgpu/adamw.ts';
 import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape } from '../../../stages/lm/webgpu/attention.ts';
 import { concatLast, splitLast, stackRows } from '../../../stages/lm/webgpu/concat.ts';
 import { embedding } from '../../../stages/lm/webgpu/embedding.ts';
@@ -19,11 +18,10 @@ import { addRmsNorm, addRmsNormOnly, rmsNorm } from '../../../stages/lm/webgpu/n
 import { pickTokens } from '../../../stages/lm/webgpu/pick.ts';
 import { swigluFused } from '../../../stages/lm/webgpu/swiglu.ts';
 import { randn, rng } from '../../helpers/gradcheck.ts';
-import { maxDiff, useWebgpu, values, withWebgpu } from '../../helpers/webgpu.ts';
+import { backendSuite, runOnWebgpu, useBackend } from '../../helpers/backends.ts';
+import { maxDiff } from '../../helpers/hf-fixtures.ts';
 
-const kernels = suite('webgpu kernels');
-const test = withWebgpu(kernels);
-kernels.before(useWebgpu);
+const test = backendSuite('webgpu kernels', 'webgpu');
 
 /**
  * Both sides compute in float32 with different summation orders; over the few hundred terms of these shapes the
@@ -267,7 +265,7 @@ function problem(seed: number): { params: Float32Array[]; grads: Float32Array[][
   };
 }
 
-async function runAdamW(p: ReturnType<typeof problem>, opts: { weightDecay: number; maxGradNorm: number | null }): Promise<{ params: Float32Array[]; norms: number[]; m: Float32Array }> {
+async function runAdamW(p: ReturnType<typeof problem>, opts: AdamWOptions): Promise<{ params: Float32Array[]; norms: number[]; m: Float32Array }> {
   const vars = new Map(p.params.map((v, i) => [`w${i}`, tf.variable(tf.tensor(v, p.shapes[i]!))]));
   const opt = new AdamW(vars, opts);
   const norms: number[] = [];
@@ -284,16 +282,40 @@ async function runAdamW(p: ReturnType<typeof problem>, opts: { weightDecay: numb
   return { params, norms, m: Float32Array.from([...state.expAvg.values()].flatMap((a) => [...a])) };
 }
 
+/** Whether x is a bfloat16 value (its float32 bits end in 16 zeros). */
+const isBfloat16 = (x: number) => (new Uint32Array(Float32Array.of(x).buffer)[0]! & 0xffff) === 0;
+
 test('AdamW over flat buffers: weights, moments and gradient norms of three clipped, decayed steps match optimizer.ts on wasm', async () => {
   const p = problem(30);
   for (const opts of [{ weightDecay: 0.1, maxGradNorm: 1 }, { weightDecay: 0, maxGradNorm: null }]) {
     await initBackend('wasm');
     const want = await runAdamW(p, opts);
-    await useWebgpu();
+    await useBackend('webgpu');
     const got = await runAdamW(p, opts);
     got.params.forEach((v, i) => assert.ok(maxDiff(v, want.params[i]!) < 1e-6, `${JSON.stringify(opts)} weight ${i}: ${maxDiff(v, want.params[i]!)}`));
     assert.ok(maxDiff(got.m, want.m) < 1e-6, `moments ${maxDiff(got.m, want.m)}`);
     assert.ok(maxDiff(got.norms, want.norms) < 1e-5, `norms ${got.norms} vs ${want.norms}`);
+  }
+});
+
+test('AdamW in pure bfloat16 (every weight, or some beside float32 ones) rounds where optimizer.ts rounds: the same weights, moments and norms as on wasm', async () => {
+  const p = problem(40);
+  for (const bfloat16 of [['w0', 'w1', 'w2'], ['w0', 'w2']]) {
+    const opts = { weightDecay: 0.1, maxGradNorm: 0.5, bfloat16 };
+    await initBackend('wasm');
+    const want = await runAdamW(p, opts);
+    await useBackend('webgpu');
+    const got = await runAdamW(p, opts);
+    got.params.forEach((v, i) => {
+      // Both round the same float32 values; an intermediate a last float32 bit apart may round to the next bfloat16.
+      const off = v.filter((x, j) => x !== want.params[i]![j]).length;
+      assert.ok(maxDiff(v, want.params[i]!) <= 2 ** -7, `${bfloat16.join(',')}: weight ${i} off by ${maxDiff(v, want.params[i]!)}`);
+      assert.ok(off <= 1, `${bfloat16.join(',')}: weight ${i} differs in ${off} of ${v.length} elements`);
+      if (bfloat16.includes(`w${i}`)) assert.ok(v.every(isBfloat16), `weight ${i} holds values that are not bfloat16`);
+      else assert.not.ok(v.every(isBfloat16), `weight ${i} was rounded though it is float32`);
+    });
+    assert.ok(maxDiff(got.m, want.m) <= 2 ** -8 * Math.max(...want.m.map(Math.abs)), `moments ${maxDiff(got.m, want.m)}`);
+    got.norms.forEach((n, i) => assert.ok(Math.abs(n - want.norms[i]!) <= 2 ** -8 * want.norms[i]!, `norm ${i}: ${n} vs ${want.norms[i]}`));
   }
 });
 
@@ -303,7 +325,9 @@ test('AdamW\'s bfloat16 mode rounds weights to nearest even and leaves NaN a NaN
   const w = tf.variable(tf.tensor1d([1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -23, -2.5, NaN]));
   const m = tf.variable(tf.zeros([5]));
   const v = tf.variable(tf.zeros([5]));
-  const norm = adamwStep({ slots: [{ variable: w, grad: tf.zeros([5]) }], expAvg: m, expAvgSq: v, lr: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, step: 1, bf16: true });
+  const adamw = new FlatAdamW([{ variable: w, bf16: true }]);
+  const norm = adamw.apply({ grads: [tf.zeros([5])], expAvg: m, expAvgSq: v, lr: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, step: 1 });
+  adamw.dispose();
   const got = Array.from(await values(w));
   assert.equal(got.slice(0, 4), [1, 1.015625, 1.0078125, -2.5]);
   assert.ok(Number.isNaN(got[4]));
@@ -311,4 +335,4 @@ test('AdamW\'s bfloat16 mode rounds weights to nearest even and leaves NaN a NaN
   tf.dispose([w, m, v, norm]);
 });
 
-kernels.run();
+runOnWebgpu(test);

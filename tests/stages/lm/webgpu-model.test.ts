@@ -1,119 +1,29 @@
-// The model on the fused WebGPU path: fixture parity, decoding against the no-cache path, training against wasm, and the kernel and read counts per step.
+// The model on the fused WebGPU path beyond the model suites' parity: decoding against the no-cache path, training and the sliding window against wasm, and the kernel and read counts per step.
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { initBackend } from '../../../stages/lm/backend.ts';
+import { initBackend, readTensor as values } from '../../../stages/lm/backend.ts';
 import { presetConfig, type LmConfig } from '../../../stages/lm/config.ts';
 import { configureTraining, type TrainingSetup } from '../../../stages/lm/freeze.ts';
 import { generate } from '../../../stages/lm/generate.ts';
-import { createModel, FLOAT32_MIN, type CausalLM } from '../../../stages/lm/model.ts';
+import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
 import { AdamW } from '../../../stages/lm/optimizer.ts';
-import type { PauseLM } from '../../../stages/lm/pause.ts';
-import { builtinTokenizer, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
+import { SPLIT_TUNING } from '../../../stages/lm/split-weights.ts';
+import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { train } from '../../../stages/lm/trainer.ts';
 import { IGNORE_INDEX, type Batch } from '../../../stages/lm/types.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
 import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
-import { expectedTensors, FIXTURES, FIXTURES_PRESENT, fixtureModel, pauseFixtureModel, readJson, relDiff, toTf } from '../../helpers/hf-fixtures.ts';
-import { maxDiff, useWebgpu, values, withWebgpu } from '../../helpers/webgpu.ts';
+import { backendSuite, runOnWebgpu, useBackend } from '../../helpers/backends.ts';
+import { expectedTensors, maxDiff, pauseFixtureModel, relDiff, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
-/** Greedy ids by a full forward pass per step (no cache), as the fixtures were made; read asynchronously. */
-async function greedyFull(step: (ids: tf.Tensor2D) => tf.Tensor, prompt: number[], steps: number): Promise<number[]> {
-  const ids = [...prompt];
-  for (let s = 0; s < steps; s++) {
-    const next = tf.tidy(() => {
-      const scores = step(tf.tensor2d(ids, [1, ids.length], 'int32'));
-      const V = scores.shape[2]!;
-      return tf.argMax(tf.reshape(tf.slice(scores, [0, ids.length - 1, 0], [1, 1, V]), [V]));
-    });
-    ids.push((await values(next))[0]!);
-    next.dispose();
-  }
-  return ids;
-}
-
-const parity = suite('webgpu model: parity with transformers through the fused kernels');
-// These read ../shared/fixtures too: skipped where the shared folder is absent (CI always has it).
-if (!FIXTURES_PRESENT) console.log(`skip: ${FIXTURES} is absent (the shared fixtures are not checked out)`);
-const fixtureTest = FIXTURES_PRESENT ? withWebgpu(parity) : parity.skip;
-parity.before(useWebgpu);
-
-for (const fixture of ['mistral-tiny', 'llama-tiny-tied']) {
-  fixtureTest(`${fixture}: logits (full and left-padded, real positions) within 1e-4, loss within 1e-5 relative, greedy ids identical with and without the cache`, async () => {
-    const model = await fixtureModel(fixture);
-    try {
-      const ex = await expectedTensors(fixture);
-      const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
-      const logits = await values(model.forward(ids));
-      assert.ok(maxDiff(logits, ex.get('logits')!.data) < 1e-4, `logits ${maxDiff(logits, ex.get('logits')!.data)}`);
-      const mask = ex.get('attention_mask')!;
-      const V = model.config.vocabSize;
-      const left = await values(model.forward(ids, toTf<tf.Tensor2D>(mask)));
-      const d = maxDiff(left, ex.get('logits_left_masked')!.data, (i) => mask.data[Math.floor(i / V)] === 1);
-      assert.ok(d < 1e-4, `left-padded logits ${d}`);
-      const { loss: expected } = await readJson<{ loss: number }>(path.join(FIXTURES, fixture, 'expected.json'));
-      const loss = (await values(model.lossParts({ inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids }, { training: false }).loss))[0]!;
-      assert.ok(relDiff(loss, expected) < 1e-5, `loss ${loss} vs ${expected}`);
-      const prompt = Array.from(ex.get('greedy_prompt')!.data);
-      const greedy = Array.from(ex.get('greedy_ids')!.data);
-      assert.equal(await greedyFull((x) => model.forward(x), prompt, 12), greedy);
-      const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel.json'));
-      const [row] = await generate(model, tok, [prompt], { maxNewTokens: 12 });
-      assert.equal(row!.ids, greedy.slice(prompt.length));
-    } finally {
-      model.dispose();
-    }
-  });
-}
-
-fixtureTest('pause wrapper: combined log-probs and both heads\' logits within 1e-4, the three losses within 1e-5, greedy ids identical through the cache', async () => {
-  const model = await pauseFixtureModel();
-  try {
-    const ex = await expectedTensors('pause-wrapper');
-    const exJson = await readJson<{ loss: number; lm_loss: number; ctrl_tok_loss: number }>(path.join(FIXTURES, 'pause-wrapper', 'expected.json'));
-    const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
-    const out = model.pauseForward(ids);
-    const V1 = 513;
-    const lm = await values(out.lmLogits);
-    assert.ok(maxDiff(await values(out.combined), ex.get('combined_logprobs')!.data) < 1e-4, 'combined');
-    assert.ok(maxDiff(lm, ex.get('lm_logits')!.data, (i) => i % V1 !== 512) < 1e-4, 'lm logits');
-    for (let i = 512; i < lm.length; i += V1) assert.is(lm[i], FLOAT32_MIN);
-    assert.ok(maxDiff(await values(out.ctrlLogits), ex.get('ctrl_logits')!.data) < 1e-4, 'ctrl logits');
-    // The decode path combines the heads in one kernel: the same log-probs at the last position.
-    const last = model.decodeStep(ids, tf.onesLike(ids), null);
-    const T = ids.shape[1];
-    const want = ex.get('combined_logprobs')!.data;
-    const got = await values(last.logProbs);
-    const rows = ids.shape[0];
-    for (let b = 0; b < rows; b++) {
-      const at = (b * T + T - 1) * V1;
-      assert.ok(maxDiff(got.subarray(b * V1, (b + 1) * V1), want.subarray(at, at + V1)) < 1e-4, `decode row ${b}`);
-    }
-    last.cache.dispose();
-    const parts = model.lossParts({ inputIds: ids, attentionMask: tf.onesLike(ids), labels: ids }, { training: false });
-    const [loss, lmLoss, ctrlLoss] = await Promise.all([parts.loss, parts.lmLoss!, parts.ctrlLoss!].map(async (t) => (await values(t))[0]!));
-    assert.ok(relDiff(loss!, exJson.loss) < 1e-5, `loss ${loss} vs ${exJson.loss}`);
-    assert.ok(relDiff(lmLoss!, exJson.lm_loss) < 1e-5, `lm_loss ${lmLoss}`);
-    assert.ok(relDiff(ctrlLoss!, exJson.ctrl_tok_loss) < 1e-5, `ctrl_tok_loss ${ctrlLoss}`);
-    const prompt = Array.from(ex.get('greedy_prompt')!.data);
-    const greedy = Array.from(ex.get('greedy_ids')!.data);
-    const tok = (await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel.json'))).withPauseToken();
-    const [row] = await generate(model as PauseLM, tok, [prompt], { maxNewTokens: 12 });
-    assert.equal(row!.ids, greedy.slice(prompt.length));
-  } finally {
-    model.dispose();
-  }
-});
-
-parity.run();
-
-const decoding = suite('webgpu decoding');
-const decodeTest = withWebgpu(decoding);
-decoding.before(useWebgpu);
+const decodeTest = backendSuite('webgpu decoding', 'webgpu');
 const tok = builtinTokenizer();
+
+/** The tokenizer without an end-of-sequence id: generation runs to its token limit, so counts compare step for step. */
+const noEos = Object.create(tok, { eosId: { value: null } }) as typeof tok;
 
 function tinyModel(cfg: LmConfig = presetConfig('tiny', tok, 64), setup: TrainingSetup = { groups: 'all' }): CausalLM {
   const model = createModel(cfg, 3);
@@ -169,11 +79,30 @@ decodeTest('each decode step reads the host once, and generation leaves no tenso
   }
 });
 
-decoding.run();
+withFixtures(decodeTest)('the pause wrapper\'s decode step combines its two heads in one kernel: the fixture\'s log-probs at the last position within 1e-4', async () => {
+  const model = await pauseFixtureModel();
+  try {
+    const ex = await expectedTensors('pause-wrapper');
+    const ids = toTf<tf.Tensor2D>(ex.get('input_ids')!);
+    const [rows, T] = ids.shape;
+    const V1 = model.config.vocabSize + 1;
+    const last = model.decodeStep(ids, tf.onesLike(ids), null);
+    const got = await values(last.logProbs);
+    const want = ex.get('combined_logprobs')!.data;
+    for (let b = 0; b < rows; b++) {
+      const at = (b * T + T - 1) * V1;
+      assert.ok(maxDiff(got.subarray(b * V1, (b + 1) * V1), want.subarray(at, at + V1)) < 1e-4, `row ${b}`);
+    }
+    last.logProbs.dispose();
+    last.cache.dispose();
+  } finally {
+    model.dispose();
+  }
+});
 
-const training = suite('webgpu training');
-const trainTest = withWebgpu(training);
-training.before(useWebgpu);
+runOnWebgpu(decodeTest);
+
+const trainTest = backendSuite('webgpu training', 'webgpu');
 
 /** A right-padded batch with ignored labels (prompt positions and padding), as collate.ts makes them. */
 function batchOf(): Batch {
@@ -190,10 +119,9 @@ function batchOf(): Batch {
 }
 
 /** The loss gradient of every trainable weight, read to the host. */
-async function gradients(model: CausalLM): Promise<Map<string, Float32Array>> {
+async function gradients(model: CausalLM, batch = batchOf()): Promise<Map<string, Float32Array>> {
   const vars = model.trainableVariables();
   const names = new Map([...vars].map(([saved, v]) => [v.name, saved]));
-  const batch = batchOf();
   const { value, grads } = tf.variableGrads(() => model.lossParts(batch, { training: true }).loss, [...vars.values()]);
   const out = new Map<string, Float32Array>();
   for (const [name, g] of Object.entries(grads)) out.set(names.get(name)!, Float32Array.from(await values(g)));
@@ -212,7 +140,7 @@ for (const [label, setup] of SETUPS) {
     const onWasm = tinyModel(undefined, setup);
     const want = await gradients(onWasm);
     onWasm.dispose();
-    await useWebgpu();
+    await useBackend('webgpu');
     const onGpu = tinyModel(undefined, setup);
     const got = await gradients(onGpu);
     onGpu.dispose();
@@ -232,7 +160,7 @@ trainTest('a short training run gives wasm\'s loss curve and leaves the live ten
   };
   await initBackend('wasm');
   const want = await run();
-  await useWebgpu();
+  await useBackend('webgpu');
   const before = tf.memory().numTensors;
   const got = await run();
   assert.is(tf.memory().numTensors, before);
@@ -269,11 +197,47 @@ trainTest('a run killed after a checkpoint resumes and ends with bit-identical w
   }
 });
 
-training.run();
+runOnWebgpu(trainTest);
 
-const counts = suite('webgpu kernel counts');
-const countTest = withWebgpu(counts);
-counts.before(useWebgpu);
+const windowTest = backendSuite('webgpu sliding window', 'webgpu');
+
+windowTest('with a sliding window of 5 over 16 positions the fused path gives the tfjs-op path\'s logits, gradients and generated tokens', async () => {
+  // Larger weights than the preset's 0.02, so attention is far from uniform and the window visibly matters.
+  const cfg: LmConfig = { ...presetConfig('tiny', tok, 64), modelType: 'mistral', slidingWindow: 5, initializerRange: 0.2 };
+  const prompts = [tok.encode('7+8=', { addSpecialTokens: true }), tok.encode('12+3=40', { addSpecialTokens: true })];
+  const run = async (config: LmConfig) => {
+    const model = tinyModel(config);
+    const batch = batchOf();
+    const logits = await values(model.forward(batch.inputIds, batch.attentionMask));
+    const grads = await gradients(model, batch);
+    // Prompts of 5 and 8 tokens and 12 new ones: the cache outgrows the window, left padding included.
+    const greedy = await generate(model, tok, prompts, { maxNewTokens: 12 });
+    const sampled = await generate(model, tok, prompts, { maxNewTokens: 12, temperature: 0.8, seed: 9 });
+    model.dispose();
+    return { logits, grads, ids: [...greedy, ...sampled].map((r) => r.ids) };
+  };
+  await initBackend('wasm');
+  const want = await run(cfg);
+  await useBackend('webgpu');
+  const got = await run(cfg);
+  const unlimited = await run({ ...cfg, slidingWindow: undefined });
+  const mask = await values(batchOf().attentionMask);
+  const V = cfg.vocabSize;
+  const real = (i: number) => mask[Math.floor(i / V)] === 1;
+  assert.ok(maxDiff(got.logits, want.logits, real) < 1e-4, `logits ${maxDiff(got.logits, want.logits, real)}`);
+  assert.ok(maxDiff(unlimited.logits, want.logits, real) > 1e-2, 'without the window the logits differ: the window is what the paths agree on');
+  // Weights this large give gradients up to ~1e4: within 2e-5 of the largest of each weight's gradient.
+  for (const [name, g] of got.grads) {
+    const w = want.grads.get(name)!;
+    const scale = Math.max(1, ...w.map(Math.abs));
+    assert.ok(maxDiff(g, w) < 2e-5 * scale, `${name}: ${maxDiff(g, w)} with gradients up to ${scale}`);
+  }
+  assert.equal(got.ids, want.ids);
+});
+
+runOnWebgpu(windowTest);
+
+const countTest = backendSuite('webgpu kernel counts', 'webgpu');
 
 /** Dispatches of one full training step (loss, gradients of every weight, AdamW) after a first warm-up step. */
 async function trainStepKernels(cfg: LmConfig): Promise<{ dispatches: number; reads: number }> {
@@ -349,4 +313,23 @@ countTest('a model too large to keep stacked copies of its frozen weights decode
   }
 });
 
-counts.run();
+countTest('a stacked gate|up beyond one binding runs as two matmuls through the split check, and decodes the same tokens', async () => {
+  const cfg = presetConfig('tiny', tok, 64);
+  const prompts = [tok.encode('5+6=', { addSpecialTokens: true }), tok.encode('9', { addSpecialTokens: true })];
+  const model = tinyModel(cfg);
+  await generate(model, tok, prompts, { maxNewTokens: 1 });
+  const stacked = await countGpuWork(() => generate(model, noEos, prompts, { maxNewTokens: 6 }));
+  // gate|up stacked is 2 × 176 × 64 floats (90 KB), q|k|v 32 KB, gate alone 45 KB.
+  SPLIT_TUNING.maxBindingBytes = 64 * 1024;
+  try {
+    const split = await countGpuWork(() => generate(model, noEos, prompts, { maxNewTokens: 6 }));
+    assert.equal(split.result.map((r) => r.ids), stacked.result.map((r) => r.ids));
+    // Two matmuls and a concatenation instead of one matmul: 2 more kernels per layer in each of the 6 steps.
+    assert.is(split.dispatches - stacked.dispatches, 2 * cfg.numLayers * 6);
+  } finally {
+    SPLIT_TUNING.maxBindingBytes = null;
+    model.dispose();
+  }
+});
+
+runOnWebgpu(countTest);

@@ -1,0 +1,238 @@
+// What the text around a position is, from tokens alone: it must work on the half-typed, unparsable text of an editor.
+import type { IToken } from 'chevrotain';
+import { tokenize } from '../grammar/lexer.ts';
+import * as T from '../grammar/tokens.ts';
+
+/** One open bracket around the position, innermost last. */
+export type Frame =
+  /** A stage's `( ... )`: input names and references. */
+  | { type: 'inputs'; kind: string; names: string[] }
+  /** A stage's `{ ... }` (path []) or an object inside it (path of keys from the params block). */
+  | { type: 'params'; kind: string; path: string[]; keys: string[] }
+  /** Any other object, e.g. a `let`'s value. */
+  | { type: 'object'; keys: string[] }
+  /** A `for each` body. */
+  | { type: 'block' }
+  | { type: 'list' }
+  | { type: 'paren' };
+
+/** What the position is for; `prefix` is the part of the name typed so far (empty between names). */
+export type Place =
+  | { type: 'statement' }
+  | { type: 'kind' }
+  | { type: 'param'; kind: string; path: string[]; present: string[] }
+  | { type: 'input'; kind: string; present: string[] }
+  | { type: 'reference' }
+  | { type: 'value'; kind: string | null; path: string[] }
+  | { type: 'none' };
+
+export interface Cursor {
+  place: Place;
+  prefix: string;
+  /** The name token under the position, if any (for hover and definition). */
+  word: IToken | null;
+  /** The frames around the position. */
+  frames: Frame[];
+}
+
+function isName(t: IToken | undefined): boolean {
+  return t !== undefined && (t.tokenType === T.Identifier || t.tokenType.LONGER_ALT === T.Identifier);
+}
+
+/** The string text of a key token: a name, or a quoted key (StringStart StringText StringEnd). */
+function keyBefore(tokens: IToken[], colon: number): string | null {
+  const prev = tokens[colon - 1];
+  if (isName(prev)) return prev!.image;
+  if (prev?.tokenType === T.StringEnd && tokens[colon - 2]?.tokenType === T.StringText) return tokens[colon - 2]!.image;
+  return null;
+}
+
+/** Whether the position lies inside a comment or a string literal (no completions there). */
+function inCommentOrString(text: string, offset: number, tokens: IToken[]): boolean {
+  const open: ('string' | 'interpolation')[] = [];
+  for (const t of tokens) {
+    if (t.startOffset >= offset) break;
+    if (t.tokenType === T.StringStart) open.push('string');
+    else if (t.tokenType === T.InterpStart || t.tokenType === T.LCurlyNested) open.push('interpolation');
+    else if (t.tokenType === T.StringEnd || t.tokenType === T.RCurlyNested) open.pop();
+  }
+  if (open.at(-1) === 'string') return true;
+  const line = text.slice(text.lastIndexOf('\n', offset - 1) + 1, offset);
+  let quoted = false;
+  for (const ch of line) {
+    if (ch === '"') quoted = !quoted;
+    else if (ch === '#' && !quoted) return true;
+  }
+  return false;
+}
+
+/** Tokens after which a value is still to come: operators, openers, separators. */
+const EXPECTS_VALUE = new Set<unknown>([
+  T.Colon, T.Comma, T.Equals, T.LBracket, T.LParen, T.EqEq, T.NotEq, T.LtEq, T.GtEq, T.Lt, T.Gt, T.Plus, T.Minus, T.Star,
+  T.Slash, T.Percent, T.Not, T.And, T.Or, T.If, T.Then, T.Else, T.In, T.Where, T.Named, T.InterpStart,
+]);
+
+/**
+ * Walks the tokens before `offset` keeping the stack of open brackets, then says what belongs at `offset`.
+ * A name token that ends at or contains the offset is the word being typed (its text up to the offset is the prefix).
+ */
+export function cursorAt(text: string, offset: number): Cursor {
+  const tokens = tokenize(text, '<editor>').tokens;
+  const under = tokens.find((t) => isName(t) && t.startOffset <= offset && offset <= (t.endOffset ?? t.startOffset) + 1) ?? null;
+  const before = tokens.filter((t) => t.startOffset < (under ? under.startOffset : offset));
+  const prefix = under ? text.slice(under.startOffset, offset) : '';
+  const frames: Frame[] = [];
+  // A stage header seen and not yet opened: `stage NAME = KIND` waiting for its `(` or `{`.
+  let header: string | null = null;
+  let loopHeader = false;
+  let afterInputs: string | null = null;
+  for (let i = 0; i < before.length; i++) {
+    const t = before[i]!;
+    const top = frames.at(-1);
+    // A new statement ends a stage header that never opened its block.
+    if (t.tokenType === T.Stage || t.tokenType === T.Let || t.tokenType === T.For || t.tokenType === T.Include) {
+      header = null;
+      afterInputs = null;
+    }
+    if (isName(t) && before[i - 1]?.tokenType === T.Equals && before[i - 2] && isName(before[i - 2]) && before[i - 3]?.tokenType === T.Stage) {
+      header = t.image;
+      continue;
+    }
+    if (t.tokenType === T.For) loopHeader = true;
+    if (t.tokenType === T.LParen) {
+      frames.push(header !== null ? { type: 'inputs', kind: header, names: [] } : { type: 'paren' });
+      afterInputs = null;
+      continue;
+    }
+    if (t.tokenType === T.RParen) {
+      const closed = frames.pop();
+      if (closed?.type === 'inputs') afterInputs = closed.kind;
+      continue;
+    }
+    if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
+      const kind = header ?? afterInputs;
+      if (kind !== null) frames.push({ type: 'params', kind, path: [], keys: [] });
+      else if (loopHeader) frames.push({ type: 'block' });
+      else {
+        const key = before[i - 1]?.tokenType === T.Colon ? keyBefore(before, i - 1) : null;
+        frames.push(top?.type === 'params' && key !== null ? { type: 'params', kind: top.kind, path: [...top.path, key], keys: [] } : { type: 'object', keys: [] });
+      }
+      header = null;
+      afterInputs = null;
+      loopHeader = false;
+      continue;
+    }
+    if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested || t.tokenType === T.RBracket) {
+      frames.pop();
+      continue;
+    }
+    if (t.tokenType === T.LBracket) {
+      frames.push({ type: 'list' });
+      continue;
+    }
+    if (t.tokenType === T.Colon && top) {
+      const key = keyBefore(before, i);
+      if (key !== null && (top.type === 'params' || top.type === 'object')) top.keys.push(key);
+      if (key !== null && top.type === 'inputs') top.names.push(key);
+    }
+  }
+  const place = (): Place => {
+    if (inCommentOrString(text, offset, tokens)) return { type: 'none' };
+    const last = before.at(-1);
+    const top = frames.at(-1);
+    if (last?.tokenType === T.Equals && isName(before.at(-2)) && before.at(-3)?.tokenType === T.Stage) return { type: 'kind' };
+    if (top?.type === 'inputs') {
+      if (last?.tokenType === T.LParen || last?.tokenType === T.Comma) return { type: 'input', kind: top.kind, present: top.names };
+      if (last?.tokenType === T.Colon) return { type: 'reference' };
+      return { type: 'none' };
+    }
+    // In an object a new key starts after `{`, after `,`, or on a new line after a complete value.
+    const newLine = last !== undefined && (under?.startLine ?? lineOf(text, offset)) > (last.endLine ?? last.startLine ?? 0);
+    const endsValue = last !== undefined && !EXPECTS_VALUE.has(last.tokenType);
+    const keyPosition = last?.tokenType === T.LCurly || last?.tokenType === T.LCurlyNested || last?.tokenType === T.Comma || (newLine && endsValue);
+    if (top?.type === 'params') {
+      if (keyPosition) return { type: 'param', kind: top.kind, path: top.path, present: top.keys };
+      return { type: 'value', kind: top.kind, path: [...top.path, lastKey(before) ?? ''] };
+    }
+    if (top?.type === 'object') return keyPosition ? { type: 'none' } : { type: 'value', kind: null, path: [] };
+    if (top === undefined || top.type === 'block') {
+      if (last === undefined || last.tokenType === T.LCurly || last.tokenType === T.RCurly || (newLine && endsValue)) return { type: 'statement' };
+    }
+    return { type: 'value', kind: null, path: [] };
+  };
+  return { place: place(), prefix, word: under, frames };
+}
+
+function lineOf(text: string, offset: number): number {
+  let line = 1;
+  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) line++;
+  return line;
+}
+
+/** The key of the entry whose value the tokens end in (the last `key:` at the current depth). */
+function lastKey(tokens: IToken[]): string | null {
+  let depth = 0;
+  for (let i = tokens.length - 1; i >= 0; i--) {
+    const t = tokens[i]!;
+    if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested || t.tokenType === T.RBracket || t.tokenType === T.RParen) depth++;
+    else if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested || t.tokenType === T.LBracket || t.tokenType === T.LParen) {
+      if (depth === 0) return null;
+      depth--;
+    } else if (depth === 0 && t.tokenType === T.Colon) return keyBefore(tokens, i);
+  }
+  return null;
+}
+
+/** Names a file declares, found from its tokens (so they are known while the file does not parse). */
+export interface Declarations {
+  stages: { name: string; kind: string | null; token: IToken; loop: boolean }[];
+  lets: { name: string; token: IToken; valueEnd: number }[];
+  loopVars: { name: string; token: IToken }[];
+  includes: { path: string; token: IToken }[];
+}
+
+export function declarationsOf(text: string): Declarations {
+  const tokens = tokenize(text, '<editor>').tokens;
+  const out: Declarations = { stages: [], lets: [], loopVars: [], includes: [] };
+  let depth = 0;
+  const loopDepths: number[] = [];
+  let inLoopHeader = false;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
+      if (inLoopHeader) loopDepths.push(depth);
+      inLoopHeader = false;
+      depth++;
+    } else if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested) {
+      depth--;
+      if (loopDepths.at(-1) === depth) loopDepths.pop();
+    } else if (t.tokenType === T.For) inLoopHeader = true;
+    const next = tokens[i + 1];
+    if (t.tokenType === T.Stage && isName(next)) {
+      const kind = tokens[i + 2]?.tokenType === T.Equals && isName(tokens[i + 3]) ? tokens[i + 3]!.image : null;
+      out.stages.push({ name: next!.image, kind, token: next!, loop: loopDepths.length > 0 });
+    } else if (t.tokenType === T.Let && isName(next)) {
+      // The value runs to the next statement keyword at this depth; hover shows it.
+      let end = i + 2;
+      let d = 0;
+      for (; end < tokens.length; end++) {
+        const u = tokens[end]!;
+        if (u.tokenType === T.LCurly || u.tokenType === T.LCurlyNested || u.tokenType === T.LBracket || u.tokenType === T.LParen) d++;
+        else if (u.tokenType === T.RCurly || u.tokenType === T.RCurlyNested || u.tokenType === T.RBracket || u.tokenType === T.RParen) d--;
+        if (d < 0 || (d === 0 && [T.Stage, T.Let, T.For, T.Include].includes(u.tokenType))) break;
+      }
+      out.lets.push({ name: next!.image, token: next!, valueEnd: (tokens[end - 1]?.endOffset ?? next!.endOffset ?? 0) + 1 });
+    } else if (inLoopHeader && isName(t) && next?.tokenType === T.In) {
+      out.loopVars.push({ name: t.image, token: t });
+    } else if (t.tokenType === T.Include && next?.tokenType === T.StringStart && tokens[i + 2]?.tokenType === T.StringText) {
+      out.includes.push({ path: tokens[i + 2]!.image, token: tokens[i + 2]! });
+    }
+  }
+  return out;
+}
+
+/** Whether a name token is a key (`name:`) rather than a use of a name. */
+export function isKeyToken(text: string, word: IToken): boolean {
+  const after = text.slice((word.endOffset ?? word.startOffset) + 1);
+  return /^\s*:/.test(after);
+}

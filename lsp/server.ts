@@ -1,0 +1,130 @@
+// `pausepipe lsp`: the Language Server Protocol over stdio, wiring the editor features to open documents.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { TextDocument } from 'vscode-languageserver-textdocument';
+import {
+  CompletionItemKind,
+  DiagnosticSeverity,
+  MarkupKind,
+  StreamMessageReader,
+  StreamMessageWriter,
+  TextDocumentSyncKind,
+  TextDocuments,
+  createConnection,
+  type Connection,
+} from 'vscode-languageserver/node';
+import { loadKinds } from '../runtime/kinds.ts';
+import { PAUSEPIPE_VERSION } from '../runtime/version.ts';
+import type { StageKind } from '../stages/kind.ts';
+import { completionsAt, definitionAt, diagnosticsOf, hoverAt, offsetAt, type CompletionKind, type ReadFile } from './features.ts';
+
+const ITEM_KINDS: Record<CompletionKind, CompletionItemKind> = {
+  kind: CompletionItemKind.Class,
+  param: CompletionItemKind.Property,
+  input: CompletionItemKind.Field,
+  stage: CompletionItemKind.Reference,
+  variable: CompletionItemKind.Variable,
+  value: CompletionItemKind.Value,
+  keyword: CompletionItemKind.Keyword,
+};
+
+/** A document's path: its file for `file:` URIs; an unsaved one is placed in the current folder. */
+function fileOf(uri: string): string {
+  return uri.startsWith('file:') ? fileURLToPath(uri) : path.resolve(`untitled-${uri.replace(/[^A-Za-z0-9]+/g, '-')}.pipe`);
+}
+
+/** Serves one client on `connection` until it exits. */
+export function serve(connection: Connection, kinds: Record<string, StageKind>): void {
+  const documents = new TextDocuments(TextDocument);
+  const openByFile = new Map<string, TextDocument>();
+  // Includes read from the editor's unsaved text when open, so a change in an included file is seen before saving.
+  const readFile: ReadFile = (file) => {
+    const open = openByFile.get(file);
+    if (open) return open.getText();
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+
+  const validate = (doc: TextDocument): void => {
+    const file = fileOf(doc.uri);
+    const diagnostics = diagnosticsOf(doc.getText(), file, kinds, readFile).map((d) => ({
+      range: d.range,
+      severity: d.severity === 'error' ? DiagnosticSeverity.Error : DiagnosticSeverity.Warning,
+      code: d.code,
+      source: 'pausepipe',
+      message: d.message,
+    }));
+    void connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics });
+  };
+  // Any open file may include the one that changed: check them all (each check takes milliseconds).
+  const validateAll = (): void => documents.all().forEach(validate);
+
+  connection.onInitialize(() => ({
+    serverInfo: { name: 'pausepipe', version: PAUSEPIPE_VERSION },
+    capabilities: {
+      textDocumentSync: TextDocumentSyncKind.Incremental,
+      completionProvider: { triggerCharacters: ['(', '{', ',', ':', ' '] },
+      hoverProvider: true,
+      definitionProvider: true,
+    },
+  }));
+  documents.onDidOpen((e) => {
+    openByFile.set(fileOf(e.document.uri), e.document);
+  });
+  documents.onDidChangeContent((e) => {
+    openByFile.set(fileOf(e.document.uri), e.document);
+    validateAll();
+  });
+  documents.onDidClose((e) => {
+    openByFile.delete(fileOf(e.document.uri));
+    void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
+    validateAll();
+  });
+
+  const at = (uri: string, position: { line: number; character: number }) => {
+    const doc = documents.get(uri);
+    if (!doc) return undefined;
+    const text = doc.getText();
+    return { text, file: fileOf(uri), offset: offsetAt(text, position) };
+  };
+  connection.onCompletion(({ textDocument, position }) => {
+    const p = at(textDocument.uri, position);
+    if (!p) return [];
+    return completionsAt(p.text, p.file, p.offset, kinds, readFile).map((c) => ({
+      label: c.label,
+      kind: ITEM_KINDS[c.kind],
+      insertText: c.insertText,
+      filterText: c.filterText,
+      detail: c.detail,
+      documentation: c.documentation === undefined ? undefined : { kind: MarkupKind.Markdown, value: c.documentation },
+    }));
+  });
+  connection.onHover(({ textDocument, position }) => {
+    const p = at(textDocument.uri, position);
+    const h = p && hoverAt(p.text, p.file, p.offset, kinds, readFile);
+    return h ? { contents: { kind: MarkupKind.Markdown, value: h.markdown }, range: h.range } : null;
+  });
+  connection.onDefinition(({ textDocument, position }) => {
+    const p = at(textDocument.uri, position);
+    const loc = p && definitionAt(p.text, p.file, p.offset, readFile);
+    if (!loc) return null;
+    return { uri: openByFile.get(loc.file)?.uri ?? pathToFileURL(loc.file).href, range: loc.range };
+  });
+
+  documents.listen(connection);
+  connection.listen();
+}
+
+/** Runs the server on this process's stdin and stdout; resolves when the client closes the connection. */
+export async function runLanguageServer(): Promise<number> {
+  const kinds = await loadKinds();
+  const connection = createConnection(new StreamMessageReader(process.stdin), new StreamMessageWriter(process.stdout));
+  return new Promise((resolve) => {
+    connection.onExit(() => resolve(0));
+    serve(connection, kinds);
+  });
+}

@@ -1,0 +1,269 @@
+// The pure scheduler of a run: which stages start now and which are settled, from events alone (no I/O, no processes).
+import type { Resources, StageKind } from '../stages/kind.ts';
+import type { JsonValue } from './json.ts';
+import type { StageStatus } from './plan.ts';
+import type { OutcomeStatus } from './progress.ts';
+
+/** One stage as the scheduler sees it; stages are given in topological order. */
+export interface ScheduledStage {
+  name: string;
+  /** Upstream stage names in input order (the first broken one is named when the stage is skipped). */
+  upstream: string[];
+  status: StageStatus;
+  /** Why an `error` stage cannot run. */
+  reasons?: string[];
+  /** A fresh stage whose workspace outputs must be put back before its users start. */
+  restore?: boolean;
+  /** What it occupies while it runs; asked once, when it is ready (its inputs are then finished). */
+  resources?: () => Resources;
+}
+
+export interface ScheduleOptions {
+  /** CPU slots (`--jobs`). */
+  cpu: number;
+  /** GPUs on this machine (`--gpus`); 0 makes GPU stages take a CPU slot. */
+  gpus: number;
+  /** Memory of each GPU: stages with a `gpuMemoryMiB` estimate share a GPU while their estimates fit. */
+  gpuMemoryMiB?: number;
+  /** `--stages-per-gpu`: up to this many one-GPU stages share a GPU, whatever their estimates. */
+  stagesPerGpu?: number;
+  /** After a failure keep starting stages that do not depend on it. */
+  keepGoing: boolean;
+}
+
+/** A stage's demand after clamping to the machine (a request larger than the machine still runs, alone). */
+export interface SlotRequest {
+  cpu: number;
+  gpu: number;
+  /** Estimated GPU memory; present only when the stage may share its GPU by memory. */
+  gpuMemoryMiB?: number;
+}
+
+/** What a started stage holds: its request plus the GPUs (indices 0..gpus-1) it was placed on. */
+export interface Grant extends SlotRequest {
+  gpuIds: number[];
+}
+
+export type Decision =
+  /** Fresh and nothing to put back: settled as cached. */
+  | { type: 'hit'; name: string }
+  /** Fresh, but its workspace outputs must be restored; report `finished` when done. */
+  | { type: 'restore'; name: string }
+  /** Stale and ready: compute it with what it was granted; report `finished` when done. */
+  | { type: 'run'; name: string; grant: Grant }
+  /** Settled as skipped. */
+  | { type: 'skip'; name: string; reason: string }
+  /** Settled as failed without running (the plan says it cannot run). */
+  | { type: 'fail'; name: string; reason: string };
+
+/** How a started stage can end. */
+export type EndStatus = Exclude<OutcomeStatus, 'skipped'>;
+
+interface GpuState {
+  stages: number;
+  usedMiB: number;
+  /** Held by a stage that shares with nobody. */
+  exclusive: boolean;
+}
+
+/** CPU slots and GPUs: a GPU holds one exclusive stage, or several sharing ones while memory or the count allows. */
+export class Slots {
+  private cpuFree: number;
+  private readonly gpuState: GpuState[];
+  private readonly gpuMemoryMiB?: number;
+  private readonly stagesPerGpu?: number;
+
+  constructor(readonly cpu: number, readonly gpu: number, sharing: { gpuMemoryMiB?: number; stagesPerGpu?: number } = {}) {
+    this.cpuFree = cpu;
+    this.gpuState = Array.from({ length: gpu }, () => ({ stages: 0, usedMiB: 0, exclusive: false }));
+    this.gpuMemoryMiB = sharing.gpuMemoryMiB;
+    this.stagesPerGpu = sharing.stagesPerGpu;
+  }
+
+  /** The slots a kind's declared resources take on this machine. */
+  request(kind: Pick<StageKind, 'resources'>, params: Record<string, JsonValue>): SlotRequest {
+    return this.fit(kind.resources?.(params) ?? {});
+  }
+
+  fit(r: Resources): SlotRequest {
+    const wantsGpu = (r.gpu ?? 0) > 0;
+    if (wantsGpu && this.gpu === 0) return { cpu: Math.min(this.cpu, Math.max(1, r.cpu ?? 1)), gpu: 0 };
+    const out: SlotRequest = { cpu: Math.min(this.cpu, r.cpu ?? (wantsGpu ? 0 : 1)), gpu: Math.min(this.gpu, r.gpu ?? 0) };
+    // Only a one-GPU stage with an estimate that fits a GPU shares by memory; anything else holds its GPUs alone.
+    if (out.gpu === 1 && r.gpuMemoryMiB !== undefined && this.gpuMemoryMiB !== undefined && r.gpuMemoryMiB <= this.gpuMemoryMiB) {
+      out.gpuMemoryMiB = r.gpuMemoryMiB;
+    }
+    return out;
+  }
+
+  /** Takes the slots if they are free now; the GPUs chosen are the least loaded ones (spread first, then share). */
+  take(r: SlotRequest): Grant | undefined {
+    if (r.cpu > this.cpuFree) return undefined;
+    const gpuIds = this.placeGpus(r);
+    if (gpuIds === undefined) return undefined;
+    this.cpuFree -= r.cpu;
+    const shared = this.shares(r);
+    for (const i of gpuIds) {
+      const g = this.gpuState[i]!;
+      g.stages++;
+      g.usedMiB += r.gpuMemoryMiB ?? 0;
+      g.exclusive = !shared;
+    }
+    return { ...r, gpuIds };
+  }
+
+  /** Gives back what `take` granted (`gpuIds` may be left out for a request without GPUs). */
+  give(g: SlotRequest & { gpuIds?: number[] }): void {
+    this.cpuFree += g.cpu;
+    for (const i of g.gpuIds ?? []) {
+      const s = this.gpuState[i]!;
+      s.stages--;
+      s.usedMiB -= g.gpuMemoryMiB ?? 0;
+      if (s.stages === 0) s.exclusive = false;
+    }
+  }
+
+  private shares(r: SlotRequest): boolean {
+    if (r.gpu !== 1) return false;
+    return (this.stagesPerGpu !== undefined && this.stagesPerGpu > 1) || (this.stagesPerGpu === undefined && r.gpuMemoryMiB !== undefined);
+  }
+
+  private placeGpus(r: SlotRequest): number[] | undefined {
+    if (r.gpu === 0) return [];
+    const order = this.gpuState.map((g, i) => ({ g, i })).sort((a, b) => a.g.stages - b.g.stages || a.i - b.i);
+    if (!this.shares(r)) {
+      const idle = order.filter(({ g }) => g.stages === 0).slice(0, r.gpu).map(({ i }) => i).sort((a, b) => a - b);
+      return idle.length === r.gpu ? idle : undefined;
+    }
+    const fits = (g: GpuState) => {
+      if (g.exclusive) return false;
+      if (this.stagesPerGpu !== undefined) return g.stages < this.stagesPerGpu;
+      return g.usedMiB + (r.gpuMemoryMiB ?? 0) <= (this.gpuMemoryMiB ?? 0);
+    };
+    const found = order.find(({ g }) => fits(g));
+    return found ? [found.i] : undefined;
+  }
+}
+
+/**
+ * Decides, from the plan and the outcomes reported so far, what happens next. Among ready stages the deepest
+ * (longest path from a source) starts first, then the pipeline's order: a started variant's chain finishes before
+ * the next variant begins, so the first complete answers come early. Call `next()` after construction and after
+ * every `finished()`/`interrupt()`, acting on each decision; the run is over when `done` is true.
+ */
+export class Scheduler {
+  private readonly stages: ScheduledStage[];
+  private readonly depth = new Map<string, number>();
+  private readonly order = new Map<string, number>();
+  private readonly outcome = new Map<string, OutcomeStatus>();
+  private readonly granted = new Map<string, Grant | undefined>();
+  private readonly requests = new Map<string, SlotRequest>();
+  private readonly slots: Slots;
+  private stopping = false;
+  private interrupted = false;
+
+  constructor(stages: ScheduledStage[], private readonly options: ScheduleOptions) {
+    this.stages = stages;
+    for (const [i, s] of stages.entries()) {
+      let d = 0;
+      for (const u of s.upstream) {
+        const du = this.depth.get(u);
+        if (du === undefined) throw new Error(`scheduler: ${s.name} needs ${u}, which does not come before it`);
+        d = Math.max(d, du + 1);
+      }
+      this.depth.set(s.name, d);
+      this.order.set(s.name, i);
+    }
+    this.slots = new Slots(Math.max(1, options.cpu), Math.max(0, options.gpus), { gpuMemoryMiB: options.gpuMemoryMiB, stagesPerGpu: options.stagesPerGpu });
+  }
+
+  /** Every stage has an outcome. */
+  get done(): boolean {
+    return this.outcome.size === this.stages.length;
+  }
+
+  /** How a stage ended, once it has. */
+  statusOf(name: string): OutcomeStatus | undefined {
+    return this.outcome.get(name);
+  }
+
+  /** A started stage (`run` or `restore`) ended; its slots are free again. */
+  finished(name: string, status: EndStatus): void {
+    if (!this.granted.has(name) || this.outcome.has(name)) throw new Error(`scheduler: ${name} was not running`);
+    const grant = this.granted.get(name);
+    if (grant) this.slots.give(grant);
+    this.granted.delete(name);
+    this.settle(name, status);
+  }
+
+  /** Ctrl-C: nothing new starts; what never started is skipped once the running stages end. */
+  interrupt(): void {
+    this.stopping = true;
+    this.interrupted = true;
+  }
+
+  next(): Decision[] {
+    const decisions: Decision[] = [];
+    const ready: ScheduledStage[] = [];
+    for (const s of this.stages) {
+      if (this.outcome.has(s.name) || this.granted.has(s.name)) continue;
+      // A hit stands on its own: its upstream's fate in this run does not matter, only its workspace outputs do.
+      if (s.status === 'fresh') {
+        if (s.restore) {
+          this.granted.set(s.name, undefined);
+          decisions.push({ type: 'restore', name: s.name });
+        } else {
+          this.settle(s.name, 'cached');
+          decisions.push({ type: 'hit', name: s.name });
+        }
+        continue;
+      }
+      const broken = s.upstream.find((u) => ['failed', 'skipped', 'aborted'].includes(this.outcome.get(u) ?? ''));
+      if (broken !== undefined) {
+        const reason = `upstream ${broken} ${this.outcome.get(broken)}`;
+        this.settle(s.name, 'skipped');
+        decisions.push({ type: 'skip', name: s.name, reason });
+        continue;
+      }
+      if (s.status === 'error') {
+        this.settle(s.name, 'failed');
+        decisions.push({ type: 'fail', name: s.name, reason: (s.reasons ?? []).join('; ') });
+        continue;
+      }
+      if (this.stopping) continue;
+      if (s.upstream.every((u) => this.outcome.get(u) === 'ran' || this.outcome.get(u) === 'cached')) ready.push(s);
+    }
+    ready.sort((a, b) => this.depth.get(b.name)! - this.depth.get(a.name)! || this.order.get(a.name)! - this.order.get(b.name)!);
+    for (const s of ready) {
+      // A later `fail` decision in this call may have stopped the run (without --keep-going).
+      if (this.stopping) break;
+      const grant = this.slots.take(this.requestOf(s));
+      if (!grant) continue;
+      this.granted.set(s.name, grant);
+      decisions.push({ type: 'run', name: s.name, grant });
+    }
+    if (this.granted.size === 0) {
+      const reason = this.interrupted ? 'run interrupted' : 'not started after a failure';
+      for (const s of this.stages) {
+        if (this.outcome.has(s.name)) continue;
+        this.settle(s.name, 'skipped');
+        decisions.push({ type: 'skip', name: s.name, reason });
+      }
+    }
+    return decisions;
+  }
+
+  private requestOf(s: ScheduledStage): SlotRequest {
+    let r = this.requests.get(s.name);
+    if (!r) {
+      r = this.slots.fit(s.resources?.() ?? {});
+      this.requests.set(s.name, r);
+    }
+    return r;
+  }
+
+  private settle(name: string, status: OutcomeStatus): void {
+    this.outcome.set(name, status);
+    if (status === 'failed' && !this.options.keepGoing) this.stopping = true;
+  }
+}

@@ -1,0 +1,90 @@
+// A rough GPU memory estimate of a model stage from its model folder's config.json, so small stages can share a GPU.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Resources } from '../kind.ts';
+
+/** What a stage does with the model: the shape of its largest batch, and whether it trains. */
+export interface MemoryShape {
+  batch: number;
+  /** Longest sequence in tokens. */
+  seq: number;
+  training: boolean;
+}
+
+/** Per worker, whatever the model: the GPU context, the backend's kernels and buffer pools (a rough figure). */
+export const PROCESS_OVERHEAD_MIB = 512;
+/** Allocators round and keep freed buffers in pools: headroom on top of the tensors themselves. */
+const HEADROOM = 1.25;
+const F32 = 4;
+
+type Json = Record<string, unknown>;
+
+function field(config: Json, key: string, fallback?: number): number {
+  const v = config[key];
+  if (typeof v === 'number' && Number.isFinite(v) && v > 0) return v;
+  if (fallback !== undefined) return fallback;
+  throw new Error(`config.json: "${key}" must be a positive number`);
+}
+
+/** The dimensions the estimate needs, with Hugging Face's defaults. */
+function dims(config: Json) {
+  const hidden = field(config, 'hidden_size');
+  const heads = field(config, 'num_attention_heads');
+  return {
+    hidden,
+    heads,
+    kvHeads: field(config, 'num_key_value_heads', heads),
+    headDim: field(config, 'head_dim', hidden / heads),
+    layers: field(config, 'num_hidden_layers'),
+    intermediate: field(config, 'intermediate_size'),
+    vocab: field(config, 'vocab_size'),
+    pause: config.pause_token_id !== undefined && config.pause_token_id !== null,
+    tied: config.tie_word_embeddings === true,
+  };
+}
+
+/**
+ * Parameters of a Llama/Mistral decoder described by a config.json; with `pause_token_id`, also the pause surgery's
+ * (embedding row, untied LM head with one more row, the pause head Linear(H → 2) with bias).
+ */
+export function parameterCount(config: Json): number {
+  const d = dims(config);
+  const attention = d.hidden * d.heads * d.headDim * 2 + d.hidden * d.kvHeads * d.headDim * 2;
+  const layer = attention + 3 * d.hidden * d.intermediate + 2 * d.hidden;
+  const embedding = d.vocab * d.hidden;
+  const head = d.pause ? (d.vocab + 1) * d.hidden + d.hidden + 2 * d.hidden + 2 : d.tied ? 0 : embedding;
+  return d.layers * layer + embedding + head + d.hidden;
+}
+
+/**
+ * Training: float32 weights, gradients and both AdamW moments of every parameter (an upper bound: usually few train),
+ * plus the activations kept for the backward pass (per layer and token: the residual stream, norms, q/k/v, attention
+ * output, the MLP's three intermediates and the attention probabilities; the logits with their softmax and gradient).
+ * Generation: the weights, the KV cache and one layer's activations at a time.
+ */
+export function estimateGpuMemoryMiB(config: Json, shape: MemoryShape): number {
+  const d = dims(config);
+  const tokens = shape.batch * shape.seq;
+  const perLayerToken = 6 * d.hidden + 3 * d.intermediate + 2 * d.heads * shape.seq;
+  let floats: number;
+  if (shape.training) {
+    floats = 4 * parameterCount(config) + tokens * (d.layers * perLayerToken + 3 * d.vocab);
+  } else {
+    const kvCache = tokens * d.layers * 2 * d.kvHeads * d.headDim;
+    floats = parameterCount(config) + kvCache + tokens * (perLayerToken + 2 * d.vocab);
+  }
+  return Math.ceil(PROCESS_OVERHEAD_MIB + (floats * F32 * HEADROOM) / 2 ** 20);
+}
+
+/**
+ * A model stage's resources: a CPU slot and a GPU, with the estimate for the model folder `dir` when its config.json
+ * can be read (before the upstream model exists, or for a folder that is not one, the stage holds a GPU alone).
+ */
+export function modelStageResources(dir: string | undefined, shape: MemoryShape): Resources {
+  if (dir === undefined) return { cpu: 1, gpu: 1 };
+  try {
+    return { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json, shape) };
+  } catch {
+    return { cpu: 1, gpu: 1 };
+  }
+}

@@ -1,0 +1,61 @@
+// The editor features on half-typed text: what belongs at a position, values, includes, and where names are declared.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import path from 'node:path';
+import { cursorAt } from '../../lsp/cursor.ts';
+import { completionsAt, definitionAt, diagnosticsOf, hoverAt } from '../../lsp/features.ts';
+import { STAGE_KINDS } from '../../stages/index.ts';
+
+const DIR = '/virtual/ws';
+const MAIN = path.join(DIR, 'main.pipe');
+const COMMON = path.join(DIR, 'common.pipe');
+const FILES: Record<string, string> = {
+  [COMMON]: 'let warm_lr = 0.01\nstage data = synthetic_math { train: 10, bogus: 1 }\n',
+};
+const read = (f: string): string | undefined => FILES[f];
+
+const at = (text: string, marker: string): number => text.indexOf(marker) + marker.length;
+const labels = (text: string, marker: string): string[] => completionsAt(text, MAIN, at(text, marker), STAGE_KINDS, read).map((c) => c.label);
+
+test('the place of a position: statement, kind, param key, value, input, reference, or nothing in comments and strings', () => {
+  const text = 'stage a = sft(model: b) {\n  lr: 1\n  train: { all: true }\n}\n# stage x = \nlet s = "sf"\n';
+  assert.equal(cursorAt(text, 0).place, { type: 'statement' });
+  assert.equal(cursorAt(text, at(text, 'a = ')).place, { type: 'kind' });
+  assert.equal(cursorAt(text, at(text, 'sft(')).place, { type: 'input', kind: 'sft', present: [] });
+  assert.equal(cursorAt(text, at(text, 'model: ')).place, { type: 'reference' });
+  assert.equal(cursorAt(text, at(text, '{\n')).place, { type: 'param', kind: 'sft', path: [], present: [] });
+  assert.equal(cursorAt(text, at(text, 'lr: ')).place, { type: 'value', kind: 'sft', path: ['lr'] });
+  assert.equal(cursorAt(text, at(text, 'train: { ')).place, { type: 'param', kind: 'sft', path: ['train'], present: [] });
+  assert.equal(cursorAt(text, at(text, 'all: ')).place, { type: 'value', kind: 'sft', path: ['train', 'all'] });
+  assert.equal(cursorAt(text, at(text, '# stage x = ')).place, { type: 'none' });
+  assert.equal(cursorAt(text, at(text, '"s')).place, { type: 'none' });
+  // A stage header left without its block does not make the next object a params block.
+  const unfinished = 'stage a = sft\nlet x = { ';
+  assert.equal(cursorAt(unfinished, unfinished.length).place, { type: 'none' });
+});
+
+test('values: the enum of the parameter, then lets and loop variables in this file and its includes', () => {
+  const text = 'include "common.pipe"\nlet lr = 1\nfor each seed in [1, 2] {\n  stage m = init_model { preset: t }\n}\n';
+  assert.equal(labels(text, 'preset: '), ['"tiny"', '"small"', '"medium"', 'lr', 'seed', 'warm_lr', 'true', 'false', 'null', 'if', 'not']);
+  assert.equal(labels(text, 'preset: t'), ['"tiny"', 'true']);
+  assert.equal(labels(text, '\n'), ['stage', 'let', 'for each', 'include']);
+});
+
+test('a mistake in an included file is shown on the include, with its own location', () => {
+  const text = 'include "common.pipe"\nstage m = init_model { }\n';
+  const ds = diagnosticsOf(text, MAIN, STAGE_KINDS, read);
+  assert.equal(ds.map((d) => [d.code, d.range, d.message.split('\n')[0]]), [
+    ['E_UNKNOWN_PARAM', { start: { line: 0, character: 9 }, end: { line: 0, character: 20 } }, 'common.pipe:2:42: unknown param `bogus` for stage kind `synthetic_math`'],
+  ]);
+});
+
+test('definition and hover reach declarations in included files', () => {
+  const text = 'include "common.pipe"\nstage m = sft(data: data) { lr: warm_lr }\n';
+  assert.equal(definitionAt(text, MAIN, at(text, 'data: da'), read), { file: COMMON, range: { start: { line: 1, character: 6 }, end: { line: 1, character: 10 } } });
+  assert.equal(definitionAt(text, MAIN, at(text, 'lr: wa'), read), { file: COMMON, range: { start: { line: 0, character: 4 }, end: { line: 0, character: 11 } } });
+  assert.is(hoverAt(text, MAIN, at(text, 'data: da'), STAGE_KINDS, read)!.markdown, '`stage data = synthetic_math`');
+  assert.is(hoverAt(text, MAIN, at(text, '(da'), STAGE_KINDS, read)!.markdown, '**data** (input of sft)\n\nDataset folder with train.jsonl and validation.jsonl rows {question, answer}.');
+  assert.match(hoverAt(text, MAIN, at(text, '= sf'), STAGE_KINDS, read)!.markdown, /^\*\*sft\*\* \(stage kind, version \d+\)\n\nFine-tunes/);
+});
+
+test.run();

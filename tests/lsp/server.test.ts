@@ -1,0 +1,134 @@
+// `pausepipe lsp` spoken to over stdio as an editor would: initialize, diagnostics, completion, hover, definition.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { LspClient } from '../helpers/lsp-client.ts';
+import { BIN, PROJECT_ROOT, tempWorkspace } from '../helpers/runner.ts';
+
+interface Diagnostic {
+  range: { start: { line: number; character: number }; end: { line: number; character: number } };
+  severity: number;
+  code: string;
+  source: string;
+  message: string;
+}
+interface CompletionItem {
+  label: string;
+  kind: number;
+  insertText: string;
+  documentation?: { kind: string; value: string };
+}
+
+const TWO_ERRORS = [
+  'let lr = 5e-5',
+  'stage data = synthetic_math { train: 10 }',
+  'stage base = init_modl { preset: "tiny" }',
+  'stage warm = sft(model: base, data: data) { lr: lr, batch_size: "eight" }',
+  '',
+].join('\n');
+
+let client: LspClient;
+let dir = '';
+let version = 0;
+
+test.before(async () => {
+  dir = await tempWorkspace('pausepipe-lsp-');
+  client = LspClient.start(process.execPath, [BIN, 'lsp', '--stdio'], PROJECT_ROOT, { ...process.env, PAUSEPIPE_KINDS: '' });
+});
+
+/** Opens a document (a new URI each time, so tests do not see each other's diagnostics). */
+function open(text: string): string {
+  const uri = pathToFileURL(path.join(dir, `doc${++version}.pipe`)).href;
+  client.notify('textDocument/didOpen', { textDocument: { uri, languageId: 'pausepipe', version: 1, text } });
+  return uri;
+}
+
+/** The position just after the first occurrence of `marker` in `text`. */
+function after(text: string, marker: string): { line: number; character: number } {
+  const at = text.indexOf(marker) + marker.length;
+  const lines = text.slice(0, at).split('\n');
+  return { line: lines.length - 1, character: lines.at(-1)!.length };
+}
+
+async function complete(text: string, marker: string): Promise<CompletionItem[]> {
+  const uri = open(text);
+  return client.request<CompletionItem[]>('textDocument/completion', { textDocument: { uri }, position: after(text, marker) });
+}
+
+test('initialize answers with the server name and what it can do', async () => {
+  const r = await client.request<{ capabilities: Record<string, unknown>; serverInfo: { name: string } }>('initialize', {
+    processId: process.pid, rootUri: pathToFileURL(dir).href, capabilities: {},
+  });
+  client.notify('initialized', {});
+  assert.is(r.serverInfo.name, 'pausepipe');
+  assert.is(r.capabilities.hoverProvider, true);
+  assert.is(r.capabilities.definitionProvider, true);
+  assert.is(r.capabilities.textDocumentSync, 2);
+  assert.ok(r.capabilities.completionProvider);
+});
+
+test('a file with two errors gets exactly the two diagnostics `check` prints, where `check` puts them', async () => {
+  const uri = open(TWO_ERRORS);
+  const published = await client.waitFor<{ uri: string; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri);
+  assert.equal(published.diagnostics.map((d) => [d.code, d.severity, d.source, d.range]), [
+    ['E_UNKNOWN_KIND', 1, 'pausepipe', { start: { line: 2, character: 13 }, end: { line: 2, character: 22 } }],
+    ['E_PARAM_TYPE', 1, 'pausepipe', { start: { line: 3, character: 64 }, end: { line: 3, character: 71 } }],
+  ]);
+  assert.ok(published.diagnostics[0]!.message.startsWith('unknown stage kind `init_modl`\ndid you mean `init_model`?'));
+  assert.is(published.diagnostics[1]!.message, 'param `batch_size` must be integer, got string "eight"');
+
+  // Fixing both while typing clears them.
+  client.notify('textDocument/didChange', {
+    textDocument: { uri, version: 2 },
+    contentChanges: [{ text: TWO_ERRORS.replace('init_modl', 'init_model').replace('"eight"', '8') }],
+  });
+  const fixed = await client.waitFor<{ uri: string; version: number; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri && p.version === 2);
+  assert.equal(fixed.diagnostics, []);
+});
+
+test('`sf` after `stage NAME =` completes to the kind `sft`, with its description', async () => {
+  const items = await complete('stage data = synthetic_math { }\nstage w = sf', '= sf');
+  assert.equal(items.map((i) => i.label), ['sft']);
+  assert.match(items[0]!.documentation!.value, /^Fine-tunes a model/);
+});
+
+test('parameter names come from the kind\'s JSON Schema, without the ones already given, nested objects too', async () => {
+  const text = 'stage warm = sft(model: base, data: data) {\n  lr: 0.1\n  l\n  train: { pa }\n}\n';
+  const top = await complete(text, '0.1\n  l');
+  assert.equal(top.map((i) => [i.label, i.insertText]), [['logging_steps', 'logging_steps: '], ['lora', 'lora: ']]);
+  assert.match(top[1]!.documentation!.value, /^\*\*lora\*\*: `object \| null`, default `null`/);
+  const nested = await complete(text, '{ pa');
+  assert.equal(nested.map((i) => i.label), ['pause_embedding', 'pause_head']);
+});
+
+test('input names come from the kind; after `input:` the stage names', async () => {
+  const inputs = await complete('stage base = init_model { }\nstage warm = sft(mo', 'sft(mo');
+  assert.equal(inputs.map((i) => i.label), ['model']);
+  const refs = await complete('stage base = init_model { }\nstage bench = sh { command: ["true"] }\nstage warm = sft(model: b', 'model: b');
+  assert.equal(refs.map((i) => i.label), ['base', 'bench']);
+});
+
+test('hover shows a parameter\'s type, default and description, and what a name refers to', async () => {
+  const uri = open(TWO_ERRORS);
+  const param = await client.request<{ contents: { value: string } }>('textDocument/hover', { textDocument: { uri }, position: after(TWO_ERRORS, '{ l') });
+  assert.is(param.contents.value, '**lr**: `number`, default `0.00005`\n\nPeak learning rate of AdamW.');
+  const ref = await client.request<{ contents: { value: string } }>('textDocument/hover', { textDocument: { uri }, position: after(TWO_ERRORS, 'lr: l') });
+  assert.is(ref.contents.value, '`let lr = 5e-5`');
+});
+
+test('go to definition jumps from a stage reference to its `stage` and from a name to its `let`', async () => {
+  const uri = open(TWO_ERRORS);
+  const stage = await client.request<{ uri: string; range: Diagnostic['range'] }>('textDocument/definition', { textDocument: { uri }, position: after(TWO_ERRORS, 'model: ba') });
+  assert.equal(stage, { uri, range: { start: { line: 2, character: 6 }, end: { line: 2, character: 10 } } });
+  const let_ = await client.request<{ uri: string; range: Diagnostic['range'] }>('textDocument/definition', { textDocument: { uri }, position: after(TWO_ERRORS, 'lr: l') });
+  assert.equal(let_, { uri, range: { start: { line: 0, character: 4 }, end: { line: 0, character: 6 } } });
+  const key = await client.request<unknown>('textDocument/definition', { textDocument: { uri }, position: after(TWO_ERRORS, '{ l') });
+  assert.is(key, null);
+});
+
+test('shutdown and exit end the server with code 0', async () => {
+  assert.is(await client.close(), 0);
+});
+
+test.run();

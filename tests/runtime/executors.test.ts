@@ -1,0 +1,96 @@
+// The executor seam: GPU pinning of workers and in-process commands, and an executor that only sees serialised jobs.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FileHasher } from '../../cache/file-hash.ts';
+import { ArtifactStore } from '../../cache/store.ts';
+import { executePlan, type ExecuteOptions } from '../../runtime/execute.ts';
+import type { Executor, StageJob } from '../../runtime/executors/executor.ts';
+import { localWorkerExecutor } from '../../runtime/executors/local-worker.ts';
+import { computeKeys, type KeyedStage } from '../../runtime/keys.ts';
+import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
+import type { Pipeline } from '../../runtime/pipeline.ts';
+import { planPipeline } from '../../runtime/plan.ts';
+import { SILENT_REPORTER } from '../../runtime/progress.ts';
+import type { StageKind } from '../../stages/kind.ts';
+import { STAGE_KINDS as BUILT_IN } from '../../stages/index.ts';
+import { cli, instance, pipelineOf, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+import { STAGE_KINDS as TEST_ONLY } from './fixtures/test-kinds.ts';
+
+process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
+const KINDS: Record<string, StageKind> = { ...BUILT_IN, ...TEST_ONLY };
+const SH = { shell: true, deps: [], outs: [], env: {}, cwd: '.', cpus: 1 };
+
+async function run(p: Pipeline, extra: Partial<ExecuteOptions>) {
+  const store = new ArtifactStore(path.join(p.workspace, '.pausepipe'));
+  const hasher = new FileHasher(path.join(p.workspace, '.pausepipe', 'stat-cache.json'));
+  const keys = await computeKeys(p, KINDS, hasher);
+  const result = await executePlan({
+    pipeline: p, kinds: KINDS, store, keys, plan: planPipeline(p, keys, (k) => store.has(k), {}), hasher,
+    jobs: 4, gpus: 0, keepGoing: false, reporter: SILENT_REPORTER, ...extra,
+  });
+  return { store, keys, result };
+}
+
+test('with 2 GPUs each worker and each sh command sees only the GPU it was placed on', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [
+    instance('a', 'gpu_env', { tag: 'a' }),
+    instance('b', 'gpu_env', { tag: 'b' }),
+    instance('cmd', 'sh', { ...SH, gpus: 1, command: 'echo "$CUDA_VISIBLE_DEVICES $PAUSEPIPE_GPU" > "$PAUSEPIPE_OUT/env.txt"' }),
+  ]);
+  // Device ids as the runner's own CUDA_VISIBLE_DEVICES=4,7 would give them; two stages may share a GPU.
+  const { store, keys, result } = await run(p, { gpus: 2, gpuDeviceIds: ['4', '7'], stagesPerGpu: 2 });
+  assert.equal(result.outcomes.map((o) => [o.name, o.status, o.metrics ?? null]), [
+    ['a', 'ran', { cuda: '4', gpu: '4' }],
+    ['b', 'ran', { cuda: '7', gpu: '7' }],
+    ['cmd', 'ran', {}],
+  ]);
+  assert.is(await readFile(path.join(store.artifactsDir((keys.get('cmd') as KeyedStage).key), 'env.txt'), 'utf8'), '4 4\n');
+});
+
+test('without GPUs a GPU stage gets no pinning', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const { result } = await run(pipelineOf(ws, [instance('a', 'gpu_env', { tag: 'a' })]), {});
+  assert.equal(result.outcomes[0]!.metrics, { cuda: process.env.CUDA_VISIBLE_DEVICES ?? null, gpu: process.env.PAUSEPIPE_GPU ?? null });
+});
+
+test('an executor that only sees the job as JSON (as a cluster job would) runs stages, and its log lines reach the entry', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const seen: string[] = [];
+  const worker = localWorkerExecutor();
+  const remote: Executor = {
+    async run(job, events, signal) {
+      const copy = JSON.parse(JSON.stringify(job)) as StageJob;
+      assert.equal(copy, job);
+      seen.push(`${copy.request.name} ${copy.request.kind} cpu ${copy.resources.cpu ?? 1}`);
+      events.log(`submitted ${copy.request.name}`);
+      return worker.run(copy, events, signal);
+    },
+  };
+  const p = pipelineOf(ws, [
+    instance('a', 'count', { counter: 'count.txt', value: 1 }),
+    instance('b', 'count', { counter: 'count.txt', value: 2 }, { inputs: { up: 'a' } }),
+  ]);
+  const { store, keys, result } = await run(p, { executor: remote });
+  assert.equal(result.outcomes.map((o) => [o.name, o.status]), [['a', 'ran'], ['b', 'ran']]);
+  assert.equal(seen, ['a count cpu 1', 'b count cpu 1']);
+  const b = (keys.get('b') as KeyedStage).key;
+  const log = await readFile(path.join(store.entryDir(b), store.readManifest(b)!.log), 'utf8');
+  assert.equal(log.split('\n').filter(Boolean), ['submitted b', 'counted b']);
+});
+
+test('pausepipe run --gpus 1 --stages-per-gpu 2 runs two GPU stages on the GPU its own CUDA_VISIBLE_DEVICES names', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, 'stage a = gpu_env { tag: "a" }\nstage b = gpu_env { tag: "b" }\n');
+  const r = await cli(['run', file, '--gpus', '1', '--stages-per-gpu', '2', '--json'], ws, { CUDA_VISIBLE_DEVICES: '3' });
+  assert.is(r.exitCode, 0, r.stderr);
+  const stages = (JSON.parse(r.stdout) as { stages: { name: string; metrics: unknown }[] }).stages;
+  assert.equal(stages.map((x) => [x.name, x.metrics]), [['a', { cuda: '3', gpu: '3' }], ['b', { cuda: '3', gpu: '3' }]]);
+  const bad = await cli(['run', file, '--stages-per-gpu', '0'], ws);
+  assert.equal([bad.exitCode, bad.stderr.split('\n')[0]], [2, 'pausepipe run: --stages-per-gpu needs a whole number ≥ 1, got 0']);
+});
+
+test.run();

@@ -1,0 +1,153 @@
+// The pure scheduler: start order, slots, GPU sharing and pinning, failures, stops and hits, without a process.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Resources } from '../../stages/kind.ts';
+import { Scheduler, Slots, type ScheduledStage } from '../../runtime/schedule.ts';
+import { simulate } from '../helpers/schedule.ts';
+
+const CPU: Resources = { cpu: 1 };
+const MODEL: Resources = { cpu: 1, gpu: 1 };
+
+function stage(name: string, upstream: string[] = [], extra: Partial<ScheduledStage> = {}): ScheduledStage {
+  return { name, upstream, status: 'stale', resources: () => CPU, ...extra };
+}
+
+/** The demo's shape, with 3 variants: data and base → step1 → pause_model → warm[v] → eval[v] → report, plus the baseline. */
+function demoShape(): ScheduledStage[] {
+  const variants = ['v1', 'v2', 'v3'];
+  const model = { resources: () => MODEL };
+  return [
+    stage('data'), stage('base'),
+    stage('step1', ['base', 'data'], model), stage('eval_step1', ['step1', 'data'], model),
+    stage('paused', ['data', 'base']), stage('pause_model', ['step1']),
+    ...variants.map((v) => stage(`warm[${v}]`, ['pause_model', 'paused'], model)),
+    ...variants.map((v) => stage(`eval[${v}]`, [`warm[${v}]`, 'paused'], model)),
+    stage('more', ['step1', 'data'], model), stage('eval_baseline', ['more', 'data'], model),
+    stage('report', [...variants.map((v) => `eval[${v}]`), 'eval_baseline']),
+  ];
+}
+
+test('depth first: with 2 slots each variant is evaluated as soon as its warm-up ends, before the next warm-up starts', () => {
+  const minutes: Record<string, number> = { data: 1, base: 1, step1: 3, paused: 1, pause_model: 1, more: 3 };
+  const { starts } = simulate(demoShape(), { cpu: 2 }, (n) => minutes[n] ?? (n.startsWith('warm') ? 4 : 2));
+  assert.equal(starts, [
+    'data@0', 'base@0',
+    'step1@1', 'paused@1',
+    // step1 ends at 4: eval_step1, pause_model and more are all at depth 2; the pipeline's order breaks the tie.
+    'eval_step1@4', 'pause_model@4',
+    'warm[v1]@5', 'warm[v2]@6',
+    // warm[v1] ends at 9: its eval (depth 4) goes before warm[v3] (depth 3), and so on down each chain.
+    'eval[v1]@9', 'eval[v2]@10', 'warm[v3]@11', 'more@12', 'eval[v3]@15', 'eval_baseline@15', 'report@17',
+  ]);
+});
+
+test('without --keep-going a failure starts nothing more; what already runs finishes', () => {
+  const stages = [stage('a'), stage('b'), stage('a2', ['a']), stage('c')];
+  const r = simulate(stages, { cpu: 2 }, (n) => (n === 'b' ? 3 : 1), (n) => (n === 'a' ? 'failed' : 'ran'));
+  assert.equal(r.decisions, ['run a', 'run b', 'skip a2', 'skip c']);
+  assert.equal(r.statuses, { a: 'failed', b: 'ran', a2: 'skipped', c: 'skipped' });
+});
+
+test('with --keep-going a failure skips only what depends on it, naming the broken upstream', () => {
+  const stages = [stage('a'), stage('a2', ['a']), stage('a3', ['a2']), stage('c')];
+  const s = new Scheduler(stages, { cpu: 1, gpus: 0, keepGoing: true });
+  assert.equal(s.next(), [{ type: 'run', name: 'a', grant: { cpu: 1, gpu: 0, gpuIds: [] } }]);
+  s.finished('a', 'failed');
+  assert.equal(s.next(), [
+    { type: 'skip', name: 'a2', reason: 'upstream a failed' },
+    { type: 'skip', name: 'a3', reason: 'upstream a2 skipped' },
+    { type: 'run', name: 'c', grant: { cpu: 1, gpu: 0, gpuIds: [] } },
+  ]);
+  s.finished('c', 'ran');
+  assert.equal(s.next(), []);
+  assert.ok(s.done);
+});
+
+test('an interrupt lets the running stages end and skips the rest as interrupted', () => {
+  const s = new Scheduler([stage('a'), stage('b'), stage('c', ['a'])], { cpu: 1, gpus: 0, keepGoing: true });
+  assert.equal(s.next().map((d) => `${d.type} ${d.name}`), ['run a']);
+  s.interrupt();
+  assert.equal(s.next(), []);
+  s.finished('a', 'aborted');
+  assert.equal(s.next(), [
+    { type: 'skip', name: 'c', reason: 'upstream a aborted' },
+    { type: 'skip', name: 'b', reason: 'run interrupted' },
+  ]);
+  assert.ok(s.done);
+});
+
+test('hits take no slot and settle at once, restores are waited for, and a stage that cannot run fails with its reasons', () => {
+  const stages = [
+    stage('hit', [], { status: 'fresh' }),
+    stage('outs', [], { status: 'fresh', restore: true }),
+    stage('uses', ['hit', 'outs']),
+    stage('nokey', [], { status: 'error', reasons: ['file x missing'] }),
+  ];
+  const s = new Scheduler(stages, { cpu: 1, gpus: 0, keepGoing: true });
+  assert.equal(s.next(), [
+    { type: 'hit', name: 'hit' },
+    { type: 'restore', name: 'outs' },
+    { type: 'fail', name: 'nokey', reason: 'file x missing' },
+  ]);
+  s.finished('outs', 'cached');
+  assert.equal(s.next(), [{ type: 'run', name: 'uses', grant: { cpu: 1, gpu: 0, gpuIds: [] } }]);
+  s.finished('uses', 'ran');
+  assert.equal([s.next(), s.done, s.statusOf('nokey'), s.statusOf('hit')], [[], true, 'failed', 'cached']);
+});
+
+test('a stage that cannot run stops a run without --keep-going before anything starts', () => {
+  const r = simulate([stage('a'), stage('nokey', [], { status: 'error', reasons: ['file x missing'] })], { cpu: 2 });
+  assert.equal(r.decisions, ['fail nokey', 'skip a']);
+});
+
+test('GPU stages with memory estimates share a GPU while they fit; the fourth waits for a free share', () => {
+  const small = { resources: () => ({ cpu: 1, gpu: 1, gpuMemoryMiB: 5000 }) };
+  const stages = ['s1', 's2', 's3', 's4'].map((n) => stage(n, [], small));
+  const r = simulate(stages, { cpu: 8, gpus: 1, gpuMemoryMiB: 16000 }, (n) => (n === 's2' ? 1 : 2));
+  assert.equal(r.starts, ['s1@0', 's2@0', 's3@0', 's4@1']);
+  assert.equal(r.decisions.slice(0, 3), ['run s1 gpu0', 'run s2 gpu0', 'run s3 gpu0']);
+});
+
+test('two GPUs: stages spread over idle GPUs first, then share; a stage without an estimate waits for an idle GPU', () => {
+  const small = { resources: () => ({ cpu: 1, gpu: 1, gpuMemoryMiB: 4000 }) };
+  const whole = { resources: () => ({ cpu: 1, gpu: 1 }) };
+  const stages = [stage('a', [], small), stage('b', [], small), stage('c', [], small), stage('big', [], whole)];
+  const r = simulate(stages, { cpu: 8, gpus: 2, gpuMemoryMiB: 10000 }, (n) => (n === 'a' ? 1 : 3));
+  assert.equal(r.decisions, ['run a gpu0', 'run b gpu1', 'run c gpu0', 'run big gpu1']);
+  assert.equal(r.starts, ['a@0', 'b@0', 'c@0', 'big@3']);
+});
+
+test('--stages-per-gpu overrides the estimates: N stages share a GPU whether or not they declare memory', () => {
+  const whole = { resources: () => ({ cpu: 1, gpu: 1 }) };
+  const huge = { resources: () => ({ cpu: 1, gpu: 1, gpuMemoryMiB: 90000 }) };
+  const stages = [stage('a', [], whole), stage('b', [], huge), stage('c', [], whole)];
+  const r = simulate(stages, { cpu: 8, gpus: 1, gpuMemoryMiB: 16000, stagesPerGpu: 2 });
+  assert.equal(r.starts, ['a@0', 'b@0', 'c@1']);
+  assert.equal(simulate(stages, { cpu: 8, gpus: 1, gpuMemoryMiB: 16000, stagesPerGpu: 1 }).starts, ['a@0', 'b@1', 'c@2']);
+});
+
+test('slots: an estimate beyond the GPU or an unknown GPU memory means a GPU of its own; CPU slots still bound sharing', () => {
+  assert.equal(new Slots(4, 1, { gpuMemoryMiB: 8000 }).fit({ gpu: 1, gpuMemoryMiB: 9000 }), { cpu: 0, gpu: 1 });
+  assert.equal(new Slots(4, 1).fit({ gpu: 1, gpuMemoryMiB: 1000 }), { cpu: 0, gpu: 1 });
+  assert.equal(new Slots(4, 1, { gpuMemoryMiB: 8000 }).fit({ cpu: 1, gpu: 1, gpuMemoryMiB: 1000 }), { cpu: 1, gpu: 1, gpuMemoryMiB: 1000 });
+  const slots = new Slots(1, 1, { gpuMemoryMiB: 8000 });
+  const first = slots.take({ cpu: 1, gpu: 1, gpuMemoryMiB: 1000 });
+  assert.equal(first, { cpu: 1, gpu: 1, gpuMemoryMiB: 1000, gpuIds: [0] });
+  assert.is(slots.take({ cpu: 1, gpu: 1, gpuMemoryMiB: 1000 }), undefined);
+  slots.give(first!);
+  assert.equal(slots.take({ cpu: 0, gpu: 1 }), { cpu: 0, gpu: 1, gpuIds: [0] });
+});
+
+test('a multi-GPU stage takes whole idle GPUs, the lowest indices first', () => {
+  const s = new Slots(8, 3, { gpuMemoryMiB: 8000 });
+  assert.equal(s.take({ cpu: 1, gpu: 1, gpuMemoryMiB: 100 })?.gpuIds, [0]);
+  assert.equal(s.take({ cpu: 1, gpu: 2 })?.gpuIds, [1, 2]);
+  assert.is(s.take({ cpu: 1, gpu: 1 }), undefined);
+  assert.equal(s.take({ cpu: 1, gpu: 1, gpuMemoryMiB: 100 })?.gpuIds, [0]);
+});
+
+test('a stage listed before one of its upstreams is refused (stages come in topological order)', () => {
+  assert.throws(() => new Scheduler([stage('b', ['a']), stage('a')], { cpu: 1, gpus: 0, keepGoing: false }), /b needs a/);
+});
+
+test.run();

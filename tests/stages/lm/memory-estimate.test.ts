@@ -1,0 +1,63 @@
+// The GPU memory estimate of model stages: parameter counts against real checkpoints, the estimate, sft/evaluate resources.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { estimateGpuMemoryMiB, modelStageResources, parameterCount, PROCESS_OVERHEAD_MIB } from '../../../stages/lm/memory-estimate.ts';
+import { EVALUATE } from '../../../stages/evaluate.ts';
+import { SFT } from '../../../stages/sft.ts';
+import { FIXTURES, trainableCounts, withFixtures } from '../../helpers/hf-fixtures.ts';
+
+const test = suite('memory-estimate');
+
+const configOf = (name: string) => JSON.parse(readFileSync(path.join(FIXTURES, name, 'config.json'), 'utf8')) as Record<string, unknown>;
+
+/** Elements of every tensor in a safetensors file, from its JSON header. */
+function storedParameters(file: string): number {
+  const bytes = readFileSync(file);
+  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8')) as Record<string, { shape?: number[] }>;
+  return Object.entries(header).filter(([k]) => k !== '__metadata__').reduce((n, [, t]) => n + t.shape!.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Mistral-7B-v0.1's config.json, the seed's model. */
+const MISTRAL_7B = {
+  hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8,
+  vocab_size: 32000, tie_word_embeddings: false,
+};
+
+
+withFixtures(test)('parameter counts from config.json equal the tensors stored in the fixture checkpoints, tied and untied', () => {
+  for (const name of ['mistral-tiny', 'llama-tiny-tied']) {
+    assert.is(parameterCount(configOf(name)), storedParameters(path.join(FIXTURES, name, 'model.safetensors')), name);
+  }
+});
+
+withFixtures(test)('with pause_token_id the count includes the surgery, as PEFT counts the pause model', async () => {
+  const total = (await trainableCounts())[0]!.total;
+  assert.is(parameterCount({ ...configOf('mistral-tiny'), pause_token_id: 512 }), total);
+});
+
+test('Mistral-7B has its 7.24 B parameters, and its full training never fits an 80 GB GPU beside another stage', () => {
+  assert.is(parameterCount(MISTRAL_7B), 7_241_732_096);
+  assert.ok(estimateGpuMemoryMiB(MISTRAL_7B, { batch: 8, seq: 600, training: true }) > 80 * 1024);
+});
+
+withFixtures(test)('the estimate: overhead plus float32 tensors with a quarter of headroom, worked out for one token', () => {
+  // Training, 1 token: 4 × 158,016 parameter floats (weights, gradients, 2 moments) + 2 layers × (6·64 + 3·176 +
+  // 2·4·1) + 3 × 512 logit floats = 635,440 floats = 2,541,760 bytes, × 1.25 = 3.03 MiB over the overhead.
+  assert.is(estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 1, seq: 1, training: true }), PROCESS_OVERHEAD_MIB + 4);
+  // Generation, 1 token: 158,016 weights + KV cache 2 layers × 2 × 2 heads × 16 + (6·64 + 3·176 + 8) + 2 × 512 = 160,088 floats.
+  assert.is(estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 1, seq: 1, training: false }), PROCESS_OVERHEAD_MIB + 1);
+});
+
+withFixtures(test)('sft and evaluate estimate from their input model folder, and hold a GPU alone without one', () => {
+  const model = { model: [{ dir: path.join(FIXTURES, 'mistral-tiny') }] } as never;
+  const sft = SFT.resources!({ batch_size: 8, max_length: 600 } as never, model);
+  assert.equal(sft, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 8, seq: 600, training: true }) });
+  const evaluate = EVALUATE.resources!({ batch_size: 8, max_length: 1024, loss_max_length: 600 } as never, model);
+  assert.equal(evaluate, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 8, seq: 1024, training: false }) });
+  assert.equal(SFT.resources!({ batch_size: 8, max_length: 600 } as never), { cpu: 1, gpu: 1 });
+  assert.equal(modelStageResources('/nonexistent', { batch: 1, seq: 1, training: true }), { cpu: 1, gpu: 1 });
+});
+
+test.run();
