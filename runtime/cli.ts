@@ -1,4 +1,4 @@
-// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, lsp, kinds.
+// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, exec, lsp, kinds.
 import { cp, mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,17 +9,24 @@ import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus } from './gpus.ts';
+import { SlurmClient } from './executors/slurm/client.ts';
+import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
 import { isKeyed } from './keys.ts';
 import { loadKinds } from './kinds.ts';
 import { findWorkspace } from './load.ts';
 import { kindsMarkdown, kindsText } from './kinds-doc.ts';
 import type { Plan } from './plan.ts';
-import { createReporter, SILENT_REPORTER } from './progress.ts';
-import { loadChecked, planLoaded, runSession, type Session } from './session.ts';
+import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
+import { loadChecked, planLoaded, renderDiagnostics, runSession, type Session } from './session.ts';
+import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
 import { buildResultTable, renderTable, type TableFormat } from './show.ts';
 
 /** Exit codes people and scripts rely on. */
 export const EXIT = { ok: 0, failed: 1, invalid: 2, interrupted: 130 } as const;
+
+/** Under Slurm, --jobs caps the CPUs of the jobs queued at once; by default the cluster's scheduler decides. */
+const SLURM_DEFAULT_JOBS = 1000;
+const EXECUTOR_TYPES: readonly ExecutorType[] = ['local', 'slurm'];
 
 /** A results table longer than this is left to `show` rather than printed after a run. */
 const MAX_RUN_TABLE_ROWS = 40;
@@ -101,6 +108,20 @@ function checkSlotFlags(values: Record<string, unknown>): void {
   if (backend !== undefined && !(BACKEND_FLAG_VALUES as readonly unknown[]).includes(backend)) {
     throw new UsageError(`--backend must be one of ${BACKEND_FLAG_VALUES.join(', ')}, got ${String(backend)}`);
   }
+  const executor = values.executor;
+  if (executor !== undefined && !(EXECUTOR_TYPES as readonly unknown[]).includes(executor)) {
+    throw new UsageError(`--executor must be one of ${EXECUTOR_TYPES.join(', ')}, got ${String(executor)}`);
+  }
+}
+
+/** Where a run computes: --executor, else the workspace's `executor.type`. Undefined (after printing why) when the settings have mistakes. */
+function chooseExecutor(values: Record<string, unknown>, s: Session, io: Io): { type: ExecutorType; settings: ExecutorSettings } | undefined {
+  const loaded = loadSettings(s.pipeline.workspace, Object.keys(s.kinds));
+  if (loaded.diagnostics.length > 0) {
+    write(io.stderr, renderDiagnostics(loaded.diagnostics, loaded.sources));
+    return undefined;
+  }
+  return { type: (values.executor as ExecutorType | undefined) ?? loaded.executor.type, settings: loaded.executor };
 }
 
 /**
@@ -118,23 +139,43 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
   return gpuMemoryMiB === undefined ? { jobs, gpus } : { jobs, gpus, gpuMemoryMiB };
 }
 
-/** Runs a planned session with progress on stderr; Ctrl-C aborts cleanly, a second Ctrl-C quits at once. */
-async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean): Promise<RunResult> {
-  const slots = await slotOptions(values, s);
+/**
+ * Slots and executor of a Slurm run: every stale stage is a job, the cluster places it, so the runner holds no
+ * GPUs itself (--jobs, when given, caps the CPUs queued at once; --gpus 0 asks the cluster for no GPUs).
+ */
+function slurmOptions(values: Record<string, unknown>, settings: ExecutorSettings, reporter: Reporter) {
+  return {
+    jobs: positiveInt(values.jobs, '--jobs') ?? SLURM_DEFAULT_JOBS,
+    gpus: 0,
+    executor: slurmExecutor({ settings, noGpus: values.gpus === '0', note: (text) => reporter.note(text) }),
+  };
+}
+
+/**
+ * Runs a planned session with progress on stderr. Ctrl-C or SIGTERM stops cleanly (running stages are stopped, Slurm
+ * jobs cancelled); a second one quits at once.
+ */
+async function runWithSignals(s: Session, values: Record<string, unknown>, io: Io, quiet: boolean, where: { type: ExecutorType; settings: ExecutorSettings }): Promise<RunResult> {
+  // A machine without Slurm's commands is told once, before anything is submitted (a cached run needs none).
+  if (where.type === 'slurm' && s.plan.counts.stale > 0) await new SlurmClient().version();
+  const reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr);
+  const slots = where.type === 'slurm' ? slurmOptions(values, where.settings, reporter) : await slotOptions(values, s);
   const controller = new AbortController();
-  const onSigint = () => {
+  const onSignal = () => {
     if (controller.signal.aborted) process.exit(EXIT.interrupted);
-    write(io.stderr, 'interrupting: stopping running stages (Ctrl-C again to quit at once)');
+    write(io.stderr, `interrupting: stopping running stages${where.type === 'slurm' ? ' and cancelling their Slurm jobs' : ''} (Ctrl-C again to quit at once)`);
     controller.abort();
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     return await runSession(s, {
       ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined,
-      signal: controller.signal, reporter: quiet ? SILENT_REPORTER : createReporter(io.stderr),
+      signal: controller.signal, reporter,
     });
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 
@@ -171,11 +212,11 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
 
 const COMMANDS: Record<string, Command> = {
   run: {
-    usage: 'run FILE [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--cache-dir D] [--json]',
+    usage: 'run FILE [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--executor local|slurm] [--cache-dir D] [--json]',
     summary: 'run the stale stages of a pipeline and print its results',
     options: {
       ...CACHE_DIR, jobs: { type: 'string' }, gpus: { type: 'string' }, 'stages-per-gpu': { type: 'string' },
-      'keep-going': { type: 'boolean' }, backend: { type: 'string' }, json: { type: 'boolean' },
+      'keep-going': { type: 'boolean' }, backend: { type: 'string' }, executor: { type: 'string' }, json: { type: 'boolean' },
     },
     help: [
       'Runs every stale stage (independent ones in parallel), reuses cached ones, prints a results table.',
@@ -184,6 +225,8 @@ const COMMANDS: Record<string, Command> = {
       '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
       '  --keep-going    after a failure, keep running stages that do not depend on it',
       '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
+      '  --executor E    local (this machine) or slurm (one batch job per stage); default: the workspace\'s',
+      '                  executor.type in pausepipe.json or package.json, else local',
       CACHE_HELP,
       '  --json          print the outcome of every stage as JSON on stdout',
       'Exit code: 0 all done, 1 a stage failed, 2 invalid pipeline, 130 interrupted.',
@@ -193,7 +236,9 @@ const COMMANDS: Record<string, Command> = {
       checkSlotFlags(values);
       const s = await session(oneFile(positionals), values['cache-dir'] as string | undefined, io);
       if (!s) return EXIT.invalid;
-      const result = await runWithSignals(s, values, io, values.json === true);
+      const where = chooseExecutor(values, s, io);
+      if (!where) return EXIT.invalid;
+      const result = await runWithSignals(s, values, io, values.json === true, where);
       const code = exitCodeOf(result);
       if (values.json) write(io.stdout, JSON.stringify({ exitCode: code, counts: result.counts, interrupted: result.interrupted, stages: result.outcomes.map(outcomeJson) }, null, 2));
       else reportRun(s, result, (Date.now() - started) / 1000, io);
@@ -390,6 +435,20 @@ const COMMANDS: Record<string, Command> = {
       const files = s.manifests.get(planned.key!)?.outputs.length ?? 0;
       write(io.stdout, `exported ${stage.name}: ${files} file(s) to ${target}`);
       return EXIT.ok;
+    },
+  },
+  exec: {
+    usage: 'exec FILE',
+    summary: 'run one stage from a job description (what a Slurm job runs on its node)',
+    options: {},
+    help: [
+      'Runs the stage that a runner described in FILE (job.json in the key\'s scratch folder of the shared cache),',
+      'writes its artifacts and result.json beside FILE, and prints its log and progress lines on stdout.',
+      'SIGTERM (scancel, the time limit, a preemption) stops the stage. Exit code: 0 done, 1 failed, 143 stopped.',
+    ].join('\n'),
+    async run({ positionals }, io) {
+      const { execJob } = await import('./exec.ts');
+      return execJob(oneFile(positionals), (line) => write(io.stdout, line === '' ? '\n' : line));
     },
   },
   lsp: {

@@ -35,6 +35,8 @@ export interface RunOptions {
   /** Aborting (Ctrl-C) kills running stages, aborts their pending entries and starts nothing more. */
   signal?: AbortSignal;
   reporter: Reporter;
+  /** Where stale stages compute (default: this machine, runtime/executors/local.ts). */
+  executor?: Executor;
 }
 
 export interface ExecuteOptions extends RunOptions {
@@ -48,8 +50,6 @@ export interface ExecuteOptions extends RunOptions {
   state?: StateRecorder;
   /** Manifests already read while planning, by key. */
   manifests?: Map<string, Manifest>;
-  /** Where stale stages compute (default: this machine, runtime/executors/local.ts). */
-  executor?: Executor;
   /** Device ids of GPUs 0..gpus-1 (default: from CUDA_VISIBLE_DEVICES, else the indices). */
   gpuDeviceIds?: string[];
 }

@@ -78,7 +78,7 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
       pipeline: s.pipeline, kinds: s.kinds, store: s.store, keys: s.keys, plan: s.plan, hasher: s.hasher,
       jobs: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing, backend: o.backend,
       overrides: o.overrides, signal: o.signal,
-      reporter: o.reporter, state, manifests: s.manifests,
+      reporter: o.reporter, executor: o.executor, state, manifests: s.manifests,
     });
   } finally {
     o.reporter.close();

@@ -78,7 +78,8 @@ test('an executor that only sees the job as JSON (as a cluster job would) runs s
   assert.equal(seen, ['a count cpu 1', 'b count cpu 1']);
   const b = (keys.get('b') as KeyedStage).key;
   const log = await readFile(path.join(store.entryDir(b), store.readManifest(b)!.log), 'utf8');
-  assert.equal(log.split('\n').filter(Boolean), ['submitted b', 'counted b']);
+  // The run's facts cross the JSON boundary with the job, as a remote executor must carry them.
+  assert.equal(log.split('\n').filter(Boolean), ['submitted b', 'counted b', 'run: {"pipeline":"test.pipe","overrides":{}}']);
 });
 
 test('pausepipe run --gpus 1 --stages-per-gpu 2 runs two GPU stages on the GPU its own CUDA_VISIBLE_DEVICES names', async () => {

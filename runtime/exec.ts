@@ -1,0 +1,75 @@
+// `pausepipe exec FILE`: runs one stage from a job description, as a Slurm job does on a compute node.
+import { mkdir, rm } from 'node:fs/promises';
+import type { Progress, StageContext } from '../stages/kind.ts';
+import { gpuEnvironment } from './gpus.ts';
+import { loadKinds } from './kinds.ts';
+import { progressLine, readDescription, resultFileOf, STOPPED_BY_SIGTERM, writeJsonFile, type JobResult } from './job-protocol.ts';
+
+/** Progress lines are written at most this often (plus the last step): the runner reads them from a shared log. */
+const PROGRESS_INTERVAL_MS = 1000;
+
+/**
+ * The GPUs Slurm gave this job (`--gres=gpu:N`), as its CUDA_VISIBLE_DEVICES lists them; undefined outside a Slurm
+ * job or without GPUs. The stage then gets them as a local worker gets the GPUs its runner gave it.
+ */
+export function slurmJobGpus(env: NodeJS.ProcessEnv): string[] | undefined {
+  if (env.SLURM_JOB_ID === undefined || env.CUDA_VISIBLE_DEVICES === undefined) return undefined;
+  const ids = env.CUDA_VISIBLE_DEVICES.split(',').map((d) => d.trim()).filter((d) => d !== '' && d !== '-1');
+  return ids.length > 0 ? ids : undefined;
+}
+
+/**
+ * Runs the described stage in this process and writes result.json beside the description. Log lines and
+ * progress lines go to `out` (the job's log, which the runner reads). SIGTERM (scancel, the time limit, a
+ * preemption) aborts the stage; a requeued job starts again from an empty out folder, and a training finds its
+ * checkpoints in the scratch folder, which the description names. Returns the exit code.
+ */
+export async function execJob(descriptionFile: string, out: (line: string) => void): Promise<number> {
+  const { token, request } = readDescription(descriptionFile);
+  const resultFile = resultFileOf(descriptionFile);
+  const finish = async (result: JobResult, code: number) => {
+    await writeJsonFile(resultFile, result);
+    return code;
+  };
+  await rm(resultFile, { force: true });
+  // A requeued job must not mistake the first attempt's half-written artifacts for its own.
+  await rm(request.outDir, { recursive: true, force: true });
+  await mkdir(request.outDir, { recursive: true });
+
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    out(`pausepipe exec: ${signal} received (cancelled, out of time or preempted): stopping the stage`);
+    controller.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  let lastProgress = 0;
+  try {
+    const kinds = await loadKinds();
+    const kind = kinds[request.kind];
+    if (!kind) return await finish({ token, status: 'failed', message: `unknown stage kind \`${request.kind}\` on this node (is PAUSEPIPE_KINDS the same as the runner's?)` }, 1);
+    const { type: _type, kind: _kind, ...data } = request;
+    const gpus = slurmJobGpus(process.env);
+    if (gpus) Object.assign(process.env, gpuEnvironment(gpus));
+    const ctx: StageContext = {
+      ...data,
+      ...(gpus ? { gpus } : {}),
+      signal: controller.signal,
+      log: out,
+      progress: (p: Progress) => {
+        const now = Date.now();
+        if (now - lastProgress < PROGRESS_INTERVAL_MS && p.step !== p.total) return;
+        lastProgress = now;
+        out(progressLine(p));
+      },
+    };
+    const result = await kind.run(ctx);
+    if (controller.signal.aborted) return await finish({ token, status: 'failed', message: STOPPED_BY_SIGTERM }, 143);
+    return await finish({ token, status: 'done', metrics: result.metrics ?? {} }, 0);
+  } catch (error) {
+    if (error instanceof Error && error.stack) out(error.stack);
+    const message = controller.signal.aborted ? STOPPED_BY_SIGTERM : error instanceof Error ? error.message : String(error);
+    return await finish({ token, status: 'failed', message }, controller.signal.aborted ? 143 : 1);
+  } finally {
+    process.off('SIGTERM', onSignal);
+  }
+}

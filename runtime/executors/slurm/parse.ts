@@ -1,0 +1,154 @@
+// Reading Slurm's answers: `squeue`, `scontrol show job -o` and `sacct` output, and what each job state means for a stage.
+
+/** A job as one of Slurm's commands reports it. */
+export interface JobStatus {
+  id: string;
+  /** JOB_STATE as Slurm spells it, e.g. PENDING, RUNNING, COMPLETED, OUT_OF_MEMORY. */
+  state: string;
+  /** Why it waits or ended (squeue's %r, scontrol's Reason), when Slurm says. */
+  reason?: string;
+  /** `code:signal` of the batch script, e.g. `3:0` or `0:9`. */
+  exitCode?: string;
+  /** Times a requeue or preemption restarted the job. */
+  restarts?: number;
+  /** The `--comment` it was submitted with (pausepipe puts the key and submission token there). */
+  comment?: string;
+}
+
+/**
+ * The states after which the job never runs again. PREEMPTED is listed although a job preempted with requeue comes
+ * back as PENDING: the executor only believes it after a second look (see isSettled).
+ */
+const FINAL_STATES = new Set([
+  'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL', 'BOOT_FAIL', 'DEADLINE', 'PREEMPTED', 'REVOKED',
+]);
+
+/** What a final state means to a person reading why the stage failed. */
+const STATE_MEANING: Record<string, string> = {
+  FAILED: 'the job exited with an error',
+  CANCELLED: 'the job was cancelled (scancel, or by an administrator)',
+  TIMEOUT: 'the job reached its time limit (raise `time` in the executor settings)',
+  OUT_OF_MEMORY: 'the job ran out of memory (raise `mem` in the executor settings)',
+  NODE_FAIL: 'the node running the job failed',
+  BOOT_FAIL: 'the node could not boot for the job',
+  DEADLINE: 'the job reached its deadline',
+  PREEMPTED: 'the job was preempted and not requeued',
+  REVOKED: 'the job was revoked (federation)',
+};
+
+export function isFinalState(state: string): boolean {
+  return FINAL_STATES.has(state);
+}
+
+export function stateMeaning(state: string): string | undefined {
+  return STATE_MEANING[state];
+}
+
+/** Slurm prints "(null)" or "None" where a field has no value. */
+function present(value: string | undefined): string | undefined {
+  return value === undefined || value === '' || value === '(null)' || value === 'None' ? undefined : value;
+}
+
+/** The field list pausepipe passes to `squeue -o`: id, state, reason, comment, separated by `|`. */
+export const SQUEUE_FORMAT = '%i|%T|%r|%k';
+
+/**
+ * `squeue -h -o '%i|%T|%r|%k'` lines. The comment is last, so a `|` inside it stays part of it; lines that do not
+ * have the four fields (a warning Slurm printed on stdout) are skipped.
+ */
+export function parseSqueue(text: string): JobStatus[] {
+  const jobs: JobStatus[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split('|');
+    if (fields.length < 4 || !/^\d+$/.test(fields[0]!) || !/^[A-Z_]+$/.test(fields[1]!)) continue;
+    const [id, state, reason, ...comment] = fields;
+    const c = present(comment.join('|'));
+    const r = present(reason);
+    jobs.push({ id: id!, state: state!, ...(r === undefined ? {} : { reason: r }), ...(c === undefined ? {} : { comment: c }) });
+  }
+  return jobs;
+}
+
+/**
+ * `KEY=VALUE KEY=VALUE ...` of `scontrol show job -o` (one line per job). A value may hold spaces (a job name, a
+ * command line), so a value runs to the next ` Key=` whose key is a known field name shape.
+ */
+export function parseScontrolFields(line: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  const keyPattern = /(?:^|\s)([A-Z][A-Za-z/:_]*)=/g;
+  const starts: { key: string; valueStart: number; keyStart: number }[] = [];
+  for (let m = keyPattern.exec(line); m !== null; m = keyPattern.exec(line)) {
+    starts.push({ key: m[1]!, valueStart: m.index + m[0].length, keyStart: m.index });
+  }
+  for (const [i, s] of starts.entries()) {
+    const end = i + 1 < starts.length ? starts[i + 1]!.keyStart : line.length;
+    if (!fields.has(s.key)) fields.set(s.key, line.slice(s.valueStart, end).trim());
+  }
+  return fields;
+}
+
+/** The jobs of `scontrol show job -o ID...` output. */
+export function parseScontrolJobs(text: string): JobStatus[] {
+  const jobs: JobStatus[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('JobId=')) continue;
+    const f = parseScontrolFields(line);
+    const id = f.get('JobId');
+    const state = f.get('JobState');
+    if (id === undefined || state === undefined) continue;
+    const reason = present(f.get('Reason'));
+    const exitCode = present(f.get('ExitCode'));
+    const comment = present(f.get('Comment'));
+    const restarts = Number(f.get('Restarts'));
+    jobs.push({
+      id, state,
+      ...(reason === undefined ? {} : { reason }),
+      ...(exitCode === undefined ? {} : { exitCode }),
+      ...(Number.isInteger(restarts) ? { restarts } : {}),
+      ...(comment === undefined ? {} : { comment }),
+    });
+  }
+  return jobs;
+}
+
+/** The field list pausepipe passes to `sacct -o`. */
+export const SACCT_FORMAT = 'JobIDRaw,State,ExitCode';
+
+/**
+ * `sacct -n -P -X -o JobIDRaw,State,ExitCode` lines. A requeued job has one line per run; the last one counts.
+ * States like `CANCELLED by 0` are cut to their first word.
+ */
+export function parseSacct(text: string): JobStatus[] {
+  const byId = new Map<string, JobStatus>();
+  for (const line of text.split('\n')) {
+    const [id, state, exitCode] = line.trim().split('|');
+    if (id === undefined || !/^\d+$/.test(id) || state === undefined) continue;
+    const word = state.split(' ')[0]!;
+    if (!/^[A-Z_]+$/.test(word)) continue;
+    const code = present(exitCode);
+    byId.set(id, { id, state: word, ...(code === undefined ? {} : { exitCode: code }) });
+  }
+  return [...byId.values()];
+}
+
+/** `sbatch --parsable` prints `ID` or `ID;CLUSTER`. */
+export function parseSbatch(text: string): string | undefined {
+  const first = text.trim().split('\n').at(-1)?.split(';')[0]?.trim();
+  return first !== undefined && /^\d+$/.test(first) ? first : undefined;
+}
+
+/** One sentence for a failed stage: the state, its meaning, the exit code and Slurm's reason. */
+export function describeEnd(job: JobStatus): string {
+  const head = `Slurm job ${job.id} ended ${job.state}`;
+  const extra: string[] = [];
+  const meaning = stateMeaning(job.state);
+  if (meaning) extra.push(meaning);
+  if (job.exitCode !== undefined && job.exitCode !== '0:0') {
+    const [code, signal] = job.exitCode.split(':').map(Number);
+    // Slurm puts pseudo-signals above 64 there (125 for out of memory): the state already says what happened.
+    if (signal !== undefined && signal > 0 && signal <= 64) extra.push(`killed by signal ${signal}`);
+    else if (code !== undefined && code > 0) extra.push(`exit code ${code}`);
+  }
+  if (job.reason !== undefined && job.reason !== 'NonZeroExitCode') extra.push(`reason ${job.reason}`);
+  return extra.length > 0 ? `${head}: ${extra.join('; ')}` : head;
+}
