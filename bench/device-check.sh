@@ -55,7 +55,7 @@ if [ -n "$TINY" ]; then
   SMALL=(--shape small --steps 1 --batch 2 --seq 16 --gen 3)
   MEDIUM=(--shape medium --layers 1 --steps 1 --batch 2 --seq 16 --gen 3)
   LARGE=(--shape large --layers 1 --steps 1 --batch 1 --seq 16 --gen 3)
-  M1=(--shape mistral7b --layers 1 --steps 1 --batch 1 --seq 4 --gen 2)
+  M1=(--shape mistral7b --layers 1 --steps 1 --batch 1 --seq 4 --gen 3)
   M2=()
   TORCH_ARGS=(--layers 1 --steps 1 --batch 2 --seq 16 --gen 3)
   TESTS='^(model|split-weights)\.test'
