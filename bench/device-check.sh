@@ -55,7 +55,7 @@ if [ -n "$TINY" ]; then
   SMALL=(--shape small --steps 1 --batch 2 --seq 16 --gen 3)
   MEDIUM=(--shape medium --layers 1 --steps 1 --batch 2 --seq 16 --gen 3)
   LARGE=(--shape large --layers 1 --steps 1 --batch 1 --seq 16 --gen 3)
-  M1=(--shape mistral7b --layers 1 --steps 1 --batch 1 --seq 4 --gen 2)
+  M1=(--shape mistral7b --layers 1 --steps 1 --batch 1 --seq 4 --gen 3)
   M2=()
   TORCH_ARGS=(--layers 1 --steps 1 --batch 2 --seq 16 --gen 3)
   TESTS='^(model|split-weights)\.test'
@@ -63,7 +63,7 @@ else
   SMALL=(--shape small) MEDIUM=(--shape medium) LARGE=(--shape large)
   M1=(--shape mistral7b --layers 1) M2=(--shape mistral7b --layers 2)
   TORCH_ARGS=()
-  TESTS='^(model|pause|generate|lora|model-io|split-weights)\.test'
+  TESTS='^(model|pause|generate|lora|model-io|split-weights|webgpu-kernels|webgpu-model|train-trace)\.test'
 fi
 
 {
@@ -75,7 +75,7 @@ fi
 echo "gpu: $(sed -n '2,3p;$p' "$OUT/gpu.txt" | tr '\n' ' ')" | tee -a "$SUMMARY"
 
 # 1. The model suites on this GPU (the webgpu suites run because an adapter exists): fixture parity, KV cache, LoRA, pause, save/load.
-step "model tests on webgpu" 100 "$OUT/tests.txt" node tests/run.mjs "$TESTS" tests/stages/lm
+step "model tests on webgpu" 120 "$OUT/tests.txt" node tests/run.mjs "$TESTS" tests/stages/lm
 
 # 2. PyTorch on the same shapes, one process for all (its start-up is the slow part).
 TORCH_JSON="$OUT/torch.json"

@@ -31,7 +31,7 @@ import type { CausalLM } from '../stages/lm/model.ts';
 import { AdamW } from '../stages/lm/optimizer.ts';
 import { builtinTokenizerJson, JsonTokenizer } from '../stages/lm/tokenizer.ts';
 import type { Batch } from '../stages/lm/types.ts';
-import { GpuWorkCounter } from './gpu-work.ts';
+import { countGpuWork, type GpuWork } from '../stages/lm/webgpu/counters.ts';
 import { deviceRandomModel, deviceRandomPauseModel } from './random-model.ts';
 
 interface Shape {
@@ -94,7 +94,7 @@ const steps = count('steps', args.steps, shape.steps);
 const B = count('batch', args.batch, shape.batch);
 const T = count('seq', args.seq, shape.seq);
 const genTokens = count('gen', args.gen, 32);
-if (genTokens < 2) fail('--gen must be at least 2 (the first step is the prefill)');
+if (genTokens < 3) fail('--gen must be at least 3 (the first step is the prefill, the kernels line counts the steps between the first and the last)');
 
 /** A FLOP rate in the unit that keeps it readable. */
 function rate(flops: number): string {
@@ -238,14 +238,17 @@ if (args.profile) {
 }
 const before = tf.memory().numTensors;
 // The first timed step is also counted (a counter adds one increment per dispatch, nothing a clock sees).
-const stepCounter = info.name === 'webgpu' ? new GpuWorkCounter() : null;
 let kernelsPerStep: number | null = null;
 const stopTrain = stopwatch();
 let lastLoss = warm;
 for (let s = 0; s < steps; s++) {
-  if (s === 0) stepCounter?.start();
-  lastLoss = await trainStep(opt, batches);
-  if (s === 0 && stepCounter) kernelsPerStep = stepCounter.stop().dispatches;
+  if (s === 0 && info.name === 'webgpu') {
+    const counted = await countGpuWork(() => trainStep(opt, batches));
+    kernelsPerStep = counted.dispatches;
+    lastLoss = counted.result;
+  } else {
+    lastLoss = await trainStep(opt, batches);
+  }
 }
 const trainTime = stopTrain();
 const leaked = tf.memory().numTensors - before;
@@ -261,29 +264,32 @@ opt.dispose();
 const tokenizer = new JsonTokenizer(builtinTokenizerJson(), { bos_token: '<s>', pad_token: '<pad>' });
 const prompts = Array.from({ length: B }, (_, r) => Array.from(randomIds(1, PROMPT, 11 + r, config.vocabSize)));
 await generate(model, tokenizer, prompts, { maxNewTokens: 2 }); // builds the decode kernels
-const counter = info.name === 'webgpu' ? new GpuWorkCounter() : null;
 const marks: number[] = [];
-const work: Array<{ dispatches: number; reads: number }> = [];
-counter?.start();
-const t0 = performance.now();
-await generate(model, tokenizer, prompts, {
+/** The running GPU counts at each step's end (webgpu only). */
+const work: GpuWork[] = [];
+const decode = (running: Readonly<GpuWork> | null) => generate(model, tokenizer, prompts, {
   maxNewTokens: genTokens,
   onStep: () => {
     marks.push(performance.now());
-    if (counter) work.push(counter.snapshot());
+    if (running) work.push({ ...running });
   },
 });
-counter?.stop();
+const t0 = performance.now();
+if (info.name === 'webgpu') await countGpuWork(decode);
+else await decode(null);
 sampleGpu();
 const prefillMs = marks[0]! - t0;
 const decodeMs = marks.at(-1)! - marks[0]!;
 const decodeRate = (B * (genTokens - 1)) / (decodeMs / 1e3);
 console.log(`decode: batch ${B}, prompt ${PROMPT}, ${genTokens} tokens greedy with the KV cache → prefill ${prefillMs.toFixed(0)} ms, ` +
   `${decodeRate.toFixed(0)} tokens/s wall (${(decodeMs / (genTokens - 1)).toFixed(1)} ms a step)`);
-if (kernelsPerStep !== null && work.length > 1) {
-  const last = work.at(-1)!;
+if (kernelsPerStep !== null && work.length === genTokens) {
+  // At the k-th onStep k + 1 steps are queued where the backend queues one ahead of the host's read (kernels.ts's
+  // decodeLookahead), k where it does not (never more than genTokens): from the first onStep to the second-last,
+  // genTokens − 2 steps were queued and as many read, either way.
   const first = work[0]!;
-  const perStep = (k: 'dispatches' | 'reads') => (last[k] - first[k]) / (work.length - 1);
+  const last = work[genTokens - 2]!;
+  const perStep = (k: 'dispatches' | 'reads') => (last[k] - first[k]) / (genTokens - 2);
   console.log(`kernels: train ${kernelsPerStep}, decode ${perStep('dispatches').toFixed(0)}, reads ${perStep('reads').toFixed(1)}` +
     `  (÷ ${L} layers, embedding, head, loss and optimizer included: train ${(kernelsPerStep / L).toFixed(1)}, decode ${(perStep('dispatches') / L).toFixed(1)})`);
 }

@@ -1,8 +1,9 @@
 // Batched autoregressive generation through the model's KV cache: greedy or seeded temperature sampling, left-padded prompts.
 import * as tf from '@tensorflow/tfjs-core';
 import { readTensor } from './backend.ts';
-import { createRng, deriveSeed, type Rng } from '../data/random.ts';
+import { createRng, deriveSeed } from '../data/random.ts';
 import { leftPad, padIdOf, promptText } from './collate.ts';
+import { kernels } from './kernels.ts';
 import type { KvCache, LanguageModel, Tokenizer } from './types.ts';
 
 export interface GenerateOptions {
@@ -64,35 +65,53 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
   const stoppedAtEos = prompts.map(() => false);
   const rngs = prompts.map((_, i) => createRng(deriveSeed(opts.seed ?? 0, `sample row ${(opts.firstRow ?? 0) + i}`)));
 
+  const k = kernels();
+  // Steps the batch can take: its longest row limit, and the model's positions (the prompt fills width, each step one more).
+  const stepLimit = Math.min(Math.max(...limits.map((l, r) => (done[r] ? 0 : l))), context - batch.width + 1);
   let inputIds: tf.Tensor2D = tf.tensor2d(batch.ids, [rows, batch.width], 'int32');
   let mask: tf.Tensor2D = tf.tensor2d(batch.mask, [rows, batch.width], 'int32');
-  let cache: KvCache | null = null;
+  let cache: KvCache | null = done.every(Boolean) ? null : model.newKvCache(batch.width + stepLimit - 1);
+  /** Steps queued on the device whose tokens the host has not read yet, oldest first. */
+  const queued: Array<{ ids: tf.Tensor1D; values: Promise<Float32Array | Int32Array> }> = [];
+  let enqueued = 0;
   try {
     for (let step = 0; !done.every(Boolean); step++) {
-      const result: { logProbs: tf.Tensor2D; cache: KvCache } = model.decodeStep(inputIds, mask, cache);
-      cache = result.cache;
-      const next = await pickTokens(result.logProbs, temperature, rngs);
-      result.logProbs.dispose();
-      const fed = new Int32Array(rows).fill(padId);
+      // The next step's input is this step's device-chosen tokens, so it can be queued before they are read.
+      while (enqueued < stepLimit && queued.length <= k.decodeLookahead) {
+        const result: { logProbs: tf.Tensor2D; cache: KvCache } = model.decodeStep(inputIds, mask, cache);
+        cache = result.cache;
+        const uniforms = temperature > 0 ? Float64Array.from(rngs, (rng) => rng.next()) : null;
+        const ids = await k.pickTokens(result.logProbs, temperature, uniforms);
+        result.logProbs.dispose();
+        queued.push({ ids, values: readTensor(ids) });
+        enqueued++;
+        if (enqueued === stepLimit) break;
+        inputIds.dispose();
+        inputIds = tf.reshape(ids, [rows, 1]);
+        const grown: tf.Tensor2D = tf.tidy(() => tf.concat([mask, tf.ones([rows, 1], 'int32')], 1));
+        mask.dispose();
+        mask = grown;
+      }
+      const { ids, values } = queued.shift()!;
+      const next = await values;
+      ids.dispose();
       for (let r = 0; r < rows; r++) {
         if (done[r]) continue;
         const token = next[r]!;
         out[r]!.push(token);
-        fed[r] = token;
         if (token === eosId) stoppedAtEos[r] = true;
         if (token === eosId || out[r]!.length >= limits[r]!) done[r] = true;
       }
       opts.onStep?.(step + 1);
       // The cache now holds width + step positions; the next step would add one.
-      if (batch.width + step + 1 > context) done.fill(true);
-      if (done.every(Boolean)) break;
-      inputIds.dispose();
-      inputIds = tf.tensor2d(fed, [rows, 1], 'int32');
-      const grown: tf.Tensor2D = tf.tidy(() => tf.concat([mask, tf.ones([rows, 1], 'int32')], 1));
-      mask.dispose();
-      mask = grown;
+      if (step + 1 >= stepLimit) done.fill(true);
     }
   } finally {
+    // A step queued past the end is read before its tensor goes: a read must not outlive its tensor.
+    for (const { ids, values } of queued) {
+      await values.catch(() => undefined);
+      ids.dispose();
+    }
     inputIds.dispose();
     mask.dispose();
     cache?.dispose();
@@ -104,36 +123,6 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
     pauses: tokenizer.pauseId === null ? 0 : ids.filter((id) => id === tokenizer.pauseId).length,
     stoppedAtEos: stoppedAtEos[r]!,
   }));
-}
-
-/** Next token per row: argmax on the device for greedy decoding, else a seeded draw on the host. */
-async function pickTokens(logProbs: tf.Tensor2D, temperature: number, rngs: Rng[]): Promise<number[]> {
-  if (temperature === 0) {
-    const ids = tf.argMax(logProbs, 1);
-    try {
-      return Array.from(await readTensor(ids));
-    } finally {
-      ids.dispose();
-    }
-  }
-  const scaled = tf.tidy(() => tf.softmax(tf.div(logProbs, temperature)));
-  const probs = await readTensor(scaled);
-  scaled.dispose();
-  const vocab = logProbs.shape[1];
-  return rngs.map((rng, r) => {
-    const u = rng.next();
-    let acc = 0;
-    let last = 0;
-    for (let v = 0; v < vocab; v++) {
-      const p = probs[r * vocab + v]!;
-      if (p <= 0) continue;
-      last = v;
-      acc += p;
-      if (u < acc) return v;
-    }
-    // Rounding left the probabilities summing just under u: the last possible token.
-    return last;
-  });
 }
 
 export interface GenerateManyOptions extends GenerateOptions {

@@ -1,9 +1,11 @@
 // The Llama/Mistral causal LM in tfjs: decoder, loss, KV-cached decoding; weights as tf.Variables under Hugging Face names.
 import * as tf from '@tensorflow/tfjs-core';
 import { checkConfig, initWeights, weightShapes, type LmConfig } from './config.ts';
+import { kernels } from './kernels.ts';
 import * as ops from './ops.ts';
 import { RowBlockCache, splitEmbedding, splitLinear, type RowBlocks } from './split-weights.ts';
 import type { HostTensor } from './safetensors.ts';
+import { PreparedTensors, type DecoderAccess } from './webgpu/decoder.ts';
 import type { Batch, KvCache, LanguageModel, LossParts } from './types.ts';
 
 /** A LoRA adapter on one linear module: `y += scaling · B(A(dropout(x)))`, A [r, in], B [out, r] (PEFT layout). */
@@ -139,6 +141,8 @@ export class CausalLM implements LanguageModel {
   private rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null;
   /** Prepared transposes of the weights, reused by every forward pass until a weight changes. */
   private readonly transposes = new TransposeCache();
+  /** Tensors a backend's fused decoder derives from the weights and keeps (kernels.ts). */
+  private readonly prepared = new PreparedTensors();
   /** Row blocks of the weights too large for one WebGPU binding (split-weights.ts). */
   private readonly rowBlocks = new RowBlockCache();
 
@@ -200,13 +204,13 @@ export class CausalLM implements LanguageModel {
   protected linear(x: tf.Tensor, weight: tf.Variable, bias?: tf.Tensor): tf.Tensor {
     const split = this.blocksOf(weight);
     if (split) return splitLinear(x, split, bias);
-    return ops.linear(x, weight, bias, this.transposes.get(weight));
+    return kernels().linear(x, weight, bias, () => this.transposes.get(weight));
   }
 
   /** Rows of an embedding table for int32 ids of any shape → [...ids.shape, H]. */
   protected embeddingRows(ids: tf.Tensor, table: tf.Variable): tf.Tensor {
     const split = this.blocksOf(table);
-    return split ? splitEmbedding(ids, split) : ops.embedding(ids, table);
+    return split ? splitEmbedding(ids, split) : kernels().embedding(ids, table);
   }
 
   /** The row blocks of a weight beyond the WebGPU binding limit, or null for every other weight. */
@@ -246,7 +250,7 @@ export class CausalLM implements LanguageModel {
    * (cumsum(mask) - 1, clipped at 0), as transformers' generate does, so a left-padded row computes what it
    * would unpadded. With a cache, the new keys/values are appended to it.
    */
-  hidden(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, cache: LmKvCache | null, training: boolean): tf.Tensor3D {
+  hidden(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, cache: KvCache | null, training: boolean): tf.Tensor3D {
     const c = this.config;
     const [B, T] = inputIds.shape;
     const past = cache?.length ?? 0;
@@ -254,6 +258,9 @@ export class CausalLM implements LanguageModel {
       throw new Error(`attention mask has shape [${attentionMask.shape.join(', ')}], expected [${B}, ${past + T}] (cached ${past} + new ${T})`);
     }
     if (past + T > c.maxPositionEmbeddings) throw new Error(`sequence of ${past + T} tokens exceeds max_position_embeddings ${c.maxPositionEmbeddings}`);
+    const fused = kernels().decoder;
+    if (fused) return fused.hidden(this.decoderAccess(), inputIds, attentionMask, cache, training);
+    if (cache !== null && !(cache instanceof LmKvCache)) throw new Error('decodeStep: cache was not made by this model');
     const { cos, sin } = this.ropeTables();
     const maskF = tf.cast(attentionMask, 'float32');
     const positions = tf.cast(tf.slice(tf.relu(tf.sub(tf.cumsum(maskF, 1), 1)), [0, past], [B, T]), 'int32') as tf.Tensor2D; // [B, T]
@@ -287,6 +294,20 @@ export class CausalLM implements LanguageModel {
     return ops.rmsNorm(x, this.dw('model.norm.weight'), c.rmsNormEps) as tf.Tensor3D;
   }
 
+  /** What a backend's fused decoder reads from this model (kernels.ts). */
+  private decoderAccess(): DecoderAccess {
+    return {
+      config: this.config,
+      embed: (ids) => this.embed(ids),
+      weight: (local) => this.dw(local),
+      proj: (x, module, training) => this.proj(x, module, training),
+      hasAdapter: (module) => this.lora?.adapters.has(this.prefix + module) ?? false,
+      ropeTables: () => this.ropeTables(),
+      trainable: () => new Set(this.trainableVariables().values()),
+      prepared: this.prepared,
+    };
+  }
+
   /** Token embeddings [B, T, H]. */
   protected embed(inputIds: tf.Tensor2D): tf.Tensor3D {
     return this.embeddingRows(inputIds, this.embedTable()) as tf.Tensor3D;
@@ -307,7 +328,7 @@ export class CausalLM implements LanguageModel {
 
   /** Log-probabilities [..., V] of the next token from hidden states (the pause wrapper combines its two heads). */
   logProbsOf(hidden: tf.Tensor): tf.Tensor {
-    return ops.logSoftmax(this.logitsOf(hidden));
+    return kernels().logSoftmax(this.logitsOf(hidden));
   }
 
   /** Mean next-token cross-entropy over the labels that count (labels are unshifted, as in HF). */
@@ -317,18 +338,23 @@ export class CausalLM implements LanguageModel {
     // The last position predicts nothing: drop it before the (largest) head matmul.
     const logits = this.logitsOf(tf.slice(hidden, [0, 0, 0], [B, T - 1, -1])); // [B, T-1, V]
     const labels = tf.reshape(tf.slice(batch.labels, [0, 1], [B, T - 1]), [-1]) as tf.Tensor1D;
-    const { sum, count } = ops.crossEntropySum(tf.reshape(logits, [B * (T - 1), -1]) as tf.Tensor2D, labels);
+    const { sum, count } = kernels().crossEntropySum(tf.reshape(logits, [B * (T - 1), -1]) as tf.Tensor2D, labels);
     // A batch without a counted label gives 0 rather than HF's NaN, so one empty batch cannot poison training.
     return { loss: tf.div(sum, tf.maximum(count, 1)) as tf.Scalar };
   }
 
+  newKvCache(capacity: number): KvCache {
+    return kernels().decoder?.newCache(this.config, capacity) ?? new LmKvCache();
+  }
+
   decodeStep(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, cache: KvCache | null): { logProbs: tf.Tensor2D; cache: KvCache } {
-    if (cache !== null && !(cache instanceof LmKvCache)) throw new Error('decodeStep: cache was not made by this model');
-    const kv = cache ?? new LmKvCache();
+    const kv = cache ?? this.newKvCache(attentionMask.shape[1]);
     const logProbs = tf.tidy(() => {
       const [B, T] = inputIds.shape;
       const hidden = this.hidden(inputIds, attentionMask, kv, false);
-      return tf.reshape(this.logProbsOf(tf.slice(hidden, [0, T - 1, 0], [B, 1, -1])), [B, -1]) as tf.Tensor2D;
+      // A one-token step's hidden state is its last position already: no slice (a copy) needed.
+      const last = T === 1 ? hidden : tf.slice(hidden, [0, T - 1, 0], [B, 1, -1]);
+      return tf.reshape(this.logProbsOf(last), [B, -1]) as tf.Tensor2D;
     });
     return { logProbs, cache: kv };
   }
@@ -362,6 +388,7 @@ export class CausalLM implements LanguageModel {
     this.rope?.sin.dispose();
     this.rope = null;
     this.transposes.clear();
+    this.prepared.clear();
     this.rowBlocks.clear();
   }
 }

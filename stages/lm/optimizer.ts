@@ -1,6 +1,7 @@
 // AdamW as torch.optim.AdamW, with torch's clip_grad_norm_ fused into the step, over one flat buffer of all trainable weights; float32 or pure bfloat16.
 import * as tf from '@tensorflow/tfjs-core';
 import { readTensor } from './backend.ts';
+import { kernels, type FusedAdamW } from './kernels.ts';
 import { splitFlat } from './ops.ts';
 
 export interface AdamWOptions {
@@ -86,6 +87,8 @@ export class AdamW {
   /** Which elements of the flat buffers are bfloat16: null when none or all are (no mask needed). */
   private readonly bf16Mask: tf.Tensor | null; // [total] bool
   private steps = 0;
+  /** The backend's own update (kernels.ts), made at the first step that takes it. */
+  private fused: FusedAdamW | null = null;
 
   constructor(params: Map<string, tf.Variable>, opts: AdamWOptions = {}) {
     this.beta1 = opts.beta1 ?? 0.9;
@@ -141,6 +144,13 @@ export class AdamW {
     this.steps += 1;
     const t = this.steps;
     const { beta1, beta2, eps, weightDecay, maxGradNorm } = this;
+    const fused = kernels().adamw;
+    if (fused) {
+      // The same update in three GPU programs, with the same per-weight norms and bfloat16 rounding points.
+      this.fused ??= fused(this.slots.map((s) => ({ variable: s.variable, bf16: s.bf16 })));
+      const update = { grads: this.slots.map((s) => grads.get(s.name)), expAvg: this.expAvg, expAvgSq: this.expAvgSq };
+      return this.fused.apply({ ...update, lr, beta1, beta2, eps, weightDecay, maxGradNorm, step: t });
+    }
     // Scalars in float64 on the host, as torch computes them in Python before touching the tensors.
     const stepSize = lr / (1 - beta1 ** t);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
@@ -249,5 +259,6 @@ export class AdamW {
     this.expAvg.dispose();
     this.expAvgSq.dispose();
     this.bf16Mask?.dispose();
+    this.fused?.dispose();
   }
 }

@@ -1,8 +1,8 @@
 // The pause-token surgery and the pause wrapper: extended embedding, grown LM head, pause head, combined log-probs and loss.
 import * as tf from '@tensorflow/tfjs-core';
 import { DEFAULT_PAUSE_TOKEN, SeededRandom, weightShapes, type LmConfig } from './config.ts';
+import { kernels } from './kernels.ts';
 import { CausalLM, detach, FLOAT32_MIN, weightVariables } from './model.ts';
-import * as ops from './ops.ts';
 import type { HostTensor } from './safetensors.ts';
 import { IGNORE_INDEX, type Batch, type LossParts } from './types.ts';
 
@@ -107,11 +107,15 @@ export class PauseLM extends CausalLM {
   }
 
   private combine(lmV: tf.Tensor, ctrl: tf.Tensor): tf.Tensor {
-    const [pause, useLm] = tf.split(ops.logSoftmax(ctrl), 2, -1); // PAUSE_CLASS = 0, LM_CLASS = 1
-    return tf.concat([tf.add(ops.logSoftmax(lmV), useLm!), pause!], -1);
+    const logSoftmax = kernels().logSoftmax;
+    const [pause, useLm] = tf.split(logSoftmax(ctrl), 2, -1); // PAUSE_CLASS = 0, LM_CLASS = 1
+    return tf.concat([tf.add(logSoftmax(lmV), useLm!), pause!], -1);
   }
 
   override logProbsOf(hidden: tf.Tensor): tf.Tensor {
+    // One program where the backend has it: the full LM logits in, the pause column skipped, no slice or concat.
+    const fused = kernels().pauseLogProbs;
+    if (fused) return fused(this.linear(hidden, this.headWeight()), this.ctrlLogitsOf(hidden), this.config.vocabSize, PAUSE_CLASS);
     return this.combine(this.lmLogitsV(hidden), this.ctrlLogitsOf(hidden));
   }
 
@@ -141,8 +145,9 @@ export class PauseLM extends CausalLM {
     const lmLabels = tf.where(isPause, ignored, targets) as tf.Tensor1D;
     const ctrlLabels = tf.where(tf.equal(targets, IGNORE_INDEX), ignored,
       tf.where(isPause, tf.fill([N], PAUSE_CLASS, 'int32'), tf.fill([N], LM_CLASS, 'int32'))) as tf.Tensor1D;
-    const lm = ops.crossEntropySum(tf.reshape(this.lmLogitsV(hidden), [N, -1]) as tf.Tensor2D, lmLabels);
-    const ctrl = ops.crossEntropySum(tf.reshape(this.ctrlLogitsOf(hidden), [N, 2]) as tf.Tensor2D, ctrlLabels);
+    const { crossEntropySum } = kernels();
+    const lm = crossEntropySum(tf.reshape(this.lmLogitsV(hidden), [N, -1]) as tf.Tensor2D, lmLabels);
+    const ctrl = crossEntropySum(tf.reshape(this.ctrlLogitsOf(hidden), [N, 2]) as tf.Tensor2D, ctrlLabels);
     // Every counted position has a pause-head label, so the pause head's count is "at least one label counts".
     const counted = tf.maximum(ctrl.count, 1);
     return {

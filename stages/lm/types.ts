@@ -58,5 +58,7 @@ export interface LanguageModel {
    * positions seen so far (cache + new).
    */
   decodeStep(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, cache: KvCache | null): { logProbs: tf.Tensor2D; cache: KvCache };
+  /** An empty KV cache for decodeStep with room for `capacity` positions (a GPU cache is allocated once, not grown). */
+  newKvCache(capacity: number): KvCache;
   dispose(): void;
 }

@@ -1,4 +1,4 @@
-// Runs a model test file's suites on every tfjs backend present: wasm always, webgpu when an adapter exists (CI must have one).
+// Runs a model test file's suites on every tfjs backend present (wasm always, webgpu when an adapter exists; CI must have one), and the WebGPU path's own suites on webgpu.
 import { suite, type Test } from 'uvu';
 import { initBackend, webgpuAdapter } from '../../stages/lm/backend.ts';
 import { noteSkip } from './requires.ts';
@@ -17,8 +17,20 @@ export const WEBGPU_ADAPTER = adapter?.name ?? null;
  * are registered anyway and fail in their `before` hook, so CI cannot pass without testing WebGPU.
  */
 export function forEachBackend(register: (backend: TestBackend) => void): void {
-  if (!TEST_BACKENDS.includes('webgpu')) noteSkip('no WebGPU adapter here: the model suites ran on wasm only (.ci/software-gpu.sh installs one)');
+  if (!TEST_BACKENDS.includes('webgpu')) noteSkip(NO_ADAPTER);
   for (const backend of TEST_BACKENDS) register(backend);
+}
+
+const NO_ADAPTER = 'no WebGPU adapter here: the model suites ran on wasm only, the WebGPU kernel suites not at all (.ci/software-gpu.sh installs one)';
+
+/**
+ * Runs a suite of the WebGPU path itself (its fused kernels, kernel counts; made with `backendSuite(name, 'webgpu')`)
+ * where the webgpu suites run; elsewhere it is left out as forEachBackend leaves out their webgpu half, and under
+ * CI=true it runs and fails without an adapter.
+ */
+export function runOnWebgpu<T>(test: Test<T>): void {
+  if (TEST_BACKENDS.includes('webgpu')) test.run();
+  else noteSkip(NO_ADAPTER);
 }
 
 /** A uvu suite named `NAME [BACKEND]` whose tests run with that backend active (started before its first test). */

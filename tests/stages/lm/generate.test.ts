@@ -102,7 +102,8 @@ forEachBackend((backend) => {
     const counts: number[] = [];
     await generate(model, tok, PROMPTS, { maxNewTokens: 6, onStep: () => counts.push(tf.memory().numTensors) });
     assert.is(counts.length, 6);
-    assert.ok(counts.every((c) => c === counts[0]), `tensors per step: ${counts.join(', ')}`);
+    // Where a step is queued before the previous one is read (webgpu), none is queued after the last: one tensor fewer.
+    assert.ok(counts.slice(0, -1).every((c) => c === counts[0]) && counts.at(-1)! <= counts[0]!, `tensors per step: ${counts.join(', ')}`);
     assert.is(tf.memory().numTensors, before);
   });
 

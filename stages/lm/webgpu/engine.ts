@@ -1,0 +1,214 @@
+// Runs hand-written WGSL programs on tfjs-backend-webgpu's device, in its command stream, with several outputs per dispatch.
+/// <reference types="@webgpu/types" />
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * The parts of tfjs-backend-webgpu's WebGPUBackend (4.22) this engine uses. They are public members of the class
+ * but absent from its typings' stable surface, so they are named here in one place.
+ */
+export interface WebGpuBackendInternals {
+  device: GPUDevice;
+  queue: GPUQueue;
+  commandEncoder: GPUCommandEncoder | null;
+  computePassEncoder: GPUComputePassEncoder | null;
+  dispatchCountInPass: number;
+  commandQueueOwnedIds: WeakSet<object>;
+  uniformPendingDisposal: GPUBuffer[];
+  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
+  tensorMap: { get(dataId: object): { resource: unknown; values: unknown; dtype: string } };
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  uploadToGPU(dataId: object): void;
+  makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: object): boolean;
+  getBufferData(buffer: GPUBuffer): Promise<ArrayBuffer>;
+}
+
+/** The active backend's internals; throws when tfjs is not on webgpu. */
+export function webgpuBackend(): WebGpuBackendInternals {
+  if (tf.getBackend() !== 'webgpu') throw new Error(`webgpu kernels need the webgpu backend, the active one is ${tf.getBackend()}`);
+  return tf.backend() as unknown as WebGpuBackendInternals;
+}
+
+/**
+ * Whether the adapter runs shaders on the CPU (Mesa's llvmpipe, SwiftShader). Those JIT each shader with LLVM at its
+ * first dispatch, where loops over a head's values fully unrolled by their constant bounds take minutes to compile;
+ * kernels then bound the same loops by a uniform holding the same number. GPUs keep the constant bounds, which let
+ * their compilers unroll and keep per-row arrays in registers.
+ */
+export function cpuAdapter(): boolean {
+  const info = (webgpuBackend() as unknown as { adapterInfo?: { architecture?: string } }).adapterInfo;
+  return info?.architecture === 'software' || info?.architecture === 'swiftshader';
+}
+
+/** Whether tfjs is recording operations for a gradient right now (inside tf.grad / variableGrads, outside a kernel). */
+export function recordingGradients(): boolean {
+  const state = (tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } }).state;
+  return state.gradientDepth > 0 && state.kernelDepth === 0;
+}
+
+/** A scalar passed to a program in its uniform buffer, declared in the same order in the WGSL `Params` struct. */
+export type Uniform = { u32: number } | { i32: number } | { f32: number };
+
+export interface Dispatch {
+  /** Names the pipeline in the cache: everything the WGSL text depends on (shape constants, flags) must be in it. */
+  key: string;
+  /** The whole WGSL module; bindings in the order outputs, inputs, then `params` (see `bindings`). */
+  wgsl: () => string;
+  /** Read-only storage inputs. */
+  inputs: tf.TensorInfo[];
+  /** New outputs to allocate, or existing tensors the program writes into (read_write, in place). */
+  outputs: Array<{ shape: number[]; dtype: 'float32' | 'int32' } | { into: tf.TensorInfo }>;
+  uniforms?: Uniform[];
+  /** Workgroups to launch; each dimension at most 65535 (`grid` spreads a long 1-D count over two). */
+  workgroups: [number, number, number];
+}
+
+type Binding = { name: string; type: 'f32' | 'i32' | 'u32' | 'atomic<u32>'; write: boolean };
+
+/**
+ * The WGSL declarations of a program's buffers in the engine's binding order: outputs (read_write), inputs
+ * (read), then a `params: Params` uniform when `params` lists fields. Keeps each kernel's text and its dispatch
+ * in agreement without counting binding numbers by hand.
+ */
+export function bindings(outputs: Array<[string, Binding['type']]>, inputs: Array<[string, Binding['type']]>, params: Array<[string, 'u32' | 'i32' | 'f32']> = []): string {
+  const all: Binding[] = [
+    ...outputs.map(([name, type]) => ({ name, type, write: true })),
+    ...inputs.map(([name, type]) => ({ name, type, write: false })),
+  ];
+  const lines = all.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b.write ? 'read_write' : 'read'}> ${b.name}: array<${b.type}>;`);
+  if (params.length > 0) {
+    lines.push(`struct Params { ${params.map(([n, t]) => `${n}: ${t},`).join(' ')} };`);
+    lines.push(`@group(0) @binding(${all.length}) var<uniform> params: Params;`);
+  }
+  return lines.join('\n');
+}
+
+/** Workgroup counts for `count` workgroups of a 1-D job, folded into x and y so neither passes 65535. */
+export function grid(count: number): [number, number, number] {
+  if (count <= 65535) return [Math.max(count, 1), 1, 1];
+  const y = Math.ceil(count / 65535);
+  return [Math.ceil(count / y), y, 1];
+}
+
+/** WGSL for the flat workgroup index of a `grid` launch (needs `wid` and `nwg` builtins in scope). */
+export const FLAT_WORKGROUP = 'wid.x + wid.y * nwg.x';
+
+const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+/** Shader errors Dawn reports asynchronously, thrown at the next dispatch so they name the program. */
+const compileErrors: string[] = [];
+
+function pipelineFor(device: GPUDevice, d: Dispatch): GPUComputePipeline {
+  let cache = pipelines.get(device);
+  if (!cache) {
+    cache = new Map();
+    pipelines.set(device, cache);
+  }
+  let pipeline = cache.get(d.key);
+  if (!pipeline) {
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ code: d.wgsl(), label: d.key });
+    pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: d.key });
+    void device.popErrorScope().then((err) => {
+      if (err) compileErrors.push(`webgpu program ${d.key}: ${err.message}`);
+    });
+    cache.set(d.key, pipeline);
+  }
+  return pipeline;
+}
+
+/** The GPU buffer behind a tensor, uploading host values first (small tensors may live on the host). */
+function bufferOf(backend: WebGpuBackendInternals, t: tf.TensorInfo): GPUBuffer {
+  backend.uploadToGPU(t.dataId);
+  const resource = backend.tensorMap.get(t.dataId).resource;
+  if (!(resource instanceof GPUBuffer)) throw new Error('webgpu kernels: a tensor is not held in a GPU buffer');
+  return resource;
+}
+
+function uniformBuffer(backend: WebGpuBackendInternals, values: Uniform[]): GPUBuffer {
+  // A uniform struct of scalars is 4-byte aligned; 16-byte sizes satisfy every implementation's binding minimum.
+  const size = Math.max(16, Math.ceil((values.length * 4) / 16) * 16);
+  const data = new ArrayBuffer(size);
+  const u32 = new Uint32Array(data);
+  const i32 = new Int32Array(data);
+  const f32 = new Float32Array(data);
+  values.forEach((v, i) => {
+    if ('u32' in v) u32[i] = v.u32;
+    else if ('i32' in v) i32[i] = v.i32;
+    else f32[i] = v.f32;
+  });
+  const buffer = backend.bufferManager.acquireBuffer(size, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
+  backend.queue.writeBuffer(buffer, 0, data, 0, size);
+  // Released to the pool by the backend once the commands using it are submitted.
+  backend.uniformPendingDisposal.push(buffer);
+  return buffer;
+}
+
+/**
+ * Records one dispatch into the backend's open compute pass, as its own programs do (same batching and submit
+ * rule), and returns the outputs as TensorInfos owned by the caller. Tensors bound by a recorded but unsubmitted
+ * command are marked so the backend defers freeing their buffers until the submit.
+ */
+export function run(d: Dispatch): tf.TensorInfo[] {
+  if (compileErrors.length > 0) throw new Error(compileErrors.splice(0).join('\n'));
+  const backend = webgpuBackend();
+  const outputs = d.outputs.map((o) => ('into' in o ? o.into : backend.makeTensorInfo(o.shape, o.dtype)));
+  const buffers = [...outputs, ...d.inputs].map((t) => bufferOf(backend, t));
+  const pipeline = pipelineFor(backend.device, d);
+  const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
+  if (d.uniforms && d.uniforms.length > 0) entries.push({ binding: buffers.length, resource: { buffer: uniformBuffer(backend, d.uniforms) } });
+  const bindGroup = backend.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  for (const t of [...outputs, ...d.inputs]) backend.commandQueueOwnedIds.add(t.dataId);
+  // Values cached on the host after a read would go stale once a program writes the buffer in place.
+  for (const o of d.outputs) if ('into' in o) backend.tensorMap.get(o.into.dataId).values = null;
+  backend.ensureCommandEncoderReady();
+  if (!backend.computePassEncoder) backend.computePassEncoder = backend.commandEncoder!.beginComputePass();
+  const pass = backend.computePassEncoder;
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(...d.workgroups);
+  backend.dispatchCountInPass++;
+  if (tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') <= backend.dispatchCountInPass) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
+  }
+  return outputs;
+}
+
+/** `run` from outside a kernel function: the outputs as tensors tracked by the engine (freed by tidy/dispose). */
+export function runToTensors(d: Dispatch): tf.Tensor[] {
+  return run(d).map((info) => tf.engine().makeTensorFromTensorInfo(info));
+}
+
+/** A new tensor whose GPU buffer is allocated but not initialised (for programs and copies that fill all of it). */
+export function emptyTensor(shape: number[], dtype: 'float32' | 'int32'): tf.Tensor {
+  const backend = webgpuBackend();
+  const info = backend.makeTensorInfo(shape, dtype);
+  bufferOf(backend, info);
+  return tf.engine().makeTensorFromTensorInfo(info);
+}
+
+/** One buffer-to-buffer copy in the backend's command stream (between compute passes); not a kernel dispatch. */
+export function copyBuffer(from: tf.TensorInfo, fromElement: number, to: tf.TensorInfo, toElement: number, elements: number): void {
+  const backend = webgpuBackend();
+  const src = bufferOf(backend, from);
+  const dst = bufferOf(backend, to);
+  backend.commandQueueOwnedIds.add(from.dataId);
+  backend.commandQueueOwnedIds.add(to.dataId);
+  backend.tensorMap.get(to.dataId).values = null;
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  backend.commandEncoder!.copyBufferToBuffer(src, fromElement * 4, dst, toElement * 4, elements * 4);
+}
+
+/** Zeroes `elements` values of a tensor from `element` on, in the command stream. */
+export function clearBuffer(t: tf.TensorInfo, element: number, elements: number): void {
+  const backend = webgpuBackend();
+  const buffer = bufferOf(backend, t);
+  backend.commandQueueOwnedIds.add(t.dataId);
+  backend.tensorMap.get(t.dataId).values = null;
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  backend.commandEncoder!.clearBuffer(buffer, element * 4, elements * 4);
+}
