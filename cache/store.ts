@@ -33,6 +33,8 @@ export interface Manifest {
   metrics: Record<string, JsonValue>;
   timings: { startedAt: string; finishedAt: string; seconds: number };
   backend?: string;
+  /** The `-p` overrides of the run that computed this entry (let path → value, e.g. {"lora_config.r": 8}); absent when none. */
+  overrides?: Record<string, JsonValue>;
   /** pausepipe, node, tfjs, ... */
   versions: Record<string, string>;
   /** Relative path of the log file inside the entry. */
@@ -81,6 +83,21 @@ const TEMP_NAME = /^([0-9a-f]{8,128})\.(\d+)\.([0-9a-f]+)$/;
 /** Half-published lock files older than this belong to a process that died between write and link. */
 const LOCK_TEMP_MAX_AGE_MS = 10 * 60 * 1000;
 
+export interface BeginOptions {
+  signal?: AbortSignal;
+  onWait?: (owner: LockOwner) => void;
+  /**
+   * Recompute even when an entry exists, if it was committed before this moment (--force: the run's start). The new
+   * entry replaces it at commit; one committed since (by this run under another name, or by another run) is used.
+   */
+  replaceBefore?: Date;
+}
+
+/** An entry that a forced run must recompute: committed before the moment the force applies from. */
+function isReplaced(m: Manifest, before: Date | undefined): boolean {
+  return before !== undefined && Date.parse(m.timings.finishedAt) < before.getTime();
+}
+
 /** Cache root: the --cache-dir flag, else $PAUSEPIPE_CACHE, else <workspace>/.pausepipe. Relative values resolve against the current folder. */
 export function resolveCacheRoot(workspace: string, flag?: string): string {
   const chosen = [flag, process.env.PAUSEPIPE_CACHE].find((value) => value !== undefined && value.trim() !== '');
@@ -123,6 +140,7 @@ export function parseManifest(text: string, key: string): Manifest | string {
     if (!isRecord(value[field])) return `manifest.json field ${field} is not an object`;
   }
   if (value.backend !== undefined && typeof value.backend !== 'string') return 'manifest.json field backend is not a string';
+  if (value.overrides !== undefined && !isRecord(value.overrides)) return 'manifest.json field overrides is not an object';
   if (!Array.isArray(value.outputs) || !value.outputs.every(isOutputRecord)) {
     return 'manifest.json field outputs is not a list of {path, size, sha256} with relative paths';
   }
@@ -265,12 +283,16 @@ export class ArtifactStore {
    * Returns 'cached' when the entry got committed by someone else meanwhile (lock released again).
    * Rejects with the signal's reason when `signal` aborts while waiting.
    */
-  async begin(key: string, opts: { signal?: AbortSignal; onWait?: (owner: LockOwner) => void } = {}): Promise<PendingEntry | 'cached'> {
-    if (this.has(key)) return 'cached';
+  async begin(key: string, opts: BeginOptions = {}): Promise<PendingEntry | 'cached'> {
+    const current = () => {
+      const m = this.readManifest(key);
+      return m !== undefined && !isReplaced(m, opts.replaceBefore);
+    };
+    if (current()) return 'cached';
     await fsp.mkdir(path.join(this.root, 'locks'), { recursive: true });
     const lock = await acquireLock(this.lockPath(key), opts);
     try {
-      if (this.has(key)) {
+      if (current()) {
         await lock.release();
         return 'cached';
       }
@@ -281,7 +303,7 @@ export class ArtifactStore {
       await fsp.writeFile(path.join(entryTmp, LOG), '', { flag: 'wx' });
       const scratchDir = this.scratchDir(key);
       await fsp.mkdir(scratchDir, { recursive: true });
-      return new Pending(this, key, entryTmp, scratchDir, lock);
+      return new Pending(this, key, entryTmp, scratchDir, lock, opts.replaceBefore);
     } catch (error) {
       await lock.release();
       throw error;
@@ -446,6 +468,7 @@ class Pending implements PendingEntry {
     private readonly entryTmp: string,
     readonly scratchDir: string,
     private readonly lock: HeldLock,
+    private readonly replaceBefore?: Date,
   ) {
     this.outDir = path.join(entryTmp, ARTIFACTS);
     this.logPath = path.join(entryTmp, LOG);
@@ -496,6 +519,7 @@ class Pending implements PendingEntry {
       metrics: m.metrics,
       timings: m.timings,
       ...(m.backend === undefined ? {} : { backend: m.backend }),
+      ...(m.overrides === undefined ? {} : { overrides: m.overrides }),
       versions: m.versions,
       log: LOG,
     };
@@ -520,12 +544,13 @@ class Pending implements PendingEntry {
     } catch (error) {
       if (errorCode(error) !== 'ENOTEMPTY' && errorCode(error) !== 'EEXIST') throw error;
       const existing = this.store.readManifest(this.key);
-      if (existing !== undefined) {
+      if (existing !== undefined && !isReplaced(existing, this.replaceBefore)) {
         // Someone committed this key although we held its lock (it judged us dead); theirs is as good as ours.
         await fsp.rm(this.entryTmp, { recursive: true, force: true });
         return existing;
       }
-      // A damaged entry (verify reports those) is replaced; the lock guarantees nobody else is doing the same.
+      // A damaged entry (verify reports those), or one --force recomputed, is replaced; the lock guarantees nobody
+      // else is doing the same. Between the two renames the key has no entry: a crash there costs a re-run, not a wrong result.
       await discardEntry(this.store.root, final);
       await fsp.rename(this.entryTmp, final);
     }

@@ -58,6 +58,7 @@ export const DIAGNOSTIC_CODES = {
   E_EMPTY_SELECTION: 'a selector such as `eval[head=true]` matches no variant, or `eval[*]` collects a loop that makes none',
   E_NESTED_LOOP: 'a `for each` inside another `for each`',
   E_EMPTY_MATRIX: 'a loop generates no variant (warning)',
+  E_OVERRIDE: 'a command-line `-p NAME=VALUE` names no top-level let, or a key its value does not have',
 } as const;
 
 export type DiagnosticCode = keyof typeof DIAGNOSTIC_CODES;

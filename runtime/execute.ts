@@ -27,6 +27,8 @@ export interface RunOptions {
   /** Aborting (Ctrl-C) kills running stages, aborts their pending entries and starts nothing more. */
   signal?: AbortSignal;
   reporter: Reporter;
+  /** The command line's `-p` overrides, recorded in the manifest of every entry the run commits. */
+  overrides?: Record<string, JsonValue>;
 }
 
 export interface ExecuteOptions extends RunOptions {
@@ -137,7 +139,9 @@ function workerCommand(): string[] {
   return [path.join(path.dirname(here), 'worker.js')];
 }
 
-async function runInWorker(req: RunRequest, log: StageLog, onProgress: (p: Progress) => void, signal: AbortSignal): Promise<Record<string, JsonValue>> {
+async function runInWorker(
+  req: RunRequest, log: StageLog, onProgress: (p: Progress) => void, onNotice: (line: string) => void, signal: AbortSignal,
+): Promise<Record<string, JsonValue>> {
   const { execa } = await import('execa');
   const sub = execa(process.execPath, workerCommand(), {
     ipc: true,
@@ -162,6 +166,7 @@ async function runInWorker(req: RunRequest, log: StageLog, onProgress: (p: Progr
         const m = raw as FromWorker;
         if (m.type === 'log') log.line(m.line);
         else if (m.type === 'progress') onProgress(m.progress);
+        else if (m.type === 'notice') onNotice(m.line);
         else outcome = m;
       }
     } catch {
@@ -203,6 +208,15 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   const byName = new Map(stages.map((x) => [x.name, x]));
   let running = 0;
   let stopping = false;
+  // When a run starts; a forced stage replaces an entry committed before it, not one this run made under another name.
+  const runStart = new Date();
+  const noticed = new Set<string>();
+  /** Said once per run however many stages say it (every model stage names its backend). */
+  const notice = (line: string) => {
+    if (noticed.has(line)) return;
+    noticed.add(line);
+    o.reporter.note(line);
+  };
 
   const manifestOf = (key: string): Manifest => {
     let m = manifests.get(key);
@@ -281,7 +295,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         const ctx: StageContext = {
           name: s.name, key: keyed.key, params: s.params, variant: s.variant, inputs, outDir: entry.outDir,
           scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, backend: o.backend,
-          log: (line) => log.line(line), progress: onProgress, signal: ctl.signal,
+          log: (line) => log.line(line), progress: onProgress, notice, signal: ctl.signal,
         };
         metrics = (await kind.run(ctx)).metrics ?? {};
       } else {
@@ -289,7 +303,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
           type: 'run', name: s.name, key: keyed.key, kind: s.kind, params: s.params, variant: s.variant, inputs,
           outDir: entry.outDir, scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, backend: o.backend,
         };
-        metrics = await runInWorker(req, log, onProgress, ctl.signal);
+        metrics = await runInWorker(req, log, onProgress, notice, ctl.signal);
       }
       if (ctl.signal.aborted) throw new Error('interrupted');
       await log.close();
@@ -299,6 +313,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         inputs: keyed.ingredients.inputs, files: keyed.ingredients.files, variant: s.variant, metrics,
         timings: { startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000 },
         ...(o.backend ? { backend: o.backend } : {}),
+        ...(o.overrides && Object.keys(o.overrides).length > 0 ? { overrides: o.overrides } : {}),
         versions: { pausepipe: PAUSEPIPE_VERSION, node: process.version },
       });
       manifests.set(keyed.key, manifest);
@@ -322,7 +337,9 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     const ctl = new AbortController();
     controllers.add(ctl);
     try {
-      const entry = await o.store.begin(key, { signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner) });
+      const entry = await o.store.begin(key, {
+        signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner), replaceBefore: planned.get(s.name)?.forced ? runStart : undefined,
+      });
       if (entry === 'cached') {
         recordHit(s, key, await restore(s, key), 'computed by another run');
       } else {

@@ -6,6 +6,7 @@ import {
 import { didYouMean } from '../grammar/suggest.ts';
 import { evaluate, evaluateString, INVALID, jsonEqual, objectFrom, renderValue, Scope, typeName, type EvalContext, type Value } from './expand-eval.ts';
 import type { JsonValue } from './json.ts';
+import { applyOverride, type Override } from './overrides.ts';
 
 export interface ExpandedInput {
   name: string;
@@ -25,8 +26,10 @@ export interface ExpandedStage {
   declaredName: string;
   kind: string;
   decl: StageDecl;
-  /** null when a param expression failed (already reported). */
-  params: Record<string, JsonValue> | null;
+  /** The params whose expressions evaluated; the others are in `failedParams`. */
+  params: Record<string, JsonValue>;
+  /** Params whose expression failed (already reported): validation checks the rest and leaves these alone. */
+  failedParams: string[];
   inputs: ExpandedInput[];
   variant: Record<string, JsonValue>;
 }
@@ -102,16 +105,35 @@ class Expander {
   private readonly loops = new Map<LoopDecl, LoopInfo>();
   private readonly pending: Pending[] = [];
 
+  constructor(private readonly overrides: readonly Override[]) {}
+
   run(statements: readonly Statement[]): ExpandResult {
     this.declare(statements);
     const top = new Scope();
     for (const s of statements) {
-      if (s.type === 'let') this.evaluateLet(s, top, null);
-      else if (s.type === 'stage') this.instantiate(s, top, null, null, {});
+      if (s.type === 'let') {
+        this.evaluateLet(s, top, null);
+        this.applyOverrides(s, top);
+      } else if (s.type === 'stage') this.instantiate(s, top, null, null, {});
       else if (s.type === 'loop') this.expandLoop(this.loops.get(s)!, top);
+    }
+    for (const o of this.overrides.filter((x) => !this.topLets.has(x.name))) {
+      this.sink.report(diagnostic('E_OVERRIDE', `-p ${o.text}: the pipeline has no top-level let \`${o.name}\``, undefined,
+        [...didYouMean(o.name, this.topLets.keys()), `its top-level lets: ${[...this.topLets.keys()].join(', ') || 'none'}`]));
     }
     const stages = this.pending.map((p) => this.resolve(p));
     return { stages, diagnostics: this.sink.diagnostics };
+  }
+
+  /** The command line's `-p` values replace the let's value (or one key of it) before anything uses it. */
+  private applyOverrides(s: LetDecl, scope: Scope): void {
+    for (const o of this.overrides.filter((x) => x.name === s.name)) {
+      const current = scope.get(s.name);
+      if (current === INVALID || current === undefined) continue;
+      const applied = applyOverride(current, o);
+      if (applied.ok) scope.set(s.name, applied.value);
+      else this.sink.report(diagnostic('E_OVERRIDE', `-p ${o.text}: ${applied.error}`, s.nameSpan));
+    }
   }
 
   // ---- declarations: names, duplicates, nesting (once per declaration, not per variant)
@@ -245,10 +267,10 @@ class Expander {
   private instantiate(decl: StageDecl, scope: Scope, loop: LoopInfo | null, label: string | null, variant: Record<string, JsonValue>): void {
     const ctx = this.context(label);
     const entries: [string, JsonValue][] = [];
-    let ok = true;
+    const failedParams: string[] = [];
     for (const e of decl.params.entries) {
       const v = evaluate(e.value, scope, ctx);
-      if (v === INVALID) ok = false;
+      if (v === INVALID) failedParams.push(e.key);
       else entries.push([e.key, v]);
     }
     const inputs = decl.inputs.map((input) => ({
@@ -260,7 +282,8 @@ class Expander {
       declaredName: decl.name,
       kind: decl.kind,
       decl,
-      params: ok ? objectFrom(entries) : null,
+      params: objectFrom(entries),
+      failedParams,
       inputs: [],
       variant,
     };
@@ -445,7 +468,10 @@ function* cartesian(lists: JsonValue[][]): Generator<JsonValue[]> {
   }
 }
 
-/** Expands a program (entry file and includes merged, in order); `include` statements are skipped. */
-export function expandPipeline(statements: readonly Statement[]): ExpandResult {
-  return new Expander().run(statements);
+/**
+ * Expands a program (entry file and includes merged, in order); `include` statements are skipped. `overrides` replace
+ * top-level lets (the command line's `-p`); one naming no top-level let is a diagnostic.
+ */
+export function expandPipeline(statements: readonly Statement[], overrides: readonly Override[] = []): ExpandResult {
+  return new Expander(overrides).run(statements);
 }

@@ -7,6 +7,7 @@ import { diagnostic, hasErrors, type Diagnostic } from '../grammar/diagnostics.t
 import { parsePipeText } from '../grammar/index.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { expandPipeline } from './expand.ts';
+import type { Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
 import { validatePipeline } from './validate.ts';
 
@@ -17,6 +18,11 @@ export interface LoadResult {
   diagnostics: Diagnostic[];
   /** Every file read, by absolute path, even when pipeline is null: formatDiagnostics needs them for code frames. */
   sources: Record<string, string>;
+}
+
+export interface LoadOptions {
+  /** The command line's `-p` values for top-level lets. */
+  overrides?: readonly Override[];
 }
 
 const WORKSPACE_MARKERS = ['package.json', '.git', '.pausepipe'];
@@ -50,7 +56,7 @@ function sortDiagnostics(ds: Diagnostic[], files: string[]): Diagnostic[] {
  * Reads the entry file from disk, then works like loadPipelineText. A missing entry file is a diagnostic
  * (E_FILE_NOT_FOUND), not an exception.
  */
-export async function loadPipeline(entryFile: string, kinds: Record<string, StageKind>): Promise<LoadResult> {
+export async function loadPipeline(entryFile: string, kinds: Record<string, StageKind>, options: LoadOptions = {}): Promise<LoadResult> {
   const file = path.resolve(entryFile);
   let text: string;
   try {
@@ -59,7 +65,7 @@ export async function loadPipeline(entryFile: string, kinds: Record<string, Stag
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
     return { pipeline: null, diagnostics: [diagnostic('E_FILE_NOT_FOUND', `cannot read ${file}: ${reason}`, undefined)], sources: {} };
   }
-  return loadPipelineText(text, file, kinds);
+  return loadPipelineText(text, file, kinds, readFileOrUndefined, options);
 }
 
 /**
@@ -71,6 +77,7 @@ export function loadPipelineText(
   file: string,
   kinds: Record<string, StageKind>,
   readFileFn: (path: string) => string | undefined = readFileOrUndefined,
+  options: LoadOptions = {},
 ): LoadResult {
   const entry = path.resolve(file);
   const sources: Record<string, string> = { [entry]: text };
@@ -113,7 +120,7 @@ export function loadPipelineText(
   // Syntax errors leave the program incomplete; expanding it would report consequences, not causes.
   if (hasErrors(diagnostics)) return done(null);
 
-  const expanded = expandPipeline(statements);
+  const expanded = expandPipeline(statements, options.overrides);
   diagnostics.push(...expanded.diagnostics);
   const validated = validatePipeline(expanded.stages, kinds);
   diagnostics.push(...validated.diagnostics);

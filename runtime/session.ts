@@ -9,9 +9,10 @@ import type { StageKind } from '../stages/kind.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { computeKeys, type StageKeys } from './keys.ts';
 import { loadKinds } from './kinds.ts';
-import { loadPipeline } from './load.ts';
+import { loadPipeline, type LoadOptions } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
-import { planPipeline, type Plan, type PreviousState } from './plan.ts';
+import { planPipeline, type Plan, type PlanOptions, type PreviousState } from './plan.ts';
+import type { RunStage } from './progress.ts';
 import { readState, statePath, StateRecorder } from './state.ts';
 
 export interface Session {
@@ -44,16 +45,20 @@ export function renderDiagnostics(diagnostics: Diagnostic[], sources: Record<str
 }
 
 /** Loads and checks a pipeline; prints its diagnostics. Undefined when it has errors (the caller exits 2). */
-export async function loadChecked(file: string, printErr: (text: string) => void): Promise<{ pipeline: Pipeline; kinds: Record<string, StageKind>; diagnostics: Diagnostic[] } | undefined> {
+export async function loadChecked(
+  file: string,
+  printErr: (text: string) => void,
+  options: LoadOptions = {},
+): Promise<{ pipeline: Pipeline; kinds: Record<string, StageKind>; diagnostics: Diagnostic[] } | undefined> {
   const kinds = await loadKinds();
-  const { pipeline, diagnostics } = await loadPipeline(path.resolve(file), kinds);
+  const { pipeline, diagnostics } = await loadPipeline(path.resolve(file), kinds, options);
   if (diagnostics.length > 0) printErr(renderDiagnostics(diagnostics, pipeline?.sources));
   if (!pipeline || diagnostics.some((d) => d.severity === 'error')) return undefined;
   return { pipeline, kinds, diagnostics };
 }
 
 /** Keys and plan of a loaded pipeline against its cache and the last run's state. Reads, never writes. */
-export async function planLoaded(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheDir?: string): Promise<Session> {
+export async function planLoaded(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheDir?: string, options: PlanOptions = {}): Promise<Session> {
   const cacheRoot = resolveCacheRoot(pipeline.workspace, cacheDir);
   const store = new ArtifactStore(cacheRoot);
   const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'));
@@ -65,7 +70,7 @@ export async function planLoaded(pipeline: Pipeline, kinds: Record<string, Stage
     if (m) manifests.set(key, m);
     return m !== undefined;
   };
-  const plan = planPipeline(pipeline, keys, isCached, previous);
+  const plan = planPipeline(pipeline, keys, isCached, previous, options);
   return { pipeline, kinds, cacheRoot, store, hasher, keys, plan, previous, manifests };
 }
 
@@ -77,10 +82,16 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     return await executePlan({
       pipeline: s.pipeline, kinds: s.kinds, store: s.store, keys: s.keys, plan: s.plan, hasher: s.hasher,
       jobs: o.jobs, gpus: o.gpus, keepGoing: o.keepGoing, backend: o.backend, signal: o.signal,
-      reporter: o.reporter, state, manifests: s.manifests,
+      reporter: o.reporter, overrides: o.overrides, state, manifests: s.manifests,
     });
   } finally {
     o.reporter.close();
     await Promise.all([state.flush(), s.hasher.save()]);
   }
+}
+
+/** The session's stages as the progress reporter counts them (cached ones are done from the start). */
+export function runStagesOf(s: Session): RunStage[] {
+  const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
+  return s.pipeline.stages.map((st) => ({ name: st.name, group: st.declaredName, fresh: status.get(st.name) === 'fresh' }));
 }

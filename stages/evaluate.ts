@@ -18,12 +18,12 @@ export interface EvaluateParams {
 export const TEST_RESULTS = 'test_results.json';
 
 /** The sft metrics `report` reads through an evaluate artifact (stages/data/report-table.ts `TrainingInfo`). */
-const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable'] as const;
+const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable', 'backend', 'device'] as const;
 
 export const EVALUATE: StageKind<EvaluateParams> = {
   name: 'evaluate',
-  version: 1,
-  tableMetrics: ['accuracy', 'accuracy_std', 'n', 'eval_loss', 'avg_pauses', 'invalid'],
+  version: 2,
+  tableMetrics: ['accuracy', 'accuracy_std', 'n', 'eval_loss', 'avg_pauses', 'invalid', 'backend'],
   description:
     'Generates answers for the test split (greedy, left-padded batches, KV cache), scores them as the reference: the ' +
     'number after `####` must equal the reference answer\'s. Also the loss on the validation split and the pauses per ' +
@@ -56,7 +56,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     const { evaluateLoss } = await import('./lm/trainer.ts');
     const { readDataset } = await import('./data/dataset.ts');
     const { extractAnswer, INVALID_ANSWER, isCorrect, meanStd } = await import('./data/answer.ts');
-    await startBackend(ctx);
+    const ran = await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
     const { splits } = await readDataset(ctx.inputs.data![0]!.dir);
     const test = p.limit === null ? splits.test : splits.test.slice(0, p.limit);
@@ -110,6 +110,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
           predictions: TEST_RESULTS,
           model: { stage: modelRef.stage, key: modelRef.key },
           training: trainingInfo(modelRef.kind, modelRef.metrics),
+          ...ran,
         },
       };
     } finally {

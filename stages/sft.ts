@@ -42,8 +42,8 @@ const LORA_DEFAULTS: SftLora = { r: 16, alpha: 32, dropout: 0.05, target_modules
 
 export const SFT: StageKind<SftParams> = {
   name: 'sft',
-  version: 1,
-  tableMetrics: ['eval_loss', 'best_step', 'steps', 'epochs'],
+  version: 2,
+  tableMetrics: ['eval_loss', 'best_step', 'steps', 'epochs', 'backend'],
   description:
     'Fine-tunes a model on a dataset\'s {question, answer} rows with the loss on the answer only, as the reference\'s TRL ' +
     'SFTTrainer: AdamW, linear decay, gradient clipping, eval loss on the validation split, best checkpoint kept. ' +
@@ -121,7 +121,7 @@ export const SFT: StageKind<SftParams> = {
     const { saveModel } = await import('./lm/model-io.ts');
     const { train: runTraining } = await import('./lm/trainer.ts');
     const { readDataset } = await import('./data/dataset.ts');
-    const backend = await startBackend(ctx);
+    const ran = await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
     const { splits } = await readDataset(ctx.inputs.data![0]!.dir, ['train', 'validation']);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
@@ -154,7 +154,8 @@ export const SFT: StageKind<SftParams> = {
       }, {
         log: ctx.log,
         signal: ctx.signal,
-        progress: ({ step, total, loss }) => ctx.progress({ step, total, message: `loss ${loss.toFixed(3)}` }),
+        // The loss the log prints and the curve records (the mean since the last logging step), not one batch's.
+        progress: ({ step, total, loss }) => ctx.progress({ step, total, ...(loss === null ? {} : { message: `loss ${loss.toFixed(4)}` }) }),
       });
       await saveModel(model, tokenizer, ctx.outDir, { mergeLora: lora?.merge ?? true });
       const groupNames = groups === 'all' ? ['all'] : groups;
@@ -176,7 +177,7 @@ export const SFT: StageKind<SftParams> = {
         trainable_rows: result.trainable.rows.map((r) => ({ group: r.group, trainable: r.trainable, frozen: r.frozen })),
         examples_without_completion: result.examplesWithoutCompletion,
         resumed_from: result.resumedFrom,
-        backend,
+        ...ran,
       };
       return { metrics };
     } finally {
