@@ -113,30 +113,29 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   };
 
   /**
-   * `12/21 stages · ETA 3m`. A stage still to run is expected to take as long as the finished ones of its group,
-   * else as long as the finished stages on average; a running one as its rate says. The work left is shared by the
-   * slots, but the run cannot end before its longest running stage. No ETA until something gives a duration.
+   * `12/21 stages · ETA 3m`. A running stage takes what its rate says, else as long as the finished stages of its
+   * group; a stage still to run as long as those, else as long as the finished stages on average. The work left is
+   * shared by the slots, but the run cannot end before its longest running stage. No ETA while a running stage has
+   * neither (a long first training would make any guess wrong), nor before anything has a duration.
    */
   const overall = (): string | undefined => {
     if (!stages) return undefined;
-    const all = [...durations.values()].flat();
     const mean = (xs: number[] | undefined) => (xs && xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined);
-    const fallback = mean(all);
+    const fallback = mean([...durations.values()].flat());
     let work = 0;
     let longest = 0;
-    let known = fallback !== undefined;
+    let known = true;
     for (const s of stages) {
       if (finished.has(s.name)) continue;
       const r = running.get(s.name);
-      const typical = mean(durations.get(s.group)) ?? fallback;
-      let left = r ? remaining(r) ?? (typical === undefined ? undefined : Math.max(0, typical - (now() - r.started) / 1000)) : typical;
+      const group = mean(durations.get(s.group));
+      const left = r ? remaining(r) ?? (group === undefined ? undefined : Math.max(0, group - (now() - r.started) / 1000)) : group ?? fallback;
       if (left === undefined) {
-        if (r) known = false;
-        left = 0;
+        known = false;
+        break;
       }
       if (r) longest = Math.max(longest, left);
       work += left;
-      if (r && remaining(r) !== undefined) known = true;
     }
     const count = `${finished.size}/${stages.length} stages`;
     if (!known || finished.size === stages.length) return count;
