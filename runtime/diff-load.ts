@@ -1,13 +1,12 @@
 // The two sides `pausepipe diff` compares: the pipeline now, and the same file at a git revision or before the last run.
 import path from 'node:path';
-import { renderDiagnostics } from './session.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { diffMetrics, type DiffResult, type DiffStage, type MetricsSide } from './diff.ts';
 import { hasherAtRevision, readAtRevision, resolveRevision } from './git-revision.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadPipelineText } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
-import { planLoaded, type Session } from './session.ts';
+import { planLoaded, renderDiagnostics, type Session } from './session.ts';
 import { readBeforeLastRun, statePath } from './state.ts';
 
 function metricsByKey(s: Session, keys: StageKeys) {
