@@ -198,9 +198,12 @@ function headlineOf(kinds: Record<string, StageKind>): (kind: string) => string[
   return (kind) => kinds[kind]?.tableMetrics;
 }
 
-/** A terminal's width, so tables continue below instead of wrapping through numbers; none when output goes to a file. */
+/**
+ * The widest line a terminal shows without wrapping (one column spare: some terminals wrap a line that fills the
+ * last one), so tables continue below instead of wrapping through numbers; none when output goes to a file.
+ */
 function terminalWidth(stream: Io['stdout']): number | undefined {
-  return stream.isTTY && stream.columns ? stream.columns : undefined;
+  return stream.isTTY && stream.columns ? stream.columns - 1 : undefined;
 }
 
 /** What a person reads after a run: failures with their log tails, a summary, and the results table. */

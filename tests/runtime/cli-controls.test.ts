@@ -32,10 +32,11 @@ interface Ran {
   err: string;
 }
 
-async function pp(args: string[], opts: { tty?: boolean } = {}): Promise<Ran> {
+async function pp(args: string[], opts: { tty?: boolean; stdoutColumns?: number } = {}): Promise<Ran> {
   const stdout = new Capture();
   const stderr = new Capture();
   if (opts.tty) Object.assign(stderr, { isTTY: true, columns: 80 });
+  if (opts.stdoutColumns) Object.assign(stdout, { isTTY: true, columns: opts.stdoutColumns });
   const code = await main(args, { stdout, stderr });
   return { code, out: stdout.text, err: stderr.text };
 }
@@ -260,6 +261,33 @@ test('Ctrl-C on a terminal: the "interrupting" line stays on the screen under th
   const shown = screen(r.err);
   assert.ok(shown.includes('interrupting: stopping running stages (Ctrl-C again to quit at once)'), shown.join('\n'));
   assert.ok(shown.includes('aborted hold: interrupted'), shown.join('\n'));
+});
+
+test('on a narrow terminal show continues the table below instead of letting lines wrap through numbers', async () => {
+  const { file } = await workspace(`
+for each lr in [0.1, 0.25] {
+  stage fit = sh { command: ["sh", "-c", "echo '{\\"accuracy\\": 0.815, \\"accuracy_std\\": 0.388, \\"eval_loss\\": 0.99273}' > $PAUSEPIPE_OUT/metrics.json"], env: { LR: lr } }
+}
+`);
+  await run(file);
+  assert.is((await pp(['show', file], { stdoutColumns: 31 })).out, [
+    'stage  lr    accuracy',
+    '-----  ----  --------',
+    'fit    0.1   0.815',
+    'fit    0.25  0.815',
+    '',
+    'stage  lr    accuracy_std',
+    '-----  ----  ------------',
+    'fit    0.1   0.388',
+    'fit    0.25  0.388',
+    '',
+    'stage  lr    eval_loss',
+    '-----  ----  ---------',
+    'fit    0.1   0.99273',
+    'fit    0.25  0.99273',
+    '',
+  ].join('\n'));
+  assert.is((await pp(['show', file])).out.split('\n')[0], 'stage  lr    accuracy  accuracy_std  eval_loss');
 });
 
 test('--version, "did you mean" for a mistyped command, kinds NAME, and --cache-dir accepted by every command', async () => {
