@@ -35,6 +35,8 @@ export interface Manifest {
   metrics: Record<string, JsonValue>;
   timings: { startedAt: string; finishedAt: string; seconds: number };
   backend?: string;
+  /** The `-p` overrides of the run that computed this entry (let path → value, e.g. {"lora_config.r": 8}); absent when none. */
+  overrides?: Record<string, JsonValue>;
   /** pausepipe, node, tfjs, ... */
   versions: Record<string, string>;
   /** Relative path of the log file inside the entry. */
@@ -132,6 +134,23 @@ const USE_NAME = /^[0-9a-f]+\.lock(?:\.\d+\.[0-9a-f]+\.tmp)?$/;
 /** How often a run waiting for gc looks again. */
 const GC_POLL_MS = 200;
 
+export interface BeginOptions {
+  signal?: AbortSignal;
+  onWait?: (owner: LockOwner) => void;
+  /**
+   * Recompute even when an entry exists, if it was committed before this moment (--force: the run's start). The new
+   * entry replaces it at commit; one committed since (by this run under another name, or by another run) is used.
+   */
+  replaceBefore?: Date;
+  /** Checks an existing entry's files against its manifest (the stat cache): a damaged one is computed anew. */
+  digester?: FileDigester;
+}
+
+/** An entry that a forced run must recompute: committed before the moment the force applies from. */
+function isReplaced(m: Manifest, before: Date | undefined): boolean {
+  return before !== undefined && Date.parse(m.timings.finishedAt) < before.getTime();
+}
+
 /** Cache root: the --cache-dir flag, else $PAUSEPIPE_CACHE, else <workspace>/.pausepipe. Relative values resolve against the current folder. */
 export function resolveCacheRoot(workspace: string, flag?: string): string {
   const chosen = [flag, process.env.PAUSEPIPE_CACHE].find((value) => value !== undefined && value.trim() !== '');
@@ -177,6 +196,7 @@ export function parseManifest(text: string, key: string): Manifest | string {
   if (value.inputContents !== undefined && !(isRecord(value.inputContents) && Object.values(value.inputContents).every((d) => typeof d === 'string'))) {
     return 'manifest.json field inputContents is not an object of strings';
   }
+  if (value.overrides !== undefined && !isRecord(value.overrides)) return 'manifest.json field overrides is not an object';
   if (!Array.isArray(value.outputs) || !value.outputs.every(isOutputRecord)) {
     return 'manifest.json field outputs is not a list of {path, size, sha256} with relative paths';
   }
@@ -459,26 +479,34 @@ export class ArtifactStore {
    * With a digester, an entry whose files no longer match its manifest is removed under the lock and computed anew.
    * Rejects with the signal's reason when `signal` aborts while waiting.
    */
-  async begin(key: string, opts: { signal?: AbortSignal; onWait?: (owner: LockOwner) => void; digester?: FileDigester } = {}): Promise<PendingEntry | 'cached'> {
-    const isUsable = async () => (opts.digester ? (await this.inspect(key, opts.digester)).state === 'intact' : this.has(key));
-    if (await isUsable()) return 'cached';
+  async begin(key: string, opts: BeginOptions = {}): Promise<PendingEntry | 'cached'> {
+    /** 'cached': an intact entry to use; 'forced': an intact one --force recomputes; 'none': absent or damaged. */
+    const judge = async (): Promise<'cached' | 'forced' | 'none'> => {
+      const entry = opts.digester ? await this.inspect(key, opts.digester) : undefined;
+      const manifest = entry ? (entry.state === 'intact' ? entry.manifest : undefined) : this.readManifest(key);
+      if (manifest === undefined) return 'none';
+      return isReplaced(manifest, opts.replaceBefore) ? 'forced' : 'cached';
+    };
+    if ((await judge()) === 'cached') return 'cached';
     await this.init();
     await fsp.mkdir(path.join(this.root, 'locks'), { recursive: true });
     const lock = await acquireLock(this.lockPath(key), opts);
     try {
-      if (await isUsable()) {
+      const verdict = await judge();
+      if (verdict === 'cached') {
         await lock.release();
         return 'cached';
       }
-      // Holding the key's lock: a damaged entry is ours to replace, and any other temp folder of this key belongs to a run that died.
-      if (existsSync(this.entryDir(key))) await discardEntry(this.root, this.entryDir(key));
+      // Holding the key's lock: a damaged entry is ours to replace (an entry --force recomputes stays until the commit
+      // replaces it, so a failed forced run loses nothing), and any other temp folder of this key belongs to a run that died.
+      if (verdict === 'none' && existsSync(this.entryDir(key))) await discardEntry(this.root, this.entryDir(key));
       await this.removeTempsOf(key);
       const entryTmp = path.join(this.root, 'tmp', `${key}.${process.pid}.${lock.owner.nonce}`);
       await fsp.mkdir(path.join(entryTmp, ARTIFACTS), { recursive: true });
       await fsp.writeFile(path.join(entryTmp, LOG), '', { flag: 'wx' });
       const scratchDir = this.scratchDir(key);
       await fsp.mkdir(scratchDir, { recursive: true });
-      return new Pending(this, key, entryTmp, scratchDir, lock, opts.digester);
+      return new Pending(this, key, entryTmp, scratchDir, lock, opts.digester, opts.replaceBefore);
     } catch (error) {
       await lock.release();
       throw error;
@@ -761,6 +789,7 @@ class Pending implements PendingEntry {
     readonly scratchDir: string,
     private readonly lock: HeldLock,
     private readonly digester?: FileDigester,
+    private readonly replaceBefore?: Date,
   ) {
     this.outDir = path.join(entryTmp, ARTIFACTS);
     this.logPath = path.join(entryTmp, LOG);
@@ -817,6 +846,7 @@ class Pending implements PendingEntry {
       metrics: m.metrics,
       timings: m.timings,
       ...(m.backend === undefined ? {} : { backend: m.backend }),
+      ...(m.overrides === undefined ? {} : { overrides: m.overrides }),
       versions: m.versions,
       log: LOG,
       ...(m.inputContents === undefined ? {} : { inputContents: m.inputContents }),
@@ -842,12 +872,13 @@ class Pending implements PendingEntry {
     } catch (error) {
       if (errorCode(error) !== 'ENOTEMPTY' && errorCode(error) !== 'EEXIST') throw error;
       const existing = this.store.readManifest(this.key);
-      if (existing !== undefined) {
+      if (existing !== undefined && !isReplaced(existing, this.replaceBefore)) {
         // Someone committed this key although we held its lock (it judged us dead); theirs is as good as ours.
         await fsp.rm(this.entryTmp, { recursive: true, force: true });
         return existing;
       }
-      // A damaged entry (verify reports those) is replaced; the lock guarantees nobody else is doing the same.
+      // A damaged entry (verify reports those), or one --force recomputed, is replaced; the lock guarantees nobody
+      // else is doing the same. Between the two renames the key has no entry: a crash there costs a re-run, not a wrong result.
       await discardEntry(this.store.root, final);
       await fsp.rename(this.entryTmp, final);
     }

@@ -63,6 +63,7 @@ export const DIAGNOSTIC_CODES = {
   E_TOO_DEEP: 'brackets, `if`s and prefix operators nest more than 64 levels deep, or an expression tree more than 500',
   E_TOO_MANY_VARIANTS: 'a loop makes more than 100,000 combinations, or a pipeline more than 20,000 stages',
   E_NUMBER_RANGE: 'a whole number beyond ±(2^53 - 1), which a double cannot hold exactly (it would be rounded)',
+  E_OVERRIDE: 'a command-line `-p NAME=VALUE` names no top-level let, or a key its value does not have',
 } as const;
 
 export type DiagnosticCode = keyof typeof DIAGNOSTIC_CODES;

@@ -1,10 +1,11 @@
-// The `pausepipe` command line: run, plan, show, dag, check, gc, verify, watch, export, exec, lsp, kinds.
+// The `pausepipe` command line: run, plan, show, diff, dag, check, gc, verify, watch, export, exec, lsp, kinds.
 import { cp, mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
+import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
@@ -14,13 +15,17 @@ import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
 import { isKeyed } from './keys.ts';
 import { loadKinds } from './kinds.ts';
-import { findWorkspace } from './load.ts';
+import { findWorkspace, loadPipeline } from './load.ts';
 import { kindsMarkdown, kindsText } from './kinds-doc.ts';
+import { overrideNotes, overridesRecord, parseOverride, type Override } from './overrides.ts';
+import type { Pipeline } from './pipeline.ts';
 import type { Plan } from './plan.ts';
 import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
-import { loadChecked, planLoaded, renderDiagnostics, runSession, type Session } from './session.ts';
+import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
 import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
 import { buildResultTable, renderTable, type TableFormat } from './show.ts';
+import { restrictPipeline, runScope, selectTargets, withUpstream } from './targets.ts';
+import { PAUSEPIPE_VERSION } from './version.ts';
 
 /** Exit codes people and scripts rely on. */
 export const EXIT = { ok: 0, failed: 1, invalid: 2, interrupted: 130 } as const;
@@ -51,6 +56,12 @@ class UsageError extends Error {}
 
 const CACHE_DIR: Options = { 'cache-dir': { type: 'string' } };
 const CACHE_HELP = '  --cache-dir D   cache folder (default: $PAUSEPIPE_CACHE, else <workspace>/.pausepipe)';
+const OVERRIDES: Options = { param: { type: 'string', short: 'p', multiple: true } };
+const OVERRIDES_HELP = [
+  '  -p NAME=VALUE   replace the value of the top-level `let NAME` (repeatable); NAME.KEY=VALUE replaces one key of an',
+  '                  object let. VALUE is a literal of the language (1e-4, true, "text", [1, 2]); other text is a string',
+].join('\n');
+const TARGETS_HELP = '  TARGET          a stage: NAME (all its variants), NAME[*], NAME[var=value,...] or a generated name';
 
 function write(stream: NodeJS.WritableStream, text: string): void {
   if (text) stream.write(text.endsWith('\n') ? text : `${text}\n`);
@@ -68,12 +79,58 @@ function oneFile(positionals: string[]): string {
   return positionals[0]!;
 }
 
+function fileAndTargets(positionals: string[]): { file: string; targets: string[] } {
+  if (positionals.length === 0) throw new UsageError('expected FILE');
+  return { file: positionals[0]!, targets: positionals.slice(1) };
+}
+
+function overridesOf(values: Record<string, unknown>): Override[] {
+  return ((values.param as string[] | undefined) ?? []).map((text) => {
+    const o = parseOverride(text);
+    if (typeof o === 'string') throw new UsageError(o);
+    return o;
+  });
+}
+
+/** Loads FILE with the `-p` overrides; prints diagnostics (an override naming no let is one) and returns undefined on errors. */
+function load(file: string, values: Record<string, unknown>, io: Io) {
+  return loadChecked(file, (t) => write(io.stderr, t), { overrides: overridesOf(values) });
+}
+
+/** The generated names the targets select; a target that selects nothing is a usage error. */
+function targetNames(pipeline: Pipeline, targets: string[]): Set<string> | undefined {
+  if (targets.length === 0) return undefined;
+  const selection = selectTargets(pipeline, targets);
+  if ('error' in selection) throw new UsageError(selection.error);
+  return selection.names;
+}
+
+/** Says, for a parameter that an override changed, which `-p` did it (plan reasons). */
+async function overrideNote(file: string, kinds: Record<string, StageKind>, overrides: Override[]) {
+  if (overrides.length === 0) return undefined;
+  const base = (await loadPipeline(path.resolve(file), kinds)).pipeline;
+  if (!base) return undefined;
+  const alone = await Promise.all(overrides.map(async (o) => (await loadPipeline(path.resolve(file), kinds, { overrides: [o] })).pipeline));
+  return overrideNotes(overrides, base, alone);
+}
+
+/** FILE loaded and planned for the targets (and what they need) and --force; undefined when FILE has errors. */
+async function plannedSession(file: string, targets: string[], values: Record<string, unknown>, io: Io): Promise<Session | undefined> {
+  const loaded = await load(file, values, io);
+  if (!loaded) return undefined;
+  const scope = runScope(loaded.pipeline, targetNames(loaded.pipeline, targets), values.force === true);
+  const pipeline = restrictPipeline(loaded.pipeline, scope.stages);
+  const paramNote = await overrideNote(file, loaded.kinds, overridesOf(values));
+  return planLoaded(pipeline, loaded.kinds, values['cache-dir'] as string | undefined, { forced: scope.forced, paramNote });
+}
+
 async function session(file: string, cacheDir: string | undefined, io: Io): Promise<Session | undefined> {
   const loaded = await loadChecked(file, (t) => write(io.stderr, t));
   return loaded && planLoaded(loaded.pipeline, loaded.kinds, cacheDir);
 }
 
-function planLines(plan: Plan): string[] {
+/** `stale  warm[…]: param lr: 0.01 → 0.02`: one line per stage that is not fresh. */
+export function planLines(plan: Plan): string[] {
   return plan.stages.filter((s) => s.status !== 'fresh').map((s) => `${s.status.padEnd(7)}${s.name}: ${s.reasons.join('; ')}`);
 }
 
@@ -144,11 +201,11 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
  * Slots and executor of a Slurm run: every stale stage is a job, the cluster places it, so the runner holds no
  * GPUs itself (--jobs, when given, caps the CPUs queued at once; --gpus 0 asks the cluster for no GPUs).
  */
-function slurmOptions(values: Record<string, unknown>, settings: ExecutorSettings, reporter: Reporter) {
+function slurmOptions(values: Record<string, unknown>, settings: ExecutorSettings, note: (text: string) => void) {
   return {
     jobs: positiveInt(values.jobs, '--jobs') ?? SLURM_DEFAULT_JOBS,
     gpus: 0,
-    executor: slurmExecutor({ settings, noGpus: values.gpus === '0', note: (text) => reporter.note(text) }),
+    executor: slurmExecutor({ settings, noGpus: values.gpus === '0', note }),
   };
 }
 
@@ -174,32 +231,48 @@ async function runWithSignals(
 ): Promise<{ result: RunResult; signal?: StopSignal }> {
   // A machine without Slurm's commands is told once, before anything is submitted (a cached run needs none).
   if (where.type === 'slurm' && s.plan.counts.stale > 0) await new SlurmClient().version();
-  const reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr);
-  const slots = where.type === 'slurm' ? slurmOptions(values, where.settings, reporter) : await slotOptions(values, s);
+  // The reporter draws its overall line against the slots; a Slurm executor's notes go through it once it exists.
+  const note = (text: string) => reporter.note(text);
+  const slots = where.type === 'slurm' ? slurmOptions(values, where.settings, note) : await slotOptions(values, s);
+  const reporter: Reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
   const controller = new AbortController();
   let stoppedBy: StopSignal | undefined;
   const onSignal = (signal: StopSignal) => {
     if (stoppedBy !== undefined) process.exit(signalExitCode(stoppedBy));
     stoppedBy = signal;
     const what = where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages';
-    write(io.stderr, `interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`);
+    const line = `interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`;
+    // Through the reporter: written straight to the terminal, the next redraw of the live block would erase it.
+    if (quiet) write(io.stderr, line);
+    else reporter.note(line);
     controller.abort();
   };
-  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  // Bound per signal: the handler must know which one came, also when it is emitted without its name.
+  const handlers = STOP_SIGNALS.map((signal) => [signal, () => onSignal(signal)] as const);
+  for (const [signal, handler] of handlers) process.on(signal, handler);
+  const overrides = overridesOf(values);
   try {
     const result = await runSession(s, {
       ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined,
-      signal: controller.signal, reporter,
+      signal: controller.signal, reporter, ...(overrides.length > 0 ? { overrides: overridesRecord(overrides) } : {}),
     });
     return { result, signal: stoppedBy };
   } finally {
-    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+    for (const [signal, handler] of handlers) process.off(signal, handler);
   }
 }
 
 /** The metrics each kind puts in tables for people (all of them for kinds that name none). */
 function headlineOf(kinds: Record<string, StageKind>): (kind: string) => string[] | undefined {
   return (kind) => kinds[kind]?.tableMetrics;
+}
+
+/**
+ * The widest line a terminal shows without wrapping (one column spare: some terminals wrap a line that fills the
+ * last one), so tables continue below instead of wrapping through numbers; none when output goes to a file.
+ */
+function terminalWidth(stream: Io['stdout']): number | undefined {
+  return stream.isTTY && stream.columns ? stream.columns - 1 : undefined;
 }
 
 /** What a person reads after a run: failures with their log tails, a summary, and the results table. */
@@ -219,7 +292,7 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
   const metrics = new Map(r.outcomes.map((o) => [o.name, o.metrics]));
   const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds));
   if (table.rows.length > MAX_RUN_TABLE_ROWS) write(io.stdout, `${table.rows.length} result rows: see \`pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}\``);
-  else if (table.rows.length > 0) write(io.stdout, `\n${renderTable(table, 'text')}`);
+  else if (table.rows.length > 0) write(io.stdout, `\n${renderTable(table, 'text', terminalWidth(io.stdout))}`);
   for (const o of r.outcomes) {
     const stage = s.pipeline.stages.find((x) => x.name === o.name);
     const files = stage ? s.kinds[stage.kind]?.highlights ?? [] : [];
@@ -230,14 +303,20 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
 
 const COMMANDS: Record<string, Command> = {
   run: {
-    usage: 'run FILE [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--executor local|slurm] [--cache-dir D] [--json]',
+    usage: 'run FILE [TARGET...] [-p NAME=VALUE]... [--force] [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--executor local|slurm] [--cache-dir D] [--json]',
     summary: 'run the stale stages of a pipeline and print its results',
     options: {
-      ...CACHE_DIR, jobs: { type: 'string' }, gpus: { type: 'string' }, 'stages-per-gpu': { type: 'string' },
+      ...CACHE_DIR, ...OVERRIDES, jobs: { type: 'string' }, gpus: { type: 'string' }, 'stages-per-gpu': { type: 'string' },
       'keep-going': { type: 'boolean' }, backend: { type: 'string' }, executor: { type: 'string' }, json: { type: 'boolean' },
+      force: { type: 'boolean' },
     },
     help: [
       'Runs every stale stage (independent ones in parallel), reuses cached ones, prints a results table.',
+      'With TARGETs, only those stages and what they need.',
+      TARGETS_HELP,
+      OVERRIDES_HELP,
+      '  --force         re-run the targets (all stages without targets) even when cached, and everything',
+      '                  downstream of them, so no cached result stays computed from a replaced one',
       '  --jobs N        CPU slots (default: number of cores)',
       '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU',
       '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
@@ -252,7 +331,8 @@ const COMMANDS: Record<string, Command> = {
     async run({ values, positionals }, io) {
       const started = Date.now();
       checkSlotFlags(values);
-      const s = await session(oneFile(positionals), values['cache-dir'] as string | undefined, io);
+      const { file, targets } = fileAndTargets(positionals);
+      const s = await plannedSession(file, targets, values, io);
       if (!s) return EXIT.invalid;
       const where = chooseExecutor(values, s, io);
       if (!where) return EXIT.invalid;
@@ -264,15 +344,25 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'plan FILE [--cache-dir D] [--json]',
+    usage: 'plan FILE [TARGET...] [-p NAME=VALUE]... [--force] [--cache-dir D] [--json]',
     summary: 'say which stages are stale and why, without running anything',
-    options: { ...CACHE_DIR, json: { type: 'boolean' } },
-    help: ['Lists every stale stage with the reasons (param changes, changed files, upstream stages, kind versions).', CACHE_HELP, '  --json          the plan as JSON'].join('\n'),
+    options: { ...CACHE_DIR, ...OVERRIDES, json: { type: 'boolean' }, force: { type: 'boolean' } },
+    help: [
+      'Lists every stale stage with the reasons (param changes, changed files, upstream stages, kind versions);',
+      'a parameter set by -p names the override. With TARGETs, what `run FILE TARGET...` would run.',
+      TARGETS_HELP,
+      OVERRIDES_HELP,
+      '  --force         plan as `run --force` would',
+      CACHE_HELP,
+      '  --json          the plan as JSON',
+    ].join('\n'),
     async run({ values, positionals }, io) {
-      const s = await session(oneFile(positionals), values['cache-dir'] as string | undefined, io);
+      const { file, targets } = fileAndTargets(positionals);
+      const s = await plannedSession(file, targets, values, io);
       if (!s) return EXIT.invalid;
       if (values.json) {
-        write(io.stdout, JSON.stringify({ file: s.pipeline.file, cache: s.cacheRoot, counts: s.plan.counts, stages: s.plan.stages }, null, 2));
+        const overrides = overridesRecord(overridesOf(values));
+        write(io.stdout, JSON.stringify({ file: s.pipeline.file, cache: s.cacheRoot, overrides, counts: s.plan.counts, stages: s.plan.stages }, null, 2));
       } else {
         write(io.stdout, [...planLines(s.plan), planSummary(s.plan)].join('\n'));
       }
@@ -280,22 +370,34 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   show: {
-    usage: 'show FILE [--stage NAME] [--all] [--json|--csv|--md] [--cache-dir D]',
+    usage: 'show FILE [TARGET...] [--stage NAME] [--all] [-p NAME=VALUE]... [--json|--csv|--md] [--cache-dir D]',
     summary: 'the metrics of every computed variant as a table',
-    options: { ...CACHE_DIR, stage: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, csv: { type: 'boolean' }, md: { type: 'boolean' } },
+    options: {
+      ...CACHE_DIR, ...OVERRIDES, stage: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, csv: { type: 'boolean' },
+      md: { type: 'boolean' },
+    },
     help: [
       'One row per computed variant with scalar metrics; columns: stage, loop variables, metrics (in text and',
-      'Markdown the kind\'s headline metrics; --json and --csv carry every metric). One table per declared stage.',
+      'Markdown the kind\'s headline metrics, with the backend that computed each model row; --json and --csv',
+      'carry every metric). One table per declared stage. With TARGETs, only their rows (stages outside loops too).',
+      TARGETS_HELP,
       '  --stage NAME    only this stage (declared name, or one generated name)',
       '  --all           also the stages outside `for each` loops (by default only variants are shown)',
+      OVERRIDES_HELP,
       '  --json | --csv | --md   other formats than the aligned text table',
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
       const formats = (['json', 'csv', 'md'] as const).filter((f) => values[f] === true);
       if (formats.length > 1) throw new UsageError('choose one of --json, --csv, --md');
-      const s = await session(oneFile(positionals), values['cache-dir'] as string | undefined, io);
-      if (!s) return EXIT.invalid;
+      const { file, targets } = fileAndTargets(positionals);
+      const loaded = await load(file, values, io);
+      if (!loaded) return EXIT.invalid;
+      const selected = targetNames(loaded.pipeline, targets);
+      // Keys need the upstream stages; the rows are the selected ones only.
+      const pipeline = selected ? restrictPipeline(loaded.pipeline, withUpstream(loaded.pipeline, selected)) : loaded.pipeline;
+      const planned = await planLoaded(pipeline, loaded.kinds, values['cache-dir'] as string | undefined);
+      const s = selected ? { ...planned, pipeline: restrictPipeline(loaded.pipeline, selected) } : planned;
       const stage = values.stage as string | undefined;
       if (stage !== undefined && !s.pipeline.stages.some((x) => x.declaredName === stage || x.name === stage)) {
         write(io.stderr, `pausepipe: no stage named \`${stage}\` in ${s.pipeline.file}`);
@@ -307,8 +409,9 @@ const COMMANDS: Record<string, Command> = {
       };
       const format: TableFormat = formats[0] ?? 'text';
       const forPeople = format !== 'json' && format !== 'csv';
-      const { table, notComputed } = buildResultTable(s.pipeline, metricsOf, stage, values.all === true, forPeople ? headlineOf(s.kinds) : undefined);
-      if (table.rows.length > 0 || format === 'json') write(io.stdout, renderTable(table, format));
+      const includeShared = values.all === true || selected !== undefined;
+      const { table, notComputed } = buildResultTable(s.pipeline, metricsOf, stage, includeShared, forPeople ? headlineOf(s.kinds) : undefined);
+      if (table.rows.length > 0 || format === 'json') write(io.stdout, renderTable(table, format, terminalWidth(io.stdout)));
       else if (notComputed.length > 0) write(io.stderr, 'no results yet');
       // Everything is computed, yet nothing to show: say why rather than suggest a run that changes nothing.
       else if (stage === undefined && values.all !== true) write(io.stderr, 'no variants to show (stages in `for each` loops); --all shows the other stages too');
@@ -318,26 +421,27 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   dag: {
-    usage: 'dag FILE [--format mermaid|dot|svg] [--cache-dir D]',
+    usage: 'dag FILE [--format mermaid|dot|svg] [-p NAME=VALUE]... [--cache-dir D]',
     summary: 'the stage graph as Mermaid, Graphviz dot or an SVG picture',
-    options: { ...CACHE_DIR, format: { type: 'string' } },
+    options: { ...CACHE_DIR, ...OVERRIDES, format: { type: 'string' } },
     help: [
       '  --format F      mermaid (default), dot, or svg (drawn in-process by Graphviz in WebAssembly; redirect it to a file)',
       'dot and svg draw each loop as a cluster of tables (a row per variant) and fill every stage by its plan status:',
       'fresh (cached), stale (runs next) or cannot run.',
+      OVERRIDES_HELP,
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
       const format = (values.format as string | undefined) ?? 'mermaid';
       if (!(DAG_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DAG_FORMATS.join(', ')}, got ${format}`);
       if (format === 'mermaid') {
-        const loaded = await loadChecked(oneFile(positionals), (t) => write(io.stderr, t));
+        const loaded = await load(oneFile(positionals), values, io);
         if (!loaded) return EXIT.invalid;
         write(io.stdout, await renderDag(loaded.pipeline, 'mermaid'));
         return EXIT.ok;
       }
       // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.
-      const s = await session(oneFile(positionals), values['cache-dir'] as string | undefined, io);
+      const s = await plannedSession(oneFile(positionals), [], values, io);
       if (!s) return EXIT.invalid;
       const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
       write(io.stdout, await renderDag(s.pipeline, format as DagFormat, status));
@@ -345,12 +449,12 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   check: {
-    usage: 'check FILE',
+    usage: 'check FILE [-p NAME=VALUE]... [--cache-dir D]',
     summary: 'report the diagnostics of a pipeline without running it',
-    options: {},
-    help: 'Parses, expands and validates; prints every error and warning with its location. Exit 2 on errors.',
-    async run({ positionals }, io) {
-      const loaded = await loadChecked(oneFile(positionals), (t) => write(io.stderr, t));
+    options: { ...CACHE_DIR, ...OVERRIDES },
+    help: ['Parses, expands and validates; prints every error and warning with its location. Exit 2 on errors.', OVERRIDES_HELP, CACHE_HELP].join('\n'),
+    async run({ values, positionals }, io) {
+      const loaded = await load(oneFile(positionals), values, io);
       if (!loaded) return EXIT.invalid;
       const warnings = loaded.diagnostics.filter((d) => d.severity === 'warning').length;
       const count = loaded.pipeline.stages.length;
@@ -436,17 +540,22 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   watch: {
-    usage: 'watch FILE [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--cache-dir D]',
+    usage: 'watch FILE [-p NAME=VALUE]... [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--cache-dir D]',
     summary: 're-run what became stale whenever the pipeline or a declared file changes',
     options: {
-      ...CACHE_DIR, jobs: { type: 'string' }, gpus: { type: 'string' }, 'stages-per-gpu': { type: 'string' },
+      ...CACHE_DIR, ...OVERRIDES, jobs: { type: 'string' }, gpus: { type: 'string' }, 'stages-per-gpu': { type: 'string' },
       'keep-going': { type: 'boolean' }, backend: { type: 'string' },
     },
-    help: 'Runs once, then watches the .pipe files and every declared workspace file; Ctrl-C stops.\n' + CACHE_HELP,
+    help: [
+      'Runs once, then watches the .pipe files and every declared workspace file; on a change it says which file',
+      'changed and why each stage re-runs, then runs them. Ctrl-C stops.',
+      OVERRIDES_HELP,
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       checkSlotFlags(values);
       const { watchPipeline } = await import('./watch.ts');
-      return watchPipeline(oneFile(positionals), values, io);
+      return watchPipeline(oneFile(positionals), values, overridesOf(values), io);
     },
   },
   export: {
@@ -512,13 +621,51 @@ const COMMANDS: Record<string, Command> = {
       return runLanguageServer();
     },
   },
+  diff: {
+    usage: 'diff FILE [REV] [--all] [-p NAME=VALUE]... [--md|--json] [--cache-dir D]',
+    summary: 'the metrics of every variant now against a git revision of the pipeline, or before the last run',
+    options: { ...CACHE_DIR, ...OVERRIDES, all: { type: 'boolean' }, md: { type: 'boolean' }, json: { type: 'boolean' } },
+    help: [
+      'Compares the cached results of the pipeline as it is now with those of the same pipeline at git revision',
+      'REV (its .pipe files and changed workspace files read from git), or without REV with the results the last',
+      'run replaced. One row per changed metric: both values and the change. Both sides must be in the cache.',
+      '  --all           also the metrics that did not change, and the stages outside `for each` loops',
+      OVERRIDES_HELP,
+      '  --md | --json   Markdown, or every metric as JSON',
+      CACHE_HELP,
+    ].join('\n'),
+    async run({ values, positionals }, io) {
+      if (positionals.length < 1 || positionals.length > 2) throw new UsageError(`expected FILE and at most one REV, got ${positionals.length} arguments`);
+      if (values.md && values.json) throw new UsageError('choose one of --md, --json');
+      const [file, rev] = positionals as [string, string | undefined];
+      const { compareMetrics } = await import('./diff-load.ts');
+      const now = await load(file, values, io);
+      if (!now) return EXIT.invalid;
+      const result = await compareMetrics(now, rev, { cacheDir: values['cache-dir'] as string | undefined, all: values.all === true, everyMetric: values.json === true });
+      if (typeof result === 'string') throw new UsageError(result);
+      if ('invalid' in result) {
+        write(io.stderr, result.invalid);
+        return EXIT.invalid;
+      }
+      const { renderDiff } = await import('./diff.ts');
+      write(io.stdout, renderDiff(result.diff, values.json ? 'json' : values.md ? 'md' : 'text', terminalWidth(io.stdout)));
+      return EXIT.ok;
+    },
+  },
   kinds: {
-    usage: 'kinds [--md]',
-    summary: 'reference of every stage kind: params with types, defaults and descriptions; inputs',
-    options: { md: { type: 'boolean' } },
-    help: '  --md            Markdown instead of plain text',
-    async run({ values }, io) {
-      const kinds = await loadKinds();
+    usage: 'kinds [NAME] [--md] [--cache-dir D]',
+    summary: 'reference of every stage kind (or one): params with types, defaults and descriptions; inputs',
+    options: { ...CACHE_DIR, md: { type: 'boolean' } },
+    help: ['  NAME            only this kind', '  --md            Markdown instead of plain text'].join('\n'),
+    async run({ values, positionals }, io) {
+      if (positionals.length > 1) throw new UsageError(`expected at most one NAME, got ${positionals.length}`);
+      const all = await loadKinds();
+      const name = positionals[0];
+      if (name !== undefined && !Object.hasOwn(all, name)) {
+        const hint = didYouMean(name, Object.keys(all));
+        throw new UsageError(`no stage kind \`${name}\`${hint.length > 0 ? `; ${hint[0]}` : ''} (known: ${Object.keys(all).join(', ')})`);
+      }
+      const kinds = name === undefined ? all : { [name]: all[name]! };
       write(io.stdout, values.md ? kindsMarkdown(kinds) : kindsText(kinds));
       return EXIT.ok;
     },
@@ -530,7 +677,7 @@ function mainHelp(): string {
   return [
     'pausepipe: content-hashed ablation pipelines',
     '',
-    'usage: pausepipe COMMAND [options]   (pausepipe COMMAND --help for details)',
+    'usage: pausepipe COMMAND [options]   (pausepipe COMMAND --help for details; pausepipe --version)',
     '',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     '',
@@ -552,9 +699,14 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     write(io.stdout, mainHelp());
     return name === undefined ? EXIT.invalid : EXIT.ok;
   }
-  const command = COMMANDS[name];
+  if (name === '--version' || name === '-v') {
+    write(io.stdout, `pausepipe ${PAUSEPIPE_VERSION}`);
+    return EXIT.ok;
+  }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!command) {
-    write(io.stderr, `pausepipe: unknown command \`${name}\`\n\n${mainHelp()}`);
+    const hint = didYouMean(name, Object.keys(COMMANDS));
+    write(io.stderr, `pausepipe: unknown command \`${name}\`${hint.length > 0 ? `; ${hint[0]}` : ''}\n\n${mainHelp()}`);
     return EXIT.invalid;
   }
   if (rest.includes('--help') || rest.includes('-h')) {

@@ -60,6 +60,8 @@ export interface CommitterOptions {
   /** Manifests already read while planning, by key; filled as entries are read or committed. */
   manifests?: Map<string, Manifest>;
   backend?: string;
+  /** The command line's `-p` overrides, recorded in the manifest of every entry the run commits. */
+  overrides?: Record<string, JsonValue>;
 }
 
 export class Committer {
@@ -157,6 +159,7 @@ export class Committer {
       inputs: keyed.ingredients.inputs, files: keyed.ingredients.files, variant: s.variant, metrics,
       timings: { startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000 },
       ...(this.o.backend ? { backend: this.o.backend } : {}),
+      ...(this.o.overrides && Object.keys(this.o.overrides).length > 0 ? { overrides: this.o.overrides } : {}),
       versions: { pausepipe: PAUSEPIPE_VERSION, node: process.version },
       inputContents,
     });

@@ -5,7 +5,7 @@ import { ArtifactStore } from '../cache/store.ts';
 import type { Progress, StageContext } from '../stages/kind.ts';
 import { gpuEnvironment } from './gpus.ts';
 import { loadKinds } from './kinds.ts';
-import { progressLine, readDescription, resultFileOf, STOPPED_BY_SIGTERM, writeJsonFile, type JobResult } from './job-protocol.ts';
+import { noticeLine, progressLine, readDescription, resultFileOf, STOPPED_BY_SIGTERM, writeJsonFile, type JobResult } from './job-protocol.ts';
 
 /** Progress lines are written at most this often (plus the last step): the runner reads them from a shared log. */
 const PROGRESS_INTERVAL_MS = 1000;
@@ -73,6 +73,7 @@ export async function execJob(descriptionFile: string, out: (line: string) => vo
       ...(gpus ? { gpus } : {}),
       signal: controller.signal,
       log: out,
+      notice: (line) => out(noticeLine(line)),
       progress: (p: Progress) => {
         const now = Date.now();
         if (now - lastProgress < PROGRESS_INTERVAL_MS && p.step !== p.total) return;

@@ -99,6 +99,15 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   const outcomes = new Map<string, StageOutcome>();
   const controllers = new Set<AbortController>();
   const run: RunInfo = { pipeline: path.relative(o.pipeline.workspace, o.pipeline.file), overrides: o.overrides ?? {} };
+  // When the run starts; a forced stage replaces an entry committed before it, not one this run made under another name.
+  const runStart = new Date();
+  const noticed = new Set<string>();
+  /** Said once per run however many stages say it (every model stage names its backend). */
+  const notice = (line: string) => {
+    if (noticed.has(line)) return;
+    noticed.add(line);
+    o.reporter.note(line);
+  };
 
   const resources = new Map<string, Resources>();
   /** The kind's resources with its finished inputs at hand; without them when they cannot be read (the run then says why). */
@@ -146,7 +155,10 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   const compute = async (s: StageInstance, grant: Grant, ctl: AbortController): Promise<EndStatus> => {
     const key = cache.keyOf(s).key;
     // With the digester, an entry whose files no longer match its manifest is replaced rather than served.
-    const entry = await o.store.begin(key, { signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner), digester: o.hasher });
+    const entry = await o.store.begin(key, {
+      signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner), digester: o.hasher,
+      replaceBefore: planned.get(s.name)?.forced ? runStart : undefined,
+    });
     if (entry === 'cached') {
       recordHit(s, await cache.restore(s), 'computed by another run');
       return 'cached';
@@ -163,7 +175,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         ...(o.backend !== undefined ? { backend: o.backend } : {}),
         ...(grant.gpuIds.length > 0 ? { gpus: grant.gpuIds.map((i) => devices[i]!) } : {}),
       };
-      const events = { log: (line: string) => log.line(line), progress: (p: Progress) => o.reporter.progress(s.name, p) };
+      const events = { log: (line: string) => log.line(line), progress: (p: Progress) => o.reporter.progress(s.name, p), notice };
       const metrics = await executor.run({ request, resources: resourcesOf(s) }, events, ctl.signal);
       if (ctl.signal.aborted) throw new Error('interrupted');
       await log.close();

@@ -6,6 +6,7 @@ import {
 import { didYouMean } from '../grammar/suggest.ts';
 import { evaluate, evaluateString, INVALID, jsonEqual, objectFrom, renderValue, Scope, typeName, type EvalContext, type Value } from './expand-eval.ts';
 import type { JsonValue } from './json.ts';
+import { applyOverride, type Override } from './overrides.ts';
 
 /** Most combinations one `for each` may enumerate (before `where`): a typo like range(0, 1e5) × range(0, 1e5) must not hang. */
 export const MAX_COMBINATIONS = 100_000;
@@ -30,8 +31,10 @@ export interface ExpandedStage {
   declaredName: string;
   kind: string;
   decl: StageDecl;
-  /** null when a param expression failed (already reported). */
-  params: Record<string, JsonValue> | null;
+  /** The params whose expressions evaluated; the others are in `failedParams`. */
+  params: Record<string, JsonValue>;
+  /** Params whose expression failed (already reported): validation checks the rest and leaves these alone. */
+  failedParams: string[];
   inputs: ExpandedInput[];
   variant: Record<string, JsonValue>;
 }
@@ -111,12 +114,16 @@ class Expander {
   /** Where the pipeline went past MAX_STAGES. */
   private tooMany: SourceSpan | undefined;
 
+  constructor(private readonly overrides: readonly Override[]) {}
+
   run(statements: readonly Statement[]): ExpandResult {
     this.declare(statements);
     const top = new Scope();
     for (const s of statements) {
-      if (s.type === 'let') this.evaluateLet(s, top, null);
-      else if (s.type === 'stage') this.instantiate(s, top, null, null, {});
+      if (s.type === 'let') {
+        this.evaluateLet(s, top, null);
+        this.applyOverrides(s, top);
+      } else if (s.type === 'stage') this.instantiate(s, top, null, null, {});
       else if (s.type === 'loop') this.expandLoop(this.loops.get(s)!, top);
     }
     if (this.tooMany !== undefined) {
@@ -125,6 +132,10 @@ class Expander {
         this.tooMany, ['narrow the loops, or split the matrix into several pipelines'],
       ));
       return { stages: [], diagnostics: this.sink.diagnostics };
+    }
+    for (const o of this.overrides.filter((x) => !this.topLets.has(x.name))) {
+      this.sink.report(diagnostic('E_OVERRIDE', `-p ${o.text}: the pipeline has no top-level let \`${o.name}\``, undefined,
+        [...didYouMean(o.name, this.topLets.keys()), `its top-level lets: ${[...this.topLets.keys()].join(', ') || 'none'}`]));
     }
     const stages = this.pending.map((p) => this.resolve(p));
     return { stages, diagnostics: this.sink.diagnostics };
@@ -136,6 +147,17 @@ class Expander {
     if (this.stageCount <= MAX_STAGES) return true;
     this.tooMany ??= span;
     return false;
+  }
+
+  /** The command line's `-p` values replace the let's value (or one key of it) before anything uses it. */
+  private applyOverrides(s: LetDecl, scope: Scope): void {
+    for (const o of this.overrides.filter((x) => x.name === s.name)) {
+      const current = scope.get(s.name);
+      if (current === INVALID || current === undefined) continue;
+      const applied = applyOverride(current, o);
+      if (applied.ok) scope.set(s.name, applied.value);
+      else this.sink.report(diagnostic('E_OVERRIDE', `-p ${o.text}: ${applied.error}`, s.nameSpan));
+    }
   }
 
   // ---- declarations: names, duplicates, nesting (once per declaration, not per variant)
@@ -270,10 +292,10 @@ class Expander {
     if (!this.admit(loop?.decl.headerSpan ?? decl.nameSpan)) return;
     const ctx = this.context(label);
     const entries: [string, JsonValue][] = [];
-    let ok = true;
+    const failedParams: string[] = [];
     for (const e of decl.params.entries) {
       const v = evaluate(e.value, scope, ctx);
-      if (v === INVALID) ok = false;
+      if (v === INVALID) failedParams.push(e.key);
       else entries.push([e.key, v]);
     }
     const inputs = decl.inputs.map((input) => ({
@@ -285,7 +307,8 @@ class Expander {
       declaredName: decl.name,
       kind: decl.kind,
       decl,
-      params: ok ? objectFrom(entries) : null,
+      params: objectFrom(entries),
+      failedParams,
       inputs: [],
       variant,
     };
@@ -486,7 +509,10 @@ function* cartesian(lists: JsonValue[][]): Generator<JsonValue[]> {
   }
 }
 
-/** Expands a program (entry file and includes merged, in order); `include` statements are skipped. */
-export function expandPipeline(statements: readonly Statement[]): ExpandResult {
-  return new Expander().run(statements);
+/**
+ * Expands a program (entry file and includes merged, in order); `include` statements are skipped. `overrides` replace
+ * top-level lets (the command line's `-p`); one naming no top-level let is a diagnostic.
+ */
+export function expandPipeline(statements: readonly Statement[], overrides: readonly Override[] = []): ExpandResult {
+  return new Expander(overrides).run(statements);
 }

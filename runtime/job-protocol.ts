@@ -80,6 +80,13 @@ export function progressLine(p: Progress): string {
   return `${PROGRESS_PREFIX}${JSON.stringify(p)}`;
 }
 
+/** A notice in the job's log (StageContext.notice): the runner says it once on its own output, not in the stage log. */
+export const NOTICE_PREFIX = 'pausepipe:job-notice ';
+
+export function noticeLine(line: string): string {
+  return `${NOTICE_PREFIX}${line}`;
+}
+
 /** The progress on a log line written by progressLine, or undefined for any other line. */
 export function parseProgressLine(line: string): Progress | undefined {
   if (!line.startsWith(PROGRESS_PREFIX)) return undefined;

@@ -7,6 +7,7 @@ import { parsePipeText } from '../grammar/index.ts';
 import { MAX_FILE_BYTES } from '../grammar/limits.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { expandPipeline } from './expand.ts';
+import type { Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
 import { validatePipeline } from './validate.ts';
 
@@ -17,6 +18,11 @@ export interface LoadResult {
   diagnostics: Diagnostic[];
   /** Every file read, by absolute path, even when pipeline is null: formatDiagnostics needs them for code frames. */
   sources: Record<string, string>;
+}
+
+export interface LoadOptions {
+  /** The command line's `-p` values for top-level lets. */
+  overrides?: readonly Override[];
 }
 
 const WORKSPACE_MARKERS = ['package.json', '.git', '.pausepipe'];
@@ -92,14 +98,14 @@ function sortDiagnostics(ds: Diagnostic[], files: string[]): Diagnostic[] {
  * Reads the entry file from disk, then works like loadPipelineText. A missing entry file is a diagnostic
  * (E_FILE_NOT_FOUND), not an exception.
  */
-export async function loadPipeline(entryFile: string, kinds: Record<string, StageKind>): Promise<LoadResult> {
+export async function loadPipeline(entryFile: string, kinds: Record<string, StageKind>, options: LoadOptions = {}): Promise<LoadResult> {
   const file = path.resolve(entryFile);
   const text = readPipeFile(file);
   if (typeof text !== 'string') {
     const reason = text === undefined ? `cannot read ${file}: no such file` : text.refused;
     return { pipeline: null, diagnostics: [diagnostic('E_FILE_NOT_FOUND', reason, undefined)], sources: {} };
   }
-  return loadPipelineText(text, file, kinds);
+  return loadPipelineText(text, file, kinds, readPipeFile, options);
 }
 
 /**
@@ -111,6 +117,7 @@ export function loadPipelineText(
   file: string,
   kinds: Record<string, StageKind>,
   readFileFn: (path: string) => ReadResult = readPipeFile,
+  options: LoadOptions = {},
 ): LoadResult {
   const entry = path.resolve(file);
   const sources: Record<string, string> = { [entry]: text.startsWith(BOM) ? text.slice(1) : text };
@@ -155,7 +162,7 @@ export function loadPipelineText(
   // Syntax errors leave the program incomplete; expanding it would report consequences, not causes.
   if (hasErrors(diagnostics)) return done(null);
 
-  const expanded = expandPipeline(statements);
+  const expanded = expandPipeline(statements, options.overrides);
   diagnostics.push(...expanded.diagnostics);
   // Validating the part of an oversized matrix that was made would only take time.
   if (expanded.diagnostics.some((d) => d.code === 'E_TOO_MANY_VARIANTS')) return done(null);

@@ -22,6 +22,8 @@ export interface PlannedStage {
   key?: string;
   /** Empty for fresh stages; one line per cause for stale and error ones. */
   reasons: string[];
+  /** Re-run although its key may be cached (--force): the run replaces the entry it finds. */
+  forced?: boolean;
 }
 
 export interface Plan {
@@ -60,20 +62,41 @@ export function formatChange(a: JsonValue, b: JsonValue): string {
   return `${cut(ta)} → ${cut(tb)}`;
 }
 
-/** `param lr: 5e-5 → 1e-4`, `param train.lora: added`; objects are compared key by key, anything else as a whole. */
-export function paramChanges(before: Record<string, JsonValue>, after: Record<string, JsonValue>, prefix = ''): string[] {
-  const lines: string[] = [];
+/** One changed parameter: its dotted path (`lora.r`) and what happened to it (`added`, `16 → 8`). */
+export interface ParamChange {
+  path: string;
+  change: string;
+}
+
+/** The parameters that differ; objects are compared key by key, anything else as a whole. */
+export function diffParams(before: Record<string, JsonValue>, after: Record<string, JsonValue>, prefix = ''): ParamChange[] {
+  const changes: ParamChange[] = [];
   const names = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
   for (const k of names) {
     const a = before[k];
     const b = after[k];
-    const label = `${prefix}${k}`;
-    if (!(k in before)) lines.push(`param ${label}: added`);
-    else if (!(k in after)) lines.push(`param ${label}: removed`);
-    else if (isObject(a) && isObject(b)) lines.push(...paramChanges(a, b, `${label}.`));
-    else if (!sameJson(a, b)) lines.push(`param ${label}: ${formatChange(a!, b!)}`);
+    const path = `${prefix}${k}`;
+    if (!(k in before)) changes.push({ path, change: 'added' });
+    else if (!(k in after)) changes.push({ path, change: 'removed' });
+    else if (isObject(a) && isObject(b)) changes.push(...diffParams(a, b, `${path}.`));
+    else if (!sameJson(a, b)) changes.push({ path, change: formatChange(a!, b!) });
   }
-  return lines;
+  return changes;
+}
+
+/** `param lr: 5e-5 → 1e-4`, `param train.lora: added`. */
+export function paramChanges(before: Record<string, JsonValue>, after: Record<string, JsonValue>): string[] {
+  return diffParams(before, after).map((c) => `param ${c.path}: ${c.change}`);
+}
+
+/** What a run adds to planning beyond the file and the cache. */
+export interface PlanOptions {
+  /** Stages re-run although cached (--force); everything downstream of them re-runs too. */
+  forced?: Set<string>;
+  /** Text appended to a changed parameter's reason, e.g. the command-line override that set it. */
+  paramNote?(stage: string, paramPath: string): string | undefined;
+  /** Why the cache's entry of a key cannot be used (damaged), when it is there but not cached. */
+  damaged?(key: string): string | undefined;
 }
 
 function staleReasons(
@@ -81,13 +104,17 @@ function staleReasons(
   now: KeyIngredients,
   before: PreviousStage | undefined,
   isStale: (name: string) => boolean,
+  paramNote: PlanOptions['paramNote'],
 ): string[] {
   if (!before) return ['new stage'];
   const was = before.ingredients;
   const reasons: string[] = [];
   if (was.kind !== now.kind) reasons.push(`kind ${was.kind} → ${now.kind}`);
   else if (was.kindVersion !== now.kindVersion) reasons.push(`kind ${now.kind} version ${was.kindVersion} → ${now.kindVersion}`);
-  reasons.push(...paramChanges(was.params, now.params));
+  for (const c of diffParams(was.params, now.params)) {
+    const note = paramNote?.(stage.name, c.path);
+    reasons.push(`param ${c.path}: ${c.change}${note ? ` ${note}` : ''}`);
+  }
   for (const name of [...new Set([...Object.keys(was.inputs), ...Object.keys(now.inputs)])].sort()) {
     if (!(name in was.inputs)) reasons.push(`input ${name} added`);
     else if (!(name in now.inputs)) reasons.push(`input ${name} removed`);
@@ -105,6 +132,13 @@ function staleReasons(
   return reasons.length > 0 ? reasons : ['not in cache'];
 }
 
+/** Why --force re-runs a cached stage: named itself, or downstream of a stage that re-runs. */
+function forcedReasons(stage: Pipeline['stages'][number], named: Set<string>, forced: Set<string>): string[] {
+  if (named.has(stage.name)) return ['forced (--force)'];
+  const ups = [...new Set(Object.values(stage.inputs).flatMap((b) => b.stages).filter((u) => forced.has(u)))];
+  return ups.map((u) => `upstream ${u} re-runs (--force)`);
+}
+
 /**
  * Plan a run. A stage whose key is cached is fresh whatever its name was before (a renamed stage is a hit);
  * otherwise the reasons compare its ingredients with what the last run recorded under its name.
@@ -114,9 +148,15 @@ export function planPipeline(
   keys: StageKeys,
   isCached: (key: string) => boolean,
   previous: PreviousState,
-  /** Why the cache's entry of a key cannot be used (damaged), when it is there but not cached. */
-  damaged: (key: string) => string | undefined = () => undefined,
+  options: PlanOptions = {},
 ): Plan {
+  const damaged = options.damaged ?? (() => undefined);
+  const named = options.forced ?? new Set<string>();
+  // Topological order: a stage's inputs are decided before it.
+  const forced = new Set<string>();
+  for (const s of pipeline.stages) {
+    if (named.has(s.name) || Object.values(s.inputs).some((b) => b.stages.some((u) => forced.has(u)))) forced.add(s.name);
+  }
   const status = new Map<string, StageStatus>();
   const stages: PlannedStage[] = [];
   const counts: Record<StageStatus, number> = { fresh: 0, stale: 0, error: 0 };
@@ -127,6 +167,11 @@ export function planPipeline(
     let planned: PlannedStage;
     if (!isKeyed(k)) {
       planned = { name: s.name, status: 'error', reasons: [k?.error ?? 'no key'] };
+    } else if (forced.has(s.name)) {
+      const twin = firstWithKey.get(k.key);
+      if (twin === undefined) firstWithKey.set(k.key, s.name);
+      const reasons = twin !== undefined ? [`same key as ${twin}: computed once`] : forcedReasons(s, named, forced);
+      planned = { name: s.name, status: 'stale', key: k.key, reasons, forced: true };
     } else if (isCached(k.key)) {
       planned = { name: s.name, status: 'fresh', key: k.key, reasons: [] };
     } else {
@@ -135,7 +180,7 @@ export function planPipeline(
       const reasons = twin !== undefined
         ? [`same key as ${twin}: computed once`]
         : damage !== undefined ? [`cache entry damaged (${damage}): computed again`]
-          : staleReasons(s, k.ingredients, previous[s.name], (n) => status.get(n) === 'stale');
+          : staleReasons(s, k.ingredients, previous[s.name], (n) => status.get(n) === 'stale', options.paramNote);
       if (twin === undefined) firstWithKey.set(k.key, s.name);
       planned = { name: s.name, status: 'stale', key: k.key, reasons };
     }

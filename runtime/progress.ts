@@ -26,6 +26,15 @@ export interface Reporter {
   close(): void;
 }
 
+/** A stage of the run as the overall line counts it. */
+export interface RunStage {
+  name: string;
+  /** Stages of one group take about as long as each other (the declared name: every `warm[…]`). */
+  group: string;
+  /** Cached already: done from the start. */
+  fresh: boolean;
+}
+
 export interface ReporterOptions {
   /** Redraw a live block (default: whether the stream is a TTY). */
   tty?: boolean;
@@ -33,6 +42,10 @@ export interface ReporterOptions {
   now?: () => number;
   /** Terminal width for the live block; default the stream's. */
   columns?: number;
+  /** The stages of the run: enables the overall line, `12/21 stages · ETA 3m`. */
+  stages?: RunStage[];
+  /** Stages that run at once (CPU slots), for the overall ETA. Default 1. */
+  slots?: number;
 }
 
 interface Running {
@@ -49,6 +62,8 @@ interface Running {
 const QUIET_LINE_MS = 30_000;
 const REDRAW_MS = 100;
 const BAR_WIDTH = 20;
+/** A narrower bar says nothing the percentage does not. */
+const MIN_BAR_WIDTH = 5;
 const SPINNER = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏';
 const STATUS_WIDTH = 8;
 
@@ -60,31 +75,93 @@ function percent(p: Progress): number | undefined {
   return p.total ? Math.min(100, Math.floor((p.step / p.total) * 100)) : undefined;
 }
 
+/** Overall ETAs are rough: minutes are enough, seconds only near the end. */
+function formatEta(seconds: number): string {
+  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)}m`;
+  return formatSeconds(seconds);
+}
+
+/** `warm[pause=embed+head,lora=false]` → `warm[pause=e…lora=false]`: the start and end say most about a stage name. */
+function shorten(name: string, max: number): string {
+  if (name.length <= max) return name;
+  if (max < 3) return name.slice(0, max);
+  const head = Math.ceil((max - 1) / 2);
+  return `${name.slice(0, head)}…${name.slice(name.length - (max - 1 - head))}`;
+}
+
 export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }, opts: ReporterOptions = {}): Reporter {
   const tty = opts.tty ?? Boolean(stream.isTTY);
   const now = opts.now ?? Date.now;
   const running = new Map<string, Running>();
+  const stages = opts.stages;
+  const groupOf = new Map(stages?.map((s) => [s.name, s.group]));
+  const finished = new Set(stages?.filter((s) => s.fresh).map((s) => s.name));
+  /** Seconds each finished stage of a group took (ran ones only: a failure says nothing about duration). */
+  const durations = new Map<string, number[]>();
   let drawn = 0;
   let timer: NodeJS.Timeout | undefined;
 
-  const eta = (r: Running): string => {
+  /** Seconds left for a running stage from its rate so far; undefined before two progress reports. */
+  const remaining = (r: Running): number | undefined => {
     const p = r.progress;
-    if (!p?.total || !r.origin || p.step <= r.origin.step) return '';
+    if (!p?.total || !r.origin || p.step <= r.origin.step) return undefined;
     const perStep = (now() - r.origin.at) / (p.step - r.origin.step);
-    return ` ETA ${formatSeconds((perStep * (p.total - p.step)) / 1000)}`;
+    return (perStep * (p.total - p.step)) / 1000;
   };
 
-  const liveLine = (name: string, r: Running, frame: string): string => {
+  const eta = (r: Running): string => {
+    const left = remaining(r);
+    return left === undefined ? '' : ` ETA ${formatSeconds(left)}`;
+  };
+
+  /**
+   * `12/21 stages · ETA 3m`. A running stage takes what its rate says, else as long as the finished stages of its
+   * group; a stage still to run as long as those, else as long as the finished stages on average. The work left is
+   * shared by the slots, but the run cannot end before its longest running stage. No ETA while a running stage has
+   * neither (a long first training would make any guess wrong), nor before anything has a duration.
+   */
+  const overall = (): string | undefined => {
+    if (!stages) return undefined;
+    const mean = (xs: number[] | undefined) => (xs && xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined);
+    const fallback = mean([...durations.values()].flat());
+    let work = 0;
+    let longest = 0;
+    let known = true;
+    for (const s of stages) {
+      if (finished.has(s.name)) continue;
+      const r = running.get(s.name);
+      const group = mean(durations.get(s.group));
+      const left = r ? remaining(r) ?? (group === undefined ? undefined : Math.max(0, group - (now() - r.started) / 1000)) : group ?? fallback;
+      if (left === undefined) {
+        known = false;
+        break;
+      }
+      if (r) longest = Math.max(longest, left);
+      work += left;
+    }
+    const count = `${finished.size}/${stages.length} stages`;
+    if (!known || finished.size === stages.length) return count;
+    return `${count} · ETA ${formatEta(Math.max(longest, work / Math.max(1, opts.slots ?? 1)))}`;
+  };
+
+  /** The line of a running stage within `width`: the bar gives way first, then the middle of the name. */
+  const liveLine = (name: string, r: Running, frame: string, width: number): string => {
     const p = r.progress;
-    const elapsed = formatSeconds((now() - r.started) / 1000);
     const msg = p?.message ? `  ${p.message}` : '';
     const pct = p ? percent(p) : undefined;
-    if (p && pct !== undefined) {
-      const filled = Math.round((pct / 100) * BAR_WIDTH);
-      const bar = `${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}`;
-      return `${frame} ${name}  ${bar} ${String(pct).padStart(3)}% ${p.step}/${p.total}${eta(r)}${msg}`;
+    const tail = p && pct !== undefined
+      ? `${String(pct).padStart(3)}% ${p.step}/${p.total}${eta(r)}${msg}`
+      : `${formatSeconds((now() - r.started) / 1000)}${p ? `  step ${p.step}` : ''}${msg}`;
+    // `⠋ ` before the name and two spaces after it.
+    const shown = shorten(name, Math.max(8, width - 4 - tail.length));
+    let bar = '';
+    const room = Math.min(BAR_WIDTH, width - 4 - shown.length - tail.length - 1);
+    if (pct !== undefined && room >= MIN_BAR_WIDTH) {
+      const filled = Math.round((pct / 100) * room);
+      bar = `${'█'.repeat(filled)}${'░'.repeat(room - filled)} `;
     }
-    return `${frame} ${name}  ${elapsed}${p ? `  step ${p.step}` : ''}${msg}`;
+    return `${frame} ${shown}  ${bar}${tail}`;
   };
 
   const redraw = (above: string[] = []) => {
@@ -92,7 +169,9 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
     for (const line of above) out += `${line}\n`;
     const frame = SPINNER[Math.floor(now() / REDRAW_MS) % SPINNER.length]!;
     const width = Math.max(20, (opts.columns || stream.columns || 100) - 1);
-    const block = [...running].map(([name, r]) => liveLine(name, r, frame)).map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l));
+    const head = running.size > 0 ? overall() : undefined;
+    const block = [...(head ? [head] : []), ...[...running].map(([name, r]) => liveLine(name, r, frame, width))]
+      .map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l));
     for (const line of block) out += `${line}\n`;
     drawn = block.length;
     if (out) stream.write(out);
@@ -141,9 +220,16 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
     finish(name, status, detail) {
       const r = running.get(name);
       running.delete(name);
+      finished.add(name);
+      if (r && status === 'ran') {
+        const group = groupOf.get(name) ?? name;
+        durations.set(group, [...(durations.get(group) ?? []), (now() - r.started) / 1000]);
+      }
       const seconds = r && (status === 'ran' || status === 'failed') ? ` (${formatSeconds((now() - r.started) / 1000)})` : '';
       const word = status === 'ran' ? 'done' : status;
-      print(statusLine(word, `${name}${seconds}${detail ? `: ${detail}` : ''}`));
+      // Without a live block the overall line rides on each finished stage's line.
+      const progress = !tty && stages ? `  [${overall()}]` : '';
+      print(statusLine(word, `${name}${seconds}${detail ? `: ${detail}` : ''}${progress}`));
       ensureTimer();
     },
     note(text) {

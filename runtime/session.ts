@@ -8,9 +8,10 @@ import type { StageKind } from '../stages/kind.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadKinds } from './kinds.ts';
-import { loadPipeline, readPipeFile } from './load.ts';
+import { loadPipeline, readPipeFile, type LoadOptions } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
-import { planPipeline, type Plan, type PreviousState } from './plan.ts';
+import { planPipeline, type Plan, type PlanOptions, type PreviousState } from './plan.ts';
+import type { RunStage } from './progress.ts';
 import { readState, statePath, StateRecorder } from './state.ts';
 import { isWithin, resolveReal } from './workspace-paths.ts';
 
@@ -27,6 +28,8 @@ export interface Session {
   manifests: Map<string, Manifest>;
   /** The cache's gc generation when planning started (see ArtifactStore.gcGeneration). */
   gcGeneration: string;
+  /** What planning was asked for (--force, the -p notes): a re-plan after a gc asks the same. */
+  planOptions: PlanOptions;
 }
 
 
@@ -44,23 +47,27 @@ export function renderDiagnostics(diagnostics: Diagnostic[], sources: Record<str
 }
 
 /** Loads and checks a pipeline; prints its diagnostics. Undefined when it has errors (the caller exits 2). */
-export async function loadChecked(file: string, printErr: (text: string) => void): Promise<{ pipeline: Pipeline; kinds: Record<string, StageKind>; diagnostics: Diagnostic[] } | undefined> {
+export async function loadChecked(
+  file: string,
+  printErr: (text: string) => void,
+  options: LoadOptions = {},
+): Promise<{ pipeline: Pipeline; kinds: Record<string, StageKind>; diagnostics: Diagnostic[] } | undefined> {
   const kinds = await loadKinds();
-  const { pipeline, diagnostics } = await loadPipeline(path.resolve(file), kinds);
+  const { pipeline, diagnostics } = await loadPipeline(path.resolve(file), kinds, options);
   if (diagnostics.length > 0) printErr(renderDiagnostics(diagnostics, pipeline?.sources));
   if (!pipeline || diagnostics.some((d) => d.severity === 'error')) return undefined;
   return { pipeline, kinds, diagnostics };
 }
 
 /** Keys and plan of a loaded pipeline against its cache and the last run's state. Reads, never writes. */
-export async function planLoaded(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheDir?: string): Promise<Session> {
+export async function planLoaded(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheDir?: string, options: PlanOptions = {}): Promise<Session> {
   const cacheRoot = resolveCacheRoot(pipeline.workspace, cacheDir);
   const store = new ArtifactStore(cacheRoot);
   const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'));
   const keys = await computeKeys(pipeline, kinds, hasher);
   guardCache(pipeline, kinds, cacheRoot, keys);
   const previous = await readState(statePath(cacheRoot, pipeline.file));
-  return { pipeline, kinds, cacheRoot, store, hasher, keys, previous, ...(await planKeys(pipeline, keys, store, hasher, previous)) };
+  return { pipeline, kinds, cacheRoot, store, hasher, keys, previous, planOptions: options, ...(await planKeys(pipeline, keys, store, hasher, previous, options)) };
 }
 
 /**
@@ -86,7 +93,7 @@ function guardCache(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheR
  * The plan for computed keys. Every entry a stage would use is checked first (manifest checksum, outputs through the
  * stat cache, inputs it was computed from): a damaged one is stale, with the damage as its reason.
  */
-async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStore, hasher: FileHasher, previous: PreviousState) {
+async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStore, hasher: FileHasher, previous: PreviousState, options: PlanOptions) {
   // Read before any manifest: a gc that starts after this changes it, and the run then plans again.
   const gcGeneration = store.gcGeneration();
   const manifests = new Map<string, Manifest>();
@@ -98,7 +105,7 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
     if (entry.state === 'intact') manifests.set(k.key, entry.manifest);
     else if (entry.state === 'damaged') damage.set(k.key, entry.problem);
   }
-  const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, (key) => damage.get(key));
+  const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, { ...options, damaged: (key) => damage.get(key) });
   return { plan, manifests, gcGeneration };
 }
 
@@ -112,7 +119,7 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
   const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous });
   try {
     await s.store.waitForGc({ signal: o.signal, onWait: (owner) => o.reporter.note(`waiting for \`pausepipe gc\` (${describeOwner(owner)})`) });
-    const current = s.store.gcGeneration() === s.gcGeneration ? s : { ...s, ...(await planKeys(s.pipeline, s.keys, s.store, s.hasher, s.previous)) };
+    const current = s.store.gcGeneration() === s.gcGeneration ? s : { ...s, ...(await planKeys(s.pipeline, s.keys, s.store, s.hasher, s.previous, s.planOptions)) };
     return await executePlan({
       pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,
       jobs: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing, backend: o.backend,
@@ -125,4 +132,10 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     for (const r of saved) if (r.status === 'rejected') o.reporter.note(`pausepipe: could not save the run's records: ${(r.reason as Error).message}`);
     o.reporter.close();
   }
+}
+
+/** The session's stages as the progress reporter counts them (cached ones are done from the start). */
+export function runStagesOf(s: Session): RunStage[] {
+  const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
+  return s.pipeline.stages.map((st) => ({ name: st.name, group: st.declaredName, fresh: status.get(st.name) === 'fresh' }));
 }

@@ -100,19 +100,49 @@ function byStage(t: ResultTable): ResultTable[] {
   });
 }
 
-/** JSON and CSV keep one flat table for scripts; text and Markdown print one table per declared stage. */
-export function renderTable(t: ResultTable, format: TableFormat): string {
+/**
+ * JSON and CSV keep one flat table for scripts; text and Markdown print one table per declared stage. `width` (a
+ * terminal's columns) makes a wide text table continue below, its stage and variable columns repeated.
+ */
+export function renderTable(t: ResultTable, format: TableFormat, width?: number): string {
   if (format === 'json') return `${JSON.stringify(t.rows, null, 2)}\n`;
   if (format === 'csv') return cells(t, true).map((row) => row.map(csvField).join(',')).join('\n') + '\n';
-  return byStage(t).map((group) => renderGrid(cells(group, false), format)).join('\n');
+  return byStage(t).map((group) => renderGrid(cells(group, false), format, { width, keyColumns: 1 + group.variables.length })).join('\n');
 }
 
-function renderGrid(grid: string[][], format: 'text' | 'md'): string {
+const GAP = '  ';
+
+export interface GridOptions {
+  /** Most characters per line (text only); a wider table is cut into column blocks, never through a cell. */
+  width?: number;
+  /** Leading columns that say which row it is: repeated in every block. */
+  keyColumns?: number;
+}
+
+/** First row is the header. Markdown as is; text aligned, in blocks of columns that fit `width`. */
+export function renderGrid(grid: string[][], format: 'text' | 'md', opts: GridOptions = {}): string {
   if (format === 'md') {
     const line = (row: string[]) => `| ${row.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
     return [line(grid[0]!), line(grid[0]!.map(() => '---')), ...grid.slice(1).map(line)].join('\n') + '\n';
   }
   const widths = grid[0]!.map((_, i) => Math.max(...grid.map((row) => row[i]!.length)));
-  const line = (row: string[]) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(grid[0]!), line(widths.map((w) => '-'.repeat(w))), ...grid.slice(1).map(line)].join('\n') + '\n';
+  const keys = Math.min(opts.keyColumns ?? 0, widths.length);
+  const span = (cols: number[]) => cols.reduce((n, c) => n + widths[c]!, 0) + GAP.length * Math.max(0, cols.length - 1);
+  const rest = widths.map((_, i) => i).slice(keys);
+  const blocks: number[][] = [];
+  let current: number[] = [];
+  for (const c of rest) {
+    const keyed = [...widths.keys()].slice(0, keys);
+    if (current.length > 0 && opts.width !== undefined && span([...keyed, ...current, c]) > opts.width) {
+      blocks.push(current);
+      current = [];
+    }
+    current.push(c);
+  }
+  blocks.push(current);
+  const render = (cols: number[]) => {
+    const line = (row: string[]) => cols.map((c) => row[c]!.padEnd(widths[c]!)).join(GAP).trimEnd();
+    return [line(grid[0]!), line(widths.map((w) => '-'.repeat(w))), ...grid.slice(1).map(line)].join('\n') + '\n';
+  };
+  return blocks.map((b) => render([...[...widths.keys()].slice(0, keys), ...b])).join('\n');
 }

@@ -12,14 +12,30 @@ export function statePath(cacheRoot: string, pipelineFile: string): string {
   return path.join(cacheRoot, 'state', `${sha256(path.resolve(pipelineFile))}.json`);
 }
 
+interface StateFile {
+  format: number;
+  stages: PreviousState;
+  /** Each stage name's key before the last run that changed any (what `pausepipe diff` compares with). */
+  beforeLastRun?: Record<string, string>;
+}
+
+async function readStateFile(file: string): Promise<StateFile | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<StateFile>;
+    return parsed.format === STATE_FORMAT && parsed.stages ? (parsed as StateFile) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The recorded state; empty when there is none or it cannot be read (it only improves messages). */
 export async function readState(file: string): Promise<PreviousState> {
-  try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as { format?: number; stages?: PreviousState };
-    return parsed.format === STATE_FORMAT && parsed.stages ? parsed.stages : {};
-  } catch {
-    return {};
-  }
+  return (await readStateFile(file))?.stages ?? {};
+}
+
+/** Stage name → key as they were before the last run that changed any; empty when unknown. */
+export async function readBeforeLastRun(file: string): Promise<Record<string, string>> {
+  return (await readStateFile(file))?.beforeLastRun ?? {};
 }
 
 /** How often, at most, a running pipeline rewrites its state file. */
@@ -34,8 +50,12 @@ export class StateRecorder {
   private dirty = false;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
+  /** The keys this run started from; written once the run changes one, so `diff` can compare with them. */
+  private readonly startKeys: Record<string, string>;
 
-  constructor(private readonly file: string, private readonly known: PreviousState) {}
+  constructor(private readonly file: string, private readonly known: PreviousState) {
+    this.startKeys = Object.fromEntries(Object.entries(known).map(([name, p]) => [name, p.key]));
+  }
 
   record(name: string, key: string, ingredients: KeyIngredients): void {
     if (this.known[name]?.key === key) return;
@@ -63,7 +83,8 @@ export class StateRecorder {
     const stages = { ...onDisk, ...this.changes };
     await mkdir(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify({ format: STATE_FORMAT, stages }));
+    const state: StateFile = { format: STATE_FORMAT, stages, beforeLastRun: this.startKeys };
+    await writeFile(tmp, JSON.stringify(state));
     await rename(tmp, this.file);
   }
 }

@@ -56,6 +56,11 @@ function typeNames(e: ErrorObject): string[] {
   return ([] as string[]).concat(e.params.type as string | string[]).map((t) => (t === 'array' ? 'list' : t));
 }
 
+/** A key as one step of a JSON pointer (`/` and `~` escaped). */
+function pointerToken(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
 function decodePointer(pointer: string): string[] {
   return pointer === '' ? [] : pointer.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
@@ -304,7 +309,7 @@ export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Reco
   const instances: StageInstance[] = [];
   for (const stage of expanded) {
     const kind = Object.hasOwn(kinds, stage.kind) ? kinds[stage.kind] : undefined;
-    const params = stage.params ?? {};
+    const params = stage.params;
     if (!kind) {
       sink.report(diagnostic('E_UNKNOWN_KIND', `unknown stage kind \`${stage.kind}\``, stage.decl.kindSpan, [
         ...didYouMean(stage.kind, kindNames),
@@ -312,10 +317,17 @@ export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Reco
       ]));
     } else {
       checkInputs(stage, kind, sink);
-      if (stage.params !== null) {
-        const validate = validatorFor(kind);
-        if (!validate(params)) for (const d of paramDiagnostics(validate.errors ?? [], stage, kind, params)) sink.report(d);
-        else if (env) kindChecks(stage, kind, params, env, sink);
+      // A param whose expression failed is already reported: the others are still checked (all mistakes at once),
+      // with a stand-in value for it so it is neither missing nor judged by its type.
+      // (A stage with one never becomes an instance that runs: the pipeline has errors.)
+      const failed = stage.failedParams.filter((k) => !Object.hasOwn(params, k));
+      const checked = failed.length === 0 ? params : { ...params, ...Object.fromEntries(failed.map((k) => [k, null])) };
+      const validate = validatorFor(kind);
+      if (!validate(checked)) {
+        const errors = (validate.errors ?? []).filter((e) => !failed.some((k) => e.instancePath === `/${pointerToken(k)}` || e.instancePath.startsWith(`/${pointerToken(k)}/`)));
+        for (const d of paramDiagnostics(errors, stage, kind, checked)) sink.report(d);
+      } else if (env && failed.length === 0) {
+        kindChecks(stage, kind, params, env, sink);
       }
     }
     instances.push(toInstance(stage, params));

@@ -1,11 +1,12 @@
 // `pausepipe watch`: run, then re-plan and run what became stale whenever a .pipe file or a declared file changes.
 import path from 'node:path';
 import type { Io } from './cli.ts';
-import { reportRun, signalExitCode, slotOptions, STOP_SIGNALS } from './cli.ts';
+import { planLines, reportRun, signalExitCode, slotOptions, STOP_SIGNALS } from './cli.ts';
 import { workspaceRelative } from './keys.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createReporter } from './progress.ts';
-import { loadChecked, planLoaded, runSession } from './session.ts';
+import { loadChecked, planLoaded, runSession, runStagesOf } from './session.ts';
+import { overridesRecord, type Override } from './overrides.ts';
 import type { StageKind } from '../stages/kind.ts';
 
 /** Editors write a file in several steps; changes closer together than this make one re-run. */
@@ -29,7 +30,7 @@ function write(stream: NodeJS.WritableStream, text: string): void {
   stream.write(`${text}\n`);
 }
 
-export async function watchPipeline(file: string, values: Record<string, unknown>, io: Io): Promise<number> {
+export async function watchPipeline(file: string, values: Record<string, unknown>, overrides: Override[], io: Io): Promise<number> {
   const { watch } = await import('chokidar');
   const entry = path.resolve(file);
   let watched = new Set([entry]);
@@ -48,7 +49,7 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   const cycle = async () => {
     const started = Date.now();
     try {
-      const loaded = await loadChecked(entry, (t) => write(io.stderr, t));
+      const loaded = await loadChecked(entry, (t) => write(io.stderr, t), { overrides });
       if (!loaded) {
         write(io.stderr, 'the pipeline has errors; waiting for a change');
         return;
@@ -62,9 +63,13 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       if (added.length > 0) watcher.add(added);
       watched = next;
       if (s.plan.counts.stale > 0 || s.plan.counts.error > 0) {
+        // Why each stage re-runs, as `plan` says it: a change to one file can touch many stages, or none expected.
+        write(io.stdout, planLines(s.plan).join('\n'));
+        const slots = await slotOptions(values, s);
         const result = await runSession(s, {
-          ...(await slotOptions(values, s)), keepGoing: values['keep-going'] === true,
-          backend: values.backend as string | undefined, signal: controller.signal, reporter: createReporter(io.stderr),
+          ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined, signal: controller.signal,
+          reporter: createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) }),
+          ...(overrides.length > 0 ? { overrides: overridesRecord(overrides) } : {}),
         });
         reportRun(s, result, (Date.now() - started) / 1000, io);
       } else {
@@ -114,10 +119,12 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       clearTimeout(timer);
       void Promise.resolve(running).then(async () => {
         await watcher.close();
-        for (const s of STOP_SIGNALS) process.off(s, stop);
+        for (const [s, handler] of handlers) process.off(s, handler);
         resolve(signalExitCode(signal));
       });
     };
-    for (const s of STOP_SIGNALS) process.on(s, stop);
+    // Bound per signal: the handler must know which one came, also when it is emitted without its name.
+    const handlers = STOP_SIGNALS.map((s) => [s, () => stop(s)] as const);
+    for (const [s, handler] of handlers) process.on(s, handler);
   });
 }

@@ -15,5 +15,6 @@ export type ToWorker = RunRequest | { type: 'abort' };
 export type FromWorker =
   | { type: 'log'; line: string }
   | { type: 'progress'; progress: Progress }
+  | { type: 'notice'; line: string }
   | { type: 'done'; metrics: Record<string, JsonValue> }
   | { type: 'failed'; message: string };

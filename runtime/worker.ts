@@ -31,6 +31,7 @@ async function runStage(req: RunRequest, signal: AbortSignal): Promise<void> {
     run: req.run,
     signal,
     log: (line) => void send({ type: 'log', line }),
+    notice: (line) => void send({ type: 'notice', line }),
     progress: (progress: Progress) => {
       const now = Date.now();
       if (now - lastProgress < PROGRESS_INTERVAL_MS && progress.step !== progress.total) return;

@@ -8,7 +8,7 @@ export interface AddPauseTokenParams {
 
 export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
   name: 'add_pause_token',
-  version: 1,
+  version: 2,
   description:
     'Wraps a model with the pause token as the original PauseClassifierWrapper: `<|pause|>` added to the tokenizer at ' +
     'id V, a new embedding row drawn from N(0, var(embedding)), the LM head grown by one (masked) row and untied, ' +
@@ -31,7 +31,7 @@ export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
     const { openModelFolder, startBackend } = await import('./lm/stage-support.ts');
     const { addPauseToken } = await import('./lm/pause.ts');
     const { saveModel } = await import('./lm/model-io.ts');
-    await startBackend(ctx);
+    const ran = await startBackend(ctx);
     const source = ctx.inputs.model![0]!;
     const { model, tokenizer } = await openModelFolder(source.dir, ctx.log);
     try {
@@ -40,7 +40,7 @@ export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
       try {
         const withPause = tokenizer.withPauseToken(p.token);
         await saveModel(wrapped, withPause, ctx.outDir);
-        return { metrics: { pause_token: p.token, pause_token_id: withPause.pauseId, vocab_size: withPause.vocabSize } };
+        return { metrics: { pause_token: p.token, pause_token_id: withPause.pauseId, vocab_size: withPause.vocabSize, ...ran } };
       } finally {
         wrapped.dispose();
       }

@@ -20,12 +20,12 @@ export interface EvaluateParams {
 export const TEST_RESULTS = 'test_results.json';
 
 /** The sft metrics `report` reads through an evaluate artifact (stages/data/report-table.ts `TrainingInfo`). */
-const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable', 'backend'] as const;
+const TRAINING_KEYS = ['train_loss_curve', 'eval_loss_curve', 'eval_loss', 'trainable', 'backend', 'device'] as const;
 
 export const EVALUATE: StageKind<EvaluateParams> = {
   name: 'evaluate',
-  version: 2,
-  tableMetrics: ['accuracy', 'accuracy_std', 'n', 'eval_loss', 'avg_pauses', 'invalid'],
+  version: 3,
+  tableMetrics: ['accuracy', 'accuracy_std', 'n', 'eval_loss', 'avg_pauses', 'invalid', 'backend'],
   description:
     'Generates answers for the test split (greedy, left-padded batches, KV cache), scores them as the reference: the ' +
     'number after `####` must equal the reference answer\'s. Also the loss on the validation split and the pauses per ' +
@@ -65,7 +65,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     const { evaluateLoss } = await import('./lm/trainer.ts');
     const { readDataset } = await import('./data/dataset.ts');
     const { extractAnswer, INVALID_ANSWER, isCorrect, meanStd } = await import('./data/answer.ts');
-    await startBackend(ctx);
+    const ran = await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
     const dataRef = ctx.inputs.data![0]!;
     const { splits } = await readDataset(dataRef.dir);
@@ -123,6 +123,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
           predictions: TEST_RESULTS,
           model: { stage: modelRef.stage, key: modelRef.key },
           training: trainingInfo(modelRef.kind, modelRef.metrics),
+          ...ran,
         },
       };
     } finally {

@@ -13,7 +13,7 @@ export interface InitModelParams {
 
 export const INIT_MODEL: StageKind<InitModelParams> = {
   name: 'init_model',
-  version: 1,
+  version: 2,
   description:
     'A Llama/Mistral causal LM as a Hugging Face folder (config.json, model.safetensors, tokenizer.json): loaded from a ' +
     'checkpoint folder, or built from scratch from a size preset with Hugging Face\'s seeded initialisation.',
@@ -56,7 +56,7 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
     const { fromHfConfig, initWeights, presetConfig, toHfConfig } = await import('./lm/config.ts');
     const { CausalLM } = await import('./lm/model.ts');
     const { loadModel, saveModel } = await import('./lm/model-io.ts');
-    await startBackend(ctx);
+    const ran = await startBackend(ctx);
     const resolve = (file: string) => path.resolve(ctx.workspace, file);
 
     let model;
@@ -95,6 +95,7 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
           hidden_size: c.hiddenSize,
           num_layers: c.numLayers,
           pause_token_id: c.pause?.tokenId ?? null,
+          ...ran,
         },
       };
     } finally {

@@ -90,6 +90,11 @@ export interface StageContextData<P = Record<string, JsonValue>> {
 export interface StageContext<P = Record<string, JsonValue>> extends StageContextData<P> {
   log(line: string): void;
   progress(p: Progress): void;
+  /**
+   * A line for the person at the terminal, said once per run however many stages send it (e.g. which backend
+   * runs the model, or that the one asked for was unavailable). Absent where no run reports (library use).
+   */
+  notice?(line: string): void;
   signal: AbortSignal;
 }
 

@@ -47,8 +47,8 @@ const LORA_DEFAULTS: SftLora = { r: 16, alpha: 32, dropout: 0.05, target_modules
 
 export const SFT: StageKind<SftParams> = {
   name: 'sft',
-  version: 2,
-  tableMetrics: ['eval_loss', 'best_step', 'steps', 'epochs'],
+  version: 3,
+  tableMetrics: ['eval_loss', 'best_step', 'steps', 'epochs', 'backend'],
   description:
     'Fine-tunes a model on a dataset\'s {question, answer} rows with the loss on the answer only, as the reference\'s TRL ' +
     'SFTTrainer: AdamW, linear decay, gradient clipping, eval loss on the validation split, best checkpoint kept. ' +
@@ -148,7 +148,7 @@ export const SFT: StageKind<SftParams> = {
     const { saveModel } = await import('./lm/model-io.ts');
     const { storeInBfloat16, train: runTraining } = await import('./lm/trainer.ts');
     const { readDataset } = await import('./data/dataset.ts');
-    const backend = await startBackend(ctx);
+    const ran = await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
     const { splits } = await readDataset(ctx.inputs.data![0]!.dir, ['train', 'validation']);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
@@ -177,7 +177,8 @@ export const SFT: StageKind<SftParams> = {
       }, {
         log: ctx.log,
         signal: ctx.signal,
-        progress: ({ step, total, loss }) => ctx.progress({ step, total, message: `loss ${loss.toFixed(3)}` }),
+        // The loss the log prints and the curve records (the mean since the last logging step), not one batch's.
+        progress: ({ step, total, loss }) => ctx.progress({ step, total, ...(loss === null ? {} : { message: `loss ${loss.toFixed(4)}` }) }),
       });
       const merge = setup.lora ? (p.lora?.merge ?? LORA_DEFAULTS.merge) : true;
       // Merging into a bfloat16 model (PEFT's merge_and_unload) rounds the merged weights to bfloat16.
@@ -208,7 +209,7 @@ export const SFT: StageKind<SftParams> = {
         examples_without_completion: result.examplesWithoutCompletion,
         resumed_from: result.resumedFrom,
         precision: p.precision,
-        backend,
+        ...ran,
       };
       return { metrics };
     } finally {

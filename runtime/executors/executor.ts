@@ -18,6 +18,8 @@ export interface StageJob {
 export interface StageEvents {
   log(line: string): void;
   progress(p: Progress): void;
+  /** A line for the run's own output, said once per run however many stages say it (e.g. the backend a model chose). */
+  notice(line: string): void;
 }
 
 /**

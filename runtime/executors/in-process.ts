@@ -8,7 +8,7 @@ export function inProcessExecutor(kinds: Record<string, StageKind>): Executor {
       const kind = kinds[request.kind];
       if (!kind) throw new Error(`unknown stage kind \`${request.kind}\``);
       const { type: _type, kind: _kind, ...data } = request;
-      const ctx: StageContext = { ...data, log: events.log, progress: events.progress, signal };
+      const ctx: StageContext = { ...data, log: events.log, progress: events.progress, notice: events.notice, signal };
       return (await kind.run(ctx)).metrics ?? {};
     },
   };

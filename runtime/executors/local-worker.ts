@@ -52,6 +52,7 @@ export function localWorkerExecutor(): Executor {
             const m = raw as FromWorker;
             if (m.type === 'log') line(m.line);
             else if (m.type === 'progress') events.progress(m.progress);
+            else if (m.type === 'notice') events.notice(m.line);
             else outcome = m;
           }
         } catch {

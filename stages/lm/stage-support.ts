@@ -8,12 +8,29 @@ import { loadModel } from './model-io.ts';
 import { loadTokenizer } from './tokenizer.ts';
 import type { Tokenizer } from './types.ts';
 
-/** Starts the backend the run asked for (or the best one) and says which one runs the stage. */
-export async function startBackend(ctx: StageContext<unknown>): Promise<string> {
+/** What a model stage records about where it ran: in its metrics, so `show` and the report can say it per row. */
+export interface BackendMetrics {
+  /** The tfjs backend: tensorflow, webgpu, wasm or cpu. */
+  backend: string;
+  /** What ran the kernels, e.g. `wasm (SIMD, 1 thread)` or the GPU adapter. */
+  device: string;
+  [key: string]: string;
+}
+
+/**
+ * Starts the backend the run asked for (or the best one) and says which one runs the stage: in the stage's log, and
+ * once per run on the terminal, with the fallback notice when the asked-for one was unavailable.
+ */
+export async function startBackend(ctx: StageContext<unknown>): Promise<BackendMetrics> {
   const info = await initBackend(ctx.backend);
-  if (info.notice) ctx.log(info.notice);
-  ctx.log(`backend: ${info.device ?? info.name}`);
-  return info.name;
+  const device = info.device ?? info.name;
+  if (info.notice) {
+    ctx.log(info.notice);
+    ctx.notice?.(`backend fallback: ${info.notice}`);
+  }
+  ctx.log(`backend: ${device}`);
+  ctx.notice?.(`backend: ${device}`);
+  return { backend: info.name, device };
 }
 
 /** A model folder written by a model stage: the model (with its PEFT adapter, if any) and its tokenizer.json. */

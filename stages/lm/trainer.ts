@@ -87,8 +87,11 @@ export interface TrainData {
 export interface TrainProgress {
   step: number;
   total: number;
-  /** Training loss of this update. */
-  loss: number;
+  /**
+   * The latest logged training loss: the mean over the updates since the logging step before it, as the log line
+   * and the loss curve have it (one update's loss is too noisy to read). null before the first logging step.
+   */
+  loss: number | null;
 }
 
 export interface TrainHooks {
@@ -312,13 +315,13 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
         state.batchInEpoch = 0;
       }
       state.pendingLosses.push(stepLoss);
-      hooks.progress?.({ step: state.step, total, loss: stepLoss });
       if (state.step % opts.loggingSteps === 0 || state.step === total) {
         const mean = state.pendingLosses.reduce((a, b) => a + b, 0) / state.pendingLosses.length;
         state.trainLossCurve.push([state.step, mean]);
         state.pendingLosses = [];
         log(`step ${state.step}/${total}: loss ${mean.toFixed(4)}, lr ${lr.toExponential(3)}`);
       }
+      hooks.progress?.({ step: state.step, total, loss: state.trainLossCurve.at(-1)?.[1] ?? null });
       if (state.step % opts.evalSteps === 0 || (opts.evalAtEnd && state.step === total)) await runEval();
       await hooks.afterStep?.(state.step);
       if (opts.checkpointDir && state.step % opts.saveSteps === 0 && state.step < total) {

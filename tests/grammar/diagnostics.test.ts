@@ -7,7 +7,8 @@ import * as assert from 'uvu/assert';
 import {
   DIAGNOSTIC_CODES, diagnostic, DiagnosticSink, formatDiagnostic, formatDiagnostics, locationFrom, type SourceSpan,
 } from '../../grammar/diagnostics.ts';
-import { loadPipeline } from '../../runtime/load.ts';
+import { loadPipeline, loadPipelineText } from '../../runtime/load.ts';
+import { parseOverride, type Override } from '../../runtime/overrides.ts';
 import type { StageKind } from '../../stages/kind.ts';
 import { SH } from '../../stages/sh.ts';
 import { describe, expectDiagnostic, parsePipe, PREAMBLE, TEST_DIR, TEST_FILE, TEST_KINDS } from '../helpers/pipe.ts';
@@ -131,6 +132,7 @@ const CASES: Record<string, [string, number, number, Record<string, string>?, Re
   E_TOO_DEEP: [`let a = ${'('.repeat(70)}1${')'.repeat(70)}`, 1, 9 + 64],
   E_TOO_MANY_VARIANTS: ['for each a in range(0, 1000), b in range(0, 1000) { }', 1, 1],
   E_NUMBER_RANGE: ['let a = 9007199254740993', 1, 9],
+  E_OVERRIDE: ['', 0, 0],
 };
 
 codes('every code in the table has a case below, and every case a code in the table', () => {
@@ -139,7 +141,7 @@ codes('every code in the table has a case below, and every case a code in the ta
 });
 
 for (const [code, [source, line, column, files, kinds]] of Object.entries(CASES)) {
-  if (code === 'E_FILE_NOT_FOUND') continue;
+  if (code === 'E_FILE_NOT_FOUND' || code === 'E_OVERRIDE') continue;
   codes(`${code} is reported at ${line}:${column}, alone`, () => {
     const r = parsePipe(source, files, kinds);
     const got = r.diagnostics.map((d) => `${d.code} ${d.span?.line}:${d.span?.column}`);
@@ -159,6 +161,19 @@ codes('E_FILE_NOT_FOUND: a missing entry file is a diagnostic, not an exception'
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+codes('E_OVERRIDE: a -p naming no top-level let has no location in a file; a missing key points at the let', () => {
+  const o = (text: string) => parseOverride(text) as Override;
+  const text = 'let lr = 1e-3\nlet lora = { r: 16, alpha: 32 }\nfor each x in [1] { let inner = 2 }';
+  const r = loadPipelineText(text, TEST_FILE, TEST_KINDS, () => undefined, { overrides: [o('lrr=1e-4'), o('lora.rank=8'), o('inner=3'), o('lr.x=1')] });
+  assert.equal(r.diagnostics.map((d) => [d.code, d.span ? `${d.span.line}:${d.span.column}` : '-', d.message, d.notes ?? []]), [
+    ['E_OVERRIDE', '1:5', '-p lr.x=1: `lr` is number 0.001, not an object with key `x`', []],
+    ['E_OVERRIDE', '2:5', '-p lora.rank=8: `lora` has no key `rank` (its keys: r, alpha)', []],
+    ['E_OVERRIDE', '-', '-p lrr=1e-4: the pipeline has no top-level let `lrr`', ['did you mean `lr`?', 'its top-level lets: lr, lora']],
+    ['E_OVERRIDE', '-', '-p inner=3: the pipeline has no top-level let `inner`', ['its top-level lets: lr, lora']],
+  ]);
+  assert.is(r.pipeline, null);
 });
 
 codes('E_INCLUDE_CYCLE points into the file that closes the cycle and names the chain', () => {
@@ -182,6 +197,13 @@ codes('E_EMPTY_SELECTION: collecting every variant of a loop that makes none is 
     'E_EMPTY_SELECTION error 5:24 `w[*]` collects nothing: its loop makes no variant',
   ]);
   assert.is(r.pipeline, null);
+});
+
+codes('a stage whose parameter expression fails still has its other mistakes reported', () => {
+  const r = parsePipe(`${PREAMBLE}\nstage s = sft(model: base, data: paused) {\n  lr: 1 / 0\n  epochs: "two"\n  epohcs: 2\n}`);
+  assert.equal(r.diagnostics.map((d) => `${d.code} ${d.span?.line}:${d.span?.column}`), [
+    'E_DIVISION_BY_ZERO 5:7', 'E_PARAM_TYPE 6:11', 'E_UNKNOWN_PARAM 7:3',
+  ], describe(r));
 });
 
 codes.run();

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
 import { SILENT_REPORTER } from '../../runtime/progress.ts';
+import { compareMetrics } from '../../runtime/diff-load.ts';
 import { planLoaded, runSession } from '../../runtime/session.ts';
 import { STAGE_KINDS } from '../../stages/index.ts';
 import { loadProjectPipeline } from './pipeline-files.ts';
@@ -67,6 +68,27 @@ test('a second plan finds nothing stale; one variant\'s new learning rate makes 
     ['eval[pause=head,lora=true]', ['upstream warm[pause=head,lora=true] stale']],
     ['report', ['upstream eval[pause=head,lora=true] stale']],
   ]);
+});
+
+test('after the README\'s learning-rate edit and a run, diff shows that variant\'s evaluation changed, and only it', async () => {
+  const pipeline = await loadProjectPipeline('demo.pipe');
+  for (const s of pipeline.stages) Object.assign(s.params, SHRINK[s.kind] ?? {});
+  pipeline.stages.find((s) => s.name === 'warm[pause=head,lora=true]')!.params.lr = 0.02;
+  const session = await planLoaded(pipeline, STAGE_KINDS, cacheDir);
+  const result = await runSession(session, { jobs: 2, gpus: 0, keepGoing: false, reporter: SILENT_REPORTER });
+  assert.equal(result.outcomes.filter((o) => o.status === 'ran').map((o) => o.name), ['warm[pause=head,lora=true]', 'eval[pause=head,lora=true]', 'report']);
+  const compared = await compareMetrics({ pipeline, kinds: STAGE_KINDS }, undefined, { cacheDir, all: true, everyMetric: false });
+  if (typeof compared === 'string' || 'invalid' in compared) throw new Error(String(compared));
+  const { diff } = compared;
+  assert.is(diff.before, 'before');
+  const changed = diff.rows.filter((r) => r.before !== r.now);
+  // The shrunk run's two test answers may score the same; its validation loss moves with the learning rate.
+  assert.equal([...new Set(changed.map((r) => r.name))], ['warm[pause=head,lora=true]', 'eval[pause=head,lora=true]']);
+  assert.ok(changed.some((r) => r.name === 'eval[pause=head,lora=true]' && r.metric === 'eval_loss' && r.delta !== null && r.delta !== 0));
+  const accuracy = diff.rows.find((r) => r.name === 'eval[pause=head,lora=true]' && r.metric === 'accuracy')!;
+  assert.is(typeof accuracy.before, 'number');
+  assert.is(typeof accuracy.now, 'number');
+  assert.is(accuracy.delta, Number(((accuracy.now as number) - (accuracy.before as number)).toPrecision(6)));
 });
 
 test.run();

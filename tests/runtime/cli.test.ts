@@ -294,7 +294,7 @@ test('export copies a stage\'s artifacts out of the cache; gc keeps only what th
 
 test('help, kinds and usage errors', async () => {
   assert.match((await pp('--help')).out, '  run     run the stale stages of a pipeline');
-  assert.match((await pp('run', '--help')).out, 'usage: pausepipe run FILE [--jobs N]');
+  assert.match((await pp('run', '--help')).out, 'usage: pausepipe run FILE [TARGET...] [-p NAME=VALUE]... [--force] [--jobs N]');
   const kinds = await pp('kinds');
   assert.match(kinds.out, 'sh (version 1)');
   assert.match(kinds.out, '    shell: boolean = false');

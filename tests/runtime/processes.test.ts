@@ -125,7 +125,7 @@ test('two runners on one cache compute each key once; the waiting one names whom
   assert.equal(counted.sort(), ['after', 'hold']);
 });
 
-test('watch re-runs only the stage whose file changed', async () => {
+test('watch re-runs only the stage whose file changed, and says why', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
   await writeFile(path.join(ws, 'a.txt'), 'a1');
@@ -142,6 +142,8 @@ stage b = sh { command: "echo b >> count.txt", shell: true, deps: ["b.txt"] }
   await waitFor('the re-run', () => watching() === 2);
   assert.equal(await lines(path.join(ws, 'count.txt')).then((l) => l.slice(2)), ['b']);
   assert.match(watch.output(), 'changed: b.txt');
+  // Why it re-runs, as `plan` would say it.
+  assert.match(watch.output(), 'changed: b.txt\nstale  b: file b.txt changed\n');
   watch.proc.kill('SIGINT');
   assert.is((await watch.proc).exitCode, 130);
 });

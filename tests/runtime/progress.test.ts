@@ -3,6 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createReporter } from '../../runtime/progress.ts';
 import { Capture } from '../helpers/capture.ts';
+import { screen } from '../helpers/terminal.ts';
 
 test('without a TTY: start, every 10 % of progress, done with seconds; failures and skips with their reason', () => {
   let now = 0;
@@ -55,6 +56,83 @@ test('on a TTY: one redrawn line per running stage with a bar, ETA and message; 
   assert.is(out.text.endsWith('\x1b[2A\r\x1b[0Jdone    b (9.0 s)\n⠋ a  ████████░░░░░░░░░░░░  40% 40/100 ETA 18 s  loss 1.23\n'), true, JSON.stringify(last));
   r.close();
   assert.is(out.text.endsWith('\x1b[1A\r\x1b[0J'), true);
+});
+
+const DEMO_STAGES = [
+  { name: 'data', group: 'data', fresh: true },
+  { name: 'warm[pause=embed+head,lora=false]', group: 'warm', fresh: false },
+  { name: 'warm[pause=embed+head,lora=true]', group: 'warm', fresh: false },
+  { name: 'warm[pause=head,lora=true]', group: 'warm', fresh: false },
+  { name: 'report', group: 'report', fresh: false },
+];
+
+test('at 80 columns: an overall line with the stage count and ETA, and each loop stage\'s loss stays visible', () => {
+  let now = 0;
+  const out = new Capture();
+  const r = createReporter(out, { tty: true, now: () => now, columns: 80, stages: DEMO_STAGES, slots: 2 });
+  r.start('warm[pause=embed+head,lora=false]');
+  r.start('warm[pause=embed+head,lora=true]');
+  r.progress('warm[pause=embed+head,lora=false]', { step: 10, total: 100 });
+  r.progress('warm[pause=embed+head,lora=true]', { step: 10, total: 100 });
+  now = 60_000;
+  r.progress('warm[pause=embed+head,lora=false]', { step: 40, total: 100, message: 'loss 1.2345' });
+  r.progress('warm[pause=embed+head,lora=true]', { step: 20, total: 100, message: 'loss 0.5812' });
+  r.finish('warm[pause=embed+head,lora=true]', 'ran');
+  r.start('warm[pause=head,lora=true]');
+  r.progress('warm[pause=head,lora=true]', { step: 1, total: 100, message: 'loss 2.0001' });
+  // Any line printed redraws the block below it at once (otherwise the 100 ms timer does).
+  r.note('backend: wasm (SIMD, 1 thread)');
+  const shown = screen(out.text);
+  assert.equal(shown, [
+    'done    warm[pause=embed+head,lora=true] (1m00s)',
+    'backend: wasm (SIMD, 1 thread)',
+    // Work left: 2m for the running one by its rate, 1m for the new warm (its group's mean so far) and 1m for the
+    // report (the mean of all finished stages), on 2 slots.
+    '2/5 stages · ETA 2m',
+    '⠋ warm[pause=embed+head,lora=false]  ███░░░░  40% 40/100 ETA 2m00s  loss 1.2345',
+    '⠋ warm[pause=head,lora=true]  ░░░░░░░░░░░░░░░░░░░░   1% 1/100  loss 2.0001',
+  ]);
+  assert.ok(shown.every((l) => l.length < 80), shown.join('\n'));
+  r.close();
+});
+
+test('a name too long for the line is cut in the middle, and the bar gives way before the loss does', () => {
+  const out = new Capture();
+  const r = createReporter(out, { tty: true, now: () => 0, columns: 50 });
+  r.start('warm[pause=embed+head,lm=lm_head+embed,lora=true]');
+  r.progress('warm[pause=embed+head,lm=lm_head+embed,lora=true]', { step: 5, total: 10, message: 'loss 1.2345' });
+  r.note('backend: wasm (SIMD, 1 thread)');
+  assert.equal(screen(out.text), ['backend: wasm (SIMD, 1 thread)', '⠋ warm[pause=…,lora=true]   50% 5/10  loss 1.2345']);
+  r.close();
+});
+
+test('without a TTY the overall count rides on each finished stage\'s line', () => {
+  let now = 0;
+  const out = new Capture();
+  const r = createReporter(out, { tty: false, now: () => now, stages: DEMO_STAGES, slots: 1 });
+  r.start('warm[pause=head,lora=true]');
+  now = 30_000;
+  r.finish('warm[pause=head,lora=true]', 'ran');
+  r.finish('report', 'skipped', 'upstream failed');
+  assert.is(out.text, [
+    'start   warm[pause=head,lora=true]',
+    'done    warm[pause=head,lora=true] (30 s)  [2/5 stages · ETA 2m]',
+    'skipped report: upstream failed  [3/5 stages · ETA 1m]',
+    '',
+  ].join('\n'));
+});
+
+test('a note printed while the live block is drawn stays on the screen after later redraws', () => {
+  let now = 0;
+  const out = new Capture();
+  const r = createReporter(out, { tty: true, now: () => now, columns: 80, stages: DEMO_STAGES });
+  r.start('report');
+  r.note('interrupting: stopping running stages (Ctrl-C again to quit at once)');
+  now = 500;
+  r.progress('report', { step: 1 });
+  r.finish('report', 'aborted', 'interrupted');
+  r.close();
+  assert.equal(screen(out.text), ['interrupting: stopping running stages (Ctrl-C again to quit at once)', 'aborted report: interrupted']);
 });
 
 test.run();

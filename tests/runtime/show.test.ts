@@ -30,4 +30,24 @@ test('without headline metrics every scalar metric is a column (curves are not)'
   assert.equal(table.metrics, ['backend', 'steps', 'eval_loss']);
 });
 
+test('a table wider than the terminal continues below, stage and variable columns repeated, no cell cut', () => {
+  const wide = { 'fit[lr=1]': { accuracy: 0.815, accuracy_std: 0.388, eval_loss: 0.99273, avg_pauses: 58.49 }, 'fit[lr=2]': { accuracy: 0.02, accuracy_std: 0.14, eval_loss: 1.4288, avg_pauses: 53.66 } };
+  const { table } = buildResultTable(pipeline, (n) => wide[n as keyof typeof wide]);
+  const text = renderTable(table, 'text', 36);
+  assert.is(text, [
+    'stage  lr  accuracy  accuracy_std',
+    '-----  --  --------  ------------',
+    'fit    1   0.815     0.388',
+    'fit    2   0.02      0.14',
+    '',
+    'stage  lr  eval_loss  avg_pauses',
+    '-----  --  ---------  ----------',
+    'fit    1   0.99273    58.49',
+    'fit    2   1.4288     53.66',
+    '',
+  ].join('\n'));
+  assert.ok(text.split('\n').every((l) => l.length <= 36));
+  assert.is(renderTable(table, 'text', 80).split('\n')[0], 'stage  lr  accuracy  accuracy_std  eval_loss  avg_pauses');
+});
+
 test.run();

@@ -8,6 +8,7 @@ import { ADD_PAUSE_TOKEN } from '../../stages/add-pause-token.ts';
 import { checkEvaluateMetrics } from '../../stages/data/report-table.ts';
 import { EVALUATE } from '../../stages/evaluate.ts';
 import type { ArtifactRef } from '../../stages/kind.ts';
+import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { SFT, type SftTrainGroups } from '../../stages/sft.ts';
 import { datasetFolder, runKind, tinyModelFolder } from '../helpers/model-stages.ts';
 import { artifactRef, removeTempDirs, withDefaults } from './data/stage-context.ts';
@@ -46,6 +47,13 @@ test('accuracy, its std, the per-example results and metrics that the report acc
   assert.equal(m.eval_loss_data, { stage: 'data', key: 'k', rows: 2 });
   assert.equal(m.model, { stage: 'tuned', key: 'sft-key' });
   assert.equal((m.training as Record<string, JsonValue>).trainable, model.metrics.trainable);
+  // Where it ran, per row of `show` and the report: the backend and what ran the kernels, for this stage and its training.
+  // (A machine with a Vulkan driver, even Mesa's software one, runs them on webgpu.)
+  assert.ok((BACKEND_NAMES as readonly JsonValue[]).includes(m.backend!), String(m.backend));
+  if (m.backend === 'wasm') assert.match(m.device as string, /^wasm \((no )?SIMD, \d+ threads?\)$/);
+  else assert.ok(typeof m.device === 'string' && m.device.length > 0);
+  assert.equal([(m.training as Record<string, JsonValue>).backend, (m.training as Record<string, JsonValue>).device], [model.metrics.backend, model.metrics.device]);
+  assert.is(model.metrics.backend, m.backend);
   assert.is(checkEvaluateMetrics(artifactRef('eval', 'evaluate', ctx.outDir, { metrics: m })), null);
   const results = JSON.parse(await readFile(path.join(ctx.outDir, 'test_results.json'), 'utf8'));
   assert.equal(results.map((r: Record<string, JsonValue>) => [r.generated_text, r.predicted_output, r.ground_truth, r.correct]), [

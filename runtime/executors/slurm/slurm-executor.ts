@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { errorCode, randomHex } from '../../../cache/durable.ts';
 import type { JsonValue } from '../../json.ts';
 import {
-  JobFiles, parseProgressLine, readRecord, readResult, STOPPED_BY_SIGTERM, writeJsonFile, type JobRecord,
+  JobFiles, NOTICE_PREFIX, parseProgressLine, readRecord, readResult, STOPPED_BY_SIGTERM, writeJsonFile, type JobRecord,
 } from '../../job-protocol.ts';
 import { jobSettingsFor, type ExecutorSettings } from '../../settings.ts';
 import type { RunRequest } from '../../worker-protocol.ts';
@@ -197,6 +197,10 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         const p = parseProgressLine(line);
         if (p) {
           events.progress(p);
+          return;
+        }
+        if (line.startsWith(NOTICE_PREFIX)) {
+          events.notice(line.slice(NOTICE_PREFIX.length));
           return;
         }
         if (OUT_OF_MEMORY.test(line)) outOfMemory = true;

@@ -178,7 +178,7 @@ stage good = count { counter: "count.txt", value: 7 }
   assert.match(r.stdout, /^ran 1, cached 0, failed 2, skipped 1 in /m);
   assert.match(r.stderr, /^failed bad: command failed with exit code 3 \(Slurm job \d+ ended FAILED: the job exited with an error; exit code 1\)\n(  \| .*\n)*  \| going to fail\n/m);
   assert.match(r.stderr, /^failed big: Slurm job \d+ ended FAILED: .* \(out of memory: raise `mem` in the executor settings\)\n(  \| .*\n)*  \| .*Exceeded job memory limit/m);
-  assert.match(r.stderr, /^skipped after_bad: upstream bad failed$/m);
+  assert.match(r.stderr, /^skipped after_bad: upstream bad failed  \[\d\/4 stages[^\]]*\]$/m);
   assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean), ['good']);
   assert.equal(leftovers(ws), []);
 });

@@ -1,0 +1,83 @@
+// A pipeline as it was at a git revision: its .pipe files read from git, its workspace files hashed as they were there.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { FileMissingError } from '../cache/file-hash.ts';
+import type { ContentHasher } from './keys.ts';
+
+export interface Revision {
+  /** The repository's top folder. */
+  root: string;
+  /** As the user wrote it (`HEAD~1`, a tag): what tables call it. */
+  name: string;
+  /** The full commit id it resolves to. */
+  commit: string;
+}
+
+function git(cwd: string, args: string[]): Buffer {
+  return execFileSync('git', ['-C', cwd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
+}
+
+/** The revision `name` of the repository holding `file`; a sentence when there is no repository or no such commit. */
+export function resolveRevision(file: string, name: string): Revision | string {
+  const dir = path.dirname(path.resolve(file));
+  let root: string;
+  try {
+    root = git(dir, ['rev-parse', '--show-toplevel']).toString().trim();
+  } catch {
+    return `${file} is not in a git repository, so there is no revision ${name} to compare with`;
+  }
+  try {
+    const commit = git(root, ['rev-parse', '--verify', '--quiet', `${name}^{commit}`]).toString().trim();
+    return { root, name, commit };
+  } catch {
+    return `unknown git revision \`${name}\` in ${root}`;
+  }
+}
+
+/** Path inside the repository with `/`, or undefined for a path outside it. */
+function inRepo(rev: Revision, abs: string): string | undefined {
+  const rel = path.relative(rev.root, path.resolve(abs));
+  return rel === '' || rel.startsWith('..') || path.isAbsolute(rel) ? undefined : rel.split(path.sep).join('/');
+}
+
+/** A file's text at the revision; undefined when the revision has no such file. */
+export function readAtRevision(rev: Revision, abs: string): string | undefined {
+  const rel = inRepo(rev, abs);
+  if (rel === undefined) return undefined;
+  try {
+    return git(rev.root, ['show', `${rev.commit}:${rel}`]).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Content hashes as the revision had them: a path git sees unchanged since the revision (or that git does not track,
+ * such as data outside the repository or ignored) hashes as it is on disk; a changed file hashes as its blob there.
+ * A changed folder is refused: its hash at the revision would need the whole tree rebuilt the way the cache hashes it.
+ */
+export function hasherAtRevision(rev: Revision, disk: ContentHasher): ContentHasher {
+  return {
+    async hash(abs: string): Promise<string> {
+      const rel = inRepo(rev, abs);
+      if (rel === undefined) return disk.hash(abs);
+      let unchanged: boolean;
+      try {
+        git(rev.root, ['diff', '--quiet', rev.commit, '--', rel]);
+        unchanged = true;
+      } catch {
+        unchanged = false;
+      }
+      if (unchanged) return disk.hash(abs);
+      let type: string;
+      try {
+        type = git(rev.root, ['cat-file', '-t', `${rev.commit}:${rel}`]).toString().trim();
+      } catch {
+        throw new FileMissingError(abs);
+      }
+      if (type !== 'blob') throw new Error(`${rel} changed since ${rev.name} and is a folder: its hash at ${rev.name} is not computed (commit or restore it to compare)`);
+      return createHash('sha256').update(git(rev.root, ['show', `${rev.commit}:${rel}`])).digest('hex');
+    },
+  };
+}

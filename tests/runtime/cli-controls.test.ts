@@ -1,0 +1,315 @@
+// The researcher's everyday controls through the CLI: targets, --force, -p overrides, diff, backend notices, small commands.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { main } from '../../runtime/cli.ts';
+import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
+import { PAUSEPIPE_VERSION } from '../../runtime/version.ts';
+import { Capture } from '../helpers/capture.ts';
+import { tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+import { screen } from '../helpers/terminal.ts';
+
+process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
+
+/** A prep stage, a 2 × 2 matrix of train and score, and a collecting stage; every execution appends to count.txt. */
+const MATRIX = `
+let scale = 100
+let opts = { WIDTH: 2, DEPTH: 1 }
+stage prep = count { counter: "count.txt", value: 1 }
+for each model in ["s", "l"], lr in [0.1, 0.2] {
+  stage train = count(up: prep) { counter: "count.txt", value: lr * (if model == "s" then 1 else 10) }
+  stage score = count(up: train) { counter: "count.txt", value: scale * lr * (if model == "s" then 1 else 2) }
+}
+stage table = sh(runs: score[*]) { command: ["sh", "-c", "echo table >> count.txt"], env: opts }
+`;
+
+interface Ran {
+  code: number;
+  out: string;
+  err: string;
+}
+
+async function pp(args: string[], opts: { tty?: boolean; stdoutColumns?: number } = {}): Promise<Ran> {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  if (opts.tty) Object.assign(stderr, { isTTY: true, columns: 80 });
+  if (opts.stdoutColumns) Object.assign(stdout, { isTTY: true, columns: opts.stdoutColumns });
+  const code = await main(args, { stdout, stderr });
+  return { code, out: stdout.text, err: stderr.text };
+}
+
+async function workspace(text = MATRIX): Promise<{ ws: string; file: string }> {
+  const ws = await tempWorkspace('pausepipe-controls-');
+  const file = path.join(ws, 'm.pipe');
+  await writeFile(file, text);
+  return { ws, file };
+}
+
+async function counted(ws: string): Promise<string[]> {
+  return (await readFile(path.join(ws, 'count.txt'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+}
+
+/** Stage name → status of a `run --json`. */
+async function run(file: string, ...args: string[]): Promise<Record<string, string>> {
+  const r = await pp(['run', file, '--json', ...args]);
+  const parsed = JSON.parse(r.out) as { stages: { name: string; status: string }[] };
+  return Object.fromEntries(parsed.stages.map((s) => [s.name, s.status]));
+}
+
+async function manifests(ws: string): Promise<{ stage: string; overrides?: Record<string, unknown>; timings: { finishedAt: string } }[]> {
+  const objects = path.join(ws, '.pausepipe', 'objects');
+  const files = (await readdir(objects, { recursive: true })).filter((f) => f.endsWith('manifest.json'));
+  return Promise.all(files.map(async (f) => JSON.parse(await readFile(path.join(objects, f), 'utf8'))));
+}
+
+test('run with targets runs those stages and what they need, nothing else; plan and show take the same targets', async () => {
+  const { ws, file } = await workspace();
+  const plan = await pp(['plan', file, 'score[model=s]']);
+  assert.is(plan.out, [
+    'stale  prep: new stage',
+    'stale  train[model=s,lr=0.1]: new stage',
+    'stale  train[model=s,lr=0.2]: new stage',
+    'stale  score[model=s,lr=0.1]: new stage',
+    'stale  score[model=s,lr=0.2]: new stage',
+    '5 stale, 0 fresh',
+    '',
+  ].join('\n'));
+  assert.equal(await run(file, 'score[model=s]'), {
+    prep: 'ran', 'train[model=s,lr=0.1]': 'ran', 'train[model=s,lr=0.2]': 'ran', 'score[model=s,lr=0.1]': 'ran', 'score[model=s,lr=0.2]': 'ran',
+  });
+  // A generated name, a selector on a value written as JSON, and all variants of a declared name.
+  assert.equal(await run(file, 'train[model=l,lr=0.1]', 'score[lr=2e-1]'), {
+    prep: 'cached', 'train[model=s,lr=0.2]': 'cached', 'train[model=l,lr=0.1]': 'ran', 'train[model=l,lr=0.2]': 'ran',
+    'score[model=s,lr=0.2]': 'cached', 'score[model=l,lr=0.2]': 'ran',
+  });
+  assert.equal((await counted(ws)).length, 8);
+  const shown = await pp(['show', file, 'score[lr=0.2]', 'prep']);
+  assert.is(shown.out, [
+    'stage  value',
+    '-----  -----',
+    'prep   1',
+    '',
+    'stage  model  lr   value',
+    '-----  -----  ---  -----',
+    'score  s      0.2  20',
+    'score  l      0.2  40',
+    '',
+  ].join('\n'));
+  assert.equal(Object.values(await run(file, 'score[*]')).filter((s) => s === 'ran'), ['ran']);
+});
+
+test('a target that selects nothing is a usage error that says what exists', async () => {
+  const { file } = await workspace();
+  const cases: [string, string][] = [
+    ['scroe', `pausepipe run: no stage \`scroe\` in ${file}; did you mean \`score\`?`],
+    ['score[lr=0.3]', 'pausepipe run: `score[lr=0.3]` matches no variant: `lr` takes 0.1, 0.2'],
+    ['score[rate=1]', 'pausepipe run: `score[rate=1]`: `rate` is not a loop variable of `score`; its variables: model, lr'],
+    ['prep[x=1]', 'pausepipe run: `prep` is not declared in a `for each`, so it has no variants to select: write `prep`'],
+  ];
+  for (const [target, message] of cases) {
+    const r = await pp(['run', file, target]);
+    assert.is(r.code, 2, target);
+    assert.is(r.err.split('\n')[0], message);
+  }
+});
+
+test('--force re-runs the named stages and everything downstream, replacing their entries; the cache stays verified', async () => {
+  const { ws, file } = await workspace();
+  await run(file);
+  const before = new Map((await manifests(ws)).map((m) => [m.stage, m.timings.finishedAt]));
+  const plan = await pp(['plan', file, 'train[model=s,lr=0.1]', '--force']);
+  assert.is(plan.out, [
+    'stale  train[model=s,lr=0.1]: forced (--force)',
+    'stale  score[model=s,lr=0.1]: upstream train[model=s,lr=0.1] re-runs (--force)',
+    'stale  table: upstream score[model=s,lr=0.1] re-runs (--force)',
+    '3 stale, 7 fresh',
+    '',
+  ].join('\n'));
+  const forced = await run(file, 'train[model=s,lr=0.1]', '--force');
+  assert.equal(Object.entries(forced).filter(([, s]) => s === 'ran').map(([n]) => n), ['train[model=s,lr=0.1]', 'score[model=s,lr=0.1]', 'table']);
+  assert.equal((await counted(ws)).slice(10), ['train[model=s,lr=0.1]', 'score[model=s,lr=0.1]', 'table']);
+  const after = await manifests(ws);
+  assert.is(after.length, 10, 'one entry per key: the forced ones were replaced, not duplicated');
+  const changed = after.filter((m) => m.timings.finishedAt !== before.get(m.stage)).map((m) => m.stage).sort();
+  assert.equal(changed, ['score[model=s,lr=0.1]', 'table', 'train[model=s,lr=0.1]']);
+  assert.equal(await pp(['verify', file]), { code: 0, out: `cache OK: 10 entries verified in ${path.join(ws, '.pausepipe')}\n`, err: '' });
+  assert.equal(Object.values(await run(file, '--force')).filter((s) => s !== 'ran'), []);
+  assert.equal(Object.values(await run(file)).filter((s) => s !== 'cached'), []);
+});
+
+test('-p overrides a let (or one key of an object let); plan names it in the reasons; manifests record it', async () => {
+  const { ws, file } = await workspace();
+  await run(file);
+  const plan = await pp(['plan', file, '-p', 'scale=1e3', '-p', 'opts.WIDTH=3']);
+  assert.is(plan.code, 0, plan.err);
+  assert.is(plan.out, [
+    'stale  score[model=s,lr=0.1]: param value: 10 → 100 (-p scale=1e3)',
+    'stale  score[model=s,lr=0.2]: param value: 20 → 200 (-p scale=1e3)',
+    'stale  score[model=l,lr=0.1]: param value: 20 → 200 (-p scale=1e3)',
+    'stale  score[model=l,lr=0.2]: param value: 40 → 400 (-p scale=1e3)',
+    'stale  table: param env.WIDTH: 2 → 3 (-p opts.WIDTH=3); upstream score[model=s,lr=0.1] stale; upstream score[model=s,lr=0.2] stale; ' +
+      'upstream score[model=l,lr=0.1] stale; upstream score[model=l,lr=0.2] stale',
+    '5 stale, 5 fresh',
+    '',
+  ].join('\n'));
+  const json = JSON.parse((await pp(['plan', file, '-p', 'scale=1e3', '--json'])).out) as { overrides: unknown };
+  assert.equal(json.overrides, { scale: 1000 });
+  await run(file, '-p', 'scale=1e3', 'score[model=s,lr=0.1]');
+  const recorded = (await manifests(ws)).filter((m) => m.overrides).map((m) => [m.stage, m.overrides]);
+  assert.equal(recorded, [['score[model=s,lr=0.1]', { scale: 1000 }]]);
+  assert.is((await pp(['show', file, 'score[model=s,lr=0.1]', '-p', 'scale=1e3', '--csv'])).out, 'stage,model,lr,value\nscore,s,0.1,100\n');
+});
+
+test('a -p that names no let, a missing key, or is malformed is an error before anything runs', async () => {
+  const { ws, file } = await workspace();
+  const unknown = await pp(['run', file, '-p', 'scael=2']);
+  assert.is(unknown.code, 2);
+  assert.is(unknown.err, [
+    'error[E_OVERRIDE]: -p scael=2: the pipeline has no top-level let `scael`',
+    '  = note: did you mean `scale`?',
+    '  = note: its top-level lets: scale, opts',
+    '',
+    '1 error',
+    '',
+  ].join('\n'));
+  const key = await pp(['check', file, '-p', 'opts.WIDHT=3']);
+  assert.is(key.code, 2);
+  assert.match(key.err, 'm.pipe:3:5: error[E_OVERRIDE]: -p opts.WIDHT=3: `opts` has no key `WIDHT`; did you mean `WIDTH`? (its keys: WIDTH, DEPTH)');
+  const malformed = await pp(['plan', file, '-p', '=3']);
+  assert.is(malformed.code, 2);
+  assert.match(malformed.err, 'pausepipe plan: -p =3: expected NAME=VALUE or NAME.KEY=VALUE');
+  assert.is(existsSync(path.join(ws, 'count.txt')), false);
+});
+
+test('diff: a variant\'s metric now against the pipeline at a git revision, and against the results the last run replaced', async () => {
+  const { ws, file } = await workspace();
+  const git = (...args: string[]) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: ws });
+  await git('init', '-q');
+  await git('add', 'm.pipe');
+  await git('commit', '-qm', 'matrix');
+  await run(file);
+  // The README's kind of edit: one variant gets its own value.
+  await writeFile(file, MATRIX.replace('value: scale * lr', 'value: if model == "l" and lr == 0.2 then 7 else scale * lr'));
+  assert.is((await pp(['diff', file, 'HEAD'])).out, [
+    '0 of 7 stages changed between HEAD and now',
+    'not in the cache now: score[model=l,lr=0.2]',
+    '',
+  ].join('\n'));
+  await run(file);
+  const expected = [
+    'stage                  metric  HEAD  now  change',
+    '---------------------  ------  ----  ---  ------',
+    'score[model=l,lr=0.2]  value   40    7    -33',
+    '1 of 8 stages changed between HEAD and now',
+    '',
+  ];
+  assert.is((await pp(['diff', file, 'HEAD'])).out, expected.join('\n'));
+  assert.is((await pp(['diff', file])).out, [
+    'stage                  metric  before  now  change',
+    '---------------------  ------  ------  ---  ------',
+    'score[model=l,lr=0.2]  value   40      7    -33',
+    '1 of 8 stages changed between before and now',
+    '',
+  ].join('\n'));
+  assert.is((await pp(['diff', file, 'HEAD', '--md'])).out, [
+    '| stage | metric | HEAD | now | change |',
+    '| --- | --- | --- | --- | --- |',
+    '| score[model=l,lr=0.2] | value | 40 | 7 | -33 |',
+    '',
+    '1 of 8 stages changed between HEAD and now',
+    '',
+  ].join('\n'));
+  const json = JSON.parse((await pp(['diff', file, 'HEAD', '--json'])).out) as { rows: unknown[] };
+  assert.equal(json.rows, [{ name: 'score[model=l,lr=0.2]', metric: 'value', before: 40, now: 7, delta: -33 }]);
+  const bad = await pp(['diff', file, 'no-such-rev']);
+  assert.is(bad.code, 2);
+  assert.match(bad.err, `pausepipe diff: unknown git revision \`no-such-rev\` in ${ws}`);
+});
+
+test('the backend a run uses is said once however many stages say it, also on a live terminal', async () => {
+  const { file } = await workspace(`
+for each i in [1, 2, 3] {
+  stage fit = count { counter: "count.txt", value: i, notice: "backend: wasm (SIMD, 1 thread)" }
+}
+stage other = count { counter: "count.txt", notice: "backend fallback: webgpu backend unavailable: no GPU adapter found; using wasm" }
+`);
+  const r = await pp(['run', file, '--jobs', '1']);
+  assert.is(r.code, 0, r.err);
+  assert.equal(r.err.split('\n').filter((l) => l.startsWith('backend')), [
+    'backend: wasm (SIMD, 1 thread)',
+    'backend fallback: webgpu backend unavailable: no GPU adapter found; using wasm',
+  ]);
+  const { file: again } = await workspace(`stage fit = count { counter: "count.txt", notice: "backend: wasm (SIMD, 1 thread)" }\n`);
+  const tty = await pp(['run', again], { tty: true });
+  assert.ok(screen(tty.err).includes('backend: wasm (SIMD, 1 thread)'), tty.err);
+});
+
+test('Ctrl-C on a terminal: the "interrupting" line stays on the screen under the live block', async () => {
+  const { ws, file } = await workspace(`stage hold = hold { pidfile: "hold.pid", until: "release" }\n`);
+  const running = pp(['run', file], { tty: true });
+  const until = Date.now() + 20000;
+  while (!existsSync(path.join(ws, 'hold.pid'))) {
+    if (Date.now() > until) throw new Error('the stage did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.emit('SIGINT');
+  const r = await running;
+  assert.is(r.code, 130);
+  const shown = screen(r.err);
+  assert.ok(shown.includes('interrupting: stopping running stages (Ctrl-C again to quit at once)'), shown.join('\n'));
+  assert.ok(shown.includes('aborted hold: interrupted'), shown.join('\n'));
+});
+
+test('on a narrow terminal show continues the table below instead of letting lines wrap through numbers', async () => {
+  const { file } = await workspace(`
+for each lr in [0.1, 0.25] {
+  stage fit = sh { command: ["sh", "-c", "echo '{\\"accuracy\\": 0.815, \\"accuracy_std\\": 0.388, \\"eval_loss\\": 0.99273}' > $PAUSEPIPE_OUT/metrics.json"], env: { LR: lr } }
+}
+`);
+  await run(file);
+  assert.is((await pp(['show', file], { stdoutColumns: 31 })).out, [
+    'stage  lr    accuracy',
+    '-----  ----  --------',
+    'fit    0.1   0.815',
+    'fit    0.25  0.815',
+    '',
+    'stage  lr    accuracy_std',
+    '-----  ----  ------------',
+    'fit    0.1   0.388',
+    'fit    0.25  0.388',
+    '',
+    'stage  lr    eval_loss',
+    '-----  ----  ---------',
+    'fit    0.1   0.99273',
+    'fit    0.25  0.99273',
+    '',
+  ].join('\n'));
+  assert.is((await pp(['show', file])).out.split('\n')[0], 'stage  lr    accuracy  accuracy_std  eval_loss');
+});
+
+test('--version, "did you mean" for a mistyped command, kinds NAME, and --cache-dir accepted by every command', async () => {
+  assert.equal(await pp(['--version']), { code: 0, out: `pausepipe ${PAUSEPIPE_VERSION}\n`, err: '' });
+  const typo = await pp(['rnu', 'x.pipe']);
+  assert.is(typo.code, 2);
+  assert.is(typo.err.split('\n')[0], 'pausepipe: unknown command `rnu`; did you mean `run`?');
+  const one = await pp(['kinds', 'count']);
+  assert.is(one.out.split('\n')[0], 'count (version 1)');
+  assert.not.match(one.out, 'hold (version');
+  assert.match((await pp(['kinds', 'sh', '--md'])).out, '## `sh` (version 1)');
+  const unknown = await pp(['kinds', 'conut']);
+  assert.is(unknown.code, 2);
+  assert.match(unknown.err, 'pausepipe kinds: no stage kind `conut`; did you mean `count`?');
+  const { ws, file } = await workspace();
+  const cache = path.join(ws, 'elsewhere');
+  for (const args of [['run', file], ['plan', file], ['show', file], ['dag', file], ['check', file], ['kinds'], ['diff', file], ['verify', file], ['gc', file]]) {
+    const r = await pp([...args, '--cache-dir', cache]);
+    assert.not.match(r.err, 'Unknown option', args.join(' '));
+  }
+  assert.ok(existsSync(path.join(cache, 'objects')));
+  assert.is(existsSync(path.join(ws, '.pausepipe')), false);
+});
+
+test.run();
