@@ -210,7 +210,7 @@ stage kept = hold { pidfile: "kept.pid", until: "release", counter: "count.txt" 
   const r = await run.proc;
   assert.is(r.exitCode, 1, run.output());
   assert.match(run.output(), /^failed lost: Slurm job \d+ ended NODE_FAIL: the node running the job failed; .*reason NodeDown$/m);
-  assert.match(run.output(), /^ran 1, cached 0, failed 1 in /m);
+  assert.match(run.output(), /^ran 1, cached 0, failed 1 in /m, run.output());
   assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean).sort(), ['kept', 'kept', 'lost']);
 });
 
