@@ -206,6 +206,10 @@ stage kept = hold { pidfile: "kept.pid", until: "release", counter: "count.txt" 
   await writeFile(path.join(ws, 'release'), '');
   const kept = /requeued kept: Slurm job (\d+)/.exec(run.output())![1]!;
   await waitFor('the killed runs to release their CPUs', () => /CPUAlloc=0\b/.test(execFileSync('scontrol', ['show', 'node'], { encoding: 'utf8' })), 30_000);
+  // slurmd revokes the first run's credential with a time in whole seconds and refuses any launch of the job whose
+  // credential is not newer ("Job credential revoked": the job then ends FAILED). Slurm's own begin-time delay after
+  // a requeue avoids that; starting it at once needs the next second first.
+  await new Promise((r) => setTimeout(r, 2000));
   execFileSync('scontrol', ['update', `JobId=${kept}`, 'StartTime=now']);
   const r = await run.proc;
   assert.is(r.exitCode, 1, run.output());
