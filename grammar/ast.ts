@@ -173,3 +173,25 @@ export interface PipeFile {
   file: string;
   statements: Statement[];
 }
+
+/** The expressions directly inside an expression (for checks that walk every expression). */
+export function subExpressions(e: Expr): Expr[] {
+  switch (e.type) {
+    case 'string':
+      return e.parts.filter((p): p is Expr => typeof p !== 'string');
+    case 'list':
+      return e.items;
+    case 'object':
+      return e.entries.map((x) => x.value);
+    case 'unary':
+      return [e.operand];
+    case 'binary':
+      return [e.left, e.right];
+    case 'if':
+      return [e.condition, e.then, e.else];
+    case 'call':
+      return e.args;
+    default:
+      return [];
+  }
+}

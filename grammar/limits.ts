@@ -1,6 +1,6 @@
 // Limits that keep checking any file fast and every recursive phase within the call stack, each a located diagnostic.
 import type { IToken } from 'chevrotain';
-import type { Expr, Statement } from './ast.ts';
+import { subExpressions, type Expr, type Statement } from './ast.ts';
 import { diagnostic, type Diagnostic } from './diagnostics.ts';
 import { tokenSpan } from './lexer.ts';
 import {
@@ -71,28 +71,6 @@ export function checkTokenLimits(tokens: readonly IToken[], file: string): Diagn
     previous = t;
   }
   return undefined;
-}
-
-/** The expressions directly inside an expression. */
-function subExpressions(e: Expr): Expr[] {
-  switch (e.type) {
-    case 'string':
-      return e.parts.filter((p): p is Expr => typeof p !== 'string');
-    case 'list':
-      return e.items;
-    case 'object':
-      return e.entries.map((x) => x.value);
-    case 'unary':
-      return [e.operand];
-    case 'binary':
-      return [e.left, e.right];
-    case 'if':
-      return [e.condition, e.then, e.else];
-    case 'call':
-      return e.args;
-    default:
-      return [];
-  }
 }
 
 /** The expressions a statement holds, loop bodies included. */

@@ -1,5 +1,5 @@
 // Expansion: AST statements → one stage per declaration and loop variant, with lets evaluated and references resolved.
-import type { Expr, InputDecl, LetDecl, LoopDecl, ObjectExpr, StageDecl, Statement } from '../grammar/ast.ts';
+import { subExpressions, type Expr, type InputDecl, type LetDecl, type LoopDecl, type ObjectExpr, type StageDecl, type Statement } from '../grammar/ast.ts';
 import {
   diagnostic, DiagnosticSink, locationFrom, type Diagnostic, type DiagnosticCode, type SourceSpan,
 } from '../grammar/diagnostics.ts';
@@ -69,28 +69,6 @@ interface Pending {
   loop: LoopInfo | null;
   label: string | null;
   inputs: PendingInput[];
-}
-
-/** Sub-expressions, for checks that walk every expression. */
-function children(e: Expr): Expr[] {
-  switch (e.type) {
-    case 'string':
-      return e.parts.filter((p): p is Expr => typeof p !== 'string');
-    case 'list':
-      return e.items;
-    case 'object':
-      return e.entries.map((x) => x.value);
-    case 'unary':
-      return [e.operand];
-    case 'binary':
-      return [e.left, e.right];
-    case 'if':
-      return [e.condition, e.then, e.else];
-    case 'call':
-      return e.args;
-    default:
-      return [];
-  }
 }
 
 function declaredStages(body: LoopDecl['body']): StageDecl[] {
@@ -247,7 +225,7 @@ class Expander {
   /** Reports keys given twice in any object literal of an expression (the params block itself included). */
   private checkKeys(e: Expr, isParams: boolean): void {
     if (e.type === 'object') this.checkObjectKeys(e, isParams);
-    for (const c of children(e)) this.checkKeys(c, false);
+    for (const c of subExpressions(e)) this.checkKeys(c, false);
   }
 
   private checkObjectKeys(o: ObjectExpr, isParams: boolean): void {

@@ -4,39 +4,8 @@ import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
-import { BIN, cli, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
-
-interface Spawned {
-  proc: ResultPromise;
-  output: () => string;
-}
-
-function spawnBin(args: string[], cwd: string): Spawned {
-  const proc = execa(process.execPath, [BIN, ...args], { cwd, reject: false, env: { PAUSEPIPE_KINDS: TEST_KINDS }, stdin: 'ignore', all: true });
-  let text = '';
-  proc.all?.on('data', (chunk: Buffer) => (text += chunk.toString()));
-  return { proc, output: () => text };
-}
-
-async function waitFor(what: string, check: () => boolean, ms = 20000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Alive and not a zombie (an orphan's zombie may linger where nothing reaps it). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  const stat = `/proc/${pid}/stat`;
-  return !existsSync(stat) || !/^\d+ \(.*\) Z/.test(readFileSync(stat, 'utf8'));
-}
+import { cli, tempWorkspace } from '../helpers/runner.ts';
+import { alive, spawnBin, waitFor } from '../helpers/processes.ts';
 
 async function lines(file: string): Promise<string[]> {
   return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);

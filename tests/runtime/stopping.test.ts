@@ -6,40 +6,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
 import { requires } from '../helpers/requires.ts';
 import { BIN, cli, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
-
-interface Spawned {
-  proc: ResultPromise;
-  output: () => string;
-}
-
-function spawnBin(args: string[], cwd: string): Spawned {
-  const proc = execa(process.execPath, [BIN, ...args], { cwd, reject: false, env: { PAUSEPIPE_KINDS: TEST_KINDS }, stdin: 'ignore', all: true });
-  let text = '';
-  proc.all?.on('data', (chunk: Buffer) => (text += chunk.toString()));
-  return { proc, output: () => text };
-}
-
-async function waitFor(what: string, check: () => boolean, ms = 20000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Alive and not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  const stat = `/proc/${pid}/stat`;
-  return !existsSync(stat) || !/^\d+ \(.*\) Z/.test(readFileSync(stat, 'utf8'));
-}
+import { alive, spawnBin, waitFor } from '../helpers/processes.ts';
 
 /** The id a command wrote to `file`, once the whole line is there. */
 async function pidIn(file: string): Promise<number> {

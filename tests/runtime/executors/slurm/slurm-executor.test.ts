@@ -8,6 +8,7 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { readRecord } from '../../../../runtime/job-protocol.ts';
 import { BIN, cli, PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../../../helpers/runner.ts';
+import { waitFor as waitUntil } from '../../../helpers/processes.ts';
 import { cancelJobsUnder, finishedJobs, jobsByName, lastJobId, withSlurm } from '../../../helpers/slurm.ts';
 
 interface StageJson {
@@ -53,13 +54,8 @@ function spawnRun(file: string, cwd: string, extra: string[] = []): { proc: Resu
   return { proc, output: () => text };
 }
 
-async function waitFor(what: string, check: () => boolean, ms = 60_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Slurm takes its time under load: a minute, polled every 100 ms. */
+const waitFor = (what: string, check: () => boolean, ms = 60_000) => waitUntil(what, check, ms, 100);
 
 function json(stdout: string): RunJson {
   return JSON.parse(stdout) as RunJson;
