@@ -6,9 +6,8 @@ import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises
 import path from 'node:path';
 import { execa } from 'execa';
 import { ArtifactStore } from '../../cache/store.ts';
-import { main } from '../../runtime/cli.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
-import { Capture } from '../helpers/capture.ts';
+import { runMain, type Ran } from '../helpers/capture.ts';
 import { BIN, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
@@ -23,18 +22,7 @@ stage down = sh(up: up) {
 }
 `;
 
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function pp(...args: string[]): Promise<Ran> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(args, { stdout, stderr });
-  return { code, out: stdout.text, err: stderr.text };
-}
+const pp = (...args: string[]): Promise<Ran> => runMain(args);
 
 async function workspace(text: string): Promise<{ ws: string; file: string; store: ArtifactStore }> {
   const ws = await tempWorkspace('pausepipe-trust-');

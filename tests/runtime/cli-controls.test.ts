@@ -5,10 +5,9 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { main } from '../../runtime/cli.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import { PAUSEPIPE_VERSION } from '../../runtime/version.ts';
-import { Capture } from '../helpers/capture.ts';
+import { runMain } from '../helpers/capture.ts';
 import { tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 import { screen } from '../helpers/terminal.ts';
 
@@ -26,20 +25,7 @@ for each model in ["s", "l"], lr in [0.1, 0.2] {
 stage table = sh(runs: score[*]) { command: ["sh", "-c", "echo table >> count.txt"], env: opts }
 `;
 
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function pp(args: string[], opts: { tty?: boolean; stdoutColumns?: number } = {}): Promise<Ran> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  if (opts.tty) Object.assign(stderr, { isTTY: true, columns: 80 });
-  if (opts.stdoutColumns) Object.assign(stdout, { isTTY: true, columns: opts.stdoutColumns });
-  const code = await main(args, { stdout, stderr });
-  return { code, out: stdout.text, err: stderr.text };
-}
+const pp = runMain;
 
 async function workspace(text = MATRIX): Promise<{ ws: string; file: string }> {
   const ws = await tempWorkspace('pausepipe-controls-');

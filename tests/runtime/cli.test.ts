@@ -3,10 +3,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BACKEND_FLAG_VALUES, main } from '../../runtime/cli.ts';
+import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
-import { Capture } from '../helpers/capture.ts';
+import { runMain, type Ran } from '../helpers/capture.ts';
 import { PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
@@ -30,18 +30,7 @@ stage table = sh(runs: train[*]) {
 }
 `;
 
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function pp(...args: string[]): Promise<Ran> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(args, { stdout, stderr });
-  return { code, out: stdout.text, err: stderr.text };
-}
+const pp = (...args: string[]): Promise<Ran> => runMain(args);
 
 async function workspace(text = MATRIX): Promise<{ ws: string; file: string }> {
   const ws = await tempWorkspace('pausepipe-cli-');
