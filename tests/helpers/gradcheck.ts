@@ -1,16 +1,10 @@
 // Test helpers for tensor code: seeded random data, closeness checks and finite-difference gradient checks.
 import * as tf from '@tensorflow/tfjs-core';
+import { createRng } from '../../stages/data/random.ts';
 
-/** Deterministic uniform [0, 1) generator (mulberry32), so failures reproduce. */
+/** Deterministic uniform [0, 1) generator (the data stages' mulberry32), so failures reproduce. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return createRng(seed).next;
 }
 
 /** Standard-normal float32 tensor from a seed (Box–Muller). */

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { formatDiagnostics } from '../../grammar/diagnostics.ts';
 import { loadPipelineText } from '../../runtime/load.ts';
 import { STAGE_KINDS } from '../../stages/index.ts';
+import { createRng } from '../../stages/data/random.ts';
 import { pipeFiles } from '../pipelines/pipeline-files.ts';
 
 /** Change the seed (or the budget) from the environment to explore further; a failure names both. */
@@ -17,16 +18,9 @@ const MAX_CASES = 5_000;
 /** CPU time, not wall time: the test machine is shared, and other processes must not fail it. */
 const MAX_CASE_CPU_S = 2;
 
-/** mulberry32: a small seeded generator, so case N is the same text on every machine. */
+/** mulberry32 (the data stages' generator), so case N is the same text on every machine. */
 function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return createRng(seed).next;
 }
 
 /** Pieces of the language, of other languages and of hostile input, inserted at random places. */
