@@ -28,17 +28,17 @@ function errorSpan(e: IRecognitionException, file: string, text: string): Source
 }
 
 /** At most MAX_SYNTAX_ERRORS of a kind, the last saying how many more there are: each one shown costs a code frame. */
-function capped(ds: Diagnostic[], what: string): Diagnostic[] {
+function capped(ds: Diagnostic[], what: string, unreported = 0): Diagnostic[] {
   if (ds.length <= MAX_SYNTAX_ERRORS) return ds;
-  const more = ds.length - MAX_SYNTAX_ERRORS;
+  const more = ds.length + unreported - MAX_SYNTAX_ERRORS;
   const kept = ds.slice(0, MAX_SYNTAX_ERRORS);
   kept.push({ ...ds[MAX_SYNTAX_ERRORS]!, notes: [`and ${more.toLocaleString('en-US')} more ${what} errors after this one, not shown`] });
   return kept;
 }
 
 export function parsePipeText(text: string, file: string): ParseResult {
-  const lexed = tokenize(text, file);
-  const lexing = capped(lexed.diagnostics, 'lexing');
+  const lexed = tokenize(text, file, MAX_SYNTAX_ERRORS + 1);
+  const lexing = capped(lexed.diagnostics, 'lexing', lexed.unreported);
   // Too big or too deep for the parser's recursion: said, and not parsed.
   const tooMuch = checkTokenLimits(lexed.tokens, file);
   if (tooMuch !== undefined) return { ast: null, includes: [], diagnostics: [...lexing, tooMuch] };

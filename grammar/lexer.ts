@@ -10,6 +10,8 @@ const pipeLexer = new Lexer({ modes: LEXER_MODES, defaultMode: MODE_MAIN }, { po
 export interface TokenizeResult {
   tokens: IToken[];
   diagnostics: Diagnostic[];
+  /** Lexing errors found beyond those turned into diagnostics (see tokenize's `maxErrors`). */
+  unreported: number;
 }
 
 /** Span of a token (chevrotain ends are inclusive; ours are exclusive). */
@@ -57,15 +59,16 @@ export function spanAt(file: string, text: string, offset: number, length: numbe
   return { file, ...start, endLine: end.line, endColumn: end.column, offset, endOffset: offset + length };
 }
 
-export function tokenize(text: string, file: string): TokenizeResult {
+/** Tokens and diagnostics; only the first `maxErrors` lexing errors become diagnostics (a binary file has millions). */
+export function tokenize(text: string, file: string, maxErrors = Infinity): TokenizeResult {
   const lexed = pipeLexer.tokenize(text);
-  const diagnostics: Diagnostic[] = lexed.errors.map((e) => {
+  const diagnostics: Diagnostic[] = lexed.errors.slice(0, maxErrors).map((e) => {
     const chars = text.slice(e.offset, e.offset + e.length);
     const what = e.length === 1 ? `character \`${chars}\`` : `characters \`${chars}\``;
     return diagnostic('E_LEX', `unexpected ${what}`, spanAt(file, text, e.offset, e.length));
   });
   const tokens = closeStrings(lexed.tokens, text, file, diagnostics);
-  return { tokens, diagnostics };
+  return { tokens, diagnostics, unreported: Math.max(0, lexed.errors.length - maxErrors) };
 }
 
 /**

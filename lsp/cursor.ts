@@ -77,7 +77,7 @@ const EXPECTS_VALUE = new Set<unknown>([
  * A name token that ends at or contains the offset is the word being typed (its text up to the offset is the prefix).
  */
 export function cursorAt(text: string, offset: number): Cursor {
-  const tokens = tokenize(text, '<editor>').tokens;
+  const tokens = tokenize(text, '<editor>', 0).tokens;
   const under = tokens.find((t) => isName(t) && t.startOffset <= offset && offset <= (t.endOffset ?? t.startOffset) + 1) ?? null;
   const before = tokens.filter((t) => t.startOffset < (under ? under.startOffset : offset));
   const prefix = under ? text.slice(under.startOffset, offset) : '';
@@ -192,7 +192,7 @@ export interface Declarations {
 }
 
 export function declarationsOf(text: string): Declarations {
-  const tokens = tokenize(text, '<editor>').tokens;
+  const tokens = tokenize(text, '<editor>', 0).tokens;
   const out: Declarations = { stages: [], lets: [], loopVars: [], includes: [] };
   let depth = 0;
   const loopDepths: number[] = [];
