@@ -55,6 +55,11 @@ export interface TrainOptions {
    * autocast_adapter_dtype). The forward and backward passes still compute in float32. Default `fp32`.
    */
   precision: Precision;
+  /**
+   * Activation checkpointing (gradient_checkpointing): each decoder layer keeps only its input for the backward pass
+   * and runs again there. Same results (to float32 rounding), far less memory, more compute. Default false.
+   */
+  gradientCheckpointing: boolean;
 }
 
 export type Precision = 'fp32' | 'bf16';
@@ -77,6 +82,7 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   checkpointDir: null,
   loadBestAtEnd: true,
   precision: 'fp32',
+  gradientCheckpointing: false,
 };
 
 export interface TrainData {
@@ -132,7 +138,8 @@ export interface TrainResult {
 
 /** What a checkpoint must agree on for a resume to continue the same run. */
 function fingerprint(opts: TrainOptions, trainable: string[], trainCount: number, validationCount: number): string {
-  const { checkpointDir: _dir, ...rest } = opts;
+  // Neither where checkpoints go nor recomputing activations changes what a resumed run computes.
+  const { checkpointDir: _dir, gradientCheckpointing: _recompute, ...rest } = opts;
   return JSON.stringify({ ...rest, trainable, trainCount, validationCount });
 }
 
@@ -247,6 +254,9 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
   const vars = model.trainableVariables();
   const optimizer = createOptimizer(model, opts);
   if (opts.precision === 'bf16') log('precision: bfloat16 weights, gradients and AdamW moments (LoRA adapters float32)');
+  const checkpointingBefore = model.gradientCheckpointing;
+  model.gradientCheckpointing = opts.gradientCheckpointing;
+  if (opts.gradientCheckpointing) log('gradient checkpointing: each decoder layer keeps only its input and is recomputed in the backward pass');
   const print = fingerprint(opts, [...vars.keys()], trainSet.length, validationSet.length);
 
   const state: LoopState = {
@@ -344,6 +354,7 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
     }
   } finally {
     optimizer.dispose();
+    model.gradientCheckpointing = checkpointingBefore;
   }
 
   const finalEval = state.evalLossCurve.at(-1);
