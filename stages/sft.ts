@@ -145,7 +145,7 @@ export const SFT: StageKind<SftParams> = {
     model: { description: 'Model folder to fine-tune (init_model, add_pause_token or sft).' },
     data: { description: 'Dataset folder with train.jsonl and validation.jsonl rows {question, answer}.' },
   },
-  resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: p.max_length, training: true }),
+  resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true }),
   sources: ['stages/sft.ts', 'stages/lm', 'stages/data/dataset.ts', 'stages/data/random.ts'],
 
   async run(ctx: StageContext<SftParams>): Promise<StageResult> {
