@@ -222,7 +222,7 @@ function makeBatch(rows: number, seed: number): Batch {
 
 /**
  * One optimizer update as the trainer does it: loss and gradients over the micro-batches (summed), then AdamW. Under a
- * GpuWatch as in the trainer: an out-of-memory step reads back a loss of 0 and would otherwise be timed as a fast one.
+ * GpuWatch as in the trainer: an out-of-memory step reads back a stale loss and would otherwise be timed as a fast one.
  */
 function trainStep(opt: AdamW, micro: Batch[]): Promise<number> {
   return watchGpu('training step', () => unwatchedStep(opt, micro));

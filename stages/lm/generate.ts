@@ -69,7 +69,7 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
   const k = kernels();
   // Steps the batch can take: its longest row limit, and the model's positions (the prompt fills width, each step one more).
   const stepLimit = Math.min(Math.max(...limits.map((l, r) => (done[r] ? 0 : l))), context - batch.width + 1);
-  // A KV cache too large for the device, or any invalid command, would otherwise decode zeros into tokens.
+  // A KV cache too large for the device, or any invalid command, would otherwise decode stale buffers into tokens.
   const watch = new GpuWatch('generation');
   let inputIds: tf.Tensor2D = tf.tensor2d(batch.ids, [rows, batch.width], 'int32');
   let mask: tf.Tensor2D = tf.tensor2d(batch.mask, [rows, batch.width], 'int32');

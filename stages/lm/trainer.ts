@@ -432,7 +432,7 @@ export async function optimizerUpdate(model: CausalLM, optimizer: AdamW, makeBat
   const sums = { loss: 0, lmLoss: 0, ctrlLoss: 0 };
   let hasParts = false;
   let grads: Map<string, tf.Tensor> | null = null;
-  // Out of memory or an invalid command on the GPU would otherwise read back as a loss of 0 and train on nothing.
+  // Out of memory or an invalid command on the GPU would otherwise read back a stale loss and train on nothing.
   const watch = new GpuWatch('training step');
   try {
     for (let m = 0; m < makeBatch.length; m++) {

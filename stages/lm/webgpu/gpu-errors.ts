@@ -7,8 +7,8 @@ export type GpuFailure = 'out-of-memory' | 'validation' | 'internal' | 'device-l
 
 /**
  * A WebGPU error raised by work a step submitted. WebGPU reports these asynchronously and otherwise carries on: a
- * buffer that could not be allocated is an invalid object, every command using it is skipped, and reading it back
- * yields zeros, so a training step would print a loss computed from nothing. This error stops the step instead.
+ * buffer that could not be allocated is an invalid object, every command using it is skipped, and reading an output
+ * back yields whatever its buffer held, so a training step would print a loss computed from nothing. This error stops the step instead.
  */
 export class GpuError extends Error {
   readonly failure: GpuFailure;

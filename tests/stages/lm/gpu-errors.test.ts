@@ -38,11 +38,13 @@ async function rejectsWith(p: Promise<unknown>): Promise<GpuError> {
   throw new Error('expected a GpuError, nothing was thrown');
 }
 
-test('unwatched, a refused buffer reads back as zeros; watched, the read ends in a validation GpuError naming the buffer', async () => {
+test('unwatched, a refused buffer reads back a wrong value silently; watched, the read ends in a validation GpuError naming the buffer', async () => {
   const silent = oversize();
   const sum = tf.sum(silent.tensor);
-  // What the H200 run showed: the work is skipped and the read answers as if it had run.
-  assert.equal(Array.from(await readTensor(sum)), [0]);
+  // What the H200 run showed: the work is skipped and the read answers as if it had run, with whatever the output
+  // buffer held (zeros when it is new, an old tensor's value when the pool reused one), never the sum of the ones.
+  const [value] = await readTensor(sum);
+  assert.is.not(value, silent.bytes / 4);
   tf.dispose([silent.tensor, sum]);
 
   let bytes = 0;
