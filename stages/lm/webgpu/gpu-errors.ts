@@ -39,8 +39,8 @@ const states = new WeakMap<GPUDevice, DeviceState>();
  * message names no size) and records its loss. Wrapping createBuffer costs a few additions per new buffer.
  */
 function stateOf(device: GPUDevice): DeviceState {
-  let state = states.get(device);
-  if (state) return state;
+  const known = states.get(device);
+  if (known) return known;
   const s: DeviceState = { allocations: { count: 0, bytes: 0, largest: 0 }, lost: null };
   const create = device.createBuffer.bind(device);
   device.createBuffer = (descriptor: GPUBufferDescriptor): GPUBuffer => {
@@ -53,8 +53,7 @@ function stateOf(device: GPUDevice): DeviceState {
     s.lost = info;
   });
   states.set(device, s);
-  state = s;
-  return state;
+  return s;
 }
 
 /** A byte count in the unit a reader compares with the GPU's size. */
