@@ -1,12 +1,15 @@
 // Training and decoding throughput of the causal LM on the active backend, against its matmul roofline and against PyTorch.
 //
 //   node --import tsx bench/train.bench.ts [--shape small|medium|large|mistral7b] [--layers N] [--steps N] [--batch N]
-//       [--seq N] [--micro N] [--gen N] [--backend wasm|cpu|webgpu|tensorflow] [--torch FILE|none] [--profile]
+//       [--seq N] [--micro N] [--gen N] [--checkpointing on|off] [--backend wasm|cpu|webgpu|tensorflow] [--torch FILE|none] [--profile]
 //   (`npm run bench:train` runs small and medium on the best available backend)
 //
 // Shapes: small (4 layers, width 128), medium (8, 512), large (12, 1024, 16 heads, sequence 512, batch 8) train every
 // weight with AdamW; mistral7b is Mistral-7B-v0.1 with the pause token (32 layers, width 4096, 32 heads, 8 KV heads,
-// SwiGLU 14336, 32,001 rows) training only the pause embedding and pause head, batch 8 × 600, as the seed does.
+// SwiGLU 14336, 32,001 rows) training only the pause embedding and pause head, batch 8 × 600, as the seed does, with
+// activation checkpointing (every layer's activations would take about 170 GiB). Before building the model the bench
+// prints the memory estimate (stages/lm/memory-estimate.ts) against the device; a GPU error (out of memory above all)
+// stops it with the error's message and exit status 3, never with numbers computed from invalid buffers.
 // Weights are random and made on the device (bench/random-model.ts), so a 7B model never passes through host memory.
 //
 // Rates are by wall time on a GPU and by CPU time on wasm/cpu (one thread on a shared machine). The roofline is the
@@ -31,7 +34,9 @@ import type { CausalLM } from '../stages/lm/model.ts';
 import { AdamW } from '../stages/lm/optimizer.ts';
 import { builtinTokenizerJson, JsonTokenizer } from '../stages/lm/tokenizer.ts';
 import type { Batch } from '../stages/lm/types.ts';
+import { estimateGpuMemoryMiB, parameterCount } from '../stages/lm/memory-estimate.ts';
 import { countGpuWork, type GpuWork } from '../stages/lm/webgpu/counters.ts';
+import { GpuError, watchGpu } from '../stages/lm/webgpu/gpu-errors.ts';
 import { deviceRandomModel, deviceRandomPauseModel } from './random-model.ts';
 
 interface Shape {
@@ -49,13 +54,15 @@ interface Shape {
   hostMicro: number;
   /** The seed's model: the pause wrapper, pause embedding and head training, Mistral's RMSNorm epsilon. */
   pauseOnly?: boolean;
+  /** Activation checkpointing unless --checkpointing says otherwise. */
+  checkpointing?: boolean;
 }
 
 const SHAPES: Record<string, Shape> = {
   small: { layers: 4, width: 128, heads: 4, kvHeads: 4, ffn: 512, vocab: 512, seq: 128, batch: 8, steps: 5, hostMicro: 8 },
   medium: { layers: 8, width: 512, heads: 8, kvHeads: 8, ffn: 2048, vocab: 512, seq: 256, batch: 16, steps: 3, hostMicro: 1 },
   large: { layers: 12, width: 1024, heads: 16, kvHeads: 16, ffn: 4096, vocab: 512, seq: 512, batch: 8, steps: 3, hostMicro: 1 },
-  mistral7b: { layers: 32, width: 4096, heads: 32, kvHeads: 8, ffn: 14336, vocab: 32000, seq: 600, batch: 8, steps: 2, hostMicro: 1, pauseOnly: true },
+  mistral7b: { layers: 32, width: 4096, heads: 32, kvHeads: 8, ffn: 14336, vocab: 32000, seq: 600, batch: 8, steps: 2, hostMicro: 1, pauseOnly: true, checkpointing: true },
 };
 const PROMPT = 16;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -72,7 +79,14 @@ const { values: args } = parseArgs({
     backend: { type: 'string' },
     torch: { type: 'string' },
     profile: { type: 'boolean', default: false },
+    checkpointing: { type: 'string' },
   },
+});
+
+// A GPU error ends the bench with its message (what failed, what was asked for, the device's limits) and status 3.
+process.on('uncaughtException', (err) => {
+  console.error(`train.bench: ${err instanceof GpuError ? err.message : (err.stack ?? String(err))}`);
+  process.exit(err instanceof GpuError ? 3 : 1);
 });
 
 function fail(message: string): never {
@@ -94,6 +108,8 @@ const steps = count('steps', args.steps, shape.steps);
 const B = count('batch', args.batch, shape.batch);
 const T = count('seq', args.seq, shape.seq);
 const genTokens = count('gen', args.gen, 32);
+const checkpointing = args.checkpointing === undefined ? shape.checkpointing === true
+  : args.checkpointing === 'on' ? true : args.checkpointing === 'off' ? false : fail(`--checkpointing must be on or off, got ${args.checkpointing}`);
 if (genTokens < 3) fail('--gen must be at least 3 (the first step is the prefill, the kernels line counts the steps between the first and the last)');
 
 /** A FLOP rate in the unit that keeps it readable. */
@@ -131,7 +147,7 @@ async function matmulRoofline(n: number, reps: number): Promise<number> {
   for (let trial = 0; trial < 4; trial++) {
     const stop = stopwatch();
     const outs = Array.from({ length: reps }, () => tf.matMul(a, b));
-    await readTensor(outs.at(-1)!);
+    await watchGpu('the roofline matmuls', () => readTensor(outs.at(-1)!));
     const t = clock(stop());
     tf.dispose(outs);
     if (trial > 0) best = Math.min(best, t); // the first trial builds the kernel (and wasm's packed weights)
@@ -152,11 +168,24 @@ const config: LmConfig = {
   tieWordEmbeddings: false, maxPositionEmbeddings: Math.max(T, PROMPT + genTokens) + 16, initializerRange: 0.02, bosId: 1, eosId: 2, padId: 3,
   ...(shape.pauseOnly ? { slidingWindow: 4096, pause: { tokenId: shape.vocab, token: '<|pause|>' } } : {}),
 };
+// The estimate before anything large is made, so a shape that cannot fit says so first.
+const hfConfig = {
+  hidden_size: config.hiddenSize, intermediate_size: config.intermediateSize, num_hidden_layers: L, num_attention_heads: config.numHeads,
+  num_key_value_heads: config.numKvHeads, vocab_size: config.vocabSize, tie_word_embeddings: false, ...(shape.pauseOnly ? { pause_token_id: config.vocabSize } : {}),
+};
+// Pause-only training trains the pause embedding row and the pause head Linear(H → 2) with its bias.
+const trainedParams = shape.pauseOnly ? 3 * config.hiddenSize + 2 : parameterCount(hfConfig);
+const estimateMiB = estimateGpuMemoryMiB(hfConfig, { batch: B, seq: T, training: true, trainableParams: trainedParams, checkpointing });
+const weightsGiB = (parameterCount(hfConfig) * 4) / 2 ** 30;
+console.log(`memory estimate: ${(estimateMiB / 1024).toFixed(1)} GiB for training (${weightsGiB.toFixed(1)} GiB of float32 weights), ` +
+  `activation checkpointing ${checkpointing ? 'on' : 'off'}; WebGPU reports no memory size, so compare with the GPU's own`);
 const buildClock = stopwatch();
 const model: CausalLM = shape.pauseOnly ? deviceRandomPauseModel(config, 1) : deviceRandomModel(config, 1);
 if (shape.pauseOnly) configureTraining(model, { groups: ['pauseEmbedding', 'pauseHead'] }, () => {});
+model.gradientCheckpointing = checkpointing;
 const vars = model.trainableVariables();
-await readTensor(tf.sum([...vars.values()][0]!)); // wait for the weights to exist before timing anything else
+// Wait for the weights to exist before timing anything else; a model too large for the device fails here.
+await watchGpu('making the random weights', () => readTensor(tf.sum([...vars.values()][0]!)));
 const buildS = buildClock().wallMs / 1e3;
 
 const H = config.hiddenSize;
@@ -191,8 +220,15 @@ function makeBatch(rows: number, seed: number): Batch {
   return { inputIds: tf.tensor2d(ids, [rows, T], 'int32'), attentionMask: tf.ones([rows, T], 'int32') as tf.Tensor2D, labels: tf.tensor2d(ids, [rows, T], 'int32') };
 }
 
-/** One optimizer update as the trainer does it: loss and gradients over the micro-batches (summed), then AdamW. */
-async function trainStep(opt: AdamW, micro: Batch[]): Promise<number> {
+/**
+ * One optimizer update as the trainer does it: loss and gradients over the micro-batches (summed), then AdamW. Under a
+ * GpuWatch as in the trainer: an out-of-memory step reads back a stale loss and would otherwise be timed as a fast one.
+ */
+function trainStep(opt: AdamW, micro: Batch[]): Promise<number> {
+  return watchGpu('training step', () => unwatchedStep(opt, micro));
+}
+
+async function unwatchedStep(opt: AdamW, micro: Batch[]): Promise<number> {
   const names = new Map([...vars].map(([saved, v]) => [v.name, saved]));
   const sum = new Map<string, tf.Tensor>();
   let loss = 0;
@@ -253,7 +289,7 @@ for (let s = 0; s < steps; s++) {
 const trainTime = stopTrain();
 const leaked = tf.memory().numTensors - before;
 const trainRate = (B * T * steps) / (clock(trainTime) / 1e3);
-console.log(`train: ${steps} steps, ${(clock(trainTime) / steps).toFixed(0)} ms a step → ${trainRate.toFixed(0)} tokens/s ${clockName}; ` +
+console.log(`train${checkpointing ? ' (activation checkpointing; rates count model FLOPs, not the recomputed forward)' : ''}: ${steps} steps, ${(clock(trainTime) / steps).toFixed(0)} ms a step → ${trainRate.toFixed(0)} tokens/s ${clockName}; ` +
   `${rate(trainRate * flopsPerToken)} = ${((100 * trainRate * flopsPerToken) / roofline).toFixed(1)}% of the roofline ` +
   `(${(flopsPerToken / 1e6).toFixed(1)} MFLOP per token; loss ${warm.toFixed(3)} → ${lastLoss.toFixed(3)}; live tensors ${leaked >= 0 ? '+' : ''}${leaked})`);
 for (const b of batches) tf.dispose([b.inputIds, b.attentionMask, b.labels]);

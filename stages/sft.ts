@@ -40,6 +40,8 @@ export interface SftParams {
   train: SftTrainGroups;
   lora: SftLora | null;
   precision: Precision;
+  /** Absent means false: the schema gives it no default, so adding it left every existing sft stage's key unchanged. */
+  gradient_checkpointing?: boolean;
 }
 
 const TRAIN_DEFAULTS: SftTrainGroups = { pause_embedding: true, pause_head: true, lm_head: false, lm_embeddings: false, all: false };
@@ -130,6 +132,12 @@ export const SFT: StageKind<SftParams> = {
           'most updates round away; LoRA adapters stay float32 as PEFT keeps them. Forward passes compute in float32.',
         default: 'fp32',
       },
+      gradient_checkpointing: {
+        type: 'boolean',
+        description: 'Activation checkpointing (Hugging Face\'s gradient_checkpointing): each decoder layer keeps only its input ' +
+          'for the backward pass and is recomputed there. The same loss and gradients for about a third more compute, and ' +
+          'a step holds one layer\'s activations instead of every layer\'s (what lets a 7B model train on one GPU). Default false.',
+      },
     },
     additionalProperties: false,
   },
@@ -137,7 +145,7 @@ export const SFT: StageKind<SftParams> = {
     model: { description: 'Model folder to fine-tune (init_model, add_pause_token or sft).' },
     data: { description: 'Dataset folder with train.jsonl and validation.jsonl rows {question, answer}.' },
   },
-  resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: p.max_length, training: true }),
+  resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true }),
   sources: ['stages/sft.ts', 'stages/lm', 'stages/data/dataset.ts', 'stages/data/random.ts'],
 
   async run(ctx: StageContext<SftParams>): Promise<StageResult> {
@@ -174,6 +182,7 @@ export const SFT: StageKind<SftParams> = {
         seed: p.seed,
         checkpointDir: ctx.scratchDir,
         precision: p.precision,
+        gradientCheckpointing: p.gradient_checkpointing ?? false,
       }, {
         log: ctx.log,
         signal: ctx.signal,

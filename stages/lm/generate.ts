@@ -5,6 +5,7 @@ import { createRng, deriveSeed } from '../data/random.ts';
 import { leftPad, padIdOf, promptText } from './collate.ts';
 import { kernels } from './kernels.ts';
 import type { KvCache, LanguageModel, Tokenizer } from './types.ts';
+import { GpuWatch } from './webgpu/gpu-errors.ts';
 
 export interface GenerateOptions {
   /** Most tokens generated per row (pauses count: they are tokens the model emits). */
@@ -68,6 +69,8 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
   const k = kernels();
   // Steps the batch can take: its longest row limit, and the model's positions (the prompt fills width, each step one more).
   const stepLimit = Math.min(Math.max(...limits.map((l, r) => (done[r] ? 0 : l))), context - batch.width + 1);
+  // A KV cache too large for the device, or any invalid command, would otherwise decode stale buffers into tokens.
+  const watch = new GpuWatch('generation');
   let inputIds: tf.Tensor2D = tf.tensor2d(batch.ids, [rows, batch.width], 'int32');
   let mask: tf.Tensor2D = tf.tensor2d(batch.mask, [rows, batch.width], 'int32');
   let cache: KvCache | null = done.every(Boolean) ? null : model.newKvCache(batch.width + stepLimit - 1);
@@ -95,6 +98,7 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
       const { ids, values } = queued.shift()!;
       const next = await values;
       ids.dispose();
+      await watch.check(`step ${step + 1}`);
       for (let r = 0; r < rows; r++) {
         if (done[r]) continue;
         const token = next[r]!;
@@ -115,6 +119,7 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
     inputIds.dispose();
     mask.dispose();
     cache?.dispose();
+    await watch.close();
   }
   return out.map((ids, r) => ({
     ids,

@@ -9,7 +9,19 @@ export interface MemoryShape {
   /** Longest sequence in tokens. */
   seq: number;
   training: boolean;
+  /** Training with activation checkpointing: one layer's activations at a time, plus every layer's input. */
+  checkpointing?: boolean;
+  /** Parameters that train (gradients and two AdamW moments each); absent: all of them, an upper bound. */
+  trainableParams?: number;
 }
+
+/**
+ * What tfjs holds per layer and token in training, over the activation count below: measured on an H200 with the
+ * Mistral-7B shape, pause-only, batch 8 × 600 (1 layer 12.78 GiB, 2 layers 18.94 GiB: 6.16 GiB for one more layer,
+ * of which 0.81 GiB its weights; 5.35 GiB / 4,800 tokens = 299k floats against the 106k counted). tfjs keeps copies
+ * the count leaves out (transposes, saved clones, gradient temporaries).
+ */
+const TRAINING_ACTIVATION_FACTOR = 2.8;
 
 /** Per worker, whatever the model: the GPU context, the backend's kernels and buffer pools (a rough figure). */
 export const PROCESS_OVERHEAD_MIB = 512;
@@ -57,9 +69,10 @@ export function parameterCount(config: Json): number {
 }
 
 /**
- * Training: float32 weights, gradients and both AdamW moments of every parameter (an upper bound: usually few train),
- * plus the activations kept for the backward pass (per layer and token: the residual stream, norms, q/k/v, attention
- * output, the MLP's three intermediates and the attention probabilities; the logits with their softmax and gradient).
+ * Training: float32 weights, gradients and both AdamW moments of the parameters that train (all, unless told), plus
+ * the activations kept for the backward pass (per layer and token: the residual stream, norms, q/k/v, attention
+ * output, the MLP's three intermediates and the attention probabilities, times what tfjs keeps besides; the logits
+ * with their softmax and gradient); with checkpointing, every layer's input and one layer's activations.
  * Generation: the weights, the KV cache and one layer's activations at a time.
  */
 export function estimateGpuMemoryMiB(config: Json, shape: MemoryShape): number {
@@ -68,7 +81,11 @@ export function estimateGpuMemoryMiB(config: Json, shape: MemoryShape): number {
   const perLayerToken = 6 * d.hidden + 3 * d.intermediate + 2 * d.heads * shape.seq;
   let floats: number;
   if (shape.training) {
-    floats = 4 * parameterCount(config) + tokens * (d.layers * perLayerToken + 3 * d.vocab);
+    const params = parameterCount(config);
+    const trained = shape.trainableParams ?? params;
+    // With checkpointing the backward pass holds every layer's input and recomputes one layer at a time.
+    const layers = shape.checkpointing ? d.layers * d.hidden + TRAINING_ACTIVATION_FACTOR * perLayerToken : TRAINING_ACTIVATION_FACTOR * d.layers * perLayerToken;
+    floats = params + 3 * trained + tokens * (layers + 3 * d.vocab);
   } else {
     const kvCache = tokens * d.layers * 2 * d.kvHeads * d.headDim;
     floats = parameterCount(config) + kvCache + tokens * (perLayerToken + 2 * d.vocab);

@@ -5,7 +5,9 @@ import { kernels } from './kernels.ts';
 import * as ops from './ops.ts';
 import { RowBlockCache, splitEmbedding, splitLinear, type RowBlocks } from './split-weights.ts';
 import type { HostTensor } from './safetensors.ts';
-import { PreparedTensors, type DecoderAccess } from './webgpu/decoder.ts';
+import { PreparedTensors, type DecoderAccess, type LayerCheckpoint } from './webgpu/decoder.ts';
+import { recordingGradients } from './webgpu/engine.ts';
+import { checkpointed } from './activation-checkpointing.ts';
 import type { Batch, KvCache, LanguageModel, LossParts } from './types.ts';
 
 /** A LoRA adapter on one linear module: `y += scaling · B(A(dropout(x)))`, A [r, in], B [out, r] (PEFT layout). */
@@ -145,6 +147,11 @@ export class CausalLM implements LanguageModel {
   private readonly prepared = new PreparedTensors();
   /** Row blocks of the weights too large for one WebGPU binding (split-weights.ts). */
   private readonly rowBlocks = new RowBlockCache();
+  /**
+   * Activation checkpointing in training (Hugging Face's `gradient_checkpointing`): each decoder layer keeps only its
+   * input for the backward pass and runs again there. Same loss and gradients, far less memory, about a third more time.
+   */
+  gradientCheckpointing = false;
 
   constructor(config: LmConfig, weights: Map<string, tf.Variable>, prefix = '') {
     checkConfig(config);
@@ -265,9 +272,11 @@ export class CausalLM implements LanguageModel {
     const maskF = tf.cast(attentionMask, 'float32');
     const positions = tf.cast(tf.slice(tf.relu(tf.sub(tf.cumsum(maskF, 1), 1)), [0, past], [B, T]), 'int32') as tf.Tensor2D; // [B, T]
     const mask = ops.causalPaddingMask(attentionMask, T, c.slidingWindow); // [B, 1, T, S]
-    let x = this.embed(inputIds); // [B, T, H]
+    let x: tf.Tensor = this.embed(inputIds); // [B, T, H]
     const heads = (t: tf.Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, c.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
-    for (let i = 0; i < c.numLayers; i++) {
+    const layer = (i: number, x: tf.Tensor, context: tf.Tensor[]): tf.Tensor => {
+      const positions = context[0] as tf.Tensor2D;
+      const mask = context[1] as tf.Tensor4D;
       const p = `model.layers.${i}.`;
       const h = ops.rmsNorm(x, this.dw(`${p}input_layernorm.weight`), c.rmsNormEps);
       const q = ops.applyRope(heads(this.proj(h, `${p}self_attn.q_proj`, training), c.numHeads), cos, sin, positions); // [B, nh, T, hd]
@@ -288,15 +297,37 @@ export class CausalLM implements LanguageModel {
       x = tf.add(x, this.proj(merged, `${p}self_attn.o_proj`, training));
       const h2 = ops.rmsNorm(x, this.dw(`${p}post_attention_layernorm.weight`), c.rmsNormEps);
       const mlp = ops.swiglu(this.proj(h2, `${p}mlp.gate_proj`, training), this.proj(h2, `${p}mlp.up_proj`, training));
-      x = tf.add(x, this.proj(mlp, `${p}mlp.down_proj`, training));
-    }
+      return tf.add(x, this.proj(mlp, `${p}mlp.down_proj`, training));
+    };
+    const checkpoint = this.checkpointing(cache);
+    const context = [positions, mask];
+    for (let i = 0; i < c.numLayers; i++) x = checkpoint ? checkpoint(i, x, context, (t, ctx) => layer(i, t, ctx)) : layer(i, x, context);
     if (cache) cache.length = past + T;
     return ops.rmsNorm(x, this.dw('model.norm.weight'), c.rmsNormEps) as tf.Tensor3D;
+  }
+
+  /**
+   * Layer i's forward as activation checkpointing runs it (activation-checkpointing.ts), when it applies: training
+   * with `gradientCheckpointing` on, a gradient being taken, no KV cache. Null otherwise.
+   */
+  private checkpointing(cache: KvCache | null): LayerCheckpoint | null {
+    if (!this.gradientCheckpointing || cache !== null || !recordingGradients()) return null;
+    const trainable = [...this.trainableVariables()];
+    return (i, x, context, layer) => {
+      const marker = `.layers.${i}.`;
+      const own = trainable.filter(([name]) => name.includes(marker)).map(([, v]) => v);
+      // LoRA dropout draws from a seed advanced per use: the second run must draw the first run's masks.
+      const seed = this.lora?.dropoutSeed;
+      return checkpointed(layer, x, context, own, () => {
+        if (this.lora && seed !== undefined) this.lora.dropoutSeed = seed;
+      });
+    };
   }
 
   /** What a backend's fused decoder reads from this model (kernels.ts). */
   private decoderAccess(): DecoderAccess {
     return {
+      checkpoint: this.checkpointing(null),
       config: this.config,
       embed: (ids) => this.embed(ids),
       weight: (local) => this.dw(local),

@@ -10,6 +10,7 @@ import { AdamW, roundToBfloat16 } from './optimizer.ts';
 import type { HostTensor } from './safetensors.ts';
 import { linearScheduleLr } from './schedule.ts';
 import type { Batch, LanguageModel, Tokenizer } from './types.ts';
+import { GpuWatch } from './webgpu/gpu-errors.ts';
 
 export interface TrainOptions {
   /** Examples per micro-batch, for training and evaluation (per_device_train/eval_batch_size). Default 8. */
@@ -54,6 +55,11 @@ export interface TrainOptions {
    * autocast_adapter_dtype). The forward and backward passes still compute in float32. Default `fp32`.
    */
   precision: Precision;
+  /**
+   * Activation checkpointing (gradient_checkpointing): each decoder layer keeps only its input for the backward pass
+   * and runs again there. Same results (to float32 rounding), far less memory, more compute. Default false.
+   */
+  gradientCheckpointing: boolean;
 }
 
 export type Precision = 'fp32' | 'bf16';
@@ -76,6 +82,7 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   checkpointDir: null,
   loadBestAtEnd: true,
   precision: 'fp32',
+  gradientCheckpointing: false,
 };
 
 export interface TrainData {
@@ -134,7 +141,8 @@ export interface TrainResult {
 
 /** What a checkpoint must agree on for a resume to continue the same run. */
 function fingerprint(opts: TrainOptions, trainable: string[], trainCount: number, validationCount: number): string {
-  const { checkpointDir: _dir, ...rest } = opts;
+  // Neither where checkpoints go nor recomputing activations changes what a resumed run computes.
+  const { checkpointDir: _dir, gradientCheckpointing: _recompute, ...rest } = opts;
   return JSON.stringify({ ...rest, trainable, trainCount, validationCount });
 }
 
@@ -162,20 +170,26 @@ export async function evaluateLoss(model: LanguageModel, examples: EncodedExampl
   if (examples.length === 0) throw new Error('evaluateLoss: no examples');
   const sums = { loss: 0, lmLoss: 0, ctrlLoss: 0 };
   let hasParts = false;
-  for (let start = 0; start < examples.length; start += batchSize) {
-    const rows = examples.slice(start, start + batchSize);
-    const batch = collateTraining(rows, padId);
-    const parts = tf.tidy(() => {
-      const p = model.lossParts(batch, { training: false });
-      hasParts = p.lmLoss !== undefined && p.ctrlLoss !== undefined;
-      return tf.stack([p.loss, p.lmLoss ?? p.loss, p.ctrlLoss ?? p.loss]);
-    });
-    disposeBatch(batch);
-    const [loss, lm, ctrl] = await readTensor(parts);
-    parts.dispose();
-    sums.loss += loss! * rows.length;
-    sums.lmLoss += lm! * rows.length;
-    sums.ctrlLoss += ctrl! * rows.length;
+  const watch = new GpuWatch('evaluation');
+  try {
+    for (let start = 0; start < examples.length; start += batchSize) {
+      const rows = examples.slice(start, start + batchSize);
+      const batch = collateTraining(rows, padId);
+      const parts = tf.tidy(() => {
+        const p = model.lossParts(batch, { training: false });
+        hasParts = p.lmLoss !== undefined && p.ctrlLoss !== undefined;
+        return tf.stack([p.loss, p.lmLoss ?? p.loss, p.ctrlLoss ?? p.loss]);
+      });
+      disposeBatch(batch);
+      const [loss, lm, ctrl] = await readTensor(parts);
+      parts.dispose();
+      await watch.check(`rows ${start + 1}-${start + rows.length}`);
+      sums.loss += loss! * rows.length;
+      sums.lmLoss += lm! * rows.length;
+      sums.ctrlLoss += ctrl! * rows.length;
+    }
+  } finally {
+    await watch.close();
   }
   const n = examples.length;
   return hasParts ? { loss: sums.loss / n, lmLoss: sums.lmLoss / n, ctrlLoss: sums.ctrlLoss / n } : { loss: sums.loss / n };
@@ -243,6 +257,9 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
   const vars = model.trainableVariables();
   const optimizer = createOptimizer(model, opts);
   if (opts.precision === 'bf16') log('precision: bfloat16 weights, gradients and AdamW moments (LoRA adapters float32)');
+  const checkpointingBefore = model.gradientCheckpointing;
+  model.gradientCheckpointing = opts.gradientCheckpointing;
+  if (opts.gradientCheckpointing) log('gradient checkpointing: each decoder layer keeps only its input and is recomputed in the backward pass');
   const print = fingerprint(opts, [...vars.keys()], trainSet.length, validationSet.length);
 
   const state: LoopState = {
@@ -340,6 +357,7 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
     }
   } finally {
     optimizer.dispose();
+    model.gradientCheckpointing = checkpointingBefore;
   }
 
   const finalEval = state.evalLossCurve.at(-1);
@@ -417,12 +435,15 @@ export async function optimizerUpdate(model: CausalLM, optimizer: AdamW, makeBat
   const sums = { loss: 0, lmLoss: 0, ctrlLoss: 0 };
   let hasParts = false;
   let grads: Map<string, tf.Tensor> | null = null;
+  // Out of memory or an invalid command on the GPU would otherwise read back a stale loss and train on nothing.
+  const watch = new GpuWatch('training step');
   try {
     for (let m = 0; m < makeBatch.length; m++) {
       if (model.lora && opts.dropoutSeed) model.lora.dropoutSeed = opts.dropoutSeed(m);
       const step = microStep(model, vars, makeBatch[m]!(), makeBatch.length);
       const values = await readTensor(step.losses);
       step.losses.dispose();
+      await watch.check(opts.where?.(m) ?? `micro-batch ${m + 1}`);
       // torch accumulates into .grad, which has the parameter's dtype.
       grads = accumulate(grads, step.grads, bf16);
       const loss = values[0]!;
@@ -437,9 +458,17 @@ export async function optimizerUpdate(model: CausalLM, optimizer: AdamW, makeBat
       }
     }
     const gradNorm = optimizer.apply(grads!, lr);
+    try {
+      await watch.close('optimizer update');
+    } catch (err) {
+      gradNorm.dispose();
+      throw err;
+    }
     return hasParts ? { loss: sums.loss, lmLoss: sums.lmLoss, ctrlLoss: sums.ctrlLoss, gradNorm } : { loss: sums.loss, gradNorm };
   } finally {
     if (grads) for (const g of grads.values()) g.dispose();
+    // After an error elsewhere: balances the device's scope stack, and a device error, the cause, replaces the symptom.
+    await watch.close();
   }
 }
 

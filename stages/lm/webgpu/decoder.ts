@@ -50,7 +50,12 @@ export interface DecoderAccess {
   /** The variables that train now. */
   trainable(): Set<tf.Variable>;
   readonly prepared: PreparedTensors;
+  /** Runs layer i under activation checkpointing, or null when the model does not checkpoint this pass. */
+  readonly checkpoint: LayerCheckpoint | null;
 }
+
+/** Runs `layer` (decoder layer i, residual stream in, residual stream out) so that backward recomputes it. */
+export type LayerCheckpoint = (i: number, x: tf.Tensor, context: tf.Tensor[], layer: (x: tf.Tensor, context: tf.Tensor[]) => tf.Tensor) => tf.Tensor;
 
 /**
  * Per-layer keys (rotated) and values [B, nkv, capacity, hd], allocated at the first step for the rows it brings and
@@ -140,15 +145,17 @@ export function fusedHidden(m: DecoderAccess, inputIds: tf.Tensor2D, attentionMa
   const shape: AttentionShape = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, window: c.slidingWindow ?? 0 };
   const trainable = recordingGradients() ? m.trainable() : new Set<tf.Variable>();
   cache?.reserve(B, past + T);
-  const meta = attentionMeta(attentionMask);
+  const mask = attentionMeta(attentionMask);
   const rope = m.prepared.get('rope', [], () => {
     const { cos, sin } = m.ropeTables();
     return tf.stack([cos, sin]);
   });
   const width = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
-  let x = tf.reshape(m.embed(inputIds), [B * T, c.hiddenSize]); // [N, H]
-  let delta: tf.Tensor | null = null;
-  for (let i = 0; i < c.numLayers; i++) {
+  /**
+   * Layer i from its residual stream: `x` plus, when given, the last layer's MLP output `delta`, which the input norm
+   * adds (one kernel for the add and the norm). Returns the stream after attention and this layer's MLP output.
+   */
+  const layer = (i: number, x: tf.Tensor, delta: tf.Tensor | null, meta: tf.Tensor): { x: tf.Tensor; delta: tf.Tensor } => {
     const p = `model.layers.${i}.`;
     let h: tf.Tensor;
     if (delta) {
@@ -161,18 +168,33 @@ export function fusedHidden(m: DecoderAccess, inputIds: tf.Tensor2D, attentionMa
     const qkv = tf.reshape(projectStacked(m, h, [`${p}self_attn.q_proj`, `${p}self_attn.k_proj`, `${p}self_attn.v_proj`], training, trainable), [B, T, width]);
     let att: tf.Tensor;
     if (cache) {
-      const layer = cache.layers[i]!;
-      appendToCache(layer, qkv, meta, rope, past, shape);
-      att = attendCache(layer, qkv, meta, rope, past, shape);
+      const kv = cache.layers[i]!;
+      appendToCache(kv, qkv, meta, rope, past, shape);
+      att = attendCache(kv, qkv, meta, rope, past, shape);
     } else {
       att = attention(qkv, meta, rope, shape);
     }
-    delta = m.proj(tf.reshape(att, [B * T, c.numHeads * c.headDim]), `${p}self_attn.o_proj`, training);
-    const post = addRmsNorm(x, delta, m.weight(`${p}post_attention_layernorm.weight`), c.rmsNormEps);
-    x = post.sum;
+    const post = addRmsNorm(x, m.proj(tf.reshape(att, [B * T, c.numHeads * c.headDim]), `${p}self_attn.o_proj`, training),
+      m.weight(`${p}post_attention_layernorm.weight`), c.rmsNormEps);
     const gu = projectStacked(m, post.normed, [`${p}mlp.gate_proj`, `${p}mlp.up_proj`], training, trainable);
-    delta = m.proj(swigluFused(gu), `${p}mlp.down_proj`, training);
+    return { x: post.sum, delta: m.proj(swigluFused(gu), `${p}mlp.down_proj`, training) };
+  };
+  const embedded = tf.reshape(m.embed(inputIds), [B * T, c.hiddenSize]); // [N, H]
+  const checkpoint = cache ? null : m.checkpoint;
+  if (checkpoint) {
+    // A checkpointed layer has one input to keep: the stream with the MLP output added (one more add per layer).
+    let x = embedded;
+    for (let i = 0; i < c.numLayers; i++) {
+      x = checkpoint(i, x, [mask], (input, [meta]) => {
+        const out = layer(i, input, null, meta!);
+        return tf.add(out.x, out.delta);
+      });
+    }
+    return tf.reshape(rmsNorm(x, m.weight('model.norm.weight'), c.rmsNormEps), [B, T, c.hiddenSize]) as tf.Tensor3D;
   }
+  let x = embedded;
+  let delta: tf.Tensor | null = null;
+  for (let i = 0; i < c.numLayers; i++) ({ x, delta } = layer(i, x, delta, mask));
   if (cache) cache.length = past + T;
   return tf.reshape(addRmsNormOnly(x, delta!, m.weight('model.norm.weight'), c.rmsNormEps), [B, T, c.hiddenSize]) as tf.Tensor3D;
 }

@@ -42,6 +42,19 @@ test('Mistral-7B has its 7.24 B parameters, and its full training never fits an 
   assert.ok(estimateGpuMemoryMiB(MISTRAL_7B, { batch: 8, seq: 600, training: true }) > 80 * 1024);
 });
 
+test('the seed\'s pause-only Mistral-7B at batch 8 × 600 fits an H200 (141 GiB) with activation checkpointing and not without', () => {
+  const seed = { ...MISTRAL_7B, pause_token_id: 32000 };
+  // Pause embedding row and pause head Linear(4096 → 2) with bias.
+  const trainableParams = 4096 + 2 * 4096 + 2;
+  const h200 = 141 * 1024;
+  const stored = estimateGpuMemoryMiB(seed, { batch: 8, seq: 600, training: true, trainableParams });
+  const checkpointed = estimateGpuMemoryMiB(seed, { batch: 8, seq: 600, training: true, trainableParams, checkpointing: true });
+  assert.ok(stored > h200, `${stored} MiB`);
+  assert.ok(checkpointed < h200 / 2, `${checkpointed} MiB`);
+  // The weights alone, 7.24 B floats with the quarter of headroom, are 33.7 GiB of it.
+  assert.ok(checkpointed > (parameterCount(seed) * 4 * 1.25) / 2 ** 20);
+});
+
 withFixtures(test)('the estimate: overhead plus float32 tensors with a quarter of headroom, worked out for one token', () => {
   // Training, 1 token: 4 × 158,016 parameter floats (weights, gradients, 2 moments) + 2 layers × (6·64 + 3·176 +
   // 2·4·1) + 3 × 512 logit floats = 635,440 floats = 2,541,760 bytes, × 1.25 = 3.03 MiB over the overhead.

@@ -87,6 +87,28 @@ test('two accumulated micro-batches of 2 give the same update as one batch of 4'
   b.dispose();
 });
 
+test('gradient checkpointing trains to the same losses and weights, logs that it is on, and is switched off after', async () => {
+  const opts: Partial<TrainOptions> = { batchSize: 4, maxSteps: 3, lr: 1e-2, loggingSteps: 1, evalSteps: 3 };
+  const a = tinyModel();
+  const plain = await train(a, tok, data, opts, { log: quiet });
+  const b = tinyModel();
+  const lines: string[] = [];
+  const recomputed = await train(b, tok, data, { ...opts, gradientCheckpointing: true }, { log: (l) => lines.push(l) });
+  assert.ok(lines.some((l) => l.startsWith('gradient checkpointing: ')), lines.join('\n'));
+  assert.is(b.gradientCheckpointing, false);
+  assert.equal(recomputed.trainLossCurve.map(([s]) => s), [1, 2, 3]);
+  for (const [i, [, loss]] of plain.trainLossCurve.entries()) assert.ok(Math.abs(recomputed.trainLossCurve[i]![1] - loss) < 1e-6, `step ${i + 1}`);
+  const [va, vb] = [await values(a), await values(b)];
+  let worst = 0;
+  for (const [name, x] of va) {
+    const y = vb.get(name)!;
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+  }
+  assert.ok(worst < 1e-6, `largest difference ${worst}`);
+  a.dispose();
+  b.dispose();
+});
+
 test('the best weights by eval loss are put back at the end', async () => {
   const model = tinyModel();
   const seen = new Map<number, Map<string, Float32Array>>();
