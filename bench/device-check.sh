@@ -64,7 +64,7 @@ else
   # Per-layer figures as PyTorch measures them: activations kept (the 32-layer run below recomputes them).
   M1=(--shape mistral7b --layers 1 --checkpointing off) M2=(--shape mistral7b --layers 2 --checkpointing off)
   TORCH_ARGS=()
-  TESTS='^(model|pause|generate|lora|model-io|split-weights|webgpu-kernels|webgpu-model|train-trace|gpu-errors|activation-checkpointing)\.test'
+  TESTS='^(model|pause|generate|lora|model-io|split-weights|webgpu-kernels|webgpu-model|webgpu-matmul|webgpu-matmul-model|train-trace|gpu-errors|activation-checkpointing)\.test'
 fi
 
 {
@@ -77,6 +77,9 @@ echo "gpu: $(sed -n '2,3p;$p' "$OUT/gpu.txt" | tr '\n' ' ')" | tee -a "$SUMMARY"
 
 # 1. The model suites on this GPU (the webgpu suites run because an adapter exists): fixture parity, KV cache, LoRA, pause, save/load.
 step "model tests on webgpu" 120 "$OUT/tests.txt" node tests/run.mjs "$TESTS" tests/stages/lm
+
+# 1b. The WGSL GEMM against tfjs's matMul at 4096³ and the model's shapes (PAUSEPIPE_MATMUL=wgsl's case).
+step "matmul bench: tfjs vs wgsl" 90 "$OUT/bench.txt" node --import tsx bench/matmul.bench.ts ${TINY:+--trials 1}
 
 # 2. PyTorch on the same shapes, one process for all (its start-up is the slow part).
 TORCH_JSON="$OUT/torch.json"
@@ -95,10 +98,12 @@ fi
 # 3. Our bench on the same shapes, each with the roofline, the kernel counts and the PyTorch ratio.
 step "bench small" 60 "$OUT/bench.txt" "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
 step "bench medium" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON"
+step "bench medium, wgsl matmul" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --matmul wgsl
 step "bench large" 90 "$OUT/bench.txt" "${BENCH[@]}" "${LARGE[@]}" --torch "$TORCH_JSON"
 
 # 4. The seed's model: one and two layers of Mistral-7B (their difference is one layer's cost), pause-only training.
 step "bench mistral7b, 1 layer" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON"
+step "bench mistral7b, 1 layer, wgsl matmul" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON" --matmul wgsl
 # (Shrunk, the second run would only repeat the first on a software adapter, at some ten minutes each.)
 [ -z "$TINY" ] && step "bench mistral7b, 2 layers" 90 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M2[@]}" --torch "$TORCH_JSON"
 
@@ -117,4 +122,4 @@ fi
 rm -rf "$DEMO_CACHE"
 
 echo "done in $((SECONDS - START)) s" | tee -a "$SUMMARY"
-grep -h -E '^(backend|adapter limits|roofline|memory estimate|shape|train|decode|kernels|memory|pytorch)' "$OUT/bench.txt" "$OUT/mistral7b.txt" 2>/dev/null >> "$SUMMARY"
+grep -h -E '^(backend|adapter limits|roofline|memory estimate|shape|train|decode|kernels|memory|pytorch|matmul )' "$OUT/bench.txt" "$OUT/mistral7b.txt" 2>/dev/null >> "$SUMMARY"

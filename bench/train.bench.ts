@@ -2,6 +2,7 @@
 //
 //   node --import tsx bench/train.bench.ts [--shape small|medium|large|mistral7b] [--layers N] [--steps N] [--batch N]
 //       [--seq N] [--micro N] [--gen N] [--checkpointing on|off] [--backend wasm|cpu|webgpu|tensorflow] [--torch FILE|none] [--profile]
+//       [--matmul tfjs|wgsl]
 //   (`npm run bench:train` runs small and medium on the best available backend)
 //
 // Shapes: small (4 layers, width 128), medium (8, 512), large (12, 1024, 16 heads, sequence 512, batch 8) train every
@@ -16,6 +17,9 @@
 // backend's best rank-2 matmul rate: on WebGPU five 4096³ products in a row before one read (256³ on a software
 // adapter), so it measures the GPU and not a readback. Training FLOPs per token = 6·N + 12·L·T·d_attn (N: weights of
 // every matmul; attention's QKᵀ and P·V over the full T×T scores); pause-only training has no weight gradients: 4·N + 8·L·T·d_attn.
+//
+// On WebGPU `--matmul` (default: PAUSEPIPE_MATMUL, else tfjs) picks the product of the projections: tfjs's MatMul or
+// the WGSL GEMM of stages/lm/webgpu/matmul.ts; the roofline uses the same product.
 //
 // Every WebGPU run prints `kernels: train N, decode M, reads R`: dispatches in one training step, dispatches per decode
 // step and host reads per decode step. With PyTorch at hand (python3 with torch; or --torch FILE from
@@ -37,6 +41,7 @@ import type { Batch } from '../stages/lm/types.ts';
 import { estimateGpuMemoryMiB, parameterCount } from '../stages/lm/memory-estimate.ts';
 import { countGpuWork, type GpuWork } from '../stages/lm/webgpu/counters.ts';
 import { GpuError, watchGpu } from '../stages/lm/webgpu/gpu-errors.ts';
+import { matMulChoice, projection } from '../stages/lm/webgpu/matmul.ts';
 import { deviceRandomModel, deviceRandomPauseModel } from './random-model.ts';
 
 interface Shape {
@@ -80,6 +85,7 @@ const { values: args } = parseArgs({
     torch: { type: 'string' },
     profile: { type: 'boolean', default: false },
     checkpointing: { type: 'string' },
+    matmul: { type: 'string' },
   },
 });
 
@@ -127,10 +133,16 @@ function stopwatch(): () => { wallMs: number; cpuMs: number } {
   };
 }
 
+if (args.matmul !== undefined) {
+  if (args.matmul !== 'tfjs' && args.matmul !== 'wgsl') fail(`--matmul must be tfjs or wgsl, got ${args.matmul}`);
+  process.env.PAUSEPIPE_MATMUL = args.matmul;
+}
+const matmul = matMulChoice();
 const info = await initBackend(args.backend);
+if (matmul === 'wgsl' && info.name !== 'webgpu') fail(`--matmul wgsl needs the webgpu backend, this run has ${info.name}`);
 const onGpu = info.name === 'webgpu' || info.name === 'tensorflow';
 const adapter = info.name === 'webgpu' ? await webgpuAdapter() : null;
-console.log(`backend: ${info.name}${info.device ? ` (${info.device})` : ''}`);
+console.log(`backend: ${info.name}${info.device ? ` (${info.device})` : ''}${info.name === 'webgpu' ? `, matmul ${matmul}` : ''}`);
 if (info.notice) console.log(`notice: ${info.notice}`);
 if (adapter) {
   console.log(`adapter limits: maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize}`);
@@ -146,7 +158,7 @@ async function matmulRoofline(n: number, reps: number): Promise<number> {
   let best = Infinity;
   for (let trial = 0; trial < 4; trial++) {
     const stop = stopwatch();
-    const outs = Array.from({ length: reps }, () => tf.matMul(a, b));
+    const outs = Array.from({ length: reps }, () => (info.name === 'webgpu' ? projection(a, b, false, false) : tf.matMul(a, b)));
     await watchGpu('the roofline matmuls', () => readTensor(outs.at(-1)!));
     const t = clock(stop());
     tf.dispose(outs);
@@ -159,7 +171,7 @@ async function matmulRoofline(n: number, reps: number): Promise<number> {
 const rooflineN = !onGpu ? 1024 : adapter?.software ? 256 : 4096;
 const rooflineReps = onGpu ? 5 : 1;
 const roofline = await matmulRoofline(rooflineN, rooflineReps);
-console.log(`roofline: ${rooflineReps} × rank-2 ${rooflineN}³ matmul, best ${rate(roofline)} ${clockName}` +
+console.log(`roofline: ${rooflineReps} × rank-2 ${rooflineN}³ ${info.name === 'webgpu' ? `${matmul} ` : ''}matmul, best ${rate(roofline)} ${clockName}` +
   `${adapter?.software ? ' (a software adapter: 256³ keeps it short)' : ''}`);
 
 const config: LmConfig = {

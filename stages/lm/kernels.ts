@@ -8,6 +8,7 @@ import { DeviceKvCache, fusedHidden, type DecoderAccess } from './webgpu/decoder
 import { embedding } from './webgpu/embedding.ts';
 import { recordingGradients } from './webgpu/engine.ts';
 import { crossEntropySum, logSoftmax, pauseLogProbs } from './webgpu/loss.ts';
+import { projection } from './webgpu/matmul.ts';
 import { pickTokens } from './webgpu/pick.ts';
 
 /** A decoder stack run by a backend's own programs instead of the model's tfjs-op code. */
@@ -93,7 +94,7 @@ const WEBGPU: BackendKernels = {
   // gradient computes dW only for weights that train.
   linear: (x, weight, bias) => tf.tidy(() => {
     const inDim = x.shape[x.shape.length - 1]!;
-    const y = tf.matMul(tf.reshape(x, [-1, inDim]) as tf.Tensor2D, weight as tf.Tensor2D, false, true);
+    const y = projection(tf.reshape(x, [-1, inDim]) as tf.Tensor2D, weight as tf.Tensor2D, false, true);
     const out = bias ? tf.add(y, bias) : y;
     return tf.reshape(out, [...x.shape.slice(0, -1), weight.shape[0]!]);
   }),

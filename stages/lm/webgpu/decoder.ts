@@ -6,6 +6,7 @@ import type { KvCache } from '../types.ts';
 import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape, type CacheLayer } from './attention.ts';
 import { concatLast, stackRows } from './concat.ts';
 import { copyBuffer, emptyTensor, recordingGradients } from './engine.ts';
+import { projection } from './matmul.ts';
 import { addRmsNorm, addRmsNormOnly, rmsNorm } from './norm.ts';
 import { swigluFused } from './swiglu.ts';
 
@@ -129,7 +130,7 @@ function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], train
     return concatLast(modules.map((mod) => m.proj(h, mod, training)));
   }
   const stacked = trains ? stackRows(weights, true) : m.prepared.get(modules.join('+'), weights, () => stackRows(weights, false));
-  return tf.matMul(h as tf.Tensor2D, stacked as tf.Tensor2D, false, true);
+  return projection(h as tf.Tensor2D, stacked as tf.Tensor2D, false, true);
 }
 
 /**

@@ -1,0 +1,99 @@
+// TFLOP/s of tfjs-backend-webgpu's matMul against the WGSL GEMM (stages/lm/webgpu/matmul.ts) at 4096³ and the model's shapes.
+//
+//   node --import tsx bench/matmul.bench.ts [--trials N]
+//
+// Each shape runs as several products in a row before one host read (enough work that the read's latency does not
+// count), by wall time, best of N trials after one that builds the kernels. The two products' outputs are compared
+// on the GPU (largest |difference| relative to the largest |value|). On a software adapter every size is divided by
+// 16 and one product runs per read: it checks that the bench runs, its rates mean nothing.
+import * as tf from '@tensorflow/tfjs-core';
+import { parseArgs } from 'node:util';
+import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
+import { matMul } from '../stages/lm/webgpu/matmul.ts';
+
+interface Case {
+  label: string;
+  m: number;
+  k: number;
+  n: number;
+  transposeA: boolean;
+  transposeB: boolean;
+}
+
+/** Tokens of a Mistral-7B pause-training batch (8 × 600) and of the medium bench shape (16 × 256). */
+const TOKENS_7B = 4800;
+const TOKENS_MEDIUM = 4096;
+
+const CASES: Case[] = [
+  { label: '4096³', m: 4096, k: 4096, n: 4096, transposeA: false, transposeB: false },
+  { label: '7B gate/up x·Wᵀ', m: TOKENS_7B, k: 4096, n: 14336, transposeA: false, transposeB: true },
+  { label: '7B down x·Wᵀ', m: TOKENS_7B, k: 14336, n: 4096, transposeA: false, transposeB: true },
+  { label: '7B down dX = dY·W', m: TOKENS_7B, k: 4096, n: 14336, transposeA: false, transposeB: false },
+  { label: '7B down dW = dYᵀ·X', m: 4096, k: TOKENS_7B, n: 14336, transposeA: true, transposeB: false },
+  { label: '7B head x·Wᵀ (vocab 32,001)', m: TOKENS_7B, k: 4096, n: 32001, transposeA: false, transposeB: true },
+  { label: 'medium up x·Wᵀ', m: TOKENS_MEDIUM, k: 512, n: 2048, transposeA: false, transposeB: true },
+  { label: 'medium up dW = dYᵀ·X', m: 2048, k: TOKENS_MEDIUM, n: 512, transposeA: true, transposeB: false },
+];
+
+const { values: args } = parseArgs({ options: { trials: { type: 'string', default: '3' } } });
+const trials = Number(args.trials);
+if (!Number.isInteger(trials) || trials < 1) {
+  console.error(`matmul.bench: --trials must be a whole number >= 1, got ${args.trials}`);
+  process.exit(2);
+}
+
+const info = await initBackend('webgpu');
+if (info.name !== 'webgpu') {
+  console.error(`matmul.bench: needs a WebGPU adapter; ${info.notice ?? `${info.name} started instead`}`);
+  process.exit(2);
+}
+const adapter = await webgpuAdapter();
+const software = adapter?.software ?? false;
+console.log(`backend: ${info.device ?? adapter?.name ?? 'webgpu'}${software ? ', a software adapter: sizes / 16, rates meaningless' : ''}`);
+
+/** A FLOP rate in the unit that keeps it readable. */
+function rate(flops: number): string {
+  return flops >= 1e12 ? `${(flops / 1e12).toFixed(2)} TFLOP/s` : `${(flops / 1e9).toFixed(2)} GFLOP/s`;
+}
+
+type Product = (a: tf.Tensor2D, b: tf.Tensor2D, ta: boolean, tb: boolean) => tf.Tensor2D;
+const PRODUCTS: Array<[string, Product]> = [['tfjs', (a, b, ta, tb) => tf.matMul(a, b, ta, tb)], ['wgsl', (a, b, ta, tb) => matMul(a, b, ta, tb)]];
+
+/** Best seconds of `reps` products in a row and one read of the last, over `trials` timed trials after a warm-up. */
+async function time(product: Product, a: tf.Tensor2D, b: tf.Tensor2D, c: Case, reps: number): Promise<number> {
+  let best = Infinity;
+  for (let trial = 0; trial <= trials; trial++) {
+    const t0 = performance.now();
+    const outs = Array.from({ length: reps }, () => product(a, b, c.transposeA, c.transposeB));
+    // One element read: the queue runs in order, so it waits for every product without timing a large copy.
+    const first = tf.slice(outs.at(-1)!, [0, 0], [1, 1]);
+    await readTensor(first);
+    const s = (performance.now() - t0) / 1e3;
+    tf.dispose([first, ...outs]);
+    if (trial > 0) best = Math.min(best, s);
+  }
+  return best;
+}
+
+const scale = software ? 16 : 1;
+for (const full of CASES) {
+  const c = { ...full, m: Math.ceil(full.m / scale), k: Math.ceil(full.k / scale), n: Math.ceil(full.n / scale) };
+  const flops = 2 * c.m * c.n * c.k;
+  // About half a TFLOP of work per read on a GPU (0.05 s at 10 TFLOP/s), at least two products.
+  const reps = software ? 1 : Math.max(2, Math.min(20, Math.round(0.5e12 / flops)));
+  const a = tf.randomNormal(c.transposeA ? [c.k, c.m] : [c.m, c.k]) as tf.Tensor2D;
+  const b = tf.randomNormal(c.transposeB ? [c.n, c.k] : [c.k, c.n]) as tf.Tensor2D;
+  const rates = new Map<string, number>();
+  for (const [name, product] of PRODUCTS) rates.set(name, (reps * flops) / (await time(product, a, b, c, reps)));
+  const diff = tf.tidy(() => {
+    const want = tf.matMul(a, b, c.transposeA, c.transposeB);
+    return tf.div(tf.max(tf.abs(tf.sub(matMul(a, b, c.transposeA, c.transposeB), want))), tf.max(tf.abs(want)));
+  });
+  const rel = (await readTensor(diff))[0]!;
+  tf.dispose([a, b, diff]);
+  const [t, w] = [rates.get('tfjs')!, rates.get('wgsl')!];
+  const line = `matmul ${c.label}: ${c.m}×${c.k}×${c.n} ${c.transposeA ? 'T' : 'N'}${c.transposeB ? 'T' : 'N'}, ${reps} per read: ` +
+    `tfjs ${rate(t)}, wgsl ${rate(w)} (${(w / t).toFixed(2)}×), max diff ${rel.toExponential(1)} of max |C|`;
+  console.log(line);
+}
+process.exit(0);

@@ -1,0 +1,77 @@
+// The WGSL GEMM (webgpu/matmul.ts) against tf.matMul: every transpose combination, ragged shapes, both tiles, gradients.
+import * as tf from '@tensorflow/tfjs-core';
+import * as assert from 'uvu/assert';
+import { readTensor as values } from '../../../stages/lm/backend.ts';
+import { BIG_TILE, chooseTile, matMul, SMALL_TILE, type TileChoice } from '../../../stages/lm/webgpu/matmul.ts';
+import { randn } from '../../helpers/gradcheck.ts';
+import { backendSuite, runOnWebgpu } from '../../helpers/backends.ts';
+import { maxDiff } from '../../helpers/hf-fixtures.ts';
+
+const test = backendSuite('webgpu matmul', 'webgpu');
+
+/** float32 sums of at most a few hundred products of unit normals: order differences stay near 1e-5. */
+const TOL = 1e-4;
+
+async function close(label: string, got: tf.Tensor, want: tf.Tensor): Promise<void> {
+  assert.equal(got.shape, want.shape, `${label}: shape`);
+  const d = maxDiff(await values(got), await values(want));
+  assert.ok(d <= TOL, `${label}: max diff ${d}`);
+}
+
+const stored = (rows: number, cols: number, transposed: boolean, seed: number) => randn(transposed ? [cols, rows] : [rows, cols], seed) as tf.Tensor2D;
+
+const COMBOS: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]];
+
+/**
+ * [M, K, N]: edges of every kind (1, 3, one past a tile). Odd sizes make every row be read and written as scalars,
+ * multiples of 4 as vec4s; keeping each shape all one or all the other limits the shader variants llvmpipe compiles
+ * (some 4 s each). The vec4 reads and writes are the same code for both tiles, so the big tile takes odd sizes only.
+ */
+const ODD: Array<[number, number, number]> = [[1, 1, 1], [3, 5, 7], [129, 3, 65], [33, 17, 131]];
+const FOURS: Array<[number, number, number]> = [[8, 64, 36], [132, 20, 68]];
+
+for (const [tile, shapes] of [['small', [...ODD, ...FOURS]], ['big', ODD]] as Array<[TileChoice, typeof ODD]>) {
+  test(`${tile} tile: all four transpose combinations on ragged shapes equal tf.matMul`, async () => {
+    for (const [m, k, n] of shapes) {
+      for (const [ta, tb] of COMBOS) {
+        const a = stored(m, k, ta, m + k);
+        const b = stored(k, n, tb, k + n);
+        await close(`${m}x${k}x${n} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`, matMul(a, b, ta, tb, tile), tf.matMul(a, b, ta, tb));
+        tf.dispose([a, b]);
+      }
+    }
+  });
+}
+
+test('gradients of both operands, for every transpose combination, equal tf.matMul\'s', async () => {
+  const [m, k, n] = [37, 21, 45];
+  for (const [ta, tb] of COMBOS) {
+    const a = stored(m, k, ta, 11);
+    const b = stored(k, n, tb, 12);
+    const r = randn([m, n], 13);
+    const loss = (f: (x: tf.Tensor2D, y: tf.Tensor2D) => tf.Tensor) => tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor2D, y as tf.Tensor2D), r)))([a, b]);
+    const got = loss((x, y) => matMul(x, y, ta, tb));
+    const want = loss((x, y) => tf.matMul(x, y, ta, tb));
+    await close(`dA ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`, got[0]!, want[0]!);
+    await close(`dB ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`, got[1]!, want[1]!);
+    tf.dispose([a, b, r, ...got, ...want]);
+  }
+});
+
+test('the big tile is chosen once an output fills 128 of its workgroups, the small one below', () => {
+  assert.is(chooseTile(4800, 4096), BIG_TILE);
+  assert.is(chooseTile(4096, 4096), BIG_TILE);
+  assert.is(chooseTile(1024, 2048), BIG_TILE);
+  assert.is(chooseTile(1024, 1920), SMALL_TILE);
+  assert.is(chooseTile(8, 32001), SMALL_TILE);
+  assert.is(chooseTile(32001, 100), SMALL_TILE);
+});
+
+test('a clear error for operands that do not fit', () => {
+  const a = tf.zeros([3, 4]) as tf.Tensor2D;
+  const b = tf.zeros([5, 6]) as tf.Tensor2D;
+  assert.throws(() => matMul(a, b), /matmul: inner sizes differ: \[3, 4\] · \[5, 6\]/);
+  tf.dispose([a, b]);
+});
+
+runOnWebgpu(test);
