@@ -1,5 +1,6 @@
 // Text → tokens, with lexing mistakes (stray characters, unterminated strings) turned into diagnostics.
-import { createTokenInstance, Lexer, type IToken } from 'chevrotain';
+import type { IToken } from 'chevrotain';
+import { createTokenInstance, Lexer } from './chevrotain.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import {
   InterpStart, LCurlyNested, LEXER_MODES, MODE_MAIN, RCurly, RCurlyNested, StringEnd, StringNewline, StringStart,

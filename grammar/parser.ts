@@ -1,5 +1,6 @@
 // The .pipe grammar as a Chevrotain CST parser: syntax only; meaning is given by to-ast.ts and the runtime phases.
-import { CstParser, EOF, type IParserErrorMessageProvider, type IToken, type TokenType } from 'chevrotain';
+import type { IParserErrorMessageProvider, IToken, TokenType } from 'chevrotain';
+import { CstParser, EOF } from './chevrotain.ts';
 import {
   ALL_TOKENS, AddOp, And, Colon, Comma, CompareOp, Each, Else, Equals, False, For, Identifier, If, In, Include,
   InterpStart, LBracket, LCurly, LParen, Let, Minus, MulOp, Named, Not, Null, NumberLiteral, Or, RBracket, RCurly,

@@ -1,5 +1,6 @@
 // Token types of the .pipe language and its lexer modes (strings with `${expr}` interpolation get modes of their own).
-import { createToken, Lexer, type TokenType } from 'chevrotain';
+import type { TokenType } from 'chevrotain';
+import { createToken, Lexer } from './chevrotain.ts';
 
 export const MODE_MAIN = 'main';
 export const MODE_STRING = 'string';
