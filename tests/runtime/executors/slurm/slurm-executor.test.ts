@@ -141,6 +141,11 @@ withSlurm(test)('a small model pipeline trains and evaluates to the same metrics
   assert.equal(results(json(b.stdout)), results(json(a.stdout)));
   const keys = json(a.stdout).stages.map((s) => s.key!);
   assert.equal(outputHashes(cluster.ws, keys), outputHashes(local.ws, keys));
+  // A job's notices reach the runner's terminal once per run, as locally: two model stages run, one line.
+  const again = await cli(['run', cluster.file, 'train', '--force', '--backend', 'wasm', '--executor', 'slurm'], cluster.ws);
+  assert.is(again.exitCode, 0, again.stderr);
+  assert.match(again.stdout, /^ran 2, cached 2 in /m, again.stdout);
+  assert.equal(again.stderr.split('\n').filter((l) => l.startsWith('backend')), ['backend: wasm (SIMD, 1 thread)']);
 });
 
 withSlurm(test)('Ctrl-C cancels the running job (scancel) and leaves the cache clean', async () => {
