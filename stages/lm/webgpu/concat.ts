@@ -1,6 +1,6 @@
 // Concatenation along the last axis (fused projection weights and outputs) and its inverse split, one kernel each.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, FLAT_WORKGROUP, grid, runToTensors } from './engine.ts';
+import { bindings, grid, perElementMain, runToTensors } from './engine.ts';
 
 const WG = 256;
 /** Storage buffers a program may bind (WebGPU's guaranteed minimum, what tfjs asks the device for): one is the output. */
@@ -27,10 +27,7 @@ function concatWgsl(widths: number[]): string {
   const parts = widths.map((w, i) => `if (part == ${i}u) { out[idx] = p${i}[row * ${w}u + col - ${offsets[i]}u]; }`).join('\n  ');
   return `
 ${bindings([['out', 'f32']], widths.map((_, i) => [`p${i}`, 'f32']), [['count', 'u32']])}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let idx = (${FLAT_WORKGROUP}) * ${WG}u + lid;
-  if (idx >= params.count) { return; }
+${perElementMain(WG)}
   let row = idx / ${total}u;
   let col = idx - row * ${total}u;
   var part = 0u;
@@ -44,10 +41,7 @@ function splitWgsl(widths: number[]): string {
   const parts = widths.map((w, i) => `if (part == ${i}u) { p${i}[row * ${w}u + col - ${offsets[i]}u] = whole[idx]; }`).join('\n  ');
   return `
 ${bindings(widths.map((_, i) => [`p${i}`, 'f32']), [['whole', 'f32']], [['count', 'u32']])}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let idx = (${FLAT_WORKGROUP}) * ${WG}u + lid;
-  if (idx >= params.count) { return; }
+${perElementMain(WG)}
   let row = idx / ${total}u;
   let col = idx - row * ${total}u;
   var part = 0u;

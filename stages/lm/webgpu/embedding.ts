@@ -1,6 +1,6 @@
 // Embedding rows by token id, with a deterministic gradient: each table row sums its tokens' gradients in token order (tfjs's scatter adds with atomics).
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, grid, run, runToTensors } from './engine.ts';
+import { bindings, grid, perElementMain, run, runToTensors } from './engine.ts';
 
 const EMBEDDING = 'PausepipeEmbedding';
 const COLUMNS = 64;
@@ -9,10 +9,7 @@ const COLUMNS = 64;
 function forwardWgsl(): string {
   return `
 ${bindings([['rows', 'f32']], [['table', 'f32'], ['ids', 'i32']], [['count', 'u32'], ['vocab', 'u32'], ['width', 'u32'], ['nan', 'f32']])}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let idx = (wid.x + wid.y * nwg.x) * 256u + lid;
-  if (idx >= params.count) { return; }
+${perElementMain(256)}
   let n = idx / params.width;
   let id = ids[n];
   if (id < 0 || u32(id) >= params.vocab) { rows[idx] = params.nan; return; }

@@ -95,6 +95,30 @@ export function grid(count: number): [number, number, number] {
 /** WGSL for the flat workgroup index of a `grid` launch (needs `wid` and `nwg` builtins in scope). */
 export const FLAT_WORKGROUP = 'wid.x + wid.y * nwg.x';
 
+const MAIN_BUILTINS = '@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32';
+
+/**
+ * The opening of `main` for a `grid` launch of ceil(count / wg) workgroups, one invocation per element: `idx` is the
+ * element, invocations past `params.count` return. The kernel's body and closing brace follow.
+ */
+export function perElementMain(wg: number): string {
+  return `@compute @workgroup_size(${wg})
+fn main(${MAIN_BUILTINS}) {
+  let idx = (${FLAT_WORKGROUP}) * ${wg}u + lid;
+  if (idx >= params.count) { return; }`;
+}
+
+/**
+ * The opening of `main` for a `grid` launch of one workgroup of `wg` invocations per row: `row` is the row, `lid` the
+ * invocation within it, workgroups past `params.rows` return. The kernel's body and closing brace follow.
+ */
+export function perRowMain(wg: number): string {
+  return `@compute @workgroup_size(${wg})
+fn main(${MAIN_BUILTINS}) {
+  let row = ${FLAT_WORKGROUP};
+  if (row >= params.rows) { return; }`;
+}
+
 const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 /** Shader errors Dawn reports asynchronously, thrown at the next dispatch so they name the program. */
 const compileErrors: string[] = [];

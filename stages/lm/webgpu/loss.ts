@@ -1,7 +1,7 @@
 // Cross-entropy over logits with ignored labels, log-softmax and the pause wrapper's combined log-probs, one kernel each way.
 import * as tf from '@tensorflow/tfjs-core';
 import { IGNORE_INDEX } from '../types.ts';
-import { bindings, FLAT_WORKGROUP, grid, run, runToTensors } from './engine.ts';
+import { bindings, grid, perElementMain, perRowMain, run, runToTensors } from './engine.ts';
 import { reductions } from './wgsl.ts';
 
 const CROSS_ENTROPY = 'PausepipeCrossEntropy';
@@ -28,10 +28,7 @@ function crossEntropyWgsl(): string {
 ${bindings([['loss', 'f32'], ['lse', 'f32'], ['valid', 'f32']], [['x', 'f32'], ['labels', 'i32']], [['rows', 'u32'], ['vocab', 'u32'], ['nan', 'f32']])}
 ${reductions(ROW_THREADS)}
 ${LSE}
-@compute @workgroup_size(${ROW_THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${FLAT_WORKGROUP};
-  if (row >= params.rows) { return; }
+${perRowMain(ROW_THREADS)}
   let base = row * params.vocab;
   let z = lseOf(base, params.vocab, lid);
   if (lid == 0u) {
@@ -55,10 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 function crossEntropyBackwardWgsl(): string {
   return `
 ${bindings([['dx', 'f32']], [['dy', 'f32'], ['x', 'f32'], ['labels', 'i32'], ['lse', 'f32']], [['count', 'u32'], ['vocab', 'u32']])}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let idx = (${FLAT_WORKGROUP}) * 256u + lid;
-  if (idx >= params.count) { return; }
+${perElementMain(256)}
   let row = idx / params.vocab;
   let v = idx - row * params.vocab;
   let label = labels[row];
@@ -127,10 +121,7 @@ function logSoftmaxWgsl(): string {
 ${bindings([['y', 'f32']], [['x', 'f32']], [['rows', 'u32'], ['width', 'u32']])}
 ${reductions(ROW_THREADS)}
 ${LSE}
-@compute @workgroup_size(${ROW_THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${FLAT_WORKGROUP};
-  if (row >= params.rows) { return; }
+${perRowMain(ROW_THREADS)}
   let base = row * params.width;
   let z = lseOf(base, params.width, lid);
   for (var v = lid; v < params.width; v = v + ${ROW_THREADS}u) { y[base + v] = x[base + v] - z; }
@@ -142,10 +133,7 @@ function logSoftmaxBackwardWgsl(): string {
   return `
 ${bindings([['dx', 'f32']], [['dy', 'f32'], ['y', 'f32']], [['rows', 'u32'], ['width', 'u32']])}
 ${reductions(ROW_THREADS)}
-@compute @workgroup_size(${ROW_THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${FLAT_WORKGROUP};
-  if (row >= params.rows) { return; }
+${perRowMain(ROW_THREADS)}
   let base = row * params.width;
   var sum = 0.0;
   for (var v = lid; v < params.width; v = v + ${ROW_THREADS}u) { sum = sum + dy[base + v]; }
@@ -209,10 +197,7 @@ function pauseLogProbsWgsl(): string {
 ${bindings([['y', 'f32']], [['x', 'f32'], ['ctrl', 'f32']], [['rows', 'u32'], ['vocab', 'u32'], ['pauseClass', 'u32']])}
 ${reductions(ROW_THREADS)}
 ${LSE}
-@compute @workgroup_size(${ROW_THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${FLAT_WORKGROUP};
-  if (row >= params.rows) { return; }
+${perRowMain(ROW_THREADS)}
   let width = params.vocab + 1u;
   let base = row * width;
   let z = lseOf(base, params.vocab, lid);

@@ -1,6 +1,6 @@
 // RMSNorm with the residual add fused in, forward and backward, as registered tfjs kernels with lazy gradients.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, FLAT_WORKGROUP, grid, run, runToTensors } from './engine.ts';
+import { bindings, grid, perRowMain, run, runToTensors } from './engine.ts';
 import { reductions } from './wgsl.ts';
 
 const NORM = 'PausepipeRmsNorm';
@@ -22,10 +22,7 @@ function forwardWgsl(wg: number, add: boolean, emitSum: boolean): string {
   return `
 ${bindings(outs, ins, [['rows', 'u32'], ['cols', 'u32'], ['eps', 'f32']])}
 ${reductions(wg)}
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${FLAT_WORKGROUP};
-  if (row >= params.rows) { return; }
+${perRowMain(wg)}
   let base = row * params.cols;
   var ss = 0.0;
   for (var c = lid; c < params.cols; c = c + ${wg}u) {
@@ -50,10 +47,7 @@ function backwardXWgsl(wg: number, add: boolean, withResidual: boolean): string 
   return `
 ${bindings([['dx', 'f32']], ins, [['rows', 'u32'], ['cols', 'u32']])}
 ${reductions(wg)}
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${FLAT_WORKGROUP};
-  if (row >= params.rows) { return; }
+${perRowMain(wg)}
   let base = row * params.cols;
   let rr = r[row];
   var dot = 0.0;

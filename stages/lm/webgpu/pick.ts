@@ -1,6 +1,6 @@
 // The next token of every row chosen on the GPU from its log-probs: greedy argmax, or a draw from softmax(log-probs / T) with host-made uniforms.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, grid, runToTensors } from './engine.ts';
+import { bindings, grid, perRowMain, runToTensors } from './engine.ts';
 
 const THREADS = 256;
 
@@ -10,10 +10,7 @@ function greedyWgsl(): string {
 ${bindings([['ids', 'i32']], [['x', 'f32']], [['rows', 'u32'], ['width', 'u32']])}
 var<workgroup> bestV: array<f32, ${THREADS}>;
 var<workgroup> bestI: array<u32, ${THREADS}>;
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= params.rows) { return; }
+${perRowMain(THREADS)}
   let base = row * params.width;
   var v = -3.4e38;
   var i = 0xffffffffu;
@@ -51,10 +48,7 @@ var<workgroup> red: array<f32, ${THREADS}>;
 var<workgroup> part: array<f32, ${THREADS}>;
 var<workgroup> lastNz: array<i32, ${THREADS}>;
 var<workgroup> bcast: array<f32, 2>;
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= params.rows) { return; }
+${perRowMain(THREADS)}
   let base = row * params.width;
   let chunk = (params.width + ${THREADS - 1}u) / ${THREADS}u;
   let lo = min(lid * chunk, params.width);

@@ -1,6 +1,6 @@
 // SwiGLU over the fused gate|up projection: silu(gate)·up forward, both halves' gradients in one backward kernel.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, FLAT_WORKGROUP, grid, run, runToTensors } from './engine.ts';
+import { bindings, grid, perElementMain, run, runToTensors } from './engine.ts';
 
 const SWIGLU = 'PausepipeSwiglu';
 const WG = 256;
@@ -9,10 +9,7 @@ const WG = 256;
 function forwardWgsl(): string {
   return `
 ${bindings([['y', 'f32']], [['gu', 'f32']], [['count', 'u32'], ['inter', 'u32']])}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let idx = (${FLAT_WORKGROUP}) * ${WG}u + lid;
-  if (idx >= params.count) { return; }
+${perElementMain(WG)}
   let row = idx / params.inter;
   let at = row * 2u * params.inter + (idx - row * params.inter);
   let g = gu[at];
@@ -24,10 +21,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 function backwardWgsl(): string {
   return `
 ${bindings([['dgu', 'f32']], [['dy', 'f32'], ['gu', 'f32']], [['count', 'u32'], ['inter', 'u32']])}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let idx = (${FLAT_WORKGROUP}) * ${WG}u + lid;
-  if (idx >= params.count) { return; }
+${perElementMain(WG)}
   let row = idx / params.inter;
   let at = row * 2u * params.inter + (idx - row * params.inter);
   let g = gu[at];

@@ -8,8 +8,8 @@ import { configureTraining } from '../../../stages/lm/freeze.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
 import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { train } from '../../../stages/lm/trainer.ts';
-import { IGNORE_INDEX, type Batch } from '../../../stages/lm/types.ts';
 import { matMulChoice, type MatMulChoice } from '../../../stages/lm/webgpu/matmul.ts';
+import { rightPaddedBatch } from '../../helpers/batches.ts';
 import { backendSuite, runOnWebgpu } from '../../helpers/backends.ts';
 import { expectedTensors, FIXTURES, fixtureModel, maxDiff, readJson, relDiff, toTf, valuesOf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
@@ -34,19 +34,6 @@ function tinyModel(): CausalLM {
   return model;
 }
 
-/** A right-padded batch with ignored labels, as collate.ts makes them. */
-function batchOf(): Batch {
-  const [B, T] = [2, 16];
-  const ids = Array.from({ length: B * T }, (_, i) => 3 + ((i * 7) % 40));
-  const mask = ids.map((_, i) => (i >= T + 12 ? 0 : 1));
-  const labels = ids.map((id, i) => (mask[i] === 0 || i % T < 4 ? IGNORE_INDEX : id));
-  return {
-    inputIds: tf.tensor2d(ids, [B, T], 'int32'),
-    attentionMask: tf.tensor2d(mask, [B, T], 'int32'),
-    labels: tf.tensor2d(labels, [B, T], 'int32'),
-  };
-}
-
 test('PAUSEPIPE_MATMUL picks the product: tfjs by default, the WGSL kernel for wgsl, an error naming the variable otherwise', async () => {
   const model = tinyModel();
   const ids = tf.tensor2d([[3, 4, 5, 6]], [1, 4], 'int32');
@@ -68,7 +55,7 @@ test('every weight\'s gradient and two training steps with the WGSL GEMM equal t
     const model = tinyModel();
     const vars = model.trainableVariables();
     const names = new Map([...vars].map(([saved, v]) => [v.name, saved]));
-    const batch = batchOf();
+    const batch = rightPaddedBatch();
     const { value, grads } = tf.variableGrads(() => model.lossParts(batch, { training: true }).loss, [...vars.values()]);
     const out = new Map<string, Float32Array>([['loss', Float32Array.from(await values(value))]]);
     for (const [name, g] of Object.entries(grads)) out.set(names.get(name)!, Float32Array.from(await values(g)));

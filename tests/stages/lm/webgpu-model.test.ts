@@ -13,9 +13,9 @@ import { AdamW } from '../../../stages/lm/optimizer.ts';
 import { SPLIT_TUNING } from '../../../stages/lm/split-weights.ts';
 import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { train } from '../../../stages/lm/trainer.ts';
-import { IGNORE_INDEX, type Batch } from '../../../stages/lm/types.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
 import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
+import { rightPaddedBatch } from '../../helpers/batches.ts';
 import { backendSuite, runOnWebgpu, useBackend } from '../../helpers/backends.ts';
 import { expectedTensors, maxDiff, pauseFixtureModel, relDiff, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
@@ -104,22 +104,8 @@ runOnWebgpu(decodeTest);
 
 const trainTest = backendSuite('webgpu training', 'webgpu');
 
-/** A right-padded batch with ignored labels (prompt positions and padding), as collate.ts makes them. */
-function batchOf(): Batch {
-  const B = 2;
-  const T = 16;
-  const ids = Array.from({ length: B * T }, (_, i) => 3 + ((i * 7) % 40));
-  const mask = ids.map((_, i) => (i >= T + 12 ? 0 : 1));
-  const labels = ids.map((id, i) => (mask[i] === 0 || i % T < 4 ? IGNORE_INDEX : id));
-  return {
-    inputIds: tf.tensor2d(ids, [B, T], 'int32'),
-    attentionMask: tf.tensor2d(mask, [B, T], 'int32'),
-    labels: tf.tensor2d(labels, [B, T], 'int32'),
-  };
-}
-
 /** The loss gradient of every trainable weight, read to the host. */
-async function gradients(model: CausalLM, batch = batchOf()): Promise<Map<string, Float32Array>> {
+async function gradients(model: CausalLM, batch = rightPaddedBatch()): Promise<Map<string, Float32Array>> {
   const vars = model.trainableVariables();
   const names = new Map([...vars].map(([saved, v]) => [v.name, saved]));
   const { value, grads } = tf.variableGrads(() => model.lossParts(batch, { training: true }).loss, [...vars.values()]);
@@ -207,7 +193,7 @@ windowTest('with a sliding window of 5 over 16 positions the fused path gives th
   const prompts = [tok.encode('7+8=', { addSpecialTokens: true }), tok.encode('12+3=40', { addSpecialTokens: true })];
   const run = async (config: LmConfig) => {
     const model = tinyModel(config);
-    const batch = batchOf();
+    const batch = rightPaddedBatch();
     const logits = await values(model.forward(batch.inputIds, batch.attentionMask));
     const grads = await gradients(model, batch);
     // Prompts of 5 and 8 tokens and 12 new ones: the cache outgrows the window, left padding included.
@@ -221,7 +207,7 @@ windowTest('with a sliding window of 5 over 16 positions the fused path gives th
   await useBackend('webgpu');
   const got = await run(cfg);
   const unlimited = await run({ ...cfg, slidingWindow: undefined });
-  const mask = await values(batchOf().attentionMask);
+  const mask = await values(rightPaddedBatch().attentionMask);
   const V = cfg.vocabSize;
   const real = (i: number) => mask[Math.floor(i / V)] === 1;
   assert.ok(maxDiff(got.logits, want.logits, real) < 1e-4, `logits ${maxDiff(got.logits, want.logits, real)}`);
@@ -245,7 +231,7 @@ async function trainStepKernels(cfg: LmConfig): Promise<{ dispatches: number; re
   const vars = model.trainableVariables();
   const names = new Map([...vars].map(([saved, v]) => [v.name, saved]));
   const optimizer = new AdamW(vars);
-  const batch = batchOf();
+  const batch = rightPaddedBatch();
   const step = async () => {
     const { value, grads } = tf.variableGrads(() => model.lossParts(batch, { training: true }).loss, [...vars.values()]);
     const byName = new Map(Object.entries(grads).map(([n, g]) => [names.get(n)!, g]));
