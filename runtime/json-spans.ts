@@ -1,5 +1,6 @@
 // Where each value of a JSON file is written: spans by JSON pointer, so a settings error can point at file:line:column.
 import type { SourceSpan } from '../grammar/diagnostics.ts';
+import { positionAt } from '../grammar/lexer.ts';
 
 export interface JsonSpans {
   /** The written value at a JSON pointer (`/executor/kinds/sft/time`; `` is the whole document). */
@@ -17,21 +18,9 @@ function escapePointer(segment: string): string {
  * syntax and only tracks positions). Duplicate keys keep their last occurrence, as JSON.parse does.
  */
 export function jsonSpans(text: string, file: string): JsonSpans {
-  const lineStarts = [0];
-  for (let i = 0; i < text.length; i++) if (text[i] === '\n') lineStarts.push(i + 1);
-  const position = (offset: number) => {
-    let lo = 0;
-    let hi = lineStarts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (lineStarts[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { line: lo + 1, column: offset - lineStarts[lo]! + 1 };
-  };
   const span = (offset: number, endOffset: number): SourceSpan => {
-    const start = position(offset);
-    const end = position(endOffset);
+    const start = positionAt(text, offset);
+    const end = positionAt(text, endOffset);
     return { file, line: start.line, column: start.column, endLine: end.line, endColumn: end.column, offset, endOffset };
   };
 

@@ -17,9 +17,13 @@ function layout(widths: number[]): { offsets: number[]; total: number } {
   return { offsets, total };
 }
 
-/** Which part column `col` of the concatenation falls in, as a chain of selects over constant offsets. */
-function partSelect(offsets: number[]): string {
-  return offsets.slice(1).map((o, i) => `if (col >= ${o}u) { part = ${i + 1}u; }`).join(' ');
+/** WGSL giving element `idx`'s `row`, its column `col` in the concatenation and the `part` that column falls in. */
+function locatePart(offsets: number[], total: number): string {
+  const select = offsets.slice(1).map((o, i) => `if (col >= ${o}u) { part = ${i + 1}u; }`).join(' ');
+  return `  let row = idx / ${total}u;
+  let col = idx - row * ${total}u;
+  var part = 0u;
+  ${select}`;
 }
 
 function concatWgsl(widths: number[]): string {
@@ -28,10 +32,7 @@ function concatWgsl(widths: number[]): string {
   return `
 ${bindings([['out', 'f32']], widths.map((_, i) => [`p${i}`, 'f32']), [['count', 'u32']])}
 ${perElementMain(WG)}
-  let row = idx / ${total}u;
-  let col = idx - row * ${total}u;
-  var part = 0u;
-  ${partSelect(offsets)}
+${locatePart(offsets, total)}
   ${parts}
 }`;
 }
@@ -42,10 +43,7 @@ function splitWgsl(widths: number[]): string {
   return `
 ${bindings(widths.map((_, i) => [`p${i}`, 'f32']), [['whole', 'f32']], [['count', 'u32']])}
 ${perElementMain(WG)}
-  let row = idx / ${total}u;
-  let col = idx - row * ${total}u;
-  var part = 0u;
-  ${partSelect(offsets)}
+${locatePart(offsets, total)}
   ${parts}
 }`;
 }
