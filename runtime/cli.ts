@@ -213,12 +213,30 @@ function slurmOptions(values: Record<string, unknown>, settings: ExecutorSetting
  * Signals that stop a run the way Ctrl-C does: schedulers (Slurm, Kubernetes, systemd) send SIGTERM, a closed
  * terminal SIGHUP. The exit code is 128 + the signal's number, as a shell reports a process it ended.
  */
-export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
 
 /** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
 export function signalExitCode(signal: StopSignal): number {
   return 128 + os.constants.signals[signal];
+}
+
+/**
+ * Calls `stop` at the first stop signal; a second one quits at once with the first's exit code (the exit hooks still
+ * release the locks and end the commands). Returns what removes the handlers again.
+ */
+export function onStopSignals(stop: (signal: StopSignal) => void): () => void {
+  let first: StopSignal | undefined;
+  // Bound per signal: the handler must know which one came, also when it is emitted without its name.
+  const handlers = STOP_SIGNALS.map((signal) => [signal, () => {
+    if (first !== undefined) process.exit(signalExitCode(first));
+    first = signal;
+    stop(signal);
+  }] as const);
+  for (const [signal, handler] of handlers) process.on(signal, handler);
+  return () => {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  };
 }
 
 /**
@@ -237,8 +255,7 @@ async function runWithSignals(
   const reporter: Reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
   const controller = new AbortController();
   let stoppedBy: StopSignal | undefined;
-  const onSignal = (signal: StopSignal) => {
-    if (stoppedBy !== undefined) process.exit(signalExitCode(stoppedBy));
+  const removeHandlers = onStopSignals((signal) => {
     stoppedBy = signal;
     const what = where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages';
     const line = `interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`;
@@ -246,10 +263,7 @@ async function runWithSignals(
     if (quiet) write(io.stderr, line);
     else reporter.note(line);
     controller.abort();
-  };
-  // Bound per signal: the handler must know which one came, also when it is emitted without its name.
-  const handlers = STOP_SIGNALS.map((signal) => [signal, () => onSignal(signal)] as const);
-  for (const [signal, handler] of handlers) process.on(signal, handler);
+  });
   const overrides = overridesOf(values);
   try {
     const result = await runSession(s, {
@@ -258,7 +272,7 @@ async function runWithSignals(
     });
     return { result, signal: stoppedBy };
   } finally {
-    for (const [signal, handler] of handlers) process.off(signal, handler);
+    removeHandlers();
   }
 }
 

@@ -1,7 +1,7 @@
 // `pausepipe watch`: run, then re-plan and run what became stale whenever a .pipe file or a declared file changes.
 import path from 'node:path';
 import type { Io } from './cli.ts';
-import { planLines, reportRun, signalExitCode, slotOptions, STOP_SIGNALS } from './cli.ts';
+import { onStopSignals, planLines, reportRun, signalExitCode, slotOptions } from './cli.ts';
 import { workspaceRelative } from './keys.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createReporter } from './progress.ts';
@@ -109,22 +109,15 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   kick();
 
   return new Promise<number>((resolve) => {
-    let first: (typeof STOP_SIGNALS)[number] | undefined;
-    const stop = (signal: (typeof STOP_SIGNALS)[number]) => {
-      // A second signal quits at once; the exit hooks still release locks and end commands.
-      if (first !== undefined) process.exit(signalExitCode(first));
-      first = signal;
+    const removeHandlers = onStopSignals((signal) => {
       write(io.stderr, 'stopping');
       controller.abort();
       clearTimeout(timer);
       void Promise.resolve(running).then(async () => {
         await watcher.close();
-        for (const [s, handler] of handlers) process.off(s, handler);
+        removeHandlers();
         resolve(signalExitCode(signal));
       });
-    };
-    // Bound per signal: the handler must know which one came, also when it is emitted without its name.
-    const handlers = STOP_SIGNALS.map((s) => [s, () => stop(s)] as const);
-    for (const [s, handler] of handlers) process.on(s, handler);
+    });
   });
 }
