@@ -5,10 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { readRecord } from '../../../../runtime/job-protocol.ts';
-import { BIN, cli, PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../../../helpers/runner.ts';
-import { waitFor as waitUntil } from '../../../helpers/processes.ts';
+import { cli, PROJECT_ROOT, tempWorkspace } from '../../../helpers/runner.ts';
+import { spawnBin, waitFor as waitUntil, type Spawned } from '../../../helpers/processes.ts';
 import { cancelJobsUnder, finishedJobs, jobsByName, lastJobId, withSlurm } from '../../../helpers/slurm.ts';
 
 interface StageJson {
@@ -44,14 +44,10 @@ async function workspace(pipe: string, executor: Record<string, unknown> = {}): 
   return { ws, file };
 }
 
-function spawnRun(file: string, cwd: string, extra: string[] = []): { proc: ResultPromise; output: () => string } {
-  const proc = execa(process.execPath, [BIN, 'run', file, '--executor', 'slurm', ...extra], {
-    cwd, reject: false, env: { PAUSEPIPE_KINDS: TEST_KINDS }, stdin: 'ignore', all: true,
-  });
-  started.runners.push(proc);
-  let text = '';
-  proc.all?.on('data', (chunk: Buffer) => (text += chunk.toString()));
-  return { proc, output: () => text };
+function spawnRun(file: string, cwd: string, extra: string[] = []): Spawned {
+  const run = spawnBin(['run', file, '--executor', 'slurm', ...extra], cwd);
+  started.runners.push(run.proc);
+  return run;
 }
 
 /** Slurm takes its time under load: a minute, polled every 100 ms. */
