@@ -99,6 +99,9 @@ fi
 step "bench small" 60 "$OUT/bench.txt" "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
 step "bench medium" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON"
 step "bench medium, wgsl matmul" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --matmul wgsl
+# 3b. Decoding with every step through tfjs (no replay, decode-graph.ts): the replay's gain on this GPU.
+step "bench small, decode graph off" 60 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
+step "bench medium, decode graph off" 75 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON"
 step "bench large" 90 "$OUT/bench.txt" "${BENCH[@]}" "${LARGE[@]}" --torch "$TORCH_JSON"
 
 # 4. The seed's model: one and two layers of Mistral-7B (their difference is one layer's cost), pause-only training.

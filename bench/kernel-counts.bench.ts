@@ -54,7 +54,8 @@ async function steps(layers: number): Promise<{ train: GpuWork; decode: GpuWork 
   optimizer.dispose();
   model.dispose();
   tf.dispose([ids, batch.attentionMask]);
-  return { train, decode: { dispatches: (long.dispatches - short.dispatches) / 2, reads: (long.reads - short.reads) / 2 } };
+  const perStep = (key: 'dispatches' | 'reads' | 'bindGroups') => (long[key] - short[key]) / 2;
+  return { train, decode: { dispatches: perStep('dispatches'), reads: perStep('reads'), bindGroups: perStep('bindGroups') } };
 }
 
 const two = await steps(2);
@@ -65,5 +66,5 @@ for (const kind of ['train', 'decode'] as const) {
   const perStep = two[kind].dispatches - 2 * perLayer;
   const total = perLayer * layers + perStep;
   console.log(`${kind}: ${perLayer} kernels per layer + ${perStep} per step; ${args.preset} (${layers} layers): ${total} per step, ` +
-    `${(total / layers).toFixed(1)} per layer; ${two[kind].reads} host read${two[kind].reads === 1 ? '' : 's'} per step`);
+    `${(total / layers).toFixed(1)} per layer; ${two[kind].reads} host read${two[kind].reads === 1 ? '' : 's'} per step, ${two[kind].bindGroups} bind groups made per step`);
 }

@@ -21,8 +21,9 @@
 // On WebGPU `--matmul` (default: PAUSEPIPE_MATMUL, else tfjs) picks the product of the projections: tfjs's MatMul or
 // the WGSL GEMM of stages/lm/webgpu/matmul.ts; the roofline uses the same product.
 //
-// Every WebGPU run prints `kernels: train N, decode M, reads R`: dispatches in one training step, dispatches per decode
-// step and host reads per decode step. With PyTorch at hand (python3 with torch; or --torch FILE from
+// Every WebGPU run prints `kernels: train N, decode M, reads R, bind groups G`: dispatches in one training step, dispatches per decode
+// step, host reads per decode step and bind groups made per decode step (0 once steps are replayed, decode-graph.ts);
+// the decode line gives the host's time queuing a step, which bounds the decode rate on a fast GPU. With PyTorch at hand (python3 with torch; or --torch FILE from
 // bench/torch-bench.py --out FILE) the same shape's PyTorch figures and the ratios are printed.
 import * as tf from '@tensorflow/tfjs-core';
 import { execFileSync } from 'node:child_process';
@@ -315,8 +316,11 @@ await generate(model, tokenizer, prompts, { maxNewTokens: 2 }); // builds the de
 const marks: number[] = [];
 /** The running GPU counts at each step's end (webgpu only). */
 const work: GpuWork[] = [];
+/** Host milliseconds spent queuing each step (the step's call and its read request, not the wait for the tokens). */
+const queuing: number[] = [];
 const decode = (running: Readonly<GpuWork> | null) => generate(model, tokenizer, prompts, {
   maxNewTokens: genTokens,
+  onQueued: (ms) => queuing.push(ms),
   onStep: () => {
     marks.push(performance.now());
     if (running) work.push({ ...running });
@@ -329,16 +333,19 @@ sampleGpu();
 const prefillMs = marks[0]! - t0;
 const decodeMs = marks.at(-1)! - marks[0]!;
 const decodeRate = (B * (genTokens - 1)) / (decodeMs / 1e3);
+// The first queued step is the prefill (and, on webgpu, the second the recorded one): the rest are plain decode steps.
+const hostMs = queuing.slice(2).reduce((a, b) => a + b, 0) / Math.max(queuing.length - 2, 1);
 console.log(`decode: batch ${B}, prompt ${PROMPT}, ${genTokens} tokens greedy with the KV cache → prefill ${prefillMs.toFixed(0)} ms, ` +
-  `${decodeRate.toFixed(0)} tokens/s wall (${(decodeMs / (genTokens - 1)).toFixed(1)} ms a step)`);
+  `${decodeRate.toFixed(0)} tokens/s wall (${(decodeMs / (genTokens - 1)).toFixed(1)} ms a step, of which the host spends ${hostMs.toFixed(2)} ms queuing it)`);
 if (kernelsPerStep !== null && work.length === genTokens) {
   // At the k-th onStep k + 1 steps are queued where the backend queues one ahead of the host's read (kernels.ts's
   // decodeLookahead), k where it does not (never more than genTokens): from the first onStep to the second-last,
   // genTokens − 2 steps were queued and as many read, either way.
   const first = work[0]!;
   const last = work[genTokens - 2]!;
-  const perStep = (k: 'dispatches' | 'reads') => (last[k] - first[k]) / (genTokens - 2);
-  console.log(`kernels: train ${kernelsPerStep}, decode ${perStep('dispatches').toFixed(0)}, reads ${perStep('reads').toFixed(1)}` +
+  const perStep = (k: 'dispatches' | 'reads' | 'bindGroups') => (last[k] - first[k]) / (genTokens - 2);
+  console.log(`kernels: train ${kernelsPerStep}, decode ${perStep('dispatches').toFixed(0)}, reads ${perStep('reads').toFixed(1)}, ` +
+    `bind groups ${perStep('bindGroups').toFixed(1)}` +
     `  (÷ ${L} layers, embedding, head, loss and optimizer included: train ${(kernelsPerStep / L).toFixed(1)}, decode ${(perStep('dispatches') / L).toFixed(1)})`);
 }
 const peakRss = process.resourceUsage().maxRSS * 1024;

@@ -30,6 +30,8 @@ export interface GenerateOptions {
   contextLength?: number;
   /** Called after every decode step with the number of steps done (progress, memory checks). */
   onStep?: (step: number) => void;
+  /** Called as each step is queued, with the host's milliseconds spent queuing it (the bench's host cost per step). */
+  onQueued?: (hostMs: number) => void;
 }
 
 export interface GeneratedRow {
@@ -77,18 +79,22 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
   /** Steps queued on the device whose tokens the host has not read yet, oldest first. */
   const queued: Array<{ ids: tf.Tensor1D; values: Promise<Float32Array | Int32Array> }> = [];
   let enqueued = 0;
+  const steps = k.decodeSteps(model, temperature);
   try {
     for (let step = 0; !done.every(Boolean); step++) {
       // The next step's input is this step's device-chosen tokens, so it can be queued before they are read.
       while (enqueued < stepLimit && queued.length <= k.decodeLookahead) {
-        const result: { logProbs: tf.Tensor2D; cache: KvCache } = model.decodeStep(inputIds, mask, cache);
-        cache = result.cache;
         const uniforms = temperature > 0 ? Float64Array.from(rngs, (rng) => rng.next()) : null;
-        const ids = await k.pickTokens(result.logProbs, temperature, uniforms);
-        result.logProbs.dispose();
+        const started = performance.now();
+        const result = await steps.step(inputIds, mask, cache, uniforms);
+        cache = result.cache;
+        const ids = result.ids;
         queued.push({ ids, values: readTensor(ids) });
+        opts.onQueued?.(performance.now() - started);
         enqueued++;
         if (enqueued === stepLimit) break;
+        // A replayed step feeds its tokens to the next on the GPU and knows its columns: no inputs to make.
+        if (steps.replaying) continue;
         inputIds.dispose();
         inputIds = tf.reshape(ids, [rows, 1]);
         const grown: tf.Tensor2D = tf.tidy(() => tf.concat([mask, tf.ones([rows, 1], 'int32')], 1));
@@ -116,6 +122,7 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
       await values.catch(() => undefined);
       ids.dispose();
     }
+    steps.dispose();
     inputIds.dispose();
     mask.dispose();
     cache?.dispose();

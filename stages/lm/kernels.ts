@@ -2,10 +2,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LmConfig } from './config.ts';
 import * as ops from './ops.ts';
-import type { KvCache } from './types.ts';
+import type { KvCache, LanguageModel } from './types.ts';
 import { FlatAdamW, type AdamWUpdate, type AdamWWeight } from './webgpu/adamw.ts';
+import { ReplayedDecodeSteps, type DecodeSteps } from './webgpu/decode-graph.ts';
 import { DeviceKvCache, fusedHidden, type DecoderAccess } from './webgpu/decoder.ts';
-import { embedding } from './webgpu/embedding.ts';
+import { embedding, pauseEmbedding } from './webgpu/embedding.ts';
 import { recordingGradients } from './webgpu/engine.ts';
 import { crossEntropySum, logSoftmax, pauseLogProbs } from './webgpu/loss.ts';
 import { projection } from './webgpu/matmul.ts';
@@ -37,12 +38,19 @@ export interface BackendKernels {
    * The pause wrapper's combined log-probs [..., V+1] from its LM logits [..., V+1] and pause-head logits [..., 2]
    * in one program (decoding; it has no gradient), or null where the wrapper's own tfjs-op code is the way.
    */
-  readonly pauseLogProbs: ((lmLogits: tf.Tensor, ctrlLogits: tf.Tensor, vocab: number, pauseClass: number) => tf.Tensor) | null;
+  readonly pauseLogProbs: ((lmLogits: tf.Tensor, ctrlLogits: tf.Tensor, ctrlBias: tf.Tensor, vocab: number, pauseClass: number) => tf.Tensor) | null;
+  /**
+   * The pause wrapper's embedding in one program: ids [B, T] → [B, T, H], id V (the pause token) from `pauseRow`
+   * [1, H], the others from `table` [V, H] (decoding; no gradient), or null where the wrapper's tfjs-op code is the way.
+   */
+  readonly pauseEmbedding: ((ids: tf.Tensor, table: tf.Tensor, pauseRow: tf.Tensor) => tf.Tensor) | null;
   /**
    * The next token of every row from log-probs [B, W]: greedy when `uniforms` is null, else a draw from
    * softmax(log-probs / temperature) with each row's uniform. Ids [B] int32.
    */
   pickTokens(logProbs: tf.Tensor2D, temperature: number, uniforms: Float64Array | null): Promise<tf.Tensor1D>;
+  /** One generation's decode steps: the model's step, then pickTokens; webgpu replays recorded one-token steps. */
+  decodeSteps(model: LanguageModel, temperature: number): DecodeSteps;
   /**
    * Decode steps queued ahead of the host's read of a step's tokens: on a GPU the next step runs while the host
    * reads this one's; where computing is synchronous there is nothing to overlap.
@@ -74,6 +82,7 @@ const TFJS_OPS: BackendKernels = {
   crossEntropySum: ops.crossEntropySum,
   logSoftmax: ops.logSoftmax,
   pauseLogProbs: null,
+  pauseEmbedding: null,
   async pickTokens(logProbs, temperature, uniforms) {
     if (uniforms === null) return tf.argMax(logProbs, 1) as tf.Tensor1D;
     const scaled = tf.tidy(() => tf.softmax(tf.div(logProbs, temperature)));
@@ -83,6 +92,18 @@ const TFJS_OPS: BackendKernels = {
     const ids = Int32Array.from({ length: rows }, (_, r) => sampleOnHost(probs as Float32Array, r, vocab, uniforms[r]!));
     return tf.tensor1d(ids, 'int32');
   },
+  decodeSteps: (model, temperature) => ({
+    replaying: false,
+    async step(inputIds, mask, cache, uniforms) {
+      const { logProbs, cache: next } = model.decodeStep(inputIds, mask, cache);
+      try {
+        return { ids: await TFJS_OPS.pickTokens(logProbs, temperature, uniforms), cache: next };
+      } finally {
+        logProbs.dispose();
+      }
+    },
+    dispose() {},
+  }),
   decodeLookahead: 0,
   adamw: null,
   decoder: null,
@@ -103,7 +124,11 @@ const WEBGPU: BackendKernels = {
   get pauseLogProbs() {
     return recordingGradients() ? null : pauseLogProbs;
   },
+  get pauseEmbedding() {
+    return recordingGradients() ? null : pauseEmbedding;
+  },
   pickTokens: (logProbs, temperature, uniforms) => Promise.resolve(pickTokens(logProbs, temperature, uniforms && Float32Array.from(uniforms))),
+  decodeSteps: (model, temperature) => new ReplayedDecodeSteps(model, temperature),
   decodeLookahead: 1,
   adamw: (weights) => new FlatAdamW(weights),
   decoder: { hidden: fusedHidden, newCache: (config, capacity) => new DeviceKvCache(config, capacity) },

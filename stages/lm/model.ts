@@ -221,7 +221,7 @@ export class CausalLM implements LanguageModel {
   }
 
   /** The row blocks of a weight beyond the WebGPU binding limit, or null for every other weight. */
-  private blocksOf(weight: tf.Variable): RowBlocks | null {
+  protected blocksOf(weight: tf.Variable): RowBlocks | null {
     const trainable = () => [...this.trainableVariables().values()];
     const name = () => [...this.weights].find(([, v]) => v === weight)?.[0] ?? [...this.trainableVariables()].find(([, v]) => v === weight)?.[0] ?? weight.name;
     // Only a gradient being taken for the weight makes splitting wrong; inference uses any weight.

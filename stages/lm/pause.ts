@@ -72,9 +72,12 @@ export class PauseLM extends CausalLM {
    * token rather than on a concatenated [V+1, H] table, which would copy the whole table on every decode step.
    */
   protected override embed(inputIds: tf.Tensor2D): tf.Tensor3D {
+    const table = this.param(PAUSE_NAMES.originalEmbedding);
+    const fused = kernels().pauseEmbedding;
+    if (fused && !this.blocksOf(table)) return fused(inputIds, table, this.param(PAUSE_NAMES.newEmbedding)) as tf.Tensor3D;
     const V = this.config.vocabSize;
     const isPause = tf.expandDims(tf.cast(tf.equal(inputIds, V), 'float32'), -1); // [B, T, 1]
-    const original = this.embeddingRows(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), this.param(PAUSE_NAMES.originalEmbedding)); // [B, T, H]
+    const original = this.embeddingRows(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), table); // [B, T, H]
     const pauseRow = tf.reshape(this.param(PAUSE_NAMES.newEmbedding), [this.config.hiddenSize]); // [H]
     return tf.add(tf.mul(original, tf.sub(1, isPause)), tf.mul(isPause, pauseRow)) as tf.Tensor3D;
   }
@@ -115,7 +118,10 @@ export class PauseLM extends CausalLM {
   override logProbsOf(hidden: tf.Tensor): tf.Tensor {
     // One program where the backend has it: the full LM logits in, the pause column skipped, no slice or concat.
     const fused = kernels().pauseLogProbs;
-    if (fused) return fused(this.linear(hidden, this.headWeight()), this.ctrlLogitsOf(hidden), this.config.vocabSize, PAUSE_CLASS);
+    if (fused) {
+      const ctrl = this.linear(detach(hidden), this.param(PAUSE_NAMES.ctrlWeight)); // [..., 2], its bias added by the kernel
+      return fused(this.linear(hidden, this.headWeight()), ctrl, this.param(PAUSE_NAMES.ctrlBias), this.config.vocabSize, PAUSE_CLASS);
+    }
     return this.combine(this.lmLogitsV(hidden), this.ctrlLogitsOf(hidden));
   }
 

@@ -55,7 +55,7 @@ interface Geometry {
 
 function uniforms(g: Geometry, s: AttentionShape, tile = 0) {
   return [
-    { u32: g.B }, { u32: g.T }, { u32: g.past }, { u32: s.numHeads }, { u32: s.numKvHeads }, { u32: g.ms }, { u32: g.ropeRows },
+    { u32: g.B }, { u32: g.T }, { u32: g.past, position: true as const }, { u32: s.numHeads }, { u32: s.numKvHeads }, { u32: g.ms }, { u32: g.ropeRows },
     { u32: g.cs }, { u32: s.window }, { f32: 1 / Math.sqrt(s.headDim) }, { u32: s.headDim }, { u32: tile },
   ];
 }

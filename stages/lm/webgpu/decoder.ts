@@ -66,8 +66,14 @@ export class DeviceKvCache implements KvCache {
   layers: CacheLayer[] = [];
   length = 0;
   private rows = 0;
+  /** attentionMeta of every column the cache can hold, made when its capacity is set (see `columnInfo`). */
+  private columns: tf.Tensor | null = null;
 
-  constructor(private readonly config: LmConfig, private capacity: number) {}
+  /** Counts allocations: a grown cache is new buffers, so a recorded step that bound the old ones cannot replay. */
+  version = 0;
+
+  /** `capacity`: positions per row the buffers hold (set by the first step, doubled when a step needs more). */
+  constructor(private readonly config: LmConfig, public capacity: number) {}
 
   /** Room for `positions` positions of `rows` rows. */
   reserve(rows: number, positions: number): void {
@@ -89,9 +95,27 @@ export class DeviceKvCache implements KvCache {
     this.layers = grown;
     this.rows = rows;
     this.capacity = capacity;
+    this.version++;
+  }
+
+  /**
+   * Mask and RoPE position of all `capacity` columns, from the step's mask [B, past + T] extended with real tokens:
+   * the columns after a step's are the tokens generation appends, never padding. One tensor for every step of a
+   * generation, so a decode step binds the same buffers each time (decode-graph.ts) and makes no meta per step.
+   */
+  columnInfo(attentionMask: tf.Tensor2D): tf.Tensor {
+    if (this.columns?.shape[2] !== this.capacity) {
+      this.columns?.dispose();
+      const [B, S] = attentionMask.shape;
+      // Kept: the step's tidy must not free it.
+      this.columns = tf.keep(tf.tidy(() => attentionMeta(S === this.capacity ? attentionMask : tf.concat([attentionMask, tf.ones([B, this.capacity - S], 'int32')], 1) as tf.Tensor2D)));
+    }
+    return this.columns!;
   }
 
   dispose(): void {
+    this.columns?.dispose();
+    this.columns = null;
     for (const { keys, values } of this.layers) {
       keys.dispose();
       values.dispose();
@@ -146,7 +170,7 @@ export function fusedHidden(m: DecoderAccess, inputIds: tf.Tensor2D, attentionMa
   const shape: AttentionShape = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, window: c.slidingWindow ?? 0 };
   const trainable = recordingGradients() ? m.trainable() : new Set<tf.Variable>();
   cache?.reserve(B, past + T);
-  const mask = attentionMeta(attentionMask);
+  const mask = cache ? cache.columnInfo(attentionMask) : attentionMeta(attentionMask);
   const rope = m.prepared.get('rope', [], () => {
     const { cos, sin } = m.ropeTables();
     return tf.stack([cos, sin]);

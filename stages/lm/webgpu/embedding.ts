@@ -5,13 +5,18 @@ import { bindings, grid, perElementMain, run, runToTensors } from './engine.ts';
 const EMBEDDING = 'PausepipeEmbedding';
 const COLUMNS = 64;
 
-/** rows[n] = table[ids[n]]; an id outside the table gives a NaN row, so the loss says something is wrong. */
-function forwardWgsl(): string {
+/**
+ * rows[n] = table[ids[n]]; an id outside the table gives a NaN row, so the loss says something is wrong. With
+ * `pauseRow`, id = vocab (the pause token, one past the table) takes the `pause` row instead.
+ */
+function forwardWgsl(pauseRow: boolean): string {
+  const inputs: Array<[string, 'f32' | 'i32']> = [['table', 'f32'], ['ids', 'i32'], ...(pauseRow ? [['pause', 'f32']] as Array<[string, 'f32']> : [])];
   return `
-${bindings([['rows', 'f32']], [['table', 'f32'], ['ids', 'i32']], [['count', 'u32'], ['vocab', 'u32'], ['width', 'u32'], ['nan', 'f32']])}
+${bindings([['rows', 'f32']], inputs, [['count', 'u32'], ['vocab', 'u32'], ['width', 'u32'], ['nan', 'f32']])}
 ${perElementMain(256)}
   let n = idx / params.width;
   let id = ids[n];
+  ${pauseRow ? 'if (id == i32(params.vocab)) { rows[idx] = pause[idx - n * params.width]; return; }' : ''}
   if (id < 0 || u32(id) >= params.vocab) { rows[idx] = params.nan; return; }
   rows[idx] = table[u32(id) * params.width + idx - n * params.width];
 }`;
@@ -53,7 +58,7 @@ tf.registerKernel({
     const count = ids.shape[0]! * width;
     return run({
       key: 'embedding',
-      wgsl: forwardWgsl,
+      wgsl: () => forwardWgsl(false),
       inputs: [table, ids],
       outputs: [{ shape: [ids.shape[0]!, width], dtype: 'float32' }],
       uniforms: [{ u32: count }, { u32: vocab }, { u32: width }, { f32: NaN }],
@@ -90,4 +95,23 @@ export function embedding(ids: tf.Tensor, table: tf.Tensor): tf.Tensor {
     const rows = tf.engine().runKernel(EMBEDDING, { table, ids: tf.reshape(ids, [-1]) }) as tf.Tensor;
     return tf.reshape(rows, [...ids.shape, table.shape[1]!]);
   });
+}
+
+/**
+ * The pause wrapper's rows for int32 `ids` → [...ids.shape, H]: id V (the pause token) takes `pauseRow` [1, H], the
+ * others `table` [V, H], in one kernel. For decoding: no gradient (training takes the wrapper's tfjs-op path).
+ */
+export function pauseEmbedding(ids: tf.Tensor, table: tf.Tensor, pauseRow: tf.Tensor): tf.Tensor {
+  if (ids.dtype !== 'int32') throw new Error(`embedding: ids must be int32, got ${ids.dtype}`);
+  const [vocab, width] = table.shape as [number, number];
+  const count = ids.size * width;
+  const [rows] = runToTensors({
+    key: 'embedding-pause',
+    wgsl: () => forwardWgsl(true),
+    inputs: [table, ids, pauseRow],
+    outputs: [{ shape: [...ids.shape, width], dtype: 'float32' }],
+    uniforms: [{ u32: count }, { u32: vocab }, { u32: width }, { f32: NaN }],
+    workgroups: grid(Math.ceil(count / 256)),
+  });
+  return rows!;
 }

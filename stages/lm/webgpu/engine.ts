@@ -22,6 +22,7 @@ export interface WebGpuBackendInternals {
   uploadToGPU(dataId: object): void;
   makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   disposeData(dataId: object): boolean;
+  incRef(dataId: object): void;
   getBufferData(buffer: GPUBuffer): Promise<ArrayBuffer>;
 }
 
@@ -48,8 +49,12 @@ export function recordingGradients(): boolean {
   return state.gradientDepth > 0 && state.kernelDepth === 0;
 }
 
-/** A scalar passed to a program in its uniform buffer, declared in the same order in the WGSL `Params` struct. */
-export type Uniform = { u32: number } | { i32: number } | { f32: number };
+/**
+ * A scalar passed to a program in its uniform buffer, declared in the same order in the WGSL `Params` struct.
+ * `position: true` marks the decode position (the KV cache's length before the step): a replayed decode step
+ * (decode-graph.ts) writes the step's own position there.
+ */
+export type Uniform = { u32: number; position?: true } | { i32: number } | { f32: number };
 
 export interface Dispatch {
   /** Names the pipeline in the cache: everything the WGSL text depends on (shape constants, flags) must be in it. */
@@ -150,18 +155,25 @@ function bufferOf(backend: WebGpuBackendInternals, t: tf.TensorInfo): GPUBuffer 
   return resource;
 }
 
-function uniformBuffer(backend: WebGpuBackendInternals, values: Uniform[]): GPUBuffer {
-  // A uniform struct of scalars is 4-byte aligned; 16-byte sizes satisfy every implementation's binding minimum.
-  const size = Math.max(16, Math.ceil((values.length * 4) / 16) * 16);
-  const data = new ArrayBuffer(size);
-  const u32 = new Uint32Array(data);
-  const i32 = new Int32Array(data);
-  const f32 = new Float32Array(data);
+/** Bytes of a program's uniform struct: scalars are 4-byte aligned; 16-byte sizes satisfy every binding minimum. */
+export function uniformBytes(values: Uniform[]): number {
+  return Math.max(16, Math.ceil((values.length * 4) / 16) * 16);
+}
+
+/** Writes `values` into `data` from byte `offset` on, in the layout of their WGSL `Params` struct. */
+export function writeUniforms(data: ArrayBuffer, offset: number, values: Uniform[]): void {
+  const view = new DataView(data, offset, values.length * 4);
   values.forEach((v, i) => {
-    if ('u32' in v) u32[i] = v.u32;
-    else if ('i32' in v) i32[i] = v.i32;
-    else f32[i] = v.f32;
+    if ('u32' in v) view.setUint32(4 * i, v.u32, true);
+    else if ('i32' in v) view.setInt32(4 * i, v.i32, true);
+    else view.setFloat32(4 * i, v.f32, true);
   });
+}
+
+function uniformBuffer(backend: WebGpuBackendInternals, values: Uniform[]): GPUBuffer {
+  const size = uniformBytes(values);
+  const data = new ArrayBuffer(size);
+  writeUniforms(data, 0, values);
   const buffer = backend.bufferManager.acquireBuffer(size, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
   backend.queue.writeBuffer(buffer, 0, data, 0, size);
   // Released to the pool by the backend once the commands using it are submitted.
@@ -180,6 +192,7 @@ export function run(d: Dispatch): tf.TensorInfo[] {
   const outputs = d.outputs.map((o) => ('into' in o ? o.into : backend.makeTensorInfo(o.shape, o.dtype)));
   const buffers = [...outputs, ...d.inputs].map((t) => bufferOf(backend, t));
   const pipeline = pipelineFor(backend.device, d);
+  if (recording) record(recording, backend, d, pipeline, buffers, [...outputs, ...d.inputs]);
   const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
   if (d.uniforms && d.uniforms.length > 0) entries.push({ binding: buffers.length, resource: { buffer: uniformBuffer(backend, d.uniforms) } });
   const bindGroup = backend.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
@@ -216,6 +229,7 @@ export function emptyTensor(shape: number[], dtype: 'float32' | 'int32'): tf.Ten
 /** One buffer-to-buffer copy in the backend's command stream (between compute passes); not a kernel dispatch. */
 export function copyBuffer(from: tf.TensorInfo, fromElement: number, to: tf.TensorInfo, toElement: number, elements: number): void {
   const backend = webgpuBackend();
+  if (recording) recording.foreign++;
   const src = bufferOf(backend, from);
   const dst = bufferOf(backend, to);
   backend.commandQueueOwnedIds.add(from.dataId);
@@ -229,10 +243,77 @@ export function copyBuffer(from: tf.TensorInfo, fromElement: number, to: tf.Tens
 /** Zeroes `elements` values of a tensor from `element` on, in the command stream. */
 export function clearBuffer(t: tf.TensorInfo, element: number, elements: number): void {
   const backend = webgpuBackend();
+  if (recording) recording.foreign++;
   const buffer = bufferOf(backend, t);
   backend.commandQueueOwnedIds.add(t.dataId);
   backend.tensorMap.get(t.dataId).values = null;
   backend.ensureCommandEncoderReady();
   backend.endComputePassEncoder();
   backend.commandEncoder!.clearBuffer(buffer, element * 4, elements * 4);
+}
+
+/** A dispatch as `captureDispatches` saw it: what dispatching it again, on the same buffers, needs. */
+export interface RecordedDispatch {
+  key: string;
+  pipeline: GPUComputePipeline;
+  /** Bound buffers in binding order (outputs, then inputs); the uniforms, if any, come after them. */
+  buffers: GPUBuffer[];
+  uniforms: Uniform[];
+  workgroups: [number, number, number];
+}
+
+/** The tensor data a capture keeps alive, released together by `releaseCaptured`. */
+export type CapturedData = object[];
+
+interface Recording {
+  dispatches: RecordedDispatch[];
+  held: Set<object>;
+  /** Commands recorded outside `run` while capturing: tfjs's own programs, buffer copies and clears. */
+  foreign: number;
+}
+
+let recording: Recording | null = null;
+
+function record(r: Recording, backend: WebGpuBackendInternals, d: Dispatch, pipeline: GPUComputePipeline, buffers: GPUBuffer[], tensors: tf.TensorInfo[]): void {
+  r.dispatches.push({ key: d.key, pipeline, buffers, uniforms: d.uniforms ?? [], workgroups: d.workgroups });
+  // One more reference on every bound buffer: freeing a tensor after the step must not hand its buffer to another.
+  for (const t of tensors) {
+    if (r.held.has(t.dataId)) continue;
+    r.held.add(t.dataId);
+    backend.incRef(t.dataId);
+  }
+}
+
+/**
+ * Runs `fn` (which dispatches as usual) and records every dispatch `run` makes, holding the buffers they bind so
+ * they stay valid after `fn`'s tensors are freed. `foreign` counts commands that could not be recorded (tfjs's own
+ * programs, copies): a capture with any is not replayable. Not re-entrant; release the data with `releaseCaptured`.
+ */
+export function captureDispatches<T>(fn: () => T): { result: T; dispatches: RecordedDispatch[]; held: CapturedData; foreign: number } {
+  if (recording) throw new Error('captureDispatches: already capturing');
+  const proto = GPUComputePassEncoder.prototype;
+  const dispatch = proto.dispatchWorkgroups;
+  let total = 0;
+  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...args: Parameters<GPUComputePassEncoder['dispatchWorkgroups']>) {
+    total++;
+    return dispatch.apply(this, args);
+  };
+  const r: Recording = { dispatches: [], held: new Set(), foreign: 0 };
+  recording = r;
+  try {
+    const result = fn();
+    return { result, dispatches: r.dispatches, held: [...r.held], foreign: r.foreign + total - r.dispatches.length };
+  } catch (err) {
+    releaseCaptured([...r.held]);
+    throw err;
+  } finally {
+    recording = null;
+    proto.dispatchWorkgroups = dispatch;
+  }
+}
+
+/** Drops a capture's references: each buffer returns to tfjs's pool once its tensor is gone too. */
+export function releaseCaptured(held: CapturedData): void {
+  const backend = webgpuBackend();
+  for (const dataId of held) backend.disposeData(dataId);
 }

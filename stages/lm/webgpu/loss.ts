@@ -190,19 +190,19 @@ export function logSoftmax(x: tf.Tensor): tf.Tensor {
 
 /**
  * The pause wrapper's next-token log-probs [..., V+1] from its LM logits [..., V+1] (the pause column ignored)
- * and pause-head logits [..., 2]: log_softmax(lm[:V]) + log p(LM), then log p(pause). For decoding: no gradient.
+ * and pause-head logits [..., 2] before their bias [2] (added here, so the head is one matmul and no add): log_softmax(lm[:V]) + log p(LM), then log p(pause). For decoding: no gradient.
  */
 function pauseLogProbsWgsl(): string {
   return `
-${bindings([['y', 'f32']], [['x', 'f32'], ['ctrl', 'f32']], [['rows', 'u32'], ['vocab', 'u32'], ['pauseClass', 'u32']])}
+${bindings([['y', 'f32']], [['x', 'f32'], ['ctrl', 'f32'], ['bias', 'f32']], [['rows', 'u32'], ['vocab', 'u32'], ['pauseClass', 'u32']])}
 ${reductions(ROW_THREADS)}
 ${LSE}
 ${perRowMain(ROW_THREADS)}
   let width = params.vocab + 1u;
   let base = row * width;
   let z = lseOf(base, params.vocab, lid);
-  let c0 = ctrl[row * 2u];
-  let c1 = ctrl[row * 2u + 1u];
+  let c0 = ctrl[row * 2u] + bias[0];
+  let c1 = ctrl[row * 2u + 1u] + bias[1];
   let cm = max(c0, c1);
   let cz = cm + log(exp(c0 - cm) + exp(c1 - cm));
   let pause = select(c1, c0, params.pauseClass == 0u) - cz;
@@ -212,13 +212,13 @@ ${perRowMain(ROW_THREADS)}
 }`;
 }
 
-export function pauseLogProbs(lmLogits: tf.Tensor, ctrlLogits: tf.Tensor, vocab: number, pauseClass: number): tf.Tensor {
+export function pauseLogProbs(lmLogits: tf.Tensor, ctrlLogits: tf.Tensor, ctrlBias: tf.Tensor, vocab: number, pauseClass: number): tf.Tensor {
   const { rows, width } = rowsOf(lmLogits);
   if (width !== vocab + 1) throw new Error(`pauseLogProbs: LM logits [${lmLogits.shape.join(', ')}] must end in ${vocab + 1}`);
   return runToTensors({
     key: 'pause-log-probs',
     wgsl: pauseLogProbsWgsl,
-    inputs: [lmLogits, ctrlLogits],
+    inputs: [lmLogits, ctrlLogits, ctrlBias],
     outputs: [{ shape: lmLogits.shape, dtype: 'float32' }],
     uniforms: [{ u32: rows }, { u32: vocab }, { u32: pauseClass }],
     workgroups: grid(rows),

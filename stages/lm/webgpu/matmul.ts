@@ -260,11 +260,28 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, trans
 /** The products of the model's projections on webgpu: tfjs-backend-webgpu's MatMul, or this file's GEMM. */
 export type MatMulChoice = 'tfjs' | 'wgsl';
 
+let forcedChoice: MatMulChoice | null = null;
+
+/**
+ * Runs `fn` with every projection on `choice`, whatever PAUSEPIPE_MATMUL says. One-token decode steps take the GEMM
+ * (decode-graph.ts): a step made only of this project's programs can be recorded once and replayed.
+ */
+export function withMatMul<T>(choice: MatMulChoice, fn: () => T): T {
+  const saved = forcedChoice;
+  forcedChoice = choice;
+  try {
+    return fn();
+  } finally {
+    forcedChoice = saved;
+  }
+}
+
 /**
  * PAUSEPIPE_MATMUL (default `tfjs`), read at each product so a bench or test can switch between runs. The WGSL GEMM
  * stays opt-in until a GPU run shows it faster; both give the same values up to float32 summation order.
  */
 export function matMulChoice(): MatMulChoice {
+  if (forcedChoice) return forcedChoice;
   const v = process.env.PAUSEPIPE_MATMUL ?? 'tfjs';
   if (v !== 'tfjs' && v !== 'wgsl') throw new Error(`PAUSEPIPE_MATMUL must be tfjs or wgsl, got '${v}'`);
   return v;

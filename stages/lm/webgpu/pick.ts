@@ -112,9 +112,9 @@ ${perRowMain(THREADS)}
 
 /**
  * Token ids [B] int32 from log-probs [B, W]: greedy when `uniforms` is null, else one draw per row with that
- * row's uniform in [0, 1).
+ * row's uniform in [0, 1) (a tensor where a replayed decode step rewrites them, decode-graph.ts).
  */
-export function pickTokens(logProbs: tf.Tensor2D, temperature: number, uniforms: Float32Array | null): tf.Tensor1D {
+export function pickTokens(logProbs: tf.Tensor2D, temperature: number, uniforms: Float32Array | tf.Tensor1D | null): tf.Tensor1D {
   const [rows, width] = logProbs.shape;
   if (uniforms === null) {
     return runToTensors({
@@ -126,11 +126,12 @@ export function pickTokens(logProbs: tf.Tensor2D, temperature: number, uniforms:
       workgroups: grid(rows),
     })[0] as tf.Tensor1D;
   }
-  if (uniforms.length !== rows) throw new Error(`pickTokens: ${uniforms.length} uniforms for ${rows} rows`);
+  const draws = uniforms instanceof tf.Tensor ? uniforms.size : uniforms.length;
+  if (draws !== rows) throw new Error(`pickTokens: ${draws} uniforms for ${rows} rows`);
   return tf.tidy(() => runToTensors({
     key: 'pick-sample',
     wgsl: sampleWgsl,
-    inputs: [logProbs, tf.tensor1d(uniforms)],
+    inputs: [logProbs, uniforms instanceof tf.Tensor ? uniforms : tf.tensor1d(uniforms)],
     outputs: [{ shape: [rows], dtype: 'int32' }],
     uniforms: [{ u32: rows }, { u32: width }, { f32: temperature }],
     workgroups: grid(rows),

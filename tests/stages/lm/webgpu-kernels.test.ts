@@ -11,7 +11,7 @@ import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import { FlatAdamW } from '../../../stages/lm/webgpu/adamw.ts';
 import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape } from '../../../stages/lm/webgpu/attention.ts';
 import { concatLast, splitLast, stackRows } from '../../../stages/lm/webgpu/concat.ts';
-import { embedding } from '../../../stages/lm/webgpu/embedding.ts';
+import { embedding, pauseEmbedding } from '../../../stages/lm/webgpu/embedding.ts';
 import { emptyTensor } from '../../../stages/lm/webgpu/engine.ts';
 import { crossEntropySum, logSoftmax, pauseLogProbs } from '../../../stages/lm/webgpu/loss.ts';
 import { addRmsNorm, addRmsNormOnly, rmsNorm } from '../../../stages/lm/webgpu/norm.ts';
@@ -94,6 +94,14 @@ test('embedding: rows and the table gradient (repeated ids summed in token order
   await close('dtable', got!, want!);
   const row = await values(embedding(tf.tensor1d([70], 'int32'), table));
   assert.ok(row.every((v) => Number.isNaN(v)));
+});
+
+test('pause embedding: id V takes the pause row, the others the table\'s, bit for bit', async () => {
+  const table = randn([70, 24], 25);
+  const pauseRow = randn([1, 24], 26);
+  const ids = tf.tensor2d([[3, 70, 69, 0], [70, 70, 5, 12]], [2, 4], 'int32');
+  const want = tf.gather(tf.concat([table, pauseRow], 0), ids);
+  assert.equal(await values(pauseEmbedding(ids, table, pauseRow)), await values(want));
 });
 
 interface Case {
@@ -216,10 +224,11 @@ test('log-softmax: value and gradient match ops.logSoftmax; the pause log-probs 
   const [w] = gradsOf((a) => opsLogSoftmax(a!), [x], 16);
   await close('grad', g!, w!);
   const ctrl = randn([5, 2], 17, 2);
+  const bias = tf.tensor1d([0.25, -0.5]);
   const V = 299;
-  const [pause, useLm] = tf.split(opsLogSoftmax(ctrl), 2, -1);
+  const [pause, useLm] = tf.split(opsLogSoftmax(tf.add(ctrl, bias)), 2, -1);
   const want = tf.concat([tf.add(opsLogSoftmax(tf.slice(x, [0, 0], [5, V])), useLm!), pause!], -1);
-  await close('pause log-probs', pauseLogProbs(x, ctrl, V, 0), want);
+  await close('pause log-probs (the head\'s bias added in the kernel)', pauseLogProbs(x, ctrl, bias, V, 0), want);
 });
 
 test('concatenation and split along the last axis, and stacked weights with gradients per weight', async () => {

@@ -9,7 +9,9 @@ import { presetConfig, type LmConfig } from '../../../stages/lm/config.ts';
 import { configureTraining, type TrainingSetup } from '../../../stages/lm/freeze.ts';
 import { generate } from '../../../stages/lm/generate.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
+import { applyLora } from '../../../stages/lm/lora.ts';
 import { AdamW } from '../../../stages/lm/optimizer.ts';
+import { addPauseToken, PAUSE_NAMES } from '../../../stages/lm/pause.ts';
 import { SPLIT_TUNING } from '../../../stages/lm/split-weights.ts';
 import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { train } from '../../../stages/lm/trainer.ts';
@@ -97,6 +99,52 @@ withFixtures(decodeTest)('the pause wrapper\'s decode step combines its two head
     last.cache.dispose();
   } finally {
     model.dispose();
+  }
+});
+
+/** Generation with decode-graph replay turned on or off (PAUSEPIPE_DECODE_GRAPH), counted. */
+async function generateWithGraph(graph: 'on' | 'off', model: CausalLM, prompts: number[][], opts: Parameters<typeof generate>[3]) {
+  const saved = process.env.PAUSEPIPE_DECODE_GRAPH;
+  process.env.PAUSEPIPE_DECODE_GRAPH = graph;
+  try {
+    return await countGpuWork(() => generate(model, noEos, prompts, opts));
+  } finally {
+    if (saved === undefined) delete process.env.PAUSEPIPE_DECODE_GRAPH;
+    else process.env.PAUSEPIPE_DECODE_GRAPH = saved;
+  }
+}
+
+decodeTest('replayed decode steps choose the tokens that steps through tfjs choose: greedy and sampled, the plain model and the pause wrapper; LoRA steps are not replayed and decode the same', async () => {
+  const prompts = [tok.encode('7+8=', { addSpecialTokens: true }), tok.encode('12', { addSpecialTokens: true })];
+  const base = tinyModel();
+  const pause = await addPauseToken(tinyModel(), 5, { log: () => {} });
+  // A pause head leaning towards pauses, so sampled rows emit some and replayed steps embed the pause token.
+  pause.param(PAUSE_NAMES.ctrlBias).assign(tf.tensor1d([1, 0]));
+  const lora = tinyModel();
+  applyLora(lora, { rank: 2, targetModules: ['q_proj', 'v_proj'] }, () => {});
+  try {
+    for (const [name, model, replayed] of [['plain', base, true], ['pause', pause, true], ['lora', lora, false]] as const) {
+      // The first generation also stacks the frozen projection weights, once for all later ones.
+      await generate(model, tok, prompts, { maxNewTokens: 1 });
+      for (const temperature of [0, 1.5]) {
+        const opts = { maxNewTokens: 12, temperature, seed: 8 };
+        const on = await generateWithGraph('on', model, prompts, opts);
+        const off = await generateWithGraph('off', model, prompts, opts);
+        const label = `${name}, temperature ${temperature}`;
+        assert.equal(on.result.map((r) => r.ids), off.result.map((r) => r.ids), label);
+        assert.is(on.dispatches, off.dispatches, label);
+        // Each step through tfjs makes a bind group per dispatch; replayed steps make none, so six more tokens
+        // cost no bind group at all once the recorded step's are made.
+        const shorter = await generateWithGraph('on', model, prompts, { ...opts, maxNewTokens: 6 });
+        assert.is(on.bindGroups === shorter.bindGroups, replayed, `${label}: ${shorter.bindGroups} bind groups for 6 tokens, ${on.bindGroups} for 12`);
+      }
+    }
+    const sampled = await generateWithGraph('on', pause, prompts, { maxNewTokens: 12, temperature: 1.5, seed: 8 });
+    assert.ok(sampled.result.some((r) => r.ids.includes(pause.pauseId)), 'a pause was drawn');
+  } finally {
+    base.dispose();
+    pause.dispose();
+    lora.dispose();
   }
 });
 
@@ -247,8 +295,8 @@ async function trainStepKernels(cfg: LmConfig): Promise<{ dispatches: number; re
   return work;
 }
 
-/** Dispatches and reads of one generated token (the difference between two generation lengths). */
-async function decodeStepKernels(cfg: LmConfig): Promise<{ dispatches: number; reads: number }> {
+/** Dispatches, reads and bind groups of one generated token (the difference between two generation lengths). */
+async function decodeStepKernels(cfg: LmConfig): Promise<{ dispatches: number; reads: number; bindGroups: number }> {
   const model = tinyModel(cfg);
   const prompts = [tok.encode('5+6=', { addSpecialTokens: true }), tok.encode('9', { addSpecialTokens: true })];
   // The first call also stacks the projection weights, once for all later calls.
@@ -258,7 +306,8 @@ async function decodeStepKernels(cfg: LmConfig): Promise<{ dispatches: number; r
   model.dispose();
   // Two more steps, unless a row stopped at EOS on the way (then the prompts need changing).
   assert.equal(long.result.map((r) => r.ids.length), [5, 5]);
-  return { dispatches: (long.dispatches - short.dispatches) / 2, reads: (long.reads - short.reads) / 2 };
+  const perStep = (key: 'dispatches' | 'reads' | 'bindGroups') => (long[key] - short[key]) / 2;
+  return { dispatches: perStep('dispatches'), reads: perStep('reads'), bindGroups: perStep('bindGroups') };
 }
 
 countTest('a training step takes 27 kernels per layer plus 30, and one read (the loss)', async () => {
@@ -270,13 +319,14 @@ countTest('a training step takes 27 kernels per layer plus 30, and one read (the
   assert.is(two.reads, 1);
 });
 
-countTest('a decode step takes 9 kernels per layer plus 7, and one read (the chosen tokens)', async () => {
+countTest('a decode step takes 9 kernels per layer plus 5, one read (the chosen tokens), and makes no bind group (it is replayed)', async () => {
   const cfg = presetConfig('tiny', tok, 64);
   const two = await decodeStepKernels(cfg);
   const three = await decodeStepKernels({ ...cfg, numLayers: 3 });
   assert.is(three.dispatches - two.dispatches, 9);
-  assert.is(two.dispatches, 2 * 9 + 7);
+  assert.is(two.dispatches, 2 * 9 + 5);
   assert.is(two.reads, 1);
+  assert.is(two.bindGroups, 0);
 });
 
 countTest('a model too large to keep stacked copies of its frozen weights decodes the same tokens with 14 kernels per layer (five matmuls and two concatenations for two)', async () => {
