@@ -65,6 +65,8 @@ for (const kind of ['train', 'decode'] as const) {
   const perLayer = three[kind].dispatches - two[kind].dispatches;
   const perStep = two[kind].dispatches - 2 * perLayer;
   const total = perLayer * layers + perStep;
+  const bindLayer = three[kind].bindGroups - two[kind].bindGroups;
+  const binds = bindLayer * layers + two[kind].bindGroups - 2 * bindLayer;
   console.log(`${kind}: ${perLayer} kernels per layer + ${perStep} per step; ${args.preset} (${layers} layers): ${total} per step, ` +
-    `${(total / layers).toFixed(1)} per layer; ${two[kind].reads} host read${two[kind].reads === 1 ? '' : 's'} per step, ${two[kind].bindGroups} bind groups made per step`);
+    `${(total / layers).toFixed(1)} per layer; ${two[kind].reads} host read${two[kind].reads === 1 ? '' : 's'} per step, ${binds} bind groups made per step`);
 }

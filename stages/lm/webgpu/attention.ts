@@ -369,34 +369,46 @@ const DECODE_THREADS = 64;
 const DECODE_CHUNK = 256;
 
 /**
- * One new query per row against the cache: a workgroup per (row, head) walks the keys in chunks of 256, scores in
- * workgroup memory, each invocation owning a few output dimensions.
+ * One new query per row against the cache, the new key and value written into it by the same kernel: a workgroup
+ * per (row, head) walks the keys in chunks of 256, scores in workgroup memory, each invocation owning a few output
+ * dimensions. Every head takes the new column's key (rotated) and value from qkv, and the first head of each kv
+ * group stores them in the cache: no workgroup reads a cache column another one writes.
  */
 function decodeWgsl(hd: number): string {
   const L = loopBounds('KB');
   const dims = Math.ceil(hd / DECODE_THREADS);
   const perThread = DECODE_CHUNK / DECODE_THREADS;
   return `
-${bindings([['o', 'f32']], [['qkv', 'f32'], ['colInfo', 'i32'], ['rope', 'f32'], ['kc', 'f32'], ['vc', 'f32']], COMMON_PARAMS)}
+${bindings([['o', 'f32'], ['kc', 'f32'], ['vc', 'f32']], [['qkv', 'f32'], ['colInfo', 'i32'], ['rope', 'f32']], COMMON_PARAMS)}
 ${ropeFns(hd)}
 ${HELPERS}
 ${reductions(DECODE_THREADS)}
 var<workgroup> qs: array<f32, ${hd}>;
+var<workgroup> nk: array<f32, ${hd}>;
+var<workgroup> nv: array<f32, ${hd}>;
 var<workgroup> sc: array<f32, ${DECODE_CHUNK}>;
 @compute @workgroup_size(${DECODE_THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.x / params.nh;
   let h = wid.x - b * params.nh;
-  let kvh = h / (params.nh / params.nkv);
+  let group = params.nh / params.nkv;
+  let kvh = h / group;
   let col = params.past;
   let keys = params.past + 1u;
   let pos = posAt(b, col);
   let at = headAt(b, 0u, h);
+  let kvAt = headAt(b, 0u, params.nh + kvh);
+  let rowBase = (b * params.nkv + kvh) * params.cs;
   for (var d = lid; d < HD; d = d + ${DECODE_THREADS}u) {
     qs[d] = ropeFwd(pos, d, qkv[at + d], qkv[at + partner(d)]) * params.scale;
+    nk[d] = ropeFwd(pos, d, qkv[kvAt + d], qkv[kvAt + partner(d)]);
+    nv[d] = qkv[kvAt + params.nkv * HD + d];
+    if (h == kvh * group) {
+      kc[(rowBase + col) * HD + d] = nk[d];
+      vc[(rowBase + col) * HD + d] = nv[d];
+    }
   }
   workgroupBarrier();
-  let rowBase = (b * params.nkv + kvh) * params.cs;
   var acc: array<f32, ${dims}>;
   for (var i = 0u; i < ${dims}u; i = i + 1u) { acc[i] = 0.0; }
   var m = -3.0e38;
@@ -409,8 +421,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var s = -3.0e38;
       if (j < keys && maskAt(b, j) && visible(j, col)) {
         s = 0.0;
-        let kb = (rowBase + j) * HD;
-        for (var d = 0u; d < ${L.hd}; d = d + 1u) { s = s + qs[d] * kc[kb + d]; }
+        if (j == col) {
+          for (var d = 0u; d < ${L.hd}; d = d + 1u) { s = s + qs[d] * nk[d]; }
+        } else {
+          let kb = (rowBase + j) * HD;
+          for (var d = 0u; d < ${L.hd}; d = d + 1u) { s = s + qs[d] * kc[kb + d]; }
+        }
         localMax = max(localMax, s);
       }
       sc[jj] = s;
@@ -431,10 +447,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var jj = 0u; jj < last; jj = jj + 1u) {
       let p = sc[jj];
       if (p > 0.0) {
+        let fresh = c0 + jj == col;
         let vb = (rowBase + c0 + jj) * HD;
         for (var i = 0u; i < ${dims}u; i = i + 1u) {
           let d = lid + i * ${DECODE_THREADS}u;
-          if (d < HD) { acc[i] = acc[i] + p * vc[vb + d]; }
+          if (d < HD) {
+            if (fresh) { acc[i] = acc[i] + p * nv[d]; } else { acc[i] = acc[i] + p * vc[vb + d]; }
+          }
         }
       }
     }
@@ -553,8 +572,9 @@ export function appendToCache(cache: CacheLayer, qkv: tf.Tensor, meta: tf.Tensor
 }
 
 /**
- * Attention of the T new queries in qkv against the cache's past + T positions (the new ones appended already);
- * one query per row takes the single-query kernel. Returns [B, T, nh·hd]; not differentiable.
+ * Attention of the T new queries in qkv against the cache's past + T positions. One query per row takes the
+ * single-query kernel, which also writes the new key and value into the cache; more than one need them appended
+ * first (appendToCache). Returns [B, T, nh·hd]; not differentiable.
  */
 export function attendCache(cache: CacheLayer, qkv: tf.Tensor, meta: tf.Tensor, rope: tf.Tensor, past: number, s: AttentionShape): tf.Tensor {
   checkQkv(qkv, s);
@@ -562,14 +582,16 @@ export function attendCache(cache: CacheLayer, qkv: tf.Tensor, meta: tf.Tensor, 
   const g: Geometry = { B, T, past, ms: meta.shape[2]!, ropeRows: rope.shape[1]!, cs: cache.keys.shape[2]! };
   const out = { shape: [B, T, s.numHeads * s.headDim], dtype: 'float32' as const };
   if (T === 1) {
-    return runToTensors({
+    if (past + 1 > g.cs) throw new Error(`attention: ${past + 1} positions exceed the cache's ${g.cs}`);
+    const [o] = run({
       key: `attention-decode-${s.headDim}`,
       wgsl: () => decodeWgsl(s.headDim),
-      inputs: [qkv, meta, rope, cache.keys, cache.values],
-      outputs: [out],
+      inputs: [qkv, meta, rope],
+      outputs: [out, { into: cache.keys }, { into: cache.values }],
       uniforms: uniforms(g, s),
       workgroups: [B * s.numHeads, 1, 1],
-    })[0]!;
+    });
+    return tf.engine().makeTensorFromTensorInfo(o!);
   }
   const kb = tileRows(s.headDim);
   const [o, lse] = runToTensors({

@@ -194,7 +194,8 @@ export function fusedHidden(m: DecoderAccess, inputIds: tf.Tensor2D, attentionMa
     let att: tf.Tensor;
     if (cache) {
       const kv = cache.layers[i]!;
-      appendToCache(kv, qkv, meta, rope, past, shape);
+      // One new token per row: the attention kernel writes its key and value into the cache itself.
+      if (T > 1) appendToCache(kv, qkv, meta, rope, past, shape);
       att = attendCache(kv, qkv, meta, rope, past, shape);
     } else {
       att = attention(qkv, meta, rope, shape);
