@@ -1,6 +1,7 @@
 // A register-tiled WGSL GEMM, C = op(A)·op(B) with either operand transposed, and its gradients through the same kernel.
 import * as tf from '@tensorflow/tfjs-core';
-import { run } from './engine.ts';
+import { recordingGradients, run } from './engine.ts';
+import { MATVEC_MAX_ROWS, matVec } from './matvec.ts';
 
 const MATMUL = 'PausepipeMatMul';
 
@@ -287,7 +288,13 @@ export function matMulChoice(): MatMulChoice {
   return v;
 }
 
-/** op(A)·op(B) through the product PAUSEPIPE_MATMUL selects (kernels.ts's linear and the fused decoder's stacks). */
+/**
+ * op(A)·op(B) through the product PAUSEPIPE_MATMUL selects (kernels.ts's linear and the fused decoder's stacks); on
+ * `wgsl` a few rows times a weight outside a gradient take matvec.ts.
+ */
 export function projection(a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean): tf.Tensor2D {
-  return matMulChoice() === 'wgsl' ? matMul(a, b, transposeA, transposeB) : tf.matMul(a, b, transposeA, transposeB);
+  if (matMulChoice() === 'tfjs') return tf.matMul(a, b, transposeA, transposeB);
+  // A few rows times a weight (decoding), with no gradient to take: split along K instead of tiled.
+  if (!transposeA && transposeB && a.shape[0] <= MATVEC_MAX_ROWS && !recordingGradients()) return matVec(a, b);
+  return matMul(a, b, transposeA, transposeB);
 }

@@ -36,7 +36,8 @@ function tinyModel(): CausalLM {
 
 test('PAUSEPIPE_MATMUL picks the product: tfjs by default, the WGSL kernel for wgsl, an error naming the variable otherwise', async () => {
   const model = tinyModel();
-  const ids = tf.tensor2d([[3, 4, 5, 6]], [1, 4], 'int32');
+  // More rows than matvec.ts takes (a forward pass of 4 tokens would run its products there).
+  const ids = tf.tensor2d([Array.from({ length: 20 }, (_, i) => 3 + i)], [1, 20], 'int32');
   try {
     const kernelsOf = async () => new Set((await tf.profile(() => model.forward(ids))).kernelNames);
     const byDefault = await kernelsOf();

@@ -1,8 +1,9 @@
-// The WGSL GEMM (webgpu/matmul.ts) against tf.matMul: every transpose combination, ragged shapes, both tiles, gradients.
+// The WGSL GEMM (webgpu/matmul.ts) and the few-rows product (webgpu/matvec.ts) against tf.matMul: every transpose combination, ragged shapes, both tiles, gradients.
 import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'uvu/assert';
 import { readTensor as values } from '../../../stages/lm/backend.ts';
 import { BIG_TILE, chooseTile, matMul, SMALL_TILE, type TileChoice } from '../../../stages/lm/webgpu/matmul.ts';
+import { matVec } from '../../../stages/lm/webgpu/matvec.ts';
 import { randn } from '../../helpers/gradcheck.ts';
 import { backendSuite, runOnWebgpu } from '../../helpers/backends.ts';
 import { maxDiff } from '../../helpers/hf-fixtures.ts';
@@ -42,6 +43,18 @@ for (const [tile, shapes] of [['small', [...ODD, ...FOURS]], ['big', ODD]] as Ar
     }
   });
 }
+
+test('a few rows times a weight (matvec.ts): 1 to 16 rows, K a multiple of 4 or not, N not a multiple of 8, equal tf.matMul; more rows are refused', async () => {
+  // [M, K, N]: the vec4 kernel (K % 4 = 0) and the scalar one; 9 and 16 rows take two passes of 8.
+  const shapes: Array<[number, number, number]> = [[1, 64, 13], [3, 300, 70], [8, 36, 9], [9, 64, 33], [16, 17, 70], [2, 1030, 5]];
+  for (const [m, k, n] of shapes) {
+    const x = randn([m, k], m + k) as tf.Tensor2D;
+    const w = randn([n, k], k + n) as tf.Tensor2D;
+    await close(`${m}x${k}x${n}`, matVec(x, w), tf.matMul(x, w, false, true));
+    tf.dispose([x, w]);
+  }
+  assert.throws(() => matVec(tf.zeros([17, 4]) as tf.Tensor2D, tf.zeros([3, 4]) as tf.Tensor2D), /17 rows, at most 16/);
+});
 
 test('gradients of both operands, for every transpose combination, equal tf.matMul\'s', async () => {
   const [m, k, n] = [37, 21, 45];

@@ -1,0 +1,75 @@
+// x·Wᵀ for a few rows of x (decoding: one token per row), split along K so the weights stream through every core of the GPU.
+import * as tf from '@tensorflow/tfjs-core';
+import { bindings, grid, FLAT_WORKGROUP, runToTensors } from './engine.ts';
+
+/** Most rows of x a product takes here; more rows are a GEMM's work (matmul.ts). */
+export const MATVEC_MAX_ROWS = 16;
+/** Output columns per workgroup, and invocations sharing one column's K. */
+const COLS = 8;
+const LANES = 32;
+/** Rows accumulated at once (registers per invocation); more rows re-read the workgroup's weights from cache. */
+const ROWS_AT_ONCE = 8;
+
+/**
+ * A workgroup of 256 invocations computes 8 output columns for every row: 32 invocations per column stride along K
+ * (consecutive vec4s of the weight row, coalesced) and a tree in workgroup memory sums their partials. The decode
+ * projections of a 7B model (K up to 14,336, N from 4,096 to 32,001) thus run on N/8 workgroups, where a GEMM tile
+ * of 64 columns gives the GPU N/64 long serial loops.
+ */
+function matVecWgsl(vec: boolean): string {
+  const t = vec ? 'vec4<f32>' as const : 'f32' as const;
+  const threads = COLS * LANES;
+  return `
+${bindings([['y', 'f32']], [['x', t], ['w', t]], [['m', 'u32'], ['n', 'u32'], ['k', 'u32']])}
+var<workgroup> red: array<f32, ${ROWS_AT_ONCE * threads}>;
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let col = (${FLAT_WORKGROUP}) * ${COLS}u + lid / ${LANES}u;
+  let lane = lid % ${LANES}u;
+  let live = col < params.n;
+  for (var r0 = 0u; r0 < params.m; r0 = r0 + ${ROWS_AT_ONCE}u) {
+    var acc: array<f32, ${ROWS_AT_ONCE}>;
+    for (var r = 0u; r < ${ROWS_AT_ONCE}u; r = r + 1u) { acc[r] = 0.0; }
+    if (live) {
+      for (var kk = lane; kk < params.k; kk = kk + ${LANES}u) {
+        let wv = w[col * params.k + kk];
+        for (var r = 0u; r < ${ROWS_AT_ONCE}u; r = r + 1u) {
+          if (r0 + r < params.m) { acc[r] = acc[r] + ${vec ? 'dot(x[(r0 + r) * params.k + kk], wv)' : 'x[(r0 + r) * params.k + kk] * wv'}; }
+        }
+      }
+    }
+    for (var r = 0u; r < ${ROWS_AT_ONCE}u; r = r + 1u) { red[r * ${threads}u + lid] = acc[r]; }
+    workgroupBarrier();
+    for (var s = ${LANES / 2}u; s > 0u; s = s >> 1u) {
+      if (lane < s) {
+        for (var r = 0u; r < ${ROWS_AT_ONCE}u; r = r + 1u) { red[r * ${threads}u + lid] = red[r * ${threads}u + lid] + red[r * ${threads}u + lid + s]; }
+      }
+      workgroupBarrier();
+    }
+    if (live && lane == 0u) {
+      for (var r = 0u; r < ${ROWS_AT_ONCE}u; r = r + 1u) {
+        if (r0 + r < params.m) { y[(r0 + r) * params.n + col] = red[r * ${threads}u + lid]; }
+      }
+    }
+    workgroupBarrier();
+  }
+}`;
+}
+
+/** x [M, K] · w [N, K]ᵀ → [M, N] for M ≤ MATVEC_MAX_ROWS; not differentiable (decoding and evaluation only). */
+export function matVec(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const [m, k] = x.shape;
+  const [n, kw] = w.shape;
+  if (k !== kw) throw new Error(`matvec: inner sizes differ: [${x.shape.join(', ')}] · [${w.shape.join(', ')}]ᵀ`);
+  if (m > MATVEC_MAX_ROWS) throw new Error(`matvec: ${m} rows, at most ${MATVEC_MAX_ROWS}`);
+  const vec = k % 4 === 0;
+  const [y] = runToTensors({
+    key: `matvec-${vec ? 'vec4' : 'scalar'}`,
+    wgsl: () => matVecWgsl(vec),
+    inputs: [x, w],
+    outputs: [{ shape: [m, n], dtype: 'float32' }],
+    uniforms: [{ u32: m }, { u32: n }, { u32: vec ? k / 4 : k }],
+    workgroups: grid(Math.ceil(n / COLS)),
+  });
+  return y as tf.Tensor2D;
+}
