@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KvCache, LanguageModel } from '../types.ts';
 import { DeviceKvCache } from './decoder.ts';
-import { captureDispatches, copyBuffer, emptyTensor, releaseCaptured, uniformBytes, webgpuBackend, writeUniforms, type CapturedData, type RecordedDispatch } from './engine.ts';
+import { captureDispatches, copyBuffer, emptyTensor, layoutOf, releaseCaptured, uniformBytes, webgpuBackend, writeUniforms, type CapturedData, type RecordedDispatch } from './engine.ts';
 import { withMatMul } from './matmul.ts';
 import { pickTokens } from './pick.ts';
 
@@ -76,7 +76,7 @@ class DecodeGraph {
       if (d.uniforms.length > 0) {
         entries.push({ binding: d.buffers.length, resource: { buffer: this.uniformBuffer, offset: offsets[i]!, size: uniformBytes(d.uniforms) } });
       }
-      return device.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries, label: `decode-graph ${d.key}` });
+      return device.createBindGroup({ layout: layoutOf(d.pipeline), entries, label: `decode-graph ${d.key}` });
     });
   }
 

@@ -147,6 +147,18 @@ function pipelineFor(device: GPUDevice, d: Dispatch): GPUComputePipeline {
   return pipeline;
 }
 
+const layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
+
+/** A pipeline's bind group layout, asked of Dawn once (each call makes a new object: some µs a dispatch). */
+export function layoutOf(pipeline: GPUComputePipeline): GPUBindGroupLayout {
+  let layout = layouts.get(pipeline);
+  if (!layout) {
+    layout = pipeline.getBindGroupLayout(0);
+    layouts.set(pipeline, layout);
+  }
+  return layout;
+}
+
 /** The GPU buffer behind a tensor, uploading host values first (small tensors may live on the host). */
 function bufferOf(backend: WebGpuBackendInternals, t: tf.TensorInfo): GPUBuffer {
   backend.uploadToGPU(t.dataId);
@@ -195,7 +207,7 @@ export function run(d: Dispatch): tf.TensorInfo[] {
   if (recording) record(recording, backend, d, pipeline, buffers, [...outputs, ...d.inputs]);
   const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
   if (d.uniforms && d.uniforms.length > 0) entries.push({ binding: buffers.length, resource: { buffer: uniformBuffer(backend, d.uniforms) } });
-  const bindGroup = backend.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  const bindGroup = backend.device.createBindGroup({ layout: layoutOf(pipeline), entries });
   for (const t of [...outputs, ...d.inputs]) backend.commandQueueOwnedIds.add(t.dataId);
   // Values cached on the host after a read would go stale once a program writes the buffer in place.
   for (const o of d.outputs) if ('into' in o) backend.tensorMap.get(o.into.dataId).values = null;
