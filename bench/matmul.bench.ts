@@ -5,11 +5,12 @@
 // Each shape runs as several products in a row before one host read (enough work that the read's latency does not
 // count), by wall time, best of N trials after one that builds the kernels. The two products' outputs are compared
 // on the GPU (largest |difference| relative to the largest |value|). On a software adapter every size is divided by
-// 16 and one product runs per read: it checks that the bench runs, its rates mean nothing.
+// 16 and one product runs per read: it checks that the bench runs, its rates mean nothing. On a GPU each shape also
+// runs on four other block tiles of the GEMM, so one device run can say which tile to make the default.
 import * as tf from '@tensorflow/tfjs-core';
 import { parseArgs } from 'node:util';
 import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
-import { matMul } from '../stages/lm/webgpu/matmul.ts';
+import { matMul, type MatMulTile } from '../stages/lm/webgpu/matmul.ts';
 
 interface Case {
   label: string;
@@ -58,6 +59,14 @@ function rate(flops: number): string {
 
 type Product = (a: tf.Tensor2D, b: tf.Tensor2D, ta: boolean, tb: boolean) => tf.Tensor2D;
 const PRODUCTS: Array<[string, Product]> = [['tfjs', (a, b, ta, tb) => tf.matMul(a, b, ta, tb)], ['wgsl', (a, b, ta, tb) => matMul(a, b, ta, tb)]];
+/** Other block tiles of the GEMM, tried on a GPU only (each is one more shader to compile), so one run can say which to make the default. */
+const OTHER_TILES: MatMulTile[] = [
+  { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 },
+  { bm: 128, bn: 64, bk: 8, tm: 8, tn: 4 },
+  { bm: 64, bn: 64, bk: 8, tm: 4, tn: 4 },
+  { bm: 64, bn: 128, bk: 16, tm: 4, tn: 8 },
+];
+const tileName = (t: MatMulTile) => `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}`;
 
 /** Best seconds of `reps` products in a row and one read of the last, over `trials` timed trials after a warm-up. */
 async function time(product: Product, a: tf.Tensor2D, b: tf.Tensor2D, c: Case, reps: number): Promise<number> {
@@ -95,5 +104,16 @@ for (const full of CASES) {
   const line = `matmul ${c.label}: ${c.m}×${c.k}×${c.n} ${c.transposeA ? 'T' : 'N'}${c.transposeB ? 'T' : 'N'}, ${reps} per read: ` +
     `tfjs ${rate(t)}, wgsl ${rate(w)} (${(w / t).toFixed(2)}×), max diff ${rel.toExponential(1)} of max |C|`;
   console.log(line);
+  if (!software) {
+    const others: string[] = [];
+    for (const tile of OTHER_TILES) {
+      const x = tf.randomNormal(c.transposeA ? [c.k, c.m] : [c.m, c.k]) as tf.Tensor2D;
+      const y = tf.randomNormal(c.transposeB ? [c.n, c.k] : [c.k, c.n]) as tf.Tensor2D;
+      const seconds = await time((p, q, ta, tb) => matMul(p, q, ta, tb, tile), x, y, c, reps);
+      tf.dispose([x, y]);
+      others.push(`${tileName(tile)} ${rate((reps * flops) / seconds)}`);
+    }
+    console.log(`  other wgsl tiles (bm x bn x bk / per invocation): ${others.join(', ')}`);
+  }
 }
 process.exit(0);

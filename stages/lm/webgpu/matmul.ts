@@ -211,8 +211,11 @@ function product(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transp
   })[0]!;
 }
 
-/** Which block tile a product uses: chosen from the output's size, or fixed (tests cover each tile on small shapes). */
-export type TileChoice = 'auto' | 'big' | 'small';
+/**
+ * Which block tile a product uses: chosen from the output's size, or fixed (tests cover each tile on small shapes),
+ * or any tile of the right form (bench/matmul.bench.ts tries others on a GPU).
+ */
+export type TileChoice = 'auto' | 'big' | 'small' | MatMulTile;
 
 interface MatMulAttrs {
   transposeA: boolean;
@@ -221,7 +224,15 @@ interface MatMulAttrs {
 }
 
 function tileOf(choice: TileChoice, m: number, n: number): MatMulTile {
+  if (typeof choice === 'object') return checkedTile(choice);
   return choice === 'big' ? BIG_TILE : choice === 'small' ? SMALL_TILE : chooseTile(m, n);
+}
+
+/** A tile the kernel can run: per-invocation blocks of whole vec4s, and K steps of whole vec4s. */
+function checkedTile(t: MatMulTile): MatMulTile {
+  const ok = t.tm % 4 === 0 && t.tn % 4 === 0 && t.bk % 4 === 0 && t.bm % t.tm === 0 && t.bn % t.tn === 0 && (t.bm / t.tm) * (t.bn / t.tn) <= 256;
+  if (!ok) throw new Error(`matmul: tile ${JSON.stringify(t)} needs tm, tn, bk multiples of 4, bm/tm and bn/tn whole, at most 256 invocations`);
+  return t;
 }
 
 tf.registerKernel({

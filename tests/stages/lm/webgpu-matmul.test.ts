@@ -56,6 +56,12 @@ test('a few rows times a weight (matvec.ts): 1 to 16 rows, K a multiple of 4 or 
   assert.throws(() => matVec(tf.zeros([17, 4]) as tf.Tensor2D, tf.zeros([3, 4]) as tf.Tensor2D), /17 rows, at most 16/);
 });
 
+test('a block tile the GEMM cannot run (K steps of 6) is refused, naming what a tile needs', () => {
+  const z = tf.zeros([4, 4]) as tf.Tensor2D;
+  assert.throws(() => matMul(z, z, false, false, { bm: 64, bn: 64, bk: 6, tm: 4, tn: 4 }), /needs tm, tn, bk multiples of 4, bm\/tm and bn\/tn whole, at most 256 invocations/);
+  z.dispose();
+});
+
 test('gradients of both operands, for every transpose combination, equal tf.matMul\'s', async () => {
   const [m, k, n] = [37, 21, 45];
   for (const [ta, tb] of COMBOS) {
