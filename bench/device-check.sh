@@ -95,18 +95,19 @@ else
   echo "pytorch: python3 with torch and transformers not found; no comparison" | tee -a "$SUMMARY"
 fi
 
-# 3. Our bench on the same shapes, each with the roofline, the kernel counts and the PyTorch ratio.
+# 3. Our bench on the same shapes, each with the roofline, the kernel counts and the PyTorch ratio; medium and the 7B
+# layer also print one step's GPU time per kernel (--profile: every dispatch timed alone, before the timed steps).
 step "bench small" 60 "$OUT/bench.txt" "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
-step "bench medium" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON"
-step "bench medium, wgsl matmul" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --matmul wgsl
+step "bench medium" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --profile
+step "bench medium, wgsl matmul" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --matmul wgsl --profile
 # 3b. Decoding with every step through tfjs (no replay, decode-graph.ts): the replay's gain on this GPU.
 step "bench small, decode graph off" 60 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
 step "bench medium, decode graph off" 75 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON"
 step "bench large" 90 "$OUT/bench.txt" "${BENCH[@]}" "${LARGE[@]}" --torch "$TORCH_JSON"
 
 # 4. The seed's model: one and two layers of Mistral-7B (their difference is one layer's cost), pause-only training.
-step "bench mistral7b, 1 layer" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON"
-step "bench mistral7b, 1 layer, wgsl matmul" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON" --matmul wgsl
+step "bench mistral7b, 1 layer" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON" --profile
+step "bench mistral7b, 1 layer, wgsl matmul" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON" --matmul wgsl --profile
 # (Shrunk, the second run would only repeat the first on a software adapter, at some ten minutes each.)
 [ -z "$TINY" ] && step "bench mistral7b, 2 layers" 90 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M2[@]}" --torch "$TORCH_JSON"
 

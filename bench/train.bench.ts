@@ -42,6 +42,7 @@ import type { Batch } from '../stages/lm/types.ts';
 import { estimateGpuMemoryMiB, parameterCount } from '../stages/lm/memory-estimate.ts';
 import { countGpuWork, type GpuWork } from '../stages/lm/webgpu/counters.ts';
 import { GpuError, watchGpu } from '../stages/lm/webgpu/gpu-errors.ts';
+import { profileGpu } from '../stages/lm/webgpu/profile.ts';
 import { matMulChoice, projection } from '../stages/lm/webgpu/matmul.ts';
 import { deviceRandomModel, deviceRandomPauseModel } from './random-model.ts';
 
@@ -269,20 +270,12 @@ const batches = Array.from({ length: B / micro }, (_, i) => makeBatch(micro, 7 +
 if (batches.length > 1) console.log(`  (each update accumulates ${batches.length} micro-batches of ${micro} rows)`);
 const warm = await trainStep(opt, batches); // the first step builds the kernels
 if (args.profile) {
-  const prof = await tf.profile(async () => {
-    await trainStep(opt, batches);
-  });
-  const byKernel = new Map<string, { ms: number; n: number }>();
-  for (const k of prof.kernels) {
-    const e = byKernel.get(k.name) ?? { ms: 0, n: 0 };
-    e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
-    e.n += 1;
-    byKernel.set(k.name, e);
-  }
-  const total = [...byKernel.values()].reduce((a, e) => a + e.ms, 0);
-  console.log(`profile of one step: ${prof.kernels.length} kernels, ${total.toFixed(0)} ms in kernels`);
-  for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15)) {
-    console.log(`  ${name.padEnd(18)} ${e.ms.toFixed(1).padStart(8)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)}%  ×${e.n}`);
+  if (info.name !== 'webgpu') fail('--profile times GPU programs: it needs --backend webgpu');
+  const prof = await profileGpu(() => trainStep(opt, batches));
+  const dispatches = prof.kernels.reduce((n, k) => n + k.dispatches, 0);
+  console.log(`profile of one step: ${dispatches} dispatches, ${prof.totalMs.toFixed(1)} ms of GPU time in them (each timed alone)`);
+  for (const k of prof.kernels.slice(0, 20)) {
+    console.log(`  ${k.name.padEnd(44)} ${k.ms.toFixed(2).padStart(9)} ms  ${((100 * k.ms) / prof.totalMs).toFixed(1).padStart(5)}%  ×${k.dispatches}`);
   }
 }
 const before = tf.memory().numTensors;

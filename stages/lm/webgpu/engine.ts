@@ -24,6 +24,13 @@ export interface WebGpuBackendInternals {
   disposeData(dataId: object): boolean;
   incRef(dataId: object): void;
   getBufferData(buffer: GPUBuffer): Promise<ArrayBuffer>;
+  /** Set while tfjs times programs (tf.profile, or profile.ts): each program then runs in its own timed pass. */
+  activeTimers: Array<{ name: string; query: Promise<number> }> | null;
+  supportTimestampQuery: boolean;
+  querySet: GPUQuerySet | null;
+  querySetCount: number;
+  /** Resolves the query set's two timestamps (written by the pass just ended) into milliseconds; submits. */
+  getQueryTime(): Promise<number>;
 }
 
 /** The active backend's internals; throws when tfjs is not on webgpu. */
@@ -212,6 +219,10 @@ export function run(d: Dispatch): tf.TensorInfo[] {
   // Values cached on the host after a read would go stale once a program writes the buffer in place.
   for (const o of d.outputs) if ('into' in o) backend.tensorMap.get(o.into.dataId).values = null;
   backend.ensureCommandEncoderReady();
+  if (backend.activeTimers && backend.supportTimestampQuery) {
+    timedDispatch(backend, d, pipeline, bindGroup);
+    return outputs;
+  }
   if (!backend.computePassEncoder) backend.computePassEncoder = backend.commandEncoder!.beginComputePass();
   const pass = backend.computePassEncoder;
   pass.setPipeline(pipeline);
@@ -223,6 +234,21 @@ export function run(d: Dispatch): tf.TensorInfo[] {
     backend.submitQueue();
   }
   return outputs;
+}
+
+/**
+ * While tfjs times programs, a dispatch runs as tfjs's own do then: alone in a pass whose start and end write the
+ * backend's two timestamps, resolved and read at once, under the program's key (profile.ts reads them).
+ */
+function timedDispatch(backend: WebGpuBackendInternals, d: Dispatch, pipeline: GPUComputePipeline, bindGroup: GPUBindGroup): void {
+  backend.endComputePassEncoder();
+  backend.querySet ??= backend.device.createQuerySet({ type: 'timestamp', count: backend.querySetCount });
+  const pass = backend.commandEncoder!.beginComputePass({ timestampWrites: { querySet: backend.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(...d.workgroups);
+  pass.end();
+  backend.activeTimers!.push({ name: d.key, query: backend.getQueryTime() });
 }
 
 /** `run` from outside a kernel function: the outputs as tensors tracked by the engine (freed by tidy/dispose). */

@@ -16,6 +16,7 @@ import { SPLIT_TUNING } from '../../../stages/lm/split-weights.ts';
 import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { train } from '../../../stages/lm/trainer.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
+import { profileGpu } from '../../../stages/lm/webgpu/profile.ts';
 import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
 import { rightPaddedBatch } from '../../helpers/batches.ts';
 import { backendSuite, runOnWebgpu, useBackend } from '../../helpers/backends.ts';
@@ -348,6 +349,25 @@ countTest('a model too large to keep stacked copies of its frozen weights decode
     assert.is(two.bindGroups, 0);
   } finally {
     DECODER_TUNING.stackedBudget = saved;
+  }
+});
+
+countTest('profileGpu times every dispatch of a forward pass on the GPU, tfjs\'s programs and the fused kernels by name', async () => {
+  const model = tinyModel();
+  const ids = tf.tensor2d([[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]], [1, 18], 'int32');
+  try {
+    tf.dispose(model.forward(ids)); // pipelines and prepared weights
+    const counted = await countGpuWork(() => tf.dispose(model.forward(ids)));
+    const profiled = await profileGpu(() => tf.dispose(model.forward(ids)));
+    assert.is(profiled.kernels.reduce((n, k) => n + k.dispatches, 0), counted.dispatches);
+    const names = profiled.kernels.map((k) => k.name);
+    // tfjs's matmul programs (the default product) and the fused attention, one dispatch per layer.
+    assert.ok(names.some((n) => n.startsWith('MatMul')), names.join(', '));
+    assert.is(profiled.kernels.find((k) => k.name.startsWith('attention-'))?.dispatches, 2);
+    assert.ok(profiled.kernels.every((k) => k.ms >= 0) && profiled.totalMs > 0);
+  } finally {
+    ids.dispose();
+    model.dispose();
   }
 });
 
