@@ -6,7 +6,8 @@ import type { KvCache } from '../types.ts';
 import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape, type CacheLayer } from './attention.ts';
 import { concatLast, stackRows } from './concat.ts';
 import { copyBuffer, emptyTensor, recordingGradients } from './engine.ts';
-import { projection } from './matmul.ts';
+import { matMulChoice, projection } from './matmul.ts';
+import { MATVEC_MAX_ROWS, matVecSwiglu } from './matvec.ts';
 import { addRmsNorm, addRmsNormOnly, rmsNorm } from './norm.ts';
 import { swigluFused } from './swiglu.ts';
 
@@ -158,6 +159,17 @@ function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], train
 }
 
 /**
+ * down_proj(silu(gate)·up). A one-token step with no gradient to take runs it as one few-rows product that applies
+ * SwiGLU as it loads gu (matvec.ts), where the weight has no LoRA adapter and fits one binding; else two kernels.
+ */
+function downProjection(m: DecoderAccess, gu: tf.Tensor, module: string, training: boolean, oneToken: boolean): tf.Tensor {
+  const w = m.weight(`${module}.weight`);
+  const fused = oneToken && !training && !recordingGradients() && !m.hasAdapter(module) && 4 * w.size <= bindingLimit() &&
+    gu.shape[0]! <= MATVEC_MAX_ROWS && matMulChoice() === 'wgsl';
+  return fused ? matVecSwiglu(gu as tf.Tensor2D, w as tf.Tensor2D) : m.proj(swigluFused(gu), module, training);
+}
+
+/**
  * The decoder as CausalLM.hidden defines it, on the fused kernels: per layer one norm (with the residual add),
  * one q|k|v matmul, one attention kernel, o_proj, one norm, one gate|up matmul, SwiGLU, down_proj. With a cache the
  * new keys and values are written into it and attention reads it.
@@ -203,7 +215,7 @@ export function fusedHidden(m: DecoderAccess, inputIds: tf.Tensor2D, attentionMa
     const post = addRmsNorm(x, m.proj(tf.reshape(att, [B * T, c.numHeads * c.headDim]), `${p}self_attn.o_proj`, training),
       m.weight(`${p}post_attention_layernorm.weight`), c.rmsNormEps);
     const gu = projectStacked(m, post.normed, [`${p}mlp.gate_proj`, `${p}mlp.up_proj`], training, trainable);
-    return { x: post.sum, delta: m.proj(swigluFused(gu), `${p}mlp.down_proj`, training) };
+    return { x: post.sum, delta: downProjection(m, gu, `${p}mlp.down_proj`, training, cache !== null && T === 1) };
   };
   const embedded = tf.reshape(m.embed(inputIds), [B * T, c.hiddenSize]); // [N, H]
   const checkpoint = cache ? null : m.checkpoint;

@@ -16,12 +16,20 @@ const ROWS_AT_ONCE = 8;
  * projections of a 7B model (K up to 14,336, N from 4,096 to 32,001) thus run on N/8 workgroups, where a GEMM tile
  * of 64 columns gives the GPU N/64 long serial loops.
  */
-function matVecWgsl(vec: boolean): string {
+function matVecWgsl(vec: boolean, swiglu: boolean): string {
   const t = vec ? 'vec4<f32>' as const : 'f32' as const;
   const threads = COLS * LANES;
+  // With SwiGLU, x holds gate then up ([M, 2K]) and the product's input is silu(gate)·up, as swiglu.ts computes it.
+  const load = swiglu
+    ? `let g = x[r * 2u * params.k + kk];
+  return (g * (1.0 / (1.0 + exp(-g)))) * x[r * 2u * params.k + params.k + kk];`
+    : 'return x[r * params.k + kk];';
   return `
 ${bindings([['y', 'f32']], [['x', t], ['w', t]], [['m', 'u32'], ['n', 'u32'], ['k', 'u32']])}
 var<workgroup> red: array<f32, ${ROWS_AT_ONCE * threads}>;
+fn input(r: u32, kk: u32) -> ${t} {
+  ${load}
+}
 @compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let col = (${FLAT_WORKGROUP}) * ${COLS}u + lid / ${LANES}u;
@@ -34,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var kk = lane; kk < params.k; kk = kk + ${LANES}u) {
         let wv = w[col * params.k + kk];
         for (var r = 0u; r < ${ROWS_AT_ONCE}u; r = r + 1u) {
-          if (r0 + r < params.m) { acc[r] = acc[r] + ${vec ? 'dot(x[(r0 + r) * params.k + kk], wv)' : 'x[(r0 + r) * params.k + kk] * wv'}; }
+          if (r0 + r < params.m) { acc[r] = acc[r] + ${vec ? 'dot(input(r0 + r, kk), wv)' : 'input(r0 + r, kk) * wv'}; }
         }
       }
     }
@@ -58,14 +66,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /** x [M, K] · w [N, K]ᵀ → [M, N] for M ≤ MATVEC_MAX_ROWS; not differentiable (decoding and evaluation only). */
 export function matVec(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  const [m, k] = x.shape;
+  return product(x, w, false);
+}
+
+/**
+ * silu(gate)·up of gu [M, 2K] (gate then up, the fused gate|up projection) times w [N, K]ᵀ → [M, N] in one kernel:
+ * SwiGLU and down_proj of a decode step. Not differentiable.
+ */
+export function matVecSwiglu(gu: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  return product(gu, w, true);
+}
+
+function product(x: tf.Tensor2D, w: tf.Tensor2D, swiglu: boolean): tf.Tensor2D {
+  const [m, width] = x.shape;
+  const k = swiglu ? width / 2 : width;
   const [n, kw] = w.shape;
-  if (k !== kw) throw new Error(`matvec: inner sizes differ: [${x.shape.join(', ')}] · [${w.shape.join(', ')}]ᵀ`);
+  if (k !== kw) throw new Error(`matvec: inner sizes differ: [${x.shape.join(', ')}]${swiglu ? ' (gate|up)' : ''} · [${w.shape.join(', ')}]ᵀ`);
   if (m > MATVEC_MAX_ROWS) throw new Error(`matvec: ${m} rows, at most ${MATVEC_MAX_ROWS}`);
   const vec = k % 4 === 0;
   const [y] = runToTensors({
-    key: `matvec-${vec ? 'vec4' : 'scalar'}`,
-    wgsl: () => matVecWgsl(vec),
+    key: `matvec-${vec ? 'vec4' : 'scalar'}${swiglu ? '-swiglu' : ''}`,
+    wgsl: () => matVecWgsl(vec, swiglu),
     inputs: [x, w],
     outputs: [{ shape: [m, n], dtype: 'float32' }],
     uniforms: [{ u32: m }, { u32: n }, { u32: vec ? k / 4 : k }],

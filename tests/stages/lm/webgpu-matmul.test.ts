@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'uvu/assert';
 import { readTensor as values } from '../../../stages/lm/backend.ts';
 import { BIG_TILE, chooseTile, matMul, SMALL_TILE, type TileChoice } from '../../../stages/lm/webgpu/matmul.ts';
-import { matVec } from '../../../stages/lm/webgpu/matvec.ts';
+import { matVec, matVecSwiglu } from '../../../stages/lm/webgpu/matvec.ts';
 import { randn } from '../../helpers/gradcheck.ts';
 import { backendSuite, runOnWebgpu } from '../../helpers/backends.ts';
 import { maxDiff } from '../../helpers/hf-fixtures.ts';
@@ -54,6 +54,16 @@ test('a few rows times a weight (matvec.ts): 1 to 16 rows, K a multiple of 4 or 
     tf.dispose([x, w]);
   }
   assert.throws(() => matVec(tf.zeros([17, 4]) as tf.Tensor2D, tf.zeros([3, 4]) as tf.Tensor2D), /17 rows, at most 16/);
+});
+
+test('SwiGLU applied as the few-rows product loads gate|up equals silu(gate)·up times the weight', async () => {
+  for (const [m, k, n] of [[2, 64, 13], [9, 17, 30]] as Array<[number, number, number]>) {
+    const gu = randn([m, 2 * k], m + k) as tf.Tensor2D;
+    const w = randn([n, k], k + n) as tf.Tensor2D;
+    const [gate, up] = tf.split(gu, 2, 1);
+    await close(`${m}x${k}x${n}`, matVecSwiglu(gu, w), tf.matMul(tf.mul(tf.mul(gate!, tf.sigmoid(gate!)), up!), w, false, true));
+    tf.dispose([gu, w, gate!, up!]);
+  }
 });
 
 test('a block tile the GEMM cannot run (K steps of 6) is refused, naming what a tile needs', () => {
