@@ -115,6 +115,9 @@ step "bench mistral7b, 1 layer, wgsl matmul" 150 "$OUT/mistral7b.txt" "${BENCH[@
 # seed trains: the bench prints its memory estimate first, and exits non-zero with the GPU's error if memory runs out.
 [ -z "$TINY" ] && step "bench mistral7b, 32 layers, checkpointing" 240 "$OUT/mistral7b.txt" "${BENCH[@]}" --shape mistral7b --torch none
 
+# 5b. The GEMM on four other block tiles at the same shapes (which tile to make the default).
+[ -z "$TINY" ] && step "matmul bench: other wgsl tiles" 120 "$OUT/bench.txt" node --import tsx bench/matmul.bench.ts --trials 2 --other-tiles
+
 # 6. The demo on this GPU, from an empty cache (2 CPU cores take about 5–7 minutes).
 DEMO_CACHE=$(mktemp -d)
 if [ -n "$TINY" ]; then

@@ -1,12 +1,13 @@
 // TFLOP/s of tfjs-backend-webgpu's matMul against the WGSL GEMM (stages/lm/webgpu/matmul.ts) at 4096³ and the model's shapes.
 //
-//   node --import tsx bench/matmul.bench.ts [--trials N]
+//   node --import tsx bench/matmul.bench.ts [--trials N] [--other-tiles]
 //
 // Each shape runs as several products in a row before one host read (enough work that the read's latency does not
 // count), by wall time, best of N trials after one that builds the kernels. The two products' outputs are compared
 // on the GPU (largest |difference| relative to the largest |value|). On a software adapter every size is divided by
-// 16 and one product runs per read: it checks that the bench runs, its rates mean nothing. On a GPU each shape also
-// runs on four other block tiles of the GEMM, so one device run can say which tile to make the default.
+// 16 and one product runs per read: it checks that the bench runs, its rates mean nothing. With --other-tiles, on a
+// GPU, each shape also runs on four other block tiles of the GEMM, so one device run can say which tile to make the
+// default.
 import * as tf from '@tensorflow/tfjs-core';
 import { parseArgs } from 'node:util';
 import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
@@ -36,7 +37,7 @@ const CASES: Case[] = [
   { label: 'medium up dW = dYᵀ·X', m: 2048, k: TOKENS_MEDIUM, n: 512, transposeA: true, transposeB: false },
 ];
 
-const { values: args } = parseArgs({ options: { trials: { type: 'string', default: '3' } } });
+const { values: args } = parseArgs({ options: { trials: { type: 'string', default: '3' }, 'other-tiles': { type: 'boolean', default: false } } });
 const trials = Number(args.trials);
 if (!Number.isInteger(trials) || trials < 1) {
   console.error(`matmul.bench: --trials must be a whole number >= 1, got ${args.trials}`);
@@ -104,7 +105,7 @@ for (const full of CASES) {
   const line = `matmul ${c.label}: ${c.m}×${c.k}×${c.n} ${c.transposeA ? 'T' : 'N'}${c.transposeB ? 'T' : 'N'}, ${reps} per read: ` +
     `tfjs ${rate(t)}, wgsl ${rate(w)} (${(w / t).toFixed(2)}×), max diff ${rel.toExponential(1)} of max |C|`;
   console.log(line);
-  if (!software) {
+  if (args['other-tiles'] && !software) {
     const others: string[] = [];
     for (const tile of OTHER_TILES) {
       const x = tf.randomNormal(c.transposeA ? [c.k, c.m] : [c.m, c.k]) as tf.Tensor2D;
