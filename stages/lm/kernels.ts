@@ -10,7 +10,6 @@ import { embedding, pauseEmbedding } from './webgpu/embedding.ts';
 import { recordingGradients } from './webgpu/engine.ts';
 import { crossEntropySum, logSoftmax, pauseLogProbs } from './webgpu/loss.ts';
 import { projection } from './webgpu/matmul.ts';
-import { pickTokens } from './webgpu/pick.ts';
 
 /** A decoder stack run by a backend's own programs instead of the model's tfjs-op code. */
 export interface FusedDecoder {
@@ -45,11 +44,10 @@ export interface BackendKernels {
    */
   readonly pauseEmbedding: ((ids: tf.Tensor, table: tf.Tensor, pauseRow: tf.Tensor) => tf.Tensor) | null;
   /**
-   * The next token of every row from log-probs [B, W]: greedy when `uniforms` is null, else a draw from
-   * softmax(log-probs / temperature) with each row's uniform. Ids [B] int32.
+   * One generation's decode steps: the model's step, then the next token of every row, greedy (uniforms null) or a
+   * draw from softmax(log-probs / temperature) with each row's uniform. Webgpu chooses on the GPU and replays
+   * recorded one-token steps.
    */
-  pickTokens(logProbs: tf.Tensor2D, temperature: number, uniforms: Float64Array | null): Promise<tf.Tensor1D>;
-  /** One generation's decode steps: the model's step, then pickTokens; webgpu replays recorded one-token steps. */
   decodeSteps(model: LanguageModel, temperature: number): DecodeSteps;
   /**
    * Decode steps queued ahead of the host's read of a step's tokens: on a GPU the next step runs while the host
@@ -76,6 +74,17 @@ function sampleOnHost(probs: Float32Array | Int32Array, row: number, vocab: numb
   return last;
 }
 
+/** Each row's next token from log-probs [B, W] with tfjs ops: argmax, or a draw made on the host. Ids [B] int32. */
+async function pickOnHost(logProbs: tf.Tensor2D, temperature: number, uniforms: Float64Array | null): Promise<tf.Tensor1D> {
+  if (uniforms === null) return tf.argMax(logProbs, 1) as tf.Tensor1D;
+  const scaled = tf.tidy(() => tf.softmax(tf.div(logProbs, temperature)));
+  const probs = await scaled.data();
+  scaled.dispose();
+  const [rows, vocab] = logProbs.shape;
+  const ids = Int32Array.from({ length: rows }, (_, r) => sampleOnHost(probs as Float32Array, r, vocab, uniforms[r]!));
+  return tf.tensor1d(ids, 'int32');
+}
+
 const TFJS_OPS: BackendKernels = {
   embedding: ops.embedding,
   linear: (x, weight, bias, transposed) => ops.linear(x, weight, bias, transposed()),
@@ -83,21 +92,12 @@ const TFJS_OPS: BackendKernels = {
   logSoftmax: ops.logSoftmax,
   pauseLogProbs: null,
   pauseEmbedding: null,
-  async pickTokens(logProbs, temperature, uniforms) {
-    if (uniforms === null) return tf.argMax(logProbs, 1) as tf.Tensor1D;
-    const scaled = tf.tidy(() => tf.softmax(tf.div(logProbs, temperature)));
-    const probs = await scaled.data();
-    scaled.dispose();
-    const [rows, vocab] = logProbs.shape;
-    const ids = Int32Array.from({ length: rows }, (_, r) => sampleOnHost(probs as Float32Array, r, vocab, uniforms[r]!));
-    return tf.tensor1d(ids, 'int32');
-  },
   decodeSteps: (model, temperature) => ({
     replaying: false,
     async step(inputIds, mask, cache, uniforms) {
       const { logProbs, cache: next } = model.decodeStep(inputIds, mask, cache);
       try {
-        return { ids: await TFJS_OPS.pickTokens(logProbs, temperature, uniforms), cache: next };
+        return { ids: await pickOnHost(logProbs, temperature, uniforms), cache: next };
       } finally {
         logProbs.dispose();
       }
@@ -127,7 +127,6 @@ const WEBGPU: BackendKernels = {
   get pauseEmbedding() {
     return recordingGradients() ? null : pauseEmbedding;
   },
-  pickTokens: (logProbs, temperature, uniforms) => Promise.resolve(pickTokens(logProbs, temperature, uniforms && Float32Array.from(uniforms))),
   decodeSteps: (model, temperature) => new ReplayedDecodeSteps(model, temperature),
   decodeLookahead: 1,
   adamw: (weights) => new FlatAdamW(weights),
