@@ -19,7 +19,8 @@
 // every matmul; attention's QKᵀ and P·V over the full T×T scores); pause-only training has no weight gradients: 4·N + 8·L·T·d_attn.
 //
 // On WebGPU `--matmul` (default: PAUSEPIPE_MATMUL, else tfjs) picks the product of the projections: tfjs's MatMul or
-// the WGSL GEMM of stages/lm/webgpu/matmul.ts; the roofline uses the same product.
+// the WGSL GEMM of stages/lm/webgpu/matmul.ts; the roofline uses the same product. One-token decode steps always take
+// the few-rows product (stages/lm/webgpu/matvec.ts), so that they can be replayed.
 //
 // Every WebGPU run prints `kernels: train N, decode M, reads R, bind groups G`: dispatches in one training step, dispatches per decode
 // step, host reads per decode step and bind groups made per decode step (0 once steps are replayed, decode-graph.ts);
