@@ -129,4 +129,5 @@ fi
 rm -rf "$DEMO_CACHE"
 
 echo "done in $((SECONDS - START)) s" | tee -a "$SUMMARY"
-grep -h -E '^(backend|adapter limits|roofline|memory estimate|shape|train|decode|kernels|memory|pytorch|matmul )' "$OUT/bench.txt" "$OUT/mistral7b.txt" 2>/dev/null >> "$SUMMARY"
+grep -h -E '^(backend|adapter limits|roofline|memory estimate|shape|train|decode|kernels|memory|pytorch|matmul |profile of one step)|^  other wgsl tiles|^  [A-Za-z].* ms +[0-9.]+%' \
+  "$OUT/bench.txt" "$OUT/mistral7b.txt" 2>/dev/null >> "$SUMMARY"
