@@ -210,7 +210,7 @@ export class CausalLM implements LanguageModel {
   /** x·Wᵀ (+ b) through the prepared transpose of `weight` [out, in]; x [..., in] → [..., out]. */
   protected linear(x: tf.Tensor, weight: tf.Variable, bias?: tf.Tensor): tf.Tensor {
     const split = this.blocksOf(weight);
-    if (split) return splitLinear(x, split, bias);
+    if (split) return splitLinear(x, split, bias, kernels().linear);
     return kernels().linear(x, weight, bias, () => this.transposes.get(weight));
   }
 

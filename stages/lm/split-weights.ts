@@ -19,13 +19,17 @@ export function bindingLimit(): number {
   return limits ? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize) : Infinity;
 }
 
-/** A [rows, cols] weight as consecutive row blocks, each with its transpose (what `linear` multiplies by). */
+/** A [rows, cols] weight as consecutive row blocks, each with its transpose once a product asks for it. */
 export interface RowBlocks {
   /** First row of each block. */
   starts: number[];
   blocks: tf.Tensor2D[]; // each [rows_k, cols]
-  transposed: tf.Tensor2D[]; // each [cols, rows_k]
+  /** Each [cols, rows_k], made at first use: wasm's matmul wants it, WebGPU's reads the block transposed (no copy). */
+  transposed: Array<tf.Tensor2D | null>;
 }
+
+/** The product `linear` of kernels.ts: x·Wᵀ for a weight [out, in], with a prepared Wᵀ where the backend wants one. */
+export type Linear = (x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | undefined, transposed: () => tf.Tensor) => tf.Tensor;
 
 /** WebGPU buffer usage bits (GPUBufferUsage): what a tensor's storage buffer needs. */
 const STORAGE = 0x80;
@@ -81,7 +85,7 @@ export class RowBlockCache {
   }
 
   private drop(w: tf.Variable, e: Entry): void {
-    tf.dispose([...e.split.blocks, ...e.split.transposed]);
+    tf.dispose([...e.split.blocks, ...e.split.transposed.filter((t) => t !== null)]);
     if (e.buffers.length > 0) {
       // Commands already recorded may still read the buffers: submit them before the buffers go.
       const backend = tf.backend() as unknown as WebgpuInternals;
@@ -119,15 +123,19 @@ function makeBlocks(w: tf.Variable, rowsPerBlock: number): { split: RowBlocks; b
   } else {
     blocks = starts.map((r, k) => tf.keep(tf.slice(w, [r, 0], [sizes[k]!, cols]) as tf.Tensor2D));
   }
-  // Kept: the caller is usually inside a tidy (a forward pass) that must not free them.
-  const transposed = blocks.map((b) => tf.keep(ops.transposeWeight(b)));
-  return { split: { starts, blocks, transposed }, buffers };
+  return { split: { starts, blocks, transposed: blocks.map(() => null) }, buffers };
 }
 
-/** x [..., cols] · Wᵀ → [..., rows] through the blocks of W, differentiable in x. */
-export function splitLinear(x: tf.Tensor, split: RowBlocks, bias?: tf.Tensor): tf.Tensor {
+/** Block k's transpose, made once and kept (the caller is usually inside a tidy that must not free it). */
+function transposedBlock(split: RowBlocks, k: number): tf.Tensor2D {
+  split.transposed[k] ??= tf.keep(ops.transposeWeight(split.blocks[k]!));
+  return split.transposed[k]!;
+}
+
+/** x [..., cols] · Wᵀ → [..., rows] through the blocks of W with the backend's `linear`, differentiable in x. */
+export function splitLinear(x: tf.Tensor, split: RowBlocks, bias: tf.Tensor | undefined, linear: Linear): tf.Tensor {
   return tf.tidy(() => {
-    const parts = split.blocks.map((b, k) => ops.linear(x, b, undefined, split.transposed[k]));
+    const parts = split.blocks.map((b, k) => linear(x, b, undefined, () => transposedBlock(split, k)));
     const y = tf.concat(parts, -1);
     return bias ? tf.add(y, bias) : y;
   });
