@@ -127,8 +127,9 @@ class DecodeGraph {
 /**
  * A generation's decode steps on webgpu. The prompt step runs through tfjs; the first one-token step runs too,
  * recorded; later steps replay it. A step that dispatches anything the engine cannot record (tfjs's own programs:
- * LoRA's adds, split weights' copies) is not recorded, and every step then runs through tfjs. One-token steps take
- * the WGSL GEMM for their projections either way, so replayed and unreplayed steps compute the same values.
+ * LoRA's adds, the tfjs ops around a split weight) is not recorded, and every step then runs through tfjs. One-token
+ * steps take this project's WGSL products either way (matvec.ts for up to 16 rows), so replayed and unreplayed steps
+ * compute the same values.
  */
 export class ReplayedDecodeSteps implements DecodeSteps {
   private graph: DecodeGraph | null = null;
