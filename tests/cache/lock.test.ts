@@ -13,6 +13,7 @@ import {
 } from '../../cache/lock.ts';
 import { sha256 } from '../../runtime/hash.ts';
 import { deadPid } from './fixtures.ts';
+import { withEnv } from '../helpers/env.ts';
 import { withProc } from '../helpers/requires.ts';
 
 const test = suite('lock');
@@ -90,27 +91,20 @@ function foreignOwner(extra: Partial<LockOwner> = {}): LockOwner {
   return { pid: 1, hostname: `not-${hostname()}`, startedAt: new Date().toISOString(), nonce: 'f0f0', leaseMs: 60_000, renewedAt: new Date().toISOString(), ...extra };
 }
 
-test('a lock names its host, pid, Slurm job and lease, and the holder renews it in the background', async () => {
-  const saved = process.env.SLURM_JOB_ID;
-  process.env.SLURM_JOB_ID = '4242';
+test('a lock names its host, pid, Slurm job and lease, and the holder renews it in the background', () => withEnv('SLURM_JOB_ID', '4242', async () => {
   const lockPath = path.join(dir, 'k.lock');
-  try {
-    const held = await acquireLock(lockPath, { leaseMs: 90 });
-    const first = JSON.parse(readFileSync(lockPath, 'utf8')) as LockOwner;
-    assert.equal([first.pid, first.hostname, first.slurmJobId, first.leaseMs, first.renewedAt], [process.pid, hostname(), '4242', 90, first.startedAt]);
-    await sleep(200);
-    const later = JSON.parse(readFileSync(lockPath, 'utf8')) as LockOwner;
-    assert.is(later.nonce, first.nonce);
-    assert.ok(Date.parse(later.renewedAt!) > Date.parse(first.renewedAt!), `renewedAt stayed ${later.renewedAt}`);
-    assert.equal(held.owner, later);
-    assert.match(describeOwner(later, Date.now()), new RegExp(`^pid ${process.pid} on ${hostname()} \\(Slurm job 4242\\) since ${first.startedAt}, lease renewed \\d+ s ago$`));
-    await held.release();
-    assert.equal(await fsp.readdir(dir), []);
-  } finally {
-    if (saved === undefined) delete process.env.SLURM_JOB_ID;
-    else process.env.SLURM_JOB_ID = saved;
-  }
-});
+  const held = await acquireLock(lockPath, { leaseMs: 90 });
+  const first = JSON.parse(readFileSync(lockPath, 'utf8')) as LockOwner;
+  assert.equal([first.pid, first.hostname, first.slurmJobId, first.leaseMs, first.renewedAt], [process.pid, hostname(), '4242', 90, first.startedAt]);
+  await sleep(200);
+  const later = JSON.parse(readFileSync(lockPath, 'utf8')) as LockOwner;
+  assert.is(later.nonce, first.nonce);
+  assert.ok(Date.parse(later.renewedAt!) > Date.parse(first.renewedAt!), `renewedAt stayed ${later.renewedAt}`);
+  assert.equal(held.owner, later);
+  assert.match(describeOwner(later, Date.now()), new RegExp(`^pid ${process.pid} on ${hostname()} \\(Slurm job 4242\\) since ${first.startedAt}, lease renewed \\d+ s ago$`));
+  await held.release();
+  assert.equal(await fsp.readdir(dir), []);
+}));
 
 test('a holder whose lock was taken over stops renewing and never writes over the new lock', async () => {
   const lockPath = path.join(dir, 'k.lock');

@@ -1,6 +1,6 @@
 // Counts GPU kernel dispatches and host reads while a function runs, for regression tests and the bench's kernel line.
 /// <reference types="@webgpu/types" />
-import { webgpuBackend } from './engine.ts';
+import { tapMethod, webgpuBackend } from './engine.ts';
 
 export interface GpuWork {
   /** Compute dispatches recorded: tfjs's own programs and this project's alike. */
@@ -17,32 +17,16 @@ export interface GpuWork {
  * read-back routine. `fn` gets the running counts, so a caller can difference consecutive steps. Not re-entrant.
  */
 export async function countGpuWork<T>(fn: (running: Readonly<GpuWork>) => T | Promise<T>): Promise<{ result: T } & GpuWork> {
-  const backend = webgpuBackend();
-  const proto = GPUComputePassEncoder.prototype;
-  const dispatch = proto.dispatchWorkgroups;
-  const read = backend.getBufferData;
-  const device = GPUDevice.prototype;
-  const bind = device.createBindGroup;
   const work: GpuWork = { dispatches: 0, reads: 0, bindGroups: 0 };
-  device.createBindGroup = function (this: GPUDevice, ...args: Parameters<GPUDevice['createBindGroup']>) {
-    work.bindGroups++;
-    return bind.apply(this, args);
-  };
-  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...args: Parameters<GPUComputePassEncoder['dispatchWorkgroups']>) {
-    work.dispatches++;
-    return dispatch.apply(this, args);
-  };
-  backend.getBufferData = function (this: typeof backend, buffer: GPUBuffer) {
-    work.reads++;
-    return read.call(this, buffer);
-  };
+  const untaps = [
+    tapMethod(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', () => work.dispatches++),
+    tapMethod(GPUDevice.prototype, 'createBindGroup', () => work.bindGroups++),
+    tapMethod(webgpuBackend(), 'getBufferData', () => work.reads++),
+  ];
   try {
     const result = await fn(work);
     return { result, ...work };
   } finally {
-    proto.dispatchWorkgroups = dispatch;
-    device.createBindGroup = bind;
-    // The backend's own method lives on its prototype: removing the wrapper restores it.
-    delete (backend as Partial<typeof backend>).getBufferData;
+    for (const untap of untaps.reverse()) untap();
   }
 }

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KvCache, LanguageModel } from '../types.ts';
 import { DeviceKvCache } from './decoder.ts';
-import { captureDispatches, copyBuffer, emptyTensor, layoutOf, releaseCaptured, uniformBytes, webgpuBackend, writeUniforms, type CapturedData, type RecordedDispatch } from './engine.ts';
+import { captureDispatches, copyBuffer, emptyTensor, gpuBuffer, layoutOf, releaseCaptured, submitPending, uniformBytes, webgpuBackend, writeUniforms, type CapturedData, type RecordedDispatch } from './engine.ts';
 import { withMatMul } from './matmul.ts';
 import { pickTokens } from './pick.ts';
 
@@ -40,6 +40,7 @@ class DecodeGraph {
   private readonly image: ArrayBuffer;
   /** Byte offsets in `image` of the decode position (the KV cache's length before the step). */
   private readonly positions: number[] = [];
+  private readonly cacheVersion: number;
 
   constructor(
     private readonly dispatches: RecordedDispatch[],
@@ -49,8 +50,9 @@ class DecodeGraph {
     input: tf.Tensor,
     private readonly samples: GPUBuffer | null,
     readonly cache: DeviceKvCache,
-    private readonly cacheVersion: number,
   ) {
+    // The buffers the recording bound: a cache reallocated after this cannot be replayed into.
+    this.cacheVersion = cache.version;
     const backend = webgpuBackend();
     const device = backend.device;
     const align = device.limits.minUniformBufferOffsetAlignment;
@@ -68,10 +70,9 @@ class DecodeGraph {
       });
     });
     this.uniformBuffer = device.createBuffer({ size: this.image.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'decode-graph uniforms' });
-    const resource = (t: tf.TensorInfo) => backend.tensorMap.get(t.dataId).resource as GPUBuffer;
     // The recorded step read last step's tokens from `input`; replays read the tokens the step before chose.
-    const fed = resource(input);
-    const chosenBuffer = resource(chosen);
+    const fed = gpuBuffer(input);
+    const chosenBuffer = gpuBuffer(chosen);
     this.bindGroups = dispatches.map((d, i) => {
       const entries: GPUBindGroupEntry[] = d.buffers.map((buffer, binding) => ({ binding, resource: { buffer: buffer === fed ? chosenBuffer : buffer } }));
       if (d.uniforms.length > 0) {
@@ -89,11 +90,8 @@ class DecodeGraph {
   /** Queues the step for the cache's next position; returns the chosen ids [B] (a copy the caller reads and frees). */
   replay(uniforms: Float64Array | null): tf.Tensor1D {
     const backend = webgpuBackend();
-    // queue.writeBuffer reaches the GPU before commands recorded but not yet submitted: submit those first.
-    if (backend.commandEncoder) {
-      backend.endComputePassEncoder();
-      backend.submitQueue();
-    }
+    // The uniform writes below must land after the commands already recorded.
+    submitPending();
     const view = new DataView(this.image);
     for (const at of this.positions) view.setUint32(at, this.cache.length, true);
     backend.queue.writeBuffer(this.uniformBuffer, 0, this.image);
@@ -157,13 +155,11 @@ export class ReplayedDecodeSteps implements DecodeSteps {
       if (inputIds.shape[1] !== 1 || !(cache instanceof DeviceKvCache)) return run();
       if (this.tried) return withMatMul('wgsl', run);
       this.tried = true;
-      const cacheVersion = cache.version;
       const captured = captureDispatches(() => withMatMul('wgsl', run));
       if (captured.foreign > 0) {
         releaseCaptured(captured.held);
       } else {
-        const samplesBuffer = samples && (webgpuBackend().tensorMap.get(samples.dataId).resource as GPUBuffer);
-        this.graph = new DecodeGraph(captured.dispatches, captured.held, captured.result.ids, inputIds, samplesBuffer, cache, cacheVersion);
+        this.graph = new DecodeGraph(captured.dispatches, captured.held, captured.result.ids, inputIds, samples && gpuBuffer(samples), cache);
       }
       return captured.result;
     } finally {

@@ -7,7 +7,7 @@ import { appendToCache, attendCache, attention, attentionMeta, type AttentionSha
 import { concatLast, stackRows } from './concat.ts';
 import { copyBuffer, emptyTensor, recordingGradients } from './engine.ts';
 import { matMulChoice, projection } from './matmul.ts';
-import { MATVEC_MAX_ROWS, matVecSwiglu } from './matvec.ts';
+import { matVecSwiglu, takesMatVec } from './matvec.ts';
 import { addRmsNorm, addRmsNormOnly, rmsNorm } from './norm.ts';
 import { swigluFused } from './swiglu.ts';
 
@@ -164,8 +164,8 @@ function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], train
  */
 function downProjection(m: DecoderAccess, gu: tf.Tensor, module: string, training: boolean, oneToken: boolean): tf.Tensor {
   const w = m.weight(`${module}.weight`);
-  const fused = oneToken && !training && !recordingGradients() && !m.hasAdapter(module) && 4 * w.size <= bindingLimit() &&
-    gu.shape[0]! <= MATVEC_MAX_ROWS && matMulChoice() === 'wgsl';
+  const fused = oneToken && !training && !m.hasAdapter(module) && 4 * w.size <= bindingLimit() && takesMatVec(gu.shape[0]!) &&
+    matMulChoice() === 'wgsl';
   return fused ? matVecSwiglu(gu as tf.Tensor2D, w as tf.Tensor2D) : m.proj(swigluFused(gu), module, training);
 }
 

@@ -1,6 +1,6 @@
 // Embedding rows by token id, with a deterministic gradient: each table row sums its tokens' gradients in token order (tfjs's scatter adds with atomics).
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, grid, perElementMain, run, runToTensors } from './engine.ts';
+import { bindings, grid, perElementMain, run, runToTensors, type Dispatch } from './engine.ts';
 
 const EMBEDDING = 'PausepipeEmbedding';
 const COLUMNS = 64;
@@ -49,21 +49,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 }
 
+/** The forward gather of `ids` (any shape) → [...ids.shape, H], the pause row taking id V when one is given. */
+function gather(table: tf.TensorInfo, ids: tf.TensorInfo, pauseRow: tf.TensorInfo | null): Dispatch {
+  const [vocab, width] = table.shape as [number, number];
+  const count = ids.shape.reduce((n, d) => n * d, 1) * width;
+  return {
+    key: pauseRow ? 'embedding-pause' : 'embedding',
+    wgsl: () => forwardWgsl(pauseRow !== null),
+    inputs: pauseRow ? [table, ids, pauseRow] : [table, ids],
+    outputs: [{ shape: [...ids.shape, width], dtype: 'float32' }],
+    uniforms: [{ u32: count }, { u32: vocab }, { u32: width }, { f32: NaN }],
+    workgroups: grid(Math.ceil(count / 256)),
+  };
+}
+
 tf.registerKernel({
   kernelName: EMBEDDING,
   backendName: 'webgpu',
   kernelFunc: ({ inputs }) => {
     const { table, ids } = inputs as { table: tf.TensorInfo; ids: tf.TensorInfo };
-    const [vocab, width] = table.shape as [number, number];
-    const count = ids.shape[0]! * width;
-    return run({
-      key: 'embedding',
-      wgsl: () => forwardWgsl(false),
-      inputs: [table, ids],
-      outputs: [{ shape: [ids.shape[0]!, width], dtype: 'float32' }],
-      uniforms: [{ u32: count }, { u32: vocab }, { u32: width }, { f32: NaN }],
-      workgroups: grid(Math.ceil(count / 256)),
-    })[0]!;
+    return run(gather(table, ids, null))[0]!;
   },
 });
 
@@ -103,15 +108,5 @@ export function embedding(ids: tf.Tensor, table: tf.Tensor): tf.Tensor {
  */
 export function pauseEmbedding(ids: tf.Tensor, table: tf.Tensor, pauseRow: tf.Tensor): tf.Tensor {
   if (ids.dtype !== 'int32') throw new Error(`embedding: ids must be int32, got ${ids.dtype}`);
-  const [vocab, width] = table.shape as [number, number];
-  const count = ids.size * width;
-  const [rows] = runToTensors({
-    key: 'embedding-pause',
-    wgsl: () => forwardWgsl(true),
-    inputs: [table, ids, pauseRow],
-    outputs: [{ shape: [...ids.shape, width], dtype: 'float32' }],
-    uniforms: [{ u32: count }, { u32: vocab }, { u32: width }, { f32: NaN }],
-    workgroups: grid(Math.ceil(count / 256)),
-  });
-  return rows!;
+  return runToTensors(gather(table, ids, pauseRow))[0]!;
 }

@@ -167,6 +167,10 @@ export function layoutOf(pipeline: GPUComputePipeline): GPUBindGroupLayout {
 }
 
 /** The GPU buffer behind a tensor, uploading host values first (small tensors may live on the host). */
+export function gpuBuffer(t: tf.TensorInfo): GPUBuffer {
+  return bufferOf(webgpuBackend(), t);
+}
+
 function bufferOf(backend: WebGpuBackendInternals, t: tf.TensorInfo): GPUBuffer {
   backend.uploadToGPU(t.dataId);
   const resource = backend.tensorMap.get(t.dataId).resource;
@@ -209,13 +213,14 @@ export function run(d: Dispatch): tf.TensorInfo[] {
   if (compileErrors.length > 0) throw new Error(compileErrors.splice(0).join('\n'));
   const backend = webgpuBackend();
   const outputs = d.outputs.map((o) => ('into' in o ? o.into : backend.makeTensorInfo(o.shape, o.dtype)));
-  const buffers = [...outputs, ...d.inputs].map((t) => bufferOf(backend, t));
+  const bound = [...outputs, ...d.inputs];
+  const buffers = bound.map((t) => bufferOf(backend, t));
   const pipeline = pipelineFor(backend.device, d);
-  if (recording) record(recording, backend, d, pipeline, buffers, [...outputs, ...d.inputs]);
+  if (recording) record(recording, backend, d, pipeline, buffers, bound);
   const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
   if (d.uniforms && d.uniforms.length > 0) entries.push({ binding: buffers.length, resource: { buffer: uniformBuffer(backend, d.uniforms) } });
   const bindGroup = backend.device.createBindGroup({ layout: layoutOf(pipeline), entries });
-  for (const t of [...outputs, ...d.inputs]) backend.commandQueueOwnedIds.add(t.dataId);
+  for (const t of bound) backend.commandQueueOwnedIds.add(t.dataId);
   // Values cached on the host after a read would go stale once a program writes the buffer in place.
   for (const o of d.outputs) if ('into' in o) backend.tensorMap.get(o.into.dataId).values = null;
   backend.ensureCommandEncoderReady();
@@ -262,6 +267,33 @@ export function emptyTensor(shape: number[], dtype: 'float32' | 'int32'): tf.Ten
   const info = backend.makeTensorInfo(shape, dtype);
   bufferOf(backend, info);
   return tf.engine().makeTensorFromTensorInfo(info);
+}
+
+/**
+ * Submits the commands recorded but not yet submitted, if any. queue.writeBuffer reaches the GPU before such
+ * commands, and a timer would count their time: either must come after them.
+ */
+export function submitPending(): void {
+  const backend = webgpuBackend();
+  if (!backend.commandEncoder) return;
+  backend.endComputePassEncoder();
+  backend.submitQueue();
+}
+
+/**
+ * Calls `onCall` before every call of `target[method]` until the returned function puts the method back. On a
+ * WebGPU class's prototype it sees every object's calls, whoever makes them (tfjs or this engine). Nest LIFO.
+ */
+export function tapMethod<T extends object>(target: T, method: keyof T & string, onCall: () => void): () => void {
+  const slot = target as Record<string, unknown>;
+  const original = slot[method] as (...args: unknown[]) => unknown;
+  slot[method] = function (this: unknown, ...args: unknown[]) {
+    onCall();
+    return original.apply(this, args);
+  };
+  return () => {
+    slot[method] = original;
+  };
 }
 
 /** One buffer-to-buffer copy in the backend's command stream (between compute passes); not a kernel dispatch. */
@@ -329,13 +361,8 @@ function record(r: Recording, backend: WebGpuBackendInternals, d: Dispatch, pipe
  */
 export function captureDispatches<T>(fn: () => T): { result: T; dispatches: RecordedDispatch[]; held: CapturedData; foreign: number } {
   if (recording) throw new Error('captureDispatches: already capturing');
-  const proto = GPUComputePassEncoder.prototype;
-  const dispatch = proto.dispatchWorkgroups;
   let total = 0;
-  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...args: Parameters<GPUComputePassEncoder['dispatchWorkgroups']>) {
-    total++;
-    return dispatch.apply(this, args);
-  };
+  const untap = tapMethod(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', () => total++);
   const r: Recording = { dispatches: [], held: new Set(), foreign: 0 };
   recording = r;
   try {
@@ -346,7 +373,7 @@ export function captureDispatches<T>(fn: () => T): { result: T; dispatches: Reco
     throw err;
   } finally {
     recording = null;
-    proto.dispatchWorkgroups = dispatch;
+    untap();
   }
 }
 

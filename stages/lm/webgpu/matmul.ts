@@ -1,7 +1,7 @@
 // A register-tiled WGSL GEMM, C = op(A)·op(B) with either operand transposed, and its gradients through the same kernel.
 import * as tf from '@tensorflow/tfjs-core';
-import { recordingGradients, run } from './engine.ts';
-import { MATVEC_MAX_ROWS, matVec } from './matvec.ts';
+import { run } from './engine.ts';
+import { matVec, takesMatVec } from './matvec.ts';
 
 const MATMUL = 'PausepipeMatMul';
 
@@ -275,8 +275,8 @@ export type MatMulChoice = 'tfjs' | 'wgsl';
 let forcedChoice: MatMulChoice | null = null;
 
 /**
- * Runs `fn` with every projection on `choice`, whatever PAUSEPIPE_MATMUL says. One-token decode steps take the GEMM
- * (decode-graph.ts): a step made only of this project's programs can be recorded once and replayed.
+ * Runs `fn` with every projection on `choice`, whatever PAUSEPIPE_MATMUL says. One-token decode steps take this
+ * file's products (decode-graph.ts): a step made only of this project's programs can be recorded once and replayed.
  */
 export function withMatMul<T>(choice: MatMulChoice, fn: () => T): T {
   const saved = forcedChoice;
@@ -306,6 +306,6 @@ export function matMulChoice(): MatMulChoice {
 export function projection(a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean): tf.Tensor2D {
   if (matMulChoice() === 'tfjs') return tf.matMul(a, b, transposeA, transposeB);
   // A few rows times a weight (decoding), with no gradient to take: split along K instead of tiled.
-  if (!transposeA && transposeB && a.shape[0] <= MATVEC_MAX_ROWS && !recordingGradients()) return matVec(a, b);
+  if (!transposeA && transposeB && takesMatVec(a.shape[0])) return matVec(a, b);
   return matMul(a, b, transposeA, transposeB);
 }

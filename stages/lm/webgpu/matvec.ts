@@ -1,9 +1,14 @@
 // x·Wᵀ for a few rows of x (decoding: one token per row), split along K so the weights stream through every core of the GPU.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, grid, FLAT_WORKGROUP, runToTensors } from './engine.ts';
+import { bindings, grid, FLAT_WORKGROUP, recordingGradients, runToTensors } from './engine.ts';
 
 /** Most rows of x a product takes here; more rows are a GEMM's work (matmul.ts). */
 export const MATVEC_MAX_ROWS = 16;
+
+/** Whether a product of `rows` rows goes here: few enough rows, and no gradient being taken (this one has none). */
+export function takesMatVec(rows: number): boolean {
+  return rows <= MATVEC_MAX_ROWS && !recordingGradients();
+}
 /** Output columns per workgroup, and invocations sharing one column's K. */
 const COLS = 8;
 const LANES = 32;

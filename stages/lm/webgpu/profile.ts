@@ -1,5 +1,5 @@
 // GPU time of every program a function dispatches, by name: tfjs's programs and this project's alike, read from the timestamp queries tfjs's own profiler uses.
-import { webgpuBackend } from './engine.ts';
+import { submitPending, webgpuBackend } from './engine.ts';
 
 export interface KernelTime {
   /** tfjs's program class (`MatMulPackedProgram`) or this project's pipeline key (`attention-64-32`). */
@@ -21,10 +21,7 @@ export async function profileGpu<T>(fn: () => T | Promise<T>): Promise<{ result:
   if (backend.activeTimers) throw new Error('profileGpu: programs are being timed already (tf.profile?)');
   const timers: Array<{ name: string; query: Promise<number> }> = [];
   // Pending commands first: their time must not land on the first timed program.
-  if (backend.commandEncoder) {
-    backend.endComputePassEncoder();
-    backend.submitQueue();
-  }
+  submitPending();
   backend.activeTimers = timers;
   let result: T;
   try {

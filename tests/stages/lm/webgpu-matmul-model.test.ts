@@ -10,6 +10,7 @@ import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { train } from '../../../stages/lm/trainer.ts';
 import { matMulChoice, type MatMulChoice } from '../../../stages/lm/webgpu/matmul.ts';
 import { rightPaddedBatch } from '../../helpers/batches.ts';
+import { withEnv } from '../../helpers/env.ts';
 import { backendSuite, runOnWebgpu } from '../../helpers/backends.ts';
 import { expectedTensors, FIXTURES, fixtureModel, maxDiff, readJson, relDiff, toTf, valuesOf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
@@ -17,15 +18,8 @@ const test = backendSuite('webgpu matmul in the model', 'webgpu');
 const tok = builtinTokenizer();
 
 /** Runs `body` with PAUSEPIPE_MATMUL set to `choice`, restoring what was there. */
-async function withMatMul<T>(choice: MatMulChoice, body: () => Promise<T>): Promise<T> {
-  const before = process.env.PAUSEPIPE_MATMUL;
-  process.env.PAUSEPIPE_MATMUL = choice;
-  try {
-    return await body();
-  } finally {
-    if (before === undefined) delete process.env.PAUSEPIPE_MATMUL;
-    else process.env.PAUSEPIPE_MATMUL = before;
-  }
+function withMatMul<T>(choice: MatMulChoice, body: () => Promise<T>): Promise<T> {
+  return withEnv('PAUSEPIPE_MATMUL', choice, body);
 }
 
 function tinyModel(): CausalLM {

@@ -19,6 +19,7 @@ import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
 import { profileGpu } from '../../../stages/lm/webgpu/profile.ts';
 import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
 import { rightPaddedBatch } from '../../helpers/batches.ts';
+import { withEnv } from '../../helpers/env.ts';
 import { backendSuite, runOnWebgpu, useBackend } from '../../helpers/backends.ts';
 import { expectedTensors, maxDiff, pauseFixtureModel, relDiff, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
@@ -104,15 +105,8 @@ withFixtures(decodeTest)('the pause wrapper\'s decode step combines its two head
 });
 
 /** Generation with decode-graph replay turned on or off (PAUSEPIPE_DECODE_GRAPH), counted. */
-async function generateWithGraph(graph: 'on' | 'off', model: CausalLM, prompts: number[][], opts: Parameters<typeof generate>[3]) {
-  const saved = process.env.PAUSEPIPE_DECODE_GRAPH;
-  process.env.PAUSEPIPE_DECODE_GRAPH = graph;
-  try {
-    return await countGpuWork(() => generate(model, noEos, prompts, opts));
-  } finally {
-    if (saved === undefined) delete process.env.PAUSEPIPE_DECODE_GRAPH;
-    else process.env.PAUSEPIPE_DECODE_GRAPH = saved;
-  }
+function generateWithGraph(graph: 'on' | 'off', model: CausalLM, prompts: number[][], opts: Parameters<typeof generate>[3]) {
+  return withEnv('PAUSEPIPE_DECODE_GRAPH', graph, () => countGpuWork(() => generate(model, noEos, prompts, opts)));
 }
 
 decodeTest('replayed decode steps choose the tokens that steps through tfjs choose: greedy and sampled, the plain model and the pause wrapper; LoRA steps are not replayed and decode the same', async () => {
