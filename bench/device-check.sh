@@ -71,9 +71,10 @@ fi
   date -u
   if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; else echo "no nvidia-smi"; fi
   node --version
-  node --import tsx --input-type=module -e "const { webgpuAdapter } = await import('./stages/lm/backend.ts'); console.log(JSON.stringify(await webgpuAdapter())); process.exit(0);" 2>&1
+  # The adapter's features, and whether tensor cores are reachable (subgroup matrices): the last line.
+  node --import tsx bench/adapter-probe.ts 2>&1 | grep -v '^Warning: maxDynamic'
 } > "$OUT/gpu.txt" 2>&1
-echo "gpu: $(sed -n '2,3p;$p' "$OUT/gpu.txt" | tr '\n' ' ')" | tee -a "$SUMMARY"
+echo "gpu: $(sed -n '2,3p;/^adapter:/p;$p' "$OUT/gpu.txt" | tr '\n' ' ')" | tee -a "$SUMMARY"
 
 # 1. The model suites on this GPU (the webgpu suites run because an adapter exists): fixture parity, KV cache, LoRA, pause, save/load.
 step "model tests on webgpu" 120 "$OUT/tests.txt" node tests/run.mjs "$TESTS" tests/stages/lm
@@ -103,6 +104,8 @@ step "bench medium, wgsl matmul" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}
 # 3b. Decoding with every step through tfjs (no replay, decode-graph.ts): the replay's gain on this GPU.
 step "bench small, decode graph off" 60 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
 step "bench medium, decode graph off" 75 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON"
+# 3c. Four steps in flight instead of one before each read of a step's tokens: whether the read's latency bounds decoding.
+step "bench small, lookahead 4" 60 "$OUT/bench.txt" env PAUSEPIPE_DECODE_LOOKAHEAD=4 "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
 step "bench large" 90 "$OUT/bench.txt" "${BENCH[@]}" "${LARGE[@]}" --torch "$TORCH_JSON"
 
 # 4. The seed's model: one and two layers of Mistral-7B (their difference is one layer's cost), pause-only training.

@@ -36,6 +36,7 @@ import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts'
 import type { LmConfig } from '../stages/lm/config.ts';
 import { configureTraining } from '../stages/lm/freeze.ts';
 import { generate } from '../stages/lm/generate.ts';
+import { kernels } from '../stages/lm/kernels.ts';
 import type { CausalLM } from '../stages/lm/model.ts';
 import { AdamW } from '../stages/lm/optimizer.ts';
 import { builtinTokenizerJson, JsonTokenizer } from '../stages/lm/tokenizer.ts';
@@ -328,16 +329,18 @@ const prefillMs = marks[0]! - t0;
 const decodeMs = marks.at(-1)! - marks[0]!;
 const decodeRate = (B * (genTokens - 1)) / (decodeMs / 1e3);
 // The first queued step is the prefill (and, on webgpu, the second the recorded one): the rest are plain decode steps.
+// Steps queued ahead of the host's read of a step's tokens (kernels.ts; 0 where computing is synchronous).
+const lookahead = kernels().decodeLookahead;
 const hostMs = queuing.slice(2).reduce((a, b) => a + b, 0) / Math.max(queuing.length - 2, 1);
-console.log(`decode: batch ${B}, prompt ${PROMPT}, ${genTokens} tokens greedy with the KV cache → prefill ${prefillMs.toFixed(0)} ms, ` +
+console.log(`decode: batch ${B}, prompt ${PROMPT}, ${genTokens} tokens greedy with the KV cache, ${lookahead} step${lookahead === 1 ? '' : 's'} ahead of each read → prefill ${prefillMs.toFixed(0)} ms, ` +
   `${decodeRate.toFixed(0)} tokens/s wall (${(decodeMs / (genTokens - 1)).toFixed(1)} ms a step, of which the host spends ${hostMs.toFixed(2)} ms queuing it)`);
-if (kernelsPerStep !== null && work.length === genTokens) {
-  // At the k-th onStep k + 1 steps are queued where the backend queues one ahead of the host's read (kernels.ts's
-  // decodeLookahead), k where it does not (never more than genTokens): from the first onStep to the second-last,
-  // genTokens − 2 steps were queued and as many read, either way.
+// At the k-th onStep min(k + lookahead, genTokens) steps are queued: from the first onStep to the
+// (genTokens − lookahead)-th, genTokens − lookahead − 1 steps were queued and as many read.
+const counted = genTokens - lookahead - 1;
+if (kernelsPerStep !== null && work.length === genTokens && counted > 0) {
   const first = work[0]!;
-  const last = work[genTokens - 2]!;
-  const perStep = (k: 'dispatches' | 'reads' | 'bindGroups') => (last[k] - first[k]) / (genTokens - 2);
+  const last = work[counted]!;
+  const perStep = (k: 'dispatches' | 'reads' | 'bindGroups') => (last[k] - first[k]) / counted;
   console.log(`kernels: train ${kernelsPerStep}, decode ${perStep('dispatches').toFixed(0)}, reads ${perStep('reads').toFixed(1)}, ` +
     `bind groups ${perStep('bindGroups').toFixed(1)}` +
     `  (÷ ${L} layers, embedding, head, loss and optimizer included: train ${(kernelsPerStep / L).toFixed(1)}, decode ${(perStep('dispatches') / L).toFixed(1)})`);

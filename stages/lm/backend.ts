@@ -157,17 +157,24 @@ interface GpuLike {
 interface AdapterLike {
   info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
   isFallbackAdapter?: boolean;
+  features?: Iterable<string>;
   limits: { maxStorageBufferBindingSize: number; maxBufferSize: number };
 }
 type Dawn = { create(flags: string[]): GpuLike; globals: object };
 
 /** The adapter Dawn gives this process, found once: its name, whether it is a software rasteriser, a pinning notice. */
-interface Probe {
+interface Probe extends AdapterSummary {
   gpu: GpuLike;
+  notice?: string;
+}
+
+/** What the probed adapter offers: enough to choose backends in tests and to record in a GPU run's log. */
+export interface AdapterSummary {
   name: string;
   software: boolean;
   limits: GpuLimits;
-  notice?: string;
+  /** The optional WebGPU features the adapter offers (shader-f16, subgroups, timestamp-query, ...), sorted. */
+  features: string[];
 }
 
 /** Buffer limits of the adapter: one tensor's bytes must stay within both. */
@@ -222,7 +229,9 @@ async function probeWebgpu(): Promise<Probe> {
   const name = flags.length > 0 ? flags[0]!.slice('adapter='.length) : names[0]!;
   const software = info.isFallbackAdapter === true || adapter.isFallbackAdapter === true || SOFTWARE_ADAPTER.test(`${name} ${info.device} ${info.description}`);
   const limits = { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize };
-  return notice ? { gpu, name, software, limits, notice } : { gpu, name, software, limits };
+  const features = [...(adapter.features ?? [])].sort();
+  const probe: Probe = { gpu, name, software, limits, features };
+  return notice ? { ...probe, notice } : probe;
 }
 
 /**
@@ -287,11 +296,11 @@ async function registerWebgpu(probe: Probe): Promise<void> {
  * The WebGPU adapter this process would use, without making it the active backend: its name, whether it is a
  * software adapter, and its buffer limits; null when there is none. Tests use it to decide which backends to run on.
  */
-export async function webgpuAdapter(): Promise<{ name: string; software: boolean; limits: GpuLimits } | null> {
+export async function webgpuAdapter(): Promise<AdapterSummary | null> {
   probing ??= probeWebgpu();
   try {
-    const { name, software, limits } = await probing;
-    return { name, software, limits };
+    const { name, software, limits, features } = await probing;
+    return { name, software, limits, features };
   } catch {
     return null;
   }

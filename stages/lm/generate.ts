@@ -80,10 +80,11 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
   const queued: Array<{ ids: tf.Tensor1D; values: Promise<Float32Array | Int32Array> }> = [];
   let enqueued = 0;
   const steps = k.decodeSteps(model, temperature);
+  const lookahead = k.decodeLookahead;
   try {
     for (let step = 0; !done.every(Boolean); step++) {
       // The next step's input is this step's device-chosen tokens, so it can be queued before they are read.
-      while (enqueued < stepLimit && queued.length <= k.decodeLookahead) {
+      while (enqueued < stepLimit && queued.length <= lookahead) {
         const uniforms = temperature > 0 ? Float64Array.from(rngs, (rng) => rng.next()) : null;
         const started = performance.now();
         const result = await steps.step(inputIds, mask, cache, uniforms);

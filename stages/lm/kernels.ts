@@ -50,13 +50,25 @@ export interface BackendKernels {
    */
   decodeSteps(model: LanguageModel, temperature: number): DecodeSteps;
   /**
-   * Decode steps queued ahead of the host's read of a step's tokens: on a GPU the next step runs while the host
+   * Decode steps queued ahead of the host's read of a step's tokens: on a GPU the next steps run while the host
    * reads this one's; where computing is synchronous there is nothing to overlap.
    */
-  decodeLookahead: number;
+  readonly decodeLookahead: number;
   /** AdamW updating all `weights` at once, or null where optimizer.ts's tfjs-op update is the way. */
   adamw: ((weights: AdamWWeight[]) => FusedAdamW) | null;
   decoder: FusedDecoder | null;
+}
+
+/**
+ * PAUSEPIPE_DECODE_LOOKAHEAD (default 1): steps a GPU decodes ahead of the host's read of a step's tokens. The
+ * tokens never leave the GPU between steps, so more steps in flight hide a read's latency; past the last EOS they
+ * are work thrown away (at most this many steps per batch). Read at each generation so a bench can compare.
+ */
+function gpuDecodeLookahead(): number {
+  const v = process.env.PAUSEPIPE_DECODE_LOOKAHEAD ?? '1';
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n > 64) throw new Error(`PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '${v}'`);
+  return n;
 }
 
 /** A row's draw from host-side probabilities, as the reference's sampling walk does it. */
@@ -128,7 +140,9 @@ const WEBGPU: BackendKernels = {
     return recordingGradients() ? null : pauseEmbedding;
   },
   decodeSteps: (model, temperature) => new ReplayedDecodeSteps(model, temperature),
-  decodeLookahead: 1,
+  get decodeLookahead() {
+    return gpuDecodeLookahead();
+  },
   adamw: (weights) => new FlatAdamW(weights),
   decoder: { hidden: fusedHidden, newCache: (config, capacity) => new DeviceKvCache(config, capacity) },
 };

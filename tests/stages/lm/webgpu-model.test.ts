@@ -21,7 +21,7 @@ import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
 import { rightPaddedBatch } from '../../helpers/batches.ts';
 import { withEnv } from '../../helpers/env.ts';
 import { backendSuite, runOnWebgpu, useBackend } from '../../helpers/backends.ts';
-import { expectedTensors, maxDiff, pauseFixtureModel, relDiff, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
+import { expectedTensors, maxDiff, pauseFixtureModel, rejectsWith, relDiff, toTf, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 const decodeTest = backendSuite('webgpu decoding', 'webgpu');
 const tok = builtinTokenizer();
@@ -140,6 +140,42 @@ decodeTest('replayed decode steps choose the tokens that steps through tfjs choo
     base.dispose();
     pause.dispose();
     lora.dispose();
+  }
+});
+
+decodeTest('decoding several steps ahead of the host\'s read (PAUSEPIPE_DECODE_LOOKAHEAD) chooses the same tokens, reads each step once and runs no step past the limit', async () => {
+  const model = tinyModel();
+  const prompts = [tok.encode('7+8=', { addSpecialTokens: true }), tok.encode('12', { addSpecialTokens: true })];
+  /** Generation with `n` steps ahead, counted; `readAtFirstStep` is the steps read when the host has the first one's tokens. */
+  const ahead = async (n: string, t: typeof tok, opts: Parameters<typeof generate>[3]) => {
+    let readAtFirstStep = -1;
+    const run = await withEnv('PAUSEPIPE_DECODE_LOOKAHEAD', n, () => countGpuWork((work) =>
+      generate(model, t, prompts, { ...opts, onStep: (step) => void (step === 1 && (readAtFirstStep = work.reads)) })));
+    return { ...run, readAtFirstStep };
+  };
+  try {
+    await generate(model, tok, prompts, { maxNewTokens: 1 });
+    for (const temperature of [0, 1.5]) {
+      const opts = { maxNewTokens: 10, temperature, seed: 3 };
+      const [none, one, four] = [await ahead('0', noEos, opts), await ahead('1', noEos, opts), await ahead('4', noEos, opts)];
+      for (const [label, run] of [['0 ahead', none], ['4 ahead', four]] as const) {
+        assert.equal(run.result.map((r) => r.ids), one.result.map((r) => r.ids), `${label}, temperature ${temperature}`);
+        // Ten steps (the prompt's and nine one-token steps), each read once, whatever runs ahead.
+        assert.is(run.dispatches, one.dispatches, `${label}, temperature ${temperature}: dispatches`);
+        assert.is(run.reads, one.reads, `${label}, temperature ${temperature}: reads`);
+      }
+      assert.is(one.reads, 10);
+      // Every queued step's read is asked for as it is queued: when the first step's tokens arrive, 1 + n are.
+      assert.equal([none.readAtFirstStep, one.readAtFirstStep, four.readAtFirstStep], [1, 2, 5]);
+    }
+    // With an end-of-sequence token rows stop early; steps queued past it are thrown away, the tokens stay the same.
+    const withEos = { maxNewTokens: 12, temperature: 1.5, seed: 5 };
+    assert.equal((await ahead('4', tok, withEos)).result, (await ahead('0', tok, withEos)).result);
+    await withEnv('PAUSEPIPE_DECODE_LOOKAHEAD', 'two', async () => {
+      await rejectsWith(() => generate(model, tok, prompts, { maxNewTokens: 2 }), /PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got 'two'/);
+    });
+  } finally {
+    model.dispose();
   }
 });
 
