@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { parseArgs } from 'node:util';
 import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
-import { matMul, type MatMulTile } from '../stages/lm/webgpu/matmul.ts';
+import { matMul, planProduct, type MatMulTile } from '../stages/lm/webgpu/matmul.ts';
 
 interface Case {
   label: string;
@@ -35,6 +35,7 @@ const CASES: Case[] = [
   { label: '7B head x·Wᵀ (vocab 32,001)', m: TOKENS_7B, k: 4096, n: 32001, transposeA: false, transposeB: true },
   { label: 'medium up x·Wᵀ', m: TOKENS_MEDIUM, k: 512, n: 2048, transposeA: false, transposeB: true },
   { label: 'medium up dW = dYᵀ·X', m: 2048, k: TOKENS_MEDIUM, n: 512, transposeA: true, transposeB: false },
+  { label: 'medium o dW = dYᵀ·X', m: 512, k: TOKENS_MEDIUM, n: 512, transposeA: true, transposeB: false },
 ];
 
 const { values: args } = parseArgs({ options: { trials: { type: 'string', default: '3' }, 'other-tiles': { type: 'boolean', default: false } } });
@@ -102,8 +103,10 @@ for (const full of CASES) {
   const rel = (await readTensor(diff))[0]!;
   tf.dispose([a, b, diff]);
   const [t, w] = [rates.get('tfjs')!, rates.get('wgsl')!];
+  const plan = planProduct(c.m, c.n, c.k);
   const line = `matmul ${c.label}: ${c.m}×${c.k}×${c.n} ${c.transposeA ? 'T' : 'N'}${c.transposeB ? 'T' : 'N'}, ${reps} per read: ` +
-    `tfjs ${rate(t)}, wgsl ${rate(w)} (${(w / t).toFixed(2)}×), max diff ${rel.toExponential(1)} of max |C|`;
+    `tfjs ${rate(t)}, wgsl ${rate(w)} (${(w / t).toFixed(2)}×; ${tileName(plan.tile)}${plan.splits > 1 ? `, K in ${plan.splits} slices` : ''}), ` +
+    `max diff ${rel.toExponential(1)} of max |C|`;
   console.log(line);
   if (args['other-tiles'] && !software) {
     const others: string[] = [];

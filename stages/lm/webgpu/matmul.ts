@@ -1,6 +1,6 @@
 // A register-tiled WGSL GEMM, C = op(A)·op(B) with either operand transposed, and its gradients through the same kernel.
 import * as tf from '@tensorflow/tfjs-core';
-import { run } from './engine.ts';
+import { run, webgpuBackend } from './engine.ts';
 import { matVec, takesMatVec } from './matvec.ts';
 
 const MATMUL = 'PausepipeMatMul';
@@ -27,10 +27,53 @@ export const SMALL_TILE: MatMulTile = { bm: 32, bn: 64, bk: 16, tm: 4, tn: 4 };
 /** Workgroups a GPU needs to stay busy; below this many big tiles the small tile gives more parallelism. */
 const BIG_TILE_MIN_WORKGROUPS = 128;
 
-/** The big tile where the output spans at least one of it each way and fills enough workgroups; else the small one. */
-export function chooseTile(m: number, n: number): MatMulTile {
-  const big = Math.ceil(m / BIG_TILE.bm) * Math.ceil(n / BIG_TILE.bn);
-  return m >= BIG_TILE.bm && n >= BIG_TILE.bn && big >= BIG_TILE_MIN_WORKGROUPS ? BIG_TILE : SMALL_TILE;
+/**
+ * Workgroups that fill a big GPU: about two resident big-tile workgroups on each of an H100's or H200's 132 SMs
+ * (WebGPU does not say how many a GPU has). A product with fewer output tiles splits K among more workgroups.
+ */
+const TARGET_WORKGROUPS = 256;
+/** Fewest K values one slice of a split product covers, so each workgroup's own loop stays long. */
+const MIN_SLICE_K = 256;
+/** Most slices: their partial outputs are summed by one more kernel, which reads all of them. */
+const MAX_SPLITS = 16;
+
+/** How one product runs: its block tile, and how many slices of K it is split into (1: none). */
+export interface MatMulPlan {
+  tile: MatMulTile;
+  splits: number;
+}
+
+/**
+ * The plan for an [m, k]·[k, n] product. The big tile where the output spans at least one of it each way and fills
+ * enough workgroups, counting K's slices; else the small one. K is split when the output has fewer tiles than a GPU
+ * has room for and K is long: the weight gradients dW = Xᵀ·dY (an output of weight size, K = the batch's tokens).
+ */
+export function planProduct(m: number, n: number, k: number): MatMulPlan {
+  if (m >= BIG_TILE.bm && n >= BIG_TILE.bn) {
+    const big = tilesOf(BIG_TILE, m, n);
+    const splits = splitsFor(big, k, BIG_TILE.bk);
+    if (big * splits >= BIG_TILE_MIN_WORKGROUPS) return { tile: BIG_TILE, splits };
+  }
+  return { tile: SMALL_TILE, splits: splitsFor(tilesOf(SMALL_TILE, m, n), k, SMALL_TILE.bk) };
+}
+
+function tilesOf(t: MatMulTile, m: number, n: number): number {
+  return Math.ceil(m / t.bm) * Math.ceil(n / t.bn);
+}
+
+function splitsFor(tiles: number, k: number, bk: number): number {
+  if (tiles >= TARGET_WORKGROUPS) return 1;
+  return sliceCount(k, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(k / MIN_SLICE_K), MAX_SPLITS), bk);
+}
+
+/** K values per slice for `splits` slices: a whole number of K steps, so no step reads into the next slice. */
+function sliceLength(k: number, splits: number, bk: number): number {
+  return Math.max(bk, Math.ceil(Math.ceil(k / Math.max(1, splits)) / bk) * bk);
+}
+
+/** The slices `splits` asks for once each is a whole number of K steps (fewer where K is short). */
+function sliceCount(k: number, splits: number, bk: number): number {
+  return Math.max(1, Math.ceil(k / sliceLength(k, splits, bk)));
 }
 
 interface Variant {
@@ -101,17 +144,17 @@ function reader(name: 'a' | 'b', vec: boolean): string {
 }`;
 }
 
-/** `store(row, col, x)`: four consecutive outputs of a row, those past the matrix's edges left out. */
+/** `store(row, col, x)`: four consecutive outputs of a row, those past the matrix's edges left out, into this slice's part of C. */
 function writer(vec: boolean): string {
   if (vec) {
     return `fn store(row: u32, col: u32, x: vec4<f32>) {
-  if (row < params.m && col < params.n) { c[(row * params.n + col) / 4u] = x; }
+  if (row < params.m && col < params.n) { c[(cBase + row * params.n + col) / 4u] = x; }
 }`;
   }
   return `fn store(row: u32, col: u32, x: vec4<f32>) {
   if (row >= params.m) { return; }
   for (var q = 0u; q < 4u; q++) {
-    if (col + q < params.n) { c[row * params.n + col + q] = x[q]; }
+    if (col + q < params.n) { c[cBase + row * params.n + col + q] = x[q]; }
   }
 }`;
 }
@@ -151,8 +194,10 @@ function wgsl(v: Variant): string {
 @group(0) @binding(0) var<storage, read_write> c: array<${elem(v.vecC)}>;
 @group(0) @binding(1) var<storage, read> a: array<${elem(v.vecA)}>;
 @group(0) @binding(2) var<storage, read> b: array<${elem(v.vecB)}>;
-struct Params { m: u32, n: u32, k: u32, aRows: u32, aCols: u32, bRows: u32, bCols: u32, };
+struct Params { m: u32, n: u32, k: u32, aRows: u32, aCols: u32, bRows: u32, bCols: u32, slice: u32, };
 @group(0) @binding(3) var<uniform> params: Params;
+// Where this workgroup's slice of K writes its partial C (0 when K is not split).
+var<private> cBase: u32;
 var<workgroup> aS: array<vec4<f32>, ${(bm * bk) / 4}>;
 var<workgroup> bS: array<vec4<f32>, ${(bn * bk) / 4}>;
 ${reader('a', v.vecA)}
@@ -166,19 +211,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let n0 = wid.x * ${bn}u;
   let a0 = m0;
   let b0 = n0;
+  // Slice wid.z of K (the whole of K when the product is not split), and its own copy of C.
+  let kEnd = min((wid.z + 1u) * params.slice, params.k);
+  cBase = wid.z * params.m * params.n;
   ${acc.join('\n  ')}
   ${regs.join('\n  ')}
-  var kt = 0u;
+  var kt = wid.z * params.slice;
   ${ta.load}
   ${tb.load}
   loop {
-    if (kt >= params.k) { break; }
+    if (kt >= kEnd) { break; }
     ${ta.store}
     ${tb.store}
     workgroupBarrier();
     kt = kt + ${bk}u;
     // The next tile's global reads are issued before this tile's products, hiding their latency.
-    if (kt < params.k) {
+    if (kt < kEnd) {
       ${ta.load}
       ${tb.load}
     }
@@ -192,22 +240,61 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Records one product of stored tensors into the command stream (the kernel function of MATMUL). */
-function product(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean, choice: TileChoice): tf.TensorInfo {
+function product(a: tf.TensorInfo, b: tf.TensorInfo, attrs: MatMulAttrs): tf.TensorInfo {
+  const { transposeA, transposeB } = attrs;
   if (a.shape.length !== 2 || b.shape.length !== 2) throw new Error(`matmul: rank-2 operands only, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`);
   const [aRows, aCols] = a.shape as [number, number];
   const [bRows, bCols] = b.shape as [number, number];
   const [m, k] = transposeA ? [aCols, aRows] : [aRows, aCols];
   const [kb, n] = transposeB ? [bCols, bRows] : [bRows, bCols];
   if (k !== kb) throw new Error(`matmul: inner sizes differ: [${a.shape.join(', ')}]${transposeA ? 'ᵀ' : ''} · [${b.shape.join(', ')}]${transposeB ? 'ᵀ' : ''}`);
-  const t = tileOf(choice, m, n);
+  const { tile: t, splits } = planOf(attrs.tile, attrs.splits, m, n, k);
   const variant: Variant = { tile: t, transposeA, transposeB, vecA: aCols % 4 === 0, vecB: bCols % 4 === 0, vecC: n % 4 === 0 };
-  return run({
+  const [c] = run({
     key: keyOf(variant),
     wgsl: () => wgsl(variant),
     inputs: [a, b],
+    // A split product writes each slice's partial C; one more kernel sums them in slice order (no atomics, so the
+    // same inputs always give the same bits).
+    outputs: [{ shape: splits === 1 ? [m, n] : [splits, m, n], dtype: 'float32' }],
+    uniforms: [m, n, k, aRows, aCols, bRows, bCols, sliceLength(k, splits, t.bk)].map((u) => ({ u32: u })),
+    workgroups: [Math.max(1, Math.ceil(n / t.bn)), Math.max(1, Math.ceil(m / t.bm)), splits],
+  });
+  if (splits === 1) return c!;
+  const sum = sumSlices(c!, m, n);
+  // Released once the queued commands that read it are submitted (tfjs defers it).
+  webgpuBackend().disposeData(c!.dataId);
+  return sum;
+}
+
+/** C [m, n] = the partial products [S, m, n] summed, slice 0 first; four values per invocation where rows allow. */
+function sumSlices(partial: tf.TensorInfo, m: number, n: number): tf.TensorInfo {
+  const splits = partial.shape[0]!;
+  const vec = n % 4 === 0;
+  const count = vec ? (m * n) / 4 : m * n;
+  const elem = vec ? 'vec4<f32>' : 'f32';
+  // Rows of at most 65,535 workgroups (WebGPU's limit per dimension), for a large product split by hand.
+  const groups = Math.ceil(count / 256);
+  const across = Math.min(groups, 65535);
+  return run({
+    key: `matmul-sum-slices-${vec ? 'vec4' : 'scalar'}`,
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read_write> c: array<${elem}>;
+@group(0) @binding(1) var<storage, read> part: array<${elem}>;
+struct Params { count: u32, splits: u32, rowStride: u32, };
+@group(0) @binding(2) var<uniform> params: Params;
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.y * params.rowStride + gid.x;
+  if (i >= params.count) { return; }
+  var total = part[i];
+  for (var s = 1u; s < params.splits; s++) { total = total + part[s * params.count + i]; }
+  c[i] = total;
+}`,
+    inputs: [partial],
     outputs: [{ shape: [m, n], dtype: 'float32' }],
-    uniforms: [m, n, k, aRows, aCols, bRows, bCols].map((u) => ({ u32: u })),
-    workgroups: [Math.max(1, Math.ceil(n / t.bn)), Math.max(1, Math.ceil(m / t.bm)), 1],
+    uniforms: [count, splits, across * 256].map((u) => ({ u32: u })),
+    workgroups: [across, Math.ceil(groups / across), 1],
   })[0]!;
 }
 
@@ -216,16 +303,31 @@ function product(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transp
  * or any tile of the right form (bench/matmul.bench.ts tries others on a GPU).
  */
 export type TileChoice = 'auto' | 'big' | 'small' | MatMulTile;
+/** Slices of K: as the plan says, or a number (tests; fewer where K is too short for that many whole K steps). */
+export type SplitChoice = 'auto' | number;
 
 interface MatMulAttrs {
   transposeA: boolean;
   transposeB: boolean;
   tile: TileChoice;
+  splits: SplitChoice;
 }
 
-function tileOf(choice: TileChoice, m: number, n: number): MatMulTile {
+function planOf(tile: TileChoice, splits: SplitChoice, m: number, n: number, k: number): MatMulPlan {
+  const plan = tile === 'auto' ? planProduct(m, n, k) : fixedTilePlan(tileOf(tile), m, n, k);
+  if (splits === 'auto') return plan;
+  if (!Number.isInteger(splits) || splits < 1) throw new Error(`matmul: splits must be a whole number >= 1, got ${splits}`);
+  return { tile: plan.tile, splits: sliceCount(k, splits, plan.tile.bk) };
+}
+
+/** A fixed tile's plan: K split as the tile's output count asks. */
+function fixedTilePlan(tile: MatMulTile, m: number, n: number, k: number): MatMulPlan {
+  return { tile, splits: splitsFor(tilesOf(tile, m, n), k, tile.bk) };
+}
+
+function tileOf(choice: Exclude<TileChoice, 'auto'>): MatMulTile {
   if (typeof choice === 'object') return checkedTile(choice);
-  return choice === 'big' ? BIG_TILE : choice === 'small' ? SMALL_TILE : chooseTile(m, n);
+  return choice === 'big' ? BIG_TILE : SMALL_TILE;
 }
 
 /** A tile the kernel can run: per-invocation blocks of whole vec4s, and K steps of whole vec4s. */
@@ -239,8 +341,7 @@ tf.registerKernel({
   kernelName: MATMUL,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, attrs }) => {
-    const { transposeA, transposeB, tile } = attrs as unknown as MatMulAttrs;
-    return product(inputs.a!, inputs.b!, transposeA, transposeB, tile);
+    return product(inputs.a!, inputs.b!, attrs as unknown as MatMulAttrs);
   },
 });
 
@@ -263,9 +364,12 @@ tf.registerGradient({
   },
 });
 
-/** op(A)·op(B) for rank-2 float32 tensors on webgpu, differentiable in both. */
-export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = false, tile: TileChoice = 'auto'): tf.Tensor2D {
-  const attrs: MatMulAttrs = { transposeA, transposeB, tile };
+/**
+ * op(A)·op(B) for rank-2 float32 tensors on webgpu, differentiable in both. `splits` fixes the slices of K of this
+ * product only: its gradients' products (other shapes) plan their own.
+ */
+export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = false, tile: TileChoice = 'auto', splits: SplitChoice = 'auto'): tf.Tensor2D {
+  const attrs: MatMulAttrs = { transposeA, transposeB, tile, splits };
   return tf.engine().runKernel(MATMUL, { a, b }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
 }
 

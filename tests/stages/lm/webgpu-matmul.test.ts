@@ -2,7 +2,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'uvu/assert';
 import { readTensor as values } from '../../../stages/lm/backend.ts';
-import { BIG_TILE, chooseTile, matMul, SMALL_TILE, type TileChoice } from '../../../stages/lm/webgpu/matmul.ts';
+import { BIG_TILE, matMul, planProduct, SMALL_TILE, type TileChoice } from '../../../stages/lm/webgpu/matmul.ts';
+import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
 import { matVec, matVecSwiglu } from '../../../stages/lm/webgpu/matvec.ts';
 import { randn } from '../../helpers/gradcheck.ts';
 import { backendSuite, runOnWebgpu } from '../../helpers/backends.ts';
@@ -87,13 +88,59 @@ test('gradients of both operands, for every transpose combination, equal tf.matM
   }
 });
 
-test('the big tile is chosen once an output fills 128 of its workgroups, the small one below', () => {
-  assert.is(chooseTile(4800, 4096), BIG_TILE);
-  assert.is(chooseTile(4096, 4096), BIG_TILE);
-  assert.is(chooseTile(1024, 2048), BIG_TILE);
-  assert.is(chooseTile(1024, 1920), SMALL_TILE);
-  assert.is(chooseTile(8, 32001), SMALL_TILE);
-  assert.is(chooseTile(32001, 100), SMALL_TILE);
+test('the plan: the big tile once an output fills 128 of its workgroups (counting slices of K), the small one below; K split when an output has under 256 tiles and K is long', () => {
+  const big = (splits: number) => ({ tile: BIG_TILE, splits });
+  const small = (splits: number) => ({ tile: SMALL_TILE, splits });
+  // Outputs that fill a GPU: one slice.
+  assert.equal(planProduct(4800, 4096, 4096), big(1));
+  assert.equal(planProduct(4096, 4096, 4096), big(1));
+  assert.equal(planProduct(1024, 2048, 64), big(1));
+  assert.equal(planProduct(8, 32001, 4096), small(1));
+  // 120 big tiles: with a short K the small tile, with a long one three slices of the big tile.
+  assert.equal(planProduct(1024, 1920, 64), small(1));
+  assert.equal(planProduct(1024, 1920, 4096), big(3));
+  // The medium shape's weight gradients (K = 4,096 tokens): o_proj's 16 tiles in 16 slices of 256, q|k|v's 48 in 6.
+  assert.equal(planProduct(512, 512, 4096), big(16));
+  assert.equal(planProduct(1536, 512, 4096), big(6));
+  // Slices of at least 256 K values, at most 16 of them.
+  assert.equal(planProduct(64, 64, 700), small(2));
+  assert.equal(planProduct(64, 64, 100000), small(16));
+  assert.equal(planProduct(32001, 100, 64), small(1));
+});
+
+test('a product split into slices of K equals tf.matMul: both tiles, every transpose combination, ragged K, vec4 and scalar rows', async () => {
+  // [M, K, N] with K spanning several K steps, the last slice shorter than the others.
+  const cases: Array<[TileChoice, number, [number, number, number]]> = [['small', 3, [3, 75, 7]], ['small', 4, [33, 131, 17]], ['small', 3, [8, 64, 36]], ['big', 2, [129, 45, 131]]];
+  for (const [tile, splits, [m, k, n]] of cases) {
+    for (const [ta, tb] of COMBOS) {
+      const a = stored(m, k, ta, m + k);
+      const b = stored(k, n, tb, k + n);
+      const label = `${tile} ${m}x${k}x${n} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} in ${splits}`;
+      const split = await countGpuWork(() => matMul(a, b, ta, tb, tile, splits));
+      // The product's slices, then their sum.
+      assert.is(split.dispatches, 2, label);
+      await close(label, split.result, tf.matMul(a, b, ta, tb));
+      tf.dispose([a, b, split.result]);
+    }
+  }
+  const z = tf.zeros([4, 4]) as tf.Tensor2D;
+  assert.throws(() => matMul(z, z, false, false, 'small', 0), /matmul: splits must be a whole number >= 1, got 0/);
+  z.dispose();
+});
+
+test('a weight gradient over many tokens (dW = dYᵀ·X, K = 600 tokens) runs in two slices and equals tf.matMul\'s', async () => {
+  const x = randn([600, 20], 21) as tf.Tensor2D;
+  const w = randn([24, 20], 22) as tf.Tensor2D;
+  const r = randn([600, 24], 23);
+  assert.equal(planProduct(24, 20, 600), { tile: SMALL_TILE, splits: 2 });
+  // The product the gradient of x·Wᵀ takes for W: two slices, then their sum.
+  const dW = await countGpuWork(() => matMul(r as tf.Tensor2D, x, true, false));
+  assert.is(dW.dispatches, 2);
+  await close('dYᵀ·X', dW.result, tf.matMul(r as tf.Tensor2D, x, true, false));
+  const gradW = (f: (w: tf.Tensor2D) => tf.Tensor) => tf.grad((v: tf.Tensor) => tf.sum(tf.mul(f(v as tf.Tensor2D), r)))(w);
+  const [got, want] = [gradW((v) => matMul(x, v, false, true)), gradW((v) => tf.matMul(x, v, false, true))];
+  await close('dW', got, want);
+  tf.dispose([x, w, r, dW.result, got, want]);
 });
 
 test('a clear error for operands that do not fit', () => {
