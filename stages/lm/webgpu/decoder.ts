@@ -7,7 +7,7 @@ import { appendToCache, attendCache, attention, attentionMeta, type AttentionSha
 import { concatLast, stackRows } from './concat.ts';
 import { copyBuffer, emptyTensor, recordingGradients } from './engine.ts';
 import { matMulChoice, projection } from './matmul.ts';
-import { matVecSwiglu, takesMatVec } from './matvec.ts';
+import { matVecConcat, matVecSwiglu, takesMatVec } from './matvec.ts';
 import { addRmsNorm, addRmsNormOnly, rmsNorm } from './norm.ts';
 import { swigluFused } from './swiglu.ts';
 
@@ -145,13 +145,17 @@ function stackedBytes(c: LmConfig): number {
  * when the model's stacked copies fit the budget (DECODER_TUNING). Modules with a LoRA adapter, frozen weights of a
  * model too large to copy, and groups whose stack one kernel could not bind (split-weights.ts: Mistral-7B's
  * gate|up is 470 MB) run on their own, through the model's linear with its split check, and their outputs are
- * concatenated.
+ * concatenated; in a decode step without adapters, one few-rows product reads such weights side by side instead.
  */
 function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], training: boolean, trainable: Set<tf.Variable>): tf.Tensor {
   const weights = modules.map((mod) => m.weight(`${mod}.weight`));
   const trains = weights.some((w) => trainable.has(w));
   const unbindable = 4 * weights.reduce((n, w) => n + w.size, 0) > bindingLimit();
   if (modules.some((mod) => m.hasAdapter(mod)) || unbindable || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
+    // A decode step reads the weights side by side in one few-rows product, each within one binding.
+    const sideBySide = !training && !modules.some((mod) => m.hasAdapter(mod)) && weights.every((w) => 4 * w.size <= bindingLimit()) &&
+      takesMatVec(h.shape[0]!) && matMulChoice() === 'wgsl';
+    if (sideBySide) return matVecConcat(h as tf.Tensor2D, weights as tf.Tensor2D[]);
     return concatLast(modules.map((mod) => m.proj(h, mod, training)));
   }
   const stacked = trains ? stackRows(weights, true) : m.prepared.get(modules.join('+'), weights, () => stackRows(weights, false));

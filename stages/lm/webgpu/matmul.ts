@@ -1,6 +1,6 @@
 // A register-tiled WGSL GEMM, C = op(A)·op(B) with either operand transposed, and its gradients through the same kernel.
 import * as tf from '@tensorflow/tfjs-core';
-import { run, webgpuBackend } from './engine.ts';
+import { bindings, grid, perElementMain, run, webgpuBackend } from './engine.ts';
 import { matVec, takesMatVec } from './matvec.ts';
 
 const MATMUL = 'PausepipeMatMul';
@@ -273,28 +273,19 @@ function sumSlices(partial: tf.TensorInfo, m: number, n: number): tf.TensorInfo 
   const vec = n % 4 === 0;
   const count = vec ? (m * n) / 4 : m * n;
   const elem = vec ? 'vec4<f32>' : 'f32';
-  // Rows of at most 65,535 workgroups (WebGPU's limit per dimension), for a large product split by hand.
-  const groups = Math.ceil(count / 256);
-  const across = Math.min(groups, 65535);
   return run({
     key: `matmul-sum-slices-${vec ? 'vec4' : 'scalar'}`,
     wgsl: () => `
-@group(0) @binding(0) var<storage, read_write> c: array<${elem}>;
-@group(0) @binding(1) var<storage, read> part: array<${elem}>;
-struct Params { count: u32, splits: u32, rowStride: u32, };
-@group(0) @binding(2) var<uniform> params: Params;
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.y * params.rowStride + gid.x;
-  if (i >= params.count) { return; }
-  var total = part[i];
-  for (var s = 1u; s < params.splits; s++) { total = total + part[s * params.count + i]; }
-  c[i] = total;
+${bindings([['c', elem]], [['part', elem]], [['count', 'u32'], ['splits', 'u32']])}
+${perElementMain(256)}
+  var total = part[idx];
+  for (var s = 1u; s < params.splits; s++) { total = total + part[s * params.count + idx]; }
+  c[idx] = total;
 }`,
     inputs: [partial],
     outputs: [{ shape: [m, n], dtype: 'float32' }],
-    uniforms: [count, splits, across * 256].map((u) => ({ u32: u })),
-    workgroups: [across, Math.ceil(groups / across), 1],
+    uniforms: [count, splits].map((u) => ({ u32: u })),
+    workgroups: grid(Math.ceil(count / 256)),
   })[0]!;
 }
 

@@ -19,9 +19,10 @@ const ROWS_AT_ONCE = 8;
  * A workgroup of 256 invocations computes 8 output columns for every row: 32 invocations per column stride along K
  * (consecutive vec4s of the weight row, coalesced) and a tree in workgroup memory sums their partials. The decode
  * projections of a 7B model (K up to 14,336, N from 4,096 to 32,001) thus run on N/8 workgroups, where a GEMM tile
- * of 64 columns gives the GPU N/64 long serial loops.
+ * of 64 columns gives the GPU N/64 long serial loops. With several weights (q, k, v) their rows follow one another as
+ * the output's columns: one kernel where each would be a product and their outputs a concatenation.
  */
-function matVecWgsl(vec: boolean, swiglu: boolean): string {
+function matVecWgsl(vec: boolean, swiglu: boolean, weights: number): string {
   const t = vec ? 'vec4<f32>' as const : 'f32' as const;
   const threads = COLS * LANES;
   // With SwiGLU, x holds gate then up ([M, 2K]) and the product's input is silu(gate)·up, as swiglu.ts computes it.
@@ -29,8 +30,19 @@ function matVecWgsl(vec: boolean, swiglu: boolean): string {
     ? `let g = x[r * 2u * params.k + kk];
   return (g * (1.0 / (1.0 + exp(-g)))) * x[r * 2u * params.k + params.k + kk];`
     : 'return x[r * params.k + kk];';
+  const names = Array.from({ length: weights }, (_, i) => `w${i}`);
+  // Output column col is row col − end(i − 1) of weight i, where end(i) is the columns of weights 0..i (params.endI).
+  const ends = names.slice(0, -1).map((_, i): [string, 'u32'] => [`end${i}`, 'u32']);
+  const pick = names.map((w, i) => {
+    const row = i === 0 ? 'col' : `(col - params.end${i - 1})`;
+    const read = `return ${w}[${row} * params.k + kk];`;
+    return i < weights - 1 ? `if (col < params.end${i}) { ${read} }` : read;
+  });
   return `
-${bindings([['y', 'f32']], [['x', t], ['w', t]], [['m', 'u32'], ['n', 'u32'], ['k', 'u32']])}
+${bindings([['y', 'f32']], [['x', t], ...names.map((w): [string, typeof t] => [w, t])], [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ...ends])}
+fn weight(col: u32, kk: u32) -> ${t} {
+  ${pick.join('\n  ')}
+}
 var<workgroup> red: array<f32, ${ROWS_AT_ONCE * threads}>;
 fn input(r: u32, kk: u32) -> ${t} {
   ${load}
@@ -45,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var r = 0u; r < ${ROWS_AT_ONCE}u; r = r + 1u) { acc[r] = 0.0; }
     if (live) {
       for (var kk = lane; kk < params.k; kk = kk + ${LANES}u) {
-        let wv = w[col * params.k + kk];
+        let wv = weight(col, kk);
         for (var r = 0u; r < ${ROWS_AT_ONCE}u; r = r + 1u) {
           if (r0 + r < params.m) { acc[r] = acc[r] + ${vec ? 'dot(input(r0 + r, kk), wv)' : 'input(r0 + r, kk) * wv'}; }
         }
@@ -71,30 +83,48 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /** x [M, K] · w [N, K]ᵀ → [M, N] for M ≤ MATVEC_MAX_ROWS; not differentiable (decoding and evaluation only). */
 export function matVec(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  return product(x, w, false);
+  return product(x, [w], false);
 }
+
+/**
+ * x [M, K] times each weight [Nᵢ, K]ᵀ, the outputs side by side → [M, ΣNᵢ], in one kernel: a decode step's q|k|v
+ * or gate|up where the weights are not stacked into one matrix (a model too large to keep stacked copies). At most
+ * MATVEC_MAX_WEIGHTS weights; not differentiable.
+ */
+export function matVecConcat(x: tf.Tensor2D, weights: tf.Tensor2D[]): tf.Tensor2D {
+  if (weights.length < 1 || weights.length > MATVEC_MAX_WEIGHTS) throw new Error(`matvec: ${weights.length} weights, 1 to ${MATVEC_MAX_WEIGHTS}`);
+  return product(x, weights, false);
+}
+
+/** Weights one product reads side by side (q, k, v): with x, y and the uniforms within WebGPU's 8 storage buffers. */
+export const MATVEC_MAX_WEIGHTS = 3;
 
 /**
  * silu(gate)·up of gu [M, 2K] (gate then up, the fused gate|up projection) times w [N, K]ᵀ → [M, N] in one kernel:
  * SwiGLU and down_proj of a decode step. Not differentiable.
  */
 export function matVecSwiglu(gu: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  return product(gu, w, true);
+  return product(gu, [w], true);
 }
 
-function product(x: tf.Tensor2D, w: tf.Tensor2D, swiglu: boolean): tf.Tensor2D {
+function product(x: tf.Tensor2D, weights: tf.Tensor2D[], swiglu: boolean): tf.Tensor2D {
   const [m, width] = x.shape;
   const k = swiglu ? width / 2 : width;
-  const [n, kw] = w.shape;
-  if (k !== kw) throw new Error(`matvec: inner sizes differ: [${x.shape.join(', ')}]${swiglu ? ' (gate|up)' : ''} · [${w.shape.join(', ')}]ᵀ`);
+  for (const w of weights) {
+    if (w.shape[1] !== k) throw new Error(`matvec: inner sizes differ: [${x.shape.join(', ')}]${swiglu ? ' (gate|up)' : ''} · [${w.shape.join(', ')}]ᵀ`);
+  }
   if (m > MATVEC_MAX_ROWS) throw new Error(`matvec: ${m} rows, at most ${MATVEC_MAX_ROWS}`);
   const vec = k % 4 === 0;
+  // Columns of the output up to the end of each weight but the last.
+  const ends: number[] = [];
+  let n = 0;
+  for (const w of weights) ends.push((n += w.shape[0]));
   const [y] = runToTensors({
-    key: `matvec-${vec ? 'vec4' : 'scalar'}${swiglu ? '-swiglu' : ''}`,
-    wgsl: () => matVecWgsl(vec, swiglu),
-    inputs: [x, w],
+    key: `matvec-${vec ? 'vec4' : 'scalar'}${swiglu ? '-swiglu' : ''}${weights.length > 1 ? `-w${weights.length}` : ''}`,
+    wgsl: () => matVecWgsl(vec, swiglu, weights.length),
+    inputs: [x, ...weights],
     outputs: [{ shape: [m, n], dtype: 'float32' }],
-    uniforms: [{ u32: m }, { u32: n }, { u32: vec ? k / 4 : k }],
+    uniforms: [m, n, vec ? k / 4 : k, ...ends.slice(0, -1)].map((u) => ({ u32: u })),
     workgroups: grid(Math.ceil(n / COLS)),
   });
   return y as tf.Tensor2D;

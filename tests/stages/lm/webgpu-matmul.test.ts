@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { readTensor as values } from '../../../stages/lm/backend.ts';
 import { BIG_TILE, matMul, planProduct, SMALL_TILE, type TileChoice } from '../../../stages/lm/webgpu/matmul.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
-import { matVec, matVecSwiglu } from '../../../stages/lm/webgpu/matvec.ts';
+import { matVec, matVecConcat, matVecSwiglu } from '../../../stages/lm/webgpu/matvec.ts';
 import { randn } from '../../helpers/gradcheck.ts';
 import { backendSuite, runOnWebgpu } from '../../helpers/backends.ts';
 import { maxDiff } from '../../helpers/hf-fixtures.ts';
@@ -55,6 +55,21 @@ test('a few rows times a weight (matvec.ts): 1 to 16 rows, K a multiple of 4 or 
     tf.dispose([x, w]);
   }
   assert.throws(() => matVec(tf.zeros([17, 4]) as tf.Tensor2D, tf.zeros([3, 4]) as tf.Tensor2D), /17 rows, at most 16/);
+});
+
+test('a few rows times several weights side by side (q, k, v unstacked) equals the concatenation of the products', async () => {
+  // [M, K, rows of each weight]: vec4 and scalar K, boundaries inside a workgroup's 8 columns.
+  const cases: Array<[number, number, number[]]> = [[2, 64, [13, 5, 5]], [9, 17, [30, 11]], [1, 36, [8, 8, 8]]];
+  for (const [m, k, rows] of cases) {
+    const x = randn([m, k], m + k) as tf.Tensor2D;
+    const ws = rows.map((n, i) => randn([n, k], k + n + i) as tf.Tensor2D);
+    await close(`${m}x${k}x[${rows.join(', ')}]`, matVecConcat(x, ws), tf.concat(ws.map((w) => tf.matMul(x, w, false, true)), 1));
+    tf.dispose([x, ...ws]);
+  }
+  const x = tf.zeros([2, 4]) as tf.Tensor2D;
+  assert.throws(() => matVecConcat(x, [1, 2, 3, 4].map(() => x)), /matvec: 4 weights, 1 to 3/);
+  assert.throws(() => matVecConcat(x, [x, tf.zeros([3, 5]) as tf.Tensor2D]), /matvec: inner sizes differ: \[2, 4\] · \[3, 5\]ᵀ/);
+  x.dispose();
 });
 
 test('SwiGLU applied as the few-rows product loads gate|up equals silu(gate)·up times the weight', async () => {
