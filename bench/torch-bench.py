@@ -173,8 +173,10 @@ def main():
         steps = args.steps or shape["steps"]
         wanted = (args.dtypes or ("fp32,bf16" if shape.get("pause_only") else "fp32")).split(",")
         for dtype_name in wanted:
+            # Whether float32 matmuls may run on TF32 tensor cores (torch's default: no); recorded with every figure.
+            tf32 = bool(torch.backends.cuda.matmul.allow_tf32) if dtype_name == "fp32" and device == "cuda" else None
             result = dict(shape=name, layers=layers, batch=batch, seq=seq, dtype=dtype_name, device=device_name,
-                          train_tokens_per_s=None, decode_tokens_per_s=None)
+                          tf32=tf32, train_tokens_per_s=None, decode_tokens_per_s=None)
             model = None
             try:
                 torch.manual_seed(0)

@@ -357,6 +357,8 @@ interface TorchResult {
   seq: number;
   dtype: string;
   device: string;
+  /** float32 runs on CUDA: whether torch let matmuls use TF32 tensor cores (absent in files from before stop 15). */
+  tf32?: boolean | null;
   train_tokens_per_s: number | null;
   decode_tokens_per_s: number | null;
   error?: string;
@@ -390,5 +392,6 @@ for (const r of torchResults()) {
   const parts = [];
   if (r.train_tokens_per_s) parts.push(`train ${r.train_tokens_per_s.toFixed(0)} tokens/s (ours ${ratio(trainRate, r.train_tokens_per_s)})`);
   if (r.decode_tokens_per_s) parts.push(`decode ${r.decode_tokens_per_s.toFixed(0)} tokens/s (ours ${ratio(decodeRate, r.decode_tokens_per_s)})`);
-  console.log(`pytorch ${r.dtype} (${r.device}), same shape: ${parts.join(', ')}`);
+  const precision = typeof r.tf32 === 'boolean' ? `, TF32 ${r.tf32 ? 'on' : 'off'}` : '';
+  console.log(`pytorch ${r.dtype} (${r.device}${precision}), same shape: ${parts.join(', ')}`);
 }
