@@ -115,7 +115,7 @@ function product(x: tf.Tensor2D, weights: tf.Tensor2D[], swiglu: boolean): tf.Te
   }
   if (m > MATVEC_MAX_ROWS) throw new Error(`matvec: ${m} rows, at most ${MATVEC_MAX_ROWS}`);
   const vec = k % 4 === 0;
-  // Columns of the output up to the end of each weight but the last.
+  // The output column where each weight's rows end (the kernel needs all but the last's).
   const ends: number[] = [];
   let n = 0;
   for (const w of weights) ends.push((n += w.shape[0]));
