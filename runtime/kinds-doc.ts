@@ -21,15 +21,27 @@ function typeOf(schema: Record<string, unknown>): string {
   return shown.length > 0 ? shown.join(' | ') : 'any';
 }
 
+/**
+ * A kind's params, each followed by the keys of its value where the schema lists them (`train.all`,
+ * `overrides.hidden_size`): a nested key is checked as strictly as a param, so the reference names it too.
+ */
 function properties(kind: StageKind): PropertyDoc[] {
-  const required = new Set(kind.params.required ?? []);
-  return Object.entries(kind.params.properties).map(([name, schema]) => ({
-    name,
-    type: typeOf(schema),
-    required: required.has(name),
-    default: 'default' in schema ? JSON.stringify(schema.default) : undefined,
-    description: schema.description,
-  }));
+  return describe(kind.params.properties, kind.params.required ?? [], '');
+}
+
+function describe(props: Record<string, Record<string, unknown>>, requiredNames: readonly string[], prefix: string): PropertyDoc[] {
+  const required = new Set(requiredNames);
+  return Object.entries(props).flatMap(([name, schema]) => {
+    const row: PropertyDoc = {
+      name: prefix + name,
+      type: typeOf(schema),
+      required: required.has(name),
+      default: 'default' in schema ? JSON.stringify(schema.default) : undefined,
+      description: typeof schema.description === 'string' ? schema.description : '',
+    };
+    const nested = schema.properties as Record<string, Record<string, unknown>> | undefined;
+    return nested ? [row, ...describe(nested, (schema.required as string[] | undefined) ?? [], `${prefix}${name}.`)] : [row];
+  });
 }
 
 function inputName(name: string): string {

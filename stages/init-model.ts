@@ -34,6 +34,27 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
       overrides: {
         type: 'object',
         description: 'config.json keys that replace the preset\'s, e.g. {"num_hidden_layers": 6, "max_position_embeddings": 2048}. Ignored with `path`.',
+        // The keys a from-scratch model's config honours, so a misspelt one is an error in `check`, not a silent no-op.
+        properties: {
+          model_type: { enum: ['llama', 'mistral'], description: 'llama, or mistral (which honours sliding_window).' },
+          vocab_size: { type: 'integer', minimum: 1, description: 'Embedding rows; at least the tokenizer\'s ids.' },
+          hidden_size: { type: 'integer', minimum: 1, description: 'Width of the residual stream.' },
+          intermediate_size: { type: 'integer', minimum: 1, description: 'Width of the SwiGLU MLP.' },
+          num_hidden_layers: { type: 'integer', minimum: 1, description: 'Decoder layers.' },
+          num_attention_heads: { type: 'integer', minimum: 1, description: 'Query heads.' },
+          num_key_value_heads: { type: 'integer', minimum: 1, description: 'Key/value heads (grouped-query attention); divides num_attention_heads.' },
+          head_dim: { type: 'integer', minimum: 2, description: 'Values per head (even, for RoPE); default hidden_size / num_attention_heads.' },
+          max_position_embeddings: { type: 'integer', minimum: 1, description: 'Longest sequence, prompt and answer together.' },
+          sliding_window: { type: ['integer', 'null'], minimum: 1, description: 'Mistral\'s attention window; null for none.' },
+          rope_theta: { type: 'number', exclusiveMinimum: 0, description: 'RoPE base.' },
+          rms_norm_eps: { type: 'number', exclusiveMinimum: 0, description: 'RMSNorm epsilon.' },
+          initializer_range: { type: 'number', minimum: 0, description: 'Standard deviation of the initial weights.' },
+          tie_word_embeddings: { type: 'boolean', description: 'Share the embedding with the LM head.' },
+          bos_token_id: { type: ['integer', 'null'], minimum: 0, description: 'Beginning-of-sequence id.' },
+          eos_token_id: { type: ['integer', 'null'], minimum: 0, description: 'End-of-sequence id.' },
+          pad_token_id: { type: ['integer', 'null'], minimum: 0, description: 'Padding id.' },
+        },
+        additionalProperties: false,
         default: {},
       },
       tokenizer: {

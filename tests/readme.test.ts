@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parsePipeText } from '../grammar/index.ts';
 import { loadPipelineText } from '../runtime/load.ts';
+import { kindsMarkdown } from '../runtime/kinds-doc.ts';
 import { STAGE_KINDS } from '../stages/index.ts';
 
 const README = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'README.md');
@@ -30,6 +31,16 @@ test('the language example validates against the real stage kinds, given the com
   assert.equal(result.pipeline!.stages.filter((x) => x.declaredName === 'warm').map((x) => x.name), [
     'warm[embed+head,lora=false]', 'warm[embed+head,lora=true]', 'warm[embed,lora=false]', 'warm[embed,lora=true]', 'warm[head,lora=false]',
   ]);
+});
+
+test('the README\'s stage kind reference is what `pausepipe kinds --md` prints now', () => {
+  const text = readFileSync(README, 'utf8');
+  const heading = '## Stage kinds (`pausepipe kinds --md`)\n\n';
+  const section = text.slice(text.indexOf(heading) + heading.length);
+  // The command's own title dropped and its headings one level down, under the README's heading.
+  const printed = kindsMarkdown(STAGE_KINDS).split('\n').slice(2).map((line) => (line.startsWith('## ') ? `#${line}` : line)).join('\n');
+  assert.ok(text.includes(heading), 'the section heading');
+  assert.fixture(section.trimEnd(), printed.trimEnd());
 });
 
 test.run();

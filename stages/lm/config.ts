@@ -133,15 +133,24 @@ export function fromHfConfig(json: unknown, where = 'config.json'): LmConfig {
   return cfg;
 }
 
+/** config.json's names of the fields checkConfig checks: its errors speak the language of the file a user edits. */
+const HF_NAMES = {
+  vocabSize: 'vocab_size', hiddenSize: 'hidden_size', intermediateSize: 'intermediate_size', numLayers: 'num_hidden_layers',
+  numHeads: 'num_attention_heads', numKvHeads: 'num_key_value_heads', headDim: 'head_dim', maxPositionEmbeddings: 'max_position_embeddings',
+  slidingWindow: 'sliding_window',
+} as const;
+
 /** Structural checks every config must pass before weights are built. */
 export function checkConfig(cfg: LmConfig, where = 'config'): void {
   for (const key of ['vocabSize', 'hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'maxPositionEmbeddings'] as const) {
-    if (!Number.isInteger(cfg[key]) || cfg[key] <= 0) throw new ConfigError(`${where}: ${key} must be a positive integer, got ${cfg[key]}`);
+    if (!Number.isInteger(cfg[key]) || cfg[key] <= 0) throw new ConfigError(`${where}: ${HF_NAMES[key]} must be a positive integer, got ${cfg[key]}`);
   }
-  if (cfg.numHeads % cfg.numKvHeads !== 0) throw new ConfigError(`${where}: numHeads ${cfg.numHeads} is not a multiple of numKvHeads ${cfg.numKvHeads}`);
-  if (cfg.headDim % 2 !== 0) throw new ConfigError(`${where}: headDim ${cfg.headDim} must be even for RoPE`);
+  if (cfg.numHeads % cfg.numKvHeads !== 0) {
+    throw new ConfigError(`${where}: num_attention_heads ${cfg.numHeads} is not a multiple of num_key_value_heads ${cfg.numKvHeads}`);
+  }
+  if (cfg.headDim % 2 !== 0) throw new ConfigError(`${where}: head_dim ${cfg.headDim} must be even for RoPE`);
   if (cfg.slidingWindow !== undefined && !(Number.isInteger(cfg.slidingWindow) && cfg.slidingWindow > 0)) {
-    throw new ConfigError(`${where}: slidingWindow must be a positive integer, got ${cfg.slidingWindow}`);
+    throw new ConfigError(`${where}: sliding_window must be a positive integer, got ${cfg.slidingWindow}`);
   }
 }
 

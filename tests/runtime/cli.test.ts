@@ -287,7 +287,12 @@ test('help, kinds and usage errors', async () => {
   const kinds = await pp('kinds');
   assert.match(kinds.out, 'sh (version 1)');
   assert.match(kinds.out, '    shell: boolean = false');
-  assert.match((await pp('kinds', '--md')).out, '| `command` | string \\| string[] | required |');
+  const md = (await pp('kinds', '--md')).out;
+  assert.match(md, '| `command` | string \\| string[] | required |');
+  // Keys inside an object param get rows of their own, as strictly checked as params.
+  assert.match(md, '| `train.all` | boolean | `false` | Every weight (from-scratch training or full fine-tuning); not with LoRA. |');
+  assert.match(md, '| `overrides.num_hidden_layers` | integer |  | Decoder layers. |');
+  assert.match(kinds.out, '    lora.r: integer = 16');
   const bad = await pp('run', 'x.pipe', '--jobs', '0');
   assert.is(bad.code, 2);
   assert.match(bad.err, '--jobs needs a whole number ≥ 1, got 0');

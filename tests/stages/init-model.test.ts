@@ -4,6 +4,8 @@ import * as assert from 'uvu/assert';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { INIT_MODEL } from '../../stages/init-model.ts';
+import { STAGE_KINDS } from '../../stages/index.ts';
+import { parsePipe } from '../helpers/pipe.ts';
 import { loadModel } from '../../stages/lm/model-io.ts';
 import { readSafetensors } from '../../stages/lm/safetensors.ts';
 import { builtinTokenizer, loadTokenizer } from '../../stages/lm/tokenizer.ts';
@@ -42,6 +44,18 @@ test('the same seed gives byte-identical weights, another seed different ones', 
   const [a, b, c] = [await bytes(7), await bytes(7), await bytes(8)];
   assert.ok(a.equals(b));
   assert.not.ok(a.equals(c));
+});
+
+test('a misspelt or mistyped override is an error of the pipeline file at its key, before anything runs', () => {
+  const text = 'stage base = init_model {\n  preset: "tiny"\n  overrides: { num_hiden_layers: 3, hidden_size: "64", model_type: "gpt2" }\n}';
+  const found = parsePipe(text, {}, STAGE_KINDS).diagnostics.map((d) => [d.code, d.message, d.span?.line, d.span?.column, d.notes ?? []]);
+  assert.equal(found, [
+    ['E_UNKNOWN_PARAM', 'unknown key `num_hiden_layers` in param `overrides`', 3, 16, ['did you mean `num_hidden_layers`?']],
+    ['E_PARAM_TYPE', 'param `overrides.hidden_size` must be integer, got string "64"', 3, 50, []],
+    ['E_PARAM_VALUE', 'param `overrides.model_type` must be one of "llama", "mistral", got "gpt2"', 3, 68, []],
+  ]);
+  const overrides = INIT_MODEL.params.properties.overrides!.properties as Record<string, { description: string }>;
+  for (const [key, schema] of Object.entries(overrides)) assert.ok(schema.description.length > 5, key);
 });
 
 test('a bad override names the key', async () => {

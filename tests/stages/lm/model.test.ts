@@ -166,8 +166,8 @@ config('unsupported architectures are errors that name the key', () => {
   assert.throws(() => fromHfConfig({ ...base, rope_scaling: { rope_type: 'llama3', factor: 8 } }, 'x/config.json'), /x\/config.json: rope_type "llama3" is not supported/);
   assert.throws(() => fromHfConfig({ ...base, model_type: 'gpt2' }), /model_type "gpt2" is not supported/);
   assert.throws(() => fromHfConfig({ ...base, model_type: 'mistral', sliding_window: 'wide' }), /"sliding_window" must be a number, got "wide"/);
-  assert.throws(() => fromHfConfig({ ...base, model_type: 'mistral', sliding_window: 0 }), /slidingWindow must be a positive integer, got 0/);
-  assert.throws(() => fromHfConfig({ ...base, num_key_value_heads: 3 }), /numHeads 2 is not a multiple of numKvHeads 3/);
+  assert.throws(() => fromHfConfig({ ...base, model_type: 'mistral', sliding_window: 0 }), /sliding_window must be a positive integer, got 0/);
+  assert.throws(() => fromHfConfig({ ...base, num_key_value_heads: 3 }), /num_attention_heads 2 is not a multiple of num_key_value_heads 3/);
   assert.throws(() => fromHfConfig({ ...base, hidden_size: 'big' }), /"hidden_size" must be a number/);
   assert.throws(() => fromHfConfig({ ...base, vocab_size: undefined }), /missing required key "vocab_size"/);
 });
