@@ -5,6 +5,7 @@ import { ArtifactStore } from '../cache/store.ts';
 import type { Progress, StageContext } from '../stages/kind.ts';
 import { gpuEnvironment } from './gpus.ts';
 import { loadKinds } from './kinds.ts';
+import { runStageKind } from './run-kind.ts';
 import { noticeLine, progressLine, readDescription, resultFileOf, STOPPED_BY_SIGTERM, writeJsonFile, type JobResult } from './job-protocol.ts';
 
 /** Progress lines are written at most this often (plus the last step): the runner reads them from a shared log. */
@@ -81,7 +82,7 @@ export async function execJob(descriptionFile: string, out: (line: string) => vo
         out(progressLine(p));
       },
     };
-    const result = await kind.run(ctx);
+    const result = await runStageKind(kind, ctx);
     if (controller.signal.aborted) return await finish({ token, status: 'failed', message: STOPPED_BY_SIGTERM }, 143);
     return await finish({ token, status: 'done', metrics: result.metrics ?? {} }, 0);
   } catch (error) {

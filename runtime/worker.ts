@@ -1,6 +1,7 @@
 // A stage worker: runs one isolated stage in its own process, so a crash or out-of-memory fails only that stage.
 import type { Progress, StageContext } from '../stages/kind.ts';
 import { loadKinds } from './kinds.ts';
+import { runStageKind } from './run-kind.ts';
 import type { FromWorker, RunRequest, ToWorker } from './worker-protocol.ts';
 
 /** Progress messages are sent at most this often (plus the last step), whatever rate the stage reports at. */
@@ -39,7 +40,7 @@ async function runStage(req: RunRequest, signal: AbortSignal): Promise<void> {
       void send({ type: 'progress', progress });
     },
   };
-  const result = await kind.run(ctx);
+  const result = await runStageKind(kind, ctx);
   await send({ type: 'done', metrics: result.metrics ?? {} });
 }
 

@@ -1,6 +1,7 @@
 // The in-process executor: stages whose kind says `isolated: false` (`sh`, whose command is already a child process).
 import type { StageContext, StageKind } from '../../stages/kind.ts';
 import type { Executor } from './executor.ts';
+import { runStageKind } from '../run-kind.ts';
 
 export function inProcessExecutor(kinds: Record<string, StageKind>): Executor {
   return {
@@ -9,7 +10,7 @@ export function inProcessExecutor(kinds: Record<string, StageKind>): Executor {
       if (!kind) throw new Error(`unknown stage kind \`${request.kind}\``);
       const { type: _type, kind: _kind, ...data } = request;
       const ctx: StageContext = { ...data, log: events.log, progress: events.progress, notice: events.notice, signal };
-      return (await kind.run(ctx)).metrics ?? {};
+      return (await runStageKind(kind, ctx)).metrics ?? {};
     },
   };
 }

@@ -37,6 +37,19 @@ async function counted(ws: string): Promise<string[]> {
   return (await readFile(path.join(ws, 'count.txt'), 'utf8').catch(() => '')).split('\n').filter(Boolean).sort();
 }
 
+test('a stage failing on a file of its input names the input and the upstream stage, not the cache folder', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [
+    instance('a', 'count', { counter: 'count.txt', value: 1 }),
+    instance('ok', 'read_input', { file: 'value.txt' }, { inputs: { up: 'a' } }),
+    instance('bad', 'read_input', { file: 'nope.txt' }, { inputs: { up: 'a' } }),
+  ]);
+  const { statuses, result } = await runOnce(p, { keepGoing: true });
+  assert.equal(statuses, [['a', 'ran', null], ['ok', 'ran', null], ['bad', 'failed', 'input `up` (stage `a`): nope.txt: missing']]);
+  // The log keeps the full path, for whoever wants to look at the folder.
+  assert.ok(result.outcomes[2]!.logTail!.some((line) => line.includes(`${path.sep}artifacts${path.sep}nope.txt: missing`)), result.outcomes[2]!.logTail!.join('\n'));
+});
+
 test('stages run in dependency order in workers, results are committed, and a second run computes nothing', async () => {
   const ws = await tempWorkspace('pausepipe-exec-');
   const p = pipelineOf(ws, [

@@ -1,0 +1,50 @@
+// Runs a stage kind's code wherever a stage runs (worker, in-process, Slurm job), so its errors read the same everywhere.
+import path from 'node:path';
+import type { ArtifactRef, StageContext, StageKind, StageResult } from '../stages/kind.ts';
+
+/**
+ * Runs `kind` on `ctx`. An error whose message names an upstream stage's cache folder (a missing or malformed
+ * file there) names the input and its stage instead: `input \`data\` (stage \`base\`): train.jsonl` says what
+ * to fix in the pipeline, `/…/objects/b5/b59a…/artifacts/train.jsonl` does not. The stack keeps the full path.
+ */
+export async function runStageKind(kind: StageKind, ctx: StageContext): Promise<StageResult> {
+  try {
+    return await kind.run(ctx);
+  } catch (error) {
+    if (error instanceof Error) {
+      // V8 writes the stack's first line at its first read: read it now, so the log keeps the full path.
+      void error.stack;
+      error.message = nameInputFolders(error.message, ctx.inputs);
+    }
+    throw error;
+  }
+}
+
+/** `text` with every input's artifact folder (and a path inside it) replaced by the input's and its stage's names. */
+export function nameInputFolders(text: string, inputs: Record<string, ArtifactRef[]>): string {
+  // One stage may be several inputs (`model: base, data: base`): its folder names them all.
+  const byFolder = new Map<string, { stage: string; names: string[] }>();
+  for (const [name, refs] of Object.entries(inputs)) {
+    for (const ref of refs) {
+      const entry = byFolder.get(ref.dir) ?? { stage: ref.stage, names: [] };
+      if (!entry.names.includes(name)) entry.names.push(name);
+      byFolder.set(ref.dir, entry);
+    }
+  }
+  let out = text;
+  for (const [dir, { stage, names }] of byFolder) {
+    const quoted = names.map((n) => `\`${n}\``);
+    const label = `${names.length === 1 ? 'input' : 'inputs'} ${quoted.length === 1 ? quoted[0] : `${quoted.slice(0, -1).join(', ')} and ${quoted.at(-1)}`} (stage \`${stage}\`)`;
+    // The folder, then optionally a path inside it; never a longer name that merely starts with the folder's.
+    const folder = new RegExp(`${escapeRegExp(dir)}(?:${escapeRegExp(path.sep)}(${PATH_CHARS}+))?(?!${PATH_CHARS})`, 'g');
+    out = out.replace(folder, (_, inside: string | undefined) => (inside ? `${label}: ${inside}` : label));
+  }
+  return out;
+}
+
+/** Characters a path in a message is made of (it ends at a space, a quote, a colon or punctuation). */
+const PATH_CHARS = `[^\\s:;,'"\`()]`;
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
