@@ -289,11 +289,18 @@ function terminalWidth(stream: Io['stdout']): number | undefined {
   return stream.isTTY && stream.columns ? stream.columns - 1 : undefined;
 }
 
+/** Dawn's line about a limit it lowered to fit its own allocator, e.g. `Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 ...`. */
+const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
+
 /** What a person reads after a run: failures with their log tails, a summary, and the results table. */
 export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): void {
   for (const o of r.outcomes.filter((x) => x.status === 'failed')) {
     const lines = [`failed ${o.name}: ${o.error ?? ''}`];
-    if (o.logTail?.length) lines.push(...o.logTail.filter((l) => l !== '').map((l) => `  | ${l}`));
+    // The tail without what the first line already says and without Dawn's notes on its own limits (printed by
+    // every WebGPU probe, even where the stage runs on wasm): the full log keeps both.
+    const repeated = `pausepipe: ${o.error ?? ''}`;
+    const shown = (o.logTail ?? []).filter((l) => l !== '' && l !== repeated && !DAWN_LIMIT_NOTE.test(l));
+    lines.push(...shown.map((l) => `  | ${l}`));
     if (o.logPath) lines.push(`  full log: ${o.logPath}`);
     write(io.stderr, lines.join('\n'));
   }

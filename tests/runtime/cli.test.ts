@@ -242,6 +242,15 @@ test('an invalid pipeline exits 2 with located diagnostics; check passes a valid
   assert.equal(await pp('check', ok.file), { code: 0, out: 'ok: 7 stages\n', err: '' });
 });
 
+test('a failure is told once: its log tail leaves out the message already shown and Dawn\'s notes on its limits', async () => {
+  const dawn = 'Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.';
+  const { file } = await workspace(`stage bad = sh { command: ["sh", "-c", "echo '${dawn}' >&2; echo reading; exit 3"] }\n`);
+  const ran = await pp('run', file);
+  assert.is(ran.code, 1);
+  const block = ran.err.slice(ran.err.indexOf('failed bad:')).split('\n').filter((l) => !l.startsWith('  full log: ') && l !== '');
+  assert.equal(block, ['failed bad: command failed with exit code 3', `  | $ sh -c "echo '${dawn}' >&2; echo reading; exit 3"`, '  | reading']);
+});
+
 test('exit codes: 1 when a stage fails; --keep-going still runs what does not depend on it', async () => {
   const text = `
 stage bad = sh { command: ["sh", "-c", "exit 3"] }
