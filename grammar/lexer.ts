@@ -3,8 +3,13 @@ import type { IToken } from 'chevrotain';
 import { createTokenInstance, Lexer } from './chevrotain.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import {
-  InterpStart, LCurlyNested, LEXER_MODES, MODE_MAIN, RCurly, RCurlyNested, StringEnd, StringNewline, StringStart,
+  Identifier, InterpStart, KEYWORDS, LCurlyNested, LEXER_MODES, MODE_MAIN, NumberLiteral, RCurly, RCurlyNested, StringEnd, StringNewline,
+  StringStart,
 } from './tokens.ts';
+import type { TokenType } from 'chevrotain';
+
+/** Tokens that make one word with a number they touch: names, keywords and more numbers (`0x10`, `1e`, `2.5.1`). */
+const GLUED = new Set<TokenType>([Identifier, NumberLiteral, ...KEYWORDS]);
 
 const pipeLexer = new Lexer({ modes: LEXER_MODES, defaultMode: MODE_MAIN }, { positionTracking: 'full' });
 
@@ -68,8 +73,33 @@ export function tokenize(text: string, file: string, maxErrors = Infinity): Toke
     const what = e.length === 1 ? `character \`${chars}\`` : `characters \`${chars}\``;
     return diagnostic('E_LEX', `unexpected ${what}`, spanAt(file, text, e.offset, e.length));
   });
-  const tokens = closeStrings(lexed.tokens, text, file, diagnostics);
+  const tokens = closeStrings(joinBadNumbers(lexed.tokens, text, file, diagnostics), text, file, diagnostics);
   return { tokens, diagnostics, unreported: Math.max(0, lexed.errors.length - maxErrors) };
+}
+
+/**
+ * A number with a name glued to it (`0x10`, `2k`, `1e`) lexes as a number then a name, and the parser would then
+ * complain about the name (`expected \`:\``). Says what is wrong at the whole word instead, and keeps only the
+ * number, so the parser goes on as if the value were well written.
+ */
+function joinBadNumbers(tokens: IToken[], text: string, file: string, diagnostics: Diagnostic[]): IToken[] {
+  const out: IToken[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    out.push(t);
+    let end = (t.endOffset ?? t.startOffset) + 1;
+    if (t.tokenType !== NumberLiteral) continue;
+    // Every name or number token that starts right where the last one ended belongs to the same word.
+    while (i + 1 < tokens.length && tokens[i + 1]!.startOffset === end && GLUED.has(tokens[i + 1]!.tokenType)) {
+      i++;
+      end = (tokens[i]!.endOffset ?? tokens[i]!.startOffset) + 1;
+    }
+    const word = text.slice(t.startOffset, end);
+    if (word === t.image) continue;
+    diagnostics.push(diagnostic('E_BAD_NUMBER', `\`${word}\` is not a number: write numbers in decimal, e.g. 16, 0.5 or 1e-4`,
+      spanAt(file, text, t.startOffset, word.length)));
+  }
+  return out;
 }
 
 /**

@@ -34,7 +34,7 @@ export const And = keyword('and');
 export const Or = keyword('or');
 export const Not = keyword('not');
 
-const KEYWORDS = [Include, Let, Stage, For, Each, In, Where, Named, If, Then, Else, True, False, Null, And, Or, Not];
+export const KEYWORDS = [Include, Let, Stage, For, Each, In, Where, Named, If, Then, Else, True, False, Null, And, Or, Not];
 
 export const NumberLiteral = createToken({
   name: 'NumberLiteral',

@@ -98,6 +98,7 @@ const LOOP = 'for each x in [1, 2] { stage w = sft(model: base, data: paused) { 
 /** One case per code: [source, the code's line, column, included files (the diagnostic may be in one), kinds]. */
 const CASES: Record<string, [string, number, number, Record<string, string>?, Record<string, StageKind>?]> = {
   E_LEX: ['let a = 1\nlet b = 2;', 2, 10],
+  E_BAD_NUMBER: ['let a = 1\nlet b = 0x10', 2, 9],
   E_PARSE: ['stage a = gsm8k {', 1, 18],
   E_UNTERMINATED_STRING: ['stage a = gsm8k { path: "abc\n}', 1, 25],
   E_BAD_ESCAPE: ['let a = "\\d"', 1, 10],

@@ -67,6 +67,17 @@ lexer('an unexpected character is E_LEX at its position, and lexing goes on', ()
   assert.equal(r.tokens.at(-1)!.image, '2');
 });
 
+lexer('a number run into letters or digits is E_BAD_NUMBER over the whole word, and only the number goes on to the parser', () => {
+  const r = tokenize('let a = 0x10\nlet b = 2.5.1 + 1e-4\nlet c = 3', 'f.pipe');
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column, d.span!.endColumn]), [
+    ['E_BAD_NUMBER', '`0x10` is not a number: write numbers in decimal, e.g. 16, 0.5 or 1e-4', 1, 9, 13],
+    ['E_BAD_NUMBER', '`2.5.1` is not a number: write numbers in decimal, e.g. 16, 0.5 or 1e-4', 2, 9, 14],
+  ]);
+  assert.equal(kinds('let a = 0x10\nlet b = 2.5.1 + 1e-4').filter((k) => k.startsWith('NumberLiteral')), ['NumberLiteral 0', 'NumberLiteral 2.5', 'NumberLiteral 1e-4']);
+  // Spaced, the same characters are separate tokens the parser judges.
+  assert.equal(tokenize('let a = 1 + x', 'f.pipe').diagnostics, []);
+});
+
 lexer('a string cut by a line break is E_UNTERMINATED_STRING and the next line lexes normally', () => {
   const r = tokenize('let a = "abc\nlet b = 2', 'f.pipe');
   assert.equal(r.diagnostics.map((d) => [d.code, d.span!.line, d.span!.column, d.span!.endColumn]), [
