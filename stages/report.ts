@@ -45,16 +45,22 @@ function shellQuote(text: string): string {
 }
 
 /**
- * One `pausepipe export` line per distinct model, in table order. A stage never learns which .pipe file it runs
- * from, so the lines read it from `$PIPE`, which the text around them asks the reader to set.
+ * One `pausepipe export` line per distinct model, in table order, to run from the project folder. They name the
+ * pipeline file of the run that wrote the report (the provenance's); a report written without one (a stage run
+ * outside the runner) reads it from `$PIPE`, which its introduction then asks the reader to set.
  */
-export function exportCommands(rows: readonly ReportRow[]): string[] {
+export function exportCommands(rows: readonly ReportRow[], pipeline: string | null): string[] {
   const stages = [...new Set(rows.map((r) => r.model_stage))];
+  const file = pipeline === null ? '"$PIPE"' : shellQuote(pipeline);
   return stages.map((s) =>
-    `pausepipe export ${shellQuote(s)} ${shellQuote(`exported/${s.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/-+$/, '')}`)} --pipeline "$PIPE"`);
+    `pausepipe export ${shellQuote(s)} ${shellQuote(`exported/${s.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/-+$/, '')}`)} --pipeline ${file}`);
 }
 
-const EXPORT_INTRO = 'Copy a model out of the cache into a folder of your choice, with PIPE set to this pipeline\'s .pipe file:';
+function exportIntro(pipeline: string | null): string {
+  return pipeline === null
+    ? 'Copy a model out of the cache into a folder of your choice, with PIPE set to this pipeline\'s .pipe file:'
+    : 'Copy a model out of the cache into a folder of your choice, from the project folder:';
+}
 
 /** The headline sentences: best accuracy, and the lowest eval loss among the rows measured on each data. */
 export function summary(rows: readonly ReportRow[]): string[] {
@@ -220,10 +226,10 @@ export function markdownReport(d: ReportDocument): string {
     '',
     '## Export a model',
     '',
-    EXPORT_INTRO,
+    exportIntro(d.provenance.pipeline),
     '',
     '```sh',
-    ...exportCommands(d.rows),
+    ...exportCommands(d.rows, d.provenance.pipeline),
     '```',
     '',
   ].join('\n');
@@ -299,8 +305,8 @@ ${files.map((f) => `<tr>${f}</tr>`).join('\n')}
 </table>
 </details>
 <h2>Export a model</h2>
-<p>${escapeHtml(EXPORT_INTRO)}</p>
-<pre>${escapeHtml(exportCommands(d.rows).join('\n'))}</pre>
+<p>${escapeHtml(exportIntro(d.provenance.pipeline))}</p>
+<pre>${escapeHtml(exportCommands(d.rows, d.provenance.pipeline).join('\n'))}</pre>
 </body>
 </html>
 `;
@@ -310,7 +316,7 @@ const NUMBER_OR_NULL = { type: ['number', 'null'] };
 
 export const REPORT: StageKind<ReportParams> = {
   name: 'report',
-  version: 4,
+  version: 5,
   description:
     'Results table of an ablation from its evaluate stages: report.md, report.csv and a self-contained report.html ' +
     'with the provenance of the run, a per-variant accuracy chart, training and validation loss curves, a reference ' +

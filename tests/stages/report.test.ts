@@ -4,7 +4,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
 import type { ArtifactRef } from '../../stages/kind.ts';
-import { REPORT, REPORT_FILES } from '../../stages/report.ts';
+import type { ReportRow } from '../../stages/data/report-table.ts';
+import { exportCommands, REPORT, REPORT_FILES } from '../../stages/report.ts';
 import { makeContext, removeTempDirs, tempDir } from './data/stage-context.ts';
 
 const KEY_SHAPE = /[0-9a-f]{64}/;
@@ -100,7 +101,11 @@ test('report.md starts with the provenance, then the exact table; cache paths ar
   ]);
   assert.ok(md.includes('Best test accuracy: 0.560 (embed=false, head=true). Lowest eval loss on the validation split of `paused`: 0.51348 (embed=false, head=true).'));
   assert.ok(md.includes('- embed=true, head=true: predictions `.pausepipe/objects/e1/e1a0/artifacts/test_results.json`, model `.pausepipe/objects/a1/a1b2/artifacts`\n'));
-  assert.ok(md.includes(`pausepipe export 'warm[embed=true,head=true]' exported/warm-embed-true-head-true --pipeline "$PIPE"\n`));
+  // Export lines to run as they are: the run's pipeline file is named (one written outside a run reads $PIPE).
+  assert.ok(md.includes('Copy a model out of the cache into a folder of your choice, from the project folder:\n'));
+  assert.ok(md.includes(`pausepipe export 'warm[embed=true,head=true]' exported/warm-embed-true-head-true --pipeline pipelines/pause.pipe\n`));
+  assert.equal(exportCommands([{ model_stage: 'warm[a=1]' }] as ReportRow[], null), [`pausepipe export 'warm[a=1]' exported/warm-a-1 --pipeline "$PIPE"`]);
+  assert.equal(exportCommands([{ model_stage: 's' }] as ReportRow[], 'my pipes/x.pipe'), [`pausepipe export s exported/s --pipeline 'my pipes/x.pipe'`]);
   assert.ok(md.includes('![Test accuracy per variant](accuracy.svg)'));
 });
 
