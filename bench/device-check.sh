@@ -2,6 +2,7 @@
 # The one GPU check of a session lent a device: every figure the README's GPU section needs, in about 7 minutes.
 #   here:   npm install && bash ../shared/tools/device-prep.sh      (packs Node.js, the Vulkan loader, node_modules)
 #   device: bash bench/device-check.sh    carrying .device and dist; files land in $OUT (8 at most)
+# summary.txt ends with the verdicts of bench/device-verdicts.ts: the decisions the figures call for.
 # Steps run in order of importance, each under its own timeout and the whole under DEVICE_CHECK_BUDGET seconds
 # (default 420); a failed or skipped step is noted in summary.txt and the next one runs. DEVICE_CHECK_TINY=1 shrinks
 # every step (one layer, a few tokens; the demo is planned, not run) to prove the script end to end on a software GPU.
@@ -134,3 +135,5 @@ rm -rf "$DEMO_CACHE"
 echo "done in $((SECONDS - START)) s" | tee -a "$SUMMARY"
 grep -h -E '^(backend|adapter limits|roofline|memory estimate|shape|train|decode|kernels|memory|pytorch|matmul |profile of one step)|^  other wgsl tiles|^  [A-Za-z].* ms +[0-9.]+%' \
   "$OUT/bench.txt" "$OUT/mistral7b.txt" 2>/dev/null >> "$SUMMARY"
+# What the figures call for (which product and tile to make the default, whether replay and the lookahead pay).
+node --import tsx bench/device-verdicts.ts "$OUT" >> "$SUMMARY" 2>&1

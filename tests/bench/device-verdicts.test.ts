@@ -1,0 +1,52 @@
+// bench/device-verdicts.ts: the decisions read from a device check's logs (lines in the benches' own formats).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { rates, sections, verdicts } from '../../bench/device-verdicts.ts';
+
+const train = (ms: number, tps: number) => `train: 3 steps, ${ms} ms a step → ${tps.toLocaleString('en-US')} tokens/s wall; 9.2 TFLOP/s = 90.0% of the roofline`;
+const decode = (tps: number, ms: number) => `decode: batch 8, prompt 16, 32 tokens greedy with the KV cache, 1 step ahead of each read → prefill 9 ms, ${tps.toLocaleString('en-US')} tokens/s wall (${ms} ms a step, of which the host spends 0.31 ms queuing it)`;
+
+const BENCH = [
+  '=== matmul bench: tfjs vs wgsl (limit 90s)',
+  'backend: webgpu: NVIDIA H100',
+  'matmul 4096³: 4096×4096×4096 NN, 4 per read: tfjs 9.10 TFLOP/s, wgsl 18.20 TFLOP/s (2.00×; 128x128x8/8x8), max diff 1.0e-7 of max |C|',
+  'matmul medium o dW = dYᵀ·X: 512×4096×512 TN, 20 per read: tfjs 4.00 TFLOP/s, wgsl 2.00 TFLOP/s (0.50×; 128x128x8/8x8, K in 16 slices), max diff 1.0e-7 of max |C|',
+  '=== bench small (limit 60s)',
+  train(20, 52480),
+  decode(6000, 1.3),
+  '=== bench medium (limit 75s)',
+  train(115, 35562),
+  decode(3000, 5.3),
+  '=== bench medium, wgsl matmul (limit 75s)',
+  train(80, 51200),
+  '=== bench small, decode graph off (limit 60s)',
+  decode(2400, 3.3),
+  '=== bench small, lookahead 4 (limit 60s)',
+  decode(7000, 1.1),
+  '=== matmul bench: other wgsl tiles (limit 120s)',
+  'matmul 4096³: 4096×4096×4096 NN, 4 per read: tfjs 9.10 TFLOP/s, wgsl 18.00 TFLOP/s (1.98×; 128x128x8/8x8), max diff 1.0e-7 of max |C|',
+  '  other wgsl tiles (bm x bn x bk / per invocation): 128x128x16/8x8 21.60 TFLOP/s, 64x64x8/4x4 9.00 TFLOP/s',
+].join('\n');
+
+test('sections split a log at its `=== step (limit Ns)` lines; rates read ms a step and tokens/s, a checkpointed run\'s train line too', () => {
+  const s = sections(BENCH);
+  assert.equal([...s.keys()].slice(0, 3), ['matmul bench: tfjs vs wgsl', 'bench small', 'bench medium']);
+  assert.equal(rates(s.get('bench small')), { train: { ms: 20, tokensPerS: 52480 }, decode: { ms: 1.3, tokensPerS: 6000 } });
+  assert.equal(rates(['train (activation checkpointing; rates count model FLOPs, not the recomputed forward): 1 steps, 14802 ms a step → 2,594 tokens/s wall']).train,
+    { ms: 14802, tokensPerS: 2594 });
+  assert.equal(rates(undefined), { train: null, decode: null });
+});
+
+test('verdicts: each decision with its figures, and what was not measured says so', () => {
+  assert.equal(verdicts(BENCH, ''), [
+    'verdict products: the WGSL GEMM against tfjs\'s matmul 2×, 0.5× (faster on 1 of 2 shapes, geometric mean 1.00×)',
+    'verdict medium training: tfjs 35,562 tokens/s (115 ms a step), wgsl 51,200 tokens/s (80 ms a step) (wgsl 1.44×): make wgsl the default (matMulChoice in stages/lm/webgpu/matmul.ts)',
+    'verdict mistral7b layer training: tfjs not measured, wgsl not measured (wgsl not measured): no decision',
+    'verdict tiles: best other tile per shape 4096³: 128x128x16/8x8 1.20× (against the planned tile)',
+    'verdict decode replay, small: 6,000 tokens/s (1.3 ms a step) replayed, 2,400 tokens/s (3.3 ms a step) through tfjs (replay 2.54×)',
+    'verdict decode replay, medium: 3,000 tokens/s (5.3 ms a step) replayed, not measured through tfjs (replay not measured)',
+    'verdict decode lookahead, small: 1 ahead 6,000 tokens/s (1.3 ms a step), 4 ahead 7,000 tokens/s (1.1 ms a step) (1.18×): raise the default (PAUSEPIPE_DECODE_LOOKAHEAD in kernels.ts)',
+  ]);
+});
+
+test.run();
