@@ -32,6 +32,7 @@ export const DIAGNOSTIC_CODES = {
   E_BAD_NUMBER: 'a number runs into letters or digits that make no number (`0x10`, `2k`, `1e`): numbers are decimal',
   E_PARSE: 'the text does not follow the grammar; the message says what was expected',
   E_UNTERMINATED_STRING: 'a string has no closing `"` before the end of its line',
+  E_UNCLOSED_INTERPOLATION: 'a `${` in a string has no `}` before the string\'s closing `"`',
   E_BAD_ESCAPE: 'a `\\` in a string is followed by something other than `"`, `\\`, `n`, `t` or `$`',
   E_FILE_NOT_FOUND: 'the entry .pipe file cannot be read (missing, not a regular file, or over 1 MiB)',
   E_INCLUDE_NOT_FOUND: 'an included file cannot be read (missing, not a `.pipe` file, not a regular file, or over 1 MiB)',

@@ -1,10 +1,10 @@
 // Text → tokens, with lexing mistakes (stray characters, unterminated strings) turned into diagnostics.
-import type { IToken } from 'chevrotain';
+import type { ILexingError, IToken } from 'chevrotain';
 import { createTokenInstance, Lexer } from './chevrotain.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import {
-  Identifier, InterpStart, KEYWORDS, LCurlyNested, LEXER_MODES, MODE_MAIN, NumberLiteral, RCurly, RCurlyNested, StringEnd, StringNewline,
-  StringStart,
+  Identifier, InterpStart, KEYWORDS, LCurlyNested, LEXER_MODES, MODE_MAIN, NumberLiteral, RCurly, RCurlyNested, StringEnd, StringEscape,
+  StringNewline, StringStart, StringText,
 } from './tokens.ts';
 import type { TokenType } from 'chevrotain';
 
@@ -67,14 +67,77 @@ export function spanAt(file: string, text: string, offset: number, length: numbe
 
 /** Tokens and diagnostics; only the first `maxErrors` lexing errors become diagnostics (a binary file has millions). */
 export function tokenize(text: string, file: string, maxErrors = Infinity): TokenizeResult {
-  const lexed = pipeLexer.tokenize(text);
+  const unclosed: Diagnostic[] = [];
+  const lexed = lexClosingInterpolations(text, file, 0, unclosed);
   const diagnostics: Diagnostic[] = lexed.errors.slice(0, maxErrors).map((e) => {
     const chars = text.slice(e.offset, e.offset + e.length);
     const what = e.length === 1 ? `character \`${chars}\`` : `characters \`${chars}\``;
     return diagnostic('E_LEX', `unexpected ${what}`, spanAt(file, text, e.offset, e.length));
   });
+  diagnostics.push(...unclosed);
   const tokens = closeStrings(joinBadNumbers(lexed.tokens, text, file, diagnostics), text, file, diagnostics);
   return { tokens, diagnostics, unreported: Math.max(0, lexed.errors.length - maxErrors) };
+}
+
+/**
+ * Lexes `text` from offset `from` (in the main mode). A `${` left open (`"echo ${name" }`) would make the string's
+ * closing `"` open a string inside the interpolation, and everything after it lex as the wrong things (four or
+ * five errors, none saying what is wrong): when a string that starts right inside the interpolation of a top-level
+ * string runs to the end of its line (or of the file), its `"` is taken as the outer string's end instead, the `}`
+ * is supplied, one diagnostic says so, and the rest of the text is lexed again from there.
+ */
+function lexClosingInterpolations(text: string, file: string, from: number, unclosed: Diagnostic[]): { tokens: IToken[]; errors: ILexingError[] } {
+  const lexed = lexFrom(text, from);
+  const tokens = lexed.tokens;
+  // Open strings (their first token) and interpolations (their `${`), innermost last.
+  const open: Array<{ token: IToken; interpolation: boolean }> = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t.tokenType === StringStart) {
+      const depth = open.length;
+      open.push({ token: t, interpolation: false });
+      // A string straight inside `${` of a top-level string: see whether its line ends before it does.
+      if (depth !== 2 || open[0]!.interpolation || !open[1]!.interpolation) continue;
+      let j = i + 1;
+      while (j < tokens.length && (tokens[j]!.tokenType === StringText || tokens[j]!.tokenType === StringEscape)) j++;
+      // Cut by its line's end, or by the file's.
+      if (j < tokens.length && tokens[j]!.tokenType !== StringNewline) continue;
+      const interp = open[1]!.token;
+      unclosed.push(diagnostic('E_UNCLOSED_INTERPOLATION', '`${` is not closed: add `}` before the string\'s closing `"`',
+        spanAt(file, text, interp.startOffset, t.startOffset - interp.startOffset)));
+      const at = positionAt(text, t.startOffset);
+      const closeBrace = createTokenInstance(RCurlyNested, '', t.startOffset, t.startOffset, at.line, at.line, at.column, at.column);
+      closeBrace.isInsertedInRecovery = true;
+      const closeString = createTokenInstance(StringEnd, '"', t.startOffset, t.startOffset, at.line, at.line, at.column, at.column);
+      const rest = lexClosingInterpolations(text, file, t.startOffset + 1, unclosed);
+      return {
+        tokens: [...tokens.slice(0, i), closeBrace, closeString, ...rest.tokens],
+        errors: [...lexed.errors.filter((e) => e.offset < t.startOffset), ...rest.errors],
+      };
+    }
+    if (t.tokenType === InterpStart || t.tokenType === LCurlyNested) open.push({ token: t, interpolation: t.tokenType === InterpStart });
+    else if (t.tokenType === StringEnd || t.tokenType === RCurlyNested || t.tokenType === StringNewline) open.pop();
+  }
+  return lexed;
+}
+
+/** The main mode's tokens and errors of `text` from `from` on, at their places in the whole text. */
+function lexFrom(text: string, from: number): { tokens: IToken[]; errors: ILexingError[] } {
+  if (from === 0) return pipeLexer.tokenize(text);
+  const lexed = pipeLexer.tokenize(text.slice(from));
+  const base = positionAt(text, from);
+  // Tokens on the slice's first line sit after the column it starts at; every line is shifted down.
+  const column = (line: number | undefined, c: number | undefined) => (line === 1 ? (c ?? 1) + base.column - 1 : c);
+  for (const t of lexed.tokens) {
+    t.startColumn = column(t.startLine, t.startColumn)!;
+    t.endColumn = column(t.endLine, t.endColumn);
+    t.startOffset += from;
+    if (t.endOffset !== undefined) t.endOffset += from;
+    t.startLine = (t.startLine ?? 1) + base.line - 1;
+    if (t.endLine !== undefined) t.endLine += base.line - 1;
+  }
+  const errors = lexed.errors.map((e) => ({ ...e, offset: e.offset + from }));
+  return { tokens: lexed.tokens, errors };
 }
 
 /**

@@ -101,6 +101,7 @@ const CASES: Record<string, [string, number, number, Record<string, string>?, Re
   E_BAD_NUMBER: ['let a = 1\nlet b = 0x10', 2, 9],
   E_PARSE: ['stage a = gsm8k {', 1, 18],
   E_UNTERMINATED_STRING: ['stage a = gsm8k { path: "abc\n}', 1, 25],
+  E_UNCLOSED_INTERPOLATION: ['let a = 1\nstage d = gsm8k { path: "data/${a" }', 2, 31],
   E_BAD_ESCAPE: ['let a = "\\d"', 1, 10],
   E_INCLUDE_NOT_FOUND: ['let a = 1\ninclude "nope.pipe"', 2, 9],
   E_INCLUDE_CYCLE: ['include "a.pipe"', 2, 9, { 'a.pipe': 'let a = 1\ninclude "main.pipe"' }],

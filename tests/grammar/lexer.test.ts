@@ -78,6 +78,25 @@ lexer('a number run into letters or digits is E_BAD_NUMBER over the whole word, 
   assert.equal(tokenize('let a = 1 + x', 'f.pipe').diagnostics, []);
 });
 
+lexer('a `${` left open is one E_UNCLOSED_INTERPOLATION at it: the string ends at its `"` and the rest of the text lexes as written', () => {
+  const text = 'let n = "a"\nstage s = sh { command: "echo ${n" }\nstage t = sh { command: "x ${n}" }';
+  const r = tokenize(text, 'f.pipe');
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column, d.span!.endColumn]), [
+    ['E_UNCLOSED_INTERPOLATION', '`${` is not closed: add `}` before the string\'s closing `"`', 2, 31, 34],
+  ]);
+  // What the parser sees: the interpolation closed, the string ended, then the line's `}` and the next line as in the text.
+  const seen = r.tokens.map((t) => `${t.tokenType.name} ${t.image}`.trim());
+  assert.equal(seen.slice(seen.indexOf('InterpStart ${')), [
+    'InterpStart ${', 'Identifier n', 'RCurlyNested', 'StringEnd "', 'RCurly }',
+    'Kw_stage stage', 'Identifier t', 'Equals =', 'Identifier sh', 'LCurly {', 'Identifier command', 'Colon :',
+    'StringStart "', 'StringText x', 'InterpStart ${', 'Identifier n', 'RCurlyNested }', 'StringEnd "', 'RCurly }',
+  ]);
+  const t = r.tokens.find((x) => x.image === 't')!;
+  assert.equal([t.startLine, t.startColumn, t.startOffset], [3, 7, text.indexOf('t = sh')]);
+  // Written correctly, a string inside an interpolation is no mistake.
+  assert.equal(tokenize('let a = "x ${f("y")} z"', 'f.pipe').diagnostics, []);
+});
+
 lexer('a string cut by a line break is E_UNTERMINATED_STRING and the next line lexes normally', () => {
   const r = tokenize('let a = "abc\nlet b = 2', 'f.pipe');
   assert.equal(r.diagnostics.map((d) => [d.code, d.span!.line, d.span!.column, d.span!.endColumn]), [
