@@ -65,9 +65,10 @@ export interface BackendKernels {
  * are work thrown away (at most this many steps per batch). Read at each generation so a bench can compare.
  */
 function gpuDecodeLookahead(): number {
-  const v = process.env.PAUSEPIPE_DECODE_LOOKAHEAD ?? '1';
+  // Set but empty counts as unset, as for the other PAUSEPIPE_ variables.
+  const v = process.env.PAUSEPIPE_DECODE_LOOKAHEAD?.trim() || '1';
   const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || n > 64) throw new Error(`PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '${v}'`);
+  if (!/^\d+$/.test(v) || n > 64) throw new Error(`PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '${v}'`);
   return n;
 }
 
