@@ -15,6 +15,8 @@ function describeType(t: TokenType): string {
 function describeToken(t: IToken): string {
   if (t.tokenType === EOF) return 'the end of the file';
   if (t.tokenType === StringStart) return 'a string';
+  // A closer the lexer supplied for one left open (lexer.ts): it has no text to quote.
+  if (t.image === '') return t.tokenType === StringEnd ? 'the end of the string' : 'the end of the `${`';
   return `\`${t.image}\``;
 }
 

@@ -2,6 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { tokenize } from '../../grammar/lexer.ts';
+import { parsePipeText } from '../../grammar/index.ts';
 
 const lexer = suite('lexer');
 
@@ -95,6 +96,11 @@ lexer('a `${` left open is one E_UNCLOSED_INTERPOLATION at it: the string ends a
   assert.equal([t.startLine, t.startColumn, t.startOffset], [3, 7, text.indexOf('t = sh')]);
   // Written correctly, a string inside an interpolation is no mistake.
   assert.equal(tokenize('let a = "x ${f("y")} z"', 'f.pipe').diagnostics, []);
+  // An empty one is then said to end where its `}` was supplied.
+  assert.equal(parsePipeText('let x = "${"\nlet y = 1', 'f.pipe').diagnostics.map((d) => [d.code, d.message]), [
+    ['E_UNCLOSED_INTERPOLATION', '`${` is not closed: add `}` before the string\'s closing `"`'],
+    ['E_PARSE', 'expected a value, found the end of the `${`'],
+  ]);
 });
 
 lexer('a string cut by a line break is E_UNTERMINATED_STRING and the next line lexes normally', () => {
