@@ -22,10 +22,11 @@
 // the WGSL GEMM of stages/lm/webgpu/matmul.ts; the roofline uses the same product. One-token decode steps always take
 // the few-rows product (stages/lm/webgpu/matvec.ts), so that they can be replayed.
 //
-// Every WebGPU run prints `kernels: train N, decode M, reads R, bind groups G`: dispatches in one training step, dispatches per decode
-// step, host reads per decode step and bind groups made per decode step (0 once steps are replayed, decode-graph.ts);
-// the decode line gives the host's time queuing a step, which bounds the decode rate on a fast GPU. With PyTorch at hand (python3 with torch; or --torch FILE from
-// bench/torch-bench.py --out FILE) the same shape's PyTorch figures and the ratios are printed.
+// Every WebGPU run prints `kernels: train N, decode M, reads R, bind groups G`: dispatches in one training step,
+// dispatches per decode step, host reads per decode step and bind groups made per decode step (0 once steps are
+// replayed, decode-graph.ts); the decode line gives the host's time queuing a step, which bounds the decode rate on a
+// fast GPU. With PyTorch at hand (python3 with torch; or --torch FILE from bench/torch-bench.py --out FILE) the same
+// shape's PyTorch figures and the ratios are printed.
 import * as tf from '@tensorflow/tfjs-core';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -328,9 +329,9 @@ sampleGpu();
 const prefillMs = marks[0]! - t0;
 const decodeMs = marks.at(-1)! - marks[0]!;
 const decodeRate = (B * (genTokens - 1)) / (decodeMs / 1e3);
-// The first queued step is the prefill (and, on webgpu, the second the recorded one): the rest are plain decode steps.
 // Steps queued ahead of the host's read of a step's tokens (kernels.ts; 0 where computing is synchronous).
 const lookahead = kernels().decodeLookahead;
+// The first queued step is the prefill (and, on webgpu, the second the recorded one): the rest are plain decode steps.
 const hostMs = queuing.slice(2).reduce((a, b) => a + b, 0) / Math.max(queuing.length - 2, 1);
 console.log(`decode: batch ${B}, prompt ${PROMPT}, ${genTokens} tokens greedy with the KV cache, ${lookahead} step${lookahead === 1 ? '' : 's'} ahead of each read → prefill ${prefillMs.toFixed(0)} ms, ` +
   `${decodeRate.toFixed(0)} tokens/s wall (${(decodeMs / (genTokens - 1)).toFixed(1)} ms a step, of which the host spends ${hostMs.toFixed(2)} ms queuing it)`);

@@ -152,10 +152,8 @@ function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], train
   const trains = weights.some((w) => trainable.has(w));
   const unbindable = 4 * weights.reduce((n, w) => n + w.size, 0) > bindingLimit();
   if (modules.some((mod) => m.hasAdapter(mod)) || unbindable || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
-    // A decode step reads the weights side by side in one few-rows product, each within one binding.
-    const sideBySide = !training && !modules.some((mod) => m.hasAdapter(mod)) && weights.every((w) => 4 * w.size <= bindingLimit()) &&
-      takesMatVec(h.shape[0]!) && matMulChoice() === 'wgsl';
-    if (sideBySide) return matVecConcat(h as tf.Tensor2D, weights as tf.Tensor2D[]);
+    // A decode step reads the weights side by side in one few-rows product.
+    if (readsDirectly(m, modules, h.shape[0]!, training)) return matVecConcat(h as tf.Tensor2D, weights as tf.Tensor2D[]);
     return concatLast(modules.map((mod) => m.proj(h, mod, training)));
   }
   const stacked = trains ? stackRows(weights, true) : m.prepared.get(modules.join('+'), weights, () => stackRows(weights, false));
@@ -167,10 +165,18 @@ function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], train
  * SwiGLU as it loads gu (matvec.ts), where the weight has no LoRA adapter and fits one binding; else two kernels.
  */
 function downProjection(m: DecoderAccess, gu: tf.Tensor, module: string, training: boolean, oneToken: boolean): tf.Tensor {
-  const w = m.weight(`${module}.weight`);
-  const fused = oneToken && !training && !m.hasAdapter(module) && 4 * w.size <= bindingLimit() && takesMatVec(gu.shape[0]!) &&
-    matMulChoice() === 'wgsl';
-  return fused ? matVecSwiglu(gu as tf.Tensor2D, w as tf.Tensor2D) : m.proj(swigluFused(gu), module, training);
+  if (!oneToken || !readsDirectly(m, [module], gu.shape[0]!, training)) return m.proj(swigluFused(gu), module, training);
+  return matVecSwiglu(gu as tf.Tensor2D, m.weight(`${module}.weight`) as tf.Tensor2D);
+}
+
+/**
+ * Whether a few-rows product (matvec.ts) may read these modules' weights as they are: no gradient to take, few
+ * enough rows, the WGSL products in use (one-token decode steps force them), no LoRA adapter, each weight within
+ * one binding (else the model's linear splits it).
+ */
+function readsDirectly(m: DecoderAccess, modules: string[], rows: number, training: boolean): boolean {
+  return !training && takesMatVec(rows) && matMulChoice() === 'wgsl' &&
+    modules.every((mod) => !m.hasAdapter(mod) && 4 * m.weight(`${mod}.weight`).size <= bindingLimit());
 }
 
 /**

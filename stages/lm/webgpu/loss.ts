@@ -190,7 +190,8 @@ export function logSoftmax(x: tf.Tensor): tf.Tensor {
 
 /**
  * The pause wrapper's next-token log-probs [..., V+1] from its LM logits [..., V+1] (the pause column ignored)
- * and pause-head logits [..., 2] before their bias [2] (added here, so the head is one matmul and no add): log_softmax(lm[:V]) + log p(LM), then log p(pause). For decoding: no gradient.
+ * and pause-head logits [..., 2] before their bias [2] (added here, so the head is one matmul and no add):
+ * log_softmax(lm[:V]) + log p(LM), then log p(pause). For decoding: no gradient.
  */
 function pauseLogProbsWgsl(): string {
   return `
