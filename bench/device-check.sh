@@ -102,6 +102,8 @@ fi
 step "bench small" 60 "$OUT/bench.txt" "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
 step "bench medium" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --profile
 step "bench medium, wgsl matmul" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --matmul wgsl --profile
+# 3a. Attention with each row's head split over a subgroup's lanes (attention-lanes.ts) instead of one invocation per row.
+step "bench medium, lanes attention" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --attention lanes --profile
 # 3b. Decoding with every step through tfjs (no replay, decode-graph.ts): the replay's gain on this GPU.
 step "bench small, decode graph off" 60 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
 step "bench medium, decode graph off" 75 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON"
@@ -112,6 +114,7 @@ step "bench large" 90 "$OUT/bench.txt" "${BENCH[@]}" "${LARGE[@]}" --torch "$TOR
 # 4. The seed's model: one and two layers of Mistral-7B (their difference is one layer's cost), pause-only training.
 step "bench mistral7b, 1 layer" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON" --profile
 step "bench mistral7b, 1 layer, wgsl matmul" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON" --matmul wgsl --profile
+step "bench mistral7b, 1 layer, lanes attention" 150 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M1[@]}" --torch "$TORCH_JSON" --attention lanes --profile
 # (Shrunk, the second run would only repeat the first on a software adapter, at some ten minutes each.)
 [ -z "$TINY" ] && step "bench mistral7b, 2 layers" 90 "$OUT/mistral7b.txt" "${BENCH[@]}" "${M2[@]}" --torch "$TORCH_JSON"
 

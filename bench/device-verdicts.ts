@@ -1,5 +1,6 @@
-// The decisions a device check's figures call for, read from its logs: which product to make the default, which
-// GEMM tile, whether decode replay and the lookahead pay. Printed at the end of bench/device-check.sh's summary.
+// The decisions a device check's figures call for, read from its logs: which product and which attention kernels to
+// make the default, which GEMM tile, whether decode replay and the lookahead pay. Printed at the end of
+// bench/device-check.sh's summary.
 //
 //   node --import tsx bench/device-verdicts.ts OUT_DIR
 //
@@ -87,10 +88,23 @@ export function verdicts(bench: string, mistral: string): string[] {
     out.push(`verdict products: the WGSL GEMM against tfjs's matmul ${ratios.map((r) => `${r.ratio}×`).join(', ')} ` +
       `(faster on ${faster} of ${ratios.length} shapes, geometric mean ${geomean(ratios.map((r) => r.ratio)).toFixed(2)}×)`);
   } else out.push('verdict products: matmul bench not measured');
-  for (const [name, tfjs, wgsl] of [['medium training', 'bench medium', 'bench medium, wgsl matmul'], ['mistral7b layer training', 'bench mistral7b, 1 layer', 'bench mistral7b, 1 layer, wgsl matmul']] as const) {
-    const [a, b] = [rates(s.get(tfjs)).train, rates(s.get(wgsl)).train];
-    out.push(`verdict ${name}: tfjs ${tokens(a)}, wgsl ${tokens(b)} (wgsl ${speedup(a, b)}): ` +
-      (a && b ? (b.ms < a.ms ? 'make wgsl the default (matMulChoice in stages/lm/webgpu/matmul.ts)' : 'keep tfjs') : 'no decision'));
+  // Each default against its alternative, on the same shape in the same run: [verdict, default's step, alternative's step].
+  const choices = [
+    { names: ['tfjs', 'wgsl'], where: 'matMulChoice in stages/lm/webgpu/matmul.ts', runs: [
+      ['medium training', 'bench medium', 'bench medium, wgsl matmul'],
+      ['mistral7b layer training', 'bench mistral7b, 1 layer', 'bench mistral7b, 1 layer, wgsl matmul'],
+    ] },
+    { names: ['rows', 'lanes'], where: 'attentionChoice in stages/lm/webgpu/attention.ts', runs: [
+      ['medium attention', 'bench medium', 'bench medium, lanes attention'],
+      ['mistral7b layer attention', 'bench mistral7b, 1 layer', 'bench mistral7b, 1 layer, lanes attention'],
+    ] },
+  ] as const;
+  for (const { names: [now, other], where, runs } of choices) {
+    for (const [name, base, alternative] of runs) {
+      const [a, b] = [rates(s.get(base)).train, rates(s.get(alternative)).train];
+      out.push(`verdict ${name}: ${now} ${tokens(a)}, ${other} ${tokens(b)} (${other} ${speedup(a, b)}): ` +
+        (a && b ? (b.ms < a.ms ? `make ${other} the default (${where})` : `keep ${now}`) : 'no decision'));
+    }
   }
   const tiles = tileBests(s.get('matmul bench: other wgsl tiles'));
   if (tiles.length > 0) {

@@ -2,7 +2,7 @@
 //
 //   node --import tsx bench/train.bench.ts [--shape small|medium|large|mistral7b] [--layers N] [--steps N] [--batch N]
 //       [--seq N] [--micro N] [--gen N] [--checkpointing on|off] [--backend wasm|cpu|webgpu|tensorflow] [--torch FILE|none] [--profile]
-//       [--matmul tfjs|wgsl]
+//       [--matmul tfjs|wgsl] [--attention rows|lanes]
 //   (`npm run bench:train` runs small and medium on the best available backend)
 //
 // Shapes: small (4 layers, width 128), medium (8, 512), large (12, 1024, 16 heads, sequence 512, batch 8) train every
@@ -20,7 +20,9 @@
 //
 // On WebGPU `--matmul` (default: PAUSEPIPE_MATMUL, else tfjs) picks the product of the projections: tfjs's MatMul or
 // the WGSL GEMM of stages/lm/webgpu/matmul.ts; the roofline uses the same product. One-token decode steps always take
-// the few-rows product (stages/lm/webgpu/matvec.ts), so that they can be replayed.
+// the few-rows product (stages/lm/webgpu/matvec.ts), so that they can be replayed. `--attention` (default:
+// PAUSEPIPE_ATTENTION, else rows) picks the training attention kernels: one invocation per row (attention.ts) or a row
+// split over a subgroup's lanes (attention-lanes.ts); the backend line says how many lanes the shape's heads got.
 //
 // Every WebGPU run prints `kernels: train N, decode M, reads R, bind groups G`: dispatches in one training step,
 // dispatches per decode step, host reads per decode step and bind groups made per decode step (0 once steps are
@@ -46,6 +48,7 @@ import { estimateGpuMemoryMiB, parameterCount } from '../stages/lm/memory-estima
 import { countGpuWork, type GpuWork } from '../stages/lm/webgpu/counters.ts';
 import { GpuError, watchGpu } from '../stages/lm/webgpu/gpu-errors.ts';
 import { profileGpu } from '../stages/lm/webgpu/profile.ts';
+import { attentionChoice, attentionLanes } from '../stages/lm/webgpu/attention.ts';
 import { matMulChoice, projection } from '../stages/lm/webgpu/matmul.ts';
 import { deviceRandomModel, deviceRandomPauseModel } from './random-model.ts';
 
@@ -91,6 +94,7 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     checkpointing: { type: 'string' },
     matmul: { type: 'string' },
+    attention: { type: 'string' },
   },
 });
 
@@ -123,6 +127,13 @@ const checkpointing = args.checkpointing === undefined ? shape.checkpointing ===
   : args.checkpointing === 'on' ? true : args.checkpointing === 'off' ? false : fail(`--checkpointing must be on or off, got ${args.checkpointing}`);
 if (genTokens < 3) fail('--gen must be at least 3 (the first step is the prefill, the kernels line counts the steps between the first and the last)');
 
+/** The training attention this run's heads get: rows, or lanes with their count (rows where the device has no subgroups). */
+function attentionLine(): string {
+  if (attentionChoice() === 'rows') return 'rows';
+  const lanes = attentionLanes(shape.width / shape.heads);
+  return lanes > 0 ? `lanes (${lanes} per row)` : 'rows (lanes asked, but this device has no subgroups that fit)';
+}
+
 /** A FLOP rate in the unit that keeps it readable. */
 function rate(flops: number): string {
   return flops >= 1e12 ? `${(flops / 1e12).toFixed(2)} TFLOP/s` : `${(flops / 1e9).toFixed(1)} GFLOP/s`;
@@ -142,12 +153,16 @@ if (args.matmul !== undefined) {
   if (args.matmul !== 'tfjs' && args.matmul !== 'wgsl') fail(`--matmul must be tfjs or wgsl, got ${args.matmul}`);
   process.env.PAUSEPIPE_MATMUL = args.matmul;
 }
+if (args.attention !== undefined) {
+  if (args.attention !== 'rows' && args.attention !== 'lanes') fail(`--attention must be rows or lanes, got ${args.attention}`);
+  process.env.PAUSEPIPE_ATTENTION = args.attention;
+}
 const matmul = matMulChoice();
 const info = await initBackend(args.backend);
 if (matmul === 'wgsl' && info.name !== 'webgpu') fail(`--matmul wgsl needs the webgpu backend, this run has ${info.name}`);
 const onGpu = info.name === 'webgpu' || info.name === 'tensorflow';
 const adapter = info.name === 'webgpu' ? await webgpuAdapter() : null;
-console.log(`backend: ${info.name}${info.device ? ` (${info.device})` : ''}${info.name === 'webgpu' ? `, matmul ${matmul}` : ''}`);
+console.log(`backend: ${info.name}${info.device ? ` (${info.device})` : ''}${info.name === 'webgpu' ? `, matmul ${matmul}, attention ${attentionLine()}` : ''}`);
 if (info.notice) console.log(`notice: ${info.notice}`);
 if (adapter) {
   console.log(`adapter limits: maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize}`);

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { checkSubgroups, requestSubgroups } from './webgpu/subgroups.ts';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -288,8 +289,10 @@ async function registerWebgpu(probe: Probe): Promise<void> {
       }
     };
   }
+  requestSubgroups(probe.gpu as unknown as GPU);
   await import('@tensorflow/tfjs-backend-webgpu');
   if (!(await tf.setBackend('webgpu'))) throw new Unavailable('tfjs could not create a WebGPU device');
+  await checkSubgroups();
 }
 
 /**

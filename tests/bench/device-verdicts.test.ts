@@ -19,6 +19,8 @@ const BENCH = [
   decode(3000, 5.3),
   '=== bench medium, wgsl matmul (limit 75s)',
   train(80, 51200),
+  '=== bench medium, lanes attention (limit 75s)',
+  train(125, 32768),
   '=== bench small, decode graph off (limit 60s)',
   decode(2400, 3.3),
   '=== bench small, lookahead 4 (limit 60s)',
@@ -26,6 +28,13 @@ const BENCH = [
   '=== matmul bench: other wgsl tiles (limit 120s)',
   'matmul 4096³: 4096×4096×4096 NN, 4 per read: tfjs 9.10 TFLOP/s, wgsl 18.00 TFLOP/s (1.98×; 128x128x8/8x8), max diff 1.0e-7 of max |C|',
   '  other wgsl tiles (bm x bn x bk / per invocation): 128x128x16/8x8 21.60 TFLOP/s, 64x64x8/4x4 9.00 TFLOP/s',
+].join('\n');
+
+const MISTRAL = [
+  '=== bench mistral7b, 1 layer (limit 150s)',
+  train(513, 9359),
+  '=== bench mistral7b, 1 layer, lanes attention (limit 150s)',
+  train(400, 12000),
 ].join('\n');
 
 test('sections split a log at its `=== step (limit Ns)` lines; rates read ms a step and tokens/s, a checkpointed run\'s train line too', () => {
@@ -38,10 +47,12 @@ test('sections split a log at its `=== step (limit Ns)` lines; rates read ms a s
 });
 
 test('verdicts: each decision with its figures, and what was not measured says so', () => {
-  assert.equal(verdicts(BENCH, ''), [
+  assert.equal(verdicts(BENCH, MISTRAL), [
     'verdict products: the WGSL GEMM against tfjs\'s matmul 2×, 0.5× (faster on 1 of 2 shapes, geometric mean 1.00×)',
     'verdict medium training: tfjs 35,562 tokens/s (115 ms a step), wgsl 51,200 tokens/s (80 ms a step) (wgsl 1.44×): make wgsl the default (matMulChoice in stages/lm/webgpu/matmul.ts)',
-    'verdict mistral7b layer training: tfjs not measured, wgsl not measured (wgsl not measured): no decision',
+    'verdict mistral7b layer training: tfjs 9,359 tokens/s (513 ms a step), wgsl not measured (wgsl not measured): no decision',
+    'verdict medium attention: rows 35,562 tokens/s (115 ms a step), lanes 32,768 tokens/s (125 ms a step) (lanes 0.92×): keep rows',
+    'verdict mistral7b layer attention: rows 9,359 tokens/s (513 ms a step), lanes 12,000 tokens/s (400 ms a step) (lanes 1.28×): make lanes the default (attentionChoice in stages/lm/webgpu/attention.ts)',
     'verdict tiles: best other tile per shape 4096³: 128x128x16/8x8 1.20× (against the planned tile)',
     'verdict decode replay, small: 6,000 tokens/s (1.3 ms a step) replayed, 2,400 tokens/s (3.3 ms a step) through tfjs (replay 2.54×)',
     'verdict decode replay, medium: 3,000 tokens/s (5.3 ms a step) replayed, not measured through tfjs (replay not measured)',

@@ -7,67 +7,16 @@
 // sees key column j when mask[j] is 1, j ≤ its column and, with a window W, column − j < W. A query that sees no
 // key (a left-padding position) gets zeros: the reference's uniform average there is read by nobody.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, cpuAdapter, grid, run, runToTensors, webgpuBackend } from './engine.ts';
+import { COMMON_PARAMS, HELPERS, loopBounds, tileRows, uniforms, type AttentionShape, type Geometry } from './attention-common.ts';
+import { laneRows, lanesBackwardKvWgsl, lanesBackwardQWgsl, lanesFor, lanesForwardWgsl, rowDeltaWgsl } from './attention-lanes.ts';
+import { bindings, ForcedChoice, grid, run, runToTensors } from './engine.ts';
 import { reductions, ropeFns } from './wgsl.ts';
+
+export type { AttentionShape } from './attention-common.ts';
 
 const ATTENTION = 'PausepipeAttention';
 /** Query rows (one per invocation) of a forward or dQ workgroup; keys per dK/dV workgroup. */
 const ROWS = 64;
-
-/** Head geometry and the sliding window (0: none). */
-export interface AttentionShape {
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  window: number;
-}
-
-/** The largest tile of `rowsPerTile` ∈ {32, 16, 8, 4} rows of `perRow` floats (two such arrays) that fits workgroup memory. */
-function tileRows(perRow: number): number {
-  const limit = webgpuBackend().device.limits.maxComputeWorkgroupStorageSize;
-  for (const rows of [32, 16, 8, 4]) if (2 * rows * perRow * 4 + 2 * rows * 4 <= limit) return rows;
-  throw new Error(`attention: head dimension ${perRow} does not fit this GPU's ${limit} bytes of workgroup memory`);
-}
-
-const COMMON_PARAMS: Array<[string, 'u32' | 'f32']> = [
-  ['B', 'u32'], ['T', 'u32'], ['past', 'u32'], ['nh', 'u32'], ['nkv', 'u32'], ['ms', 'u32'], ['ropeRows', 'u32'], ['cs', 'u32'],
-  ['window', 'u32'], ['scale', 'f32'], ['hd', 'u32'], ['tile', 'u32'],
-];
-
-/**
- * Bounds of the loops over a head's values and over a tile's rows: the constants on a GPU, the same numbers from the
- * uniforms on a CPU adapter (see cpuAdapter).
- */
-function loopBounds(tile: 'KB' | 'QT'): { hd: string; tile: string } {
-  return cpuAdapter() ? { hd: 'params.hd', tile: 'params.tile' } : { hd: 'HD', tile };
-}
-
-interface Geometry {
-  B: number;
-  T: number;
-  past: number;
-  /** Row stride of `meta` (its number of columns). */
-  ms: number;
-  ropeRows: number;
-  /** Column capacity of the cache (its row stride), 0 without one. */
-  cs: number;
-}
-
-function uniforms(g: Geometry, s: AttentionShape, tile = 0) {
-  return [
-    { u32: g.B }, { u32: g.T }, { u32: g.past, position: true as const }, { u32: s.numHeads }, { u32: s.numKvHeads }, { u32: g.ms }, { u32: g.ropeRows },
-    { u32: g.cs }, { u32: s.window }, { f32: 1 / Math.sqrt(s.headDim) }, { u32: s.headDim }, { u32: tile },
-  ];
-}
-
-/** Shared WGSL: who sees whom, and where things live. */
-const HELPERS = `
-fn visible(j: u32, col: u32) -> bool { return j <= col && (params.window == 0u || col < j + params.window); }
-fn maskAt(b: u32, j: u32) -> bool { return colInfo[b * params.ms + j] != 0; }
-fn posAt(b: u32, j: u32) -> u32 { return u32(colInfo[(params.B + b) * params.ms + j]); }
-fn nht() -> u32 { return params.nh + 2u * params.nkv; }
-fn headAt(b: u32, t: u32, head: u32) -> u32 { return ((b * params.T + t) * nht() + head) * HD; }
-fn firstKey(col: u32) -> u32 { return select(0u, col + 1u - params.window, params.window > 0u && col + 1u > params.window); }`;
 
 /** The key-tile loop shared by the forward and the dQ kernel: K (rotated) and V tiles of KB keys in workgroup memory. */
 function keyTileLoad(cache: boolean): string {
@@ -470,6 +419,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 interface AttentionAttrs extends AttentionShape {
   ropeRows: number;
+  /** Invocations per row of the training kernels: 0 for attention.ts's one-per-row kernels, else attention-lanes.ts's. */
+  lanes: number;
 }
 
 function geometry(qkv: tf.TensorInfo, meta: tf.TensorInfo, attrs: AttentionAttrs, past: number, cs: number): Geometry {
@@ -484,13 +435,14 @@ tf.registerKernel({
     const { qkv, meta, rope } = inputs as { qkv: tf.TensorInfo; meta: tf.TensorInfo; rope: tf.TensorInfo };
     const g = geometry(qkv, meta, a, 0, 0);
     const kb = tileRows(a.headDim);
+    const rows = a.lanes > 0 ? laneRows(a.lanes) : ROWS;
     return run({
-      key: `attention-${a.headDim}-${kb}`,
-      wgsl: () => forwardWgsl(a.headDim, kb, false),
+      key: a.lanes > 0 ? `attention-lanes-${a.headDim}-${a.lanes}-${kb}` : `attention-${a.headDim}-${kb}`,
+      wgsl: () => (a.lanes > 0 ? lanesForwardWgsl(a.headDim, a.lanes, kb) : forwardWgsl(a.headDim, kb, false)),
       inputs: [qkv, meta, rope],
       outputs: [{ shape: [g.B, g.T, a.numHeads * a.headDim], dtype: 'float32' }, { shape: [g.B, a.numHeads, g.T], dtype: 'float32' }],
       uniforms: uniforms(g, a, kb),
-      workgroups: [Math.ceil(g.T / ROWS), g.B * a.numHeads, 1],
+      workgroups: [Math.ceil(g.T / rows), g.B * a.numHeads, 1],
     });
   },
 });
@@ -504,32 +456,70 @@ tf.registerGradient({
     const [dout] = dys as tf.Tensor[];
     const [qkv, meta, rope, o, lse] = saved as tf.Tensor[];
     return {
-      qkv: () => {
-        const g = geometry(qkv!, meta!, a, 0, 0);
-        const qt = tileRows(a.headDim);
-        const ins = [qkv!, o!, dout!, lse!, meta!, rope!];
-        const [dqkv] = runToTensors({
-          key: `attention-dkv-${a.headDim}-${qt}`,
-          wgsl: () => backwardKvWgsl(a.headDim, qt),
-          inputs: ins,
-          outputs: [{ shape: qkv!.shape, dtype: 'float32' }],
-          uniforms: uniforms(g, a, qt),
-          workgroups: [Math.ceil(g.T / ROWS), g.B * a.numKvHeads, 1],
-        });
-        run({
-          key: `attention-dq-${a.headDim}-${qt}`,
-          wgsl: () => backwardQWgsl(a.headDim, qt),
-          inputs: ins,
-          outputs: [{ into: dqkv! }],
-          uniforms: uniforms(g, a, qt),
-          workgroups: [Math.ceil(g.T / ROWS), g.B * a.numHeads, 1],
-        });
-        return dqkv!;
-      },
+      qkv: () => (a.lanes > 0 ? lanesBackward(a, qkv!, meta!, rope!, o!, lse!, dout!) : rowsBackward(a, qkv!, meta!, rope!, o!, lse!, dout!)),
       rope: () => tf.zerosLike(rope!),
     };
   },
 });
+
+/** dqkv with one invocation per key (dK, dV) and per query (dQ). */
+function rowsBackward(a: AttentionAttrs, qkv: tf.Tensor, meta: tf.Tensor, rope: tf.Tensor, o: tf.Tensor, lse: tf.Tensor, dout: tf.Tensor): tf.Tensor {
+  const g = geometry(qkv, meta, a, 0, 0);
+  const qt = tileRows(a.headDim);
+  const ins = [qkv, o, dout, lse, meta, rope];
+  const [dqkv] = runToTensors({
+    key: `attention-dkv-${a.headDim}-${qt}`,
+    wgsl: () => backwardKvWgsl(a.headDim, qt),
+    inputs: ins,
+    outputs: [{ shape: qkv.shape, dtype: 'float32' }],
+    uniforms: uniforms(g, a, qt),
+    workgroups: [Math.ceil(g.T / ROWS), g.B * a.numKvHeads, 1],
+  });
+  run({
+    key: `attention-dq-${a.headDim}-${qt}`,
+    wgsl: () => backwardQWgsl(a.headDim, qt),
+    inputs: ins,
+    outputs: [{ into: dqkv! }],
+    uniforms: uniforms(g, a, qt),
+    workgroups: [Math.ceil(g.T / ROWS), g.B * a.numHeads, 1],
+  });
+  return dqkv!;
+}
+
+/** dqkv with P lanes per key and per query, after one kernel makes each query row's D = rowsum(dO ∘ O). */
+function lanesBackward(a: AttentionAttrs, qkv: tf.Tensor, meta: tf.Tensor, rope: tf.Tensor, o: tf.Tensor, lse: tf.Tensor, dout: tf.Tensor): tf.Tensor {
+  const g = geometry(qkv, meta, a, 0, 0);
+  const qt = tileRows(a.headDim);
+  const rows = laneRows(a.lanes);
+  const count = g.B * g.T * a.numHeads;
+  const [delta] = runToTensors({
+    key: `attention-delta-${a.headDim}`,
+    wgsl: () => rowDeltaWgsl(a.headDim),
+    inputs: [o, dout],
+    outputs: [{ shape: [g.B, a.numHeads, g.T], dtype: 'float32' }],
+    uniforms: [count, g.T, a.numHeads].map((u) => ({ u32: u })),
+    workgroups: grid(Math.ceil(count / 256)),
+  });
+  const ins = [qkv, dout, lse, delta!, meta, rope];
+  const [dqkv] = runToTensors({
+    key: `attention-lanes-dkv-${a.headDim}-${a.lanes}-${qt}`,
+    wgsl: () => lanesBackwardKvWgsl(a.headDim, a.lanes, qt),
+    inputs: ins,
+    outputs: [{ shape: qkv.shape, dtype: 'float32' }],
+    uniforms: uniforms(g, a, qt),
+    workgroups: [Math.ceil(g.T / rows), g.B * a.numKvHeads, 1],
+  });
+  run({
+    key: `attention-lanes-dq-${a.headDim}-${a.lanes}-${qt}`,
+    wgsl: () => lanesBackwardQWgsl(a.headDim, a.lanes, qt),
+    inputs: ins,
+    outputs: [{ into: dqkv! }],
+    uniforms: uniforms(g, a, qt),
+    workgroups: [Math.ceil(g.T / rows), g.B * a.numHeads, 1],
+  });
+  delta!.dispose();
+  return dqkv!;
+}
 
 function checkQkv(qkv: tf.Tensor, s: AttentionShape): void {
   const width = (s.numHeads + 2 * s.numKvHeads) * s.headDim;
@@ -538,12 +528,41 @@ function checkQkv(qkv: tf.Tensor, s: AttentionShape): void {
 }
 
 /**
+ * The training kernels: `rows` (one invocation per query or key row, this file) or `lanes` (a row's head split over
+ * several invocations of a subgroup, attention-lanes.ts; where the device has no suitable subgroups, rows).
+ */
+export type AttentionChoice = 'rows' | 'lanes';
+
+const forcedAttention = new ForcedChoice<AttentionChoice>();
+
+/** Runs `fn` with attention on `choice`, whatever PAUSEPIPE_ATTENTION says (until the promise settles, when `fn` is async). */
+export function withAttention<T>(choice: AttentionChoice, fn: () => T): T {
+  return forcedAttention.during(choice, fn);
+}
+
+/**
+ * PAUSEPIPE_ATTENTION (default `rows`), read at each call. `lanes` stays opt-in until a GPU run shows it faster: both
+ * give the same values up to float32 summation order.
+ */
+export function attentionChoice(): AttentionChoice {
+  if (forcedAttention.current) return forcedAttention.current;
+  const v = process.env.PAUSEPIPE_ATTENTION || 'rows';
+  if (v !== 'rows' && v !== 'lanes') throw new Error(`PAUSEPIPE_ATTENTION must be rows or lanes, got '${v}'`);
+  return v;
+}
+
+/** Invocations per row the training attention of head size `hd` runs with now: 0 for rows. */
+export function attentionLanes(hd: number): number {
+  return attentionChoice() === 'lanes' ? lanesFor(hd) : 0;
+}
+
+/**
  * Causal self-attention of the fused projection qkv [B, T, (nh + 2·nkv)·hd] over its own T positions, with
  * gradients; `meta` from attentionMeta, `rope` from ropeTable. Returns [B, T, nh·hd].
  */
 export function attention(qkv: tf.Tensor, meta: tf.Tensor, rope: tf.Tensor, s: AttentionShape): tf.Tensor {
   checkQkv(qkv, s);
-  const attrs: AttentionAttrs = { ...s, ropeRows: rope.shape[1]! };
+  const attrs: AttentionAttrs = { ...s, ropeRows: rope.shape[1]!, lanes: attentionLanes(s.headDim) };
   const [out] = tf.engine().runKernel(ATTENTION, { qkv, meta, rope }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   return out!;
 }

@@ -50,6 +50,37 @@ export function cpuAdapter(): boolean {
   return info?.architecture === 'software' || info?.architecture === 'swiftshader';
 }
 
+/**
+ * A process-wide choice (which product, which attention kernels) that a call can force for its own length: until
+ * `fn` returns, or, when it returns a promise, until that settles. While an async call is pending, everything else
+ * in the process sees the forced choice too: for tests and benches that run one thing at a time.
+ */
+export class ForcedChoice<C> {
+  private forced: C | null = null;
+
+  get current(): C | null {
+    return this.forced;
+  }
+
+  during<T>(choice: C, fn: () => T): T {
+    const saved = this.forced;
+    this.forced = choice;
+    const restore = () => {
+      this.forced = saved;
+    };
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      restore();
+      throw err;
+    }
+    if (result instanceof Promise) return result.finally(restore) as T;
+    restore();
+    return result;
+  }
+}
+
 /** Whether tfjs is recording operations for a gradient right now (inside tf.grad / variableGrads, outside a kernel). */
 export function recordingGradients(): boolean {
   const state = (tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } }).state;

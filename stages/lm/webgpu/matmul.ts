@@ -1,6 +1,6 @@
 // A register-tiled WGSL GEMM, C = op(A)·op(B) with either operand transposed, and its gradients through the same kernel.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, grid, perElementMain, run, webgpuBackend } from './engine.ts';
+import { bindings, ForcedChoice, grid, perElementMain, run, webgpuBackend } from './engine.ts';
 import { matVec, takesMatVec } from './matvec.ts';
 
 const MATMUL = 'PausepipeMatMul';
@@ -367,20 +367,15 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, trans
 /** The products of the model's projections on webgpu: tfjs-backend-webgpu's MatMul, or this file's GEMM. */
 export type MatMulChoice = 'tfjs' | 'wgsl';
 
-let forcedChoice: MatMulChoice | null = null;
+const forcedProduct = new ForcedChoice<MatMulChoice>();
 
 /**
- * Runs `fn` with every projection on `choice`, whatever PAUSEPIPE_MATMUL says. One-token decode steps take this
- * file's products (decode-graph.ts): a step made only of this project's programs can be recorded once and replayed.
+ * Runs `fn` with every projection on `choice`, whatever PAUSEPIPE_MATMUL says (until the promise settles, when `fn` is
+ * async). One-token decode steps take this file's products (decode-graph.ts): a step made only of this project's
+ * programs can be recorded once and replayed.
  */
 export function withMatMul<T>(choice: MatMulChoice, fn: () => T): T {
-  const saved = forcedChoice;
-  forcedChoice = choice;
-  try {
-    return fn();
-  } finally {
-    forcedChoice = saved;
-  }
+  return forcedProduct.during(choice, fn);
 }
 
 /**
@@ -388,7 +383,7 @@ export function withMatMul<T>(choice: MatMulChoice, fn: () => T): T {
  * stays opt-in until a GPU run shows it faster; both give the same values up to float32 summation order.
  */
 export function matMulChoice(): MatMulChoice {
-  if (forcedChoice) return forcedChoice;
+  if (forcedProduct.current) return forcedProduct.current;
   const v = process.env.PAUSEPIPE_MATMUL ?? 'tfjs';
   if (v !== 'tfjs' && v !== 'wgsl') throw new Error(`PAUSEPIPE_MATMUL must be tfjs or wgsl, got '${v}'`);
   return v;

@@ -9,7 +9,7 @@ import { initBackend, readTensor as values } from '../../../stages/lm/backend.ts
 import { AdamW, type AdamWOptions } from '../../../stages/lm/optimizer.ts';
 import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 import { FlatAdamW } from '../../../stages/lm/webgpu/adamw.ts';
-import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape } from '../../../stages/lm/webgpu/attention.ts';
+import { appendToCache, attendCache, attention, attentionChoice, attentionLanes, attentionMeta, type AttentionShape, withAttention } from '../../../stages/lm/webgpu/attention.ts';
 import { concatLast, splitLast, stackRows } from '../../../stages/lm/webgpu/concat.ts';
 import { embedding, pauseEmbedding } from '../../../stages/lm/webgpu/embedding.ts';
 import { emptyTensor } from '../../../stages/lm/webgpu/engine.ts';
@@ -155,7 +155,17 @@ function seenRows(c: Case): (i: number) => boolean {
   };
 }
 
-for (const c of CASES) {
+/**
+ * The lanes kernels (attention-lanes.ts) on the same cases, and on head sizes that split a row over 4 and 8 lanes:
+ * 16 → 2 lanes of 8 values, 64 → 4 of 16, 128 → 8 of 16 (the software adapter's subgroups hold 8 invocations).
+ */
+const LANE_CASES: Array<Case & { lanes: number }> = [
+  ...CASES.map((c) => ({ ...c, label: `lanes, ${c.label}`, lanes: 2 })),
+  { label: 'lanes, 4 per row, grouped heads, left padding', B: 2, T: 37, shape: { numHeads: 4, numKvHeads: 2, headDim: 64, window: 0 }, spans: [[2, 37], [0, 30]], lanes: 4 },
+  { label: 'lanes, 8 per row, sliding window of 9', B: 1, T: 21, shape: { numHeads: 2, numKvHeads: 1, headDim: 128, window: 9 }, spans: [[0, 21]], lanes: 8 },
+];
+
+for (const c of [...CASES.map((c) => ({ ...c, lanes: 0 })), ...LANE_CASES]) {
   test(`attention (${c.label}): output and the qkv gradient match ops.ts's rope + attention`, async () => {
     const { cos, sin } = ropeTables(c.shape.headDim, ROPE_ROWS, 10000);
     const rope = tf.stack([cos, sin]);
@@ -164,14 +174,39 @@ for (const c of CASES) {
     const mask = maskOf(c);
     const meta = attentionMeta(mask);
     const keep = seenRows(c);
-    await close('value', attention(qkv, meta, rope, c.shape), reference(qkv, c, mask, cos, sin), keep);
     // The loss weights only rows that see a key, so both sides' gradients are defined the same way.
     const weights = tf.tensor3d(Array.from({ length: c.B * c.T * c.shape.numHeads * c.shape.headDim }, (_, i) => (keep(i) ? 1 : 0)), [c.B, c.T, c.shape.numHeads * c.shape.headDim]);
-    const [got] = gradsOf((x) => tf.mul(attention(x!, meta, rope, c.shape), weights), [qkv], 11);
+    // The kernels are chosen when the forward pass records its attrs: both passes run inside the choice (synchronously).
+    const [value, got] = withAttention(c.lanes > 0 ? 'lanes' : 'rows', () => {
+      assert.is(attentionLanes(c.shape.headDim), c.lanes, 'invocations per row');
+      return [attention(qkv, meta, rope, c.shape), gradsOf((x) => tf.mul(attention(x!, meta, rope, c.shape), weights), [qkv], 11)[0]!];
+    });
+    await close('value', value, reference(qkv, c, mask, cos, sin), keep);
     const [want] = gradsOf((x) => tf.mul(reference(x!, c, mask, cos, sin), weights), [qkv], 11);
-    await close('dqkv', got!, want!);
+    await close('dqkv', got, want!);
   });
 }
+
+test('PAUSEPIPE_ATTENTION picks the training kernels: rows by default and when empty, lanes when asked, an error naming the variable otherwise', () => {
+  const saved = process.env.PAUSEPIPE_ATTENTION;
+  try {
+    delete process.env.PAUSEPIPE_ATTENTION;
+    assert.is(attentionChoice(), 'rows');
+    assert.is(attentionLanes(64), 0);
+    process.env.PAUSEPIPE_ATTENTION = '';
+    assert.is(attentionChoice(), 'rows');
+    process.env.PAUSEPIPE_ATTENTION = 'lanes';
+    assert.is(attentionLanes(64), 4);
+    // A head size whose lane shares would not be an even number of vec4s keeps the rows kernels.
+    assert.is(attentionLanes(20), 0);
+    assert.is(withAttention('rows', () => attentionLanes(64)), 0);
+    process.env.PAUSEPIPE_ATTENTION = 'flash';
+    assert.throws(() => attentionChoice(), /PAUSEPIPE_ATTENTION must be rows or lanes, got 'flash'/);
+  } finally {
+    if (saved === undefined) delete process.env.PAUSEPIPE_ATTENTION;
+    else process.env.PAUSEPIPE_ATTENTION = saved;
+  }
+});
 
 test('the KV cache: a prompt appended, then single tokens the decode kernel writes itself, attended over, equal attention over the whole sequence', async () => {
   const shape: AttentionShape = { numHeads: 4, numKvHeads: 2, headDim: 16, window: 0 };

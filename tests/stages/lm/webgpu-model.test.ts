@@ -15,6 +15,7 @@ import { addPauseToken, PAUSE_NAMES } from '../../../stages/lm/pause.ts';
 import { SPLIT_TUNING } from '../../../stages/lm/split-weights.ts';
 import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { train } from '../../../stages/lm/trainer.ts';
+import { attentionLanes } from '../../../stages/lm/webgpu/attention.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
 import { profileGpu } from '../../../stages/lm/webgpu/profile.ts';
 import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
@@ -213,6 +214,27 @@ for (const [label, setup] of SETUPS) {
     for (const [name, g] of got) assert.ok(maxDiff(g, want.get(name)!) < 2e-5, `${name}: ${maxDiff(g, want.get(name)!)}`);
   });
 }
+
+trainTest('the lanes attention (PAUSEPIPE_ATTENTION=lanes): every weight\'s gradient within 1e-5 of the rows kernels\', and two training steps\' losses within 1e-5', async () => {
+  await useBackend('webgpu');
+  const byAttention = (choice: 'rows' | 'lanes') => withEnv('PAUSEPIPE_ATTENTION', choice, async () => {
+    assert.is(attentionLanes(16), choice === 'lanes' ? 2 : 0, 'invocations per row');
+    const model = tinyModel();
+    const grads = await gradients(model);
+    model.dispose();
+    const rows = Array.from({ length: 4 }, (_, i) => ({ question: `${i}+${i + 2}?`, answer: `${2 * i + 2}\n#### ${2 * i + 2}` }));
+    const trained = tinyModel();
+    const res = await train(trained, tok, { train: rows, validation: [] }, { batchSize: 2, maxSteps: 2, lr: 3e-3, loggingSteps: 1 }, { log: () => {} });
+    trained.dispose();
+    return { grads, losses: res.trainLossCurve.map(([, l]) => l) };
+  });
+  const want = await byAttention('rows');
+  const got = await byAttention('lanes');
+  assert.equal([...got.grads.keys()].sort(), [...want.grads.keys()].sort());
+  for (const [name, g] of got.grads) assert.ok(maxDiff(g, want.grads.get(name)!) < 1e-5, `${name}: ${maxDiff(g, want.grads.get(name)!)}`);
+  assert.is(got.losses.length, 2);
+  got.losses.forEach((l, i) => assert.ok(relDiff(l, want.losses[i]!) < 1e-5, `loss ${i}: ${l} vs ${want.losses[i]}`));
+});
 
 trainTest('a short training run gives wasm\'s loss curve and leaves the live tensors where they were', async () => {
   const rows = Array.from({ length: 8 }, (_, i) => ({ question: `${i % 5}+${(i * 3) % 5}?`, answer: `${(i % 5) + ((i * 3) % 5)}\n#### ${(i % 5) + ((i * 3) % 5)}` }));
