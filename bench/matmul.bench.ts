@@ -6,12 +6,13 @@
 // count), by wall time, best of N trials after one that builds the kernels. The two products' outputs are compared
 // on the GPU (largest |difference| relative to the largest |value|). On a software adapter every size is divided by
 // 16 and one product runs per read: it checks that the bench runs, its rates mean nothing. With --other-tiles, on a
-// GPU, each shape also runs on four other block tiles of the GEMM, so one device run can say which tile to make the
-// default.
+// GPU, each shape also runs on six other block tiles of the GEMM (two of them double-buffered), so one device run can
+// say which tile to make the default.
 import * as tf from '@tensorflow/tfjs-core';
 import { parseArgs } from 'node:util';
 import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
-import { matMul, planProduct, type MatMulTile } from '../stages/lm/webgpu/matmul.ts';
+import { webgpuBackend } from '../stages/lm/webgpu/engine.ts';
+import { matMul, planProduct, tileBytes, type MatMulTile } from '../stages/lm/webgpu/matmul.ts';
 
 interface Case {
   label: string;
@@ -67,8 +68,11 @@ const OTHER_TILES: MatMulTile[] = [
   { bm: 128, bn: 64, bk: 8, tm: 8, tn: 4 },
   { bm: 64, bn: 64, bk: 8, tm: 4, tn: 4 },
   { bm: 64, bn: 128, bk: 16, tm: 4, tn: 8 },
+  // Two copies of the tiles in workgroup memory, one barrier a K step (16 KiB and 32 KiB).
+  { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, buffers: 2 },
+  { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, buffers: 2 },
 ];
-const tileName = (t: MatMulTile) => `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}`;
+const tileName = (t: MatMulTile) => `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}${t.buffers === 2 ? '+db' : ''}`;
 
 /** Best seconds of `reps` products in a row and one read of the last, over `trials` timed trials after a warm-up. */
 async function time(product: Product, a: tf.Tensor2D, b: tf.Tensor2D, c: Case, reps: number): Promise<number> {
@@ -110,14 +114,17 @@ for (const full of CASES) {
   console.log(line);
   if (args['other-tiles'] && !software) {
     const others: string[] = [];
-    for (const tile of OTHER_TILES) {
+    const limit = webgpuBackend().device.limits.maxComputeWorkgroupStorageSize;
+    const tooBig = OTHER_TILES.filter((t) => tileBytes(t) > limit);
+    for (const tile of OTHER_TILES.filter((t) => !tooBig.includes(t))) {
       const x = tf.randomNormal(c.transposeA ? [c.k, c.m] : [c.m, c.k]) as tf.Tensor2D;
       const y = tf.randomNormal(c.transposeB ? [c.n, c.k] : [c.k, c.n]) as tf.Tensor2D;
       const seconds = await time((p, q, ta, tb) => matMul(p, q, ta, tb, tile), x, y, c, reps);
       tf.dispose([x, y]);
       others.push(`${tileName(tile)} ${rate((reps * flops) / seconds)}`);
     }
-    console.log(`  other wgsl tiles (bm x bn x bk / per invocation): ${others.join(', ')}`);
+    console.log(`  other wgsl tiles (bm x bn x bk / per invocation; +db = two copies): ${others.join(', ')}`);
+    if (tooBig.length > 0) console.log(`  not tried (over this GPU's ${limit} bytes of workgroup memory): ${tooBig.map(tileName).join(', ')}`);
   }
 }
 process.exit(0);

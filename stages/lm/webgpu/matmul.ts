@@ -17,6 +17,11 @@ export interface MatMulTile {
   bk: number;
   tm: number;
   tn: number;
+  /**
+   * Copies of the two tiles in workgroup memory (default 1). With 2, a K step's products read one copy while its
+   * successor's values are stored into the other, so a step needs one barrier instead of two.
+   */
+  buffers?: 1 | 2;
 }
 
 /** For big outputs: 256 invocations of 8×8, the shape big NVIDIA GPUs run fp32 GEMMs at. */
@@ -88,7 +93,7 @@ interface Variant {
 
 function keyOf(v: Variant): string {
   const t = v.tile;
-  return `matmul-${t.bm}x${t.bn}x${t.bk}-${t.tm}x${t.tn}-${v.transposeA ? 'T' : 'N'}${v.transposeB ? 'T' : 'N'}-${+v.vecA}${+v.vecB}${+v.vecC}`;
+  return `matmul-${t.bm}x${t.bn}x${t.bk}-${t.tm}x${t.tn}${t.buffers === 2 ? '-db' : ''}-${v.transposeA ? 'T' : 'N'}${v.transposeB ? 'T' : 'N'}-${+v.vecA}${+v.vecB}${+v.vecC}`;
 }
 
 /**
@@ -97,7 +102,7 @@ function keyOf(v: Variant): string {
  * (A untransposed, B transposed): then a vec4 read holds four k steps of one row and is stored as four scalars;
  * otherwise it holds four rows at one k and is stored whole.
  */
-function tileLoader(name: 'a' | 'b', width: number, bk: number, threads: number, kContiguous: boolean): { load: string; store: string; regs: number } {
+function tileLoader(name: 'a' | 'b', width: number, bk: number, threads: number, kContiguous: boolean, base: string): { load: string; store: string; regs: number } {
   const slots = (width * bk) / 4;
   const regs = Math.ceil(slots / threads);
   const w4 = width / 4;
@@ -113,11 +118,11 @@ function tileLoader(name: 'a' | 'b', width: number, bk: number, threads: number,
     load.push(`${guard}{ ${name}R${r} = load${name.toUpperCase()}(${row}, ${col}); }`);
     if (kContiguous) {
       const [i, k] = inTile;
-      const lines = [0, 1, 2, 3].map((c) => `${name}S[(${k} + ${c}u) * ${w4}u + (${i}) / 4u][(${i}) % 4u] = ${name}R${r}[${c}];`);
+      const lines = [0, 1, 2, 3].map((c) => `${name}S[${base}(${k} + ${c}u) * ${w4}u + (${i}) / 4u][(${i}) % 4u] = ${name}R${r}[${c}];`);
       store.push(`${guard}{ ${lines.join(' ')} }`);
     } else {
       const [i4, k] = inTile;
-      store.push(`${guard}{ ${name}S[(${k}) * ${w4}u + ${i4}] = ${name}R${r}; }`);
+      store.push(`${guard}{ ${name}S[${base}(${k}) * ${w4}u + ${i4}] = ${name}R${r}; }`);
     }
   }
   return { load: load.join('\n    '), store: store.join('\n    '), regs };
@@ -164,16 +169,18 @@ function wgsl(v: Variant): string {
   const wx = bn / tn;
   const wy = bm / tm;
   const threads = wx * wy;
-  const ta = tileLoader('a', bm, bk, threads, !v.transposeA);
-  const tb = tileLoader('b', bn, bk, threads, v.transposeB);
+  const double = v.tile.buffers === 2;
+  // With two copies, stores go to the copy at wa/wb and the products read the one at ra/rb (vec4 offsets).
+  const ta = tileLoader('a', bm, bk, threads, !v.transposeA, double ? 'wa + ' : '');
+  const tb = tileLoader('b', bn, bk, threads, v.transposeB, double ? 'wb + ' : '');
   const rowGroups = tm / 4;
   const colGroups = tn / 4;
   const acc: string[] = [];
   const fma: string[] = [];
   const write: string[] = [];
-  for (let g = 0; g < colGroups; g++) fma.push(`let bv${g} = bS[k * ${bn / 4}u + tx + ${g * wx}u];`);
+  for (let g = 0; g < colGroups; g++) fma.push(`let bv${g} = bS[${double ? 'rb + ' : ''}k * ${bn / 4}u + tx + ${g * wx}u];`);
   for (let h = 0; h < rowGroups; h++) {
-    fma.push(`let av${h} = aS[k * ${bm / 4}u + ty + ${h * wy}u];`);
+    fma.push(`let av${h} = aS[${double ? 'ra + ' : ''}k * ${bm / 4}u + ty + ${h * wy}u];`);
     for (let r = 0; r < 4; r++) {
       for (let g = 0; g < colGroups; g++) {
         const name = `acc${h * 4 + r}_${g}`;
@@ -198,8 +205,8 @@ struct Params { m: u32, n: u32, k: u32, aRows: u32, aCols: u32, bRows: u32, bCol
 @group(0) @binding(3) var<uniform> params: Params;
 // Where this workgroup's slice of K writes its partial C (0 when K is not split).
 var<private> cBase: u32;
-var<workgroup> aS: array<vec4<f32>, ${(bm * bk) / 4}>;
-var<workgroup> bS: array<vec4<f32>, ${(bn * bk) / 4}>;
+var<workgroup> aS: array<vec4<f32>, ${(v.tile.buffers ?? 1) * ((bm * bk) / 4)}>;
+var<workgroup> bS: array<vec4<f32>, ${(v.tile.buffers ?? 1) * ((bn * bk) / 4)}>;
 ${reader('a', v.vecA)}
 ${reader('b', v.vecB)}
 ${writer(v.vecC)}
@@ -219,7 +226,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var kt = wid.z * params.slice;
   ${ta.load}
   ${tb.load}
-  loop {
+  ${double ? doubleBufferedLoop(ta, tb, fma, bm, bn, bk) : `loop {
     if (kt >= kEnd) { break; }
     ${ta.store}
     ${tb.store}
@@ -234,9 +241,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       ${fma.join('\n      ')}
     }
     workgroupBarrier();
-  }
+  }`}
   ${write.join('\n  ')}
 }`;
+}
+
+type Loader = ReturnType<typeof tileLoader>;
+
+/**
+ * The K loop over two copies of the tiles: step i's products read copy i mod 2 while step i + 1's values, loaded
+ * from global memory before the products, are stored into the other copy; one barrier ends the step. It suffices:
+ * after it every invocation has finished reading copy i mod 2 (so step i + 1 may overwrite it with step i + 2's
+ * values) and has stored its share of copy (i + 1) mod 2 (which step i + 1 reads).
+ */
+function doubleBufferedLoop(ta: Loader, tb: Loader, fma: string[], bm: number, bn: number, bk: number): string {
+  const [a4, b4] = [(bm * bk) / 4, (bn * bk) / 4];
+  return `var wa = 0u;
+  var wb = 0u;
+  ${ta.store}
+  ${tb.store}
+  workgroupBarrier();
+  var copy = 0u;
+  loop {
+    if (kt >= kEnd) { break; }
+    let ra = copy * ${a4}u;
+    let rb = copy * ${b4}u;
+    wa = (1u - copy) * ${a4}u;
+    wb = (1u - copy) * ${b4}u;
+    kt = kt + ${bk}u;
+    let more = kt < kEnd;
+    if (more) {
+      ${ta.load}
+      ${tb.load}
+    }
+    for (var k = 0u; k < ${bk}u; k++) {
+      ${fma.join('\n      ')}
+    }
+    if (more) {
+      ${ta.store}
+      ${tb.store}
+    }
+    workgroupBarrier();
+    copy = 1u - copy;
+  }`;
 }
 
 /** Records one product of stored tensors into the command stream (the kernel function of MATMUL). */
@@ -321,10 +368,18 @@ function tileOf(choice: Exclude<TileChoice, 'auto'>): MatMulTile {
   return choice === 'big' ? BIG_TILE : SMALL_TILE;
 }
 
+/** Workgroup memory a tile takes: its A and B tiles, times its copies. */
+export function tileBytes(t: MatMulTile): number {
+  return (t.buffers ?? 1) * (t.bm + t.bn) * t.bk * 4;
+}
+
 /** A tile the kernel can run: per-invocation blocks of whole vec4s, and K steps of whole vec4s. */
 function checkedTile(t: MatMulTile): MatMulTile {
-  const ok = t.tm % 4 === 0 && t.tn % 4 === 0 && t.bk % 4 === 0 && t.bm % t.tm === 0 && t.bn % t.tn === 0 && (t.bm / t.tm) * (t.bn / t.tn) <= 256;
-  if (!ok) throw new Error(`matmul: tile ${JSON.stringify(t)} needs tm, tn, bk multiples of 4, bm/tm and bn/tn whole, at most 256 invocations`);
+  const ok = t.tm % 4 === 0 && t.tn % 4 === 0 && t.bk % 4 === 0 && t.bm % t.tm === 0 && t.bn % t.tn === 0 && (t.bm / t.tm) * (t.bn / t.tn) <= 256 &&
+    (t.buffers === undefined || t.buffers === 1 || t.buffers === 2);
+  if (!ok) throw new Error(`matmul: tile ${JSON.stringify(t)} needs tm, tn, bk multiples of 4, bm/tm and bn/tn whole, at most 256 invocations, 1 or 2 buffers`);
+  const limit = webgpuBackend().device.limits.maxComputeWorkgroupStorageSize;
+  if (tileBytes(t) > limit) throw new Error(`matmul: tile ${JSON.stringify(t)} needs ${tileBytes(t)} bytes of workgroup memory, this GPU has ${limit}`);
   return t;
 }
 

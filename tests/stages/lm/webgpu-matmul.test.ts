@@ -2,7 +2,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'uvu/assert';
 import { readTensor as values } from '../../../stages/lm/backend.ts';
-import { BIG_TILE, matMul, planProduct, SMALL_TILE, type TileChoice } from '../../../stages/lm/webgpu/matmul.ts';
+import { BIG_TILE, matMul, type MatMulTile, planProduct, SMALL_TILE, type SplitChoice, type TileChoice } from '../../../stages/lm/webgpu/matmul.ts';
+import { webgpuBackend } from '../../../stages/lm/webgpu/engine.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
 import { matVec, matVecConcat, matVecSwiglu } from '../../../stages/lm/webgpu/matvec.ts';
 import { randn } from '../../helpers/gradcheck.ts';
@@ -45,6 +46,24 @@ for (const [tile, shapes] of [['small', [...ODD, ...FOURS]], ['big', ODD]] as Ar
   });
 }
 
+test('double-buffered tiles (two copies in workgroup memory, one barrier a K step): every transpose combination, K over many steps and split, equal tf.matMul', async () => {
+  const cases: Array<[MatMulTile, SplitChoice, Array<[number, number, number]>]> = [
+    [{ ...SMALL_TILE, buffers: 2 }, 'auto', [[3, 5, 7], [5, 70, 9], [33, 17, 131], [8, 64, 36]]],
+    [{ ...SMALL_TILE, buffers: 2 }, 3, [[3, 75, 7]]],
+    [{ ...BIG_TILE, buffers: 2 }, 'auto', [[129, 45, 131]]],
+  ];
+  for (const [tile, splits, shapes] of cases) {
+    for (const [m, k, n] of shapes) {
+      for (const [ta, tb] of COMBOS) {
+        const a = stored(m, k, ta, m + k);
+        const b = stored(k, n, tb, k + n);
+        await close(`${tile.bm}x${tile.bn}x${tile.bk} ${m}x${k}x${n} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} in ${splits}`, matMul(a, b, ta, tb, tile, splits), tf.matMul(a, b, ta, tb));
+        tf.dispose([a, b]);
+      }
+    }
+  }
+});
+
 test('a few rows times a weight (matvec.ts): 1 to 16 rows, K a multiple of 4 or not, N not a multiple of 8, equal tf.matMul; more rows are refused', async () => {
   // [M, K, N]: the vec4 kernel (K % 4 = 0) and the scalar one; 9 and 16 rows take two passes of 8.
   const shapes: Array<[number, number, number]> = [[1, 64, 13], [3, 300, 70], [8, 36, 9], [9, 64, 33], [16, 17, 70], [2, 1030, 5]];
@@ -82,9 +101,12 @@ test('SwiGLU applied as the few-rows product loads gate|up equals silu(gate)·up
   }
 });
 
-test('a block tile the GEMM cannot run (K steps of 6) is refused, naming what a tile needs', () => {
+test('a block tile the GEMM cannot run (K steps of 6, more workgroup memory than the GPU has) is refused, naming what a tile needs', () => {
   const z = tf.zeros([4, 4]) as tf.Tensor2D;
   assert.throws(() => matMul(z, z, false, false, { bm: 64, bn: 64, bk: 6, tm: 4, tn: 4 }), /needs tm, tn, bk multiples of 4, bm\/tm and bn\/tn whole, at most 256 invocations/);
+  const limit = webgpuBackend().device.limits.maxComputeWorkgroupStorageSize;
+  const huge: MatMulTile = { bm: 128, bn: 128, bk: 64, tm: 8, tn: 8, buffers: 2 };
+  assert.throws(() => matMul(z, z, false, false, huge), new RegExp(`needs 131072 bytes of workgroup memory, this GPU has ${limit}`));
   z.dispose();
 });
 
