@@ -51,10 +51,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_
   lanes[2u * lid + 1u] = size;
 }`;
   const bytes = PROBE_INVOCATIONS * 2 * 4;
-  const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
   const out = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
   const read = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   try {
+    // A driver that cannot compile the probe reports it here instead of as an uncaptured error; subgroups then go unused.
+    device.pushErrorScope('validation');
+    const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     pass.setPipeline(pipeline);
@@ -63,6 +65,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_
     pass.end();
     encoder.copyBufferToBuffer(out, 0, read, 0, bytes);
     device.queue.submit([encoder.finish()]);
+    if (await device.popErrorScope()) return null;
     await read.mapAsync(GPUMapMode.READ);
     const seen = new Uint32Array(read.getMappedRange().slice(0));
     read.unmap();
