@@ -104,6 +104,8 @@ step "bench medium" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$T
 step "bench medium, wgsl matmul" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --matmul wgsl --profile
 # 3a. Attention with each row's head split over a subgroup's lanes (attention-lanes.ts) instead of one invocation per row.
 step "bench medium, lanes attention" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --attention lanes --profile
+# Both alternatives at once: the figure the defaults would give if both verdicts say switch.
+step "bench medium, wgsl matmul and lanes attention" 75 "$OUT/bench.txt" "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON" --matmul wgsl --attention lanes
 # 3b. Decoding with every step through tfjs (no replay, decode-graph.ts): the replay's gain on this GPU.
 step "bench small, decode graph off" 60 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${SMALL[@]}" --torch "$TORCH_JSON"
 step "bench medium, decode graph off" 75 "$OUT/bench.txt" env PAUSEPIPE_DECODE_GRAPH=off "${BENCH[@]}" "${MEDIUM[@]}" --torch "$TORCH_JSON"
