@@ -693,6 +693,18 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
+/** The variables pausepipe reads, for the main help. The WebGPU ones choose kernels; none changes a result's cache key. */
+const ENVIRONMENT: Array<[string, string]> = [
+  ['PAUSEPIPE_CACHE', 'cache folder when --cache-dir is not given'],
+  ['PAUSEPIPE_KINDS', 'comma-separated modules exporting extra STAGE_KINDS (plugins, test kinds)'],
+  ['PAUSEPIPE_DEBUG', 'set to 1 to print stack traces of unexpected errors'],
+  ['PAUSEPIPE_GPU', 'the WebGPU adapter (0, 1, ...) of this process; --gpus N sets it for each worker'],
+  ['PAUSEPIPE_MATMUL', 'tfjs (default) or wgsl: the product of the model\'s projections on WebGPU'],
+  ['PAUSEPIPE_ATTENTION', 'rows (default) or lanes: the training attention kernels on WebGPU'],
+  ['PAUSEPIPE_DECODE_GRAPH', 'on (default) or off: replay recorded decode steps on WebGPU'],
+  ['PAUSEPIPE_DECODE_LOOKAHEAD', 'decode steps queued ahead of each read on WebGPU (default 1, 0 to 64)'],
+];
+
 function mainHelp(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
   return [
@@ -703,9 +715,7 @@ function mainHelp(): string {
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     '',
     'environment:',
-    '  PAUSEPIPE_CACHE   cache folder when --cache-dir is not given',
-    '  PAUSEPIPE_KINDS   comma-separated modules exporting extra STAGE_KINDS (plugins, test kinds)',
-    '  PAUSEPIPE_DEBUG   set to 1 to print stack traces of unexpected errors',
+    ...ENVIRONMENT.map(([name, what]) => `  ${name.padEnd(Math.max(...ENVIRONMENT.map(([n]) => n.length)))}  ${what}`),
   ].join('\n');
 }
 
