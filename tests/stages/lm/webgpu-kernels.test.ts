@@ -120,7 +120,8 @@ const CASES: Case[] = [
 ];
 // One head size throughout (the fixtures' 16): a CPU adapter compiles each kernel once per head size, slowly.
 
-const ROPE_ROWS = 128;
+/** Rows of the RoPE table: more than any case's positions (a position past the table would read the sine half). */
+const ROPE_ROWS = 160;
 
 function maskOf(c: Case): tf.Tensor2D {
   const m = new Int32Array(c.B * c.T);
@@ -163,6 +164,9 @@ const LANE_CASES: Array<Case & { lanes: number }> = [
   ...CASES.map((c) => ({ ...c, label: `lanes, ${c.label}`, lanes: 2 })),
   { label: 'lanes, 4 per row, grouped heads, left padding', B: 2, T: 37, shape: { numHeads: 4, numKvHeads: 2, headDim: 64, window: 0 }, spans: [[2, 37], [0, 30]], lanes: 4 },
   { label: 'lanes, 8 per row, sliding window of 9', B: 1, T: 21, shape: { numHeads: 2, numKvHeads: 1, headDim: 128, window: 9 }, spans: [[0, 21]], lanes: 8 },
+  // More rows than a workgroup holds (64 rows of 4 lanes, 32 of 8): later blocks start their key and query loops late.
+  { label: 'lanes, 4 per row, three row blocks, padding both sides', B: 2, T: 150, shape: { numHeads: 2, numKvHeads: 1, headDim: 64, window: 0 }, spans: [[5, 150], [0, 140]], lanes: 4 },
+  { label: 'lanes, 8 per row, three row blocks, sliding window of 40', B: 1, T: 75, shape: { numHeads: 2, numKvHeads: 2, headDim: 128, window: 40 }, spans: [[0, 75]], lanes: 8 },
 ];
 
 for (const c of [...CASES.map((c) => ({ ...c, lanes: 0 })), ...LANE_CASES]) {
