@@ -7,7 +7,7 @@
 // steps, every lane ends with the same bits), and workgroups hold 256/P rows. Lane `part` owns the vec4s part,
 // part + P, part + 2P, ... of a head, so the P lanes of a row read P consecutive vec4s of workgroup memory, and a
 // value's RoPE partner (hd/2 away) is the same lane's vec4 V4/2 further on. Same layouts, masks and results as
-// attention.ts (up to float32 summation order); the single-query decoding and cache kernels stay there.
+// attention.ts (up to float32 summation order); the single-query decoding and the cache append stay there.
 import { COMMON_PARAMS, HELPERS, loopBounds } from './attention-common.ts';
 import { bindings, perElementMain } from './engine.ts';
 import { subgroupLayout } from './subgroups.ts';
@@ -66,8 +66,19 @@ fn ropeBackVec(pos: u32, part: u32, i: u32, g: vec4<f32>, gp: vec4<f32>) -> vec4
 }`;
 }
 
-/** Rotated K and V tiles of KB keys (k0…) in workgroup memory, as vec4s; `kok` marks keys that exist and are unmasked. */
-const KEY_TILE = `
+/**
+ * Rotated K and V tiles of KB keys (k0…) in workgroup memory, as vec4s, rotated from qkv or, in cache mode, read from
+ * the KV cache (stored rotated); `kok` marks keys that exist and are unmasked.
+ */
+function keyTile(cache: boolean): string {
+  const load = cache
+    ? `let at = ((b * params.nkv + kvh) * params.cs + j) * HD4 + v;
+        kv = kc[at];
+        vv = vc[at];`
+    : `let kb = headAt(b, j, params.nh + kvh);
+        kv = ropeVec(posAt(b, j), kb, v);
+        vv = qkvVec(kb + params.nkv * HD + 4u * v);`;
+  return `
     workgroupBarrier();
     for (var e = lid; e < KB * HD4; e = e + ${LANE_WORKGROUP}u) {
       let j = k0 + e / HD4;
@@ -75,15 +86,14 @@ const KEY_TILE = `
       var kv = vec4<f32>(0.0);
       var vv = vec4<f32>(0.0);
       if (j < kEnd) {
-        let kb = headAt(b, j, params.nh + kvh);
-        kv = ropeVec(posAt(b, j), kb, v);
-        vv = qkvVec(kb + params.nkv * HD + 4u * v);
+        ${load}
       }
       kt[e] = kv;
       vt[e] = vv;
     }
     for (var e = lid; e < KB; e = e + ${LANE_WORKGROUP}u) { kok[e] = select(0u, 1u, k0 + e < kEnd && maskAt(b, k0 + e)); }
     workgroupBarrier();`;
+}
 
 /** The opening shared by the forward and the dQ kernel: one query row of head h per P lanes, its key-tile range. */
 function queryRowOpening(kb: number, hd: number): string {
@@ -108,12 +118,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /**
  * Forward: online softmax over key tiles (FlashAttention's recurrence), the tile's scores in registers. The shuffles
- * sit outside every branch on `live` (subgroup operations need the whole subgroup), rows past T compute on zeros.
+ * sit outside every branch on `live` (subgroup operations need the whole subgroup), rows past T compute on zeros. In
+ * cache mode (the T new queries of a prompt against the cache's past + T columns) keys and values come from the cache.
  */
-export function lanesForwardWgsl(hd: number, lanes: number, kb: number): string {
+export function lanesForwardWgsl(hd: number, lanes: number, kb: number, cache: boolean): string {
   const L = loopBounds('KB');
+  const ins: Array<[string, 'f32' | 'i32' | 'vec4<f32>']> = [['qkv', 'f32'], ['colInfo', 'i32'], ['rope', 'f32'], ...(cache ? [['kc', 'vec4<f32>'], ['vc', 'vec4<f32>']] as Array<[string, 'vec4<f32>']> : [])];
   return `enable subgroups;
-${bindings([['o', 'vec4<f32>'], ['lse', 'f32']], [['qkv', 'f32'], ['colInfo', 'i32'], ['rope', 'f32']], COMMON_PARAMS)}
+${bindings([['o', 'vec4<f32>'], ['lse', 'f32']], ins, COMMON_PARAMS)}
 ${laneHelpers(hd, lanes)}
 ${queryRowOpening(kb, hd)}
   var q: array<vec4<f32>, V4>;
@@ -126,7 +138,7 @@ ${queryRowOpening(kb, hd)}
     for (var i = 0u; i < V4; i++) { q[i] = ropeVec(pos, at, part + P * i) * params.scale; }
   }
   for (var k0 = kStart; k0 < kEnd; k0 = k0 + KB) {
-    ${KEY_TILE}
+    ${keyTile(cache)}
     var sc: array<f32, ${kb}>;
     for (var jj = 0u; jj < ${L.tile}; jj++) {
       var s = 0.0;
@@ -206,7 +218,7 @@ ${queryRowOpening(kb, hd)}
     dsum = delta[(b * params.nh + h) * params.T + t];
   }
   for (var k0 = kStart; k0 < kEnd; k0 = k0 + KB) {
-    ${KEY_TILE}
+    ${keyTile(false)}
     for (var jj = 0u; jj < ${L.tile}; jj++) {
       var s = 0.0;
       var dp = 0.0;

@@ -438,7 +438,7 @@ tf.registerKernel({
     const rows = a.lanes > 0 ? laneRows(a.lanes) : ROWS;
     return run({
       key: a.lanes > 0 ? `attention-lanes-${a.headDim}-${a.lanes}-${kb}` : `attention-${a.headDim}-${kb}`,
-      wgsl: () => (a.lanes > 0 ? lanesForwardWgsl(a.headDim, a.lanes, kb) : forwardWgsl(a.headDim, kb, false)),
+      wgsl: () => (a.lanes > 0 ? lanesForwardWgsl(a.headDim, a.lanes, kb, false) : forwardWgsl(a.headDim, kb, false)),
       inputs: [qkv, meta, rope],
       outputs: [{ shape: [g.B, g.T, a.numHeads * a.headDim], dtype: 'float32' }, { shape: [g.B, a.numHeads, g.T], dtype: 'float32' }],
       uniforms: uniforms(g, a, kb),
@@ -613,13 +613,14 @@ export function attendCache(cache: CacheLayer, qkv: tf.Tensor, meta: tf.Tensor, 
     return tf.engine().makeTensorFromTensorInfo(o!);
   }
   const kb = tileRows(s.headDim);
+  const lanes = attentionLanes(s.headDim);
   const [o, lse] = runToTensors({
-    key: `attention-cached-${s.headDim}-${kb}`,
-    wgsl: () => forwardWgsl(s.headDim, kb, true),
+    key: lanes > 0 ? `attention-lanes-cached-${s.headDim}-${lanes}-${kb}` : `attention-cached-${s.headDim}-${kb}`,
+    wgsl: () => (lanes > 0 ? lanesForwardWgsl(s.headDim, lanes, kb, true) : forwardWgsl(s.headDim, kb, true)),
     inputs: [qkv, meta, rope, cache.keys, cache.values],
     outputs: [out, { shape: [B, s.numHeads, T], dtype: 'float32' }],
     uniforms: uniforms(g, s, kb),
-    workgroups: [Math.ceil(T / ROWS), B * s.numHeads, 1],
+    workgroups: [Math.ceil(T / (lanes > 0 ? laneRows(lanes) : ROWS)), B * s.numHeads, 1],
   });
   lse!.dispose();
   return o!;

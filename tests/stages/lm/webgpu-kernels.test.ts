@@ -212,33 +212,40 @@ test('PAUSEPIPE_ATTENTION picks the training kernels: rows by default and when e
   }
 });
 
-test('the KV cache: a prompt appended, then single tokens the decode kernel writes itself, attended over, equal attention over the whole sequence', async () => {
-  const shape: AttentionShape = { numHeads: 4, numKvHeads: 2, headDim: 16, window: 0 };
-  const B = 2;
-  const T = 12;
-  const prompt = 7;
-  const { cos, sin } = ropeTables(shape.headDim, ROPE_ROWS, 10000);
-  const rope = tf.stack([cos, sin]);
-  const width = (shape.numHeads + 2 * shape.numKvHeads) * shape.headDim;
-  const qkv = randn([B, T, width], 12);
-  // Row 0 is left-padded by two positions, as generation batches prompts of different lengths.
-  const mask = tf.tensor2d([0, 0, ...Array(T - 2).fill(1), ...Array(T).fill(1)], [B, T], 'int32');
-  const full = attention(qkv, attentionMeta(mask), rope, shape);
-  const cache = { keys: emptyTensor([B, 2, 16, 16], 'float32'), values: emptyTensor([B, 2, 16, 16], 'float32') };
-  const steps: tf.Tensor[] = [];
-  for (let past = 0; past < T; past += past === 0 ? prompt : 1) {
-    const n = past === 0 ? prompt : 1;
-    const part = tf.slice(qkv, [0, past, 0], [B, n, width]);
-    const meta = attentionMeta(tf.slice(mask, [0, 0], [B, past + n]) as tf.Tensor2D);
-    // A one-token step's attention kernel writes the new key and value itself; a longer one appends them first.
-    if (n > 1) appendToCache(cache, part, meta, rope, past, shape);
-    steps.push(attendCache(cache, part, meta, rope, past, shape));
-  }
-  const joined = tf.concat(steps, 1);
-  const perRow = T * shape.numHeads * shape.headDim;
-  // Row 0's two padding positions see no key.
-  await close('cached', joined, full, (i) => !(i < perRow && Math.floor(i / (shape.numHeads * shape.headDim)) < 2));
-});
+for (const choice of ['rows', 'lanes'] as const) {
+  test(`the KV cache (${choice}): a prompt and a chunk of 3 appended and attended over, then single tokens the decode kernel writes itself, equal attention over the whole sequence`, async () => {
+    const shape: AttentionShape = { numHeads: 4, numKvHeads: 2, headDim: 16, window: 0 };
+    const B = 2;
+    const T = 12;
+    const chunks = [7, 3, 1, 1];
+    const { cos, sin } = ropeTables(shape.headDim, ROPE_ROWS, 10000);
+    const rope = tf.stack([cos, sin]);
+    const width = (shape.numHeads + 2 * shape.numKvHeads) * shape.headDim;
+    const qkv = randn([B, T, width], 12);
+    // Row 0 is left-padded by two positions, as generation batches prompts of different lengths.
+    const mask = tf.tensor2d([0, 0, ...Array(T - 2).fill(1), ...Array(T).fill(1)], [B, T], 'int32');
+    const full = attention(qkv, attentionMeta(mask), rope, shape);
+    const cache = { keys: emptyTensor([B, 2, 16, 16], 'float32'), values: emptyTensor([B, 2, 16, 16], 'float32') };
+    const steps = withAttention(choice, () => {
+      assert.is(attentionLanes(shape.headDim), choice === 'lanes' ? 2 : 0, 'invocations per row');
+      const out: tf.Tensor[] = [];
+      let past = 0;
+      for (const n of chunks) {
+        const part = tf.slice(qkv, [0, past, 0], [B, n, width]);
+        const meta = attentionMeta(tf.slice(mask, [0, 0], [B, past + n]) as tf.Tensor2D);
+        // A one-token step's attention kernel writes the new key and value itself; a longer one appends them first.
+        if (n > 1) appendToCache(cache, part, meta, rope, past, shape);
+        out.push(attendCache(cache, part, meta, rope, past, shape));
+        past += n;
+      }
+      return out;
+    });
+    const joined = tf.concat(steps, 1);
+    const perRow = T * shape.numHeads * shape.headDim;
+    // Row 0's two padding positions see no key.
+    await close('cached', joined, full, (i) => !(i < perRow && Math.floor(i / (shape.numHeads * shape.headDim)) < 2));
+  });
+}
 
 test('cross-entropy: sum, count and the logits gradient match ops.crossEntropySum, ignored labels included', async () => {
   const logits = randn([7, 33], 13, 3) as tf.Tensor2D;
