@@ -215,7 +215,7 @@ for (const [label, setup] of SETUPS) {
   });
 }
 
-trainTest('the lanes attention (PAUSEPIPE_ATTENTION=lanes): every weight\'s gradient within 1e-5 of the rows kernels\', and two training steps\' losses within 1e-5', async () => {
+trainTest('the lanes attention (PAUSEPIPE_ATTENTION=lanes): every weight\'s gradient and two training steps\' losses within 1e-5 of the rows kernels\', then the same greedy tokens', async () => {
   await useBackend('webgpu');
   const byAttention = (choice: 'rows' | 'lanes') => withEnv('PAUSEPIPE_ATTENTION', choice, async () => {
     assert.is(attentionLanes(16), choice === 'lanes' ? 2 : 0, 'invocations per row');
@@ -225,8 +225,10 @@ trainTest('the lanes attention (PAUSEPIPE_ATTENTION=lanes): every weight\'s grad
     const rows = Array.from({ length: 4 }, (_, i) => ({ question: `${i}+${i + 2}?`, answer: `${2 * i + 2}\n#### ${2 * i + 2}` }));
     const trained = tinyModel();
     const res = await train(trained, tok, { train: rows, validation: [] }, { batchSize: 2, maxSteps: 2, lr: 3e-3, loggingSteps: 1 }, { log: () => {} });
+    // Prompts of different lengths: the prefill attends over the cache with left padding.
+    const generated = await generate(trained, noEos, [tok.encode('3+4=', { addSpecialTokens: true }), tok.encode('10', { addSpecialTokens: true })], { maxNewTokens: 8 });
     trained.dispose();
-    return { grads, losses: res.trainLossCurve.map(([, l]) => l) };
+    return { grads, losses: res.trainLossCurve.map(([, l]) => l), tokens: generated.map((r) => r.ids) };
   });
   const want = await byAttention('rows');
   const got = await byAttention('lanes');
@@ -234,6 +236,8 @@ trainTest('the lanes attention (PAUSEPIPE_ATTENTION=lanes): every weight\'s grad
   for (const [name, g] of got.grads) assert.ok(maxDiff(g, want.grads.get(name)!) < 1e-5, `${name}: ${maxDiff(g, want.grads.get(name)!)}`);
   assert.is(got.losses.length, 2);
   got.losses.forEach((l, i) => assert.ok(relDiff(l, want.losses[i]!) < 1e-5, `loss ${i}: ${l} vs ${want.losses[i]}`));
+  assert.equal(got.tokens, want.tokens, 'greedy tokens after training');
+  assert.equal(got.tokens.map((ids) => ids.length), [8, 8]);
 });
 
 trainTest('a short training run gives wasm\'s loss curve and leaves the live tensors where they were', async () => {
