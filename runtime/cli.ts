@@ -580,15 +580,13 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   export: {
-    usage: 'export STAGE FOLDER --pipeline FILE [--cache-dir D]',
+    usage: 'export FILE STAGE FOLDER [--cache-dir D]   (or: export STAGE FOLDER --pipeline FILE)',
     summary: "copy a stage's artifacts out of the cache",
     options: { ...CACHE_DIR, pipeline: { type: 'string' } },
     help: 'STAGE is a generated name (`train[lr=0.1]`) or a declared name with a single instance. FOLDER must be new or empty.\n' + CACHE_HELP,
     async run({ values, positionals }, io) {
-      if (positionals.length !== 2) throw new UsageError('expected STAGE and FOLDER');
-      if (typeof values.pipeline !== 'string') throw new UsageError('--pipeline FILE is required');
-      const [stageName, folder] = positionals as [string, string];
-      const s = await session(values.pipeline, values['cache-dir'] as string | undefined, io);
+      const [file, stageName, folder] = exportArgs(positionals, values.pipeline as string | undefined);
+      const s = await session(file, values['cache-dir'] as string | undefined, io);
       if (!s) return EXIT.invalid;
       const matches = s.pipeline.stages.filter((x) => x.name === stageName || x.declaredName === stageName);
       const exact = matches.find((x) => x.name === stageName);
@@ -704,6 +702,14 @@ const ENVIRONMENT: Array<[string, string]> = [
   ['PAUSEPIPE_DECODE_GRAPH', 'on (default) or off: replay recorded decode steps on WebGPU'],
   ['PAUSEPIPE_DECODE_LOOKAHEAD', 'decode steps queued ahead of each read on WebGPU (default 1, 0 to 64)'],
 ];
+
+/** export's pipeline, stage and folder: FILE STAGE FOLDER like the other commands, or STAGE FOLDER --pipeline FILE. */
+function exportArgs(positionals: string[], pipeline: string | undefined): [string, string, string] {
+  if (positionals.length === 3 && pipeline === undefined) return positionals as [string, string, string];
+  if (positionals.length === 2 && pipeline !== undefined) return [pipeline, positionals[0]!, positionals[1]!];
+  if (positionals.length === 3) throw new UsageError('give the pipeline once: FILE STAGE FOLDER, or STAGE FOLDER --pipeline FILE');
+  throw new UsageError(positionals.length === 2 ? 'which pipeline? export FILE STAGE FOLDER (or add --pipeline FILE)' : 'expected FILE STAGE FOLDER');
+}
 
 function mainHelp(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

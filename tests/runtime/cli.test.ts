@@ -279,6 +279,14 @@ test('export copies a stage\'s artifacts out of the cache; gc keeps only what th
   assert.is(ex.code, 0, ex.err);
   assert.equal(JSON.parse(await readFile(path.join(target, 'metrics.json'), 'utf8')), { loss: 0.5, size: 's' });
   assert.is((await pp('export', 'train', path.join(ws, 'x'), '--pipeline', file)).code, 1);
+  // The pipeline first, as run, plan and show take it.
+  const second = path.join(ws, 'exported-too');
+  assert.is((await pp('export', file, 'train[model=s,lr=2]', second)).code, 0);
+  assert.equal(await readdir(second), await readdir(target));
+  const missing = await pp('export', 'train[model=s,lr=2]', path.join(ws, 'y'));
+  assert.is(missing.code, 2);
+  assert.match(missing.err, 'which pipeline? export FILE STAGE FOLDER (or add --pipeline FILE)');
+  assert.match((await pp('export', file, 'train[model=s,lr=2]', path.join(ws, 'z'), '--pipeline', file)).err, 'give the pipeline once');
 
   await writeFile(file, MATRIX.replace('then 7 else 1', 'then 8 else 1'));
   await runJson(file);
