@@ -1,4 +1,5 @@
-// Training attention with each row's head split over P neighbouring invocations ("lanes") of a subgroup.
+// Attention over many rows (training, and a prompt over the KV cache) with each row's head split over P neighbouring
+// invocations ("lanes") of a subgroup.
 //
 // attention.ts's kernels give one query (or key) row to one invocation, which holds whole head vectors: the dK/dV
 // kernel 4·hd floats. At hd = 128 (Mistral-7B) that is 512 registers, twice what an NVIDIA thread has, so they spill,
@@ -36,7 +37,7 @@ export function laneRows(lanes: number): number {
 
 /**
  * WGSL shared by the lanes kernels: the constants, the lane's vec4 of a rotated head (`ropeVec`) or of a plain one
- * (`headVec`), and `acrossLanes`, the row's sum of one value per lane (every lane gets the same bits: each butterfly
+ * (`qkvVec`), and `acrossLanes`, the row's sum of one value per lane (every lane gets the same bits: each butterfly
  * step adds two values in either order, and float addition commutes).
  */
 function laneHelpers(hd: number, lanes: number): string {
