@@ -7,6 +7,7 @@ import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
+import { gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
 import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
@@ -158,7 +159,13 @@ function exitCodeOf(r: RunResult): number {
 export const BACKEND_FLAG_VALUES = ['tensorflow', 'webgpu', 'wasm', 'cpu', 'auto'] as const;
 
 /** Usage errors in --jobs/--gpus/--stages-per-gpu/--backend surface before the pipeline is loaded (a typo in --backend would else fall back silently). */
+/** A bad environment variable: reported like a usage error (exit 2, before anything runs) but without the usage line. */
+class SettingError extends Error {}
+
 function checkSlotFlags(values: Record<string, unknown>): void {
+  // The GPU kernel variables are read deep inside model stages: a typo would fail the first of them, after the rest ran.
+  const wrong = gpuSettingErrors();
+  if (wrong.length > 0) throw new SettingError(wrong.join('\n'));
   positiveInt(values.jobs, '--jobs');
   positiveInt(values.gpus, '--gpus', true);
   positiveInt(values['stages-per-gpu'], '--stages-per-gpu');
@@ -754,6 +761,10 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
     return await command.run(parsed as Parameters<Command['run']>[0], io);
   } catch (e) {
+    if (e instanceof SettingError) {
+      write(io.stderr, (e as Error).message.split('\n').map((line) => `pausepipe ${name}: ${line}`).join('\n'));
+      return EXIT.invalid;
+    }
     const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     if (usage) {
       write(io.stderr, `pausepipe ${name}: ${(e as Error).message}\nusage: pausepipe ${command.usage}`);

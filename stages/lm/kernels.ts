@@ -1,6 +1,7 @@
 // The model's compute primitives per backend, chosen in one place: tfjs ops (ops.ts) on every backend, fused WGSL programs (webgpu/) on webgpu.
 import * as tf from '@tensorflow/tfjs-core';
 import type { LmConfig } from './config.ts';
+import { decodeLookahead } from './gpu-settings.ts';
 import * as ops from './ops.ts';
 import type { KvCache, LanguageModel } from './types.ts';
 import { FlatAdamW, type AdamWUpdate, type AdamWWeight } from './webgpu/adamw.ts';
@@ -57,19 +58,6 @@ export interface BackendKernels {
   /** AdamW updating all `weights` at once, or null where optimizer.ts's tfjs-op update is the way. */
   adamw: ((weights: AdamWWeight[]) => FusedAdamW) | null;
   decoder: FusedDecoder | null;
-}
-
-/**
- * PAUSEPIPE_DECODE_LOOKAHEAD (default 1): steps a GPU decodes ahead of the host's read of a step's tokens. The
- * tokens never leave the GPU between steps, so more steps in flight hide a read's latency; past the last EOS they
- * are work thrown away (at most this many steps per batch). Read at each generation so a bench can compare.
- */
-function gpuDecodeLookahead(): number {
-  // Set but empty counts as unset, as for the other PAUSEPIPE_ variables.
-  const v = process.env.PAUSEPIPE_DECODE_LOOKAHEAD?.trim() || '1';
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || n > 64) throw new Error(`PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '${v}'`);
-  return n;
 }
 
 /** A row's draw from host-side probabilities, as the reference's sampling walk does it. */
@@ -141,8 +129,11 @@ const WEBGPU: BackendKernels = {
     return recordingGradients() ? null : pauseEmbedding;
   },
   decodeSteps: (model, temperature) => new ReplayedDecodeSteps(model, temperature),
+  // PAUSEPIPE_DECODE_LOOKAHEAD (default 1): steps a GPU decodes ahead of the host's read of a step's tokens. They
+  // never leave the GPU between steps, so more in flight hide a read's latency; past the last EOS they are work thrown
+  // away (at most this many steps per batch). Read at each generation so a bench can compare.
   get decodeLookahead() {
-    return gpuDecodeLookahead();
+    return decodeLookahead();
   },
   adamw: (weights) => new FlatAdamW(weights),
   decoder: { hidden: fusedHidden, newCache: (config, capacity) => new DeviceKvCache(config, capacity) },

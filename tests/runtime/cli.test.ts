@@ -320,4 +320,24 @@ test('help, kinds and usage errors', async () => {
   assert.equal([...BACKEND_FLAG_VALUES], [...BACKEND_NAMES, 'auto']);
 });
 
+test('a bad GPU kernel variable stops run before any stage, naming each variable; nothing is computed', async () => {
+  const { ws, file } = await workspace();
+  const saved = { a: process.env.PAUSEPIPE_ATTENTION, l: process.env.PAUSEPIPE_DECODE_LOOKAHEAD };
+  try {
+    process.env.PAUSEPIPE_ATTENTION = 'lane';
+    process.env.PAUSEPIPE_DECODE_LOOKAHEAD = '65';
+    const r = await pp('run', file);
+    assert.is(r.code, 2);
+    assert.is(r.err, "pausepipe run: PAUSEPIPE_ATTENTION must be rows or lanes, got 'lane'\n" +
+      "pausepipe run: PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '65'\n");
+    assert.is(r.out, '');
+    await readFile(path.join(ws, 'count.txt')).then(() => assert.unreachable('a stage ran'), (err: NodeJS.ErrnoException) => assert.is(err.code, 'ENOENT'));
+  } finally {
+    for (const [name, v] of [['PAUSEPIPE_ATTENTION', saved.a], ['PAUSEPIPE_DECODE_LOOKAHEAD', saved.l]] as const) {
+      if (v === undefined) delete process.env[name];
+      else process.env[name] = v;
+    }
+  }
+});
+
 test.run();

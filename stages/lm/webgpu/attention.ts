@@ -7,6 +7,7 @@
 // sees key column j when mask[j] is 1, j ≤ its column and, with a window W, column − j < W. A query that sees no
 // key (a left-padding position) gets zeros: the reference's uniform average there is read by nobody.
 import * as tf from '@tensorflow/tfjs-core';
+import { gpuChoice } from '../gpu-settings.ts';
 import { COMMON_PARAMS, HELPERS, loopBounds, tileRows, uniforms, type AttentionShape, type Geometry } from './attention-common.ts';
 import { laneRows, lanesBackwardKvWgsl, lanesBackwardQWgsl, lanesFor, lanesForwardWgsl, rowDeltaWgsl } from './attention-lanes.ts';
 import { bindings, ForcedChoice, grid, run, runToTensors } from './engine.ts';
@@ -545,10 +546,7 @@ export function withAttention<T>(choice: AttentionChoice, fn: () => T): T {
  * give the same values up to float32 summation order.
  */
 export function attentionChoice(): AttentionChoice {
-  if (forcedAttention.current) return forcedAttention.current;
-  const v = process.env.PAUSEPIPE_ATTENTION || 'rows';
-  if (v !== 'rows' && v !== 'lanes') throw new Error(`PAUSEPIPE_ATTENTION must be rows or lanes, got '${v}'`);
-  return v;
+  return forcedAttention.current ?? gpuChoice('PAUSEPIPE_ATTENTION');
 }
 
 /** Invocations per row the training attention of head size `hd` runs with now: 0 for rows. */

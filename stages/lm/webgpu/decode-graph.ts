@@ -10,6 +10,7 @@
 // uniforms (rewritten per step).
 /// <reference types="@webgpu/types" />
 import * as tf from '@tensorflow/tfjs-core';
+import { gpuChoice } from '../gpu-settings.ts';
 import type { KvCache, LanguageModel } from '../types.ts';
 import { DeviceKvCache } from './decoder.ts';
 import { captureDispatches, copyBuffer, emptyTensor, gpuBuffer, layoutOf, releaseCaptured, submitPending, uniformBytes, webgpuBackend, writeUniforms, type CapturedData, type RecordedDispatch } from './engine.ts';
@@ -27,9 +28,7 @@ export interface DecodeSteps {
 
 /** PAUSEPIPE_DECODE_GRAPH=off runs every step through tfjs (for comparisons); on by default. */
 function graphsEnabled(): boolean {
-  const v = process.env.PAUSEPIPE_DECODE_GRAPH ?? 'on';
-  if (v !== 'on' && v !== 'off') throw new Error(`PAUSEPIPE_DECODE_GRAPH must be on or off, got '${v}'`);
-  return v === 'on';
+  return gpuChoice('PAUSEPIPE_DECODE_GRAPH') === 'on';
 }
 
 /** A recorded one-token step, ready to dispatch again for the next position. */

@@ -1,5 +1,6 @@
 // A register-tiled WGSL GEMM, C = op(A)·op(B) with either operand transposed, and its gradients through the same kernel.
 import * as tf from '@tensorflow/tfjs-core';
+import { gpuChoice } from '../gpu-settings.ts';
 import { bindings, ForcedChoice, grid, perElementMain, run, webgpuBackend } from './engine.ts';
 import { matVec, takesMatVec } from './matvec.ts';
 
@@ -438,10 +439,7 @@ export function withMatMul<T>(choice: MatMulChoice, fn: () => T): T {
  * stays opt-in until a GPU run shows it faster; both give the same values up to float32 summation order.
  */
 export function matMulChoice(): MatMulChoice {
-  if (forcedProduct.current) return forcedProduct.current;
-  const v = process.env.PAUSEPIPE_MATMUL ?? 'tfjs';
-  if (v !== 'tfjs' && v !== 'wgsl') throw new Error(`PAUSEPIPE_MATMUL must be tfjs or wgsl, got '${v}'`);
-  return v;
+  return forcedProduct.current ?? gpuChoice('PAUSEPIPE_MATMUL');
 }
 
 /**
