@@ -55,3 +55,27 @@ fn posAt(b: u32, j: u32) -> u32 { return u32(colInfo[(params.B + b) * params.ms 
 fn nht() -> u32 { return params.nh + 2u * params.nkv; }
 fn headAt(b: u32, t: u32, head: u32) -> u32 { return ((b * params.T + t) * nht() + head) * HD; }
 fn firstKey(col: u32) -> u32 { return select(0u, col + 1u - params.window, params.window > 0u && col + 1u > params.window); }`;
+
+/**
+ * The key-tile fill shared by the forward and dQ kernels of both layouts: KB keys from k0 into workgroup memory `kt`
+ * (rotated) and `vt`, `per` values per key in slots of type `zero`'s (f32, or vec4 for the lanes kernels), `index`
+ * naming the slot within a key for `load`, which sets `kv` and `vv` for key j; `kok` marks keys that exist and are
+ * unmasked. `threads`: the workgroup's invocations, which share the fill.
+ */
+export function keyTileFill(o: { per: string; index: string; zero: string; threads: number; load: string }): string {
+  return `
+    workgroupBarrier();
+    for (var e = lid; e < KB * ${o.per}; e = e + ${o.threads}u) {
+      let j = k0 + e / ${o.per};
+      let ${o.index} = e % ${o.per};
+      var kv = ${o.zero};
+      var vv = ${o.zero};
+      if (j < kEnd) {
+        ${o.load}
+      }
+      kt[e] = kv;
+      vt[e] = vv;
+    }
+    for (var e = lid; e < KB; e = e + ${o.threads}u) { kok[e] = select(0u, 1u, k0 + e < kEnd && maskAt(b, k0 + e)); }
+    workgroupBarrier();`;
+}

@@ -9,7 +9,7 @@
 // part + P, part + 2P, ... of a head, so the P lanes of a row read P consecutive vec4s of workgroup memory, and a
 // value's RoPE partner (hd/2 away) is the same lane's vec4 V4/2 further on. Same layouts, masks and results as
 // attention.ts (up to float32 summation order); the single-query decoding and the cache append stay there.
-import { COMMON_PARAMS, HELPERS, loopBounds } from './attention-common.ts';
+import { COMMON_PARAMS, HELPERS, keyTileFill, loopBounds } from './attention-common.ts';
 import { bindings, perElementMain } from './engine.ts';
 import { subgroupLayout } from './subgroups.ts';
 import { ropeFns } from './wgsl.ts';
@@ -79,21 +79,7 @@ function keyTile(cache: boolean): string {
     : `let kb = headAt(b, j, params.nh + kvh);
         kv = ropeVec(posAt(b, j), kb, v);
         vv = qkvVec(kb + params.nkv * HD + 4u * v);`;
-  return `
-    workgroupBarrier();
-    for (var e = lid; e < KB * HD4; e = e + ${LANE_WORKGROUP}u) {
-      let j = k0 + e / HD4;
-      let v = e % HD4;
-      var kv = vec4<f32>(0.0);
-      var vv = vec4<f32>(0.0);
-      if (j < kEnd) {
-        ${load}
-      }
-      kt[e] = kv;
-      vt[e] = vv;
-    }
-    for (var e = lid; e < KB; e = e + ${LANE_WORKGROUP}u) { kok[e] = select(0u, 1u, k0 + e < kEnd && maskAt(b, k0 + e)); }
-    workgroupBarrier();`;
+  return keyTileFill({ per: 'HD4', index: 'v', zero: 'vec4<f32>(0.0)', threads: LANE_WORKGROUP, load });
 }
 
 /** The opening shared by the forward and the dQ kernel: one query row of head h per P lanes, its key-tile range. */

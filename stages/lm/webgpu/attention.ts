@@ -8,7 +8,7 @@
 // key (a left-padding position) gets zeros: the reference's uniform average there is read by nobody.
 import * as tf from '@tensorflow/tfjs-core';
 import { gpuChoice } from '../gpu-settings.ts';
-import { COMMON_PARAMS, HELPERS, loopBounds, tileRows, uniforms, type AttentionShape, type Geometry } from './attention-common.ts';
+import { COMMON_PARAMS, HELPERS, keyTileFill, loopBounds, tileRows, uniforms, type AttentionShape, type Geometry } from './attention-common.ts';
 import { laneRows, lanesBackwardKvWgsl, lanesBackwardQWgsl, lanesFor, lanesForwardWgsl, rowDeltaWgsl } from './attention-lanes.ts';
 import { bindings, ForcedChoice, grid, run, runToTensors } from './engine.ts';
 import { reductions, ropeFns } from './wgsl.ts';
@@ -28,21 +28,7 @@ function keyTileLoad(cache: boolean): string {
     : `let kb = headAt(b, j, params.nh + kvh);
         kv = ropeFwd(posAt(b, j), d, qkv[kb + d], qkv[kb + partner(d)]);
         vv = qkv[kb + params.nkv * HD + d];`;
-  return `
-    workgroupBarrier();
-    for (var e = lid; e < KB * HD; e = e + ${ROWS}u) {
-      let j = k0 + e / HD;
-      let d = e % HD;
-      var kv = 0.0;
-      var vv = 0.0;
-      if (j < kEnd) {
-        ${load}
-      }
-      kt[e] = kv;
-      vt[e] = vv;
-    }
-    for (var e = lid; e < KB; e = e + ${ROWS}u) { kok[e] = select(0u, 1u, k0 + e < kEnd && maskAt(b, k0 + e)); }
-    workgroupBarrier();`;
+  return keyTileFill({ per: 'HD', index: 'd', zero: '0.0', threads: ROWS, load });
 }
 
 /**
