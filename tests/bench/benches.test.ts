@@ -1,13 +1,14 @@
-// bench/train.bench.ts on the software adapter: the flags the device check passes, and the lines device-verdicts.ts
-// reads. A bench broken here would otherwise first show on a lent GPU, at the cost of its minutes.
+// The device check's benches on the software adapter (bench/train.bench.ts, bench/matmul.bench.ts): the flags it
+// passes, the lines device-verdicts.ts reads. A bench broken here would otherwise first show on a lent GPU, at the cost
+// of its minutes.
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { rates } from '../../bench/device-verdicts.ts';
+import { productRatios, rates } from '../../bench/device-verdicts.ts';
 import { runOnWebgpu } from '../helpers/backends.ts';
 import { PROJECT_ROOT } from '../helpers/runner.ts';
 
-const test = suite('train.bench [webgpu]');
+const test = suite('benches [webgpu]');
 
 /** The bench's `small` shape shrunk to one short step; the kernel variables cleared so only the flags choose. */
 const SMALL = ['--backend', 'webgpu', '--shape', 'small', '--steps', '1', '--batch', '2', '--seq', '16', '--gen', '3', '--torch', 'none'];
@@ -46,6 +47,18 @@ test('an unknown --attention or --matmul is refused before anything runs', async
   const worse = await bench('--matmul', 'cuda');
   assert.is(worse.exitCode, 2);
   assert.is(worse.stderr.trim(), 'train.bench: --matmul must be tfjs or wgsl, got cuda');
+});
+
+test('matmul.bench: every product of the list against tfjs\'s, the same values, a ratio the verdicts read', async () => {
+  const r = await execa(process.execPath, ['--import', 'tsx', 'bench/matmul.bench.ts', '--trials', '1'], { cwd: PROJECT_ROOT, reject: false });
+  assert.is(r.exitCode, 0, r.stderr);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('matmul '));
+  assert.is(lines.length, 9);
+  for (const l of lines) {
+    const diff = Number(/max diff ([\d.e+-]+) of max \|C\|$/.exec(l)?.[1]);
+    assert.ok(diff < 1e-5, l);
+  }
+  assert.is(productRatios(r.stdout.split('\n')).length, 9);
 });
 
 runOnWebgpu(test);
