@@ -24,8 +24,11 @@ export function requestSubgroups(gpu: GPU): void {
     const adapter = await requestAdapter(options);
     if (!adapter?.features.has('subgroups')) return adapter;
     const requestDevice = adapter.requestDevice.bind(adapter);
+    // A device refused with the feature (an adapter that lists more than it grants) is asked for again without it:
+    // subgroups are an optimisation, never a reason to lose the GPU.
     adapter.requestDevice = (descriptor?: GPUDeviceDescriptor) =>
-      requestDevice({ ...descriptor, requiredFeatures: [...(descriptor?.requiredFeatures ?? []), 'subgroups' as GPUFeatureName] });
+      requestDevice({ ...descriptor, requiredFeatures: [...(descriptor?.requiredFeatures ?? []), 'subgroups' as GPUFeatureName] })
+        .catch(() => requestDevice(descriptor));
     return adapter;
   };
 }
