@@ -678,6 +678,22 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.ok;
     },
   },
+  backends: {
+    usage: 'backends [--json]',
+    summary: 'which tensor backends start here, the GPU adapter, what auto picks, the GPU kernel variables',
+    options: { json: { type: 'boolean' } },
+    help: [
+      'Starts each backend as --backend NAME would (a software GPU adapter included), then the one auto picks.',
+      '  --json          the same as JSON',
+    ].join('\n'),
+    async run({ values, positionals }, io) {
+      if (positionals.length > 0) throw new UsageError(`expected no arguments, got ${positionals.length}`);
+      const { backendsReport, renderBackendsReport } = await import('./backends-report.ts');
+      const report = await backendsReport();
+      write(io.stdout, values.json ? JSON.stringify(report, null, 2) : renderBackendsReport(report));
+      return EXIT.ok;
+    },
+  },
   kinds: {
     usage: 'kinds [NAME] [--md] [--cache-dir D]',
     summary: 'reference of every stage kind (or one): params with types, defaults and descriptions; inputs',

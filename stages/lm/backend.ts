@@ -97,6 +97,32 @@ async function choose(preferred: string | undefined): Promise<BackendInfo> {
   throw new Error(`no tfjs backend could start: ${notices.join('; ')}`);
 }
 
+/** One backend as `pausepipe backends` reports it: what runs its kernels when it starts, or why it does not. */
+export interface BackendSurvey {
+  name: BackendName;
+  device?: string;
+  notice?: string;
+  unavailable?: string;
+}
+
+/**
+ * Tries every backend as if asked for by name (a software adapter included), then asks for the `auto` one: what this
+ * machine offers and what a run would use. Leaves the auto backend active.
+ */
+export async function surveyBackends(): Promise<{ backends: BackendSurvey[]; auto: BackendInfo }> {
+  await registerGradients();
+  const backends: BackendSurvey[] = [];
+  for (const name of BACKEND_NAMES) {
+    try {
+      const started = await attempt(name, true);
+      backends.push(started.notice ? { name, device: started.device, notice: started.notice } : { name, device: started.device });
+    } catch (err) {
+      backends.push({ name, unavailable: reason(err) });
+    }
+  }
+  return { backends, auto: await initBackend() };
+}
+
 function reason(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.split('\n')[0] ?? text;
