@@ -74,8 +74,10 @@ fi
   node --version
   # The adapter's features, and whether tensor cores are reachable from WGSL (subgroup matrices: configs, one product).
   timeout --kill-after=5 60 node --import tsx bench/adapter-probe.ts 2>&1 | grep -v '^Warning: maxDynamic'
+  # Every backend as a run would see it, the adapter's subgroups (whether lanes attention can run), the variables.
+  timeout --kill-after=5 60 node bin/pausepipe.js backends 2>&1 | grep -v '^Warning: maxDynamic'
 } > "$OUT/gpu.txt" 2>&1
-echo "gpu: $(sed -n '2,3p;/^adapter:/p;/^subgroup matrix/p' "$OUT/gpu.txt" | tr '\n' ' ')" | tee -a "$SUMMARY"
+echo "gpu: $(sed -n '2,3p;/^adapter:/p;/^subgroup matrix/p;/^GPU adapter:/p' "$OUT/gpu.txt" | tr '\n' ' ')" | tee -a "$SUMMARY"
 
 # 1. The model suites on this GPU (the webgpu suites run because an adapter exists): fixture parity, KV cache, LoRA, pause, save/load.
 step "model tests on webgpu" 120 "$OUT/tests.txt" node tests/run.mjs "$TESTS" tests/stages/lm
