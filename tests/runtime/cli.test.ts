@@ -299,7 +299,10 @@ test('export copies a stage\'s artifacts out of the cache; gc keeps only what th
 });
 
 test('help, kinds and usage errors', async () => {
-  assert.match((await pp('--help')).out, '  run     run the stale stages of a pipeline');
+  const help = (await pp('--help')).out;
+  assert.match(help, '  run       run the stale stages of a pipeline');
+  assert.match(help, '  backends  which tensor backends start here, the GPU adapter, what auto picks');
+  assert.match(help, "  PAUSEPIPE_ATTENTION         rows (default) or lanes: the training attention kernels on WebGPU");
   assert.match((await pp('run', '--help')).out, 'usage: pausepipe run FILE [TARGET...] [-p NAME=VALUE]... [--force] [--jobs N]');
   const kinds = await pp('kinds');
   assert.match(kinds.out, 'sh (version 1)');
