@@ -39,6 +39,7 @@ import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts'
 import type { LmConfig } from '../stages/lm/config.ts';
 import { configureTraining } from '../stages/lm/freeze.ts';
 import { generate } from '../stages/lm/generate.ts';
+import { GPU_CHOICES } from '../stages/lm/gpu-settings.ts';
 import { kernels } from '../stages/lm/kernels.ts';
 import type { CausalLM } from '../stages/lm/model.ts';
 import { AdamW } from '../stages/lm/optimizer.ts';
@@ -149,14 +150,15 @@ function stopwatch(): () => { wallMs: number; cpuMs: number } {
   };
 }
 
-if (args.matmul !== undefined) {
-  if (args.matmul !== 'tfjs' && args.matmul !== 'wgsl') fail(`--matmul must be tfjs or wgsl, got ${args.matmul}`);
-  process.env.PAUSEPIPE_MATMUL = args.matmul;
+/** A flag that sets a GPU choice variable for this run, checked against the values gpu-settings.ts lists. */
+function choiceFlag(flag: string, variable: keyof typeof GPU_CHOICES, value: string | undefined): void {
+  if (value === undefined) return;
+  const values: readonly string[] = GPU_CHOICES[variable];
+  if (!values.includes(value)) fail(`--${flag} must be ${values.join(' or ')}, got ${value}`);
+  process.env[variable] = value;
 }
-if (args.attention !== undefined) {
-  if (args.attention !== 'rows' && args.attention !== 'lanes') fail(`--attention must be rows or lanes, got ${args.attention}`);
-  process.env.PAUSEPIPE_ATTENTION = args.attention;
-}
+choiceFlag('matmul', 'PAUSEPIPE_MATMUL', args.matmul);
+choiceFlag('attention', 'PAUSEPIPE_ATTENTION', args.attention);
 const matmul = matMulChoice();
 const info = await initBackend(args.backend);
 if (matmul === 'wgsl' && info.name !== 'webgpu') fail(`--matmul wgsl needs the webgpu backend, this run has ${info.name}`);

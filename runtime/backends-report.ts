@@ -1,7 +1,7 @@
 // `pausepipe backends`: which tensor backends start on this machine, its GPU adapter, what `auto` picks, and the GPU
 // kernel variables in force. What a researcher asks first when a run is slower than expected or not on the GPU.
 import { surveyBackends, webgpuAdapter, type AdapterSummary, type BackendSurvey } from '../stages/lm/backend.ts';
-import { decodeLookahead, GPU_CHOICES, gpuChoice } from '../stages/lm/gpu-settings.ts';
+import { gpuSettings, type GpuSetting } from '../stages/lm/gpu-settings.ts';
 import { subgroupLayout } from '../stages/lm/webgpu/subgroups.ts';
 import { detectGpus } from './gpus.ts';
 
@@ -14,7 +14,7 @@ export interface BackendsReport {
   /** GPUs the runner would give `--gpus` by default (CUDA_VISIBLE_DEVICES, else nvidia-smi). */
   gpus: number;
   /** Each GPU kernel variable: its value (the default when unset) or what is wrong with it. */
-  variables: Array<{ name: string; value?: string; set: boolean; error?: string }>;
+  variables: GpuSetting[];
 }
 
 export async function backendsReport(env: NodeJS.ProcessEnv = process.env): Promise<BackendsReport> {
@@ -22,19 +22,13 @@ export async function backendsReport(env: NodeJS.ProcessEnv = process.env): Prom
   const summary = await webgpuAdapter();
   // The probe of subgroups runs when WebGPU starts; a software adapter starts only when asked, as the survey did.
   const adapter = summary && { ...summary, subgroups: backends.some((b) => b.name === 'webgpu' && b.device) ? (subgroupLayout()?.minSize ?? null) : null };
-  const readers: Array<[string, () => string]> = [
-    ...(Object.keys(GPU_CHOICES) as Array<keyof typeof GPU_CHOICES>).map((name): [string, () => string] => [name, () => gpuChoice(name, env)]),
-    ['PAUSEPIPE_DECODE_LOOKAHEAD', () => String(decodeLookahead(env))],
-  ];
-  const variables = readers.map(([name, read]) => {
-    const set = (env[name]?.trim() ?? '') !== '';
-    try {
-      return { name, value: read(), set };
-    } catch (err) {
-      return { name, set, error: (err as Error).message };
-    }
-  });
-  return { backends, auto: { name: auto.name, ...(auto.device ? { device: auto.device } : {}) }, adapter, gpus: await detectGpus(env), variables };
+  return {
+    backends,
+    auto: { name: auto.name, ...(auto.device ? { device: auto.device } : {}) },
+    adapter,
+    gpus: await detectGpus(env),
+    variables: gpuSettings(env),
+  };
 }
 
 const mib = (bytes: number) => (bytes >= 2 ** 30 ? `${+(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`);

@@ -7,7 +7,7 @@ import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
+import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
 import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
@@ -158,10 +158,13 @@ function exitCodeOf(r: RunResult): number {
  */
 export const BACKEND_FLAG_VALUES = ['tensorflow', 'webgpu', 'wasm', 'cpu', 'auto'] as const;
 
-/** Usage errors in --jobs/--gpus/--stages-per-gpu/--backend surface before the pipeline is loaded (a typo in --backend would else fall back silently). */
 /** A bad environment variable: reported like a usage error (exit 2, before anything runs) but without the usage line. */
 class SettingError extends Error {}
 
+/**
+ * Usage errors in --jobs/--gpus/--stages-per-gpu/--backend/--executor and bad GPU kernel variables surface before the
+ * pipeline is loaded (a typo in --backend would else fall back silently).
+ */
 function checkSlotFlags(values: Record<string, unknown>): void {
   // The GPU kernel variables are read deep inside model stages: a typo would fail the first of them, after the rest ran.
   const wrong = gpuSettingErrors();
@@ -714,15 +717,21 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
+/** `a (default) or b`: a GPU choice variable's values as gpu-settings.ts lists them. */
+function choices(name: keyof typeof GPU_CHOICES): string {
+  const [first, ...rest] = GPU_CHOICES[name];
+  return `${first} (default) or ${rest.join(' or ')}`;
+}
+
 /** The variables pausepipe reads, for the main help. The WebGPU ones choose kernels; none changes a result's cache key. */
 const ENVIRONMENT: Array<[string, string]> = [
   ['PAUSEPIPE_CACHE', 'cache folder when --cache-dir is not given'],
   ['PAUSEPIPE_KINDS', 'comma-separated modules exporting extra STAGE_KINDS (plugins, test kinds)'],
   ['PAUSEPIPE_DEBUG', 'set to 1 to print stack traces of unexpected errors'],
   ['PAUSEPIPE_GPU', 'the WebGPU adapter (0, 1, ...) of this process; --gpus N sets it for each worker'],
-  ['PAUSEPIPE_MATMUL', 'tfjs (default) or wgsl: the product of the model\'s projections on WebGPU'],
-  ['PAUSEPIPE_ATTENTION', 'rows (default) or lanes: the training attention kernels on WebGPU'],
-  ['PAUSEPIPE_DECODE_GRAPH', 'on (default) or off: replay recorded decode steps on WebGPU'],
+  ['PAUSEPIPE_MATMUL', `${choices('PAUSEPIPE_MATMUL')}: the product of the model's projections on WebGPU`],
+  ['PAUSEPIPE_ATTENTION', `${choices('PAUSEPIPE_ATTENTION')}: the training attention kernels on WebGPU`],
+  ['PAUSEPIPE_DECODE_GRAPH', `${choices('PAUSEPIPE_DECODE_GRAPH')}: replay recorded decode steps on WebGPU`],
   ['PAUSEPIPE_DECODE_LOOKAHEAD', 'decode steps queued ahead of each read on WebGPU (default 1, 0 to 64)'],
 ];
 
@@ -736,6 +745,7 @@ function exportArgs(positionals: string[], pipeline: string | undefined): [strin
 
 function mainHelp(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  const envWidth = Math.max(...ENVIRONMENT.map(([name]) => name.length));
   return [
     'pausepipe: content-hashed ablation pipelines',
     '',
@@ -744,7 +754,7 @@ function mainHelp(): string {
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     '',
     'environment:',
-    ...ENVIRONMENT.map(([name, what]) => `  ${name.padEnd(Math.max(...ENVIRONMENT.map(([n]) => n.length)))}  ${what}`),
+    ...ENVIRONMENT.map(([name, what]) => `  ${name.padEnd(envWidth)}  ${what}`),
   ].join('\n');
 }
 

@@ -33,16 +33,31 @@ export function decodeLookahead(env: Env = process.env): number {
   return Number(v);
 }
 
+/** One GPU variable as `env` has it: its value (the default when unset), or what is wrong with it. */
+export interface GpuSetting {
+  name: string;
+  value?: string;
+  set: boolean;
+  error?: string;
+}
+
+/** Every GPU variable of `env`, the choices first, then the lookahead. */
+export function gpuSettings(env: Env = process.env): GpuSetting[] {
+  const readers: Array<[string, () => string]> = [
+    ...(Object.keys(GPU_CHOICES) as ChoiceName[]).map((name): [string, () => string] => [name, () => gpuChoice(name, env)]),
+    ['PAUSEPIPE_DECODE_LOOKAHEAD', () => String(decodeLookahead(env))],
+  ];
+  return readers.map(([name, value]) => {
+    const set = read(name, env) !== undefined;
+    try {
+      return { name, value: value(), set };
+    } catch (err) {
+      return { name, set, error: (err as Error).message };
+    }
+  });
+}
+
 /** What is wrong with the GPU variables of `env`, one message each (empty when all are fine or unset). */
 export function gpuSettingErrors(env: Env = process.env): string[] {
-  const checks = [...(Object.keys(GPU_CHOICES) as ChoiceName[]).map((name) => () => gpuChoice(name, env)), () => decodeLookahead(env)];
-  const errors: string[] = [];
-  for (const check of checks) {
-    try {
-      check();
-    } catch (err) {
-      errors.push((err as Error).message);
-    }
-  }
-  return errors;
+  return gpuSettings(env).flatMap((s) => (s.error ? [s.error] : []));
 }
