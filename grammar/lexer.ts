@@ -1,12 +1,11 @@
 // Text → tokens, with lexing mistakes (stray characters, unterminated strings) turned into diagnostics.
-import type { ILexingError, IToken } from 'chevrotain';
+import type { ILexingError, IToken, TokenType } from 'chevrotain';
 import { createTokenInstance, Lexer } from './chevrotain.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import {
   Identifier, InterpStart, KEYWORDS, LCurlyNested, LEXER_MODES, MODE_MAIN, NumberLiteral, RCurly, RCurlyNested, StringEnd, StringEscape,
   StringNewline, StringStart, StringText,
 } from './tokens.ts';
-import type { TokenType } from 'chevrotain';
 
 /** Tokens that make one word with a number they touch: names, keywords and more numbers (`0x10`, `1e`, `2.5.1`). */
 const GLUED = new Set<TokenType>([Identifier, NumberLiteral, ...KEYWORDS]);
@@ -150,8 +149,8 @@ function joinBadNumbers(tokens: IToken[], text: string, file: string, diagnostic
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
     out.push(t);
-    let end = (t.endOffset ?? t.startOffset) + 1;
     if (t.tokenType !== NumberLiteral) continue;
+    let end = (t.endOffset ?? t.startOffset) + 1;
     // Every name or number token that starts right where the last one ended belongs to the same word.
     while (i + 1 < tokens.length && tokens[i + 1]!.startOffset === end && GLUED.has(tokens[i + 1]!.tokenType)) {
       i++;
