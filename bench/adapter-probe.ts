@@ -9,6 +9,7 @@
 // that compiled (or each one's error) is printed.
 /// <reference types="@webgpu/types" />
 import { webgpuAdapter } from '../stages/lm/backend.ts';
+import { dispatchOnceAndRead } from '../stages/lm/webgpu/engine.ts';
 
 interface MatrixConfig {
   M: number;
@@ -102,18 +103,7 @@ async function tryProduct(gpuAdapter: GPUAdapter, c: MatrixConfig, lanes: number
         continue;
       }
       const out = device.createBuffer({ size: 4 * c.M * c.N, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-      const read = device.createBuffer({ size: 4 * c.M * c.N, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      const group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [out, upload(a), upload(b)].map((buffer, binding) => ({ binding, resource: { buffer } })) });
-      const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1);
-      pass.end();
-      encoder.copyBufferToBuffer(out, 0, read, 0, 4 * c.M * c.N);
-      device.queue.submit([encoder.finish()]);
-      await read.mapAsync(GPUMapMode.READ);
-      const got = Array.from(new Float32Array(read.getMappedRange()));
+      const got = Array.from(new Float32Array(await dispatchOnceAndRead(device, pipeline, [out, upload(a), upload(b)], 4 * c.M * c.N)));
       const wrong = got.filter((v, i) => v !== want[i]).length;
       return `${c.M}x${c.N}x${c.K} ${c.componentType}→f32 on ${lanes} lanes, ${form} form: ${wrong === 0 ? 'exact' : `${wrong} of ${got.length} values wrong`}`;
     }

@@ -327,6 +327,31 @@ export function tapMethod<T extends object>(target: T, method: keyof T & string,
   };
 }
 
+/**
+ * Runs `pipeline` once, as one workgroup, with `buffers` bound in order on `device` (outside tfjs's command stream:
+ * for probes, not the model's work) and returns the first `bytes` of buffers[0], which needs COPY_SRC usage.
+ */
+export async function dispatchOnceAndRead(device: GPUDevice, pipeline: GPUComputePipeline, buffers: GPUBuffer[], bytes: number): Promise<ArrayBuffer> {
+  const read = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    const entries = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    encoder.copyBufferToBuffer(buffers[0]!, 0, read, 0, bytes);
+    device.queue.submit([encoder.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const data = read.getMappedRange().slice(0);
+    read.unmap();
+    return data;
+  } finally {
+    read.destroy();
+  }
+}
+
 /** One buffer-to-buffer copy in the backend's command stream (between compute passes); not a kernel dispatch. */
 export function copyBuffer(from: tf.TensorInfo, fromElement: number, to: tf.TensorInfo, toElement: number, elements: number): void {
   const backend = webgpuBackend();

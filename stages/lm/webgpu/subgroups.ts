@@ -1,6 +1,6 @@
 // Subgroups (WebGPU's `subgroups` feature): requested for tfjs's device where the adapter has them, and checked once.
 /// <reference types="@webgpu/types" />
-import { webgpuBackend } from './engine.ts';
+import { dispatchOnceAndRead, webgpuBackend } from './engine.ts';
 
 /** What the lanes kernels (attention-lanes.ts) may rely on: the smallest subgroup a pipeline can get. */
 export interface SubgroupLayout {
@@ -55,23 +55,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_
 }`;
   const bytes = PROBE_INVOCATIONS * 2 * 4;
   const out = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-  const read = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   try {
     // A driver that cannot compile the probe reports it here instead of as an uncaptured error; subgroups then go unused.
     device.pushErrorScope('validation');
     const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: out } }] }));
-    pass.dispatchWorkgroups(1);
-    pass.end();
-    encoder.copyBufferToBuffer(out, 0, read, 0, bytes);
-    device.queue.submit([encoder.finish()]);
+    const data = await dispatchOnceAndRead(device, pipeline, [out], bytes);
     if (await device.popErrorScope()) return null;
-    await read.mapAsync(GPUMapMode.READ);
-    const seen = new Uint32Array(read.getMappedRange().slice(0));
-    read.unmap();
+    const seen = new Uint32Array(data);
     let smallest = Infinity;
     for (let i = 0; i < PROBE_INVOCATIONS; i++) {
       const [lane, size] = [seen[2 * i]!, seen[2 * i + 1]!];
@@ -84,6 +74,5 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_
     return layout;
   } finally {
     out.destroy();
-    read.destroy();
   }
 }
