@@ -410,6 +410,16 @@ interface AttentionAttrs extends AttentionShape {
   lanes: number;
 }
 
+/**
+ * The forward kernel for `lanes` invocations per row (0: one per row), over the new tokens only or, in cache mode,
+ * over the cache too: its pipeline key, its WGSL, and the query rows one workgroup covers.
+ */
+function forwardProgram(hd: number, lanes: number, kb: number, cache: boolean): { key: string; wgsl: () => string; rows: number } {
+  const mode = cache ? '-cached' : '';
+  if (lanes > 0) return { key: `attention-lanes${mode}-${hd}-${lanes}-${kb}`, wgsl: () => lanesForwardWgsl(hd, lanes, kb, cache), rows: laneRows(lanes) };
+  return { key: `attention${mode}-${hd}-${kb}`, wgsl: () => forwardWgsl(hd, kb, cache), rows: ROWS };
+}
+
 function geometry(qkv: tf.TensorInfo, meta: tf.TensorInfo, attrs: AttentionAttrs, past: number, cs: number): Geometry {
   return { B: qkv.shape[0]!, T: qkv.shape[1]!, past, ms: meta.shape[2]!, ropeRows: attrs.ropeRows, cs };
 }
@@ -422,10 +432,10 @@ tf.registerKernel({
     const { qkv, meta, rope } = inputs as { qkv: tf.TensorInfo; meta: tf.TensorInfo; rope: tf.TensorInfo };
     const g = geometry(qkv, meta, a, 0, 0);
     const kb = tileRows(a.headDim);
-    const rows = a.lanes > 0 ? laneRows(a.lanes) : ROWS;
+    const { key, wgsl, rows } = forwardProgram(a.headDim, a.lanes, kb, false);
     return run({
-      key: a.lanes > 0 ? `attention-lanes-${a.headDim}-${a.lanes}-${kb}` : `attention-${a.headDim}-${kb}`,
-      wgsl: () => (a.lanes > 0 ? lanesForwardWgsl(a.headDim, a.lanes, kb, false) : forwardWgsl(a.headDim, kb, false)),
+      key,
+      wgsl,
       inputs: [qkv, meta, rope],
       outputs: [{ shape: [g.B, g.T, a.numHeads * a.headDim], dtype: 'float32' }, { shape: [g.B, a.numHeads, g.T], dtype: 'float32' }],
       uniforms: uniforms(g, a, kb),
@@ -597,14 +607,14 @@ export function attendCache(cache: CacheLayer, qkv: tf.Tensor, meta: tf.Tensor, 
     return tf.engine().makeTensorFromTensorInfo(o!);
   }
   const kb = tileRows(s.headDim);
-  const lanes = attentionLanes(s.headDim);
+  const { key, wgsl, rows } = forwardProgram(s.headDim, attentionLanes(s.headDim), kb, true);
   const [o, lse] = runToTensors({
-    key: lanes > 0 ? `attention-lanes-cached-${s.headDim}-${lanes}-${kb}` : `attention-cached-${s.headDim}-${kb}`,
-    wgsl: () => (lanes > 0 ? lanesForwardWgsl(s.headDim, lanes, kb, true) : forwardWgsl(s.headDim, kb, true)),
+    key,
+    wgsl,
     inputs: [qkv, meta, rope, cache.keys, cache.values],
     outputs: [out, { shape: [B, s.numHeads, T], dtype: 'float32' }],
     uniforms: uniforms(g, s, kb),
-    workgroups: [Math.ceil(T / (lanes > 0 ? laneRows(lanes) : ROWS)), B * s.numHeads, 1],
+    workgroups: [Math.ceil(T / rows), B * s.numHeads, 1],
   });
   lse!.dispose();
   return o!;
