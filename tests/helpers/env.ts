@@ -1,8 +1,9 @@
-// Runs a body with one environment variable set, and puts the variable back as it was (set or unset) afterwards.
+// Runs a body with one environment variable set (or unset: undefined), and puts it back as it was afterwards.
 
-export async function withEnv<T>(name: string, value: string, body: () => Promise<T>): Promise<T> {
+export async function withEnv<T>(name: string, value: string | undefined, body: () => Promise<T>): Promise<T> {
   const saved = process.env[name];
-  process.env[name] = value;
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
   try {
     return await body();
   } finally {

@@ -7,6 +7,7 @@ import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import { runMain, type Ran } from '../helpers/capture.ts';
+import { withEnv } from '../helpers/env.ts';
 import { PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
@@ -325,22 +326,12 @@ test('help, kinds and usage errors', async () => {
 
 test('a bad GPU kernel variable stops run before any stage, naming each variable; nothing is computed', async () => {
   const { ws, file } = await workspace();
-  const saved = { a: process.env.PAUSEPIPE_ATTENTION, l: process.env.PAUSEPIPE_DECODE_LOOKAHEAD };
-  try {
-    process.env.PAUSEPIPE_ATTENTION = 'lane';
-    process.env.PAUSEPIPE_DECODE_LOOKAHEAD = '65';
-    const r = await pp('run', file);
-    assert.is(r.code, 2);
-    assert.is(r.err, "pausepipe run: PAUSEPIPE_ATTENTION must be rows or lanes, got 'lane'\n" +
-      "pausepipe run: PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '65'\n");
-    assert.is(r.out, '');
-    await readFile(path.join(ws, 'count.txt')).then(() => assert.unreachable('a stage ran'), (err: NodeJS.ErrnoException) => assert.is(err.code, 'ENOENT'));
-  } finally {
-    for (const [name, v] of [['PAUSEPIPE_ATTENTION', saved.a], ['PAUSEPIPE_DECODE_LOOKAHEAD', saved.l]] as const) {
-      if (v === undefined) delete process.env[name];
-      else process.env[name] = v;
-    }
-  }
+  const r = await withEnv('PAUSEPIPE_ATTENTION', 'lane', () => withEnv('PAUSEPIPE_DECODE_LOOKAHEAD', '65', () => pp('run', file)));
+  assert.is(r.code, 2);
+  assert.is(r.err, "pausepipe run: PAUSEPIPE_ATTENTION must be rows or lanes, got 'lane'\n" +
+    "pausepipe run: PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '65'\n");
+  assert.is(r.out, '');
+  await readFile(path.join(ws, 'count.txt')).then(() => assert.unreachable('a stage ran'), (err: NodeJS.ErrnoException) => assert.is(err.code, 'ENOENT'));
 });
 
 test.run();

@@ -19,6 +19,7 @@ import { pickTokens } from '../../../stages/lm/webgpu/pick.ts';
 import { swigluFused } from '../../../stages/lm/webgpu/swiglu.ts';
 import { randn, rng } from '../../helpers/gradcheck.ts';
 import { backendSuite, runOnWebgpu, useBackend } from '../../helpers/backends.ts';
+import { withEnv } from '../../helpers/env.ts';
 import { maxDiff } from '../../helpers/hf-fixtures.ts';
 
 const test = backendSuite('webgpu kernels', 'webgpu');
@@ -191,25 +192,21 @@ for (const c of [...CASES.map((c) => ({ ...c, lanes: 0 })), ...LANE_CASES]) {
   });
 }
 
-test('PAUSEPIPE_ATTENTION picks the training kernels: rows by default and when empty, lanes when asked, an error naming the variable otherwise', () => {
-  const saved = process.env.PAUSEPIPE_ATTENTION;
-  try {
-    delete process.env.PAUSEPIPE_ATTENTION;
+test('PAUSEPIPE_ATTENTION picks the training kernels: rows by default and when empty, lanes when asked, an error naming the variable otherwise', async () => {
+  await withEnv('PAUSEPIPE_ATTENTION', undefined, async () => {
     assert.is(attentionChoice(), 'rows');
     assert.is(attentionLanes(64), 0);
-    process.env.PAUSEPIPE_ATTENTION = '';
-    assert.is(attentionChoice(), 'rows');
-    process.env.PAUSEPIPE_ATTENTION = 'lanes';
+  });
+  await withEnv('PAUSEPIPE_ATTENTION', '', async () => assert.is(attentionChoice(), 'rows'));
+  await withEnv('PAUSEPIPE_ATTENTION', 'lanes', async () => {
     assert.is(attentionLanes(64), 4);
     // A head size whose lane shares would not be an even number of vec4s keeps the rows kernels.
     assert.is(attentionLanes(20), 0);
     assert.is(withAttention('rows', () => attentionLanes(64)), 0);
-    process.env.PAUSEPIPE_ATTENTION = 'flash';
+  });
+  await withEnv('PAUSEPIPE_ATTENTION', 'flash', async () => {
     assert.throws(() => attentionChoice(), /PAUSEPIPE_ATTENTION must be rows or lanes, got 'flash'/);
-  } finally {
-    if (saved === undefined) delete process.env.PAUSEPIPE_ATTENTION;
-    else process.env.PAUSEPIPE_ATTENTION = saved;
-  }
+  });
 });
 
 for (const choice of ['rows', 'lanes'] as const) {
