@@ -1,5 +1,5 @@
 // The decisions a device check's figures call for, read from its logs: which product and which attention kernels to
-// make the default, which GEMM tile, whether decode replay and the lookahead pay. Printed at the end of
+// make the default, which GEMM tile, whether frozen weights go bfloat16, whether decode replay and the lookahead pay. Printed at the end of
 // bench/device-check.sh's summary.
 //
 //   node --import tsx bench/device-verdicts.ts OUT_DIR
@@ -114,10 +114,34 @@ export function verdicts(bench: string, mistral: string): string[] {
     const [on, off] = [rates(s.get(`bench ${shape}`)).decode, rates(s.get(`bench ${shape}, decode graph off`)).decode];
     out.push(`verdict decode replay, ${shape}: ${tokens(on)} replayed, ${tokens(off)} through tfjs (replay ${speedup(off, on)})`);
   }
+  out.push(frozenWeightsVerdict(s));
   const [one, four] = [rates(s.get('bench small')).decode, rates(s.get('bench small, lookahead 4')).decode];
   out.push(`verdict decode lookahead, small: 1 ahead ${tokens(one)}, 4 ahead ${tokens(four)} (${speedup(one, four)}): ` +
     (one && four ? (four.ms < one.ms / 1.05 ? 'raise the default (PAUSEPIPE_DECODE_LOOKAHEAD in kernels.ts)' : 'keep 1') : 'no decision'));
   return out;
+}
+
+/** The largest GPU allocation a bench run's `memory:` line gives, in GiB, or null. */
+export function gpuPeakGiB(lines: readonly string[] | undefined): number | null {
+  const m = lines?.map((l) => /^memory: .*, GPU ([\d.]+) GiB allocated/.exec(l)).find(Boolean);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * Frozen projections packed as bfloat16 halve their memory; they become the default if a Mistral-7B layer trains with
+ * them at least about as fast (within 5%) as with float32 weights on the faster of the two products.
+ */
+function frozenWeightsVerdict(s: Map<string, string[]>): string {
+  const f32 = [rates(s.get('bench mistral7b, 1 layer')).train, rates(s.get('bench mistral7b, 1 layer, wgsl matmul')).train]
+    .filter((r): r is StepRate => r !== null).sort((a, b) => a.ms - b.ms)[0] ?? null;
+  const bf16 = rates(s.get('bench mistral7b, 1 layer, bf16 frozen weights')).train;
+  const peak = (step: string) => {
+    const gib = gpuPeakGiB(s.get(step));
+    return gib === null ? 'not measured' : `${gib.toFixed(2)} GiB`;
+  };
+  return `verdict frozen weights: f32 ${tokens(f32)}, bf16 ${tokens(bf16)} (bf16 ${speedup(f32, bf16)}); 32 layers at their GPU peak: ` +
+    `f32 ${peak('bench mistral7b, 32 layers, checkpointing')}, bf16 ${peak('bench mistral7b, 32 layers, checkpointing, bf16 frozen weights')}: ` +
+    (f32 && bf16 ? (bf16.ms <= f32.ms * 1.05 ? 'make bf16 the default (PAUSEPIPE_FROZEN_WEIGHTS in stages/lm/gpu-settings.ts)' : 'keep f32') : 'no decision');
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {

@@ -2,7 +2,7 @@
 //
 //   node --import tsx bench/train.bench.ts [--shape small|medium|large|mistral7b] [--layers N] [--steps N] [--batch N]
 //       [--seq N] [--micro N] [--gen N] [--checkpointing on|off] [--backend wasm|cpu|webgpu|tensorflow] [--torch FILE|none] [--profile]
-//       [--matmul tfjs|wgsl] [--attention rows|lanes]
+//       [--matmul tfjs|wgsl] [--attention rows|lanes] [--frozen-weights f32|bf16]
 //   (`npm run bench:train` runs small and medium on the best available backend)
 //
 // Shapes: small (4 layers, width 128), medium (8, 512), large (12, 1024, 16 heads, sequence 512, batch 8) train every
@@ -23,6 +23,9 @@
 // the few-rows product (stages/lm/webgpu/matvec.ts), so that they can be replayed. `--attention` (default:
 // PAUSEPIPE_ATTENTION, else rows) picks the training attention kernels: one invocation per row (attention.ts) or a row
 // split over a subgroup's lanes (attention-lanes.ts); the backend line says how many lanes the shape's heads got.
+// `--frozen-weights bf16` (default: PAUSEPIPE_FROZEN_WEIGHTS, else f32) stores the weights in bfloat16 as the seed's
+// `precision: "bf16"` does and keeps the frozen decoder projections packed (stages/lm/bf16-weights.ts): pause-only
+// mistral7b then holds 14 GB of projections instead of 28, which the memory lines show.
 //
 // Every WebGPU run prints `kernels: train N, decode M, reads R, bind groups G`: dispatches in one training step,
 // dispatches per decode step, host reads per decode step and bind groups made per decode step (0 once steps are
@@ -37,12 +40,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
 import type { LmConfig } from '../stages/lm/config.ts';
+import { packFrozenWeights, packingFrozenWeights } from '../stages/lm/bf16-weights.ts';
 import { configureTraining } from '../stages/lm/freeze.ts';
 import { generate } from '../stages/lm/generate.ts';
 import { GPU_CHOICES } from '../stages/lm/gpu-settings.ts';
 import { kernels } from '../stages/lm/kernels.ts';
 import type { CausalLM } from '../stages/lm/model.ts';
 import { AdamW } from '../stages/lm/optimizer.ts';
+import { storeInBfloat16 } from '../stages/lm/trainer.ts';
 import { builtinTokenizerJson, JsonTokenizer } from '../stages/lm/tokenizer.ts';
 import type { Batch } from '../stages/lm/types.ts';
 import { estimateGpuMemoryMiB, parameterCount } from '../stages/lm/memory-estimate.ts';
@@ -96,6 +101,7 @@ const { values: args } = parseArgs({
     checkpointing: { type: 'string' },
     matmul: { type: 'string' },
     attention: { type: 'string' },
+    'frozen-weights': { type: 'string' },
   },
 });
 
@@ -159,12 +165,15 @@ function choiceFlag(flag: string, variable: keyof typeof GPU_CHOICES, value: str
 }
 choiceFlag('matmul', 'PAUSEPIPE_MATMUL', args.matmul);
 choiceFlag('attention', 'PAUSEPIPE_ATTENTION', args.attention);
+choiceFlag('frozen-weights', 'PAUSEPIPE_FROZEN_WEIGHTS', args['frozen-weights']);
 const matmul = matMulChoice();
 const info = await initBackend(args.backend);
 if (matmul === 'wgsl' && info.name !== 'webgpu') fail(`--matmul wgsl needs the webgpu backend, this run has ${info.name}`);
+if (args['frozen-weights'] === 'bf16' && info.name !== 'webgpu') fail(`--frozen-weights bf16 needs the webgpu backend, this run has ${info.name}`);
 const onGpu = info.name === 'webgpu' || info.name === 'tensorflow';
 const adapter = info.name === 'webgpu' ? await webgpuAdapter() : null;
-console.log(`backend: ${info.name}${info.device ? ` (${info.device})` : ''}${info.name === 'webgpu' ? `, matmul ${matmul}, attention ${attentionLine()}` : ''}`);
+const frozenBf16 = packingFrozenWeights();
+console.log(`backend: ${info.name}${info.device ? ` (${info.device})` : ''}${info.name === 'webgpu' ? `, matmul ${matmul}, attention ${attentionLine()}, frozen weights ${frozenBf16 ? 'bf16' : 'f32'}` : ''}`);
 if (info.notice) console.log(`notice: ${info.notice}`);
 if (adapter) {
   console.log(`adapter limits: maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize}`);
@@ -209,7 +218,7 @@ const hfConfig = {
 };
 // Pause-only training trains the pause embedding row and the pause head Linear(H → 2) with its bias.
 const trainedParams = shape.pauseOnly ? 3 * config.hiddenSize + 2 : parameterCount(hfConfig);
-const estimateMiB = estimateGpuMemoryMiB(hfConfig, { batch: B, seq: T, training: true, trainableParams: trainedParams, checkpointing });
+const estimateMiB = estimateGpuMemoryMiB(hfConfig, { batch: B, seq: T, training: true, trainableParams: trainedParams, checkpointing, frozenBf16 });
 const weightsGiB = (parameterCount(hfConfig) * 4) / 2 ** 30;
 console.log(`memory estimate: ${(estimateMiB / 1024).toFixed(1)} GiB for training (${weightsGiB.toFixed(1)} GiB of float32 weights), ` +
   `activation checkpointing ${checkpointing ? 'on' : 'off'}; WebGPU reports no memory size, so compare with the GPU's own`);
@@ -217,6 +226,11 @@ const buildClock = stopwatch();
 const model: CausalLM = shape.pauseOnly ? deviceRandomPauseModel(config, 1) : deviceRandomModel(config, 1);
 if (shape.pauseOnly) configureTraining(model, { groups: ['pauseEmbedding', 'pauseHead'] }, () => {});
 model.gradientCheckpointing = checkpointing;
+if (frozenBf16) {
+  // As `precision: "bf16"` stores a model before training; then the frozen projections are exact in bfloat16.
+  storeInBfloat16(model);
+  await watchGpu('packing the frozen weights', () => packFrozenWeights(model, console.log));
+}
 const vars = model.trainableVariables();
 // Wait for the weights to exist before timing anything else; a model too large for the device fails here.
 await watchGpu('making the random weights', () => readTensor(tf.sum([...vars.values()][0]!)));

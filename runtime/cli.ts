@@ -732,6 +732,7 @@ const ENVIRONMENT: Array<[string, string]> = [
   ['PAUSEPIPE_MATMUL', `${choices('PAUSEPIPE_MATMUL')}: the product of the model's projections on WebGPU`],
   ['PAUSEPIPE_ATTENTION', `${choices('PAUSEPIPE_ATTENTION')}: the training attention kernels on WebGPU`],
   ['PAUSEPIPE_DECODE_GRAPH', `${choices('PAUSEPIPE_DECODE_GRAPH')}: replay recorded decode steps on WebGPU`],
+  ['PAUSEPIPE_FROZEN_WEIGHTS', `${choices('PAUSEPIPE_FROZEN_WEIGHTS')}: frozen decoder projections kept as bfloat16 on WebGPU where exact (half their memory)`],
   ['PAUSEPIPE_DECODE_LOOKAHEAD', 'decode steps queued ahead of each read on WebGPU (default 1, 0 to 64)'],
 ];
 

@@ -73,6 +73,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     if (test.length === 0) throw new Error(`evaluate: the test split of ${dataRef.stage} is empty`);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
+      const { packFrozenWeights, packingFrozenWeights } = await import('./lm/bf16-weights.ts');
+      if (packingFrozenWeights()) await packFrozenWeights(model, ctx.log, { inference: true });
       const rows = await generateAnswers(model, tokenizer, test.map((r) => r.question), {
         batchSize: p.batch_size,
         maxNewTokens: p.max_new_tokens,

@@ -2,6 +2,8 @@
 import { applyLora, DEFAULT_LORA, moduleOf, type LoraOptions } from './lora.ts';
 import { peftSavedCopyName, type CausalLM } from './model.ts';
 import { PAUSE_NAMES } from './pause.ts';
+import type { ModelWeight } from './types.ts';
+import { PackedBf16 } from './webgpu/bf16.ts';
 
 /** The weight groups an experiment can unfreeze; everything else stays frozen. */
 export const TRAINABLE_GROUPS = ['pauseEmbedding', 'pauseHead', 'lmHead', 'lmEmbeddings'] as const;
@@ -73,7 +75,12 @@ export function configureTraining(model: CausalLM, setup: TrainingSetup, log: (l
     if (model.lora) throw new Error('configureTraining: the model carries LoRA adapters; pass the LoRA settings, or merge them first (mergeLora)');
     model.trainableNames = new Set(names);
   }
-  for (const [name, v] of model.weights) v.trainable = !model.lora && model.trainableNames.has(name);
+  for (const [name, w] of model.weights) {
+    const trains = !model.lora && model.trainableNames.has(name);
+    // A packed bfloat16 weight (bf16-weights.ts) is frozen; one that is to train becomes a variable again.
+    if (w instanceof PackedBf16 && !trains) continue;
+    model.variable(name).trainable = trains;
+  }
   const what = setup.modulesToSave ? `modules_to_save ${setup.modulesToSave.join(', ')} (${names.join(', ') || 'no weights'})`
     : groups === null ? 'all weights' : groups.length > 0 ? groups.map((g) => GROUP_LABELS[g]).join(', ') : 'no weight groups';
   log(`training: ${what}${setup.lora ? ' + LoRA' : ''}`);
@@ -157,7 +164,7 @@ export function trainableSummary(model: CausalLM, log: (line: string) => void = 
     counts.set(group, row);
   };
   const trainable = model.trainableVariables();
-  const trainableSet = new Set(trainable.values());
+  const trainableSet = new Set<ModelWeight>(trainable.values());
   for (const [name, v] of model.weights) add(groupOf.get(name) ?? GROUP_LABELS.body, v.size, trainableSet.has(v));
   if (model.lora) {
     for (const [name, v] of model.lora.saved) add(groupOf.get(name) ?? GROUP_LABELS.body, v.size, trainable.has(peftSavedCopyName(name)));

@@ -8,6 +8,7 @@ export const GPU_CHOICES = {
   PAUSEPIPE_MATMUL: ['tfjs', 'wgsl'],
   PAUSEPIPE_ATTENTION: ['rows', 'lanes'],
   PAUSEPIPE_DECODE_GRAPH: ['on', 'off'],
+  PAUSEPIPE_FROZEN_WEIGHTS: ['f32', 'bf16'],
 } as const;
 
 type ChoiceName = keyof typeof GPU_CHOICES;

@@ -5,6 +5,7 @@ import { decodeLookahead } from './gpu-settings.ts';
 import * as ops from './ops.ts';
 import type { KvCache, LanguageModel } from './types.ts';
 import { FlatAdamW, type AdamWUpdate, type AdamWWeight } from './webgpu/adamw.ts';
+import { PackedBf16 } from './webgpu/bf16.ts';
 import { ReplayedDecodeSteps, type DecodeSteps } from './webgpu/decode-graph.ts';
 import { DeviceKvCache, fusedHidden, type DecoderAccess } from './webgpu/decoder.ts';
 import { embedding, pauseEmbedding } from './webgpu/embedding.ts';
@@ -30,8 +31,11 @@ export interface FusedAdamW {
 export interface BackendKernels {
   /** Rows of a table [V, H] for int32 ids of any shape → [...ids.shape, H], differentiable in the table. */
   embedding(ids: tf.Tensor, table: tf.Tensor): tf.Tensor;
-  /** x·Wᵀ (+ b) for a weight [out, in]; `transposed` gives a prepared Wᵀ where the backend wants one. */
-  linear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | undefined, transposed: () => tf.Tensor): tf.Tensor;
+  /**
+   * x·Wᵀ (+ b) for a weight [out, in]; `transposed` gives a prepared Wᵀ where the backend wants one. A packed
+   * bfloat16 weight (webgpu/bf16.ts) exists only on webgpu.
+   */
+  linear(x: tf.Tensor, weight: tf.Tensor | PackedBf16, bias: tf.Tensor | undefined, transposed: () => tf.Tensor): tf.Tensor;
   crossEntropySum(logits: tf.Tensor2D, labels: tf.Tensor1D): { sum: tf.Scalar; count: tf.Scalar };
   logSoftmax(x: tf.Tensor): tf.Tensor;
   /**
@@ -88,7 +92,10 @@ async function pickOnHost(logProbs: tf.Tensor2D, temperature: number, uniforms: 
 
 const TFJS_OPS: BackendKernels = {
   embedding: ops.embedding,
-  linear: (x, weight, bias, transposed) => ops.linear(x, weight, bias, transposed()),
+  linear: (x, weight, bias, transposed) => {
+    if (weight instanceof PackedBf16) throw new Error(`a packed bfloat16 weight is read by webgpu's products only, the backend is ${tf.getBackend()}`);
+    return ops.linear(x, weight, bias, transposed());
+  },
   crossEntropySum: ops.crossEntropySum,
   logSoftmax: ops.logSoftmax,
   pauseLogProbs: null,
@@ -116,7 +123,7 @@ const WEBGPU: BackendKernels = {
   // gradient computes dW only for weights that train.
   linear: (x, weight, bias) => tf.tidy(() => {
     const inDim = x.shape[x.shape.length - 1]!;
-    const y = projection(tf.reshape(x, [-1, inDim]) as tf.Tensor2D, weight as tf.Tensor2D, false, true);
+    const y = projection(tf.reshape(x, [-1, inDim]) as tf.Tensor2D, weight as tf.Tensor2D | PackedBf16, false, true);
     const out = bias ? tf.add(y, bias) : y;
     return tf.reshape(out, [...x.shape.slice(0, -1), weight.shape[0]!]);
   }),

@@ -94,7 +94,7 @@ function attach(model: CausalLM, o: { rank: number; alpha: number; dropout: numb
   const saved = new Map<string, tf.Variable>();
   const modules = new Set<string>();
   for (const name of o.modulesToSave) {
-    saved.set(name, tf.variable(model.weights.get(name)!, true));
+    saved.set(name, tf.variable(model.variable(name), true));
     modules.add(moduleOf(name));
   }
   const setup: LoraSetup = {
@@ -113,7 +113,7 @@ export function mergeLora(model: CausalLM, log: (line: string) => void = console
   const lora = model.lora;
   if (!lora) throw new Error('mergeLora: the model has no LoRA adapters');
   for (const [module, { a, b }] of lora.adapters) {
-    const w = model.weights.get(`${module}.weight`)!;
+    const w = model.variable(`${module}.weight`);
     const merged = tf.tidy(() => tf.add(w, tf.mul(tf.matMul(b, a), lora.scaling)));
     w.assign(merged);
     merged.dispose();
@@ -121,7 +121,7 @@ export function mergeLora(model: CausalLM, log: (line: string) => void = console
     b.dispose();
   }
   for (const [name, copy] of lora.saved) {
-    model.weights.get(name)!.assign(copy);
+    model.variable(name).assign(copy);
     copy.dispose();
   }
   model.lora = null;

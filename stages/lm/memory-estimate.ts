@@ -13,6 +13,11 @@ export interface MemoryShape {
   checkpointing?: boolean;
   /** Parameters that train (gradients and two AdamW moments each); absent: all of them, an upper bound. */
   trainableParams?: number;
+  /**
+   * Frozen decoder projections kept as bfloat16 (PAUSEPIPE_FROZEN_WEIGHTS=bf16, bf16-weights.ts): 2 bytes each. Taken
+   * as every projection that `trainableParams` leaves frozen, at most all of them.
+   */
+  frozenBf16?: boolean;
 }
 
 /**
@@ -39,6 +44,11 @@ function field(config: Json, key: string, fallback?: number): number {
 }
 
 /** The dimensions the estimate needs, with Hugging Face's defaults. */
+/** Weights of the decoder layers' projections (q, k, v, o, gate, up, down). */
+function projectionCount(d: ReturnType<typeof dims>): number {
+  return d.layers * (2 * d.hidden * d.heads * d.headDim + 2 * d.hidden * d.kvHeads * d.headDim + 3 * d.hidden * d.intermediate);
+}
+
 function dims(config: Json) {
   const hidden = field(config, 'hidden_size');
   const heads = field(config, 'num_attention_heads');
@@ -85,7 +95,9 @@ export function estimateGpuMemoryMiB(config: Json, shape: MemoryShape): number {
     const trained = shape.trainableParams ?? params;
     // With checkpointing the backward pass holds every layer's input and recomputes one layer at a time.
     const layers = shape.checkpointing ? d.layers * d.hidden + TRAINING_ACTIVATION_FACTOR * perLayerToken : TRAINING_ACTIVATION_FACTOR * d.layers * perLayerToken;
-    floats = params + 3 * trained + tokens * (layers + 3 * d.vocab);
+    // Packed frozen projections take half a float each.
+    const packed = shape.frozenBf16 ? Math.max(0, Math.min(projectionCount(d), params - trained)) : 0;
+    floats = params - packed / 2 + 3 * trained + tokens * (layers + 3 * d.vocab);
   } else {
     const kvCache = tokens * d.layers * 2 * d.kvHeads * d.headDim;
     floats = parameterCount(config) + kvCache + tokens * (perLayerToken + 2 * d.vocab);

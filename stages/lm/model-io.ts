@@ -10,7 +10,8 @@ import { CausalLM } from './model.ts';
 import { PauseLM } from './pause.ts';
 import { modelWeightEntries, SHARD_INDEX, SINGLE_FILE, writeJsonFile, writeSafetensors, type HostTensor } from './safetensors.ts';
 import { JsonTokenizer } from './tokenizer.ts';
-import type { Tokenizer } from './types.ts';
+import type { ModelWeight, Tokenizer } from './types.ts';
+import { PackedBf16 } from './webgpu/bf16.ts';
 
 export interface LoadOptions {
   /** Attach the PEFT adapter found in the folder (default true). */
@@ -70,13 +71,13 @@ export interface SaveOptions {
 }
 
 /** The weights as they would be after merging LoRA, computed without changing the model. */
-function mergedWeight(model: CausalLM, name: string, v: tf.Variable): tf.Tensor {
+function mergedWeight(model: CausalLM, name: string, v: ModelWeight): tf.Tensor | ModelWeight {
   const lora = model.lora!;
   const copy = lora.saved.get(name);
   if (copy) return copy;
   const adapter = lora.adapters.get(name.slice(0, name.lastIndexOf('.')));
   if (!adapter || !name.endsWith('.weight')) return v;
-  return tf.tidy(() => tf.add(v, tf.mul(tf.matMul(adapter.b, adapter.a), lora.scaling)));
+  return tf.tidy(() => tf.add(v instanceof PackedBf16 ? v.unpacked() : v, tf.mul(tf.matMul(adapter.b, adapter.a), lora.scaling)));
 }
 
 /**

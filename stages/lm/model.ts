@@ -6,9 +6,10 @@ import * as ops from './ops.ts';
 import { RowBlockCache, splitEmbedding, splitLinear, type RowBlocks } from './split-weights.ts';
 import type { HostTensor } from './safetensors.ts';
 import { PreparedTensors, type DecoderAccess, type LayerCheckpoint } from './webgpu/decoder.ts';
+import { PackedBf16 } from './webgpu/bf16.ts';
 import { recordingGradients } from './webgpu/engine.ts';
 import { checkpointed } from './activation-checkpointing.ts';
-import type { Batch, KvCache, LanguageModel, LossParts } from './types.ts';
+import type { Batch, KvCache, LanguageModel, LossParts, ModelWeight } from './types.ts';
 
 /** A LoRA adapter on one linear module: `y += scaling · B(A(dropout(x)))`, A [r, in], B [out, r] (PEFT layout). */
 export interface LoraAdapter {
@@ -133,7 +134,7 @@ export class TransposeCache {
  */
 export class CausalLM implements LanguageModel {
   readonly config: LmConfig;
-  readonly weights: Map<string, tf.Variable>;
+  readonly weights: Map<string, ModelWeight>;
   /** LoRA adapters and modules_to_save copies (lora.ts), or null. */
   lora: LoraSetup | null = null;
   /** Saved names that train (set by freeze.ts); null: every weight trains (from-scratch or full fine-tuning). */
@@ -181,15 +182,36 @@ export class CausalLM implements LanguageModel {
   }
 
   /** The weight under `name` as the forward pass uses it: the modules_to_save copy when LoRA made one. */
-  param(name: string): tf.Variable {
+  param(name: string): ModelWeight {
     const w = this.lora?.saved.get(name) ?? this.weights.get(name);
     if (!w) throw new Error(`model has no weight ${name}`);
     return w;
   }
 
-  /** A decoder weight by its plain HF name (`model.layers.0...`), whatever the prefix. */
+  /**
+   * The stored weight `name` as a tf.Variable, for code that assigns or trains it: a packed bfloat16 weight
+   * (bf16-weights.ts) is widened back to float32 first, and stays so.
+   */
+  variable(name: string): tf.Variable {
+    const w = this.weights.get(name);
+    if (!w) throw new Error(`model has no weight ${name}`);
+    if (!(w instanceof PackedBf16)) return w;
+    const v = ownedVariable(w.unpacked());
+    w.dispose();
+    this.weights.set(name, v);
+    return v;
+  }
+
+  /** `param` for weights that are never packed (norms, embeddings, heads): a tf.Variable. */
+  protected variableParam(name: string): tf.Variable {
+    const w = this.param(name);
+    if (w instanceof PackedBf16) throw new Error(`weight ${name} is packed as bfloat16; only decoder projections may be`);
+    return w;
+  }
+
+  /** A decoder weight by its plain HF name (`model.layers.0...`), whatever the prefix: norms, embeddings, heads. */
   protected dw(local: string): tf.Variable {
-    return this.param(this.prefix + local);
+    return this.variableParam(this.prefix + local);
   }
 
   /** Input embedding table [V(+1), H]. */
@@ -208,7 +230,9 @@ export class CausalLM implements LanguageModel {
   }
 
   /** x·Wᵀ (+ b) through the prepared transpose of `weight` [out, in]; x [..., in] → [..., out]. */
-  protected linear(x: tf.Tensor, weight: tf.Variable, bias?: tf.Tensor): tf.Tensor {
+  protected linear(x: tf.Tensor, weight: ModelWeight, bias?: tf.Tensor): tf.Tensor {
+    // Packed only where it fits one binding (bf16-weights.ts); the products read it as it is.
+    if (weight instanceof PackedBf16) return kernels().linear(x, weight, bias, () => weight.words);
     const split = this.blocksOf(weight);
     if (split) return splitLinear(x, split, bias, kernels().linear);
     return kernels().linear(x, weight, bias, () => this.transposes.get(weight));
@@ -331,6 +355,7 @@ export class CausalLM implements LanguageModel {
       config: this.config,
       embed: (ids) => this.embed(ids),
       weight: (local) => this.dw(local),
+      projWeight: (module) => this.param(`${this.prefix}${module}.weight`),
       proj: (x, module, training) => this.proj(x, module, training),
       hasAdapter: (module) => this.lora?.adapters.has(this.prefix + module) ?? false,
       ropeTables: () => this.ropeTables(),
@@ -401,7 +426,12 @@ export class CausalLM implements LanguageModel {
       }
       return new Map([...out.entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
     }
-    for (const [name, v] of this.weights) if (this.trainableNames === null || this.trainableNames.has(name)) out.set(name, v);
+    for (const [name, v] of this.weights) {
+      if (this.trainableNames !== null && !this.trainableNames.has(name)) continue;
+      // Packing takes only frozen weights, and freezing widens a packed weight that is to train (freeze.ts).
+      if (v instanceof PackedBf16) throw new Error(`weight ${name} trains but is packed as bfloat16`);
+      out.set(name, v);
+    }
     return out;
   }
 
@@ -418,6 +448,11 @@ export class CausalLM implements LanguageModel {
     this.rope?.cos.dispose();
     this.rope?.sin.dispose();
     this.rope = null;
+    this.dropDerived();
+  }
+
+  /** Frees the tensors derived from the weights (transposes, stacks, row blocks); they are made again on next use. */
+  dropDerived(): void {
     this.transposes.clear();
     this.prepared.clear();
     this.rowBlocks.clear();

@@ -72,18 +72,18 @@ export class PauseLM extends CausalLM {
    * token rather than on a concatenated [V+1, H] table, which would copy the whole table on every decode step.
    */
   protected override embed(inputIds: tf.Tensor2D): tf.Tensor3D {
-    const table = this.param(PAUSE_NAMES.originalEmbedding);
+    const table = this.variableParam(PAUSE_NAMES.originalEmbedding);
     const fused = kernels().pauseEmbedding;
-    if (fused && !this.blocksOf(table)) return fused(inputIds, table, this.param(PAUSE_NAMES.newEmbedding)) as tf.Tensor3D;
+    if (fused && !this.blocksOf(table)) return fused(inputIds, table, this.variableParam(PAUSE_NAMES.newEmbedding)) as tf.Tensor3D;
     const V = this.config.vocabSize;
     const isPause = tf.expandDims(tf.cast(tf.equal(inputIds, V), 'float32'), -1); // [B, T, 1]
     const original = this.embeddingRows(tf.minimum(inputIds, tf.scalar(V - 1, 'int32')), table); // [B, T, H]
-    const pauseRow = tf.reshape(this.param(PAUSE_NAMES.newEmbedding), [this.config.hiddenSize]); // [H]
+    const pauseRow = tf.reshape(this.variableParam(PAUSE_NAMES.newEmbedding), [this.config.hiddenSize]); // [H]
     return tf.add(tf.mul(original, tf.sub(1, isPause)), tf.mul(isPause, pauseRow)) as tf.Tensor3D;
   }
 
   protected override headWeight(): tf.Variable {
-    return this.param(PAUSE_NAMES.lmHead); // [V+1, H]
+    return this.variableParam(PAUSE_NAMES.lmHead); // [V+1, H]
   }
 
   override headName(): string {
@@ -100,7 +100,7 @@ export class PauseLM extends CausalLM {
   }
 
   private ctrlLogitsOf(hidden: tf.Tensor): tf.Tensor {
-    return this.linear(detach(hidden), this.param(PAUSE_NAMES.ctrlWeight), this.param(PAUSE_NAMES.ctrlBias)); // [..., 2]
+    return this.linear(detach(hidden), this.variableParam(PAUSE_NAMES.ctrlWeight), this.variableParam(PAUSE_NAMES.ctrlBias)); // [..., 2]
   }
 
   /** LM logits [..., V+1] with the pause column at float32's minimum, as the reference returns them. */
@@ -119,8 +119,8 @@ export class PauseLM extends CausalLM {
     // One program where the backend has it: the full LM logits in, the pause column skipped, no slice or concat.
     const fused = kernels().pauseLogProbs;
     if (fused) {
-      const ctrl = this.linear(detach(hidden), this.param(PAUSE_NAMES.ctrlWeight)); // [..., 2], its bias added by the kernel
-      return fused(this.linear(hidden, this.headWeight()), ctrl, this.param(PAUSE_NAMES.ctrlBias), this.config.vocabSize, PAUSE_CLASS);
+      const ctrl = this.linear(detach(hidden), this.variableParam(PAUSE_NAMES.ctrlWeight)); // [..., 2], its bias added by the kernel
+      return fused(this.linear(hidden, this.headWeight()), ctrl, this.variableParam(PAUSE_NAMES.ctrlBias), this.config.vocabSize, PAUSE_CLASS);
     }
     return this.combine(this.lmLogitsV(hidden), this.ctrlLogitsOf(hidden));
   }
@@ -195,8 +195,8 @@ export async function addPauseToken(model: CausalLM, seed: number, opts: PauseSu
   const H = cfg.hiddenSize;
   const rng = new SeededRandom(seed);
   // Read asynchronously: a synchronous read is refused by WebGPU.
-  const embed = (await model.weights.get('model.embed_tokens.weight')!.data()) as Float32Array;
-  const head = (cfg.tieWordEmbeddings ? embed : await model.weights.get('lm_head.weight')!.data()) as Float32Array;
+  const embed = (await model.variable('model.embed_tokens.weight').data()) as Float32Array;
+  const head = (cfg.tieWordEmbeddings ? embed : await model.variable('lm_head.weight').data()) as Float32Array;
   const newRow = rng.normalArray(H, Math.sqrt(unbiasedVariance(embed)));
   const grown = new Float32Array((V + 1) * H);
   grown.set(head);
@@ -212,9 +212,9 @@ export async function addPauseToken(model: CausalLM, seed: number, opts: PauseSu
   const tensors = new Map<string, HostTensor | tf.Tensor>();
   tensors.set(PAUSE_NAMES.originalEmbedding, { dtype: 'float32', shape: [V, H], data: embed.slice() });
   tensors.set(PAUSE_NAMES.newEmbedding, { dtype: 'float32', shape: [1, H], data: newRow });
-  for (const [name, v] of model.weights) {
+  for (const name of model.weights.keys()) {
     if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') continue;
-    tensors.set(`language_model.${name}`, v.clone());
+    tensors.set(`language_model.${name}`, model.variable(name).clone());
   }
   tensors.set(PAUSE_NAMES.lmHead, { dtype: 'float32', shape: [V + 1, H], data: grown });
   tensors.set(PAUSE_NAMES.ctrlWeight, { dtype: 'float32', shape: [2, H], data: rng.uniformArray(2 * H, -bound, bound) });

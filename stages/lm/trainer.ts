@@ -4,12 +4,14 @@ import { readTensor } from './backend.ts';
 import { loadLatestCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { collateTraining, DEFAULT_MAX_LENGTH, disposeBatch, encodeTrainingExample, padIdOf, responseTemplateIds, type EncodedExample, type QaExample } from './collate.ts';
 import { createRng, deriveSeed } from '../data/random.ts';
+import { packFrozenWeights, packingFrozenWeights } from './bf16-weights.ts';
 import { trainableSummary, type TrainableSummary } from './freeze.ts';
 import type { CausalLM } from './model.ts';
 import { AdamW, roundToBfloat16 } from './optimizer.ts';
 import type { HostTensor } from './safetensors.ts';
 import { linearScheduleLr } from './schedule.ts';
 import type { Batch, LanguageModel, Tokenizer } from './types.ts';
+import { PackedBf16 } from './webgpu/bf16.ts';
 import { GpuWatch } from './webgpu/gpu-errors.ts';
 
 export interface TrainOptions {
@@ -257,6 +259,7 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
   const vars = model.trainableVariables();
   const optimizer = createOptimizer(model, opts);
   if (opts.precision === 'bf16') log('precision: bfloat16 weights, gradients and AdamW moments (LoRA adapters float32)');
+  if (packingFrozenWeights()) await packFrozenWeights(model, log);
   const checkpointingBefore = model.gradientCheckpointing;
   model.gradientCheckpointing = opts.gradientCheckpointing;
   if (opts.gradientCheckpointing) log('gradient checkpointing: each decoder layer keeps only its input and is recomputed in the backward pass');
@@ -388,7 +391,8 @@ function bfloat16Names(model: CausalLM, precision: Precision): string[] {
  */
 export function storeInBfloat16(model: CausalLM): void {
   const weights = [...model.weights.values(), ...(model.lora ? model.lora.saved.values() : [])];
-  for (const w of weights) tf.tidy(() => w.assign(roundToBfloat16(w)));
+  // Packed weights (bf16-weights.ts) hold bfloat16 values already.
+  for (const w of weights) if (!(w instanceof PackedBf16)) tf.tidy(() => w.assign(roundToBfloat16(w)));
 }
 
 /**

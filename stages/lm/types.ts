@@ -1,5 +1,6 @@
 // Shared contracts of the language-model code: what the stage kinds, the trainer and the generator rely on.
 import type * as tf from '@tensorflow/tfjs-core';
+import type { PackedBf16 } from './webgpu/bf16.ts';
 
 /** Ignored label, as in PyTorch's cross-entropy. */
 export const IGNORE_INDEX = -100;
@@ -44,10 +45,16 @@ export interface KvCache {
   dispose(): void;
 }
 
+/**
+ * A stored weight: a tf.Variable, or, for a frozen decoder projection on WebGPU under `PAUSEPIPE_FROZEN_WEIGHTS=bf16`,
+ * the same values packed as bfloat16 (bf16-weights.ts), which only the projections read.
+ */
+export type ModelWeight = tf.Variable | PackedBf16;
+
 /** What the trainer and the generator need from a model (plain causal LM or pause-wrapped). */
 export interface LanguageModel {
   /** Every weight under its saved name (Hugging Face names; the pause wrapper's names when wrapped). */
-  readonly weights: Map<string, tf.Variable>;
+  readonly weights: Map<string, ModelWeight>;
   /** The variables that train under the current freezing/LoRA setup, by saved name. */
   trainableVariables(): Map<string, tf.Variable>;
   /** Loss of a batch; call inside tf.variableGrads. `training` turns LoRA dropout on. */

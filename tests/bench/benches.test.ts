@@ -14,7 +14,7 @@ const test = suite('benches [webgpu]');
 const SMALL = ['--backend', 'webgpu', '--shape', 'small', '--steps', '1', '--batch', '2', '--seq', '16', '--gen', '3', '--torch', 'none'];
 
 function bench(...flags: string[]) {
-  const env = { ...process.env, PAUSEPIPE_MATMUL: '', PAUSEPIPE_ATTENTION: '', PAUSEPIPE_DECODE_LOOKAHEAD: '', PAUSEPIPE_DECODE_GRAPH: '' };
+  const env = { ...process.env, PAUSEPIPE_MATMUL: '', PAUSEPIPE_ATTENTION: '', PAUSEPIPE_DECODE_LOOKAHEAD: '', PAUSEPIPE_DECODE_GRAPH: '', PAUSEPIPE_FROZEN_WEIGHTS: '' };
   return execa(process.execPath, ['--import', 'tsx', 'bench/train.bench.ts', ...SMALL, ...flags], { cwd: PROJECT_ROOT, env, reject: false });
 }
 
@@ -25,9 +25,9 @@ test('the WGSL GEMM with lanes attention: the same losses as the defaults, each 
   const both = await bench('--matmul', 'wgsl', '--attention', 'lanes');
   assert.is(defaults.exitCode, 0, defaults.stderr);
   assert.is(both.exitCode, 0, both.stderr);
-  assert.match(line(defaults.stdout, 'backend:'), /, matmul tfjs, attention rows$/);
+  assert.match(line(defaults.stdout, 'backend:'), /, matmul tfjs, attention rows, frozen weights f32$/);
   // The small shape's heads are 32 wide: two lanes of 16 values per row.
-  assert.match(line(both.stdout, 'backend:'), /, matmul wgsl, attention lanes \(2 per row\)$/);
+  assert.match(line(both.stdout, 'backend:'), /, matmul wgsl, attention lanes \(2 per row\), frozen weights f32$/);
   const losses = (out: string) => /loss ([\d.]+ → [\d.]+)/.exec(line(out, 'train:'))?.[1];
   assert.is(losses(both.stdout), losses(defaults.stdout));
   assert.ok(losses(defaults.stdout));
@@ -40,13 +40,19 @@ test('the WGSL GEMM with lanes attention: the same losses as the defaults, each 
   }
 });
 
-test('an unknown --attention or --matmul is refused before anything runs', async () => {
+test('an unknown --attention, --matmul or --frozen-weights is refused before anything runs, and bf16 weights off WebGPU too', async () => {
   const bad = await bench('--attention', 'flash');
   assert.is(bad.exitCode, 2);
   assert.is(bad.stderr.trim(), 'train.bench: --attention must be rows or lanes, got flash');
   const worse = await bench('--matmul', 'cuda');
   assert.is(worse.exitCode, 2);
   assert.is(worse.stderr.trim(), 'train.bench: --matmul must be tfjs or wgsl, got cuda');
+  const half = await bench('--frozen-weights', 'half');
+  assert.is(half.exitCode, 2);
+  assert.is(half.stderr.trim(), 'train.bench: --frozen-weights must be f32 or bf16, got half');
+  const onWasm = await bench('--frozen-weights', 'bf16', '--backend', 'wasm');
+  assert.is(onWasm.exitCode, 2);
+  assert.is(onWasm.stderr.trim(), 'train.bench: --frozen-weights bf16 needs the webgpu backend, this run has wasm');
 });
 
 test('matmul.bench: every product of the list against tfjs\'s, the same values, a ratio the verdicts read', async () => {

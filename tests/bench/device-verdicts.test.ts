@@ -36,6 +36,12 @@ const MISTRAL = [
   train(513, 9359),
   '=== bench mistral7b, 1 layer, lanes attention (limit 150s)',
   train(400, 12000),
+  '=== bench mistral7b, 1 layer, bf16 frozen weights (limit 150s)',
+  train(490, 9796),
+  '=== bench mistral7b, 32 layers, checkpointing (limit 240s)',
+  'memory: peak host RSS 1.20 GiB, GPU 41.30 GiB allocated by tfjs at its peak',
+  '=== bench mistral7b, 32 layers, checkpointing, bf16 frozen weights (limit 240s)',
+  'memory: peak host RSS 1.10 GiB, GPU 28.10 GiB allocated by tfjs at its peak',
 ].join('\n');
 
 test('sections split a log at its `=== step (limit Ns)` lines; rates read ms a step and tokens/s, a checkpointed run\'s train line too', () => {
@@ -57,6 +63,7 @@ test('verdicts: each decision with its figures, and what was not measured says s
     'verdict tiles: best other tile per shape 4096³: 128x128x8/8x8+db 1.30× (against the planned tile)',
     'verdict decode replay, small: 6,000 tokens/s (1.3 ms a step) replayed, 2,400 tokens/s (3.3 ms a step) through tfjs (replay 2.54×)',
     'verdict decode replay, medium: 3,000 tokens/s (5.3 ms a step) replayed, not measured through tfjs (replay not measured)',
+    'verdict frozen weights: f32 9,359 tokens/s (513 ms a step), bf16 9,796 tokens/s (490 ms a step) (bf16 1.05×); 32 layers at their GPU peak: f32 41.30 GiB, bf16 28.10 GiB: make bf16 the default (PAUSEPIPE_FROZEN_WEIGHTS in stages/lm/gpu-settings.ts)',
     'verdict decode lookahead, small: 1 ahead 6,000 tokens/s (1.3 ms a step), 4 ahead 7,000 tokens/s (1.1 ms a step) (1.18×): raise the default (PAUSEPIPE_DECODE_LOOKAHEAD in kernels.ts)',
   ]);
 });

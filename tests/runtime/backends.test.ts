@@ -7,7 +7,7 @@ import type { BackendsReport } from '../../runtime/backends-report.ts';
 import { webgpuAdapter } from '../../stages/lm/backend.ts';
 import { PROJECT_ROOT } from '../helpers/runner.ts';
 
-const CLEARED = { PAUSEPIPE_MATMUL: '', PAUSEPIPE_ATTENTION: '', PAUSEPIPE_DECODE_GRAPH: '', PAUSEPIPE_DECODE_LOOKAHEAD: '', PAUSEPIPE_GPU: '' };
+const CLEARED = { PAUSEPIPE_MATMUL: '', PAUSEPIPE_ATTENTION: '', PAUSEPIPE_DECODE_GRAPH: '', PAUSEPIPE_DECODE_LOOKAHEAD: '', PAUSEPIPE_FROZEN_WEIGHTS: '', PAUSEPIPE_GPU: '' };
 
 function backends(args: string[], env: Record<string, string> = {}) {
   return execa(process.execPath, ['bin/pausepipe.js', 'backends', ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...CLEARED, ...env }, reject: false });
@@ -49,6 +49,7 @@ test('--json: the four backends in auto\'s order, what each runs on or why not, 
     { name: 'PAUSEPIPE_MATMUL', value: 'tfjs', set: false },
     { name: 'PAUSEPIPE_ATTENTION', value: 'lanes', set: true },
     { name: 'PAUSEPIPE_DECODE_GRAPH', value: 'on', set: false },
+    { name: 'PAUSEPIPE_FROZEN_WEIGHTS', value: 'f32', set: false },
     { name: 'PAUSEPIPE_DECODE_LOOKAHEAD', set: true, error: "PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got 'x'" },
   ]);
 });
@@ -64,11 +65,12 @@ test('the text form: a line per backend, auto\'s pick, the variables with their 
     const auto = adapter && !adapter.software ? `auto: webgpu: ${adapter.name}` : 'auto: wasm (SIMD, 1 thread)';
     assert.ok(lines.includes(auto), r.stdout);
   }
-  assert.equal(lines.slice(-5), [
+  assert.equal(lines.slice(-6), [
     'GPU kernel variables:',
     '  PAUSEPIPE_MATMUL=tfjs (default)',
     '  PAUSEPIPE_ATTENTION=rows (default)',
     '  PAUSEPIPE_DECODE_GRAPH=on (default)',
+    '  PAUSEPIPE_FROZEN_WEIGHTS=f32 (default)',
     '  PAUSEPIPE_DECODE_LOOKAHEAD=1 (default)',
   ]);
   const extra = await backends(['wasm']);

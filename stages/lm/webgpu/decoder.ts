@@ -2,7 +2,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LmConfig } from '../config.ts';
 import { bindingLimit } from '../split-weights.ts';
-import type { KvCache } from '../types.ts';
+import type { KvCache, ModelWeight } from '../types.ts';
+import { PackedBf16 } from './bf16.ts';
 import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape, type CacheLayer } from './attention.ts';
 import { concatLast, stackRows } from './concat.ts';
 import { copyBuffer, emptyTensor, recordingGradients } from './engine.ts';
@@ -43,6 +44,8 @@ export interface DecoderAccess {
   embed(inputIds: tf.Tensor2D): tf.Tensor3D;
   /** A decoder weight by its plain Hugging Face name (`model.layers.0...`), the modules_to_save copy when there is one. */
   weight(local: string): tf.Variable;
+  /** A linear module's weight by plain name without `.weight`, as `proj` reads it: float32, or packed bfloat16. */
+  projWeight(module: string): ModelWeight;
   /** A linear module of the decoder with its LoRA adapter, by plain name without `.weight`. */
   proj(x: tf.Tensor, module: string, training: boolean): tf.Tensor;
   /** Whether a LoRA adapter is attached to the module. */
@@ -148,15 +151,18 @@ function stackedBytes(c: LmConfig): number {
  * concatenated; in a decode step without adapters, one few-rows product reads such weights side by side instead.
  */
 function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], training: boolean, trainable: Set<tf.Variable>): tf.Tensor {
-  const weights = modules.map((mod) => m.weight(`${mod}.weight`));
-  const trains = weights.some((w) => trainable.has(w));
+  const weights = modules.map((mod) => m.projWeight(mod));
+  const trains = weights.some((w) => trainable.has(w as tf.Variable));
   const unbindable = 4 * weights.reduce((n, w) => n + w.size, 0) > bindingLimit();
-  if (modules.some((mod) => m.hasAdapter(mod)) || unbindable || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
+  // Packed weights are kept packed to save memory: never copied into a float32 stack.
+  const packed = weights.some((w) => w instanceof PackedBf16);
+  if (packed || modules.some((mod) => m.hasAdapter(mod)) || unbindable || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
     // A decode step reads the weights side by side in one few-rows product.
-    if (readsDirectly(m, modules, h.shape[0]!, training)) return matVecConcat(h as tf.Tensor2D, weights as tf.Tensor2D[]);
+    if (readsDirectly(m, modules, h.shape[0]!, training)) return matVecConcat(h as tf.Tensor2D, weights as Array<tf.Tensor2D | PackedBf16>);
     return concatLast(modules.map((mod) => m.proj(h, mod, training)));
   }
-  const stacked = trains ? stackRows(weights, true) : m.prepared.get(modules.join('+'), weights, () => stackRows(weights, false));
+  const variables = weights as tf.Variable[];
+  const stacked = trains ? stackRows(variables, true) : m.prepared.get(modules.join('+'), variables, () => stackRows(variables, false));
   return projection(h as tf.Tensor2D, stacked as tf.Tensor2D, false, true);
 }
 
@@ -166,7 +172,7 @@ function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], train
  */
 function downProjection(m: DecoderAccess, gu: tf.Tensor, module: string, training: boolean, oneToken: boolean): tf.Tensor {
   if (!oneToken || !readsDirectly(m, [module], gu.shape[0]!, training)) return m.proj(swigluFused(gu), module, training);
-  return matVecSwiglu(gu as tf.Tensor2D, m.weight(`${module}.weight`) as tf.Tensor2D);
+  return matVecSwiglu(gu as tf.Tensor2D, m.projWeight(module) as tf.Tensor2D | PackedBf16);
 }
 
 /**
@@ -176,7 +182,12 @@ function downProjection(m: DecoderAccess, gu: tf.Tensor, module: string, trainin
  */
 function readsDirectly(m: DecoderAccess, modules: string[], rows: number, training: boolean): boolean {
   return !training && takesMatVec(rows) && matMulChoice() === 'wgsl' &&
-    modules.every((mod) => !m.hasAdapter(mod) && 4 * m.weight(`${mod}.weight`).size <= bindingLimit());
+    modules.every((mod) => !m.hasAdapter(mod) && bytesOf(m.projWeight(mod)) <= bindingLimit());
+}
+
+/** GPU bytes of a stored weight. */
+function bytesOf(w: ModelWeight): number {
+  return w instanceof PackedBf16 ? w.bytes : 4 * w.size;
 }
 
 /**

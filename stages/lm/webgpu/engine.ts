@@ -108,7 +108,7 @@ export interface Dispatch {
   workgroups: [number, number, number];
 }
 
-type Binding = { name: string; type: 'f32' | 'i32' | 'u32' | 'atomic<u32>' | 'vec4<f32>'; write: boolean };
+type Binding = { name: string; type: 'f32' | 'i32' | 'u32' | 'atomic<u32>' | 'vec4<f32>' | 'vec2<u32>'; write: boolean };
 
 /**
  * The WGSL declarations of a program's buffers in the engine's binding order: outputs (read_write), inputs

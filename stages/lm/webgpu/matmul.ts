@@ -1,6 +1,7 @@
 // A register-tiled WGSL GEMM, C = op(A)·op(B) with either operand transposed, and its gradients through the same kernel.
 import * as tf from '@tensorflow/tfjs-core';
 import { gpuChoice } from '../gpu-settings.ts';
+import { PackedBf16, UNPACK4, type WeightTensor } from './bf16.ts';
 import { bindings, ForcedChoice, grid, perElementMain, run, webgpuBackend } from './engine.ts';
 import { matVec, takesMatVec } from './matvec.ts';
 
@@ -90,11 +91,13 @@ interface Variant {
   vecA: boolean;
   vecB: boolean;
   vecC: boolean;
+  /** B holds bfloat16 pairs (bf16.ts), read as vec2<u32> words and widened as loaded. */
+  packedB: boolean;
 }
 
 function keyOf(v: Variant): string {
   const t = v.tile;
-  return `matmul-${t.bm}x${t.bn}x${t.bk}-${t.tm}x${t.tn}${t.buffers === 2 ? '-db' : ''}-${v.transposeA ? 'T' : 'N'}${v.transposeB ? 'T' : 'N'}-${+v.vecA}${+v.vecB}${+v.vecC}`;
+  return `matmul-${t.bm}x${t.bn}x${t.bk}-${t.tm}x${t.tn}${t.buffers === 2 ? '-db' : ''}-${v.transposeA ? 'T' : 'N'}${v.transposeB ? 'T' : 'N'}-${+v.vecA}${+v.vecB}${+v.vecC}${v.packedB ? '-bf16' : ''}`;
 }
 
 /**
@@ -130,10 +133,18 @@ function tileLoader(name: 'a' | 'b', width: number, bk: number, threads: number,
 }
 
 /** A reader of four consecutive values of a stored row, zero past the matrix's edges. */
-function reader(name: 'a' | 'b', vec: boolean): string {
+function reader(name: 'a' | 'b', vec: boolean, packed = false): string {
   const fn = `load${name.toUpperCase()}`;
   const rows = `params.${name}Rows`;
   const cols = `params.${name}Cols`;
+  // Packed rows hold a multiple of 4 values, and reads start at multiples of 4: a read is two whole words.
+  if (packed) {
+    return `${UNPACK4}
+fn ${fn}(row: u32, col: u32) -> vec4<f32> {
+  if (row >= ${rows} || col >= ${cols}) { return vec4<f32>(0.0); }
+  return unpack4(${name}[(row * ${cols} + col) / 4u]);
+}`;
+  }
   if (vec) {
     return `fn ${fn}(row: u32, col: u32) -> vec4<f32> {
   if (row >= ${rows} || col >= ${cols}) { return vec4<f32>(0.0); }
@@ -201,7 +212,7 @@ function wgsl(v: Variant): string {
   return `
 @group(0) @binding(0) var<storage, read_write> c: array<${elem(v.vecC)}>;
 @group(0) @binding(1) var<storage, read> a: array<${elem(v.vecA)}>;
-@group(0) @binding(2) var<storage, read> b: array<${elem(v.vecB)}>;
+@group(0) @binding(2) var<storage, read> b: array<${v.packedB ? 'vec2<u32>' : elem(v.vecB)}>;
 struct Params { m: u32, n: u32, k: u32, aRows: u32, aCols: u32, bRows: u32, bCols: u32, slice: u32, };
 @group(0) @binding(3) var<uniform> params: Params;
 // Where this workgroup's slice of K writes its partial C (0 when K is not split).
@@ -209,7 +220,7 @@ var<private> cBase: u32;
 var<workgroup> aS: array<vec4<f32>, ${(v.tile.buffers ?? 1) * ((bm * bk) / 4)}>;
 var<workgroup> bS: array<vec4<f32>, ${(v.tile.buffers ?? 1) * ((bn * bk) / 4)}>;
 ${reader('a', v.vecA)}
-${reader('b', v.vecB)}
+${reader('b', v.vecB, v.packedB)}
 ${writer(v.vecC)}
 @compute @workgroup_size(${wx}, ${wy}, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -290,14 +301,17 @@ function doubleBufferedLoop(ta: Loader, tb: Loader, fma: string[], bm: number, b
 /** Records one product of stored tensors into the command stream (the kernel function of MATMUL). */
 function product(a: tf.TensorInfo, b: tf.TensorInfo, attrs: MatMulAttrs): tf.TensorInfo {
   const { transposeA, transposeB } = attrs;
+  const packedB = attrs.packedB ?? false;
   if (a.shape.length !== 2 || b.shape.length !== 2) throw new Error(`matmul: rank-2 operands only, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`);
   const [aRows, aCols] = a.shape as [number, number];
-  const [bRows, bCols] = b.shape as [number, number];
+  // A packed B's words hold two values each.
+  const [bRows, bCols] = [b.shape[0]!, packedB ? 2 * b.shape[1]! : b.shape[1]!];
+  if (packedB && (b.dtype !== 'int32' || bCols % 4 !== 0)) throw new Error(`matmul: a packed B is int32 words [rows, cols / 2] with cols a multiple of 4, got ${b.dtype} [${b.shape.join(', ')}]`);
   const [m, k] = transposeA ? [aCols, aRows] : [aRows, aCols];
   const [kb, n] = transposeB ? [bCols, bRows] : [bRows, bCols];
   if (k !== kb) throw new Error(`matmul: inner sizes differ: [${a.shape.join(', ')}]${transposeA ? 'ᵀ' : ''} · [${b.shape.join(', ')}]${transposeB ? 'ᵀ' : ''}`);
   const { tile: t, splits } = planOf(attrs.tile, attrs.splits, m, n, k);
-  const variant: Variant = { tile: t, transposeA, transposeB, vecA: aCols % 4 === 0, vecB: bCols % 4 === 0, vecC: n % 4 === 0 };
+  const variant: Variant = { tile: t, transposeA, transposeB, vecA: aCols % 4 === 0, vecB: bCols % 4 === 0, vecC: n % 4 === 0, packedB };
   const [c] = run({
     key: keyOf(variant),
     wgsl: () => wgsl(variant),
@@ -350,6 +364,8 @@ interface MatMulAttrs {
   transposeB: boolean;
   tile: TileChoice;
   splits: SplitChoice;
+  /** B is a packed bfloat16 weight's words (bf16.ts); absent: float32. */
+  packedB?: boolean;
 }
 
 function planOf(tile: TileChoice, splits: SplitChoice, m: number, n: number, k: number): MatMulPlan {
@@ -402,8 +418,20 @@ tf.registerGradient({
   inputsToSave: ['a', 'b'],
   gradFunc: (dy, saved, attrs) => {
     const [a, b] = saved as [tf.Tensor2D, tf.Tensor2D];
-    const { transposeA, transposeB, tile } = attrs as unknown as MatMulAttrs;
+    const { transposeA, transposeB, tile, packedB } = attrs as unknown as MatMulAttrs;
     const dc = dy as tf.Tensor2D;
+    if (packedB) {
+      // A packed weight is frozen: only dA, where B stays the B operand (the projections' x·Wᵀ).
+      return {
+        a: () => {
+          if (transposeA) throw new Error('matmul: no gradient through Aᵀ times a packed B');
+          return matMulKernel(dc, b, { transposeA: false, transposeB: !transposeB, tile, splits: 'auto', packedB: true });
+        },
+        b: () => {
+          throw new Error('matmul: a packed bfloat16 weight does not train');
+        },
+      };
+    }
     return {
       a: () => (transposeA ? matMul(b, dc, transposeB, true, tile) : matMul(dc, b, false, !transposeB, tile)),
       b: () => (transposeB ? matMul(dc, a, true, transposeA, tile) : matMul(a, dc, !transposeA, false, tile)),
@@ -415,8 +443,13 @@ tf.registerGradient({
  * op(A)·op(B) for rank-2 float32 tensors on webgpu, differentiable in both. `splits` fixes the slices of K of this
  * product only: its gradients' products (other shapes) plan their own.
  */
-export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = false, tile: TileChoice = 'auto', splits: SplitChoice = 'auto'): tf.Tensor2D {
-  const attrs: MatMulAttrs = { transposeA, transposeB, tile, splits };
+export function matMul(a: tf.Tensor2D, b: WeightTensor, transposeA = false, transposeB = false, tile: TileChoice = 'auto', splits: SplitChoice = 'auto'): tf.Tensor2D {
+  if (b instanceof PackedBf16) return matMulKernel(a, b.words, { transposeA, transposeB, tile, splits, packedB: true });
+  return matMulKernel(a, b, { transposeA, transposeB, tile, splits });
+}
+
+/** One MATMUL kernel through the engine (recorded on the gradient tape). */
+function matMulKernel(a: tf.Tensor2D, b: tf.Tensor2D, attrs: MatMulAttrs): tf.Tensor2D {
   return tf.engine().runKernel(MATMUL, { a, b }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
 }
 
@@ -444,10 +477,11 @@ export function matMulChoice(): MatMulChoice {
 
 /**
  * op(A)·op(B) through the product PAUSEPIPE_MATMUL selects (kernels.ts's linear and the fused decoder's stacks); on
- * `wgsl` a few rows times a weight outside a gradient take matvec.ts.
+ * `wgsl` a few rows times a weight outside a gradient take matvec.ts. A packed bfloat16 B always takes this file's
+ * products (tfjs's cannot read it).
  */
-export function projection(a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean): tf.Tensor2D {
-  if (matMulChoice() === 'tfjs') return tf.matMul(a, b, transposeA, transposeB);
+export function projection(a: tf.Tensor2D, b: WeightTensor, transposeA: boolean, transposeB: boolean): tf.Tensor2D {
+  if (matMulChoice() === 'tfjs' && !(b instanceof PackedBf16)) return tf.matMul(a, b, transposeA, transposeB);
   // A few rows times a weight (decoding), with no gradient to take: split along K instead of tiled.
   if (!transposeA && transposeB && takesMatVec(a.shape[0])) return matVec(a, b);
   return matMul(a, b, transposeA, transposeB);

@@ -1,5 +1,6 @@
 // x·Wᵀ for a few rows of x (decoding: one token per row), split along K so the weights stream through every core of the GPU.
 import * as tf from '@tensorflow/tfjs-core';
+import { PackedBf16, UNPACK4, type WeightTensor } from './bf16.ts';
 import { bindings, grid, FLAT_WORKGROUP, recordingGradients, runToTensors } from './engine.ts';
 
 /** Most rows of x a product takes here; more rows are a GEMM's work (matmul.ts). */
@@ -22,7 +23,8 @@ const ROWS_AT_ONCE = 8;
  * of 64 columns gives the GPU N/64 long serial loops. With several weights (q, k, v) their rows follow one another as
  * the output's columns: one kernel where each would be a product and their outputs a concatenation.
  */
-function matVecWgsl(vec: boolean, swiglu: boolean, weights: number): string {
+function matVecWgsl(vec: boolean, swiglu: boolean, packed: boolean[]): string {
+  const weights = packed.length;
   const t = vec ? 'vec4<f32>' as const : 'f32' as const;
   const threads = COLS * LANES;
   // With SwiGLU, x holds gate then up ([M, 2K]) and the product's input is silu(gate)·up, as swiglu.ts computes it.
@@ -35,11 +37,13 @@ function matVecWgsl(vec: boolean, swiglu: boolean, weights: number): string {
   const ends = names.slice(0, -1).map((_, i): [string, 'u32'] => [`end${i}`, 'u32']);
   const pick = names.map((w, i) => {
     const row = i === 0 ? 'col' : `(col - params.end${i - 1})`;
-    const read = `return ${w}[${row} * params.k + kk];`;
+    // A packed weight's row of k vec4s is k pairs of words.
+    const read = packed[i] ? `return unpack4(${w}[${row} * params.k + kk]);` : `return ${w}[${row} * params.k + kk];`;
     return i < weights - 1 ? `if (col < params.end${i}) { ${read} }` : read;
   });
   return `
-${bindings([['y', 'f32']], [['x', t], ...names.map((w): [string, typeof t] => [w, t])], [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ...ends])}
+${bindings([['y', 'f32']], [['x', t], ...names.map((w, i): [string, typeof t | 'vec2<u32>'] => [w, packed[i] ? 'vec2<u32>' : t])], [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ...ends])}
+${packed.some((p) => p) ? UNPACK4 : ''}
 fn weight(col: u32, kk: u32) -> ${t} {
   ${pick.join('\n  ')}
 }
@@ -82,7 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 /** x [M, K] · w [N, K]ᵀ → [M, N] for M ≤ MATVEC_MAX_ROWS; not differentiable (decoding and evaluation only). */
-export function matVec(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+export function matVec(x: tf.Tensor2D, w: WeightTensor): tf.Tensor2D {
   return product(x, [w], false);
 }
 
@@ -91,7 +95,7 @@ export function matVec(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
  * or gate|up where the weights are not stacked into one matrix (a model too large to keep stacked copies). At most
  * MATVEC_MAX_WEIGHTS weights; not differentiable.
  */
-export function matVecConcat(x: tf.Tensor2D, weights: tf.Tensor2D[]): tf.Tensor2D {
+export function matVecConcat(x: tf.Tensor2D, weights: WeightTensor[]): tf.Tensor2D {
   if (weights.length < 1 || weights.length > MATVEC_MAX_WEIGHTS) throw new Error(`matvec: ${weights.length} weights, 1 to ${MATVEC_MAX_WEIGHTS}`);
   return product(x, weights, false);
 }
@@ -103,11 +107,11 @@ export const MATVEC_MAX_WEIGHTS = 3;
  * silu(gate)·up of gu [M, 2K] (gate then up, the fused gate|up projection) times w [N, K]ᵀ → [M, N] in one kernel:
  * SwiGLU and down_proj of a decode step. Not differentiable.
  */
-export function matVecSwiglu(gu: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+export function matVecSwiglu(gu: tf.Tensor2D, w: WeightTensor): tf.Tensor2D {
   return product(gu, [w], true);
 }
 
-function product(x: tf.Tensor2D, weights: tf.Tensor2D[], swiglu: boolean): tf.Tensor2D {
+function product(x: tf.Tensor2D, weights: WeightTensor[], swiglu: boolean): tf.Tensor2D {
   const [m, width] = x.shape;
   const k = swiglu ? width / 2 : width;
   for (const w of weights) {
@@ -115,14 +119,17 @@ function product(x: tf.Tensor2D, weights: tf.Tensor2D[], swiglu: boolean): tf.Te
   }
   if (m > MATVEC_MAX_ROWS) throw new Error(`matvec: ${m} rows, at most ${MATVEC_MAX_ROWS}`);
   const vec = k % 4 === 0;
+  const packed = weights.map((w) => w instanceof PackedBf16);
+  // Packed weights have rows of whole vec4s (bf16.ts's packable).
+  if (!vec && packed.some((p) => p)) throw new Error(`matvec: a packed weight needs K a multiple of 4, got ${k}`);
   // The output column where each weight's rows end (the kernel needs all but the last's).
   const ends: number[] = [];
   let n = 0;
   for (const w of weights) ends.push((n += w.shape[0]));
   const [y] = runToTensors({
-    key: `matvec-${vec ? 'vec4' : 'scalar'}${swiglu ? '-swiglu' : ''}${weights.length > 1 ? `-w${weights.length}` : ''}`,
-    wgsl: () => matVecWgsl(vec, swiglu, weights.length),
-    inputs: [x, ...weights],
+    key: `matvec-${vec ? 'vec4' : 'scalar'}${swiglu ? '-swiglu' : ''}${weights.length > 1 ? `-w${weights.length}` : ''}${packed.some((p) => p) ? `-bf16${packed.map(Number).join('')}` : ''}`,
+    wgsl: () => matVecWgsl(vec, swiglu, packed),
+    inputs: [x, ...weights.map((w) => (w instanceof PackedBf16 ? w.words : w))],
     outputs: [{ shape: [m, n], dtype: 'float32' }],
     uniforms: [m, n, vec ? k / 4 : k, ...ends.slice(0, -1)].map((u) => ({ u32: u })),
     workgroups: grid(Math.ceil(n / COLS)),

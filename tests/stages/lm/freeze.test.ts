@@ -74,8 +74,8 @@ withFixtures(test)('without LoRA the groups train in place and the variables car
     const vars = model.trainableVariables();
     assert.equal([...vars.keys()], ['language_model.model.embed_tokens.new_embedding.weight']);
     assert.ok(vars.get('language_model.model.embed_tokens.new_embedding.weight') === model.weights.get('language_model.model.embed_tokens.new_embedding.weight'));
-    assert.is(model.weights.get('ctrl_tok_clf.weight')!.trainable, false);
-    assert.is(model.weights.get('language_model.model.embed_tokens.new_embedding.weight')!.trainable, true);
+    assert.is(model.variable('ctrl_tok_clf.weight').trainable, false);
+    assert.is(model.variable('language_model.model.embed_tokens.new_embedding.weight').trainable, true);
     configureTraining(model, { groups: 'all' }, quiet);
     assert.is(model.trainableVariables().size, model.weights.size);
   } finally {
@@ -90,13 +90,13 @@ withFixtures(test)('with LoRA the groups train as copies; merging writes the cop
     const copy = model.trainableVariables().get('base_model.model.ctrl_tok_clf.modules_to_save.default.bias')!;
     assert.ok(copy !== model.weights.get('ctrl_tok_clf.bias'));
     copy.assign(tf.tensor1d([3, -3]));
-    assert.equal(Array.from(model.weights.get('ctrl_tok_clf.bias')!.dataSync()).map((x) => Math.abs(x) < 0.2), [true, true], 'the original is untouched');
+    assert.equal(Array.from(model.variable('ctrl_tok_clf.bias').dataSync()).map((x) => Math.abs(x) < 0.2), [true, true], 'the original is untouched');
     // The same setup again (a resumed run) is accepted; another one is not.
     configureTraining(model, { groups: ['pauseHead'], lora: { rank: 2, alpha: 4 } }, quiet);
     assert.throws(() => configureTraining(model, { groups: ['lmHead'], lora: { rank: 2, alpha: 4 } }, quiet), /already carries LoRA .* differs from the requested setup/);
     assert.throws(() => configureTraining(model, { groups: ['pauseHead'] }, quiet), /carries LoRA adapters; pass the LoRA settings, or merge them first/);
     mergeLora(model, quiet);
-    assert.equal(Array.from(model.weights.get('ctrl_tok_clf.bias')!.dataSync()), [3, -3]);
+    assert.equal(Array.from(model.variable('ctrl_tok_clf.bias').dataSync()), [3, -3]);
   } finally {
     model.dispose();
   }

@@ -9,6 +9,9 @@ test('each choice defaults to its first value when unset, empty or blank, and ta
   assert.is(gpuChoice('PAUSEPIPE_DECODE_GRAPH', { PAUSEPIPE_DECODE_GRAPH: '  ' }), 'on');
   assert.is(gpuChoice('PAUSEPIPE_MATMUL', { PAUSEPIPE_MATMUL: 'wgsl ' }), 'wgsl');
   assert.is(gpuChoice('PAUSEPIPE_ATTENTION', { PAUSEPIPE_ATTENTION: 'lanes' }), 'lanes');
+  assert.is(gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS', {}), 'f32');
+  assert.is(gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS', { PAUSEPIPE_FROZEN_WEIGHTS: 'bf16' }), 'bf16');
+  assert.throws(() => gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS', { PAUSEPIPE_FROZEN_WEIGHTS: 'fp16' }), /^PAUSEPIPE_FROZEN_WEIGHTS must be f32 or bf16, got 'fp16'$/);
   assert.throws(() => gpuChoice('PAUSEPIPE_DECODE_GRAPH', { PAUSEPIPE_DECODE_GRAPH: 'no' }), /^PAUSEPIPE_DECODE_GRAPH must be on or off, got 'no'$/);
 });
 

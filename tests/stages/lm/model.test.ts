@@ -344,7 +344,7 @@ own('forward passes follow weight changes: after assign the model computes what 
   const live = tf.memory().numTensors;
   const changed = initWeights(TINY, 3);
   for (const name of ['model.layers.0.self_attn.q_proj.weight', 'model.layers.1.mlp.up_proj.weight', 'lm_head.weight']) {
-    const w = model.weights.get(name)!;
+    const w = model.variable(name);
     const next = Float32Array.from(w.dataSync(), (x) => x * 1.5);
     tf.tidy(() => w.assign(tf.tensor(next, w.shape)));
     changed.set(name, { dtype: 'float32', shape: [...w.shape], data: next });

@@ -111,10 +111,10 @@ forEachBackend((backend) => {
     const b = await addPauseToken(base, 5, { log: () => {} });
     const c = await addPauseToken(base, 6, { log: () => {} });
     try {
-      const row = (m: PauseLM) => values(m.weights.get('language_model.model.embed_tokens.new_embedding.weight')!);
+      const row = (m: PauseLM) => values(m.variable('language_model.model.embed_tokens.new_embedding.weight'));
       assert.equal(await row(a), await row(b));
       assert.not.equal(await row(a), await row(c));
-      const orig = await values(base.weights.get('model.embed_tokens.weight')!);
+      const orig = await values(base.variable('model.embed_tokens.weight'));
       const std = (x: ArrayLike<number>) => {
         const arr = Array.from(x);
         const m = arr.reduce((s, v) => s + v, 0) / arr.length;
@@ -122,15 +122,15 @@ forEachBackend((backend) => {
       };
       // 64 draws: the sample std lies within ±30% of the original table's std (0.15) with overwhelming probability.
       assert.ok(Math.abs(std(await row(a)) / std(orig) - 1) < 0.3, `${std(await row(a))} vs ${std(orig)}`);
-      const head = await values(a.weights.get('language_model.lm_head.weight')!);
-      const orighead = await values(base.weights.get('lm_head.weight')!);
+      const head = await values(a.variable('language_model.lm_head.weight'));
+      const orighead = await values(base.variable('lm_head.weight'));
       assert.equal(head.slice(0, 512 * 64), orighead);
       for (let j = 0; j < 64; j++) {
         let mean = 0;
         for (let i = 0; i < 512; i++) mean += orighead[i * 64 + j]! / 512;
         assert.ok(Math.abs(head[512 * 64 + j]! - mean) < 1e-4);
       }
-      const ctrl = await values(a.weights.get('ctrl_tok_clf.weight')!);
+      const ctrl = await values(a.variable('ctrl_tok_clf.weight'));
       assert.ok(ctrl.every((x) => Math.abs(x) <= 1 / 8), 'pause head within ±1/√H');
     } finally {
       a.dispose();
@@ -144,8 +144,8 @@ forEachBackend((backend) => {
     const wrapped = await addPauseToken(tied, 1, { log: () => {} });
     try {
       assert.is(wrapped.config.tieWordEmbeddings, false);
-      const embed = wrapped.weights.get('language_model.model.embed_tokens.original_embedding.weight')!;
-      const head = wrapped.weights.get('language_model.lm_head.weight')!;
+      const embed = wrapped.variable('language_model.model.embed_tokens.original_embedding.weight');
+      const head = wrapped.variable('language_model.lm_head.weight');
       assert.is.not(embed, head);
       assert.equal((await values(head)).slice(0, 512 * 64), await values(embed));
       await rejectsWith(() => addPauseToken(wrapped, 1), /already has a pause token/);

@@ -182,7 +182,7 @@ test('a checkpoint written with other settings is ignored, not resumed', async (
 
 test('a NaN loss stops training with an error naming the step', async () => {
   const model = tinyModel();
-  const norm = model.weights.get('model.norm.weight')!;
+  const norm = model.variable('model.norm.weight');
   let step = 0;
   await train(model, tok, data, { batchSize: 4, maxSteps: 5 }, {
     log: quiet,

@@ -68,7 +68,7 @@ test('every weight\'s gradient and two training steps with the WGSL GEMM equal t
     const model = tinyModel();
     const res = await train(model, tok, { train: rows, validation: [] }, { batchSize: 2, maxSteps: 2, lr: 3e-3, loggingSteps: 1 }, { log: () => {} });
     const weights = new Map<string, Float32Array>();
-    for (const [name, v] of model.weights) weights.set(name, Float32Array.from(await values(v)));
+    for (const name of model.weights.keys()) weights.set(name, Float32Array.from(await values(model.variable(name))));
     model.dispose();
     return { losses: res.trainLossCurve.map(([, l]) => l), weights };
   };

@@ -115,7 +115,7 @@ decodeTest('replayed decode steps choose the tokens that steps through tfjs choo
   const base = tinyModel();
   const pause = await addPauseToken(tinyModel(), 5, { log: () => {} });
   // A pause head leaning towards pauses, so sampled rows emit some and replayed steps embed the pause token.
-  pause.param(PAUSE_NAMES.ctrlBias).assign(tf.tensor1d([1, 0]));
+  pause.variable(PAUSE_NAMES.ctrlBias).assign(tf.tensor1d([1, 0]));
   const lora = tinyModel();
   applyLora(lora, { rank: 2, targetModules: ['q_proj', 'v_proj'] }, () => {});
   try {
@@ -263,7 +263,7 @@ trainTest('a run killed after a checkpoint resumes and ends with bit-identical w
   const rows = Array.from({ length: 10 }, (_, i) => ({ question: `${i % 5}+${(i * 3) % 5}?`, answer: `${(i % 5) + ((i * 3) % 5)}\n#### ${(i % 5) + ((i * 3) % 5)}` }));
   const data = { train: rows.slice(0, 8), validation: rows.slice(8) };
   const opts = { batchSize: 2, maxSteps: 5, saveSteps: 2, evalSteps: 3, lr: 3e-3 };
-  const weights = async (model: CausalLM) => Promise.all([...model.weights.values()].map(async (v) => Array.from(await values(v))));
+  const weights = async (model: CausalLM) => Promise.all([...model.weights.keys()].map(async (name) => Array.from(await values(model.variable(name)))));
   const scratch = await mkdtemp(path.join(tmpdir(), 'pausepipe-webgpu-resume-'));
   try {
     const whole = tinyModel();

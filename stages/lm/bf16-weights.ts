@@ -1,0 +1,59 @@
+// PAUSEPIPE_FROZEN_WEIGHTS=bf16: a model's frozen decoder projections kept on the GPU as bfloat16, where that is exact.
+//
+// The seed trains a bfloat16 Mistral-7B with most of it frozen; its projections are 28 GB in float32 and 14 GB as the
+// checkpoint stores them. Under `precision: "bf16"`, or after loading a bfloat16 checkpoint, every value of such a
+// weight is a bfloat16 number, so keeping only its high halves (webgpu/bf16.ts) changes no result: the products
+// widen each value back as they read it. A weight that trains, or holds a value bfloat16 cannot, stays float32.
+import * as tf from '@tensorflow/tfjs-core';
+import { gpuChoice } from './gpu-settings.ts';
+import type { CausalLM } from './model.ts';
+import { bindingLimit } from './split-weights.ts';
+import { packable, packBf16, PackedBf16 } from './webgpu/bf16.ts';
+import { formatBytes } from './webgpu/gpu-errors.ts';
+
+/** The linear modules of a decoder layer, which only the projections read (pause.ts's wrapper prefixes them). */
+const PROJECTION = /(^|\.)model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+
+/** What packing did: weights packed, weights left float32 because a value is not bfloat16, GPU bytes freed. */
+export interface PackReport {
+  packed: number;
+  inexact: number;
+  bytesSaved: number;
+}
+
+/** Whether PAUSEPIPE_FROZEN_WEIGHTS asks for packing and the backend can do it (WebGPU only). */
+export function packingFrozenWeights(): boolean {
+  return gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && tf.getBackend() === 'webgpu';
+}
+
+/**
+ * Packs `model`'s frozen decoder projections whose values are all bfloat16 numbers, one weight at a time (each
+ * packed copy made, checked, then its float32 variable freed, so memory never holds more than one extra copy).
+ * Weights that train, that LoRA replaced by a modules_to_save copy, whose rows are not whole vec4s, or that exceed
+ * one binding stay as they are. Logs one line.
+ */
+export async function packFrozenWeights(model: CausalLM, log: (line: string) => void, opts: { inference?: boolean } = {}): Promise<PackReport> {
+  // For inference (evaluation) nothing trains, whatever the model's training configuration says.
+  const trains = new Set<unknown>(opts.inference ? [] : model.trainableVariables().values());
+  const report: PackReport = { packed: 0, inexact: 0, bytesSaved: 0 };
+  const limit = bindingLimit();
+  for (const [name, w] of [...model.weights]) {
+    if (w instanceof PackedBf16 || !PROJECTION.test(name) || trains.has(w) || model.lora?.saved.has(name)) continue;
+    // The packing kernel binds the float32 weight whole (weights beyond a binding are split instead, split-weights.ts).
+    if (!packable(w) || 4 * w.size > limit) continue;
+    const packed = await packBf16(w as tf.Tensor2D);
+    if (!packed) {
+      report.inexact++;
+      continue;
+    }
+    report.packed++;
+    report.bytesSaved += 2 * w.size;
+    model.weights.set(name, packed);
+    w.dispose();
+  }
+  // Stacks and transposes made from the float32 weights would keep their memory alive.
+  if (report.packed > 0) model.dropDerived();
+  log(`frozen weights: ${report.packed} decoder projections kept as bfloat16 (${formatBytes(report.bytesSaved)} of GPU memory freed)` +
+    (report.inexact > 0 ? `; ${report.inexact} left float32, holding values bfloat16 cannot` : ''));
+  return report;
+}
