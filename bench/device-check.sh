@@ -84,7 +84,7 @@ echo "gpu: $(sed -n '2,3p;/^adapter:/p;/^subgroup matrix/p;/^GPU adapter:/p' "$O
 step "model tests on webgpu" 120 "$OUT/tests.txt" node tests/run.mjs "$TESTS" tests/stages/lm
 
 # 1b. The WGSL GEMM against tfjs's matMul at 4096³ and the model's shapes (PAUSEPIPE_MATMUL=wgsl's case).
-step "matmul bench: tfjs vs wgsl" 90 "$OUT/bench.txt" node --import tsx bench/matmul.bench.ts ${TINY:+--trials 1}
+step "matmul bench: tfjs vs wgsl" 120 "$OUT/bench.txt" node --import tsx bench/matmul.bench.ts ${TINY:+--trials 1}
 
 # 2. PyTorch on the same shapes, one process for all (its start-up is the slow part).
 TORCH_JSON="$OUT/torch.json"
@@ -147,7 +147,7 @@ fi
 rm -rf "$DEMO_CACHE"
 
 echo "done in $((SECONDS - START)) s" | tee -a "$SUMMARY"
-grep -h -E '^(backend|adapter limits|roofline|memory estimate|shape|train|decode|kernels|memory|pytorch|matmul |profile of one step)|^  other wgsl tiles|^  [A-Za-z].* ms +[0-9.]+%' \
+grep -h -E '^(backend|adapter limits|roofline|memory estimate|shape|train|decode|kernels|memory|pytorch|matmul |profile of one step|frozen weights)|^  other wgsl tiles|^  wgsl with B packed|^  [A-Za-z].* ms +[0-9.]+%' \
   "$OUT/bench.txt" "$OUT/mistral7b.txt" 2>/dev/null >> "$SUMMARY"
 # What the figures call for (which product and tile to make the default, whether replay and the lookahead pay).
 node --import tsx bench/device-verdicts.ts "$OUT" >> "$SUMMARY" 2>&1

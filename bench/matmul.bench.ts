@@ -7,10 +7,14 @@
 // on the GPU (largest |difference| relative to the largest |value|). On a software adapter every size is divided by
 // 16 and one product runs per read: it checks that the bench runs, its rates mean nothing. With --other-tiles, on a
 // GPU, each shape also runs on six other block tiles of the GEMM (two of them double-buffered), so one device run can
-// say which tile to make the default.
+// say which tile to make the default. Where B is a weight (no Aᵀ), the WGSL GEMM also runs with B rounded to bfloat16
+// and packed (stages/lm/webgpu/bf16.ts, PAUSEPIPE_FROZEN_WEIGHTS=bf16): its rate against the same B in float32, and
+// whether the two gave the same bits.
 import * as tf from '@tensorflow/tfjs-core';
 import { parseArgs } from 'node:util';
 import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
+import { roundToBfloat16 } from '../stages/lm/optimizer.ts';
+import { packBf16 } from '../stages/lm/webgpu/bf16.ts';
 import { webgpuBackend } from '../stages/lm/webgpu/engine.ts';
 import { matMul, planProduct, tileBytes, type MatMulTile } from '../stages/lm/webgpu/matmul.ts';
 
@@ -90,6 +94,22 @@ async function time(product: Product, a: tf.Tensor2D, b: tf.Tensor2D, c: Case, r
   return best;
 }
 
+/** The WGSL GEMM with B (a weight) in bfloat16, packed, against the same rounded B in float32. */
+async function packedLine(c: Case, reps: number, flops: number): Promise<string> {
+  const a = tf.randomNormal([c.m, c.k]) as tf.Tensor2D;
+  const b = tf.tidy(() => roundToBfloat16(tf.randomNormal(c.transposeB ? [c.n, c.k] : [c.k, c.n])) as tf.Tensor2D);
+  const packed = await packBf16(b);
+  if (!packed) throw new Error('matmul.bench: a rounded B did not pack');
+  const f32 = (reps * flops) / (await time((x, y, ta, tb) => matMul(x, y, ta, tb), a, b, c, reps));
+  const bf16 = (reps * flops) / (await time((x, _y, ta, tb) => matMul(x, packed, ta, tb), a, b, c, reps));
+  const same = tf.tidy(() => tf.all(tf.equal(matMul(a, packed, false, c.transposeB), matMul(a, b, false, c.transposeB))));
+  const identical = (await readTensor(same))[0] === 1;
+  tf.dispose([a, b, same]);
+  packed.dispose();
+  return `  wgsl with B packed as bfloat16: ${rate(bf16)} (${(bf16 / f32).toFixed(2)}× the float32 B's ${rate(f32)}), ` +
+    `${identical ? 'the same bits' : 'DIFFERENT values'}`;
+}
+
 const scale = software ? 16 : 1;
 for (const full of CASES) {
   const c = { ...full, m: Math.ceil(full.m / scale), k: Math.ceil(full.k / scale), n: Math.ceil(full.n / scale) };
@@ -112,6 +132,7 @@ for (const full of CASES) {
     `tfjs ${rate(t)}, wgsl ${rate(w)} (${(w / t).toFixed(2)}×; ${tileName(plan.tile)}${plan.splits > 1 ? `, K in ${plan.splits} slices` : ''}), ` +
     `max diff ${rel.toExponential(1)} of max |C|`;
   console.log(line);
+  if (!c.transposeA) console.log(await packedLine(c, reps, flops));
   if (args['other-tiles'] && !software) {
     const others: string[] = [];
     const limit = webgpuBackend().device.limits.maxComputeWorkgroupStorageSize;

@@ -40,14 +40,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { initBackend, readTensor, webgpuAdapter } from '../stages/lm/backend.ts';
 import type { LmConfig } from '../stages/lm/config.ts';
-import { packFrozenWeights, packingFrozenWeights } from '../stages/lm/bf16-weights.ts';
+import { packCandidates, packFrozenWeights, packingFrozenWeights } from '../stages/lm/bf16-weights.ts';
 import { configureTraining } from '../stages/lm/freeze.ts';
 import { generate } from '../stages/lm/generate.ts';
 import { GPU_CHOICES } from '../stages/lm/gpu-settings.ts';
 import { kernels } from '../stages/lm/kernels.ts';
 import type { CausalLM } from '../stages/lm/model.ts';
-import { AdamW } from '../stages/lm/optimizer.ts';
-import { storeInBfloat16 } from '../stages/lm/trainer.ts';
+import { AdamW, roundToBfloat16 } from '../stages/lm/optimizer.ts';
 import { builtinTokenizerJson, JsonTokenizer } from '../stages/lm/tokenizer.ts';
 import type { Batch } from '../stages/lm/types.ts';
 import { estimateGpuMemoryMiB, parameterCount } from '../stages/lm/memory-estimate.ts';
@@ -227,8 +226,9 @@ const model: CausalLM = shape.pauseOnly ? deviceRandomPauseModel(config, 1) : de
 if (shape.pauseOnly) configureTraining(model, { groups: ['pauseEmbedding', 'pauseHead'] }, () => {});
 model.gradientCheckpointing = checkpointing;
 if (frozenBf16) {
-  // As `precision: "bf16"` stores a model before training; then the frozen projections are exact in bfloat16.
-  storeInBfloat16(model);
+  // Rounded as `precision: "bf16"` stores a model (only the weights to pack: the whole 7B embedding would not fit one
+  // binding of a small adapter); then the frozen projections are exact in bfloat16.
+  for (const name of packCandidates(model)) tf.tidy(() => model.variable(name).assign(roundToBfloat16(model.variable(name))));
   await watchGpu('packing the frozen weights', () => packFrozenWeights(model, console.log));
 }
 const vars = model.trainableVariables();

@@ -21,26 +21,36 @@ export interface PackReport {
   bytesSaved: number;
 }
 
+export interface PackOptions {
+  /** For inference (evaluation) nothing trains, whatever the model's training configuration says. */
+  inference?: boolean;
+}
+
+/**
+ * Names of the float32 weights packing would try: decoder projections that do not train, are not replaced by a LoRA
+ * modules_to_save copy, have rows of whole vec4s and fit one binding (the packing kernel binds the float32 weight
+ * whole; larger weights are split instead, split-weights.ts).
+ */
+export function packCandidates(model: CausalLM, opts: PackOptions = {}): string[] {
+  const trains = new Set<unknown>(opts.inference ? [] : model.trainableVariables().values());
+  const limit = bindingLimit();
+  return [...model.weights].filter(([name, w]) => !(w instanceof PackedBf16) && PROJECTION.test(name) && !trains.has(w) &&
+    !model.lora?.saved.has(name) && packable(w) && 4 * w.size <= limit).map(([name]) => name);
+}
+
 /** Whether PAUSEPIPE_FROZEN_WEIGHTS asks for packing and the backend can do it (WebGPU only). */
 export function packingFrozenWeights(): boolean {
   return gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && tf.getBackend() === 'webgpu';
 }
 
 /**
- * Packs `model`'s frozen decoder projections whose values are all bfloat16 numbers, one weight at a time (each
- * packed copy made, checked, then its float32 variable freed, so memory never holds more than one extra copy).
- * Weights that train, that LoRA replaced by a modules_to_save copy, whose rows are not whole vec4s, or that exceed
- * one binding stay as they are. Logs one line.
+ * Packs those of `packCandidates` whose values are all bfloat16 numbers, one weight at a time (each packed copy made,
+ * checked, then its float32 variable freed, so memory never holds more than one extra copy). Logs one line.
  */
-export async function packFrozenWeights(model: CausalLM, log: (line: string) => void, opts: { inference?: boolean } = {}): Promise<PackReport> {
-  // For inference (evaluation) nothing trains, whatever the model's training configuration says.
-  const trains = new Set<unknown>(opts.inference ? [] : model.trainableVariables().values());
+export async function packFrozenWeights(model: CausalLM, log: (line: string) => void, opts: PackOptions = {}): Promise<PackReport> {
   const report: PackReport = { packed: 0, inexact: 0, bytesSaved: 0 };
-  const limit = bindingLimit();
-  for (const [name, w] of [...model.weights]) {
-    if (w instanceof PackedBf16 || !PROJECTION.test(name) || trains.has(w) || model.lora?.saved.has(name)) continue;
-    // The packing kernel binds the float32 weight whole (weights beyond a binding are split instead, split-weights.ts).
-    if (!packable(w) || 4 * w.size > limit) continue;
+  for (const name of packCandidates(model, opts)) {
+    const w = model.variable(name);
     const packed = await packBf16(w as tf.Tensor2D);
     if (!packed) {
       report.inexact++;

@@ -55,7 +55,7 @@ test('an unknown --attention, --matmul or --frozen-weights is refused before any
   assert.is(onWasm.stderr.trim(), 'train.bench: --frozen-weights bf16 needs the webgpu backend, this run has wasm');
 });
 
-test('matmul.bench: every product of the list against tfjs\'s, the same values, a ratio the verdicts read', async () => {
+test('matmul.bench: every product of the list against tfjs\'s, the same values, a ratio the verdicts read; weights packed as bfloat16 give the same bits', async () => {
   const r = await execa(process.execPath, ['--import', 'tsx', 'bench/matmul.bench.ts', '--trials', '1'], { cwd: PROJECT_ROOT, reject: false });
   assert.is(r.exitCode, 0, r.stderr);
   const lines = r.stdout.split('\n').filter((l) => l.startsWith('matmul '));
@@ -65,6 +65,10 @@ test('matmul.bench: every product of the list against tfjs\'s, the same values, 
     assert.ok(diff < 1e-5, l);
   }
   assert.is(productRatios(r.stdout.split('\n')).length, 9);
+  // The six products whose B is a weight, again with B packed as bfloat16.
+  const packed = r.stdout.split('\n').filter((l) => l.startsWith('  wgsl with B packed as bfloat16: '));
+  assert.is(packed.length, 6, r.stdout);
+  for (const l of packed) assert.match(l, /× the float32 B's [\d.]+ [GT]FLOP\/s\), the same bits$/);
 });
 
 runOnWebgpu(test);
