@@ -8,7 +8,7 @@ import { fromHfConfig, toHfConfig } from './config.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, hasLoraAdapter, loadLoraAdapter, saveLoraAdapter } from './lora.ts';
 import { CausalLM } from './model.ts';
 import { PauseLM } from './pause.ts';
-import { modelWeightEntries, SHARD_INDEX, SINGLE_FILE, writeJsonFile, writeSafetensors, type HostTensor } from './safetensors.ts';
+import { isBfloat16Exact, modelWeightEntries, SHARD_INDEX, SINGLE_FILE, toBfloat16, writeJsonFile, writeSafetensors, type HostTensor, type WriteTensor } from './safetensors.ts';
 import { JsonTokenizer } from './tokenizer.ts';
 import type { ModelWeight, Tokenizer } from './types.ts';
 import { PackedBf16 } from './webgpu/bf16.ts';
@@ -97,8 +97,17 @@ export async function saveModel(model: CausalLM, tokenizer: Tokenizer | null, di
     tensors.set(name, { dtype: 'float32', shape: [...t.shape], data: (await t.data()) as Float32Array });
     if (t !== v && !model.lora?.saved.has(name)) t.dispose();
   }
-  await writeSafetensors(path.join(dir, SINGLE_FILE), tensors, { format: 'pt' });
-  await writeJsonFile(path.join(dir, 'config.json'), toHfConfig(model.config));
+  // A model stored in bfloat16 (every value a bfloat16 number: a bfloat16 checkpoint, or `precision: "bf16"`) is saved
+  // in bfloat16, as transformers saves one: the same values in half the bytes.
+  const bfloat16 = [...tensors.values()].every(isBfloat16Exact);
+  const written = new Map<string, WriteTensor>(tensors);
+  if (bfloat16) for (const [name, t] of tensors) written.set(name, toBfloat16(t));
+  tensors.clear();
+  await writeSafetensors(path.join(dir, SINGLE_FILE), written, { format: 'pt' });
+  const config = toHfConfig(model.config);
+  // transformers 5 names the field `dtype`, 4.x `torch_dtype`: write it where the original had it.
+  if (bfloat16) config['dtype' in config ? 'dtype' : 'torch_dtype'] = 'bfloat16';
+  await writeJsonFile(path.join(dir, 'config.json'), config);
   const c = model.config;
   await writeJsonFile(path.join(dir, 'generation_config.json'), { _from_model_config: true, bos_token_id: c.bosId, eos_token_id: c.eosId, pad_token_id: c.padId });
   if (model.lora && !merge) await saveLoraAdapter(model, dir);

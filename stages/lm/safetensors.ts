@@ -10,6 +10,24 @@ export interface HostTensor {
   data: Float32Array | Int32Array;
 }
 
+/** A tensor to write: a HostTensor, or bfloat16 values as their 16-bit patterns (the top halves of float32s). */
+export type WriteTensor = HostTensor | { dtype: 'bfloat16'; shape: number[]; data: Uint16Array };
+
+/** Whether `t` holds float32 values that are all bfloat16 numbers (the low 16 bits of each are zero). */
+export function isBfloat16Exact(t: HostTensor): boolean {
+  if (t.dtype !== 'float32') return false;
+  const bits = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length);
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0xffff) !== 0) return false;
+  return true;
+}
+
+/** A float32 tensor of bfloat16 numbers (`isBfloat16Exact`) as bfloat16: the same values in half the bytes. */
+export function toBfloat16(t: HostTensor): WriteTensor {
+  if (!isBfloat16Exact(t)) throw new Error('safetensors: only float32 values that are bfloat16 numbers can be written as BF16');
+  const bits = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length);
+  return { dtype: 'bfloat16', shape: t.shape, data: Uint16Array.from(bits, (b) => b >>> 16) };
+}
+
 /** The contents of one safetensors file, tensors in file order. */
 export interface SafetensorsFile {
   tensors: Map<string, HostTensor>;
@@ -30,8 +48,12 @@ const READ_DTYPES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I
  * Order of the safetensors Rust crate's `Dtype` enum for the dtypes we write: it serialises tensors by dtype
  * descending, then by name, and matching that makes our files byte-identical to `safetensors.torch.save_file`.
  */
-const WRITE_DTYPE_RANK: Record<HostTensor['dtype'], number> = { int32: 0, float32: 1 };
-const WRITE_DTYPE_NAME: Record<HostTensor['dtype'], string> = { int32: 'I32', float32: 'F32' };
+const WRITE_DTYPE_RANK: Record<WriteTensor['dtype'], number> = { bfloat16: 0, int32: 1, float32: 2 };
+const WRITE_DTYPE_NAME: Record<WriteTensor['dtype'], string> = { bfloat16: 'BF16', int32: 'I32', float32: 'F32' };
+/** What each written dtype's array holds per value. */
+const WRITE_ARRAY: Record<WriteTensor['dtype'], typeof Float32Array | typeof Int32Array | typeof Uint16Array> = {
+  bfloat16: Uint16Array, int32: Int32Array, float32: Float32Array,
+};
 
 /** The header claims more than this many bytes only in a corrupt file (the crate caps it at 100 MB). */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -198,7 +220,7 @@ export async function* safetensorsEntries(file: string, only?: (name: string) =>
 }
 
 /** Tensor order and header of a file we write, as the safetensors crate lays them out. */
-function layout(tensors: Map<string, HostTensor>, metadata: Record<string, string> | null): { order: [string, HostTensor][]; header: Uint8Array } {
+function layout(tensors: Map<string, WriteTensor>, metadata: Record<string, string> | null): { order: [string, WriteTensor][]; header: Uint8Array } {
   const order = [...tensors.entries()].sort(([an, a], [bn, b]) =>
     WRITE_DTYPE_RANK[b.dtype] - WRITE_DTYPE_RANK[a.dtype] || (an < bn ? -1 : an > bn ? 1 : 0));
   const header: Record<string, unknown> = {};
@@ -207,9 +229,9 @@ function layout(tensors: Map<string, HostTensor>, metadata: Record<string, strin
   for (const [name, t] of order) {
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (count !== t.data.length) throw new Error(`safetensors: tensor '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
-    if ((t.dtype === 'float32') !== t.data instanceof Float32Array) throw new Error(`safetensors: tensor '${name}' data does not match dtype ${t.dtype}`);
-    header[name] = { dtype: WRITE_DTYPE_NAME[t.dtype], shape: t.shape, data_offsets: [offset, offset + 4 * count] };
-    offset += 4 * count;
+    if (!(t.data instanceof WRITE_ARRAY[t.dtype])) throw new Error(`safetensors: tensor '${name}' data does not match dtype ${t.dtype}`);
+    header[name] = { dtype: WRITE_DTYPE_NAME[t.dtype], shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
   // The crate pads the header with spaces so the data starts 8-byte aligned.
@@ -218,10 +240,10 @@ function layout(tensors: Map<string, HostTensor>, metadata: Record<string, strin
   return { order, header: padded };
 }
 
-/** Serialises F32/I32 tensors into one buffer, byte-identical to `safetensors.torch.save_file`. */
-export function serializeSafetensors(tensors: Map<string, HostTensor>, metadata: Record<string, string> | null = null): Uint8Array {
+/** Serialises F32/I32/BF16 tensors into one buffer, byte-identical to `safetensors.torch.save_file`. */
+export function serializeSafetensors(tensors: Map<string, WriteTensor>, metadata: Record<string, string> | null = null): Uint8Array {
   const { order, header } = layout(tensors, metadata);
-  const dataBytes = order.reduce((n, [, t]) => n + 4 * t.data.length, 0);
+  const dataBytes = order.reduce((n, [, t]) => n + t.data.byteLength, 0);
   const out = new Uint8Array(8 + header.length + dataBytes);
   new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
   out.set(header, 8);
@@ -234,10 +256,10 @@ export function serializeSafetensors(tensors: Map<string, HostTensor>, metadata:
 }
 
 /**
- * Writes F32/I32 tensors to `file` tensor by tensor (no whole-file buffer), through a temporary name and a
+ * Writes F32/I32/BF16 tensors to `file` tensor by tensor (no whole-file buffer), through a temporary name and a
  * rename so a killed process never leaves a truncated file under the real name.
  */
-export async function writeSafetensors(file: string, tensors: Map<string, HostTensor>, metadata: Record<string, string> | null = null): Promise<void> {
+export async function writeSafetensors(file: string, tensors: Map<string, WriteTensor>, metadata: Record<string, string> | null = null): Promise<void> {
   const { order, header } = layout(tensors, metadata);
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await open(tmp, 'w');

@@ -13,6 +13,7 @@ import { loadLoraAdapter } from '../../../stages/lm/lora.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
 import { loadModel, saveModel } from '../../../stages/lm/model-io.ts';
 import { PauseLM } from '../../../stages/lm/pause.ts';
+import { storeInBfloat16 } from '../../../stages/lm/trainer.ts';
 import { builtinTokenizer, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { expectedTensors, FIXTURES, maxDiff, pauseFixtureModel, readJson, rejectsWith, toTf, valuesOf, withFixtures } from '../../helpers/hf-fixtures.ts';
 import { backendSuite, forEachBackend } from '../../helpers/backends.ts';
@@ -190,6 +191,32 @@ forEachBackend((backend) => {
     assert.equal([gen.bos_token_id, gen.eos_token_id, gen.pad_token_id], [1, 2, 3]);
     model.dispose();
     back.dispose();
+  });
+
+  test('a model stored in bfloat16 saves BF16 tensors (half the bytes) with torch_dtype bfloat16 and loads back bit for bit; one value off keeps all F32', async () => {
+    const model = createModel(presetConfig('tiny', builtinTokenizer(), 64), 4);
+    storeInBfloat16(model);
+    const dir = path.join(tmp, 'bf16');
+    const header = async () => {
+      const file = await readFile(path.join(dir, 'model.safetensors'));
+      const json = JSON.parse(file.subarray(8, 8 + Number(file.readBigUInt64LE(0))).toString()) as Record<string, { dtype: string; data_offsets: number[] }>;
+      delete json.__metadata__;
+      return { dtypes: new Set(Object.values(json).map((e) => e.dtype)), dataBytes: Math.max(...Object.values(json).map((e) => e.data_offsets[1]!)) };
+    };
+    const values = [...model.weights.values()].reduce((n, w) => n + w.size, 0);
+    await saveModel(model, null, dir);
+    assert.equal(await header(), { dtypes: new Set(['BF16']), dataBytes: 2 * values });
+    assert.is((await readJson(path.join(dir, 'config.json'))).torch_dtype, 'bfloat16');
+    const back = await loadModel(dir);
+    assert.equal(await snapshot(back), await snapshot(model));
+    back.dispose();
+    // One value that bfloat16 cannot hold: the whole model stays float32, as before.
+    const norm = model.variable('model.norm.weight');
+    norm.assign(tf.tidy(() => tf.add(norm, tf.mul(tf.reshape(tf.oneHot(tf.tensor1d([5], 'int32'), 64), [64]), 1e-6))));
+    await saveModel(model, null, dir);
+    assert.equal(await header(), { dtypes: new Set(['F32']), dataBytes: 4 * values });
+    assert.is((await readJson(path.join(dir, 'config.json'))).torch_dtype, undefined);
+    model.dispose();
   });
 
   test('a folder without config.json is refused as not a model folder', async () => {

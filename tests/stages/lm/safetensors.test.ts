@@ -5,7 +5,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  parseSafetensors, readModelWeights, readSafetensors, serializeSafetensors, writeSafetensors, type HostTensor,
+  isBfloat16Exact, parseSafetensors, readModelWeights, readSafetensors, serializeSafetensors, toBfloat16, writeSafetensors, type HostTensor,
+  type WriteTensor,
 } from '../../../stages/lm/safetensors.ts';
 import { FIXTURES, rejectsWith, withFixtures } from '../../helpers/hf-fixtures.ts';
 
@@ -65,6 +66,28 @@ test('writes F32 before I32, each sorted by name, and 8-byte aligns the data wit
     '"a":{"dtype":"I32","shape":[1],"data_offsets":[4,8]},"b":{"dtype":"I32","shape":[2],"data_offsets":[8,16]}}');
   const back = parseSafetensors(bytes);
   assert.equal(Array.from(back.tensors.get('b')!.data), [7, -8]);
+});
+
+test('writes bfloat16 numbers as BF16 after F32 and I32 (the crate\'s dtype order), 2 bytes a value, read back exactly; refuses other values', () => {
+  const values = new Float32Array([1, -0, 2.5, -3.0517578125e-5, 65280]);
+  const f32: HostTensor = { dtype: 'float32', shape: [5], data: values };
+  assert.ok(isBfloat16Exact(f32));
+  const tensors = new Map<string, WriteTensor>([
+    ['w', toBfloat16(f32)],
+    ['i', { dtype: 'int32', shape: [1], data: new Int32Array([9]) }],
+    ['f', { dtype: 'float32', shape: [1], data: new Float32Array([0.1]) }],
+  ]);
+  const bytes = serializeSafetensors(tensors);
+  const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  assert.is(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)).trimEnd(), '{"f":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' +
+    '"i":{"dtype":"I32","shape":[1],"data_offsets":[4,8]},"w":{"dtype":"BF16","shape":[5],"data_offsets":[8,18]}}');
+  assert.is(bytes.length, 8 + headerLen + 18);
+  const back = parseSafetensors(bytes).tensors.get('w')!;
+  assert.equal(new Uint32Array(back.data.buffer), new Uint32Array(values.buffer));
+  const off: HostTensor = { dtype: 'float32', shape: [2], data: new Float32Array([1, 1 + 2 ** -20]) };
+  assert.not.ok(isBfloat16Exact(off));
+  assert.throws(() => toBfloat16(off), /only float32 values that are bfloat16 numbers can be written as BF16/);
+  assert.not.ok(isBfloat16Exact({ dtype: 'int32', shape: [1], data: new Int32Array([0]) }));
 });
 
 test('widens F16 and BF16 to float32 exactly and narrows I64 to int32', () => {
