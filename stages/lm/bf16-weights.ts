@@ -5,16 +5,21 @@
 // weight is a bfloat16 number, so keeping only its high halves (webgpu/bf16.ts) changes no result: the products
 // widen each value back as they read it. A weight that trains, or holds a value bfloat16 cannot, stays float32.
 import * as tf from '@tensorflow/tfjs-core';
+import { settleOnDevice } from './backend.ts';
 import { gpuChoice } from './gpu-settings.ts';
 import type { CausalLM } from './model.ts';
+import { isBfloat16Exact, type HostTensor } from './safetensors.ts';
 import { bindingLimit } from './split-weights.ts';
-import { packable, packBf16, PackedBf16 } from './webgpu/bf16.ts';
+import { packable, packBf16, PackedBf16, packOnHost } from './webgpu/bf16.ts';
 import { formatBytes } from './webgpu/gpu-errors.ts';
 
 /** The linear modules of a decoder layer, which only the projections read (pause.ts's wrapper prefixes them). */
 const PROJECTION = /(^|\.)model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
 
-/** What packing did: weights packed, weights left float32 because a value is not bfloat16, GPU bytes freed. */
+/**
+ * The model after packing: its packed weights (those packed on loading included), the weights left float32 because a
+ * value is not bfloat16, and the GPU bytes the packed weights save.
+ */
 export interface PackReport {
   packed: number;
   inexact: number;
@@ -38,6 +43,20 @@ export function packCandidates(model: CausalLM, opts: PackOptions = {}): string[
     !model.lora?.saved.has(name) && packable(w) && 4 * w.size <= limit).map(([name]) => name);
 }
 
+/**
+ * A weight read from a checkpoint, packed on its way to the GPU when packing is on and it qualifies as packCandidates
+ * would take it (a decoder projection of bfloat16 numbers, rows of whole vec4s, within one binding), else null. Whether
+ * it trains is not known yet: freezing widens a packed weight that is to train. A bfloat16 checkpoint (or a folder
+ * saved from a bfloat16 model) thus never holds float32 projections on the GPU, not even while loading.
+ */
+export function packOnLoad(name: string, t: HostTensor): PackedBf16 | null {
+  if (!packingFrozenWeights() || !PROJECTION.test(name) || t.shape.length !== 2 || t.shape[1]! % 4 !== 0) return null;
+  if (4 * t.data.length > bindingLimit() || !isBfloat16Exact(t)) return null;
+  const words = tf.tensor2d(packOnHost(t.data as Float32Array), [t.shape[0]!, t.shape[1]! / 2], 'int32');
+  settleOnDevice(words);
+  return new PackedBf16(words, [t.shape[0]!, t.shape[1]!]);
+}
+
 /** Whether PAUSEPIPE_FROZEN_WEIGHTS asks for packing and the backend can do it (WebGPU only). */
 export function packingFrozenWeights(): boolean {
   return gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && tf.getBackend() === 'webgpu';
@@ -49,6 +68,11 @@ export function packingFrozenWeights(): boolean {
  */
 export async function packFrozenWeights(model: CausalLM, log: (line: string) => void, opts: PackOptions = {}): Promise<PackReport> {
   const report: PackReport = { packed: 0, inexact: 0, bytesSaved: 0 };
+  const count = (w: PackedBf16) => {
+    report.packed++;
+    report.bytesSaved += 2 * w.size;
+  };
+  for (const w of model.weights.values()) if (w instanceof PackedBf16) count(w);
   for (const name of packCandidates(model, opts)) {
     const w = model.variable(name);
     const packed = await packBf16(w as tf.Tensor2D);
@@ -56,14 +80,13 @@ export async function packFrozenWeights(model: CausalLM, log: (line: string) => 
       report.inexact++;
       continue;
     }
-    report.packed++;
-    report.bytesSaved += 2 * w.size;
+    count(packed);
     model.weights.set(name, packed);
     w.dispose();
   }
   // Stacks and transposes made from the float32 weights would keep their memory alive.
   if (report.packed > 0) model.dropDerived();
-  log(`frozen weights: ${report.packed} decoder projections kept as bfloat16 (${formatBytes(report.bytesSaved)} of GPU memory freed)` +
+  log(`frozen weights: ${report.packed} decoder projections kept as bfloat16 (${formatBytes(report.bytesSaved)} of GPU memory saved)` +
     (report.inexact > 0 ? `; ${report.inexact} left float32, holding values bfloat16 cannot` : ''));
   return report;
 }

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { settleOnDevice } from './backend.ts';
+import { packOnLoad } from './bf16-weights.ts';
 import { fromHfConfig, toHfConfig } from './config.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, hasLoraAdapter, loadLoraAdapter, saveLoraAdapter } from './lora.ts';
 import { CausalLM } from './model.ts';
@@ -50,17 +51,23 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ca
  * bfloat16 checkpoint of 14 GB becomes float32 on the GPU while the host holds at most one tensor's values; a tensor
  * read so far is freed if a later one fails.
  */
-async function loadWeightsToDevice(dir: string): Promise<Map<string, tf.Tensor>> {
-  const out = new Map<string, tf.Tensor>();
+async function loadWeightsToDevice(dir: string): Promise<Map<string, tf.Tensor | PackedBf16>> {
+  const out = new Map<string, tf.Tensor | PackedBf16>();
   try {
     for await (const { name, tensor } of modelWeightEntries(dir)) {
+      // PAUSEPIPE_FROZEN_WEIGHTS=bf16: decoder projections of bfloat16 numbers go to the GPU packed.
+      const packed = packOnLoad(name, tensor);
+      if (packed) {
+        out.set(name, packed);
+        continue;
+      }
       const t = tf.tensor(tensor.data, tensor.shape, tensor.dtype);
       settleOnDevice(t);
       out.set(name, t);
     }
     return out;
   } catch (err) {
-    tf.dispose([...out.values()]);
+    for (const t of out.values()) t.dispose();
     throw err;
   }
 }

@@ -71,8 +71,8 @@ export function ownedVariable(t: tf.Tensor): tf.Variable {
  * are taken over: each is disposed once its variable holds the data, and on an error too, so a failed load frees
  * everything it was given and made.
  */
-export function weightVariables(source: Map<string, HostTensor | tf.Tensor>, expected: [string, number[]][], where: string): Map<string, tf.Variable> {
-  const out = new Map<string, tf.Variable>();
+export function weightVariables(source: Map<string, HostTensor | tf.Tensor | PackedBf16>, expected: [string, number[]][], where: string): Map<string, ModelWeight> {
+  const out = new Map<string, ModelWeight>();
   try {
     const missing = expected.filter(([n]) => !source.has(n)).map(([n]) => n);
     if (missing.length > 0) throw new Error(`${where}: missing weights ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
@@ -84,11 +84,13 @@ export function weightVariables(source: Map<string, HostTensor | tf.Tensor>, exp
       if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
         throw new Error(`${where}: weight ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
       }
-      out.set(name, ownedVariable(t instanceof tf.Tensor ? t : tf.tensor(t.data, t.shape, t.dtype)));
+      // A weight packed as bfloat16 on loading (bf16-weights.ts) is kept as it is.
+      out.set(name, t instanceof PackedBf16 ? t : ownedVariable(t instanceof tf.Tensor ? t : tf.tensor(t.data, t.shape, t.dtype)));
     }
     return out;
   } catch (err) {
     for (const v of out.values()) v.dispose();
+    for (const t of source.values()) if (t instanceof PackedBf16) t.dispose();
     throw err;
   } finally {
     for (const t of source.values()) if (t instanceof tf.Tensor) t.dispose();
@@ -154,7 +156,7 @@ export class CausalLM implements LanguageModel {
    */
   gradientCheckpointing = false;
 
-  constructor(config: LmConfig, weights: Map<string, tf.Variable>, prefix = '') {
+  constructor(config: LmConfig, weights: Map<string, ModelWeight>, prefix = '') {
     checkConfig(config);
     this.config = config;
     this.weights = weights;
@@ -162,11 +164,11 @@ export class CausalLM implements LanguageModel {
   }
 
   /** Builds a plain model from host or tf tensors named as in a Hugging Face model.safetensors; tf tensors are taken over (disposed). */
-  static fromWeights(config: LmConfig, tensors: Map<string, HostTensor | tf.Tensor>): CausalLM {
+  static fromWeights(config: LmConfig, tensors: Map<string, HostTensor | tf.Tensor | PackedBf16>): CausalLM {
     const source = new Map(tensors);
     const drop = (name: string) => {
       const t = source.get(name);
-      if (t instanceof tf.Tensor) t.dispose();
+      if (t instanceof tf.Tensor || t instanceof PackedBf16) t.dispose();
       source.delete(name);
     };
     // Tied checkpoints sometimes store lm_head.weight anyway (a copy of the embedding): drop it.

@@ -4,7 +4,8 @@ import { DEFAULT_PAUSE_TOKEN, SeededRandom, weightShapes, type LmConfig } from '
 import { kernels } from './kernels.ts';
 import { CausalLM, detach, FLOAT32_MIN, weightVariables } from './model.ts';
 import type { HostTensor } from './safetensors.ts';
-import { IGNORE_INDEX, type Batch, type LossParts } from './types.ts';
+import { IGNORE_INDEX, type Batch, type LossParts, type ModelWeight } from './types.ts';
+import type { PackedBf16 } from './webgpu/bf16.ts';
 
 /** Saved names of the wrapper's own tensors (as the original PauseClassifierWrapper's state dict). */
 export const PAUSE_NAMES = {
@@ -49,13 +50,13 @@ export interface PauseOutputs {
  * hidden state, detached so the pause loss does not train the body.
  */
 export class PauseLM extends CausalLM {
-  constructor(config: LmConfig, weights: Map<string, tf.Variable>) {
+  constructor(config: LmConfig, weights: Map<string, ModelWeight>) {
     if (!config.pause) throw new Error('PauseLM: config has no pause token fields');
     super({ ...config, tieWordEmbeddings: false }, weights, 'language_model.');
   }
 
   /** Builds the wrapper from tensors under the reference's saved names. */
-  static fromPauseWeights(config: LmConfig, tensors: Map<string, HostTensor | tf.Tensor>): PauseLM {
+  static fromPauseWeights(config: LmConfig, tensors: Map<string, HostTensor | tf.Tensor | PackedBf16>): PauseLM {
     return new PauseLM(config, weightVariables(tensors, pauseWeightShapes(config), 'pause model weights'));
   }
 

@@ -105,6 +105,14 @@ ${perElementMain(256)}
   }
 }
 
+/** Words of bfloat16 pairs from float32 values that are bfloat16 numbers (the inverse of `unpackOnHost`). */
+export function packOnHost(values: Float32Array): Int32Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const words = new Int32Array(values.length / 2);
+  for (let i = 0; i < words.length; i++) words[i] = (bits[2 * i]! >>> 16) | (bits[2 * i + 1]! & 0xffff0000);
+  return words;
+}
+
 /** Float32 values of packed words (little-endian bfloat16 pairs). */
 export function unpackOnHost(words: Int32Array | Uint32Array): Float32Array {
   const bits = new Uint32Array(words.buffer, words.byteOffset, words.length);

@@ -11,12 +11,12 @@ import { configureTraining } from '../../../stages/lm/freeze.ts';
 import { generate } from '../../../stages/lm/generate.ts';
 import { applyLora, mergeLora } from '../../../stages/lm/lora.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
-import { saveModel } from '../../../stages/lm/model-io.ts';
+import { loadModel, saveModel } from '../../../stages/lm/model-io.ts';
 import { roundToBfloat16 } from '../../../stages/lm/optimizer.ts';
 import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { storeInBfloat16, train } from '../../../stages/lm/trainer.ts';
 import { packBf16, PackedBf16, unpackOnHost } from '../../../stages/lm/webgpu/bf16.ts';
-import { matMul } from '../../../stages/lm/webgpu/matmul.ts';
+import { matMul, withMatMul } from '../../../stages/lm/webgpu/matmul.ts';
 import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
 import { matVec, matVecConcat, matVecSwiglu } from '../../../stages/lm/webgpu/matvec.ts';
 import { withEnv } from '../../helpers/env.ts';
@@ -91,6 +91,11 @@ test('the GEMM and the few-rows products read packed weights and give the float3
   [p, p2, pDown].forEach((t) => t.dispose());
 });
 
+/** The WGSL products for float32 weights too, so both sides sum in the same order. */
+function withMatMulWgsl<T>(fn: () => T): T {
+  return withMatMul('wgsl', fn);
+}
+
 function tinyModel(): CausalLM {
   return createModel(presetConfig('tiny', tok, 64), 3);
 }
@@ -110,8 +115,8 @@ test('packFrozenWeights packs every frozen projection (only those; all of them f
     const packedNames = [...model.weights].filter(([, w]) => w instanceof PackedBf16).map(([n]) => n);
     assert.equal(packedNames, [...model.weights.keys()].filter((n) => /_proj\.weight$/.test(n)));
     assert.equal(lines, [
-      'frozen weights: 0 decoder projections kept as bfloat16 (0 bytes of GPU memory freed); 14 left float32, holding values bfloat16 cannot',
-      'frozen weights: 14 decoder projections kept as bfloat16 (184320 bytes of GPU memory freed)',
+      'frozen weights: 0 decoder projections kept as bfloat16 (0 bytes of GPU memory saved); 14 left float32, holding values bfloat16 cannot',
+      'frozen weights: 14 decoder projections kept as bfloat16 (184320 bytes of GPU memory saved)',
     ]);
     // A model nobody configured trains every weight; evaluation (inference) trains none.
     const fresh = tinyModel();
@@ -127,6 +132,40 @@ test('packFrozenWeights packs every frozen projection (only those; all of them f
     assert.equal(bitsOf(Float32Array.from(await values(model.variable(q)))), bitsOf(packedQ));
   } finally {
     model.dispose();
+  }
+});
+
+test('a folder of bfloat16 numbers loads with its projections packed (no float32 copy on the GPU), computes the same logits, and widens what is set to train', async () => {
+  const tmp = await mkdtemp(path.join(tmpdir(), 'pausepipe-bf16-load-'));
+  const source = tinyModel();
+  storeInBfloat16(source);
+  await saveModel(source, null, tmp);
+  source.dispose();
+  const ids = tf.tensor2d([Array.from({ length: 20 }, (_, i) => 3 + i)], [1, 20], 'int32');
+  const load = async (frozen: 'f32' | 'bf16') => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, async () => {
+    const before = tf.memory().numBytes;
+    const model = await loadModel(tmp);
+    return { model, bytes: tf.memory().numBytes - before };
+  });
+  const f32 = await load('f32');
+  const bf16 = await load('bf16');
+  try {
+    assert.is(f32.bytes - bf16.bytes, 2 * TINY_PROJECTION_VALUES);
+    assert.equal([...bf16.model.weights].filter(([, w]) => w instanceof PackedBf16).map(([n]) => n),
+      [...bf16.model.weights.keys()].filter((n) => /_proj\.weight$/.test(n)));
+    const logits = async (m: CausalLM) => Float32Array.from(await values(withMatMulWgsl(() => m.forward(ids))));
+    assert.equal(bitsOf(await logits(bf16.model)), bitsOf(await logits(f32.model)));
+    const lines: string[] = [];
+    assert.equal(await packFrozenWeights(bf16.model, (l) => lines.push(l), { inference: true }), { packed: 14, inexact: 0, bytesSaved: 2 * TINY_PROJECTION_VALUES });
+    assert.equal(lines, ['frozen weights: 14 decoder projections kept as bfloat16 (184320 bytes of GPU memory saved)']);
+    configureTraining(bf16.model, { groups: 'all' }, () => {});
+    assert.ok([...bf16.model.weights.values()].every((w) => w instanceof tf.Variable && w.trainable));
+    assert.equal(bitsOf(await logits(bf16.model)), bitsOf(await logits(f32.model)));
+  } finally {
+    ids.dispose();
+    f32.model.dispose();
+    bf16.model.dispose();
+    await rm(tmp, { recursive: true, force: true });
   }
 });
 
@@ -164,7 +203,7 @@ for (const lora of [false, true]) {
       assert.equal(bf16.losses, f32.losses);
       assert.equal(bf16.ids, f32.ids);
       assert.ok(bf16.file.equals(f32.file), 'model.safetensors differs');
-      assert.ok(bf16.log.includes('frozen weights: 14 decoder projections kept as bfloat16 (184320 bytes of GPU memory freed)'), bf16.log.join('\n'));
+      assert.ok(bf16.log.includes('frozen weights: 14 decoder projections kept as bfloat16 (184320 bytes of GPU memory saved)'), bf16.log.join('\n'));
       assert.not.ok(f32.log.some((l) => l.startsWith('frozen weights')));
     } finally {
       DECODER_TUNING.stackedBudget = budget;
