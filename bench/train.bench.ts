@@ -52,6 +52,7 @@ import type { Batch } from '../stages/lm/types.ts';
 import { estimateGpuMemoryMiB, parameterCount } from '../stages/lm/memory-estimate.ts';
 import { countGpuWork, type GpuWork } from '../stages/lm/webgpu/counters.ts';
 import { GpuError, watchGpu } from '../stages/lm/webgpu/gpu-errors.ts';
+import { releasePooledBuffers } from '../stages/lm/webgpu/engine.ts';
 import { profileGpu } from '../stages/lm/webgpu/profile.ts';
 import { attentionChoice, attentionLanes } from '../stages/lm/webgpu/attention.ts';
 import { matMulChoice, projection } from '../stages/lm/webgpu/matmul.ts';
@@ -234,6 +235,9 @@ if (frozenBf16) {
 const vars = model.trainableVariables();
 // Wait for the weights to exist before timing anything else; a model too large for the device fails here.
 await watchGpu('making the random weights', () => readTensor(tf.sum([...vars.values()][0]!)));
+// The temporaries of making random weights (a model read from disk has none) would stay in tfjs's buffer pool and
+// count in the GPU peak below.
+if (info.name === 'webgpu') releasePooledBuffers();
 const buildS = buildClock().wallMs / 1e3;
 
 const H = config.hiddenSize;

@@ -11,6 +11,7 @@ import type { CausalLM } from './model.ts';
 import { isBfloat16Exact, type HostTensor } from './safetensors.ts';
 import { bindingLimit } from './split-weights.ts';
 import { packable, packBf16, PackedBf16, packOnHost } from './webgpu/bf16.ts';
+import { releasePooledBuffers } from './webgpu/engine.ts';
 import { formatBytes } from './webgpu/gpu-errors.ts';
 
 /** The linear modules of a decoder layer, which only the projections read (pause.ts's wrapper prefixes them). */
@@ -84,8 +85,12 @@ export async function packFrozenWeights(model: CausalLM, log: (line: string) => 
     model.weights.set(name, packed);
     w.dispose();
   }
-  // Stacks and transposes made from the float32 weights would keep their memory alive.
-  if (report.packed > 0) model.dropDerived();
+  if (report.packed > 0) {
+    // Stacks and transposes made from the float32 weights would keep their memory alive, and tfjs's pool the freed
+    // float32 buffers themselves.
+    model.dropDerived();
+    releasePooledBuffers();
+  }
   log(`frozen weights: ${report.packed} decoder projections kept as bfloat16 (${formatBytes(report.bytesSaved)} of GPU memory saved)` +
     (report.inexact > 0 ? `; ${report.inexact} left float32, holding values bfloat16 cannot` : ''));
   return report;

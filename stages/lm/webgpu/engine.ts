@@ -14,7 +14,13 @@ export interface WebGpuBackendInternals {
   dispatchCountInPass: number;
   commandQueueOwnedIds: WeakSet<object>;
   uniformPendingDisposal: GPUBuffer[];
-  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
+  bufferManager: {
+    acquireBuffer(size: number, usage: number): GPUBuffer;
+    /** Released buffers kept for reuse, by exact size and usage. */
+    freeBuffers: Map<string, GPUBuffer[]>;
+    numFreeBuffers: number;
+    numBytesAllocated: number;
+  };
   tensorMap: { get(dataId: object): { resource: unknown; values: unknown; dtype: string } };
   ensureCommandEncoderReady(): void;
   endComputePassEncoder(): void;
@@ -290,6 +296,28 @@ function timedDispatch(backend: WebGpuBackendInternals, d: Dispatch, pipeline: G
 /** `run` from outside a kernel function: the outputs as tensors tracked by the engine (freed by tidy/dispose). */
 export function runToTensors(d: Dispatch): tf.Tensor[] {
   return run(d).map((info) => tf.engine().makeTensorFromTensorInfo(info));
+}
+
+/**
+ * Destroys the buffers tfjs keeps for reuse (a freed tensor's buffer waits in a pool for a request of exactly its size)
+ * and returns their bytes. After large tensors whose sizes will not recur are freed (float32 weights replaced by packed
+ * ones), the pool would hold their memory for the rest of the process. Only buffers of submitted work reach the pool;
+ * WebGPU frees a destroyed buffer's memory once the work already submitted with it completes.
+ */
+export function releasePooledBuffers(): number {
+  const manager = webgpuBackend().bufferManager;
+  let bytes = 0;
+  for (const buffers of manager.freeBuffers.values()) {
+    for (const buffer of buffers) {
+      bytes += buffer.size;
+      buffer.destroy();
+    }
+    // The keys stay: tfjs stops pooling altogether once the map is empty.
+    buffers.length = 0;
+  }
+  manager.numFreeBuffers = 0;
+  manager.numBytesAllocated -= bytes;
+  return bytes;
 }
 
 /** A new tensor whose GPU buffer is allocated but not initialised (for programs and copies that fill all of it). */

@@ -108,10 +108,14 @@ test('packFrozenWeights packs every frozen projection (only those; all of them f
     const raw = await packFrozenWeights(model, (l) => lines.push(l));
     assert.equal(raw, { packed: 0, inexact: 14, bytesSaved: 0 });
     storeInBfloat16(model);
-    const before = tf.memory().numBytes;
+    const gpu = () => tf.memory() as tf.MemoryInfo & { numBytesInGPU: number; numBytesAllocatedInGPU: number };
+    const before = { tensors: tf.memory().numBytes, allocated: gpu().numBytesAllocatedInGPU };
     const report = await packFrozenWeights(model, (l) => lines.push(l));
     assert.equal(report, { packed: 14, inexact: 0, bytesSaved: 2 * TINY_PROJECTION_VALUES });
-    assert.is(before - tf.memory().numBytes, 2 * TINY_PROJECTION_VALUES);
+    assert.is(before.tensors - tf.memory().numBytes, 2 * TINY_PROJECTION_VALUES);
+    // The freed float32 buffers leave the GPU, not only the tensors: tfjs's pool of buffers for reuse is emptied.
+    assert.is(gpu().numBytesAllocatedInGPU, gpu().numBytesInGPU);
+    assert.ok(before.allocated - gpu().numBytesAllocatedInGPU >= 2 * TINY_PROJECTION_VALUES, `${before.allocated} → ${gpu().numBytesAllocatedInGPU}`);
     const packedNames = [...model.weights].filter(([, w]) => w instanceof PackedBf16).map(([n]) => n);
     assert.equal(packedNames, [...model.weights.keys()].filter((n) => /_proj\.weight$/.test(n)));
     assert.equal(lines, [
