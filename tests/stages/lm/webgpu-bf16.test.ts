@@ -19,7 +19,10 @@ import { packBf16, PackedBf16, unpackOnHost } from '../../../stages/lm/webgpu/bf
 import { matMul, withMatMul } from '../../../stages/lm/webgpu/matmul.ts';
 import { DECODER_TUNING } from '../../../stages/lm/webgpu/decoder.ts';
 import { matVec, matVecConcat, matVecSwiglu } from '../../../stages/lm/webgpu/matvec.ts';
+import { EVALUATE } from '../../../stages/evaluate.ts';
+import { datasetFolder } from '../../helpers/model-stages.ts';
 import { withEnv } from '../../helpers/env.ts';
+import { artifactRef, makeContext } from '../data/stage-context.ts';
 import { backendSuite, runOnWebgpu } from '../../helpers/backends.ts';
 
 const test = backendSuite('webgpu bfloat16 frozen weights', 'webgpu');
@@ -170,6 +173,33 @@ test('a folder of bfloat16 numbers loads with its projections packed (no float32
     f32.model.dispose();
     bf16.model.dispose();
     await rm(tmp, { recursive: true, force: true });
+  }
+});
+
+test('the evaluate stage with PAUSEPIPE_FROZEN_WEIGHTS=bf16 on a bfloat16 model: projections packed as they load, the same answers, accuracy and eval loss', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pausepipe-bf16-eval-'));
+  try {
+    const source = tinyModel();
+    storeInBfloat16(source);
+    await saveModel(source, tok, dir);
+    source.dispose();
+    const rows = [{ question: '1+1?', answer: '#### 2' }, { question: '3+4?', answer: '#### 7' }];
+    const data = await datasetFolder({ train: [], validation: rows, test: rows });
+    const evaluate = (frozen: 'f32' | 'bf16') => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, () => withEnv('PAUSEPIPE_MATMUL', 'wgsl', async () => {
+      const ctx = await makeContext(EVALUATE, { params: { max_new_tokens: 6, batch_size: 2 }, inputs: { model: [artifactRef('model', 'sft', dir)], data: [data] } });
+      ctx.backend = 'webgpu';
+      const { metrics } = await EVALUATE.run(ctx);
+      return { logs: ctx.logs, metrics, answers: await readFile(path.join(ctx.outDir, 'test_results.json'), 'utf8') };
+    }));
+    const f32 = await evaluate('f32');
+    const bf16 = await evaluate('bf16');
+    assert.ok(bf16.logs.includes('frozen weights: 14 decoder projections kept as bfloat16 (184320 bytes of GPU memory saved)'), bf16.logs.join('\n'));
+    assert.not.ok(f32.logs.some((l) => l.startsWith('frozen weights')));
+    assert.is(bf16.answers, f32.answers);
+    assert.equal([bf16.metrics!.accuracy, bf16.metrics!.eval_loss], [f32.metrics!.accuracy, f32.metrics!.eval_loss]);
+    assert.is(typeof bf16.metrics!.eval_loss, 'number');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
 
