@@ -6,7 +6,7 @@
 // float32 weight's bit for bit. Words are little-endian pairs as safetensors stores bfloat16: value 2i in the low
 // half of word i, value 2i + 1 in the high half.
 import * as tf from '@tensorflow/tfjs-core';
-import { bindings, grid, perElementMain, run, runToTensors } from './engine.ts';
+import { bindings, copyBuffer, emptyTensor, grid, perElementMain, run, runToTensors } from './engine.ts';
 
 /** A [rows, cols] weight (cols a multiple of 4) stored as int32 words [rows, cols / 2] of bfloat16 pairs. */
 export class PackedBf16 {
@@ -58,6 +58,23 @@ ${perElementMain(256)}
   dispose(): void {
     this.words.dispose();
   }
+}
+
+/**
+ * Packed weights [rows_i, cols] stacked along their rows into one [Σrows, cols] (q|k|v, gate|up), by buffer copies:
+ * tfjs's int32 ops pass values through float32 and would round the words.
+ */
+export function stackPacked(parts: PackedBf16[]): PackedBf16 {
+  const cols = parts[0]!.shape[1];
+  if (parts.some((p) => p.shape[1] !== cols)) throw new Error(`stackPacked: weights must be [rows, ${cols}], got ${parts.map((p) => `[${p.shape.join(', ')}]`).join(', ')}`);
+  const rows = parts.reduce((n, p) => n + p.shape[0], 0);
+  const words = emptyTensor([rows, cols / 2], 'int32');
+  let at = 0;
+  for (const p of parts) {
+    copyBuffer(p.words, 0, words, at, p.words.size);
+    at += p.words.size;
+  }
+  return new PackedBf16(words as tf.Tensor2D, [rows, cols]);
 }
 
 /** A weight as the products take it: float32, or packed bfloat16. */

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LmConfig } from '../config.ts';
 import { bindingLimit } from '../split-weights.ts';
 import type { KvCache, ModelWeight } from '../types.ts';
-import { PackedBf16 } from './bf16.ts';
+import { PackedBf16, stackPacked } from './bf16.ts';
 import { appendToCache, attendCache, attention, attentionMeta, type AttentionShape, type CacheLayer } from './attention.ts';
 import { concatLast, stackRows } from './concat.ts';
 import { copyBuffer, emptyTensor, recordingGradients } from './engine.ts';
@@ -154,12 +154,19 @@ function projectStacked(m: DecoderAccess, h: tf.Tensor, modules: string[], train
   const weights = modules.map((mod) => m.projWeight(mod));
   const trains = weights.some((w) => trainable.has(w as tf.Variable));
   const unbindable = 4 * weights.reduce((n, w) => n + w.size, 0) > bindingLimit();
-  // Packed weights are kept packed to save memory: never copied into a float32 stack.
-  const packed = weights.some((w) => w instanceof PackedBf16);
-  if (packed || modules.some((mod) => m.hasAdapter(mod)) || unbindable || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
+  const packed = weights.filter((w) => w instanceof PackedBf16).length;
+  // A group with packed and float32 weights (some value of one was not bfloat16) has nothing to stack into.
+  const mixed = packed > 0 && packed < weights.length;
+  if (mixed || modules.some((mod) => m.hasAdapter(mod)) || unbindable || (!trains && stackedBytes(m.config) > DECODER_TUNING.stackedBudget)) {
     // A decode step reads the weights side by side in one few-rows product.
     if (readsDirectly(m, modules, h.shape[0]!, training)) return matVecConcat(h as tf.Tensor2D, weights as Array<tf.Tensor2D | PackedBf16>);
     return concatLast(modules.map((mod) => m.proj(h, mod, training)));
+  }
+  if (packed > 0) {
+    // Packed weights are frozen: their words stacked once (rows of words, as rows of values), kept packed.
+    const parts = weights as PackedBf16[];
+    const words = m.prepared.get(modules.join('+'), parts.map((w) => w.words), () => stackPacked(parts).words);
+    return projection(h as tf.Tensor2D, new PackedBf16(words as tf.Tensor2D, [parts.reduce((n, w) => n + w.shape[0], 0), parts[0]!.shape[1]]), false, true);
   }
   const variables = weights as tf.Variable[];
   const stacked = trains ? stackRows(variables, true) : m.prepared.get(modules.join('+'), variables, () => stackRows(variables, false));
