@@ -4,6 +4,7 @@ import { peftSavedCopyName, type CausalLM } from './model.ts';
 import { PAUSE_NAMES } from './pause.ts';
 import type { ModelWeight } from './types.ts';
 import { PackedBf16 } from './webgpu/bf16.ts';
+import { releasePooledBuffers } from './webgpu/engine.ts';
 
 /** The weight groups an experiment can unfreeze; everything else stays frozen. */
 export const TRAINABLE_GROUPS = ['pauseEmbedding', 'pauseHead', 'lmHead', 'lmEmbeddings'] as const;
@@ -75,12 +76,18 @@ export function configureTraining(model: CausalLM, setup: TrainingSetup, log: (l
     if (model.lora) throw new Error('configureTraining: the model carries LoRA adapters; pass the LoRA settings, or merge them first (mergeLora)');
     model.trainableNames = new Set(names);
   }
+  let widened = 0;
   for (const [name, w] of model.weights) {
     const trains = !model.lora && model.trainableNames.has(name);
     // A packed bfloat16 weight (bf16-weights.ts) is frozen; one that is to train becomes a variable again.
-    if (w instanceof PackedBf16 && !trains) continue;
+    if (w instanceof PackedBf16) {
+      if (!trains) continue;
+      widened++;
+    }
     model.variable(name).trainable = trains;
   }
+  // The packed words just freed would stay in tfjs's buffer pool (only WebGPU packs).
+  if (widened > 0) releasePooledBuffers();
   const what = setup.modulesToSave ? `modules_to_save ${setup.modulesToSave.join(', ')} (${names.join(', ') || 'no weights'})`
     : groups === null ? 'all weights' : groups.length > 0 ? groups.map((g) => GROUP_LABELS[g]).join(', ') : 'no weight groups';
   log(`training: ${what}${setup.lora ? ' + LoRA' : ''}`);

@@ -305,6 +305,8 @@ export function runToTensors(d: Dispatch): tf.Tensor[] {
  * WebGPU frees a destroyed buffer's memory once the work already submitted with it completes.
  */
 export function releasePooledBuffers(): number {
+  // Tensors freed since the last submit reach the pool at the next one: submit, so they are released too.
+  submitPending();
   const manager = webgpuBackend().bufferManager;
   let bytes = 0;
   for (const buffers of manager.freeBuffers.values()) {

@@ -18,6 +18,7 @@ import { storeInBfloat16, train } from '../../../stages/lm/trainer.ts';
 import { packBf16, PackedBf16, unpackOnHost } from '../../../stages/lm/webgpu/bf16.ts';
 import { matMul, withMatMul } from '../../../stages/lm/webgpu/matmul.ts';
 import { countGpuWork } from '../../../stages/lm/webgpu/counters.ts';
+import { submitPending } from '../../../stages/lm/webgpu/engine.ts';
 import { matVec, matVecConcat, matVecSwiglu } from '../../../stages/lm/webgpu/matvec.ts';
 import { EVALUATE } from '../../../stages/evaluate.ts';
 import { datasetFolder } from '../../helpers/model-stages.ts';
@@ -168,6 +169,10 @@ test('a folder of bfloat16 numbers loads with its projections packed (no float32
     assert.equal(lines, ['frozen weights: 14 decoder projections kept as bfloat16 (184320 bytes of GPU memory saved)']);
     configureTraining(bf16.model, { groups: 'all' }, () => {});
     assert.ok([...bf16.model.weights.values()].every((w) => w instanceof tf.Variable && w.trainable));
+    // The packed words widened away leave the GPU (tfjs would keep them in its pool once the queue is submitted).
+    submitPending();
+    const gpu = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number; numBytesAllocatedInGPU: number };
+    assert.is(gpu.numBytesAllocatedInGPU, gpu.numBytesInGPU);
     assert.equal(bitsOf(await logits(bf16.model)), bitsOf(await logits(f32.model)));
   } finally {
     ids.dispose();
