@@ -64,8 +64,9 @@ export function packingFrozenWeights(): boolean {
 }
 
 /**
- * Packs those of `packCandidates` whose values are all bfloat16 numbers, one weight at a time (each packed copy made,
- * checked, then its float32 variable freed, so memory never holds more than one extra copy). Logs one line.
+ * Packs those of `packCandidates` whose values are all bfloat16 numbers, one weight at a time: each packed copy is
+ * made and checked, then its float32 variable freed and its buffer destroyed (tfjs would keep it in its pool), so the
+ * GPU never holds more than one extra copy. Logs one line.
  */
 export async function packFrozenWeights(model: CausalLM, log: (line: string) => void, opts: PackOptions = {}): Promise<PackReport> {
   const report: PackReport = { packed: 0, inexact: 0, bytesSaved: 0 };
@@ -84,10 +85,10 @@ export async function packFrozenWeights(model: CausalLM, log: (line: string) => 
     count(packed);
     model.weights.set(name, packed);
     w.dispose();
+    releasePooledBuffers();
   }
   if (report.packed > 0) {
-    // Stacks and transposes made from the float32 weights would keep their memory alive, and tfjs's pool the freed
-    // float32 buffers themselves.
+    // Stacks and transposes made from the float32 weights would keep their memory alive.
     model.dropDerived();
     releasePooledBuffers();
   }
