@@ -66,7 +66,7 @@ else
   # Per-layer figures as PyTorch measures them: activations kept (the 32-layer run below recomputes them).
   M1=(--shape mistral7b --layers 1 --checkpointing off) M2=(--shape mistral7b --layers 2 --checkpointing off)
   TORCH_ARGS=()
-  TESTS='^(model|pause|generate|lora|model-io|split-weights|webgpu-kernels|webgpu-model|webgpu-matmul|webgpu-matmul-model|train-trace|gpu-errors|activation-checkpointing)\.test'
+  TESTS='^(model|pause|generate|lora|model-io|split-weights|webgpu-kernels|webgpu-model|webgpu-matmul|webgpu-matmul-model|webgpu-bf16|train-trace|gpu-errors|activation-checkpointing)\.test'
 fi
 
 {
