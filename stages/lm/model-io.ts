@@ -9,7 +9,7 @@ import { fromHfConfig, toHfConfig } from './config.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, hasLoraAdapter, loadLoraAdapter, saveLoraAdapter } from './lora.ts';
 import { CausalLM } from './model.ts';
 import { PauseLM } from './pause.ts';
-import { isBfloat16Exact, modelWeightEntries, SHARD_INDEX, SINGLE_FILE, toBfloat16, writeJsonFile, writeSafetensors, type HostTensor, type WriteTensor } from './safetensors.ts';
+import { isBfloat16Exact, modelWeightEntries, SHARD_INDEX, SINGLE_FILE, toBfloat16, writeJsonFile, writeSafetensorsLazily, type HostTensor, type LazyTensor } from './safetensors.ts';
 import { JsonTokenizer } from './tokenizer.ts';
 import type { ModelWeight, Tokenizer } from './types.ts';
 import { PackedBf16 } from './webgpu/bf16.ts';
@@ -98,19 +98,28 @@ export async function saveModel(model: CausalLM, tokenizer: Tokenizer | null, di
   if (tokenizer) checkTokenizer(model, tokenizer);
   await mkdir(dir, { recursive: true });
   for (const stale of [SHARD_INDEX, ADAPTER_CONFIG, ADAPTER_WEIGHTS]) await rm(path.join(dir, stale), { force: true });
-  const tensors = new Map<string, HostTensor>();
-  for (const [name, v] of model.weights) {
+  // Each weight as saved (LoRA merged when asked), read from the device when needed: one in host memory at a time.
+  const saved = async (name: string, v: ModelWeight): Promise<HostTensor> => {
     const t = model.lora && merge ? mergedWeight(model, name, v) : v;
-    tensors.set(name, { dtype: 'float32', shape: [...t.shape], data: (await t.data()) as Float32Array });
-    if (t !== v && !model.lora?.saved.has(name)) t.dispose();
-  }
+    try {
+      return { dtype: 'float32', shape: [...t.shape], data: (await t.data()) as Float32Array };
+    } finally {
+      if (t !== v && !model.lora?.saved.has(name)) t.dispose();
+    }
+  };
   // A model stored in bfloat16 (every value a bfloat16 number: a bfloat16 checkpoint, or `precision: "bf16"`) is saved
-  // in bfloat16, as transformers saves one: the same values in half the bytes.
-  const bfloat16 = [...tensors.values()].every(isBfloat16Exact);
-  const written = new Map<string, WriteTensor>(tensors);
-  if (bfloat16) for (const [name, t] of tensors) written.set(name, toBfloat16(t));
-  tensors.clear();
-  await writeSafetensors(path.join(dir, SINGLE_FILE), written, { format: 'pt' });
+  // in bfloat16, as transformers saves one: the same values in half the bytes. A float32 model's first weight says no.
+  let bfloat16 = true;
+  for (const [name, v] of model.weights) if (!(bfloat16 = isBfloat16Exact(await saved(name, v)))) break;
+  const lazy = new Map<string, LazyTensor>([...model.weights].map(([name, v]) => [name, {
+    dtype: bfloat16 ? 'bfloat16' : 'float32',
+    shape: [...v.shape],
+    values: async () => {
+      const t = await saved(name, v);
+      return bfloat16 ? toBfloat16(t).data : t.data;
+    },
+  }]));
+  await writeSafetensorsLazily(path.join(dir, SINGLE_FILE), lazy, { format: 'pt' });
   const config = toHfConfig(model.config);
   // transformers 5 names the field `dtype`, 4.x `torch_dtype`: write it where the original had it.
   if (bfloat16) config['dtype' in config ? 'dtype' : 'torch_dtype'] = 'bfloat16';

@@ -1,5 +1,5 @@
 // Reads and writes the safetensors format (single files and sharded folders) as host-side typed arrays.
-import { open, readFile, writeFile, rename } from 'node:fs/promises';
+import { open, readFile, writeFile, rename, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
@@ -219,19 +219,29 @@ export async function* safetensorsEntries(file: string, only?: (name: string) =>
   }
 }
 
-/** Tensor order and header of a file we write, as the safetensors crate lays them out. */
-function layout(tensors: Map<string, WriteTensor>, metadata: Record<string, string> | null): { order: [string, WriteTensor][]; header: Uint8Array } {
+/** A tensor to write whose values are fetched when its turn comes: a writer then holds one tensor's values at a time. */
+export interface LazyTensor {
+  dtype: WriteTensor['dtype'];
+  shape: number[];
+  values(): Promise<WriteTensor['data']>;
+}
+
+/** Bytes per value of each written dtype. */
+const WRITE_BYTES: Record<WriteTensor['dtype'], number> = { bfloat16: 2, int32: 4, float32: 4 };
+
+const countOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Tensor order and header of a file we write, as the safetensors crate lays them out (from dtypes and shapes alone). */
+function layout<T extends { dtype: WriteTensor['dtype']; shape: number[] }>(tensors: Map<string, T>, metadata: Record<string, string> | null): { order: [string, T][]; header: Uint8Array } {
   const order = [...tensors.entries()].sort(([an, a], [bn, b]) =>
     WRITE_DTYPE_RANK[b.dtype] - WRITE_DTYPE_RANK[a.dtype] || (an < bn ? -1 : an > bn ? 1 : 0));
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let offset = 0;
   for (const [name, t] of order) {
-    const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new Error(`safetensors: tensor '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
-    if (!(t.data instanceof WRITE_ARRAY[t.dtype])) throw new Error(`safetensors: tensor '${name}' data does not match dtype ${t.dtype}`);
-    header[name] = { dtype: WRITE_DTYPE_NAME[t.dtype], shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const bytes = countOf(t.shape) * WRITE_BYTES[t.dtype];
+    header[name] = { dtype: WRITE_DTYPE_NAME[t.dtype], shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
   // The crate pads the header with spaces so the data starts 8-byte aligned.
@@ -240,17 +250,24 @@ function layout(tensors: Map<string, WriteTensor>, metadata: Record<string, stri
   return { order, header: padded };
 }
 
+/** A tensor's values as bytes, checked against the dtype and shape the header gave it. */
+function bytesOf(name: string, t: { dtype: WriteTensor['dtype']; shape: number[] }, data: WriteTensor['data']): Uint8Array {
+  if (data.length !== countOf(t.shape)) throw new Error(`safetensors: tensor '${name}' has ${data.length} values for shape [${t.shape.join(', ')}]`);
+  if (!(data instanceof WRITE_ARRAY[t.dtype])) throw new Error(`safetensors: tensor '${name}' data does not match dtype ${t.dtype}`);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
 /** Serialises F32/I32/BF16 tensors into one buffer, byte-identical to `safetensors.torch.save_file`. */
 export function serializeSafetensors(tensors: Map<string, WriteTensor>, metadata: Record<string, string> | null = null): Uint8Array {
   const { order, header } = layout(tensors, metadata);
-  const dataBytes = order.reduce((n, [, t]) => n + t.data.byteLength, 0);
-  const out = new Uint8Array(8 + header.length + dataBytes);
+  const parts = order.map(([name, t]) => bytesOf(name, t, t.data));
+  const out = new Uint8Array(8 + header.length + parts.reduce((n, p) => n + p.length, 0));
   new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
   out.set(header, 8);
   let at = 8 + header.length;
-  for (const [, t] of order) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
-    at += t.data.byteLength;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
   }
   return out;
 }
@@ -260,6 +277,15 @@ export function serializeSafetensors(tensors: Map<string, WriteTensor>, metadata
  * rename so a killed process never leaves a truncated file under the real name.
  */
 export async function writeSafetensors(file: string, tensors: Map<string, WriteTensor>, metadata: Record<string, string> | null = null): Promise<void> {
+  const lazy = new Map<string, LazyTensor>([...tensors].map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, values: async () => t.data }]));
+  await writeSafetensorsLazily(file, lazy, metadata);
+}
+
+/**
+ * `writeSafetensors` with each tensor's values fetched in turn, in file order: a 7B model goes from the GPU to disk with
+ * one tensor in host memory. A failure (a tensor that does not match its dtype or shape) leaves no file behind.
+ */
+export async function writeSafetensorsLazily(file: string, tensors: Map<string, LazyTensor>, metadata: Record<string, string> | null = null): Promise<void> {
   const { order, header } = layout(tensors, metadata);
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await open(tmp, 'w');
@@ -268,10 +294,13 @@ export async function writeSafetensors(file: string, tensors: Map<string, WriteT
     len.writeBigUInt64LE(BigInt(header.length), 0);
     await fh.write(len);
     await fh.write(header);
-    for (const [, t] of order) await fh.write(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  } finally {
+    for (const [name, t] of order) await fh.write(bytesOf(name, t, await t.values()));
+  } catch (err) {
     await fh.close();
+    await rm(tmp, { force: true });
+    throw err;
   }
+  await fh.close();
   await rename(tmp, file);
 }
 

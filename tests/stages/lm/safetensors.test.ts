@@ -1,12 +1,12 @@
 // safetensors: byte-exact round trips of the fixtures, every supported dtype, sharded folders, and corrupt files.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  isBfloat16Exact, parseSafetensors, readModelWeights, readSafetensors, serializeSafetensors, toBfloat16, writeSafetensors, type HostTensor,
-  type WriteTensor,
+  isBfloat16Exact, parseSafetensors, readModelWeights, readSafetensors, serializeSafetensors, toBfloat16, writeSafetensors,
+  writeSafetensorsLazily, type HostTensor, type LazyTensor, type WriteTensor,
 } from '../../../stages/lm/safetensors.ts';
 import { FIXTURES, rejectsWith, withFixtures } from '../../helpers/hf-fixtures.ts';
 
@@ -88,6 +88,30 @@ test('writes bfloat16 numbers as BF16 after F32 and I32 (the crate\'s dtype orde
   assert.not.ok(isBfloat16Exact(off));
   assert.throws(() => toBfloat16(off), /only float32 values that are bfloat16 numbers can be written as BF16/);
   assert.not.ok(isBfloat16Exact({ dtype: 'int32', shape: [1], data: new Int32Array([0]) }));
+});
+
+test('a lazy write fetches each tensor in file order and writes what an eager one writes; a tensor off its shape leaves no file', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'safetensors-lazy-'));
+  try {
+    const eager = new Map<string, WriteTensor>([
+      ['w', toBfloat16({ dtype: 'float32', shape: [3], data: new Float32Array([1, 2, 3]) })],
+      ['i', { dtype: 'int32', shape: [2], data: new Int32Array([4, 5]) }],
+      ['f', { dtype: 'float32', shape: [1, 2], data: new Float32Array([0.5, -0.5]) }],
+    ]);
+    const fetched: string[] = [];
+    const lazy = (data: (name: string, t: WriteTensor) => WriteTensor['data']) => new Map<string, LazyTensor>([...eager].map(([name, t]) =>
+      [name, { dtype: t.dtype, shape: t.shape, values: async () => (fetched.push(name), data(name, t)) }]));
+    const file = path.join(dir, 'lazy.safetensors');
+    await writeSafetensorsLazily(file, lazy((_, t) => t.data), { format: 'pt' });
+    assert.equal(fetched, ['f', 'i', 'w']);
+    assert.ok((await readFile(file)).equals(Buffer.from(serializeSafetensors(eager, { format: 'pt' }))));
+    const broken = path.join(dir, 'broken.safetensors');
+    await rejectsWith(() => writeSafetensorsLazily(broken, lazy((name, t) => (name === 'i' ? new Int32Array([4]) : t.data))),
+      /safetensors: tensor 'i' has 1 values for shape \[2\]/);
+    assert.equal((await readdir(dir)).sort(), ['lazy.safetensors']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('widens F16 and BF16 to float32 exactly and narrows I64 to int32', () => {
