@@ -5,7 +5,7 @@ import { kernels } from './kernels.ts';
 import { CausalLM, detach, FLOAT32_MIN, weightVariables } from './model.ts';
 import type { HostTensor } from './safetensors.ts';
 import { IGNORE_INDEX, type Batch, type LossParts, type ModelWeight } from './types.ts';
-import type { PackedBf16 } from './webgpu/bf16.ts';
+import { PackedBf16, stackPacked } from './webgpu/bf16.ts';
 
 /** Saved names of the wrapper's own tensors (as the original PauseClassifierWrapper's state dict). */
 export const PAUSE_NAMES = {
@@ -210,12 +210,13 @@ export async function addPauseToken(model: CausalLM, seed: number, opts: PauseSu
     grown[V * H + j] = mean + Math.sqrt((1e-9 * ss) / (V - 1)) * rng.normal();
   }
   const bound = 1 / Math.sqrt(H);
-  const tensors = new Map<string, HostTensor | tf.Tensor>();
+  const tensors = new Map<string, HostTensor | tf.Tensor | PackedBf16>();
   tensors.set(PAUSE_NAMES.originalEmbedding, { dtype: 'float32', shape: [V, H], data: embed.slice() });
   tensors.set(PAUSE_NAMES.newEmbedding, { dtype: 'float32', shape: [1, H], data: newRow });
-  for (const name of model.weights.keys()) {
+  for (const [name, w] of model.weights) {
     if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') continue;
-    tensors.set(`language_model.${name}`, model.variable(name).clone());
+    // A packed weight (bf16-weights.ts) is copied packed: widening would hold the whole body in float32 twice.
+    tensors.set(`language_model.${name}`, w instanceof PackedBf16 ? stackPacked([w]) : w.clone());
   }
   tensors.set(PAUSE_NAMES.lmHead, { dtype: 'float32', shape: [V + 1, H], data: grown });
   tensors.set(PAUSE_NAMES.ctrlWeight, { dtype: 'float32', shape: [2, H], data: rng.uniformArray(2 * H, -bound, bound) });

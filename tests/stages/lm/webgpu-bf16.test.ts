@@ -11,6 +11,7 @@ import { configureTraining } from '../../../stages/lm/freeze.ts';
 import { generate } from '../../../stages/lm/generate.ts';
 import { applyLora, mergeLora } from '../../../stages/lm/lora.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
+import { addPauseToken } from '../../../stages/lm/pause.ts';
 import { loadModel, saveModel } from '../../../stages/lm/model-io.ts';
 import { roundToBfloat16 } from '../../../stages/lm/optimizer.ts';
 import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
@@ -179,6 +180,36 @@ test('a folder of bfloat16 numbers loads with its projections packed (no float32
     f32.model.dispose();
     bf16.model.dispose();
     await rm(tmp, { recursive: true, force: true });
+  }
+});
+
+test('the pause surgery on a packed model copies its projections packed and builds the wrapper float32 weights build', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pausepipe-bf16-pause-'));
+  const source = tinyModel();
+  storeInBfloat16(source);
+  await saveModel(source, null, dir);
+  source.dispose();
+  const ids = tf.tensor2d([[3, 9, 12, 64, 5, 7, 64, 20, 31, 4, 8, 15, 16, 23, 42, 17, 6]], [1, 17], 'int32');
+  const wrapped = (frozen: 'f32' | 'bf16') => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, async () => {
+    const base = await loadModel(dir);
+    try {
+      return await addPauseToken(base, 5, { log: () => {} });
+    } finally {
+      base.dispose();
+    }
+  });
+  const [f32, bf16] = [await wrapped('f32'), await wrapped('bf16')];
+  try {
+    assert.equal([...bf16.weights].filter(([, w]) => w instanceof PackedBf16).map(([n]) => n),
+      [...bf16.weights.keys()].filter((n) => /^language_model\.model\.layers\.\d+\..*_proj\.weight$/.test(n)));
+    assert.is([...bf16.weights.values()].filter((w) => w instanceof PackedBf16).length, 14);
+    const logits = async (m: CausalLM) => Float32Array.from(await values(withMatMulWgsl(() => m.forward(ids))));
+    assert.equal(bitsOf(await logits(bf16)), bitsOf(await logits(f32)));
+  } finally {
+    ids.dispose();
+    f32.dispose();
+    bf16.dispose();
+    await rm(dir, { recursive: true, force: true });
   }
 });
 
