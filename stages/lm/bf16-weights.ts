@@ -10,7 +10,7 @@ import { gpuChoice } from './gpu-settings.ts';
 import type { CausalLM } from './model.ts';
 import { isBfloat16Exact, type HostTensor } from './safetensors.ts';
 import { bindingLimit } from './split-weights.ts';
-import { packable, packBf16, PackedBf16, packOnHost } from './webgpu/bf16.ts';
+import { packBf16, PackedBf16, packOnHost } from './webgpu/bf16.ts';
 import { releasePooledBuffers } from './webgpu/engine.ts';
 import { formatBytes } from './webgpu/gpu-errors.ts';
 
@@ -33,26 +33,33 @@ export interface PackOptions {
 }
 
 /**
- * Names of the float32 weights packing would try: decoder projections that do not train, are not replaced by a LoRA
- * modules_to_save copy, have rows of whole vec4s and fit one binding (the packing kernel binds the float32 weight
- * whole; larger weights are split instead, split-weights.ts).
+ * Whether a float32 weight `name` of `shape` may be packed: a decoder projection, with rows of whole vec4s (a read is
+ * two whole words), within one binding as float32 (the packing kernel binds it whole, and a widened copy must fit;
+ * larger weights are split instead, split-weights.ts).
  */
-export function packCandidates(model: CausalLM, opts: PackOptions = {}): string[] {
-  const trains = new Set<unknown>(opts.inference ? [] : model.trainableVariables().values());
-  const limit = bindingLimit();
-  return [...model.weights].filter(([name, w]) => !(w instanceof PackedBf16) && PROJECTION.test(name) && !trains.has(w) &&
-    !model.lora?.saved.has(name) && packable(w) && 4 * w.size <= limit).map(([name]) => name);
+function qualifies(name: string, shape: readonly number[]): boolean {
+  const size = shape.reduce((a, b) => a * b, 1);
+  return PROJECTION.test(name) && shape.length === 2 && shape[1]! % 4 === 0 && size > 0 && 4 * size <= bindingLimit();
 }
 
 /**
- * A weight read from a checkpoint, packed on its way to the GPU when packing is on and it qualifies as packCandidates
- * would take it (a decoder projection of bfloat16 numbers, rows of whole vec4s, within one binding), else null. Whether
- * it trains is not known yet: freezing widens a packed weight that is to train. A bfloat16 checkpoint (or a folder
- * saved from a bfloat16 model) thus never holds float32 projections on the GPU, not even while loading.
+ * Names of the float32 weights packing would try: those that qualify, do not train and are not replaced by a LoRA
+ * modules_to_save copy.
+ */
+export function packCandidates(model: CausalLM, opts: PackOptions = {}): string[] {
+  const trains = new Set<unknown>(opts.inference ? [] : model.trainableVariables().values());
+  return [...model.weights].filter(([name, w]) => !(w instanceof PackedBf16) && w.dtype === 'float32' && qualifies(name, w.shape) &&
+    !trains.has(w) && !model.lora?.saved.has(name)).map(([name]) => name);
+}
+
+/**
+ * A weight read from a checkpoint, packed on its way to the GPU when packing is on, it qualifies and its values are
+ * bfloat16 numbers, else null. Whether it trains is not known yet: freezing widens a packed weight that is to train. A
+ * bfloat16 checkpoint (or a folder saved from a bfloat16 model) thus never holds float32 projections on the GPU, not
+ * even while loading.
  */
 export function packOnLoad(name: string, t: HostTensor): PackedBf16 | null {
-  if (!packingFrozenWeights() || !PROJECTION.test(name) || t.shape.length !== 2 || t.shape[1]! % 4 !== 0) return null;
-  if (4 * t.data.length > bindingLimit() || !isBfloat16Exact(t)) return null;
+  if (!packingFrozenWeights() || !qualifies(name, t.shape) || !isBfloat16Exact(t)) return null;
   const words = tf.tensor2d(packOnHost(t.data as Float32Array), [t.shape[0]!, t.shape[1]! / 2], 'int32');
   settleOnDevice(words);
   return new PackedBf16(words, [t.shape[0]!, t.shape[1]!]);
