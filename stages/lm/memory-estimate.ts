@@ -71,11 +71,11 @@ function dims(config: Json) {
  */
 export function parameterCount(config: Json): number {
   const d = dims(config);
-  const attention = d.hidden * d.heads * d.headDim * 2 + d.hidden * d.kvHeads * d.headDim * 2;
-  const layer = attention + 3 * d.hidden * d.intermediate + 2 * d.hidden;
+  // Each layer's projections and its two norms.
+  const layers = projectionCount(d) + d.layers * 2 * d.hidden;
   const embedding = d.vocab * d.hidden;
   const head = d.pause ? (d.vocab + 1) * d.hidden + d.hidden + 2 * d.hidden + 2 : d.tied ? 0 : embedding;
-  return d.layers * layer + embedding + head + d.hidden;
+  return layers + embedding + head + d.hidden;
 }
 
 /**
