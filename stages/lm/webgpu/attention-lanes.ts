@@ -180,11 +180,18 @@ ${perElementMain(256)}
 }`;
 }
 
+/**
+ * The buffers of both backward kernels, which attention.ts dispatches with the same inputs (qkv, dout, lse, D, the
+ * column info, the RoPE table) into one dqkv.
+ */
+const BACKWARD_BINDINGS = bindings([['dqkv', 'vec4<f32>']],
+  [['qkv', 'f32'], ['dout', 'vec4<f32>'], ['lse', 'f32'], ['delta', 'f32'], ['colInfo', 'i32'], ['rope', 'f32']], COMMON_PARAMS);
+
 /** dQ: one query row per P lanes over the key tiles it sees; writes the q part of dqkv, unrotated. */
 export function lanesBackwardQWgsl(hd: number, lanes: number, kb: number): string {
   const L = loopBounds('KB');
   return `enable subgroups;
-${bindings([['dqkv', 'vec4<f32>']], [['qkv', 'f32'], ['dout', 'vec4<f32>'], ['lse', 'f32'], ['delta', 'f32'], ['colInfo', 'i32'], ['rope', 'f32']], COMMON_PARAMS)}
+${BACKWARD_BINDINGS}
 ${laneHelpers(hd, lanes)}
 ${queryRowOpening(kb, hd)}
   var q: array<vec4<f32>, V4>;
@@ -237,7 +244,7 @@ ${queryRowOpening(kb, hd)}
 export function lanesBackwardKvWgsl(hd: number, lanes: number, qt: number): string {
   const L = loopBounds('QT');
   return `enable subgroups;
-${bindings([['dqkv', 'vec4<f32>']], [['qkv', 'f32'], ['dout', 'vec4<f32>'], ['lse', 'f32'], ['delta', 'f32'], ['colInfo', 'i32'], ['rope', 'f32']], COMMON_PARAMS)}
+${BACKWARD_BINDINGS}
 ${laneHelpers(hd, lanes)}
 const QT = ${qt}u;
 var<workgroup> qs: array<vec4<f32>, ${(qt * hd) / 4}>;
