@@ -106,6 +106,26 @@ function tinyModel(): CausalLM {
   return createModel(presetConfig('tiny', tok, 64), 3);
 }
 
+/** A new temporary model folder (built-in tokenizer) of the tiny model stored in bfloat16, as a bf16 run saves it. */
+async function bf16ModelFolder(label: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), `pausepipe-bf16-${label}-`));
+  const source = tinyModel();
+  storeInBfloat16(source);
+  await saveModel(source, tok, dir);
+  source.dispose();
+  return dir;
+}
+
+/** The bits of a model's logits, computed with the WGSL products whatever its weights are. */
+async function logitBits(model: CausalLM, ids: tf.Tensor2D): Promise<Uint32Array> {
+  return bitsOf(Float32Array.from(await values(withMatMulWgsl(() => model.forward(ids)))));
+}
+
+/** tfjs's GPU byte counts: in use by tensors, and allocated (its pool of freed buffers included). */
+function gpuMemory(): { numBytesInGPU: number; numBytesAllocatedInGPU: number } {
+  return tf.memory() as tf.MemoryInfo & { numBytesInGPU: number; numBytesAllocatedInGPU: number };
+}
+
 test('packFrozenWeights packs every frozen projection (only those; all of them for inference), frees 2 bytes a value, and leaves weights bfloat16 cannot hold as they are', async () => {
   const lines: string[] = [];
   const model = tinyModel();
@@ -114,14 +134,13 @@ test('packFrozenWeights packs every frozen projection (only those; all of them f
     const raw = await packFrozenWeights(model, (l) => lines.push(l));
     assert.equal(raw, { packed: 0, inexact: 14, bytesSaved: 0 });
     storeInBfloat16(model);
-    const gpu = () => tf.memory() as tf.MemoryInfo & { numBytesInGPU: number; numBytesAllocatedInGPU: number };
-    const before = { tensors: tf.memory().numBytes, allocated: gpu().numBytesAllocatedInGPU };
+    const before = { tensors: tf.memory().numBytes, allocated: gpuMemory().numBytesAllocatedInGPU };
     const report = await packFrozenWeights(model, (l) => lines.push(l));
     assert.equal(report, { packed: 14, inexact: 0, bytesSaved: 2 * TINY_PROJECTION_VALUES });
     assert.is(before.tensors - tf.memory().numBytes, 2 * TINY_PROJECTION_VALUES);
     // The freed float32 buffers leave the GPU, not only the tensors: tfjs's pool of buffers for reuse is emptied.
-    assert.is(gpu().numBytesAllocatedInGPU, gpu().numBytesInGPU);
-    assert.ok(before.allocated - gpu().numBytesAllocatedInGPU >= 2 * TINY_PROJECTION_VALUES, `${before.allocated} → ${gpu().numBytesAllocatedInGPU}`);
+    assert.is(gpuMemory().numBytesAllocatedInGPU, gpuMemory().numBytesInGPU);
+    assert.ok(before.allocated - gpuMemory().numBytesAllocatedInGPU >= 2 * TINY_PROJECTION_VALUES, `${before.allocated} → ${gpuMemory().numBytesAllocatedInGPU}`);
     const packedNames = [...model.weights].filter(([, w]) => w instanceof PackedBf16).map(([n]) => n);
     assert.equal(packedNames, [...model.weights.keys()].filter((n) => /_proj\.weight$/.test(n)));
     assert.equal(lines, [
@@ -146,11 +165,7 @@ test('packFrozenWeights packs every frozen projection (only those; all of them f
 });
 
 test('a folder of bfloat16 numbers loads with its projections packed (no float32 copy on the GPU), computes the same logits, and widens what is set to train', async () => {
-  const tmp = await mkdtemp(path.join(tmpdir(), 'pausepipe-bf16-load-'));
-  const source = tinyModel();
-  storeInBfloat16(source);
-  await saveModel(source, null, tmp);
-  source.dispose();
+  const tmp = await bf16ModelFolder('load');
   const ids = tf.tensor2d([Array.from({ length: 20 }, (_, i) => 3 + i)], [1, 20], 'int32');
   const load = async (frozen: 'f32' | 'bf16') => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, async () => {
     const before = tf.memory().numBytes;
@@ -163,8 +178,7 @@ test('a folder of bfloat16 numbers loads with its projections packed (no float32
     assert.is(f32.bytes - bf16.bytes, 2 * TINY_PROJECTION_VALUES);
     assert.equal([...bf16.model.weights].filter(([, w]) => w instanceof PackedBf16).map(([n]) => n),
       [...bf16.model.weights.keys()].filter((n) => /_proj\.weight$/.test(n)));
-    const logits = async (m: CausalLM) => Float32Array.from(await values(withMatMulWgsl(() => m.forward(ids))));
-    assert.equal(bitsOf(await logits(bf16.model)), bitsOf(await logits(f32.model)));
+    assert.equal(await logitBits(bf16.model, ids), await logitBits(f32.model, ids));
     const lines: string[] = [];
     assert.equal(await packFrozenWeights(bf16.model, (l) => lines.push(l), { inference: true }), { packed: 14, inexact: 0, bytesSaved: 2 * TINY_PROJECTION_VALUES });
     assert.equal(lines, ['frozen weights: 14 decoder projections kept as bfloat16 (184320 bytes of GPU memory saved)']);
@@ -172,9 +186,8 @@ test('a folder of bfloat16 numbers loads with its projections packed (no float32
     assert.ok([...bf16.model.weights.values()].every((w) => w instanceof tf.Variable && w.trainable));
     // The packed words widened away leave the GPU (tfjs would keep them in its pool once the queue is submitted).
     submitPending();
-    const gpu = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number; numBytesAllocatedInGPU: number };
-    assert.is(gpu.numBytesAllocatedInGPU, gpu.numBytesInGPU);
-    assert.equal(bitsOf(await logits(bf16.model)), bitsOf(await logits(f32.model)));
+    assert.is(gpuMemory().numBytesAllocatedInGPU, gpuMemory().numBytesInGPU);
+    assert.equal(await logitBits(bf16.model, ids), await logitBits(f32.model, ids));
   } finally {
     ids.dispose();
     f32.model.dispose();
@@ -184,11 +197,7 @@ test('a folder of bfloat16 numbers loads with its projections packed (no float32
 });
 
 test('the pause surgery on a packed model copies its projections packed and builds the wrapper float32 weights build', async () => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'pausepipe-bf16-pause-'));
-  const source = tinyModel();
-  storeInBfloat16(source);
-  await saveModel(source, null, dir);
-  source.dispose();
+  const dir = await bf16ModelFolder('pause');
   const ids = tf.tensor2d([[3, 9, 12, 64, 5, 7, 64, 20, 31, 4, 8, 15, 16, 23, 42, 17, 6]], [1, 17], 'int32');
   const wrapped = (frozen: 'f32' | 'bf16') => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, async () => {
     const base = await loadModel(dir);
@@ -203,8 +212,7 @@ test('the pause surgery on a packed model copies its projections packed and buil
     assert.equal([...bf16.weights].filter(([, w]) => w instanceof PackedBf16).map(([n]) => n),
       [...bf16.weights.keys()].filter((n) => /^language_model\.model\.layers\.\d+\..*_proj\.weight$/.test(n)));
     assert.is([...bf16.weights.values()].filter((w) => w instanceof PackedBf16).length, 14);
-    const logits = async (m: CausalLM) => Float32Array.from(await values(withMatMulWgsl(() => m.forward(ids))));
-    assert.equal(bitsOf(await logits(bf16)), bitsOf(await logits(f32)));
+    assert.equal(await logitBits(bf16, ids), await logitBits(f32, ids));
   } finally {
     ids.dispose();
     f32.dispose();
@@ -214,12 +222,8 @@ test('the pause surgery on a packed model copies its projections packed and buil
 });
 
 test('the evaluate stage with PAUSEPIPE_FROZEN_WEIGHTS=bf16 on a bfloat16 model: projections packed as they load, the same answers, accuracy and eval loss', async () => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'pausepipe-bf16-eval-'));
+  const dir = await bf16ModelFolder('eval');
   try {
-    const source = tinyModel();
-    storeInBfloat16(source);
-    await saveModel(source, tok, dir);
-    source.dispose();
     const rows = [{ question: '1+1?', answer: '#### 2' }, { question: '3+4?', answer: '#### 7' }];
     const data = await datasetFolder({ train: [], validation: rows, test: rows });
     const evaluate = (frozen: 'f32' | 'bf16') => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, () => withEnv('PAUSEPIPE_MATMUL', 'wgsl', async () => {
