@@ -3,7 +3,7 @@
 import { surveyBackends, webgpuAdapter, type AdapterSummary, type BackendSurvey } from '../stages/lm/backend.ts';
 import { gpuSettings, type GpuSetting } from '../stages/lm/gpu-settings.ts';
 import { subgroupLayout } from '../stages/lm/webgpu/subgroups.ts';
-import { detectGpus } from './gpus.ts';
+import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
 
 export interface BackendsReport {
   /** In the order `auto` tries them. */
@@ -13,6 +13,11 @@ export interface BackendsReport {
   adapter: (AdapterSummary & { subgroups: number | null }) | null;
   /** GPUs the runner would give `--gpus` by default (CUDA_VISIBLE_DEVICES, else nvidia-smi). */
   gpus: number;
+  /**
+   * Each GPU's memory as the runner counts it for sharing a GPU and sft for activation checkpointing, and where it
+   * comes from; null MiB when neither says, with `error` when PAUSEPIPE_GPU_MEMORY_MIB is malformed.
+   */
+  gpuMemory: { mib: number | null; from: 'PAUSEPIPE_GPU_MEMORY_MIB' | 'nvidia-smi' | null; error?: string };
   /** Each GPU kernel variable: its value (the default when unset) or what is wrong with it. */
   variables: GpuSetting[];
 }
@@ -27,8 +32,21 @@ export async function backendsReport(env: NodeJS.ProcessEnv = process.env): Prom
     auto: { name: auto.name, ...(auto.device ? { device: auto.device } : {}) },
     adapter,
     gpus: await detectGpus(env),
+    gpuMemory: await gpuMemory(env),
     variables: gpuSettings(env),
   };
+}
+
+async function gpuMemory(env: NodeJS.ProcessEnv): Promise<BackendsReport['gpuMemory']> {
+  let given: number | undefined;
+  try {
+    given = gpuMemoryOverride(env);
+  } catch (err) {
+    return { mib: null, from: null, error: (err as Error).message };
+  }
+  if (given !== undefined) return { mib: given, from: 'PAUSEPIPE_GPU_MEMORY_MIB' };
+  const mib = await detectGpuMemoryMiB(env);
+  return mib === undefined ? { mib: null, from: null } : { mib, from: 'nvidia-smi' };
 }
 
 const mib = (bytes: number) => (bytes >= 2 ** 30 ? `${+(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`);
@@ -52,6 +70,8 @@ export function renderBackendsReport(r: BackendsReport): string {
     lines.push('GPU adapter: none');
   }
   lines.push(`GPUs for --gpus: ${r.gpus}`);
+  const m = r.gpuMemory;
+  lines.push(`memory per GPU: ${m.error ? `invalid: ${m.error}` : m.mib === null ? 'unknown (no nvidia-smi; PAUSEPIPE_GPU_MEMORY_MIB sets it)' : `${m.mib} MiB (${m.from})`}`);
   lines.push('GPU kernel variables:');
   for (const v of r.variables) lines.push(`  ${v.name}=${v.error ? `invalid: ${v.error}` : `${v.value}${v.set ? '' : ' (default)'}`}`);
   return lines.join('\n');

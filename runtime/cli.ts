@@ -11,7 +11,7 @@ import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
 import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
-import { detectGpuMemoryMiB, detectGpus } from './gpus.ts';
+import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
 import { isKeyed } from './keys.ts';
@@ -168,6 +168,11 @@ class SettingError extends Error {}
 function checkSlotFlags(values: Record<string, unknown>): void {
   // The GPU kernel variables are read deep inside model stages: a typo would fail the first of them, after the rest ran.
   const wrong = gpuSettingErrors();
+  try {
+    gpuMemoryOverride();
+  } catch (err) {
+    wrong.push((err as Error).message);
+  }
   if (wrong.length > 0) throw new SettingError(wrong.join('\n'));
   positiveInt(values.jobs, '--jobs');
   positiveInt(values.gpus, '--gpus', true);
@@ -729,6 +734,7 @@ const ENVIRONMENT: Array<[string, string]> = [
   ['PAUSEPIPE_KINDS', 'comma-separated modules exporting extra STAGE_KINDS (plugins, test kinds)'],
   ['PAUSEPIPE_DEBUG', 'set to 1 to print stack traces of unexpected errors'],
   ['PAUSEPIPE_GPU', 'the WebGPU adapter (0, 1, ...) of this process; --gpus N sets it for each worker'],
+  ['PAUSEPIPE_GPU_MEMORY_MIB', "each GPU's memory in MiB when nvidia-smi cannot tell (or to leave headroom): GPU sharing, sft's checkpointing"],
   ['PAUSEPIPE_MATMUL', `${choices('PAUSEPIPE_MATMUL')}: the product of the model's projections on WebGPU`],
   ['PAUSEPIPE_ATTENTION', `${choices('PAUSEPIPE_ATTENTION')}: the training attention kernels on WebGPU`],
   ['PAUSEPIPE_DECODE_GRAPH', `${choices('PAUSEPIPE_DECODE_GRAPH')}: replay recorded decode steps on WebGPU`],

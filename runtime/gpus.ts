@@ -25,8 +25,21 @@ export async function detectGpus(env: NodeJS.ProcessEnv = process.env): Promise<
   return out === undefined ? 0 : out.split('\n').filter((l) => /^GPU \d+/.test(l)).length;
 }
 
-/** The smallest GPU's memory in MiB as `nvidia-smi` reports it, or undefined without nvidia-smi. */
-export async function detectGpuMemoryMiB(): Promise<number | undefined> {
+/** PAUSEPIPE_GPU_MEMORY_MIB: the memory of each GPU in MiB, set by hand; undefined when unset, an error when not a whole number. */
+export function gpuMemoryOverride(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const given = env.PAUSEPIPE_GPU_MEMORY_MIB?.trim();
+  if (!given) return undefined;
+  if (!/^[1-9]\d*$/.test(given)) throw new Error(`PAUSEPIPE_GPU_MEMORY_MIB must be a whole number of MiB, got '${given}'`);
+  return Number(given);
+}
+
+/**
+ * The memory of each GPU in MiB: PAUSEPIPE_GPU_MEMORY_MIB when set (GPUs nvidia-smi does not know, or to leave
+ * headroom), else the smallest GPU's as `nvidia-smi` reports it, else undefined.
+ */
+export async function detectGpuMemoryMiB(env: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
+  const given = gpuMemoryOverride(env);
+  if (given !== undefined) return given;
   const out = await nvidiaSmi(['--query-gpu=memory.total', '--format=csv,noheader,nounits']);
   const sizes = (out ?? '').split('\n').map((l) => Number(l.trim())).filter((n) => Number.isFinite(n) && n > 0);
   return sizes.length > 0 ? Math.min(...sizes) : undefined;

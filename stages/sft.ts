@@ -2,7 +2,7 @@
 import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
 import type { TrainableGroup, TrainingSetup } from './lm/freeze.ts';
-import { modelStageResources } from './lm/memory-estimate.ts';
+import { checkpointingAdvice, modelStageResources, type CheckpointingAdvice } from './lm/memory-estimate.ts';
 import type { Precision } from './lm/trainer.ts';
 
 export interface SftTrainGroups {
@@ -40,7 +40,7 @@ export interface SftParams {
   train: SftTrainGroups;
   lora: SftLora | null;
   precision: Precision;
-  /** Absent means false: the schema gives it no default, so adding it left every existing sft stage's key unchanged. */
+  /** Absent: decided at run time (checkpointingFor); the schema gives it no default, so adding it left every existing sft stage's key unchanged. */
   gradient_checkpointing?: boolean;
 }
 
@@ -135,8 +135,10 @@ export const SFT: StageKind<SftParams> = {
       gradient_checkpointing: {
         type: 'boolean',
         description: 'Activation checkpointing (Hugging Face\'s gradient_checkpointing): each decoder layer keeps only its input ' +
-          'for the backward pass and is recomputed there. The same loss and gradients for about a third more compute, and ' +
-          'a step holds one layer\'s activations instead of every layer\'s (what lets a 7B model train on one GPU). Default false.',
+          'for the backward pass and is recomputed there. The same loss and gradients (up to float32 rounding) for about a third more compute, and ' +
+          'a step holds one layer\'s activations instead of every layer\'s (what lets a 7B model train on one GPU). Unset: ' +
+          'on when training on a GPU whose memory is known (nvidia-smi, or PAUSEPIPE_GPU_MEMORY_MIB) and the memory estimate ' +
+          'without it exceeds that memory, else off.',
       },
     },
     additionalProperties: false,
@@ -165,6 +167,16 @@ export const SFT: StageKind<SftParams> = {
       configureTraining(model, setup, ctx.log);
       const trained = trainedGroups(model);
       if (setup.modulesToSave && setup.groups !== 'all') noteOverride(setup.groups, trained, ctx.log);
+      const maxLength = fitLength(p.max_length, model, 'max_length', ctx.log);
+      const { packingFrozenWeights } = await import('./lm/bf16-weights.ts');
+      const advice = await gpuCheckpointingAdvice(ran, modelRef.dir, {
+        batch: p.batch_size,
+        seq: maxLength,
+        trainableParams: [...model.trainableVariables().values()].reduce((sum, v) => sum + v.size, 0),
+        // Packing needs values bfloat16 holds exactly, which bf16 precision guarantees.
+        frozenBf16: packingFrozenWeights() && p.precision === 'bf16',
+      });
+      const checkpointing = checkpointingFor(p.gradient_checkpointing, advice, ctx.log, ctx.notice);
       const result = await runTraining(model, tokenizer, { train: splits.train, validation: splits.validation }, {
         batchSize: p.batch_size,
         gradAccum: p.grad_accum,
@@ -178,11 +190,11 @@ export const SFT: StageKind<SftParams> = {
         evalAtEnd: p.eval_at_end,
         loggingSteps: p.logging_steps,
         saveSteps: p.save_steps,
-        maxLength: fitLength(p.max_length, model, 'max_length', ctx.log),
+        maxLength,
         seed: p.seed,
         checkpointDir: ctx.scratchDir,
         precision: p.precision,
-        gradientCheckpointing: p.gradient_checkpointing ?? false,
+        gradientCheckpointing: checkpointing,
       }, {
         log: ctx.log,
         signal: ctx.signal,
@@ -218,6 +230,7 @@ export const SFT: StageKind<SftParams> = {
         examples_without_completion: result.examplesWithoutCompletion,
         resumed_from: result.resumedFrom,
         precision: p.precision,
+        gradient_checkpointing: checkpointing,
         ...ran,
       };
       return { metrics };
@@ -226,6 +239,42 @@ export const SFT: StageKind<SftParams> = {
     }
   },
 };
+
+/**
+ * The memory estimates of this training run against its GPU's memory (PAUSEPIPE_GPU_MEMORY_MIB, else nvidia-smi's),
+ * or undefined where it does not run on a GPU or the GPU's memory is unknown.
+ */
+async function gpuCheckpointingAdvice(ran: { backend: string; device: string }, modelDir: string, shape: Parameters<typeof checkpointingAdvice>[1]): Promise<CheckpointingAdvice & { gpuMiB: number } | undefined> {
+  const onGpu = ran.backend === 'webgpu' || ran.device === '@tensorflow/tfjs-node-gpu';
+  if (!onGpu) return undefined;
+  const { detectGpuMemoryMiB } = await import('../runtime/gpus.ts');
+  const gpuMiB = await detectGpuMemoryMiB();
+  if (gpuMiB === undefined) return undefined;
+  const { readFile } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const config = JSON.parse(await readFile(path.join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  return { ...checkpointingAdvice(config, shape, gpuMiB), gpuMiB };
+}
+
+const gib = (mib: number) => `${(mib / 1024).toFixed(1)} GiB`;
+
+/**
+ * Whether the run recomputes activations: `gradient_checkpointing` when set; unset, on where the estimate without it
+ * exceeds the GPU's memory (a 7B model on one GPU would otherwise run out of it), else off. A line says when the
+ * estimate and an explicit false disagree.
+ */
+export function checkpointingFor(asked: boolean | undefined, advice: (CheckpointingAdvice & { gpuMiB: number }) | undefined, log: (line: string) => void, notice?: (line: string) => void): boolean {
+  if (advice === undefined || !advice.needed) return asked ?? false;
+  const estimate = `training is estimated at ${gib(advice.withoutMiB)} of GPU memory without activation checkpointing ` +
+    `(${gib(advice.withMiB)} with it), and the GPU has ${gib(advice.gpuMiB)}`;
+  if (asked === undefined) {
+    log(`gradient_checkpointing: on, since ${estimate}; set gradient_checkpointing: false to keep every activation`);
+    notice?.(`gradient checkpointing turned on: ${estimate}`);
+    return true;
+  }
+  if (!asked) log(`gradient_checkpointing is false, but ${estimate}: the run may run out of GPU memory (set it to true, or leave it unset)`);
+  return asked;
+}
 
 /**
  * What `sft` hands freeze.ts's configureTraining for these params: the `train` groups (pause groups skipped, with a

@@ -43,12 +43,12 @@ function field(config: Json, key: string, fallback?: number): number {
   throw new Error(`config.json: "${key}" must be a positive number`);
 }
 
-/** The dimensions the estimate needs, with Hugging Face's defaults. */
 /** Weights of the decoder layers' projections (q, k, v, o, gate, up, down). */
 function projectionCount(d: ReturnType<typeof dims>): number {
   return d.layers * (2 * d.hidden * d.heads * d.headDim + 2 * d.hidden * d.kvHeads * d.headDim + 3 * d.hidden * d.intermediate);
 }
 
+/** The dimensions the estimate needs, with Hugging Face's defaults. */
 function dims(config: Json) {
   const hidden = field(config, 'hidden_size');
   const heads = field(config, 'num_attention_heads');
@@ -103,6 +103,21 @@ export function estimateGpuMemoryMiB(config: Json, shape: MemoryShape): number {
     floats = parameterCount(config) + kvCache + tokens * (perLayerToken + 2 * d.vocab);
   }
   return Math.ceil(PROCESS_OVERHEAD_MIB + (floats * F32 * HEADROOM) / 2 ** 20);
+}
+
+/** Training estimates with and without activation checkpointing, against the memory of the GPU it runs on. */
+export interface CheckpointingAdvice {
+  withoutMiB: number;
+  withMiB: number;
+  /** The estimate without checkpointing exceeds the GPU: it would run out of memory, or very nearly. */
+  needed: boolean;
+}
+
+/** Whether training `shape` on a GPU of `gpuMiB` needs activation checkpointing, by the estimates with and without it. */
+export function checkpointingAdvice(config: Json, shape: Omit<MemoryShape, 'training' | 'checkpointing'>, gpuMiB: number): CheckpointingAdvice {
+  const withoutMiB = estimateGpuMemoryMiB(config, { ...shape, training: true, checkpointing: false });
+  const withMiB = estimateGpuMemoryMiB(config, { ...shape, training: true, checkpointing: true });
+  return { withoutMiB, withMiB, needed: withoutMiB > gpuMiB };
 }
 
 /**

@@ -1,17 +1,21 @@
 // `pausepipe backends`: every backend tried by name, the one auto picks, the adapter, the GPU kernel variables.
 import { execa } from 'execa';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { BackendsReport } from '../../runtime/backends-report.ts';
 import { webgpuAdapter } from '../../stages/lm/backend.ts';
 import { PROJECT_ROOT } from '../helpers/runner.ts';
 
-const CLEARED = { PAUSEPIPE_MATMUL: '', PAUSEPIPE_ATTENTION: '', PAUSEPIPE_DECODE_GRAPH: '', PAUSEPIPE_DECODE_LOOKAHEAD: '', PAUSEPIPE_FROZEN_WEIGHTS: '', PAUSEPIPE_GPU: '' };
+const CLEARED = { PAUSEPIPE_MATMUL: '', PAUSEPIPE_ATTENTION: '', PAUSEPIPE_DECODE_GRAPH: '', PAUSEPIPE_DECODE_LOOKAHEAD: '', PAUSEPIPE_FROZEN_WEIGHTS: '', PAUSEPIPE_GPU: '', PAUSEPIPE_GPU_MEMORY_MIB: '' };
 
 function backends(args: string[], env: Record<string, string> = {}) {
   return execa(process.execPath, ['bin/pausepipe.js', 'backends', ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...CLEARED, ...env }, reject: false });
 }
+
+const nvidiaSmi = (process.env.PATH ?? '').split(':').some((dir) => existsSync(path.join(dir, 'nvidia-smi')));
 
 const tfjsNodeInstalled = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'].some((pkg) => {
   try {
@@ -23,7 +27,7 @@ const tfjsNodeInstalled = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']
 });
 
 test('--json: the four backends in auto\'s order, what each runs on or why not, auto\'s pick, the adapter, the variables as set', async () => {
-  const r = await backends(['--json'], { PAUSEPIPE_ATTENTION: 'lanes', PAUSEPIPE_DECODE_LOOKAHEAD: 'x' });
+  const r = await backends(['--json'], { PAUSEPIPE_ATTENTION: 'lanes', PAUSEPIPE_DECODE_LOOKAHEAD: 'x', PAUSEPIPE_GPU_MEMORY_MIB: '24576' });
   assert.is(r.exitCode, 0, r.stderr);
   const report = JSON.parse(r.stdout) as BackendsReport;
   assert.equal(report.backends.map((b) => b.name), ['tensorflow', 'webgpu', 'wasm', 'cpu']);
@@ -45,6 +49,7 @@ test('--json: the four backends in auto\'s order, what each runs on or why not, 
   }
   const expectedAuto = tfjsNodeInstalled ? 'tensorflow' : adapter && !adapter.software ? 'webgpu' : 'wasm';
   assert.is(report.auto.name, expectedAuto);
+  assert.equal(report.gpuMemory, { mib: 24576, from: 'PAUSEPIPE_GPU_MEMORY_MIB' });
   assert.equal(report.variables, [
     { name: 'PAUSEPIPE_MATMUL', value: 'tfjs', set: false },
     { name: 'PAUSEPIPE_ATTENTION', value: 'lanes', set: true },
@@ -65,6 +70,11 @@ test('the text form: a line per backend, auto\'s pick, the variables with their 
     const auto = adapter && !adapter.software ? `auto: webgpu: ${adapter.name}` : 'auto: wasm (SIMD, 1 thread)';
     assert.ok(lines.includes(auto), r.stdout);
   }
+  // This machine has no nvidia-smi; a malformed setting is shown, not fatal.
+  const memory = lines.find((l) => l.startsWith('memory per GPU: '));
+  if (!nvidiaSmi) assert.is(memory, 'memory per GPU: unknown (no nvidia-smi; PAUSEPIPE_GPU_MEMORY_MIB sets it)');
+  const bad = await backends([], { PAUSEPIPE_GPU_MEMORY_MIB: '80G' });
+  assert.ok(bad.stdout.split('\n').includes("memory per GPU: invalid: PAUSEPIPE_GPU_MEMORY_MIB must be a whole number of MiB, got '80G'"), bad.stdout);
   assert.equal(lines.slice(-6), [
     'GPU kernel variables:',
     '  PAUSEPIPE_MATMUL=tfjs (default)',

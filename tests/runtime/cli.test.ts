@@ -326,10 +326,11 @@ test('help, kinds and usage errors', async () => {
 
 test('a bad GPU kernel variable stops run before any stage, naming each variable; nothing is computed', async () => {
   const { ws, file } = await workspace();
-  const r = await withEnv('PAUSEPIPE_ATTENTION', 'lane', () => withEnv('PAUSEPIPE_DECODE_LOOKAHEAD', '65', () => pp('run', file)));
+  const r = await withEnv('PAUSEPIPE_ATTENTION', 'lane', () => withEnv('PAUSEPIPE_DECODE_LOOKAHEAD', '65', () => withEnv('PAUSEPIPE_GPU_MEMORY_MIB', '80GB', () => pp('run', file))));
   assert.is(r.code, 2);
   assert.is(r.err, "pausepipe run: PAUSEPIPE_ATTENTION must be rows or lanes, got 'lane'\n" +
-    "pausepipe run: PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '65'\n");
+    "pausepipe run: PAUSEPIPE_DECODE_LOOKAHEAD must be a whole number from 0 to 64, got '65'\n" +
+    "pausepipe run: PAUSEPIPE_GPU_MEMORY_MIB must be a whole number of MiB, got '80GB'\n");
   assert.is(r.out, '');
   await readFile(path.join(ws, 'count.txt')).then(() => assert.unreachable('a stage ran'), (err: NodeJS.ErrnoException) => assert.is(err.code, 'ENOENT'));
 });

@@ -6,7 +6,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ADD_PAUSE_TOKEN } from '../../stages/add-pause-token.ts';
 import { readSafetensors, type HostTensor } from '../../stages/lm/safetensors.ts';
-import { SFT, type SftTrainGroups } from '../../stages/sft.ts';
+import { checkpointingFor, SFT, type SftTrainGroups } from '../../stages/sft.ts';
+import { backendSuite, runOnWebgpu } from '../helpers/backends.ts';
+import { withEnv } from '../helpers/env.ts';
 import { datasetFolder, runKind, sumRows, tinyModelFolder } from '../helpers/model-stages.ts';
 import { artifactRef, makeContext, removeTempDirs, withDefaults } from './data/stage-context.ts';
 
@@ -52,10 +54,30 @@ test('full training of a from-scratch model: loss curves, trainable counts and a
   assert.is(m.trainable.trainable_params, m.trainable.total_params);
   assert.is(m.steps, 6);
   assert.is(m.resumed_from, null);
+  // Unset, and not on a GPU: no checkpointing.
+  assert.is(m.gradient_checkpointing, false);
   const before = (await readSafetensors(path.join(base.dir, 'model.safetensors'))).tensors;
   const after = (await readSafetensors(path.join(ctx.outDir, 'model.safetensors'))).tensors;
   assert.not.equal(Array.from(after.get('lm_head.weight')!.data), Array.from(before.get('lm_head.weight')!.data));
   assert.ok(existsSync(path.join(ctx.outDir, 'tokenizer.json')));
+});
+
+test('gradient_checkpointing: unset turns on only where the estimate without it exceeds the GPU; set is obeyed, false with a warning', () => {
+  const tooBig = { withoutMiB: 254_591, withMiB: 47_034, needed: true, gpuMiB: 143_771 };
+  const fits = { withoutMiB: 20_000, withMiB: 9_000, needed: false, gpuMiB: 143_771 };
+  const estimate = 'training is estimated at 248.6 GiB of GPU memory without activation checkpointing (45.9 GiB with it), and the GPU has 140.4 GiB';
+  const said: string[] = [];
+  const told: string[] = [];
+  const choose = (asked: boolean | undefined, advice: typeof tooBig | undefined) => checkpointingFor(asked, advice, (l) => said.push(l), (l) => told.push(l));
+  assert.equal([choose(undefined, undefined), choose(undefined, fits), choose(true, fits), choose(false, fits), choose(true, undefined)], [false, false, true, false, true]);
+  assert.equal([said, told], [[], []]);
+  assert.is(choose(undefined, tooBig), true);
+  assert.equal(said, [`gradient_checkpointing: on, since ${estimate}; set gradient_checkpointing: false to keep every activation`]);
+  assert.equal(told, [`gradient checkpointing turned on: ${estimate}`]);
+  assert.is(choose(false, tooBig), false);
+  assert.is(said[1], `gradient_checkpointing is false, but ${estimate}: the run may run out of GPU memory (set it to true, or leave it unset)`);
+  assert.is(choose(true, tooBig), true);
+  assert.equal([said.length, told.length], [2, 1]);
 });
 
 test('pause groups with unmerged LoRA: only the chosen groups change and the adapter is saved as PEFT files', async () => {
@@ -212,3 +234,22 @@ test('eval_at_end false evaluates only every eval_steps updates, as HF Trainer, 
 });
 
 test.run();
+
+const onGpu = backendSuite('sft on a GPU', 'webgpu');
+
+onGpu('unset gradient_checkpointing turns on where the estimate exceeds the GPU\'s memory, and says so', async () => {
+  const base = await tinyModelFolder();
+  const data = await datasetFolder(splits);
+  // Any estimate exceeds the 512 MiB set aside for the worker itself.
+  const { ctx, result } = await withEnv('PAUSEPIPE_GPU_MEMORY_MIB', '512', () => runKind(SFT, {
+    params: { train: groups({ all: true }), batch_size: 4, max_steps: 2, eval_steps: 2 },
+    inputs: { model: [base], data: [data] },
+    backend: 'webgpu',
+  }));
+  const m = result.metrics as Record<string, any>; // metrics are JSON
+  assert.equal([m.backend, m.gradient_checkpointing, m.steps], ['webgpu', true, 2]);
+  assert.match(ctx.logs.find((l) => l.startsWith('gradient_checkpointing: on'))!, /^gradient_checkpointing: on, since training is estimated at 0\.5 GiB of GPU memory without activation checkpointing \(0\.5 GiB with it\), and the GPU has 0\.5 GiB; /);
+  assert.ok(ctx.logs.includes('gradient checkpointing: each decoder layer keeps only its input and is recomputed in the backward pass'));
+});
+
+runOnWebgpu(onGpu);

@@ -36,6 +36,8 @@ export interface ContextOptions<P> {
   inputs?: Record<string, ArtifactRef[]>;
   workspace?: string;
   variant?: Record<string, JsonValue>;
+  /** As --backend gives it; unset, the best backend present (never a software GPU adapter). */
+  backend?: string;
 }
 
 /** A context whose log lines are collected in `logs`. */
@@ -46,6 +48,7 @@ export async function makeContext<P>(kind: StageKind<P>, opts: ContextOptions<P>
     key: 'test',
     params: withDefaults(kind, opts.params),
     variant: opts.variant ?? {},
+    ...(opts.backend === undefined ? {} : { backend: opts.backend }),
     inputs: opts.inputs ?? {},
     outDir: await tempDir(`${kind.name}-out`),
     scratchDir: await tempDir(`${kind.name}-scratch`),

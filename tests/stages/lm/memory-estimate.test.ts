@@ -3,7 +3,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { estimateGpuMemoryMiB, modelStageResources, parameterCount, PROCESS_OVERHEAD_MIB } from '../../../stages/lm/memory-estimate.ts';
+import { checkpointingAdvice, estimateGpuMemoryMiB, modelStageResources, parameterCount, PROCESS_OVERHEAD_MIB } from '../../../stages/lm/memory-estimate.ts';
 import { EVALUATE } from '../../../stages/evaluate.ts';
 import { SFT } from '../../../stages/sft.ts';
 import { FIXTURES, trainableCounts, withFixtures } from '../../helpers/hf-fixtures.ts';
@@ -53,6 +53,21 @@ test('the seed\'s pause-only Mistral-7B at batch 8 × 600 fits an H200 (141 GiB)
   assert.ok(checkpointed < h200 / 2, `${checkpointed} MiB`);
   // The weights alone, 7.24 B floats with the quarter of headroom, are 33.7 GiB of it.
   assert.ok(checkpointed > (parameterCount(seed) * 4 * 1.25) / 2 ** 20);
+});
+
+withFixtures(test)('checkpointingAdvice: needed for the seed\'s pause-only Mistral-7B on an H200, with both estimates; not for a small model', () => {
+  const seed = { ...MISTRAL_7B, pause_token_id: 32000 };
+  const shape = { batch: 8, seq: 600, trainableParams: 4096 + 2 * 4096 + 2 };
+  const advice = checkpointingAdvice(seed, shape, 143_771);
+  assert.equal(advice, {
+    withoutMiB: estimateGpuMemoryMiB(seed, { ...shape, training: true }),
+    withMiB: estimateGpuMemoryMiB(seed, { ...shape, training: true, checkpointing: true }),
+    needed: true,
+  });
+  // The estimate without checkpointing is the bound: one MiB more memory and it is not needed.
+  assert.is(checkpointingAdvice(seed, shape, advice.withoutMiB).needed, false);
+  assert.is(checkpointingAdvice(seed, shape, advice.withoutMiB - 1).needed, true);
+  assert.is(checkpointingAdvice(configOf('mistral-tiny'), { batch: 8, seq: 600 }, 80 * 1024).needed, false);
 });
 
 withFixtures(test)('the estimate: overhead plus float32 tensors with a quarter of headroom, worked out for one token', () => {
