@@ -26,6 +26,14 @@ class Unavailable extends Error {
 
 const require = createRequire(import.meta.url);
 
+/**
+ * Imports an optional dependency by a name TypeScript does not resolve, so the build passes where
+ * `npm install --omit=optional` left it out (callers check it is installed first).
+ */
+function importOptional(name: string): Promise<unknown> {
+  return import(name);
+}
+
 /** One attempt per backend per process: a failed GPU probe is not repeated. */
 const attempts = new Map<BackendName, Promise<string>>();
 const settled = new Map<string, Promise<BackendInfo>>();
@@ -241,7 +249,7 @@ async function probeWebgpu(): Promise<Probe> {
   }
   // A machine without a GPU is the usual case: auto says nothing about it, a request by name says why.
   if (!vulkanLoaderPresent()) throw new Unavailable('no GPU driver found (libvulkan.so.1 is missing)', true);
-  const dawn = (await import('webgpu')) as Dawn;
+  const dawn = (await importOptional('webgpu')) as Dawn;
   Object.assign(globalThis, dawn.globals);
   const names = await adapterNames(dawn);
   if (names.length === 0) throw new Unavailable('no GPU adapter found', true);
@@ -316,7 +324,7 @@ async function registerWebgpu(probe: Probe): Promise<void> {
     };
   }
   requestSubgroups(probe.gpu as unknown as GPU);
-  await import('@tensorflow/tfjs-backend-webgpu');
+  await importOptional('@tensorflow/tfjs-backend-webgpu');
   if (!(await tf.setBackend('webgpu'))) throw new Unavailable('tfjs could not create a WebGPU device');
   await checkSubgroups();
 }
