@@ -142,4 +142,25 @@ backend('readTensor returns typed arrays without a synchronous read', async () =
   tf.dispose([f, i, b]);
 });
 
+backend('no built source names an optional dependency in a static import, so `npm install --omit=optional` still builds', async () => {
+  const { readFile, readdir } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const optional = Object.keys((JSON.parse(await readFile(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { optionalDependencies: Record<string, string> }).optionalDependencies);
+  assert.equal(optional.sort(), ['@tensorflow/tfjs-backend-webgpu', 'webgpu']);
+  // The folders tsconfig.build.json compiles.
+  const { include } = JSON.parse(await readFile(path.join(PROJECT_ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
+  const offending: string[] = [];
+  for (const dir of include) {
+    for (const file of await readdir(path.join(PROJECT_ROOT, dir), { recursive: true })) {
+      if (!file.endsWith('.ts')) continue;
+      const text = await readFile(path.join(PROJECT_ROOT, dir, file), 'utf8');
+      for (const name of optional) {
+        const quoted = `['"]${name.replace(/[/.]/g, '\\$&')}['"]`;
+        if (new RegExp(`(from\\s+|import\\s*\\(\\s*|import\\s+)${quoted}`).test(text)) offending.push(`${dir}/${file}: ${name}`);
+      }
+    }
+  }
+  assert.equal(offending, []);
+});
+
 backend.run();
