@@ -93,6 +93,18 @@ function overridesOf(values: Record<string, unknown>): Override[] {
   });
 }
 
+/** A word as a POSIX shell reads it back: bare when it has no special characters, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The `pausepipe run` that computes what a command over FILE, TARGETS and these flags looked at: same overrides, same cache. */
+function runCommand(file: string, targets: string[], values: Record<string, unknown>): string {
+  const overrides = ((values.param as string[] | undefined) ?? []).flatMap((o) => ['-p', o]);
+  const cacheDir = values['cache-dir'] === undefined ? [] : ['--cache-dir', values['cache-dir'] as string];
+  return ['pausepipe', 'run', path.relative(process.cwd(), file) || file, ...targets, ...overrides, ...cacheDir].map(shellWord).join(' ');
+}
+
 /** Loads FILE with the `-p` overrides; prints diagnostics (an override naming no let is one) and returns undefined on errors. */
 function load(file: string, values: Record<string, unknown>, io: Io) {
   return loadChecked(file, (t) => write(io.stderr, t), { overrides: overridesOf(values) });
@@ -452,7 +464,7 @@ const COMMANDS: Record<string, Command> = {
       // Everything is computed, yet nothing to show: say why rather than suggest a run that changes nothing.
       else if (stage === undefined && values.all !== true) write(io.stderr, 'no variants to show (stages in `for each` loops); --all shows the other stages too');
       else write(io.stderr, 'the selected stages are computed but have no scalar metrics to show');
-      if (notComputed.length > 0) write(io.stderr, `${notComputed.length} stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), s.pipeline.file)}`);
+      if (notComputed.length > 0) write(io.stderr, `${notComputed.length} stage(s) not computed yet: ${runCommand(s.pipeline.file, targets, values)}`);
       return EXIT.ok;
     },
   },

@@ -182,6 +182,14 @@ test('show on a computed pipeline without loops says --all shows its stages inst
   assert.is((await pp('show', file, '--all')).out.split('\n')[2], 'base   3');
 });
 
+test('show before a run suggests the run that computes what it looked at: same targets, overrides and cache folder', async () => {
+  const { ws, file } = await workspace(`let scale = 1\nfor each lr in [1, 2] {\n  stage train = sh { command: ["true"], env: { S: scale } }\n}\n`);
+  const cache = path.join(ws, 'other cache');
+  const r = await pp('show', file, 'train', '-p', 'scale=2', '--cache-dir', cache);
+  assert.is(r.code, 0);
+  assert.is(r.err, `no results yet\n2 stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), file)} train -p scale=2 --cache-dir '${cache}'\n`);
+});
+
 test('dag --format mermaid prints the graph with input names on the edges', async () => {
   const { file } = await workspace(`
 stage prep = sh { command: ["true"] }
