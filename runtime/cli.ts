@@ -500,10 +500,17 @@ const COMMANDS: Record<string, Command> = {
     usage: 'check FILE [-p NAME=VALUE]... [--cache-dir D]',
     summary: 'report the diagnostics of a pipeline without running it',
     options: { ...CACHE_DIR, ...OVERRIDES },
-    help: ['Parses, expands and validates; prints every error and warning with its location. Exit 2 on errors.', OVERRIDES_HELP, CACHE_HELP].join('\n'),
+    help: ['Parses, expands and validates the pipeline and the workspace\'s settings (pausepipe.json or package.json\'s',
+      '"pausepipe"); prints every error and warning with its location. Exit 2 on errors.', OVERRIDES_HELP, CACHE_HELP].join('\n'),
     async run({ values, positionals }, io) {
       const loaded = await load(oneFile(positionals), values, io);
       if (!loaded) return EXIT.invalid;
+      // The settings `run` reads: a mistake there would stop the run, so check says it too.
+      const settings = loadSettings(loaded.pipeline.workspace, Object.keys(loaded.kinds));
+      if (settings.diagnostics.length > 0) {
+        write(io.stderr, renderDiagnostics(settings.diagnostics, settings.sources));
+        return EXIT.invalid;
+      }
       const warnings = loaded.diagnostics.filter((d) => d.severity === 'warning').length;
       const count = loaded.pipeline.stages.length;
       write(io.stdout, `ok: ${count} stage${count === 1 ? '' : 's'}${warnings ? `, ${warnings} warning(s)` : ''}`);

@@ -148,7 +148,11 @@ test('run: settings mistakes stop the run (exit 2), an unknown --executor is a u
   await writeFile(path.join(ws, 'pausepipe.json'), '{ "executor": { "type": "slurm", "mem": "lots" } }\n');
   const bad = await cli(['run', 'p.pipe'], ws);
   assert.is(bad.exitCode, 2);
-  assert.ok(bad.stderr.startsWith('pausepipe.json:1:41: error[E_SETTINGS]: `executor.mem` must be a Slurm memory size: a number with an optional K, M, G or T, got "lots"\n'), bad.stderr);
+  const said = 'pausepipe.json:1:41: error[E_SETTINGS]: `executor.mem` must be a Slurm memory size: a number with an optional K, M, G or T, got "lots"\n';
+  assert.ok(bad.stderr.startsWith(said), bad.stderr);
+  // check reads the settings run reads, so it does not pass what run refuses.
+  const checked = await cli(['check', 'p.pipe'], ws);
+  assert.equal([checked.exitCode, checked.stdout, checked.stderr.startsWith(said)], [2, '', true]);
 
   await writeFile(path.join(ws, 'pausepipe.json'), '{ "executor": { "type": "slurm" } }\n');
   const usage = await cli(['run', 'p.pipe', '--executor', 'cloud'], ws);
