@@ -6,7 +6,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parsePipeText } from '../grammar/index.ts';
 import { loadPipelineText } from '../runtime/load.ts';
+import { renderDag } from '../runtime/dag.ts';
 import { kindsMarkdown } from '../runtime/kinds-doc.ts';
+import { loadChecked } from '../runtime/session.ts';
 import { STAGE_KINDS } from '../stages/index.ts';
 
 const README = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'README.md');
@@ -41,6 +43,14 @@ test('the README\'s stage kind reference is what `pausepipe kinds --md` prints n
   const printed = kindsMarkdown(STAGE_KINDS).split('\n').slice(2).map((line) => (line.startsWith('## ') ? `#${line}` : line)).join('\n');
   assert.ok(text.includes(heading), 'the section heading');
   assert.fixture(section.trimEnd(), printed.trimEnd());
+});
+
+test('the README\'s demo DAG is what `pausepipe dag pipelines/demo.pipe` prints now', async () => {
+  const shown = /```mermaid\n([\s\S]*?)```/.exec(readFileSync(README, 'utf8'))?.[1];
+  const errors: string[] = [];
+  const loaded = await loadChecked(path.join(path.dirname(README), 'pipelines', 'demo.pipe'), (t) => errors.push(t));
+  assert.ok(loaded, errors.join('\n'));
+  assert.fixture(shown ?? '', await renderDag(loaded.pipeline, 'mermaid'));
 });
 
 test.run();
