@@ -45,8 +45,9 @@ function selectOne(pipeline: Pipeline, target: string): StageInstance[] | string
   const [, name, selector] = m as unknown as [string, string, string | undefined];
   const instances = pipeline.stages.filter((s) => s.declaredName === name);
   if (instances.length === 0) {
-    const hint = didYouMean(name, new Set(pipeline.stages.map((s) => s.declaredName)));
-    return `no stage \`${name}\` in ${pipeline.file}${hint.length > 0 ? `; ${hint[0]}` : ''}`;
+    const declared = [...new Set(pipeline.stages.map((s) => s.declaredName))];
+    const hint = didYouMean(name, declared);
+    return `no stage \`${name}\` in ${pipeline.file}; ${hint.length > 0 ? hint[0] : `its stages: ${declared.join(', ')}`}`;
   }
   if (selector === undefined || selector.trim() === '*') return instances;
   const variables = Object.keys(instances[0]!.variant);

@@ -91,6 +91,7 @@ test('a target that selects nothing is a usage error that says what exists', asy
   const { file } = await workspace();
   const cases: [string, string][] = [
     ['scroe', `pausepipe run: no stage \`scroe\` in ${file}; did you mean \`score\`?`],
+    ['zzz', `pausepipe run: no stage \`zzz\` in ${file}; its stages: prep, train, score, table`],
     ['score[lr=0.3]', 'pausepipe run: `score[lr=0.3]` matches no variant: `lr` takes 0.1, 0.2'],
     ['score[rate=1]', 'pausepipe run: `score[rate=1]`: `rate` is not a loop variable of `score`; its variables: model, lr'],
     ['prep[x=1]', 'pausepipe run: `prep` is not declared in a `for each`, so it has no variants to select: write `prep`'],
