@@ -448,8 +448,8 @@ const COMMANDS: Record<string, Command> = {
       const s = selected ? { ...planned, pipeline: restrictPipeline(loaded.pipeline, selected) } : planned;
       const stage = values.stage as string | undefined;
       if (stage !== undefined && !s.pipeline.stages.some((x) => x.declaredName === stage || x.name === stage)) {
-        write(io.stderr, `pausepipe: no stage named \`${stage}\` in ${s.pipeline.file}`);
-        return EXIT.failed;
+        const selected = selectTargets(s.pipeline, [stage]);
+        throw new UsageError('error' in selected ? selected.error : `--stage takes a declared or generated name, not a selector: \`${stage}\``);
       }
       const metricsOf = (name: string) => {
         const k = s.keys.get(name);
@@ -617,20 +617,19 @@ const COMMANDS: Record<string, Command> = {
     usage: 'export FILE STAGE FOLDER [--cache-dir D]   (or: export STAGE FOLDER --pipeline FILE)',
     summary: "copy a stage's artifacts out of the cache",
     options: { ...CACHE_DIR, pipeline: { type: 'string' } },
-    help: 'STAGE is a generated name (`train[lr=0.1]`) or a declared name with a single instance. FOLDER must be new or empty.\n' + CACHE_HELP,
+    help: 'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance. FOLDER must be new or empty.\n' + CACHE_HELP,
     async run({ values, positionals }, io) {
       const [file, stageName, folder] = exportArgs(positionals, values.pipeline as string | undefined);
       const s = await session(file, values['cache-dir'] as string | undefined, io);
       if (!s) return EXIT.invalid;
-      const matches = s.pipeline.stages.filter((x) => x.name === stageName || x.declaredName === stageName);
-      const exact = matches.find((x) => x.name === stageName);
-      if (!exact && matches.length !== 1) {
-        write(io.stderr, matches.length === 0
-          ? `pausepipe export: no stage \`${stageName}\``
-          : `pausepipe export: \`${stageName}\` has ${matches.length} variants; name one, e.g. \`${matches[0]!.name}\``);
-        return EXIT.failed;
+      // A name or a selector, as run's targets; it must come down to one stage.
+      const selected = selectTargets(s.pipeline, [stageName]);
+      if ('error' in selected) throw new UsageError(selected.error);
+      const matches = s.pipeline.stages.filter((x) => selected.names.has(x.name));
+      if (matches.length !== 1) {
+        throw new UsageError(`\`${stageName}\` selects ${matches.length} variants; name one, e.g. \`${matches[0]!.name}\``);
       }
-      const stage = exact ?? matches[0]!;
+      const stage = matches[0]!;
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
       if (planned.status !== 'fresh') {
         write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run the pipeline first`);

@@ -144,7 +144,7 @@ test('show prints one row per variant: loop variables, then metrics', async () =
   ].join('\n'));
   assert.is((await pp('show', file, '--stage', 'train', '--csv')).out.split('\n')[2], 'train,s,2,0.5,s');
   assert.is((await pp('show', file, '--md')).out.split('\n').slice(0, 3).join('\n'), '| stage | model | lr | loss | size |\n| --- | --- | --- | --- | --- |\n| train | s | 1 | 0.25 | s |');
-  assert.is((await pp('show', file, '--stage', 'nope')).code, 1);
+  assert.is((await pp('show', file, '--stage', 'nope')).code, 2);
 });
 
 test('show prints one table per loop stage with its own columns; --all adds the shared stages', async () => {
@@ -188,6 +188,12 @@ test('show before a run suggests the run that computes what it looked at: same t
   const r = await pp('show', file, 'train', '-p', 'scale=2', '--cache-dir', cache);
   assert.is(r.code, 0);
   assert.is(r.err, `no results yet\n2 stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), file)} train -p scale=2 --cache-dir '${cache}'\n`);
+});
+
+test('show --stage naming no stage is a usage error that says what exists', async () => {
+  const { file } = await workspace();
+  const r = await pp('show', file, '--stage', 'trian');
+  assert.equal([r.code, r.out, r.err.split('\n')[0]], [2, '', `pausepipe show: no stage \`trian\` in ${file}; did you mean \`train\`?`]);
 });
 
 test('dag --format mermaid prints the graph with input names on the edges', async () => {
@@ -287,7 +293,14 @@ test('export copies a stage\'s artifacts out of the cache; gc keeps only what th
   const ex = await pp('export', 'train[model=s,lr=2]', target, '--pipeline', file);
   assert.is(ex.code, 0, ex.err);
   assert.equal(JSON.parse(await readFile(path.join(target, 'metrics.json'), 'utf8')), { loss: 0.5, size: 's' });
-  assert.is((await pp('export', 'train', path.join(ws, 'x'), '--pipeline', file)).code, 1);
+  const several = await pp('export', 'train', path.join(ws, 'x'), '--pipeline', file);
+  assert.equal([several.code, several.err.split('\n')[0]], [2, 'pausepipe export: `train` selects 5 variants; name one, e.g. `train[model=s,lr=1]`']);
+  // A selector that comes down to one variant exports it; one naming nothing says what exists.
+  const bySelector = path.join(ws, 'by-selector');
+  assert.is((await pp('export', file, 'train[lr=3]', bySelector)).code, 0);
+  assert.equal(JSON.parse(await readFile(path.join(bySelector, 'metrics.json'), 'utf8')), { loss: 0.75, size: 's' });
+  const none = await pp('export', file, 'trian', path.join(ws, 'x'));
+  assert.equal([none.code, none.err.split('\n')[0]], [2, `pausepipe export: no stage \`trian\` in ${file}; did you mean \`train\`?`]);
   // The pipeline first, as run, plan and show take it.
   const second = path.join(ws, 'exported-too');
   assert.is((await pp('export', file, 'train[model=s,lr=2]', second)).code, 0);
