@@ -374,7 +374,7 @@ const COMMANDS: Record<string, Command> = {
       '                  executor.type in pausepipe.json or package.json, else local',
       CACHE_HELP,
       '  --json          print the outcome of every stage as JSON on stdout',
-      'Exit code: 0 all done, 1 a stage failed, 2 invalid pipeline, 130 interrupted.',
+      'Exit code: 0 all done, 1 a stage failed, 2 invalid pipeline, 128 + the signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).',
     ].join('\n'),
     async run({ values, positionals }, io) {
       const started = Date.now();
