@@ -54,9 +54,28 @@ export async function loadChecked(
 ): Promise<{ pipeline: Pipeline; kinds: Record<string, StageKind>; diagnostics: Diagnostic[] } | undefined> {
   const kinds = await loadKinds();
   const { pipeline, diagnostics } = await loadPipeline(path.resolve(file), kinds, options);
+  await noteOverrideCauses(file, kinds, options, diagnostics);
   if (diagnostics.length > 0) printErr(renderDiagnostics(diagnostics, pipeline?.sources));
   if (!pipeline || diagnostics.some((d) => d.severity === 'error')) return undefined;
   return { pipeline, kinds, diagnostics };
+}
+
+/**
+ * An error that a `-p` override causes points at the file, where the let's value is used: a note names the override.
+ * Found by loading again without each override (loads take milliseconds); an error gone without it is its doing.
+ */
+async function noteOverrideCauses(file: string, kinds: Record<string, StageKind>, options: LoadOptions, diagnostics: Diagnostic[]): Promise<void> {
+  const overrides = options.overrides ?? [];
+  const errors = diagnostics.filter((d) => d.severity === 'error' && d.code !== 'E_OVERRIDE');
+  if (overrides.length === 0 || errors.length === 0) return;
+  const identity = (d: Diagnostic) => JSON.stringify([d.code, d.message, d.span?.file, d.span?.offset]);
+  for (const o of overrides) {
+    const without = await loadPipeline(path.resolve(file), kinds, { ...options, overrides: overrides.filter((x) => x !== o) });
+    const remaining = new Set(without.diagnostics.map(identity));
+    for (const d of errors) {
+      if (!remaining.has(identity(d))) d.notes = [...(d.notes ?? []), `the value comes from the command line: -p ${o.text}`];
+    }
+  }
 }
 
 /** Keys and plan of a loaded pipeline against its cache and the last run's state. Reads, never writes. */

@@ -165,6 +165,11 @@ test('a -p that names no let, a missing key, or is malformed is an error before 
   const key = await pp(['check', file, '-p', 'opts.WIDHT=3']);
   assert.is(key.code, 2);
   assert.match(key.err, 'm.pipe:3:5: error[E_OVERRIDE]: -p opts.WIDHT=3: `opts` has no key `WIDHT`; did you mean `WIDTH`? (its keys: WIDTH, DEPTH)');
+  // A value of the wrong type is an error where the let is used; a note says the value came from -p, and which.
+  const typed = await pp(['check', file, '-p', 'scale="big"', '-p', 'opts.DEPTH=2']);
+  assert.is(typed.code, 2);
+  assert.equal(typed.err.split('\n').filter((l) => l.includes('command line')), ['  = note: the value comes from the command line: -p scale="big"']);
+  assert.match(typed.err, 'm.pipe:7:65: error[E_EXPR_TYPE]: `*` needs two numbers, got string and number');
   const malformed = await pp(['plan', file, '-p', '=3']);
   assert.is(malformed.code, 2);
   assert.match(malformed.err, 'pausepipe plan: -p =3: expected NAME=VALUE or NAME.KEY=VALUE');
