@@ -110,6 +110,26 @@ function locate(params: ObjectExpr, segments: string[]): Located {
   return { expr, keySpan, exact: true };
 }
 
+/** The `description` of the innermost then/else branch an error's schema path passes through: why it applies, what to do. */
+function branchDescription(schema: unknown, schemaPath: string): string | undefined {
+  const segments = schemaPath.replace(/^#\/?/, '').split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let node = schema;
+  let found: string | undefined;
+  let previous = '';
+  for (const seg of segments) {
+    if (typeof node !== 'object' || node === null) break;
+    node = (node as Record<string, unknown>)[seg];
+    // A param named `then` sits under `properties`; the keyword never does.
+    const keyword = previous !== 'properties' && (seg === 'then' || seg === 'else');
+    previous = seg;
+    if (keyword && typeof node === 'object' && node !== null) {
+      const d = (node as { description?: unknown }).description;
+      found = typeof d === 'string' ? d : undefined;
+    }
+  }
+  return found;
+}
+
 function paramDiagnostics(errors: ErrorObject[], stage: ExpandedStage, kind: StageKind, params: JsonValue): Diagnostic[] {
   const out: Diagnostic[] = [];
   const decl = stage.decl;
@@ -124,7 +144,7 @@ function paramDiagnostics(errors: ErrorObject[], stage: ExpandedStage, kind: Sta
     // Not exact: the value came through a let (blame the name that brought it) or a default (the params block).
     const valueSpan = where.expr.span;
     const fromDefault = where.exact ? '' : ' (not written here: it comes from an expression or a default)';
-    const conditional = /\/(then|else)\//.test(e.schemaPath) ? ['this rule applies because of the values of other params'] : [];
+    const conditional = /\/(then|else)\//.test(e.schemaPath) ? [branchDescription(kind.params, e.schemaPath) ?? 'this rule applies because of the values of other params'] : [];
     switch (e.keyword) {
       case 'additionalProperties': {
         const key = String(e.params.additionalProperty);

@@ -348,7 +348,11 @@ export const SH: StageKind<ShParams> = {
     required: ['command'],
     additionalProperties: false,
     if: { properties: { command: { type: 'string' } }, required: ['command'] },
-    then: { properties: { shell: { const: true } }, required: ['shell'] },
+    then: {
+      description: 'a string `command` is a shell command line: set `shell: true`, or give `command` as a list (["python", "prep.py"])',
+      properties: { shell: { const: true } },
+      required: ['shell'],
+    },
   },
   inputs: {
     '*': { description: 'Any upstream stage or collection under any name, passed as PAUSEPIPE_INPUT_<NAME>.', anyArity: true, optional: true },

@@ -105,6 +105,13 @@ validate('a conditional rule (if/then) reports the failing rule, noting why it a
     ['E_PARAM_VALUE', 'param `shell` must be true, got false', 2, 38, ['this rule applies because of the values of other params']],
   ]);
   expectPipeline(parsePipe('stage s = sh { command: "ls", shell: true }\nstage t = sh { command: ["ls"] }'));
+  // A branch's own description replaces the general note, for every error under it.
+  const sh = TEST_KINDS.sh!;
+  const explained = { ...TEST_KINDS, sh: { ...sh, params: { ...sh.params, then: { ...(sh.params as unknown as { then: object }).then, description: 'a string command needs shell: true' } } } };
+  assert.equal(reported('stage s = sh { command: "ls" }\nstage t = sh { command: "ls", shell: false }', explained as Record<string, StageKind>).map((d) => (d as unknown[])[4]), [
+    ['`shell`: Run through a shell.', 'a string command needs shell: true'],
+    ['a string command needs shell: true'],
+  ]);
 });
 
 validate('an unknown kind suggests the closest one and lists the kinds', () => {
