@@ -740,6 +740,21 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
+/** Node's parseArgs errors in this tool's words: a mistyped option gets the closest real one. */
+function optionError(e: Error & { code: string }, options: Options): string {
+  const flags = [...Object.entries(options).flatMap(([long, o]) => [`--${long}`, ...(o.short ? [`-${o.short}`] : [])]), '--help'];
+  const unknown = /^Unknown option '([^']+)'/.exec(e.message);
+  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) {
+    const hint = didYouMean(unknown[1]!, flags);
+    return `unknown option ${unknown[1]}${hint.length > 0 ? `; ${hint[0]}` : ''} (a positional argument starting with '-' goes after '--')`;
+  }
+  const missing = /^Option '(-\S+)(?:, (-\S+))? <value>' argument missing/.exec(e.message);
+  if (missing) return `${missing[2] ? `${missing[1]} (${missing[2]})` : missing[1]} needs a value`;
+  const extra = /^Option '(-\S+)' does not take an argument/.exec(e.message);
+  if (extra) return `${extra[1]} takes no value`;
+  return e.message;
+}
+
 /** `a (default) or b`: a GPU choice variable's values as gpu-settings.ts lists them. */
 function choices(name: keyof typeof GPU_CHOICES): string {
   const [first, ...rest] = GPU_CHOICES[name];
@@ -818,7 +833,8 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     }
     const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     if (usage) {
-      write(io.stderr, `pausepipe ${name}: ${(e as Error).message}\nusage: pausepipe ${command.usage}`);
+      const message = e instanceof UsageError ? e.message : optionError(e as Error & { code: string }, command.options);
+      write(io.stderr, `pausepipe ${name}: ${message}\nusage: pausepipe ${command.usage}`);
       return EXIT.invalid;
     }
     // Environment trouble (permissions, a full disk) reads best as one line; PAUSEPIPE_DEBUG=1 shows where it came from.

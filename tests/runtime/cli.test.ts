@@ -343,6 +343,15 @@ test('help, kinds and usage errors', async () => {
   assert.is(typo.code, 2);
   assert.match(typo.err, '--backend must be one of tensorflow, webgpu, wasm, cpu, auto, got webpgu');
   assert.equal([...BACKEND_FLAG_VALUES], [...BACKEND_NAMES, 'auto']);
+  // Option mistakes in this tool's words: the closest real option, a missing or unwanted value.
+  const firstLine = async (...args: string[]) => {
+    const r = await pp(...args);
+    return [r.code, r.err.split('\n')[0]];
+  };
+  assert.equal(await firstLine('run', 'x.pipe', '--forse'), [2, "pausepipe run: unknown option --forse; did you mean `--force`? (a positional argument starting with '-' goes after '--')"]);
+  assert.equal(await firstLine('dag', 'x.pipe', '--format'), [2, 'pausepipe dag: --format needs a value']);
+  assert.equal(await firstLine('plan', 'x.pipe', '-p'), [2, 'pausepipe plan: -p (--param) needs a value']);
+  assert.equal(await firstLine('show', 'x.pipe', '--json=yes'), [2, 'pausepipe show: --json takes no value']);
 });
 
 test('a bad GPU kernel variable stops run before any stage, naming each variable; nothing is computed', async () => {
