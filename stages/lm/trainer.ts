@@ -106,6 +106,8 @@ export interface TrainProgress {
 export interface TrainHooks {
   progress?(p: TrainProgress): void;
   log?(line: string): void;
+  /** Called once when the run continues from a checkpoint an interrupted run left, with its step. */
+  resumed?(step: number, total: number): void;
   /** Stops training between updates (the last checkpoint stays for a resume). */
   signal?: AbortSignal;
   /** Called after each update, before its checkpoint (tests use it to stop a run at a chosen step). */
@@ -284,6 +286,7 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
         best = ckpt.best;
         resumedFrom = state.step;
         log(`resuming from the checkpoint at step ${state.step} of ${total}`);
+        hooks.resumed?.(state.step, total);
       }
     }
 

@@ -136,8 +136,10 @@ test('a stage aborted mid-training resumes from its scratch checkpoint and saves
   const abort = new AbortController();
   const killed = { ...ctx, signal: abort.signal, progress: (p: { step: number }) => void (p.step === 3 && abort.abort(new Error('stopped by the runner'))) };
   await SFT.run(killed).then(() => assert.unreachable(), (err) => assert.is(err.message, 'stopped by the runner'));
-  const again = await SFT.run(ctx);
+  const told: string[] = [];
+  const again = await SFT.run({ ...ctx, notice: (line) => told.push(line) });
   assert.is((again.metrics as Record<string, any>).resumed_from, 2); // metrics are JSON
+  assert.equal(told.filter((l) => !l.startsWith('backend: ')), ['sft resumes from the checkpoint its interrupted run left at step 2 of 6']);
   const a = await readFile(path.join(whole.outDir, 'model.safetensors'));
   const b = await readFile(path.join(ctx.outDir, 'model.safetensors'));
   assert.ok(a.equals(b), 'resumed weights are bit-identical');
