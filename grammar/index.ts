@@ -1,10 +1,10 @@
 // Public entry of the grammar: .pipe text → AST plus every lexing and syntax diagnostic.
-import type { CstNode, IRecognitionException } from 'chevrotain';
+import type { CstNode, IRecognitionException, IToken } from 'chevrotain';
 import type { IncludeDecl, PipeFile } from './ast.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import { positionAt, tokenize, tokenSpan } from './lexer.ts';
 import { checkExpressionDepth, checkTokenLimits, MAX_SYNTAX_ERRORS } from './limits.ts';
-import { limitSyntaxErrors, pipeParser, TooManySyntaxErrors } from './parser.ts';
+import { endsLineEarly, limitSyntaxErrors, pipeParser, TooManySyntaxErrors } from './parser.ts';
 import { intactIncludes, toAst } from './to-ast.ts';
 
 export interface ParseResult {
@@ -24,6 +24,9 @@ function errorSpan(e: IRecognitionException, file: string, text: string): Source
     const end = positionAt(text, text.length);
     return { file, ...end, endLine: end.line, endColumn: end.column, offset: text.length, endOffset: text.length };
   }
+  // A line that ends too early is blamed where it ends (the message says "after" that token).
+  const previous = (e as { previousToken?: IToken }).previousToken;
+  if (endsLineEarly(previous, e.token)) return tokenSpan(file, previous!);
   return tokenSpan(file, e.token);
 }
 

@@ -26,6 +26,20 @@ function oneOf(types: TokenType[]): string {
   return `${names.slice(0, -1).join(', ')} or ${names.at(-1)}`;
 }
 
+/**
+ * Whether `actual` starts a later line than `previous` ends: then what is missing belongs at the end of the line
+ * before (`oops` with no `:`), and the error says "after `oops`" and points there rather than at the next line.
+ */
+export function endsLineEarly(previous: IToken | undefined, actual: IToken): boolean {
+  if (previous === undefined || Number.isNaN(previous.startOffset) || Number.isNaN(actual.startOffset)) return false;
+  return previous.tokenType !== EOF && (actual.startLine ?? 0) > (previous.endLine ?? Infinity);
+}
+
+/** ", found Y", or " after P" when Y is on a later line than P (see endsLineEarly). */
+function found(actual: IToken, previous: IToken | undefined): string {
+  return endsLineEarly(previous, actual) ? ` after ${describeToken(previous!)}` : `, found ${describeToken(actual)}`;
+}
+
 /** Messages in the project's voice: "expected X, found Y". */
 const STATEMENT_START = '`let`, `stage`, `for each` or `include`';
 
@@ -51,18 +65,18 @@ function counted<A extends unknown[]>(build: (...args: A) => string): (...args: 
 
 const MESSAGES: IParserErrorMessageProvider = {
   // Expecting the end of the file means a statement just ended, so what may come is another statement.
-  buildMismatchTokenMessage: counted(({ expected, actual }) =>
-    `expected ${expected === EOF ? STATEMENT_START : describeType(expected)}, found ${describeToken(actual)}`),
+  buildMismatchTokenMessage: counted(({ expected, actual, previous }) =>
+    `expected ${expected === EOF ? STATEMENT_START : describeType(expected)}${found(actual, previous)}`),
   buildNotAllInputParsedMessage: counted(({ firstRedundant }) => `expected ${STATEMENT_START}, found ${describeToken(firstRedundant)}`),
-  buildNoViableAltMessage: counted(({ expectedPathsPerAlt, actual, customUserDescription }) => {
+  buildNoViableAltMessage: counted(({ expectedPathsPerAlt, actual, previous, customUserDescription }) => {
     const firsts = expectedPathsPerAlt.flatMap((paths) => paths.map((p) => p[0]!)).filter(Boolean);
     // Every way an expression can start makes a long list; "a value" says the same.
     const what = customUserDescription ?? (firsts.includes(NumberLiteral) ? 'a value' : oneOf(firsts));
-    return `expected ${what}, found ${describeToken(actual[0]!)}`;
+    return `expected ${what}${found(actual[0]!, previous)}`;
   }),
-  buildEarlyExitMessage: counted(({ expectedIterationPaths, actual, customUserDescription }) => {
+  buildEarlyExitMessage: counted(({ expectedIterationPaths, actual, previous, customUserDescription }) => {
     const what = customUserDescription ?? oneOf(expectedIterationPaths.map((p) => p[0]!));
-    return `expected ${what}, found ${describeToken(actual[0]!)}`;
+    return `expected ${what}${found(actual[0]!, previous)}`;
   }),
 };
 

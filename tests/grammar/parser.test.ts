@@ -176,9 +176,14 @@ parser('a stray token after a statement asks for a statement', () => {
   ]);
 });
 
-parser('a missing value says "a value"', () => {
+parser('a missing value says "a value"; where its line ends early, the error is at that end, "after" the last token', () => {
   const r = parsePipeText('let x =\nlet y = 1', 'main.pipe');
-  assert.equal(r.diagnostics.map((d) => [d.message, d.span!.line, d.span!.column]), [['expected a value, found `let`', 2, 1]]);
+  assert.equal(r.diagnostics.map((d) => [d.message, d.span!.line, d.span!.column]), [['expected a value after `=`', 1, 7]]);
+  const sameLine = parsePipeText('let x = ]', 'main.pipe');
+  assert.equal(sameLine.diagnostics.map((d) => [d.message, d.span!.line, d.span!.column]), [['expected a value, found `]`', 1, 9]]);
+  // A key left without its `:` at the end of a line (a half-typed param).
+  const key = parsePipeText('stage prep = sh { oops\n  command: ["true"]\n}', 'main.pipe');
+  assert.equal([key.diagnostics[0]!.message, key.diagnostics[0]!.span!.line, key.diagnostics[0]!.span!.column], ['expected `:` after `oops`', 1, 19]);
 });
 
 parser('three syntax errors in three statements give three diagnostics', () => {

@@ -59,7 +59,7 @@ load('a missing include is reported at its path, with where it was looked for', 
 load('syntax errors in every file are reported, sorted by file then position, and nothing is expanded', () => {
   const r = parsePipe('include "a.pipe"\nlet x = (\nstage q = nokind { }', { 'a.pipe': 'let y = 1 ~\nlet z = "open' });
   assert.equal(r.diagnostics.map((d) => `${path.basename(d.span!.file)} ${d.code} ${d.span!.line}:${d.span!.column}`), [
-    'main.pipe E_PARSE 3:1',
+    'main.pipe E_PARSE 2:9',
     'a.pipe E_LEX 1:11',
     'a.pipe E_UNTERMINATED_STRING 2:9',
   ], describe(r));
