@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Resources } from '../kind.ts';
+import { gpuChoice } from './gpu-settings.ts';
+import { storedDtypes } from './safetensors.ts';
 
 /** What a stage does with the model: the shape of its largest batch, and whether it trains. */
 export interface MemoryShape {
@@ -100,7 +102,9 @@ export function estimateGpuMemoryMiB(config: Json, shape: MemoryShape): number {
     floats = params - packed / 2 + 3 * trained + tokens * (layers + 3 * d.vocab);
   } else {
     const kvCache = tokens * d.layers * 2 * d.kvHeads * d.headDim;
-    floats = parameterCount(config) + kvCache + tokens * (perLayerToken + 2 * d.vocab);
+    // Generation trains nothing: every projection packs.
+    const packed = shape.frozenBf16 ? projectionCount(d) : 0;
+    floats = parameterCount(config) - packed / 2 + kvCache + tokens * (perLayerToken + 2 * d.vocab);
   }
   return Math.ceil(PROCESS_OVERHEAD_MIB + (floats * F32 * HEADROOM) / 2 ** 20);
 }
@@ -120,6 +124,12 @@ export function checkpointingAdvice(config: Json, shape: Omit<MemoryShape, 'trai
   return { withoutMiB, withMiB, needed: withoutMiB > gpuMiB };
 }
 
+/** Whether every weight of the folder is stored as BF16. */
+function storedInBfloat16(dir: string): boolean {
+  const dtypes = storedDtypes(dir);
+  return dtypes !== undefined && dtypes.size === 1 && dtypes.has('BF16');
+}
+
 /**
  * A model stage's resources: a CPU slot and a GPU, with the estimate for the model folder `dir` when its config.json
  * can be read (before the upstream model exists, or for a folder that is not one, the stage holds a GPU alone).
@@ -127,7 +137,10 @@ export function checkpointingAdvice(config: Json, shape: Omit<MemoryShape, 'trai
 export function modelStageResources(dir: string | undefined, shape: MemoryShape): Resources {
   if (dir === undefined) return { cpu: 1, gpu: 1 };
   try {
-    return { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json, shape) };
+    const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json;
+    // PAUSEPIPE_FROZEN_WEIGHTS=bf16 packs the frozen projections of a model stored in bfloat16 (values it holds exactly).
+    const frozenBf16 = shape.frozenBf16 ?? (gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && storedInBfloat16(dir));
+    return { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, { ...shape, frozenBf16 }) };
   } catch {
     return { cpu: 1, gpu: 1 };
   }

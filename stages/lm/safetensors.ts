@@ -1,6 +1,6 @@
 // Reads and writes the safetensors format (single files and sharded folders) as host-side typed arrays.
 import { open, readFile, writeFile, rename, rm } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 
 /** A tensor held in JavaScript memory: float types widen to float32, integer types narrow to int32. */
@@ -353,6 +353,39 @@ export async function* modelWeightEntries(dir: string): AsyncGenerator<TensorEnt
     }
     const lost = [...names].find((n) => !found.has(n));
     if (lost !== undefined) throw new Error(`${shardPath}: tensor '${lost}' is listed in ${SHARD_INDEX} but not in the shard`);
+  }
+}
+
+/**
+ * The dtypes (`F32`, `BF16`, ...) of every weight a model folder stores, read from the file headers alone, or
+ * undefined when the folder holds no readable weights. Synchronous: the runner's resource estimates call it.
+ */
+export function storedDtypes(dir: string): Set<string> | undefined {
+  try {
+    const index = path.join(dir, SHARD_INDEX);
+    const files = existsSync(path.join(dir, SINGLE_FILE))
+      ? [SINGLE_FILE]
+      : [...new Set(Object.values((JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map))];
+    const dtypes = new Set<string>();
+    for (const name of files) {
+      const file = path.join(dir, name);
+      const fd = openSync(file, 'r');
+      try {
+        const lenBuf = Buffer.alloc(8);
+        readSync(fd, lenBuf, 0, 8, 0);
+        const headerLen = Number(lenBuf.readBigUInt64LE(0));
+        if (headerLen > MAX_HEADER_BYTES) return undefined;
+        const header = Buffer.alloc(headerLen);
+        readSync(fd, header, 0, headerLen, 8);
+        const entries = JSON.parse(header.toString('utf8')) as Record<string, { dtype?: unknown }>;
+        for (const [key, e] of Object.entries(entries)) if (key !== '__metadata__' && typeof e.dtype === 'string') dtypes.add(e.dtype);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    return dtypes.size > 0 ? dtypes : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -2,10 +2,14 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checkpointingAdvice, estimateGpuMemoryMiB, modelStageResources, parameterCount, PROCESS_OVERHEAD_MIB } from '../../../stages/lm/memory-estimate.ts';
 import { EVALUATE } from '../../../stages/evaluate.ts';
+import { storedDtypes, writeSafetensors } from '../../../stages/lm/safetensors.ts';
 import { SFT } from '../../../stages/sft.ts';
+import { withEnv } from '../../helpers/env.ts';
 import { FIXTURES, trainableCounts, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 const test = suite('memory-estimate');
@@ -86,6 +90,34 @@ withFixtures(test)('sft and evaluate estimate from their input model folder, and
   assert.equal(evaluate, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 8, seq: 1024, training: false }) });
   assert.equal(SFT.resources!({ batch_size: 8, max_length: 600 } as never), { cpu: 1, gpu: 1 });
   assert.equal(modelStageResources('/nonexistent', { batch: 1, seq: 1, training: true }), { cpu: 1, gpu: 1 });
+});
+
+test('evaluate on a model stored in bfloat16 counts its projections at half size under PAUSEPIPE_FROZEN_WEIGHTS=bf16, as they are packed', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pausepipe-bf16-folder-'));
+  try {
+    const config = { hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, intermediate_size: 176, vocab_size: 512 };
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
+    const weight = (dtype: 'bfloat16' | 'float32') => (dtype === 'bfloat16' ? { dtype, shape: [2], data: new Uint16Array([0x3f80, 0x4000]) } : { dtype, shape: [2], data: new Float32Array([1, 2]) });
+    // Two shards, as a checkpoint of Mistral-7B's size comes.
+    await writeSafetensors(path.join(dir, 'a.safetensors'), new Map([['x', weight('bfloat16')]]));
+    await writeSafetensors(path.join(dir, 'b.safetensors'), new Map([['y', weight('bfloat16')]]));
+    await writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { x: 'a.safetensors', y: 'b.safetensors' } }));
+    assert.equal(storedDtypes(dir), new Set(['BF16']));
+    const shape = { batch: 8, seq: 1024, training: false };
+    const resources = (frozen: string) => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, async () => EVALUATE.resources!({ batch_size: 8, max_length: 1024, loss_max_length: 600 } as never, { model: [{ dir }] } as never));
+    assert.equal(await resources('bf16'), { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, { ...shape, frozenBf16: true }) });
+    assert.equal(await resources('f32'), { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, shape) });
+    // Mistral-7B: half of its 32 × (2·4096² + 2·4096·1024 + 3·4096·14336) projection floats, 4 bytes each with the
+    // quarter of headroom, is 16,640 MiB.
+    assert.is(estimateGpuMemoryMiB(MISTRAL_7B, shape) - estimateGpuMemoryMiB(MISTRAL_7B, { ...shape, frozenBf16: true }), 16_640);
+    // One float32 weight: not packed, so not counted as packed.
+    await writeSafetensors(path.join(dir, 'b.safetensors'), new Map([['y', weight('float32')]]));
+    assert.equal(storedDtypes(dir), new Set(['BF16', 'F32']));
+    assert.equal(await resources('bf16'), { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, shape) });
+    assert.is(storedDtypes(path.join(dir, 'nothing-here')), undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
