@@ -55,6 +55,7 @@ async function loadWeightsToDevice(dir: string): Promise<Map<string, tf.Tensor |
   const out = new Map<string, tf.Tensor | PackedBf16>();
   try {
     for await (const { name, tensor } of modelWeightEntries(dir)) {
+      refuseNonFinite(dir, name, tensor);
       // PAUSEPIPE_FROZEN_WEIGHTS=bf16: decoder projections of bfloat16 numbers go to the GPU packed.
       const packed = packOnLoad(name, tensor);
       if (packed) {
@@ -69,6 +70,22 @@ async function loadWeightsToDevice(dir: string): Promise<Map<string, tf.Tensor |
   } catch (err) {
     for (const t of out.values()) t.dispose();
     throw err;
+  }
+}
+
+/**
+ * A weight holding NaN or an infinity makes every output NaN, which training would report as a NaN loss ("lower the
+ * learning rate") and evaluation as wrong answers: say what is wrong where it is, as the folder loads.
+ */
+function refuseNonFinite(dir: string, name: string, tensor: HostTensor): void {
+  if (tensor.dtype !== 'float32') return;
+  const data = tensor.data;
+  for (let i = 0; i < data.length; i++) {
+    if (Number.isFinite(data[i]!)) continue;
+    let count = 0;
+    for (let j = i; j < data.length; j++) if (!Number.isFinite(data[j]!)) count++;
+    throw new Error(`${dir}: weight ${name} holds ${count.toLocaleString('en-US')} value${count === 1 ? '' : 's'} that ${count === 1 ? 'is' : 'are'} not finite ` +
+      `(the first, at index ${i}, is ${data[i]}): the checkpoint is damaged, or was saved from a run that diverged`);
   }
 }
 

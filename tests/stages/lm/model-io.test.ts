@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readTensor } from '../../../stages/lm/backend.ts';
 import { initWeights, presetConfig, toHfConfig } from '../../../stages/lm/config.ts';
-import type { HostTensor } from '../../../stages/lm/safetensors.ts';
+import { readSafetensors, writeSafetensors, type HostTensor } from '../../../stages/lm/safetensors.ts';
 import { configureTraining } from '../../../stages/lm/freeze.ts';
 import { loadLoraAdapter } from '../../../stages/lm/lora.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
@@ -217,6 +217,22 @@ forEachBackend((backend) => {
     assert.equal(await header(), { dtypes: new Set(['F32']), dataBytes: 4 * values });
     assert.is((await readJson(path.join(dir, 'config.json'))).torch_dtype, undefined);
     model.dispose();
+  });
+
+  test('a weight holding NaN or an infinity is refused as the folder loads, naming the weight and how many values', async () => {
+    const model = createModel(presetConfig('tiny', builtinTokenizer(), 64), 4);
+    const dir = path.join(tmp, 'diverged');
+    await saveModel(model, null, dir);
+    model.dispose();
+    const file = path.join(dir, 'model.safetensors');
+    const { tensors } = await readSafetensors(file);
+    const down = tensors.get('model.layers.1.mlp.down_proj.weight')!;
+    down.data[5] = NaN;
+    down.data[9] = -Infinity;
+    await writeSafetensors(file, tensors);
+    const before = tf.memory().numTensors;
+    await rejectsWith(() => loadModel(dir), new RegExp(`^${dir.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: weight model\\.layers\\.1\\.mlp\\.down_proj\\.weight holds 2 values that are not finite \\(the first, at index 5, is NaN\\): the checkpoint is damaged, or was saved from a run that diverged$`));
+    assert.is(tf.memory().numTensors, before, 'the weights read before it are freed');
   });
 
   test('a folder without config.json is refused as not a model folder', async () => {
