@@ -1,8 +1,9 @@
 // Public entry of the grammar: .pipe text → AST plus every lexing and syntax diagnostic.
-import type { CstNode, IRecognitionException, IToken } from 'chevrotain';
+import type { CstNode, IRecognitionException, IToken, TokenType } from 'chevrotain';
 import type { IncludeDecl, PipeFile } from './ast.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import { positionAt, tokenize, tokenSpan } from './lexer.ts';
+import { For, Include, Let, Stage } from './tokens.ts';
 import { checkExpressionDepth, checkTokenLimits, MAX_SYNTAX_ERRORS } from './limits.ts';
 import { endsLineEarly, limitSyntaxErrors, pipeParser, TooManySyntaxErrors } from './parser.ts';
 import { intactIncludes, toAst } from './to-ast.ts';
@@ -30,6 +31,36 @@ function errorSpan(e: IRecognitionException, file: string, text: string): Source
   return tokenSpan(file, e.token);
 }
 
+/** Keywords that can only begin a statement: the boundaries between statements, nested ones included. */
+const STATEMENT_KEYWORDS = new Set<TokenType>([Let, Stage, For, Include]);
+
+/**
+ * The first syntax error of each statement. After one, the parser's recovery often trips over the rest of the same
+ * statement (a `:` it no longer expects), and those errors only bury the real one; the next statement starts afresh.
+ */
+function firstPerStatement(errors: Diagnostic[], tokens: IToken[]): Diagnostic[] {
+  const starts = tokens.filter((t) => STATEMENT_KEYWORDS.has(t.tokenType)).map((t) => t.startOffset);
+  // By where the error is shown (a line that ends early is blamed where it ends, in its own statement).
+  const statementOf = (e: Diagnostic) => {
+    const at = e.span!.offset;
+    let lo = 0;
+    let hi = starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (starts[mid]! <= at) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const seen = new Set<number>();
+  return errors.filter((e) => {
+    const statement = statementOf(e);
+    if (seen.has(statement)) return false;
+    seen.add(statement);
+    return true;
+  });
+}
+
 /** At most MAX_SYNTAX_ERRORS of a kind, the last saying how many more there are: each one shown costs a code frame. */
 function capped(ds: Diagnostic[], what: string, unreported = 0): Diagnostic[] {
   if (ds.length <= MAX_SYNTAX_ERRORS) return ds;
@@ -53,7 +84,7 @@ export function parsePipeText(text: string, file: string): ParseResult {
   } catch (error) {
     if (!(error instanceof TooManySyntaxErrors)) throw error;
   }
-  const syntax = pipeParser.errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text)));
+  const syntax = firstPerStatement(pipeParser.errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text))), lexed.tokens);
   if (cst === undefined) {
     const last = syntax.at(-1)!;
     syntax.push(diagnostic('E_PARSE', `more than ${MAX_SYNTAX_ERRORS} syntax errors: stopped here; is this a .pipe file?`, last.span));
