@@ -3,7 +3,7 @@
 import { surveyBackends, webgpuAdapter, type AdapterSummary, type BackendSurvey } from '../stages/lm/backend.ts';
 import { gpuSettings, type GpuSetting } from '../stages/lm/gpu-settings.ts';
 import { subgroupLayout } from '../stages/lm/webgpu/subgroups.ts';
-import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
+import { detectGpus, gpuMemoryOverride, nvidiaSmiMemoryMiB } from './gpus.ts';
 
 export interface BackendsReport {
   /** In the order `auto` tries them. */
@@ -45,7 +45,7 @@ async function gpuMemory(env: NodeJS.ProcessEnv): Promise<BackendsReport['gpuMem
     return { mib: null, from: null, error: (err as Error).message };
   }
   if (given !== undefined) return { mib: given, from: 'PAUSEPIPE_GPU_MEMORY_MIB' };
-  const mib = await detectGpuMemoryMiB(env);
+  const mib = await nvidiaSmiMemoryMiB();
   return mib === undefined ? { mib: null, from: null } : { mib, from: 'nvidia-smi' };
 }
 

@@ -448,8 +448,8 @@ const COMMANDS: Record<string, Command> = {
       const s = selected ? { ...planned, pipeline: restrictPipeline(loaded.pipeline, selected) } : planned;
       const stage = values.stage as string | undefined;
       if (stage !== undefined && !s.pipeline.stages.some((x) => x.declaredName === stage || x.name === stage)) {
-        const selected = selectTargets(s.pipeline, [stage]);
-        throw new UsageError('error' in selected ? selected.error : `--stage takes a declared or generated name, not a selector: \`${stage}\``);
+        const asTarget = selectTargets(s.pipeline, [stage]);
+        throw new UsageError('error' in asTarget ? asTarget.error : `--stage takes a declared or generated name, not a selector: \`${stage}\``);
       }
       const metricsOf = (name: string) => {
         const k = s.keys.get(name);

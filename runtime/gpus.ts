@@ -38,8 +38,11 @@ export function gpuMemoryOverride(env: NodeJS.ProcessEnv = process.env): number 
  * headroom), else the smallest GPU's as `nvidia-smi` reports it, else undefined.
  */
 export async function detectGpuMemoryMiB(env: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
-  const given = gpuMemoryOverride(env);
-  if (given !== undefined) return given;
+  return gpuMemoryOverride(env) ?? nvidiaSmiMemoryMiB();
+}
+
+/** The smallest GPU's memory in MiB as `nvidia-smi` reports it, or undefined without nvidia-smi. */
+export async function nvidiaSmiMemoryMiB(): Promise<number | undefined> {
   const out = await nvidiaSmi(['--query-gpu=memory.total', '--format=csv,noheader,nounits']);
   const sizes = (out ?? '').split('\n').map((l) => Number(l.trim())).filter((n) => Number.isFinite(n) && n > 0);
   return sizes.length > 0 ? Math.min(...sizes) : undefined;

@@ -2,6 +2,7 @@
 import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
 import type { TrainableGroup, TrainingSetup } from './lm/freeze.ts';
+import type { CausalLM } from './lm/model.ts';
 import { checkpointingAdvice, modelStageResources, type CheckpointingAdvice } from './lm/memory-estimate.ts';
 import type { Precision } from './lm/trainer.ts';
 
@@ -169,7 +170,7 @@ export const SFT: StageKind<SftParams> = {
       if (setup.modulesToSave && setup.groups !== 'all') noteOverride(setup.groups, trained, ctx.log);
       const maxLength = fitLength(p.max_length, model, 'max_length', ctx.log);
       const { packingFrozenWeights } = await import('./lm/bf16-weights.ts');
-      const advice = await gpuCheckpointingAdvice(ran, modelRef.dir, {
+      const advice = await gpuCheckpointingAdvice(ran, model, {
         batch: p.batch_size,
         seq: maxLength,
         trainableParams: [...model.trainableVariables().values()].reduce((sum, v) => sum + v.size, 0),
@@ -245,16 +246,15 @@ export const SFT: StageKind<SftParams> = {
  * The memory estimates of this training run against its GPU's memory (PAUSEPIPE_GPU_MEMORY_MIB, else nvidia-smi's),
  * or undefined where it does not run on a GPU or the GPU's memory is unknown.
  */
-async function gpuCheckpointingAdvice(ran: { backend: string; device: string }, modelDir: string, shape: Parameters<typeof checkpointingAdvice>[1]): Promise<CheckpointingAdvice & { gpuMiB: number } | undefined> {
+async function gpuCheckpointingAdvice(ran: { backend: string; device: string }, model: CausalLM, shape: Parameters<typeof checkpointingAdvice>[1]): Promise<CheckpointingAdvice & { gpuMiB: number } | undefined> {
   const onGpu = ran.backend === 'webgpu' || ran.device === '@tensorflow/tfjs-node-gpu';
   if (!onGpu) return undefined;
   const { detectGpuMemoryMiB } = await import('../runtime/gpus.ts');
   const gpuMiB = await detectGpuMemoryMiB();
   if (gpuMiB === undefined) return undefined;
-  const { readFile } = await import('node:fs/promises');
-  const path = await import('node:path');
-  const config = JSON.parse(await readFile(path.join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  return { ...checkpointingAdvice(config, shape, gpuMiB), gpuMiB };
+  // The loaded model's config as config.json has it, the form the estimate reads.
+  const { toHfConfig } = await import('./lm/config.ts');
+  return { ...checkpointingAdvice(toHfConfig(model.config), shape, gpuMiB), gpuMiB };
 }
 
 const gib = (mib: number) => `${(mib / 1024).toFixed(1)} GiB`;

@@ -1,6 +1,6 @@
 // Reads and writes the safetensors format (single files and sharded folders) as host-side typed arrays.
 import { open, readFile, writeFile, rename, rm } from 'node:fs/promises';
-import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 
 /** A tensor held in JavaScript memory: float types widen to float32, integer types narrow to int32. */
@@ -374,11 +374,12 @@ export function storedDtypes(dir: string): Set<string> | undefined {
         const lenBuf = Buffer.alloc(8);
         readSync(fd, lenBuf, 0, 8, 0);
         const headerLen = Number(lenBuf.readBigUInt64LE(0));
-        if (headerLen > MAX_HEADER_BYTES) return undefined;
+        const size = fstatSync(fd).size;
+        if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) return undefined;
         const header = Buffer.alloc(headerLen);
         readSync(fd, header, 0, headerLen, 8);
-        const entries = JSON.parse(header.toString('utf8')) as Record<string, { dtype?: unknown }>;
-        for (const [key, e] of Object.entries(entries)) if (key !== '__metadata__' && typeof e.dtype === 'string') dtypes.add(e.dtype);
+        // The readers' own header check: a header it would refuse gives no dtypes.
+        for (const [, e] of parseHeader(file, header.toString('utf8'), size - 8 - headerLen).entries) dtypes.add(e.dtype);
       } finally {
         closeSync(fd);
       }
