@@ -8,11 +8,12 @@ export interface AddPauseTokenParams {
 
 export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
   name: 'add_pause_token',
-  version: 2,
+  version: 3,
   description:
     'Wraps a model with the pause token as the original PauseClassifierWrapper: `<|pause|>` added to the tokenizer at ' +
     'id V, a new embedding row drawn from N(0, var(embedding)), the LM head grown by one (masked) row and untied, ' +
-    'and a fresh pause head Linear(H → 2). Saved under the original wrapper\'s tensor names.',
+    'and a fresh pause head Linear(H → 2). Saved under the original wrapper\'s tensor names. A model stored in ' +
+    'bfloat16 gets its new weights in bfloat16 too, as the original, and is saved as BF16.',
   params: {
     type: 'object',
     properties: {
@@ -31,12 +32,16 @@ export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
     const { openModelFolder, startBackend } = await import('./lm/stage-support.ts');
     const { addPauseToken } = await import('./lm/pause.ts');
     const { saveModel } = await import('./lm/model-io.ts');
+    const { storedDtypes } = await import('./lm/safetensors.ts');
     const ran = await startBackend(ctx);
     const source = ctx.inputs.model![0]!;
     const { model, tokenizer } = await openModelFolder(source.dir, ctx.log);
     try {
       if (model.lora) throw new Error(`add_pause_token: ${source.stage} holds LoRA adapters; train it with lora.merge = true first`);
-      const wrapped = await addPauseToken(model, p.seed, { token: p.token, log: ctx.log });
+      // The original loads the model in bfloat16 and creates the pause row and head in it: a BF16 folder stays BF16.
+      const dtypes = storedDtypes(source.dir);
+      const bfloat16 = dtypes?.size === 1 && dtypes.has('BF16');
+      const wrapped = await addPauseToken(model, p.seed, { token: p.token, log: ctx.log, bfloat16 });
       try {
         const withPause = tokenizer.withPauseToken(p.token);
         await saveModel(wrapped, withPause, ctx.outDir);

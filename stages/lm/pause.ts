@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { DEFAULT_PAUSE_TOKEN, SeededRandom, weightShapes, type LmConfig } from './config.ts';
 import { kernels } from './kernels.ts';
 import { CausalLM, detach, FLOAT32_MIN, weightVariables } from './model.ts';
-import type { HostTensor } from './safetensors.ts';
+import { roundedToBfloat16, type HostTensor } from './safetensors.ts';
 import { IGNORE_INDEX, type Batch, type LossParts, type ModelWeight } from './types.ts';
 import { PackedBf16, stackPacked } from './webgpu/bf16.ts';
 
@@ -165,6 +165,13 @@ export class PauseLM extends CausalLM {
   }
 }
 
+/** `grown` with its row `row` (of width `width`) rounded to bfloat16, in place: the other rows are the model's own. */
+function withRoundedRow(grown: Float32Array, row: number, width: number): Float32Array {
+  const at = row * width;
+  grown.set(roundedToBfloat16(grown.subarray(at, at + width)), at);
+  return grown;
+}
+
 function unbiasedVariance(data: Float32Array): number {
   let mean = 0;
   for (let i = 0; i < data.length; i++) mean += data[i]!;
@@ -179,6 +186,11 @@ export interface PauseSurgeryOptions {
   token?: string;
   /** Where the one-line summary goes. Default console.log. */
   log?: (line: string) => void;
+  /**
+   * Create the new rows and the pause head in bfloat16 (drawn in float32, rounded to nearest), as the reference does
+   * for a model loaded in bfloat16: the wrapped model then holds only bfloat16 numbers and saves as BF16. Default false.
+   */
+  bfloat16?: boolean;
 }
 
 /**
@@ -210,23 +222,24 @@ export async function addPauseToken(model: CausalLM, seed: number, opts: PauseSu
     grown[V * H + j] = mean + Math.sqrt((1e-9 * ss) / (V - 1)) * rng.normal();
   }
   const bound = 1 / Math.sqrt(H);
+  const created = opts.bfloat16 ? roundedToBfloat16 : (data: Float32Array) => data;
   const tensors = new Map<string, HostTensor | tf.Tensor | PackedBf16>();
   tensors.set(PAUSE_NAMES.originalEmbedding, { dtype: 'float32', shape: [V, H], data: embed.slice() });
-  tensors.set(PAUSE_NAMES.newEmbedding, { dtype: 'float32', shape: [1, H], data: newRow });
+  tensors.set(PAUSE_NAMES.newEmbedding, { dtype: 'float32', shape: [1, H], data: created(newRow) });
   for (const [name, w] of model.weights) {
     if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') continue;
     // A packed weight (bf16-weights.ts) is copied packed: widening would hold the whole body in float32 twice.
     tensors.set(`language_model.${name}`, w instanceof PackedBf16 ? stackPacked([w]) : w.clone());
   }
-  tensors.set(PAUSE_NAMES.lmHead, { dtype: 'float32', shape: [V + 1, H], data: grown });
-  tensors.set(PAUSE_NAMES.ctrlWeight, { dtype: 'float32', shape: [2, H], data: rng.uniformArray(2 * H, -bound, bound) });
-  tensors.set(PAUSE_NAMES.ctrlBias, { dtype: 'float32', shape: [2], data: rng.uniformArray(2, -bound, bound) });
+  tensors.set(PAUSE_NAMES.lmHead, { dtype: 'float32', shape: [V + 1, H], data: opts.bfloat16 ? withRoundedRow(grown, V, H) : grown });
+  tensors.set(PAUSE_NAMES.ctrlWeight, { dtype: 'float32', shape: [2, H], data: created(rng.uniformArray(2 * H, -bound, bound)) });
+  tensors.set(PAUSE_NAMES.ctrlBias, { dtype: 'float32', shape: [2], data: created(rng.uniformArray(2, -bound, bound)) });
   const config: LmConfig = { ...cfg, tieWordEmbeddings: false, pause: { tokenId: V, token: opts.token ?? DEFAULT_PAUSE_TOKEN } };
   // Takes the cloned tensors over (and frees them).
   const wrapped = PauseLM.fromPauseWeights(config, tensors);
   (opts.log ?? console.log)(
     `pause surgery: token ${config.pause!.token} = id ${V}; embedding ${V}×${H} + new row (std ${Math.sqrt(unbiasedVariance(newRow)).toFixed(4)}); ` +
-      `lm_head ${V}×${H} → ${V + 1}×${H}${cfg.tieWordEmbeddings ? ' (tie broken)' : ''}; pause head ctrl_tok_clf 2×${H} + bias`,
+      `lm_head ${V}×${H} → ${V + 1}×${H}${cfg.tieWordEmbeddings ? ' (tie broken)' : ''}; pause head ctrl_tok_clf 2×${H} + bias${opts.bfloat16 ? '; new weights in bfloat16, as the model' : ''}`,
   );
   return wrapped;
 }

@@ -21,6 +21,23 @@ export function isBfloat16Exact(t: HostTensor): boolean {
   return true;
 }
 
+/**
+ * `data` rounded to the nearest bfloat16 numbers (ties to even), as torch's float32 → bfloat16 conversion does: on the
+ * bits, so every magnitude rounds (the largest overflow to infinity, as in torch) and NaN stays NaN. A new array.
+ */
+export function roundedToBfloat16(data: Float32Array): Float32Array {
+  const out = new Float32Array(data.length);
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const outBits = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    const isNaN = (b & 0x7fffffff) > 0x7f800000;
+    // Adding 0x7fff plus the kept part's lowest bit carries into the kept half exactly when rounding goes up.
+    outBits[i] = isNaN ? b & 0xffff0000 | 0x00400000 : ((b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+  return out;
+}
+
 /** A float32 tensor of bfloat16 numbers (`isBfloat16Exact`) as bfloat16: the same values in half the bytes. */
 export function toBfloat16(t: HostTensor): WriteTensor {
   if (!isBfloat16Exact(t)) throw new Error('safetensors: only float32 values that are bfloat16 numbers can be written as BF16');

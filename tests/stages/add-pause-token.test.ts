@@ -1,13 +1,15 @@
 // add_pause_token: the pause surgery on a model folder, saved under the wrapper's names with the pause token in the tokenizer.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFile } from 'node:fs/promises';
+import { cp, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ADD_PAUSE_TOKEN } from '../../stages/add-pause-token.ts';
-import { readSafetensors } from '../../stages/lm/safetensors.ts';
+import {
+  readSafetensors, roundedToBfloat16, storedDtypes, toBfloat16, writeSafetensors, type HostTensor, type WriteTensor,
+} from '../../stages/lm/safetensors.ts';
 import { loadTokenizer } from '../../stages/lm/tokenizer.ts';
 import { runKind, tinyModelFolder } from '../helpers/model-stages.ts';
-import { removeTempDirs, withDefaults } from './data/stage-context.ts';
+import { removeTempDirs, tempDir, withDefaults } from './data/stage-context.ts';
 
 const test = suite('add_pause_token');
 test.after(removeTempDirs);
@@ -48,6 +50,45 @@ test('the new rows are a pure function of the seed', async () => {
   const [a, b, c] = [await row(3), await row(3), await row(4)];
   assert.equal(a, b);
   assert.not.equal(a, c);
+});
+
+test('a model stored in bfloat16 gets its new weights in bfloat16, rounded from the same draws, and stays BF16', async () => {
+  const base = await tinyModelFolder();
+  const weights = (await readSafetensors(path.join(base.dir, 'model.safetensors'))).tensors;
+  // The same bfloat16 values stored two ways: as BF16 (a bfloat16 checkpoint) and widened to F32.
+  const storedAs = async (dtype: 'BF16' | 'F32') => {
+    const dir = await tempDir(`pause-${dtype}`);
+    await cp(base.dir, dir, { recursive: true });
+    const tensors = new Map<string, WriteTensor>([...weights].map(([name, t]) => {
+      const values: HostTensor = { ...t, data: roundedToBfloat16(t.data as Float32Array) };
+      return [name, dtype === 'BF16' ? toBfloat16(values) : values];
+    }));
+    await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    return { ...base, dir };
+  };
+  const wrap = async (dtype: 'BF16' | 'F32') => {
+    const { ctx } = await runKind(ADD_PAUSE_TOKEN, { inputs: { model: [await storedAs(dtype)] } });
+    const tensors = (await readSafetensors(path.join(ctx.outDir, 'model.safetensors'))).tensors;
+    const config = JSON.parse(await readFile(path.join(ctx.outDir, 'config.json'), 'utf8'));
+    return { dir: ctx.outDir, tensors, dtype: config.torch_dtype ?? config.dtype, surgery: ctx.logs.find((l) => l.startsWith('pause surgery')) };
+  };
+  const bf16 = await wrap('BF16');
+  const f32 = await wrap('F32');
+  assert.equal([...storedDtypes(bf16.dir)!], ['BF16']);
+  assert.equal(bf16.dtype, 'bfloat16');
+  assert.match(bf16.surgery!, /; new weights in bfloat16, as the model$/);
+  assert.equal([...storedDtypes(f32.dir)!], ['F32']);
+  assert.not.match(f32.surgery!, /bfloat16/);
+  const values = (t: HostTensor | undefined) => Array.from(t!.data);
+  for (const name of ['language_model.model.embed_tokens.new_embedding.weight', 'ctrl_tok_clf.weight', 'ctrl_tok_clf.bias']) {
+    const drawn = f32.tensors.get(name)!.data as Float32Array;
+    assert.ok(drawn.some((x, i) => x !== roundedToBfloat16(drawn)[i]), `${name}: the float32 draws are not bfloat16 numbers already`);
+    assert.equal(values(bf16.tensors.get(name)), Array.from(roundedToBfloat16(drawn)), name);
+  }
+  const head = (t: HostTensor) => t.data as Float32Array;
+  const [headBf16, headF32] = [head(bf16.tensors.get('language_model.lm_head.weight')!), head(f32.tensors.get('language_model.lm_head.weight')!)];
+  assert.equal(Array.from(headBf16.subarray(100 * 64)), Array.from(roundedToBfloat16(headF32.subarray(100 * 64))), 'the grown row');
+  assert.equal(Array.from(headBf16.subarray(0, 100 * 64)), Array.from(headF32.subarray(0, 100 * 64)), 'the model\'s own rows');
 });
 
 test('a model that already has a pause token is refused', async () => {

@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import { AdamW, roundToBfloat16 } from '../../../stages/lm/optimizer.ts';
+import { roundedToBfloat16 } from '../../../stages/lm/safetensors.ts';
 
 const test = suite('optimizer');
 
@@ -154,13 +155,9 @@ test('an optimizer with nothing to train is refused', () => {
   assert.throws(() => new AdamW(new Map()), /no trainable variables/);
 });
 
-/** float32 → bfloat16 by bits, round to nearest even: what torch's conversion does. */
+/** float32 → bfloat16 by bits, round to nearest even: what torch's conversion does (its values: safetensors.test). */
 function bf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  if (Number.isNaN(f[0]!)) return NaN;
-  u[0] = ((u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) >>> 0) & 0xffff0000;
-  return f[0]!;
+  return roundedToBfloat16(new Float32Array([x]))[0]!;
 }
 
 /** A float32 from its bits. */

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import {
-  isBfloat16Exact, parseSafetensors, readModelWeights, readSafetensors, serializeSafetensors, toBfloat16, writeSafetensors,
+  isBfloat16Exact, parseSafetensors, readModelWeights, readSafetensors, roundedToBfloat16, serializeSafetensors, toBfloat16, writeSafetensors,
   writeSafetensorsLazily, type HostTensor, type LazyTensor, type WriteTensor,
 } from '../../../stages/lm/safetensors.ts';
 import { FIXTURES, rejectsWith, withFixtures } from '../../helpers/hf-fixtures.ts';
@@ -88,6 +88,31 @@ test('writes bfloat16 numbers as BF16 after F32 and I32 (the crate\'s dtype orde
   assert.not.ok(isBfloat16Exact(off));
   assert.throws(() => toBfloat16(off), /only float32 values that are bfloat16 numbers can be written as BF16/);
   assert.not.ok(isBfloat16Exact({ dtype: 'int32', shape: [1], data: new Int32Array([0]) }));
+});
+
+test('roundedToBfloat16 rounds to the nearest bfloat16 as torch does: ties to even, subnormals, signs, overflow, NaN', () => {
+  const bits = (...b: number[]) => new Float32Array(new Uint32Array(b.map((x) => x >>> 0)).buffer);
+  const input = bits(
+    0x3f808000, // 1 + 2^-8: a tie between 1 and 1 + 2^-7 → 1 (even)
+    0x3f818000, // 1 + 3·2^-8: a tie → 1 + 2^-6 (even)
+    0x3f808001, // just above the tie → 1 + 2^-7
+    0xbf808000, // the negative tie → -1
+    0x3fffffff, // just below 2 → 2, into the next binade
+    0x00008000, // a subnormal tie → 0 (even)
+    0x00018000, // a subnormal tie → two steps (even)
+    0x80000000, // -0 keeps its sign
+    0x7f7fffff, // float32's largest → Infinity, as torch overflows
+    0xff7fffff, // and its negative → -Infinity
+    0x3dcccccd, // 0.1 → 0.10009765625
+    0x7f800000, // Infinity stays
+    0xffa00001, // a signalling NaN → a quiet NaN
+  );
+  const rounded = roundedToBfloat16(input);
+  assert.equal(Array.from(new Uint32Array(rounded.buffer)), [
+    0x3f800000, 0x3f820000, 0x3f810000, 0xbf800000, 0x40000000, 0, 0x00020000, 0x80000000, 0x7f800000, 0xff800000,
+    0x3dcd0000, 0x7f800000, 0xffe00000,
+  ]);
+  assert.ok(rounded !== input && input[0] === 1 + 2 ** -8, 'the input is left as it was');
 });
 
 test('a lazy write fetches each tensor in file order and writes what an eager one writes; a tensor off its shape leaves no file', async () => {
