@@ -31,8 +31,12 @@ export interface RunStage {
   name: string;
   /** Stages of one group take about as long as each other (the declared name: every `warm[…]`). */
   group: string;
+  /** Its stage kind: a group not finished yet takes about as long as other groups of its kind did in this run. */
+  kind?: string;
   /** Cached already: done from the start. */
   fresh: boolean;
+  /** Seconds this stage took when it was last computed (its previous key's entry in the cache), when known. */
+  lastSeconds?: number;
 }
 
 export interface ReporterOptions {
@@ -95,10 +99,11 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   const now = opts.now ?? Date.now;
   const running = new Map<string, Running>();
   const stages = opts.stages;
-  const groupOf = new Map(stages?.map((s) => [s.name, s.group]));
+  const stageOf = new Map(stages?.map((s) => [s.name, s]));
   const finished = new Set(stages?.filter((s) => s.fresh).map((s) => s.name));
-  /** Seconds each finished stage of a group took (ran ones only: a failure says nothing about duration). */
+  /** Seconds each finished stage of a group, and of a kind, took (ran ones only: a failure says nothing about duration). */
   const durations = new Map<string, number[]>();
+  const kindDurations = new Map<string, number[]>();
   let drawn = 0;
   let timer: NodeJS.Timeout | undefined;
 
@@ -116,10 +121,11 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   };
 
   /**
-   * `12/21 stages · ETA 3m`. A running stage takes what its rate says, else as long as the finished stages of its
-   * group; a stage still to run as long as those, else as long as the finished stages on average. The work left is
+   * `12/21 stages · ETA 3m`. A stage takes as long as the finished stages of its group in this run, else as long as it
+   * took when last computed, else as long as the finished stages of its kind; a running stage what its rate says
+   * first, and a stage still to run, failing all these, as long as the finished stages on average. The work left is
    * shared by the slots, but the run cannot end before its longest running stage. No ETA while a running stage has
-   * neither (a long first training would make any guess wrong), nor before anything has a duration.
+   * no estimate (a long first training would make any guess wrong), nor before anything has a duration.
    */
   const overall = (): string | undefined => {
     if (!stages) return undefined;
@@ -131,8 +137,8 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
     for (const s of stages) {
       if (finished.has(s.name)) continue;
       const r = running.get(s.name);
-      const group = mean(durations.get(s.group));
-      const left = r ? remaining(r) ?? (group === undefined ? undefined : Math.max(0, group - (now() - r.started) / 1000)) : group ?? fallback;
+      const like = mean(durations.get(s.group)) ?? s.lastSeconds ?? (s.kind === undefined ? undefined : mean(kindDurations.get(s.kind)));
+      const left = r ? remaining(r) ?? (like === undefined ? undefined : Math.max(0, like - (now() - r.started) / 1000)) : like ?? fallback;
       if (left === undefined) {
         known = false;
         break;
@@ -222,8 +228,11 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
       running.delete(name);
       finished.add(name);
       if (r && status === 'ran') {
-        const group = groupOf.get(name) ?? name;
-        durations.set(group, [...(durations.get(group) ?? []), (now() - r.started) / 1000]);
+        const stage = stageOf.get(name);
+        const took = (now() - r.started) / 1000;
+        const group = stage?.group ?? name;
+        durations.set(group, [...(durations.get(group) ?? []), took]);
+        if (stage?.kind !== undefined) kindDurations.set(stage.kind, [...(kindDurations.get(stage.kind) ?? []), took]);
       }
       const seconds = r && (status === 'ran' || status === 'failed') ? ` (${formatSeconds((now() - r.started) / 1000)})` : '';
       const word = status === 'ran' ? 'done' : status;

@@ -153,8 +153,16 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
   }
 }
 
-/** The session's stages as the progress reporter counts them (cached ones are done from the start). */
+/**
+ * The session's stages as the progress reporter counts them: cached ones are done from the start, and a stage to run
+ * again brings how long it took last time (the entry of its previous key, while the cache still holds it).
+ */
 export function runStagesOf(s: Session): RunStage[] {
   const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
-  return s.pipeline.stages.map((st) => ({ name: st.name, group: st.declaredName, fresh: status.get(st.name) === 'fresh' }));
+  return s.pipeline.stages.map((st) => {
+    const fresh = status.get(st.name) === 'fresh';
+    const previous = s.previous[st.name]?.key;
+    const lastSeconds = fresh || previous === undefined ? undefined : s.store.readManifest(previous)?.timings.seconds;
+    return { name: st.name, group: st.declaredName, kind: st.kind, fresh, ...(lastSeconds === undefined ? {} : { lastSeconds }) };
+  });
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
+import { loadChecked, planLoaded, runStagesOf } from '../../runtime/session.ts';
 import { runMain, type Ran } from '../helpers/capture.ts';
 import { withEnv } from '../helpers/env.ts';
 import { PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
@@ -89,6 +90,22 @@ test('changing one parameter re-runs exactly that stage and its descendants, and
   assert.equal((await runJson(file)).counts.ran, 0);
   await writeFile(file, MATRIX.replace('then 7 else 1', 'then 9 else 1'));
   assert.match((await pp('plan', file)).out, 'stale  train[model=s,lr=2]: param env.SEED: 7 → 9\n');
+});
+
+test('a stage to run again brings how long it took last time, for the ETA; cached ones are done', async () => {
+  const { file } = await workspace();
+  await runJson(file);
+  await writeFile(file, MATRIX.replace('then 7 else 1', 'then 8 else 1'));
+  const loaded = await loadChecked(file, (t) => assert.unreachable(t));
+  const session = await planLoaded(loaded!.pipeline, loaded!.kinds);
+  const took = (name: string) => session.store.readManifest(session.previous[name]!.key)!.timings.seconds;
+  const stages = runStagesOf(session);
+  assert.equal(stages.filter((s) => !s.fresh), [
+    { name: 'train[model=s,lr=2]', group: 'train', kind: 'sh', fresh: false, lastSeconds: took('train[model=s,lr=2]') },
+    { name: 'table', group: 'table', kind: 'sh', fresh: false, lastSeconds: took('table') },
+  ]);
+  assert.ok(stages.filter((s) => s.fresh).every((s) => s.lastSeconds === undefined), 'a cached stage needs no estimate');
+  assert.ok(took('table') > 0);
 });
 
 test('the example matrix: a 2×3 for each with a where filter, upstream, downstream and a collecting stage', async () => {

@@ -122,6 +122,38 @@ test('without a TTY the overall count rides on each finished stage\'s line', () 
   ].join('\n'));
 });
 
+test('the ETA of stages not run yet in this run: their group, else their last duration, else their kind, else the mean', () => {
+  let now = 0;
+  const out = new Capture();
+  const stages = [
+    { name: 'data', group: 'data', kind: 'synthetic_math', fresh: false },
+    { name: 'step1', group: 'step1', kind: 'sft', fresh: false },
+    // Trained before with other parameters: it took 600 s then.
+    { name: 'warm[a]', group: 'warm', kind: 'sft', fresh: false, lastSeconds: 600 },
+    { name: 'warm[b]', group: 'warm', kind: 'sft', fresh: false },
+    { name: 'eval', group: 'eval', kind: 'evaluate', fresh: false },
+  ];
+  const r = createReporter(out, { tty: false, now: () => now, stages, slots: 1 });
+  r.start('data');
+  now = 2_000;
+  r.finish('data', 'ran');
+  r.start('step1');
+  now = 302_000;
+  r.finish('step1', 'ran');
+  r.start('warm[a]');
+  now = 902_000;
+  r.finish('warm[a]', 'ran');
+  const lines = out.text.split('\n').filter((l) => l.startsWith('done'));
+  assert.equal(lines, [
+    // warm[a] its last 600 s; warm[b] nothing of its own or its group or kind yet: the mean, 2 s; eval the same.
+    'done    data (2.0 s)  [1/5 stages · ETA 10m]',
+    // warm[a] 600 s; warm[b] as the sft that finished (300 s), not as the mean of everything; eval the mean (151 s).
+    'done    step1 (5m00s)  [2/5 stages · ETA 18m]',
+    // warm[b] as its group's finished stage (600 s); eval the mean of the three (301 s).
+    'done    warm[a] (10m00s)  [3/5 stages · ETA 15m]',
+  ]);
+});
+
 test('a note printed while the live block is drawn stays on the screen after later redraws', () => {
   let now = 0;
   const out = new Capture();
