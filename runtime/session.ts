@@ -46,14 +46,19 @@ export function renderDiagnostics(diagnostics: Diagnostic[], sources: Record<str
   return formatDiagnostics(diagnostics, all);
 }
 
-/** Loads and checks a pipeline; prints its diagnostics. Undefined when it has errors (the caller exits 2). */
+/**
+ * Loads and checks a pipeline; prints its diagnostics. Undefined when it has errors (the caller exits 2). `onRead`
+ * gets the .pipe files read, also when there are errors (watch keeps watching the one with the error).
+ */
 export async function loadChecked(
   file: string,
   printErr: (text: string) => void,
   options: LoadOptions = {},
+  onRead?: (files: string[]) => void,
 ): Promise<{ pipeline: Pipeline; kinds: Record<string, StageKind>; diagnostics: Diagnostic[] } | undefined> {
   const kinds = await loadKinds();
-  const { pipeline, diagnostics } = await loadPipeline(path.resolve(file), kinds, options);
+  const { pipeline, diagnostics, sources } = await loadPipeline(path.resolve(file), kinds, options);
+  onRead?.(Object.keys(sources));
   await noteOverrideCauses(file, kinds, options, diagnostics);
   if (diagnostics.length > 0) printErr(renderDiagnostics(diagnostics, pipeline?.sources));
   if (!pipeline || diagnostics.some((d) => d.severity === 'error')) return undefined;

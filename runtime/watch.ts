@@ -1,4 +1,5 @@
 // `pausepipe watch`: run, then re-plan and run what became stale whenever a .pipe file or a declared file changes.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Io } from './cli.ts';
 import { onStopSignals, planLines, reportRun, signalExitCode, slotOptions } from './cli.ts';
@@ -30,11 +31,26 @@ function write(stream: NodeJS.WritableStream, text: string): void {
   stream.write(`${text}\n`);
 }
 
+/** The nearest folder of `file` that exists: where its creation can be seen. */
+function existingFolderOf(file: string): string {
+  let dir = path.dirname(file);
+  while (!existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
 export async function watchPipeline(file: string, values: Record<string, unknown>, overrides: Override[], io: Io): Promise<number> {
   const { watch } = await import('chokidar');
   const entry = path.resolve(file);
+  /** The files whose changes re-run: the .pipe files read and the declared files. */
   let watched = new Set([entry]);
-  const watcher = watch([...watched], { ignoreInitial: true });
+  /**
+   * They are watched through their folders (each one level deep): chokidar forgets a file once it is deleted and
+   * never sees one created later, and a declared file may be missing for a while, or replaced by a tool or git.
+   */
+  let folders = new Set<string>();
+  const watcher = watch([], { ignoreInitial: true, depth: 0 });
+  /** Whether the last load failed: a .pipe file created in a watched folder may be the missing include. */
+  let broken = false;
   const controller = new AbortController();
   let changed = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
@@ -46,22 +62,33 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     return rel.startsWith('..') ? f : rel.split(path.sep).join('/');
   };
 
+  /** Watches the folders the watched files are (or will be) in; a folder made or removed moves the watch. */
+  const watchFolders = () => {
+    const next = new Set([...watched].map(existingFolderOf));
+    const gone = [...folders].filter((d) => !next.has(d));
+    if (gone.length > 0) watcher.unwatch(gone);
+    const added = [...next].filter((d) => !folders.has(d));
+    if (added.length > 0) watcher.add(added);
+    folders = next;
+  };
+
   const cycle = async () => {
     const started = Date.now();
     try {
-      const loaded = await loadChecked(entry, (t) => write(io.stderr, t), { overrides });
+      const read = new Set([entry]);
+      const loaded = await loadChecked(entry, (t) => write(io.stderr, t), { overrides }, (files) => files.forEach((f) => read.add(f)));
+      broken = !loaded;
       if (!loaded) {
+        // The files read so far, the one with the error among them, keep being watched.
+        watched = new Set([...watched, ...read]);
+        watchFolders();
         write(io.stderr, 'the pipeline has errors; waiting for a change');
         return;
       }
       const s = await planLoaded(loaded.pipeline, loaded.kinds, values['cache-dir'] as string | undefined);
-      const next = watchedPaths(loaded.pipeline, loaded.kinds);
-      next.add(entry);
-      const gone = [...watched].filter((f) => !next.has(f));
-      if (gone.length > 0) watcher.unwatch(gone);
-      const added = [...next].filter((f) => !watched.has(f));
-      if (added.length > 0) watcher.add(added);
-      watched = next;
+      watched = watchedPaths(loaded.pipeline, loaded.kinds);
+      watched.add(entry);
+      watchFolders();
       if (s.plan.counts.stale > 0 || s.plan.counts.error > 0) {
         // Why each stage re-runs, as `plan` says it: a change to one file can touch many stages, or none expected.
         write(io.stdout, planLines(s.plan).join('\n'));
@@ -75,7 +102,7 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       } else {
         write(io.stdout, `up to date (${s.plan.counts.fresh} fresh)`);
       }
-      write(io.stdout, `watching ${watched.size} file(s) (Ctrl-C to stop)`);
+      if (!controller.signal.aborted) write(io.stdout, `watching ${watched.size} file(s) (Ctrl-C to stop)`);
     } catch (e) {
       // Watching outlives any one failure: say what went wrong and wait for the next change.
       write(io.stderr, `pausepipe watch: ${e instanceof Error ? e.message : String(e)}`);
@@ -99,12 +126,25 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     });
   };
 
-  watcher.on('all', (_event, changedPath) => {
-    if (controller.signal.aborted) return;
-    changed.add(path.resolve(changedPath));
+  /** Whether an event in a watched folder concerns the pipeline: a watched file, or a folder on the way to one. */
+  const concerns = (event: string, where: string): boolean => {
+    if (watched.has(where)) return true;
+    if (event === 'addDir' || event === 'unlinkDir') {
+      if (![...watched].some((f) => f.startsWith(where + path.sep))) return false;
+      watchFolders();
+      return true;
+    }
+    return broken && where.endsWith('.pipe');
+  };
+
+  watcher.on('all', (event, changedPath) => {
+    const where = path.resolve(changedPath);
+    if (controller.signal.aborted || !concerns(event, where)) return;
+    changed.add(where);
     clearTimeout(timer);
     timer = setTimeout(kick, DEBOUNCE_MS);
   });
+  watchFolders();
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   kick();
 

@@ -10,8 +10,16 @@ export interface Spawned {
 }
 
 /** `pausepipe ARGS…` in the background, with the test kinds. */
+const spawned: Spawned['proc'][] = [];
+
+/** Kills what spawnBin started and is still running: a failed test must not leave a `watch` behind (register with `test.after`). */
+export function killSpawned(): void {
+  for (const proc of spawned.splice(0)) if (proc.exitCode === null) proc.kill('SIGKILL');
+}
+
 export function spawnBin(args: string[], cwd: string): Spawned {
   const proc = execa(process.execPath, [BIN, ...args], { cwd, reject: false, env: { PAUSEPIPE_KINDS: TEST_KINDS }, stdin: 'ignore', all: true });
+  spawned.push(proc);
   let text = '';
   proc.all?.on('data', (chunk: Buffer) => (text += chunk.toString()));
   return { proc, output: () => text };

@@ -8,7 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { requires } from '../helpers/requires.ts';
 import { BIN, cli, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
-import { alive, spawnBin, waitFor } from '../helpers/processes.ts';
+import { alive, killSpawned, spawnBin, waitFor } from '../helpers/processes.ts';
+
+test.after(killSpawned);
 
 /** The id a command wrote to `file`, once the whole line is there. */
 async function pidIn(file: string): Promise<number> {

@@ -8,8 +8,10 @@ import path from 'node:path';
 import type { ResultPromise } from 'execa';
 import { readRecord } from '../../../../runtime/job-protocol.ts';
 import { cli, PROJECT_ROOT, tempWorkspace } from '../../../helpers/runner.ts';
-import { spawnBin, waitFor as waitUntil, type Spawned } from '../../../helpers/processes.ts';
+import { killSpawned, spawnBin, waitFor as waitUntil, type Spawned } from '../../../helpers/processes.ts';
 import { cancelJobsUnder, finishedJobs, jobsByName, lastJobId, withSlurm } from '../../../helpers/slurm.ts';
+
+test.after(killSpawned);
 
 interface StageJson {
   name: string;
