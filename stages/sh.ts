@@ -1,6 +1,6 @@
 // Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
 import { copyFile, cp, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { naming, randomHex } from '../cache/durable.ts';
@@ -88,8 +88,19 @@ async function exists(p: string): Promise<boolean> {
 const RUNNING_MARKER = 'command.running';
 /** Command groups running under this process: ended if the runner exits while they run. */
 const runningGroups = new Set<number>();
+/** Outs set aside while their command runs (out → its set-aside copy): put back if the runner exits meanwhile. */
+const setAsideOuts = new Map<string, string>();
 process.on('exit', () => {
   for (const group of runningGroups) signalGroup(group, 'SIGKILL');
+  // A second Ctrl-C quits at once; the commands are ended above, so their half-written outs can give way.
+  for (const [out, aside] of setAsideOuts) {
+    try {
+      rmSync(out, { recursive: true, force: true });
+      renameSync(aside, out);
+    } catch {
+      // Left for the next run, which puts the set-aside copy back itself.
+    }
+  }
 });
 
 function signalGroup(group: number, signal: NodeJS.Signals | 0): boolean {
@@ -143,6 +154,7 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   await endOrphanedCommand(ctx);
   // Outs of an earlier run must not pass for this run's results, yet nothing is deleted before its replacement exists.
   const previous = await setAside(outs);
+  for (const out of outs) if (previous.includes(`${out}${SET_ASIDE}`)) setAsideOuts.set(out, `${out}${SET_ASIDE}`);
   try {
     const result = await runSetAside(ctx, outs);
     await Promise.all(previous.map((aside) => rm(aside, { recursive: true, force: true })));
@@ -150,6 +162,8 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   } catch (error) {
     await putBack(outs, previous);
     throw error;
+  } finally {
+    for (const out of outs) setAsideOuts.delete(out);
   }
 }
 
@@ -158,19 +172,16 @@ const SET_ASIDE = '.pausepipe-previous';
 
 /**
  * Moves each existing out to `<out>.pausepipe-previous` (same folder, so one rename). A set-aside copy left by a killed
- * run is the user's last good version: it is put back first when the out itself is gone.
+ * run is the user's last good version, and the out beside it that run's half-written one: the copy stays set aside.
  */
 async function setAside(outs: string[]): Promise<string[]> {
   const asides: string[] = [];
   for (const out of outs) {
     const aside = `${out}${SET_ASIDE}`;
     const [outThere, asideThere] = await Promise.all([out, aside].map((f) => lstat(f).then(() => true, () => false)));
-    if (asideThere && !outThere) await rename(aside, out);
-    else if (asideThere) await rm(aside, { recursive: true, force: true });
-    if (outThere || asideThere) {
-      await rename(out, aside);
-      asides.push(aside);
-    }
+    if (asideThere && outThere) await rm(out, { recursive: true, force: true });
+    else if (outThere) await rename(out, aside);
+    if (outThere || asideThere) asides.push(aside);
   }
   return asides;
 }

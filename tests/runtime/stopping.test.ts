@@ -43,11 +43,12 @@ stage slow = sh { command: "sleep 60 & echo $! > sleeper.pid; wait", shell: true
   assert.match(verify.stdout, 'cache OK: 0 entries verified');
 });
 
-test('a second signal while a command is slow to stop quits at once, and still leaves no lock and no command running', async () => {
+test('a second signal while a command is slow to stop quits at once, and still leaves no lock, no command running and the earlier out', async () => {
   const ws = await tempWorkspace('pausepipe-stop-');
   const file = path.join(ws, 'p.pipe');
-  // Ignores SIGTERM, so a clean stop would wait for the SIGKILL that follows 3 s later.
-  await writeFile(file, 'stage stubborn = sh { command: "trap \'\' TERM; sleep 60 & echo $! > sleeper.pid; wait", shell: true }\n');
+  await writeFile(path.join(ws, 'out.txt'), 'the last good version');
+  // Ignores SIGTERM, so a clean stop would wait for the SIGKILL that follows 3 s later; half writes its out first.
+  await writeFile(file, 'stage stubborn = sh { command: "trap \'\' TERM; echo half > out.txt; sleep 60 & echo $! > sleeper.pid; wait", shell: true, outs: ["out.txt"] }\n');
   const run = spawnBin(['run', file], ws);
   const sleeper = await pidIn(path.join(ws, 'sleeper.pid'));
   run.proc.kill('SIGINT');
@@ -57,6 +58,8 @@ test('a second signal while a command is slow to stop quits at once, and still l
   assert.is(result.exitCode, 130, run.output());
   assert.equal(await lockFiles(ws), []);
   await waitFor('the command to end', () => !alive(sleeper), 5000);
+  assert.is(readFileSync(path.join(ws, 'out.txt'), 'utf8'), 'the last good version');
+  assert.is(existsSync(path.join(ws, 'out.txt.pausepipe-previous')), false);
 });
 
 /** Whether this machine lets an unprivileged user mount a tmpfs in a private mount namespace (user namespaces). */

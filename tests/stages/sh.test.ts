@@ -141,6 +141,15 @@ test('an out set aside by a killed run is put back before the next run sets it a
   assert.is(existsSync(path.join(ctx.workspace, 'model.bin.pausepipe-previous')), false);
 });
 
+test('beside a copy set aside by a killed run, the out is that run\'s half-written one: the copy is kept, the out goes', async () => {
+  const { ctx } = await context({ command: ['false'], outs: ['model.bin'] });
+  await writeFile(path.join(ctx.workspace, 'model.bin.pausepipe-previous'), 'last good');
+  await writeFile(path.join(ctx.workspace, 'model.bin'), 'half written');
+  await SH.run(ctx).catch(() => undefined);
+  assert.is(await readFile(path.join(ctx.workspace, 'model.bin'), 'utf8'), 'last good');
+  assert.is(existsSync(path.join(ctx.workspace, 'model.bin.pausepipe-previous')), false);
+});
+
 test('an out through a symbolic link to a folder outside the workspace is refused at run and restore, touching nothing there', async () => {
   const { ctx } = await context({ command: ['true'], outs: ['linkdir/victim.txt'] });
   const outside = await mkdtemp(path.join(os.tmpdir(), 'pausepipe-outside-'));
