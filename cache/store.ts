@@ -536,7 +536,7 @@ export class ArtifactStore {
     return acquireLock(path.join(this.root, 'uses', `${randomHex(8)}.lock`), { data: { keys: [...new Set(keys)].sort() } });
   }
 
-  /** Changes whenever a gc starts deleting; a run that planned before a change must plan again. */
+  /** Changes whenever a gc starts deleting and when it ends; a run that planned before a change must plan again. */
   gcGeneration(): string {
     try {
       return readFileSync(path.join(this.root, 'gc-generation'), 'utf8');
@@ -626,6 +626,9 @@ export class ArtifactStore {
       result.removed.sort();
       return result;
     } finally {
+      // Published again at the end: a run that planned while entries were being deleted waited for this gc, and
+      // must plan again against what is left.
+      if (!dryRun) await replaceFileDurable(path.join(this.root, 'gc-generation'), randomHex(8)).catch(() => undefined);
       await lock?.release();
     }
   }
@@ -666,18 +669,25 @@ export class ArtifactStore {
     return problems;
   }
 
-  /** Remove the damaged entries `verify()` found (each under its key's lock); the next run computes them again. */
+  /**
+   * Remove the damaged entries `verify()` found, each checked again under its key's lock (a run may have computed it
+   * again since); the next run computes them again. Returns the keys removed.
+   */
   async repair(problems: readonly VerifyProblem[]): Promise<string[]> {
     const damaged = [...new Set(problems.filter((p) => p.severity === 'damage' && p.key !== '').map((p) => p.key))].sort();
+    const removed: string[] = [];
     for (const key of damaged) {
       const lock = await acquireLock(this.lockPath(key));
       try {
-        if (existsSync(this.entryDir(key))) await discardEntry(this.root, this.entryDir(key));
+        const dir = this.entryDir(key);
+        if (!existsSync(dir) || (await this.checkEntry(key, dir, new Map())).length === 0) continue;
+        await discardEntry(this.root, dir);
+        removed.push(key);
       } finally {
         await lock.release();
       }
     }
-    return damaged;
+    return removed;
   }
 
   /** Every folder under objects/<shard>/, valid or not. */

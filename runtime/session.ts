@@ -142,7 +142,11 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
   const use = await s.store.registerUse([...s.keys.values()].filter(isKeyed).map((k) => k.key));
   const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous });
   try {
-    await s.store.waitForGc({ signal: o.signal, onWait: (owner) => o.reporter.note(`waiting for \`pausepipe gc\` (${describeOwner(owner)})`) });
+    await s.store.waitForGc({ signal: o.signal, onWait: (owner) => o.reporter.note(`waiting for \`pausepipe gc\` (${describeOwner(owner)})`) })
+      // Stopped while waiting: the executor, seeing the stop, starts nothing and reports the run as interrupted.
+      .catch((error: unknown) => {
+        if (!o.signal?.aborted) throw error;
+      });
     const current = s.store.gcGeneration() === s.gcGeneration ? s : { ...s, ...(await planKeys(s.pipeline, s.keys, s.store, s.hasher, s.previous, s.planOptions)) };
     return await executePlan({
       pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,

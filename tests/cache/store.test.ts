@@ -485,8 +485,9 @@ integrity('an entry computed from bytes its input no longer holds is damaged for
   const down = await commitFrom('down', [up]);
   assert.is((await store.inspect(down, hasher())).state, 'intact');
   assert.equal(store.readManifest(down)!.inputContents, { [up]: outputsDigest(store.readManifest(up)!.outputs) });
-  // The input is lost and recomputed by a step that is not bit-for-bit reproducible.
-  await store.repair([{ key: up, problem: 'lost', severity: 'damage' }]);
+  // The input is damaged, removed, and recomputed by a step that is not bit-for-bit reproducible.
+  await tamper(path.join(store.artifactsDir(up), 'out.txt'), 'first resulT');
+  assert.equal(await store.repair([{ key: up, problem: 'damaged', severity: 'damage' }]), [up]);
   await commitSimple('up', 'second result');
   assert.equal(await store.inspect(down, hasher()), {
     state: 'damaged', problem: `computed from other bytes of its input up (${up.slice(0, 12)}) than that entry holds now`,
@@ -499,6 +500,20 @@ integrity('an entry computed from bytes its input no longer holds is damaged for
   assert.equal(await store.repair(problems), [down]);
   assert.equal(store.keys(), [up]);
   assert.equal(await store.verify(), []);
+});
+
+integrity('repair checks each entry again under its lock: one a run computed again since verify stays', async () => {
+  const key = await commitSimple('redone', 'good');
+  await tamper(path.join(store.artifactsDir(key), 'out.txt'), 'evil');
+  const problems = await store.verify();
+  assert.equal(problems.map((p) => p.key), [key]);
+  // A run replaces the damaged entry before the repair gets to it.
+  const entry = await store.begin(key, { digester: hasher() });
+  if (entry === 'cached') throw new Error('a damaged entry was served');
+  await fsp.writeFile(path.join(entry.outDir, 'out.txt'), 'good');
+  await entry.commit(fieldsFor('redone'));
+  assert.equal(await store.repair(problems), []);
+  assert.is(readFileSync(path.join(store.artifactsDir(key), 'out.txt'), 'utf8'), 'good');
 });
 
 integrity.run();
@@ -576,6 +591,24 @@ guards('a run waits while a live gc holds the cache, and a gc changes the genera
   assert.is(waited, true);
   await store.gc(new Set());
   assert.is.not(store.gcGeneration(), before);
+});
+
+guards('a gc publishes a new generation when it ends: a run that planned while it was deleting plans again', async () => {
+  for (let i = 0; i < 100; i++) await commitSimple(`doomed${i}`);
+  // What a run planning while some entries were deleted and others not yet would have read.
+  const seen = new Set<string>();
+  let polling = true;
+  const poll = () => {
+    const left = store.keys().length;
+    if (left > 0 && left < 100) seen.add(store.gcGeneration());
+    if (polling) setImmediate(poll);
+  };
+  poll();
+  const gc = await store.gc(new Set());
+  polling = false;
+  assert.is(gc.removed.length, 100);
+  assert.ok(seen.size > 0, 'the poll ran while entries were deleted');
+  assert.not.ok(seen.has(store.gcGeneration()), 'the generation after the gc is none a run saw while it deleted');
 });
 
 guards('verify sorts findings: leftovers of a killed run are not damage', async () => {

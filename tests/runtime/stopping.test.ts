@@ -6,6 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ArtifactStore } from '../../cache/store.ts';
+import { acquireLock } from '../../cache/lock.ts';
 import { requires } from '../helpers/requires.ts';
 import { BIN, cli, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 import { alive, killSpawned, spawnBin, waitFor } from '../helpers/processes.ts';
@@ -60,6 +62,28 @@ test('a second signal while a command is slow to stop quits at once, and still l
   await waitFor('the command to end', () => !alive(sleeper), 5000);
   assert.is(readFileSync(path.join(ws, 'out.txt'), 'utf8'), 'the last good version');
   assert.is(existsSync(path.join(ws, 'out.txt.pausepipe-previous')), false);
+});
+
+test('Ctrl-C while a run waits for a gc stops it as any Ctrl-C does: exit 130, nothing run', async () => {
+  const ws = await tempWorkspace('pausepipe-stop-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, 'stage a = sh { command: "echo a >> count.txt", shell: true }\n');
+  const cache = path.join(ws, '.pausepipe');
+  await new ArtifactStore(cache).init();
+  await mkdir(path.join(cache, 'locks'), { recursive: true });
+  const gc = await acquireLock(path.join(cache, 'locks', 'gc.lock'));
+  try {
+    const run = spawnBin(['run', file], ws);
+    await waitFor('the wait', () => run.output().includes('waiting for `pausepipe gc`'));
+    run.proc.kill('SIGINT');
+    const result = await run.proc;
+    assert.is(result.exitCode, 130, run.output());
+    assert.not.match(run.output(), 'aborted', run.output());
+    assert.match(run.output(), 'ran 0, cached 0');
+    assert.is(existsSync(path.join(ws, 'count.txt')), false);
+  } finally {
+    await gc.release();
+  }
 });
 
 /** Whether this machine lets an unprivileged user mount a tmpfs in a private mount namespace (user namespaces). */
