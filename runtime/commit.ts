@@ -149,9 +149,16 @@ export class Committer {
    * into them), and records the stage's state. `inputContents` is what prepare() returned.
    */
   async commit(s: StageInstance, entry: PendingEntry, metrics: Record<string, JsonValue>, startedAt: Date, inputContents: Record<string, string>): Promise<Manifest> {
-    await this.o.store.checkInputs(this.inputKeysOf(s), this.o.hasher).catch((e: Error) => {
-      throw new Error(`an input changed while the stage ran (did it write into its inputs?): ${e.message}`);
+    const now = await this.o.store.checkInputs(this.inputKeysOf(s), this.o.hasher).catch((e: Error) => {
+      throw new Error(`an input changed while the stage ran (did it write into its inputs, or did another run remove it?): ${e.message}`);
     });
+    // Intact but other bytes: another run computed the input again (--force) while this stage read it.
+    for (const up of Object.values(s.inputs).flatMap((b) => b.stages)) {
+      const key = this.keyOf(this.byName.get(up)!).key;
+      if (now[key] !== inputContents[key]) {
+        throw new Error(`input ${up} (${key.slice(0, 12)}) was computed again by another run while this stage read it: this result is not kept; run again`);
+      }
+    }
     const keyed = this.keyOf(s);
     const finishedAt = new Date();
     const manifest = await entry.commit({

@@ -82,8 +82,28 @@ test('a stage that writes into its upstream\'s committed files fails, and the da
   assert.is(r.exitCode, 1);
   const down = r.stages.find((s) => s.name === 'down')!;
   assert.is(down.status, 'failed');
-  assert.match(down.error ?? '', /^an input changed while the stage ran \(did it write into its inputs\?\): input entry [0-9a-f]{12} is damaged: output n\.txt has changed since it was committed/);
+  assert.match(down.error ?? '', /^an input changed while the stage ran \(did it write into its inputs, or did another run remove it\?\): input entry [0-9a-f]{12} is damaged: output n\.txt has changed since it was committed/);
   assert.match((await pp('plan', file)).out, 'stale  up: cache entry damaged');
+});
+
+test('a stage whose input another run computes again while it reads it fails instead of keeping a mixed result', async () => {
+  const up = 'stage up = sh { command: "echo 1$(date +%N) > $PAUSEPIPE_OUT/n.txt", shell: true }\n';
+  const { ws, file, store } = await workspace(`${up}stage down = sh(up: up) {
+  command: "cat $PAUSEPIPE_INPUT_UP/n.txt > first.txt; ${process.execPath} ${BIN} run again.pipe --force >/dev/null 2>&1; cat $PAUSEPIPE_INPUT_UP/n.txt > last.txt"
+  shell: true
+}
+`);
+  // The same upstream, in a pipeline of its own that the command runs with --force on the same cache.
+  await writeFile(path.join(ws, 'again.pipe'), up);
+  const r = JSON.parse((await pp('run', file, '--json')).out) as { exitCode: number; stages: { name: string; status: string; error: string | null }[] };
+  assert.is(r.exitCode, 1);
+  const upKey = await keyOf(file, 'up');
+  assert.is.not(readFileSync(path.join(ws, 'first.txt'), 'utf8'), readFileSync(path.join(ws, 'last.txt'), 'utf8'), 'the command read two versions');
+  assert.equal(r.stages.find((s) => s.name === 'down'), {
+    ...r.stages.find((s) => s.name === 'down'), status: 'failed',
+    error: `input up (${upKey.slice(0, 12)}) was computed again by another run while this stage read it: this result is not kept; run again`,
+  });
+  assert.is(store.has(await keyOf(file, 'down')), false);
 });
 
 test('an entry whose input was recomputed with other bytes is stale, verify names it and --repair removes it', async () => {
@@ -92,8 +112,9 @@ test('an entry whose input was recomputed with other bytes is stale, verify name
   await pp('run', file);
   const up = await keyOf(file, 'up');
   const down = await keyOf(file, 'down');
-  // The upstream entry is lost (deleted by hand) and recomputed by a command that is not reproducible.
-  await store.repair([{ key: up, problem: 'deleted', severity: 'damage' }]);
+  // The upstream entry is damaged, removed, and recomputed by a command that is not reproducible.
+  await tamper(path.join(store.artifactsDir(up), 'n.txt'), '7\n');
+  assert.equal(await store.repair([{ key: up, problem: 'damaged', severity: 'damage' }]), [up]);
   await writeFile(file, CHAIN(1).replace('echo 21', 'echo 1$(date +%N)').replace('stage down', 'stage other = sh { command: "true", shell: true }\nstage down'));
   const second = await pp('run', file, '--json');
   const verify = await pp('verify', file);
