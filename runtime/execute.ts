@@ -128,15 +128,26 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
 
   const scheduler = new Scheduler(stages.map((s) => {
     const p = planned.get(s.name)!;
+    const upstream = Object.values(s.inputs).flatMap((b) => b.stages);
     return {
       name: s.name,
-      upstream: Object.values(s.inputs).flatMap((b) => b.stages),
+      upstream,
       status: p.status,
       reasons: p.reasons,
       restore: p.status === 'fresh' && cache.needsRestore(s),
+      // Its entry was computed from the bytes of an upstream entry that this run computes again (damaged or lost).
+      recheck: p.status === 'fresh' && upstream.some((u) => planned.get(u)?.status !== 'fresh'),
       resources: () => resourcesOf(s),
     };
   }), { cpu: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing });
+  /** Keys this run computes, and committed, and by which stage: a stage sharing one finds it computed once, not by another run. */
+  const computing = new Map<string, string>();
+  const committedBy = new Map<string, string>();
+  /** The other stage of this run computing `key`, if any. */
+  const sharing = (key: string, name: string): string | undefined => {
+    const other = computing.get(key);
+    return other === name ? undefined : other;
+  };
 
   /** Records the outcome and tells the reporter; a plain cache hit is not worth a line (a no-op run of 1,000 stays quiet). */
   const record = (s: StageInstance, status: OutcomeStatus, extra: Partial<StageOutcome> = {}, note?: string) => {
@@ -154,13 +165,19 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   /** Computes a stale stage into its pending entry and commits it; the outcome's status. */
   const compute = async (s: StageInstance, grant: Grant, ctl: AbortController): Promise<EndStatus> => {
     const key = cache.keyOf(s).key;
+    if (!computing.has(key)) computing.set(key, s.name);
     // With the digester, an entry whose files no longer match its manifest is replaced rather than served.
     const entry = await o.store.begin(key, {
-      signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner), digester: o.hasher,
+      signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner, sharing(key, s.name)), digester: o.hasher,
       replaceBefore: planned.get(s.name)?.forced ? runStart : undefined,
     });
     if (entry === 'cached') {
-      recordHit(s, await cache.restore(s), 'computed by another run');
+      if (computing.get(key) === s.name) computing.delete(key);
+      // A stage checked again after its upstream ran finds its entry still holds: a plain hit.
+      const checkedAgain = planned.get(s.name)?.status === 'fresh';
+      const sibling = committedBy.get(key);
+      const note = checkedAgain ? undefined : sibling !== undefined ? `same key as ${sibling}: computed once` : 'computed by another run';
+      recordHit(s, await cache.restore(s), note);
       return 'cached';
     }
     const log = new StageLog(entry.logPath);
@@ -180,7 +197,9 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       if (ctl.signal.aborted) throw new Error('interrupted');
       await log.close();
       const manifest = await cache.commit(s, entry, metrics, startedAt, inputContents);
-      record(s, 'ran', { seconds: manifest.timings.seconds, metrics });
+      committedBy.set(key, s.name);
+      const recomputed = planned.get(s.name)?.status === 'fresh' ? { reasons: ['computed from bytes of an input that this run computed again with other results'] } : {};
+      record(s, 'ran', { seconds: manifest.timings.seconds, metrics, ...recomputed });
       return 'ran';
     } catch (e) {
       const seconds = (Date.now() - startedAt.getTime()) / 1000;
@@ -194,6 +213,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       }
       record(s, 'failed', { seconds, error: noSpace ?? errorText(e), logTail: log.tail, logPath: kept });
       return 'failed';
+    } finally {
+      if (computing.get(key) === s.name) computing.delete(key);
     }
   };
 

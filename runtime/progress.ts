@@ -18,7 +18,8 @@ export type OutcomeStatus = 'ran' | 'cached' | 'failed' | 'skipped' | 'aborted';
 export interface Reporter {
   start(name: string): void;
   progress(name: string, p: Progress): void;
-  waiting(name: string, holder: LockHolder): void;
+  /** `name` waits for its key's lock: held by `holder`, or by the stage `sibling` of this run that shares its key. */
+  waiting(name: string, holder: LockHolder, sibling?: string): void;
   finish(name: string, status: OutcomeStatus, detail?: string): void;
   /** A line of its own, e.g. `restored data/prep.txt (prep)`. */
   note(text: string): void;
@@ -220,8 +221,8 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
         print(statusLine('', `${name}  ${where}${p.message ? `  ${p.message}` : ''}`));
       }
     },
-    waiting(name, holder) {
-      print(statusLine('waiting', `${name}: computed by ${describeOwner(holder)}`));
+    waiting(name, holder, sibling) {
+      print(statusLine('waiting', `${name}: ${sibling === undefined ? `computed by ${describeOwner(holder)}` : `same key as ${sibling}, which this run is computing`}`));
     },
     finish(name, status, detail) {
       const r = running.get(name);

@@ -14,6 +14,12 @@ export interface ScheduledStage {
   reasons?: string[];
   /** A fresh stage whose workspace outputs must be put back before its users start. */
   restore?: boolean;
+  /**
+   * A fresh stage with an upstream that is computed in this run (its entry was damaged or missing): whether the entry
+   * still holds depends on the bytes that come out, so it waits for its upstream, and runs (to be checked, and
+   * computed again if its inputs changed) when one of them ran.
+   */
+  recheck?: boolean;
   /** What it occupies while it runs; asked once, when it is ready (its inputs are then finished). */
   resources?: () => Resources;
 }
@@ -207,8 +213,11 @@ export class Scheduler {
     const ready: ScheduledStage[] = [];
     for (const s of this.stages) {
       if (this.outcome.has(s.name) || this.granted.has(s.name)) continue;
-      // A hit stands on its own: its upstream's fate in this run does not matter, only its workspace outputs do.
-      if (s.status === 'fresh') {
+      // A hit stands on its own: its upstream's fate in this run does not matter, only its workspace outputs do
+      // (and, for a stage to check again, whether an upstream was computed with new bytes).
+      if (s.recheck && s.status === 'fresh' && s.upstream.some((u) => !this.outcome.has(u))) continue;
+      const inputsRan = s.recheck === true && s.upstream.some((u) => this.outcome.get(u) === 'ran');
+      if (s.status === 'fresh' && !inputsRan) {
         if (s.restore) {
           this.granted.set(s.name, undefined);
           decisions.push({ type: 'restore', name: s.name });

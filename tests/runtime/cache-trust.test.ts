@@ -108,15 +108,16 @@ test('a stage whose input another run computes again while it reads it fails ins
 
 test('an entry whose input was recomputed with other bytes is stale, verify names it and --repair removes it', async () => {
   // Not reproducible, and never a leading zero (which `$(( ))` would read as octal, failing on an 8 or 9).
-  const { file, store } = await workspace(CHAIN(1).replace('echo 21', 'echo 1$(date +%N)'));
+  const { ws, file, store } = await workspace(CHAIN(1).replace('echo 21', 'echo 1$(date +%N)'));
   await pp('run', file);
   const up = await keyOf(file, 'up');
   const down = await keyOf(file, 'down');
-  // The upstream entry is damaged, removed, and recomputed by a command that is not reproducible.
+  // The upstream entry is damaged, removed, and recomputed, by a command that is not reproducible, in a run of
+  // another pipeline that holds only it.
   await tamper(path.join(store.artifactsDir(up), 'n.txt'), '7\n');
   assert.equal(await store.repair([{ key: up, problem: 'damaged', severity: 'damage' }]), [up]);
-  await writeFile(file, CHAIN(1).replace('echo 21', 'echo 1$(date +%N)').replace('stage down', 'stage other = sh { command: "true", shell: true }\nstage down'));
-  const second = await pp('run', file, '--json');
+  await writeFile(path.join(ws, 'up.pipe'), CHAIN(1).replace('echo 21', 'echo 1$(date +%N)').split('stage down')[0]!);
+  const second = await pp('run', path.join(ws, 'up.pipe'), '--json');
   const verify = await pp('verify', file);
   assert.is(verify.code, 1, `${second.out}\n${verify.out}`);
   assert.match(verify.out, `damaged ${down}: computed from bytes of its input up (${up}) that no entry holds any more`);
@@ -126,6 +127,34 @@ test('an entry whose input was recomputed with other bytes is stale, verify name
   assert.is(repaired.code, 0);
   assert.match(repaired.out, 'removed 1 damaged entry from ');
   assert.is(store.has(down), false);
+  assert.is((await pp('verify', file)).code, 0);
+});
+
+test('a run that computes a damaged entry again checks its users against the new bytes: one run leaves the cache whole', async () => {
+  const { file, store } = await workspace(CHAIN(1).replace('echo 21', 'echo 1$(date +%N)'));
+  await pp('run', file);
+  const up = await keyOf(file, 'up');
+  await tamper(path.join(store.artifactsDir(up), 'n.txt'), '7\n');
+  assert.is((await pp('plan', file)).out, [
+    'stale  up: cache entry damaged (output n.txt has changed since it was committed): computed again',
+    '1 stale, 1 fresh',
+    '',
+  ].join('\n'));
+  const r = JSON.parse((await pp('run', file, '--json')).out) as { counts: Record<string, number>; stages: { name: string; status: string; reasons: string[] }[] };
+  assert.equal(r.stages.map((s) => [s.name, s.status, s.reasons]), [
+    ['up', 'ran', ['cache entry damaged (output n.txt has changed since it was committed): computed again']],
+    ['down', 'ran', ['computed from bytes of an input that this run computed again with other results']],
+  ]);
+  assert.is((await pp('verify', file)).code, 0);
+  assert.is((await pp('plan', file)).out, '0 stale, 2 fresh\n');
+});
+
+test('a user of a damaged entry computed again with the same bytes stays a hit', async () => {
+  const { file, store } = await workspace(CHAIN(1));
+  await pp('run', file);
+  await tamper(path.join(store.artifactsDir(await keyOf(file, 'up')), 'n.txt'), '7\n');
+  const r = JSON.parse((await pp('run', file, '--json')).out) as { counts: Record<string, number> };
+  assert.equal(r.counts, { ran: 1, cached: 1, failed: 0, skipped: 0, aborted: 0 });
   assert.is((await pp('verify', file)).code, 0);
 });
 

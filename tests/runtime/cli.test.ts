@@ -108,6 +108,16 @@ test('a stage to run again brings how long it took last time, for the ETA; cache
   assert.ok(took('table') > 0);
 });
 
+test('variants sharing a key: one computes, the other waits for it and says so, never "another run"', async () => {
+  const { ws, file } = await workspace('for each b in [1, 2] {\n  stage t = sh { command: "echo t >> count.txt", shell: true }\n}\n');
+  const r = await pp('run', file, '--jobs', '2');
+  assert.is(r.code, 0, r.err);
+  assert.equal(await countLines(ws), ['t']);
+  assert.match(r.err, 'waiting t[b=2]: same key as t[b=1], which this run is computing\n');
+  assert.match(r.err, /cached  t\[b=2\]: same key as t\[b=1\]: computed once/);
+  assert.not.match(r.err, 'another run');
+});
+
 test('the example matrix: a 2×3 for each with a where filter, upstream, downstream and a collecting stage', async () => {
   const { ws, file } = await workspace(await readFile(path.join(PROJECT_ROOT, 'pipelines', 'examples', 'matrix.pipe'), 'utf8'));
   const r = await runJson(file);

@@ -41,6 +41,21 @@ test('depth first: with 2 slots each variant is evaluated as soon as its warm-up
   ]);
 });
 
+test('a hit to check again waits for its recomputed upstream: runs when it ran, is a hit when it failed or was a hit', () => {
+  const stages = [
+    stage('up'), stage('down', ['up'], { status: 'fresh', recheck: true }), stage('other', [], { status: 'fresh' }),
+  ];
+  const grant = { cpu: 1, gpu: 0, gpuIds: [] };
+  const ran = new Scheduler(stages, { cpu: 1, gpus: 0, keepGoing: false });
+  assert.equal(ran.next(), [{ type: 'hit', name: 'other' }, { type: 'run', name: 'up', grant }]);
+  ran.finished('up', 'ran');
+  assert.equal(ran.next(), [{ type: 'run', name: 'down', grant }]);
+  const failed = new Scheduler(stages, { cpu: 1, gpus: 0, keepGoing: true });
+  failed.next();
+  failed.finished('up', 'failed');
+  assert.equal(failed.next(), [{ type: 'hit', name: 'down' }]);
+});
+
 test('without --keep-going a failure starts nothing more; what already runs finishes', () => {
   const stages = [stage('a'), stage('b'), stage('a2', ['a']), stage('c')];
   const r = simulate(stages, { cpu: 2 }, (n) => (n === 'b' ? 3 : 1), (n) => (n === 'a' ? 'failed' : 'ran'));
