@@ -4,8 +4,10 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { naming, randomHex } from '../cache/durable.ts';
+import { acquireLock, describeOwner, type HeldLock } from '../cache/lock.ts';
 import { digestFile } from '../cache/file-hash.ts';
 import { gpuEnvironment } from '../runtime/gpus.ts';
+import { sha256 } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import { isWithin, unsafeWorkspacePath } from '../runtime/workspace-paths.ts';
 import type { CheckContext, CheckProblem, RestoreContext, StageContext, StageKind, StageResult } from './kind.ts';
@@ -144,6 +146,30 @@ async function endOrphanedCommand(ctx: StageContext<ShParams>): Promise<void> {
   await rm(marker, { force: true });
 }
 
+/**
+ * Runs `body` holding a lock per out, so that two runs (other -p values, another pipeline, another cache) never write,
+ * or restore, one workspace out at once: each would otherwise cache the other's bytes. The locks are hidden files in
+ * the workspace root (an out's own folder may not exist yet, and the command may want to make it), named by the out's
+ * path; they are taken in one order, so two runs never hold one each and wait for the other.
+ */
+async function withOutsLocked<T>(
+  workspace: string, outs: string[], body: () => Promise<T>, opts: { signal?: AbortSignal; log?: (line: string) => void } = {},
+): Promise<T> {
+  const held: HeldLock[] = [];
+  try {
+    for (const rel of [...new Set(outs.map((o) => relativeTo(workspace, o)))].sort()) {
+      const lock = path.join(workspace, `.pausepipe-out-${sha256(rel).slice(0, 16)}.lock`);
+      held.push(await acquireLock(lock, {
+        signal: opts.signal, data: { out: rel },
+        onWait: (owner) => opts.log?.(`sh: waiting for out ${rel}, which ${describeOwner(owner)} is writing`),
+      }));
+    }
+    return await body();
+  } finally {
+    await Promise.all(held.map((lock) => lock.release()));
+  }
+}
+
 async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   const p = ctx.params;
   if (typeof p.command === 'string' && !p.shell) {
@@ -152,6 +178,15 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
   const outs = p.outs.map((o) => workspacePath(ctx.workspace, o, 'out'));
   await mkdir(ctx.scratchDir, { recursive: true });
   await endOrphanedCommand(ctx);
+  // A wait for another run is said at the terminal too: the stage would seem stuck otherwise.
+  const log = (line: string) => {
+    ctx.log(line);
+    ctx.notice?.(`${ctx.name}: ${line}`);
+  };
+  return withOutsLocked(ctx.workspace, p.outs, () => runWithOuts(ctx, outs), { signal: ctx.signal, log });
+}
+
+async function runWithOuts(ctx: StageContext<ShParams>, outs: string[]): Promise<StageResult> {
   // Outs of an earlier run must not pass for this run's results, yet nothing is deleted before its replacement exists.
   const previous = await setAside(outs);
   for (const out of outs) if (previous.includes(`${out}${SET_ASIDE}`)) setAsideOuts.set(out, `${out}${SET_ASIDE}`);
@@ -294,6 +329,10 @@ async function runSetAside(ctx: StageContext<ShParams>, outs: string[]): Promise
  * manifest, then renamed over it, so a damaged cache entry never reaches the workspace and nothing is deleted first.
  */
 async function restoreOuts(ctx: RestoreContext<ShParams>): Promise<string[]> {
+  return withOutsLocked(ctx.workspace, ctx.params.outs, () => restoreOutsLocked(ctx));
+}
+
+async function restoreOutsLocked(ctx: RestoreContext<ShParams>): Promise<string[]> {
   const restored: string[] = [];
   for (const out of ctx.params.outs) {
     const prefix = storedPath(out);

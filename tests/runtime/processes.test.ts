@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cli, tempWorkspace } from '../helpers/runner.ts';
 import { alive, killSpawned, spawnBin, waitFor } from '../helpers/processes.ts';
@@ -94,6 +94,27 @@ test('two runners on one cache compute each key once; the waiting one names whom
   assert.match(b.output(), 'cached  hold: computed by another run');
   const counted = await lines(path.join(ws, 'count.txt'));
   assert.equal(counted.sort(), ['after', 'hold']);
+});
+
+test('two runs that write one workspace out take turns: each caches its own bytes', async () => {
+  const ws = await tempWorkspace('pausepipe-outs-');
+  const file = path.join(ws, 'w.pipe');
+  await writeFile(file, 'let v = "first"\nstage w = sh { command: "mkdir -p out && echo ${v} > out/w.txt && sleep 1", shell: true, outs: ["out/w.txt"] }\n');
+  const out = path.join(ws, 'out', 'w.txt');
+  const first = spawnBin(['run', file], ws);
+  await waitFor('the first command to write', () => existsSync(out) && readFileSync(out, 'utf8') === 'first\n');
+  const second = spawnBin(['run', file, '-p', 'v="second"'], ws);
+  const [a, b] = await Promise.all([first.proc, second.proc]);
+  assert.equal([a.exitCode, b.exitCode], [0, 0], `${first.output()}\n${second.output()}`);
+  assert.match(second.output(), 'sh: waiting for out out/w.txt, which pid ');
+  // Each run's entry, restored into the workspace, holds what its own command wrote.
+  for (const [args, expected] of [[[], 'first\n'], [['-p', 'v="second"'], 'second\n']] as const) {
+    await rm(out);
+    const restore = await cli(['run', file, ...args], ws);
+    assert.is(restore.exitCode, 0, restore.stderr);
+    assert.is(readFileSync(out, 'utf8'), expected);
+  }
+  assert.equal((await readdir(ws)).filter((n) => n.startsWith('.pausepipe-out-')), [], 'no out lock stays');
 });
 
 test('watch re-runs only the stage whose file changed, and says why', async () => {
