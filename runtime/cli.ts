@@ -134,7 +134,8 @@ async function plannedSession(file: string, targets: string[], values: Record<st
   const scope = runScope(loaded.pipeline, targetNames(loaded.pipeline, targets), values.force === true);
   const pipeline = restrictPipeline(loaded.pipeline, scope.stages);
   const paramNote = await overrideNote(file, loaded.kinds, overridesOf(values));
-  return planLoaded(pipeline, loaded.kinds, values['cache-dir'] as string | undefined, { forced: scope.forced, paramNote });
+  const planned = await planLoaded(pipeline, loaded.kinds, values['cache-dir'] as string | undefined, { forced: scope.forced, paramNote });
+  return pipeline.stages.length === loaded.pipeline.stages.length ? planned : { ...planned, wholePipelineStages: loaded.pipeline.stages.map((s) => s.name) };
 }
 
 async function session(file: string, cacheDir: string | undefined, io: Io): Promise<Session | undefined> {
