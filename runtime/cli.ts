@@ -138,9 +138,10 @@ async function plannedSession(file: string, targets: string[], values: Record<st
   return pipeline.stages.length === loaded.pipeline.stages.length ? planned : { ...planned, wholePipelineStages: loaded.pipeline.stages.map((s) => s.name) };
 }
 
-async function session(file: string, cacheDir: string | undefined, io: Io): Promise<Session | undefined> {
-  const loaded = await loadChecked(file, (t) => write(io.stderr, t));
-  return loaded && planLoaded(loaded.pipeline, loaded.kinds, cacheDir);
+/** The whole of FILE with the `-p` overrides, planned; undefined when FILE has errors. */
+async function session(file: string, values: Record<string, unknown>, io: Io): Promise<Session | undefined> {
+  const loaded = await load(file, values, io);
+  return loaded && planLoaded(loaded.pipeline, loaded.kinds, values['cache-dir'] as string | undefined);
 }
 
 /** `stale  warm[…]: param lr: 0.01 → 0.02`: one line per stage that is not fresh. */
@@ -519,13 +520,15 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   gc: {
-    usage: 'gc FILE... [--dry-run] [--cache-dir D]',
+    usage: 'gc FILE... [-p NAME=VALUE]... [--dry-run] [--cache-dir D]',
     summary: 'delete cache entries that none of the given pipelines uses',
-    options: { ...CACHE_DIR, 'dry-run': { type: 'boolean' } },
+    options: { ...CACHE_DIR, ...OVERRIDES, 'dry-run': { type: 'boolean' } },
     help: [
       'Keeps the current result of every stage of every FILE, and every entry a live run is using (another',
       'pipeline\'s too); removes other entries and leftovers of dead runs. Only what the cache wrote is ever removed,',
       'and a folder without the cache\'s marker (pausepipe-cache.json) is refused.',
+      OVERRIDES_HELP,
+      '                  every FILE is read with the overrides: gc keeps the results a run with them uses',
       '  --dry-run       say what would be removed, remove nothing',
       CACHE_HELP,
     ].join('\n'),
@@ -534,7 +537,7 @@ const COMMANDS: Record<string, Command> = {
       const dryRun = values['dry-run'] === true;
       const keepByRoot = new Map<string, Set<string>>();
       for (const file of positionals) {
-        const s = await session(file, values['cache-dir'] as string | undefined, io);
+        const s = await session(file, values, io);
         if (!s) return EXIT.invalid;
         const unkeyed = s.plan.stages.filter((p) => p.status === 'error');
         if (unkeyed.length > 0) {
@@ -615,13 +618,18 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   export: {
-    usage: 'export FILE STAGE FOLDER [--cache-dir D]   (or: export STAGE FOLDER --pipeline FILE)',
+    usage: 'export FILE STAGE FOLDER [-p NAME=VALUE]... [--cache-dir D]   (or: export STAGE FOLDER --pipeline FILE)',
     summary: "copy a stage's artifacts out of the cache",
-    options: { ...CACHE_DIR, pipeline: { type: 'string' } },
-    help: 'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance. FOLDER must be new or empty.\n' + CACHE_HELP,
+    options: { ...CACHE_DIR, ...OVERRIDES, pipeline: { type: 'string' } },
+    help: [
+      'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance. FOLDER must be new or empty.',
+      OVERRIDES_HELP,
+      '                  the result exported is the one `run -p` with the same overrides computed',
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       const [file, stageName, folder] = exportArgs(positionals, values.pipeline as string | undefined);
-      const s = await session(file, values['cache-dir'] as string | undefined, io);
+      const s = await session(file, values, io);
       if (!s) return EXIT.invalid;
       // A name or a selector, as run's targets; it must come down to one stage.
       const selected = selectTargets(s.pipeline, [stageName]);
@@ -633,7 +641,7 @@ const COMMANDS: Record<string, Command> = {
       const stage = matches[0]!;
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
       if (planned.status !== 'fresh') {
-        write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run the pipeline first`);
+        write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run it first: ${runCommand(s.pipeline.file, [stage.name], values)}`);
         return EXIT.failed;
       }
       const target = path.resolve(folder);
