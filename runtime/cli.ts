@@ -529,7 +529,7 @@ const COMMANDS: Record<string, Command> = {
       'and a folder without the cache\'s marker (pausepipe-cache.json) is refused.',
       OVERRIDES_HELP,
       '                  every FILE is read with the overrides: gc keeps the results a run with them uses',
-      '  --dry-run       say what would be removed, remove nothing',
+      '  --dry-run       say what would be removed, with the stage each entry was computed for; remove nothing',
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
@@ -550,14 +550,16 @@ const COMMANDS: Record<string, Command> = {
         keepByRoot.set(s.cacheRoot, keep);
       }
       for (const [root, keep] of keepByRoot) {
-        const r = await new ArtifactStore(root).gc(keep, { dryRun, onWait: (owner) => write(io.stderr, `waiting for another gc (${describeOwner(owner)})`) });
+        const store = new ArtifactStore(root);
+        const r = await store.gc(keep, { dryRun, onWait: (owner) => write(io.stderr, `waiting for another gc (${describeOwner(owner)})`) });
         const verb = dryRun ? 'would remove' : 'removed';
-        for (const key of dryRun ? r.removed : []) write(io.stdout, `would remove ${key}`);
+        // A bare key says nothing to a person: name the stage its manifest records.
+        for (const key of dryRun ? r.removed : []) write(io.stdout, `would remove ${key} (${store.readManifest(key)?.stage ?? 'manifest damaged'})`);
         for (const rel of dryRun ? r.leftovers : []) write(io.stdout, `would remove ${rel}`);
         for (const rel of r.foreign) write(io.stderr, `left alone: ${rel} (not written by pausepipe)`);
         const inUse = r.inUse > 0 ? `, ${r.inUse} in use by a live run` : '';
         write(io.stdout, `${root}: ${verb} ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} (${(r.freedBytes / 1e6).toFixed(1)} MB), ` +
-          `${r.leftovers.length} leftover(s); kept ${keep.size}${inUse}`);
+          `${r.leftovers.length} leftover(s); kept ${r.kept}${inUse}`);
       }
       return EXIT.ok;
     },

@@ -361,8 +361,15 @@ for each k in [1, 2] {
     const plan = JSON.parse((await pp('plan', file, '--json', ...flags)).out) as { stages: { name: string; key: string }[] };
     return plan.stages.map((st) => [st.key, st.name] as const);
   };
+  const unscaled = await keysOf();
   const scaled = await keysOf('-p', 'scale=5');
   const root = path.join(ws, '.pausepipe');
+  const dry = await pp('gc', file, '-p', 'scale=5', '--dry-run');
+  assert.is(dry.out, [
+    ...[...unscaled].sort().map(([key, name]) => `would remove ${key} (${name})`),
+    `${root}: would remove 2 entries (0.0 MB), 0 leftover(s); kept 2`,
+    '',
+  ].join('\n'));
   assert.match((await pp('gc', file, '-p', 'scale=5')).out, `${root}: removed 2 entries (`);
   const left = (await readdir(path.join(root, 'objects'), { recursive: true })).filter((p) => p.endsWith('manifest.json')).map((p) => path.basename(path.dirname(p)));
   assert.equal(left.sort(), scaled.map(([key]) => key).sort());
