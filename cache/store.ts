@@ -73,6 +73,8 @@ export interface GcResult {
   leftovers: string[];
   /** Root-relative paths of things the cache did not write: reported, never deleted. */
   foreign: string[];
+  /** Entries in the cache that `keep` names (a kept key with no entry is not one). */
+  kept: number;
   /** Entries kept only because a live run (another pipeline's, perhaps) is using them. */
   inUse: number;
 }
@@ -589,7 +591,7 @@ export class ArtifactStore {
       // Published before the registrations are read: a run that registered too late to be seen sees a new generation.
       if (!dryRun) await replaceFileDurable(path.join(this.root, 'gc-generation'), randomHex(8));
       const inUse = this.keysInUse();
-      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], inUse: 0 };
+      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], kept: 0, inUse: 0 };
       const drop = async (dir: string, rel: string, asEntry: boolean) => {
         result.freedBytes += dryRun ? await diskBytes(dir) : asEntry ? await discardEntry(this.root, dir) : await removeCounting(dir);
         if (!asEntry) result.leftovers.push(rel);
@@ -599,7 +601,10 @@ export class ArtifactStore {
           result.foreign.push(`objects/${shard}/${name}`);
           continue;
         }
-        if (keep.has(name)) continue;
+        if (keep.has(name)) {
+          result.kept++;
+          continue;
+        }
         if (inUse.has(name)) {
           result.inUse++;
           continue;

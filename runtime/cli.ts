@@ -134,12 +134,14 @@ async function plannedSession(file: string, targets: string[], values: Record<st
   const scope = runScope(loaded.pipeline, targetNames(loaded.pipeline, targets), values.force === true);
   const pipeline = restrictPipeline(loaded.pipeline, scope.stages);
   const paramNote = await overrideNote(file, loaded.kinds, overridesOf(values));
-  return planLoaded(pipeline, loaded.kinds, values['cache-dir'] as string | undefined, { forced: scope.forced, paramNote });
+  const planned = await planLoaded(pipeline, loaded.kinds, values['cache-dir'] as string | undefined, { forced: scope.forced, paramNote });
+  return pipeline.stages.length === loaded.pipeline.stages.length ? planned : { ...planned, wholePipelineStages: loaded.pipeline.stages.map((s) => s.name) };
 }
 
-async function session(file: string, cacheDir: string | undefined, io: Io): Promise<Session | undefined> {
-  const loaded = await loadChecked(file, (t) => write(io.stderr, t));
-  return loaded && planLoaded(loaded.pipeline, loaded.kinds, cacheDir);
+/** The whole of FILE with the `-p` overrides, planned; undefined when FILE has errors. */
+async function session(file: string, values: Record<string, unknown>, io: Io): Promise<Session | undefined> {
+  const loaded = await load(file, values, io);
+  return loaded && planLoaded(loaded.pipeline, loaded.kinds, values['cache-dir'] as string | undefined);
 }
 
 /** `stale  warm[…]: param lr: 0.01 → 0.02`: one line per stage that is not fresh. */
@@ -518,14 +520,16 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   gc: {
-    usage: 'gc FILE... [--dry-run] [--cache-dir D]',
+    usage: 'gc FILE... [-p NAME=VALUE]... [--dry-run] [--cache-dir D]',
     summary: 'delete cache entries that none of the given pipelines uses',
-    options: { ...CACHE_DIR, 'dry-run': { type: 'boolean' } },
+    options: { ...CACHE_DIR, ...OVERRIDES, 'dry-run': { type: 'boolean' } },
     help: [
       'Keeps the current result of every stage of every FILE, and every entry a live run is using (another',
       'pipeline\'s too); removes other entries and leftovers of dead runs. Only what the cache wrote is ever removed,',
       'and a folder without the cache\'s marker (pausepipe-cache.json) is refused.',
-      '  --dry-run       say what would be removed, remove nothing',
+      OVERRIDES_HELP,
+      '                  every FILE is read with the overrides: gc keeps the results a run with them uses',
+      '  --dry-run       say what would be removed, with the stage each entry was computed for; remove nothing',
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
@@ -533,7 +537,7 @@ const COMMANDS: Record<string, Command> = {
       const dryRun = values['dry-run'] === true;
       const keepByRoot = new Map<string, Set<string>>();
       for (const file of positionals) {
-        const s = await session(file, values['cache-dir'] as string | undefined, io);
+        const s = await session(file, values, io);
         if (!s) return EXIT.invalid;
         const unkeyed = s.plan.stages.filter((p) => p.status === 'error');
         if (unkeyed.length > 0) {
@@ -546,14 +550,16 @@ const COMMANDS: Record<string, Command> = {
         keepByRoot.set(s.cacheRoot, keep);
       }
       for (const [root, keep] of keepByRoot) {
-        const r = await new ArtifactStore(root).gc(keep, { dryRun, onWait: (owner) => write(io.stderr, `waiting for another gc (${describeOwner(owner)})`) });
+        const store = new ArtifactStore(root);
+        const r = await store.gc(keep, { dryRun, onWait: (owner) => write(io.stderr, `waiting for another gc (${describeOwner(owner)})`) });
         const verb = dryRun ? 'would remove' : 'removed';
-        for (const key of dryRun ? r.removed : []) write(io.stdout, `would remove ${key}`);
+        // A bare key says nothing to a person: name the stage its manifest records.
+        for (const key of dryRun ? r.removed : []) write(io.stdout, `would remove ${key} (${store.readManifest(key)?.stage ?? 'manifest damaged'})`);
         for (const rel of dryRun ? r.leftovers : []) write(io.stdout, `would remove ${rel}`);
         for (const rel of r.foreign) write(io.stderr, `left alone: ${rel} (not written by pausepipe)`);
         const inUse = r.inUse > 0 ? `, ${r.inUse} in use by a live run` : '';
         write(io.stdout, `${root}: ${verb} ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} (${(r.freedBytes / 1e6).toFixed(1)} MB), ` +
-          `${r.leftovers.length} leftover(s); kept ${keep.size}${inUse}`);
+          `${r.leftovers.length} leftover(s); kept ${r.kept}${inUse}`);
       }
       return EXIT.ok;
     },
@@ -614,13 +620,18 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   export: {
-    usage: 'export FILE STAGE FOLDER [--cache-dir D]   (or: export STAGE FOLDER --pipeline FILE)',
+    usage: 'export FILE STAGE FOLDER [-p NAME=VALUE]... [--cache-dir D]   (or: export STAGE FOLDER --pipeline FILE)',
     summary: "copy a stage's artifacts out of the cache",
-    options: { ...CACHE_DIR, pipeline: { type: 'string' } },
-    help: 'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance. FOLDER must be new or empty.\n' + CACHE_HELP,
+    options: { ...CACHE_DIR, ...OVERRIDES, pipeline: { type: 'string' } },
+    help: [
+      'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance. FOLDER must be new or empty.',
+      OVERRIDES_HELP,
+      '                  the result exported is the one `run -p` with the same overrides computed',
+      CACHE_HELP,
+    ].join('\n'),
     async run({ values, positionals }, io) {
       const [file, stageName, folder] = exportArgs(positionals, values.pipeline as string | undefined);
-      const s = await session(file, values['cache-dir'] as string | undefined, io);
+      const s = await session(file, values, io);
       if (!s) return EXIT.invalid;
       // A name or a selector, as run's targets; it must come down to one stage.
       const selected = selectTargets(s.pipeline, [stageName]);
@@ -632,7 +643,7 @@ const COMMANDS: Record<string, Command> = {
       const stage = matches[0]!;
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
       if (planned.status !== 'fresh') {
-        write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run the pipeline first`);
+        write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run it first: ${runCommand(s.pipeline.file, [stage.name], values)}`);
         return EXIT.failed;
       }
       const target = path.resolve(folder);

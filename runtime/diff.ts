@@ -20,7 +20,7 @@ export interface DiffRow {
   /** Generated stage name, e.g. `eval[pause=head,lora=true]`. */
   name: string;
   metric: string;
-  /** undefined where that side has no value (the stage is not computed there, or it lacks the metric). */
+  /** undefined where that side's result lacks the metric. */
   before?: Scalar;
   now?: Scalar;
   /** now − before when both are numbers, else null. */
@@ -31,9 +31,11 @@ export interface DiffResult {
   before: string;
   now: string;
   rows: DiffRow[];
-  /** Stages compared: computed on both sides (and inside loops, unless --all). */
+  /** Stages compared: on both sides and computed there (and inside loops, unless --all). */
   compared: number;
-  /** Stages of each side whose results are not in the cache. */
+  /** Stages only that side's pipeline has: variants removed (before) or added (now) since. */
+  onlyIn: { before: string[]; now: string[] };
+  /** Stages of both sides whose results are not in the cache on that side. */
   notComputed: { before: string[]; now: string[] };
 }
 
@@ -55,29 +57,33 @@ function delta(a: Scalar | undefined, b: Scalar | undefined): number | null {
   return typeof a === 'number' && typeof b === 'number' ? Number((b - a).toPrecision(6)) : null;
 }
 
-/** Rows for every stage of either side, in the current pipeline's order, then the stages only the other side has. */
+/**
+ * Rows for the stages both sides have and computed, in the current pipeline's order; a stage only one side has (a
+ * variant added or removed) or not computed on a side is listed apart, never as a change.
+ */
 export function diffMetrics(before: MetricsSide, now: MetricsSide, opts: DiffOptions): DiffResult {
-  const nowStages = now.stages;
-  const beforeStages = new Map(before.stages.map((s) => [s.name, s]));
-  const names = [...nowStages, ...before.stages.filter((s) => !nowStages.some((n) => n.name === s.name))];
+  const inScope = (s: DiffStage) => opts.includeShared || Object.keys(s.variant).length > 0;
+  const nowNames = new Set(now.stages.map((s) => s.name));
+  const beforeNames = new Set(before.stages.map((s) => s.name));
+  const onlyIn = {
+    before: before.stages.filter((s) => inScope(s) && !nowNames.has(s.name)).map((s) => s.name),
+    now: now.stages.filter((s) => inScope(s) && !beforeNames.has(s.name)).map((s) => s.name),
+  };
   const rows: DiffRow[] = [];
   const notComputed = { before: [] as string[], now: [] as string[] };
   let compared = 0;
-  for (const s of names) {
-    if (!opts.includeShared && Object.keys(s.variant).length === 0) continue;
-    const inNow = nowStages.includes(s);
-    const a = beforeStages.has(s.name) ? before.metricsOf(s.name) : undefined;
-    const b = inNow ? now.metricsOf(s.name) : undefined;
-    if (beforeStages.has(s.name) && a === undefined) notComputed.before.push(s.name);
-    if (inNow && b === undefined) notComputed.now.push(s.name);
-    // A stage not computed on a side it exists on is listed apart; rows are for values, and for variants added or removed.
-    if ((beforeStages.has(s.name) && a === undefined) || (inNow && b === undefined)) continue;
-    if (a !== undefined && b !== undefined) compared++;
+  for (const s of now.stages.filter((x) => inScope(x) && beforeNames.has(x.name))) {
+    const a = before.metricsOf(s.name);
+    const b = now.metricsOf(s.name);
+    if (a === undefined) notComputed.before.push(s.name);
+    if (b === undefined) notComputed.now.push(s.name);
+    if (a === undefined || b === undefined) continue;
+    compared++;
     const chosen = opts.headline?.(s.kind);
-    const metrics = chosen ?? [...new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})])];
+    const metrics = chosen ?? [...new Set([...Object.keys(a), ...Object.keys(b)])];
     for (const metric of metrics) {
-      const x = a?.[metric];
-      const y = b?.[metric];
+      const x = a[metric];
+      const y = b[metric];
       if (!isScalar(x) && !isScalar(y)) continue;
       const before = isScalar(x) ? x : undefined;
       const nowValue = isScalar(y) ? y : undefined;
@@ -85,7 +91,7 @@ export function diffMetrics(before: MetricsSide, now: MetricsSide, opts: DiffOpt
       rows.push({ name: s.name, metric, ...(before === undefined ? {} : { before }), ...(nowValue === undefined ? {} : { now: nowValue }), delta: delta(before, nowValue) });
     }
   }
-  return { before: before.label, now: now.label, rows, compared, notComputed };
+  return { before: before.label, now: now.label, rows, compared, onlyIn, notComputed };
 }
 
 function shown(v: Scalar | undefined): string {
@@ -109,9 +115,11 @@ export function renderDiff(r: DiffResult, format: 'text' | 'md' | 'json', width?
   }
   const changed = new Set(r.rows.filter((x) => x.before !== x.now).map((x) => x.name)).size;
   lines.push(`${changed} of ${r.compared} stage${r.compared === 1 ? '' : 's'} changed between ${r.before} and ${r.now}`);
+  const listed = (names: string[]) => (names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.join(', '));
   for (const side of ['before', 'now'] as const) {
-    const missing = r.notComputed[side];
-    if (missing.length > 0) lines.push(`not in the cache ${side === 'before' ? `at ${r.before}` : 'now'}: ${missing.length > 3 ? `${missing.slice(0, 3).join(', ')} and ${missing.length - 3} more` : missing.join(', ')}`);
+    const where = side === 'before' ? `at ${r.before}` : 'now';
+    if (r.onlyIn[side].length > 0) lines.push(`only ${where}: ${listed(r.onlyIn[side])}`);
+    if (r.notComputed[side].length > 0) lines.push(`not in the cache ${where}: ${listed(r.notComputed[side])}`);
   }
   return `${lines.join(format === 'md' ? '\n\n' : '\n')}\n`;
 }

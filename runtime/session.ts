@@ -12,7 +12,7 @@ import { loadPipeline, readPipeFile, type LoadOptions } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
 import { planPipeline, type Plan, type PlanOptions, type PreviousState } from './plan.ts';
 import type { RunStage } from './progress.ts';
-import { readState, statePath, StateRecorder } from './state.ts';
+import { readLastRunStages, readState, statePath, StateRecorder } from './state.ts';
 import { isWithin, resolveReal } from './workspace-paths.ts';
 
 export interface Session {
@@ -30,6 +30,8 @@ export interface Session {
   gcGeneration: string;
   /** What planning was asked for (--force, the -p notes): a re-plan after a gc asks the same. */
   planOptions: PlanOptions;
+  /** Every stage name of the pipeline when targets restricted `pipeline` to some (the state records the whole pipeline's). */
+  wholePipelineStages?: string[];
 }
 
 
@@ -140,7 +142,9 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
 export async function runSession(s: Session, o: RunOptions): Promise<RunResult> {
   await s.store.init();
   const use = await s.store.registerUse([...s.keys.values()].filter(isKeyed).map((k) => k.key));
-  const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous });
+  const stateFile = statePath(s.cacheRoot, s.pipeline.file);
+  const stageNames = s.wholePipelineStages ?? s.pipeline.stages.map((st) => st.name);
+  const state = new StateRecorder(stateFile, { ...s.previous }, stageNames, await readLastRunStages(stateFile));
   try {
     await s.store.waitForGc({ signal: o.signal, onWait: (owner) => o.reporter.note(`waiting for \`pausepipe gc\` (${describeOwner(owner)})`) })
       // Stopped while waiting: the executor, seeing the stop, starts nothing and reports the run as interrupted.

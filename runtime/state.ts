@@ -17,6 +17,8 @@ interface StateFile {
   stages: PreviousState;
   /** Each stage name's key before the last run that changed any (what `pausepipe diff` compares with). */
   beforeLastRun?: Record<string, string>;
+  /** The pipeline's stage names at its last run: `stages` keeps names dropped long ago, which diff must not show. */
+  lastRunStages?: string[];
 }
 
 async function readStateFile(file: string): Promise<StateFile | undefined> {
@@ -38,6 +40,16 @@ export async function readBeforeLastRun(file: string): Promise<Record<string, st
   return (await readStateFile(file))?.beforeLastRun ?? {};
 }
 
+/** The pipeline's stage names at its last run; undefined when unknown (no run, or a state from before they were kept). */
+export async function readLastRunStages(file: string): Promise<string[] | undefined> {
+  return (await readStateFile(file))?.lastRunStages;
+}
+
+function sameNames(a: string[], b: string[]): boolean {
+  const set = new Set(a);
+  return a.length === b.length && b.every((name) => set.has(name));
+}
+
 /** How often, at most, a running pipeline rewrites its state file. */
 const WRITE_INTERVAL_MS = 1000;
 
@@ -47,14 +59,27 @@ const WRITE_INTERVAL_MS = 1000;
  */
 export class StateRecorder {
   private changes: PreviousState = {};
-  private dirty = false;
+  private dirty: boolean;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   /** The keys this run started from; written once the run changes one, so `diff` can compare with them. */
   private readonly startKeys: Record<string, string>;
 
-  constructor(private readonly file: string, private readonly known: PreviousState) {
-    this.startKeys = Object.fromEntries(Object.entries(known).map(([name, p]) => [name, p.key]));
+  /**
+   * `stageNames`: the whole pipeline's, also the stages targets left out. `lastRunStages`: what the state says the
+   * pipeline had at its last run (readLastRunStages); when unknown, the stages it has now.
+   */
+  constructor(
+    private readonly file: string,
+    private readonly known: PreviousState,
+    private readonly stageNames: string[],
+    lastRunStages: string[] | undefined,
+  ) {
+    // What this run started from is the pipeline as last run, not every name the state ever recorded.
+    const started = new Set(lastRunStages ?? stageNames);
+    this.startKeys = Object.fromEntries(Object.entries(known).filter(([name]) => started.has(name)).map(([name, p]) => [name, p.key]));
+    // A run that only dropped or added stages changes no key, yet the next one must start from its stages.
+    this.dirty = lastRunStages === undefined || !sameNames(lastRunStages, stageNames);
   }
 
   record(name: string, key: string, ingredients: KeyIngredients): void {
@@ -79,11 +104,13 @@ export class StateRecorder {
   private async write(): Promise<void> {
     if (!this.dirty) return;
     this.dirty = false;
-    const onDisk = await readState(this.file);
-    const stages = { ...onDisk, ...this.changes };
+    const onDisk = await readStateFile(this.file);
+    const stages = { ...onDisk?.stages, ...this.changes };
+    // A run that changed no key leaves diff comparing with what the last one that did started from.
+    const beforeLastRun = Object.keys(this.changes).length > 0 ? this.startKeys : onDisk?.beforeLastRun;
     await mkdir(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    const state: StateFile = { format: STATE_FORMAT, stages, beforeLastRun: this.startKeys };
+    const state: StateFile = { format: STATE_FORMAT, stages, ...(beforeLastRun ? { beforeLastRun } : {}), lastRunStages: this.stageNames };
     await writeFile(tmp, JSON.stringify(state));
     await rename(tmp, this.file);
   }

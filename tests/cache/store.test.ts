@@ -295,7 +295,7 @@ const maintenance = suite('ArtifactStore gc and verify');
 maintenance.before.each(freshStore);
 maintenance.after.each(removeStore);
 
-maintenance('gc removes entries not kept and reports the bytes freed', async () => {
+maintenance('gc removes entries not kept, reports the bytes freed and counts the entries it kept', async () => {
   const kept = await commitSimple('kept');
   const a = await commitSimple('a', '12345');
   const b = await commitSimple('b', '1234567');
@@ -308,7 +308,7 @@ maintenance('gc removes entries not kept and reports the bytes freed', async () 
   };
   const expectedBytes = (await bytesOf(a)) + (await bytesOf(b));
   const result = await store.gc(new Set([kept]));
-  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], inUse: 0 });
+  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], kept: 1, inUse: 0 });
   assert.equal(store.keys(), [kept]);
   assert.is(store.has(a), false);
   assert.equal(await fsp.readdir(path.join(root, 'tmp')), []);
@@ -333,6 +333,8 @@ maintenance('gc removes a dead run\'s temp folder, lock and unneeded scratch, bu
     freedBytes: 5,
     leftovers: [`tmp/${dead}.999999.abcdef`, `scratch/${dead}`, `locks/${dead}.lock`],
     foreign: [],
+    // resumable is kept, but only its scratch folder exists: no entry to count.
+    kept: 0,
     inUse: 0,
   });
   assert.is(existsSync(store.scratchDir(resumable)), true);

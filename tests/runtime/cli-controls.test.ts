@@ -221,6 +221,73 @@ test('diff: a variant\'s metric now against the pipeline at a git revision, and 
   assert.match(bad.err, `pausepipe diff: unknown git revision \`no-such-rev\` in ${ws}`);
 });
 
+test('diff compares only the stages both sides have: variants one side lacks are listed below the table, and one dropped runs ago never comes back', async () => {
+  const { ws, file } = await workspace(`
+let scale = 1
+for each k in [1, 2, 3] {
+  stage m = count { counter: "count.txt", value: k * scale }
+}
+`);
+  const git = (...args: string[]) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: ws });
+  await git('init', '-q');
+  await git('add', 'm.pipe');
+  await git('commit', '-qm', 'three values');
+  const source = await readFile(file, 'utf8');
+  const withValues = (values: string) => writeFile(file, source.replace('[1, 2, 3]', values));
+  await run(file);
+  // The drop changes no key; the run after it must still start from two stages, not the three the state once saw.
+  await withValues('[1, 2]');
+  await run(file);
+  await run(file, '-p', 'scale=5');
+  assert.is((await pp(['diff', file, '-p', 'scale=5'])).out, [
+    'stage   metric  before  now  change',
+    '------  ------  ------  ---  ------',
+    'm[k=1]  value   1       5    +4',
+    'm[k=2]  value   2       10   +8',
+    '2 of 2 stages changed between before and now',
+    '',
+  ].join('\n'));
+  assert.is((await pp(['diff', file])).out, '0 of 2 stages changed between before and now\n');
+  assert.is((await pp(['diff', file, 'HEAD'])).out, '0 of 2 stages changed between HEAD and now\nonly at HEAD: m[k=3]\n');
+  const json = JSON.parse((await pp(['diff', file, 'HEAD', '-p', 'scale=5', '--json'])).out) as { rows: { name: string }[]; compared: number; onlyIn: unknown };
+  assert.equal(json.rows.map((r) => r.name), ['m[k=1]', 'm[k=2]']);
+  assert.is(json.compared, 2);
+  assert.equal(json.onlyIn, { before: ['m[k=3]'], now: [] });
+  // A variant the last run itself dropped was in the pipeline it started from: listed, not compared.
+  await withValues('[1]');
+  await run(file, '-p', 'scale=7');
+  assert.is((await pp(['diff', file, '-p', 'scale=7'])).out, [
+    'stage   metric  before  now  change',
+    '------  ------  ------  ---  ------',
+    'm[k=1]  value   5       7    +2',
+    '1 of 1 stage changed between before and now',
+    'only at before: m[k=2]',
+    '',
+  ].join('\n'));
+  await withValues('[1, 4]');
+  await run(file);
+  assert.is((await pp(['diff', file, 'HEAD'])).out, '0 of 1 stage changed between HEAD and now\nonly at HEAD: m[k=2], m[k=3]\nonly now: m[k=4]\n');
+});
+
+test('a run of some targets keeps the whole pipeline as what the next run starts from', async () => {
+  const { file } = await workspace(`
+let scale = 1
+for each k in [1, 2] {
+  stage m = count { counter: "count.txt", value: k * scale }
+}
+`);
+  await run(file);
+  await run(file, 'm[k=1]', '-p', 'scale=5');
+  await run(file, '-p', 'scale=5');
+  assert.is((await pp(['diff', file, '-p', 'scale=5'])).out, [
+    'stage   metric  before  now  change',
+    '------  ------  ------  ---  ------',
+    'm[k=2]  value   2       10   +8',
+    '1 of 2 stages changed between before and now',
+    '',
+  ].join('\n'));
+});
+
 test('the backend a run uses is said once however many stages say it, also on a live terminal', async () => {
   const { file } = await workspace(`
 for each i in [1, 2, 3] {

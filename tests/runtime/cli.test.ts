@@ -347,6 +347,44 @@ test('export copies a stage\'s artifacts out of the cache; gc keeps only what th
   assert.equal(await pp('verify', file), { code: 0, out: `cache OK: 7 entries verified in ${path.join(ws, '.pausepipe')}\n`, err: '' });
 });
 
+test('export and gc take -p as run does: export copies the result of the overridden pipeline, gc keeps its entries', async () => {
+  const { ws, file } = await workspace(`
+let scale = 1
+for each k in [1, 2] {
+  stage m = sh { command: "echo '{\\"v\\": \${k * scale}}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+}
+`);
+  await runJson(file);
+  await runJson(file, '-p', 'scale=5');
+  const exported = path.join(ws, 'exported');
+  const ex = await pp('export', file, 'm[k=2]', exported, '-p', 'scale=5');
+  assert.is(ex.code, 0, ex.err);
+  assert.equal(JSON.parse(await readFile(path.join(exported, 'metrics.json'), 'utf8')), { v: 10 });
+  const notRun = await pp('export', file, 'm[k=2]', path.join(ws, 'x'), '-p', 'scale=9');
+  assert.is(notRun.code, 1);
+  assert.match(notRun.err, /; run it first: pausepipe run \S+matrix\.pipe 'm\[k=2\]' -p scale=9\n$/);
+  const typo = await pp('export', file, 'm[k=2]', path.join(ws, 'x'), '-p', 'sacle=5');
+  assert.is(typo.code, 2);
+  assert.match(typo.err, 'error[E_OVERRIDE]: -p sacle=5: the pipeline has no top-level let `sacle`');
+
+  const keysOf = async (...flags: string[]) => {
+    const plan = JSON.parse((await pp('plan', file, '--json', ...flags)).out) as { stages: { name: string; key: string }[] };
+    return plan.stages.map((st) => [st.key, st.name] as const);
+  };
+  const unscaled = await keysOf();
+  const scaled = await keysOf('-p', 'scale=5');
+  const root = path.join(ws, '.pausepipe');
+  const dry = await pp('gc', file, '-p', 'scale=5', '--dry-run');
+  assert.is(dry.out, [
+    ...[...unscaled].sort().map(([key, name]) => `would remove ${key} (${name})`),
+    `${root}: would remove 2 entries (0.0 MB), 0 leftover(s); kept 2`,
+    '',
+  ].join('\n'));
+  assert.match((await pp('gc', file, '-p', 'scale=5')).out, `${root}: removed 2 entries (`);
+  const left = (await readdir(path.join(root, 'objects'), { recursive: true })).filter((p) => p.endsWith('manifest.json')).map((p) => path.basename(path.dirname(p)));
+  assert.equal(left.sort(), scaled.map(([key]) => key).sort());
+});
+
 test('help, kinds and usage errors', async () => {
   const help = (await pp('--help')).out;
   assert.match(help, '  run       run the stale stages of a pipeline');
