@@ -41,7 +41,7 @@ export const DIAGNOSTIC_CODES = {
   E_UNKNOWN_REFERENCE: 'an input refers to a stage that is not declared',
   E_UNKNOWN_VARIABLE: 'an expression or selector uses a name that is no let or loop variable in scope',
   E_UNKNOWN_FUNCTION: 'an expression calls a function the language does not have',
-  E_DUPLICATE_NAME: 'two stages or lets share one name (across included files too)',
+  E_DUPLICATE_NAME: 'two stages or lets share one name (across included files too), or a loop variable has the name of one',
   E_DUPLICATE_PARAM: 'one key appears twice in a params block or object',
   E_DUPLICATE_INPUT: 'one input name appears twice in a stage, or two names reach a command as one environment variable',
   E_DUPLICATE_LOOP_VAR: 'one `for each` declares a variable twice',

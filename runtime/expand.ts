@@ -83,6 +83,8 @@ class Expander {
   private readonly topLets = new Map<string, SourceSpan>();
   /** Lets declared inside loops, for conflicts with later globals and for "not in scope" notes. */
   private readonly loopLets = new Map<string, SourceSpan>();
+  /** Loop variables (first declaration of each name), for conflicts with globals and for "not in scope" notes. */
+  private readonly loopVars = new Map<string, SourceSpan>();
   /** Stages of rejected nested loops: references to them are not reported again. */
   private readonly suppressed = new Set<string>();
   private readonly loops = new Map<LoopDecl, LoopInfo>();
@@ -160,7 +162,7 @@ class Expander {
   }
 
   private declareGlobal(name: string, span: SourceSpan, what: string): void {
-    const first = this.globals.get(name) ?? this.loopLets.get(name);
+    const first = this.globals.get(name) ?? this.loopLets.get(name) ?? this.loopVars.get(name);
     if (first) {
       this.duplicate('E_DUPLICATE_NAME', `\`${name}\` is already defined; this ${what} needs another name`, span, first, 'defined');
       return;
@@ -195,6 +197,7 @@ class Expander {
         this.duplicate('E_DUPLICATE_LOOP_VAR', `loop variable \`${v.name}\` is declared twice`, v.nameSpan, first, 'declared');
       } else {
         locals.set(v.name, v.nameSpan);
+        this.declareLoopVar(v.name, v.nameSpan);
       }
       this.checkKeys(v.values, false);
     }
@@ -220,6 +223,21 @@ class Expander {
         this.checkKeys(s.value, false);
       }
     }
+  }
+
+  /**
+   * Inside its loop a variable would hide a let of the same name, and a `-p` of that let would change nothing there;
+   * a stage of that name is a clash too, as stages and lets share one namespace.
+   */
+  private declareLoopVar(name: string, span: SourceSpan): void {
+    const global = this.globals.get(name);
+    if (!global) {
+      if (!this.loopVars.has(name)) this.loopVars.set(name, span);
+      return;
+    }
+    const notes = [`first defined at ${locationFrom(global, span.file)}`];
+    if (this.topLets.has(name)) notes.push(`inside the loop \`${name}\` would be the loop variable, hiding the let (and any \`-p ${name}=...\`)`);
+    this.sink.report(diagnostic('E_DUPLICATE_NAME', `\`${name}\` is already defined; this loop variable needs another name`, span, notes));
   }
 
   /** Reports keys given twice in any object literal of an expression (the params block itself included). */

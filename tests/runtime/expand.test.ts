@@ -191,9 +191,27 @@ expand('a stage name used as a value says stages are inputs', () => {
   assert.equal(r.diagnostics[0]!.notes, ['`d` is a stage; stages are used as inputs, e.g. `(data: d)`']);
 });
 
-expand('a loop variable shadows an outer let of the same name', () => {
-  const stages = expectPipeline(parsePipe(`${PREAMBLE}\nlet ep = 9\nfor each ep in [2] { stage t = sft(model: base, data: paused) { epochs: ep } }`)).stages;
-  assert.is(stage(stages, 't[ep=2]').params.epochs, 2);
+expand('a loop variable named like a let is an error at the variable, as it would hide the let and its -p', () => {
+  const r = parsePipe(`${PREAMBLE}\nlet ep = 9\nfor each ep in [2] { stage t = sft(model: base, data: paused) { epochs: ep } }`);
+  expectDiagnostics(r, ['E_DUPLICATE_NAME 5:10']);
+  assert.equal([r.diagnostics[0]!.message, r.diagnostics[0]!.notes], [
+    '`ep` is already defined; this loop variable needs another name',
+    ['first defined at line 4:5', 'inside the loop `ep` would be the loop variable, hiding the let (and any `-p ep=...`)'],
+  ]);
+});
+
+expand('a let or stage declared after a loop with a variable of its name is the second definition', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each ep in [2] { stage t = sft(model: base, data: paused) { epochs: ep } }\nlet ep = 9\nstage t2 = sft(model: base, data: paused) { epochs: ep }\nstage ep = surgery { }`);
+  expectDiagnostics(r, ['E_DUPLICATE_NAME 5:5', 'E_DUPLICATE_NAME 7:7']);
+  assert.equal(r.diagnostics.map((d) => [d.message, d.notes]), [
+    ['`ep` is already defined; this let needs another name', ['first defined at line 4:10']],
+    ['`ep` is already defined; this stage needs another name', ['first defined at line 4:10']],
+  ]);
+});
+
+expand('loops may reuse a variable name, and a stage may be named like a variable of no loop', () => {
+  const text = `${PREAMBLE}\nfor each ep in [1] { stage t = sft(model: base, data: paused) { epochs: ep } }\nfor each ep in [2] { stage u = sft(model: base, data: paused) { epochs: ep } }`;
+  assert.equal(names(text).slice(3), ['t[ep=1]', 'u[ep=2]']);
 });
 
 expand('an error in a loop body is reported once, with the first variant it happened in', () => {
