@@ -55,7 +55,7 @@ export const DIAGNOSTIC_CODES = {
   E_INPUT_ARITY: 'a collection given to a single input, or a single stage to a collection input',
   E_EXPR_TYPE: 'an operator, condition or function got values of the wrong type',
   E_DIVISION_BY_ZERO: '`/` or `%` by zero',
-  E_NAME_COLLISION: 'two variants of a loop generate the same stage name',
+  E_NAME_COLLISION: 'two variants of a loop generate the same stage name: a value listed twice, or a `named` label that leaves out a variable',
   E_LOOP_REFERENCE: 'a plain reference to a loop stage from outside its loop, or a selector on a stage outside any loop',
   E_EMPTY_SELECTION: 'a selector such as `eval[head=true]` matches no variant, or `eval[*]` collects a loop that makes none',
   E_NESTED_LOOP: 'a `for each` inside another `for each`',

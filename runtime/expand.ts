@@ -1,10 +1,11 @@
 // Expansion: AST statements → one stage per declaration and loop variant, with lets evaluated and references resolved.
-import { subExpressions, type Expr, type InputDecl, type LetDecl, type LoopDecl, type ObjectExpr, type StageDecl, type Statement } from '../grammar/ast.ts';
+import { subExpressions, type Expr, type InputDecl, type LetDecl, type LoopDecl, type LoopVar, type ObjectExpr, type StageDecl, type Statement } from '../grammar/ast.ts';
 import {
   diagnostic, DiagnosticSink, locationFrom, type Diagnostic, type DiagnosticCode, type SourceSpan,
 } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import { evaluate, evaluateString, INVALID, jsonEqual, objectFrom, renderValue, Scope, typeName, type EvalContext, type Value } from './expand-eval.ts';
+import { canonicalJson } from './hash.ts';
 import type { JsonValue } from './json.ts';
 import { applyOverride, type Override } from './overrides.ts';
 
@@ -81,6 +82,8 @@ class Expander {
   /** Stage and top-level let names, which share one namespace. */
   private readonly globals = new Map<string, SourceSpan>();
   private readonly topLets = new Map<string, SourceSpan>();
+  /** The expression of each top-level let, to point into the list a loop variable ranges over. */
+  private readonly topLetValues = new Map<string, Expr>();
   /** Lets declared inside loops, for conflicts with later globals and for "not in scope" notes. */
   private readonly loopLets = new Map<string, SourceSpan>();
   /** Loop variables (first declaration of each name), for conflicts with globals and for "not in scope" notes. */
@@ -146,7 +149,10 @@ class Expander {
     for (const s of statements) {
       if (s.type === 'let') {
         this.declareGlobal(s.name, s.nameSpan, 'let');
-        if (!this.topLets.has(s.name)) this.topLets.set(s.name, s.nameSpan);
+        if (!this.topLets.has(s.name)) {
+          this.topLets.set(s.name, s.nameSpan);
+          this.topLetValues.set(s.name, s.value);
+        }
         this.checkKeys(s.value, false);
       } else if (s.type === 'stage') {
         this.declareStage(s, null);
@@ -315,7 +321,9 @@ class Expander {
     const loop = info.decl;
     const ctx = this.context(null);
     const ranges: JsonValue[][] = [];
-    for (const v of loop.vars) {
+    // A variable declared twice is reported by declareLoop; its second list is left out, so no variant is named twice.
+    const vars = loop.vars.filter((v, i) => loop.vars.findIndex((w) => w.name === v.name) === i);
+    for (const v of vars) {
       const values = evaluate(v.values, outer, ctx);
       if (values === INVALID) {
         info.failed = true;
@@ -326,7 +334,7 @@ class Expander {
         if (values.length === 0) {
           this.sink.report(diagnostic('E_EMPTY_MATRIX', `\`${v.name}\` ranges over an empty list, so the loop makes no variant`, v.values.span, undefined, 'warning'));
         }
-        ranges.push(values);
+        ranges.push(this.withoutRepeats(v, values));
       }
     }
     if (info.failed) return;
@@ -348,7 +356,7 @@ class Expander {
     let whereFailed = false;
     for (const combo of cartesian(ranges)) {
       const values: Record<string, JsonValue> = {};
-      loop.vars.forEach((v, i) => { values[v.name] = combo[i]!; });
+      vars.forEach((v, i) => { values[v.name] = combo[i]!; });
       const scope = new Scope(outer);
       for (const [name, value] of Object.entries(values)) scope.set(name, value);
       if (loop.where) {
@@ -364,7 +372,7 @@ class Expander {
       }
       const label = loop.label
         ? evaluateString(loop.label, scope, ctx)
-        : loop.vars.map((v) => `${v.name}=${renderValue(values[v.name]!)}`).join(',');
+        : vars.map((v) => `${v.name}=${renderValue(values[v.name]!)}`).join(',');
       if (label === INVALID) continue;
       const same = labels.get(label);
       if (same) {
@@ -394,6 +402,43 @@ class Expander {
     made.sort((a, b) => rank.get(a.stage.decl)! - rank.get(b.stage.decl)!);
     // One push per stage: spreading 100,000 arguments into push() overflows the stack.
     for (const m of made) this.pending.push(m);
+  }
+
+  /** A loop variable's values with each repeat left out and reported at its second place: it would make the same variants twice. */
+  private withoutRepeats(v: LoopVar, values: JsonValue[]): JsonValue[] {
+    const places = new Map<string, number[]>();
+    values.forEach((value, i) => {
+      const key = canonicalJson(value);
+      const seen = places.get(key);
+      if (seen) seen.push(i);
+      else places.set(key, [i]);
+    });
+    if (places.size === values.length) return values;
+    for (const at of places.values()) {
+      if (at.length === 1) continue;
+      const first = this.valueSpan(v.values, at[0]!, values.length);
+      const second = this.valueSpan(v.values, at[1]!, values.length);
+      const times = at.length === 2 ? 'twice' : `${at.length} times`;
+      this.sink.report(diagnostic(
+        'E_NAME_COLLISION',
+        `the value ${JSON.stringify(values[at[0]!])} appears ${times} in the list of \`${v.name}\` (items ${at.map((i) => i + 1).join(', ')})`,
+        second ?? v.values.span,
+        first && second ? [`first at ${locationFrom(first, second.file)}`, ...this.rangedOver(v, second.file)] : undefined,
+      ));
+    }
+    return [...places.values()].map((at) => values[at[0]!]!);
+  }
+
+  /** Where the loop names the let whose list is pointed into, as the diagnostic is shown in the let. */
+  private rangedOver(v: LoopVar, file: string): string[] {
+    return v.values.type === 'name' ? [`\`${v.name}\` ranges over \`${v.values.name}\` at ${locationFrom(v.values.span, file)}`] : [];
+  }
+
+  /** Where a loop variable's i-th value is written: an item of a list literal, in the loop or in the let it names. */
+  private valueSpan(values: Expr, index: number, count: number): SourceSpan | undefined {
+    const overridden = values.type === 'name' && this.overrides.some((o) => o.name === values.name);
+    const list = values.type === 'name' && !overridden ? this.topLetValues.get(values.name) : values;
+    return list?.type === 'list' && list.items.length === count ? list.items[index]!.span : undefined;
   }
 
   /** Whether the variant passes the filter; null when the filter itself failed (reported). */

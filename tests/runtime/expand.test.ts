@@ -240,6 +240,26 @@ expand('variants with one generated name are one diagnostic listing the clashes'
   ]);
 });
 
+expand('a value listed twice is one diagnostic at its repeat, not a clash of names, and the rest of the loop expands', () => {
+  const r = parsePipe(`${PREAMBLE}\nlet xs = [1, 2, 2]\nfor each x in xs, y in ["a", "b", "a", "a"] { stage w = sft(model: base, data: paused) { epochs: "x" } }`);
+  expectDiagnostics(r, ['E_NAME_COLLISION 4:17', 'E_NAME_COLLISION 5:35', 'E_PARAM_TYPE 5:98']);
+  assert.equal(r.diagnostics.slice(0, 2).map((d) => [d.message, d.notes]), [
+    ['the value 2 appears twice in the list of `x` (items 2, 3)', ['first at line 4:14', '`x` ranges over `xs` at line 5:15']],
+    ['the value "a" appears 3 times in the list of `y` (items 1, 3, 4)', ['first at line 5:25']],
+  ]);
+});
+
+expand('a repeat in a computed list is shown at the list', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each x in range(0, 2) + [1] { stage w = surgery { } }`);
+  expectDiagnostics(r, ['E_NAME_COLLISION 4:15']);
+  assert.equal([r.diagnostics[0]!.message, r.diagnostics[0]!.notes], ['the value 1 appears twice in the list of `x` (items 2, 3)', undefined]);
+});
+
+expand('a loop variable declared twice is that error alone, without a clash of the names it would make', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each a in [1, 2], a in [3] { stage w = surgery { } }`);
+  expectDiagnostics(r, ['E_DUPLICATE_LOOP_VAR 4:23']);
+});
+
 expand('a 10×10×10 loop expands and validates into 1,000 stages', () => {
   const text = [
     PREAMBLE,
