@@ -59,6 +59,13 @@ export function renderValue(v: JsonValue): string {
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
+/** The literal a name most likely means when it is spelled as in another language (Python's `True` and `None`). */
+function literalMeant(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  if (lower === 'none') return 'null';
+  return lower === 'true' || lower === 'false' || lower === 'null' ? lower : undefined;
+}
+
 /** An object built from entries; own properties even for keys such as `__proto__`. */
 export function objectFrom(entries: Iterable<[string, JsonValue]>): { [key: string]: JsonValue } {
   return Object.fromEntries(entries) as { [key: string]: JsonValue };
@@ -92,6 +99,8 @@ export function evaluate(expr: Expr, scope: Scope, ctx: EvalContext): Value {
       const v = scope.get(expr.name);
       if (v !== undefined) return v;
       const notes = ctx.explainUnknown(expr.name, expr.span);
+      const literal = literalMeant(expr.name);
+      if (notes.length === 0 && literal !== undefined) notes.push(`did you mean \`${literal}\`?`);
       ctx.report(diagnostic(
         'E_UNKNOWN_VARIABLE', `unknown variable \`${expr.name}\``, expr.span,
         notes.length > 0 ? notes : didYouMean(expr.name, scope.names()),

@@ -94,6 +94,8 @@ class Expander {
   private readonly pending: Pending[] = [];
   /** Stage instances made so far, and counted past MAX_STAGES without being made, so the message can say how many. */
   private stageCount = 0;
+  /** The let whose value is being evaluated: a use of its own name there is a reference to itself. */
+  private letBeingEvaluated: string | null = null;
   /** Where the pipeline went past MAX_STAGES. */
   private tooMany: SourceSpan | undefined;
 
@@ -276,18 +278,23 @@ class Expander {
   }
 
   private explainUnknown(name: string, use: SourceSpan): string[] {
+    if (this.letBeingEvaluated === name) return [`\`${name}\` refers to itself: a let's value cannot use the let it defines`];
     const topLet = this.topLets.get(name);
     if (topLet) return [`\`${name}\` is defined later, at ${locationFrom(topLet, use.file)}; a let must come before its use`];
     const loopLet = this.loopLets.get(name);
     if (loopLet) {
       return [`\`${name}\` is defined at ${locationFrom(loopLet, use.file)}, inside a \`for each\`; it is visible only after it, in that loop`];
     }
+    const loopVar = this.loopVars.get(name);
+    if (loopVar) return [`\`${name}\` is the variable of the \`for each\` at ${locationFrom(loopVar, use.file)} and exists only inside that loop`];
     if (this.stages.has(name)) return [`\`${name}\` is a stage; stages are used as inputs, e.g. \`(data: ${name})\``];
     return [];
   }
 
   private evaluateLet(s: LetDecl, scope: Scope, label: string | null): void {
+    this.letBeingEvaluated = s.name;
     scope.set(s.name, evaluate(s.value, scope, this.context(label)));
+    this.letBeingEvaluated = null;
   }
 
   private instantiate(decl: StageDecl, scope: Scope, loop: LoopInfo | null, label: string | null, variant: Record<string, JsonValue>): void {

@@ -186,6 +186,21 @@ expand('a let used before its definition says it is defined later', () => {
   assert.equal(r.diagnostics[0]!.notes, ['`p` is defined later, at line 2:5; a let must come before its use']);
 });
 
+expand('a let that uses its own name says it refers to itself, at the top level and in a loop', () => {
+  const r = parsePipe('let a = 1\nlet c = c + a\nfor each x in [1] { let d = [d] }');
+  expectDiagnostics(r, ['E_UNKNOWN_VARIABLE 2:9', 'E_UNKNOWN_VARIABLE 3:30']);
+  assert.equal(r.diagnostics.map((d) => d.notes), [
+    ['`c` refers to itself: a let\'s value cannot use the let it defines'],
+    ['`d` refers to itself: a let\'s value cannot use the let it defines', 'in the variant `x=1`'],
+  ]);
+});
+
+expand('a loop variable used outside its loop says which loop it belongs to', () => {
+  const r = parsePipe('for each lr in [1] { }\nlet y = lr');
+  expectDiagnostics(r, ['E_UNKNOWN_VARIABLE 2:9']);
+  assert.equal(r.diagnostics[0]!.notes, ['`lr` is the variable of the `for each` at line 1:10 and exists only inside that loop']);
+});
+
 expand('a stage name used as a value says stages are inputs', () => {
   const r = parsePipe('stage d = gsm8k { path: "x" }\nlet p = d');
   assert.equal(r.diagnostics[0]!.notes, ['`d` is a stage; stages are used as inputs, e.g. `(data: d)`']);
