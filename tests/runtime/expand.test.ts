@@ -275,6 +275,14 @@ expand('a loop variable declared twice is that error alone, without a clash of t
   expectDiagnostics(r, ['E_DUPLICATE_LOOP_VAR 4:23']);
 });
 
+expand('labels and interpolation write fractions to 15 significant digits; the parameter keeps the exact value', () => {
+  const text = 'let base_lr = 0.1\nfor each lr in [base_lr * 3, 5e-5, 9007199254740991] { stage s = sh { command: ["echo", "${lr}", "${[0.1 + 0.2]}"], env: { LR: lr } } }';
+  const stages = expectPipeline(parsePipe(text)).stages;
+  assert.equal(stages.map((s) => s.name), ['s[lr=0.3]', 's[lr=0.00005]', 's[lr=9007199254740991]']);
+  assert.equal(stages[0]!.params.command, ['echo', '0.3', '[0.3]']);
+  assert.equal([stages[0]!.params.env, stages[0]!.variant], [{ LR: 0.30000000000000004 }, { lr: 0.30000000000000004 }]);
+});
+
 expand('a 10×10×10 loop expands and validates into 1,000 stages', () => {
   const text = [
     PREAMBLE,
