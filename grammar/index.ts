@@ -3,7 +3,7 @@ import type { CstNode, IRecognitionException, IToken, TokenType } from 'chevrota
 import type { IncludeDecl, PipeFile } from './ast.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import { positionAt, tokenize, tokenSpan } from './lexer.ts';
-import { For, Include, Let, Stage } from './tokens.ts';
+import { For, Include, Let, Slash, Stage } from './tokens.ts';
 import { checkExpressionDepth, checkTokenLimits, MAX_SYNTAX_ERRORS } from './limits.ts';
 import { endsLineEarly, limitSyntaxErrors, pipeParser, TooManySyntaxErrors } from './parser.ts';
 import { intactIncludes, toAst } from './to-ast.ts';
@@ -29,6 +29,15 @@ function errorSpan(e: IRecognitionException, file: string, text: string): Source
   const previous = (e as { previousToken?: IToken }).previousToken;
   if (endsLineEarly(previous, e.token)) return tokenSpan(file, previous!);
   return tokenSpan(file, e.token);
+}
+
+/** A note when the parser tripped over `//`: a comment written as in C or JavaScript, which reads as two divisions here. */
+function commentHint(e: IRecognitionException, tokens: IToken[]): string[] | undefined {
+  if (e.token.tokenType !== Slash) return undefined;
+  const i = tokens.indexOf(e.token);
+  const glued = (a: IToken | undefined, b: IToken | undefined) =>
+    a?.tokenType === Slash && b?.tokenType === Slash && a.startOffset + 1 === b.startOffset;
+  return glued(tokens[i - 1], e.token) || glued(e.token, tokens[i + 1]) ? ['comments start with `#`, not `//`'] : undefined;
 }
 
 /** Keywords that can only begin a statement: the boundaries between statements, nested ones included. */
@@ -84,7 +93,7 @@ export function parsePipeText(text: string, file: string): ParseResult {
   } catch (error) {
     if (!(error instanceof TooManySyntaxErrors)) throw error;
   }
-  const syntax = firstPerStatement(pipeParser.errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text))), lexed.tokens);
+  const syntax = firstPerStatement(pipeParser.errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text), commentHint(e, lexed.tokens))), lexed.tokens);
   if (cst === undefined) {
     const last = syntax.at(-1)!;
     syntax.push(diagnostic('E_PARSE', `more than ${MAX_SYNTAX_ERRORS} syntax errors: stopped here; is this a .pipe file?`, last.span));

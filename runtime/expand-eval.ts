@@ -54,9 +54,20 @@ export function jsonEqual(a: JsonValue, b: JsonValue): boolean {
   return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && jsonEqual(a[k]!, b[k]!));
 }
 
-/** How a value reads inside a string or a variant label: strings bare, everything else as JSON. */
+/**
+ * How a value reads inside a string or a variant label: strings bare, everything else as JSON, with fractions cut to
+ * 15 significant digits as most languages print doubles, so `0.1 * 3` reads `0.3`, not `0.30000000000000004`.
+ * Whole numbers stay exact (up to 2^53 they have 16 digits).
+ */
 export function renderValue(v: JsonValue): string {
-  return typeof v === 'string' ? v : JSON.stringify(v);
+  return typeof v === 'string' ? v : JSON.stringify(v, (_key, x: unknown) => (typeof x === 'number' && !Number.isInteger(x) ? Number(x.toPrecision(15)) : x));
+}
+
+/** The literal a name most likely means when it is spelled as in another language (Python's `True` and `None`). */
+function literalMeant(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  if (lower === 'none') return 'null';
+  return lower === 'true' || lower === 'false' || lower === 'null' ? lower : undefined;
 }
 
 /** An object built from entries; own properties even for keys such as `__proto__`. */
@@ -92,6 +103,8 @@ export function evaluate(expr: Expr, scope: Scope, ctx: EvalContext): Value {
       const v = scope.get(expr.name);
       if (v !== undefined) return v;
       const notes = ctx.explainUnknown(expr.name, expr.span);
+      const literal = literalMeant(expr.name);
+      if (notes.length === 0 && literal !== undefined) notes.push(`did you mean \`${literal}\`?`);
       ctx.report(diagnostic(
         'E_UNKNOWN_VARIABLE', `unknown variable \`${expr.name}\``, expr.span,
         notes.length > 0 ? notes : didYouMean(expr.name, scope.names()),

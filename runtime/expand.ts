@@ -1,10 +1,11 @@
 // Expansion: AST statements → one stage per declaration and loop variant, with lets evaluated and references resolved.
-import { subExpressions, type Expr, type InputDecl, type LetDecl, type LoopDecl, type ObjectExpr, type StageDecl, type Statement } from '../grammar/ast.ts';
+import { subExpressions, type Expr, type InputDecl, type LetDecl, type LoopDecl, type LoopVar, type ObjectExpr, type StageDecl, type Statement } from '../grammar/ast.ts';
 import {
   diagnostic, DiagnosticSink, locationFrom, type Diagnostic, type DiagnosticCode, type SourceSpan,
 } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import { evaluate, evaluateString, INVALID, jsonEqual, objectFrom, renderValue, Scope, typeName, type EvalContext, type Value } from './expand-eval.ts';
+import { canonicalJson } from './hash.ts';
 import type { JsonValue } from './json.ts';
 import { applyOverride, type Override } from './overrides.ts';
 
@@ -81,14 +82,20 @@ class Expander {
   /** Stage and top-level let names, which share one namespace. */
   private readonly globals = new Map<string, SourceSpan>();
   private readonly topLets = new Map<string, SourceSpan>();
+  /** The expression of each top-level let, to point into the list a loop variable ranges over. */
+  private readonly topLetValues = new Map<string, Expr>();
   /** Lets declared inside loops, for conflicts with later globals and for "not in scope" notes. */
   private readonly loopLets = new Map<string, SourceSpan>();
+  /** Loop variables (first declaration of each name), for conflicts with globals and for "not in scope" notes. */
+  private readonly loopVars = new Map<string, SourceSpan>();
   /** Stages of rejected nested loops: references to them are not reported again. */
   private readonly suppressed = new Set<string>();
   private readonly loops = new Map<LoopDecl, LoopInfo>();
   private readonly pending: Pending[] = [];
   /** Stage instances made so far, and counted past MAX_STAGES without being made, so the message can say how many. */
   private stageCount = 0;
+  /** The let whose value is being evaluated: a use of its own name there is a reference to itself. */
+  private letBeingEvaluated: string | null = null;
   /** Where the pipeline went past MAX_STAGES. */
   private tooMany: SourceSpan | undefined;
 
@@ -144,7 +151,10 @@ class Expander {
     for (const s of statements) {
       if (s.type === 'let') {
         this.declareGlobal(s.name, s.nameSpan, 'let');
-        if (!this.topLets.has(s.name)) this.topLets.set(s.name, s.nameSpan);
+        if (!this.topLets.has(s.name)) {
+          this.topLets.set(s.name, s.nameSpan);
+          this.topLetValues.set(s.name, s.value);
+        }
         this.checkKeys(s.value, false);
       } else if (s.type === 'stage') {
         this.declareStage(s, null);
@@ -160,7 +170,7 @@ class Expander {
   }
 
   private declareGlobal(name: string, span: SourceSpan, what: string): void {
-    const first = this.globals.get(name) ?? this.loopLets.get(name);
+    const first = this.globals.get(name) ?? this.loopLets.get(name) ?? this.loopVars.get(name);
     if (first) {
       this.duplicate('E_DUPLICATE_NAME', `\`${name}\` is already defined; this ${what} needs another name`, span, first, 'defined');
       return;
@@ -195,6 +205,7 @@ class Expander {
         this.duplicate('E_DUPLICATE_LOOP_VAR', `loop variable \`${v.name}\` is declared twice`, v.nameSpan, first, 'declared');
       } else {
         locals.set(v.name, v.nameSpan);
+        this.declareLoopVar(v.name, v.nameSpan);
       }
       this.checkKeys(v.values, false);
     }
@@ -220,6 +231,21 @@ class Expander {
         this.checkKeys(s.value, false);
       }
     }
+  }
+
+  /**
+   * Inside its loop a variable would hide a let of the same name, and a `-p` of that let would change nothing there;
+   * a stage of that name is a clash too, as stages and lets share one namespace.
+   */
+  private declareLoopVar(name: string, span: SourceSpan): void {
+    const global = this.globals.get(name);
+    if (!global) {
+      if (!this.loopVars.has(name)) this.loopVars.set(name, span);
+      return;
+    }
+    const notes = [`first defined at ${locationFrom(global, span.file)}`];
+    if (this.topLets.has(name)) notes.push(`inside the loop \`${name}\` would be the loop variable, hiding the let (and any \`-p ${name}=...\`)`);
+    this.sink.report(diagnostic('E_DUPLICATE_NAME', `\`${name}\` is already defined; this loop variable needs another name`, span, notes));
   }
 
   /** Reports keys given twice in any object literal of an expression (the params block itself included). */
@@ -252,18 +278,23 @@ class Expander {
   }
 
   private explainUnknown(name: string, use: SourceSpan): string[] {
+    if (this.letBeingEvaluated === name) return [`\`${name}\` refers to itself: a let's value cannot use the let it defines`];
     const topLet = this.topLets.get(name);
     if (topLet) return [`\`${name}\` is defined later, at ${locationFrom(topLet, use.file)}; a let must come before its use`];
     const loopLet = this.loopLets.get(name);
     if (loopLet) {
       return [`\`${name}\` is defined at ${locationFrom(loopLet, use.file)}, inside a \`for each\`; it is visible only after it, in that loop`];
     }
+    const loopVar = this.loopVars.get(name);
+    if (loopVar) return [`\`${name}\` is the variable of the \`for each\` at ${locationFrom(loopVar, use.file)} and exists only inside that loop`];
     if (this.stages.has(name)) return [`\`${name}\` is a stage; stages are used as inputs, e.g. \`(data: ${name})\``];
     return [];
   }
 
   private evaluateLet(s: LetDecl, scope: Scope, label: string | null): void {
+    this.letBeingEvaluated = s.name;
     scope.set(s.name, evaluate(s.value, scope, this.context(label)));
+    this.letBeingEvaluated = null;
   }
 
   private instantiate(decl: StageDecl, scope: Scope, loop: LoopInfo | null, label: string | null, variant: Record<string, JsonValue>): void {
@@ -297,7 +328,9 @@ class Expander {
     const loop = info.decl;
     const ctx = this.context(null);
     const ranges: JsonValue[][] = [];
-    for (const v of loop.vars) {
+    // A variable declared twice is reported by declareLoop; its second list is left out, so no variant is named twice.
+    const vars = loop.vars.filter((v, i) => loop.vars.findIndex((w) => w.name === v.name) === i);
+    for (const v of vars) {
       const values = evaluate(v.values, outer, ctx);
       if (values === INVALID) {
         info.failed = true;
@@ -308,7 +341,7 @@ class Expander {
         if (values.length === 0) {
           this.sink.report(diagnostic('E_EMPTY_MATRIX', `\`${v.name}\` ranges over an empty list, so the loop makes no variant`, v.values.span, undefined, 'warning'));
         }
-        ranges.push(values);
+        ranges.push(this.withoutRepeats(v, values));
       }
     }
     if (info.failed) return;
@@ -330,7 +363,7 @@ class Expander {
     let whereFailed = false;
     for (const combo of cartesian(ranges)) {
       const values: Record<string, JsonValue> = {};
-      loop.vars.forEach((v, i) => { values[v.name] = combo[i]!; });
+      vars.forEach((v, i) => { values[v.name] = combo[i]!; });
       const scope = new Scope(outer);
       for (const [name, value] of Object.entries(values)) scope.set(name, value);
       if (loop.where) {
@@ -346,7 +379,7 @@ class Expander {
       }
       const label = loop.label
         ? evaluateString(loop.label, scope, ctx)
-        : loop.vars.map((v) => `${v.name}=${renderValue(values[v.name]!)}`).join(',');
+        : vars.map((v) => `${v.name}=${renderValue(values[v.name]!)}`).join(',');
       if (label === INVALID) continue;
       const same = labels.get(label);
       if (same) {
@@ -376,6 +409,43 @@ class Expander {
     made.sort((a, b) => rank.get(a.stage.decl)! - rank.get(b.stage.decl)!);
     // One push per stage: spreading 100,000 arguments into push() overflows the stack.
     for (const m of made) this.pending.push(m);
+  }
+
+  /** A loop variable's values with each repeat left out and reported at its second place: it would make the same variants twice. */
+  private withoutRepeats(v: LoopVar, values: JsonValue[]): JsonValue[] {
+    const places = new Map<string, number[]>();
+    values.forEach((value, i) => {
+      const key = canonicalJson(value);
+      const seen = places.get(key);
+      if (seen) seen.push(i);
+      else places.set(key, [i]);
+    });
+    if (places.size === values.length) return values;
+    for (const at of places.values()) {
+      if (at.length === 1) continue;
+      const first = this.valueSpan(v.values, at[0]!, values.length);
+      const second = this.valueSpan(v.values, at[1]!, values.length);
+      const times = at.length === 2 ? 'twice' : `${at.length} times`;
+      this.sink.report(diagnostic(
+        'E_NAME_COLLISION',
+        `the value ${JSON.stringify(values[at[0]!])} appears ${times} in the list of \`${v.name}\` (items ${at.map((i) => i + 1).join(', ')})`,
+        second ?? v.values.span,
+        first && second ? [`first at ${locationFrom(first, second.file)}`, ...this.rangedOver(v, second.file)] : undefined,
+      ));
+    }
+    return [...places.values()].map((at) => values[at[0]!]!);
+  }
+
+  /** Where the loop names the let whose list is pointed into, as the diagnostic is shown in the let. */
+  private rangedOver(v: LoopVar, file: string): string[] {
+    return v.values.type === 'name' ? [`\`${v.name}\` ranges over \`${v.values.name}\` at ${locationFrom(v.values.span, file)}`] : [];
+  }
+
+  /** Where a loop variable's i-th value is written: an item of a list literal, in the loop or in the let it names. */
+  private valueSpan(values: Expr, index: number, count: number): SourceSpan | undefined {
+    const overridden = values.type === 'name' && this.overrides.some((o) => o.name === values.name);
+    const list = values.type === 'name' && !overridden ? this.topLetValues.get(values.name) : values;
+    return list?.type === 'list' && list.items.length === count ? list.items[index]!.span : undefined;
   }
 
   /** Whether the variant passes the filter; null when the filter itself failed (reported). */

@@ -1,5 +1,5 @@
 // Command-line overrides of a pipeline's top-level lets (`-p lr=1e-4`, `-p lora_config.r=8`): parsing, applying, attributing.
-import { parsePipeText } from '../grammar/index.ts';
+import { parsePipeText, type Expr } from '../grammar/index.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import { evaluate, INVALID, renderValue, Scope, typeName } from './expand-eval.ts';
 import type { JsonValue } from './json.ts';
@@ -16,17 +16,54 @@ export interface Override {
   value: JsonValue;
 }
 
+/** A literal of the language (`-1`, `"text"`, `[1, {r: 8}]`): what a -p value is, so `2024-01` stays text, not 2023. */
+function isLiteral(e: Expr): boolean {
+  switch (e.type) {
+    case 'number':
+    case 'boolean':
+    case 'null':
+      return true;
+    case 'string':
+      return e.parts.every((p) => typeof p === 'string');
+    case 'unary':
+      return e.op === '-' && e.operand.type === 'number';
+    case 'list':
+      return e.items.every(isLiteral);
+    case 'object':
+      return e.entries.every((entry) => isLiteral(entry.value));
+    default:
+      return false;
+  }
+}
+
+/** What a value is meant as when it opens like a literal (a whole number too large, say), or undefined for a bare word. */
+function meantAs(text: string): string | undefined {
+  if (text.startsWith('"')) return 'a string';
+  if (text.startsWith('[')) return 'a list';
+  if (text.startsWith('{')) return 'an object';
+  return /^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? 'a number' : undefined;
+}
+
 /**
  * The value of `-p NAME=VALUE`: a literal of the language (`1e-4`, `true`, `"text"`, `[1, 2]`, `{r: 8}`) is that value;
- * anything else (a bare word such as `embed+head`) is the text itself, as a string.
+ * other text (a bare word such as `embed+head`) is the text itself, as a string. Text meant as a literal that is not
+ * one (`[0.1, 0.2` without its `]`) is a mistake, said at once rather than passed on as a string.
  */
-function parseValue(text: string): JsonValue {
+function parseValue(text: string): { value: JsonValue } | { error: string } {
   const parsed = parsePipeText(`let value = ${text}\n`, '<-p>');
   const statement = parsed.ast?.statements[0];
-  if (parsed.diagnostics.length > 0 || parsed.ast?.statements.length !== 1 || statement?.type !== 'let') return text;
-  let failed = false;
-  const value = evaluate(statement.value, new Scope(), { report: () => { failed = true; }, explainUnknown: () => [] });
-  return failed || value === INVALID ? text : value;
+  let problem = parsed.diagnostics[0]?.message.replace(/^expected `let`, `stage`, `for each` or `include`, found /, 'text follows its end: ');
+  if (problem === undefined && (parsed.ast?.statements.length !== 1 || statement?.type !== 'let')) problem = 'it holds more than one value';
+  if (problem === undefined && statement?.type === 'let') {
+    if (!isLiteral(statement.value)) {
+      problem = 'a -p value cannot hold names, operators or `${...}`';
+    } else {
+      const value = evaluate(statement.value, new Scope(), { report: (d) => { problem ??= d.message; }, explainUnknown: () => [] });
+      if (problem === undefined && value !== INVALID) return { value };
+    }
+  }
+  const meant = meantAs(text);
+  return meant === undefined ? { value: text } : { error: `the value looks like ${meant} but is not one: ${problem}` };
 }
 
 /** `lr=1e-4` → an override, or a sentence saying what is wrong with it. */
@@ -37,7 +74,9 @@ export function parseOverride(text: string): Override | string {
     return `-p ${text}: expected NAME=VALUE or NAME.KEY=VALUE, where NAME is a top-level let of the pipeline`;
   }
   const [name, ...path] = target.split('.');
-  return { text, name: name!, path, value: parseValue(text.slice(eq + 1).trim()) };
+  const parsed = parseValue(text.slice(eq + 1).trim());
+  if ('error' in parsed) return `-p ${text}: ${parsed.error}`;
+  return { text, name: name!, path, value: parsed.value };
 }
 
 export type Applied = { ok: true; value: JsonValue } | { ok: false; error: string };

@@ -187,6 +187,16 @@ parser('a missing value says "a value"; where its line ends early, the error is 
   assert.equal(key.diagnostics.map((d) => [d.message, d.span!.line, d.span!.column]), [['expected `:` after `oops`', 1, 19], ['expected `)` after `1`', 4, 10]]);
 });
 
+parser('a `//` comment gets a note that comments start with `#`; a lone or spaced `/` does not', () => {
+  const r = parsePipeText('// zero\nlet a = 1 // one\nstage s = sh { } // two\nlet b = 4 / / 2', 'main.pipe');
+  assert.equal(r.diagnostics.map((d) => [d.message, d.span!.line, d.span!.column, d.notes]), [
+    ['expected `let`, `stage`, `for each` or `include`, found `/`', 1, 1, ['comments start with `#`, not `//`']],
+    ['expected a value, found `/`', 2, 12, ['comments start with `#`, not `//`']],
+    ['expected `let`, `stage`, `for each` or `include`, found `/`', 3, 18, ['comments start with `#`, not `//`']],
+    ['expected a value, found `/`', 4, 13, undefined],
+  ]);
+});
+
 parser('three syntax errors in three statements give three diagnostics', () => {
   const r = parsePipeText('stage a gsm8k { }\nlet ok = 1\nstage b = sft(model a) { }\nlet c = [1 2]', 'main.pipe');
   assert.equal(r.diagnostics.map((d) => `${d.code} ${d.span!.line}:${d.span!.column}`), ['E_PARSE 1:9', 'E_PARSE 3:21', 'E_PARSE 4:12']);

@@ -173,6 +173,9 @@ test('a -p that names no let, a missing key, or is malformed is an error before 
   const malformed = await pp(['plan', file, '-p', '=3']);
   assert.is(malformed.code, 2);
   assert.match(malformed.err, 'pausepipe plan: -p =3: expected NAME=VALUE or NAME.KEY=VALUE');
+  const unclosed = await pp(['run', file, '-p', 'opts={WIDTH: 3']);
+  assert.equal([unclosed.code, unclosed.err.split('\n')[0]],
+    [2, 'pausepipe run: -p opts={WIDTH: 3: the value looks like an object but is not one: expected `}`, found the end of the file']);
   assert.is(existsSync(path.join(ws, 'count.txt')), false);
 });
 

@@ -108,6 +108,16 @@ evaluation('an unknown name is E_UNKNOWN_VARIABLE with a suggestion from the sco
   ]);
 });
 
+evaluation('True, False and None as other languages write them suggest the literals', () => {
+  const r = run('[True, False, None, NULL]');
+  assert.equal(r.diagnostics.map((d) => [d.message, d.notes]), [
+    ['unknown variable `True`', ['did you mean `true`?']],
+    ['unknown variable `False`', ['did you mean `false`?']],
+    ['unknown variable `None`', ['did you mean `null`?']],
+    ['unknown variable `NULL`', ['did you mean `null`?']],
+  ]);
+});
+
 evaluation('an unknown function is E_UNKNOWN_FUNCTION at its name', () => {
   const r = run('1 + rang(3)');
   assert.equal(r.diagnostics.map((d) => [d.code, d.span!.column, d.notes]), [

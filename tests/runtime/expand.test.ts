@@ -186,14 +186,47 @@ expand('a let used before its definition says it is defined later', () => {
   assert.equal(r.diagnostics[0]!.notes, ['`p` is defined later, at line 2:5; a let must come before its use']);
 });
 
+expand('a let that uses its own name says it refers to itself, at the top level and in a loop', () => {
+  const r = parsePipe('let a = 1\nlet c = c + a\nfor each x in [1] { let d = [d] }');
+  expectDiagnostics(r, ['E_UNKNOWN_VARIABLE 2:9', 'E_UNKNOWN_VARIABLE 3:30']);
+  assert.equal(r.diagnostics.map((d) => d.notes), [
+    ['`c` refers to itself: a let\'s value cannot use the let it defines'],
+    ['`d` refers to itself: a let\'s value cannot use the let it defines', 'in the variant `x=1`'],
+  ]);
+});
+
+expand('a loop variable used outside its loop says which loop it belongs to', () => {
+  const r = parsePipe('for each lr in [1] { }\nlet y = lr');
+  expectDiagnostics(r, ['E_UNKNOWN_VARIABLE 2:9']);
+  assert.equal(r.diagnostics[0]!.notes, ['`lr` is the variable of the `for each` at line 1:10 and exists only inside that loop']);
+});
+
 expand('a stage name used as a value says stages are inputs', () => {
   const r = parsePipe('stage d = gsm8k { path: "x" }\nlet p = d');
   assert.equal(r.diagnostics[0]!.notes, ['`d` is a stage; stages are used as inputs, e.g. `(data: d)`']);
 });
 
-expand('a loop variable shadows an outer let of the same name', () => {
-  const stages = expectPipeline(parsePipe(`${PREAMBLE}\nlet ep = 9\nfor each ep in [2] { stage t = sft(model: base, data: paused) { epochs: ep } }`)).stages;
-  assert.is(stage(stages, 't[ep=2]').params.epochs, 2);
+expand('a loop variable named like a let is an error at the variable, as it would hide the let and its -p', () => {
+  const r = parsePipe(`${PREAMBLE}\nlet ep = 9\nfor each ep in [2] { stage t = sft(model: base, data: paused) { epochs: ep } }`);
+  expectDiagnostics(r, ['E_DUPLICATE_NAME 5:10']);
+  assert.equal([r.diagnostics[0]!.message, r.diagnostics[0]!.notes], [
+    '`ep` is already defined; this loop variable needs another name',
+    ['first defined at line 4:5', 'inside the loop `ep` would be the loop variable, hiding the let (and any `-p ep=...`)'],
+  ]);
+});
+
+expand('a let or stage declared after a loop with a variable of its name is the second definition', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each ep in [2] { stage t = sft(model: base, data: paused) { epochs: ep } }\nlet ep = 9\nstage t2 = sft(model: base, data: paused) { epochs: ep }\nstage ep = surgery { }`);
+  expectDiagnostics(r, ['E_DUPLICATE_NAME 5:5', 'E_DUPLICATE_NAME 7:7']);
+  assert.equal(r.diagnostics.map((d) => [d.message, d.notes]), [
+    ['`ep` is already defined; this let needs another name', ['first defined at line 4:10']],
+    ['`ep` is already defined; this stage needs another name', ['first defined at line 4:10']],
+  ]);
+});
+
+expand('loops may reuse a variable name, and a stage may be named like a variable of no loop', () => {
+  const text = `${PREAMBLE}\nfor each ep in [1] { stage t = sft(model: base, data: paused) { epochs: ep } }\nfor each ep in [2] { stage u = sft(model: base, data: paused) { epochs: ep } }`;
+  assert.equal(names(text).slice(3), ['t[ep=1]', 'u[ep=2]']);
 });
 
 expand('an error in a loop body is reported once, with the first variant it happened in', () => {
@@ -220,6 +253,34 @@ expand('variants with one generated name are one diagnostic listing the clashes'
     'both named `a2`: {a=2, b=3} and {a=2, b=4}',
     'make the `named` label use every variable that differs',
   ]);
+});
+
+expand('a value listed twice is one diagnostic at its repeat, not a clash of names, and the rest of the loop expands', () => {
+  const r = parsePipe(`${PREAMBLE}\nlet xs = [1, 2, 2]\nfor each x in xs, y in ["a", "b", "a", "a"] { stage w = sft(model: base, data: paused) { epochs: "x" } }`);
+  expectDiagnostics(r, ['E_NAME_COLLISION 4:17', 'E_NAME_COLLISION 5:35', 'E_PARAM_TYPE 5:98']);
+  assert.equal(r.diagnostics.slice(0, 2).map((d) => [d.message, d.notes]), [
+    ['the value 2 appears twice in the list of `x` (items 2, 3)', ['first at line 4:14', '`x` ranges over `xs` at line 5:15']],
+    ['the value "a" appears 3 times in the list of `y` (items 1, 3, 4)', ['first at line 5:25']],
+  ]);
+});
+
+expand('a repeat in a computed list is shown at the list', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each x in range(0, 2) + [1] { stage w = surgery { } }`);
+  expectDiagnostics(r, ['E_NAME_COLLISION 4:15']);
+  assert.equal([r.diagnostics[0]!.message, r.diagnostics[0]!.notes], ['the value 1 appears twice in the list of `x` (items 2, 3)', undefined]);
+});
+
+expand('a loop variable declared twice is that error alone, without a clash of the names it would make', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each a in [1, 2], a in [3] { stage w = surgery { } }`);
+  expectDiagnostics(r, ['E_DUPLICATE_LOOP_VAR 4:23']);
+});
+
+expand('labels and interpolation write fractions to 15 significant digits; the parameter keeps the exact value', () => {
+  const text = 'let base_lr = 0.1\nfor each lr in [base_lr * 3, 5e-5, 9007199254740991] { stage s = sh { command: ["echo", "${lr}", "${[0.1 + 0.2]}"], env: { LR: lr } } }';
+  const stages = expectPipeline(parsePipe(text)).stages;
+  assert.equal(stages.map((s) => s.name), ['s[lr=0.3]', 's[lr=0.00005]', 's[lr=9007199254740991]']);
+  assert.equal(stages[0]!.params.command, ['echo', '0.3', '[0.3]']);
+  assert.equal([stages[0]!.params.env, stages[0]!.variant], [{ LR: 0.30000000000000004 }, { lr: 0.30000000000000004 }]);
 });
 
 expand('a 10×10×10 loop expands and validates into 1,000 stages', () => {
