@@ -1,5 +1,6 @@
 // The Executed phase: wires the pure scheduler (schedule.ts), an executor (executors/) and the cache side (commit.ts).
 import type { ArtifactStore, FileDigester, Manifest } from '../cache/store.ts';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Progress, Resources, RunInfo, StageKind } from '../stages/kind.ts';
 import { Committer, StageLog } from './commit.ts';
@@ -10,7 +11,7 @@ import type { JsonValue } from './json.ts';
 import type { StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
 import type { Plan } from './plan.ts';
-import type { OutcomeStatus, Reporter } from './progress.ts';
+import type { LockHolder, OutcomeStatus, Reporter } from './progress.ts';
 import { Scheduler, type Decision, type EndStatus, type Grant } from './schedule.ts';
 import type { StateRecorder } from './state.ts';
 import type { RunRequest } from './worker-protocol.ts';
@@ -140,13 +141,12 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       resources: () => resourcesOf(s),
     };
   }), { cpu: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing });
-  /** Keys this run computes, and committed, and by which stage: a stage sharing one finds it computed once, not by another run. */
-  const computing = new Map<string, string>();
+  /** Keys committed by this run, and by which stage: a stage sharing one finds it computed once, not by another run. */
   const committedBy = new Map<string, string>();
-  /** The other stage of this run computing `key`, if any. */
-  const sharing = (key: string, name: string): string | undefined => {
-    const other = computing.get(key);
-    return other === name ? undefined : other;
+  /** Where this process holds the key's lock, another stage of this run that shares the key computes it. */
+  const sharing = (key: string, name: string, owner: LockHolder): string | undefined => {
+    if (owner.pid !== process.pid || owner.hostname !== hostname()) return undefined;
+    return stages.find((x) => x.name !== name && cache.keyOf(x).key === key)?.name;
   };
 
   /** Records the outcome and tells the reporter; a plain cache hit is not worth a line (a no-op run of 1,000 stays quiet). */
@@ -165,14 +165,12 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   /** Computes a stale stage into its pending entry and commits it; the outcome's status. */
   const compute = async (s: StageInstance, grant: Grant, ctl: AbortController): Promise<EndStatus> => {
     const key = cache.keyOf(s).key;
-    if (!computing.has(key)) computing.set(key, s.name);
     // With the digester, an entry whose files no longer match its manifest is replaced rather than served.
     const entry = await o.store.begin(key, {
-      signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner, sharing(key, s.name)), digester: o.hasher,
+      signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner, sharing(key, s.name, owner)), digester: o.hasher,
       replaceBefore: planned.get(s.name)?.forced ? runStart : undefined,
     });
     if (entry === 'cached') {
-      if (computing.get(key) === s.name) computing.delete(key);
       // A stage checked again after its upstream ran finds its entry still holds: a plain hit.
       const checkedAgain = planned.get(s.name)?.status === 'fresh';
       const sibling = committedBy.get(key);
@@ -213,8 +211,6 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       }
       record(s, 'failed', { seconds, error: noSpace ?? errorText(e), logTail: log.tail, logPath: kept });
       return 'failed';
-    } finally {
-      if (computing.get(key) === s.name) computing.delete(key);
     }
   };
 
