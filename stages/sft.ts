@@ -200,6 +200,7 @@ export const SFT: StageKind<SftParams> = {
         log: ctx.log,
         signal: ctx.signal,
         resumed: (step, total) => ctx.notice?.(`${ctx.name} resumes from the checkpoint its interrupted run left at step ${step} of ${total}`),
+        checkpointDamaged: () => ctx.notice?.(`${ctx.name} starts over: the checkpoint its interrupted run left is damaged (its log says how)`),
         // The loss the log prints and the curve records (the mean since the last logging step), not one batch's.
         progress: ({ step, total, loss }) => ctx.progress({ step, total, ...(loss === null ? {} : { message: `loss ${loss.toFixed(4)}` }) }),
       });

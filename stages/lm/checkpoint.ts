@@ -91,6 +91,14 @@ export async function loadLatestCheckpoint(dir: string): Promise<Checkpoint | nu
   return { state: state as Checkpoint['state'], weights, optimizer: { step, expAvg, expAvgSq }, best };
 }
 
+/** Removes every checkpoint in `dir` (latest.json first, so no half-removed folder is ever named). */
+export async function discardCheckpoints(dir: string): Promise<void> {
+  await rm(path.join(dir, LATEST), { force: true });
+  for (const entry of await readdir(dir).catch(() => [] as string[])) {
+    if (entry.startsWith('checkpoint-')) await rm(path.join(dir, entry), { recursive: true, force: true });
+  }
+}
+
 async function readJson(file: string): Promise<unknown> {
   try {
     return JSON.parse(await readFile(file, 'utf8'));

@@ -1,7 +1,7 @@
 // Supervised fine-tuning loop as transformers' Trainer runs it for the reference: AdamW, linear schedule, clipping, eval, best model, resumable checkpoints, float32 or pure bfloat16.
 import * as tf from '@tensorflow/tfjs-core';
 import { readTensor } from './backend.ts';
-import { loadLatestCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { discardCheckpoints, loadLatestCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { collateTraining, DEFAULT_MAX_LENGTH, disposeBatch, encodeTrainingExample, padIdOf, responseTemplateIds, type EncodedExample, type QaExample } from './collate.ts';
 import { createRng, deriveSeed } from '../data/random.ts';
 import { packFrozenWeights, packingFrozenWeights } from './bf16-weights.ts';
@@ -108,6 +108,8 @@ export interface TrainHooks {
   log?(line: string): void;
   /** Called once when the run continues from a checkpoint an interrupted run left, with its step. */
   resumed?(step: number, total: number): void;
+  /** Called when the checkpoint left in checkpointDir cannot be read: training starts over (why is the argument). */
+  checkpointDamaged?(why: string): void;
   /** Stops training between updates (the last checkpoint stays for a resume). */
   signal?: AbortSignal;
   /** Called after each update, before its checkpoint (tests use it to stop a run at a chosen step). */
@@ -276,7 +278,13 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, data: TrainDa
 
   try {
     if (opts.checkpointDir) {
-      const ckpt = await loadLatestCheckpoint(opts.checkpointDir);
+      const ckpt = await loadLatestCheckpoint(opts.checkpointDir).catch(async (error: unknown) => {
+        // A damaged checkpoint (a full disk, a file cut short) would fail every run; it only saves time, so it goes.
+        log(`ignoring the damaged checkpoint in ${opts.checkpointDir} and starting over: ${(error as Error).message}`);
+        await discardCheckpoints(opts.checkpointDir!);
+        hooks.checkpointDamaged?.((error as Error).message);
+        return null;
+      });
       if (ckpt && ckpt.state.fingerprint !== print) {
         log(`ignoring the checkpoint in ${opts.checkpointDir}: it was written with other settings`);
       } else if (ckpt) {

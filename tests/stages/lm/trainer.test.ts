@@ -2,7 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initBackend } from '../../../stages/lm/backend.ts';
@@ -175,6 +175,41 @@ test('a checkpoint written with other settings is ignored, not resumed', async (
     assert.is(res.resumedFrom, null);
     assert.ok(lines.some((l) => l.startsWith('ignoring the checkpoint')));
     b.dispose();
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
+test('a damaged checkpoint is said, removed, and training starts over to the same weights as a fresh run', async () => {
+  const scratch = await mkdtemp(path.join(tmpdir(), 'pausepipe-trainer-'));
+  const opts: Partial<TrainOptions> = { batchSize: 4, maxSteps: 3, saveSteps: 1 };
+  try {
+    const fresh = tinyModel();
+    await train(fresh, tok, data, opts, { log: quiet });
+    const expected = await values(fresh);
+    fresh.dispose();
+    const killed = tinyModel();
+    await train(killed, tok, data, { ...opts, checkpointDir: scratch }, {
+      log: quiet,
+      afterStep: (step) => {
+        if (step === 2) throw new Error('killed');
+      },
+    }).catch(() => undefined);
+    killed.dispose();
+    // Cut short, as a full disk or a lost write leaves it.
+    assert.equal((await readdir(scratch)).sort(), ['checkpoint-000001', 'latest.json']);
+    await truncate(path.join(scratch, 'checkpoint-000001', 'trainable.safetensors'), 100);
+    const again = tinyModel();
+    const lines: string[] = [];
+    const damaged: string[] = [];
+    const res = await train(again, tok, data, { ...opts, checkpointDir: scratch }, { log: (l) => lines.push(l), checkpointDamaged: (why) => damaged.push(why) });
+    assert.is(res.resumedFrom, null);
+    assert.equal(damaged.length, 1);
+    assert.match(damaged[0]!, 'trainable.safetensors');
+    assert.ok(lines.includes(`ignoring the damaged checkpoint in ${scratch} and starting over: ${damaged[0]}`), lines.join('\n'));
+    const got = await values(again);
+    for (const [name, v] of expected) assert.equal(Array.from(got.get(name)!), Array.from(v), name);
+    again.dispose();
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
