@@ -4,7 +4,7 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { naming, randomHex } from '../cache/durable.ts';
-import { acquireLock, describeOwner, type HeldLock } from '../cache/lock.ts';
+import { acquireLock, describeOwner, isAbandoned, readLock, type HeldLock } from '../cache/lock.ts';
 import { digestFile } from '../cache/file-hash.ts';
 import { gpuEnvironment } from '../runtime/gpus.ts';
 import { sha256 } from '../runtime/hash.ts';
@@ -153,20 +153,46 @@ async function endOrphanedCommand(ctx: StageContext<ShParams>): Promise<void> {
  * path; they are taken in one order, so two runs never hold one each and wait for the other.
  */
 async function withOutsLocked<T>(
-  workspace: string, outs: string[], body: () => Promise<T>, opts: { signal?: AbortSignal; log?: (line: string) => void } = {},
+  workspace: string, outs: string[], body: () => Promise<T>,
+  opts: { key?: string; signal?: AbortSignal; log?: (line: string) => void } = {},
 ): Promise<T> {
   const held: HeldLock[] = [];
   try {
     for (const rel of [...new Set(outs.map((o) => relativeTo(workspace, o)))].sort()) {
       const lock = path.join(workspace, `.pausepipe-out-${sha256(rel).slice(0, 16)}.lock`);
+      await endOrphanWriting(lock, rel, opts.log);
       held.push(await acquireLock(lock, {
-        signal: opts.signal, data: { out: rel },
+        signal: opts.signal, data: { out: rel, ...(opts.key === undefined ? {} : { key: opts.key }) },
         onWait: (owner) => opts.log?.(`sh: waiting for out ${rel}, which ${describeOwner(owner)} is writing`),
       }));
     }
     return await body();
   } finally {
     await Promise.all(held.map((lock) => lock.release()));
+  }
+}
+
+/**
+ * An out lock left by a runner killed with SIGKILL names the key whose command was writing the out: that command,
+ * still running, would overwrite what this run writes or restores, whatever its key. It is ended first.
+ */
+async function endOrphanWriting(lock: string, rel: string, log?: (line: string) => void): Promise<void> {
+  const seen = readLock(lock);
+  if (seen === undefined || !isAbandoned(seen.owner)) return;
+  let key: unknown;
+  try {
+    key = (JSON.parse(seen.raw) as { key?: unknown }).key;
+  } catch {
+    return;
+  }
+  if (typeof key !== 'string' || !/^[0-9a-f]{8,128}$/.test(key)) return;
+  const groups = await groupsRunningKey(key);
+  for (const group of groups) {
+    log?.(`sh: ending process group ${group}, which a killed run left writing out ${rel}`);
+    signalGroup(group, 'SIGKILL');
+  }
+  for (let waited = 0; groups.size > 0 && waited < 5000 && (await groupsRunningKey(key)).size > 0; waited += 50) {
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -183,7 +209,7 @@ async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
     ctx.log(line);
     ctx.notice?.(`${ctx.name}: ${line}`);
   };
-  return withOutsLocked(ctx.workspace, p.outs, () => runWithOuts(ctx, outs), { signal: ctx.signal, log });
+  return withOutsLocked(ctx.workspace, p.outs, () => runWithOuts(ctx, outs), { key: ctx.key, signal: ctx.signal, log });
 }
 
 async function runWithOuts(ctx: StageContext<ShParams>, outs: string[]): Promise<StageResult> {

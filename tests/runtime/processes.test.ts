@@ -117,6 +117,24 @@ test('two runs that write one workspace out take turns: each caches its own byte
   assert.equal((await readdir(ws)).filter((n) => n.startsWith('.pausepipe-out-')), [], 'no out lock stays');
 });
 
+test('a command left writing an out by a runner killed with SIGKILL is ended by the next run that writes or restores that out, whatever its key', async () => {
+  const ws = await tempWorkspace('pausepipe-outs-');
+  const file = path.join(ws, 'w.pipe');
+  await writeFile(file, 'let v = "v1"\nlet s = 0\nstage w = sh { command: "mkdir -p out && echo ${v}-partial > out/w.txt && sleep ${s} && echo ${v} > out/w.txt", shell: true, outs: ["out/w.txt"] }\n');
+  const out = path.join(ws, 'out', 'w.txt');
+  assert.is((await cli(['run', file], ws)).exitCode, 0);
+  const killed = spawnBin(['run', file, '-p', 'v="v2"', '-p', 's=3'], ws);
+  await waitFor('the other command to write', () => existsSync(out) && readFileSync(out, 'utf8') === 'v2-partial\n');
+  killed.proc.kill('SIGKILL');
+  await killed.proc;
+  const restore = await cli(['run', file], ws);
+  assert.is(restore.exitCode, 0, restore.stderr);
+  assert.match(restore.stderr, 'restored out/w.txt');
+  // The orphan would have written `v2` after its 3 s sleep.
+  await new Promise((r) => setTimeout(r, 3500));
+  assert.is(readFileSync(out, 'utf8'), 'v1\n');
+});
+
 test('watch re-runs only the stage whose file changed, and says why', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
