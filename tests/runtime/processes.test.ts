@@ -99,14 +99,16 @@ test('two runners on one cache compute each key once; the waiting one names whom
 test('two runs that write one workspace out take turns: each caches its own bytes', async () => {
   const ws = await tempWorkspace('pausepipe-outs-');
   const file = path.join(ws, 'w.pipe');
-  await writeFile(file, 'let v = "first"\nstage w = sh { command: "mkdir -p out && echo ${v} > out/w.txt && sleep 1", shell: true, outs: ["out/w.txt"] }\n');
+  // Each command holds on until the file `release` exists.
+  await writeFile(file, 'let v = "first"\nstage w = sh { command: "mkdir -p out && echo ${v} > out/w.txt && while [ ! -f release ]; do sleep 0.05; done", shell: true, outs: ["out/w.txt"] }\n');
   const out = path.join(ws, 'out', 'w.txt');
   const first = spawnBin(['run', file], ws);
   await waitFor('the first command to write', () => existsSync(out) && readFileSync(out, 'utf8') === 'first\n');
   const second = spawnBin(['run', file, '-p', 'v="second"'], ws);
+  await waitFor('the second run to wait', () => second.output().includes('sh: waiting for out out/w.txt, which pid '));
+  await writeFile(path.join(ws, 'release'), '');
   const [a, b] = await Promise.all([first.proc, second.proc]);
   assert.equal([a.exitCode, b.exitCode], [0, 0], `${first.output()}\n${second.output()}`);
-  assert.match(second.output(), 'sh: waiting for out out/w.txt, which pid ');
   // Each run's entry, restored into the workspace, holds what its own command wrote.
   for (const [args, expected] of [[[], 'first\n'], [['-p', 'v="second"'], 'second\n']] as const) {
     await rm(out);
