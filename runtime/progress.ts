@@ -123,8 +123,10 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
 
   /**
    * `12/21 stages · ETA 3m`. A stage takes as long as the finished stages of its group in this run, else as long as it
-   * took when last computed, else as long as the finished stages of its kind; a running stage what its rate says
-   * first, and a stage still to run, failing all these, as long as the finished stages on average. The work left is
+   * took when last computed, else as long as the finished stages of its kind, else as the running ones of its kind
+   * will by their rates (the first training tells more about the next ones than the quick data stages before it);
+   * a running stage what its rate says first, and a stage still to run, failing all these, as long as the finished
+   * stages on average. The work left is
    * shared by the slots, but the run cannot end before its longest running stage. No ETA while a running stage has
    * no estimate (a long first training would make any guess wrong), nor before anything has a duration.
    */
@@ -132,13 +134,19 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
     if (!stages) return undefined;
     const mean = (xs: number[] | undefined) => (xs && xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined);
     const fallback = mean([...durations.values()].flat());
+    /** How long the running stages of a kind will have taken in all, by their rates so far. */
+    const projected = (kind: string) => mean([...running].flatMap(([name, r]) => {
+      const left = stageOf.get(name)?.kind === kind ? remaining(r) : undefined;
+      return left === undefined ? [] : [(now() - r.started) / 1000 + left];
+    }));
     let work = 0;
     let longest = 0;
     let known = true;
     for (const s of stages) {
       if (finished.has(s.name)) continue;
       const r = running.get(s.name);
-      const like = mean(durations.get(s.group)) ?? s.lastSeconds ?? (s.kind === undefined ? undefined : mean(kindDurations.get(s.kind)));
+      const like = mean(durations.get(s.group)) ?? s.lastSeconds
+        ?? (s.kind === undefined ? undefined : mean(kindDurations.get(s.kind)) ?? (r ? undefined : projected(s.kind)));
       const left = r ? remaining(r) ?? (like === undefined ? undefined : Math.max(0, like - (now() - r.started) / 1000)) : like ?? fallback;
       if (left === undefined) {
         known = false;

@@ -154,6 +154,25 @@ test('the ETA of stages not run yet in this run: their group, else their last du
   ]);
 });
 
+test('before any stage of its kind finished, a stage to run takes as long as the running ones of its kind will', () => {
+  let now = 0;
+  const out = new Capture();
+  const stages = [
+    { name: 'data', group: 'data', kind: 'synthetic_math', fresh: false },
+    { name: 'step1', group: 'step1', kind: 'sft', fresh: false },
+    { name: 'warm', group: 'warm', kind: 'sft', fresh: false },
+  ];
+  const r = createReporter(out, { tty: false, now: () => now, stages, slots: 1 });
+  r.start('step1');
+  r.progress('step1', { step: 0, total: 100 });
+  r.start('data');
+  now = 30_000;
+  r.progress('step1', { step: 10, total: 100 });
+  r.finish('data', 'ran');
+  // step1: 270 s left at 3 s a step, 300 s in all; warm as long, not the 30 s the data stage took: 570 s.
+  assert.match(out.text, 'done    data (30 s)  [1/3 stages · ETA 10m]');
+});
+
 test('a note printed while the live block is drawn stays on the screen after later redraws', () => {
   let now = 0;
   const out = new Capture();
