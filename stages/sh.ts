@@ -136,14 +136,20 @@ async function groupsRunningKey(key: string): Promise<Set<number>> {
 async function endOrphanedCommand(ctx: StageContext<ShParams>): Promise<void> {
   const marker = path.join(ctx.scratchDir, RUNNING_MARKER);
   if (!(await exists(marker))) return;
-  for (const group of await groupsRunningKey(ctx.key)) {
-    ctx.log(`sh: ending process group ${group}, left running by a killed run of this stage`);
+  await endGroupsOfKey(ctx.key, 'left running by a killed run of this stage', ctx.log);
+  await rm(marker, { force: true });
+}
+
+/** Kills every process group still carrying `key` in its environment, and waits (5 s at most) until they are gone. */
+async function endGroupsOfKey(key: string, why: string, log?: (line: string) => void): Promise<void> {
+  const groups = await groupsRunningKey(key);
+  for (const group of groups) {
+    log?.(`sh: ending process group ${group}, ${why}`);
     signalGroup(group, 'SIGKILL');
   }
-  for (let waited = 0; waited < 5000 && (await groupsRunningKey(ctx.key)).size > 0; waited += 50) {
+  for (let waited = 0; groups.size > 0 && waited < 5000 && (await groupsRunningKey(key)).size > 0; waited += 50) {
     await new Promise((r) => setTimeout(r, 50));
   }
-  await rm(marker, { force: true });
 }
 
 /**
@@ -185,15 +191,7 @@ async function endOrphanWriting(lock: string, rel: string, log?: (line: string) 
   } catch {
     return;
   }
-  if (typeof key !== 'string' || !/^[0-9a-f]{8,128}$/.test(key)) return;
-  const groups = await groupsRunningKey(key);
-  for (const group of groups) {
-    log?.(`sh: ending process group ${group}, which a killed run left writing out ${rel}`);
-    signalGroup(group, 'SIGKILL');
-  }
-  for (let waited = 0; groups.size > 0 && waited < 5000 && (await groupsRunningKey(key)).size > 0; waited += 50) {
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  if (typeof key === 'string' && /^[0-9a-f]{8,128}$/.test(key)) await endGroupsOfKey(key, `which a killed run left writing out ${rel}`, log);
 }
 
 async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
