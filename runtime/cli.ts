@@ -1,10 +1,10 @@
 // The `pausepipe` command line: run, plan, show, diff, dag, check, gc, verify, watch, export, exec, lsp, kinds.
-import { cp, mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeOwner } from '../cache/lock.ts';
-import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
+import { ArtifactStore, copyOutOfCache, resolveCacheRoot } from '../cache/store.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
@@ -653,7 +653,7 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.failed;
       }
       await mkdir(target, { recursive: true });
-      await cp(s.store.artifactsDir(planned.key!), target, { recursive: true });
+      await copyOutOfCache(s.store.artifactsDir(planned.key!), target);
       const files = s.manifests.get(planned.key!)?.outputs.length ?? 0;
       write(io.stdout, `exported ${stage.name}: ${files} file(s) to ${target}`);
       return EXIT.ok;

@@ -1,7 +1,7 @@
 // The CLI run in-process on small pipelines: no-op re-runs, exact re-run sets and reasons, outs, show, dag, gc, export.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
@@ -156,6 +156,39 @@ test('sh outs deleted from the workspace are restored from the cache without run
   assert.equal(r.counts.ran, 0);
   assert.equal(r.stages.find((s) => s.name === 'table')!.restored, ['out/table.txt']);
   assert.is(await readFile(table, 'utf8'), content);
+});
+
+test('restored outs and exported files get the modes of new files (executable kept); the cache keeps its own read-only', async () => {
+  const { ws, file } = await workspace(`stage w = sh {
+  command: ["sh", "-c", "mkdir -p res; echo a > res/a.txt; echo 'echo hi' > res/run.sh; chmod +x res/run.sh; echo '{}' > $PAUSEPIPE_OUT/metrics.json"]
+  outs: ["res"]
+}
+`);
+  const umask = process.umask(0o027);
+  try {
+    const modes = async (dir: string) => Object.fromEntries(await Promise.all((await readdir(dir, { recursive: true })).sort()
+      .map(async (rel) => [rel, ((await stat(path.join(dir, rel))).mode & 0o777).toString(8)])));
+    await runJson(file);
+    const computed = await modes(path.join(ws, 'res'));
+    assert.equal(computed, { 'a.txt': '640', 'run.sh': '750' });
+    await rm(path.join(ws, 'res'), { recursive: true });
+    assert.equal((await runJson(file)).stages[0]!.restored, ['res/a.txt', 'res/run.sh']);
+    assert.equal(await modes(path.join(ws, 'res')), computed);
+    assert.is(((await stat(path.join(ws, 'res'))).mode & 0o777).toString(8), '750');
+    await writeFile(path.join(ws, 'res/a.txt'), 'edited');
+
+    const exported = path.join(ws, 'exported');
+    assert.is((await pp('export', file, 'w', exported)).code, 0);
+    assert.equal(await modes(exported), { 'metrics.json': '640', outs: '750', 'outs/res': '750', 'outs/res/a.txt': '640', 'outs/res/run.sh': '750' });
+
+    assert.equal((await runJson(file)).stages[0]!.restored, ['res/a.txt']);
+    const artifacts = (await readdir(path.join(ws, '.pausepipe', 'objects'), { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile() && e.parentPath.includes(`${path.sep}artifacts`));
+    const writable = await Promise.all(artifacts.map(async (e) => (await stat(path.join(e.parentPath, e.name))).mode & 0o222));
+    assert.equal([artifacts.length, writable.filter((w) => w !== 0)], [3, []]);
+  } finally {
+    process.umask(umask);
+  }
 });
 
 test('show prints one row per variant: loop variables, then metrics', async () => {
