@@ -316,9 +316,16 @@ async function runSetAside(ctx: StageContext<ShParams>, outs: string[]): Promise
 
   const metricsFile = path.join(ctx.outDir, 'metrics.json');
   if (!(await exists(metricsFile))) return {};
-  const metrics: unknown = JSON.parse(await readFile(metricsFile, 'utf8').catch((error: unknown) => {
+  const text = await readFile(metricsFile, 'utf8').catch((error: unknown) => {
     throw naming(error, metricsFile);
-  }));
+  });
+  let metrics: unknown;
+  try {
+    metrics = JSON.parse(text);
+  } catch (error) {
+    // A bare "Unexpected end of JSON input" names no file; an empty or cut file is what a full disk leaves.
+    throw new Error(`sh: $PAUSEPIPE_OUT/metrics.json is not valid JSON (${(error as Error).message})`);
+  }
   if (metrics === null || typeof metrics !== 'object' || Array.isArray(metrics)) {
     throw new Error('sh: $PAUSEPIPE_OUT/metrics.json must hold a JSON object');
   }
