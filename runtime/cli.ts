@@ -105,6 +105,12 @@ function runCommand(file: string, targets: string[], values: Record<string, unkn
   return ['pausepipe', 'run', path.relative(process.cwd(), file) || file, ...targets, ...overrides, ...cacheDir].map(shellWord).join(' ');
 }
 
+/** `pausepipe verify FILE --repair`, with the cache folder of this command: what removes a damaged entry. */
+function repairCommand(file: string, values: Record<string, unknown>): string {
+  const cacheDir = values['cache-dir'] === undefined ? [] : ['--cache-dir', values['cache-dir'] as string];
+  return ['pausepipe', 'verify', path.relative(process.cwd(), file) || file, '--repair', ...cacheDir].map(shellWord).join(' ');
+}
+
 /** Loads FILE with the `-p` overrides; prints diagnostics (an override naming no let is one) and returns undefined on errors. */
 function load(file: string, values: Record<string, unknown>, io: Io) {
   return loadChecked(file, (t) => write(io.stderr, t), { overrides: overridesOf(values) });
@@ -466,7 +472,18 @@ const COMMANDS: Record<string, Command> = {
       // Everything is computed, yet nothing to show: say why rather than suggest a run that changes nothing.
       else if (stage === undefined && values.all !== true) write(io.stderr, 'no variants to show (stages in `for each` loops); --all shows the other stages too');
       else write(io.stderr, 'the selected stages are computed but have no scalar metrics to show');
-      if (notComputed.length > 0) write(io.stderr, `${notComputed.length} stage(s) not computed yet: ${runCommand(s.pipeline.file, targets, values)}`);
+      // A damaged entry is there but not used: "not computed" would send the user looking for a run that never happened.
+      const damaged = notComputed.flatMap((name) => {
+        const k = s.keys.get(name);
+        const problem = isKeyed(k) ? s.damage.get(k.key) : undefined;
+        return problem === undefined ? [] : [`${name} (${problem})`];
+      });
+      if (damaged.length > 0) {
+        write(io.stderr, `${damaged.length} stage(s) with a damaged cache entry: ${damaged.join(', ')}; ` +
+          `\`${runCommand(s.pipeline.file, targets, values)}\` computes them again, \`${repairCommand(s.pipeline.file, values)}\` removes them`);
+      }
+      const missing = notComputed.length - damaged.length;
+      if (missing > 0) write(io.stderr, `${missing} stage(s) not computed yet: ${runCommand(s.pipeline.file, targets, values)}`);
       return EXIT.ok;
     },
   },
@@ -642,6 +659,12 @@ const COMMANDS: Record<string, Command> = {
       }
       const stage = matches[0]!;
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
+      const damage = planned.key === undefined ? undefined : s.damage.get(planned.key);
+      if (planned.status !== 'fresh' && damage !== undefined) {
+        write(io.stderr, `pausepipe export: the cache entry of ${stage.name} is damaged (${damage}); ` +
+          `\`${runCommand(s.pipeline.file, [stage.name], values)}\` computes it again, \`${repairCommand(s.pipeline.file, values)}\` removes it`);
+        return EXIT.failed;
+      }
       if (planned.status !== 'fresh') {
         write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run it first: ${runCommand(s.pipeline.file, [stage.name], values)}`);
         return EXIT.failed;

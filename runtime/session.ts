@@ -27,6 +27,8 @@ export interface Session {
   previous: PreviousState;
   /** Manifests read while planning, by key (a fresh stage's metrics need no second read). */
   manifests: Map<string, Manifest>;
+  /** What is wrong with each damaged entry planning found, by key (show and export say it rather than "not computed"). */
+  damage: Map<string, string>;
   /** The cache's gc generation when planning started (see ArtifactStore.gcGeneration). */
   gcGeneration: string;
   /** What planning was asked for (--force, the -p notes): a re-plan after a gc asks the same. */
@@ -133,7 +135,7 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
     else if (entry.state === 'damaged') damage.set(k.key, entry.problem);
   }
   const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, { ...options, damaged: (key) => damage.get(key) });
-  return { plan, manifests, gcGeneration };
+  return { plan, manifests, damage, gcGeneration };
 }
 
 /**

@@ -1,7 +1,7 @@
 // The CLI run in-process on small pipelines: no-op re-runs, exact re-run sets and reasons, outs, show, dag, gc, export.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
@@ -251,6 +251,35 @@ test('show before a run suggests the run that computes what it looked at: same t
   const r = await pp('show', file, 'train', '-p', 'scale=2', '--cache-dir', cache);
   assert.is(r.code, 0);
   assert.is(r.err, `no results yet\n2 stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), file)} train -p scale=2 --cache-dir '${cache}'\n`);
+});
+
+test('show and export say a damaged entry is damaged, what computes it again and what removes it, not "not computed"', async () => {
+  const { ws, file } = await workspace(`for each lr in [1, 2] {
+  stage fit = sh { command: "echo '{\\"loss\\": \${lr}}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+}
+`);
+  await runJson(file);
+  const objects = path.join(ws, '.pausepipe', 'objects');
+  const metricsFiles = (await readdir(objects, { recursive: true })).filter((p) => p.endsWith(path.join('artifacts', 'metrics.json')));
+  const damaged = (await Promise.all(metricsFiles.map(async (p) => [p, await readFile(path.join(objects, p), 'utf8')] as const)))
+    .find(([, text]) => JSON.parse(text).loss === 1)![0];
+  await chmod(path.join(objects, damaged), 0o644);
+  await writeFile(path.join(objects, damaged), '{"loss": 0}\n');
+  const rel = path.relative(process.cwd(), file);
+  const problem = 'output metrics.json has changed since it was committed';
+
+  assert.equal(await pp('show', file), {
+    code: 0,
+    out: 'stage  lr  loss\n-----  --  ----\nfit    2   2\n',
+    err: `1 stage(s) with a damaged cache entry: fit[lr=1] (${problem}); \`pausepipe run ${rel}\` computes them again, \`pausepipe verify ${rel} --repair\` removes them\n`,
+  });
+  assert.equal(await pp('export', file, 'fit[lr=1]', path.join(ws, 'exported')), {
+    code: 1,
+    out: '',
+    err: `pausepipe export: the cache entry of fit[lr=1] is damaged (${problem}); \`pausepipe run ${rel} 'fit[lr=1]'\` computes it again, \`pausepipe verify ${rel} --repair\` removes it\n`,
+  });
+  assert.equal((await runJson(file)).counts.ran, 1);
+  assert.is((await pp('show', file)).err, '');
 });
 
 test('show --stage naming no stage is a usage error that says what exists', async () => {
