@@ -5,6 +5,7 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, copyOutOfCache, resolveCacheRoot } from '../cache/store.ts';
+import { diagnostic } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
@@ -14,7 +15,7 @@ import { formatSeconds } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
-import { isKeyed } from './keys.ts';
+import { isKeyed, sharedOuts } from './keys.ts';
 import { loadKinds } from './kinds.ts';
 import { findWorkspace, loadPipeline } from './load.ts';
 import { kindsMarkdown, kindsText } from './kinds-doc.ts';
@@ -528,6 +529,14 @@ const COMMANDS: Record<string, Command> = {
       const settings = loadSettings(loaded.pipeline.workspace, Object.keys(loaded.kinds));
       if (settings.diagnostics.length > 0) {
         write(io.stderr, renderDiagnostics(settings.diagnostics, settings.sources));
+        return EXIT.invalid;
+      }
+      // What `run` refuses once keys are made (runtime/keys.ts), said here with where each stage is declared.
+      const shared = [...sharedOuts(loaded.pipeline, loaded.kinds)].map(([name, error]) =>
+        diagnostic('E_UNSAFE_OUT', `${name}: ${error}`, loaded.pipeline.stages.find((st) => st.name === name)!.span,
+          ['give each stage an out path of its own (in a loop, put the loop variables in it)']));
+      if (shared.length > 0) {
+        write(io.stderr, renderDiagnostics(shared, loaded.pipeline.sources));
         return EXIT.invalid;
       }
       const warnings = loaded.diagnostics.filter((d) => d.severity === 'warning').length;

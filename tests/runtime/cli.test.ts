@@ -349,6 +349,23 @@ test('an invalid pipeline exits 2 with located diagnostics; check passes a valid
   assert.equal(await pp('check', ok.file), { code: 0, out: 'ok: 7 stages\n', err: '' });
 });
 
+test('check refuses two variants writing one out, with the error run fails them with', async () => {
+  const { file } = await workspace('for each v in [1, 2] { stage w = sh { command: "echo ${v} > out.txt", shell: true, outs: ["out.txt"] } }\n');
+  const ran = await pp('run', file);
+  assert.equal([ran.code, ran.err.split('\n').filter((l) => l.startsWith('failed w'))], [1, [
+    'failed w[v=1]: out out.txt is also written by w[v=2]',
+    'failed w[v=2]: out out.txt is also written by w[v=1]',
+  ]]);
+  const checked = await pp('check', file);
+  assert.equal([checked.code, checked.out], [2, '']);
+  const at = `${file}:1:30: error[E_UNSAFE_OUT]: `;
+  assert.equal(checked.err.split('\n').filter((l) => l.includes('error[')), [
+    `${at}w[v=1]: out out.txt is also written by w[v=2]`,
+    `${at}w[v=2]: out out.txt is also written by w[v=1]`,
+  ]);
+  assert.match(checked.err, 'note: give each stage an out path of its own (in a loop, put the loop variables in it)');
+});
+
 test('a failure is told once: its log tail leaves out the message already shown and Dawn\'s notes on its limits', async () => {
   const dawn = 'Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.';
   const { file } = await workspace(`stage bad = sh { command: ["sh", "-c", "echo '${dawn}' >&2; echo reading; exit 3"] }\n`);
