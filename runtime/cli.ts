@@ -252,20 +252,26 @@ function slurmOptions(values: Record<string, unknown>, settings: ExecutorSetting
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
 
+/** Said at a second stop signal: what the exit hooks do (cache/lock.ts, stages/sh.ts), so a quiet exit leaves no one guessing. */
+export const QUITTING = 'quitting at once: running stages killed; set-aside outs put back';
+
 /** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
 export function signalExitCode(signal: StopSignal): number {
   return 128 + os.constants.signals[signal];
 }
 
 /**
- * Calls `stop` at the first stop signal; a second one quits at once with the first's exit code (the exit hooks still
- * release the locks and end the commands). Returns what removes the handlers again.
+ * Calls `stop` at the first stop signal; a second one calls `quit` (to say so) and quits at once with the first's exit
+ * code (the exit hooks still release the locks and end the commands). Returns what removes the handlers again.
  */
-export function onStopSignals(stop: (signal: StopSignal) => void): () => void {
+export function onStopSignals(stop: (signal: StopSignal) => void, quit?: () => void): () => void {
   let first: StopSignal | undefined;
   // Bound per signal: the handler must know which one came, also when it is emitted without its name.
   const handlers = STOP_SIGNALS.map((signal) => [signal, () => {
-    if (first !== undefined) process.exit(signalExitCode(first));
+    if (first !== undefined) {
+      quit?.();
+      process.exit(signalExitCode(first));
+    }
     first = signal;
     stop(signal);
   }] as const);
@@ -291,14 +297,15 @@ async function runWithSignals(
   const reporter: Reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
   const controller = new AbortController();
   let stoppedBy: StopSignal | undefined;
+  // Through the reporter: written straight to the terminal, the next redraw of the live block would erase it.
+  const say = (line: string) => (quiet ? write(io.stderr, line) : reporter.note(line));
   const removeHandlers = onStopSignals((signal) => {
     stoppedBy = signal;
     const what = where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages';
-    const line = `interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`;
-    // Through the reporter: written straight to the terminal, the next redraw of the live block would erase it.
-    if (quiet) write(io.stderr, line);
-    else reporter.note(line);
+    say(`interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`);
     controller.abort();
+  }, () => {
+    say(`${QUITTING}${where.type === 'slurm' ? '; Slurm jobs not cancelled (the next run adopts them)' : ''}`);
   });
   const overrides = overridesOf(values);
   try {

@@ -45,7 +45,7 @@ stage slow = sh { command: "sleep 60 & echo $! > sleeper.pid; wait", shell: true
   assert.match(verify.stdout, 'cache OK: 0 entries verified');
 });
 
-test('a second signal while a command is slow to stop quits at once, and still leaves no lock, no command running and the earlier out', async () => {
+test('a second signal while a command is slow to stop quits at once, says so, and still leaves no lock, no command running and the earlier out', async () => {
   const ws = await tempWorkspace('pausepipe-stop-');
   const file = path.join(ws, 'p.pipe');
   await writeFile(path.join(ws, 'out.txt'), 'the last good version');
@@ -58,6 +58,10 @@ test('a second signal while a command is slow to stop quits at once, and still l
   run.proc.kill('SIGINT');
   const result = await run.proc;
   assert.is(result.exitCode, 130, run.output());
+  assert.equal(run.output().split('\n').filter((l) => l.includes('at once')), [
+    'interrupting: stopping running stages (Ctrl-C again to quit at once)',
+    'quitting at once: running stages killed; set-aside outs put back',
+  ]);
   assert.equal(await lockFiles(ws), []);
   await waitFor('the command to end', () => !alive(sleeper), 5000);
   assert.is(readFileSync(path.join(ws, 'out.txt'), 'utf8'), 'the last good version');
