@@ -307,6 +307,27 @@ async function sealOutputs(root: string, folders: string[]): Promise<OutputRecor
 }
 
 /**
+ * The mode of a copy of a cached file given to the user (a restored out, an export): what a new file gets, 0666 less
+ * the umask, executable where the cached file is. The cache keeps its own files read-only; the copies are theirs to edit.
+ */
+export function userFileMode(cachedMode: number): number {
+  // Only read here (setting it is what is unsafe in threads); no other call tells what a new file would get.
+  return (0o666 | (cachedMode & 0o111)) & ~process.umask();
+}
+
+/** Copy a cached file, or a folder of them, to `target` with the modes userFileMode gives; folders as mkdir makes them. */
+export async function copyOutOfCache(source: string, target: string): Promise<void> {
+  const stat = await fsp.stat(source);
+  if (stat.isDirectory()) {
+    await fsp.mkdir(target, { recursive: true });
+    for (const name of await fsp.readdir(source)) await copyOutOfCache(path.join(source, name), path.join(target, name));
+    return;
+  }
+  await fsp.copyFile(source, target, fsp.constants.COPYFILE_EXCL);
+  await fsp.chmod(target, userFileMode(stat.mode));
+}
+
+/**
  * The store under one root:
  *   pausepipe-cache.json                                                             the marker: this folder is a cache
  *   objects/<key[0..2]>/<key>/{manifest.json, manifest.sha256, log.txt, artifacts/}  committed entries

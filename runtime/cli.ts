@@ -1,10 +1,11 @@
 // The `pausepipe` command line: run, plan, show, diff, dag, check, gc, verify, watch, export, exec, lsp, kinds.
-import { cp, mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeOwner } from '../cache/lock.ts';
-import { ArtifactStore, resolveCacheRoot } from '../cache/store.ts';
+import { ArtifactStore, copyOutOfCache, resolveCacheRoot } from '../cache/store.ts';
+import { diagnostic } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
@@ -14,7 +15,7 @@ import { formatSeconds } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
-import { isKeyed } from './keys.ts';
+import { isKeyed, sharedOuts } from './keys.ts';
 import { loadKinds } from './kinds.ts';
 import { findWorkspace, loadPipeline } from './load.ts';
 import { kindsMarkdown, kindsText } from './kinds-doc.ts';
@@ -103,6 +104,12 @@ function runCommand(file: string, targets: string[], values: Record<string, unkn
   const overrides = ((values.param as string[] | undefined) ?? []).flatMap((o) => ['-p', o]);
   const cacheDir = values['cache-dir'] === undefined ? [] : ['--cache-dir', values['cache-dir'] as string];
   return ['pausepipe', 'run', path.relative(process.cwd(), file) || file, ...targets, ...overrides, ...cacheDir].map(shellWord).join(' ');
+}
+
+/** `pausepipe verify FILE --repair`, with the cache folder of this command: what removes a damaged entry. */
+function repairCommand(file: string, values: Record<string, unknown>): string {
+  const cacheDir = values['cache-dir'] === undefined ? [] : ['--cache-dir', values['cache-dir'] as string];
+  return ['pausepipe', 'verify', path.relative(process.cwd(), file) || file, '--repair', ...cacheDir].map(shellWord).join(' ');
 }
 
 /** Loads FILE with the `-p` overrides; prints diagnostics (an override naming no let is one) and returns undefined on errors. */
@@ -245,20 +252,26 @@ function slurmOptions(values: Record<string, unknown>, settings: ExecutorSetting
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
 
+/** Said at a second stop signal: what the exit hooks do (cache/lock.ts, stages/sh.ts), so a quiet exit leaves no one guessing. */
+export const QUITTING = 'quitting at once: running stages killed; set-aside outs put back';
+
 /** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
 export function signalExitCode(signal: StopSignal): number {
   return 128 + os.constants.signals[signal];
 }
 
 /**
- * Calls `stop` at the first stop signal; a second one quits at once with the first's exit code (the exit hooks still
- * release the locks and end the commands). Returns what removes the handlers again.
+ * Calls `stop` at the first stop signal; a second one calls `quit` (to say so) and quits at once with the first's exit
+ * code (the exit hooks still release the locks and end the commands). Returns what removes the handlers again.
  */
-export function onStopSignals(stop: (signal: StopSignal) => void): () => void {
+export function onStopSignals(stop: (signal: StopSignal) => void, quit?: () => void): () => void {
   let first: StopSignal | undefined;
   // Bound per signal: the handler must know which one came, also when it is emitted without its name.
   const handlers = STOP_SIGNALS.map((signal) => [signal, () => {
-    if (first !== undefined) process.exit(signalExitCode(first));
+    if (first !== undefined) {
+      quit?.();
+      process.exit(signalExitCode(first));
+    }
     first = signal;
     stop(signal);
   }] as const);
@@ -284,14 +297,15 @@ async function runWithSignals(
   const reporter: Reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
   const controller = new AbortController();
   let stoppedBy: StopSignal | undefined;
+  // Through the reporter: written straight to the terminal, the next redraw of the live block would erase it.
+  const say = (line: string) => (quiet ? write(io.stderr, line) : reporter.note(line));
   const removeHandlers = onStopSignals((signal) => {
     stoppedBy = signal;
     const what = where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages';
-    const line = `interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`;
-    // Through the reporter: written straight to the terminal, the next redraw of the live block would erase it.
-    if (quiet) write(io.stderr, line);
-    else reporter.note(line);
+    say(`interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`);
     controller.abort();
+  }, () => {
+    say(`${QUITTING}${where.type === 'slurm' ? '; Slurm jobs not cancelled (the next run adopts them)' : ''}`);
   });
   const overrides = overridesOf(values);
   try {
@@ -466,7 +480,18 @@ const COMMANDS: Record<string, Command> = {
       // Everything is computed, yet nothing to show: say why rather than suggest a run that changes nothing.
       else if (stage === undefined && values.all !== true) write(io.stderr, 'no variants to show (stages in `for each` loops); --all shows the other stages too');
       else write(io.stderr, 'the selected stages are computed but have no scalar metrics to show');
-      if (notComputed.length > 0) write(io.stderr, `${notComputed.length} stage(s) not computed yet: ${runCommand(s.pipeline.file, targets, values)}`);
+      // A damaged entry is there but not used: "not computed" would send the user looking for a run that never happened.
+      const damaged = notComputed.flatMap((name) => {
+        const k = s.keys.get(name);
+        const problem = isKeyed(k) ? s.damage.get(k.key) : undefined;
+        return problem === undefined ? [] : [`${name} (${problem})`];
+      });
+      if (damaged.length > 0) {
+        write(io.stderr, `${damaged.length} stage(s) with a damaged cache entry: ${damaged.join(', ')}; ` +
+          `\`${runCommand(s.pipeline.file, targets, values)}\` computes them again, \`${repairCommand(s.pipeline.file, values)}\` removes them`);
+      }
+      const missing = notComputed.length - damaged.length;
+      if (missing > 0) write(io.stderr, `${missing} stage(s) not computed yet: ${runCommand(s.pipeline.file, targets, values)}`);
       return EXIT.ok;
     },
   },
@@ -511,6 +536,14 @@ const COMMANDS: Record<string, Command> = {
       const settings = loadSettings(loaded.pipeline.workspace, Object.keys(loaded.kinds));
       if (settings.diagnostics.length > 0) {
         write(io.stderr, renderDiagnostics(settings.diagnostics, settings.sources));
+        return EXIT.invalid;
+      }
+      // What `run` refuses once keys are made (runtime/keys.ts), said here with where each stage is declared.
+      const shared = [...sharedOuts(loaded.pipeline, loaded.kinds)].map(([name, error]) =>
+        diagnostic('E_UNSAFE_OUT', `${name}: ${error}`, loaded.pipeline.stages.find((st) => st.name === name)!.span,
+          ['give each stage an out path of its own (in a loop, put the loop variables in it)']));
+      if (shared.length > 0) {
+        write(io.stderr, renderDiagnostics(shared, loaded.pipeline.sources));
         return EXIT.invalid;
       }
       const warnings = loaded.diagnostics.filter((d) => d.severity === 'warning').length;
@@ -642,6 +675,12 @@ const COMMANDS: Record<string, Command> = {
       }
       const stage = matches[0]!;
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
+      const damage = planned.key === undefined ? undefined : s.damage.get(planned.key);
+      if (planned.status !== 'fresh' && damage !== undefined) {
+        write(io.stderr, `pausepipe export: the cache entry of ${stage.name} is damaged (${damage}); ` +
+          `\`${runCommand(s.pipeline.file, [stage.name], values)}\` computes it again, \`${repairCommand(s.pipeline.file, values)}\` removes it`);
+        return EXIT.failed;
+      }
       if (planned.status !== 'fresh') {
         write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run it first: ${runCommand(s.pipeline.file, [stage.name], values)}`);
         return EXIT.failed;
@@ -653,7 +692,7 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.failed;
       }
       await mkdir(target, { recursive: true });
-      await cp(s.store.artifactsDir(planned.key!), target, { recursive: true });
+      await copyOutOfCache(s.store.artifactsDir(planned.key!), target);
       const files = s.manifests.get(planned.key!)?.outputs.length ?? 0;
       write(io.stdout, `exported ${stage.name}: ${files} file(s) to ${target}`);
       return EXIT.ok;

@@ -176,14 +176,15 @@ export class Committer {
   }
 
   /**
-   * Drops a failed or interrupted entry; its log is kept in the scratch folder. Returns that log's path, and for a
-   * failure caused by a full disk, a message saying where and how much (measured before the entry goes).
+   * Drops a failed or interrupted entry; its log is kept in the scratch folder. Returns that log's path (none when it
+   * could not be copied there, e.g. on a full disk), and for a failure caused by a full disk, a message saying where and
+   * how much (measured before the entry goes).
    */
-  async abandon(entry: PendingEntry, error: unknown, logTail: readonly string[]): Promise<{ kept: string; noSpace?: string }> {
+  async abandon(entry: PendingEntry, error: unknown, logTail: readonly string[]): Promise<{ kept?: string; noSpace?: string }> {
     const kept = path.join(entry.scratchDir, FAILED_LOG);
-    await copyFile(entry.logPath, kept).catch(() => undefined);
+    const copied = await copyFile(entry.logPath, kept).then(() => true, () => false);
     const noSpace = await noSpaceMessage(error, entry.outDir, this.o.store.root, logTail);
     await entry.abort();
-    return noSpace === undefined ? { kept } : { kept, noSpace };
+    return { ...(copied ? { kept } : {}), ...(noSpace === undefined ? {} : { noSpace }) };
   }
 }

@@ -52,12 +52,8 @@ function ancestors(stage: StageInstance, byName: Map<string, StageInstance>): Se
   return seen;
 }
 
-/**
- * Keys of every stage, in the pipeline's topological order. A workspace file that an ancestor writes
- * (its `workspaceOutputs`) is not hashed: the ancestor's key, part of this key through the inputs, stands for it.
- */
-export async function computeKeys(pipeline: Pipeline, kinds: Record<string, StageKind>, hasher: ContentHasher): Promise<StageKeys> {
-  const byName = new Map(pipeline.stages.map((s) => [s.name, s]));
+/** Workspace-relative path → the stages whose `workspaceOutputs` write it. */
+function outProducers(pipeline: Pipeline, kinds: Record<string, StageKind>): Map<string, string[]> {
   const producers = new Map<string, string[]>();
   for (const s of pipeline.stages) {
     for (const out of kinds[s.kind]?.workspaceOutputs?.(s.params) ?? []) {
@@ -65,6 +61,32 @@ export async function computeKeys(pipeline: Pipeline, kinds: Record<string, Stag
       producers.set(rel, [...(producers.get(rel) ?? []), s.name]);
     }
   }
+  return producers;
+}
+
+/**
+ * Stage name → why it cannot run, for each stage whose workspace out another stage writes too: the two would overwrite
+ * each other (a loop's outs need the loop variables). These stages get no key; `check` reports the same.
+ */
+export function sharedOuts(pipeline: Pipeline, kinds: Record<string, StageKind>, producers = outProducers(pipeline, kinds)): Map<string, string> {
+  const errors = new Map<string, string>();
+  for (const s of pipeline.stages) {
+    for (const out of kinds[s.kind]?.workspaceOutputs?.(s.params) ?? []) {
+      const others = producers.get(workspaceRelative(pipeline.workspace, out))!.filter((n) => n !== s.name);
+      if (others.length > 0 && !errors.has(s.name)) errors.set(s.name, `out ${workspaceRelative(pipeline.workspace, out)} is also written by ${others.join(', ')}`);
+    }
+  }
+  return errors;
+}
+
+/**
+ * Keys of every stage, in the pipeline's topological order. A workspace file that an ancestor writes
+ * (its `workspaceOutputs`) is not hashed: the ancestor's key, part of this key through the inputs, stands for it.
+ */
+export async function computeKeys(pipeline: Pipeline, kinds: Record<string, StageKind>, hasher: ContentHasher): Promise<StageKeys> {
+  const byName = new Map(pipeline.stages.map((s) => [s.name, s]));
+  const producers = outProducers(pipeline, kinds);
+  const shared = sharedOuts(pipeline, kinds, producers);
   // Variants often share their dependency files: hash each path once per call.
   const hashes = new Map<string, Promise<string>>();
   const hashOnce = (rel: string) => {
@@ -82,11 +104,8 @@ export async function computeKeys(pipeline: Pipeline, kinds: Record<string, Stag
   const pending = pipeline.stages.map(async (s): Promise<Hashed> => {
     const kind = kinds[s.kind];
     if (!kind) return { s, error: `unknown stage kind \`${s.kind}\`` };
-    // Two stages writing one workspace path would overwrite each other (a loop's outs need the loop variables).
-    for (const out of kind.workspaceOutputs?.(s.params) ?? []) {
-      const others = producers.get(workspaceRelative(pipeline.workspace, out))!.filter((n) => n !== s.name);
-      if (others.length > 0) return { s, error: `out ${workspaceRelative(pipeline.workspace, out)} is also written by ${others.join(', ')}` };
-    }
+    const clash = shared.get(s.name);
+    if (clash !== undefined) return { s, error: clash };
     const deps = (kind.workspaceFiles?.(s.params) ?? []).map((d) => workspaceRelative(pipeline.workspace, d));
     let ups: Set<string> | undefined;
     const covered = (rel: string) => {

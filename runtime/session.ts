@@ -1,5 +1,6 @@
 // One pipeline file taken through load → keys → plan (→ execute): what `run`, `plan`, `show`, `watch` and `gc` share.
 import path from 'node:path';
+import { errorCode } from '../cache/durable.ts';
 import { FileHasher } from '../cache/file-hash.ts';
 import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
@@ -26,6 +27,8 @@ export interface Session {
   previous: PreviousState;
   /** Manifests read while planning, by key (a fresh stage's metrics need no second read). */
   manifests: Map<string, Manifest>;
+  /** What is wrong with each damaged entry planning found, by key (show and export say it rather than "not computed"). */
+  damage: Map<string, string>;
   /** The cache's gc generation when planning started (see ArtifactStore.gcGeneration). */
   gcGeneration: string;
   /** What planning was asked for (--force, the -p notes): a re-plan after a gc asks the same. */
@@ -132,7 +135,7 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
     else if (entry.state === 'damaged') damage.set(k.key, entry.problem);
   }
   const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, { ...options, damaged: (key) => damage.get(key) });
-  return { plan, manifests, gcGeneration };
+  return { plan, manifests, damage, gcGeneration };
 }
 
 /**
@@ -140,8 +143,12 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
  * registered first, so a gc of another pipeline keeps them; a gc that ran since planning makes it plan again.
  */
 export async function runSession(s: Session, o: RunOptions): Promise<RunResult> {
-  await s.store.init();
-  const use = await s.store.registerUse([...s.keys.values()].filter(isKeyed).map((k) => k.key));
+  const use = await s.store.init().then(() => s.store.registerUse([...s.keys.values()].filter(isKeyed).map((k) => k.key))).catch((error: unknown) => {
+    o.reporter.close();
+    // Even a run of cached stages writes its registration first: a bare ENOSPC on a lock's temp file says nothing.
+    if (errorCode(error) !== 'ENOSPC') throw error;
+    throw new Error(`the cache's disk is full: no space left on the disk of ${s.cacheRoot} to register this run (${(error as Error).message}); nothing was run`);
+  });
   const stateFile = statePath(s.cacheRoot, s.pipeline.file);
   const stageNames = s.wholePipelineStages ?? s.pipeline.stages.map((st) => st.name);
   const state = new StateRecorder(stateFile, { ...s.previous }, stageNames, await readLastRunStages(stateFile));

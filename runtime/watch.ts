@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Io } from './cli.ts';
-import { onStopSignals, planLines, reportRun, signalExitCode, slotOptions } from './cli.ts';
+import { onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
 import { workspaceRelative } from './keys.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createReporter } from './progress.ts';
@@ -158,6 +158,6 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         removeHandlers();
         resolve(signalExitCode(signal));
       });
-    });
+    }, () => write(io.stderr, QUITTING));
   });
 }

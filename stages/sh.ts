@@ -1,11 +1,12 @@
 // Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
-import { copyFile, cp, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { naming, randomHex } from '../cache/durable.ts';
 import { acquireLock, describeOwner, isAbandoned, readLock, type HeldLock } from '../cache/lock.ts';
 import { digestFile } from '../cache/file-hash.ts';
+import { copyOutOfCache } from '../cache/store.ts';
 import { gpuEnvironment } from '../runtime/gpus.ts';
 import { sha256 } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
@@ -339,9 +340,16 @@ async function runSetAside(ctx: StageContext<ShParams>, outs: string[]): Promise
 
   const metricsFile = path.join(ctx.outDir, 'metrics.json');
   if (!(await exists(metricsFile))) return {};
-  const metrics: unknown = JSON.parse(await readFile(metricsFile, 'utf8').catch((error: unknown) => {
+  const text = await readFile(metricsFile, 'utf8').catch((error: unknown) => {
     throw naming(error, metricsFile);
-  }));
+  });
+  let metrics: unknown;
+  try {
+    metrics = JSON.parse(text);
+  } catch (error) {
+    // A bare "Unexpected end of JSON input" names no file; an empty or cut file is what a full disk leaves.
+    throw new Error(`sh: $PAUSEPIPE_OUT/metrics.json is not valid JSON (${(error as Error).message})`);
+  }
   if (metrics === null || typeof metrics !== 'object' || Array.isArray(metrics)) {
     throw new Error('sh: $PAUSEPIPE_OUT/metrics.json must hold a JSON object');
   }
@@ -368,7 +376,7 @@ async function restoreOutsLocked(ctx: RestoreContext<ShParams>): Promise<string[
       await mkdir(path.dirname(target), { recursive: true });
       const copy = `${target}.pausepipe-restore-${randomHex(4)}`;
       try {
-        await copyFile(path.join(ctx.artifactsDir, o.path), copy);
+        await copyOutOfCache(path.join(ctx.artifactsDir, o.path), copy);
         const got = await digestFile(copy);
         if (got.sha256 !== o.sha256) {
           throw new Error(`the cache's copy of ${o.path} does not match its manifest (damaged cache entry; \`pausepipe verify --repair\` removes it)`);

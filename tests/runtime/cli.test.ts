@@ -1,7 +1,7 @@
 // The CLI run in-process on small pipelines: no-op re-runs, exact re-run sets and reasons, outs, show, dag, gc, export.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
@@ -158,6 +158,39 @@ test('sh outs deleted from the workspace are restored from the cache without run
   assert.is(await readFile(table, 'utf8'), content);
 });
 
+test('restored outs and exported files get the modes of new files (executable kept); the cache keeps its own read-only', async () => {
+  const { ws, file } = await workspace(`stage w = sh {
+  command: ["sh", "-c", "mkdir -p res; echo a > res/a.txt; echo 'echo hi' > res/run.sh; chmod +x res/run.sh; echo '{}' > $PAUSEPIPE_OUT/metrics.json"]
+  outs: ["res"]
+}
+`);
+  const umask = process.umask(0o027);
+  try {
+    const modes = async (dir: string) => Object.fromEntries(await Promise.all((await readdir(dir, { recursive: true })).sort()
+      .map(async (rel) => [rel, ((await stat(path.join(dir, rel))).mode & 0o777).toString(8)])));
+    await runJson(file);
+    const computed = await modes(path.join(ws, 'res'));
+    assert.equal(computed, { 'a.txt': '640', 'run.sh': '750' });
+    await rm(path.join(ws, 'res'), { recursive: true });
+    assert.equal((await runJson(file)).stages[0]!.restored, ['res/a.txt', 'res/run.sh']);
+    assert.equal(await modes(path.join(ws, 'res')), computed);
+    assert.is(((await stat(path.join(ws, 'res'))).mode & 0o777).toString(8), '750');
+    await writeFile(path.join(ws, 'res/a.txt'), 'edited');
+
+    const exported = path.join(ws, 'exported');
+    assert.is((await pp('export', file, 'w', exported)).code, 0);
+    assert.equal(await modes(exported), { 'metrics.json': '640', outs: '750', 'outs/res': '750', 'outs/res/a.txt': '640', 'outs/res/run.sh': '750' });
+
+    assert.equal((await runJson(file)).stages[0]!.restored, ['res/a.txt']);
+    const artifacts = (await readdir(path.join(ws, '.pausepipe', 'objects'), { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile() && e.parentPath.includes(`${path.sep}artifacts`));
+    const writable = await Promise.all(artifacts.map(async (e) => (await stat(path.join(e.parentPath, e.name))).mode & 0o222));
+    assert.equal([artifacts.length, writable.filter((w) => w !== 0)], [3, []]);
+  } finally {
+    process.umask(umask);
+  }
+});
+
 test('show prints one row per variant: loop variables, then metrics', async () => {
   const { file } = await workspace();
   await runJson(file);
@@ -218,6 +251,35 @@ test('show before a run suggests the run that computes what it looked at: same t
   const r = await pp('show', file, 'train', '-p', 'scale=2', '--cache-dir', cache);
   assert.is(r.code, 0);
   assert.is(r.err, `no results yet\n2 stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), file)} train -p scale=2 --cache-dir '${cache}'\n`);
+});
+
+test('show and export say a damaged entry is damaged, what computes it again and what removes it, not "not computed"', async () => {
+  const { ws, file } = await workspace(`for each lr in [1, 2] {
+  stage fit = sh { command: "echo '{\\"loss\\": \${lr}}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+}
+`);
+  await runJson(file);
+  const objects = path.join(ws, '.pausepipe', 'objects');
+  const metricsFiles = (await readdir(objects, { recursive: true })).filter((p) => p.endsWith(path.join('artifacts', 'metrics.json')));
+  const damaged = (await Promise.all(metricsFiles.map(async (p) => [p, await readFile(path.join(objects, p), 'utf8')] as const)))
+    .find(([, text]) => JSON.parse(text).loss === 1)![0];
+  await chmod(path.join(objects, damaged), 0o644);
+  await writeFile(path.join(objects, damaged), '{"loss": 0}\n');
+  const rel = path.relative(process.cwd(), file);
+  const problem = 'output metrics.json has changed since it was committed';
+
+  assert.equal(await pp('show', file), {
+    code: 0,
+    out: 'stage  lr  loss\n-----  --  ----\nfit    2   2\n',
+    err: `1 stage(s) with a damaged cache entry: fit[lr=1] (${problem}); \`pausepipe run ${rel}\` computes them again, \`pausepipe verify ${rel} --repair\` removes them\n`,
+  });
+  assert.equal(await pp('export', file, 'fit[lr=1]', path.join(ws, 'exported')), {
+    code: 1,
+    out: '',
+    err: `pausepipe export: the cache entry of fit[lr=1] is damaged (${problem}); \`pausepipe run ${rel} 'fit[lr=1]'\` computes it again, \`pausepipe verify ${rel} --repair\` removes it\n`,
+  });
+  assert.equal((await runJson(file)).counts.ran, 1);
+  assert.is((await pp('show', file)).err, '');
 });
 
 test('show --stage naming no stage is a usage error that says what exists', async () => {
@@ -285,6 +347,23 @@ test('an invalid pipeline exits 2 with located diagnostics; check passes a valid
   assert.is((await pp('check', file)).code, 2);
   const ok = await workspace();
   assert.equal(await pp('check', ok.file), { code: 0, out: 'ok: 7 stages\n', err: '' });
+});
+
+test('check refuses two variants writing one out, with the error run fails them with', async () => {
+  const { file } = await workspace('for each v in [1, 2] { stage w = sh { command: "echo ${v} > out.txt", shell: true, outs: ["out.txt"] } }\n');
+  const ran = await pp('run', file);
+  assert.equal([ran.code, ran.err.split('\n').filter((l) => l.startsWith('failed w'))], [1, [
+    'failed w[v=1]: out out.txt is also written by w[v=2]',
+    'failed w[v=2]: out out.txt is also written by w[v=1]',
+  ]]);
+  const checked = await pp('check', file);
+  assert.equal([checked.code, checked.out], [2, '']);
+  const at = `${file}:1:30: error[E_UNSAFE_OUT]: `;
+  assert.equal(checked.err.split('\n').filter((l) => l.includes('error[')), [
+    `${at}w[v=1]: out out.txt is also written by w[v=2]`,
+    `${at}w[v=2]: out out.txt is also written by w[v=1]`,
+  ]);
+  assert.match(checked.err, 'note: give each stage an out path of its own (in a loop, put the loop variables in it)');
 });
 
 test('a failure is told once: its log tail leaves out the message already shown and Dawn\'s notes on its limits', async () => {

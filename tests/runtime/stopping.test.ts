@@ -45,7 +45,7 @@ stage slow = sh { command: "sleep 60 & echo $! > sleeper.pid; wait", shell: true
   assert.match(verify.stdout, 'cache OK: 0 entries verified');
 });
 
-test('a second signal while a command is slow to stop quits at once, and still leaves no lock, no command running and the earlier out', async () => {
+test('a second signal while a command is slow to stop quits at once, says so, and still leaves no lock, no command running and the earlier out', async () => {
   const ws = await tempWorkspace('pausepipe-stop-');
   const file = path.join(ws, 'p.pipe');
   await writeFile(path.join(ws, 'out.txt'), 'the last good version');
@@ -58,6 +58,10 @@ test('a second signal while a command is slow to stop quits at once, and still l
   run.proc.kill('SIGINT');
   const result = await run.proc;
   assert.is(result.exitCode, 130, run.output());
+  assert.equal(run.output().split('\n').filter((l) => l.includes('at once')), [
+    'interrupting: stopping running stages (Ctrl-C again to quit at once)',
+    'quitting at once: running stages killed; set-aside outs put back',
+  ]);
   assert.equal(await lockFiles(ws), []);
   await waitFor('the command to end', () => !alive(sleeper), 5000);
   assert.is(readFileSync(path.join(ws, 'out.txt'), 'utf8'), 'the last good version');
@@ -96,14 +100,20 @@ function canMountTmpfs(): boolean {
   }
 }
 
-/** Runs the bin in a private mount namespace with a 1 MiB tmpfs as its cache. */
-function runOnFullDisk(ws: string, file: string): { status: number | null; stderr: string; listing: string } {
+/**
+ * Runs the bin in a private mount namespace with a 1 MiB tmpfs as its cache, after `before` (shell commands, `run`
+ * runs the pipeline); `logs` lists the failed runs' logs the cache kept.
+ */
+function runOnFullDisk(ws: string, file: string, before = ''): { status: number | null; stderr: string; listing: string; logs: string[] } {
   const cache = path.join(ws, 'cache');
-  const script = `mount -t tmpfs -o size=1m tmpfs ${cache} && PAUSEPIPE_KINDS=${TEST_KINDS} ${process.execPath} ${BIN} run ${file} --keep-going --cache-dir ${cache}; ` +
-    `code=$?; echo; echo "listing: $(ls ${cache}/objects 2>/dev/null | wc -l) $(ls ${cache}/tmp | wc -l)" >&2; exit $code`;
+  const run = `PAUSEPIPE_KINDS=${TEST_KINDS} ${process.execPath} ${BIN} run ${file} --keep-going --cache-dir ${cache}`;
+  const script = `mount -t tmpfs -o size=1m tmpfs ${cache} && run() { ${run}; } && ${before} run; ` +
+    `code=$?; echo; echo "listing: $(ls ${cache}/objects 2>/dev/null | wc -l) $(ls ${cache}/tmp | wc -l)" >&2; ` +
+    `echo "logs: $(ls ${cache}/scratch/*/failed-run.log 2>/dev/null | tr '\\n' ' ')" >&2; exit $code`;
   const r = spawnSync('unshare', ['-rm', 'sh', '-c', script], { cwd: ws, encoding: 'utf8', timeout: 60_000 });
   const listing = /listing: (.*)/.exec(r.stderr)?.[1] ?? '';
-  return { status: r.status, stderr: r.stderr, listing };
+  const logs = (/logs: (.*)/.exec(r.stderr)?.[1] ?? '').split(' ').filter(Boolean);
+  return { status: r.status, stderr: r.stderr, listing, logs };
 }
 
 const withTmpfs = requires(canMountTmpfs(), '`unshare -rm` cannot mount a tmpfs here (user namespaces), so no disk can be filled', test);
@@ -123,6 +133,21 @@ stage chatty = sh { command: "yes a line of the log | head -c 2000000", shell: t
   assert.match(r.stderr, new RegExp(`failed chatty: no space left on the disk of ${path.join(ws, 'cache')} \\(.*\\): ENOSPC: no space left on device, write`));
   // Nothing damaged is committed, and each failed entry's temp folder is gone.
   assert.is(r.listing, '0 0');
+  // A log the full disk kept from being copied is not named.
+  const named = [...r.stderr.matchAll(/ {2}full log: (.*)/g)].map((m) => m[1]!);
+  assert.equal(named.sort(), r.logs.sort());
+});
+
+withTmpfs('on a full cache disk even a fully cached run stops before anything, saying the disk is full and where', async () => {
+  const ws = await tempWorkspace('pausepipe-full-');
+  const cache = path.join(ws, 'cache');
+  await mkdir(cache);
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, 'stage a = sh { command: "echo a >> count.txt", shell: true }\n');
+  const r = runOnFullDisk(ws, file, `run > /dev/null && cat /dev/zero > ${cache}/filler 2>/dev/null;`);
+  assert.is(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`^pausepipe run: the cache's disk is full: no space left on the disk of ${cache} to register this run \\(ENOSPC: no space left on device, write \\([^)]*uses/[0-9a-f]+\\.lock\\.[0-9a-f.]+tmp\\)\\); nothing was run$`, 'm'));
+  assert.is(readFileSync(path.join(ws, 'count.txt'), 'utf8'), 'a\n');
 });
 
 test.run();

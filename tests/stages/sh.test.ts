@@ -41,6 +41,18 @@ test('an argument list runs without a shell, sees PAUSEPIPE_OUT and its env, and
   assert.ok(logs.includes('stage step[a=1] $HOME'), logs.join('\n'));
 });
 
+test('an empty or cut metrics.json (a full disk) fails naming the file; one that is no object says so', async () => {
+  const reason = async (content: string) => {
+    const { ctx } = await context({ command: ['sh', '-c', `printf '%s' '${content}' > "$PAUSEPIPE_OUT/metrics.json"`] });
+    return SH.run(ctx).then(() => 'ran', (e: Error) => e.message);
+  };
+  assert.equal(await Promise.all(['', '{"acc": 0.', '[1]'].map(reason)), [
+    'sh: $PAUSEPIPE_OUT/metrics.json is not valid JSON (Unexpected end of JSON input)',
+    'sh: $PAUSEPIPE_OUT/metrics.json is not valid JSON (Unterminated fractional number in JSON at position 10)',
+    'sh: $PAUSEPIPE_OUT/metrics.json must hold a JSON object',
+  ]);
+});
+
 test('a string command needs shell: true', async () => {
   const { ctx } = await context({ command: 'echo hi' });
   try {
