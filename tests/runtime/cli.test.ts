@@ -202,6 +202,27 @@ for each lr in [1, 2] {
   assert.is((await pp('show', file, '--csv')).out.split('\n')[0], 'stage,lr,loss,acc');
 });
 
+test('a metric named like a loop variable is headed metric.NAME in the run\'s table, show, --md and --csv', async () => {
+  const { file } = await workspace(`
+for each s in [1, 2] {
+  stage fit = sh { command: "echo '{\\"s\\": \${s * 10}, \\"v\\": 2}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+}
+`);
+  const table = [
+    'stage  s  metric.s  v',
+    '-----  -  --------  -',
+    'fit    1  10        2',
+    'fit    2  20        2',
+    '',
+  ].join('\n');
+  assert.is((await pp('run', file)).out.split('\n').slice(2).join('\n'), table);
+  assert.is((await pp('show', file)).out, table);
+  assert.is((await pp('show', file, '--md')).out.split('\n')[0], '| stage | s | metric.s | v |');
+  assert.is((await pp('show', file, '--csv')).out, 'stage,s,metric.s,v\nfit,1,10,2\nfit,2,20,2\n');
+  const json = JSON.parse((await pp('show', file, '--json')).out) as { variant: object; metrics: object }[];
+  assert.equal([json[0]!.variant, json[0]!.metrics], [{ s: 1 }, { s: 10, v: 2 }]);
+});
+
 test('show on a computed pipeline without loops says --all shows its stages instead of "no results yet"', async () => {
   const { file } = await workspace(`stage base = sh { command: "echo '{\\"rows\\": 3}' > $PAUSEPIPE_OUT/metrics.json", shell: true }\n`);
   await runJson(file);

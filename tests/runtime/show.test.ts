@@ -30,6 +30,16 @@ test('without headline metrics every scalar metric is a column (curves are not)'
   assert.equal(table.metrics, ['backend', 'steps', 'eval_loss']);
 });
 
+test('a metric is headed metric.NAME only in a table that has a loop variable of that name', () => {
+  const mixed = pipelineOf('/ws', [
+    instance('score[n=1]', 'sh', {}, { variant: { n: 1 } }),
+    instance('count[lr=1]', 'sh', {}, { variant: { lr: 1 } }),
+  ]);
+  const { table } = buildResultTable(mixed, () => ({ n: 50, acc: 0.5 }));
+  assert.is(renderTable(table, 'csv').split('\n')[0], 'stage,n,lr,metric.n,acc');
+  assert.equal(renderTable(table, 'md').split('\n').filter((l) => l.startsWith('| stage')), ['| stage | n | metric.n | acc |', '| stage | lr | n | acc |']);
+});
+
 test('a table wider than the terminal continues below, stage and variable columns repeated, no cell cut', () => {
   const wide = { 'fit[lr=1]': { accuracy: 0.815, accuracy_std: 0.388, eval_loss: 0.99273, avg_pauses: 58.49 }, 'fit[lr=2]': { accuracy: 0.02, accuracy_std: 0.14, eval_loss: 1.4288, avg_pauses: 53.66 } };
   const { table } = buildResultTable(pipeline, (n) => wide[n as keyof typeof wide]);
