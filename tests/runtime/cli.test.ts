@@ -92,6 +92,33 @@ test('changing one parameter re-runs exactly that stage and its descendants, and
   assert.match((await pp('plan', file)).out, 'stale  train[model=s,lr=2]: param env.SEED: 7 → 9\n');
 });
 
+test('a change that leads to a key already cached is fresh, and plan still says what changed', async () => {
+  const text = `
+for each lr in [0.01, 0.02], w in ["head", "all"] {
+  stage warm = sh { command: ["true"], env: { LR: lr, W: w } }
+  stage score = sh(model: warm) { command: ["true"] }
+}
+`;
+  const { file } = await workspace(text);
+  await runJson(file);
+  assert.is((await pp('plan', file)).out, '0 stale, 8 fresh\n');
+  await writeFile(file, text.replace('LR: lr', 'LR: if w == "head" then lr * 2 else lr'));
+  const plan = await pp('plan', file);
+  assert.is(plan.out, [
+    'fresh  warm[lr=0.01,w=head]: param env.LR: 0.01 → 0.02 (already in the cache)',
+    'stale  warm[lr=0.02,w=head]: param env.LR: 0.02 → 0.04',
+    'fresh  score[lr=0.01,w=head]: input model changed (already in the cache)',
+    'stale  score[lr=0.02,w=head]: upstream warm[lr=0.02,w=head] stale',
+    '2 stale, 6 fresh',
+    '',
+  ].join('\n'));
+  const json = JSON.parse((await pp('plan', file, '--json')).out) as { stages: { name: string; status: string; reasons: string[] }[] };
+  const warm = json.stages.find((s) => s.name === 'warm[lr=0.01,w=head]')!;
+  assert.equal([warm.status, warm.reasons], ['fresh', ['param env.LR: 0.01 → 0.02']]);
+  await runJson(file);
+  assert.is((await pp('plan', file)).out, '0 stale, 8 fresh\n');
+});
+
 test('a stage to run again brings how long it took last time, for the ETA; cached ones are done', async () => {
   const { file } = await workspace();
   await runJson(file);
