@@ -1,7 +1,7 @@
 // The CLI run in-process on small pipelines: no-op re-runs, exact re-run sets and reasons, outs, show, dag, gc, export.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
@@ -333,6 +333,20 @@ test('an invalid pipeline exits 2 with located diagnostics; check passes a valid
   assert.is((await pp('check', file)).code, 2);
   const ok = await workspace();
   assert.equal(await pp('check', ok.file), { code: 0, out: 'ok: 7 stages\n', err: '' });
+});
+
+test('check warns of a dep missing from the workspace with the path it looked for; the run fails naming that path', async () => {
+  const { ws } = await workspace();
+  const file = path.join(ws, 'pipes', 'prep.pipe');
+  await mkdir(path.dirname(file));
+  await writeFile(file, 'stage prep = sh {\n  command: ["true"]\n  deps: ["raw.csv"]\n}\n');
+  await writeFile(path.join(ws, 'pipes', 'raw.csv'), 'a,b\n');
+  const check = await pp('check', file);
+  assert.equal([check.code, check.out], [0, 'ok: 1 stage, 1 warning(s)\n']);
+  assert.match(check.err, `warning[E_MISSING_DEP]: dep \`raw.csv\` does not exist: looked for ${path.join(ws, 'raw.csv')}\n`);
+  assert.match(check.err, '= note: did you mean `pipes/raw.csv`, the file beside the .pipe file?');
+  const run = await runJson(file);
+  assert.equal(run.stages.map((s) => s.error), [`file raw.csv missing (looked for ${path.join(ws, 'raw.csv')})`]);
 });
 
 test('a failure is told once: its log tail leaves out the message already shown and Dawn\'s notes on its limits', async () => {
