@@ -741,7 +741,8 @@ const COMMANDS: Record<string, Command> = {
   kinds: {
     usage: 'kinds [NAME] [--md]',
     summary: 'reference of every stage kind (or one): params with types, defaults and descriptions; inputs',
-    options: { md: { type: 'boolean' } },
+    // Every command accepts --cache-dir (a script may pass it to all); kinds reads no cache, so its help leaves it out.
+    options: { ...CACHE_DIR, md: { type: 'boolean' } },
     help: ['  NAME            only this kind', '  --md            Markdown instead of plain text'].join('\n'),
     async run({ values, positionals }, io) {
       if (positionals.length > 1) throw new UsageError(`expected at most one NAME, got ${positionals.length}`);
