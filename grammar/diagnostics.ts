@@ -61,6 +61,7 @@ export const DIAGNOSTIC_CODES = {
   E_NESTED_LOOP: 'a `for each` inside another `for each`',
   E_EMPTY_MATRIX: 'a loop generates no variant (warning)',
   E_UNSAFE_OUT: 'an `sh` out that is, holds or lies in a dep, a pipeline file, a workspace marker or the cache, leads outside the workspace, or is written by another stage too',
+  E_MISSING_DEP: 'an `sh` dep that does not exist and no stage writes; deps resolve from the workspace (warning)',
   E_TOO_LARGE: 'a file with more than 50,000 tokens (the file itself may be at most 1 MiB)',
   E_TOO_DEEP: 'brackets, `if`s and prefix operators nest more than 64 levels deep, or an expression tree more than 500',
   E_TOO_MANY_VARIANTS: 'a loop makes more than 100,000 combinations, or a pipeline more than 20,000 stages',

@@ -151,9 +151,15 @@ async function session(file: string, values: Record<string, unknown>, io: Io): P
   return loaded && planLoaded(loaded.pipeline, loaded.kinds, values['cache-dir'] as string | undefined);
 }
 
-/** `stale  warm[…]: param lr: 0.01 → 0.02`: one line per stage that is not fresh. */
+/**
+ * `stale  warm[…]: param lr: 0.01 → 0.02`: one line per stage that is not fresh, and per fresh one whose key changed
+ * since the last run to one already computed (`fresh  warm[…]: param lr: 0.01 → 0.02 (already in the cache)`).
+ */
 export function planLines(plan: Plan): string[] {
-  return plan.stages.filter((s) => s.status !== 'fresh').map((s) => `${s.status.padEnd(7)}${s.name}: ${s.reasons.join('; ')}`);
+  return plan.stages.filter((s) => s.reasons.length > 0).map((s) => {
+    const cached = s.status === 'fresh' ? ' (already in the cache)' : '';
+    return `${s.status.padEnd(7)}${s.name}: ${s.reasons.join('; ')}${cached}`;
+  });
 }
 
 function planSummary(plan: Plan): string {
@@ -413,7 +419,8 @@ const COMMANDS: Record<string, Command> = {
     options: { ...CACHE_DIR, ...OVERRIDES, json: { type: 'boolean' }, force: { type: 'boolean' } },
     help: [
       'Lists every stale stage with the reasons (param changes, changed files, upstream stages, kind versions);',
-      'a parameter set by -p names the override. With TARGETs, what `run FILE TARGET...` would run.',
+      'a parameter set by -p names the override. A stage changed since the last run to a result the cache holds',
+      'is listed as fresh with what changed. With TARGETs, what `run FILE TARGET...` would run.',
       TARGETS_HELP,
       OVERRIDES_HELP,
       '  --force         plan as `run --force` would',
@@ -771,8 +778,9 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   kinds: {
-    usage: 'kinds [NAME] [--md] [--cache-dir D]',
+    usage: 'kinds [NAME] [--md]',
     summary: 'reference of every stage kind (or one): params with types, defaults and descriptions; inputs',
+    // Every command accepts --cache-dir (a script may pass it to all); kinds reads no cache, so its help leaves it out.
     options: { ...CACHE_DIR, md: { type: 'boolean' } },
     help: ['  NAME            only this kind', '  --md            Markdown instead of plain text'].join('\n'),
     async run({ values, positionals }, io) {

@@ -129,9 +129,10 @@ export async function computeKeys(pipeline: Pipeline, kinds: Record<string, Stag
       const rel = workspaceRelative(pipeline.workspace, e.path);
       const writers = [...producers].filter(([out]) => within(rel, out)).flatMap(([, n]) => n);
       const kindHint = kind.missingFileHint?.(s.params, rel, e.path);
-      const hint = writers.length > 0 ? ` (written by ${writers.join(', ')}: make it an input of this stage)`
-        : kindHint ? `\n${kindHint}` : '';
-      return { s, error: `file ${rel} missing${hint}` };
+      // The absolute path, since a relative one resolves from the workspace, which need not be the .pipe file's folder.
+      const writtenBy = writers.length > 0 ? `; written by ${writers.join(', ')}: make it an input of this stage` : '';
+      const hint = writers.length === 0 && kindHint ? `\n${kindHint}` : '';
+      return { s, error: `file ${rel} missing (looked for ${e.path}${writtenBy})${hint}` };
     }
     return { s, files };
   });

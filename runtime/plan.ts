@@ -20,7 +20,10 @@ export interface PlannedStage {
   name: string;
   status: StageStatus;
   key?: string;
-  /** Empty for fresh stages; one line per cause for stale and error ones. */
+  /**
+   * One line per cause for stale and error ones. Empty for fresh stages, unless the stage's key changed since the
+   * last run to one already in the cache: then what changed.
+   */
   reasons: string[];
   /** Re-run although its key may be cached (--force): the run replaces the entry it finds. */
   forced?: boolean;
@@ -99,15 +102,14 @@ export interface PlanOptions {
   damaged?(key: string): string | undefined;
 }
 
-function staleReasons(
+/** What differs from the ingredients the last run recorded under the stage's name; empty when nothing does. */
+function changes(
   stage: Pipeline['stages'][number],
   now: KeyIngredients,
-  before: PreviousStage | undefined,
+  was: KeyIngredients,
   isStale: (name: string) => boolean,
   paramNote: PlanOptions['paramNote'],
 ): string[] {
-  if (!before) return ['new stage'];
-  const was = before.ingredients;
   const reasons: string[] = [];
   if (was.kind !== now.kind) reasons.push(`kind ${was.kind} → ${now.kind}`);
   else if (was.kindVersion !== now.kindVersion) reasons.push(`kind ${now.kind} version ${was.kindVersion} → ${now.kindVersion}`);
@@ -129,6 +131,18 @@ function staleReasons(
     else if (!(file in now.files)) reasons.push(`file ${file} removed`);
     else if (was.files[file] !== now.files[file]) reasons.push(`file ${file} changed`);
   }
+  return reasons;
+}
+
+function staleReasons(
+  stage: Pipeline['stages'][number],
+  now: KeyIngredients,
+  before: PreviousStage | undefined,
+  isStale: (name: string) => boolean,
+  paramNote: PlanOptions['paramNote'],
+): string[] {
+  if (!before) return ['new stage'];
+  const reasons = changes(stage, now, before.ingredients, isStale, paramNote);
   return reasons.length > 0 ? reasons : ['not in cache'];
 }
 
@@ -162,6 +176,7 @@ export function planPipeline(
   const counts: Record<StageStatus, number> = { fresh: 0, stale: 0, error: 0 };
   // Stages with identical ingredients share one key: the first stale one computes it, the others reuse it.
   const firstWithKey = new Map<string, string>();
+  const isStale = (name: string) => status.get(name) === 'stale';
   for (const s of pipeline.stages) {
     const k = keys.get(s.name);
     let planned: PlannedStage;
@@ -173,14 +188,17 @@ export function planPipeline(
       const reasons = twin !== undefined ? [`same key as ${twin}: computed once`] : forcedReasons(s, named, forced);
       planned = { name: s.name, status: 'stale', key: k.key, reasons, forced: true };
     } else if (isCached(k.key)) {
-      planned = { name: s.name, status: 'fresh', key: k.key, reasons: [] };
+      // A change that leads to a key another variant (or an earlier run) computed is still worth saying.
+      const before = previous[s.name];
+      const reasons = before && before.key !== k.key ? changes(s, k.ingredients, before.ingredients, isStale, options.paramNote) : [];
+      planned = { name: s.name, status: 'fresh', key: k.key, reasons };
     } else {
       const twin = firstWithKey.get(k.key);
       const damage = damaged(k.key);
       const reasons = twin !== undefined
         ? [`same key as ${twin}: computed once`]
         : damage !== undefined ? [`cache entry damaged (${damage}): computed again`]
-          : staleReasons(s, k.ingredients, previous[s.name], (n) => status.get(n) === 'stale', options.paramNote);
+          : staleReasons(s, k.ingredients, previous[s.name], isStale, options.paramNote);
       if (twin === undefined) firstWithKey.set(k.key, s.name);
       planned = { name: s.name, status: 'stale', key: k.key, reasons };
     }

@@ -72,8 +72,17 @@ function shown(v: JsonValue | undefined, exact: boolean): string {
   return JSON.stringify(v);
 }
 
+/**
+ * A metric named like a loop variable (or `stage`) is headed `metric.NAME`, so no two columns share a name (pandas
+ * would read them as `n` and `n.1`); every other header stays the metric's own name.
+ */
+function metricHeaders(t: ResultTable): string[] {
+  const taken = new Set(['stage', ...t.variables]);
+  return t.metrics.map((m) => (taken.has(m) ? `metric.${m}` : m));
+}
+
 function cells(t: ResultTable, exact: boolean): string[][] {
-  const header = ['stage', ...t.variables, ...t.metrics];
+  const header = ['stage', ...t.variables, ...metricHeaders(t)];
   const body = t.rows.map((r) => [
     r.stage,
     ...t.variables.map((v) => shown(r.variant[v], exact)),

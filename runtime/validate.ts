@@ -7,6 +7,7 @@ import type { CheckContext, InputSpec, ParamsSchema, StageKind } from '../stages
 import type { ExpandedStage } from './expand.ts';
 import { typeName } from './expand-eval.ts';
 import type { JsonValue } from './json.ts';
+import { workspaceRelative } from './keys.ts';
 import type { InputBinding, StageInstance } from './pipeline.ts';
 
 export interface ValidateResult {
@@ -308,9 +309,11 @@ export interface ValidateEnv {
 }
 
 /** The kind's own checks of params that passed the schema, located at the param value, key or input they name. */
-function kindChecks(stage: ExpandedStage, kind: StageKind, params: Record<string, JsonValue>, env: ValidateEnv, sink: DiagnosticSink): void {
+function kindChecks(stage: ExpandedStage, kind: StageKind, params: Record<string, JsonValue>, env: ValidateEnv, outputs: string[], sink: DiagnosticSink): void {
   if (!kind.check) return;
-  const ctx: CheckContext = { workspace: env.workspace, pipelineFiles: env.pipelineFiles, inputs: stage.inputs.map((i) => i.name) };
+  const ctx: CheckContext = {
+    workspace: env.workspace, pipelineFiles: env.pipelineFiles, file: stage.decl.nameSpan.file, outputs, inputs: stage.inputs.map((i) => i.name),
+  };
   for (const problem of kind.check(params, ctx)) {
     let span: SourceSpan = stage.decl.nameSpan;
     if (problem.input !== undefined) {
@@ -319,7 +322,7 @@ function kindChecks(stage: ExpandedStage, kind: StageKind, params: Record<string
       const where = locate(stage.decl.params, problem.param);
       span = problem.atKey && where.exact && where.keySpan ? where.keySpan : where.expr.span;
     }
-    sink.report(diagnostic(problem.code, problem.message, span, problem.notes));
+    sink.report(diagnostic(problem.code, problem.message, span, problem.notes, problem.severity));
   }
 }
 
@@ -327,6 +330,8 @@ export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Reco
   const sink = new DiagnosticSink();
   const kindNames = Object.keys(kinds);
   const instances: StageInstance[] = [];
+  /** Stages whose params passed their schema: the kinds' own checks run once every stage's outputs are known. */
+  const valid: { stage: ExpandedStage; kind: StageKind }[] = [];
   for (const stage of expanded) {
     const kind = Object.hasOwn(kinds, stage.kind) ? kinds[stage.kind] : undefined;
     const params = stage.params;
@@ -346,11 +351,15 @@ export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Reco
       if (!validate(checked)) {
         const errors = (validate.errors ?? []).filter((e) => !failed.some((k) => e.instancePath === `/${pointerToken(k)}` || e.instancePath.startsWith(`/${pointerToken(k)}/`)));
         for (const d of paramDiagnostics(errors, stage, kind, checked)) sink.report(d);
-      } else if (env && failed.length === 0) {
-        kindChecks(stage, kind, params, env, sink);
+      } else if (failed.length === 0) {
+        valid.push({ stage, kind });
       }
     }
     instances.push(toInstance(stage, params));
+  }
+  if (env) {
+    const outputs = valid.flatMap(({ stage, kind }) => kind.workspaceOutputs?.(stage.params) ?? []).map((o) => workspaceRelative(env.workspace, o));
+    for (const { stage, kind } of valid) kindChecks(stage, kind, stage.params, env, outputs, sink);
   }
   return { stages: orderStages(instances, sink), diagnostics: sink.diagnostics };
 }

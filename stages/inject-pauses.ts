@@ -89,6 +89,8 @@ function meanPauses(rows: readonly Example[], column: string, pauseToken: string
 export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
   name: 'inject_pauses',
   version: 2,
+  // Its only scalar metric is the pause token, the same on every row: no table for people (CSV and JSON keep it).
+  tableMetrics: [],
   description:
     'Inserts pause tokens into the answers of a dataset like the original injector: after pattern matches, and at ' +
     'random positions between tokens (with a tokenizer) or words; optionally several samples per example. Seeded.',

@@ -140,11 +140,17 @@ export interface CheckContext {
   inputs: string[];
   /** Absolute paths of the pipeline's own files (the entry file and its includes). */
   pipelineFiles: string[];
+  /** Absolute path of the .pipe file that declares the stage. */
+  file: string;
+  /** Workspace-relative paths (with `/`) that the pipeline's stages write: a dep in one need not exist before a run. */
+  outputs: string[];
 }
 
 /** A mistake `StageKind.check` finds; validation turns it into a diagnostic at the parameter or input it names. */
 export interface CheckProblem {
-  code: 'E_PARAM_VALUE' | 'E_UNSAFE_OUT' | 'E_DUPLICATE_INPUT';
+  code: 'E_PARAM_VALUE' | 'E_UNSAFE_OUT' | 'E_DUPLICATE_INPUT' | 'E_MISSING_DEP';
+  /** Default `error`; a warning leaves the pipeline runnable. */
+  severity?: 'warning';
   message: string;
   /** Path into the params (`['outs', '0']`, `['patterns', '(']`); the diagnostic points at that value. */
   param?: string[];

@@ -1,6 +1,6 @@
 // Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
 import { cp, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { naming, randomHex } from '../cache/durable.ts';
@@ -45,9 +45,27 @@ function relativeTo(workspace: string, p: string): string {
   return path.relative(workspace, path.resolve(workspace, p)).split(path.sep).join('/');
 }
 
-/** Check-time problems of `outs` and input names (see CheckProblem); the runner deletes nothing a user owns. */
-function checkSh(p: ShParams, ctx: CheckContext): CheckProblem[] {
+/**
+ * A dep that is not there and that no stage writes: a warning, since the file may yet appear before a run, which then
+ * fails on it. Deps resolve from the workspace, so one written relative to a .pipe file in a subfolder lands here.
+ */
+function missingDeps(deps: string[], ctx: CheckContext): CheckProblem[] {
   const problems: CheckProblem[] = [];
+  deps.forEach((dep, i) => {
+    const rel = relativeTo(ctx.workspace, dep);
+    const absolute = path.resolve(ctx.workspace, dep);
+    if (ctx.outputs.some((out) => isWithin(rel, out)) || existsSync(absolute)) return;
+    const notes = [`deps resolve from the workspace ${ctx.workspace} : the nearest folder at or above the entry .pipe file that holds package.json, .git or .pausepipe`];
+    const besideFile = path.resolve(path.dirname(ctx.file), dep);
+    if (existsSync(besideFile)) notes.push(`did you mean \`${relativeTo(ctx.workspace, besideFile)}\`, the file beside the .pipe file?`);
+    problems.push({ code: 'E_MISSING_DEP', severity: 'warning', message: `dep \`${dep}\` does not exist: looked for ${absolute}`, param: ['deps', String(i)], notes });
+  });
+  return problems;
+}
+
+/** Check-time problems of `outs`, deps and input names (see CheckProblem); the runner deletes nothing a user owns. */
+function checkSh(p: ShParams, ctx: CheckContext): CheckProblem[] {
+  const problems: CheckProblem[] = missingDeps(p.deps ?? [], ctx);
   const deps = (p.deps ?? []).map((d) => relativeTo(ctx.workspace, d));
   const files = ctx.pipelineFiles.map((f) => relativeTo(ctx.workspace, f));
   (p.outs ?? []).forEach((out, i) => {
@@ -412,11 +430,11 @@ export const SH: StageKind<ShParams> = {
       },
       shell: { description: 'Run `command` through the system shell.', type: 'boolean', default: false },
       deps: {
-        description: 'Workspace files or folders the command reads; hashed by content into the key.',
+        description: 'Workspace files or folders the command reads (paths from the workspace, not from the .pipe file); hashed by content into the key.',
         type: 'array', items: { type: 'string', minLength: 1 }, default: [],
       },
       outs: {
-        description: 'Workspace files or folders the command writes; cached, and restored into the workspace on a cache hit.',
+        description: 'Workspace files or folders the command writes (paths from the workspace); cached, and restored into the workspace on a cache hit.',
         type: 'array', items: { type: 'string', minLength: 1 }, default: [],
       },
       env: {

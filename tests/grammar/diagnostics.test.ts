@@ -130,6 +130,7 @@ const CASES: Record<string, [string, number, number, Record<string, string>?, Re
   E_EMPTY_MATRIX: [`${PREAMBLE}\nfor each x in [1, 2] where x > 2 { }`, 4, 28],
   E_FILE_NOT_FOUND: ['', 0, 0],
   E_UNSAFE_OUT: ['stage s = sh { command: ["true"], outs: ["x", ".pausepipe"] }', 1, 47, undefined, { ...TEST_KINDS, sh: SH }],
+  E_MISSING_DEP: ['stage s = sh { command: ["true"], deps: ["no-such-file.txt"] }', 1, 42, undefined, { ...TEST_KINDS, sh: SH }],
   E_TOO_LARGE: [`let a = 1\nlet b = [${'1,'.repeat(30_000)}]`, 2, 50_002],
   E_TOO_DEEP: [`let a = ${'('.repeat(70)}1${')'.repeat(70)}`, 1, 9 + 64],
   E_TOO_MANY_VARIANTS: ['for each a in range(0, 1000), b in range(0, 1000) { }', 1, 1],

@@ -1,7 +1,7 @@
 // The CLI run in-process on small pipelines: no-op re-runs, exact re-run sets and reasons, outs, show, dag, gc, export.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmod, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
@@ -90,6 +90,33 @@ test('changing one parameter re-runs exactly that stage and its descendants, and
   assert.equal((await runJson(file)).counts.ran, 0);
   await writeFile(file, MATRIX.replace('then 7 else 1', 'then 9 else 1'));
   assert.match((await pp('plan', file)).out, 'stale  train[model=s,lr=2]: param env.SEED: 7 → 9\n');
+});
+
+test('a change that leads to a key already cached is fresh, and plan still says what changed', async () => {
+  const text = `
+for each lr in [0.01, 0.02], w in ["head", "all"] {
+  stage warm = sh { command: ["true"], env: { LR: lr, W: w } }
+  stage score = sh(model: warm) { command: ["true"] }
+}
+`;
+  const { file } = await workspace(text);
+  await runJson(file);
+  assert.is((await pp('plan', file)).out, '0 stale, 8 fresh\n');
+  await writeFile(file, text.replace('LR: lr', 'LR: if w == "head" then lr * 2 else lr'));
+  const plan = await pp('plan', file);
+  assert.is(plan.out, [
+    'fresh  warm[lr=0.01,w=head]: param env.LR: 0.01 → 0.02 (already in the cache)',
+    'stale  warm[lr=0.02,w=head]: param env.LR: 0.02 → 0.04',
+    'fresh  score[lr=0.01,w=head]: input model changed (already in the cache)',
+    'stale  score[lr=0.02,w=head]: upstream warm[lr=0.02,w=head] stale',
+    '2 stale, 6 fresh',
+    '',
+  ].join('\n'));
+  const json = JSON.parse((await pp('plan', file, '--json')).out) as { stages: { name: string; status: string; reasons: string[] }[] };
+  const warm = json.stages.find((s) => s.name === 'warm[lr=0.01,w=head]')!;
+  assert.equal([warm.status, warm.reasons], ['fresh', ['param env.LR: 0.01 → 0.02']]);
+  await runJson(file);
+  assert.is((await pp('plan', file)).out, '0 stale, 8 fresh\n');
 });
 
 test('a stage to run again brings how long it took last time, for the ETA; cached ones are done', async () => {
@@ -235,6 +262,27 @@ for each lr in [1, 2] {
   assert.is((await pp('show', file, '--csv')).out.split('\n')[0], 'stage,lr,loss,acc');
 });
 
+test('a metric named like a loop variable is headed metric.NAME in the run\'s table, show, --md and --csv', async () => {
+  const { file } = await workspace(`
+for each s in [1, 2] {
+  stage fit = sh { command: "echo '{\\"s\\": \${s * 10}, \\"v\\": 2}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+}
+`);
+  const table = [
+    'stage  s  metric.s  v',
+    '-----  -  --------  -',
+    'fit    1  10        2',
+    'fit    2  20        2',
+    '',
+  ].join('\n');
+  assert.is((await pp('run', file)).out.split('\n').slice(2).join('\n'), table);
+  assert.is((await pp('show', file)).out, table);
+  assert.is((await pp('show', file, '--md')).out.split('\n')[0], '| stage | s | metric.s | v |');
+  assert.is((await pp('show', file, '--csv')).out, 'stage,s,metric.s,v\nfit,1,10,2\nfit,2,20,2\n');
+  const json = JSON.parse((await pp('show', file, '--json')).out) as { variant: object; metrics: object }[];
+  assert.equal([json[0]!.variant, json[0]!.metrics], [{ s: 1 }, { s: 10, v: 2 }]);
+});
+
 test('show on a computed pipeline without loops says --all shows its stages instead of "no results yet"', async () => {
   const { file } = await workspace(`stage base = sh { command: "echo '{\\"rows\\": 3}' > $PAUSEPIPE_OUT/metrics.json", shell: true }\n`);
   await runJson(file);
@@ -366,6 +414,20 @@ test('check refuses two variants writing one out, with the error run fails them 
   assert.match(checked.err, 'note: give each stage an out path of its own (in a loop, put the loop variables in it)');
 });
 
+test('check warns of a dep missing from the workspace with the path it looked for; the run fails naming that path', async () => {
+  const { ws } = await workspace();
+  const file = path.join(ws, 'pipes', 'prep.pipe');
+  await mkdir(path.dirname(file));
+  await writeFile(file, 'stage prep = sh {\n  command: ["true"]\n  deps: ["raw.csv"]\n}\n');
+  await writeFile(path.join(ws, 'pipes', 'raw.csv'), 'a,b\n');
+  const check = await pp('check', file);
+  assert.equal([check.code, check.out], [0, 'ok: 1 stage, 1 warning(s)\n']);
+  assert.match(check.err, `warning[E_MISSING_DEP]: dep \`raw.csv\` does not exist: looked for ${path.join(ws, 'raw.csv')}\n`);
+  assert.match(check.err, '= note: did you mean `pipes/raw.csv`, the file beside the .pipe file?');
+  const run = await runJson(file);
+  assert.equal(run.stages.map((s) => s.error), [`file raw.csv missing (looked for ${path.join(ws, 'raw.csv')})`]);
+});
+
 test('a failure is told once: its log tail leaves out the message already shown and Dawn\'s notes on its limits', async () => {
   const dawn = 'Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.';
   const { file } = await workspace(`stage bad = sh { command: ["sh", "-c", "echo '${dawn}' >&2; echo reading; exit 3"] }\n`);
@@ -473,6 +535,10 @@ test('help, kinds and usage errors', async () => {
   assert.match(help, '  backends  which tensor backends start here, the GPU adapter, what auto picks');
   assert.match(help, "  PAUSEPIPE_ATTENTION         rows (default) or lanes: the training attention kernels on WebGPU");
   assert.match((await pp('run', '--help')).out, 'usage: pausepipe run FILE [TARGET...] [-p NAME=VALUE]... [--force] [--jobs N]');
+  // kinds reads no cache: its help offers no --cache-dir (it still accepts one, as every command does).
+  const kindsHelp = (await pp('kinds', '--help')).out;
+  assert.is(kindsHelp.split('\n')[0], 'usage: pausepipe kinds [NAME] [--md]');
+  assert.not.match(kindsHelp, '--cache-dir');
   const kinds = await pp('kinds');
   assert.match(kinds.out, 'sh (version 1)');
   assert.match(kinds.out, '    shell: boolean = false');

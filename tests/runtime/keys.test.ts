@@ -52,7 +52,7 @@ test('a dep written by an upstream stage (its out) is covered by that stage\'s k
   assert.equal(Object.keys((keys.get('use') as KeyedStage).ingredients.files), ['data/train.jsonl']);
 });
 
-test('a missing dep leaves the stage and its users without a key, with a hint when another stage writes it', async () => {
+test('a missing dep leaves the stage and its users without a key, naming the absolute path it looked for, with a hint when another stage writes it', async () => {
   const { ws, hasher } = await setup();
   const p = pipelineOf(ws, [
     instance('make', 'sh', sh(['true'], { outs: ['build/model.bin'] })),
@@ -62,9 +62,9 @@ test('a missing dep leaves the stage and its users without a key, with a hint wh
   ]);
   const keys = await computeKeys(p, STAGE_KINDS, hasher);
   assert.ok(isKeyed(keys.get('make')));
-  assert.equal(keys.get('use'), { error: 'file build/model.bin missing (written by make: make it an input of this stage)' });
+  assert.equal(keys.get('use'), { error: `file build/model.bin missing (looked for ${path.join(ws, 'build/model.bin')}; written by make: make it an input of this stage)` });
   assert.equal(keys.get('after'), { error: 'upstream use has no key' });
-  assert.equal(keys.get('alone'), { error: 'file nope.txt missing' });
+  assert.equal(keys.get('alone'), { error: `file nope.txt missing (looked for ${path.join(ws, 'nope.txt')})` });
 });
 
 test('a missing dataset folder says what to put where, through the kind\'s hint', async () => {
@@ -73,7 +73,7 @@ test('a missing dataset folder says what to put where, through the kind\'s hint'
   const keys = await computeKeys(p, STAGE_KINDS, hasher);
   const error = (keys.get('data') as { error: string }).error.split('\n');
   assert.equal(error.slice(0, 2), [
-    'file nowhere/gsm8k missing',
+    `file nowhere/gsm8k missing (looked for ${path.join(ws, 'nowhere/gsm8k')})`,
     `GSM8K not found: train.jsonl and test.jsonl missing in nowhere/gsm8k (${path.join(ws, 'nowhere/gsm8k')}).`,
   ]);
 });

@@ -88,6 +88,18 @@ test('two stages with one key: the first computes it, the second says it reuses 
   ]);
 });
 
+test('a change that leads to a cached key is fresh, with what changed since the last run', () => {
+  const before = keysOf(DATA, warmIng(5e-5, keyed(DATA).key));
+  const after = keysOf(DATA, warmIng(1e-4, keyed(DATA).key));
+  const plan = planPipeline(pipeline, after, () => true, previousOf(before));
+  assert.equal(plan.stages.map((s) => [s.name, s.status, s.reasons]), [
+    ['data', 'fresh', []],
+    ['warm', 'fresh', ['param lr: 5e-5 → 1e-4']],
+    ['eval', 'fresh', ['input model changed']],
+  ]);
+  assert.equal(plan.counts, { fresh: 3, stale: 0, error: 0 });
+});
+
 test('a renamed stage whose key is cached is fresh without reasons', () => {
   const keys = keysOf(DATA, warmIng(5e-5, keyed(DATA).key));
   const renamed = pipelineOf('/ws', [instance('dataset', 'gsm8k', { path: 'd' })]);

@@ -3,6 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { JsonValue } from '../../runtime/json.ts';
 import { buildResultTable, renderTable } from '../../runtime/show.ts';
+import { STAGE_KINDS } from '../../stages/index.ts';
 import { instance, pipelineOf } from '../helpers/runner.ts';
 
 const pipeline = pipelineOf('/ws', [
@@ -28,6 +29,26 @@ test('a kind\'s headline metrics choose and order the columns people read', () =
 test('without headline metrics every scalar metric is a column (curves are not)', () => {
   const { table } = buildResultTable(pipeline, (n) => METRICS[n]);
   assert.equal(table.metrics, ['backend', 'steps', 'eval_loss']);
+});
+
+test('inject_pauses has no table for people (its one scalar is the pause token, the same on every row); CSV keeps it', () => {
+  const paused = pipelineOf('/ws', [
+    instance('paused[n=1]', 'inject_pauses', {}, { variant: { n: 1 } }),
+    instance('paused[n=2]', 'inject_pauses', {}, { variant: { n: 2 } }),
+  ]);
+  const metrics = () => ({ counts: { train: 10 }, avg_pauses: { train: 1 }, pause_token: '<|pause|>' });
+  assert.equal(buildResultTable(paused, metrics, undefined, false, (kind) => STAGE_KINDS[kind]?.tableMetrics).table.rows, []);
+  assert.is(renderTable(buildResultTable(paused, metrics).table, 'csv'), 'stage,n,pause_token\npaused,1,<|pause|>\npaused,2,<|pause|>\n');
+});
+
+test('a metric is headed metric.NAME only in a table that has a loop variable of that name', () => {
+  const mixed = pipelineOf('/ws', [
+    instance('score[n=1]', 'sh', {}, { variant: { n: 1 } }),
+    instance('count[lr=1]', 'sh', {}, { variant: { lr: 1 } }),
+  ]);
+  const { table } = buildResultTable(mixed, () => ({ n: 50, acc: 0.5 }));
+  assert.is(renderTable(table, 'csv').split('\n')[0], 'stage,n,lr,metric.n,acc');
+  assert.equal(renderTable(table, 'md').split('\n').filter((l) => l.startsWith('| stage')), ['| stage | n | metric.n | acc |', '| stage | lr | n | acc |']);
 });
 
 test('a table wider than the terminal continues below, stage and variable columns repeated, no cell cut', () => {

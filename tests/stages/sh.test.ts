@@ -244,43 +244,60 @@ test('restore never puts damaged cache bytes into the workspace, and keeps the u
   assert.equal((await readdir(ctx.workspace)).filter((n) => n.includes('pausepipe-restore')), []);
 });
 
-/** The kind's own check-time problems for params in a fresh workspace holding `files`. */
-async function checkProblems(params: Partial<ShParams>, inputs: string[] = [], files: string[] = []): Promise<string[]> {
+/**
+ * The kind's own check-time problems for params in a fresh workspace holding `files`, where stages write `outputs`; with
+ * `withNotes` each message with its notes below it.
+ */
+async function checkProblems(params: Partial<ShParams>, inputs: string[] = [], files: string[] = [], outputs: string[] = [], withNotes = false): Promise<string[]> {
   const workspace = await tempWorkspace('pausepipe-sh-check-');
   for (const f of files) {
     await mkdir(path.dirname(path.join(workspace, f)), { recursive: true });
     await writeFile(path.join(workspace, f), '');
   }
   const full: ShParams = { command: ['true'], shell: false, deps: [], outs: [], env: {}, cwd: '.', cpus: 1, gpus: 0, ...params };
-  const problems = SH.check!(full, { workspace, inputs, pipelineFiles: [path.join(workspace, 'pipelines', 'main.pipe')] });
-  return problems.map((p) => `${p.code} ${p.param?.join('.') ?? p.input} ${p.message}`);
+  const file = path.join(workspace, 'pipelines', 'main.pipe');
+  const problems = SH.check!(full, { workspace, inputs, pipelineFiles: [file], file, outputs });
+  if (withNotes) return problems.map((p) => [p.message, ...(p.notes ?? [])].join('\n').replaceAll(workspace, '<ws>'));
+  return problems.map((p) => `${p.severity ?? 'error'} ${p.code} ${p.param?.join('.') ?? p.input} ${p.message}`)
+    .map((line) => line.replaceAll(workspace, '<ws>'));
 }
 
 test('check refuses outs that would replace a dep, the pipeline, the workspace markers or the cache', async () => {
-  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data/raw.csv'] }), [
-    'E_UNSAFE_OUT outs.0 out `data/raw.csv` is the dep `data/raw.csv` of this stage: the command would replace what it reads',
+  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data/raw.csv'] }, [], ['data/raw.csv']), [
+    'error E_UNSAFE_OUT outs.0 out `data/raw.csv` is the dep `data/raw.csv` of this stage: the command would replace what it reads',
   ]);
-  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data'] }), [
-    'E_UNSAFE_OUT outs.0 out `data` holds the dep `data/raw.csv` of this stage: the command would replace what it reads',
+  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data'] }, [], ['data/raw.csv']), [
+    'error E_UNSAFE_OUT outs.0 out `data` holds the dep `data/raw.csv` of this stage: the command would replace what it reads',
   ]);
-  assert.equal(await checkProblems({ deps: ['src'], outs: ['src/gen.py'] }), [
-    'E_UNSAFE_OUT outs.0 out `src/gen.py` lies in the dep `src` of this stage: each run would change the dep, so the stage would never be fresh',
+  assert.equal(await checkProblems({ deps: ['src'], outs: ['src/gen.py'] }, [], ['src/main.py']), [
+    'error E_UNSAFE_OUT outs.0 out `src/gen.py` lies in the dep `src` of this stage: each run would change the dep, so the stage would never be fresh',
   ]);
   assert.equal(await checkProblems({ outs: ['pipelines', 'package.json', '.pausepipe', '.git/config', '.', './results/../.pausepipe/objects'] }), [
-    'E_UNSAFE_OUT outs.0 out `pipelines` holds the pipeline file `pipelines/main.pipe`',
-    'E_UNSAFE_OUT outs.1 out `package.json` is refused: it is or lies in `package.json`, which marks the workspace',
-    'E_UNSAFE_OUT outs.2 out `.pausepipe` is refused: it is or lies in `.pausepipe`, which is the cache',
-    'E_UNSAFE_OUT outs.3 out `.git/config` is refused: it is or lies in `.git`, which is version control',
-    'E_UNSAFE_OUT outs.4 out `.` is refused: it is the workspace itself',
-    'E_UNSAFE_OUT outs.5 out `./results/../.pausepipe/objects` is refused: it is or lies in `.pausepipe`, which is the cache',
+    'error E_UNSAFE_OUT outs.0 out `pipelines` holds the pipeline file `pipelines/main.pipe`',
+    'error E_UNSAFE_OUT outs.1 out `package.json` is refused: it is or lies in `package.json`, which marks the workspace',
+    'error E_UNSAFE_OUT outs.2 out `.pausepipe` is refused: it is or lies in `.pausepipe`, which is the cache',
+    'error E_UNSAFE_OUT outs.3 out `.git/config` is refused: it is or lies in `.git`, which is version control',
+    'error E_UNSAFE_OUT outs.4 out `.` is refused: it is the workspace itself',
+    'error E_UNSAFE_OUT outs.5 out `./results/../.pausepipe/objects` is refused: it is or lies in `.pausepipe`, which is the cache',
   ]);
-  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data/prep.csv', 'results'] }), []);
+  assert.equal(await checkProblems({ deps: ['data/raw.csv'], outs: ['data/prep.csv', 'results'] }, [], ['data/raw.csv']), []);
+});
+
+test('check warns of a dep that does not exist and no stage writes, saying the absolute path and where deps resolve from', async () => {
+  const params = { deps: ['raw.csv', 'data/there.csv', 'build/model.bin'] };
+  const files = ['pipelines/raw.csv', 'data/there.csv'];
+  assert.equal(await checkProblems(params, [], files, ['build']), ['warning E_MISSING_DEP deps.0 dep `raw.csv` does not exist: looked for <ws>/raw.csv']);
+  assert.equal(await checkProblems(params, [], files, ['build'], true), [[
+    'dep `raw.csv` does not exist: looked for <ws>/raw.csv',
+    'deps resolve from the workspace <ws> : the nearest folder at or above the entry .pipe file that holds package.json, .git or .pausepipe',
+    'did you mean `pipelines/raw.csv`, the file beside the .pipe file?',
+  ].join('\n')]);
 });
 
 test('check refuses two inputs that would arrive as one environment variable', async () => {
   assert.equal(await checkProblems({}, ['data', 'DATA', 'train-runs', 'train_runs', 'other']), [
-    'E_DUPLICATE_INPUT DATA inputs `data` and `DATA` both arrive as $PAUSEPIPE_INPUT_DATA: one would be lost',
-    'E_DUPLICATE_INPUT train_runs inputs `train-runs` and `train_runs` both arrive as $PAUSEPIPE_INPUT_TRAIN_RUNS: one would be lost',
+    'error E_DUPLICATE_INPUT DATA inputs `data` and `DATA` both arrive as $PAUSEPIPE_INPUT_DATA: one would be lost',
+    'error E_DUPLICATE_INPUT train_runs inputs `train-runs` and `train_runs` both arrive as $PAUSEPIPE_INPUT_TRAIN_RUNS: one would be lost',
   ]);
 });
 
