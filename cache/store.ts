@@ -77,6 +77,8 @@ export interface GcResult {
   kept: number;
   /** Entries kept only because a live run (another pipeline's, perhaps) is using them. */
   inUse: number;
+  /** Stopped by its signal part way: what is listed was removed, the rest stays for the next gc. */
+  interrupted: boolean;
 }
 
 export interface VerifyProblem {
@@ -612,7 +614,9 @@ export class ArtifactStore {
       // Published before the registrations are read: a run that registered too late to be seen sees a new generation.
       if (!dryRun) await replaceFileDurable(path.join(this.root, 'gc-generation'), randomHex(8));
       const inUse = this.keysInUse();
-      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], kept: 0, inUse: 0 };
+      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], kept: 0, inUse: 0, interrupted: false };
+      // Stopped (Ctrl-C) between two removals: the lock is released and the generation published as at any end.
+      const stopped = () => (result.interrupted ||= opts.signal?.aborted === true);
       const drop = async (dir: string, rel: string, asEntry: boolean) => {
         result.freedBytes += dryRun ? await diskBytes(dir) : asEntry ? await discardEntry(this.root, dir) : await removeCounting(dir);
         if (!asEntry) result.leftovers.push(rel);
@@ -630,16 +634,17 @@ export class ArtifactStore {
           result.inUse++;
           continue;
         }
+        if (stopped()) continue;
         await drop(dir, `objects/${shard}/${name}`, true);
         result.removed.push(name);
       }
       for (const name of readdirOrEmpty(path.join(this.root, 'tmp'))) {
         if (!TEMP_NAME.test(name) && !TRASH_NAME.test(name)) result.foreign.push(`tmp/${name}`);
-        else if (this.isLeftoverTemp(name)) await drop(path.join(this.root, 'tmp', name), `tmp/${name}`, false);
+        else if (this.isLeftoverTemp(name) && !stopped()) await drop(path.join(this.root, 'tmp', name), `tmp/${name}`, false);
       }
       for (const key of readdirOrEmpty(path.join(this.root, 'scratch'))) {
         if (!KEY_PATTERN.test(key)) result.foreign.push(`scratch/${key}`);
-        else if (!keep.has(key) && !inUse.has(key) && !this.lockIsLive(key)) await drop(path.join(this.root, 'scratch', key), `scratch/${key}`, false);
+        else if (!keep.has(key) && !inUse.has(key) && !this.lockIsLive(key) && !stopped()) await drop(path.join(this.root, 'scratch', key), `scratch/${key}`, false);
       }
       for (const folder of ['locks', 'uses'] as const) {
         const pattern = folder === 'locks' ? LOCK_NAME : USE_NAME;

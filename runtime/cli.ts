@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeOwner } from '../cache/lock.ts';
-import { ArtifactStore, copyOutOfCache, resolveCacheRoot } from '../cache/store.ts';
+import { ArtifactStore, copyOutOfCache, resolveCacheRoot, type GcResult } from '../cache/store.ts';
 import { diagnostic } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
@@ -371,6 +371,28 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
   }
 }
 
+/** One cache's gc, reported; 'stopped before it started' when the stop came while it waited for another gc. */
+async function gcOne(root: string, keep: Set<string>, dryRun: boolean, signal: AbortSignal, io: Io): Promise<'done' | 'stopped before it started'> {
+  const store = new ArtifactStore(root);
+  let r: GcResult;
+  try {
+    r = await store.gc(keep, { dryRun, signal, onWait: (owner) => write(io.stderr, `waiting for another gc (${describeOwner(owner)})`) });
+  } catch (error) {
+    if (signal.aborted) return 'stopped before it started';
+    throw error;
+  }
+  const verb = dryRun ? 'would remove' : 'removed';
+  // A bare key says nothing to a person: name the stage its manifest records.
+  for (const key of dryRun ? r.removed : []) write(io.stdout, `would remove ${key} (${store.readManifest(key)?.stage ?? 'manifest damaged'})`);
+  for (const rel of dryRun ? r.leftovers : []) write(io.stdout, `would remove ${rel}`);
+  for (const rel of r.foreign) write(io.stderr, `left alone: ${rel} (not written by pausepipe)`);
+  const inUse = r.inUse > 0 ? `, ${r.inUse} in use by a live run` : '';
+  const stopped = r.interrupted ? ' before it was stopped; the rest stays for the next gc' : '';
+  write(io.stdout, `${root}: ${verb} ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} (${(r.freedBytes / 1e6).toFixed(1)} MB), ` +
+    `${r.leftovers.length} leftover(s)${stopped}; kept ${r.kept}${inUse}`);
+  return 'done';
+}
+
 const COMMANDS: Record<string, Command> = {
   run: {
     usage: 'run FILE [TARGET...] [-p NAME=VALUE]... [--force] [--jobs N] [--gpus N] [--stages-per-gpu N] [--keep-going] [--backend NAME] [--executor local|slurm] [--cache-dir D] [--json]',
@@ -589,19 +611,24 @@ const COMMANDS: Record<string, Command> = {
         for (const p of s.plan.stages) if (p.key) keep.add(p.key);
         keepByRoot.set(s.cacheRoot, keep);
       }
-      for (const [root, keep] of keepByRoot) {
-        const store = new ArtifactStore(root);
-        const r = await store.gc(keep, { dryRun, onWait: (owner) => write(io.stderr, `waiting for another gc (${describeOwner(owner)})`) });
-        const verb = dryRun ? 'would remove' : 'removed';
-        // A bare key says nothing to a person: name the stage its manifest records.
-        for (const key of dryRun ? r.removed : []) write(io.stdout, `would remove ${key} (${store.readManifest(key)?.stage ?? 'manifest damaged'})`);
-        for (const rel of dryRun ? r.leftovers : []) write(io.stdout, `would remove ${rel}`);
-        for (const rel of r.foreign) write(io.stderr, `left alone: ${rel} (not written by pausepipe)`);
-        const inUse = r.inUse > 0 ? `, ${r.inUse} in use by a live run` : '';
-        write(io.stdout, `${root}: ${verb} ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} (${(r.freedBytes / 1e6).toFixed(1)} MB), ` +
-          `${r.leftovers.length} leftover(s); kept ${r.kept}${inUse}`);
+      // Ctrl-C stops between two removals, so the gc lock is released and nothing is removed half.
+      const controller = new AbortController();
+      let stoppedBy: StopSignal | undefined;
+      const removeHandlers = onStopSignals((signal) => {
+        stoppedBy = signal;
+        write(io.stderr, 'interrupting gc: stopping after the removal under way (Ctrl-C again to quit at once)');
+        controller.abort();
+      });
+      try {
+        for (const [root, keep] of keepByRoot) {
+          if (stoppedBy !== undefined) break;
+          const gone = await gcOne(root, keep, dryRun, controller.signal, io);
+          if (gone === 'stopped before it started') write(io.stderr, `${root}: gc stopped before it started; nothing removed`);
+        }
+      } finally {
+        removeHandlers();
       }
-      return EXIT.ok;
+      return stoppedBy !== undefined ? signalExitCode(stoppedBy) : EXIT.ok;
     },
   },
   verify: {

@@ -1,6 +1,6 @@
 // Tests for ArtifactStore: commit round trips, locks between callers and processes, crash safety, gc and verify.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -308,7 +308,7 @@ maintenance('gc removes entries not kept, reports the bytes freed and counts the
   };
   const expectedBytes = (await bytesOf(a)) + (await bytesOf(b));
   const result = await store.gc(new Set([kept]));
-  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], kept: 1, inUse: 0 });
+  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], kept: 1, inUse: 0, interrupted: false });
   assert.equal(store.keys(), [kept]);
   assert.is(store.has(a), false);
   assert.equal(await fsp.readdir(path.join(root, 'tmp')), []);
@@ -336,6 +336,7 @@ maintenance('gc removes a dead run\'s temp folder, lock and unneeded scratch, bu
     // resumable is kept, but only its scratch folder exists: no entry to count.
     kept: 0,
     inUse: 0,
+    interrupted: false,
   });
   assert.is(existsSync(store.scratchDir(resumable)), true);
   assert.is(readFileSync(path.join(running.outDir, 'partial.bin'), 'utf8'), 'p');
@@ -593,6 +594,22 @@ guards('a run waits while a live gc holds the cache, and a gc changes the genera
   assert.is(waited, true);
   await store.gc(new Set());
   assert.is.not(store.gcGeneration(), before);
+});
+
+guards('a gc stopped by its signal part way removes nothing more, releases its lock, and says it was stopped', async () => {
+  for (let i = 0; i < 20; i++) await commitSimple(`many${i}`);
+  const stop = new AbortController();
+  const stopping = store.gc(new Set(), { signal: stop.signal });
+  // Stopped once the first entry is gone: the gc is under way.
+  const watch = () => (store.keys().length < 20 ? stop.abort() : setImmediate(watch));
+  watch();
+  const r = await stopping;
+  assert.is(r.interrupted, true);
+  assert.ok(r.removed.length > 0 && r.removed.length < 20, `${r.removed.length} removed`);
+  assert.is(store.keys().length, 20 - r.removed.length);
+  assert.equal(readdirSync(path.join(root, 'locks')).filter((n) => n.startsWith('gc')), []);
+  const rest = await store.gc(new Set());
+  assert.equal([rest.interrupted, rest.removed.length, store.keys()], [false, 20 - r.removed.length, []]);
 });
 
 guards('a gc publishes a new generation when it ends: a run that planned while it was deleting plans again', async () => {
