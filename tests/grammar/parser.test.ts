@@ -162,11 +162,24 @@ parser('a syntax error says what was expected, where', () => {
   ]);
 });
 
-parser('a missing closing brace is reported at the end of the file', () => {
+parser('a missing closing brace is reported at the end of the file, with a note at the `{` never closed', () => {
   const r = parsePipeText('stage a = k {\n  x: 1\n', 'main.pipe');
-  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column]), [
-    ['E_PARSE', 'expected `}`, found the end of the file', 3, 1],
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column, d.notes]), [
+    ['E_PARSE', 'expected `}`, found the end of the file', 3, 1, ['the `{` opened at 1:13 is never closed']],
   ]);
+  // A loop's `{` left open under a closed params block (and a `${...}` inside it).
+  const loop = parsePipeText('let d = 1\nfor each x in [1, 2] {\n  stage a = k { p: "${x}" }\n', 'main.pipe');
+  assert.equal(loop.diagnostics.map((d) => [d.message, d.span!.line, d.notes]), [
+    ['expected `}`, found the end of the file', 4, ['the `{` opened at 2:22 is never closed']],
+  ]);
+  // A params block cut short by the next statement.
+  const cut = parsePipeText('stage a = k {\n  x: 1\n\nstage b = k { }', 'main.pipe');
+  assert.equal(cut.diagnostics.map((d) => [d.message, d.span!.line, d.notes]), [
+    ['expected `}` after `1`', 2, ['the `{` opened at 1:13 is never closed']],
+  ]);
+  // A `}` expected where the brace is closed later says nothing of braces.
+  const closed = parsePipeText('let a = { x: 1 2 }', 'main.pipe');
+  assert.equal(closed.diagnostics.map((d) => [d.message, d.notes]), [['expected `}`, found `2`', undefined]]);
 });
 
 parser('a stray token after a statement asks for a statement', () => {
