@@ -75,6 +75,7 @@ export function tokenize(text: string, file: string, maxErrors = Infinity): Toke
   });
   diagnostics.push(...unclosed);
   const tokens = closeStrings(joinBadNumbers(lexed.tokens, text, file, diagnostics), text, file, diagnostics);
+  diagnostics.push(...badEscapes(lexed.tokens, file).slice(0, maxErrors));
   return { tokens, diagnostics, unreported: Math.max(0, lexed.errors.length - maxErrors) };
 }
 
@@ -137,6 +138,15 @@ function lexFrom(text: string, from: number): { tokens: IToken[]; errors: ILexin
   }
   const errors = lexed.errors.map((e) => ({ ...e, offset: e.offset + from }));
   return { tokens: lexed.tokens, errors };
+}
+
+/** What each escape stands for in a string. */
+export const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', n: '\n', t: '\t', $: '$' };
+
+/** Unknown escapes, found here rather than when building the AST so that a file with syntax errors reports them too. */
+function badEscapes(tokens: IToken[], file: string): Diagnostic[] {
+  return tokens.filter((t) => t.tokenType === StringEscape && ESCAPES[t.image.slice(1)] === undefined).map((t) =>
+    diagnostic('E_BAD_ESCAPE', `unknown escape \`${t.image}\`; use \\" \\\\ \\n \\t or \\$`, tokenSpan(file, t)));
 }
 
 /**

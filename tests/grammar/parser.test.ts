@@ -246,6 +246,15 @@ parser('an unknown escape is E_BAD_ESCAPE at the escape', () => {
   assert.equal(r.diagnostics.map((d) => [d.code, d.span!.column, d.span!.endColumn]), [['E_BAD_ESCAPE', 11, 13]]);
 });
 
+parser('after a string cut by a line break, the follow-on error names it without a raw line break, and a bad escape is still reported', () => {
+  const r = parsePipeText('stage a = sh {\n  out: ["x\n  command: "echo hi"\n  note: "a\\qb"\n}', 'main.pipe');
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column]), [
+    ['E_UNTERMINATED_STRING', 'unterminated string: add the closing `"` (use `\\n` for a line break inside a string)', 2, 9],
+    ['E_BAD_ESCAPE', 'unknown escape `\\q`; use \\" \\\\ \\n \\t or \\$', 4, 11],
+    ['E_PARSE', 'expected `]` after the unterminated string', 2, 11],
+  ]);
+});
+
 parser('lexing errors alone still give an AST', () => {
   const r = parsePipeText('let a = 1 @', 'main.pipe');
   assert.equal(r.diagnostics.map((d) => d.code), ['E_LEX']);
