@@ -255,6 +255,16 @@ parser('after a string cut by a line break, the follow-on error names it without
   ]);
 });
 
+parser('a field read such as `cfg.lr` is one error saying the language has no member access; the rest parses', () => {
+  const r = parsePipeText('for each cfg in [{ lr: 1 }] {\n  stage a = sh { command: "echo ${cfg.lr}", env: { B: c.opt.b + 1 } }\n}', 'main.pipe');
+  const note = 'write each value as its own let or loop variable: `let lr = 5e-5`, or `for each lr in [...], b in [...]` with `where` to keep the combinations you want';
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column, d.span!.endColumn, d.notes]), [
+    ['E_LEX', '`cfg.lr`: the language has no `.` to read a field, and no indexing', 2, 35, 41, [note]],
+    ['E_LEX', '`c.opt.b`: the language has no `.` to read a field, and no indexing', 2, 55, 62, [note]],
+  ]);
+  assert.equal(r.ast!.statements.length, 1);
+});
+
 parser('lexing errors alone still give an AST', () => {
   const r = parsePipeText('let a = 1 @', 'main.pipe');
   assert.equal(r.diagnostics.map((d) => d.code), ['E_LEX']);
