@@ -28,7 +28,7 @@ export interface Diagnostic {
 
 /** Every code a diagnostic may carry, with what it means; codes never change once released. */
 export const DIAGNOSTIC_CODES = {
-  E_LEX: 'a character that starts no token of the language',
+  E_LEX: 'a character that starts no token of the language, such as the `.` of `cfg.lr`: there is no member access or indexing',
   E_BAD_NUMBER: 'a number runs into letters or digits that make no number (`0x10`, `2k`, `1e`): numbers are decimal',
   E_PARSE: 'the text does not follow the grammar; the message says what was expected',
   E_UNTERMINATED_STRING: 'a string has no closing `"` before the end of its line',

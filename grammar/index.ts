@@ -3,7 +3,7 @@ import type { CstNode, IRecognitionException, IToken, TokenType } from 'chevrota
 import type { IncludeDecl, PipeFile } from './ast.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import { positionAt, tokenize, tokenSpan } from './lexer.ts';
-import { For, Include, Let, Slash, Stage } from './tokens.ts';
+import { For, Include, InterpStart, LCurly, LCurlyNested, Let, RCurly, RCurlyNested, Slash, Stage } from './tokens.ts';
 import { checkExpressionDepth, checkTokenLimits, MAX_SYNTAX_ERRORS } from './limits.ts';
 import { endsLineEarly, limitSyntaxErrors, pipeParser, TooManySyntaxErrors } from './parser.ts';
 import { intactIncludes, toAst } from './to-ast.ts';
@@ -38,6 +38,28 @@ function commentHint(e: IRecognitionException, tokens: IToken[]): string[] | und
   const glued = (a: IToken | undefined, b: IToken | undefined) =>
     a?.tokenType === Slash && b?.tokenType === Slash && a.startOffset + 1 === b.startOffset;
   return glued(tokens[i - 1], e.token) || glued(e.token, tokens[i + 1]) ? ['comments start with `#`, not `//`'] : undefined;
+}
+
+const OPENERS = new Set<TokenType>([LCurly, LCurlyNested, InterpStart]);
+
+/**
+ * For "expected `}`": the `{` it would close, when nothing closes it up to the end of the file. The parser can only
+ * say where it gave up (often the end of the file, far from the mistake); the brace left open says where to look.
+ */
+function unclosedBraceHint(e: IRecognitionException, tokens: IToken[]): string[] | undefined {
+  if (e.name !== 'MismatchedTokenException' || !e.message.startsWith(`expected ${RCurly.LABEL}`)) return undefined;
+  const at = Number.isNaN(e.token.startOffset) ? Infinity : e.token.startOffset;
+  // Open `{` and `${` (which a `}` closes too), innermost last; the innermost one open at the error is the one meant.
+  const open: IToken[] = [];
+  let meant: IToken | undefined;
+  for (const t of tokens) {
+    if (meant === undefined && t.startOffset >= at) meant = open.at(-1);
+    if (OPENERS.has(t.tokenType)) open.push(t);
+    else if (t.tokenType === RCurly || t.tokenType === RCurlyNested) open.pop();
+  }
+  meant ??= open.at(-1);
+  if (meant === undefined || meant.tokenType === InterpStart || !open.includes(meant)) return undefined;
+  return [`the \`{\` opened at ${meant.startLine}:${meant.startColumn} is never closed`];
 }
 
 /** Keywords that can only begin a statement: the boundaries between statements, nested ones included. */
@@ -93,7 +115,7 @@ export function parsePipeText(text: string, file: string): ParseResult {
   } catch (error) {
     if (!(error instanceof TooManySyntaxErrors)) throw error;
   }
-  const syntax = firstPerStatement(pipeParser.errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text), commentHint(e, lexed.tokens))), lexed.tokens);
+  const syntax = firstPerStatement(pipeParser.errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text), commentHint(e, lexed.tokens) ?? unclosedBraceHint(e, lexed.tokens))), lexed.tokens);
   if (cst === undefined) {
     const last = syntax.at(-1)!;
     syntax.push(diagnostic('E_PARSE', `more than ${MAX_SYNTAX_ERRORS} syntax errors: stopped here; is this a .pipe file?`, last.span));

@@ -67,7 +67,7 @@ export function spanAt(file: string, text: string, offset: number, length: numbe
 /** Tokens and diagnostics; only the first `maxErrors` lexing errors become diagnostics (a binary file has millions). */
 export function tokenize(text: string, file: string, maxErrors = Infinity): TokenizeResult {
   const unclosed: Diagnostic[] = [];
-  const lexed = lexClosingInterpolations(text, file, 0, unclosed);
+  const lexed = withoutMemberAccess(lexClosingInterpolations(text, file, 0, unclosed), text, file, unclosed);
   const diagnostics: Diagnostic[] = lexed.errors.slice(0, maxErrors).map((e) => {
     const chars = text.slice(e.offset, e.offset + e.length);
     const what = e.length === 1 ? `character \`${chars}\`` : `characters \`${chars}\``;
@@ -75,6 +75,7 @@ export function tokenize(text: string, file: string, maxErrors = Infinity): Toke
   });
   diagnostics.push(...unclosed);
   const tokens = closeStrings(joinBadNumbers(lexed.tokens, text, file, diagnostics), text, file, diagnostics);
+  diagnostics.push(...badEscapes(lexed.tokens, file).slice(0, maxErrors));
   return { tokens, diagnostics, unreported: Math.max(0, lexed.errors.length - maxErrors) };
 }
 
@@ -137,6 +138,53 @@ function lexFrom(text: string, from: number): { tokens: IToken[]; errors: ILexin
   }
   const errors = lexed.errors.map((e) => ({ ...e, offset: e.offset + from }));
   return { tokens: lexed.tokens, errors };
+}
+
+/**
+ * `cfg.lr` (as in JavaScript or Python) lexes as a name, a stray `.` and a name, and the parser then trips over the
+ * second name: two errors, neither saying that the language has no member access. One diagnostic says so at the
+ * whole access, and the parser sees only the first name (the rest of the file parses as written).
+ */
+function withoutMemberAccess(lexed: { tokens: IToken[]; errors: ILexingError[] }, text: string, file: string, diagnostics: Diagnostic[]): { tokens: IToken[]; errors: ILexingError[] } {
+  const byStart = new Map(lexed.tokens.map((t) => [t.startOffset, t]));
+  const byEnd = new Map(lexed.tokens.map((t) => [(t.endOffset ?? t.startOffset) + 1, t]));
+  const fields = new Set<IToken>();
+  const errors: ILexingError[] = [];
+  // Each access as the name it starts with and the field it ends with (`cfg.a.b` is one access).
+  const accesses: { base: IToken; last: IToken }[] = [];
+  const byLast = new Map<IToken, { base: IToken; last: IToken }>();
+  for (const e of lexed.errors) {
+    const before = byEnd.get(e.offset);
+    const field = byStart.get(e.offset + 1);
+    const chained = before && byLast.get(before);
+    const isName = (t: IToken | undefined) => t !== undefined && (t.tokenType === Identifier || KEYWORDS.includes(t.tokenType));
+    if (text[e.offset] !== '.' || e.length !== 1 || !(chained || before?.tokenType === Identifier) || !isName(field)) {
+      errors.push(e);
+      continue;
+    }
+    fields.add(field!);
+    const access = chained ?? { base: before!, last: field! };
+    if (chained) byLast.delete(before!);
+    else accesses.push(access);
+    access.last = field!;
+    byLast.set(field!, access);
+  }
+  for (const { base, last } of accesses) {
+    const end = (last.endOffset ?? last.startOffset) + 1;
+    diagnostics.push(diagnostic('E_LEX', `\`${text.slice(base.startOffset, end)}\`: the language has no \`.\` to read a field, and no indexing`,
+      spanAt(file, text, base.startOffset, end - base.startOffset),
+      ['write each value as its own let or loop variable: `let lr = 5e-5`, or `for each lr in [...], b in [...]` with `where` to keep the combinations you want']));
+  }
+  return { tokens: lexed.tokens.filter((t) => !fields.has(t)), errors };
+}
+
+/** What each escape stands for in a string. */
+export const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', n: '\n', t: '\t', $: '$' };
+
+/** Unknown escapes, found here rather than when building the AST so that a file with syntax errors reports them too. */
+function badEscapes(tokens: IToken[], file: string): Diagnostic[] {
+  return tokens.filter((t) => t.tokenType === StringEscape && ESCAPES[t.image.slice(1)] === undefined).map((t) =>
+    diagnostic('E_BAD_ESCAPE', `unknown escape \`${t.image}\`; use \\" \\\\ \\n \\t or \\$`, tokenSpan(file, t)));
 }
 
 /**

@@ -4,7 +4,7 @@ import { CstParser, EOF } from './chevrotain.ts';
 import {
   ALL_TOKENS, AddOp, And, Colon, Comma, CompareOp, Each, Else, Equals, False, For, Identifier, If, In, Include,
   InterpStart, LBracket, LCurly, LParen, Let, Minus, MulOp, Named, Not, Null, NumberLiteral, Or, RBracket, RCurly,
-  RParen, Stage, Star, StringEnd, StringEscape, StringStart, StringText, Then, True, Where,
+  RParen, Stage, Star, StringEnd, StringEscape, StringNewline, StringStart, StringText, Then, True, Where,
 } from './tokens.ts';
 
 /** How a token is named in a message: its label (`` `{` ``, `a name`), or "the end of the file". */
@@ -15,6 +15,8 @@ function describeType(t: TokenType): string {
 function describeToken(t: IToken): string {
   if (t.tokenType === EOF) return 'the end of the file';
   if (t.tokenType === StringStart) return 'a string';
+  // The line break that cut a string short: quoted, it would put a raw line break in the message.
+  if (t.tokenType === StringNewline) return 'the unterminated string';
   // A closer the lexer supplied for one left open (lexer.ts): it has no text to quote.
   if (t.image === '') return t.tokenType === StringEnd ? 'the end of the string' : 'the end of the `${`';
   return `\`${t.image}\``;

@@ -5,7 +5,7 @@ import type {
   Reference, SelectorPair, StageDecl, Statement, StringExpr,
 } from './ast.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
-import { tokenSpan } from './lexer.ts';
+import { ESCAPES, tokenSpan } from './lexer.ts';
 import { pipeParser } from './parser.ts';
 import { StringNewline } from './tokens.ts';
 
@@ -44,8 +44,6 @@ interface ObjectCtx { entry?: Nodes; Comma?: Tokens }
 interface EntryCtx { Identifier?: Tokens; stringLiteral?: Nodes; expression: CstNode[] }
 interface StringCtx { StringText?: Tokens; StringEscape?: Tokens; interpolation?: Nodes }
 interface InterpolationCtx { expression: CstNode[] }
-
-const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', n: '\n', t: '\t', $: '$' };
 
 function joinSpans(a: SourceSpan, b: SourceSpan): SourceSpan {
   return { ...a, endLine: b.endLine, endColumn: b.endColumn, endOffset: b.endOffset };
@@ -322,13 +320,9 @@ class AstBuilder extends BaseVisitor {
     return this.expr(ctx.expression[0]!);
   }
 
+  // An unknown escape is reported by the lexer and kept as written.
   private unescape(t: IToken): string {
-    const decoded = ESCAPES[t.image.slice(1)];
-    if (decoded !== undefined) return decoded;
-    this.diagnostics.push(diagnostic(
-      'E_BAD_ESCAPE', `unknown escape \`${t.image}\`; use \\" \\\\ \\n \\t or \\$`, this.tokSpan(t),
-    ));
-    return t.image;
+    return ESCAPES[t.image.slice(1)] ?? t.image;
   }
 
   /** The text of a string that must be known without evaluation (include paths, keys). */

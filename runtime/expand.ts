@@ -368,7 +368,11 @@ class Expander {
       for (const [name, value] of Object.entries(values)) scope.set(name, value);
       if (loop.where) {
         const keep = this.passes(loop.where, scope);
-        if (keep === null) whereFailed = true;
+        if (keep === null) {
+          whereFailed = true;
+          // The label's own mistakes are reported too (every error at once), though this variant is dropped.
+          if (loop.label) evaluateString(loop.label, scope, ctx);
+        }
         if (keep !== true) continue;
       }
       passedWhere++;

@@ -162,11 +162,24 @@ parser('a syntax error says what was expected, where', () => {
   ]);
 });
 
-parser('a missing closing brace is reported at the end of the file', () => {
+parser('a missing closing brace is reported at the end of the file, with a note at the `{` never closed', () => {
   const r = parsePipeText('stage a = k {\n  x: 1\n', 'main.pipe');
-  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column]), [
-    ['E_PARSE', 'expected `}`, found the end of the file', 3, 1],
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column, d.notes]), [
+    ['E_PARSE', 'expected `}`, found the end of the file', 3, 1, ['the `{` opened at 1:13 is never closed']],
   ]);
+  // A loop's `{` left open under a closed params block (and a `${...}` inside it).
+  const loop = parsePipeText('let d = 1\nfor each x in [1, 2] {\n  stage a = k { p: "${x}" }\n', 'main.pipe');
+  assert.equal(loop.diagnostics.map((d) => [d.message, d.span!.line, d.notes]), [
+    ['expected `}`, found the end of the file', 4, ['the `{` opened at 2:22 is never closed']],
+  ]);
+  // A params block cut short by the next statement.
+  const cut = parsePipeText('stage a = k {\n  x: 1\n\nstage b = k { }', 'main.pipe');
+  assert.equal(cut.diagnostics.map((d) => [d.message, d.span!.line, d.notes]), [
+    ['expected `}` after `1`', 2, ['the `{` opened at 1:13 is never closed']],
+  ]);
+  // A `}` expected where the brace is closed later says nothing of braces.
+  const closed = parsePipeText('let a = { x: 1 2 }', 'main.pipe');
+  assert.equal(closed.diagnostics.map((d) => [d.message, d.notes]), [['expected `}`, found `2`', undefined]]);
 });
 
 parser('a stray token after a statement asks for a statement', () => {
@@ -231,6 +244,25 @@ parser('include paths and keys cannot interpolate', () => {
 parser('an unknown escape is E_BAD_ESCAPE at the escape', () => {
   const r = parsePipeText('let a = "x\\qy"', 'main.pipe');
   assert.equal(r.diagnostics.map((d) => [d.code, d.span!.column, d.span!.endColumn]), [['E_BAD_ESCAPE', 11, 13]]);
+});
+
+parser('after a string cut by a line break, the follow-on error names it without a raw line break, and a bad escape is still reported', () => {
+  const r = parsePipeText('stage a = sh {\n  out: ["x\n  command: "echo hi"\n  note: "a\\qb"\n}', 'main.pipe');
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column]), [
+    ['E_UNTERMINATED_STRING', 'unterminated string: add the closing `"` (use `\\n` for a line break inside a string)', 2, 9],
+    ['E_BAD_ESCAPE', 'unknown escape `\\q`; use \\" \\\\ \\n \\t or \\$', 4, 11],
+    ['E_PARSE', 'expected `]` after the unterminated string', 2, 11],
+  ]);
+});
+
+parser('a field read such as `cfg.lr` is one error saying the language has no member access; the rest parses', () => {
+  const r = parsePipeText('for each cfg in [{ lr: 1 }] {\n  stage a = sh { command: "echo ${cfg.lr}", env: { B: c.opt.b + 1 } }\n}', 'main.pipe');
+  const note = 'write each value as its own let or loop variable: `let lr = 5e-5`, or `for each lr in [...], b in [...]` with `where` to keep the combinations you want';
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.line, d.span!.column, d.span!.endColumn, d.notes]), [
+    ['E_LEX', '`cfg.lr`: the language has no `.` to read a field, and no indexing', 2, 35, 41, [note]],
+    ['E_LEX', '`c.opt.b`: the language has no `.` to read a field, and no indexing', 2, 55, 62, [note]],
+  ]);
+  assert.equal(r.ast!.statements.length, 1);
 });
 
 parser('lexing errors alone still give an AST', () => {

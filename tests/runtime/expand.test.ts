@@ -240,6 +240,12 @@ expand('a mistake in a nested loop is one diagnostic; its stages raise no furthe
   expectDiagnostics(r, ['E_NESTED_LOOP 5:3']);
 });
 
+expand('a `named` label with an unknown variable is reported even when the `where` on its line fails too', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each x in [1, 2] where x + "a" > 1 named "\${x}-\${zzz}" { stage w = surgery { } }`);
+  expectDiagnostics(r, ['E_EXPR_TYPE 4:28', 'E_UNKNOWN_VARIABLE 4:54']);
+  assert.is(r.diagnostics[1]!.message, 'unknown variable `zzz`');
+});
+
 expand('a loop whose values fail makes no variant and no follow-up errors', () => {
   const r = parsePipe(`${PREAMBLE}\nfor each a in nope { stage w = surgery { } }\nstage r = report(runs: w[a=1]) { }`);
   expectDiagnostics(r, ['E_UNKNOWN_VARIABLE 4:15']);
