@@ -326,12 +326,42 @@ function kindChecks(stage: ExpandedStage, kind: StageKind, params: Record<string
   }
 }
 
+/**
+ * Parameter problems of loop stages, gathered so that one found in some variants of a stage but not all says which
+ * (`in the variant \`x=1.5\``): the same frame repeated per variant would not. One in every variant is said once.
+ */
+class VariantProblems {
+  private readonly problems = new Map<string, { diagnostic: Diagnostic; declaredName: string; labels: string[] }>();
+  private readonly variantCount = new Map<string, number>();
+
+  constructor(stages: readonly ExpandedStage[]) {
+    for (const s of stages) this.variantCount.set(s.declaredName, (this.variantCount.get(s.declaredName) ?? 0) + 1);
+  }
+
+  add(d: Diagnostic, stage: ExpandedStage): void {
+    const key = `${d.code}\u0000${d.span?.file}\u0000${d.span?.offset}\u0000${d.message}`;
+    const problem = this.problems.get(key) ?? { diagnostic: d, declaredName: stage.declaredName, labels: [] };
+    // A generated name is `declared[label]`.
+    if (stage.name !== stage.declaredName) problem.labels.push(stage.name.slice(stage.declaredName.length + 1, -1));
+    this.problems.set(key, problem);
+  }
+
+  reportTo(sink: DiagnosticSink): void {
+    for (const { diagnostic: d, declaredName, labels } of this.problems.values()) {
+      const some = labels.length > 0 && labels.length < (this.variantCount.get(declaredName) ?? 0);
+      const shown = labels.slice(0, 3).map((l) => `\`${l}\``).join(', ') + (labels.length > 3 ? ` and ${labels.length - 3} more` : '');
+      sink.report(some ? { ...d, notes: [...(d.notes ?? []), `in the variant${labels.length === 1 ? '' : 's'} ${shown}`] } : d);
+    }
+  }
+}
+
 export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Record<string, StageKind>, env?: ValidateEnv): ValidateResult {
   const sink = new DiagnosticSink();
   const kindNames = Object.keys(kinds);
   const instances: StageInstance[] = [];
   /** Stages whose params passed their schema: the kinds' own checks run once every stage's outputs are known. */
   const valid: { stage: ExpandedStage; kind: StageKind }[] = [];
+  const paramProblems = new VariantProblems(expanded);
   for (const stage of expanded) {
     const kind = Object.hasOwn(kinds, stage.kind) ? kinds[stage.kind] : undefined;
     const params = stage.params;
@@ -350,13 +380,14 @@ export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Reco
       const validate = validatorFor(kind);
       if (!validate(checked)) {
         const errors = (validate.errors ?? []).filter((e) => !failed.some((k) => e.instancePath === `/${pointerToken(k)}` || e.instancePath.startsWith(`/${pointerToken(k)}/`)));
-        for (const d of paramDiagnostics(errors, stage, kind, checked)) sink.report(d);
+        for (const d of paramDiagnostics(errors, stage, kind, checked)) paramProblems.add(d, stage);
       } else if (failed.length === 0) {
         valid.push({ stage, kind });
       }
     }
     instances.push(toInstance(stage, params));
   }
+  paramProblems.reportTo(sink);
   if (env) {
     const outputs = valid.flatMap(({ stage, kind }) => kind.workspaceOutputs?.(stage.params) ?? []).map((o) => workspaceRelative(env.workspace, o));
     for (const { stage, kind } of valid) kindChecks(stage, kind, stage.params, env, outputs, sink);

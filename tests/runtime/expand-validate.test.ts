@@ -20,6 +20,18 @@ validate('schema defaults fill params that are not written', () => {
   ]);
 });
 
+validate('a param problem of some variants names them; one of every variant is said once, without a note', () => {
+  const text = `${PREAMBLE}
+for each e in [1, 1.5, 2, 3, 4, 5, 6] {
+  stage s = sft(model: base, data: paused) { epochs: if e > 2 then "many" else e, lr: "fast" }
+}`;
+  assert.equal(reported(text), [
+    ['E_PARAM_TYPE', 'param `epochs` must be integer, got number 1.5', 5, 54, ['in the variant `e=1.5`']],
+    ['E_PARAM_TYPE', 'param `epochs` must be integer, got string "many"', 5, 54, ['in the variants `e=3`, `e=4`, `e=5` and 1 more']],
+    ['E_PARAM_TYPE', 'param `lr` must be number, got string "fast"', 5, 87, []],
+  ]);
+});
+
 validate('defaults are fresh objects per instance', () => {
   const stages = expectPipeline(parsePipe('stage a = surgery { }\nstage b = surgery { }')).stages;
   assert.is.not(stages[0]!.params.options, stages[1]!.params.options);
