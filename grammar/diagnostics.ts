@@ -188,16 +188,21 @@ function displayPath(file: string, cwd = process.cwd()): string {
   return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
 }
 
+/** What makes two diagnostics one mistake: the same code, place and message (their notes may differ). */
+export function mistakeOf(d: Diagnostic): string {
+  return `${d.code}\u0000${d.span?.file}\u0000${d.span?.offset}\u0000${d.message}`;
+}
+
 /**
- * Collects diagnostics, dropping repeats of one mistake (same code, place and message): an error in a loop
- * body would otherwise be reported once per variant.
+ * Collects diagnostics, dropping repeats of one mistake (mistakeOf): an error in a loop body would otherwise be
+ * reported once per variant.
  */
 export class DiagnosticSink {
   readonly diagnostics: Diagnostic[] = [];
   private readonly seen = new Set<string>();
 
   report(d: Diagnostic): void {
-    const key = `${d.code}\u0000${d.span?.file}\u0000${d.span?.offset}\u0000${d.message}`;
+    const key = mistakeOf(d);
     if (this.seen.has(key)) return;
     this.seen.add(key);
     this.diagnostics.push(d);

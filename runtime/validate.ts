@@ -1,7 +1,7 @@
 // Validation: expanded stages → StageInstances checked against their kinds (JSON Schema via ajv, inputs), in topological order.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Expr, ObjectEntry, ObjectExpr } from '../grammar/ast.ts';
-import { diagnostic, DiagnosticSink, type Diagnostic, type SourceSpan } from '../grammar/diagnostics.ts';
+import { diagnostic, DiagnosticSink, mistakeOf, type Diagnostic, type SourceSpan } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { CheckContext, InputSpec, ParamsSchema, StageKind } from '../stages/kind.ts';
 import type { ExpandedStage } from './expand.ts';
@@ -339,7 +339,7 @@ class VariantProblems {
   }
 
   add(d: Diagnostic, stage: ExpandedStage): void {
-    const key = `${d.code}\u0000${d.span?.file}\u0000${d.span?.offset}\u0000${d.message}`;
+    const key = mistakeOf(d);
     const problem = this.problems.get(key) ?? { diagnostic: d, declaredName: stage.declaredName, labels: [] };
     // A generated name is `declared[label]`.
     if (stage.name !== stage.declaredName) problem.labels.push(stage.name.slice(stage.declaredName.length + 1, -1));
