@@ -119,6 +119,11 @@ const MANIFEST = 'manifest.json';
 const MANIFEST_CHECKSUM = 'manifest.sha256';
 const LOG = 'log.txt';
 const KEY_PATTERN = /^[0-9a-f]{8,128}$/;
+
+/** Whether `text` has the shape of a cache key (lowercase hex, as stageKey() makes them). */
+export function isCacheKey(text: string): boolean {
+  return KEY_PATTERN.test(text);
+}
 /** Temp entry folders are named <key>.<pid>.<lock nonce>, which ties them to the lock of the run that made them. */
 const TEMP_NAME = /^([0-9a-f]{8,128})\.(\d+)\.([0-9a-f]+)$/;
 /** Half-published lock files older than this belong to a process that died between write and link. */

@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { naming, randomHex } from '../cache/durable.ts';
 import { acquireLock, describeOwner, isAbandoned, readLock, type HeldLock } from '../cache/lock.ts';
 import { digestFile } from '../cache/file-hash.ts';
-import { copyOutOfCache } from '../cache/store.ts';
+import { copyOutOfCache, isCacheKey } from '../cache/store.ts';
 import { gpuEnvironment } from '../runtime/gpus.ts';
 import { sha256 } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
@@ -210,7 +210,7 @@ async function endOrphanWriting(lock: string, rel: string, log?: (line: string) 
   } catch {
     return;
   }
-  if (typeof key === 'string' && /^[0-9a-f]{8,128}$/.test(key)) await endGroupsOfKey(key, `which a killed run left writing out ${rel}`, log);
+  if (typeof key === 'string' && isCacheKey(key)) await endGroupsOfKey(key, `which a killed run left writing out ${rel}`, log);
 }
 
 async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
