@@ -99,17 +99,21 @@ function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
+/** `pausepipe COMMAND FILE ARGS…` as a shell line, on the cache folder this command was given. */
+function commandLine(command: string, file: string, args: string[], values: Record<string, unknown>): string {
+  const cacheDir = values['cache-dir'] === undefined ? [] : ['--cache-dir', values['cache-dir'] as string];
+  return ['pausepipe', command, path.relative(process.cwd(), file) || file, ...args, ...cacheDir].map(shellWord).join(' ');
+}
+
 /** The `pausepipe run` that computes what a command over FILE, TARGETS and these flags looked at: same overrides, same cache. */
 function runCommand(file: string, targets: string[], values: Record<string, unknown>): string {
   const overrides = ((values.param as string[] | undefined) ?? []).flatMap((o) => ['-p', o]);
-  const cacheDir = values['cache-dir'] === undefined ? [] : ['--cache-dir', values['cache-dir'] as string];
-  return ['pausepipe', 'run', path.relative(process.cwd(), file) || file, ...targets, ...overrides, ...cacheDir].map(shellWord).join(' ');
+  return commandLine('run', file, [...targets, ...overrides], values);
 }
 
 /** `pausepipe verify FILE --repair`, with the cache folder of this command: what removes a damaged entry. */
 function repairCommand(file: string, values: Record<string, unknown>): string {
-  const cacheDir = values['cache-dir'] === undefined ? [] : ['--cache-dir', values['cache-dir'] as string];
-  return ['pausepipe', 'verify', path.relative(process.cwd(), file) || file, '--repair', ...cacheDir].map(shellWord).join(' ');
+  return commandLine('verify', file, ['--repair'], values);
 }
 
 /** Loads FILE with the `-p` overrides; prints diagnostics (an override naming no let is one) and returns undefined on errors. */
