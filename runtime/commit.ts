@@ -111,7 +111,12 @@ export class Committer {
   }
 
   private inputKeysOf(s: StageInstance): string[] {
-    return Object.values(s.inputs).flatMap((b) => b.stages.map((up) => this.keyOf(this.byName.get(up)!).key));
+    return this.upstreamKeys(s).map(([, key]) => key);
+  }
+
+  /** Each upstream stage's name with its key, in input order. */
+  private upstreamKeys(s: StageInstance): [name: string, key: string][] {
+    return Object.values(s.inputs).flatMap((b) => b.stages.map((up): [string, string] => [up, this.keyOf(this.byName.get(up)!).key]));
   }
 
   needsRestore(s: StageInstance): boolean {
@@ -153,8 +158,7 @@ export class Committer {
       throw new Error(`an input changed while the stage ran (did it write into its inputs, or did another run remove it?): ${e.message}`);
     });
     // Intact but other bytes: another run computed the input again (--force) while this stage read it.
-    for (const up of Object.values(s.inputs).flatMap((b) => b.stages)) {
-      const key = this.keyOf(this.byName.get(up)!).key;
+    for (const [up, key] of this.upstreamKeys(s)) {
       if (now[key] !== inputContents[key]) {
         throw new Error(`input ${up} (${key.slice(0, 12)}) was computed again by another run while this stage read it: this result is not kept; run again`);
       }
