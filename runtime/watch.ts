@@ -126,20 +126,16 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     });
   };
 
-  /** Whether an event in a watched folder concerns the pipeline: a watched file, or a folder on the way to one. */
-  const concerns = (event: string, where: string): boolean => {
-    if (watched.has(where)) return true;
-    if (event === 'addDir' || event === 'unlinkDir') {
-      if (![...watched].some((f) => f.startsWith(where + path.sep))) return false;
-      watchFolders();
-      return true;
-    }
-    return broken && where.endsWith('.pipe');
-  };
+  /** A folder made or removed on the way to a watched file: the watch moves to the folder that now exists. */
+  const onTheWay = (event: string, where: string) =>
+    (event === 'addDir' || event === 'unlinkDir') && [...watched].some((f) => f.startsWith(where + path.sep));
 
   watcher.on('all', (event, changedPath) => {
     const where = path.resolve(changedPath);
-    if (controller.signal.aborted || !concerns(event, where)) return;
+    if (controller.signal.aborted) return;
+    const moved = onTheWay(event, where);
+    if (moved) watchFolders();
+    else if (!watched.has(where) && !(broken && where.endsWith('.pipe'))) return;
     changed.add(where);
     clearTimeout(timer);
     timer = setTimeout(kick, DEBOUNCE_MS);
