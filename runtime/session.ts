@@ -4,7 +4,7 @@ import { errorCode } from '../cache/durable.ts';
 import { FileHasher } from '../cache/file-hash.ts';
 import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
-import { formatDiagnostics, type Diagnostic } from '../grammar/diagnostics.ts';
+import { formatDiagnostics, mistakeOf, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
@@ -13,7 +13,7 @@ import { loadPipeline, readPipeFile, type LoadOptions } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
 import { planPipeline, type Plan, type PlanOptions, type PreviousState } from './plan.ts';
 import type { RunStage } from './progress.ts';
-import { readLastRunStages, readState, statePath, StateRecorder } from './state.ts';
+import { readState, statePath, StateRecorder } from './state.ts';
 import { isWithin, resolveReal } from './workspace-paths.ts';
 
 export interface Session {
@@ -25,6 +25,8 @@ export interface Session {
   keys: StageKeys;
   plan: Plan;
   previous: PreviousState;
+  /** The pipeline's stage names at its last run, as the state file records them (undefined when unknown). */
+  lastRunStages?: string[];
   /** Manifests read while planning, by key (a fresh stage's metrics need no second read). */
   manifests: Map<string, Manifest>;
   /** What is wrong with each damaged entry planning found, by key (show and export say it rather than "not computed"). */
@@ -78,12 +80,11 @@ async function noteOverrideCauses(file: string, kinds: Record<string, StageKind>
   const overrides = options.overrides ?? [];
   const errors = diagnostics.filter((d) => d.severity === 'error' && d.code !== 'E_OVERRIDE');
   if (overrides.length === 0 || errors.length === 0) return;
-  const identity = (d: Diagnostic) => JSON.stringify([d.code, d.message, d.span?.file, d.span?.offset]);
   for (const o of overrides) {
     const without = await loadPipeline(path.resolve(file), kinds, { ...options, overrides: overrides.filter((x) => x !== o) });
-    const remaining = new Set(without.diagnostics.map(identity));
+    const remaining = new Set(without.diagnostics.map(mistakeOf));
     for (const d of errors) {
-      if (!remaining.has(identity(d))) d.notes = [...(d.notes ?? []), `the value comes from the command line: -p ${o.text}`];
+      if (!remaining.has(mistakeOf(d))) d.notes = [...(d.notes ?? []), `the value comes from the command line: -p ${o.text}`];
     }
   }
 }
@@ -95,8 +96,11 @@ export async function planLoaded(pipeline: Pipeline, kinds: Record<string, Stage
   const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'));
   const keys = await computeKeys(pipeline, kinds, hasher);
   guardCache(pipeline, kinds, cacheRoot, keys);
-  const previous = await readState(statePath(cacheRoot, pipeline.file));
-  return { pipeline, kinds, cacheRoot, store, hasher, keys, previous, planOptions: options, ...(await planKeys(pipeline, keys, store, hasher, previous, options)) };
+  const { previous, lastRunStages } = await readState(statePath(cacheRoot, pipeline.file));
+  return {
+    pipeline, kinds, cacheRoot, store, hasher, keys, previous, lastRunStages, planOptions: options,
+    ...(await planKeys(pipeline, keys, store, hasher, previous, options)),
+  };
 }
 
 /**
@@ -149,9 +153,8 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     if (errorCode(error) !== 'ENOSPC') throw error;
     throw new Error(`the cache's disk is full: no space left on the disk of ${s.cacheRoot} to register this run (${(error as Error).message}); nothing was run`);
   });
-  const stateFile = statePath(s.cacheRoot, s.pipeline.file);
   const stageNames = s.wholePipelineStages ?? s.pipeline.stages.map((st) => st.name);
-  const state = new StateRecorder(stateFile, { ...s.previous }, stageNames, await readLastRunStages(stateFile));
+  const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous }, stageNames, s.lastRunStages);
   try {
     await s.store.waitForGc({ signal: o.signal, onWait: (owner) => o.reporter.note(`waiting for \`pausepipe gc\` (${describeOwner(owner)})`) })
       // Stopped while waiting: the executor, seeing the stop, starts nothing and reports the run as interrupted.

@@ -30,19 +30,18 @@ async function readStateFile(file: string): Promise<StateFile | undefined> {
   }
 }
 
-/** The recorded state; empty when there is none or it cannot be read (it only improves messages). */
-export async function readState(file: string): Promise<PreviousState> {
-  return (await readStateFile(file))?.stages ?? {};
+/**
+ * The recorded state (empty when there is none or it cannot be read: it only improves messages), and the pipeline's
+ * stage names at its last run (undefined when unknown: no run, or a state from before they were kept).
+ */
+export async function readState(file: string): Promise<{ previous: PreviousState; lastRunStages?: string[] }> {
+  const state = await readStateFile(file);
+  return { previous: state?.stages ?? {}, ...(state?.lastRunStages ? { lastRunStages: state.lastRunStages } : {}) };
 }
 
 /** Stage name → key as they were before the last run that changed any; empty when unknown. */
 export async function readBeforeLastRun(file: string): Promise<Record<string, string>> {
   return (await readStateFile(file))?.beforeLastRun ?? {};
-}
-
-/** The pipeline's stage names at its last run; undefined when unknown (no run, or a state from before they were kept). */
-export async function readLastRunStages(file: string): Promise<string[] | undefined> {
-  return (await readStateFile(file))?.lastRunStages;
 }
 
 function sameNames(a: string[], b: string[]): boolean {
@@ -67,7 +66,7 @@ export class StateRecorder {
 
   /**
    * `stageNames`: the whole pipeline's, also the stages targets left out. `lastRunStages`: what the state says the
-   * pipeline had at its last run (readLastRunStages); when unknown, the stages it has now.
+   * pipeline had at its last run (readState); when unknown, the stages it has now.
    */
   constructor(
     private readonly file: string,
