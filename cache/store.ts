@@ -267,6 +267,21 @@ async function discardEntry(root: string, dir: string): Promise<number> {
 }
 
 /**
+ * Renames an entry folder into objects/<shard>/, making the shard first. A gc removes shards it emptied: one may go
+ * between the mkdir and the rename, and is made again.
+ */
+async function renameIntoShard(from: string, to: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await fsp.mkdir(path.dirname(to), { recursive: true });
+    try {
+      return await fsp.rename(from, to);
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT' || attempt === 3 || !existsSync(from)) throw error;
+    }
+  }
+}
+
+/**
  * Replace a symlink in the outputs by a copy of what it points to: the cache must hold the bytes
  * themselves, not a pointer that gc or the user could break later.
  */
@@ -647,9 +662,11 @@ export class ArtifactStore {
         if (!TEMP_NAME.test(name) && !TRASH_NAME.test(name)) result.foreign.push(`tmp/${name}`);
         else if (this.isLeftoverTemp(name) && !stopped()) await drop(path.join(this.root, 'tmp', name), `tmp/${name}`, false);
       }
+      // Shard folders the removals emptied go too (a commit that made one just before makes it again: renameIntoShard).
+      if (!dryRun) for (const shard of readdirOrEmpty(path.join(this.root, 'objects'))) await fsp.rmdir(path.join(this.root, 'objects', shard)).catch(() => undefined);
       for (const key of readdirOrEmpty(path.join(this.root, 'scratch'))) {
         if (!KEY_PATTERN.test(key)) result.foreign.push(`scratch/${key}`);
-        else if (!keep.has(key) && !inUse.has(key) && !this.lockIsLive(key) && !stopped()) await drop(path.join(this.root, 'scratch', key), `scratch/${key}`, false);
+        else if (!this.scratchIsNeeded(key, keep, inUse) && !stopped()) await drop(path.join(this.root, 'scratch', key), `scratch/${key}`, false);
       }
       for (const folder of ['locks', 'uses'] as const) {
         const pattern = folder === 'locks' ? LOCK_NAME : USE_NAME;
@@ -731,6 +748,17 @@ export class ArtifactStore {
     const objects = path.join(this.root, 'objects');
     return readdirOrEmpty(objects).flatMap((shard) =>
       readdirOrEmpty(path.join(objects, shard)).map((name) => ({ shard, name, dir: path.join(objects, shard, name) })));
+  }
+
+  /**
+   * A key's scratch folder is needed while a live run holds or uses the key, and, for a kept key, until its entry is
+   * committed: it holds the checkpoints a resume starts from. Beside a committed entry it is what a killed --force run
+   * left, unless it holds a Slurm job's record: a job still queued is adopted through it by the next run.
+   */
+  private scratchIsNeeded(key: string, keep: Set<string>, inUse: Set<string>): boolean {
+    if (inUse.has(key) || this.lockIsLive(key)) return true;
+    if (!keep.has(key)) return false;
+    return this.readManifest(key) === undefined || existsSync(path.join(this.scratchDir(key), 'slurm-job'));
   }
 
   private lockIsLive(key: string): boolean {
@@ -912,9 +940,8 @@ class Pending implements PendingEntry {
   private async moveIntoPlace(manifest: Manifest): Promise<Manifest> {
     const final = this.store.entryDir(this.key);
     const shardDir = path.dirname(final);
-    await fsp.mkdir(shardDir, { recursive: true });
     try {
-      await fsp.rename(this.entryTmp, final);
+      await renameIntoShard(this.entryTmp, final);
     } catch (error) {
       if (errorCode(error) !== 'ENOTEMPTY' && errorCode(error) !== 'EEXIST') throw error;
       const existing = this.store.readManifest(this.key);
@@ -926,7 +953,7 @@ class Pending implements PendingEntry {
       // A damaged entry (verify reports those), or one --force recomputed, is replaced; the lock guarantees nobody
       // else is doing the same. Between the two renames the key has no entry: a crash there costs a re-run, not a wrong result.
       await discardEntry(this.store.root, final);
-      await fsp.rename(this.entryTmp, final);
+      await renameIntoShard(this.entryTmp, final);
     }
     await fsyncDir(shardDir);
     await fsyncDir(path.dirname(shardDir));

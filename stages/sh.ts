@@ -185,11 +185,12 @@ async function withOutsLocked<T>(
   try {
     for (const rel of [...new Set(outs.map((o) => relativeTo(workspace, o)))].sort()) {
       const lock = path.join(workspace, `.pausepipe-out-${sha256(rel).slice(0, 16)}.lock`);
-      await endOrphanWriting(lock, rel, opts.log);
+      const abandoned = await endOrphanWriting(lock, rel, opts.log);
       held.push(await acquireLock(lock, {
         signal: opts.signal, data: { out: rel, ...(opts.key === undefined ? {} : { key: opts.key }) },
         onWait: (owner) => opts.log?.(`sh: waiting for out ${rel}, which ${describeOwner(owner)} is writing`),
       }));
+      if (abandoned) await removeRestoreCopies(path.join(workspace, rel));
     }
     return await body();
   } finally {
@@ -201,16 +202,39 @@ async function withOutsLocked<T>(
  * An out lock left by a runner killed with SIGKILL names the key whose command was writing the out: that command,
  * still running, would overwrite what this run writes or restores, whatever its key. It is ended first.
  */
-async function endOrphanWriting(lock: string, rel: string, log?: (line: string) => void): Promise<void> {
+async function endOrphanWriting(lock: string, rel: string, log?: (line: string) => void): Promise<boolean> {
   const seen = readLock(lock);
-  if (seen === undefined || !isAbandoned(seen.owner)) return;
+  if (seen === undefined || !isAbandoned(seen.owner)) return false;
   let key: unknown;
   try {
     key = (JSON.parse(seen.raw) as { key?: unknown }).key;
   } catch {
-    return;
+    return true;
   }
   if (typeof key === 'string' && isCacheKey(key)) await endGroupsOfKey(key, `which a killed run left writing out ${rel}`, log);
+  return true;
+}
+
+/** Where restoreOuts copies a file before renaming it over the out. */
+function restoreCopyOf(file: string): string {
+  return `${file}.pausepipe-restore-${randomHex(4)}`;
+}
+const RESTORE_COPY = /\.pausepipe-restore-[0-9a-f]{8}$/;
+
+/**
+ * Removes the copies a restore killed mid-copy left beside the out's files (the out's lock, abandoned, says one may
+ * have been): beside a file out, or anywhere in a folder out.
+ */
+async function removeRestoreCopies(out: string): Promise<void> {
+  const name = path.basename(out);
+  const beside = (await readdir(path.dirname(out)).catch(() => [] as string[]))
+    .filter((n) => n !== name && n.replace(RESTORE_COPY, '') === name);
+  const inside = await stat(out).then((st) => st.isDirectory(), () => false)
+    ? (await readdir(out, { recursive: true })).filter((n) => RESTORE_COPY.test(n)) : [];
+  await Promise.all([
+    ...beside.map((n) => rm(path.join(path.dirname(out), n), { force: true })),
+    ...inside.map((n) => rm(path.join(out, n), { force: true })),
+  ]);
 }
 
 async function runCommand(ctx: StageContext<ShParams>): Promise<StageResult> {
@@ -392,7 +416,7 @@ async function restoreOutsLocked(ctx: RestoreContext<ShParams>): Promise<string[
       const target = workspacePath(ctx.workspace, isFile ? out : path.join(out, o.path.slice(prefix.length + 1)), 'out');
       if ((await ctx.hashFile(target)) === o.sha256) continue;
       await mkdir(path.dirname(target), { recursive: true });
-      const copy = `${target}.pausepipe-restore-${randomHex(4)}`;
+      const copy = restoreCopyOf(target);
       try {
         await copyOutOfCache(path.join(ctx.artifactsDir, o.path), copy);
         const got = await digestFile(copy);

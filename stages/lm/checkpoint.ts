@@ -51,10 +51,16 @@ export async function saveCheckpoint(dir: string, step: number, ckpt: Checkpoint
   const moments = new Map<string, HostTensor>();
   for (const [n, m] of ckpt.optimizer.expAvg) moments.set(EXP_AVG + n, flat(m));
   for (const [n, v] of ckpt.optimizer.expAvgSq) moments.set(EXP_AVG_SQ + n, flat(v));
-  await writeSafetensors(path.join(tmp, TRAINABLE), ckpt.weights);
-  await writeSafetensors(path.join(tmp, OPTIMIZER), moments, { step: String(ckpt.optimizer.step) });
-  if (ckpt.best) await writeSafetensors(path.join(tmp, BEST), ckpt.best);
-  await writeJsonFile(path.join(tmp, STATE), ckpt.state);
+  try {
+    await writeSafetensors(path.join(tmp, TRAINABLE), ckpt.weights);
+    await writeSafetensors(path.join(tmp, OPTIMIZER), moments, { step: String(ckpt.optimizer.step) });
+    if (ckpt.best) await writeSafetensors(path.join(tmp, BEST), ckpt.best);
+    await writeJsonFile(path.join(tmp, STATE), ckpt.state);
+  } catch (error) {
+    // A full disk: the part written goes at once (a 7B's optimizer state is tens of GB), the previous checkpoint stays.
+    await rm(tmp, { recursive: true, force: true });
+    throw error;
+  }
   const final = path.join(dir, name);
   // A folder of this step left by a run killed between rename and latest.json: the new one replaces it.
   await rm(final, { recursive: true, force: true });

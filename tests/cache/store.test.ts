@@ -312,6 +312,24 @@ maintenance('gc removes entries not kept, reports the bytes freed and counts the
   assert.equal(store.keys(), [kept]);
   assert.is(store.has(a), false);
   assert.equal(await fsp.readdir(path.join(root, 'tmp')), []);
+  // The shard folders it emptied go too; a later commit into one makes it again.
+  assert.equal(await fsp.readdir(path.join(root, 'objects')), [kept.slice(0, 2)]);
+  assert.is(store.has(await commitSimple('a', '12345')), true);
+});
+
+maintenance('gc removes a kept key\'s scratch beside its entry (a killed --force run\'s), unless a Slurm job record is in it', async () => {
+  const forced = await commitSimple('forced');
+  const queued = await commitSimple('queued');
+  const resumable = keyFor('resumable');
+  for (const key of [forced, queued, resumable]) {
+    await fsp.mkdir(store.scratchDir(key), { recursive: true });
+    await fsp.writeFile(path.join(store.scratchDir(key), 'ckpt'), '1234');
+  }
+  await fsp.mkdir(path.join(store.scratchDir(queued), 'slurm-job'));
+  const result = await store.gc(new Set([forced, queued, resumable]));
+  assert.equal(result, { removed: [], freedBytes: 4, leftovers: [`scratch/${forced}`], foreign: [], kept: 2, inUse: 0, interrupted: false });
+  assert.equal([forced, queued, resumable].map((key) => existsSync(store.scratchDir(key))), [false, true, true]);
+  assert.equal(store.keys().sort(), [forced, queued].sort());
 });
 
 maintenance('gc removes a dead run\'s temp folder, lock and unneeded scratch, but not a live run\'s', async () => {

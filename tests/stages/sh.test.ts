@@ -3,9 +3,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import os, { hostname } from 'node:os';
 import path from 'node:path';
-import { FileHasher, FileMissingError } from '../../cache/file-hash.ts';
+import { digestFile, FileHasher, FileMissingError } from '../../cache/file-hash.ts';
+import { sha256 } from '../../runtime/hash.ts';
+import { deadPid } from '../cache/fixtures.ts';
 import type { ArtifactRef, Progress, StageContext } from '../../stages/kind.ts';
 import { inputEnvName, SH, type ShParams } from '../../stages/sh.ts';
 import { tempWorkspace } from '../helpers/runner.ts';
@@ -242,6 +244,31 @@ test('restore never puts damaged cache bytes into the workspace, and keeps the u
   });
   assert.is(await readFile(path.join(ctx.workspace, 'one.txt'), 'utf8'), 'edited by the user');
   assert.equal((await readdir(ctx.workspace)).filter((n) => n.includes('pausepipe-restore')), []);
+});
+
+test('copies a restore killed mid-copy left beside the outs go when the next run takes the out\'s abandoned lock', async () => {
+  const write = "const fs=require('fs');fs.mkdirSync('res/sub',{recursive:true});fs.writeFileSync('res/sub/a.txt','A');fs.writeFileSync('one.txt','1')";
+  const { ctx } = await context({ command: [NODE, '-e', write], outs: ['res', 'one.txt'] });
+  await SH.run(ctx);
+  const leftovers = ['one.txt.pausepipe-restore-0123abcd', 'res/sub/a.txt.pausepipe-restore-89abcdef'];
+  const kept = ['one.txt.pausepipe-restore-notmine', 'other.txt.pausepipe-restore-0123abcd'];
+  for (const f of [...leftovers, ...kept]) await writeFile(path.join(ctx.workspace, f), 'half');
+  const outputs = [{ path: 'outs/one.txt', size: 1, sha256: await digestFile(path.join(ctx.outDir, 'outs/one.txt')).then((d) => d.sha256) }];
+  const restoreCtx = { name: ctx.name, params: { ...ctx.params, outs: ['one.txt'] }, workspace: ctx.workspace, artifactsDir: ctx.outDir, outputs, hashFile: async () => undefined };
+  const present = () => [...leftovers, ...kept].filter((f) => existsSync(path.join(ctx.workspace, f)));
+
+  // A live lock's copies belong to a restore still running; none is touched.
+  await SH.restore!(restoreCtx);
+  assert.equal(present(), [...leftovers, ...kept]);
+  // The run killed mid-copy left its lock behind: its copies go, of the file out and inside the folder out.
+  for (const out of ['one.txt', 'res']) {
+    const lock = path.join(ctx.workspace, `.pausepipe-out-${sha256(out).slice(0, 16)}.lock`);
+    await writeFile(lock, JSON.stringify({ out, pid: deadPid(), hostname: hostname(), startedAt: '2025-01-01T00:00:00.000Z', nonce: 'deadbeef' }));
+  }
+  await SH.restore!(restoreCtx);
+  assert.equal(present(), [...leftovers.slice(1), ...kept]);
+  await SH.run(ctx);
+  assert.equal(present(), kept);
 });
 
 /**

@@ -52,6 +52,15 @@ test('a half-written checkpoint of a killed run is never loaded and is cleaned u
   assert.equal((await readdir(dir)).sort(), ['checkpoint-000004', 'latest.json']);
 }));
 
+test('a save that fails part way (a full disk) removes what it wrote and keeps the previous checkpoint', () => withDir(async (dir) => {
+  await saveCheckpoint(dir, 2, checkpoint(2));
+  // The state is written last: its failure comes after the weights and the optimizer's moments are on disk.
+  const unwritable = { ...checkpoint(4), state: { step: 4n } as unknown as Checkpoint['state'] };
+  await saveCheckpoint(dir, 4, unwritable).then(() => assert.unreachable(), (err) => assert.match(err.message, /BigInt/));
+  assert.equal((await readdir(dir)).sort(), ['checkpoint-000002', 'latest.json']);
+  assert.is((await loadLatestCheckpoint(dir))!.optimizer.step, 2);
+}));
+
 test('a damaged latest.json is an error naming the file', () => withDir(async (dir) => {
   await writeFile(path.join(dir, 'latest.json'), '{"checkpoint": 12}');
   await loadLatestCheckpoint(dir).then(() => assert.unreachable(), (err) => assert.match(err.message, /latest\.json: expected \{"checkpoint": "checkpoint-NNNNNN"\}/));
