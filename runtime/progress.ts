@@ -38,6 +38,11 @@ export interface RunStage {
   fresh: boolean;
   /** Seconds this stage took when it was last computed (its previous key's entry in the cache), when known. */
   lastSeconds?: number;
+  /**
+   * How much work it does next to other stages of its kind (sft: the examples it trains on), once its inputs are
+   * computed; asked when the reporter starts and after each stage ends.
+   */
+  work?: () => number | undefined;
 }
 
 export interface ReporterOptions {
@@ -95,6 +100,29 @@ function shorten(name: string, max: number): string {
   return `${name.slice(0, head)}…${name.slice(name.length - (max - 1 - head))}`;
 }
 
+function mean(xs: number[] | undefined): number | undefined {
+  return xs && xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
+}
+
+/** A finished stage's duration, and its work when its kind counts one. */
+interface Took {
+  seconds: number;
+  work: number | undefined;
+}
+
+/**
+ * How long a stage of `work` should take, like the finished ones: at their rate per unit of work when both sides
+ * count it (a 100-update training after a 500-update one), else as long as they did on average.
+ */
+function expected(done: Took[] | undefined, work: number | undefined): number | undefined {
+  const counted = done?.filter((t) => t.work !== undefined) ?? [];
+  if (work !== undefined && counted.length > 0) {
+    const sum = (f: (t: Took) => number) => counted.reduce((a, t) => a + f(t), 0);
+    return (work * sum((t) => t.seconds)) / sum((t) => t.work!);
+  }
+  return mean(done?.map((t) => t.seconds));
+}
+
 export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }, opts: ReporterOptions = {}): Reporter {
   const tty = opts.tty ?? Boolean(stream.isTTY);
   const now = opts.now ?? Date.now;
@@ -102,9 +130,18 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   const stages = opts.stages;
   const stageOf = new Map(stages?.map((s) => [s.name, s]));
   const finished = new Set(stages?.filter((s) => s.fresh).map((s) => s.name));
-  /** Seconds each finished stage of a group, and of a kind, took (ran ones only: a failure says nothing about duration). */
-  const durations = new Map<string, number[]>();
-  const kindDurations = new Map<string, number[]>();
+  /** How long each finished stage of a group, and of a kind, took, with its work (ran ones only: a failure says nothing about duration). */
+  const durations = new Map<string, Took[]>();
+  const kindDurations = new Map<string, Took[]>();
+  const works = new Map<string, number>();
+  const askWork = () => {
+    for (const s of stages ?? []) {
+      if (finished.has(s.name) || works.has(s.name)) continue;
+      const w = s.work?.();
+      if (w !== undefined && w > 0) works.set(s.name, w);
+    }
+  };
+  askWork();
   let drawn = 0;
   let timer: NodeJS.Timeout | undefined;
 
@@ -123,7 +160,8 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
 
   /**
    * `12/21 stages · ETA 3m`. A stage takes as long as the finished stages of its group in this run, else as long as it
-   * took when last computed, else as long as the finished stages of its kind, else as the running ones of its kind
+   * took when last computed, else as long as the finished stages of its kind (both per unit of work where the kind
+   * counts it: `expected`), else as the running ones of its kind
    * will by their rates (the first training tells more about the next ones than the quick data stages before it);
    * a running stage what its rate says first, and a stage still to run, failing all these, as long as the finished
    * stages on average. The work left is
@@ -132,32 +170,32 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
    */
   const overall = (): string | undefined => {
     if (!stages) return undefined;
-    const mean = (xs: number[] | undefined) => (xs && xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined);
-    const fallback = mean([...durations.values()].flat());
+    const fallback = mean([...durations.values()].flat().map((t) => t.seconds));
     /** How long the running stages of a kind will have taken in all, by their rates so far. */
     const projected = (kind: string) => mean([...running].flatMap(([name, r]) => {
       const left = stageOf.get(name)?.kind === kind ? remaining(r) : undefined;
       return left === undefined ? [] : [(now() - r.started) / 1000 + left];
     }));
-    let work = 0;
+    let secondsLeft = 0;
     let longest = 0;
     let known = true;
     for (const s of stages) {
       if (finished.has(s.name)) continue;
       const r = running.get(s.name);
-      const like = mean(durations.get(s.group)) ?? s.lastSeconds
-        ?? (s.kind === undefined ? undefined : mean(kindDurations.get(s.kind)) ?? (r ? undefined : projected(s.kind)));
+      const work = works.get(s.name);
+      const like = expected(durations.get(s.group), work) ?? s.lastSeconds
+        ?? (s.kind === undefined ? undefined : expected(kindDurations.get(s.kind), work) ?? (r ? undefined : projected(s.kind)));
       const left = r ? remaining(r) ?? (like === undefined ? undefined : Math.max(0, like - (now() - r.started) / 1000)) : like ?? fallback;
       if (left === undefined) {
         known = false;
         break;
       }
       if (r) longest = Math.max(longest, left);
-      work += left;
+      secondsLeft += left;
     }
     const count = `${finished.size}/${stages.length} stages`;
     if (!known || finished.size === stages.length) return count;
-    return `${count} · ETA ${formatEta(Math.max(longest, work / Math.max(1, opts.slots ?? 1)))}`;
+    return `${count} · ETA ${formatEta(Math.max(longest, secondsLeft / Math.max(1, opts.slots ?? 1)))}`;
   };
 
   /** The line of a running stage within `width`: the bar gives way first, then the middle of the name. */
@@ -240,9 +278,12 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
         const stage = stageOf.get(name);
         const took = (now() - r.started) / 1000;
         const group = stage?.group ?? name;
-        durations.set(group, [...(durations.get(group) ?? []), took]);
-        if (stage?.kind !== undefined) kindDurations.set(stage.kind, [...(kindDurations.get(stage.kind) ?? []), took]);
+        const t: Took = { seconds: took, work: works.get(name) };
+        durations.set(group, [...(durations.get(group) ?? []), t]);
+        if (stage?.kind !== undefined) kindDurations.set(stage.kind, [...(kindDurations.get(stage.kind) ?? []), t]);
       }
+      // A stage's end may complete the inputs another's work is counted from.
+      askWork();
       const seconds = r && (status === 'ran' || status === 'failed') ? ` (${formatSeconds((now() - r.started) / 1000)})` : '';
       const word = status === 'ran' ? 'done' : status;
       // Without a live block the overall line rides on each finished stage's line.

@@ -6,6 +6,7 @@ import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, mistakeOf, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
+import { Committer } from './commit.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadKinds } from './kinds.ts';
@@ -182,10 +183,21 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
  */
 export function runStagesOf(s: Session): RunStage[] {
   const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
+  const committer = new Committer({ pipeline: s.pipeline, kinds: s.kinds, store: s.store, keys: s.keys, hasher: s.hasher });
   return s.pipeline.stages.map((st) => {
     const fresh = status.get(st.name) === 'fresh';
     const previous = s.previous[st.name]?.key;
     const lastSeconds = fresh || previous === undefined ? undefined : s.store.readManifest(previous)?.timings.seconds;
-    return { name: st.name, group: st.declaredName, kind: st.kind, fresh, ...(lastSeconds === undefined ? {} : { lastSeconds }) };
+    const kind = s.kinds[st.kind];
+    const work = kind?.work && (() => {
+      let inputs;
+      try {
+        inputs = committer.inputsOf(st);
+      } catch {
+        // An input not in the cache yet: the kind may know its work without them.
+      }
+      return kind.work!(st.params, inputs);
+    });
+    return { name: st.name, group: st.declaredName, kind: st.kind, fresh, ...(lastSeconds === undefined ? {} : { lastSeconds }), ...(work ? { work } : {}) };
   });
 }

@@ -175,6 +175,12 @@ export interface StageKind<P = any> {
    */
   resources?(params: P, inputs?: Record<string, ArtifactRef[]>): Resources;
   /**
+   * How much work a stage does next to other stages of this kind, in a unit the kind chooses (sft: examples trained
+   * on); undefined when unknown. `inputs`: its finished upstream artifacts, absent while one is not computed yet.
+   * Only the run's ETA uses it: a 100-update training is expected to take a fifth of a 500-update one that finished.
+   */
+  work?(params: P, inputs?: Record<string, ArtifactRef[]>): number | undefined;
+  /**
    * Mistakes a JSON Schema cannot express, reported at check time instead of failing the run (an invalid regular
    * expression, an `sh` out that would overwrite its own dep). Called with params that passed the schema.
    */

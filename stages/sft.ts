@@ -149,6 +149,13 @@ export const SFT: StageKind<SftParams> = {
     data: { description: 'Dataset folder with train.jsonl and validation.jsonl rows {question, answer}.' },
   },
   resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true }),
+  // Examples trained on: the updates' when max_steps is set, else the epochs' over the training split.
+  work: (p, inputs) => {
+    if (p.max_steps !== null) return p.max_steps * p.batch_size * p.grad_accum;
+    const counts = inputs?.data?.[0]?.metrics.counts;
+    const rows = typeof counts === 'object' && counts !== null && !Array.isArray(counts) ? counts.train : undefined;
+    return typeof rows === 'number' ? p.epochs * rows : undefined;
+  },
   sources: ['stages/sft.ts', 'stages/lm', 'stages/data/dataset.ts', 'stages/data/random.ts'],
 
   async run(ctx: StageContext<SftParams>): Promise<StageResult> {

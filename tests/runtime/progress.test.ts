@@ -154,6 +154,39 @@ test('the ETA of stages not run yet in this run: their group, else their last du
   ]);
 });
 
+test('where a kind counts its stages\' work, a stage to run takes as long per unit of work as those that finished', () => {
+  let now = 0;
+  const out = new Capture();
+  // warm[b]'s work is known once its input (here: data) is computed.
+  let dataDone = false;
+  const stages = [
+    { name: 'data', group: 'data', kind: 'synthetic_math', fresh: false },
+    { name: 'step1', group: 'step1', kind: 'sft', fresh: false, work: () => 8000 },
+    { name: 'warm[a]', group: 'warm', kind: 'sft', fresh: false, work: () => 1600 },
+    { name: 'warm[b]', group: 'warm', kind: 'sft', fresh: false, work: () => (dataDone ? 3200 : undefined) },
+    { name: 'eval', group: 'eval', kind: 'evaluate', fresh: false },
+  ];
+  const r = createReporter(out, { tty: false, now: () => now, stages, slots: 1 });
+  r.start('data');
+  now = 2_000;
+  dataDone = true;
+  r.finish('data', 'ran');
+  r.start('step1');
+  now = 302_000;
+  r.finish('step1', 'ran');
+  r.start('warm[a]');
+  now = 392_000;
+  r.finish('warm[a]', 'ran');
+  const lines = out.text.split('\n').filter((l) => l.startsWith('done'));
+  assert.equal(lines, [
+    'done    data (2.0 s)  [1/5 stages · ETA 8 s]',
+    // At step1's 300 s for 8,000 examples: warm[a] 60 s, warm[b] 120 s; eval the mean of data and step1, 151 s.
+    'done    step1 (5m00s)  [2/5 stages · ETA 6m]',
+    // warm[b] at its group's rate, 90 s for 1,600 examples: 180 s; eval the mean of the three, 131 s.
+    'done    warm[a] (1m30s)  [3/5 stages · ETA 5m]',
+  ]);
+});
+
 test('before any stage of its kind finished, a stage to run takes as long as the running ones of its kind will', () => {
   let now = 0;
   const out = new Capture();

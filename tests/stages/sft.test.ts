@@ -37,6 +37,17 @@ test('the defaults are the reference\'s training arguments, and every parameter 
   walk(SFT.params.properties, '');
 });
 
+test('its work, for the run\'s ETA, is the examples it trains on: the updates\' when max_steps is set, else the epochs\' over the training split', () => {
+  const d = withDefaults(SFT);
+  const data = { data: [artifactRef('paused', 'inject_pauses', '/d', { metrics: { counts: { train: 7000, validation: 473, test: 1319 } } })] };
+  assert.is(SFT.work!({ ...d, max_steps: 100, batch_size: 16, grad_accum: 2 }, data), 3200);
+  assert.is(SFT.work!({ ...d, max_steps: 100, batch_size: 16 }), 1600);
+  assert.is(SFT.work!({ ...d, epochs: 2 }, data), 14000);
+  assert.is(SFT.work!({ ...d, epochs: 2 }), undefined);
+  // A data input without counts (another kind's folder): unknown, and the ETA falls back to durations alone.
+  assert.is(SFT.work!({ ...d, epochs: 2 }, { data: [artifactRef('own', 'sh', '/d')] }), undefined);
+});
+
 test('full training of a from-scratch model: loss curves, trainable counts and a changed model folder', async () => {
   const base = await tinyModelFolder();
   const data = await datasetFolder(splits);
