@@ -58,10 +58,20 @@ const START: Range = { start: { line: 0, character: 0 }, end: { line: 0, charact
  * included file is shown on the `include` that brings it in, with its own location in the message.
  */
 export function diagnosticsOf(text: string, file: string, kinds: Record<string, StageKind>, readFile: ReadFile): EditorDiagnostic[] {
-  const { diagnostics } = loadPipelineText(text, file, kinds, readFile);
+  const { diagnostics, sources } = loadPipelineText(text, file, kinds, readFile);
+  const entry = path.resolve(file);
+  const includesOf = (f: string): string[] => declarationsOf(sources[f] ?? '').includes.map((i) => path.resolve(path.dirname(f), i.path));
+  // The loader reads each file once, depth first: a file belongs to the first include of this file that reaches it.
+  const reaches = (from: string, target: string, seen: Set<string>): boolean => {
+    if (from === target) return true;
+    if (seen.has(from)) return false;
+    seen.add(from);
+    return includesOf(from).some((next) => reaches(next, target, seen));
+  };
   const includes = declarationsOf(text).includes;
   const includeRange = (other: string): Range => {
-    const direct = includes.find((i) => path.resolve(path.dirname(file), i.path) === other) ?? includes[0];
+    const seen = new Set([entry]);
+    const direct = includes.find((i) => reaches(path.resolve(path.dirname(entry), i.path), other, seen)) ?? includes[0];
     return direct ? tokenRange(direct.token) : START;
   };
   return diagnostics.map((d: PipeDiagnostic) => {

@@ -11,6 +11,8 @@ const MAIN = path.join(DIR, 'main.pipe');
 const COMMON = path.join(DIR, 'common.pipe');
 const FILES: Record<string, string> = {
   [COMMON]: 'let warm_lr = 0.01\nstage data = synthetic_math { train: 10, bogus: 1 }\n',
+  [path.join(DIR, 'clean.pipe')]: 'let batch = 8\n',
+  [path.join(DIR, 'shared.pipe')]: 'include "common.pipe"\n',
 };
 const read = (f: string): string | undefined => FILES[f];
 
@@ -46,6 +48,14 @@ test('a mistake in an included file is shown on the include, with its own locati
   const ds = diagnosticsOf(text, MAIN, STAGE_KINDS, read);
   assert.equal(ds.map((d) => [d.code, d.range, d.message.split('\n')[0]]), [
     ['E_UNKNOWN_PARAM', { start: { line: 0, character: 9 }, end: { line: 0, character: 20 } }, 'common.pipe:2:42: unknown param `bogus` for stage kind `synthetic_math`'],
+  ]);
+});
+
+test('a mistake two includes deep is shown on the include that leads to it, not on the first include', () => {
+  const text = 'include "clean.pipe"\ninclude "shared.pipe"\nstage m = init_model { }\n';
+  const ds = diagnosticsOf(text, MAIN, STAGE_KINDS, read);
+  assert.equal(ds.map((d) => [d.code, d.range, d.message.split('\n')[0]]), [
+    ['E_UNKNOWN_PARAM', { start: { line: 1, character: 9 }, end: { line: 1, character: 20 } }, 'common.pipe:2:42: unknown param `bogus` for stage kind `synthetic_math`'],
   ]);
 });
 
