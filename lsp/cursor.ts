@@ -185,50 +185,101 @@ function lastKey(tokens: IToken[]): string | null {
 
 /** Names a file declares, found from its tokens (so they are known while the file does not parse). */
 export interface Declarations {
-  stages: { name: string; kind: string | null; token: IToken; loop: boolean }[];
+  /** `loop`: the index in `loops` of the `for each` the stage is declared in. */
+  stages: { name: string; kind: string | null; token: IToken; loop: number | null }[];
   lets: { name: string; token: IToken; valueEnd: number }[];
-  loopVars: { name: string; token: IToken }[];
+  /** Each `for each` from its `for` to its body's `}` (the end of the text while that is not typed yet). */
+  loops: { start: number; end: number }[];
+  /** `values`: the source of the list after `in`, for hover. */
+  loopVars: { name: string; token: IToken; loop: number; values: string }[];
   includes: { path: string; token: IToken }[];
+}
+
+const STATEMENT_STARTS = new Set<unknown>([T.Stage, T.Let, T.For, T.Include]);
+const OPENERS = new Set<unknown>([T.LCurly, T.LCurlyNested, T.LBracket, T.LParen]);
+const CLOSERS = new Set<unknown>([T.RCurly, T.RCurlyNested, T.RBracket, T.RParen]);
+
+/** The index of the token that ends the expression starting at `from`: before a `,`, keyword or opener at its depth. */
+function expressionEnd(tokens: IToken[], from: number, stops: Set<unknown>): number {
+  let d = 0;
+  let end = from;
+  for (; end < tokens.length; end++) {
+    const u = tokens[end]!;
+    if (OPENERS.has(u.tokenType) && !(d === 0 && end > from && stops.has(u.tokenType))) d++;
+    else if (CLOSERS.has(u.tokenType)) d--;
+    if (d < 0 || (d === 0 && end > from && stops.has(u.tokenType))) break;
+  }
+  return end - 1;
 }
 
 export function declarationsOf(text: string): Declarations {
   const tokens = tokenize(text, '<editor>', 0).tokens;
-  const out: Declarations = { stages: [], lets: [], loopVars: [], includes: [] };
+  const out: Declarations = { stages: [], lets: [], loops: [], loopVars: [], includes: [] };
   let depth = 0;
-  const loopDepths: number[] = [];
+  // The loops whose body is open, with the depth outside their body.
+  const open: { loop: number; depth: number }[] = [];
   let inLoopHeader = false;
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
     if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
-      if (inLoopHeader) loopDepths.push(depth);
+      if (inLoopHeader) open.push({ loop: out.loops.length - 1, depth });
       inLoopHeader = false;
       depth++;
     } else if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested) {
       depth--;
-      if (loopDepths.at(-1) === depth) loopDepths.pop();
-    } else if (t.tokenType === T.For) inLoopHeader = true;
+      if (open.at(-1)?.depth === depth) out.loops[open.pop()!.loop]!.end = (t.endOffset ?? t.startOffset) + 1;
+    } else if (t.tokenType === T.For) {
+      inLoopHeader = true;
+      out.loops.push({ start: t.startOffset, end: text.length });
+    }
     const next = tokens[i + 1];
     if (t.tokenType === T.Stage && isName(next)) {
       const kind = tokens[i + 2]?.tokenType === T.Equals && isName(tokens[i + 3]) ? tokens[i + 3]!.image : null;
-      out.stages.push({ name: next!.image, kind, token: next!, loop: loopDepths.length > 0 });
+      out.stages.push({ name: next!.image, kind, token: next!, loop: open.at(-1)?.loop ?? null });
     } else if (t.tokenType === T.Let && isName(next)) {
       // The value runs to the next statement keyword at this depth; hover shows it.
-      let end = i + 2;
-      let d = 0;
-      for (; end < tokens.length; end++) {
-        const u = tokens[end]!;
-        if (u.tokenType === T.LCurly || u.tokenType === T.LCurlyNested || u.tokenType === T.LBracket || u.tokenType === T.LParen) d++;
-        else if (u.tokenType === T.RCurly || u.tokenType === T.RCurlyNested || u.tokenType === T.RBracket || u.tokenType === T.RParen) d--;
-        if (d < 0 || (d === 0 && [T.Stage, T.Let, T.For, T.Include].includes(u.tokenType))) break;
-      }
-      out.lets.push({ name: next!.image, token: next!, valueEnd: (tokens[end - 1]?.endOffset ?? next!.endOffset ?? 0) + 1 });
+      const end = expressionEnd(tokens, i + 2, STATEMENT_STARTS);
+      out.lets.push({ name: next!.image, token: next!, valueEnd: (tokens[end]?.endOffset ?? next!.endOffset ?? 0) + 1 });
     } else if (inLoopHeader && isName(t) && next?.tokenType === T.In) {
-      out.loopVars.push({ name: t.image, token: t });
+      // The list runs to the `,` before the next variable, `where`, `named` or the body's `{`.
+      const end = expressionEnd(tokens, i + 2, new Set([T.Comma, T.Where, T.Named, T.LCurly, ...STATEMENT_STARTS]));
+      const values = end >= i + 2 ? text.slice(tokens[i + 2]!.startOffset, (tokens[end]!.endOffset ?? 0) + 1) : '';
+      out.loopVars.push({ name: t.image, token: t, loop: out.loops.length - 1, values });
     } else if (t.tokenType === T.Include && next?.tokenType === T.StringStart && tokens[i + 2]?.tokenType === T.StringText) {
       out.includes.push({ path: tokens[i + 2]!.image, token: tokens[i + 2]! });
     }
   }
   return out;
+}
+
+/** The loop variables in scope at `offset`: those of the innermost `for each` around it, header included. */
+export function loopVarsAt(decls: Declarations, offset: number): Declarations['loopVars'] {
+  for (let loop = decls.loops.length - 1; loop >= 0; loop--) {
+    const { start, end } = decls.loops[loop]!;
+    if (start <= offset && offset <= end) return decls.loopVars.filter((v) => v.loop === loop);
+  }
+  return [];
+}
+
+/**
+ * The stage a selector variable belongs to: `lora` in `eval[lora=true]` names a variable of eval's loop, wherever
+ * the selector stands. Null for any other name.
+ */
+export function selectorStageOf(text: string, word: IToken): string | null {
+  const tokens = tokenize(text, '<editor>', 0).tokens;
+  const i = tokens.findIndex((t) => t.startOffset === word.startOffset);
+  const prev = tokens[i - 1]?.tokenType;
+  if (i < 1 || tokens[i + 1]?.tokenType !== T.Equals || (prev !== T.LBracket && prev !== T.Comma)) return null;
+  let d = 0;
+  for (let j = i - 1; j >= 1; j--) {
+    const t = tokens[j]!;
+    if (CLOSERS.has(t.tokenType)) d++;
+    else if (OPENERS.has(t.tokenType)) {
+      if (d === 0) return t.tokenType === T.LBracket && isName(tokens[j - 1]) ? tokens[j - 1]!.image : null;
+      d--;
+    }
+  }
+  return null;
 }
 
 /** Whether a name token is a key (`name:`) rather than a use of a name. */

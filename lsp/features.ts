@@ -4,7 +4,7 @@ import type { IToken } from 'chevrotain';
 import type { Diagnostic as PipeDiagnostic, SourceSpan } from '../grammar/diagnostics.ts';
 import { loadPipelineText, type ReadResult } from '../runtime/load.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { cursorAt, declarationsOf, isKeyToken, type Declarations } from './cursor.ts';
+import { cursorAt, declarationsOf, isKeyToken, loopVarsAt, selectorStageOf, type Declarations } from './cursor.ts';
 
 /**
  * Reads a file by absolute path: the editor's unsaved text when it has the file open, else the disk as `check` reads
@@ -191,7 +191,7 @@ export function completionsAt(text: string, file: string, offset: number, kinds:
     case 'reference':
       for (const { decls } of allDeclarations(text, file, readFile)) {
         for (const s of decls.stages) {
-          items.push({ label: s.name, kind: 'stage', insertText: s.name, detail: `stage ${s.name} = ${s.kind ?? '?'}${s.loop ? ' (in a loop: NAME[*] from outside)' : ''}` });
+          items.push({ label: s.name, kind: 'stage', insertText: s.name, detail: `stage ${s.name} = ${s.kind ?? '?'}${s.loop !== null ? ' (in a loop: NAME[*] from outside)' : ''}` });
         }
       }
       break;
@@ -202,9 +202,11 @@ export function completionsAt(text: string, file: string, offset: number, kinds:
       for (const v of parent?.properties?.[key!]?.enum ?? []) {
         items.push({ label: JSON.stringify(v), kind: 'value', insertText: JSON.stringify(v), filterText: String(v), detail: `a value of ${key}` });
       }
-      for (const { decls } of allDeclarations(text, file, readFile)) {
+      const files = allDeclarations(text, file, readFile);
+      // Only the variables of the loop around the position are in scope (a loop never spans files).
+      for (const v of loopVarsAt(files[0]!.decls, offset)) items.push({ label: v.name, kind: 'variable', insertText: v.name, detail: `loop variable in ${v.values}` });
+      for (const { decls } of files) {
         for (const l of decls.lets) items.push({ label: l.name, kind: 'variable', insertText: l.name, detail: 'let' });
-        for (const v of decls.loopVars) items.push({ label: v.name, kind: 'variable', insertText: v.name, detail: 'loop variable' });
       }
       for (const w of ['true', 'false', 'null', 'if', 'not']) items.push({ label: w, kind: 'keyword', insertText: w });
       break;
@@ -263,7 +265,7 @@ function definitionOf(text: string, file: string, word: IToken, readFile: ReadFi
   const files = allDeclarations(text, file, readFile);
   for (const f of files) {
     const stage = f.decls.stages.find((s) => s.name === name);
-    if (stage) return { file: f.file, range: tokenRange(stage.token), summary: `\`stage ${name} = ${stage.kind ?? '?'}\`${stage.loop ? ' (in a `for each`)' : ''}` };
+    if (stage) return { file: f.file, range: tokenRange(stage.token), summary: `\`stage ${name} = ${stage.kind ?? '?'}\`${stage.loop !== null ? ' (in a `for each`)' : ''}` };
   }
   for (const f of files) {
     const decl = f.decls.lets.find((l) => l.name === name);
@@ -272,9 +274,14 @@ function definitionOf(text: string, file: string, word: IToken, readFile: ReadFi
       return { file: f.file, range: tokenRange(decl.token), summary: `\`${source.length > 200 ? `${source.slice(0, 199)}…` : source}\`` };
     }
   }
-  // The loop variable declared last before the use (loops do not nest).
-  const own = files[0]!.decls.loopVars.filter((v) => v.name === name && v.token.startOffset <= word.startOffset).at(-1);
-  if (own) return { file, range: tokenRange(own.token), summary: `loop variable \`${name}\`` };
+  // `lora` in `eval[lora=true]` is a variable of eval's loop; any other is one of the loop around the use.
+  const selected = selectorStageOf(text, word);
+  for (const f of selected === null ? [files[0]!] : files) {
+    const stage = f.decls.stages.find((s) => s.name === selected);
+    const vars = selected === null ? loopVarsAt(f.decls, word.startOffset) : f.decls.loopVars.filter((v) => stage && v.loop === stage.loop);
+    const own = vars.find((v) => v.name === name);
+    if (own) return { file: f.file, range: tokenRange(own.token), summary: `loop variable \`${name}\` in \`${own.values}\`` };
+  }
   return null;
 }
 

@@ -36,9 +36,9 @@ test('the place of a position: statement, kind, param key, value, input, referen
   assert.equal(cursorAt(unfinished, unfinished.length).place, { type: 'none' });
 });
 
-test('values: the enum of the parameter, then lets and loop variables in this file and its includes', () => {
+test('values: the enum of the parameter, then the loop\'s variables, then lets in this file and its includes', () => {
   const text = 'include "common.pipe"\nlet lr = 1\nfor each seed in [1, 2] {\n  stage m = init_model { preset: t }\n}\n';
-  assert.equal(labels(text, 'preset: '), ['"tiny"', '"small"', '"medium"', 'lr', 'seed', 'warm_lr', 'true', 'false', 'null', 'if', 'not']);
+  assert.equal(labels(text, 'preset: '), ['"tiny"', '"small"', '"medium"', 'seed', 'lr', 'warm_lr', 'true', 'false', 'null', 'if', 'not']);
   assert.equal(labels(text, 'preset: t'), ['"tiny"', 'true']);
   assert.equal(labels(text, '\n'), ['stage', 'let', 'for each', 'include']);
 });
@@ -49,6 +49,29 @@ test('a mistake in an included file is shown on the include, with its own locati
   assert.equal(ds.map((d) => [d.code, d.range, d.message.split('\n')[0]]), [
     ['E_UNKNOWN_PARAM', { start: { line: 0, character: 9 }, end: { line: 0, character: 20 } }, 'common.pipe:2:42: unknown param `bogus` for stage kind `synthetic_math`'],
   ]);
+});
+
+test('a loop variable is known only in its own loop, and a selector\'s variable is one of the selected stage\'s loop', () => {
+  const text = [
+    'for each seed in [1, 2] {',
+    '  stage m = init_model { seed: seed }',
+    '}',
+    'for each lr in [0.1, 0.2], seed in [3] {',
+    '  stage w = sft(model: m[seed=1]) { lr: lr }',
+    '}',
+    'let after = s',
+    'stage r = report(runs: w[seed=3]) { }',
+    '',
+  ].join('\n');
+  assert.equal(labels(text, 'after = s'), []);
+  assert.equal(labels(text, '{ lr: '), ['lr', 'seed', 'after', 'true', 'false', 'null', 'if', 'not']);
+  assert.is(definitionAt(text, MAIN, at(text, 'after = s'), read), null);
+  const line = (n: number, from: number, to: number) => ({ file: MAIN, range: { start: { line: n, character: from }, end: { line: n, character: to } } });
+  assert.equal(definitionAt(text, MAIN, at(text, 'seed: s'), read), line(0, 9, 13));
+  assert.equal(definitionAt(text, MAIN, at(text, 'm[s'), read), line(0, 9, 13));
+  assert.equal(definitionAt(text, MAIN, at(text, 'w[s'), read), line(3, 27, 31));
+  assert.is(hoverAt(text, MAIN, at(text, 'w[s'), STAGE_KINDS, read)!.markdown, 'loop variable `seed` in `[3]`');
+  assert.is(hoverAt(text, MAIN, at(text, 'lr: l'), STAGE_KINDS, read)!.markdown, 'loop variable `lr` in `[0.1, 0.2]`');
 });
 
 test('a mistake two includes deep is shown on the include that leads to it, not on the first include', () => {
