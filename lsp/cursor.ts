@@ -13,7 +13,8 @@ export type Frame =
   | { type: 'object'; keys: string[] }
   /** A `for each` body. */
   | { type: 'block' }
-  | { type: 'list' }
+  /** `selects`: the stage of a selector `NAME[...]` in a stage's inputs. */
+  | { type: 'list'; selects: string | null }
   | { type: 'paren' };
 
 /** What the position is for; `prefix` is the part of the name typed so far (empty between names). */
@@ -23,6 +24,8 @@ export type Place =
   | { type: 'param'; kind: string; path: string[]; present: string[] }
   | { type: 'input'; kind: string; present: string[] }
   | { type: 'reference' }
+  /** A variable of the selected stage's loop goes here (or `*` right after the `[`). */
+  | { type: 'selector'; stage: string; star: boolean }
   | { type: 'value'; kind: string | null; path: string[] }
   | { type: 'none' };
 
@@ -66,6 +69,9 @@ function inCommentOrString(text: string, offset: number, tokens: IToken[]): bool
   return false;
 }
 
+const OPENERS = new Set<unknown>([T.LCurly, T.LCurlyNested, T.InterpStart, T.LBracket, T.LParen]);
+const CLOSERS = new Set<unknown>([T.RCurly, T.RCurlyNested, T.RBracket, T.RParen]);
+
 /** Tokens after which a value is still to come: operators, openers, separators. */
 const EXPECTS_VALUE = new Set<unknown>([
   T.Colon, T.Comma, T.Equals, T.LBracket, T.LParen, T.EqEq, T.NotEq, T.LtEq, T.GtEq, T.Lt, T.Gt, T.Plus, T.Minus, T.Star,
@@ -99,6 +105,11 @@ export function cursorAt(text: string, offset: number): Cursor {
       continue;
     }
     if (t.tokenType === T.For) loopHeader = true;
+    // A `${` is closed by a `}` like a block: it must count as an opener, or its `}` would close the block around it.
+    if (t.tokenType === T.InterpStart) {
+      frames.push({ type: 'paren' });
+      continue;
+    }
     if (t.tokenType === T.LParen) {
       frames.push(header !== null ? { type: 'inputs', kind: header, names: [] } : { type: 'paren' });
       afterInputs = null;
@@ -127,7 +138,7 @@ export function cursorAt(text: string, offset: number): Cursor {
       continue;
     }
     if (t.tokenType === T.LBracket) {
-      frames.push({ type: 'list' });
+      frames.push({ type: 'list', selects: top?.type === 'inputs' && isName(before[i - 1]) ? before[i - 1]!.image : null });
       continue;
     }
     if (t.tokenType === T.Colon && top) {
@@ -141,6 +152,9 @@ export function cursorAt(text: string, offset: number): Cursor {
     const last = before.at(-1);
     const top = frames.at(-1);
     if (last?.tokenType === T.Equals && isName(before.at(-2)) && before.at(-3)?.tokenType === T.Stage) return { type: 'kind' };
+    if (top?.type === 'list' && top.selects !== null && (last?.tokenType === T.LBracket || last?.tokenType === T.Comma)) {
+      return { type: 'selector', stage: top.selects, star: last.tokenType === T.LBracket };
+    }
     if (top?.type === 'inputs') {
       if (last?.tokenType === T.LParen || last?.tokenType === T.Comma) return { type: 'input', kind: top.kind, present: top.names };
       if (last?.tokenType === T.Colon) return { type: 'reference' };
@@ -152,13 +166,15 @@ export function cursorAt(text: string, offset: number): Cursor {
     const keyPosition = last?.tokenType === T.LCurly || last?.tokenType === T.LCurlyNested || last?.tokenType === T.Comma || (newLine && endsValue);
     if (top?.type === 'params') {
       if (keyPosition) return { type: 'param', kind: top.kind, path: top.path, present: top.keys };
+      if (endsValue) return { type: 'none' };
       return { type: 'value', kind: top.kind, path: [...top.path, lastKey(before) ?? ''] };
     }
-    if (top?.type === 'object') return keyPosition ? { type: 'none' } : { type: 'value', kind: null, path: [] };
+    if (top?.type === 'object' && keyPosition) return { type: 'none' };
     if (top === undefined || top.type === 'block') {
       if (last === undefined || last.tokenType === T.LCurly || last.tokenType === T.RCurly || (newLine && endsValue)) return { type: 'statement' };
     }
-    return { type: 'value', kind: null, path: [] };
+    // After a complete value comes an operator, and after `stage`, `let` or `for each` a new name: nothing to offer.
+    return endsValue ? { type: 'none' } : { type: 'value', kind: null, path: [] };
   };
   return { place: place(), prefix, word: under, frames };
 }
@@ -174,8 +190,8 @@ function lastKey(tokens: IToken[]): string | null {
   let depth = 0;
   for (let i = tokens.length - 1; i >= 0; i--) {
     const t = tokens[i]!;
-    if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested || t.tokenType === T.RBracket || t.tokenType === T.RParen) depth++;
-    else if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested || t.tokenType === T.LBracket || t.tokenType === T.LParen) {
+    if (CLOSERS.has(t.tokenType)) depth++;
+    else if (OPENERS.has(t.tokenType)) {
       if (depth === 0) return null;
       depth--;
     } else if (depth === 0 && t.tokenType === T.Colon) return keyBefore(tokens, i);
@@ -187,7 +203,8 @@ function lastKey(tokens: IToken[]): string | null {
 export interface Declarations {
   /** `loop`: the index in `loops` of the `for each` the stage is declared in. */
   stages: { name: string; kind: string | null; token: IToken; loop: number | null }[];
-  lets: { name: string; token: IToken; valueEnd: number }[];
+  /** `next`: where the statement after the let starts (the end of the text after the last one). */
+  lets: { name: string; token: IToken; valueEnd: number; next: number }[];
   /** Each `for each` from its `for` to its body's `}` (the end of the text while that is not typed yet). */
   loops: { start: number; end: number }[];
   /** `values`: the source of the list after `in`, for hover. */
@@ -196,8 +213,6 @@ export interface Declarations {
 }
 
 const STATEMENT_STARTS = new Set<unknown>([T.Stage, T.Let, T.For, T.Include]);
-const OPENERS = new Set<unknown>([T.LCurly, T.LCurlyNested, T.LBracket, T.LParen]);
-const CLOSERS = new Set<unknown>([T.RCurly, T.RCurlyNested, T.RBracket, T.RParen]);
 
 /** The index of the token that ends the expression starting at `from`: before a `,`, keyword or opener at its depth. */
 function expressionEnd(tokens: IToken[], from: number, stops: Set<unknown>): number {
@@ -221,7 +236,8 @@ export function declarationsOf(text: string): Declarations {
   let inLoopHeader = false;
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
-    if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
+    if (t.tokenType === T.InterpStart) depth++;
+    else if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
       if (inLoopHeader) open.push({ loop: out.loops.length - 1, depth });
       inLoopHeader = false;
       depth++;
@@ -239,7 +255,7 @@ export function declarationsOf(text: string): Declarations {
     } else if (t.tokenType === T.Let && isName(next)) {
       // The value runs to the next statement keyword at this depth; hover shows it.
       const end = expressionEnd(tokens, i + 2, STATEMENT_STARTS);
-      out.lets.push({ name: next!.image, token: next!, valueEnd: (tokens[end]?.endOffset ?? next!.endOffset ?? 0) + 1 });
+      out.lets.push({ name: next!.image, token: next!, valueEnd: (tokens[end]?.endOffset ?? next!.endOffset ?? 0) + 1, next: tokens[end + 1]?.startOffset ?? text.length });
     } else if (inLoopHeader && isName(t) && next?.tokenType === T.In) {
       // The list runs to the `,` before the next variable, `where`, `named` or the body's `{`.
       const end = expressionEnd(tokens, i + 2, new Set([T.Comma, T.Where, T.Named, T.LCurly, ...STATEMENT_STARTS]));

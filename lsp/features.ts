@@ -195,6 +195,17 @@ export function completionsAt(text: string, file: string, offset: number, kinds:
         }
       }
       break;
+    case 'selector':
+      if (place.star) items.push({ label: '*', kind: 'value', insertText: '*', detail: 'every variant' });
+      for (const { decls } of allDeclarations(text, file, readFile)) {
+        const stage = decls.stages.find((s) => s.name === place.stage);
+        if (!stage || stage.loop === null) continue;
+        for (const v of decls.loopVars.filter((l) => l.loop === stage.loop)) {
+          items.push({ label: v.name, kind: 'variable', insertText: `${v.name}=`, detail: `loop variable in ${v.values}` });
+        }
+        break;
+      }
+      break;
     case 'value': {
       const kind = place.kind === null ? undefined : kinds[place.kind];
       const key = place.path.at(-1);
@@ -205,8 +216,12 @@ export function completionsAt(text: string, file: string, offset: number, kinds:
       const files = allDeclarations(text, file, readFile);
       // Only the variables of the loop around the position are in scope (a loop never spans files).
       for (const v of loopVarsAt(files[0]!.decls, offset)) items.push({ label: v.name, kind: 'variable', insertText: v.name, detail: `loop variable in ${v.values}` });
-      for (const { decls } of files) {
-        for (const l of decls.lets) items.push({ label: l.name, kind: 'variable', insertText: l.name, detail: 'let' });
+      // A let is known after its statement: in this file the ones that end before the position (not the one being
+      // written); an included file's, all of them (includes stand at the top).
+      for (const [i, { decls }] of files.entries()) {
+        for (const l of decls.lets) {
+          if (i > 0 || l.next < offset) items.push({ label: l.name, kind: 'variable', insertText: l.name, detail: 'let' });
+        }
       }
       for (const w of ['true', 'false', 'null', 'if', 'not']) items.push({ label: w, kind: 'keyword', insertText: w });
       break;

@@ -64,7 +64,7 @@ test('a loop variable is known only in its own loop, and a selector\'s variable 
     '',
   ].join('\n');
   assert.equal(labels(text, 'after = s'), []);
-  assert.equal(labels(text, '{ lr: '), ['lr', 'seed', 'after', 'true', 'false', 'null', 'if', 'not']);
+  assert.equal(labels(text, '{ lr: '), ['lr', 'seed', 'true', 'false', 'null', 'if', 'not']);
   assert.is(definitionAt(text, MAIN, at(text, 'after = s'), read), null);
   const line = (n: number, from: number, to: number) => ({ file: MAIN, range: { start: { line: n, character: from }, end: { line: n, character: to } } });
   assert.equal(definitionAt(text, MAIN, at(text, 'seed: s'), read), line(0, 9, 13));
@@ -72,6 +72,33 @@ test('a loop variable is known only in its own loop, and a selector\'s variable 
   assert.equal(definitionAt(text, MAIN, at(text, 'w[s'), read), line(3, 27, 31));
   assert.is(hoverAt(text, MAIN, at(text, 'w[s'), STAGE_KINDS, read)!.markdown, 'loop variable `seed` in `[3]`');
   assert.is(hoverAt(text, MAIN, at(text, 'lr: l'), STAGE_KINDS, read)!.markdown, 'loop variable `lr` in `[0.1, 0.2]`');
+});
+
+test('nothing is offered where a new name is declared or an operator goes, so a typed space opens no list', () => {
+  const text = 'let lr = 1\nstage data = synthetic_math { train: 10 }\n';
+  for (const typed of ['stage ', 'let ', 'for each ', 'for each x ', 'include ', 'stage w = sft ', 'stage w = sft(model: data) ', 'let x = 1 ', 'stage w = sft { lr: 1 ']) {
+    assert.equal(labels(text + typed, typed), [], typed);
+  }
+  assert.equal(labels(text + 'let x = lr ', 'lr '), []);
+  assert.equal(labels(text + 'let x = lr + ', '+ '), ['lr', 'true', 'false', 'null', 'if', 'not']);
+});
+
+test('a let is offered after its statement only: not in its own value, not before it', () => {
+  const text = 'let a = 1\nlet t = "${a}-${}"\nstage s = sh { command: "x" }\nlet later = 2\n';
+  assert.equal(labels(text, '-${'), ['a', 'true', 'false', 'null', 'if', 'not']);
+});
+
+test('in a selector: `*` and the selected stage\'s loop variables, wherever the selector stands', () => {
+  const text = 'for each lr in [1, 2], lora in [true] {\n  stage w = sft { }\n}\nstage r = report(runs: w[], baselines: w[lr=1, ]) { }\n';
+  assert.equal(completionsAt(text, MAIN, at(text, 'runs: w['), STAGE_KINDS, read).map((c) => [c.label, c.insertText]), [['*', '*'], ['lr', 'lr='], ['lora', 'lora=']]);
+  assert.equal(labels(text, 'w[lr=1, '), ['lr', 'lora']);
+});
+
+test('the `}` of a `${…}` closes the interpolation, not the params block or loop around it', () => {
+  const text = 'let tag = "lr-${1}"\nfor each lr in [1, 2] {\n  stage a = sh {\n    command: "echo ${lr}"\n    sh\n    env: { X: "${lr}" }\n  }\n  stage b = sh { command: "${l}" }\n}\n';
+  assert.equal(labels(text, '    sh'), ['shell']);
+  assert.equal(labels(text, '"${l'), ['lr']);
+  assert.is(hoverAt(text, MAIN, at(text, 'let ta'), STAGE_KINDS, read)!.markdown, '`let tag = "lr-${1}"`');
 });
 
 test('a mistake two includes deep is shown on the include that leads to it, not on the first include', () => {
