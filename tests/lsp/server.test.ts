@@ -135,6 +135,24 @@ test('go to definition jumps from a stage reference to its `stage` and from a na
   assert.is(key, null);
 });
 
+test('a burst of keystrokes is checked once, at the last version, not once per keystroke', async () => {
+  const text = 'stage data = synthetic_math { train: 10 }\n';
+  const uri = open(text);
+  await client.waitFor<{ uri: string }>('textDocument/publishDiagnostics', (p) => p.uri === uri);
+  // Typing `, seed: "x"` before the closing `}`, one character per change, as an editor sends it.
+  const typed = ', seed: "x"';
+  for (let i = 0; i < typed.length; i++) {
+    const at = { line: 0, character: 39 + i };
+    client.notify('textDocument/didChange', { textDocument: { uri, version: 2 + i }, contentChanges: [{ range: { start: at, end: at }, text: typed[i] }] });
+  }
+  const last = 1 + typed.length;
+  const published = await client.waitFor<{ uri: string; version: number; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri && p.version === last);
+  assert.equal(published.diagnostics.map((d) => [d.code, d.range]), [['E_PARAM_TYPE', { start: { line: 0, character: 47 }, end: { line: 0, character: 50 } }]]);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const versions = client.notifications.filter((m) => m.method === 'textDocument/publishDiagnostics' && (m.params as { uri: string }).uri === uri);
+  assert.equal(versions.map((m) => (m.params as { version: number }).version), [1, last]);
+});
+
 test('shutdown and exit end the server with code 0', async () => {
   assert.is(await client.close(), 0);
 });
