@@ -202,11 +202,12 @@ function lastKey(tokens: IToken[]): string | null {
 /** Names a file declares, found from its tokens (so they are known while the file does not parse). */
 export interface Declarations {
   /** `loop`: the index in `loops` of the `for each` the stage is declared in. */
-  stages: { name: string; kind: string | null; token: IToken; loop: number | null }[];
+  /** `first`, `last`: the statement's first and last tokens. */
+  stages: { name: string; kind: string | null; token: IToken; loop: number | null; first: IToken; last: IToken }[];
   /** `next`: where the statement after the let starts (the end of the text after the last one). */
-  lets: { name: string; token: IToken; valueEnd: number; next: number }[];
+  lets: { name: string; token: IToken; valueEnd: number; next: number; first: IToken; last: IToken; loop: number | null }[];
   /** Each `for each` from its `for` to its body's `}` (the end of the text while that is not typed yet). */
-  loops: { start: number; end: number }[];
+  loops: { start: number; end: number; first: IToken; last: IToken }[];
   /** `values`: the source of the list after `in`, for hover. */
   loopVars: { name: string; token: IToken; loop: number; values: string }[];
   includes: { path: string; token: IToken }[];
@@ -243,19 +244,21 @@ export function declarationsOf(text: string): Declarations {
       depth++;
     } else if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested) {
       depth--;
-      if (open.at(-1)?.depth === depth) out.loops[open.pop()!.loop]!.end = (t.endOffset ?? t.startOffset) + 1;
+      if (open.at(-1)?.depth === depth) Object.assign(out.loops[open.pop()!.loop]!, { end: (t.endOffset ?? t.startOffset) + 1, last: t });
     } else if (t.tokenType === T.For) {
       inLoopHeader = true;
-      out.loops.push({ start: t.startOffset, end: text.length });
+      out.loops.push({ start: t.startOffset, end: text.length, first: t, last: tokens.at(-1)! });
     }
     const next = tokens[i + 1];
     if (t.tokenType === T.Stage && isName(next)) {
       const kind = tokens[i + 2]?.tokenType === T.Equals && isName(tokens[i + 3]) ? tokens[i + 3]!.image : null;
-      out.stages.push({ name: next!.image, kind, token: next!, loop: open.at(-1)?.loop ?? null });
+      const last = tokens[expressionEnd(tokens, i + 1, STATEMENT_STARTS)] ?? next!;
+      out.stages.push({ name: next!.image, kind, token: next!, loop: open.at(-1)?.loop ?? null, first: t, last });
     } else if (t.tokenType === T.Let && isName(next)) {
       // The value runs to the next statement keyword at this depth; hover shows it.
       const end = expressionEnd(tokens, i + 2, STATEMENT_STARTS);
-      out.lets.push({ name: next!.image, token: next!, valueEnd: (tokens[end]?.endOffset ?? next!.endOffset ?? 0) + 1, next: tokens[end + 1]?.startOffset ?? text.length });
+      const last = tokens[end] ?? next!;
+      out.lets.push({ name: next!.image, token: next!, valueEnd: (last.endOffset ?? 0) + 1, next: tokens[end + 1]?.startOffset ?? text.length, first: t, last, loop: open.at(-1)?.loop ?? null });
     } else if (inLoopHeader && isName(t) && next?.tokenType === T.In) {
       // The list runs to the `,` before the next variable, `where`, `named` or the body's `{`.
       const end = expressionEnd(tokens, i + 2, new Set([T.Comma, T.Where, T.Named, T.LCurly, ...STATEMENT_STARTS]));

@@ -307,3 +307,39 @@ export function definitionAt(text: string, file: string, offset: number, readFil
   const target = definitionOf(text, file, word, readFile);
   return target && { file: target.file, range: target.range };
 }
+
+/** One entry of the outline: a stage, a let, or a `for each` holding its stages and lets. */
+export interface OutlineSymbol {
+  name: string;
+  kind: 'stage' | 'let' | 'loop';
+  detail: string;
+  /** The whole statement. */
+  range: Range;
+  /** The name (for a loop, its `for`). */
+  selectionRange: Range;
+  children: OutlineSymbol[];
+}
+
+/** The outline of a file in the order of its text, from tokens (a file that does not parse still has one). */
+export function outlineOf(text: string): OutlineSymbol[] {
+  const decls = declarationsOf(text);
+  const span = (first: IToken, last: IToken): Range => ({ start: tokenRange(first).start, end: tokenRange(last).end });
+  const entries: (OutlineSymbol & { offset: number; loop: number | null })[] = [
+    ...decls.stages.map((s) => ({ name: s.name, kind: 'stage' as const, detail: s.kind ?? '', range: span(s.first, s.last), selectionRange: tokenRange(s.token), children: [], offset: s.first.startOffset, loop: s.loop })),
+    ...decls.lets.map((l) => ({ name: l.name, kind: 'let' as const, detail: text.slice(l.token.endOffset! + 1, l.valueEnd).replace(/^\s*=\s*/, '').replace(/\s+/g, ' ').slice(0, 60), range: span(l.first, l.last), selectionRange: tokenRange(l.token), children: [], offset: l.first.startOffset, loop: l.loop })),
+  ].sort((a, b) => a.offset - b.offset);
+  const loops: OutlineSymbol[] = decls.loops.map((l, i) => ({
+    name: `for each ${decls.loopVars.filter((v) => v.loop === i).map((v) => v.name).join(', ')}`,
+    kind: 'loop',
+    detail: '',
+    range: span(l.first, l.last),
+    selectionRange: tokenRange(l.first),
+    children: [],
+  }));
+  const top: { symbol: OutlineSymbol; offset: number }[] = decls.loops.map((l, i) => ({ symbol: loops[i]!, offset: l.start }));
+  for (const { offset, loop, ...symbol } of entries) {
+    if (loop === null) top.push({ symbol, offset });
+    else loops[loop]!.children.push(symbol);
+  }
+  return top.sort((a, b) => a.offset - b.offset).map((t) => t.symbol);
+}

@@ -8,16 +8,18 @@ import {
   MarkupKind,
   StreamMessageReader,
   StreamMessageWriter,
+  SymbolKind,
   TextDocumentSyncKind,
   TextDocuments,
   createConnection,
   type Connection,
+  type DocumentSymbol,
 } from 'vscode-languageserver/node';
 import { loadKinds } from '../runtime/kinds.ts';
 import { readPipeFile } from '../runtime/load.ts';
 import { PAUSEPIPE_VERSION } from '../runtime/version.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { completionsAt, definitionAt, diagnosticsOf, hoverAt, offsetAt, type CompletionKind, type ReadFile } from './features.ts';
+import { completionsAt, definitionAt, diagnosticsOf, hoverAt, offsetAt, outlineOf, type CompletionKind, type OutlineSymbol, type ReadFile } from './features.ts';
 
 const ITEM_KINDS: Record<CompletionKind, CompletionItemKind> = {
   kind: CompletionItemKind.Class,
@@ -28,6 +30,16 @@ const ITEM_KINDS: Record<CompletionKind, CompletionItemKind> = {
   value: CompletionItemKind.Value,
   keyword: CompletionItemKind.Keyword,
 };
+
+const SYMBOL_KINDS: Record<OutlineSymbol['kind'], SymbolKind> = {
+  stage: SymbolKind.Function,
+  let: SymbolKind.Constant,
+  loop: SymbolKind.Module,
+};
+
+function documentSymbol(s: OutlineSymbol): DocumentSymbol {
+  return { name: s.name, detail: s.detail, kind: SYMBOL_KINDS[s.kind], range: s.range, selectionRange: s.selectionRange, children: s.children.map(documentSymbol) };
+}
 
 /** How long the text must stay unchanged before it is checked. */
 const VALIDATE_DELAY_MS = 150;
@@ -74,6 +86,7 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
       completionProvider: { triggerCharacters: ['(', '{', ',', ':', ' '] },
       hoverProvider: true,
       definitionProvider: true,
+      documentSymbolProvider: true,
     },
   }));
   documents.onDidOpen((e) => {
@@ -117,6 +130,11 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
     const loc = p && definitionAt(p.text, p.file, p.offset, readFile);
     if (!loc) return null;
     return { uri: openByFile.get(loc.file)?.uri ?? pathToFileURL(loc.file).href, range: loc.range };
+  });
+
+  connection.onDocumentSymbol(({ textDocument }) => {
+    const doc = documents.get(textDocument.uri);
+    return doc ? outlineOf(doc.getText()).map(documentSymbol) : null;
   });
 
   documents.listen(connection);
