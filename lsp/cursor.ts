@@ -13,7 +13,8 @@ export type Frame =
   | { type: 'object'; keys: string[] }
   /** A `for each` body. */
   | { type: 'block' }
-  | { type: 'list' }
+  /** `selects`: the stage of a selector `NAME[...]` in a stage's inputs. */
+  | { type: 'list'; selects: string | null }
   | { type: 'paren' };
 
 /** What the position is for; `prefix` is the part of the name typed so far (empty between names). */
@@ -23,6 +24,8 @@ export type Place =
   | { type: 'param'; kind: string; path: string[]; present: string[] }
   | { type: 'input'; kind: string; present: string[] }
   | { type: 'reference' }
+  /** A variable of the selected stage's loop goes here (or `*` right after the `[`). */
+  | { type: 'selector'; stage: string; star: boolean }
   | { type: 'value'; kind: string | null; path: string[] }
   | { type: 'none' };
 
@@ -66,6 +69,9 @@ function inCommentOrString(text: string, offset: number, tokens: IToken[]): bool
   return false;
 }
 
+const OPENERS = new Set<unknown>([T.LCurly, T.LCurlyNested, T.InterpStart, T.LBracket, T.LParen]);
+const CLOSERS = new Set<unknown>([T.RCurly, T.RCurlyNested, T.RBracket, T.RParen]);
+
 /** Tokens after which a value is still to come: operators, openers, separators. */
 const EXPECTS_VALUE = new Set<unknown>([
   T.Colon, T.Comma, T.Equals, T.LBracket, T.LParen, T.EqEq, T.NotEq, T.LtEq, T.GtEq, T.Lt, T.Gt, T.Plus, T.Minus, T.Star,
@@ -99,6 +105,11 @@ export function cursorAt(text: string, offset: number): Cursor {
       continue;
     }
     if (t.tokenType === T.For) loopHeader = true;
+    // A `${` is closed by a `}` like a block: it must count as an opener, or its `}` would close the block around it.
+    if (t.tokenType === T.InterpStart) {
+      frames.push({ type: 'paren' });
+      continue;
+    }
     if (t.tokenType === T.LParen) {
       frames.push(header !== null ? { type: 'inputs', kind: header, names: [] } : { type: 'paren' });
       afterInputs = null;
@@ -127,7 +138,7 @@ export function cursorAt(text: string, offset: number): Cursor {
       continue;
     }
     if (t.tokenType === T.LBracket) {
-      frames.push({ type: 'list' });
+      frames.push({ type: 'list', selects: top?.type === 'inputs' && isName(before[i - 1]) ? before[i - 1]!.image : null });
       continue;
     }
     if (t.tokenType === T.Colon && top) {
@@ -141,6 +152,9 @@ export function cursorAt(text: string, offset: number): Cursor {
     const last = before.at(-1);
     const top = frames.at(-1);
     if (last?.tokenType === T.Equals && isName(before.at(-2)) && before.at(-3)?.tokenType === T.Stage) return { type: 'kind' };
+    if (top?.type === 'list' && top.selects !== null && (last?.tokenType === T.LBracket || last?.tokenType === T.Comma)) {
+      return { type: 'selector', stage: top.selects, star: last.tokenType === T.LBracket };
+    }
     if (top?.type === 'inputs') {
       if (last?.tokenType === T.LParen || last?.tokenType === T.Comma) return { type: 'input', kind: top.kind, present: top.names };
       if (last?.tokenType === T.Colon) return { type: 'reference' };
@@ -152,13 +166,15 @@ export function cursorAt(text: string, offset: number): Cursor {
     const keyPosition = last?.tokenType === T.LCurly || last?.tokenType === T.LCurlyNested || last?.tokenType === T.Comma || (newLine && endsValue);
     if (top?.type === 'params') {
       if (keyPosition) return { type: 'param', kind: top.kind, path: top.path, present: top.keys };
+      if (endsValue) return { type: 'none' };
       return { type: 'value', kind: top.kind, path: [...top.path, lastKey(before) ?? ''] };
     }
-    if (top?.type === 'object') return keyPosition ? { type: 'none' } : { type: 'value', kind: null, path: [] };
+    if (top?.type === 'object' && keyPosition) return { type: 'none' };
     if (top === undefined || top.type === 'block') {
       if (last === undefined || last.tokenType === T.LCurly || last.tokenType === T.RCurly || (newLine && endsValue)) return { type: 'statement' };
     }
-    return { type: 'value', kind: null, path: [] };
+    // After a complete value comes an operator, and after `stage`, `let` or `for each` a new name: nothing to offer.
+    return endsValue ? { type: 'none' } : { type: 'value', kind: null, path: [] };
   };
   return { place: place(), prefix, word: under, frames };
 }
@@ -174,8 +190,8 @@ function lastKey(tokens: IToken[]): string | null {
   let depth = 0;
   for (let i = tokens.length - 1; i >= 0; i--) {
     const t = tokens[i]!;
-    if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested || t.tokenType === T.RBracket || t.tokenType === T.RParen) depth++;
-    else if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested || t.tokenType === T.LBracket || t.tokenType === T.LParen) {
+    if (CLOSERS.has(t.tokenType)) depth++;
+    else if (OPENERS.has(t.tokenType)) {
       if (depth === 0) return null;
       depth--;
     } else if (depth === 0 && t.tokenType === T.Colon) return keyBefore(tokens, i);
@@ -185,50 +201,104 @@ function lastKey(tokens: IToken[]): string | null {
 
 /** Names a file declares, found from its tokens (so they are known while the file does not parse). */
 export interface Declarations {
-  stages: { name: string; kind: string | null; token: IToken; loop: boolean }[];
-  lets: { name: string; token: IToken; valueEnd: number }[];
-  loopVars: { name: string; token: IToken }[];
+  /** `loop`: the index in `loops` of the `for each` the stage is declared in. */
+  /** `first`, `last`: the statement's first and last tokens. */
+  stages: { name: string; kind: string | null; token: IToken; loop: number | null; first: IToken; last: IToken }[];
+  /** `next`: where the statement after the let starts (the end of the text after the last one). */
+  lets: { name: string; token: IToken; valueEnd: number; next: number; first: IToken; last: IToken; loop: number | null }[];
+  /** Each `for each` from its `for` to its body's `}` (the end of the text while that is not typed yet). */
+  loops: { start: number; end: number; first: IToken; last: IToken }[];
+  /** `values`: the source of the list after `in`, for hover. */
+  loopVars: { name: string; token: IToken; loop: number; values: string }[];
   includes: { path: string; token: IToken }[];
+}
+
+const STATEMENT_STARTS = new Set<unknown>([T.Stage, T.Let, T.For, T.Include]);
+
+/** The index of the token that ends the expression starting at `from`: before a `,`, keyword or opener at its depth. */
+function expressionEnd(tokens: IToken[], from: number, stops: Set<unknown>): number {
+  let d = 0;
+  let end = from;
+  for (; end < tokens.length; end++) {
+    const u = tokens[end]!;
+    if (OPENERS.has(u.tokenType) && !(d === 0 && end > from && stops.has(u.tokenType))) d++;
+    else if (CLOSERS.has(u.tokenType)) d--;
+    if (d < 0 || (d === 0 && end > from && stops.has(u.tokenType))) break;
+  }
+  return end - 1;
 }
 
 export function declarationsOf(text: string): Declarations {
   const tokens = tokenize(text, '<editor>', 0).tokens;
-  const out: Declarations = { stages: [], lets: [], loopVars: [], includes: [] };
+  const out: Declarations = { stages: [], lets: [], loops: [], loopVars: [], includes: [] };
   let depth = 0;
-  const loopDepths: number[] = [];
+  // The loops whose body is open, with the depth outside their body.
+  const open: { loop: number; depth: number }[] = [];
   let inLoopHeader = false;
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
-    if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
-      if (inLoopHeader) loopDepths.push(depth);
+    if (t.tokenType === T.InterpStart) depth++;
+    else if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
+      if (inLoopHeader) open.push({ loop: out.loops.length - 1, depth });
       inLoopHeader = false;
       depth++;
     } else if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested) {
       depth--;
-      if (loopDepths.at(-1) === depth) loopDepths.pop();
-    } else if (t.tokenType === T.For) inLoopHeader = true;
+      if (open.at(-1)?.depth === depth) Object.assign(out.loops[open.pop()!.loop]!, { end: (t.endOffset ?? t.startOffset) + 1, last: t });
+    } else if (t.tokenType === T.For) {
+      inLoopHeader = true;
+      out.loops.push({ start: t.startOffset, end: text.length, first: t, last: tokens.at(-1)! });
+    }
     const next = tokens[i + 1];
     if (t.tokenType === T.Stage && isName(next)) {
       const kind = tokens[i + 2]?.tokenType === T.Equals && isName(tokens[i + 3]) ? tokens[i + 3]!.image : null;
-      out.stages.push({ name: next!.image, kind, token: next!, loop: loopDepths.length > 0 });
+      const last = tokens[expressionEnd(tokens, i + 1, STATEMENT_STARTS)] ?? next!;
+      out.stages.push({ name: next!.image, kind, token: next!, loop: open.at(-1)?.loop ?? null, first: t, last });
     } else if (t.tokenType === T.Let && isName(next)) {
       // The value runs to the next statement keyword at this depth; hover shows it.
-      let end = i + 2;
-      let d = 0;
-      for (; end < tokens.length; end++) {
-        const u = tokens[end]!;
-        if (u.tokenType === T.LCurly || u.tokenType === T.LCurlyNested || u.tokenType === T.LBracket || u.tokenType === T.LParen) d++;
-        else if (u.tokenType === T.RCurly || u.tokenType === T.RCurlyNested || u.tokenType === T.RBracket || u.tokenType === T.RParen) d--;
-        if (d < 0 || (d === 0 && [T.Stage, T.Let, T.For, T.Include].includes(u.tokenType))) break;
-      }
-      out.lets.push({ name: next!.image, token: next!, valueEnd: (tokens[end - 1]?.endOffset ?? next!.endOffset ?? 0) + 1 });
+      const end = expressionEnd(tokens, i + 2, STATEMENT_STARTS);
+      const last = tokens[end] ?? next!;
+      out.lets.push({ name: next!.image, token: next!, valueEnd: (last.endOffset ?? 0) + 1, next: tokens[end + 1]?.startOffset ?? text.length, first: t, last, loop: open.at(-1)?.loop ?? null });
     } else if (inLoopHeader && isName(t) && next?.tokenType === T.In) {
-      out.loopVars.push({ name: t.image, token: t });
+      // The list runs to the `,` before the next variable, `where`, `named` or the body's `{`.
+      const end = expressionEnd(tokens, i + 2, new Set([T.Comma, T.Where, T.Named, T.LCurly, ...STATEMENT_STARTS]));
+      const values = end >= i + 2 ? text.slice(tokens[i + 2]!.startOffset, (tokens[end]!.endOffset ?? 0) + 1) : '';
+      out.loopVars.push({ name: t.image, token: t, loop: out.loops.length - 1, values });
     } else if (t.tokenType === T.Include && next?.tokenType === T.StringStart && tokens[i + 2]?.tokenType === T.StringText) {
       out.includes.push({ path: tokens[i + 2]!.image, token: tokens[i + 2]! });
     }
   }
   return out;
+}
+
+/** The loop variables in scope at `offset`: those of the innermost `for each` around it, header included. */
+export function loopVarsAt(decls: Declarations, offset: number): Declarations['loopVars'] {
+  for (let loop = decls.loops.length - 1; loop >= 0; loop--) {
+    const { start, end } = decls.loops[loop]!;
+    if (start <= offset && offset <= end) return decls.loopVars.filter((v) => v.loop === loop);
+  }
+  return [];
+}
+
+/**
+ * The stage a selector variable belongs to: `lora` in `eval[lora=true]` names a variable of eval's loop, wherever
+ * the selector stands. Null for any other name.
+ */
+export function selectorStageOf(text: string, word: IToken): string | null {
+  const tokens = tokenize(text, '<editor>', 0).tokens;
+  const i = tokens.findIndex((t) => t.startOffset === word.startOffset);
+  const prev = tokens[i - 1]?.tokenType;
+  if (i < 1 || tokens[i + 1]?.tokenType !== T.Equals || (prev !== T.LBracket && prev !== T.Comma)) return null;
+  let d = 0;
+  for (let j = i - 1; j >= 1; j--) {
+    const t = tokens[j]!;
+    if (CLOSERS.has(t.tokenType)) d++;
+    else if (OPENERS.has(t.tokenType)) {
+      if (d === 0) return t.tokenType === T.LBracket && isName(tokens[j - 1]) ? tokens[j - 1]!.image : null;
+      d--;
+    }
+  }
+  return null;
 }
 
 /** Whether a name token is a key (`name:`) rather than a use of a name. */

@@ -4,7 +4,7 @@ import type { IToken } from 'chevrotain';
 import type { Diagnostic as PipeDiagnostic, SourceSpan } from '../grammar/diagnostics.ts';
 import { loadPipelineText, type ReadResult } from '../runtime/load.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { cursorAt, declarationsOf, isKeyToken, type Declarations } from './cursor.ts';
+import { cursorAt, declarationsOf, isKeyToken, loopVarsAt, selectorStageOf, type Declarations } from './cursor.ts';
 
 /**
  * Reads a file by absolute path: the editor's unsaved text when it has the file open, else the disk as `check` reads
@@ -58,10 +58,20 @@ const START: Range = { start: { line: 0, character: 0 }, end: { line: 0, charact
  * included file is shown on the `include` that brings it in, with its own location in the message.
  */
 export function diagnosticsOf(text: string, file: string, kinds: Record<string, StageKind>, readFile: ReadFile): EditorDiagnostic[] {
-  const { diagnostics } = loadPipelineText(text, file, kinds, readFile);
+  const { diagnostics, sources } = loadPipelineText(text, file, kinds, readFile);
+  const entry = path.resolve(file);
+  const includesOf = (f: string): string[] => declarationsOf(sources[f] ?? '').includes.map((i) => path.resolve(path.dirname(f), i.path));
+  // The loader reads each file once, depth first: a file belongs to the first include of this file that reaches it.
+  const reaches = (from: string, target: string, seen: Set<string>): boolean => {
+    if (from === target) return true;
+    if (seen.has(from)) return false;
+    seen.add(from);
+    return includesOf(from).some((next) => reaches(next, target, seen));
+  };
   const includes = declarationsOf(text).includes;
   const includeRange = (other: string): Range => {
-    const direct = includes.find((i) => path.resolve(path.dirname(file), i.path) === other) ?? includes[0];
+    const seen = new Set([entry]);
+    const direct = includes.find((i) => reaches(path.resolve(path.dirname(entry), i.path), other, seen)) ?? includes[0];
     return direct ? tokenRange(direct.token) : START;
   };
   return diagnostics.map((d: PipeDiagnostic) => {
@@ -181,8 +191,19 @@ export function completionsAt(text: string, file: string, offset: number, kinds:
     case 'reference':
       for (const { decls } of allDeclarations(text, file, readFile)) {
         for (const s of decls.stages) {
-          items.push({ label: s.name, kind: 'stage', insertText: s.name, detail: `stage ${s.name} = ${s.kind ?? '?'}${s.loop ? ' (in a loop: NAME[*] from outside)' : ''}` });
+          items.push({ label: s.name, kind: 'stage', insertText: s.name, detail: `stage ${s.name} = ${s.kind ?? '?'}${s.loop !== null ? ' (in a loop: NAME[*] from outside)' : ''}` });
         }
+      }
+      break;
+    case 'selector':
+      if (place.star) items.push({ label: '*', kind: 'value', insertText: '*', detail: 'every variant' });
+      for (const { decls } of allDeclarations(text, file, readFile)) {
+        const stage = decls.stages.find((s) => s.name === place.stage);
+        if (!stage || stage.loop === null) continue;
+        for (const v of decls.loopVars.filter((l) => l.loop === stage.loop)) {
+          items.push({ label: v.name, kind: 'variable', insertText: `${v.name}=`, detail: `loop variable in ${v.values}` });
+        }
+        break;
       }
       break;
     case 'value': {
@@ -192,9 +213,15 @@ export function completionsAt(text: string, file: string, offset: number, kinds:
       for (const v of parent?.properties?.[key!]?.enum ?? []) {
         items.push({ label: JSON.stringify(v), kind: 'value', insertText: JSON.stringify(v), filterText: String(v), detail: `a value of ${key}` });
       }
-      for (const { decls } of allDeclarations(text, file, readFile)) {
-        for (const l of decls.lets) items.push({ label: l.name, kind: 'variable', insertText: l.name, detail: 'let' });
-        for (const v of decls.loopVars) items.push({ label: v.name, kind: 'variable', insertText: v.name, detail: 'loop variable' });
+      const files = allDeclarations(text, file, readFile);
+      // Only the variables of the loop around the position are in scope (a loop never spans files).
+      for (const v of loopVarsAt(files[0]!.decls, offset)) items.push({ label: v.name, kind: 'variable', insertText: v.name, detail: `loop variable in ${v.values}` });
+      // A let is known after its statement: in this file the ones that end before the position (not the one being
+      // written); an included file's, all of them (includes stand at the top).
+      for (const [i, { decls }] of files.entries()) {
+        for (const l of decls.lets) {
+          if (i > 0 || l.next < offset) items.push({ label: l.name, kind: 'variable', insertText: l.name, detail: 'let' });
+        }
       }
       for (const w of ['true', 'false', 'null', 'if', 'not']) items.push({ label: w, kind: 'keyword', insertText: w });
       break;
@@ -253,7 +280,7 @@ function definitionOf(text: string, file: string, word: IToken, readFile: ReadFi
   const files = allDeclarations(text, file, readFile);
   for (const f of files) {
     const stage = f.decls.stages.find((s) => s.name === name);
-    if (stage) return { file: f.file, range: tokenRange(stage.token), summary: `\`stage ${name} = ${stage.kind ?? '?'}\`${stage.loop ? ' (in a `for each`)' : ''}` };
+    if (stage) return { file: f.file, range: tokenRange(stage.token), summary: `\`stage ${name} = ${stage.kind ?? '?'}\`${stage.loop !== null ? ' (in a `for each`)' : ''}` };
   }
   for (const f of files) {
     const decl = f.decls.lets.find((l) => l.name === name);
@@ -262,9 +289,14 @@ function definitionOf(text: string, file: string, word: IToken, readFile: ReadFi
       return { file: f.file, range: tokenRange(decl.token), summary: `\`${source.length > 200 ? `${source.slice(0, 199)}…` : source}\`` };
     }
   }
-  // The loop variable declared last before the use (loops do not nest).
-  const own = files[0]!.decls.loopVars.filter((v) => v.name === name && v.token.startOffset <= word.startOffset).at(-1);
-  if (own) return { file, range: tokenRange(own.token), summary: `loop variable \`${name}\`` };
+  // `lora` in `eval[lora=true]` is a variable of eval's loop; any other is one of the loop around the use.
+  const selected = selectorStageOf(text, word);
+  for (const f of selected === null ? [files[0]!] : files) {
+    const stage = f.decls.stages.find((s) => s.name === selected);
+    const vars = selected === null ? loopVarsAt(f.decls, word.startOffset) : f.decls.loopVars.filter((v) => stage && v.loop === stage.loop);
+    const own = vars.find((v) => v.name === name);
+    if (own) return { file: f.file, range: tokenRange(own.token), summary: `loop variable \`${name}\` in \`${own.values}\`` };
+  }
   return null;
 }
 
@@ -274,4 +306,40 @@ export function definitionAt(text: string, file: string, offset: number, readFil
   if (!word || place.type === 'kind' || isKeyToken(text, word)) return null;
   const target = definitionOf(text, file, word, readFile);
   return target && { file: target.file, range: target.range };
+}
+
+/** One entry of the outline: a stage, a let, or a `for each` holding its stages and lets. */
+export interface OutlineSymbol {
+  name: string;
+  kind: 'stage' | 'let' | 'loop';
+  detail: string;
+  /** The whole statement. */
+  range: Range;
+  /** The name (for a loop, its `for`). */
+  selectionRange: Range;
+  children: OutlineSymbol[];
+}
+
+/** The outline of a file in the order of its text, from tokens (a file that does not parse still has one). */
+export function outlineOf(text: string): OutlineSymbol[] {
+  const decls = declarationsOf(text);
+  const span = (first: IToken, last: IToken): Range => ({ start: tokenRange(first).start, end: tokenRange(last).end });
+  const entries: (OutlineSymbol & { offset: number; loop: number | null })[] = [
+    ...decls.stages.map((s) => ({ name: s.name, kind: 'stage' as const, detail: s.kind ?? '', range: span(s.first, s.last), selectionRange: tokenRange(s.token), children: [], offset: s.first.startOffset, loop: s.loop })),
+    ...decls.lets.map((l) => ({ name: l.name, kind: 'let' as const, detail: text.slice(l.token.endOffset! + 1, l.valueEnd).replace(/^\s*=\s*/, '').replace(/\s+/g, ' ').slice(0, 60), range: span(l.first, l.last), selectionRange: tokenRange(l.token), children: [], offset: l.first.startOffset, loop: l.loop })),
+  ].sort((a, b) => a.offset - b.offset);
+  const loops: OutlineSymbol[] = decls.loops.map((l, i) => ({
+    name: `for each ${decls.loopVars.filter((v) => v.loop === i).map((v) => v.name).join(', ')}`,
+    kind: 'loop',
+    detail: '',
+    range: span(l.first, l.last),
+    selectionRange: tokenRange(l.first),
+    children: [],
+  }));
+  const top: { symbol: OutlineSymbol; offset: number }[] = decls.loops.map((l, i) => ({ symbol: loops[i]!, offset: l.start }));
+  for (const { offset, loop, ...symbol } of entries) {
+    if (loop === null) top.push({ symbol, offset });
+    else loops[loop]!.children.push(symbol);
+  }
+  return top.sort((a, b) => a.offset - b.offset).map((t) => t.symbol);
 }

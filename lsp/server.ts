@@ -8,16 +8,18 @@ import {
   MarkupKind,
   StreamMessageReader,
   StreamMessageWriter,
+  SymbolKind,
   TextDocumentSyncKind,
   TextDocuments,
   createConnection,
   type Connection,
+  type DocumentSymbol,
 } from 'vscode-languageserver/node';
 import { loadKinds } from '../runtime/kinds.ts';
 import { readPipeFile } from '../runtime/load.ts';
 import { PAUSEPIPE_VERSION } from '../runtime/version.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { completionsAt, definitionAt, diagnosticsOf, hoverAt, offsetAt, type CompletionKind, type ReadFile } from './features.ts';
+import { completionsAt, definitionAt, diagnosticsOf, hoverAt, offsetAt, outlineOf, type CompletionKind, type OutlineSymbol, type ReadFile } from './features.ts';
 
 const ITEM_KINDS: Record<CompletionKind, CompletionItemKind> = {
   kind: CompletionItemKind.Class,
@@ -28,6 +30,19 @@ const ITEM_KINDS: Record<CompletionKind, CompletionItemKind> = {
   value: CompletionItemKind.Value,
   keyword: CompletionItemKind.Keyword,
 };
+
+const SYMBOL_KINDS: Record<OutlineSymbol['kind'], SymbolKind> = {
+  stage: SymbolKind.Function,
+  let: SymbolKind.Constant,
+  loop: SymbolKind.Module,
+};
+
+function documentSymbol(s: OutlineSymbol): DocumentSymbol {
+  return { name: s.name, detail: s.detail, kind: SYMBOL_KINDS[s.kind], range: s.range, selectionRange: s.selectionRange, children: s.children.map(documentSymbol) };
+}
+
+/** How long the text must stay unchanged before it is checked. */
+const VALIDATE_DELAY_MS = 150;
 
 /** A document's path: its file for `file:` URIs; an unsaved one is placed in the current folder. */
 function fileOf(uri: string): string {
@@ -55,8 +70,14 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
     }));
     void connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics });
   };
-  // Any open file may include the one that changed: check them all (each check takes milliseconds).
-  const validateAll = (): void => documents.all().forEach(validate);
+  // Any open file may include the one that changed: check them all, once typing pauses. A check takes milliseconds
+  // on a small file but a quarter of a second on 5,000 lines; checking at every keystroke made the edits, and the
+  // completion asked for after them, wait behind each other.
+  let pending: NodeJS.Timeout | undefined;
+  const validateAll = (): void => {
+    clearTimeout(pending);
+    pending = setTimeout(() => documents.all().forEach(validate), VALIDATE_DELAY_MS);
+  };
 
   connection.onInitialize(() => ({
     serverInfo: { name: 'pausepipe', version: PAUSEPIPE_VERSION },
@@ -65,6 +86,7 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
       completionProvider: { triggerCharacters: ['(', '{', ',', ':', ' '] },
       hoverProvider: true,
       definitionProvider: true,
+      documentSymbolProvider: true,
     },
   }));
   documents.onDidOpen((e) => {
@@ -108,6 +130,11 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
     const loc = p && definitionAt(p.text, p.file, p.offset, readFile);
     if (!loc) return null;
     return { uri: openByFile.get(loc.file)?.uri ?? pathToFileURL(loc.file).href, range: loc.range };
+  });
+
+  connection.onDocumentSymbol(({ textDocument }) => {
+    const doc = documents.get(textDocument.uri);
+    return doc ? outlineOf(doc.getText()).map(documentSymbol) : null;
   });
 
   documents.listen(connection);

@@ -11,6 +11,8 @@ const MAIN = path.join(DIR, 'main.pipe');
 const COMMON = path.join(DIR, 'common.pipe');
 const FILES: Record<string, string> = {
   [COMMON]: 'let warm_lr = 0.01\nstage data = synthetic_math { train: 10, bogus: 1 }\n',
+  [path.join(DIR, 'clean.pipe')]: 'let batch = 8\n',
+  [path.join(DIR, 'shared.pipe')]: 'include "common.pipe"\n',
 };
 const read = (f: string): string | undefined => FILES[f];
 
@@ -34,9 +36,9 @@ test('the place of a position: statement, kind, param key, value, input, referen
   assert.equal(cursorAt(unfinished, unfinished.length).place, { type: 'none' });
 });
 
-test('values: the enum of the parameter, then lets and loop variables in this file and its includes', () => {
+test('values: the enum of the parameter, then the loop\'s variables, then lets in this file and its includes', () => {
   const text = 'include "common.pipe"\nlet lr = 1\nfor each seed in [1, 2] {\n  stage m = init_model { preset: t }\n}\n';
-  assert.equal(labels(text, 'preset: '), ['"tiny"', '"small"', '"medium"', 'lr', 'seed', 'warm_lr', 'true', 'false', 'null', 'if', 'not']);
+  assert.equal(labels(text, 'preset: '), ['"tiny"', '"small"', '"medium"', 'seed', 'lr', 'warm_lr', 'true', 'false', 'null', 'if', 'not']);
   assert.equal(labels(text, 'preset: t'), ['"tiny"', 'true']);
   assert.equal(labels(text, '\n'), ['stage', 'let', 'for each', 'include']);
 });
@@ -46,6 +48,64 @@ test('a mistake in an included file is shown on the include, with its own locati
   const ds = diagnosticsOf(text, MAIN, STAGE_KINDS, read);
   assert.equal(ds.map((d) => [d.code, d.range, d.message.split('\n')[0]]), [
     ['E_UNKNOWN_PARAM', { start: { line: 0, character: 9 }, end: { line: 0, character: 20 } }, 'common.pipe:2:42: unknown param `bogus` for stage kind `synthetic_math`'],
+  ]);
+});
+
+test('a loop variable is known only in its own loop, and a selector\'s variable is one of the selected stage\'s loop', () => {
+  const text = [
+    'for each seed in [1, 2] {',
+    '  stage m = init_model { seed: seed }',
+    '}',
+    'for each lr in [0.1, 0.2], seed in [3] {',
+    '  stage w = sft(model: m[seed=1]) { lr: lr }',
+    '}',
+    'let after = s',
+    'stage r = report(runs: w[seed=3]) { }',
+    '',
+  ].join('\n');
+  assert.equal(labels(text, 'after = s'), []);
+  assert.equal(labels(text, '{ lr: '), ['lr', 'seed', 'true', 'false', 'null', 'if', 'not']);
+  assert.is(definitionAt(text, MAIN, at(text, 'after = s'), read), null);
+  const line = (n: number, from: number, to: number) => ({ file: MAIN, range: { start: { line: n, character: from }, end: { line: n, character: to } } });
+  assert.equal(definitionAt(text, MAIN, at(text, 'seed: s'), read), line(0, 9, 13));
+  assert.equal(definitionAt(text, MAIN, at(text, 'm[s'), read), line(0, 9, 13));
+  assert.equal(definitionAt(text, MAIN, at(text, 'w[s'), read), line(3, 27, 31));
+  assert.is(hoverAt(text, MAIN, at(text, 'w[s'), STAGE_KINDS, read)!.markdown, 'loop variable `seed` in `[3]`');
+  assert.is(hoverAt(text, MAIN, at(text, 'lr: l'), STAGE_KINDS, read)!.markdown, 'loop variable `lr` in `[0.1, 0.2]`');
+});
+
+test('nothing is offered where a new name is declared or an operator goes, so a typed space opens no list', () => {
+  const text = 'let lr = 1\nstage data = synthetic_math { train: 10 }\n';
+  for (const typed of ['stage ', 'let ', 'for each ', 'for each x ', 'include ', 'stage w = sft ', 'stage w = sft(model: data) ', 'let x = 1 ', 'stage w = sft { lr: 1 ']) {
+    assert.equal(labels(text + typed, typed), [], typed);
+  }
+  assert.equal(labels(text + 'let x = lr ', 'lr '), []);
+  assert.equal(labels(text + 'let x = lr + ', '+ '), ['lr', 'true', 'false', 'null', 'if', 'not']);
+});
+
+test('a let is offered after its statement only: not in its own value, not before it', () => {
+  const text = 'let a = 1\nlet t = "${a}-${}"\nstage s = sh { command: "x" }\nlet later = 2\n';
+  assert.equal(labels(text, '-${'), ['a', 'true', 'false', 'null', 'if', 'not']);
+});
+
+test('in a selector: `*` and the selected stage\'s loop variables, wherever the selector stands', () => {
+  const text = 'for each lr in [1, 2], lora in [true] {\n  stage w = sft { }\n}\nstage r = report(runs: w[], baselines: w[lr=1, ]) { }\n';
+  assert.equal(completionsAt(text, MAIN, at(text, 'runs: w['), STAGE_KINDS, read).map((c) => [c.label, c.insertText]), [['*', '*'], ['lr', 'lr='], ['lora', 'lora=']]);
+  assert.equal(labels(text, 'w[lr=1, '), ['lr', 'lora']);
+});
+
+test('the `}` of a `${…}` closes the interpolation, not the params block or loop around it', () => {
+  const text = 'let tag = "lr-${1}"\nfor each lr in [1, 2] {\n  stage a = sh {\n    command: "echo ${lr}"\n    sh\n    env: { X: "${lr}" }\n  }\n  stage b = sh { command: "${l}" }\n}\n';
+  assert.equal(labels(text, '    sh'), ['shell']);
+  assert.equal(labels(text, '"${l'), ['lr']);
+  assert.is(hoverAt(text, MAIN, at(text, 'let ta'), STAGE_KINDS, read)!.markdown, '`let tag = "lr-${1}"`');
+});
+
+test('a mistake two includes deep is shown on the include that leads to it, not on the first include', () => {
+  const text = 'include "clean.pipe"\ninclude "shared.pipe"\nstage m = init_model { }\n';
+  const ds = diagnosticsOf(text, MAIN, STAGE_KINDS, read);
+  assert.equal(ds.map((d) => [d.code, d.range, d.message.split('\n')[0]]), [
+    ['E_UNKNOWN_PARAM', { start: { line: 1, character: 9 }, end: { line: 1, character: 20 } }, 'common.pipe:2:42: unknown param `bogus` for stage kind `synthetic_math`'],
   ]);
 });
 

@@ -64,6 +64,7 @@ test('initialize answers with the server name and what it can do', async () => {
   assert.is(r.serverInfo.name, 'pausepipe');
   assert.is(r.capabilities.hoverProvider, true);
   assert.is(r.capabilities.definitionProvider, true);
+  assert.is(r.capabilities.documentSymbolProvider, true);
   assert.is(r.capabilities.textDocumentSync, 2);
   assert.ok(r.capabilities.completionProvider);
 });
@@ -133,6 +134,41 @@ test('go to definition jumps from a stage reference to its `stage` and from a na
   assert.equal(let_, { uri, range: { start: { line: 0, character: 4 }, end: { line: 0, character: 6 } } });
   const key = await client.request<unknown>('textDocument/definition', { textDocument: { uri }, position: after(TWO_ERRORS, '{ l') });
   assert.is(key, null);
+});
+
+test('the outline lists lets, stages and loops with their stages, also while the file does not parse', async () => {
+  const text = 'let lr = 5e-5\nstage data = synthetic_math { train: 10 }\nfor each seed in [1, 2] {\n  stage warm = sft(data: data) { lr: lr, seed: seed }\n  stage eval = evaluate(model: warm, data: \n}\n';
+  const uri = open(text);
+  interface Symbol { name: string; detail: string; kind: number; range: Diagnostic['range']; selectionRange: Diagnostic['range']; children: Symbol[] }
+  const symbols = await client.request<Symbol[]>('textDocument/documentSymbol', { textDocument: { uri } });
+  const r = (a: number, b: number, c: number, d: number) => ({ start: { line: a, character: b }, end: { line: c, character: d } });
+  const flat = (s: Symbol): unknown => [s.name, s.kind, s.detail, s.range, s.selectionRange, s.children.map(flat)];
+  assert.equal(symbols.map(flat), [
+    ['lr', 14, '5e-5', r(0, 0, 0, 13), r(0, 4, 0, 6), []],
+    ['data', 12, 'synthetic_math', r(1, 0, 1, 41), r(1, 6, 1, 10), []],
+    ['for each seed', 2, '', r(2, 0, 5, 1), r(2, 0, 2, 3), [
+      ['warm', 12, 'sft', r(3, 2, 3, 53), r(3, 8, 3, 12), []],
+      ['eval', 12, 'evaluate', r(4, 2, 5, 1), r(4, 8, 4, 12), []],
+    ]],
+  ]);
+});
+
+test('a burst of keystrokes is checked once, at the last version, not once per keystroke', async () => {
+  const text = 'stage data = synthetic_math { train: 10 }\n';
+  const uri = open(text);
+  await client.waitFor<{ uri: string }>('textDocument/publishDiagnostics', (p) => p.uri === uri);
+  // Typing `, seed: "x"` before the closing `}`, one character per change, as an editor sends it.
+  const typed = ', seed: "x"';
+  for (let i = 0; i < typed.length; i++) {
+    const at = { line: 0, character: 39 + i };
+    client.notify('textDocument/didChange', { textDocument: { uri, version: 2 + i }, contentChanges: [{ range: { start: at, end: at }, text: typed[i] }] });
+  }
+  const last = 1 + typed.length;
+  const published = await client.waitFor<{ uri: string; version: number; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri && p.version === last);
+  assert.equal(published.diagnostics.map((d) => [d.code, d.range]), [['E_PARAM_TYPE', { start: { line: 0, character: 47 }, end: { line: 0, character: 50 } }]]);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const versions = client.notifications.filter((m) => m.method === 'textDocument/publishDiagnostics' && (m.params as { uri: string }).uri === uri);
+  assert.equal(versions.map((m) => (m.params as { version: number }).version), [1, last]);
 });
 
 test('shutdown and exit end the server with code 0', async () => {
