@@ -316,7 +316,7 @@ const NUMBER_OR_NULL = { type: ['number', 'null'] };
 
 export const REPORT: StageKind<ReportParams> = {
   name: 'report',
-  version: 5,
+  version: 6,
   description:
     'Results table of an ablation from its evaluate stages: report.md, report.csv and a self-contained report.html ' +
     'with the provenance of the run, a per-variant accuracy chart, training and validation loss curves, a reference ' +

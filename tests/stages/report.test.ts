@@ -216,7 +216,7 @@ test('eval losses are compared only among rows measured on the same data, and th
   assert.ok(html.includes('<tr class="baseline"><td>epochs=1</td>'));
   const svg = await read('loss-curves.svg');
   assert.is(svg.match(/<g class="panel">/g)!.length, 2); // the baselines' losses have a panel and scale of their own
-  assert.ok(svg.includes('>start and baselines (no pauses)<title>'));
+  assert.ok(svg.includes('<title>start and baselines (no pauses)</title><tspan x="710" y="52">start and baselines (no pauses)</tspan>'));
   assert.ok(ctx.logs.some((l) => l.includes('Not compared')));
 });
 
@@ -304,7 +304,7 @@ test('many variants get a small loss panel each, on one shared scale', async () 
   const svg = await read('loss-curves.svg');
   assert.is(svg.match(/<g class="panel">/g)!.length, 8);
   assert.is(svg.match(/<g class="legend">/g), null);
-  assert.ok(svg.includes('>v=7<title>v=7</title></text>'));
+  assert.ok(svg.includes('<title>v=7</title><tspan x="500" y="440">v=7</tspan>'));
   // One scale: every panel has the same y tick labels.
   const ticks = [...svg.matchAll(/<g class="panel">(.*?)<\/g>/g)].map((m) => [...m[1]!.matchAll(/text-anchor="end" fill="#444">([^<]+)</g)].map((t) => t[1]).join(','));
   assert.is(new Set(ticks).size, 1);
