@@ -385,7 +385,7 @@ export const REPORT: StageKind<ReportParams> = {
       rows,
       shape: tableShape(rows, reference?.name ?? null),
       reference,
-      provenance: await collectProvenance(ctx.workspace, ctx.run, rows),
+      provenance: await collectProvenance(ctx.workspace, ctx.run, rows, root),
       files: rowFiles(rows, ctx.workspace, root === null ? null : artifactDirOf(root, ctx.key)),
     };
     const accuracySvg = accuracyChart(rows, seedGroups(rows), reference?.name ?? null);

@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
@@ -356,6 +357,26 @@ test('inputs without evaluate metrics are named with what they lack', async () =
       '`accuracy_std` must be a number; `n` must be a number; `avg_pauses` must be a number; `eval_loss` must be a number or null; ' +
       '`predictions` must be a path; `model` must be {stage, key}; `training` must be null or {train_loss_curve, eval_loss_curve, eval_loss, trainable}');
   }
+});
+
+test('the git line: the cache folder in the workspace is no uncommitted change; a repository without a commit says so', async () => {
+  const ws = await tempDir('report-git');
+  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: ws, encoding: 'utf8' });
+  git('init', '-q');
+  const runs = await evaluateRefs(ws);
+  const gitLine = async () => {
+    const ctx = await makeContext(REPORT, { workspace: ws, inputs: { runs } });
+    await REPORT.run(ctx);
+    return (await readFile(path.join(ctx.outDir, 'report.md'), 'utf8')).split('\n')[3];
+  };
+  assert.is(await gitLine(), '- **git commit**: no commit yet');
+  await writeFile(path.join(ws, 'pause.pipe'), '# the pipeline\n');
+  git('add', 'pause.pipe');
+  git('commit', '-q', '-m', 'pipeline');
+  const commit = git('rev-parse', 'HEAD').trim().slice(0, 12);
+  assert.is(await gitLine(), `- **git commit**: ${commit}, clean`);
+  await writeFile(path.join(ws, 'pause.pipe'), '# the pipeline, edited\n');
+  assert.is(await gitLine(), `- **git commit**: ${commit} with uncommitted changes (1 file)`);
 });
 
 test.after(removeTempDirs);
