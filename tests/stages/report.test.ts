@@ -113,9 +113,9 @@ test('report.md starts with the provenance, then the exact table; cache paths ar
 test('report.csv has one row per variant with full-precision numbers and the cache paths', async () => {
   const { read } = await runReport();
   const lines = (await read('report.csv')).split('\r\n');
-  assert.is(lines[0], 'label,stage,role,trainable,lora,trainable_params,total_params,backend,accuracy,accuracy_std,n,eval_loss,eval_loss_data,' +
+  assert.is(lines[0], 'label,stage,role,variant.embed,variant.head,trainable,lora,trainable_params,total_params,backend,accuracy,accuracy_std,n,eval_loss,eval_loss_data,' +
     'eval_loss_rows,delta_accuracy,reference_accuracy,reference_eval_loss,avg_pauses,predictions,model_stage,model_key,model_dir,modules_to_save');
-  assert.is(lines[1], '"embed=true, head=true","eval[embed=true,head=true]",run,new_embedding+ctrl_tok_clf,false,1000,50000,,0.48,0.4996,100,' +
+  assert.is(lines[1], '"embed=true, head=true","eval[embed=true,head=true]",run,true,true,new_embedding+ctrl_tok_clf,false,1000,50000,,0.48,0.4996,100,' +
     '0.57003,paused,200,,,,1.5,.pausepipe/objects/e1/e1a0/artifacts/test_results.json,"warm[embed=true,head=true]",a1b2,.pausepipe/objects/a1/a1b2/artifacts,');
   assert.is(lines.length, 5); // header, 3 rows, the empty string after the last CRLF
   assert.is(lines[4], '');
