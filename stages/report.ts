@@ -62,10 +62,17 @@ function exportIntro(pipeline: string | null): string {
     : 'Copy a model out of the cache into a folder of your choice, from the project folder:';
 }
 
+/** Rows a headline sentence names; beyond this many tied rows it counts the rest (the table marks them all in bold). */
+export const SUMMARY_NAMES = 3;
+
 /** The headline sentences: best accuracy, and the lowest eval loss among the rows measured on each data. */
 export function summary(rows: readonly ReportRow[]): string[] {
   const best = bestRows(rows);
-  const names = (idx: Iterable<number>): string => [...idx].map((i) => rows[i]!.label).join('; ');
+  const names = (idx: Iterable<number>): string => {
+    const labels = [...idx].map((i) => rows[i]!.label);
+    if (labels.length <= SUMMARY_NAMES) return labels.join('; ');
+    return `${labels.length} rows: ${labels.slice(0, SUMMARY_NAMES).join('; ')} and ${labels.length - SUMMARY_NAMES} more, in bold in the table`;
+  };
   const out = [best.accuracy.size > 0
     ? `Best test accuracy: ${formatAccuracy(rows[[...best.accuracy][0]!]!.accuracy)} (${names(best.accuracy)}).`
     : `Every row has test accuracy ${formatAccuracy(rows[0]!.accuracy)}.`];

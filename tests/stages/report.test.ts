@@ -169,6 +169,14 @@ test('when every row ties nothing is bold, and the summary says so', async () =>
   assert.ok(md.includes('Every row has test accuracy 0.000. Every row measured on `paused` has eval loss 7.50000.'));
 });
 
+test('a best value many rows share names the first three and counts the rest', async () => {
+  const tied = Array.from({ length: 5 }, (_, i) => ({ ...VARIANTS[0]!, variant: { v: i }, evalKey: `e${i}00`, modelKey: `m${i}00`, accuracy: i < 4 ? 0.5 : 0.25, evalLoss: i < 4 ? 0.57003 : 0.9 }));
+  const { read } = await runReport({}, {}, tied);
+  const md = await read('report.md');
+  assert.ok(md.includes('Best test accuracy: 0.500 (4 rows: v=0; v=1; v=2 and 1 more, in bold in the table). ' +
+    'Lowest eval loss on the validation split of `paused`: 0.57003 (4 rows: v=0; v=1; v=2 and 1 more, in bold in the table).'), md);
+});
+
 test('a single evaluation (the last step only) is still drawn as a point', async () => {
   const one = VARIANTS.slice(0, 1).map((v) => ({ ...v }));
   const ws = await tempDir('report-one-eval');
