@@ -212,6 +212,14 @@ export function applyReference(rows: ReportRow[], reference: ReferenceTable): Re
   return unmatched;
 }
 
+/**
+ * The points a chart can place: JSON has no NaN or Infinity, so a diverged loss written by a script arrives as null,
+ * which the chart's arithmetic would read as 0, drawing the worst run as a perfect one.
+ */
+function finitePoints(points: readonly [number, number][]): [number, number][] {
+  return points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+}
+
 export interface RowInputs {
   start: readonly ArtifactRef[];
   runs: readonly ArtifactRef[];
@@ -263,7 +271,9 @@ export function buildRows(
       model_dir: root === null ? null : showPath(workspace, artifactDirOf(root, m.model.key)),
       delta_accuracy: null,
     });
-    if (m.training?.train_loss_curve) curves.push({ label, role, train: m.training.train_loss_curve, eval: m.training.eval_loss_curve ?? [] });
+    if (m.training?.train_loss_curve) {
+      curves.push({ label, role, train: finitePoints(m.training.train_loss_curve), eval: finitePoints(m.training.eval_loss_curve ?? []) });
+    }
   };
   inputs.start.forEach((r) => add(r, 'start'));
   inputs.runs.forEach((r) => add(r, 'run'));

@@ -177,6 +177,15 @@ test('a best value many rows share names the first three and counts the rest', a
     'Lowest eval loss on the validation split of `paused`: 0.57003 (4 rows: v=0; v=1; v=2 and 1 more, in bold in the table).'), md);
 });
 
+test('a loss the metrics hold as null (NaN in JSON) is left out of the curve, not drawn as 0', async () => {
+  const curve = [[0, 2.5], [50, null], [100, 0.9]] as unknown as [number, number][];
+  const { read } = await runReport({}, {}, [{ ...VARIANTS[0]!, curve }]);
+  const svg = await read('loss-curves.svg');
+  const training = [...svg.matchAll(/<path class="series training" d="([^"]+)"/g)].map((m) => m[1]!.match(/[ML]/g)!.length);
+  assert.equal(training, [2]);
+  assert.not.match(svg, /NaN/);
+});
+
 test('a single evaluation (the last step only) is still drawn as a point', async () => {
   const one = VARIANTS.slice(0, 1).map((v) => ({ ...v }));
   const ws = await tempDir('report-one-eval');
