@@ -1,5 +1,5 @@
 // The `pausepipe` command line: run, plan, show, diff, dag, check, gc, verify, watch, export, exec, lsp, kinds.
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -724,6 +724,11 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.failed;
       }
       const target = path.resolve(folder);
+      const existingFile = await stat(target).then((st) => !st.isDirectory(), () => false);
+      if (existingFile) {
+        write(io.stderr, `pausepipe export: ${target} is a file; give a new or empty folder`);
+        return EXIT.failed;
+      }
       const existing = await readdir(target).catch(() => []);
       if (existing.length > 0) {
         write(io.stderr, `pausepipe export: ${target} is not empty`);

@@ -1,5 +1,5 @@
 // `pausepipe diff`: every variant's metrics now against the same pipeline at a git revision or before the last run, with deltas.
-import { formatNumber } from './format.ts';
+import { formatMetric } from './format.ts';
 import type { JsonValue } from './json.ts';
 import type { StageInstance } from './pipeline.ts';
 import { renderGrid, type Scalar } from './show.ts';
@@ -52,9 +52,10 @@ function isScalar(v: JsonValue | undefined): v is Scalar {
   return v === null || (v !== undefined && typeof v !== 'object');
 }
 
-/** The difference as people read it: the float noise of a subtraction (0.05000000000000004) rounded away. */
+/** The difference as people read it: the float noise of a subtraction (0.05000000000000004) rounded away; counts exact. */
 function delta(a: Scalar | undefined, b: Scalar | undefined): number | null {
-  return typeof a === 'number' && typeof b === 'number' ? Number((b - a).toPrecision(6)) : null;
+  if (typeof a !== 'number' || typeof b !== 'number') return null;
+  return Number.isSafeInteger(a) && Number.isSafeInteger(b) ? b - a : Number((b - a).toPrecision(6));
 }
 
 /**
@@ -96,13 +97,13 @@ export function diffMetrics(before: MetricsSide, now: MetricsSide, opts: DiffOpt
 
 function shown(v: Scalar | undefined): string {
   if (v === undefined) return '-';
-  if (typeof v === 'number') return formatNumber(Number(v.toPrecision(6)));
+  if (typeof v === 'number') return formatMetric(v);
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
 function shownDelta(d: number | null): string {
   if (d === null) return '';
-  return d > 0 ? `+${formatNumber(d)}` : formatNumber(d);
+  return d > 0 ? `+${formatMetric(d)}` : formatMetric(d);
 }
 
 /** Text (aligned, within `width` columns when given) or Markdown; JSON is the DiffResult itself. */

@@ -9,6 +9,17 @@ export function formatNumber(n: number): string {
   return exp.length < plain.length ? exp : plain;
 }
 
+/**
+ * A measured number for people: counts (integers) in full, anything else to six significant digits. A rounded
+ * number whose plain form would show zeros that were never measured (1234567.8 → 1234570) is written with an
+ * exponent instead (`1.23457e6`).
+ */
+export function formatMetric(n: number): string {
+  if (Number.isSafeInteger(n)) return String(n);
+  const rounded = Number(n.toPrecision(6));
+  return Number.isInteger(rounded) && Math.abs(rounded) >= 1e6 ? rounded.toExponential().replace('e+', 'e') : formatNumber(rounded);
+}
+
 /** Compact JSON with numbers in `formatNumber` style, cut to `max` characters. */
 export function formatValue(v: JsonValue | undefined, max = 60): string {
   const text = render(v);

@@ -1,5 +1,5 @@
 // The results tables of `show`: one row per computed variant, loop variables then scalar metrics, one table per declared stage.
-import { formatNumber } from './format.ts';
+import { formatMetric } from './format.ts';
 import type { JsonValue } from './json.ts';
 import type { Pipeline } from './pipeline.ts';
 
@@ -64,10 +64,10 @@ export function buildResultTable(
   return { table, notComputed };
 }
 
-/** Six significant digits for people; CSV and JSON keep full precision. */
+/** Six significant digits (counts in full) for people; CSV and JSON keep full precision. */
 function shown(v: JsonValue | undefined, exact: boolean): string {
   if (v === undefined) return exact ? '' : '-';
-  if (typeof v === 'number') return exact ? String(v) : formatNumber(Number(v.toPrecision(6)));
+  if (typeof v === 'number') return exact ? String(v) : formatMetric(v);
   if (typeof v === 'string') return v;
   return JSON.stringify(v);
 }

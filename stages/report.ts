@@ -62,10 +62,17 @@ function exportIntro(pipeline: string | null): string {
     : 'Copy a model out of the cache into a folder of your choice, from the project folder:';
 }
 
+/** Rows a headline sentence names; beyond this many tied rows it counts the rest (the table marks them all in bold). */
+export const SUMMARY_NAMES = 3;
+
 /** The headline sentences: best accuracy, and the lowest eval loss among the rows measured on each data. */
 export function summary(rows: readonly ReportRow[]): string[] {
   const best = bestRows(rows);
-  const names = (idx: Iterable<number>): string => [...idx].map((i) => rows[i]!.label).join('; ');
+  const names = (idx: Iterable<number>): string => {
+    const labels = [...idx].map((i) => rows[i]!.label);
+    if (labels.length <= SUMMARY_NAMES) return labels.join('; ');
+    return `${labels.length} rows: ${labels.slice(0, SUMMARY_NAMES).join('; ')} and ${labels.length - SUMMARY_NAMES} more, in bold in the table`;
+  };
   const out = [best.accuracy.size > 0
     ? `Best test accuracy: ${formatAccuracy(rows[[...best.accuracy][0]!]!.accuracy)} (${names(best.accuracy)}).`
     : `Every row has test accuracy ${formatAccuracy(rows[0]!.accuracy)}.`];
@@ -316,7 +323,7 @@ const NUMBER_OR_NULL = { type: ['number', 'null'] };
 
 export const REPORT: StageKind<ReportParams> = {
   name: 'report',
-  version: 5,
+  version: 6,
   description:
     'Results table of an ablation from its evaluate stages: report.md, report.csv and a self-contained report.html ' +
     'with the provenance of the run, a per-variant accuracy chart, training and validation loss curves, a reference ' +
@@ -385,7 +392,7 @@ export const REPORT: StageKind<ReportParams> = {
       rows,
       shape: tableShape(rows, reference?.name ?? null),
       reference,
-      provenance: await collectProvenance(ctx.workspace, ctx.run, rows),
+      provenance: await collectProvenance(ctx.workspace, ctx.run, rows, root),
       files: rowFiles(rows, ctx.workspace, root === null ? null : artifactDirOf(root, ctx.key)),
     };
     const accuracySvg = accuracyChart(rows, seedGroups(rows), reference?.name ?? null);

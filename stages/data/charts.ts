@@ -28,7 +28,10 @@ const BAR_BEST = '#1f5fa8';
 const REFERENCE = '#c0392b';
 // Roughly the advance of one character at 12px in a sans-serif font; only used to size label columns.
 const CHAR_WIDTH = 7.2;
-const MAX_LABEL_CHARS = 48;
+// Long enough for four or five loop variables (`pause=embed+head, lm=lm_head+embed, lora=false, lr=0.0001`).
+const MAX_LABEL_CHARS = 72;
+const TITLE_LINE_HEIGHT = 14;
+const MAX_TITLE_LINES = 3;
 
 export function escapeXml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
@@ -42,8 +45,31 @@ export function seriesColor(index: number): string {
   return CATEGORICAL[index] ?? `hsl(${Math.round((index * 137.508) % 360)}, 65%, 42%)`;
 }
 
-function shorten(label: string): string {
-  return label.length <= MAX_LABEL_CHARS ? label : `${label.slice(0, MAX_LABEL_CHARS - 1)}…`;
+/**
+ * A label cut to `max` characters in the middle: variant labels differ as often at their end (the last loop
+ * variable) as at their start, so both ends stay. Counts code points, so no emoji is cut in half.
+ */
+export function shorten(label: string, max = MAX_LABEL_CHARS): string {
+  const chars = Array.from(label);
+  if (chars.length <= max) return label;
+  const head = Math.ceil((max - 1) / 2);
+  return `${chars.slice(0, head).join('')}…${chars.slice(chars.length - (max - 1 - head)).join('')}`;
+}
+
+/**
+ * A title in lines of at most `width` characters, broken after the commas and spaces of a variant label, at most
+ * MAX_TITLE_LINES of them (the last one shortened when the rest does not fit).
+ */
+export function wrapTitle(title: string, width: number): string[] {
+  const words = title.match(/[^ ]+ */g) ?? [''];
+  const lines: string[] = [];
+  for (const word of words) {
+    const last = lines.at(-1);
+    if (last !== undefined && Array.from(last + word.trimEnd()).length <= width) lines[lines.length - 1] = last + word;
+    else lines.push(word);
+  }
+  const kept = lines.length <= MAX_TITLE_LINES ? lines : [...lines.slice(0, MAX_TITLE_LINES - 1), lines.slice(MAX_TITLE_LINES - 1).join('')];
+  return kept.map((l) => shorten(l.trimEnd(), width));
 }
 
 function fmt(value: number): string {
@@ -131,6 +157,12 @@ function rangesOf(series: readonly Series[]): Ranges {
   };
 }
 
+/** A panel's title as drawn (wrapped lines) and as its tooltip says it (whole). */
+interface PanelTitle {
+  lines: string[];
+  whole: string;
+}
+
 interface Frame {
   left: number;
   top: number;
@@ -142,7 +174,7 @@ interface Frame {
  * One plot: grid, tick labels, axes, and each series as a line (dashed on request) and, with `markers`, a dot
  * per point, so a series of one point (a single evaluation) is still visible.
  */
-function plotParts(series: readonly Series[], f: Frame, r: Ranges, colorOf: (label: string) => string, title?: string): string[] {
+function plotParts(series: readonly Series[], f: Frame, r: Ranges, colorOf: (label: string) => string, title?: PanelTitle): string[] {
   const { xTicks, yTicks } = r;
   const [x0, x1] = [xTicks[0]!, xTicks.at(-1)! > xTicks[0]! ? xTicks.at(-1)! : xTicks[0]! + 1];
   const [y0, y1] = [yTicks[0]!, yTicks.at(-1)! > yTicks[0]! ? yTicks.at(-1)! : yTicks[0]! + 1];
@@ -150,7 +182,10 @@ function plotParts(series: readonly Series[], f: Frame, r: Ranges, colorOf: (lab
   const py = (v: number): number => f.top + f.height - ((v - y0) / (y1 - y0)) * f.height;
   const parts: string[] = [];
   if (title !== undefined) {
-    parts.push(`<text x="${f.left + f.width / 2}" y="${f.top - 8}" text-anchor="middle">${escapeXml(shorten(title))}<title>${escapeXml(title)}</title></text>`);
+    // Lines end just above the plot; the tooltip keeps the whole title.
+    const first = f.top - 8 - (title.lines.length - 1) * TITLE_LINE_HEIGHT;
+    const spans = title.lines.map((l, i) => `<tspan x="${f.left + f.width / 2}" y="${first + i * TITLE_LINE_HEIGHT}">${escapeXml(l)}</tspan>`).join('');
+    parts.push(`<text text-anchor="middle"><title>${escapeXml(title.whole)}</title>${spans}</text>`);
   }
   for (const t of yTicks) {
     parts.push(`<line x1="${f.left}" y1="${fmt(py(t))}" x2="${f.left + f.width}" y2="${fmt(py(t))}" stroke="${GRID}"/>`);
@@ -251,7 +286,10 @@ export function panelsSvg(panels: readonly Panel[], o: PanelsOptions): string {
     scales.set(scale, rangesOf(panels.filter((p) => p.scale === scale).flatMap((p) => p.series)));
   }
   const cellWidth = o.plotWidth + 70;
-  const cellHeight = o.plotHeight + 64;
+  // Panel titles wrap within their cell: a title wider than its panel ran into its neighbours'.
+  const titles: PanelTitle[] = panels.map((p) => ({ lines: wrapTitle(p.title, Math.floor((o.plotWidth + 40) / CHAR_WIDTH)), whole: p.title }));
+  const titleSpace = (Math.max(1, ...titles.map((t) => t.lines.length)) - 1) * TITLE_LINE_HEIGHT;
+  const cellHeight = o.plotHeight + 64 + titleSpace;
   const columns = Math.max(1, Math.min(o.columns, panels.length));
   const rowsCount = Math.max(1, Math.ceil(panels.length / columns));
   const top = 40;
@@ -265,13 +303,13 @@ export function panelsSvg(panels: readonly Panel[], o: PanelsOptions): string {
   panels.forEach((p, i) => {
     const f: Frame = {
       left: 20 + (i % columns) * cellWidth + 50,
-      top: top + Math.floor(i / columns) * cellHeight + 20,
+      top: top + Math.floor(i / columns) * cellHeight + 20 + titleSpace,
       width: o.plotWidth,
       height: o.plotHeight,
     };
     const own = seriesColor(labels.indexOf(p.series[0]?.label ?? ''));
     const color = o.legend ? (l: string) => colorOf.get(l)! : () => own;
-    parts.push(`<g class="panel">${plotParts(p.series, f, scales.get(p.scale)!, color, p.title).join('')}</g>`);
+    parts.push(`<g class="panel">${plotParts(p.series, f, scales.get(p.scale)!, color, titles[i]).join('')}</g>`);
   });
   parts.push(`<text x="${gridWidth / 2}" y="${gridBottom + 4}" text-anchor="middle" fill="${AXIS}">${escapeXml(o.xLabel)}</text>`);
   parts.push(`<text transform="translate(14 ${top + (rowsCount * cellHeight) / 2}) rotate(-90)" text-anchor="middle" fill="${AXIS}">${escapeXml(o.yLabel)}</text>`);

@@ -1,5 +1,6 @@
 // Where a report's numbers come from: the pipeline file, the git commit, backends, date, versions and overrides.
 import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import type { JsonValue } from '../../runtime/json.ts';
 import { PAUSEPIPE_VERSION } from '../../runtime/version.ts';
@@ -27,12 +28,21 @@ export interface Provenance {
 
 /**
  * `git rev-parse HEAD` and the count of `git status --porcelain` lines (untracked files count: a new .pipe file
- * that is not committed is a change too). Never throws: no git, or no repository, is a fact to report.
+ * that is not committed is a change too), leaving out `cacheRoot` when it lies in the workspace: the cache is no
+ * change to the sources, yet an untracked `.pausepipe/` made every report say "uncommitted changes". Never throws:
+ * no git, no repository or no commit yet is a fact to report.
  */
-export async function gitState(workspace: string): Promise<GitState> {
+export async function gitState(workspace: string, cacheRoot: string | null = null): Promise<GitState> {
+  const inside = cacheRoot !== null && !path.relative(workspace, cacheRoot).startsWith('..') && path.resolve(cacheRoot) !== path.resolve(workspace);
+  const pathspec = inside ? ['--', ':/', `:(exclude)${path.resolve(cacheRoot)}`] : [];
   try {
-    const head = await run('git', ['rev-parse', 'HEAD'], { cwd: workspace });
-    const status = await run('git', ['status', '--porcelain'], { cwd: workspace, maxBuffer: 64 * 1024 * 1024 });
+    // With --quiet a repository without a commit exits 1 and says nothing; anything else is a real error.
+    const head = await run('git', ['rev-parse', '--verify', '--quiet', 'HEAD'], { cwd: workspace }).catch((e: { code?: unknown; stderr?: string }) => {
+      if (e.code === 1 && !e.stderr) return null;
+      throw e;
+    });
+    if (head === null) return { unavailable: 'no commit yet' };
+    const status = await run('git', ['status', '--porcelain', ...pathspec], { cwd: workspace, maxBuffer: 64 * 1024 * 1024 });
     return { commit: head.stdout.trim(), changed: status.stdout.split('\n').filter((l) => l.trim() !== '').length };
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: string };
@@ -41,12 +51,18 @@ export async function gitState(workspace: string): Promise<GitState> {
   }
 }
 
-export async function collectProvenance(workspace: string, run: RunInfo | undefined, rows: readonly ReportRow[], now = new Date()): Promise<Provenance> {
+export async function collectProvenance(
+  workspace: string,
+  run: RunInfo | undefined,
+  rows: readonly ReportRow[],
+  cacheRoot: string | null = null,
+  now = new Date(),
+): Promise<Provenance> {
   const counts = new Map<string, number>();
   for (const r of rows) if (r.backend !== null) counts.set(r.backend, (counts.get(r.backend) ?? 0) + 1);
   return {
     pipeline: run?.pipeline ?? null,
-    git: await gitState(workspace),
+    git: await gitState(workspace, cacheRoot),
     backends: [...counts].map(([backend, n]) => ({ backend, rows: n })),
     date: now.toISOString(),
     versions: { pausepipe: PAUSEPIPE_VERSION, node: process.version },

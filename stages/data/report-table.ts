@@ -212,6 +212,14 @@ export function applyReference(rows: ReportRow[], reference: ReferenceTable): Re
   return unmatched;
 }
 
+/**
+ * The points a chart can place: JSON has no NaN or Infinity, so a diverged loss written by a script arrives as null,
+ * which the chart's arithmetic would read as 0, drawing the worst run as a perfect one.
+ */
+function finitePoints(points: readonly [number, number][]): [number, number][] {
+  return points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+}
+
 export interface RowInputs {
   start: readonly ArtifactRef[];
   runs: readonly ArtifactRef[];
@@ -263,7 +271,9 @@ export function buildRows(
       model_dir: root === null ? null : showPath(workspace, artifactDirOf(root, m.model.key)),
       delta_accuracy: null,
     });
-    if (m.training?.train_loss_curve) curves.push({ label, role, train: m.training.train_loss_curve, eval: m.training.eval_loss_curve ?? [] });
+    if (m.training?.train_loss_curve) {
+      curves.push({ label, role, train: finitePoints(m.training.train_loss_curve), eval: finitePoints(m.training.eval_loss_curve ?? []) });
+    }
   };
   inputs.start.forEach((r) => add(r, 'start'));
   inputs.runs.forEach((r) => add(r, 'run'));
@@ -507,9 +517,26 @@ function csvField(value: JsonValue): string {
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/** RFC 4180 CSV with full-precision numbers and the cache paths; empty fields for nulls, trainable groups and modules_to_save joined by `+`. */
+/** A loop variable's value in its CSV column: as the label writes it (strings bare, lists and objects as JSON). */
+const variableField = (v: JsonValue | undefined): string => csvField(v === undefined || v === null ? null : valueText(v));
+
+/**
+ * RFC 4180 CSV with full-precision numbers and the cache paths; empty fields for nulls, trainable groups and
+ * modules_to_save joined by `+`. Each loop variable has a column of its own, `variant.NAME` after `role` (the
+ * prefix keeps a variable such as `lora` apart from the column of that name), so a script can group and pivot by
+ * it without parsing labels; a row outside that loop leaves it empty.
+ */
 export function csvTable(rows: readonly ReportRow[]): string {
-  return [CSV_COLUMNS.join(','), ...rows.map((r) => CSV_COLUMNS.map((k) => csvField(r[k] as JsonValue)).join(','))].join('\r\n') + '\r\n';
+  const variables = [...new Set(rows.flatMap((r) => Object.keys(r.variant)))];
+  const head = CSV_COLUMNS.slice(0, CSV_COLUMNS.indexOf('role') + 1);
+  const tail = CSV_COLUMNS.slice(head.length);
+  const header = [...head, ...variables.map((v) => `variant.${v}`), ...tail];
+  const line = (r: ReportRow): string => [
+    ...head.map((k) => csvField(r[k] as JsonValue)),
+    ...variables.map((v) => variableField(r.variant[v])),
+    ...tail.map((k) => csvField(r[k] as JsonValue)),
+  ].join(',');
+  return [header.map(csvField).join(','), ...rows.map(line)].join('\r\n') + '\r\n';
 }
 
 export function escapeHtml(text: string): string {

@@ -71,4 +71,16 @@ test('a table wider than the terminal continues below, stage and variable column
   assert.is(renderTable(table, 'text', 80).split('\n')[0], 'stage  lr  accuracy  accuracy_std  eval_loss  avg_pauses');
 });
 
+test('counts are shown in full, other numbers to six significant digits without invented zeros', () => {
+  const counts = { 'fit[lr=1]': { params: 7241732096, tokens: 1234567.8, loss: 0.123456789, huge: 12345678901234567890 } };
+  const { table } = buildResultTable(pipelineOf('/ws', [pipeline.stages[0]!]), (n) => counts[n as keyof typeof counts]);
+  assert.is(renderTable(table, 'text'), [
+    'stage  lr  params      tokens     loss      huge',
+    '-----  --  ----------  ---------  --------  ----------',
+    'fit    1   7241732096  1.23457e6  0.123457  1.23457e19',
+    '',
+  ].join('\n'));
+  assert.is(renderTable(table, 'csv').split('\n')[1], 'fit,1,7241732096,1234567.8,0.123456789,12345678901234567000');
+});
+
 test.run();

@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
@@ -112,9 +113,9 @@ test('report.md starts with the provenance, then the exact table; cache paths ar
 test('report.csv has one row per variant with full-precision numbers and the cache paths', async () => {
   const { read } = await runReport();
   const lines = (await read('report.csv')).split('\r\n');
-  assert.is(lines[0], 'label,stage,role,trainable,lora,trainable_params,total_params,backend,accuracy,accuracy_std,n,eval_loss,eval_loss_data,' +
+  assert.is(lines[0], 'label,stage,role,variant.embed,variant.head,trainable,lora,trainable_params,total_params,backend,accuracy,accuracy_std,n,eval_loss,eval_loss_data,' +
     'eval_loss_rows,delta_accuracy,reference_accuracy,reference_eval_loss,avg_pauses,predictions,model_stage,model_key,model_dir,modules_to_save');
-  assert.is(lines[1], '"embed=true, head=true","eval[embed=true,head=true]",run,new_embedding+ctrl_tok_clf,false,1000,50000,,0.48,0.4996,100,' +
+  assert.is(lines[1], '"embed=true, head=true","eval[embed=true,head=true]",run,true,true,new_embedding+ctrl_tok_clf,false,1000,50000,,0.48,0.4996,100,' +
     '0.57003,paused,200,,,,1.5,.pausepipe/objects/e1/e1a0/artifacts/test_results.json,"warm[embed=true,head=true]",a1b2,.pausepipe/objects/a1/a1b2/artifacts,');
   assert.is(lines.length, 5); // header, 3 rows, the empty string after the last CRLF
   assert.is(lines[4], '');
@@ -168,6 +169,23 @@ test('when every row ties nothing is bold, and the summary says so', async () =>
   assert.ok(md.includes('Every row has test accuracy 0.000. Every row measured on `paused` has eval loss 7.50000.'));
 });
 
+test('a best value many rows share names the first three and counts the rest', async () => {
+  const tied = Array.from({ length: 5 }, (_, i) => ({ ...VARIANTS[0]!, variant: { v: i }, evalKey: `e${i}00`, modelKey: `m${i}00`, accuracy: i < 4 ? 0.5 : 0.25, evalLoss: i < 4 ? 0.57003 : 0.9 }));
+  const { read } = await runReport({}, {}, tied);
+  const md = await read('report.md');
+  assert.ok(md.includes('Best test accuracy: 0.500 (4 rows: v=0; v=1; v=2 and 1 more, in bold in the table). ' +
+    'Lowest eval loss on the validation split of `paused`: 0.57003 (4 rows: v=0; v=1; v=2 and 1 more, in bold in the table).'), md);
+});
+
+test('a loss the metrics hold as null (NaN in JSON) is left out of the curve, not drawn as 0', async () => {
+  const curve = [[0, 2.5], [50, null], [100, 0.9]] as unknown as [number, number][];
+  const { read } = await runReport({}, {}, [{ ...VARIANTS[0]!, curve }]);
+  const svg = await read('loss-curves.svg');
+  const training = [...svg.matchAll(/<path class="series training" d="([^"]+)"/g)].map((m) => m[1]!.match(/[ML]/g)!.length);
+  assert.equal(training, [2]);
+  assert.not.match(svg, /NaN/);
+});
+
 test('a single evaluation (the last step only) is still drawn as a point', async () => {
   const one = VARIANTS.slice(0, 1).map((v) => ({ ...v }));
   const ws = await tempDir('report-one-eval');
@@ -216,7 +234,7 @@ test('eval losses are compared only among rows measured on the same data, and th
   assert.ok(html.includes('<tr class="baseline"><td>epochs=1</td>'));
   const svg = await read('loss-curves.svg');
   assert.is(svg.match(/<g class="panel">/g)!.length, 2); // the baselines' losses have a panel and scale of their own
-  assert.ok(svg.includes('>start and baselines (no pauses)<title>'));
+  assert.ok(svg.includes('<title>start and baselines (no pauses)</title><tspan x="710" y="52">start and baselines (no pauses)</tspan>'));
   assert.ok(ctx.logs.some((l) => l.includes('Not compared')));
 });
 
@@ -304,7 +322,7 @@ test('many variants get a small loss panel each, on one shared scale', async () 
   const svg = await read('loss-curves.svg');
   assert.is(svg.match(/<g class="panel">/g)!.length, 8);
   assert.is(svg.match(/<g class="legend">/g), null);
-  assert.ok(svg.includes('>v=7<title>v=7</title></text>'));
+  assert.ok(svg.includes('<title>v=7</title><tspan x="500" y="440">v=7</tspan>'));
   // One scale: every panel has the same y tick labels.
   const ticks = [...svg.matchAll(/<g class="panel">(.*?)<\/g>/g)].map((m) => [...m[1]!.matchAll(/text-anchor="end" fill="#444">([^<]+)</g)].map((t) => t[1]).join(','));
   assert.is(new Set(ticks).size, 1);
@@ -356,6 +374,26 @@ test('inputs without evaluate metrics are named with what they lack', async () =
       '`accuracy_std` must be a number; `n` must be a number; `avg_pauses` must be a number; `eval_loss` must be a number or null; ' +
       '`predictions` must be a path; `model` must be {stage, key}; `training` must be null or {train_loss_curve, eval_loss_curve, eval_loss, trainable}');
   }
+});
+
+test('the git line: the cache folder in the workspace is no uncommitted change; a repository without a commit says so', async () => {
+  const ws = await tempDir('report-git');
+  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: ws, encoding: 'utf8' });
+  git('init', '-q');
+  const runs = await evaluateRefs(ws);
+  const gitLine = async () => {
+    const ctx = await makeContext(REPORT, { workspace: ws, inputs: { runs } });
+    await REPORT.run(ctx);
+    return (await readFile(path.join(ctx.outDir, 'report.md'), 'utf8')).split('\n')[3];
+  };
+  assert.is(await gitLine(), '- **git commit**: no commit yet');
+  await writeFile(path.join(ws, 'pause.pipe'), '# the pipeline\n');
+  git('add', 'pause.pipe');
+  git('commit', '-q', '-m', 'pipeline');
+  const commit = git('rev-parse', 'HEAD').trim().slice(0, 12);
+  assert.is(await gitLine(), `- **git commit**: ${commit}, clean`);
+  await writeFile(path.join(ws, 'pause.pipe'), '# the pipeline, edited\n');
+  assert.is(await gitLine(), `- **git commit**: ${commit} with uncommitted changes (1 file)`);
 });
 
 test.after(removeTempDirs);

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { barChartSvg, escapeXml, lineChartSvg, niceTicks, panelsSvg } from '../../../stages/data/charts.ts';
+import { barChartSvg, escapeXml, lineChartSvg, niceTicks, panelsSvg, shorten, wrapTitle } from '../../../stages/data/charts.ts';
 
 test('niceTicks steps by 1, 2 or 5 × 10^k and spans the whole range', () => {
   assert.equal(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
@@ -26,11 +26,28 @@ test('a bar is as long as its share of the axis; the whisker spans ± error', ()
   assert.is(svg.match(/<path d="M/g)!.length, 1);
 });
 
-test('long labels are shortened in the chart and kept whole in the tooltip', () => {
-  const label = 'x'.repeat(60);
-  const svg = barChartSvg([{ label, value: 0.1 }], { title: 't', axisLabel: 'x', max: 1 });
-  assert.ok(svg.includes(`<title>${label}: 0.1</title>`));
-  assert.ok(svg.includes(`>${'x'.repeat(47)}…</text>`));
+test('long labels are cut in the middle, so labels that differ only at their end stay apart; the tooltip keeps them whole', () => {
+  const label = (lr: string) => `${'x'.repeat(80)}, lr=${lr}`;
+  const svg = barChartSvg([{ label: label('0.0001'), value: 0.1 }, { label: label('0.0003'), value: 0.2 }], { title: 't', axisLabel: 'x', max: 1 });
+  assert.ok(svg.includes(`<title>${label('0.0001')}: 0.1</title>`));
+  assert.ok(svg.includes(`>${'x'.repeat(36)}…${'x'.repeat(24)}, lr=0.0001</text>`));
+  assert.ok(svg.includes(`>${'x'.repeat(36)}…${'x'.repeat(24)}, lr=0.0003</text>`));
+  assert.is(shorten('ab😀😀😀cd', 5), 'ab…cd');
+});
+
+test("small panels' titles wrap after the commas of a variant label instead of running into the next panel", () => {
+  const title = 'pause=embed+head, lm=lm_head+embed, lora=false, lr=0.0001';
+  assert.equal(wrapTitle(title, 41), ['pause=embed+head, lm=lm_head+embed,', 'lora=false, lr=0.0001']);
+  assert.equal(wrapTitle(`${'y'.repeat(50)} a b c d e`, 10), ['yyyyy…yyyy', 'a b c d e']);
+  assert.equal(wrapTitle('a1, b2, c3, d4, e5', 6), ['a1,', 'b2,', 'c3,…e5']);
+  const series = [{ label: title, points: [[0, 1], [10, 2]] as [number, number][] }];
+  const svg = panelsSvg([{ title, series, scale: 'runs' }, { title: 'short', series, scale: 'runs' }],
+    { title: 'T', xLabel: 'step', yLabel: 'loss', columns: 3, plotWidth: 240, plotHeight: 130, legend: false, styles: ['train', 'val'] });
+  assert.ok(svg.includes(`<text text-anchor="middle"><title>${title}</title><tspan x="190" y="52">pause=embed+head, lm=lm_head+embed,</tspan>` +
+    '<tspan x="190" y="66">lora=false, lr=0.0001</tspan></text>'));
+  // Both panels' plots start one title line lower, so the wrapped title stays clear of the plot.
+  assert.equal(svg.match(/<path d="M\d+ \d+V\d+H\d+"/g), ['<path d="M70 74V204H310"', '<path d="M380 74V204H620"']);
+  assert.ok(svg.includes('<tspan x="500" y="66">short</tspan>'));
 });
 
 test('a line chart gives series that share a label one colour and one legend entry', () => {

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
+import type { JsonValue } from '../../../runtime/json.ts';
 import { artifactDirOf, cacheRootOf, csvTable, formatTrainable, showPath, variantLabel, type ReportRow } from '../../../stages/data/report-table.ts';
 
 test('the cache root is found from an artifact folder in the cache layout', () => {
@@ -34,6 +35,28 @@ test('CSV fields with commas, quotes or newlines are quoted, nulls empty', () =>
     predictions: 'p', model_stage: 'm', model_key: 'k', model_dir: null, delta_accuracy: null,
   };
   assert.is(csvTable([row]).split('\r\n')[1], '"say ""hi"", twice",s,run,,,,,"wasm (SIMD, 1 thread)",0.1,0.3,10,,,,,,,0,p,m,k,,');
+});
+
+test('each loop variable is a CSV column of its own, empty on rows outside its loop', () => {
+  const row = (label: string, variant: Record<string, JsonValue>): ReportRow => ({
+    label, stage: label, role: 'run', variant, trainable: null, lora: true, trainable_params: null, total_params: null,
+    modules_to_save: null, accuracy: 0.5, accuracy_std: 0.5, n: 10, eval_loss: null, eval_loss_data: null, eval_loss_data_key: null, eval_loss_rows: null,
+    avg_pauses: 0, backend: null, reference_accuracy: null, reference_eval_loss: null, reference_note: null,
+    predictions: 'p', model_stage: 'm', model_key: 'k', model_dir: null, delta_accuracy: null,
+  });
+  const lines = csvTable([
+    row('start', {}),
+    row('a', { lr: 0.0001, lora: false, pause: 'embed+head', r: [8, 16] }),
+    row('b', { lr: 0.0003, lora: true, pause: 'a, "b"', r: null }),
+  ]).split('\r\n');
+  assert.is(lines[0]!.split(',').slice(0, 8).join(','), 'label,stage,role,variant.lr,variant.lora,variant.pause,variant.r,trainable');
+  const rest = ',,true,,,,0.5,0.5,10,,,,,,,0,p,m,k,,';
+  assert.equal(lines.slice(1), [
+    `start,start,run,,,,${rest}`,
+    `a,a,run,0.0001,false,embed+head,"[8,16]"${rest}`,
+    `b,b,run,0.0003,true,"a, ""b""",${rest}`,
+    '',
+  ]);
 });
 
 test('a variant trained with an explicit modules_to_save (a seed config) is marked in the table and the CSV', () => {
