@@ -201,8 +201,7 @@ function lastKey(tokens: IToken[]): string | null {
 
 /** Names a file declares, found from its tokens (so they are known while the file does not parse). */
 export interface Declarations {
-  /** `loop`: the index in `loops` of the `for each` the stage is declared in. */
-  /** `first`, `last`: the statement's first and last tokens. */
+  /** `loop`: the index in `loops` of the `for each` the stage is declared in; `first`, `last`: the statement's first and last tokens. */
   stages: { name: string; kind: string | null; token: IToken; loop: number | null; first: IToken; last: IToken }[];
   /** `next`: where the statement after the let starts (the end of the text after the last one). */
   lets: { name: string; token: IToken; valueEnd: number; next: number; first: IToken; last: IToken; loop: number | null }[];
