@@ -22,6 +22,7 @@ import { kindsMarkdown, kindsText } from './kinds-doc.ts';
 import { overrideNotes, overridesRecord, parseOverride, type Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Plan } from './plan.ts';
+import { describeFailure, lastFailure } from './commit.ts';
 import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
 import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
 import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
@@ -525,6 +526,12 @@ const COMMANDS: Record<string, Command> = {
       }
       const missing = notComputed.length - damaged.length;
       if (missing > 0) write(io.stderr, `${missing} stage(s) not computed yet: ${runCommand(s.pipeline.file, targets, values)}`);
+      // Those tried before: how that attempt ended, and where its log is.
+      for (const name of notComputed) {
+        const k = s.keys.get(name);
+        const failure = isKeyed(k) && !s.damage.has(k.key) ? lastFailure(s.store, k.key) : undefined;
+        if (failure) write(io.stderr, `  ${name}: ${describeFailure(failure)}${failure.log ? ` (log: ${failure.log})` : ''}`);
+      }
       return EXIT.ok;
     },
   },

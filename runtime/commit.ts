@@ -1,7 +1,7 @@
 // The cache side of a run: inputs read from committed manifests, a stage's log, the manifest and commit of a
 // computed entry, cache hits and the workspace outputs they restore, and the state `plan` diffs against next time.
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { copyFile } from 'node:fs/promises';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { copyFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { noSpaceMessage } from '../cache/durable.ts';
 import { FileMissingError } from '../cache/file-hash.ts';
@@ -17,6 +17,34 @@ import { PAUSEPIPE_VERSION } from './version.ts';
 const LOG_TAIL_LINES = 20;
 /** Name of the failed run's log kept in the scratch folder (which outlives an aborted entry). */
 const FAILED_LOG = 'failed-run.log';
+/** Beside it, how that run ended: `plan` and `show` say it instead of "new stage" or "not computed yet". */
+const FAILED_RECORD = 'failed-run.json';
+
+/** How the last attempt at a key ended, when it did not commit. */
+export interface LastFailure {
+  /** The error's first line; "interrupted" for a run stopped by Ctrl-C or a signal. */
+  error: string;
+  interrupted: boolean;
+  /** The full log of that attempt, when it could be kept. */
+  log?: string;
+}
+
+/** The record the last failed or interrupted attempt at `key` left in its scratch folder; undefined when none. */
+export function lastFailure(store: ArtifactStore, key: string): LastFailure | undefined {
+  const dir = store.scratchDir(key);
+  try {
+    const record = JSON.parse(readFileSync(path.join(dir, FAILED_RECORD), 'utf8')) as { error?: unknown; interrupted?: unknown; log?: unknown };
+    if (typeof record.error !== 'string') return undefined;
+    return { error: record.error, interrupted: record.interrupted === true, ...(record.log === true ? { log: path.join(dir, FAILED_LOG) } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** `failed in its last run: ERROR` or `interrupted in its last run`, for plan's reasons and show. */
+export function describeFailure(f: LastFailure): string {
+  return f.interrupted ? 'interrupted in its last run' : `failed in its last run: ${f.error}`;
+}
 
 /** A stage's log file plus the tail kept in memory for the failure message. */
 export class StageLog {
@@ -179,16 +207,26 @@ export class Committer {
     return manifest;
   }
 
+  /** A new attempt starts: the last failed one's record would say how this attempt ended if it were killed. */
+  async forgetFailure(entry: PendingEntry): Promise<void> {
+    await rm(path.join(entry.scratchDir, FAILED_RECORD), { force: true });
+  }
+
   /**
-   * Drops a failed or interrupted entry; its log is kept in the scratch folder. Returns that log's path (none when it
-   * could not be copied there, e.g. on a full disk), and for a failure caused by a full disk, a message saying where and
-   * how much (measured before the entry goes).
+   * Drops a failed or interrupted entry; its log is kept in the scratch folder, with a record of how it ended
+   * (`lastFailure`). Returns that log's path (none when it could not be copied there, e.g. on a full disk), and for a
+   * failure caused by a full disk, a message saying where and how much (measured before the entry goes).
    */
-  async abandon(entry: PendingEntry, error: unknown, logTail: readonly string[]): Promise<{ kept?: string; noSpace?: string }> {
+
+  async abandon(entry: PendingEntry, error: unknown, logTail: readonly string[], interrupted = false): Promise<{ kept?: string; noSpace?: string }> {
     const kept = path.join(entry.scratchDir, FAILED_LOG);
     const copied = await copyFile(entry.logPath, kept).then(() => true, () => false);
     const noSpace = await noSpaceMessage(error, entry.outDir, this.o.store.root, logTail);
     await entry.abort();
+    const firstLine = (noSpace ?? (error instanceof Error ? error.message : String(error))).split('\n')[0]!;
+    const record = { error: interrupted ? 'interrupted' : firstLine, interrupted, log: copied };
+    // Only said later by plan and show: a full disk that refuses it loses nothing else.
+    await writeFile(path.join(entry.scratchDir, FAILED_RECORD), `${JSON.stringify(record)}\n`).catch(() => undefined);
     return { ...(copied ? { kept } : {}), ...(noSpace === undefined ? {} : { noSpace }) };
   }
 }

@@ -182,6 +182,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     const startedAt = new Date();
     o.reporter.start(s.name);
     try {
+      await cache.forgetFailure(entry);
       const inputContents = await cache.prepare(s);
       const request: RunRequest = {
         type: 'run', name: s.name, key, kind: s.kind, params: s.params, variant: s.variant, inputs: cache.inputsOf(s),
@@ -204,7 +205,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       log.line(`pausepipe: ${errorText(e)}`);
       await log.close().catch(() => undefined);
       // The entry's folder goes with abandon(); the scratch folder stays, so the full log is kept there.
-      const { kept, noSpace } = await cache.abandon(entry, e, log.tail);
+      const { kept, noSpace } = await cache.abandon(entry, e, log.tail, ctl.signal.aborted);
       if (ctl.signal.aborted) {
         record(s, 'aborted', { seconds, error: 'interrupted' });
         return 'aborted';

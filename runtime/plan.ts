@@ -100,6 +100,8 @@ export interface PlanOptions {
   paramNote?(stage: string, paramPath: string): string | undefined;
   /** Why the cache's entry of a key cannot be used (damaged), when it is there but not cached. */
   damaged?(key: string): string | undefined;
+  /** How the last attempt at a key that is not cached ended (`failed in its last run: …`), when it failed. */
+  lastFailure?(key: string): string | undefined;
 }
 
 /** What differs from the ingredients the last run recorded under the stage's name; empty when nothing does. */
@@ -144,6 +146,12 @@ function staleReasons(
   if (!before) return ['new stage'];
   const reasons = changes(stage, now, before.ingredients, isStale, paramNote);
   return reasons.length > 0 ? reasons : ['not in cache'];
+}
+
+/** A stage tried before and failed is no "new stage": its changes since the last success, then how the attempt ended. */
+function withFailure(reasons: string[], failure: string | undefined): string[] {
+  if (failure === undefined) return reasons;
+  return [...reasons.filter((r) => r !== 'new stage' && r !== 'not in cache'), failure];
 }
 
 /** Why --force re-runs a cached stage: named itself, or downstream of a stage that re-runs. */
@@ -195,10 +203,11 @@ export function planPipeline(
     } else {
       const twin = firstWithKey.get(k.key);
       const damage = damaged(k.key);
+      const failure = options.lastFailure?.(k.key);
       const reasons = twin !== undefined
         ? [`same key as ${twin}: computed once`]
         : damage !== undefined ? [`cache entry damaged (${damage}): computed again`]
-          : staleReasons(s, k.ingredients, previous[s.name], isStale, options.paramNote);
+          : withFailure(staleReasons(s, k.ingredients, previous[s.name], isStale, options.paramNote), failure);
       if (twin === undefined) firstWithKey.set(k.key, s.name);
       planned = { name: s.name, status: 'stale', key: k.key, reasons };
     }

@@ -6,7 +6,7 @@ import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, mistakeOf, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { Committer } from './commit.ts';
+import { Committer, describeFailure, lastFailure } from './commit.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadKinds } from './kinds.ts';
@@ -139,7 +139,14 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
     if (entry.state === 'intact') manifests.set(k.key, entry.manifest);
     else if (entry.state === 'damaged') damage.set(k.key, entry.problem);
   }
-  const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, { ...options, damaged: (key) => damage.get(key) });
+  const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, {
+    ...options,
+    damaged: (key) => damage.get(key),
+    lastFailure: (key) => {
+      const failure = lastFailure(store, key);
+      return failure && describeFailure(failure);
+    },
+  });
   return { plan, manifests, damage, gcGeneration };
 }
 

@@ -457,6 +457,31 @@ stage other = count { counter: "count.txt", value: 1 }
   assert.equal(await countLines(ws), ['other']);
 });
 
+test('a stage that failed is no "new stage": plan and show say how its last run ended and where its log is, until it runs again', async () => {
+  const text = `
+let code = 3
+for each x in [1, 2] {
+  stage s = sh { command: if x == 2 then "echo boom >&2; exit \${code}" else "echo '{\\"x\\": \${x}}' > $PAUSEPIPE_OUT/metrics.json", shell: true }
+}
+`;
+  const { file } = await workspace(text);
+  assert.is((await pp('run', file, '--keep-going')).code, 1);
+  const plan = await pp('plan', file);
+  assert.is(plan.out, 'stale  s[x=2]: failed in its last run: command failed with exit code 3\n1 stale, 1 fresh\n');
+  const show = await pp('show', file);
+  const log = /\(log: (.*)\)$/m.exec(show.err)?.[1] ?? '';
+  assert.is(show.err.replace(log, '<log>'), `1 stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), file)}\n  s[x=2]: failed in its last run: command failed with exit code 3 (log: <log>)\n`);
+  assert.match(await readFile(log, 'utf8'), 'boom');
+  // Another key (code 0 passes) is a new stage with its own history; the failed key keeps its record.
+  const other = await pp('plan', file, '-p', 'code=0');
+  assert.is(other.out, 'stale  s[x=2]: new stage\n1 stale, 1 fresh\n');
+  assert.is((await pp('run', file, '-p', 'code=0')).code, 0);
+  assert.equal((await pp('show', file, '-p', 'code=0')).err, '');
+  // Back to the failed key: what changed since the last success, then how the last attempt at this key ended.
+  assert.is((await pp('plan', file)).out,
+    'stale  s[x=2]: param command: "echo boom >&2; exit 0" → "echo boom >&2; exit 3"; failed in its last run: command failed with exit code 3\n1 stale, 1 fresh\n');
+});
+
 test('export copies a stage\'s artifacts out of the cache; gc keeps only what the pipeline uses', async () => {
   const { ws, file } = await workspace();
   await runJson(file);
