@@ -217,7 +217,6 @@ export class Committer {
    * (`lastFailure`). Returns that log's path (none when it could not be copied there, e.g. on a full disk), and for a
    * failure caused by a full disk, a message saying where and how much (measured before the entry goes).
    */
-
   async abandon(entry: PendingEntry, error: unknown, logTail: readonly string[], interrupted = false): Promise<{ kept?: string; noSpace?: string }> {
     const kept = path.join(entry.scratchDir, FAILED_LOG);
     const copied = await copyFile(entry.logPath, kept).then(() => true, () => false);

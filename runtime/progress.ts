@@ -161,12 +161,11 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   /**
    * `12/21 stages · ETA 3m`. A stage takes as long as the finished stages of its group in this run, else as long as it
    * took when last computed, else as long as the finished stages of its kind (both per unit of work where the kind
-   * counts it: `expected`), else as the running ones of its kind
-   * will by their rates (the first training tells more about the next ones than the quick data stages before it);
-   * a running stage what its rate says first, and a stage still to run, failing all these, as long as the finished
-   * stages on average. The work left is
-   * shared by the slots, but the run cannot end before its longest running stage. No ETA while a running stage has
-   * no estimate (a long first training would make any guess wrong), nor before anything has a duration.
+   * counts it: `expected`), else as the running ones of its kind will by their rates (the first training tells more
+   * about the next ones than the quick data stages before it); a running stage what its rate says first, and a stage
+   * still to run, failing all these, as long as the finished stages on average. The work left is shared by the slots,
+   * but the run cannot end before its longest running stage. No ETA while a running stage has no estimate (a long
+   * first training would make any guess wrong), nor before anything has a duration.
    */
   const overall = (): string | undefined => {
     if (!stages) return undefined;
