@@ -88,7 +88,7 @@ function meanPauses(rows: readonly Example[], column: string, pauseToken: string
 
 export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
   name: 'inject_pauses',
-  version: 2,
+  version: 3,
   // Its only scalar metric is the pause token, the same on every row: no table for people (CSV and JSON keep it).
   tableMetrics: [],
   description:
@@ -184,7 +184,9 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
       // Lazy: the tokenizer pulls in @huggingface/tokenizers, which a run without one never needs.
       const { loadTokenizer } = await import('./lm/tokenizer.ts');
       const loaded = await loadTokenizer(tokenizerRef.dir);
-      const tokenizer = loaded.pauseId === null ? loaded.withPauseToken(p.pause_token) : loaded;
+      // Added as the original injector adds it (no lstrip/rstrip), so the spaces beside pattern pauses survive
+      // the round trip; the training tokenizer strips them later either way.
+      const tokenizer = loaded.pauseId === null ? loaded.withPauseToken(p.pause_token, { stripSpaces: false }) : loaded;
       codec = {
         encode: (text) => tokenizer.encode(text, { addSpecialTokens: false }),
         decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: false }),

@@ -72,6 +72,8 @@ export function insertAt<T>(units: readonly T[], descendingIndices: readonly num
 /** Random pauses into one text: by tokenizer ids when there is a codec, else between space-separated words. */
 export function insertRandomPauses(text: string, rng: Rng, opts: Pick<PauseOptions, 'pauseToken' | 'nRandomPauses' | 'variable' | 'codec'>): string {
   const k = drawPauseCount(rng, opts.nRandomPauses, opts.variable);
+  // The original leaves a text that draws no pause as it is: no round trip through the tokenizer.
+  if (k === 0) return text;
   if (opts.codec) {
     const ids = opts.codec.encode(text);
     return opts.codec.decode(insertAt(ids, drawInsertionIndices(rng, ids.length, k), opts.codec.pauseId));

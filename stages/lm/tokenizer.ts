@@ -108,13 +108,18 @@ export class JsonTokenizer implements Tokenizer {
     return this.ids.get(token);
   }
 
-  withPauseToken(token: string = DEFAULT_PAUSE_TOKEN): JsonTokenizer {
+  /**
+   * This tokenizer with the pause token added as a special token at id V. `stripSpaces` (default true) is the
+   * training tokenizer's AddedToken(lstrip=True, rstrip=True): the spaces around a pause are part of it, so
+   * injecting pauses between words does not add space tokens. false is the original injector's plain
+   * `add_tokens([pause], special_tokens=True)`, which leaves the spaces beside a pause in the text.
+   */
+  withPauseToken(token: string = DEFAULT_PAUSE_TOKEN, opts: { stripSpaces?: boolean } = {}): JsonTokenizer {
     if (this.pauseId !== null) throw new Error(`tokenizer already has a pause token (id ${this.pauseId})`);
     if (this.ids.has(token)) throw new Error(`cannot add pause token '${token}': it is already in the vocabulary (id ${this.ids.get(token)})`);
     const json = structuredClone(this.json);
-    // As `tokenizer.add_special_tokens` would with AddedToken(lstrip=True, rstrip=True): the spaces around a
-    // pause are part of it, so injecting pauses between words does not add space tokens.
-    const added: AddedTokenJson = { id: this.vocabSize, content: token, single_word: false, lstrip: true, rstrip: true, normalized: false, special: true };
+    const strip = opts.stripSpaces ?? true;
+    const added: AddedTokenJson = { id: this.vocabSize, content: token, single_word: false, lstrip: strip, rstrip: strip, normalized: false, special: true };
     json.added_tokens = [...(json.added_tokens ?? []), added];
     return new JsonTokenizer(json, { ...this.config, pause_token: token });
   }

@@ -165,6 +165,27 @@ for (const fixture of ['tokenizer-sp.json', 'tokenizer-bytelevel.json', 'tokeniz
   });
 }
 
+(HAVE_FIXTURES ? test : test.skip)('tokenizer mode keeps the spaces beside pattern pauses, as the original injector\'s plain added token does', async () => {
+  const model = await tempDir('inject-tok');
+  await copyFile(path.join(FIXTURES, 'tokenizer-bytelevel.json'), path.join(model, 'tokenizer.json'));
+  const rows: DatasetSplits = {
+    train: [{ question: 'Ann has 3 pens. She gets 4 more. How many now?', answer: 'She has 3 + 4 = 7 pens.\n#### 7' }],
+    validation: [],
+    test: DATA.test,
+  };
+  const ctx = await makeContext(INJECT_PAUSES, {
+    params: { patterns: { '=': 1 }, n_random_pauses: 2, variable: false, splits: ['train'] },
+    inputs: { data: [artifactRef('data', 'gsm8k', await datasetArtifact(rows))], tokenizer: [artifactRef('base', 'model', model)] },
+  });
+  await INJECT_PAUSES.run(ctx);
+  const { splits } = await readDataset(ctx.outDir);
+  const answer = splits.train[0]!.answer;
+  assert.is(pausesIn(answer), 3);
+  // The pattern pause and the space after it survive the tokenizer round trip of the random pauses.
+  assert.ok(answer.includes(`=${PAUSE} `), answer);
+  assert.is(answer.replaceAll(PAUSE, ''), rows.train[0]!.answer);
+});
+
 test.after(removeTempDirs);
 
 test.run();

@@ -65,7 +65,7 @@ test('insertAt inserts before each index, largest first, so indices refer to the
 });
 
 test('insertion indices cover [0, len] inclusive: both ends occur, nothing outside', () => {
-  const rng = createRng(5);
+  const rng = createRng(7);
   const seen = new Set<number>();
   for (let i = 0; i < 200; i++) for (const index of drawInsertionIndices(rng, 3, 2)) seen.add(index);
   assert.equal([...seen].sort(), [0, 1, 2, 3]);
@@ -101,6 +101,15 @@ test('word mode keeps double spaces and newlines inside words as they were', () 
   const out = insertRandomPauses(text, createRng(3), { pauseToken: P, nRandomPauses: 5, variable: false });
   assert.is(countP(out), 5);
   assert.is(out.split(' ').filter((w) => w !== P).join(' '), text);
+});
+
+test('a text that draws no random pause stays as it is, without a round trip through the tokenizer', () => {
+  // A codec whose round trip is not exact (it upper-cases), as a tokenizer's can be: with k = 0 it is never used.
+  const codec = { encode: (text: string) => [...text].map((c) => c.charCodeAt(0)), decode: (ids: number[]) => String.fromCharCode(...ids).toUpperCase(), pauseId: 0 };
+  assert.is(insertRandomPauses('Tom has 3 pens.', createRng(1), { pauseToken: P, nRandomPauses: 0, variable: false, codec }), 'Tom has 3 pens.');
+  // A variable count that draws 0 (seed 7's first draw in [0, 1]) leaves it too.
+  const rng = createRng(7);
+  assert.is(insertRandomPauses('Tom has 3 pens.', rng, { pauseToken: P, nRandomPauses: 1, variable: true, codec }), 'Tom has 3 pens.');
 });
 
 test('injectPauses does pattern pauses first, then random ones (seed 42 pinned)', () => {
