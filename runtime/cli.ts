@@ -15,6 +15,8 @@ import { formatSeconds } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
+import type { Executor } from './executors/executor.ts';
+import { localExecutor } from './executors/local.ts';
 import { isKeyed, sharedOuts } from './keys.ts';
 import { loadKinds } from './kinds.ts';
 import { findWorkspace, loadPipeline } from './load.ts';
@@ -219,14 +221,24 @@ function checkSlotFlags(values: Record<string, unknown>): void {
   }
 }
 
+/** Where a run computes, with the executor settings and the file they come from. */
+interface Where {
+  type: ExecutorType;
+  settings: ExecutorSettings;
+  settingsFile?: string;
+}
+
 /** Where a run computes: --executor, else the workspace's `executor.type`. Undefined (after printing why) when the settings have mistakes. */
-function chooseExecutor(values: Record<string, unknown>, s: Session, io: Io): { type: ExecutorType; settings: ExecutorSettings } | undefined {
+function chooseExecutor(values: Record<string, unknown>, s: Session, io: Io): Where | undefined {
   const loaded = loadSettings(s.pipeline.workspace, Object.keys(s.kinds));
   if (loaded.diagnostics.length > 0) {
     write(io.stderr, renderDiagnostics(loaded.diagnostics, loaded.sources));
     return undefined;
   }
-  return { type: (values.executor as ExecutorType | undefined) ?? loaded.executor.type, settings: loaded.executor };
+  return {
+    type: (values.executor as ExecutorType | undefined) ?? loaded.executor.type, settings: loaded.executor,
+    ...(loaded.file === undefined ? {} : { settingsFile: path.relative(process.cwd(), loaded.file) || loaded.file }),
+  };
 }
 
 /**
@@ -248,12 +260,22 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
  * Slots and executor of a Slurm run: every stale stage is a job, the cluster places it, so the runner holds no
  * GPUs itself (--jobs, when given, caps the CPUs queued at once; --gpus 0 asks the cluster for no GPUs).
  */
-function slurmOptions(values: Record<string, unknown>, settings: ExecutorSettings, note: (text: string) => void) {
+function slurmOptions(values: Record<string, unknown>, where: Where, note: (text: string) => void) {
   return {
     jobs: positiveInt(values.jobs, '--jobs') ?? SLURM_DEFAULT_JOBS,
     gpus: 0,
-    executor: slurmExecutor({ settings, noGpus: values.gpus === '0', note }),
+    executor: slurmExecutor({
+      settings: where.settings, noGpus: values.gpus === '0', note, ...(where.settingsFile === undefined ? {} : { settingsFile: where.settingsFile }),
+    }),
   };
+}
+
+/**
+ * The executor of a run on this machine (`run`, `watch`). A stage whose key has a Slurm job that a killed cluster run
+ * left queued, running or finished follows and collects that job, rather than compute the stage a second time beside it.
+ */
+export function localRunExecutor(kinds: Record<string, StageKind>, settings: ExecutorSettings, note: (text: string) => void): Executor {
+  return slurmExecutor({ settings, note, otherwise: localExecutor(kinds) });
 }
 
 /**
@@ -298,13 +320,15 @@ export function onStopSignals(stop: (signal: StopSignal) => void, quit?: () => v
  * release the locks and end the commands.
  */
 async function runWithSignals(
-  s: Session, values: Record<string, unknown>, io: Io, quiet: boolean, where: { type: ExecutorType; settings: ExecutorSettings },
+  s: Session, values: Record<string, unknown>, io: Io, quiet: boolean, where: Where,
 ): Promise<{ result: RunResult; signal?: StopSignal }> {
   // A machine without Slurm's commands is told once, before anything is submitted (a cached run needs none).
   if (where.type === 'slurm' && s.plan.counts.stale > 0) await new SlurmClient().version();
   // The reporter draws its overall line against the slots; a Slurm executor's notes go through it once it exists.
   const note = (text: string) => reporter.note(text);
-  const slots = where.type === 'slurm' ? slurmOptions(values, where.settings, note) : await slotOptions(values, s);
+  const slots = where.type === 'slurm'
+    ? slurmOptions(values, where, note)
+    : { ...(await slotOptions(values, s)), executor: localRunExecutor(s.kinds, where.settings, note) };
   const reporter: Reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
   const controller = new AbortController();
   let stoppedBy: StopSignal | undefined;

@@ -2,7 +2,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import type { HeldLock } from '../cache/lock.ts';
 import { ArtifactStore } from '../cache/store.ts';
-import type { Progress, StageContext } from '../stages/kind.ts';
+import type { Progress, StageContext, StageKind } from '../stages/kind.ts';
 import { gpuEnvironment } from './gpus.ts';
 import { loadKinds } from './kinds.ts';
 import { runStageKind } from './run-kind.ts';
@@ -62,9 +62,10 @@ export async function execJob(descriptionFile: string, out: (line: string) => vo
   process.on('SIGTERM', onSignal);
   const use = await registerUse(request.scratchDir, out);
   let lastProgress = 0;
+  let kind: StageKind | undefined;
   try {
     const kinds = await loadKinds();
-    const kind = kinds[request.kind];
+    kind = kinds[request.kind];
     if (!kind) return await finish({ token, status: 'failed', message: `unknown stage kind \`${request.kind}\` on this node (is PAUSEPIPE_KINDS the same as the runner's?)` }, 1);
     const { type: _type, kind: _kind, ...data } = request;
     const gpus = slurmJobGpus(process.env);
@@ -86,7 +87,9 @@ export async function execJob(descriptionFile: string, out: (line: string) => vo
     if (controller.signal.aborted) return await finish({ token, status: 'failed', message: STOPPED_BY_SIGTERM }, 143);
     return await finish({ token, status: 'done', metrics: result.metrics ?? {} }, 0);
   } catch (error) {
-    if (error instanceof Error && error.stack) out(error.stack);
+    // As on this machine: a worker's log keeps the stack, an in-process kind's (sh) only its message, so the log's
+    // tail shows the command's last lines rather than the runner's frames.
+    if (kind?.isolated !== false && error instanceof Error && error.stack) out(error.stack);
     const message = controller.signal.aborted ? STOPPED_BY_SIGTERM : error instanceof Error ? error.message : String(error);
     return await finish({ token, status: 'failed', message }, controller.signal.aborted ? 143 : 1);
   } finally {

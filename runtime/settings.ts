@@ -190,13 +190,37 @@ export function loadSettings(workspace: string, knownKinds?: string[]): LoadedSe
   return { executor: DEFAULT_EXECUTOR, diagnostics: [], sources: {} };
 }
 
+/** The places that may set a stage's job settings, least specific first, each named as a person writes it in the file. */
+function layersFor(settings: ExecutorSettings, stage: { name: string; kind: string }): { place: string; values: SlurmJobSettings }[] {
+  const declared = stage.name.replace(/\[.*$/, '');
+  const { type: _type, kinds, stages, pollSeconds: _poll, ...defaults } = settings;
+  const layers = [
+    { place: 'executor', values: defaults },
+    { place: `executor.kinds.${stage.kind}`, values: kinds[stage.kind] },
+    { place: `executor.stages.${declared}`, values: declared === stage.name ? undefined : stages[declared] },
+    { place: declared === stage.name ? `executor.stages.${declared}` : `executor.stages["${stage.name}"]`, values: stages[stage.name] },
+  ];
+  return layers.filter((l): l is { place: string; values: SlurmJobSettings } => l.values !== undefined);
+}
+
 /**
  * The job settings for one stage: the workspace defaults, then its kind's, then its declared name's, then its
  * generated name's, each field from the most specific place that sets it.
  */
 export function jobSettingsFor(settings: ExecutorSettings, stage: { name: string; kind: string }): SlurmJobSettings {
-  const declared = stage.name.replace(/\[.*$/, '');
-  const { type: _type, kinds, stages, pollSeconds: _poll, ...defaults } = settings;
-  const layers = [defaults, kinds[stage.kind], declared === stage.name ? undefined : stages[declared], stages[stage.name]];
-  return Object.assign({}, ...layers.filter((l) => l !== undefined)) as SlurmJobSettings;
+  return Object.assign({}, ...layersFor(settings, stage).map((l) => l.values)) as SlurmJobSettings;
+}
+
+/**
+ * Each field of jobSettingsFor's answer with the place it comes from, e.g. `executor.kinds.sft.time = "12:00:00"`:
+ * what a person needs to find the setting behind a flag that sbatch refused.
+ */
+export function jobSettingPlaces(settings: ExecutorSettings, stage: { name: string; kind: string }): string[] {
+  const from = new Map<string, string>();
+  for (const { place, values } of layersFor(settings, stage)) {
+    for (const [field, value] of Object.entries(values)) {
+      if (value !== undefined) from.set(field, `${place}.${field} = ${JSON.stringify(value)}`);
+    }
+  }
+  return [...from.values()];
 }

@@ -2,12 +2,13 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Io } from './cli.ts';
-import { onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
+import { localRunExecutor, onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
 import { workspaceRelative } from './keys.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createReporter } from './progress.ts';
 import { loadChecked, planLoaded, runSession, runStagesOf } from './session.ts';
 import { overridesRecord, type Override } from './overrides.ts';
+import { DEFAULT_EXECUTOR } from './settings.ts';
 import type { StageKind } from '../stages/kind.ts';
 
 /** Editors write a file in several steps; changes closer together than this make one re-run. */
@@ -93,9 +94,10 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         // Why each stage re-runs, as `plan` says it: a change to one file can touch many stages, or none expected.
         write(io.stdout, planLines(s.plan).join('\n'));
         const slots = await slotOptions(values, s);
+        const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
         const result = await runSession(s, {
           ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined, signal: controller.signal,
-          reporter: createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) }),
+          reporter, executor: localRunExecutor(loaded.kinds, DEFAULT_EXECUTOR, (text) => reporter.note(text)),
           ...(overrides.length > 0 ? { overrides: overridesRecord(overrides) } : {}),
         });
         reportRun(s, result, (Date.now() - started) / 1000, io);

@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatDiagnostics } from '../../grammar/diagnostics.ts';
 import { jsonSpans } from '../../runtime/json-spans.ts';
-import { DEFAULT_EXECUTOR, jobSettingsFor, loadSettings } from '../../runtime/settings.ts';
+import { DEFAULT_EXECUTOR, jobSettingPlaces, jobSettingsFor, loadSettings } from '../../runtime/settings.ts';
 import { cli, tempWorkspace } from '../helpers/runner.ts';
 
 test('json spans point at values and keys by JSON pointer', () => {
@@ -139,6 +139,22 @@ test('job settings: defaults, then the kind, then the declared name, then the ge
     { partition: 'gpu', time: '2:00:00', account: 'lab', mem: '64G', sbatch: ['--constraint=a100'] });
   assert.equal(jobSettingsFor(settings, { name: 'warm[pause=embed]', kind: 'sft' }), { partition: 'gpu', time: '2:00:00', account: 'lab', mem: '32G' });
   assert.equal(jobSettingsFor(settings, { name: 'report', kind: 'report' }), { partition: 'cpu', time: '1:00:00', account: 'lab' });
+});
+
+test('job settings name the place each field comes from, the most specific one', () => {
+  const settings = {
+    ...DEFAULT_EXECUTOR,
+    type: 'slurm' as const,
+    partition: 'cpu', account: 'lab',
+    kinds: { sft: { partition: 'gpu', mem: '32G' } },
+    stages: { warm: { time: '2:00:00' }, 'warm[pause=head]': { mem: '64G', sbatch: ['--constraint=a100'] }, report: { qos: 'low' } },
+  };
+  assert.equal(jobSettingPlaces(settings, { name: 'warm[pause=head]', kind: 'sft' }), [
+    'executor.kinds.sft.partition = "gpu"', 'executor.account = "lab"', 'executor.stages["warm[pause=head]"].mem = "64G"',
+    'executor.stages.warm.time = "2:00:00"', 'executor.stages["warm[pause=head]"].sbatch = ["--constraint=a100"]',
+  ]);
+  assert.equal(jobSettingPlaces(settings, { name: 'report', kind: 'report' }), ['executor.partition = "cpu"', 'executor.account = "lab"', 'executor.stages.report.qos = "low"']);
+  assert.equal(jobSettingPlaces(DEFAULT_EXECUTOR, { name: 'report', kind: 'report' }), []);
 });
 
 test('run: settings mistakes stop the run (exit 2), an unknown --executor is a usage error, a missing Slurm is said once', async () => {

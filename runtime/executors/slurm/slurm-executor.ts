@@ -1,4 +1,5 @@
-// The Slurm executor: each stale stage becomes one batch job running `pausepipe exec`; jobs left by a killed runner are adopted.
+// The Slurm executor: each stale stage becomes one batch job running `pausepipe exec`; jobs left by a killed runner are adopted (by a local run too).
+import { existsSync } from 'node:fs';
 import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { errorCode, randomHex } from '../../../cache/durable.ts';
@@ -6,7 +7,7 @@ import type { JsonValue } from '../../json.ts';
 import {
   JobFiles, NOTICE_PREFIX, parseProgressLine, readRecord, readResult, STOPPED_BY_SIGTERM, writeJsonFile, type JobRecord,
 } from '../../job-protocol.ts';
-import { jobSettingsFor, type ExecutorSettings } from '../../settings.ts';
+import { jobSettingPlaces, jobSettingsFor, type ExecutorSettings } from '../../settings.ts';
 import type { RunRequest } from '../../worker-protocol.ts';
 import type { Executor, StageEvents, StageJob } from '../executor.ts';
 import { SlurmClient } from './client.ts';
@@ -17,11 +18,18 @@ import { describeEnd, isFinalState, type JobStatus } from './parse.ts';
 
 export interface SlurmExecutorOptions {
   settings: ExecutorSettings;
+  /** The file the settings come from (pausepipe.json or package.json), named when sbatch refuses what they ask for. */
+  settingsFile?: string;
   /** `--gpus 0`: ask for no GPUs, whatever the kinds want (they then run on CPUs). */
   noGpus?: boolean;
   /** A line for the person watching the run (a submission, an adoption). */
   note?: (text: string) => void;
   client?: SlurmClient;
+  /**
+   * Adopt only, for a run on this machine: a stage whose key has a job an earlier Slurm run left (queued, running, or
+   * finished with a result) is followed and collected; any other stage runs through this executor, never submitted.
+   */
+  otherwise?: Executor;
 }
 
 /** After scancel, how long the runner waits for the job to end before it gives up watching (the job still ends). */
@@ -84,7 +92,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
    * when that runner died before sbatch answered, through the token in the job's comment): still queued or
    * running, or finished with a result nobody collected.
    */
-  const adoptable = async (files: JobFiles, key: string, events: StageEvents): Promise<Submission | undefined> => {
+  const adoptable = async (files: JobFiles, key: string, events: StageEvents, instead: string): Promise<Submission | undefined> => {
     const record = readRecord(files.record);
     if (!record) return undefined;
     let id = record.jobId;
@@ -100,8 +108,27 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
     const result = readResult(files.result);
     const collectable = result?.token === record.token && result.status === 'done' && (status === undefined || status.state === 'COMPLETED');
     if (collectable) return { id, token: record.token };
-    events.log(`pausepipe: the earlier Slurm job ${id} of this stage ended ${status?.state ?? 'without a result'}; submitting it again`);
+    events.log(`pausepipe: the earlier Slurm job ${id} of this stage ended ${status?.state ?? 'without a result'}; ${instead}`);
     return undefined;
+  };
+
+  /**
+   * adoptable() for a run on this machine, which asks Slurm nothing unless the key has a job record, and computes the
+   * stage here when Slurm cannot be asked. A job that ended without a result is forgotten, so later runs ask no more.
+   */
+  const adoptableHere = async (files: JobFiles, request: RunRequest, events: StageEvents): Promise<Submission | undefined> => {
+    if (!readRecord(files.record)) return undefined;
+    let found;
+    try {
+      found = await adoptable(files, request.key, events, 'running it here');
+    } catch (error) {
+      const why = `cannot ask Slurm about the job an earlier run submitted for this stage (${errorText(error)}); running it here`;
+      events.log(`pausepipe: ${why}`);
+      note(`${request.name}: ${why}`);
+      return undefined;
+    }
+    if (!found) await rm(files.dir, { recursive: true, force: true });
+    return found;
   };
 
   const submit = async (job: StageJob, files: JobFiles, events: StageEvents): Promise<Submission> => {
@@ -122,7 +149,12 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
       stage: request.name, comment: jobComment(request.key, token), cpus: settings.cpus ?? Math.max(1, resources.cpu ?? 1), gpus,
       settings, logFile: files.log, workdir: request.workspace,
     }, files.script);
-    const id = await client.submit(args);
+    const id = await client.submit(args).catch((error: unknown) => {
+      // sbatch names the value it refuses, not the setting behind it, which may sit in a kind's or a stage's block.
+      const places = jobSettingPlaces(o.settings, { name: request.name, kind: request.kind });
+      if (places.length === 0) throw error;
+      throw new Error(`${errorText(error)}\nthe stage's settings${o.settingsFile ? ` in ${o.settingsFile}` : ''}: ${places.join(', ')}`);
+    });
     await writeJsonFile(files.record, { ...record, jobId: id });
     // The resource flags only: the job's name, log file and comment follow from the stage and its folder.
     const resourceFlags = args.filter((a) => /^--(cpus-per-task|gres|mem|time|partition|account|qos)=/.test(a));
@@ -212,10 +244,12 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
       };
       signal.addEventListener('abort', cancel, { once: true });
       try {
-        submission = await adoptable(files, request.key, events);
+        submission = o.otherwise ? await adoptableHere(files, request, events) : await adoptable(files, request.key, events, 'submitting it again');
         if (submission) {
           events.log(`pausepipe: adopting Slurm job ${submission.id}, submitted by an earlier run`);
-          note(`adopted ${request.name}: Slurm job ${submission.id}, submitted by an earlier run`);
+          note(`adopted ${request.name}: Slurm job ${submission.id}, submitted by an earlier run${o.otherwise ? ` (to compute it here instead: scancel ${submission.id}, then run again)` : ''}`);
+        } else if (o.otherwise) {
+          return await o.otherwise.run(job, events, signal);
         } else {
           signal.throwIfAborted();
           submission = await submit(job, files, events);
@@ -239,6 +273,10 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         // The stage's own error comes first; when Slurm ended the job (cancelled, out of time, node lost) the stage
         // only saw SIGTERM, and the Slurm state is the whole explanation.
         const own = ours?.status === 'failed' && ours.message !== STOPPED_BY_SIGTERM ? `${ours.message} (${why})` : why;
+        // A job that failed without a log could not open it: its node does not see the cache's folder at this path.
+        if (end.state === 'FAILED' && !existsSync(files.log)) {
+          throw new Error(`${own}; it wrote no log (${files.log}): the node may not see the cache at that path (the cache and the workspace must be on a filesystem every node shares)`);
+        }
         throw new Error(`${own}${outOfMemory && end.state !== 'OUT_OF_MEMORY' ? ' (out of memory: raise `mem` in the executor settings)' : ''}`);
       } finally {
         signal.removeEventListener('abort', cancel);

@@ -175,10 +175,29 @@ stage good = count { counter: "count.txt", value: 7 }
   const r = await cli(['run', file, '--executor', 'slurm', '--keep-going'], ws);
   assert.is(r.exitCode, 1, r.stderr);
   assert.match(r.stdout, /^ran 1, cached 0, failed 2, skipped 1 in /m);
-  assert.match(r.stderr, /^failed bad: command failed with exit code 3 \(Slurm job \d+ ended FAILED: the job exited with an error; exit code 1\)\n(  \| .*\n)*  \| going to fail\n/m);
+  // The log ends as a local run's does: the command's output, no stack of the runner's frames after it.
+  assert.match(r.stderr, /^failed bad: command failed with exit code 3 \(Slurm job \d+ ended FAILED: the job exited with an error; exit code 1\)\n(  \| .*\n)*  \| going to fail\n  \| pausepipe: Slurm job \d+ FAILED \(NonZeroExitCode\)\n/m);
   assert.match(r.stderr, /^failed big: Slurm job \d+ ended FAILED: .* \(out of memory: raise `mem` in the executor settings\)\n(  \| .*\n)*  \| .*Exceeded job memory limit/m);
   assert.match(r.stderr, /^skipped after_bad: upstream bad failed  \[\d\/4 stages[^\]]*\]$/m);
   assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean), ['good']);
+  assert.equal(leftovers(ws), []);
+});
+
+withSlurm(test)('a flag sbatch refuses names the settings behind it; a job that cannot open its log says the node may not see the cache', async () => {
+  const { ws, file } = await workspace(`
+stage refused = sh { command: "echo never", shell: true }
+stage lost = sh { command: "echo never", shell: true }
+`, { kinds: { sh: { time: '10' } }, stages: { refused: { partition: 'nope' }, lost: { sbatch: ['--output=/nonexistent/pausepipe/job.log'] } } });
+  const r = await cli(['run', file, '--executor', 'slurm', '--keep-going'], ws);
+  assert.is(r.exitCode, 1, r.stderr);
+  assert.ok(r.stderr.includes([
+    'failed refused: sbatch refused the job: sbatch: error: invalid partition specified: nope',
+    'sbatch: error: Batch job submission failed: Invalid partition name specified',
+    'the stage\'s settings in package.json: executor.kinds.sh.time = "10", executor.stages.refused.partition = "nope"',
+    '',
+  ].join('\n')), r.stderr);
+  const log = `${ws}/.pausepipe/scratch/[0-9a-f]{64}/slurm-job/job.log`;
+  assert.match(r.stderr, new RegExp(`^failed lost: Slurm job \\d+ ended FAILED: .*; it wrote no log \\(${log}\\): the node may not see the cache at that path \\(the cache and the workspace must be on a filesystem every node shares\\)$`, 'm'));
   assert.equal(leftovers(ws), []);
 });
 
@@ -247,6 +266,31 @@ stage after = count(up: slow) { counter: "count.txt", value: 1 }
   assert.equal(Object.keys(jobs).sort(), ['after', 'quick', 'slow']);
   assert.ok(Object.values(jobs).every((ids) => ids.length === 1), JSON.stringify(jobs));
   assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean).sort(), ['after', 'quick', 'slow']);
+});
+
+withSlurm(test)('a local run after a Slurm runner killed with SIGKILL collects its jobs instead of computing their stages again', async () => {
+  const { ws, file } = await workspace(`
+stage slow = hold { pidfile: "slow.pid", until: "release" }
+stage after = count(up: slow) { counter: "count.txt", value: 1 }
+`);
+  const since = lastJobId();
+  const first = spawnRun(file, ws);
+  await waitFor('the job to run', () => existsSync(path.join(ws, 'slow.pid')));
+  const id = recordedJobId(ws)!;
+  first.proc.kill('SIGKILL');
+  await first.proc;
+  // No --executor: the workspace's settings say local.
+  const local = spawnBin(['run', file], ws);
+  started.runners.push(local.proc);
+  await waitFor('the local run to adopt slow', () => local.output().includes(`adopted slow: Slurm job ${id}, submitted by an earlier run (to compute it here instead: scancel ${id}, then run again)`));
+  await writeFile(path.join(ws, 'release'), '');
+  const r = await local.proc;
+  assert.is(r.exitCode, 0, local.output());
+  assert.match(String(r.stdout), /^ran 2, cached 0 in /m);
+  // slow ran once, in its Slurm job; after ran here.
+  assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean), ['slow', 'after']);
+  assert.equal(jobsByName(since), { slow: [Number(id)] });
+  assert.equal(leftovers(ws), []);
 });
 
 withSlurm(test)('a requeued job starts again in the same job and finds what the first attempt kept in the scratch folder', async () => {
