@@ -100,8 +100,11 @@ export interface PlanOptions {
   paramNote?(stage: string, paramPath: string): string | undefined;
   /** Why the cache's entry of a key cannot be used (damaged), when it is there but not cached. */
   damaged?(key: string): string | undefined;
-  /** How the last attempt at a key that is not cached ended (`failed in its last run: …`), when it failed. */
-  lastFailure?(key: string): string | undefined;
+  /**
+   * Where an earlier attempt at a key that is not cached stands, when one left a trace: `failed in its last run: …`,
+   * `interrupted in its last run`, or a Slurm job submitted for it.
+   */
+  lastAttempt?(key: string): string | undefined;
 }
 
 /** What differs from the ingredients the last run recorded under the stage's name; empty when nothing does. */
@@ -148,10 +151,10 @@ function staleReasons(
   return reasons.length > 0 ? reasons : ['not in cache'];
 }
 
-/** A stage tried before and failed is no "new stage": its changes since the last success, then how the attempt ended. */
-function withFailure(reasons: string[], failure: string | undefined): string[] {
-  if (failure === undefined) return reasons;
-  return [...reasons.filter((r) => r !== 'new stage' && r !== 'not in cache'), failure];
+/** A stage tried before is no "new stage": its changes since the last success, then where the attempt stands. */
+function withAttempt(reasons: string[], attempt: string | undefined): string[] {
+  if (attempt === undefined) return reasons;
+  return [...reasons.filter((r) => r !== 'new stage' && r !== 'not in cache'), attempt];
 }
 
 /** Why --force re-runs a cached stage: named itself, or downstream of a stage that re-runs. */
@@ -203,11 +206,11 @@ export function planPipeline(
     } else {
       const twin = firstWithKey.get(k.key);
       const damage = damaged(k.key);
-      const failure = options.lastFailure?.(k.key);
+      const attempt = options.lastAttempt?.(k.key);
       const reasons = twin !== undefined
         ? [`same key as ${twin}: computed once`]
         : damage !== undefined ? [`cache entry damaged (${damage}): computed again`]
-          : withFailure(staleReasons(s, k.ingredients, previous[s.name], isStale, options.paramNote), failure);
+          : withAttempt(staleReasons(s, k.ingredients, previous[s.name], isStale, options.paramNote), attempt);
       if (twin === undefined) firstWithKey.set(k.key, s.name);
       planned = { name: s.name, status: 'stale', key: k.key, reasons };
     }

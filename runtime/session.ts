@@ -9,6 +9,7 @@ import type { StageKind } from '../stages/kind.ts';
 import { Committer, describeFailure, lastFailure } from './commit.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
+import { JobFiles, readRecord } from './job-protocol.ts';
 import { loadKinds } from './kinds.ts';
 import { loadPipeline, readPipeFile, type LoadOptions } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -142,9 +143,12 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
   const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, {
     ...options,
     damaged: (key) => damage.get(key),
-    lastFailure: (key) => {
+    lastAttempt: (key) => {
       const failure = lastFailure(store, key);
-      return failure && describeFailure(failure);
+      if (failure) return describeFailure(failure);
+      // A job a killed Slurm run left (queued, running or finished): the next run, local or not, collects it.
+      const job = readRecord(new JobFiles(store.scratchDir(key)).record);
+      return job && `submitted to Slurm${job.jobId ? ` as job ${job.jobId}` : ''} by an earlier run: a run collects its result`;
     },
   });
   return { plan, manifests, damage, gcGeneration };

@@ -482,6 +482,17 @@ for each x in [1, 2] {
     'stale  s[x=2]: param command: "echo boom >&2; exit 0" → "echo boom >&2; exit 3"; failed in its last run: command failed with exit code 3\n1 stale, 1 fresh\n');
 });
 
+test('a stage with a Slurm job that a killed run left is no "new stage": plan says the job a run will collect', async () => {
+  const { file } = await workspace('stage s = sh { command: ["true"] }\n');
+  const loaded = await loadChecked(file, (t) => assert.unreachable(t));
+  const session = await planLoaded(loaded!.pipeline, loaded!.kinds);
+  const key = session.plan.stages[0]!.key!;
+  const jobDir = path.join(session.store.scratchDir(key), 'slurm-job');
+  await mkdir(jobDir, { recursive: true });
+  await writeFile(path.join(jobDir, 'record.json'), JSON.stringify({ token: 'abc', jobId: '77', host: 'login1', pid: 4242, submittedAt: '2026-11-28T12:00:00.000Z' }));
+  assert.is((await pp('plan', file)).out, 'stale  s: submitted to Slurm as job 77 by an earlier run: a run collects its result\n1 stale, 0 fresh\n');
+});
+
 test('export copies a stage\'s artifacts out of the cache; gc keeps only what the pipeline uses', async () => {
   const { ws, file } = await workspace();
   await runJson(file);
