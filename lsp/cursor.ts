@@ -191,6 +191,42 @@ export function cursorAt(text: string, offset: number): Cursor {
   return { place: place(), prefix, word: under, frames };
 }
 
+/**
+ * A name that stands for a declaration. `declaration`: the name a `stage`, `let` or `for each` declares; `stage`: a
+ * stage in a stage's inputs; `selector`: the key of `stage[key=…]`, a variable of that stage's loop; `value`: a let or
+ * loop variable in an expression (a `"${…}"` too).
+ */
+export type NameUse =
+  | { token: IToken; role: 'declaration' | 'stage' | 'value' }
+  | { token: IToken; role: 'selector'; stage: string };
+
+/**
+ * Every name of the file that declares or uses a stage, let or loop variable, in the order of the text. Kind names,
+ * keys, input names and function names are left out: they name no declaration of the file.
+ */
+export function namesIn(text: string): NameUse[] {
+  const tokens = tokenize(text, '<editor>', 0).tokens;
+  const walker = new FrameWalker();
+  const out: NameUse[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    const prev = tokens[i - 1]?.tokenType;
+    const next = tokens[i + 1]?.tokenType;
+    const top = walker.frames.at(-1);
+    walker.step(tokens, i);
+    if (token.tokenType !== T.Identifier) continue;
+    if (prev === T.Stage || prev === T.Let || next === T.In) out.push({ token, role: 'declaration' });
+    else if (top?.type === 'list' && top.selects !== null && (prev === T.LBracket || prev === T.Comma) && next === T.Equals) {
+      out.push({ token, role: 'selector', stage: top.selects });
+    } else if (next === T.Colon || next === T.LParen || next === T.Equals) continue; // a key, an input, a kind or function
+    else if (prev === T.Equals && tokens[i - 3]?.tokenType === T.Stage) continue; // the kind of `stage NAME = KIND {`
+    else if (top?.type === 'inputs') {
+      if (prev === T.Colon) out.push({ token, role: 'stage' });
+    } else out.push({ token, role: 'value' });
+  }
+  return out;
+}
+
 function lineOf(text: string, offset: number): number {
   let line = 1;
   for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) line++;
