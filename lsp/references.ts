@@ -191,11 +191,12 @@ function clashOf(sources: Sources, target: Target, newName: string): Target | nu
   const global = target.what === 'stage' || target.loop === null;
   for (const pipeline of sources.pipelinesOf(target.file)) {
     for (const s of pipeline) {
-      const local = (loop: number | null) => global || (s.file === target.file && loop === target.loop);
+      // A loop's own names clash with a global one, and with the names of the target's loop.
+      const clashesInLoop = (loop: number | null) => global || (s.file === target.file && loop === target.loop);
       const candidates: Target[] = [
         ...s.decls.stages.map((d) => ({ what: 'stage' as const, name: d.name, file: s.file, token: d.token, loop: d.loop })),
-        ...s.decls.lets.filter((d) => d.loop === null || local(d.loop)).map((d) => ({ what: 'let' as const, name: d.name, file: s.file, token: d.token, loop: d.loop })),
-        ...s.decls.loopVars.filter((d) => local(d.loop)).map((d) => ({ what: 'loop variable' as const, name: d.name, file: s.file, token: d.token, loop: d.loop })),
+        ...s.decls.lets.filter((d) => d.loop === null || clashesInLoop(d.loop)).map((d) => ({ what: 'let' as const, name: d.name, file: s.file, token: d.token, loop: d.loop })),
+        ...s.decls.loopVars.filter((d) => clashesInLoop(d.loop)).map((d) => ({ what: 'loop variable' as const, name: d.name, file: s.file, token: d.token, loop: d.loop })),
       ];
       const clash = candidates.find((c) => c.name === newName && !sameTarget(c, target));
       if (clash) return clash;
