@@ -79,6 +79,75 @@ const EXPECTS_VALUE = new Set<unknown>([
 ]);
 
 /**
+ * The brackets open before a token, kept while the tokens are walked in order: `step(tokens, i)` takes in `tokens[i]`
+ * (it looks back at the tokens before it, never ahead).
+ */
+class FrameWalker {
+  readonly frames: Frame[] = [];
+  // A stage header seen and not yet opened: `stage NAME = KIND` waiting for its `(` or `{`.
+  private header: string | null = null;
+  private loopHeader = false;
+  private afterInputs: string | null = null;
+
+  step(tokens: IToken[], i: number): void {
+    const t = tokens[i]!;
+    const frames = this.frames;
+    const top = frames.at(-1);
+    // A new statement ends a stage header that never opened its block.
+    if (t.tokenType === T.Stage || t.tokenType === T.Let || t.tokenType === T.For || t.tokenType === T.Include) {
+      this.header = null;
+      this.afterInputs = null;
+    }
+    if (isName(t) && tokens[i - 1]?.tokenType === T.Equals && tokens[i - 2] && isName(tokens[i - 2]) && tokens[i - 3]?.tokenType === T.Stage) {
+      this.header = t.image;
+      return;
+    }
+    if (t.tokenType === T.For) this.loopHeader = true;
+    // A `${` is closed by a `}` like a block: it must count as an opener, or its `}` would close the block around it.
+    if (t.tokenType === T.InterpStart) {
+      frames.push({ type: 'paren' });
+      return;
+    }
+    if (t.tokenType === T.LParen) {
+      frames.push(this.header !== null ? { type: 'inputs', kind: this.header, names: [] } : { type: 'paren' });
+      this.afterInputs = null;
+      return;
+    }
+    if (t.tokenType === T.RParen) {
+      const closed = frames.pop();
+      if (closed?.type === 'inputs') this.afterInputs = closed.kind;
+      return;
+    }
+    if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
+      const kind = this.header ?? this.afterInputs;
+      if (kind !== null) frames.push({ type: 'params', kind, path: [], keys: [] });
+      else if (this.loopHeader) frames.push({ type: 'block' });
+      else {
+        const key = tokens[i - 1]?.tokenType === T.Colon ? keyBefore(tokens, i - 1) : null;
+        frames.push(top?.type === 'params' && key !== null ? { type: 'params', kind: top.kind, path: [...top.path, key], keys: [] } : { type: 'object', keys: [] });
+      }
+      this.header = null;
+      this.afterInputs = null;
+      this.loopHeader = false;
+      return;
+    }
+    if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested || t.tokenType === T.RBracket) {
+      frames.pop();
+      return;
+    }
+    if (t.tokenType === T.LBracket) {
+      frames.push({ type: 'list', selects: top?.type === 'inputs' && isName(tokens[i - 1]) ? tokens[i - 1]!.image : null });
+      return;
+    }
+    if (t.tokenType === T.Colon && top) {
+      const key = keyBefore(tokens, i);
+      if (key !== null && (top.type === 'params' || top.type === 'object')) top.keys.push(key);
+      if (key !== null && top.type === 'inputs') top.names.push(key);
+    }
+  }
+}
+
+/**
  * Walks the tokens before `offset` keeping the stack of open brackets, then says what belongs at `offset`.
  * A name token that ends at or contains the offset is the word being typed (its text up to the offset is the prefix).
  */
@@ -87,66 +156,9 @@ export function cursorAt(text: string, offset: number): Cursor {
   const under = tokens.find((t) => isName(t) && t.startOffset <= offset && offset <= (t.endOffset ?? t.startOffset) + 1) ?? null;
   const before = tokens.filter((t) => t.startOffset < (under ? under.startOffset : offset));
   const prefix = under ? text.slice(under.startOffset, offset) : '';
-  const frames: Frame[] = [];
-  // A stage header seen and not yet opened: `stage NAME = KIND` waiting for its `(` or `{`.
-  let header: string | null = null;
-  let loopHeader = false;
-  let afterInputs: string | null = null;
-  for (let i = 0; i < before.length; i++) {
-    const t = before[i]!;
-    const top = frames.at(-1);
-    // A new statement ends a stage header that never opened its block.
-    if (t.tokenType === T.Stage || t.tokenType === T.Let || t.tokenType === T.For || t.tokenType === T.Include) {
-      header = null;
-      afterInputs = null;
-    }
-    if (isName(t) && before[i - 1]?.tokenType === T.Equals && before[i - 2] && isName(before[i - 2]) && before[i - 3]?.tokenType === T.Stage) {
-      header = t.image;
-      continue;
-    }
-    if (t.tokenType === T.For) loopHeader = true;
-    // A `${` is closed by a `}` like a block: it must count as an opener, or its `}` would close the block around it.
-    if (t.tokenType === T.InterpStart) {
-      frames.push({ type: 'paren' });
-      continue;
-    }
-    if (t.tokenType === T.LParen) {
-      frames.push(header !== null ? { type: 'inputs', kind: header, names: [] } : { type: 'paren' });
-      afterInputs = null;
-      continue;
-    }
-    if (t.tokenType === T.RParen) {
-      const closed = frames.pop();
-      if (closed?.type === 'inputs') afterInputs = closed.kind;
-      continue;
-    }
-    if (t.tokenType === T.LCurly || t.tokenType === T.LCurlyNested) {
-      const kind = header ?? afterInputs;
-      if (kind !== null) frames.push({ type: 'params', kind, path: [], keys: [] });
-      else if (loopHeader) frames.push({ type: 'block' });
-      else {
-        const key = before[i - 1]?.tokenType === T.Colon ? keyBefore(before, i - 1) : null;
-        frames.push(top?.type === 'params' && key !== null ? { type: 'params', kind: top.kind, path: [...top.path, key], keys: [] } : { type: 'object', keys: [] });
-      }
-      header = null;
-      afterInputs = null;
-      loopHeader = false;
-      continue;
-    }
-    if (t.tokenType === T.RCurly || t.tokenType === T.RCurlyNested || t.tokenType === T.RBracket) {
-      frames.pop();
-      continue;
-    }
-    if (t.tokenType === T.LBracket) {
-      frames.push({ type: 'list', selects: top?.type === 'inputs' && isName(before[i - 1]) ? before[i - 1]!.image : null });
-      continue;
-    }
-    if (t.tokenType === T.Colon && top) {
-      const key = keyBefore(before, i);
-      if (key !== null && (top.type === 'params' || top.type === 'object')) top.keys.push(key);
-      if (key !== null && top.type === 'inputs') top.names.push(key);
-    }
-  }
+  const walker = new FrameWalker();
+  for (let i = 0; i < before.length; i++) walker.step(before, i);
+  const frames = walker.frames;
   const place = (): Place => {
     if (inCommentOrString(text, offset, tokens)) return { type: 'none' };
     const last = before.at(-1);
@@ -177,6 +189,42 @@ export function cursorAt(text: string, offset: number): Cursor {
     return endsValue ? { type: 'none' } : { type: 'value', kind: null, path: [] };
   };
   return { place: place(), prefix, word: under, frames };
+}
+
+/**
+ * A name that stands for a declaration. `declaration`: the name a `stage`, `let` or `for each` declares; `stage`: a
+ * stage in a stage's inputs; `selector`: the key of `stage[key=…]`, a variable of that stage's loop; `value`: a let or
+ * loop variable in an expression (a `"${…}"` too).
+ */
+export type NameUse =
+  | { token: IToken; role: 'declaration' | 'stage' | 'value' }
+  | { token: IToken; role: 'selector'; stage: string };
+
+/**
+ * Every name of the file that declares or uses a stage, let or loop variable, in the order of the text. Kind names,
+ * keys, input names and function names are left out: they name no declaration of the file.
+ */
+export function namesIn(text: string): NameUse[] {
+  const tokens = tokenize(text, '<editor>', 0).tokens;
+  const walker = new FrameWalker();
+  const out: NameUse[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    const prev = tokens[i - 1]?.tokenType;
+    const next = tokens[i + 1]?.tokenType;
+    const top = walker.frames.at(-1);
+    walker.step(tokens, i);
+    if (token.tokenType !== T.Identifier) continue;
+    if (prev === T.Stage || prev === T.Let || next === T.In) out.push({ token, role: 'declaration' });
+    else if (top?.type === 'list' && top.selects !== null && (prev === T.LBracket || prev === T.Comma) && next === T.Equals) {
+      out.push({ token, role: 'selector', stage: top.selects });
+    } else if (next === T.Colon || next === T.LParen || next === T.Equals) continue; // a key, an input, a kind or function
+    else if (prev === T.Equals && tokens[i - 3]?.tokenType === T.Stage) continue; // the kind of `stage NAME = KIND {`
+    else if (top?.type === 'inputs') {
+      if (prev === T.Colon) out.push({ token, role: 'stage' });
+    } else out.push({ token, role: 'value' });
+  }
+  return out;
 }
 
 function lineOf(text: string, offset: number): number {

@@ -44,7 +44,7 @@ export function spanRange(span: SourceSpan): Range {
   return { start: { line: span.line - 1, character: span.column - 1 }, end: { line: span.endLine - 1, character: span.endColumn - 1 } };
 }
 
-function tokenRange(t: IToken): Range {
+export function tokenRange(t: IToken): Range {
   return {
     start: { line: (t.startLine ?? 1) - 1, character: (t.startColumn ?? 1) - 1 },
     end: { line: (t.endLine ?? t.startLine ?? 1) - 1, character: t.endColumn ?? t.startColumn ?? 1 },

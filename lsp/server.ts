@@ -1,11 +1,14 @@
 // `pausepipe lsp`: the Language Server Protocol over stdio, wiring the editor features to open documents.
+import { readdirSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
   CompletionItemKind,
   DiagnosticSeverity,
+  ErrorCodes,
   MarkupKind,
+  ResponseError,
   StreamMessageReader,
   StreamMessageWriter,
   SymbolKind,
@@ -14,12 +17,14 @@ import {
   createConnection,
   type Connection,
   type DocumentSymbol,
+  type TextEdit,
 } from 'vscode-languageserver/node';
 import { loadKinds } from '../runtime/kinds.ts';
 import { readPipeFile } from '../runtime/load.ts';
 import { PAUSEPIPE_VERSION } from '../runtime/version.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { completionsAt, definitionAt, diagnosticsOf, hoverAt, offsetAt, outlineOf, type CompletionKind, type OutlineSymbol, type ReadFile } from './features.ts';
+import { prepareRenameAt, referencesAt, renameAt, type Project } from './references.ts';
 
 const ITEM_KINDS: Record<CompletionKind, CompletionItemKind> = {
   kind: CompletionItemKind.Class,
@@ -47,6 +52,29 @@ const VALIDATE_DELAY_MS = 150;
 /** A document's path: its file for `file:` URIs; an unsaved one is placed in the current folder. */
 function fileOf(uri: string): string {
   return uri.startsWith('file:') ? fileURLToPath(uri) : path.resolve(`untitled-${uri.replace(/[^A-Za-z0-9]+/g, '-')}.pipe`);
+}
+
+/** Folders never searched for .pipe files: packages, version control and the cache. */
+const SKIPPED_FOLDERS = new Set(['node_modules', '.git', '.pausepipe']);
+
+/** The .pipe files under the folders, found anew at each request (files come and go while the editor is open). */
+function pipeFilesUnder(folders: string[]): string[] {
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      // Links are not followed: a link to a folder above would make the walk endless.
+      if (e.isDirectory() && !SKIPPED_FOLDERS.has(e.name)) walk(path.join(dir, e.name));
+      else if (e.isFile() && e.name.endsWith('.pipe')) out.push(path.join(dir, e.name));
+    }
+  };
+  folders.forEach(walk);
+  return out;
 }
 
 /** Serves one client on `connection` until it exits. */
@@ -79,16 +107,26 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
     pending = setTimeout(() => documents.all().forEach(validate), VALIDATE_DELAY_MS);
   };
 
-  connection.onInitialize(() => ({
-    serverInfo: { name: 'pausepipe', version: PAUSEPIPE_VERSION },
-    capabilities: {
-      textDocumentSync: TextDocumentSyncKind.Incremental,
-      completionProvider: { triggerCharacters: ['(', '{', ',', ':', ' '] },
-      hoverProvider: true,
-      definitionProvider: true,
-      documentSymbolProvider: true,
-    },
-  }));
+  // The folders the client opened: a rename in an included file must reach the files including it.
+  let folders: string[] = [];
+  const project = (): Project => ({ readFile, files: [...new Set([...pipeFilesUnder(folders), ...openByFile.keys()])] });
+
+  connection.onInitialize(({ rootUri, workspaceFolders }) => {
+    const uris = workspaceFolders?.map((f) => f.uri) ?? (rootUri ? [rootUri] : []);
+    folders = uris.filter((u) => u.startsWith('file:')).map((u) => fileURLToPath(u));
+    return {
+      serverInfo: { name: 'pausepipe', version: PAUSEPIPE_VERSION },
+      capabilities: {
+        textDocumentSync: TextDocumentSyncKind.Incremental,
+        completionProvider: { triggerCharacters: ['(', '{', ',', ':', ' '] },
+        hoverProvider: true,
+        definitionProvider: true,
+        documentSymbolProvider: true,
+        referencesProvider: true,
+        renameProvider: { prepareProvider: true },
+      },
+    };
+  });
   documents.onDidOpen((e) => {
     openByFile.set(fileOf(e.document.uri), e.document);
   });
@@ -108,6 +146,7 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
     const text = doc.getText();
     return { text, file: fileOf(uri), offset: offsetAt(text, position) };
   };
+  const uriOf = (file: string): string => openByFile.get(file)?.uri ?? pathToFileURL(file).href;
   connection.onCompletion(({ textDocument, position }) => {
     const p = at(textDocument.uri, position);
     if (!p) return [];
@@ -128,8 +167,27 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
   connection.onDefinition(({ textDocument, position }) => {
     const p = at(textDocument.uri, position);
     const loc = p && definitionAt(p.text, p.file, p.offset, readFile);
-    if (!loc) return null;
-    return { uri: openByFile.get(loc.file)?.uri ?? pathToFileURL(loc.file).href, range: loc.range };
+    return loc ? { uri: uriOf(loc.file), range: loc.range } : null;
+  });
+
+  connection.onReferences(({ textDocument, position, context }) => {
+    const p = at(textDocument.uri, position);
+    if (!p) return null;
+    return referencesAt(p.text, p.file, p.offset, project(), context.includeDeclaration).map((l) => ({ uri: uriOf(l.file), range: l.range }));
+  });
+  connection.onPrepareRename(({ textDocument, position }) => {
+    const p = at(textDocument.uri, position);
+    const range = p && prepareRenameAt(p.text, p.file, p.offset, project());
+    return range ?? null;
+  });
+  connection.onRenameRequest(({ textDocument, position, newName }) => {
+    const p = at(textDocument.uri, position);
+    const result = p && renameAt(p.text, p.file, p.offset, newName, project());
+    if (!result) return null;
+    if ('refused' in result) return new ResponseError(ErrorCodes.InvalidParams, result.refused);
+    const changes: Record<string, TextEdit[]> = {};
+    for (const e of result.edits) (changes[uriOf(e.file)] ??= []).push({ range: e.range, newText: e.newText });
+    return { changes };
   });
 
   connection.onDocumentSymbol(({ textDocument }) => {

@@ -1,6 +1,7 @@
 // `pausepipe lsp` spoken to over stdio as an editor would: initialize, diagnostics, completion, hover, definition.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LspClient } from '../helpers/lsp-client.ts';
@@ -65,6 +66,8 @@ test('initialize answers with the server name and what it can do', async () => {
   assert.is(r.capabilities.hoverProvider, true);
   assert.is(r.capabilities.definitionProvider, true);
   assert.is(r.capabilities.documentSymbolProvider, true);
+  assert.is(r.capabilities.referencesProvider, true);
+  assert.equal(r.capabilities.renameProvider, { prepareProvider: true });
   assert.is(r.capabilities.textDocumentSync, 2);
   assert.ok(r.capabilities.completionProvider);
 });
@@ -169,6 +172,47 @@ test('a burst of keystrokes is checked once, at the last version, not once per k
   await new Promise((resolve) => setTimeout(resolve, 300));
   const versions = client.notifications.filter((m) => m.method === 'textDocument/publishDiagnostics' && (m.params as { uri: string }).uri === uri);
   assert.equal(versions.map((m) => (m.params as { version: number }).version), [1, last]);
+});
+
+test('a rename in an included file edits the files of the workspace that include it, the unsaved text of an open one too', async () => {
+  const common = 'let lr = 0.01\nstage data = synthetic_math { train: 10 }\n';
+  const onDisk = 'include "common.pipe"\nstage warm = sft(data: data) { lr: lr }\n';
+  const unsaved = `${onDisk}stage eval = evaluate(model: warm, data: data) { }\n`;
+  await writeFile(path.join(dir, 'common.pipe'), common);
+  await writeFile(path.join(dir, 'main.pipe'), onDisk);
+  await mkdir(path.join(dir, 'sub'));
+  await writeFile(path.join(dir, 'sub', 'second.pipe'), 'include "../common.pipe"\nstage probe = sh(after: data) { command: "true" }\n');
+  // The cache folder is not searched.
+  await mkdir(path.join(dir, '.pausepipe'));
+  await writeFile(path.join(dir, '.pausepipe', 'copy.pipe'), 'include "../common.pipe"\nstage copy = sh(after: data) { command: "true" }\n');
+  const uri = (f: string) => pathToFileURL(path.join(dir, f)).href;
+  client.notify('textDocument/didOpen', { textDocument: { uri: uri('common.pipe'), languageId: 'pausepipe', version: 1, text: common } });
+  client.notify('textDocument/didOpen', { textDocument: { uri: uri('main.pipe'), languageId: 'pausepipe', version: 1, text: unsaved } });
+  const position = after(common, 'stage d');
+  const r = (line: number, from: number, to: number) => ({ start: { line, character: from }, end: { line, character: to } });
+
+  const prepared = await client.request<unknown>('textDocument/prepareRename', { textDocument: { uri: uri('common.pipe') }, position });
+  assert.equal(prepared, r(1, 6, 10));
+  const edit = await client.request<{ changes: Record<string, { range: Diagnostic['range']; newText: string }[]> }>('textDocument/rename', {
+    textDocument: { uri: uri('common.pipe') }, position, newName: 'gsm',
+  });
+  assert.equal(edit, {
+    changes: {
+      [uri('common.pipe')]: [{ range: r(1, 6, 10), newText: 'gsm' }],
+      [uri('main.pipe')]: [{ range: r(1, 23, 27), newText: 'gsm' }, { range: r(2, 41, 45), newText: 'gsm' }],
+      [uri('sub/second.pipe')]: [{ range: r(1, 24, 28), newText: 'gsm' }],
+    },
+  });
+
+  const references = await client.request<{ uri: string; range: Diagnostic['range'] }[]>('textDocument/references', {
+    textDocument: { uri: uri('main.pipe') }, position: after(unsaved, 'model: w'), context: { includeDeclaration: true },
+  });
+  assert.equal(references, [{ uri: uri('main.pipe'), range: r(1, 6, 10) }, { uri: uri('main.pipe'), range: r(2, 29, 33) }]);
+
+  const refused = await client.request('textDocument/rename', { textDocument: { uri: uri('common.pipe') }, position, newName: 'lr' }).catch((e: Error) => e.message);
+  assert.is(refused, 'textDocument/rename: cannot rename the stage `data` to `lr`: a let `lr` is already defined at common.pipe:1:5');
+  const keyword = await client.request<unknown>('textDocument/prepareRename', { textDocument: { uri: uri('common.pipe') }, position: after(common, 'sta') });
+  assert.is(keyword, null);
 });
 
 test('shutdown and exit end the server with code 0', async () => {
