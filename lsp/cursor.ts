@@ -327,27 +327,6 @@ export function loopVarsAt(decls: Declarations, offset: number): Declarations['l
   return [];
 }
 
-/**
- * The stage a selector variable belongs to: `lora` in `eval[lora=true]` names a variable of eval's loop, wherever
- * the selector stands. Null for any other name.
- */
-export function selectorStageOf(text: string, word: IToken): string | null {
-  const tokens = tokenize(text, '<editor>', 0).tokens;
-  const i = tokens.findIndex((t) => t.startOffset === word.startOffset);
-  const prev = tokens[i - 1]?.tokenType;
-  if (i < 1 || tokens[i + 1]?.tokenType !== T.Equals || (prev !== T.LBracket && prev !== T.Comma)) return null;
-  let d = 0;
-  for (let j = i - 1; j >= 1; j--) {
-    const t = tokens[j]!;
-    if (CLOSERS.has(t.tokenType)) d++;
-    else if (OPENERS.has(t.tokenType)) {
-      if (d === 0) return t.tokenType === T.LBracket && isName(tokens[j - 1]) ? tokens[j - 1]!.image : null;
-      d--;
-    }
-  }
-  return null;
-}
-
 /** Whether a name token is a key (`name:`) rather than a use of a name. */
 export function isKeyToken(text: string, word: IToken): boolean {
   const after = text.slice((word.endOffset ?? word.startOffset) + 1);

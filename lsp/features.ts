@@ -1,54 +1,18 @@
-// The editor features as pure functions of a document's text: diagnostics, completion, hover and go to definition.
+// The editor features as pure functions of a document's text: diagnostics, completion, hover, go to definition and the outline.
 import path from 'node:path';
 import type { IToken } from 'chevrotain';
-import type { Diagnostic as PipeDiagnostic, SourceSpan } from '../grammar/diagnostics.ts';
-import { loadPipelineText, type ReadResult } from '../runtime/load.ts';
+import type { Diagnostic as PipeDiagnostic } from '../grammar/diagnostics.ts';
+import { loadPipelineText } from '../runtime/load.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { cursorAt, declarationsOf, isKeyToken, loopVarsAt, selectorStageOf, type Declarations } from './cursor.ts';
-
-/**
- * Reads a file by absolute path: the editor's unsaved text when it has the file open, else the disk as `check` reads
- * it (readPipeFile: only regular `.pipe` files up to 1 MiB, so `include "/dev/zero"` cannot hang the server).
- */
-export type ReadFile = (file: string) => ReadResult;
-
-/** 0-based, as the protocol counts (UTF-16 code units, as JavaScript strings and the lexer do). */
-export interface Position {
-  line: number;
-  character: number;
-}
-
-export interface Range {
-  start: Position;
-  end: Position;
-}
+import { cursorAt, declarationsOf, isKeyToken, loopVarsAt, type Declarations } from './cursor.ts';
+import { spanRange, tokenRange, type Location, type Range, type ReadFile } from './positions.ts';
+import { declarationAt } from './references.ts';
 
 export interface EditorDiagnostic {
   range: Range;
   severity: 'error' | 'warning';
   code: string;
   message: string;
-}
-
-export function offsetAt(text: string, p: Position): number {
-  let offset = 0;
-  for (let line = 0; line < p.line; line++) {
-    const next = text.indexOf('\n', offset);
-    if (next === -1) return text.length;
-    offset = next + 1;
-  }
-  return Math.min(offset + p.character, text.length);
-}
-
-export function spanRange(span: SourceSpan): Range {
-  return { start: { line: span.line - 1, character: span.column - 1 }, end: { line: span.endLine - 1, character: span.endColumn - 1 } };
-}
-
-export function tokenRange(t: IToken): Range {
-  return {
-    start: { line: (t.startLine ?? 1) - 1, character: (t.startColumn ?? 1) - 1 },
-    end: { line: (t.endLine ?? t.startLine ?? 1) - 1, character: t.endColumn ?? t.startColumn ?? 1 },
-  };
 }
 
 const START: Range = { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } };
@@ -264,47 +228,36 @@ export function hoverAt(text: string, file: string, offset: number, kinds: Recor
     }
     return null;
   }
-  const target = definitionOf(text, file, word, readFile);
+  const target = definitionOf(text, file, offset, readFile);
   if (!target) return null;
   return { markdown: target.summary, range };
 }
 
-export interface Location {
-  file: string;
-  range: Range;
-}
 
-/** Where the name was declared, and a one-line summary of the declaration. */
-function definitionOf(text: string, file: string, word: IToken, readFile: ReadFile): (Location & { summary: string }) | null {
-  const name = word.image;
-  const files = allDeclarations(text, file, readFile);
-  for (const f of files) {
-    const stage = f.decls.stages.find((s) => s.name === name);
-    if (stage) return { file: f.file, range: tokenRange(stage.token), summary: `\`stage ${name} = ${stage.kind ?? '?'}\`${stage.loop !== null ? ' (in a `for each`)' : ''}` };
+/** Where the name at the offset was declared, and a one-line summary of the declaration. */
+function definitionOf(text: string, file: string, offset: number, readFile: ReadFile): (Location & { summary: string }) | null {
+  const found = declarationAt(text, file, offset, { readFile, files: [] });
+  if (!found) return null;
+  const { target, decls } = found;
+  const at = (d: { token: IToken }) => d.token.startOffset === target.token.startOffset;
+  const where = { file: target.file, range: tokenRange(target.token) };
+  if (target.what === 'stage') {
+    const kind = decls.stages.find(at)?.kind ?? '?';
+    return { ...where, summary: `\`stage ${target.name} = ${kind}\`${target.loop !== null ? ' (in a `for each`)' : ''}` };
   }
-  for (const f of files) {
-    const decl = f.decls.lets.find((l) => l.name === name);
-    if (decl) {
-      const source = f.text.slice(decl.token.startOffset - 'let '.length, decl.valueEnd).replace(/\s+/g, ' ');
-      return { file: f.file, range: tokenRange(decl.token), summary: `\`${source.length > 200 ? `${source.slice(0, 199)}…` : source}\`` };
-    }
+  if (target.what === 'let') {
+    const decl = decls.lets.find(at)!;
+    const source = found.text.slice(decl.token.startOffset - 'let '.length, decl.valueEnd).replace(/\s+/g, ' ');
+    return { ...where, summary: `\`${source.length > 200 ? `${source.slice(0, 199)}…` : source}\`` };
   }
-  // `lora` in `eval[lora=true]` is a variable of eval's loop; any other is one of the loop around the use.
-  const selected = selectorStageOf(text, word);
-  for (const f of selected === null ? [files[0]!] : files) {
-    const stage = f.decls.stages.find((s) => s.name === selected);
-    const vars = selected === null ? loopVarsAt(f.decls, word.startOffset) : f.decls.loopVars.filter((v) => stage && v.loop === stage.loop);
-    const own = vars.find((v) => v.name === name);
-    if (own) return { file: f.file, range: tokenRange(own.token), summary: `loop variable \`${name}\` in \`${own.values}\`` };
-  }
-  return null;
+  return { ...where, summary: `loop variable \`${target.name}\` in \`${decls.loopVars.find(at)!.values}\`` };
 }
 
 /** Go to definition: a stage reference to its `stage` statement, a name to its `let` or `for each` variable. */
 export function definitionAt(text: string, file: string, offset: number, readFile: ReadFile): Location | null {
   const { word, place } = cursorAt(text, offset);
   if (!word || place.type === 'kind' || isKeyToken(text, word)) return null;
-  const target = definitionOf(text, file, word, readFile);
+  const target = definitionOf(text, file, offset, readFile);
   return target && { file: target.file, range: target.range };
 }
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { IToken } from 'chevrotain';
 import * as T from '../grammar/tokens.ts';
 import { declarationsOf, loopVarsAt, namesIn, type Declarations, type NameUse } from './cursor.ts';
-import { tokenRange, type Location, type Range, type ReadFile } from './features.ts';
+import { tokenRange, type Location, type Range, type ReadFile } from './positions.ts';
 
 /** Where names are looked for: how files are read, and the .pipe files that may include the one asked about. */
 export interface Project {
@@ -21,7 +21,7 @@ interface Source {
 }
 
 /** What a name stands for: a declaration, found by its name token. `loop`: the index of its `for each` in its file. */
-interface Target {
+export interface Target {
   what: 'stage' | 'let' | 'loop variable';
   name: string;
   file: string;
@@ -153,6 +153,17 @@ function occurrences(sources: Sources, target: Target): { file: string; token: I
   }
   const rank = (f: string): string => (f === target.file ? '' : f);
   return [...found.values()].sort((a, b) => rank(a.file).localeCompare(rank(b.file)) || a.token.startOffset - b.token.startOffset);
+}
+
+/**
+ * The declaration the name at the offset stands for (go to definition, hover), with the text and declarations of
+ * the file it is in; null where no stage, let or loop variable is named.
+ */
+export function declarationAt(text: string, file: string, offset: number, project: Project): { target: Target; text: string; decls: Declarations } | null {
+  const sources = new Sources(project, file, text);
+  const found = targetAt(sources, file, offset);
+  const declaredIn = found && sources.get(found.target.file);
+  return found && declaredIn ? { target: found.target, text: declaredIn.text, decls: declaredIn.decls } : null;
 }
 
 /** Find references: the declaration (when asked for) and every use of the stage, let or loop variable at the offset. */

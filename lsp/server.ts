@@ -23,7 +23,8 @@ import { loadKinds } from '../runtime/kinds.ts';
 import { readPipeFile } from '../runtime/load.ts';
 import { PAUSEPIPE_VERSION } from '../runtime/version.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { completionsAt, definitionAt, diagnosticsOf, hoverAt, offsetAt, outlineOf, type CompletionKind, type OutlineSymbol, type ReadFile } from './features.ts';
+import { completionsAt, definitionAt, diagnosticsOf, hoverAt, outlineOf, type CompletionKind, type OutlineSymbol } from './features.ts';
+import { offsetAt, type ReadFile } from './positions.ts';
 import { prepareRenameAt, referencesAt, renameAt, type Project } from './references.ts';
 
 const ITEM_KINDS: Record<CompletionKind, CompletionItemKind> = {

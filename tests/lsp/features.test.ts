@@ -74,6 +74,30 @@ test('a loop variable is known only in its own loop, and a selector\'s variable 
   assert.is(hoverAt(text, MAIN, at(text, 'lr: l'), STAGE_KINDS, read)!.markdown, 'loop variable `lr` in `[0.1, 0.2]`');
 });
 
+test('go to definition and hover find a loop\'s own let, not another loop\'s of the same name', () => {
+  const text = [
+    'let rate = 5',
+    'for each a in [1] {',
+    '  let rate = 0.1',
+    '  stage x = sh { command: "echo ${rate}", shell: true }',
+    '}',
+    'for each b in [2] {',
+    '  let rate = 0.2',
+    '  stage y = sh { command: "echo ${rate} ${a}", shell: true }',
+    '}',
+    'stage z = sh { command: "echo ${rate}", shell: true }',
+    '',
+  ].join('\n');
+  const line = (n: number, from: number, to: number) => ({ file: MAIN, range: { start: { line: n, character: from }, end: { line: n, character: to } } });
+  const use = (n: number) => text.split('\n').slice(0, n).join('\n').length + 1 + text.split('\n')[n]!.indexOf('${rate}') + 3;
+  assert.equal(definitionAt(text, MAIN, use(3), read), line(2, 6, 10));
+  assert.equal(definitionAt(text, MAIN, use(7), read), line(6, 6, 10));
+  assert.equal(definitionAt(text, MAIN, use(9), read), line(0, 4, 8));
+  assert.is(hoverAt(text, MAIN, use(7), STAGE_KINDS, read)!.markdown, '`let rate = 0.2`');
+  // `a` belongs to the first loop: unknown in the second.
+  assert.is(definitionAt(text, MAIN, text.indexOf('${a}') + 2, read), null);
+});
+
 test('nothing is offered where a new name is declared or an operator goes, so a typed space opens no list', () => {
   const text = 'let lr = 1\nstage data = synthetic_math { train: 10 }\n';
   for (const typed of ['stage ', 'let ', 'for each ', 'for each x ', 'include ', 'stage w = sft ', 'stage w = sft(model: data) ', 'let x = 1 ', 'stage w = sft { lr: 1 ']) {
