@@ -43,6 +43,13 @@ export async function openModelFolder(dir: string, log: (line: string) => void):
     model.dispose();
     throw new Error(`${dir}: the model's pause token id is ${pause ?? 'none'} but its tokenizer's is ${tokenizer.pauseId ?? 'none'}`);
   }
+  // A folder made by hand or by an `sh` step may pair a model with another model's tokenizer: its ids would fail deep
+  // in the embedding lookup, without saying why.
+  const rows = model.config.vocabSize + (pause === null ? 0 : 1);
+  if (tokenizer.vocabSize > rows) {
+    model.dispose();
+    throw new Error(`${dir}: tokenizer.json has ${tokenizer.vocabSize} ids but the model's embedding only ${rows} rows: the tokenizer is not the model's`);
+  }
   return { model, tokenizer };
 }
 

@@ -1,7 +1,7 @@
 // evaluate: accuracy on a model that memorised its answers, per-example results, pause statistics, and metrics the report accepts.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
 import { ADD_PAUSE_TOKEN } from '../../stages/add-pause-token.ts';
@@ -10,8 +10,8 @@ import { EVALUATE } from '../../stages/evaluate.ts';
 import type { ArtifactRef } from '../../stages/kind.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { SFT, type SftTrainGroups } from '../../stages/sft.ts';
-import { datasetFolder, runKind, tinyModelFolder } from '../helpers/model-stages.ts';
-import { artifactRef, removeTempDirs, withDefaults } from './data/stage-context.ts';
+import { datasetFolder, runKind, sumRows, tinyModelFolder } from '../helpers/model-stages.ts';
+import { artifactRef, removeTempDirs, tempDir, withDefaults } from './data/stage-context.ts';
 
 const test = suite('evaluate');
 test.after(removeTempDirs);
@@ -89,6 +89,21 @@ test('an empty test split is an error naming the dataset stage', async () => {
   await runKind(EVALUATE, { inputs: { model: [await tinyModelFolder()], data: [data] } }).then(
     () => assert.unreachable(),
     (err) => assert.match(err.message, /evaluate: the test split of data is empty/),
+  );
+});
+
+test('a model folder whose tokenizer has more ids than the embedding has rows is refused before anything runs', async () => {
+  // What a folder assembled by hand or by an `sh` step can hold: another model's tokenizer beside the weights.
+  const model = await tinyModelFolder();
+  const dir = await tempDir('foreign-tokenizer');
+  await cp(model.dir, dir, { recursive: true });
+  const tokenizer = JSON.parse(await readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
+  tokenizer.added_tokens.push({ id: 150, content: '<extra>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  const data = await datasetFolder({ train: [], validation: [], test: sumRows(2) });
+  await runKind(EVALUATE, { inputs: { model: [{ ...model, dir }], data: [data] } }).then(
+    () => assert.unreachable(),
+    (err) => assert.is(err.message, `${dir}: tokenizer.json has 151 ids but the model's embedding only 100 rows: the tokenizer is not the model's`),
   );
 });
 
