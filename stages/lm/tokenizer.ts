@@ -175,6 +175,18 @@ export async function loadTokenizer(dirOrFile: string): Promise<JsonTokenizer> {
   }
 }
 
+/** Whether `text` is exactly the tokenizer's pause token: what pauses written as `text` in data become when encoded. */
+export function readsAsPause(tokenizer: Tokenizer, text: string): boolean {
+  if (tokenizer.pauseId === null) return false;
+  const ids = tokenizer.encode(text, { addSpecialTokens: false });
+  return ids.length === 1 && ids[0] === tokenizer.pauseId;
+}
+
+/** The text of the tokenizer's pause token (its added token's content), or null without one. */
+export function pauseText(tokenizer: Tokenizer): string | null {
+  return tokenizer.pauseId === null ? null : tokenizer.decode([tokenizer.pauseId], { skipSpecialTokens: false });
+}
+
 /** Ids of the built-in tokenizer's special tokens, fixed so from-scratch configs can name them. */
 export const BUILTIN_SPECIALS = ['<unk>', '<s>', '</s>', '<pad>'] as const;
 

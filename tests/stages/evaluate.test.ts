@@ -7,7 +7,8 @@ import type { JsonValue } from '../../runtime/json.ts';
 import { ADD_PAUSE_TOKEN } from '../../stages/add-pause-token.ts';
 import { checkEvaluateMetrics } from '../../stages/data/report-table.ts';
 import { EVALUATE } from '../../stages/evaluate.ts';
-import type { ArtifactRef } from '../../stages/kind.ts';
+import type { ArtifactRef, StageKind } from '../../stages/kind.ts';
+import { writeDataset } from '../../stages/data/dataset.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { SFT, type SftTrainGroups } from '../../stages/sft.ts';
 import { datasetFolder, runKind, sumRows, tinyModelFolder } from '../helpers/model-stages.ts';
@@ -90,6 +91,20 @@ test('an empty test split is an error naming the dataset stage', async () => {
     () => assert.unreachable(),
     (err) => assert.match(err.message, /evaluate: the test split of data is empty/),
   );
+});
+
+test('data whose pauses are written with another text than the model\'s pause token is refused (sft and evaluate)', async () => {
+  const { ctx } = await runKind(ADD_PAUSE_TOKEN, { inputs: { model: [await tinyModelFolder()] } });
+  const model = artifactRef('surgery', 'add_pause_token', ctx.outDir);
+  const rows = [{ question: '1+1?', answer: '1+1=<pause>2\n#### 2' }];
+  const dir = await tempDir('other-pauses');
+  await writeDataset(dir, { train: rows, validation: rows, test: rows }, { source: 'inject_pauses of data', seed: 42, extra: { pause_token: '<pause>' } });
+  const data = artifactRef('paused', 'inject_pauses', dir);
+  const expected = 'the rows of paused hold pauses written <pause>, but the pause token of surgery is <|pause|>: ' +
+    'give inject_pauses the token that add_pause_token added (its `pause_token` and `token` params)';
+  for (const kind of [EVALUATE, SFT] as StageKind<unknown>[]) {
+    await runKind(kind, { inputs: { model: [model], data: [data] } }).then(() => assert.unreachable(), (err) => assert.is(err.message, expected, kind.name));
+  }
 });
 
 test('a model folder whose tokenizer has more ids than the embedding has rows is refused before anything runs', async () => {
