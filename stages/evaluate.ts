@@ -85,6 +85,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
         temperature: p.temperature,
         seed: p.seed,
         onBatch: (done, total) => ctx.progress({ step: done, total, message: 'answers' }),
+        // The rows of test.jsonl are one per line: this names the file and line (as the input, once run-kind rewrites it).
+        rowName: (i) => `${path.join(dataRef.dir, 'test.jsonl')}:${i + 1}`,
       });
       const results = test.map((ex, i) => {
         const row = rows[i]!;

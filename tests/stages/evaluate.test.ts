@@ -107,6 +107,16 @@ test('data whose pauses are written with another text than the model\'s pause to
   }
 });
 
+test('a test question too long for the model is named by its row before any answer is generated', async () => {
+  // The tiny model holds 128 positions; each character is a token, the prompt adds 25 and the BOS one.
+  const long = { question: 'x'.repeat(200), answer: '#### 1' };
+  const data = await datasetFolder({ train: [], validation: [], test: [...sumRows(1), long, long] });
+  await runKind(EVALUATE, { params: { batch_size: 1 }, inputs: { model: [await tinyModelFolder()], data: [data] } }).then(
+    () => assert.unreachable(),
+    (err) => assert.is(err.message, `${path.join(data.dir, 'test.jsonl')}:2: the prompt has 226 tokens, more than the model's 128 positions (and 1 more question)`),
+  );
+});
+
 test('a model folder whose tokenizer has more ids than the embedding has rows is refused before anything runs', async () => {
   // What a folder assembled by hand or by an `sh` step can hold: another model's tokenizer beside the weights.
   const model = await tinyModelFolder();
