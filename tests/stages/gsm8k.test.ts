@@ -98,6 +98,20 @@ test('a UTF-8 byte order mark is dropped, and bytes that are not UTF-8 are refus
     '  data/gsm8k/test.jsonl:2: not UTF-8 text: byte 0xE9 at byte 18 of the line (save the file as UTF-8)');
 });
 
+test('test questions that are also train questions, and repeated train questions, are said', async () => {
+  const ws = await workspaceWith({
+    'train.jsonl': [line('q1', '#### 1'), line('q2', '#### 2'), line('q1', '#### 1'), line('q3', '#### 3')].join('\n'),
+    'test.jsonl': [line('q2', '#### 2'), line('t1', '#### 1'), line('q3', '#### 3')].join('\n'),
+  });
+  const ctx = await makeContext(GSM8K, { workspace: ws });
+  await GSM8K.run(ctx);
+  assert.ok(ctx.logs.includes('gsm8k: 2 of 3 test questions are also train questions (their accuracy measures recall); 1 train question is a repeat'), ctx.logs.join('\n'));
+  // limit_train counts: the rows left out are not compared.
+  const limited = await makeContext(GSM8K, { params: { limit_train: 2 }, workspace: ws });
+  await GSM8K.run(limited);
+  assert.ok(limited.logs.includes('gsm8k: 1 of 3 test questions are also train questions (their accuracy measures recall)'), limited.logs.join('\n'));
+});
+
 test('a missing folder says which files to put where and where to get them', async () => {
   const ws = await tempDir('gsm8k-empty');
   const message = await failure(GSM8K.run(await makeContext(GSM8K, { workspace: ws })));
