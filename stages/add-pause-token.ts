@@ -37,6 +37,10 @@ export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
     const source = ctx.inputs.model![0]!;
     const { model, tokenizer } = await openModelFolder(source.dir, ctx.log);
     try {
+      if (model.config.pause) {
+        throw new Error(`add_pause_token: ${source.stage} already has the pause token ${model.config.pause.token} (id ${model.config.pause.tokenId}): ` +
+          'give it to sft or evaluate as it is');
+      }
       if (model.lora) throw new Error(`add_pause_token: ${source.stage} holds LoRA adapters; train it with lora.merge = true first`);
       // The original loads the model in bfloat16 and creates the pause row and head in it: a BF16 folder stays BF16.
       const dtypes = storedDtypes(source.dir);

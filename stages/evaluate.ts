@@ -59,7 +59,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
 
   async run(ctx: StageContext<EvaluateParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { checkDataPauseToken, fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
     const { generateAnswers } = await import('./lm/generate.ts');
     const { encodeTrainingExample, padIdOf, responseTemplateIds } = await import('./lm/collate.ts');
     const { evaluateLoss } = await import('./lm/trainer.ts');
@@ -68,11 +68,12 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     const ran = await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
     const dataRef = ctx.inputs.data![0]!;
-    const { splits } = await readDataset(dataRef.dir);
+    const { splits, info } = await readDataset(dataRef.dir);
     const test = p.limit === null ? splits.test : splits.test.slice(0, p.limit);
     if (test.length === 0) throw new Error(`evaluate: the test split of ${dataRef.stage} is empty`);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
+      checkDataPauseToken(info.pause_token, dataRef.stage, tokenizer, modelRef.stage);
       const { packFrozenWeights, packingFrozenWeights } = await import('./lm/bf16-weights.ts');
       if (packingFrozenWeights()) await packFrozenWeights(model, ctx.log, { inference: true });
       const rows = await generateAnswers(model, tokenizer, test.map((r) => r.question), {
@@ -84,6 +85,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
         temperature: p.temperature,
         seed: p.seed,
         onBatch: (done, total) => ctx.progress({ step: done, total, message: 'answers' }),
+        // The rows of test.jsonl are one per line: this names the file and line (as the input, once run-kind rewrites it).
+        rowName: (i) => `${path.join(dataRef.dir, 'test.jsonl')}:${i + 1}`,
       });
       const results = test.map((ex, i) => {
         const row = rows[i]!;

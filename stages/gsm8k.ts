@@ -157,6 +157,11 @@ export const GSM8K: StageKind<Gsm8kParams> = {
 
     const train = p.limit_train === null ? rows.train : rows.train.slice(0, p.limit_train);
     const test = p.limit_test === null ? rows.test : rows.test.slice(0, p.limit_test);
+    const overlap = overlapNote(train, test);
+    if (overlap) {
+      ctx.log(overlap);
+      ctx.notice?.(overlap);
+    }
     const split = splitTrainValidation(train, p.val_fraction, createRng(p.seed).shuffled);
     const info = await writeDataset(
       ctx.outDir,
@@ -167,6 +172,20 @@ export const GSM8K: StageKind<Gsm8kParams> = {
     return { metrics: { counts: info.counts, source_rows: info.source_rows! } };
   },
 };
+
+/**
+ * What a researcher's own files may hold and GSM8K does not: test questions that are also training questions (their
+ * accuracy measures recall), and repeated training questions. Said, not refused: it may be on purpose.
+ */
+export function overlapNote(train: readonly Example[], test: readonly Example[]): string | null {
+  const questions = new Set(train.map((r) => r.question));
+  const inBoth = test.filter((r) => questions.has(r.question)).length;
+  const repeats = train.length - questions.size;
+  const parts: string[] = [];
+  if (inBoth > 0) parts.push(`${inBoth} of ${test.length} test questions are also train questions (their accuracy measures recall)`);
+  if (repeats > 0) parts.push(`${repeats} train question${repeats === 1 ? ' is a repeat' : 's are repeats'}`);
+  return parts.length === 0 ? null : `gsm8k: ${parts.join('; ')}`;
+}
 
 async function locate(folder: string): Promise<Record<SourceSplit, string | null>> {
   return { train: await findSplitFile(folder, 'train'), test: await findSplitFile(folder, 'test') };

@@ -182,8 +182,13 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
     const tokenizerRef = ctx.inputs.tokenizer?.[0];
     if (tokenizerRef) {
       // Lazy: the tokenizer pulls in @huggingface/tokenizers, which a run without one never needs.
-      const { loadTokenizer } = await import('./lm/tokenizer.ts');
+      const { loadTokenizer, pauseText, readsAsPause } = await import('./lm/tokenizer.ts');
       const loaded = await loadTokenizer(tokenizerRef.dir);
+      // Random pauses take the tokenizer's pause id, pattern pauses and the counts `pause_token`: they must be one token.
+      if (loaded.pauseId !== null && !readsAsPause(loaded, p.pause_token)) {
+        throw new Error(`inject_pauses: the tokenizer of ${tokenizerRef.stage} has the pause token ${pauseText(loaded)}, not ${p.pause_token}: ` +
+          'set pause_token to it, or give the tokenizer of a model without a pause token');
+      }
       // Added as the original injector adds it (no lstrip/rstrip), so the spaces beside pattern pauses survive
       // the round trip; the training tokenizer strips them later either way.
       const tokenizer = loaded.pauseId === null ? loaded.withPauseToken(p.pause_token, { stripSpaces: false }) : loaded;

@@ -160,7 +160,7 @@ export const SFT: StageKind<SftParams> = {
 
   async run(ctx: StageContext<SftParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { checkDataPauseToken, fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
     const { configureTraining, trainedGroups } = await import('./lm/freeze.ts');
     const { mergeLora } = await import('./lm/lora.ts');
     const { saveModel } = await import('./lm/model-io.ts');
@@ -168,9 +168,11 @@ export const SFT: StageKind<SftParams> = {
     const { readDataset } = await import('./data/dataset.ts');
     const ran = await startBackend(ctx);
     const modelRef = ctx.inputs.model![0]!;
-    const { splits } = await readDataset(ctx.inputs.data![0]!.dir, ['train', 'validation']);
+    const dataRef = ctx.inputs.data![0]!;
+    const { splits, info } = await readDataset(dataRef.dir, ['train', 'validation']);
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
+      checkDataPauseToken(info.pause_token, dataRef.stage, tokenizer, modelRef.stage);
       const setup = trainingSetup(p, model.hasPause, ctx.log);
       configureTraining(model, setup, ctx.log);
       const trained = trainedGroups(model);

@@ -1,5 +1,5 @@
 // Stage kind `synthetic_math`: short GSM8K-format word problems a tiny character-level model can learn on a CPU.
-import type { StageContext, StageKind, StageResult } from './kind.ts';
+import type { CheckProblem, StageContext, StageKind, StageResult } from './kind.ts';
 import { SPLITS, writeDataset, type DatasetSplits, type Example, type Split } from './data/dataset.ts';
 import { createRng, deriveSeed, type Rng } from './data/random.ts';
 
@@ -155,6 +155,14 @@ export const SYNTHETIC_MATH: StageKind<SyntheticMathParams> = {
   },
   inputs: {},
   sources: ['stages/synthetic-math.ts', 'stages/data/dataset.ts', 'stages/data/random.ts'],
+
+  // At check time, so swapped bounds are found at the value in the .pipe file rather than when the stage runs.
+  check: (p) => {
+    const problems: CheckProblem[] = [];
+    if (p.min_steps > p.max_steps) problems.push({ code: 'E_PARAM_VALUE', message: `min_steps (${p.min_steps}) is above max_steps (${p.max_steps})`, param: ['min_steps'] });
+    if (p.min_value > p.max_value) problems.push({ code: 'E_PARAM_VALUE', message: `min_value (${p.min_value}) is above max_value (${p.max_value})`, param: ['min_value'] });
+    return problems;
+  },
 
   async run(ctx: StageContext<SyntheticMathParams>): Promise<StageResult> {
     const splits = generateSyntheticMath(ctx.params);

@@ -70,8 +70,11 @@ export function checkExample(value: unknown, check: RowCheck = {}): string | nul
     else if (typeof v !== 'string') wrong.push(`"${field}" must be a string, got ${describe(v)}`);
     else if (v.trim() === '') wrong.push(`"${field}" is empty`);
   }
-  if (wrong.length === 0 && check.requireFinalAnswer && extractAnswer(row.answer as string) === INVALID_ANSWER) {
-    wrong.push('"answer" has no final answer line `#### <number>`');
+  if (wrong.length === 0 && check.requireFinalAnswer) {
+    const final = extractAnswer(row.answer as string);
+    // The original's pattern also takes `#### ,` or `#### .`: a reference without a digit that no answer should match.
+    if (final === INVALID_ANSWER) wrong.push('"answer" has no final answer line `#### <number>`');
+    else if (!/[0-9]/.test(final)) wrong.push('"answer" has no digit in its final answer `#### <number>`');
   }
   return wrong.length === 0 ? null : wrong.join('; ');
 }
@@ -201,9 +204,72 @@ function leadingNewlines(body: string): number {
   return lead.split('\n').length - 1;
 }
 
+/**
+ * A data file's bytes as text: a UTF-8 byte order mark (Windows editors write one) is dropped, and bytes that are not
+ * UTF-8 (a file saved as Latin-1 or Windows-1252) are problems at their lines, not characters silently replaced by `�`.
+ */
+export function decodeDataFile(bytes: Uint8Array, file: string): { text: string; problems: RowProblem[] } {
+  try {
+    return { text: new TextDecoder('utf-8', { fatal: true }).decode(bytes), problems: [] };
+  } catch {
+    const problems: RowProblem[] = [];
+    let line = 1;
+    for (let start = 0; start <= bytes.length; line++) {
+      let end = bytes.indexOf(10, start);
+      if (end === -1) end = bytes.length;
+      const bad = firstInvalidUtf8(bytes, start, end);
+      if (bad !== -1) {
+        const byte = bytes[bad]!.toString(16).toUpperCase().padStart(2, '0');
+        problems.push({ file, line, message: `not UTF-8 text: byte 0x${byte} at byte ${bad - start + 1} of the line (save the file as UTF-8)` });
+      }
+      start = end + 1;
+    }
+    return { text: new TextDecoder('utf-8').decode(bytes), problems };
+  }
+}
+
+/** Offset of the first byte in bytes[start, end) that does not begin a well-formed UTF-8 sequence, or -1. */
+function firstInvalidUtf8(bytes: Uint8Array, start: number, end: number): number {
+  for (let i = start; i < end; ) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    // Lead byte → continuation bytes, and the range of the first continuation (no overlong forms, surrogates or > U+10FFFF).
+    let n: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) n = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      n = 2;
+      if (b === 0xe0) low = 0xa0;
+      if (b === 0xed) high = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      n = 3;
+      if (b === 0xf0) low = 0x90;
+      if (b === 0xf4) high = 0x8f;
+    } else return i;
+    if (i + n >= end) return i;
+    for (let k = 1; k <= n; k++) {
+      const c = bytes[i + k]!;
+      if (k === 1 ? c < low || c > high : c < 0x80 || c > 0xbf) return i;
+    }
+    i += n + 1;
+  }
+  return -1;
+}
+
 /** Reads one split file; a missing file is the caller's business (check first). */
 export async function readSplitFile(file: string, shownAs: string, check: RowCheck = {}): Promise<ParsedRows> {
-  return parseRows(await readFile(file, 'utf8'), shownAs, check);
+  const { text, problems } = decodeDataFile(await readFile(file), shownAs);
+  const parsed = parseRows(text, shownAs, check);
+  return { rows: parsed.rows, problems: mergeByLine(problems, parsed.problems) };
+}
+
+/** Two lists of problems of one file as one, in line order (encoding problems first on a line). */
+function mergeByLine(a: RowProblem[], b: RowProblem[]): RowProblem[] {
+  return a.length === 0 ? b : [...a, ...b].sort((x, y) => x.line - y.line);
 }
 
 /** Reads a dataset artifact written by `writeDataset`; throws a DataError listing every bad row. */
@@ -212,9 +278,9 @@ export async function readDataset(dir: string, required: readonly Split[] = SPLI
   const splits = {} as DatasetSplits;
   for (const split of SPLITS) {
     const file = path.join(dir, `${split}.jsonl`);
-    let text: string;
+    let bytes: Uint8Array;
     try {
-      text = await readFile(file, 'utf8');
+      bytes = await readFile(file);
     } catch {
       // A split the reader does not use may be absent (sft needs no test split).
       if (!required.includes(split)) {
@@ -223,9 +289,10 @@ export async function readDataset(dir: string, required: readonly Split[] = SPLI
       }
       throw new Error(`${file}: missing; this stage reads ${required.map((r) => `${r}.jsonl`).join(', ')} from the dataset folder (dataset.json optional)`);
     }
-    const parsed = parseRows(text, file);
+    const decoded = decodeDataFile(bytes, file);
+    const parsed = parseRows(decoded.text, file);
     splits[split] = parsed.rows;
-    problems.push(...parsed.problems);
+    problems.push(...mergeByLine(decoded.problems, parsed.problems));
   }
   if (problems.length > 0) throw new DataError(`The dataset in ${dir} has ${problems.length} bad row(s):`, problems);
   const infoFile = path.join(dir, 'dataset.json');

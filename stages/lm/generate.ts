@@ -143,6 +143,8 @@ export interface GenerateManyOptions extends GenerateOptions {
   batchSize: number;
   /** Called after every batch with the number of prompts done. */
   onBatch?: (done: number, total: number) => void;
+  /** How an error names question `index` (0-based), e.g. by its file and line; default `question N`. */
+  rowName?: (index: number) => string;
 }
 
 /**
@@ -152,6 +154,15 @@ export interface GenerateManyOptions extends GenerateOptions {
 export async function generateAnswers(model: LanguageModel, tokenizer: Tokenizer, questions: string[], opts: GenerateManyOptions): Promise<GeneratedRow[]> {
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`generate: batchSize must be a whole number >= 1, got ${opts.batchSize}`);
   const prompts = questions.map((q) => tokenizer.encode(promptText(q), { addSpecialTokens: true }));
+  // Found before any batch runs, and named: the batch's own check could only say that some prompt is too long.
+  const context = opts.contextLength ?? Infinity;
+  const tooLong = prompts.flatMap((p, i) => (p.length > context ? [i] : []));
+  if (tooLong.length > 0) {
+    const first = tooLong[0]!;
+    const name = opts.rowName?.(first) ?? `question ${first + 1}`;
+    const more = tooLong.length > 1 ? ` (and ${tooLong.length - 1} more question${tooLong.length > 2 ? 's' : ''})` : '';
+    throw new Error(`${name}: the prompt has ${prompts[first]!.length.toLocaleString('en-US')} tokens, more than the model's ${context} positions${more}`);
+  }
   const results: GeneratedRow[] = [];
   for (let start = 0; start < prompts.length; start += opts.batchSize) {
     results.push(...(await generate(model, tokenizer, prompts.slice(start, start + opts.batchSize), { ...opts, firstRow: start })));

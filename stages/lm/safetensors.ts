@@ -108,6 +108,11 @@ function parseHeader(file: string, json: string, dataBytes: number): { entries: 
     }
     const [start, end] = e.data_offsets;
     const count = e.shape.reduce((a, b) => a * b, 1);
+    if (end - start === count * width && start >= 0 && end > dataBytes) {
+      // The header is whole but the data stops early: what an interrupted download or copy leaves.
+      throw new SafetensorsError(file, `the file is truncated: tensor '${name}' ends ${end.toLocaleString('en-US')} bytes into the data, ` +
+        `which holds only ${dataBytes.toLocaleString('en-US')} bytes (an interrupted download or copy?)`);
+    }
     if (end - start !== count * width || start < 0 || end > dataBytes) {
       throw new SafetensorsError(file, `tensor '${name}' (${e.dtype} [${e.shape.join(', ')}]) has data_offsets [${start}, ${end}] inconsistent with its shape or the file size`);
     }

@@ -5,7 +5,7 @@ import type { StageContext } from '../kind.ts';
 import { initBackend } from './backend.ts';
 import type { CausalLM } from './model.ts';
 import { loadModel } from './model-io.ts';
-import { loadTokenizer } from './tokenizer.ts';
+import { loadTokenizer, pauseText, readsAsPause } from './tokenizer.ts';
 import type { Tokenizer } from './types.ts';
 
 /** What a model stage records about where it ran: in its metrics, so `show` and the report can say it per row. */
@@ -43,6 +43,13 @@ export async function openModelFolder(dir: string, log: (line: string) => void):
     model.dispose();
     throw new Error(`${dir}: the model's pause token id is ${pause ?? 'none'} but its tokenizer's is ${tokenizer.pauseId ?? 'none'}`);
   }
+  // A folder made by hand or by an `sh` step may pair a model with another model's tokenizer: its ids would fail deep
+  // in the embedding lookup, without saying why.
+  const rows = model.config.vocabSize + (pause === null ? 0 : 1);
+  if (tokenizer.vocabSize > rows) {
+    model.dispose();
+    throw new Error(`${dir}: tokenizer.json has ${tokenizer.vocabSize} ids but the model's embedding only ${rows} rows: the tokenizer is not the model's`);
+  }
   return { model, tokenizer };
 }
 
@@ -52,4 +59,14 @@ export function fitLength(requested: number, model: CausalLM, name: string, log:
   if (requested <= limit) return requested;
   log(`${name} ${requested} exceeds the model's max_position_embeddings ${limit}; using ${limit}`);
   return limit;
+}
+
+/**
+ * Rows made by inject_pauses record the pause text they hold (dataset.json `pause_token`). A model whose pause token is
+ * another text would read those pauses as ordinary characters: it would train and be scored on them without a word.
+ */
+export function checkDataPauseToken(dataPauseToken: unknown, data: string, tokenizer: Tokenizer, model: string): void {
+  if (typeof dataPauseToken !== 'string' || tokenizer.pauseId === null || readsAsPause(tokenizer, dataPauseToken)) return;
+  throw new Error(`the rows of ${data} hold pauses written ${dataPauseToken}, but the pause token of ${model} is ${pauseText(tokenizer)}: ` +
+    'give inject_pauses the token that add_pause_token added (its `pause_token` and `token` params)');
 }

@@ -44,6 +44,9 @@ function tokenText(t: TokenizerConfigJson[keyof TokenizerConfigJson]): string | 
   return null;
 }
 
+/** The `model.type`s of tokenizer.json that @huggingface/tokenizers implements. */
+const SUPPORTED_MODELS = ['BPE', 'Unigram', 'WordPiece'];
+
 /** A tokenizer.json document wrapped in the project's `Tokenizer` contract. */
 export class JsonTokenizer implements Tokenizer {
   readonly vocabSize: number;
@@ -57,6 +60,11 @@ export class JsonTokenizer implements Tokenizer {
   constructor(private readonly json: TokenizerJson, private readonly config: TokenizerConfigJson = {}) {
     if (!json || typeof json !== 'object' || !json.model || typeof json.model !== 'object') {
       throw new Error('tokenizer.json: missing "model" section');
+    }
+    // The tokenizers library guesses a model it does not know (WordLevel among them) and then encodes unknown words as
+    // undefined ids: refuse instead of training on them.
+    if (!SUPPORTED_MODELS.includes(json.model.type)) {
+      throw new Error(`model type ${JSON.stringify(json.model.type ?? null)} is not supported (only ${SUPPORTED_MODELS.join(', ')} tokenizers are)`);
     }
     // The Rust library (what the fixtures and Python users decode with) does no clean-up unless the config asks.
     this.hf = new HfTokenizer(json, { ...config, clean_up_tokenization_spaces: config.clean_up_tokenization_spaces ?? false });
@@ -170,6 +178,18 @@ export async function loadTokenizer(dirOrFile: string): Promise<JsonTokenizer> {
   } catch (err) {
     throw new Error(`${file}: ${(err as Error).message}`);
   }
+}
+
+/** Whether `text` is exactly the tokenizer's pause token: what pauses written as `text` in data become when encoded. */
+export function readsAsPause(tokenizer: Tokenizer, text: string): boolean {
+  if (tokenizer.pauseId === null) return false;
+  const ids = tokenizer.encode(text, { addSpecialTokens: false });
+  return ids.length === 1 && ids[0] === tokenizer.pauseId;
+}
+
+/** The text of the tokenizer's pause token (its added token's content), or null without one. */
+export function pauseText(tokenizer: Tokenizer): string | null {
+  return tokenizer.pauseId === null ? null : tokenizer.decode([tokenizer.pauseId], { skipSpecialTokens: false });
 }
 
 /** Ids of the built-in tokenizer's special tokens, fixed so from-scratch configs can name them. */

@@ -95,7 +95,8 @@ test('a model that already has a pause token is refused', async () => {
   const base = await tinyModelFolder();
   const { ctx } = await runKind(ADD_PAUSE_TOKEN, { inputs: { model: [base] } });
   const wrapped = { ...base, stage: 'wrapped', dir: ctx.outDir };
-  await runKind(ADD_PAUSE_TOKEN, { inputs: { model: [wrapped] } }).then(() => assert.unreachable(), (err) => assert.match(err.message, /already has a pause token/));
+  await runKind(ADD_PAUSE_TOKEN, { inputs: { model: [wrapped] } }).then(() => assert.unreachable(), (err) =>
+    assert.is(err.message, 'add_pause_token: wrapped already has the pause token <|pause|> (id 100): give it to sft or evaluate as it is'));
 });
 
 test.run();

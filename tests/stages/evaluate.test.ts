@@ -1,17 +1,18 @@
 // evaluate: accuracy on a model that memorised its answers, per-example results, pause statistics, and metrics the report accepts.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
 import { ADD_PAUSE_TOKEN } from '../../stages/add-pause-token.ts';
 import { checkEvaluateMetrics } from '../../stages/data/report-table.ts';
 import { EVALUATE } from '../../stages/evaluate.ts';
-import type { ArtifactRef } from '../../stages/kind.ts';
+import type { ArtifactRef, StageKind } from '../../stages/kind.ts';
+import { writeDataset } from '../../stages/data/dataset.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { SFT, type SftTrainGroups } from '../../stages/sft.ts';
-import { datasetFolder, runKind, tinyModelFolder } from '../helpers/model-stages.ts';
-import { artifactRef, removeTempDirs, withDefaults } from './data/stage-context.ts';
+import { datasetFolder, runKind, sumRows, tinyModelFolder } from '../helpers/model-stages.ts';
+import { artifactRef, removeTempDirs, tempDir, withDefaults } from './data/stage-context.ts';
 
 const test = suite('evaluate');
 test.after(removeTempDirs);
@@ -89,6 +90,45 @@ test('an empty test split is an error naming the dataset stage', async () => {
   await runKind(EVALUATE, { inputs: { model: [await tinyModelFolder()], data: [data] } }).then(
     () => assert.unreachable(),
     (err) => assert.match(err.message, /evaluate: the test split of data is empty/),
+  );
+});
+
+test('data whose pauses are written with another text than the model\'s pause token is refused (sft and evaluate)', async () => {
+  const { ctx } = await runKind(ADD_PAUSE_TOKEN, { inputs: { model: [await tinyModelFolder()] } });
+  const model = artifactRef('surgery', 'add_pause_token', ctx.outDir);
+  const rows = [{ question: '1+1?', answer: '1+1=<pause>2\n#### 2' }];
+  const dir = await tempDir('other-pauses');
+  await writeDataset(dir, { train: rows, validation: rows, test: rows }, { source: 'inject_pauses of data', seed: 42, extra: { pause_token: '<pause>' } });
+  const data = artifactRef('paused', 'inject_pauses', dir);
+  const expected = 'the rows of paused hold pauses written <pause>, but the pause token of surgery is <|pause|>: ' +
+    'give inject_pauses the token that add_pause_token added (its `pause_token` and `token` params)';
+  for (const kind of [EVALUATE, SFT] as StageKind<unknown>[]) {
+    await runKind(kind, { inputs: { model: [model], data: [data] } }).then(() => assert.unreachable(), (err) => assert.is(err.message, expected, kind.name));
+  }
+});
+
+test('a test question too long for the model is named by its row before any answer is generated', async () => {
+  // The tiny model holds 128 positions; each character is a token, the prompt adds 25 and the BOS one.
+  const long = { question: 'x'.repeat(200), answer: '#### 1' };
+  const data = await datasetFolder({ train: [], validation: [], test: [...sumRows(1), long, long] });
+  await runKind(EVALUATE, { params: { batch_size: 1 }, inputs: { model: [await tinyModelFolder()], data: [data] } }).then(
+    () => assert.unreachable(),
+    (err) => assert.is(err.message, `${path.join(data.dir, 'test.jsonl')}:2: the prompt has 226 tokens, more than the model's 128 positions (and 1 more question)`),
+  );
+});
+
+test('a model folder whose tokenizer has more ids than the embedding has rows is refused before anything runs', async () => {
+  // What a folder assembled by hand or by an `sh` step can hold: another model's tokenizer beside the weights.
+  const model = await tinyModelFolder();
+  const dir = await tempDir('foreign-tokenizer');
+  await cp(model.dir, dir, { recursive: true });
+  const tokenizer = JSON.parse(await readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
+  tokenizer.added_tokens.push({ id: 150, content: '<extra>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  const data = await datasetFolder({ train: [], validation: [], test: sumRows(2) });
+  await runKind(EVALUATE, { inputs: { model: [{ ...model, dir }], data: [data] } }).then(
+    () => assert.unreachable(),
+    (err) => assert.is(err.message, `${dir}: tokenizer.json has 151 ids but the model's embedding only 100 rows: the tokenizer is not the model's`),
   );
 });
 

@@ -16,7 +16,7 @@ const realTest = withShared(test);
 const line = (q: string, a: string): string => JSON.stringify({ question: q, answer: a });
 
 /** A workspace with data/gsm8k holding the given files. */
-async function workspaceWith(files: Record<string, string>): Promise<string> {
+async function workspaceWith(files: Record<string, string | Uint8Array>): Promise<string> {
   const ws = await tempDir('gsm8k-ws');
   await mkdir(path.join(ws, 'data/gsm8k'), { recursive: true });
   for (const [name, text] of Object.entries(files)) await writeFile(path.join(ws, 'data/gsm8k', name), text);
@@ -81,6 +81,35 @@ test('an empty split file is refused, not turned into an empty dataset', async (
   const ws = await workspaceWith({ 'train.jsonl': '\n', 'test.jsonl': line('q', '#### 1') });
   const message = await failure(GSM8K.run(await makeContext(GSM8K, { workspace: ws })));
   assert.is(message, 'GSM8K in data/gsm8k has 1 bad row(s):\n  data/gsm8k/train.jsonl:1: no rows: the file is empty');
+});
+
+test('a UTF-8 byte order mark is dropped, and bytes that are not UTF-8 are refused at their line', async () => {
+  const rows = [line('q1', 'a\n#### 1'), line('q2', 'b\n#### 2')].join('\n') + '\n';
+  const bom = await workspaceWith({ 'train.jsonl': '\uFEFF' + rows, 'test.jsonl': '\uFEFF' + rows });
+  const ctx = await makeContext(GSM8K, { params: { val_fraction: 0 }, workspace: bom });
+  await GSM8K.run(ctx);
+  assert.equal((await readDataset(ctx.outDir)).splits.test, [{ question: 'q1', answer: 'a\n#### 1' }, { question: 'q2', answer: 'b\n#### 2' }]);
+
+  // `café` saved as Latin-1: read as UTF-8 it would silently become `caf�`.
+  const latin1 = Buffer.concat([Buffer.from(`${line('q1', '#### 1')}\n`), Buffer.from('{"question": "caf\xe9?", "answer": "#### 3"}\n', 'latin1')]);
+  const ws = await workspaceWith({ 'train.jsonl': rows, 'test.jsonl': latin1 });
+  const message = await failure(GSM8K.run(await makeContext(GSM8K, { workspace: ws })));
+  assert.is(message, 'GSM8K in data/gsm8k has 1 bad row(s):\n' +
+    '  data/gsm8k/test.jsonl:2: not UTF-8 text: byte 0xE9 at byte 18 of the line (save the file as UTF-8)');
+});
+
+test('test questions that are also train questions, and repeated train questions, are said', async () => {
+  const ws = await workspaceWith({
+    'train.jsonl': [line('q1', '#### 1'), line('q2', '#### 2'), line('q1', '#### 1'), line('q3', '#### 3')].join('\n'),
+    'test.jsonl': [line('q2', '#### 2'), line('t1', '#### 1'), line('q3', '#### 3')].join('\n'),
+  });
+  const ctx = await makeContext(GSM8K, { workspace: ws });
+  await GSM8K.run(ctx);
+  assert.ok(ctx.logs.includes('gsm8k: 2 of 3 test questions are also train questions (their accuracy measures recall); 1 train question is a repeat'), ctx.logs.join('\n'));
+  // limit_train counts: the rows left out are not compared.
+  const limited = await makeContext(GSM8K, { params: { limit_train: 2 }, workspace: ws });
+  await GSM8K.run(limited);
+  assert.ok(limited.logs.includes('gsm8k: 1 of 3 test questions are also train questions (their accuracy measures recall)'), limited.logs.join('\n'));
 });
 
 test('a missing folder says which files to put where and where to get them', async () => {

@@ -186,6 +186,18 @@ for (const fixture of ['tokenizer-sp.json', 'tokenizer-bytelevel.json', 'tokeniz
   assert.is(answer.replaceAll(PAUSE, ''), rows.train[0]!.answer);
 });
 
+(HAVE_FIXTURES ? test : test.skip)('a tokenizer whose pause token is not `pause_token` is refused: the two would mix in one answer', async () => {
+  const model = await tempDir('inject-tok-pause');
+  await copyFile(path.join(FIXTURES, 'tokenizer-bytelevel-pause.json'), path.join(model, 'tokenizer.json'));
+  const ctx = await makeContext(INJECT_PAUSES, {
+    params: { pause_token: '<pause>', patterns: { '\n': 1 } },
+    inputs: { data: [artifactRef('data', 'gsm8k', await datasetArtifact())], tokenizer: [artifactRef('surgery', 'add_pause_token', model)] },
+  });
+  // It wrote `<pause>` after each line break and `<|pause|>` at random places, and counted only the first.
+  await INJECT_PAUSES.run(ctx).then(() => assert.unreachable(), (err) => assert.is(err.message,
+    'inject_pauses: the tokenizer of surgery has the pause token <|pause|>, not <pause>: set pause_token to it, or give the tokenizer of a model without a pause token'));
+});
+
 test.after(removeTempDirs);
 
 test.run();

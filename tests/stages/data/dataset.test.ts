@@ -53,6 +53,13 @@ test('the final-answer check is only made when asked for', () => {
   assert.is(checkExample({ question: 'q', answer: 'a', extra: 1 }), null);
 });
 
+test('a final answer must hold a digit: commas, signs and decimals pass, `#### ,` does not', () => {
+  const check = (answer: string) => checkExample({ question: 'q', answer }, { requireFinalAnswer: true });
+  assert.equal(['x\n#### 1,234', 'x\n#### -3', 'x\n#### 2.5'].map(check), [null, null, null]);
+  assert.is(check('x\n#### ,'), '"answer" has no digit in its final answer `#### <number>`');
+  assert.is(check('x\n#### .'), '"answer" has no digit in its final answer `#### <number>`');
+});
+
 test('a JSON array export is read too, its bad rows located by the line they start on', () => {
   const text = `[\n  ${row('q1', '#### 1')},\n  {"question": "q2",\n   "answer": 2},\n  ${row('q3', '#### 3')}\n]\n`;
   const { rows, problems } = parseRows(text, 'train.json', { requireFinalAnswer: true });
@@ -130,6 +137,23 @@ test('readDataset reads a folder without dataset.json (an sh step\'s output) and
   } catch (err) {
     assert.match((err as Error).message, `${path.join(dir, 'dataset.json')}: not valid JSON`);
   }
+});
+
+test('readDataset reads a split file with a byte order mark and refuses bytes that are not UTF-8, at their line', async () => {
+  const dir = await tempDir('dataset-encoding');
+  await writeFile(path.join(dir, 'train.jsonl'), `\uFEFF${row('q1', 'a1')}\n`);
+  await writeFile(path.join(dir, 'validation.jsonl'), Buffer.concat([Buffer.from(`${row('q2', 'a2')}\n\n`), Buffer.from([0x7b, 0xff, 0x0a])]));
+  await writeFile(path.join(dir, 'test.jsonl'), '');
+  try {
+    await readDataset(dir);
+    assert.unreachable('should fail');
+  } catch (err) {
+    const file = path.join(dir, 'validation.jsonl');
+    assert.is((err as DataError).problems[0]!.message, 'not UTF-8 text: byte 0xFF at byte 2 of the line (save the file as UTF-8)');
+    assert.equal((err as DataError).problems.map((p) => [p.file, p.line]), [[file, 3], [file, 3]]);
+  }
+  await writeFile(path.join(dir, 'validation.jsonl'), `${row('q2', 'a2')}\n`);
+  assert.equal((await readDataset(dir)).splits.train, [{ question: 'q1', answer: 'a1' }]);
 });
 
 test('a split the reader does not need may be missing (sft reads no test split); a needed one is named', async () => {

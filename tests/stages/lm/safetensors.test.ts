@@ -169,6 +169,18 @@ test('rejects I64 values outside int32, unknown dtypes and offsets that disagree
   assert.throws(() => parseSafetensors(new Uint8Array(4)), /too short/);
 });
 
+test('a file cut short after its header is said to be truncated, naming the first tensor it cuts', async () => {
+  const tensors = new Map<string, HostTensor>([
+    ['a', { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) }],
+    ['b', { dtype: 'float32', shape: [1000], data: new Float32Array(1000) }],
+  ]);
+  const whole = serializeSafetensors(tensors);
+  const file = path.join(tmp, 'cut.safetensors');
+  await writeFile(file, whole.subarray(0, whole.length - 100));
+  await rejectsWith(() => readSafetensors(file), new RegExp(`^${file}: the file is truncated: tensor 'b' ends 4,008 bytes into the data, ` +
+    'which holds only 3,908 bytes \\(an interrupted download or copy\\?\\)$'));
+});
+
 test('reads a sharded folder through model.safetensors.index.json', async () => {
   const dir = path.join(tmp, 'sharded');
   await rm(dir, { recursive: true, force: true });

@@ -134,4 +134,20 @@ builtin('a missing tokenizer.json is a clear error naming the folder', async () 
   }
 });
 
+builtin('a tokenizer.json of a model type the library does not implement (WordLevel) is refused, naming the file', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tok-'));
+  try {
+    // Without the check, the library guessed a model for it and encoded `there` (not in the vocabulary) as undefined.
+    const wordLevel = {
+      version: '1.0', added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
+      model: { type: 'WordLevel', vocab: { '[UNK]': 0, hello: 1 }, unk_token: '[UNK]' },
+    };
+    await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(wordLevel));
+    const file = path.join(dir, 'tokenizer.json');
+    await rejectsWith(() => loadTokenizer(dir), new RegExp(`^${file}: model type "WordLevel" is not supported \\(only BPE, Unigram, WordPiece tokenizers are\\)$`));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 builtin.run();
