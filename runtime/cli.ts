@@ -374,10 +374,13 @@ const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
 export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): void {
   for (const o of r.outcomes.filter((x) => x.status === 'failed')) {
     const lines = [`failed ${o.name}: ${o.error ?? ''}`];
-    // The tail without what the first line already says and without Dawn's notes on its own limits (printed by
-    // every WebGPU probe, even where the stage runs on wasm): the full log keeps both.
-    const repeated = `pausepipe: ${o.error ?? ''}`;
-    const shown = (o.logTail ?? []).filter((l) => l !== '' && l !== repeated && !DAWN_LIMIT_NOTE.test(l));
+    // The tail without what the first line already says (the runner's last lines, `pausepipe: <the error>`) and
+    // without Dawn's notes on its own limits (printed by every WebGPU probe, even where the stage runs on wasm): the
+    // full log keeps both.
+    const repeated = `pausepipe: ${o.error ?? ''}`.split('\n');
+    const tail = o.logTail ?? [];
+    const own = tail.slice(-repeated.length).join('\n') === repeated.join('\n') ? tail.slice(0, -repeated.length) : tail;
+    const shown = own.filter((l) => l !== '' && !DAWN_LIMIT_NOTE.test(l));
     lines.push(...shown.map((l) => `  | ${l}`));
     if (o.logPath) lines.push(`  full log: ${o.logPath}`);
     write(io.stderr, lines.join('\n'));

@@ -60,6 +60,11 @@ export class StageLog {
     });
   }
 
+  /** Into the log file only: what helps whoever debugs pausepipe (a stack), not the person reading the tail. */
+  detail(text: string): void {
+    if (this.failure === undefined) this.out.write(`${text}\n`);
+  }
+
   line(text: string): void {
     for (const l of text.split(/\r?\n/)) {
       this.tail.push(l);

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Progress, Resources, RunInfo, StageKind } from '../stages/kind.ts';
 import { Committer, StageLog } from './commit.ts';
-import type { Executor } from './executors/executor.ts';
+import { StageFailure, type Executor } from './executors/executor.ts';
 import { localExecutor } from './executors/local.ts';
 import { gpuDeviceIds } from './gpus.ts';
 import type { JsonValue } from './json.ts';
@@ -202,6 +202,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       return 'ran';
     } catch (e) {
       const seconds = (Date.now() - startedAt.getTime()) / 1000;
+      if (e instanceof StageFailure && e.detail) log.detail(e.detail);
       log.line(`pausepipe: ${errorText(e)}`);
       await log.close().catch(() => undefined);
       // The entry's folder goes with abandon(); the scratch folder stays, so the full log is kept there.

@@ -17,4 +17,5 @@ export type FromWorker =
   | { type: 'progress'; progress: Progress }
   | { type: 'notice'; line: string }
   | { type: 'done'; metrics: Record<string, JsonValue> }
-  | { type: 'failed'; message: string };
+  /** `stack`: where the error was thrown, for the log file (the terminal shows the message). */
+  | { type: 'failed'; message: string; stack?: string };

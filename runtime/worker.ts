@@ -59,8 +59,8 @@ process.on('message', (message: ToWorker) => {
   runStage(message, controller.signal).then(
     () => process.exit(0),
     async (error: unknown) => {
-      if (error instanceof Error && error.stack) await send({ type: 'log', line: error.stack });
-      await send({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
+      const stack = error instanceof Error ? error.stack : undefined;
+      await send({ type: 'failed', message: error instanceof Error ? error.message : String(error), ...(stack ? { stack } : {}) });
       process.exit(1);
     },
   );

@@ -8,6 +8,16 @@ import type { RunRequest } from '../worker-protocol.ts';
  * filesystem for a cluster job. The runner has taken the key's lock and made `request.outDir` (an empty folder in the
  * cache's tmp/) and `request.scratchDir` before it starts; it commits `outDir` after the executor resolves.
  */
+/**
+ * A stage's own error as an executor reports it, with what the log file keeps beside the message: the stack where a
+ * worker threw it. The terminal's tail of the log leaves it out (the message says what to fix).
+ */
+export class StageFailure extends Error {
+  constructor(message: string, readonly detail?: string) {
+    super(message);
+  }
+}
+
 export interface StageJob {
   request: RunRequest;
   /** What the kind declares it needs (a cluster executor turns this into its job's resources). */

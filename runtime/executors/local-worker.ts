@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { JsonValue } from '../json.ts';
 import { gpuEnvironment } from '../gpus.ts';
 import type { FromWorker } from '../worker-protocol.ts';
-import type { Executor } from './executor.ts';
+import { StageFailure, type Executor } from './executor.ts';
 
 /** How long a worker gets to stop after an abort message before it is killed. */
 const ABORT_GRACE_MS = 2000;
@@ -67,7 +67,7 @@ export function localWorkerExecutor(): Executor {
       clearTimeout(killTimer);
       signal.removeEventListener('abort', onAbort);
       if (outcome?.type === 'done') return outcome.metrics;
-      if (outcome?.type === 'failed') throw new Error(outcome.message);
+      if (outcome?.type === 'failed') throw new StageFailure(outcome.message, outcome.stack);
       if (signal.aborted) throw new Error('interrupted');
       const how = result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`;
       throw new Error(`worker process died (${how})${outOfMemory ? ' (out of memory)' : ''}`);

@@ -437,6 +437,22 @@ test('a failure is told once: its log tail leaves out the message already shown 
   assert.equal(block, ['failed bad: command failed with exit code 3', `  | $ sh -c "echo '${dawn}' >&2; echo reading; exit 3"`, '  | reading']);
 });
 
+test('a worker\'s failure is told once too: its stack stays in the log file, its message of several lines is not repeated', async () => {
+  const { ws, file } = await workspace('stage data = gsm8k { path: "mine" }\n');
+  await mkdir(path.join(ws, 'mine'));
+  for (const split of ['train', 'test']) await writeFile(path.join(ws, 'mine', `${split}.jsonl`), '{"question": "q", "answer": "a\\n#### 1"}\n{bad\n');
+  const ran = await pp('run', file);
+  assert.is(ran.code, 1);
+  const block = ran.err.slice(ran.err.indexOf('failed data:')).split('\n').filter((l) => l !== '');
+  assert.equal(block.slice(0, -1), [
+    'failed data: GSM8K in mine has 2 bad row(s):',
+    "  mine/train.jsonl:2: not valid JSON (Expected property name or '}' in JSON at position 1)",
+    "  mine/test.jsonl:2: not valid JSON (Expected property name or '}' in JSON at position 1)",
+  ]);
+  const log = await readFile(block.at(-1)!.replace('  full log: ', ''), 'utf8');
+  assert.match(log, /^DataError: GSM8K in mine has 2 bad row\(s\):\n.*\n.*\n    at /);
+});
+
 test('exit codes: 1 when a stage fails; --keep-going still runs what does not depend on it', async () => {
   const text = `
 stage bad = sh { command: ["sh", "-c", "exit 3"] }
