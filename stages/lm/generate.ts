@@ -45,6 +45,8 @@ export interface GeneratedRow {
   pauses: number;
   /** True when the row ended on EOS rather than on a length limit. */
   stoppedAtEos: boolean;
+  /** False when max_length left the row no room for a single token (its prompt fills it): an empty answer. */
+  hadRoom: boolean;
 }
 
 /**
@@ -135,6 +137,7 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
     textWithSpecial: tokenizer.decode(ids, { skipSpecialTokens: false }),
     pauses: tokenizer.pauseId === null ? 0 : ids.filter((id) => id === tokenizer.pauseId).length,
     stoppedAtEos: stoppedAtEos[r]!,
+    hadRoom: limits[r]! > 0,
   }));
 }
 

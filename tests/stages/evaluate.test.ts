@@ -117,6 +117,17 @@ test('a test question too long for the model is named by its row before any answ
   );
 });
 
+test('prompts that fill max_length get no answer, as in the original, and the log says how many', async () => {
+  // 60 characters of question make an 86-token prompt: no room within max_length 70; the short ones have some.
+  const long = { question: 'x'.repeat(60), answer: '#### 1' };
+  const data = await datasetFolder({ train: [], validation: [], test: [...sumRows(2), long] });
+  const { ctx, result } = await runKind(EVALUATE, { params: { max_length: 70, max_new_tokens: 4 }, inputs: { model: [await tinyModelFolder()], data: [data] } });
+  assert.equal(ctx.logs.filter((l) => l.includes('max_length')), ['evaluate: 1 of 3 test prompts fill max_length 70 and get no answer (scored as invalid); raise max_length']);
+  const rows = JSON.parse(await readFile(path.join(ctx.outDir, 'test_results.json'), 'utf8')) as { generated_text: string }[];
+  assert.is(rows[2]!.generated_text, '');
+  assert.ok((result.metrics!.invalid as number) >= 1);
+});
+
 test('a model folder whose tokenizer has more ids than the embedding has rows is refused before anything runs', async () => {
   // What a folder assembled by hand or by an `sh` step can hold: another model's tokenizer beside the weights.
   const model = await tinyModelFolder();
