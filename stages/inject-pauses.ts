@@ -177,6 +177,13 @@ export const INJECT_PAUSES: StageKind<InjectPausesParams> = {
     if (problems.length > 0) throw new Error(`inject_pauses: ${problems.join('; ')}`);
     const source = ctx.inputs.data![0]!;
     const { splits } = await readDataset(source.dir);
+    // Pauses injected into data that holds pauses already (the stage chained after itself): the counts would mix both.
+    const already = p.splits.flatMap((split) => splits[split]).filter((r) => r.answer.includes(p.pause_token)).length;
+    if (already > 0) {
+      const line = `inject_pauses: ${already} row(s) of ${source.stage} hold ${p.pause_token} already (is it paused data?); their pauses add up`;
+      ctx.log(line);
+      ctx.notice?.(`${ctx.name}: ${line.slice('inject_pauses: '.length)}`);
+    }
 
     let codec: PauseCodec | undefined;
     const tokenizerRef = ctx.inputs.tokenizer?.[0];

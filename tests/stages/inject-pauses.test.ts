@@ -61,6 +61,21 @@ test('the stage augments train and validation, copies test unchanged, and pins s
   });
 });
 
+test('pauses injected into data that holds pauses already are said: their counts add up', async () => {
+  const first = await makeContext(INJECT_PAUSES, {
+    params: { n_random_pauses: 2, variable: false },
+    inputs: { data: [artifactRef('data', 'synthetic_math', await datasetArtifact())] },
+  });
+  await INJECT_PAUSES.run(first);
+  assert.equal(first.logs.filter((l) => l.includes('already')), []);
+  const again = await makeContext(INJECT_PAUSES, {
+    params: { n_random_pauses: 2, variable: false },
+    inputs: { data: [artifactRef('paused', 'inject_pauses', first.outDir)] },
+  });
+  await INJECT_PAUSES.run(again);
+  assert.equal(again.logs.filter((l) => l.includes('already')), [`inject_pauses: 3 row(s) of paused hold ${PAUSE} already (is it paused data?); their pauses add up`]);
+});
+
 test('injectDataset: hand-worked pattern pauses without random ones', () => {
   const out = injectDataset(DATA, params({ patterns: { '>>': 1, '\n': 2 }, n_random_pauses: 0 }));
   assert.is(out.train[0]!.answer, `${PAUSE}${PAUSE}3+4=<<3+4=7>>${PAUSE}7\n${PAUSE}${PAUSE}#### 7`);
