@@ -367,6 +367,15 @@ function terminalWidth(stream: Io['stdout']): number | undefined {
   return stream.isTTY && stream.columns ? stream.columns - 1 : undefined;
 }
 
+/** The path itself or its nearest existing ancestor, when that is no folder: what stops `mkdir -p` (EEXIST, ENOTDIR). */
+async function fileInTheWay(target: string): Promise<string | undefined> {
+  for (let p = target; ; p = path.dirname(p)) {
+    const found = await stat(p).catch(() => undefined);
+    if (found) return found.isDirectory() ? undefined : p;
+    if (path.dirname(p) === p) return undefined;
+  }
+}
+
 /** Dawn's line about a limit it lowered to fit its own allocator, e.g. `Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 ...`. */
 const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
 
@@ -758,9 +767,10 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.failed;
       }
       const target = path.resolve(folder);
-      const existingFile = await stat(target).then((st) => !st.isDirectory(), () => false);
-      if (existingFile) {
-        write(io.stderr, `pausepipe export: ${target} is a file; give a new or empty folder`);
+      const inTheWay = await fileInTheWay(target);
+      if (inTheWay !== undefined) {
+        const what = inTheWay === target ? `${target} is a file` : `${inTheWay} is a file, so ${target} cannot be made`;
+        write(io.stderr, `pausepipe export: ${what}; give a new or empty folder`);
         return EXIT.failed;
       }
       const existing = await readdir(target).catch(() => []);

@@ -532,6 +532,8 @@ test('export copies a stage\'s artifacts out of the cache; gc keeps only what th
   await writeFile(path.join(ws, 'a-file'), 'x');
   assert.equal(await pp('export', file, 'train[model=s,lr=2]', path.join(ws, 'a-file')),
     { code: 1, out: '', err: `pausepipe export: ${path.join(ws, 'a-file')} is a file; give a new or empty folder\n` });
+  assert.equal(await pp('export', file, 'train[model=s,lr=2]', path.join(ws, 'a-file', 'sub')),
+    { code: 1, out: '', err: `pausepipe export: ${path.join(ws, 'a-file')} is a file, so ${path.join(ws, 'a-file', 'sub')} cannot be made; give a new or empty folder\n` });
   const missing = await pp('export', 'train[model=s,lr=2]', path.join(ws, 'y'));
   assert.is(missing.code, 2);
   assert.match(missing.err, 'which pipeline? export FILE STAGE FOLDER (or add --pipeline FILE)');
