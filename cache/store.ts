@@ -750,6 +750,17 @@ export class ArtifactStore {
       readdirOrEmpty(path.join(objects, shard)).map((name) => ({ shard, name, dir: path.join(objects, shard, name) })));
   }
 
+  /** The log a live run is writing for `key` now (in the temp folder made under the key's lock), if one is. */
+  runningLog(key: string): string | undefined {
+    const owner = readLock(this.lockPath(key))?.owner;
+    if (owner === undefined || isAbandoned(owner)) return undefined;
+    const name = readdirOrEmpty(path.join(this.root, 'tmp')).find((n) => {
+      const m = TEMP_NAME.exec(n);
+      return m?.[1] === key && m[3] === owner.nonce;
+    });
+    return name === undefined ? undefined : path.join(this.root, 'tmp', name, LOG);
+  }
+
   /**
    * A key's scratch folder is needed while a live run holds or uses the key, and, for a kept key, until its entry is
    * committed: it holds the checkpoints a resume starts from. Beside a committed entry it is what a killed --force run

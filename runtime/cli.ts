@@ -1,5 +1,5 @@
 // The `pausepipe` command line: run, plan, show, diff, dag, check, gc, verify, watch, export, exec, lsp, kinds.
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -29,6 +29,7 @@ import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
 import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
 import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
 import { buildResultTable, renderTable, type TableFormat } from './show.ts';
+import { findStageLog, followStageLog } from './stage-log.ts';
 import { restrictPipeline, runScope, selectTargets, withUpstream } from './targets.ts';
 import { PAUSEPIPE_VERSION } from './version.ts';
 
@@ -365,6 +366,15 @@ function headlineOf(kinds: Record<string, StageKind>): (kind: string) => string[
  */
 function terminalWidth(stream: Io['stdout']): number | undefined {
   return stream.isTTY && stream.columns ? stream.columns - 1 : undefined;
+}
+
+/** The one stage a name or a selector picks, as run's targets do; a usage error otherwise. */
+function oneStage(pipeline: Pipeline, stageName: string): Pipeline['stages'][number] {
+  const selected = selectTargets(pipeline, [stageName]);
+  if ('error' in selected) throw new UsageError(selected.error);
+  const matches = pipeline.stages.filter((x) => selected.names.has(x.name));
+  if (matches.length !== 1) throw new UsageError(`\`${stageName}\` selects ${matches.length} variants; name one, e.g. \`${matches[0]!.name}\``);
+  return matches[0]!;
 }
 
 /** The path itself or its nearest existing ancestor, when that is no folder: what stops `mkdir -p` (EEXIST, ENOTDIR). */
@@ -747,14 +757,7 @@ const COMMANDS: Record<string, Command> = {
       const [file, stageName, folder] = exportArgs(positionals, values.pipeline as string | undefined);
       const s = await session(file, values, io);
       if (!s) return EXIT.invalid;
-      // A name or a selector, as run's targets; it must come down to one stage.
-      const selected = selectTargets(s.pipeline, [stageName]);
-      if ('error' in selected) throw new UsageError(selected.error);
-      const matches = s.pipeline.stages.filter((x) => selected.names.has(x.name));
-      if (matches.length !== 1) {
-        throw new UsageError(`\`${stageName}\` selects ${matches.length} variants; name one, e.g. \`${matches[0]!.name}\``);
-      }
-      const stage = matches[0]!;
+      const stage = oneStage(s.pipeline, stageName);
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
       const damage = planned.key === undefined ? undefined : s.damage.get(planned.key);
       if (planned.status !== 'fresh' && damage !== undefined) {
@@ -783,6 +786,43 @@ const COMMANDS: Record<string, Command> = {
       const files = s.manifests.get(planned.key!)?.outputs.length ?? 0;
       write(io.stdout, `exported ${stage.name}: ${files} file(s) to ${target}`);
       return EXIT.ok;
+    },
+  },
+  log: {
+    usage: 'log FILE STAGE [--follow] [-p NAME=VALUE]... [--cache-dir D]',
+    summary: "a stage's log: its cache entry's, the one a run is writing now, or its last failed attempt's",
+    options: { ...CACHE_DIR, ...OVERRIDES, follow: { type: 'boolean', short: 'f' } },
+    help: [
+      'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance.',
+      '  -f, --follow    while a run computes the stage (here or on a Slurm node), print its log as it grows until the stage ends',
+      OVERRIDES_HELP,
+      CACHE_HELP,
+    ].join('\n'),
+    async run({ values, positionals }, io) {
+      if (positionals.length !== 2) throw new UsageError('give the pipeline and one stage: log FILE STAGE');
+      const [file, stageName] = positionals as [string, string];
+      const s = await session(file, values, io);
+      if (!s) return EXIT.invalid;
+      const stage = oneStage(s.pipeline, stageName);
+      const planned = s.plan.stages.find((p) => p.name === stage.name)!;
+      const found = planned.key === undefined ? { state: 'none' as const } : findStageLog(s.store, planned.key);
+      if (found.state === 'none') {
+        write(io.stderr, `pausepipe log: ${stage.name} is not computed and no run is computing it (${planned.reasons.join('; ')}); ` +
+          `run it: ${runCommand(s.pipeline.file, [stage.name], values)}`);
+        return EXIT.failed;
+      }
+      if (found.state === 'failed') write(io.stderr, `${stage.name}: ${found.why}`);
+      if (found.state !== 'running') {
+        io.stdout.write(await readFile(found.file, 'utf8'));
+        return EXIT.ok;
+      }
+      // Without --follow, what is there now (read as a follow that stops at once, in case the stage ends meanwhile).
+      const follow = values.follow === true;
+      const end = await followStageLog(s.store, planned.key!, found.file, (text) => io.stdout.write(text), follow ? undefined : AbortSignal.abort());
+      if (end.state === 'running') write(io.stderr, `${stage.name}: a run is computing it; \`--follow\` prints the rest as it comes`);
+      else if (end.state === 'computed') write(io.stderr, `${stage.name}: done`);
+      else write(io.stderr, `${stage.name}: ${end.state === 'failed' ? end.why : 'the run computing it ended without a result (killed?)'}`);
+      return end.state === 'running' || end.state === 'computed' ? EXIT.ok : EXIT.failed;
     },
   },
   exec: {

@@ -226,11 +226,12 @@ export class Committer {
     const kept = path.join(entry.scratchDir, FAILED_LOG);
     const copied = await copyFile(entry.logPath, kept).then(() => true, () => false);
     const noSpace = await noSpaceMessage(error, entry.outDir, this.o.store.root, logTail);
-    await entry.abort();
     const firstLine = (noSpace ?? (error instanceof Error ? error.message : String(error))).split('\n')[0]!;
     const record = { error: interrupted ? 'interrupted' : firstLine, interrupted, log: copied };
-    // Only said later by plan and show: a full disk that refuses it loses nothing else.
+    // Only said later by plan, show and log: a full disk that refuses it loses nothing else. Written before the entry
+    // goes, so whoever follows the log finds where it went.
     await writeFile(path.join(entry.scratchDir, FAILED_RECORD), `${JSON.stringify(record)}\n`).catch(() => undefined);
+    await entry.abort();
     return { ...(copied ? { kept } : {}), ...(noSpace === undefined ? {} : { noSpace }) };
   }
 }

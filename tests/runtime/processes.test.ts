@@ -96,6 +96,35 @@ test('two runners on one cache compute each key once; the waiting one names whom
   assert.equal(counted.sort(), ['after', 'hold']);
 });
 
+test('log prints a stage\'s log while a run computes it, follows it to the end, then reads it from the cache; a failed attempt\'s too', async () => {
+  const ws = await tempWorkspace('pausepipe-log-');
+  const file = path.join(ws, 'l.pipe');
+  await writeFile(file, [
+    'stage s = sh { command: "echo first; touch started; while [ ! -f release ]; do sleep 0.05; done; echo second", shell: true }',
+    'stage bad = sh { command: "echo oops >&2; exit 4", shell: true }',
+    'stage after = sh(up: bad) { command: ["true"] }',
+    '',
+  ].join('\n'));
+  const run = spawnBin(['run', file, '--keep-going'], ws);
+  await waitFor('the command to start', () => existsSync(path.join(ws, 'started')));
+  const command = '$ echo first; touch started; while [ ! -f release ]; do sleep 0.05; done; echo second';
+  const now = await cli(['log', file, 's'], ws);
+  assert.equal([now.exitCode, now.stdout, now.stderr], [0, `${command}\nfirst`, 's: a run is computing it; `--follow` prints the rest as it comes']);
+  const follow = spawnBin(['log', file, 's', '--follow'], ws);
+  await waitFor('the follower to print the first line', () => follow.output().includes('first'));
+  await writeFile(path.join(ws, 'release'), '');
+  const followed = await follow.proc;
+  assert.equal([followed.exitCode, followed.all], [0, `${command}\nfirst\nsecond\ns: done`]);
+  assert.is((await run.proc).exitCode, 1, run.output());
+  const cached = await cli(['log', file, 's'], ws);
+  assert.equal([cached.exitCode, cached.stdout, cached.stderr], [0, `${command}\nfirst\nsecond`, '']);
+  const failed = await cli(['log', file, 'bad'], ws);
+  assert.equal([failed.exitCode, failed.stderr], [0, 'bad: failed in its last run: command failed with exit code 4']);
+  assert.match(failed.stdout, '$ echo oops >&2; exit 4\noops\npausepipe: command failed with exit code 4');
+  const never = await cli(['log', file, 'after'], ws);
+  assert.equal([never.exitCode, never.stderr], [1, 'pausepipe log: after is not computed and no run is computing it (new stage); run it: pausepipe run l.pipe after']);
+});
+
 test('two runs that write one workspace out take turns: each caches its own bytes', async () => {
   const ws = await tempWorkspace('pausepipe-outs-');
   const file = path.join(ws, 'w.pipe');
