@@ -841,7 +841,7 @@ const COMMANDS: Record<string, Command> = {
   },
   lsp: {
     usage: 'lsp [--stdio]',
-    summary: 'the language server for editors: diagnostics, completion, hover, go to definition',
+    summary: 'the language server for editors: diagnostics, completion, hover, definitions, references, rename, outline',
     // Language clients add --stdio (and VS Code --clientProcessId); stdio is the only transport.
     options: { stdio: { type: 'boolean' }, clientProcessId: { type: 'string' } },
     help: 'Speaks the Language Server Protocol on stdin and stdout until the editor closes it (editor/vscode/ starts it).',
