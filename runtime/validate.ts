@@ -309,10 +309,14 @@ export interface ValidateEnv {
 }
 
 /** The kind's own checks of params that passed the schema, located at the param value, key or input they name. */
-function kindChecks(stage: ExpandedStage, kind: StageKind, params: Record<string, JsonValue>, env: ValidateEnv, outputs: string[], sink: DiagnosticSink): void {
+function kindChecks(
+  stage: ExpandedStage, kind: StageKind, params: Record<string, JsonValue>, env: ValidateEnv, outputs: string[],
+  byName: ReadonlyMap<string, ExpandedStage>, sink: DiagnosticSink,
+): void {
   if (!kind.check) return;
+  const upstream = Object.fromEntries(stage.inputs.map((i) => [i.name, i.stages.map((name) => ({ name, variant: byName.get(name)?.variant ?? {} }))]));
   const ctx: CheckContext = {
-    workspace: env.workspace, pipelineFiles: env.pipelineFiles, file: stage.decl.nameSpan.file, outputs, inputs: stage.inputs.map((i) => i.name),
+    workspace: env.workspace, pipelineFiles: env.pipelineFiles, file: stage.decl.nameSpan.file, outputs, inputs: stage.inputs.map((i) => i.name), upstream,
   };
   for (const problem of kind.check(params, ctx)) {
     let span: SourceSpan = stage.decl.nameSpan;
@@ -390,7 +394,8 @@ export function validatePipeline(expanded: readonly ExpandedStage[], kinds: Reco
   paramProblems.reportTo(sink);
   if (env) {
     const outputs = valid.flatMap(({ stage, kind }) => kind.workspaceOutputs?.(stage.params) ?? []).map((o) => workspaceRelative(env.workspace, o));
-    for (const { stage, kind } of valid) kindChecks(stage, kind, stage.params, env, outputs, sink);
+    const byName = new Map(expanded.map((s) => [s.name, s]));
+    for (const { stage, kind } of valid) kindChecks(stage, kind, stage.params, env, outputs, byName, sink);
   }
   return { stages: orderStages(instances, sink), diagnostics: sink.diagnostics };
 }

@@ -138,6 +138,8 @@ export interface CheckContext {
   workspace: string;
   /** Names of the inputs the stage is given in the .pipe file. */
   inputs: string[];
+  /** Each input's upstream stages as the pipeline expands them: generated names and loop variables. */
+  upstream: Record<string, { name: string; variant: Record<string, JsonValue> }[]>;
   /** Absolute paths of the pipeline's own files (the entry file and its includes). */
   pipelineFiles: string[];
   /** Absolute path of the .pipe file that declares the stage. */

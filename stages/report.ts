@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../runtime/json.ts';
-import type { StageContext, StageKind, StageResult } from './kind.ts';
+import type { CheckContext, CheckProblem, StageContext, StageKind, StageResult } from './kind.ts';
 import { barChartSvg, panelsSvg, type Bar, type Panel, type Series } from './data/charts.ts';
 import { collectProvenance, provenanceLines, type Provenance } from './data/provenance.ts';
 import {
@@ -18,8 +18,10 @@ import {
   htmlTable,
   lossGroups,
   markdownTable,
+  matchesReference,
   seedGroups,
   tableShape,
+  variantLabel,
   type ReferenceTable,
   type ReportRow,
   type RowCurves,
@@ -31,6 +33,47 @@ export interface ReportParams {
   title: string;
   baseline: string | null;
   reference: ReferenceTable | null;
+}
+
+/**
+ * What the report would find wrong only after every variant trained: a baseline that names no input (an error then)
+ * and a reference row that matches no variant or matches one that another row matches too, e.g. after a loop
+ * variable was renamed or a value mistyped. The inputs' stages and loop variables are known from the pipeline.
+ */
+function checkReport(p: ReportParams, ctx: CheckContext): CheckProblem[] {
+  const problems: CheckProblem[] = [];
+  const starts = ctx.upstream.start ?? [];
+  const others = [...(ctx.upstream.runs ?? []), ...(ctx.upstream.baselines ?? [])];
+  if (p.baseline !== null) {
+    const names = [...starts, ...others].map((u) => u.name);
+    const labels = others.map((u) => variantLabel({ stage: u.name, variant: u.variant }));
+    // A start row is labelled after its evaluated model (`step1 (start)`): that label is checked when the report runs.
+    const startLabel = starts.length > 0 && p.baseline.endsWith(' (start)');
+    if (!names.includes(p.baseline) && !labels.includes(p.baseline) && !startLabel) {
+      problems.push({
+        code: 'E_PARAM_VALUE', param: ['baseline'],
+        message: `baseline ${JSON.stringify(p.baseline)} is none of the inputs: give a stage name or a variant label`,
+        notes: [`the inputs: ${names.join(', ')}`],
+      });
+    }
+  }
+  const rows = [...starts, ...others];
+  const owner = new Map<string, number>();
+  p.reference?.rows.forEach((ref, i) => {
+    const hits = rows.filter((u) => matchesReference(u.variant, ref));
+    const at = ['reference', 'rows', String(i), 'match'];
+    if (hits.length === 0) {
+      problems.push({ code: 'E_PARAM_VALUE', severity: 'warning', param: at, message: `reference row ${JSON.stringify(ref.match)} matches no variant: its numbers would not be shown` });
+    }
+    for (const hit of hits) {
+      const before = owner.get(hit.name);
+      if (before !== undefined) {
+        problems.push({ code: 'E_PARAM_VALUE', param: at, message: `reference rows ${JSON.stringify(p.reference!.rows[before]!.match)} and ${JSON.stringify(ref.match)} both match ${hit.name}; make their \`match\` tell them apart` });
+      }
+      owner.set(hit.name, i);
+    }
+  });
+  return problems;
 }
 
 /** Files the stage writes into its artifact folder. */
@@ -375,6 +418,7 @@ export const REPORT: StageKind<ReportParams> = {
     baselines: { description: 'Evaluate stages of models without pauses, listed after the variants.', many: true, optional: true },
   },
   sources: ['stages/report.ts', 'stages/data/report-table.ts', 'stages/data/charts.ts', 'stages/data/provenance.ts'],
+  check: checkReport,
 
   async run(ctx: StageContext<ReportParams>): Promise<StageResult> {
     const runs = ctx.inputs.runs ?? [];

@@ -188,6 +188,11 @@ function rowBackend(m: EvaluateMetrics): string | null {
 
 const sameValue = (a: JsonValue | undefined, b: JsonValue): boolean => a !== undefined && JSON.stringify(a) === JSON.stringify(b);
 
+/** Whether a reference row applies to a variant: every loop variable its `match` names has that value. */
+export function matchesReference(variant: Record<string, JsonValue>, ref: ReferenceRow): boolean {
+  return Object.entries(ref.match).every(([k, v]) => sameValue(variant[k], v));
+}
+
 /**
  * Puts each reference row's numbers on the rows whose loop variables include its `match`. Two reference rows
  * on one report row is the pipeline's mistake and an error; returns the reference rows that matched none.
@@ -196,7 +201,7 @@ export function applyReference(rows: ReportRow[], reference: ReferenceTable): Re
   const owner = new Map<number, ReferenceRow>();
   const unmatched: ReferenceRow[] = [];
   for (const ref of reference.rows) {
-    const hits = rows.flatMap((row, i) => (Object.entries(ref.match).every(([k, v]) => sameValue(row.variant[k], v)) ? [i] : []));
+    const hits = rows.flatMap((row, i) => (matchesReference(row.variant, ref) ? [i] : []));
     if (hits.length === 0) unmatched.push(ref);
     for (const i of hits) {
       const before = owner.get(i);

@@ -428,6 +428,33 @@ test('check warns of a dep missing from the workspace with the path it looked fo
   assert.equal(run.stages.map((s) => s.error), [`file raw.csv missing (looked for ${path.join(ws, 'raw.csv')})`]);
 });
 
+test('check finds a report baseline that names no input and reference rows that match no variant, or one twice, before anything trains', async () => {
+  const { file } = await workspace([
+    'for each x in [1, 2] {',
+    '  stage e = sh { command: ["true"] }',
+    '}',
+    'stage r = report(runs: e[*]) {',
+    '  baseline: "x=3"',
+    '  reference: { name: "orig", rows: [{ match: { x: 1 }, accuracy: 0.5 }, { match: { x: 5 }, accuracy: 0.1 }, { match: { x: 1 } }] }',
+    '}',
+    '',
+  ].join('\n'));
+  const checked = await pp('check', file);
+  assert.is(checked.code, 2);
+  const heads = checked.err.split('\n').filter((l) => /^\S+:\d+:\d+: /.test(l) || l.startsWith('  = note')).map((l) => l.replace(/^.*?matrix\.pipe:/, ''));
+  assert.equal(heads, [
+    '5:13: error[E_PARAM_VALUE]: baseline "x=3" is none of the inputs: give a stage name or a variant label',
+    '  = note: the inputs: e[x=1], e[x=2]',
+    '6:82: warning[E_PARAM_VALUE]: reference row {"x":5} matches no variant: its numbers would not be shown',
+    '6:118: error[E_PARAM_VALUE]: reference rows {"x":1} and {"x":1} both match e[x=1]; make their `match` tell them apart',
+  ]);
+  // A variant label and a stage name are both baselines the report can find.
+  for (const baseline of ['x=2', 'e[x=1]']) {
+    await writeFile(file, (await readFile(file, 'utf8')).replace(/baseline: "[^"]*"/, `baseline: "${baseline}"`).replace(', { match: { x: 5 }, accuracy: 0.1 }, { match: { x: 1 } }', ''));
+    assert.equal(await pp('check', file), { code: 0, out: 'ok: 3 stages\n', err: '' }, baseline);
+  }
+});
+
 test('a failure is told once: its log tail leaves out the message already shown and Dawn\'s notes on its limits', async () => {
   const dawn = 'Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.';
   const { file } = await workspace(`stage bad = sh { command: ["sh", "-c", "echo '${dawn}' >&2; echo reading; exit 3"] }\n`);

@@ -134,7 +134,7 @@ test('val_fraction needs both train and validation augmented; the stage says so'
   assert.throws(() => injectDataset(DATA, params({ splits: ['train'], val_fraction: 0.1 })),
     /^inject_pauses: val_fraction pools the train and validation rows and splits them after injecting: `splits` must list both$/);
   // At check time too, pointing at the value, before any upstream stage has run.
-  assert.equal(INJECT_PAUSES.check!(params({ splits: ['train'], val_fraction: 0.1 }), { workspace: '/w', inputs: ['data'], pipelineFiles: [], file: '/w/main.pipe', outputs: [] }), [{
+  assert.equal(INJECT_PAUSES.check!(params({ splits: ['train'], val_fraction: 0.1 }), { workspace: '/w', inputs: ['data'], pipelineFiles: [], file: '/w/main.pipe', outputs: [], upstream: {} }), [{
     code: 'E_PARAM_VALUE', param: ['val_fraction'],
     message: 'val_fraction pools the train and validation rows and splits them after injecting: `splits` must list both',
   }]);

@@ -283,7 +283,7 @@ async function checkProblems(params: Partial<ShParams>, inputs: string[] = [], f
   }
   const full: ShParams = { command: ['true'], shell: false, deps: [], outs: [], env: {}, cwd: '.', cpus: 1, gpus: 0, ...params };
   const file = path.join(workspace, 'pipelines', 'main.pipe');
-  const problems = SH.check!(full, { workspace, inputs, pipelineFiles: [file], file, outputs });
+  const problems = SH.check!(full, { workspace, inputs, pipelineFiles: [file], file, outputs, upstream: {} });
   if (withNotes) return problems.map((p) => [p.message, ...(p.notes ?? [])].join('\n').replaceAll(workspace, '<ws>'));
   return problems.map((p) => `${p.severity ?? 'error'} ${p.code} ${p.param?.join('.') ?? p.input} ${p.message}`)
     .map((line) => line.replaceAll(workspace, '<ws>'));

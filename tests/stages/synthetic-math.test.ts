@@ -117,7 +117,7 @@ test('contradictory bounds are reported', () => {
   assert.throws(() => generateSyntheticMath(settings({ min_steps: 3, max_steps: 2 })), /min_steps \(3\) is above max_steps \(2\)/);
   assert.throws(() => generateSyntheticMath(settings({ min_value: 5, max_value: 4 })), /min_value \(5\) is above max_value \(4\)/);
   // At check time too, pointing at the value, before anything runs.
-  const ctx = { workspace: '/w', inputs: [], pipelineFiles: [], file: '/w/main.pipe', outputs: [] };
+  const ctx = { workspace: '/w', inputs: [], pipelineFiles: [], file: '/w/main.pipe', outputs: [], upstream: {} };
   assert.equal(SYNTHETIC_MATH.check!(settings({ min_steps: 3, max_steps: 2, min_value: 5, max_value: 4 }), ctx), [
     { code: 'E_PARAM_VALUE', message: 'min_steps (3) is above max_steps (2)', param: ['min_steps'] },
     { code: 'E_PARAM_VALUE', message: 'min_value (5) is above max_value (4)', param: ['min_value'] },
