@@ -101,8 +101,8 @@ export interface PlanOptions {
   /** Why the cache's entry of a key cannot be used (damaged), when it is there but not cached. */
   damaged?(key: string): string | undefined;
   /**
-   * Where an earlier attempt at a key that is not cached stands, when one left a trace: `failed in its last run: …`,
-   * `interrupted in its last run`, or a Slurm job submitted for it.
+   * Where an attempt at a key that is not cached stands, when one left a trace: a run computing it now, `failed in its
+   * last run: …`, `interrupted in its last run`, or a Slurm job submitted for it.
    */
   lastAttempt?(key: string): string | undefined;
 }

@@ -3,6 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { cli, tempWorkspace } from '../helpers/runner.ts';
 import { alive, killSpawned, spawnBin, waitFor } from '../helpers/processes.ts';
@@ -108,6 +109,7 @@ test('log prints a stage\'s log while a run computes it, follows it to the end, 
   const run = spawnBin(['run', file, '--keep-going'], ws);
   await waitFor('the command to start', () => existsSync(path.join(ws, 'started')));
   const command = '$ echo first; touch started; while [ ! -f release ]; do sleep 0.05; done; echo second';
+  assert.match((await cli(['plan', file], ws)).stdout, new RegExp(`^stale  s: being computed now by pid \\d+ on ${hostname()} since `));
   const now = await cli(['log', file, 's'], ws);
   assert.equal([now.exitCode, now.stdout, now.stderr], [0, `${command}\nfirst`, 's: a run is computing it; `--follow` prints the rest as it comes']);
   const follow = spawnBin(['log', file, 's', '--follow'], ws);
