@@ -559,7 +559,10 @@ const COMMANDS: Record<string, Command> = {
       else if (notComputed.length > 0) write(io.stderr, 'no results yet');
       // Everything is computed, yet nothing to show: say why rather than suggest a run that changes nothing.
       else if (stage === undefined && values.all !== true) write(io.stderr, 'no variants to show (stages in `for each` loops); --all shows the other stages too');
-      else write(io.stderr, 'the selected stages are computed but have no scalar metrics to show');
+      // Their kind may keep its metrics out of the table for people (inject_pauses: one constant pause token).
+      else if (forPeople && buildResultTable(s.pipeline, metricsOf, stage, includeShared).table.rows.length > 0) {
+        write(io.stderr, 'the selected stages are computed; their kind shows none of their metrics in this table: --csv or --json shows them');
+      } else write(io.stderr, 'the selected stages are computed but have no scalar metrics to show');
       // A damaged entry is there but not used: "not computed" would send the user looking for a run that never happened.
       const damaged = notComputed.flatMap((name) => {
         const k = s.keys.get(name);

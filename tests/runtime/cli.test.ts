@@ -330,6 +330,18 @@ test('show and export say a damaged entry is damaged, what computes it again and
   assert.is((await pp('show', file)).err, '');
 });
 
+test('show of a stage whose kind keeps its metrics out of the table says where they are, not that there are none', async () => {
+  const { file } = await workspace([
+    'stage data = synthetic_math { train: 4, validation: 2, test: 2 }',
+    'stage paused = inject_pauses(data: data) { n_random_pauses: 1 }',
+    '',
+  ].join('\n'));
+  assert.is((await pp('run', file)).code, 0);
+  assert.equal(await pp('show', file, '--stage', 'paused'),
+    { code: 0, out: '', err: 'the selected stages are computed; their kind shows none of their metrics in this table: --csv or --json shows them\n' });
+  assert.is((await pp('show', file, '--stage', 'paused', '--csv')).out, 'stage,pause_token\npaused,<|pause|>\n');
+});
+
 test('show --stage naming no stage is a usage error that says what exists', async () => {
   const { file } = await workspace();
   const r = await pp('show', file, '--stage', 'trian');
