@@ -6,6 +6,7 @@ import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
   CompletionItemKind,
   DiagnosticSeverity,
+  DidChangeWatchedFilesNotification,
   ErrorCodes,
   MarkupKind,
   ResponseError,
@@ -112,7 +113,9 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
   let folders: string[] = [];
   const project = (): Project => ({ readFile, files: [...new Set([...pipeFilesUnder(folders), ...openByFile.keys()])] });
 
-  connection.onInitialize(({ rootUri, workspaceFolders }) => {
+  let watchFiles = false;
+  connection.onInitialize(({ rootUri, workspaceFolders, capabilities }) => {
+    watchFiles = capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
     const uris = workspaceFolders?.map((f) => f.uri) ?? (rootUri ? [rootUri] : []);
     folders = uris.filter((u) => u.startsWith('file:')).map((u) => fileURLToPath(u));
     return {
@@ -128,6 +131,12 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
       },
     };
   });
+  // An included file the editor has not opened changes on disk too (a git checkout, another editor): the client is
+  // asked to say so, and the open files that may include it are checked again.
+  connection.onInitialized(() => {
+    if (watchFiles) void connection.client.register(DidChangeWatchedFilesNotification.type, { watchers: [{ globPattern: '**/*.pipe' }] });
+  });
+  connection.onDidChangeWatchedFiles(() => validateAll());
   documents.onDidOpen((e) => {
     openByFile.set(fileOf(e.document.uri), e.document);
   });

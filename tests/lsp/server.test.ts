@@ -99,6 +99,22 @@ test('an include of a device or a FIFO is refused as `check` refuses it, without
   ]);
 });
 
+test('an included file changed on disk, not open in the editor, is checked again when the client says it changed', async () => {
+  const included = path.join(dir, 'watched.pipe');
+  await writeFile(included, 'stage data = synthetic_math { trian: 10 }\n');
+  const uri = open('include "watched.pipe"\nstage base = init_model { preset: "tiny" }\n');
+  const first = await client.waitFor<{ uri: string; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri);
+  assert.equal(first.diagnostics.map((d) => d.code), ['E_UNKNOWN_PARAM']);
+  await writeFile(included, 'stage data = synthetic_math { train: 10 }\n');
+  client.notify('workspace/didChangeWatchedFiles', { changes: [{ uri: pathToFileURL(included).href, type: 2 }] });
+  // Without a new check this waits for ever: a timer fails the test instead.
+  const fixed = await Promise.race([
+    client.waitFor<{ uri: string; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri && p.diagnostics.length === 0),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no diagnostics after the change')), 10_000).unref()),
+  ]);
+  assert.equal(fixed.diagnostics, []);
+});
+
 test('`sf` after `stage NAME =` completes to the kind `sft`, with its description', async () => {
   const items = await complete('stage data = synthetic_math { }\nstage w = sf', '= sf');
   assert.equal(items.map((i) => i.label), ['sft']);
