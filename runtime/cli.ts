@@ -1,4 +1,4 @@
-// The `pausepipe` command line: run, plan, show, diff, dag, check, gc, verify, watch, export, exec, lsp, kinds.
+// The `pausepipe` command line: run, plan, show, diff, dag, check, gc, verify, watch, export, log, exec, lsp, backends, kinds.
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
