@@ -1,15 +1,19 @@
 // Runs a stage kind's code wherever a stage runs (worker, in-process, Slurm job), so its errors read the same everywhere.
 import path from 'node:path';
 import type { ArtifactRef, StageContext, StageKind, StageResult } from '../stages/kind.ts';
+import { canonicalJson } from './hash.ts';
+import type { JsonValue } from './json.ts';
 
 /**
  * Runs `kind` on `ctx`. An error whose message names an upstream stage's cache folder (a missing or malformed
  * file there) names the input and its stage instead: `input \`data\` (stage \`base\`): train.jsonl` says what
  * to fix in the pipeline, `/…/objects/b5/b59a…/artifacts/train.jsonl` does not. The stack keeps the full path.
+ * A result the manifest cannot store as returned fails the stage (see `checkedResult`).
  */
 export async function runStageKind(kind: StageKind, ctx: StageContext): Promise<StageResult> {
+  let result: unknown;
   try {
-    return await kind.run(ctx);
+    result = await kind.run(ctx);
   } catch (error) {
     if (error instanceof Error) {
       // V8 writes the stack's first line at its first read: read it now, so the log keeps the full path.
@@ -18,6 +22,39 @@ export async function runStageKind(kind: StageKind, ctx: StageContext): Promise<
     }
     throw error;
   }
+  return checkedResult(kind.name, result);
+}
+
+/**
+ * `result` when it is a StageResult whose metrics JSON stores exactly; else an error saying what to return. Without
+ * this, the worker's channel and the manifest would turn NaN into null and drop a function or a misplaced metric
+ * (`return { accuracy }` for `return { metrics: { accuracy } }`) without a word, and a BigInt would fail the commit
+ * with no metric named.
+ */
+export function checkedResult(kindName: string, result: unknown): StageResult {
+  const refuse = (what: string) => new Error(`stage kind \`${kindName}\`: run() ${what}`);
+  const kindOf = (v: unknown) => (Array.isArray(v) ? 'an array' : v === null ? 'null' : `a ${typeof v}`);
+  // Nothing returned loses nothing: a kind that only writes artifacts has no metrics.
+  if (result === undefined) return {};
+  if (result === null || typeof result !== 'object' || Array.isArray(result)) {
+    throw refuse(`resolved to ${kindOf(result)}; return { metrics: { … } }`);
+  }
+  const misplaced = Object.keys(result).filter((k) => k !== 'metrics');
+  if (misplaced.length > 0) {
+    throw refuse(`returned ${misplaced.map((k) => `\`${k}\``).join(', ')} beside \`metrics\`; metrics go inside it: return { metrics: { ${misplaced[0]}: … } }`);
+  }
+  const metrics = (result as StageResult).metrics;
+  if (metrics === undefined) return {};
+  if (metrics === null || typeof metrics !== 'object' || Array.isArray(metrics)) {
+    throw refuse(`returned metrics that are ${kindOf(metrics)}, not an object from metric name to value`);
+  }
+  try {
+    canonicalJson(metrics as JsonValue);
+  } catch (error) {
+    const what = (error as Error).message.replace(/^canonicalJson: \$/, 'metrics');
+    throw refuse(`returned a metric the manifest cannot store: ${what}; give finite numbers, strings, booleans, null, lists and plain objects`);
+  }
+  return result as StageResult;
 }
 
 /** `text` with every input's artifact folder (and a path inside it) replaced by the input's and its stage's names. */

@@ -36,7 +36,8 @@ function withExactIntegers(schema: unknown): unknown {
   return out;
 }
 
-function validatorFor(kind: StageKind): ValidateFunction {
+/** The kind's params validator, compiled once; throws when `kind.params` is no valid JSON Schema. */
+export function validatorFor(kind: StageKind): ValidateFunction {
   let v = compiled.get(kind.params);
   if (!v) {
     v = ajv.compile(withExactIntegers(kind.params) as ParamsSchema);

@@ -1,8 +1,8 @@
-// runtime/run-kind.ts: errors naming an upstream stage's cache folder name the input and its stage instead.
+// runtime/run-kind.ts: errors naming an upstream stage's cache folder name the input and its stage instead; a result the manifest cannot store as returned fails the stage.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ArtifactRef } from '../../stages/kind.ts';
-import { nameInputFolders } from '../../runtime/run-kind.ts';
+import { checkedResult, nameInputFolders, runStageKind } from '../../runtime/run-kind.ts';
 
 const ref = (stage: string, dir: string): ArtifactRef => ({ stage, key: 'k', kind: 'count', dir, variant: {}, params: {}, metrics: {} });
 
@@ -22,6 +22,44 @@ test('one stage given as two inputs names both; each stage of a collection is na
   // A folder whose name merely starts like an input's is not that input's.
   assert.is(nameInputFolders('/c/o/1/artifactsX/y: missing', { data: [base] }), '/c/o/1/artifactsX/y: missing');
   assert.is(nameInputFolders('no path here', { data: [base] }), 'no path here');
+});
+
+function refusal(result: unknown): string {
+  try {
+    checkedResult('mine', result);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'accepted';
+}
+
+test('metrics JSON would change or drop are refused with the metric named, instead of stored as null or left out', () => {
+  const store = 'give finite numbers, strings, booleans, null, lists and plain objects';
+  assert.is(refusal({ metrics: { acc: Number.NaN } }), `stage kind \`mine\`: run() returned a metric the manifest cannot store: metrics.acc is NaN, which JSON cannot represent; ${store}`);
+  assert.is(refusal({ metrics: { per_task: { gsm8k: Infinity } } }),
+    `stage kind \`mine\`: run() returned a metric the manifest cannot store: metrics.per_task.gsm8k is Infinity, which JSON cannot represent; ${store}`);
+  assert.is(refusal({ metrics: { f: () => 1 } }), `stage kind \`mine\`: run() returned a metric the manifest cannot store: metrics.f is a function, not a JSON value; ${store}`);
+  assert.is(refusal({ metrics: { n: 10n } }), `stage kind \`mine\`: run() returned a metric the manifest cannot store: metrics.n is a bigint, not a JSON value; ${store}`);
+  assert.is(refusal({ metrics: { at: new Date(0) } }), `stage kind \`mine\`: run() returned a metric the manifest cannot store: metrics.at is a Date, not a plain object; ${store}`);
+});
+
+test('metrics beside `metrics`, or a result or metrics of the wrong type, are refused saying what to return', () => {
+  assert.is(refusal({ accuracy: 0.5 }), 'stage kind `mine`: run() returned `accuracy` beside `metrics`; metrics go inside it: return { metrics: { accuracy: … } }');
+  assert.is(refusal(null), 'stage kind `mine`: run() resolved to null; return { metrics: { … } }');
+  assert.is(refusal([1]), 'stage kind `mine`: run() resolved to an array; return { metrics: { … } }');
+  assert.is(refusal({ metrics: [1, 2] }), 'stage kind `mine`: run() returned metrics that are an array, not an object from metric name to value');
+});
+
+test('JSON metrics are returned as they are; nothing returned, or no metrics, means none', async () => {
+  const result = { metrics: { acc: 0.5, curve: [{ step: 1, loss: null }], name: 'x', ok: true } };
+  assert.is(checkedResult('mine', result), result);
+  assert.equal(checkedResult('mine', undefined), {});
+  assert.equal(checkedResult('mine', {}), {});
+  const ctx = { inputs: {} } as unknown as Parameters<typeof runStageKind>[1];
+  await runStageKind({ name: 'mine', run: async () => ({ metrics: { acc: Number.NaN } }) } as unknown as Parameters<typeof runStageKind>[0], ctx).then(
+    () => assert.unreachable('a NaN metric was accepted'),
+    (err: Error) => assert.match(err.message, 'metrics.acc is NaN'),
+  );
 });
 
 test.run();
