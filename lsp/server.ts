@@ -9,7 +9,9 @@ import {
   DidChangeWatchedFilesNotification,
   ErrorCodes,
   MarkupKind,
+  MessageType,
   ResponseError,
+  ShowMessageNotification,
   StreamMessageReader,
   StreamMessageWriter,
   SymbolKind,
@@ -21,6 +23,7 @@ import {
   type TextEdit,
 } from 'vscode-languageserver/node';
 import { loadKinds } from '../runtime/kinds.ts';
+import { STAGE_KINDS } from '../stages/index.ts';
 import { readPipeFile } from '../runtime/load.ts';
 import { PAUSEPIPE_VERSION } from '../runtime/version.ts';
 import type { StageKind } from '../stages/kind.ts';
@@ -79,8 +82,8 @@ function pipeFilesUnder(folders: string[]): string[] {
   return out;
 }
 
-/** Serves one client on `connection` until it exits. */
-export function serve(connection: Connection, kinds: Record<string, StageKind>): void {
+/** Serves one client on `connection` until it exits; `startupProblem`, when given, is shown to the user once initialized. */
+export function serve(connection: Connection, kinds: Record<string, StageKind>, startupProblem?: string): void {
   const documents = new TextDocuments(TextDocument);
   const openByFile = new Map<string, TextDocument>();
   // Includes read from the editor's unsaved text when open, so a change in an included file is seen before saving.
@@ -134,6 +137,8 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
   // An included file the editor has not opened changes on disk too (a git checkout, another editor): the client is
   // asked to say so, and the open files that may include it are checked again.
   connection.onInitialized(() => {
+    // A notification, not showErrorMessage's request: nothing is asked of the user.
+    if (startupProblem !== undefined) void connection.sendNotification(ShowMessageNotification.type, { type: MessageType.Error, message: startupProblem });
     if (watchFiles) void connection.client.register(DidChangeWatchedFilesNotification.type, { watchers: [{ globPattern: '**/*.pipe' }] });
   });
   connection.onDidChangeWatchedFiles(() => validateAll());
@@ -211,10 +216,19 @@ export function serve(connection: Connection, kinds: Record<string, StageKind>):
 
 /** Runs the server on this process's stdin and stdout; resolves when the client closes the connection. */
 export async function runLanguageServer(): Promise<number> {
-  const kinds = await loadKinds();
+  // A plugin that fails to load (PAUSEPIPE_KINDS) must not take the editor's server down: the built-in kinds serve,
+  // and the editor is told why the plugin's are missing.
+  let kinds: Record<string, StageKind> = STAGE_KINDS;
+  let problem: string | undefined;
+  try {
+    kinds = await loadKinds();
+  } catch (error) {
+    problem = `pausepipe lsp: ${error instanceof Error ? error.message : String(error)}; only the built-in stage kinds are known`;
+    process.stderr.write(`${problem}\n`);
+  }
   const connection = createConnection(new StreamMessageReader(process.stdin), new StreamMessageWriter(process.stdout));
   return new Promise((resolve) => {
     connection.onExit(() => resolve(0));
-    serve(connection, kinds);
+    serve(connection, kinds, problem);
   });
 }

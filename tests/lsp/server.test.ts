@@ -52,6 +52,11 @@ function after(text: string, marker: string): { line: number; character: number 
   return { line: lines.length - 1, character: lines.at(-1)!.length };
 }
 
+/** `promise`, or a failure naming `what` after `ms`: an answer that never comes fails the test instead of hanging it. */
+function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms).unref())]);
+}
+
 async function complete(text: string, marker: string): Promise<CompletionItem[]> {
   const uri = open(text);
   return client.request<CompletionItem[]>('textDocument/completion', { textDocument: { uri }, position: after(text, marker) });
@@ -107,11 +112,8 @@ test('an included file changed on disk, not open in the editor, is checked again
   assert.equal(first.diagnostics.map((d) => d.code), ['E_UNKNOWN_PARAM']);
   await writeFile(included, 'stage data = synthetic_math { train: 10 }\n');
   client.notify('workspace/didChangeWatchedFiles', { changes: [{ uri: pathToFileURL(included).href, type: 2 }] });
-  // Without a new check this waits for ever: a timer fails the test instead.
-  const fixed = await Promise.race([
-    client.waitFor<{ uri: string; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri && p.diagnostics.length === 0),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no diagnostics after the change')), 10_000).unref()),
-  ]);
+  const fixed = await within(10_000, 'diagnostics after the change',
+    client.waitFor<{ uri: string; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri && p.diagnostics.length === 0));
   assert.equal(fixed.diagnostics, []);
 });
 
@@ -229,6 +231,21 @@ test('a rename in an included file edits the files of the workspace that include
   assert.is(refused, 'textDocument/rename: cannot rename the stage `data` to `lr`: a let `lr` is already defined at common.pipe:1:5');
   const keyword = await client.request<unknown>('textDocument/prepareRename', { textDocument: { uri: uri('common.pipe') }, position: after(common, 'sta') });
   assert.is(keyword, null);
+});
+
+test('a plugin kind module that fails to load leaves the server up with the built-in kinds, and the editor is told why', async () => {
+  const missing = path.join(dir, 'no-such-kinds.mts');
+  const other = LspClient.start(process.execPath, [BIN, 'lsp', '--stdio'], PROJECT_ROOT, { ...process.env, PAUSEPIPE_KINDS: missing });
+  await within(20_000, 'answer to initialize (the server exited?)', other.request('initialize', { processId: process.pid, rootUri: pathToFileURL(dir).href, capabilities: {} }));
+  other.notify('initialized', {});
+  const shown = await within(10_000, 'message to the user', other.waitFor<{ type: number; message: string }>('window/showMessage'));
+  assert.equal(shown, { type: 1, message: `pausepipe lsp: PAUSEPIPE_KINDS: ${missing} does not exist; only the built-in stage kinds are known` });
+  const uri = pathToFileURL(path.join(dir, 'plugin-user.pipe')).href;
+  const text = 'stage w = sf';
+  other.notify('textDocument/didOpen', { textDocument: { uri, languageId: 'pausepipe', version: 1, text } });
+  const items = await other.request<CompletionItem[]>('textDocument/completion', { textDocument: { uri }, position: { line: 0, character: text.length } });
+  assert.equal(items.map((i) => i.label), ['sft']);
+  assert.is(await other.close(), 0);
 });
 
 test('shutdown and exit end the server with code 0', async () => {
