@@ -190,7 +190,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
       }
       await tail.read();
       status ??= (await client.details(job.id)) ?? { id: job.id, state: 'UNKNOWN' };
-      const seen = `${status.state}${status.reason ? ` (${status.reason})` : ''}`;
+      const seen = `${status.state}${status.reason ? ` (${status.reason})` : ''}${status.node ? ` on ${status.node}` : ''}`;
       if (seen !== last) {
         events.log(`pausepipe: Slurm job ${job.id} ${seen}`);
         // The person watching hears of what delays a stage beyond queueing: a requeue, a hold, a suspension.
