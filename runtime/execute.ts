@@ -2,9 +2,9 @@
 import type { ArtifactStore, FileDigester, Manifest } from '../cache/store.ts';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import type { Progress, Resources, RunInfo, StageKind } from '../stages/kind.ts';
+import type { Resources, RunInfo, StageKind } from '../stages/kind.ts';
 import { Committer, StageLog } from './commit.ts';
-import { StageFailure, type Executor } from './executors/executor.ts';
+import { StageFailure, type Executor, type StageEvents } from './executors/executor.ts';
 import { localExecutor } from './executors/local.ts';
 import { gpuDeviceIds } from './gpus.ts';
 import type { JsonValue } from './json.ts';
@@ -169,6 +169,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
    * they were submitted.
    */
   const handOver = new Turns();
+  /** Looks for stages to start (set once the run's loop exists): a stage that released its slots makes room. */
+  let wake: () => void = () => undefined;
 
   /** Computes a stale stage into its pending entry and commits it; the outcome's status. */
   const compute = async (s: StageInstance, grant: Grant, ctl: AbortController, turn: Turn): Promise<EndStatus> => {
@@ -204,7 +206,14 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         ...(o.backend !== undefined ? { backend: o.backend } : {}),
         ...(grant.gpuIds.length > 0 ? { gpus: grant.gpuIds.map((i) => devices[i]!) } : {}),
       };
-      const events = { log: (line: string) => log.line(line), progress: (p: Progress) => o.reporter.progress(s.name, p), notice };
+      const events: StageEvents = {
+        log: (line) => log.line(line), progress: (p) => o.reporter.progress(s.name, p), notice,
+        jobState: (state, since) => o.reporter.jobState(s.name, state, since),
+        releaseSlots: () => {
+          scheduler.release(s.name);
+          wake();
+        },
+      };
       await turn.ready;
       const running = executor.run({ request, resources: resourcesOf(s) }, events, ctl.signal);
       turn.end();
@@ -289,6 +298,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     };
     if (o.signal?.aborted) onAbort();
     o.signal?.addEventListener('abort', onAbort, { once: true });
+    wake = pump;
     pump();
   });
 }

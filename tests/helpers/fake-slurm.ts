@@ -21,6 +21,8 @@ export interface FakeSlurmOptions {
   gpus?: Promise<boolean>;
   /** The node every job runs on. */
   node?: string;
+  /** When every job started, as squeue and scontrol say once it has (milliseconds since the epoch). */
+  startedAt?: number;
 }
 
 /**
@@ -78,7 +80,12 @@ export class FakeSlurm implements SlurmCommands {
   }
 
   private status(job: FakeJob, state: string): JobStatus {
-    return { id: job.id, state, ...(state === 'PENDING' || this.o.node === undefined ? {} : { node: this.o.node }) };
+    const started = state !== 'PENDING';
+    return {
+      id: job.id, state,
+      ...(started && this.o.node !== undefined ? { node: this.o.node } : {}),
+      ...(started && this.o.startedAt !== undefined ? { startedAt: this.o.startedAt } : {}),
+    };
   }
 }
 

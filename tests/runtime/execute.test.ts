@@ -35,6 +35,16 @@ async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number; 
   return { store, keys, result, statuses: result.outcomes.map((o) => [o.name, o.status, o.error ?? null]) };
 }
 
+/** runOnce with an executor of the test's own. */
+async function runOnceWith(p: Pipeline, opts: { jobs: number; executor: Executor }) {
+  const store = new ArtifactStore(path.join(p.workspace, '.pausepipe'));
+  const hasher = new FileHasher(path.join(p.workspace, '.pausepipe', 'stat-cache.json'));
+  const keys = await computeKeys(p, KINDS, hasher);
+  const plan = planPipeline(p, keys, (k) => store.has(k), {});
+  const result = await executePlan({ pipeline: p, kinds: KINDS, store, keys, plan, hasher, jobs: opts.jobs, gpus: 0, keepGoing: false, reporter: SILENT_REPORTER, executor: opts.executor });
+  return { result, statuses: result.outcomes.map((o) => [o.name, o.status, o.error ?? null]) };
+}
+
 async function counted(ws: string): Promise<string[]> {
   return (await readFile(path.join(ws, 'count.txt'), 'utf8').catch(() => '')).split('\n').filter(Boolean).sort();
 }
@@ -171,6 +181,28 @@ test('stages ready at once reach the executor in the scheduler\'s order, though 
   });
   assert.equal(result.outcomes.map((o) => o.status), ['cached', 'cached', 'ran', 'ran']);
   assert.equal(handed, ['a', 'b']);
+});
+
+test('a stage that only waits for a job elsewhere gives its slot back: with --jobs 1 three adopted jobs are followed at once', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, ['a', 'b', 'c'].map((n, i) => instance(n, 'count', { counter: 'count.txt', value: i })));
+  const events: string[] = [];
+  let all!: () => void;
+  const allFollowed = new Promise<void>((resolve) => (all = resolve));
+  const executor: Executor = {
+    async run(job, stage) {
+      events.push(`follow ${job.request.name}`);
+      stage.releaseSlots?.();
+      if (events.length === 3) all();
+      // Each job ends once all three are followed (or after 2 s: then they were not).
+      await Promise.race([allFollowed, new Promise((r) => setTimeout(r, 2000))]);
+      events.push(`end ${job.request.name}`);
+      return {};
+    },
+  };
+  const { statuses } = await runOnceWith(p, { jobs: 1, executor });
+  assert.equal(statuses, [['a', 'ran', null], ['b', 'ran', null], ['c', 'ran', null]]);
+  assert.equal(events.slice(0, 3), ['follow a', 'follow b', 'follow c']);
 });
 
 test('slots: a GPU stage takes a GPU slot, or a CPU slot when there is none; oversized requests are clamped', () => {

@@ -15,6 +15,8 @@ export interface JobStatus {
   comment?: string;
   /** The node (or nodes, in Slurm's `vm[1-2]` form) it runs or ran on; none while it waits. */
   node?: string;
+  /** When it started running (milliseconds since the epoch); none while it waits (Slurm's guess is no start). */
+  startedAt?: number;
 }
 
 /**
@@ -60,25 +62,37 @@ function present(value: string | undefined): string | undefined {
   return value === undefined || value === '' || value === '(null)' || value === 'None' || value === 'None assigned' ? undefined : value;
 }
 
-/** The field list pausepipe passes to `squeue -o`: id, state, reason, nodes, comment, separated by `|`. */
-export const SQUEUE_FORMAT = '%i|%T|%r|%N|%k';
+/**
+ * A start time as Slurm prints it (`2025-03-01T14:05:09`, in the local time of the command that prints it, so read as
+ * local time here); undefined for a job that has not started (PENDING: Slurm's estimate) or no time (`Unknown`, `N/A`).
+ */
+function startTime(state: string, value: string | undefined): number | undefined {
+  if (state === 'PENDING' || value === undefined || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/.test(value)) return undefined;
+  const ms = new Date(value).getTime();
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** The field list pausepipe passes to `squeue -o`: id, state, reason, nodes, start time, comment, separated by `|`. */
+export const SQUEUE_FORMAT = '%i|%T|%r|%N|%S|%k';
 
 /**
- * `squeue -h -o '%i|%T|%r|%N|%k'` lines. The comment is last, so a `|` inside it stays part of it; lines that do not
- * have the five fields (a warning Slurm printed on stdout) are skipped.
+ * `squeue -h -o '%i|%T|%r|%N|%S|%k'` lines. The comment is last, so a `|` inside it stays part of it; lines that do
+ * not have the six fields (a warning Slurm printed on stdout) are skipped.
  */
 export function parseSqueue(text: string): JobStatus[] {
   const jobs: JobStatus[] = [];
   for (const line of text.split('\n')) {
     const fields = line.trim().split('|');
-    if (fields.length < 5 || !/^\d+$/.test(fields[0]!) || !/^[A-Z_]+$/.test(fields[1]!)) continue;
-    const [id, state, reason, node, ...comment] = fields;
+    if (fields.length < 6 || !/^\d+$/.test(fields[0]!) || !/^[A-Z_]+$/.test(fields[1]!)) continue;
+    const [id, state, reason, node, start, ...comment] = fields;
     const c = present(comment.join('|'));
     const r = present(reason);
     const n = present(node);
+    const at = startTime(state!, start);
     jobs.push({
       id: id!, state: state!,
       ...(r === undefined ? {} : { reason: r }), ...(c === undefined ? {} : { comment: c }), ...(n === undefined ? {} : { node: n }),
+      ...(at === undefined ? {} : { startedAt: at }),
     });
   }
   return jobs;
@@ -115,6 +129,7 @@ export function parseScontrolJobs(text: string): JobStatus[] {
     const exitCode = present(f.get('ExitCode'));
     const comment = present(f.get('Comment'));
     const node = present(f.get('NodeList'));
+    const at = startTime(state, f.get('StartTime'));
     const restarts = Number(f.get('Restarts'));
     jobs.push({
       id, state,
@@ -123,6 +138,7 @@ export function parseScontrolJobs(text: string): JobStatus[] {
       ...(Number.isInteger(restarts) ? { restarts } : {}),
       ...(comment === undefined ? {} : { comment }),
       ...(node === undefined ? {} : { node }),
+      ...(at === undefined ? {} : { startedAt: at }),
     });
   }
   return jobs;

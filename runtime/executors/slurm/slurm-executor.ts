@@ -173,6 +173,16 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
     let last: string | undefined;
     let running = false;
     let preempted = false;
+    // What the runner was last told of the job's place: its progress counts a stage's time from when its job runs.
+    let told: 'queued' | 'running' = 'queued';
+    events.jobState?.('queued');
+    const tell = (s: JobStatus) => {
+      const ran = s.state === 'RUNNING' || s.state === 'COMPLETING' || (isFinalState(s.state) && s.startedAt !== undefined);
+      const place = s.state === 'PENDING' ? 'queued' : ran ? 'running' : told;
+      if (place === told) return;
+      told = place;
+      events.jobState?.(place, place === 'running' ? s.startedAt : undefined);
+    };
     let outageSince: number | undefined;
     let cancelledAt: number | undefined;
     for (;;) {
@@ -195,6 +205,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
       }
       await tail.read();
       status ??= (await client.details(job.id)) ?? { id: job.id, state: 'UNKNOWN' };
+      tell(status);
       const seen = `${status.state}${status.reason ? ` (${status.reason})` : ''}${status.node ? ` on ${status.node}` : ''}`;
       if (seen !== last) {
         events.log(`pausepipe: Slurm job ${job.id} ${seen}`);
@@ -220,8 +231,10 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         continue;
       }
       await tail.read(true);
-      // squeue gives no exit code; scontrol (or sacct) does while it still knows the job.
-      return (await client.details(job.id)) ?? status;
+      // squeue gives no exit code; scontrol (or sacct) does while it still knows the job, and when it started.
+      const end = (await client.details(job.id)) ?? status;
+      tell(end);
+      return end;
     }
   };
 
@@ -255,6 +268,8 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         if (submission) {
           events.log(`pausepipe: adopting Slurm job ${submission.id}, submitted by an earlier run`);
           note(`adopted ${request.name}: Slurm job ${submission.id}, submitted by an earlier run${o.otherwise ? ` (to compute it here instead: scancel ${submission.id}, then run again)` : ''}`);
+          // A run on this machine only waits for it; under Slurm its job still counts against --jobs, as a submitted one does.
+          if (o.otherwise) events.releaseSlots?.();
         } else if (o.otherwise) {
           turn.end();
           return await o.otherwise.run(job, events, signal);

@@ -5,19 +5,22 @@ import {
   describeEnd, isFinalState, parseSacct, parseSbatch, parseScontrolFields, parseScontrolJobs, parseSqueue,
 } from '../../../../runtime/executors/slurm/parse.ts';
 
-test('squeue lines become jobs with their node; "(null)" and "None" are no value, and a comment keeps its own bars', () => {
+test('squeue lines become jobs with their node and start; "(null)" and "None" are no value, and a comment keeps its own bars', () => {
   const text = [
-    '12|PENDING|Resources||pausepipe:abc123:ff00',
-    '13|RUNNING|None|gpu07|(null)',
-    '14|COMPLETED|None|gpu[07-08]|a|b',
-    '15|RUNNING|None|(null)',
+    // A pending job's start time is Slurm's guess (or N/A): no start.
+    '12|PENDING|Resources||2026-11-28T12:40:00|pausepipe:abc123:ff00',
+    '13|RUNNING|None|gpu07|2026-11-28T12:34:16|(null)',
+    '14|COMPLETED|None|gpu[07-08]|2026-11-28T12:34:13|a|b',
+    '16|PENDING|Priority||N/A|(null)',
+    '15|RUNNING|None|(null)|(null)',
     'squeue: warning: something on stdout',
     '',
   ].join('\n');
   assert.equal(parseSqueue(text), [
     { id: '12', state: 'PENDING', reason: 'Resources', comment: 'pausepipe:abc123:ff00' },
-    { id: '13', state: 'RUNNING', node: 'gpu07' },
-    { id: '14', state: 'COMPLETED', comment: 'a|b', node: 'gpu[07-08]' },
+    { id: '13', state: 'RUNNING', node: 'gpu07', startedAt: new Date(2026, 10, 28, 12, 34, 16).getTime() },
+    { id: '14', state: 'COMPLETED', comment: 'a|b', node: 'gpu[07-08]', startedAt: new Date(2026, 10, 28, 12, 34, 13).getTime() },
+    { id: '16', state: 'PENDING', reason: 'Priority' },
   ]);
 });
 
@@ -29,14 +32,14 @@ test('scontrol fields: a value may hold spaces, up to the next Key=', () => {
   assert.is(f.get('Comment'), 'pausepipe:ab:cd');
 });
 
-test('scontrol show job -o: state, reason, exit code, restarts, comment and node of each job', () => {
+test('scontrol show job -o: state, reason, exit code, restarts, comment, node and start of each job', () => {
   const text = [
     'JobId=2 JobName=r.sh UserId=root(0) GroupId=root(0) MCS_label=N/A Priority=4294901758 Nice=0 Account=(null) QOS=(null) JobState=PENDING Reason=BeginTime Dependency=(null) Requeue=1 Restarts=1 BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:00 Comment=pausepipe:0a:0b ReqNodeList=(null) ExcNodeList=(null) NodeList=(null)',
-    'JobId=7 JobName=train UserId=root(0) JobState=TIMEOUT Reason=TimeLimit Requeue=1 Restarts=0 ExitCode=0:15 ReqNodeList=(null) ExcNodeList=(null) NodeList=gpu07 BatchHost=gpu07',
+    'JobId=7 JobName=train UserId=root(0) JobState=TIMEOUT Reason=TimeLimit Requeue=1 Restarts=0 ExitCode=0:15 RunTime=00:01:21 StartTime=2026-11-28T12:34:16 EndTime=2026-11-28T12:35:37 ReqNodeList=(null) ExcNodeList=(null) NodeList=gpu07 BatchHost=gpu07',
   ].join('\n');
   assert.equal(parseScontrolJobs(text), [
     { id: '2', state: 'PENDING', reason: 'BeginTime', exitCode: '0:0', restarts: 1, comment: 'pausepipe:0a:0b' },
-    { id: '7', state: 'TIMEOUT', reason: 'TimeLimit', exitCode: '0:15', restarts: 0, node: 'gpu07' },
+    { id: '7', state: 'TIMEOUT', reason: 'TimeLimit', exitCode: '0:15', restarts: 0, node: 'gpu07', startedAt: new Date(2026, 10, 28, 12, 34, 16).getTime() },
   ]);
 });
 
