@@ -330,7 +330,8 @@ async function runWithSignals(
   const slots = where.type === 'slurm'
     ? slurmOptions(values, where, note)
     : { ...(await slotOptions(values, s)), executor: localRunExecutor(s.kinds, where.settings, note) };
-  const reporter: Reporter = quiet ? SILENT_REPORTER : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
+  const reporter: Reporter = quiet ? SILENT_REPORTER
+    : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s), cluster: where.type === 'slurm' });
   const controller = new AbortController();
   let stoppedBy: StopSignal | undefined;
   // Through the reporter: written straight to the terminal, the next redraw of the live block would erase it.

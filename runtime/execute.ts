@@ -2,9 +2,9 @@
 import type { ArtifactStore, FileDigester, Manifest } from '../cache/store.ts';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import type { Progress, Resources, RunInfo, StageKind } from '../stages/kind.ts';
+import type { Resources, RunInfo, StageKind } from '../stages/kind.ts';
 import { Committer, StageLog } from './commit.ts';
-import { StageFailure, type Executor } from './executors/executor.ts';
+import { StageFailure, type Executor, type StageEvents } from './executors/executor.ts';
 import { localExecutor } from './executors/local.ts';
 import { gpuDeviceIds } from './gpus.ts';
 import type { JsonValue } from './json.ts';
@@ -14,6 +14,7 @@ import type { Plan } from './plan.ts';
 import type { LockHolder, OutcomeStatus, Reporter } from './progress.ts';
 import { Scheduler, type Decision, type EndStatus, type Grant } from './schedule.ts';
 import type { StateRecorder } from './state.ts';
+import { Turns, type Turn } from './turns.ts';
 import type { RunRequest } from './worker-protocol.ts';
 
 export { Slots } from './schedule.ts';
@@ -162,15 +163,29 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     record(s, 'cached', { restored, metrics: cache.hit(s) }, note);
   };
 
+  /**
+   * The executor gets the stages in the order the scheduler started them (deepest first, then the pipeline's), although
+   * each first takes its lock and hashes its inputs, which end in any order: a cluster's queue runs jobs in the order
+   * they were submitted.
+   */
+  const handOver = new Turns();
+  /** Looks for stages to start (set once the run's loop exists): a stage that released its slots makes room. */
+  let wake: () => void = () => undefined;
+
   /** Computes a stale stage into its pending entry and commits it; the outcome's status. */
-  const compute = async (s: StageInstance, grant: Grant, ctl: AbortController): Promise<EndStatus> => {
+  const compute = async (s: StageInstance, grant: Grant, ctl: AbortController, turn: Turn): Promise<EndStatus> => {
     const key = cache.keyOf(s).key;
     // With the digester, an entry whose files no longer match its manifest is replaced rather than served.
     const entry = await o.store.begin(key, {
-      signal: ctl.signal, onWait: (owner) => o.reporter.waiting(s.name, owner, sharing(key, s.name, owner)), digester: o.hasher,
-      replaceBefore: planned.get(s.name)?.forced ? runStart : undefined,
+      signal: ctl.signal, digester: o.hasher, replaceBefore: planned.get(s.name)?.forced ? runStart : undefined,
+      onWait: (owner) => {
+        // Another run computes it: the stages after it need not wait for that.
+        turn.end();
+        o.reporter.waiting(s.name, owner, sharing(key, s.name, owner));
+      },
     });
     if (entry === 'cached') {
+      turn.end();
       // A stage checked again after its upstream ran finds its entry still holds: a plain hit.
       const checkedAgain = planned.get(s.name)?.status === 'fresh';
       const sibling = committedBy.get(key);
@@ -191,8 +206,18 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         ...(o.backend !== undefined ? { backend: o.backend } : {}),
         ...(grant.gpuIds.length > 0 ? { gpus: grant.gpuIds.map((i) => devices[i]!) } : {}),
       };
-      const events = { log: (line: string) => log.line(line), progress: (p: Progress) => o.reporter.progress(s.name, p), notice };
-      const metrics = await executor.run({ request, resources: resourcesOf(s) }, events, ctl.signal);
+      const events: StageEvents = {
+        log: (line) => log.line(line), progress: (p) => o.reporter.progress(s.name, p), notice,
+        jobState: (state, since) => o.reporter.jobState(s.name, state, since),
+        releaseSlots: () => {
+          scheduler.release(s.name);
+          wake();
+        },
+      };
+      await turn.ready;
+      const running = executor.run({ request, resources: resourcesOf(s) }, events, ctl.signal);
+      turn.end();
+      const metrics = await running;
       if (ctl.signal.aborted) throw new Error('interrupted');
       await log.close();
       const manifest = await cache.commit(s, entry, metrics, startedAt, inputContents);
@@ -201,6 +226,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       record(s, 'ran', { seconds: manifest.timings.seconds, metrics, ...recomputed });
       return 'ran';
     } catch (e) {
+      turn.end();
       const seconds = (Date.now() - startedAt.getTime()) / 1000;
       if (e instanceof StageFailure && e.detail) log.detail(e.detail);
       log.line(`pausepipe: ${errorText(e)}`);
@@ -219,13 +245,16 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   const runStage = async (s: StageInstance, grant: Grant): Promise<EndStatus> => {
     const ctl = new AbortController();
     controllers.add(ctl);
+    // Taken now, in the scheduler's order; ended once the executor has the stage, or when it never gets it.
+    const turn = handOver.take();
     try {
-      return await compute(s, grant, ctl);
+      return await compute(s, grant, ctl, turn);
     } catch (e) {
       const status: EndStatus = ctl.signal.aborted ? 'aborted' : 'failed';
       record(s, status, { error: status === 'aborted' ? 'interrupted' : errorText(e) });
       return status;
     } finally {
+      turn.end();
       controllers.delete(ctl);
     }
   };
@@ -269,6 +298,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     };
     if (o.signal?.aborted) onAbort();
     o.signal?.addEventListener('abort', onAbort, { once: true });
+    wake = pump;
     pump();
   });
 }

@@ -21,6 +21,11 @@ export interface Reporter {
   /** `name` waits for its key's lock: held by `holder`, or by the stage `sibling` of this run that shares its key. */
   waiting(name: string, holder: LockHolder, sibling?: string): void;
   finish(name: string, status: OutcomeStatus, detail?: string): void;
+  /**
+   * Where a stage computed elsewhere (a Slurm job) stands: waiting in the queue, or running since `startedAt` (on the
+   * reporter's clock; default now). Its time, and the rate of its progress, count from when it runs.
+   */
+  jobState(name: string, state: 'queued' | 'running', startedAt?: number): void;
   /** A line of its own, e.g. `restored data/prep.txt (prep)`. */
   note(text: string): void;
   /** Stops redrawing; the block is cleared. */
@@ -56,10 +61,18 @@ export interface ReporterOptions {
   stages?: RunStage[];
   /** Stages that run at once (CPU slots), for the overall ETA. Default 1. */
   slots?: number;
+  /**
+   * The stages run as cluster jobs (`--executor slurm`): a stage counts as queued until its job runs, and the overall
+   * line says how many are queued and running, with an ETA only once jobs have run (see `overall`).
+   */
+  cluster?: boolean;
 }
 
 interface Running {
+  /** When it started, or its job started running (queued: when it was started). */
   started: number;
+  /** Its cluster job has been seen running (and not queued again since). */
+  jobRunning?: boolean;
   progress?: Progress;
   /** First progress report with a total: ETA is extrapolated from it. */
   origin?: { at: number; step: number };
@@ -144,6 +157,10 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   askWork();
   let drawn = 0;
   let timer: NodeJS.Timeout | undefined;
+  /** The most of this run's cluster jobs seen running at once: the parallelism the cluster gives this run so far. */
+  let peakRunning = 0;
+  /** Under a cluster, a stage waits in its queue until its job is seen running; here every started stage runs. */
+  const isQueued = (r: Running) => opts.cluster === true && r.jobRunning !== true;
 
   /** Seconds left for a running stage from its rate so far; undefined before two progress reports. */
   const remaining = (r: Running): number | undefined => {
@@ -166,6 +183,10 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
    * still to run, failing all these, as long as the finished stages on average. The work left is shared by the slots,
    * but the run cannot end before its longest running stage. No ETA while a running stage has no estimate (a long
    * first training would make any guess wrong), nor before anything has a duration.
+   *
+   * Under a cluster the slots are not the cluster's (the queue decides how many jobs run at once): the work is shared
+   * by as many stages as were seen running at once so far (never more than the slots), a queued stage counts whole,
+   * and the line says how many are running and queued; no ETA before a job has been seen running.
    */
   const overall = (): string | undefined => {
     if (!stages) return undefined;
@@ -180,7 +201,9 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
     let known = true;
     for (const s of stages) {
       if (finished.has(s.name)) continue;
-      const r = running.get(s.name);
+      const started = running.get(s.name);
+      // A queued stage has all its work ahead of it, as one not started.
+      const r = started && !isQueued(started) ? started : undefined;
       const work = works.get(s.name);
       const like = expected(durations.get(s.group), work) ?? s.lastSeconds
         ?? (s.kind === undefined ? undefined : expected(kindDurations.get(s.kind), work) ?? (r ? undefined : projected(s.kind)));
@@ -192,9 +215,16 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
       if (r) longest = Math.max(longest, left);
       secondsLeft += left;
     }
-    const count = `${finished.size}/${stages.length} stages`;
+    let count = `${finished.size}/${stages.length} stages`;
+    let parallel = opts.slots ?? 1;
+    if (opts.cluster) {
+      const queued = [...running.values()].filter(isQueued).length;
+      count += ` · ${running.size - queued} running, ${queued} queued`;
+      parallel = Math.min(parallel, peakRunning);
+      if (parallel === 0) return count;
+    }
     if (!known || finished.size === stages.length) return count;
-    return `${count} · ETA ${formatEta(Math.max(longest, secondsLeft / Math.max(1, opts.slots ?? 1)))}`;
+    return `${count} · ETA ${formatEta(Math.max(longest, secondsLeft / Math.max(1, parallel)))}`;
   };
 
   /** The line of a running stage within `width`: the bar gives way first, then the middle of the name. */
@@ -202,9 +232,10 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
     const p = r.progress;
     const msg = p?.message ? `  ${p.message}` : '';
     const pct = p ? percent(p) : undefined;
+    const elapsed = `${isQueued(r) ? 'queued ' : ''}${formatSeconds((now() - r.started) / 1000)}`;
     const tail = p && pct !== undefined
       ? `${String(pct).padStart(3)}% ${p.step}/${p.total}${eta(r)}${msg}`
-      : `${formatSeconds((now() - r.started) / 1000)}${p ? `  step ${p.step}` : ''}${msg}`;
+      : `${elapsed}${p ? `  step ${p.step}` : ''}${msg}`;
     // `⠋ ` before the name and two spaces after it.
     const shown = shorten(name, Math.max(8, width - 4 - tail.length));
     let bar = '';
@@ -266,6 +297,17 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
         print(statusLine('', `${name}  ${where}${p.message ? `  ${p.message}` : ''}`));
       }
     },
+    jobState(name, state, startedAt) {
+      const r = running.get(name);
+      if (!r) return;
+      r.jobRunning = state === 'running';
+      // A requeued job starts over: its time and its progress rate count from its new start.
+      r.started = state === 'running' && startedAt !== undefined ? Math.min(startedAt, now()) : now();
+      r.progress = undefined;
+      r.origin = undefined;
+      r.bucket = 0;
+      if (state === 'running') peakRunning = Math.max(peakRunning, [...running.values()].filter((x) => x.jobRunning).length);
+    },
     waiting(name, holder, sibling) {
       print(statusLine('waiting', `${name}: ${sibling === undefined ? `computed by ${describeOwner(holder)}` : `same key as ${sibling}, which this run is computing`}`));
     },
@@ -304,6 +346,7 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
 /** A reporter that prints nothing (for `--json` and library use). */
 export const SILENT_REPORTER: Reporter = {
   start: () => undefined,
+  jobState: () => undefined,
   progress: () => undefined,
   waiting: () => undefined,
   finish: () => undefined,

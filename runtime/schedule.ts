@@ -202,6 +202,17 @@ export class Scheduler {
     this.settle(name, status);
   }
 
+  /**
+   * A started stage holds its slots no more (it only waits for work done elsewhere): they go to other stages. It is
+   * still running: `finished` comes later, and gives nothing back twice.
+   */
+  release(name: string): void {
+    const grant = this.granted.get(name);
+    if (grant === undefined || this.outcome.has(name)) return;
+    this.slots.give(grant);
+    this.granted.set(name, undefined);
+  }
+
   /** Ctrl-C: nothing new starts; what never started is skipped once the running stages end. */
   interrupt(): void {
     this.stopping = true;

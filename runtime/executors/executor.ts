@@ -30,6 +30,16 @@ export interface StageEvents {
   progress(p: Progress): void;
   /** A line for the run's own output, said once per run however many stages say it (e.g. the backend a model chose). */
   notice(line: string): void;
+  /**
+   * Only from an executor whose stages run elsewhere (a cluster job): the stage waits in the cluster's queue, or runs
+   * now, since `startedAt` (milliseconds since the epoch) when the cluster says. A requeued job is queued again.
+   */
+  jobState?(state: 'queued' | 'running', startedAt?: number): void;
+  /**
+   * The stage holds nothing of this machine any more: it only waits for a job elsewhere (one an earlier run submitted
+   * and this one adopted), so its CPU and GPU slots may go to other stages.
+   */
+  releaseSlots?(): void;
 }
 
 /**

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { FileHasher } from '../../cache/file-hash.ts';
 import { ArtifactStore } from '../../cache/store.ts';
 import { executePlan, Slots } from '../../runtime/execute.ts';
+import type { Executor } from '../../runtime/executors/executor.ts';
+import { localExecutor } from '../../runtime/executors/local.ts';
 import type { JsonValue } from '../../runtime/json.ts';
 import { computeKeys, type KeyedStage } from '../../runtime/keys.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
@@ -31,6 +33,16 @@ async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number; 
     keepGoing: opts.keepGoing ?? false, reporter: SILENT_REPORTER, ...(opts.overrides ? { overrides: opts.overrides } : {}),
   });
   return { store, keys, result, statuses: result.outcomes.map((o) => [o.name, o.status, o.error ?? null]) };
+}
+
+/** runOnce with an executor of the test's own. */
+async function runOnceWith(p: Pipeline, opts: { jobs: number; executor: Executor }) {
+  const store = new ArtifactStore(path.join(p.workspace, '.pausepipe'));
+  const hasher = new FileHasher(path.join(p.workspace, '.pausepipe', 'stat-cache.json'));
+  const keys = await computeKeys(p, KINDS, hasher);
+  const plan = planPipeline(p, keys, (k) => store.has(k), {});
+  const result = await executePlan({ pipeline: p, kinds: KINDS, store, keys, plan, hasher, jobs: opts.jobs, gpus: 0, keepGoing: false, reporter: SILENT_REPORTER, executor: opts.executor });
+  return { result, statuses: result.outcomes.map((o) => [o.name, o.status, o.error ?? null]) };
 }
 
 async function counted(ws: string): Promise<string[]> {
@@ -133,6 +145,64 @@ test('a worker forwards progress over IPC, throttled but always with the last st
   });
   assert.equal(events, ['start s', 's 1/50 step 1', 's 50/50 step 50', 'ran s']);
   assert.equal(result.outcomes[0]!.metrics, { steps: 50 });
+});
+
+test('stages ready at once reach the executor in the scheduler\'s order, though the first is slower to check its inputs', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const ups = [instance('up1', 'count', { counter: 'count.txt', value: 1 }), instance('up2', 'count', { counter: 'count.txt', value: 2 })];
+  await runOnce(pipelineOf(ws, ups));
+  // Both inputs are cached now: a and b are ready in the same step, a first (the pipeline's order).
+  const p = pipelineOf(ws, [...ups, instance('a', 'count', { counter: 'count.txt', value: 3 }, { inputs: { up: 'up1' } }), instance('b', 'count', { counter: 'count.txt', value: 4 }, { inputs: { up: 'up2' } })]);
+  const store = new ArtifactStore(path.join(ws, '.pausepipe'));
+  const files = new FileHasher(path.join(ws, '.pausepipe', 'stat-cache.json'));
+  const keys = await computeKeys(p, KINDS, files);
+  const up1 = (keys.get('up1') as KeyedStage).key;
+  const handed: string[] = [];
+  // a's input is hashed only once b has reached the executor, had it not waited (or after half a second: then it did).
+  let reached!: () => void;
+  const bReached = new Promise<void>((resolve) => (reached = resolve));
+  const hasher = {
+    hash: async (file: string) => {
+      if (file.includes(up1)) await Promise.race([bReached, new Promise((r) => setTimeout(r, 500))]);
+      return files.hash(file);
+    },
+  };
+  const local = localExecutor(KINDS);
+  const executor: Executor = {
+    run(job, events, signal) {
+      handed.push(job.request.name);
+      if (job.request.name === 'b') reached();
+      return local.run(job, events, signal);
+    },
+  };
+  const result = await executePlan({
+    pipeline: p, kinds: KINDS, store, keys, plan: planPipeline(p, keys, (k) => store.has(k), {}), hasher, jobs: 2, gpus: 0,
+    keepGoing: false, reporter: SILENT_REPORTER, executor,
+  });
+  assert.equal(result.outcomes.map((o) => o.status), ['cached', 'cached', 'ran', 'ran']);
+  assert.equal(handed, ['a', 'b']);
+});
+
+test('a stage that only waits for a job elsewhere gives its slot back: with --jobs 1 three adopted jobs are followed at once', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, ['a', 'b', 'c'].map((n, i) => instance(n, 'count', { counter: 'count.txt', value: i })));
+  const events: string[] = [];
+  let all!: () => void;
+  const allFollowed = new Promise<void>((resolve) => (all = resolve));
+  const executor: Executor = {
+    async run(job, stage) {
+      events.push(`follow ${job.request.name}`);
+      stage.releaseSlots?.();
+      if (events.length === 3) all();
+      // Each job ends once all three are followed (or after 2 s: then they were not).
+      await Promise.race([allFollowed, new Promise((r) => setTimeout(r, 2000))]);
+      events.push(`end ${job.request.name}`);
+      return {};
+    },
+  };
+  const { statuses } = await runOnceWith(p, { jobs: 1, executor });
+  assert.equal(statuses, [['a', 'ran', null], ['b', 'ran', null], ['c', 'ran', null]]);
+  assert.equal(events.slice(0, 3), ['follow a', 'follow b', 'follow c']);
 });
 
 test('slots: a GPU stage takes a GPU slot, or a CPU slot when there is none; oversized requests are clamped', () => {

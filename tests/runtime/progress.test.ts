@@ -206,6 +206,59 @@ test('before any stage of its kind finished, a stage to run takes as long as the
   assert.match(out.text, 'done    data (30 s)  [1/3 stages · ETA 10m]');
 });
 
+test('under a cluster a stage counts from when its job runs, and the work is shared by the jobs seen running at once, not the slots', () => {
+  let now = 0;
+  const out = new Capture();
+  const stages = ['a', 'b', 'c', 'd', 'e'].map((name) => ({ name, group: 'train', kind: 'sft', fresh: false }));
+  // The 1,000 slots of a Slurm run: the cluster, not the runner, decides how many jobs run at once.
+  const r = createReporter(out, { tty: false, now: () => now, stages, slots: 1000, cluster: true });
+  for (const s of stages) {
+    r.start(s.name);
+    r.jobState(s.name, 'queued');
+  }
+  now = 5_000;
+  // Nothing has run yet: no ETA, only where the jobs are.
+  r.finish('e', 'failed', 'sbatch refused the job');
+  now = 10_000;
+  r.jobState('a', 'running');
+  // The cluster says when b started: before the runner saw it.
+  r.jobState('b', 'running', 8_000);
+  now = 40_000;
+  r.finish('a', 'ran');
+  r.jobState('c', 'running');
+  now = 68_000;
+  r.finish('b', 'ran');
+  assert.equal(out.text.split('\n').filter((l) => !l.startsWith('start')), [
+    'failed  e (5.0 s): sbatch refused the job  [1/5 stages · 0 running, 4 queued]',
+    // a ran 30 s: b has run as long, c and d wait (30 s each), shared by the 2 jobs seen running at once.
+    'done    a (30 s)  [2/5 stages · 1 running, 2 queued · ETA 30 s]',
+    // b ran 60 s, so a train takes 45 s: c has 17 s left, d 45 s, on 2 at once.
+    'done    b (1m00s)  [3/5 stages · 1 running, 1 queued · ETA 31 s]',
+    '',
+  ]);
+});
+
+test('a stage whose job is requeued counts from its new start; its live line says how long it has been queued', () => {
+  let now = 0;
+  const out = new Capture();
+  const r = createReporter(out, { tty: true, now: () => now, columns: 80, stages: DEMO_STAGES, slots: 1000, cluster: true });
+  r.start('report');
+  r.jobState('report', 'queued');
+  now = 2_000;
+  r.jobState('report', 'running');
+  now = 5_000;
+  r.jobState('report', 'queued');
+  now = 17_000;
+  r.note('requeued report: Slurm job 7 is PENDING (BeginTime)');
+  assert.equal(screen(out.text), ['requeued report: Slurm job 7 is PENDING (BeginTime)', '1/5 stages · 0 running, 1 queued', '⠋ report  queued 12 s']);
+  now = 20_000;
+  r.jobState('report', 'running');
+  now = 23_000;
+  r.finish('report', 'ran');
+  r.close();
+  assert.equal(screen(out.text).at(-1), 'done    report (3.0 s)');
+});
+
 test('a note printed while the live block is drawn stays on the screen after later redraws', () => {
   let now = 0;
   const out = new Capture();

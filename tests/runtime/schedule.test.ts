@@ -161,6 +161,19 @@ test('a multi-GPU stage takes whole idle GPUs, the lowest indices first', () => 
   assert.equal(s.take({ cpu: 1, gpu: 1, gpuMemoryMiB: 100 })?.gpuIds, [0]);
 });
 
+test('a running stage that releases its slots lets the next one start, and gives nothing back twice when it ends', () => {
+  const grant = { cpu: 1, gpu: 0, gpuIds: [] };
+  const s = new Scheduler([stage('adopted', [], { resources: () => MODEL }), stage('b'), stage('c')], { cpu: 1, gpus: 1, keepGoing: false });
+  assert.equal(s.next(), [{ type: 'run', name: 'adopted', grant: { cpu: 1, gpu: 1, gpuIds: [0] } }]);
+  s.release('adopted');
+  assert.equal(s.next(), [{ type: 'run', name: 'b', grant }]);
+  s.finished('adopted', 'ran');
+  // Had the adopted stage's slot come back again when it ended, c would start now.
+  assert.equal(s.next(), []);
+  s.finished('b', 'ran');
+  assert.equal(s.next(), [{ type: 'run', name: 'c', grant }]);
+});
+
 test('a stage listed before one of its upstreams is refused (stages come in topological order)', () => {
   assert.throws(() => new Scheduler([stage('b', ['a']), stage('a')], { cpu: 1, gpus: 0, keepGoing: false }), /b needs a/);
 });

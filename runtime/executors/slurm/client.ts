@@ -109,3 +109,6 @@ export class SlurmClient {
     return rows.some((row) => (wanted ? wanted.includes(row.name) : row.isDefault) && /(^|,)gpu[:(]/.test(row.gres));
   }
 }
+
+/** What the executor asks of Slurm: the client above, or a stand-in in tests. */
+export type SlurmCommands = Pick<SlurmClient, 'submit' | 'queue' | 'mine' | 'details' | 'cancel' | 'partitionHasGpus'>;

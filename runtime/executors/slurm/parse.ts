@@ -13,6 +13,10 @@ export interface JobStatus {
   restarts?: number;
   /** The `--comment` it was submitted with (pausepipe puts the key and submission token there). */
   comment?: string;
+  /** The node (or nodes, in Slurm's `vm[1-2]` form) it runs or ran on; none while it waits. */
+  node?: string;
+  /** When it started running (milliseconds since the epoch); none while it waits (Slurm's guess is no start). */
+  startedAt?: number;
 }
 
 /**
@@ -22,6 +26,15 @@ export interface JobStatus {
 const FINAL_STATES = new Set([
   'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL', 'BOOT_FAIL', 'DEADLINE', 'PREEMPTED', 'REVOKED',
 ]);
+
+/**
+ * The states in which Slurm itself ended the job: the exit code it reports is then only the SIGTERM (143, or signal 15)
+ * or SIGKILL that did it, and says nothing the state does not.
+ */
+const ENDED_BY_SLURM = new Set(['CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL', 'BOOT_FAIL', 'DEADLINE', 'PREEMPTED', 'REVOKED']);
+
+/** The pseudo-signal Slurm reports (exit code `0:53`, reason JobLaunchFailure) for a batch job it could not start on its node. */
+const LAUNCH_FAILURE_SIGNAL = 53;
 
 /** What a final state means to a person reading why the stage failed. */
 const STATE_MEANING: Record<string, string> = {
@@ -44,27 +57,43 @@ export function stateMeaning(state: string): string | undefined {
   return STATE_MEANING[state];
 }
 
-/** Slurm prints "(null)" or "None" where a field has no value. */
+/** Slurm prints "(null)", "None" or (sacct, for a job not placed yet) "None assigned" where a field has no value. */
 function present(value: string | undefined): string | undefined {
-  return value === undefined || value === '' || value === '(null)' || value === 'None' ? undefined : value;
+  return value === undefined || value === '' || value === '(null)' || value === 'None' || value === 'None assigned' ? undefined : value;
 }
 
-/** The field list pausepipe passes to `squeue -o`: id, state, reason, comment, separated by `|`. */
-export const SQUEUE_FORMAT = '%i|%T|%r|%k';
+/**
+ * A start time as Slurm prints it (`2025-03-01T14:05:09`, in the local time of the command that prints it, so read as
+ * local time here); undefined for a job that has not started (PENDING: Slurm's estimate) or no time (`Unknown`, `N/A`).
+ */
+function startTime(state: string, value: string | undefined): number | undefined {
+  if (state === 'PENDING' || value === undefined || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/.test(value)) return undefined;
+  const ms = new Date(value).getTime();
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** The field list pausepipe passes to `squeue -o`: id, state, reason, nodes, start time, comment, separated by `|`. */
+export const SQUEUE_FORMAT = '%i|%T|%r|%N|%S|%k';
 
 /**
- * `squeue -h -o '%i|%T|%r|%k'` lines. The comment is last, so a `|` inside it stays part of it; lines that do not
- * have the four fields (a warning Slurm printed on stdout) are skipped.
+ * `squeue -h -o '%i|%T|%r|%N|%S|%k'` lines. The comment is last, so a `|` inside it stays part of it; lines that do
+ * not have the six fields (a warning Slurm printed on stdout) are skipped.
  */
 export function parseSqueue(text: string): JobStatus[] {
   const jobs: JobStatus[] = [];
   for (const line of text.split('\n')) {
     const fields = line.trim().split('|');
-    if (fields.length < 4 || !/^\d+$/.test(fields[0]!) || !/^[A-Z_]+$/.test(fields[1]!)) continue;
-    const [id, state, reason, ...comment] = fields;
+    if (fields.length < 6 || !/^\d+$/.test(fields[0]!) || !/^[A-Z_]+$/.test(fields[1]!)) continue;
+    const [id, state, reason, node, start, ...comment] = fields;
     const c = present(comment.join('|'));
     const r = present(reason);
-    jobs.push({ id: id!, state: state!, ...(r === undefined ? {} : { reason: r }), ...(c === undefined ? {} : { comment: c }) });
+    const n = present(node);
+    const at = startTime(state!, start);
+    jobs.push({
+      id: id!, state: state!,
+      ...(r === undefined ? {} : { reason: r }), ...(c === undefined ? {} : { comment: c }), ...(n === undefined ? {} : { node: n }),
+      ...(at === undefined ? {} : { startedAt: at }),
+    });
   }
   return jobs;
 }
@@ -99,6 +128,8 @@ export function parseScontrolJobs(text: string): JobStatus[] {
     const reason = present(f.get('Reason'));
     const exitCode = present(f.get('ExitCode'));
     const comment = present(f.get('Comment'));
+    const node = present(f.get('NodeList'));
+    const at = startTime(state, f.get('StartTime'));
     const restarts = Number(f.get('Restarts'));
     jobs.push({
       id, state,
@@ -106,27 +137,30 @@ export function parseScontrolJobs(text: string): JobStatus[] {
       ...(exitCode === undefined ? {} : { exitCode }),
       ...(Number.isInteger(restarts) ? { restarts } : {}),
       ...(comment === undefined ? {} : { comment }),
+      ...(node === undefined ? {} : { node }),
+      ...(at === undefined ? {} : { startedAt: at }),
     });
   }
   return jobs;
 }
 
 /** The field list pausepipe passes to `sacct -o`. */
-export const SACCT_FORMAT = 'JobIDRaw,State,ExitCode';
+export const SACCT_FORMAT = 'JobIDRaw,State,ExitCode,NodeList';
 
 /**
- * `sacct -n -P -X -o JobIDRaw,State,ExitCode` lines. A requeued job has one line per run; the last one counts.
+ * `sacct -n -P -X -o JobIDRaw,State,ExitCode,NodeList` lines. A requeued job has one line per run; the last one counts.
  * States like `CANCELLED by 0` are cut to their first word.
  */
 export function parseSacct(text: string): JobStatus[] {
   const byId = new Map<string, JobStatus>();
   for (const line of text.split('\n')) {
-    const [id, state, exitCode] = line.trim().split('|');
+    const [id, state, exitCode, node] = line.trim().split('|');
     if (id === undefined || !/^\d+$/.test(id) || state === undefined) continue;
     const word = state.split(' ')[0]!;
     if (!/^[A-Z_]+$/.test(word)) continue;
     const code = present(exitCode);
-    byId.set(id, { id, state: word, ...(code === undefined ? {} : { exitCode: code }) });
+    const n = present(node);
+    byId.set(id, { id, state: word, ...(code === undefined ? {} : { exitCode: code }), ...(n === undefined ? {} : { node: n }) });
   }
   return [...byId.values()];
 }
@@ -137,14 +171,20 @@ export function parseSbatch(text: string): string | undefined {
   return first !== undefined && /^\d+$/.test(first) ? first : undefined;
 }
 
-/** One sentence for a failed stage: the state, its meaning, the exit code and Slurm's reason. */
+/**
+ * One sentence for a failed stage: the state and the node, what the state means, the exit code where the job's own
+ * process chose it, and Slurm's reason. A job Slurm could not even start says so instead of its pseudo-signal.
+ */
 export function describeEnd(job: JobStatus): string {
-  const head = `Slurm job ${job.id} ended ${job.state}`;
+  const head = `Slurm job ${job.id} ended ${job.state}${job.node === undefined ? '' : ` on ${job.node}`}`;
+  const [code, signal] = (job.exitCode ?? '0:0').split(':').map(Number);
+  if (job.reason === 'JobLaunchFailure' || (job.state === 'FAILED' && signal === LAUNCH_FAILURE_SIGNAL)) {
+    return `${head}: Slurm could not start the job on its node (JobLaunchFailure)`;
+  }
   const extra: string[] = [];
   const meaning = stateMeaning(job.state);
   if (meaning) extra.push(meaning);
-  if (job.exitCode !== undefined && job.exitCode !== '0:0') {
-    const [code, signal] = job.exitCode.split(':').map(Number);
+  if (!ENDED_BY_SLURM.has(job.state)) {
     // Slurm puts pseudo-signals above 64 there (125 for out of memory): the state already says what happened.
     if (signal !== undefined && signal > 0 && signal <= 64) extra.push(`killed by signal ${signal}`);
     else if (code !== undefined && code > 0) extra.push(`exit code ${code}`);

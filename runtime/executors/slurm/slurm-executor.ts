@@ -8,9 +8,10 @@ import {
   JobFiles, NOTICE_PREFIX, parseProgressLine, readRecord, readResult, STOPPED_BY_SIGTERM, writeJsonFile, type JobRecord,
 } from '../../job-protocol.ts';
 import { jobSettingPlaces, jobSettingsFor, type ExecutorSettings } from '../../settings.ts';
+import { Turns, type Turn } from '../../turns.ts';
 import type { RunRequest } from '../../worker-protocol.ts';
 import type { Executor, StageEvents, StageJob } from '../executor.ts';
-import { SlurmClient } from './client.ts';
+import { SlurmClient, type SlurmCommands } from './client.ts';
 import { JobQueue } from './job-queue.ts';
 import { execCommand, jobComment, jobScript, parseJobComment, sbatchArgs } from './job-script.ts';
 import { LogTail } from './log-tail.ts';
@@ -24,7 +25,7 @@ export interface SlurmExecutorOptions {
   noGpus?: boolean;
   /** A line for the person watching the run (a submission, an adoption). */
   note?: (text: string) => void;
-  client?: SlurmClient;
+  client?: SlurmCommands;
   /**
    * Adopt only, for a run on this machine: a stage whose key has a job an earlier Slurm run left (queued, running, or
    * finished with a result) is followed and collected; any other stage runs through this executor, never submitted.
@@ -66,6 +67,9 @@ async function moveArtifacts(from: string, to: string): Promise<void> {
 
 export function slurmExecutor(o: SlurmExecutorOptions): Executor {
   const client = o.client ?? new SlurmClient();
+  // sbatch is called in the order the runner handed the stages over (its scheduler's), not in the order their job
+  // files happen to be written: the cluster's queue runs jobs of equal priority first in, first out.
+  const submissions = new Turns();
   const queue = new JobQueue(client, o.settings.pollSeconds * 1000);
   const gpuPartitions = new Map<string, Promise<boolean>>();
   const note = o.note ?? (() => undefined);
@@ -131,7 +135,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
     return found;
   };
 
-  const submit = async (job: StageJob, files: JobFiles, events: StageEvents): Promise<Submission> => {
+  const submit = async (job: StageJob, files: JobFiles, events: StageEvents, turn: Turn): Promise<Submission> => {
     const { request, resources } = job;
     const settings = jobSettingsFor(o.settings, { name: request.name, kind: request.kind });
     const gpus = await gpusFor(resources.gpu ?? 0, settings.gpus, settings.partition);
@@ -149,6 +153,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
       stage: request.name, comment: jobComment(request.key, token), cpus: settings.cpus ?? Math.max(1, resources.cpu ?? 1), gpus,
       settings, logFile: files.log, workdir: request.workspace,
     }, files.script);
+    await turn.ready;
     const id = await client.submit(args).catch((error: unknown) => {
       // sbatch names the value it refuses, not the setting behind it, which may sit in a kind's or a stage's block.
       const places = jobSettingPlaces(o.settings, { name: request.name, kind: request.kind });
@@ -168,6 +173,16 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
     let last: string | undefined;
     let running = false;
     let preempted = false;
+    // What the runner was last told of the job's place: its progress counts a stage's time from when its job runs.
+    let told: 'queued' | 'running' = 'queued';
+    events.jobState?.('queued');
+    const tell = (s: JobStatus) => {
+      const ran = s.state === 'RUNNING' || s.state === 'COMPLETING' || (isFinalState(s.state) && s.startedAt !== undefined);
+      const place = s.state === 'PENDING' ? 'queued' : ran ? 'running' : told;
+      if (place === told) return;
+      told = place;
+      events.jobState?.(place, place === 'running' ? s.startedAt : undefined);
+    };
     let outageSince: number | undefined;
     let cancelledAt: number | undefined;
     for (;;) {
@@ -190,7 +205,8 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
       }
       await tail.read();
       status ??= (await client.details(job.id)) ?? { id: job.id, state: 'UNKNOWN' };
-      const seen = `${status.state}${status.reason ? ` (${status.reason})` : ''}`;
+      tell(status);
+      const seen = `${status.state}${status.reason ? ` (${status.reason})` : ''}${status.node ? ` on ${status.node}` : ''}`;
       if (seen !== last) {
         events.log(`pausepipe: Slurm job ${job.id} ${seen}`);
         // The person watching hears of what delays a stage beyond queueing: a requeue, a hold, a suspension.
@@ -215,8 +231,10 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         continue;
       }
       await tail.read(true);
-      // squeue gives no exit code; scontrol (or sacct) does while it still knows the job.
-      return (await client.details(job.id)) ?? status;
+      // squeue gives no exit code; scontrol (or sacct) does while it still knows the job, and when it started.
+      const end = (await client.details(job.id)) ?? status;
+      tell(end);
+      return end;
     }
   };
 
@@ -239,6 +257,8 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         events.log(line);
       });
       let submission: Submission | undefined;
+      // Taken before anything is awaited, so in the order `run` was called.
+      const turn = submissions.take();
       const cancel = () => {
         if (submission) client.cancel([submission.id]).catch((e) => events.log(`pausepipe: ${errorText(e)}`));
       };
@@ -248,12 +268,16 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         if (submission) {
           events.log(`pausepipe: adopting Slurm job ${submission.id}, submitted by an earlier run`);
           note(`adopted ${request.name}: Slurm job ${submission.id}, submitted by an earlier run${o.otherwise ? ` (to compute it here instead: scancel ${submission.id}, then run again)` : ''}`);
+          // A run on this machine only waits for it; under Slurm its job still counts against --jobs, as a submitted one does.
+          if (o.otherwise) events.releaseSlots?.();
         } else if (o.otherwise) {
+          turn.end();
           return await o.otherwise.run(job, events, signal);
         } else {
           signal.throwIfAborted();
-          submission = await submit(job, files, events);
+          submission = await submit(job, files, events, turn);
         }
+        turn.end();
         if (signal.aborted) cancel();
         const end = await watch(request.name, submission, tail, events, signal);
         if (signal.aborted) {
@@ -279,6 +303,7 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
         }
         throw new Error(`${own}${outOfMemory && end.state !== 'OUT_OF_MEMORY' ? ' (out of memory: raise `mem` in the executor settings)' : ''}`);
       } finally {
+        turn.end();
         signal.removeEventListener('abort', cancel);
       }
     },

@@ -55,6 +55,9 @@ function spawnRun(file: string, cwd: string, extra: string[] = []): Spawned {
 /** Slurm takes its time under load: a minute, polled every 100 ms. */
 const waitFor = (what: string, check: () => boolean, ms = 60_000) => waitUntil(what, check, ms, 100);
 
+/** The one node of the test cluster (.ci/slurm-cluster.sh names it after this machine). */
+const NODE = execFileSync('hostname', ['-s'], { encoding: 'utf8' }).trim();
+
 function json(stdout: string): RunJson {
   return JSON.parse(stdout) as RunJson;
 }
@@ -175,9 +178,10 @@ stage good = count { counter: "count.txt", value: 7 }
   const r = await cli(['run', file, '--executor', 'slurm', '--keep-going'], ws);
   assert.is(r.exitCode, 1, r.stderr);
   assert.match(r.stdout, /^ran 1, cached 0, failed 2, skipped 1 in /m);
-  // The log ends as a local run's does: the command's output, no stack of the runner's frames after it.
-  assert.match(r.stderr, /^failed bad: command failed with exit code 3 \(Slurm job \d+ ended FAILED: the job exited with an error; exit code 1\)\n(  \| .*\n)*  \| going to fail\n  \| pausepipe: Slurm job \d+ FAILED \(NonZeroExitCode\)\n/m);
-  assert.match(r.stderr, /^failed big: Slurm job \d+ ended FAILED: .* \(out of memory: raise `mem` in the executor settings\)\n(  \| .*\n)*  \| .*Exceeded job memory limit/m);
+  // The log ends as a local run's does: the command's output, no stack of the runner's frames after it. The message
+  // and the log's last line name the node the job ran on.
+  assert.match(r.stderr, new RegExp(`^failed bad: command failed with exit code 3 \\(Slurm job \\d+ ended FAILED on ${NODE}: the job exited with an error; exit code 1\\)\n(  \\| .*\n)*  \\| going to fail\n  \\| pausepipe: Slurm job \\d+ FAILED \\(NonZeroExitCode\\) on ${NODE}\n`, 'm'));
+  assert.match(r.stderr, new RegExp(`^failed big: Slurm job \\d+ ended FAILED on ${NODE}: .* \\(out of memory: raise \`mem\` in the executor settings\\)\n(  \\| .*\n)*  \\| .*Exceeded job memory limit`, 'm'));
   assert.match(r.stderr, /^skipped after_bad: upstream bad failed  \[\d\/4 stages[^\]]*\]$/m);
   assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean), ['good']);
   assert.equal(leftovers(ws), []);
@@ -197,7 +201,7 @@ stage lost = sh { command: "echo never", shell: true }
     '',
   ].join('\n')), r.stderr);
   const log = `${ws}/.pausepipe/scratch/[0-9a-f]{64}/slurm-job/job.log`;
-  assert.match(r.stderr, new RegExp(`^failed lost: Slurm job \\d+ ended FAILED: .*; it wrote no log \\(${log}\\): the node may not see the cache at that path \\(the cache and the workspace must be on a filesystem every node shares\\)$`, 'm'));
+  assert.match(r.stderr, new RegExp(`^failed lost: Slurm job \\d+ ended FAILED on ${NODE}: Slurm could not start the job on its node \\(JobLaunchFailure\\); it wrote no log \\(${log}\\): the node may not see the cache at that path \\(the cache and the workspace must be on a filesystem every node shares\\)$`, 'm'));
   assert.equal(leftovers(ws), []);
 });
 
@@ -206,16 +210,15 @@ withSlurm(test)('the node dies: a job Slurm does not requeue fails its stage wit
 stage lost = hold { pidfile: "lost.pid", until: "release", counter: "count.txt" }
 stage kept = hold { pidfile: "kept.pid", until: "release", counter: "count.txt" }
 `, { stages: { lost: { sbatch: ['--no-requeue'] } } });
-  const node = execFileSync('hostname', ['-s'], { encoding: 'utf8' }).trim();
   const run = spawnRun(file, ws, ['--keep-going']);
   await waitFor('both jobs to run', () => existsSync(path.join(ws, 'lost.pid')) && existsSync(path.join(ws, 'kept.pid')));
   try {
-    execFileSync('scontrol', ['update', `NodeName=${node}`, 'State=DOWN', 'Reason=pausepipe-test']);
+    execFileSync('scontrol', ['update', `NodeName=${NODE}`, 'State=DOWN', 'Reason=pausepipe-test']);
     await waitFor('the runner to see kept requeued', () => /requeued kept: Slurm job \d+ is PENDING/.test(run.output()), 30_000);
   } finally {
     // The node may be back already (ReturnToService=2 returns it when slurmd registers): then RESUME is refused.
     try {
-      execFileSync('scontrol', ['update', `NodeName=${node}`, 'State=RESUME'], { stdio: 'ignore' });
+      execFileSync('scontrol', ['update', `NodeName=${NODE}`, 'State=RESUME'], { stdio: 'ignore' });
     } catch {
       // Back already.
     }
@@ -231,7 +234,7 @@ stage kept = hold { pidfile: "kept.pid", until: "release", counter: "count.txt" 
   execFileSync('scontrol', ['update', `JobId=${kept}`, 'StartTime=now']);
   const r = await run.proc;
   assert.is(r.exitCode, 1, run.output());
-  assert.match(run.output(), /^failed lost: Slurm job \d+ ended NODE_FAIL: the node running the job failed; .*reason NodeDown$/m);
+  assert.match(run.output(), new RegExp(`^failed lost: Slurm job \\d+ ended NODE_FAIL on ${NODE}: the node running the job failed; reason NodeDown$`, 'm'));
   assert.match(run.output(), /^ran 1, cached 0, failed 1 in /m, run.output());
   assert.equal((await readFile(path.join(ws, 'count.txt'), 'utf8')).split('\n').filter(Boolean).sort(), ['kept', 'kept', 'lost']);
 });
