@@ -811,7 +811,7 @@ const COMMANDS: Record<string, Command> = {
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
       const found = planned.key === undefined ? { state: 'none' as const } : findStageLog(s.store, planned.key);
       if (found.state === 'none') {
-        write(io.stderr, `pausepipe log: ${stage.name} is not computed and no run is computing it (${planned.reasons.join('; ')}); ` +
+        write(io.stderr, `pausepipe log: ${stage.name} has no log here yet (${planned.reasons.join('; ')}); ` +
           `run it: ${runCommand(s.pipeline.file, [stage.name], values)}`);
         return EXIT.failed;
       }

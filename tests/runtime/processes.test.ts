@@ -124,7 +124,7 @@ test('log prints a stage\'s log while a run computes it, follows it to the end, 
   assert.equal([failed.exitCode, failed.stderr], [0, 'bad: failed in its last run: command failed with exit code 4']);
   assert.match(failed.stdout, '$ echo oops >&2; exit 4\noops\npausepipe: command failed with exit code 4');
   const never = await cli(['log', file, 'after'], ws);
-  assert.equal([never.exitCode, never.stderr], [1, 'pausepipe log: after is not computed and no run is computing it (new stage); run it: pausepipe run l.pipe after']);
+  assert.equal([never.exitCode, never.stderr], [1, 'pausepipe log: after has no log here yet (new stage); run it: pausepipe run l.pipe after']);
 });
 
 test('two runs that write one workspace out take turns: each caches its own bytes', async () => {
