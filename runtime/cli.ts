@@ -12,7 +12,7 @@ import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
 import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
-import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
+import { detectGpuMemoryMiB, detectGpus, gpuCountError, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
 import type { Executor } from './executors/executor.ts';
@@ -75,7 +75,8 @@ function write(stream: NodeJS.WritableStream, text: string): void {
 
 function positiveInt(value: unknown, flag: string, allowZero = false): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
+  // Digits only: Number() would take '' as 0 and '0x4' as 4.
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new UsageError(`${flag} needs ${allowZero ? 'a whole number ≥ 0' : 'a whole number ≥ 1'}, got ${String(value)}`);
   return n;
 }
@@ -220,6 +221,16 @@ function checkSlotFlags(values: Record<string, unknown>): void {
   if (executor !== undefined && !(EXECUTOR_TYPES as readonly unknown[]).includes(executor)) {
     throw new UsageError(`--executor must be one of ${EXECUTOR_TYPES.join(', ')}, got ${String(executor)}`);
   }
+}
+
+/**
+ * A run here pins its stages within its own CUDA_VISIBLE_DEVICES: `--gpus N` past the GPUs that lists would put
+ * stages on GPUs it leaves out (someone else's on a shared machine), so it stops before anything runs.
+ */
+function checkGpuCount(values: Record<string, unknown>): void {
+  const gpus = positiveInt(values.gpus, '--gpus', true);
+  const outside = gpus === undefined ? undefined : gpuCountError(gpus);
+  if (outside !== undefined) throw new SettingError(outside);
 }
 
 /** Where a run computes, with the executor settings and the file they come from. */
@@ -480,6 +491,7 @@ const COMMANDS: Record<string, Command> = {
       if (!s) return EXIT.invalid;
       const where = chooseExecutor(values, s, io);
       if (!where) return EXIT.invalid;
+      if (where.type !== 'slurm') checkGpuCount(values);
       const { result, signal } = await runWithSignals(s, values, io, values.json === true, where);
       const code = signal !== undefined ? signalExitCode(signal) : exitCodeOf(result);
       if (values.json) write(io.stdout, JSON.stringify({ exitCode: code, counts: result.counts, interrupted: result.interrupted, stages: result.outcomes.map(outcomeJson) }, null, 2));
@@ -743,6 +755,7 @@ const COMMANDS: Record<string, Command> = {
     ].join('\n'),
     async run({ values, positionals }, io) {
       checkSlotFlags(values);
+      checkGpuCount(values);
       const { watchPipeline } = await import('./watch.ts');
       return watchPipeline(oneFile(positionals), values, overridesOf(values), io);
     },

@@ -49,10 +49,25 @@ export async function nvidiaSmiMemoryMiB(): Promise<number | undefined> {
 }
 
 /**
+ * Why `--gpus count` cannot be kept within the runner's own CUDA_VISIBLE_DEVICES (it lists fewer GPUs: slots past
+ * its end would land on GPUs it leaves out, or two slots on one GPU), or undefined when it can.
+ */
+export function gpuCountError(count: number, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const visible = visibleDevices(env);
+  if (visible === undefined || count <= visible.length) return undefined;
+  const has = visible.length === 0 ? 'no GPU' : visible.length === 1 ? '1 GPU' : `${visible.length} GPUs`;
+  return `--gpus ${count}, but CUDA_VISIBLE_DEVICES='${env.CUDA_VISIBLE_DEVICES}' leaves ${has} to this run: ` +
+    `give --gpus ${visible.length}${visible.length > 0 ? ' or fewer (--stages-per-gpu N runs N stages on each)' : ''}, or widen CUDA_VISIBLE_DEVICES`;
+}
+
+/**
  * The device ids of the runner's GPU slots 0..count-1: the entries of its own CUDA_VISIBLE_DEVICES when set (so a
- * restriction is kept), else the indices themselves (nvidia-smi's order).
+ * restriction is kept; an error when it lists fewer than count, see gpuCountError), else the indices themselves
+ * (nvidia-smi's order).
  */
 export function gpuDeviceIds(count: number, env: NodeJS.ProcessEnv = process.env): string[] {
+  const wrong = gpuCountError(count, env);
+  if (wrong !== undefined) throw new Error(wrong);
   const visible = visibleDevices(env);
   return Array.from({ length: count }, (_, i) => visible?.[i] ?? String(i));
 }

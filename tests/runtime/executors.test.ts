@@ -94,4 +94,22 @@ test('pausepipe run --gpus 1 --stages-per-gpu 2 runs two GPU stages on the GPU i
   assert.equal([bad.exitCode, bad.stderr.split('\n')[0]], [2, 'pausepipe run: --stages-per-gpu needs a whole number ≥ 1, got 0']);
 });
 
+test('pausepipe run --gpus N past the runner\'s CUDA_VISIBLE_DEVICES stops before anything runs; --gpus takes digits only', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, 'stage a = gpu_env { tag: "a" }\n');
+  const r = await cli(['run', file, '--gpus', '4'], ws, { CUDA_VISIBLE_DEVICES: '2,3' });
+  assert.equal([r.exitCode, r.stdout, r.stderr], [2, '', "pausepipe run: --gpus 4, but CUDA_VISIBLE_DEVICES='2,3' leaves 2 GPUs to this run: give --gpus 2 or fewer (--stages-per-gpu N runs N stages on each), or widen CUDA_VISIBLE_DEVICES"]);
+  const w = await cli(['watch', file, '--gpus', '1'], ws, { CUDA_VISIBLE_DEVICES: '' });
+  assert.equal([w.exitCode, w.stderr], [2, "pausepipe watch: --gpus 1, but CUDA_VISIBLE_DEVICES='' leaves no GPU to this run: give --gpus 0, or widen CUDA_VISIBLE_DEVICES"]);
+  // Number() read '' as 0 and '0x4' as 4.
+  for (const bad of ['', '0x4', '1e1']) {
+    const b = await cli(['run', file, `--gpus=${bad}`], ws);
+    assert.equal([b.exitCode, b.stderr.split('\n')[0]], [2, `pausepipe run: --gpus needs a whole number ≥ 0, got ${bad}`]);
+  }
+  const ok = await cli(['run', file, '--gpus', '2', '--json'], ws, { CUDA_VISIBLE_DEVICES: '2,3' });
+  assert.is(ok.exitCode, 0, ok.stderr);
+  assert.equal((JSON.parse(ok.stdout) as { stages: { metrics: unknown }[] }).stages.map((x) => x.metrics), [{ cuda: '2', gpu: '2' }]);
+});
+
 test.run();
