@@ -196,6 +196,13 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     const log = new StageLog(entry.logPath);
     const startedAt = new Date();
     o.reporter.start(s.name);
+    // A request larger than the machine runs on all of it, alone: a command started for that many GPUs should know.
+    const asked = resourcesOf(s).gpu ?? 0;
+    if (grant.gpu > 0 && asked > grant.gpu) {
+      const fewer = `${s.name} asks for ${asked} GPUs, but this run has ${grant.gpu}: it runs on all ${grant.gpu}, alone`;
+      log.line(fewer);
+      notice(fewer);
+    }
     try {
       await cache.forgetFailure(entry);
       const inputContents = await cache.prepare(s);

@@ -50,6 +50,21 @@ test('with 2 GPUs each worker and each sh command sees only the GPU it was place
   assert.is(await readFile(path.join(store.artifactsDir((keys.get('cmd') as KeyedStage).key), 'env.txt'), 'utf8'), '4 4\n');
 });
 
+test('a stage asking for more GPUs than the run has runs on all of them, alone, and the run and its log say so', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const cmd = (n: number) => instance(`big${n}`, 'sh', { ...SH, gpus: 3, command: `echo "$CUDA_VISIBLE_DEVICES" > "$PAUSEPIPE_OUT/env.txt"; echo ${n}` });
+  const notes: string[] = [];
+  const { store, keys, result } = await run(pipelineOf(ws, [cmd(1), cmd(2)]), {
+    gpus: 2, gpuDeviceIds: ['4', '7'], reporter: { ...SILENT_REPORTER, note: (text: string) => notes.push(text) },
+  });
+  assert.equal(result.outcomes.map((o) => [o.name, o.status]), [['big1', 'ran'], ['big2', 'ran']]);
+  assert.equal(notes, ['big1 asks for 3 GPUs, but this run has 2: it runs on all 2, alone', 'big2 asks for 3 GPUs, but this run has 2: it runs on all 2, alone']);
+  const key = (keys.get('big1') as KeyedStage).key;
+  assert.is(await readFile(path.join(store.artifactsDir(key), 'env.txt'), 'utf8'), '4,7\n');
+  const log = await readFile(path.join(store.entryDir(key), store.readManifest(key)!.log), 'utf8');
+  assert.is(log.split('\n')[0], 'big1 asks for 3 GPUs, but this run has 2: it runs on all 2, alone');
+});
+
 test('without GPUs a GPU stage gets no pinning', async () => {
   const ws = await tempWorkspace('pausepipe-exec-');
   const { result } = await run(pipelineOf(ws, [instance('a', 'gpu_env', { tag: 'a' })]), {});
