@@ -12,7 +12,7 @@ import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
 import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds } from './format.ts';
-import { detectGpuMemoryMiB, detectGpus, gpuCountError, gpuMemoryOverride } from './gpus.ts';
+import { detectGpuMemoryMiB, detectGpus, gpuCountError, gpuDeviceIds, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
 import type { Executor } from './executors/executor.ts';
@@ -253,14 +253,44 @@ function chooseExecutor(values: Record<string, unknown>, s: Session, io: Io): Wh
   };
 }
 
+export interface SlotOptions {
+  jobs: number;
+  gpus: number;
+  gpuMemoryMiB?: number;
+  stagesPerGpu?: number;
+}
+
+/** Whether a stale stage's kind asks for a GPU. */
+function staleWantGpu(s: Session): boolean {
+  const stale = new Set(s.plan.stages.filter((p) => p.status === 'stale').map((p) => p.name));
+  return s.pipeline.stages.some((st) => stale.has(st.name) && (s.kinds[st.kind]?.resources?.(st.params).gpu ?? 0) > 0);
+}
+
+/**
+ * What a local run with GPU stages says first: the devices its GPU slots pin to, how stages share them, and when
+ * --jobs allows fewer stages at once than the GPUs would (each GPU stage takes a CPU slot too); undefined without GPUs.
+ */
+export function gpuSlotsLine(s: Session, slots: SlotOptions, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (slots.gpus === 0 || !staleWantGpu(s)) return undefined;
+  const devices = gpuDeviceIds(slots.gpus, env).join(', ');
+  const per = slots.stagesPerGpu;
+  let sharing: string;
+  if (per !== undefined) sharing = per === 1 ? 'one stage on each (--stages-per-gpu 1)' : `up to ${per} one-GPU stages on each (--stages-per-gpu ${per})`;
+  else if (slots.gpuMemoryMiB !== undefined) {
+    const from = gpuMemoryOverride(env) !== undefined ? 'PAUSEPIPE_GPU_MEMORY_MIB' : 'nvidia-smi';
+    sharing = `${slots.gpuMemoryMiB} MiB each (${from}): model stages share one while their memory estimates fit`;
+  } else sharing = 'one stage on each (their memory unknown: PAUSEPIPE_GPU_MEMORY_MIB or --stages-per-gpu N lets stages share one)';
+  const capped = slots.jobs < slots.gpus * (per ?? 1) ? `; --jobs ${slots.jobs} runs at most ${slots.jobs} at once (a GPU stage takes a CPU slot too)` : '';
+  return `GPUs ${devices}: ${sharing}${capped}`;
+}
+
 /**
  * CPU slots from --jobs (default: cores), GPUs from --gpus (default: detected, asked only when a stale stage wants
  * one), and how GPU stages share a GPU: --stages-per-gpu, else by their memory estimates against nvidia-smi's memory.
  */
-export async function slotOptions(values: Record<string, unknown>, s: Session): Promise<{ jobs: number; gpus: number; gpuMemoryMiB?: number; stagesPerGpu?: number }> {
+export async function slotOptions(values: Record<string, unknown>, s: Session): Promise<SlotOptions> {
   const jobs = positiveInt(values.jobs, '--jobs') ?? os.availableParallelism();
-  const stale = new Set(s.plan.stages.filter((p) => p.status === 'stale').map((p) => p.name));
-  const wantsGpu = s.pipeline.stages.some((st) => stale.has(st.name) && (s.kinds[st.kind]?.resources?.(st.params).gpu ?? 0) > 0);
+  const wantsGpu = staleWantGpu(s);
   const gpus = positiveInt(values.gpus, '--gpus', true) ?? (wantsGpu ? await detectGpus() : 0);
   const stagesPerGpu = positiveInt(values['stages-per-gpu'], '--stages-per-gpu');
   if (stagesPerGpu !== undefined || gpus === 0 || !wantsGpu) return { jobs, gpus, stagesPerGpu };
@@ -343,6 +373,10 @@ async function runWithSignals(
     : { ...(await slotOptions(values, s)), executor: localRunExecutor(s.kinds, where.settings, note) };
   const reporter: Reporter = quiet ? SILENT_REPORTER
     : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s), cluster: where.type === 'slurm' });
+  if (where.type !== 'slurm') {
+    const gpuLine = gpuSlotsLine(s, slots);
+    if (gpuLine !== undefined) reporter.note(gpuLine);
+  }
   const controller = new AbortController();
   let stoppedBy: StopSignal | undefined;
   // Through the reporter: written straight to the terminal, the next redraw of the live block would erase it.

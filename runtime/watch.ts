@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Io } from './cli.ts';
-import { localRunExecutor, onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
+import { gpuSlotsLine, localRunExecutor, onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
 import { workspaceRelative } from './keys.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createReporter } from './progress.ts';
@@ -95,6 +95,8 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         write(io.stdout, planLines(s.plan).join('\n'));
         const slots = await slotOptions(values, s);
         const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
+        const gpuLine = gpuSlotsLine(s, slots);
+        if (gpuLine !== undefined) reporter.note(gpuLine);
         const result = await runSession(s, {
           ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined, signal: controller.signal,
           reporter, executor: localRunExecutor(loaded.kinds, DEFAULT_EXECUTOR, (text) => reporter.note(text)),

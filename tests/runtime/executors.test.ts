@@ -5,6 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FileHasher } from '../../cache/file-hash.ts';
 import { ArtifactStore } from '../../cache/store.ts';
+import { gpuSlotsLine } from '../../runtime/cli.ts';
 import { executePlan, type ExecuteOptions } from '../../runtime/execute.ts';
 import type { Executor, StageJob } from '../../runtime/executors/executor.ts';
 import { localWorkerExecutor } from '../../runtime/executors/local-worker.ts';
@@ -13,6 +14,7 @@ import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import type { Pipeline } from '../../runtime/pipeline.ts';
 import { planPipeline } from '../../runtime/plan.ts';
 import { SILENT_REPORTER } from '../../runtime/progress.ts';
+import type { Session } from '../../runtime/session.ts';
 import type { StageKind } from '../../stages/kind.ts';
 import { STAGE_KINDS as BUILT_IN } from '../../stages/index.ts';
 import { cli, instance, pipelineOf, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
@@ -48,6 +50,38 @@ test('with 2 GPUs each worker and each sh command sees only the GPU it was place
     ['cmd', 'ran', {}],
   ]);
   assert.is(await readFile(path.join(store.artifactsDir((keys.get('cmd') as KeyedStage).key), 'env.txt'), 'utf8'), '4 4\n');
+});
+
+test('a run with GPU stages says first which GPUs it pins to and how stages share them', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, 'let t = "a"\nstage a = gpu_env { tag: t }\nstage b = sh { command: ["true"] }\n');
+  const first = async (args: string[], env: Record<string, string>) => {
+    const r = await cli(['run', file, ...args, '--force'], ws, env);
+    assert.is(r.exitCode, 0, r.stderr);
+    const lines = r.stderr.split('\n');
+    // The stages' own lines come in whichever order their locks are taken: only the GPUs line has a place (the first).
+    return lines.some((l) => l.startsWith('GPUs')) ? lines[0] : 'no GPUs line';
+  };
+  assert.is(await first(['--gpus', '2', '--stages-per-gpu', '2', '--jobs', '1'], { CUDA_VISIBLE_DEVICES: '4,7' }),
+    'GPUs 4, 7: up to 2 one-GPU stages on each (--stages-per-gpu 2); --jobs 1 runs at most 1 at once (a GPU stage takes a CPU slot too)');
+  assert.is(await first(['--gpus', '1', '--jobs', '2'], { PAUSEPIPE_GPU_MEMORY_MIB: '24576' }),
+    'GPUs 0: 24576 MiB each (PAUSEPIPE_GPU_MEMORY_MIB): model stages share one while their memory estimates fit');
+  assert.is(await first(['--gpus', '0'], {}), 'no GPUs line');
+  // Only stale stages count: with the GPU stage cached, nothing is said about GPUs.
+  assert.is(await first(['b', '--gpus', '1', '--stages-per-gpu', '1'], {}), 'no GPUs line');
+});
+
+test('without a known GPU memory or --stages-per-gpu the GPUs line says each stage holds a GPU alone, and how to share', () => {
+  const session = {
+    plan: { stages: [{ name: 'a', status: 'stale' }] },
+    pipeline: { stages: [{ name: 'a', kind: 'gpu_env', params: { tag: 'a' } }] },
+    kinds: KINDS,
+  } as unknown as Session;
+  assert.is(gpuSlotsLine(session, { jobs: 8, gpus: 4 }, {}),
+    'GPUs 0, 1, 2, 3: one stage on each (their memory unknown: PAUSEPIPE_GPU_MEMORY_MIB or --stages-per-gpu N lets stages share one)');
+  assert.is(gpuSlotsLine(session, { jobs: 8, gpus: 2, gpuMemoryMiB: 81559 }, {}), 'GPUs 0, 1: 81559 MiB each (nvidia-smi): model stages share one while their memory estimates fit');
+  assert.is(gpuSlotsLine(session, { jobs: 8, gpus: 0 }, {}), undefined);
 });
 
 test('a stage asking for more GPUs than the run has runs on all of them, alone, and the run and its log say so', async () => {
