@@ -129,6 +129,11 @@ export class Slots {
     }
   }
 
+  /** Whether the GPUs have room for the request now (its CPU slots aside). */
+  hasGpusFor(r: SlotRequest): boolean {
+    return this.placeGpus(r) !== undefined;
+  }
+
   private shares(r: SlotRequest): boolean {
     if (r.gpu !== 1) return false;
     return (this.stagesPerGpu !== undefined && this.stagesPerGpu > 1) || (this.stagesPerGpu === undefined && r.gpuMemoryMiB !== undefined);
@@ -254,11 +259,19 @@ export class Scheduler {
       if (s.upstream.every((u) => this.outcome.get(u) === 'ran' || this.outcome.get(u) === 'cached')) ready.push(s);
     }
     ready.sort((a, b) => this.depth.get(b.name)! - this.depth.get(a.name)! || this.order.get(a.name)! - this.order.get(b.name)!);
+    // Once a GPU stage waits for GPUs, no later one takes any: one-GPU stages that kept filling the GPUs as they
+    // freed would hold a stage wanting an idle GPU (several, or one of its own) back until none of them was left.
+    let gpusWaitedFor = false;
     for (const s of ready) {
       // A later `fail` decision in this call may have stopped the run (without --keep-going).
       if (this.stopping) break;
-      const grant = this.slots.take(this.requestOf(s));
-      if (!grant) continue;
+      const request = this.requestOf(s);
+      if (gpusWaitedFor && request.gpu > 0) continue;
+      const grant = this.slots.take(request);
+      if (!grant) {
+        if (request.gpu > 0 && !this.slots.hasGpusFor(request)) gpusWaitedFor = true;
+        continue;
+      }
       this.granted.set(s.name, grant);
       decisions.push({ type: 'run', name: s.name, grant });
     }

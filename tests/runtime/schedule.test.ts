@@ -161,6 +161,20 @@ test('a multi-GPU stage takes whole idle GPUs, the lowest indices first', () => 
   assert.equal(s.take({ cpu: 1, gpu: 1, gpuMemoryMiB: 100 })?.gpuIds, [0]);
 });
 
+test('a stage waiting for idle GPUs is not overtaken by later one-GPU stages that keep the GPUs busy; CPU stages still start', () => {
+  const one = { resources: () => MODEL };
+  const two = { resources: () => ({ cpu: 1, gpu: 2 }) };
+  const stages = [stage('s0', [], one), stage('big', [], two), ...['s1', 's2', 's3', 's4'].map((n) => stage(n, [], one)), stage('cpu')];
+  // Before, big started last (s0@0 s1@0 s2@0 s3@1 s4@1 big@2): every GPU that freed went to the next one-GPU stage.
+  const r = simulate(stages, { cpu: 8, gpus: 2, stagesPerGpu: 2 }, (n) => (n === 's0' ? 2 : 1));
+  assert.equal(r.decisions, ['run s0 gpu0', 'run cpu', 'run big gpu0+1', 'run s1 gpu0', 'run s2 gpu1', 'run s3 gpu0', 'run s4 gpu1']);
+  assert.equal(r.starts, ['s0@0', 'cpu@0', 'big@2', 's1@3', 's2@3', 's3@3', 's4@3']);
+  // By memory: a stage without an estimate waits for its own GPU rather than for every sharing stage to be done.
+  const small = { resources: () => ({ cpu: 1, gpu: 1, gpuMemoryMiB: 4000 }) };
+  const whole = [stage('a', [], small), stage('alone', [], one), stage('b', [], small), stage('c', [], small)];
+  assert.equal(simulate(whole, { cpu: 8, gpus: 1, gpuMemoryMiB: 10000 }, (n) => (n === 'a' ? 1 : 2)).starts, ['a@0', 'alone@1', 'b@3', 'c@3']);
+});
+
 test('a running stage that releases its slots lets the next one start, and gives nothing back twice when it ends', () => {
   const grant = { cpu: 1, gpu: 0, gpuIds: [] };
   const s = new Scheduler([stage('adopted', [], { resources: () => MODEL }), stage('b'), stage('c')], { cpu: 1, gpus: 1, keepGoing: false });
