@@ -325,19 +325,42 @@ export function localRunExecutor(kinds: Record<string, StageKind>, settings: Exe
  * terminal SIGHUP. The exit code is 128 + the signal's number, as a shell reports a process it ended.
  */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-type StopSignal = (typeof STOP_SIGNALS)[number];
+/** SIGPIPE stands for a write into a pipe whose reader went away (`run … | head`): Node reports it as EPIPE. */
+type StopSignal = (typeof STOP_SIGNALS)[number] | 'SIGPIPE';
+
+/** Whether an error is a write into a pipe nobody reads any more. */
+function isClosedPipe(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | null)?.code === 'EPIPE';
+}
+
+let droppingClosedPipeWrites = false;
+
+/**
+ * Output nobody reads any more (`pausepipe show … | head`) is dropped rather than crashing the command (a run also
+ * stops on it: onStopSignals); any other write error still ends the process. Once per process.
+ */
+function dropClosedPipeWrites(): void {
+  if (droppingClosedPipeWrites) return;
+  droppingClosedPipeWrites = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error) => {
+      if (!isClosedPipe(error)) throw error;
+    });
+  }
+}
 
 /** Said at a second stop signal: what the exit hooks do (cache/lock.ts, stages/sh.ts), so a quiet exit leaves no one guessing. */
 export const QUITTING = 'quitting at once: running stages killed; set-aside outs put back';
 
-/** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
+/** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, 141 for a closed output pipe. */
 export function signalExitCode(signal: StopSignal): number {
   return 128 + os.constants.signals[signal];
 }
 
 /**
  * Calls `stop` at the first stop signal; a second one calls `quit` (to say so) and quits at once with the first's exit
- * code (the exit hooks still release the locks and end the commands). Returns what removes the handlers again.
+ * code (the exit hooks still release the locks and end the commands). Output whose reader went away (`run … | head`)
+ * stops the run once, as a closed terminal does; the writes after it go nowhere. Returns what removes the handlers.
  */
 export function onStopSignals(stop: (signal: StopSignal) => void, quit?: () => void): () => void {
   let first: StopSignal | undefined;
@@ -351,8 +374,15 @@ export function onStopSignals(stop: (signal: StopSignal) => void, quit?: () => v
     stop(signal);
   }] as const);
   for (const [signal, handler] of handlers) process.on(signal, handler);
+  const onClosedPipe = (error: unknown) => {
+    if (!isClosedPipe(error) || first !== undefined) return;
+    first = 'SIGPIPE';
+    stop('SIGPIPE');
+  };
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', onClosedPipe);
   return () => {
     for (const [signal, handler] of handlers) process.off(signal, handler);
+    for (const stream of [process.stdout, process.stderr]) stream.off('error', onClosedPipe);
   };
 }
 
@@ -384,7 +414,8 @@ async function runWithSignals(
   const removeHandlers = onStopSignals((signal) => {
     stoppedBy = signal;
     const what = where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages';
-    say(`interrupting${signal === 'SIGINT' ? '' : ` (${signal})`}: ${what} (Ctrl-C again to quit at once)`);
+    const why = signal === 'SIGINT' ? '' : signal === 'SIGPIPE' ? ' (its output was closed)' : ` (${signal})`;
+    say(`interrupting${why}: ${what} (Ctrl-C again to quit at once)`);
     controller.abort();
   }, () => {
     say(`${QUITTING}${where.type === 'slurm' ? '; Slurm jobs not cancelled (the next run adopts them)' : ''}`);
@@ -1033,6 +1064,7 @@ function commandHelp(name: string, c: Command): string {
 
 /** Runs one command line; returns the exit code (the bin sets it). */
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  dropClosedPipeWrites();
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     write(io.stdout, mainHelp());

@@ -1,7 +1,7 @@
 // How a run stops: SIGTERM as Ctrl-C, a second signal at once without stale locks, a full disk as a failed stage.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -43,6 +43,22 @@ stage slow = sh { command: "sleep 60 & echo $! > sleeper.pid; wait", shell: true
   const verify = await cli(['verify', file], ws);
   assert.is(verify.exitCode, 0, verify.stdout);
   assert.match(verify.stdout, 'cache OK: 0 entries verified');
+});
+
+test('output whose reader went away (`run … | head`) stops the run as a closed terminal does: exit 141, nothing half-done', async () => {
+  const ws = await tempWorkspace('pausepipe-stop-');
+  const file = path.join(ws, 'p.pipe');
+  // Each reports progress every 0.1 s for a minute: the runner prints a line at every tenth of it.
+  const steps = (n: number) => `for i in $(seq 1 ${n}); do echo \\"pausepipe:progress $i/${n}\\"; sleep 0.1; done`;
+  await writeFile(file, `stage a = sh { command: "${steps(600)}", shell: true }\nstage b = sh { command: "${steps(610)}", shell: true }\n`);
+  const child = spawn(process.execPath, [BIN, 'run', file, '--jobs', '2'], { cwd: ws, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PAUSEPIPE_KINDS: TEST_KINDS } });
+  // The reader reads the first lines, then goes away; the runner's next line finds the pipe closed.
+  child.stderr!.once('data', () => child.stderr!.destroy());
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  assert.is(code, 141);
+  assert.equal(await lockFiles(ws), []);
+  assert.equal(await readdir(path.join(ws, '.pausepipe', 'tmp')), []);
+  assert.is((await cli(['plan', file], ws)).stdout, 'stale  a: interrupted in its last run\nstale  b: interrupted in its last run\n2 stale, 0 fresh');
 });
 
 test('a second signal while a command is slow to stop quits at once, says so, and still leaves no lock, no command running and the earlier out', async () => {
