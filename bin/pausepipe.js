@@ -33,4 +33,11 @@ if (distIsCurrent(distCli)) {
   register();
   cli = await import(pathToFileURL(path.join(root, 'runtime', 'cli.ts')).href);
 }
+// `pausepipe plan big.pipe | head` closes the pipe early: what is left to print has no reader, which is no error of
+// the command (nor a reason to stop a run); without this, the first write after it ended Node with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+  });
+}
 process.exitCode = await cli.main(process.argv.slice(2));

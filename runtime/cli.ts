@@ -11,7 +11,7 @@ import type { StageKind } from '../stages/kind.ts';
 import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
 import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
-import { formatSeconds } from './format.ts';
+import { formatSeconds, LISTED_NAMES } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
@@ -164,9 +164,21 @@ async function session(file: string, values: Record<string, unknown>, io: Io): P
  * since the last run to one already computed (`fresh  warm[…]: param lr: 0.01 → 0.02 (already in the cache)`).
  */
 export function planLines(plan: Plan): string[] {
-  return plan.stages.filter((s) => s.reasons.length > 0).map((s) => {
+  const said = plan.stages.filter((s) => s.reasons.length > 0).map((s) => {
     const cached = s.status === 'fresh' ? ' (already in the cache)' : '';
-    return `${s.status.padEnd(7)}${s.name}: ${s.reasons.join('; ')}${cached}`;
+    // Generated names are `NAME[LABEL]`, and a stage name holds no `[`.
+    return { name: s.name, declared: s.name.split('[')[0]!, why: `${s.reasons.join('; ')}${cached}`, status: s.status };
+  });
+  // Variants of one stage that share status and reasons (the 240 `new stage`s of a first plan) make one line.
+  const groups = new Map<string, typeof said>();
+  for (const s of said) {
+    const group = `${s.status}\n${s.declared}\n${s.why}`;
+    groups.set(group, [...(groups.get(group) ?? []), s]);
+  }
+  return [...groups.values()].flatMap((g) => {
+    const [first] = g;
+    if (g.length <= LISTED_NAMES + 1) return g.map((s) => `${s.status.padEnd(7)}${s.name}: ${s.why}`);
+    return [`${first!.status.padEnd(7)}${first!.name} and ${g.length - 1} more variants of ${first!.declared}: ${first!.why}`];
   });
 }
 
