@@ -404,7 +404,11 @@ const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
 
 /** What a person reads after a run: failures with their log tails, a summary, and the results table. */
 export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): void {
-  for (const o of r.outcomes.filter((x) => x.status === 'failed')) {
+  const failed = r.outcomes.filter((x) => x.status === 'failed');
+  // 80 variants failing alike (a bad eval flag in a matrix) told in full were 320 lines of the same: past four, the
+  // first three are told in full and the others by error, which `show` lists one by one with their logs.
+  const told = failed.length <= LISTED_NAMES + 1 ? failed : failed.slice(0, LISTED_NAMES);
+  for (const o of told) {
     const lines = [`failed ${o.name}: ${o.error ?? ''}`];
     // The tail without what the first line already says (the runner's last lines, `pausepipe: <the error>`) and
     // without Dawn's notes on its own limits (printed by every WebGPU probe, even where the stage runs on wasm): the
@@ -417,6 +421,12 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
     if (o.logPath) lines.push(`  full log: ${o.logPath}`);
     write(io.stderr, lines.join('\n'));
   }
+  const byError = new Map<string, string[]>();
+  for (const o of failed.slice(told.length)) byError.set(o.error ?? '', [...(byError.get(o.error ?? '') ?? []), o.name]);
+  for (const [error, names] of byError) {
+    write(io.stderr, `failed ${names[0]}${names.length > 1 ? ` and ${names.length - 1} more` : ''}: ${error}`);
+  }
+  if (byError.size > 0) write(io.stderr, `  each failure with its log: pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}`);
   const c = r.counts;
   const parts = [`ran ${c.ran}`, `cached ${c.cached}`];
   if (c.failed) parts.push(`failed ${c.failed}`);

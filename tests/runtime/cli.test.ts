@@ -717,4 +717,24 @@ test('plan says once for the variants of a stage that share their reasons, from 
   ]);
 });
 
+test('a run with many failures tells three in full and the others by error, once each', async () => {
+  const { file } = await workspace([
+    'for each v in range(1, 7) {',
+    '  stage e = sh { command: "echo no data for ${v} >&2; exit ${if v == 6 then 4 else 3}", shell: true }',
+    '}',
+    '',
+  ].join('\n'));
+  const ran = await pp('run', file, '--keep-going', '--jobs', '1');
+  assert.is(ran.code, 1);
+  const summary = ran.err.split('\n').filter((l) => !/^(start|done|failed) {2}/.test(l) && !l.startsWith('  full log: '));
+  assert.equal(summary.filter(Boolean), [
+    'failed e[v=1]: command failed with exit code 3', '  | $ echo no data for 1 >&2; exit 3', '  | no data for 1',
+    'failed e[v=2]: command failed with exit code 3', '  | $ echo no data for 2 >&2; exit 3', '  | no data for 2',
+    'failed e[v=3]: command failed with exit code 3', '  | $ echo no data for 3 >&2; exit 3', '  | no data for 3',
+    'failed e[v=4] and 1 more: command failed with exit code 3',
+    'failed e[v=6]: command failed with exit code 4',
+    `  each failure with its log: pausepipe show ${path.relative(process.cwd(), file)}`,
+  ]);
+});
+
 test.run();
