@@ -57,3 +57,9 @@ export function listSome(names: readonly string[], separator = ', '): string {
   if (names.length <= LISTED_NAMES + 1) return names.join(separator);
   return `${names.slice(0, LISTED_NAMES).join(separator)} and ${names.length - LISTED_NAMES} more`;
 }
+
+/** The note on a mistake found in some variants of a loop only: ``in the variants `x=1`, `x=2`, `x=3` and 4 more``. */
+export function variantsNote(labels: readonly string[]): string {
+  const shown = labels.slice(0, LISTED_NAMES).map((l) => `\`${l}\``).join(', ') + (labels.length > LISTED_NAMES ? ` and ${labels.length - LISTED_NAMES} more` : '');
+  return `in the variant${labels.length === 1 ? '' : 's'} ${shown}`;
+}
