@@ -9,7 +9,7 @@ import { diagnostic } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
-import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
+import { DAG_FORMATS, mermaidTooLarge, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds, LISTED_NAMES } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus, gpuMemoryOverride } from './gpus.ts';
@@ -624,7 +624,10 @@ const COMMANDS: Record<string, Command> = {
       if (format === 'mermaid') {
         const loaded = await load(oneFile(positionals), values, io);
         if (!loaded) return EXIT.invalid;
-        write(io.stdout, await renderDag(loaded.pipeline, 'mermaid'));
+        const text = await renderDag(loaded.pipeline, 'mermaid');
+        write(io.stdout, text);
+        const tooLarge = mermaidTooLarge(text);
+        if (tooLarge !== null) write(io.stderr, `pausepipe dag: ${tooLarge}`);
         return EXIT.ok;
       }
       // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.
