@@ -9,9 +9,9 @@ import { diagnostic } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
-import { DAG_FORMATS, renderDag, type DagFormat } from './dag.ts';
+import { DAG_FORMATS, mermaidTooLarge, renderDag, type DagFormat } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
-import { formatSeconds } from './format.ts';
+import { formatSeconds, LISTED_NAMES } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus, gpuCountError, gpuDeviceIds, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
 import { slurmExecutor } from './executors/slurm/slurm-executor.ts';
@@ -165,9 +165,21 @@ async function session(file: string, values: Record<string, unknown>, io: Io): P
  * since the last run to one already computed (`fresh  warm[…]: param lr: 0.01 → 0.02 (already in the cache)`).
  */
 export function planLines(plan: Plan): string[] {
-  return plan.stages.filter((s) => s.reasons.length > 0).map((s) => {
+  const said = plan.stages.filter((s) => s.reasons.length > 0).map((s) => {
     const cached = s.status === 'fresh' ? ' (already in the cache)' : '';
-    return `${s.status.padEnd(7)}${s.name}: ${s.reasons.join('; ')}${cached}`;
+    // Generated names are `NAME[LABEL]`, and a stage name holds no `[`.
+    return { name: s.name, declared: s.name.split('[')[0]!, why: `${s.reasons.join('; ')}${cached}`, status: s.status };
+  });
+  // Variants of one stage that share status and reasons (the 240 `new stage`s of a first plan) make one line.
+  const groups = new Map<string, typeof said>();
+  for (const s of said) {
+    const group = `${s.status}\n${s.declared}\n${s.why}`;
+    groups.set(group, [...(groups.get(group) ?? []), s]);
+  }
+  return [...groups.values()].flatMap((g) => {
+    const [first] = g;
+    if (g.length <= LISTED_NAMES + 1) return g.map((s) => `${s.status.padEnd(7)}${s.name}: ${s.why}`);
+    return [`${first!.status.padEnd(7)}${first!.name} and ${g.length - 1} more variants of ${first!.declared}: ${first!.why}`];
   });
 }
 
@@ -328,9 +340,10 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** SIGPIPE stands for a write into a pipe whose reader went away (`run … | head`): Node reports it as EPIPE. */
 type StopSignal = (typeof STOP_SIGNALS)[number] | 'SIGPIPE';
 
-/** Whether an error is a write into a pipe nobody reads any more. */
+/** Whether an error is a write into a pipe nobody reads any more (EPIPE, then writes after the stream closed on it). */
 function isClosedPipe(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | null)?.code === 'EPIPE';
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED';
 }
 
 let droppingClosedPipeWrites = false;
@@ -468,7 +481,11 @@ const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
 
 /** What a person reads after a run: failures with their log tails, a summary, and the results table. */
 export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): void {
-  for (const o of r.outcomes.filter((x) => x.status === 'failed')) {
+  const failed = r.outcomes.filter((x) => x.status === 'failed');
+  // 80 variants failing alike (a bad eval flag in a matrix) told in full were 320 lines of the same: past four, the
+  // first three are told in full and the others by error, which `show` lists one by one with their logs.
+  const told = failed.length <= LISTED_NAMES + 1 ? failed : failed.slice(0, LISTED_NAMES);
+  for (const o of told) {
     const lines = [`failed ${o.name}: ${o.error ?? ''}`];
     // The tail without what the first line already says (the runner's last lines, `pausepipe: <the error>`) and
     // without Dawn's notes on its own limits (printed by every WebGPU probe, even where the stage runs on wasm): the
@@ -481,6 +498,12 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
     if (o.logPath) lines.push(`  full log: ${o.logPath}`);
     write(io.stderr, lines.join('\n'));
   }
+  const byError = new Map<string, string[]>();
+  for (const o of failed.slice(told.length)) byError.set(o.error ?? '', [...(byError.get(o.error ?? '') ?? []), o.name]);
+  for (const [error, names] of byError) {
+    write(io.stderr, `failed ${names[0]}${names.length > 1 ? ` and ${names.length - 1} more` : ''}: ${error}`);
+  }
+  if (byError.size > 0) write(io.stderr, `  each failure with its log: pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}`);
   const c = r.counts;
   const parts = [`ran ${c.ran}`, `cached ${c.cached}`];
   if (c.failed) parts.push(`failed ${c.failed}`);
@@ -679,7 +702,10 @@ const COMMANDS: Record<string, Command> = {
       if (format === 'mermaid') {
         const loaded = await load(oneFile(positionals), values, io);
         if (!loaded) return EXIT.invalid;
-        write(io.stdout, await renderDag(loaded.pipeline, 'mermaid'));
+        const text = await renderDag(loaded.pipeline, 'mermaid');
+        write(io.stdout, text);
+        const tooLarge = mermaidTooLarge(text);
+        if (tooLarge !== null) write(io.stderr, `pausepipe dag: ${tooLarge}`);
         return EXIT.ok;
       }
       // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.

@@ -28,6 +28,24 @@ function mermaid(pipeline: Pipeline): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Mermaid's defaults for `maxEdges` and `maxTextSize`: past them it draws an error instead (GitHub, mermaid.live). */
+export const MERMAID_MAX_EDGES = 500;
+export const MERMAID_MAX_TEXT = 50_000;
+
+/**
+ * Why Mermaid, as configured by default, would refuse this diagram, or null. The limits are secure settings a
+ * diagram's own `%%{init}%%` cannot raise, so a large matrix (240 variants make 720 edges) is better drawn as svg.
+ */
+export function mermaidTooLarge(text: string): string | null {
+  const edges = text.split('\n').filter((l) => l.includes(' -->')).length;
+  const over = [
+    edges > MERMAID_MAX_EDGES ? `${edges.toLocaleString('en-US')} edges (Mermaid draws at most ${MERMAID_MAX_EDGES} by default)` : null,
+    text.length > MERMAID_MAX_TEXT ? `${text.length.toLocaleString('en-US')} characters (at most ${MERMAID_MAX_TEXT.toLocaleString('en-US')})` : null,
+  ].filter((x): x is string => x !== null);
+  if (over.length === 0) return null;
+  return `the diagram has ${over.join(' and ')}: raise maxEdges/maxTextSize in the renderer's config, or use --format svg, which draws each loop as tables`;
+}
+
 /** Fill colours of the plan's statuses: done, to run, cannot run. */
 export const STATUS_COLORS: Record<StageStatus, string> = { fresh: '#d5efd5', stale: '#ffe3a3', error: '#f6c4bd' };
 const STATUS_WORDS: Record<StageStatus, string> = { fresh: 'fresh (cached)', stale: 'stale (runs next)', error: 'cannot run' };

@@ -1,10 +1,11 @@
 // Expansion: AST statements → one stage per declaration and loop variant, with lets evaluated and references resolved.
 import { subExpressions, type Expr, type InputDecl, type LetDecl, type LoopDecl, type LoopVar, type ObjectExpr, type StageDecl, type Statement } from '../grammar/ast.ts';
 import {
-  diagnostic, DiagnosticSink, locationFrom, type Diagnostic, type DiagnosticCode, type SourceSpan,
+  diagnostic, DiagnosticSink, locationFrom, mistakeOf, type Diagnostic, type DiagnosticCode, type SourceSpan,
 } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import { evaluate, evaluateString, INVALID, jsonEqual, objectFrom, renderValue, Scope, typeName, type EvalContext, type Value } from './expand-eval.ts';
+import { variantsNote } from './format.ts';
 import { canonicalJson } from './hash.ts';
 import type { JsonValue } from './json.ts';
 import { applyOverride, type Override } from './overrides.ts';
@@ -78,6 +79,11 @@ function declaredStages(body: LoopDecl['body']): StageDecl[] {
 
 class Expander {
   private readonly sink = new DiagnosticSink();
+  /**
+   * While a loop's variants are evaluated: each mistake found in them with the labels of the variants it is in, so
+   * that one in every variant is said once and one in some variants names them (reported when the loop ends).
+   */
+  private variantMistakes: Map<string, { diagnostic: Diagnostic; labels: Set<string> }> | null = null;
   private readonly stages = new Map<string, { decl: StageDecl; loop: LoopInfo | null }>();
   /** Stage and top-level let names, which share one namespace. */
   private readonly globals = new Map<string, SourceSpan>();
@@ -272,7 +278,13 @@ class Expander {
   private context(label: string | null): EvalContext {
     return {
       // Which variant went wrong matters when only some do (a division by a loop variable that is 0).
-      report: (d) => this.sink.report(label === null ? d : { ...d, notes: [...(d.notes ?? []), `in the variant \`${label}\``] }),
+      report: (d) => {
+        if (label === null || this.variantMistakes === null) return this.sink.report(d);
+        const key = mistakeOf(d);
+        const mistake = this.variantMistakes.get(key) ?? { diagnostic: d, labels: new Set<string>() };
+        mistake.labels.add(label);
+        this.variantMistakes.set(key, mistake);
+      },
       explainUnknown: (name, span) => this.explainUnknown(name, span),
     };
   }
@@ -361,6 +373,7 @@ class Expander {
     const firstPending = this.pending.length;
     let passedWhere = 0;
     let whereFailed = false;
+    this.variantMistakes = new Map();
     for (const combo of cartesian(ranges)) {
       const values: Record<string, JsonValue> = {};
       vars.forEach((v, i) => { values[v.name] = combo[i]!; });
@@ -397,6 +410,11 @@ class Expander {
         else if (s.type === 'stage') this.instantiate(s, scope, info, label, values);
       }
     }
+    for (const { diagnostic: d, labels } of this.variantMistakes.values()) {
+      const some = labels.size < info.variants.length;
+      this.sink.report(some ? { ...d, notes: [...(d.notes ?? []), variantsNote([...labels])] } : d);
+    }
+    this.variantMistakes = null;
     if (loop.where && passedWhere === 0 && !whereFailed && ranges.every((r) => r.length > 0)) {
       this.sink.report(diagnostic('E_EMPTY_MATRIX', 'the `where` filter leaves no variant', loop.where.span, undefined, 'warning'));
     }

@@ -45,3 +45,21 @@ export function formatSeconds(s: number): string {
   if (m < 60) return `${m}m${String(whole % 60).padStart(2, '0')}s`;
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
+
+/** How many names a list for people shows before it says how many more there are. */
+export const LISTED_NAMES = 3;
+
+/**
+ * At most `LISTED_NAMES` of `names`, then how many more (`a, b, c and 57 more`): a stage of a 240-variant matrix
+ * would otherwise name every variant in one line. Four names are shown whole (`and 1 more` says no less).
+ */
+export function listSome(names: readonly string[], separator = ', '): string {
+  if (names.length <= LISTED_NAMES + 1) return names.join(separator);
+  return `${names.slice(0, LISTED_NAMES).join(separator)} and ${names.length - LISTED_NAMES} more`;
+}
+
+/** The note on a mistake found in some variants of a loop only: ``in the variants `x=1`, `x=2`, `x=3` and 4 more``. */
+export function variantsNote(labels: readonly string[]): string {
+  const shown = labels.slice(0, LISTED_NAMES).map((l) => `\`${l}\``).join(', ') + (labels.length > LISTED_NAMES ? ` and ${labels.length - LISTED_NAMES} more` : '');
+  return `in the variant${labels.length === 1 ? '' : 's'} ${shown}`;
+}

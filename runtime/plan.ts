@@ -1,5 +1,5 @@
 // The Planned phase, a pure function: which stages are fresh, which are stale and why, in words people act on.
-import { formatValue } from './format.ts';
+import { formatValue, LISTED_NAMES } from './format.ts';
 import type { KeyIngredients } from './hash.ts';
 import type { JsonValue } from './json.ts';
 import { isKeyed, type StageKeys } from './keys.ts';
@@ -127,7 +127,7 @@ function changes(
     else if (!(name in now.inputs)) reasons.push(`input ${name} removed`);
     else if (!sameJson(was.inputs[name]!, now.inputs[name]!)) {
       const staleUps = (stage.inputs[name]?.stages ?? []).filter(isStale);
-      if (staleUps.length > 0) reasons.push(...staleUps.map((up) => `upstream ${up} stale`));
+      if (staleUps.length > 0) reasons.push(...upstreamReasons(staleUps, 'stale', 'stale'));
       else reasons.push(`input ${name} changed`);
     }
   }
@@ -161,7 +161,16 @@ function withAttempt(reasons: string[], attempt: string | undefined): string[] {
 function forcedReasons(stage: Pipeline['stages'][number], named: Set<string>, forced: Set<string>): string[] {
   if (named.has(stage.name)) return ['forced (--force)'];
   const ups = [...new Set(Object.values(stage.inputs).flatMap((b) => b.stages).filter((u) => forced.has(u)))];
-  return ups.map((u) => `upstream ${u} re-runs (--force)`);
+  return upstreamReasons(ups, 're-runs (--force)', 're-run (--force)');
+}
+
+/**
+ * `upstream eval[a] stale`, one reason per upstream stage; past `LISTED_NAMES + 1` of them (a report over a whole
+ * matrix), the first ones and then how many more: 240 reasons made one line of 12,000 characters.
+ */
+function upstreamReasons(ups: string[], what: string, whatMany: string): string[] {
+  if (ups.length <= LISTED_NAMES + 1) return ups.map((u) => `upstream ${u} ${what}`);
+  return [...ups.slice(0, LISTED_NAMES).map((u) => `upstream ${u} ${what}`), `${ups.length - LISTED_NAMES} more upstream stages ${whatMany}`];
 }
 
 /**

@@ -6,6 +6,7 @@ import { didYouMean } from '../grammar/suggest.ts';
 import type { CheckContext, InputSpec, ParamsSchema, StageKind } from '../stages/kind.ts';
 import type { ExpandedStage } from './expand.ts';
 import { typeName } from './expand-eval.ts';
+import { variantsNote } from './format.ts';
 import type { JsonValue } from './json.ts';
 import { workspaceRelative } from './keys.ts';
 import type { InputBinding, StageInstance } from './pipeline.ts';
@@ -354,8 +355,7 @@ class VariantProblems {
   reportTo(sink: DiagnosticSink): void {
     for (const { diagnostic: d, declaredName, labels } of this.problems.values()) {
       const some = labels.length > 0 && labels.length < (this.variantCount.get(declaredName) ?? 0);
-      const shown = labels.slice(0, 3).map((l) => `\`${l}\``).join(', ') + (labels.length > 3 ? ` and ${labels.length - 3} more` : '');
-      sink.report(some ? { ...d, notes: [...(d.notes ?? []), `in the variant${labels.length === 1 ? '' : 's'} ${shown}`] } : d);
+      sink.report(some ? { ...d, notes: [...(d.notes ?? []), variantsNote(labels)] } : d);
     }
   }
 }

@@ -1,6 +1,7 @@
 // Stage kind `report`: the results table of an ablation (Markdown, CSV, self-contained HTML) with provenance and charts.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { listSome } from '../runtime/format.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import type { CheckContext, CheckProblem, StageContext, StageKind, StageResult } from './kind.ts';
 import { barChartSvg, panelsSvg, type Bar, type Panel, type Series } from './data/charts.ts';
@@ -53,7 +54,7 @@ function checkReport(p: ReportParams, ctx: CheckContext): CheckProblem[] {
       problems.push({
         code: 'E_PARAM_VALUE', param: ['baseline'],
         message: `baseline ${JSON.stringify(p.baseline)} is none of the inputs: give a stage name or a variant label`,
-        notes: [`the inputs: ${names.join(', ')}`],
+        notes: [`the inputs: ${listSome(names)}`],
       });
     }
   }

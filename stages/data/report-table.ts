@@ -1,5 +1,6 @@
 // The results table of the `report` kind: rows from `evaluate` artifacts, rendered as Markdown, CSV and HTML.
 import path from 'node:path';
+import { listSome } from '../../runtime/format.ts';
 import type { JsonValue } from '../../runtime/json.ts';
 import type { ArtifactRef } from '../kind.ts';
 
@@ -286,7 +287,7 @@ export function buildRows(
   if (baseline !== null) {
     const ref = rows.find((r) => r.stage === baseline || r.label === baseline);
     if (!ref) {
-      throw new Error(`report: baseline ${JSON.stringify(baseline)} is none of the inputs; use one of: ${rows.map((r) => r.stage).join(', ')}`);
+      throw new Error(`report: baseline ${JSON.stringify(baseline)} is none of the inputs; use one of: ${listSome(rows.map((r) => r.stage))}`);
     }
     for (const row of rows) row.delta_accuracy = row.accuracy - ref.accuracy;
   }

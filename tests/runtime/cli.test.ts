@@ -2,14 +2,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { BACKEND_FLAG_VALUES } from '../../runtime/cli.ts';
+import { BACKEND_FLAG_VALUES, planLines } from '../../runtime/cli.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import { loadChecked, planLoaded, runStagesOf } from '../../runtime/session.ts';
 import { runMain, type Ran } from '../helpers/capture.ts';
 import { withEnv } from '../helpers/env.ts';
-import { PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
+import { BIN, PROJECT_ROOT, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
 
@@ -673,6 +674,67 @@ test('a bad GPU kernel variable stops run before any stage, naming each variable
     "pausepipe run: PAUSEPIPE_GPU_MEMORY_MIB must be a whole number of MiB, got '80GB'\n");
   assert.is(r.out, '');
   await readFile(path.join(ws, 'count.txt')).then(() => assert.unreachable('a stage ran'), (err: NodeJS.ErrnoException) => assert.is(err.code, 'ENOENT'));
+});
+
+
+test('a reader that closes the pipe early (`plan | head`) ends the command without a stack trace', async () => {
+  // 1,600 stages: the plan's JSON is far longer than a pipe's 64 KiB buffer, so writes go on after the reader left.
+  const { file } = await workspace([
+    'for each a in range(0, 40), b in range(0, 40) {',
+    '  stage s = sh { command: "echo ${a} ${b} and some words to make each plan line longer than a hundred characters", shell: true }',
+    '}',
+    '',
+  ].join('\n'));
+  const child = spawn(process.execPath, [BIN, 'plan', file, '--json'], {
+    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAUSEPIPE_KINDS: TEST_KINDS },
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.once('data', () => child.stdout.destroy());
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal({ code, stderr }, { code: 0, stderr: '' });
+});
+
+test('plan says once for the variants of a stage that share their reasons, from five of them on', () => {
+  const stage = (name: string, status: 'stale' | 'fresh', reasons: string[]) => ({ name, status, key: name, reasons });
+  const lines = planLines({
+    stages: [
+      stage('prep', 'stale', ['new stage']),
+      ...[1, 2, 3, 4, 5].map((v) => stage(`train[v=${v}]`, 'stale', ['new stage'])),
+      ...[1, 2, 3, 4].map((v) => stage(`eval[v=${v}]`, 'stale', ['new stage'])),
+      stage('eval[v=5]', 'stale', ['same key as eval[v=1]: computed once']),
+      ...[1, 2, 3, 4, 5].map((v) => stage(`score[v=${v}]`, 'fresh', [])),
+      stage('table', 'stale', ['new stage']),
+    ],
+    counts: { stale: 12, fresh: 5, error: 0 },
+  });
+  assert.equal(lines, [
+    'stale  prep: new stage',
+    'stale  train[v=1] and 4 more variants of train: new stage',
+    'stale  eval[v=1]: new stage', 'stale  eval[v=2]: new stage', 'stale  eval[v=3]: new stage', 'stale  eval[v=4]: new stage',
+    'stale  eval[v=5]: same key as eval[v=1]: computed once',
+    'stale  table: new stage',
+  ]);
+});
+
+test('a run with many failures tells three in full and the others by error, once each', async () => {
+  const { file } = await workspace([
+    'for each v in range(1, 7) {',
+    '  stage e = sh { command: "echo no data for ${v} >&2; exit ${if v == 6 then 4 else 3}", shell: true }',
+    '}',
+    '',
+  ].join('\n'));
+  const ran = await pp('run', file, '--keep-going', '--jobs', '1');
+  assert.is(ran.code, 1);
+  const summary = ran.err.split('\n').filter((l) => !/^(start|done|failed) {2}/.test(l) && !l.startsWith('  full log: '));
+  assert.equal(summary.filter(Boolean), [
+    'failed e[v=1]: command failed with exit code 3', '  | $ echo no data for 1 >&2; exit 3', '  | no data for 1',
+    'failed e[v=2]: command failed with exit code 3', '  | $ echo no data for 2 >&2; exit 3', '  | no data for 2',
+    'failed e[v=3]: command failed with exit code 3', '  | $ echo no data for 3 >&2; exit 3', '  | no data for 3',
+    'failed e[v=4] and 1 more: command failed with exit code 3',
+    'failed e[v=6]: command failed with exit code 4',
+    `  each failure with its log: pausepipe show ${path.relative(process.cwd(), file)}`,
+  ]);
 });
 
 test.run();

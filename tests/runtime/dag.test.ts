@@ -1,7 +1,7 @@
 // The pipeline graph: loops as clusters of tables (a row per variant), bundled edges, status colours, the SVG drawing.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { dagDot, dagSvg, STATUS_COLORS } from '../../runtime/dag.ts';
+import { dagDot, dagSvg, mermaidTooLarge, renderDag, STATUS_COLORS } from '../../runtime/dag.ts';
 import type { StageStatus } from '../../runtime/plan.ts';
 import { instance, pipelineOf } from '../helpers/runner.ts';
 
@@ -71,6 +71,20 @@ test('the SVG is drawn in-process: one cluster per loop, a table cell per variab
   assert.is(svg.match(/<g id="clust\d+" class="cluster">/g)!.length, 2);
   assert.ok(svg.includes('>for each lr, lora (2 variants)</text>'));
   assert.is(svg.match(/<g id="edge\d+" class="edge">/g)!.length, 7);
+});
+
+test('a Mermaid diagram past Mermaid\'s default limits says so: 240 variants of train → eval → report make 720 edges', async () => {
+  const matrix = (n: number) => {
+    const trains = Array.from({ length: n }, (_, i) => instance(`train[v=${i}]`, 'sh', {}, { inputs: { base: 'prep' }, variant: { v: i } }));
+    const evals = trains.map((t, i) => instance(`eval[v=${i}]`, 'sh', {}, { inputs: { model: t.name }, variant: { v: i } }));
+    return pipelineOf('/ws', [instance('prep', 'sh', {}), ...trains, ...evals, instance('table', 'sh', {}, { inputs: { runs: evals.map((e) => e.name) } })]);
+  };
+  assert.is(mermaidTooLarge(await renderDag(matrix(166), 'mermaid')), null);
+  assert.is(mermaidTooLarge(await renderDag(matrix(240), 'mermaid')),
+    'the diagram has 720 edges (Mermaid draws at most 500 by default): raise maxEdges/maxTextSize in the renderer\'s config, ' +
+    'or use --format svg, which draws each loop as tables');
+  const long = await renderDag(matrix(600), 'mermaid');
+  assert.ok(mermaidTooLarge(long)!.startsWith(`the diagram has 1,800 edges (Mermaid draws at most 500 by default) and ${long.length.toLocaleString('en-US')} characters (at most 50,000): `));
 });
 
 test.run();

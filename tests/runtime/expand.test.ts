@@ -191,7 +191,7 @@ expand('a let that uses its own name says it refers to itself, at the top level 
   expectDiagnostics(r, ['E_UNKNOWN_VARIABLE 2:9', 'E_UNKNOWN_VARIABLE 3:30']);
   assert.equal(r.diagnostics.map((d) => d.notes), [
     ['`c` refers to itself: a let\'s value cannot use the let it defines'],
-    ['`d` refers to itself: a let\'s value cannot use the let it defines', 'in the variant `x=1`'],
+    ['`d` refers to itself: a let\'s value cannot use the let it defines'],
   ]);
 });
 
@@ -229,10 +229,16 @@ expand('loops may reuse a variable name, and a stage may be named like a variabl
   assert.equal(names(text).slice(3), ['t[ep=1]', 'u[ep=2]']);
 });
 
-expand('an error in a loop body is reported once, with the first variant it happened in', () => {
+expand('an error in some variants of a loop body is reported once, naming those variants', () => {
   const r = parsePipe(`${PREAMBLE}\nfor each y in [5, 6], x in [1, 0] { stage t = sft(model: base, data: paused) { epochs: 2 / x } }`);
   expectDiagnostics(r, ['E_DIVISION_BY_ZERO 4:88']);
-  assert.equal(r.diagnostics[0]!.notes, ['in the variant `y=5,x=0`']);
+  assert.equal(r.diagnostics[0]!.notes, ['in the variants `y=5,x=0`, `y=6,x=0`']);
+});
+
+expand('an error in every variant of a loop body is reported once, without naming a variant', () => {
+  const r = parsePipe(`${PREAMBLE}\nfor each y in range(0, 20), x in [true, false] { stage t = sft(model: base, data: paused) { epochs: 2 / x } }`);
+  expectDiagnostics(r, ['E_EXPR_TYPE 4:101']);
+  assert.equal(r.diagnostics[0]!.notes ?? [], []);
 });
 
 expand('a mistake in a nested loop is one diagnostic; its stages raise no further errors', () => {

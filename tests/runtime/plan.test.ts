@@ -107,6 +107,39 @@ test('a renamed stage whose key is cached is fresh without reasons', () => {
   assert.equal(plan.stages, [{ name: 'dataset', status: 'fresh', key: keyed(DATA).key, reasons: [] }]);
 });
 
+/** A report over `eval[v=1..n]`, each eval with `lr` as its only ingredient. */
+function matrixOf(n: number, lr: number): { pipeline: ReturnType<typeof pipelineOf>; keys: StageKeys } {
+  const evals = Array.from({ length: n }, (_, i) => `eval[v=${i + 1}]`);
+  const keys: StageKeys = new Map(evals.map((name, i) => [name, keyed({ kind: 'evaluate', kindVersion: 1, params: { lr, v: i }, inputs: {}, files: {} })]));
+  const runs = evals.map((name) => (keys.get(name) as { key: string }).key);
+  keys.set('table', keyed({ kind: 'report', kindVersion: 6, params: {}, inputs: { runs }, files: {} }));
+  const stages = [...evals.map((name) => instance(name, 'evaluate', { lr })), instance('table', 'report', {}, { inputs: { runs: evals } })];
+  return { pipeline: pipelineOf('/ws', stages), keys };
+}
+
+test('a report over many stale variants names the first three and counts the others', () => {
+  const before = matrixOf(240, 0.1);
+  const after = matrixOf(240, 0.2);
+  const plan = planPipeline(after.pipeline, after.keys, () => false, previousOf(before.keys));
+  assert.equal(plan.stages.at(-1)!.reasons, [
+    'upstream eval[v=1] stale', 'upstream eval[v=2] stale', 'upstream eval[v=3] stale', '237 more upstream stages stale',
+  ]);
+  const forced = planPipeline(after.pipeline, after.keys, () => true, previousOf(after.keys), { forced: new Set(after.keys.keys()) });
+  assert.equal(forced.stages.at(-1)!.reasons, ['forced (--force)']);
+  const fromEvals = planPipeline(after.pipeline, after.keys, () => true, {}, { forced: new Set([...after.keys.keys()].filter((n) => n !== 'table')) });
+  assert.equal(fromEvals.stages.at(-1)!.reasons, [
+    'upstream eval[v=1] re-runs (--force)', 'upstream eval[v=2] re-runs (--force)', 'upstream eval[v=3] re-runs (--force)',
+    '237 more upstream stages re-run (--force)',
+  ]);
+});
+
+test('four stale upstream stages are each named', () => {
+  const before = matrixOf(4, 0.1);
+  const after = matrixOf(4, 0.2);
+  const plan = planPipeline(after.pipeline, after.keys, () => false, previousOf(before.keys));
+  assert.equal(plan.stages.at(-1)!.reasons, [1, 2, 3, 4].map((v) => `upstream eval[v=${v}] stale`));
+});
+
 test('a stage without a key is an error, and so are its users', () => {
   const keys: StageKeys = new Map([
     ['data', { error: 'file data/train.jsonl missing' }],

@@ -398,4 +398,24 @@ test('the git line: the cache folder in the workspace is no uncommitted change; 
 
 test.after(removeTempDirs);
 
+
+test('a baseline that names no input lists three of a matrix\'s 240 inputs and counts the rest', () => {
+  const runs = Array.from({ length: 240 }, (_, i) => ({ name: `eval[v=${i}]`, variant: { v: i } }));
+  const problems = REPORT.check!({ title: 'Results', baseline: 'eval[v=x]', reference: null }, {
+    workspace: '/ws', inputs: ['runs'], upstream: { runs }, pipelineFiles: [], file: '/ws/m.pipe', outputs: [],
+  });
+  assert.equal(problems.map((p) => p.notes), [['the inputs: eval[v=0], eval[v=1], eval[v=2] and 237 more']]);
+});
+
+test('a report run with an unknown baseline lists three of its many inputs', async () => {
+  const variants = Array.from({ length: 6 }, (_, i) => ({ ...VARIANTS[0]!, variant: { v: i }, evalKey: `e${i}00` }));
+  try {
+    await runReport({ baseline: 'nope' }, {}, variants);
+    assert.unreachable('should fail');
+  } catch (err) {
+    assert.is((err as Error).message,
+      'report: baseline "nope" is none of the inputs; use one of: eval[v=0], eval[v=1], eval[v=2] and 3 more');
+  }
+});
+
 test.run();
