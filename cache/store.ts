@@ -750,10 +750,16 @@ export class ArtifactStore {
       readdirOrEmpty(path.join(objects, shard)).map((name) => ({ shard, name, dir: path.join(objects, shard, name) })));
   }
 
+  /** Who holds the key's lock now, when a live process does (a run computing it, here or on another host). */
+  liveHolder(key: string): LockOwner | undefined {
+    const owner = readLock(this.lockPath(key))?.owner;
+    return owner === undefined || isAbandoned(owner) ? undefined : owner;
+  }
+
   /** The log a live run is writing for `key` now (in the temp folder made under the key's lock), if one is. */
   runningLog(key: string): string | undefined {
-    const owner = readLock(this.lockPath(key))?.owner;
-    if (owner === undefined || isAbandoned(owner)) return undefined;
+    const owner = this.liveHolder(key);
+    if (owner === undefined) return undefined;
     const name = readdirOrEmpty(path.join(this.root, 'tmp')).find((n) => {
       const m = TEMP_NAME.exec(n);
       return m?.[1] === key && m[3] === owner.nonce;
@@ -767,14 +773,9 @@ export class ArtifactStore {
    * left, unless it holds a Slurm job's record: a job still queued is adopted through it by the next run.
    */
   private scratchIsNeeded(key: string, keep: Set<string>, inUse: Set<string>): boolean {
-    if (inUse.has(key) || this.lockIsLive(key)) return true;
+    if (inUse.has(key) || this.liveHolder(key) !== undefined) return true;
     if (!keep.has(key)) return false;
     return this.readManifest(key) === undefined || existsSync(path.join(this.scratchDir(key), 'slurm-job'));
-  }
-
-  private lockIsLive(key: string): boolean {
-    const seen = readLock(this.lockPath(key));
-    return seen !== undefined && !isAbandoned(seen.owner);
   }
 
   /** A temp folder is live only while the lock it was made under is held by a live process (trash: while its pid lives). */

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { errorCode } from '../cache/durable.ts';
 import { FileHasher } from '../cache/file-hash.ts';
-import { describeOwner, isAbandoned, readLock } from '../cache/lock.ts';
+import { describeOwner } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, mistakeOf, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
@@ -145,8 +145,8 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
     damaged: (key) => damage.get(key),
     lastAttempt: (key) => {
       // A run computing the key now: this one would wait for it (and take its result).
-      const holder = readLock(store.lockPath(key))?.owner;
-      if (holder !== undefined && !isAbandoned(holder)) return `being computed now by ${describeOwner(holder)}`;
+      const holder = store.liveHolder(key);
+      if (holder !== undefined) return `being computed now by ${describeOwner(holder)}`;
       const failure = lastFailure(store, key);
       if (failure) return describeFailure(failure);
       // A job a killed Slurm run left (queued, running or finished): the next run, local or not, collects it.
