@@ -29,6 +29,8 @@ export interface Manifest {
   params: Record<string, JsonValue>;
   inputs: Record<string, string[]>;
   files: Record<string, string>;
+  /** A plugin kind's source files → content hash (part of the key); absent for built-in kinds. */
+  code?: Record<string, string>;
   variant: Record<string, JsonValue>;
   /** Every file under artifacts/, sorted by path. */
   outputs: OutputRecord[];
@@ -206,6 +208,9 @@ export function parseManifest(text: string, key: string): Manifest | string {
     return 'manifest.json field inputContents is not an object of strings';
   }
   if (value.overrides !== undefined && !isRecord(value.overrides)) return 'manifest.json field overrides is not an object';
+  if (value.code !== undefined && !(isRecord(value.code) && Object.values(value.code).every((d) => typeof d === 'string'))) {
+    return 'manifest.json field code is not an object of strings';
+  }
   if (!Array.isArray(value.outputs) || !value.outputs.every(isOutputRecord)) {
     return 'manifest.json field outputs is not a list of {path, size, sha256} with relative paths';
   }
@@ -816,7 +821,7 @@ export class ArtifactStore {
     const checksum = await fsp.readFile(path.join(dir, MANIFEST_CHECKSUM), 'utf8').catch(() => undefined);
     if (checksum?.trim() !== sha256(text)) problems.push(`manifest.json does not match ${MANIFEST_CHECKSUM} (edited or corrupted)`);
     const recomputed = stageKey(manifest);
-    if (recomputed !== key) problems.push(`the manifest's kind, kindVersion, params, inputs and files hash to ${recomputed}, not to this key`);
+    if (recomputed !== key) problems.push(`the manifest's kind, kindVersion, params, inputs, files and code hash to ${recomputed}, not to this key`);
     if (!isSafeRelativePath(manifest.log)) {
       problems.push(`manifest.json field log is not a relative path: ${JSON.stringify(manifest.log)}`);
     } else if (!(await fsp.stat(path.join(dir, manifest.log)).then((s) => s.isFile(), () => false))) {
@@ -927,6 +932,7 @@ class Pending implements PendingEntry {
       params: m.params,
       inputs: m.inputs,
       files: m.files,
+      ...(m.code === undefined ? {} : { code: m.code }),
       variant: m.variant,
       outputs,
       metrics: m.metrics,

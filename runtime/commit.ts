@@ -200,7 +200,7 @@ export class Committer {
     const finishedAt = new Date();
     const manifest = await entry.commit({
       kind: s.kind, kindVersion: this.o.kinds[s.kind]!.version, stage: s.name, params: s.params,
-      inputs: keyed.ingredients.inputs, files: keyed.ingredients.files, variant: s.variant, metrics,
+      inputs: keyed.ingredients.inputs, files: keyed.ingredients.files, code: keyed.ingredients.code, variant: s.variant, metrics,
       timings: { startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000 },
       ...(this.o.backend ? { backend: this.o.backend } : {}),
       ...(this.o.overrides && Object.keys(this.o.overrides).length > 0 ? { overrides: this.o.overrides } : {}),

@@ -66,10 +66,15 @@ export interface KeyIngredients {
   inputs: Record<string, string[]>;
   /** Workspace-relative path → content hash (from FileHasher). */
   files: Record<string, string>;
+  /**
+   * A plugin kind's source files (relative to the plugin's folder) → content hash; absent for built-in kinds, whose
+   * version lock stands for their code, so their keys are what they were before plugins had code in their keys.
+   */
+  code?: Record<string, string>;
 }
 
-/** The cache key of a stage: 64 hex characters. Only the five ingredients count, whatever else the object carries. */
+/** The cache key of a stage: 64 hex characters. Only the six ingredients count, whatever else the object carries. */
 export function stageKey(ing: KeyIngredients): string {
-  const recipe = { kind: ing.kind, kindVersion: ing.kindVersion, params: ing.params, inputs: ing.inputs, files: ing.files };
+  const recipe = { kind: ing.kind, kindVersion: ing.kindVersion, params: ing.params, inputs: ing.inputs, files: ing.files, ...(ing.code ? { code: ing.code } : {}) };
   return sha256(`${KEY_FORMAT}\n${canonicalJson(recipe)}`);
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { FileMissingError } from '../cache/file-hash.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { stageKey, type KeyIngredients } from './hash.ts';
+import { kindCode } from './kind-code.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
 
 /** Anything that hashes workspace files by content (the cache's FileHasher). */
@@ -158,7 +159,8 @@ export async function computeKeys(pipeline: Pipeline, kinds: Record<string, Stag
       continue;
     }
     const kind = kinds[s.kind]!;
-    const ingredients: KeyIngredients = { kind: s.kind, kindVersion: kind.version, params: s.params, inputs, files: done.files };
+    const code = kindCode(kind);
+    const ingredients: KeyIngredients = { kind: s.kind, kindVersion: kind.version, params: s.params, inputs, files: done.files, ...(code ? { code } : {}) };
     keys.set(s.name, { key: stageKey(ingredients), ingredients });
   }
   return keys;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { StageKind } from '../stages/kind.ts';
 import { STAGE_KINDS } from '../stages/index.ts';
+import { registerPluginKind } from './kind-code.ts';
 import { validatorFor } from './validate.ts';
 
 /**
@@ -97,6 +98,7 @@ export function loadKinds(): Promise<Record<string, StageKind>> {
       for (const [name, kind] of Object.entries(kindsOfModule(await importModule(file), file, origins))) {
         kinds[name] = kind;
         origins.set(name, file);
+        registerPluginKind(kind, file);
       }
     }
     return kinds;

@@ -136,6 +136,14 @@ function changes(
     else if (!(file in now.files)) reasons.push(`file ${file} removed`);
     else if (was.files[file] !== now.files[file]) reasons.push(`file ${file} changed`);
   }
+  // A plugin kind's own source files (built-in kinds have none: their version stands for their code).
+  const wasCode = was.code ?? {};
+  const nowCode = now.code ?? {};
+  for (const file of [...new Set([...Object.keys(wasCode), ...Object.keys(nowCode)])].sort()) {
+    if (!(file in wasCode)) reasons.push(`code of kind ${now.kind}: ${file} added`);
+    else if (!(file in nowCode)) reasons.push(`code of kind ${now.kind}: ${file} removed`);
+    else if (wasCode[file] !== nowCode[file]) reasons.push(`code of kind ${now.kind}: ${file} changed`);
+  }
   return reasons;
 }
 
