@@ -821,7 +821,7 @@ export class ArtifactStore {
     const checksum = await fsp.readFile(path.join(dir, MANIFEST_CHECKSUM), 'utf8').catch(() => undefined);
     if (checksum?.trim() !== sha256(text)) problems.push(`manifest.json does not match ${MANIFEST_CHECKSUM} (edited or corrupted)`);
     const recomputed = stageKey(manifest);
-    if (recomputed !== key) problems.push(`the manifest's kind, kindVersion, params, inputs, files and code hash to ${recomputed}, not to this key`);
+    if (recomputed !== key) problems.push(`the manifest's kind, kindVersion, params, inputs${manifest.code ? ', files and code' : ' and files'} hash to ${recomputed}, not to this key`);
     if (!isSafeRelativePath(manifest.log)) {
       problems.push(`manifest.json field log is not a relative path: ${JSON.stringify(manifest.log)}`);
     } else if (!(await fsp.stat(path.join(dir, manifest.log)).then((s) => s.isFile(), () => false))) {
