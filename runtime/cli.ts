@@ -268,6 +268,7 @@ function chooseExecutor(values: Record<string, unknown>, s: Session, io: Io): Wh
 export interface SlotOptions {
   jobs: number;
   gpus: number;
+  hideGpus?: boolean;
   gpuMemoryMiB?: number;
   stagesPerGpu?: number;
 }
@@ -303,7 +304,10 @@ export function gpuSlotsLine(s: Session, slots: SlotOptions, env: NodeJS.Process
 export async function slotOptions(values: Record<string, unknown>, s: Session): Promise<SlotOptions> {
   const jobs = positiveInt(values.jobs, '--jobs') ?? os.availableParallelism();
   const wantsGpu = staleWantGpu(s);
-  const gpus = positiveInt(values.gpus, '--gpus', true) ?? (wantsGpu ? await detectGpus() : 0);
+  const asked = positiveInt(values.gpus, '--gpus', true);
+  // `--gpus 0` says this run uses no GPU: its stages see none, rather than every GPU of the machine.
+  if (asked === 0) return { jobs, gpus: 0, hideGpus: true };
+  const gpus = asked ?? (wantsGpu ? await detectGpus() : 0);
   const stagesPerGpu = positiveInt(values['stages-per-gpu'], '--stages-per-gpu');
   if (stagesPerGpu !== undefined || gpus === 0 || !wantsGpu) return { jobs, gpus, stagesPerGpu };
   const gpuMemoryMiB = await detectGpuMemoryMiB();
@@ -561,7 +565,7 @@ const COMMANDS: Record<string, Command> = {
       '  --force         re-run the targets (all stages without targets) even when cached, and everything',
       '                  downstream of them, so no cached result stays computed from a replaced one',
       '  --jobs N        CPU slots (default: number of cores)',
-      '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU',
+      '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU; 0: no stage sees a GPU',
       '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
       '  --keep-going    after a failure, keep running stages that do not depend on it',
       '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
@@ -1052,7 +1056,7 @@ const ENVIRONMENT: Array<[string, string]> = [
   ['PAUSEPIPE_CACHE', 'cache folder when --cache-dir is not given'],
   ['PAUSEPIPE_KINDS', 'comma-separated modules exporting extra STAGE_KINDS (plugins, test kinds)'],
   ['PAUSEPIPE_DEBUG', 'set to 1 to print stack traces of unexpected errors'],
-  ['PAUSEPIPE_GPU', 'the WebGPU adapter (0, 1, ...) of this process; --gpus N sets it for each worker'],
+  ['PAUSEPIPE_GPU', 'the WebGPU adapter (0, 1, ..., or none) of this process; --gpus N sets it for each worker'],
   ['PAUSEPIPE_GPU_MEMORY_MIB', "each GPU's memory in MiB when nvidia-smi cannot tell (or to leave headroom): GPU sharing, sft's checkpointing"],
   ['PAUSEPIPE_MATMUL', `${choices('PAUSEPIPE_MATMUL')}: the product of the model's projections on WebGPU`],
   ['PAUSEPIPE_ATTENTION', `${choices('PAUSEPIPE_ATTENTION')}: the training attention kernels on WebGPU`],

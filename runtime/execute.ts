@@ -25,6 +25,8 @@ export interface RunOptions {
   jobs: number;
   /** GPUs; 0 makes GPU stages take CPU slots. */
   gpus: number;
+  /** `--gpus 0` given: every stage's process is shown no GPU (CUDA_VISIBLE_DEVICES empty, PAUSEPIPE_GPU=none). */
+  hideGpus?: boolean;
   /** Memory of each GPU (nvidia-smi): stages with a memory estimate share a GPU while their estimates fit. */
   gpuMemoryMiB?: number;
   /** `--stages-per-gpu`: up to this many one-GPU stages share a GPU, whatever their estimates. */
@@ -211,7 +213,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         outDir: entry.outDir, scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, run,
         // Only JSON values: the job may be written to a file for a job on another machine.
         ...(o.backend !== undefined ? { backend: o.backend } : {}),
-        ...(grant.gpuIds.length > 0 ? { gpus: grant.gpuIds.map((i) => devices[i]!) } : {}),
+        ...(grant.gpuIds.length > 0 ? { gpus: grant.gpuIds.map((i) => devices[i]!) } : o.hideGpus ? { gpus: [] } : {}),
       };
       const events: StageEvents = {
         log: (line) => log.line(line), progress: (p) => o.reporter.progress(s.name, p), notice,

@@ -72,11 +72,16 @@ export function gpuDeviceIds(count: number, env: NodeJS.ProcessEnv = process.env
   return Array.from({ length: count }, (_, i) => visible?.[i] ?? String(i));
 }
 
+/** PAUSEPIPE_GPU's value for a process given no GPU. */
+export const NO_GPU = 'none';
+
 /**
  * What pins a process to the given GPUs: CUDA_VISIBLE_DEVICES for CUDA (tfjs-node-gpu), PAUSEPIPE_GPU (the first
  * one) for the WebGPU backend's adapter choice, and growth-on-demand so TensorFlow does not take the whole GPU
  * from the stages sharing it.
  */
 export function gpuEnvironment(ids: string[]): Record<string, string> {
-  return { CUDA_VISIBLE_DEVICES: ids.join(','), PAUSEPIPE_GPU: ids[0] ?? '', TF_FORCE_GPU_ALLOW_GROWTH: 'true' };
+  // No ids (`--gpus 0`): CUDA shows no device, and PAUSEPIPE_GPU=none keeps the WebGPU backend off every adapter.
+  if (ids.length === 0) return { CUDA_VISIBLE_DEVICES: '', PAUSEPIPE_GPU: NO_GPU };
+  return { CUDA_VISIBLE_DEVICES: ids.join(','), PAUSEPIPE_GPU: ids[0]!, TF_FORCE_GPU_ALLOW_GROWTH: 'true' };
 }

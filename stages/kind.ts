@@ -80,7 +80,8 @@ export interface StageContextData<P = Record<string, JsonValue>> {
   backend?: string;
   /**
    * GPUs this machine's runner gave the stage, as CUDA_VISIBLE_DEVICES lists them (a worker gets them in its
-   * environment already; `sh` passes them to its command). Absent when it holds no GPU or runs elsewhere.
+   * environment already; `sh` passes them to its command). Absent when it holds no GPU or runs elsewhere; empty in a
+   * run given `--gpus 0`, whose stages are shown no GPU at all.
    */
   gpus?: string[];
   /** The run this stage is part of (absent when a stage is run outside the runner, e.g. in a unit test). */

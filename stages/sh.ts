@@ -310,7 +310,7 @@ async function runSetAside(ctx: StageContext<ShParams>, outs: string[]): Promise
   }
   await writeFile(inputsFile, JSON.stringify(described, null, 2));
   // The GPUs the runner placed this stage on; the command's own `env` may still say otherwise.
-  if (ctx.gpus?.length) Object.assign(env, gpuEnvironment(ctx.gpus));
+  if (ctx.gpus) Object.assign(env, gpuEnvironment(ctx.gpus));
   for (const [k, v] of Object.entries(p.env)) env[k] = String(v);
   Object.assign(env, {
     PAUSEPIPE_OUT: ctx.outDir,

@@ -27,7 +27,7 @@ export function localWorkerExecutor(): Executor {
         ipc: true,
         serialization: 'json',
         ipcInput: request as unknown as Record<string, JsonValue>,
-        env: request.gpus?.length ? gpuEnvironment(request.gpus) : {},
+        env: request.gpus ? gpuEnvironment(request.gpus) : {},
         stdin: 'ignore',
         buffer: false,
         reject: false,

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { NO_GPU } from '../../runtime/gpus.ts';
 import { checkSubgroups, requestSubgroups } from './webgpu/subgroups.ts';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -241,6 +242,7 @@ async function startWebgpu(explicit: boolean): Promise<Started> {
 }
 
 async function probeWebgpu(): Promise<Probe> {
+  if (process.env.PAUSEPIPE_GPU?.trim() === NO_GPU) throw new Unavailable('this process was given no GPU (--gpus 0)', true);
   try {
     require.resolve('@tensorflow/tfjs-backend-webgpu');
     require.resolve('webgpu');

@@ -143,6 +143,20 @@ test('pausepipe run --gpus 1 --stages-per-gpu 2 runs two GPU stages on the GPU i
   assert.equal([bad.exitCode, bad.stderr.split('\n')[0]], [2, 'pausepipe run: --stages-per-gpu needs a whole number ≥ 1, got 0']);
 });
 
+test('pausepipe run --gpus 0 shows every stage no GPU: workers and commands get CUDA_VISIBLE_DEVICES empty and PAUSEPIPE_GPU=none', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, 'stage a = gpu_env { tag: "a" }\nstage cmd = sh { command: "echo \\"[$CUDA_VISIBLE_DEVICES] $PAUSEPIPE_GPU\\" > seen.txt", shell: true }\n');
+  const r = await cli(['run', file, '--gpus', '0', '--json'], ws, { CUDA_VISIBLE_DEVICES: '0,1' });
+  assert.is(r.exitCode, 0, r.stderr);
+  const stages = (JSON.parse(r.stdout) as { stages: { name: string; metrics: unknown }[] }).stages;
+  assert.equal(stages.map((x) => [x.name, x.metrics]), [['a', { cuda: '', gpu: 'none' }], ['cmd', {}]]);
+  assert.is(await readFile(path.join(ws, 'seen.txt'), 'utf8'), '[] none\n');
+  // Without --gpus, a run on a machine whose GPUs nobody counts (no nvidia-smi) leaves the environment as it is.
+  const plain = await cli(['run', file, '--force', '--json'], ws, { CUDA_VISIBLE_DEVICES: '' });
+  assert.equal((JSON.parse(plain.stdout) as { stages: { metrics: unknown }[] }).stages[0]!.metrics, { cuda: '', gpu: process.env.PAUSEPIPE_GPU ?? null });
+});
+
 test('pausepipe run --gpus N past the runner\'s CUDA_VISIBLE_DEVICES stops before anything runs; --gpus takes digits only', async () => {
   const ws = await tempWorkspace('pausepipe-exec-');
   const file = path.join(ws, 'p.pipe');

@@ -70,6 +70,11 @@ withLavapipe('PAUSEPIPE_GPU picks Dawn\'s adapter by number; a number beyond the
   assert.match(beyond!.notice ?? '', /^webgpu backend unavailable: PAUSEPIPE_GPU=1, but Dawn finds 1 adapter \(llvmpipe \(LLVM [^)]*\)\); using wasm$/);
 });
 
+withLavapipe('PAUSEPIPE_GPU=none (a run given --gpus 0) keeps webgpu off every adapter, asked for by name too', async () => {
+  const [none] = await inChild({ ...ONLY_LAVAPIPE, PAUSEPIPE_GPU: 'none' }, ['webgpu']);
+  assert.equal([none!.name, none!.notice], ['wasm', 'webgpu backend unavailable: this process was given no GPU (--gpus 0); using wasm']);
+});
+
 backend('pickAdapter names the adapter to Dawn, and says when identical GPUs cannot be told apart', () => {
   assert.equal(pickAdapter(['NVIDIA A100-SXM4-80GB', 'NVIDIA H100 80GB HBM3', 'llvmpipe (LLVM 15.0.6, 256 bits)'], '1'), { flags: ['adapter=NVIDIA H100 80GB HBM3'] });
   const same = pickAdapter(['NVIDIA H200', 'NVIDIA H200'], ' 1 ');
