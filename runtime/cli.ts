@@ -29,7 +29,7 @@ import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
 import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
 import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
 import { buildResultTable, renderTable, type TableFormat } from './show.ts';
-import { findStageLog, followStageLog } from './stage-log.ts';
+import { findStageLog, followJobLog, followStageLog } from './stage-log.ts';
 import { restrictPipeline, runScope, selectTargets, withUpstream } from './targets.ts';
 import { PAUSEPIPE_VERSION } from './version.ts';
 
@@ -902,11 +902,12 @@ const COMMANDS: Record<string, Command> = {
   },
   log: {
     usage: 'log FILE STAGE [--follow] [-p NAME=VALUE]... [--cache-dir D]',
-    summary: "a stage's log: its cache entry's, the one a run is writing now, or its last failed attempt's",
+    summary: "a stage's log: its cache entry's, the one a run is writing now, its last failed attempt's, or its Slurm job's",
     options: { ...CACHE_DIR, ...OVERRIDES, follow: { type: 'boolean', short: 'f' } },
     help: [
       'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance.',
-      '  -f, --follow    while a run computes the stage (here or on a Slurm node), print its log as it grows until the stage ends',
+      '  -f, --follow    while a run computes the stage (here or on a Slurm node), print its log as it grows until the stage ends;',
+      '                  a Slurm job whose runner was killed: its own log until the job ends',
       OVERRIDES_HELP,
       CACHE_HELP,
     ].join('\n'),
@@ -924,12 +925,21 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.failed;
       }
       if (found.state === 'failed') write(io.stderr, `${stage.name}: ${found.why}`);
+      const follow = values.follow === true;
+      if (found.state === 'job') {
+        // No run follows this job (its runner was killed): its own log, as the node writes it.
+        const job = `Slurm job${found.jobId ? ` ${found.jobId}` : ''}`;
+        write(io.stderr, `${stage.name}: ${job}, submitted by an earlier run that no longer follows it; its log on the shared filesystem:`);
+        const { ended } = await followJobLog(s.store, planned.key!, found.file, (text) => io.stdout.write(text), follow ? undefined : AbortSignal.abort());
+        write(io.stderr, ended ? `${stage.name}: the job ended; a run collects its result: ${runCommand(s.pipeline.file, [stage.name], values)}`
+          : `${stage.name}: the ${job} goes on; \`--follow\` prints the rest as it comes`);
+        return EXIT.ok;
+      }
       if (found.state !== 'running') {
         io.stdout.write(await readFile(found.file, 'utf8'));
         return EXIT.ok;
       }
       // Without --follow, what is there now (read as a follow that stops at once, in case the stage ends meanwhile).
-      const follow = values.follow === true;
       const end = await followStageLog(s.store, planned.key!, found.file, (text) => io.stdout.write(text), follow ? undefined : AbortSignal.abort());
       if (end.state === 'running') write(io.stderr, `${stage.name}: a run is computing it; \`--follow\` prints the rest as it comes`);
       else if (end.state === 'computed') write(io.stderr, `${stage.name}: done`);

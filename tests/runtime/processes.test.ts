@@ -127,6 +127,34 @@ test('log prints a stage\'s log while a run computes it, follows it to the end, 
   assert.equal([never.exitCode, never.stderr], [1, 'pausepipe log: after has no log here yet (new stage); run it: pausepipe run l.pipe after']);
 });
 
+test('log prints the log of a Slurm job no run follows (its runner was killed), without progress lines, and follows it to its end', async () => {
+  const ws = await tempWorkspace('pausepipe-log-');
+  const file = path.join(ws, 'j.pipe');
+  await writeFile(file, 'stage s = sh { command: ["true"] }\n');
+  const key = (JSON.parse((await cli(['plan', file, '--json'], ws)).stdout) as { stages: { key: string }[] }).stages[0]!.key;
+  // What a killed Slurm run leaves: the record of its submission and the job's own log, which the node still writes.
+  const job = path.join(ws, '.pausepipe', 'scratch', key, 'slurm-job');
+  await mkdir(job, { recursive: true });
+  await writeFile(path.join(job, 'record.json'), JSON.stringify({ token: 't', jobId: '4242', host: 'login1', pid: 1, submittedAt: '2026-11-28T00:00:00Z' }));
+  await writeFile(path.join(job, 'job.log'), '$ true\npausepipe:job-progress {"step":1,"total":2}\nstep one\n');
+  assert.match((await cli(['plan', file], ws)).stdout, 'stale  s: submitted to Slurm as job 4242 by an earlier run: a run collects its result');
+  const now = await cli(['log', file, 's'], ws);
+  assert.equal([now.exitCode, now.stdout, now.stderr], [0, '$ true\nstep one', [
+    's: Slurm job 4242, submitted by an earlier run that no longer follows it; its log on the shared filesystem:',
+    's: the Slurm job 4242 goes on; `--follow` prints the rest as it comes',
+  ].join('\n')]);
+  const follow = spawnBin(['log', file, 's', '--follow'], ws);
+  await waitFor('the follower to print the first lines', () => follow.output().includes('step one'));
+  await writeFile(path.join(job, 'job.log'), '$ true\npausepipe:job-progress {"step":1,"total":2}\nstep one\npausepipe:job-progress {"step":2,"total":2}\nstep two\n');
+  await writeFile(path.join(job, 'result.json'), JSON.stringify({ token: 't', status: 'done', metrics: {} }));
+  const followed = await follow.proc;
+  assert.equal([followed.exitCode, followed.all], [0, [
+    's: Slurm job 4242, submitted by an earlier run that no longer follows it; its log on the shared filesystem:',
+    '$ true', 'step one', 'step two',
+    's: the job ended; a run collects its result: pausepipe run j.pipe s',
+  ].join('\n')]);
+});
+
 test('two runs that write one workspace out take turns: each caches its own bytes', async () => {
   const ws = await tempWorkspace('pausepipe-outs-');
   const file = path.join(ws, 'w.pipe');
