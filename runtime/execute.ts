@@ -197,7 +197,6 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     }
     const log = new StageLog(entry.logPath);
     const startedAt = new Date();
-    o.reporter.start(s.name);
     // A request larger than the machine runs on all of it, alone: a command started for that many GPUs should know.
     const asked = resourcesOf(s).gpu ?? 0;
     if (grant.gpu > 0 && asked > grant.gpu) {
@@ -224,6 +223,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         },
       };
       await turn.ready;
+      // Said when the executor gets it, so `start` lines come in the order stages are handed over (sbatch's order).
+      o.reporter.start(s.name);
       const running = executor.run({ request, resources: resourcesOf(s) }, events, ctl.signal);
       turn.end();
       const metrics = await running;
