@@ -88,7 +88,8 @@ export const EVALUATE: StageKind<EvaluateParams> = {
         // The rows of test.jsonl are one per line: this names the file and line (as the input, once run-kind rewrites it).
         rowName: (i) => `${path.join(dataRef.dir, 'test.jsonl')}:${i + 1}`,
       });
-      // The original scores such a row as an invalid answer; said, so a too small max_length does not pass for a bad model.
+      // Scored as invalid (transformers' generate raised a ValueError for such a batch); said, so a too small max_length
+      // does not pass for a bad model.
       const noRoom = rows.filter((r) => !r.hadRoom).length;
       if (noRoom > 0) {
         const line = `evaluate: ${noRoom} of ${rows.length} test prompts fill max_length ${p.max_length} and get no answer ` +

@@ -85,6 +85,17 @@ test('pauses are counted per answer and removed from the text that is scored', a
   ]);
 });
 
+test('only the generated answer is scored: a `#### n` in the question is never the prediction', async () => {
+  // The original searched the decoded prompt and answer together, so this row would have scored as correct there.
+  const rows = [{ question: 'Is it #### 9?', answer: '#### 9' }];
+  const data = await datasetFolder({ train: [], validation: [], test: rows });
+  const { ctx, result } = await runKind(EVALUATE, { params: { max_new_tokens: 8 }, inputs: { model: [await tinyModelFolder()], data: [data] } });
+  const [row] = JSON.parse(await readFile(path.join(ctx.outDir, 'test_results.json'), 'utf8')) as Record<string, JsonValue>[];
+  assert.not.match(row!.generated_text as string, '####');
+  assert.equal([row!.predicted_output, row!.ground_truth, row!.correct], ['[invalid]', '9', false]);
+  assert.is(result.metrics!.accuracy, 0);
+});
+
 test('an empty test split is an error naming the dataset stage', async () => {
   const data = await datasetFolder({ train: [], validation: [], test: [] });
   await runKind(EVALUATE, { inputs: { model: [await tinyModelFolder()], data: [data] } }).then(
@@ -117,7 +128,7 @@ test('a test question too long for the model is named by its row before any answ
   );
 });
 
-test('prompts that fill max_length get no answer, as in the original, and the log says how many', async () => {
+test('prompts that fill max_length get no answer, scored as invalid, and the log says how many', async () => {
   // 60 characters of question make an 86-token prompt: no room within max_length 70; the short ones have some.
   const long = { question: 'x'.repeat(60), answer: '#### 1' };
   const data = await datasetFolder({ train: [], validation: [], test: [...sumRows(2), long] });

@@ -54,6 +54,22 @@ forEachBackend((backend) => {
     }
   });
 
+  withFixtures(test)('a model that always pauses spends its whole budget on pauses, as in the original: they count against max_new_tokens and max_length', async () => {
+    const pauseModel = await pauseFixtureModel();
+    const pauseTok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-bytelevel-pause.json'));
+    try {
+      // A pause-head bias this far towards class 0 (pause) makes the pause every step's greedy choice.
+      tf.tidy(() => pauseModel.variable('ctrl_tok_clf.bias').assign(tf.tensor1d([60, -60])));
+      const { prompt } = await expected('pause-wrapper');
+      const [byNew] = await generate(pauseModel, pauseTok, [prompt], { maxNewTokens: 6 });
+      assert.equal([byNew!.ids, byNew!.pauses, byNew!.text, byNew!.stoppedAtEos], [Array(6).fill(512), 6, '', false]);
+      const [byLength] = await generate(pauseModel, pauseTok, [prompt], { maxNewTokens: 6, maxLength: prompt.length + 3 });
+      assert.equal([byLength!.ids, byLength!.pauses], [Array(3).fill(512), 3]);
+    } finally {
+      pauseModel.dispose();
+    }
+  });
+
   const PROMPTS = [[0, 44, 279, 322, 467, 302, 85, 287], [0, 42, 303], [0, 43, 86, 259, 355, 266]];
 
   withFixtures(test)('a left-padded batch generates exactly what each prompt generates alone (greedy)', async () => {

@@ -8,9 +8,12 @@ import path from 'node:path';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import { presetConfig } from '../../../stages/lm/config.ts';
 import { configureTraining, type TrainingSetup } from '../../../stages/lm/freeze.ts';
+import { encodeTrainingExample, padIdOf, responseTemplateIds } from '../../../stages/lm/collate.ts';
 import { createModel, type CausalLM } from '../../../stages/lm/model.ts';
+import { addPauseToken, LM_CLASS, PAUSE_CLASS } from '../../../stages/lm/pause.ts';
 import { builtinTokenizer } from '../../../stages/lm/tokenizer.ts';
-import { train, type TrainOptions } from '../../../stages/lm/trainer.ts';
+import { evaluateLoss, train, type TrainOptions } from '../../../stages/lm/trainer.ts';
+import { IGNORE_INDEX } from '../../../stages/lm/types.ts';
 
 const tok = builtinTokenizer();
 const quiet = () => {};
@@ -239,6 +242,55 @@ test('live tensors stay constant across training steps, evaluation included, and
   assert.ok(counts.every((c) => c === counts[0]), `tensors per step: ${counts.join(', ')}`);
   model.dispose();
   assert.is(tf.memory().numTensors, before);
+});
+
+test('the eval loss is each batch\'s per-token loss weighted by its rows, as Trainer.evaluate; pauses count through the pause head', async () => {
+  const plain = createModel(presetConfig('tiny', tok, 64), 5);
+  const model = await addPauseToken(plain, 7, { log: quiet });
+  plain.dispose();
+  const ptok = tok.withPauseToken();
+  const P = '<|pause|>';
+  // Completions of 9, 26 and 6 tokens (EOS included), pauses among them, so pooling the tokens would differ.
+  const examples = [
+    { question: '1+1?', answer: `2${P}\n#### 2` },
+    { question: '2+3+4?', answer: `2+3=<<2+3=5>>5${P}${P}\n5+4=9\n#### 9` },
+    { question: '3?', answer: '#### 3' },
+  ].map((ex) => encodeTrainingExample(ptok, ex, responseTemplateIds(ptok)));
+  // Each example alone, unpadded, from the model's three outputs: what right padding must not change.
+  const perExample = examples.map((ex) => tf.tidy(() => {
+    const ids = tf.tensor2d([ex.ids], [1, ex.ids.length], 'int32');
+    const out = model.pauseForward(ids);
+    const lm = tf.logSoftmax(out.lmLogits).arraySync() as number[][][];
+    const head = tf.logSoftmax(out.ctrlLogits).arraySync() as number[][][];
+    let lmSum = 0; let lmCount = 0; let headSum = 0; let counted = 0;
+    for (let t = 0; t + 1 < ex.ids.length; t++) {
+      const target = ex.labels[t + 1]!;
+      if (target === IGNORE_INDEX) continue;
+      counted++;
+      if (target === model.pauseId) {
+        headSum -= head[0]![t]![PAUSE_CLASS]!;
+      } else {
+        headSum -= head[0]![t]![LM_CLASS]!;
+        lmSum -= lm[0]![t]![target]!;
+        lmCount++;
+      }
+    }
+    return { lmSum, lmCount, headSum, counted };
+  }));
+  type Sums = (typeof perExample)[number];
+  const add = (a: Sums, b: Sums): Sums => ({ lmSum: a.lmSum + b.lmSum, lmCount: a.lmCount + b.lmCount, headSum: a.headSum + b.headSum, counted: a.counted + b.counted });
+  const batchLosses = [perExample.slice(0, 2).reduce(add), perExample[2]!].map((s) => ({
+    loss: (s.lmSum + s.headSum) / s.counted, lmLoss: s.lmSum / s.lmCount, ctrlLoss: s.headSum / s.counted,
+  }));
+  const weighted = (key: 'loss' | 'lmLoss' | 'ctrlLoss') => (2 * batchLosses[0]![key] + 1 * batchLosses[1]![key]) / 3;
+  const got = await evaluateLoss(model, examples, 2, padIdOf(ptok));
+  for (const key of ['loss', 'lmLoss', 'ctrlLoss'] as const) {
+    assert.ok(Math.abs(got[key]! - weighted(key)) <= 1e-5 * weighted(key), `${key}: ${got[key]} vs ${weighted(key)}`);
+  }
+  const all = perExample.reduce(add);
+  const pooled = (all.lmSum + all.headSum) / all.counted;
+  assert.ok(Math.abs(pooled - weighted('loss')) > 1e-3, `pooling every token (${pooled}) must differ from the per-batch mean here`);
+  model.dispose();
 });
 
 test('bad options are refused before any work', async () => {
