@@ -63,3 +63,11 @@ export function variantsNote(labels: readonly string[]): string {
   const shown = labels.slice(0, LISTED_NAMES).map((l) => `\`${l}\``).join(', ') + (labels.length > LISTED_NAMES ? ` and ${labels.length - LISTED_NAMES} more` : '');
   return `in the variant${labels.length === 1 ? '' : 's'} ${shown}`;
 }
+
+/**
+ * Text shown as written in Markdown: a label's `|` would end its cell, `<b>` would be HTML, and `*`, a backtick or a
+ * backslash would start emphasis, a code span or an escape.
+ */
+export function markdownText(text: string): string {
+  return text.replace(/[\\`*|]/g, (c) => `\\${c}`).replaceAll('<', '&lt;');
+}

@@ -1,5 +1,5 @@
 // The results tables of `show`: one row per computed variant, loop variables then scalar metrics, one table per declared stage.
-import { formatMetric } from './format.ts';
+import { formatMetric, markdownText } from './format.ts';
 import type { JsonValue } from './json.ts';
 import type { Pipeline } from './pipeline.ts';
 
@@ -131,7 +131,7 @@ export interface GridOptions {
 /** First row is the header. Markdown as is; text aligned, in blocks of columns that fit `width`. */
 export function renderGrid(grid: string[][], format: 'text' | 'md', opts: GridOptions = {}): string {
   if (format === 'md') {
-    const line = (row: string[]) => `| ${row.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
+    const line = (row: string[]) => `| ${row.map(markdownText).join(' | ')} |`;
     return [line(grid[0]!), line(grid[0]!.map(() => '---')), ...grid.slice(1).map(line)].join('\n') + '\n';
   }
   const widths = grid[0]!.map((_, i) => Math.max(...grid.map((row) => row[i]!.length)));

@@ -1,7 +1,7 @@
 // Stage kind `report`: the results table of an ablation (Markdown, CSV, self-contained HTML) with provenance and charts.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { listSome } from '../runtime/format.ts';
+import { listSome, markdownText } from '../runtime/format.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import type { CheckContext, CheckProblem, StageContext, StageKind, StageResult } from './kind.ts';
 import { barChartSvg, panelsSvg, type Bar, type Panel, type Series } from './data/charts.ts';
@@ -248,14 +248,14 @@ export interface ReportDocument {
 }
 
 function markdownSimpleTable(header: string[], rows: string[][]): string[] {
-  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map((c) => c.replaceAll('|', '\\|')).join(' | ')} |`)];
+  return [`| ${header.map(markdownText).join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(markdownText).join(' | ')} |`)];
 }
 
 export function markdownReport(d: ReportDocument): string {
   const groups = seedGroups(d.rows);
   const seeds = seedRows(groups);
   return [
-    `# ${d.title}`,
+    `# ${markdownText(d.title)}`,
     '',
     ...provenanceLines(d.provenance, d.rows.length).map(([k, v]) => `- **${k}**: ${v}`),
     '',

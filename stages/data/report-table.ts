@@ -1,6 +1,6 @@
 // The results table of the `report` kind: rows from `evaluate` artifacts, rendered as Markdown, CSV and HTML.
 import path from 'node:path';
-import { listSome } from '../../runtime/format.ts';
+import { listSome, markdownText } from '../../runtime/format.ts';
 import type { JsonValue } from '../../runtime/json.ts';
 import type { ArtifactRef } from '../kind.ts';
 
@@ -496,17 +496,13 @@ export function tableCells(rows: readonly ReportRow[], shape: TableShape): { hea
   return { header: cols.map((c) => c.header), cells, bold, notes: notes.texts, cols };
 }
 
-function escapeCell(text: string): string {
-  return text.replaceAll('|', '\\|');
-}
-
 /** The GitHub-flavoured Markdown table, best accuracy and lowest comparable eval loss in bold, then its footnotes. */
 export function markdownTable(rows: readonly ReportRow[], shape: TableShape): string {
   const t = tableCells(rows, shape);
   const lines = [
-    `| ${t.header.map(escapeCell).join(' | ')} |`,
+    `| ${t.header.map(markdownText).join(' | ')} |`,
     `|${t.cols.map((c) => (c.numeric ? ':---:' : '---')).join('|')}|`,
-    ...t.cells.map((cells, i) => `| ${cells.map((c, j) => (t.bold[i]![j] ? `**${escapeCell(c)}**` : escapeCell(c))).join(' | ')} |`),
+    ...t.cells.map((cells, i) => `| ${cells.map((c, j) => (t.bold[i]![j] ? `**${markdownText(c)}**` : markdownText(c))).join(' | ')} |`),
   ];
   if (t.notes.length > 0) lines.push('', ...t.notes.map((n, i) => `[${i + 1}] ${n}`));
   return lines.join('\n') + '\n';

@@ -110,6 +110,14 @@ test('report.md starts with the provenance, then the exact table; cache paths ar
   assert.ok(md.includes('![Test accuracy per variant](accuracy.svg)'));
 });
 
+test('report.md shows labels and the title as written: no HTML, emphasis or code span from their characters', async () => {
+  const odd = VARIANTS.slice(0, 1).map((v) => ({ ...v, variant: { tag: '<b>x</b> *y* `z` a|b' } }));
+  const { read } = await runReport({ title: 'Pauses <i>and</i> *stars*' }, {}, odd);
+  const md = await read('report.md');
+  assert.is(md.split('\n')[0], '# Pauses &lt;i>and&lt;/i> \\*stars\\*');
+  assert.ok(md.includes('| tag=&lt;b>x&lt;/b> \\*y\\* \\`z\\` a\\|b | new_embedding + ctrl_tok_clf |'), md);
+});
+
 test('report.csv has one row per variant with full-precision numbers and the cache paths', async () => {
   const { read } = await runReport();
   const lines = (await read('report.csv')).split('\r\n');
