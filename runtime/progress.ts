@@ -45,9 +45,11 @@ export interface RunStage {
   lastSeconds?: number;
   /**
    * How much work it does next to other stages of its kind (sft: the examples it trains on), once its inputs are
-   * computed; asked when the reporter starts and after each stage ends.
+   * computed; asked when the reporter starts and again when one of its `inputs` ends, while still unknown.
    */
   work?: () => number | undefined;
+  /** The stages it reads from directly. */
+  inputs?: string[];
 }
 
 export interface ReporterOptions {
@@ -147,9 +149,10 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   const durations = new Map<string, Took[]>();
   const kindDurations = new Map<string, Took[]>();
   const works = new Map<string, number>();
-  const askWork = () => {
+  /** Asks the stages whose work is unknown (those reading `ended`, when given: only an input's end can change it). */
+  const askWork = (ended?: string) => {
     for (const s of stages ?? []) {
-      if (finished.has(s.name) || works.has(s.name)) continue;
+      if (finished.has(s.name) || works.has(s.name) || (ended !== undefined && !s.inputs?.includes(ended))) continue;
       const w = s.work?.();
       if (w !== undefined && w > 0) works.set(s.name, w);
     }
@@ -324,7 +327,7 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
         if (stage?.kind !== undefined) kindDurations.set(stage.kind, [...(kindDurations.get(stage.kind) ?? []), t]);
       }
       // A stage's end may complete the inputs another's work is counted from.
-      askWork();
+      askWork(name);
       const seconds = r && (status === 'ran' || status === 'failed') ? ` (${formatSeconds((now() - r.started) / 1000)})` : '';
       const word = status === 'ran' ? 'done' : status;
       // Without a live block the overall line rides on each finished stage's line.

@@ -212,6 +212,7 @@ export function runStagesOf(s: Session): RunStage[] {
       }
       return kind.work!(st.params, inputs);
     });
-    return { name: st.name, group: st.declaredName, kind: st.kind, fresh, ...(lastSeconds === undefined ? {} : { lastSeconds }), ...(work ? { work } : {}) };
+    const inputs = [...new Set(Object.values(st.inputs).flatMap((binding) => binding.stages))];
+    return { name: st.name, group: st.declaredName, kind: st.kind, fresh, inputs, ...(lastSeconds === undefined ? {} : { lastSeconds }), ...(work ? { work } : {}) };
   });
 }

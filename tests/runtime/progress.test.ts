@@ -163,10 +163,14 @@ test('where a kind counts its stages\' work, a stage to run takes as long per un
     { name: 'data', group: 'data', kind: 'synthetic_math', fresh: false },
     { name: 'step1', group: 'step1', kind: 'sft', fresh: false, work: () => 8000 },
     { name: 'warm[a]', group: 'warm', kind: 'sft', fresh: false, work: () => 1600 },
-    { name: 'warm[b]', group: 'warm', kind: 'sft', fresh: false, work: () => (dataDone ? 3200 : undefined) },
+    { name: 'warm[b]', group: 'warm', kind: 'sft', fresh: false, work: () => (dataDone ? 3200 : undefined), inputs: ['data'] },
     { name: 'eval', group: 'eval', kind: 'evaluate', fresh: false },
   ];
   const r = createReporter(out, { tty: false, now: () => now, stages, slots: 1 });
+  // A work still unknown is asked again only when one of the stage's inputs ends, not at every stage's end.
+  let asked = 0;
+  const later = { name: 'later', group: 'later', kind: 'sft', fresh: false, work: () => void asked++, inputs: ['warm[b]'] };
+  createReporter(new Capture(), { tty: false, now: () => now, stages: [...stages, later], slots: 1 }).finish('data', 'ran');
   r.start('data');
   now = 2_000;
   dataDone = true;
@@ -185,6 +189,7 @@ test('where a kind counts its stages\' work, a stage to run takes as long per un
     // warm[b] at its group's rate, 90 s for 1,600 examples: 180 s; eval the mean of the three, 131 s.
     'done    warm[a] (1m30s)  [3/5 stages · ETA 5m]',
   ]);
+  assert.is(asked, 1);
 });
 
 test('before any stage of its kind finished, a stage to run takes as long as the running ones of its kind will', () => {
