@@ -16,7 +16,7 @@ export class FileMissingError extends Error {
 }
 
 /** Names skipped anywhere inside a hashed folder: the cache itself and version control. */
-const IGNORED_NAMES = new Set(['.pausepipe', '.git']);
+export const IGNORED_NAMES: ReadonlySet<string> = new Set(['.pausepipe', '.git']);
 /** Prefix of a folder's hash recipe, so a folder can never hash like a file with the same bytes. */
 const FOLDER_FORMAT = 'pausepipe-folder-v1';
 const STAT_CACHE_FORMAT = 1;

@@ -57,7 +57,8 @@ export function renderDiagnostics(diagnostics: Diagnostic[], sources: Record<str
 
 /**
  * Loads and checks a pipeline; prints its diagnostics. Undefined when it has errors (the caller exits 2). `onRead`
- * gets the .pipe files read, also when there are errors (watch keeps watching the one with the error).
+ * gets the .pipe files read or tried, also when there are errors (watch keeps watching the one with the error, and
+ * waits for a missing include).
  */
 export async function loadChecked(
   file: string,
@@ -66,8 +67,8 @@ export async function loadChecked(
   onRead?: (files: string[]) => void,
 ): Promise<{ pipeline: Pipeline; kinds: Record<string, StageKind>; diagnostics: Diagnostic[] } | undefined> {
   const kinds = await loadKinds();
-  const { pipeline, diagnostics, sources } = await loadPipeline(path.resolve(file), kinds, options);
-  onRead?.(Object.keys(sources));
+  const { pipeline, diagnostics, sources, unread } = await loadPipeline(path.resolve(file), kinds, options);
+  onRead?.([...Object.keys(sources), ...unread]);
   await noteOverrideCauses(file, kinds, options, diagnostics);
   if (diagnostics.length > 0) printErr(renderDiagnostics(diagnostics, pipeline?.sources));
   if (!pipeline || diagnostics.some((d) => d.severity === 'error')) return undefined;

@@ -1,6 +1,7 @@
 // `pausepipe watch`: run, then re-plan and run what became stale whenever a .pipe file or a declared file changes.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { IGNORED_NAMES } from '../cache/file-hash.ts';
 import type { Io } from './cli.ts';
 import { gpuSlotsLine, localRunExecutor, onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
 import { workspaceRelative } from './keys.ts';
@@ -14,7 +15,10 @@ import type { StageKind } from '../stages/kind.ts';
 /** Editors write a file in several steps; changes closer together than this make one re-run. */
 const DEBOUNCE_MS = 300;
 
-/** The .pipe files plus every declared workspace file, minus what stages write themselves (no re-run loops). */
+/**
+ * The .pipe files plus every declared workspace file or folder, minus what stages write themselves (an out, or a file
+ * in an out folder: no re-run loops).
+ */
 function watchedPaths(pipeline: Pipeline, kinds: Record<string, StageKind>): Set<string> {
   const outs = new Set<string>();
   const deps = new Set<string>();
@@ -24,8 +28,16 @@ function watchedPaths(pipeline: Pipeline, kinds: Record<string, StageKind>): Set
     for (const d of kind?.workspaceFiles?.(s.params) ?? []) deps.add(workspaceRelative(pipeline.workspace, d));
   }
   const files = new Set(Object.keys(pipeline.sources).map((f) => path.resolve(f)));
-  for (const d of deps) if (!outs.has(d)) files.add(path.resolve(pipeline.workspace, d));
+  for (const d of deps) if (!inAnOut(d, outs)) files.add(path.resolve(pipeline.workspace, d));
   return files;
+}
+
+/** Whether a workspace-relative path is an out or lies in one: its folders are looked up, rather than every out scanned. */
+function inAnOut(rel: string, outs: Set<string>): boolean {
+  for (let at = rel; ; at = path.posix.dirname(at)) {
+    if (outs.has(at)) return true;
+    if (path.posix.dirname(at) === at) return false;
+  }
 }
 
 function write(stream: NodeJS.WritableStream, text: string): void {
@@ -39,6 +51,10 @@ function existingFolderOf(file: string): string {
   return dir;
 }
 
+function isFolder(p: string): boolean {
+  return statSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
+}
+
 export async function watchPipeline(file: string, values: Record<string, unknown>, overrides: Override[], io: Io): Promise<number> {
   const { watch } = await import('chokidar');
   const entry = path.resolve(file);
@@ -50,8 +66,9 @@ export async function watchPipeline(file: string, values: Record<string, unknown
    */
   let folders = new Set<string>();
   const watcher = watch([], { ignoreInitial: true, depth: 0 });
-  /** Whether the last load failed: a .pipe file created in a watched folder may be the missing include. */
-  let broken = false;
+  /** The watched paths that are folders (a dataset, an `sh` dep): watched all the way down, as they are hashed. */
+  let trees = new Set<string>();
+  const treeWatcher = watch([], { ignoreInitial: true, ignored: (p) => IGNORED_NAMES.has(path.basename(p)) });
   const controller = new AbortController();
   let changed = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
@@ -63,7 +80,10 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     return rel.startsWith('..') ? f : rel.split(path.sep).join('/');
   };
 
-  /** Watches the folders the watched files are (or will be) in; a folder made or removed moves the watch. */
+  /**
+   * Watches the folders the watched paths are (or will be) in, and inside those that are folders; a folder made or
+   * removed moves the watch.
+   */
   const watchFolders = () => {
     const next = new Set([...watched].map(existingFolderOf));
     const gone = [...folders].filter((d) => !next.has(d));
@@ -71,6 +91,12 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     const added = [...next].filter((d) => !folders.has(d));
     if (added.length > 0) watcher.add(added);
     folders = next;
+    const nextTrees = new Set([...watched].filter(isFolder));
+    const goneTrees = [...trees].filter((d) => !nextTrees.has(d));
+    if (goneTrees.length > 0) treeWatcher.unwatch(goneTrees);
+    const addedTrees = [...nextTrees].filter((d) => !trees.has(d));
+    if (addedTrees.length > 0) treeWatcher.add(addedTrees);
+    trees = nextTrees;
   };
 
   const cycle = async () => {
@@ -78,9 +104,8 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     try {
       const read = new Set([entry]);
       const loaded = await loadChecked(entry, (t) => write(io.stderr, t), { overrides }, (files) => files.forEach((f) => read.add(f)));
-      broken = !loaded;
       if (!loaded) {
-        // The files read so far, the one with the error among them, keep being watched.
+        // The files read so far, the one with the error among them, and a missing include keep being watched.
         watched = new Set([...watched, ...read]);
         watchFolders();
         write(io.stderr, 'the pipeline has errors; waiting for a change');
@@ -130,20 +155,32 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     });
   };
 
-  /** A folder made or removed on the way to a watched file: the watch moves to the folder that now exists. */
-  const onTheWay = (event: string, where: string) =>
-    (event === 'addDir' || event === 'unlinkDir') && [...watched].some((f) => f.startsWith(where + path.sep));
+  /**
+   * What an event changed, as the person reads it: a watched path, a file in a watched folder, or, for a folder made or
+   * removed on the way to watched paths, those paths (the watch then moves to the folder that now exists).
+   */
+  const changesOf = (event: string, where: string): string[] => {
+    if (watched.has(where)) return [where];
+    if (event === 'addDir' || event === 'unlinkDir') {
+      const under = [...watched].filter((f) => f.startsWith(where + path.sep));
+      if (under.length > 0) {
+        watchFolders();
+        return under;
+      }
+    }
+    return [...trees].some((t) => where.startsWith(t + path.sep)) ? [where] : [];
+  };
 
-  watcher.on('all', (event, changedPath) => {
-    const where = path.resolve(changedPath);
+  const onEvent = (event: string, changedPath: string) => {
     if (controller.signal.aborted) return;
-    const moved = onTheWay(event, where);
-    if (moved) watchFolders();
-    else if (!watched.has(where) && !(broken && where.endsWith('.pipe'))) return;
-    changed.add(where);
+    const changes = changesOf(event, path.resolve(changedPath));
+    if (changes.length === 0) return;
+    for (const c of changes) changed.add(c);
     clearTimeout(timer);
     timer = setTimeout(kick, DEBOUNCE_MS);
-  });
+  };
+  watcher.on('all', onEvent);
+  treeWatcher.on('all', onEvent);
   watchFolders();
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   kick();
@@ -154,7 +191,7 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       controller.abort();
       clearTimeout(timer);
       void Promise.resolve(running).then(async () => {
-        await watcher.close();
+        await Promise.all([watcher.close(), treeWatcher.close()]);
         removeHandlers();
         resolve(signalExitCode(signal));
       });

@@ -73,4 +73,58 @@ test('watch started on an include with an error runs once the include is fixed',
   assert.is((await watch.proc).exitCode, 130);
 });
 
+test('watch started on an include missing with its folder runs once both are made', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  await writeFile(file, 'include "sub/extra.pipe"\nstage a = sh { command: "echo ${word} >> count.txt", shell: true }\n');
+  const watch = spawnBin(['watch', file], ws);
+  await waitFor('the error', () => watch.output().includes('waiting for a change'));
+  assert.match(watch.output(), 'E_INCLUDE_NOT_FOUND');
+  await mkdir(path.join(ws, 'sub'));
+  await writeFile(path.join(ws, 'sub', 'extra.pipe'), 'let word = "made"\n');
+  await waitFor('the run', () => watch.output().includes('watching '));
+  assert.match(watch.output(), 'changed: sub/extra.pipe\n', watch.output());
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['made']);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
+test('watch re-runs a stage whose declared folder changes anywhere inside, and not for a .git folder in it', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  await mkdir(path.join(ws, 'data', 'nested'), { recursive: true });
+  await writeFile(path.join(ws, 'data', 'nested', 'in.txt'), 'x\n');
+  await writeFile(file, 'stage a = sh { command: "cat data/nested/in.txt >> count.txt", shell: true, deps: ["data"] }\n');
+  const watch = spawnBin(['watch', file], ws);
+  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
+  await waitFor('the first run', () => watching() === 1);
+  await mkdir(path.join(ws, 'data', '.git'));
+  await writeFile(path.join(ws, 'data', '.git', 'HEAD'), 'ref\n');
+  await writeFile(path.join(ws, 'data', 'nested', 'in.txt'), 'y\n');
+  await waitFor('the re-run', () => watching() === 2);
+  assert.match(watch.output(), 'changed: data/nested/in.txt\nstale  a: file data changed\n', watch.output());
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['x', 'y']);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
+test('watch does not re-plan when a stage writes its out folder, where a downstream stage reads a declared file', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  await writeFile(path.join(ws, 'a.txt'), 'a1\n');
+  await writeFile(file, `
+stage gen = sh { command: "mkdir -p gen && cat a.txt > gen/x.txt", shell: true, deps: ["a.txt"], outs: ["gen"] }
+stage use = sh(g: gen) { command: "cat gen/x.txt >> count.txt", shell: true, deps: ["gen/x.txt"] }
+`);
+  const watch = spawnBin(['watch', file], ws);
+  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
+  await waitFor('the first run', () => watching() === 1);
+  await writeFile(path.join(ws, 'a.txt'), 'a2\n');
+  await waitFor('the run after the edit', () => watch.output().includes('changed: a.txt') && watching() === 2);
+  assert.equal(watch.output().split('\n').filter((l) => l.startsWith('changed: ')), ['changed: a.txt'], watch.output());
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['a1', 'a2']);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
 test.run();
