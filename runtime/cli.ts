@@ -338,7 +338,7 @@ export function localRunExecutor(kinds: Record<string, StageKind>, settings: Exe
  */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** SIGPIPE stands for a write into a pipe whose reader went away (`run … | head`): Node reports it as EPIPE. */
-type StopSignal = (typeof STOP_SIGNALS)[number] | 'SIGPIPE';
+export type StopSignal = (typeof STOP_SIGNALS)[number] | 'SIGPIPE';
 
 /** Whether an error is a write into a pipe nobody reads any more (EPIPE, then writes after the stream closed on it). */
 function isClosedPipe(error: unknown): boolean {
@@ -364,6 +364,12 @@ function dropClosedPipeWrites(): void {
 
 /** Said at a second stop signal: what the exit hooks do (cache/lock.ts, stages/sh.ts), so a quiet exit leaves no one guessing. */
 export const QUITTING = 'quitting at once: running stages killed; set-aside outs put back';
+
+/** What a run says at the first stop signal: `interrupting (SIGTERM): stopping running stages (Ctrl-C again to quit at once)`. */
+export function interruptingLine(signal: StopSignal, what: string): string {
+  const why = signal === 'SIGINT' ? '' : signal === 'SIGPIPE' ? ' (its output was closed)' : ` (${signal})`;
+  return `interrupting${why}: ${what} (Ctrl-C again to quit at once)`;
+}
 
 /** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, 141 for a closed output pipe. */
 export function signalExitCode(signal: StopSignal): number {
@@ -426,9 +432,7 @@ async function runWithSignals(
   const say = (line: string) => (quiet ? write(io.stderr, line) : reporter.note(line));
   const removeHandlers = onStopSignals((signal) => {
     stoppedBy = signal;
-    const what = where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages';
-    const why = signal === 'SIGINT' ? '' : signal === 'SIGPIPE' ? ' (its output was closed)' : ` (${signal})`;
-    say(`interrupting${why}: ${what} (Ctrl-C again to quit at once)`);
+    say(interruptingLine(signal, where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages'));
     controller.abort();
   }, () => {
     say(`${QUITTING}${where.type === 'slurm' ? '; Slurm jobs not cancelled (the next run adopts them)' : ''}`);

@@ -3,7 +3,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { IGNORED_NAMES } from '../cache/file-hash.ts';
 import type { Io } from './cli.ts';
-import { gpuSlotsLine, localRunExecutor, onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
+import { gpuSlotsLine, interruptingLine, localRunExecutor, onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
 import { workspaceRelative } from './keys.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createReporter } from './progress.ts';
@@ -74,6 +74,8 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let again = false;
+  /** Where to say something while a run draws its progress (set during a run). */
+  let note: ((text: string) => void) | undefined;
 
   const shown = (f: string) => {
     const rel = path.relative(process.cwd(), f);
@@ -122,10 +124,13 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
         const gpuLine = gpuSlotsLine(s, slots);
         if (gpuLine !== undefined) reporter.note(gpuLine);
+        note = (text) => reporter.note(text);
         const result = await runSession(s, {
           ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined, signal: controller.signal,
           reporter, executor: localRunExecutor(loaded.kinds, DEFAULT_EXECUTOR, (text) => reporter.note(text)),
           ...(overrides.length > 0 ? { overrides: overridesRecord(overrides) } : {}),
+        }).finally(() => {
+          note = undefined;
         });
         reportRun(s, result, (Date.now() - started) / 1000, io);
       } else {
@@ -187,7 +192,9 @@ export async function watchPipeline(file: string, values: Record<string, unknown
 
   return new Promise<number>((resolve) => {
     const removeHandlers = onStopSignals((signal) => {
-      write(io.stderr, 'stopping');
+      // Through the reporter while a run draws: written straight to the terminal, its next redraw would erase it.
+      if (note) note(interruptingLine(signal, 'stopping running stages'));
+      else write(io.stderr, 'stopping');
       controller.abort();
       clearTimeout(timer);
       void Promise.resolve(running).then(async () => {

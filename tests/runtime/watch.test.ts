@@ -1,11 +1,11 @@
 // `pausepipe watch` as a person uses it: the real process, files edited, made and deleted under it, Ctrl-C.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tempWorkspace } from '../helpers/runner.ts';
-import { killSpawned, spawnBin, waitFor } from '../helpers/processes.ts';
+import { alive, killSpawned, spawnBin, waitFor } from '../helpers/processes.ts';
 
 test.after(killSpawned);
 
@@ -125,6 +125,21 @@ stage use = sh(g: gen) { command: "cat gen/x.txt >> count.txt", shell: true, dep
   assert.equal(await lines(path.join(ws, 'count.txt')), ['a1', 'a2']);
   watch.proc.kill('SIGINT');
   assert.is((await watch.proc).exitCode, 130);
+});
+
+test('SIGTERM during a watched run stops its stages as `run` does, says so, and leaves the cache clean', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  await writeFile(file, 'stage held = hold { pidfile: "held.pid", until: "release" }\n');
+  const watch = spawnBin(['watch', file], ws);
+  await waitFor('the stage to start', () => existsSync(path.join(ws, 'held.pid')));
+  const worker = Number(readFileSync(path.join(ws, 'held.pid'), 'utf8'));
+  watch.proc.kill('SIGTERM');
+  assert.is((await watch.proc).exitCode, 143);
+  assert.match(watch.output(), 'interrupting (SIGTERM): stopping running stages (Ctrl-C again to quit at once)\naborted held: interrupted');
+  assert.not.ok(alive(worker));
+  const cache = path.join(ws, '.pausepipe');
+  assert.equal([...await readdir(path.join(cache, 'locks')), ...await readdir(path.join(cache, 'tmp')), ...await readdir(path.join(cache, 'uses'))], []);
 });
 
 test.run();
