@@ -181,7 +181,7 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     return await executePlan({
       pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,
       jobs: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing, backend: o.backend,
-      overrides: o.overrides, signal: o.signal,
+      overrides: o.overrides, signal: o.signal, stops: o.stops,
       reporter: o.reporter, executor: o.executor, state, manifests: current.manifests,
     });
   } finally {

@@ -4,10 +4,12 @@ import path from 'node:path';
 import { IGNORED_NAMES } from '../cache/file-hash.ts';
 import type { Io } from './cli.ts';
 import { gpuSlotsLine, interruptingLine, localRunExecutor, onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
-import { workspaceRelative } from './keys.ts';
+import { StageStops } from './execute.ts';
+import { listSome } from './format.ts';
+import { isKeyed, workspaceRelative } from './keys.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createReporter } from './progress.ts';
-import { loadChecked, planLoaded, runSession, runStagesOf } from './session.ts';
+import { loadChecked, planLoaded, runSession, runStagesOf, type Session } from './session.ts';
 import { overridesRecord, type Override } from './overrides.ts';
 import { DEFAULT_EXECUTOR } from './settings.ts';
 import type { StageKind } from '../stages/kind.ts';
@@ -74,8 +76,13 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let again = false;
-  /** Where to say something while a run draws its progress (set during a run). */
-  let note: ((text: string) => void) | undefined;
+  /** The run in progress: its plan, what stops some of its stages, and where to say something while it draws. */
+  let current: { session: Session; stops: StageStops; note: (text: string) => void } | undefined;
+  /** The changes not yet reviewed during the run in progress (see review). */
+  let unreviewed = new Set<string>();
+  let reviewing: Promise<void> | undefined;
+  let reviewAgain = false;
+  const cacheDir = values['cache-dir'] as string | undefined;
 
   const shown = (f: string) => {
     const rel = path.relative(process.cwd(), f);
@@ -113,7 +120,7 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         write(io.stderr, 'the pipeline has errors; waiting for a change');
         return;
       }
-      const s = await planLoaded(loaded.pipeline, loaded.kinds, values['cache-dir'] as string | undefined);
+      const s = await planLoaded(loaded.pipeline, loaded.kinds, cacheDir);
       watched = watchedPaths(loaded.pipeline, loaded.kinds);
       watched.add(entry);
       watchFolders();
@@ -124,13 +131,14 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
         const gpuLine = gpuSlotsLine(s, slots);
         if (gpuLine !== undefined) reporter.note(gpuLine);
-        note = (text) => reporter.note(text);
+        const stops = new StageStops();
+        current = { session: s, stops, note: (text) => reporter.note(text) };
         const result = await runSession(s, {
           ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined, signal: controller.signal,
-          reporter, executor: localRunExecutor(loaded.kinds, DEFAULT_EXECUTOR, (text) => reporter.note(text)),
+          stops, reporter, executor: localRunExecutor(loaded.kinds, DEFAULT_EXECUTOR, (text) => reporter.note(text)),
           ...(overrides.length > 0 ? { overrides: overridesRecord(overrides) } : {}),
         }).finally(() => {
-          note = undefined;
+          current = undefined;
         });
         reportRun(s, result, (Date.now() - started) / 1000, io);
       } else {
@@ -143,14 +151,62 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     }
   };
 
-  /** Starts a cycle, or asks for one more after the current one (a change during a run is not lost). */
+  /**
+   * A change during a run: the run's stages that the pipeline as it is now no longer computes (a parameter, input or
+   * file of theirs changed, or they are gone) stop, and the others go on; the new plan runs once the run ends.
+   */
+  const review = async () => {
+    const run = current;
+    const news = [...unreviewed];
+    unreviewed = new Set();
+    if (!run || news.length === 0) return;
+    const files = news.map(shown).sort().join(', ');
+    const what = `changed during the run: ${files}`;
+    try {
+      const loaded = await loadChecked(entry, run.note, { overrides });
+      if (current !== run) return;
+      if (!loaded) {
+        run.note(`${what}; the pipeline has errors: the run goes on`);
+        return;
+      }
+      const next = await planLoaded(loaded.pipeline, loaded.kinds, cacheDir);
+      if (current !== run) return;
+      const wanted = new Set([...next.keys.values()].filter(isKeyed).map((k) => k.key));
+      const replaced = run.session.plan.stages.filter((p) => p.status !== 'fresh' && p.key !== undefined && !wanted.has(p.key));
+      const stopped = run.stops.stop(replaced.map((p) => p.name), `replaced by the change to ${files}`);
+      run.note(stopped.length > 0
+        ? `${what}; stopping ${listSome(stopped)}, which it replaces: the rest of the run goes on, then the new plan runs`
+        : `${what}; it replaces none of the stages still to finish: the run goes on, then the new plan runs`);
+    } catch (e) {
+      run.note(`pausepipe watch: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+
+  /** One review at a time; a change during one is reviewed after it. */
+  const requestReview = () => {
+    if (reviewing) {
+      reviewAgain = true;
+      return;
+    }
+    reviewing = review().finally(() => {
+      reviewing = undefined;
+      if (reviewAgain) {
+        reviewAgain = false;
+        requestReview();
+      }
+    });
+  };
+
+  /** Starts a cycle, or, during one, reviews the run and asks for one more after it (a change is never lost). */
   const kick = () => {
     if (running) {
       again = true;
+      requestReview();
       return;
     }
     if (changed.size > 0) write(io.stdout, `changed: ${[...changed].map(shown).sort().join(', ')}`);
     changed = new Set();
+    unreviewed = new Set();
     running = cycle().finally(() => {
       running = undefined;
       if (again && !controller.signal.aborted) {
@@ -180,7 +236,10 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     if (controller.signal.aborted) return;
     const changes = changesOf(event, path.resolve(changedPath));
     if (changes.length === 0) return;
-    for (const c of changes) changed.add(c);
+    for (const c of changes) {
+      changed.add(c);
+      unreviewed.add(c);
+    }
     clearTimeout(timer);
     timer = setTimeout(kick, DEBOUNCE_MS);
   };
@@ -193,7 +252,7 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   return new Promise<number>((resolve) => {
     const removeHandlers = onStopSignals((signal) => {
       // Through the reporter while a run draws: written straight to the terminal, its next redraw would erase it.
-      if (note) note(interruptingLine(signal, 'stopping running stages'));
+      if (current) current.note(interruptingLine(signal, 'stopping running stages'));
       else write(io.stderr, 'stopping');
       controller.abort();
       clearTimeout(timer);

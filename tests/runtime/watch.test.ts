@@ -127,6 +127,59 @@ stage use = sh(g: gen) { command: "cat gen/x.txt >> count.txt", shell: true, dep
   assert.is((await watch.proc).exitCode, 130);
 });
 
+test('an edit during a run stops the stages it replaces at once, lets the others finish, then runs the new plan', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  const pipe = (word: string) => `
+stage held = hold { pidfile: "${word}.pid", until: "release" }
+stage other = hold { pidfile: "other.pid", until: "release-other" }
+stage after = count(up: held) { counter: "count.txt" }
+`;
+  await writeFile(file, pipe('one'));
+  const watch = spawnBin(['watch', file, '--jobs', '2'], ws);
+  await waitFor('both stages to start', () => existsSync(path.join(ws, 'one.pid')) && existsSync(path.join(ws, 'other.pid')));
+  const replaced = Number(readFileSync(path.join(ws, 'one.pid'), 'utf8'));
+  await writeFile(file, pipe('two'));
+  await waitFor('the replaced stage to stop', () => watch.output().includes('aborted held'));
+  assert.match(watch.output(), 'changed during the run: w.pipe; stopping held, after, which it replaces: the rest of the run goes on, then the new plan runs\n');
+  assert.match(watch.output(), 'aborted held: replaced by the change to w.pipe');
+  assert.match(watch.output(), 'skipped after: replaced by the change to w.pipe');
+  await waitFor('its worker to end', () => !alive(replaced));
+  assert.not.match(watch.output(), /(aborted|skipped|done) +other/, 'the stage the edit left alone goes on');
+  await writeFile(path.join(ws, 'release-other'), '');
+  await waitFor('the new plan to start', () => existsSync(path.join(ws, 'two.pid')));
+  assert.match(watch.output(), 'watching 1 file(s) (Ctrl-C to stop)\nchanged: w.pipe\nstale  held: new stage\nstale  after: new stage\n', watch.output());
+  await writeFile(path.join(ws, 'release'), '');
+  await waitFor('the new plan to end', () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length === 2);
+  const counted = await lines(path.join(ws, 'count.txt'));
+  // The first two started at once, in either order.
+  assert.equal([...counted.slice(0, 2).sort(), ...counted.slice(2)], ['held', 'other', 'held', 'after']);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
+test('an edit during a run that has errors, or replaces nothing, is said and the run goes on', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  const held = 'stage held = hold { pidfile: "held.pid", until: "release" }\n';
+  await writeFile(file, held);
+  const watch = spawnBin(['watch', file], ws);
+  await waitFor('the stage to start', () => existsSync(path.join(ws, 'held.pid')));
+  await writeFile(file, `${held}stage broken = \n`);
+  await waitFor('the errors', () => watch.output().includes('the run goes on'));
+  assert.match(watch.output(), 'w.pipe:3:1: error[E_PARSE]: expected a name, found the end of the file');
+  assert.match(watch.output(), 'changed during the run: w.pipe; the pipeline has errors: the run goes on\n');
+  await writeFile(file, `# a comment\n${held}`);
+  await waitFor('the second review', () => watch.output().includes('replaces none'));
+  assert.match(watch.output(), 'changed during the run: w.pipe; it replaces none of the stages still to finish: the run goes on, then the new plan runs\n');
+  await writeFile(path.join(ws, 'release'), '');
+  await waitFor('the plan after the run', () => watch.output().includes('up to date'));
+  assert.match(watch.output(), 'done    held');
+  assert.match(watch.output(), 'watching 1 file(s) (Ctrl-C to stop)\nchanged: w.pipe\nup to date (1 fresh)\n');
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
 test('SIGTERM during a watched run stops its stages as `run` does, says so, and leaves the cache clean', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
