@@ -96,7 +96,7 @@ async function noteOverrideCauses(file: string, kinds: Record<string, StageKind>
 export async function planLoaded(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheDir?: string, options: PlanOptions = {}): Promise<Session> {
   const cacheRoot = resolveCacheRoot(pipeline.workspace, cacheDir);
   const store = new ArtifactStore(cacheRoot);
-  const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'));
+  const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'), { cacheRoot });
   const keys = await computeKeys(pipeline, kinds, hasher);
   guardCache(pipeline, kinds, cacheRoot, keys);
   const { previous, lastRunStages } = await readState(statePath(cacheRoot, pipeline.file));
