@@ -70,7 +70,12 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   const watcher = watch([], { ignoreInitial: true, depth: 0 });
   /** The watched paths that are folders (a dataset, an `sh` dep): watched all the way down, as they are hashed. */
   let trees = new Set<string>();
-  const treeWatcher = watch([], { ignoreInitial: true, ignored: (p) => IGNORED_NAMES.has(path.basename(p)) });
+  /** The cache, once known: a watched folder may hold it (`--cache-dir`), and hashing skips it there. */
+  let cacheRoot: string | undefined;
+  const treeWatcher = watch([], {
+    ignoreInitial: true,
+    ignored: (p) => IGNORED_NAMES.has(path.basename(p)) || path.resolve(p) === cacheRoot,
+  });
   const controller = new AbortController();
   let changed = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
@@ -121,6 +126,7 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         return;
       }
       const s = await planLoaded(loaded.pipeline, loaded.kinds, cacheDir);
+      cacheRoot = path.resolve(s.cacheRoot);
       watched = watchedPaths(loaded.pipeline, loaded.kinds);
       watched.add(entry);
       watchFolders();
@@ -217,34 +223,29 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   };
 
   /**
-   * What an event changed, as the person reads it: a watched path, a file in a watched folder, or, for a folder made or
-   * removed on the way to watched paths, those paths (the watch then moves to the folder that now exists).
+   * What an event of the folder watcher changed, as the person reads it: a watched path or, for a folder made or
+   * removed on the way to watched paths, those paths (the watch then moves to the folder that now exists). What
+   * happens inside a watched folder is the tree watcher's, which leaves out what hashing leaves out.
    */
   const changesOf = (event: string, where: string): string[] => {
     if (watched.has(where)) return [where];
-    if (event === 'addDir' || event === 'unlinkDir') {
-      const under = [...watched].filter((f) => f.startsWith(where + path.sep));
-      if (under.length > 0) {
-        watchFolders();
-        return under;
-      }
-    }
-    return [...trees].some((t) => where.startsWith(t + path.sep)) ? [where] : [];
+    if (event !== 'addDir' && event !== 'unlinkDir') return [];
+    const under = [...watched].filter((f) => f.startsWith(where + path.sep));
+    if (under.length > 0) watchFolders();
+    return under;
   };
 
-  const onEvent = (event: string, changedPath: string) => {
-    if (controller.signal.aborted) return;
-    const changes = changesOf(event, path.resolve(changedPath));
-    if (changes.length === 0) return;
-    for (const c of changes) {
+  const changes = (found: string[]) => {
+    if (controller.signal.aborted || found.length === 0) return;
+    for (const c of found) {
       changed.add(c);
       unreviewed.add(c);
     }
     clearTimeout(timer);
     timer = setTimeout(kick, DEBOUNCE_MS);
   };
-  watcher.on('all', onEvent);
-  treeWatcher.on('all', onEvent);
+  watcher.on('all', (event, changedPath) => changes(changesOf(event, path.resolve(changedPath))));
+  treeWatcher.on('all', (_event, changedPath) => changes([path.resolve(changedPath)]));
   watchFolders();
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   kick();

@@ -127,6 +127,22 @@ stage use = sh(g: gen) { command: "cat gen/x.txt >> count.txt", shell: true, dep
   assert.is((await watch.proc).exitCode, 130);
 });
 
+test('watch of a stage that reads the whole workspace, with the cache in it, runs once per edit', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  await writeFile(path.join(ws, 'a.txt'), 'a1\n');
+  await writeFile(file, 'stage all = sh { command: "cat a.txt > $PAUSEPIPE_OUT/a.txt", shell: true, deps: ["."] }\n');
+  const watch = spawnBin(['watch', file, '--cache-dir', 'cache'], ws);
+  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
+  await waitFor('the first run', () => watching() === 1);
+  await writeFile(path.join(ws, 'a.txt'), 'a2\n');
+  await waitFor('the run after the edit', () => watch.output().includes('changed: a.txt') && watching() === 2);
+  assert.equal(watch.output().split('\n').filter((l) => l.startsWith('changed: ')), ['changed: a.txt'], watch.output());
+  assert.match(watch.output(), 'changed: a.txt\nstale  all: file . changed\n');
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
 test('an edit during a run stops the stages it replaces at once, lets the others finish, then runs the new plan', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
