@@ -483,8 +483,11 @@ async function fileInTheWay(target: string): Promise<string | undefined> {
 /** Dawn's line about a limit it lowered to fit its own allocator, e.g. `Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 ...`. */
 const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
 
-/** What a person reads after a run: failures with their log tails, a summary, and the results table. */
-export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): void {
+/**
+ * What a person reads after a run: failures with their log tails, a summary, and the results table with the files to
+ * look at (`results: false`: not those, for a run whose pipeline changed under it: `watch` runs the new one next).
+ */
+export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { results = true } = {}): void {
   const failed = r.outcomes.filter((x) => x.status === 'failed');
   // 80 variants failing alike (a bad eval flag in a matrix) told in full were 320 lines of the same: past four, the
   // first three are told in full and the others by error, which `show` lists one by one with their logs.
@@ -514,6 +517,7 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
   if (c.skipped) parts.push(`skipped ${c.skipped}`);
   if (c.aborted) parts.push(`interrupted ${c.aborted}`);
   write(io.stdout, `${parts.join(', ')} in ${formatSeconds(seconds)}`);
+  if (!results) return;
   const metrics = new Map(r.outcomes.map((o) => [o.name, o.metrics]));
   const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds));
   if (table.rows.length > MAX_RUN_TABLE_ROWS) write(io.stdout, `${table.rows.length} result rows: see \`pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}\``);

@@ -146,7 +146,8 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         }).finally(() => {
           current = undefined;
         });
-        reportRun(s, result, (Date.now() - started) / 1000, io);
+        // The results of a pipeline that a change replaced in part would be read as the new one's.
+        reportRun(s, result, (Date.now() - started) / 1000, io, { results: stops.reasons.size === 0 });
       } else {
         write(io.stdout, `up to date (${s.plan.counts.fresh} fresh)`);
       }

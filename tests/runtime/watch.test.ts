@@ -148,7 +148,9 @@ test('an edit during a run stops the stages it replaces at once, lets the others
   const file = path.join(ws, 'w.pipe');
   const pipe = (word: string) => `
 stage held = hold { pidfile: "${word}.pid", until: "release" }
-stage other = hold { pidfile: "other.pid", until: "release-other" }
+for each v in ["x"] {
+  stage other = hold { pidfile: "other.pid", until: "release-other" }
+}
 stage after = count(up: held) { counter: "count.txt" }
 `;
   await writeFile(file, pipe('one'));
@@ -164,12 +166,15 @@ stage after = count(up: held) { counter: "count.txt" }
   assert.not.match(watch.output(), /(aborted|skipped|done) +other/, 'the stage the edit left alone goes on');
   await writeFile(path.join(ws, 'release-other'), '');
   await waitFor('the new plan to start', () => existsSync(path.join(ws, 'two.pid')));
+  // No results table for the replaced run: it would be read as the new pipeline's.
+  assert.match(watch.output(), /\nran 1, cached 0, skipped 1, interrupted 1 in [^\n]+\nwatching 1 file\(s\) \(Ctrl-C to stop\)\nchanged: w.pipe\n/);
   assert.match(watch.output(), 'watching 1 file(s) (Ctrl-C to stop)\nchanged: w.pipe\nstale  held: new stage\nstale  after: new stage\n', watch.output());
   await writeFile(path.join(ws, 'release'), '');
   await waitFor('the new plan to end', () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length === 2);
   const counted = await lines(path.join(ws, 'count.txt'));
   // The first two started at once, in either order.
-  assert.equal([...counted.slice(0, 2).sort(), ...counted.slice(2)], ['held', 'other', 'held', 'after']);
+  assert.equal([...counted.slice(0, 2).sort(), ...counted.slice(2)], ['held', 'other[v=x]', 'held', 'after']);
+  assert.match(watch.output(), /stage +v +released\n[- ]+\nother +x +true\n/, 'the new plan\'s run shows its table');
   watch.proc.kill('SIGINT');
   assert.is((await watch.proc).exitCode, 130);
 });
