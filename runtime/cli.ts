@@ -67,6 +67,14 @@ const OVERRIDES_HELP = [
   '  -p NAME=VALUE   replace the value of the top-level `let NAME` (repeatable); NAME.KEY=VALUE replaces one key of an',
   '                  object let. VALUE is a literal of the language (1e-4, true, "text", [1, 2]); other text is a string',
 ].join('\n');
+/** The flags `run` and `watch` share: how stages run. */
+const RUNNING_HELP = [
+  '  --jobs N        CPU slots (default: number of cores)',
+  '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU',
+  '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
+  '  --keep-going    after a failure, keep running stages that do not depend on it',
+  '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
+].join('\n');
 const TARGETS_HELP = '  TARGET          a stage: NAME (all its variants), NAME[*], NAME[var=value,...] or a generated name';
 
 function write(stream: NodeJS.WritableStream, text: string): void {
@@ -568,11 +576,7 @@ const COMMANDS: Record<string, Command> = {
       OVERRIDES_HELP,
       '  --force         re-run the targets (all stages without targets) even when cached, and everything',
       '                  downstream of them, so no cached result stays computed from a replaced one',
-      '  --jobs N        CPU slots (default: number of cores)',
-      '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU',
-      '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
-      '  --keep-going    after a failure, keep running stages that do not depend on it',
-      '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
+      RUNNING_HELP,
       '  --executor E    local (this machine) or slurm (one batch job per stage); default: the workspace\'s',
       '                  executor.type in pausepipe.json or package.json, else local',
       CACHE_HELP,
@@ -847,9 +851,11 @@ const COMMANDS: Record<string, Command> = {
       'keep-going': { type: 'boolean' }, backend: { type: 'string' },
     },
     help: [
-      'Runs once, then watches the .pipe files and every declared workspace file; on a change it says which file',
-      'changed and why each stage re-runs, then runs them. Ctrl-C stops.',
+      'Runs once, then watches the .pipe files and every declared workspace file or folder; on a change it says which',
+      'file changed and why each stage re-runs, then runs them. A change during a run stops at once the stages it',
+      'replaces; the others finish, then the new plan runs. Ctrl-C stops.',
       OVERRIDES_HELP,
+      RUNNING_HELP,
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
@@ -867,6 +873,7 @@ const COMMANDS: Record<string, Command> = {
       'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance. FOLDER must be new or empty.',
       OVERRIDES_HELP,
       '                  the result exported is the one `run -p` with the same overrides computed',
+      '  --pipeline FILE the pipeline, given after STAGE and FOLDER (as the report writes the command)',
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
@@ -960,7 +967,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'the language server for editors: diagnostics, completion, hover, definitions, references, rename, outline',
     // Language clients add --stdio (and VS Code --clientProcessId); stdio is the only transport.
     options: { stdio: { type: 'boolean' }, clientProcessId: { type: 'string' } },
-    help: 'Speaks the Language Server Protocol on stdin and stdout until the editor closes it (editor/vscode/ starts it).',
+    help: [
+      'Speaks the Language Server Protocol on stdin and stdout until the editor closes it (editor/vscode/ starts it).',
+      '  --stdio         the transport, the only one (editors pass it)',
+    ].join('\n'),
     async run() {
       const { runLanguageServer } = await import('../lsp/server.ts');
       return runLanguageServer();
