@@ -16,7 +16,7 @@ export class FileMissingError extends Error {
 }
 
 /** Names skipped anywhere inside a hashed folder: the cache itself and version control. */
-const IGNORED_NAMES = new Set(['.pausepipe', '.git']);
+export const IGNORED_NAMES: ReadonlySet<string> = new Set(['.pausepipe', '.git']);
 /** Prefix of a folder's hash recipe, so a folder can never hash like a file with the same bytes. */
 const FOLDER_FORMAT = 'pausepipe-folder-v1';
 const STAT_CACHE_FORMAT = 1;
@@ -92,8 +92,14 @@ export class FileHasher {
   private entries = new Map<string, StatStamp & { hash: string }>();
   private loading: Promise<void> | undefined;
   private dirty = false;
+  /** The real path of `options.cacheRoot` once it exists. */
+  private cacheReal: string | undefined;
 
-  constructor(readonly statCachePath: string) {}
+  /**
+   * `cacheRoot`: the cache this hasher serves, skipped inside hashed folders as `.pausepipe` is (a `--cache-dir` in a
+   * folder a stage reads would otherwise change that folder's hash with every run).
+   */
+  constructor(readonly statCachePath: string, private readonly options: { cacheRoot?: string } = {}) {}
 
   /** File: sha256 of its bytes. Folder: hash over sorted relative names and file hashes. Missing: throws FileMissingError. */
   async hash(absPath: string): Promise<string> {
@@ -177,6 +183,14 @@ export class FileHasher {
     }
   }
 
+  /** Undefined while the cache does not exist (nothing of it to skip then). */
+  private async cacheRealPath(): Promise<string | undefined> {
+    if (this.cacheReal === undefined && this.options.cacheRoot !== undefined) {
+      this.cacheReal = await fsp.realpath(this.options.cacheRoot).catch(() => undefined);
+    }
+    return this.cacheReal;
+  }
+
   private async hashFolder(root: string): Promise<string> {
     const files: [string, string][] = [];
     await this.collectFolder(root, '', files, new Set([await fsp.realpath(root)]));
@@ -194,6 +208,7 @@ export class FileHasher {
       const stat = await statOrMissing(full);
       if (stat.isDirectory()) {
         const real = await fsp.realpath(full);
+        if (real === (await this.cacheRealPath())) continue;
         if (ancestors.has(real)) throw new Error(`${full} links back to a folder that contains it`);
         await this.collectFolder(full, relPath, out, new Set([...ancestors, real]));
       } else if (stat.isFile()) {

@@ -67,6 +67,14 @@ const OVERRIDES_HELP = [
   '  -p NAME=VALUE   replace the value of the top-level `let NAME` (repeatable); NAME.KEY=VALUE replaces one key of an',
   '                  object let. VALUE is a literal of the language (1e-4, true, "text", [1, 2]); other text is a string',
 ].join('\n');
+/** The flags `run` and `watch` share: how stages run. */
+const RUNNING_HELP = [
+  '  --jobs N        CPU slots (default: number of cores)',
+  '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU; 0: no stage sees a GPU',
+  '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
+  '  --keep-going    after a failure, keep running stages that do not depend on it',
+  '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
+].join('\n');
 const TARGETS_HELP = '  TARGET          a stage: NAME (all its variants), NAME[*], NAME[var=value,...] or a generated name';
 
 function write(stream: NodeJS.WritableStream, text: string): void {
@@ -342,7 +350,7 @@ export function localRunExecutor(kinds: Record<string, StageKind>, settings: Exe
  */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** SIGPIPE stands for a write into a pipe whose reader went away (`run … | head`): Node reports it as EPIPE. */
-type StopSignal = (typeof STOP_SIGNALS)[number] | 'SIGPIPE';
+export type StopSignal = (typeof STOP_SIGNALS)[number] | 'SIGPIPE';
 
 /** Whether an error is a write into a pipe nobody reads any more (EPIPE, then writes after the stream closed on it). */
 function isClosedPipe(error: unknown): boolean {
@@ -368,6 +376,12 @@ function dropClosedPipeWrites(): void {
 
 /** Said at a second stop signal: what the exit hooks do (cache/lock.ts, stages/sh.ts), so a quiet exit leaves no one guessing. */
 export const QUITTING = 'quitting at once: running stages killed; set-aside outs put back';
+
+/** What a run says at the first stop signal: `interrupting (SIGTERM): stopping running stages (Ctrl-C again to quit at once)`. */
+export function interruptingLine(signal: StopSignal, what: string): string {
+  const why = signal === 'SIGINT' ? '' : signal === 'SIGPIPE' ? ' (its output was closed)' : ` (${signal})`;
+  return `interrupting${why}: ${what} (Ctrl-C again to quit at once)`;
+}
 
 /** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, 141 for a closed output pipe. */
 export function signalExitCode(signal: StopSignal): number {
@@ -430,9 +444,7 @@ async function runWithSignals(
   const say = (line: string) => (quiet ? write(io.stderr, line) : reporter.note(line));
   const removeHandlers = onStopSignals((signal) => {
     stoppedBy = signal;
-    const what = where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages';
-    const why = signal === 'SIGINT' ? '' : signal === 'SIGPIPE' ? ' (its output was closed)' : ` (${signal})`;
-    say(`interrupting${why}: ${what} (Ctrl-C again to quit at once)`);
+    say(interruptingLine(signal, where.type === 'slurm' ? 'stopping running stages and cancelling their Slurm jobs' : 'stopping running stages'));
     controller.abort();
   }, () => {
     say(`${QUITTING}${where.type === 'slurm' ? '; Slurm jobs not cancelled (the next run adopts them)' : ''}`);
@@ -483,8 +495,11 @@ async function fileInTheWay(target: string): Promise<string | undefined> {
 /** Dawn's line about a limit it lowered to fit its own allocator, e.g. `Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 ...`. */
 const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
 
-/** What a person reads after a run: failures with their log tails, a summary, and the results table. */
-export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): void {
+/**
+ * What a person reads after a run: failures with their log tails, a summary, and the results table with the files to
+ * look at (`results: false`: not those, for a run whose pipeline changed under it: `watch` runs the new one next).
+ */
+export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { results = true } = {}): void {
   const failed = r.outcomes.filter((x) => x.status === 'failed');
   // 80 variants failing alike (a bad eval flag in a matrix) told in full were 320 lines of the same: past four, the
   // first three are told in full and the others by error, which `show` lists one by one with their logs.
@@ -514,6 +529,7 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io): vo
   if (c.skipped) parts.push(`skipped ${c.skipped}`);
   if (c.aborted) parts.push(`interrupted ${c.aborted}`);
   write(io.stdout, `${parts.join(', ')} in ${formatSeconds(seconds)}`);
+  if (!results) return;
   const metrics = new Map(r.outcomes.map((o) => [o.name, o.metrics]));
   const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds));
   if (table.rows.length > MAX_RUN_TABLE_ROWS) write(io.stdout, `${table.rows.length} result rows: see \`pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}\``);
@@ -564,11 +580,7 @@ const COMMANDS: Record<string, Command> = {
       OVERRIDES_HELP,
       '  --force         re-run the targets (all stages without targets) even when cached, and everything',
       '                  downstream of them, so no cached result stays computed from a replaced one',
-      '  --jobs N        CPU slots (default: number of cores)',
-      '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU; 0: no stage sees a GPU',
-      '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
-      '  --keep-going    after a failure, keep running stages that do not depend on it',
-      '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
+      RUNNING_HELP,
       '  --executor E    local (this machine) or slurm (one batch job per stage); default: the workspace\'s',
       '                  executor.type in pausepipe.json or package.json, else local',
       CACHE_HELP,
@@ -843,9 +855,11 @@ const COMMANDS: Record<string, Command> = {
       'keep-going': { type: 'boolean' }, backend: { type: 'string' },
     },
     help: [
-      'Runs once, then watches the .pipe files and every declared workspace file; on a change it says which file',
-      'changed and why each stage re-runs, then runs them. Ctrl-C stops.',
+      'Runs once, then watches the .pipe files and every declared workspace file or folder; on a change it says which',
+      'file changed and why each stage re-runs, then runs them. A change during a run stops at once the stages it',
+      'replaces; the others finish, then the new plan runs. Ctrl-C stops.',
       OVERRIDES_HELP,
+      RUNNING_HELP,
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
@@ -863,6 +877,7 @@ const COMMANDS: Record<string, Command> = {
       'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance. FOLDER must be new or empty.',
       OVERRIDES_HELP,
       '                  the result exported is the one `run -p` with the same overrides computed',
+      '  --pipeline FILE the pipeline, given after STAGE and FOLDER (as the report writes the command)',
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
@@ -966,7 +981,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'the language server for editors: diagnostics, completion, hover, definitions, references, rename, outline',
     // Language clients add --stdio (and VS Code --clientProcessId); stdio is the only transport.
     options: { stdio: { type: 'boolean' }, clientProcessId: { type: 'string' } },
-    help: 'Speaks the Language Server Protocol on stdin and stdout until the editor closes it (editor/vscode/ starts it).',
+    help: [
+      'Speaks the Language Server Protocol on stdin and stdout until the editor closes it (editor/vscode/ starts it).',
+      '  --stdio         the transport, the only one (editors pass it)',
+    ].join('\n'),
     async run() {
       const { runLanguageServer } = await import('../lsp/server.ts');
       return runLanguageServer();

@@ -38,6 +38,8 @@ export interface RunOptions {
   overrides?: Record<string, JsonValue>;
   /** Aborting (Ctrl-C) kills running stages, aborts their pending entries and starts nothing more. */
   signal?: AbortSignal;
+  /** Stops some stages while the others go on (`watch`: those a change replaced). */
+  stops?: StageStops;
   reporter: Reporter;
   /** Where stale stages compute (default: this machine, runtime/executors/local.ts). */
   executor?: Executor;
@@ -85,6 +87,28 @@ export interface RunResult {
   interrupted: boolean;
 }
 
+/**
+ * Stages to stop during a run, each with why, while the others go on: a running one is stopped as Ctrl-C stops it
+ * (nothing committed, its outcome `aborted` with the reason), one not started yet is skipped with the reason, and what
+ * depends on them is skipped. Asked before the run starts, they are stopped as it starts.
+ */
+export class StageStops {
+  readonly reasons = new Map<string, string>();
+  private listener?: (names: string[]) => string[];
+
+  /** The stages of `names` this stops: those not yet ended (before the run starts, all those not asked before). */
+  stop(names: string[], reason: string): string[] {
+    const asked = names.filter((n) => !this.reasons.has(n));
+    for (const n of asked) this.reasons.set(n, reason);
+    return this.listener ? this.listener(asked) : asked;
+  }
+
+  /** executePlan's: it stops the stages named, returning those that had not ended. */
+  listen(listener: (names: string[]) => string[]): void {
+    this.listener = listener;
+  }
+}
+
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -101,7 +125,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   const executor = o.executor ?? localExecutor(o.kinds);
   const devices = o.gpuDeviceIds ?? gpuDeviceIds(o.gpus);
   const outcomes = new Map<string, StageOutcome>();
-  const controllers = new Set<AbortController>();
+  /** The running stages' controllers, by stage name. */
+  const controllers = new Map<string, AbortController>();
   const run: RunInfo = { pipeline: path.relative(o.pipeline.workspace, o.pipeline.file), overrides: o.overrides ?? {} };
   // When the run starts; a forced stage replaces an entry committed before it, not one this run made under another name.
   const runStart = new Date();
@@ -244,7 +269,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       // The entry's folder goes with abandon(); the scratch folder stays, so the full log is kept there.
       const { kept, noSpace } = await cache.abandon(entry, e, log.tail, ctl.signal.aborted);
       if (ctl.signal.aborted) {
-        record(s, 'aborted', { seconds, error: 'interrupted' });
+        record(s, 'aborted', { seconds, error: o.stops?.reasons.get(s.name) ?? 'interrupted' });
         return 'aborted';
       }
       record(s, 'failed', { seconds, error: noSpace ?? errorText(e), logTail: log.tail, logPath: kept });
@@ -254,18 +279,18 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
 
   const runStage = async (s: StageInstance, grant: Grant): Promise<EndStatus> => {
     const ctl = new AbortController();
-    controllers.add(ctl);
+    controllers.set(s.name, ctl);
     // Taken now, in the scheduler's order; ended once the executor has the stage, or when it never gets it.
     const turn = handOver.take();
     try {
       return await compute(s, grant, ctl, turn);
     } catch (e) {
       const status: EndStatus = ctl.signal.aborted ? 'aborted' : 'failed';
-      record(s, status, { error: status === 'aborted' ? 'interrupted' : errorText(e) });
+      record(s, status, { error: status === 'aborted' ? o.stops?.reasons.get(s.name) ?? 'interrupted' : errorText(e) });
       return status;
     } finally {
       turn.end();
-      controllers.delete(ctl);
+      controllers.delete(s.name);
     }
   };
 
@@ -304,10 +329,22 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     };
     const onAbort = () => {
       scheduler.interrupt();
-      for (const c of controllers) c.abort();
+      for (const c of controllers.values()) c.abort();
     };
     if (o.signal?.aborted) onAbort();
     o.signal?.addEventListener('abort', onAbort, { once: true });
+    const stop = (names: string[]) => {
+      const stopped = names.filter((n) => byName.has(n) && !outcomes.has(n));
+      for (const n of stopped) {
+        scheduler.drop(n, o.stops!.reasons.get(n)!);
+        controllers.get(n)?.abort();
+      }
+      // A stage not started yet is skipped now, not at the next stage's end.
+      if (stopped.length > 0) queueMicrotask(pump);
+      return stopped;
+    };
+    stop([...(o.stops?.reasons.keys() ?? [])]);
+    o.stops?.listen(stop);
     wake = pump;
     pump();
   });

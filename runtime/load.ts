@@ -18,6 +18,8 @@ export interface LoadResult {
   diagnostics: Diagnostic[];
   /** Every file read, by absolute path, even when pipeline is null: formatDiagnostics needs them for code frames. */
   sources: Record<string, string>;
+  /** Included files that could not be read (missing or refused), by absolute path: `watch` waits for them to appear. */
+  unread: string[];
 }
 
 export interface LoadOptions {
@@ -103,7 +105,7 @@ export async function loadPipeline(entryFile: string, kinds: Record<string, Stag
   const text = readPipeFile(file);
   if (typeof text !== 'string') {
     const reason = text === undefined ? `cannot read ${file}: no such file` : text.refused;
-    return { pipeline: null, diagnostics: [diagnostic('E_FILE_NOT_FOUND', reason, undefined)], sources: {} };
+    return { pipeline: null, diagnostics: [diagnostic('E_FILE_NOT_FOUND', reason, undefined)], sources: {}, unread: [] };
   }
   return loadPipelineText(text, file, kinds, readPipeFile, options);
 }
@@ -121,6 +123,7 @@ export function loadPipelineText(
 ): LoadResult {
   const entry = path.resolve(file);
   const sources: Record<string, string> = { [entry]: text.startsWith(BOM) ? text.slice(1) : text };
+  const unread: string[] = [];
   const diagnostics: Diagnostic[] = [];
   const statements: Statement[] = [];
   const shown = (f: string) => path.relative(path.dirname(entry), f) || path.basename(f);
@@ -145,6 +148,7 @@ export function loadPipelineText(
       if (typeof read !== 'string') {
         const note = read === undefined ? `looked for ${target}` : read.refused;
         diagnostics.push(diagnostic('E_INCLUDE_NOT_FOUND', `cannot read included file \`${s.path}\``, s.pathSpan, [note]));
+        unread.push(target);
         continue;
       }
       const included = read.startsWith(BOM) ? read.slice(1) : read;
@@ -158,6 +162,7 @@ export function loadPipelineText(
     pipeline,
     diagnostics: sortDiagnostics(diagnostics, Object.keys(sources)),
     sources,
+    unread,
   });
   // Syntax errors leave the program incomplete; expanding it would report consequences, not causes.
   if (hasErrors(diagnostics)) return done(null);

@@ -132,9 +132,11 @@ function changes(
     }
   }
   for (const file of [...new Set([...Object.keys(was.files), ...Object.keys(now.files)])].sort()) {
-    if (!(file in was.files)) reasons.push(`file ${file} added`);
-    else if (!(file in now.files)) reasons.push(`file ${file} removed`);
-    else if (was.files[file] !== now.files[file]) reasons.push(`file ${file} changed`);
+    // The workspace itself (`deps: ["."]`) is recorded as the empty path.
+    const shown = file === '' ? '.' : file;
+    if (!(file in was.files)) reasons.push(`file ${shown} added`);
+    else if (!(file in now.files)) reasons.push(`file ${shown} removed`);
+    else if (was.files[file] !== now.files[file]) reasons.push(`file ${shown} changed`);
   }
   // A plugin kind's own source files (built-in kinds have none: their version stands for their code).
   const wasCode = was.code ?? {};

@@ -172,6 +172,8 @@ export class Scheduler {
   private readonly slots: Slots;
   private stopping = false;
   private interrupted = false;
+  /** Stages not to start, with why (see `drop`). */
+  private readonly dropped = new Map<string, string>();
 
   constructor(stages: ScheduledStage[], private readonly options: ScheduleOptions) {
     this.stages = stages;
@@ -218,6 +220,14 @@ export class Scheduler {
     this.granted.set(name, undefined);
   }
 
+  /**
+   * The caller no longer wants a stage (`watch`: a change replaced it): if it has not started, it is skipped with the
+   * reason, and what depends on it after it. A running one is the caller's to stop; its `finished` comes as usual.
+   */
+  drop(name: string, reason: string): void {
+    if (!this.outcome.has(name)) this.dropped.set(name, reason);
+  }
+
   /** Ctrl-C: nothing new starts; what never started is skipped once the running stages end. */
   interrupt(): void {
     this.stopping = true;
@@ -241,6 +251,12 @@ export class Scheduler {
           this.settle(s.name, 'cached');
           decisions.push({ type: 'hit', name: s.name });
         }
+        continue;
+      }
+      const dropped = this.dropped.get(s.name);
+      if (dropped !== undefined) {
+        this.settle(s.name, 'skipped');
+        decisions.push({ type: 'skip', name: s.name, reason: dropped });
         continue;
       }
       const broken = s.upstream.find((u) => ['failed', 'skipped', 'aborted'].includes(this.outcome.get(u) ?? ''));

@@ -57,7 +57,8 @@ export function renderDiagnostics(diagnostics: Diagnostic[], sources: Record<str
 
 /**
  * Loads and checks a pipeline; prints its diagnostics. Undefined when it has errors (the caller exits 2). `onRead`
- * gets the .pipe files read, also when there are errors (watch keeps watching the one with the error).
+ * gets the .pipe files read or tried, also when there are errors (watch keeps watching the one with the error, and
+ * waits for a missing include).
  */
 export async function loadChecked(
   file: string,
@@ -66,8 +67,8 @@ export async function loadChecked(
   onRead?: (files: string[]) => void,
 ): Promise<{ pipeline: Pipeline; kinds: Record<string, StageKind>; diagnostics: Diagnostic[] } | undefined> {
   const kinds = await loadKinds();
-  const { pipeline, diagnostics, sources } = await loadPipeline(path.resolve(file), kinds, options);
-  onRead?.(Object.keys(sources));
+  const { pipeline, diagnostics, sources, unread } = await loadPipeline(path.resolve(file), kinds, options);
+  onRead?.([...Object.keys(sources), ...unread]);
   await noteOverrideCauses(file, kinds, options, diagnostics);
   if (diagnostics.length > 0) printErr(renderDiagnostics(diagnostics, pipeline?.sources));
   if (!pipeline || diagnostics.some((d) => d.severity === 'error')) return undefined;
@@ -95,7 +96,7 @@ async function noteOverrideCauses(file: string, kinds: Record<string, StageKind>
 export async function planLoaded(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheDir?: string, options: PlanOptions = {}): Promise<Session> {
   const cacheRoot = resolveCacheRoot(pipeline.workspace, cacheDir);
   const store = new ArtifactStore(cacheRoot);
-  const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'));
+  const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'), { cacheRoot });
   const keys = await computeKeys(pipeline, kinds, hasher);
   guardCache(pipeline, kinds, cacheRoot, keys);
   const { previous, lastRunStages } = await readState(statePath(cacheRoot, pipeline.file));
@@ -180,7 +181,7 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     return await executePlan({
       pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,
       jobs: o.jobs, gpus: o.gpus, hideGpus: o.hideGpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing, backend: o.backend,
-      overrides: o.overrides, signal: o.signal,
+      overrides: o.overrides, signal: o.signal, stops: o.stops,
       reporter: o.reporter, executor: o.executor, state, manifests: current.manifests,
     });
   } finally {

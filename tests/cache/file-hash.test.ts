@@ -167,6 +167,16 @@ folders('changes when a file is renamed, edited, added or moved into a subfolder
   assert.is(seen.size, 5);
 });
 
+folders('skips the cache it serves inside a hashed folder, wherever the cache lives', async () => {
+  const root = path.join(dir, 'd');
+  await makeFolder(root, { 'a.txt': 'A' });
+  const cacheRoot = path.join(root, 'my-cache');
+  const before = await new FileHasher(path.join(cacheRoot, 'stat-cache.json'), { cacheRoot }).hash(root);
+  await makeFolder(cacheRoot, { 'objects/x': 'y', 'stat-cache.json': '{}' });
+  assert.is(await new FileHasher(path.join(cacheRoot, 'stat-cache.json'), { cacheRoot }).hash(root), before);
+  assert.is.not(await new FileHasher(path.join(dir, 'stat-cache.json')).hash(root), before, 'another hasher counts the folder');
+});
+
 folders('ignores .git and .pausepipe at any depth, and nothing else', async () => {
   const root = path.join(dir, 'd');
   await makeFolder(root, { 'a.txt': 'A', 'sub/b.txt': 'B' });

@@ -627,6 +627,14 @@ for each k in [1, 2] {
   assert.equal(left.sort(), scaled.map(([key]) => key).sort());
 });
 
+test('every option a command\'s usage names is described in its help', async () => {
+  for (const command of ['run', 'plan', 'show', 'diff', 'dag', 'check', 'watch', 'gc', 'verify', 'export', 'log', 'exec', 'kinds', 'backends', 'lsp']) {
+    const [usage, ...help] = (await pp(command, '--help')).out.split('\n');
+    const undescribed = [...new Set(usage!.match(/--[a-z-]+/g) ?? [])].filter((o) => !help.some((line) => new RegExp(`(^| )${o}\\b`).test(line)));
+    assert.equal(undescribed, [], `pausepipe ${command} --help`);
+  }
+});
+
 test('help, kinds and usage errors', async () => {
   const help = (await pp('--help')).out;
   assert.match(help, '  run       run the stale stages of a pipeline');

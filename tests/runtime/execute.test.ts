@@ -1,11 +1,12 @@
 // The executor: dependency order, isolated workers, failures that fail only their downstream, slots, commits.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FileHasher } from '../../cache/file-hash.ts';
 import { ArtifactStore } from '../../cache/store.ts';
-import { executePlan, Slots } from '../../runtime/execute.ts';
+import { executePlan, Slots, StageStops } from '../../runtime/execute.ts';
 import type { Executor } from '../../runtime/executors/executor.ts';
 import { localExecutor } from '../../runtime/executors/local.ts';
 import type { JsonValue } from '../../runtime/json.ts';
@@ -16,6 +17,7 @@ import { planPipeline } from '../../runtime/plan.ts';
 import { SILENT_REPORTER } from '../../runtime/progress.ts';
 import type { Progress, StageKind } from '../../stages/kind.ts';
 import { STAGE_KINDS as BUILT_IN } from '../../stages/index.ts';
+import { waitFor } from '../helpers/processes.ts';
 import { instance, pipelineOf, tempWorkspace, TEST_KINDS } from '../helpers/runner.ts';
 import { STAGE_KINDS as TEST_ONLY } from './fixtures/test-kinds.ts';
 
@@ -23,14 +25,14 @@ import { STAGE_KINDS as TEST_ONLY } from './fixtures/test-kinds.ts';
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
 const KINDS: Record<string, StageKind> = { ...BUILT_IN, ...TEST_ONLY };
 
-async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number; overrides?: Record<string, JsonValue> } = {}) {
+async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number; overrides?: Record<string, JsonValue>; stops?: StageStops } = {}) {
   const store = new ArtifactStore(path.join(p.workspace, '.pausepipe'));
   const hasher = new FileHasher(path.join(p.workspace, '.pausepipe', 'stat-cache.json'));
   const keys = await computeKeys(p, KINDS, hasher);
   const plan = planPipeline(p, keys, (k) => store.has(k), {});
   const result = await executePlan({
     pipeline: p, kinds: KINDS, store, keys, plan, hasher, jobs: opts.jobs ?? 2, gpus: 0,
-    keepGoing: opts.keepGoing ?? false, reporter: SILENT_REPORTER, ...(opts.overrides ? { overrides: opts.overrides } : {}),
+    keepGoing: opts.keepGoing ?? false, reporter: SILENT_REPORTER, ...(opts.overrides ? { overrides: opts.overrides } : {}), stops: opts.stops,
   });
   return { store, keys, result, statuses: result.outcomes.map((o) => [o.name, o.status, o.error ?? null]) };
 }
@@ -125,6 +127,44 @@ test('without --keep-going nothing new starts after a failure', async () => {
   ]);
   assert.equal(result.outcomes[0]!.logTail, ['$ sh -c "echo broken; exit 4"', 'broken', 'pausepipe: command failed with exit code 4']);
   assert.equal(await counted(ws), []);
+});
+
+test('stages stopped during a run: a running one ends uncommitted, one not started is skipped, both with the reason; the others go on', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [
+    instance('hold', 'hold', { pidfile: 'hold.pid', until: 'release', counter: 'count.txt' }),
+    instance('after', 'count', { counter: 'count.txt', value: 1 }, { inputs: { up: 'hold' } }),
+    instance('later', 'count', { counter: 'count.txt', value: 2 }),
+    instance('other', 'count', { counter: 'count.txt', value: 3 }),
+  ]);
+  const stops = new StageStops();
+  const running = runOnce(p, { jobs: 1, stops });
+  await waitFor('the held stage to start', () => existsSync(path.join(ws, 'hold.pid')));
+  assert.equal(stops.stop(['hold', 'after', 'later', 'gone'], 'replaced by a change'), ['hold', 'after', 'later']);
+  const { store, keys, statuses } = await running;
+  assert.equal(statuses, [
+    ['hold', 'aborted', 'replaced by a change'],
+    ['after', 'skipped', 'replaced by a change'],
+    ['later', 'skipped', 'replaced by a change'],
+    ['other', 'ran', null],
+  ]);
+  assert.equal(await counted(ws), ['hold', 'other']);
+  assert.equal(store.keys(), [(keys.get('other') as KeyedStage).key]);
+  assert.equal(stops.stop(['other'], 'too late'), [], 'a stage that has ended is not stopped');
+});
+
+test('stages asked to stop before the run starts are skipped as it starts, with the reason', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [
+    instance('early', 'count', { counter: 'count.txt', value: 1 }),
+    instance('kept', 'count', { counter: 'count.txt', value: 2 }),
+  ]);
+  const stops = new StageStops();
+  assert.equal(stops.stop(['early'], 'replaced by a change'), ['early']);
+  assert.equal(stops.stop(['early'], 'asked twice'), [], 'a stage is stopped once, for the first reason');
+  const { statuses } = await runOnce(p, { stops });
+  assert.equal(statuses, [['early', 'skipped', 'replaced by a change'], ['kept', 'ran', null]]);
+  assert.equal(await counted(ws), ['kept']);
 });
 
 test('a worker forwards progress over IPC, throttled but always with the last step', async () => {

@@ -39,6 +39,17 @@ test('include of a device, a FIFO, a folder or a huge file is refused at once wi
   ]);
 });
 
+test('the includes that could not be read are listed by path, missing or refused, beside the files read', async () => {
+  const ws = await tempWorkspace('pausepipe-include-');
+  await mkdir(path.join(ws, 'dir.pipe'));
+  await writeFile(path.join(ws, 'common.pipe'), 'include "sub/later.pipe"\n');
+  const file = path.join(ws, 'main.pipe');
+  await writeFile(file, 'include "common.pipe"\ninclude "dir.pipe"\n');
+  const r = await loadPipeline(file, STAGE_KINDS);
+  assert.equal(Object.keys(r.sources), [file, path.join(ws, 'common.pipe')]);
+  assert.equal(r.unread, [path.join(ws, 'sub', 'later.pipe'), path.join(ws, 'dir.pipe')]);
+});
+
 test('a file that is not a .pipe file is never read, so its lines never appear in a message', async () => {
   const ws = await tempWorkspace('pausepipe-include-');
   await writeFile(path.join(ws, 'secrets.txt'), 'root:$6$hunter2:19000:0:99999:7:::\n');

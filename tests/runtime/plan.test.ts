@@ -64,6 +64,14 @@ test('a changed file and a bumped kind version are named', () => {
   ]);
 });
 
+test('a changed workspace folder (`deps: ["."]`) is named `.`', () => {
+  const whole = { ...DATA, files: { '': 'aa' } };
+  const before = keysOf(whole, warmIng(5e-5, keyed(whole).key));
+  const edited = { ...DATA, files: { '': 'bb' } };
+  const plan = planPipeline(pipeline, keysOf(edited, warmIng(5e-5, keyed(edited).key)), () => false, previousOf(before));
+  assert.equal(plan.stages[0]!.reasons, ['file . changed']);
+});
+
 test('an upstream that is fresh but differs from last time reads as a changed input', () => {
   const before = keysOf(DATA, warmIng(5e-5, 'old-data-key'));
   const after = keysOf(DATA, warmIng(5e-5, keyed(DATA).key));

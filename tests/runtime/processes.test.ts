@@ -1,8 +1,8 @@
-// The real `pausepipe` process: SIGKILL and Ctrl-C mid-stage, two runners on one cache, and `watch`.
+// The real `pausepipe` process: SIGKILL and Ctrl-C mid-stage, two runners on one cache (`watch`: watch.test.ts).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { cli, tempWorkspace } from '../helpers/runner.ts';
@@ -194,66 +194,6 @@ test('a command left writing an out by a runner killed with SIGKILL is ended by 
   // The orphan would have written `v2` after its 3 s sleep.
   await new Promise((r) => setTimeout(r, 3500));
   assert.is(readFileSync(out, 'utf8'), 'v1\n');
-});
-
-test('watch re-runs only the stage whose file changed, and says why', async () => {
-  const ws = await tempWorkspace('pausepipe-watch-');
-  const file = path.join(ws, 'w.pipe');
-  await writeFile(path.join(ws, 'a.txt'), 'a1');
-  await writeFile(path.join(ws, 'b.txt'), 'b1');
-  await writeFile(file, `
-stage a = sh { command: "echo a >> count.txt", shell: true, deps: ["a.txt"] }
-stage b = sh { command: "echo b >> count.txt", shell: true, deps: ["b.txt"] }
-`);
-  const watch = spawnBin(['watch', file], ws);
-  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
-  await waitFor('the first run', () => watching() === 1);
-  assert.equal((await lines(path.join(ws, 'count.txt'))).sort(), ['a', 'b']);
-  await writeFile(path.join(ws, 'b.txt'), 'b2');
-  await waitFor('the re-run', () => watching() === 2);
-  assert.equal(await lines(path.join(ws, 'count.txt')).then((l) => l.slice(2)), ['b']);
-  assert.match(watch.output(), 'changed: b.txt');
-  // Why it re-runs, as `plan` would say it.
-  assert.match(watch.output(), 'changed: b.txt\nstale  b: file b.txt changed\n');
-  watch.proc.kill('SIGINT');
-  assert.is((await watch.proc).exitCode, 130);
-});
-
-test('watch keeps seeing a declared file that is deleted and made again, and one whose folder is made later', async () => {
-  const ws = await tempWorkspace('pausepipe-watch-');
-  const file = path.join(ws, 'w.pipe');
-  await writeFile(file, 'stage a = sh { command: "cat data/in.txt >> count.txt", shell: true, deps: ["data/in.txt"] }\n');
-  const watch = spawnBin(['watch', file], ws);
-  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
-  await waitFor('the first run (its file missing)', () => watching() === 1);
-  assert.match(watch.output(), 'data/in.txt');
-  await mkdir(path.join(ws, 'data'));
-  await writeFile(path.join(ws, 'data', 'in.txt'), 'x\n');
-  await waitFor('the run once the file exists', () => existsSync(path.join(ws, 'count.txt')));
-  await waitFor('the watch after it', () => watching() === 2);
-  await rm(path.join(ws, 'data', 'in.txt'));
-  await waitFor('the run once the file is gone', () => watching() === 3);
-  await writeFile(path.join(ws, 'data', 'in.txt'), 'y\n');
-  await waitFor('the run once the file is back', () => watching() === 4);
-  assert.equal(await lines(path.join(ws, 'count.txt')), ['x', 'y']);
-  watch.proc.kill('SIGINT');
-  assert.is((await watch.proc).exitCode, 130);
-  assert.not.match(watch.output().split('stopping')[1] ?? '', 'watching', 'nothing is said to be watched after stopping');
-});
-
-test('watch started on an include with an error runs once the include is fixed', async () => {
-  const ws = await tempWorkspace('pausepipe-watch-');
-  const file = path.join(ws, 'w.pipe');
-  await writeFile(path.join(ws, 'common.pipe'), 'let word = \n');
-  await writeFile(file, 'include "common.pipe"\nstage a = sh { command: "echo ${word} >> count.txt", shell: true }\n');
-  const watch = spawnBin(['watch', file], ws);
-  await waitFor('the error', () => watch.output().includes('waiting for a change'));
-  assert.match(watch.output(), 'common.pipe');
-  await writeFile(path.join(ws, 'common.pipe'), 'let word = "fixed"\n');
-  await waitFor('the run', () => watch.output().includes('watching '));
-  assert.equal(await lines(path.join(ws, 'count.txt')), ['fixed']);
-  watch.proc.kill('SIGINT');
-  assert.is((await watch.proc).exitCode, 130);
 });
 
 test.run();

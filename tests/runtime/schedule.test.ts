@@ -56,6 +56,21 @@ test('a hit to check again waits for its recomputed upstream: runs when it ran, 
   assert.equal(failed.next(), [{ type: 'hit', name: 'down' }]);
 });
 
+test('a dropped stage is skipped with the reason before it starts, what depends on it after it; the others go on', () => {
+  const stages = [stage('a'), stage('b'), stage('b2', ['b']), stage('c', ['a'])];
+  const grant = { cpu: 1, gpu: 0, gpuIds: [] };
+  const s = new Scheduler(stages, { cpu: 1, gpus: 0, keepGoing: false });
+  assert.equal(s.next(), [{ type: 'run', name: 'a', grant }]);
+  s.drop('b', 'replaced');
+  s.drop('a', 'replaced, but it runs: the caller stops it');
+  assert.equal(s.next(), [{ type: 'skip', name: 'b', reason: 'replaced' }, { type: 'skip', name: 'b2', reason: 'upstream b skipped' }]);
+  s.finished('a', 'ran');
+  assert.equal(s.next(), [{ type: 'run', name: 'c', grant }]);
+  s.finished('c', 'ran');
+  assert.ok(s.done);
+  assert.equal(['a', 'b', 'b2', 'c'].map((n) => s.statusOf(n)), ['ran', 'skipped', 'skipped', 'ran']);
+});
+
 test('without --keep-going a failure starts nothing more; what already runs finishes', () => {
   const stages = [stage('a'), stage('b'), stage('a2', ['a']), stage('c')];
   const r = simulate(stages, { cpu: 2 }, (n) => (n === 'b' ? 3 : 1), (n) => (n === 'a' ? 'failed' : 'ran'));
