@@ -686,30 +686,34 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   dag: {
-    usage: 'dag FILE [--format mermaid|dot|svg] [-p NAME=VALUE]... [--cache-dir D]',
+    usage: 'dag FILE [TARGET...] [--format mermaid|dot|svg] [-p NAME=VALUE]... [--cache-dir D]',
     summary: 'the stage graph as Mermaid, Graphviz dot or an SVG picture',
     options: { ...CACHE_DIR, ...OVERRIDES, format: { type: 'string' } },
     help: [
       '  --format F      mermaid (default), dot, or svg (drawn in-process by Graphviz in WebAssembly; redirect it to a file)',
       'dot and svg draw each loop as a cluster of tables (a row per variant) and fill every stage by its plan status:',
-      'fresh (cached), stale (runs next) or cannot run.',
+      'fresh (cached), stale (runs next) or cannot run. With TARGETs (as `run` takes them), only the targets and',
+      'the stages they need.',
       OVERRIDES_HELP,
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
       const format = (values.format as string | undefined) ?? 'mermaid';
       if (!(DAG_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DAG_FORMATS.join(', ')}, got ${format}`);
+      const { file, targets } = fileAndTargets(positionals);
       if (format === 'mermaid') {
-        const loaded = await load(oneFile(positionals), values, io);
+        const loaded = await load(file, values, io);
         if (!loaded) return EXIT.invalid;
-        const text = await renderDag(loaded.pipeline, 'mermaid');
+        const selected = targetNames(loaded.pipeline, targets);
+        const pipeline = selected ? restrictPipeline(loaded.pipeline, withUpstream(loaded.pipeline, selected)) : loaded.pipeline;
+        const text = await renderDag(pipeline, 'mermaid');
         write(io.stdout, text);
         const tooLarge = mermaidTooLarge(text);
         if (tooLarge !== null) write(io.stderr, `pausepipe dag: ${tooLarge}`);
         return EXIT.ok;
       }
       // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.
-      const s = await plannedSession(oneFile(positionals), [], values, io);
+      const s = await plannedSession(file, targets, values, io);
       if (!s) return EXIT.invalid;
       const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
       write(io.stdout, await renderDag(s.pipeline, format as DagFormat, status));
