@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { StageKind } from '../stages/kind.ts';
 import { diffMetrics, type DiffResult, type DiffStage, type MetricsSide } from './diff.ts';
-import { hasherAtRevision, readAtRevision, resolveRevision } from './git-revision.ts';
+import { hasherAtRevision, readAtRevision, readIncludeAtRevision, resolveRevision } from './git-revision.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadPipelineText } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -22,7 +22,7 @@ async function atRevision(s: Session, kinds: Record<string, StageKind>, name: st
   if (typeof rev === 'string') return rev;
   const text = readAtRevision(rev, s.pipeline.file);
   if (text === undefined) return `${path.relative(process.cwd(), s.pipeline.file)} does not exist at ${name}`;
-  const loaded = loadPipelineText(text, s.pipeline.file, kinds, (p) => readAtRevision(rev, p));
+  const loaded = loadPipelineText(text, s.pipeline.file, kinds, (p) => readIncludeAtRevision(rev, p));
   if (!loaded.pipeline) {
     return { invalid: `the pipeline at ${name} does not load:\n${renderDiagnostics(loaded.diagnostics, loaded.sources)}` };
   }

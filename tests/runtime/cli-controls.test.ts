@@ -272,6 +272,35 @@ for each k in [1, 2, 3] {
   assert.is((await pp(['diff', file, 'HEAD'])).out, '0 of 1 stage changed between HEAD and now\nonly at HEAD: m[k=2], m[k=3]\nonly now: m[k=4]\n');
 });
 
+test('diff at a revision reads an include git has no history of (outside the repository) from the disk', async () => {
+  const shared = path.join(await tempWorkspace('pausepipe-shared-'), 'shared.pipe');
+  await writeFile(shared, 'let base = 2\n');
+  const { ws, file } = await workspace(`
+include "${shared}"
+let scale = 1
+for each k in [1, 2] {
+  stage m = count { counter: "count.txt", value: k * scale * base }
+}
+`);
+  const git = (...args: string[]) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: ws });
+  await git('init', '-q');
+  await git('add', 'm.pipe');
+  await git('commit', '-qm', 'with a shared include');
+  await run(file);
+  await writeFile(file, (await readFile(file, 'utf8')).replace('scale = 1', 'scale = 3'));
+  await run(file);
+  const r = await pp(['diff', file, 'HEAD']);
+  assert.equal([r.code, r.err], [0, '']);
+  assert.is(r.out, [
+    'stage   metric  HEAD  now  change',
+    '------  ------  ----  ---  ------',
+    'm[k=1]  value   2     6    +4',
+    'm[k=2]  value   4     12   +8',
+    '2 of 2 stages changed between HEAD and now',
+    '',
+  ].join('\n'));
+});
+
 test('a run of some targets keeps the whole pipeline as what the next run starts from', async () => {
   const { file } = await workspace(`
 let scale = 1
