@@ -972,6 +972,7 @@ const COMMANDS: Record<string, Command> = {
       'run replaced. One row per changed metric: both values and the change. Both sides must be in the cache.',
       '  --all           also the metrics that did not change, and the stages outside `for each` loops',
       OVERRIDES_HELP,
+      '                  With REV, the overrides apply to the pipeline at REV too: both sides as that command ran them.',
       '  --md | --json   Markdown, or every metric as JSON',
       CACHE_HELP,
     ].join('\n'),
@@ -982,7 +983,9 @@ const COMMANDS: Record<string, Command> = {
       const { compareMetrics } = await import('./diff-load.ts');
       const now = await load(file, values, io);
       if (!now) return EXIT.invalid;
-      const result = await compareMetrics(now, rev, { cacheDir: values['cache-dir'] as string | undefined, all: values.all === true, everyMetric: values.json === true });
+      const result = await compareMetrics(now, rev, {
+        cacheDir: values['cache-dir'] as string | undefined, all: values.all === true, everyMetric: values.json === true, overrides: overridesOf(values),
+      });
       if (typeof result === 'string') throw new UsageError(result);
       if ('invalid' in result) {
         write(io.stderr, result.invalid);
