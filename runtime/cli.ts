@@ -702,30 +702,34 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   dag: {
-    usage: 'dag FILE [--format mermaid|dot|svg] [-p NAME=VALUE]... [--cache-dir D]',
+    usage: 'dag FILE [TARGET...] [--format mermaid|dot|svg] [-p NAME=VALUE]... [--cache-dir D]',
     summary: 'the stage graph as Mermaid, Graphviz dot or an SVG picture',
     options: { ...CACHE_DIR, ...OVERRIDES, format: { type: 'string' } },
     help: [
       '  --format F      mermaid (default), dot, or svg (drawn in-process by Graphviz in WebAssembly; redirect it to a file)',
       'dot and svg draw each loop as a cluster of tables (a row per variant) and fill every stage by its plan status:',
-      'fresh (cached), stale (runs next) or cannot run.',
+      'fresh (cached), stale (runs next) or cannot run. With TARGETs (as `run` takes them), only the targets and',
+      'the stages they need.',
       OVERRIDES_HELP,
       CACHE_HELP,
     ].join('\n'),
     async run({ values, positionals }, io) {
       const format = (values.format as string | undefined) ?? 'mermaid';
       if (!(DAG_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DAG_FORMATS.join(', ')}, got ${format}`);
+      const { file, targets } = fileAndTargets(positionals);
       if (format === 'mermaid') {
-        const loaded = await load(oneFile(positionals), values, io);
+        const loaded = await load(file, values, io);
         if (!loaded) return EXIT.invalid;
-        const text = await renderDag(loaded.pipeline, 'mermaid');
+        const selected = targetNames(loaded.pipeline, targets);
+        const pipeline = selected ? restrictPipeline(loaded.pipeline, withUpstream(loaded.pipeline, selected)) : loaded.pipeline;
+        const text = await renderDag(pipeline, 'mermaid');
         write(io.stdout, text);
         const tooLarge = mermaidTooLarge(text);
         if (tooLarge !== null) write(io.stderr, `pausepipe dag: ${tooLarge}`);
         return EXIT.ok;
       }
       // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.
-      const s = await plannedSession(oneFile(positionals), [], values, io);
+      const s = await plannedSession(file, targets, values, io);
       if (!s) return EXIT.invalid;
       const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
       write(io.stdout, await renderDag(s.pipeline, format as DagFormat, status));
@@ -1000,6 +1004,7 @@ const COMMANDS: Record<string, Command> = {
       'run replaced. One row per changed metric: both values and the change. Both sides must be in the cache.',
       '  --all           also the metrics that did not change, and the stages outside `for each` loops',
       OVERRIDES_HELP,
+      '                  With REV, the overrides apply to the pipeline at REV too: both sides as that command ran them.',
       '  --md | --json   Markdown, or every metric as JSON',
       CACHE_HELP,
     ].join('\n'),
@@ -1010,7 +1015,9 @@ const COMMANDS: Record<string, Command> = {
       const { compareMetrics } = await import('./diff-load.ts');
       const now = await load(file, values, io);
       if (!now) return EXIT.invalid;
-      const result = await compareMetrics(now, rev, { cacheDir: values['cache-dir'] as string | undefined, all: values.all === true, everyMetric: values.json === true });
+      const result = await compareMetrics(now, rev, {
+        cacheDir: values['cache-dir'] as string | undefined, all: values.all === true, everyMetric: values.json === true, overrides: overridesOf(values),
+      });
       if (typeof result === 'string') throw new UsageError(result);
       if ('invalid' in result) {
         write(io.stderr, result.invalid);

@@ -18,10 +18,16 @@ function edges(pipeline: Pipeline): Edge[] {
   );
 }
 
+/**
+ * Mermaid's entity codes for the characters a quoted label cannot hold as they are: `"` ends it, `<` and `>` make
+ * HTML tags (`x<y>` drew `x`), `&` starts an HTML entity, and `#` starts one of these codes (`#quot;` drew `"`).
+ */
+const MERMAID_ENTITIES: Record<string, string> = { '#': '#35;', '"': '#quot;', '<': '#lt;', '>': '#gt;', '&': '#amp;' };
+
 /** Mermaid: generated names hold `[`, `=` and `,`, so nodes get ids n0, n1... and quoted labels. */
 function mermaid(pipeline: Pipeline): string {
   const id = new Map(pipeline.stages.map((s, i) => [s.name, `n${i}`]));
-  const label = (text: string) => `"${text.replace(/"/g, '#quot;')}"`;
+  const label = (text: string) => `"${text.replace(/[#"<>&]/g, (c) => MERMAID_ENTITIES[c]!)}"`;
   const lines = ['flowchart TD'];
   for (const s of pipeline.stages) lines.push(`  ${id.get(s.name)}[${label(s.name)}]`);
   for (const e of edges(pipeline)) lines.push(`  ${id.get(e.from)} -->|${label(e.input)}| ${id.get(e.to)}`);
@@ -63,7 +69,11 @@ interface Table {
   rows: StageInstance[];
 }
 
-/** A loop: the tables of the stages declared in one `for each`, recognised by its variables. */
+/**
+ * A loop: the tables of the stages declared in one `for each`. Every stage of a loop has the same variants, so a loop
+ * is recognised by its variables and their values in order: two loops over `lr` with other values are two clusters
+ * (two loops over the same values are drawn as one, which says nothing untrue).
+ */
 interface Loop {
   variables: string[];
   tables: Table[];
@@ -84,13 +94,15 @@ function loopsOf(pipeline: Pipeline): { loops: Loop[]; tableOf: Map<string, { ta
     if (!table) {
       table = { id: `loop:${s.declaredName}`, declared: s.declaredName, kind: s.kind, variables, rows: [] };
       tables.set(s.declaredName, table);
-      const key = variables.join('\u0000');
-      const loop = loops.get(key) ?? { variables, tables: [] };
-      loop.tables.push(table);
-      loops.set(key, loop);
     }
     tableOf.set(s.name, { table, row: table.rows.length });
     table.rows.push(s);
+  }
+  for (const table of tables.values()) {
+    const key = JSON.stringify([table.variables, table.rows.map((r) => table.variables.map((v) => r.variant[v] ?? null))]);
+    const loop = loops.get(key) ?? { variables: table.variables, tables: [] };
+    loop.tables.push(table);
+    loops.set(key, loop);
   }
   return { loops: [...loops.values()], tableOf };
 }

@@ -2,9 +2,10 @@
 import path from 'node:path';
 import type { StageKind } from '../stages/kind.ts';
 import { diffMetrics, type DiffResult, type DiffStage, type MetricsSide } from './diff.ts';
-import { hasherAtRevision, readAtRevision, resolveRevision } from './git-revision.ts';
+import { hasherAtRevision, readAtRevision, readIncludeAtRevision, resolveRevision } from './git-revision.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { loadPipelineText } from './load.ts';
+import type { Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
 import { planLoaded, renderDiagnostics, type Session } from './session.ts';
 import { readBeforeLastRun, statePath } from './state.ts';
@@ -16,13 +17,16 @@ function metricsByKey(s: Session, keys: StageKeys) {
   };
 }
 
-/** The pipeline file (and its includes) at the revision, keyed with the workspace files as they were there. */
-async function atRevision(s: Session, kinds: Record<string, StageKind>, name: string): Promise<MetricsSide | { invalid: string } | string> {
+/**
+ * The pipeline file (and its includes) at the revision, with the command's `-p` overrides as now (the same command
+ * line on both sides), keyed with the workspace files as they were there.
+ */
+async function atRevision(s: Session, kinds: Record<string, StageKind>, name: string, overrides: readonly Override[]): Promise<MetricsSide | { invalid: string } | string> {
   const rev = resolveRevision(s.pipeline.file, name);
   if (typeof rev === 'string') return rev;
   const text = readAtRevision(rev, s.pipeline.file);
   if (text === undefined) return `${path.relative(process.cwd(), s.pipeline.file)} does not exist at ${name}`;
-  const loaded = loadPipelineText(text, s.pipeline.file, kinds, (p) => readAtRevision(rev, p));
+  const loaded = loadPipelineText(text, s.pipeline.file, kinds, (p) => readIncludeAtRevision(rev, p), { overrides });
   if (!loaded.pipeline) {
     return { invalid: `the pipeline at ${name} does not load:\n${renderDiagnostics(loaded.diagnostics, loaded.sources)}` };
   }
@@ -57,10 +61,10 @@ async function beforeLastRun(s: Session): Promise<MetricsSide | string> {
 export async function compareMetrics(
   now: { pipeline: Pipeline; kinds: Record<string, StageKind> },
   rev: string | undefined,
-  opts: { cacheDir?: string; all: boolean; everyMetric: boolean },
+  opts: { cacheDir?: string; all: boolean; everyMetric: boolean; overrides?: readonly Override[] },
 ): Promise<{ diff: DiffResult } | { invalid: string } | string> {
   const s = await planLoaded(now.pipeline, now.kinds, opts.cacheDir);
-  const before = rev === undefined ? await beforeLastRun(s) : await atRevision(s, now.kinds, rev);
+  const before = rev === undefined ? await beforeLastRun(s) : await atRevision(s, now.kinds, rev, opts.overrides ?? []);
   if (typeof before === 'string' || 'invalid' in before) return before;
   const current: MetricsSide = { label: 'now', stages: s.pipeline.stages, metricsOf: metricsByKey(s, s.keys) };
   const headline = (kind: string) => (opts.everyMetric ? undefined : now.kinds[kind]?.tableMetrics);

@@ -3,7 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { FileMissingError } from '../cache/file-hash.ts';
+import { MAX_FILE_BYTES } from '../grammar/limits.ts';
 import type { ContentHasher } from './keys.ts';
+import { readPipeFile, type ReadResult } from './load.ts';
 
 export interface Revision {
   /** The repository's top folder. */
@@ -50,6 +52,52 @@ export function readAtRevision(rev: Revision, abs: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether git tracks the path now (in the index), so its absence at a revision means it was added since. */
+function trackedNow(rev: Revision, rel: string): boolean {
+  try {
+    git(rev.root, ['ls-files', '--error-unmatch', '--', rel]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** How many symbolic links in a row an include may go through at a revision (the disk's own limit is about 40). */
+const MAX_LINKS = 8;
+
+/**
+ * An included .pipe file as the loader reads it at the revision, under the rules `readPipeFile` applies on disk (a
+ * regular file, or a link to one, named `.pipe`, of at most MAX_FILE_BYTES). A file git has no history of (outside
+ * the repository, ignored or never added) is read from the disk, as `hasherAtRevision` hashes such data; one git
+ * tracks now but the revision lacks was added since: missing.
+ */
+export function readIncludeAtRevision(rev: Revision, abs: string, links = 0): ReadResult {
+  const rel = inRepo(rev, abs);
+  if (rel === undefined) return readPipeFile(abs);
+  if (!abs.endsWith('.pipe')) return { refused: `${abs} is not a .pipe file` };
+  let listing: string;
+  try {
+    listing = git(rev.root, ['ls-tree', '-z', '-l', rev.commit, '--', rel]).toString();
+  } catch (error) {
+    return { refused: `cannot read ${abs} at ${rev.name}: ${(error as Error).message}` };
+  }
+  // `100644 blob <id>     123\tpath\0`; nothing for a path the revision lacks.
+  const entry = /^(\d+) (\w+) ([0-9a-f]+) +(\S+)\t/.exec(listing);
+  if (!entry) return trackedNow(rev, rel) ? undefined : readPipeFile(abs);
+  const [, mode, type, id, size] = entry as unknown as [string, string, string, string, string];
+  if (mode === '120000') {
+    if (links >= MAX_LINKS) return { refused: `${abs} at ${rev.name}: more than ${MAX_LINKS} symbolic links in a row` };
+    const target = path.resolve(path.dirname(abs), git(rev.root, ['cat-file', 'blob', id]).toString());
+    return readIncludeAtRevision(rev, target, links + 1);
+  }
+  if (type !== 'blob') return { refused: `${abs} is a folder at ${rev.name}, not a .pipe file` };
+  if (Number(size) > MAX_FILE_BYTES) {
+    return { refused: `${abs} is ${Number(size).toLocaleString('en-US')} bytes at ${rev.name}; a .pipe file may have at most ${MAX_FILE_BYTES.toLocaleString('en-US')}` };
+  }
+  const text = git(rev.root, ['cat-file', 'blob', id]).toString('utf8');
+  return text.startsWith('\uFEFF') ? text.slice(1) : text;
 }
 
 /**

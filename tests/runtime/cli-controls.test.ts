@@ -253,7 +253,8 @@ for each k in [1, 2, 3] {
   assert.is((await pp(['diff', file])).out, '0 of 2 stages changed between before and now\n');
   assert.is((await pp(['diff', file, 'HEAD'])).out, '0 of 2 stages changed between HEAD and now\nonly at HEAD: m[k=3]\n');
   const json = JSON.parse((await pp(['diff', file, 'HEAD', '-p', 'scale=5', '--json'])).out) as { rows: { name: string }[]; compared: number; onlyIn: unknown };
-  assert.equal(json.rows.map((r) => r.name), ['m[k=1]', 'm[k=2]']);
+  // -p applies at HEAD too: m[k=1] and m[k=2] have the same keys on both sides.
+  assert.equal(json.rows, []);
   assert.is(json.compared, 2);
   assert.equal(json.onlyIn, { before: ['m[k=3]'], now: [] });
   // A variant the last run itself dropped was in the pipeline it started from: listed, not compared.
@@ -270,6 +271,66 @@ for each k in [1, 2, 3] {
   await withValues('[1, 4]');
   await run(file);
   assert.is((await pp(['diff', file, 'HEAD'])).out, '0 of 1 stage changed between HEAD and now\nonly at HEAD: m[k=2], m[k=3]\nonly now: m[k=4]\n');
+});
+
+test('diff at a revision reads an include git has no history of (outside the repository) from the disk', async () => {
+  const shared = path.join(await tempWorkspace('pausepipe-shared-'), 'shared.pipe');
+  await writeFile(shared, 'let base = 2\n');
+  const { ws, file } = await workspace(`
+include "${shared}"
+let scale = 1
+for each k in [1, 2] {
+  stage m = count { counter: "count.txt", value: k * scale * base }
+}
+`);
+  const git = (...args: string[]) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: ws });
+  await git('init', '-q');
+  await git('add', 'm.pipe');
+  await git('commit', '-qm', 'with a shared include');
+  await run(file);
+  await writeFile(file, (await readFile(file, 'utf8')).replace('scale = 1', 'scale = 3'));
+  await run(file);
+  const r = await pp(['diff', file, 'HEAD']);
+  assert.equal([r.code, r.err], [0, '']);
+  assert.is(r.out, [
+    'stage   metric  HEAD  now  change',
+    '------  ------  ----  ---  ------',
+    'm[k=1]  value   2     6    +4',
+    'm[k=2]  value   4     12   +8',
+    '2 of 2 stages changed between HEAD and now',
+    '',
+  ].join('\n'));
+});
+
+test('diff REV -p applies the overrides on both sides: only the edit since REV shows, not the override', async () => {
+  const { ws, file } = await workspace(`
+let scale = 1
+let offset = 0
+for each k in [1, 2] {
+  stage m = count { counter: "count.txt", value: k * scale + offset }
+}
+`);
+  const git = (...args: string[]) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: ws });
+  await git('init', '-q');
+  await git('add', 'm.pipe');
+  await git('commit', '-qm', 'offset 0');
+  await run(file, '-p', 'scale=10');
+  await writeFile(file, (await readFile(file, 'utf8')).replace('offset = 0', 'offset = 1'));
+  await run(file, '-p', 'scale=10');
+  assert.is((await pp(['diff', file, 'HEAD', '-p', 'scale=10'])).out, [
+    'stage   metric  HEAD  now  change',
+    '------  ------  ----  ---  ------',
+    'm[k=1]  value   10    11   +1',
+    'm[k=2]  value   20    21   +1',
+    '2 of 2 stages changed between HEAD and now',
+    '',
+  ].join('\n'));
+  // A let the revision does not have yet: the pipeline there cannot take the override.
+  await writeFile(file, (await readFile(file, 'utf8')).replace('let offset = 1', 'let offset = 1\nlet extra = 0'));
+  const missing = await pp(['diff', file, 'HEAD', '-p', 'extra=1']);
+  assert.is(missing.code, 2);
+  assert.match(missing.err, 'the pipeline at HEAD does not load:');
+  assert.match(missing.err, 'E_OVERRIDE');
 });
 
 test('a run of some targets keeps the whole pipeline as what the next run starts from', async () => {

@@ -373,6 +373,31 @@ stage table = sh(runs: train[*]) { command: ["true"] }
   assert.match((await pp('dag', file, '--format', 'dot')).out, '"loop:train":t:e -> "table" [label="runs (all 2)"];');
 });
 
+test('dag with targets draws the targets and the stages they need, as run would run them', async () => {
+  const { file } = await workspace(`
+stage prep = sh { command: ["true"] }
+for each lr in [1, 2] {
+  stage train = sh(base: prep) { command: ["true"] }
+}
+stage table = sh(runs: train[*]) { command: ["true"] }
+`);
+  assert.is((await pp('dag', file, 'train[lr=2]')).out, [
+    'flowchart TD',
+    '  n0["prep"]',
+    '  n1["train[lr=2]"]',
+    '  n0 -->|"base"| n1',
+    '',
+  ].join('\n'));
+  const dot = (await pp('dag', file, 'train[lr=2]', '--format', 'dot')).out;
+  assert.equal(dot.split('\n').filter((l) => l.includes(' -> ') || l.includes('label="for each')).map((l) => l.trim()), [
+    'label="for each lr (1 variant)"; style="rounded,dashed"; color="#888888"; fontname="Helvetica"; fontsize=11;',
+    '"prep" -> "loop:train":t:w [label="base"];',
+  ]);
+  const none = await pp('dag', file, 'trian');
+  assert.equal([none.code, none.out], [2, '']);
+  assert.match(none.err, 'pausepipe dag: no stage `trian`');
+});
+
 test('dag --format svg draws the graph coloured by what the cache holds', async () => {
   const { file } = await workspace(`
 stage prep = sh { command: ["true"] }

@@ -53,6 +53,29 @@ test('edges are bundled: a shared input is one edge to a table, variants feed ea
   ]);
 });
 
+test('two loops over the same variable are two clusters, each with its own count of variants', () => {
+  const twoLoops = pipelineOf('/ws', [
+    instance('a[lr=1]', 'sh', {}, { variant: { lr: 1 } }),
+    instance('a[lr=2]', 'sh', {}, { variant: { lr: 2 } }),
+    instance('b[lr=3]', 'sh', {}, { variant: { lr: 3 } }),
+    instance('b[lr=4]', 'sh', {}, { variant: { lr: 4 } }),
+    instance('b[lr=5]', 'sh', {}, { variant: { lr: 5 } }),
+    instance('c[lr=3]', 'sh', {}, { inputs: { up: 'b[lr=3]' }, variant: { lr: 3 } }),
+    instance('c[lr=4]', 'sh', {}, { inputs: { up: 'b[lr=4]' }, variant: { lr: 4 } }),
+    instance('c[lr=5]', 'sh', {}, { inputs: { up: 'b[lr=5]' }, variant: { lr: 5 } }),
+  ]);
+  const clusters = body(dagDot(twoLoops)).filter((l) => l.includes('subgraph') || l.startsWith('    label=') || l.startsWith('    "loop:'));
+  assert.equal(clusters.map((l) => l.replace(/ \[shape=plain.*$/, '').replace(/; style=.*$/, '')), [
+    '  subgraph cluster_loop0 {',
+    '    label="for each lr (2 variants)"',
+    '    "loop:a"',
+    '  subgraph cluster_loop1 {',
+    '    label="for each lr (3 variants)"',
+    '    "loop:b"',
+    '    "loop:c"',
+  ]);
+});
+
 test('with a plan, stages and rows are filled by status and a legend says what the colours mean', () => {
   const status = new Map<string, StageStatus>([
     ['prep', 'fresh'], ['train[lr=1,lora=true]', 'fresh'], ['train[lr=2,lora=true]', 'stale'], ['table', 'error'],
@@ -71,6 +94,23 @@ test('the SVG is drawn in-process: one cluster per loop, a table cell per variab
   assert.is(svg.match(/<g id="clust\d+" class="cluster">/g)!.length, 2);
   assert.ok(svg.includes('>for each lr, lora (2 variants)</text>'));
   assert.is(svg.match(/<g id="edge\d+" class="edge">/g)!.length, 7);
+});
+
+test('Mermaid labels write the characters Mermaid would read as markup as its entity codes', async () => {
+  const odd = pipelineOf('/ws', [
+    instance('t[a"b]', 'sh', {}, { variant: { tag: 'a"b' } }),
+    instance('t[x<y>&z]', 'sh', {}, { variant: { tag: 'x<y>&z' } }),
+    instance('t[#quot;]', 'sh', {}, { variant: { tag: '#quot;' } }),
+    instance('t[[br]|1]', 'sh', {}, { variant: { tag: '[br]|1' } }),
+  ]);
+  assert.is(await renderDag(odd, 'mermaid'), [
+    'flowchart TD',
+    '  n0["t[a#quot;b]"]',
+    '  n1["t[x#lt;y#gt;#amp;z]"]',
+    '  n2["t[#35;quot;]"]',
+    '  n3["t[[br]|1]"]',
+    '',
+  ].join('\n'));
 });
 
 test('a Mermaid diagram past Mermaid\'s default limits says so: 240 variants of train → eval → report make 720 edges', async () => {
