@@ -1,4 +1,5 @@
 // Hugging Face tokenizers (tokenizer.json) through @huggingface/tokenizers, the pause token, and a built-in character tokenizer.
+import * as hfTokenizers from '@huggingface/tokenizers';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -47,6 +48,131 @@ function tokenText(t: TokenizerConfigJson[keyof TokenizerConfigJson]): string | 
 /** The `model.type`s of tokenizer.json that @huggingface/tokenizers implements. */
 const SUPPORTED_MODELS = ['BPE', 'Unigram', 'WordPiece'];
 
+/** What this file uses of the library's decoder classes (its type declarations do not resolve under NodeNext). */
+interface Decoder {
+  config: Record<string, unknown>;
+  added_tokens: unknown[];
+  end_of_word_suffix: string | null;
+  decode_chain(tokens: string[]): string[];
+}
+type DecoderClass = new (config: Record<string, unknown>) => Decoder;
+interface PreTokenizer {
+  pre_tokenize_text(text: string, options?: unknown): string[];
+}
+interface MetaspacePreTokenizer extends PreTokenizer {
+  replacement: string;
+}
+const { ByteFallbackDecoder, MetaspaceDecoder, MetaspacePreTokenizer } = hfTokenizers as unknown as {
+  ByteFallbackDecoder: DecoderClass;
+  MetaspaceDecoder: DecoderClass;
+  MetaspacePreTokenizer: new (config: Record<string, unknown>) => MetaspacePreTokenizer;
+};
+
+/**
+ * The Metaspace pre-tokenizer with the Rust library's `split` (true unless the document says false): after `▁`
+ * replaces the spaces, every `▁` starts a new word, so no token spans two words. The JS library ignored `split` and
+ * kept the text one word, which a Unigram or BPE model then covered with other tokens than Python's.
+ */
+class RustMetaspacePreTokenizer extends MetaspacePreTokenizer {
+  private readonly split: boolean;
+
+  constructor(config: Record<string, unknown>) {
+    super(config);
+    this.split = config.split !== false;
+  }
+
+  override pre_tokenize_text(text: string, options?: unknown): string[] {
+    const words = super.pre_tokenize_text(text, options);
+    if (!this.split) return words;
+    const out: string[] = [];
+    for (const word of words) {
+      let start = 0;
+      for (let i = word.indexOf(this.replacement, 1); i > 0; i = word.indexOf(this.replacement, i + 1)) {
+        out.push(word.slice(start, i));
+        start = i;
+      }
+      out.push(word.slice(start));
+    }
+    return out;
+  }
+}
+
+/** `pre` (as the library built it from the document's `config`) with its Metaspace pre-tokenizers made faithful. */
+function rustPreTokenizers(pre: PreTokenizer, config: { type?: string; pretokenizers?: Record<string, unknown>[] } & Record<string, unknown>): PreTokenizer {
+  if (config.type === 'Metaspace') return new RustMetaspacePreTokenizer(config);
+  if (config.type === 'Sequence') {
+    const sequence = pre as PreTokenizer & { tokenizers: PreTokenizer[] };
+    sequence.tokenizers = sequence.tokenizers.map((p, i) => rustPreTokenizers(p, config.pretokenizers![i]!));
+  }
+  return pre;
+}
+
+/** A byte token of a byte-fallback vocabulary, as the Rust library reads one: `<0x` two hex digits `>`. */
+const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * ByteFallback as the Rust library decodes it (what Python decodes generations with): a run of byte tokens that is
+ * valid UTF-8 becomes its text, a leading BOM kept; a run that is not becomes one U+FFFD per byte token. The JS
+ * library's TextDecoder dropped a leading BOM and replaced only the broken parts, so a generation cut inside a
+ * character (`€` = 3 byte tokens) read `5 �` where Python reads `5 ��`.
+ */
+class RustByteFallbackDecoder extends ByteFallbackDecoder {
+  override decode_chain(tokens: string[]): string[] {
+    const out: string[] = [];
+    let bytes: number[] = [];
+    const flush = () => {
+      if (bytes.length === 0) return;
+      try {
+        out.push(STRICT_UTF8.decode(Uint8Array.from(bytes)));
+      } catch {
+        for (let i = 0; i < bytes.length; i++) out.push('\uFFFD');
+      }
+      bytes = [];
+    };
+    for (const token of tokens) {
+      const byte = BYTE_TOKEN.exec(token);
+      if (byte) {
+        bytes.push(parseInt(byte[1]!, 16));
+      } else {
+        flush();
+        out.push(token);
+      }
+    }
+    flush();
+    return out;
+  }
+}
+
+/**
+ * The Metaspace decoder as the Rust library applies it: every `▁` of the first token is dropped (not one leading
+ * space), and none is with `prepend_scheme: "never"`, which the JS library ignored.
+ */
+class RustMetaspaceDecoder extends MetaspaceDecoder {
+  override decode_chain(tokens: string[]): string[] {
+    const replacement = (this.config.replacement as string | undefined) ?? '\u2581';
+    const dropFirst = (this.config.prepend_scheme ?? 'always') !== 'never';
+    return tokens.map((token, i) => token.replaceAll(replacement, i === 0 && dropFirst ? '' : ' '));
+  }
+}
+
+/** `decoder` (as the library built it from tokenizer.json) with the decoders whose JS implementation differs from the Rust library's swapped for faithful ones. */
+function rustDecoders(decoder: Decoder): Decoder {
+  let faithful = decoder;
+  switch (decoder.config.type) {
+    case 'ByteFallback': faithful = new RustByteFallbackDecoder(decoder.config); break;
+    case 'Metaspace': faithful = new RustMetaspaceDecoder(decoder.config); break;
+    case 'Sequence': {
+      const sequence = decoder as Decoder & { decoders: Decoder[] };
+      sequence.decoders = sequence.decoders.map(rustDecoders);
+    }
+  }
+  // The library sets these on the top decoder after building it.
+  faithful.added_tokens = decoder.added_tokens;
+  faithful.end_of_word_suffix = decoder.end_of_word_suffix;
+  return faithful;
+}
+
 /** A tokenizer.json document wrapped in the project's `Tokenizer` contract. */
 export class JsonTokenizer implements Tokenizer {
   readonly vocabSize: number;
@@ -66,8 +192,16 @@ export class JsonTokenizer implements Tokenizer {
     if (!SUPPORTED_MODELS.includes(json.model.type)) {
       throw new Error(`model type ${JSON.stringify(json.model.type ?? null)} is not supported (only ${SUPPORTED_MODELS.join(', ')} tokenizers are)`);
     }
+    // The JS library matches a single_word token inside words too: its ids would silently differ from Python's.
+    const singleWord = (json.added_tokens ?? []).find((t) => t.single_word);
+    if (singleWord) {
+      throw new Error(`added token ${JSON.stringify(singleWord.content)} has "single_word": true, which is not supported (it would be ` +
+        'matched inside words too, unlike in Hugging Face tokenizers): set it to false in tokenizer.json if the token never touches a letter, digit or _ in your data');
+    }
     // The Rust library (what the fixtures and Python users decode with) does no clean-up unless the config asks.
     this.hf = new HfTokenizer(json, { ...config, clean_up_tokenization_spaces: config.clean_up_tokenization_spaces ?? false });
+    if (this.hf.decoder) this.hf.decoder = rustDecoders(this.hf.decoder);
+    if (this.hf.pre_tokenizer) this.hf.pre_tokenizer = rustPreTokenizers(this.hf.pre_tokenizer, json.pre_tokenizer as Record<string, unknown>);
     this.ids = new Map();
     const vocab = json.model.vocab;
     // Unigram stores [piece, score] pairs whose index is the id; BPE/WordPiece store piece → id.
@@ -106,9 +240,11 @@ export class JsonTokenizer implements Tokenizer {
     return this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
   }
 
+  /** Text of `ids`; ids without a token (past the vocabulary, as a model with padded embeddings may emit) are left out, as in the Rust library. */
   decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
-    if (ids.length === 0) return '';
-    return this.hf.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false });
+    const known = ids.filter((id) => this.hf.id_to_token(id) !== undefined);
+    if (known.length === 0) return '';
+    return this.hf.decode(known, { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 
   /** Id of a token string (vocabulary or added token), or undefined. */

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { builtinTokenizer, builtinVocabulary, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
+import { builtinTokenizer, builtinVocabulary, JsonTokenizer, loadTokenizer } from '../../../stages/lm/tokenizer.ts';
 import { FIXTURES, readJson, rejectsWith, withFixtures } from '../../helpers/hf-fixtures.ts';
 
 interface Expected {
@@ -87,6 +87,77 @@ withFixtures(fixtures)('loadTokenizer reads a folder with tokenizer.json and tok
 });
 
 fixtures.run();
+
+// Every expectation here is what Hugging Face tokenizers 0.23.2 (the library the fixtures were made with) gives for
+// the same document and ids; @huggingface/tokenizers alone gave something else for each.
+const rust = suite('tokenizer: as the Rust library decodes and pre-tokenizes');
+
+/** tokenizer-sp.json with its decoder or pre-tokenizer (and normalizer) replaced. */
+async function spWith(change: Record<string, unknown>): Promise<JsonTokenizer> {
+  return new JsonTokenizer({ ...(await readJson(path.join(FIXTURES, 'tokenizer-sp.json'))), ...change } as ConstructorParameters<typeof JsonTokenizer>[0]);
+}
+
+withFixtures(rust)('a generation cut inside a character decodes to one U+FFFD per byte token of a broken run, as Python reads it', async () => {
+  const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-sp.json'));
+  const ids = tok.encode('5 €');
+  assert.equal(ids, [1, 90, 180, 826, 730, 772], '€ is three byte tokens');
+  assert.is(tok.decode(ids), '<s> 5 €');
+  assert.is(tok.decode(ids.slice(0, -1)), '<s> 5 \uFFFD\uFFFD');
+  assert.is(tok.decode(ids.slice(0, -1), { skipSpecialTokens: true }), '5 \uFFFD\uFFFD');
+  // A run that is not UTF-8 is replaced whole, the ASCII byte <0x41> in it too; a valid run is its text.
+  assert.is(tok.decode([665, 826, 730]), '\uFFFD\uFFFD\uFFFD');
+  assert.is(tok.decode([665, 666]), 'AB');
+});
+
+withFixtures(rust)('a BOM written as byte tokens stays in the decoded text, at the start and inside', async () => {
+  const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-sp.json'));
+  assert.equal(tok.encode('\uFEFFBOM'), [1, 90, 839, 787, 791, 36, 49, 47]);
+  assert.is(tok.decode([1, 90, 839, 787, 791, 36, 49, 47], { skipSpecialTokens: true }), '\uFEFFBOM');
+  assert.is(tok.decode([1, 90, 64, 839, 787, 791, 65], { skipSpecialTokens: true }), 'a\uFEFFb');
+});
+
+withFixtures(rust)('ids without a token (past the vocabulary) are left out of the decoded text, not read as <unk>', async () => {
+  const tok = await loadTokenizer(path.join(FIXTURES, 'tokenizer-sp.json'));
+  assert.is(tok.decode([1, 856, 99999, 137, 2]), '<s> the </s>');
+  assert.is(tok.decode([1, 856, 99999, 137, 2], { skipSpecialTokens: true }), 'the ');
+  assert.is(tok.decode([99999]), '');
+});
+
+withFixtures(rust)('the Metaspace decoder drops every ▁ of the first token, and none with prepend_scheme "never"', async () => {
+  const metaspace = (prependScheme: string) => spWith({ decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: prependScheme, split: true } });
+  const always = await metaspace('always');
+  // 137 is `▁the▁`, 90 is `▁`, 1 is <s>.
+  assert.is(always.decode([137, 137]), 'the the ');
+  assert.is(always.decode([90, 90, 137]), '  the ');
+  assert.is(always.decode([1, 137, 137]), '<s> the  the ');
+  assert.is(always.decode([1, 137, 137], { skipSpecialTokens: true }), 'the the ');
+  assert.is((await metaspace('never')).decode([137, 137]), ' the  the ');
+});
+
+withFixtures(rust)('the Metaspace pre-tokenizer splits before every ▁ unless "split" is false, so no token spans two words', async () => {
+  const metaspace = (split: Record<string, boolean>) => spWith({ normalizer: null, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', ...split } });
+  const text = 'It takes  the eggs';
+  const splitIds = [90, 43, 83, 90, 83, 197, 126, 90, 90, 389, 90, 411, 70, 82];
+  assert.equal((await metaspace({ split: true })).encode(text, { addSpecialTokens: false }), splitIds);
+  assert.equal((await metaspace({})).encode(text, { addSpecialTokens: false }), splitIds, 'split is true by default');
+  // Unsplit, `t▁`, `akes▁` and `▁the▁` span words.
+  assert.equal((await metaspace({ split: false })).encode(text, { addSpecialTokens: false }), [90, 43, 98, 83, 397, 137, 411, 70, 82]);
+});
+
+withFixtures(rust)('an added token with single_word is refused, naming the token and the file', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tok-'));
+  try {
+    const json = await readJson<{ added_tokens: Record<string, unknown>[] }>(path.join(FIXTURES, 'tokenizer-sp.json'));
+    json.added_tokens.push({ id: 856, content: '<mask>', single_word: true, lstrip: false, rstrip: false, normalized: false, special: true });
+    const file = path.join(dir, 'tokenizer.json');
+    await writeFile(file, JSON.stringify(json));
+    await rejectsWith(() => loadTokenizer(dir), new RegExp(`^${file}: added token "<mask>" has "single_word": true, which is not supported .* set it to false in tokenizer.json if`));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+rust.run();
 
 const builtin = suite('tokenizer: built-in character tokenizer');
 
