@@ -45,12 +45,36 @@ export class LmKvCache implements KvCache {
   values: tf.Tensor4D[] = []; // per layer [B, nkv, S, hd]
   length = 0;
 
+  keepRows(rows: number[]): void {
+    this.keys = this.keys.map((t) => keepBatchRows(t, rows));
+    this.values = this.values.map((t) => keepBatchRows(t, rows));
+  }
+
   dispose(): void {
     for (const t of [...this.keys, ...this.values]) t.dispose();
     this.keys = [];
     this.values = [];
     this.length = 0;
   }
+}
+
+/**
+ * Rows `rows` of a tensor along its first axis, as a new tensor; `t` is disposed. On wasm and cpu a copy through host
+ * memory (each row is contiguous, and tf.gather is slow on wasm), elsewhere tf.gather.
+ */
+export function keepBatchRows<T extends tf.Tensor>(t: T, rows: number[]): T {
+  if (tf.getBackend() !== 'wasm' && tf.getBackend() !== 'cpu') {
+    const kept = tf.gather(t, rows) as T;
+    t.dispose();
+    return kept;
+  }
+  const values = t.dataSync() as Float32Array | Int32Array;
+  const size = t.size / t.shape[0]!;
+  const out = new (values.constructor as Float32ArrayConstructor | Int32ArrayConstructor)(rows.length * size);
+  rows.forEach((r, i) => out.set(values.subarray(r * size, (r + 1) * size), i * size));
+  const kept = tf.tensor(out, [rows.length, ...t.shape.slice(1)], t.dtype) as T;
+  t.dispose();
+  return kept;
 }
 
 /** Gradient-free identity: the pause head reads the hidden state without training the body (`.detach()`). */
