@@ -4,8 +4,21 @@ import { readTensor } from './backend.ts';
 import { createRng, deriveSeed } from '../data/random.ts';
 import { leftPad, padIdOf, promptText } from './collate.ts';
 import { kernels } from './kernels.ts';
+import { keepBatchRows } from './model.ts';
 import type { KvCache, LanguageModel, Tokenizer } from './types.ts';
 import { GpuWatch } from './webgpu/gpu-errors.ts';
+
+/**
+ * Backends whose decode step computes every row alone, to the bit, whatever else the batch holds (wasm's XNNPACK
+ * products and tfjs's batched loop; the cpu backend's loops): there a finished row can leave the batch.
+ */
+const ROW_INDEPENDENT = new Set(['wasm', 'cpu']);
+
+/**
+ * Finished rows leave the batch once they are this share of it: dropping them copies the KV cache through host memory
+ * once (a few steps' time at most), and each later step then costs in proportion to the rows left.
+ */
+const DROP_FINISHED_SHARE = 0.25;
 
 export interface GenerateOptions {
   /** Most tokens generated per row (pauses count: they are tokens the model emits). */
@@ -83,11 +96,14 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
   let enqueued = 0;
   const steps = k.decodeSteps(model, temperature);
   const lookahead = k.decodeLookahead;
+  /** The prompt each row of the computed batch answers: every one at first, then those not finished (dropRows). */
+  let active = prompts.map((_, r) => r);
+  const dropsRows = ROW_INDEPENDENT.has(tf.getBackend()) && lookahead === 0;
   try {
     for (let step = 0; !done.every(Boolean); step++) {
       // The next step's input is this step's device-chosen tokens, so it can be queued before they are read.
       while (enqueued < stepLimit && queued.length <= lookahead) {
-        const uniforms = temperature > 0 ? Float64Array.from(rngs, (rng) => rng.next()) : null;
+        const uniforms = temperature > 0 ? Float64Array.from(active, (r) => rngs[r]!.next()) : null;
         const started = performance.now();
         const result = await steps.step(inputIds, mask, cache, uniforms);
         cache = result.cache;
@@ -99,8 +115,8 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
         // A replayed step feeds its tokens to the next on the GPU and knows its columns: no inputs to make.
         if (steps.replaying) continue;
         inputIds.dispose();
-        inputIds = tf.reshape(ids, [rows, 1]);
-        const grown: tf.Tensor2D = tf.tidy(() => tf.concat([mask, tf.ones([rows, 1], 'int32')], 1));
+        inputIds = tf.reshape(ids, [active.length, 1]);
+        const grown: tf.Tensor2D = tf.tidy(() => tf.concat([mask, tf.ones([active.length, 1], 'int32')], 1));
         mask.dispose();
         mask = grown;
       }
@@ -108,16 +124,23 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
       const next = await values;
       ids.dispose();
       await watch.check(`step ${step + 1}`);
-      for (let r = 0; r < rows; r++) {
-        if (done[r]) continue;
-        const token = next[r]!;
+      active.forEach((r, i) => {
+        if (done[r]) return;
+        const token = next[i]!;
         out[r]!.push(token);
         if (token === eosId) stoppedAtEos[r] = true;
         if (token === eosId || out[r]!.length >= limits[r]!) done[r] = true;
-      }
+      });
       opts.onStep?.(step + 1);
       // The cache now holds width + step positions; the next step would add one.
       if (step + 1 >= stepLimit) done.fill(true);
+      const keep = dropsRows && cache?.keepRows && queued.length === 0 ? rowsToKeep(active, done) : null;
+      if (keep) {
+        cache!.keepRows!(keep);
+        inputIds = keepBatchRows(inputIds, keep);
+        mask = keepBatchRows(mask, keep);
+        active = keep.map((i) => active[i]!);
+      }
     }
   } finally {
     // A step queued past the end is read before its tensor goes: a read must not outlive its tensor.
@@ -139,6 +162,19 @@ export async function generate(model: LanguageModel, tokenizer: Tokenizer, promp
     stoppedAtEos: stoppedAtEos[r]!,
     hadRoom: limits[r]! > 0,
   }));
+}
+
+/**
+ * Positions in the batch of the rows to go on with once enough of `active` (prompt indices) have finished, else null.
+ * Two rows stay at least: a batch of one kv head's single row would take XNNPACK's product instead of tfjs's batched
+ * loop in attention, whose sums round otherwise (ops.ts).
+ */
+function rowsToKeep(active: number[], done: boolean[]): number[] | null {
+  const unfinished = active.flatMap((r, i) => (done[r] ? [] : [i]));
+  if (unfinished.length === 0 || active.length - unfinished.length < Math.max(1, DROP_FINISHED_SHARE * active.length)) return null;
+  const keep = new Set(unfinished);
+  for (let i = 0; keep.size < Math.min(2, active.length); i++) keep.add(i);
+  return keep.size < active.length ? [...keep].sort((a, b) => a - b) : null;
 }
 
 export interface GenerateManyOptions extends GenerateOptions {

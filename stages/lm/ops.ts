@@ -1,12 +1,19 @@
 // Differentiable transformer ops with hand-written gradients, fast on the wasm backend and safe on every backend.
 //
 // Why it looks like this (measured on tfjs-backend-wasm 4.22, one thread):
-// - tf.matMul with transposeA/transposeB runs 10–30× slower than on a materialised transpose, and batched (rank-3/4)
-//   matmuls reach ~3 GFLOP/s against ~35 for rank 2; so every product here is rank 2 on contiguous operands.
+// - A rank-2 tf.matMul without transpose flags runs XNNPACK's kernels (~35 GFLOP/s); with a flag, or batched
+//   (rank 3/4), tfjs's own loop runs it (~3 GFLOP/s, 10–30× slower); so every large product here is rank 2 on
+//   contiguous operands.
 // - Slice, Unpack and SplitV copy their whole input out of the wasm heap once per output piece (O(pieces²)), and
 //   GatherV2 and broadcasting Equal cost ~40 ns per element; so on backends whose memory is host memory
-//   (wasm, cpu) blocks, transposes and row gathers are done on a host copy in plain JS, where they are memcpy-fast.
+//   (wasm, cpu) blocks and row gathers are done on a host copy in plain JS, where they are memcpy-fast. A 2-D
+//   Transpose kernel, though, is ~1 ns per element on wasm, 4–10× faster than a JS copy out and back.
 // - tf.gather's gradient needs UnsortedSegmentSum, which wasm lacks; the embedding gradient is a ScatterNd.
+// - A rank-2 product on wasm is XNNPACK's: every output element is one float32 sum over the inner dimension in order,
+//   whichever operand is A or B and however the rows or columns are cut, so those choices are free for speed and
+//   never change a bit. XNNPACK packs the B operand before multiplying (cached per tensor: once for a weight, on every
+//   call for an activation). Batched and transposed products take tfjs's own loop, which sums in blocks of 48: other
+//   bits, so a product never moves between the two paths.
 // GPU-like backends (webgpu, tensorflow) take the plain batched path, where few large kernels are what counts.
 import * as tf from '@tensorflow/tfjs-core';
 import { IGNORE_INDEX } from './types.ts';
@@ -23,15 +30,43 @@ export const MASK_VALUE = -1e9;
 export const OPS_TUNING: { hostCopies: 'auto' | 'never'; blockedMinWork: number } = { hostCopies: 'auto', blockedMinWork: 65536 };
 
 type Save = (tensors: tf.Tensor[]) => void;
-type GradResult = { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] };
+/** An input's gradient: computed already, or a function the backward pass calls only if that input needs one. */
+type InputGrad = tf.Tensor | (() => tf.Tensor);
+type GradResult = { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => InputGrad[] };
 type Op = (...inputs: tf.Tensor[]) => tf.Tensor;
 
-/** tf.customGrad with the inputs as one array, so each op destructures what it takes. */
+/** The engine method tf.customGrad runs its function through (tfjs-core 4.22's Engine, present but not typed public). */
+interface KernelFuncEngine {
+  runKernelFunc(params: {
+    forwardFunc: (backend: unknown, save: Save) => tf.Tensor;
+    backwardsFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => Record<number, () => tf.Tensor>;
+    inputs: Record<number, tf.Tensor>;
+  }): tf.Tensor;
+}
+
+/**
+ * tf.customGrad with the inputs as one array, so each op destructures what it takes, and with gradients that may be
+ * functions. tf.customGrad computes every input's gradient; the engine's backward pass asks only for those of inputs
+ * that depend on what is differentiated, so a function is never called for a frozen weight (the dW products of a
+ * LoRA or pause-only step) nor for an input that no trained weight precedes. The values are the same either way.
+ */
 function customOp(f: (inputs: tf.Tensor[], save: Save) => GradResult): Op {
-  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const save = args.pop() as tf.GradSaveFunc;
-    return f(args as tf.Tensor[], save);
-  });
+  return (...inputs: tf.Tensor[]) => {
+    let gradFunc: GradResult['gradFunc'] | null = null;
+    return (tf.engine() as unknown as KernelFuncEngine).runKernelFunc({
+      forwardFunc: (_backend, save) => {
+        const result = f(inputs, save);
+        gradFunc = result.gradFunc;
+        return result.value;
+      },
+      backwardsFunc: (dy, saved) => {
+        const grads = gradFunc!(dy, saved);
+        if (grads.length !== inputs.length) throw new Error(`customOp: ${grads.length} gradients for ${inputs.length} inputs`);
+        return Object.fromEntries(grads.map((g, i) => [i, typeof g === 'function' ? g : () => g]));
+      },
+      inputs: Object.fromEntries(inputs.map((t, i) => [i, t])),
+    });
+  };
 }
 
 /**
@@ -83,11 +118,9 @@ function block(v: Float32Array, i: number, rows: number, cols: number): tf.Tenso
   return tf.tensor2d(v.subarray(i * size, (i + 1) * size), [rows, cols]);
 }
 
-/** Row-major transpose of a 2-D tensor; on host backends done in JS (the wasm Transpose kernel is ~10 ns/element). */
+/** Transpose of a 2-D tensor (a copy of the values, so every backend gives the same bits). */
 function t2(x: tf.Tensor): tf.Tensor2D {
-  const [r, c] = x.shape as [number, number];
-  if (!onHost()) return tf.transpose(x as tf.Tensor2D);
-  return tf.tensor2d(transposeBlocks(hostValues(x), 1, r, c), [c, r]);
+  return tf.transpose(x as tf.Tensor2D);
 }
 
 /** rows[ids[i]] of a [V, H] table for int32 ids of any shape → [...ids.shape, H], with a range check. */
@@ -151,23 +184,27 @@ function linear2(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | undefined, wT: tf.Te
       }),
       gradFunc: (dy, [xs, ws]) => {
         const grads = [
-          tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dx [N, in]
-          tf.tidy(() => weightGrad(dy, xs!)), // dW [out, in]
+          () => tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dx [N, in]
+          () => weightGrad(dy, xs!), // dW [out, in]
         ];
-        return bi ? [...grads, columnSums(dy)] : grads;
+        return bi ? [...grads, () => columnSums(dy)] : grads;
       },
     };
   });
   return b ? op(x, w, b) : op(x, w);
 }
 
-/** dW = dyᵀ·x [out, in] for dy [N, out], x [N, in], transposing whichever activation is narrower. */
+/**
+ * dW = dyᵀ·x [out, in] for dy [N, out], x [N, in]. Both activations are new each step, so the product's B operand is
+ * packed on every call (wasm): B is the narrower one and the wider is transposed, which on wasm costs less than
+ * packing it (a [2144, 256] B: 1.4 ms to pack, 0.3 ms to transpose). Either way each element is the same sum.
+ */
 function weightGrad(dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
-  if (lastDim(dy) <= lastDim(x)) return tf.matMul(t2(dy), x as tf.Tensor2D);
+  if (lastDim(dy) >= lastDim(x)) return tf.matMul(t2(dy), x as tf.Tensor2D);
   return t2(tf.matMul(t2(x), dy as tf.Tensor2D));
 }
 
-/** Wᵀ [in, out] of a weight [out, in], materialised (on host backends by a JS copy): what `linear` can reuse as `weightT`. */
+/** Wᵀ [in, out] of a weight [out, in], materialised: what `linear` can reuse as `weightT`. */
 export function transposeWeight(weight: tf.Tensor): tf.Tensor2D {
   if (weight.rank !== 2) throw new Error(`transposeWeight: weight ${shapeText(weight)} must be [out, in]`);
   return t2(weight);
@@ -231,13 +268,15 @@ function rmsNormOp(eps: number): Op {
     saveOwned(save, [w], [xn!, r!]);
     return {
       value: value!,
-      gradFunc: (dy, [ws, xns, rs]) =>
-        tf.tidy(() => {
+      gradFunc: (dy, [ws, xns, rs]) => [
+        () => {
           const g = tf.mul(dy, ws!); // [N, H]
           // dx = r·(g − xn·mean(g·xn))
           const proj = tf.div(tf.sum(tf.mul(g, xns!), -1, true), H);
-          return [tf.mul(tf.sub(g, tf.mul(xns!, proj)), rs!), columnSums(tf.mul(dy, xns!))];
-        }),
+          return tf.mul(tf.sub(g, tf.mul(xns!, proj)), rs!);
+        },
+        () => columnSums(tf.mul(dy, xns!)),
+      ],
     };
   });
   rmsNormOps.set(eps, op);
@@ -349,6 +388,11 @@ interface AttentionDims {
   rows: number;
 }
 
+/** Equal-shaped 2-D tensors one after another along the rows: tf.stack's values, in a quarter of its time on wasm. */
+function stackRows(parts: tf.Tensor[]): tf.Tensor2D {
+  return tf.concat(parts as tf.Tensor2D[], 0);
+}
+
 /**
  * Attention as n = B·nkv independent rank-2 problems, each [rows, hd]·[hd, S], computed block by block on a
  * host copy (wasm, cpu). Blocks are cut and transposed in JS; the scale is folded into the transposed blocks.
@@ -360,13 +404,13 @@ function attentionBlocked(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Ten
   const vv = hostValues(v);
   const probs = tf.tidy(() => {
     const kT = transposeBlocks(kv, n, S, hd, scale); // n × [hd, S]
-    const scores = tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(qv, i, rows, hd), block(kT, i, hd, S))));
+    const scores = stackRows(Array.from({ length: n }, (_, i) => tf.matMul(block(qv, i, rows, hd), block(kT, i, hd, S))));
     return tf.softmax(tf.add(tf.reshape(scores, [B, nh, T, S]), mask));
   });
   const pv = hostValues(probs);
   saveOwned(save, [], [probs]);
   const value = tf.tidy(() =>
-    tf.reshape(tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(pv, i, rows, S), block(vv, i, S, hd)))), [B, nh, T, hd]),
+    tf.reshape(stackRows(Array.from({ length: n }, (_, i) => tf.matMul(block(pv, i, rows, S), block(vv, i, S, hd)))), [B, nh, T, hd]),
   );
   return {
     value,
@@ -376,13 +420,13 @@ function attentionBlocked(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Ten
         const dyv = hostValues(dy);
         const vT = transposeBlocks(vv, n, S, hd); // n × [hd, S]
         const dyb = Array.from({ length: n }, (_, i) => block(dyv, i, rows, hd));
-        const dP = tf.stack(dyb.map((g, i) => tf.matMul(g, block(vT, i, hd, S)))); // [n, rows, S]
+        const dP = stackRows(dyb.map((g, i) => tf.matMul(g, block(vT, i, hd, S)))); // [n·rows, S]
         const dsv = hostValues(softmaxGrad(ps!, tf.reshape(dP, ps!.shape)));
         const dsT = transposeBlocks(dsv, n, rows, S, scale); // n × [S, rows]
         const pT = transposeBlocks(pv, n, rows, S); // n × [S, rows]
-        const dq = tf.mul(tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(dsv, i, rows, S), block(kv, i, S, hd)))), scale);
-        const dk = tf.stack(Array.from({ length: n }, (_, i) => tf.matMul(block(dsT, i, S, rows), block(qv, i, rows, hd))));
-        const dv = tf.stack(dyb.map((g, i) => tf.matMul(block(pT, i, S, rows), g)));
+        const dq = tf.mul(stackRows(Array.from({ length: n }, (_, i) => tf.matMul(block(dsv, i, rows, S), block(kv, i, S, hd)))), scale);
+        const dk = stackRows(Array.from({ length: n }, (_, i) => tf.matMul(block(dsT, i, S, rows), block(qv, i, rows, hd))));
+        const dv = stackRows(dyb.map((g, i) => tf.matMul(block(pT, i, S, rows), g)));
         return [tf.reshape(dq, q.shape), tf.reshape(dk, k.shape), tf.reshape(dv, v.shape)];
       }),
   };
@@ -391,9 +435,12 @@ function attentionBlocked(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Ten
 /** The same computation as one batched matmul per product: what GPUs want, and cheaper on wasm for tiny blocks. */
 function attentionBatched(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor, d: AttentionDims, scale: number, save: Save): GradResult {
   const { B, nh, T, S, hd, n, rows } = d;
-  // wasm's transposed matmuls are slow: transpose explicitly there; GPU kernels take the flags for free.
+  // GPU kernels take the transpose flags for free. On wasm a batched product (n > 1) runs tfjs's own loop, which reads
+  // Bᵀ with the flag at no cost (and contiguously: 6× faster than on a transposed copy for a decode step's scores) and
+  // sums in the same order either way; a single product (n = 1) is XNNPACK's, which wants B materialised, and sums
+  // otherwise (see the top of this file). Aᵀ through the flag is no faster there: transposed explicitly.
   const host = onHost();
-  const mmT = (a: tf.Tensor3D, b: tf.Tensor3D) => (host ? tf.matMul(a, tf.transpose(b, [0, 2, 1])) : tf.matMul(a, b, false, true));
+  const mmT = (a: tf.Tensor3D, b: tf.Tensor3D) => (host && n === 1 ? tf.matMul(a, tf.transpose(b, [0, 2, 1])) : tf.matMul(a, b, false, true));
   const mTm = (a: tf.Tensor3D, b: tf.Tensor3D) => (host ? tf.matMul(tf.transpose(a, [0, 2, 1]), b) : tf.matMul(a, b, true, false));
   const q3 = tf.reshape(q, [n, rows, hd]) as tf.Tensor3D;
   const k3 = tf.reshape(k, [n, S, hd]) as tf.Tensor3D;

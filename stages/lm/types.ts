@@ -42,6 +42,11 @@ export interface LossParts {
 export interface KvCache {
   /** Number of positions already stored. */
   readonly length: number;
+  /**
+   * Keeps only the batch rows at `rows` (indices into the current batch, ascending), so later steps compute those
+   * alone; absent where the cache cannot drop rows (a GPU's, whose steps are recorded for a fixed batch).
+   */
+  keepRows?(rows: number[]): void;
   dispose(): void;
 }
 

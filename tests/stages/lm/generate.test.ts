@@ -98,6 +98,31 @@ forEachBackend((backend) => {
     assert.equal(rows.map((r) => r.ids.length), [2, 6, 4]);
   });
 
+  withFixtures(test)('finished rows leave the batch on wasm, and every row generates what it generates alone (greedy and sampled)', async () => {
+    const sizes: number[] = [];
+    const decodeStep = model.decodeStep;
+    model.decodeStep = (ids, mask, cache) => {
+      sizes.push(ids.shape[0]);
+      return decodeStep.call(model, ids, mask, cache);
+    };
+    try {
+      for (const sampling of [{}, { temperature: 1.0, seed: 3 }]) {
+        sizes.length = 0;
+        // Limits 2, 6 and 4 (max length 10 with prompts of 8, 3 and 6): the first row is done after step 2.
+        const rows = await generate(model, tok, PROMPTS, { maxNewTokens: 6, maxLength: 10, ...sampling });
+        assert.equal(rows.map((r) => r.ids.length), [2, 6, 4]);
+        // Two rows stay at least, so the third finishing at step 4 leaves the batch as it is.
+        if (backend === 'wasm') assert.equal(sizes, [3, 3, 2, 2, 2, 2], 'rows per decode step');
+        for (let i = 0; i < PROMPTS.length; i++) {
+          const [alone] = await generate(model, tok, [PROMPTS[i]!], { maxNewTokens: 6, maxLength: 10, ...sampling, firstRow: i });
+          assert.equal(rows[i]!.ids, alone!.ids, `row ${i} ${JSON.stringify(sampling)}`);
+        }
+      }
+    } finally {
+      model.decodeStep = decodeStep;
+    }
+  });
+
   withFixtures(test)('with the padded batch counted, as transformers counts max_length, every row of a batch gets the same budget', async () => {
     const own = await generate(model, tok, PROMPTS, { maxNewTokens: 6, maxLength: 10 });
     // Widths 8, 3 and 6 pad to 8: each row may add 10 - 8 = 2 tokens, the first 2 it generates on its own rule.

@@ -117,6 +117,61 @@ ops('linear through a prepared transposeWeight computes the same values and grad
   });
 });
 
+/** BatchMatMul kernels that `f` runs, nested ones included (tf.profile records every kernel the engine runs). */
+async function productsRun(f: () => tf.TensorContainer): Promise<number> {
+  const profile = await tf.profile(f);
+  return profile.kernels.filter((k) => k.name === 'BatchMatMul').length;
+}
+
+/** Whether two float32 tensors hold the same bits. */
+function sameBits(a: tf.Tensor, b: tf.Tensor): boolean {
+  const [x, y] = [a.dataSync() as Float32Array, b.dataSync() as Float32Array];
+  return x.length === y.length && Buffer.compare(Buffer.from(x.buffer, x.byteOffset, x.byteLength), Buffer.from(y.buffer, y.byteOffset, y.byteLength)) === 0;
+}
+
+ops('linear computes no weight gradient for a weight that is not differentiated (a frozen one), and the same dx', async () => {
+  const saved = { ...OPS_TUNING };
+  try {
+    for (const hostCopies of ['auto', 'never'] as const) {
+      OPS_TUNING.hostCopies = hostCopies;
+      const x = randn([6, 5], 11);
+      const w = tf.variable(randn([4, 5], 12), false);
+      const loss = (xi: tf.Tensor) => tf.sum(linear(xi, w));
+      // Forward x·Wᵀ, then dx = dy·W: two products; dW would be a third.
+      assert.is(await productsRun(() => tf.grad(loss)(x)), 2, `${hostCopies}: products for dx only`);
+      const both = tf.grads((xi: tf.Tensor, wi: tf.Tensor) => tf.sum(linear(xi, wi)));
+      assert.is(await productsRun(() => both([x, w])), 3, `${hostCopies}: products for dx and dW`);
+      assert.ok(sameBits(tf.grad(loss)(x), both([x, w])[0]!), `${hostCopies}: dx alone and dx beside dW differ`);
+      tf.dispose([x, w]);
+    }
+  } finally {
+    Object.assign(OPS_TUNING, saved);
+  }
+});
+
+ops('wasm: a rank-2 product gives the same bits with its operands swapped and transposed (what weightGrad relies on)', () => {
+  tf.tidy(() => {
+    for (const [n, out, inDim] of [[300, 7, 5], [300, 5, 7], [2144, 256, 64]] as const) {
+      const dy = randn([n, out], 13) as tf.Tensor2D;
+      const x = randn([n, inDim], 14) as tf.Tensor2D;
+      const direct = tf.matMul(tf.transpose(dy), x); // [out, in]
+      const swapped = tf.transpose(tf.matMul(tf.transpose(x), dy)); // [in, out]ᵀ
+      assert.ok(sameBits(direct, swapped), `dyᵀ·x and (xᵀ·dy)ᵀ differ for N ${n}, out ${out}, in ${inDim}`);
+    }
+  });
+});
+
+ops('wasm: a batched product reads Bᵀ through the flag with the same bits as from a transposed copy', () => {
+  tf.tidy(() => {
+    // Decode steps' scores (one query row) and short training sequences' (several), both summed by tfjs's own loop.
+    for (const [n, rows, S, hd] of [[8, 1, 70, 32], [6, 9, 60, 16]] as const) {
+      const a = randn([n, rows, hd], 15) as tf.Tensor3D;
+      const b = randn([n, S, hd], 16) as tf.Tensor3D;
+      assert.ok(sameBits(tf.matMul(a, b, false, true), tf.matMul(a, tf.transpose(b, [0, 2, 1]))), `n ${n}, rows ${rows}, S ${S}`);
+    }
+  });
+});
+
 ops('embedding picks rows of the table', () => {
   eachPath([HOST, KERNELS], (path) => {
     const table = randn([7, 3], 7);
