@@ -119,20 +119,33 @@ function columnSums(x: tf.Tensor): tf.Tensor1D {
 }
 
 /**
- * Pieces of a 1-D tensor with the given sizes, as tf.split(x, sizes) but linear in the size on wasm, whose SplitV
- * copies the whole input once per piece (an optimizer splitting a flat buffer of 100 weights pays 100 copies).
- * Not differentiable: meant for optimizer state and other tensors off the gradient tape.
+ * The pieces of a 1-D tensor with the given sizes, as tf.split(x, sizes) gives them, handed to `use` one at a time and
+ * freed when it returns, so on host backends no more than one piece exists beside `x` (an optimizer's flat buffer
+ * holds every trained weight). Linear in the size on wasm, whose SplitV copies the whole input once per piece (100
+ * weights: 100 copies). Not differentiable: meant for optimizer state and other tensors off the gradient tape.
  */
-export function splitFlat(x: tf.Tensor, sizes: number[]): tf.Tensor1D[] {
+export function eachFlatPiece(x: tf.Tensor, sizes: number[], use: (piece: tf.Tensor1D, index: number) => void): void {
   const total = sizes.reduce((a, b) => a + b, 0);
-  if (x.rank !== 1 || x.size !== total) throw new Error(`splitFlat: sizes add up to ${total}, tensor is ${shapeText(x)}`);
-  if (!onHost()) return tf.split(x as tf.Tensor1D, sizes) as tf.Tensor1D[];
+  if (x.rank !== 1 || x.size !== total) throw new Error(`eachFlatPiece: sizes add up to ${total}, tensor is ${shapeText(x)}`);
+  if (!onHost()) {
+    const pieces = tf.split(x as tf.Tensor1D, sizes) as tf.Tensor1D[];
+    try {
+      pieces.forEach((piece, i) => use(piece, i));
+    } finally {
+      tf.dispose(pieces);
+    }
+    return;
+  }
   const v = x.dataSync();
   let at = 0;
-  return sizes.map((n) => {
+  sizes.forEach((n, i) => {
     const piece = tf.tensor1d(v.subarray(at, at + n) as Float32Array | Int32Array, x.dtype);
     at += n;
-    return piece;
+    try {
+      use(piece, i);
+    } finally {
+      piece.dispose();
+    }
   });
 }
 

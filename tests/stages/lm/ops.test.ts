@@ -4,8 +4,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import {
-  applyRope, attention, causalPaddingMask, crossEntropySum, embedding, linear, logSoftmax, MASK_VALUE, OPS_TUNING,
-  rmsNorm, ropeTables, splitFlat, swiglu, transposeWeight,
+  applyRope, attention, causalPaddingMask, crossEntropySum, eachFlatPiece, embedding, linear, logSoftmax, MASK_VALUE, OPS_TUNING,
+  rmsNorm, ropeTables, swiglu, transposeWeight,
 } from '../../../stages/lm/ops.ts';
 import { presetConfig } from '../../../stages/lm/config.ts';
 import { createModel } from '../../../stages/lm/model.ts';
@@ -364,13 +364,21 @@ ops('crossEntropySum stays finite when the label\'s logit is at float32 minimum'
   });
 });
 
-ops('splitFlat cuts a flat buffer into pieces of the given sizes, as tf.split does', () => {
+ops('eachFlatPiece hands over a flat buffer\'s pieces of the given sizes in turn, as tf.split cuts them, freeing each after use', () => {
   eachPath([HOST, KERNELS], (path) => {
     const x = tf.tensor1d([1, 2, 3, 4, 5, 6]);
-    const parts = splitFlat(x, [1, 3, 0, 2]);
-    assert.equal(parts.map((p) => Array.from(p.dataSync())), [[1], [2, 3, 4], [], [5, 6]], path);
-    assert.equal(parts.map((p) => p.dtype), ['float32', 'float32', 'float32', 'float32']);
-    assert.throws(() => splitFlat(x, [2, 3]), /sizes add up to 5, tensor is \[6\]/);
+    const seen: number[][] = [];
+    const pieces: tf.Tensor[] = [];
+    eachFlatPiece(x, [1, 3, 0, 2], (piece, i) => {
+      assert.is(piece.dtype, 'float32');
+      assert.is(i, seen.length);
+      seen.push(Array.from(piece.dataSync()));
+      pieces.push(piece);
+    });
+    assert.equal(seen, [[1], [2, 3, 4], [], [5, 6]], path);
+    assert.ok(pieces.every((p) => p.isDisposed), `${path}: every piece freed`);
+    assert.throws(() => eachFlatPiece(x, [2, 3], () => {}), /eachFlatPiece: sizes add up to 5, tensor is \[6\]/);
+    x.dispose();
   });
 });
 
