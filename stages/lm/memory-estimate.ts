@@ -109,6 +109,38 @@ export function estimateGpuMemoryMiB(config: Json, shape: MemoryShape): number {
   return Math.ceil(PROCESS_OVERHEAD_MIB + (floats * F32 * HEADROOM) / 2 ** 20);
 }
 
+/** The most tfjs-backend-wasm can hold: its memory has 32-bit addresses and grows up to 4 GiB less one 64 KiB page. */
+export const WASM_MEMORY_BYTES = 2 ** 32 - 2 ** 16;
+
+/** What a model stage does with its model, as far as the tensors it must hold go. */
+export interface HostUse {
+  /** Runs the model forward (sft, evaluate): the transposed copy of each weight it multiplies by is made and kept. */
+  forward: boolean;
+  /** Parameters that train: a gradient and two AdamW moments each. Absent: none. */
+  trainableParams?: number;
+}
+
+/** The floor's parts, named for a message, in bytes. */
+export type FloorPart = [what: string, bytes: number];
+
+/**
+ * Bytes of tensors a model stage holds at once on a host backend (wasm, cpu, tensorflow), whatever else it allocates:
+ * every weight in float32; for a forward pass the transposed copy of each weight it multiplies by (the projections and
+ * the LM head, kept by model.ts's TransposeCache); for training a gradient and two AdamW moments per trained weight.
+ * A floor, not an estimate (activations, the update's temporaries and the allocator's waste come on top): a model
+ * beyond a memory by this count cannot run in it at all.
+ */
+export function hostTensorFloor(config: Json, use: HostUse): { bytes: number; parts: FloorPart[] } {
+  const d = dims(config);
+  const parts: FloorPart[] = [['float32 weights', parameterCount(config) * F32]];
+  if (use.forward) {
+    const headRows = d.vocab + (d.pause ? 1 : 0);
+    parts.push(['their transposed copies', (projectionCount(d) + headRows * d.hidden) * F32]);
+  }
+  if (use.trainableParams) parts.push([`the gradients and AdamW moments of ${use.trainableParams.toLocaleString('en-US')} trained weights`, 3 * use.trainableParams * F32]);
+  return { bytes: parts.reduce((sum, [, bytes]) => sum + bytes, 0), parts };
+}
+
 /** Training estimates with and without activation checkpointing, against the memory of the GPU it runs on. */
 export interface CheckpointingAdvice {
   withoutMiB: number;
