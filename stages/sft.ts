@@ -174,8 +174,11 @@ export const SFT: StageKind<SftParams> = {
     const { splits, info } = await readDataset(dataRef.dir, ['train', 'validation']);
     // Before loading, with what the params say trains (every weight, or an unknown few); after, with the exact count.
     const config = readModelConfig(modelRef.dir);
-    const everyWeight = p.train?.all === true && config !== undefined ? { trainableParams: parameterCount(config) } : {};
-    refuseBeyondWasmMemory(ran, config, { forward: true, ...everyWeight }, TRAINING);
+    if (config !== undefined) {
+      const planned = trainingSetup(p, config.pause_token_id !== undefined && config.pause_token_id !== null, () => {});
+      const everyWeight = planned.groups === 'all' ? { trainableParams: parameterCount(config) } : {};
+      refuseBeyondWasmMemory(ran, config, { forward: true, backwardThroughLayers: throughLayers(planned), ...everyWeight }, TRAINING);
+    }
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
       checkDataPauseToken(info.pause_token, dataRef.stage, tokenizer, modelRef.stage);
@@ -186,7 +189,7 @@ export const SFT: StageKind<SftParams> = {
       const maxLength = fitLength(p.max_length, model, 'max_length', ctx.log);
       const { packingFrozenWeights } = await import('./lm/bf16-weights.ts');
       const trainableParams = [...model.trainableVariables().values()].reduce((sum, v) => sum + v.size, 0);
-      refuseBeyondWasmMemory(ran, toHfConfig(model.config), { forward: true, trainableParams }, TRAINING);
+      refuseBeyondWasmMemory(ran, toHfConfig(model.config), { forward: true, backwardThroughLayers: throughLayers(setup), trainableParams }, TRAINING);
       const advice = await gpuCheckpointingAdvice(ran, model, {
         batch: p.batch_size,
         seq: maxLength,
@@ -275,8 +278,13 @@ async function gpuCheckpointingAdvice(ran: { backend: string; device: string }, 
   return { ...checkpointingAdvice(toHfConfig(model.config), shape, gpuMiB), gpuMiB };
 }
 
+/** Whether gradients flow back through the decoder layers: anything but the heads trains (LoRA adapters sit in them). */
+function throughLayers(setup: TrainingSetup): boolean {
+  return setup.groups === 'all' || Boolean(setup.lora) || setup.groups.some((g) => g === 'pauseEmbedding' || g === 'lmEmbeddings');
+}
+
 /** What sft says where training cannot fit the wasm backend's memory (stage-support.ts refuseBeyondWasmMemory). */
-const TRAINING = { verb: 'train', otherwise: 'train fewer weights (LoRA, or fewer `train` groups)' };
+const TRAINING = { verb: 'train', otherwise: 'train fewer weights (training only lm_head or pause_head sends no gradient through the layers)' };
 
 const gib = (mib: number) => `${(mib / 1024).toFixed(1)} GiB`;
 

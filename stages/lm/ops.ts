@@ -156,13 +156,17 @@ export function eachFlatPiece(x: tf.Tensor, sizes: number[], use: (piece: tf.Ten
  */
 function linear2(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | undefined, wT: tf.Tensor | undefined): tf.Tensor {
   const op = customOp(([xi, wi, bi], save) => {
-    save([xi!, wi!]);
+    // A weight variable outlives the step, so the backward pass reads it where it is: saving it would make the engine
+    // keep a clone, on wasm a copy of every weight for as long as a training step runs, whatever trains.
+    const persistent = wi instanceof tf.Variable;
+    save(persistent ? [xi!] : [xi!, wi!]);
     return {
       value: tf.tidy(() => {
         const y = tf.matMul(xi as tf.Tensor2D, (wT ?? t2(wi!)) as tf.Tensor2D); // [N, out]
         return bi ? tf.add(y, bi) : y;
       }),
-      gradFunc: (dy, [xs, ws]) => {
+      gradFunc: (dy, [xs, saved]) => {
+        const ws = persistent ? wi! : saved!;
         const grads = [
           tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dx [N, in]
           tf.tidy(() => weightGrad(dy, xs!)), // dW [out, in]

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StageContext } from '../kind.ts';
 import { initBackend } from './backend.ts';
-import { hostTensorFloor, parameterCount, WASM_MEMORY_BYTES, type HostUse } from './memory-estimate.ts';
+import { parameterCount, WASM_MEMORY_BYTES, wasmTensorFloor, type WasmUse } from './memory-estimate.ts';
 import type { CausalLM } from './model.ts';
 import { loadModel } from './model-io.ts';
 import { loadTokenizer, pauseText, readsAsPause } from './tokenizer.ts';
@@ -84,22 +84,22 @@ export interface MemoryPurpose {
 
 /**
  * Refuses a stage on the wasm backend whose tensors cannot fit in wasm's memory (4 GiB per process, whatever the
- * machine has: 32-bit addresses) before anything large is made, by `hostTensorFloor` of the model's config.json (no
+ * machine has: 32-bit addresses) before anything large is made, by `wasmTensorFloor` of the model's config.json (no
  * check without one). Without this, such a stage loaded for minutes, then ended in "memory access out of bounds".
  */
-export function refuseBeyondWasmMemory(ran: BackendMetrics, config: Record<string, unknown> | undefined, use: HostUse, purpose: MemoryPurpose): void {
+export function refuseBeyondWasmMemory(ran: BackendMetrics, config: Record<string, unknown> | undefined, use: WasmUse, purpose: MemoryPurpose): void {
   if (ran.backend !== 'wasm' || config === undefined) return;
   let floor;
   try {
-    floor = hostTensorFloor(config, use);
+    floor = wasmTensorFloor(config, use);
   } catch {
     return; // A config.json without the sizes: loading the folder says what is wrong with it.
   }
   if (floor.bytes <= WASM_MEMORY_BYTES) return;
   const params = (parameterCount(config) / 1e9).toFixed(2);
   const parts = floor.parts.map(([what, bytes]) => `${gib(bytes)} for ${what}`).join(', ');
-  // Training fewer weights helps only where the model alone fits.
-  const modelAlone = hostTensorFloor(config, { forward: use.forward }).bytes;
+  // Training fewer weights helps only where the model alone, run forward, fits.
+  const modelAlone = wasmTensorFloor(config, { forward: use.forward }).bytes;
   const ways = ['run it on a machine with a GPU (webgpu), or where @tensorflow/tfjs-node is installed (auto then uses it)',
     modelAlone <= WASM_MEMORY_BYTES ? purpose.otherwise : undefined, 'use a smaller model'];
   throw new Error(`the model (${params} B parameters) needs at least ${gib(floor.bytes)} of tensors to ${purpose.verb} (${parts}), ` +

@@ -10,6 +10,7 @@ import {
 import { presetConfig } from '../../../stages/lm/config.ts';
 import { createModel } from '../../../stages/lm/model.ts';
 import { AdamW } from '../../../stages/lm/optimizer.ts';
+import { peakTensorBytes } from '../../helpers/heap.ts';
 import { IGNORE_INDEX, type KvCache } from '../../../stages/lm/types.ts';
 import { gradCheck, maxAbsDiff, randn } from '../../helpers/gradcheck.ts';
 
@@ -408,6 +409,32 @@ function liveTensorsAcross(steps: number, step: () => void): number[] {
   }
   return counts;
 }
+
+memory('linear keeps no copy of a weight variable for the backward pass: a step training only what follows it holds none', async () => {
+  const w = tf.variable(tf.randomNormal([256, 512], 0, 1, 'float32', 1), false); // 512 KiB, frozen
+  const wT = transposeWeight(w);
+  const x = tf.randomNormal([2, 512], 0, 1, 'float32', 2);
+  const head = tf.variable(tf.randomNormal([2, 256], 0, 1, 'float32', 3), true);
+  // As training only the LM head: the gradient never reaches the layers, whose weights the engine kept clones of.
+  const step = () => tf.variableGrads(() => tf.sum(tf.mul(linear(x, w, undefined, wT), head)) as tf.Scalar, [head]);
+  tf.dispose(Object.values(step().grads)); // a warm-up: wasm packs wT once, as it does for every weight it multiplies by
+  const { peak, result } = await peakTensorBytes(step);
+  const expected = tf.tidy(() => linear(x, w, undefined, wT));
+  assert.equal(Array.from(await result.grads[head.name]!.data()), Array.from(await expected.data()));
+  assert.ok(peak < w.size, `${peak} bytes held at once; a copy of the weight takes ${4 * w.size}`);
+  tf.dispose([w, wT, x, head, expected, result.value, ...Object.values(result.grads)]);
+});
+
+memory('through a frozen weight variable, gradients are those of a saved one', async () => {
+  const w = tf.variable(tf.randomNormal([6, 5], 0, 1, 'float32', 4), false);
+  const x = tf.variable(tf.randomNormal([3, 5], 0, 1, 'float32', 5), true);
+  const dy = tf.randomNormal([3, 6], 0, 1, 'float32', 6);
+  const viaVariable = tf.variableGrads(() => tf.sum(tf.mul(linear(x, w), dy)) as tf.Scalar, [x]);
+  const copy = tf.clone(w);
+  const viaTensor = tf.grads((xi: tf.Tensor, wi: tf.Tensor) => tf.sum(tf.mul(linear(xi, wi), dy)))([x, copy]);
+  assert.equal(Array.from(await viaVariable.grads[x.name]!.data()), Array.from(await viaTensor[0]!.data()));
+  tf.dispose([w, x, dy, copy, viaVariable.value, ...Object.values(viaVariable.grads), ...viaTensor]);
+});
 
 memory('training steps of a decoder built from these ops leave the live tensor count unchanged', () => {
   eachPath(ATTENTION_PATHS, (path) => {
