@@ -75,18 +75,23 @@ function formatBytes(n: number): string {
 
 /**
  * For a stage that failed because the disk is full (ENOSPC, also as a worker's message or in a command's output):
- * `no space left on the disk of /cache (the stage's outputs took 12.0 MB; 0 kB free)`, so a person knows where and
- * how much. `outDir` is what the stage wrote, `place` the folder named. Undefined for any other failure.
+ * `no space left on the disk of /cache (the stage's outputs took 12.0 MB, its checkpoints 3.1 GB; 0 kB free): …`, so
+ * a person knows where and how much, then what to do. `outDir` is what the stage wrote, `scratchDir` (when given) what
+ * it keeps across attempts (training checkpoints), `place` the folder named. Undefined for any other failure.
  */
-export async function noSpaceMessage(error: unknown, outDir: string, place: string, output: readonly string[] = []): Promise<string | undefined> {
+export async function noSpaceMessage(error: unknown, outDir: string, place: string, output: readonly string[] = [], scratchDir?: string): Promise<string | undefined> {
   const text = error instanceof Error ? error.message : String(error);
   const said = /\bENOSPC\b|no space left on device/i;
   const inOutput = output.some((line) => said.test(line));
   if (errorCode(error) !== 'ENOSPC' && !said.test(text) && !inOutput) return undefined;
   const written = await diskBytes(outDir).catch(() => 0);
+  const kept = scratchDir === undefined ? 0 : await diskBytes(scratchDir).catch(() => 0);
   const free = await fsp.statfs(place).then((s) => formatBytes(s.bavail * s.bsize), () => 'unknown');
   const why = said.test(text) || errorCode(error) === 'ENOSPC' ? text : `${text}; its output says: No space left on device`;
-  return `no space left on the disk of ${place} (the stage's outputs took ${formatBytes(written)}; ${free} free): ${why}`;
+  // Markers and logs aside, what a stage keeps across attempts is training checkpoints.
+  const took = `the stage's outputs took ${formatBytes(written)}${kept >= 1e6 ? `, its checkpoints ${formatBytes(kept)}` : ''}`;
+  return `no space left on the disk of ${place} (${took}; ${free} free): ${why}; free some (\`pausepipe gc FILE\` deletes the ` +
+    'entries no pipeline named uses) or put the cache on a larger disk (--cache-dir or PAUSEPIPE_CACHE)';
 }
 
 /** Total bytes of the files under `target` (or of `target` itself); 0 when it is gone. */

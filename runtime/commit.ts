@@ -223,9 +223,10 @@ export class Committer {
    * failure caused by a full disk, a message saying where and how much (measured before the entry goes).
    */
   async abandon(entry: PendingEntry, error: unknown, logTail: readonly string[], interrupted = false): Promise<{ kept?: string; noSpace?: string }> {
+    // Measured before the log's copy adds to the scratch folder.
+    const noSpace = await noSpaceMessage(error, entry.outDir, this.o.store.root, logTail, entry.scratchDir);
     const kept = path.join(entry.scratchDir, FAILED_LOG);
     const copied = await copyFile(entry.logPath, kept).then(() => true, () => false);
-    const noSpace = await noSpaceMessage(error, entry.outDir, this.o.store.root, logTail);
     const firstLine = (noSpace ?? (error instanceof Error ? error.message : String(error))).split('\n')[0]!;
     const record = { error: interrupted ? 'interrupted' : firstLine, interrupted, log: copied };
     // Only said later by plan, show and log: a full disk that refuses it loses nothing else. Written before the entry

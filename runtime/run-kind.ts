@@ -7,7 +7,8 @@ import type { JsonValue } from './json.ts';
 /**
  * Runs `kind` on `ctx`. An error whose message names an upstream stage's cache folder (a missing or malformed
  * file there) names the input and its stage instead: `input \`data\` (stage \`base\`): train.jsonl` says what
- * to fix in the pipeline, `/…/objects/b5/b59a…/artifacts/train.jsonl` does not. The stack keeps the full path.
+ * to fix in the pipeline, `/…/objects/b5/b59a…/artifacts/train.jsonl` does not. The stack keeps the full path. A
+ * fault inside WebAssembly gets what it most likely means (WASM_FAULT).
  * A result the manifest cannot store as returned fails the stage (see `checkedResult`).
  */
 export async function runStageKind(kind: StageKind, ctx: StageContext): Promise<StageResult> {
@@ -19,11 +20,19 @@ export async function runStageKind(kind: StageKind, ctx: StageContext): Promise<
       // V8 writes the stack's first line at its first read: read it now, so the log keeps the full path.
       void error.stack;
       error.message = nameInputFolders(error.message, ctx.inputs);
+      if (error instanceof WebAssembly.RuntimeError) error.message += WASM_FAULT;
     }
     throw error;
   }
   return checkedResult(kind.name, result);
 }
+
+/**
+ * Said after a fault inside WebAssembly ("memory access out of bounds", "table index is out of bounds"): in tfjs's wasm
+ * backend these come from an allocation its C++ code made failing (one made from JavaScript says so itself).
+ */
+const WASM_FAULT = ' (a fault inside WebAssembly: on the wasm backend, most often its memory running out, which is at most 4 GiB in ' +
+  'a process whatever the machine has; a GPU backend has no such limit, and a smaller model, batch or sequence length needs less)';
 
 /**
  * `result` when it is a StageResult whose metrics JSON stores exactly; else an error saying what to return. Without

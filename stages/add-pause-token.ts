@@ -29,12 +29,13 @@ export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
 
   async run(ctx: StageContext<AddPauseTokenParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { openModelFolder, readModelConfig, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
     const { addPauseToken } = await import('./lm/pause.ts');
     const { saveModel } = await import('./lm/model-io.ts');
     const { storedDtypes } = await import('./lm/safetensors.ts');
     const ran = await startBackend(ctx);
     const source = ctx.inputs.model![0]!;
+    refuseBeyondWasmMemory(ran, readModelConfig(source.dir), { forward: false }, { verb: 'add the pause token to' });
     const { model, tokenizer } = await openModelFolder(source.dir, ctx.log);
     try {
       if (model.config.pause) {

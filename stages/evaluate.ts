@@ -59,7 +59,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
 
   async run(ctx: StageContext<EvaluateParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { checkDataPauseToken, fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { checkDataPauseToken, fitLength, openModelFolder, readModelConfig, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
     const { generateAnswers } = await import('./lm/generate.ts');
     const { encodeTrainingExample, padIdOf, responseTemplateIds } = await import('./lm/collate.ts');
     const { evaluateLoss } = await import('./lm/trainer.ts');
@@ -71,6 +71,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     const { splits, info } = await readDataset(dataRef.dir);
     const test = p.limit === null ? splits.test : splits.test.slice(0, p.limit);
     if (test.length === 0) throw new Error(`evaluate: the test split of ${dataRef.stage} is empty`);
+    refuseBeyondWasmMemory(ran, readModelConfig(modelRef.dir), { forward: true }, { verb: 'evaluate' });
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
       checkDataPauseToken(info.pause_token, dataRef.stage, tokenizer, modelRef.stage);

@@ -72,7 +72,7 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
 
   async run(ctx: StageContext<InitModelParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { startBackend } = await import('./lm/stage-support.ts');
+    const { readModelConfig, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
     const { builtinTokenizer, loadTokenizer } = await import('./lm/tokenizer.ts');
     const { fromHfConfig, initWeights, presetConfig, toHfConfig } = await import('./lm/config.ts');
     const { CausalLM } = await import('./lm/model.ts');
@@ -85,6 +85,7 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
     if (p.path !== null) {
       const dir = resolve(p.path);
       tokenizer = await loadTokenizer(p.tokenizer !== null ? resolve(p.tokenizer) : dir);
+      refuseBeyondWasmMemory(ran, readModelConfig(dir), { forward: false }, { verb: 'load' });
       model = await loadModel(dir, { log: ctx.log });
       if (tokenizer.vocabSize > model.config.vocabSize) {
         const from = p.tokenizer ?? `${p.path}/tokenizer.json`;
@@ -100,6 +101,7 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
       if (tokenizer.vocabSize > config.vocabSize) {
         throw new Error(`init_model: the tokenizer has ${tokenizer.vocabSize} ids but vocab_size is ${config.vocabSize}`);
       }
+      refuseBeyondWasmMemory(ran, toHfConfig(config), { forward: false }, { verb: 'build' });
       model = CausalLM.fromWeights(config, initWeights(config, p.seed));
       ctx.log(`init_model: ${p.preset} model from scratch, seed ${p.seed}`);
     }

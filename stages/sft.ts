@@ -160,7 +160,9 @@ export const SFT: StageKind<SftParams> = {
 
   async run(ctx: StageContext<SftParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { checkDataPauseToken, fitLength, openModelFolder, startBackend } = await import('./lm/stage-support.ts');
+    const { checkDataPauseToken, fitLength, openModelFolder, readModelConfig, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
+    const { parameterCount } = await import('./lm/memory-estimate.ts');
+    const { toHfConfig } = await import('./lm/config.ts');
     const { configureTraining, trainedGroups } = await import('./lm/freeze.ts');
     const { mergeLora } = await import('./lm/lora.ts');
     const { saveModel } = await import('./lm/model-io.ts');
@@ -170,6 +172,13 @@ export const SFT: StageKind<SftParams> = {
     const modelRef = ctx.inputs.model![0]!;
     const dataRef = ctx.inputs.data![0]!;
     const { splits, info } = await readDataset(dataRef.dir, ['train', 'validation']);
+    // Before loading, with what the params say trains (every weight, or an unknown few); after, with the exact count.
+    const config = readModelConfig(modelRef.dir);
+    if (config !== undefined) {
+      const planned = trainingSetup(p, config.pause_token_id !== undefined && config.pause_token_id !== null, () => {});
+      const everyWeight = planned.groups === 'all' ? { trainableParams: parameterCount(config) } : {};
+      refuseBeyondWasmMemory(ran, config, { forward: true, backwardThroughLayers: throughLayers(planned), ...everyWeight }, TRAINING);
+    }
     const { model, tokenizer } = await openModelFolder(modelRef.dir, ctx.log);
     try {
       checkDataPauseToken(info.pause_token, dataRef.stage, tokenizer, modelRef.stage);
@@ -179,10 +188,12 @@ export const SFT: StageKind<SftParams> = {
       if (setup.modulesToSave && setup.groups !== 'all') noteOverride(setup.groups, trained, ctx.log);
       const maxLength = fitLength(p.max_length, model, 'max_length', ctx.log);
       const { packingFrozenWeights } = await import('./lm/bf16-weights.ts');
+      const trainableParams = [...model.trainableVariables().values()].reduce((sum, v) => sum + v.size, 0);
+      refuseBeyondWasmMemory(ran, toHfConfig(model.config), { forward: true, backwardThroughLayers: throughLayers(setup), trainableParams }, TRAINING);
       const advice = await gpuCheckpointingAdvice(ran, model, {
         batch: p.batch_size,
         seq: maxLength,
-        trainableParams: [...model.trainableVariables().values()].reduce((sum, v) => sum + v.size, 0),
+        trainableParams,
         // Packing needs values bfloat16 holds exactly, which bf16 precision guarantees.
         frozenBf16: packingFrozenWeights() && p.precision === 'bf16',
       });
@@ -266,6 +277,14 @@ async function gpuCheckpointingAdvice(ran: { backend: string; device: string }, 
   const { toHfConfig } = await import('./lm/config.ts');
   return { ...checkpointingAdvice(toHfConfig(model.config), shape, gpuMiB), gpuMiB };
 }
+
+/** Whether gradients flow back through the decoder layers: anything but the heads trains (LoRA adapters sit in them). */
+function throughLayers(setup: TrainingSetup): boolean {
+  return setup.groups === 'all' || Boolean(setup.lora) || setup.groups.some((g) => g === 'pauseEmbedding' || g === 'lmEmbeddings');
+}
+
+/** What sft says where training cannot fit the wasm backend's memory (stage-support.ts refuseBeyondWasmMemory). */
+const TRAINING = { verb: 'train', otherwise: 'train fewer weights (training only lm_head or pause_head sends no gradient through the layers)' };
 
 const gib = (mib: number) => `${(mib / 1024).toFixed(1)} GiB`;
 

@@ -1,5 +1,6 @@
 // The local worker executor: each stage in a Node.js process of its own (runtime/worker.ts), so a crash or an
 // out-of-memory fails only that stage; a stage given GPUs gets them, and only them, in its environment.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -19,10 +20,30 @@ function workerCommand(): string[] {
   return [path.join(runtime, 'worker.js')];
 }
 
-export function localWorkerExecutor(): Executor {
+/**
+ * How many processes the kernel's out-of-memory killer has ended since boot (Linux 4.13 and later: `oom_kill` in
+ * /proc/vmstat, counted machine-wide, container limits included), or undefined where nothing says.
+ */
+export function oomKillCount(): number | undefined {
+  try {
+    const found = /^oom_kill (\d+)$/m.exec(readFileSync('/proc/vmstat', 'utf8'));
+    return found ? Number(found[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface LocalWorkerOptions {
+  /** The out-of-memory killer's count (default oomKillCount): read when a worker starts and when SIGKILL ends it. */
+  oomKills?: () => number | undefined;
+}
+
+export function localWorkerExecutor(options: LocalWorkerOptions = {}): Executor {
+  const oomKills = options.oomKills ?? oomKillCount;
   return {
     async run({ request }, events, signal) {
       const { execa } = await import('execa');
+      const oomKillsBefore = oomKills();
       const sub = execa(process.execPath, workerCommand(), {
         ipc: true,
         serialization: 'json',
@@ -70,7 +91,12 @@ export function localWorkerExecutor(): Executor {
       if (outcome?.type === 'failed') throw new StageFailure(outcome.message, outcome.stack);
       if (signal.aborted) throw new Error('interrupted');
       const how = result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`;
-      throw new Error(`worker process died (${how})${outOfMemory ? ' (out of memory)' : ''}`);
+      // SIGKILL is how the kernel's out-of-memory killer ends a process, which the worker never gets to say.
+      const oomKillsAfter = result.signal === 'SIGKILL' ? oomKills() : undefined;
+      const oomKilled = oomKillsBefore !== undefined && oomKillsAfter !== undefined && oomKillsAfter > oomKillsBefore;
+      const oomWords = oomKilled ? ': the kernel\'s out-of-memory killer ended a process while this stage ran, most likely this one: memory ran ' +
+        'out (the machine\'s, or a container\'s or job\'s limit); run fewer stages at once (--jobs) or smaller ones' : '';
+      throw new Error(`worker process died (${how})${outOfMemory ? ' (out of memory)' : ''}${oomWords}`);
     },
   };
 }

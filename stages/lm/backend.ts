@@ -176,6 +176,7 @@ const STARTERS: Record<Exclude<BackendName, 'webgpu'>, () => Promise<string>> = 
     const dist = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep;
     wasm.setWasmPaths(dist);
     if (!(await tf.setBackend('wasm'))) throw new Unavailable('the wasm module failed to load');
+    guardWasmAllocations((tf.backend() as unknown as { wasm: WasmModule }).wasm);
     const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
     return `wasm (${simd ? 'SIMD' : 'no SIMD'}, ${wasm.getThreadsCount()} thread${wasm.getThreadsCount() === 1 ? '' : 's'})`;
   },
@@ -185,6 +186,42 @@ const STARTERS: Record<Exclude<BackendName, 'webgpu'>, () => Promise<string>> = 
     return 'cpu (JavaScript)';
   },
 };
+
+/** The part of tfjs-backend-wasm's Emscripten module through which it allocates every tensor buffer. */
+export interface WasmModule {
+  _malloc(bytes: number): number;
+  _free(at: number): void;
+  HEAPU8: Uint8Array;
+}
+
+/** A tensor buffer the wasm backend's memory could not hold. */
+export class WasmOutOfMemory extends Error {
+  constructor(bytes: number, heapBytes: number) {
+    const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+    super(`out of memory on the wasm backend: a tensor of ${gib(bytes)} did not fit in its memory, which has grown to ` +
+      `${gib(heapBytes)} of the 4 GiB a process can address, whatever the machine has: a GPU backend (webgpu, or ` +
+      '@tensorflow/tfjs-node) has no such limit; otherwise a smaller model, batch or sequence length needs less');
+    this.name = 'WasmOutOfMemory';
+  }
+}
+
+/**
+ * Makes the wasm backend throw WasmOutOfMemory where an allocation fails. tfjs-backend-wasm takes malloc's 0 as an
+ * address (the tensor then overlays the start of memory: other data is overwritten, or the next kernel faults with
+ * "memory access out of bounds"), and passes sizes of 4 GiB or more to a 32-bit malloc, which wraps them.
+ */
+export function guardWasmAllocations(module: WasmModule): void {
+  // Emscripten's first `_malloc` is a stub that puts the exported function in its place at its first call, which
+  // would drop a wrapper put there before: call it once first.
+  module._free(module._malloc(0));
+  const malloc = module._malloc;
+  module._malloc = (bytes: number) => {
+    if (bytes >= 2 ** 32) throw new WasmOutOfMemory(bytes, module.HEAPU8.length);
+    const at = malloc(bytes);
+    if (at === 0 && bytes > 0) throw new WasmOutOfMemory(bytes, module.HEAPU8.length);
+    return at;
+  };
+}
 
 /** The subset of Dawn's `navigator.gpu` and adapter objects used here. */
 interface GpuLike {

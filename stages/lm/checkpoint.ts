@@ -59,7 +59,7 @@ export async function saveCheckpoint(dir: string, step: number, ckpt: Checkpoint
   } catch (error) {
     // A full disk: the part written goes at once (a 7B's optimizer state is tens of GB), the previous checkpoint stays.
     await rm(tmp, { recursive: true, force: true });
-    throw error;
+    throw inCheckpoint(error, step, ckpt);
   }
   const final = path.join(dir, name);
   // A folder of this step left by a run killed between rename and latest.json: the new one replaces it.
@@ -69,6 +69,19 @@ export async function saveCheckpoint(dir: string, step: number, ckpt: Checkpoint
   for (const entry of await readdir(dir)) {
     if (entry.startsWith('checkpoint-') && entry !== name) await rm(path.join(dir, entry), { recursive: true, force: true });
   }
+}
+
+/**
+ * A failed write (a full disk above all) said as the checkpoint's: its step and its size in all, since the file named
+ * is one of several and the part written is gone by the time the disk is measured. Node's `code` is kept.
+ */
+function inCheckpoint(error: unknown, step: number, ckpt: Checkpoint): unknown {
+  if (!(error instanceof Error) || !('code' in error)) return error;
+  const tensors = [...ckpt.weights.values(), ...(ckpt.best?.values() ?? [])];
+  const moments = [...ckpt.optimizer.expAvg.values(), ...ckpt.optimizer.expAvgSq.values()];
+  const bytes = 4 * (tensors.reduce((n, t) => n + t.data.length, 0) + moments.reduce((n, m) => n + m.length, 0));
+  const size = bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(1)} MB`;
+  return Object.assign(new Error(`saving the training checkpoint of step ${step} (${size} in all): ${error.message}`, { cause: error }), { code: error.code });
 }
 
 /** The checkpoint latest.json names, or null when `dir` holds none. Damaged files are an error naming the file. */

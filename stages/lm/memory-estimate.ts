@@ -109,6 +109,41 @@ export function estimateGpuMemoryMiB(config: Json, shape: MemoryShape): number {
   return Math.ceil(PROCESS_OVERHEAD_MIB + (floats * F32 * HEADROOM) / 2 ** 20);
 }
 
+/** The most tfjs-backend-wasm can hold: its memory has 32-bit addresses and grows up to 4 GiB less one 64 KiB page. */
+export const WASM_MEMORY_BYTES = 2 ** 32 - 2 ** 16;
+
+/** What a model stage does with its model, as far as the tensors it holds on the wasm backend go. */
+export interface WasmUse {
+  /** Runs the model forward (sft, evaluate): the transposed copy of each weight it multiplies by is made and kept. */
+  forward: boolean;
+  /** Gradients flow back through the decoder layers (anything but a head trains): each weight multiplies them too. */
+  backwardThroughLayers?: boolean;
+  /** Parameters that train: a gradient and two AdamW moments each. Absent: none. */
+  trainableParams?: number;
+}
+
+/** The floor's parts, named for a message, in bytes. */
+export type FloorPart = [what: string, bytes: number];
+
+/**
+ * Bytes of tensors a model stage holds at once on the wasm backend, whatever else it allocates: every weight in
+ * float32; for a forward pass the transposed copy of each weight it multiplies by (the projections and the LM head,
+ * kept by model.ts's TransposeCache), and XNNPACK's packed copy of each (tfjs-backend-wasm keeps one per right-hand
+ * operand of a product for as long as that tensor lives); for gradients through the layers the packed copy of each of
+ * those weights too (dX = dY·W); for training a gradient and two AdamW moments per trained weight. A floor, not an
+ * estimate (activations, the update's temporaries and the allocator's waste come on top): a model beyond wasm's
+ * memory by this count cannot run there at all.
+ */
+export function wasmTensorFloor(config: Json, use: WasmUse): { bytes: number; parts: FloorPart[] } {
+  const d = dims(config);
+  const multiplied = (projectionCount(d) + (d.vocab + (d.pause ? 1 : 0)) * d.hidden) * F32;
+  const parts: FloorPart[] = [['float32 weights', parameterCount(config) * F32]];
+  if (use.forward) parts.push(['their transposed copies', multiplied], ['the packed copies of those that wasm\'s products keep', multiplied]);
+  if (use.forward && use.backwardThroughLayers) parts.push(['the packed copies of the weights the gradients pass through', multiplied]);
+  if (use.trainableParams) parts.push([`the gradients and AdamW moments of ${use.trainableParams.toLocaleString('en-US')} trained weights`, 3 * use.trainableParams * F32]);
+  return { bytes: parts.reduce((sum, [, bytes]) => sum + bytes, 0), parts };
+}
+
 /** Training estimates with and without activation checkpointing, against the memory of the GPU it runs on. */
 export interface CheckpointingAdvice {
   withoutMiB: number;

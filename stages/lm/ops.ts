@@ -152,20 +152,33 @@ function columnSums(x: tf.Tensor): tf.Tensor1D {
 }
 
 /**
- * Pieces of a 1-D tensor with the given sizes, as tf.split(x, sizes) but linear in the size on wasm, whose SplitV
- * copies the whole input once per piece (an optimizer splitting a flat buffer of 100 weights pays 100 copies).
- * Not differentiable: meant for optimizer state and other tensors off the gradient tape.
+ * The pieces of a 1-D tensor with the given sizes, as tf.split(x, sizes) gives them, handed to `use` one at a time and
+ * freed when it returns, so on host backends no more than one piece exists beside `x` (an optimizer's flat buffer
+ * holds every trained weight). Linear in the size on wasm, whose SplitV copies the whole input once per piece (100
+ * weights: 100 copies). Not differentiable: meant for optimizer state and other tensors off the gradient tape.
  */
-export function splitFlat(x: tf.Tensor, sizes: number[]): tf.Tensor1D[] {
+export function eachFlatPiece(x: tf.Tensor, sizes: number[], use: (piece: tf.Tensor1D, index: number) => void): void {
   const total = sizes.reduce((a, b) => a + b, 0);
-  if (x.rank !== 1 || x.size !== total) throw new Error(`splitFlat: sizes add up to ${total}, tensor is ${shapeText(x)}`);
-  if (!onHost()) return tf.split(x as tf.Tensor1D, sizes) as tf.Tensor1D[];
+  if (x.rank !== 1 || x.size !== total) throw new Error(`eachFlatPiece: sizes add up to ${total}, tensor is ${shapeText(x)}`);
+  if (!onHost()) {
+    const pieces = tf.split(x as tf.Tensor1D, sizes) as tf.Tensor1D[];
+    try {
+      pieces.forEach((piece, i) => use(piece, i));
+    } finally {
+      tf.dispose(pieces);
+    }
+    return;
+  }
   const v = x.dataSync();
   let at = 0;
-  return sizes.map((n) => {
+  sizes.forEach((n, i) => {
     const piece = tf.tensor1d(v.subarray(at, at + n) as Float32Array | Int32Array, x.dtype);
     at += n;
-    return piece;
+    try {
+      use(piece, i);
+    } finally {
+      piece.dispose();
+    }
   });
 }
 
@@ -176,13 +189,17 @@ export function splitFlat(x: tf.Tensor, sizes: number[]): tf.Tensor1D[] {
  */
 function linear2(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | undefined, wT: tf.Tensor | undefined): tf.Tensor {
   const op = customOp(([xi, wi, bi], save) => {
-    save([xi!, wi!]);
+    // A weight variable outlives the step, so the backward pass reads it where it is: saving it would make the engine
+    // keep a clone, on wasm a copy of every weight for as long as a training step runs, whatever trains.
+    const persistent = wi instanceof tf.Variable;
+    save(persistent ? [xi!] : [xi!, wi!]);
     return {
       value: tf.tidy(() => {
         const y = tf.matMul(xi as tf.Tensor2D, (wT ?? t2(wi!)) as tf.Tensor2D); // [N, out]
         return bi ? tf.add(y, bi) : y;
       }),
-      gradFunc: (dy, [xs, ws]) => {
+      gradFunc: (dy, [xs, saved]) => {
+        const ws = persistent ? wi! : saved!;
         const grads = [
           () => tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dx [N, in]
           () => weightGrad(dy, xs!), // dW [out, in]

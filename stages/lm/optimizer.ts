@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readTensor } from './backend.ts';
 import { kernels, type FusedAdamW } from './kernels.ts';
-import { splitFlat } from './ops.ts';
+import { eachFlatPiece } from './ops.ts';
 
 export interface AdamWOptions {
   /** Exponential decay of the first moment (torch default 0.9). */
@@ -44,18 +44,25 @@ const BF16_ROUNDING_LIMIT = 2 ** 112;
  * (and infinities) pass unchanged. A backend with bit operations could replace this by one kernel.
  */
 export function roundToBfloat16(x: tf.Tensor): tf.Tensor {
+  // Each step frees what the next no longer reads: this runs over the optimizer's flat buffers (every trained weight).
+  const then = (old: tf.Tensor, make: () => tf.Tensor) => {
+    const made = tf.tidy(make);
+    old.dispose();
+    return made;
+  };
   return tf.tidy(() => {
     const a = tf.abs(x);
     let binade = tf.fill(x.shape, 2 ** -126); // largest power of two <= |x|, at least 2^-126
     for (const k of [128, 64, 32, 16, 8, 4, 2, 1]) {
       // 2^128 itself is not a float32; two exact steps of 2^64 make it.
-      const up = k === 128 ? tf.mul(tf.mul(binade, 2 ** 64), 2 ** 64) : tf.mul(binade, 2 ** k);
-      binade = tf.where(tf.greaterEqual(a, up), up, binade);
+      const up = tf.tidy(() => (k === 128 ? tf.mul(tf.mul(binade, 2 ** 64), 2 ** 64) : tf.mul(binade, 2 ** k)));
+      binade = then(binade, () => tf.where(tf.greaterEqual(a, up), up, binade));
+      up.dispose();
     }
-    const c = tf.mul(binade, 1.5 * 2 ** 16);
-    const rounded = tf.sub(tf.add(x, c), c);
+    const c = then(binade, () => tf.mul(binade, 1.5 * 2 ** 16));
+    const rounded = then(c, () => tf.sub(tf.add(x, c), c));
     // (x + c) - c is +0 for a negative x that rounds to zero; x·0 carries x's sign, as torch keeps -0.
-    const signed = tf.where(tf.equal(rounded, 0), tf.mul(x, 0), rounded);
+    const signed = then(rounded, () => tf.where(tf.equal(rounded, 0), tf.mul(x, 0), rounded));
     return tf.where(tf.greaterEqual(a, BF16_ROUNDING_LIMIT), x, signed);
   });
 }
@@ -156,33 +163,50 @@ export class AdamW {
     const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
     // Every op result torch writes into a bfloat16 tensor is rounded here too (identity for float32 storage).
     const store = (x: tf.Tensor) => this.toStorage(x);
+    // Each flat buffer is made in a tidy of its own and freed once nothing later reads it: one tidy around the whole
+    // update held every intermediate to its end (21 flat copies of the trained weights in float32, 59 in bfloat16),
+    // which ran wasm's 4 GiB out when a CPU run trained every weight of a 25M-parameter model.
+    const next = (old: tf.Tensor, make: () => tf.Tensor) => {
+      const made = tf.tidy(make);
+      old.dispose();
+      return made;
+    };
     return tf.tidy(() => {
       const flat = (tensors: tf.Tensor[]) => (tensors.length === 1 ? tf.reshape(tensors[0]!, [-1]) : tf.concat(tensors.map((x) => tf.reshape(x, [-1]))));
       // A bfloat16 parameter's .grad is bfloat16.
-      const perSlot = this.slots.map((s) => {
+      const perSlot = this.slots.map((s) => tf.tidy(() => {
         const raw = grads.get(s.name) ?? tf.zerosLike(s.variable);
         return s.bf16 ? roundToBfloat16(raw) : raw;
-      });
-      let g = flat(perSlot);
-      const norm = this.gradNorm(perSlot);
+      }));
+      const norm = tf.tidy(() => this.gradNorm(perSlot));
+      let g = tf.tidy(() => flat(perSlot));
+      // The caller's gradients stay; the copies made here (rounded, zero) go.
+      tf.dispose(perSlot.filter((x, i) => x !== grads.get(this.slots[i]!.name)));
       // clip_grad_norm_: g *= min(1, max / (total + 1e-6)), the coefficient in the total's precision.
       if (maxGradNorm !== null) {
         const allBf16 = this.slots.every((s) => s.bf16);
         const inNormPrecision = (x: tf.Tensor) => (allBf16 ? roundToBfloat16(x) : x);
-        const coef = inNormPrecision(tf.div(maxGradNorm, inNormPrecision(tf.add(norm, 1e-6))));
-        g = store(tf.mul(g, tf.minimum(coef, 1)));
+        const coef = tf.tidy(() => tf.minimum(inNormPrecision(tf.div(maxGradNorm, inNormPrecision(tf.add(norm, 1e-6)))), 1));
+        g = next(g, () => store(tf.mul(g, coef)));
       }
-      let p = flat(this.slots.map((s) => s.variable));
-      if (weightDecay !== 0) p = store(tf.mul(p, 1 - lr * weightDecay));
       // exp_avg.lerp_(grad, 1 - β1); exp_avg_sq.mul_(β2).addcmul_(grad, grad, 1 - β2)
-      const m = store(tf.add(this.expAvg, tf.mul(tf.sub(g, this.expAvg), 1 - beta1)));
-      const v = store(tf.add(store(tf.mul(this.expAvgSq, beta2)), tf.mul(tf.square(g), 1 - beta2)));
+      const step1 = tf.tidy(() => tf.mul(tf.sub(g, this.expAvg), 1 - beta1));
+      this.expAvg.assign(next(step1, () => store(tf.add(this.expAvg, step1))));
+      const step2 = next(g, () => tf.mul(tf.square(g), 1 - beta2));
+      const decayed = tf.tidy(() => store(tf.mul(this.expAvgSq, beta2)));
+      this.expAvgSq.assign(next(decayed, () => store(tf.add(decayed, step2))));
+      step2.dispose();
+      let p = tf.tidy(() => flat(this.slots.map((s) => s.variable)));
+      if (weightDecay !== 0) p = next(p, () => store(tf.mul(p, 1 - lr * weightDecay)));
       // param.addcdiv_(exp_avg, (exp_avg_sq.sqrt() / sqrt(bc2)).add_(eps), value=-step_size)
-      const denom = store(tf.add(store(tf.div(store(tf.sqrt(v)), bc2Sqrt)), eps));
-      p = store(tf.sub(p, tf.mul(tf.div(m, denom), stepSize)));
-      this.expAvg.assign(m);
-      this.expAvgSq.assign(v);
+      let denom = tf.tidy(() => store(tf.sqrt(this.expAvgSq)));
+      denom = next(denom, () => store(tf.div(denom, bc2Sqrt)));
+      denom = next(denom, () => store(tf.add(denom, eps)));
+      const ratio = next(denom, () => tf.div(this.expAvg, denom));
+      p = next(p, () => store(tf.sub(p, tf.mul(ratio, stepSize))));
+      ratio.dispose();
       this.scatter(p);
+      p.dispose();
       return tf.keep(norm);
     });
   }
@@ -214,9 +238,11 @@ export class AdamW {
       this.slots[0]!.variable.assign(tf.reshape(flat, this.slots[0]!.variable.shape));
       return;
     }
-    // splitFlat copies on the host where tensors live there: the wasm Slice kernel costs ~80 ns per element.
-    const pieces = splitFlat(flat, this.slots.map((s) => s.size));
-    this.slots.forEach((s, i) => s.variable.assign(tf.reshape(pieces[i]!, s.variable.shape)));
+    // eachFlatPiece copies on the host where tensors live there: the wasm Slice kernel costs ~80 ns per element.
+    eachFlatPiece(flat, this.slots.map((s) => s.size), (piece, i) => {
+      const s = this.slots[i]!;
+      tf.tidy(() => s.variable.assign(tf.reshape(piece, s.variable.shape)));
+    });
   }
 
   /** The moments and step count on the host, by saved name. */

@@ -320,10 +320,20 @@ export async function writeSafetensorsLazily(file: string, tensors: Map<string, 
   } catch (err) {
     await fh.close();
     await rm(tmp, { force: true });
-    throw err;
+    throw withFileNamed(err, file, 8 + header.length + order.reduce((n, [, t]) => n + countOf(t.shape) * WRITE_BYTES[t.dtype], 0));
   }
   await fh.close();
   await rename(tmp, file);
+}
+
+/**
+ * A failed write of `file` (`bytes` long) said with its name and size: a full disk's ENOSPC names neither, and the
+ * part written is gone by the time the runner measures the disk. Node's `code` is kept (the runner reads ENOSPC).
+ */
+function withFileNamed(err: unknown, file: string, bytes: number): unknown {
+  if (!(err instanceof Error) || !('code' in err)) return err;
+  const size = bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.round(bytes / 1e3)} kB`;
+  return Object.assign(new Error(`writing ${path.basename(file)} (${size}): ${err.message}`, { cause: err }), { code: err.code });
 }
 
 /** Name of the shard index Hugging Face writes beside sharded weights. */

@@ -131,6 +131,20 @@ test('an executor that only sees the job as JSON (as a cluster job would) runs s
   assert.equal(log.split('\n').filter(Boolean), ['submitted b', 'counted b', 'run: {"pipeline":"test.pipe","overrides":{}}']);
 });
 
+test('a worker killed by SIGKILL while the kernel counted an out-of-memory kill is said to have run out of memory, with what to do', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const failure = async (counts: number[]) => {
+    const worker = localWorkerExecutor({ oomKills: () => counts.shift() });
+    const { result } = await run(pipelineOf(ws, [instance('big', 'crash', { signal: 'SIGKILL' })]), { executor: worker });
+    return result.outcomes[0]!.error;
+  };
+  assert.is(await failure([4, 5]), 'worker process died (killed by SIGKILL): the kernel\'s out-of-memory killer ended a process while this stage ' +
+    'ran, most likely this one: memory ran out (the machine\'s, or a container\'s or job\'s limit); run fewer stages at once (--jobs) or smaller ones');
+  // Killed by someone else, or where the kernel keeps no count: nothing is guessed.
+  assert.is(await failure([4, 4]), 'worker process died (killed by SIGKILL)');
+  assert.is(await failure([]), 'worker process died (killed by SIGKILL)');
+});
+
 test('pausepipe run --gpus 1 --stages-per-gpu 2 runs two GPU stages on the GPU its own CUDA_VISIBLE_DEVICES names', async () => {
   const ws = await tempWorkspace('pausepipe-exec-');
   const file = path.join(ws, 'p.pipe');

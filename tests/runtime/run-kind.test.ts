@@ -62,4 +62,20 @@ test('JSON metrics are returned as they are; nothing returned, or no metrics, me
   );
 });
 
+test('a fault inside WebAssembly, as the wasm backend ends when its memory runs out in its C++ code, says what it most likely means', async () => {
+  const ctx = { inputs: {} } as unknown as Parameters<typeof runStageKind>[1];
+  const faulting = { name: 'mine', run: async () => { throw new WebAssembly.RuntimeError('memory access out of bounds'); } };
+  await runStageKind(faulting as unknown as Parameters<typeof runStageKind>[0], ctx).then(
+    () => assert.unreachable('the fault was lost'),
+    (err: Error) => assert.is(err.message, 'memory access out of bounds (a fault inside WebAssembly: on the wasm backend, most often its memory ' +
+      'running out, which is at most 4 GiB in a process whatever the machine has; a GPU backend has no such limit, and a smaller model, ' +
+      'batch or sequence length needs less)'),
+  );
+  const plain = { name: 'mine', run: async () => { throw new Error('memory access out of bounds'); } };
+  await runStageKind(plain as unknown as Parameters<typeof runStageKind>[0], ctx).then(
+    () => assert.unreachable('the error was lost'),
+    (err: Error) => assert.is(err.message, 'memory access out of bounds', 'an ordinary error is left as it is'),
+  );
+});
+
 test.run();

@@ -117,13 +117,13 @@ function canMountTmpfs(): boolean {
 }
 
 /**
- * Runs the bin in a private mount namespace with a 1 MiB tmpfs as its cache, after `before` (shell commands, `run`
- * runs the pipeline); `logs` lists the failed runs' logs the cache kept.
+ * Runs the bin in a private mount namespace with a tmpfs of `size` (1 MiB) as its cache, after `before` (shell
+ * commands, `run` runs the pipeline); `logs` lists the failed runs' logs the cache kept.
  */
-function runOnFullDisk(ws: string, file: string, before = ''): { status: number | null; stderr: string; listing: string; logs: string[] } {
+function runOnFullDisk(ws: string, file: string, before = '', size = '1m'): { status: number | null; stderr: string; listing: string; logs: string[] } {
   const cache = path.join(ws, 'cache');
   const run = `PAUSEPIPE_KINDS=${TEST_KINDS} ${process.execPath} ${BIN} run ${file} --keep-going --cache-dir ${cache}`;
-  const script = `mount -t tmpfs -o size=1m tmpfs ${cache} && run() { ${run}; } && ${before} run; ` +
+  const script = `mount -t tmpfs -o size=${size} tmpfs ${cache} && run() { ${run}; } && ${before} run; ` +
     `code=$?; echo; echo "listing: $(ls ${cache}/objects 2>/dev/null | wc -l) $(ls ${cache}/tmp | wc -l)" >&2; ` +
     `echo "logs: $(ls ${cache}/scratch/*/failed-run.log 2>/dev/null | tr '\\n' ' ')" >&2; exit $code`;
   const r = spawnSync('unshare', ['-rm', 'sh', '-c', script], { cwd: ws, encoding: 'utf8', timeout: 60_000 });
@@ -152,6 +152,21 @@ stage chatty = sh { command: "yes a line of the log | head -c 2000000", shell: t
   // A log the full disk kept from being copied is not named.
   const named = [...r.stderr.matchAll(/ {2}full log: (.*)/g)].map((m) => m[1]!);
   assert.equal(named.sort(), r.logs.sort());
+});
+
+withTmpfs('a training checkpoint that does not fit says its step, its size, the file it was writing and what to do', async () => {
+  const ws = await tempWorkspace('pausepipe-full-');
+  await mkdir(path.join(ws, 'cache'));
+  const file = path.join(ws, 'p.pipe');
+  await writeFile(file, `stage data = synthetic_math { train: 8, validation: 2, test: 2 }
+stage base = init_model { preset: "tiny", overrides: { max_position_embeddings: 160 } }
+stage step1 = sft(model: base, data: data) { batch_size: 2, max_steps: 2, save_steps: 1, eval_steps: 2, max_length: 160, train: { all: true } }
+`);
+  const r = runOnFullDisk(ws, file, '', '1500k');
+  assert.is(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`failed step1: no space left on the disk of ${path.join(ws, 'cache')} \\(the stage's outputs took 0 kB; [0-9.]+ (kB|MB) free\\): ` +
+    'saving the training checkpoint of step 1 \\([0-9.]+ MB in all\\): writing [a-z]+\\.safetensors \\([0-9.]+ (kB|MB)\\): ENOSPC: no space left on device, write; ' +
+    'free some \\(`pausepipe gc FILE` deletes the entries no pipeline named uses\\) or put the cache on a larger disk \\(--cache-dir or PAUSEPIPE_CACHE\\)\n'));
 });
 
 withTmpfs('on a full cache disk even a fully cached run stops before anything, saying the disk is full and where', async () => {

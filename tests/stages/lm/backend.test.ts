@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { initBackend, pickAdapter, readTensor, type BackendInfo } from '../../../stages/lm/backend.ts';
+import { guardWasmAllocations, initBackend, pickAdapter, readTensor, WasmOutOfMemory, type BackendInfo, type WasmModule } from '../../../stages/lm/backend.ts';
 import { PROJECT_ROOT, requires } from '../../helpers/requires.ts';
 
 const backend = suite('backend');
@@ -166,6 +166,41 @@ backend('no built source names an optional dependency in a static import, so `np
     }
   }
   assert.equal(offending, []);
+});
+
+const NO_LIMIT = 'a GPU backend (webgpu, or @tensorflow/tfjs-node) has no such limit; otherwise a smaller model, batch or sequence length needs less';
+
+backend('a wasm allocation that fails, or asks 4 GiB or more, throws WasmOutOfMemory instead of handing out address 0 or a wrapped size', () => {
+  const asked: number[] = [];
+  // An Emscripten module: its first _malloc is a stub that puts the real function in its place.
+  const module = {
+    HEAPU8: new Uint8Array(3 * 2 ** 20),
+    _free() {},
+    _malloc(bytes: number): number {
+      this._malloc = (n: number) => {
+        asked.push(n);
+        return n <= 1024 ? 64 : 0;
+      };
+      return this._malloc(bytes);
+    },
+  } as WasmModule;
+  guardWasmAllocations(module);
+  asked.length = 0;
+  assert.is(module._malloc(1024), 64);
+  assert.throws(() => module._malloc(2 ** 29), (err: Error) => err instanceof WasmOutOfMemory &&
+    err.message === `out of memory on the wasm backend: a tensor of 0.50 GiB did not fit in its memory, which has grown to 0.00 GiB of the 4 GiB a process can address, whatever the machine has: ${NO_LIMIT}`);
+  assert.throws(() => module._malloc(2 ** 32 + 4), /a tensor of 4\.00 GiB did not fit/);
+  assert.equal(asked, [1024, 2 ** 29], 'a size of 4 GiB or more never reaches malloc');
+});
+
+backend('on the wasm backend, a kernel whose output needs 4 GiB or more fails with WasmOutOfMemory, and the backend goes on', async () => {
+  await initBackend('wasm');
+  // [32769, 32768] float32: 4 GiB and 128 KiB, which a 32-bit malloc would take for 128 KiB ("table index is out of bounds").
+  assert.throws(() => tf.tidy(() => tf.matMul(tf.ones([32769, 1]), tf.ones([1, 32768]))), (err: Error) => err instanceof WasmOutOfMemory &&
+    err.message.startsWith('out of memory on the wasm backend: a tensor of 4.00 GiB did not fit in its memory'));
+  const after = tf.tidy(() => tf.matMul(tf.ones([2, 1]), tf.ones([1, 2])));
+  assert.equal(Array.from(await after.data()), [1, 1, 1, 1]);
+  after.dispose();
 });
 
 backend.run();

@@ -4,12 +4,13 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import {
-  applyRope, attention, causalPaddingMask, crossEntropySum, embedding, linear, logSoftmax, MASK_VALUE, OPS_TUNING,
-  rmsNorm, ropeTables, splitFlat, swiglu, transposeWeight,
+  applyRope, attention, causalPaddingMask, crossEntropySum, eachFlatPiece, embedding, linear, logSoftmax, MASK_VALUE, OPS_TUNING,
+  rmsNorm, ropeTables, swiglu, transposeWeight,
 } from '../../../stages/lm/ops.ts';
 import { presetConfig } from '../../../stages/lm/config.ts';
 import { createModel } from '../../../stages/lm/model.ts';
 import { AdamW } from '../../../stages/lm/optimizer.ts';
+import { peakTensorBytes } from '../../helpers/heap.ts';
 import { IGNORE_INDEX, type KvCache } from '../../../stages/lm/types.ts';
 import { gradCheck, maxAbsDiff, randn } from '../../helpers/gradcheck.ts';
 
@@ -419,13 +420,21 @@ ops('crossEntropySum stays finite when the label\'s logit is at float32 minimum'
   });
 });
 
-ops('splitFlat cuts a flat buffer into pieces of the given sizes, as tf.split does', () => {
+ops('eachFlatPiece hands over a flat buffer\'s pieces of the given sizes in turn, as tf.split cuts them, freeing each after use', () => {
   eachPath([HOST, KERNELS], (path) => {
     const x = tf.tensor1d([1, 2, 3, 4, 5, 6]);
-    const parts = splitFlat(x, [1, 3, 0, 2]);
-    assert.equal(parts.map((p) => Array.from(p.dataSync())), [[1], [2, 3, 4], [], [5, 6]], path);
-    assert.equal(parts.map((p) => p.dtype), ['float32', 'float32', 'float32', 'float32']);
-    assert.throws(() => splitFlat(x, [2, 3]), /sizes add up to 5, tensor is \[6\]/);
+    const seen: number[][] = [];
+    const pieces: tf.Tensor[] = [];
+    eachFlatPiece(x, [1, 3, 0, 2], (piece, i) => {
+      assert.is(piece.dtype, 'float32');
+      assert.is(i, seen.length);
+      seen.push(Array.from(piece.dataSync()));
+      pieces.push(piece);
+    });
+    assert.equal(seen, [[1], [2, 3, 4], [], [5, 6]], path);
+    assert.ok(pieces.every((p) => p.isDisposed), `${path}: every piece freed`);
+    assert.throws(() => eachFlatPiece(x, [2, 3], () => {}), /eachFlatPiece: sizes add up to 5, tensor is \[6\]/);
+    x.dispose();
   });
 });
 
@@ -455,6 +464,32 @@ function liveTensorsAcross(steps: number, step: () => void): number[] {
   }
   return counts;
 }
+
+memory('linear keeps no copy of a weight variable for the backward pass: a step training only what follows it holds none', async () => {
+  const w = tf.variable(tf.randomNormal([256, 512], 0, 1, 'float32', 1), false); // 512 KiB, frozen
+  const wT = transposeWeight(w);
+  const x = tf.randomNormal([2, 512], 0, 1, 'float32', 2);
+  const head = tf.variable(tf.randomNormal([2, 256], 0, 1, 'float32', 3), true);
+  // As training only the LM head: the gradient never reaches the layers, whose weights the engine kept clones of.
+  const step = () => tf.variableGrads(() => tf.sum(tf.mul(linear(x, w, undefined, wT), head)) as tf.Scalar, [head]);
+  tf.dispose(Object.values(step().grads)); // a warm-up: wasm packs wT once, as it does for every weight it multiplies by
+  const { peak, result } = await peakTensorBytes(step);
+  const expected = tf.tidy(() => linear(x, w, undefined, wT));
+  assert.equal(Array.from(await result.grads[head.name]!.data()), Array.from(await expected.data()));
+  assert.ok(peak < w.size, `${peak} bytes held at once; a copy of the weight takes ${4 * w.size}`);
+  tf.dispose([w, wT, x, head, expected, result.value, ...Object.values(result.grads)]);
+});
+
+memory('through a frozen weight variable, gradients are those of a saved one', async () => {
+  const w = tf.variable(tf.randomNormal([6, 5], 0, 1, 'float32', 4), false);
+  const x = tf.variable(tf.randomNormal([3, 5], 0, 1, 'float32', 5), true);
+  const dy = tf.randomNormal([3, 6], 0, 1, 'float32', 6);
+  const viaVariable = tf.variableGrads(() => tf.sum(tf.mul(linear(x, w), dy)) as tf.Scalar, [x]);
+  const copy = tf.clone(w);
+  const viaTensor = tf.grads((xi: tf.Tensor, wi: tf.Tensor) => tf.sum(tf.mul(linear(xi, wi), dy)))([x, copy]);
+  assert.equal(Array.from(await viaVariable.grads[x.name]!.data()), Array.from(await viaTensor[0]!.data()));
+  tf.dispose([w, x, dy, copy, viaVariable.value, ...Object.values(viaVariable.grads), ...viaTensor]);
+});
 
 memory('training steps of a decoder built from these ops leave the live tensor count unchanged', () => {
   eachPath(ATTENTION_PATHS, (path) => {

@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../stages/lm/backend.ts';
 import { AdamW, roundToBfloat16 } from '../../../stages/lm/optimizer.ts';
 import { roundedToBfloat16 } from '../../../stages/lm/safetensors.ts';
+import { peakTensorBytes } from '../../helpers/heap.ts';
 
 const test = suite('optimizer');
 
@@ -290,6 +291,32 @@ test('naming a variable that does not train as bfloat16 is refused', () => {
   const params = vars({ w: [1] });
   assert.throws(() => new AdamW(params, { bfloat16: ['v'] }), /bfloat16 names variables that do not train: v/);
   params.forEach((v) => v.dispose());
+});
+
+/**
+ * The most bytes of tensor buffers an update holds at once beyond those held before it (weights, moments, gradients),
+ * counted in flat copies of the trained weights: the largest model a CPU run trains in wasm's 4 GiB depends on it.
+ */
+async function peakCopies(opts: { bfloat16: boolean }): Promise<number> {
+  const sizes = [3000, 5000, 2000];
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const params = new Map(sizes.map((n, i) => [`w${i}`, tf.tidy(() => tf.variable(tf.randomNormal([n], 0, 1, 'float32', i), true))]));
+  const optimizer = new AdamW(params, { maxGradNorm: 1, weightDecay: 0.1, bfloat16: opts.bfloat16 ? [...params.keys()] : [] });
+  const g = new Map(sizes.map((n, i) => [`w${i}`, tf.randomNormal([n], 0, 1, 'float32', 10 + i)]));
+  const { peak, result } = await peakTensorBytes(() => optimizer.apply(g, 1e-3));
+  result.dispose();
+  g.forEach((t) => t.dispose());
+  params.forEach((v) => v.dispose());
+  optimizer.dispose();
+  return peak / (4 * total);
+}
+
+test('an update holds at most 4 flat copies of the trained weights at once in float32, 11 in bfloat16', async () => {
+  // One tidy around the whole update held 18 and 57. The small rest is scalars (norms, the clipping coefficient).
+  const float32 = await peakCopies({ bfloat16: false });
+  assert.ok(float32 < 4.01, `float32: ${float32} copies`);
+  const bfloat16 = await peakCopies({ bfloat16: true });
+  assert.ok(bfloat16 < 11.01, `bfloat16: ${bfloat16} copies`);
 });
 
 test.run();

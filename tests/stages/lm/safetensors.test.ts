@@ -200,4 +200,19 @@ test('reads a sharded folder through model.safetensors.index.json', async () => 
   await rejectsWith(() => readModelWeights(tmp + '/nowhere'), /no model\.safetensors or model\.safetensors\.index\.json/);
 });
 
+test('a write that fails names the file and its size, keeps Node\'s code, and leaves no file behind', async () => {
+  const dir = path.join(tmp, 'failing-write');
+  await mkdir(dir);
+  const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  const tensors = new Map<string, LazyTensor>([
+    ['a', { dtype: 'float32', shape: [1000], values: async () => new Float32Array(1000) }],
+    ['b', { dtype: 'bfloat16', shape: [500, 2], values: async () => { throw full; } }],
+  ]);
+  const err = await writeSafetensorsLazily(path.join(dir, 'model.safetensors'), tensors).then(() => null, (e: Error & { code?: string }) => e);
+  // 8 bytes of length, the header padded to 8, then 4,000 + 2,000 bytes of data.
+  assert.match(err!.message, /^writing model\.safetensors \(6 kB\): ENOSPC: no space left on device, write$/);
+  assert.is(err!.code, 'ENOSPC');
+  assert.equal(await readdir(dir), []);
+});
+
 test.run();
