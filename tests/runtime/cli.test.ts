@@ -129,8 +129,9 @@ test('a stage to run again brings how long it took last time, for the ETA; cache
   const took = (name: string) => session.store.readManifest(session.previous[name]!.key)!.timings.seconds;
   const stages = runStagesOf(session);
   assert.equal(stages.filter((s) => !s.fresh), [
-    { name: 'train[model=s,lr=2]', group: 'train', kind: 'sh', fresh: false, lastSeconds: took('train[model=s,lr=2]') },
-    { name: 'table', group: 'table', kind: 'sh', fresh: false, lastSeconds: took('table') },
+    { name: 'train[model=s,lr=2]', group: 'train', kind: 'sh', fresh: false, inputs: ['prep'], lastSeconds: took('train[model=s,lr=2]') },
+    { name: 'table', group: 'table', kind: 'sh', fresh: false, inputs: ['train[model=s,lr=1]', 'train[model=s,lr=2]', 'train[model=s,lr=3]', 'train[model=l,lr=1]', 'train[model=l,lr=2]'],
+      lastSeconds: took('table') },
   ]);
   assert.ok(stages.filter((s) => s.fresh).every((s) => s.lastSeconds === undefined), 'a cached stage needs no estimate');
   assert.ok(took('table') > 0);
