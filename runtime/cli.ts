@@ -279,6 +279,16 @@ export interface SlotOptions {
   hideGpus?: boolean;
   gpuMemoryMiB?: number;
   stagesPerGpu?: number;
+  hostMemoryMiB?: number;
+}
+
+/**
+ * Memory free now, in MiB: what model stages running without a GPU share (each wasm worker may take up to 4.5 GiB).
+ * Node's availableMemory counts a container's or job's limit too; before Node 20.13, the machine's free memory.
+ */
+export function freeMemoryMiB(): number {
+  const available = (process as { availableMemory?: () => number }).availableMemory?.() ?? os.freemem();
+  return Math.floor(available / 2 ** 20);
 }
 
 /** Whether a stale stage's kind asks for a GPU. */
@@ -307,7 +317,8 @@ export function gpuSlotsLine(s: Session, slots: SlotOptions, env: NodeJS.Process
 
 /**
  * CPU slots from --jobs (default: cores), GPUs from --gpus (default: detected, asked only when a stale stage wants
- * one), and how GPU stages share a GPU: --stages-per-gpu, else by their memory estimates against nvidia-smi's memory.
+ * one), how GPU stages share a GPU (--stages-per-gpu, else by their memory estimates against nvidia-smi's memory), and
+ * the memory free now, which stages running without a GPU share by their estimates.
  */
 export async function slotOptions(values: Record<string, unknown>, s: Session): Promise<SlotOptions> {
   const jobs = positiveInt(values.jobs, '--jobs') ?? os.availableParallelism();
@@ -317,9 +328,10 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
   if (asked === 0) return { jobs, gpus: 0, hideGpus: true };
   const gpus = asked ?? (wantsGpu ? await detectGpus() : 0);
   const stagesPerGpu = positiveInt(values['stages-per-gpu'], '--stages-per-gpu');
-  if (stagesPerGpu !== undefined || gpus === 0 || !wantsGpu) return { jobs, gpus, stagesPerGpu };
+  const hostMemoryMiB = freeMemoryMiB();
+  if (stagesPerGpu !== undefined || gpus === 0 || !wantsGpu) return { jobs, gpus, stagesPerGpu, hostMemoryMiB };
   const gpuMemoryMiB = await detectGpuMemoryMiB();
-  return gpuMemoryMiB === undefined ? { jobs, gpus } : { jobs, gpus, gpuMemoryMiB };
+  return gpuMemoryMiB === undefined ? { jobs, gpus, hostMemoryMiB } : { jobs, gpus, gpuMemoryMiB, hostMemoryMiB };
 }
 
 /**

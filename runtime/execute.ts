@@ -31,6 +31,8 @@ export interface RunOptions {
   gpuMemoryMiB?: number;
   /** `--stages-per-gpu`: up to this many one-GPU stages share a GPU, whatever their estimates. */
   stagesPerGpu?: number;
+  /** Memory free for stages that run without a GPU: those estimating theirs (model stages) start while the estimates fit. */
+  hostMemoryMiB?: number;
   /** After a failure keep starting stages that do not depend on it. */
   keepGoing: boolean;
   backend?: string;
@@ -168,7 +170,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       recheck: p.status === 'fresh' && upstream.some((u) => planned.get(u)?.status !== 'fresh'),
       resources: () => resourcesOf(s),
     };
-  }), { cpu: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing });
+  }), { cpu: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, hostMemoryMiB: o.hostMemoryMiB, keepGoing: o.keepGoing });
   /** Keys committed by this run, and by which stage: a stage sharing one finds it computed once, not by another run. */
   const committedBy = new Map<string, string>();
   /** Where this process holds the key's lock, another stage of this run that shares the key computes it. */
@@ -304,6 +306,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     }
   };
 
+  /** Whether the run said that memory holds stages back (once: the first one held). */
+  let memoryWaitSaid = false;
   return new Promise<RunResult>((resolve) => {
     const act = (d: Decision) => {
       const s = byName.get(d.name)!;
@@ -319,6 +323,11 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     };
     const pump = () => {
       for (const d of scheduler.next()) act(d);
+      const held = scheduler.waitingForMemory;
+      if (held && !memoryWaitSaid) {
+        memoryWaitSaid = true;
+        o.reporter.note(memoryWaitLine(held.name, held.hostMemoryMiB, o.hostMemoryMiB!));
+      }
       if (scheduler.done && outcomes.size === stages.length) {
         const counts: Record<OutcomeStatus, number> = { ran: 0, cached: 0, failed: 0, skipped: 0, aborted: 0 };
         const list = stages.map((s) => outcomes.get(s.name)!);
@@ -348,4 +357,12 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     wake = pump;
     pump();
   });
+}
+
+const gib = (mib: number) => `${(mib / 1024).toFixed(1)} GiB`;
+
+/** Said once per run when a stage waits for memory although a CPU slot is free, so fewer stages than --jobs run. */
+export function memoryWaitLine(name: string, hostMemoryMiB: number, freeMiB: number): string {
+  return `${name} waits for memory: without a GPU, model stages start while their memory estimates (${gib(hostMemoryMiB)} for ` +
+    `${name}) fit the ${gib(freeMiB)} free when the run began, so fewer run at once than --jobs allows`;
 }

@@ -33,6 +33,8 @@ export interface ScheduleOptions {
   gpuMemoryMiB?: number;
   /** `--stages-per-gpu`: up to this many one-GPU stages share a GPU, whatever their estimates. */
   stagesPerGpu?: number;
+  /** Host memory for stages that run without a GPU: those with a `hostMemoryMiB` estimate start while theirs fit. */
+  hostMemoryMiB?: number;
   /** After a failure keep starting stages that do not depend on it. */
   keepGoing: boolean;
 }
@@ -43,6 +45,8 @@ export interface SlotRequest {
   gpu: number;
   /** Estimated GPU memory; present only when the stage may share its GPU by memory. */
   gpuMemoryMiB?: number;
+  /** Estimated host memory; present only when the stage runs without a GPU and the run counts host memory. */
+  hostMemoryMiB?: number;
 }
 
 /** What a started stage holds: its request plus the GPUs (indices 0..gpus-1) it was placed on. */
@@ -72,18 +76,25 @@ interface GpuState {
   exclusive: boolean;
 }
 
-/** CPU slots and GPUs: a GPU holds one exclusive stage, or several sharing ones while memory or the count allows. */
+/**
+ * CPU slots, host memory and GPUs: a GPU holds one exclusive stage, or several sharing ones while memory or the count
+ * allows; stages without a GPU that estimate their host memory start while the estimates fit.
+ */
 export class Slots {
   private cpuFree: number;
   private readonly gpuState: GpuState[];
   private readonly gpuMemoryMiB?: number;
   private readonly stagesPerGpu?: number;
+  private readonly hostMemoryMiB?: number;
+  private hostMemoryFree: number;
 
-  constructor(readonly cpu: number, readonly gpu: number, sharing: { gpuMemoryMiB?: number; stagesPerGpu?: number } = {}) {
+  constructor(readonly cpu: number, readonly gpu: number, sharing: { gpuMemoryMiB?: number; stagesPerGpu?: number; hostMemoryMiB?: number } = {}) {
     this.cpuFree = cpu;
     this.gpuState = Array.from({ length: gpu }, () => ({ stages: 0, usedMiB: 0, exclusive: false }));
     this.gpuMemoryMiB = sharing.gpuMemoryMiB;
     this.stagesPerGpu = sharing.stagesPerGpu;
+    this.hostMemoryMiB = sharing.hostMemoryMiB;
+    this.hostMemoryFree = sharing.hostMemoryMiB ?? 0;
   }
 
   /** The slots a kind's declared resources take on this machine. */
@@ -93,8 +104,10 @@ export class Slots {
 
   fit(r: Resources): SlotRequest {
     const wantsGpu = (r.gpu ?? 0) > 0;
-    if (wantsGpu && this.gpu === 0) return { cpu: Math.min(this.cpu, Math.max(1, r.cpu ?? 1)), gpu: 0 };
-    const out: SlotRequest = { cpu: Math.min(this.cpu, r.cpu ?? (wantsGpu ? 0 : 1)), gpu: Math.min(this.gpu, r.gpu ?? 0) };
+    // A stage larger than the memory runs, alone.
+    const host = r.hostMemoryMiB !== undefined && this.hostMemoryMiB !== undefined ? { hostMemoryMiB: Math.min(r.hostMemoryMiB, this.hostMemoryMiB) } : {};
+    if (wantsGpu && this.gpu === 0) return { cpu: Math.min(this.cpu, Math.max(1, r.cpu ?? 1)), gpu: 0, ...host };
+    const out: SlotRequest = { cpu: Math.min(this.cpu, r.cpu ?? (wantsGpu ? 0 : 1)), gpu: Math.min(this.gpu, r.gpu ?? 0), ...(wantsGpu ? {} : host) };
     // Only a one-GPU stage with an estimate that fits a GPU shares by memory; anything else holds its GPUs alone.
     if (out.gpu === 1 && r.gpuMemoryMiB !== undefined && this.gpuMemoryMiB !== undefined && r.gpuMemoryMiB <= this.gpuMemoryMiB) {
       out.gpuMemoryMiB = r.gpuMemoryMiB;
@@ -104,10 +117,11 @@ export class Slots {
 
   /** Takes the slots if they are free now; the GPUs chosen are the least loaded ones (spread first, then share). */
   take(r: SlotRequest): Grant | undefined {
-    if (r.cpu > this.cpuFree) return undefined;
+    if (r.cpu > this.cpuFree || !this.hasMemoryFor(r)) return undefined;
     const gpuIds = this.placeGpus(r);
     if (gpuIds === undefined) return undefined;
     this.cpuFree -= r.cpu;
+    this.hostMemoryFree -= r.hostMemoryMiB ?? 0;
     const shared = this.shares(r);
     for (const i of gpuIds) {
       const g = this.gpuState[i]!;
@@ -121,12 +135,23 @@ export class Slots {
   /** Gives back what `take` granted (`gpuIds` may be left out for a request without GPUs). */
   give(g: SlotRequest & { gpuIds?: number[] }): void {
     this.cpuFree += g.cpu;
+    this.hostMemoryFree += g.hostMemoryMiB ?? 0;
     for (const i of g.gpuIds ?? []) {
       const s = this.gpuState[i]!;
       s.stages--;
       s.usedMiB -= g.gpuMemoryMiB ?? 0;
       if (s.stages === 0) s.exclusive = false;
     }
+  }
+
+  /** Whether host memory has room for the request now (its other slots aside). */
+  hasMemoryFor(r: SlotRequest): boolean {
+    return (r.hostMemoryMiB ?? 0) <= this.hostMemoryFree;
+  }
+
+  /** Whether the CPU slots have room for the request now (its memory and GPUs aside). */
+  hasCpuFor(r: SlotRequest): boolean {
+    return r.cpu <= this.cpuFree;
   }
 
   /** Whether the GPUs have room for the request now (its CPU slots aside). */
@@ -174,6 +199,8 @@ export class Scheduler {
   private interrupted = false;
   /** Stages not to start, with why (see `drop`). */
   private readonly dropped = new Map<string, string>();
+  /** A stage the last `next()` held back for host memory alone (a CPU slot was free), with its estimate. */
+  private heldForMemory: { name: string; hostMemoryMiB: number } | undefined;
 
   constructor(stages: ScheduledStage[], private readonly options: ScheduleOptions) {
     this.stages = stages;
@@ -187,7 +214,14 @@ export class Scheduler {
       this.depth.set(s.name, d);
       this.order.set(s.name, i);
     }
-    this.slots = new Slots(Math.max(1, options.cpu), Math.max(0, options.gpus), { gpuMemoryMiB: options.gpuMemoryMiB, stagesPerGpu: options.stagesPerGpu });
+    this.slots = new Slots(Math.max(1, options.cpu), Math.max(0, options.gpus), {
+      gpuMemoryMiB: options.gpuMemoryMiB, stagesPerGpu: options.stagesPerGpu, hostMemoryMiB: options.hostMemoryMiB,
+    });
+  }
+
+  /** The first stage the last `next()` did not start for host memory alone, when one was: what a run says once. */
+  get waitingForMemory(): { name: string; hostMemoryMiB: number } | undefined {
+    return this.heldForMemory;
   }
 
   /** Every stage has an outcome. */
@@ -278,14 +312,22 @@ export class Scheduler {
     // Once a GPU stage waits for GPUs, no later one takes any: one-GPU stages that kept filling the GPUs as they
     // freed would hold a stage wanting an idle GPU (several, or one of its own) back until none of them was left.
     let gpusWaitedFor = false;
+    // The same for host memory: smaller stages filling the memory as it frees would starve a larger one.
+    let memoryWaitedFor = false;
+    this.heldForMemory = undefined;
     for (const s of ready) {
       // A later `fail` decision in this call may have stopped the run (without --keep-going).
       if (this.stopping) break;
       const request = this.requestOf(s);
       if (gpusWaitedFor && request.gpu > 0) continue;
+      if (memoryWaitedFor && request.hostMemoryMiB !== undefined) continue;
       const grant = this.slots.take(request);
       if (!grant) {
         if (request.gpu > 0 && !this.slots.hasGpusFor(request)) gpusWaitedFor = true;
+        if (!this.slots.hasMemoryFor(request)) {
+          memoryWaitedFor = true;
+          if (this.slots.hasCpuFor(request)) this.heldForMemory ??= { name: s.name, hostMemoryMiB: request.hostMemoryMiB! };
+        }
         continue;
       }
       this.granted.set(s.name, grant);

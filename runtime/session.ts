@@ -180,8 +180,8 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     const current = s.store.gcGeneration() === s.gcGeneration ? s : { ...s, ...(await planKeys(s.pipeline, s.keys, s.store, s.hasher, s.previous, s.planOptions)) };
     return await executePlan({
       pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,
-      jobs: o.jobs, gpus: o.gpus, hideGpus: o.hideGpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, keepGoing: o.keepGoing, backend: o.backend,
-      overrides: o.overrides, signal: o.signal, stops: o.stops,
+      jobs: o.jobs, gpus: o.gpus, hideGpus: o.hideGpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, hostMemoryMiB: o.hostMemoryMiB,
+      keepGoing: o.keepGoing, backend: o.backend, overrides: o.overrides, signal: o.signal, stops: o.stops,
       reporter: o.reporter, executor: o.executor, state, manifests: current.manifests,
     });
   } finally {

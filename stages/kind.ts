@@ -12,6 +12,11 @@ export interface Resources {
    * without it a GPU stage holds its GPU alone (unless `--stages-per-gpu` says otherwise).
    */
   gpuMemoryMiB?: number;
+  /**
+   * Estimated memory of the stage's process, in MiB, where it runs without a GPU (a model stage then holds its model in
+   * host memory). With it, such stages start only while their estimates fit the memory free when the run began.
+   */
+  hostMemoryMiB?: number;
 }
 
 /**

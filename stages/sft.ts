@@ -148,7 +148,9 @@ export const SFT: StageKind<SftParams> = {
     model: { description: 'Model folder to fine-tune (init_model, add_pause_token or sft).' },
     data: { description: 'Dataset folder with train.jsonl and validation.jsonl rows {question, answer}.' },
   },
-  resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true }),
+  resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, {
+    batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true, trains: plannedTraining(p),
+  }),
   // Examples trained on: the updates' when max_steps is set, else the epochs' over the training split.
   work: (p, inputs) => {
     if (p.max_steps !== null) return p.max_steps * p.batch_size * p.grad_accum;
@@ -276,6 +278,18 @@ async function gpuCheckpointingAdvice(ran: { backend: string; device: string }, 
   // The loaded model's config as config.json has it, the form the estimate reads.
   const { toHfConfig } = await import('./lm/config.ts');
   return { ...checkpointingAdvice(toHfConfig(model.config), shape, gpuMiB), gpuMiB };
+}
+
+/**
+ * What trains, read from the params alone (the runner's host memory estimate comes before the model loads): the large
+ * groups and whether gradients pass through the layers. modules_to_save entries naming the head or the embeddings count.
+ */
+export function plannedTraining(p: Pick<SftParams, 'train' | 'lora'>): { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean } {
+  const train = { ...TRAIN_DEFAULTS, ...p.train };
+  const saved = p.lora?.modules_to_save ?? [];
+  const lmHead = train.lm_head || saved.some((m) => m.endsWith('lm_head'));
+  const lmEmbeddings = train.lm_embeddings || saved.some((m) => m.endsWith('embed_tokens') || m.endsWith('original_embedding'));
+  return { all: train.all, lmHead, lmEmbeddings, throughLayers: train.all || (p.lora ?? null) !== null || train.pause_embedding || lmEmbeddings };
 }
 
 /** Whether gradients flow back through the decoder layers: anything but the heads trains (LoRA adapters sit in them). */

@@ -20,6 +20,11 @@ export interface MemoryShape {
    * as every projection that `trainableParams` leaves frozen, at most all of them.
    */
   frozenBf16?: boolean;
+  /**
+   * What trains, for the host memory estimate of a run without a GPU (the GPU estimate keeps `trainableParams`):
+   * every weight, or the LM head and embeddings (the large groups) when chosen; gradients through the layers or not.
+   */
+  trains?: { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean };
 }
 
 /**
@@ -144,6 +149,22 @@ export function wasmTensorFloor(config: Json, use: WasmUse): { bytes: number; pa
   return { bytes: parts.reduce((sum, [, bytes]) => sum + bytes, 0), parts };
 }
 
+/** What a worker process holds besides its tensors: Node.js, tfjs and the wasm module's own (a demo-sized sft: 480 MiB in all). */
+const WORKER_MIB = 512;
+/** Activations, an update's temporaries and the allocator's waste over the tensor floor (measured 0.9–1.3×, with the worker). */
+const HOST_FLOOR_FACTOR = 1.3;
+
+/**
+ * Memory of a model stage's worker on a machine without a GPU, where the wasm backend holds the model: the tensor floor
+ * with a margin, at most wasm's 4 GiB, plus the process's own. Measured on this project's machine (peak resident):
+ * evaluating a 0.09 B model 1.3 GiB (estimate 1.8), a 0.30 B one 4.3 GiB (4.5); training every weight of a 0.02 B
+ * one 1.2 GiB (1.3).
+ */
+export function hostMemoryMiB(config: Json, use: WasmUse): number {
+  const floorMiB = wasmTensorFloor(config, use).bytes / 2 ** 20;
+  return Math.ceil(WORKER_MIB + Math.min(WASM_MEMORY_BYTES / 2 ** 20, floorMiB * HOST_FLOOR_FACTOR));
+}
+
 /** Training estimates with and without activation checkpointing, against the memory of the GPU it runs on. */
 export interface CheckpointingAdvice {
   withoutMiB: number;
@@ -166,8 +187,9 @@ function storedInBfloat16(dir: string): boolean {
 }
 
 /**
- * A model stage's resources: a CPU slot and a GPU, with the estimate for the model folder `dir` when its config.json
- * can be read (before the upstream model exists, or for a folder that is not one, the stage holds a GPU alone).
+ * A model stage's resources: a CPU slot and a GPU, with the estimates for the model folder `dir` (on a GPU, and in host
+ * memory where it runs without one) when its config.json can be read (before the upstream model exists, or for a
+ * folder that is not one, the stage holds a GPU alone).
  */
 export function modelStageResources(dir: string | undefined, shape: MemoryShape): Resources {
   if (dir === undefined) return { cpu: 1, gpu: 1 };
@@ -175,8 +197,18 @@ export function modelStageResources(dir: string | undefined, shape: MemoryShape)
     const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json;
     // PAUSEPIPE_FROZEN_WEIGHTS=bf16 packs the frozen projections of a model stored in bfloat16 (values it holds exactly).
     const frozenBf16 = shape.frozenBf16 ?? (gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && storedInBfloat16(dir));
-    return { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, { ...shape, frozenBf16 }) };
+    const gpuMemoryMiB = estimateGpuMemoryMiB(config, { ...shape, frozenBf16 });
+    return { cpu: 1, gpu: 1, gpuMemoryMiB, hostMemoryMiB: hostMemoryMiB(config, hostUse(config, shape)) };
   } catch {
     return { cpu: 1, gpu: 1 };
   }
+}
+
+/** What a stage of `shape` does with the model on wasm: the trained groups' weights counted, the small ones left out. */
+function hostUse(config: Json, shape: MemoryShape): WasmUse {
+  if (!shape.training) return { forward: true };
+  const trains = shape.trains ?? { all: true, lmHead: false, lmEmbeddings: false, throughLayers: true };
+  const d = dims(config);
+  const trainableParams = trains.all ? parameterCount(config) : (trains.lmHead ? (d.vocab + (d.pause ? 1 : 0)) * d.hidden : 0) + (trains.lmEmbeddings ? d.vocab * d.hidden : 0);
+  return { forward: true, backwardThroughLayers: trains.all || trains.throughLayers, trainableParams };
 }

@@ -42,7 +42,10 @@ export function roundedToBfloat16(data: Float32Array): Float32Array {
 export function toBfloat16(t: HostTensor): WriteTensor {
   if (!isBfloat16Exact(t)) throw new Error('safetensors: only float32 values that are bfloat16 numbers can be written as BF16');
   const bits = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length);
-  return { dtype: 'bfloat16', shape: t.shape, data: Uint16Array.from(bits, (b) => b >>> 16) };
+  // A plain loop: Uint16Array.from with a mapping function took 230 ns a value (27 minutes for Mistral-7B's weights).
+  const data = new Uint16Array(bits.length);
+  for (let i = 0; i < bits.length; i++) data[i] = bits[i]! >>> 16;
+  return { dtype: 'bfloat16', shape: t.shape, data };
 }
 
 /** The contents of one safetensors file, tensors in file order. */
@@ -121,6 +124,9 @@ function parseHeader(file: string, json: string, dataBytes: number): { entries: 
   return { entries, metadata };
 }
 
+/** Whether this machine stores numbers little-endian, as safetensors does. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Decodes one tensor's little-endian bytes. */
 function decode(file: string, name: string, e: HeaderEntry, bytes: Uint8Array): HostTensor {
   const count = e.shape.reduce((a, b) => a * b, 1);
@@ -138,9 +144,15 @@ function decode(file: string, name: string, e: HeaderEntry, bytes: Uint8Array): 
       return { dtype: 'int32', shape, data };
     }
     case 'BF16': {
-      // bfloat16 is the top half of a float32: widening is exact.
+      // bfloat16 is the top half of a float32: widening is exact. Two bytes a value, read as a whole array where it is
+      // aligned on a little-endian machine (a DataView read per value took twice as long).
       const bits = new Uint32Array(count);
-      for (let i = 0; i < count; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+      if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
+        const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+        for (let i = 0; i < count; i++) bits[i] = halves[i]! << 16;
+      } else {
+        for (let i = 0; i < count; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+      }
       return { dtype: 'float32', shape, data: new Float32Array(bits.buffer) };
     }
     case 'F16': {

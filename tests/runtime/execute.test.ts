@@ -187,6 +187,27 @@ test('a worker forwards progress over IPC, throttled but always with the last st
   assert.equal(result.outcomes[0]!.metrics, { steps: 50 });
 });
 
+test('a run without a GPU starts model stages while their memory estimates fit the memory free, and says so once', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  // gpu_env asks for a GPU, so without one it runs on the CPU: here each estimates 3 GiB of host memory.
+  const kinds = { ...KINDS, gpu_env: { ...KINDS.gpu_env!, resources: () => ({ cpu: 1, gpu: 1, hostMemoryMiB: 3072 }) } };
+  const p = pipelineOf(ws, ['a', 'b', 'c'].map((tag) => instance(tag, 'gpu_env', { tag })));
+  const store = new ArtifactStore(path.join(ws, '.pausepipe'));
+  const hasher = new FileHasher(path.join(ws, '.pausepipe', 'stat-cache.json'));
+  const keys = await computeKeys(p, kinds, hasher);
+  const events: string[] = [];
+  const reporter = { ...SILENT_REPORTER, start: (n: string) => events.push(`start ${n}`), finish: (n: string) => events.push(`end ${n}`), note: (line: string) => events.push(line) };
+  await executePlan({
+    pipeline: p, kinds, store, keys, plan: planPipeline(p, keys, () => false, {}), hasher, jobs: 3, gpus: 0, hostMemoryMiB: 7000, keepGoing: false, reporter,
+  });
+  assert.equal(events.filter((e) => e.includes('memory')), [
+    'c waits for memory: without a GPU, model stages start while their memory estimates (3.0 GiB for c) fit the 6.8 GiB free when the run began, so fewer run at once than --jobs allows',
+  ]);
+  // Two fit in 7,000 MiB: c starts once one of them has ended.
+  const firstEnd = Math.min(events.indexOf('end a'), events.indexOf('end b'));
+  assert.ok(events.indexOf('start c') > firstEnd, events.join('; '));
+});
+
 test('stages ready at once reach the executor in the scheduler\'s order, though the first is slower to check its inputs', async () => {
   const ws = await tempWorkspace('pausepipe-exec-');
   const ups = [instance('up1', 'count', { counter: 'count.txt', value: 1 }), instance('up2', 'count', { counter: 'count.txt', value: 2 })];

@@ -190,6 +190,37 @@ test('a stage waiting for idle GPUs is not overtaken by later one-GPU stages tha
   assert.equal(simulate(whole, { cpu: 8, gpus: 1, gpuMemoryMiB: 10000 }, (n) => (n === 'a' ? 1 : 2)).starts, ['a@0', 'alone@1', 'b@3', 'c@3']);
 });
 
+test('without a GPU, model stages start while their host memory estimates fit the memory free; on a GPU they do not count', () => {
+  const model = (mib: number) => ({ resources: () => ({ cpu: 1, gpu: 1, gpuMemoryMiB: 2000, hostMemoryMiB: mib }) });
+  const stages = [stage('a', [], model(1800)), stage('b', [], model(1800)), stage('c', [], model(1800)), stage('d', [], model(300)), stage('cpu')];
+  // --jobs 4 on 4 GiB free: two 1.8 GiB stages at once; d waits behind c rather than overtake it; a CPU stage starts.
+  const r = simulate(stages, { cpu: 4, gpus: 0, hostMemoryMiB: 4096 });
+  assert.equal(r.starts, ['a@0', 'b@0', 'cpu@0', 'c@1', 'd@1']);
+  // What the run says once: the first stage held back for memory alone while a CPU slot was free.
+  const s = new Scheduler(stages, { cpu: 4, gpus: 0, hostMemoryMiB: 4096, keepGoing: false });
+  assert.equal(s.next().map((d) => d.name), ['a', 'b', 'cpu']);
+  assert.equal(s.waitingForMemory, { name: 'c', hostMemoryMiB: 1800 });
+  s.finished('a', 'ran');
+  assert.equal(s.next().map((d) => d.name), ['c', 'd']);
+  assert.is(s.waitingForMemory, undefined);
+  // Without a count of memory, --jobs alone decides.
+  assert.equal(simulate(stages, { cpu: 4, gpus: 0 }).starts, ['a@0', 'b@0', 'c@0', 'd@0', 'cpu@1']);
+  // On a GPU the model is in GPU memory: host memory does not hold them back.
+  assert.equal(simulate(stages, { cpu: 4, gpus: 1, gpuMemoryMiB: 8000, hostMemoryMiB: 4096 }).starts, ['a@0', 'b@0', 'c@0', 'd@0', 'cpu@1']);
+});
+
+test('slots: a stage estimating more host memory than is free runs alone; one without an estimate is not counted', () => {
+  const slots = new Slots(4, 0, { hostMemoryMiB: 4096 });
+  assert.equal(slots.fit({ cpu: 1, gpu: 1, hostMemoryMiB: 9000 }), { cpu: 1, gpu: 0, hostMemoryMiB: 4096 });
+  assert.equal(slots.fit({ cpu: 1 }), { cpu: 1, gpu: 0 });
+  const big = slots.take(slots.fit({ cpu: 1, gpu: 1, hostMemoryMiB: 9000 }));
+  assert.equal(big, { cpu: 1, gpu: 0, hostMemoryMiB: 4096, gpuIds: [] });
+  assert.is(slots.take({ cpu: 1, gpu: 0, hostMemoryMiB: 1 }), undefined);
+  assert.equal(slots.take({ cpu: 1, gpu: 0 }), { cpu: 1, gpu: 0, gpuIds: [] });
+  slots.give(big!);
+  assert.equal(slots.take({ cpu: 1, gpu: 0, hostMemoryMiB: 4096 }), { cpu: 1, gpu: 0, hostMemoryMiB: 4096, gpuIds: [] });
+});
+
 test('a running stage that releases its slots lets the next one start, and gives nothing back twice when it ends', () => {
   const grant = { cpu: 1, gpu: 0, gpuIds: [] };
   const s = new Scheduler([stage('adopted', [], { resources: () => MODEL }), stage('b'), stage('c')], { cpu: 1, gpus: 1, keepGoing: false });

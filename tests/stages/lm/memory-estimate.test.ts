@@ -5,10 +5,10 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { checkpointingAdvice, estimateGpuMemoryMiB, modelStageResources, parameterCount, PROCESS_OVERHEAD_MIB } from '../../../stages/lm/memory-estimate.ts';
+import { checkpointingAdvice, estimateGpuMemoryMiB, hostMemoryMiB, modelStageResources, parameterCount, PROCESS_OVERHEAD_MIB, wasmTensorFloor } from '../../../stages/lm/memory-estimate.ts';
 import { EVALUATE } from '../../../stages/evaluate.ts';
 import { storedDtypes, writeSafetensors } from '../../../stages/lm/safetensors.ts';
-import { SFT } from '../../../stages/sft.ts';
+import { plannedTraining, SFT } from '../../../stages/sft.ts';
 import { withEnv } from '../../helpers/env.ts';
 import { FIXTURES, trainableCounts, withFixtures } from '../../helpers/hf-fixtures.ts';
 
@@ -84,12 +84,33 @@ withFixtures(test)('the estimate: overhead plus float32 tensors with a quarter o
 
 withFixtures(test)('sft and evaluate estimate from their input model folder, and hold a GPU alone without one', () => {
   const model = { model: [{ dir: path.join(FIXTURES, 'mistral-tiny') }] } as never;
+  const tiny = configOf('mistral-tiny');
   const sft = SFT.resources!({ batch_size: 8, max_length: 600 } as never, model);
-  assert.equal(sft, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 8, seq: 600, training: true }) });
+  // Without a `train` param, the defaults: the pause embedding trains, so gradients pass through the layers.
+  const hostSft = hostMemoryMiB(tiny, { forward: true, backwardThroughLayers: true, trainableParams: 0 });
+  assert.equal(sft, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true }), hostMemoryMiB: hostSft });
   const evaluate = EVALUATE.resources!({ batch_size: 8, max_length: 1024, loss_max_length: 600 } as never, model);
-  assert.equal(evaluate, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(configOf('mistral-tiny'), { batch: 8, seq: 1024, training: false }) });
+  assert.equal(evaluate, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 1024, training: false }), hostMemoryMiB: hostMemoryMiB(tiny, { forward: true }) });
   assert.equal(SFT.resources!({ batch_size: 8, max_length: 600 } as never), { cpu: 1, gpu: 1 });
   assert.equal(modelStageResources('/nonexistent', { batch: 1, seq: 1, training: true }), { cpu: 1, gpu: 1 });
+});
+
+test('host memory of a worker without a GPU: its own 512 MiB, the wasm floor with 30% more, never past wasm\'s 4 GiB', () => {
+  const small = { ...MISTRAL_7B, hidden_size: 1024, intermediate_size: 2816, num_hidden_layers: 8, num_attention_heads: 16, num_key_value_heads: 4, vocab_size: 512 };
+  const floor = wasmTensorFloor(small, { forward: true }).bytes / 2 ** 20;
+  assert.is(hostMemoryMiB(small, { forward: true }), Math.ceil(512 + 1.3 * floor));
+  // The 0.09 B model of the measurements: 1.3 GiB resident to evaluate, estimated 1.8.
+  assert.is((hostMemoryMiB(small, { forward: true }) / 1024).toFixed(1), '1.8');
+  assert.is(hostMemoryMiB(MISTRAL_7B, { forward: true }), 512 + 4096);
+});
+
+test('what sft trains, from its params: every weight, the large groups, and whether gradients pass through the layers', () => {
+  const groups = { pause_embedding: false, pause_head: false, lm_head: false, lm_embeddings: false, all: false };
+  const lora = { r: 16, alpha: 32, dropout: 0, target_modules: ['q_proj'], merge: true, modules_to_save: null };
+  assert.equal(plannedTraining({ train: { ...groups, all: true }, lora: null }), { all: true, lmHead: false, lmEmbeddings: false, throughLayers: true });
+  assert.equal(plannedTraining({ train: { ...groups, lm_head: true, pause_head: true }, lora: null }), { all: false, lmHead: true, lmEmbeddings: false, throughLayers: false });
+  assert.equal(plannedTraining({ train: { ...groups, pause_embedding: true }, lora: null }), { all: false, lmHead: false, lmEmbeddings: false, throughLayers: true });
+  assert.equal(plannedTraining({ train: groups, lora: { ...lora, modules_to_save: ['lm_head', 'original_embedding'] } }), { all: false, lmHead: true, lmEmbeddings: true, throughLayers: true });
 });
 
 test('evaluate on a model stored in bfloat16 counts its projections at half size under PAUSEPIPE_FROZEN_WEIGHTS=bf16, as they are packed', async () => {
@@ -104,7 +125,11 @@ test('evaluate on a model stored in bfloat16 counts its projections at half size
     await writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { x: 'a.safetensors', y: 'b.safetensors' } }));
     assert.equal(storedDtypes(dir), new Set(['BF16']));
     const shape = { batch: 8, seq: 1024, training: false };
-    const resources = (frozen: string) => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, async () => EVALUATE.resources!({ batch_size: 8, max_length: 1024, loss_max_length: 600 } as never, { model: [{ dir }] } as never));
+    const resources = (frozen: string) => withEnv('PAUSEPIPE_FROZEN_WEIGHTS', frozen, async () => {
+      const { hostMemoryMiB, ...onGpu } = EVALUATE.resources!({ batch_size: 8, max_length: 1024, loss_max_length: 600 } as never, { model: [{ dir }] } as never);
+      assert.ok(hostMemoryMiB! > 0);
+      return onGpu;
+    });
     assert.equal(await resources('bf16'), { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, { ...shape, frozenBf16: true }) });
     assert.equal(await resources('f32'), { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, shape) });
     // Mistral-7B: half of its 32 × (2·4096² + 2·4096·1024 + 3·4096·14336) projection floats, 4 bytes each with the
