@@ -50,7 +50,7 @@ async function beforeLastRun(s: Session): Promise<MetricsSide | string> {
     if (known) return [known];
     return m ? [{ name, kind: m.kind, variant: m.variant }] : [];
   });
-  return { label: 'before', stages, metricsOf: (name) => manifests.get(name)?.metrics };
+  return { label: 'before', where: 'before the last run', stages, metricsOf: (name) => manifests.get(name)?.metrics };
 }
 
 /**

@@ -188,11 +188,13 @@ test('diff: a variant\'s metric now against the pipeline at a git revision, and 
   await run(file);
   // The README's kind of edit: one variant gets its own value.
   await writeFile(file, MATRIX.replace('value: scale * lr', 'value: if model == "l" and lr == 0.2 then 7 else scale * lr'));
-  assert.is((await pp(['diff', file, 'HEAD'])).out, [
+  const notRun = await pp(['diff', file, 'HEAD', '-p', 'scale=100']);
+  assert.is(notRun.out, [
     '0 of 7 stages changed between HEAD and now',
     'not in the cache now: score[model=l,lr=0.2]',
     '',
   ].join('\n'));
+  assert.is(notRun.err, `1 stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), file)} -p scale=100\n`);
   await run(file);
   const expected = [
     'stage                  metric  HEAD  now  change',
@@ -206,7 +208,7 @@ test('diff: a variant\'s metric now against the pipeline at a git revision, and 
     'stage                  metric  before  now  change',
     '---------------------  ------  ------  ---  ------',
     'score[model=l,lr=0.2]  value   40      7    -33',
-    '1 of 8 stages changed between before and now',
+    '1 of 8 stages changed between before the last run and now',
     '',
   ].join('\n'));
   assert.is((await pp(['diff', file, 'HEAD', '--md'])).out, [
@@ -247,10 +249,10 @@ for each k in [1, 2, 3] {
     '------  ------  ------  ---  ------',
     'm[k=1]  value   1       5    +4',
     'm[k=2]  value   2       10   +8',
-    '2 of 2 stages changed between before and now',
+    '2 of 2 stages changed between before the last run and now',
     '',
   ].join('\n'));
-  assert.is((await pp(['diff', file])).out, '0 of 2 stages changed between before and now\n');
+  assert.is((await pp(['diff', file])).out, '0 of 2 stages changed between before the last run and now\n');
   assert.is((await pp(['diff', file, 'HEAD'])).out, '0 of 2 stages changed between HEAD and now\nonly at HEAD: m[k=3]\n');
   const json = JSON.parse((await pp(['diff', file, 'HEAD', '-p', 'scale=5', '--json'])).out) as { rows: { name: string }[]; compared: number; onlyIn: unknown };
   // -p applies at HEAD too: m[k=1] and m[k=2] have the same keys on both sides.
@@ -264,8 +266,8 @@ for each k in [1, 2, 3] {
     'stage   metric  before  now  change',
     '------  ------  ------  ---  ------',
     'm[k=1]  value   5       7    +2',
-    '1 of 1 stage changed between before and now',
-    'only at before: m[k=2]',
+    '1 of 1 stage changed between before the last run and now',
+    'only before the last run: m[k=2]',
     '',
   ].join('\n'));
   await withValues('[1, 4]');
@@ -347,7 +349,7 @@ for each k in [1, 2] {
     'stage   metric  before  now  change',
     '------  ------  ------  ---  ------',
     'm[k=2]  value   2       10   +8',
-    '1 of 2 stages changed between before and now',
+    '1 of 2 stages changed between before the last run and now',
     '',
   ].join('\n'));
 });
