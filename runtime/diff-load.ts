@@ -35,16 +35,20 @@ async function atRevision(s: Session, kinds: Record<string, StageKind>, name: st
   return { label: name, stages: pipeline.stages, metricsOf: metricsByKey(s, keys) };
 }
 
-/** The keys each stage name had before the last run that changed any, with what their manifests say about them. */
+/**
+ * The keys each stage name had before the last run that changed any, with what their manifests say about them; the
+ * stages the pipeline had then without a key (never computed) are on that side too, not in the cache.
+ */
 async function beforeLastRun(s: Session): Promise<MetricsSide | string> {
-  const keys = await readBeforeLastRun(statePath(s.cacheRoot, s.pipeline.file));
+  const { keys, stages: started } = await readBeforeLastRun(statePath(s.cacheRoot, s.pipeline.file));
   if (Object.keys(keys).length === 0) {
     return `no earlier run of ${path.relative(process.cwd(), s.pipeline.file)} is recorded in ${s.cacheRoot}: compare with a git revision (pausepipe diff FILE HEAD)`;
   }
   const manifests = new Map(Object.entries(keys).map(([name, key]) => [name, s.store.readManifest(key)]));
   const now = new Map(s.pipeline.stages.map((st) => [st.name, st]));
-  // A stage removed since has no instance any more; its manifest still says its kind and variant.
-  const stages: DiffStage[] = Object.keys(keys).flatMap((name) => {
+  // A stage removed since has no instance any more; its manifest still says its kind and variant. One removed that
+  // never had a key is left out: nothing says what it was.
+  const stages: DiffStage[] = (started ?? Object.keys(keys)).flatMap((name) => {
     const m = manifests.get(name);
     const known = now.get(name);
     if (known) return [known];

@@ -335,6 +335,22 @@ for each k in [1, 2] {
   assert.match(missing.err, 'E_OVERRIDE');
 });
 
+test('diff before the last run: a variant that failed then was in the pipeline, not in the cache, not added since', async () => {
+  const { ws, file } = await workspace(`
+for each k in [1, 2, 3] {
+  stage m = sh { command: ["sh", "-c", "test \${k} != 3 || test -e ok.txt || exit 1; echo '{\\"v\\": \${k}}' > $PAUSEPIPE_OUT/metrics.json"] }
+}
+`);
+  assert.equal(await run(file, '--keep-going'), { 'm[k=1]': 'ran', 'm[k=2]': 'ran', 'm[k=3]': 'failed' });
+  await writeFile(path.join(ws, 'ok.txt'), '');
+  assert.equal(await run(file), { 'm[k=1]': 'cached', 'm[k=2]': 'cached', 'm[k=3]': 'ran' });
+  assert.is((await pp(['diff', file])).out, [
+    '0 of 2 stages changed between before the last run and now',
+    'not in the cache before the last run: m[k=3]',
+    '',
+  ].join('\n'));
+});
+
 test('a run of some targets keeps the whole pipeline as what the next run starts from', async () => {
   const { file } = await workspace(`
 let scale = 1
