@@ -13,6 +13,8 @@ export interface MetricsSide {
   label: string;
   /** How sentences name the side when not `at LABEL`: `before the last run`. */
   where?: string;
+  /** The pipeline file there, when it had another name (renamed since). */
+  file?: string;
   stages: DiffStage[];
   /** undefined for a stage whose key is not in the cache (or has none). */
   metricsOf(name: string): Record<string, JsonValue> | undefined;
@@ -34,6 +36,8 @@ export interface DiffResult {
   now: string;
   /** How sentences name the before side when not by its heading: `before the last run`. */
   beforeWhere?: string;
+  /** The pipeline file on the before side, when it had another name there (renamed since). */
+  beforeFile?: string;
   rows: DiffRow[];
   /** Stages compared: on both sides and computed there (and inside loops, unless --all). */
   compared: number;
@@ -99,7 +103,8 @@ export function diffMetrics(before: MetricsSide, now: MetricsSide, opts: DiffOpt
     }
   }
   const outsideLoops = new Set([...before.stages, ...now.stages].filter((s) => !inScope(s)).map((s) => s.name)).size;
-  return { before: before.label, now: now.label, ...(before.where === undefined ? {} : { beforeWhere: before.where }), rows, compared, onlyIn, notComputed, outsideLoops };
+  return { before: before.label, now: now.label, ...(before.where === undefined ? {} : { beforeWhere: before.where }),
+    ...(before.file === undefined ? {} : { beforeFile: before.file }), rows, compared, onlyIn, notComputed, outsideLoops };
 }
 
 function shown(v: Scalar | undefined): string {
@@ -127,6 +132,7 @@ export function renderDiff(r: DiffResult, format: 'text' | 'md' | 'json', width?
   else if (r.outsideLoops > 0 && [r.onlyIn, r.notComputed].every((x) => x.before.length + x.now.length === 0)) {
     lines.push(`nothing to compare ${between}: no stage is in a \`for each\` loop; --all compares the ${r.outsideLoops} other stage${r.outsideLoops === 1 ? '' : 's'}`);
   } else lines.push(`nothing to compare ${between}: no stage has results on both sides`);
+  if (r.beforeFile !== undefined) lines.push(`the pipeline ${r.beforeWhere ?? `at ${r.before}`} is ${r.beforeFile}, renamed since`);
   for (const side of ['before', 'now'] as const) {
     const where = side === 'now' ? 'now' : r.beforeWhere ?? `at ${r.before}`;
     if (r.onlyIn[side].length > 0) lines.push(`only ${where}: ${listSome(r.onlyIn[side])}`);

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
@@ -349,6 +349,42 @@ for each k in [1, 2, 3] {
     'not in the cache before the last run: m[k=3]',
     '',
   ].join('\n'));
+});
+
+test('diff REV follows a pipeline file git sees renamed since, reading it and its includes under the old name', async () => {
+  const { ws, file } = await workspace(`
+include "common.pipe"
+for each k in [1, 2] {
+  stage m = count { counter: "count.txt", value: k * scale }
+}
+`);
+  await writeFile(path.join(ws, 'common.pipe'), 'let scale = 1\n');
+  const git = (...args: string[]) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: ws });
+  await git('init', '-q');
+  await git('add', '.');
+  await git('commit', '-qm', 'm.pipe');
+  await run(file);
+  await mkdir(path.join(ws, 'exp'));
+  await git('mv', 'm.pipe', 'exp/moved.pipe');
+  const moved = path.join(ws, 'exp', 'moved.pipe');
+  await writeFile(moved, (await readFile(moved, 'utf8')).replace('"common.pipe"', '"../common.pipe"'));
+  await git('add', 'exp/moved.pipe');
+  await writeFile(path.join(ws, 'common.pipe'), 'let scale = 2\n');
+  await run(moved);
+  assert.is((await pp(['diff', moved, 'HEAD'])).out, [
+    'stage   metric  HEAD  now  change',
+    '------  ------  ----  ---  ------',
+    'm[k=1]  value   1     2    +1',
+    'm[k=2]  value   2     4    +2',
+    '2 of 2 stages changed between HEAD and now',
+    `the pipeline at HEAD is ${path.relative(process.cwd(), file)}, renamed since`,
+    '',
+  ].join('\n'));
+  const copy = path.join(ws, 'exp', 'copy.pipe');
+  await writeFile(copy, await readFile(moved, 'utf8'));
+  const untracked = await pp(['diff', copy, 'HEAD']);
+  assert.is(untracked.code, 2);
+  assert.match(untracked.err, `pausepipe diff: ${path.relative(process.cwd(), copy)} does not exist at HEAD, nor a file git sees renamed to it since`);
 });
 
 test('a run of some targets keeps the whole pipeline as what the next run starts from', async () => {
