@@ -1037,6 +1037,8 @@ const COMMANDS: Record<string, Command> = {
       }
       const { renderDiff } = await import('./diff.ts');
       write(io.stdout, renderDiff(result.diff, values.json ? 'json' : values.md ? 'md' : 'text', terminalWidth(io.stdout)));
+      const missing = result.diff.notComputed.now.length;
+      if (missing > 0) write(io.stderr, `${missing} stage(s) not computed yet: ${runCommand(file, [], values)}`);
       return EXIT.ok;
     },
   },

@@ -1,5 +1,5 @@
 // `pausepipe diff`: every variant's metrics now against the same pipeline at a git revision or before the last run, with deltas.
-import { formatMetric } from './format.ts';
+import { formatMetric, listSome } from './format.ts';
 import type { JsonValue } from './json.ts';
 import type { StageInstance } from './pipeline.ts';
 import { renderGrid, type Scalar } from './show.ts';
@@ -11,6 +11,10 @@ export type DiffStage = Pick<StageInstance, 'name' | 'kind' | 'variant'>;
 export interface MetricsSide {
   /** Column heading: `now`, a git revision such as `HEAD`, or `before`. */
   label: string;
+  /** How sentences name the side when not `at LABEL`: `before the last run`. */
+  where?: string;
+  /** The pipeline file there, when it had another name (renamed since). */
+  file?: string;
   stages: DiffStage[];
   /** undefined for a stage whose key is not in the cache (or has none). */
   metricsOf(name: string): Record<string, JsonValue> | undefined;
@@ -30,6 +34,10 @@ export interface DiffRow {
 export interface DiffResult {
   before: string;
   now: string;
+  /** How sentences name the before side when not by its heading: `before the last run`. */
+  beforeWhere?: string;
+  /** The pipeline file on the before side, when it had another name there (renamed since). */
+  beforeFile?: string;
   rows: DiffRow[];
   /** Stages compared: on both sides and computed there (and inside loops, unless --all). */
   compared: number;
@@ -37,6 +45,8 @@ export interface DiffResult {
   onlyIn: { before: string[]; now: string[] };
   /** Stages of both sides whose results are not in the cache on that side. */
   notComputed: { before: string[]; now: string[] };
+  /** Stages outside `for each` loops left out (none with --all): what a pipeline without loops is made of. */
+  outsideLoops: number;
 }
 
 export interface DiffOptions {
@@ -92,7 +102,9 @@ export function diffMetrics(before: MetricsSide, now: MetricsSide, opts: DiffOpt
       rows.push({ name: s.name, metric, ...(before === undefined ? {} : { before }), ...(nowValue === undefined ? {} : { now: nowValue }), delta: delta(before, nowValue) });
     }
   }
-  return { before: before.label, now: now.label, rows, compared, onlyIn, notComputed };
+  const outsideLoops = new Set([...before.stages, ...now.stages].filter((s) => !inScope(s)).map((s) => s.name)).size;
+  return { before: before.label, now: now.label, ...(before.where === undefined ? {} : { beforeWhere: before.where }),
+    ...(before.file === undefined ? {} : { beforeFile: before.file }), rows, compared, onlyIn, notComputed, outsideLoops };
 }
 
 function shown(v: Scalar | undefined): string {
@@ -115,12 +127,16 @@ export function renderDiff(r: DiffResult, format: 'text' | 'md' | 'json', width?
     lines.push(renderGrid(grid, format, { width, keyColumns: 2 }).trimEnd());
   }
   const changed = new Set(r.rows.filter((x) => x.before !== x.now).map((x) => x.name)).size;
-  lines.push(`${changed} of ${r.compared} stage${r.compared === 1 ? '' : 's'} changed between ${r.before} and ${r.now}`);
-  const listed = (names: string[]) => (names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.join(', '));
+  const between = `between ${r.beforeWhere ?? r.before} and now`;
+  if (r.compared > 0) lines.push(`${changed} of ${r.compared} stage${r.compared === 1 ? '' : 's'} changed ${between}`);
+  else if (r.outsideLoops > 0 && [r.onlyIn, r.notComputed].every((x) => x.before.length + x.now.length === 0)) {
+    lines.push(`nothing to compare ${between}: no stage is in a \`for each\` loop; --all compares the ${r.outsideLoops} other stage${r.outsideLoops === 1 ? '' : 's'}`);
+  } else lines.push(`nothing to compare ${between}: no stage has results on both sides`);
+  if (r.beforeFile !== undefined) lines.push(`the pipeline ${r.beforeWhere ?? `at ${r.before}`} is ${r.beforeFile}, renamed since`);
   for (const side of ['before', 'now'] as const) {
-    const where = side === 'before' ? `at ${r.before}` : 'now';
-    if (r.onlyIn[side].length > 0) lines.push(`only ${where}: ${listed(r.onlyIn[side])}`);
-    if (r.notComputed[side].length > 0) lines.push(`not in the cache ${where}: ${listed(r.notComputed[side])}`);
+    const where = side === 'now' ? 'now' : r.beforeWhere ?? `at ${r.before}`;
+    if (r.onlyIn[side].length > 0) lines.push(`only ${where}: ${listSome(r.onlyIn[side])}`);
+    if (r.notComputed[side].length > 0) lines.push(`not in the cache ${where}: ${listSome(r.notComputed[side])}`);
   }
   return `${lines.join(format === 'md' ? '\n\n' : '\n')}\n`;
 }

@@ -54,6 +54,32 @@ export function readAtRevision(rev: Revision, abs: string): string | undefined {
   }
 }
 
+/**
+ * The path a file had at the revision when git sees it renamed since (`git mv`, or a move git pairs by content);
+ * undefined when it does not. Git compares the revision with the working tree, so an uncommitted rename counts once
+ * the new name is added.
+ */
+export function renamedSince(rev: Revision, abs: string): string | undefined {
+  const rel = inRepo(rev, abs);
+  if (rel === undefined) return undefined;
+  let out: string;
+  try {
+    out = git(rev.root, ['diff', '--name-status', '--find-renames', '-z', rev.commit, '--']).toString();
+  } catch {
+    return undefined;
+  }
+  // `R093\0old\0new\0` for a rename, `M\0path\0` for the others.
+  const fields = out.split('\0');
+  for (let i = 0; i < fields.length;) {
+    const status = fields[i]!;
+    if (status.startsWith('R') || status.startsWith('C')) {
+      if (status.startsWith('R') && fields[i + 2] === rel) return path.join(rev.root, ...fields[i + 1]!.split('/'));
+      i += 3;
+    } else i += 2;
+  }
+  return undefined;
+}
+
 /** Whether git tracks the path now (in the index), so its absence at a revision means it was added since. */
 function trackedNow(rev: Revision, rel: string): boolean {
   try {

@@ -17,6 +17,11 @@ interface StateFile {
   stages: PreviousState;
   /** Each stage name's key before the last run that changed any (what `pausepipe diff` compares with). */
   beforeLastRun?: Record<string, string>;
+  /**
+   * The pipeline's stage names when that run started, also those with no key yet (never computed): `diff` lists them
+   * as not in the cache then, not as stages added since.
+   */
+  beforeLastRunStages?: string[];
   /** The pipeline's stage names at its last run: `stages` keeps names dropped long ago, which diff must not show. */
   lastRunStages?: string[];
 }
@@ -39,9 +44,13 @@ export async function readState(file: string): Promise<{ previous: PreviousState
   return { previous: state?.stages ?? {}, ...(state?.lastRunStages ? { lastRunStages: state.lastRunStages } : {}) };
 }
 
-/** Stage name → key as they were before the last run that changed any; empty when unknown. */
-export async function readBeforeLastRun(file: string): Promise<Record<string, string>> {
-  return (await readStateFile(file))?.beforeLastRun ?? {};
+/**
+ * Stage name → key as they were before the last run that changed any (empty when unknown), and the pipeline's stage
+ * names then (undefined in a state from before they were kept).
+ */
+export async function readBeforeLastRun(file: string): Promise<{ keys: Record<string, string>; stages?: string[] }> {
+  const state = await readStateFile(file);
+  return { keys: state?.beforeLastRun ?? {}, ...(state?.beforeLastRunStages ? { stages: state.beforeLastRunStages } : {}) };
 }
 
 function sameNames(a: string[], b: string[]): boolean {
@@ -63,6 +72,8 @@ export class StateRecorder {
   private writing: Promise<void> = Promise.resolve();
   /** The keys this run started from; written once the run changes one, so `diff` can compare with them. */
   private readonly startKeys: Record<string, string>;
+  /** The pipeline's stage names this run started from, written with startKeys. */
+  private readonly startStages: string[];
 
   /**
    * `stageNames`: the whole pipeline's, also the stages targets left out. `lastRunStages`: what the state says the
@@ -76,6 +87,7 @@ export class StateRecorder {
   ) {
     // What this run started from is the pipeline as last run, not every name the state ever recorded.
     const started = new Set(lastRunStages ?? stageNames);
+    this.startStages = [...started];
     this.startKeys = Object.fromEntries(Object.entries(known).filter(([name]) => started.has(name)).map(([name, p]) => [name, p.key]));
     // A run that only dropped or added stages changes no key, yet the next one must start from its stages.
     this.dirty = lastRunStages === undefined || !sameNames(lastRunStages, stageNames);
@@ -106,10 +118,15 @@ export class StateRecorder {
     const onDisk = await readStateFile(this.file);
     const stages = { ...onDisk?.stages, ...this.changes };
     // A run that changed no key leaves diff comparing with what the last one that did started from.
-    const beforeLastRun = Object.keys(this.changes).length > 0 ? this.startKeys : onDisk?.beforeLastRun;
+    const changed = Object.keys(this.changes).length > 0;
+    const beforeLastRun = changed ? this.startKeys : onDisk?.beforeLastRun;
+    const beforeLastRunStages = changed ? this.startStages : onDisk?.beforeLastRunStages;
     await mkdir(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    const state: StateFile = { format: STATE_FORMAT, stages, ...(beforeLastRun ? { beforeLastRun } : {}), lastRunStages: this.stageNames };
+    const state: StateFile = {
+      format: STATE_FORMAT, stages, ...(beforeLastRun ? { beforeLastRun } : {}), ...(beforeLastRunStages ? { beforeLastRunStages } : {}),
+      lastRunStages: this.stageNames,
+    };
     await writeFile(tmp, JSON.stringify(state));
     await rename(tmp, this.file);
   }

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
@@ -188,11 +188,13 @@ test('diff: a variant\'s metric now against the pipeline at a git revision, and 
   await run(file);
   // The README's kind of edit: one variant gets its own value.
   await writeFile(file, MATRIX.replace('value: scale * lr', 'value: if model == "l" and lr == 0.2 then 7 else scale * lr'));
-  assert.is((await pp(['diff', file, 'HEAD'])).out, [
+  const notRun = await pp(['diff', file, 'HEAD', '-p', 'scale=100']);
+  assert.is(notRun.out, [
     '0 of 7 stages changed between HEAD and now',
     'not in the cache now: score[model=l,lr=0.2]',
     '',
   ].join('\n'));
+  assert.is(notRun.err, `1 stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), file)} -p scale=100\n`);
   await run(file);
   const expected = [
     'stage                  metric  HEAD  now  change',
@@ -206,7 +208,7 @@ test('diff: a variant\'s metric now against the pipeline at a git revision, and 
     'stage                  metric  before  now  change',
     '---------------------  ------  ------  ---  ------',
     'score[model=l,lr=0.2]  value   40      7    -33',
-    '1 of 8 stages changed between before and now',
+    '1 of 8 stages changed between before the last run and now',
     '',
   ].join('\n'));
   assert.is((await pp(['diff', file, 'HEAD', '--md'])).out, [
@@ -247,10 +249,10 @@ for each k in [1, 2, 3] {
     '------  ------  ------  ---  ------',
     'm[k=1]  value   1       5    +4',
     'm[k=2]  value   2       10   +8',
-    '2 of 2 stages changed between before and now',
+    '2 of 2 stages changed between before the last run and now',
     '',
   ].join('\n'));
-  assert.is((await pp(['diff', file])).out, '0 of 2 stages changed between before and now\n');
+  assert.is((await pp(['diff', file])).out, '0 of 2 stages changed between before the last run and now\n');
   assert.is((await pp(['diff', file, 'HEAD'])).out, '0 of 2 stages changed between HEAD and now\nonly at HEAD: m[k=3]\n');
   const json = JSON.parse((await pp(['diff', file, 'HEAD', '-p', 'scale=5', '--json'])).out) as { rows: { name: string }[]; compared: number; onlyIn: unknown };
   // -p applies at HEAD too: m[k=1] and m[k=2] have the same keys on both sides.
@@ -264,8 +266,8 @@ for each k in [1, 2, 3] {
     'stage   metric  before  now  change',
     '------  ------  ------  ---  ------',
     'm[k=1]  value   5       7    +2',
-    '1 of 1 stage changed between before and now',
-    'only at before: m[k=2]',
+    '1 of 1 stage changed between before the last run and now',
+    'only before the last run: m[k=2]',
     '',
   ].join('\n'));
   await withValues('[1, 4]');
@@ -333,6 +335,58 @@ for each k in [1, 2] {
   assert.match(missing.err, 'E_OVERRIDE');
 });
 
+test('diff before the last run: a variant that failed then was in the pipeline, not in the cache, not added since', async () => {
+  const { ws, file } = await workspace(`
+for each k in [1, 2, 3] {
+  stage m = sh { command: ["sh", "-c", "test \${k} != 3 || test -e ok.txt || exit 1; echo '{\\"v\\": \${k}}' > $PAUSEPIPE_OUT/metrics.json"] }
+}
+`);
+  assert.equal(await run(file, '--keep-going'), { 'm[k=1]': 'ran', 'm[k=2]': 'ran', 'm[k=3]': 'failed' });
+  await writeFile(path.join(ws, 'ok.txt'), '');
+  assert.equal(await run(file), { 'm[k=1]': 'cached', 'm[k=2]': 'cached', 'm[k=3]': 'ran' });
+  assert.is((await pp(['diff', file])).out, [
+    '0 of 2 stages changed between before the last run and now',
+    'not in the cache before the last run: m[k=3]',
+    '',
+  ].join('\n'));
+});
+
+test('diff REV follows a pipeline file git sees renamed since, reading it and its includes under the old name', async () => {
+  const { ws, file } = await workspace(`
+include "common.pipe"
+for each k in [1, 2] {
+  stage m = count { counter: "count.txt", value: k * scale }
+}
+`);
+  await writeFile(path.join(ws, 'common.pipe'), 'let scale = 1\n');
+  const git = (...args: string[]) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: ws });
+  await git('init', '-q');
+  await git('add', '.');
+  await git('commit', '-qm', 'm.pipe');
+  await run(file);
+  await mkdir(path.join(ws, 'exp'));
+  await git('mv', 'm.pipe', 'exp/moved.pipe');
+  const moved = path.join(ws, 'exp', 'moved.pipe');
+  await writeFile(moved, (await readFile(moved, 'utf8')).replace('"common.pipe"', '"../common.pipe"'));
+  await git('add', 'exp/moved.pipe');
+  await writeFile(path.join(ws, 'common.pipe'), 'let scale = 2\n');
+  await run(moved);
+  assert.is((await pp(['diff', moved, 'HEAD'])).out, [
+    'stage   metric  HEAD  now  change',
+    '------  ------  ----  ---  ------',
+    'm[k=1]  value   1     2    +1',
+    'm[k=2]  value   2     4    +2',
+    '2 of 2 stages changed between HEAD and now',
+    `the pipeline at HEAD is ${path.relative(process.cwd(), file)}, renamed since`,
+    '',
+  ].join('\n'));
+  const copy = path.join(ws, 'exp', 'copy.pipe');
+  await writeFile(copy, await readFile(moved, 'utf8'));
+  const untracked = await pp(['diff', copy, 'HEAD']);
+  assert.is(untracked.code, 2);
+  assert.match(untracked.err, `pausepipe diff: ${path.relative(process.cwd(), copy)} does not exist at HEAD, nor a file git sees renamed to it since`);
+});
+
 test('a run of some targets keeps the whole pipeline as what the next run starts from', async () => {
   const { file } = await workspace(`
 let scale = 1
@@ -347,7 +401,7 @@ for each k in [1, 2] {
     'stage   metric  before  now  change',
     '------  ------  ------  ---  ------',
     'm[k=2]  value   2       10   +8',
-    '1 of 2 stages changed between before and now',
+    '1 of 2 stages changed between before the last run and now',
     '',
   ].join('\n'));
 });

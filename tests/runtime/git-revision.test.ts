@@ -5,7 +5,7 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { MAX_FILE_BYTES } from '../../grammar/limits.ts';
-import { readIncludeAtRevision, resolveRevision, type Revision } from '../../runtime/git-revision.ts';
+import { readIncludeAtRevision, renamedSince, resolveRevision, type Revision } from '../../runtime/git-revision.ts';
 import { tempWorkspace } from '../helpers/runner.ts';
 
 async function repository(): Promise<{ outer: string; repo: string; rev: Revision }> {
@@ -50,6 +50,16 @@ test('an include at a revision is refused as on the disk: not a .pipe file, or t
   assert.equal(readIncludeAtRevision(rev, path.join(repo, 'big.pipe')), {
     refused: `${path.join(repo, 'big.pipe')} is ${(MAX_FILE_BYTES + 3).toLocaleString('en-US')} bytes at HEAD; a .pipe file may have at most ${MAX_FILE_BYTES.toLocaleString('en-US')}`,
   });
+});
+
+test('a file renamed since the revision is found under its old name once git pairs the two', async () => {
+  const { repo, rev } = await repository();
+  const git = (...args: string[]) => execa('git', args, { cwd: repo });
+  await mkdir(path.join(repo, 'sub dir'));
+  await git('mv', 'notes.txt', 'sub dir/notes.pipe');
+  assert.is(renamedSince(rev, path.join(repo, 'sub dir', 'notes.pipe')), path.join(repo, 'notes.txt'));
+  assert.is(renamedSince(rev, path.join(repo, 'added.pipe')), undefined);
+  assert.is(renamedSince(rev, path.join(repo, 'untracked.pipe')), undefined);
 });
 
 test.run();
