@@ -9,7 +9,7 @@ import { diagnostic } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
-import { DAG_FORMATS, mermaidTooLarge, renderDag, type DagFormat } from './dag.ts';
+import { DAG_FORMATS, mermaidTooLarge, renderDag, type DagFormat, type DagStatus } from './dag.ts';
 import type { RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds, LISTED_NAMES } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus, gpuCountError, gpuDeviceIds, gpuMemoryOverride } from './gpus.ts';
@@ -23,7 +23,7 @@ import { findWorkspace, loadPipeline } from './load.ts';
 import { kindsMarkdown, kindsText } from './kinds-doc.ts';
 import { overrideNotes, overridesRecord, parseOverride, type Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
-import type { Plan } from './plan.ts';
+import type { Plan, PlannedStage } from './plan.ts';
 import { describeFailure, lastFailure } from './commit.ts';
 import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
 import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
@@ -720,8 +720,8 @@ const COMMANDS: Record<string, Command> = {
     help: [
       '  --format F      mermaid (default), dot, or svg (drawn in-process by Graphviz in WebAssembly; redirect it to a file)',
       'dot and svg draw each loop as a cluster of tables (a row per variant) and fill every stage by its plan status:',
-      'fresh (cached), stale (runs next) or cannot run. With TARGETs (as `run` takes them), only the targets and',
-      'the stages they need.',
+      'fresh (cached), stale (runs next), failed last run (runs next) or cannot run. With TARGETs (as `run` takes',
+      'them), only the targets and the stages they need.',
       OVERRIDES_HELP,
       CACHE_HELP,
     ].join('\n'),
@@ -743,7 +743,9 @@ const COMMANDS: Record<string, Command> = {
       // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.
       const s = await plannedSession(file, targets, values, io);
       if (!s) return EXIT.invalid;
-      const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
+      // A stale stage whose last attempt failed (not one interrupted) stands out from those that only wait for it.
+      const failed = (p: PlannedStage) => p.status === 'stale' && p.key !== undefined && !s.damage.has(p.key) && lastFailure(s.store, p.key)?.interrupted === false;
+      const status = new Map(s.plan.stages.map((p): [string, DagStatus] => [p.name, failed(p) ? 'failed' : p.status]));
       write(io.stdout, await renderDag(s.pipeline, format as DagFormat, status));
       return EXIT.ok;
     },

@@ -52,9 +52,12 @@ export function mermaidTooLarge(text: string): string | null {
   return `the diagram has ${over.join(' and ')}: raise maxEdges/maxTextSize in the renderer's config, or use --format svg, which draws each loop as tables`;
 }
 
-/** Fill colours of the plan's statuses: done, to run, cannot run. */
-export const STATUS_COLORS: Record<StageStatus, string> = { fresh: '#d5efd5', stale: '#ffe3a3', error: '#f6c4bd' };
-const STATUS_WORDS: Record<StageStatus, string> = { fresh: 'fresh (cached)', stale: 'stale (runs next)', error: 'cannot run' };
+/** What a picture fills a stage by: the plan's status, and `failed` for a stale stage whose last attempt failed. */
+export type DagStatus = StageStatus | 'failed';
+
+/** Fill colours: done, to run, failed in its last run (runs next), cannot run. */
+export const STATUS_COLORS: Record<DagStatus, string> = { fresh: '#d5efd5', stale: '#ffe3a3', failed: '#f4a259', error: '#f6c4bd' };
+const STATUS_WORDS: Record<DagStatus, string> = { fresh: 'fresh (cached)', stale: 'stale (runs next)', failed: 'failed last run (runs next)', error: 'cannot run' };
 
 /**
  * The stages of one declared loop stage (e.g. every `warm[...]`), drawn as one table: a row per variant, a
@@ -107,7 +110,7 @@ function loopsOf(pipeline: Pipeline): { loops: Loop[]; tableOf: Map<string, { ta
   return { loops: [...loops.values()], tableOf };
 }
 
-function tableLabel(t: Table, status: ReadonlyMap<string, StageStatus> | undefined): string {
+function tableLabel(t: Table, status: ReadonlyMap<string, DagStatus> | undefined): string {
   const fill = (name: string): string => {
     const st = status?.get(name);
     return st ? ` BGCOLOR="${STATUS_COLORS[st]}"` : '';
@@ -133,7 +136,7 @@ function tableLabel(t: Table, status: ReadonlyMap<string, StageStatus> | undefin
  * declared stage. An input shared by every row of a table is one edge to its heading; per-variant inputs go
  * from row to row. With `status` (from a plan), boxes and rows are filled by status and a legend is added.
  */
-export function dagDot(pipeline: Pipeline, status?: ReadonlyMap<string, StageStatus>): string {
+export function dagDot(pipeline: Pipeline, status?: ReadonlyMap<string, DagStatus>): string {
   const { loops, tableOf } = loopsOf(pipeline);
   const lines = [
     'digraph pipeline {',
@@ -185,7 +188,9 @@ export function dagDot(pipeline: Pipeline, status?: ReadonlyMap<string, StageSta
     }
   }
   if (status) {
-    const legend = (['fresh', 'stale', 'error'] as const).map((s) => `<TD BGCOLOR="${STATUS_COLORS[s]}">${STATUS_WORDS[s]}</TD>`).join('');
+    // `failed` only where some stage failed: a picture of a pipeline that never failed stays as it was.
+    const shown: DagStatus[] = [...status.values()].includes('failed') ? ['fresh', 'stale', 'failed', 'error'] : ['fresh', 'stale', 'error'];
+    const legend = shown.map((s) => `<TD BGCOLOR="${STATUS_COLORS[s]}">${STATUS_WORDS[s]}</TD>`).join('');
     lines.push(`  label=<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="4" CELLPADDING="3"><TR>${legend}</TR></TABLE>>; labelloc=b; fontname="Helvetica"; fontsize=10;`);
   }
   lines.push('}');
@@ -193,13 +198,13 @@ export function dagDot(pipeline: Pipeline, status?: ReadonlyMap<string, StageSta
 }
 
 /** The dot graph laid out and drawn by Graphviz compiled to WebAssembly (@viz-js/viz), in this process. */
-export async function dagSvg(pipeline: Pipeline, status?: ReadonlyMap<string, StageStatus>): Promise<string> {
+export async function dagSvg(pipeline: Pipeline, status?: ReadonlyMap<string, DagStatus>): Promise<string> {
   const { instance } = await import('@viz-js/viz');
   const viz = await instance();
   return viz.renderString(dagDot(pipeline, status), { format: 'svg', engine: 'dot' });
 }
 
-export async function renderDag(pipeline: Pipeline, format: DagFormat, status?: ReadonlyMap<string, StageStatus>): Promise<string> {
+export async function renderDag(pipeline: Pipeline, format: DagFormat, status?: ReadonlyMap<string, DagStatus>): Promise<string> {
   if (format === 'mermaid') return mermaid(pipeline);
   return format === 'dot' ? dagDot(pipeline, status) : dagSvg(pipeline, status);
 }

@@ -5,6 +5,7 @@ import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/pr
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { BACKEND_FLAG_VALUES, planLines } from '../../runtime/cli.ts';
+import { STATUS_COLORS } from '../../runtime/dag.ts';
 import { BACKEND_NAMES } from '../../stages/lm/backend.ts';
 import { EXTRA_KINDS_ENV } from '../../runtime/kinds.ts';
 import { loadChecked, planLoaded, runStagesOf } from '../../runtime/session.ts';
@@ -416,6 +417,23 @@ for each lr in [1, 2] {
   const bad = await pp('dag', file, '--format', 'png');
   assert.is(bad.code, 2);
   assert.match(bad.err, '--format must be one of mermaid, dot, svg, got png');
+});
+
+test('dag fills a stage whose last run failed apart from the stale stages waiting for it, and its legend says so', async () => {
+  const { file } = await workspace(`
+for each x in [1, 2] {
+  stage fit = sh { command: ["sh", "-c", "exit \${x - 1}"] }
+  stage score = sh(model: fit) { command: ["true"] }
+}
+`);
+  const fresh = (await pp('dag', file, '--format', 'dot')).out;
+  assert.not.ok(fresh.includes('failed last run'));
+  await pp('run', file, '--json', '--keep-going');
+  const dot = (await pp('dag', file, '--format', 'dot')).out;
+  const fills = (table: string) => [...new RegExp(`"loop:${table}" .*`).exec(dot)![0].matchAll(/<TD PORT="r\d" BGCOLOR="([^"]+)"/g)].map((m) => m[1]);
+  assert.equal(fills('fit'), [STATUS_COLORS.fresh, STATUS_COLORS.failed]);
+  assert.equal(fills('score'), [STATUS_COLORS.fresh, STATUS_COLORS.stale]);
+  assert.ok(dot.includes(`<TD BGCOLOR="${STATUS_COLORS.failed}">failed last run (runs next)</TD>`));
 });
 
 test('warmup.pipe as SVG is a readable picture: its 18 variants are rows, not 18 boxes side by side', async () => {
