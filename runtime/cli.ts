@@ -10,7 +10,7 @@ import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { GPU_CHOICES, gpuSettingErrors } from '../stages/lm/gpu-settings.ts';
 import { DAG_FORMATS, mermaidTooLarge, renderDag, type DagFormat, type DagStatus } from './dag.ts';
-import type { RunResult, StageOutcome } from './execute.ts';
+import type { RunOptions, RunResult, StageOutcome } from './execute.ts';
 import { formatSeconds, LISTED_NAMES } from './format.ts';
 import { detectGpuMemoryMiB, detectGpus, gpuCountError, gpuDeviceIds, gpuMemoryOverride } from './gpus.ts';
 import { SlurmClient } from './executors/slurm/client.ts';
@@ -273,14 +273,8 @@ function chooseExecutor(values: Record<string, unknown>, s: Session, io: Io): Wh
   };
 }
 
-export interface SlotOptions {
-  jobs: number;
-  gpus: number;
-  hideGpus?: boolean;
-  gpuMemoryMiB?: number;
-  stagesPerGpu?: number;
-  hostMemoryMiB?: number;
-}
+/** The slot choices of a run on this machine, as RunOptions describes them. */
+export type SlotOptions = Pick<RunOptions, 'jobs' | 'gpus' | 'hideGpus' | 'gpuMemoryMiB' | 'stagesPerGpu' | 'hostMemoryMiB'>;
 
 /**
  * Memory free now, in MiB: what model stages running without a GPU share (each wasm worker may take up to 4.5 GiB).
