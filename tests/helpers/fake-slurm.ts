@@ -21,6 +21,8 @@ export interface FakeSlurmOptions {
   gpus?: Promise<boolean>;
   /** The node every job runs on. */
   node?: string;
+  /** sbatch refuses every submission with this message (as sbatch's stderr). */
+  refuse?: string;
   /** When every job started, as squeue and scontrol say once it has (milliseconds since the epoch). */
   startedAt?: number;
 }
@@ -32,6 +34,8 @@ export interface FakeSlurmOptions {
 export class FakeSlurm implements SlurmCommands {
   /** Job names in the order sbatch got them. */
   readonly submitted: string[] = [];
+  /** The resource flags of each submission, by job name (`--mem=4608M`, …). */
+  readonly flags = new Map<string, string[]>();
   private readonly jobs = new Map<string, FakeJob>();
   private lastId = 100;
 
@@ -47,7 +51,9 @@ export class FakeSlurm implements SlurmCommands {
   async submit(args: string[]): Promise<string> {
     const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
     const name = flag('job-name')!;
+    if (this.o.refuse !== undefined) throw new Error(this.o.refuse);
     this.submitted.push(name);
+    this.flags.set(name, args.filter((a) => /^--(cpus-per-task|gres|mem)=/.test(a)));
     const token = parseJobComment(flag('comment'))!.token;
     writeFileSync(path.join(path.dirname(args.at(-1)!), 'result.json'), JSON.stringify({ token, status: 'done', metrics: {} }));
     return this.existing(name, this.o.life?.(name) ?? ['COMPLETED']);

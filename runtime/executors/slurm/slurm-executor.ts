@@ -137,8 +137,12 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
 
   const submit = async (job: StageJob, files: JobFiles, events: StageEvents, turn: Turn): Promise<Submission> => {
     const { request, resources } = job;
-    const settings = jobSettingsFor(o.settings, { name: request.name, kind: request.kind });
-    const gpus = await gpusFor(resources.gpu ?? 0, settings.gpus, settings.partition);
+    const configured = jobSettingsFor(o.settings, { name: request.name, kind: request.kind });
+    const gpus = await gpusFor(resources.gpu ?? 0, configured.gpus, configured.partition);
+    // A job on CPUs asks for the model's host-memory estimate unless the settings say otherwise: a cluster's default
+    // (often a few GB per CPU) would have the job killed part way through instead of placed where it fits.
+    const estimatedMem = configured.mem === undefined && gpus === 0 && resources.hostMemoryMiB !== undefined ? `${resources.hostMemoryMiB}M` : undefined;
+    const settings = estimatedMem === undefined ? configured : { ...configured, mem: estimatedMem };
     // The previous submission's folder (a failed or cancelled job) goes; the scratch folder's checkpoints stay.
     await rm(files.dir, { recursive: true, force: true });
     await mkdir(files.out, { recursive: true });
@@ -157,8 +161,12 @@ export function slurmExecutor(o: SlurmExecutorOptions): Executor {
     const id = await client.submit(args).catch((error: unknown) => {
       // sbatch names the value it refuses, not the setting behind it, which may sit in a kind's or a stage's block.
       const places = jobSettingPlaces(o.settings, { name: request.name, kind: request.kind });
-      if (places.length === 0) throw error;
-      throw new Error(`${errorText(error)}\nthe stage's settings${o.settingsFile ? ` in ${o.settingsFile}` : ''}: ${places.join(', ')}`);
+      const asked = [
+        ...(places.length > 0 ? [`the stage's settings${o.settingsFile ? ` in ${o.settingsFile}` : ''}: ${places.join(', ')}`] : []),
+        ...(estimatedMem !== undefined ? [`--mem=${estimatedMem} is the stage's memory estimate; set \`mem\` in the executor settings to ask for another amount`] : []),
+      ];
+      if (asked.length === 0) throw error;
+      throw new Error([errorText(error), ...asked].join('\n'));
     });
     await writeJsonFile(files.record, { ...record, jobId: id });
     // The resource flags only: the job's name, log file and comment follow from the stage and its folder.

@@ -91,4 +91,31 @@ test('a run on this machine that adopts a job frees the stage\'s slots; under Sl
   assert.equal([released, ranHere, slurm.submitted], [['slow'], ['fresh'], []]);
 });
 
+test('a model stage on CPUs asks for its host-memory estimate, unless its settings name a mem or it gets a GPU', async () => {
+  const root = await tempWorkspace('pausepipe-fake-slurm-');
+  const slurm = new FakeSlurm({ gpus: Promise.resolve(false) });
+  const settings: ExecutorSettings = { ...SETTINGS, stages: { sized: { mem: '2G' }, pinned: { gpus: 1 } } };
+  const executor = slurmExecutor({ settings, client: slurm });
+  const signal = new AbortController().signal;
+  const model = { cpu: 1, gpu: 1, gpuMemoryMiB: 900, hostMemoryMiB: 4608 };
+  for (const name of ['estimated', 'sized', 'pinned']) await executor.run(await fakeJob(root, name, model), events(), signal);
+  await executor.run(await fakeJob(root, 'shell'), events(), signal);
+  assert.equal(Object.fromEntries(slurm.flags), {
+    estimated: ['--cpus-per-task=1', '--mem=4608M'],
+    sized: ['--cpus-per-task=1', '--mem=2G'],
+    pinned: ['--cpus-per-task=1', '--gres=gpu:1'],
+    shell: ['--cpus-per-task=1'],
+  });
+});
+
+test('when sbatch refuses a memory the estimate asked for, the error says where it came from and what to set', async () => {
+  const root = await tempWorkspace('pausepipe-fake-slurm-');
+  const refusal = 'sbatch: error: Memory specification can not be satisfied';
+  const slurm = new FakeSlurm({ gpus: Promise.resolve(false), refuse: refusal });
+  const executor = slurmExecutor({ settings: SETTINGS, client: slurm });
+  const job = await fakeJob(root, 'big', { cpu: 1, gpu: 1, hostMemoryMiB: 70_000 });
+  const error = await executor.run(job, events(), new AbortController().signal).then(() => undefined, (e: Error) => e.message);
+  assert.equal(error, `${refusal}\n--mem=70000M is the stage's memory estimate; set \`mem\` in the executor settings to ask for another amount`);
+});
+
 test.run();
