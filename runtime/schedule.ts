@@ -108,9 +108,13 @@ export class Slots {
     const host = r.hostMemoryMiB !== undefined && this.hostMemoryMiB !== undefined ? { hostMemoryMiB: Math.min(r.hostMemoryMiB, this.hostMemoryMiB) } : {};
     if (wantsGpu && this.gpu === 0) return { cpu: Math.min(this.cpu, Math.max(1, r.cpu ?? 1)), gpu: 0, ...host };
     const out: SlotRequest = { cpu: Math.min(this.cpu, r.cpu ?? (wantsGpu ? 0 : 1)), gpu: Math.min(this.gpu, r.gpu ?? 0), ...(wantsGpu ? {} : host) };
-    // Only a one-GPU stage with an estimate that fits a GPU shares by memory; anything else holds its GPUs alone.
-    if (out.gpu === 1 && r.gpuMemoryMiB !== undefined && this.gpuMemoryMiB !== undefined && r.gpuMemoryMiB <= this.gpuMemoryMiB) {
-      out.gpuMemoryMiB = r.gpuMemoryMiB;
+    // Only a one-GPU stage with an estimate that fits a GPU shares by memory; anything else holds its GPUs alone. A
+    // training stage whose estimate does not fit turns activation checkpointing on by itself: it takes that estimate.
+    const estimate = r.gpuMemoryMiB !== undefined && this.gpuMemoryMiB !== undefined && r.gpuMemoryMiB > this.gpuMemoryMiB
+      ? r.gpuMemoryCheckpointedMiB ?? r.gpuMemoryMiB
+      : r.gpuMemoryMiB;
+    if (out.gpu === 1 && estimate !== undefined && this.gpuMemoryMiB !== undefined && estimate <= this.gpuMemoryMiB) {
+      out.gpuMemoryMiB = estimate;
     }
     return out;
   }

@@ -13,6 +13,12 @@ export interface Resources {
    */
   gpuMemoryMiB?: number;
   /**
+   * The GPU estimate with activation checkpointing, for a training stage that turns it on by itself when
+   * `gpuMemoryMiB` exceeds its GPU's memory (sft with `gradient_checkpointing` unset): on such a GPU this is what it
+   * takes, and stages share the GPU by it.
+   */
+  gpuMemoryCheckpointedMiB?: number;
+  /**
    * Estimated memory of the stage's process, in MiB, where it runs without a GPU (a model stage then holds its model in
    * host memory). With it, such stages start only while their estimates fit the memory free when the run began.
    */

@@ -149,7 +149,7 @@ export const SFT: StageKind<SftParams> = {
     data: { description: 'Dataset folder with train.jsonl and validation.jsonl rows {question, answer}.' },
   },
   resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, {
-    batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true, trains: plannedTraining(p),
+    batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true, autoCheckpointing: p.gradient_checkpointing === undefined, trains: plannedTraining(p),
   }),
   // Examples trained on: the updates' when max_steps is set, else the epochs' over the training split.
   work: (p, inputs) => {

@@ -13,6 +13,8 @@ export interface MemoryShape {
   training: boolean;
   /** Training with activation checkpointing: one layer's activations at a time, plus every layer's input. */
   checkpointing?: boolean;
+  /** Checkpointing is left to the run, which turns it on where the estimate without it exceeds the GPU (checkpointingFor). */
+  autoCheckpointing?: boolean;
   /** Parameters that train (gradients and two AdamW moments each); absent: all of them, an upper bound. */
   trainableParams?: number;
   /**
@@ -198,7 +200,10 @@ export function modelStageResources(dir: string | undefined, shape: MemoryShape)
     // PAUSEPIPE_FROZEN_WEIGHTS=bf16 packs the frozen projections of a model stored in bfloat16 (values it holds exactly).
     const frozenBf16 = shape.frozenBf16 ?? (gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && storedInBfloat16(dir));
     const gpuMemoryMiB = estimateGpuMemoryMiB(config, { ...shape, frozenBf16 });
-    return { cpu: 1, gpu: 1, gpuMemoryMiB, hostMemoryMiB: hostMemoryMiB(config, hostUse(config, shape)) };
+    const checkpointed = shape.training && !shape.checkpointing && shape.autoCheckpointing
+      ? { gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(config, { ...shape, frozenBf16, checkpointing: true }) }
+      : {};
+    return { cpu: 1, gpu: 1, gpuMemoryMiB, ...checkpointed, hostMemoryMiB: hostMemoryMiB(config, hostUse(config, shape)) };
   } catch {
     return { cpu: 1, gpu: 1 };
   }

@@ -156,6 +156,16 @@ test('--stages-per-gpu overrides the estimates: N stages share a GPU whether or 
   assert.equal(simulate(stages, { cpu: 8, gpus: 1, gpuMemoryMiB: 16000, stagesPerGpu: 1 }).starts, ['a@0', 'b@1', 'c@2']);
 });
 
+test('a training stage that will checkpoint on this GPU shares it by its checkpointed estimate; one that fits keeps its own', () => {
+  const slots = new Slots(8, 1, { gpuMemoryMiB: 80_000 });
+  assert.equal(slots.fit({ cpu: 1, gpu: 1, gpuMemoryMiB: 120_000, gpuMemoryCheckpointedMiB: 30_000 }), { cpu: 1, gpu: 1, gpuMemoryMiB: 30_000 });
+  assert.equal(slots.fit({ cpu: 1, gpu: 1, gpuMemoryMiB: 50_000, gpuMemoryCheckpointedMiB: 30_000 }), { cpu: 1, gpu: 1, gpuMemoryMiB: 50_000 });
+  assert.equal(slots.fit({ cpu: 1, gpu: 1, gpuMemoryMiB: 200_000, gpuMemoryCheckpointedMiB: 90_000 }), { cpu: 1, gpu: 1 });
+  const seed = { resources: () => ({ cpu: 1, gpu: 1, gpuMemoryMiB: 120_000, gpuMemoryCheckpointedMiB: 30_000 }) };
+  const r = simulate(['a', 'b', 'c'].map((n) => stage(n, [], seed)), { cpu: 8, gpus: 1, gpuMemoryMiB: 80_000 });
+  assert.equal(r.starts, ['a@0', 'b@0', 'c@1']);
+});
+
 test('slots: an estimate beyond the GPU or an unknown GPU memory means a GPU of its own; CPU slots still bound sharing', () => {
   assert.equal(new Slots(4, 1, { gpuMemoryMiB: 8000 }).fit({ gpu: 1, gpuMemoryMiB: 9000 }), { cpu: 0, gpu: 1 });
   assert.equal(new Slots(4, 1).fit({ gpu: 1, gpuMemoryMiB: 1000 }), { cpu: 0, gpu: 1 });

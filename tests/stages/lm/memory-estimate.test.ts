@@ -88,7 +88,16 @@ withFixtures(test)('sft and evaluate estimate from their input model folder, and
   const sft = SFT.resources!({ batch_size: 8, max_length: 600 } as never, model);
   // Without a `train` param, the defaults: the pause embedding trains, so gradients pass through the layers.
   const hostSft = hostMemoryMiB(tiny, { forward: true, backwardThroughLayers: true, trainableParams: 0 });
-  assert.equal(sft, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true }), hostMemoryMiB: hostSft });
+  // gradient_checkpointing unset: the run turns it on where the first estimate exceeds the GPU, so both are given.
+  assert.equal(sft, {
+    cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true }),
+    gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true, checkpointing: true }), hostMemoryMiB: hostSft,
+  });
+  assert.ok(sft.gpuMemoryCheckpointedMiB! < sft.gpuMemoryMiB!);
+  // Set either way, the stage does what it says: one estimate.
+  const chosen = (gradient_checkpointing: boolean) => SFT.resources!({ batch_size: 8, max_length: 600, gradient_checkpointing } as never, model);
+  assert.equal(chosen(false), { cpu: 1, gpu: 1, gpuMemoryMiB: sft.gpuMemoryMiB, hostMemoryMiB: hostSft });
+  assert.equal(chosen(true), { cpu: 1, gpu: 1, gpuMemoryMiB: sft.gpuMemoryCheckpointedMiB, hostMemoryMiB: hostSft });
   const evaluate = EVALUATE.resources!({ batch_size: 8, max_length: 1024, loss_max_length: 600 } as never, model);
   assert.equal(evaluate, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 1024, training: false }), hostMemoryMiB: hostMemoryMiB(tiny, { forward: true }) });
   assert.equal(SFT.resources!({ batch_size: 8, max_length: 600 } as never), { cpu: 1, gpu: 1 });
