@@ -10,14 +10,18 @@ export function formatNumber(n: number): string {
 }
 
 /**
- * A measured number for people: counts (integers) in full, anything else to six significant digits. A rounded
- * number whose plain form would show zeros that were never measured (1234567.8 → 1234570) is written with an
- * exponent instead (`1.23457e6`).
+ * A measured number for people: counts (integers) in full, anything else to six significant digits, written plainly
+ * so that a column reads alike (`0.005` beside `0.0125`, not `5e-3`). A rounded number whose plain form would show
+ * zeros that were never measured (1234567.8 → 1234570) is written with an exponent instead (`1.23457e6`), and so is
+ * one below 1e-4, whose plain form is mostly zeros (`3.2e-7`).
  */
 export function formatMetric(n: number): string {
   if (Number.isSafeInteger(n)) return String(n);
+  if (!Number.isFinite(n)) return String(n);
   const rounded = Number(n.toPrecision(6));
-  return Number.isInteger(rounded) && Math.abs(rounded) >= 1e6 ? rounded.toExponential().replace('e+', 'e') : formatNumber(rounded);
+  const tooLarge = Number.isInteger(rounded) && Math.abs(rounded) >= 1e6;
+  const tooSmall = rounded !== 0 && Math.abs(rounded) < 1e-4;
+  return tooLarge || tooSmall ? rounded.toExponential().replace('e+', 'e') : String(rounded);
 }
 
 /** Compact JSON with numbers in `formatNumber` style, cut to `max` characters. */
