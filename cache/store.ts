@@ -608,17 +608,33 @@ export class ArtifactStore {
     }
   }
 
-  /** The keys live runs registered (registerUse), and how many such runs there are. */
+  /** The keys live runs registered (registerUse). */
   private keysInUse(): Set<string> {
-    const keys = new Set<string>();
+    return new Set([...this.liveUses()].flatMap((use) => use.keys));
+  }
+
+  /** Each live run's registration (registerUse): its file, its owner and the keys it uses. */
+  private *liveUses(): Generator<{ file: string; owner: LockOwner | undefined; keys: string[] }> {
     for (const name of readdirOrEmpty(path.join(this.root, 'uses'))) {
       if (!name.endsWith('.lock')) continue;
-      const seen = readLock(path.join(this.root, 'uses', name));
+      const file = path.join(this.root, 'uses', name);
+      const seen = readLock(file);
       if (seen === undefined || isAbandoned(seen.owner)) continue;
       const listed = (JSON.parse(seen.raw) as { keys?: unknown }).keys;
-      if (Array.isArray(listed)) for (const k of listed) if (typeof k === 'string') keys.add(k);
+      yield { file, owner: seen.owner, keys: Array.isArray(listed) ? listed.filter((k): k is string => typeof k === 'string') : [] };
     }
-    return keys;
+  }
+
+  /** The live runs other than the one registered as `own` that use any of `keys`: the keys each one uses, by owner. */
+  otherUses(keys: Iterable<string>, own: HeldLock): { owner: LockOwner | undefined; keys: string[] }[] {
+    const wanted = new Set(keys);
+    const found = [];
+    for (const use of this.liveUses()) {
+      if (use.file === own.path) continue;
+      const shared = use.keys.filter((k) => wanted.has(k));
+      if (shared.length > 0) found.push({ owner: use.owner, keys: shared });
+    }
+    return found;
   }
 
   /**

@@ -2,12 +2,13 @@
 import path from 'node:path';
 import { errorCode } from '../cache/durable.ts';
 import { FileHasher } from '../cache/file-hash.ts';
-import { describeOwner } from '../cache/lock.ts';
+import { describeOwner, type HeldLock } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, mistakeOf, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { Committer, describeFailure, lastFailure } from './commit.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
+import { listSome } from './format.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
 import { JobFiles, readRecord } from './job-protocol.ts';
 import { loadKinds } from './kinds.ts';
@@ -169,6 +170,13 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     if (errorCode(error) !== 'ENOSPC') throw error;
     throw new Error(`the cache's disk is full: no space left on the disk of ${s.cacheRoot} to register this run (${(error as Error).message}); nothing was run`);
   });
+  try {
+    refuseForcingWhatOthersUse(s, use);
+  } catch (error) {
+    await use.release();
+    o.reporter.close();
+    throw error;
+  }
   const stageNames = s.wholePipelineStages ?? s.pipeline.stages.map((st) => st.name);
   const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous }, stageNames, s.lastRunStages);
   try {
@@ -190,6 +198,20 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     for (const r of saved) if (r.status === 'rejected') o.reporter.note(`pausepipe: could not save the run's records: ${(r.reason as Error).message}`);
     o.reporter.close();
   }
+}
+
+/**
+ * `--force` replaces entries; another live run reading one would fail at its commit (its input changed under it),
+ * losing what it computed meanwhile. So a forced run whose keys another run uses stops before anything runs.
+ */
+function refuseForcingWhatOthersUse(s: Session, use: HeldLock): void {
+  const forced = new Map(s.plan.stages.filter((p) => p.forced && p.key !== undefined).map((p) => [p.key!, p.name]));
+  if (forced.size === 0) return;
+  const others = s.store.otherUses(forced.keys(), use);
+  if (others.length === 0) return;
+  const lines = others.map((o) => `  ${listSome(o.keys.map((k) => forced.get(k)!))}: used by ${o.owner ? describeOwner(o.owner) : 'another run'}`);
+  throw new Error(`--force would replace entries that another run uses, and that run would then fail:\n${lines.join('\n')}\n` +
+    'nothing was run; run again once that run ends');
 }
 
 /**
