@@ -24,7 +24,7 @@ import { kindsMarkdown, kindsText } from './kinds-doc.ts';
 import { overrideNotes, overridesRecord, parseOverride, type Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Plan, PlannedStage } from './plan.ts';
-import { describeFailure, lastFailure } from './commit.ts';
+import { describeFailure, describePartial, lastFailure, lastPartial } from './commit.ts';
 import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
 import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
 import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
@@ -200,6 +200,7 @@ function outcomeJson(o: StageOutcome) {
   return {
     name: o.name, key: o.key ?? null, status: o.status, reasons: o.reasons, seconds: o.seconds ?? null,
     error: o.error ?? null, metrics: o.metrics ?? null, restored: o.restored ?? [],
+    ...(o.partial ? { partial: { inputs: o.partial.inputs, missing: o.partial.missing.map((m) => ({ stage: m.stage, status: m.status, reason: m.reason })) } } : {}),
   };
 }
 
@@ -535,6 +536,7 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { r
   if (c.skipped) parts.push(`skipped ${c.skipped}`);
   if (c.aborted) parts.push(`interrupted ${c.aborted}`);
   write(io.stdout, `${parts.join(', ')} in ${formatSeconds(seconds)}`);
+  for (const o of r.outcomes) if (o.partial) write(io.stdout, partialRunLine(o.name, o.partial));
   if (!results) return;
   const metrics = new Map(r.outcomes.map((o) => [o.name, o.metrics]));
   const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds));
@@ -544,8 +546,16 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { r
     const stage = s.pipeline.stages.find((x) => x.name === o.name);
     const files = stage ? s.kinds[stage.kind]?.highlights ?? [] : [];
     if (o.key === undefined || (o.status !== 'ran' && o.status !== 'cached')) continue;
-    for (const f of files) write(io.stdout, `${o.name}: ${path.relative(process.cwd(), path.join(s.store.artifactsDir(o.key), f))}`);
+    const name = o.partial ? `${o.name} (partial)` : o.name;
+    for (const f of files) write(io.stdout, `${name}: ${path.relative(process.cwd(), path.join(s.store.artifactsDir(o.key), f))}`);
   }
+}
+
+/** `table is partial: 1 of 3 inputs missing (eval[b] failed: …)`, the missing ones named up to LISTED_NAMES. */
+function partialRunLine(name: string, partial: NonNullable<StageOutcome['partial']>): string {
+  const named = partial.missing.slice(0, LISTED_NAMES).map((m) => `${m.stage} ${m.status}: ${m.reason}`);
+  const more = partial.missing.length > LISTED_NAMES ? `; ${partial.missing.length - LISTED_NAMES} more` : '';
+  return `${name} is partial: ${partial.missing.length} of ${partial.inputs} inputs missing (${named.join('; ')}${more})`;
 }
 
 /** One cache's gc, reported; 'stopped before it started' when the stop came while it waited for another gc. */
@@ -703,6 +713,9 @@ const COMMANDS: Record<string, Command> = {
         const k = s.keys.get(name);
         const failure = isKeyed(k) && !s.damage.has(k.key) ? lastFailure(s.store, k.key) : undefined;
         if (failure) write(io.stderr, `  ${name}: ${describeFailure(failure)}${failure.log ? ` (log: ${failure.log})` : ''}`);
+        // A partial result stands in until the full one exists: where it is.
+        const partial = isKeyed(k) && !failure ? lastPartial(s.store, k.key) : undefined;
+        if (partial) write(io.stderr, `  ${name}: ${describePartial(partial)} (its result: ${path.relative(process.cwd(), s.store.artifactsDir(partial.key))})`);
       }
       return EXIT.ok;
     },
