@@ -539,7 +539,9 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { r
   for (const o of r.outcomes) if (o.partial) write(io.stdout, partialRunLine(o.name, o.partial));
   if (!results) return;
   const metrics = new Map(r.outcomes.map((o) => [o.name, o.metrics]));
-  const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds));
+  // The variants a partial result went without get rows saying how they ended, where their numbers would be.
+  const missing = new Map(r.outcomes.flatMap((o) => o.partial?.missing ?? []).map((m) => [m.stage, `${m.status}: ${m.reason}`]));
+  const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds), (n) => missing.get(n));
   if (table.rows.length > MAX_RUN_TABLE_ROWS) write(io.stdout, `${table.rows.length} result rows: see \`pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}\``);
   else if (table.rows.length > 0) write(io.stdout, `\n${renderTable(table, 'text', terminalWidth(io.stdout))}`);
   for (const o of r.outcomes) {
@@ -814,6 +816,8 @@ const COMMANDS: Record<string, Command> = {
         }
         const keep = keepByRoot.get(s.cacheRoot) ?? new Set<string>();
         for (const p of s.plan.stages) if (p.key) keep.add(p.key);
+        // A partial result stands in for a full one not computed yet: the next run missing the same inputs finds it.
+        for (const p of s.plan.stages) if (p.key && p.status !== 'fresh') keep.add(lastPartial(s.store, p.key)?.key ?? p.key);
         keepByRoot.set(s.cacheRoot, keep);
       }
       // Ctrl-C stops between two removals, so the gc lock is released and nothing is removed half.
