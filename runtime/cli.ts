@@ -72,7 +72,8 @@ const RUNNING_HELP = [
   '  --jobs N        CPU slots (default: number of cores)',
   '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU; 0: no stage sees a GPU',
   '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
-  '  --keep-going    after a failure, keep running stages that do not depend on it',
+  '  --keep-going    after a failure, keep running stages that do not depend on it; a report is written from',
+  '                  the variants that finished, marked partial',
   '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
 ].join('\n');
 const TARGETS_HELP = '  TARGET          a stage: NAME (all its variants), NAME[*], NAME[var=value,...] or a generated name';
