@@ -963,7 +963,13 @@ const COMMANDS: Record<string, Command> = {
       if (!s) return EXIT.invalid;
       const stage = oneStage(s.pipeline, stageName);
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
-      const found = planned.key === undefined ? { state: 'none' as const } : findStageLog(s.store, planned.key);
+      let found = planned.key === undefined ? { state: 'none' as const } : findStageLog(s.store, planned.key);
+      // Not computed in full, but its partial result is: that result's log.
+      const partial = found.state === 'none' && planned.key !== undefined ? lastPartial(s.store, planned.key) : undefined;
+      if (partial && s.store.readManifest(partial.key)) {
+        found = findStageLog(s.store, partial.key);
+        write(io.stderr, `${stage.name}: ${describePartial(partial)}; the log of that partial result:`);
+      }
       if (found.state === 'none') {
         write(io.stderr, `pausepipe log: ${stage.name} has no log here yet (${planned.reasons.join('; ')}); ` +
           `run it: ${runCommand(s.pipeline.file, [stage.name], values)}`);

@@ -134,6 +134,11 @@ export interface CommitterOptions {
   overrides?: Record<string, JsonValue>;
 }
 
+/** How many upstream stages a stage reads when none is missing (one stage given to two inputs counts twice). */
+export function upstreamCount(s: StageInstance): number {
+  return Object.values(s.inputs).reduce((n, b) => n + b.stages.length, 0);
+}
+
 /** A stage this run computes with partial inputs: the key it is stored under and what it goes without. */
 interface PartialRun {
   keyed: KeyedStage;
@@ -183,8 +188,7 @@ export class Committer {
     if (!p) return;
     const dir = this.o.store.scratchDir(p.fullKey);
     const missing = Object.values(p.missing).flat().map((m) => ({ stage: m.stage, status: m.status }));
-    const inputs = Object.values(s.inputs).reduce((n, b) => n + b.stages.length, 0);
-    const record: LastPartial = { key: p.keyed.key, missing, inputs };
+    const record: LastPartial = { key: p.keyed.key, missing, inputs: upstreamCount(s) };
     await mkdir(dir, { recursive: true })
       .then(() => rm(path.join(dir, FAILED_RECORD), { force: true }))
       .then(() => writeFile(path.join(dir, PARTIAL_RECORD), `${JSON.stringify(record)}\n`))

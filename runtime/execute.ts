@@ -3,7 +3,7 @@ import type { ArtifactStore, FileDigester, Manifest } from '../cache/store.ts';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { MissingInput, Resources, RunInfo, StageKind } from '../stages/kind.ts';
-import { Committer, StageLog } from './commit.ts';
+import { Committer, StageLog, upstreamCount } from './commit.ts';
 import { StageFailure, type Executor, type StageEvents } from './executors/executor.ts';
 import { localExecutor } from './executors/local.ts';
 import { gpuDeviceIds } from './gpus.ts';
@@ -190,7 +190,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     const p = planned.get(s.name);
     const missing = cache.missingOf(s);
     const partial = missing && (status === 'ran' || status === 'cached')
-      ? { key: cache.keyOf(s).key, partial: { missing: Object.values(missing).flat(), inputs: Object.values(s.inputs).reduce((n, b) => n + b.stages.length, 0) } }
+      ? { key: cache.keyOf(s).key, partial: { missing: Object.values(missing).flat(), inputs: upstreamCount(s) } }
       : {};
     if (partial.partial) note = [note, `partial: ${partial.partial.missing.length} of ${partial.partial.inputs} inputs missing`].filter(Boolean).join('; ');
     outcomes.set(s.name, { name: s.name, key: p?.key, status, reasons: p?.reasons ?? [], ...extra, ...partial });

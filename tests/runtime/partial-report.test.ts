@@ -105,6 +105,10 @@ test('under --keep-going a report is written without the failed variants, under 
   ]);
   assert.equal(Object.keys(manifest.missing!), ['runs']);
   assert.equal(manifest.missingInputs!.runs!.map((m) => [m.stage, m.status]), [['eval[lr=2]', 'skipped'], ['eval[lr=3]', 'failed']]);
+  // verify recomputes the key from the manifest: the missing inputs' keys are part of it.
+  const verified = await runMain(['verify', file]);
+  assert.is(verified.code, 0, verified.err);
+  assert.match(verified.out, 'cache OK: 6 entries verified');
   // The HTML marks the rows, and its charts hold only the variants that finished.
   const html = await readFile(path.join(artifacts, 'report.html'), 'utf8');
   assert.match(html, '<p class="partial"><strong>partial: 2 of 4 variants missing</strong>');
@@ -116,6 +120,11 @@ test('under --keep-going a report is written without the failed variants, under 
   assert.ok(plan.out.split('\n').includes('stale  table: partial in its last run: 2 of 4 inputs missing (eval[lr=2] skipped, eval[lr=3] failed)'), plan.out);
   const shown = await runMain(['show', file, 'table']);
   assert.ok(shown.err.includes(`  table: partial in its last run: 2 of 4 inputs missing (eval[lr=2] skipped, eval[lr=3] failed) (its result: ${path.relative(process.cwd(), artifacts)})`), shown.err);
+
+  const log = await runMain(['log', file, 'table']);
+  assert.is(log.code, 0);
+  assert.is(log.err, 'table: partial in its last run: 2 of 4 inputs missing (eval[lr=2] skipped, eval[lr=3] failed); the log of that partial result:\n');
+  assert.match(log.out, 'report: partial: 2 of 4 variants missing\n');
 
   // The same variants failing again: the partial report is found, not written again.
   const again = await runMain(['run', file, '--keep-going']);
