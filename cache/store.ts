@@ -6,6 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { canonicalJson, sha256, stageKey } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
+import type { MissingInput } from '../stages/kind.ts';
 import { diskBytes, errorCode, fsyncDir, fsyncFile, naming, randomHex, replaceFileDurable, writeNewFileDurable } from './durable.ts';
 import { compareCodeUnits, digestFile, FileMissingError } from './file-hash.ts';
 import { acquireLock, breakStaleLock, describeOwner, isAbandoned, readLock, type HeldLock, type LockOwner } from './lock.ts';
@@ -48,6 +49,13 @@ export interface Manifest {
    * manifest before and after the stage ran). An upstream later recomputed with other bytes no longer matches.
    */
   inputContents?: Record<string, string>;
+  /**
+   * A partial result's inputs that did not finish: input name → their keys (`inputs` lists every key, theirs too).
+   * Part of the key (runtime/keys.ts `partialKey`), so the entry is never taken for the full result. Absent for a full one.
+   */
+  missing?: Record<string, string[]>;
+  /** Beside `missing`: those inputs' stages, how each ended in the run that made the entry, and why. */
+  missingInputs?: Record<string, MissingInput[]>;
 }
 
 /** What the caller supplies at commit; the store fills in the rest. */
@@ -208,6 +216,10 @@ export function parseManifest(text: string, key: string): Manifest | string {
     return 'manifest.json field inputContents is not an object of strings';
   }
   if (value.overrides !== undefined && !isRecord(value.overrides)) return 'manifest.json field overrides is not an object';
+  for (const field of ['missing', 'missingInputs']) {
+    const v = value[field];
+    if (v !== undefined && !(isRecord(v) && Object.values(v).every(Array.isArray))) return `manifest.json field ${field} is not an object of lists`;
+  }
   if (value.code !== undefined && !(isRecord(value.code) && Object.values(value.code).every((d) => typeof d === 'string'))) {
     return 'manifest.json field code is not an object of strings';
   }
@@ -958,6 +970,8 @@ class Pending implements PendingEntry {
       versions: m.versions,
       log: LOG,
       ...(m.inputContents === undefined ? {} : { inputContents: m.inputContents }),
+      ...(m.missing === undefined ? {} : { missing: m.missing }),
+      ...(m.missingInputs === undefined ? {} : { missingInputs: m.missingInputs }),
     };
     // JSON turns NaN into null; return what readManifest will see, and refuse to commit what it would reject.
     const text = `${JSON.stringify(manifest, null, 2)}\n`;

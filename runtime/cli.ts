@@ -24,7 +24,7 @@ import { kindsMarkdown, kindsText } from './kinds-doc.ts';
 import { overrideNotes, overridesRecord, parseOverride, type Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Plan, PlannedStage } from './plan.ts';
-import { describeFailure, lastFailure } from './commit.ts';
+import { describeFailure, describePartial, lastFailure, lastPartial } from './commit.ts';
 import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
 import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
 import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
@@ -72,7 +72,8 @@ const RUNNING_HELP = [
   '  --jobs N        CPU slots (default: number of cores)',
   '  --gpus N        GPUs (default: detected); each GPU stage\'s worker sees only its own GPU; 0: no stage sees a GPU',
   '  --stages-per-gpu N  GPU stages sharing one GPU (default: as many as their memory estimates fit, else 1)',
-  '  --keep-going    after a failure, keep running stages that do not depend on it',
+  '  --keep-going    after a failure, keep running stages that do not depend on it; a report is written from',
+  '                  the variants that finished, marked partial',
   '  --backend NAME  tensor backend for model stages (webgpu, wasm, cpu, tensorflow, auto)',
 ].join('\n');
 const TARGETS_HELP = '  TARGET          a stage: NAME (all its variants), NAME[*], NAME[var=value,...] or a generated name';
@@ -200,6 +201,7 @@ function outcomeJson(o: StageOutcome) {
   return {
     name: o.name, key: o.key ?? null, status: o.status, reasons: o.reasons, seconds: o.seconds ?? null,
     error: o.error ?? null, metrics: o.metrics ?? null, restored: o.restored ?? [],
+    ...(o.partial ? { partial: { inputs: o.partial.inputs, missing: o.partial.missing.map((m) => ({ stage: m.stage, status: m.status, reason: m.reason })) } } : {}),
   };
 }
 
@@ -535,17 +537,28 @@ export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { r
   if (c.skipped) parts.push(`skipped ${c.skipped}`);
   if (c.aborted) parts.push(`interrupted ${c.aborted}`);
   write(io.stdout, `${parts.join(', ')} in ${formatSeconds(seconds)}`);
+  for (const o of r.outcomes) if (o.partial) write(io.stdout, partialRunLine(o.name, o.partial));
   if (!results) return;
   const metrics = new Map(r.outcomes.map((o) => [o.name, o.metrics]));
-  const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds));
+  // The variants a partial result went without get rows saying how they ended, where their numbers would be.
+  const missing = new Map(r.outcomes.flatMap((o) => o.partial?.missing ?? []).map((m) => [m.stage, `${m.status}: ${m.reason}`]));
+  const { table } = buildResultTable(s.pipeline, (n) => metrics.get(n), undefined, false, headlineOf(s.kinds), (n) => missing.get(n));
   if (table.rows.length > MAX_RUN_TABLE_ROWS) write(io.stdout, `${table.rows.length} result rows: see \`pausepipe show ${path.relative(process.cwd(), s.pipeline.file)}\``);
   else if (table.rows.length > 0) write(io.stdout, `\n${renderTable(table, 'text', terminalWidth(io.stdout))}`);
   for (const o of r.outcomes) {
     const stage = s.pipeline.stages.find((x) => x.name === o.name);
     const files = stage ? s.kinds[stage.kind]?.highlights ?? [] : [];
     if (o.key === undefined || (o.status !== 'ran' && o.status !== 'cached')) continue;
-    for (const f of files) write(io.stdout, `${o.name}: ${path.relative(process.cwd(), path.join(s.store.artifactsDir(o.key), f))}`);
+    const name = o.partial ? `${o.name} (partial)` : o.name;
+    for (const f of files) write(io.stdout, `${name}: ${path.relative(process.cwd(), path.join(s.store.artifactsDir(o.key), f))}`);
   }
+}
+
+/** `table is partial: 1 of 3 inputs missing (eval[b] failed: …)`, the missing ones named up to LISTED_NAMES. */
+function partialRunLine(name: string, partial: NonNullable<StageOutcome['partial']>): string {
+  const named = partial.missing.slice(0, LISTED_NAMES).map((m) => `${m.stage} ${m.status}: ${m.reason}`);
+  const more = partial.missing.length > LISTED_NAMES ? `; ${partial.missing.length - LISTED_NAMES} more` : '';
+  return `${name} is partial: ${partial.missing.length} of ${partial.inputs} inputs missing (${named.join('; ')}${more})`;
 }
 
 /** One cache's gc, reported; 'stopped before it started' when the stop came while it waited for another gc. */
@@ -703,6 +716,9 @@ const COMMANDS: Record<string, Command> = {
         const k = s.keys.get(name);
         const failure = isKeyed(k) && !s.damage.has(k.key) ? lastFailure(s.store, k.key) : undefined;
         if (failure) write(io.stderr, `  ${name}: ${describeFailure(failure)}${failure.log ? ` (log: ${failure.log})` : ''}`);
+        // A partial result stands in until the full one exists: where it is.
+        const partial = isKeyed(k) && !failure ? lastPartial(s.store, k.key) : undefined;
+        if (partial) write(io.stderr, `  ${name}: ${describePartial(partial)} (its result: ${path.relative(process.cwd(), s.store.artifactsDir(partial.key))})`);
       }
       return EXIT.ok;
     },
@@ -801,6 +817,8 @@ const COMMANDS: Record<string, Command> = {
         }
         const keep = keepByRoot.get(s.cacheRoot) ?? new Set<string>();
         for (const p of s.plan.stages) if (p.key) keep.add(p.key);
+        // A partial result stands in for a full one not computed yet: the next run missing the same inputs finds it.
+        for (const p of s.plan.stages) if (p.key && p.status !== 'fresh') keep.add(lastPartial(s.store, p.key)?.key ?? p.key);
         keepByRoot.set(s.cacheRoot, keep);
       }
       // Ctrl-C stops between two removals, so the gc lock is released and nothing is removed half.
@@ -945,7 +963,13 @@ const COMMANDS: Record<string, Command> = {
       if (!s) return EXIT.invalid;
       const stage = oneStage(s.pipeline, stageName);
       const planned = s.plan.stages.find((p) => p.name === stage.name)!;
-      const found = planned.key === undefined ? { state: 'none' as const } : findStageLog(s.store, planned.key);
+      let found = planned.key === undefined ? { state: 'none' as const } : findStageLog(s.store, planned.key);
+      // Not computed in full, but its partial result is: that result's log.
+      const partial = found.state === 'none' && planned.key !== undefined ? lastPartial(s.store, planned.key) : undefined;
+      if (partial && s.store.readManifest(partial.key)) {
+        found = findStageLog(s.store, partial.key);
+        write(io.stderr, `${stage.name}: ${describePartial(partial)}; the log of that partial result:`);
+      }
       if (found.state === 'none') {
         write(io.stderr, `pausepipe log: ${stage.name} has no log here yet (${planned.reasons.join('; ')}); ` +
           `run it: ${runCommand(s.pipeline.file, [stage.name], values)}`);

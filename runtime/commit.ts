@@ -1,12 +1,12 @@
 // The cache side of a run: inputs read from committed manifests, a stage's log, the manifest and commit of a
 // computed entry, cache hits and the workspace outputs they restore, and the state `plan` diffs against next time.
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
-import { copyFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { noSpaceMessage } from '../cache/durable.ts';
 import { FileMissingError } from '../cache/file-hash.ts';
 import type { ArtifactStore, FileDigester, Manifest, PendingEntry } from '../cache/store.ts';
-import type { ArtifactRef, StageKind } from '../stages/kind.ts';
+import type { ArtifactRef, MissingInput, StageKind } from '../stages/kind.ts';
 import type { JsonValue } from './json.ts';
 import type { KeyedStage, StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
@@ -19,6 +19,43 @@ const LOG_TAIL_LINES = 20;
 const FAILED_LOG = 'failed-run.log';
 /** Beside it, how that run ended: `plan` and `show` say it instead of "new stage" or "not computed yet". */
 const FAILED_RECORD = 'failed-run.json';
+
+/**
+ * Beside them, in the full key's scratch folder, that the last run committed only a partial result (a kind with
+ * `partialInputs` run without some inputs): `plan` and `show` say so, and the full key's commit removes it.
+ */
+const PARTIAL_RECORD = 'partial-run.json';
+
+/** The partial result the last run made in place of a full one. */
+export interface LastPartial {
+  /** The key it is stored under. */
+  key: string;
+  /** The upstream stages it was made without, each with how it ended. */
+  missing: { stage: string; status: MissingInput['status'] }[];
+  /** How many upstream stages it reads when complete. */
+  inputs: number;
+}
+
+/** The record of the partial result the last run made instead of `key`'s; undefined when none. */
+export function lastPartial(store: ArtifactStore, key: string): LastPartial | undefined {
+  try {
+    const record = JSON.parse(readFileSync(path.join(store.scratchDir(key), PARTIAL_RECORD), 'utf8')) as Partial<LastPartial>;
+    if (typeof record.key !== 'string' || !Array.isArray(record.missing) || typeof record.inputs !== 'number') return undefined;
+    return { key: record.key, missing: record.missing, inputs: record.inputs };
+  } catch {
+    return undefined;
+  }
+}
+
+/** `partial in its last run: 1 of 3 inputs missing (eval[b] failed)`, for plan's reasons and show. */
+export function describePartial(p: LastPartial): string {
+  const named = p.missing.slice(0, LISTED_MISSING).map((m) => `${m.stage} ${m.status}`);
+  const more = p.missing.length > LISTED_MISSING ? `, ${p.missing.length - LISTED_MISSING} more` : '';
+  return `partial in its last run: ${p.missing.length} of ${p.inputs} inputs missing (${named.join(', ')}${more})`;
+}
+
+/** Missing inputs a partial result's description names before it counts the rest. */
+const LISTED_MISSING = 3;
 
 /** How the last attempt at a key ended, when it did not commit. */
 export interface LastFailure {
@@ -97,17 +134,65 @@ export interface CommitterOptions {
   overrides?: Record<string, JsonValue>;
 }
 
+/** How many upstream stages a stage reads when none is missing (one stage given to two inputs counts twice). */
+export function upstreamCount(s: StageInstance): number {
+  return Object.values(s.inputs).reduce((n, b) => n + b.stages.length, 0);
+}
+
+/** A stage this run computes with partial inputs: the key it is stored under and what it goes without. */
+interface PartialRun {
+  keyed: KeyedStage;
+  /** Its full key: the partial record goes into that key's scratch folder. */
+  fullKey: string;
+  missing: Record<string, MissingInput[]>;
+  /** The missing upstream stage names. */
+  without: Set<string>;
+}
+
 export class Committer {
   private readonly manifests: Map<string, Manifest>;
   private readonly byName: Map<string, StageInstance>;
+  private readonly partial = new Map<string, PartialRun>();
 
   constructor(private readonly o: CommitterOptions) {
     this.manifests = o.manifests ?? new Map();
     this.byName = new Map(o.pipeline.stages.map((s) => [s.name, s]));
   }
 
+  /** The key a stage is computed and stored under: its partial key once `computePartial` said so. */
   keyOf(s: StageInstance): KeyedStage {
-    return this.o.keys.get(s.name) as KeyedStage;
+    return this.partial.get(s.name)?.keyed ?? (this.o.keys.get(s.name) as KeyedStage);
+  }
+
+  /**
+   * The stage is computed without the upstream stages in `missing` (by input name), under `keyed` (its partial key):
+   * its inputs leave them out, its manifest names them, and its state is not recorded (the full key stays the one the
+   * next run looks for).
+   */
+  computePartial(s: StageInstance, keyed: KeyedStage, missing: Record<string, MissingInput[]>): void {
+    const without = new Set(Object.values(missing).flat().map((m) => m.stage));
+    this.partial.set(s.name, { keyed, fullKey: (this.o.keys.get(s.name) as KeyedStage).key, missing, without });
+  }
+
+  /** The missing inputs of a stage computed with partial inputs, by input name; undefined for any other. */
+  missingOf(s: StageInstance): Record<string, MissingInput[]> | undefined {
+    return this.partial.get(s.name)?.missing;
+  }
+
+  /**
+   * Records in the full key's scratch folder that this run has only the partial result (computed or found), for
+   * `plan` and `show`; a failure recorded there before is no longer the last attempt. Never fails the stage.
+   */
+  async notePartial(s: StageInstance): Promise<void> {
+    const p = this.partial.get(s.name);
+    if (!p) return;
+    const dir = this.o.store.scratchDir(p.fullKey);
+    const missing = Object.values(p.missing).flat().map((m) => ({ stage: m.stage, status: m.status }));
+    const record: LastPartial = { key: p.keyed.key, missing, inputs: upstreamCount(s) };
+    await mkdir(dir, { recursive: true })
+      .then(() => rm(path.join(dir, FAILED_RECORD), { force: true }))
+      .then(() => writeFile(path.join(dir, PARTIAL_RECORD), `${JSON.stringify(record)}\n`))
+      .catch(() => undefined);
   }
 
   manifestOf(key: string): Manifest {
@@ -124,7 +209,8 @@ export class Committer {
   inputsOf(s: StageInstance): Record<string, ArtifactRef[]> {
     const refs: Record<string, ArtifactRef[]> = {};
     for (const [name, binding] of Object.entries(s.inputs)) {
-      refs[name] = binding.stages.map((up) => {
+      const without = this.partial.get(s.name)?.without;
+      refs[name] = binding.stages.filter((up) => !without?.has(up)).map((up) => {
         const upStage = this.byName.get(up)!;
         const key = this.keyOf(upStage).key;
         const m = this.manifestOf(key);
@@ -147,9 +233,10 @@ export class Committer {
     return this.upstreamKeys(s).map(([, key]) => key);
   }
 
-  /** Each upstream stage's name with its key, in input order. */
+  /** Each upstream stage's name with its key, in input order (without those a partial run goes without). */
   private upstreamKeys(s: StageInstance): [name: string, key: string][] {
-    return Object.values(s.inputs).flatMap((b) => b.stages.map((up): [string, string] => [up, this.keyOf(this.byName.get(up)!).key]));
+    const without = this.partial.get(s.name)?.without;
+    return Object.values(s.inputs).flatMap((b) => b.stages.filter((up) => !without?.has(up)).map((up): [string, string] => [up, this.keyOf(this.byName.get(up)!).key]));
   }
 
   needsRestore(s: StageInstance): boolean {
@@ -178,7 +265,7 @@ export class Committer {
   /** A cache hit: the name → key mapping is recorded (so later reasons compare with what is in use); its metrics. */
   hit(s: StageInstance): Record<string, JsonValue> | undefined {
     const keyed = this.keyOf(s);
-    this.o.state?.record(s.name, keyed.key, keyed.ingredients);
+    if (!this.partial.has(s.name)) this.o.state?.record(s.name, keyed.key, keyed.ingredients);
     return (this.manifests.get(keyed.key) ?? this.o.store.readManifest(keyed.key))?.metrics;
   }
 
@@ -197,6 +284,7 @@ export class Committer {
       }
     }
     const keyed = this.keyOf(s);
+    const missing = this.partial.get(s.name)?.missing;
     const finishedAt = new Date();
     const manifest = await entry.commit({
       kind: s.kind, kindVersion: this.o.kinds[s.kind]!.version, stage: s.name, params: s.params,
@@ -206,15 +294,18 @@ export class Committer {
       ...(this.o.overrides && Object.keys(this.o.overrides).length > 0 ? { overrides: this.o.overrides } : {}),
       versions: { pausepipe: PAUSEPIPE_VERSION, node: process.version },
       inputContents,
+      ...(keyed.ingredients.missing ? { missing: keyed.ingredients.missing } : {}),
+      ...(missing ? { missingInputs: missing } : {}),
     });
     this.manifests.set(keyed.key, manifest);
-    this.o.state?.record(s.name, keyed.key, keyed.ingredients);
+    if (!missing) this.o.state?.record(s.name, keyed.key, keyed.ingredients);
     return manifest;
   }
 
   /** A new attempt starts: the last failed one's record would say how this attempt ended if it were killed. */
   async forgetFailure(entry: PendingEntry): Promise<void> {
     await rm(path.join(entry.scratchDir, FAILED_RECORD), { force: true });
+    await rm(path.join(entry.scratchDir, PARTIAL_RECORD), { force: true });
   }
 
   /**

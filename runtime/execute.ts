@@ -2,13 +2,13 @@
 import type { ArtifactStore, FileDigester, Manifest } from '../cache/store.ts';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import type { Resources, RunInfo, StageKind } from '../stages/kind.ts';
-import { Committer, StageLog } from './commit.ts';
+import type { MissingInput, Resources, RunInfo, StageKind } from '../stages/kind.ts';
+import { Committer, StageLog, upstreamCount } from './commit.ts';
 import { StageFailure, type Executor, type StageEvents } from './executors/executor.ts';
 import { localExecutor } from './executors/local.ts';
 import { gpuDeviceIds } from './gpus.ts';
 import type { JsonValue } from './json.ts';
-import type { StageKeys } from './keys.ts';
+import { partialKey, type KeyedStage, type StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
 import type { Plan } from './plan.ts';
 import type { LockHolder, OutcomeStatus, Reporter } from './progress.ts';
@@ -81,6 +81,11 @@ export interface StageOutcome {
   metrics?: Record<string, JsonValue>;
   /** Workspace files put back from the cache. */
   restored?: string[];
+  /**
+   * A result made without some inputs (a `partialInputs` kind under --keep-going), stored under `key`, its partial
+   * key: the upstream stages it went without, and how many it reads when complete.
+   */
+  partial?: { missing: MissingInput[]; inputs: number };
 }
 
 export interface RunResult {
@@ -169,6 +174,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       // Its entry was computed from the bytes of an upstream entry that this run computes again (damaged or lost).
       recheck: p.status === 'fresh' && upstream.some((u) => planned.get(u)?.status !== 'fresh'),
       resources: () => resourcesOf(s),
+      partialInputs: o.kinds[s.kind]?.partialInputs === true,
     };
   }), { cpu: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, hostMemoryMiB: o.hostMemoryMiB, keepGoing: o.keepGoing });
   /** Keys committed by this run, and by which stage: a stage sharing one finds it computed once, not by another run. */
@@ -182,7 +188,12 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
   /** Records the outcome and tells the reporter; a plain cache hit is not worth a line (a no-op run of 1,000 stays quiet). */
   const record = (s: StageInstance, status: OutcomeStatus, extra: Partial<StageOutcome> = {}, note?: string) => {
     const p = planned.get(s.name);
-    outcomes.set(s.name, { name: s.name, key: p?.key, status, reasons: p?.reasons ?? [], ...extra });
+    const missing = cache.missingOf(s);
+    const partial = missing && (status === 'ran' || status === 'cached')
+      ? { key: cache.keyOf(s).key, partial: { missing: Object.values(missing).flat(), inputs: upstreamCount(s) } }
+      : {};
+    if (partial.partial) note = [note, `partial: ${partial.partial.missing.length} of ${partial.partial.inputs} inputs missing`].filter(Boolean).join('; ');
+    outcomes.set(s.name, { name: s.name, key: p?.key, status, reasons: p?.reasons ?? [], ...extra, ...partial });
     const restored = extra.restored?.length ? `restored ${extra.restored.join(', ')}` : undefined;
     const detail = extra.error ?? [note, restored].filter(Boolean).join('; ');
     if (status !== 'cached' || detail) o.reporter.finish(s.name, status, detail || undefined);
@@ -218,7 +229,10 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       // A stage checked again after its upstream ran finds its entry still holds: a plain hit.
       const checkedAgain = planned.get(s.name)?.status === 'fresh';
       const sibling = committedBy.get(key);
-      const note = checkedAgain ? undefined : sibling !== undefined ? `same key as ${sibling}: computed once` : 'computed by another run';
+      const missing = cache.missingOf(s);
+      const note = checkedAgain ? undefined : sibling !== undefined ? `same key as ${sibling}: computed once`
+        : missing ? 'found from an earlier run missing the same inputs' : 'computed by another run';
+      await cache.notePartial(s);
       recordHit(s, await cache.restore(s), note);
       return 'cached';
     }
@@ -238,6 +252,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         type: 'run', name: s.name, key, kind: s.kind, params: s.params, variant: s.variant, inputs: cache.inputsOf(s),
         outDir: entry.outDir, scratchDir: entry.scratchDir, workspace: o.pipeline.workspace, run,
         // Only JSON values: the job may be written to a file for a job on another machine.
+        ...(cache.missingOf(s) ? { missing: cache.missingOf(s) } : {}),
         ...(o.backend !== undefined ? { backend: o.backend } : {}),
         ...(grant.gpuIds.length > 0 ? { gpus: grant.gpuIds.map((i) => devices[i]!) } : o.hideGpus ? { gpus: [] } : {}),
       };
@@ -259,6 +274,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       await log.close();
       const manifest = await cache.commit(s, entry, metrics, startedAt, inputContents);
       committedBy.set(key, s.name);
+      await cache.notePartial(s);
       const recomputed = planned.get(s.name)?.status === 'fresh' ? { reasons: ['computed from bytes of an input that this run computed again with other results'] } : {};
       record(s, 'ran', { seconds: manifest.timings.seconds, metrics, ...recomputed });
       return 'ran';
@@ -279,7 +295,34 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     }
   };
 
-  const runStage = async (s: StageInstance, grant: Grant): Promise<EndStatus> => {
+  /**
+   * The upstream stages a stage runs without, by input name, as its kind sees them: the key each would have had, and
+   * how it ended in this run (a failure's first line, why it was skipped).
+   */
+  const missingInputs = (s: StageInstance, without: Set<string>): Record<string, MissingInput[]> => {
+    const missing: Record<string, MissingInput[]> = {};
+    for (const [input, binding] of Object.entries(s.inputs)) {
+      const list = binding.stages.filter((u) => without.has(u)).map((u): MissingInput => {
+        const up = byName.get(u)!;
+        const ended = outcomes.get(u);
+        const partial = ended?.partial !== undefined;
+        return {
+          stage: u, key: (o.keys.get(u) as KeyedStage).key, kind: up.kind, variant: up.variant, params: up.params,
+          status: ended?.status === 'skipped' || partial ? 'skipped' : 'failed',
+          reason: partial ? 'its result is partial, and a partial result feeds no stage' : (ended?.error ?? ended?.status ?? 'did not finish').split('\n')[0]!,
+        };
+      });
+      if (list.length > 0) missing[input] = list;
+    }
+    return missing;
+  };
+
+  const runStage = async (s: StageInstance, grant: Grant, without?: string[]): Promise<EndStatus> => {
+    if (without !== undefined) {
+      const missing = missingInputs(s, new Set(without));
+      const keys = Object.fromEntries(Object.entries(missing).map(([input, list]) => [input, list.map((m) => m.key)]));
+      cache.computePartial(s, partialKey(o.keys.get(s.name) as KeyedStage, keys), missing);
+    }
     const ctl = new AbortController();
     controllers.set(s.name, ctl);
     // Taken now, in the scheduler's order; ended once the executor has the stage, or when it never gets it.
@@ -319,7 +362,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       else if (d.type === 'skip') record(s, 'skipped', { error: d.reason });
       else if (d.type === 'fail') record(s, 'failed', { error: d.reason });
       else if (d.type === 'restore') started(restoreHit(s));
-      else started(runStage(s, d.grant));
+      else started(runStage(s, d.grant, d.missing));
     };
     const pump = () => {
       for (const d of scheduler.next()) act(d);

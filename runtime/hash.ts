@@ -71,10 +71,18 @@ export interface KeyIngredients {
    * version lock stands for their code, so their keys are what they were before plugins had code in their keys.
    */
   code?: Record<string, string>;
+  /**
+   * A partial result's inputs that did not finish: input name → their keys (in input order; `inputs` still lists
+   * every key). Absent for a full result, so full keys are what they were before partial results existed.
+   */
+  missing?: Record<string, string[]>;
 }
 
-/** The cache key of a stage: 64 hex characters. Only the six ingredients count, whatever else the object carries. */
+/** The cache key of a stage: 64 hex characters. Only the seven ingredients count, whatever else the object carries. */
 export function stageKey(ing: KeyIngredients): string {
-  const recipe = { kind: ing.kind, kindVersion: ing.kindVersion, params: ing.params, inputs: ing.inputs, files: ing.files, ...(ing.code ? { code: ing.code } : {}) };
+  const recipe = {
+    kind: ing.kind, kindVersion: ing.kindVersion, params: ing.params, inputs: ing.inputs, files: ing.files,
+    ...(ing.code ? { code: ing.code } : {}), ...(ing.missing ? { missing: ing.missing } : {}),
+  };
   return sha256(`${KEY_FORMAT}\n${canonicalJson(recipe)}`);
 }

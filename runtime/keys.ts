@@ -165,3 +165,13 @@ export async function computeKeys(pipeline: Pipeline, kinds: Record<string, Stag
   }
   return keys;
 }
+
+/**
+ * The key of a partial result (a `partialInputs` kind run without some inputs): the full key's ingredients plus the
+ * missing inputs' keys by input name, so it is never taken for the full result, and a run missing the same inputs
+ * again finds it. The failures' messages are not in it: the same inputs failing another way give the same table.
+ */
+export function partialKey(full: KeyedStage, missing: Record<string, string[]>): KeyedStage {
+  const ingredients: KeyIngredients = { ...full.ingredients, missing };
+  return { key: stageKey(ingredients), ingredients };
+}

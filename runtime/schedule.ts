@@ -22,6 +22,11 @@ export interface ScheduledStage {
   recheck?: boolean;
   /** What it occupies while it runs; asked once, when it is ready (its inputs are then finished). */
   resources?: () => Resources;
+  /**
+   * Its kind takes partial inputs (`StageKind.partialInputs`): under keepGoing, once every upstream stage has settled,
+   * it runs if one of them finished, without the others (the run decision names them).
+   */
+  partialInputs?: boolean;
 }
 
 export interface ScheduleOptions {
@@ -59,8 +64,11 @@ export type Decision =
   | { type: 'hit'; name: string }
   /** Fresh, but its workspace outputs must be restored; report `finished` when done. */
   | { type: 'restore'; name: string }
-  /** Stale and ready: compute it with what it was granted; report `finished` when done. */
-  | { type: 'run'; name: string; grant: Grant }
+  /**
+   * Stale and ready: compute it with what it was granted; report `finished` when done. `missing`: the upstream
+   * stages that did not finish, for a stage run with partial inputs; its result is partial and feeds no stage.
+   */
+  | { type: 'run'; name: string; grant: Grant; missing?: string[] }
   /** Settled as skipped. */
   | { type: 'skip'; name: string; reason: string }
   /** Settled as failed without running (the plan says it cannot run). */
@@ -203,6 +211,10 @@ export class Scheduler {
   private interrupted = false;
   /** Stages not to start, with why (see `drop`). */
   private readonly dropped = new Map<string, string>();
+  /** Stages ready with partial inputs: the upstream stages they run without. */
+  private readonly missing = new Map<string, string[]>();
+  /** Stages that ended with a partial result: what depends on them is skipped. */
+  private readonly partial = new Set<string>();
   /** A stage the last `next()` held back for host memory alone (a CPU slot was free), with its estimate. */
   private heldForMemory: { name: string; hostMemoryMiB: number } | undefined;
 
@@ -238,12 +250,18 @@ export class Scheduler {
     return this.outcome.get(name);
   }
 
+  /** Whether a stage ended with a partial result (it ran without the inputs its run decision named). */
+  isPartial(name: string): boolean {
+    return this.partial.has(name);
+  }
+
   /** A started stage (`run` or `restore`) ended; its slots are free again. */
   finished(name: string, status: EndStatus): void {
     if (!this.granted.has(name) || this.outcome.has(name)) throw new Error(`scheduler: ${name} was not running`);
     const grant = this.granted.get(name);
     if (grant) this.slots.give(grant);
     this.granted.delete(name);
+    if (this.missing.has(name) && (status === 'ran' || status === 'cached')) this.partial.add(name);
     this.settle(name, status);
   }
 
@@ -297,9 +315,16 @@ export class Scheduler {
         decisions.push({ type: 'skip', name: s.name, reason: dropped });
         continue;
       }
-      const broken = s.upstream.find((u) => ['failed', 'skipped', 'aborted'].includes(this.outcome.get(u) ?? ''));
-      if (broken !== undefined) {
-        const reason = `upstream ${broken} ${this.outcome.get(broken)}`;
+      const broken = s.upstream.filter((u) => this.isBroken(u));
+      if (broken.length > 0) {
+        const partial = this.partialReady(s, broken);
+        if (partial === 'wait') continue;
+        if (partial === 'ready') {
+          if (!this.stopping) ready.push(s);
+          continue;
+        }
+        const first = broken[0]!;
+        const reason = this.partial.has(first) ? `upstream ${first} partial: a partial result feeds no stage` : `upstream ${first} ${this.outcome.get(first)}`;
         this.settle(s.name, 'skipped');
         decisions.push({ type: 'skip', name: s.name, reason });
         continue;
@@ -335,7 +360,8 @@ export class Scheduler {
         continue;
       }
       this.granted.set(s.name, grant);
-      decisions.push({ type: 'run', name: s.name, grant });
+      const missing = this.missing.get(s.name);
+      decisions.push({ type: 'run', name: s.name, grant, ...(missing ? { missing } : {}) });
     }
     if (this.granted.size === 0) {
       const reason = this.interrupted ? 'run interrupted' : 'not started after a failure';
@@ -346,6 +372,24 @@ export class Scheduler {
       }
     }
     return decisions;
+  }
+
+  /** Settled without a result this run can use: failed, skipped, interrupted, or partial. */
+  private isBroken(name: string): boolean {
+    const status = this.outcome.get(name);
+    return status === 'failed' || status === 'skipped' || status === 'aborted' || this.partial.has(name);
+  }
+
+  /**
+   * For a stage with a broken upstream: whether it runs with partial inputs (`ready`, once every upstream has settled
+   * and one of them finished), still waits for its upstream (`wait`), or is skipped as any other stage (`no`).
+   */
+  private partialReady(s: ScheduledStage, broken: string[]): 'ready' | 'wait' | 'no' {
+    if (!s.partialInputs || !this.options.keepGoing || s.status === 'error') return 'no';
+    if (s.upstream.some((u) => !this.outcome.has(u))) return 'wait';
+    if (!s.upstream.some((u) => !this.isBroken(u))) return 'no';
+    this.missing.set(s.name, [...new Set(broken)]);
+    return 'ready';
   }
 
   private requestOf(s: ScheduledStage): SlotRequest {

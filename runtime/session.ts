@@ -6,7 +6,7 @@ import { describeOwner, type HeldLock } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, mistakeOf, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { Committer, describeFailure, lastFailure } from './commit.ts';
+import { Committer, describeFailure, describePartial, lastFailure, lastPartial } from './commit.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { listSome } from './format.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
@@ -151,6 +151,8 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
       if (holder !== undefined) return `being computed now by ${describeOwner(holder)}`;
       const failure = lastFailure(store, key);
       if (failure) return describeFailure(failure);
+      const partial = lastPartial(store, key);
+      if (partial) return describePartial(partial);
       // A job a killed Slurm run left (queued, running or finished): the next run, local or not, collects it.
       const job = readRecord(new JobFiles(store.scratchDir(key)).record);
       return job && `submitted to Slurm${job.jobId ? ` as job ${job.jobId}` : ''} by an earlier run: a run collects its result`;

@@ -12,6 +12,8 @@ export interface ResultRow {
   name: string;
   variant: Record<string, JsonValue>;
   metrics: Record<string, Scalar>;
+  /** A variant a partial result went without: how it ended (`failed: …`), shown instead of its metrics. */
+  missing?: string;
 }
 
 export interface ResultTable {
@@ -35,6 +37,7 @@ function union(into: string[], names: Iterable<string>): void {
  * that is not computed. `stage` keeps the instances of one declared stage (or one generated name); without it
  * only the variants of `for each` stages count, unless `includeShared` asks for the stages outside loops too.
  * `headline` narrows a kind's columns to the metrics it names (the kind's `tableMetrics`), in that order.
+ * `missing` gives, for a stage without metrics that a partial result went without, how it ended: it gets a row saying so.
  */
 export function buildResultTable(
   pipeline: Pipeline,
@@ -42,6 +45,7 @@ export function buildResultTable(
   stage?: string,
   includeShared = false,
   headline?: (kind: string) => string[] | undefined,
+  missing?: (name: string) => string | undefined,
 ): { table: ResultTable; notComputed: string[] } {
   const table: ResultTable = { variables: [], metrics: [], rows: [] };
   const notComputed: string[] = [];
@@ -49,6 +53,12 @@ export function buildResultTable(
     if (stage !== undefined && s.declaredName !== stage && s.name !== stage) continue;
     if (stage === undefined && !includeShared && Object.keys(s.variant).length === 0) continue;
     const all = metricsOf(s.name);
+    const ended = all === undefined ? missing?.(s.name) : undefined;
+    if (ended !== undefined) {
+      union(table.variables, Object.keys(s.variant));
+      table.rows.push({ stage: s.declaredName, name: s.name, variant: s.variant, metrics: {}, missing: ended });
+      continue;
+    }
     if (all === undefined) {
       notComputed.push(s.name);
       continue;
@@ -86,7 +96,8 @@ function cells(t: ResultTable, exact: boolean): string[][] {
   const body = t.rows.map((r) => [
     r.stage,
     ...t.variables.map((v) => shown(r.variant[v], exact)),
-    ...t.metrics.map((m) => shown(r.metrics[m], exact)),
+    // A missing variant says how it ended where its first metric would be.
+    ...t.metrics.map((m, i) => (r.missing !== undefined && i === 0 ? r.missing : shown(r.metrics[m], exact))),
   ]);
   return [header, ...body];
 }
@@ -105,6 +116,8 @@ function byStage(t: ResultTable): ResultTable[] {
       union(group.variables, Object.keys(r.variant));
       union(group.metrics, Object.keys(r.metrics));
     }
+    // Only missing rows: one column to say how they ended.
+    if (group.metrics.length === 0) group.metrics.push('result');
     return group;
   });
 }

@@ -25,6 +25,7 @@ async function runStage(req: RunRequest, signal: AbortSignal): Promise<void> {
     params: req.params,
     variant: req.variant,
     inputs: req.inputs,
+    ...(req.missing ? { missing: req.missing } : {}),
     outDir: req.outDir,
     scratchDir: req.scratchDir,
     workspace: req.workspace,

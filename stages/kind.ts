@@ -54,6 +54,24 @@ export interface ArtifactRef {
   metrics: Record<string, JsonValue>;
 }
 
+/**
+ * An upstream stage that did not finish in this run, as a kind that takes partial inputs (`partialInputs`) sees it:
+ * what it would have been, and why it is not there.
+ */
+export interface MissingInput {
+  /** Generated stage name, e.g. `eval[lr=0.1]`. */
+  stage: string;
+  /** The key it would have had (nothing is stored under it). */
+  key: string;
+  kind: string;
+  variant: Record<string, JsonValue>;
+  params: Record<string, JsonValue>;
+  /** `failed`: it ran (or could not) and failed; `skipped`: it never ran, since something it needs did not finish. */
+  status: 'failed' | 'skipped';
+  /** The failure's first line, or why it was skipped (`upstream sft[lr=0.1] failed`). */
+  reason: string;
+}
+
 export interface Progress {
   step: number;
   total?: number;
@@ -81,6 +99,11 @@ export interface StageContextData<P = Record<string, JsonValue>> {
   variant: Record<string, JsonValue>;
   /** Inputs by declared name; a single input is an array of one. */
   inputs: Record<string, ArtifactRef[]>;
+  /**
+   * Only for a kind with `partialInputs`, in a run that went on after failures: the upstream stages that did not
+   * finish, by input name (those inputs' finished stages are in `inputs`). Absent when nothing is missing.
+   */
+  missing?: Record<string, MissingInput[]>;
   /** Empty folder for this stage's artifacts; committed to the cache when run() resolves. */
   outDir: string;
   /** Folder kept across a killed run of the same key (training checkpoints); removed after commit. */
@@ -207,6 +230,12 @@ export interface StageKind<P = any> {
   tableMetrics?: string[];
   /** Artifact files worth opening after a run (e.g. `report.html`); the CLI prints their paths. */
   highlights?: string[];
+  /**
+   * Under `--keep-going`, run once every upstream stage has settled if at least one input finished, with the others
+   * in `StageContext.missing` (the report: a table of the variants that finished). The result is kept under a key of
+   * its own, feeds no stage, and the run after one where everything finishes computes the full result.
+   */
+  partialInputs?: boolean;
   /** Run in a worker process of its own (default true); `sh` runs in-process since its command is already a child. */
   isolated?: boolean;
   run(ctx: StageContext<P>): Promise<StageResult>;

@@ -20,9 +20,12 @@ import {
   lossGroups,
   markdownTable,
   matchesReference,
+  missingRows,
+  partialLine,
   seedGroups,
   tableShape,
   variantLabel,
+  type MissingRow,
   type ReferenceTable,
   type ReportRow,
   type RowCurves,
@@ -241,6 +244,8 @@ function rowFiles(rows: readonly ReportRow[], workspace: string, reportDir: stri
 export interface ReportDocument {
   title: string;
   rows: ReportRow[];
+  /** Inputs that did not finish (a partial report); empty for a complete one. */
+  missing: MissingRow[];
   shape: TableShape;
   reference: ReferenceTable | null;
   provenance: Provenance;
@@ -251,15 +256,27 @@ function markdownSimpleTable(header: string[], rows: string[][]): string[] {
   return [`| ${header.map(markdownText).join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(markdownText).join(' | ')} |`)];
 }
 
+/** What a partial report says first, after its title; nothing for a complete one. */
+function partialNote(d: ReportDocument): string[] {
+  if (d.missing.length === 0) return [];
+  return [
+    `**${partialLine(d.rows.length, d.missing.length)}**: they failed or were skipped in the run that wrote this report. ` +
+      'They are the last rows of the table, without numbers, and are left out of the summary, the charts and the files; ' +
+      'a run where they finish writes the full report.',
+  ];
+}
+
 export function markdownReport(d: ReportDocument): string {
   const groups = seedGroups(d.rows);
   const seeds = seedRows(groups);
+  const partial = partialNote(d);
   return [
     `# ${markdownText(d.title)}`,
     '',
+    ...(partial.length > 0 ? [...partial, ''] : []),
     ...provenanceLines(d.provenance, d.rows.length).map(([k, v]) => `- **${k}**: ${v}`),
     '',
-    markdownTable(d.rows, d.shape).trimEnd(),
+    markdownTable(d.rows, d.shape, d.missing).trimEnd(),
     '',
     ...(d.reference?.source ? [`${d.reference.name}: ${d.reference.source}`, ''] : []),
     lossNote(d.rows),
@@ -334,10 +351,10 @@ pre { background: #f6f6f6; padding: 0.75rem; overflow-x: auto; }
 </head>
 <body>
 <h1>${escapeHtml(d.title)}</h1>
-<dl class="provenance">
+${partialNote(d).map((line) => `<p class="partial">${escapeHtml(line).replace(/\*\*(.+?)\*\*/, '<strong>$1</strong>')}</p>\n`).join('')}<dl class="provenance">
 ${provenanceLines(d.provenance, d.rows.length).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('\n')}
 </dl>
-${htmlTable(d.rows, d.shape)}
+${htmlTable(d.rows, d.shape, d.missing)}
 ${d.reference?.source ? `<p class="source">${escapeHtml(`${d.reference.name}: ${d.reference.source}`)}</p>\n` : ''}<p>${prose(lossNote(d.rows))}</p>
 <p class="summary">${prose(summary(d.rows).join(' '))}</p>
 ${groups.length > 0 ? `<h2>Across seeds</h2>\n${htmlSimpleTable('seeds', seeds.header, seeds.rows)}\n` : ''}<figure>
@@ -420,11 +437,21 @@ export const REPORT: StageKind<ReportParams> = {
   },
   sources: ['stages/report.ts', 'stages/data/report-table.ts', 'stages/data/charts.ts', 'stages/data/provenance.ts'],
   check: checkReport,
+  // After failures under --keep-going, a table of the variants that finished beats no table at all.
+  partialInputs: true,
 
   async run(ctx: StageContext<ReportParams>): Promise<StageResult> {
     const runs = ctx.inputs.runs ?? [];
+    const missing = missingRows(ctx.missing ?? {});
+    if (runs.length === 0 && missing.some((m) => m.role === 'run')) {
+      throw new Error(`report: every variant is missing (${missing.filter((m) => m.role === 'run').map((m) => `${m.stage} ${m.status}`).join(', ')}): no table to write`);
+    }
     if (runs.length === 0) throw new Error('report: `runs` is empty; give it the evaluate stages, e.g. `runs: eval[*]`');
-    const { rows, curves } = buildRows({ start: ctx.inputs.start ?? [], runs, baselines: ctx.inputs.baselines ?? [] }, ctx.workspace, ctx.params.baseline);
+    // A missing baseline leaves nothing to compare with: no Δ column, and the log says why.
+    const lostBaseline = missing.find((m) => m.stage === ctx.params.baseline || m.label === ctx.params.baseline);
+    if (lostBaseline) ctx.log(`report: the baseline ${lostBaseline.stage} is missing (${lostBaseline.status}): no Δ accuracy column`);
+    const baseline = lostBaseline ? null : ctx.params.baseline;
+    const { rows, curves } = buildRows({ start: ctx.inputs.start ?? [], runs, baselines: ctx.inputs.baselines ?? [] }, ctx.workspace, baseline);
     const reference = ctx.params.reference;
     if (reference !== null) {
       for (const r of applyReference(rows, reference)) ctx.log(`report: reference row ${JSON.stringify(r.match)} matches no row`);
@@ -435,6 +462,7 @@ export const REPORT: StageKind<ReportParams> = {
     const document: ReportDocument = {
       title: ctx.params.title,
       rows,
+      missing,
       shape: tableShape(rows, reference?.name ?? null),
       reference,
       provenance: await collectProvenance(ctx.workspace, ctx.run, rows, root),
@@ -444,11 +472,13 @@ export const REPORT: StageKind<ReportParams> = {
     const lossSvg = lossChart(curves);
     const out = (name: (typeof REPORT_FILES)[number]): string => path.join(ctx.outDir, name);
     await writeFile(out('report.md'), markdownReport(document));
-    await writeFile(out('report.csv'), csvTable(rows));
+    await writeFile(out('report.csv'), csvTable(rows, missing));
     await writeFile(out('report.html'), htmlReport(document, accuracySvg, lossSvg));
     await writeFile(out('accuracy.svg'), accuracySvg);
     await writeFile(out('loss-curves.svg'), lossSvg);
     ctx.log(`report: ${rows.length} rows; ${summary(rows).join(' ')}`);
-    return { metrics: { rows: rows as unknown as JsonValue } };
+    if (missing.length === 0) return { metrics: { rows: rows as unknown as JsonValue } };
+    ctx.log(`report: ${partialLine(rows.length, missing.length)}`);
+    return { metrics: { rows: rows as unknown as JsonValue, partial: partialLine(rows.length, missing.length), missing: missing as unknown as JsonValue } };
   },
 };

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { listSome, markdownText } from '../../runtime/format.ts';
 import type { JsonValue } from '../../runtime/json.ts';
-import type { ArtifactRef } from '../kind.ts';
+import type { ArtifactRef, MissingInput } from '../kind.ts';
 
 /** The trainable-parameter facts `sft` records. */
 export interface TrainableInfo {
@@ -82,6 +82,34 @@ export interface ReportRow {
   /** Accuracy minus the baseline row's; null without a `baseline`. */
   delta_accuracy: number | null;
 }
+
+/** A row of a partial report: an input that did not finish in the run that wrote it, shown without numbers. */
+export interface MissingRow {
+  label: string;
+  /** The evaluate stage the row would come from. */
+  stage: string;
+  role: RowRole;
+  variant: Record<string, JsonValue>;
+  status: MissingInput['status'];
+  /** The failure's first line, or why it was skipped. */
+  reason: string;
+}
+
+/** The missing inputs as rows, start first, then the variants, then the baselines (input order within each). */
+export function missingRows(missing: Partial<Record<'start' | 'runs' | 'baselines', readonly MissingInput[]>>): MissingRow[] {
+  const rows = (list: readonly MissingInput[] | undefined, role: RowRole): MissingRow[] => (list ?? []).map((m) => ({
+    label: variantLabel(m), stage: m.stage, role, variant: m.variant, status: m.status, reason: m.reason,
+  }));
+  return [...rows(missing.start, 'start'), ...rows(missing.runs, 'run'), ...rows(missing.baselines, 'baseline')];
+}
+
+/** `partial: 2 of 20 variants missing`: how a partial report says so first. */
+export function partialLine(present: number, missing: number): string {
+  return `partial: ${missing} of ${present + missing} variants missing`;
+}
+
+/** What a missing row says where its accuracy would be: `failed: <first line>` or `skipped: upstream … failed`. */
+export const missingText = (m: MissingRow): string => `${m.status}: ${m.reason}`;
 
 export interface RowCurves {
   label: string;
@@ -486,19 +514,26 @@ export function columns(shape: TableShape): Column[] {
   return cols;
 }
 
-/** The table as text cells (no markup), its header, the bold cells and the reference footnotes. */
-export function tableCells(rows: readonly ReportRow[], shape: TableShape): { header: string[]; cells: string[][]; bold: boolean[][]; notes: string[]; cols: Column[] } {
+/**
+ * The table as text cells (no markup), its header, the bold cells and the reference footnotes. Missing rows come
+ * last: their label, then `failed: …` or `skipped: …` where the accuracy would be, `-` elsewhere.
+ */
+export function tableCells(rows: readonly ReportRow[], shape: TableShape, missing: readonly MissingRow[] = []): { header: string[]; cells: string[][]; bold: boolean[][]; notes: string[]; cols: Column[] } {
   const cols = columns(shape);
   const best = bestRows(rows);
   const notes = new Notes();
   const cells = rows.map((r) => cols.map((c) => c.cell(r, notes)));
   const bold = rows.map((_, i) => cols.map((c) => (c.best === 'accuracy' && best.accuracy.has(i)) || (c.best === 'evalLoss' && best.evalLoss.has(i))));
+  for (const m of missing) {
+    cells.push(cols.map((c) => (c.header === 'variant' ? m.label : c.best === 'accuracy' ? missingText(m) : '-')));
+    bold.push(cols.map(() => false));
+  }
   return { header: cols.map((c) => c.header), cells, bold, notes: notes.texts, cols };
 }
 
 /** The GitHub-flavoured Markdown table, best accuracy and lowest comparable eval loss in bold, then its footnotes. */
-export function markdownTable(rows: readonly ReportRow[], shape: TableShape): string {
-  const t = tableCells(rows, shape);
+export function markdownTable(rows: readonly ReportRow[], shape: TableShape, missing: readonly MissingRow[] = []): string {
+  const t = tableCells(rows, shape, missing);
   const lines = [
     `| ${t.header.map(markdownText).join(' | ')} |`,
     `|${t.cols.map((c) => (c.numeric ? ':---:' : '---')).join('|')}|`,
@@ -528,17 +563,26 @@ const variableField = (v: JsonValue | undefined): string => csvField(v === undef
  * prefix keeps a variable such as `lora` apart from the column of that name), so a script can group and pivot by
  * it without parsing labels; a row outside that loop leaves it empty.
  */
-export function csvTable(rows: readonly ReportRow[]): string {
-  const variables = [...new Set(rows.flatMap((r) => Object.keys(r.variant)))];
+export function csvTable(rows: readonly ReportRow[], missing: readonly MissingRow[] = []): string {
+  const variables = [...new Set([...rows, ...missing].flatMap((r) => Object.keys(r.variant)))];
   const head = CSV_COLUMNS.slice(0, CSV_COLUMNS.indexOf('role') + 1);
   const tail = CSV_COLUMNS.slice(head.length);
-  const header = [...head, ...variables.map((v) => `variant.${v}`), ...tail];
+  // Only a partial report has the two columns saying which rows are missing and why: a complete one is as it was.
+  const status = missing.length > 0 ? ['status', 'reason'] : [];
+  const header = [...head, ...variables.map((v) => `variant.${v}`), ...tail, ...status];
   const line = (r: ReportRow): string => [
     ...head.map((k) => csvField(r[k] as JsonValue)),
     ...variables.map((v) => variableField(r.variant[v])),
     ...tail.map((k) => csvField(r[k] as JsonValue)),
+    ...(status.length > 0 ? ['finished', ''] : []),
   ].join(',');
-  return [header.map(csvField).join(','), ...rows.map(line)].join('\r\n') + '\r\n';
+  const missingLine = (m: MissingRow): string => [
+    ...head.map((k) => csvField(k === 'label' || k === 'stage' || k === 'role' ? m[k] : null)),
+    ...variables.map((v) => variableField(m.variant[v])),
+    ...tail.map(() => ''),
+    csvField(m.status), csvField(m.reason),
+  ].join(',');
+  return [header.map(csvField).join(','), ...rows.map(line), ...missing.map(missingLine)].join('\r\n') + '\r\n';
 }
 
 export function escapeHtml(text: string): string {
@@ -546,16 +590,17 @@ export function escapeHtml(text: string): string {
 }
 
 /** The table as HTML, same cells and bold as the Markdown; rows carry their role as a class. */
-export function htmlTable(rows: readonly ReportRow[], shape: TableShape): string {
-  const t = tableCells(rows, shape);
-  const body = rows.map((row, i) => {
+export function htmlTable(rows: readonly ReportRow[], shape: TableShape, missing: readonly MissingRow[] = []): string {
+  const t = tableCells(rows, shape, missing);
+  const roles = [...rows.map((r) => r.role), ...missing.map((m) => `${m.role} missing ${m.status}`)];
+  const body = roles.map((role, i) => {
     const tds = t.cells[i]!.map((text, j) => {
       const col = t.cols[j]!;
       const classes = [col.numeric ? 'num' : '', col.reference ? 'ref' : ''].filter(Boolean).join(' ');
       const content = escapeHtml(text);
       return `<td${classes ? ` class="${classes}"` : ''}>${t.bold[i]![j] ? `<strong>${content}</strong>` : content}</td>`;
     });
-    return `<tr class="${row.role}">${tds.join('')}</tr>`;
+    return `<tr class="${role}">${tds.join('')}</tr>`;
   });
   const head = t.cols.map((c) => `<th${c.reference ? ' class="ref"' : ''}>${escapeHtml(c.header)}</th>`).join('');
   const notes = t.notes.length === 0 ? '' : `\n<ol class="notes">${t.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('')}</ol>`;

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canonicalJson, sha256, stageKey, type KeyIngredients } from '../../runtime/hash.ts';
+import { partialKey } from '../../runtime/keys.ts';
 import type { JsonValue } from '../../runtime/json.ts';
 
 const canonical = suite('canonicalJson');
@@ -116,6 +117,16 @@ keys('changes with a file hash or a file path', () => {
 keys('changes with the kind and with its version', () => {
   assert.is.not(stageKey({ ...base, kindVersion: 3 }), stageKey(base));
   assert.is.not(stageKey({ ...base, kind: 'pretrain' }), stageKey(base));
+});
+
+keys('of a partial result adds the missing inputs\' keys; a full key is as before, missing or not listed', () => {
+  const partial = partialKey({ key: stageKey(base), ingredients: base }, { model: ['aa'] });
+  // Pinned too: the Python line above with base plus "missing": {"model": ["aa"]}.
+  assert.is(partial.key, 'd0cc1fb01722a69d2c0f8f40fd496ed605075130fef19efc70d16491dc1146e9');
+  assert.is.not(partial.key, stageKey(base));
+  assert.equal(partial.ingredients, { ...base, missing: { model: ['aa'] } });
+  assert.is(stageKey({ ...base, missing: undefined }), '825f6536cb70694ceb0b0b4eaa9212696a0b3a39381e384c6c7c6112f080c1cb');
+  assert.is.not(partialKey({ key: stageKey(base), ingredients: base }, { model: ['ab'] }).key, partial.key);
 });
 
 keys('does not confuse a number with its string form', () => {

@@ -93,6 +93,54 @@ test('with --keep-going a failure skips only what depends on it, naming the brok
   assert.ok(s.done);
 });
 
+test('with --keep-going a stage taking partial inputs waits for every upstream, then runs without the broken ones; what reads it is skipped', () => {
+  const grant = { cpu: 1, gpu: 0, gpuIds: [] };
+  const stages = [
+    stage('train[a]'), stage('train[b]'), stage('train[c]'),
+    stage('eval[a]', ['train[a]']), stage('eval[b]', ['train[b]']), stage('eval[c]', ['train[c]']),
+    stage('report', ['eval[a]', 'eval[b]', 'eval[c]'], { partialInputs: true }),
+    stage('after', ['report']),
+  ];
+  const s = new Scheduler(stages, { cpu: 1, gpus: 0, keepGoing: true });
+  assert.equal(s.next(), [{ type: 'run', name: 'train[a]', grant }]);
+  s.finished('train[a]', 'ran');
+  assert.equal(s.next(), [{ type: 'run', name: 'eval[a]', grant }]);
+  s.finished('eval[a]', 'ran');
+  assert.equal(s.next(), [{ type: 'run', name: 'train[b]', grant }]);
+  s.finished('train[b]', 'failed');
+  // eval[c] still runs after this: the report waits for it rather than being skipped for eval[b].
+  assert.equal(s.next(), [{ type: 'skip', name: 'eval[b]', reason: 'upstream train[b] failed' }, { type: 'run', name: 'train[c]', grant }]);
+  s.finished('train[c]', 'ran');
+  assert.equal(s.next(), [{ type: 'run', name: 'eval[c]', grant }]);
+  s.finished('eval[c]', 'failed');
+  assert.equal(s.next(), [{ type: 'run', name: 'report', grant, missing: ['eval[b]', 'eval[c]'] }]);
+  s.finished('report', 'ran');
+  assert.equal(s.next(), [{ type: 'skip', name: 'after', reason: 'upstream report partial: a partial result feeds no stage' }]);
+  assert.ok(s.done);
+  assert.equal([s.statusOf('report'), s.isPartial('report'), s.isPartial('eval[a]')], ['ran', true, false]);
+});
+
+test('a stage taking partial inputs is skipped as any other when none of its inputs finished, or without --keep-going', () => {
+  const stages = [stage('e1'), stage('e2'), stage('report', ['e1', 'e2'], { partialInputs: true })];
+  const none = simulate(stages, { cpu: 2, keepGoing: true }, () => 1, () => 'failed');
+  assert.equal(none.decisions, ['run e1', 'run e2', 'skip report']);
+  const one = simulate(stages, { cpu: 2, keepGoing: true }, () => 1, (n) => (n === 'e2' ? 'failed' : 'ran'));
+  assert.equal(one.decisions, ['run e1', 'run e2', 'run report']);
+  const stopping = simulate(stages, { cpu: 2, keepGoing: false }, () => 1, (n) => (n === 'e2' ? 'failed' : 'ran'));
+  assert.equal(stopping.decisions, ['run e1', 'run e2', 'skip report']);
+  const s = new Scheduler(stages, { cpu: 2, gpus: 0, keepGoing: true });
+  s.next();
+  s.finished('e1', 'failed');
+  s.finished('e2', 'failed');
+  assert.equal(s.next(), [{ type: 'skip', name: 'report', reason: 'upstream e1 failed' }]);
+  const complete = new Scheduler(stages, { cpu: 2, gpus: 0, keepGoing: true });
+  complete.next();
+  complete.finished('e1', 'ran');
+  complete.finished('e2', 'cached');
+  // Every input finished: an ordinary run, no `missing`.
+  assert.equal(complete.next(), [{ type: 'run', name: 'report', grant: { cpu: 1, gpu: 0, gpuIds: [] } }]);
+});
+
 test('an interrupt lets the running stages end and skips the rest as interrupted', () => {
   const s = new Scheduler([stage('a'), stage('b'), stage('c', ['a'])], { cpu: 1, gpus: 0, keepGoing: true });
   assert.equal(s.next().map((d) => `${d.type} ${d.name}`), ['run a']);

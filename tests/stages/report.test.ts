@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../../runtime/json.ts';
-import type { ArtifactRef } from '../../stages/kind.ts';
+import type { ArtifactRef, MissingInput } from '../../stages/kind.ts';
 import type { ReportRow } from '../../stages/data/report-table.ts';
 import { exportCommands, REPORT, REPORT_FILES } from '../../stages/report.ts';
 import { makeContext, removeTempDirs, tempDir } from './data/stage-context.ts';
@@ -359,6 +359,55 @@ test('a model without training facts (not from sft) gets "-" and no curve', asyn
   assert.ok(table[3]!.startsWith('| embed=true, head=false | - | - | 0.140 |'), table[3]);
   const svg = await readFile(path.join(ctx.outDir, 'loss-curves.svg'), 'utf8');
   assert.is(svg.match(/<g class="legend">/g)!.length, 1);
+});
+
+/** A missing input as the runner hands it to a report run with partial inputs. */
+function missingInput(stage: string, variant: Record<string, JsonValue>, status: 'failed' | 'skipped', reason: string): MissingInput {
+  return { stage, key: 'f'.repeat(64), kind: 'evaluate', variant, params: {}, status, reason };
+}
+
+test('a partial report says so first, ends its table with the missing rows, and leaves them out of the rest', async () => {
+  const ws = await tempDir('report-ws');
+  const ctx = await makeContext(REPORT, { params: { baseline: 'eval_base' }, workspace: ws, inputs: { runs: await evaluateRefs(ws, VARIANTS.slice(0, 2)) } });
+  ctx.missing = {
+    runs: [missingInput('eval[embed=false,head=true]', { embed: false, head: true }, 'failed', 'loss is NaN at step 40')],
+    baselines: [missingInput('eval_base', {}, 'skipped', 'upstream base_sft failed')],
+  };
+  const result = await REPORT.run(ctx);
+  const md = await readFile(path.join(ctx.outDir, 'report.md'), 'utf8');
+  assert.ok(md.startsWith('# Results\n\n**partial: 2 of 4 variants missing**: they failed or were skipped in the run that wrote this report.'), md);
+  // The baseline is missing: no Δ column, and the log says why.
+  assert.equal(md.split('\n').filter((l) => l.startsWith('|')), [
+    '| variant | trainable | LoRA | test accuracy | std | eval loss | loss on | avg pauses |',
+    '|---|---|:---:|:---:|:---:|:---:|---|:---:|',
+    '| embed=true, head=true | new_embedding + ctrl_tok_clf | no | **0.480** | 0.500 | **0.57003** | paused | 1.50 |',
+    '| embed=true, head=false | new_embedding | yes | 0.140 | 0.347 | 1.99349 | paused | 1.50 |',
+    '| embed=false, head=true | - | - | failed: loss is NaN at step 40 | - | - | - | - |',
+    '| eval_base | - | - | skipped: upstream base_sft failed | - | - | - | - |',
+  ]);
+  assert.ok(ctx.logs.includes('report: the baseline eval_base is missing (skipped): no Δ accuracy column'));
+  assert.ok(md.includes('Best test accuracy: 0.480 (embed=true, head=true).'));
+  assert.not.ok(md.includes('embed=false, head=true: predictions'));
+  assert.equal(result.metrics!.partial, 'partial: 2 of 4 variants missing');
+  assert.equal((result.metrics!.rows as unknown as ReportRow[]).map((r) => r.label), ['embed=true, head=true', 'embed=true, head=false']);
+  const csv = (await readFile(path.join(ctx.outDir, 'report.csv'), 'utf8')).split('\r\n');
+  assert.ok(csv[0]!.endsWith(',modules_to_save,status,reason'), csv[0]);
+  assert.ok(csv[1]!.endsWith(',finished,'), csv[1]);
+  // Label, stage, role, the two loop variables, no numbers or paths (20 columns), status, reason.
+  const empty = Array<string>(20).fill('');
+  assert.is(csv[3], ['"embed=false, head=true"', '"eval[embed=false,head=true]"', 'run', 'false', 'true', ...empty, 'failed', 'loss is NaN at step 40'].join(','));
+  assert.is(csv[4], ['eval_base', 'eval_base', 'baseline', '', '', ...empty, 'skipped', 'upstream base_sft failed'].join(','));
+  const html = await readFile(path.join(ctx.outDir, 'report.html'), 'utf8');
+  assert.match(html, '<tr class="baseline missing skipped"><td>eval_base</td>');
+  assert.not.match(await readFile(path.join(ctx.outDir, 'accuracy.svg'), 'utf8'), 'embed=false, head=true');
+});
+
+test('a partial report with every variant missing fails, naming them', async () => {
+  const ws = await tempDir('report-ws');
+  const ctx = await makeContext(REPORT, { workspace: ws, inputs: { runs: [], start: await evaluateRefs(ws, VARIANTS.slice(0, 1)) } });
+  ctx.missing = { runs: [missingInput('eval[a=1]', { a: 1 }, 'failed', 'killed'), missingInput('eval[a=2]', { a: 2 }, 'skipped', 'upstream sft[a=2] failed')] };
+  const error = await REPORT.run(ctx).then(() => undefined, (e: Error) => e.message);
+  assert.is(error, 'report: every variant is missing (eval[a=1] failed, eval[a=2] skipped): no table to write');
 });
 
 test('an unknown baseline names the choices', async () => {
