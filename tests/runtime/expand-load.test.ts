@@ -56,10 +56,11 @@ load('a missing include is reported at its path, with where it was looked for', 
   assert.equal(r.diagnostics[0]!.notes, [`looked for ${path.join(TEST_DIR, 'nope.pipe')}`]);
 });
 
-load('syntax errors in every file are reported, sorted by file then position, and nothing is expanded', () => {
+load('syntax errors in every file are reported with the mistakes of the statements they leave alone, sorted by file then position', () => {
   const r = parsePipe('include "a.pipe"\nlet x = (\nstage q = nokind { }', { 'a.pipe': 'let y = 1 ~\nlet z = "open' });
   assert.equal(r.diagnostics.map((d) => `${path.basename(d.span!.file)} ${d.code} ${d.span!.line}:${d.span!.column}`), [
     'main.pipe E_PARSE 2:9',
+    'main.pipe E_UNKNOWN_KIND 3:11',
     'a.pipe E_LEX 1:11',
     'a.pipe E_UNTERMINATED_STRING 2:9',
   ], describe(r));
