@@ -221,6 +221,36 @@ parser('includes that parsed intact are kept when the file has syntax errors', (
   assert.equal(r.statements.map((i) => i.type === 'include' && [i.path, i.pathSpan.line]), [['a.pipe', 1], ['b.pipe', 3]]);
 });
 
+parser('statements a mistake touches are left out with the names they declare; a loop keeps the intact statements of its body', () => {
+  const r = parsePipeText([
+    'stage a = sh { command: "x" }',
+    'stag b = sh { }',
+    'for each x in [1] {',
+    '  stage c = sh { command: }',
+    '  let d = 2',
+    '}',
+    'let e = (1',
+    'stage f = sh { command: "y" } garbage',
+  ].join('\n'), 'main.pipe');
+  assert.is(r.ast, null);
+  assert.equal(stripSpans(r.statements.map((s) => (s.type === 'loop' ? s.body : s))), [
+    { type: 'stage', name: 'a', kind: 'sh', inputs: [], params: { type: 'object', entries: [{ key: 'command', value: str('x') }] } },
+    [{ type: 'let', name: 'd', value: num(2) }],
+  ]);
+  // `stag b = ...` is no statement, but its `b =` still declares what was meant.
+  assert.equal([...r.leftOut.names], ['b', 'c', 'e', 'f']);
+  assert.is(r.leftOut.anyName, false);
+});
+
+parser('a left-out include may declare any name; lexing errors and the builder\'s own errors leave their statement out too', () => {
+  const r = parsePipeText('include "lib.pipe\nlet a = 1 @\nlet b = { k: 1 j: 2 }\nlet c = 3', 'main.pipe');
+  assert.equal(r.diagnostics.map((d) => `${d.code} ${d.span!.line}:${d.span!.column}`), ['E_LEX 2:11', 'E_UNTERMINATED_STRING 1:9', 'E_PARSE 3:16']);
+  assert.equal(r.ast!.statements.map((s) => s.type), ['include', 'let', 'let', 'let']);
+  assert.equal(stripSpans(r.statements), [{ type: 'let', name: 'c', value: num(3) }]);
+  assert.equal([...r.leftOut.names], ['a', 'b']);
+  assert.is(r.leftOut.anyName, true);
+});
+
 parser('a file that parses keeps every statement', () => {
   const r = parsePipeText('let a = 1\ninclude "x.pipe"', 'main.pipe');
   assert.is(r.statements, r.ast!.statements);
