@@ -171,13 +171,15 @@ export function loadPipelineText(
     unread,
   });
   // Statements with syntax errors are left out (grammar/partial.ts) and the rest is still checked, so that every
-  // mistake is reported at once; the names the left-out ones declare keep their uses from being reported as unknown.
+  // mistake is reported at once; the names the left-out ones declare keep their uses from being reported as unknown,
+  // and what they may write keeps a dep from being reported missing.
+  const incomplete = hasErrors(diagnostics);
   const expanded = expandPipeline(statements, options.overrides, leftOut);
   diagnostics.push(...expanded.diagnostics);
   // Validating the part of an oversized matrix that was made would only take time.
   if (expanded.diagnostics.some((d) => d.code === 'E_TOO_MANY_VARIANTS')) return done(null);
   const workspace = findWorkspace(entry);
-  const validated = validatePipeline(expanded.stages, kinds, { workspace, pipelineFiles: Object.keys(sources) });
+  const validated = validatePipeline(expanded.stages, kinds, { workspace, pipelineFiles: Object.keys(sources), incomplete });
   diagnostics.push(...validated.diagnostics);
   if (hasErrors(diagnostics)) return done(null);
   return done({ file: entry, workspace, stages: validated.stages, sources });

@@ -6,6 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { findWorkspace, loadPipeline, loadPipelineText } from '../../runtime/load.ts';
 import { parseOverride, type Override } from '../../runtime/overrides.ts';
+import { STAGE_KINDS } from '../../stages/index.ts';
 import { describe, expectDiagnostics, expectPipeline, parsePipe, PREAMBLE, TEST_DIR, TEST_FILE, TEST_KINDS } from '../helpers/pipe.ts';
 
 const load = suite('load');
@@ -146,6 +147,21 @@ load('an include statement that is broken may declare any name: nothing is repor
     'main.pipe:3:24 E_INPUT_ARITY input `runs` of `report` takes a collection, got the single stage `warm`',
   ], describe(r));
   assert.equal(Object.keys(r.sources), [TEST_FILE]);
+});
+
+load('a kind\'s own checks do not judge from what a broken statement hides: the report of a broken stage, a dep a broken stage writes', () => {
+  const r = parsePipe([
+    'stage data = synthetic_math { train: 10 }',
+    'stage base = init_model { preset: "tiny" }',
+    'stage eval = evaluate(model: base, data: data) { max_new_tokens: }',
+    'stage table = report(runs: eval) { baseline: "eval" }',
+    'stage use = sh { command: ["cat", "x.txt"], deps: ["x.txt"] }',
+    'stage gen = sh { command: "echo > x.txt", shell: true, outs: ["x.txt"] more }',
+  ].join('\n'), {}, STAGE_KINDS);
+  assert.equal(reported(r), [
+    'main.pipe:3:66 E_PARSE expected a value, found `}`',
+    'main.pipe:6:77 E_PARSE expected `:`, found `}`',
+  ], describe(r));
 });
 
 load('warnings alone still give a pipeline', () => {
