@@ -242,6 +242,13 @@ parser('statements a mistake touches are left out with the names they declare; a
   assert.is(r.leftOut.anyName, false);
 });
 
+parser('recovery never skips the keyword of the next statement: a half-typed line leaves the statements after it whole', () => {
+  const r = parsePipeText('stage w = sft(model: \nstage base = surgery { model: 1 }\nlet x =\nlet y = 2', 'main.pipe');
+  assert.equal(r.diagnostics.map((d) => [d.message, d.span!.line, d.span!.column]), [['expected a name after `:`', 1, 20], ['expected a value after `=`', 3, 7]]);
+  assert.equal(r.statements.map((s) => s.type !== 'include' && s.type !== 'loop' && s.name), ['base', 'y']);
+  assert.equal([...r.leftOut.names], ['w', 'x']);
+});
+
 parser('a left-out include may declare any name; lexing errors and the builder\'s own errors leave their statement out too', () => {
   const r = parsePipeText('include "lib.pipe\nlet a = 1 @\nlet b = { k: 1 j: 2 }\nlet c = 3', 'main.pipe');
   assert.equal(r.diagnostics.map((d) => `${d.code} ${d.span!.line}:${d.span!.column}`), ['E_LEX 2:11', 'E_UNTERMINATED_STRING 1:9', 'E_PARSE 3:16']);
