@@ -1,6 +1,8 @@
 // A file with mistakes in its text: which statements no mistake touches (still expanded and checked) and what the others declared.
-import type { CstElement, CstNode, IToken } from 'chevrotain';
-import { Equals, Identifier, Include, Let, Stage, StringNewline } from './tokens.ts';
+import type { CstElement, CstNode, IToken, TokenType } from 'chevrotain';
+import {
+  Equals, Identifier, Include, InterpStart, LCurly, LCurlyNested, Let, RCurly, RCurlyNested, Stage, StringNewline,
+} from './tokens.ts';
 
 /**
  * What the statements left out for their mistakes declared. Expansion treats these names as declared but of unknown
@@ -72,11 +74,13 @@ export function judgeStatements(cst: CstNode, tokens: readonly IToken[], mistake
   const judge = (list: CstNode[], at: MistakeAt[]) => {
     const touched = new Set<CstNode>();
     const inBody = new Map<CstNode, MistakeAt[]>();
+    const between: MistakeAt[] = [];
     for (const m of at) {
       const holder = list.find((s) => s.location!.startOffset <= m.offset && m.offset <= s.location!.endOffset!);
       if (holder === undefined) {
         const before = list.filter((s) => s.location!.endOffset! < m.offset).at(-1);
         if (before !== undefined && before.location!.endLine === m.line) touched.add(before);
+        between.push(m);
         continue;
       }
       const braces = holder.name === 'loopDecl' ? loopBraces(holder) : undefined;
@@ -85,6 +89,16 @@ export function judgeStatements(cst: CstNode, tokens: readonly IToken[], mistake
       } else {
         touched.add(holder);
       }
+    }
+    // A `}` left stray between statements closes a `{` the parser did not take as a block's (a loop whose `for` or
+    // header is broken): the statements after that `{` are the block's body and go with it (on their own they would
+    // use loop variables that are not there). With no `{` open, the mistake before it hid the `{` (in a string left
+    // open, say): the block starts there.
+    for (const m of between) {
+      if (!isCloseBrace(tokens, m.offset)) continue;
+      const start = strayCloseOpener(tokens, m.offset) ?? Math.max(-1, ...at.map((x) => x.offset).filter((o) => o < m.offset));
+      if (start < 0) continue;
+      for (const s of list) if (start < s.location!.startOffset && s.location!.startOffset < m.offset) touched.add(s);
     }
     for (const s of list) {
       if (touched.has(s) || s.location === undefined || Number.isNaN(s.location.startOffset)) continue;
@@ -104,6 +118,38 @@ export function judgeStatements(cst: CstNode, tokens: readonly IToken[], mistake
   return { kept, leftOut: declaredOutside(tokens, covered) };
 }
 
+const OPENERS = new Set<TokenType>([LCurly, LCurlyNested, InterpStart]);
+const CLOSERS = new Set<TokenType>([RCurly, RCurlyNested]);
+
+/** The index of the token at `offset` (tokens are in offset order), or -1. */
+function tokenIndexAt(tokens: readonly IToken[], offset: number): number {
+  let lo = 0;
+  let hi = tokens.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (tokens[mid]!.startOffset < offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return tokens[lo]?.startOffset === offset ? lo : -1;
+}
+
+function isCloseBrace(tokens: readonly IToken[], offset: number): boolean {
+  return tokens[tokenIndexAt(tokens, offset)]?.tokenType === RCurly;
+}
+
+/** For the `}` at `offset`: the offset of the `{` it closes, when one is open before it. */
+function strayCloseOpener(tokens: readonly IToken[], offset: number): number | undefined {
+  let depth = 1;
+  for (let i = tokenIndexAt(tokens, offset) - 1; i >= 0; i--) {
+    const type = tokens[i]!.tokenType;
+    if (CLOSERS.has(type)) depth++;
+    else if (OPENERS.has(type) && --depth === 0) return tokens[i]!.startOffset;
+  }
+  return undefined;
+}
+
+const GLUED_KEYWORD = /^(?:let|stage)([A-Za-z_]\w*)$/;
+
 /**
  * The names declared in text outside the kept statements: a name after `stage` or `let`, or before `=` (a keyword
  * mistyped as `stag a = ...`). Over-counting only spares a few reports in a file that has mistakes already.
@@ -118,7 +164,11 @@ function declaredOutside(tokens: readonly IToken[], covered: [number, number][])
     if (t.tokenType === Include) leftOut.anyName = true;
     if (t.tokenType !== Identifier) return;
     const before = tokens[i - 1]?.tokenType;
-    if (before === Stage || before === Let || tokens[i + 1]?.tokenType === Equals) leftOut.names.add(t.image);
+    const assigned = tokens[i + 1]?.tokenType === Equals;
+    if (before === Stage || before === Let || assigned) leftOut.names.add(t.image);
+    // A keyword run into its name (`letlr = ...`: a space deleted) declares the rest.
+    const glued = assigned ? GLUED_KEYWORD.exec(t.image) : null;
+    if (glued) leftOut.names.add(glued[1]!);
   });
   return leftOut;
 }

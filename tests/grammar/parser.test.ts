@@ -249,6 +249,18 @@ parser('recovery never skips the keyword of the next statement: a half-typed lin
   assert.equal([...r.leftOut.names], ['w', 'x']);
 });
 
+parser('a loop whose `for` or header is broken takes the statements up to its stray `}` with it; a keyword run into a name still declares it', () => {
+  const names = (r: ReturnType<typeof parsePipeText>) => r.statements.map((s) => s.type !== 'include' && s.type !== 'loop' && s.name);
+  // The loop's `{` is in a string left open: the block starts at that mistake.
+  const open = parsePipeText('for each p in ["a", "b], q in [1] {\n  stage a = sh { x: p }\n  stage b = sh { y: q }\n}\nstage c = sh { }\nletd = 1', 'main.pipe');
+  assert.equal(names(open), ['c']);
+  assert.equal([...open.leftOut.names], ['a', 'b', 'letd', 'd']);
+  // `for` mistyped: its `{` is open where the stray `}` closes it.
+  const typo = parsePipeText('stage z = sh { }\nor each p in ["a"] {\n  stage a = sh { x: p }\n}\nstage c = sh { }', 'main.pipe');
+  assert.equal(names(typo), ['z', 'c']);
+  assert.equal([...typo.leftOut.names], ['a']);
+});
+
 parser('a left-out include may declare any name; lexing errors and the builder\'s own errors leave their statement out too', () => {
   const r = parsePipeText('include "lib.pipe\nlet a = 1 @\nlet b = { k: 1 j: 2 }\nlet c = 3', 'main.pipe');
   assert.equal(r.diagnostics.map((d) => `${d.code} ${d.span!.line}:${d.span!.column}`), ['E_LEX 2:11', 'E_UNTERMINATED_STRING 1:9', 'E_PARSE 3:16']);
