@@ -1,21 +1,24 @@
 // Public entry of the grammar: .pipe text → AST plus every lexing and syntax diagnostic.
 import type { CstNode, IRecognitionException, IToken, TokenType } from 'chevrotain';
-import type { IncludeDecl, PipeFile } from './ast.ts';
+import type { PipeFile, Statement } from './ast.ts';
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import { positionAt, tokenize, tokenSpan } from './lexer.ts';
 import { For, Include, InterpStart, LCurly, LCurlyNested, Let, RCurly, RCurlyNested, Slash, Stage } from './tokens.ts';
 import { checkExpressionDepth, checkTokenLimits, MAX_SYNTAX_ERRORS } from './limits.ts';
 import { endsLineEarly, limitSyntaxErrors, pipeParser, TooManySyntaxErrors } from './parser.ts';
-import { intactIncludes, toAst } from './to-ast.ts';
+import { judgeStatements, nothingLeftOut, type LeftOut, type MistakeAt } from './partial.ts';
+import { toAst } from './to-ast.ts';
 
 export interface ParseResult {
   /** null when the text does not parse; lexing diagnostics alone still give an AST. */
   ast: PipeFile | null;
   /**
-   * The file's include statements: those of the AST, or when the text does not parse, those that parsed intact
-   * (loading still reads them, to report every file's mistakes at once).
+   * The statements no error of the text touches (all of the AST's when there is none): loading expands and checks
+   * these, so that the mistakes of the rest of the file are reported with the syntax errors, as an editor shows them.
    */
-  includes: IncludeDecl[];
+  statements: Statement[];
+  /** What the statements left out declared (partial.ts). */
+  leftOut: LeftOut;
   diagnostics: Diagnostic[];
 }
 
@@ -92,6 +95,26 @@ function firstPerStatement(errors: Diagnostic[], tokens: IToken[]): Diagnostic[]
   });
 }
 
+/**
+ * Where a syntax error belongs: at the last token the parser took before it, which is in the statement being parsed
+ * (the token it tripped over may start the next one, as a `stage` after a params block left open).
+ */
+function mistakeOf(e: IRecognitionException, text: string): MistakeAt {
+  const previous = (e as { previousToken?: IToken }).previousToken;
+  const at = [previous, e.token].find((t) => t !== undefined && !Number.isNaN(t.startOffset));
+  if (at !== undefined) return { offset: at.startOffset, line: at.startLine! };
+  return { offset: text.length, line: positionAt(text, text.length).line };
+}
+
+function spanMistake(span: SourceSpan): MistakeAt {
+  return { offset: span.offset, line: span.line };
+}
+
+/** One E_TOO_DEEP per top-level statement that has an expression too deep to evaluate. */
+function tooDeep(statements: readonly Statement[]): Diagnostic[] {
+  return statements.flatMap((s) => checkExpressionDepth([s]) ?? []);
+}
+
 /** At most MAX_SYNTAX_ERRORS of a kind, the last saying how many more there are: each one shown costs a code frame. */
 function capped(ds: Diagnostic[], what: string, unreported = 0): Diagnostic[] {
   if (ds.length <= MAX_SYNTAX_ERRORS) return ds;
@@ -104,9 +127,10 @@ function capped(ds: Diagnostic[], what: string, unreported = 0): Diagnostic[] {
 export function parsePipeText(text: string, file: string): ParseResult {
   const lexed = tokenize(text, file, MAX_SYNTAX_ERRORS + 1);
   const lexing = capped(lexed.diagnostics, 'lexing', lexed.unreported);
-  // Too big or too deep for the parser's recursion: said, and not parsed.
+  // Not parsed (too big, too deep for the parser's recursion, or garbage): nothing to check, and any name may be meant.
+  const unparsed = (diagnostics: Diagnostic[]): ParseResult => ({ ast: null, statements: [], leftOut: { ...nothingLeftOut(), anyName: true }, diagnostics });
   const tooMuch = checkTokenLimits(lexed.tokens, file);
-  if (tooMuch !== undefined) return { ast: null, includes: [], diagnostics: [...lexing, tooMuch] };
+  if (tooMuch !== undefined) return unparsed([...lexing, tooMuch]);
   pipeParser.input = lexed.tokens;
   limitSyntaxErrors(MAX_SYNTAX_ERRORS);
   let cst: CstNode | undefined;
@@ -115,21 +139,31 @@ export function parsePipeText(text: string, file: string): ParseResult {
   } catch (error) {
     if (!(error instanceof TooManySyntaxErrors)) throw error;
   }
-  const syntax = firstPerStatement(pipeParser.errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text), commentHint(e, lexed.tokens) ?? unclosedBraceHint(e, lexed.tokens))), lexed.tokens);
+  const errors = pipeParser.errors;
+  const syntax = firstPerStatement(errors.map((e) => diagnostic('E_PARSE', e.message, errorSpan(e, file, text), commentHint(e, lexed.tokens) ?? unclosedBraceHint(e, lexed.tokens))), lexed.tokens);
   if (cst === undefined) {
     const last = syntax.at(-1)!;
     syntax.push(diagnostic('E_PARSE', `more than ${MAX_SYNTAX_ERRORS} syntax errors: stopped here; is this a .pipe file?`, last.span));
-    return { ast: null, includes: [], diagnostics: [...lexing, ...syntax] };
+    return unparsed([...lexing, ...syntax]);
   }
-  const diagnostics = [...lexing, ...syntax];
-  if (syntax.length > 0) return { ast: null, includes: intactIncludes(cst, file), diagnostics };
-  const built = toAst(cst, file);
-  const tooDeep = checkExpressionDepth(built.statements);
-  return {
-    ast: { file, statements: built.statements },
-    includes: built.statements.filter((s): s is IncludeDecl => s.type === 'include'),
-    diagnostics: [...diagnostics, ...built.diagnostics, ...(tooDeep ? [tooDeep] : [])],
-  };
+
+  const mistakes = [...errors.map((e) => mistakeOf(e, text)), ...lexing.filter((d) => d.severity === 'error').map((d) => spanMistake(d.span!))];
+  // Without syntax errors every node is complete and the whole file builds: the AST, and the mistakes only visible
+  // there (to-ast.ts, depth) of every statement. With them only the statements they do not touch can be built.
+  const whole = errors.length === 0 ? toAst(cst, file) : undefined;
+  let judged = judgeStatements(cst, lexed.tokens, mistakes);
+  let built = whole !== undefined && mistakes.length === 0 ? whole : toAst(cst, file, judged.kept);
+  const late = whole !== undefined ? [...whole.diagnostics, ...tooDeep(whole.statements)] : [...built.diagnostics, ...tooDeep(built.statements)];
+  const lateErrors = late.filter((d) => d.severity === 'error');
+  if (lateErrors.length > 0) {
+    judged = judgeStatements(cst, lexed.tokens, [...mistakes, ...lateErrors.map((d) => spanMistake(d.span!))]);
+    built = toAst(cst, file, judged.kept);
+  }
+  const ast = whole === undefined ? null : { file, statements: whole.statements };
+  const diagnostics = [...lexing, ...syntax, ...late];
+  // Lexing errors past the cap are not located, so no statement can be said to be free of them.
+  if (lexed.unreported > 0) return { ...unparsed(diagnostics), ast };
+  return { ast, statements: built.statements, leftOut: judged.leftOut, diagnostics };
 }
 
 export type * from './ast.ts';

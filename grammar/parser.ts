@@ -42,6 +42,8 @@ function found(actual: IToken, previous: IToken | undefined): string {
   return endsLineEarly(previous, actual) ? ` after ${describeToken(previous!)}` : `, found ${describeToken(actual)}`;
 }
 
+const STATEMENT_STARTS = new Set<TokenType>([Let, Stage, For, Include]);
+
 /** Messages in the project's voice: "expected X, found Y". */
 const STATEMENT_START = '`let`, `stage`, `for each` or `include`';
 
@@ -99,6 +101,15 @@ export class PipeParser extends CstParser {
     });
     instancesCreated++;
     this.performSelfAnalysis();
+  }
+
+  /**
+   * Recovery may skip one token that stands where another is expected, but never a keyword that starts a statement:
+   * `stage w =` left half typed would take the next line's `stage` as noise and its statement with it, which then
+   * could not be checked (grammar/partial.ts).
+   */
+  protected override canTokenTypeBeDeletedInRecovery(): boolean {
+    return !STATEMENT_STARTS.has(this.LA(1).tokenType);
   }
 
   file = this.RULE('file', () => {

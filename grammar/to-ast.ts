@@ -7,7 +7,6 @@ import type {
 import { diagnostic, type Diagnostic, type SourceSpan } from './diagnostics.ts';
 import { ESCAPES, tokenSpan } from './lexer.ts';
 import { pipeParser } from './parser.ts';
-import { StringNewline } from './tokens.ts';
 
 type Nodes = CstNode[] | undefined;
 type Tokens = IToken[] | undefined;
@@ -54,6 +53,8 @@ const BaseVisitor = pipeParser.getBaseCstVisitorConstructor();
 class AstBuilder extends BaseVisitor {
   private fileName = '';
   private diagnostics: Diagnostic[] = [];
+  /** The statement nodes to build (every one when undefined): a file with mistakes builds those they do not touch. */
+  private kept: ReadonlySet<CstNode> | undefined;
 
   constructor() {
     super();
@@ -61,9 +62,10 @@ class AstBuilder extends BaseVisitor {
   }
 
   /** The AST of a node (a whole file gives Statement[]) and the diagnostics found on the way. */
-  build(cst: CstNode, file: string): { node: unknown; diagnostics: Diagnostic[] } {
+  build(cst: CstNode, file: string, kept?: ReadonlySet<CstNode>): { node: unknown; diagnostics: Diagnostic[] } {
     this.fileName = file;
     this.diagnostics = [];
+    this.kept = kept;
     const node = this.visit(cst);
     return { node, diagnostics: this.diagnostics };
   }
@@ -106,8 +108,15 @@ class AstBuilder extends BaseVisitor {
     }
   }
 
+  /** Whether to build a `statement` or `loopStatement` node. */
+  private keeps(node: CstNode): boolean {
+    if (this.kept === undefined) return true;
+    const declaration = Object.values(node.children)[0]?.[0] as CstNode | undefined;
+    return declaration !== undefined && this.kept.has(declaration);
+  }
+
   file(ctx: FileCtx): Statement[] {
-    return (ctx.statement ?? []).map((s) => this.visit(s) as Statement);
+    return (ctx.statement ?? []).filter((s) => this.keeps(s)).map((s) => this.visit(s) as Statement);
   }
 
   statement(ctx: StatementCtx): Statement {
@@ -166,7 +175,7 @@ class AstBuilder extends BaseVisitor {
 
   loopDecl(ctx: LoopCtx, node: CstNode): LoopDecl {
     const header = this.visit(ctx.loopHeader[0]!) as Omit<LoopDecl, 'type' | 'body' | 'span'>;
-    const body = (ctx.loopStatement ?? []).map((s) => this.visit(s) as LoopStatement);
+    const body = (ctx.loopStatement ?? []).filter((s) => this.keeps(s)).map((s) => this.visit(s) as LoopStatement);
     return { type: 'loop', ...header, body, span: this.span(node) };
   }
 
@@ -337,25 +346,11 @@ class AstBuilder extends BaseVisitor {
 
 const builder = new AstBuilder();
 
-/** No part of the node was made up by error recovery (a re-synced node, an inserted token, a string cut short). */
-function intact(node: CstNode): boolean {
-  if (node.recoveredNode) return false;
-  return Object.values(node.children).every((list) => list.every((c) =>
-    'children' in c ? intact(c) : !c.isInsertedInRecovery && !Number.isNaN(c.startOffset) && c.tokenType !== StringNewline));
-}
-
 /**
- * The include statements that parsed intact in a file that has syntax errors, so that loading can still read
- * the included files and report their mistakes in the same run.
+ * The statements of one parsed file, plus diagnostics for mistakes the grammar alone cannot see. With `kept`, only
+ * those statement nodes (partial.ts): the others may be incomplete after error recovery.
  */
-export function intactIncludes(cst: CstNode, file: string): IncludeDecl[] {
-  const statements = (cst.children.statement ?? []) as CstNode[];
-  const includes = statements.flatMap((s) => ((s as CstNode).children.includeDecl ?? []) as CstNode[]).filter(intact);
-  return includes.map((node) => builder.build(node, file).node as IncludeDecl);
-}
-
-/** The statements of one parsed file, plus diagnostics for mistakes the grammar alone cannot see. */
-export function toAst(cst: CstNode, file: string): { statements: Statement[]; diagnostics: Diagnostic[] } {
-  const built = builder.build(cst, file);
+export function toAst(cst: CstNode, file: string, kept?: ReadonlySet<CstNode>): { statements: Statement[]; diagnostics: Diagnostic[] } {
+  const built = builder.build(cst, file, kept);
   return { statements: built.node as Statement[], diagnostics: built.diagnostics };
 }

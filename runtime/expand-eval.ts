@@ -36,6 +36,8 @@ export interface EvalContext {
   report(d: Diagnostic): void;
   /** Extra notes for a name that is not in scope (defined later, a stage, ...). */
   explainUnknown(name: string, use: SourceSpan): string[];
+  /** A name not in scope that a statement left out for its syntax errors may declare: its value is unknown, not a mistake. */
+  declaredElsewhere?(name: string): boolean;
 }
 
 export function typeName(v: JsonValue): string {
@@ -102,6 +104,7 @@ export function evaluate(expr: Expr, scope: Scope, ctx: EvalContext): Value {
     case 'name': {
       const v = scope.get(expr.name);
       if (v !== undefined) return v;
+      if (ctx.declaredElsewhere?.(expr.name)) return INVALID;
       const notes = ctx.explainUnknown(expr.name, expr.span);
       const literal = literalMeant(expr.name);
       if (notes.length === 0 && literal !== undefined) notes.push(`did you mean \`${literal}\`?`);

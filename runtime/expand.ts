@@ -3,6 +3,7 @@ import { subExpressions, type Expr, type InputDecl, type LetDecl, type LoopDecl,
 import {
   diagnostic, DiagnosticSink, locationFrom, mistakeOf, type Diagnostic, type DiagnosticCode, type SourceSpan,
 } from '../grammar/diagnostics.ts';
+import { nothingLeftOut, type LeftOut } from '../grammar/partial.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import { evaluate, evaluateString, INVALID, jsonEqual, objectFrom, renderValue, Scope, typeName, type EvalContext, type Value } from './expand-eval.ts';
 import { variantsNote } from './format.ts';
@@ -105,7 +106,12 @@ class Expander {
   /** Where the pipeline went past MAX_STAGES. */
   private tooMany: SourceSpan | undefined;
 
-  constructor(private readonly overrides: readonly Override[]) {}
+  constructor(private readonly overrides: readonly Override[], private readonly leftOut: LeftOut) {}
+
+  /** A name that a statement left out for its syntax errors may declare: uses of it are consequences, not mistakes. */
+  private declaredByLeftOut(name: string): boolean {
+    return this.leftOut.anyName || this.leftOut.names.has(name);
+  }
 
   run(statements: readonly Statement[]): ExpandResult {
     this.declare(statements);
@@ -124,7 +130,7 @@ class Expander {
       ));
       return { stages: [], diagnostics: this.sink.diagnostics };
     }
-    for (const o of this.overrides.filter((x) => !this.topLets.has(x.name))) {
+    for (const o of this.overrides.filter((x) => !this.topLets.has(x.name) && !this.declaredByLeftOut(x.name))) {
       this.sink.report(diagnostic('E_OVERRIDE', `-p ${o.text}: the pipeline has no top-level let \`${o.name}\``, undefined,
         [...didYouMean(o.name, this.topLets.keys()), `its top-level lets: ${[...this.topLets.keys()].join(', ') || 'none'}`]));
     }
@@ -286,6 +292,7 @@ class Expander {
         this.variantMistakes.set(key, mistake);
       },
       explainUnknown: (name, span) => this.explainUnknown(name, span),
+      declaredElsewhere: (name) => this.declaredByLeftOut(name),
     };
   }
 
@@ -498,7 +505,7 @@ class Expander {
     const ref = input.decl.ref;
     const target = this.stages.get(ref.name);
     if (!target) {
-      if (this.suppressed.has(ref.name)) return null;
+      if (this.suppressed.has(ref.name) || this.declaredByLeftOut(ref.name)) return null;
       const notes = this.topLets.has(ref.name) || this.loopLets.has(ref.name)
         ? [`\`${ref.name}\` is a let; inputs refer to stages`]
         : didYouMean(ref.name, this.stages.keys());
@@ -581,8 +588,9 @@ function* cartesian(lists: JsonValue[][]): Generator<JsonValue[]> {
 
 /**
  * Expands a program (entry file and includes merged, in order); `include` statements are skipped. `overrides` replace
- * top-level lets (the command line's `-p`); one naming no top-level let is a diagnostic.
+ * top-level lets (the command line's `-p`); one naming no top-level let is a diagnostic. `leftOut`: what statements
+ * dropped for their syntax errors declared, whose uses are not reported.
  */
-export function expandPipeline(statements: readonly Statement[], overrides: readonly Override[] = []): ExpandResult {
-  return new Expander(overrides).run(statements);
+export function expandPipeline(statements: readonly Statement[], overrides: readonly Override[] = [], leftOut: LeftOut = nothingLeftOut()): ExpandResult {
+  return new Expander(overrides, leftOut).run(statements);
 }

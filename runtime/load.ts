@@ -5,6 +5,7 @@ import type { Statement } from '../grammar/ast.ts';
 import { diagnostic, hasErrors, type Diagnostic } from '../grammar/diagnostics.ts';
 import { parsePipeText } from '../grammar/index.ts';
 import { MAX_FILE_BYTES } from '../grammar/limits.ts';
+import { nothingLeftOut } from '../grammar/partial.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { expandPipeline } from './expand.ts';
 import type { Override } from './overrides.ts';
@@ -126,13 +127,17 @@ export function loadPipelineText(
   const unread: string[] = [];
   const diagnostics: Diagnostic[] = [];
   const statements: Statement[] = [];
+  // Names declared by statements left out for mistakes in their text, in any file; an include not read may declare any.
+  const leftOut = nothingLeftOut();
   const shown = (f: string) => path.relative(path.dirname(entry), f) || path.basename(f);
 
   // Depth first, so an included file's lets are defined where the include stands; each file is read once.
   const visit = (current: string, content: string, chain: string[]) => {
     const parsed = parsePipeText(content, current);
     diagnostics.push(...parsed.diagnostics);
-    for (const s of parsed.ast?.statements ?? parsed.includes) {
+    for (const name of parsed.leftOut.names) leftOut.names.add(name);
+    leftOut.anyName ||= parsed.leftOut.anyName;
+    for (const s of parsed.statements) {
       if (s.type !== 'include') {
         statements.push(s);
         continue;
@@ -149,6 +154,7 @@ export function loadPipelineText(
         const note = read === undefined ? `looked for ${target}` : read.refused;
         diagnostics.push(diagnostic('E_INCLUDE_NOT_FOUND', `cannot read included file \`${s.path}\``, s.pathSpan, [note]));
         unread.push(target);
+        leftOut.anyName = true;
         continue;
       }
       const included = read.startsWith(BOM) ? read.slice(1) : read;
@@ -164,15 +170,16 @@ export function loadPipelineText(
     sources,
     unread,
   });
-  // Syntax errors leave the program incomplete; expanding it would report consequences, not causes.
-  if (hasErrors(diagnostics)) return done(null);
-
-  const expanded = expandPipeline(statements, options.overrides);
+  // Statements with syntax errors are left out (grammar/partial.ts) and the rest is still checked, so that every
+  // mistake is reported at once; the names the left-out ones declare keep their uses from being reported as unknown,
+  // and what they may write keeps a dep from being reported missing.
+  const incomplete = hasErrors(diagnostics);
+  const expanded = expandPipeline(statements, options.overrides, leftOut);
   diagnostics.push(...expanded.diagnostics);
   // Validating the part of an oversized matrix that was made would only take time.
   if (expanded.diagnostics.some((d) => d.code === 'E_TOO_MANY_VARIANTS')) return done(null);
   const workspace = findWorkspace(entry);
-  const validated = validatePipeline(expanded.stages, kinds, { workspace, pipelineFiles: Object.keys(sources) });
+  const validated = validatePipeline(expanded.stages, kinds, { workspace, pipelineFiles: Object.keys(sources), incomplete });
   diagnostics.push(...validated.diagnostics);
   if (hasErrors(diagnostics)) return done(null);
   return done({ file: entry, workspace, stages: validated.stages, sources });

@@ -308,6 +308,8 @@ function orderStages(instances: StageInstance[], sink: DiagnosticSink): StageIns
 export interface ValidateEnv {
   workspace: string;
   pipelineFiles: string[];
+  /** Statements were left out for their syntax errors, or an include could not be read: more stages may exist. */
+  incomplete?: boolean;
 }
 
 /** The kind's own checks of params that passed the schema, located at the param value, key or input they name. */
@@ -315,10 +317,13 @@ function kindChecks(
   stage: ExpandedStage, kind: StageKind, params: Record<string, JsonValue>, env: ValidateEnv, outputs: string[],
   byName: ReadonlyMap<string, ExpandedStage>, sink: DiagnosticSink,
 ): void {
-  if (!kind.check) return;
+  // The kind judges the stages given as inputs (a report's baseline among them): with one unresolved (reported, or a
+  // stage left out for its syntax errors) it would see only part of them.
+  if (!kind.check || stage.inputs.some((i) => !i.resolved)) return;
   const upstream = Object.fromEntries(stage.inputs.map((i) => [i.name, i.stages.map((name) => ({ name, variant: byName.get(name)?.variant ?? {} }))]));
   const ctx: CheckContext = {
     workspace: env.workspace, pipelineFiles: env.pipelineFiles, file: stage.decl.nameSpan.file, outputs, inputs: stage.inputs.map((i) => i.name), upstream,
+    ...(env.incomplete ? { outputsIncomplete: true } : {}),
   };
   for (const problem of kind.check(params, ctx)) {
     let span: SourceSpan = stage.decl.nameSpan;

@@ -181,6 +181,8 @@ export interface CheckContext {
   file: string;
   /** Workspace-relative paths (with `/`) that the pipeline's stages write: a dep in one need not exist before a run. */
   outputs: string[];
+  /** Statements were left out for their syntax errors: a stage among them may write a path `outputs` does not list. */
+  outputsIncomplete?: boolean;
 }
 
 /** A mistake `StageKind.check` finds; validation turns it into a diagnostic at the parameter or input it names. */

@@ -51,6 +51,8 @@ function relativeTo(workspace: string, p: string): string {
  */
 function missingDeps(deps: string[], ctx: CheckContext): CheckProblem[] {
   const problems: CheckProblem[] = [];
+  // A stage left out for its syntax errors may be the one that writes the dep.
+  if (ctx.outputsIncomplete) return problems;
   deps.forEach((dep, i) => {
     const rel = relativeTo(ctx.workspace, dep);
     const absolute = path.resolve(ctx.workspace, dep);

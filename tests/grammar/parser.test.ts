@@ -218,12 +218,62 @@ parser('three syntax errors in three statements give three diagnostics', () => {
 parser('includes that parsed intact are kept when the file has syntax errors', () => {
   const r = parsePipeText('include "a.pipe"\nlet x = (\ninclude "b.pipe"\ninclude "cut\ninclude "d', 'main.pipe');
   assert.is(r.ast, null);
-  assert.equal(r.includes.map((i) => [i.path, i.pathSpan.line]), [['a.pipe', 1], ['b.pipe', 3]]);
+  assert.equal(r.statements.map((i) => i.type === 'include' && [i.path, i.pathSpan.line]), [['a.pipe', 1], ['b.pipe', 3]]);
 });
 
-parser('a file that parses lists its includes', () => {
+parser('statements a mistake touches are left out with the names they declare; a loop keeps the intact statements of its body', () => {
+  const r = parsePipeText([
+    'stage a = sh { command: "x" }',
+    'stag b = sh { }',
+    'for each x in [1] {',
+    '  stage c = sh { command: }',
+    '  let d = 2',
+    '}',
+    'let e = (1',
+    'stage f = sh { command: "y" } garbage',
+  ].join('\n'), 'main.pipe');
+  assert.is(r.ast, null);
+  assert.equal(stripSpans(r.statements.map((s) => (s.type === 'loop' ? s.body : s))), [
+    { type: 'stage', name: 'a', kind: 'sh', inputs: [], params: { type: 'object', entries: [{ key: 'command', value: str('x') }] } },
+    [{ type: 'let', name: 'd', value: num(2) }],
+  ]);
+  // `stag b = ...` is no statement, but its `b =` still declares what was meant.
+  assert.equal([...r.leftOut.names], ['b', 'c', 'e', 'f']);
+  assert.is(r.leftOut.anyName, false);
+});
+
+parser('recovery never skips the keyword of the next statement: a half-typed line leaves the statements after it whole', () => {
+  const r = parsePipeText('stage w = sft(model: \nstage base = surgery { model: 1 }\nlet x =\nlet y = 2', 'main.pipe');
+  assert.equal(r.diagnostics.map((d) => [d.message, d.span!.line, d.span!.column]), [['expected a name after `:`', 1, 20], ['expected a value after `=`', 3, 7]]);
+  assert.equal(r.statements.map((s) => s.type !== 'include' && s.type !== 'loop' && s.name), ['base', 'y']);
+  assert.equal([...r.leftOut.names], ['w', 'x']);
+});
+
+parser('a loop whose `for` or header is broken takes the statements up to its stray `}` with it; a keyword run into a name still declares it', () => {
+  const names = (r: ReturnType<typeof parsePipeText>) => r.statements.map((s) => s.type !== 'include' && s.type !== 'loop' && s.name);
+  // The loop's `{` is in a string left open: the block starts at that mistake.
+  const open = parsePipeText('for each p in ["a", "b], q in [1] {\n  stage a = sh { x: p }\n  stage b = sh { y: q }\n}\nstage c = sh { }\nletd = 1', 'main.pipe');
+  assert.equal(names(open), ['c']);
+  assert.equal([...open.leftOut.names], ['a', 'b', 'letd', 'd']);
+  // `for` mistyped: its `{` is open where the stray `}` closes it.
+  const typo = parsePipeText('stage z = sh { }\nor each p in ["a"] {\n  stage a = sh { x: p }\n}\nstage c = sh { }', 'main.pipe');
+  assert.equal(names(typo), ['z', 'c']);
+  assert.equal([...typo.leftOut.names], ['a']);
+});
+
+parser('a left-out include may declare any name; lexing errors and the builder\'s own errors leave their statement out too', () => {
+  const r = parsePipeText('include "lib.pipe\nlet a = 1 @\nlet b = { k: 1 j: 2 }\nlet c = 3', 'main.pipe');
+  assert.equal(r.diagnostics.map((d) => `${d.code} ${d.span!.line}:${d.span!.column}`), ['E_LEX 2:11', 'E_UNTERMINATED_STRING 1:9', 'E_PARSE 3:16']);
+  assert.equal(r.ast!.statements.map((s) => s.type), ['include', 'let', 'let', 'let']);
+  assert.equal(stripSpans(r.statements), [{ type: 'let', name: 'c', value: num(3) }]);
+  assert.equal([...r.leftOut.names], ['a', 'b']);
+  assert.is(r.leftOut.anyName, true);
+});
+
+parser('a file that parses keeps every statement', () => {
   const r = parsePipeText('let a = 1\ninclude "x.pipe"', 'main.pipe');
-  assert.equal(r.includes.map((i) => i.path), ['x.pipe']);
+  assert.is(r.statements, r.ast!.statements);
+  assert.equal(r.statements.map((s) => s.type), ['let', 'include']);
 });
 
 parser('two entries on one line need a comma', () => {

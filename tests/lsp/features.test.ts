@@ -51,6 +51,22 @@ test('a mistake in an included file is shown on the include, with its own locati
   ]);
 });
 
+test('a syntax error hides no other mistake, and the stage it breaks is not reported unknown where it is used', () => {
+  const text = 'stage data = synthetic_math { train: 10 }\nstage base = init_model { preset: }\nstage warm = sft(model: base, data: data) { lr: "fast" }\n';
+  const range = (line: number, from: number, to: number) => ({ start: { line, character: from }, end: { line, character: to } });
+  assert.equal(diagnosticsOf(text, MAIN, STAGE_KINDS, read).map((d) => [d.code, d.range, d.message]), [
+    ['E_PARSE', range(1, 34, 35), 'expected a value, found `}`'],
+    ['E_PARAM_TYPE', range(2, 48, 54), 'param `lr` must be number, got string "fast"'],
+  ]);
+  // The same broken stage in an included file: its error on the include, after this file's own.
+  const broken = { ...FILES, [path.join(DIR, 'broken.pipe')]: 'stage data = synthetic_math { train: 10 }\nstage base = init_model { preset: }\n' };
+  const including = 'include "broken.pipe"\nstage warm = sft(model: base, data: data) { lr: "fast" }\n';
+  assert.equal(diagnosticsOf(including, MAIN, STAGE_KINDS, (f) => broken[f]).map((d) => [d.code, d.range, d.message]), [
+    ['E_PARAM_TYPE', range(1, 48, 54), 'param `lr` must be number, got string "fast"'],
+    ['E_PARSE', range(0, 9, 20), 'broken.pipe:2:35: expected a value, found `}`'],
+  ]);
+});
+
 test('a loop variable is known only in its own loop, and a selector\'s variable is one of the selected stage\'s loop', () => {
   const text = [
     'for each seed in [1, 2] {',

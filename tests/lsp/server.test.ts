@@ -96,6 +96,16 @@ test('a file with two errors gets exactly the two diagnostics `check` prints, wh
   assert.equal(fixed.diagnostics, []);
 });
 
+test('a half-typed line is published with the other errors, which stay where they were', async () => {
+  const uri = open(`let steps =\n${TWO_ERRORS}`);
+  const published = await client.waitFor<{ uri: string; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri);
+  assert.equal(published.diagnostics.map((d) => [d.code, d.range.start, d.message.split('\n')[0]]), [
+    ['E_PARSE', { line: 0, character: 10 }, 'expected a value after `=`'],
+    ['E_UNKNOWN_KIND', { line: 3, character: 13 }, 'unknown stage kind `init_modl`'],
+    ['E_PARAM_TYPE', { line: 4, character: 64 }, 'param `batch_size` must be integer, got string "eight"'],
+  ]);
+});
+
 test('an include of a device or a FIFO is refused as `check` refuses it, without reading it (the server would hang)', async () => {
   const uri = open('include "/dev/zero"\nstage data = synthetic_math { train: 10 }\n');
   const published = await client.waitFor<{ uri: string; diagnostics: Diagnostic[] }>('textDocument/publishDiagnostics', (p) => p.uri === uri);

@@ -454,6 +454,18 @@ test('an invalid pipeline exits 2 with located diagnostics; check passes a valid
   assert.equal(await pp('check', ok.file), { code: 0, out: 'ok: 7 stages\n', err: '' });
 });
 
+test('check and run report a syntax error with the mistakes of the other statements, and a broken stage is no unknown input', async () => {
+  const { file } = await workspace('stage prep = sh { command: }\nstage use = sh(data: prep) { command: ["true"], shell: "yes" }\n');
+  const checked = await pp('check', file);
+  assert.equal([checked.code, checked.out], [2, '']);
+  assert.equal(checked.err.split('\n').filter((l) => l.includes('error[')), [
+    `${file}:1:28: error[E_PARSE]: expected a value, found \`}\``,
+    `${file}:2:56: error[E_PARAM_TYPE]: param \`shell\` must be boolean, got string "yes"`,
+  ]);
+  const ran = await pp('run', file);
+  assert.equal([ran.code, ran.err], [2, checked.err]);
+});
+
 test('check refuses two variants writing one out, with the error run fails them with', async () => {
   const { file } = await workspace('for each v in [1, 2] { stage w = sh { command: "echo ${v} > out.txt", shell: true, outs: ["out.txt"] } }\n');
   const ran = await pp('run', file);

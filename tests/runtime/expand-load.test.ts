@@ -4,7 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { findWorkspace, loadPipeline } from '../../runtime/load.ts';
+import { findWorkspace, loadPipeline, loadPipelineText } from '../../runtime/load.ts';
+import { parseOverride, type Override } from '../../runtime/overrides.ts';
+import { STAGE_KINDS } from '../../stages/index.ts';
 import { describe, expectDiagnostics, expectPipeline, parsePipe, PREAMBLE, TEST_DIR, TEST_FILE, TEST_KINDS } from '../helpers/pipe.ts';
 
 const load = suite('load');
@@ -56,15 +58,110 @@ load('a missing include is reported at its path, with where it was looked for', 
   assert.equal(r.diagnostics[0]!.notes, [`looked for ${path.join(TEST_DIR, 'nope.pipe')}`]);
 });
 
-load('syntax errors in every file are reported, sorted by file then position, and nothing is expanded', () => {
+load('syntax errors in every file are reported with the mistakes of the statements they leave alone, sorted by file then position', () => {
   const r = parsePipe('include "a.pipe"\nlet x = (\nstage q = nokind { }', { 'a.pipe': 'let y = 1 ~\nlet z = "open' });
   assert.equal(r.diagnostics.map((d) => `${path.basename(d.span!.file)} ${d.code} ${d.span!.line}:${d.span!.column}`), [
     'main.pipe E_PARSE 2:9',
+    'main.pipe E_UNKNOWN_KIND 3:11',
     'a.pipe E_LEX 1:11',
     'a.pipe E_UNTERMINATED_STRING 2:9',
   ], describe(r));
   assert.is(r.pipeline, null);
   assert.equal(Object.keys(r.sources).length, 2);
+});
+
+/** Each diagnostic as `file:line:column CODE message`, in reported order. */
+function reported(r: { diagnostics: { code: string; message: string; span?: { file: string; line: number; column: number } }[] }): string[] {
+  return r.diagnostics.map((d) => `${path.basename(d.span!.file)}:${d.span!.line}:${d.span!.column} ${d.code} ${d.message}`);
+}
+
+load('a syntax error in one stage and a type error in another are reported together, by position', () => {
+  const r = parsePipe('let lr = 0.1\nstage data = gsm8k { path: "d", val_fraction: }\nstage base = surgery { model: 3 }');
+  assert.equal(reported(r), [
+    'main.pipe:2:47 E_PARSE expected a value, found `}`',
+    'main.pipe:3:31 E_PARAM_TYPE param `model` must be string, got number 3',
+  ], describe(r));
+  assert.is(r.pipeline, null);
+});
+
+load('a stage whose statement is broken is declared for the stages that take it: no "unknown stage", their other mistakes shown', () => {
+  const r = parsePipe([
+    'stage data = gsm8k { path: "d" }',
+    'stage base = surgery { options: { init: "mean" }',
+    'stage warm = sft(model: base, data: data) { lr: "fast" }',
+    'stage eval = evaluate(model: wram, data: data) { }',
+  ].join('\n'));
+  assert.equal(reported(r), [
+    'main.pipe:2:48 E_PARSE expected `}` after `}`',
+    'main.pipe:3:49 E_PARAM_TYPE param `lr` must be number, got string "fast"',
+    'main.pipe:4:30 E_UNKNOWN_REFERENCE unknown stage `wram`',
+  ], describe(r));
+});
+
+load('a broken let is declared for its uses: no "unknown variable", and a -p for it is no unknown let', () => {
+  const text = [
+    'let lr = 1e-4 *',
+    PREAMBLE,
+    'stage warm = sft(model: base, data: paused) { lr: lr, epochs: "2", train_lm_head: yes }',
+  ].join('\n');
+  const overrides = [parseOverride('lr=0.5') as Override];
+  const r = loadPipelineText(text, TEST_FILE, TEST_KINDS, () => undefined, { overrides });
+  assert.equal(reported(r), [
+    'main.pipe:1:15 E_PARSE expected a value after `*`',
+    'main.pipe:5:63 E_PARAM_TYPE param `epochs` must be integer, got string "2"',
+    'main.pipe:5:83 E_UNKNOWN_VARIABLE unknown variable `yes`',
+  ], describe(r));
+});
+
+load('a loop keeps the stages of its body that parse: they are checked in every variant, and take the broken one silently', () => {
+  const r = parsePipe([
+    PREAMBLE,
+    'for each lr in [0.1, 0.2] {',
+    '  stage warm = sft(model: base, data: paused) { lr: lr, epochs: }',
+    '  stage eval = evaluate(model: warm, data: data) { max_new_tokens: 0 }',
+    '}',
+  ].join('\n'));
+  assert.equal(reported(r), [
+    'main.pipe:5:65 E_PARSE expected a value, found `}`',
+    'main.pipe:6:68 E_PARAM_VALUE param `max_new_tokens` must be >= 1, got number 0',
+  ], describe(r));
+});
+
+load('an included file with syntax errors: its other statements are checked and its broken stage is declared in the file that includes it', () => {
+  const r = parsePipe('include "common.pipe"\nstage warm = sft(model: base, data: data) { epochs: 0 }', {
+    'common.pipe': 'stage data = gsm8k { path: 7 }\nstage base = surgery { model: "tiny" options: }',
+  });
+  assert.equal(reported(r), [
+    'main.pipe:2:53 E_PARAM_VALUE param `epochs` must be >= 1, got number 0',
+    'common.pipe:1:28 E_PARAM_TYPE param `path` must be string, got number 7',
+    'common.pipe:2:47 E_PARSE expected a value, found `}`',
+  ], describe(r));
+});
+
+load('an include statement that is broken may declare any name: nothing is reported unknown, the rest is checked', () => {
+  const r = parsePipe('include "common.pipe\nstage warm = sft(model: base, data: data) { epochs: n }\nstage r = report(runs: warm) { }', {
+    'common.pipe': 'stage data = gsm8k { path: "d" }',
+  });
+  assert.equal(reported(r), [
+    'main.pipe:1:9 E_UNTERMINATED_STRING unterminated string: add the closing `"` (use `\\n` for a line break inside a string)',
+    'main.pipe:3:24 E_INPUT_ARITY input `runs` of `report` takes a collection, got the single stage `warm`',
+  ], describe(r));
+  assert.equal(Object.keys(r.sources), [TEST_FILE]);
+});
+
+load('a kind\'s own checks do not judge from what a broken statement hides: the report of a broken stage, a dep a broken stage writes', () => {
+  const r = parsePipe([
+    'stage data = synthetic_math { train: 10 }',
+    'stage base = init_model { preset: "tiny" }',
+    'stage eval = evaluate(model: base, data: data) { max_new_tokens: }',
+    'stage table = report(runs: eval) { baseline: "eval" }',
+    'stage use = sh { command: ["cat", "x.txt"], deps: ["x.txt"] }',
+    'stage gen = sh { command: "echo > x.txt", shell: true, outs: ["x.txt"] more }',
+  ].join('\n'), {}, STAGE_KINDS);
+  assert.equal(reported(r), [
+    'main.pipe:3:66 E_PARSE expected a value, found `}`',
+    'main.pipe:6:77 E_PARSE expected `:`, found `}`',
+  ], describe(r));
 });
 
 load('warnings alone still give a pipeline', () => {
