@@ -1,17 +1,18 @@
 // Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
-import { cp, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { naming, randomHex } from '../cache/durable.ts';
 import { acquireLock, describeOwner, isAbandoned, readLock, type HeldLock } from '../cache/lock.ts';
 import { digestFile } from '../cache/file-hash.ts';
-import { copyOutOfCache, isCacheKey } from '../cache/store.ts';
+import { forEachLimited } from '../cache/pool.ts';
+import { copyOutOfCache, isCacheKey, userFileMode } from '../cache/store.ts';
 import { gpuEnvironment } from '../runtime/gpus.ts';
 import { sha256 } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import { isWithin, unsafeWorkspacePath } from '../runtime/workspace-paths.ts';
-import type { CheckContext, CheckProblem, RestoreContext, StageContext, StageKind, StageResult } from './kind.ts';
+import type { CheckContext, CheckProblem, RestoreContext, StageContext, StageKind, StageResult, StoredOutput } from './kind.ts';
 
 export interface ShParams {
   command: string | string[];
@@ -408,30 +409,64 @@ async function restoreOuts(ctx: RestoreContext<ShParams>): Promise<string[]> {
 
 async function restoreOutsLocked(ctx: RestoreContext<ShParams>): Promise<string[]> {
   const restored: string[] = [];
+  /** Folders made (or being made) by this restore: one mkdir per folder, not per file. */
+  const folders = new Map<string, Promise<unknown>>();
+  const makeFolder = (dir: string) => {
+    let made = folders.get(dir);
+    if (made === undefined) folders.set(dir, (made = mkdir(dir, { recursive: true })));
+    return made;
+  };
   for (const out of ctx.params.outs) {
     const prefix = storedPath(out);
     const isFile = ctx.outputs.some((o) => o.path === prefix);
-    for (const o of ctx.outputs) {
-      if (o.path !== prefix && !o.path.startsWith(`${prefix}/`)) continue;
+    const files = ctx.outputs.filter((o) => o.path === prefix || o.path.startsWith(`${prefix}/`));
+    // Kept in the manifest's order whatever order the files finish in.
+    const put = new Array<string | undefined>(files.length);
+    await forEachLimited(files, async (o, i) => {
       const target = workspacePath(ctx.workspace, isFile ? out : path.join(out, o.path.slice(prefix.length + 1)), 'out');
-      if ((await ctx.hashFile(target)) === o.sha256) continue;
-      await mkdir(path.dirname(target), { recursive: true });
-      const copy = restoreCopyOf(target);
-      try {
-        await copyOutOfCache(path.join(ctx.artifactsDir, o.path), copy);
-        const got = await digestFile(copy);
-        if (got.sha256 !== o.sha256) {
-          throw new Error(`the cache's copy of ${o.path} does not match its manifest (damaged cache entry; \`pausepipe verify --repair\` removes it)`);
-        }
-        if (await stat(target).then((st) => st.isDirectory(), () => false)) await rm(target, { recursive: true, force: true });
-        await rename(copy, target);
-      } finally {
-        await rm(copy, { force: true });
-      }
-      restored.push(path.relative(ctx.workspace, target).split(path.sep).join('/'));
-    }
+      const now = await ctx.hashFile(target);
+      if (now === o.sha256) return;
+      await makeFolder(path.dirname(target));
+      await restoreFile(path.join(ctx.artifactsDir, o.path), target, o, now !== undefined);
+      put[i] = path.relative(ctx.workspace, target).split(path.sep).join('/');
+    });
+    for (const rel of put) if (rel !== undefined) restored.push(rel);
   }
   return restored;
+}
+
+/** Cached files up to this size are restored from memory (read once, checked, written); larger ones are copied, then checked. */
+const RESTORE_IN_MEMORY_BYTES = 8 << 20;
+
+/** Puts one cached file at `target` by a checked copy beside it renamed over it; `exists`: something is there now. */
+async function restoreFile(source: string, target: string, o: StoredOutput, exists: boolean): Promise<void> {
+  const copy = restoreCopyOf(target);
+  const damaged = () => new Error(`the cache's copy of ${o.path} does not match its manifest (damaged cache entry; \`pausepipe verify --repair\` removes it)`);
+  try {
+    const handle = await open(source, 'r');
+    let bytes: Buffer | undefined;
+    let mode: number;
+    try {
+      const st = await handle.stat();
+      mode = st.mode;
+      if (st.size <= RESTORE_IN_MEMORY_BYTES) bytes = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+    if (bytes !== undefined) {
+      // The bytes checked are the bytes written: one read of the cache's file instead of a copy and a read of the copy.
+      if (sha256(bytes) !== o.sha256) throw damaged();
+      await writeFile(copy, bytes, { flag: 'wx', mode: userFileMode(mode) });
+    } else {
+      await copyOutOfCache(source, copy);
+      if ((await digestFile(copy)).sha256 !== o.sha256) throw damaged();
+    }
+    if (exists && (await stat(target).then((st) => st.isDirectory(), () => false))) await rm(target, { recursive: true, force: true });
+    await rename(copy, target);
+  } catch (error) {
+    await rm(copy, { force: true });
+    throw error;
+  }
 }
 
 export const SH: StageKind<ShParams> = {

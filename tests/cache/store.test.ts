@@ -1,6 +1,6 @@
 // Tests for ArtifactStore: commit round trips, locks between callers and processes, crash safety, gc and verify.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -107,6 +107,29 @@ commits('commit writes outputs, manifest and log that read back exactly', async 
   assert.is(existsSync(entry.scratchDir), false);
   assert.is(existsSync(store.lockPath(key)), false);
   assert.is(await store.begin(key), 'cached');
+});
+
+commits('an entry of thousands of files, large ones among them, lists each with its size and hash, every one read-only', async () => {
+  const key = keyFor('many');
+  const entry = await mustBegin(key);
+  const expected: { path: string; size: number; sha256: string }[] = [];
+  const put = async (rel: string, bytes: Buffer, mode = 0o644) => {
+    await fsp.mkdir(path.dirname(path.join(entry.outDir, rel)), { recursive: true });
+    await fsp.writeFile(path.join(entry.outDir, rel), bytes, { mode });
+    expected.push({ path: rel, size: bytes.length, sha256: sha256(bytes) });
+  };
+  for (let i = 0; i < 3000; i++) await put(`shards/${i % 7}/part-${i}.json`, Buffer.from(`{"id": ${i}}\n`));
+  // Read in pieces: one of exactly two pieces, one ending part way through its third, an empty one; an executable keeps its x bits.
+  await put('big/two-pieces.bin', Buffer.alloc(2 << 20, 1));
+  await put('big/odd.bin', Buffer.alloc((2 << 20) + 12345, 2));
+  await put('empty.txt', Buffer.alloc(0));
+  await put('bin/tool.sh', Buffer.from('#!/bin/sh\n'), 0o755);
+  const manifest = await entry.commit(fieldsFor('many'));
+  expected.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  assert.equal(manifest.outputs, expected);
+  const modes = new Set(expected.map((o) => statSync(path.join(store.artifactsDir(key), o.path)).mode & 0o777));
+  assert.equal([...modes].sort(), [0o444, 0o555]);
+  assert.equal(await store.verify(), []);
 });
 
 commits('a run that writes nothing still commits, with an empty log', async () => {
@@ -716,6 +739,29 @@ processes('a run killed mid-write leaves nothing that looks complete, and the ne
   assert.equal(result.leftovers, []);
   assert.is(result.freedBytes, 0);
   assert.equal(await store.verify(), []);
+});
+
+processes('a run killed part way through committing thousands of files leaves no entry, and the next begin starts clean', async () => {
+  const key = keyFor('killed-committing');
+  const count = 4000;
+  const child = startChild(['commit-many', root, 'killed-committing', String(count)]);
+  await child.waitFor('committing');
+  const [temp] = await fsp.readdir(path.join(root, 'tmp'));
+  const parts = path.join(root, 'tmp', temp!, 'artifacts', 'parts');
+  // Killed as soon as the commit has made some output read-only: sealing has started and cannot have finished.
+  const sealedSome = () => readdirSync(parts).some((n) => (statSync(path.join(parts, n)).mode & 0o222) === 0);
+  while (!sealedSome()) await sleep(1);
+  child.kill('SIGKILL');
+  await child.exited;
+  assert.not.match(child.output(), /committed/);
+
+  assert.is(store.has(key), false);
+  assert.equal(store.keys(), []);
+  assert.is(existsSync(store.entryDir(key)), false);
+  const entry = await mustBegin(key);
+  assert.equal(await fsp.readdir(entry.outDir), []);
+  assert.equal(await fsp.readdir(path.join(root, 'tmp')), [path.basename(path.dirname(entry.outDir))]);
+  await entry.abort();
 });
 
 processes('two processes racing begin() on one key compute it once', async () => {

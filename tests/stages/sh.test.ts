@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os, { hostname } from 'node:os';
 import path from 'node:path';
 import { digestFile, FileHasher, FileMissingError } from '../../cache/file-hash.ts';
@@ -227,6 +227,36 @@ test('restore puts back deleted or changed outs and leaves identical ones alone'
   assert.is(await readFile(path.join(ctx.workspace, 'res/b.txt'), 'utf8'), 'B');
   await rm(path.join(ctx.workspace, 'res'), { recursive: true });
   assert.equal(await SH.restore!(restoreCtx), ['res/a.txt', 'res/b.txt']);
+});
+
+test('restore of a folder out of thousands of files puts each back exactly, in the manifest\'s order, with its mode', async () => {
+  const write = "const fs=require('fs');for(let i=0;i<2000;i++){fs.mkdirSync('res/'+(i%9),{recursive:true});fs.writeFileSync('res/'+(i%9)+'/p'+i+'.txt','part '+i)}" +
+    ";fs.writeFileSync('res/big.bin',Buffer.alloc((8<<20)+5,7));fs.writeFileSync('res/run.sh','#!/bin/sh\\n',{mode:0o755})";
+  const { ctx } = await context({ command: [NODE, '-e', write], outs: ['res'] });
+  await SH.run(ctx);
+  const stored = (await readdir(path.join(ctx.outDir, 'outs'), { recursive: true })).map((p) => `outs/${p}`);
+  const outputs = [];
+  for (const p of stored.sort()) {
+    const full = path.join(ctx.outDir, p);
+    if ((await stat(full)).isFile()) outputs.push({ path: p, ...(await digestFile(full)) });
+  }
+  assert.is(outputs.length, 2002);
+  const hasher = new FileHasher(path.join(ctx.workspace, '.stat.json'));
+  const hashFile = (abs: string) => hasher.hash(abs).catch(() => undefined);
+  const restoreCtx = { name: ctx.name, params: ctx.params, workspace: ctx.workspace, artifactsDir: ctx.outDir, outputs, hashFile };
+  await rm(path.join(ctx.workspace, 'res'), { recursive: true });
+  // A folder where a file belongs gives way to the file.
+  await mkdir(path.join(ctx.workspace, 'res/3/p3.txt'), { recursive: true });
+  assert.equal(await SH.restore!(restoreCtx), outputs.map((o) => o.path.slice('outs/'.length)));
+  for (const o of outputs) {
+    const restored = path.join(ctx.workspace, o.path.slice('outs/'.length));
+    assert.is((await digestFile(restored)).sha256, o.sha256, o.path);
+  }
+  const mode = async (rel: string) => (await stat(path.join(ctx.workspace, rel))).mode & 0o777;
+  assert.is(await mode('res/run.sh'), 0o777 & ~process.umask());
+  assert.is(await mode('res/big.bin'), 0o666 & ~process.umask());
+  assert.is(await mode('res/0/p0.txt'), 0o666 & ~process.umask());
+  assert.equal(await SH.restore!(restoreCtx), []);
 });
 
 test('restore never puts damaged cache bytes into the workspace, and keeps the user\'s file until a good copy is in place', async () => {
