@@ -205,6 +205,34 @@ test('inputs arrive as PAUSEPIPE_INPUT_<NAME> (folders joined by the path delimi
   assert.is(inputEnvName('train-runs'), 'PAUSEPIPE_INPUT_TRAIN_RUNS');
 });
 
+test('each input also arrives as PAUSEPIPE_INPUT_<NAME>_LIST: a file naming its folders, one per line', async () => {
+  const ref = (stage: string, dir: string): ArtifactRef => ({ stage, key: 'f'.repeat(8), kind: 'sh', dir, variant: {}, params: {}, metrics: {} });
+  const script = "const fs=require('fs');const e=process.env;fs.writeFileSync(e.PAUSEPIPE_OUT+'/lists.json',JSON.stringify(" +
+    "[e.PAUSEPIPE_INPUT_TRAIN_RUNS_LIST,fs.readFileSync(e.PAUSEPIPE_INPUT_TRAIN_RUNS_LIST,'utf8'),fs.readFileSync(e.PAUSEPIPE_INPUT_DATA_LIST,'utf8')]))";
+  const { ctx, logs } = await context({ command: [NODE, '-e', script] }, { 'train-runs': [ref('t[lr=1]', '/a b'), ref('t[lr=2]', '/c')], data: [ref('d', '/d')] });
+  await SH.run(ctx);
+  assert.equal(JSON.parse(await readFile(path.join(ctx.outDir, 'lists.json'), 'utf8')), [
+    path.join(ctx.scratchDir, 'input-lists', 'PAUSEPIPE_INPUT_TRAIN_RUNS.txt'), '/a b\n/c\n', '/d\n',
+  ]);
+  assert.equal(logs.filter((l) => l.startsWith('sh: $')), []);
+});
+
+test('an input of thousands of folders, past Linux\'s 128 KiB for one variable, still starts the command: its list has them all', async () => {
+  const dirs = Array.from({ length: 3000 }, (_, i) => `/cache/objects/${String(i).padStart(64, '0')}/artifacts`);
+  const refs = dirs.map((dir, i): ArtifactRef => ({ stage: `t[i=${i}]`, key: 'f'.repeat(8), kind: 'sh', dir, variant: { i }, params: {}, metrics: {} }));
+  const small: ArtifactRef[] = [{ stage: 'd', key: 'f'.repeat(8), kind: 'sh', dir: '/d', variant: {}, params: {}, metrics: {} }];
+  const script = "const fs=require('fs');const e=process.env;fs.writeFileSync(e.PAUSEPIPE_OUT+'/seen.json',JSON.stringify(" +
+    "[e.PAUSEPIPE_INPUT_RUNS===undefined,fs.readFileSync(e.PAUSEPIPE_INPUT_RUNS_LIST,'utf8'),e.PAUSEPIPE_INPUT_DATA]))";
+  const notices: string[] = [];
+  const { ctx, logs } = await context({ command: [NODE, '-e', script] }, { runs: refs, data: small });
+  await SH.run({ ...ctx, notice: (line) => notices.push(line) });
+  assert.equal(JSON.parse(await readFile(path.join(ctx.outDir, 'seen.json'), 'utf8')), [true, dirs.map((d) => `${d}\n`).join(''), '/d']);
+  const said = "sh: $PAUSEPIPE_INPUT_RUNS is not set: its 3000 folders (264 KiB) pass Linux's limit on one environment variable (128 KiB); " +
+    'the command reads them from the file $PAUSEPIPE_INPUT_RUNS_LIST, one per line';
+  assert.equal(logs.filter((l) => l.startsWith('sh: $')), [said]);
+  assert.equal(notices, [`step[a=1]: ${said}`]);
+});
+
 test('restore puts back deleted or changed outs and leaves identical ones alone', async () => {
   const write = "const fs=require('fs');fs.mkdirSync('res',{recursive:true});fs.writeFileSync('res/a.txt','A');fs.writeFileSync('res/b.txt','B');fs.writeFileSync('one.txt','1')";
   const { ctx } = await context({ command: [NODE, '-e', write], outs: ['res', 'one.txt'] });
@@ -355,6 +383,12 @@ test('check refuses two inputs that would arrive as one environment variable', a
   assert.equal(await checkProblems({}, ['data', 'DATA', 'train-runs', 'train_runs', 'other']), [
     'error E_DUPLICATE_INPUT DATA inputs `data` and `DATA` both arrive as $PAUSEPIPE_INPUT_DATA: one would be lost',
     'error E_DUPLICATE_INPUT train_runs inputs `train-runs` and `train_runs` both arrive as $PAUSEPIPE_INPUT_TRAIN_RUNS: one would be lost',
+  ]);
+  // An input's list file arrives as <NAME>_LIST: a second input named so would take its place, in either order.
+  assert.equal(await checkProblems({}, ['runs', 'runs_list', 'seeds-list', 'seeds', 'runs_list_list']), [
+    'error E_DUPLICATE_INPUT runs_list inputs `runs` and `runs_list` both arrive as $PAUSEPIPE_INPUT_RUNS_LIST: one would be lost',
+    'error E_DUPLICATE_INPUT seeds inputs `seeds-list` and `seeds` both arrive as $PAUSEPIPE_INPUT_SEEDS_LIST: one would be lost',
+    'error E_DUPLICATE_INPUT runs_list_list inputs `runs_list` and `runs_list_list` both arrive as $PAUSEPIPE_INPUT_RUNS_LIST_LIST: one would be lost',
   ]);
 });
 
