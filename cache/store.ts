@@ -95,6 +95,12 @@ export interface VerifyProblem {
   severity: 'damage' | 'leftover' | 'foreign';
 }
 
+/** How much of a verify is done, or is to do: the files of the manifests and their bytes. */
+export interface VerifyCount {
+  files: number;
+  bytes: number;
+}
+
 /** What the cache holds under one key. */
 export type EntryState =
   | { state: 'absent' }
@@ -251,12 +257,15 @@ function readdirOrEmpty(dir: string): string[] {
   }
 }
 
-/** Relative paths (with `/`) of everything under `root` that is not a folder. */
-async function listFiles(root: string, rel = ''): Promise<string[]> {
-  const found: string[] = [];
+/**
+ * Relative paths (with `/`) of everything under `root` that is not a folder. Appended to one list: spreading a
+ * folder's list into its parent's (`push(...list)`) passes every name as an argument, and overflows the stack
+ * somewhere past 100,000 files.
+ */
+async function listFiles(root: string, rel = '', found: string[] = []): Promise<string[]> {
   for (const entry of await fsp.readdir(path.join(root, rel), { withFileTypes: true })) {
     const relPath = rel === '' ? entry.name : `${rel}/${entry.name}`;
-    if (entry.isDirectory()) found.push(...(await listFiles(root, relPath)));
+    if (entry.isDirectory()) await listFiles(root, relPath, found);
     else found.push(relPath);
   }
   return found;
@@ -714,16 +723,33 @@ export class ArtifactStore {
    * was computed from, and list what dead runs left behind and what the cache did not write. Throws NotACacheError
    * when the root is not a cache.
    */
-  async verify(): Promise<VerifyProblem[]> {
+  async verify(opts: { onProgress?: (done: VerifyCount, total: VerifyCount) => void } = {}): Promise<VerifyProblem[]> {
     this.assertCache();
     const problems: VerifyProblem[] = [];
     const manifests = new Map<string, Manifest | undefined>();
-    for (const { shard, name, dir } of this.entryFolders()) {
+    const folders = this.entryFolders();
+    // What the manifests list, for the progress of a long check; an unreadable manifest adds nothing.
+    const total: VerifyCount = { files: 0, bytes: 0 };
+    const done: VerifyCount = { files: 0, bytes: 0 };
+    if (opts.onProgress) {
+      for (const { shard, name } of folders) {
+        for (const o of (isEntryName(shard, name) ? this.readManifest(name)?.outputs : undefined) ?? []) {
+          total.files++;
+          total.bytes += o.size;
+        }
+      }
+    }
+    const checked = (bytes: number) => {
+      done.files++;
+      done.bytes += bytes;
+      opts.onProgress?.(done, total);
+    };
+    for (const { shard, name, dir } of folders) {
       if (!isEntryName(shard, name)) {
         problems.push({ key: '', problem: `objects/${shard}/${name} is not a cache entry folder (not written by pausepipe; left alone)`, severity: 'foreign' });
         continue;
       }
-      for (const problem of await this.checkEntry(name, dir, manifests)) problems.push({ key: name, problem, severity: 'damage' });
+      for (const problem of await this.checkEntry(name, dir, manifests, checked)) problems.push({ key: name, problem, severity: 'damage' });
     }
     for (const name of readdirOrEmpty(path.join(this.root, 'tmp'))) {
       if (!TEMP_NAME.test(name) && !TRASH_NAME.test(name)) {
@@ -825,7 +851,8 @@ export class ArtifactStore {
     return dryRun || (await breakStaleLock(file, seen));
   }
 
-  private async checkEntry(key: string, dir: string, manifests: Map<string, Manifest | undefined>): Promise<string[]> {
+  /** What is wrong with one entry, every byte read again; `checked` is told of each output read (its manifest size). */
+  private async checkEntry(key: string, dir: string, manifests: Map<string, Manifest | undefined>, checked?: (bytes: number) => void): Promise<string[]> {
     let text: string;
     try {
       text = await fsp.readFile(path.join(dir, MANIFEST), 'utf8');
@@ -845,22 +872,31 @@ export class ArtifactStore {
     } else if (!(await fsp.stat(path.join(dir, manifest.log)).then((s) => s.isFile(), () => false))) {
       problems.push(`log file ${manifest.log} is missing`);
     }
-    const listed = new Set<string>();
-    for (const output of manifest.outputs) {
-      listed.add(output.path);
+    const listed = new Set(manifest.outputs.map((o) => o.path));
+    // Read FILES_AT_ONCE at a time; each output's problem lands in its place, so the report keeps the manifest's order.
+    const outputProblems = new Array<string | undefined>(manifest.outputs.length);
+    await forEachLimited(manifest.outputs, async (output, i) => {
       let digest: { sha256: string; size: number };
       try {
         digest = await digestFile(path.join(dir, ARTIFACTS, ...output.path.split('/')));
       } catch (error) {
-        problems.push(errorCode(error) === 'ENOENT' ? `output ${output.path} is missing` : `output ${output.path} cannot be read: ${(error as Error).message}`);
-        continue;
+        outputProblems[i] = errorCode(error) === 'ENOENT' ? `output ${output.path} is missing` : `output ${output.path} cannot be read: ${(error as Error).message}`;
+        return;
+      } finally {
+        checked?.(output.size);
       }
       if (digest.size !== output.size || digest.sha256 !== output.sha256) {
-        problems.push(`output ${output.path} has changed: now ${digest.size} bytes, sha256 ${digest.sha256}; ` +
-          `the manifest says ${output.size} bytes, sha256 ${output.sha256}`);
+        outputProblems[i] = `output ${output.path} has changed: now ${digest.size} bytes, sha256 ${digest.sha256}; ` +
+          `the manifest says ${output.size} bytes, sha256 ${output.sha256}`;
       }
-    }
-    const present = await listFiles(path.join(dir, ARTIFACTS)).catch(() => [] as string[]);
+    });
+    for (const problem of outputProblems) if (problem !== undefined) problems.push(problem);
+    // No artifacts folder is what an entry without outputs may have; any other failure to list it is said, never
+    // taken for an empty folder (a listing that overflowed once hid every unlisted file of a huge entry that way).
+    const present = await listFiles(path.join(dir, ARTIFACTS)).catch((error: unknown) => {
+      if (errorCode(error) !== 'ENOENT') problems.push(`artifacts/ cannot be listed: ${(error as Error).message}`);
+      return [] as string[];
+    });
     for (const rel of present) if (!listed.has(rel)) problems.push(`artifacts/${rel} is not listed in the manifest`);
     for (const [upKey, digest] of Object.entries(manifest.inputContents ?? {})) {
       if (!KEY_PATTERN.test(upKey)) continue;

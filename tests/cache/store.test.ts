@@ -1,6 +1,6 @@
 // Tests for ArtifactStore: commit round trips, locks between callers and processes, crash safety, gc and verify.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -389,6 +389,43 @@ maintenance('verify finds nothing wrong in a healthy store', async () => {
   await commitSimple('one');
   await commitSimple('two');
   assert.equal(await store.verify(), []);
+});
+
+maintenance('verify reads an entry of more files than a stack holds arguments, and reports its progress file by file', async () => {
+  // 15,000 files under a 100 KiB stack stand for ~150,000 under the default 984 KiB, where spreading the listing into
+  // push() overflowed, and verify took the failed listing for an empty folder: unlisted files went unreported.
+  const count = 15_000;
+  const key = keyFor('huge');
+  const dir = store.entryDir(key);
+  const parts = path.join(dir, 'artifacts', 'outs', 'parts');
+  await fsp.mkdir(parts, { recursive: true });
+  const outputs = [];
+  for (let i = 0; i < count; i++) {
+    writeFileSync(path.join(parts, `${i}`), i === 0 ? 'x' : '');
+    outputs.push({ path: `outs/parts/${i}`, size: 0, sha256: sha256('') });
+  }
+  outputs.sort((a, b) => (a.path < b.path ? -1 : 1));
+  writeFileSync(path.join(parts, 'stray'), '');
+  const manifest = { formatVersion: 1, key, ...fieldsFor('huge'), outputs, log: 'log.txt' };
+  const text = `${JSON.stringify(manifest)}\n`;
+  await fsp.writeFile(path.join(dir, 'manifest.json'), text);
+  await fsp.writeFile(path.join(dir, 'manifest.sha256'), `${sha256(text)}\n`);
+  await fsp.writeFile(path.join(dir, 'log.txt'), '');
+  await fsp.writeFile(path.join(root, CACHE_MARKER), '{}');
+
+  const child = spawn(process.execPath, ['--stack-size=100', '--import', 'tsx', path.join(projectRoot, 'tests/cache/verify-child.ts'), root], { cwd: projectRoot });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  assert.is(await new Promise((resolve) => child.on('exit', resolve)), 0, err);
+  assert.equal(JSON.parse(out), {
+    problems: [{
+      key, severity: 'damage',
+      problem: `output outs/parts/0 has changed: now 1 bytes, sha256 ${sha256('x')}; the manifest says 0 bytes, sha256 ${sha256('')}`,
+    }, { key, severity: 'damage', problem: 'artifacts/outs/parts/stray is not listed in the manifest' }],
+    progress: { calls: count, inOrder: true, last: { done: { files: count, bytes: 0 }, total: { files: count, bytes: 0 } } },
+  }, err);
 });
 
 maintenance('verify detects one corrupted byte in an output', async () => {
