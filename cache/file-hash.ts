@@ -153,6 +153,33 @@ export class FileHasher {
     this.dirty = false;
   }
 
+  /**
+   * Forget the files that no longer exist (a gc'd entry's outputs, a deleted workspace file), and persist that unless
+   * `dryRun`; returns how many were, or would be, forgotten. Without this the stat cache grows with every entry ever
+   * committed. A run that loaded the stat cache before and saves it after puts back what it knew: harmless, the next
+   * prune drops them again.
+   */
+  async pruneMissing(dryRun = false): Promise<number> {
+    await this.load();
+    let dropped = 0;
+    for (const file of [...this.entries.keys()]) {
+      try {
+        // Synchronous, as in hash(): one stat per remembered file, tens of thousands for a large cache.
+        statSync(file);
+        continue;
+      } catch (error) {
+        if (errorCode(error) !== 'ENOENT' && errorCode(error) !== 'ENOTDIR') continue;
+      }
+      dropped++;
+      if (!dryRun) this.entries.delete(file);
+    }
+    if (dropped > 0 && !dryRun) {
+      this.dirty = true;
+      await this.save();
+    }
+    return dropped;
+  }
+
   private load(): Promise<void> {
     this.loading ??= this.readStatCache();
     return this.loading;

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { canonicalJson, sha256, stageKey } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import { diskBytes, errorCode, fsyncDir, fsyncFile, naming, randomHex, replaceFileDurable, writeNewFileDurable } from './durable.ts';
-import { compareCodeUnits, digestFile, digestHandle, FileMissingError } from './file-hash.ts';
+import { compareCodeUnits, digestFile, digestHandle, FileHasher, FileMissingError } from './file-hash.ts';
 import { forEachLimited } from './pool.ts';
 import { acquireLock, breakStaleLock, describeOwner, isAbandoned, readLock, type HeldLock, type LockOwner } from './lock.ts';
 
@@ -82,6 +82,8 @@ export interface GcResult {
   inUse: number;
   /** Stopped by its signal part way: what is listed was removed, the rest stays for the next gc. */
   interrupted: boolean;
+  /** Entries of stat-cache.json whose files are gone (removed entries' outputs, deleted workspace files), dropped. */
+  statCachePruned: number;
 }
 
 export interface VerifyProblem {
@@ -127,6 +129,8 @@ const MANIFEST = 'manifest.json';
 /** SHA-256 of manifest.json's exact bytes, so verify notices an edited or bit-rotted metric. */
 const MANIFEST_CHECKSUM = 'manifest.sha256';
 const LOG = 'log.txt';
+/** The FileHasher's stat cache, shared by the runs of this cache (runtime/session.ts). */
+export const STAT_CACHE = 'stat-cache.json';
 const KEY_PATTERN = /^[0-9a-f]{8,128}$/;
 
 /** Whether `text` has the shape of a cache key (lowercase hex, as stageKey() makes them). */
@@ -140,7 +144,7 @@ const LOCK_TEMP_MAX_AGE_MS = 10 * 60 * 1000;
 /** Written when a cache is created; gc, verify and run refuse a folder without it (a --cache-dir typo must not empty a repository). */
 export const CACHE_MARKER = 'pausepipe-cache.json';
 /** Everything the cache writes at its root. A folder holding only these is a cache made before the marker existed. */
-const ROOT_NAMES = new Set([CACHE_MARKER, 'objects', 'tmp', 'scratch', 'locks', 'state', 'uses', 'stat-cache.json', 'gc-generation']);
+const ROOT_NAMES = new Set([CACHE_MARKER, 'objects', 'tmp', 'scratch', 'locks', 'state', 'uses', STAT_CACHE, 'gc-generation']);
 /** Temp files of replaceFileDurable next to a root file (stat-cache.json.<pid>.<hex>.tmp). */
 const ROOT_TEMP = /^(stat-cache\.json|gc-generation|pausepipe-cache\.json)\.\d+\.[0-9a-f]+\.tmp$/;
 /** Folders gc moves an entry into before deleting it. */
@@ -666,7 +670,7 @@ export class ArtifactStore {
       // Published before the registrations are read: a run that registered too late to be seen sees a new generation.
       if (!dryRun) await replaceFileDurable(path.join(this.root, 'gc-generation'), randomHex(8));
       const inUse = this.keysInUse();
-      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], kept: 0, inUse: 0, interrupted: false };
+      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], kept: 0, inUse: 0, interrupted: false, statCachePruned: 0 };
       // Stopped (Ctrl-C) between two removals: the lock is released and the generation published as at any end.
       const stopped = () => (result.interrupted ||= opts.signal?.aborted === true);
       const drop = async (dir: string, rel: string, asEntry: boolean) => {
@@ -708,6 +712,9 @@ export class ArtifactStore {
         }
       }
       for (const name of readdirOrEmpty(this.root)) if (!ROOT_NAMES.has(name) && !ROOT_TEMP.test(name)) result.foreign.push(name);
+      // Last, once the entries are gone: their files' stamps would otherwise stay in the stat cache for good. A dry run
+      // counts the entries of files already gone (those of the entries it would remove are still there).
+      if (!stopped()) result.statCachePruned = await new FileHasher(path.join(this.root, STAT_CACHE)).pruneMissing(dryRun);
       result.removed.sort();
       return result;
     } finally {

@@ -331,13 +331,47 @@ maintenance('gc removes entries not kept, reports the bytes freed and counts the
   };
   const expectedBytes = (await bytesOf(a)) + (await bytesOf(b));
   const result = await store.gc(new Set([kept]));
-  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], kept: 1, inUse: 0, interrupted: false });
+  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], kept: 1, inUse: 0, interrupted: false, statCachePruned: 0 });
   assert.equal(store.keys(), [kept]);
   assert.is(store.has(a), false);
   assert.equal(await fsp.readdir(path.join(root, 'tmp')), []);
   // The shard folders it emptied go too; a later commit into one makes it again.
   assert.equal(await fsp.readdir(path.join(root, 'objects')), [kept.slice(0, 2)]);
   assert.is(store.has(await commitSimple('a', '12345')), true);
+});
+
+maintenance('gc drops the stat cache\'s entries of files that are gone: removed entries\' outputs, deleted workspace files', async () => {
+  const statCache = path.join(root, 'stat-cache.json');
+  const hasher = new FileHasher(statCache);
+  const commitRemembered = async (name: string) => {
+    const entry = await store.begin(keyFor(name), { digester: hasher });
+    if (entry === 'cached') throw new Error('expected to compute');
+    for (const f of ['a.txt', 'b.txt']) await fsp.writeFile(path.join(entry.outDir, f), `${name} ${f}`);
+    return (await entry.commit(fieldsFor(name))).key;
+  };
+  const kept = await commitRemembered('kept');
+  const dropped = await commitRemembered('dropped');
+  const workspaceFile = `${root}-outside.txt`;
+  await fsp.writeFile(workspaceFile, 'a dep');
+  await fsp.utimes(workspaceFile, new Date(2020, 0, 1), new Date(2020, 0, 1));
+  await hasher.hash(workspaceFile);
+  await hasher.save();
+  const remembered = () => Object.keys((JSON.parse(readFileSync(statCache, 'utf8')) as { entries: object }).entries).sort();
+  const outputsOf = (key: string) => ['a.txt', 'b.txt'].map((f) => path.join(store.artifactsDir(key), f));
+  assert.equal(remembered(), [...outputsOf(kept), ...outputsOf(dropped), workspaceFile].sort());
+
+  await fsp.rm(workspaceFile);
+  // A dry run counts the files already gone and writes nothing.
+  assert.is((await store.gc(new Set([kept]), { dryRun: true })).statCachePruned, 1);
+  assert.equal(remembered(), [...outputsOf(kept), ...outputsOf(dropped), workspaceFile].sort());
+  const result = await store.gc(new Set([kept]));
+  assert.equal([result.removed, result.statCachePruned], [[dropped], 3]);
+  assert.equal(remembered(), outputsOf(kept).sort());
+  // What is left still spares a read: the kept entry is checked by a stat.
+  const again = new FileHasher(statCache);
+  assert.is((await store.inspect(kept, again)).state, 'intact');
+  assert.is(again.filesRead, 0);
+  assert.is((await store.gc(new Set([kept]))).statCachePruned, 0);
 });
 
 maintenance('gc removes a kept key\'s scratch beside its entry (a killed --force run\'s), unless a Slurm job record is in it', async () => {
@@ -350,7 +384,7 @@ maintenance('gc removes a kept key\'s scratch beside its entry (a killed --force
   }
   await fsp.mkdir(path.join(store.scratchDir(queued), 'slurm-job'));
   const result = await store.gc(new Set([forced, queued, resumable]));
-  assert.equal(result, { removed: [], freedBytes: 4, leftovers: [`scratch/${forced}`], foreign: [], kept: 2, inUse: 0, interrupted: false });
+  assert.equal(result, { removed: [], freedBytes: 4, leftovers: [`scratch/${forced}`], foreign: [], kept: 2, inUse: 0, interrupted: false, statCachePruned: 0 });
   assert.equal([forced, queued, resumable].map((key) => existsSync(store.scratchDir(key))), [false, true, true]);
   assert.equal(store.keys().sort(), [forced, queued].sort());
 });
@@ -378,6 +412,7 @@ maintenance('gc removes a dead run\'s temp folder, lock and unneeded scratch, bu
     kept: 0,
     inUse: 0,
     interrupted: false,
+    statCachePruned: 0,
   });
   assert.is(existsSync(store.scratchDir(resumable)), true);
   assert.is(readFileSync(path.join(running.outDir, 'partial.bin'), 'utf8'), 'p');
