@@ -8,7 +8,8 @@ import { canonicalJson, sha256, stageKey } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import type { MissingInput } from '../stages/kind.ts';
 import { diskBytes, errorCode, fsyncDir, fsyncFile, naming, randomHex, replaceFileDurable, writeNewFileDurable } from './durable.ts';
-import { compareCodeUnits, digestFile, FileMissingError } from './file-hash.ts';
+import { compareCodeUnits, digestFile, digestHandle, FileHasher, FileMissingError } from './file-hash.ts';
+import { forEachLimited } from './pool.ts';
 import { acquireLock, breakStaleLock, describeOwner, isAbandoned, readLock, type HeldLock, type LockOwner } from './lock.ts';
 
 export type { LockOwner } from './lock.ts';
@@ -89,6 +90,8 @@ export interface GcResult {
   inUse: number;
   /** Stopped by its signal part way: what is listed was removed, the rest stays for the next gc. */
   interrupted: boolean;
+  /** Entries of stat-cache.json whose files are gone (removed entries' outputs, deleted workspace files), dropped. */
+  statCachePruned: number;
 }
 
 export interface VerifyProblem {
@@ -100,6 +103,12 @@ export interface VerifyProblem {
    * by removing it). leftover: what a killed run left behind, which gc clears. foreign: a file the cache did not write.
    */
   severity: 'damage' | 'leftover' | 'foreign';
+}
+
+/** How much of a verify is done, or is to do: the files of the manifests and their bytes. */
+export interface VerifyCount {
+  files: number;
+  bytes: number;
 }
 
 /** What the cache holds under one key. */
@@ -128,6 +137,8 @@ const MANIFEST = 'manifest.json';
 /** SHA-256 of manifest.json's exact bytes, so verify notices an edited or bit-rotted metric. */
 const MANIFEST_CHECKSUM = 'manifest.sha256';
 const LOG = 'log.txt';
+/** The FileHasher's stat cache, shared by the runs of this cache (runtime/session.ts). */
+export const STAT_CACHE = 'stat-cache.json';
 const KEY_PATTERN = /^[0-9a-f]{8,128}$/;
 
 /** Whether `text` has the shape of a cache key (lowercase hex, as stageKey() makes them). */
@@ -141,7 +152,7 @@ const LOCK_TEMP_MAX_AGE_MS = 10 * 60 * 1000;
 /** Written when a cache is created; gc, verify and run refuse a folder without it (a --cache-dir typo must not empty a repository). */
 export const CACHE_MARKER = 'pausepipe-cache.json';
 /** Everything the cache writes at its root. A folder holding only these is a cache made before the marker existed. */
-const ROOT_NAMES = new Set([CACHE_MARKER, 'objects', 'tmp', 'scratch', 'locks', 'state', 'uses', 'stat-cache.json', 'gc-generation']);
+const ROOT_NAMES = new Set([CACHE_MARKER, 'objects', 'tmp', 'scratch', 'locks', 'state', 'uses', STAT_CACHE, 'gc-generation']);
 /** Temp files of replaceFileDurable next to a root file (stat-cache.json.<pid>.<hex>.tmp). */
 const ROOT_TEMP = /^(stat-cache\.json|gc-generation|pausepipe-cache\.json)\.\d+\.[0-9a-f]+\.tmp$/;
 /** Folders gc moves an entry into before deleting it. */
@@ -262,12 +273,15 @@ function readdirOrEmpty(dir: string): string[] {
   }
 }
 
-/** Relative paths (with `/`) of everything under `root` that is not a folder. */
-async function listFiles(root: string, rel = ''): Promise<string[]> {
-  const found: string[] = [];
+/**
+ * Relative paths (with `/`) of everything under `root` that is not a folder. Appended to one list: spreading a
+ * folder's list into its parent's (`push(...list)`) passes every name as an argument, and overflows the stack
+ * somewhere past 100,000 files.
+ */
+async function listFiles(root: string, rel = '', found: string[] = []): Promise<string[]> {
   for (const entry of await fsp.readdir(path.join(root, rel), { withFileTypes: true })) {
     const relPath = rel === '' ? entry.name : `${rel}/${entry.name}`;
-    if (entry.isDirectory()) found.push(...(await listFiles(root, relPath)));
+    if (entry.isDirectory()) await listFiles(root, relPath, found);
     else found.push(relPath);
   }
   return found;
@@ -315,34 +329,51 @@ async function materializeLink(link: string, rel: string): Promise<void> {
   await fsp.rename(copy, link);
 }
 
-/** Hash and flush every file under `root`; collects the folders visited so they can be flushed too. */
+/**
+ * Hash and flush every file under `root`, making each read-only; collects the folders visited so they can be flushed
+ * too. The files are found first, then sealed FILES_AT_ONCE at a time, each through one open handle (read, fchmod,
+ * fsync): an entry of 50,000 small files spent most of its commit waiting on one fsync after another.
+ */
 async function sealOutputs(root: string, folders: string[]): Promise<OutputRecord[]> {
-  const outputs: OutputRecord[] = [];
+  const files: { full: string; relPath: string }[] = [];
   const walk = async (dir: string, rel: string): Promise<void> => {
     folders.push(dir);
-    for (const name of await fsp.readdir(dir)) {
-      const full = path.join(dir, name);
-      const relPath = rel === '' ? name : `${rel}/${name}`;
-      let stat = await fsp.lstat(full);
-      if (stat.isSymbolicLink()) {
+    for (const found of await fsp.readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, found.name);
+      const relPath = rel === '' ? found.name : `${rel}/${found.name}`;
+      let entry: { isDirectory(): boolean; isFile(): boolean } = found;
+      if (found.isSymbolicLink()) {
         await materializeLink(full, relPath);
-        stat = await fsp.lstat(full);
+        entry = await fsp.lstat(full);
       }
-      if (stat.isDirectory()) {
-        await walk(full, relPath);
-      } else if (stat.isFile()) {
-        const digest = await digestFile(full);
-        // Read-only, so a downstream stage that opens an upstream file for writing fails instead of corrupting it.
-        await fsp.chmod(full, stat.mode & ~0o222);
-        await fsyncFile(full);
-        outputs.push({ path: relPath, size: digest.size, sha256: digest.sha256 });
-      } else {
-        throw new Error(`output ${relPath} is neither a file nor a folder; a stage may only write files and folders`);
-      }
+      if (entry.isDirectory()) await walk(full, relPath);
+      else if (entry.isFile()) files.push({ full, relPath });
+      else throw new Error(`output ${relPath} is neither a file nor a folder; a stage may only write files and folders`);
     }
   };
   await walk(root, '');
+  const outputs = new Array<OutputRecord>(files.length);
+  await forEachLimited(files, async ({ full, relPath }, i) => {
+    outputs[i] = { path: relPath, ...(await sealFile(full)) };
+  });
   return outputs.sort((a, b) => compareCodeUnits(a.path, b.path));
+}
+
+/** Hash one output, make it read-only and flush it, through one open handle. */
+async function sealFile(file: string): Promise<{ size: number; sha256: string }> {
+  const handle = await fsp.open(file, 'r');
+  try {
+    const stat = await handle.stat();
+    const digest = await digestHandle(handle, stat.size);
+    // Read-only, so a downstream stage that opens an upstream file for writing fails instead of corrupting it.
+    await handle.chmod(stat.mode & 0o7777 & ~0o222);
+    await handle.sync();
+    return { size: digest.size, sha256: digest.sha256 };
+  } catch (error) {
+    throw naming(error, file);
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -667,7 +698,7 @@ export class ArtifactStore {
       // Published before the registrations are read: a run that registered too late to be seen sees a new generation.
       if (!dryRun) await replaceFileDurable(path.join(this.root, 'gc-generation'), randomHex(8));
       const inUse = this.keysInUse();
-      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], kept: 0, inUse: 0, interrupted: false };
+      const result: GcResult = { removed: [], freedBytes: 0, leftovers: [], foreign: [], kept: 0, inUse: 0, interrupted: false, statCachePruned: 0 };
       // Stopped (Ctrl-C) between two removals: the lock is released and the generation published as at any end.
       const stopped = () => (result.interrupted ||= opts.signal?.aborted === true);
       const drop = async (dir: string, rel: string, asEntry: boolean) => {
@@ -709,6 +740,9 @@ export class ArtifactStore {
         }
       }
       for (const name of readdirOrEmpty(this.root)) if (!ROOT_NAMES.has(name) && !ROOT_TEMP.test(name)) result.foreign.push(name);
+      // Last, once the entries are gone: their files' stamps would otherwise stay in the stat cache for good. A dry run
+      // counts the entries of files already gone (those of the entries it would remove are still there).
+      if (!stopped()) result.statCachePruned = await new FileHasher(path.join(this.root, STAT_CACHE)).pruneMissing(dryRun);
       result.removed.sort();
       return result;
     } finally {
@@ -724,16 +758,33 @@ export class ArtifactStore {
    * was computed from, and list what dead runs left behind and what the cache did not write. Throws NotACacheError
    * when the root is not a cache.
    */
-  async verify(): Promise<VerifyProblem[]> {
+  async verify(opts: { onProgress?: (done: VerifyCount, total: VerifyCount) => void } = {}): Promise<VerifyProblem[]> {
     this.assertCache();
     const problems: VerifyProblem[] = [];
     const manifests = new Map<string, Manifest | undefined>();
-    for (const { shard, name, dir } of this.entryFolders()) {
+    const folders = this.entryFolders();
+    // What the manifests list, for the progress of a long check; an unreadable manifest adds nothing.
+    const total: VerifyCount = { files: 0, bytes: 0 };
+    const done: VerifyCount = { files: 0, bytes: 0 };
+    if (opts.onProgress) {
+      for (const { shard, name } of folders) {
+        for (const o of (isEntryName(shard, name) ? this.readManifest(name)?.outputs : undefined) ?? []) {
+          total.files++;
+          total.bytes += o.size;
+        }
+      }
+    }
+    const checked = (bytes: number) => {
+      done.files++;
+      done.bytes += bytes;
+      opts.onProgress?.(done, total);
+    };
+    for (const { shard, name, dir } of folders) {
       if (!isEntryName(shard, name)) {
         problems.push({ key: '', problem: `objects/${shard}/${name} is not a cache entry folder (not written by pausepipe; left alone)`, severity: 'foreign' });
         continue;
       }
-      for (const problem of await this.checkEntry(name, dir, manifests)) problems.push({ key: name, problem, severity: 'damage' });
+      for (const problem of await this.checkEntry(name, dir, manifests, checked)) problems.push({ key: name, problem, severity: 'damage' });
     }
     for (const name of readdirOrEmpty(path.join(this.root, 'tmp'))) {
       if (!TEMP_NAME.test(name) && !TRASH_NAME.test(name)) {
@@ -835,7 +886,8 @@ export class ArtifactStore {
     return dryRun || (await breakStaleLock(file, seen));
   }
 
-  private async checkEntry(key: string, dir: string, manifests: Map<string, Manifest | undefined>): Promise<string[]> {
+  /** What is wrong with one entry, every byte read again; `checked` is told of each output read (its manifest size). */
+  private async checkEntry(key: string, dir: string, manifests: Map<string, Manifest | undefined>, checked?: (bytes: number) => void): Promise<string[]> {
     let text: string;
     try {
       text = await fsp.readFile(path.join(dir, MANIFEST), 'utf8');
@@ -855,22 +907,31 @@ export class ArtifactStore {
     } else if (!(await fsp.stat(path.join(dir, manifest.log)).then((s) => s.isFile(), () => false))) {
       problems.push(`log file ${manifest.log} is missing`);
     }
-    const listed = new Set<string>();
-    for (const output of manifest.outputs) {
-      listed.add(output.path);
+    const listed = new Set(manifest.outputs.map((o) => o.path));
+    // Read FILES_AT_ONCE at a time; each output's problem lands in its place, so the report keeps the manifest's order.
+    const outputProblems = new Array<string | undefined>(manifest.outputs.length);
+    await forEachLimited(manifest.outputs, async (output, i) => {
       let digest: { sha256: string; size: number };
       try {
         digest = await digestFile(path.join(dir, ARTIFACTS, ...output.path.split('/')));
       } catch (error) {
-        problems.push(errorCode(error) === 'ENOENT' ? `output ${output.path} is missing` : `output ${output.path} cannot be read: ${(error as Error).message}`);
-        continue;
+        outputProblems[i] = errorCode(error) === 'ENOENT' ? `output ${output.path} is missing` : `output ${output.path} cannot be read: ${(error as Error).message}`;
+        return;
+      } finally {
+        checked?.(output.size);
       }
       if (digest.size !== output.size || digest.sha256 !== output.sha256) {
-        problems.push(`output ${output.path} has changed: now ${digest.size} bytes, sha256 ${digest.sha256}; ` +
-          `the manifest says ${output.size} bytes, sha256 ${output.sha256}`);
+        outputProblems[i] = `output ${output.path} has changed: now ${digest.size} bytes, sha256 ${digest.sha256}; ` +
+          `the manifest says ${output.size} bytes, sha256 ${output.sha256}`;
       }
-    }
-    const present = await listFiles(path.join(dir, ARTIFACTS)).catch(() => [] as string[]);
+    });
+    for (const problem of outputProblems) if (problem !== undefined) problems.push(problem);
+    // No artifacts folder is what an entry without outputs may have; any other failure to list it is said, never
+    // taken for an empty folder (a listing that overflowed once hid every unlisted file of a huge entry that way).
+    const present = await listFiles(path.join(dir, ARTIFACTS)).catch((error: unknown) => {
+      if (errorCode(error) !== 'ENOENT') problems.push(`artifacts/ cannot be listed: ${(error as Error).message}`);
+      return [] as string[];
+    });
     for (const rel of present) if (!listed.has(rel)) problems.push(`artifacts/${rel} is not listed in the manifest`);
     for (const [upKey, digest] of Object.entries(manifest.inputContents ?? {})) {
       if (!KEY_PATTERN.test(upKey)) continue;

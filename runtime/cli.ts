@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeOwner } from '../cache/lock.ts';
-import { ArtifactStore, copyOutOfCache, resolveCacheRoot, type GcResult } from '../cache/store.ts';
+import { ArtifactStore, copyOutOfCache, resolveCacheRoot, type GcResult, type VerifyProblem } from '../cache/store.ts';
 import { diagnostic } from '../grammar/diagnostics.ts';
 import { didYouMean } from '../grammar/suggest.ts';
 import type { StageKind } from '../stages/kind.ts';
@@ -25,7 +25,7 @@ import { overrideNotes, overridesRecord, parseOverride, type Override } from './
 import type { Pipeline } from './pipeline.ts';
 import type { Plan, PlannedStage } from './plan.ts';
 import { describeFailure, describePartial, lastFailure, lastPartial } from './commit.ts';
-import { createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
+import { createCheckProgress, createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
 import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
 import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
 import { buildResultTable, renderTable, type TableFormat } from './show.ts';
@@ -849,6 +849,7 @@ const COMMANDS: Record<string, Command> = {
       'Re-reads every output of every entry against its manifest, checks each manifest against its checksum and key,',
       'and each entry against the bytes of the inputs it was computed from. Leftovers of killed runs are listed',
       '(gc clears them) but only damage fails: exit 1. The cache is found from FILE\'s workspace or the current folder.',
+      'A check that takes more than a second says how far it is on stderr (`verify: 28,700/70,000 files (41%) ETA 12 s`).',
       '  --repair        remove the damaged entries (the next run computes them again)',
       CACHE_HELP,
     ].join('\n'),
@@ -858,7 +859,14 @@ const COMMANDS: Record<string, Command> = {
       const from = positionals[0] ?? path.join(process.cwd(), 'pipeline.pipe');
       const root = resolveCacheRoot(findWorkspace(from), values['cache-dir'] as string | undefined);
       const store = new ArtifactStore(root);
-      const problems = await store.verify();
+      // Reading back a large cache takes minutes: say how far it is (on stderr; the findings stay on stdout).
+      const progress = createCheckProgress(io.stderr, 'verify');
+      let problems: VerifyProblem[];
+      try {
+        problems = await store.verify({ onProgress: (done, total) => progress.update(done, total) });
+      } finally {
+        progress.close();
+      }
       const damage = problems.filter((p) => p.severity === 'damage');
       for (const p of problems) write(io.stdout, `${p.severity === 'damage' ? 'damaged' : p.severity} ${p.key || '-'}: ${p.problem}`);
       const leftovers = problems.length - damage.length;

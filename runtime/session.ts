@@ -3,7 +3,7 @@ import path from 'node:path';
 import { errorCode } from '../cache/durable.ts';
 import { FileHasher } from '../cache/file-hash.ts';
 import { describeOwner, type HeldLock } from '../cache/lock.ts';
-import { ArtifactStore, resolveCacheRoot, type Manifest } from '../cache/store.ts';
+import { ArtifactStore, resolveCacheRoot, STAT_CACHE, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, mistakeOf, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
 import { Committer, describeFailure, describePartial, lastFailure, lastPartial } from './commit.ts';
@@ -97,7 +97,7 @@ async function noteOverrideCauses(file: string, kinds: Record<string, StageKind>
 export async function planLoaded(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheDir?: string, options: PlanOptions = {}): Promise<Session> {
   const cacheRoot = resolveCacheRoot(pipeline.workspace, cacheDir);
   const store = new ArtifactStore(cacheRoot);
-  const hasher = new FileHasher(path.join(cacheRoot, 'stat-cache.json'), { cacheRoot });
+  const hasher = new FileHasher(path.join(cacheRoot, STAT_CACHE), { cacheRoot });
   const keys = await computeKeys(pipeline, kinds, hasher);
   guardCache(pipeline, kinds, cacheRoot, keys);
   const { previous, lastRunStages } = await readState(statePath(cacheRoot, pipeline.file));

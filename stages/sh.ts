@@ -1,17 +1,18 @@
 // Stage kind `sh`: runs a command (argument list, or a shell string) with declared workspace deps and outs.
-import { cp, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { naming, randomHex } from '../cache/durable.ts';
 import { acquireLock, describeOwner, isAbandoned, readLock, type HeldLock } from '../cache/lock.ts';
 import { digestFile } from '../cache/file-hash.ts';
-import { copyOutOfCache, isCacheKey } from '../cache/store.ts';
+import { forEachLimited } from '../cache/pool.ts';
+import { copyOutOfCache, isCacheKey, userFileMode } from '../cache/store.ts';
 import { gpuEnvironment } from '../runtime/gpus.ts';
 import { sha256 } from '../runtime/hash.ts';
 import type { JsonValue } from '../runtime/json.ts';
 import { isWithin, unsafeWorkspacePath } from '../runtime/workspace-paths.ts';
-import type { CheckContext, CheckProblem, RestoreContext, StageContext, StageKind, StageResult } from './kind.ts';
+import type { CheckContext, CheckProblem, RestoreContext, StageContext, StageKind, StageResult, StoredOutput } from './kind.ts';
 
 export interface ShParams {
   command: string | string[];
@@ -83,12 +84,18 @@ function checkSh(p: ShParams, ctx: CheckContext): CheckProblem[] {
     if (file !== undefined) return unsafe(`holds the pipeline file \`${file}\``);
     return undefined;
   });
+  // Each input arrives as two variables, its folders and its list file: `a_list`'s folders would overwrite `a`'s list.
   const envNames = new Map<string, string>();
+  const reported = new Set<string>();
   for (const name of ctx.inputs) {
-    const env = inputEnvName(name);
-    const first = envNames.get(env);
-    if (first === undefined) envNames.set(env, name);
-    else problems.push({ code: 'E_DUPLICATE_INPUT', input: name, message: `inputs \`${first}\` and \`${name}\` both arrive as $${env}: one would be lost`, notes: ['give one of them another name'] });
+    for (const env of [inputEnvName(name), inputListEnvName(name)]) {
+      const first = envNames.get(env);
+      if (first === undefined) envNames.set(env, name);
+      else if (first !== name && !reported.has(name)) {
+        reported.add(name);
+        problems.push({ code: 'E_DUPLICATE_INPUT', input: name, message: `inputs \`${first}\` and \`${name}\` both arrive as $${env}: one would be lost`, notes: ['give one of them another name'] });
+      }
+    }
   }
   return problems;
 }
@@ -101,6 +108,51 @@ function storedPath(rel: string): string {
 /** Environment name of an input: `train-runs` → `PAUSEPIPE_INPUT_TRAIN_RUNS`. */
 export function inputEnvName(input: string): string {
   return `PAUSEPIPE_INPUT_${input.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/** Environment name of the file listing an input's folders: `train-runs` → `PAUSEPIPE_INPUT_TRAIN_RUNS_LIST`. */
+export function inputListEnvName(input: string): string {
+  return `${inputEnvName(input)}_LIST`;
+}
+
+/**
+ * Linux refuses to start a program (E2BIG) when one `NAME=value` of its environment passes 128 KiB (MAX_ARG_STRLEN), or
+ * all of its arguments and environment together pass a quarter of the stack limit (2 MiB by default). A collection of
+ * a thousand upstream stages passes the first: folders joined into one variable take about 100 bytes each.
+ */
+const MAX_VARIABLE_BYTES = 128 * 1024;
+/** What the inputs' folder variables may take together: half the default total, the rest left to the inherited environment. */
+const MAX_INPUT_VARIABLES_BYTES = 1024 * 1024;
+
+/**
+ * The environment of the inputs: each input's list file always, its folders joined as one variable while they fit
+ * Linux's limits (unset past them, and said: an empty value would pass for an input without folders).
+ */
+async function inputVariables(ctx: StageContext<ShParams>): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  const listDir = path.join(ctx.scratchDir, 'input-lists');
+  await rm(listDir, { recursive: true, force: true });
+  await mkdir(listDir, { recursive: true });
+  let total = 0;
+  for (const [name, refs] of Object.entries(ctx.inputs)) {
+    const listFile = path.join(listDir, `${inputEnvName(name)}.txt`);
+    await writeFile(listFile, refs.map((r) => `${r.dir}\n`).join(''));
+    env[inputListEnvName(name)] = listFile;
+    const variable = inputEnvName(name);
+    const joined = refs.map((r) => r.dir).join(path.delimiter);
+    const bytes = Buffer.byteLength(`${variable}=${joined}`) + 1;
+    if (bytes <= MAX_VARIABLE_BYTES && total + bytes <= MAX_INPUT_VARIABLES_BYTES) {
+      env[variable] = joined;
+      total += bytes;
+    } else {
+      const line = `sh: $${variable} is not set: its ${refs.length} folders (${Math.ceil(bytes / 1024)} KiB) pass Linux's limit on ` +
+        `${bytes > MAX_VARIABLE_BYTES ? 'one environment variable (128 KiB)' : "the inputs' variables together (1 MiB here)"}; ` +
+        `the command reads them from the file $${inputListEnvName(name)}, one per line`;
+      ctx.log(line);
+      ctx.notice?.(`${ctx.name}: ${line}`);
+    }
+  }
+  return env;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -305,9 +357,8 @@ async function runSetAside(ctx: StageContext<ShParams>, outs: string[]): Promise
 
   const inputsFile = path.join(ctx.scratchDir, 'inputs.json');
   const described: Record<string, JsonValue> = {};
-  const env: Record<string, string> = {};
+  const env = await inputVariables(ctx);
   for (const [name, refs] of Object.entries(ctx.inputs)) {
-    env[inputEnvName(name)] = refs.map((r) => r.dir).join(path.delimiter);
     described[name] = refs.map((r) => ({ stage: r.stage, key: r.key, dir: r.dir, variant: r.variant, metrics: r.metrics }));
   }
   await writeFile(inputsFile, JSON.stringify(described, null, 2));
@@ -410,30 +461,64 @@ async function restoreOuts(ctx: RestoreContext<ShParams>): Promise<string[]> {
 
 async function restoreOutsLocked(ctx: RestoreContext<ShParams>): Promise<string[]> {
   const restored: string[] = [];
+  /** Folders made (or being made) by this restore: one mkdir per folder, not per file. */
+  const folders = new Map<string, Promise<unknown>>();
+  const makeFolder = (dir: string) => {
+    let made = folders.get(dir);
+    if (made === undefined) folders.set(dir, (made = mkdir(dir, { recursive: true })));
+    return made;
+  };
   for (const out of ctx.params.outs) {
     const prefix = storedPath(out);
     const isFile = ctx.outputs.some((o) => o.path === prefix);
-    for (const o of ctx.outputs) {
-      if (o.path !== prefix && !o.path.startsWith(`${prefix}/`)) continue;
+    const files = ctx.outputs.filter((o) => o.path === prefix || o.path.startsWith(`${prefix}/`));
+    // Kept in the manifest's order whatever order the files finish in.
+    const put = new Array<string | undefined>(files.length);
+    await forEachLimited(files, async (o, i) => {
       const target = workspacePath(ctx.workspace, isFile ? out : path.join(out, o.path.slice(prefix.length + 1)), 'out');
-      if ((await ctx.hashFile(target)) === o.sha256) continue;
-      await mkdir(path.dirname(target), { recursive: true });
-      const copy = restoreCopyOf(target);
-      try {
-        await copyOutOfCache(path.join(ctx.artifactsDir, o.path), copy);
-        const got = await digestFile(copy);
-        if (got.sha256 !== o.sha256) {
-          throw new Error(`the cache's copy of ${o.path} does not match its manifest (damaged cache entry; \`pausepipe verify --repair\` removes it)`);
-        }
-        if (await stat(target).then((st) => st.isDirectory(), () => false)) await rm(target, { recursive: true, force: true });
-        await rename(copy, target);
-      } finally {
-        await rm(copy, { force: true });
-      }
-      restored.push(path.relative(ctx.workspace, target).split(path.sep).join('/'));
-    }
+      const now = await ctx.hashFile(target);
+      if (now === o.sha256) return;
+      await makeFolder(path.dirname(target));
+      await restoreFile(path.join(ctx.artifactsDir, o.path), target, o, now !== undefined);
+      put[i] = path.relative(ctx.workspace, target).split(path.sep).join('/');
+    });
+    for (const rel of put) if (rel !== undefined) restored.push(rel);
   }
   return restored;
+}
+
+/** Cached files up to this size are restored from memory (read once, checked, written); larger ones are copied, then checked. */
+const RESTORE_IN_MEMORY_BYTES = 8 << 20;
+
+/** Puts one cached file at `target` by a checked copy beside it renamed over it; `exists`: something is there now. */
+async function restoreFile(source: string, target: string, o: StoredOutput, exists: boolean): Promise<void> {
+  const copy = restoreCopyOf(target);
+  const damaged = () => new Error(`the cache's copy of ${o.path} does not match its manifest (damaged cache entry; \`pausepipe verify --repair\` removes it)`);
+  try {
+    const handle = await open(source, 'r');
+    let bytes: Buffer | undefined;
+    let mode: number;
+    try {
+      const st = await handle.stat();
+      mode = st.mode;
+      if (st.size <= RESTORE_IN_MEMORY_BYTES) bytes = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+    if (bytes !== undefined) {
+      // The bytes checked are the bytes written: one read of the cache's file instead of a copy and a read of the copy.
+      if (sha256(bytes) !== o.sha256) throw damaged();
+      await writeFile(copy, bytes, { flag: 'wx', mode: userFileMode(mode) });
+    } else {
+      await copyOutOfCache(source, copy);
+      if ((await digestFile(copy)).sha256 !== o.sha256) throw damaged();
+    }
+    if (exists && (await stat(target).then((st) => st.isDirectory(), () => false))) await rm(target, { recursive: true, force: true });
+    await rename(copy, target);
+  } catch (error) {
+    await rm(copy, { force: true });
+    throw error;
+  }
 }
 
 export const SH: StageKind<ShParams> = {
@@ -441,7 +526,8 @@ export const SH: StageKind<ShParams> = {
   version: 1,
   description:
     'Run a command. Its inputs (any names) arrive as env PAUSEPIPE_INPUT_<NAME> (artifact folders joined by the path ' +
-    'delimiter) and PAUSEPIPE_INPUTS_JSON (a file describing each input: stage, key, dir, variant, metrics); ' +
+    'delimiter; unset when too long for Linux\'s environment, 128 KiB), PAUSEPIPE_INPUT_<NAME>_LIST (a file ' +
+    'listing the same folders, one per line) and PAUSEPIPE_INPUTS_JSON (a file describing each input: stage, key, dir, variant, metrics); ' +
     'PAUSEPIPE_OUT is the folder to write artifacts to, and a $PAUSEPIPE_OUT/metrics.json object becomes the ' +
     'stage metrics. A line `pausepipe:progress STEP[/TOTAL] [MESSAGE]` on its output reports progress.',
   params: {
@@ -481,7 +567,7 @@ export const SH: StageKind<ShParams> = {
     },
   },
   inputs: {
-    '*': { description: 'Any upstream stage or collection under any name, passed as PAUSEPIPE_INPUT_<NAME>.', anyArity: true, optional: true },
+    '*': { description: 'Any upstream stage or collection under any name, passed as PAUSEPIPE_INPUT_<NAME> and PAUSEPIPE_INPUT_<NAME>_LIST.', anyArity: true, optional: true },
   },
   isolated: false,
   check: checkSh,

@@ -1,6 +1,7 @@
 // Child process for the store tests: begins a cache entry the way a real run does, so tests can kill it or race two of them.
 // Usage: node --import tsx store-child.ts hang <root> <stage-name>
 //        node --import tsx store-child.ts race <root> <stage-name> <counter-file> <go-file>
+//        node --import tsx store-child.ts commit-many <root> <stage-name> <file-count>
 import { appendFileSync, existsSync, openSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import { ArtifactStore } from '../../cache/store.ts';
 import { fieldsFor, keyFor } from './fixtures.ts';
 
 const [mode, root, name, counterFile, goFile] = process.argv.slice(2);
-if (mode === undefined || root === undefined || name === undefined) throw new Error('usage: store-child.ts hang|race <root> <stage-name> ...');
+if (mode === undefined || root === undefined || name === undefined) throw new Error('usage: store-child.ts hang|race|commit-many <root> <stage-name> ...');
 const store = new ArtifactStore(root);
 const key = keyFor(name);
 
@@ -38,6 +39,16 @@ if (mode === 'hang') {
     await entry.commit(fieldsFor(name));
     process.stdout.write('computed\n');
   }
+} else if (mode === 'commit-many') {
+  const entry = await store.begin(key);
+  if (entry === 'cached') throw new Error('expected to compute, got cached');
+  const folder = path.join(entry.outDir, 'parts');
+  await fsp.mkdir(folder);
+  for (let i = 0; i < Number(counterFile); i++) await fsp.writeFile(path.join(folder, `${i}.txt`), `part ${i}\n`);
+  // The test kills this process once it sees the first output made read-only, i.e. part way through the commit.
+  process.stdout.write('committing\n');
+  await entry.commit(fieldsFor(name));
+  process.stdout.write('committed\n');
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

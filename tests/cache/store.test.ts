@@ -1,6 +1,6 @@
 // Tests for ArtifactStore: commit round trips, locks between callers and processes, crash safety, gc and verify.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -107,6 +107,29 @@ commits('commit writes outputs, manifest and log that read back exactly', async 
   assert.is(existsSync(entry.scratchDir), false);
   assert.is(existsSync(store.lockPath(key)), false);
   assert.is(await store.begin(key), 'cached');
+});
+
+commits('an entry of thousands of files, large ones among them, lists each with its size and hash, every one read-only', async () => {
+  const key = keyFor('many');
+  const entry = await mustBegin(key);
+  const expected: { path: string; size: number; sha256: string }[] = [];
+  const put = async (rel: string, bytes: Buffer, mode = 0o644) => {
+    await fsp.mkdir(path.dirname(path.join(entry.outDir, rel)), { recursive: true });
+    await fsp.writeFile(path.join(entry.outDir, rel), bytes, { mode });
+    expected.push({ path: rel, size: bytes.length, sha256: sha256(bytes) });
+  };
+  for (let i = 0; i < 3000; i++) await put(`shards/${i % 7}/part-${i}.json`, Buffer.from(`{"id": ${i}}\n`));
+  // Read in pieces: one of exactly two pieces, one ending part way through its third, an empty one; an executable keeps its x bits.
+  await put('big/two-pieces.bin', Buffer.alloc(2 << 20, 1));
+  await put('big/odd.bin', Buffer.alloc((2 << 20) + 12345, 2));
+  await put('empty.txt', Buffer.alloc(0));
+  await put('bin/tool.sh', Buffer.from('#!/bin/sh\n'), 0o755);
+  const manifest = await entry.commit(fieldsFor('many'));
+  expected.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  assert.equal(manifest.outputs, expected);
+  const modes = new Set(expected.map((o) => statSync(path.join(store.artifactsDir(key), o.path)).mode & 0o777));
+  assert.equal([...modes].sort(), [0o444, 0o555]);
+  assert.equal(await store.verify(), []);
 });
 
 commits('a run that writes nothing still commits, with an empty log', async () => {
@@ -308,13 +331,47 @@ maintenance('gc removes entries not kept, reports the bytes freed and counts the
   };
   const expectedBytes = (await bytesOf(a)) + (await bytesOf(b));
   const result = await store.gc(new Set([kept]));
-  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], kept: 1, inUse: 0, interrupted: false });
+  assert.equal(result, { removed: [a, b].sort(), freedBytes: expectedBytes, leftovers: [], foreign: [], kept: 1, inUse: 0, interrupted: false, statCachePruned: 0 });
   assert.equal(store.keys(), [kept]);
   assert.is(store.has(a), false);
   assert.equal(await fsp.readdir(path.join(root, 'tmp')), []);
   // The shard folders it emptied go too; a later commit into one makes it again.
   assert.equal(await fsp.readdir(path.join(root, 'objects')), [kept.slice(0, 2)]);
   assert.is(store.has(await commitSimple('a', '12345')), true);
+});
+
+maintenance('gc drops the stat cache\'s entries of files that are gone: removed entries\' outputs, deleted workspace files', async () => {
+  const statCache = path.join(root, 'stat-cache.json');
+  const hasher = new FileHasher(statCache);
+  const commitRemembered = async (name: string) => {
+    const entry = await store.begin(keyFor(name), { digester: hasher });
+    if (entry === 'cached') throw new Error('expected to compute');
+    for (const f of ['a.txt', 'b.txt']) await fsp.writeFile(path.join(entry.outDir, f), `${name} ${f}`);
+    return (await entry.commit(fieldsFor(name))).key;
+  };
+  const kept = await commitRemembered('kept');
+  const dropped = await commitRemembered('dropped');
+  const workspaceFile = `${root}-outside.txt`;
+  await fsp.writeFile(workspaceFile, 'a dep');
+  await fsp.utimes(workspaceFile, new Date(2020, 0, 1), new Date(2020, 0, 1));
+  await hasher.hash(workspaceFile);
+  await hasher.save();
+  const remembered = () => Object.keys((JSON.parse(readFileSync(statCache, 'utf8')) as { entries: object }).entries).sort();
+  const outputsOf = (key: string) => ['a.txt', 'b.txt'].map((f) => path.join(store.artifactsDir(key), f));
+  assert.equal(remembered(), [...outputsOf(kept), ...outputsOf(dropped), workspaceFile].sort());
+
+  await fsp.rm(workspaceFile);
+  // A dry run counts the files already gone and writes nothing.
+  assert.is((await store.gc(new Set([kept]), { dryRun: true })).statCachePruned, 1);
+  assert.equal(remembered(), [...outputsOf(kept), ...outputsOf(dropped), workspaceFile].sort());
+  const result = await store.gc(new Set([kept]));
+  assert.equal([result.removed, result.statCachePruned], [[dropped], 3]);
+  assert.equal(remembered(), outputsOf(kept).sort());
+  // What is left still spares a read: the kept entry is checked by a stat.
+  const again = new FileHasher(statCache);
+  assert.is((await store.inspect(kept, again)).state, 'intact');
+  assert.is(again.filesRead, 0);
+  assert.is((await store.gc(new Set([kept]))).statCachePruned, 0);
 });
 
 maintenance('gc removes a kept key\'s scratch beside its entry (a killed --force run\'s), unless a Slurm job record is in it', async () => {
@@ -327,7 +384,7 @@ maintenance('gc removes a kept key\'s scratch beside its entry (a killed --force
   }
   await fsp.mkdir(path.join(store.scratchDir(queued), 'slurm-job'));
   const result = await store.gc(new Set([forced, queued, resumable]));
-  assert.equal(result, { removed: [], freedBytes: 4, leftovers: [`scratch/${forced}`], foreign: [], kept: 2, inUse: 0, interrupted: false });
+  assert.equal(result, { removed: [], freedBytes: 4, leftovers: [`scratch/${forced}`], foreign: [], kept: 2, inUse: 0, interrupted: false, statCachePruned: 0 });
   assert.equal([forced, queued, resumable].map((key) => existsSync(store.scratchDir(key))), [false, true, true]);
   assert.equal(store.keys().sort(), [forced, queued].sort());
 });
@@ -355,6 +412,7 @@ maintenance('gc removes a dead run\'s temp folder, lock and unneeded scratch, bu
     kept: 0,
     inUse: 0,
     interrupted: false,
+    statCachePruned: 0,
   });
   assert.is(existsSync(store.scratchDir(resumable)), true);
   assert.is(readFileSync(path.join(running.outDir, 'partial.bin'), 'utf8'), 'p');
@@ -366,6 +424,43 @@ maintenance('verify finds nothing wrong in a healthy store', async () => {
   await commitSimple('one');
   await commitSimple('two');
   assert.equal(await store.verify(), []);
+});
+
+maintenance('verify reads an entry of more files than a stack holds arguments, and reports its progress file by file', async () => {
+  // 15,000 files under a 100 KiB stack stand for ~150,000 under the default 984 KiB, where spreading the listing into
+  // push() overflowed, and verify took the failed listing for an empty folder: unlisted files went unreported.
+  const count = 15_000;
+  const key = keyFor('huge');
+  const dir = store.entryDir(key);
+  const parts = path.join(dir, 'artifacts', 'outs', 'parts');
+  await fsp.mkdir(parts, { recursive: true });
+  const outputs = [];
+  for (let i = 0; i < count; i++) {
+    writeFileSync(path.join(parts, `${i}`), i === 0 ? 'x' : '');
+    outputs.push({ path: `outs/parts/${i}`, size: 0, sha256: sha256('') });
+  }
+  outputs.sort((a, b) => (a.path < b.path ? -1 : 1));
+  writeFileSync(path.join(parts, 'stray'), '');
+  const manifest = { formatVersion: 1, key, ...fieldsFor('huge'), outputs, log: 'log.txt' };
+  const text = `${JSON.stringify(manifest)}\n`;
+  await fsp.writeFile(path.join(dir, 'manifest.json'), text);
+  await fsp.writeFile(path.join(dir, 'manifest.sha256'), `${sha256(text)}\n`);
+  await fsp.writeFile(path.join(dir, 'log.txt'), '');
+  await fsp.writeFile(path.join(root, CACHE_MARKER), '{}');
+
+  const child = spawn(process.execPath, ['--stack-size=100', '--import', 'tsx', path.join(projectRoot, 'tests/cache/verify-child.ts'), root], { cwd: projectRoot });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  assert.is(await new Promise((resolve) => child.on('exit', resolve)), 0, err);
+  assert.equal(JSON.parse(out), {
+    problems: [{
+      key, severity: 'damage',
+      problem: `output outs/parts/0 has changed: now 1 bytes, sha256 ${sha256('x')}; the manifest says 0 bytes, sha256 ${sha256('')}`,
+    }, { key, severity: 'damage', problem: 'artifacts/outs/parts/stray is not listed in the manifest' }],
+    progress: { calls: count, inOrder: true, last: { done: { files: count, bytes: 0 }, total: { files: count, bytes: 0 } } },
+  }, err);
 });
 
 maintenance('verify detects one corrupted byte in an output', async () => {
@@ -716,6 +811,29 @@ processes('a run killed mid-write leaves nothing that looks complete, and the ne
   assert.equal(result.leftovers, []);
   assert.is(result.freedBytes, 0);
   assert.equal(await store.verify(), []);
+});
+
+processes('a run killed part way through committing thousands of files leaves no entry, and the next begin starts clean', async () => {
+  const key = keyFor('killed-committing');
+  const count = 4000;
+  const child = startChild(['commit-many', root, 'killed-committing', String(count)]);
+  await child.waitFor('committing');
+  const [temp] = await fsp.readdir(path.join(root, 'tmp'));
+  const parts = path.join(root, 'tmp', temp!, 'artifacts', 'parts');
+  // Killed as soon as the commit has made some output read-only: sealing has started and cannot have finished.
+  const sealedSome = () => readdirSync(parts).some((n) => (statSync(path.join(parts, n)).mode & 0o222) === 0);
+  while (!sealedSome()) await sleep(1);
+  child.kill('SIGKILL');
+  await child.exited;
+  assert.not.match(child.output(), /committed/);
+
+  assert.is(store.has(key), false);
+  assert.equal(store.keys(), []);
+  assert.is(existsSync(store.entryDir(key)), false);
+  const entry = await mustBegin(key);
+  assert.equal(await fsp.readdir(entry.outDir), []);
+  assert.equal(await fsp.readdir(path.join(root, 'tmp')), [path.basename(path.dirname(entry.outDir))]);
+  await entry.abort();
 });
 
 processes('two processes racing begin() on one key compute it once', async () => {

@@ -285,7 +285,7 @@ test('a folder where a file should be is named in the message: stat cache, metri
   assert.match(run.err, `EISDIR: illegal operation on a directory, read (${statCache})`);
 });
 
-test('check refuses unsafe outs, inputs that share an environment variable and invalid patterns, each at its place', async () => {
+test('check refuses unsafe outs, inputs that share an environment variable (an input\'s list file\'s too) and invalid patterns, each at its place', async () => {
   const { file } = await workspace(`stage raw = sh { command: "true", shell: true }
 stage step = sh(data: raw, DATA: raw) {
   command: "sort data/raw.csv -o data/raw.csv", shell: true
@@ -295,6 +295,7 @@ stage step = sh(data: raw, DATA: raw) {
 stage d = synthetic_math { }
 stage p = inject_pauses(data: d) { patterns: { "(": 1 } }
 stage q = inject_pauses(data: d) { splits: ["train"], val_fraction: 0.1 }
+stage both = sh(runs: raw, runs_list: raw) { command: "true", shell: true }
 `);
   const r = await pp('check', file);
   assert.is(r.code, 2);
@@ -305,6 +306,7 @@ stage q = inject_pauses(data: d) { splits: ["train"], val_fraction: 0.1 }
     'chain.pipe:5:26: error[E_UNSAFE_OUT]: out `.pausepipe` is refused: it is or lies in `.pausepipe`, which is the cache',
     'chain.pipe:8:48: error[E_PARAM_VALUE]: pattern "(" is not a valid regular expression (Invalid regular expression: /(/g: Unterminated group)',
     'chain.pipe:9:69: error[E_PARAM_VALUE]: val_fraction pools the train and validation rows and splits them after injecting: `splits` must list both',
+    'chain.pipe:10:28: error[E_DUPLICATE_INPUT]: inputs `runs` and `runs_list` both arrive as $PAUSEPIPE_INPUT_RUNS_LIST: one would be lost',
   ]);
 });
 

@@ -1,7 +1,7 @@
 // Progress output: plain lines for logs and CI, a redrawn block with bars and ETA on a terminal.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createReporter } from '../../runtime/progress.ts';
+import { createCheckProgress, createReporter } from '../../runtime/progress.ts';
 import { Capture } from '../helpers/capture.ts';
 import { screen } from '../helpers/terminal.ts';
 
@@ -275,6 +275,33 @@ test('a note printed while the live block is drawn stays on the screen after lat
   r.finish('report', 'aborted', 'interrupted');
   r.close();
   assert.equal(screen(out.text), ['interrupting: stopping running stages (Ctrl-C again to quit at once)', 'aborted report: interrupted']);
+});
+
+test('a long check (verify) says how far it is: quiet for a second and under 1,000 files, then a line per tenth, or one line redrawn on a terminal', () => {
+  const check = (tty: boolean, files: number) => {
+    let now = 0;
+    const out = new Capture();
+    const progress = createCheckProgress(out, 'verify', { tty, now: () => now });
+    for (let i = 1; i <= files; i++) {
+      now += 10;
+      progress.update({ files: i, bytes: i * 100 }, { files, bytes: files * 100 });
+    }
+    progress.close();
+    return out.text;
+  };
+  assert.is(check(false, 1000), [
+    ...[1, 2, 3, 4, 5, 6, 7, 8, 9].map((tenth) => `verify: ${tenth}00/1,000 files (${tenth}0%) ETA ${10 - tenth} s`),
+    'verify: 1,000/1,000 files (100%)',
+    '',
+  ].join('\n'));
+  // Done within the first second, or too small to be long on any machine: nothing at all.
+  assert.is(check(false, 1000).split('\n')[0], 'verify: 100/1,000 files (10%) ETA 9 s');
+  assert.is(check(false, 999), '');
+  assert.is(check(true, 999), '');
+  const redrawn = check(true, 1000);
+  assert.ok(redrawn.startsWith('\rverify: 100/1,000 files (10%) ETA 9 s\x1b[K\rverify: 110/1,000 files (11%) ETA 9 s\x1b[K'), redrawn);
+  assert.ok(redrawn.includes('\rverify: 290/1,000 files (29%) ETA 7 s\x1b[K'), 'whole percents, not 28.999…');
+  assert.ok(redrawn.endsWith('\rverify: 1,000/1,000 files (100%)\x1b[K\r\x1b[K'), 'cleared at the end');
 });
 
 test.run();

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os, { hostname } from 'node:os';
 import path from 'node:path';
 import { digestFile, FileHasher, FileMissingError } from '../../cache/file-hash.ts';
@@ -205,6 +205,34 @@ test('inputs arrive as PAUSEPIPE_INPUT_<NAME> (folders joined by the path delimi
   assert.is(inputEnvName('train-runs'), 'PAUSEPIPE_INPUT_TRAIN_RUNS');
 });
 
+test('each input also arrives as PAUSEPIPE_INPUT_<NAME>_LIST: a file naming its folders, one per line', async () => {
+  const ref = (stage: string, dir: string): ArtifactRef => ({ stage, key: 'f'.repeat(8), kind: 'sh', dir, variant: {}, params: {}, metrics: {} });
+  const script = "const fs=require('fs');const e=process.env;fs.writeFileSync(e.PAUSEPIPE_OUT+'/lists.json',JSON.stringify(" +
+    "[e.PAUSEPIPE_INPUT_TRAIN_RUNS_LIST,fs.readFileSync(e.PAUSEPIPE_INPUT_TRAIN_RUNS_LIST,'utf8'),fs.readFileSync(e.PAUSEPIPE_INPUT_DATA_LIST,'utf8')]))";
+  const { ctx, logs } = await context({ command: [NODE, '-e', script] }, { 'train-runs': [ref('t[lr=1]', '/a b'), ref('t[lr=2]', '/c')], data: [ref('d', '/d')] });
+  await SH.run(ctx);
+  assert.equal(JSON.parse(await readFile(path.join(ctx.outDir, 'lists.json'), 'utf8')), [
+    path.join(ctx.scratchDir, 'input-lists', 'PAUSEPIPE_INPUT_TRAIN_RUNS.txt'), '/a b\n/c\n', '/d\n',
+  ]);
+  assert.equal(logs.filter((l) => l.startsWith('sh: $')), []);
+});
+
+test('an input of thousands of folders, past Linux\'s 128 KiB for one variable, still starts the command: its list has them all', async () => {
+  const dirs = Array.from({ length: 3000 }, (_, i) => `/cache/objects/${String(i).padStart(64, '0')}/artifacts`);
+  const refs = dirs.map((dir, i): ArtifactRef => ({ stage: `t[i=${i}]`, key: 'f'.repeat(8), kind: 'sh', dir, variant: { i }, params: {}, metrics: {} }));
+  const small: ArtifactRef[] = [{ stage: 'd', key: 'f'.repeat(8), kind: 'sh', dir: '/d', variant: {}, params: {}, metrics: {} }];
+  const script = "const fs=require('fs');const e=process.env;fs.writeFileSync(e.PAUSEPIPE_OUT+'/seen.json',JSON.stringify(" +
+    "[e.PAUSEPIPE_INPUT_RUNS===undefined,fs.readFileSync(e.PAUSEPIPE_INPUT_RUNS_LIST,'utf8'),e.PAUSEPIPE_INPUT_DATA]))";
+  const notices: string[] = [];
+  const { ctx, logs } = await context({ command: [NODE, '-e', script] }, { runs: refs, data: small });
+  await SH.run({ ...ctx, notice: (line) => notices.push(line) });
+  assert.equal(JSON.parse(await readFile(path.join(ctx.outDir, 'seen.json'), 'utf8')), [true, dirs.map((d) => `${d}\n`).join(''), '/d']);
+  const said = "sh: $PAUSEPIPE_INPUT_RUNS is not set: its 3000 folders (264 KiB) pass Linux's limit on one environment variable (128 KiB); " +
+    'the command reads them from the file $PAUSEPIPE_INPUT_RUNS_LIST, one per line';
+  assert.equal(logs.filter((l) => l.startsWith('sh: $')), [said]);
+  assert.equal(notices, [`step[a=1]: ${said}`]);
+});
+
 test('restore puts back deleted or changed outs and leaves identical ones alone', async () => {
   const write = "const fs=require('fs');fs.mkdirSync('res',{recursive:true});fs.writeFileSync('res/a.txt','A');fs.writeFileSync('res/b.txt','B');fs.writeFileSync('one.txt','1')";
   const { ctx } = await context({ command: [NODE, '-e', write], outs: ['res', 'one.txt'] });
@@ -227,6 +255,36 @@ test('restore puts back deleted or changed outs and leaves identical ones alone'
   assert.is(await readFile(path.join(ctx.workspace, 'res/b.txt'), 'utf8'), 'B');
   await rm(path.join(ctx.workspace, 'res'), { recursive: true });
   assert.equal(await SH.restore!(restoreCtx), ['res/a.txt', 'res/b.txt']);
+});
+
+test('restore of a folder out of thousands of files puts each back exactly, in the manifest\'s order, with its mode', async () => {
+  const write = "const fs=require('fs');for(let i=0;i<2000;i++){fs.mkdirSync('res/'+(i%9),{recursive:true});fs.writeFileSync('res/'+(i%9)+'/p'+i+'.txt','part '+i)}" +
+    ";fs.writeFileSync('res/big.bin',Buffer.alloc((8<<20)+5,7));fs.writeFileSync('res/run.sh','#!/bin/sh\\n',{mode:0o755})";
+  const { ctx } = await context({ command: [NODE, '-e', write], outs: ['res'] });
+  await SH.run(ctx);
+  const stored = (await readdir(path.join(ctx.outDir, 'outs'), { recursive: true })).map((p) => `outs/${p}`);
+  const outputs = [];
+  for (const p of stored.sort()) {
+    const full = path.join(ctx.outDir, p);
+    if ((await stat(full)).isFile()) outputs.push({ path: p, ...(await digestFile(full)) });
+  }
+  assert.is(outputs.length, 2002);
+  const hasher = new FileHasher(path.join(ctx.workspace, '.stat.json'));
+  const hashFile = (abs: string) => hasher.hash(abs).catch(() => undefined);
+  const restoreCtx = { name: ctx.name, params: ctx.params, workspace: ctx.workspace, artifactsDir: ctx.outDir, outputs, hashFile };
+  await rm(path.join(ctx.workspace, 'res'), { recursive: true });
+  // A folder where a file belongs gives way to the file.
+  await mkdir(path.join(ctx.workspace, 'res/3/p3.txt'), { recursive: true });
+  assert.equal(await SH.restore!(restoreCtx), outputs.map((o) => o.path.slice('outs/'.length)));
+  for (const o of outputs) {
+    const restored = path.join(ctx.workspace, o.path.slice('outs/'.length));
+    assert.is((await digestFile(restored)).sha256, o.sha256, o.path);
+  }
+  const mode = async (rel: string) => (await stat(path.join(ctx.workspace, rel))).mode & 0o777;
+  assert.is(await mode('res/run.sh'), 0o777 & ~process.umask());
+  assert.is(await mode('res/big.bin'), 0o666 & ~process.umask());
+  assert.is(await mode('res/0/p0.txt'), 0o666 & ~process.umask());
+  assert.equal(await SH.restore!(restoreCtx), []);
 });
 
 test('restore never puts damaged cache bytes into the workspace, and keeps the user\'s file until a good copy is in place', async () => {
@@ -325,6 +383,12 @@ test('check refuses two inputs that would arrive as one environment variable', a
   assert.equal(await checkProblems({}, ['data', 'DATA', 'train-runs', 'train_runs', 'other']), [
     'error E_DUPLICATE_INPUT DATA inputs `data` and `DATA` both arrive as $PAUSEPIPE_INPUT_DATA: one would be lost',
     'error E_DUPLICATE_INPUT train_runs inputs `train-runs` and `train_runs` both arrive as $PAUSEPIPE_INPUT_TRAIN_RUNS: one would be lost',
+  ]);
+  // An input's list file arrives as <NAME>_LIST: a second input named so would take its place, in either order.
+  assert.equal(await checkProblems({}, ['runs', 'runs_list', 'seeds-list', 'seeds', 'runs_list_list']), [
+    'error E_DUPLICATE_INPUT runs_list inputs `runs` and `runs_list` both arrive as $PAUSEPIPE_INPUT_RUNS_LIST: one would be lost',
+    'error E_DUPLICATE_INPUT seeds inputs `seeds-list` and `seeds` both arrive as $PAUSEPIPE_INPUT_SEEDS_LIST: one would be lost',
+    'error E_DUPLICATE_INPUT runs_list_list inputs `runs_list` and `runs_list_list` both arrive as $PAUSEPIPE_INPUT_RUNS_LIST_LIST: one would be lost',
   ]);
 });
 
