@@ -100,14 +100,24 @@ export interface CommitterOptions {
 export class Committer {
   private readonly manifests: Map<string, Manifest>;
   private readonly byName: Map<string, StageInstance>;
+  private readonly keys: StageKeys;
 
   constructor(private readonly o: CommitterOptions) {
     this.manifests = o.manifests ?? new Map();
     this.byName = new Map(o.pipeline.stages.map((s) => [s.name, s]));
+    this.keys = new Map(o.keys);
+  }
+
+  /** Stages that joined the run (`watch`), with their keys: looked up by name as the pipeline's own. */
+  add(stages: StageInstance[], keys: StageKeys): void {
+    for (const s of stages) {
+      this.byName.set(s.name, s);
+      this.keys.set(s.name, keys.get(s.name)!);
+    }
   }
 
   keyOf(s: StageInstance): KeyedStage {
-    return this.o.keys.get(s.name) as KeyedStage;
+    return this.keys.get(s.name) as KeyedStage;
   }
 
   manifestOf(key: string): Manifest {
