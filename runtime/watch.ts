@@ -276,7 +276,6 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       const replaced = run.planned.filter((p) => p.status !== 'fresh' && p.key !== undefined && !wanted.has(p.key));
       const stopped = run.stops.stop(replaced.map((p) => p.name), `replaced by the change to ${files}`);
       const joined = await join(run, next);
-      if (current !== run) return;
       const stopping = stopped.length > 0 ? `stopping ${listSome(stopped)}, which it replaces` : '';
       const adding = joined.length > 0 ? `adding ${listSome(joined)} to the run` : '';
       run.note(stopping || adding
