@@ -23,10 +23,10 @@ import { findWorkspace, loadPipeline } from './load.ts';
 import { kindsMarkdown, kindsText } from './kinds-doc.ts';
 import { overrideNotes, overridesRecord, parseOverride, type Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
-import type { Plan, PlannedStage } from './plan.ts';
+import type { Plan } from './plan.ts';
 import { describeFailure, describePartial, lastFailure, lastPartial } from './commit.ts';
 import { createCheckProgress, createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
-import { loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
+import { failedLastRun, loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
 import { loadSettings, type ExecutorSettings, type ExecutorType } from './settings.ts';
 import { buildResultTable, renderTable, type TableFormat } from './show.ts';
 import { findStageLog, followJobLog, followStageLog } from './stage-log.ts';
@@ -754,8 +754,7 @@ const COMMANDS: Record<string, Command> = {
       const s = await plannedSession(file, targets, values, io);
       if (!s) return EXIT.invalid;
       // A stale stage whose last attempt failed (not one interrupted) stands out from those that only wait for it.
-      const failed = (p: PlannedStage) => p.status === 'stale' && p.key !== undefined && !s.damage.has(p.key) && lastFailure(s.store, p.key)?.interrupted === false;
-      const status = new Map(s.plan.stages.map((p): [string, DagStatus] => [p.name, failed(p) ? 'failed' : p.status]));
+      const status = new Map(s.plan.stages.map((p): [string, DagStatus] => [p.name, failedLastRun(s, p) ? 'failed' : p.status]));
       write(io.stdout, await renderDag(s.pipeline, format as DagFormat, status));
       return EXIT.ok;
     },
@@ -895,7 +894,8 @@ const COMMANDS: Record<string, Command> = {
     help: [
       'Runs once, then watches the .pipe files and every declared workspace file or folder; on a change it says which',
       'file changed and why each stage re-runs, then runs them. A change during a run stops at once the stages it',
-      'replaces; the others finish, then the new plan runs. Ctrl-C stops.',
+      'replaces and adds the stages it adds; the others finish, then the new plan runs. A stage that failed is not',
+      'tried again until its key changes (`run` tries it). Ctrl-C stops.',
       OVERRIDES_HELP,
       RUNNING_HELP,
       CACHE_HELP,

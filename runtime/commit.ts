@@ -153,15 +153,25 @@ export class Committer {
   private readonly manifests: Map<string, Manifest>;
   private readonly byName: Map<string, StageInstance>;
   private readonly partial = new Map<string, PartialRun>();
+  private readonly keys: StageKeys;
 
   constructor(private readonly o: CommitterOptions) {
     this.manifests = o.manifests ?? new Map();
     this.byName = new Map(o.pipeline.stages.map((s) => [s.name, s]));
+    this.keys = new Map(o.keys);
+  }
+
+  /** Stages that joined the run (`watch`), with their keys: looked up by name as the pipeline's own. */
+  add(stages: StageInstance[], keys: StageKeys): void {
+    for (const s of stages) {
+      this.byName.set(s.name, s);
+      this.keys.set(s.name, keys.get(s.name)!);
+    }
   }
 
   /** The key a stage is computed and stored under: its partial key once `computePartial` said so. */
   keyOf(s: StageInstance): KeyedStage {
-    return this.partial.get(s.name)?.keyed ?? (this.o.keys.get(s.name) as KeyedStage);
+    return this.partial.get(s.name)?.keyed ?? (this.keys.get(s.name) as KeyedStage);
   }
 
   /**
@@ -171,7 +181,7 @@ export class Committer {
    */
   computePartial(s: StageInstance, keyed: KeyedStage, missing: Record<string, MissingInput[]>): void {
     const without = new Set(Object.values(missing).flat().map((m) => m.stage));
-    this.partial.set(s.name, { keyed, fullKey: (this.o.keys.get(s.name) as KeyedStage).key, missing, without });
+    this.partial.set(s.name, { keyed, fullKey: (this.keys.get(s.name) as KeyedStage).key, missing, without });
   }
 
   /** The missing inputs of a stage computed with partial inputs, by input name; undefined for any other. */

@@ -10,9 +10,9 @@ import { gpuDeviceIds } from './gpus.ts';
 import type { JsonValue } from './json.ts';
 import { partialKey, type KeyedStage, type StageKeys } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
-import type { Plan } from './plan.ts';
-import type { LockHolder, OutcomeStatus, Reporter } from './progress.ts';
-import { Scheduler, type Decision, type EndStatus, type Grant } from './schedule.ts';
+import type { Plan, PlannedStage } from './plan.ts';
+import type { LockHolder, OutcomeStatus, Reporter, RunStage } from './progress.ts';
+import { Scheduler, type Decision, type EndStatus, type Grant, type ScheduledStage } from './schedule.ts';
 import type { StateRecorder } from './state.ts';
 import { Turns, type Turn } from './turns.ts';
 import type { RunRequest } from './worker-protocol.ts';
@@ -42,6 +42,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Stops some stages while the others go on (`watch`: those a change replaced). */
   stops?: StageStops;
+  /** Adds stages to the run while it goes on (`watch`: those a change added). */
+  joins?: StageJoins;
   reporter: Reporter;
   /** Where stale stages compute (default: this machine, runtime/executors/local.ts). */
   executor?: Executor;
@@ -116,6 +118,38 @@ export class StageStops {
   }
 }
 
+/** Stages of another plan of the pipeline (`watch`: the plan after a change) that join a running run. */
+export interface JoiningStages {
+  /**
+   * In topological order, with names the run does not have; each reads stages of the run (under the same name and key)
+   * or earlier ones of these.
+   */
+  stages: StageInstance[];
+  /** Their keys and plan, from that plan. */
+  keys: StageKeys;
+  plan: PlannedStage[];
+  /** How the progress line counts them (runStagesOf). */
+  progress: RunStage[];
+}
+
+/**
+ * Stages to add to a running run: they are scheduled as its own (hits settle, the others start once their inputs are
+ * done and slots are free) and counted in its outcomes; keys, locks and commits are those of any stage.
+ */
+export class StageJoins {
+  private listener?: (joining: JoiningStages) => string[];
+
+  /** The names that joined: all of them, or none when the run has not started, has ended or starts nothing new. */
+  join(joining: JoiningStages): string[] {
+    return this.listener?.(joining) ?? [];
+  }
+
+  /** executePlan's, while its run can take stages. */
+  listen(listener: ((joining: JoiningStages) => string[]) | undefined): void {
+    this.listener = listener;
+  }
+}
+
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -125,13 +159,16 @@ function errorText(e: unknown): string {
  * only get their workspace side effects restored. Never throws for a stage's failure: outcomes say what happened.
  */
 export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
-  const stages = o.pipeline.stages;
+  /** The pipeline's stages, then those that joined the run. */
+  const stages = [...o.pipeline.stages];
   const planned = new Map(o.plan.stages.map((p) => [p.name, p]));
   const byName = new Map(stages.map((s) => [s.name, s]));
   const cache = new Committer(o);
   const executor = o.executor ?? localExecutor(o.kinds);
   const devices = o.gpuDeviceIds ?? gpuDeviceIds(o.gpus);
   const outcomes = new Map<string, StageOutcome>();
+  /** Each stage's key as planned (a partial result is stored under another: Committer.keyOf), joined stages' too. */
+  const fullKeys = new Map([...o.keys].map(([name, k]) => [name, k as KeyedStage]));
   /** The running stages' controllers, by stage name. */
   const controllers = new Map<string, AbortController>();
   const run: RunInfo = { pipeline: path.relative(o.pipeline.workspace, o.pipeline.file), overrides: o.overrides ?? {} };
@@ -162,7 +199,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     return r;
   }
 
-  const scheduler = new Scheduler(stages.map((s) => {
+  const scheduled = (s: StageInstance): ScheduledStage => {
     const p = planned.get(s.name)!;
     const upstream = Object.values(s.inputs).flatMap((b) => b.stages);
     return {
@@ -176,7 +213,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       resources: () => resourcesOf(s),
       partialInputs: o.kinds[s.kind]?.partialInputs === true,
     };
-  }), { cpu: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, hostMemoryMiB: o.hostMemoryMiB, keepGoing: o.keepGoing });
+  };
+  const scheduler = new Scheduler(stages.map(scheduled), { cpu: o.jobs, gpus: o.gpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, hostMemoryMiB: o.hostMemoryMiB, keepGoing: o.keepGoing });
   /** Keys committed by this run, and by which stage: a stage sharing one finds it computed once, not by another run. */
   const committedBy = new Map<string, string>();
   /** Where this process holds the key's lock, another stage of this run that shares the key computes it. */
@@ -307,7 +345,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         const ended = outcomes.get(u);
         const partial = ended?.partial !== undefined;
         return {
-          stage: u, key: (o.keys.get(u) as KeyedStage).key, kind: up.kind, variant: up.variant, params: up.params,
+          stage: u, key: fullKeys.get(u)!.key, kind: up.kind, variant: up.variant, params: up.params,
           status: ended?.status === 'skipped' || partial ? 'skipped' : 'failed',
           reason: partial ? 'its result is partial, and a partial result feeds no stage' : (ended?.error ?? ended?.status ?? 'did not finish').split('\n')[0]!,
         };
@@ -321,7 +359,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     if (without !== undefined) {
       const missing = missingInputs(s, new Set(without));
       const keys = Object.fromEntries(Object.entries(missing).map(([input, list]) => [input, list.map((m) => m.key)]));
-      cache.computePartial(s, partialKey(o.keys.get(s.name) as KeyedStage, keys), missing);
+      cache.computePartial(s, partialKey(fullKeys.get(s.name)!, keys), missing);
     }
     const ctl = new AbortController();
     controllers.set(s.name, ctl);
@@ -376,6 +414,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         const list = stages.map((s) => outcomes.get(s.name)!);
         for (const x of list) counts[x.status]++;
         o.signal?.removeEventListener('abort', onAbort);
+        o.joins?.listen(undefined);
         resolve({ outcomes: list, counts, interrupted: o.signal?.aborted ?? false });
       }
     };
@@ -395,8 +434,31 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       if (stopped.length > 0) queueMicrotask(pump);
       return stopped;
     };
+    const join = (j: JoiningStages): string[] => {
+      if (j.stages.some((s) => byName.has(s.name))) throw new Error(`a stage that joins the run has the name of one it has: ${j.stages.map((s) => s.name).join(', ')}`);
+      // A kind this run has not loaded (a plugin added since) runs with the next plan.
+      if (j.stages.some((s) => o.kinds[s.kind] === undefined)) return [];
+      const plans = new Map(j.plan.map((p) => [p.name, p]));
+      for (const s of j.stages) planned.set(s.name, plans.get(s.name)!);
+      if (!scheduler.add(j.stages.map(scheduled))) {
+        for (const s of j.stages) planned.delete(s.name);
+        return [];
+      }
+      for (const s of j.stages) {
+        stages.push(s);
+        byName.set(s.name, s);
+      }
+      cache.add(j.stages, j.keys);
+      for (const s of j.stages) fullKeys.set(s.name, j.keys.get(s.name) as KeyedStage);
+      o.state?.addStages(j.stages.map((s) => s.name));
+      o.reporter.add(j.progress);
+      // Hits settle and free slots fill now, not at the next stage's end.
+      queueMicrotask(pump);
+      return j.stages.map((s) => s.name);
+    };
     stop([...(o.stops?.reasons.keys() ?? [])]);
     o.stops?.listen(stop);
+    o.joins?.listen(join);
     wake = pump;
     pump();
   });

@@ -28,6 +28,8 @@ export interface Reporter {
   jobState(name: string, state: 'queued' | 'running', startedAt?: number): void;
   /** A line of its own, e.g. `restored data/prep.txt (prep)`. */
   note(text: string): void;
+  /** Stages that joined the run (`watch`): the overall line counts them. */
+  add(stages: RunStage[]): void;
   /** Stops redrawing; the block is cleared. */
   close(): void;
 }
@@ -142,7 +144,7 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   const tty = opts.tty ?? Boolean(stream.isTTY);
   const now = opts.now ?? Date.now;
   const running = new Map<string, Running>();
-  const stages = opts.stages;
+  const stages = opts.stages && [...opts.stages];
   const stageOf = new Map(stages?.map((s) => [s.name, s]));
   const finished = new Set(stages?.filter((s) => s.fresh).map((s) => s.name));
   /** How long each finished stage of a group, and of a kind, took, with its work (ran ones only: a failure says nothing about duration). */
@@ -338,6 +340,16 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
     note(text) {
       print(text);
     },
+    add(added) {
+      if (!stages) return;
+      for (const s of added) {
+        if (stageOf.has(s.name)) continue;
+        stages.push(s);
+        stageOf.set(s.name, s);
+        if (s.fresh) finished.add(s.name);
+      }
+      askWork();
+    },
     close() {
       running.clear();
       ensureTimer();
@@ -354,6 +366,7 @@ export const SILENT_REPORTER: Reporter = {
   waiting: () => undefined,
   finish: () => undefined,
   note: () => undefined,
+  add: () => undefined,
   close: () => undefined,
 };
 

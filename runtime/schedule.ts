@@ -200,6 +200,7 @@ export class Slots {
  * every `finished()`/`interrupt()`, acting on each decision; the run is over when `done` is true.
  */
 export class Scheduler {
+  /** In topological order: the run's, then those `add` gave. */
   private readonly stages: ScheduledStage[];
   private readonly depth = new Map<string, number>();
   private readonly order = new Map<string, number>();
@@ -219,17 +220,8 @@ export class Scheduler {
   private heldForMemory: { name: string; hostMemoryMiB: number } | undefined;
 
   constructor(stages: ScheduledStage[], private readonly options: ScheduleOptions) {
-    this.stages = stages;
-    for (const [i, s] of stages.entries()) {
-      let d = 0;
-      for (const u of s.upstream) {
-        const du = this.depth.get(u);
-        if (du === undefined) throw new Error(`scheduler: ${s.name} needs ${u}, which does not come before it`);
-        d = Math.max(d, du + 1);
-      }
-      this.depth.set(s.name, d);
-      this.order.set(s.name, i);
-    }
+    this.stages = [];
+    this.place(stages);
     this.slots = new Slots(Math.max(1, options.cpu), Math.max(0, options.gpus), {
       gpuMemoryMiB: options.gpuMemoryMiB, stagesPerGpu: options.stagesPerGpu, hostMemoryMiB: options.hostMemoryMiB,
     });
@@ -282,6 +274,19 @@ export class Scheduler {
    */
   drop(name: string, reason: string): void {
     if (!this.outcome.has(name)) this.dropped.set(name, reason);
+  }
+
+  /**
+   * Stages that join the run (`watch`: a change added them), in topological order: each reads stages the scheduler
+   * has or that come before it here. They are decided as the others are: hits at the next `next()`, the rest once
+   * their inputs are done and slots are free (deepest first; ties go to the run's stages, then these in order).
+   * Refused (false, nothing added) once the run starts nothing new: after an interrupt, or a failure without
+   * --keep-going; and once it is `done`, as its caller has then ended it.
+   */
+  add(stages: ScheduledStage[]): boolean {
+    if (this.stopping || this.done) return false;
+    this.place(stages);
+    return true;
   }
 
   /** Ctrl-C: nothing new starts; what never started is skipped once the running stages end. */
@@ -390,6 +395,26 @@ export class Scheduler {
     if (!s.upstream.some((u) => !this.isBroken(u))) return 'no';
     this.missing.set(s.name, [...new Set(broken)]);
     return 'ready';
+  }
+
+  /** Appends stages given in topological order after those it has, with their depth and order; throws before any when one cannot come. */
+  private place(stages: ScheduledStage[]): void {
+    const depth = new Map<string, number>();
+    for (const s of stages) {
+      if (this.depth.has(s.name) || depth.has(s.name)) throw new Error(`scheduler: ${s.name} is there twice`);
+      let d = 0;
+      for (const u of s.upstream) {
+        const du = this.depth.get(u) ?? depth.get(u);
+        if (du === undefined) throw new Error(`scheduler: ${s.name} needs ${u}, which does not come before it`);
+        d = Math.max(d, du + 1);
+      }
+      depth.set(s.name, d);
+    }
+    for (const s of stages) {
+      this.depth.set(s.name, depth.get(s.name)!);
+      this.order.set(s.name, this.stages.length);
+      this.stages.push(s);
+    }
   }
 
   private requestOf(s: ScheduledStage): SlotRequest {

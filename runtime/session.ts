@@ -6,7 +6,7 @@ import { describeOwner, type HeldLock } from '../cache/lock.ts';
 import { ArtifactStore, resolveCacheRoot, STAT_CACHE, type Manifest } from '../cache/store.ts';
 import { formatDiagnostics, mistakeOf, type Diagnostic } from '../grammar/diagnostics.ts';
 import type { StageKind } from '../stages/kind.ts';
-import { Committer, describeFailure, describePartial, lastFailure, lastPartial } from './commit.ts';
+import { Committer, describeFailure, describePartial, lastFailure, lastPartial, type LastFailure } from './commit.ts';
 import { executePlan, type RunOptions, type RunResult } from './execute.ts';
 import { listSome } from './format.ts';
 import { computeKeys, isKeyed, type StageKeys } from './keys.ts';
@@ -14,7 +14,7 @@ import { JobFiles, readRecord } from './job-protocol.ts';
 import { loadKinds } from './kinds.ts';
 import { loadPipeline, readPipeFile, type LoadOptions } from './load.ts';
 import type { Pipeline } from './pipeline.ts';
-import { planPipeline, type Plan, type PlanOptions, type PreviousState } from './plan.ts';
+import { planPipeline, type Plan, type PlannedStage, type PlanOptions, type PreviousState } from './plan.ts';
 import type { RunStage } from './progress.ts';
 import { readState, statePath, StateRecorder } from './state.ts';
 import { isWithin, resolveReal } from './workspace-paths.ts';
@@ -162,6 +162,16 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
 }
 
 /**
+ * How a stale stage's last attempt at its key failed, when it did (not when it was interrupted, nor when the entry is
+ * only damaged): `dag` colours it, `watch` does not try it again.
+ */
+export function failedLastRun(s: Session, p: PlannedStage): LastFailure | undefined {
+  if (p.status !== 'stale' || p.key === undefined || s.damage.has(p.key)) return undefined;
+  const failure = lastFailure(s.store, p.key);
+  return failure?.interrupted === false ? failure : undefined;
+}
+
+/**
  * Executes a planned session and records state and the stat cache, also when interrupted. The keys the run uses are
  * registered first, so a gc of another pipeline keeps them; a gc that ran since planning makes it plan again.
  */
@@ -191,7 +201,7 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     return await executePlan({
       pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,
       jobs: o.jobs, gpus: o.gpus, hideGpus: o.hideGpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, hostMemoryMiB: o.hostMemoryMiB,
-      keepGoing: o.keepGoing, backend: o.backend, overrides: o.overrides, signal: o.signal, stops: o.stops,
+      keepGoing: o.keepGoing, backend: o.backend, overrides: o.overrides, signal: o.signal, stops: o.stops, joins: o.joins,
       reporter: o.reporter, executor: o.executor, state, manifests: current.manifests,
     });
   } finally {

@@ -74,6 +74,8 @@ export class StateRecorder {
   private readonly startKeys: Record<string, string>;
   /** The pipeline's stage names this run started from, written with startKeys. */
   private readonly startStages: string[];
+  /** The whole pipeline's stage names (see the constructor), and those that joined the run. */
+  private readonly stageNames: string[];
 
   /**
    * `stageNames`: the whole pipeline's, also the stages targets left out. `lastRunStages`: what the state says the
@@ -82,9 +84,10 @@ export class StateRecorder {
   constructor(
     private readonly file: string,
     private readonly known: PreviousState,
-    private readonly stageNames: string[],
+    stageNames: string[],
     lastRunStages: string[] | undefined,
   ) {
+    this.stageNames = [...stageNames];
     // What this run started from is the pipeline as last run, not every name the state ever recorded.
     const started = new Set(lastRunStages ?? stageNames);
     this.startStages = [...started];
@@ -102,6 +105,14 @@ export class StateRecorder {
       this.timer = undefined;
       this.writing = this.writing.then(() => this.write());
     }, WRITE_INTERVAL_MS).unref();
+  }
+
+  /** Stages that joined the run (`watch`): the pipeline at this run has them too. */
+  addStages(names: string[]): void {
+    const added = names.filter((n) => !this.stageNames.includes(n));
+    if (added.length === 0) return;
+    this.stageNames.push(...added);
+    this.dirty = true;
   }
 
   /** Resolves when everything recorded so far is on disk. */

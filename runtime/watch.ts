@@ -4,12 +4,16 @@ import path from 'node:path';
 import { IGNORED_NAMES } from '../cache/file-hash.ts';
 import type { Io } from './cli.ts';
 import { gpuSlotsLine, interruptingLine, localRunExecutor, onStopSignals, planLines, QUITTING, reportRun, signalExitCode, slotOptions } from './cli.ts';
-import { StageStops } from './execute.ts';
+import type { HeldLock } from '../cache/lock.ts';
+import type { LastFailure } from './commit.ts';
+import { StageJoins, StageStops } from './execute.ts';
 import { listSome } from './format.ts';
 import { isKeyed, workspaceRelative } from './keys.ts';
-import type { Pipeline } from './pipeline.ts';
+import type { Pipeline, StageInstance } from './pipeline.ts';
+import type { PlannedStage } from './plan.ts';
 import { createReporter } from './progress.ts';
-import { loadChecked, planLoaded, runSession, runStagesOf, type Session } from './session.ts';
+import { failedLastRun, loadChecked, planLoaded, runSession, runStagesOf, type Session } from './session.ts';
+import { restrictPipeline, withDownstream } from './targets.ts';
 import { overridesRecord, type Override } from './overrides.ts';
 import { DEFAULT_EXECUTOR } from './settings.ts';
 import type { StageKind } from '../stages/kind.ts';
@@ -40,6 +44,80 @@ function inAnOut(rel: string, outs: Set<string>): boolean {
     if (outs.has(at)) return true;
     if (path.posix.dirname(at) === at) return false;
   }
+}
+
+/**
+ * The stale stages whose last attempt at their key failed: watch does not try them again (an hour of training that
+ * ends in a NaN loss would run again at every save of an unrelated file) until their key changes, or `run` runs them.
+ */
+function heldBack(s: Session): Map<string, LastFailure> {
+  const held = new Map<string, LastFailure>();
+  for (const p of s.plan.stages) {
+    const failure = failedLastRun(s, p);
+    if (failure) held.set(p.name, failure);
+  }
+  return held;
+}
+
+/** The session without some stages (closed under what reads them); the state still records the whole pipeline's names. */
+function withoutStages(s: Session, names: Set<string>): Session {
+  const stages = s.plan.stages.filter((p) => !names.has(p.name));
+  const counts = { fresh: 0, stale: 0, error: 0 };
+  for (const p of stages) counts[p.status]++;
+  return {
+    ...s, pipeline: restrictPipeline(s.pipeline, new Set(stages.map((p) => p.name))), plan: { stages, counts },
+    wholePipelineStages: s.wholePipelineStages ?? s.pipeline.stages.map((x) => x.name),
+  };
+}
+
+/** `not retried: NAME failed last run (ERROR); …` for the stages held back (one line per error), then what waits for them. */
+function heldLines(held: Map<string, LastFailure>, waiting: string[], retry: string): string[] {
+  const byError = new Map<string, string[]>();
+  for (const [name, failure] of held) byError.set(failure.error, [...(byError.get(failure.error) ?? []), name]);
+  const lines = [...byError].map(([error, names]) => {
+    const [it, its] = names.length === 1 ? ['it', 'its'] : ['them', 'their'];
+    return `not retried: ${listSome(names)} failed last run (${error}); change ${it} or ${its} inputs, or run \`${retry}\``;
+  });
+  if (waiting.length > 0) lines.push(`waiting for ${held.size === 1 ? 'it' : 'them'}: ${listSome(waiting)}`);
+  return lines;
+}
+
+/**
+ * The stages of the plan after a change that can join the run in progress: those the run has no stage of that name
+ * for, that can run (they have a key and did not fail last run), and whose inputs are the run's own stages (same name,
+ * same key, not stopped) or join with them. A stage the run has under its name with another key waits for the run's
+ * end: it replaces one the change stopped.
+ */
+function joinable(run: RunInProgress, next: Session): StageInstance[] {
+  const runKeys = new Map(run.planned.map((p) => [p.name, p.key]));
+  const planned = new Map(next.plan.stages.map((p) => [p.name, p]));
+  const joining = new Set<string>();
+  const stages: StageInstance[] = [];
+  for (const s of next.pipeline.stages) {
+    const p = planned.get(s.name)!;
+    if (runKeys.has(s.name) || p.status === 'error' || failedLastRun(next, p)) continue;
+    const inRun = (u: string) => runKeys.get(u) !== undefined && runKeys.get(u) === planned.get(u)?.key && !run.stops.reasons.has(u);
+    if (Object.values(s.inputs).every((b) => b.stages.every((u) => joining.has(u) || inRun(u)))) {
+      joining.add(s.name);
+      stages.push(s);
+    }
+  }
+  return stages;
+}
+
+/** A run of `watch` while it goes on: what a change during it stops and adds. */
+interface RunInProgress {
+  session: Session;
+  /** Its stages' plan: the session's, then those that joined. */
+  planned: PlannedStage[];
+  /** The stages that joined it (the results table shows them with the session's). */
+  joined: StageInstance[];
+  stops: StageStops;
+  joins: StageJoins;
+  /** The registrations of the joined stages' keys (a gc keeps them), released when the run ends. */
+  uses: HeldLock[];
+  /** Where to say something while it draws. */
+  note: (text: string) => void;
 }
 
 function write(stream: NodeJS.WritableStream, text: string): void {
@@ -81,8 +159,8 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let again = false;
-  /** The run in progress: its plan, what stops some of its stages, and where to say something while it draws. */
-  let current: { session: Session; stops: StageStops; note: (text: string) => void } | undefined;
+  /** The run in progress. */
+  let current: RunInProgress | undefined;
   /** The changes not yet reviewed during the run in progress (see review). */
   let unreviewed = new Set<string>();
   let reviewing: Promise<void> | undefined;
@@ -93,6 +171,10 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     const rel = path.relative(process.cwd(), f);
     return rel.startsWith('..') ? f : rel.split(path.sep).join('/');
   };
+
+  /** What tries the stages watch holds back again: `run` with this watch's file, overrides and cache. */
+  const retryCommand = () =>
+    ['pausepipe run', shown(entry), ...overrides.map((o) => `-p ${o.text}`), ...(cacheDir !== undefined ? [`--cache-dir ${cacheDir}`] : [])].join(' ');
 
   /**
    * Watches the folders the watched paths are (or will be) in, and inside those that are folders; a folder made or
@@ -130,25 +212,37 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       watched = watchedPaths(loaded.pipeline, loaded.kinds);
       watched.add(entry);
       watchFolders();
-      if (s.plan.counts.stale > 0 || s.plan.counts.error > 0) {
-        // Why each stage re-runs, as `plan` says it: a change to one file can touch many stages, or none expected.
-        write(io.stdout, planLines(s.plan).join('\n'));
-        const slots = await slotOptions(values, s);
-        const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s) });
-        const gpuLine = gpuSlotsLine(s, slots);
+      const held = heldBack(s);
+      const waiting = withDownstream(loaded.pipeline, new Set(held.keys()));
+      const runnable = held.size > 0 ? withoutStages(s, waiting) : s;
+      const toRun = runnable.plan.counts.stale > 0 || runnable.plan.counts.error > 0;
+      // Why each stage re-runs, as `plan` says it: a change to one file can touch many stages, or none expected.
+      if (toRun) write(io.stdout, planLines(runnable.plan).join('\n'));
+      if (held.size > 0) write(io.stdout, heldLines(held, [...waiting].filter((n) => !held.has(n)), retryCommand()).join('\n'));
+      if (toRun) {
+        const slots = await slotOptions(values, runnable);
+        const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(runnable) });
+        const gpuLine = gpuSlotsLine(runnable, slots);
         if (gpuLine !== undefined) reporter.note(gpuLine);
-        const stops = new StageStops();
-        current = { session: s, stops, note: (text) => reporter.note(text) };
-        const result = await runSession(s, {
+        const run: RunInProgress = {
+          session: runnable, planned: [...runnable.plan.stages], joined: [], stops: new StageStops(), joins: new StageJoins(), uses: [],
+          note: (text) => reporter.note(text),
+        };
+        current = run;
+        const result = await runSession(runnable, {
           ...slots, keepGoing: values['keep-going'] === true, backend: values.backend as string | undefined, signal: controller.signal,
-          stops, reporter, executor: localRunExecutor(loaded.kinds, DEFAULT_EXECUTOR, (text) => reporter.note(text)),
+          stops: run.stops, joins: run.joins, reporter, executor: localRunExecutor(loaded.kinds, DEFAULT_EXECUTOR, (text) => reporter.note(text)),
           ...(overrides.length > 0 ? { overrides: overridesRecord(overrides) } : {}),
-        }).finally(() => {
+        }).finally(async () => {
           current = undefined;
+          // A registration left behind only keeps entries from one gc: the lease ends it.
+          await Promise.all(run.uses.map((use) => use.release().catch(() => undefined)));
         });
-        // The results of a pipeline that a change replaced in part would be read as the new one's.
-        reportRun(s, result, (Date.now() - started) / 1000, io, { results: stops.reasons.size === 0 });
-      } else {
+        // The results of a pipeline that a change replaced in part would be read as the new one's; stages a change
+        // only added are the run's own.
+        const ran = run.joined.length === 0 ? runnable : { ...runnable, pipeline: { ...runnable.pipeline, stages: [...runnable.pipeline.stages, ...run.joined] } };
+        reportRun(ran, result, (Date.now() - started) / 1000, io, { results: run.stops.reasons.size === 0 });
+      } else if (held.size === 0) {
         write(io.stdout, `up to date (${s.plan.counts.fresh} fresh)`);
       }
       if (!controller.signal.aborted) write(io.stdout, `watching ${watched.size} file(s) (Ctrl-C to stop)`);
@@ -179,14 +273,44 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       const next = await planLoaded(loaded.pipeline, loaded.kinds, cacheDir);
       if (current !== run) return;
       const wanted = new Set([...next.keys.values()].filter(isKeyed).map((k) => k.key));
-      const replaced = run.session.plan.stages.filter((p) => p.status !== 'fresh' && p.key !== undefined && !wanted.has(p.key));
+      const replaced = run.planned.filter((p) => p.status !== 'fresh' && p.key !== undefined && !wanted.has(p.key));
       const stopped = run.stops.stop(replaced.map((p) => p.name), `replaced by the change to ${files}`);
-      run.note(stopped.length > 0
-        ? `${what}; stopping ${listSome(stopped)}, which it replaces: the rest of the run goes on, then the new plan runs`
+      const joined = await join(run, next);
+      const stopping = stopped.length > 0 ? `stopping ${listSome(stopped)}, which it replaces` : '';
+      const adding = joined.length > 0 ? `adding ${listSome(joined)} to the run` : '';
+      run.note(stopping || adding
+        ? `${what}; ${[stopping, adding].filter(Boolean).join(', and ')}: the ${stopping ? 'rest of the ' : ''}run goes on, then the new plan runs`
         : `${what}; it replaces none of the stages still to finish: the run goes on, then the new plan runs`);
     } catch (e) {
       run.note(`pausepipe watch: ${e instanceof Error ? e.message : String(e)}`);
     }
+  };
+
+  /**
+   * The stages of the new plan that can join the run (see joinable) join it, their keys registered first as the run's
+   * are (a gc that started since the plan was made may have removed an entry it found: they then wait for the run's end).
+   * The names that joined.
+   */
+  const join = async (run: RunInProgress, next: Session): Promise<string[]> => {
+    const stages = joinable(run, next);
+    if (stages.length === 0) return [];
+    const keys = stages.map((st) => next.keys.get(st.name)).filter(isKeyed).map((k) => k.key);
+    const use = await next.store.registerUse(keys);
+    const names = new Set(stages.map((st) => st.name));
+    const joined = current === run && next.store.gcGeneration() === next.gcGeneration
+      ? run.joins.join({
+        stages, keys: next.keys, plan: next.plan.stages.filter((p) => names.has(p.name)),
+        progress: runStagesOf(next).filter((st) => names.has(st.name)),
+      })
+      : [];
+    if (joined.length === 0) {
+      await use.release();
+      return [];
+    }
+    run.uses.push(use);
+    run.joined.push(...stages);
+    run.planned.push(...next.plan.stages.filter((p) => names.has(p.name)));
+    return joined;
   };
 
   /** One review at a time; a change during one is reviewed after it. */

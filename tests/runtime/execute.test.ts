@@ -1,12 +1,12 @@
 // The executor: dependency order, isolated workers, failures that fail only their downstream, slots, commits.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FileHasher } from '../../cache/file-hash.ts';
 import { ArtifactStore } from '../../cache/store.ts';
-import { executePlan, Slots, StageStops } from '../../runtime/execute.ts';
+import { executePlan, Slots, StageJoins, StageStops } from '../../runtime/execute.ts';
 import type { Executor } from '../../runtime/executors/executor.ts';
 import { localExecutor } from '../../runtime/executors/local.ts';
 import type { JsonValue } from '../../runtime/json.ts';
@@ -25,14 +25,14 @@ import { STAGE_KINDS as TEST_ONLY } from './fixtures/test-kinds.ts';
 process.env[EXTRA_KINDS_ENV] = TEST_KINDS;
 const KINDS: Record<string, StageKind> = { ...BUILT_IN, ...TEST_ONLY };
 
-async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number; overrides?: Record<string, JsonValue>; stops?: StageStops } = {}) {
+async function runOnce(p: Pipeline, opts: { keepGoing?: boolean; jobs?: number; overrides?: Record<string, JsonValue>; stops?: StageStops; joins?: StageJoins } = {}) {
   const store = new ArtifactStore(path.join(p.workspace, '.pausepipe'));
   const hasher = new FileHasher(path.join(p.workspace, '.pausepipe', 'stat-cache.json'));
   const keys = await computeKeys(p, KINDS, hasher);
   const plan = planPipeline(p, keys, (k) => store.has(k), {});
   const result = await executePlan({
     pipeline: p, kinds: KINDS, store, keys, plan, hasher, jobs: opts.jobs ?? 2, gpus: 0,
-    keepGoing: opts.keepGoing ?? false, reporter: SILENT_REPORTER, ...(opts.overrides ? { overrides: opts.overrides } : {}), stops: opts.stops,
+    keepGoing: opts.keepGoing ?? false, reporter: SILENT_REPORTER, ...(opts.overrides ? { overrides: opts.overrides } : {}), stops: opts.stops, joins: opts.joins,
   });
   return { store, keys, result, statuses: result.outcomes.map((o) => [o.name, o.status, o.error ?? null]) };
 }
@@ -165,6 +165,33 @@ test('stages asked to stop before the run starts are skipped as it starts, with 
   const { statuses } = await runOnce(p, { stops });
   assert.equal(statuses, [['early', 'skipped', 'replaced by a change'], ['kept', 'ran', null]]);
   assert.equal(await counted(ws), ['kept']);
+});
+
+test('stages that join a run are computed and committed as its own, one reading a running stage after it, and counted', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const hold = instance('hold', 'hold', { pidfile: 'hold.pid', until: 'release', counter: 'count.txt' });
+  const p = pipelineOf(ws, [hold]);
+  const joins = new StageJoins();
+  const added = [
+    instance('after', 'count', { counter: 'count.txt', value: 1 }, { inputs: { up: 'hold' } }),
+    instance('side', 'count', { counter: 'count.txt', value: 2 }),
+  ];
+  const bigger = pipelineOf(ws, [hold, ...added]);
+  const keys = await computeKeys(bigger, KINDS, new FileHasher(path.join(ws, '.pausepipe', 'stat-cache.json')));
+  const joining = { stages: added, keys, plan: planPipeline(bigger, keys, () => false, {}).stages.slice(1), progress: [] };
+  assert.equal(joins.join(joining), [], 'before the run starts');
+  const running = runOnce(p, { jobs: 2, joins });
+  await waitFor('the held stage to start', () => existsSync(path.join(ws, 'hold.pid')));
+  assert.equal(joins.join(joining), ['after', 'side']);
+  assert.throws(() => joins.join(joining), /has the name of one it has: after, side/);
+  await waitFor('side to run while hold holds', () => existsSync(path.join(ws, 'count.txt')) && readFileSync(path.join(ws, 'count.txt'), 'utf8').includes('side'));
+  assert.equal(await counted(ws), ['hold', 'side']);
+  await writeFile(path.join(ws, 'release'), '');
+  const { store, result, statuses } = await running;
+  assert.equal(statuses, [['hold', 'ran', null], ['after', 'ran', null], ['side', 'ran', null]]);
+  assert.equal(result.counts.ran, 3);
+  assert.equal(store.keys().sort(), ['hold', 'after', 'side'].map((n) => (keys.get(n) as KeyedStage).key).sort());
+  assert.equal(joins.join(joining), [], 'after the run ended');
 });
 
 test('a worker forwards progress over IPC, throttled but always with the last step', async () => {

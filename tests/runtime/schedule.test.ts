@@ -71,6 +71,41 @@ test('a dropped stage is skipped with the reason before it starts, what depends 
   assert.equal(['a', 'b', 'b2', 'c'].map((n) => s.statusOf(n)), ['ran', 'skipped', 'skipped', 'ran']);
 });
 
+test('added stages join a running run: a hit settles at once, a stage starts when a slot frees, one reading a running stage waits for it', () => {
+  const grant = { cpu: 1, gpu: 0, gpuIds: [] };
+  const s = new Scheduler([stage('train'), stage('eval', ['train']), stage('side')], { cpu: 2, gpus: 0, keepGoing: false });
+  assert.equal(s.next(), [{ type: 'run', name: 'train', grant }, { type: 'run', name: 'side', grant }]);
+  assert.ok(s.add([stage('data2', [], { status: 'fresh' }), stage('train2', ['data2']), stage('eval2', ['train', 'train2'])]));
+  assert.equal(s.next(), [{ type: 'hit', name: 'data2' }], 'no slot is free: train2 waits');
+  s.finished('side', 'ran');
+  assert.equal(s.next(), [{ type: 'run', name: 'train2', grant }]);
+  s.finished('train2', 'ran');
+  assert.equal(s.next(), [], 'eval2 waits for the run\'s train');
+  s.finished('train', 'ran');
+  // Deepest first, as in any run: eval2 reads train2, which reads data2.
+  assert.equal(s.next(), [{ type: 'run', name: 'eval2', grant }, { type: 'run', name: 'eval', grant }]);
+  s.finished('eval', 'ran');
+  assert.not.ok(s.done, 'an added stage still runs');
+  s.finished('eval2', 'ran');
+  assert.equal([s.next(), s.done], [[], true]);
+  assert.not.ok(s.add([stage('late')]), 'a run that has ended takes nothing');
+});
+
+test('added stages are refused once the run starts nothing new, and checked before any is taken', () => {
+  const s = new Scheduler([stage('a'), stage('b')], { cpu: 1, gpus: 0, keepGoing: false });
+  s.next();
+  assert.throws(() => s.add([stage('c', ['a']), stage('d', ['missing'])]), /d needs missing, which does not come before it/);
+  assert.throws(() => s.add([stage('b')]), /b is there twice/);
+  s.finished('a', 'failed');
+  assert.not.ok(s.add([stage('c', ['a'])]), 'after a failure without --keep-going');
+  assert.equal(s.next(), [{ type: 'skip', name: 'b', reason: 'not started after a failure' }]);
+  assert.equal([s.done, s.statusOf('c')], [true, undefined]);
+  const interrupted = new Scheduler([stage('a')], { cpu: 1, gpus: 0, keepGoing: true });
+  interrupted.next();
+  interrupted.interrupt();
+  assert.not.ok(interrupted.add([stage('c')]), 'after an interrupt');
+});
+
 test('without --keep-going a failure starts nothing more; what already runs finishes', () => {
   const stages = [stage('a'), stage('b'), stage('a2', ['a']), stage('c')];
   const r = simulate(stages, { cpu: 2 }, (n) => (n === 'b' ? 3 : 1), (n) => (n === 'a' ? 'failed' : 'ran'));

@@ -179,6 +179,34 @@ stage after = count(up: held) { counter: "count.txt" }
   assert.is((await watch.proc).exitCode, 130);
 });
 
+test('stages an edit adds during a run join it: they start once their inputs are done and a slot is free, and the summary counts them', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  const pipe = (values: string) => `
+stage held = hold { pidfile: "held.pid", until: "release" }
+for each v in [${values}] {
+  stage c = count { counter: "count.txt", value: v }
+  stage d = count(up: held) { counter: "count.txt", value: v }
+}
+`;
+  await writeFile(file, pipe('1'));
+  const watch = spawnBin(['watch', file, '--jobs', '2'], ws);
+  await waitFor('the first stages to run', () => existsSync(path.join(ws, 'held.pid')) && watch.output().includes('done    c[v=1]'));
+  await writeFile(file, pipe('1, 2'));
+  await waitFor('the new variant to run', () => watch.output().includes('done    c[v=2]'));
+  assert.match(watch.output(), 'changed during the run: w.pipe; adding c[v=2], d[v=2] to the run: the run goes on, then the new plan runs\n', watch.output());
+  // While held still holds: the new stage that reads it waits for it.
+  assert.equal((await lines(path.join(ws, 'count.txt'))).sort(), ['c[v=1]', 'c[v=2]', 'held']);
+  await writeFile(path.join(ws, 'release'), '');
+  await waitFor('the run to end', () => watch.output().includes('up to date'));
+  assert.equal((await lines(path.join(ws, 'count.txt'))).slice(3).sort(), ['d[v=1]', 'd[v=2]']);
+  // The results table has the rows of the stages that joined.
+  assert.match(watch.output(), /\nran 5, cached 0 in [^\n]+\n\nstage +v +value\n[- ]+\nc +1 +1\nc +2 +2\n\nstage +v +value\n[- ]+\nd +1 +1\nd +2 +2\n/);
+  assert.match(watch.output(), 'watching 1 file(s) (Ctrl-C to stop)\nchanged: w.pipe\nup to date (5 fresh)\n');
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
 test('an edit during a run that has errors, or replaces nothing, is said and the run goes on', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
@@ -197,6 +225,40 @@ test('an edit during a run that has errors, or replaces nothing, is said and the
   await waitFor('the plan after the run', () => watch.output().includes('up to date'));
   assert.match(watch.output(), 'done    held');
   assert.match(watch.output(), 'watching 1 file(s) (Ctrl-C to stop)\nchanged: w.pipe\nup to date (1 fresh)\n');
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
+test('a stage that failed is not tried again at an unrelated change, which says so once; a change to it tries it again', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  await writeFile(path.join(ws, 'title.txt'), 'one\n');
+  const pipe = (code: number) => `
+stage train = sh { command: "echo train >> count.txt; exit ${code}", shell: true }
+stage report = sh(t: train) { command: "cat title.txt >> count.txt", shell: true, deps: ["title.txt"] }
+stage title = sh { command: "cat title.txt >> count.txt", shell: true, deps: ["title.txt"] }
+`;
+  await writeFile(file, pipe(3));
+  const watch = spawnBin(['watch', file, '--keep-going'], ws);
+  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
+  await waitFor('the first run', () => watching() === 1);
+  assert.match(watch.output(), 'failed train: command failed with exit code 3');
+  await writeFile(path.join(ws, 'title.txt'), 'two\n');
+  await waitFor('the run after the edit', () => watching() === 2);
+  assert.match(watch.output(), [
+    'changed: title.txt',
+    'stale  title: file title.txt changed',
+    'not retried: train failed last run (command failed with exit code 3); change it or its inputs, or run `pausepipe run w.pipe`',
+    'waiting for it: report',
+  ].join('\n'));
+  assert.match(watch.output(), /\nran 1, cached 0 in [^\n]+\nwatching 2 file\(s\) \(Ctrl-C to stop\)\n$/);
+  assert.equal((await lines(path.join(ws, 'count.txt'))).sort(), ['one', 'train', 'two']);
+  // Its key changes: it runs, and what waited for it.
+  await writeFile(file, pipe(0));
+  await waitFor('the run after the fix', () => watching() === 3);
+  assert.match(watch.output(), 'changed: w.pipe\nstale  train: new stage\nstale  report: new stage\n');
+  assert.equal((await lines(path.join(ws, 'count.txt'))).slice(3), ['train', 'two']);
+  assert.equal(watch.output().split('\n').filter((l) => l.startsWith('not retried')).length, 1, 'said once');
   watch.proc.kill('SIGINT');
   assert.is((await watch.proc).exitCode, 130);
 });
