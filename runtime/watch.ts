@@ -59,6 +59,17 @@ function heldBack(s: Session): Map<string, LastFailure> {
   return held;
 }
 
+/** The session with the held stages failing without running (the scheduler's `fail`), what reads them then skipped or partial. */
+function failingAtOnce(s: Session, held: Map<string, LastFailure>): Session {
+  const stages = s.plan.stages.map((p) => {
+    const failure = held.get(p.name);
+    return failure ? { ...p, status: 'error' as const, reasons: [`failed last run (${failure.error}); not retried by watch`] } : p;
+  });
+  const counts = { fresh: 0, stale: 0, error: 0 };
+  for (const p of stages) counts[p.status]++;
+  return { ...s, plan: { stages, counts } };
+}
+
 /** The session without some stages (closed under what reads them); the state still records the whole pipeline's names. */
 function withoutStages(s: Session, names: Set<string>): Session {
   const stages = s.plan.stages.filter((p) => !names.has(p.name));
@@ -214,11 +225,18 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       watchFolders();
       const held = heldBack(s);
       const waiting = withDownstream(loaded.pipeline, new Set(held.keys()));
-      const runnable = held.size > 0 ? withoutStages(s, waiting) : s;
-      const toRun = runnable.plan.counts.stale > 0 || runnable.plan.counts.error > 0;
+      const keepGoing = values['keep-going'] === true;
+      const partial = (name: string) => keepGoing && loaded.kinds[s.pipeline.stages.find((x) => x.name === name)?.kind ?? '']?.partialInputs === true;
+      // Under --keep-going a report over the variants is written without the held ones (a partial report, as `run`
+      // writes it), so then the held stages stay in the run, failed at once, rather than take the report out of it.
+      const runnable = held.size === 0 ? s : [...waiting].some(partial) ? failingAtOnce(s, held) : withoutStages(s, waiting);
+      /** Stages that wait for a held one (not run this time), and those that run. */
+      const waits = [...waiting].filter((n) => !held.has(n) && !partial(n));
+      const runs = runnable.plan.stages.filter((p) => !held.has(p.name) && !waits.includes(p.name));
+      const toRun = runs.some((p) => p.status !== 'fresh');
       // Why each stage re-runs, as `plan` says it: a change to one file can touch many stages, or none expected.
-      if (toRun) write(io.stdout, planLines(runnable.plan).join('\n'));
-      if (held.size > 0) write(io.stdout, heldLines(held, [...waiting].filter((n) => !held.has(n)), retryCommand()).join('\n'));
+      if (toRun) write(io.stdout, planLines({ ...runnable.plan, stages: runs }).join('\n'));
+      if (held.size > 0) write(io.stdout, heldLines(held, waits, retryCommand()).join('\n'));
       if (toRun) {
         const slots = await slotOptions(values, runnable);
         const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(runnable) });

@@ -263,6 +263,39 @@ stage title = sh { command: "cat title.txt >> count.txt", shell: true, deps: ["t
   assert.is((await watch.proc).exitCode, 130);
 });
 
+test('under --keep-going an edit of the report with a variant held back writes the report again, partial, without retrying it', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  const metrics = (lr: string) => `printf '{"accuracy":0.${lr},"accuracy_std":0.5,"n":10,"eval_loss":null,"avg_pauses":0,"predictions":"p.json","model":{"stage":"train","key":"k"},"training":null}' > $PAUSEPIPE_OUT/metrics.json`;
+  const pipe = (title: string) => `
+for each lr in [1, 2] {
+  stage train = sh { command: "echo train \${lr} >> count.txt; [ \${lr} = 1 ]", shell: true }
+  stage eval = sh(model: train) { command: ${JSON.stringify(metrics('${lr}'))}, shell: true }
+}
+stage table = report(runs: eval[*]) { title: "${title}" }
+`;
+  await writeFile(file, pipe('One'));
+  const watch = spawnBin(['watch', file, '--keep-going'], ws);
+  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
+  await waitFor('the first run', () => watching() === 1);
+  assert.match(watch.output(), 'done    table');
+  await writeFile(file, pipe('Two'));
+  await waitFor('the run after the edit', () => watching() === 2);
+  const after = watch.output().slice(watch.output().indexOf('changed: w.pipe'));
+  assert.match(after, [
+    'not retried: train[lr=2] failed last run (command failed with exit code 1); change it or its inputs, or run `pausepipe run w.pipe`',
+    'waiting for it: eval[lr=2]',
+  ].join('\n'));
+  assert.match(after, 'table is partial: 1 of 2 inputs missing (eval[lr=2] skipped: upstream train[lr=2] failed)');
+  assert.match(after, /\nran 1, cached 2, failed 1, skipped 1 in /);
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['train 1', 'train 2']);
+  const md = (await readdir(path.join(ws, '.pausepipe', 'objects'), { recursive: true })).filter((f) => f.endsWith('report.md'));
+  const titles = await Promise.all(md.map(async (f) => (await readFile(path.join(ws, '.pausepipe', 'objects', f), 'utf8')).split('\n')[0]));
+  assert.equal(titles.sort(), ['# One', '# Two']);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
 test('SIGTERM during a watched run stops its stages as `run` does, says so, and leaves the cache clean', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
