@@ -10,7 +10,7 @@ import { StageJoins, StageStops } from './execute.ts';
 import { listSome } from './format.ts';
 import { isKeyed, workspaceRelative } from './keys.ts';
 import type { Pipeline, StageInstance } from './pipeline.ts';
-import type { PlannedStage } from './plan.ts';
+import type { Plan, PlannedStage } from './plan.ts';
 import { createReporter } from './progress.ts';
 import { failedLastRun, loadChecked, planLoaded, runSession, runStagesOf, type Session } from './session.ts';
 import { restrictPipeline, withDownstream } from './targets.ts';
@@ -65,18 +65,21 @@ function failingAtOnce(s: Session, held: Map<string, LastFailure>): Session {
     const failure = held.get(p.name);
     return failure ? { ...p, status: 'error' as const, reasons: [`failed last run (${failure.error}); not retried by watch`] } : p;
   });
+  return { ...s, plan: countedPlan(stages) };
+}
+
+/** A plan of these stages, with their counts by status. */
+function countedPlan(stages: PlannedStage[]): Plan {
   const counts = { fresh: 0, stale: 0, error: 0 };
   for (const p of stages) counts[p.status]++;
-  return { ...s, plan: { stages, counts } };
+  return { stages, counts };
 }
 
 /** The session without some stages (closed under what reads them); the state still records the whole pipeline's names. */
 function withoutStages(s: Session, names: Set<string>): Session {
   const stages = s.plan.stages.filter((p) => !names.has(p.name));
-  const counts = { fresh: 0, stale: 0, error: 0 };
-  for (const p of stages) counts[p.status]++;
   return {
-    ...s, pipeline: restrictPipeline(s.pipeline, new Set(stages.map((p) => p.name))), plan: { stages, counts },
+    ...s, pipeline: restrictPipeline(s.pipeline, new Set(stages.map((p) => p.name))), plan: countedPlan(stages),
     wholePipelineStages: s.wholePipelineStages ?? s.pipeline.stages.map((x) => x.name),
   };
 }
@@ -226,17 +229,18 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       const held = heldBack(s);
       const waiting = withDownstream(loaded.pipeline, new Set(held.keys()));
       const keepGoing = values['keep-going'] === true;
-      const partial = (name: string) => keepGoing && loaded.kinds[s.pipeline.stages.find((x) => x.name === name)?.kind ?? '']?.partialInputs === true;
+      const kindOf = new Map(s.pipeline.stages.map((x) => [x.name, x.kind]));
+      const partial = (name: string) => keepGoing && loaded.kinds[kindOf.get(name) ?? '']?.partialInputs === true;
       // Under --keep-going a report over the variants is written without the held ones (a partial report, as `run`
       // writes it), so then the held stages stay in the run, failed at once, rather than take the report out of it.
       const runnable = held.size === 0 ? s : [...waiting].some(partial) ? failingAtOnce(s, held) : withoutStages(s, waiting);
       /** Stages that wait for a held one (not run this time), and those that run. */
-      const waits = [...waiting].filter((n) => !held.has(n) && !partial(n));
-      const runs = runnable.plan.stages.filter((p) => !held.has(p.name) && !waits.includes(p.name));
+      const waits = new Set([...waiting].filter((n) => !held.has(n) && !partial(n)));
+      const runs = runnable.plan.stages.filter((p) => !held.has(p.name) && !waits.has(p.name));
       const toRun = runs.some((p) => p.status !== 'fresh');
       // Why each stage re-runs, as `plan` says it: a change to one file can touch many stages, or none expected.
       if (toRun) write(io.stdout, planLines({ ...runnable.plan, stages: runs }).join('\n'));
-      if (held.size > 0) write(io.stdout, heldLines(held, waits, retryCommand()).join('\n'));
+      if (held.size > 0) write(io.stdout, heldLines(held, [...waits], retryCommand()).join('\n'));
       if (toRun) {
         const slots = await slotOptions(values, runnable);
         const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(runnable) });
