@@ -82,6 +82,10 @@ const tokens = (x: StepRate | null) => (x === null ? 'not measured' : `${Math.ro
 export function verdicts(bench: string, mistral: string): string[] {
   const s = new Map([...sections(bench), ...sections(mistral)]);
   const out: string[] = [];
+  // A software adapter (lavapipe) proves the script runs; its rates are CPU rates and must decide no default.
+  const software = /^backend: webgpu: (.*), a software adapter/m.exec(bench + '\n' + mistral)?.[1];
+  if (software !== undefined) out.push(`verdicts from a software adapter (${software}): the script ran; its rates decide nothing`);
+  const decide = (decision: string) => (software !== undefined && decision !== 'no decision' ? 'no decision (software adapter)' : decision);
   const ratios = productRatios(s.get('matmul bench: tfjs vs wgsl'));
   if (ratios.length > 0) {
     const faster = ratios.filter((r) => r.ratio > 1).length;
@@ -103,7 +107,7 @@ export function verdicts(bench: string, mistral: string): string[] {
     for (const [name, base, alternative] of runs) {
       const [a, b] = [rates(s.get(base)).train, rates(s.get(alternative)).train];
       out.push(`verdict ${name}: ${now} ${tokens(a)}, ${other} ${tokens(b)} (${other} ${speedup(a, b)}): ` +
-        (a && b ? (b.ms < a.ms ? `make ${other} the default (${where})` : `keep ${now}`) : 'no decision'));
+        decide(a && b ? (b.ms < a.ms ? `make ${other} the default (${where})` : `keep ${now}`) : 'no decision'));
     }
   }
   const tiles = tileBests(s.get('matmul bench: other wgsl tiles'));
@@ -114,10 +118,10 @@ export function verdicts(bench: string, mistral: string): string[] {
     const [on, off] = [rates(s.get(`bench ${shape}`)).decode, rates(s.get(`bench ${shape}, decode graph off`)).decode];
     out.push(`verdict decode replay, ${shape}: ${tokens(on)} replayed, ${tokens(off)} through tfjs (replay ${speedup(off, on)})`);
   }
-  out.push(frozenWeightsVerdict(s));
+  out.push(frozenWeightsVerdict(s, decide));
   const [one, four] = [rates(s.get('bench small')).decode, rates(s.get('bench small, lookahead 4')).decode];
   out.push(`verdict decode lookahead, small: 1 ahead ${tokens(one)}, 4 ahead ${tokens(four)} (${speedup(one, four)}): ` +
-    (one && four ? (four.ms < one.ms / 1.05 ? 'raise the default (PAUSEPIPE_DECODE_LOOKAHEAD in kernels.ts)' : 'keep 1') : 'no decision'));
+    decide(one && four ? (four.ms < one.ms / 1.05 ? 'raise the default (PAUSEPIPE_DECODE_LOOKAHEAD in kernels.ts)' : 'keep 1') : 'no decision'));
   return out;
 }
 
@@ -131,7 +135,7 @@ export function gpuPeakGiB(lines: readonly string[] | undefined): number | null 
  * Frozen projections packed as bfloat16 halve their memory; they become the default if a Mistral-7B layer trains with
  * them at least about as fast (within 5%) as with float32 weights on the faster of the two products.
  */
-function frozenWeightsVerdict(s: Map<string, string[]>): string {
+function frozenWeightsVerdict(s: Map<string, string[]>, decide: (decision: string) => string): string {
   const f32 = [rates(s.get('bench mistral7b, 1 layer')).train, rates(s.get('bench mistral7b, 1 layer, wgsl matmul')).train]
     .filter((r): r is StepRate => r !== null).sort((a, b) => a.ms - b.ms)[0] ?? null;
   const bf16 = rates(s.get('bench mistral7b, 1 layer, bf16 frozen weights')).train;
@@ -141,7 +145,7 @@ function frozenWeightsVerdict(s: Map<string, string[]>): string {
   };
   return `verdict frozen weights: f32 ${tokens(f32)}, bf16 ${tokens(bf16)} (bf16 ${speedup(f32, bf16)}); 32 layers at their GPU peak: ` +
     `f32 ${peak('bench mistral7b, 32 layers, checkpointing')}, bf16 ${peak('bench mistral7b, 32 layers, checkpointing, bf16 frozen weights')}: ` +
-    (f32 && bf16 ? (bf16.ms <= f32.ms * 1.05 ? 'make bf16 the default (PAUSEPIPE_FROZEN_WEIGHTS in stages/lm/gpu-settings.ts)' : 'keep f32') : 'no decision');
+    decide(f32 && bf16 ? (bf16.ms <= f32.ms * 1.05 ? 'make bf16 the default (PAUSEPIPE_FROZEN_WEIGHTS in stages/lm/gpu-settings.ts)' : 'keep f32') : 'no decision');
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {

@@ -68,4 +68,14 @@ test('verdicts: each decision with its figures, and what was not measured says s
   ]);
 });
 
+test('verdicts on a software adapter say so first and decide no default, whatever its rates', () => {
+  const soft = BENCH.replace('backend: webgpu: NVIDIA H100', 'backend: webgpu: llvmpipe (LLVM 15.0.6, 256 bits), a software adapter: sizes / 16, rates meaningless');
+  const lines = verdicts(soft, MISTRAL);
+  assert.is(lines[0], 'verdicts from a software adapter (llvmpipe (LLVM 15.0.6, 256 bits)): the script ran; its rates decide nothing');
+  assert.equal(lines.filter((l) => /make|raise|keep/.test(l)), []);
+  assert.equal(lines.filter((l) => l.endsWith(': no decision (software adapter)')).length, 5);
+  // What was not measured still says so.
+  assert.ok(lines.includes('verdict mistral7b layer training: tfjs 9,359 tokens/s (513 ms a step), wgsl not measured (wgsl not measured): no decision'));
+});
+
 test.run();
