@@ -420,6 +420,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     };
     const onAbort = () => {
       scheduler.interrupt();
+      o.reporter.interrupted();
       for (const c of controllers.values()) c.abort();
     };
     if (o.signal?.aborted) onAbort();

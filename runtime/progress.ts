@@ -30,6 +30,8 @@ export interface Reporter {
   note(text: string): void;
   /** Stages that joined the run (`watch`): the overall line counts them. */
   add(stages: RunStage[]): void;
+  /** The run was interrupted: what is left will be skipped, so no more ETAs. */
+  interrupted(): void;
   /** Stops redrawing; the block is cleared. */
   close(): void;
 }
@@ -164,6 +166,7 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
   let timer: NodeJS.Timeout | undefined;
   /** The most of this run's cluster jobs seen running at once: the parallelism the cluster gives this run so far. */
   let peakRunning = 0;
+  let stopping = false;
   /** Under a cluster, a stage waits in its queue until its job is seen running; here every started stage runs. */
   const isQueued = (r: Running) => opts.cluster === true && r.jobRunning !== true;
 
@@ -228,7 +231,7 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
       parallel = Math.min(parallel, peakRunning);
       if (parallel === 0) return count;
     }
-    if (!known || finished.size === stages.length) return count;
+    if (!known || stopping || finished.size === stages.length) return count;
     return `${count} · ETA ${formatEta(Math.max(longest, secondsLeft / Math.max(1, parallel)))}`;
   };
 
@@ -350,6 +353,9 @@ export function createReporter(stream: NodeJS.WritableStream & { isTTY?: boolean
       }
       askWork();
     },
+    interrupted() {
+      stopping = true;
+    },
     close() {
       running.clear();
       ensureTimer();
@@ -367,6 +373,7 @@ export const SILENT_REPORTER: Reporter = {
   finish: () => undefined,
   note: () => undefined,
   add: () => undefined,
+  interrupted: () => undefined,
   close: () => undefined,
 };
 

@@ -214,6 +214,24 @@ test('a worker forwards progress over IPC, throttled but always with the last st
   assert.equal(result.outcomes[0]!.metrics, { steps: 50 });
 });
 
+test('an interrupted run tells the reporter before it skips what is left, so no ETA follows', async () => {
+  const ws = await tempWorkspace('pausepipe-exec-');
+  const p = pipelineOf(ws, [instance('s', 'steps', { steps: 5 })]);
+  const store = new ArtifactStore(path.join(ws, '.pausepipe'));
+  const hasher = new FileHasher(path.join(ws, '.pausepipe', 'stat-cache.json'));
+  const keys = await computeKeys(p, KINDS, hasher);
+  const events: string[] = [];
+  const reporter = { ...SILENT_REPORTER, interrupted: () => events.push('interrupted'), finish: (n: string, st: string, d?: string) => events.push(`${st} ${n}: ${d}`) };
+  const stop = new AbortController();
+  stop.abort();
+  const result = await executePlan({
+    pipeline: p, kinds: KINDS, store, keys, plan: planPipeline(p, keys, () => false, {}), hasher, jobs: 1, gpus: 0, keepGoing: false, reporter,
+    signal: stop.signal,
+  });
+  assert.equal(events, ['interrupted', 'skipped s: run interrupted']);
+  assert.is(result.interrupted, true);
+});
+
 test('a run without a GPU starts model stages while their memory estimates fit the memory free, and says so once', async () => {
   const ws = await tempWorkspace('pausepipe-exec-');
   // gpu_env asks for a GPU, so without one it runs on the CPU: here each estimates 3 GiB of host memory.

@@ -122,6 +122,23 @@ test('without a TTY the overall count rides on each finished stage\'s line', () 
   ].join('\n'));
 });
 
+test('once the run is interrupted the stages it skips carry the count but no ETA', () => {
+  let now = 0;
+  const out = new Capture();
+  const r = createReporter(out, { tty: false, now: () => now, stages: DEMO_STAGES, slots: 1 });
+  r.start('warm[pause=head,lora=true]');
+  now = 30_000;
+  r.finish('warm[pause=head,lora=true]', 'ran');
+  r.interrupted();
+  r.finish('report', 'skipped', 'run interrupted');
+  assert.is(out.text, [
+    'start   warm[pause=head,lora=true]',
+    'done    warm[pause=head,lora=true] (30 s)  [2/5 stages · ETA 2m]',
+    'skipped report: run interrupted  [3/5 stages]',
+    '',
+  ].join('\n'));
+});
+
 test('the ETA of stages not run yet in this run: their group, else their last duration, else their kind, else the mean', () => {
   let now = 0;
   const out = new Capture();
