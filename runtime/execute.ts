@@ -1,4 +1,5 @@
 // The Executed phase: wires the pure scheduler (schedule.ts), an executor (executors/) and the cache side (commit.ts).
+import type { HeldLock } from '../cache/lock.ts';
 import type { ArtifactStore, FileDigester, Manifest } from '../cache/store.ts';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -355,17 +356,27 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     return missing;
   };
 
+  /** Registrations of the partial keys this run computes or finds, released when the run ends. */
+  const partialUses: Promise<HeldLock | undefined>[] = [];
   const runStage = async (s: StageInstance, grant: Grant, without?: string[]): Promise<EndStatus> => {
+    let registered: Promise<unknown> | undefined;
     if (without !== undefined) {
       const missing = missingInputs(s, new Set(without));
       const keys = Object.fromEntries(Object.entries(missing).map(([input, list]) => [input, list.map((m) => m.key)]));
-      cache.computePartial(s, partialKey(fullKeys.get(s.name)!, keys), missing);
+      const keyed = partialKey(fullKeys.get(s.name)!, keys);
+      cache.computePartial(s, keyed, missing);
+      // Registered like the run's planned keys before the entry is looked up, so a gc of another pipeline keeps it.
+      // Failing to register costs only that protection: the next run would write the entry again.
+      const use = o.store.registerUse([keyed.key]).catch(() => undefined);
+      partialUses.push(use);
+      registered = use;
     }
     const ctl = new AbortController();
     controllers.set(s.name, ctl);
     // Taken now, in the scheduler's order; ended once the executor has the stage, or when it never gets it.
     const turn = handOver.take();
     try {
+      await registered;
       return await compute(s, grant, ctl, turn);
     } catch (e) {
       const status: EndStatus = ctl.signal.aborted ? 'aborted' : 'failed';
@@ -415,7 +426,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
         for (const x of list) counts[x.status]++;
         o.signal?.removeEventListener('abort', onAbort);
         o.joins?.listen(undefined);
-        resolve({ outcomes: list, counts, interrupted: o.signal?.aborted ?? false });
+        const result = { outcomes: list, counts, interrupted: o.signal?.aborted ?? false };
+        void Promise.all(partialUses.map((use) => use.then((held) => held?.release()).catch(() => undefined))).then(() => resolve(result));
       }
     };
     const onAbort = () => {

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactStore } from '../../cache/store.ts';
 import { runMain } from '../helpers/capture.ts';
@@ -155,6 +155,34 @@ test('under --keep-going a report is written without the failed variants, under 
   assert.is(store.readManifest(fullKey)!.missing, undefined);
   assert.not.ok(existsSync(path.join(store.scratchDir(fullKey), 'partial-run.json')));
   assert.is((await runMain(['plan', file])).out.trim().split('\n').at(-1), '0 stale, 10 fresh');
+});
+
+test('a run registers the partial key it computes or finds as in use, as its planned keys, and lets it go at its end', async () => {
+  const ws = await tempWorkspace('pausepipe-partial-');
+  const file = path.join(ws, 'm.pipe');
+  await writeFile(file, PIPE);
+  await writeFile(path.join(ws, 'fail-train-2'), '');
+  // Each registration's keys, as the runs make them (a gc of another pipeline keeps every registered key).
+  const registered: string[][] = [];
+  const register = ArtifactStore.prototype.registerUse;
+  ArtifactStore.prototype.registerUse = function (this: ArtifactStore, keys: Iterable<string>) {
+    registered.push([...keys]);
+    return register.call(this, keys);
+  };
+  try {
+    const computed = await run(file, '--keep-going', '--jobs', '1');
+    const partialKey = table(computed).key!;
+    assert.ok(table(computed).partial);
+    assert.ok(registered.some((keys) => keys.includes(partialKey)), JSON.stringify(registered));
+    registered.length = 0;
+    const found = await run(file, '--keep-going', '--jobs', '1');
+    assert.is(table(found).status, 'cached');
+    assert.is(table(found).key, partialKey);
+    assert.ok(registered.some((keys) => keys.includes(partialKey)), JSON.stringify(registered));
+  } finally {
+    ArtifactStore.prototype.registerUse = register;
+  }
+  assert.equal((await readdir(path.join(ws, '.pausepipe', 'uses'))).filter((n) => n.endsWith('.lock')), []);
 });
 
 test.run();
