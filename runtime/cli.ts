@@ -23,7 +23,7 @@ import { findWorkspace, loadPipeline } from './load.ts';
 import { kindsMarkdown, kindsText } from './kinds-doc.ts';
 import { overrideNotes, overridesRecord, parseOverride, type Override } from './overrides.ts';
 import type { Pipeline } from './pipeline.ts';
-import type { Plan } from './plan.ts';
+import type { Plan, PlannedStage } from './plan.ts';
 import { describeFailure, describePartial, lastFailure, lastPartial } from './commit.ts';
 import { createCheckProgress, createReporter, SILENT_REPORTER, type Reporter } from './progress.ts';
 import { failedLastRun, loadChecked, planLoaded, renderDiagnostics, runSession, runStagesOf, type Session } from './session.ts';
@@ -753,8 +753,10 @@ const COMMANDS: Record<string, Command> = {
       // Colours need the plan: the same keys and cache reads as `plan`, nothing runs.
       const s = await plannedSession(file, targets, values, io);
       if (!s) return EXIT.invalid;
-      // A stale stage whose last attempt failed (not one interrupted) stands out from those that only wait for it.
-      const status = new Map(s.plan.stages.map((p): [string, DagStatus] => [p.name, failedLastRun(s, p) ? 'failed' : p.status]));
+      // A stale stage whose last attempt failed (not one interrupted), or made only a partial result, stands out from
+      // those that only wait for it.
+      const partialLastRun = (p: PlannedStage) => p.status === 'stale' && p.key !== undefined && lastPartial(s.store, p.key) !== undefined;
+      const status = new Map(s.plan.stages.map((p): [string, DagStatus] => [p.name, failedLastRun(s, p) ? 'failed' : partialLastRun(p) ? 'partial' : p.status]));
       write(io.stdout, await renderDag(s.pipeline, format as DagFormat, status));
       return EXIT.ok;
     },

@@ -52,12 +52,17 @@ export function mermaidTooLarge(text: string): string | null {
   return `the diagram has ${over.join(' and ')}: raise maxEdges/maxTextSize in the renderer's config, or use --format svg, which draws each loop as tables`;
 }
 
-/** What a picture fills a stage by: the plan's status, and `failed` for a stale stage whose last attempt failed. */
-export type DagStatus = StageStatus | 'failed';
+/**
+ * What a picture fills a stage by: the plan's status, `failed` for a stale stage whose last attempt failed, and
+ * `partial` for one whose last run made only a partial result (a report missing failed variants).
+ */
+export type DagStatus = StageStatus | 'failed' | 'partial';
 
-/** Fill colours: done, to run, failed in its last run (runs next), cannot run. */
-export const STATUS_COLORS: Record<DagStatus, string> = { fresh: '#d5efd5', stale: '#ffe3a3', failed: '#f4a259', error: '#f6c4bd' };
-const STATUS_WORDS: Record<DagStatus, string> = { fresh: 'fresh (cached)', stale: 'stale (runs next)', failed: 'failed last run (runs next)', error: 'cannot run' };
+/** Fill colours: done, to run, partial in its last run (runs next), failed in its last run (runs next), cannot run. */
+export const STATUS_COLORS: Record<DagStatus, string> = { fresh: '#d5efd5', stale: '#ffe3a3', partial: '#d9e7a6', failed: '#f4a259', error: '#f6c4bd' };
+const STATUS_WORDS: Record<DagStatus, string> = {
+  fresh: 'fresh (cached)', stale: 'stale (runs next)', partial: 'partial last run (runs next)', failed: 'failed last run (runs next)', error: 'cannot run',
+};
 
 /**
  * The stages of one declared loop stage (e.g. every `warm[...]`), drawn as one table: a row per variant, a
@@ -188,8 +193,9 @@ export function dagDot(pipeline: Pipeline, status?: ReadonlyMap<string, DagStatu
     }
   }
   if (status) {
-    // `failed` only where some stage failed: a picture of a pipeline that never failed stays as it was.
-    const shown: DagStatus[] = [...status.values()].includes('failed') ? ['fresh', 'stale', 'failed', 'error'] : ['fresh', 'stale', 'error'];
+    // `partial` and `failed` only where some stage is so: a picture of a pipeline that never failed stays as it was.
+    const present = new Set(status.values());
+    const shown = (['fresh', 'stale', 'partial', 'failed', 'error'] as const).filter((st) => (st !== 'failed' && st !== 'partial') || present.has(st));
     const legend = shown.map((s) => `<TD BGCOLOR="${STATUS_COLORS[s]}">${STATUS_WORDS[s]}</TD>`).join('');
     lines.push(`  label=<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="4" CELLPADDING="3"><TR>${legend}</TR></TABLE>>; labelloc=b; fontname="Helvetica"; fontsize=10;`);
   }

@@ -436,6 +436,22 @@ for each x in [1, 2] {
   assert.ok(dot.includes(`<TD BGCOLOR="${STATUS_COLORS.failed}">failed last run (runs next)</TD>`));
 });
 
+test('dag fills a report whose last run was partial apart from plain stale stages, and its legend says so', async () => {
+  const { file } = await workspace(`
+for each x in [1, 2] {
+  stage fit = sh { command: ["sh", "-c", "exit \${x - 1}"] }
+  stage score = sh(model: fit) { command: ["sh", "-c", "printf '{\\"accuracy\\":0.5,\\"accuracy_std\\":0.5,\\"n\\":10,\\"eval_loss\\":null,\\"avg_pauses\\":0,\\"predictions\\":\\"p.json\\",\\"model\\":{\\"stage\\":\\"fit\\",\\"key\\":\\"k\\"},\\"training\\":null}' > \\"$PAUSEPIPE_OUT/metrics.json\\""] }
+}
+stage table = report(runs: score[*]) { title: "T" }
+`);
+  assert.not.ok((await pp('dag', file, '--format', 'dot')).out.includes('partial'));
+  const run = JSON.parse((await pp('run', file, '--json', '--keep-going')).out) as { stages: { name: string; partial?: unknown }[] };
+  assert.ok(run.stages.find((st) => st.name === 'table')!.partial);
+  const dot = (await pp('dag', file, '--format', 'dot')).out;
+  assert.match(dot, `"table" [label="table\\n(report)", fillcolor="${STATUS_COLORS.partial}"];`);
+  assert.ok(dot.includes(`<TD BGCOLOR="${STATUS_COLORS.partial}">partial last run (runs next)</TD><TD BGCOLOR="${STATUS_COLORS.failed}">failed last run (runs next)</TD>`));
+});
+
 test('warmup.pipe as SVG is a readable picture: its 18 variants are rows, not 18 boxes side by side', async () => {
   const r = await pp('dag', path.join(PROJECT_ROOT, 'pipelines/warmup.pipe'), '--format', 'svg');
   assert.is(r.code, 0);
