@@ -189,6 +189,12 @@ export class Committer {
     return this.partial.get(s.name)?.missing;
   }
 
+  /** Records in the state that the run tried the stage's (full) key without getting its result, for `plan`. */
+  noteTried(s: StageInstance): void {
+    const full = this.keys.get(s.name) as KeyedStage;
+    this.o.state?.recordTried(s.name, full.key, full.ingredients);
+  }
+
   /**
    * Records in the full key's scratch folder that this run has only the partial result (computed or found), for
    * `plan` and `show`; a failure recorded there before is no longer the last attempt. Never fails the stage.
@@ -196,6 +202,7 @@ export class Committer {
   async notePartial(s: StageInstance): Promise<void> {
     const p = this.partial.get(s.name);
     if (!p) return;
+    this.noteTried(s);
     const dir = this.o.store.scratchDir(p.fullKey);
     const missing = Object.values(p.missing).flat().map((m) => ({ stage: m.stage, status: m.status }));
     const record: LastPartial = { key: p.keyed.key, missing, inputs: upstreamCount(s) };

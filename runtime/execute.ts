@@ -325,6 +325,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
       await log.close().catch(() => undefined);
       // The entry's folder goes with abandon(); the scratch folder stays, so the full log is kept there.
       const { kept, noSpace } = await cache.abandon(entry, e, log.tail, ctl.signal.aborted);
+      cache.noteTried(s);
       if (ctl.signal.aborted) {
         record(s, 'aborted', { seconds, error: o.stops?.reasons.get(s.name) ?? 'interrupted' });
         return 'aborted';

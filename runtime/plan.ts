@@ -105,6 +105,11 @@ export interface PlanOptions {
    * last run: …`, `interrupted in its last run`, or a Slurm job submitted for it.
    */
   lastAttempt?(key: string): string | undefined;
+  /**
+   * What the last run tried under a stage's name when it ended without a full result (failed, interrupted, partial):
+   * newer than `previous`, so what changed is said against it.
+   */
+  lastTried?(name: string): PreviousStage | undefined;
 }
 
 /** What differs from the ingredients the last run recorded under the stage's name; empty when nothing does. */
@@ -219,17 +224,20 @@ export function planPipeline(
       planned = { name: s.name, status: 'stale', key: k.key, reasons, forced: true };
     } else if (isCached(k.key)) {
       // A change that leads to a key another variant (or an earlier run) computed is still worth saying.
-      const before = previous[s.name];
+      const before = options.lastTried?.(s.name) ?? previous[s.name];
       const reasons = before && before.key !== k.key ? changes(s, k.ingredients, before.ingredients, isStale, options.paramNote) : [];
       planned = { name: s.name, status: 'fresh', key: k.key, reasons };
     } else {
       const twin = firstWithKey.get(k.key);
       const damage = damaged(k.key);
       const attempt = options.lastAttempt?.(k.key);
+      // Changed since the last attempt without a result, when it tried another key; else since the last result.
+      const tried = options.lastTried?.(s.name);
+      const since = tried !== undefined && tried.key !== k.key ? tried : previous[s.name];
       const reasons = twin !== undefined
         ? [`same key as ${twin}: computed once`]
         : damage !== undefined ? [`cache entry damaged (${damage}): computed again`]
-          : withAttempt(staleReasons(s, k.ingredients, previous[s.name], isStale, options.paramNote), attempt);
+          : withAttempt(staleReasons(s, k.ingredients, since, isStale, options.paramNote), attempt);
       if (twin === undefined) firstWithKey.set(k.key, s.name);
       planned = { name: s.name, status: 'stale', key: k.key, reasons };
     }

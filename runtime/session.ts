@@ -28,6 +28,8 @@ export interface Session {
   keys: StageKeys;
   plan: Plan;
   previous: PreviousState;
+  /** What the last runs tried under each stage name without a full result (the state's `tried`). */
+  tried: PreviousState;
   /** The pipeline's stage names at its last run, as the state file records them (undefined when unknown). */
   lastRunStages?: string[];
   /** Manifests read while planning, by key (a fresh stage's metrics need no second read). */
@@ -100,10 +102,10 @@ export async function planLoaded(pipeline: Pipeline, kinds: Record<string, Stage
   const hasher = new FileHasher(path.join(cacheRoot, STAT_CACHE), { cacheRoot });
   const keys = await computeKeys(pipeline, kinds, hasher);
   guardCache(pipeline, kinds, cacheRoot, keys);
-  const { previous, lastRunStages } = await readState(statePath(cacheRoot, pipeline.file));
+  const { previous, tried, lastRunStages } = await readState(statePath(cacheRoot, pipeline.file));
   return {
-    pipeline, kinds, cacheRoot, store, hasher, keys, previous, lastRunStages, planOptions: options,
-    ...(await planKeys(pipeline, keys, store, hasher, previous, options)),
+    pipeline, kinds, cacheRoot, store, hasher, keys, previous, tried, lastRunStages, planOptions: options,
+    ...(await planKeys(pipeline, keys, store, hasher, previous, tried, options)),
   };
 }
 
@@ -130,7 +132,9 @@ function guardCache(pipeline: Pipeline, kinds: Record<string, StageKind>, cacheR
  * The plan for computed keys. Every entry a stage would use is checked first (manifest checksum, outputs through the
  * stat cache, inputs it was computed from): a damaged one is stale, with the damage as its reason.
  */
-async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStore, hasher: FileHasher, previous: PreviousState, options: PlanOptions) {
+async function planKeys(
+  pipeline: Pipeline, keys: StageKeys, store: ArtifactStore, hasher: FileHasher, previous: PreviousState, tried: PreviousState, options: PlanOptions,
+) {
   // Read before any manifest: a gc that starts after this changes it, and the run then plans again.
   const gcGeneration = store.gcGeneration();
   const manifests = new Map<string, Manifest>();
@@ -144,6 +148,7 @@ async function planKeys(pipeline: Pipeline, keys: StageKeys, store: ArtifactStor
   }
   const plan = planPipeline(pipeline, keys, (key) => manifests.has(key), previous, {
     ...options,
+    lastTried: (name) => tried[name],
     damaged: (key) => damage.get(key),
     lastAttempt: (key) => {
       // A run computing the key now: this one would wait for it (and take its result).
@@ -190,14 +195,14 @@ export async function runSession(s: Session, o: RunOptions): Promise<RunResult> 
     throw error;
   }
   const stageNames = s.wholePipelineStages ?? s.pipeline.stages.map((st) => st.name);
-  const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous }, stageNames, s.lastRunStages);
+  const state = new StateRecorder(statePath(s.cacheRoot, s.pipeline.file), { ...s.previous }, stageNames, s.lastRunStages, { ...s.tried });
   try {
     await s.store.waitForGc({ signal: o.signal, onWait: (owner) => o.reporter.note(`waiting for \`pausepipe gc\` (${describeOwner(owner)})`) })
       // Stopped while waiting: the executor, seeing the stop, starts nothing and reports the run as interrupted.
       .catch((error: unknown) => {
         if (!o.signal?.aborted) throw error;
       });
-    const current = s.store.gcGeneration() === s.gcGeneration ? s : { ...s, ...(await planKeys(s.pipeline, s.keys, s.store, s.hasher, s.previous, s.planOptions)) };
+    const current = s.store.gcGeneration() === s.gcGeneration ? s : { ...s, ...(await planKeys(s.pipeline, s.keys, s.store, s.hasher, s.previous, s.tried, s.planOptions)) };
     return await executePlan({
       pipeline: current.pipeline, kinds: current.kinds, store: current.store, keys: current.keys, plan: current.plan, hasher: current.hasher,
       jobs: o.jobs, gpus: o.gpus, hideGpus: o.hideGpus, gpuMemoryMiB: o.gpuMemoryMiB, stagesPerGpu: o.stagesPerGpu, hostMemoryMiB: o.hostMemoryMiB,

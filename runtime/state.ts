@@ -24,6 +24,11 @@ interface StateFile {
   beforeLastRunStages?: string[];
   /** The pipeline's stage names at its last run: `stages` keeps names dropped long ago, which diff must not show. */
   lastRunStages?: string[];
+  /**
+   * What a run last tried under a stage name and ended without a full result (failed, interrupted, partial), newer
+   * than the stage's entry in `stages`: plan says what changed since that attempt. Dropped when the name records anew.
+   */
+  tried?: PreviousState;
 }
 
 async function readStateFile(file: string): Promise<StateFile | undefined> {
@@ -39,9 +44,9 @@ async function readStateFile(file: string): Promise<StateFile | undefined> {
  * The recorded state (empty when there is none or it cannot be read: it only improves messages), and the pipeline's
  * stage names at its last run (undefined when unknown: no run, or a state from before they were kept).
  */
-export async function readState(file: string): Promise<{ previous: PreviousState; lastRunStages?: string[] }> {
+export async function readState(file: string): Promise<{ previous: PreviousState; tried: PreviousState; lastRunStages?: string[] }> {
   const state = await readStateFile(file);
-  return { previous: state?.stages ?? {}, ...(state?.lastRunStages ? { lastRunStages: state.lastRunStages } : {}) };
+  return { previous: state?.stages ?? {}, tried: state?.tried ?? {}, ...(state?.lastRunStages ? { lastRunStages: state.lastRunStages } : {}) };
 }
 
 /**
@@ -67,6 +72,9 @@ const WRITE_INTERVAL_MS = 1000;
  */
 export class StateRecorder {
   private changes: PreviousState = {};
+  /** Attempts this run made without a full result, and the names whose earlier attempt a result replaced. */
+  private triedChanges: PreviousState = {};
+  private triedCleared = new Set<string>();
   private dirty: boolean;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
@@ -86,6 +94,8 @@ export class StateRecorder {
     private readonly known: PreviousState,
     stageNames: string[],
     lastRunStages: string[] | undefined,
+    /** The state's `tried` when the run started (readState), updated as the run goes. */
+    private readonly knownTried: PreviousState = {},
   ) {
     this.stageNames = [...stageNames];
     // What this run started from is the pipeline as last run, not every name the state ever recorded.
@@ -97,9 +107,28 @@ export class StateRecorder {
   }
 
   record(name: string, key: string, ingredients: KeyIngredients): void {
+    // A result (computed or found) is newer than any attempt under the name that had none, even when its key is known.
+    if (name in this.knownTried) {
+      delete this.knownTried[name];
+      delete this.triedChanges[name];
+      this.triedCleared.add(name);
+      this.changed();
+    }
     if (this.known[name]?.key === key) return;
     this.changes[name] = { key, ingredients };
     this.known[name] = { key, ingredients };
+    this.changed();
+  }
+
+  /** The run tried `key` under `name` and has no full result for it: failed, interrupted, or partial. */
+  recordTried(name: string, key: string, ingredients: KeyIngredients): void {
+    this.triedCleared.delete(name);
+    this.triedChanges[name] = { key, ingredients };
+    this.knownTried[name] = { key, ingredients };
+    this.changed();
+  }
+
+  private changed(): void {
     this.dirty = true;
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
@@ -128,6 +157,8 @@ export class StateRecorder {
     this.dirty = false;
     const onDisk = await readStateFile(this.file);
     const stages = { ...onDisk?.stages, ...this.changes };
+    const tried: PreviousState = { ...onDisk?.tried, ...this.triedChanges };
+    for (const name of this.triedCleared) delete tried[name];
     // A run that changed no key leaves diff comparing with what the last one that did started from.
     const changed = Object.keys(this.changes).length > 0;
     const beforeLastRun = changed ? this.startKeys : onDisk?.beforeLastRun;
@@ -136,7 +167,7 @@ export class StateRecorder {
     const tmp = `${this.file}.${process.pid}.tmp`;
     const state: StateFile = {
       format: STATE_FORMAT, stages, ...(beforeLastRun ? { beforeLastRun } : {}), ...(beforeLastRunStages ? { beforeLastRunStages } : {}),
-      lastRunStages: this.stageNames,
+      lastRunStages: this.stageNames, ...(Object.keys(tried).length > 0 ? { tried } : {}),
     };
     await writeFile(tmp, JSON.stringify(state));
     await rename(tmp, this.file);

@@ -600,14 +600,42 @@ for each x in [1, 2] {
   const log = /\(log: (.*)\)$/m.exec(show.err)?.[1] ?? '';
   assert.is(show.err.replace(log, '<log>'), `1 stage(s) not computed yet: pausepipe run ${path.relative(process.cwd(), file)}\n  s[x=2]: failed in its last run: command failed with exit code 3 (log: <log>)\n`);
   assert.match(await readFile(log, 'utf8'), 'boom');
-  // Another key (code 0 passes) is a new stage with its own history; the failed key keeps its record.
+  // Another key (code 0 passes): what changed since the failed attempt; the failed key keeps its record.
   const other = await pp('plan', file, '-p', 'code=0');
-  assert.is(other.out, 'stale  s[x=2]: new stage\n1 stale, 1 fresh\n');
+  assert.is(other.out, 'stale  s[x=2]: param command: "echo boom >&2; exit 3" → "echo boom >&2; exit 0" (-p code=0)\n1 stale, 1 fresh\n');
   assert.is((await pp('run', file, '-p', 'code=0')).code, 0);
   assert.equal((await pp('show', file, '-p', 'code=0')).err, '');
   // Back to the failed key: what changed since the last success, then how the last attempt at this key ended.
   assert.is((await pp('plan', file)).out,
     'stale  s[x=2]: param command: "echo boom >&2; exit 0" → "echo boom >&2; exit 3"; failed in its last run: command failed with exit code 3\n1 stale, 1 fresh\n');
+});
+
+test('a stage edited after a run that left no result for it (failed, partial) says what changed since that run', async () => {
+  const { file } = await workspace(`
+for each x in [1, 2] {
+  stage fit = sh { command: ["sh", "-c", "exit \${x - 1}"] }
+  stage score = sh(model: fit) { command: ["sh", "-c", "printf '{\\"accuracy\\":0.5,\\"accuracy_std\\":0.5,\\"n\\":10,\\"eval_loss\\":null,\\"avg_pauses\\":0,\\"predictions\\":\\"p.json\\",\\"model\\":{\\"stage\\":\\"fit\\",\\"key\\":\\"k\\"},\\"training\\":null}' > \\"$PAUSEPIPE_OUT/metrics.json\\""] }
+}
+stage table = report(runs: score[*]) { title: "T" }
+`);
+  assert.is((await pp('run', file, '--keep-going')).code, 1);
+  const edit = async (from: string, to: string) => writeFile(file, (await readFile(file, 'utf8')).replace(from, to));
+  await edit('title: "T"', 'title: "U"');
+  await edit('exit ${x - 1}', 'exit $((${x} - 1))');
+  assert.is((await pp('plan', file)).out, [
+    'stale  fit[x=1]: param command: ["sh","-c","exit 0"] → ["sh","-c","exit $((1 - 1))"]',
+    'stale  fit[x=2]: param command: ["sh","-c","exit 1"] → ["sh","-c","exit $((2 - 1))"]',
+    'stale  score[x=1]: upstream fit[x=1] stale',
+    'stale  score[x=2]: new stage',
+    'stale  table: param title: "T" → "U"; upstream score[x=1] stale; upstream score[x=2] stale',
+    '5 stale, 0 fresh',
+    '',
+  ].join('\n'));
+  // Once the stages have results, the attempts are forgotten: changes are said against the results.
+  await edit('exit $((${x} - 1))', 'exit 0');
+  assert.is((await pp('run', file)).code, 0);
+  await edit('title: "U"', 'title: "V"');
+  assert.is((await pp('plan', file)).out, 'stale  table: param title: "U" → "V"\n1 stale, 4 fresh\n');
 });
 
 test('a stage with a Slurm job that a killed run left is no "new stage": plan says the job a run will collect', async () => {

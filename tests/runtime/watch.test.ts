@@ -168,7 +168,7 @@ stage after = count(up: held) { counter: "count.txt" }
   await waitFor('the new plan to start', () => existsSync(path.join(ws, 'two.pid')));
   // No results table for the replaced run: it would be read as the new pipeline's.
   assert.match(watch.output(), /\nran 1, cached 0, skipped 1, interrupted 1 in [^\n]+\nwatching 1 file\(s\) \(Ctrl-C to stop\)\nchanged: w.pipe\n/);
-  assert.match(watch.output(), 'watching 1 file(s) (Ctrl-C to stop)\nchanged: w.pipe\nstale  held: new stage\nstale  after: new stage\n', watch.output());
+  assert.match(watch.output(), 'watching 1 file(s) (Ctrl-C to stop)\nchanged: w.pipe\nstale  held: param pidfile: "one.pid" → "two.pid"\nstale  after: new stage\n', watch.output());
   await writeFile(path.join(ws, 'release'), '');
   await waitFor('the new plan to end', () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length === 2);
   const counted = await lines(path.join(ws, 'count.txt'));
@@ -256,7 +256,7 @@ stage title = sh { command: "cat title.txt >> count.txt", shell: true, deps: ["t
   // Its key changes: it runs, and what waited for it.
   await writeFile(file, pipe(0));
   await waitFor('the run after the fix', () => watching() === 3);
-  assert.match(watch.output(), 'changed: w.pipe\nstale  train: new stage\nstale  report: new stage\n');
+  assert.match(watch.output(), 'changed: w.pipe\nstale  train: param command: "echo train >> count.txt; exit 3" → "echo train >> count.txt; exit 0"\nstale  report: new stage\n');
   assert.equal((await lines(path.join(ws, 'count.txt'))).slice(3), ['train', 'two']);
   assert.equal(watch.output().split('\n').filter((l) => l.startsWith('not retried')).length, 1, 'said once');
   watch.proc.kill('SIGINT');
