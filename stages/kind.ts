@@ -23,6 +23,11 @@ export interface Resources {
    * host memory). With it, such stages start only while their estimates fit the memory free when the run began.
    */
   hostMemoryMiB?: number;
+  /**
+   * Why the stage cannot run where the wasm backend holds its model (a machine without a GPU or tfjs-node): its
+   * tensors alone exceed wasm's 4 GiB. The stage refuses itself for it when it starts; `plan` and `run` say it first.
+   */
+  beyondWasm?: string;
 }
 
 /**

@@ -150,7 +150,7 @@ export const SFT: StageKind<SftParams> = {
   },
   resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, {
     batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true, autoCheckpointing: p.gradient_checkpointing === undefined, trains: plannedTraining(p),
-  }),
+  }, TRAINING),
   // Examples trained on: the updates' when max_steps is set, else the epochs' over the training split.
   work: (p, inputs) => {
     if (p.max_steps !== null) return p.max_steps * p.batch_size * p.grad_accum;

@@ -151,6 +151,39 @@ export function wasmTensorFloor(config: Json, use: WasmUse): { bytes: number; pa
   return { bytes: parts.reduce((sum, [, bytes]) => sum + bytes, 0), parts };
 }
 
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+
+/** What a model stage is about to do with the model, for a refusal: the verb, and what else would make it fit. */
+export interface MemoryPurpose {
+  /** What the tensors are needed for: `train`, `evaluate`, `load`, ... */
+  verb: string;
+  /** Ways out besides a GPU, e.g. `train fewer weights`; a smaller model is always one. */
+  otherwise?: string;
+}
+
+/**
+ * Why a stage cannot run on the wasm backend, or undefined when its tensor floor fits wasm's 4 GiB (or the config.json
+ * lacks the sizes: loading the folder then says what is wrong). One text for the stage's own refusal when it starts and
+ * for `plan` and `run`, which say it before anything runs.
+ */
+export function wasmMemoryRefusal(config: Json, use: WasmUse, purpose: MemoryPurpose): string | undefined {
+  let floor;
+  try {
+    floor = wasmTensorFloor(config, use);
+  } catch {
+    return undefined;
+  }
+  if (floor.bytes <= WASM_MEMORY_BYTES) return undefined;
+  const params = (parameterCount(config) / 1e9).toFixed(2);
+  const parts = floor.parts.map(([what, bytes]) => `${gib(bytes)} for ${what}`).join(', ');
+  // Training fewer weights helps only where the model alone, run forward, fits.
+  const modelAlone = wasmTensorFloor(config, { forward: use.forward }).bytes;
+  const ways = ['run it on a machine with a GPU (webgpu), or where @tensorflow/tfjs-node is installed (auto then uses it)',
+    modelAlone <= WASM_MEMORY_BYTES ? purpose.otherwise : undefined, 'use a smaller model'];
+  return `the model (${params} B parameters) needs at least ${gib(floor.bytes)} of tensors to ${purpose.verb} (${parts}), ` +
+    `but the wasm backend holds at most 4 GiB in a process, whatever the machine's memory: ${ways.filter(Boolean).join(', or ')}`;
+}
+
 /** What a worker process holds besides its tensors: Node.js, tfjs and the wasm module's own (a demo-sized sft: 480 MiB in all). */
 const WORKER_MIB = 512;
 /** Activations, an update's temporaries and the allocator's waste over the tensor floor (measured 0.9–1.3×, with the worker). */
@@ -191,9 +224,10 @@ function storedInBfloat16(dir: string): boolean {
 /**
  * A model stage's resources: a CPU slot and a GPU, with the estimates for the model folder `dir` (on a GPU, and in host
  * memory where it runs without one) when its config.json can be read (before the upstream model exists, or for a
- * folder that is not one, the stage holds a GPU alone).
+ * folder that is not one, the stage holds a GPU alone), and why it cannot run on wasm at all where it cannot (`purpose`
+ * words the refusal).
  */
-export function modelStageResources(dir: string | undefined, shape: MemoryShape): Resources {
+export function modelStageResources(dir: string | undefined, shape: MemoryShape, purpose: MemoryPurpose): Resources {
   if (dir === undefined) return { cpu: 1, gpu: 1 };
   try {
     const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json;
@@ -203,7 +237,9 @@ export function modelStageResources(dir: string | undefined, shape: MemoryShape)
     const checkpointed = shape.training && !shape.checkpointing && shape.autoCheckpointing
       ? { gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(config, { ...shape, frozenBf16, checkpointing: true }) }
       : {};
-    return { cpu: 1, gpu: 1, gpuMemoryMiB, ...checkpointed, hostMemoryMiB: hostMemoryMiB(config, hostUse(config, shape)) };
+    const use = hostUse(config, shape);
+    const beyondWasm = wasmMemoryRefusal(config, use, purpose);
+    return { cpu: 1, gpu: 1, gpuMemoryMiB, ...checkpointed, hostMemoryMiB: hostMemoryMiB(config, use), ...(beyondWasm === undefined ? {} : { beyondWasm }) };
   } catch {
     return { cpu: 1, gpu: 1 };
   }

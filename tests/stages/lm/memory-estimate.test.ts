@@ -101,7 +101,7 @@ withFixtures(test)('sft and evaluate estimate from their input model folder, and
   const evaluate = EVALUATE.resources!({ batch_size: 8, max_length: 1024, loss_max_length: 600 } as never, model);
   assert.equal(evaluate, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 1024, training: false }), hostMemoryMiB: hostMemoryMiB(tiny, { forward: true }) });
   assert.equal(SFT.resources!({ batch_size: 8, max_length: 600 } as never), { cpu: 1, gpu: 1 });
-  assert.equal(modelStageResources('/nonexistent', { batch: 1, seq: 1, training: true }), { cpu: 1, gpu: 1 });
+  assert.equal(modelStageResources('/nonexistent', { batch: 1, seq: 1, training: true }, { verb: 'train' }), { cpu: 1, gpu: 1 });
 });
 
 test('host memory of a worker without a GPU: its own 512 MiB, the wasm floor with 30% more, never past wasm\'s 4 GiB', () => {
