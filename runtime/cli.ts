@@ -335,7 +335,7 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
 function memoryMachine(values: Record<string, unknown>, where: Where, slots: SlotOptions | undefined): MemoryMachine {
   if (where.type === 'slurm' || slots === undefined) return { cluster: true, gpus: 0, wasm: false };
   return {
-    cluster: false, gpus: slots.gpus, wasm: runsOnWasm(values.backend as string | undefined, slots.gpus),
+    cluster: false, gpus: slots.gpus, wasm: runsOnWasm(values.backend as string | undefined, slots.gpus), ...(slots.hideGpus ? { gpusHidden: true } : {}),
     ...(slots.gpuMemoryMiB === undefined ? {} : { gpuMemoryMiB: slots.gpuMemoryMiB }),
     ...(slots.stagesPerGpu === undefined ? {} : { stagesPerGpu: slots.stagesPerGpu }),
     ...(slots.hostMemoryMiB === undefined ? {} : { hostMemoryMiB: slots.hostMemoryMiB }),

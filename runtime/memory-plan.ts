@@ -15,6 +15,8 @@ export interface MemoryMachine {
   cluster: boolean;
   /** GPUs the run uses here (`--gpus`, else detected). */
   gpus: number;
+  /** `--gpus 0`: stages are shown no GPU at all (not even to WebGPU). */
+  gpusHidden?: boolean;
   /** Memory of each GPU (PAUSEPIPE_GPU_MEMORY_MIB, else nvidia-smi); undefined when unknown. */
   gpuMemoryMiB?: number;
   stagesPerGpu?: number;
@@ -91,9 +93,9 @@ export function stageMemory(name: string, r: Resources, machine: MemoryMachine):
   if (machine.wasm && r.beyondWasm !== undefined) {
     m.cannotRun = {
       why: r.beyondWasm, certain: true,
-      todo: machine.gpus === 0
-        ? 'run it where a GPU is (or --executor slurm with GPUs in its settings); a GPU that nvidia-smi does not list: --backend webgpu'
-        : 'leave --backend to auto, or give --backend webgpu or tensorflow',
+      todo: machine.gpus > 0 ? 'leave --backend to auto (the GPU then runs it)'
+        : machine.gpusHidden ? 'leave out --gpus 0 on a machine with a GPU, or --executor slurm with GPUs in its settings'
+          : 'run it on a machine with a GPU, or --executor slurm with GPUs in its settings (a GPU that nvidia-smi does not list: --backend webgpu)',
     };
   }
   if (wantsGpu && machine.gpus > 0) {

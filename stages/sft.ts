@@ -284,12 +284,13 @@ async function gpuCheckpointingAdvice(ran: { backend: string; device: string }, 
  * What trains, read from the params alone (the runner's host memory estimate comes before the model loads): the large
  * groups and whether gradients pass through the layers. modules_to_save entries naming the head or the embeddings count.
  */
-export function plannedTraining(p: Pick<SftParams, 'train' | 'lora'>): { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean } {
+export function plannedTraining(p: Pick<SftParams, 'train' | 'lora'>): { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean; lora: boolean } {
   const train = { ...TRAIN_DEFAULTS, ...p.train };
   const saved = p.lora?.modules_to_save ?? [];
   const lmHead = train.lm_head || saved.some((m) => m.endsWith('lm_head'));
   const lmEmbeddings = train.lm_embeddings || saved.some((m) => m.endsWith('embed_tokens') || m.endsWith('original_embedding'));
-  return { all: train.all, lmHead, lmEmbeddings, throughLayers: train.all || (p.lora ?? null) !== null || train.pause_embedding || lmEmbeddings };
+  const lora = (p.lora ?? null) !== null;
+  return { all: train.all, lmHead, lmEmbeddings, throughLayers: train.all || lora || train.pause_embedding || lmEmbeddings, lora };
 }
 
 /** Whether gradients flow back through the decoder layers: anything but the heads trains (LoRA adapters sit in them). */

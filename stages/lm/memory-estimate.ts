@@ -26,7 +26,7 @@ export interface MemoryShape {
    * What trains, for the host memory estimate of a run without a GPU (the GPU estimate keeps `trainableParams`):
    * every weight, or the LM head and embeddings (the large groups) when chosen; gradients through the layers or not.
    */
-  trains?: { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean };
+  trains?: { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean; lora?: boolean };
 }
 
 /**
@@ -233,9 +233,13 @@ export function modelStageResources(dir: string | undefined, shape: MemoryShape,
     const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json;
     // PAUSEPIPE_FROZEN_WEIGHTS=bf16 packs the frozen projections of a model stored in bfloat16 (values it holds exactly).
     const frozenBf16 = shape.frozenBf16 ?? (gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && storedInBfloat16(dir));
-    const gpuMemoryMiB = estimateGpuMemoryMiB(config, { ...shape, frozenBf16 });
+    // Heads and embeddings alone (no LoRA) are counted, as the run's own checkpointing advice counts them: the seed's
+    // pause-only 7B takes 46 GiB checkpointed, not the 141 GiB of every weight's gradient and moments.
+    const trainableParams = shape.trainableParams ?? (shape.trains && !shape.trains.all && !shape.trains.lora ? trainedWeights(config, shape.trains) : undefined);
+    const gpuShape = { ...shape, frozenBf16, ...(trainableParams === undefined ? {} : { trainableParams }) };
+    const gpuMemoryMiB = estimateGpuMemoryMiB(config, gpuShape);
     const checkpointed = shape.training && !shape.checkpointing && shape.autoCheckpointing
-      ? { gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(config, { ...shape, frozenBf16, checkpointing: true }) }
+      ? { gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(config, { ...gpuShape, checkpointing: true }) }
       : {};
     const use = hostUse(config, shape);
     const beyondWasm = wasmMemoryRefusal(config, use, purpose);
@@ -252,4 +256,11 @@ function hostUse(config: Json, shape: MemoryShape): WasmUse {
   const d = dims(config);
   const trainableParams = trains.all ? parameterCount(config) : (trains.lmHead ? (d.vocab + (d.pause ? 1 : 0)) * d.hidden : 0) + (trains.lmEmbeddings ? d.vocab * d.hidden : 0);
   return { forward: true, backwardThroughLayers: trains.all || trains.throughLayers, trainableParams };
+}
+
+/** Weights that train in heads and embeddings: the LM head and embeddings when chosen, the pause row and pause head (small) always. */
+function trainedWeights(config: Json, trains: NonNullable<MemoryShape['trains']>): number {
+  const d = dims(config);
+  const pause = d.pause ? 3 * d.hidden + 2 : 0;
+  return (trains.lmHead ? (d.vocab + (d.pause ? 1 : 0)) * d.hidden : 0) + (trains.lmEmbeddings ? d.vocab * d.hidden : 0) + pause;
 }

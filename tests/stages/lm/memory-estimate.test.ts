@@ -116,10 +116,10 @@ test('host memory of a worker without a GPU: its own 512 MiB, the wasm floor wit
 test('what sft trains, from its params: every weight, the large groups, and whether gradients pass through the layers', () => {
   const groups = { pause_embedding: false, pause_head: false, lm_head: false, lm_embeddings: false, all: false };
   const lora = { r: 16, alpha: 32, dropout: 0, target_modules: ['q_proj'], merge: true, modules_to_save: null };
-  assert.equal(plannedTraining({ train: { ...groups, all: true }, lora: null }), { all: true, lmHead: false, lmEmbeddings: false, throughLayers: true });
-  assert.equal(plannedTraining({ train: { ...groups, lm_head: true, pause_head: true }, lora: null }), { all: false, lmHead: true, lmEmbeddings: false, throughLayers: false });
-  assert.equal(plannedTraining({ train: { ...groups, pause_embedding: true }, lora: null }), { all: false, lmHead: false, lmEmbeddings: false, throughLayers: true });
-  assert.equal(plannedTraining({ train: groups, lora: { ...lora, modules_to_save: ['lm_head', 'original_embedding'] } }), { all: false, lmHead: true, lmEmbeddings: true, throughLayers: true });
+  assert.equal(plannedTraining({ train: { ...groups, all: true }, lora: null }), { all: true, lmHead: false, lmEmbeddings: false, throughLayers: true, lora: false });
+  assert.equal(plannedTraining({ train: { ...groups, lm_head: true, pause_head: true }, lora: null }), { all: false, lmHead: true, lmEmbeddings: false, throughLayers: false, lora: false });
+  assert.equal(plannedTraining({ train: { ...groups, pause_embedding: true }, lora: null }), { all: false, lmHead: false, lmEmbeddings: false, throughLayers: true, lora: false });
+  assert.equal(plannedTraining({ train: groups, lora: { ...lora, modules_to_save: ['lm_head', 'original_embedding'] } }), { all: false, lmHead: true, lmEmbeddings: true, throughLayers: true, lora: true });
 });
 
 test('evaluate on a model stored in bfloat16 counts its projections at half size under PAUSEPIPE_FROZEN_WEIGHTS=bf16, as they are packed', async () => {
