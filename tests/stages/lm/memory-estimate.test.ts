@@ -88,10 +88,11 @@ withFixtures(test)('sft and evaluate estimate from their input model folder, and
   const sft = SFT.resources!({ batch_size: 8, max_length: 600 } as never, model);
   // Without a `train` param, the defaults: the pause embedding trains, so gradients pass through the layers.
   const hostSft = hostMemoryMiB(tiny, { forward: true, backwardThroughLayers: true, trainableParams: 0 });
-  // gradient_checkpointing unset: the run turns it on where the first estimate exceeds the GPU, so both are given.
+  // gradient_checkpointing unset: the run turns it on where the first estimate exceeds the GPU, so both are given. The
+  // pause groups are all that train, and this model has no pause token: no weight is counted as trained.
   assert.equal(sft, {
-    cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true }),
-    gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true, checkpointing: true }), hostMemoryMiB: hostSft,
+    cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true, trainableParams: 0 }),
+    gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true, checkpointing: true, trainableParams: 0 }), hostMemoryMiB: hostSft,
   });
   assert.ok(sft.gpuMemoryCheckpointedMiB! < sft.gpuMemoryMiB!);
   // Set either way, the stage does what it says: one estimate.
@@ -149,6 +150,26 @@ test('evaluate on a model stored in bfloat16 counts its projections at half size
     assert.equal(storedDtypes(dir), new Set(['BF16', 'F32']));
     assert.equal(await resources('bf16'), { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, shape) });
     assert.is(storedDtypes(path.join(dir, 'nothing-here')), undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the seed\'s pause-only Mistral-7B: sft counts the weights it trains (~46 GiB checkpointed), and says it cannot run on wasm', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'seed-config-'));
+  try {
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...MISTRAL_7B, pause_token_id: 32000 }));
+    const model = { model: [{ dir }] } as never;
+    const train = { pause_embedding: true, pause_head: true, lm_head: false, lm_embeddings: false, all: false };
+    const r = SFT.resources!({ batch_size: 8, max_length: 600, train, lora: null } as never, model);
+    assert.is(r.gpuMemoryCheckpointedMiB, 47_033);
+    assert.is(r.gpuMemoryMiB, 254_591);
+    assert.ok(r.beyondWasm!.startsWith('the model (7.24 B parameters) needs at least 106.4 GiB of tensors to train (27.0 GiB for float32 weights, '), r.beyondWasm);
+    // LoRA adapters are not counted: every weight stays the upper bound.
+    const lora = SFT.resources!({ batch_size: 8, max_length: 600, train, lora: { r: 16, alpha: 32, dropout: 0, target_modules: ['q_proj'], merge: true, modules_to_save: null } } as never, model);
+    assert.is(lora.gpuMemoryCheckpointedMiB, estimateGpuMemoryMiB({ ...MISTRAL_7B, pause_token_id: 32000 }, { batch: 8, seq: 600, training: true, checkpointing: true }));
+    const evaluate = EVALUATE.resources!({ batch_size: 8, max_length: 600, loss_max_length: 600 } as never, model);
+    assert.ok(evaluate.beyondWasm!.startsWith('the model (7.24 B parameters) needs at least 80.0 GiB of tensors to evaluate'), evaluate.beyondWasm);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
