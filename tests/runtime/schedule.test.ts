@@ -258,11 +258,12 @@ test('perGpu and inHostMemory say how many stages of a request the slots start a
   const cases: [ConstructorParameters<typeof Slots>[2], Resources][] = [
     [{ gpuMemoryMiB: 143_771 }, { cpu: 1, gpu: 1, gpuMemoryMiB: 254_591, gpuMemoryCheckpointedMiB: 47_033 }],
     [{ gpuMemoryMiB: 143_771 }, { cpu: 1, gpu: 1, gpuMemoryMiB: 45_264 }],
+    [{ gpuMemoryMiB: 100_000 }, { cpu: 1, gpu: 1, gpuMemoryMiB: 40_000 }],
     [{ gpuMemoryMiB: 143_771 }, { cpu: 1, gpu: 1, gpuMemoryMiB: 200_000 }],
     [{}, { cpu: 1, gpu: 1, gpuMemoryMiB: 1000 }],
     [{ stagesPerGpu: 5 }, { cpu: 1, gpu: 1 }],
   ];
-  assert.equal(cases.map(([sharing, r]) => new Slots(64, 1, sharing).perGpu(new Slots(64, 1, sharing).fit(r))), [3, 3, 1, 1, 5]);
+  assert.equal(cases.map(([sharing, r]) => new Slots(64, 1, sharing).perGpu(new Slots(64, 1, sharing).fit(r))), [3, 3, 2, 1, 1, 5]);
   for (const [sharing, r] of cases) {
     const slots = new Slots(64, 1, sharing);
     assert.is(startable(slots, slots.fit(r)), slots.perGpu(slots.fit(r)));
