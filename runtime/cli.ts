@@ -322,10 +322,11 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
   const wantsGpu = staleWantGpu(s);
   const asked = positiveInt(values.gpus, '--gpus', true);
   // `--gpus 0` says this run uses no GPU: its stages see none, rather than every GPU of the machine.
-  if (asked === 0) return { jobs, gpus: 0, hideGpus: true };
+  const hostMemoryMiB = freeMemoryMiB();
+  // Model stages then run on the CPU: the memory free is what they share, as on a machine without a GPU.
+  if (asked === 0) return { jobs, gpus: 0, hideGpus: true, hostMemoryMiB };
   const gpus = asked ?? (wantsGpu ? await detectGpus() : 0);
   const stagesPerGpu = positiveInt(values['stages-per-gpu'], '--stages-per-gpu');
-  const hostMemoryMiB = freeMemoryMiB();
   if (stagesPerGpu !== undefined || gpus === 0 || !wantsGpu) return { jobs, gpus, stagesPerGpu, hostMemoryMiB };
   const gpuMemoryMiB = await detectGpuMemoryMiB();
   return gpuMemoryMiB === undefined ? { jobs, gpus, hostMemoryMiB } : { jobs, gpus, gpuMemoryMiB, hostMemoryMiB };
@@ -658,7 +659,7 @@ const COMMANDS: Record<string, Command> = {
       'a parameter set by -p names the override. A stage changed since the last run to a result the cache holds',
       'is listed as fresh with what changed. With TARGETs, what `run FILE TARGET...` would run.',
       'Model stages to run get a `memory` line: their estimate and how this machine runs them (activation',
-      'checkpointing, stages per GPU, at once in the memory free), or why they cannot run here.',
+      'checkpointing, stages per GPU, how many fit in the memory free), or why they cannot run here.',
       TARGETS_HELP,
       OVERRIDES_HELP,
       '  --force         plan as `run --force` would',
@@ -687,7 +688,9 @@ const COMMANDS: Record<string, Command> = {
         const byName = new Map(memory.stages.map(({ name, ...m }) => [name, m]));
         const unknown = new Set(memory.unknown);
         const stages = s.plan.stages.map((p) => byName.has(p.name) ? { ...p, memory: byName.get(p.name) } : unknown.has(p.name) ? { ...p, memory: null } : p);
-        write(io.stdout, JSON.stringify({ file: s.pipeline.file, cache: s.cacheRoot, overrides, counts: s.plan.counts, machine, stages }, null, 2));
+        // Nothing to run, nothing probed: no machine to describe.
+        const planned = where.type === 'slurm' || slots !== undefined ? machine : null;
+        write(io.stdout, JSON.stringify({ file: s.pipeline.file, cache: s.cacheRoot, overrides, counts: s.plan.counts, machine: planned, stages }, null, 2));
       } else {
         write(io.stdout, [...planLines(s.plan), ...memoryLines(memory, machine), ...cannotRunLines(memory, s), planSummary(s.plan)].join('\n'));
       }

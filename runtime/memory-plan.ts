@@ -123,7 +123,7 @@ export function stageMemory(name: string, r: Resources, machine: MemoryMachine):
   return m;
 }
 
-/** `~46.0 GiB GPU (checkpointed; 249.0 GiB without), 3 share a GPU`, `~1.2 GiB memory without a GPU, 2 at once in the 3.0 GiB free`. */
+/** `~46.0 GiB GPU (checkpointed; 249.0 GiB without), 3 share a GPU`, `~1.8 GiB memory without a GPU, 12 fit in the 23.1 GiB free`. */
 export function describeMemory(m: StageMemory, machine: MemoryMachine): string {
   if (m.cannotRun) return `cannot run here: ${m.cannotRun.why}`;
   if (machine.cluster) {
@@ -136,7 +136,7 @@ export function describeMemory(m: StageMemory, machine: MemoryMachine): string {
       : machine.gpuMemoryMiB === undefined && machine.stagesPerGpu === undefined ? 'one per GPU (its memory unknown)' : 'holds a GPU alone';
     return `~${gib(m.gpuMiB)} GPU${checkpointed}, ${sharing}`;
   }
-  const atOnce = m.atOnce !== undefined && machine.hostMemoryMiB !== undefined ? `, ${m.atOnce} at once in the ${gib(machine.hostMemoryMiB)} free` : '';
+  const atOnce = m.atOnce !== undefined && machine.hostMemoryMiB !== undefined ? `, ${m.atOnce} fit in the ${gib(machine.hostMemoryMiB)} free` : '';
   return `~${gib(m.hostMiB!)} memory without a GPU${atOnce}`;
 }
 
