@@ -639,6 +639,7 @@ const COMMANDS: Record<string, Command> = {
           write(io.stderr, 'nothing was run');
           return EXIT.invalid;
         }
+        if (lines.length > 0) write(io.stderr, 'running them anyway: an estimate is no measurement');
       }
       const { result, signal } = await runWithSignals(s, values, io, values.json === true, where, local);
       const code = signal !== undefined ? signalExitCode(signal) : exitCodeOf(result);

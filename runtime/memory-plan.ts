@@ -33,6 +33,8 @@ export interface StageMemory {
   gpuMiB?: number;
   /** Its estimate without activation checkpointing, where it turns checkpointing on here. */
   gpuWithoutCheckpointingMiB?: number;
+  /** Under Slurm (the GPU unknown here): the estimate with the activation checkpointing it turns on on a smaller GPU. */
+  gpuCheckpointedMiB?: number;
   /** It turns activation checkpointing on by itself here (its estimate without exceeds the GPU). */
   checkpointing?: boolean;
   /** How many such stages share one GPU here. */
@@ -85,6 +87,7 @@ export function stageMemory(name: string, r: Resources, machine: MemoryMachine):
   const wantsGpu = (r.gpu ?? 0) > 0;
   if (machine.cluster) {
     if (r.gpuMemoryMiB !== undefined) m.gpuMiB = r.gpuMemoryMiB;
+    if (r.gpuMemoryCheckpointedMiB !== undefined) m.gpuCheckpointedMiB = r.gpuMemoryCheckpointedMiB;
     if (r.hostMemoryMiB !== undefined) m.hostMiB = r.hostMemoryMiB;
     return m;
   }
@@ -110,7 +113,7 @@ export function stageMemory(name: string, r: Resources, machine: MemoryMachine):
       m.cannotRun ??= {
         why: `estimated at ${gib(estimate.mib!)} of GPU memory${estimate.checkpointed ? ' even with activation checkpointing' : ''}, ` +
           `more than the ${gib(machine.gpuMemoryMiB)} of a GPU here`,
-        todo: `a smaller batch_size or max_length${r.gpuMemoryCheckpointedMiB === undefined ? ', gradient_checkpointing true or unset (a training)' : ''}, ` +
+        todo: `a smaller batch_size or max_length${r.gpuMemoryCheckpointedMiB === undefined ? ', sft: gradient_checkpointing true or unset' : ''}, ` +
           'or a GPU with more memory (Slurm settings); PAUSEPIPE_GPU_MEMORY_MIB if the GPU has more than nvidia-smi says',
         certain: false,
       };
@@ -123,11 +126,12 @@ export function stageMemory(name: string, r: Resources, machine: MemoryMachine):
   return m;
 }
 
-/** `~46.0 GiB GPU (checkpointed; 249.0 GiB without), 3 share a GPU`, `~1.8 GiB memory without a GPU, 12 fit in the 23.1 GiB free`. */
+/** `~45.9 GiB GPU (checkpointed; 248.6 GiB without), 3 share a GPU`, `~1.8 GiB memory without a GPU, 12 fit in the 23.1 GiB free`. */
 export function describeMemory(m: StageMemory, machine: MemoryMachine): string {
   if (m.cannotRun) return `cannot run here: ${m.cannotRun.why}`;
   if (machine.cluster) {
-    const parts = [m.gpuMiB !== undefined ? `~${gib(m.gpuMiB)} GPU` : undefined, m.hostMiB !== undefined ? `~${gib(m.hostMiB)} memory without a GPU` : undefined];
+    const checkpointed = m.gpuCheckpointedMiB !== undefined ? ` (~${gib(m.gpuCheckpointedMiB)} checkpointed on a smaller GPU)` : '';
+    const parts = [m.gpuMiB !== undefined ? `~${gib(m.gpuMiB)} GPU${checkpointed}` : undefined, m.hostMiB !== undefined ? `~${gib(m.hostMiB)} memory without a GPU` : undefined];
     return `${parts.filter(Boolean).join(', ')} (Slurm places it)`;
   }
   if (m.gpuMiB !== undefined) {

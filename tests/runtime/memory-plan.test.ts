@@ -32,7 +32,7 @@ test('beyond a GPU even checkpointed: cannot run, by its estimate (run warns); w
   });
   const { gpuMemoryCheckpointedMiB: _, ...unset } = SEED_SFT;
   assert.equal(stageMemory('tune', unset, small)!.cannotRun?.todo,
-    'a smaller batch_size or max_length, gradient_checkpointing true or unset (a training), or a GPU with more memory (Slurm settings); PAUSEPIPE_GPU_MEMORY_MIB if the GPU has more than nvidia-smi says');
+    'a smaller batch_size or max_length, sft: gradient_checkpointing true or unset, or a GPU with more memory (Slurm settings); PAUSEPIPE_GPU_MEMORY_MIB if the GPU has more than nvidia-smi says');
 });
 
 test('no GPU: the host estimate and how many start at once in the memory free; beyond wasm it cannot run, certainly', () => {
@@ -52,7 +52,8 @@ test('no GPU: the host estimate and how many start at once in the memory free; b
 
 test('Slurm places the stages: only the estimates, and nothing this machine lacks refuses them', () => {
   const cluster: MemoryMachine = { cluster: true, gpus: 0, wasm: false };
-  assert.is(said(SEED_SFT, cluster), '~248.6 GiB GPU, ~4.5 GiB memory without a GPU (Slurm places it)');
+  assert.is(said(SEED_SFT, cluster), '~248.6 GiB GPU (~45.9 GiB checkpointed on a smaller GPU), ~4.5 GiB memory without a GPU (Slurm places it)');
+  assert.is(said({ cpu: 1, gpu: 1, gpuMemoryMiB: 3000, hostMemoryMiB: 1843 }, cluster), '~2.9 GiB GPU, ~1.8 GiB memory without a GPU (Slurm places it)');
   assert.is(stageMemory('tune', SEED_SFT, cluster)!.cannotRun, undefined);
   assert.is(stageMemory('prep', { cpu: 1 }, H200), undefined);
 });
@@ -141,6 +142,13 @@ test('plan and run of the seed\'s 7B: estimates once the model is there, 3 share
   // Nothing lost: the cheap stage that would have run first is still to run.
   const after = await cli(['plan', 'main.pipe', 'other'], dir);
   assert.ok(after.stdout.includes('stale  other: new stage'), after.stdout);
+  // An estimate beyond the GPU is said, and the stage tried: here it fails for want of weights, not of memory.
+  const tried = await cli(['run', 'main.pipe', 'score', '--gpus', '1'], dir, { ...gpu, PAUSEPIPE_GPU_MEMORY_MIB: '40960' });
+  assert.is(tried.exitCode, 1, tried.stderr);
+  assert.ok(tried.stderr.startsWith('main.pipe:7:7: score cannot run on this machine (by its estimate): estimated at 44.2 GiB of GPU memory, ' +
+    'more than the 40.0 GiB of a GPU here\n'), tried.stderr);
+  assert.match(tried.stderr, /^running them anyway: an estimate is no measurement$/m);
+  assert.match(tried.stderr, /^failed score: /m);
   // The targets it does not need run.
   const other = await cli(['run', 'main.pipe', 'other', '--gpus', '0', '--backend', 'wasm'], dir);
   assert.is(other.exitCode, 0, other.stderr);
