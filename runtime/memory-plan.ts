@@ -1,10 +1,14 @@
 // What `plan` and `run` say before anything runs about the memory of the model stages: their estimates, how this
 // machine will run them (the scheduler's own rules, through Slots), and which of them cannot run here at all.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { Resources, StageKind } from '../stages/kind.ts';
+import os from 'node:os';
+import path from 'node:path';
+import type { ArtifactRef, ModelConfig, Resources, StageKind } from '../stages/kind.ts';
 import { formatLocation } from '../grammar/diagnostics.ts';
 import { Committer } from './commit.ts';
 import { LISTED_NAMES } from './format.ts';
+import { isKeyed } from './keys.ts';
 import type { StageInstance } from './pipeline.ts';
 import { gpuEstimateOn, Slots } from './schedule.ts';
 import type { Session } from './session.ts';
@@ -144,27 +148,71 @@ export function describeMemory(m: StageMemory, machine: MemoryMachine): string {
   return `~${gib(m.hostMiB!)} memory without a GPU${atOnce}`;
 }
 
-/** The memory of the session's stale stages on `machine`: their kinds' estimates with their finished inputs at hand. */
+/**
+ * The memory of the session's stale stages on `machine`: their kinds' estimates with their finished inputs at hand,
+ * or, where an input is computed by this run first, with the model config its kind foresees (`plannedModelConfig`:
+ * init_model from a checkpoint's config.json, then sft and add_pause_token down the chain), put in a folder of its own
+ * for the estimate to read as it reads a model folder.
+ */
 export function memoryPlan(s: Session, machine: MemoryMachine): MemoryPlan {
-  const stale = new Set(s.plan.stages.filter((p) => p.status === 'stale').map((p) => p.name));
+  const status = new Map(s.plan.stages.map((p) => [p.name, p.status]));
   const committer = new Committer({ pipeline: s.pipeline, kinds: s.kinds, store: s.store, keys: s.keys, hasher: s.hasher });
   const plan: MemoryPlan = { stages: [], unknown: [] };
-  for (const st of s.pipeline.stages) {
-    const kind: StageKind | undefined = s.kinds[st.kind];
-    if (!stale.has(st.name) || !kind?.resources) continue;
-    let inputs;
-    try {
-      inputs = committer.inputsOf(st);
-    } catch {
-      // An upstream result this run computes first. A kind whose estimate reads its inputs (it declares the
-      // parameter: sft, evaluate) can say nothing before then; one that does not (sh) has no estimate to wait for.
-      if (kind.resources.length >= 2) plan.unknown.push(st.name);
-      continue;
+  const foreseen = new Map<string, ModelConfig | undefined>();
+  let scratch: string | undefined;
+  const folders = new Map<string, string>();
+  /** A folder holding the config foreseen for an upstream stage (none there when unknown: no estimate). */
+  const folderOf = (up: string): string => {
+    let dir = folders.get(up);
+    if (dir === undefined) {
+      scratch ??= mkdtempSync(path.join(os.tmpdir(), 'pausepipe-plan-'));
+      dir = path.join(scratch, encodeURIComponent(up));
+      const config = foreseen.get(up);
+      if (config !== undefined) {
+        mkdirSync(dir);
+        writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+      }
+      folders.set(up, dir);
     }
-    const m = stageMemory(st.name, kind.resources(st.params, inputs), machine);
-    if (m) plan.stages.push(m);
+    return dir;
+  };
+  try {
+    for (const st of s.pipeline.stages) {
+      const kind: StageKind | undefined = s.kinds[st.kind];
+      const fresh = status.get(st.name) === 'fresh';
+      // In topological order: a stage's upstream configs are known (or not) before it.
+      const upstreamConfigs = Object.fromEntries(Object.entries(st.inputs).map(([name, b]) => [name, b.stages.map((u) => foreseen.get(u))]));
+      const key = s.keys.get(st.name);
+      foreseen.set(st.name, fresh && isKeyed(key)
+        ? readConfig(path.join(s.store.artifactsDir(key.key), 'config.json'))
+        : kind?.plannedModelConfig?.(st.params, upstreamConfigs, s.pipeline.workspace));
+      if (status.get(st.name) !== 'stale' || !kind?.resources) continue;
+      let inputs: Record<string, ArtifactRef[]>;
+      try {
+        inputs = committer.inputsOf(st);
+      } catch {
+        // An upstream result this run computes first: the estimate reads the config foreseen for it.
+        inputs = Object.fromEntries(Object.entries(st.inputs).map(([name, b]) => [name, b.stages.map((u) => ({ stage: u, dir: folderOf(u) }) as ArtifactRef)]));
+      }
+      const m = stageMemory(st.name, kind.resources(st.params, inputs), machine);
+      if (m) plan.stages.push(m);
+      // A kind whose estimate reads its inputs (it declares the parameter: sft, evaluate) could say nothing without
+      // their configs; one that does not (sh) has no estimate to wait for.
+      else if (kind.resources.length >= 2 && Object.values(upstreamConfigs).flat().some((c) => c === undefined)) plan.unknown.push(st.name);
+    }
+  } finally {
+    if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
   }
   return plan;
+}
+
+function readConfig(file: string): ModelConfig | undefined {
+  try {
+    const config: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as ModelConfig) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Generated names are `NAME[LABEL]`, and a declared stage name holds no `[`. */

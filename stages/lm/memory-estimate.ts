@@ -26,7 +26,7 @@ export interface MemoryShape {
    * What trains, for the host memory estimate of a run without a GPU (the GPU estimate keeps `trainableParams`):
    * every weight, or the LM head and embeddings (the large groups) when chosen; gradients through the layers or not.
    */
-  trains?: { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean; lora?: boolean };
+  trains?: { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean; lora?: { r: number; targetModules: string[] } };
 }
 
 /**
@@ -233,9 +233,9 @@ export function modelStageResources(dir: string | undefined, shape: MemoryShape,
     const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json;
     // PAUSEPIPE_FROZEN_WEIGHTS=bf16 packs the frozen projections of a model stored in bfloat16 (values it holds exactly).
     const frozenBf16 = shape.frozenBf16 ?? (gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && storedInBfloat16(dir));
-    // Heads and embeddings alone (no LoRA) are counted, as the run's own checkpointing advice counts them: the seed's
-    // pause-only 7B takes 46 GiB checkpointed, not the 141 GiB of every weight's gradient and moments.
-    const trainableParams = shape.trainableParams ?? (shape.trains && !shape.trains.all && !shape.trains.lora ? trainedWeights(config, shape.trains) : undefined);
+    // What trains is counted (heads, embeddings, LoRA adapters), as the run's own checkpointing advice counts it: the
+    // seed's pause-only 7B takes 46 GiB checkpointed, not the 141 GiB of every weight's gradient and moments.
+    const trainableParams = shape.trainableParams ?? (shape.trains && !shape.trains.all ? trainedWeights(config, shape.trains) : undefined);
     const gpuShape = { ...shape, frozenBf16, ...(trainableParams === undefined ? {} : { trainableParams }) };
     const gpuMemoryMiB = estimateGpuMemoryMiB(config, gpuShape);
     const checkpointed = shape.training && !shape.checkpointing && shape.autoCheckpointing
@@ -258,9 +258,19 @@ function hostUse(config: Json, shape: MemoryShape): WasmUse {
   return { forward: true, backwardThroughLayers: trains.all || trains.throughLayers, trainableParams };
 }
 
-/** Weights that train in heads and embeddings: the LM head and embeddings when chosen, the pause row and pause head (small) always. */
+/**
+ * Weights that train short of all: the LM head and embeddings when chosen, the pause row and pause head (small) always,
+ * and LoRA's two r-wide matrices per adapted projection and layer (a projection of in → out: r · (in + out)).
+ */
 function trainedWeights(config: Json, trains: NonNullable<MemoryShape['trains']>): number {
   const d = dims(config);
   const pause = d.pause ? 3 * d.hidden + 2 : 0;
-  return (trains.lmHead ? (d.vocab + (d.pause ? 1 : 0)) * d.hidden : 0) + (trains.lmEmbeddings ? d.vocab * d.hidden : 0) + pause;
+  const q = d.heads * d.headDim;
+  const kv = d.kvHeads * d.headDim;
+  const sides: Record<string, number> = {
+    q_proj: d.hidden + q, k_proj: d.hidden + kv, v_proj: d.hidden + kv, o_proj: q + d.hidden,
+    gate_proj: d.hidden + d.intermediate, up_proj: d.hidden + d.intermediate, down_proj: d.intermediate + d.hidden,
+  };
+  const lora = trains.lora ? d.layers * trains.lora.r * trains.lora.targetModules.reduce((sum, m) => sum + (sides[m.split('.').pop()!] ?? 0), 0) : 0;
+  return (trains.lmHead ? (d.vocab + (d.pause ? 1 : 0)) * d.hidden : 0) + (trains.lmEmbeddings ? d.vocab * d.hidden : 0) + pause + lora;
 }

@@ -1,7 +1,7 @@
 // The memory lines of `plan` and the refusals of `run`: how stale model stages would run here, by the scheduler's rules.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Resources } from '../../stages/kind.ts';
 import { cannotRunLines, describeMemory, memoryLines, runsOnWasm, stageMemory, type MemoryMachine, type MemoryPlan } from '../../runtime/memory-plan.ts';
@@ -152,6 +152,35 @@ test('plan and run of the seed\'s 7B: estimates once the model is there, 3 share
   // The targets it does not need run.
   const other = await cli(['run', 'main.pipe', 'other', '--gpus', '0', '--backend', 'wasm'], dir);
   assert.is(other.exitCode, 0, other.stderr);
+});
+
+test('before anything runs: a checkpoint folder\'s config.json foresees the models down the chain (sft with LoRA, add_pause_token, sft, evaluate)', async () => {
+  const dir = await tempWorkspace();
+  await mkdir(path.join(dir, 'mistral'));
+  const config = { hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 32000, tie_word_embeddings: false };
+  await writeFile(path.join(dir, 'mistral', 'config.json'), JSON.stringify(config));
+  await writeFile(path.join(dir, 'main.pipe'), [
+    'stage base = init_model { path: "mistral" }',
+    'stage data = synthetic_math { train: 20, validation: 4, test: 4 }',
+    'stage step1 = sft(model: base, data: data) { batch_size: 8, max_length: 600, lora: { r: 16 }, train: { pause_embedding: false, pause_head: false } }',
+    'stage pause_model = add_pause_token(model: step1) { }',
+    'for each v in [1, 2, 3] {',
+    '  stage warm = sft(model: pause_model, data: data) { batch_size: 8, max_length: 600, seed: v }',
+    '  stage eval = evaluate(model: warm, data: data) { batch_size: 8 }',
+    '}',
+    'stage small = init_model { preset: "tiny" }',
+    'stage eval_small = evaluate(model: small, data: data) { }',
+    '',
+  ].join('\n'));
+  const plan = await cli(['plan', 'main.pipe', '--gpus', '1'], dir, { PAUSEPIPE_GPU_MEMORY_MIB: '143771', CUDA_VISIBLE_DEVICES: '0' });
+  assert.is(plan.exitCode, 0, plan.stderr);
+  assert.equal(plan.stdout.split('\n').filter((l) => l.startsWith('memory')), [
+    'memory step1: ~46.0 GiB GPU (checkpointed; 248.7 GiB without), 3 share a GPU',
+    'memory warm[v=1] and 2 more variants of warm: ~45.9 GiB GPU (checkpointed; 248.6 GiB without), 3 share a GPU',
+    'memory eval[v=1] and 2 more variants of eval: ~44.2 GiB GPU, 3 share a GPU',
+    // A from-scratch preset's shape depends on its tokenizer: known once it ran.
+    'memory of 1 stage (eval_small) estimated once the models it reads are computed',
+  ]);
 });
 
 test.run();

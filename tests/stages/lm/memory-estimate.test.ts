@@ -117,10 +117,10 @@ test('host memory of a worker without a GPU: its own 512 MiB, the wasm floor wit
 test('what sft trains, from its params: every weight, the large groups, and whether gradients pass through the layers', () => {
   const groups = { pause_embedding: false, pause_head: false, lm_head: false, lm_embeddings: false, all: false };
   const lora = { r: 16, alpha: 32, dropout: 0, target_modules: ['q_proj'], merge: true, modules_to_save: null };
-  assert.equal(plannedTraining({ train: { ...groups, all: true }, lora: null }), { all: true, lmHead: false, lmEmbeddings: false, throughLayers: true, lora: false });
-  assert.equal(plannedTraining({ train: { ...groups, lm_head: true, pause_head: true }, lora: null }), { all: false, lmHead: true, lmEmbeddings: false, throughLayers: false, lora: false });
-  assert.equal(plannedTraining({ train: { ...groups, pause_embedding: true }, lora: null }), { all: false, lmHead: false, lmEmbeddings: false, throughLayers: true, lora: false });
-  assert.equal(plannedTraining({ train: groups, lora: { ...lora, modules_to_save: ['lm_head', 'original_embedding'] } }), { all: false, lmHead: true, lmEmbeddings: true, throughLayers: true, lora: true });
+  assert.equal(plannedTraining({ train: { ...groups, all: true }, lora: null }), { all: true, lmHead: false, lmEmbeddings: false, throughLayers: true });
+  assert.equal(plannedTraining({ train: { ...groups, lm_head: true, pause_head: true }, lora: null }), { all: false, lmHead: true, lmEmbeddings: false, throughLayers: false });
+  assert.equal(plannedTraining({ train: { ...groups, pause_embedding: true }, lora: null }), { all: false, lmHead: false, lmEmbeddings: false, throughLayers: true });
+  assert.equal(plannedTraining({ train: groups, lora: { ...lora, modules_to_save: ['lm_head', 'original_embedding'] } }), { all: false, lmHead: true, lmEmbeddings: true, throughLayers: true, lora: { r: 16, targetModules: ['q_proj'] } });
 });
 
 test('evaluate on a model stored in bfloat16 counts its projections at half size under PAUSEPIPE_FROZEN_WEIGHTS=bf16, as they are packed', async () => {
@@ -165,9 +165,9 @@ test('the seed\'s pause-only Mistral-7B: sft counts the weights it trains (~46 G
     assert.is(r.gpuMemoryCheckpointedMiB, 47_033);
     assert.is(r.gpuMemoryMiB, 254_591);
     assert.ok(r.beyondWasm!.startsWith('the model (7.24 B parameters) needs at least 106.4 GiB of tensors to train (27.0 GiB for float32 weights, '), r.beyondWasm);
-    // LoRA adapters are not counted: every weight stays the upper bound.
-    const lora = SFT.resources!({ batch_size: 8, max_length: 600, train, lora: { r: 16, alpha: 32, dropout: 0, target_modules: ['q_proj'], merge: true, modules_to_save: null } } as never, model);
-    assert.is(lora.gpuMemoryCheckpointedMiB, estimateGpuMemoryMiB({ ...MISTRAL_7B, pause_token_id: 32000 }, { batch: 8, seq: 600, training: true, checkpointing: true }));
+    // LoRA r = 16 on q and v: 32 layers × 16 × ((4096 + 4096) + (4096 + 1024)) = 6,815,744 adapter weights, with the pause ones.
+    const lora = SFT.resources!({ batch_size: 8, max_length: 600, train, lora: { r: 16, alpha: 32, dropout: 0, target_modules: ['q_proj', 'v_proj'], merge: true, modules_to_save: null } } as never, model);
+    assert.is(lora.gpuMemoryCheckpointedMiB, estimateGpuMemoryMiB({ ...MISTRAL_7B, pause_token_id: 32000 }, { batch: 8, seq: 600, training: true, checkpointing: true, trainableParams: 6_815_744 + 3 * 4096 + 2 }));
     const evaluate = EVALUATE.resources!({ batch_size: 8, max_length: 600, loss_max_length: 600 } as never, model);
     assert.ok(evaluate.beyondWasm!.startsWith('the model (7.24 B parameters) needs at least 80.0 GiB of tensors to evaluate'), evaluate.beyondWasm);
   } finally {
