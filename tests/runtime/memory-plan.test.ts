@@ -181,6 +181,13 @@ test('before anything runs: a checkpoint folder\'s config.json foresees the mode
     // A from-scratch preset's shape depends on its tokenizer: known once it ran.
     'memory of 1 stage (eval_small) estimated once the models it reads are computed',
   ]);
+  // On wasm the 7B stages would refuse themselves when they start: the run stops before base and data run.
+  const run = await cli(['run', 'main.pipe', '--gpus', '0', '--backend', 'wasm'], dir);
+  assert.is(run.exitCode, 2, run.stderr);
+  assert.match(run.stderr, /^main\.pipe:3:7: step1 cannot run on this machine: the model \(7\.24 B parameters\) needs at least 106\.4 GiB of tensors to train/m);
+  assert.ok(run.stderr.endsWith('nothing was run'), run.stderr);
+  const after = await cli(['plan', 'main.pipe', 'base', 'data'], dir);
+  assert.equal(after.stdout.split('\n'), ['stale  base: new stage', 'stale  data: new stage', '2 stale, 0 fresh']);
 });
 
 test.run();
