@@ -332,9 +332,10 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
   return gpuMemoryMiB === undefined ? { jobs, gpus, hostMemoryMiB } : { jobs, gpus, gpuMemoryMiB, hostMemoryMiB };
 }
 
-/** The machine a run with these flags would use, for the memory lines of `plan` and the refusals of `run`. */
-function memoryMachine(values: Record<string, unknown>, where: Where, slots: SlotOptions | undefined): MemoryMachine {
-  if (where.type === 'slurm' || slots === undefined) return { cluster: true, gpus: 0, wasm: false };
+/** The machine a run with these flags would use, for the memory lines of `plan` and the refusals of `run` (`slots`: its local slots). */
+function memoryMachine(values: Record<string, unknown>, where: Where, slots: SlotOptions | undefined): MemoryMachine | undefined {
+  if (where.type === 'slurm') return { cluster: true, gpus: 0, wasm: false };
+  if (slots === undefined) return undefined;
   return {
     cluster: false, gpus: slots.gpus, wasm: runsOnWasm(values.backend as string | undefined, slots.gpus), ...(slots.hideGpus ? { gpusHidden: true } : {}),
     ...(slots.gpuMemoryMiB === undefined ? {} : { gpuMemoryMiB: slots.gpuMemoryMiB }),
@@ -632,7 +633,7 @@ const COMMANDS: Record<string, Command> = {
         checkGpuCount(values);
         local = await slotOptions(values, s);
         // A stage that would refuse itself when it starts (after the stages before it ran) stops the run now instead.
-        const memory = memoryPlan(s, memoryMachine(values, where, local));
+        const memory = memoryPlan(s, memoryMachine(values, where, local)!);
         const lines = cannotRunLines(memory, s);
         if (lines.length > 0) write(io.stderr, lines.join('\n'));
         if (memory.stages.some((m) => m.cannotRun?.certain)) {
@@ -682,18 +683,18 @@ const COMMANDS: Record<string, Command> = {
         checkGpuCount(values);
         slots = await slotOptions(values, s);
       }
+      // Nothing stale (no slots asked for): no machine, and nothing to say about memory.
       const machine = memoryMachine(values, where, slots);
-      const memory = memoryPlan(s, machine);
+      const memory = machine ? memoryPlan(s, machine) : { stages: [], unknown: [] };
       if (values.json) {
         const overrides = overridesRecord(overridesOf(values));
         const byName = new Map(memory.stages.map(({ name, ...m }) => [name, m]));
         const unknown = new Set(memory.unknown);
         const stages = s.plan.stages.map((p) => byName.has(p.name) ? { ...p, memory: byName.get(p.name) } : unknown.has(p.name) ? { ...p, memory: null } : p);
-        // Nothing to run, nothing probed: no machine to describe.
-        const planned = where.type === 'slurm' || slots !== undefined ? machine : null;
-        write(io.stdout, JSON.stringify({ file: s.pipeline.file, cache: s.cacheRoot, overrides, counts: s.plan.counts, machine: planned, stages }, null, 2));
+        write(io.stdout, JSON.stringify({ file: s.pipeline.file, cache: s.cacheRoot, overrides, counts: s.plan.counts, machine: machine ?? null, stages }, null, 2));
       } else {
-        write(io.stdout, [...planLines(s.plan), ...memoryLines(memory, machine), ...cannotRunLines(memory, s), planSummary(s.plan)].join('\n'));
+        const said = machine ? [...memoryLines(memory, machine), ...cannotRunLines(memory, s)] : [];
+        write(io.stdout, [...planLines(s.plan), ...said, planSummary(s.plan)].join('\n'));
       }
       return s.plan.counts.error > 0 || memory.stages.some((m) => m.cannotRun?.certain) ? EXIT.failed : EXIT.ok;
     },
