@@ -19,6 +19,7 @@ import type { Executor } from './executors/executor.ts';
 import { localExecutor } from './executors/local.ts';
 import { isKeyed, sharedOuts } from './keys.ts';
 import { loadKinds } from './kinds.ts';
+import { cannotRunLines, memoryLines, memoryPlan, runsOnWasm, type MemoryMachine } from './memory-plan.ts';
 import { findWorkspace, loadPipeline } from './load.ts';
 import { kindsMarkdown, kindsText } from './kinds-doc.ts';
 import { overrideNotes, overridesRecord, parseOverride, type Override } from './overrides.ts';
@@ -321,13 +322,26 @@ export async function slotOptions(values: Record<string, unknown>, s: Session): 
   const wantsGpu = staleWantGpu(s);
   const asked = positiveInt(values.gpus, '--gpus', true);
   // `--gpus 0` says this run uses no GPU: its stages see none, rather than every GPU of the machine.
-  if (asked === 0) return { jobs, gpus: 0, hideGpus: true };
+  const hostMemoryMiB = freeMemoryMiB();
+  // Model stages then run on the CPU: the memory free is what they share, as on a machine without a GPU.
+  if (asked === 0) return { jobs, gpus: 0, hideGpus: true, hostMemoryMiB };
   const gpus = asked ?? (wantsGpu ? await detectGpus() : 0);
   const stagesPerGpu = positiveInt(values['stages-per-gpu'], '--stages-per-gpu');
-  const hostMemoryMiB = freeMemoryMiB();
   if (stagesPerGpu !== undefined || gpus === 0 || !wantsGpu) return { jobs, gpus, stagesPerGpu, hostMemoryMiB };
   const gpuMemoryMiB = await detectGpuMemoryMiB();
   return gpuMemoryMiB === undefined ? { jobs, gpus, hostMemoryMiB } : { jobs, gpus, gpuMemoryMiB, hostMemoryMiB };
+}
+
+/** The machine a run with these flags would use, for the memory lines of `plan` and the refusals of `run` (`slots`: its local slots). */
+function memoryMachine(values: Record<string, unknown>, where: Where, slots: SlotOptions | undefined): MemoryMachine | undefined {
+  if (where.type === 'slurm') return { cluster: true, gpus: 0, wasm: false };
+  if (slots === undefined) return undefined;
+  return {
+    cluster: false, gpus: slots.gpus, wasm: runsOnWasm(values.backend as string | undefined, slots.gpus), ...(slots.hideGpus ? { gpusHidden: true } : {}),
+    ...(slots.gpuMemoryMiB === undefined ? {} : { gpuMemoryMiB: slots.gpuMemoryMiB }),
+    ...(slots.stagesPerGpu === undefined ? {} : { stagesPerGpu: slots.stagesPerGpu }),
+    ...(slots.hostMemoryMiB === undefined ? {} : { hostMemoryMiB: slots.hostMemoryMiB }),
+  };
 }
 
 /**
@@ -431,7 +445,7 @@ export function onStopSignals(stop: (signal: StopSignal) => void, quit?: () => v
  * release the locks and end the commands.
  */
 async function runWithSignals(
-  s: Session, values: Record<string, unknown>, io: Io, quiet: boolean, where: Where,
+  s: Session, values: Record<string, unknown>, io: Io, quiet: boolean, where: Where, local?: SlotOptions,
 ): Promise<{ result: RunResult; signal?: StopSignal }> {
   // A machine without Slurm's commands is told once, before anything is submitted (a cached run needs none).
   if (where.type === 'slurm' && s.plan.counts.stale > 0) await new SlurmClient().version();
@@ -439,7 +453,7 @@ async function runWithSignals(
   const note = (text: string) => reporter.note(text);
   const slots = where.type === 'slurm'
     ? slurmOptions(values, where, note)
-    : { ...(await slotOptions(values, s)), executor: localRunExecutor(s.kinds, where.settings, note) };
+    : { ...(local ?? await slotOptions(values, s)), executor: localRunExecutor(s.kinds, where.settings, note) };
   const reporter: Reporter = quiet ? SILENT_REPORTER
     : createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(s), cluster: where.type === 'slurm' });
   if (where.type !== 'slurm') {
@@ -614,8 +628,21 @@ const COMMANDS: Record<string, Command> = {
       if (!s) return EXIT.invalid;
       const where = chooseExecutor(values, s, io);
       if (!where) return EXIT.invalid;
-      if (where.type !== 'slurm') checkGpuCount(values);
-      const { result, signal } = await runWithSignals(s, values, io, values.json === true, where);
+      let local: SlotOptions | undefined;
+      if (where.type !== 'slurm') {
+        checkGpuCount(values);
+        local = await slotOptions(values, s);
+        // A stage that would refuse itself when it starts (after the stages before it ran) stops the run now instead.
+        const memory = memoryPlan(s, memoryMachine(values, where, local)!);
+        const lines = cannotRunLines(memory, s);
+        if (lines.length > 0) write(io.stderr, lines.join('\n'));
+        if (memory.stages.some((m) => m.cannotRun?.certain)) {
+          write(io.stderr, 'nothing was run');
+          return EXIT.invalid;
+        }
+        if (lines.length > 0) write(io.stderr, 'running them anyway: an estimate is no measurement');
+      }
+      const { result, signal } = await runWithSignals(s, values, io, values.json === true, where, local);
       const code = signal !== undefined ? signalExitCode(signal) : exitCodeOf(result);
       if (values.json) write(io.stdout, JSON.stringify({ exitCode: code, counts: result.counts, interrupted: result.interrupted, stages: result.outcomes.map(outcomeJson) }, null, 2));
       else reportRun(s, result, (Date.now() - started) / 1000, io);
@@ -623,30 +650,53 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'plan FILE [TARGET...] [-p NAME=VALUE]... [--force] [--cache-dir D] [--json]',
-    summary: 'say which stages are stale and why, without running anything',
-    options: { ...CACHE_DIR, ...OVERRIDES, json: { type: 'boolean' }, force: { type: 'boolean' } },
+    usage: 'plan FILE [TARGET...] [-p NAME=VALUE]... [--force] [--gpus N] [--stages-per-gpu N] [--backend NAME] [--executor local|slurm] [--cache-dir D] [--json]',
+    summary: 'say which stages are stale and why, and the memory of model stages, without running anything',
+    options: {
+      ...CACHE_DIR, ...OVERRIDES, json: { type: 'boolean' }, force: { type: 'boolean' }, gpus: { type: 'string' },
+      'stages-per-gpu': { type: 'string' }, backend: { type: 'string' }, executor: { type: 'string' },
+    },
     help: [
       'Lists every stale stage with the reasons (param changes, changed files, upstream stages, kind versions);',
       'a parameter set by -p names the override. A stage changed since the last run to a result the cache holds',
       'is listed as fresh with what changed. With TARGETs, what `run FILE TARGET...` would run.',
+      'Model stages to run get a `memory` line: their estimate and how this machine runs them (activation',
+      'checkpointing, stages per GPU, how many fit in the memory free), or why they cannot run here.',
       TARGETS_HELP,
       OVERRIDES_HELP,
       '  --force         plan as `run --force` would',
+      '  --gpus N, --stages-per-gpu N, --backend NAME, --executor E',
+      '                  plan the memory for a run given these, as `run` takes them',
       CACHE_HELP,
       '  --json          the plan as JSON',
+      'Exit code: 0, or 1 when a stage cannot run (no key, or beyond the only place it could run here).',
     ].join('\n'),
     async run({ values, positionals }, io) {
+      checkSlotFlags(values);
       const { file, targets } = fileAndTargets(positionals);
       const s = await plannedSession(file, targets, values, io);
       if (!s) return EXIT.invalid;
+      const where = chooseExecutor(values, s, io);
+      if (!where) return EXIT.invalid;
+      let slots: SlotOptions | undefined;
+      if (where.type !== 'slurm' && s.plan.counts.stale > 0) {
+        checkGpuCount(values);
+        slots = await slotOptions(values, s);
+      }
+      // Nothing stale (no slots asked for): no machine, and nothing to say about memory.
+      const machine = memoryMachine(values, where, slots);
+      const memory = machine ? memoryPlan(s, machine) : { stages: [], unknown: [] };
       if (values.json) {
         const overrides = overridesRecord(overridesOf(values));
-        write(io.stdout, JSON.stringify({ file: s.pipeline.file, cache: s.cacheRoot, overrides, counts: s.plan.counts, stages: s.plan.stages }, null, 2));
+        const byName = new Map(memory.stages.map(({ name, ...m }) => [name, m]));
+        const unknown = new Set(memory.unknown);
+        const stages = s.plan.stages.map((p) => byName.has(p.name) ? { ...p, memory: byName.get(p.name) } : unknown.has(p.name) ? { ...p, memory: null } : p);
+        write(io.stdout, JSON.stringify({ file: s.pipeline.file, cache: s.cacheRoot, overrides, counts: s.plan.counts, machine: machine ?? null, stages }, null, 2));
       } else {
-        write(io.stdout, [...planLines(s.plan), planSummary(s.plan)].join('\n'));
+        const said = machine ? [...memoryLines(memory, machine), ...cannotRunLines(memory, s)] : [];
+        write(io.stdout, [...planLines(s.plan), ...said, planSummary(s.plan)].join('\n'));
       }
-      return s.plan.counts.error > 0 ? EXIT.failed : EXIT.ok;
+      return s.plan.counts.error > 0 || memory.stages.some((m) => m.cannotRun?.certain) ? EXIT.failed : EXIT.ok;
     },
   },
   show: {

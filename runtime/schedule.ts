@@ -44,6 +44,17 @@ export interface ScheduleOptions {
   keepGoing: boolean;
 }
 
+/**
+ * The GPU memory a stage takes on a GPU of `gpuMemoryMiB` (unknown: its plain estimate): a training stage whose estimate
+ * exceeds the GPU turns activation checkpointing on by itself (sft with `gradient_checkpointing` unset) and takes the
+ * checkpointed one. `plan` says the same as the scheduler does through this.
+ */
+export function gpuEstimateOn(r: Resources, gpuMemoryMiB: number | undefined): { mib?: number; checkpointed: boolean } {
+  const over = r.gpuMemoryMiB !== undefined && gpuMemoryMiB !== undefined && r.gpuMemoryMiB > gpuMemoryMiB;
+  if (over && r.gpuMemoryCheckpointedMiB !== undefined) return { mib: r.gpuMemoryCheckpointedMiB, checkpointed: true };
+  return { ...(r.gpuMemoryMiB === undefined ? {} : { mib: r.gpuMemoryMiB }), checkpointed: false };
+}
+
 /** A stage's demand after clamping to the machine (a request larger than the machine still runs, alone). */
 export interface SlotRequest {
   cpu: number;
@@ -116,15 +127,25 @@ export class Slots {
     const host = r.hostMemoryMiB !== undefined && this.hostMemoryMiB !== undefined ? { hostMemoryMiB: Math.min(r.hostMemoryMiB, this.hostMemoryMiB) } : {};
     if (wantsGpu && this.gpu === 0) return { cpu: Math.min(this.cpu, Math.max(1, r.cpu ?? 1)), gpu: 0, ...host };
     const out: SlotRequest = { cpu: Math.min(this.cpu, r.cpu ?? (wantsGpu ? 0 : 1)), gpu: Math.min(this.gpu, r.gpu ?? 0), ...(wantsGpu ? {} : host) };
-    // Only a one-GPU stage with an estimate that fits a GPU shares by memory; anything else holds its GPUs alone. A
-    // training stage whose estimate does not fit turns activation checkpointing on by itself: it takes that estimate.
-    const estimate = r.gpuMemoryMiB !== undefined && this.gpuMemoryMiB !== undefined && r.gpuMemoryMiB > this.gpuMemoryMiB
-      ? r.gpuMemoryCheckpointedMiB ?? r.gpuMemoryMiB
-      : r.gpuMemoryMiB;
+    // Only a one-GPU stage with an estimate that fits a GPU shares by memory; anything else holds its GPUs alone.
+    const estimate = gpuEstimateOn(r, this.gpuMemoryMiB).mib;
     if (out.gpu === 1 && estimate !== undefined && this.gpuMemoryMiB !== undefined && estimate <= this.gpuMemoryMiB) {
       out.gpuMemoryMiB = estimate;
     }
     return out;
+  }
+
+  /** How many stages of this request one idle GPU holds at once, as `take` places them (1: it holds its GPU alone). */
+  perGpu(r: SlotRequest): number {
+    if (!this.shares(r)) return 1;
+    if (this.stagesPerGpu !== undefined) return this.stagesPerGpu;
+    return Math.max(1, Math.floor((this.gpuMemoryMiB ?? 0) / r.gpuMemoryMiB!));
+  }
+
+  /** How many stages of this request start at once in the host memory the run counts; undefined when it counts none for them. */
+  inHostMemory(r: SlotRequest): number | undefined {
+    if (r.hostMemoryMiB === undefined || this.hostMemoryMiB === undefined) return undefined;
+    return Math.max(1, Math.floor(this.hostMemoryMiB / r.hostMemoryMiB));
   }
 
   /** Takes the slots if they are free now; the GPUs chosen are the least loaded ones (spread first, then share). */

@@ -27,6 +27,12 @@ export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
   },
   sources: ['stages/add-pause-token.ts', 'stages/lm'],
 
+  // One more token: its id is the vocabulary's size at most (one row more, which no estimate notices).
+  plannedModelConfig: (_p, inputs) => {
+    const model = inputs.model?.[0];
+    return model && { ...model, pause_token_id: model.vocab_size };
+  },
+
   async run(ctx: StageContext<AddPauseTokenParams>): Promise<StageResult> {
     const p = ctx.params;
     const { openModelFolder, readModelConfig, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');

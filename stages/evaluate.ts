@@ -54,7 +54,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
     data: { description: 'Dataset folder: test.jsonl is answered, validation.jsonl gives the eval loss.' },
   },
   resources: (p, inputs) =>
-    modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: Math.max(p.max_length, p.loss_max_length), training: false }),
+    modelStageResources(inputs?.model?.[0]?.dir, { batch: p.batch_size, seq: Math.max(p.max_length, p.loss_max_length), training: false }, { verb: 'evaluate' }),
   sources: ['stages/evaluate.ts', 'stages/lm', 'stages/data/answer.ts', 'stages/data/dataset.ts'],
 
   async run(ctx: StageContext<EvaluateParams>): Promise<StageResult> {

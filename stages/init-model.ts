@@ -1,7 +1,8 @@
 // Stage kind `init_model`: a causal LM from a Hugging Face checkpoint folder or from scratch, saved as a Hugging Face folder with its tokenizer.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JsonValue } from '../runtime/json.ts';
-import type { StageContext, StageKind, StageResult } from './kind.ts';
+import type { ModelConfig, StageContext, StageKind, StageResult } from './kind.ts';
 
 export interface InitModelParams {
   path: string | null;
@@ -69,6 +70,8 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
   inputs: {},
   sources: ['stages/init-model.ts', 'stages/lm'],
   workspaceFiles: (p) => [p.path, p.tokenizer].filter((f): f is string => f !== null),
+  // A checkpoint's own config.json gives the shape (a from-scratch preset needs its tokenizer: unknown until it runs).
+  plannedModelConfig: (p, _inputs, workspace) => (p.path === null ? undefined : readConfigFile(path.join(workspace, p.path, 'config.json'))),
 
   async run(ctx: StageContext<InitModelParams>): Promise<StageResult> {
     const p = ctx.params;
@@ -126,3 +129,13 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
     }
   },
 };
+
+/** A config.json as an object, or undefined when it cannot be read as one. */
+function readConfigFile(file: string): ModelConfig | undefined {
+  try {
+    const config: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as ModelConfig) : undefined;
+  } catch {
+    return undefined;
+  }
+}

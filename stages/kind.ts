@@ -23,7 +23,15 @@ export interface Resources {
    * host memory). With it, such stages start only while their estimates fit the memory free when the run began.
    */
   hostMemoryMiB?: number;
+  /**
+   * Why the stage cannot run where the wasm backend holds its model (a machine without a GPU or tfjs-node): its
+   * tensors alone exceed wasm's 4 GiB. The stage refuses itself for it when it starts; `plan` and `run` say it first.
+   */
+  beyondWasm?: string;
 }
+
+/** A model folder's config.json, as Hugging Face writes it. */
+export type ModelConfig = Record<string, unknown>;
 
 /**
  * One declared input of a kind, e.g. `model` or `data`.
@@ -213,6 +221,12 @@ export interface StageKind<P = any> {
    * schedule it (an estimate may read e.g. the model's config.json); absent when asked earlier.
    */
   resources?(params: P, inputs?: Record<string, ArtifactRef[]>): Resources;
+  /**
+   * The config.json of the model folder the stage will write, foreseen before it runs from its params and its input
+   * models' configs (by input name, undefined where unknown), so `plan` estimates the memory of the stages downstream
+   * of one not computed yet; undefined when it cannot say. `workspace`: where relative paths in params resolve.
+   */
+  plannedModelConfig?(params: P, inputs: Record<string, (ModelConfig | undefined)[]>, workspace: string): ModelConfig | undefined;
   /**
    * How much work a stage does next to other stages of this kind, in a unit the kind chooses (sft: examples trained
    * on); undefined when unknown. `inputs`: its finished upstream artifacts, absent while one is not computed yet.

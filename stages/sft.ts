@@ -3,7 +3,7 @@ import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
 import type { TrainableGroup, TrainingSetup } from './lm/freeze.ts';
 import type { CausalLM } from './lm/model.ts';
-import { checkpointingAdvice, modelStageResources, type CheckpointingAdvice } from './lm/memory-estimate.ts';
+import { checkpointingAdvice, modelStageResources, type CheckpointingAdvice, type MemoryShape } from './lm/memory-estimate.ts';
 import type { Precision } from './lm/trainer.ts';
 
 export interface SftTrainGroups {
@@ -150,7 +150,9 @@ export const SFT: StageKind<SftParams> = {
   },
   resources: (p, inputs) => modelStageResources(inputs?.model?.[0]?.dir, {
     batch: p.batch_size, seq: p.max_length, training: true, checkpointing: p.gradient_checkpointing === true, autoCheckpointing: p.gradient_checkpointing === undefined, trains: plannedTraining(p),
-  }),
+  }, TRAINING),
+  // Training changes weights, not shapes (LoRA adapters merge into them, or are saved beside them).
+  plannedModelConfig: (_p, inputs) => inputs.model?.[0],
   // Examples trained on: the updates' when max_steps is set, else the epochs' over the training split.
   work: (p, inputs) => {
     if (p.max_steps !== null) return p.max_steps * p.batch_size * p.grad_accum;
@@ -284,12 +286,16 @@ async function gpuCheckpointingAdvice(ran: { backend: string; device: string }, 
  * What trains, read from the params alone (the runner's host memory estimate comes before the model loads): the large
  * groups and whether gradients pass through the layers. modules_to_save entries naming the head or the embeddings count.
  */
-export function plannedTraining(p: Pick<SftParams, 'train' | 'lora'>): { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean } {
+export function plannedTraining(p: Pick<SftParams, 'train' | 'lora'>): NonNullable<MemoryShape['trains']> {
   const train = { ...TRAIN_DEFAULTS, ...p.train };
   const saved = p.lora?.modules_to_save ?? [];
   const lmHead = train.lm_head || saved.some((m) => m.endsWith('lm_head'));
   const lmEmbeddings = train.lm_embeddings || saved.some((m) => m.endsWith('embed_tokens') || m.endsWith('original_embedding'));
-  return { all: train.all, lmHead, lmEmbeddings, throughLayers: train.all || (p.lora ?? null) !== null || train.pause_embedding || lmEmbeddings };
+  const lora = p.lora ? { ...LORA_DEFAULTS, ...p.lora } : undefined;
+  return {
+    all: train.all, lmHead, lmEmbeddings, throughLayers: train.all || lora !== undefined || train.pause_embedding || lmEmbeddings,
+    ...(lora ? { lora: { r: lora.r, targetModules: lora.target_modules } } : {}),
+  };
 }
 
 /** Whether gradients flow back through the decoder layers: anything but the heads trains (LoRA adapters sit in them). */

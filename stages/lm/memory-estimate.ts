@@ -26,7 +26,7 @@ export interface MemoryShape {
    * What trains, for the host memory estimate of a run without a GPU (the GPU estimate keeps `trainableParams`):
    * every weight, or the LM head and embeddings (the large groups) when chosen; gradients through the layers or not.
    */
-  trains?: { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean };
+  trains?: { all: boolean; lmHead: boolean; lmEmbeddings: boolean; throughLayers: boolean; lora?: { r: number; targetModules: string[] } };
 }
 
 /**
@@ -151,6 +151,39 @@ export function wasmTensorFloor(config: Json, use: WasmUse): { bytes: number; pa
   return { bytes: parts.reduce((sum, [, bytes]) => sum + bytes, 0), parts };
 }
 
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+
+/** What a model stage is about to do with the model, for a refusal: the verb, and what else would make it fit. */
+export interface MemoryPurpose {
+  /** What the tensors are needed for: `train`, `evaluate`, `load`, ... */
+  verb: string;
+  /** Ways out besides a GPU, e.g. `train fewer weights`; a smaller model is always one. */
+  otherwise?: string;
+}
+
+/**
+ * Why a stage cannot run on the wasm backend, or undefined when its tensor floor fits wasm's 4 GiB (or the config.json
+ * lacks the sizes: loading the folder then says what is wrong). One text for the stage's own refusal when it starts and
+ * for `plan` and `run`, which say it before anything runs.
+ */
+export function wasmMemoryRefusal(config: Json, use: WasmUse, purpose: MemoryPurpose): string | undefined {
+  let floor;
+  try {
+    floor = wasmTensorFloor(config, use);
+  } catch {
+    return undefined;
+  }
+  if (floor.bytes <= WASM_MEMORY_BYTES) return undefined;
+  const params = (parameterCount(config) / 1e9).toFixed(2);
+  const parts = floor.parts.map(([what, bytes]) => `${gib(bytes)} for ${what}`).join(', ');
+  // Training fewer weights helps only where the model alone, run forward, fits.
+  const modelAlone = wasmTensorFloor(config, { forward: use.forward }).bytes;
+  const ways = ['run it on a machine with a GPU (webgpu), or where @tensorflow/tfjs-node is installed (auto then uses it)',
+    modelAlone <= WASM_MEMORY_BYTES ? purpose.otherwise : undefined, 'use a smaller model'];
+  return `the model (${params} B parameters) needs at least ${gib(floor.bytes)} of tensors to ${purpose.verb} (${parts}), ` +
+    `but the wasm backend holds at most 4 GiB in a process, whatever the machine's memory: ${ways.filter(Boolean).join(', or ')}`;
+}
+
 /** What a worker process holds besides its tensors: Node.js, tfjs and the wasm module's own (a demo-sized sft: 480 MiB in all). */
 const WORKER_MIB = 512;
 /** Activations, an update's temporaries and the allocator's waste over the tensor floor (measured 0.9–1.3×, with the worker). */
@@ -191,19 +224,26 @@ function storedInBfloat16(dir: string): boolean {
 /**
  * A model stage's resources: a CPU slot and a GPU, with the estimates for the model folder `dir` (on a GPU, and in host
  * memory where it runs without one) when its config.json can be read (before the upstream model exists, or for a
- * folder that is not one, the stage holds a GPU alone).
+ * folder that is not one, the stage holds a GPU alone), and why it cannot run on wasm at all where it cannot (`purpose`
+ * words the refusal).
  */
-export function modelStageResources(dir: string | undefined, shape: MemoryShape): Resources {
+export function modelStageResources(dir: string | undefined, shape: MemoryShape, purpose: MemoryPurpose): Resources {
   if (dir === undefined) return { cpu: 1, gpu: 1 };
   try {
     const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json;
     // PAUSEPIPE_FROZEN_WEIGHTS=bf16 packs the frozen projections of a model stored in bfloat16 (values it holds exactly).
     const frozenBf16 = shape.frozenBf16 ?? (gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && storedInBfloat16(dir));
-    const gpuMemoryMiB = estimateGpuMemoryMiB(config, { ...shape, frozenBf16 });
+    // What trains is counted (heads, embeddings, LoRA adapters), as the run's own checkpointing advice counts it: the
+    // seed's pause-only 7B takes 46 GiB checkpointed, not the 141 GiB of every weight's gradient and moments.
+    const trainableParams = shape.trainableParams ?? (shape.trains && !shape.trains.all ? trainedWeights(config, shape.trains) : undefined);
+    const gpuShape = { ...shape, frozenBf16, ...(trainableParams === undefined ? {} : { trainableParams }) };
+    const gpuMemoryMiB = estimateGpuMemoryMiB(config, gpuShape);
     const checkpointed = shape.training && !shape.checkpointing && shape.autoCheckpointing
-      ? { gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(config, { ...shape, frozenBf16, checkpointing: true }) }
+      ? { gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(config, { ...gpuShape, checkpointing: true }) }
       : {};
-    return { cpu: 1, gpu: 1, gpuMemoryMiB, ...checkpointed, hostMemoryMiB: hostMemoryMiB(config, hostUse(config, shape)) };
+    const use = hostUse(config, shape);
+    const beyondWasm = wasmMemoryRefusal(config, use, purpose);
+    return { cpu: 1, gpu: 1, gpuMemoryMiB, ...checkpointed, hostMemoryMiB: hostMemoryMiB(config, use), ...(beyondWasm === undefined ? {} : { beyondWasm }) };
   } catch {
     return { cpu: 1, gpu: 1 };
   }
@@ -216,4 +256,21 @@ function hostUse(config: Json, shape: MemoryShape): WasmUse {
   const d = dims(config);
   const trainableParams = trains.all ? parameterCount(config) : (trains.lmHead ? (d.vocab + (d.pause ? 1 : 0)) * d.hidden : 0) + (trains.lmEmbeddings ? d.vocab * d.hidden : 0);
   return { forward: true, backwardThroughLayers: trains.all || trains.throughLayers, trainableParams };
+}
+
+/**
+ * Weights that train short of all: the LM head and embeddings when chosen, the pause row and pause head (small) always,
+ * and LoRA's two r-wide matrices per adapted projection and layer (a projection of in → out: r · (in + out)).
+ */
+function trainedWeights(config: Json, trains: NonNullable<MemoryShape['trains']>): number {
+  const d = dims(config);
+  const pause = d.pause ? 3 * d.hidden + 2 : 0;
+  const q = d.heads * d.headDim;
+  const kv = d.kvHeads * d.headDim;
+  const sides: Record<string, number> = {
+    q_proj: d.hidden + q, k_proj: d.hidden + kv, v_proj: d.hidden + kv, o_proj: q + d.hidden,
+    gate_proj: d.hidden + d.intermediate, up_proj: d.hidden + d.intermediate, down_proj: d.intermediate + d.hidden,
+  };
+  const lora = trains.lora ? d.layers * trains.lora.r * trains.lora.targetModules.reduce((sum, m) => sum + (sides[m.split('.').pop()!] ?? 0), 0) : 0;
+  return (trains.lmHead ? (d.vocab + (d.pause ? 1 : 0)) * d.hidden : 0) + (trains.lmEmbeddings ? d.vocab * d.hidden : 0) + pause + lora;
 }

@@ -3,11 +3,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StageContext } from '../kind.ts';
 import { initBackend } from './backend.ts';
-import { parameterCount, WASM_MEMORY_BYTES, wasmTensorFloor, type WasmUse } from './memory-estimate.ts';
+import { type MemoryPurpose, wasmMemoryRefusal, type WasmUse } from './memory-estimate.ts';
 import type { CausalLM } from './model.ts';
 import { loadModel } from './model-io.ts';
 import { loadTokenizer, pauseText, readsAsPause } from './tokenizer.ts';
 import type { Tokenizer } from './types.ts';
+
+export type { MemoryPurpose } from './memory-estimate.ts';
 
 /** What a model stage records about where it ran: in its metrics, so `show` and the report can say it per row. */
 export interface BackendMetrics {
@@ -72,16 +74,6 @@ export function checkDataPauseToken(dataPauseToken: unknown, data: string, token
     'give inject_pauses the token that add_pause_token added (its `pause_token` and `token` params)');
 }
 
-const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
-
-/** What a model stage is about to do with the model, for a refusal: the verb, and what else would make it fit. */
-export interface MemoryPurpose {
-  /** What the tensors are needed for: `train`, `evaluate`, `load`, ... */
-  verb: string;
-  /** Ways out besides a GPU, e.g. `train fewer weights`; a smaller model is always one. */
-  otherwise?: string;
-}
-
 /**
  * Refuses a stage on the wasm backend whose tensors cannot fit in wasm's memory (4 GiB per process, whatever the
  * machine has: 32-bit addresses) before anything large is made, by `wasmTensorFloor` of the model's config.json (no
@@ -89,21 +81,8 @@ export interface MemoryPurpose {
  */
 export function refuseBeyondWasmMemory(ran: BackendMetrics, config: Record<string, unknown> | undefined, use: WasmUse, purpose: MemoryPurpose): void {
   if (ran.backend !== 'wasm' || config === undefined) return;
-  let floor;
-  try {
-    floor = wasmTensorFloor(config, use);
-  } catch {
-    return; // A config.json without the sizes: loading the folder says what is wrong with it.
-  }
-  if (floor.bytes <= WASM_MEMORY_BYTES) return;
-  const params = (parameterCount(config) / 1e9).toFixed(2);
-  const parts = floor.parts.map(([what, bytes]) => `${gib(bytes)} for ${what}`).join(', ');
-  // Training fewer weights helps only where the model alone, run forward, fits.
-  const modelAlone = wasmTensorFloor(config, { forward: use.forward }).bytes;
-  const ways = ['run it on a machine with a GPU (webgpu), or where @tensorflow/tfjs-node is installed (auto then uses it)',
-    modelAlone <= WASM_MEMORY_BYTES ? purpose.otherwise : undefined, 'use a smaller model'];
-  throw new Error(`the model (${params} B parameters) needs at least ${gib(floor.bytes)} of tensors to ${purpose.verb} (${parts}), ` +
-    `but the wasm backend holds at most 4 GiB in a process, whatever the machine's memory: ${ways.filter(Boolean).join(', or ')}`);
+  const refusal = wasmMemoryRefusal(config, use, purpose);
+  if (refusal !== undefined) throw new Error(refusal);
 }
 
 /** A model folder's config.json, or undefined when it cannot be read (loading the folder then says why). */

@@ -249,6 +249,34 @@ test('a training stage that will checkpoint on this GPU shares it by its checkpo
   assert.equal(r.starts, ['a@0', 'b@0', 'c@1']);
 });
 
+test('perGpu and inHostMemory say how many stages of a request the slots start at once, as take places them (plan\'s figures)', () => {
+  const startable = (slots: Slots, r: ReturnType<Slots['fit']>) => {
+    let n = 0;
+    while (slots.take(r)) n++;
+    return n;
+  };
+  const cases: [ConstructorParameters<typeof Slots>[2], Resources][] = [
+    [{ gpuMemoryMiB: 143_771 }, { cpu: 1, gpu: 1, gpuMemoryMiB: 254_591, gpuMemoryCheckpointedMiB: 47_033 }],
+    [{ gpuMemoryMiB: 143_771 }, { cpu: 1, gpu: 1, gpuMemoryMiB: 45_264 }],
+    [{ gpuMemoryMiB: 100_000 }, { cpu: 1, gpu: 1, gpuMemoryMiB: 40_000 }],
+    [{ gpuMemoryMiB: 143_771 }, { cpu: 1, gpu: 1, gpuMemoryMiB: 200_000 }],
+    [{}, { cpu: 1, gpu: 1, gpuMemoryMiB: 1000 }],
+    [{ stagesPerGpu: 5 }, { cpu: 1, gpu: 1 }],
+  ];
+  assert.equal(cases.map(([sharing, r]) => new Slots(64, 1, sharing).perGpu(new Slots(64, 1, sharing).fit(r))), [3, 3, 2, 1, 1, 5]);
+  for (const [sharing, r] of cases) {
+    const slots = new Slots(64, 1, sharing);
+    assert.is(startable(slots, slots.fit(r)), slots.perGpu(slots.fit(r)));
+  }
+  const host = new Slots(64, 0, { hostMemoryMiB: 10_240 });
+  const request = host.fit({ cpu: 1, gpu: 1, hostMemoryMiB: 4608 });
+  assert.is(host.inHostMemory(request), 2);
+  assert.is(startable(host, request), 2);
+  // Larger than the memory: it runs, alone.
+  assert.is(new Slots(64, 0, { hostMemoryMiB: 1000 }).inHostMemory(new Slots(64, 0, { hostMemoryMiB: 1000 }).fit({ cpu: 1, hostMemoryMiB: 4608 })), 1);
+  assert.is(new Slots(64, 0).inHostMemory(new Slots(64, 0).fit({ cpu: 1, hostMemoryMiB: 4608 })), undefined);
+});
+
 test('slots: an estimate beyond the GPU or an unknown GPU memory means a GPU of its own; CPU slots still bound sharing', () => {
   assert.equal(new Slots(4, 1, { gpuMemoryMiB: 8000 }).fit({ gpu: 1, gpuMemoryMiB: 9000 }), { cpu: 0, gpu: 1 });
   assert.equal(new Slots(4, 1).fit({ gpu: 1, gpuMemoryMiB: 1000 }), { cpu: 0, gpu: 1 });

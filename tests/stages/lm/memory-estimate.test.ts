@@ -88,10 +88,11 @@ withFixtures(test)('sft and evaluate estimate from their input model folder, and
   const sft = SFT.resources!({ batch_size: 8, max_length: 600 } as never, model);
   // Without a `train` param, the defaults: the pause embedding trains, so gradients pass through the layers.
   const hostSft = hostMemoryMiB(tiny, { forward: true, backwardThroughLayers: true, trainableParams: 0 });
-  // gradient_checkpointing unset: the run turns it on where the first estimate exceeds the GPU, so both are given.
+  // gradient_checkpointing unset: the run turns it on where the first estimate exceeds the GPU, so both are given. The
+  // pause groups are all that train, and this model has no pause token: no weight is counted as trained.
   assert.equal(sft, {
-    cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true }),
-    gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true, checkpointing: true }), hostMemoryMiB: hostSft,
+    cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true, trainableParams: 0 }),
+    gpuMemoryCheckpointedMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 600, training: true, checkpointing: true, trainableParams: 0 }), hostMemoryMiB: hostSft,
   });
   assert.ok(sft.gpuMemoryCheckpointedMiB! < sft.gpuMemoryMiB!);
   // Set either way, the stage does what it says: one estimate.
@@ -101,7 +102,7 @@ withFixtures(test)('sft and evaluate estimate from their input model folder, and
   const evaluate = EVALUATE.resources!({ batch_size: 8, max_length: 1024, loss_max_length: 600 } as never, model);
   assert.equal(evaluate, { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(tiny, { batch: 8, seq: 1024, training: false }), hostMemoryMiB: hostMemoryMiB(tiny, { forward: true }) });
   assert.equal(SFT.resources!({ batch_size: 8, max_length: 600 } as never), { cpu: 1, gpu: 1 });
-  assert.equal(modelStageResources('/nonexistent', { batch: 1, seq: 1, training: true }), { cpu: 1, gpu: 1 });
+  assert.equal(modelStageResources('/nonexistent', { batch: 1, seq: 1, training: true }, { verb: 'train' }), { cpu: 1, gpu: 1 });
 });
 
 test('host memory of a worker without a GPU: its own 512 MiB, the wasm floor with 30% more, never past wasm\'s 4 GiB', () => {
@@ -119,7 +120,7 @@ test('what sft trains, from its params: every weight, the large groups, and whet
   assert.equal(plannedTraining({ train: { ...groups, all: true }, lora: null }), { all: true, lmHead: false, lmEmbeddings: false, throughLayers: true });
   assert.equal(plannedTraining({ train: { ...groups, lm_head: true, pause_head: true }, lora: null }), { all: false, lmHead: true, lmEmbeddings: false, throughLayers: false });
   assert.equal(plannedTraining({ train: { ...groups, pause_embedding: true }, lora: null }), { all: false, lmHead: false, lmEmbeddings: false, throughLayers: true });
-  assert.equal(plannedTraining({ train: groups, lora: { ...lora, modules_to_save: ['lm_head', 'original_embedding'] } }), { all: false, lmHead: true, lmEmbeddings: true, throughLayers: true });
+  assert.equal(plannedTraining({ train: groups, lora: { ...lora, modules_to_save: ['lm_head', 'original_embedding'] } }), { all: false, lmHead: true, lmEmbeddings: true, throughLayers: true, lora: { r: 16, targetModules: ['q_proj'] } });
 });
 
 test('evaluate on a model stored in bfloat16 counts its projections at half size under PAUSEPIPE_FROZEN_WEIGHTS=bf16, as they are packed', async () => {
@@ -149,6 +150,26 @@ test('evaluate on a model stored in bfloat16 counts its projections at half size
     assert.equal(storedDtypes(dir), new Set(['BF16', 'F32']));
     assert.equal(await resources('bf16'), { cpu: 1, gpu: 1, gpuMemoryMiB: estimateGpuMemoryMiB(config, shape) });
     assert.is(storedDtypes(path.join(dir, 'nothing-here')), undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the seed\'s pause-only Mistral-7B: sft counts the weights it trains (~46 GiB checkpointed), and says it cannot run on wasm', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'seed-config-'));
+  try {
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...MISTRAL_7B, pause_token_id: 32000 }));
+    const model = { model: [{ dir }] } as never;
+    const train = { pause_embedding: true, pause_head: true, lm_head: false, lm_embeddings: false, all: false };
+    const r = SFT.resources!({ batch_size: 8, max_length: 600, train, lora: null } as never, model);
+    assert.is(r.gpuMemoryCheckpointedMiB, 47_033);
+    assert.is(r.gpuMemoryMiB, 254_591);
+    assert.ok(r.beyondWasm!.startsWith('the model (7.24 B parameters) needs at least 106.4 GiB of tensors to train (27.0 GiB for float32 weights, '), r.beyondWasm);
+    // LoRA r = 16 on q and v: 32 layers × 16 × ((4096 + 4096) + (4096 + 1024)) = 6,815,744 adapter weights, with the pause ones.
+    const lora = SFT.resources!({ batch_size: 8, max_length: 600, train, lora: { r: 16, alpha: 32, dropout: 0, target_modules: ['q_proj', 'v_proj'], merge: true, modules_to_save: null } } as never, model);
+    assert.is(lora.gpuMemoryCheckpointedMiB, estimateGpuMemoryMiB({ ...MISTRAL_7B, pause_token_id: 32000 }, { batch: 8, seq: 600, training: true, checkpointing: true, trainableParams: 6_815_744 + 3 * 4096 + 2 }));
+    const evaluate = EVALUATE.resources!({ batch_size: 8, max_length: 600, loss_max_length: 600 } as never, model);
+    assert.ok(evaluate.beyondWasm!.startsWith('the model (7.24 B parameters) needs at least 80.0 GiB of tensors to evaluate'), evaluate.beyondWasm);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
