@@ -130,7 +130,7 @@ export function stageMemory(name: string, r: Resources, machine: MemoryMachine):
   return m;
 }
 
-/** `~45.9 GiB GPU (checkpointed; 248.6 GiB without), 3 share a GPU`, `~1.8 GiB memory without a GPU, 12 fit in the 23.1 GiB free`. */
+/** `~45.9 GiB GPU (checkpointed; 248.6 GiB without), 3 share a GPU`, `~1.8 GiB memory without a GPU, memory for 12 at once in the 23.1 GiB free`. */
 export function describeMemory(m: StageMemory, machine: MemoryMachine): string {
   if (m.cannotRun) return `cannot run here: ${m.cannotRun.why}`;
   if (machine.cluster) {
@@ -144,7 +144,7 @@ export function describeMemory(m: StageMemory, machine: MemoryMachine): string {
       : machine.gpuMemoryMiB === undefined && machine.stagesPerGpu === undefined ? 'one per GPU (its memory unknown)' : 'holds a GPU alone';
     return `~${gib(m.gpuMiB)} GPU${checkpointed}, ${sharing}`;
   }
-  const atOnce = m.atOnce !== undefined && machine.hostMemoryMiB !== undefined ? `, ${m.atOnce} fit in the ${gib(machine.hostMemoryMiB)} free` : '';
+  const atOnce = m.atOnce !== undefined && machine.hostMemoryMiB !== undefined ? `, memory for ${m.atOnce} at once in the ${gib(machine.hostMemoryMiB)} free` : '';
   return `~${gib(m.hostMiB!)} memory without a GPU${atOnce}`;
 }
 

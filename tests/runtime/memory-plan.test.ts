@@ -37,7 +37,7 @@ test('beyond a GPU even checkpointed: cannot run, by its estimate (run warns); w
 
 test('no GPU: the host estimate and how many start at once in the memory free; beyond wasm it cannot run, certainly', () => {
   const small: Resources = { cpu: 1, gpu: 1, gpuMemoryMiB: 900, hostMemoryMiB: 4608 };
-  assert.is(said(small, NO_GPU), '~4.5 GiB memory without a GPU, 2 fit in the 10.0 GiB free');
+  assert.is(said(small, NO_GPU), '~4.5 GiB memory without a GPU, memory for 2 at once in the 10.0 GiB free');
   assert.is(said(small, { ...NO_GPU, hostMemoryMiB: undefined }), '~4.5 GiB memory without a GPU');
   assert.equal(stageMemory('tune', SEED_SFT, NO_GPU)!.cannotRun, {
     why: SEED_SFT.beyondWasm,
@@ -47,7 +47,7 @@ test('no GPU: the host estimate and how many start at once in the memory free; b
   assert.is(stageMemory('tune', SEED_SFT, { ...NO_GPU, gpusHidden: true })!.cannotRun?.todo, 'leave out --gpus 0 on a machine with a GPU, or --executor slurm with GPUs in its settings');
   assert.is(stageMemory('tune', SEED_SFT, { ...H200, wasm: true })!.cannotRun?.todo, 'leave --backend to auto (the GPU then runs it)');
   // tfjs-node holds the model without wasm's limit: it runs, in host memory.
-  assert.is(said(SEED_SFT, { ...NO_GPU, wasm: false }), '~4.5 GiB memory without a GPU, 2 fit in the 10.0 GiB free');
+  assert.is(said(SEED_SFT, { ...NO_GPU, wasm: false }), '~4.5 GiB memory without a GPU, memory for 2 at once in the 10.0 GiB free');
 });
 
 test('Slurm places the stages: only the estimates, and nothing this machine lacks refuses them', () => {
