@@ -207,6 +207,31 @@ for each v in [${values}] {
   assert.is((await watch.proc).exitCode, 130);
 });
 
+test('a stage of a plugin kind the run did not use joins it; a kind no plugin has is an error and the run goes on', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  // `hold` and `count` are both kinds of the PAUSEPIPE_KINDS plugin (tests/runtime/fixtures/test-kinds.ts); the run
+  // starts with `hold` alone.
+  const held = 'stage held = hold { pidfile: "held.pid", until: "release" }\n';
+  await writeFile(file, held);
+  const watch = spawnBin(['watch', file], ws);
+  await waitFor('the run to start', () => existsSync(path.join(ws, 'held.pid')));
+  await writeFile(file, `${held}stage c = count { counter: "count.txt", value: 1 }\n`);
+  await waitFor('the new stage to run', () => watch.output().includes('done    c'));
+  assert.match(watch.output(), 'changed during the run: w.pipe; adding c to the run: the run goes on, then the new plan runs\n');
+  // It ran while held still holds.
+  assert.equal((await lines(path.join(ws, 'count.txt'))).sort(), ['c', 'held']);
+  await writeFile(file, `${held}stage c = count { counter: "count.txt", value: 1 }\nstage x = no_such_kind {}\n`);
+  await waitFor('the review of the unknown kind', () => watch.output().includes('the pipeline has errors: the run goes on'));
+  assert.match(watch.output(), 'unknown stage kind `no_such_kind`');
+  assert.match(watch.output(), 'changed during the run: w.pipe; the pipeline has errors: the run goes on\n');
+  await writeFile(path.join(ws, 'release'), '');
+  await waitFor('the run to end', () => watch.output().includes('the pipeline has errors; waiting for a change'));
+  assert.match(watch.output(), /\nran 2, cached 0 in /);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
 test('an edit during a run that has errors, or replaces nothing, is said and the run goes on', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
