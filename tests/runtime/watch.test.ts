@@ -322,6 +322,27 @@ stage report = sh(t: train) { command: "echo report >> count.txt", shell: true }
   assert.is((await watch.proc).exitCode, 130);
 });
 
+test('r and Enter during a run retries once the run ends', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  const train = 'stage train = sh { command: "echo train >> count.txt; [ -f room ]", shell: true }\n';
+  await writeFile(file, train);
+  assert.is((await cli(['run', file], ws)).exitCode, 1);
+  await writeFile(file, `${train}stage held = hold { pidfile: "held.pid", until: "release" }\n`);
+  const watch = spawnBin(['watch', file], ws, 'pipe');
+  await waitFor('the run to start', () => existsSync(path.join(ws, 'held.pid')));
+  await writeFile(path.join(ws, 'room'), '');
+  watch.proc.stdin!.write('r\n');
+  await waitFor('the retry to be said', () => watch.output().includes('retrying the failed stages once the run ends'));
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['train', 'held'], 'not during the run');
+  await writeFile(path.join(ws, 'release'), '');
+  await waitFor('the retry', () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length === 2);
+  assert.match(watch.output(), /\nwatching 1 file\(s\) \(Ctrl-C to stop\)\nretrying: train\nstale  train: [^\n]+\n/);
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['train', 'held', 'train']);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
 test('under --keep-going an edit of the report with a variant held back writes the report again, partial, without retrying it', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
