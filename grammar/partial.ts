@@ -1,7 +1,8 @@
 // A file with mistakes in its text: which statements no mistake touches (still expanded and checked) and what the others declared.
 import type { CstElement, CstNode, IToken, TokenType } from 'chevrotain';
 import {
-  Equals, Identifier, Include, InterpStart, LCurly, LCurlyNested, Let, RCurly, RCurlyNested, Stage, StringNewline,
+  Equals, Identifier, Include, InterpStart, LCurly, LCurlyNested, Let, RCurly, RCurlyNested, Stage, StringEnd,
+  StringNewline, StringStart, StringText,
 } from './tokens.ts';
 
 /**
@@ -10,12 +11,17 @@ import {
  */
 export interface LeftOut {
   names: Set<string>;
-  /** A left-out include, or a file that was not parsed at all: any name may have been declared there. */
+  /** A left-out include whose file is unknown, or a file that was not parsed at all: any name may have been declared there. */
   anyName: boolean;
+  /**
+   * Left-out includes whose path is still plain text (`include "common.pipe` with the quote left open, something
+   * after it on the line): the loader reads those files anyway, so that their names are known and the rest checked.
+   */
+  includes: { path: string; offset: number }[];
 }
 
 export function nothingLeftOut(): LeftOut {
-  return { names: new Set(), anyName: false };
+  return { names: new Set(), anyName: false, includes: [] };
 }
 
 /** Where a mistake is, for finding the statement it belongs to. */
@@ -148,6 +154,16 @@ function strayCloseOpener(tokens: readonly IToken[], offset: number): number | u
   return undefined;
 }
 
+/** The path of the include keyword at `i` when a plain string follows it (closed, or cut at the line's end), else undefined. */
+function plainPathAfter(tokens: readonly IToken[], i: number): string | undefined {
+  if (tokens[i + 1]?.tokenType !== StringStart) return undefined;
+  let j = i + 2;
+  let text = '';
+  for (; tokens[j]?.tokenType === StringText; j++) text += tokens[j]!.image;
+  const end = tokens[j]?.tokenType;
+  return text !== '' && (end === undefined || end === StringEnd || end === StringNewline) ? text : undefined;
+}
+
 const GLUED_KEYWORD = /^(?:let|stage)([A-Za-z_]\w*)$/;
 
 /**
@@ -161,7 +177,11 @@ function declaredOutside(tokens: readonly IToken[], covered: [number, number][])
   tokens.forEach((t, i) => {
     while (range < covered.length && covered[range]![1] < t.startOffset) range++;
     if (range < covered.length && covered[range]![0] <= t.startOffset) return;
-    if (t.tokenType === Include) leftOut.anyName = true;
+    if (t.tokenType === Include) {
+      const named = plainPathAfter(tokens, i);
+      if (named === undefined) leftOut.anyName = true;
+      else leftOut.includes.push({ path: named, offset: t.startOffset });
+    }
     if (t.tokenType !== Identifier) return;
     const before = tokens[i - 1]?.tokenType;
     const assigned = tokens[i + 1]?.tokenType === Equals;

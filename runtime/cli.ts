@@ -947,7 +947,7 @@ const COMMANDS: Record<string, Command> = {
       'Runs once, then watches the .pipe files and every declared workspace file or folder; on a change it says which',
       'file changed and why each stage re-runs, then runs them. A change during a run stops at once the stages it',
       'replaces and adds the stages it adds; the others finish, then the new plan runs. A stage that failed is not',
-      'tried again until its key changes (`run` tries it). Ctrl-C stops.',
+      'tried again until its key changes or you type r and Enter (`run` tries it too). Ctrl-C stops.',
       OVERRIDES_HELP,
       RUNNING_HELP,
       CACHE_HELP,

@@ -450,7 +450,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RunResult> {
     };
     const join = (j: JoiningStages): string[] => {
       if (j.stages.some((s) => byName.has(s.name))) throw new Error(`a stage that joins the run has the name of one it has: ${j.stages.map((s) => s.name).join(', ')}`);
-      // A kind this run has not loaded (a plugin added since) runs with the next plan.
+      // A guard only: a process loads every PAUSEPIPE_KINDS plugin once, before its first plan, so a stage of a kind it
+      // lacks is an unknown-kind error at load and never reaches a join (NOTES "watch").
       if (j.stages.some((s) => o.kinds[s.kind] === undefined)) return [];
       const plans = new Map(j.plan.map((p) => [p.name, p]));
       for (const s of j.stages) planned.set(s.name, plans.get(s.name)!);

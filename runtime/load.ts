@@ -97,6 +97,12 @@ function sortDiagnostics(ds: Diagnostic[], files: string[]): Diagnostic[] {
     .map(({ d }) => d);
 }
 
+/** A stand-in for an include statement left out for a syntax error: only its path and place are used. */
+function brokenInclude(includePath: string, offset: number, file: string): Statement {
+  const span = { file, line: 0, column: 0, endLine: 0, endColumn: 0, offset, endOffset: offset };
+  return { type: 'include', path: includePath, pathSpan: span, span };
+}
+
 /**
  * Reads the entry file from disk, then works like loadPipelineText. A missing entry file is a diagnostic
  * (E_FILE_NOT_FOUND), not an exception.
@@ -137,12 +143,23 @@ export function loadPipelineText(
     diagnostics.push(...parsed.diagnostics);
     for (const name of parsed.leftOut.names) leftOut.names.add(name);
     leftOut.anyName ||= parsed.leftOut.anyName;
-    for (const s of parsed.statements) {
+    // A broken include whose path can still be read is followed where it stands, as if it were right: its names are
+    // then known, so the rest of the file is checked against them (its own error is already said).
+    const inOrder: { s: Statement; broken: boolean }[] = [
+      ...parsed.statements.map((s) => ({ s, broken: false })),
+      ...parsed.leftOut.includes.map((i) => ({ s: brokenInclude(i.path, i.offset, current), broken: true })),
+    ].sort((a, b) => a.s.span.offset - b.s.span.offset);
+    for (const { s, broken: isBroken } of inOrder) {
       if (s.type !== 'include') {
         statements.push(s);
         continue;
       }
       const target = path.resolve(path.dirname(current), s.path);
+      if (isBroken && (chain.includes(target) || typeof readFileFn(target) !== 'string')) {
+        // Nothing more to say about a statement that has its error already: whatever it meant may declare any name.
+        if (!Object.hasOwn(sources, target)) leftOut.anyName = true;
+        continue;
+      }
       if (chain.includes(target)) {
         const cycle = [...chain.slice(chain.indexOf(target)), target].map(shown).join(' → ');
         diagnostics.push(diagnostic('E_INCLUDE_CYCLE', `include cycle: ${cycle}`, s.pathSpan));

@@ -1,5 +1,6 @@
 // `pausepipe watch`: run, then re-plan and run what became stale whenever a .pipe file or a declared file changes.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, statSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import path from 'node:path';
 import { IGNORED_NAMES } from '../cache/file-hash.ts';
 import type { Io } from './cli.ts';
@@ -84,13 +85,17 @@ function withoutStages(s: Session, names: Set<string>): Session {
   };
 }
 
-/** `not retried: NAME failed last run (ERROR); …` for the stages held back (one line per error), then what waits for them. */
-function heldLines(held: Map<string, LastFailure>, waiting: string[], retry: string): string[] {
+/**
+ * `not retried: NAME failed last run (ERROR); …` for the stages held back (one line per error), then what waits for them.
+ * `typed`: whether `r` + Enter retries them (watch reads its stdin).
+ */
+function heldLines(held: Map<string, LastFailure>, waiting: string[], retry: string, typed: boolean): string[] {
   const byError = new Map<string, string[]>();
   for (const [name, failure] of held) byError.set(failure.error, [...(byError.get(failure.error) ?? []), name]);
   const lines = [...byError].map(([error, names]) => {
     const [it, its] = names.length === 1 ? ['it', 'its'] : ['them', 'their'];
-    return `not retried: ${listSome(names)} failed last run (${error}); change ${it} or ${its} inputs, or run \`${retry}\``;
+    const retryKey = typed ? ', type r and Enter to retry' : '';
+    return `not retried: ${listSome(names)} failed last run (${error}); change ${it} or ${its} inputs${retryKey}, or run \`${retry}\``;
   });
   if (waiting.length > 0) lines.push(`waiting for ${held.size === 1 ? 'it' : 'them'}: ${listSome(waiting)}`);
   return lines;
@@ -149,6 +154,20 @@ function isFolder(p: string): boolean {
   return statSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
 }
 
+/**
+ * Whether a person (a terminal) or a program (a pipe) can type into watch's stdin. Not /dev/null, nor a file: the one
+ * ends at once, the other would be read as keys. Stages never read it (their stdin is closed), so nothing is taken from them.
+ */
+function stdinTypedInto(): boolean {
+  if (isatty(0)) return true;
+  try {
+    const stat = fstatSync(0);
+    return stat.isFIFO() || stat.isSocket();
+  } catch {
+    return false;
+  }
+}
+
 export async function watchPipeline(file: string, values: Record<string, unknown>, overrides: Override[], io: Io): Promise<number> {
   const { watch } = await import('chokidar');
   const entry = path.resolve(file);
@@ -180,6 +199,9 @@ export async function watchPipeline(file: string, values: Record<string, unknown
   let reviewing: Promise<void> | undefined;
   let reviewAgain = false;
   const cacheDir = values['cache-dir'] as string | undefined;
+  /** Whether the next plan tries the held-back failures again (`r` + Enter was typed). */
+  let retrying = false;
+  const typed = stdinTypedInto();
 
   const shown = (f: string) => {
     const rel = path.relative(process.cwd(), f);
@@ -226,7 +248,12 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       watched = watchedPaths(loaded.pipeline, loaded.kinds);
       watched.add(entry);
       watchFolders();
-      const held = heldBack(s);
+      const held = retrying ? new Map<string, LastFailure>() : heldBack(s);
+      if (retrying) {
+        retrying = false;
+        const failed = heldBack(s);
+        write(io.stdout, failed.size > 0 ? `retrying: ${listSome([...failed.keys()])}` : 'retrying: no stage failed last run');
+      }
       const waiting = withDownstream(loaded.pipeline, new Set(held.keys()));
       const keepGoing = values['keep-going'] === true;
       const kindOf = new Map(s.pipeline.stages.map((x) => [x.name, x.kind]));
@@ -240,7 +267,7 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       const toRun = runs.some((p) => p.status !== 'fresh');
       // Why each stage re-runs, as `plan` says it: a change to one file can touch many stages, or none expected.
       if (toRun) write(io.stdout, planLines({ ...runnable.plan, stages: runs }).join('\n'));
-      if (held.size > 0) write(io.stdout, heldLines(held, [...waits], retryCommand()).join('\n'));
+      if (held.size > 0) write(io.stdout, heldLines(held, [...waits], retryCommand(), typed).join('\n'));
       if (toRun) {
         const slots = await slotOptions(values, runnable);
         const reporter = createReporter(io.stderr, { slots: slots.jobs, stages: runStagesOf(runnable) });
@@ -391,6 +418,28 @@ export async function watchPipeline(file: string, values: Record<string, unknown
     clearTimeout(timer);
     timer = setTimeout(kick, DEBOUNCE_MS);
   };
+  /**
+   * `r` + Enter: a plan now that tries the held-back failures again (after the run in progress, if one is: it may be
+   * what fills the disk). Lines, not keys: the terminal keeps its line editing and Ctrl-C.
+   */
+  const retryTyped = () => {
+    if (controller.signal.aborted) return;
+    retrying = true;
+    if (running) {
+      again = true;
+      if (current) current.note('retrying the failed stages once the run ends');
+      return;
+    }
+    kick();
+  };
+  let typedLine = '';
+  const onTyped = (chunk: Buffer | string) => {
+    const lines = (typedLine + chunk.toString()).split('\n');
+    typedLine = lines.pop() ?? '';
+    if (lines.some((l) => l.trim().toLowerCase() === 'r')) retryTyped();
+  };
+  if (typed) process.stdin.on('data', onTyped);
+
   watcher.on('all', (event, changedPath) => changes(changesOf(event, path.resolve(changedPath))));
   treeWatcher.on('all', (_event, changedPath) => changes([path.resolve(changedPath)]));
   watchFolders();
@@ -406,6 +455,10 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       clearTimeout(timer);
       void Promise.resolve(running).then(async () => {
         await Promise.all([watcher.close(), treeWatcher.close()]);
+        if (typed) {
+          process.stdin.off('data', onTyped);
+          process.stdin.pause();
+        }
         removeHandlers();
         resolve(signalExitCode(signal));
       });

@@ -261,13 +261,22 @@ parser('a loop whose `for` or header is broken takes the statements up to its st
   assert.equal([...typo.leftOut.names], ['a']);
 });
 
-parser('a left-out include may declare any name; lexing errors and the builder\'s own errors leave their statement out too', () => {
+parser('a left-out include is followed when its path is plain, else may declare any name; lexing errors and the builder\'s own errors leave their statement out too', () => {
   const r = parsePipeText('include "lib.pipe\nlet a = 1 @\nlet b = { k: 1 j: 2 }\nlet c = 3', 'main.pipe');
   assert.equal(r.diagnostics.map((d) => `${d.code} ${d.span!.line}:${d.span!.column}`), ['E_LEX 2:11', 'E_UNTERMINATED_STRING 1:9', 'E_PARSE 3:16']);
   assert.equal(r.ast!.statements.map((s) => s.type), ['include', 'let', 'let', 'let']);
   assert.equal(stripSpans(r.statements), [{ type: 'let', name: 'c', value: num(3) }]);
   assert.equal([...r.leftOut.names], ['a', 'b']);
-  assert.is(r.leftOut.anyName, true);
+  // The quote left open still names the file (the loader follows it), as does a path with junk after it.
+  assert.equal(r.leftOut.includes, [{ path: 'lib.pipe', offset: 0 }]);
+  assert.is(r.leftOut.anyName, false);
+  const plain = parsePipeText('let c = 3\ninclude "lib.pipe" x', 'main.pipe');
+  assert.equal(plain.leftOut.includes, [{ path: 'lib.pipe', offset: 10 }]);
+  assert.is(plain.leftOut.anyName, false);
+  // An interpolated path names no file: any name may be declared there.
+  const interpolated = parsePipeText('include "${d}.pipe"\nlet c = 3', 'main.pipe');
+  assert.equal(interpolated.leftOut.includes, []);
+  assert.is(interpolated.leftOut.anyName, true);
 });
 
 parser('a file that parses keeps every statement', () => {

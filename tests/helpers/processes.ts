@@ -9,7 +9,6 @@ export interface Spawned {
   output: () => string;
 }
 
-/** `pausepipe ARGS…` in the background, with the test kinds. */
 const spawned: Spawned['proc'][] = [];
 
 /** Kills what spawnBin started and is still running: a failed test must not leave a `watch` behind (register with `test.after`). */
@@ -17,8 +16,9 @@ export function killSpawned(): void {
   for (const proc of spawned.splice(0)) if (proc.exitCode === null) proc.kill('SIGKILL');
 }
 
-export function spawnBin(args: string[], cwd: string): Spawned {
-  const proc = execa(process.execPath, [BIN, ...args], { cwd, reject: false, env: { PAUSEPIPE_KINDS: TEST_KINDS }, stdin: 'ignore', all: true });
+/** `pausepipe ARGS…` in the background, with the test kinds; its stdin closed, or a pipe to type into (`proc.stdin`). */
+export function spawnBin(args: string[], cwd: string, stdin: 'ignore' | 'pipe' = 'ignore'): Spawned {
+  const proc = execa(process.execPath, [BIN, ...args], { cwd, reject: false, env: { PAUSEPIPE_KINDS: TEST_KINDS }, stdin, all: true });
   spawned.push(proc);
   let text = '';
   proc.all?.on('data', (chunk: Buffer) => (text += chunk.toString()));

@@ -138,15 +138,23 @@ load('an included file with syntax errors: its other statements are checked and 
   ], describe(r));
 });
 
-load('an include statement that is broken may declare any name: nothing is reported unknown, the rest is checked', () => {
-  const r = parsePipe('include "common.pipe\nstage warm = sft(model: base, data: data) { epochs: n }\nstage r = report(runs: warm) { }', {
-    'common.pipe': 'stage data = gsm8k { path: "d" }',
-  });
+load('an include statement that is broken is still followed when it names a readable file; else it may declare any name', () => {
+  const text = 'include "common.pipe\nstage warm = sft(model: base, data: data) { epochs: n }\nstage r = report(runs: warm) { }';
+  const r = parsePipe(text, { 'common.pipe': 'stage data = gsm8k { path: "d" }' });
   assert.equal(reported(r), [
     'main.pipe:1:9 E_UNTERMINATED_STRING unterminated string: add the closing `"` (use `\\n` for a line break inside a string)',
+    'main.pipe:2:25 E_UNKNOWN_REFERENCE unknown stage `base`',
+    'main.pipe:2:53 E_UNKNOWN_VARIABLE unknown variable `n`',
     'main.pipe:3:24 E_INPUT_ARITY input `runs` of `report` takes a collection, got the single stage `warm`',
   ], describe(r));
-  assert.equal(Object.keys(r.sources), [TEST_FILE]);
+  assert.equal(Object.keys(r.sources), [TEST_FILE, path.resolve(path.dirname(TEST_FILE), 'common.pipe')]);
+  // Not there: nothing is reported unknown, the rest is checked.
+  const missing = parsePipe(text, {});
+  assert.equal(reported(missing), [
+    'main.pipe:1:9 E_UNTERMINATED_STRING unterminated string: add the closing `"` (use `\\n` for a line break inside a string)',
+    'main.pipe:3:24 E_INPUT_ARITY input `runs` of `report` takes a collection, got the single stage `warm`',
+  ], describe(missing));
+  assert.equal(Object.keys(missing.sources), [TEST_FILE]);
 });
 
 load('a kind\'s own checks do not judge from what a broken statement hides: the report of a broken stage, a dep a broken stage writes', () => {

@@ -78,4 +78,28 @@ test('a UTF-8 byte order mark is accepted, and positions are those an editor sho
   assert.equal(r.lines, ['E_PARSE 3:1 expected a value, found the end of the file']);
 });
 
+test('a syntax error in an include, or in the include itself when its path can be read, hides no other mistake and causes none', async () => {
+  const ws = await tempWorkspace('pausepipe-include-');
+  const uses = 'stage a = sh(t: train) { command: "echo ${lr} ${wrod}", shell: true }\nstage b = sh(t: nope) { command: "echo", shell: true }\n';
+  // The included file's `train` is broken (a comma missing): its uses are not reported, the other mistakes are.
+  await writeFile(path.join(ws, 'common.pipe'), 'stage train = sh { command: "echo" shell: true }\nlet lr = 1\n');
+  assert.equal((await load(ws, `include "common.pipe"\n${uses}`)).lines, [
+    'E_UNKNOWN_VARIABLE 2:49 unknown variable `wrod`',
+    'E_UNKNOWN_REFERENCE 3:17 unknown stage `nope`',
+    'E_PARSE 1:36 expected `,` or a line break between entries',
+  ]);
+  // The include statement is broken but names its file: the file's names are known.
+  await writeFile(path.join(ws, 'common.pipe'), 'stage train = sh { command: "echo", shell: true }\nlet lr = 1\n');
+  for (const include of ['include "common.pipe', 'include "common.pipe" x']) {
+    assert.equal((await load(ws, `${include}\n${uses}`)).lines.slice(1), [
+      'E_UNKNOWN_VARIABLE 2:49 unknown variable `wrod`',
+      'E_UNKNOWN_REFERENCE 3:17 unknown stage `nope`',
+    ], include);
+  }
+  // A broken include of a file that cannot be read may have declared anything: only its own error is said.
+  assert.equal((await load(ws, `include "missing.pipe\n${uses}`)).lines, [
+    'E_UNTERMINATED_STRING 1:9 unterminated string: add the closing `"` (use `\\n` for a line break inside a string)',
+  ]);
+});
+
 test.run();

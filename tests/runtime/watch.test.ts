@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { tempWorkspace } from '../helpers/runner.ts';
+import { cli, tempWorkspace } from '../helpers/runner.ts';
 import { alive, killSpawned, spawnBin, waitFor } from '../helpers/processes.ts';
 
 test.after(killSpawned);
@@ -207,6 +207,31 @@ for each v in [${values}] {
   assert.is((await watch.proc).exitCode, 130);
 });
 
+test('a stage of a plugin kind the run did not use joins it; a kind no plugin has is an error and the run goes on', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  // `hold` and `count` are both kinds of the PAUSEPIPE_KINDS plugin (tests/runtime/fixtures/test-kinds.ts); the run
+  // starts with `hold` alone.
+  const held = 'stage held = hold { pidfile: "held.pid", until: "release" }\n';
+  await writeFile(file, held);
+  const watch = spawnBin(['watch', file], ws);
+  await waitFor('the run to start', () => existsSync(path.join(ws, 'held.pid')));
+  await writeFile(file, `${held}stage c = count { counter: "count.txt", value: 1 }\n`);
+  await waitFor('the new stage to run', () => watch.output().includes('done    c'));
+  assert.match(watch.output(), 'changed during the run: w.pipe; adding c to the run: the run goes on, then the new plan runs\n');
+  // It ran while held still holds.
+  assert.equal((await lines(path.join(ws, 'count.txt'))).sort(), ['c', 'held']);
+  await writeFile(file, `${held}stage c = count { counter: "count.txt", value: 1 }\nstage x = no_such_kind {}\n`);
+  await waitFor('the review of the unknown kind', () => watch.output().includes('the pipeline has errors: the run goes on'));
+  assert.match(watch.output(), 'unknown stage kind `no_such_kind`');
+  assert.match(watch.output(), 'changed during the run: w.pipe; the pipeline has errors: the run goes on\n');
+  await writeFile(path.join(ws, 'release'), '');
+  await waitFor('the run to end', () => watch.output().includes('the pipeline has errors; waiting for a change'));
+  assert.match(watch.output(), /\nran 2, cached 0 in /);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
 test('an edit during a run that has errors, or replaces nothing, is said and the run goes on', async () => {
   const ws = await tempWorkspace('pausepipe-watch-');
   const file = path.join(ws, 'w.pipe');
@@ -259,6 +284,61 @@ stage title = sh { command: "cat title.txt >> count.txt", shell: true, deps: ["t
   assert.match(watch.output(), 'changed: w.pipe\nstale  train: param command: "echo train >> count.txt; exit 3" → "echo train >> count.txt; exit 0"\nstale  report: new stage\n');
   assert.equal((await lines(path.join(ws, 'count.txt'))).slice(3), ['train', 'two']);
   assert.equal(watch.output().split('\n').filter((l) => l.startsWith('not retried')).length, 1, 'said once');
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
+test('a failure of an earlier run is held back when watch starts; r and Enter tries it again, and what waits for it', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  // It fails until the disk has room again: the file `room` is no input of it, so only a retry runs it again.
+  await writeFile(file, `
+stage train = sh { command: "echo train >> count.txt; [ -f room ]", shell: true }
+stage report = sh(t: train) { command: "echo report >> count.txt", shell: true }
+`);
+  const ran = await cli(['run', file], ws);
+  assert.is(ran.exitCode, 1);
+  const watch = spawnBin(['watch', file], ws, 'pipe');
+  const watching = () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length;
+  await waitFor('the start', () => watching() === 1);
+  assert.is(watch.output(), [
+    'not retried: train failed last run (command failed with exit code 1); change it or its inputs, type r and Enter to retry, or run `pausepipe run w.pipe`',
+    'waiting for it: report',
+    'watching 1 file(s) (Ctrl-C to stop)',
+    '',
+  ].join('\n'));
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['train'], 'not run again at the start');
+  await writeFile(path.join(ws, 'room'), '');
+  watch.proc.stdin!.write('r\n');
+  await waitFor('the retry', () => watching() === 2);
+  assert.match(watch.output(), 'watching 1 file(s) (Ctrl-C to stop)\nretrying: train\nstale  train: ');
+  assert.match(watch.output(), /\nran 2, cached 0 in [^\n]+\nwatching 1 file\(s\) \(Ctrl-C to stop\)\n$/);
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['train', 'train', 'report']);
+  // Nothing failed now: another r plans and finds it all done.
+  watch.proc.stdin!.write('r\n');
+  await waitFor('the second retry', () => watching() === 3);
+  assert.match(watch.output(), /\nretrying: no stage failed last run\nup to date \(2 fresh\)\nwatching 1 file\(s\) \(Ctrl-C to stop\)\n$/);
+  watch.proc.kill('SIGINT');
+  assert.is((await watch.proc).exitCode, 130);
+});
+
+test('r and Enter during a run retries once the run ends', async () => {
+  const ws = await tempWorkspace('pausepipe-watch-');
+  const file = path.join(ws, 'w.pipe');
+  const train = 'stage train = sh { command: "echo train >> count.txt; [ -f room ]", shell: true }\n';
+  await writeFile(file, train);
+  assert.is((await cli(['run', file], ws)).exitCode, 1);
+  await writeFile(file, `${train}stage held = hold { pidfile: "held.pid", until: "release" }\n`);
+  const watch = spawnBin(['watch', file], ws, 'pipe');
+  await waitFor('the run to start', () => existsSync(path.join(ws, 'held.pid')));
+  await writeFile(path.join(ws, 'room'), '');
+  watch.proc.stdin!.write('r\n');
+  await waitFor('the retry to be said', () => watch.output().includes('retrying the failed stages once the run ends'));
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['train', 'held'], 'not during the run');
+  await writeFile(path.join(ws, 'release'), '');
+  await waitFor('the retry', () => watch.output().split('\n').filter((l) => l.startsWith('watching ')).length === 2);
+  assert.match(watch.output(), /\nwatching 1 file\(s\) \(Ctrl-C to stop\)\nretrying: train\nstale  train: [^\n]+\n/);
+  assert.equal(await lines(path.join(ws, 'count.txt')), ['train', 'held', 'train']);
   watch.proc.kill('SIGINT');
   assert.is((await watch.proc).exitCode, 130);
 });
