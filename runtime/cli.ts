@@ -521,8 +521,12 @@ const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
  * What a person reads after a run: failures with their log tails, a summary, and the results table with the files to
  * look at (`results: false`: not those, for a run whose pipeline changed under it: `watch` runs the new one next).
  */
-export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { results = true } = {}): void {
-  const failed = r.outcomes.filter((x) => x.status === 'failed');
+/**
+ * The end of a run: each failure with its log's tail, the counts, partial results, the results table and highlights.
+ * `said`: failed stages whose failure the caller has told already (watch's held-back ones), left out of the tail.
+ */
+export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { results = true, said }: { results?: boolean; said?: ReadonlySet<string> } = {}): void {
+  const failed = r.outcomes.filter((x) => x.status === 'failed' && !said?.has(x.name));
   // 80 variants failing alike (a bad eval flag in a matrix) told in full were 320 lines of the same: past four, the
   // first three are told in full and the others by error, which `show` lists one by one with their logs.
   const told = failed.length <= LISTED_NAMES + 1 ? failed : failed.slice(0, LISTED_NAMES);

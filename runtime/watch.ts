@@ -290,7 +290,8 @@ export async function watchPipeline(file: string, values: Record<string, unknown
         // The results of a pipeline that a change replaced in part would be read as the new one's; stages a change
         // only added are the run's own.
         const ran = run.joined.length === 0 ? runnable : { ...runnable, pipeline: { ...runnable.pipeline, stages: [...runnable.pipeline.stages, ...run.joined] } };
-        reportRun(ran, result, (Date.now() - started) / 1000, io, { results: run.stops.reasons.size === 0 });
+        // The held stages' failures were said above (`not retried: …`), where they stayed in the run failed at once.
+        reportRun(ran, result, (Date.now() - started) / 1000, io, { results: run.stops.reasons.size === 0, said: new Set(held.keys()) });
       } else if (held.size === 0) {
         write(io.stdout, `up to date (${s.plan.counts.fresh} fresh)`);
       }

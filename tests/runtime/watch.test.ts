@@ -368,6 +368,8 @@ stage table = report(runs: eval[*]) { title: "${title}" }
   ].join('\n'));
   assert.match(after, 'table is partial: 1 of 2 inputs missing (eval[lr=2] skipped: upstream train[lr=2] failed)');
   assert.match(after, /\nran 1, cached 2, failed 1, skipped 1 in /);
+  // Its failure is said once, in the `not retried` line, not again at the run's end.
+  assert.not.match(after, 'failed train[lr=2]:');
   // Each variant trained once (the two at once, in either order), the held one not again.
   assert.equal((await lines(path.join(ws, 'count.txt'))).sort(), ['train 1', 'train 2']);
   const md = (await readdir(path.join(ws, '.pausepipe', 'objects'), { recursive: true })).filter((f) => f.endsWith('report.md'));
