@@ -964,11 +964,12 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   export: {
-    usage: 'export FILE STAGE FOLDER [-p NAME=VALUE]... [--cache-dir D]   (or: export STAGE FOLDER --pipeline FILE)',
+    usage: 'export FILE STAGE FOLDER [--partial] [-p NAME=VALUE]... [--cache-dir D]   (or: export STAGE FOLDER --pipeline FILE)',
     summary: "copy a stage's artifacts out of the cache",
-    options: { ...CACHE_DIR, ...OVERRIDES, pipeline: { type: 'string' } },
+    options: { ...CACHE_DIR, ...OVERRIDES, pipeline: { type: 'string' }, partial: { type: 'boolean' } },
     help: [
       'STAGE is a generated name (`train[lr=0.1]`), a selector that picks one variant, or a declared name with a single instance. FOLDER must be new or empty.',
+      '  --partial       a report whose last run was partial (some variants failed under --keep-going): export that result',
       OVERRIDES_HELP,
       '                  the result exported is the one `run -p` with the same overrides computed',
       '  --pipeline FILE the pipeline, given after STAGE and FOLDER (as the report writes the command)',
@@ -986,10 +987,17 @@ const COMMANDS: Record<string, Command> = {
           `\`${runCommand(s.pipeline.file, [stage.name], values)}\` computes it again, \`${repairCommand(s.pipeline.file, values)}\` removes it`);
         return EXIT.failed;
       }
-      if (planned.status !== 'fresh') {
-        write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run it first: ${runCommand(s.pipeline.file, [stage.name], values)}`);
+      // A partial result is exported only when asked for: a table missing variants must not pass for the whole one.
+      const partial = planned.status !== 'fresh' && planned.key !== undefined ? lastPartial(s.store, planned.key) : undefined;
+      const partialThere = partial !== undefined && s.store.has(partial.key);
+      if (planned.status !== 'fresh' && !(values.partial === true && partialThere)) {
+        const overrides = ((values.param as string[] | undefined) ?? []).flatMap((o) => ['-p', o]);
+        const exportPartial = commandLine('export', s.pipeline.file, [stage.name, folder, '--partial', ...overrides], values);
+        const orPartial = partialThere ? `, or export its partial result: ${exportPartial}` : '';
+        write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run it first: ${runCommand(s.pipeline.file, [stage.name], values)}${orPartial}`);
         return EXIT.failed;
       }
+      const key = planned.status === 'fresh' ? planned.key! : partial!.key;
       const target = path.resolve(folder);
       const inTheWay = await fileInTheWay(target);
       if (inTheWay !== undefined) {
@@ -1003,9 +1011,10 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.failed;
       }
       await mkdir(target, { recursive: true });
-      await copyOutOfCache(s.store.artifactsDir(planned.key!), target);
-      const files = s.manifests.get(planned.key!)?.outputs.length ?? 0;
-      write(io.stdout, `exported ${stage.name}: ${files} file(s) to ${target}`);
+      await copyOutOfCache(s.store.artifactsDir(key), target);
+      const files = (s.manifests.get(key) ?? s.store.readManifest(key))?.outputs.length ?? 0;
+      const what = key === planned.key ? stage.name : `${stage.name} (${describePartial(partial!)})`;
+      write(io.stdout, `exported ${what}: ${files} file(s) to ${target}`);
       return EXIT.ok;
     },
   },

@@ -88,6 +88,15 @@ test('under --keep-going a report is written without the failed variants, under 
     '| lr=2 | - | - | skipped: upstream train[lr=2] failed | - | - | - |',
     '| lr=3 | - | - | failed: command failed with exit code 4 | - | - | - |',
   ]);
+  // export gives the partial result only when asked, and says it is partial.
+  const dest = path.join(ws, 'shared');
+  const refused = await runMain(['export', file, 'table', dest]);
+  assert.is(refused.code, 1);
+  assert.is(refused.err, `pausepipe export: table is not computed (partial in its last run: 2 of 4 inputs missing (eval[lr=2] skipped, eval[lr=3] failed)); ` +
+    `run it first: pausepipe run ${path.relative(process.cwd(), file)} table, or export its partial result: pausepipe export ${path.relative(process.cwd(), file)} table ${dest} --partial\n`);
+  const exported = await runMain(['export', file, 'table', dest, '--partial']);
+  assert.is(exported.out, `exported table (partial in its last run: 2 of 4 inputs missing (eval[lr=2] skipped, eval[lr=3] failed)): 5 file(s) to ${dest}\n`);
+  assert.is(await readFile(path.join(dest, 'report.md'), 'utf8'), md);
   const csv = (await readFile(path.join(artifacts, 'report.csv'), 'utf8')).trimEnd().split('\r\n').map((l) => l.split(','));
   const columns = ['label', 'stage', 'variant.lr', 'accuracy', 'status', 'reason'].map((c) => csv[0]!.indexOf(c));
   assert.equal(csv.map((row) => columns.map((i) => row[i])), [
