@@ -436,14 +436,17 @@ for each x in [1, 2] {
   assert.ok(dot.includes(`<TD BGCOLOR="${STATUS_COLORS.failed}">failed last run (runs next)</TD>`));
 });
 
-test('dag fills a report whose last run was partial apart from plain stale stages, and its legend says so', async () => {
-  const { file } = await workspace(`
+/** Two variants feeding a report, the second failing: under --keep-going the report is written partial. */
+const PARTIAL_SWEEP = `
 for each x in [1, 2] {
   stage fit = sh { command: ["sh", "-c", "exit \${x - 1}"] }
   stage score = sh(model: fit) { command: ["sh", "-c", "printf '{\\"accuracy\\":0.5,\\"accuracy_std\\":0.5,\\"n\\":10,\\"eval_loss\\":null,\\"avg_pauses\\":0,\\"predictions\\":\\"p.json\\",\\"model\\":{\\"stage\\":\\"fit\\",\\"key\\":\\"k\\"},\\"training\\":null}' > \\"$PAUSEPIPE_OUT/metrics.json\\""] }
 }
 stage table = report(runs: score[*]) { title: "T" }
-`);
+`;
+
+test('dag fills a report whose last run was partial apart from plain stale stages, and its legend says so', async () => {
+  const { file } = await workspace(PARTIAL_SWEEP);
   assert.not.ok((await pp('dag', file, '--format', 'dot')).out.includes('partial'));
   const run = JSON.parse((await pp('run', file, '--json', '--keep-going')).out) as { stages: { name: string; partial?: unknown }[] };
   assert.ok(run.stages.find((st) => st.name === 'table')!.partial);
@@ -611,13 +614,7 @@ for each x in [1, 2] {
 });
 
 test('a stage edited after a run that left no result for it (failed, partial) says what changed since that run', async () => {
-  const { file } = await workspace(`
-for each x in [1, 2] {
-  stage fit = sh { command: ["sh", "-c", "exit \${x - 1}"] }
-  stage score = sh(model: fit) { command: ["sh", "-c", "printf '{\\"accuracy\\":0.5,\\"accuracy_std\\":0.5,\\"n\\":10,\\"eval_loss\\":null,\\"avg_pauses\\":0,\\"predictions\\":\\"p.json\\",\\"model\\":{\\"stage\\":\\"fit\\",\\"key\\":\\"k\\"},\\"training\\":null}' > \\"$PAUSEPIPE_OUT/metrics.json\\""] }
-}
-stage table = report(runs: score[*]) { title: "T" }
-`);
+  const { file } = await workspace(PARTIAL_SWEEP);
   assert.is((await pp('run', file, '--keep-going')).code, 1);
   const edit = async (from: string, to: string) => writeFile(file, (await readFile(file, 'utf8')).replace(from, to));
   await edit('title: "T"', 'title: "U"');
