@@ -141,16 +141,18 @@ export function evaluate(expr: Expr, scope: Scope, ctx: EvalContext): Value {
 
 export function evaluateString(expr: StringExpr, scope: Scope, ctx: EvalContext): string | typeof INVALID {
   let out = '';
+  let ok = true;
   for (const part of expr.parts) {
     if (typeof part === 'string') {
       out += part;
       continue;
     }
+    // Every `${…}` is evaluated, so each says its own mistake (they are independent, as a list's items are).
     const v = evaluate(part, scope, ctx);
-    if (v === INVALID) return INVALID;
-    out += renderValue(v);
+    if (v === INVALID) ok = false;
+    else out += renderValue(v);
   }
-  return out;
+  return ok ? out : INVALID;
 }
 
 function evaluateBinary(expr: Extract<Expr, { type: 'binary' }>, scope: Scope, ctx: EvalContext): Value {

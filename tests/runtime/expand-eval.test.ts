@@ -108,6 +108,15 @@ evaluation('an unknown name is E_UNKNOWN_VARIABLE with a suggestion from the sco
   ]);
 });
 
+evaluation('each `${…}` of a string says its own mistake, and the string is invalid', () => {
+  const r = run('"echo ${q} ${wrod} ${lr}"', { lr: 1 });
+  assert.is(r.value, INVALID);
+  assert.equal(r.diagnostics.map((d) => [d.code, d.message, d.span!.column]), [
+    ['E_UNKNOWN_VARIABLE', 'unknown variable `q`', 17],
+    ['E_UNKNOWN_VARIABLE', 'unknown variable `wrod`', 22],
+  ]);
+});
+
 evaluation('True, False and None as other languages write them suggest the literals', () => {
   const r = run('[True, False, None, NULL]');
   assert.equal(r.diagnostics.map((d) => [d.message, d.notes]), [
