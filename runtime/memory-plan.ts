@@ -1,10 +1,11 @@
 // What `plan` and `run` say before anything runs about the memory of the model stages: their estimates, how this
 // machine will run them (the scheduler's own rules, through Slots), and which of them cannot run here at all.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { ArtifactRef, ModelConfig, Resources, StageKind } from '../stages/kind.ts';
+import { readModelConfig } from '../stages/lm/memory-estimate.ts';
 import { formatLocation } from '../grammar/diagnostics.ts';
 import { Committer } from './commit.ts';
 import { LISTED_NAMES } from './format.ts';
@@ -184,7 +185,7 @@ export function memoryPlan(s: Session, machine: MemoryMachine): MemoryPlan {
       const upstreamConfigs = Object.fromEntries(Object.entries(st.inputs).map(([name, b]) => [name, b.stages.map((u) => foreseen.get(u))]));
       const key = s.keys.get(st.name);
       foreseen.set(st.name, fresh && isKeyed(key)
-        ? readConfig(path.join(s.store.artifactsDir(key.key), 'config.json'))
+        ? readModelConfig(s.store.artifactsDir(key.key))
         : kind?.plannedModelConfig?.(st.params, upstreamConfigs, s.pipeline.workspace));
       if (status.get(st.name) !== 'stale' || !kind?.resources) continue;
       let inputs: Record<string, ArtifactRef[]>;
@@ -206,14 +207,6 @@ export function memoryPlan(s: Session, machine: MemoryMachine): MemoryPlan {
   return plan;
 }
 
-function readConfig(file: string): ModelConfig | undefined {
-  try {
-    const config: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    return typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as ModelConfig) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Generated names are `NAME[LABEL]`, and a declared stage name holds no `[`. */
 const declaredOf = (name: string) => name.split('[')[0]!;

@@ -1,5 +1,6 @@
 // Stage kind `add_pause_token`: the pause surgery (extended embedding, grown LM head, pause head) on a model folder.
 import type { StageContext, StageKind, StageResult } from './kind.ts';
+import { readModelConfig } from './lm/memory-estimate.ts';
 
 export interface AddPauseTokenParams {
   token: string;
@@ -35,7 +36,7 @@ export const ADD_PAUSE_TOKEN: StageKind<AddPauseTokenParams> = {
 
   async run(ctx: StageContext<AddPauseTokenParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { openModelFolder, readModelConfig, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
+    const { openModelFolder, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
     const { addPauseToken } = await import('./lm/pause.ts');
     const { saveModel } = await import('./lm/model-io.ts');
     const { storedDtypes } = await import('./lm/safetensors.ts');

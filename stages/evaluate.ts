@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
-import { modelStageResources } from './lm/memory-estimate.ts';
+import { modelStageResources, readModelConfig } from './lm/memory-estimate.ts';
 
 export interface EvaluateParams {
   max_new_tokens: number;
@@ -59,7 +59,7 @@ export const EVALUATE: StageKind<EvaluateParams> = {
 
   async run(ctx: StageContext<EvaluateParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { checkDataPauseToken, fitLength, openModelFolder, readModelConfig, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
+    const { checkDataPauseToken, fitLength, openModelFolder, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
     const { generateAnswers } = await import('./lm/generate.ts');
     const { encodeTrainingExample, padIdOf, responseTemplateIds } = await import('./lm/collate.ts');
     const { evaluateLoss } = await import('./lm/trainer.ts');

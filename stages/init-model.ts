@@ -1,8 +1,8 @@
 // Stage kind `init_model`: a causal LM from a Hugging Face checkpoint folder or from scratch, saved as a Hugging Face folder with its tokenizer.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JsonValue } from '../runtime/json.ts';
-import type { ModelConfig, StageContext, StageKind, StageResult } from './kind.ts';
+import type { StageContext, StageKind, StageResult } from './kind.ts';
+import { readModelConfig } from './lm/memory-estimate.ts';
 
 export interface InitModelParams {
   path: string | null;
@@ -71,11 +71,11 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
   sources: ['stages/init-model.ts', 'stages/lm'],
   workspaceFiles: (p) => [p.path, p.tokenizer].filter((f): f is string => f !== null),
   // A checkpoint's own config.json gives the shape (a from-scratch preset needs its tokenizer: unknown until it runs).
-  plannedModelConfig: (p, _inputs, workspace) => (p.path === null ? undefined : readConfigFile(path.join(workspace, p.path, 'config.json'))),
+  plannedModelConfig: (p, _inputs, workspace) => (p.path === null ? undefined : readModelConfig(path.join(workspace, p.path))),
 
   async run(ctx: StageContext<InitModelParams>): Promise<StageResult> {
     const p = ctx.params;
-    const { readModelConfig, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
+    const { refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
     const { builtinTokenizer, loadTokenizer } = await import('./lm/tokenizer.ts');
     const { fromHfConfig, initWeights, presetConfig, toHfConfig } = await import('./lm/config.ts');
     const { CausalLM } = await import('./lm/model.ts');
@@ -130,12 +130,3 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
   },
 };
 
-/** A config.json as an object, or undefined when it cannot be read as one. */
-function readConfigFile(file: string): ModelConfig | undefined {
-  try {
-    const config: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    return typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as ModelConfig) : undefined;
-  } catch {
-    return undefined;
-  }
-}

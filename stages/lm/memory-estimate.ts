@@ -184,6 +184,16 @@ export function wasmMemoryRefusal(config: Json, use: WasmUse, purpose: MemoryPur
     `but the wasm backend holds at most 4 GiB in a process, whatever the machine's memory: ${ways.filter(Boolean).join(', or ')}`;
 }
 
+/** A model folder's config.json, or undefined when it cannot be read (loading the folder then says why). */
+export function readModelConfig(dir: string): Record<string, unknown> | undefined {
+  try {
+    const config: unknown = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    return typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What a worker process holds besides its tensors: Node.js, tfjs and the wasm module's own (a demo-sized sft: 480 MiB in all). */
 const WORKER_MIB = 512;
 /** Activations, an update's temporaries and the allocator's waste over the tensor floor (measured 0.9–1.3×, with the worker). */

@@ -1,5 +1,5 @@
 // What the model stage kinds share inside run(): backend start-up and opening a model folder with its tokenizer.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { StageContext } from '../kind.ts';
 import { initBackend } from './backend.ts';
@@ -83,14 +83,4 @@ export function refuseBeyondWasmMemory(ran: BackendMetrics, config: Record<strin
   if (ran.backend !== 'wasm' || config === undefined) return;
   const refusal = wasmMemoryRefusal(config, use, purpose);
   if (refusal !== undefined) throw new Error(refusal);
-}
-
-/** A model folder's config.json, or undefined when it cannot be read (loading the folder then says why). */
-export function readModelConfig(dir: string): Record<string, unknown> | undefined {
-  try {
-    const config: unknown = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
-    return typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
 }
