@@ -122,8 +122,12 @@ function commandLine(command: string, file: string, args: string[], values: Reco
 
 /** The `pausepipe run` that computes what a command over FILE, TARGETS and these flags looked at: same overrides, same cache. */
 function runCommand(file: string, targets: string[], values: Record<string, unknown>): string {
-  const overrides = ((values.param as string[] | undefined) ?? []).flatMap((o) => ['-p', o]);
-  return commandLine('run', file, [...targets, ...overrides], values);
+  return commandLine('run', file, [...targets, ...overrideFlags(values)], values);
+}
+
+/** The `-p NAME=VALUE` flags this command was given, to repeat in a command it suggests. */
+function overrideFlags(values: Record<string, unknown>): string[] {
+  return ((values.param as string[] | undefined) ?? []).flatMap((o) => ['-p', o]);
 }
 
 /** `pausepipe verify FILE --repair`, with the cache folder of this command: what removes a damaged entry. */
@@ -518,12 +522,9 @@ async function fileInTheWay(target: string): Promise<string | undefined> {
 const DAWN_LIMIT_NOTE = /^Warning: max\w+ artificially reduced from \d+ to \d+/;
 
 /**
- * What a person reads after a run: failures with their log tails, a summary, and the results table with the files to
- * look at (`results: false`: not those, for a run whose pipeline changed under it: `watch` runs the new one next).
- */
-/**
- * The end of a run: each failure with its log's tail, the counts, partial results, the results table and highlights.
- * `said`: failed stages whose failure the caller has told already (watch's held-back ones), left out of the tail.
+ * What a person reads after a run: failures with their log tails, a summary, partial results, and the results table
+ * with the files to look at (`results: false`: not those, for a run whose pipeline changed under it: `watch` runs the
+ * new one next). `said`: failed stages whose failure the caller has told already (watch's held-back ones), left out.
  */
 export function reportRun(s: Session, r: RunResult, seconds: number, io: Io, { results = true, said }: { results?: boolean; said?: ReadonlySet<string> } = {}): void {
   const failed = r.outcomes.filter((x) => x.status === 'failed' && !said?.has(x.name));
@@ -991,8 +992,7 @@ const COMMANDS: Record<string, Command> = {
       const partial = planned.status !== 'fresh' && planned.key !== undefined ? lastPartial(s.store, planned.key) : undefined;
       const partialThere = partial !== undefined && s.store.has(partial.key);
       if (planned.status !== 'fresh' && !(values.partial === true && partialThere)) {
-        const overrides = ((values.param as string[] | undefined) ?? []).flatMap((o) => ['-p', o]);
-        const exportPartial = commandLine('export', s.pipeline.file, [stage.name, folder, '--partial', ...overrides], values);
+        const exportPartial = commandLine('export', s.pipeline.file, [stage.name, folder, '--partial', ...overrideFlags(values)], values);
         const orPartial = partialThere ? `, or export its partial result: ${exportPartial}` : '';
         write(io.stderr, `pausepipe export: ${stage.name} is not computed (${planned.reasons.join('; ')}); run it first: ${runCommand(s.pipeline.file, [stage.name], values)}${orPartial}`);
         return EXIT.failed;

@@ -248,10 +248,10 @@ export async function watchPipeline(file: string, values: Record<string, unknown
       watched = watchedPaths(loaded.pipeline, loaded.kinds);
       watched.add(entry);
       watchFolders();
-      const held = retrying ? new Map<string, LastFailure>() : heldBack(s);
+      const failed = heldBack(s);
+      const held = retrying ? new Map<string, LastFailure>() : failed;
       if (retrying) {
         retrying = false;
-        const failed = heldBack(s);
         write(io.stdout, failed.size > 0 ? `retrying: ${listSome([...failed.keys()])}` : 'retrying: no stage failed last run');
       }
       const waiting = withDownstream(loaded.pipeline, new Set(held.keys()));

@@ -129,4 +129,3 @@ export const INIT_MODEL: StageKind<InitModelParams> = {
     }
   },
 };
-

@@ -3,7 +3,7 @@ import type { JsonValue } from '../runtime/json.ts';
 import type { StageContext, StageKind, StageResult } from './kind.ts';
 import type { TrainableGroup, TrainingSetup } from './lm/freeze.ts';
 import type { CausalLM } from './lm/model.ts';
-import { checkpointingAdvice, modelStageResources, readModelConfig, type CheckpointingAdvice, type MemoryShape } from './lm/memory-estimate.ts';
+import { checkpointingAdvice, modelStageResources, parameterCount, readModelConfig, type CheckpointingAdvice, type MemoryShape } from './lm/memory-estimate.ts';
 import type { Precision } from './lm/trainer.ts';
 
 export interface SftTrainGroups {
@@ -165,7 +165,6 @@ export const SFT: StageKind<SftParams> = {
   async run(ctx: StageContext<SftParams>): Promise<StageResult> {
     const p = ctx.params;
     const { checkDataPauseToken, fitLength, openModelFolder, refuseBeyondWasmMemory, startBackend } = await import('./lm/stage-support.ts');
-    const { parameterCount } = await import('./lm/memory-estimate.ts');
     const { toHfConfig } = await import('./lm/config.ts');
     const { configureTraining, trainedGroups } = await import('./lm/freeze.ts');
     const { mergeLora } = await import('./lm/lora.ts');

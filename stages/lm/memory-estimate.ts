@@ -238,9 +238,9 @@ function storedInBfloat16(dir: string): boolean {
  * words the refusal).
  */
 export function modelStageResources(dir: string | undefined, shape: MemoryShape, purpose: MemoryPurpose): Resources {
-  if (dir === undefined) return { cpu: 1, gpu: 1 };
+  const config = dir === undefined ? undefined : readModelConfig(dir);
+  if (dir === undefined || config === undefined) return { cpu: 1, gpu: 1 };
   try {
-    const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Json;
     // PAUSEPIPE_FROZEN_WEIGHTS=bf16 packs the frozen projections of a model stored in bfloat16 (values it holds exactly).
     const frozenBf16 = shape.frozenBf16 ?? (gpuChoice('PAUSEPIPE_FROZEN_WEIGHTS') === 'bf16' && storedInBfloat16(dir));
     // What trains is counted (heads, embeddings, LoRA adapters), as the run's own checkpointing advice counts it: the

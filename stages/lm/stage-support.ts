@@ -9,8 +9,6 @@ import { loadModel } from './model-io.ts';
 import { loadTokenizer, pauseText, readsAsPause } from './tokenizer.ts';
 import type { Tokenizer } from './types.ts';
 
-export type { MemoryPurpose } from './memory-estimate.ts';
-
 /** What a model stage records about where it ran: in its metrics, so `show` and the report can say it per row. */
 export interface BackendMetrics {
   /** The tfjs backend: tensorflow, webgpu, wasm or cpu. */
